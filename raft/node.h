@@ -1,0 +1,80 @@
+/*
+ * node.h: a Raft member as a running thing: the loop that drives the pure
+ * Raft core (raft.c) with ticks and proposals, persists what it must to the
+ * write-ahead log (wal.c) with group commit, sends messages to peers, and
+ * hands committed entries to the state machine in log order.
+ *
+ * The node owns one thread (the "raft thread"). Proposals arrive from any
+ * thread through raft_node_propose(); everything queued while an fdatasync is
+ * in flight is appended and synced together (group commit). Committed entries
+ * are delivered to cfg.apply on the raft thread, in index order, exactly once
+ * per process lifetime; after a restart, entries above cfg.applied_index are
+ * delivered again, so apply must be idempotent by index.
+ *
+ * raft/ knows nothing of etcd requests or storage: entry data is opaque bytes.
+ */
+#ifndef KSHIM_RAFT_NODE_H
+#define KSHIM_RAFT_NODE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "raft.h"
+
+typedef struct raft_node raft_node_t;
+
+typedef struct raft_node_config {
+    uint64_t id;                 /* this member's id, non-zero */
+    const uint64_t *peer_ids;    /* all voters including id; n_peers >= 1 */
+    size_t n_peers;
+    const char *wal_dir;         /* created if missing */
+    uint64_t applied_index;      /* state machine's durable-or-not applied index */
+    unsigned tick_ms;            /* default 100 */
+    unsigned election_ticks;     /* default 10 */
+    unsigned heartbeat_ticks;    /* default 1 */
+
+    /* Raft thread: committed entries in order (normal entries with data, and
+     * empty entries a new leader appends, which must still advance the
+     * applied index). term is the node's current term, for response headers. */
+    void (*apply)(void *ctx, const raft_entry_t *ents, size_t n, uint64_t term);
+    /* Raft thread, every few thousand applied entries: make the state machine
+     * durable and return the index it now covers; the WAL may then drop
+     * entries at or below it. May be NULL (the log is then never truncated). */
+    uint64_t (*persist_state)(void *ctx);
+    void *ctx;
+} raft_node_config_t;
+
+typedef struct raft_node_status {
+    uint64_t id;
+    uint64_t leader;             /* 0 if unknown */
+    uint64_t term;
+    uint64_t commit_index;
+    uint64_t applied_index;
+    uint64_t last_index;
+    uint64_t wal_bytes;          /* size of live WAL segments */
+} raft_node_status_t;
+
+enum {
+    RAFT_NODE_OK = 0,
+    RAFT_NODE_ERR_NOT_LEADER = -1,   /* "etcdserver: no leader" / forwarding later */
+    RAFT_NODE_ERR_STOPPED = -2,
+    RAFT_NODE_ERR_NOMEM = -3,
+};
+
+/* Opens (or creates) the WAL, replays it, starts the raft thread. Entries
+ * committed but not yet applied are delivered to apply before new ones.
+ * Returns 0, or -1 with a message in err. */
+int raft_node_start(const raft_node_config_t *cfg, raft_node_t **out, char *err, size_t errlen);
+
+/* Thread-safe. Copies data; the entry is appended, synced and, once
+ * committed, passed to apply. Returns RAFT_NODE_OK or an error above. */
+int raft_node_propose(raft_node_t *node, const void *data, size_t len);
+
+/* Thread-safe snapshot of the node's state. */
+void raft_node_status(raft_node_t *node, raft_node_status_t *out);
+
+/* Stops the thread after the current batch; pending proposals are dropped
+ * (never acknowledged). Frees the node. */
+void raft_node_stop(raft_node_t *node);
+
+#endif
