@@ -1,3 +1,382 @@
-/* kshimd.c: the kshim daemon's main (being written: flags, server start). */
+/*
+ * kshimd.c: the kshim daemon's entry point.
+ *
+ * Parses etcd's command line and ETCD_* environment variables with etcd's
+ * meaning (so a kubeadm static pod manifest or etcd's test harness can start
+ * kshimd in etcd's place), then hands the configuration to server_run().
+ * Flags kshimd knows but does not act on yet are accepted and logged, never
+ * rejected: refusing them would break drop-in use. Unknown flags are errors,
+ * as in etcd.
+ */
 #include <stdio.h>
-int main(void) { fprintf(stderr, "kshimd: not built yet\n"); return 1; }
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "log.h"
+#include "server.h"
+#include "version.h"
+
+typedef enum flag_kind {
+    FLAG_STRING,  /* const char ** */
+    FLAG_URLS,    /* comma-separated list into a URL array */
+    FLAG_BOOL,    /* int * */
+    FLAG_SIZE,    /* size_t * */
+    FLAG_U64,     /* uint64_t * */
+    FLAG_UINT,    /* unsigned * */
+    FLAG_IGNORED, /* accepted with a value, not acted on yet */
+    FLAG_IGNORED_BOOL,
+} flag_kind_t;
+
+typedef struct flag_def {
+    const char *name;
+    flag_kind_t kind;
+    void *target;
+    size_t *count;  /* FLAG_URLS: number of entries */
+} flag_def_t;
+
+static server_config_t cfg;
+static const char *log_level = "info";
+
+static flag_def_t flags[] = {
+    {"name", FLAG_STRING, &cfg.name, NULL},
+    {"data-dir", FLAG_STRING, &cfg.data_dir, NULL},
+    {"wal-dir", FLAG_STRING, &cfg.wal_dir, NULL},
+    {"listen-client-urls", FLAG_URLS, cfg.listen_client_urls, &cfg.n_listen_client_urls},
+    {"advertise-client-urls", FLAG_URLS, cfg.advertise_client_urls, &cfg.n_advertise_client_urls},
+    {"listen-peer-urls", FLAG_URLS, cfg.listen_peer_urls, &cfg.n_listen_peer_urls},
+    {"initial-advertise-peer-urls", FLAG_URLS, cfg.initial_advertise_peer_urls,
+     &cfg.n_initial_advertise_peer_urls},
+    {"initial-cluster", FLAG_STRING, &cfg.initial_cluster, NULL},
+    {"initial-cluster-state", FLAG_STRING, &cfg.initial_cluster_state, NULL},
+    {"initial-cluster-token", FLAG_STRING, &cfg.initial_cluster_token, NULL},
+    {"cert-file", FLAG_STRING, &cfg.cert_file, NULL},
+    {"key-file", FLAG_STRING, &cfg.key_file, NULL},
+    {"trusted-ca-file", FLAG_STRING, &cfg.trusted_ca_file, NULL},
+    {"client-cert-auth", FLAG_BOOL, &cfg.client_cert_auth, NULL},
+    {"peer-cert-file", FLAG_STRING, &cfg.peer_cert_file, NULL},
+    {"peer-key-file", FLAG_STRING, &cfg.peer_key_file, NULL},
+    {"peer-trusted-ca-file", FLAG_STRING, &cfg.peer_trusted_ca_file, NULL},
+    {"peer-client-cert-auth", FLAG_BOOL, &cfg.peer_client_cert_auth, NULL},
+    {"max-request-bytes", FLAG_SIZE, &cfg.max_request_bytes, NULL},
+    {"quota-backend-bytes", FLAG_U64, &cfg.quota_backend_bytes, NULL},
+    {"max-txn-ops", FLAG_SIZE, &cfg.max_txn_ops, NULL},
+    {"heartbeat-interval", FLAG_UINT, &cfg.heartbeat_interval_ms, NULL},
+    {"election-timeout", FLAG_UINT, &cfg.election_timeout_ms, NULL},
+    {"log-level", FLAG_STRING, &log_level, NULL},
+    /* Accepted for drop-in compatibility; not acted on yet. */
+    {"snapshot-count", FLAG_IGNORED, NULL, NULL},
+    {"max-snapshots", FLAG_IGNORED, NULL, NULL},
+    {"max-wals", FLAG_IGNORED, NULL, NULL},
+    {"listen-metrics-urls", FLAG_IGNORED, NULL, NULL},
+    {"listen-client-http-urls", FLAG_IGNORED, NULL, NULL},
+    {"backend-bbolt-freelist-type", FLAG_IGNORED, NULL, NULL},
+    {"backend-batch-interval", FLAG_IGNORED, NULL, NULL},
+    {"backend-batch-limit", FLAG_IGNORED, NULL, NULL},
+    {"max-concurrent-streams", FLAG_IGNORED, NULL, NULL},
+    {"grpc-keepalive-min-time", FLAG_IGNORED, NULL, NULL},
+    {"grpc-keepalive-interval", FLAG_IGNORED, NULL, NULL},
+    {"grpc-keepalive-timeout", FLAG_IGNORED, NULL, NULL},
+    {"socket-reuse-port", FLAG_IGNORED_BOOL, NULL, NULL},
+    {"socket-reuse-address", FLAG_IGNORED_BOOL, NULL, NULL},
+    {"discovery", FLAG_IGNORED, NULL, NULL},
+    {"discovery-fallback", FLAG_IGNORED, NULL, NULL},
+    {"discovery-proxy", FLAG_IGNORED, NULL, NULL},
+    {"discovery-srv", FLAG_IGNORED, NULL, NULL},
+    {"discovery-srv-name", FLAG_IGNORED, NULL, NULL},
+    {"strict-reconfig-check", FLAG_IGNORED_BOOL, NULL, NULL},
+    {"pre-vote", FLAG_IGNORED_BOOL, NULL, NULL},
+    {"enable-v2", FLAG_IGNORED_BOOL, NULL, NULL},
+    {"v2-deprecation", FLAG_IGNORED, NULL, NULL},
+    {"enable-pprof", FLAG_IGNORED_BOOL, NULL, NULL},
+    {"enable-grpc-gateway", FLAG_IGNORED_BOOL, NULL, NULL},
+    {"auto-tls", FLAG_IGNORED_BOOL, NULL, NULL},
+    {"peer-auto-tls", FLAG_IGNORED_BOOL, NULL, NULL},
+    {"self-signed-cert-validity", FLAG_IGNORED, NULL, NULL},
+    {"client-crl-file", FLAG_IGNORED, NULL, NULL},
+    {"client-cert-allowed-hostname", FLAG_IGNORED, NULL, NULL},
+    {"peer-crl-file", FLAG_IGNORED, NULL, NULL},
+    {"peer-cert-allowed-cn", FLAG_IGNORED, NULL, NULL},
+    {"peer-cert-allowed-hostname", FLAG_IGNORED, NULL, NULL},
+    {"cipher-suites", FLAG_IGNORED, NULL, NULL},
+    {"tls-min-version", FLAG_IGNORED, NULL, NULL},
+    {"tls-max-version", FLAG_IGNORED, NULL, NULL},
+    {"cors", FLAG_IGNORED, NULL, NULL},
+    {"host-whitelist", FLAG_IGNORED, NULL, NULL},
+    {"auth-token", FLAG_IGNORED, NULL, NULL},
+    {"auth-token-ttl", FLAG_IGNORED, NULL, NULL},
+    {"bcrypt-cost", FLAG_IGNORED, NULL, NULL},
+    {"metrics", FLAG_IGNORED, NULL, NULL},
+    {"logger", FLAG_IGNORED, NULL, NULL},
+    {"log-outputs", FLAG_IGNORED, NULL, NULL},
+    {"log-format", FLAG_IGNORED, NULL, NULL},
+    {"enable-log-rotation", FLAG_IGNORED_BOOL, NULL, NULL},
+    {"log-rotation-config-json", FLAG_IGNORED, NULL, NULL},
+    {"debug", FLAG_IGNORED_BOOL, NULL, NULL},
+    {"log-package-levels", FLAG_IGNORED, NULL, NULL},
+    {"force-new-cluster", FLAG_IGNORED_BOOL, NULL, NULL},
+    {"unsafe-no-fsync", FLAG_IGNORED_BOOL, NULL, NULL},
+    {"auto-compaction-mode", FLAG_IGNORED, NULL, NULL},
+    {"auto-compaction-retention", FLAG_IGNORED, NULL, NULL},
+    {"initial-election-tick-advance", FLAG_IGNORED_BOOL, NULL, NULL},
+    {"proxy", FLAG_IGNORED, NULL, NULL},
+    {"config-file", FLAG_IGNORED, NULL, NULL},
+};
+
+static const flag_def_t *find_flag(const char *name)
+{
+    for (size_t i = 0; i < sizeof flags / sizeof flags[0]; i++)
+        if (strcmp(flags[i].name, name) == 0)
+            return &flags[i];
+    return NULL;
+}
+
+static int is_bool_kind(flag_kind_t k)
+{
+    return k == FLAG_BOOL || k == FLAG_IGNORED_BOOL;
+}
+
+static int parse_bool(const char *v, int *out)
+{
+    if (!strcasecmp(v, "true") || !strcmp(v, "1") || !strcasecmp(v, "t")) {
+        *out = 1;
+        return 0;
+    }
+    if (!strcasecmp(v, "false") || !strcmp(v, "0") || !strcasecmp(v, "f")) {
+        *out = 0;
+        return 0;
+    }
+    return -1;
+}
+
+static int parse_u64(const char *v, uint64_t *out)
+{
+    char *end;
+    if (!*v || *v == '-')
+        return -1;
+    unsigned long long n = strtoull(v, &end, 10);
+    if (*end)
+        return -1;
+    *out = n;
+    return 0;
+}
+
+/* Splits a comma list in place (v is owned by the caller for the process
+ * lifetime). */
+static int split_urls(char *v, const char **arr, size_t *count)
+{
+    size_t n = 0;
+    for (char *tok = strtok(v, ","); tok; tok = strtok(NULL, ",")) {
+        while (*tok == ' ')
+            tok++;
+        if (!*tok)
+            continue;
+        if (n == SERVER_MAX_URLS)
+            return -1;
+        arr[n++] = tok;
+    }
+    if (n == 0)
+        return -1;
+    *count = n;
+    return 0;
+}
+
+static int set_flag(const flag_def_t *f, const char *value, const char *origin)
+{
+    uint64_t u;
+    int b;
+    switch (f->kind) {
+    case FLAG_STRING:
+        *(const char **)f->target = value;
+        return 0;
+    case FLAG_URLS: {
+        char *copy = strdup(value);
+        if (!copy || split_urls(copy, (const char **)f->target, f->count) != 0) {
+            fprintf(stderr, "invalid value \"%s\" for %s --%s: expected URLs\n", value, origin, f->name);
+            return -1;
+        }
+        return 0;
+    }
+    case FLAG_BOOL:
+        if (parse_bool(value, &b) != 0)
+            break;
+        *(int *)f->target = b;
+        return 0;
+    case FLAG_SIZE:
+        if (parse_u64(value, &u) != 0)
+            break;
+        *(size_t *)f->target = (size_t)u;
+        return 0;
+    case FLAG_U64:
+        if (parse_u64(value, &u) != 0)
+            break;
+        *(uint64_t *)f->target = u;
+        return 0;
+    case FLAG_UINT:
+        if (parse_u64(value, &u) != 0 || u > 0xffffffffu)
+            break;
+        *(unsigned *)f->target = (unsigned)u;
+        return 0;
+    case FLAG_IGNORED_BOOL:
+        if (parse_bool(value, &b) != 0)
+            break;
+        /* fall through */
+    case FLAG_IGNORED:
+        log_debug("flag --%s=%s accepted but not acted on by kshimd", f->name, value);
+        return 0;
+    }
+    fprintf(stderr, "invalid value \"%s\" for %s --%s\n", value, origin, f->name);
+    return -1;
+}
+
+/* ETCD_NAME, ETCD_DATA_DIR, ...: etcd reads every flag from the environment
+ * as ETCD_<FLAG WITH DASHES AS UNDERSCORES>; command-line flags win. */
+static int apply_env(void)
+{
+    for (size_t i = 0; i < sizeof flags / sizeof flags[0]; i++) {
+        char env[128] = "ETCD_";
+        size_t n = 5;
+        for (const char *p = flags[i].name; *p && n < sizeof env - 1; p++)
+            env[n++] = *p == '-' ? '_' : (char)(*p >= 'a' && *p <= 'z' ? *p - 32 : *p);
+        env[n] = '\0';
+        const char *v = getenv(env);
+        if (v && set_flag(&flags[i], v, env) != 0)
+            return -1;
+    }
+    return 0;
+}
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+            "Usage:\n\n  kshimd [flags]\n\n"
+            "  kshim is a drop-in replacement for etcd v3 (API %s). It takes etcd's flags\n"
+            "  and ETCD_* environment variables with etcd's meaning.\n\n"
+            "Member:\n"
+            "  --name 'default'                 human-readable name for this member.\n"
+            "  --data-dir '${name}.etcd'        path to the data directory.\n"
+            "  --wal-dir ''                     path to the dedicated wal directory.\n"
+            "  --listen-client-urls 'http://localhost:2379'\n"
+            "                                   URLs to serve clients on (http = h2c, https = TLS).\n"
+            "  --advertise-client-urls 'http://localhost:2379'\n"
+            "  --listen-peer-urls 'http://localhost:2380'\n"
+            "  --initial-advertise-peer-urls 'http://localhost:2380'\n"
+            "  --initial-cluster 'default=http://localhost:2380'\n"
+            "  --initial-cluster-state 'new'    'new' or 'existing'.\n"
+            "  --initial-cluster-token 'etcd-cluster'\n"
+            "  --heartbeat-interval 100         time (ms) of a heartbeat interval.\n"
+            "  --election-timeout 1000          time (ms) for an election to timeout.\n"
+            "  --max-request-bytes 1572864      maximum client request size in bytes.\n"
+            "  --max-txn-ops 128                maximum operations in a transaction.\n"
+            "  --quota-backend-bytes 0          backend size limit (0 = 2 GiB).\n"
+            "Security:\n"
+            "  --cert-file, --key-file          client server TLS cert and key.\n"
+            "  --trusted-ca-file                client server TLS trusted CA.\n"
+            "  --client-cert-auth               require and verify client certificates.\n"
+            "  --peer-cert-file, --peer-key-file, --peer-trusted-ca-file, --peer-client-cert-auth\n"
+            "Logging:\n"
+            "  --log-level 'info'               debug, info, warn, error.\n"
+            "Other:\n"
+            "  --version                        print the version and exit.\n"
+            "  -h, --help                       show this help.\n\n"
+            "Every other etcd 3.5 flag (--snapshot-count, --auto-compaction-*, --auth-token, ...)\n"
+            "and any --experimental-* flag is accepted; see README.md for which act.\n",
+            KSHIM_ETCD_API_VERSION);
+}
+
+static void print_version(void)
+{
+    printf("etcd Version: %s\nGit SHA: kshim-%s\nGo Version: none (kshim is C)\nGo OS/Arch: linux/amd64\n",
+           KSHIM_ETCD_VERSION, KSHIM_VERSION);
+}
+
+/* Returns 0 to run, 1 to exit successfully (help/version), -1 on error. */
+static int parse_args(int argc, char **argv)
+{
+    for (int i = 1; i < argc; i++) {
+        const char *arg = argv[i];
+        if (arg[0] != '-' || !arg[1]) {
+            fprintf(stderr, "'%s' is not a valid flag\n", arg);
+            return -1;
+        }
+        const char *name = arg + (arg[1] == '-' ? 2 : 1);
+        char namebuf[128];
+        const char *value = NULL;
+        const char *eq = strchr(name, '=');
+        if (eq) {
+            size_t n = (size_t)(eq - name);
+            if (n >= sizeof namebuf)
+                n = sizeof namebuf - 1;
+            memcpy(namebuf, name, n);
+            namebuf[n] = '\0';
+            name = namebuf;
+            value = eq + 1;
+        }
+        if (!strcmp(name, "h") || !strcmp(name, "help")) {
+            usage(stdout);
+            return 1;
+        }
+        if (!strcmp(name, "version")) {
+            print_version();
+            return 1;
+        }
+        const flag_def_t *f = find_flag(name);
+        flag_def_t experimental = {name, FLAG_IGNORED, NULL, NULL};
+        if (!f && !strncmp(name, "experimental-", 13))
+            f = &experimental;
+        if (!f) {
+            fprintf(stderr, "flag provided but not defined: -%s\n", name);
+            usage(stderr);
+            return -1;
+        }
+        if (!value) {
+            /* Go's flag package: booleans take no separate value. */
+            if (is_bool_kind(f->kind)) {
+                value = "true";
+            } else if (f == &experimental && (i + 1 >= argc || argv[i + 1][0] == '-')) {
+                value = "true";
+            } else if (i + 1 < argc) {
+                value = argv[++i];
+            } else {
+                fprintf(stderr, "flag needs an argument: -%s\n", name);
+                return -1;
+            }
+        }
+        if (set_flag(f, value, "flag") != 0)
+            return -1;
+    }
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    server_config_defaults(&cfg);
+    if (apply_env() != 0)
+        return 2;
+    int rc = parse_args(argc, argv);
+    if (rc != 0)
+        return rc > 0 ? 0 : 2;
+
+    enum log_level lvl;
+    if (log_parse_level(log_level, &lvl) != 0) {
+        fprintf(stderr, "invalid --log-level %s\n", log_level);
+        return 2;
+    }
+    log_set_level(lvl);
+
+    static char data_dir[4096], initial_cluster[4096];
+    if (!cfg.data_dir || !*cfg.data_dir) {
+        snprintf(data_dir, sizeof data_dir, "%s.etcd", cfg.name);
+        cfg.data_dir = data_dir;
+    }
+    if (!cfg.initial_cluster || !*cfg.initial_cluster) {
+        size_t n = 0;
+        for (size_t i = 0; i < cfg.n_initial_advertise_peer_urls; i++)
+            n += (size_t)snprintf(initial_cluster + n, sizeof initial_cluster - n, "%s%s=%s",
+                                  i ? "," : "", cfg.name, cfg.initial_advertise_peer_urls[i]);
+        cfg.initial_cluster = initial_cluster;
+    }
+    if (cfg.max_request_bytes == 0)
+        cfg.max_request_bytes = 1572864;
+    return server_run(&cfg);
+}

@@ -1,0 +1,25 @@
+/*
+ * pending.h: calls waiting for their Raft entry to be applied, keyed by the
+ * request id carried in the entry (kshim.RequestHeader.ID). Loop thread only.
+ * The table holds one call reference per entry.
+ */
+#ifndef KSHIM_PENDING_H
+#define KSHIM_PENDING_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "grpc.h"
+
+typedef struct pending_table pending_table_t;
+
+pending_table_t *pending_new(void);
+/* Drops every entry, releasing its call reference (calls are not answered). */
+void pending_free(pending_table_t *t);
+/* Takes a reference on call. Returns 0, or -1 on allocation failure. */
+int pending_add(pending_table_t *t, uint64_t id, grpc_call_t *call);
+/* Removes and returns the call (its reference passes to the caller), or NULL. */
+grpc_call_t *pending_take(pending_table_t *t, uint64_t id);
+size_t pending_count(const pending_table_t *t);
+
+#endif

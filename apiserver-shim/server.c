@@ -1,0 +1,492 @@
+/*
+ * server.c: one kshim member, wired together.
+ *
+ * Owns the three moving parts and the path between them:
+ *   loop thread  : sockets, TLS, HTTP/2, gRPC, the services' request decoding
+ *                  and every read (Range, read-only Txn) straight from LevelDB;
+ *   raft thread  : (raft/node.c) WAL append + group-committed fdatasync, then
+ *                  server_apply() below applies committed entries to the MVCC
+ *                  store and hands each result to the loop with one loop_post
+ *                  per applied batch;
+ *   back on loop : deliver_results() finds each waiting call by request id
+ *                  and answers it.
+ * A client hears "OK" only after its entry is durable in the WAL and applied,
+ * so an acknowledged write is never lost and every later read sees it.
+ */
+#include "server_internal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <wolfssl/options.h>
+#include <wolfssl/wolfcrypt/hash.h>
+#include <wolfssl/wolfcrypt/sha.h>
+
+#include "log.h"
+#include "pending.h"
+
+void server_config_defaults(server_config_t *cfg)
+{
+    memset(cfg, 0, sizeof *cfg);
+    cfg->name = "default";
+    cfg->data_dir = NULL; /* "<name>.etcd" */
+    cfg->wal_dir = "";
+    cfg->listen_client_urls[0] = "http://localhost:2379";
+    cfg->n_listen_client_urls = 1;
+    cfg->advertise_client_urls[0] = "http://localhost:2379";
+    cfg->n_advertise_client_urls = 1;
+    cfg->listen_peer_urls[0] = "http://localhost:2380";
+    cfg->n_listen_peer_urls = 1;
+    cfg->initial_advertise_peer_urls[0] = "http://localhost:2380";
+    cfg->n_initial_advertise_peer_urls = 1;
+    cfg->initial_cluster = NULL; /* "<name>=<initial-advertise-peer-urls>" */
+    cfg->initial_cluster_state = "new";
+    cfg->initial_cluster_token = "etcd-cluster";
+    cfg->max_request_bytes = 1572864;
+    cfg->max_txn_ops = 128;
+    cfg->heartbeat_interval_ms = 100;
+    cfg->election_timeout_ms = 1000;
+}
+
+/* ---- ids ------------------------------------------------------------- */
+
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+static uint64_t sha1_prefix64(const uint8_t *data, size_t len)
+{
+    uint8_t hash[WC_SHA_DIGEST_SIZE];
+    wc_ShaHash(data, (word32)len, hash);
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++)
+        v = (v << 8) | hash[i];
+    return v;
+}
+
+uint64_t server_member_id(const char *const *peer_urls, size_t n, const char *token)
+{
+    const char *sorted[SERVER_MAX_URLS];
+    size_t total = strlen(token);
+    if (n > SERVER_MAX_URLS)
+        n = SERVER_MAX_URLS;
+    for (size_t i = 0; i < n; i++) {
+        sorted[i] = peer_urls[i];
+        total += strlen(peer_urls[i]);
+    }
+    qsort(sorted, n, sizeof sorted[0], cmp_str);
+    uint8_t *buf = malloc(total + 1);
+    if (!buf)
+        return 1;
+    size_t off = 0;
+    for (size_t i = 0; i < n; i++) {
+        memcpy(buf + off, sorted[i], strlen(sorted[i]));
+        off += strlen(sorted[i]);
+    }
+    memcpy(buf + off, token, strlen(token));
+    off += strlen(token);
+    uint64_t id = sha1_prefix64(buf, off);
+    free(buf);
+    return id ? id : 1;
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+uint64_t server_cluster_id(const uint64_t *member_ids, size_t n)
+{
+    uint64_t ids[64];
+    uint8_t buf[64 * 8];
+    if (n > 64)
+        n = 64;
+    memcpy(ids, member_ids, n * sizeof ids[0]);
+    qsort(ids, n, sizeof ids[0], cmp_u64);
+    for (size_t i = 0; i < n; i++)
+        for (int b = 0; b < 8; b++)
+            buf[i * 8 + (size_t)b] = (uint8_t)(ids[i] >> (56 - 8 * b));
+    return sha1_prefix64(buf, n * 8);
+}
+
+/* ---- answering calls ------------------------------------------------- */
+
+void server_header_info(server_t *s, kv_header_info_t *out)
+{
+    out->cluster_id = s->cluster_id;
+    out->member_id = s->member_id;
+    out->raft_term = atomic_load(&s->term);
+}
+
+void server_finish_result(grpc_call_t *call, kv_result_t *res)
+{
+    if (!grpc_call_is_closed(call)) {
+        if (res->code == 0) {
+            grpc_call_send(call, res->resp, res->resp_len);
+            grpc_call_finish(call, GRPC_OK, NULL);
+        } else {
+            grpc_call_finish(call, (grpc_status_t)res->code, res->message);
+        }
+    }
+    kv_result_clear(res);
+}
+
+int server_require_leader(server_t *s, grpc_call_t *call)
+{
+    const char *hasleader = grpc_call_metadata(call, "hasleader");
+    if (!hasleader || strcmp(hasleader, "true") != 0)
+        return 0;
+    raft_node_status_t st;
+    raft_node_status(s->raft, &st);
+    if (st.leader != 0)
+        return 0;
+    grpc_call_finish(call, GRPC_UNAVAILABLE, "etcdserver: no leader");
+    return -1;
+}
+
+/* ---- the write path --------------------------------------------------- */
+
+typedef struct applied_result {
+    uint64_t id;
+    kv_result_t res;
+} applied_result_t;
+
+typedef struct applied_batch {
+    server_t *server;
+    size_t n;
+    applied_result_t results[];
+} applied_batch_t;
+
+void server_propose(server_t *s, grpc_call_t *call, Kshim__InternalRequest *req)
+{
+    Kshim__RequestHeader hdr = KSHIM__REQUEST_HEADER__INIT;
+    hdr.id = s->req_id_prefix | ++s->req_id_counter;
+    hdr.proposer = s->member_id;
+    req->header = &hdr;
+
+    size_t len = kshim__internal_request__get_packed_size(req);
+    if (len > s->cfg->max_request_bytes) {
+        req->header = NULL;
+        grpc_call_finish(call, GRPC_INVALID_ARGUMENT, "etcdserver: request is too large");
+        return;
+    }
+    uint8_t *data = malloc(len ? len : 1);
+    if (!data) {
+        req->header = NULL;
+        grpc_call_finish(call, GRPC_RESOURCE_EXHAUSTED, "etcdserver: out of memory");
+        return;
+    }
+    kshim__internal_request__pack(req, data);
+    req->header = NULL;
+
+    if (pending_add(s->pending, hdr.id, call) != 0) {
+        free(data);
+        grpc_call_finish(call, GRPC_RESOURCE_EXHAUSTED, "etcdserver: out of memory");
+        return;
+    }
+    int rc = raft_node_propose(s->raft, data, len);
+    free(data);
+    if (rc != RAFT_NODE_OK) {
+        grpc_call_t *c = pending_take(s->pending, hdr.id);
+        if (c) {
+            grpc_call_finish(c, GRPC_UNAVAILABLE,
+                             rc == RAFT_NODE_ERR_NOT_LEADER ? "etcdserver: no leader"
+                                                            : "etcdserver: server stopped");
+            grpc_call_unref(c);
+        }
+    }
+}
+
+/* Loop thread: answer every call whose entry was applied. */
+static void deliver_results(void *arg)
+{
+    applied_batch_t *b = arg;
+    server_t *s = b->server;
+    for (size_t i = 0; i < b->n; i++) {
+        grpc_call_t *call = pending_take(s->pending, b->results[i].id);
+        if (call) {
+            server_finish_result(call, &b->results[i].res);
+            grpc_call_unref(call);
+        } else {
+            kv_result_clear(&b->results[i].res);
+        }
+    }
+    free(b);
+}
+
+/* Raft thread: apply committed entries in order; results of our own
+ * proposals go back to the loop in one post. */
+static void server_apply(void *ctx, const raft_entry_t *ents, size_t n, uint64_t term)
+{
+    server_t *s = ctx;
+    atomic_store(&s->term, term);
+    kv_header_info_t hdr = {s->cluster_id, s->member_id, term};
+    applied_batch_t *batch = malloc(sizeof *batch + n * sizeof batch->results[0]);
+    if (batch) {
+        batch->server = s;
+        batch->n = 0;
+    }
+    for (size_t i = 0; i < n; i++) {
+        const raft_entry_t *e = &ents[i];
+        Kshim__InternalRequest *req = NULL;
+        if (e->type == RAFT_ENTRY_NORMAL && e->len > 0) {
+            req = kshim__internal_request__unpack(NULL, e->len, e->data);
+            if (!req)
+                log_error("raft entry %llu does not decode; applied as empty",
+                          (unsigned long long)e->index);
+        }
+        kv_result_t res;
+        memset(&res, 0, sizeof res);
+        int rc = kv_apply(s->mvcc, e->index, req, &hdr, &res);
+        int ours = rc == 0 && req && req->header && req->header->proposer == s->member_id;
+        if (ours && batch) {
+            batch->results[batch->n].id = req->header->id;
+            batch->results[batch->n].res = res;
+            batch->n++;
+        } else if (rc == 0) {
+            kv_result_clear(&res);
+        }
+        if (req)
+            kshim__internal_request__free_unpacked(req, NULL);
+    }
+    if (!batch)
+        return; /* out of memory: the waiting calls time out, the data is applied */
+    if (batch->n == 0 || loop_post(s->loop, deliver_results, batch) != 0) {
+        for (size_t i = 0; i < batch->n; i++)
+            kv_result_clear(&batch->results[i].res);
+        free(batch);
+    }
+}
+
+static uint64_t server_persist_state(void *ctx)
+{
+    server_t *s = ctx;
+    return mvcc_sync(s->mvcc);
+}
+
+/* ---- start-up --------------------------------------------------------- */
+
+static int mkdir_p(const char *path, mode_t mode)
+{
+    char buf[4096];
+    if (snprintf(buf, sizeof buf, "%s", path) >= (int)sizeof buf)
+        return -1;
+    for (char *p = buf + 1; *p; p++) {
+        if (*p == '/') {
+            *p = '\0';
+            if (mkdir(buf, mode) != 0 && errno != EEXIST)
+                return -1;
+            *p = '/';
+        }
+    }
+    if (mkdir(buf, mode) != 0 && errno != EEXIST)
+        return -1;
+    return 0;
+}
+
+static uint64_t random_u64(void)
+{
+    uint64_t v = 0;
+    int fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
+    if (fd >= 0) {
+        ssize_t r = read(fd, &v, sizeof v);
+        (void)r;
+        close(fd);
+    }
+    return v ^ (uint64_t)getpid() ^ ((uint64_t)time(NULL) << 20);
+}
+
+static loop_t *signal_loop;
+
+static void on_signal(int sig)
+{
+    (void)sig;
+    if (signal_loop)
+        loop_stop(signal_loop);
+}
+
+static void install_signals(loop_t *loop)
+{
+    signal_loop = loop;
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+}
+
+/* This member's peer URLs and the member list from --initial-cluster.
+ * Only single-member clusters run today (see README). */
+static int resolve_membership(server_t *s, const server_config_t *cfg, char *err, size_t errlen)
+{
+    s->n_peer_urls = cfg->n_initial_advertise_peer_urls;
+    for (size_t i = 0; i < s->n_peer_urls; i++)
+        s->peer_urls[i] = cfg->initial_advertise_peer_urls[i];
+    s->member_id = server_member_id(s->peer_urls, s->n_peer_urls, cfg->initial_cluster_token);
+
+    const char *ic = cfg->initial_cluster;
+    if (ic && *ic) {
+        /* Count distinct member names: "a=u1,a=u2,b=u3" has two members. */
+        size_t members = 0;
+        char names[SERVER_MAX_URLS][128];
+        const char *p = ic;
+        while (*p) {
+            const char *eq = strchr(p, '=');
+            const char *comma = strchr(p, ',');
+            if (!eq || (comma && comma < eq)) {
+                snprintf(err, errlen, "--initial-cluster: cannot parse %s", ic);
+                return -1;
+            }
+            size_t nl = (size_t)(eq - p);
+            if (nl >= sizeof names[0])
+                nl = sizeof names[0] - 1;
+            int seen = 0;
+            for (size_t i = 0; i < members; i++)
+                if (strlen(names[i]) == nl && strncmp(names[i], p, nl) == 0)
+                    seen = 1;
+            if (!seen && members < SERVER_MAX_URLS) {
+                memcpy(names[members], p, nl);
+                names[members][nl] = '\0';
+                members++;
+            }
+            p = comma ? comma + 1 : p + strlen(p);
+        }
+        if (members > 1) {
+            snprintf(err, errlen,
+                     "--initial-cluster names %zu members: multi-member clusters are not "
+                     "supported yet by this kshimd (single-voter Raft only)",
+                     members);
+            return -1;
+        }
+        if (members == 1 && strcmp(names[0], cfg->name) != 0) {
+            snprintf(err, errlen, "couldn't find local name \"%s\" in the initial cluster configuration",
+                     cfg->name);
+            return -1;
+        }
+    }
+    s->cluster_id = server_cluster_id(&s->member_id, 1);
+    return 0;
+}
+
+int server_run(const server_config_t *cfg)
+{
+    server_t s;
+    memset(&s, 0, sizeof s);
+    s.cfg = cfg;
+    char err[512] = "";
+    char path[4096];
+    int exit_code = 1;
+
+    if (resolve_membership(&s, cfg, err, sizeof err) != 0) {
+        log_error("%s", err);
+        return 1;
+    }
+    snprintf(path, sizeof path, "%s/member/kv", cfg->data_dir);
+    if (mkdir_p(path, 0700) != 0) {
+        log_error("cannot create data dir %s: %s", path, strerror(errno));
+        return 1;
+    }
+    mvcc_options_t mopts = {.max_txn_ops = cfg->max_txn_ops,
+                            .quota_backend_bytes = cfg->quota_backend_bytes};
+    if (mvcc_open(path, &mopts, &s.mvcc, err, sizeof err) != 0) {
+        log_error("cannot open the MVCC store in %s: %s", path, err);
+        return 1;
+    }
+    s.loop = loop_new();
+    s.pending = pending_new();
+    s.req_id_prefix = random_u64() << 32;
+    if (!s.loop || !s.pending) {
+        log_error("out of memory");
+        goto out;
+    }
+
+    char wal_path[4096];
+    if (cfg->wal_dir && *cfg->wal_dir)
+        snprintf(wal_path, sizeof wal_path, "%s", cfg->wal_dir);
+    else
+        snprintf(wal_path, sizeof wal_path, "%s/member/wal", cfg->data_dir);
+    raft_node_config_t rcfg = {
+        .id = s.member_id,
+        .peer_ids = &s.member_id,
+        .n_peers = 1,
+        .wal_dir = wal_path,
+        .applied_index = mvcc_applied_index(s.mvcc),
+        .tick_ms = cfg->heartbeat_interval_ms,
+        .election_ticks = cfg->heartbeat_interval_ms
+                              ? cfg->election_timeout_ms / cfg->heartbeat_interval_ms
+                              : 10,
+        .heartbeat_ticks = 1,
+        .apply = server_apply,
+        .persist_state = server_persist_state,
+        .ctx = &s,
+    };
+    if (raft_node_start(&rcfg, &s.raft, err, sizeof err) != 0) {
+        log_error("cannot start raft: %s", err);
+        goto out;
+    }
+
+    grpc_server_config_t gcfg = {.max_request_bytes = cfg->max_request_bytes,
+                                 .max_concurrent_streams = 1000};
+    s.grpc = grpc_server_new(s.loop, &gcfg);
+    if (!s.grpc) {
+        log_error("cannot create the gRPC server");
+        goto out;
+    }
+    svc_kv_register(&s);
+    svc_maintenance_register(&s);
+    svc_cluster_register(&s);
+
+    grpc_tls_config_t tls = {.cert_file = cfg->cert_file,
+                             .key_file = cfg->key_file,
+                             .trusted_ca_file = cfg->trusted_ca_file,
+                             .client_cert_auth = cfg->client_cert_auth};
+    for (size_t i = 0; i < cfg->n_listen_client_urls; i++) {
+        const char *url = cfg->listen_client_urls[i];
+        int https = strncmp(url, "https://", 8) == 0;
+        if (https && (!cfg->cert_file || !cfg->key_file)) {
+            log_error("listen URL %s needs --cert-file and --key-file", url);
+            goto out;
+        }
+        if (grpc_server_listen(s.grpc, url, https ? &tls : NULL, err, sizeof err) != 0) {
+            log_error("cannot listen on %s: %s", url, err);
+            goto out;
+        }
+        log_info("serving client traffic on %s", url);
+    }
+    log_info("kshimd ready: name=%s member-id=%016llx cluster-id=%016llx data-dir=%s revision=%lld",
+             cfg->name, (unsigned long long)s.member_id, (unsigned long long)s.cluster_id,
+             cfg->data_dir, (long long)mvcc_revision(s.mvcc));
+
+    install_signals(s.loop);
+    loop_run(s.loop);
+    log_info("received a termination signal, shutting down");
+    exit_code = 0;
+
+out:
+    /* Stop Raft (pending proposals are never acked), drop the waiting calls,
+     * close the connections, then make the store durable and close it. */
+    if (s.raft)
+        raft_node_stop(s.raft);
+    if (s.pending)
+        pending_free(s.pending);
+    if (s.grpc)
+        grpc_server_free(s.grpc);
+    if (s.mvcc) {
+        mvcc_sync(s.mvcc);
+        mvcc_close(s.mvcc);
+    }
+    signal_loop = NULL;
+    if (s.loop)
+        loop_free(s.loop);
+    return exit_code;
+}

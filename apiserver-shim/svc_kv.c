@@ -1,0 +1,145 @@
+/*
+ * svc_kv.c: the etcd KV service (/etcdserverpb.KV/...).
+ *
+ * Decodes requests, validates them as etcd's API layer does, then either
+ * reads locally (Range, read-only Txn) or proposes through Raft (Put,
+ * DeleteRange, Txn with writes, Compact). All KV semantics live in
+ * storage/kv.c; this file only routes.
+ *
+ * Reads are served from the local store on the loop thread. On a single
+ * voter that is linearizable: a write is acknowledged only after it is
+ * applied, so every read that starts after an acknowledgement sees it. A
+ * multi-member cluster will route non-serializable reads through Raft's
+ * ReadIndex first (raft_read_index), which this file is ready to call.
+ */
+#include <stdlib.h>
+
+#include "server_internal.h"
+
+static void reply_bad_request(grpc_call_t *call)
+{
+    /* What grpc-go answers when the request does not unmarshal. */
+    grpc_call_finish(call, GRPC_INTERNAL, "grpc: error unmarshalling request: unexpected EOF");
+}
+
+static void kv_range_call(grpc_call_t *call, const uint8_t *msg, size_t len, void *ctx)
+{
+    server_t *s = ctx;
+    Etcdserverpb__RangeRequest *req = etcdserverpb__range_request__unpack(NULL, len, msg);
+    if (!req) {
+        reply_bad_request(call);
+        return;
+    }
+    kv_result_t res = {0};
+    if (server_require_leader(s, call) == 0) {
+        if (kv_validate_range(s->mvcc, req, &res) == 0) {
+            kv_header_info_t hdr;
+            server_header_info(s, &hdr);
+            kv_range(s->mvcc, req, &hdr, &res);
+        }
+        server_finish_result(call, &res);
+    }
+    etcdserverpb__range_request__free_unpacked(req, NULL);
+}
+
+static void kv_put_call(grpc_call_t *call, const uint8_t *msg, size_t len, void *ctx)
+{
+    server_t *s = ctx;
+    Etcdserverpb__PutRequest *req = etcdserverpb__put_request__unpack(NULL, len, msg);
+    if (!req) {
+        reply_bad_request(call);
+        return;
+    }
+    kv_result_t res = {0};
+    if (server_require_leader(s, call) == 0) {
+        if (kv_validate_put(s->mvcc, req, &res) != 0) {
+            server_finish_result(call, &res);
+        } else {
+            Kshim__InternalRequest ir = KSHIM__INTERNAL_REQUEST__INIT;
+            ir.put = req;
+            server_propose(s, call, &ir);
+        }
+    }
+    etcdserverpb__put_request__free_unpacked(req, NULL);
+}
+
+static void kv_delete_call(grpc_call_t *call, const uint8_t *msg, size_t len, void *ctx)
+{
+    server_t *s = ctx;
+    Etcdserverpb__DeleteRangeRequest *req =
+        etcdserverpb__delete_range_request__unpack(NULL, len, msg);
+    if (!req) {
+        reply_bad_request(call);
+        return;
+    }
+    kv_result_t res = {0};
+    if (server_require_leader(s, call) == 0) {
+        if (kv_validate_delete(s->mvcc, req, &res) != 0) {
+            server_finish_result(call, &res);
+        } else {
+            Kshim__InternalRequest ir = KSHIM__INTERNAL_REQUEST__INIT;
+            ir.delete_range = req;
+            server_propose(s, call, &ir);
+        }
+    }
+    etcdserverpb__delete_range_request__free_unpacked(req, NULL);
+}
+
+static void kv_txn_call(grpc_call_t *call, const uint8_t *msg, size_t len, void *ctx)
+{
+    server_t *s = ctx;
+    Etcdserverpb__TxnRequest *req = etcdserverpb__txn_request__unpack(NULL, len, msg);
+    if (!req) {
+        reply_bad_request(call);
+        return;
+    }
+    kv_result_t res = {0};
+    if (server_require_leader(s, call) == 0) {
+        if (kv_validate_txn(s->mvcc, req, &res) != 0) {
+            server_finish_result(call, &res);
+        } else if (kv_txn_is_readonly(req)) {
+            kv_header_info_t hdr;
+            server_header_info(s, &hdr);
+            kv_txn_readonly(s->mvcc, req, &hdr, &res);
+            server_finish_result(call, &res);
+        } else {
+            Kshim__InternalRequest ir = KSHIM__INTERNAL_REQUEST__INIT;
+            ir.txn = req;
+            server_propose(s, call, &ir);
+        }
+    }
+    etcdserverpb__txn_request__free_unpacked(req, NULL);
+}
+
+static void kv_compact_call(grpc_call_t *call, const uint8_t *msg, size_t len, void *ctx)
+{
+    server_t *s = ctx;
+    Etcdserverpb__CompactionRequest *req =
+        etcdserverpb__compaction_request__unpack(NULL, len, msg);
+    if (!req) {
+        reply_bad_request(call);
+        return;
+    }
+    if (server_require_leader(s, call) == 0) {
+        Kshim__InternalRequest ir = KSHIM__INTERNAL_REQUEST__INIT;
+        ir.compaction = req;
+        server_propose(s, call, &ir);
+    }
+    etcdserverpb__compaction_request__free_unpacked(req, NULL);
+}
+
+static grpc_method_t kv_methods[] = {
+    {.path = "/etcdserverpb.KV/Range", .on_message = kv_range_call},
+    {.path = "/etcdserverpb.KV/Put", .on_message = kv_put_call},
+    {.path = "/etcdserverpb.KV/DeleteRange", .on_message = kv_delete_call},
+    {.path = "/etcdserverpb.KV/Txn", .on_message = kv_txn_call},
+    {.path = "/etcdserverpb.KV/Compact", .on_message = kv_compact_call},
+};
+
+void svc_kv_register(server_t *s)
+{
+    for (size_t i = 0; i < sizeof kv_methods / sizeof kv_methods[0]; i++) {
+        kv_methods[i].ctx = s;
+        grpc_server_register(s->grpc, &kv_methods[i]);
+    }
+}

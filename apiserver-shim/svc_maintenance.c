@@ -1,0 +1,108 @@
+/*
+ * svc_maintenance.c: the etcd Maintenance service (/etcdserverpb.Maintenance/...):
+ * Status (what `etcdctl endpoint status` and kube-apiserver's health and
+ * version probes read), Alarm and Defragment. Hash, HashKV, Snapshot and
+ * MoveLeader are not served yet and answer Unimplemented.
+ */
+#include <stdlib.h>
+
+#include "server_internal.h"
+#include "version.h"
+
+static void send_packed(grpc_call_t *call, const ProtobufCMessage *msg)
+{
+    size_t len = protobuf_c_message_get_packed_size(msg);
+    uint8_t *buf = malloc(len ? len : 1);
+    if (!buf) {
+        grpc_call_finish(call, GRPC_RESOURCE_EXHAUSTED, "etcdserver: out of memory");
+        return;
+    }
+    protobuf_c_message_pack(msg, buf);
+    grpc_call_send(call, buf, len);
+    grpc_call_finish(call, GRPC_OK, NULL);
+    free(buf);
+}
+
+static void fill_header(server_t *s, Etcdserverpb__ResponseHeader *h)
+{
+    kv_header_info_t info;
+    server_header_info(s, &info);
+    h->cluster_id = info.cluster_id;
+    h->member_id = info.member_id;
+    h->raft_term = info.raft_term;
+    h->revision = mvcc_revision(s->mvcc);
+}
+
+static void status_call(grpc_call_t *call, const uint8_t *msg, size_t len, void *ctx)
+{
+    server_t *s = ctx;
+    (void)msg;
+    (void)len;
+    raft_node_status_t st;
+    raft_node_status(s->raft, &st);
+
+    Etcdserverpb__ResponseHeader hdr = ETCDSERVERPB__RESPONSE_HEADER__INIT;
+    fill_header(s, &hdr);
+    hdr.raft_term = st.term;
+    Etcdserverpb__StatusResponse resp = ETCDSERVERPB__STATUS_RESPONSE__INIT;
+    resp.header = &hdr;
+    resp.version = (char *)KSHIM_ETCD_VERSION;
+    resp.dbsize = (int64_t)mvcc_db_size(s->mvcc);
+    resp.dbsizeinuse = resp.dbsize;
+    resp.leader = st.leader;
+    resp.raftindex = st.commit_index;
+    resp.raftterm = st.term;
+    resp.raftappliedindex = st.applied_index;
+    char *no_leader = "etcdserver: no leader";
+    if (st.leader == 0) {
+        resp.n_errors = 1;
+        resp.errors = &no_leader;
+    }
+    send_packed(call, &resp.base);
+}
+
+static void alarm_call(grpc_call_t *call, const uint8_t *msg, size_t len, void *ctx)
+{
+    server_t *s = ctx;
+    Etcdserverpb__AlarmRequest *req = etcdserverpb__alarm_request__unpack(NULL, len, msg);
+    if (!req) {
+        grpc_call_finish(call, GRPC_INTERNAL, "grpc: error unmarshalling request: unexpected EOF");
+        return;
+    }
+    /* No alarm is ever raised yet (the space quota fails writes directly), so
+     * GET lists none and ACTIVATE/DEACTIVATE have nothing to change. */
+    Etcdserverpb__ResponseHeader hdr = ETCDSERVERPB__RESPONSE_HEADER__INIT;
+    fill_header(s, &hdr);
+    Etcdserverpb__AlarmResponse resp = ETCDSERVERPB__ALARM_RESPONSE__INIT;
+    resp.header = &hdr;
+    send_packed(call, &resp.base);
+    etcdserverpb__alarm_request__free_unpacked(req, NULL);
+}
+
+static void defragment_call(grpc_call_t *call, const uint8_t *msg, size_t len, void *ctx)
+{
+    server_t *s = ctx;
+    (void)msg;
+    (void)len;
+    /* LevelDB compacts its files continuously; there is no free-list to
+     * rewrite as in bbolt, so defragmentation has nothing to do. */
+    Etcdserverpb__ResponseHeader hdr = ETCDSERVERPB__RESPONSE_HEADER__INIT;
+    fill_header(s, &hdr);
+    Etcdserverpb__DefragmentResponse resp = ETCDSERVERPB__DEFRAGMENT_RESPONSE__INIT;
+    resp.header = &hdr;
+    send_packed(call, &resp.base);
+}
+
+static grpc_method_t maintenance_methods[] = {
+    {.path = "/etcdserverpb.Maintenance/Status", .on_message = status_call},
+    {.path = "/etcdserverpb.Maintenance/Alarm", .on_message = alarm_call},
+    {.path = "/etcdserverpb.Maintenance/Defragment", .on_message = defragment_call},
+};
+
+void svc_maintenance_register(server_t *s)
+{
+    for (size_t i = 0; i < sizeof maintenance_methods / sizeof maintenance_methods[0]; i++) {
+        maintenance_methods[i].ctx = s;
+        grpc_server_register(s->grpc, &maintenance_methods[i]);
+    }
+}
