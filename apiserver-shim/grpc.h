@@ -107,6 +107,18 @@ int grpc_call_send(grpc_call_t *call, const uint8_t *msg, size_t len);
  * Trailers-Only response if nothing was sent yet. Idempotent. */
 void grpc_call_finish(grpc_call_t *call, grpc_status_t status, const char *message);
 
+/* Additions (transport owner): bytes queued on a call and not yet handed to
+ * HTTP/2 (streaming services use it to bound what a slow client buffers). */
+size_t grpc_call_send_queued(grpc_call_t *call);
+/* The configured --max-request-bytes (services answer "request is too large"
+ * above it; the transport itself rejects messages above it + 512 KiB). */
+size_t grpc_server_max_request_bytes(grpc_server_t *srv);
+/* Bound port of the index-th successful grpc_server_listen (for port 0), or -1. */
+int grpc_server_port(grpc_server_t *srv, size_t index);
+/* Re-read the certificate files of every TLS listener; new connections use the
+ * new context, live ones keep theirs. 0, or -1 with err (old context kept). */
+int grpc_server_reload_tls(grpc_server_t *srv, char *err, size_t errlen);
+
 /* Framing helpers, exposed for tests: the 5-byte gRPC message prefix. */
 void grpc_frame_prefix(uint8_t out[5], uint32_t len);
 /* Percent-encode a grpc-message value per the gRPC spec; returns a malloc'd string. */
