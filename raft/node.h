@@ -42,6 +42,10 @@ typedef struct raft_node_config {
      * entries at or below it. May be NULL (the log is then never truncated). */
     uint64_t (*persist_state)(void *ctx);
     void *ctx;
+
+    /* Added after the first version; zero means the default. */
+    size_t wal_segment_bytes;    /* WAL segment preallocation, default 64 MiB */
+    uint64_t persist_every;      /* applied entries between persist_state calls, default 10000 */
 } raft_node_config_t;
 
 typedef struct raft_node_status {
@@ -52,6 +56,9 @@ typedef struct raft_node_status {
     uint64_t applied_index;
     uint64_t last_index;
     uint64_t wal_bytes;          /* size of live WAL segments */
+    uint64_t wal_syncs;          /* fdatasync calls for log appends (group commit) */
+    uint64_t proposals;          /* proposals handed to the core */
+    int failed;                  /* a WAL error stopped the node (fail-stop) */
 } raft_node_status_t;
 
 enum {

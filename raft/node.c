@@ -1,0 +1,309 @@
+/*
+ * node.c: the raft thread (see node.h). Owns the Raft core, the WAL, the
+ * proposal queue and the status snapshot. One loop: wait for a proposal, a
+ * tick or pending work; tick; drain ALL queued proposals into the core; take
+ * one ready: append its entries and hard state to the WAL and fdatasync once
+ * (group commit: whatever queues up during the sync goes into the next
+ * round); then apply committed entries and advance. A WAL error is fatal to
+ * the node (fail-stop): nothing unsynced is ever acknowledged.
+ */
+#include "node.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "wal.h"
+
+typedef struct proposal {
+    struct proposal *next;
+    size_t len;
+    uint8_t data[];
+} proposal_t;
+
+struct raft_node {
+    raft_node_config_t cfg;
+    uint64_t *peers;
+    raft_t *raft;
+    wal_t *wal;
+    uint64_t applied_since_persist;
+
+    pthread_t thread;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    /* guarded by mu */
+    proposal_t *q_head, *q_tail;
+    int stopping;
+    raft_node_status_t status;
+};
+
+static uint64_t now_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static void deadline_ts(uint64_t ms, struct timespec *ts) {
+    ts->tv_sec = (time_t)(ms / 1000);
+    ts->tv_nsec = (long)(ms % 1000) * 1000000;
+}
+
+static void free_queue(proposal_t *p) {
+    while (p) {
+        proposal_t *next = p->next;
+        free(p);
+        p = next;
+    }
+}
+
+/* Raft thread, under mu: refresh the status snapshot. */
+static void status_refresh_locked(raft_node_t *n) {
+    raft_status_t rs;
+    raft_status(n->raft, &rs);
+    wal_stats_t ws;
+    wal_get_stats(n->wal, &ws);
+    n->status.id = rs.id;
+    n->status.leader = rs.leader;
+    n->status.term = rs.term;
+    n->status.commit_index = rs.commit;
+    n->status.applied_index = rs.applied;
+    n->status.last_index = rs.last_index;
+    n->status.wal_bytes = ws.live_bytes;
+    n->status.wal_syncs = ws.syncs;
+}
+
+static void status_refresh(raft_node_t *n) {
+    pthread_mutex_lock(&n->mu);
+    status_refresh_locked(n);
+    pthread_mutex_unlock(&n->mu);
+}
+
+static void node_fail(raft_node_t *n, const char *what) {
+    fprintf(stderr, "raft node %llu: %s: %s; stopping (fail-stop)\n",
+            (unsigned long long)n->cfg.id, what, wal_last_error(n->wal));
+    pthread_mutex_lock(&n->mu);
+    n->status.failed = 1;
+    n->status.leader = 0;
+    pthread_mutex_unlock(&n->mu);
+}
+
+/* Make the state machine durable every persist_every applied entries and let
+ * the WAL and the in-memory log drop what it covers. */
+static int maybe_persist(raft_node_t *n) {
+    if (!n->cfg.persist_state || n->applied_since_persist < n->cfg.persist_every) return 0;
+    n->applied_since_persist = 0;
+    uint64_t idx = n->cfg.persist_state(n->cfg.ctx);
+    raft_status_t rs;
+    raft_status(n->raft, &rs);
+    if (idx > rs.applied) idx = rs.applied;   /* never trust more than was applied */
+    if (wal_release_to(n->wal, idx) < 0) return -1;
+    raft_compact(n->raft, idx);
+    return 0;
+}
+
+/* One ready round: persist (one sync), [send], apply, advance. */
+static int handle_ready(raft_node_t *n) {
+    raft_ready_t rd;
+    raft_ready(n->raft, &rd);
+    if (rd.n_entries && wal_append_entries(n->wal, rd.entries, rd.n_entries) != 0) return -1;
+    if (rd.hard_state_changed && wal_save_hard_state(n->wal, &rd.hard_state) != 0) return -1;
+    if ((rd.must_sync ? wal_sync(n->wal) : wal_write(n->wal)) != 0) return -1;
+    /* Messages: only a single voter for now (raft_node_start refuses peers),
+     * so there is nobody to send to. The transport will take rd.msgs here. */
+    assert(rd.n_msgs == 0);
+    if (rd.n_committed) {
+        for (size_t i = 1; i < rd.n_committed; i++)
+            assert(rd.committed[i].index == rd.committed[i - 1].index + 1);
+        n->cfg.apply(n->cfg.ctx, rd.committed, rd.n_committed, rd.hard_state.term);
+        n->applied_since_persist += rd.n_committed;
+    }
+    raft_advance(n->raft);
+    return maybe_persist(n);
+}
+
+static void *node_thread(void *arg) {
+    raft_node_t *n = arg;
+    uint64_t next_tick = now_ms() + n->cfg.tick_ms;
+    for (;;) {
+        pthread_mutex_lock(&n->mu);
+        int busy = raft_has_ready(n->raft);
+        while (!n->stopping && !n->q_head && !busy && now_ms() < next_tick) {
+            struct timespec ts;
+            deadline_ts(next_tick, &ts);
+            pthread_cond_timedwait(&n->cv, &n->mu, &ts);
+        }
+        if (n->stopping) {
+            pthread_mutex_unlock(&n->mu);
+            break;
+        }
+        proposal_t *batch = n->q_head;
+        n->q_head = n->q_tail = NULL;
+        pthread_mutex_unlock(&n->mu);
+
+        uint64_t now = now_ms();
+        if (now >= next_tick) {
+            raft_tick(n->raft);
+            next_tick = now + n->cfg.tick_ms;
+        }
+        uint64_t proposed = 0;
+        for (proposal_t *p = batch; p; p = p->next)
+            if (raft_propose(n->raft, p->data, p->len) == RAFT_OK) proposed++;
+        free_queue(batch);
+        if (raft_has_ready(n->raft) && handle_ready(n) != 0) {
+            node_fail(n, "WAL write failed");
+            break;
+        }
+        pthread_mutex_lock(&n->mu);
+        n->status.proposals += proposed;
+        status_refresh_locked(n);
+        pthread_mutex_unlock(&n->mu);
+    }
+    return NULL;
+}
+
+/* ---------------------------------------------------------------- API */
+
+static int start_error(char *err, size_t errlen, const char *msg) {
+    if (err && errlen) snprintf(err, errlen, "%s", msg);
+    return -1;
+}
+
+static int config_check(const raft_node_config_t *cfg, char *err, size_t errlen) {
+    if (cfg->id == 0) return start_error(err, errlen, "raft node: id must be non-zero");
+    if (!cfg->apply) return start_error(err, errlen, "raft node: apply callback missing");
+    if (!cfg->wal_dir) return start_error(err, errlen, "raft node: wal_dir missing");
+    if (cfg->n_peers == 0 || !cfg->peer_ids) return start_error(err, errlen, "raft node: no peers");
+    int self = 0;
+    for (size_t i = 0; i < cfg->n_peers; i++) self |= cfg->peer_ids[i] == cfg->id;
+    if (!self) return start_error(err, errlen, "raft node: peer_ids must include the node's own id");
+    if (cfg->n_peers > 1)
+        return start_error(err, errlen,
+                           "raft node: multi-member clusters are not supported yet (no peer transport); "
+                           "run a single voter");
+    return 0;
+}
+
+static void node_free(raft_node_t *n) {
+    raft_free(n->raft);
+    wal_close(n->wal);
+    free_queue(n->q_head);
+    free(n->peers);
+    pthread_mutex_destroy(&n->mu);
+    pthread_cond_destroy(&n->cv);
+    free(n);
+}
+
+static int node_init_sync(raft_node_t *n) {
+    pthread_condattr_t ca;
+    if (pthread_condattr_init(&ca) != 0) return -1;
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    int rc = pthread_cond_init(&n->cv, &ca);
+    pthread_condattr_destroy(&ca);
+    if (rc != 0) return -1;
+    if (pthread_mutex_init(&n->mu, NULL) != 0) {
+        pthread_cond_destroy(&n->cv);
+        return -1;
+    }
+    return 0;
+}
+
+/* WAL replay -> core. */
+static int node_recover(raft_node_t *n, char *err, size_t errlen) {
+    wal_recovered_t rec;
+    if (wal_open(n->cfg.wal_dir, n->cfg.wal_segment_bytes, &n->wal, &rec, err, errlen) != 0) return -1;
+    raft_config_t rc = {
+        .id = n->cfg.id,
+        .voters = n->peers,
+        .n_voters = n->cfg.n_peers,
+        .election_ticks = n->cfg.election_ticks,
+        .heartbeat_ticks = n->cfg.heartbeat_ticks,
+        .seed = n->cfg.id ^ (uint64_t)now_ms(),
+        .hard_state = rec.hard_state,
+        .log_base_index = rec.base_index,
+        .log_base_term = rec.base_term,
+        .log = rec.ents,
+        .n_log = rec.n_ents,
+        .applied = n->cfg.applied_index,
+    };
+    n->raft = raft_new(&rc, err, errlen);
+    wal_recovered_free(&rec);
+    return n->raft ? 0 : -1;
+}
+
+int raft_node_start(const raft_node_config_t *cfg, raft_node_t **out, char *err, size_t errlen) {
+    *out = NULL;
+    if (config_check(cfg, err, errlen) != 0) return -1;
+    raft_node_t *n = calloc(1, sizeof(*n));
+    if (!n) return start_error(err, errlen, "raft node: out of memory");
+    n->cfg = *cfg;
+    if (!n->cfg.tick_ms) n->cfg.tick_ms = 100;
+    if (!n->cfg.election_ticks) n->cfg.election_ticks = 10;
+    if (!n->cfg.heartbeat_ticks) n->cfg.heartbeat_ticks = 1;
+    if (!n->cfg.persist_every) n->cfg.persist_every = 10000;
+    n->peers = malloc(cfg->n_peers * sizeof(uint64_t));
+    if (!n->peers || node_init_sync(n) != 0) {
+        free(n->peers);
+        free(n);
+        return start_error(err, errlen, "raft node: out of memory");
+    }
+    memcpy(n->peers, cfg->peer_ids, cfg->n_peers * sizeof(uint64_t));
+    n->cfg.peer_ids = n->peers;
+    if (node_recover(n, err, errlen) != 0) {
+        node_free(n);
+        return -1;
+    }
+    n->cfg.wal_dir = NULL;   /* the caller's string: only used during start */
+    /* The only voter elects itself now, so proposals are accepted at once.
+     * Its new empty entry commits (with every recovered entry before it) in
+     * the thread's first round, before any entry proposed later. */
+    raft_tick(n->raft);
+    status_refresh(n);
+    if (pthread_create(&n->thread, NULL, node_thread, n) != 0) {
+        node_free(n);
+        return start_error(err, errlen, "raft node: cannot start thread");
+    }
+    *out = n;
+    return 0;
+}
+
+int raft_node_propose(raft_node_t *n, const void *data, size_t len) {
+    proposal_t *p = malloc(sizeof(*p) + len);
+    if (!p) return RAFT_NODE_ERR_NOMEM;
+    p->next = NULL;
+    p->len = len;
+    if (len) memcpy(p->data, data, len);
+    pthread_mutex_lock(&n->mu);
+    int rc = RAFT_NODE_OK;
+    if (n->stopping || n->status.failed) rc = RAFT_NODE_ERR_STOPPED;
+    else if (n->status.leader != n->status.id) rc = RAFT_NODE_ERR_NOT_LEADER;
+    if (rc == RAFT_NODE_OK) {
+        int was_empty = n->q_head == NULL;
+        if (n->q_tail) n->q_tail->next = p;
+        else n->q_head = p;
+        n->q_tail = p;
+        if (was_empty) pthread_cond_signal(&n->cv);
+    }
+    pthread_mutex_unlock(&n->mu);
+    if (rc != RAFT_NODE_OK) free(p);
+    return rc;
+}
+
+void raft_node_status(raft_node_t *n, raft_node_status_t *out) {
+    pthread_mutex_lock(&n->mu);
+    *out = n->status;
+    pthread_mutex_unlock(&n->mu);
+}
+
+void raft_node_stop(raft_node_t *n) {
+    if (!n) return;
+    pthread_mutex_lock(&n->mu);
+    n->stopping = 1;
+    pthread_cond_signal(&n->cv);
+    pthread_mutex_unlock(&n->mu);
+    pthread_join(n->thread, NULL);
+    node_free(n);
+}

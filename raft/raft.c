@@ -1,0 +1,764 @@
+/*
+ * raft.c: the I/O-free Raft core (see raft.h). Owns the in-memory log (every
+ * entry's data is a private heap copy), the per-peer replication progress, the
+ * outbox of messages (each message owns a copy of the entries it carries),
+ * pending ReadIndex requests and the bookkeeping that turns all of that into
+ * ready batches. Deterministic: the only randomness is a seeded PRNG.
+ */
+#include "raft.h"
+
+#include <assert.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct raft_progress {
+    uint64_t id;
+    uint64_t match, next;
+    int replicate;           /* 0 = probe: one App in flight until a reply */
+    int paused;
+    int vote;                /* 0 none, 1 granted, -1 rejected (this election) */
+    uint64_t read_ack;       /* highest ReadIndex round acknowledged */
+} raft_progress_t;
+
+typedef struct raft_pending_read {
+    uint64_t index, ctx;
+    uint64_t seq;            /* heartbeat round confirming it; 0 = waiting for a commit in this term */
+} raft_pending_read_t;
+
+struct raft {
+    uint64_t id;
+    raft_progress_t *prs;
+    size_t n_prs;
+    int self_voter;
+
+    unsigned election_ticks, heartbeat_ticks, randomized_timeout;
+    unsigned elapsed, hb_elapsed;
+    uint64_t rng;
+
+    uint64_t term, vote, lead;
+    raft_role_t role;
+
+    /* log: ents[i].index == base_index + 1 + i */
+    raft_entry_t *ents;
+    size_t n_ents, cap_ents;
+    uint64_t base_index, base_term;
+    uint64_t commit, applied, stabled;
+
+    raft_msg_t *msgs;
+    size_t n_msgs, cap_msgs;
+    int bcast_pending;
+    size_t max_msg_entries;
+
+    raft_pending_read_t *reads;
+    size_t n_reads, cap_reads;
+    uint64_t read_seq;
+    raft_read_state_t *read_states;
+    size_t n_read_states, cap_read_states;
+
+    raft_hard_state_t prev_hs;
+    /* what the outstanding ready handed out */
+    int in_ready;
+    raft_hard_state_t rd_hs;
+    uint64_t rd_stabled_to, rd_applied_to;
+};
+
+/* ---------------------------------------------------------------- helpers */
+
+static void *xrealloc(void *p, size_t n) {
+    void *q = realloc(p, n);
+    if (!q) {
+        fprintf(stderr, "raft: out of memory (%zu bytes)\n", n);
+        abort();  /* the core cannot leave half-applied state behind */
+    }
+    return q;
+}
+
+static uint64_t rng_next(raft_t *r) {
+    /* splitmix64: deterministic for a given seed */
+    uint64_t z = (r->rng += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+static size_t quorum(const raft_t *r) { return r->n_prs / 2 + 1; }
+
+static uint64_t last_index(const raft_t *r) { return r->base_index + r->n_ents; }
+
+uint64_t raft_term_at(const raft_t *r, uint64_t index) {
+    if (index == r->base_index) return r->base_term;
+    if (index < r->base_index || index > last_index(r)) return 0;
+    return r->ents[index - r->base_index - 1].term;
+}
+
+const raft_entry_t *raft_entry_at(const raft_t *r, uint64_t index) {
+    if (index <= r->base_index || index > last_index(r)) return NULL;
+    return &r->ents[index - r->base_index - 1];
+}
+
+static uint64_t last_term(const raft_t *r) { return raft_term_at(r, last_index(r)); }
+
+static raft_progress_t *progress_of(raft_t *r, uint64_t id) {
+    for (size_t i = 0; i < r->n_prs; i++)
+        if (r->prs[i].id == id) return &r->prs[i];
+    return NULL;
+}
+
+static void reset_election_timeout(raft_t *r) {
+    r->elapsed = 0;
+    r->randomized_timeout = r->election_ticks + (unsigned)(rng_next(r) % r->election_ticks);
+}
+
+/* Appends a copy of e (data duplicated) to the log; e->index must be next. */
+static void log_append_copy(raft_t *r, const raft_entry_t *e) {
+    assert(e->index == last_index(r) + 1);
+    assert(e->term >= last_term(r));
+    if (r->n_ents == r->cap_ents) {
+        r->cap_ents = r->cap_ents ? r->cap_ents * 2 : 64;
+        r->ents = xrealloc(r->ents, r->cap_ents * sizeof(*r->ents));
+    }
+    raft_entry_t *dst = &r->ents[r->n_ents++];
+    *dst = *e;
+    if (e->len) {
+        uint8_t *d = xrealloc(NULL, e->len);
+        memcpy(d, e->data, e->len);
+        dst->data = d;
+    } else {
+        dst->data = NULL;
+    }
+}
+
+/* Drops entries with index >= from (uncommitted conflicting suffix). */
+static void log_truncate_from(raft_t *r, uint64_t from) {
+    assert(from > r->commit);      /* committed entries never change */
+    assert(from > r->applied);
+    assert(from > r->base_index);
+    while (last_index(r) >= from) {
+        raft_entry_t *e = &r->ents[--r->n_ents];
+        free((void *)e->data);
+    }
+    if (r->stabled >= from) r->stabled = from - 1;
+}
+
+/* ---------------------------------------------------------------- outbox */
+
+static raft_msg_t *msg_new(raft_t *r, raft_msg_type_t type, uint64_t to) {
+    if (r->n_msgs == r->cap_msgs) {
+        r->cap_msgs = r->cap_msgs ? r->cap_msgs * 2 : 16;
+        r->msgs = xrealloc(r->msgs, r->cap_msgs * sizeof(*r->msgs));
+    }
+    raft_msg_t *m = &r->msgs[r->n_msgs++];
+    memset(m, 0, sizeof(*m));
+    m->type = type;
+    m->from = r->id;
+    m->to = to;
+    m->term = r->term;
+    return m;
+}
+
+/* Gives m its own copy of log entries [lo, hi]: one block holding the entry
+ * array followed by all data bytes, so freeing m->entries frees everything. */
+static void msg_attach_entries(raft_t *r, raft_msg_t *m, uint64_t lo, uint64_t hi) {
+    if (lo > hi) return;
+    size_t n = (size_t)(hi - lo + 1), bytes = 0;
+    for (uint64_t i = lo; i <= hi; i++) bytes += raft_entry_at(r, i)->len;
+    uint8_t *block = xrealloc(NULL, n * sizeof(raft_entry_t) + bytes);
+    raft_entry_t *ents = (raft_entry_t *)block;
+    uint8_t *data = block + n * sizeof(raft_entry_t);
+    for (size_t k = 0; k < n; k++) {
+        const raft_entry_t *src = raft_entry_at(r, lo + k);
+        ents[k] = *src;
+        if (src->len) {
+            memcpy(data, src->data, src->len);
+            ents[k].data = data;
+            data += src->len;
+        } else {
+            ents[k].data = NULL;
+        }
+    }
+    m->entries = ents;
+    m->n_entries = n;
+}
+
+static void outbox_clear(raft_t *r) {
+    for (size_t i = 0; i < r->n_msgs; i++) free(r->msgs[i].entries);
+    r->n_msgs = 0;
+}
+
+/* ---------------------------------------------------------------- reads */
+
+static void reads_clear(raft_t *r) { r->n_reads = 0; }
+
+static void read_state_push(raft_t *r, uint64_t index, uint64_t ctx) {
+    if (r->n_read_states == r->cap_read_states) {
+        r->cap_read_states = r->cap_read_states ? r->cap_read_states * 2 : 8;
+        r->read_states = xrealloc(r->read_states, r->cap_read_states * sizeof(*r->read_states));
+    }
+    r->read_states[r->n_read_states].index = index;
+    r->read_states[r->n_read_states].ctx = ctx;
+    r->n_read_states++;
+}
+
+static int committed_in_term(const raft_t *r) { return raft_term_at(r, r->commit) == r->term; }
+
+/* Releases every pending read a quorum has confirmed (in FIFO order). */
+static void reads_check(raft_t *r) {
+    size_t done = 0;
+    while (done < r->n_reads) {
+        raft_pending_read_t *rd = &r->reads[done];
+        if (rd->seq == 0) break;
+        size_t acks = r->self_voter ? 1 : 0;
+        for (size_t i = 0; i < r->n_prs; i++)
+            if (r->prs[i].id != r->id && r->prs[i].read_ack >= rd->seq) acks++;
+        if (acks < quorum(r)) break;
+        read_state_push(r, rd->index, rd->ctx);
+        done++;
+    }
+    memmove(r->reads, r->reads + done, (r->n_reads - done) * sizeof(*r->reads));
+    r->n_reads -= done;
+}
+
+static void bcast_heartbeat(raft_t *r);
+
+/* Once the leader has committed in its term, waiting reads get their index
+ * and a confirmation round. */
+static void reads_start_waiting(raft_t *r) {
+    if (r->role != RAFT_LEADER || !committed_in_term(r)) return;
+    int started = 0;
+    for (size_t i = 0; i < r->n_reads; i++) {
+        if (r->reads[i].seq) continue;
+        if (!started) r->read_seq++;
+        started = 1;
+        r->reads[i].index = r->commit;
+        r->reads[i].seq = r->read_seq;
+    }
+    if (started) {
+        if (r->n_prs > 1) bcast_heartbeat(r);
+        reads_check(r);
+    }
+}
+
+/* ---------------------------------------------------------------- replication */
+
+/* Sends the entries after pr->next-1 (or an empty App carrying the commit).
+ * Returns 1 if a message was sent. */
+static int send_append(raft_t *r, raft_progress_t *pr, int allow_empty) {
+    if (!pr->replicate && pr->paused) return 0;
+    if (pr->next <= r->base_index) return 0; /* would need a snapshot: out of scope */
+    uint64_t last = last_index(r);
+    uint64_t prev = pr->next - 1;
+    uint64_t hi = last;
+    if (hi >= pr->next && hi - pr->next + 1 > r->max_msg_entries) hi = pr->next + r->max_msg_entries - 1;
+    if (hi < pr->next && !allow_empty) return 0;
+    raft_msg_t *m = msg_new(r, RAFT_MSG_APP, pr->id);
+    m->index = prev;
+    m->log_term = raft_term_at(r, prev);
+    m->commit = r->commit;
+    msg_attach_entries(r, m, pr->next, hi);
+    if (pr->replicate) {
+        if (hi >= pr->next) pr->next = hi + 1;
+    } else {
+        pr->paused = 1;
+    }
+    return 1;
+}
+
+/* Replicate mode: send everything outstanding in message-sized batches. */
+static void send_all(raft_t *r, raft_progress_t *pr, int allow_empty) {
+    if (!send_append(r, pr, allow_empty)) return;
+    while (pr->replicate && pr->next <= last_index(r))
+        if (!send_append(r, pr, 0)) break;
+}
+
+static void bcast_append(raft_t *r) {
+    for (size_t i = 0; i < r->n_prs; i++)
+        if (r->prs[i].id != r->id) send_all(r, &r->prs[i], 1);
+}
+
+static void bcast_heartbeat(raft_t *r) {
+    for (size_t i = 0; i < r->n_prs; i++) {
+        raft_progress_t *pr = &r->prs[i];
+        if (pr->id == r->id) continue;
+        raft_msg_t *m = msg_new(r, RAFT_MSG_HEARTBEAT, pr->id);
+        m->commit = pr->match < r->commit ? pr->match : r->commit;
+        m->ctx = r->read_seq;
+    }
+}
+
+static int cmp_desc(const void *a, const void *b) {
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? 1 : x > y ? -1 : 0;
+}
+
+/* Leader: advance commit to the highest index a quorum holds durably, but
+ * only by counting replicas of an entry of the current term (Raft 5.4.2). */
+static int maybe_commit(raft_t *r) {
+    assert(r->role == RAFT_LEADER);
+    uint64_t matches[r->n_prs];
+    for (size_t i = 0; i < r->n_prs; i++)
+        matches[i] = r->prs[i].id == r->id ? r->stabled : r->prs[i].match;
+    qsort(matches, r->n_prs, sizeof(uint64_t), cmp_desc);
+    uint64_t mci = matches[quorum(r) - 1];
+    if (mci <= r->commit || raft_term_at(r, mci) != r->term) return 0;
+    assert(mci <= last_index(r));
+    r->commit = mci;
+    reads_start_waiting(r);
+    return 1;
+}
+
+/* ---------------------------------------------------------------- roles */
+
+static void become_follower(raft_t *r, uint64_t term, uint64_t lead) {
+    assert(term >= r->term);
+    if (term != r->term) {
+        r->term = term;
+        r->vote = 0;
+    }
+    r->role = RAFT_FOLLOWER;
+    r->lead = lead;
+    r->hb_elapsed = 0;
+    r->bcast_pending = 0;
+    reset_election_timeout(r);
+    reads_clear(r);
+}
+
+static void append_own_entry(raft_t *r, uint8_t type, const void *data, size_t len) {
+    raft_entry_t e = { .term = r->term, .index = last_index(r) + 1, .type = type,
+                       .data = data, .len = len };
+    log_append_copy(r, &e);
+    r->bcast_pending = 1;
+}
+
+static void become_leader(raft_t *r) {
+    assert(r->role == RAFT_CANDIDATE);
+    r->role = RAFT_LEADER;
+    r->lead = r->id;
+    r->hb_elapsed = 0;
+    reset_election_timeout(r);
+    for (size_t i = 0; i < r->n_prs; i++) {
+        raft_progress_t *pr = &r->prs[i];
+        pr->match = 0;
+        pr->next = last_index(r) + 1;
+        pr->replicate = 0;
+        pr->paused = 0;
+        pr->read_ack = 0;
+    }
+    append_own_entry(r, RAFT_ENTRY_NORMAL, NULL, 0);
+    if (r->n_prs > 1) {
+        /* probes start at the new empty entry */
+        bcast_append(r);
+        r->bcast_pending = 0;
+    }
+}
+
+static void count_vote(raft_t *r, uint64_t from, int granted) {
+    raft_progress_t *pr = progress_of(r, from);
+    if (!pr) return;
+    if (pr->vote == 0) pr->vote = granted ? 1 : -1;
+    size_t yes = 0, no = 0;
+    for (size_t i = 0; i < r->n_prs; i++) {
+        if (r->prs[i].vote > 0) yes++;
+        if (r->prs[i].vote < 0) no++;
+    }
+    if (yes >= quorum(r)) become_leader(r);
+    else if (no >= quorum(r)) become_follower(r, r->term, 0);
+}
+
+void raft_campaign(raft_t *r) {
+    assert(!r->in_ready);
+    if (!r->self_voter || r->role == RAFT_LEADER) return;
+    r->term++;
+    r->vote = r->id;
+    r->role = RAFT_CANDIDATE;
+    r->lead = 0;
+    reset_election_timeout(r);
+    reads_clear(r);
+    for (size_t i = 0; i < r->n_prs; i++) r->prs[i].vote = 0;
+    for (size_t i = 0; i < r->n_prs; i++) {
+        if (r->prs[i].id == r->id) continue;
+        raft_msg_t *m = msg_new(r, RAFT_MSG_VOTE, r->prs[i].id);
+        m->index = last_index(r);
+        m->log_term = last_term(r);
+    }
+    count_vote(r, r->id, 1);
+}
+
+void raft_tick(raft_t *r) {
+    assert(!r->in_ready);
+    if (r->role == RAFT_LEADER) {
+        if (++r->hb_elapsed >= r->heartbeat_ticks) {
+            r->hb_elapsed = 0;
+            if (r->n_prs > 1) bcast_heartbeat(r);
+        }
+        return;
+    }
+    if (r->self_voter && r->n_prs == 1) {   /* the only voter: no one to wait for */
+        raft_campaign(r);
+        return;
+    }
+    if (++r->elapsed >= r->randomized_timeout) raft_campaign(r);
+}
+
+/* ---------------------------------------------------------------- step */
+
+static void commit_to(raft_t *r, uint64_t c) {
+    if (c <= r->commit) return;
+    assert(c <= last_index(r));
+    r->commit = c;
+}
+
+/* Largest index <= index whose term <= term (or the log base). */
+static uint64_t find_conflict_by_term(const raft_t *r, uint64_t index, uint64_t term) {
+    if (index > last_index(r)) index = last_index(r);
+    while (index > r->base_index && raft_term_at(r, index) > term) index--;
+    return index;
+}
+
+static void handle_append(raft_t *r, const raft_msg_t *m) {
+    if (m->index < r->commit) {
+        raft_msg_t *out = msg_new(r, RAFT_MSG_APP_RESP, m->from);
+        out->index = r->commit;
+        return;
+    }
+    if (m->index <= last_index(r) && raft_term_at(r, m->index) == m->log_term) {
+        for (size_t k = 0; k < m->n_entries; k++) {
+            const raft_entry_t *e = &m->entries[k];
+            assert(e->index == m->index + 1 + k);
+            if (e->index <= last_index(r)) {
+                if (raft_term_at(r, e->index) == e->term) continue;
+                log_truncate_from(r, e->index);
+            }
+            log_append_copy(r, e);
+        }
+        uint64_t last_new = m->index + m->n_entries;
+        commit_to(r, m->commit < last_new ? m->commit : last_new);
+        raft_msg_t *out = msg_new(r, RAFT_MSG_APP_RESP, m->from);
+        out->index = last_new;
+        return;
+    }
+    uint64_t hint = m->index < last_index(r) ? m->index : last_index(r);
+    hint = find_conflict_by_term(r, hint, m->log_term);
+    raft_msg_t *out = msg_new(r, RAFT_MSG_APP_RESP, m->from);
+    out->index = m->index;
+    out->reject = 1;
+    out->reject_hint = hint;
+    out->log_term = raft_term_at(r, hint);
+}
+
+static void handle_app_resp(raft_t *r, raft_progress_t *pr, const raft_msg_t *m) {
+    if (m->reject) {
+        if (pr->replicate) {
+            if (m->index <= pr->match) return;      /* stale */
+            pr->replicate = 0;
+            pr->next = pr->match + 1;
+        } else {
+            if (pr->next - 1 != m->index) return;   /* stale */
+            uint64_t probe = m->reject_hint;
+            if (m->log_term > 0) probe = find_conflict_by_term(r, probe, m->log_term);
+            uint64_t next = m->index < probe + 1 ? m->index : probe + 1;
+            if (next < pr->match + 1) next = pr->match + 1;
+            if (next < 1) next = 1;
+            pr->next = next;
+        }
+        pr->paused = 0;
+        send_append(r, pr, 1);
+        return;
+    }
+    assert(m->index <= last_index(r));
+    pr->paused = 0;
+    if (m->index > pr->match) {
+        pr->match = m->index;
+        if (!pr->replicate) {
+            pr->replicate = 1;
+            pr->next = pr->match + 1;
+        } else if (pr->next < m->index + 1) {
+            pr->next = m->index + 1;
+        }
+        if (maybe_commit(r)) {
+            bcast_append(r);
+            return;
+        }
+    }
+    send_all(r, pr, 0);
+}
+
+static void step_leader(raft_t *r, const raft_msg_t *m) {
+    raft_progress_t *pr = progress_of(r, m->from);
+    if (!pr || pr->id == r->id) return;
+    switch (m->type) {
+    case RAFT_MSG_APP_RESP:
+        handle_app_resp(r, pr, m);
+        break;
+    case RAFT_MSG_HEARTBEAT_RESP:
+        pr->paused = 0;
+        if (m->ctx > pr->read_ack) pr->read_ack = m->ctx;
+        /* an empty App at next-1 uncovers entries lost in flight (reject -> probe) */
+        if (pr->match < last_index(r)) send_all(r, pr, 1);
+        reads_check(r);
+        break;
+    case RAFT_MSG_APP:
+    case RAFT_MSG_HEARTBEAT:
+        /* two leaders in one term would break election safety */
+        assert(!"raft: App/Heartbeat from another leader of the same term");
+        break;
+    default:
+        break;
+    }
+}
+
+static void step_vote(raft_t *r, const raft_msg_t *m) {
+    int can_vote = r->vote == m->from || (r->vote == 0 && r->lead == 0);
+    int log_ok = m->log_term > last_term(r) ||
+                 (m->log_term == last_term(r) && m->index >= last_index(r));
+    raft_msg_t *out = msg_new(r, RAFT_MSG_VOTE_RESP, m->from);
+    if (can_vote && log_ok && r->role != RAFT_LEADER) {
+        r->vote = m->from;
+        r->elapsed = 0;
+    } else {
+        out->reject = 1;
+    }
+}
+
+int raft_step(raft_t *r, const raft_msg_t *m) {
+    assert(!r->in_ready);
+    if (m->to != r->id || m->from == 0 || m->from == r->id) return RAFT_ERR_INVALID;
+    if (m->term > r->term) {
+        uint64_t lead = (m->type == RAFT_MSG_APP || m->type == RAFT_MSG_HEARTBEAT) ? m->from : 0;
+        become_follower(r, m->term, lead);
+    } else if (m->term < r->term) {
+        /* a stale leader learns of the newer term from our reply */
+        if (m->type == RAFT_MSG_APP || m->type == RAFT_MSG_HEARTBEAT) msg_new(r, RAFT_MSG_APP_RESP, m->from);
+        else if (m->type == RAFT_MSG_VOTE) msg_new(r, RAFT_MSG_VOTE_RESP, m->from)->reject = 1;
+        return RAFT_OK;
+    }
+    switch (m->type) {
+    case RAFT_MSG_VOTE:
+        step_vote(r, m);
+        return RAFT_OK;
+    case RAFT_MSG_VOTE_RESP:
+        if (r->role == RAFT_CANDIDATE) count_vote(r, m->from, !m->reject);
+        return RAFT_OK;
+    default:
+        break;
+    }
+    if (r->role == RAFT_LEADER) {
+        step_leader(r, m);
+        return RAFT_OK;
+    }
+    if (m->type == RAFT_MSG_APP || m->type == RAFT_MSG_HEARTBEAT) {
+        if (r->role == RAFT_CANDIDATE) become_follower(r, m->term, m->from);
+        r->lead = m->from;
+        r->elapsed = 0;
+        if (m->type == RAFT_MSG_APP) {
+            handle_append(r, m);
+        } else {
+            commit_to(r, m->commit < last_index(r) ? m->commit : last_index(r));
+            raft_msg_t *out = msg_new(r, RAFT_MSG_HEARTBEAT_RESP, m->from);
+            out->ctx = m->ctx;
+        }
+    }
+    return RAFT_OK;
+}
+
+int raft_propose_type(raft_t *r, uint8_t type, const void *data, size_t len) {
+    assert(!r->in_ready);
+    if (r->role != RAFT_LEADER) return RAFT_ERR_NOT_LEADER;
+    append_own_entry(r, type, data, len);
+    return RAFT_OK;
+}
+
+int raft_propose(raft_t *r, const void *data, size_t len) {
+    return raft_propose_type(r, RAFT_ENTRY_NORMAL, data, len);
+}
+
+int raft_read_index(raft_t *r, uint64_t ctx) {
+    assert(!r->in_ready);
+    if (r->role != RAFT_LEADER) return RAFT_ERR_NOT_LEADER;
+    if (r->n_reads == r->cap_reads) {
+        r->cap_reads = r->cap_reads ? r->cap_reads * 2 : 8;
+        r->reads = xrealloc(r->reads, r->cap_reads * sizeof(*r->reads));
+    }
+    r->reads[r->n_reads++] = (raft_pending_read_t){ .index = 0, .ctx = ctx, .seq = 0 };
+    reads_start_waiting(r);
+    return RAFT_OK;
+}
+
+/* ---------------------------------------------------------------- ready */
+
+static raft_hard_state_t hard_state(const raft_t *r) {
+    return (raft_hard_state_t){ .term = r->term, .vote = r->vote, .commit = r->commit };
+}
+
+static int hs_equal(raft_hard_state_t a, raft_hard_state_t b) {
+    return a.term == b.term && a.vote == b.vote && a.commit == b.commit;
+}
+
+static uint64_t apply_limit(const raft_t *r) {
+    uint64_t last = last_index(r);
+    return r->commit < last ? r->commit : last;
+}
+
+int raft_has_ready(const raft_t *r) {
+    if (!hs_equal(hard_state(r), r->prev_hs)) return 1;
+    if (last_index(r) > r->stabled) return 1;
+    if (apply_limit(r) > r->applied) return 1;
+    if (r->n_msgs || r->n_read_states) return 1;
+    if (r->bcast_pending && r->role == RAFT_LEADER && r->n_prs > 1) return 1;
+    return 0;
+}
+
+void raft_ready(raft_t *r, raft_ready_t *rd) {
+    assert(!r->in_ready);
+    if (r->bcast_pending) {
+        if (r->role == RAFT_LEADER) bcast_append(r);
+        r->bcast_pending = 0;
+    }
+    memset(rd, 0, sizeof(*rd));
+    rd->hard_state = hard_state(r);
+    rd->hard_state_changed = !hs_equal(rd->hard_state, r->prev_hs);
+    uint64_t last = last_index(r);
+    assert(r->stabled >= r->base_index);
+    if (last > r->stabled) {
+        rd->entries = &r->ents[r->stabled - r->base_index];
+        rd->n_entries = (size_t)(last - r->stabled);
+    }
+    uint64_t hi = apply_limit(r);
+    if (hi > r->applied) {
+        assert(r->applied >= r->base_index);
+        rd->committed = &r->ents[r->applied - r->base_index];
+        rd->n_committed = (size_t)(hi - r->applied);
+    }
+    rd->msgs = r->msgs;
+    rd->n_msgs = r->n_msgs;
+    rd->read_states = r->read_states;
+    rd->n_read_states = r->n_read_states;
+    rd->must_sync = rd->n_entries > 0 || rd->hard_state.term != r->prev_hs.term ||
+                    rd->hard_state.vote != r->prev_hs.vote;
+    r->in_ready = 1;
+    r->rd_hs = rd->hard_state;
+    r->rd_stabled_to = last;
+    r->rd_applied_to = hi > r->applied ? hi : r->applied;
+}
+
+void raft_advance(raft_t *r) {
+    assert(r->in_ready);
+    r->in_ready = 0;
+    r->prev_hs = r->rd_hs;
+    r->stabled = r->rd_stabled_to;
+    assert(r->rd_applied_to <= r->commit);
+    r->applied = r->rd_applied_to;
+    outbox_clear(r);
+    r->n_read_states = 0;
+    if (r->role == RAFT_LEADER && r->self_voter && maybe_commit(r) && r->n_prs > 1)
+        bcast_append(r);
+}
+
+void raft_compact(raft_t *r, uint64_t index) {
+    assert(!r->in_ready);
+    if (index <= r->base_index) return;
+    assert(index <= r->applied && index <= r->stabled);
+    size_t drop = (size_t)(index - r->base_index);
+    uint64_t t = raft_term_at(r, index);
+    for (size_t i = 0; i < drop; i++) free((void *)r->ents[i].data);
+    memmove(r->ents, r->ents + drop, (r->n_ents - drop) * sizeof(*r->ents));
+    r->n_ents -= drop;
+    r->base_index = index;
+    r->base_term = t;
+}
+
+void raft_status(const raft_t *r, raft_status_t *out) {
+    out->id = r->id;
+    out->term = r->term;
+    out->vote = r->vote;
+    out->leader = r->lead;
+    out->commit = r->commit;
+    out->applied = r->applied;
+    out->first_index = r->base_index + 1;
+    out->last_index = last_index(r);
+    out->stabled = r->stabled;
+    out->role = r->role;
+}
+
+/* ---------------------------------------------------------------- life cycle */
+
+static int config_error(char *err, size_t errlen, const char *msg) {
+    if (err && errlen) snprintf(err, errlen, "raft: %s", msg);
+    return -1;
+}
+
+static int config_check(const raft_config_t *c, char *err, size_t errlen) {
+    if (c->id == 0) return config_error(err, errlen, "id must be non-zero");
+    if (c->n_voters == 0 || !c->voters) return config_error(err, errlen, "no voters");
+    for (size_t i = 0; i < c->n_voters; i++) {
+        if (c->voters[i] == 0) return config_error(err, errlen, "voter id 0");
+        for (size_t j = 0; j < i; j++)
+            if (c->voters[i] == c->voters[j]) return config_error(err, errlen, "duplicate voter id");
+    }
+    if (c->heartbeat_ticks == 0 || c->election_ticks <= c->heartbeat_ticks)
+        return config_error(err, errlen, "need 1 <= heartbeat_ticks < election_ticks");
+    uint64_t prev_term = c->log_base_term;
+    for (size_t i = 0; i < c->n_log; i++) {
+        if (c->log[i].index != c->log_base_index + 1 + i)
+            return config_error(err, errlen, "recovered log is not contiguous");
+        if (c->log[i].term < prev_term || c->log[i].term > c->hard_state.term)
+            return config_error(err, errlen, "recovered log terms out of order");
+        prev_term = c->log[i].term;
+    }
+    uint64_t last = c->log_base_index + c->n_log;
+    if (c->hard_state.commit > last)
+        return config_error(err, errlen, "hard state commit beyond the recovered log");
+    if (c->applied > last)
+        return config_error(err, errlen, "applied index beyond the recovered log (log lost entries?)");
+    if (c->applied < c->log_base_index)
+        return config_error(err, errlen, "applied index below the start of the recovered log");
+    return 0;
+}
+
+raft_t *raft_new(const raft_config_t *c, char *err, size_t errlen) {
+    if (config_check(c, err, errlen) != 0) return NULL;
+    raft_t *r = calloc(1, sizeof(*r));
+    if (!r) return NULL;
+    r->id = c->id;
+    r->n_prs = c->n_voters;
+    r->prs = calloc(c->n_voters, sizeof(*r->prs));
+    if (!r->prs) {
+        free(r);
+        return NULL;
+    }
+    for (size_t i = 0; i < c->n_voters; i++) {
+        r->prs[i].id = c->voters[i];
+        if (c->voters[i] == c->id) r->self_voter = 1;
+    }
+    r->election_ticks = c->election_ticks;
+    r->heartbeat_ticks = c->heartbeat_ticks;
+    r->rng = c->seed ^ (c->id * 0xD1B54A32D192ED03ull);
+    r->max_msg_entries = c->max_msg_entries ? c->max_msg_entries : 256;
+    r->term = c->hard_state.term;
+    r->vote = c->hard_state.vote;
+    r->base_index = c->log_base_index;
+    r->base_term = c->log_base_term;
+    for (size_t i = 0; i < c->n_log; i++) log_append_copy(r, &c->log[i]);
+    r->stabled = last_index(r);
+    /* Everything up to the applied index and the log base was committed. */
+    r->commit = c->hard_state.commit;
+    if (r->commit < c->applied) r->commit = c->applied;
+    if (r->commit < r->base_index) r->commit = r->base_index;
+    r->applied = c->applied;
+    r->prev_hs = c->hard_state;
+    r->role = RAFT_FOLLOWER;
+    reset_election_timeout(r);
+    return r;
+}
+
+void raft_free(raft_t *r) {
+    if (!r) return;
+    for (size_t i = 0; i < r->n_ents; i++) free((void *)r->ents[i].data);
+    free(r->ents);
+    outbox_clear(r);
+    free(r->msgs);
+    free(r->reads);
+    free(r->read_states);
+    free(r->prs);
+    free(r);
+}

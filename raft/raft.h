@@ -1,0 +1,153 @@
+/*
+ * raft.h: the Raft consensus core, free of I/O (in the style of etcd-io/raft).
+ *
+ * No clocks, sockets, files or threads: the driver (node.c, or a test harness)
+ * feeds it ticks, peer messages and proposals, and collects a "ready" batch:
+ *   1. hard state and entries to persist  (persist BEFORE step 2 and 3),
+ *   2. messages to send to peers,
+ *   3. committed entries to apply, read states to release,
+ * then calls raft_advance(), which tells the core that everything in the batch
+ * is durable. The leader counts its own log as replicated only up to what was
+ * persisted this way (self-ack after persist), so a single voter commits an
+ * entry exactly when it is durable. Same inputs give the same outputs: the
+ * only randomness (election jitter) comes from a seeded PRNG.
+ *
+ * Out of scope for now (room is kept): membership changes (entry type
+ * RAFT_ENTRY_CONF_CHANGE is carried but not interpreted) and snapshots (the
+ * log has an offset: first_index > 1 after raft_compact()).
+ */
+#ifndef KSHIM_RAFT_RAFT_H
+#define KSHIM_RAFT_RAFT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+enum { RAFT_ENTRY_NORMAL = 0, RAFT_ENTRY_CONF_CHANGE = 1 };
+
+typedef struct raft_entry {
+    uint64_t term;
+    uint64_t index;
+    uint8_t type;            /* RAFT_ENTRY_NORMAL=0, RAFT_ENTRY_CONF_CHANGE=1 */
+    const uint8_t *data;
+    size_t len;
+} raft_entry_t;
+
+typedef struct raft_hard_state {
+    uint64_t term;
+    uint64_t vote;           /* 0 = voted for nobody in this term */
+    uint64_t commit;
+} raft_hard_state_t;
+
+typedef enum raft_msg_type {
+    RAFT_MSG_VOTE = 1,
+    RAFT_MSG_VOTE_RESP,
+    RAFT_MSG_APP,
+    RAFT_MSG_APP_RESP,
+    RAFT_MSG_HEARTBEAT,
+    RAFT_MSG_HEARTBEAT_RESP,
+} raft_msg_type_t;
+
+/* A message between peers. entries/data are owned by whoever built the
+ * message (in a ready: by the core, until raft_advance). raft_step() copies
+ * what it keeps. ctx: the ReadIndex round a heartbeat (response) belongs to. */
+typedef struct raft_msg {
+    raft_msg_type_t type;
+    uint64_t from, to, term;
+    uint64_t log_term;       /* App: term of index; Vote: last log term; AppResp reject: hint term */
+    uint64_t index;          /* App: index preceding entries; Vote: last index; AppResp: match/rejected index */
+    uint64_t commit;
+    raft_entry_t *entries;
+    size_t n_entries;
+    int reject;
+    uint64_t reject_hint;    /* AppResp reject: follower's probe hint (its last index or lower) */
+    uint64_t ctx;
+} raft_msg_t;
+
+typedef enum raft_role { RAFT_FOLLOWER = 0, RAFT_CANDIDATE, RAFT_LEADER } raft_role_t;
+
+typedef struct raft_read_state {
+    uint64_t index;          /* serve the read once applied >= index */
+    uint64_t ctx;            /* the caller's request id from raft_read_index */
+} raft_read_state_t;
+
+typedef struct raft_config {
+    uint64_t id;                 /* non-zero */
+    const uint64_t *voters;      /* all voters including id */
+    size_t n_voters;
+    unsigned election_ticks;     /* > heartbeat_ticks; timeout drawn from [e, 2e) */
+    unsigned heartbeat_ticks;    /* >= 1 */
+    uint64_t seed;               /* election jitter PRNG seed */
+    /* State recovered from the WAL (all zero/NULL for a fresh member). */
+    raft_hard_state_t hard_state;
+    uint64_t log_base_index;     /* index preceding log[0] (0 for a full log) */
+    uint64_t log_base_term;      /* term at log_base_index */
+    const raft_entry_t *log;     /* contiguous, log[0].index == log_base_index + 1; copied */
+    size_t n_log;
+    uint64_t applied;            /* entries <= applied are never handed out to apply */
+    size_t max_msg_entries;      /* entries per App message; 0 -> 256 */
+} raft_config_t;
+
+typedef struct raft_ready {
+    int hard_state_changed;
+    raft_hard_state_t hard_state;
+    int must_sync;               /* entries, term or vote changed: fdatasync before sending/applying */
+    const raft_entry_t *entries; /* to append to the log (may overwrite a suffix) */
+    size_t n_entries;
+    const raft_entry_t *committed; /* to apply, in order */
+    size_t n_committed;
+    const raft_msg_t *msgs;
+    size_t n_msgs;
+    const raft_read_state_t *read_states;
+    size_t n_read_states;
+} raft_ready_t;
+
+typedef struct raft_status {
+    uint64_t id, term, vote, leader, commit, applied;
+    uint64_t first_index, last_index, stabled;
+    raft_role_t role;
+} raft_status_t;
+
+typedef struct raft raft_t;
+
+enum {
+    RAFT_OK = 0,
+    RAFT_ERR_NOT_LEADER = -1,
+    RAFT_ERR_NOMEM = -2,
+    RAFT_ERR_INVALID = -3,
+};
+
+/* Builds a core from cfg (copies everything). NULL with a message in err. */
+raft_t *raft_new(const raft_config_t *cfg, char *err, size_t errlen);
+void raft_free(raft_t *r);
+
+/* Logical clock. */
+void raft_tick(raft_t *r);
+/* Starts an election now (tests, leadership transfer later). */
+void raft_campaign(raft_t *r);
+/* A message from a peer (m->to must be this id). Returns RAFT_OK or an error. */
+int raft_step(raft_t *r, const raft_msg_t *m);
+/* Leader only: appends an entry (data copied). RAFT_ERR_NOT_LEADER otherwise. */
+int raft_propose(raft_t *r, const void *data, size_t len);
+int raft_propose_type(raft_t *r, uint8_t type, const void *data, size_t len);
+/* Leader only: request a linearizable read point; a read state {index, ctx}
+ * appears in a later ready once a quorum confirmed this leadership. */
+int raft_read_index(raft_t *r, uint64_t ctx);
+
+int raft_has_ready(const raft_t *r);
+/* Fills rd; everything it points to stays valid until raft_advance(). No other
+ * raft_* call that changes state may happen between raft_ready and raft_advance. */
+void raft_ready(raft_t *r, raft_ready_t *rd);
+/* The driver persisted (and synced) the last ready's hard state and entries,
+ * sent its messages and applied its committed entries. */
+void raft_advance(raft_t *r);
+
+/* Drops log entries up to index (<= applied) from memory. */
+void raft_compact(raft_t *r, uint64_t index);
+
+void raft_status(const raft_t *r, raft_status_t *out);
+/* Term of a log index, 0 if unknown (compacted or beyond the last index). */
+uint64_t raft_term_at(const raft_t *r, uint64_t index);
+/* Entry at index, NULL if not in the in-memory log. */
+const raft_entry_t *raft_entry_at(const raft_t *r, uint64_t index);
+
+#endif

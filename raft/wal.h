@@ -1,0 +1,81 @@
+/*
+ * wal.h: the durable Raft log (write-ahead log).
+ *
+ * A directory of segment files named <seq:016x>-<firstindex:016x>.wal, each
+ * preallocated (fallocate) to segment_bytes. A segment is a sequence of
+ * records   [u32 len][u32 crc32c][u8 kind][payload: len bytes]   (little
+ * endian; crc over len, kind and payload). Kinds: ENTRY (term, index, type,
+ * data), HARD_STATE (term, vote, commit) and BASE (index, term of the entry
+ * preceding the segment; first record of every segment, followed by the hard
+ * state current at creation, so deleting old segments never loses either).
+ *
+ * Appends are buffered; wal_sync() writes them and issues ONE fdatasync for
+ * all of them (group commit). Order matters: a hard state's commit must only
+ * name entries appended before it (the node appends entries, then the state).
+ *
+ * Open replays every segment in order, verifying each record. The first
+ * partial, zero-length (preallocated space) or bad-checksum record ends the
+ * log: the file is cut there (truncated and preallocated again, so stale bytes
+ * can never be misread later) and later segments, if any, are set aside as
+ * *.broken. An entry whose index is already in the log supersedes it and
+ * everything after it (Raft conflict truncation).
+ *
+ * Not thread-safe: one owner (the raft thread). After an I/O error the WAL is
+ * failed and every later call returns -1 (the caller must stop: fail-stop).
+ */
+#ifndef KSHIM_RAFT_WAL_H
+#define KSHIM_RAFT_WAL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "raft.h"
+
+#define WAL_DEFAULT_SEGMENT_BYTES (64u * 1024 * 1024)
+
+typedef struct wal wal_t;
+
+/* What replay found. ents[i].data are heap copies owned by this struct. */
+typedef struct wal_recovered {
+    raft_hard_state_t hard_state;
+    uint64_t base_index, base_term;   /* position preceding ents[0] */
+    raft_entry_t *ents;
+    size_t n_ents;
+    int tail_cut;                     /* a torn/corrupt tail was cut */
+    size_t broken_segments;           /* later segments set aside after a corrupt one */
+} wal_recovered_t;
+
+typedef struct wal_stats {
+    uint64_t syncs;            /* fdatasync calls for appends */
+    uint64_t records;          /* records written since open */
+    uint64_t bytes_written;
+    uint64_t segments;         /* live segment files */
+    uint64_t live_bytes;       /* bytes of records in live segments */
+    uint64_t last_index;       /* last entry index written */
+} wal_stats_t;
+
+/* Opens or creates dir (one level) and replays it into rec (free with
+ * wal_recovered_free). segment_bytes 0 means WAL_DEFAULT_SEGMENT_BYTES.
+ * Returns 0, or -1 with a message in err (e.g. a gap in the log). */
+int wal_open(const char *dir, size_t segment_bytes, wal_t **out, wal_recovered_t *rec,
+             char *err, size_t errlen);
+void wal_recovered_free(wal_recovered_t *rec);
+
+/* Buffer records (nothing reaches the file until wal_write/wal_sync). */
+int wal_append_entries(wal_t *w, const raft_entry_t *ents, size_t n);
+int wal_save_hard_state(wal_t *w, const raft_hard_state_t *hs);
+
+/* Write the buffer; wal_sync also fdatasyncs (once, however many records). */
+int wal_write(wal_t *w);
+int wal_sync(wal_t *w);
+
+/* Deletes whole old segments whose entries are all <= index (never the
+ * active one). Returns the number deleted, or -1. */
+int wal_release_to(wal_t *w, uint64_t index);
+
+void wal_get_stats(const wal_t *w, wal_stats_t *out);
+const char *wal_last_error(const wal_t *w);
+/* Closes without syncing buffered records (they are dropped). */
+void wal_close(wal_t *w);
+
+#endif
