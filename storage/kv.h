@@ -18,6 +18,7 @@
 
 #include "kshim.pb-c.h"
 #include "rpc.pb-c.h"
+#include "kv.pb-c.h"
 
 typedef struct mvcc mvcc_t;
 
@@ -41,9 +42,27 @@ typedef struct kv_result {
 
 void kv_result_clear(kv_result_t *res);
 
+/* One change of an applied revision, handed to mvcc_options_t.on_events.
+ * kv of a DELETE carries only key and mod_revision (as etcd's events);
+ * prev_kv is the version it replaced (NULL when the key did not exist). */
+typedef struct mvcc_event {
+    int type;                        /* MVCCPB__EVENT__EVENT_TYPE__PUT / __DELETE */
+    const Mvccpb__KeyValue *kv;
+    const Mvccpb__KeyValue *prev_kv;
+} mvcc_event_t;
+
 typedef struct mvcc_options {
     size_t max_txn_ops;              /* etcd --max-txn-ops, default 128 */
     uint64_t quota_backend_bytes;    /* 0: default 2 GiB, as etcd */
+    /* Lease hook: does lease `id` exist? NULL means no lease exists (every
+     * Put with a lease fails "requested lease not found"). Apply thread. */
+    int (*lease_exists)(void *ctx, int64_t id);
+    void *lease_ctx;
+    /* Watch hook: called on the apply thread after the write batch of
+     * revision `rev` is committed, with its events in sub-revision order.
+     * The events are valid only during the call. */
+    void (*on_events)(void *ctx, int64_t rev, const mvcc_event_t *evs, size_t n);
+    void *events_ctx;
 } mvcc_options_t;
 
 int mvcc_open(const char *dir, const mvcc_options_t *opts, mvcc_t **out, char *err, size_t errlen);

@@ -1,0 +1,819 @@
+/*
+ * mvcc.c: the multi-version key-value store on LevelDB (see mvcc.h).
+ *
+ * On-disk layout (one LevelDB database, three key spaces):
+ *
+ *   'k' | esc(user key) | 00 01 | ~main (8B BE) | ~sub (8B BE)
+ *        -> flags(1: bit0 tombstone) | create_rev(8) | version(8) | lease(8) | value
+ *   'r' | main (8B BE) | sub (8B BE)
+ *        -> event type(1: 0 put, 1 delete) | user key
+ *   'm' -> applied_index(8) | rev(8) | compact_rev(8) | compact_done(8)
+ *
+ * esc() maps 0x00 to 00 FF and keeps every other byte, and the terminator is
+ * 00 01, so the byte order of encoded keys is the byte order of user keys for
+ * any bytes, and all versions of one key are adjacent, newest first (the
+ * revision is stored bitwise inverted). "Key K at revision R" is one seek to
+ * K|~R; a range at R walks keys in order, one seek per key at most.
+ * The 'r' space lists every change in revision order for compaction and
+ * (later) watch replay; values live only in the 'k' space.
+ *
+ * Every applied entry is one LevelDB write batch carrying its changes and the
+ * 'm' record (so the applied index never disagrees with the data).
+ */
+#include "mvcc.h"
+
+#include <assert.h>
+#include <leveldb/c.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define META_KEY "m"
+#define META_LEN 32
+#define REC_HDR 25
+#define REV_SUFFIX 16
+#define DEFAULT_COMPACT_BATCH 10000
+
+struct mvcc {
+    leveldb_t *db;
+    leveldb_options_t *opts;
+    leveldb_cache_t *cache;
+    leveldb_readoptions_t *ro;          /* apply-thread reads of the live DB */
+    leveldb_writeoptions_t *wo;         /* sync = false */
+    leveldb_writeoptions_t *wo_sync;    /* sync = true */
+    mvcc_options_t options;
+    mvcc_meta_t meta;                   /* apply thread's copy */
+    size_t compact_batch;
+    _Atomic int64_t rev;
+    _Atomic int64_t compact_rev;
+    _Atomic uint64_t applied;
+};
+
+struct mvcc_txn {
+    mvcc_t *m;
+    kv_arena_t *arena;
+    const leveldb_snapshot_t *snap;     /* read txn only */
+    leveldb_readoptions_t *ro;          /* owned by a read txn */
+    mvcc_meta_t meta;                   /* at begin */
+    leveldb_writebatch_t *wb;           /* write txn only */
+    mvcc_event_t *events;               /* changes in sub order (malloc) */
+    size_t n_events, cap_events;
+    size_t *overlay;                    /* indexes into events, sorted by key, latest per key */
+    size_t n_overlay, cap_overlay;
+};
+
+/* ---- byte helpers ---- */
+
+static void put_be64(uint8_t *p, uint64_t v) {
+    for (int i = 7; i >= 0; i--) {
+        p[i] = (uint8_t)v;
+        v >>= 8;
+    }
+}
+
+static uint64_t get_be64(const uint8_t *p) {
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++) v = (v << 8) | p[i];
+    return v;
+}
+
+static int bytes_cmp(const uint8_t *a, size_t alen, const uint8_t *b, size_t blen) {
+    size_t n = alen < blen ? alen : blen;
+    int c = n ? memcmp(a, b, n) : 0;
+    if (c) return c;
+    return alen < blen ? -1 : (alen > blen ? 1 : 0);
+}
+
+/* ---- key encoding ---- */
+
+size_t mvcc_encoded_key_max(size_t key_len) { return 1 + 2 * key_len + 2 + REV_SUFFIX; }
+
+static size_t escape_into(uint8_t *out, const uint8_t *key, size_t key_len) {
+    size_t o = 0;
+    for (size_t i = 0; i < key_len; i++) {
+        out[o++] = key[i];
+        if (key[i] == 0) out[o++] = 0xFF;
+    }
+    return o;
+}
+
+size_t mvcc_encode_key(uint8_t *out, const uint8_t *key, size_t key_len) {
+    size_t o = 0;
+    out[o++] = 'k';
+    o += escape_into(out + o, key, key_len);
+    out[o++] = 0x00;
+    out[o++] = 0x01;
+    return o;
+}
+
+static void encode_rev_suffix(uint8_t *out, int64_t main, int64_t sub) {
+    put_be64(out, ~(uint64_t)main);
+    put_be64(out + 8, ~(uint64_t)sub);
+}
+
+/* Decodes the user key of a 'k' entry into arena memory. */
+static uint8_t *decode_user_key(kv_arena_t *a, const uint8_t *ek, size_t eklen, size_t *out_len) {
+    assert(eklen >= 1 + 2 + REV_SUFFIX);
+    size_t esc_len = eklen - 1 - 2 - REV_SUFFIX;
+    uint8_t *out = kv_arena_alloc(a, esc_len + 1);
+    size_t o = 0;
+    for (size_t i = 0; i < esc_len; i++) {
+        out[o++] = ek[1 + i];
+        if (ek[1 + i] == 0) i++;    /* skip the 0xFF escape */
+    }
+    *out_len = o;
+    return out;
+}
+
+static void decode_rev_suffix(const uint8_t *ek, size_t eklen, int64_t *main, int64_t *sub) {
+    const uint8_t *p = ek + eklen - REV_SUFFIX;
+    *main = (int64_t)~get_be64(p);
+    *sub = (int64_t)~get_be64(p + 8);
+}
+
+static void encode_rev_key(uint8_t out[17], int64_t main, int64_t sub) {
+    out[0] = 'r';
+    put_be64(out + 1, (uint64_t)main);
+    put_be64(out + 9, (uint64_t)sub);
+}
+
+/* ---- ranges ---- */
+
+mvcc_range_t mvcc_range_make(const uint8_t *key, size_t key_len, const uint8_t *end, size_t end_len) {
+    mvcc_range_t r = {key, key_len, end, end_len, MVCC_RANGE_HALF_OPEN};
+    if (end_len == 0)
+        r.kind = MVCC_RANGE_SINGLE;
+    else if (end_len == 1 && end[0] == 0)
+        r.kind = MVCC_RANGE_TO_END;
+    return r;
+}
+
+int mvcc_range_contains(const mvcc_range_t *r, const uint8_t *key, size_t key_len) {
+    int c = bytes_cmp(key, key_len, r->key, r->key_len);
+    if (r->kind == MVCC_RANGE_SINGLE) return c == 0;
+    if (c < 0) return 0;
+    if (r->kind == MVCC_RANGE_TO_END) return 1;
+    return bytes_cmp(key, key_len, r->end, r->end_len) < 0;
+}
+
+/* ---- metadata ---- */
+
+static void meta_encode(uint8_t out[META_LEN], const mvcc_meta_t *mt) {
+    put_be64(out, mt->applied_index);
+    put_be64(out + 8, (uint64_t)mt->rev);
+    put_be64(out + 16, (uint64_t)mt->compact_rev);
+    put_be64(out + 24, (uint64_t)mt->compact_done);
+}
+
+static int meta_read(leveldb_t *db, const leveldb_readoptions_t *ro, mvcc_meta_t *mt) {
+    char *err = NULL;
+    size_t len = 0;
+    char *v = leveldb_get(db, ro, META_KEY, 1, &len, &err);
+    if (err) {
+        leveldb_free(err);
+        return MVCC_ERR_IO;
+    }
+    if (!v) {
+        mt->applied_index = 0;
+        mt->rev = 1;
+        mt->compact_rev = -1;
+        mt->compact_done = -1;
+        return MVCC_OK;
+    }
+    int rc = MVCC_ERR_IO;
+    if (len == META_LEN) {
+        const uint8_t *p = (const uint8_t *)v;
+        mt->applied_index = get_be64(p);
+        mt->rev = (int64_t)get_be64(p + 8);
+        mt->compact_rev = (int64_t)get_be64(p + 16);
+        mt->compact_done = (int64_t)get_be64(p + 24);
+        rc = MVCC_OK;
+    }
+    leveldb_free(v);
+    return rc;
+}
+
+static void meta_put(leveldb_writebatch_t *wb, const mvcc_meta_t *mt) {
+    uint8_t buf[META_LEN];
+    meta_encode(buf, mt);
+    leveldb_writebatch_put(wb, META_KEY, 1, (const char *)buf, META_LEN);
+}
+
+static void publish_meta(mvcc_t *m) {
+    atomic_store(&m->compact_rev, m->meta.compact_rev);
+    atomic_store(&m->rev, m->meta.rev);
+    atomic_store(&m->applied, m->meta.applied_index);
+}
+
+static int db_write(mvcc_t *m, leveldb_writebatch_t *wb, int sync) {
+    char *err = NULL;
+    leveldb_write(m->db, sync ? m->wo_sync : m->wo, wb, &err);
+    if (err) {
+        fprintf(stderr, "mvcc: leveldb write: %s\n", err);
+        leveldb_free(err);
+        return MVCC_ERR_IO;
+    }
+    return MVCC_OK;
+}
+
+/* ---- open / close / getters ---- */
+
+static int compact_run(mvcc_t *m);
+
+int mvcc_open(const char *dir, const mvcc_options_t *opts, mvcc_t **out, char *err, size_t errlen) {
+    mvcc_t *m = calloc(1, sizeof(*m));
+    if (!m) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    if (opts) m->options = *opts;
+    if (m->options.max_txn_ops == 0) m->options.max_txn_ops = 128;
+    if (m->options.quota_backend_bytes == 0) m->options.quota_backend_bytes = 2ULL << 30;
+    m->compact_batch = DEFAULT_COMPACT_BATCH;
+    m->opts = leveldb_options_create();
+    m->cache = leveldb_cache_create_lru(32 << 20);
+    leveldb_options_set_create_if_missing(m->opts, 1);
+    leveldb_options_set_cache(m->opts, m->cache);
+    leveldb_options_set_write_buffer_size(m->opts, 16 << 20);
+    leveldb_options_set_max_open_files(m->opts, 500);
+    m->ro = leveldb_readoptions_create();
+    m->wo = leveldb_writeoptions_create();
+    m->wo_sync = leveldb_writeoptions_create();
+    leveldb_writeoptions_set_sync(m->wo_sync, 1);
+    char *lerr = NULL;
+    m->db = leveldb_open(m->opts, dir, &lerr);
+    if (lerr) {
+        snprintf(err, errlen, "leveldb open %s: %s", dir, lerr);
+        leveldb_free(lerr);
+        mvcc_close(m);
+        return -1;
+    }
+    if (meta_read(m->db, m->ro, &m->meta) != MVCC_OK) {
+        snprintf(err, errlen, "mvcc: bad or unreadable metadata in %s", dir);
+        mvcc_close(m);
+        return -1;
+    }
+    publish_meta(m);
+    /* A compaction interrupted by a crash resumes (deletes are idempotent). */
+    if (m->meta.compact_done < m->meta.compact_rev && compact_run(m) != MVCC_OK) {
+        snprintf(err, errlen, "mvcc: resuming compaction failed");
+        mvcc_close(m);
+        return -1;
+    }
+    *out = m;
+    return 0;
+}
+
+void mvcc_close(mvcc_t *m) {
+    if (!m) return;
+    if (m->db) leveldb_close(m->db);
+    if (m->ro) leveldb_readoptions_destroy(m->ro);
+    if (m->wo) leveldb_writeoptions_destroy(m->wo);
+    if (m->wo_sync) leveldb_writeoptions_destroy(m->wo_sync);
+    if (m->opts) leveldb_options_destroy(m->opts);
+    if (m->cache) leveldb_cache_destroy(m->cache);
+    free(m);
+}
+
+uint64_t mvcc_applied_index(mvcc_t *m) { return atomic_load(&m->applied); }
+int64_t mvcc_revision(mvcc_t *m) { return atomic_load(&m->rev); }
+int64_t mvcc_compact_revision(mvcc_t *m) {
+    int64_t c = atomic_load(&m->compact_rev);
+    return c < 0 ? 0 : c;
+}
+const mvcc_options_t *mvcc_options(const mvcc_t *m) { return &m->options; }
+void mvcc_set_compact_batch(mvcc_t *m, size_t n) { m->compact_batch = n ? n : 1; }
+
+uint64_t mvcc_db_size(mvcc_t *m) {
+    const char *start = "";
+    const char *limit = "\xff\xff\xff\xff";
+    size_t start_len = 0, limit_len = 4;
+    uint64_t size = 0;
+    leveldb_approximate_sizes(m->db, 1, &start, &start_len, &limit, &limit_len, &size);
+    return size;
+}
+
+uint64_t mvcc_sync(mvcc_t *m) {
+    leveldb_writebatch_t *wb = leveldb_writebatch_create();
+    meta_put(wb, &m->meta);
+    int rc = db_write(m, wb, 1);
+    leveldb_writebatch_destroy(wb);
+    if (rc != MVCC_OK) return 0;
+    return m->meta.applied_index;
+}
+
+int mvcc_set_applied(mvcc_t *m, uint64_t index) {
+    leveldb_writebatch_t *wb = leveldb_writebatch_create();
+    mvcc_meta_t mt = m->meta;
+    mt.applied_index = index;
+    meta_put(wb, &mt);
+    int rc = db_write(m, wb, 0);
+    leveldb_writebatch_destroy(wb);
+    if (rc != MVCC_OK) return rc;
+    m->meta = mt;
+    publish_meta(m);
+    return MVCC_OK;
+}
+
+/* ---- txns ---- */
+
+int mvcc_txn_begin_read(mvcc_t *m, kv_arena_t *arena, mvcc_txn_t **out) {
+    mvcc_txn_t *t = calloc(1, sizeof(*t));
+    if (!t) return MVCC_ERR_IO;
+    t->m = m;
+    t->arena = arena;
+    t->snap = leveldb_create_snapshot(m->db);
+    t->ro = leveldb_readoptions_create();
+    leveldb_readoptions_set_snapshot(t->ro, t->snap);
+    if (meta_read(m->db, t->ro, &t->meta) != MVCC_OK) {
+        mvcc_txn_end(t);
+        return MVCC_ERR_IO;
+    }
+    *out = t;
+    return MVCC_OK;
+}
+
+int mvcc_txn_begin_write(mvcc_t *m, kv_arena_t *arena, mvcc_txn_t **out) {
+    mvcc_txn_t *t = calloc(1, sizeof(*t));
+    if (!t) return MVCC_ERR_IO;
+    t->m = m;
+    t->arena = arena;
+    t->meta = m->meta;
+    t->wb = leveldb_writebatch_create();
+    *out = t;
+    return MVCC_OK;
+}
+
+void mvcc_txn_end(mvcc_txn_t *t) {
+    if (!t) return;
+    if (t->ro) leveldb_readoptions_destroy(t->ro);
+    if (t->snap) leveldb_release_snapshot(t->m->db, t->snap);
+    if (t->wb) leveldb_writebatch_destroy(t->wb);
+    free(t->events);
+    free(t->overlay);
+    free(t);
+}
+
+static const leveldb_readoptions_t *txn_ro(const mvcc_txn_t *t) { return t->ro ? t->ro : t->m->ro; }
+
+int64_t mvcc_txn_begin_rev(const mvcc_txn_t *t) { return t->meta.rev; }
+int64_t mvcc_txn_rev(const mvcc_txn_t *t) { return t->meta.rev + (t->n_events > 0 ? 1 : 0); }
+int64_t mvcc_txn_compact_rev(const mvcc_txn_t *t) { return t->meta.compact_rev; }
+size_t mvcc_txn_changes(const mvcc_txn_t *t) { return t->n_events; }
+
+static void kv_list_push(kv_arena_t *a, mvcc_kv_list_t *l, Mvccpb__KeyValue *kv) {
+    if (l->n == l->cap) {
+        size_t cap = l->cap ? l->cap * 2 : 16;
+        Mvccpb__KeyValue **v = kv_arena_alloc(a, cap * sizeof(*v));
+        if (l->n) memcpy(v, l->kvs, l->n * sizeof(*v));
+        l->kvs = v;
+        l->cap = cap;
+    }
+    l->kvs[l->n++] = kv;
+}
+
+/* Builds a KeyValue from one 'k' entry (key and value copied to the arena).
+ * Returns NULL for a tombstone. */
+static Mvccpb__KeyValue *kv_from_entry(kv_arena_t *a, const uint8_t *ek, size_t eklen,
+                                       const uint8_t *rec, size_t reclen, int64_t main) {
+    assert(reclen >= REC_HDR);
+    if (rec[0] & 1) return NULL;
+    Mvccpb__KeyValue *kv = kv_arena_alloc(a, sizeof(*kv));
+    mvccpb__key_value__init(kv);
+    kv->key.data = decode_user_key(a, ek, eklen, &kv->key.len);
+    kv->create_revision = (int64_t)get_be64(rec + 1);
+    kv->version = (int64_t)get_be64(rec + 9);
+    kv->lease = (int64_t)get_be64(rec + 17);
+    kv->mod_revision = main;
+    kv->value.len = reclen - REC_HDR;
+    kv->value.data = kv_arena_dup(a, rec + REC_HDR, kv->value.len);
+    return kv;
+}
+
+/* Growable scratch buffer for encoded keys. */
+typedef struct keybuf {
+    uint8_t *p;
+    size_t cap;
+} keybuf_t;
+
+static uint8_t *keybuf_reserve(keybuf_t *b, size_t n) {
+    if (n > b->cap) {
+        size_t cap = n < 256 ? 256 : n * 2;
+        uint8_t *p = realloc(b->p, cap);
+        if (!p) abort();
+        b->p = p;
+        b->cap = cap;
+    }
+    return b->p;
+}
+
+/* Scans the stored versions of range r at revision rev (no overlay). */
+static int db_range(mvcc_txn_t *t, const mvcc_range_t *r, int64_t rev, int64_t limit, int count_only,
+                    mvcc_kv_list_t *out, int64_t *count) {
+    leveldb_iterator_t *it = leveldb_create_iterator(t->m->db, txn_ro(t));
+    keybuf_t seek = {0}, end = {0}, single = {0};
+    size_t end_len = 0, single_len = 0;
+    if (r->kind == MVCC_RANGE_HALF_OPEN) {
+        uint8_t *p = keybuf_reserve(&end, 1 + 2 * r->end_len);
+        p[0] = 'k';
+        end_len = 1 + escape_into(p + 1, r->end, r->end_len);
+    } else if (r->kind == MVCC_RANGE_SINGLE) {
+        single_len = mvcc_encode_key(keybuf_reserve(&single, mvcc_encoded_key_max(r->key_len)), r->key,
+                                     r->key_len);
+    }
+    uint8_t *sp = keybuf_reserve(&seek, 1 + 2 * r->key_len);
+    sp[0] = 'k';
+    size_t seek_len = 1 + escape_into(sp + 1, r->key, r->key_len);
+    if (r->kind == MVCC_RANGE_SINGLE) {
+        /* straight to the newest version <= rev */
+        memcpy(keybuf_reserve(&seek, single_len + REV_SUFFIX), single.p, single_len);
+        encode_rev_suffix(seek.p + single_len, rev, 0);
+        memset(seek.p + single_len + 8, 0, 8);  /* ~sub of UINT64_MAX: first suffix at main=rev */
+        seek_len = single_len + REV_SUFFIX;
+    }
+    int64_t n = 0;
+    leveldb_iter_seek(it, (const char *)seek.p, seek_len);
+    while (leveldb_iter_valid(it)) {
+        size_t eklen;
+        const uint8_t *ek = (const uint8_t *)leveldb_iter_key(it, &eklen);
+        if (eklen < 1 + 2 + REV_SUFFIX || ek[0] != 'k') break;
+        size_t prefix_len = eklen - REV_SUFFIX;   /* 'k' | esc(key) | 00 01 */
+        if (r->kind == MVCC_RANGE_SINGLE) {
+            if (prefix_len != single_len || memcmp(ek, single.p, single_len) != 0) break;
+        } else if (r->kind == MVCC_RANGE_HALF_OPEN) {
+            if (bytes_cmp(ek, prefix_len, end.p, end_len) >= 0) break;
+        }
+        int64_t main, sub;
+        decode_rev_suffix(ek, eklen, &main, &sub);
+        if (main > rev) {
+            /* newer than wanted: jump to this key's newest version <= rev */
+            uint8_t *p = keybuf_reserve(&seek, eklen);
+            memmove(p, ek, prefix_len);
+            encode_rev_suffix(p + prefix_len, rev, 0);
+            memset(p + prefix_len + 8, 0, 8);
+            leveldb_iter_seek(it, (const char *)p, eklen);
+            continue;
+        }
+        size_t reclen;
+        const uint8_t *rec = (const uint8_t *)leveldb_iter_value(it, &reclen);
+        if (reclen < REC_HDR) break;
+        if (!(rec[0] & 1)) {
+            n++;
+            if (!count_only && (limit <= 0 || (int64_t)out->n < limit)) {
+                Mvccpb__KeyValue *kv = kv_from_entry(t->arena, ek, eklen, rec, reclen, main);
+                kv_list_push(t->arena, out, kv);
+            }
+        }
+        if (r->kind == MVCC_RANGE_SINGLE) break;
+        /* skip the older versions of this key: one step, else a seek */
+        uint8_t *p = keybuf_reserve(&seek, prefix_len);
+        memmove(p, ek, prefix_len);
+        leveldb_iter_next(it);
+        if (!leveldb_iter_valid(it)) break;
+        size_t nklen;
+        const uint8_t *nk = (const uint8_t *)leveldb_iter_key(it, &nklen);
+        if (nklen == eklen && memcmp(nk, p, prefix_len) == 0) {
+            p[prefix_len - 1] = 0x02;     /* 'k'|esc|00 02: past every version */
+            leveldb_iter_seek(it, (const char *)p, prefix_len);
+        }
+    }
+    char *err = NULL;
+    leveldb_iter_get_error(it, &err);
+    leveldb_iter_destroy(it);
+    free(seek.p);
+    free(end.p);
+    free(single.p);
+    if (err) {
+        fprintf(stderr, "mvcc: iterator: %s\n", err);
+        leveldb_free(err);
+        return MVCC_ERR_IO;
+    }
+    *count = n;
+    return MVCC_OK;
+}
+
+/* ---- the write overlay ---- */
+
+static const Mvccpb__KeyValue *event_key(const mvcc_txn_t *t, size_t i) { return t->events[i].kv; }
+
+/* Position of key in the overlay (or where it would be inserted). */
+static size_t overlay_find(const mvcc_txn_t *t, const uint8_t *key, size_t key_len, int *found) {
+    size_t lo = 0, hi = t->n_overlay;
+    *found = 0;
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        const Mvccpb__KeyValue *kv = event_key(t, t->overlay[mid]);
+        int c = bytes_cmp(kv->key.data, kv->key.len, key, key_len);
+        if (c == 0) {
+            *found = 1;
+            return mid;
+        }
+        if (c < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
+static void overlay_set(mvcc_txn_t *t, size_t ev_index) {
+    const Mvccpb__KeyValue *kv = t->events[ev_index].kv;
+    int found;
+    size_t pos = overlay_find(t, kv->key.data, kv->key.len, &found);
+    if (found) {
+        t->overlay[pos] = ev_index;
+        return;
+    }
+    if (t->n_overlay == t->cap_overlay) {
+        size_t cap = t->cap_overlay ? t->cap_overlay * 2 : 16;
+        size_t *v = realloc(t->overlay, cap * sizeof(*v));
+        if (!v) abort();
+        t->overlay = v;
+        t->cap_overlay = cap;
+    }
+    memmove(t->overlay + pos + 1, t->overlay + pos, (t->n_overlay - pos) * sizeof(size_t));
+    t->overlay[pos] = ev_index;
+    t->n_overlay++;
+}
+
+/* Range at the txn's own revision once it wrote: stored state merged with
+ * the overlay. Fetches everything, then applies limit. */
+static int overlay_range(mvcc_txn_t *t, const mvcc_range_t *r, int64_t limit, int count_only,
+                         mvcc_kv_list_t *out, int64_t *count) {
+    mvcc_kv_list_t base = {0};
+    int64_t base_count = 0;
+    int rc = db_range(t, r, t->meta.rev, 0, 0, &base, &base_count);
+    if (rc != MVCC_OK) return rc;
+    int found;
+    size_t oi = overlay_find(t, r->key, r->key_len, &found);
+    size_t bi = 0;
+    int64_t n = 0;
+    for (;;) {
+        const mvcc_event_t *ov = NULL;
+        if (oi < t->n_overlay) {
+            ov = &t->events[t->overlay[oi]];
+            if (!mvcc_range_contains(r, ov->kv->key.data, ov->kv->key.len)) ov = NULL;
+        }
+        Mvccpb__KeyValue *b = bi < base.n ? base.kvs[bi] : NULL;
+        if (!ov && !b) break;
+        Mvccpb__KeyValue *pick = NULL;
+        int c = !ov ? -1 : (!b ? 1 : bytes_cmp(b->key.data, b->key.len, ov->kv->key.data, ov->kv->key.len));
+        if (c < 0) {
+            pick = b;
+            bi++;
+        } else {
+            if (ov->type == MVCCPB__EVENT__EVENT_TYPE__PUT) pick = (Mvccpb__KeyValue *)ov->kv;
+            oi++;
+            if (c == 0) bi++;
+        }
+        if (!pick) continue;
+        n++;
+        if (!count_only && (limit <= 0 || (int64_t)out->n < limit)) kv_list_push(t->arena, out, pick);
+    }
+    *count = n;
+    return MVCC_OK;
+}
+
+int mvcc_txn_range(mvcc_txn_t *t, const mvcc_range_t *r, int64_t at_rev, int64_t limit, int count_only,
+                   mvcc_kv_list_t *out, int64_t *count) {
+    int64_t cur = mvcc_txn_rev(t);
+    if (at_rev > cur) return MVCC_ERR_FUTURE_REV;
+    if (at_rev <= 0) at_rev = cur;
+    if (at_rev < t->meta.compact_rev) return MVCC_ERR_COMPACTED;
+    if (at_rev > t->meta.rev) return overlay_range(t, r, limit, count_only, out, count);
+    return db_range(t, r, at_rev, limit, count_only, out, count);
+}
+
+/* ---- writes ---- */
+
+static mvcc_event_t *txn_add_event(mvcc_txn_t *t) {
+    if (t->n_events == t->cap_events) {
+        size_t cap = t->cap_events ? t->cap_events * 2 : 8;
+        mvcc_event_t *v = realloc(t->events, cap * sizeof(*v));
+        if (!v) abort();
+        t->events = v;
+        t->cap_events = cap;
+    }
+    mvcc_event_t *ev = &t->events[t->n_events];
+    memset(ev, 0, sizeof(*ev));
+    return ev;
+}
+
+/* Adds the 'k' and 'r' entries of one change to the batch. */
+static void batch_change(mvcc_txn_t *t, const Mvccpb__KeyValue *kv, int64_t sub, int tombstone) {
+    size_t klen = mvcc_encoded_key_max(kv->key.len);
+    uint8_t *k = malloc(klen);
+    uint8_t *rec = malloc(REC_HDR + kv->value.len);
+    uint8_t *rv = malloc(1 + kv->key.len);
+    if (!k || !rec || !rv) abort();
+    size_t n = mvcc_encode_key(k, kv->key.data, kv->key.len);
+    encode_rev_suffix(k + n, kv->mod_revision, sub);
+    n += REV_SUFFIX;
+    rec[0] = tombstone ? 1 : 0;
+    put_be64(rec + 1, (uint64_t)kv->create_revision);
+    put_be64(rec + 9, (uint64_t)kv->version);
+    put_be64(rec + 17, (uint64_t)kv->lease);
+    if (kv->value.len) memcpy(rec + REC_HDR, kv->value.data, kv->value.len);
+    leveldb_writebatch_put(t->wb, (const char *)k, n, (const char *)rec, REC_HDR + kv->value.len);
+    uint8_t rk[17];
+    encode_rev_key(rk, kv->mod_revision, sub);
+    rv[0] = tombstone ? 1 : 0;
+    if (kv->key.len) memcpy(rv + 1, kv->key.data, kv->key.len);
+    leveldb_writebatch_put(t->wb, (const char *)rk, sizeof(rk), (const char *)rv, 1 + kv->key.len);
+    free(k);
+    free(rec);
+    free(rv);
+}
+
+/* The latest live version of key as this txn sees it, or NULL. */
+static const Mvccpb__KeyValue *txn_get(mvcc_txn_t *t, const uint8_t *key, size_t key_len) {
+    int found;
+    size_t pos = overlay_find(t, key, key_len, &found);
+    if (found) {
+        const mvcc_event_t *ev = &t->events[t->overlay[pos]];
+        return ev->type == MVCCPB__EVENT__EVENT_TYPE__PUT ? ev->kv : NULL;
+    }
+    mvcc_range_t r = mvcc_range_make(key, key_len, NULL, 0);
+    mvcc_kv_list_t l = {0};
+    int64_t count = 0;
+    if (db_range(t, &r, t->meta.rev, 1, 0, &l, &count) != MVCC_OK) return NULL;
+    return l.n ? l.kvs[0] : NULL;
+}
+
+int mvcc_txn_put(mvcc_txn_t *t, const uint8_t *key, size_t key_len, const uint8_t *val, size_t val_len,
+                 int64_t lease, const Mvccpb__KeyValue **prev_out) {
+    assert(t->wb);
+    int64_t rev = t->meta.rev + 1;
+    const Mvccpb__KeyValue *prev = txn_get(t, key, key_len);
+    Mvccpb__KeyValue *kv = kv_arena_alloc(t->arena, sizeof(*kv));
+    mvccpb__key_value__init(kv);
+    kv->key.data = kv_arena_dup(t->arena, key, key_len);
+    kv->key.len = key_len;
+    kv->value.data = kv_arena_dup(t->arena, val, val_len);
+    kv->value.len = val_len;
+    kv->create_revision = prev ? prev->create_revision : rev;
+    kv->version = prev ? prev->version + 1 : 1;
+    kv->mod_revision = rev;
+    kv->lease = lease;
+    int64_t sub = (int64_t)t->n_events;
+    batch_change(t, kv, sub, 0);
+    mvcc_event_t *ev = txn_add_event(t);
+    ev->type = MVCCPB__EVENT__EVENT_TYPE__PUT;
+    ev->kv = kv;
+    ev->prev_kv = prev;
+    t->n_events++;
+    overlay_set(t, t->n_events - 1);
+    if (prev_out) *prev_out = prev;
+    return MVCC_OK;
+}
+
+int64_t mvcc_txn_delete_range(mvcc_txn_t *t, const mvcc_range_t *r, mvcc_kv_list_t *prev_kvs) {
+    assert(t->wb);
+    mvcc_kv_list_t live = {0};
+    int64_t count = 0;
+    if (mvcc_txn_range(t, r, 0, 0, 0, &live, &count) != MVCC_OK) return -1;
+    int64_t rev = t->meta.rev + 1;
+    for (size_t i = 0; i < live.n; i++) {
+        const Mvccpb__KeyValue *prev = live.kvs[i];
+        Mvccpb__KeyValue *kv = kv_arena_alloc(t->arena, sizeof(*kv));
+        mvccpb__key_value__init(kv);
+        kv->key = prev->key;
+        kv->mod_revision = rev;
+        batch_change(t, kv, (int64_t)t->n_events, 1);
+        mvcc_event_t *ev = txn_add_event(t);
+        ev->type = MVCCPB__EVENT__EVENT_TYPE__DELETE;
+        ev->kv = kv;
+        ev->prev_kv = prev;
+        t->n_events++;
+        overlay_set(t, t->n_events - 1);
+        if (prev_kvs) kv_list_push(t->arena, prev_kvs, (Mvccpb__KeyValue *)prev);
+    }
+    return (int64_t)live.n;
+}
+
+int mvcc_txn_commit(mvcc_txn_t *t, uint64_t index) {
+    assert(t->wb);
+    mvcc_t *m = t->m;
+    mvcc_meta_t mt = m->meta;
+    mt.applied_index = index;
+    mt.rev = mvcc_txn_rev(t);
+    meta_put(t->wb, &mt);
+    int rc = db_write(m, t->wb, 0);
+    if (rc != MVCC_OK) return rc;
+    m->meta = mt;
+    publish_meta(m);
+    if (t->n_events && m->options.on_events)
+        m->options.on_events(m->options.events_ctx, mt.rev, t->events, t->n_events);
+    return MVCC_OK;
+}
+
+/* ---- compaction ----
+ *
+ * Every change with revision in (compact_done, compact_rev] is listed in the
+ * 'r' space. For each such change's key K, the newest version of K at or
+ * below compact_rev is kept (unless it is a tombstone) and every older
+ * version of K is deleted from both spaces. Keys not changed in the window
+ * had their history cut by an earlier compaction already. Work is done in
+ * batches of compact_batch keys, each one LevelDB write that also moves
+ * compact_done, so a crash resumes where it stopped.
+ */
+
+/* Deletes the superseded versions of the key whose 'k' prefix is kp, at or
+ * below rev. Returns the number of deleted versions. */
+static size_t compact_key(mvcc_t *m, leveldb_iterator_t *kit, leveldb_writebatch_t *wb, const uint8_t *kp,
+                          size_t kp_len, int64_t rev, uint8_t *scratch) {
+    memcpy(scratch, kp, kp_len);
+    encode_rev_suffix(scratch + kp_len, rev, 0);
+    memset(scratch + kp_len + 8, 0, 8);
+    leveldb_iter_seek(kit, (const char *)scratch, kp_len + REV_SUFFIX);
+    size_t deleted = 0;
+    int first = 1;
+    while (leveldb_iter_valid(kit)) {
+        size_t eklen;
+        const uint8_t *ek = (const uint8_t *)leveldb_iter_key(kit, &eklen);
+        if (eklen != kp_len + REV_SUFFIX || memcmp(ek, kp, kp_len) != 0) break;
+        size_t reclen;
+        const uint8_t *rec = (const uint8_t *)leveldb_iter_value(kit, &reclen);
+        int tombstone = reclen >= 1 && (rec[0] & 1);
+        if (!first || tombstone) {
+            int64_t main, sub;
+            decode_rev_suffix(ek, eklen, &main, &sub);
+            uint8_t rk[17];
+            encode_rev_key(rk, main, sub);
+            leveldb_writebatch_delete(wb, (const char *)ek, eklen);
+            leveldb_writebatch_delete(wb, (const char *)rk, sizeof(rk));
+            deleted++;
+        }
+        first = 0;
+        leveldb_iter_next(kit);
+    }
+    (void)m;
+    return deleted;
+}
+
+static int compact_run(mvcc_t *m) {
+    int64_t target = m->meta.compact_rev;
+    int rc = MVCC_OK;
+    leveldb_iterator_t *rit = leveldb_create_iterator(m->db, m->ro);
+    uint8_t start[17];
+    encode_rev_key(start, m->meta.compact_done < 0 ? 0 : m->meta.compact_done + 1, 0);
+    leveldb_iter_seek(rit, (const char *)start, sizeof(start));
+    keybuf_t kp = {0}, scratch = {0};
+    while (rc == MVCC_OK) {
+        leveldb_iterator_t *kit = leveldb_create_iterator(m->db, m->ro);
+        leveldb_writebatch_t *wb = leveldb_writebatch_create();
+        size_t keys = 0;
+        int64_t last_main = m->meta.compact_done;
+        int done = 1;
+        while (leveldb_iter_valid(rit)) {
+            size_t rklen, rvlen;
+            const uint8_t *rk = (const uint8_t *)leveldb_iter_key(rit, &rklen);
+            if (rklen != 17 || rk[0] != 'r') break;
+            int64_t main = (int64_t)get_be64(rk + 1);
+            if (main > target) break;
+            if (keys >= m->compact_batch && main != last_main) {
+                done = 0;
+                break;
+            }
+            const uint8_t *rv = (const uint8_t *)leveldb_iter_value(rit, &rvlen);
+            if (rvlen < 1) break;
+            size_t klen = rvlen - 1;
+            size_t kplen = mvcc_encode_key(keybuf_reserve(&kp, mvcc_encoded_key_max(klen)), rv + 1, klen);
+            keybuf_reserve(&scratch, kplen + REV_SUFFIX);
+            compact_key(m, kit, wb, kp.p, kplen, target, scratch.p);
+            keys++;
+            last_main = main;
+            leveldb_iter_next(rit);
+        }
+        mvcc_meta_t mt = m->meta;
+        mt.compact_done = done ? target : last_main;   /* batches end on revision boundaries */
+        if (mt.compact_done < m->meta.compact_done) mt.compact_done = m->meta.compact_done;
+        meta_put(wb, &mt);
+        rc = db_write(m, wb, 0);
+        leveldb_writebatch_destroy(wb);
+        leveldb_iter_destroy(kit);
+        if (rc == MVCC_OK) m->meta = mt;
+        if (done) break;
+    }
+    leveldb_iter_destroy(rit);
+    free(kp.p);
+    free(scratch.p);
+    return rc;
+}
+
+int mvcc_compact(mvcc_t *m, int64_t rev, uint64_t index) {
+    if (rev <= m->meta.compact_rev) return MVCC_ERR_COMPACTED;
+    if (rev > m->meta.rev) return MVCC_ERR_FUTURE_REV;
+    leveldb_writebatch_t *wb = leveldb_writebatch_create();
+    mvcc_meta_t mt = m->meta;
+    mt.applied_index = index;
+    mt.compact_rev = rev;
+    meta_put(wb, &mt);
+    int rc = db_write(m, wb, 0);
+    leveldb_writebatch_destroy(wb);
+    if (rc != MVCC_OK) return rc;
+    m->meta = mt;
+    publish_meta(m);
+    return compact_run(m);
+}

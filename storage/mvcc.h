@@ -1,0 +1,107 @@
+/*
+ * mvcc.h: the multi-version store under kv.c (internal to storage/).
+ *
+ * Owns the LevelDB database, its on-disk layout (see mvcc.c), the store
+ * revision / compaction / applied-index metadata, and transactions:
+ *  - a read txn is a LevelDB snapshot plus the metadata read from it;
+ *  - a write txn (apply thread only) reads the live DB (nobody else writes
+ *    it), collects its changes in one LevelDB write batch and keeps an
+ *    in-memory overlay so later reads of the same txn see its own writes.
+ * kv.c turns etcd requests into these calls; nothing here knows protobuf
+ * requests, only Mvccpb__KeyValue for the versions it returns.
+ */
+#ifndef KSHIM_MVCC_H
+#define KSHIM_MVCC_H
+
+#include <stdint.h>
+#include <stddef.h>
+
+#include "kv.h"
+#include "kv_arena.h"
+
+/* Errors of mvcc calls (kv.c maps them to gRPC codes and etcd's texts). */
+enum {
+    MVCC_OK = 0,
+    MVCC_ERR_COMPACTED = 1,
+    MVCC_ERR_FUTURE_REV = 2,
+    MVCC_ERR_IO = 3,
+};
+
+/* A key range as etcd's requests give it. */
+enum { MVCC_RANGE_SINGLE = 0, MVCC_RANGE_TO_END = 1, MVCC_RANGE_HALF_OPEN = 2 };
+typedef struct mvcc_range {
+    const uint8_t *key;
+    size_t key_len;
+    const uint8_t *end;
+    size_t end_len;
+    int kind;
+} mvcc_range_t;
+
+/* range_end as in etcd: empty = the single key, "\0" = every key >= key,
+ * otherwise [key, range_end). */
+mvcc_range_t mvcc_range_make(const uint8_t *key, size_t key_len, const uint8_t *end, size_t end_len);
+int mvcc_range_contains(const mvcc_range_t *r, const uint8_t *key, size_t key_len);
+
+typedef struct mvcc_meta {
+    uint64_t applied_index;
+    int64_t rev;             /* current revision, 1 when empty */
+    int64_t compact_rev;     /* -1 when never compacted (as etcd) */
+    int64_t compact_done;    /* compaction physically finished up to here */
+} mvcc_meta_t;
+
+typedef struct mvcc_kv_list {
+    Mvccpb__KeyValue **kvs;  /* arena memory */
+    size_t n;
+    size_t cap;
+} mvcc_kv_list_t;
+
+typedef struct mvcc_txn mvcc_txn_t;
+
+/* Read txn on any thread: a consistent snapshot. */
+int mvcc_txn_begin_read(mvcc_t *m, kv_arena_t *arena, mvcc_txn_t **out);
+/* Write txn, apply thread only. */
+int mvcc_txn_begin_write(mvcc_t *m, kv_arena_t *arena, mvcc_txn_t **out);
+void mvcc_txn_end(mvcc_txn_t *t);     /* frees; a write txn not committed is dropped */
+
+/* Revision seen by reads of this txn: begin revision, +1 once it wrote. */
+int64_t mvcc_txn_rev(const mvcc_txn_t *t);
+int64_t mvcc_txn_begin_rev(const mvcc_txn_t *t);
+int64_t mvcc_txn_compact_rev(const mvcc_txn_t *t);
+size_t mvcc_txn_changes(const mvcc_txn_t *t);
+
+/* Range at revision at_rev (<= 0: the txn's revision). Appends at most
+ * `limit` (0: no limit) versions to out unless count_only; *count gets the
+ * number of keys in the range at that revision. Returns MVCC_OK or an error
+ * (future revision, compacted). */
+int mvcc_txn_range(mvcc_txn_t *t, const mvcc_range_t *r, int64_t at_rev, int64_t limit,
+                   int count_only, mvcc_kv_list_t *out, int64_t *count);
+
+/* Writes (write txn only). prev (may be NULL) gets the replaced version or
+ * NULL. Every write gets the txn's revision and the next sub revision. */
+int mvcc_txn_put(mvcc_txn_t *t, const uint8_t *key, size_t key_len, const uint8_t *val,
+                 size_t val_len, int64_t lease, const Mvccpb__KeyValue **prev);
+/* Deletes every live key of r; deleted versions appended to prev_kvs if not
+ * NULL; returns the number of keys deleted or -1 on error. */
+int64_t mvcc_txn_delete_range(mvcc_txn_t *t, const mvcc_range_t *r, mvcc_kv_list_t *prev_kvs);
+
+/* Commit a write txn as Raft entry `index`: one LevelDB write (sync=false)
+ * holding the changes and the metadata; then the on_events hook runs. */
+int mvcc_txn_commit(mvcc_txn_t *t, uint64_t index);
+
+/* Record compaction at rev as entry `index` and physically delete every
+ * superseded version <= rev (in bounded batches). Apply thread. Returns
+ * MVCC_OK, MVCC_ERR_COMPACTED, MVCC_ERR_FUTURE_REV or MVCC_ERR_IO. */
+int mvcc_compact(mvcc_t *m, int64_t rev, uint64_t index);
+
+/* Record only the applied index (entries that change no key). */
+int mvcc_set_applied(mvcc_t *m, uint64_t index);
+
+const mvcc_options_t *mvcc_options(const mvcc_t *m);
+
+/* Key encoding, exposed for tests. */
+size_t mvcc_encode_key(uint8_t *out, const uint8_t *key, size_t key_len);  /* 'k'|escaped|terminator */
+size_t mvcc_encoded_key_max(size_t key_len);
+/* Compaction batch size in keys per LevelDB write (tests lower it). */
+void mvcc_set_compact_batch(mvcc_t *m, size_t n);
+
+#endif
