@@ -1,3 +1,485 @@
-/* kshimctl.c: the kshim admin CLI (being written). */
+/* kshimctl.c: the kshim admin CLI, etcdctl-compatible where it makes sense.
+ *
+ * Owns: the command table, the global and per-command flag table, dialing
+ * endpoints (TLS, --user authentication) and one handler per command. RPCs
+ * go through client/grpc_client.h, output through client/ctl_format.h.
+ * To add a command (user ..., role ..., auth ...): write a handler, add a
+ * row to COMMANDS and its flags to FLAGS with the command's name.
+ *
+ * Exit codes follow etcdctl: 0 ok, 1 error, 4 unsupported output format,
+ * 128 bad arguments. Errors are printed as "Error: <message>" on stderr.
+ */
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
-int main(void) { fprintf(stderr, "kshimctl: not built yet\n"); return 1; }
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "ctl_flags.h"
+#include "ctl_format.h"
+#include "grpc_client.h"
+#include "rpc.pb-c.h"
+
+#define KSHIMCTL_VERSION "0.1.0"
+#define API_VERSION "3.5"
+#define EXIT_ERROR 1
+#define EXIT_BAD_FEATURE 4
+#define EXIT_BAD_ARGS 128
+#define MAX_ENDPOINTS 16
+
+typedef struct ctl_opts {
+    /* global */
+    const char *endpoints, *cacert, *cert, *key, *user, *password, *write_out;
+    int insecure_skip_verify, dial_timeout_ms, command_timeout_ms, help;
+    /* per command */
+    int prefix, from_key, keys_only, count_only, prev_kv, physical;
+    int64_t limit, rev;
+    const char *lease;
+} ctl_opts_t;
+
+typedef struct ctl {
+    ctl_opts_t o;
+    cf_format_t fmt;
+    char **args;                 /* positional arguments after the command */
+    int nargs;
+    char *eps[MAX_ENDPOINTS];    /* split --endpoints, owned by epbuf */
+    int neps;
+    char epbuf[4096];
+} ctl_t;
+
+#define OPT(f) offsetof(ctl_opts_t, f)
+static const ctl_flag_t FLAGS[] = {
+    {"endpoints", 0, CFL_STRING, OPT(endpoints), NULL, "gRPC endpoints (comma list)"},
+    {"cacert", 0, CFL_STRING, OPT(cacert), NULL, "verify servers with this CA bundle"},
+    {"cert", 0, CFL_STRING, OPT(cert), NULL, "client TLS certificate file"},
+    {"key", 0, CFL_STRING, OPT(key), NULL, "client TLS key file"},
+    {"insecure-skip-tls-verify", 0, CFL_BOOL, OPT(insecure_skip_verify), NULL,
+     "skip server certificate verification"},
+    {"user", 0, CFL_STRING, OPT(user), NULL, "username[:password] for authentication"},
+    {"password", 0, CFL_STRING, OPT(password), NULL, "password for authentication"},
+    {"write-out", 'w', CFL_STRING, OPT(write_out), NULL, "output format: simple, table, json"},
+    {"dial-timeout", 0, CFL_DURATION, OPT(dial_timeout_ms), NULL, "dial timeout (2s)"},
+    {"command-timeout", 0, CFL_DURATION, OPT(command_timeout_ms), NULL,
+     "timeout per command (5s)"},
+    {"help", 'h', CFL_BOOL, OPT(help), NULL, "help"},
+    {"prefix", 0, CFL_BOOL, OPT(prefix), "get,del", "operate on keys with the prefix"},
+    {"from-key", 0, CFL_BOOL, OPT(from_key), "get,del", "keys >= the given key"},
+    {"limit", 0, CFL_INT, OPT(limit), "get", "maximum number of results"},
+    {"rev", 0, CFL_INT, OPT(rev), "get", "read at this revision"},
+    {"keys-only", 0, CFL_BOOL, OPT(keys_only), "get", "only the keys"},
+    {"count-only", 0, CFL_BOOL, OPT(count_only), "get", "only the count"},
+    {"prev-kv", 0, CFL_BOOL, OPT(prev_kv), "put,del", "return the previous key-value"},
+    {"lease", 0, CFL_STRING, OPT(lease), "put", "lease ID (hex) to attach"},
+    {"physical", 0, CFL_BOOL, OPT(physical), "compact", "wait for physical removal"},
+};
+#define NFLAGS ((int)(sizeof FLAGS / sizeof FLAGS[0]))
+
+/* ---------- errors ---------- */
+
+static int fail(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int fail(int code, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("Error: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+    return code;
+}
+
+/* ---------- dialing and calling ---------- */
+
+static int64_t mono_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* Pack req, call path, unpack into *resp (free with
+ * protobuf_c_message_free_unpacked). 0 ok, -1 with err set. */
+static int call(ctl_t *c, gc_conn_t *conn, const char *path, const ProtobufCMessage *req,
+                const ProtobufCMessageDescriptor *rd, ProtobufCMessage **resp,
+                gc_status_t *st) {
+    size_t len = protobuf_c_message_get_packed_size(req);
+    uint8_t *buf = malloc(len ? len : 1);
+    if (!buf) { st->code = GC_INTERNAL; snprintf(st->message, sizeof st->message, "out of memory"); return -1; }
+    protobuf_c_message_pack(req, buf);
+    uint8_t *out = NULL;
+    size_t outlen = 0;
+    int r = gc_unary(conn, path, buf, len, &out, &outlen, st, c->o.command_timeout_ms);
+    free(buf);
+    if (r < 0 || st->code != GC_OK) return -1;
+    *resp = protobuf_c_message_unpack(rd, NULL, outlen, out);
+    free(out);
+    if (!*resp) {
+        st->code = GC_INTERNAL;
+        snprintf(st->message, sizeof st->message, "cannot decode %s response", rd->name);
+        return -1;
+    }
+    return 0;
+}
+
+/* Split "name:password" / --password; 0 or -1 with err. */
+static int credentials(const ctl_t *c, char *name, size_t nlen, const char **pass) {
+    const char *colon = strchr(c->o.user, ':');
+    if (colon && !c->o.password) {
+        snprintf(name, nlen, "%.*s", (int)(colon - c->o.user), c->o.user);
+        *pass = colon + 1;
+        return 0;
+    }
+    snprintf(name, nlen, "%s", c->o.user);
+    *pass = c->o.password;
+    return *pass ? 0 : -1;
+}
+
+/* Authenticate and attach the token to every later call on conn. */
+static int authenticate(ctl_t *c, gc_conn_t *conn, gc_status_t *st) {
+    char name[256];
+    const char *pass;
+    if (credentials(c, name, sizeof name, &pass) < 0) {
+        st->code = GC_INVALID_ARGUMENT;
+        snprintf(st->message, sizeof st->message,
+                 "password is required: use --user name:password or --password");
+        return -1;
+    }
+    Etcdserverpb__AuthenticateRequest req = ETCDSERVERPB__AUTHENTICATE_REQUEST__INIT;
+    req.name = name;
+    req.password = (char *)pass;
+    ProtobufCMessage *resp;
+    if (call(c, conn, "/etcdserverpb.Auth/Authenticate", &req.base,
+             &etcdserverpb__authenticate_response__descriptor, &resp, st) < 0)
+        return -1;
+    const char *token = ((Etcdserverpb__AuthenticateResponse *)resp)->token;
+    int r = gc_set_metadata(conn, "token", token ? token : "");
+    protobuf_c_message_free_unpacked(resp, NULL);
+    return r;
+}
+
+/* Dial one endpoint (and log in with --user). NULL with st filled. */
+static gc_conn_t *dial(ctl_t *c, const char *ep, gc_status_t *st) {
+    gc_options_t go = {.endpoint = ep, .cacert = c->o.cacert, .cert = c->o.cert,
+                       .key = c->o.key, .insecure_skip_verify = c->o.insecure_skip_verify,
+                       .dial_timeout_ms = c->o.dial_timeout_ms};
+    gc_conn_t *conn = gc_connect(&go, st->message, sizeof st->message);
+    if (!conn) { st->code = GC_UNAVAILABLE; return NULL; }
+    gc_set_metadata(conn, "client-api-version", API_VERSION);
+    if (c->o.user && authenticate(c, conn, st) < 0) {
+        gc_close(conn);
+        return NULL;
+    }
+    return conn;
+}
+
+/* Dial the first endpoint that answers. */
+static gc_conn_t *dial_any(ctl_t *c, gc_status_t *st) {
+    for (int i = 0; i < c->neps; i++) {
+        gc_conn_t *conn = dial(c, c->eps[i], st);
+        if (conn) return conn;
+    }
+    return NULL;
+}
+
+/* One unary call on a fresh connection to any endpoint. */
+static int call_any(ctl_t *c, const char *path, const ProtobufCMessage *req,
+                    const ProtobufCMessageDescriptor *rd, ProtobufCMessage **resp) {
+    gc_status_t st = {0};
+    gc_conn_t *conn = dial_any(c, &st);
+    if (!conn) return fail(EXIT_ERROR, "%s", st.message);
+    int r = call(c, conn, path, req, rd, resp, &st);
+    gc_close(conn);
+    if (r < 0) return fail(EXIT_ERROR, "%s", st.message);
+    return 0;
+}
+
+/* ---------- key helpers ---------- */
+
+static ProtobufCBinaryData bytes_of(const char *s) {
+    ProtobufCBinaryData b = {strlen(s), (uint8_t *)s};
+    return b;
+}
+
+/* etcd's prefix range end: the key with its last byte < 0xff incremented
+ * and the rest cut; "\0" when there is none (= up to the end). */
+static size_t prefix_end(const char *key, uint8_t *out) {
+    size_t n = strlen(key);
+    memcpy(out, key, n);
+    while (n > 0) {
+        if ((uint8_t)out[n - 1] < 0xff) { out[n - 1]++; return n; }
+        n--;
+    }
+    out[0] = 0;
+    return 1;
+}
+
+/* Fill key/range_end from args + --prefix/--from-key. 0 or exit code. */
+static int key_range(ctl_t *c, ProtobufCBinaryData *key, ProtobufCBinaryData *end,
+                     uint8_t *endbuf, const char *cmd) {
+    if (c->nargs < 1 || c->nargs > 2)
+        return fail(EXIT_BAD_ARGS, "%s command needs one argument as key and an optional "
+                    "argument as range_end", cmd);
+    if ((c->o.prefix || c->o.from_key) && c->nargs == 2)
+        return fail(EXIT_BAD_ARGS, "too many arguments, only accept one argument when "
+                    "`--prefix` or `--from-key` is set");
+    if (c->o.prefix && c->o.from_key)
+        return fail(EXIT_BAD_ARGS, "`--prefix` and `--from-key` cannot be set at the same time");
+    *key = bytes_of(c->args[0]);
+    if (c->nargs == 2) *end = bytes_of(c->args[1]);
+    int whole = key->len == 0 && (c->o.prefix || c->o.from_key);
+    if (whole) { key->data = endbuf; key->len = 1; endbuf[0] = 0; }
+    if (c->o.from_key || whole) { end->data = (uint8_t *)""; end->len = 1; }
+    else if (c->o.prefix) { end->data = endbuf; end->len = prefix_end(c->args[0], endbuf); }
+    return 0;
+}
+
+/* ---------- commands ---------- */
+
+static int cmd_get(ctl_t *c) {
+    Etcdserverpb__RangeRequest req = ETCDSERVERPB__RANGE_REQUEST__INIT;
+    uint8_t *endbuf = malloc(strlen(c->nargs ? c->args[0] : "") + 1);
+    if (!endbuf) return fail(EXIT_ERROR, "out of memory");
+    int r = key_range(c, &req.key, &req.range_end, endbuf, "get");
+    if (r == 0) {
+        req.limit = c->o.limit;
+        req.revision = c->o.rev;
+        req.keys_only = c->o.keys_only;
+        req.count_only = c->o.count_only;
+        ProtobufCMessage *resp;
+        r = call_any(c, "/etcdserverpb.KV/Range", &req.base,
+                     &etcdserverpb__range_response__descriptor, &resp);
+        if (r == 0) {
+            cf_print_range(stdout, c->fmt, (Etcdserverpb__RangeResponse *)resp,
+                           c->o.keys_only, c->o.count_only);
+            protobuf_c_message_free_unpacked(resp, NULL);
+        }
+    }
+    free(endbuf);
+    return r;
+}
+
+static int cmd_put(ctl_t *c) {
+    if (c->nargs != 2)
+        return fail(EXIT_BAD_ARGS, "put command needs 2 arguments: key and value");
+    Etcdserverpb__PutRequest req = ETCDSERVERPB__PUT_REQUEST__INIT;
+    req.key = bytes_of(c->args[0]);
+    req.value = bytes_of(c->args[1]);
+    req.prev_kv = c->o.prev_kv;
+    if (c->o.lease) {
+        char *end;
+        req.lease = (int64_t)strtoull(c->o.lease, &end, 16);
+        if (end == c->o.lease || *end)
+            return fail(EXIT_BAD_ARGS, "bad lease ID (%s), expecting ID in Hex", c->o.lease);
+    }
+    ProtobufCMessage *resp;
+    int r = call_any(c, "/etcdserverpb.KV/Put", &req.base,
+                     &etcdserverpb__put_response__descriptor, &resp);
+    if (r) return r;
+    cf_print_put(stdout, c->fmt, (Etcdserverpb__PutResponse *)resp);
+    protobuf_c_message_free_unpacked(resp, NULL);
+    return 0;
+}
+
+static int cmd_del(ctl_t *c) {
+    Etcdserverpb__DeleteRangeRequest req = ETCDSERVERPB__DELETE_RANGE_REQUEST__INIT;
+    uint8_t *endbuf = malloc(strlen(c->nargs ? c->args[0] : "") + 1);
+    if (!endbuf) return fail(EXIT_ERROR, "out of memory");
+    int r = key_range(c, &req.key, &req.range_end, endbuf, "del");
+    if (r == 0) {
+        req.prev_kv = c->o.prev_kv;
+        ProtobufCMessage *resp;
+        r = call_any(c, "/etcdserverpb.KV/DeleteRange", &req.base,
+                     &etcdserverpb__delete_range_response__descriptor, &resp);
+        if (r == 0) {
+            cf_print_delete(stdout, c->fmt, (Etcdserverpb__DeleteRangeResponse *)resp);
+            protobuf_c_message_free_unpacked(resp, NULL);
+        }
+    }
+    free(endbuf);
+    return r;
+}
+
+static int cmd_compact(ctl_t *c) {
+    if (c->nargs != 1) return fail(EXIT_BAD_ARGS, "compaction command needs 1 argument");
+    char *end;
+    long long rev = strtoll(c->args[0], &end, 10);
+    if (end == c->args[0] || *end)
+        return fail(EXIT_ERROR, "strconv.ParseInt: parsing \"%s\": invalid syntax", c->args[0]);
+    Etcdserverpb__CompactionRequest req = ETCDSERVERPB__COMPACTION_REQUEST__INIT;
+    req.revision = rev;
+    req.physical = c->o.physical;
+    ProtobufCMessage *resp;
+    int r = call_any(c, "/etcdserverpb.KV/Compact", &req.base,
+                     &etcdserverpb__compaction_response__descriptor, &resp);
+    if (r) return r;
+    cf_print_compact(stdout, c->fmt, (Etcdserverpb__CompactionResponse *)resp, rev);
+    protobuf_c_message_free_unpacked(resp, NULL);
+    return 0;
+}
+
+static int cmd_member_list(ctl_t *c) {
+    Etcdserverpb__MemberListRequest req = ETCDSERVERPB__MEMBER_LIST_REQUEST__INIT;
+    ProtobufCMessage *resp;
+    int r = call_any(c, "/etcdserverpb.Cluster/MemberList", &req.base,
+                     &etcdserverpb__member_list_response__descriptor, &resp);
+    if (r) return r;
+    cf_print_members(stdout, c->fmt, (Etcdserverpb__MemberListResponse *)resp);
+    protobuf_c_message_free_unpacked(resp, NULL);
+    return 0;
+}
+
+/* Status of one endpoint; NULL after printing why to stderr. */
+static ProtobufCMessage *status_of(ctl_t *c, const char *ep) {
+    gc_status_t st = {0};
+    ProtobufCMessage *resp = NULL;
+    gc_conn_t *conn = dial(c, ep, &st);
+    Etcdserverpb__StatusRequest req = ETCDSERVERPB__STATUS_REQUEST__INIT;
+    if (conn) {
+        call(c, conn, "/etcdserverpb.Maintenance/Status", &req.base,
+             &etcdserverpb__status_response__descriptor, &resp, &st);
+        gc_close(conn);
+    }
+    if (!resp) fprintf(stderr, "Failed to get the status of endpoint %s (%s)\n", ep, st.message);
+    return resp;
+}
+
+static int cmd_endpoint_status(ctl_t *c) {
+    cf_status_entry_t e[MAX_ENDPOINTS] = {{0}};
+    int n = 0, failed = 0;
+    for (int i = 0; i < c->neps; i++) {
+        ProtobufCMessage *resp = status_of(c, c->eps[i]);
+        if (!resp) { failed = 1; continue; }
+        e[n].endpoint = c->eps[i];
+        e[n].resp = (Etcdserverpb__StatusResponse *)resp;
+        n++;
+    }
+    cf_print_status(stdout, c->fmt, e, n);
+    for (int i = 0; i < n; i++)
+        protobuf_c_message_free_unpacked((ProtobufCMessage *)e[i].resp, NULL);
+    return failed ? EXIT_ERROR : 0;
+}
+
+/* Health of one endpoint, as etcdctl: a linearizable Get of "health"
+ * succeeds (PermissionDenied counts as healthy: the cluster answered). */
+static void health_of(ctl_t *c, const char *ep, cf_health_entry_t *h, char *err, size_t errlen) {
+    int64_t t0 = mono_ns();
+    gc_status_t st = {0};
+    ProtobufCMessage *resp = NULL;
+    gc_conn_t *conn = dial(c, ep, &st);
+    if (conn) {
+        Etcdserverpb__RangeRequest req = ETCDSERVERPB__RANGE_REQUEST__INIT;
+        req.key = bytes_of("health");
+        call(c, conn, "/etcdserverpb.KV/Range", &req.base,
+             &etcdserverpb__range_response__descriptor, &resp, &st);
+        gc_close(conn);
+    }
+    h->endpoint = ep;
+    h->took_ns = mono_ns() - t0;
+    h->healthy = resp != NULL || st.code == GC_PERMISSION_DENIED;
+    snprintf(err, errlen, "%s", h->healthy ? "" : st.message);
+    h->error = err;
+    if (resp) protobuf_c_message_free_unpacked(resp, NULL);
+}
+
+static int cmd_endpoint_health(ctl_t *c) {
+    cf_health_entry_t h[MAX_ENDPOINTS] = {{0}};
+    static char errs[MAX_ENDPOINTS][512];
+    int unhealthy = 0;
+    for (int i = 0; i < c->neps; i++) {
+        health_of(c, c->eps[i], &h[i], errs[i], sizeof errs[i]);
+        unhealthy |= !h[i].healthy;
+    }
+    cf_print_health(stdout, stderr, c->fmt, h, c->neps);
+    return unhealthy ? fail(EXIT_ERROR, "unhealthy cluster") : 0;
+}
+
+static int cmd_version(ctl_t *c) {
+    printf("kshimctl version: %s\nAPI version: %s\n", KSHIMCTL_VERSION, API_VERSION);
+    return 0;
+}
+
+static int cmd_help(ctl_t *c);
+
+typedef struct ctl_cmd {
+    const char *name;            /* one or two words */
+    int (*fn)(ctl_t *c);
+    const char *usage;
+} ctl_cmd_t;
+
+static const ctl_cmd_t COMMANDS[] = {
+    {"get", cmd_get, "get KEY [RANGE_END] [--prefix] [--from-key] [--limit N] [--rev N] "
+                     "[--keys-only] [--count-only]"},
+    {"put", cmd_put, "put KEY VALUE [--prev-kv] [--lease HEXID]"},
+    {"del", cmd_del, "del KEY [RANGE_END] [--prefix] [--from-key] [--prev-kv]"},
+    {"compact", cmd_compact, "compact REV [--physical]"},
+    {"member list", cmd_member_list, "member list"},
+    {"endpoint status", cmd_endpoint_status, "endpoint status"},
+    {"endpoint health", cmd_endpoint_health, "endpoint health"},
+    {"version", cmd_version, "version"},
+    {"help", cmd_help, "help"},
+};
+#define NCOMMANDS ((int)(sizeof COMMANDS / sizeof COMMANDS[0]))
+
+static int cmd_help(ctl_t *c) {
+    printf("kshimctl: admin client for kshim (and etcd v3)\n\nUsage: kshimctl [flags] COMMAND [args]\n\nCommands:\n");
+    for (int i = 0; i < NCOMMANDS; i++) printf("  %s\n", COMMANDS[i].usage);
+    printf("\nGlobal flags:\n");
+    for (int i = 0; i < NFLAGS; i++)
+        if (!FLAGS[i].commands) printf("  --%-26s %s\n", FLAGS[i].name, FLAGS[i].help);
+    return 0;
+}
+
+/* ---------- main ---------- */
+
+/* Number of words of cmd matched by the positionals, or 0. */
+static int match_command(const ctl_cmd_t *cmd, char **pos, int npos) {
+    char words[64];
+    snprintf(words, sizeof words, "%s", cmd->name);
+    int n = 0;
+    for (char *save, *w = strtok_r(words, " ", &save); w; w = strtok_r(NULL, " ", &save), n++)
+        if (n >= npos || strcmp(pos[n], w) != 0) return 0;
+    return n;
+}
+
+static int split_endpoints(ctl_t *c) {
+    snprintf(c->epbuf, sizeof c->epbuf, "%s", c->o.endpoints);
+    for (char *save, *e = strtok_r(c->epbuf, ",", &save); e; e = strtok_r(NULL, ",", &save)) {
+        if (c->neps == MAX_ENDPOINTS) return -1;
+        c->eps[c->neps++] = e;
+    }
+    return c->neps > 0 ? 0 : -1;
+}
+
+/* Check that every flag given applies to cmd. */
+static int check_flags(const ctl_parsed_t *p, const char *cmd) {
+    for (int i = 0; i < NFLAGS; i++)
+        if ((p->seen >> i & 1) && !ctl_flag_allowed(&FLAGS[i], cmd))
+            return fail(EXIT_ERROR, "unknown flag: --%s", FLAGS[i].name);
+    return 0;
+}
+
+int main(int argc, char **argv) {
+    static ctl_t c;
+    c.o.endpoints = "127.0.0.1:2379";
+    c.o.write_out = "simple";
+    c.o.dial_timeout_ms = 2000;
+    c.o.command_timeout_ms = 5000;
+    ctl_parsed_t p;
+    char err[256];
+    if (ctl_parse(FLAGS, NFLAGS, argc, argv, &c.o, &p, err, sizeof err) < 0)
+        return fail(EXIT_ERROR, "%s", err);
+    int fmt = cf_parse_format(c.o.write_out);
+    if (fmt < 0) return fail(EXIT_BAD_FEATURE, "unsupported output format");
+    c.fmt = (cf_format_t)fmt;
+    if (split_endpoints(&c) < 0) return fail(EXIT_BAD_ARGS, "bad --endpoints");
+    if (p.npos == 0 || c.o.help) return cmd_help(&c);
+    for (int i = 0; i < NCOMMANDS; i++) {
+        int words = match_command(&COMMANDS[i], p.pos, p.npos);
+        if (!words) continue;
+        if (check_flags(&p, COMMANDS[i].name)) return EXIT_ERROR;
+        c.args = p.pos + words;
+        c.nargs = p.npos - words;
+        return COMMANDS[i].fn(&c);
+    }
+    return fail(EXIT_BAD_ARGS, "unknown command \"%s\" (try kshimctl help)", p.pos[0]);
+}
