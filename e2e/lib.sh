@@ -29,10 +29,10 @@ E2E_FAIL=0
 
 e2e_cleanup() {
     local pid
-    for pid in "${E2E_PIDS[@]}"; do
+    for pid in ${E2E_PIDS[@]+"${E2E_PIDS[@]}"}; do
         kill -9 "$pid" 2>/dev/null || true
     done
-    for pid in "${E2E_PIDS[@]}"; do
+    for pid in ${E2E_PIDS[@]+"${E2E_PIDS[@]}"}; do
         wait "$pid" 2>/dev/null || true
     done
     if [ "${KSHIM_E2E_KEEP:-0}" = 1 ]; then
@@ -115,22 +115,34 @@ wait_ready() {
     return 1
 }
 
+# forget_pid PID: drop a reaped server from the cleanup list, so the EXIT
+# trap never signals a recycled PID.
+forget_pid() {
+    local keep=() p
+    for p in ${E2E_PIDS[@]+"${E2E_PIDS[@]}"}; do
+        [ "$p" = "$1" ] || keep+=("$p")
+    done
+    E2E_PIDS=(${keep[@]+"${keep[@]}"})
+}
+
 # stop_server PID: SIGTERM, then SIGKILL after 5 s.
 stop_server() {
     local pid=$1 i
-    kill "$pid" 2>/dev/null || return 0
+    kill "$pid" 2>/dev/null || { forget_pid "$pid"; return 0; }
     for i in $(seq 50); do
         kill -0 "$pid" 2>/dev/null || break
         sleep 0.1
     done
     kill -9 "$pid" 2>/dev/null || true
     wait "$pid" 2>/dev/null || true
+    forget_pid "$pid"
 }
 
 # kill9_server PID: crash the server, reap it.
 kill9_server() {
     kill -9 "$1" 2>/dev/null || true
     wait "$1" 2>/dev/null || true
+    forget_pid "$1"
 }
 
 ctl() {
