@@ -1,0 +1,285 @@
+/*
+ * test_node.c: the raft thread with a real WAL in a temp dir: 4 concurrent
+ * proposers, apply sees every entry exactly once in contiguous index order,
+ * group commit batches (fewer fdatasyncs than proposals), restart re-delivers
+ * everything above applied_index, persist_state releases WAL segments, and
+ * start refuses what it cannot serve.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <pthread.h>
+#include <time.h>
+
+#include "node.h"
+#include "test_raft_util.h"
+
+#define THREADS 4
+#define PER_THREAD 2500
+#define TOTAL (THREADS * PER_THREAD)
+#define MAX_IDX 40000
+
+typedef struct applied {
+    pthread_mutex_t mu;
+    uint64_t first, last;          /* indices delivered this run */
+    uint64_t n_data;               /* non-empty entries delivered */
+    uint8_t seen[THREADS][PER_THREAD];
+    char *payload[MAX_IDX];        /* by index */
+    uint64_t persisted;            /* what persist_state reported */
+    uint64_t persist_calls;
+    int errors;
+} applied_t;
+
+static void applied_init(applied_t *a, uint64_t applied_index) {
+    memset(a, 0, sizeof(*a));
+    pthread_mutex_init(&a->mu, NULL);
+    a->last = applied_index;
+}
+
+static void applied_free(applied_t *a) {
+    for (size_t i = 0; i < MAX_IDX; i++) free(a->payload[i]);
+    pthread_mutex_destroy(&a->mu);
+}
+
+static void on_apply(void *ctx, const raft_entry_t *ents, size_t n, uint64_t term) {
+    applied_t *a = ctx;
+    pthread_mutex_lock(&a->mu);
+    for (size_t i = 0; i < n; i++) {
+        const raft_entry_t *e = &ents[i];
+        if (e->index != a->last + 1 || e->term > term || e->index >= MAX_IDX) a->errors++;
+        if (!a->first) a->first = e->index;
+        a->last = e->index;
+        if (e->index < MAX_IDX) {
+            free(a->payload[e->index]);
+            a->payload[e->index] = strndup((const char *)e->data, e->len);
+        }
+        if (!e->len) continue;
+        a->n_data++;
+        int t, k;
+        if (sscanf(a->payload[e->index], "t%d-%d", &t, &k) == 2 && t >= 0 && t < THREADS && k >= 0 && k < PER_THREAD)
+            a->seen[t][k]++;
+    }
+    pthread_mutex_unlock(&a->mu);
+}
+
+static uint64_t on_persist(void *ctx) {
+    applied_t *a = ctx;
+    pthread_mutex_lock(&a->mu);
+    a->persisted = a->last;
+    a->persist_calls++;
+    uint64_t v = a->last;
+    pthread_mutex_unlock(&a->mu);
+    return v;
+}
+
+typedef struct proposer {
+    raft_node_t *node;
+    int t, lo, hi;
+    int errors;
+} proposer_t;
+
+static void *propose_thread(void *arg) {
+    proposer_t *p = arg;
+    for (int k = p->lo; k < p->hi; k++) {
+        char buf[32];
+        int len = snprintf(buf, sizeof(buf), "t%d-%d", p->t, k);
+        if (raft_node_propose(p->node, buf, (size_t)len) != RAFT_NODE_OK) p->errors++;
+    }
+    return NULL;
+}
+
+static raft_node_t *start(const char *dir, applied_t *a, uint64_t applied_index, int with_persist) {
+    static const uint64_t peers[] = { 1 };
+    raft_node_config_t cfg = { .id = 1, .peer_ids = peers, .n_peers = 1, .wal_dir = dir,
+                               .applied_index = applied_index, .tick_ms = 10, .apply = on_apply,
+                               .persist_state = with_persist ? on_persist : NULL, .ctx = a,
+                               .wal_segment_bytes = 64 * 1024, .persist_every = 1000 };
+    raft_node_t *n = NULL;
+    char err[256] = "";
+    int rc = raft_node_start(&cfg, &n, err, sizeof(err));
+    if (rc != 0) fprintf(stderr, "start: %s\n", err);
+    assert_int_equal(rc, 0);
+    return n;
+}
+
+static void wait_applied(applied_t *a, uint64_t index) {
+    for (int i = 0; i < 2000; i++) {
+        pthread_mutex_lock(&a->mu);
+        uint64_t last = a->last;
+        pthread_mutex_unlock(&a->mu);
+        if (last >= index) return;
+        struct timespec ts = { 0, 10 * 1000 * 1000 };
+        nanosleep(&ts, NULL);
+    }
+    fail_msg("timed out waiting for index %llu", (unsigned long long)index);
+}
+
+static void wait_data(applied_t *a, uint64_t n) {
+    for (int i = 0; i < 2000; i++) {
+        pthread_mutex_lock(&a->mu);
+        uint64_t got = a->n_data;
+        pthread_mutex_unlock(&a->mu);
+        if (got >= n) return;
+        struct timespec ts = { 0, 10 * 1000 * 1000 };
+        nanosleep(&ts, NULL);
+    }
+    fail_msg("timed out waiting for %llu entries", (unsigned long long)n);
+}
+
+static void run_proposers(raft_node_t *n, int lo, int hi) {
+    pthread_t th[THREADS];
+    proposer_t p[THREADS];
+    for (int t = 0; t < THREADS; t++) {
+        p[t] = (proposer_t){ .node = n, .t = t, .lo = lo, .hi = hi };
+        assert_int_equal(pthread_create(&th[t], NULL, propose_thread, &p[t]), 0);
+    }
+    for (int t = 0; t < THREADS; t++) {
+        pthread_join(th[t], NULL);
+        assert_int_equal(p[t].errors, 0);
+    }
+}
+
+static void test_propose_apply_restart(void **state) {
+    (void)state;
+    char dir[256];
+    test_mkdtemp(dir, "node");
+    applied_t *a = calloc(1, sizeof(*a));
+    applied_init(a, 0);
+    raft_node_t *n = start(dir, a, 0, 0);
+    raft_node_status_t st;
+    raft_node_status(n, &st);
+    assert_int_equal(st.leader, 1);     /* a single voter leads at once */
+    run_proposers(n, 0, PER_THREAD);
+    wait_data(a, TOTAL);
+    raft_node_status(n, &st);
+    pthread_mutex_lock(&a->mu);
+    assert_int_equal(a->errors, 0);
+    assert_int_equal(a->first, 1);
+    assert_int_equal(a->n_data, TOTAL);
+    for (int t = 0; t < THREADS; t++)
+        for (int k = 0; k < PER_THREAD; k++) assert_int_equal(a->seen[t][k], 1);
+    uint64_t last = a->last;
+    pthread_mutex_unlock(&a->mu);
+    assert_int_equal(st.applied_index, last);
+    assert_int_equal(st.proposals, TOTAL);
+    fprintf(stderr, "group commit: %llu fdatasyncs for %d proposals\n", (unsigned long long)st.wal_syncs, TOTAL);
+    assert_true(st.wal_syncs > 0);
+    assert_true(st.wal_syncs < TOTAL);
+    raft_node_stop(n);
+
+    /* restart with the state machine at k: k+1.. come again, same data, in order */
+    uint64_t k = 4321;
+    applied_t *b = calloc(1, sizeof(*b));
+    applied_init(b, k);
+    n = start(dir, b, k, 0);
+    wait_applied(b, last + 1);          /* + the new term's empty entry */
+    pthread_mutex_lock(&b->mu);
+    assert_int_equal(b->errors, 0);
+    assert_int_equal(b->first, k + 1);
+    for (uint64_t i = k + 1; i <= last; i++) assert_string_equal(b->payload[i], a->payload[i]);
+    assert_string_equal(b->payload[last + 1], "");
+    pthread_mutex_unlock(&b->mu);
+    /* new proposals land after the recovered ones */
+    assert_int_equal(raft_node_propose(n, "after", 5), RAFT_NODE_OK);
+    wait_applied(b, last + 2);
+    pthread_mutex_lock(&b->mu);
+    assert_string_equal(b->payload[last + 2], "after");
+    pthread_mutex_unlock(&b->mu);
+    raft_node_stop(n);
+
+    /* a state machine ahead of the log means the log lost data: refuse */
+    applied_t *c = calloc(1, sizeof(*c));
+    applied_init(c, 0);
+    static const uint64_t peers[] = { 1 };
+    raft_node_config_t cfg = { .id = 1, .peer_ids = peers, .n_peers = 1, .wal_dir = dir,
+                               .applied_index = last + 1000, .apply = on_apply, .ctx = c };
+    char err[256] = "";
+    assert_int_equal(raft_node_start(&cfg, &n, err, sizeof(err)), -1);
+    assert_non_null(strstr(err, "applied"));
+
+    applied_free(a);
+    applied_free(b);
+    applied_free(c);
+    free(a);
+    free(b);
+    free(c);
+    test_rm_rf(dir);
+}
+
+/* persist_state every 1000 entries lets the WAL drop segments; a restart at
+ * the persisted index still delivers everything after it. */
+static void test_persist_and_release(void **state) {
+    (void)state;
+    char dir[256];
+    test_mkdtemp(dir, "node-rel");
+    applied_t *a = calloc(1, sizeof(*a));
+    applied_init(a, 0);
+    raft_node_t *n = start(dir, a, 0, 1);
+    for (int wave = 0; wave < 10; wave++) {
+        run_proposers(n, wave * PER_THREAD / 10, (wave + 1) * PER_THREAD / 10);
+        wait_data(a, (uint64_t)(wave + 1) * TOTAL / 10);
+    }
+    raft_node_status_t st;
+    raft_node_status(n, &st);
+    raft_node_stop(n);
+    pthread_mutex_lock(&a->mu);
+    assert_true(a->persist_calls >= 5);
+    uint64_t persisted = a->persisted, last = a->last;
+    pthread_mutex_unlock(&a->mu);
+    /* 10000 entries of ~30 bytes would be ~300 KiB: most segments are gone */
+    assert_true(st.wal_bytes < 200 * 1024);
+
+    applied_t *b = calloc(1, sizeof(*b));
+    applied_init(b, persisted);
+    n = start(dir, b, persisted, 1);
+    wait_applied(b, last + 1);
+    pthread_mutex_lock(&b->mu);
+    assert_int_equal(b->errors, 0);
+    if (persisted < last) assert_int_equal(b->first, persisted + 1);
+    for (uint64_t i = persisted + 1; i <= last; i++) assert_string_equal(b->payload[i], a->payload[i]);
+    pthread_mutex_unlock(&b->mu);
+    raft_node_stop(n);
+    applied_free(a);
+    applied_free(b);
+    free(a);
+    free(b);
+    test_rm_rf(dir);
+}
+
+static void test_start_refusals(void **state) {
+    (void)state;
+    char dir[256];
+    test_mkdtemp(dir, "node-bad");
+    applied_t *a = calloc(1, sizeof(*a));
+    applied_init(a, 0);
+    static const uint64_t three[] = { 1, 2, 3 }, other[] = { 2 };
+    raft_node_config_t cfg = { .id = 1, .peer_ids = three, .n_peers = 3, .wal_dir = dir,
+                               .apply = on_apply, .ctx = a };
+    raft_node_t *n = NULL;
+    char err[256] = "";
+    assert_int_equal(raft_node_start(&cfg, &n, err, sizeof(err)), -1);
+    assert_non_null(strstr(err, "not supported"));
+    assert_null(n);
+    cfg.peer_ids = other;
+    cfg.n_peers = 1;
+    assert_int_equal(raft_node_start(&cfg, &n, err, sizeof(err)), -1);
+    cfg.peer_ids = three;
+    cfg.n_peers = 1;
+    cfg.apply = NULL;
+    assert_int_equal(raft_node_start(&cfg, &n, err, sizeof(err)), -1);
+    applied_free(a);
+    free(a);
+    test_rm_rf(dir);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_start_refusals),
+        cmocka_unit_test(test_propose_apply_restart),
+        cmocka_unit_test(test_persist_and_release),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
