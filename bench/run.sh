@@ -1,0 +1,402 @@
+#!/usr/bin/env bash
+# bench/run.sh -- side-by-side benchmark: real etcd vs kshimd, same run, same matrix.
+#
+# Owns: the servers it starts (fresh data dirs under /tmp, 127.0.0.1 client
+# ports PORT (etcd) and PORT+2 (kshimd), peer ports +1, stopped by PID), its
+# work dir ($BENCH_WORK/run) and the results file. Builds etcd's own load
+# generator with the shared anchor script (build-etcd-benchmark.sh), starts
+# both servers, runs each row on etcd then on kshimd, measures RSS and data dir
+# size after the put rows, and prints a table of requests/s and p99 with the
+# ratio kshimd/etcd. See bench/README.md.
+#
+# Usage: bench/run.sh [--quick] [--tls] [--sequential] [--repeat N] [--rows a,b,c]
+#                     [--add-rows a,b] [--scale X] [--row-timeout S] [--out FILE] [--list]
+# Env:   ETCD=/usr/bin/etcd  KSHIMD=<repo>/build/kshimd  ETCDCTL=/usr/bin/etcdctl
+#        BENCH_WORK=/tmp/perf  PORT=24110  SHARED=<repo>/../shared  CERTS=<repo>/certs/dev
+#        EXTRA_FLAGS="" (passed to both servers)
+set -euo pipefail
+
+SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+ETCD=${ETCD:-/usr/bin/etcd}
+KSHIMD=${KSHIMD:-$SRC/build/kshimd}
+ETCDCTL=${ETCDCTL:-/usr/bin/etcdctl}
+BENCH_WORK=${BENCH_WORK:-/tmp/perf}
+PORT=${PORT:-24110}
+EXTRA_FLAGS=${EXTRA_FLAGS:-}
+CERTS=${CERTS:-$SRC/certs/dev}
+if [ -z "${SHARED:-}" ]; then
+  SHARED=$SRC/../shared
+  [ -d "$SHARED/anchors" ] || SHARED=/work/shared
+fi
+OUT=$SRC/bench/results/latest.md
+SCALE=1
+ROW_TIMEOUT=45
+TLS=0
+QUICK=0
+SEQUENTIAL=0
+REPEAT=1
+
+# ---------------------------------------------------------------- the rows
+# A row is a name with: ops at SCALE=1, an optional setup function run once
+# against the fresh server before it, a description, and the benchmark
+# arguments (@N@ = scaled op count). "@mem" in a row list is not a benchmark:
+# it records RSS and data dir size at that point. Rows run in list order on one
+# server instance, so stateful rows (auth) go last.
+KV="--key-size 256 --val-size 1024 --key-space-size 100000"
+# ROW_SHOWS says which of the row's numbers mean something: "rps p99"
+# (default), "rps" or "p99"; the others are printed as "-".
+declare -A ROW_OPS ROW_ARGS ROW_SETUP ROW_DESC ROW_SHOWS SETUP_DONE
+def_row() { # NAME OPS SETUP DESC ARGS...
+  local name=$1; ROW_OPS[$name]=$2; ROW_SETUP[$name]=$3; ROW_DESC[$name]=$4; shift 4
+  ROW_ARGS[$name]="$*"
+  ROW_SHOWS[$name]="rps p99"
+}
+def_row put-c1        15000  -  "put 256 B key / 1 KiB value, 1 client, 1 conn, random keys" \
+  --conns 1 --clients 1 put $KV --total @N@
+def_row put-c100      100000 -  "put, 100 clients over 10 conns, random keys" \
+  --conns 10 --clients 100 put $KV --total @N@
+def_row put-c1-seq    15000  -  "put, 1 client, sequential keys" \
+  --conns 1 --clients 1 put $KV --sequential-keys --total @N@
+def_row put-c100-seq  100000 -  "put, 100 clients / 10 conns, sequential keys" \
+  --conns 10 --clients 100 put $KV --sequential-keys --total @N@
+def_row range-l-c100  100000 setup_range_key "linearizable Range of one 1 KiB key, 100 clients / 10 conns" \
+  --conns 10 --clients 100 range /bench/range-key --consistency l --total @N@
+def_row range-s-c100  100000 setup_range_key "serializable Range of one 1 KiB key, 100 clients / 10 conns" \
+  --conns 10 --clients 100 range /bench/range-key --consistency s --total @N@
+def_row txn-put-c100  60000  -  "Txn with one Put, 100 clients / 10 conns" \
+  --conns 10 --clients 100 txn-put $KV --txn-ops 1 --total @N@
+def_row watch-events  50000  -  "ops = puts to 100 keys watched by 1000 watchers (10 streams x 100), so 10 events per put; req/s = watch events received per second" \
+  --conns 10 --clients 10 watch --streams 10 --watch-per-stream 100 --watched-key-total 100 \
+  --key-space-size 100 --sequential-keys --put-total @N@ --put-rate 1000000
+def_row watch-latency 1000   -  "100 watchers on one key, 100 puts/s; p99 = put ack -> event delivered" \
+  --conns 10 --clients 100 watch-latency --put-rate 100 --total @N@ --key-size 256 --val-size 1024
+ROW_SHOWS[watch-events]=rps
+ROW_SHOWS[watch-latency]=p99
+def_row lease-keepalive 50000 - "LeaseKeepAlive round trips, 100 clients / 10 conns" \
+  --conns 10 --clients 100 lease-keepalive --total @N@
+def_row auth-put-c100 60000  setup_auth "put with auth enabled (user root, password), 100 clients / 10 conns" \
+  --conns 10 --clients 100 --user root:benchpw put $KV --total @N@
+
+DEFAULT_ROWS="put-c1,put-c100,@mem,range-l-c100,range-s-c100,txn-put-c100"
+ROWS=$DEFAULT_ROWS
+ADD_ROWS=
+
+die() { echo "bench/run.sh: $*" >&2; exit 1; }
+log() { echo "[$(date +%H:%M:%S)] $*" >&2; }
+
+usage() {
+  sed -n '12,16p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
+  exit 2
+}
+
+list_rows() {
+  local r
+  echo "default rows: $DEFAULT_ROWS"
+  for r in $(printf '%s\n' "${!ROW_OPS[@]}" | sort); do
+    printf '  %-16s %7s ops  %s\n' "$r" "${ROW_OPS[$r]}" "${ROW_DESC[$r]}"
+  done
+  echo "  @mem             record RSS and data dir size here"
+}
+
+parse_args() {
+  while [ $# -gt 0 ]; do
+    case "$1" in
+      --quick) QUICK=1; SCALE=0.3; ROW_TIMEOUT=20 ;;
+      --tls) TLS=1 ;;
+      --sequential) SEQUENTIAL=1 ;;
+      --repeat) [ $# -ge 2 ] || usage; REPEAT=$2; shift ;;
+      --rows) [ $# -ge 2 ] || usage; ROWS=$2; shift ;;
+      --add-rows) [ $# -ge 2 ] || usage; ADD_ROWS=$2; shift ;;
+      --scale) [ $# -ge 2 ] || usage; SCALE=$2; shift ;;
+      --row-timeout) [ $# -ge 2 ] || usage; ROW_TIMEOUT=$2; shift ;;
+      --out) [ $# -ge 2 ] || usage; OUT=$2; shift ;;
+      --list) list_rows; exit 0 ;;
+      -h|--help) usage ;;
+      *) echo "bench/run.sh: unknown argument $1" >&2; usage ;;
+    esac
+    shift
+  done
+  [ -n "$ADD_ROWS" ] && ROWS="$ROWS,$ADD_ROWS"
+  local r
+  for r in ${ROWS//,/ }; do
+    [ "$r" = @mem ] || [ -n "${ROW_OPS[$r]:-}" ] || die "unknown row '$r' (see --list)"
+  done
+  [[ "$SCALE" =~ ^[0-9]*\.?[0-9]+$ ]] || die "--scale needs a number"
+  [[ "$REPEAT" =~ ^[1-9][0-9]*$ ]] || die "--repeat needs a count >= 1"
+  [[ "$ROW_TIMEOUT" =~ ^[1-9][0-9]*$ ]] || die "--row-timeout needs whole seconds"
+}
+
+scaled() { awk -v x="$1" -v s="$SCALE" 'BEGIN{v=int(x*s); if(v<1)v=1; print v}'; }
+
+# ---------------------------------------------------------------- tools
+build_benchmark() {
+  local script=$SHARED/anchors/build-etcd-benchmark.sh
+  [ -f "$script" ] || die "missing $script (set SHARED=)"
+  log "building etcd benchmark tool into $BENCH_WORK/bin"
+  WORK=$BENCH_WORK bash "$script" > "$RUNDIR/build-benchmark.log" 2>&1 ||
+    { tail -20 "$RUNDIR/build-benchmark.log" >&2; die "benchmark build failed"; }
+  BENCH=$BENCH_WORK/bin/benchmark
+  [ -x "$BENCH" ] || die "no $BENCH after build"
+}
+
+port_busy() {
+  if command -v ss >/dev/null; then ss -Htln "sport = :$1" 2>/dev/null | grep -q .
+  else (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; fi
+}
+
+# ---------------------------------------------------------------- servers
+# Per-server state, keyed by tag (etcd, kshimd). By default both servers run
+# at once on their own ports and each row runs on etcd then right away on
+# kshimd, so load from other tenants of the machine hits both alike;
+# --sequential runs all rows on etcd, stops it, then all rows on kshimd.
+declare -A SRV_PID SRV_DATA SRV_PORT
+SCHEME=http
+TLS_CLIENT=()
+TLS_SERVER=()
+
+stop_server() { # TAG
+  local tag=$1 pid=${SRV_PID[$1]:-}
+  if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
+    kill -TERM "$pid" 2>/dev/null || true
+    for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+  fi
+  SRV_PID[$tag]=
+  if [ -n "${SRV_DATA[$tag]:-}" ]; then rm -rf "${SRV_DATA[$tag]}"; SRV_DATA[$tag]=; fi
+}
+stop_all() { local t; for t in "${!SRV_PID[@]}"; do stop_server "$t"; done; }
+trap stop_all EXIT
+trap 'exit 130' INT TERM
+
+ctl() { # TAG ARGS...
+  local tag=$1; shift
+  "$ETCDCTL" --endpoints "$SCHEME://127.0.0.1:${SRV_PORT[$tag]}" "${TLS_CLIENT[@]}" "$@"
+}
+
+start_server() { # TAG BINARY PORT (peer port = PORT+1)
+  local tag=$1 bin=$2 port=$3 i
+  local pport=$((port + 1))
+  for i in $(seq 50); do port_busy "$port" || port_busy "$pport" || break; sleep 0.2; done
+  port_busy "$port" && die "port $port is busy"
+  port_busy "$pport" && die "port $pport is busy"
+  SRV_PORT[$tag]=$port
+  SRV_DATA[$tag]=$(mktemp -d "/tmp/kshim-bench-$tag.XXXXXX")
+  local ep="$SCHEME://127.0.0.1:$port" pp="http://127.0.0.1:$pport"
+  # shellcheck disable=SC2086
+  "$bin" --name "bench-$tag" --data-dir "${SRV_DATA[$tag]}" \
+    --listen-client-urls "$ep" --advertise-client-urls "$ep" \
+    --listen-peer-urls "$pp" --initial-advertise-peer-urls "$pp" \
+    --initial-cluster "bench-$tag=$pp" --initial-cluster-token "bench-$tag" \
+    "${TLS_SERVER[@]}" $EXTRA_FLAGS > "$RUNDIR/$tag-server.log" 2>&1 &
+  SRV_PID[$tag]=$!
+  for i in $(seq 200); do
+    if ctl "$tag" --dial-timeout 1s --command-timeout 2s endpoint health >/dev/null 2>&1; then
+      log "$tag up: $bin pid ${SRV_PID[$tag]} port $port data ${SRV_DATA[$tag]}"
+      printf '%s\t@rss0\t%s\n' "$tag" "$(proc_kb "${SRV_PID[$tag]}" VmRSS)" >> "$MEMF"
+      return 0
+    fi
+    kill -0 "${SRV_PID[$tag]}" 2>/dev/null || { tail -5 "$RUNDIR/$tag-server.log" >&2; die "$tag exited at start"; }
+    sleep 0.1
+  done
+  die "$tag did not become healthy in 20 s (log $RUNDIR/$tag-server.log)"
+}
+
+setup_range_key() { head -c 1024 /dev/zero | tr '\0' v | ctl "$1" put /bench/range-key >/dev/null; }
+setup_auth() {
+  ctl "$1" user add root --new-user-password benchpw >/dev/null &&
+  ctl "$1" user grant-role root root >/dev/null &&
+  ctl "$1" auth enable >/dev/null
+}
+
+proc_kb() { awk -v k="$2:" '$1==k{print $2}' "/proc/$1/status" 2>/dev/null || true; }
+cpu_ticks() { awk '{print $14+$15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
+# busy ticks of the whole machine: user+nice+system+irq+softirq+steal
+sys_ticks() { awk '/^cpu /{print $2+$3+$4+$7+$8+$9}' /proc/stat; }
+du_kb() { du -sk "$1" 2>/dev/null | cut -f1; }
+
+# parse_bench LOG: the last report block of a benchmark log ->
+# "rps p99_ms errors" (same parsing as the shared etcd-baseline.sh)
+parse_bench() {
+  tr '\r' '\n' < "$1" | awk '
+    /[Ss]ummary:/ { delete v; errs = 0; inerr = 0 }
+    /Requests\/sec:/ { s=$0; sub(/.*Requests\/sec:[ \t]*/, "", s); split(s, a, " "); v["rps"]=a[1] }
+    /^[ \t]*[0-9.]+% in / { v[$1]=$3 }
+    /Error distribution:/ { inerr = 1; next }
+    inerr && /^[ \t]*\[[0-9]+\]/ { s=$1; gsub(/[\[\]]/, "", s); errs += s }
+    END { if (v["rps"] == "") print "- - " errs+0;
+          else printf "%.1f %.3f %d\n", v["rps"], v["99%"] * 1000, errs }'
+}
+
+# run_row TAG ROW: appends to $RES one line
+#   tag row ops rps p99_ms errs server_cpu_us_per_op status other_cpu_pct
+# other_cpu_pct: CPU used on the machine during the row by anything but this
+# server and the load generator, in % of one core: >10 means contaminated.
+run_row() {
+  local tag=$1 row=$2 pid=${SRV_PID[$1]} ops args logf t0 t1 s0 s1 w0 w1 rc=0 st=ok tf setup_st=
+  ops=$(scaled "${ROW_OPS[$row]}")
+  args=${ROW_ARGS[$row]//@N@/$ops}
+  if [ "${ROW_SETUP[$row]}" != - ] && [ -z "${SETUP_DONE[$tag:$row]:-}" ]; then
+    SETUP_DONE[$tag:$row]=ok
+    "${ROW_SETUP[$row]}" "$tag" > "$RUNDIR/$tag-$row-setup.log" 2>&1 || {
+      log "$tag $row: setup ${ROW_SETUP[$row]} failed (log $RUNDIR/$tag-$row-setup.log)"
+      SETUP_DONE[$tag:$row]=setup-failed; }
+  fi
+  [ "${SETUP_DONE[$tag:$row]:-ok}" = ok ] || setup_st=${SETUP_DONE[$tag:$row]}
+  logf=$RUNDIR/$tag-$row.log
+  log "$tag $row: benchmark $args"
+  tf=$RUNDIR/time.tmp
+  t0=$(cpu_ticks "$pid"); s0=$(sys_ticks); w0=$(date +%s%N)
+  # shellcheck disable=SC2086
+  { TIMEFORMAT='%U %S'; time timeout "$ROW_TIMEOUT" "$BENCH" --endpoints "127.0.0.1:${SRV_PORT[$tag]}" \
+      --precise "${TLS_CLIENT[@]}" $args > "$logf" 2>&1; } 2> "$tf" || rc=$?
+  t1=$(cpu_ticks "$pid"); s1=$(sys_ticks); w1=$(date +%s%N)
+  [ "$rc" = 124 ] && st=timeout
+  [ "$rc" != 0 ] && [ "$rc" != 124 ] && st="exit$rc"
+  kill -0 "$pid" 2>/dev/null || st=died
+  [ -n "$setup_st" ] && [ "$st" = ok ] && st=$setup_st
+  local rps p99 errs cpu other
+  read -r rps p99 errs <<< "$(parse_bench "$logf")"
+  cpu=$(awk -v a="$t0" -v b="$t1" -v h="$HZ" -v o="$ops" 'BEGIN{printf "%.0f", (b-a)/h*1e6/o}')
+  other=$(awk -v a="$s0" -v b="$s1" -v e0="$t0" -v e1="$t1" -v h="$HZ" -v w="$(( (w1 - w0) / 1000000 ))" \
+            -v c="$(awk '{print $1+$2}' "$tf" 2>/dev/null)" \
+            'BEGIN{o=((b-a)-(e1-e0))/h-c; if(o<0)o=0; if(w<1)w=1; printf "%.0f", o*100000/w}')
+  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$tag" "$row" "$ops" "$rps" "$p99" "$errs" "$cpu" "$st" "$other" >> "$RES"
+  [ "$st" = died ] && die "$tag died during $row (log $RUNDIR/$tag-server.log)"
+  true
+}
+
+record_mem() { # TAG
+  local tag=$1 pid=${SRV_PID[$1]}
+  printf '%s\t@rss\t%s\n%s\t@hwm\t%s\n%s\t@disk\t%s\n' \
+    "$tag" "$(proc_kb "$pid" VmRSS)" "$tag" "$(proc_kb "$pid" VmHWM)" \
+    "$tag" "$(du_kb "${SRV_DATA[$tag]}")" >> "$MEMF"
+}
+
+run_rows() { # TAG... : every row, in order, on each of the given servers
+  local r t i order
+  for r in ${ROWS//,/ }; do
+    if [ "$r" = @mem ]; then
+      for t in "$@"; do record_mem "$t"; done
+      continue
+    fi
+    order=("$@")
+    for ((i = 1; i <= REPEAT; i++)); do
+      for t in "${order[@]}"; do run_row "$t" "$r"; done
+      # alternate who goes first, so neither always runs on a warmer machine
+      if [ ${#order[@]} = 2 ]; then order=("${order[1]}" "${order[0]}"); fi
+    done
+  done
+  if [[ ",$ROWS," != *,@mem,* ]]; then for t in "$@"; do record_mem "$t"; done; fi
+}
+
+# ---------------------------------------------------------------- report
+# field TAG ROW COLUMN(3=ops 4=rps 5=p99 6=errs 7=cpu 8=status 9=other):
+# from the best repetition (of --repeat N): highest req/s, or lowest p99 for
+# rows that show only latency
+field() {
+  local lat=0
+  [ "${ROW_SHOWS[$2]}" = p99 ] && lat=1
+  awk -F'\t' -v t="$1" -v r="$2" -v c="$3" -v lat="$lat" '
+    $1==t && $2==r {
+      x = lat ? -($5 == "-" ? 1e18 : $5) : $4 + 0
+      if (!seen || x > best) { seen = 1; best = x; v = $c }
+    }
+    END { print v }' "$RES"
+}
+mem() { awk -F'\t' -v t="$1" -v r="$2" '$1==t && $2==r {print $3}' "$MEMF"; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN{ if (a+0 > 0 && b != "" && b != "-") printf "%.2f", b/a; else print "-" }'; }
+mb() { awk -v k="$1" 'BEGIN{ if (k == "") print "-"; else printf "%.1f", k/1024 }'; }
+cell() { # RPS STATUS ERRS: number, or the reason there is none
+  local v=$1
+  [ "$2" != ok ] && v="$v ($2)"
+  [ -n "$3" ] && [ "$3" != 0 ] && v="$v ($3 err)"
+  echo "$v"
+}
+
+report() {
+  local r ea ka ep kp
+  echo "# kshimd vs etcd, $(date -u +%FT%TZ)"
+  echo
+  echo "- etcd: \`$ETCD\` ($("$ETCD" --version 2>/dev/null | head -1 || echo '?'))"
+  echo "- kshimd: \`$KSHIMD\`"
+  echo "- transport: $([ "$TLS" = 1 ] && echo "https (TLS, client certs from $CERTS)" || echo "plaintext h2c")," \
+       "$([ "$SEQUENTIAL" = 1 ] && echo "sequential (all rows on etcd, then on kshimd)" || echo "interleaved (both up; each row on etcd then kshimd)")"
+  echo "- scale $SCALE$([ "$QUICK" = 1 ] && echo " (--quick)"), best of $REPEAT, row timeout ${ROW_TIMEOUT}s," \
+       "host $(nproc) vCPU, loadavg $(cut -d' ' -f1-3 /proc/loadavg)"
+  echo "- ratio = kshimd / etcd for req/s (higher is better for kshimd) and for memory/disk" \
+       "(lower is better); only ratios from the same run are comparable"
+  echo "- cpu us/op: server CPU time per request; other cpu %: CPU used by anything else on the machine" \
+       "during the row (etcd row/kshimd row, % of one core); above ~10 the row was disturbed"
+  echo
+  echo "| row | ops | etcd req/s | kshimd req/s | ratio | etcd p99 ms | kshimd p99 ms | etcd cpu us/op | kshimd cpu us/op | other cpu % |"
+  echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+  for r in ${ROWS//,/ }; do
+    [ "$r" = @mem ] && continue
+    ea=$(field etcd "$r" 4); ka=$(field kshimd "$r" 4)
+    ep=$(field etcd "$r" 5); kp=$(field kshimd "$r" 5)
+    [[ " ${ROW_SHOWS[$r]} " == *" rps "* ]] || { ea=-; ka=-; }
+    [[ " ${ROW_SHOWS[$r]} " == *" p99 "* ]] || { ep=-; kp=-; }
+    printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' "$r" "$(field etcd "$r" 3)" \
+      "$(cell "$ea" "$(field etcd "$r" 8)" "$(field etcd "$r" 6)")" \
+      "$(cell "$ka" "$(field kshimd "$r" 8)" "$(field kshimd "$r" 6)")" \
+      "$(ratio "$ea" "$ka")" "$ep" "$kp" "$(field etcd "$r" 7)" "$(field kshimd "$r" 7)" \
+      "$(field etcd "$r" 9)/$(field kshimd "$r" 9)"
+  done
+  echo
+  echo "| memory / disk | etcd MB | kshimd MB | ratio |"
+  echo "|---|---:|---:|---:|"
+  local k label
+  for k in @rss0 @rss @hwm @disk; do
+    case $k in
+      @rss0) label="RSS idle after start" ;;
+      @rss) label="RSS after puts (VmRSS)" ;;
+      @hwm) label="peak RSS so far (VmHWM)" ;;
+      @disk) label="data dir after puts" ;;
+    esac
+    printf '| %s | %s | %s | %s |\n' "$label" "$(mb "$(mem etcd $k)")" "$(mb "$(mem kshimd $k)")" \
+      "$(ratio "$(mem etcd $k)" "$(mem kshimd $k)")"
+  done
+  echo
+  echo "Rows: $(for r in ${ROWS//,/ }; do [ "$r" = @mem ] || printf '%s = %s; ' "$r" "${ROW_DESC[$r]}"; done)"
+  echo
+  echo "Raw logs: $RUNDIR"
+}
+
+main() {
+  parse_args "$@"
+  HZ=$(getconf CLK_TCK)
+  RUNDIR=$BENCH_WORK/run
+  rm -rf "$RUNDIR"; mkdir -p "$RUNDIR"
+  RES=$RUNDIR/rows.tsv; MEMF=$RUNDIR/mem.tsv
+  : > "$RES"; : > "$MEMF"
+  [ -x "$ETCD" ] || die "no etcd at $ETCD"
+  [ -x "$KSHIMD" ] || die "no kshimd at $KSHIMD (build it, or set KSHIMD=)"
+  [ -x "$ETCDCTL" ] || die "no etcdctl at $ETCDCTL"
+  command -v timeout >/dev/null || die "needs timeout (coreutils)"
+  build_benchmark
+  if [ "$TLS" = 1 ]; then
+    bash "$SRC/certs/gen.sh" "$CERTS" || die "certs/gen.sh failed"
+    SCHEME=https
+    TLS_CLIENT=(--cacert "$CERTS/ca.crt" --cert "$CERTS/root.crt" --key "$CERTS/root.key")
+    TLS_SERVER=(--cert-file "$CERTS/server.crt" --key-file "$CERTS/server.key"
+                --trusted-ca-file "$CERTS/ca.crt" --client-cert-auth)
+  fi
+  local start=$SECONDS
+  if [ "$SEQUENTIAL" = 1 ]; then
+    start_server etcd "$ETCD" "$PORT"; run_rows etcd; stop_server etcd
+    start_server kshimd "$KSHIMD" "$PORT"; run_rows kshimd; stop_server kshimd
+  else
+    start_server etcd "$ETCD" "$PORT"
+    start_server kshimd "$KSHIMD" $((PORT + 2))
+    run_rows etcd kshimd
+    stop_all
+  fi
+  mkdir -p "$(dirname "$OUT")"
+  report > "$OUT"
+  cat "$OUT"
+  echo
+  echo "results: $OUT  ($((SECONDS - start)) s of benchmarking)"
+}
+
+main "$@"
