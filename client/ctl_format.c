@@ -306,10 +306,14 @@ static void json_line(FILE *out, const ProtobufCMessage *m) {
     fputc('\n', out);
 }
 
+static void write_bytes(FILE *out, const ProtobufCBinaryData *b) {
+    if (b->len) fwrite(b->data, 1, b->len, out);
+}
+
 static void print_kv_simple(FILE *out, const Mvccpb__KeyValue *kv) {
-    fwrite(kv->key.data, 1, kv->key.len, out);
+    write_bytes(out, &kv->key);
     fputc('\n', out);
-    fwrite(kv->value.data, 1, kv->value.len, out);
+    write_bytes(out, &kv->value);
     fputc('\n', out);
 }
 

@@ -239,7 +239,10 @@ static int io_write_all(gc_conn_t *c, const uint8_t *p, size_t n, int64_t deadli
         if (c->ssl) {
             int r = wolfSSL_write(c->ssl, p, n > 65536 ? 65536 : (int)n);
             if (r <= 0 && tls_retry(c, r, &ev) < 0) {
-                mark_broken(c, "TLS write failed");
+                char why[96];
+                wolfSSL_ERR_error_string_n((unsigned long)wolfSSL_get_error(c->ssl, r), why,
+                                           sizeof why);
+                mark_broken(c, "TLS write failed: %s", why);
                 return -1;
             }
             w = r;
@@ -267,7 +270,9 @@ static ssize_t io_read(gc_conn_t *c, uint8_t *buf, size_t n, int64_t deadline) {
             if (e == WOLFSSL_ERROR_ZERO_RETURN) return 0;
             if (tls_retry(c, r, &ev) < 0) {
                 if (r == 0) return 0;
-                mark_broken(c, "TLS read failed (wolfSSL error %d)", e);
+                char why[96];
+                wolfSSL_ERR_error_string_n((unsigned long)e, why, sizeof why);
+                mark_broken(c, "TLS read failed: %s", why);
                 return -1;
             }
         } else {
@@ -384,12 +389,26 @@ static int tls_check_name(gc_conn_t *c, const char *host, char *err, size_t errl
     return 0;
 }
 
+/* wolfSSL's socket writer, with MSG_NOSIGNAL: a peer that hangs up must
+ * give an error, not kill the process with SIGPIPE. */
+static int tls_send(WOLFSSL *ssl, char *buf, int sz, void *ctx) {
+    gc_conn_t *c = ctx;
+    ssize_t n = send(c->fd, buf, (size_t)sz, MSG_NOSIGNAL);
+    if (n >= 0) return (int)n;
+    if (errno == EAGAIN || errno == EWOULDBLOCK) return WOLFSSL_CBIO_ERR_WANT_WRITE;
+    if (errno == EINTR) return WOLFSSL_CBIO_ERR_ISR;
+    if (errno == ECONNRESET || errno == EPIPE) return WOLFSSL_CBIO_ERR_CONN_RST;
+    return WOLFSSL_CBIO_ERR_GENERAL;
+}
+
 static int tls_handshake(gc_conn_t *c, const gc_options_t *o, const gc_endpoint_t *ep,
                          int64_t deadline, char *err, size_t errlen) {
     if (tls_context(c, o, err, errlen) < 0) return -1;
     c->ssl = wolfSSL_new(c->ctx);
     if (!c->ssl) { seterr(err, errlen, "cannot create TLS session"); return -1; }
     wolfSSL_set_fd(c->ssl, c->fd);
+    wolfSSL_SSLSetIOSend(c->ssl, tls_send);
+    wolfSSL_SetIOWriteCtx(c->ssl, c);
     if (!host_is_ip(ep->host))
         wolfSSL_UseSNI(c->ssl, WOLFSSL_SNI_HOST_NAME, ep->host, (unsigned short)strlen(ep->host));
     char alpn[] = "h2";
