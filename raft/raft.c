@@ -215,6 +215,7 @@ static void reads_check(raft_t *r) {
         read_state_push(r, rd->index, rd->ctx);
         done++;
     }
+    if (!done) return;
     memmove(r->reads, r->reads + done, (r->n_reads - done) * sizeof(*r->reads));
     r->n_reads -= done;
 }

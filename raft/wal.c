@@ -364,7 +364,7 @@ static int list_segments(wal_t *w, char *err, size_t errlen) {
         s->first_index = first;
     }
     closedir(d);
-    qsort(w->segs, w->n_segs, sizeof(*w->segs), cmp_seq);
+    if (w->n_segs > 1) qsort(w->segs, w->n_segs, sizeof(*w->segs), cmp_seq);
     for (size_t i = 1; i < w->n_segs; i++) {
         if (w->segs[i].seq != w->segs[i - 1].seq + 1) {
             snprintf(err, errlen, "wal: segment %llu missing (have %llu and %llu)",

@@ -54,7 +54,7 @@ static void on_apply(void *ctx, const raft_entry_t *ents, size_t n, uint64_t ter
         a->last = e->index;
         if (e->index < MAX_IDX) {
             free(a->payload[e->index]);
-            a->payload[e->index] = strndup((const char *)e->data, e->len);
+            a->payload[e->index] = e->len ? strndup((const char *)e->data, e->len) : strdup("");
         }
         if (!e->len) continue;
         a->n_data++;
