@@ -684,3 +684,5 @@ int grpc_server_reload_tls(grpc_server_t *srv, char *err, size_t errlen) {
         if (srv->tls[i] && tls_server_reload(srv->tls[i], err, errlen) != 0) rc = -1;
     return rc;
 }
+
+void grpc_thread_cleanup(void) { tls_thread_cleanup(); }

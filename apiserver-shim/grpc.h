@@ -119,6 +119,10 @@ int grpc_server_port(grpc_server_t *srv, size_t index);
  * new context, live ones keep theirs. 0, or -1 with err (old context kept). */
 int grpc_server_reload_tls(grpc_server_t *srv, char *err, size_t errlen);
 
+/* Call on the loop thread after loop_run returns (frees wolfSSL's per-thread
+ * ECC cache, which otherwise leaks once per thread). */
+void grpc_thread_cleanup(void);
+
 /* Framing helpers, exposed for tests: the 5-byte gRPC message prefix. */
 void grpc_frame_prefix(uint8_t out[5], uint32_t len);
 /* Percent-encode a grpc-message value per the gRPC spec; returns a malloc'd string. */

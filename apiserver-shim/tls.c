@@ -7,6 +7,7 @@
  */
 #include <wolfssl/options.h>
 #include <wolfssl/ssl.h>
+#include <wolfssl/wolfcrypt/ecc.h>
 
 #include "tls.h"
 
@@ -194,3 +195,9 @@ int tls_conn_pending(tls_conn_t *tc) { return wolfSSL_pending(tc->ssl); }
 const char *tls_conn_peer_cn(tls_conn_t *tc) { return tc->have_cn ? tc->peer_cn : NULL; }
 
 const char *tls_conn_error(tls_conn_t *tc) { return tc->err; }
+
+void tls_thread_cleanup(void) {
+#ifdef FP_ECC
+    wc_ecc_fp_free();  /* the per-thread ECC fixed-point cache */
+#endif
+}

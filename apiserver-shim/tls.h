@@ -45,6 +45,9 @@ ssize_t tls_conn_write(tls_conn_t *tc, const void *buf, size_t len);
 int tls_conn_pending(tls_conn_t *tc);
 /* CN of the verified client certificate (only with client_cert_auth), or NULL. */
 const char *tls_conn_peer_cn(tls_conn_t *tc);
+/* Free wolfSSL's per-thread caches (FP_ECC); call on a thread that did TLS
+ * before it exits. */
+void tls_thread_cleanup(void);
 /* Last error text, for logs. */
 const char *tls_conn_error(tls_conn_t *tc);
 
