@@ -188,8 +188,8 @@ finish() {
 }
 
 # normalize: filter for etcdctl output that removes what legitimately
-# differs between two independent single-node clusters (everything else,
-# including raft_term, which is 2 on a fresh single-node etcd, must match):
+# differs between two independent single-node clusters (everything else
+# must match; raft_term is handled by term_values/normalize_term):
 #   cluster_id / member_id / leader ids (json, fields, and the hex member id
 #   of `endpoint status` simple output), db sizes, the server version in
 #   endpoint status, raft_index / raft_applied_index (etcd counts internal
@@ -205,4 +205,21 @@ normalize() {
         -e 's/^"Version" : "[0-9.]+"$/"Version" : "VER"/' \
         -e 's/^(ENDPOINT), [0-9a-f]+, [0-9.]+, [0-9.]+ [kMG]?B, (true|false), (true|false), ([0-9]+), [0-9]+, [0-9]+, /\1, ID, VER, SIZE, \2, \3, \4, IDX, IDX, /' \
         -e 's/(is healthy: successfully committed proposal: took = ).*/\1T/'
+}
+
+# term_values FILE...: the raft terms an etcdctl transcript reports, counted.
+# A fresh single-node etcd is at term 2; tests compare this once and then
+# blank the term with normalize_term, so a wrong term is one failure instead
+# of hiding every other difference.
+term_values() {
+    cat "$@" | grep -aoE '"raft_term":[0-9]+|"raftTerm":[0-9]+|"RaftTerm" : [0-9]+|header\.raft_term=[0-9]+' |
+        sort | uniq -c
+}
+
+normalize_term() {
+    sed -E \
+        -e 's/"(raft_term|raftTerm)":[0-9]+/"\1":TERM/g' \
+        -e 's/^"RaftTerm" : [0-9]+$/"RaftTerm" : TERM/' \
+        -e 's/^header\.raft_term=[0-9]+$/header.raft_term=TERM/' \
+        -e 's/^(ENDPOINT, ID, VER, SIZE, (true|false), (true|false)), [0-9]+, /\1, TERM, /'
 }

@@ -88,12 +88,17 @@ section_get() {
     c get a/ --prefix --limit 1 --keys-only -w json
     c get a/ --prefix --consistency=s -w json
     c get a/ --prefix --consistency=l
+    # Sorting: etcd uses Go's sort.Sort, which is a stable insertion sort
+    # for up to 12 elements and an unstable pdqsort beyond, so ties (equal
+    # versions) are only compared on ranges of at most 12 keys: [a/, k3)
+    # holds 9 here. DESCEND is sort.Reverse, which keeps ties in key order.
     local order target
     for target in CREATE KEY MODIFY VALUE VERSION; do
         for order in ASCEND DESCEND; do
-            c get "" --from-key --sort-by="$target" --order="$order" --keys-only
+            c get a/ k3 --sort-by="$target" --order="$order" -w json
         done
     done
+    c get "" --from-key --sort-by=KEY --order=DESCEND --keys-only
     c get a/ --prefix --order=DESCEND
     c get a/ --prefix --order=DESCEND --limit 1 -w json
     c get a/ --prefix --sort-by=VALUE --order=DESCEND --limit 2 -w json
@@ -194,7 +199,7 @@ normalize_ctl() {
     "$PY" "$E2E_DIR/pbnorm.py" |
         sed -E -e 's/"ts":"[^"]*",//' -e 's/"target":"[^"]*",//' \
             -e "s/127\.0\.0\.1:($REF_PORT|$TGT_PORT)/ENDPOINT/g" |
-        normalize
+        normalize | normalize_term
 }
 
 run_all() {
@@ -203,6 +208,7 @@ run_all() {
         "section_$s" >"$OUT/$s.raw"
         normalize_ctl <"$OUT/$s.raw" >"$OUT/$s.txt"
     done
+    term_values "$OUT"/*.raw >"$OUT/terms"
 }
 
 start_etcd ref "$REF_PORT"
@@ -216,6 +222,7 @@ mkdir -p "$E2E_TMP/ref" "$E2E_TMP/tgt"
 PORT=$REF_PORT OUT=$E2E_TMP/ref run_all
 PORT=$TGT_PORT OUT=$E2E_TMP/tgt run_all
 
+diff_files "raft terms reported" "$E2E_TMP/ref/terms" "$E2E_TMP/tgt/terms"
 for s in put get del txn compact status; do
     diff_files "$s" "$E2E_TMP/ref/$s.txt" "$E2E_TMP/tgt/$s.txt"
 done
