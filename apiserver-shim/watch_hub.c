@@ -663,7 +663,7 @@ static void catch_up(watch_hub_t *hub, watcher_t *w) {
         int rc = hub->ops.history(hub->ops.ctx, &req, catchup_emit, &c, &compact_rev);
         if (rc == WATCH_ERR_COMPACTED) {
             watch_resp_t r;
-            resp_init(&r, w, hub->rev);
+            resp_init(&r, w, 0); /* etcd's compaction reply has header revision 0 */
             r.compact_revision = compact_rev;
             r.canceled = 1;
             if (send_resp(hub, w->stream, &r) == 0) watcher_destroy(hub, w);

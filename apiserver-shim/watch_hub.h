@@ -91,7 +91,7 @@ void watch_batch_unref(watch_batch_t *b);
 /* One WatchResponse. events point into memory valid only during deliver. */
 typedef struct watch_resp {
     int64_t watch_id;          /* -1 for a stream-wide progress reply */
-    int64_t revision;          /* header revision */
+    int64_t revision;          /* header revision (0 on a compaction cancel, as etcd) */
     int64_t compact_revision;  /* > 0: the watcher was compacted (canceled too) */
     int canceled;              /* the hub removed the watcher after this */
     int prev_kv;               /* encode each event's prev (when has_prev) */

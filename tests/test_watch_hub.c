@@ -183,6 +183,7 @@ static int fake_deliver(void *ctx, const watch_resp_t *r) {
     if (r->canceled) {
         rc->canceled = 1;
         rc->compact_rev = r->compact_revision;
+        assert_int_equal(r->revision, 0);
         return WATCH_ACCEPTED;
     }
     if (r->n_events == 0) {
