@@ -340,7 +340,9 @@ static void deadline_fired(loop_t *loop, void *arg) {
         call->cancel_notified = 1;
         call->method->on_cancel(call, call->method->ctx);
     }
-    call_finish(call, GRPC_DEADLINE_EXCEEDED, "context deadline exceeded");
+    /* The default when on_cancel did not finish the call itself: what etcd
+     * 3.4 answers on a Watch stream whose grpc-timeout passed. */
+    call_finish(call, GRPC_UNKNOWN, "context deadline exceeded");
     grpc_call_unref(call);
 }
 
@@ -385,6 +387,8 @@ static void reject_unknown_path(grpc_call_t *call, const char *path) {
     const char *slash = strrchr(sm, '/');
     if (!slash) {
         snprintf(msg, sizeof(msg), "malformed method name: \"%s\"", path);
+        call_finish(call, GRPC_RESOURCE_EXHAUSTED, msg);  /* sic: grpc-go 1.26 */
+        return;
     } else {
         int slen = (int)(slash - sm);
         int known_service = 0;
@@ -400,11 +404,11 @@ static void reject_unknown_path(grpc_call_t *call, const char *path) {
     call_finish(call, GRPC_UNIMPLEMENTED, msg);
 }
 
-static void reject_http(grpc_call_t *call, const char *status) {
-    nghttp2_nv nv[] = {NV(":status", status), NV("content-type", "text/plain")};
-    call->headers_sent = 1;
+/* Not a gRPC request at all: etcd (grpc-go) resets the stream. */
+static void reject_stream(grpc_call_t *call) {
     call->finished = 1;
-    nghttp2_submit_response(h2_conn_session(call->conn), call->stream_id, nv, 2, NULL);
+    nghttp2_submit_rst_stream(h2_conn_session(call->conn), NGHTTP2_FLAG_NONE, call->stream_id,
+                              NGHTTP2_PROTOCOL_ERROR);
 }
 
 static void dispatch_headers(nghttp2_session *session, grpc_call_t *call) {
@@ -412,16 +416,16 @@ static void dispatch_headers(nghttp2_session *session, grpc_call_t *call) {
     const char *path = grpc_call_metadata(call, ":path");
     const char *ctype = grpc_call_metadata(call, "content-type");
     if (!method || strcmp(method, "POST") != 0) {
-        reject_http(call, "405");
+        reject_stream(call);
         return;
     }
     if (!ctype || strncmp(ctype, "application/grpc", 16) != 0 ||
         (ctype[16] != 0 && ctype[16] != '+' && ctype[16] != ';')) {
-        reject_http(call, "415");
+        reject_stream(call);
         return;
     }
     if (!path) {
-        call_finish(call, GRPC_INTERNAL, "malformed method name: \"\"");
+        reject_stream(call);
         return;
     }
     call->path = strdup(path);
@@ -436,9 +440,7 @@ static void dispatch_headers(nghttp2_session *session, grpc_call_t *call) {
     if (timeout) {
         int64_t ms = grpc_parse_timeout_ms(timeout);
         if (ms < 0) {
-            char msg[128];
-            snprintf(msg, sizeof(msg), "malformed grpc-timeout: %s", timeout);
-            call_finish(call, GRPC_INTERNAL, msg);
+            reject_stream(call);
             return;
         }
         loop_t *loop = call->srv->loop;
@@ -461,17 +463,16 @@ static int on_one_message(const uint8_t *msg, size_t len, int compressed, void *
         return 1;
     }
     call->messages_in++;
-    if (!call->method->client_streaming && call->messages_in > 1) {
-        call_finish(call, GRPC_UNIMPLEMENTED,
-                    "grpc: received more than one request message for a unary RPC");
-        return 1;
-    }
+    /* etcd 3.4 (grpc-go 1.26) reads one message of a unary call and ignores
+     * anything after it. */
+    if (!call->method->client_streaming && call->messages_in > 1) return 0;
     call->method->on_message(call, msg, len, call->method->ctx);
     return call->finished || call->closed;
 }
 
 static void deliver_data(grpc_call_t *call, const uint8_t *data, size_t len) {
     if (call->finished || call->closed || !call->method) return;
+    if (!call->method->client_streaming && call->messages_in > 0) return;
     grpc_call_ref(call);
     int rc = grpc_msg_reader_feed(&call->reader, data, len, on_one_message, call);
     if (rc == GRPC_READ_TOO_LARGE) {
@@ -489,13 +490,12 @@ static void deliver_half_close(grpc_call_t *call) {
     call->half_closed = 1;
     if (call->finished || call->closed || !call->method) return;
     if (grpc_msg_reader_partial(&call->reader)) {
-        /* grpc-go: io.ErrUnexpectedEOF from the message parser. */
-        call_finish(call, GRPC_INTERNAL, "unexpected EOF");
+        /* etcd 3.4: io.ErrUnexpectedEOF from grpc-go's parser, as Unknown. */
+        call_finish(call, GRPC_UNKNOWN, "unexpected EOF");
         return;
     }
     if (!call->method->client_streaming) {
-        if (call->messages_in == 0)
-            call_finish(call, GRPC_INTERNAL, "grpc: the client sent no request message");
+        if (call->messages_in == 0) call_finish(call, GRPC_UNKNOWN, "EOF");  /* etcd 3.4 */
         return;
     }
     if (call->method->on_half_close) {

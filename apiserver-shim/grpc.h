@@ -53,7 +53,10 @@ typedef struct grpc_method {
     /* Optional: the client half-closed (END_STREAM) a streaming call. */
     void (*on_half_close)(grpc_call_t *call, void *ctx);
     /* Optional: the call ended without grpc_call_finish (RST_STREAM, connection
-     * closed, deadline exceeded). Called once; refs stay valid. */
+     * closed, deadline exceeded). Called once; refs stay valid. On a deadline
+     * the call is still open during the callback: the service may finish it
+     * with its own status (etcd: Unavailable "etcdserver: request timed out"),
+     * else the transport sends Unknown "context deadline exceeded". */
     void (*on_cancel)(grpc_call_t *call, void *ctx);
     void *ctx;
 } grpc_method_t;

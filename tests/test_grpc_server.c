@@ -81,6 +81,12 @@ static void count_cancel(grpc_call_t *call, void *ctx) {
     g_cancels++;
 }
 
+static void timeout_cancel(grpc_call_t *call, void *ctx) {
+    g_cancels++;
+    if (!grpc_call_is_closed(call) && loop_now_ms(grpc_call_loop(call)) >= grpc_call_deadline_ms(call))
+        grpc_call_finish(call, GRPC_UNAVAILABLE, "etcdserver: request timed out");
+}
+
 static void later_fire(loop_t *loop, void *arg) {
     grpc_call_t *call = arg;
     g_later_send_rc = grpc_call_send(call, (const uint8_t *)"later", 5);
@@ -102,6 +108,8 @@ static const grpc_method_t m_bidi = {.path = "/test.Echo/Bidi", .client_streamin
 static const grpc_method_t m_peer = {.path = "/test.Echo/Peer", .on_message = peer_message};
 static const grpc_method_t m_slow = {.path = "/test.Echo/Slow", .on_message = slow_message,
                                      .on_cancel = count_cancel};
+static const grpc_method_t m_slow2 = {.path = "/test.Echo/SlowOwnTimeout",
+                                      .on_message = slow_message, .on_cancel = timeout_cancel};
 static const grpc_method_t m_later = {.path = "/test.Echo/Later", .on_message = later_message};
 
 enum { MAX_REQ = 1024, RECV_LIMIT = MAX_REQ + 512 * 1024 };
@@ -155,8 +163,8 @@ static int setup(void **state) {
     F.loop = loop_new();
     grpc_server_config_t cfg = {.max_request_bytes = MAX_REQ, .max_concurrent_streams = 100};
     F.srv = grpc_server_new(F.loop, &cfg);
-    const grpc_method_t *ms[] = {&m_unary, &m_fail, &m_bidi, &m_peer, &m_slow, &m_later};
-    for (size_t i = 0; i < 6; i++)
+    const grpc_method_t *ms[] = {&m_unary, &m_fail, &m_bidi, &m_peer, &m_slow, &m_later, &m_slow2};
+    for (size_t i = 0; i < 7; i++)
         if (grpc_server_register(F.srv, ms[i]) != 0) return -1;
     if (grpc_server_register(F.srv, &m_unary) == 0) return -1;  /* duplicate refused */
     char err[256], cert[300], key[300], ca[300];
@@ -582,13 +590,21 @@ static void test_truncated_message(void **state) {
     stream_write(c, st, pfx, 5, 0);
     stream_write(c, st, "abc", 3, 1);  /* 3 of 10 bytes, then END_STREAM */
     assert_true(pump_until_closed(c, st, 5000));
-    assert_string_equal(st->grpc_status, "13");
+    assert_string_equal(st->grpc_status, "2");  /* etcd 3.4: Unknown */
     assert_string_equal(st->grpc_message, "unexpected EOF");
     /* A prefix cut short too. */
     st = start_call(c, "/test.Echo/Unary", NULL, NULL);
     stream_write(c, st, pfx, 2, 1);
     assert_true(pump_until_closed(c, st, 5000));
-    assert_string_equal(st->grpc_status, "13");
+    assert_string_equal(st->grpc_status, "2");
+    assert_string_equal(st->grpc_message, "unexpected EOF");
+    /* No message at all on a unary call. */
+    st = start_call(c, "/test.Echo/Unary", NULL, NULL);
+    stream_write(c, st, "", 0, 1);
+    assert_true(pump_until_closed(c, st, 5000));
+    assert_string_equal(st->grpc_status, "2");
+    assert_string_equal(st->grpc_message, "EOF");
+    assert_true(st->first_headers_ended);
     client_free(c);
 }
 
@@ -625,11 +641,12 @@ static void test_compressed_flag_rejected(void **state) {
 
 static void test_second_message_on_unary(void **state) {
     client_t *c = client_connect(F.port_h2c, NULL, NULL);
-    stream_t *st = start_call(c, "/test.Echo/Slow", NULL, NULL);
+    /* etcd 3.4 answers the first and ignores the rest. */
+    stream_t *st = start_call(c, "/test.Echo/Unary", NULL, NULL);
     stream_write_msg(c, st, "a", 1, 0);
     stream_write_msg(c, st, "b", 1, 1);
     assert_true(pump_until_closed(c, st, 5000));
-    assert_string_equal(st->grpc_status, "12");
+    assert_echo_ok(st, "a", 1);
     client_free(c);
 }
 
@@ -707,9 +724,19 @@ static void test_deadline_and_cancel(void **state) {
     uint64_t t0 = now_ms();
     assert_true(pump_until_closed(c, st, 5000));
     assert_true(now_ms() - t0 >= 45);
-    assert_string_equal(st->grpc_status, "4");
+    assert_string_equal(st->grpc_status, "2");  /* etcd 3.4 on Watch */
     assert_string_equal(st->grpc_message, "context deadline exceeded");
     assert_int_equal(g_cancels, before + 1);
+    assert_true(st->first_headers_ended);
+
+    /* A service may answer the deadline itself from on_cancel. */
+    st = start_call(c, "/test.Echo/SlowOwnTimeout", "20m", NULL);
+    stream_write_msg(c, st, "x", 1, 1);
+    assert_true(pump_until_closed(c, st, 5000));
+    assert_string_equal(st->grpc_status, "14");
+    assert_string_equal(st->grpc_message, "etcdserver: request timed out");
+    assert_int_equal(g_cancels, before + 2);
+    before++;
 
     /* RST_STREAM from the client cancels an open call. */
     st = start_call(c, "/test.Echo/Slow", NULL, NULL);
@@ -758,7 +785,18 @@ static void test_bad_http_requests(void **state) {
     st->id = nghttp2_submit_request(c->s, NULL, nv, 5, NULL, NULL);
     c->streams[c->nstreams++] = st;
     assert_true(pump_until_closed(c, st, 3000));
-    assert_string_equal(st->status, "415");
+    assert_int_equal(st->close_code, NGHTTP2_PROTOCOL_ERROR);  /* like etcd */
+    assert_string_equal(st->status, "");
+    /* A malformed grpc-timeout: reset too. */
+    st = start_call(c, "/test.Echo/Unary", "12x", NULL);
+    stream_write_msg(c, st, "x", 1, 1);
+    assert_true(pump_until_closed(c, st, 3000));
+    assert_int_equal(st->close_code, NGHTTP2_PROTOCOL_ERROR);
+    /* A :path not starting with '/': nghttp2's HTTP checks reset the stream
+     * (etcd would answer ResourceExhausted "malformed method name"). */
+    st = unary(c, "nopath", "x", 1);
+    assert_int_equal(st->close_code, NGHTTP2_PROTOCOL_ERROR);
+    assert_string_equal(st->grpc_status, "");
     st = unary(c, "/test.Echo/Unary", "z", 1);
     assert_echo_ok(st, "z", 1);
     client_free(c);
