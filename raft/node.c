@@ -211,10 +211,41 @@ static int node_init_sync(raft_node_t *n) {
     return 0;
 }
 
+/* A brand-new member's log starts, as etcd-raft's StartNode does, with one
+ * committed CONF_CHANGE entry per initial voter at term 1 (data: op byte 1 =
+ * add voter, then the 8-byte big-endian member id). The first election then
+ * runs in term 2, and the membership is in the log from the start, ready for
+ * replicated membership changes. Written and synced before the core starts. */
+static int node_bootstrap(raft_node_t *n, wal_recovered_t *rec, char *err, size_t errlen) {
+    size_t np = n->cfg.n_peers;
+    raft_entry_t *ents = calloc(np, sizeof(*ents));
+    if (!ents) return start_error(err, errlen, "raft node: out of memory");
+    rec->ents = ents;   /* owned by rec from here: wal_recovered_free frees all */
+    for (size_t i = 0; i < np; i++) {
+        uint8_t *d = malloc(9);
+        if (!d) return start_error(err, errlen, "raft node: out of memory");
+        d[0] = 1;
+        for (int b = 0; b < 8; b++) d[1 + b] = (uint8_t)(n->peers[i] >> (56 - 8 * b));
+        ents[i] = (raft_entry_t){.term = 1, .index = i + 1, .type = RAFT_ENTRY_CONF_CHANGE, .data = d, .len = 9};
+        rec->n_ents = i + 1;
+    }
+    raft_hard_state_t hs = {.term = 1, .vote = 0, .commit = np};
+    if (wal_append_entries(n->wal, ents, np) != 0 || wal_save_hard_state(n->wal, &hs) != 0 ||
+        wal_sync(n->wal) != 0)
+        return start_error(err, errlen, "raft node: cannot write the bootstrap entries to the WAL");
+    rec->hard_state = hs;
+    return 0;
+}
+
 /* WAL replay -> core. */
 static int node_recover(raft_node_t *n, char *err, size_t errlen) {
     wal_recovered_t rec;
     if (wal_open(n->cfg.wal_dir, n->cfg.wal_segment_bytes, &n->wal, &rec, err, errlen) != 0) return -1;
+    int fresh = rec.n_ents == 0 && rec.base_index == 0 && rec.hard_state.term == 0;
+    if (fresh && n->cfg.applied_index == 0 && node_bootstrap(n, &rec, err, errlen) != 0) {
+        wal_recovered_free(&rec);
+        return -1;
+    }
     raft_config_t rc = {
         .id = n->cfg.id,
         .voters = n->peers,

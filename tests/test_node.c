@@ -28,6 +28,7 @@ typedef struct applied {
     uint64_t n_data;               /* non-empty entries delivered */
     uint8_t seen[THREADS][PER_THREAD];
     char *payload[MAX_IDX];        /* by index */
+    size_t n_conf;                 /* CONF_CHANGE entries seen */
     uint64_t persisted;            /* what persist_state reported */
     uint64_t persist_calls;
     int errors;
@@ -55,6 +56,10 @@ static void on_apply(void *ctx, const raft_entry_t *ents, size_t n, uint64_t ter
         if (e->index < MAX_IDX) {
             free(a->payload[e->index]);
             a->payload[e->index] = e->len ? strndup((const char *)e->data, e->len) : strdup("");
+        }
+        if (e->type == RAFT_ENTRY_CONF_CHANGE) {
+            a->n_conf++;   /* the bootstrap membership entry of a new log */
+            continue;
         }
         if (!e->len) continue;
         a->n_data++;
@@ -159,10 +164,16 @@ static void test_propose_apply_restart(void **state) {
     assert_int_equal(a->errors, 0);
     assert_int_equal(a->first, 1);
     assert_int_equal(a->n_data, TOTAL);
+    assert_int_equal(a->n_conf, 1);      /* a new single-voter log starts with its membership */
     for (int t = 0; t < THREADS; t++)
         for (int k = 0; k < PER_THREAD; k++) assert_int_equal(a->seen[t][k], 1);
     uint64_t last = a->last;
     pthread_mutex_unlock(&a->mu);
+    /* The status is refreshed after the apply callback returns: wait for it. */
+    for (int i = 0; i < 500 && st.applied_index < last; i++) {
+        usleep(2000);
+        raft_node_status(n, &st);
+    }
     assert_int_equal(st.applied_index, last);
     assert_int_equal(st.proposals, TOTAL);
     fprintf(stderr, "group commit: %llu fdatasyncs for %d proposals\n", (unsigned long long)st.wal_syncs, TOTAL);
