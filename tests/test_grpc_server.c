@@ -241,6 +241,7 @@ static stream_t *find_stream(client_t *c, int32_t id) {
 }
 
 static void buf_add(uint8_t **b, size_t *len, size_t *cap, const uint8_t *p, size_t n) {
+    if (n == 0) return;
     if (*len + n > *cap) {
         *cap = (*len + n) * 2;
         *b = realloc(*b, *cap);
@@ -306,7 +307,7 @@ static ssize_t cl_data_read(nghttp2_session *s, int32_t id, uint8_t *buf, size_t
     stream_t *st = src->ptr;
     size_t n = st->out_len - st->out_off;
     if (n > len) n = len;
-    memcpy(buf, st->out + st->out_off, n);
+    if (n) memcpy(buf, st->out + st->out_off, n);
     st->out_off += n;
     if (st->out_off == st->out_len) {
         if (st->out_eof) *flags |= NGHTTP2_DATA_FLAG_EOF;
