@@ -70,13 +70,14 @@ untime() {
         -e '/^\{"level":/d'
 }
 # What legitimately differs between two single-node servers: ids, names,
-# versions, sizes, terms, raft indexes, ports, peer URLs.
+# versions, db sizes (JSON omits a zero size, so the fields go entirely),
+# terms, raft indexes, ports, peer URLs.
 norm() {
     sed -E -e 's/127\.0\.0\.1:238[0-9][0-9]/127.0.0.1:PORT/g' \
         -e 's/"(cluster_id|member_id|leader|ID)":[0-9]+/"\1":ID/g' \
         -e 's/"(raft_term|raftTerm)":[0-9]+/"\1":TERM/g' \
         -e 's/"(raftIndex|raftAppliedIndex)":[0-9]+/"\1":IDX/g' \
-        -e 's/"(dbSize|dbSizeInUse)":[0-9]+/"\1":SIZE/g' \
+        -e 's/"dbSize":[0-9]+,//; s/,"dbSizeInUse":[0-9]+//' \
         -e 's/"version":"[^"]*"/"version":"VER"/g' \
         -e 's/^([a-z]+:\/\/)?(127\.0\.0\.1:PORT), [0-9a-f]+, [^,]*, [^,]*, (true|false), (true|false), [0-9]+, [0-9]+, [0-9]+, /\1\2, ID, VER, SIZE, \3, \4, TERM, IDX, IDX, /' \
         -e 's/^[0-9a-f]+, started, [^,]*, .*, ([a-z]+:\/\/127\.0\.0\.1:PORT), (true|false)$/ID, started, NAME, PEERS, \1, \2/'
