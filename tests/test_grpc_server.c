@@ -56,7 +56,10 @@ static void fail_message(grpc_call_t *call, const uint8_t *msg, size_t len, void
     grpc_call_finish(call, GRPC_OK, NULL);  /* idempotent: first status wins */
 }
 
+static atomic_int g_bidi_msgs;
+
 static void bidi_message(grpc_call_t *call, const uint8_t *msg, size_t len, void *ctx) {
+    g_bidi_msgs++;
     server_check(grpc_call_send(call, msg, len) == 0);
 }
 
@@ -87,6 +90,16 @@ static void timeout_cancel(grpc_call_t *call, void *ctx) {
         grpc_call_finish(call, GRPC_UNAVAILABLE, "etcdserver: request timed out");
 }
 
+static atomic_int g_big_calls;
+
+static void big_message(grpc_call_t *call, const uint8_t *msg, size_t len, void *ctx) {
+    g_big_calls++;
+    uint8_t *b = calloc(1, 1 << 20);
+    server_check(grpc_call_send(call, b, 1 << 20) == 0);
+    free(b);
+    grpc_call_finish(call, GRPC_OK, NULL);
+}
+
 static void later_fire(loop_t *loop, void *arg) {
     grpc_call_t *call = arg;
     g_later_send_rc = grpc_call_send(call, (const uint8_t *)"later", 5);
@@ -110,6 +123,7 @@ static const grpc_method_t m_slow = {.path = "/test.Echo/Slow", .on_message = sl
                                      .on_cancel = count_cancel};
 static const grpc_method_t m_slow2 = {.path = "/test.Echo/SlowOwnTimeout",
                                       .on_message = slow_message, .on_cancel = timeout_cancel};
+static const grpc_method_t m_big = {.path = "/test.Echo/Big", .on_message = big_message};
 static const grpc_method_t m_later = {.path = "/test.Echo/Later", .on_message = later_message};
 
 enum { MAX_REQ = 1024, RECV_LIMIT = MAX_REQ + 512 * 1024 };
@@ -163,8 +177,8 @@ static int setup(void **state) {
     F.loop = loop_new();
     grpc_server_config_t cfg = {.max_request_bytes = MAX_REQ, .max_concurrent_streams = 100};
     F.srv = grpc_server_new(F.loop, &cfg);
-    const grpc_method_t *ms[] = {&m_unary, &m_fail, &m_bidi, &m_peer, &m_slow, &m_later, &m_slow2};
-    for (size_t i = 0; i < 7; i++)
+    const grpc_method_t *ms[] = {&m_unary, &m_fail, &m_bidi, &m_peer, &m_slow, &m_later, &m_slow2, &m_big};
+    for (size_t i = 0; i < 8; i++)
         if (grpc_server_register(F.srv, ms[i]) != 0) return -1;
     if (grpc_server_register(F.srv, &m_unary) == 0) return -1;  /* duplicate refused */
     char err[256], cert[300], key[300], ca[300];
@@ -227,7 +241,7 @@ typedef struct client {
     WOLFSSL_CTX *ctx;
     WOLFSSL *ssl;
     nghttp2_session *s;
-    stream_t *streams[16];
+    stream_t *streams[128];
     int nstreams;
     int pings_acked;
     int goaway;
@@ -257,6 +271,7 @@ static ssize_t cl_send_cb(nghttp2_session *s, const uint8_t *data, size_t len, i
         return n > 0 ? n : NGHTTP2_ERR_CALLBACK_FAILURE;
     }
     ssize_t n = send(c->fd, data, len, MSG_NOSIGNAL);
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return NGHTTP2_ERR_WOULDBLOCK;
     return n >= 0 ? n : NGHTTP2_ERR_CALLBACK_FAILURE;
 }
 
@@ -695,6 +710,88 @@ static void test_bidi_many_messages(void **state) {
     client_free(c);
 }
 
+/* Big volume both ways on one stream while the client does not read: flow
+ * control stalls the sender; once the client reads everything arrives. */
+static void test_bidi_volume_stall(void **state) {
+    enum { MSG = 64 * 1024, COUNT = 128 };  /* 8 MiB each way */
+    client_t *c = client_connect(F.port_h2c, NULL, NULL);
+    struct timeval tv = {0, 20000};
+    setsockopt(c->fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+    nghttp2_settings_entry iv[] = {{NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, (1u << 31) - 1}};
+    nghttp2_submit_settings(c->s, NGHTTP2_FLAG_NONE, iv, 1);
+    nghttp2_session_set_local_window_size(c->s, NGHTTP2_FLAG_NONE, 0, 0x7fffffff);
+    int before = g_bidi_msgs;
+    stream_t *st = start_call(c, "/test.Echo/Bidi", NULL, NULL);
+    uint8_t *m = malloc(MSG);
+    for (int i = 0; i < COUNT; i++) {
+        memset(m, 'a' + i % 26, MSG);
+        stream_write_msg(c, st, m, MSG, i == COUNT - 1);
+    }
+    free(m);
+    /* Let the server read until it saturates; our first read only takes the
+     * SETTINGS exchange so our windows are in effect. */
+    for (int i = 0; i < 5; i++) client_pump(c);
+    uint64_t end = now_ms() + 1000;
+    while (now_ms() < end) nghttp2_session_send(c->s);
+    int stalled_at = g_bidi_msgs - before;
+    assert_true(stalled_at < COUNT);
+    assert_false(st->closed);
+    end = now_ms() + 15000;
+    while (!st->closed && !c->eof && now_ms() < end) client_pump(c);
+    assert_true(st->closed);
+    assert_string_equal(st->grpc_status, "0");
+    assert_int_equal(g_bidi_msgs - before, COUNT);
+    assert_int_equal(st->data_len, (size_t)COUNT * (MSG + 5));
+    for (int i = 0; i < COUNT; i++)
+        assert_int_equal(st->data[(size_t)i * (MSG + 5) + 5 + MSG / 2], 'a' + i % 26);
+    client_free(c);
+}
+
+static void start_big(client_t *c, int n) {
+    for (int i = 0; i < n; i++) {
+        stream_t *st = start_call(c, "/test.Echo/Big", NULL, NULL);
+        stream_write_msg(c, st, "", 0, 1);
+    }
+}
+
+/* Each Big call answers 1 MiB. A client that keeps opening calls but does not
+ * read: once the server's output buffer is full it stops reading the
+ * connection, so the later calls are not even started until the client
+ * drains; then all of them complete. */
+static void test_backpressure_stops_reading(void **state) {
+    client_t *c = client_connect(F.port_h2c, NULL, NULL);
+    struct timeval tv = {0, 20000};
+    setsockopt(c->fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+    nghttp2_settings_entry iv[] = {{NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, 0x7fffffff}};
+    nghttp2_submit_settings(c->s, NGHTTP2_FLAG_NONE, iv, 1);
+    nghttp2_session_set_local_window_size(c->s, NGHTTP2_FLAG_NONE, 0, 0x7fffffff);
+    for (int i = 0; i < 5; i++) client_pump(c);  /* SETTINGS exchanged */
+    int before = g_big_calls;
+    start_big(c, 30);  /* 30 MiB: more than the socket buffers and ours */
+    uint64_t end = now_ms() + 500;
+    while (now_ms() < end) nghttp2_session_send(c->s);
+    int first = g_big_calls - before;
+    assert_true(first > 0);
+    start_big(c, 40);
+    end = now_ms() + 500;
+    while (now_ms() < end) nghttp2_session_send(c->s);
+    assert_int_equal(g_big_calls - before, first);  /* nothing more was read */
+    end = now_ms() + 15000;
+    int done = 0;
+    while (done < 70 && !c->eof && now_ms() < end) {
+        client_pump(c);
+        done = 0;
+        for (int i = 0; i < c->nstreams; i++) done += c->streams[i]->closed;
+    }
+    assert_int_equal(done, 70);
+    assert_int_equal(g_big_calls - before, 70);
+    for (int i = 0; i < c->nstreams; i++) {
+        assert_string_equal(c->streams[i]->grpc_status, "0");
+        assert_int_equal(c->streams[i]->data_len, (1 << 20) + 5);
+    }
+    client_free(c);
+}
+
 static void test_pings_acked(void **state) {
     int cancels = g_cancels;
     client_t *c = client_connect(F.port_h2c, NULL, NULL);
@@ -880,6 +977,8 @@ int main(void) {
         cmocka_unit_test(test_compressed_flag_rejected),
         cmocka_unit_test(test_second_message_on_unary),
         cmocka_unit_test(test_bidi_many_messages),
+        cmocka_unit_test(test_bidi_volume_stall),
+        cmocka_unit_test(test_backpressure_stops_reading),
         cmocka_unit_test(test_pings_acked),
         cmocka_unit_test(test_deadline_and_cancel),
         cmocka_unit_test(test_deferred_answer_and_closed_call),
