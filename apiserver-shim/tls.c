@@ -8,6 +8,7 @@
 #include <wolfssl/options.h>
 #include <wolfssl/ssl.h>
 #include <wolfssl/wolfcrypt/ecc.h>
+#include <wolfssl/wolfio.h>
 
 #include "tls.h"
 
@@ -15,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 struct tls_server {
     WOLFSSL_CTX *ctx;          /* current context; connections hold refs */
@@ -128,6 +130,7 @@ tls_conn_t *tls_conn_new(tls_server_t *ts, int fd) {
     if (!tc->ssl) goto fail;
     if (wolfSSL_set_fd(tc->ssl, fd) != WOLFSSL_SUCCESS) goto fail;
     wolfSSL_set_using_nonblock(tc->ssl, 1);
+    wolfSSL_SetIOWriteFlags(tc->ssl, MSG_NOSIGNAL);  /* a vanished peer is EPIPE, not SIGPIPE */
     char h2[] = "h2";
     if (wolfSSL_UseALPN(tc->ssl, h2, 2, WOLFSSL_ALPN_FAILED_ON_MISMATCH) != WOLFSSL_SUCCESS) goto fail;
     return tc;
