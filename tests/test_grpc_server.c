@@ -965,6 +965,66 @@ static void test_client_cert_auth(void **state) {
     client_free(c);
 }
 
+static atomic_int g_reload_rc = 99;
+
+static void do_reload(void *arg) {
+    char err[256];
+    g_reload_rc = grpc_server_reload_tls(F.srv, err, sizeof(err));
+}
+
+static int reload_on_loop(void) {
+    g_reload_rc = 99;
+    assert_int_equal(loop_post(F.loop, do_reload, NULL), 0);
+    uint64_t end = now_ms() + 3000;
+    while (g_reload_rc == 99 && now_ms() < end) usleep(1000);
+    return g_reload_rc;
+}
+
+static void server_cn(client_t *c, char *out, size_t len) {
+    WOLFSSL_X509 *x = wolfSSL_get_peer_certificate(c->ssl);
+    assert_non_null(x);
+    assert_true(wolfSSL_X509_NAME_get_text_by_NID(wolfSSL_X509_get_subject_name(x), NID_commonName,
+                                                   out, (int)len) > 0);
+    wolfSSL_X509_free(x);
+}
+
+/* New certificate files are picked up by new connections only; a broken
+ * file keeps the previous context. */
+static void test_tls_reload(void **state) {
+    tls_opts_t o = {.alpn = "h2"};
+    int failed = 0;
+    client_t *old = client_connect(F.port_tls, &o, &failed);
+    assert_false(failed);
+    char cn[128];
+    server_cn(old, cn, sizeof(cn));
+    assert_string_equal(cn, "localhost");
+    assert_int_equal(run_cmd(
+        "cd %s && openssl ecparam -name prime256v1 -genkey -noout -out server2.key && "
+        "openssl req -new -key server2.key -subj /CN=reloaded -out server2.csr && "
+        "openssl x509 -req -in server2.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 2 "
+        "  -extfile server.ext -out server2.crt 2>/dev/null && "
+        "cp server2.crt server.crt && cp server2.key server.key", F.dir), 0);
+    assert_int_equal(reload_on_loop(), 0);
+    client_t *c = client_connect(F.port_tls, &o, &failed);
+    assert_false(failed);
+    server_cn(c, cn, sizeof(cn));
+    assert_string_equal(cn, "reloaded");
+    stream_t *st = unary(c, "/test.Echo/Unary", "new", 3);
+    assert_echo_ok(st, "new", 3);
+    client_free(c);
+    st = unary(old, "/test.Echo/Unary", "old", 3);  /* the old connection lives on */
+    assert_echo_ok(st, "old", 3);
+    client_free(old);
+
+    assert_int_equal(run_cmd("echo garbage > %s/server.crt", F.dir), 0);
+    assert_int_equal(reload_on_loop(), -1);
+    c = client_connect(F.port_tls, &o, &failed);
+    assert_false(failed);
+    server_cn(c, cn, sizeof(cn));
+    assert_string_equal(cn, "reloaded");
+    client_free(c);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_unary_echo_h2c),
@@ -985,6 +1045,7 @@ int main(void) {
         cmocka_unit_test(test_bad_http_requests),
         cmocka_unit_test(test_tls_echo_alpn),
         cmocka_unit_test(test_client_cert_auth),
+        cmocka_unit_test(test_tls_reload),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
