@@ -20,7 +20,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-enum { READ_CHUNK = 16384, WRITE_CHUNK = 65536, CLOSE_LINGER_MS = 2000 };
+enum { READ_CHUNK = 16384, WRITE_CHUNK = 65536, CLOSE_LINGER_MS = 2000, HANDSHAKE_MS = 10000 };
 
 typedef enum conn_state { CONN_HANDSHAKE, CONN_OPEN, CONN_CLOSING } conn_state_t;
 
@@ -41,7 +41,7 @@ struct h2_conn {
     int kicked;                    /* output submitted from outside I/O */
     int read_paused;               /* backpressure */
     int tls_wants_write;           /* last TLS op asked for writability */
-    loop_timer_t *linger_timer;    /* bounds the CLOSING state */
+    loop_timer_t *linger_timer;    /* bounds the TLS handshake and the CLOSING state */
     void *user;
 };
 
@@ -219,7 +219,7 @@ static int conn_write_output(h2_conn_t *c) {
 static void conn_update_interest(h2_conn_t *c) {
     int ev = 0;
     if (c->state != CONN_CLOSING && !c->read_paused) ev |= LOOP_READ;
-    if (c->out.len > 0 || c->tls_wants_write) ev |= LOOP_WRITE;
+    if (c->out.len > 0 || c->tls_wants_write || c->kicked) ev |= LOOP_WRITE;
     loop_mod_fd(c->listener->loop, c->fd, ev);
 }
 
@@ -265,6 +265,8 @@ static void conn_do_handshake(h2_conn_t *c) {
         conn_close(c);
         return;
     }
+    loop_timer_cancel(c->listener->loop, c->linger_timer);
+    c->linger_timer = NULL;
     /* Records may already be buffered right behind the handshake. */
     if (conn_read_input(c) != 0) {
         conn_close(c);
@@ -331,7 +333,8 @@ static void conn_start(h2_listener_t *l, int fd) {
     if (l->tls) {
         c->state = CONN_HANDSHAKE;
         c->tls = tls_conn_new(l->tls, fd);
-        if (!c->tls) {
+        c->linger_timer = loop_timer_add(l->loop, HANDSHAKE_MS, linger_expired, c);
+        if (!c->tls || !c->linger_timer) {
             conn_close(c);
             return;
         }
