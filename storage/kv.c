@@ -130,34 +130,37 @@ static int bin_cmp(const ProtobufCBinaryData *a, const ProtobufCBinaryData *b) {
     return a->len < b->len ? -1 : (a->len > b->len ? 1 : 0);
 }
 
+typedef struct kv_sort_spec {
+    int target;
+    int descend;
+} kv_sort_spec_t;
+
+/* Orders by the target (reversed for DESCEND); equal targets stay in
+ * ascending key order in both directions. That is what etcd's sort.Sort and
+ * sort.Sort(sort.Reverse()) give for up to 12 results (Go sorts those by
+ * insertion, which is stable, and the scan is in key order); for more, Go's
+ * pdqsort leaves ties in no documented order, and key order is a valid one. */
 static int kv_cmp_target(const void *pa, const void *pb, void *ctx) {
     const Mvccpb__KeyValue *a = *(Mvccpb__KeyValue *const *)pa;
     const Mvccpb__KeyValue *b = *(Mvccpb__KeyValue *const *)pb;
-    int target = *(const int *)ctx;
+    const kv_sort_spec_t *spec = ctx;
     int c;
-    if (target == ETCDSERVERPB__RANGE_REQUEST__SORT_TARGET__KEY) {
+    if (spec->target == ETCDSERVERPB__RANGE_REQUEST__SORT_TARGET__KEY) {
         c = bin_cmp(&a->key, &b->key);
-    } else if (target == ETCDSERVERPB__RANGE_REQUEST__SORT_TARGET__VALUE) {
+    } else if (spec->target == ETCDSERVERPB__RANGE_REQUEST__SORT_TARGET__VALUE) {
         c = bin_cmp(&a->value, &b->value);
     } else {
-        int64_t x = kv_sort_field(a, target), y = kv_sort_field(b, target);
+        int64_t x = kv_sort_field(a, spec->target), y = kv_sort_field(b, spec->target);
         c = x < y ? -1 : (x > y ? 1 : 0);
     }
-    if (c == 0) c = bin_cmp(&a->key, &b->key);   /* ties in key order: deterministic */
+    if (spec->descend) c = -c;
+    if (c == 0) c = bin_cmp(&a->key, &b->key);
     return c;
 }
 
-/* Sorts with a key tiebreak (Go's sort.Sort is not stable, so any order of
- * equal elements is valid etcd output; key order is the natural one). */
 static void sort_kvs(Mvccpb__KeyValue **kvs, size_t n, int target, int descend) {
-    qsort_r(kvs, n, sizeof(*kvs), kv_cmp_target, &target);
-    if (descend) {
-        for (size_t i = 0; i < n / 2; i++) {
-            Mvccpb__KeyValue *tmp = kvs[i];
-            kvs[i] = kvs[n - 1 - i];
-            kvs[n - 1 - i] = tmp;
-        }
-    }
+    kv_sort_spec_t spec = {target, descend};
+    qsort_r(kvs, n, sizeof(*kvs), kv_cmp_target, &spec);
 }
 
 static void prune_kvs(mvcc_kv_list_t *l, int (*drop)(const Mvccpb__KeyValue *, int64_t), int64_t arg) {

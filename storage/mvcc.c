@@ -23,11 +23,14 @@
 #include "mvcc.h"
 
 #include <assert.h>
+#include <dirent.h>
 #include <leveldb/c.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <time.h>
 
 #define META_KEY "m"
 #define META_LEN 32
@@ -48,6 +51,9 @@ struct mvcc {
     _Atomic int64_t rev;
     _Atomic int64_t compact_rev;
     _Atomic uint64_t applied;
+    char *dir;                          /* the LevelDB directory, for its size */
+    _Atomic uint64_t size_cache;        /* bytes on disk, refreshed at most once a second */
+    _Atomic uint64_t size_cache_ms;
 };
 
 struct mvcc_txn {
@@ -227,6 +233,12 @@ int mvcc_open(const char *dir, const mvcc_options_t *opts, mvcc_t **out, char *e
         snprintf(err, errlen, "out of memory");
         return -1;
     }
+    m->dir = strdup(dir);
+    if (!m->dir) {
+        free(m);
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
     if (opts) m->options = *opts;
     if (m->options.max_txn_ops == 0) m->options.max_txn_ops = 128;
     if (m->options.quota_backend_bytes == 0) m->options.quota_backend_bytes = 2ULL << 30;
@@ -273,6 +285,7 @@ void mvcc_close(mvcc_t *m) {
     if (m->wo_sync) leveldb_writeoptions_destroy(m->wo_sync);
     if (m->opts) leveldb_options_destroy(m->opts);
     if (m->cache) leveldb_cache_destroy(m->cache);
+    free(m->dir);
     free(m);
 }
 
@@ -285,12 +298,34 @@ int64_t mvcc_compact_revision(mvcc_t *m) {
 const mvcc_options_t *mvcc_options(const mvcc_t *m) { return &m->options; }
 void mvcc_set_compact_batch(mvcc_t *m, size_t n) { m->compact_batch = n ? n : 1; }
 
+static uint64_t monotonic_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* Sum of the sizes of the files in the LevelDB directory: tables, the
+ * write-ahead log and the manifest. That is what the store occupies on disk
+ * (and what the space quota is about); LevelDB's own approximate sizes miss
+ * everything still in the memtable. Cached for a second: the quota check asks
+ * on every write. */
 uint64_t mvcc_db_size(mvcc_t *m) {
-    const char *start = "";
-    const char *limit = "\xff\xff\xff\xff";
-    size_t start_len = 0, limit_len = 4;
+    uint64_t now = monotonic_ms();
+    uint64_t at = atomic_load(&m->size_cache_ms);
+    if (at != 0 && now - at < 1000) return atomic_load(&m->size_cache);
     uint64_t size = 0;
-    leveldb_approximate_sizes(m->db, 1, &start, &start_len, &limit, &limit_len, &size);
+    DIR *d = opendir(m->dir);
+    if (d) {
+        struct dirent *de;
+        while ((de = readdir(d)) != NULL) {
+            struct stat st;
+            if (de->d_name[0] == '.') continue;
+            if (fstatat(dirfd(d), de->d_name, &st, 0) == 0 && S_ISREG(st.st_mode)) size += (uint64_t)st.st_size;
+        }
+        closedir(d);
+    }
+    atomic_store(&m->size_cache, size);
+    atomic_store(&m->size_cache_ms, now ? now : 1);
     return size;
 }
 
