@@ -385,6 +385,10 @@ report() {
 main() {
   parse_args "$@"
   HZ=$(getconf CLK_TCK)
+  local p
+  for p in "$PORT" $((PORT + 1)) $((PORT + 2)) $((PORT + 3)); do
+    port_busy "$p" && die "port $p is busy (another bench run? set PORT=)"
+  done
   RUNDIR=$BENCH_WORK/run
   rm -rf "$RUNDIR"; mkdir -p "$RUNDIR"
   RES=$RUNDIR/rows.tsv; MEMF=$RUNDIR/mem.tsv
