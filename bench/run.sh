@@ -208,7 +208,9 @@ setup_range_key() { head -c 1024 /dev/zero | tr '\0' v | ctl "$1" put /bench/ran
 # row only runs after etcdctl has seen one event arrive.
 setup_watch_probe() {
   local out=$RUNDIR/$1-watch-probe.out wpid i
-  ctl "$1" watch /bench/watch-probe > "$out" 2>&1 &
+  # exec, so that $! is etcdctl itself and the kill below reaches it
+  ( exec "$ETCDCTL" --endpoints "$SCHEME://127.0.0.1:${SRV_PORT[$1]}" "${TLS_CLIENT[@]}" \
+      watch /bench/watch-probe > "$out" 2>&1 ) &
   wpid=$!
   sleep 0.3
   ctl "$1" put /bench/watch-probe probe-value >/dev/null
