@@ -51,6 +51,25 @@ die() {
     exit 1
 }
 
+# port_busy PORT: true if something accepts connections on 127.0.0.1:PORT.
+port_busy() {
+    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
+}
+
+# ensure_port_free PORT: wait up to 5 s for PORT to be free, else die: a
+# foreign server there would answer the readiness poll and the test would
+# silently run against it.
+ensure_port_free() {
+    local deadline=$((SECONDS + 5))
+    while port_busy "$1"; do
+        if [ $SECONDS -ge $deadline ]; then
+            ss -ltnp 2>/dev/null | grep ":$1 " >&2 || true
+            die "port $1 is already in use by another process"
+        fi
+        sleep 0.1
+    done
+}
+
 # start_etcd NAME PORT [extra etcd flags...]: real etcd, client port PORT,
 # peer port PORT+50. Sets SERVER_PID. Data dir $E2E_TMP/NAME.data (fresh
 # unless it exists already), log $E2E_TMP/NAME.log (appended).
@@ -58,6 +77,8 @@ start_etcd() {
     local name=$1 port=$2
     shift 2
     local peer=$((port + 50))
+    ensure_port_free "$port"
+    ensure_port_free "$peer"
     "$ETCD" --name "$name" --data-dir "$E2E_TMP/$name.data" \
         --listen-client-urls "http://127.0.0.1:$port" \
         --advertise-client-urls "http://127.0.0.1:$port" \
@@ -75,6 +96,7 @@ start_kshimd() {
     shift 2
     [ -n "${KSHIMD:-}" ] && [ -x "$KSHIMD" ] ||
         die "KSHIMD is not set to an executable kshimd (got '${KSHIMD:-}')"
+    ensure_port_free "$port"
     "$KSHIMD" --name "$name" --data-dir "$E2E_TMP/$name.data" \
         --listen-client-urls "http://127.0.0.1:$port" \
         --advertise-client-urls "http://127.0.0.1:$port" \
@@ -106,7 +128,11 @@ wait_ready() {
         fi
         if "$ETCDCTL" --endpoints "127.0.0.1:$port" --dial-timeout=1s \
             --command-timeout=1s endpoint health >/dev/null 2>&1; then
-            return 0
+            sleep 0.1
+            kill -0 "$pid" 2>/dev/null && return 0
+            echo "something answers on port $port but server pid $pid is dead" >&2
+            tail -n 20 "$E2E_TMP"/*.log >&2 || true
+            return 1
         fi
         sleep 0.1
     done

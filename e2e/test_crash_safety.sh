@@ -16,7 +16,7 @@ source "$(dirname "$0")/lib.sh"
 
 PORT=23908
 KILLS=${KILLS:-8}
-ACKLOG=$E2E_TMP/acks.log
+ACKLOG=$E2E_TMP/acks.txt
 STOP=$E2E_TMP/stop
 
 start_target crash "$PORT"
