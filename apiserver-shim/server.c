@@ -52,6 +52,10 @@ void server_config_defaults(server_config_t *cfg)
     cfg->max_txn_ops = 128;
     cfg->heartbeat_interval_ms = 100;
     cfg->election_timeout_ms = 1000;
+    cfg->watch_progress_notify_interval_ms = 10 * 60 * 1000;
+    cfg->auth_token = "simple";
+    cfg->auth_token_ttl_s = 300;
+    cfg->bcrypt_cost = 10;
 }
 
 /* ---- ids ------------------------------------------------------------- */
@@ -222,6 +226,23 @@ static void deliver_results(void *arg)
     free(b);
 }
 
+/* One committed entry: lease and auth requests go to their state machines,
+ * everything else (and empty entries) to the KV store. Each is one LevelDB
+ * write that also records the applied index. */
+static int apply_one(server_t *s, uint64_t index, const Kshim__InternalRequest *req,
+                     const kv_header_info_t *hdr, kv_result_t *res)
+{
+    if (req) {
+        int rc = svc_lease_apply(s, index, req, hdr, res);
+        if (rc != 0)
+            return rc > 0 ? 0 : rc;
+        rc = svc_auth_apply(s, index, req, hdr, res);
+        if (rc != 0)
+            return rc > 0 ? 0 : rc;
+    }
+    return kv_apply(s->mvcc, index, req, hdr, res);
+}
+
 /* Raft thread: apply committed entries in order; results of our own
  * proposals go back to the loop in one post. */
 static void server_apply(void *ctx, const raft_entry_t *ents, size_t n, uint64_t term)
@@ -245,7 +266,7 @@ static void server_apply(void *ctx, const raft_entry_t *ents, size_t n, uint64_t
         }
         kv_result_t res;
         memset(&res, 0, sizeof res);
-        int rc = kv_apply(s->mvcc, e->index, req, &hdr, &res);
+        int rc = apply_one(s, e->index, req, &hdr, &res);
         int ours = rc == 0 && req && req->header && req->header->proposer == s->member_id;
         if (ours && batch) {
             batch->results[batch->n].id = req->header->id;
@@ -396,17 +417,28 @@ int server_run(const server_config_t *cfg)
         log_error("cannot create data dir %s: %s", path, strerror(errno));
         return 1;
     }
-    mvcc_options_t mopts = {.max_txn_ops = cfg->max_txn_ops,
-                            .quota_backend_bytes = cfg->quota_backend_bytes};
-    if (mvcc_open(path, &mopts, &s.mvcc, err, sizeof err) != 0) {
-        log_error("cannot open the MVCC store in %s: %s", path, err);
-        return 1;
-    }
     s.loop = loop_new();
     s.pending = pending_new();
     s.req_id_prefix = random_u64() << 32;
-    if (!s.loop || !s.pending) {
+    grpc_server_config_t gcfg = {.max_request_bytes = cfg->max_request_bytes,
+                                 .max_concurrent_streams = 1000};
+    s.grpc = s.loop ? grpc_server_new(s.loop, &gcfg) : NULL;
+    if (!s.loop || !s.pending || !s.grpc) {
         log_error("out of memory");
+        goto out;
+    }
+    /* Services that hook into the store set their hooks before it opens:
+     * watch receives every applied revision's events, lease answers "does
+     * this lease exist" for Put. */
+    mvcc_options_t mopts = {.max_txn_ops = cfg->max_txn_ops,
+                            .quota_backend_bytes = cfg->quota_backend_bytes};
+    if (svc_watch_init(&s, &mopts) != 0 || svc_lease_init(&s, &mopts) != 0 ||
+        svc_auth_init(&s, &mopts) != 0) {
+        log_error("cannot initialise the services");
+        goto out;
+    }
+    if (mvcc_open(path, &mopts, &s.mvcc, err, sizeof err) != 0) {
+        log_error("cannot open the MVCC store in %s: %s", path, err);
         goto out;
     }
 
@@ -435,16 +467,13 @@ int server_run(const server_config_t *cfg)
         goto out;
     }
 
-    grpc_server_config_t gcfg = {.max_request_bytes = cfg->max_request_bytes,
-                                 .max_concurrent_streams = 1000};
-    s.grpc = grpc_server_new(s.loop, &gcfg);
-    if (!s.grpc) {
-        log_error("cannot create the gRPC server");
-        goto out;
-    }
     svc_kv_register(&s);
     svc_maintenance_register(&s);
     svc_cluster_register(&s);
+    if (svc_watch_start(&s) != 0 || svc_lease_start(&s) != 0 || svc_auth_start(&s) != 0) {
+        log_error("cannot start the services");
+        goto out;
+    }
 
     grpc_tls_config_t tls = {.cert_file = cfg->cert_file,
                              .key_file = cfg->key_file,
@@ -479,6 +508,9 @@ out:
         raft_node_stop(s.raft);
     if (s.pending)
         pending_free(s.pending);
+    svc_auth_stop(&s);
+    svc_lease_stop(&s);
+    svc_watch_stop(&s);
     if (s.grpc)
         grpc_server_free(s.grpc);
     if (s.mvcc) {

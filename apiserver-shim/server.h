@@ -40,6 +40,14 @@ typedef struct server_config {
     size_t max_txn_ops;                /* default 128 */
     unsigned heartbeat_interval_ms;    /* default 100 */
     unsigned election_timeout_ms;      /* default 1000 */
+
+    /* Watch: --experimental-watch-progress-notify-interval (default 10 min). */
+    uint64_t watch_progress_notify_interval_ms;
+    /* Auth: --auth-token ("simple" or "jwt,..."), --auth-token-ttl (s),
+     * --bcrypt-cost. */
+    const char *auth_token;
+    unsigned auth_token_ttl_s;
+    unsigned bcrypt_cost;
 } server_config_t;
 
 /* Fills etcd's defaults. */

@@ -31,6 +31,10 @@ typedef struct server {
     pending_table_t *pending;     /* request id -> waiting call */
     const char *peer_urls[SERVER_MAX_URLS];
     size_t n_peer_urls;
+    /* Service state, each owned by its svc_*.c. */
+    struct svc_watch *watch;
+    struct svc_lease *lease;
+    struct svc_auth *auth;
 } server_t;
 
 /* Header fields for responses produced on the loop thread. */
@@ -54,5 +58,31 @@ void server_finish_result(grpc_call_t *call, kv_result_t *res);
 void svc_kv_register(server_t *s);
 void svc_maintenance_register(server_t *s);
 void svc_cluster_register(server_t *s);
+
+/* Services with state have three phases, called by server_run():
+ *   init  (before the store opens): allocate, set store hooks in *mopts;
+ *   start (store open, Raft running, loop not yet): load state, register
+ *         methods, start timers;
+ *   stop  (loop stopped, Raft stopped): free everything. Safe after a failed
+ *         or missing init.
+ * Each returns 0 or -1 (logged). */
+int svc_watch_init(server_t *s, mvcc_options_t *mopts);
+int svc_watch_start(server_t *s);
+void svc_watch_stop(server_t *s);
+int svc_lease_init(server_t *s, mvcc_options_t *mopts);
+int svc_lease_start(server_t *s);
+void svc_lease_stop(server_t *s);
+int svc_auth_init(server_t *s, mvcc_options_t *mopts);
+int svc_auth_start(server_t *s);
+void svc_auth_stop(server_t *s);
+
+/* Raft thread, for every committed entry before the KV store sees it:
+ * returns 1 if req belongs to this state machine and was applied at index
+ * (res filled, the applied index recorded in the same LevelDB write), 0 if
+ * req is not its kind, -1 on a storage failure. */
+int svc_lease_apply(server_t *s, uint64_t index, const Kshim__InternalRequest *req,
+                    const kv_header_info_t *hdr, kv_result_t *res);
+int svc_auth_apply(server_t *s, uint64_t index, const Kshim__InternalRequest *req,
+                   const kv_header_info_t *hdr, kv_result_t *res);
 
 #endif

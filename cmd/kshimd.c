@@ -24,6 +24,7 @@ typedef enum flag_kind {
     FLAG_SIZE,    /* size_t * */
     FLAG_U64,     /* uint64_t * */
     FLAG_UINT,    /* unsigned * */
+    FLAG_DURATION_MS, /* Go duration ("10m", "500ms", "1h30m") into uint64_t ms */
     FLAG_IGNORED, /* accepted with a value, not acted on yet */
     FLAG_IGNORED_BOOL,
 } flag_kind_t;
@@ -64,6 +65,10 @@ static flag_def_t flags[] = {
     {"heartbeat-interval", FLAG_UINT, &cfg.heartbeat_interval_ms, NULL},
     {"election-timeout", FLAG_UINT, &cfg.election_timeout_ms, NULL},
     {"log-level", FLAG_STRING, &log_level, NULL},
+    {"experimental-watch-progress-notify-interval", FLAG_DURATION_MS, &cfg.watch_progress_notify_interval_ms, NULL},
+    {"auth-token", FLAG_STRING, &cfg.auth_token, NULL},
+    {"auth-token-ttl", FLAG_UINT, &cfg.auth_token_ttl_s, NULL},
+    {"bcrypt-cost", FLAG_UINT, &cfg.bcrypt_cost, NULL},
     /* Accepted for drop-in compatibility; not acted on yet. */
     {"snapshot-count", FLAG_IGNORED, NULL, NULL},
     {"max-snapshots", FLAG_IGNORED, NULL, NULL},
@@ -103,9 +108,6 @@ static flag_def_t flags[] = {
     {"tls-max-version", FLAG_IGNORED, NULL, NULL},
     {"cors", FLAG_IGNORED, NULL, NULL},
     {"host-whitelist", FLAG_IGNORED, NULL, NULL},
-    {"auth-token", FLAG_IGNORED, NULL, NULL},
-    {"auth-token-ttl", FLAG_IGNORED, NULL, NULL},
-    {"bcrypt-cost", FLAG_IGNORED, NULL, NULL},
     {"metrics", FLAG_IGNORED, NULL, NULL},
     {"logger", FLAG_IGNORED, NULL, NULL},
     {"log-outputs", FLAG_IGNORED, NULL, NULL},
@@ -158,6 +160,38 @@ static int parse_u64(const char *v, uint64_t *out)
     if (*end)
         return -1;
     *out = n;
+    return 0;
+}
+
+/* Go's time.ParseDuration for the units etcd flags use: h, m, s, ms, us,
+ * ns, with decimal fractions ("1.5s") and sums ("1h30m"). */
+static int parse_duration_ms(const char *v, uint64_t *out)
+{
+    double total = 0;
+    const char *p = v;
+    if (!*p)
+        return -1;
+    if (!strcmp(p, "0")) {
+        *out = 0;
+        return 0;
+    }
+    while (*p) {
+        char *end;
+        double n = strtod(p, &end);
+        if (end == p || n < 0)
+            return -1;
+        p = end;
+        double unit;
+        if (!strncmp(p, "ms", 2)) { unit = 1; p += 2; }
+        else if (!strncmp(p, "us", 2) || !strncmp(p, "\xc2\xb5s", 3)) { unit = 0.001; p += p[0] == 'u' ? 2 : 3; }
+        else if (!strncmp(p, "ns", 2)) { unit = 0.000001; p += 2; }
+        else if (*p == 'h') { unit = 3600000; p++; }
+        else if (*p == 'm') { unit = 60000; p++; }
+        else if (*p == 's') { unit = 1000; p++; }
+        else return -1;
+        total += n * unit;
+    }
+    *out = (uint64_t)(total + 0.5);
     return 0;
 }
 
@@ -216,6 +250,11 @@ static int set_flag(const flag_def_t *f, const char *value, const char *origin)
         if (parse_u64(value, &u) != 0 || u > 0xffffffffu)
             break;
         *(unsigned *)f->target = (unsigned)u;
+        return 0;
+    case FLAG_DURATION_MS:
+        if (parse_duration_ms(value, &u) != 0)
+            break;
+        *(uint64_t *)f->target = u;
         return 0;
     case FLAG_IGNORED_BOOL:
         if (parse_bool(value, &b) != 0)
@@ -321,6 +360,9 @@ static int parse_args(int argc, char **argv)
             return 1;
         }
         const flag_def_t *f = find_flag(name);
+        /* etcd 3.6 dropped the experimental- prefix of some flags. */
+        if (!f && !strcmp(name, "watch-progress-notify-interval"))
+            f = find_flag("experimental-watch-progress-notify-interval");
         flag_def_t experimental = {name, FLAG_IGNORED, NULL, NULL};
         if (!f && !strncmp(name, "experimental-", 13))
             f = &experimental;
