@@ -351,6 +351,65 @@ int mvcc_set_applied(mvcc_t *m, uint64_t index) {
     return MVCC_OK;
 }
 
+/* ---- side tables ---- */
+
+static int raw_key_ok(const uint8_t *key, size_t key_len) {
+    return key_len > 0 && key[0] != 'k' && key[0] != 'r' && key[0] != 'm';
+}
+
+int mvcc_txn_raw_put(mvcc_txn_t *t, const uint8_t *key, size_t key_len, const uint8_t *val,
+                     size_t val_len) {
+    if (!t->wb || !raw_key_ok(key, key_len)) return MVCC_ERR_IO;
+    leveldb_writebatch_put(t->wb, (const char *)key, key_len, (const char *)val, val_len);
+    return MVCC_OK;
+}
+
+int mvcc_txn_raw_delete(mvcc_txn_t *t, const uint8_t *key, size_t key_len) {
+    if (!t->wb || !raw_key_ok(key, key_len)) return MVCC_ERR_IO;
+    leveldb_writebatch_delete(t->wb, (const char *)key, key_len);
+    return MVCC_OK;
+}
+
+int mvcc_raw_get(mvcc_t *m, const uint8_t *key, size_t key_len, uint8_t **val, size_t *val_len) {
+    char *err = NULL;
+    size_t n = 0;
+    char *v = leveldb_get(m->db, m->ro, (const char *)key, key_len, &n, &err);
+    if (err) {
+        leveldb_free(err);
+        return MVCC_ERR_IO;
+    }
+    if (!v) return MVCC_ERR_NOT_FOUND;
+    *val = malloc(n ? n : 1);
+    if (!*val) {
+        leveldb_free(v);
+        return MVCC_ERR_IO;
+    }
+    memcpy(*val, v, n);
+    leveldb_free(v);
+    *val_len = n;
+    return MVCC_OK;
+}
+
+int mvcc_raw_scan(mvcc_t *m, const uint8_t *prefix, size_t prefix_len, mvcc_raw_fn fn, void *arg) {
+    leveldb_iterator_t *it = leveldb_create_iterator(m->db, m->ro);
+    if (!it) return MVCC_ERR_IO;
+    for (leveldb_iter_seek(it, (const char *)prefix, prefix_len); leveldb_iter_valid(it); leveldb_iter_next(it)) {
+        size_t kl, vl;
+        const uint8_t *k = (const uint8_t *)leveldb_iter_key(it, &kl);
+        if (kl < prefix_len || memcmp(k, prefix, prefix_len) != 0) break;
+        const uint8_t *v = (const uint8_t *)leveldb_iter_value(it, &vl);
+        if (fn(arg, k, kl, v, vl)) break;
+    }
+    char *err = NULL;
+    leveldb_iter_get_error(it, &err);
+    leveldb_iter_destroy(it);
+    if (err) {
+        leveldb_free(err);
+        return MVCC_ERR_IO;
+    }
+    return MVCC_OK;
+}
+
 /* ---- txns ---- */
 
 int mvcc_txn_begin_read(mvcc_t *m, kv_arena_t *arena, mvcc_txn_t **out) {

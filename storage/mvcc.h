@@ -25,6 +25,7 @@ enum {
     MVCC_ERR_COMPACTED = 1,
     MVCC_ERR_FUTURE_REV = 2,
     MVCC_ERR_IO = 3,
+    MVCC_ERR_NOT_FOUND = 4,
 };
 
 /* A key range as etcd's requests give it. */
@@ -92,6 +93,23 @@ int mvcc_txn_commit(mvcc_txn_t *t, uint64_t index);
  * superseded version <= rev (in bounded batches). Apply thread. Returns
  * MVCC_OK, MVCC_ERR_COMPACTED, MVCC_ERR_FUTURE_REV or MVCC_ERR_IO. */
 int mvcc_compact(mvcc_t *m, int64_t rev, uint64_t index);
+
+/* Side tables: state machines that live beside the MVCC keys (leases 'L',
+ * auth 'A', ...) keep their records in the same LevelDB, under a first byte
+ * other than 'k', 'r' and 'm', and write them in a write txn's batch so they
+ * commit atomically with the KV changes and the applied index. A write txn's
+ * raw writes are not visible to raw reads until it commits. */
+int mvcc_txn_raw_put(mvcc_txn_t *t, const uint8_t *key, size_t key_len, const uint8_t *val,
+                     size_t val_len);
+int mvcc_txn_raw_delete(mvcc_txn_t *t, const uint8_t *key, size_t key_len);
+/* Committed side-table reads, any thread. mvcc_raw_get returns MVCC_OK with
+ * a malloc'd *val (caller frees), MVCC_ERR_NOT_FOUND, or MVCC_ERR_IO. */
+int mvcc_raw_get(mvcc_t *m, const uint8_t *key, size_t key_len, uint8_t **val, size_t *val_len);
+/* Calls fn for every record whose key starts with prefix, in key order,
+ * until fn returns non-zero. Returns MVCC_OK or MVCC_ERR_IO. */
+typedef int (*mvcc_raw_fn)(void *arg, const uint8_t *key, size_t key_len, const uint8_t *val,
+                           size_t val_len);
+int mvcc_raw_scan(mvcc_t *m, const uint8_t *prefix, size_t prefix_len, mvcc_raw_fn fn, void *arg);
 
 /* Record only the applied index (entries that change no key). */
 int mvcc_set_applied(mvcc_t *m, uint64_t index);
