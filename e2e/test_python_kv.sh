@@ -59,7 +59,7 @@ for i in $(seq "$steps"); do
     tgt=$(sed -n "${i}p" "$E2E_TMP/tgt.jsonl")
     if [ "$ref" != "$tgt" ]; then
         bad=$((bad + 1))
-        fail "step $i differs:"
+        fail "step $i ($(echo "$ref" | "$PY" -c 'import json, sys; print(json.load(sys.stdin)["op"])')) differs:"
         diff -u --label etcd --label target <(echo "$ref" | "$PY" -m json.tool) \
             <(echo "${tgt:-null}" | "$PY" -m json.tool 2>/dev/null || echo "$tgt") || true
     fi
