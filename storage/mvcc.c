@@ -503,8 +503,56 @@ static uint8_t *keybuf_reserve(keybuf_t *b, size_t n) {
 }
 
 /* Scans the stored versions of range r at revision rev (no overlay). */
+/* Number of keys alive now in r, from the live-key index ('l' space: one
+ * small entry per live key, no values), through the txn's snapshot. Exact for
+ * the snapshot's current revision only; ranges, not single keys. Returns -1
+ * on a LevelDB error. */
+static int64_t live_count(mvcc_txn_t *t, const mvcc_range_t *r) {
+    leveldb_iterator_t *it = leveldb_create_iterator(t->m->db, txn_ro(t));
+    keybuf_t seek = {0}, end = {0};
+    uint8_t *sp = keybuf_reserve(&seek, mvcc_encoded_key_max(r->key_len));
+    size_t seek_len = mvcc_encode_key(sp, r->key, r->key_len);
+    sp[0] = 'l';
+    size_t end_len = 0;
+    if (r->kind == MVCC_RANGE_HALF_OPEN) {
+        uint8_t *p = keybuf_reserve(&end, 1 + 2 * r->end_len);
+        p[0] = 'l';
+        end_len = 1 + escape_into(p + 1, r->end, r->end_len);
+    }
+    int64_t n = 0;
+    assert(r->kind != MVCC_RANGE_SINGLE);
+    for (leveldb_iter_seek(it, (const char *)seek.p, seek_len); leveldb_iter_valid(it); leveldb_iter_next(it)) {
+        size_t klen;
+        const uint8_t *k = (const uint8_t *)leveldb_iter_key(it, &klen);
+        if (klen == 0 || k[0] != 'l') break;
+        if (r->kind == MVCC_RANGE_HALF_OPEN && bytes_cmp(k, klen - 2, end.p, end_len) >= 0) break;
+        n++;
+    }
+    char *err = NULL;
+    leveldb_iter_get_error(it, &err);
+    leveldb_iter_destroy(it);
+    free(seek.p);
+    free(end.p);
+    if (err) {
+        leveldb_free(err);
+        return -1;
+    }
+    return n;
+}
+
 static int db_range(mvcc_txn_t *t, const mvcc_range_t *r, int64_t rev, int64_t limit, int count_only,
                     mvcc_kv_list_t *out, int64_t *count) {
+    /* At the current revision the count comes from the live-key index, so a
+     * limited or count-only read never walks the values of the whole range. */
+    int64_t live = -1;
+    if (rev == t->meta.rev && r->kind != MVCC_RANGE_SINGLE && (count_only || limit > 0)) {
+        live = live_count(t, r);
+        if (live < 0) return MVCC_ERR_IO;
+        if (count_only) {
+            *count = live;
+            return MVCC_OK;
+        }
+    }
     leveldb_iterator_t *it = leveldb_create_iterator(t->m->db, txn_ro(t));
     keybuf_t seek = {0}, end = {0}, single = {0};
     size_t end_len = 0, single_len = 0;
@@ -558,6 +606,7 @@ static int db_range(mvcc_txn_t *t, const mvcc_range_t *r, int64_t rev, int64_t l
                 Mvccpb__KeyValue *kv = kv_from_entry(t->arena, ek, eklen, rec, reclen, main);
                 kv_list_push(t->arena, out, kv);
             }
+            if (live >= 0 && (int64_t)out->n >= limit) break;   /* count known already */
         }
         if (r->kind == MVCC_RANGE_SINGLE) break;
         /* skip the older versions of this key: one step, else a seek */
@@ -583,7 +632,7 @@ static int db_range(mvcc_txn_t *t, const mvcc_range_t *r, int64_t rev, int64_t l
         leveldb_free(err);
         return MVCC_ERR_IO;
     }
-    *count = n;
+    *count = live >= 0 ? live : n;
     return MVCC_OK;
 }
 
@@ -715,6 +764,13 @@ static void batch_change(mvcc_txn_t *t, const Mvccpb__KeyValue *kv, int64_t sub,
     rv[0] = tombstone ? 1 : 0;
     if (kv->key.len) memcpy(rv + 1, kv->key.data, kv->key.len);
     leveldb_writebatch_put(t->wb, (const char *)rk, sizeof(rk), (const char *)rv, 1 + kv->key.len);
+    /* the live-key index: 'l' | esc(key) | 00 01 for every key alive now */
+    size_t lk_len = n - REV_SUFFIX;
+    k[0] = 'l';
+    if (tombstone)
+        leveldb_writebatch_delete(t->wb, (const char *)k, lk_len);
+    else
+        leveldb_writebatch_put(t->wb, (const char *)k, lk_len, "", 0);
     free(k);
     free(rec);
     free(rv);
