@@ -498,6 +498,7 @@ int server_run(const server_config_t *cfg)
 
     install_signals(s.loop);
     loop_run(s.loop);
+    grpc_thread_cleanup();
     log_info("received a termination signal, shutting down");
     exit_code = 0;
 
