@@ -11,15 +11,29 @@
  * applied, so every read that starts after an acknowledgement sees it. A
  * multi-member cluster will route non-serializable reads through Raft's
  * ReadIndex first (raft_read_index), which this file is ready to call.
+ *
+ * Auth (auth_check.h) runs after validation, as in etcd: key permissions
+ * for Range/Put/DeleteRange/Txn, only the token's validity for Compact.
  */
 #include <stdlib.h>
 
+#include "auth_check.h"
 #include "server_internal.h"
 
 static void reply_bad_request(grpc_call_t *call)
 {
     /* What grpc-go answers when the request does not unmarshal. */
     grpc_call_finish(call, GRPC_INTERNAL, "grpc: error unmarshalling request: unexpected EOF");
+}
+
+/* Finishes call with the auth refusal, if any; returns -1 when refused.
+ * (*msg is read only after the check ran.) */
+static int refuse(grpc_call_t *call, grpc_status_t st, const char *const *msg)
+{
+    if (st == GRPC_OK)
+        return 0;
+    grpc_call_finish(call, st, *msg);
+    return -1;
 }
 
 static void kv_range_call(grpc_call_t *call, const uint8_t *msg, size_t len, void *ctx)
@@ -32,12 +46,18 @@ static void kv_range_call(grpc_call_t *call, const uint8_t *msg, size_t len, voi
     }
     kv_result_t res = {0};
     if (server_require_leader(s, call) == 0) {
-        if (kv_validate_range(s->mvcc, req, &res) == 0) {
+        const char *msg = NULL;
+        if (kv_validate_range(s->mvcc, req, &res) != 0) {
+            server_finish_result(call, &res);
+        } else if (refuse(call, auth_check_range(s, call, req->key.data, req->key.len,
+                                                 req->range_end.data, req->range_end.len,
+                                                 AUTH_PERM_READ, &msg),
+                          &msg) == 0) {
             kv_header_info_t hdr;
             server_header_info(s, &hdr);
             kv_range(s->mvcc, req, &hdr, &res);
+            server_finish_result(call, &res);
         }
-        server_finish_result(call, &res);
     }
     etcdserverpb__range_request__free_unpacked(req, NULL);
 }
@@ -52,9 +72,10 @@ static void kv_put_call(grpc_call_t *call, const uint8_t *msg, size_t len, void 
     }
     kv_result_t res = {0};
     if (server_require_leader(s, call) == 0) {
+        const char *msg = NULL;
         if (kv_validate_put(s->mvcc, req, &res) != 0) {
             server_finish_result(call, &res);
-        } else {
+        } else if (refuse(call, auth_check_put(s, call, req, &msg), &msg) == 0) {
             Kshim__InternalRequest ir = KSHIM__INTERNAL_REQUEST__INIT;
             ir.put = req;
             server_propose(s, call, &ir);
@@ -74,9 +95,10 @@ static void kv_delete_call(grpc_call_t *call, const uint8_t *msg, size_t len, vo
     }
     kv_result_t res = {0};
     if (server_require_leader(s, call) == 0) {
+        const char *msg = NULL;
         if (kv_validate_delete(s->mvcc, req, &res) != 0) {
             server_finish_result(call, &res);
-        } else {
+        } else if (refuse(call, auth_check_delete(s, call, req, &msg), &msg) == 0) {
             Kshim__InternalRequest ir = KSHIM__INTERNAL_REQUEST__INIT;
             ir.delete_range = req;
             server_propose(s, call, &ir);
@@ -95,8 +117,11 @@ static void kv_txn_call(grpc_call_t *call, const uint8_t *msg, size_t len, void 
     }
     kv_result_t res = {0};
     if (server_require_leader(s, call) == 0) {
+        const char *msg = NULL;
         if (kv_validate_txn(s->mvcc, req, &res) != 0) {
             server_finish_result(call, &res);
+        } else if (refuse(call, auth_check_txn(s, call, req, &msg), &msg) != 0) {
+            /* refused whole */
         } else if (kv_txn_is_readonly(req)) {
             kv_header_info_t hdr;
             server_header_info(s, &hdr);
@@ -120,7 +145,9 @@ static void kv_compact_call(grpc_call_t *call, const uint8_t *msg, size_t len, v
         reply_bad_request(call);
         return;
     }
-    if (server_require_leader(s, call) == 0) {
+    const char *why = NULL;
+    if (server_require_leader(s, call) == 0 &&
+        refuse(call, auth_check_token(s, call, &why), &why) == 0) {
         Kshim__InternalRequest ir = KSHIM__INTERNAL_REQUEST__INIT;
         ir.compaction = req;
         server_propose(s, call, &ir);
