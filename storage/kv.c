@@ -18,6 +18,7 @@
 #include <string.h>
 
 #include "kv_arena.h"
+#include "lease.h"
 #include "mvcc.h"
 
 /* gRPC status codes used here */
@@ -227,6 +228,15 @@ static int do_range(mvcc_txn_t *t, kv_arena_t *a, const Etcdserverpb__RangeReque
 
 /* ---- Put / DeleteRange (apply.go) ---- */
 
+/* Keeps the lease membership ('M' side table, lease.h) in step with a key
+ * whose lease changes from `from` to `to` (0 = none) in this txn. */
+static int reattach(mvcc_txn_t *t, const uint8_t *key, size_t key_len, int64_t from, int64_t to) {
+    if (from == to) return MVCC_OK;
+    if (from != 0 && lease_txn_detach(t, from, key, key_len) != MVCC_OK) return MVCC_ERR_IO;
+    if (to != 0 && lease_txn_attach(t, to, key, key_len) != MVCC_OK) return MVCC_ERR_IO;
+    return MVCC_OK;
+}
+
 static int do_put(mvcc_txn_t *t, kv_arena_t *a, const Etcdserverpb__PutRequest *p,
                   Etcdserverpb__PutResponse **out) {
     const uint8_t *val = p->value.data;
@@ -250,7 +260,9 @@ static int do_put(mvcc_txn_t *t, kv_arena_t *a, const Etcdserverpb__PutRequest *
     Etcdserverpb__PutResponse *resp = kv_arena_alloc(a, sizeof(*resp));
     etcdserverpb__put_response__init(resp);
     if (p->prev_kv && cur) resp->prev_kv = (Mvccpb__KeyValue *)cur;
-    if (mvcc_txn_put(t, p->key.data, p->key.len, val, val_len, lease, NULL) != MVCC_OK) return KV_E_IO;
+    const Mvccpb__KeyValue *replaced = NULL;
+    if (mvcc_txn_put(t, p->key.data, p->key.len, val, val_len, lease, &replaced) != MVCC_OK) return KV_E_IO;
+    if (reattach(t, p->key.data, p->key.len, replaced ? replaced->lease : 0, lease) != MVCC_OK) return KV_E_IO;
     resp->header = new_header(a, mvcc_txn_rev(t));
     *out = resp;
     return KV_OK;
@@ -260,8 +272,15 @@ static int do_delete(mvcc_txn_t *t, kv_arena_t *a, const Etcdserverpb__DeleteRan
                      Etcdserverpb__DeleteRangeResponse **out) {
     mvcc_range_t rg = mvcc_range_make(d->key.data, d->key.len, d->range_end.data, d->range_end.len);
     mvcc_kv_list_t prev = {0};
-    int64_t n = mvcc_txn_delete_range(t, &rg, d->prev_kv ? &prev : NULL);
+    int64_t n = mvcc_txn_delete_range(t, &rg, &prev);
     if (n < 0) return KV_E_IO;
+    for (size_t i = 0; i < prev.n; i++)
+        if (reattach(t, prev.kvs[i]->key.data, prev.kvs[i]->key.len, prev.kvs[i]->lease, 0) != MVCC_OK)
+            return KV_E_IO;
+    if (!d->prev_kv) {
+        prev.n = 0;
+        prev.kvs = NULL;
+    }
     Etcdserverpb__DeleteRangeResponse *resp = kv_arena_alloc(a, sizeof(*resp));
     etcdserverpb__delete_range_response__init(resp);
     resp->deleted = n;
