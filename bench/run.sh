@@ -7,13 +7,14 @@
 # generator with the shared anchor script (build-etcd-benchmark.sh), starts
 # both servers, runs each row on etcd then on kshimd, measures RSS and data dir
 # size after the put rows, and prints a table of requests/s and p99 with the
-# ratio kshimd/etcd. See bench/README.md.
+# ratio kshimd/etcd. The kube-* rows use the anchors' kubeload instead
+# (Kubernetes-like 2 KiB pod puts and paginated LISTs). See bench/README.md.
 #
 # Usage: bench/run.sh [--quick] [--tls] [--sequential] [--repeat N] [--rows a,b,c]
-#                     [--add-rows a,b] [--scale X] [--row-timeout S] [--out FILE] [--list]
+#                     [--add-rows a,b] [--no-kube] [--scale X] [--row-timeout S] [--out FILE] [--list]
 # Env:   ETCD=/usr/bin/etcd  KSHIMD=<repo>/build/kshimd  ETCDCTL=/usr/bin/etcdctl
-#        BENCH_WORK=/tmp/perf  PORT=24110  SHARED=<repo>/../shared  CERTS=<repo>/certs/dev
-#        EXTRA_FLAGS="" (passed to both servers)
+#        BENCH_WORK=/tmp/perf  RUNDIR=$BENCH_WORK/run  PORT=24110  SHARED=<repo>/../shared
+#        CERTS=<repo>/certs/dev  EXTRA_FLAGS="" (passed to both servers)
 set -euo pipefail
 
 SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -41,15 +42,22 @@ REPEAT=1
 # against the fresh server before it, a description, and the benchmark
 # arguments (@N@ = scaled op count). "@mem" in a row list is not a benchmark:
 # it records RSS and data dir size at that point. Rows run in list order on one
-# server instance, so stateful rows (auth) go last.
+# server instance, so stateful rows (auth) go last. ROW_TOOL says which load
+# generator runs the row: "bench" (etcd's tools/benchmark, def_row) or "kube"
+# (the anchors' kubeload, def_kube_row; its RESULT line is parsed instead).
 KV="--key-size 256 --val-size 1024 --key-space-size 100000"
 # ROW_SHOWS says which of the row's numbers mean something: "rps p99"
 # (default), "rps" or "p99"; the others are printed as "-".
-declare -A ROW_OPS ROW_ARGS ROW_SETUP ROW_DESC ROW_SHOWS SETUP_DONE
+declare -A ROW_OPS ROW_ARGS ROW_SETUP ROW_DESC ROW_SHOWS ROW_TOOL SETUP_DONE
 def_row() { # NAME OPS SETUP DESC ARGS...
   local name=$1; ROW_OPS[$name]=$2; ROW_SETUP[$name]=$3; ROW_DESC[$name]=$4; shift 4
   ROW_ARGS[$name]="$*"
   ROW_SHOWS[$name]="rps p99"
+  ROW_TOOL[$name]=bench
+}
+def_kube_row() { # NAME OPS SETUP DESC KUBELOAD-ARGS...
+  def_row "$@"
+  ROW_TOOL[$1]=kube
 }
 def_row put-c1        15000  -  "put 256 B key / 1 KiB value, 1 client, 1 conn, random keys" \
   --conns 1 --clients 1 put $KV --total @N@
@@ -70,6 +78,18 @@ def_row watch-events  50000  setup_watch_probe "ops = puts to 100 keys watched b
   --key-space-size 100 --sequential-keys --put-total @N@ --put-rate 1000000
 def_row watch-latency 1000   setup_watch_probe "100 watchers on one key, 100 puts/s; p99 = put ack -> event delivered" \
   --conns 10 --clients 100 watch-latency --put-rate 100 --total @N@ --key-size 256 --val-size 1024
+# Kubernetes-like rows, as instance B of the shared etcd-baseline.sh: 10k pods
+# of 2 KiB under one namespace prefix, then the apiserver's LIST of them. For
+# list rows ops = complete LISTs, req/s = LISTs/s, p99 = whole-LIST latency.
+# The list rows' setup loads the pods if kube-load-10k has not (same count).
+KUBE_PREFIX=/registry/pods/ns/
+KUBE_KEYS=10000
+def_kube_row kube-load-10k $KUBE_KEYS - "Kubernetes-like load: put ${KUBE_KEYS} pods of 2 KiB under ${KUBE_PREFIX}, 50 clients on 1 conn (kubeload)" \
+  load -prefix ${KUBE_PREFIX}pod- -count @N@ -val-size 2048 -clients 50
+def_kube_row kube-list-limit500 50 setup_kube_pods "ops = complete paginated LISTs of ${KUBE_PREFIX} (limit 500, first page linearizable, the rest pinned to its revision); req/s = LISTs/s, p99 = whole LIST" \
+  list -prefix $KUBE_PREFIX -limit 500 -iterations @N@
+def_kube_row kube-list-nolimit 20 setup_kube_pods "ops = unpaginated LISTs of ${KUBE_PREFIX} (one linearizable Range, ~20 MB); req/s = LISTs/s, p99 = whole LIST" \
+  list -prefix $KUBE_PREFIX -limit 0 -iterations @N@
 ROW_SHOWS[watch-events]=rps
 ROW_SHOWS[watch-latency]=p99
 def_row lease-keepalive 50000 - "LeaseKeepAlive round trips, 100 clients / 10 conns" \
@@ -77,8 +97,10 @@ def_row lease-keepalive 50000 - "LeaseKeepAlive round trips, 100 clients / 10 co
 def_row auth-put-c100 60000  setup_auth "put with auth enabled (user root, password), 100 clients / 10 conns" \
   --conns 10 --clients 100 --user root:benchpw put $KV --total @N@
 
-DEFAULT_ROWS="put-c1,put-c100,@mem,range-l-c100,range-s-c100,txn-put-c100"
+KUBE_ROWS="kube-load-10k,kube-list-limit500,kube-list-nolimit"
+DEFAULT_ROWS="put-c1,put-c100,@mem,range-l-c100,range-s-c100,txn-put-c100,$KUBE_ROWS"
 ROWS=$DEFAULT_ROWS
+NO_KUBE=0
 ADD_ROWS=
 
 die() { echo "bench/run.sh: $*" >&2; exit 1; }
@@ -93,9 +115,9 @@ list_rows() {
   local r
   echo "default rows: $DEFAULT_ROWS"
   for r in $(printf '%s\n' "${!ROW_OPS[@]}" | sort); do
-    printf '  %-16s %7s ops  %s\n' "$r" "${ROW_OPS[$r]}" "${ROW_DESC[$r]}"
+    printf '  %-18s %7s ops  %s\n' "$r" "${ROW_OPS[$r]}" "${ROW_DESC[$r]}"
   done
-  echo "  @mem             record RSS and data dir size here"
+  echo "  @mem               record RSS and data dir size here"
 }
 
 parse_args() {
@@ -107,6 +129,7 @@ parse_args() {
       --repeat) [ $# -ge 2 ] || usage; REPEAT=$2; shift ;;
       --rows) [ $# -ge 2 ] || usage; ROWS=$2; shift ;;
       --add-rows) [ $# -ge 2 ] || usage; ADD_ROWS=$2; shift ;;
+      --no-kube) NO_KUBE=1 ;;
       --scale) [ $# -ge 2 ] || usage; SCALE=$2; shift ;;
       --row-timeout) [ $# -ge 2 ] || usage; ROW_TIMEOUT=$2; shift ;;
       --out) [ $# -ge 2 ] || usage; OUT=$2; shift ;;
@@ -117,6 +140,8 @@ parse_args() {
     shift
   done
   [ -n "$ADD_ROWS" ] && ROWS="$ROWS,$ADD_ROWS"
+  if [ "$NO_KUBE" = 1 ]; then ROWS=$(drop_kube_rows "$ROWS"); fi
+  [ -n "$ROWS" ] || die "no rows left to run"
   local r
   for r in ${ROWS//,/ }; do
     [ "$r" = @mem ] || [ -n "${ROW_OPS[$r]:-}" ] || die "unknown row '$r' (see --list)"
@@ -124,6 +149,14 @@ parse_args() {
   [[ "$SCALE" =~ ^[0-9]*\.?[0-9]+$ ]] || die "--scale needs a number"
   [[ "$REPEAT" =~ ^[1-9][0-9]*$ ]] || die "--repeat needs a count >= 1"
   [[ "$ROW_TIMEOUT" =~ ^[1-9][0-9]*$ ]] || die "--row-timeout needs whole seconds"
+}
+
+drop_kube_rows() { # ROWLIST -> the list without kube-* rows
+  local r out=
+  for r in ${1//,/ }; do
+    [ "${ROW_TOOL[$r]:-}" = kube ] || out="$out${out:+,}$r"
+  done
+  echo "$out"
 }
 
 scaled() { awk -v x="$1" -v s="$SCALE" 'BEGIN{v=int(x*s); if(v<1)v=1; print v}'; }
@@ -136,7 +169,9 @@ build_benchmark() {
   WORK=$BENCH_WORK bash "$script" > "$RUNDIR/build-benchmark.log" 2>&1 ||
     { tail -20 "$RUNDIR/build-benchmark.log" >&2; die "benchmark build failed"; }
   BENCH=$BENCH_WORK/bin/benchmark
+  KUBELOAD=$BENCH_WORK/bin/kubeload
   [ -x "$BENCH" ] || die "no $BENCH after build"
+  [ -x "$KUBELOAD" ] || die "no $KUBELOAD after build"
 }
 
 port_busy() {
@@ -218,6 +253,24 @@ setup_watch_probe() {
   kill "$wpid" 2>/dev/null; wait "$wpid" 2>/dev/null
   grep -q probe-value "$out" || { cat "$out"; return 1; }
 }
+# kube_count TAG: keys under KUBE_PREFIX (etcdctl's json omits a zero count)
+kube_count() {
+  local n
+  n=$(ctl "$1" get "$KUBE_PREFIX" --prefix --limit 1 -w json | grep -o '"count":[0-9]*' | cut -d: -f2)
+  echo "${n:-0}"
+}
+# setup_kube_pods TAG: make sure the LIST rows have the pods kube-load-10k puts
+setup_kube_pods() {
+  local want have
+  want=$(scaled "$KUBE_KEYS"); have=$(kube_count "$1") || return 1
+  echo "$have keys under $KUBE_PREFIX, want $want"
+  [ "$have" -ge "$want" ] && return 0
+  "$KUBELOAD" load -prefix "${KUBE_PREFIX}pod-" -count "$want" -val-size 2048 -clients 50 \
+    -endpoints "127.0.0.1:${SRV_PORT[$1]}" || return 1
+  have=$(kube_count "$1") || return 1
+  echo "after load: $have keys"
+  [ "$have" -ge "$want" ]
+}
 setup_auth() {
   ctl "$1" user add root --new-user-password benchpw >/dev/null &&
   ctl "$1" user grant-role root root >/dev/null &&
@@ -243,6 +296,31 @@ parse_bench() {
           else printf "%.1f %.3f %d\n", v["rps"], v["99%"] * 1000, errs }'
 }
 
+# parse_kube LOG: kubeload's RESULT line -> "rps p99_ms errors"; for list rows
+# rps = complete LISTs/s and p99 = whole-LIST p99. NOTE: the list shape.
+kv() { tr ' ' '\n' <<< "$1" | awk -F= -v k="$2" '$1==k{print $2}'; }
+parse_kube() {
+  local r
+  r=$(grep '^RESULT' "$1" | tail -1 || true)
+  case "$(kv "$r" op)" in
+    load) echo "$(kv "$r" rps) $(kv "$r" p99_ms) $(kv "$r" errors)" ;;
+    list) echo "$(kv "$r" lists_per_s) $(kv "$r" list_p99_ms) 0" ;;
+    *) echo "- - 0" ;;
+  esac
+}
+# kube_note TAG ROW LOG: appends "tag row keys pages mb page_p50 page_p99 keys_per_s"
+# to $NOTEF for a list row, and after a load row the key count under the prefix
+kube_note() {
+  local r
+  r=$(grep '^RESULT' "$3" | tail -1 || true)
+  case "$(kv "$r" op)" in
+    list) printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$1" "$2" "$(kv "$r" keys_per_list)" \
+            "$(kv "$r" pages_per_list)" "$(kv "$r" mb_per_list)" "$(kv "$r" page_p50_ms)" \
+            "$(kv "$r" page_p99_ms)" "$(kv "$r" keys_per_s)" >> "$NOTEF" ;;
+    load) printf '%s\t%s\t%s\n' "$1" "$2" "$(kube_count "$1" 2>/dev/null || echo '?')" >> "$NOTEF" ;;
+  esac
+}
+
 # run_row TAG ROW: appends to $RES one line
 #   tag row ops rps p99_ms errs server_cpu_us_per_op status other_cpu_pct
 # other_cpu_pct: CPU used on the machine during the row by anything but this
@@ -263,18 +341,29 @@ run_row() {
     return 0
   fi
   logf=$RUNDIR/$tag-$row.log
-  log "$tag $row: benchmark $args"
+  local tool=${ROW_TOOL[$row]} cmd
+  if [ "$tool" = kube ] && [ "$TLS" = 1 ]; then # kubeload has no TLS flags
+    printf '%s\t%s\t%s\t-\t-\t0\t-\t%s\t-\n' "$tag" "$row" "$ops" no-tls >> "$RES"
+    return 0
+  fi
+  # shellcheck disable=SC2206
+  if [ "$tool" = kube ]; then cmd=("$KUBELOAD" $args -endpoints "127.0.0.1:${SRV_PORT[$tag]}")
+  else cmd=("$BENCH" --endpoints "127.0.0.1:${SRV_PORT[$tag]}" --precise "${TLS_CLIENT[@]}" $args); fi
+  log "$tag $row: ${cmd[0]##*/} ${cmd[*]:1}"
   tf=$RUNDIR/time.tmp
   t0=$(cpu_ticks "$pid"); s0=$(sys_ticks); w0=$(date +%s%N)
-  # shellcheck disable=SC2086
-  { TIMEFORMAT='%U %S'; time timeout "$ROW_TIMEOUT" "$BENCH" --endpoints "127.0.0.1:${SRV_PORT[$tag]}" \
-      --precise "${TLS_CLIENT[@]}" $args > "$logf" 2>&1; } 2> "$tf" || rc=$?
+  { TIMEFORMAT='%U %S'; time timeout "$ROW_TIMEOUT" "${cmd[@]}" > "$logf" 2>&1; } 2> "$tf" || rc=$?
   t1=$(cpu_ticks "$pid"); s1=$(sys_ticks); w1=$(date +%s%N)
   [ "$rc" = 124 ] && st=timeout
   [ "$rc" != 0 ] && [ "$rc" != 124 ] && st="exit$rc"
   kill -0 "$pid" 2>/dev/null || st=died
   local rps p99 errs cpu other
-  read -r rps p99 errs <<< "$(parse_bench "$logf")"
+  if [ "$tool" = kube ]; then
+    read -r rps p99 errs <<< "$(parse_kube "$logf")"
+    kube_note "$tag" "$row" "$logf"
+  else
+    read -r rps p99 errs <<< "$(parse_bench "$logf")"
+  fi
   [ "$rps" = - ] && [ "$st" = ok ] && st=no-result
   cpu=$(awk -v a="$t0" -v b="$t1" -v h="$HZ" -v o="$ops" 'BEGIN{printf "%.0f", (b-a)/h*1e6/o}')
   other=$(awk -v a="$s0" -v b="$s1" -v e0="$t0" -v e1="$t1" -v h="$HZ" -v w="$(( (w1 - w0) / 1000000 ))" \
@@ -333,6 +422,37 @@ cell() { # RPS STATUS ERRS: number, or the reason there is none
   echo "$v"
 }
 
+# kube_notes: one line per kube row in ROWS, from the last run on each server:
+# the LIST shape (keys, pages, MB, page latency) for list rows, the key count
+# under the prefix after load rows; flags key counts that differ between the
+# servers or from the count loaded
+kube_notes() {
+  local r t want line k got head=0
+  want=$(scaled "$KUBE_KEYS")
+  for r in ${ROWS//,/ }; do
+    [ "${ROW_TOOL[$r]:-}" = kube ] || continue
+    line= got=
+    for t in etcd kshimd; do
+      k=$(awk -F'\t' -v t="$t" -v r="$r" '$1==t && $2==r {v=$3} END {print v}' "$NOTEF")
+      [ -n "$k" ] || continue
+      got="$got $k"
+      if [ "${ROW_ARGS[$r]%% *}" = list ]; then
+        line="$line; $t $(awk -F'\t' -v t="$t" -v r="$r" '$1==t && $2==r {
+          v = sprintf("%s keys, %s pages, %s MB per LIST, page p50 %s ms, p99 %s ms, %s keys/s", $3, $4, $5, $6, $7, $8) }
+          END { print v }' "$NOTEF")"
+      else
+        line="$line; $t $k keys under $KUBE_PREFIX after the row"
+      fi
+    done
+    [ -n "$line" ] || continue
+    for k in $got; do
+      [ "$k" = "$want" ] || { line="$line; KEY COUNT MISMATCH (expected $want)"; break; }
+    done
+    [ "$head" = 1 ] || { echo; echo "Kube rows (last run on each server):"; head=1; }
+    echo "- $r:${line#;}"
+  done
+}
+
 report() {
   local r ea ka ep kp
   echo "# kshimd vs etcd, $(date -u +%FT%TZ)"
@@ -347,6 +467,7 @@ report() {
        "host $(nproc) vCPU, loadavg $(cut -d' ' -f1-3 /proc/loadavg)"
   echo "- ratio = kshimd / etcd for req/s (higher is better for kshimd) and for memory/disk" \
        "(lower is better); only ratios from the same run are comparable"
+  echo "- kube-list-* rows: ops = complete LISTs, req/s = LISTs/s, p99 and cpu us/op per whole LIST"
   echo "- cpu us/op: server CPU time per request; other cpu %: CPU used by anything else on the machine" \
        "during the row (etcd row/kshimd row, % of one core); above ~10 the row was disturbed"
   echo
@@ -378,6 +499,7 @@ report() {
     printf '| %s | %s | %s | %s |\n' "$label" "$(mb "$(mem etcd $k)")" "$(mb "$(mem kshimd $k)")" \
       "$(ratio "$(mem etcd $k)" "$(mem kshimd $k)")"
   done
+  kube_notes
   echo
   echo "Rows: $(for r in ${ROWS//,/ }; do [ "$r" = @mem ] || printf '%s = %s; ' "$r" "${ROW_DESC[$r]}"; done)"
   echo
@@ -391,10 +513,11 @@ main() {
   for p in "$PORT" $((PORT + 1)) $((PORT + 2)) $((PORT + 3)); do
     port_busy "$p" && die "port $p is busy (another bench run? set PORT=)"
   done
-  RUNDIR=$BENCH_WORK/run
+  RUNDIR=${RUNDIR:-$BENCH_WORK/run}
+  [ -n "$RUNDIR" ] && [ "$RUNDIR" != / ] || die "bad RUNDIR"
   rm -rf "$RUNDIR"; mkdir -p "$RUNDIR"
-  RES=$RUNDIR/rows.tsv; MEMF=$RUNDIR/mem.tsv
-  : > "$RES"; : > "$MEMF"
+  RES=$RUNDIR/rows.tsv; MEMF=$RUNDIR/mem.tsv; NOTEF=$RUNDIR/notes.tsv
+  : > "$RES"; : > "$MEMF"; : > "$NOTEF"
   [ -x "$ETCD" ] || die "no etcd at $ETCD"
   [ -x "$KSHIMD" ] || die "no kshimd at $KSHIMD (build it, or set KSHIMD=)"
   [ -x "$ETCDCTL" ] || die "no etcdctl at $ETCDCTL"
