@@ -467,7 +467,8 @@ report() {
        "host $(nproc) vCPU, loadavg $(cut -d' ' -f1-3 /proc/loadavg)"
   echo "- ratio = kshimd / etcd for req/s (higher is better for kshimd) and for memory/disk" \
        "(lower is better); only ratios from the same run are comparable"
-  echo "- kube-list-* rows: ops = complete LISTs, req/s = LISTs/s, p99 and cpu us/op per whole LIST"
+  [[ ",$ROWS," != *,kube-list-* ]] ||
+    echo "- kube-list-* rows: ops = complete LISTs, req/s = LISTs/s, p99 and cpu us/op per whole LIST"
   echo "- cpu us/op: server CPU time per request; other cpu %: CPU used by anything else on the machine" \
        "during the row (etcd row/kshimd row, % of one core); above ~10 the row was disturbed"
   echo
