@@ -100,4 +100,23 @@ int kv_txn_is_readonly(const Etcdserverpb__TxnRequest *req);
 int kv_txn_readonly(mvcc_t *m, const Etcdserverpb__TxnRequest *req, const kv_header_info_t *hdr,
                     kv_result_t *res);
 
+/* ---- history (storage/kv_history.c): the catch-up read for watchers ----
+ *
+ * kv_history calls fn once per revision in [from_rev, to_rev] that changed a
+ * key of the range (etcd's range_end rules), in revision order, with that
+ * revision's events of the range in sub-revision order. A PUT's kv is the
+ * full version; a DELETE's kv holds the key and mod_revision only. With
+ * with_prev each event's prev_kv is the key's version at rev - 1 (NULL for
+ * a create or when that revision is compacted), as etcd's watch server
+ * fills it. fn returns 0 to go on, non-zero to stop (then kv_history
+ * returns KV_HISTORY_OK at once). Event memory is valid only during fn.
+ * etcd's rule: from_rev < compact revision -> KV_HISTORY_COMPACTED with
+ * *compact_rev set (a watch from exactly the compact revision is served).
+ * to_rev is clamped to the store revision. Any thread. */
+enum { KV_HISTORY_OK = 0, KV_HISTORY_COMPACTED = 1, KV_HISTORY_IO = -1 };
+typedef int (*kv_history_fn)(void *arg, int64_t rev, const mvcc_event_t *evs, size_t n);
+int kv_history(mvcc_t *m, const uint8_t *key, size_t key_len, const uint8_t *range_end,
+               size_t range_end_len, int64_t from_rev, int64_t to_rev, int with_prev,
+               kv_history_fn fn, void *arg, int64_t *compact_rev);
+
 #endif
