@@ -1,11 +1,20 @@
 /*
- * node.c: the raft thread (see node.h). Owns the Raft core, the WAL, the
- * proposal queue and the status snapshot. One loop: wait for a proposal, a
- * tick or pending work; tick; drain ALL queued proposals into the core; take
- * one ready: append its entries and hard state to the WAL and fdatasync once
- * (group commit: whatever queues up during the sync goes into the next
- * round); then apply committed entries and advance. A WAL error is fatal to
- * the node (fail-stop): nothing unsynced is ever acknowledged.
+ * node.c: the raft thread and the apply thread (see node.h).
+ *
+ * The raft thread owns the Raft core, the WAL and the proposal queue. One
+ * loop: wait for a proposal, a tick or pending work; tick; drain ALL queued
+ * proposals into the core; take one ready: append its entries and hard state
+ * to the WAL and fdatasync once (group commit: whatever queues up during the
+ * sync goes into the next round); hand the committed entries to the apply
+ * thread; advance.
+ *
+ * The apply thread calls cfg.apply in index order and, every persist_every
+ * entries, cfg.persist_state; the WAL segments that covers are released by
+ * the raft thread. Applying batch N while the raft thread syncs batch N+1 is
+ * what lets a busy member apply and sync at the same time. The apply queue is
+ * bounded, so a slow state machine slows the raft thread instead of growing
+ * memory. A WAL error is fatal to the node (fail-stop): nothing unsynced is
+ * ever applied, so nothing unsynced is ever acknowledged.
  */
 #include "node.h"
 
@@ -25,12 +34,33 @@ typedef struct proposal {
     uint8_t data[];
 } proposal_t;
 
+/* Committed entries on their way to the apply thread: the entries and one
+ * buffer holding copies of their data (the core may drop its copy once the
+ * batch is handed over). */
+typedef struct apply_batch {
+    struct apply_batch *next;
+    uint64_t term;
+    size_t n;
+    raft_entry_t *ents;
+    uint8_t *data;
+} apply_batch_t;
+
+#define APPLY_QUEUE_MAX_ENTRIES 16384
+
 struct raft_node {
     raft_node_config_t cfg;
     uint64_t *peers;
     raft_t *raft;
     wal_t *wal;
-    uint64_t applied_since_persist;
+    uint64_t applied_since_persist;    /* apply thread only */
+
+    pthread_t apply_thread;
+    pthread_mutex_t amu;
+    pthread_cond_t acv;                /* apply queue non-empty, has room, or stopping */
+    /* guarded by amu */
+    apply_batch_t *a_head, *a_tail;
+    size_t a_entries;
+    int a_stopping;
 
     pthread_t thread;
     pthread_mutex_t mu;
@@ -39,6 +69,8 @@ struct raft_node {
     proposal_t *q_head, *q_tail;
     int stopping;
     raft_node_status_t status;
+    uint64_t applied;                  /* last index the apply thread finished */
+    uint64_t release_to;               /* state machine durable to here: WAL may go */
 };
 
 static uint64_t now_ms(void) {
@@ -70,7 +102,7 @@ static void status_refresh_locked(raft_node_t *n) {
     n->status.leader = rs.leader;
     n->status.term = rs.term;
     n->status.commit_index = rs.commit;
-    n->status.applied_index = rs.applied;
+    n->status.applied_index = n->applied;
     n->status.last_index = rs.last_index;
     n->status.wal_bytes = ws.live_bytes;
     n->status.wal_syncs = ws.syncs;
@@ -91,18 +123,103 @@ static void node_fail(raft_node_t *n, const char *what) {
     pthread_mutex_unlock(&n->mu);
 }
 
-/* Make the state machine durable every persist_every applied entries and let
- * the WAL and the in-memory log drop what it covers. */
-static int maybe_persist(raft_node_t *n) {
-    if (!n->cfg.persist_state || n->applied_since_persist < n->cfg.persist_every) return 0;
+/* Apply thread: make the state machine durable every persist_every applied
+ * entries and tell the raft thread how far the WAL may be released. */
+static void maybe_persist(raft_node_t *n, uint64_t applied) {
+    if (!n->cfg.persist_state || n->applied_since_persist < n->cfg.persist_every) return;
     n->applied_since_persist = 0;
     uint64_t idx = n->cfg.persist_state(n->cfg.ctx);
-    raft_status_t rs;
-    raft_status(n->raft, &rs);
-    if (idx > rs.applied) idx = rs.applied;   /* never trust more than was applied */
+    if (idx > applied) idx = applied;   /* never trust more than was applied */
+    pthread_mutex_lock(&n->mu);
+    if (idx > n->release_to) n->release_to = idx;
+    pthread_mutex_unlock(&n->mu);
+}
+
+/* Raft thread: drop the WAL segments and in-memory log the state machine no
+ * longer needs. */
+static int release_log(raft_node_t *n) {
+    pthread_mutex_lock(&n->mu);
+    uint64_t idx = n->release_to;
+    n->release_to = 0;
+    pthread_mutex_unlock(&n->mu);
+    if (idx == 0) return 0;
     if (wal_release_to(n->wal, idx) < 0) return -1;
     raft_compact(n->raft, idx);
     return 0;
+}
+
+static void apply_batch_free(apply_batch_t *b) {
+    if (!b) return;
+    free(b->ents);
+    free(b->data);
+    free(b);
+}
+
+/* Raft thread: copy committed entries into a batch and queue it for the apply
+ * thread, waiting while the queue is full. Returns 0, or -1 on no memory. */
+static int queue_for_apply(raft_node_t *n, const raft_entry_t *ents, size_t count, uint64_t term) {
+    apply_batch_t *b = calloc(1, sizeof(*b));
+    size_t bytes = 0;
+    for (size_t i = 0; i < count; i++) bytes += ents[i].len;
+    if (b) {
+        b->ents = malloc(count * sizeof(*b->ents));
+        b->data = malloc(bytes ? bytes : 1);
+    }
+    if (!b || !b->ents || !b->data) {
+        apply_batch_free(b);
+        return -1;
+    }
+    b->term = term;
+    b->n = count;
+    size_t off = 0;
+    for (size_t i = 0; i < count; i++) {
+        b->ents[i] = ents[i];
+        b->ents[i].data = ents[i].len ? b->data + off : NULL;
+        if (ents[i].len) memcpy(b->data + off, ents[i].data, ents[i].len);
+        off += ents[i].len;
+    }
+    pthread_mutex_lock(&n->amu);
+    while (n->a_entries >= APPLY_QUEUE_MAX_ENTRIES && !n->a_stopping) pthread_cond_wait(&n->acv, &n->amu);
+    if (n->a_tail) n->a_tail->next = b;
+    else n->a_head = b;
+    n->a_tail = b;
+    n->a_entries += count;
+    pthread_cond_broadcast(&n->acv);
+    pthread_mutex_unlock(&n->amu);
+    return 0;
+}
+
+/* The apply thread: batches in order until stopped and drained. */
+static void *apply_thread(void *arg) {
+    raft_node_t *n = arg;
+    for (;;) {
+        pthread_mutex_lock(&n->amu);
+        while (!n->a_head && !n->a_stopping) pthread_cond_wait(&n->acv, &n->amu);
+        apply_batch_t *b = n->a_head;
+        if (!b) {
+            pthread_mutex_unlock(&n->amu);
+            break;   /* stopping and drained */
+        }
+        n->a_head = b->next;
+        if (!n->a_head) n->a_tail = NULL;
+        pthread_mutex_unlock(&n->amu);
+
+        n->cfg.apply(n->cfg.ctx, b->ents, b->n, b->term);
+        uint64_t last = b->ents[b->n - 1].index;
+        n->applied_since_persist += b->n;
+        pthread_mutex_lock(&n->mu);
+        n->applied = last;
+        n->status.applied_index = last;
+        pthread_mutex_unlock(&n->mu);
+        maybe_persist(n, last);
+
+        pthread_mutex_lock(&n->amu);
+        n->a_entries -= b->n;
+        pthread_cond_broadcast(&n->acv);
+        pthread_mutex_unlock(&n->amu);
+        apply_batch_free(b);
+    }
+    return NULL;
 }
 
 /* One ready round: persist (one sync), [send], apply, advance. */
@@ -118,11 +235,10 @@ static int handle_ready(raft_node_t *n) {
     if (rd.n_committed) {
         for (size_t i = 1; i < rd.n_committed; i++)
             assert(rd.committed[i].index == rd.committed[i - 1].index + 1);
-        n->cfg.apply(n->cfg.ctx, rd.committed, rd.n_committed, rd.hard_state.term);
-        n->applied_since_persist += rd.n_committed;
+        if (queue_for_apply(n, rd.committed, rd.n_committed, rd.hard_state.term) != 0) return -1;
     }
     raft_advance(n->raft);
-    return maybe_persist(n);
+    return release_log(n);
 }
 
 static void *node_thread(void *arg) {
@@ -165,6 +281,16 @@ static void *node_thread(void *arg) {
     return NULL;
 }
 
+/* Lets the apply thread finish what is queued (committed, durable entries),
+ * then joins it. */
+static void stop_apply_thread(raft_node_t *n) {
+    pthread_mutex_lock(&n->amu);
+    n->a_stopping = 1;
+    pthread_cond_broadcast(&n->acv);
+    pthread_mutex_unlock(&n->amu);
+    pthread_join(n->apply_thread, NULL);
+}
+
 /* ---------------------------------------------------------------- API */
 
 static int start_error(char *err, size_t errlen, const char *msg) {
@@ -191,9 +317,16 @@ static void node_free(raft_node_t *n) {
     raft_free(n->raft);
     wal_close(n->wal);
     free_queue(n->q_head);
+    while (n->a_head) {
+        apply_batch_t *b = n->a_head;
+        n->a_head = b->next;
+        apply_batch_free(b);
+    }
     free(n->peers);
     pthread_mutex_destroy(&n->mu);
     pthread_cond_destroy(&n->cv);
+    pthread_mutex_destroy(&n->amu);
+    pthread_cond_destroy(&n->acv);
     free(n);
 }
 
@@ -205,6 +338,11 @@ static int node_init_sync(raft_node_t *n) {
     pthread_condattr_destroy(&ca);
     if (rc != 0) return -1;
     if (pthread_mutex_init(&n->mu, NULL) != 0) {
+        pthread_cond_destroy(&n->cv);
+        return -1;
+    }
+    if (pthread_mutex_init(&n->amu, NULL) != 0 || pthread_cond_init(&n->acv, NULL) != 0) {
+        pthread_mutex_destroy(&n->mu);
         pthread_cond_destroy(&n->cv);
         return -1;
     }
@@ -292,8 +430,14 @@ int raft_node_start(const raft_node_config_t *cfg, raft_node_t **out, char *err,
      * Its new empty entry commits (with every recovered entry before it) in
      * the thread's first round, before any entry proposed later. */
     raft_tick(n->raft);
+    n->applied = cfg->applied_index;
     status_refresh(n);
+    if (pthread_create(&n->apply_thread, NULL, apply_thread, n) != 0) {
+        node_free(n);
+        return start_error(err, errlen, "raft node: cannot start the apply thread");
+    }
     if (pthread_create(&n->thread, NULL, node_thread, n) != 0) {
+        stop_apply_thread(n);
         node_free(n);
         return start_error(err, errlen, "raft node: cannot start thread");
     }
@@ -336,5 +480,6 @@ void raft_node_stop(raft_node_t *n) {
     pthread_cond_signal(&n->cv);
     pthread_mutex_unlock(&n->mu);
     pthread_join(n->thread, NULL);
+    stop_apply_thread(n);
     node_free(n);
 }
