@@ -96,6 +96,16 @@ section_expiry() {
     c lease timetolive "$l"
     c lease keep-alive --once "$l"
     c get --prefix '' --keys-only
+    # the keepalive stream renews a TTL-2 lease for longer than its TTL
+    grant_id 2
+    l=$(cat "$OUT/last_id")
+    c put --lease="$l" kept-alive v
+    printf '### lease keep-alive %s (4 s, distinct lines)\n' "$l"
+    timeout 4 "$ETCDCTL" --endpoints "127.0.0.1:$PORT" lease keep-alive "$l" 2>&1 | sort -u || true
+    c get kept-alive --print-value-only
+    c lease timetolive "$l"
+    c lease revoke "$l" # keeps the restart section free of timing
+    c get kept-alive
 }
 
 section_restart() {
