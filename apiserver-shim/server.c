@@ -255,7 +255,7 @@ static void server_apply(void *ctx, const raft_entry_t *ents, size_t n, uint64_t
         batch->server = s;
         batch->n = 0;
     }
-    for (size_t i = 0; i < n; i++) {
+    for (size_t i = 0; i < n && !atomic_load(&s->apply_failed); i++) {
         const raft_entry_t *e = &ents[i];
         Kshim__InternalRequest *req = NULL;
         if (e->type == RAFT_ENTRY_NORMAL && e->len > 0) {
@@ -272,8 +272,16 @@ static void server_apply(void *ctx, const raft_entry_t *ents, size_t n, uint64_t
             batch->results[batch->n].id = req->header->id;
             batch->results[batch->n].res = res;
             batch->n++;
-        } else if (rc == 0) {
+        } else {
             kv_result_clear(&res);
+        }
+        if (rc < 0) {
+            /* The store could not record this entry (disk full or failing).
+             * Applying later entries would skip it forever, so stop applying:
+             * the member exits and replays from its applied index on restart. */
+            log_error("cannot apply raft entry %llu to the store; stopping",
+                      (unsigned long long)e->index);
+            atomic_store(&s->apply_failed, 1);
         }
         if (req)
             kshim__internal_request__free_unpacked(req, NULL);
@@ -323,6 +331,25 @@ static uint64_t random_u64(void)
         close(fd);
     }
     return v ^ (uint64_t)getpid() ^ ((uint64_t)time(NULL) << 20);
+}
+
+/* The Raft node stops itself (fail-stop) when the WAL cannot be written, and
+ * apply stops when LevelDB cannot be written (a full or failing disk). Nothing
+ * unsynced or unapplied was acknowledged, so the member exits, as etcd does,
+ * and its supervisor restarts it once there is space. */
+static void watch_raft_health(loop_t *loop, void *arg)
+{
+    server_t *s = arg;
+    raft_node_status_t st;
+    raft_node_status(s->raft, &st);
+    if (st.failed || atomic_load(&s->apply_failed)) {
+        log_error("%s; exiting", st.failed ? "raft node failed (WAL write error, see above)"
+                                           : "the store failed (see above)");
+        s->fatal = 1;
+        loop_stop(loop);
+        return;
+    }
+    loop_timer_add(loop, 200, watch_raft_health, s);
 }
 
 static loop_t *signal_loop;
@@ -497,10 +524,15 @@ int server_run(const server_config_t *cfg)
              cfg->data_dir, (long long)mvcc_revision(s.mvcc));
 
     install_signals(s.loop);
+    loop_timer_add(s.loop, 200, watch_raft_health, &s);
     loop_run(s.loop);
     grpc_thread_cleanup();
-    log_info("received a termination signal, shutting down");
-    exit_code = 0;
+    if (s.fatal) {
+        exit_code = 1;
+    } else {
+        log_info("received a termination signal, shutting down");
+        exit_code = 0;
+    }
 
 out:
     /* Stop Raft (pending proposals are never acked), drop the waiting calls,

@@ -29,6 +29,8 @@ typedef struct server {
     uint64_t req_id_prefix;       /* random high bits: ids never repeat across restarts */
     uint32_t req_id_counter;
     pending_table_t *pending;     /* request id -> waiting call */
+    int fatal;                    /* the member must exit with an error */
+    _Atomic int apply_failed;     /* raft thread: the store refused an entry */
     const char *peer_urls[SERVER_MAX_URLS];
     size_t n_peer_urls;
     /* Service state, each owned by its svc_*.c. */

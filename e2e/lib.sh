@@ -24,6 +24,7 @@ export ETCDCTL_API=3 LC_ALL=C
 
 E2E_TMP=$(mktemp -d /tmp/kshim-e2e.XXXXXX)
 E2E_PIDS=()
+E2E_MOUNTS=()   # file systems a test mounted under $E2E_TMP: unmounted at exit
 E2E_PASS=0
 E2E_FAIL=0
 
@@ -34,6 +35,10 @@ e2e_cleanup() {
     done
     for pid in ${E2E_PIDS[@]+"${E2E_PIDS[@]}"}; do
         wait "$pid" 2>/dev/null || true
+    done
+    local m
+    for m in ${E2E_MOUNTS[@]+"${E2E_MOUNTS[@]}"}; do
+        umount "$m" 2>/dev/null || umount -l "$m" 2>/dev/null || true
     done
     if [ "${KSHIM_E2E_KEEP:-0}" = 1 ]; then
         echo "kept $E2E_TMP" >&2

@@ -117,7 +117,9 @@ static int open_segment(wal_t *w, const wal_segment_t *s, int flags) {
 
 static int preallocate(int fd, size_t bytes) {
     int rc = posix_fallocate(fd, 0, (off_t)bytes);
-    return rc == 0 || rc == EOPNOTSUPP || rc == EINVAL ? 0 : -1;
+    if (rc == 0 || rc == EOPNOTSUPP || rc == EINVAL) return 0;
+    errno = rc;   /* posix_fallocate returns the error instead of setting errno */
+    return -1;
 }
 
 static int write_all(int fd, const uint8_t *p, size_t n, uint64_t off) {
