@@ -501,6 +501,53 @@ static void test_promote_spreads_pileup(void **state)
     assert_int_equal(all, 2000);
 }
 
+/* A Txn applies all its ops as one request: attach on put, detach on
+ * delete, and an unknown lease anywhere fails it whole with no change. */
+static int txn2(fx_t *f, const char *put_key, int64_t lease, const char *del_key)
+{
+    Etcdserverpb__PutRequest p = ETCDSERVERPB__PUT_REQUEST__INIT;
+    p.key = B(put_key);
+    p.value = B("t");
+    p.lease = lease;
+    Etcdserverpb__DeleteRangeRequest d = ETCDSERVERPB__DELETE_RANGE_REQUEST__INIT;
+    d.key = B(del_key);
+    Etcdserverpb__RequestOp op_put = ETCDSERVERPB__REQUEST_OP__INIT, op_del = ETCDSERVERPB__REQUEST_OP__INIT;
+    op_put.request_case = ETCDSERVERPB__REQUEST_OP__REQUEST_REQUEST_PUT;
+    op_put.request_put = &p;
+    op_del.request_case = ETCDSERVERPB__REQUEST_OP__REQUEST_REQUEST_DELETE_RANGE;
+    op_del.request_delete_range = &d;
+    Etcdserverpb__RequestOp *ops[2] = {&op_put, &op_del};
+    Etcdserverpb__TxnRequest t = ETCDSERVERPB__TXN_REQUEST__INIT;
+    t.n_success = 2;
+    t.success = ops;
+    Kshim__InternalRequest req = KSHIM__INTERNAL_REQUEST__INIT;
+    req.txn = &t;
+    kv_result_t res;
+    assert_int_equal(kv_apply(f->m, ++f->index, &req, &f->hdr, &res), 0);
+    int code = res.code;
+    kv_result_clear(&res);
+    return code;
+}
+
+static void test_txn_attach_detach(void **state)
+{
+    fx_t *f = *state;
+    assert_int_equal(grant(f, 3, 30, NULL), 0);
+    assert_int_equal(put(f, "t1", 3), 0);
+    assert_int_equal(txn2(f, "t2", 3, "t1"), 0);
+    keys_seen_t ks = attached(f, 3);
+    assert_int_equal(ks.n, 1);
+    assert_string_equal(ks.keys[0], "t2");
+    int64_t rev = mvcc_revision(f->m);
+    assert_int_equal(txn2(f, "t3", 77, "t2"), 5); /* unknown lease: nothing applied */
+    assert_int_equal(mvcc_revision(f->m), rev);
+    assert_int_equal(key_lease(f, "t2"), 3);
+    assert_int_equal(key_lease(f, "t3"), -1);
+    assert_int_equal(attached(f, 3).n, 1);
+    assert_int_equal(do_revoke(f, 3, NULL), 0);
+    assert_int_equal(key_lease(f, "t2"), -1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -508,6 +555,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_put_attach_and_unknown_lease, setup, teardown),
         cmocka_unit_test_setup_teardown(test_revoke_deletes_in_one_revision, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reattach_detach, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_txn_attach_detach, setup, teardown),
         cmocka_unit_test_setup_teardown(test_replay_is_idempotent, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reopen_keeps_leases, setup, teardown),
         cmocka_unit_test_setup_teardown(test_expiry_schedule, setup, teardown),
