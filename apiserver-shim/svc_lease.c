@@ -171,6 +171,38 @@ static void lease_grant_call(grpc_call_t *call, const uint8_t *msg, size_t len, 
     etcdserverpb__lease_grant_request__free_unpacked(req, NULL);
 }
 
+typedef struct revoke_perm {
+    server_t *s;
+    const auth_identity_t *id;
+    grpc_status_t st;
+    const char *msg;
+} revoke_perm_t;
+
+static int check_key_write(void *arg, const uint8_t *key, size_t len)
+{
+    revoke_perm_t *rp = arg;
+    rp->st = auth_check_range_as(rp->s, rp->id, key, len, NULL, 0, AUTH_PERM_WRITE, &rp->msg);
+    return rp->st != GRPC_OK;
+}
+
+/* etcd's authApplierV3.LeaseRevoke (checkLeasePuts): with auth on, the
+ * caller needs write permission on every key attached to the lease. */
+static grpc_status_t check_revoke_perm(server_t *s, grpc_call_t *call, int64_t lease_id,
+                                       const char **msg)
+{
+    auth_identity_t id;
+    grpc_status_t st = auth_identity(s, call, &id, msg);
+    if (st != GRPC_OK || !auth_is_enabled(s))
+        return st;
+    revoke_perm_t rp = {s, &id, GRPC_OK, NULL};
+    if (lease_scan_keys(s->mvcc, lease_id, check_key_write, &rp) != MVCC_OK) {
+        *msg = "kshim: storage error";
+        return GRPC_INTERNAL;
+    }
+    *msg = rp.msg;
+    return rp.st;
+}
+
 static void lease_revoke_call(grpc_call_t *call, const uint8_t *msg, size_t len, void *ctx)
 {
     svc_lease_t *sl = ctx;
@@ -183,7 +215,7 @@ static void lease_revoke_call(grpc_call_t *call, const uint8_t *msg, size_t len,
     }
     const char *why = NULL;
     if (server_require_leader(s, call) == 0) {
-        grpc_status_t st = auth_check_token(s, call, &why);
+        grpc_status_t st = check_revoke_perm(s, call, req->id, &why);
         if (!refused(call, st, why)) {
             Kshim__InternalRequest ir = KSHIM__INTERNAL_REQUEST__INIT;
             ir.lease_revoke = req;
