@@ -213,6 +213,15 @@ diff_files() {
 
 # finish: print the summary line and exit with the verdict.
 finish() {
+    # A sanitizer build of kshimd reports memory errors, undefined behaviour
+    # and leaks in its log: any such report fails the test.
+    local reports
+    reports=$(grep -l -a -E 'ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:' \
+        "$E2E_TMP"/*.log 2>/dev/null || true)
+    if [ -n "$reports" ]; then
+        fail "sanitizer reports in: $reports"
+        grep -a -h -A12 -E 'ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:' $reports | head -40 >&2
+    fi
     echo "$E2E_PASS passed, $E2E_FAIL failed"
     [ "$E2E_FAIL" -eq 0 ] && [ "$E2E_PASS" -gt 0 ]
     exit $?
