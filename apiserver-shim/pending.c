@@ -10,6 +10,7 @@
 
 typedef struct pending_entry {
     uint64_t id;
+    uint64_t deadline_ms;
     grpc_call_t *call;
     struct pending_entry *next;
 } pending_entry_t;
@@ -80,7 +81,7 @@ static void grow(pending_table_t *t)
     t->nbuckets = n;
 }
 
-int pending_add(pending_table_t *t, uint64_t id, grpc_call_t *call)
+int pending_add(pending_table_t *t, uint64_t id, grpc_call_t *call, uint64_t deadline_ms)
 {
     pending_entry_t *e = malloc(sizeof *e);
     if (!e)
@@ -89,6 +90,7 @@ int pending_add(pending_table_t *t, uint64_t id, grpc_call_t *call)
         grow(t);
     size_t k = bucket_of(id, t->nbuckets);
     e->id = id;
+    e->deadline_ms = deadline_ms;
     e->call = call;
     e->next = t->buckets[k];
     t->buckets[k] = e;
@@ -117,4 +119,27 @@ grpc_call_t *pending_take(pending_table_t *t, uint64_t id)
 size_t pending_count(const pending_table_t *t)
 {
     return t->count;
+}
+
+size_t pending_expire(pending_table_t *t, uint64_t now_ms, void (*fn)(grpc_call_t *call, void *arg),
+                      void *arg)
+{
+    size_t expired = 0;
+    for (size_t i = 0; i < t->nbuckets; i++) {
+        pending_entry_t **pp = &t->buckets[i];
+        while (*pp) {
+            pending_entry_t *e = *pp;
+            if (e->deadline_ms > now_ms) {
+                pp = &e->next;
+                continue;
+            }
+            *pp = e->next;
+            t->count--;
+            expired++;
+            grpc_call_t *call = e->call;
+            free(e);
+            fn(call, arg);
+        }
+    }
+    return expired;
 }

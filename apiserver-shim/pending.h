@@ -16,10 +16,15 @@ typedef struct pending_table pending_table_t;
 pending_table_t *pending_new(void);
 /* Drops every entry, releasing its call reference (calls are not answered). */
 void pending_free(pending_table_t *t);
-/* Takes a reference on call. Returns 0, or -1 on allocation failure. */
-int pending_add(pending_table_t *t, uint64_t id, grpc_call_t *call);
+/* Takes a reference on call; deadline_ms is a loop-clock time after which
+ * pending_expire hands the call back. Returns 0, or -1 on allocation failure. */
+int pending_add(pending_table_t *t, uint64_t id, grpc_call_t *call, uint64_t deadline_ms);
 /* Removes and returns the call (its reference passes to the caller), or NULL. */
 grpc_call_t *pending_take(pending_table_t *t, uint64_t id);
 size_t pending_count(const pending_table_t *t);
+/* Removes every entry whose deadline is <= now_ms and calls fn with its call
+ * (the reference passes to fn). Returns how many expired. O(entries). */
+size_t pending_expire(pending_table_t *t, uint64_t now_ms, void (*fn)(grpc_call_t *call, void *arg),
+                      void *arg);
 
 #endif

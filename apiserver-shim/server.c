@@ -191,7 +191,8 @@ void server_propose(server_t *s, grpc_call_t *call, Kshim__InternalRequest *req)
     kshim__internal_request__pack(req, data);
     req->header = NULL;
 
-    if (pending_add(s->pending, hdr.id, call) != 0) {
+    uint64_t deadline = loop_now_ms(s->loop) + server_request_timeout_ms(s->cfg);
+    if (pending_add(s->pending, hdr.id, call, deadline) != 0) {
         free(data);
         grpc_call_finish(call, GRPC_RESOURCE_EXHAUSTED, "etcdserver: out of memory");
         return;
@@ -331,6 +332,31 @@ static uint64_t random_u64(void)
         close(fd);
     }
     return v ^ (uint64_t)getpid() ^ ((uint64_t)time(NULL) << 20);
+}
+
+/* etcd's request timeout: 5 s plus two election timeouts. */
+uint64_t server_request_timeout_ms(const server_config_t *cfg)
+{
+    return 5000 + 2 * (uint64_t)cfg->election_timeout_ms;
+}
+
+static void answer_timed_out(grpc_call_t *call, void *arg)
+{
+    (void)arg;
+    grpc_call_finish(call, GRPC_UNAVAILABLE, "etcdserver: request timed out");
+    grpc_call_unref(call);
+}
+
+/* Writes whose entry was not applied within the request timeout (a stalled
+ * disk, a lost leader) are answered as etcd answers them; if the entry is
+ * applied later its result finds no waiting call and is dropped. */
+static void expire_requests(loop_t *loop, void *arg)
+{
+    server_t *s = arg;
+    size_t n = pending_expire(s->pending, loop_now_ms(loop), answer_timed_out, NULL);
+    if (n)
+        log_warn("%zu requests timed out waiting for Raft", n);
+    loop_timer_add(loop, 500, expire_requests, s);
 }
 
 /* The Raft node stops itself (fail-stop) when the WAL cannot be written, and
@@ -525,6 +551,7 @@ int server_run(const server_config_t *cfg)
 
     install_signals(s.loop);
     loop_timer_add(s.loop, 200, watch_raft_health, &s);
+    loop_timer_add(s.loop, 500, expire_requests, &s);
     loop_run(s.loop);
     grpc_thread_cleanup();
     if (s.fatal) {

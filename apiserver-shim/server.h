@@ -53,6 +53,10 @@ typedef struct server_config {
 /* Fills etcd's defaults. */
 void server_config_defaults(server_config_t *cfg);
 
+/* How long a write may wait for its Raft entry to apply before it is
+ * answered Unavailable "etcdserver: request timed out" (etcd's rule). */
+uint64_t server_request_timeout_ms(const server_config_t *cfg);
+
 /* Runs the member until a termination signal. Returns a process exit code. */
 int server_run(const server_config_t *cfg);
 
