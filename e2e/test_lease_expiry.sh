@@ -62,4 +62,23 @@ else
     fail "no Range latency measured"
 fi
 kill -0 "$TGT_PID" 2>/dev/null && pass "target still running" || fail "target died"
+
+# Crash: leases and attachments survive kill -9 (WAL replay re-applies lease
+# entries before the lease service starts); the restart extends the TTL
+# (etcd's Promote) instead of expiring or eternalizing it.
+LID=$(ctl "$TGT_PORT" lease grant 30 | awk '/granted/ {print $2}')
+for k in crash/1 crash/2 crash/3; do ctl "$TGT_PORT" put --lease="$LID" "$k" v >/dev/null; done
+kill9_server "$TGT_PID"
+start_target tgt "$TGT_PORT"
+TGT_PID=$SERVER_PID
+wait_ready "$TGT_PID" "$TGT_PORT" || die "target did not restart after kill -9"
+TTL_LINE=$(ctl "$TGT_PORT" lease timetolive --keys "$LID")
+if [[ "$TTL_LINE" =~ ^lease\ $LID\ granted\ with\ TTL\(30s\),\ remaining\((2[6-9]|3[01])s\),\ attached\ keys\(\[crash/1\ crash/2\ crash/3\]\)$ ]]; then
+    pass "lease and keys after kill -9: $TTL_LINE"
+else
+    fail "lease and keys after kill -9: got [$TTL_LINE]"
+fi
+ctl "$TGT_PORT" lease revoke "$LID" >/dev/null
+check_eq "keys after revoking the recovered lease" "0" \
+    "$(ctl "$TGT_PORT" get crash/ --prefix --keys-only | grep -c . || true)"
 finish
