@@ -231,3 +231,24 @@ grpc_status_t auth_check_token(server_t *s, grpc_call_t *call, const char **errm
     int skip;
     return resolve(s, call, &id, &skip, errmsg);
 }
+
+/* etcd's auth package errors, as the maintenance server leaks them. */
+static const char *const raw_auth_errors[][2] = {
+    {"etcdserver: user name is empty", "auth: user name is empty"},
+    {"etcdserver: user name not found", "auth: user name not found"},
+    {"etcdserver: permission denied", "auth: permission denied"},
+    {"etcdserver: invalid auth token", "auth: invalid auth token"},
+};
+
+grpc_status_t auth_check_admin_maintenance(server_t *s, grpc_call_t *call, const char **errmsg)
+{
+    grpc_status_t st = auth_check_admin(s, call, errmsg);
+    if (st == GRPC_OK)
+        return st;
+    for (size_t i = 0; i < sizeof raw_auth_errors / sizeof raw_auth_errors[0]; i++)
+        if (strcmp(*errmsg, raw_auth_errors[i][0]) == 0) {
+            *errmsg = raw_auth_errors[i][1];
+            return GRPC_UNKNOWN;
+        }
+    return st;
+}

@@ -62,6 +62,12 @@ grpc_status_t auth_check_txn(server_t *s, grpc_call_t *call, const Etcdserverpb_
  * Member*, auth management. */
 grpc_status_t auth_check_admin(server_t *s, grpc_call_t *call, const char **errmsg);
 
+/* The same check as etcd 3.4's maintenance server does it (Defragment,
+ * Hash, HashKV, Snapshot): its auth errors reach the client untranslated,
+ * as code Unknown with the auth package's text ("auth: permission denied",
+ * "auth: user name is empty", "auth: invalid auth token", ...). */
+grpc_status_t auth_check_admin_maintenance(server_t *s, grpc_call_t *call, const char **errmsg);
+
 /* Only validates a token if one is sent (etcd's Compact and other requests
  * that carry the identity without checking it). */
 grpc_status_t auth_check_token(server_t *s, grpc_call_t *call, const char **errmsg);

@@ -88,7 +88,7 @@ static void defragment_call(grpc_call_t *call, const uint8_t *msg, size_t len, v
     (void)msg;
     (void)len;
     const char *err = NULL;
-    grpc_status_t st = auth_check_admin(s, call, &err);
+    grpc_status_t st = auth_check_admin_maintenance(s, call, &err);
     if (st != GRPC_OK) {
         grpc_call_finish(call, st, err);
         return;

@@ -1,0 +1,214 @@
+#!/usr/bin/env bash
+# e2e/test_auth_matrix.sh: auth enforcement compared with real etcd.
+#
+# Phase 1 (plain h2c): the same users and roles on a real etcd and the
+# target, auth enabled, then auth_matrix_client.py runs {Range, Put,
+# DeleteRange, Txn (mixed / allowed / compare outside / read-only),
+# Compact, Status, Defragment} x {no credentials, wrong password, garbage
+# token, expired token (--auth-token-ttl 2), read-only role, write-only role,
+# prefix role, root}; the transcripts (gRPC code + etcd message, or OK +
+# revision + summary) must be identical.
+# Phase 2 (mTLS, --client-cert-auth, certs from certs/gen.sh): a cert whose
+# CN is a user with a prefix role gets exactly that role's permissions (same
+# matrix row as etcd); the kube-apiserver identity (KUBE-CONTRACT "With
+# RBAC on": readwrite [/registry, /registry0) and compact_rev_key) works
+# through etcdctl; no cert, a cert from another CA and an expired cert
+# cannot connect (checked against etcd's behaviour: non-zero exit).
+#
+# Ports: 25210 (etcd) / 25211 (target) plain, 25212 / 25213 TLS; peers +50.
+set -euo pipefail
+source "$(dirname "$0")/lib.sh"
+
+SRC=${KSHIM_SRC:-$(cd "$E2E_DIR/.." && pwd)}
+REF_PORT=25210
+TGT_PORT=25211
+REF_TLS=25212
+TGT_TLS=25213
+
+# setup PORT [etcdctl flags...]: users, roles, seed keys, auth on.
+setup() {
+    local port=$1
+    shift
+    local e=("$ETCDCTL" --endpoints "$port" --dial-timeout=2s --command-timeout=5s "$@")
+    local logf=$E2E_TMP/setup-${port##*:}.log
+    {
+        "${e[@]}" put /m/a a
+        "${e[@]}" put /m/p/a pa
+        "${e[@]}" put /x x
+        "${e[@]}" user add root:rootpw
+        "${e[@]}" user grant-role root root
+        for u in ro wo pfx; do "${e[@]}" user add "$u:${u}pw"; "${e[@]}" role add "$u"; done
+        "${e[@]}" role grant-permission ro read /m/ --prefix
+        "${e[@]}" role grant-permission wo write /m/ --prefix
+        "${e[@]}" role grant-permission pfx readwrite /m/p/ --prefix
+        for u in ro wo pfx; do "${e[@]}" user grant-role "$u" "$u"; done
+        "${e[@]}" user add kube-apiserver-etcd-client --no-password
+        "${e[@]}" role add kube
+        "${e[@]}" role grant-permission kube readwrite /registry /registry0
+        "${e[@]}" role grant-permission kube readwrite compact_rev_key
+        "${e[@]}" user grant-role kube-apiserver-etcd-client kube
+        "${e[@]}" auth enable
+    } >"$logf" 2>&1 || { tail -3 "$logf" >&2; return 1; }
+}
+
+matrix() {
+    "$PY" "$E2E_DIR/auth_matrix_client.py" "$@" 2>&1
+}
+
+# ---- phase 1: token identities ----
+start_etcd ref "$REF_PORT" --auth-token-ttl 2
+REF_PID=$SERVER_PID
+start_target tgt "$TGT_PORT" --auth-token-ttl 2 --bcrypt-cost 4
+TGT_PID=$SERVER_PID
+wait_ready "$REF_PID" "$REF_PORT" || die "real etcd did not start"
+wait_ready "$TGT_PID" "$TGT_PORT" || die "target did not start"
+setup "127.0.0.1:$REF_PORT" || die "setup on etcd failed"
+setup "127.0.0.1:$TGT_PORT" || fail "setup on target failed"
+
+mkdir -p "$E2E_TMP/ref" "$E2E_TMP/tgt"
+matrix "127.0.0.1:$REF_PORT" >"$E2E_TMP/ref/matrix.txt" &
+m1=$!
+matrix "127.0.0.1:$TGT_PORT" >"$E2E_TMP/tgt/matrix.txt"
+wait $m1
+diff_files "permission matrix" "$E2E_TMP/ref/matrix.txt" "$E2E_TMP/tgt/matrix.txt"
+if grep -q 'PERMISSION_DENIED etcdserver: permission denied' "$E2E_TMP/ref/matrix.txt" &&
+    grep -q 'UNAUTHENTICATED etcdserver: invalid auth token' "$E2E_TMP/ref/matrix.txt" &&
+    grep -q '^root Put /x: OK' "$E2E_TMP/ref/matrix.txt" &&
+    grep -q '^pfx Txn mixed: PERMISSION_DENIED' "$E2E_TMP/ref/matrix.txt"; then
+    pass "reference matrix is meaningful"
+else
+    fail "reference matrix lacks expected outcomes"
+fi
+kill -0 "$TGT_PID" 2>/dev/null && pass "target alive after matrix" || fail "target died"
+stop_server "$REF_PID"
+stop_server "$TGT_PID"
+
+# ---- phase 2: certificate identities (mTLS) ----
+CERTS=$E2E_TMP/certs
+bash "$SRC/certs/gen.sh" "$CERTS" --client pfx --expired pfxold --other-ca ||
+    die "certs/gen.sh failed"
+TLSFLAGS=(--cert-file "$CERTS/server.crt" --key-file "$CERTS/server.key"
+    --trusted-ca-file "$CERTS/ca.crt" --client-cert-auth)
+
+start_tls() { # NAME PORT KIND
+    local name=$1 port=$2 kind=$3 peer=$(($2 + 50))
+    ensure_port_free "$port"
+    local common=(--name "$name" --data-dir "$E2E_TMP/$name.data"
+        --listen-client-urls "https://127.0.0.1:$port"
+        --advertise-client-urls "https://127.0.0.1:$port" "${TLSFLAGS[@]}")
+    if [ "$kind" = etcd ]; then
+        ensure_port_free "$peer"
+        "$ETCD" "${common[@]}" --listen-peer-urls "http://127.0.0.1:$peer" \
+            --initial-advertise-peer-urls "http://127.0.0.1:$peer" \
+            --initial-cluster "$name=http://127.0.0.1:$peer" >>"$E2E_TMP/$name.log" 2>&1 &
+    else
+        "$KSHIMD" "${common[@]}" --bcrypt-cost 4 >>"$E2E_TMP/$name.log" 2>&1 &
+    fi
+    SERVER_PID=$!
+    E2E_PIDS+=("$SERVER_PID")
+}
+
+tctl() { # PORT CERTNAME args...
+    local port=$1 cert=$2
+    shift 2
+    "$ETCDCTL" --endpoints "https://127.0.0.1:$port" --cacert "$CERTS/ca.crt" \
+        --cert "$CERTS/$cert.crt" --key "$CERTS/$cert.key" \
+        --dial-timeout=2s --command-timeout=5s "$@"
+}
+
+wait_tls() { # PID PORT
+    local deadline=$((SECONDS + 20))
+    while [ $SECONDS -lt $deadline ]; do
+        kill -0 "$1" 2>/dev/null || return 1
+        tctl "$2" root endpoint health >/dev/null 2>&1 && return 0
+        sleep 0.2
+    done
+    return 1
+}
+
+TGT_KIND=kshimd
+[ "$KSHIM_E2E_TARGET" = etcd ] && TGT_KIND=etcd
+start_tls reftls "$REF_TLS" etcd
+REF_PID=$SERVER_PID
+start_tls tgttls "$TGT_TLS" "$TGT_KIND"
+TGT_PID=$SERVER_PID
+wait_tls "$REF_PID" "$REF_TLS" || die "TLS etcd did not start"
+wait_tls "$TGT_PID" "$TGT_TLS" || die "TLS target did not start"
+# Set up as root by certificate (auth is off until the end of setup).
+for p in "$REF_TLS" "$TGT_TLS"; do
+    setup "https://127.0.0.1:$p" --cacert "$CERTS/ca.crt" --cert "$CERTS/root.crt" \
+        --key "$CERTS/root.key" || fail "TLS setup on port $p failed"
+done
+
+# The prefix-role certificate (CN=pfx, no token): the pfx row of the matrix.
+for side in ref tgt; do
+    port=$REF_TLS
+    [ $side = tgt ] && port=$TGT_TLS
+    matrix "127.0.0.1:$port" --tls "$CERTS/ca.crt" "$CERTS/pfx.crt" "$CERTS/pfx.key" --only none \
+        >"$E2E_TMP/$side/cn-pfx.txt"
+done
+diff_files "CN=pfx certificate permissions" "$E2E_TMP/ref/cn-pfx.txt" "$E2E_TMP/tgt/cn-pfx.txt"
+grep -q '^none Put /m/p/a: OK' "$E2E_TMP/ref/cn-pfx.txt" &&
+    grep -q '^none Put /x: PERMISSION_DENIED' "$E2E_TMP/ref/cn-pfx.txt" &&
+    pass "CN=pfx reference is meaningful" || fail "CN=pfx reference lacks expected outcomes"
+
+# kube-apiserver identity: what the apiserver does with RBAC on.
+kube_script() {
+    local port=$1 c=(tctl "$1" kube-apiserver-etcd-client)
+    run() { printf '### %s\n' "$*"; local rc=0; "${c[@]}" "$@" 2>&1 | grep -v '^{"level"' || rc=$?; }
+    run put /registry/pods/default/p1 pod1
+    run get /registry/pods/ --prefix --keys-only
+    run get /registry --prefix --keys-only -w json
+    run txn --interactive=false <<<'mod("compact_rev_key") = "0"
+
+put compact_rev_key 5
+
+'
+    run get compact_rev_key
+    run del /registry/pods/default/p1
+    run put /other x
+    run get /x
+    run get / --prefix
+    run user list
+    run endpoint status -w json
+}
+for side in ref tgt; do
+    port=$REF_TLS
+    [ $side = tgt ] && port=$TGT_TLS
+    kube_script "$port" | sed -E -e "s/127\.0\.0\.1:($REF_TLS|$TGT_TLS)/ENDPOINT/g" |
+        normalize | normalize_term >"$E2E_TMP/$side/kube.txt"
+done
+diff_files "kube-apiserver identity (RBAC on)" "$E2E_TMP/ref/kube.txt" "$E2E_TMP/tgt/kube.txt"
+grep -q 'permission denied' "$E2E_TMP/ref/kube.txt" && grep -q '^pod1$\|/registry/pods/default/p1' "$E2E_TMP/ref/kube.txt" &&
+    pass "kube reference is meaningful" || fail "kube reference lacks expected outcomes"
+
+# Certificates that must not get in: none, another CA's (CN=root), expired.
+refused() { # NAME PORT args...
+    local name=$1 port=$2
+    shift 2
+    if "$ETCDCTL" --endpoints "https://127.0.0.1:$port" --cacert "$CERTS/ca.crt" \
+        --dial-timeout=2s --command-timeout=3s "$@" get /m/a >/dev/null 2>&1; then
+        echo "$name: connected"
+    else
+        echo "$name: refused"
+    fi
+}
+for side in ref tgt; do
+    port=$REF_TLS
+    [ $side = tgt ] && port=$TGT_TLS
+    {
+        refused "no client cert" "$port"
+        refused "other CA (CN=root)" "$port" --cert "$CERTS/other-client.crt" --key "$CERTS/other-client.key"
+        refused "expired cert" "$port" --cert "$CERTS/pfxold.crt" --key "$CERTS/pfxold.key"
+        refused "valid root cert" "$port" --cert "$CERTS/root.crt" --key "$CERTS/root.key"
+    } >"$E2E_TMP/$side/refused.txt" &
+    eval "refused_$side=\$!"
+done
+wait "$refused_ref" "$refused_tgt"
+diff_files "certificates refused" "$E2E_TMP/ref/refused.txt" "$E2E_TMP/tgt/refused.txt"
+check_eq "target refuses bad certs" "no client cert: refused
+other CA (CN=root): refused
+expired cert: refused
+valid root cert: connected" "$(cat "$E2E_TMP/tgt/refused.txt")"
+kill -0 "$TGT_PID" 2>/dev/null && pass "TLS target still running" || fail "TLS target died"
+finish
