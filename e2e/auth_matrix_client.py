@@ -107,8 +107,31 @@ IDENTS = {
 }
 
 
+def jwt_probe(target):
+    """--jwt: a JWT from Authenticate, its claim names, then the token as
+    is, with a forged username claim (signature mismatch), malformed, and
+    without signature."""
+    import base64
+    import json
+    ch = grpc.insecure_channel(target)
+    auth, kv = rpc.AuthStub(ch), rpc.KVStub(ch)
+    tok = auth.Authenticate(rpc.AuthenticateRequest(name="root", password="rootpw"), timeout=5).token
+    h, p, sig = tok.split(".")
+    claims = json.loads(base64.urlsafe_b64decode(p + "=" * (-len(p) % 4)))
+    print("jwt segments=3 claims=%s username=%s" % (",".join(sorted(claims)), claims["username"]))
+    claims["username"] = "evil"
+    forged = base64.urlsafe_b64encode(json.dumps(claims).encode()).decode().rstrip("=")
+    for name, t in (("good", tok), ("forged", h + "." + forged + "." + sig),
+                    ("malformed", "a.b"), ("nosig", h + "." + p + ".")):
+        print("jwt %s Range: %s" % (name, outcome(
+            lambda: kv.Range(rpc.RangeRequest(key=b"/x"), metadata=[("token", t)]))))
+
+
 def main():
     target = sys.argv[1]
+    if sys.argv[2:] == ["--jwt"]:
+        jwt_probe(target)
+        return
     tls = None
     only = None
     args = sys.argv[2:]

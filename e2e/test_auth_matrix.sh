@@ -14,6 +14,8 @@
 # RBAC on": readwrite [/registry, /registry0) and compact_rev_key) works
 # through etcdctl; no cert, a cert from another CA and an expired cert
 # cannot connect (checked against etcd's behaviour: non-zero exit).
+# Phase 3 (--auth-token jwt,RS256): JWT claims, a forged claim, malformed and
+# unsigned tokens, compared with etcd.
 #
 # Ports: 25210 (etcd) / 25211 (target) plain, 25212 / 25213 TLS; peers +50.
 set -euo pipefail
@@ -211,4 +213,26 @@ other CA (CN=root): refused
 expired cert: refused
 valid root cert: connected" "$(cat "$E2E_TMP/tgt/refused.txt")"
 kill -0 "$TGT_PID" 2>/dev/null && pass "TLS target still running" || fail "TLS target died"
+stop_server "$REF_PID"
+stop_server "$TGT_PID"
+
+# ---- phase 3: JWT tokens (--auth-token jwt,...) ----
+openssl genrsa -out "$E2E_TMP/jwt.key" 2048 2>/dev/null &&
+    openssl rsa -in "$E2E_TMP/jwt.key" -pubout -out "$E2E_TMP/jwt.pub" 2>/dev/null ||
+    die "cannot make a JWT key"
+JWT="jwt,pub-key=$E2E_TMP/jwt.pub,priv-key=$E2E_TMP/jwt.key,sign-method=RS256"
+start_etcd refjwt "$REF_PORT" --auth-token "$JWT"
+REF_PID=$SERVER_PID
+start_target tgtjwt "$TGT_PORT" --auth-token "$JWT" --bcrypt-cost 4
+TGT_PID=$SERVER_PID
+wait_ready "$REF_PID" "$REF_PORT" || die "JWT etcd did not start"
+wait_ready "$TGT_PID" "$TGT_PORT" || die "JWT target did not start"
+for p in "$REF_PORT" "$TGT_PORT"; do
+    setup "127.0.0.1:$p" || fail "JWT setup on port $p failed"
+done
+"$PY" "$E2E_DIR/auth_matrix_client.py" "127.0.0.1:$REF_PORT" --jwt >"$E2E_TMP/ref/jwt.txt" 2>&1 || true
+"$PY" "$E2E_DIR/auth_matrix_client.py" "127.0.0.1:$TGT_PORT" --jwt >"$E2E_TMP/tgt/jwt.txt" 2>&1 || true
+diff_files "JWT tokens (good, forged, malformed, unsigned)" "$E2E_TMP/ref/jwt.txt" "$E2E_TMP/tgt/jwt.txt"
+grep -q '^jwt good Range: OK' "$E2E_TMP/ref/jwt.txt" && grep -q '^jwt forged Range: UNAUTHENTICATED' "$E2E_TMP/ref/jwt.txt" &&
+    pass "JWT reference is meaningful" || fail "JWT reference lacks expected outcomes"
 finish
