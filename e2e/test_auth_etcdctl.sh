@@ -246,4 +246,33 @@ else
     fail "KSHIMCTL not set to an executable kshimctl"
 fi
 kill -0 "$TGT_PID" 2>/dev/null && pass "target still running" || fail "target died"
+
+# Users, roles, the enabled flag and the auth revision survive a restart.
+persisted() {
+    PORT=$TGT_PORT
+    c --user root:rootpw user list
+    c --user root:rootpw role get app
+    c --user root:rootpw user get alice
+    c --user alice:newpw get /data/1
+    c --user alice:alicepw get /data/1
+    c get /data/1
+    if [ -n "$KSHIMCTL" ]; then k --user root:rootpw auth status; fi
+}
+ctl "$TGT_PORT" --user root:rootpw auth enable >/dev/null 2>&1 || ctl "$TGT_PORT" auth enable >/dev/null 2>&1 ||
+    fail "cannot re-enable auth on the target"
+persisted 2>&1 | normalize_ctl >"$E2E_TMP/tgt/before-restart.txt"
+stop_server "$TGT_PID"
+start_target tgt "$TGT_PORT" --bcrypt-cost 10
+TGT_PID=$SERVER_PID
+# (endpoint health without credentials fails while auth is on, as in etcd)
+for i in $(seq 100); do
+    ctl "$TGT_PORT" --user root:rootpw endpoint health >/dev/null 2>&1 && break
+    kill -0 "$TGT_PID" 2>/dev/null || die "target died on restart"
+    sleep 0.1
+done
+persisted 2>&1 | normalize_ctl >"$E2E_TMP/tgt/after-restart.txt"
+diff_files "auth state across restart" "$E2E_TMP/tgt/before-restart.txt" "$E2E_TMP/tgt/after-restart.txt"
+grep -q '^Authentication Status: true' "$E2E_TMP/tgt/after-restart.txt" &&
+    grep -q 'user name is empty' "$E2E_TMP/tgt/after-restart.txt" &&
+    pass "auth still enabled after restart" || fail "auth not enabled after restart"
 finish
