@@ -29,7 +29,7 @@
 #include "auth_token.h"
 #include "server_internal.h"
 
-#define AUTH_USER_MAX 256
+#define AUTH_USER_MAX 1024  /* longer user names (etcd has no limit) cannot authenticate */
 
 typedef struct auth_identity {
     char user[AUTH_USER_MAX];  /* "" when the caller has no identity */

@@ -127,10 +127,53 @@ def jwt_probe(target):
             lambda: kv.Range(rpc.RangeRequest(key=b"/x"), metadata=[("token", t)]))))
 
 
+def invalidation_probe(target):
+    """--invalidate: a user's simple token dies when root changes the user's
+    password or deletes the user; the auth revision moves on either way."""
+    ch = grpc.insecure_channel(target)
+    auth, kv = rpc.AuthStub(ch), rpc.KVStub(ch)
+
+    def login(u, p):
+        return [("token", auth.Authenticate(rpc.AuthenticateRequest(name=u, password=p), timeout=5).token)]
+
+    def rng(name, md):
+        print("inv %s: %s" % (name, outcome(lambda: kv.Range(rpc.RangeRequest(key=b"/m/p/a"), metadata=md))))
+
+    root = login("root", "rootpw")
+    print("inv add: %s" % outcome(lambda: auth.UserAdd(rpc.AuthUserAddRequest(name="tmp", password="tpw"), metadata=root)))
+    print("inv grant: %s" % outcome(lambda: auth.UserGrantRole(rpc.AuthUserGrantRoleRequest(user="tmp", role="pfx"), metadata=root)))
+    tmp = login("tmp", "tpw")
+    rng("before", tmp)
+    print("inv passwd: %s" % outcome(lambda: auth.UserChangePassword(
+        rpc.AuthUserChangePasswordRequest(name="tmp", password="tpw2"), metadata=root)))
+    rng("after passwd", tmp)
+    tmp = login("tmp", "tpw2")
+    rng("new token", tmp)
+    print("inv delete: %s" % outcome(lambda: auth.UserDelete(rpc.AuthUserDeleteRequest(name="tmp"), metadata=root)))
+    rng("after delete", tmp)
+    try:
+        login("tmp", "tpw2")
+        print("inv login deleted: OK")
+    except grpc.RpcError as e:
+        print("inv login deleted: %s %s" % (e.code().name, e.details()))
+    long_name = "u" * 300
+    print("inv add long name: %s" % outcome(lambda: auth.UserAdd(
+        rpc.AuthUserAddRequest(name=long_name, password="x"), metadata=root)))
+    print("inv grant long name: %s" % outcome(lambda: auth.UserGrantRole(
+        rpc.AuthUserGrantRoleRequest(user=long_name, role="pfx"), metadata=root)))
+    rng("long name", login(long_name, "x"))
+    print("inv grant missing role: %s" % outcome(lambda: auth.UserGrantRole(
+        rpc.AuthUserGrantRoleRequest(user=long_name, role="nope"), metadata=root)))
+    print("inv role add empty: %s" % outcome(lambda: auth.RoleAdd(rpc.AuthRoleAddRequest(name=""), metadata=root)))
+
+
 def main():
     target = sys.argv[1]
     if sys.argv[2:] == ["--jwt"]:
         jwt_probe(target)
+        return
+    if sys.argv[2:] == ["--invalidate"]:
+        invalidation_probe(target)
         return
     tls = None
     only = None

@@ -81,6 +81,9 @@ if grep -q 'PERMISSION_DENIED etcdserver: permission denied' "$E2E_TMP/ref/matri
 else
     fail "reference matrix lacks expected outcomes"
 fi
+"$PY" "$E2E_DIR/auth_matrix_client.py" "127.0.0.1:$REF_PORT" --invalidate >"$E2E_TMP/ref/inv.txt" 2>&1 || true
+"$PY" "$E2E_DIR/auth_matrix_client.py" "127.0.0.1:$TGT_PORT" --invalidate >"$E2E_TMP/tgt/inv.txt" 2>&1 || true
+diff_files "tokens die with password change and user delete" "$E2E_TMP/ref/inv.txt" "$E2E_TMP/tgt/inv.txt"
 kill -0 "$TGT_PID" 2>/dev/null && pass "target alive after matrix" || fail "target died"
 stop_server "$REF_PID"
 stop_server "$TGT_PID"
