@@ -39,6 +39,7 @@
 
 #define AUTH_FAIL_DELAY_MS 200
 #define TOKEN_SWEEP_MS 1000
+#define MAX_WORKERS 32          /* concurrent bcrypt threads; more calls are refused */
 
 typedef struct svc_auth {
     server_t *s;
@@ -238,9 +239,13 @@ static void *job_thread(void *arg)
     return NULL;
 }
 
+/* Starts j on a worker thread; -1 when too many run already or no thread
+ * could be made (the caller answers and frees j). */
 static int job_start(auth_job_t *j)
 {
     svc_auth_t *a = j->s->auth;
+    if (atomic_load(&a->workers) >= MAX_WORKERS)
+        return -1;
     pthread_attr_t attr;
     pthread_attr_init(&attr);
     pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
@@ -374,7 +379,7 @@ static void on_authenticate(server_t *s, grpc_call_t *call, Etcdserverpb__Authen
     j->password_len = strlen(pw);
     j->password = strdup(pw);
     if (!j->password || job_start(j) != 0) {
-        grpc_call_finish(call, GRPC_RESOURCE_EXHAUSTED, "etcdserver: out of memory");
+        grpc_call_finish(call, GRPC_RESOURCE_EXHAUSTED, "etcdserver: too many requests");
         job_free(j);
     }
 }
@@ -402,7 +407,7 @@ static void hash_then_propose(server_t *s, grpc_call_t *call, rpc_kind_t kind, P
     j->password_len = strlen(copy);
     j->cost = auth_hash_cost_or_default((int)s->cfg->bcrypt_cost);
     if (job_start(j) != 0) {
-        grpc_call_finish(call, GRPC_RESOURCE_EXHAUSTED, "etcdserver: out of memory");
+        grpc_call_finish(call, GRPC_RESOURCE_EXHAUSTED, "etcdserver: too many requests");
         job_free(j);
     }
 }
