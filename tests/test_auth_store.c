@@ -201,6 +201,20 @@ static int role_delete(fx_t *f, const char *name)
     return apply(f, &req);
 }
 
+static int passwd(fx_t *f, const char *name, const char *hash, auth_effect_t *eff)
+{
+    Etcdserverpb__AuthUserChangePasswordRequest r = ETCDSERVERPB__AUTH_USER_CHANGE_PASSWORD_REQUEST__INIT;
+    r.name = (char *)name;
+    r.password = (char *)hash;
+    Kshim__InternalRequest req = KSHIM__INTERNAL_REQUEST__INIT;
+    req.auth_user_change_password = &r;
+    kv_result_t res = {0};
+    assert_int_equal(auth_store_apply(f->as, ++f->index, &req, &f->hdr, &res, eff), 1);
+    int code = res.code;
+    kv_result_clear(&res);
+    return code;
+}
+
 static int can(fx_t *f, const char *user, int want, const char *key, const char *end)
 {
     size_t el = end ? (end[0] ? strlen(end) : 1) : 0;
@@ -257,8 +271,31 @@ static void test_users_and_errors(void **state)
     assert_string_equal(names[1], "nopw");
     auth_store_free_names(names, n);
 
+    /* password change: new hash stored, the user's tokens must go */
+    auth_effect_t eff = {0};
+    assert_int_equal(passwd(f, "ghost", HASH, &eff), 9);
+    assert_null(eff.invalidate_user);
+    uint64_t before = auth_store_revision(f->as);
+    assert_int_equal(passwd(f, "alice", "$2b$04$other", &eff), 0);
+    assert_string_equal(eff.invalidate_user, "alice");
+    auth_effect_clear(&eff);
+    assert_int_equal(auth_store_revision(f->as), before + 1);
+    u = auth_store_get_user(f->as, "alice");
+    assert_int_equal(u->password.len, strlen("$2b$04$other"));
+    assert_int_equal(u->n_roles, 1); /* roles kept */
+    authpb__user__free_unpacked(u, NULL);
+
     assert_int_equal(user_delete(f, "ghost"), 9);
-    assert_int_equal(user_delete(f, "nopw"), 0);
+    kv_result_t dres = {0};
+    Etcdserverpb__AuthUserDeleteRequest dr = ETCDSERVERPB__AUTH_USER_DELETE_REQUEST__INIT;
+    dr.name = "nopw";
+    Kshim__InternalRequest dreq = KSHIM__INTERNAL_REQUEST__INIT;
+    dreq.auth_user_delete = &dr;
+    assert_int_equal(auth_store_apply(f->as, ++f->index, &dreq, &f->hdr, &dres, &eff), 1);
+    assert_int_equal(dres.code, 0);
+    assert_string_equal(eff.invalidate_user, "nopw");
+    auth_effect_clear(&eff);
+    kv_result_clear(&dres);
     assert_null(auth_store_get_user(f->as, "nopw"));
     /* error texts */
     assert_string_equal(auth_store_strerror(AUTH_E_USER_EMPTY), "etcdserver: user name is empty");
