@@ -379,12 +379,52 @@ static void watch_raft_health(loop_t *loop, void *arg)
 }
 
 static loop_t *signal_loop;
+static volatile sig_atomic_t reload_requested;
 
 static void on_signal(int sig)
 {
-    (void)sig;
+    if (sig == SIGHUP) {
+        reload_requested = 1;
+        return;
+    }
     if (signal_loop)
         loop_stop(signal_loop);
+}
+
+/* Newest modification time of the client TLS files (0 if none). */
+static int64_t tls_files_mtime(const server_config_t *cfg)
+{
+    const char *files[] = {cfg->cert_file, cfg->key_file, cfg->trusted_ca_file};
+    int64_t newest = 0;
+    for (size_t i = 0; i < 3; i++) {
+        struct stat st;
+        if (files[i] && stat(files[i], &st) == 0) {
+            int64_t t = (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec;
+            if (t > newest)
+                newest = t;
+        }
+    }
+    return newest;
+}
+
+/* Certificate rotation without dropping connections: on SIGHUP, or when the
+ * certificate, key or CA file changes, new TLS connections get a context
+ * built from the files; live connections keep theirs. A bad new file keeps
+ * the old context (and is retried on the next change). */
+static void check_tls_reload(loop_t *loop, void *arg)
+{
+    server_t *s = arg;
+    int64_t mtime = tls_files_mtime(s->cfg);
+    if (reload_requested || (mtime != 0 && mtime != s->tls_mtime)) {
+        reload_requested = 0;
+        s->tls_mtime = mtime;
+        char err[256] = "";
+        if (grpc_server_reload_tls(s->grpc, err, sizeof err) == 0)
+            log_info("reloaded the client TLS certificate files");
+        else
+            log_error("cannot reload the client TLS files, keeping the old ones: %s", err);
+    }
+    loop_timer_add(loop, 1000, check_tls_reload, s);
 }
 
 static void install_signals(loop_t *loop)
@@ -396,6 +436,7 @@ static void install_signals(loop_t *loop)
     sigemptyset(&sa.sa_mask);
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGHUP, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
 }
 
@@ -552,6 +593,10 @@ int server_run(const server_config_t *cfg)
     install_signals(s.loop);
     loop_timer_add(s.loop, 200, watch_raft_health, &s);
     loop_timer_add(s.loop, 500, expire_requests, &s);
+    if (cfg->cert_file) {
+        s.tls_mtime = tls_files_mtime(cfg);
+        loop_timer_add(s.loop, 1000, check_tls_reload, &s);
+    }
     loop_run(s.loop);
     grpc_thread_cleanup();
     if (s.fatal) {

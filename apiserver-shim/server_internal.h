@@ -30,6 +30,7 @@ typedef struct server {
     uint32_t req_id_counter;
     pending_table_t *pending;     /* request id -> waiting call */
     int fatal;                    /* the member must exit with an error */
+    int64_t tls_mtime;            /* newest mtime of the TLS files at last load */
     _Atomic int apply_failed;     /* raft thread: the store refused an entry */
     const char *peer_urls[SERVER_MAX_URLS];
     size_t n_peer_urls;
