@@ -112,20 +112,22 @@ static int der_put(unsigned char *buf, size_t cap, size_t *len, unsigned char ta
     return 0;
 }
 
-/* Copies host without surrounding brackets into out; 0 if it is an IP
- * literal (ip/iplen filled), 1 if it is a DNS name, -1 if too long. */
+/* Strips brackets and a port from host ("[::1]:2379" -> "::1",
+ * "node:2379" -> "node"; a bare IPv6 literal has several colons and is kept
+ * whole) into out; 0 if it is an IP literal (ip/iplen filled), 1 if it is a
+ * DNS name (printable ASCII, as IA5String requires), -1 if it is neither. */
 static int classify_host(const char *host, char *out, size_t outlen, unsigned char ip[16],
                          size_t *iplen)
 {
-    size_t n = strlen(host);
-    if (n >= 2 && host[0] == '[' && host[n - 1] == ']') {
-        host++;
-        n -= 2;
-    }
-    if (n + 1 > outlen)
+    const char *colon = strchr(host, ':');
+    int bare_v6 = host[0] != '[' && colon && strchr(colon + 1, ':');
+    if (bare_v6) {
+        if (strlen(host) + 1 > outlen)
+            return -1;
+        strcpy(out, host);
+    } else if (autotls_url_host(host, out, outlen) != 0) {
         return -1;
-    memcpy(out, host, n);
-    out[n] = '\0';
+    }
     if (inet_pton(AF_INET, out, ip) == 1) {
         *iplen = 4;
         return 0;
@@ -134,6 +136,11 @@ static int classify_host(const char *host, char *out, size_t outlen, unsigned ch
         *iplen = 16;
         return 0;
     }
+    if (host[0] == '[' || bare_v6)
+        return -1; /* brackets or colons, yet not an IPv6 address */
+    for (const char *c = out; *c; c++)
+        if (*c <= ' ' || *c > '~')
+            return -1;
     return 1;
 }
 
@@ -155,7 +162,7 @@ static int build_san(const char *const *hosts, size_t n_hosts, unsigned char *sa
                 continue;
             int kind = classify_host(hosts[i], name, sizeof name, ip, &iplen);
             int rc = 0;
-            if (kind < 0 || (kind == 1 && name[0] == '\0')) {
+            if (kind < 0) {
                 free(body);
                 return fail(err, errlen, "auto-tls: bad host \"%s\"", hosts[i]);
             }

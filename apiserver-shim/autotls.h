@@ -22,7 +22,9 @@
  * creates dir (0700, with parents) and writes a new key and self-signed
  * certificate valid `days` days with a SubjectAltName for every host (IPv4 and
  * IPv6 literals, optionally in brackets, become iPAddress; anything else
- * dNSName; empty hosts are skipped). cert_path and key_path receive the file
+ * dNSName; empty hosts are skipped). A host may carry a port as etcd's URL
+ * hosts do ("127.0.0.1:2379", "[::1]:2379"); it is dropped. A host that is
+ * neither an IP literal nor printable ASCII is an error. cert_path and key_path receive the file
  * paths (buffers of at least PATH_MAX). Returns 0, or -1 with a message in
  * err. */
 int autotls_ensure(const char *dir, const char *const *hosts, size_t n_hosts, unsigned days,

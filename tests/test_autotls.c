@@ -237,13 +237,16 @@ static void test_bracketed_and_no_hosts(void **state)
     char dir[PATH_MAX + 32], cert[PATH_MAX], key[PATH_MAX], err[256] = "";
     char cmd[2 * PATH_MAX];
     static char text[16384];
-    const char *hosts[] = {"[fd00::5]", "", "etcd-0.example", "10.0.0.1"};
+    const char *hosts[] = {"[fd00::5]",      "",           "etcd-0.example",
+                           "10.0.0.1",       "[::2]:2380", "127.0.0.2:2379",
+                           "node-1.x:2379"};
     snprintf(dir, sizeof dir, "%s/brackets", g_base);
-    assert_int_equal(autotls_ensure(dir, hosts, 4, 1, cert, key, err, sizeof err), 0);
+    assert_int_equal(autotls_ensure(dir, hosts, 7, 1, cert, key, err, sizeof err), 0);
     snprintf(cmd, sizeof cmd, "openssl x509 -in '%s' -noout -ext subjectAltName 2>&1", cert);
     assert_int_equal(run(cmd, text, sizeof text), 0);
-    assert_non_null(strstr(text, "DNS:etcd-0.example, IP Address:FD00:0:0:0:0:0:0:5, "
-                                 "IP Address:10.0.0.1\n"));
+    assert_non_null(strstr(text, "DNS:etcd-0.example, DNS:node-1.x, "
+                                 "IP Address:FD00:0:0:0:0:0:0:5, IP Address:10.0.0.1, "
+                                 "IP Address:0:0:0:0:0:0:0:2, IP Address:127.0.0.2\n"));
 
     /* No hosts at all: a valid certificate without the SAN extension. */
     snprintf(dir, sizeof dir, "%s/nohosts", g_base);
@@ -291,14 +294,17 @@ static void test_failures(void **state)
     assert_int_equal(autotls_ensure(path, HOSTS, N_HOSTS, 0, cert, key, err, sizeof err), -1);
     assert_non_null(strstr(err, "day"));
 
-    /* A bracketed but empty host is rejected, nothing is written. */
-    const char *bad[] = {"[]"};
-    snprintf(path, sizeof path, "%s/bad-host", g_base);
-    err[0] = '\0';
-    assert_int_equal(autotls_ensure(path, bad, 1, 1, cert, key, err, sizeof err), -1);
-    assert_non_null(strstr(err, "bad host"));
-    assert_int_equal(access(cert, F_OK), -1);
-    assert_int_equal(access(key, F_OK), -1);
+    /* Bad hosts are rejected and nothing is written. */
+    const char *bad[] = {"[]", "[not-v6]", "1:2:zz", "host name", "h\xc3\xa9", ":2379"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        snprintf(path, sizeof path, "%s/bad-host-%zu", g_base, i);
+        const char *one[] = {"localhost", bad[i]};
+        err[0] = '\0';
+        assert_int_equal(autotls_ensure(path, one, 2, 1, cert, key, err, sizeof err), -1);
+        assert_non_null(strstr(err, "bad host"));
+        assert_int_equal(access(cert, F_OK), -1);
+        assert_int_equal(access(key, F_OK), -1);
+    }
 }
 
 static void expect_host(const char *url, const char *want)
