@@ -28,6 +28,7 @@
 #include <wolfssl/wolfcrypt/hash.h>
 #include <wolfssl/wolfcrypt/sha.h>
 
+#include "autotls.h"
 #include "log.h"
 #include "pending.h"
 
@@ -569,15 +570,37 @@ int server_run(const server_config_t *cfg)
         goto out;
     }
 
-    grpc_tls_config_t tls = {.cert_file = cfg->cert_file,
-                             .key_file = cfg->key_file,
-                             .trusted_ca_file = cfg->trusted_ca_file,
-                             .client_cert_auth = cfg->client_cert_auth};
+    /* --auto-tls without --cert-file/--key-file: a self-signed certificate for
+     * the listen hosts in <data-dir>/fixtures/client, as etcd does (no client
+     * certificate checks then). */
+    static char auto_cert[4096], auto_key[4096];
+    if (cfg->auto_tls && (!cfg->cert_file || !cfg->key_file)) {
+        char hostbuf[SERVER_MAX_URLS][256];
+        const char *hosts[SERVER_MAX_URLS];
+        size_t nh = 0;
+        for (size_t i = 0; i < cfg->n_listen_client_urls; i++)
+            if (autotls_url_host(cfg->listen_client_urls[i], hostbuf[nh], sizeof hostbuf[nh]) == 0) {
+                hosts[nh] = hostbuf[nh];
+                nh++;
+            }
+        char dir[4096];
+        snprintf(dir, sizeof dir, "%s/fixtures/client", cfg->data_dir);
+        if (autotls_ensure(dir, hosts, nh, 365, auto_cert, auto_key, err, sizeof err) != 0) {
+            log_error("--auto-tls: %s", err);
+            goto out;
+        }
+        log_info("--auto-tls: serving the self-signed certificate %s", auto_cert);
+    }
+    int use_auto = cfg->auto_tls && (!cfg->cert_file || !cfg->key_file);
+    grpc_tls_config_t tls = {.cert_file = use_auto ? auto_cert : cfg->cert_file,
+                             .key_file = use_auto ? auto_key : cfg->key_file,
+                             .trusted_ca_file = use_auto ? NULL : cfg->trusted_ca_file,
+                             .client_cert_auth = use_auto ? 0 : cfg->client_cert_auth};
     for (size_t i = 0; i < cfg->n_listen_client_urls; i++) {
         const char *url = cfg->listen_client_urls[i];
         int https = strncmp(url, "https://", 8) == 0;
-        if (https && (!cfg->cert_file || !cfg->key_file)) {
-            log_error("listen URL %s needs --cert-file and --key-file", url);
+        if (https && (!tls.cert_file || !tls.key_file)) {
+            log_error("listen URL %s needs --cert-file and --key-file (or --auto-tls)", url);
             goto out;
         }
         if (grpc_server_listen(s.grpc, url, https ? &tls : NULL, err, sizeof err) != 0) {
