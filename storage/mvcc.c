@@ -42,7 +42,6 @@ struct mvcc {
     leveldb_t *db;
     leveldb_options_t *opts;
     leveldb_cache_t *cache;
-    leveldb_filterpolicy_t *filter;
     leveldb_readoptions_t *ro;          /* apply-thread reads of the live DB */
     leveldb_writeoptions_t *wo;         /* sync = false */
     leveldb_writeoptions_t *wo_sync;    /* sync = true */
@@ -250,10 +249,6 @@ int mvcc_open(const char *dir, const mvcc_options_t *opts, mvcc_t **out, char *e
     leveldb_options_set_cache(m->opts, m->cache);
     leveldb_options_set_write_buffer_size(m->opts, 16 << 20);
     leveldb_options_set_max_open_files(m->opts, 500);
-    /* Puts look up the key's newest version with point reads: a bloom filter
-     * lets LevelDB skip the files that cannot hold it. */
-    m->filter = leveldb_filterpolicy_create_bloom(10);
-    leveldb_options_set_filter_policy(m->opts, m->filter);
     m->ro = leveldb_readoptions_create();
     m->wo = leveldb_writeoptions_create();
     m->wo_sync = leveldb_writeoptions_create();
@@ -290,7 +285,6 @@ void mvcc_close(mvcc_t *m) {
     if (m->wo_sync) leveldb_writeoptions_destroy(m->wo_sync);
     if (m->opts) leveldb_options_destroy(m->opts);
     if (m->cache) leveldb_cache_destroy(m->cache);
-    if (m->filter) leveldb_filterpolicy_destroy(m->filter);
     free(m->dir);
     free(m);
 }
@@ -770,38 +764,19 @@ static void batch_change(mvcc_txn_t *t, const Mvccpb__KeyValue *kv, int64_t sub,
     rv[0] = tombstone ? 1 : 0;
     if (kv->key.len) memcpy(rv + 1, kv->key.data, kv->key.len);
     leveldb_writebatch_put(t->wb, (const char *)rk, sizeof(rk), (const char *)rv, 1 + kv->key.len);
-    /* the live-key index: 'l' | esc(key) | 00 01 -> main | sub (8B BE each)
-     * of the newest version, for every key alive now */
+    /* the live-key index: 'l' | esc(key) | 00 01 for every key alive now */
     size_t lk_len = n - REV_SUFFIX;
     k[0] = 'l';
-    if (tombstone) {
+    if (tombstone)
         leveldb_writebatch_delete(t->wb, (const char *)k, lk_len);
-    } else {
-        uint8_t lv[16];
-        put_be64(lv, (uint64_t)kv->mod_revision);
-        put_be64(lv + 8, (uint64_t)sub);
-        leveldb_writebatch_put(t->wb, (const char *)k, lk_len, (const char *)lv, sizeof(lv));
-    }
+    else
+        leveldb_writebatch_put(t->wb, (const char *)k, lk_len, "", 0);
     free(k);
     free(rec);
     free(rv);
 }
 
-/* Point read of the live DB (apply thread): a malloc'd value or NULL. */
-static char *db_get(mvcc_t *m, const uint8_t *key, size_t key_len, size_t *val_len) {
-    char *err = NULL;
-    char *v = leveldb_get(m->db, m->ro, (const char *)key, key_len, val_len, &err);
-    if (err) {
-        fprintf(stderr, "mvcc: leveldb get: %s\n", err);
-        leveldb_free(err);
-        return NULL;
-    }
-    return v;
-}
-
-/* The latest live version of key as this txn sees it, or NULL. Outside the
- * txn's own overlay this is two point reads (bloom-filtered, no iterator):
- * the live-key index gives the newest revision, then its 'k' record. */
+/* The latest live version of key as this txn sees it, or NULL. */
 static const Mvccpb__KeyValue *txn_get(mvcc_txn_t *t, const uint8_t *key, size_t key_len) {
     int found;
     size_t pos = overlay_find(t, key, key_len, &found);
@@ -809,27 +784,11 @@ static const Mvccpb__KeyValue *txn_get(mvcc_txn_t *t, const uint8_t *key, size_t
         const mvcc_event_t *ev = &t->events[t->overlay[pos]];
         return ev->type == MVCCPB__EVENT__EVENT_TYPE__PUT ? ev->kv : NULL;
     }
-    uint8_t *k = malloc(mvcc_encoded_key_max(key_len));
-    if (!k) abort();
-    size_t n = mvcc_encode_key(k, key, key_len);
-    k[0] = 'l';
-    size_t lv_len = 0;
-    char *lv = db_get(t->m, k, n, &lv_len);
-    const Mvccpb__KeyValue *kv = NULL;
-    if (lv && lv_len == 16) {
-        int64_t main = (int64_t)get_be64((const uint8_t *)lv);
-        int64_t sub = (int64_t)get_be64((const uint8_t *)lv + 8);
-        k[0] = 'k';
-        encode_rev_suffix(k + n, main, sub);
-        size_t rec_len = 0;
-        char *rec = db_get(t->m, k, n + REV_SUFFIX, &rec_len);
-        if (rec && rec_len >= REC_HDR)
-            kv = kv_from_entry(t->arena, k, n + REV_SUFFIX, (const uint8_t *)rec, rec_len, main);
-        leveldb_free(rec);
-    }
-    leveldb_free(lv);
-    free(k);
-    return kv;
+    mvcc_range_t r = mvcc_range_make(key, key_len, NULL, 0);
+    mvcc_kv_list_t l = {0};
+    int64_t count = 0;
+    if (db_range(t, &r, t->meta.rev, 1, 0, &l, &count) != MVCC_OK) return NULL;
+    return l.n ? l.kvs[0] : NULL;
 }
 
 int mvcc_txn_put(mvcc_txn_t *t, const uint8_t *key, size_t key_len, const uint8_t *val, size_t val_len,
