@@ -606,10 +606,15 @@ void watch_hub_notify_batch(watch_hub_t *hub, const watch_batch_t *b) {
 
 /* ---- catch-up ---- */
 
+/* Catch-up sends one response per watcher per history read holding every
+ * matching event of the window, as etcd's syncWatchers does (it batches up
+ * to 1000 revisions per response): events are copied into a batch because
+ * history's memory lives only during emit. */
 typedef struct catchup {
     watch_hub_t *hub;
     watcher_t *w;
     int64_t to_rev;
+    watch_batch_t *acc;
     int stopped;
 } catchup_t;
 
@@ -619,26 +624,32 @@ static int catchup_emit(void *arg, int64_t rev, const watch_event_t *events, siz
     watcher_t *w = c->w;
     if (c->stopped) return 1;
     if (rev < w->min_rev || rev > c->to_rev) return 0; /* not asked for: never a duplicate */
-    if (grow((void **)&hub->evp, &hub->cap_evp, n, sizeof(*hub->evp)) != 0) {
-        c->stopped = 1; /* retried on a later pass */
-        hub->history_failed = 1;
-        return 1;
-    }
-    size_t k = 0;
-    for (size_t i = 0; i < n; i++)
-        if (watcher_matches(w, &events[i])) hub->evp[k++] = &events[i];
-    if (k > 0) {
-        watch_resp_t r;
-        resp_init(&r, w, hub->rev);
-        r.events = hub->evp;
-        r.n_events = k;
-        if (send_resp(hub, w->stream, &r) != 0) {
-            c->stopped = 1;
+    for (size_t i = 0; i < n; i++) {
+        const watch_event_t *ev = &events[i];
+        if (!watcher_matches(w, ev)) continue;
+        if (watch_batch_add(c->acc, ev->type, &ev->kv, ev->has_prev ? &ev->prev : NULL) != 0) {
+            c->stopped = 1; /* retried on a later pass */
+            hub->history_failed = 1;
             return 1;
         }
-        w->sent_since_tick = 1;
     }
-    w->min_rev = rev + 1;
+    return 0;
+}
+
+/* Sends the accumulated events as one response. 0, or -1 if refused. */
+static int catchup_flush(watch_hub_t *hub, watcher_t *w, const watch_batch_t *acc) {
+    if (acc->n == 0) return 0;
+    if (grow((void **)&hub->evp, &hub->cap_evp, acc->n, sizeof(*hub->evp)) != 0) {
+        hub->history_failed = 1;
+        return -1;
+    }
+    for (size_t i = 0; i < acc->n; i++) hub->evp[i] = &acc->events[i];
+    watch_resp_t r;
+    resp_init(&r, w, hub->rev);
+    r.events = hub->evp;
+    r.n_events = acc->n;
+    if (send_resp(hub, w->stream, &r) != 0) return -1;
+    w->sent_since_tick = 1;
     return 0;
 }
 
@@ -657,11 +668,16 @@ static void catch_up(watch_hub_t *hub, watcher_t *w) {
             req.range_end = &zero;
             req.range_end_len = 1;
         }
-        catchup_t c = {.hub = hub, .w = w, .to_rev = to};
+        catchup_t c = {.hub = hub, .w = w, .to_rev = to, .acc = watch_batch_new(to)};
+        if (!c.acc) {
+            hub->history_failed = 1;
+            return;
+        }
         int64_t compact_rev = 0;
         hub->history_reads++;
         int rc = hub->ops.history(hub->ops.ctx, &req, catchup_emit, &c, &compact_rev);
         if (rc == WATCH_ERR_COMPACTED) {
+            watch_batch_unref(c.acc);
             watch_resp_t r;
             resp_init(&r, w, 0); /* etcd's compaction reply has header revision 0 */
             r.compact_revision = compact_rev;
@@ -670,10 +686,13 @@ static void catch_up(watch_hub_t *hub, watcher_t *w) {
             return;
         }
         if (rc != WATCH_OK) {
+            watch_batch_unref(c.acc);
             hub->history_failed = 1;
             return;
         }
-        if (c.stopped) return;
+        int refused = c.stopped || catchup_flush(hub, w, c.acc) != 0;
+        watch_batch_unref(c.acc);
+        if (refused) return; /* nothing of the window was delivered: re-read later */
         w->min_rev = to + 1;
     }
     if (w->min_rev > hub->rev && make_synced(hub, w) != 0) hub->history_failed = 1;
