@@ -50,7 +50,6 @@ typedef struct svc_watch {
     svc_stream_t *streams;       /* every open stream */
     watch_event_t *scratch;      /* history conversion buffer */
     size_t scratch_cap;
-    grpc_method_t method;
 } svc_watch_t;
 
 struct svc_stream {
@@ -496,6 +495,10 @@ static void handle_create(svc_stream_t *st, const Etcdserverpb__WatchCreateReque
 static void watch_message(grpc_call_t *call, const uint8_t *msg, size_t len, void *ctx)
 {
     svc_watch_t *w = ctx;
+    if (!w) { /* stopped: the transport may still be closing connections */
+        grpc_call_finish(call, GRPC_UNAVAILABLE, "etcdserver: server stopped");
+        return;
+    }
     svc_stream_t *st = grpc_call_get_user(call);
     if (!st) {
         if (server_require_leader(w->s, call) != 0)
@@ -541,6 +544,16 @@ static void watch_cancel(grpc_call_t *call, void *ctx)
 
 /* ---- lifecycle ---- */
 
+/* The method table outlives the gRPC server (grpc.h), which closes its
+ * connections after svc_watch_stop: static, with ctx cleared at stop. */
+static grpc_method_t watch_method = {
+    .path = "/etcdserverpb.Watch/Watch",
+    .client_streaming = 1,
+    .server_streaming = 1,
+    .on_message = watch_message,
+    .on_cancel = watch_cancel,
+};
+
 int svc_watch_init(server_t *s, mvcc_options_t *mopts)
 {
     svc_watch_t *w = calloc(1, sizeof(*w));
@@ -565,15 +578,8 @@ int svc_watch_start(server_t *s)
     w->hub = watch_hub_new(&ops, &opts, mvcc_revision(s->mvcc));
     if (!w->hub)
         return -1;
-    w->method = (grpc_method_t){
-        .path = "/etcdserverpb.Watch/Watch",
-        .client_streaming = 1,
-        .server_streaming = 1,
-        .on_message = watch_message,
-        .on_cancel = watch_cancel,
-        .ctx = w,
-    };
-    if (grpc_server_register(s->grpc, &w->method) != 0)
+    watch_method.ctx = w;
+    if (grpc_server_register(s->grpc, &watch_method) != 0)
         return -1;
     w->progress_timer = loop_timer_add(s->loop, watch_hub_progress_interval_ms(w->hub), progress_fire, w);
     return 0;
@@ -597,4 +603,5 @@ void svc_watch_stop(server_t *s)
     free(w->scratch);
     free(w);
     s->watch = NULL;
+    watch_method.ctx = NULL;
 }

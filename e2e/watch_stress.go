@@ -17,6 +17,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"math"
 	"math/rand"
 	"os"
 	"sort"
@@ -26,8 +27,72 @@ import (
 	"time"
 
 	"go.etcd.io/etcd/clientv3"
+	pb "go.etcd.io/etcd/etcdserver/etcdserverpb"
 	"go.etcd.io/etcd/mvcc/mvccpb"
+	"google.golang.org/grpc"
 )
+
+// slowConsumer: a raw Watch stream that reads nothing while n puts of
+// 8 KiB values are written (far more than the HTTP/2 windows and the
+// server's per-stream bound), then reads: the server must have parked the
+// watcher and caught it up from storage, with every revision exactly once.
+func slowConsumer(cli *clientv3.Client, n int) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	stream, err := pb.NewWatchClient(cli.ActiveConnection()).Watch(ctx,
+		grpc.MaxCallRecvMsgSize(math.MaxInt32)) // as clientv3 does: catch-up responses hold up to 1000 revisions
+	if err != nil {
+		fmt.Println("FATAL: slow watch:", err)
+		os.Exit(1)
+	}
+	err = stream.Send(&pb.WatchRequest{RequestUnion: &pb.WatchRequest_CreateRequest{
+		CreateRequest: &pb.WatchCreateRequest{Key: []byte("/slow/"), RangeEnd: []byte("/slow0")}}})
+	if err != nil {
+		fmt.Println("FATAL: slow watch create:", err)
+		os.Exit(1)
+	}
+	created, err := stream.Recv()
+	if err != nil || !created.Created {
+		fmt.Println("FATAL: slow watch not created:", err)
+		os.Exit(1)
+	}
+	val := make([]byte, 8192)
+	revs := map[int64]bool{}
+	t0 := time.Now()
+	for i := 0; i < n; i++ {
+		resp, err := cli.Put(context.Background(), fmt.Sprintf("/slow/%d", i%50), string(val))
+		if err != nil {
+			fmt.Println("FATAL: slow put:", err)
+			os.Exit(1)
+		}
+		revs[resp.Header.Revision] = true
+	}
+	tw := time.Since(t0)
+	var last int64
+	got, responses := 0, 0
+	for got < n {
+		resp, err := stream.Recv()
+		if err != nil {
+			fmt.Println("FAIL: slow consumer:", err)
+			failed = true
+			return
+		}
+		responses++
+		for _, e := range resp.Events {
+			if e.Kv.ModRevision <= last || !revs[e.Kv.ModRevision] {
+				fmt.Printf("FAIL: slow consumer: revision %d after %d (written: %v)\n", e.Kv.ModRevision, last, revs[e.Kv.ModRevision])
+				failed = true
+				return
+			}
+			last = e.Kv.ModRevision
+			got++
+		}
+	}
+	fmt.Printf("slow consumer: %d events (%d MiB) in %d responses, writes took %.1fs, all read %.1fs\n",
+		got, got*8192>>20, responses, tw.Seconds(), time.Since(t0).Seconds())
+}
+
+var failed bool
 
 type ev struct {
 	rev     int64
@@ -386,6 +451,10 @@ func main() {
 		float64(ops-pre)/(tWrites-tW).Seconds(), float64(total)/(tAll-tW).Seconds())
 	if bad > 0 {
 		fmt.Printf("%d of %d watchers wrong\n", bad, nw)
+		os.Exit(1)
+	}
+	slowConsumer(clis[0], 3000)
+	if failed {
 		os.Exit(1)
 	}
 }
