@@ -223,10 +223,12 @@ static int send_response(svc_watch_t *w, grpc_call_t *call, const watch_resp_t *
 }
 
 /* etcd's sendFragments: only when the watcher asked for it, the response
- * has more than one event and is at least --max-request-bytes. */
+ * has more than one event and is at least --max-request-bytes + 512 KiB
+ * (the watch server's limit includes gRPC's overhead allowance). */
 static void send_maybe_fragmented(svc_watch_t *w, grpc_call_t *call, const watch_resp_t *r)
 {
-    size_t max = grpc_server_max_request_bytes(w->s->grpc);
+    /* etcd: maxRequestBytes = --max-request-bytes + grpcOverheadBytes */
+    size_t max = grpc_server_max_request_bytes(w->s->grpc) + 512 * 1024;
     if (!r->fragment || r->n_events < 2) {
         send_response(w, call, r, 0, r->n_events, 0);
         return;
