@@ -8,6 +8,7 @@
  * rejected: refusing them would break drop-in use. Unknown flags are errors,
  * as in etcd.
  */
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -393,6 +394,12 @@ static int parse_args(int argc, char **argv)
 
 int main(int argc, char **argv)
 {
+    /* A big Range (a 20 MB LIST) allocates and frees buffers of that size per
+     * request. glibc would serve each with a fresh mmap(), so every page of
+     * every copy page-faults (measured: ~45% of such a request's CPU); keep
+     * them in the heap and keep up to 128 MB of freed memory for reuse. */
+    mallopt(M_MMAP_THRESHOLD, 64 << 20);
+    mallopt(M_TRIM_THRESHOLD, 128 << 20);
     server_config_defaults(&cfg);
     if (apply_env() != 0)
         return 2;
