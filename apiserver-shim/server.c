@@ -144,6 +144,38 @@ void server_finish_result(grpc_call_t *call, kv_result_t *res)
     kv_result_clear(res);
 }
 
+void server_fill_header(server_t *s, Etcdserverpb__ResponseHeader *h)
+{
+    kv_header_info_t info;
+    server_header_info(s, &info);
+    h->cluster_id = info.cluster_id;
+    h->member_id = info.member_id;
+    h->raft_term = info.raft_term;
+    h->revision = mvcc_revision(s->mvcc);
+}
+
+int server_send_message(grpc_call_t *call, const ProtobufCMessage *msg, int finish)
+{
+    size_t len = protobuf_c_message_get_packed_size(msg);
+    uint8_t *buf = malloc(len ? len : 1);
+    if (!buf) {
+        grpc_call_finish(call, GRPC_RESOURCE_EXHAUSTED, "etcdserver: out of memory");
+        return -1;
+    }
+    protobuf_c_message_pack(msg, buf);
+    int rc = grpc_call_send(call, buf, len);
+    free(buf);
+    if (finish)
+        grpc_call_finish(call, GRPC_OK, NULL);
+    return rc;
+}
+
+void server_reply_bad_request(grpc_call_t *call)
+{
+    /* What grpc-go answers when the request does not unmarshal. */
+    grpc_call_finish(call, GRPC_INTERNAL, "grpc: error unmarshalling request: unexpected EOF");
+}
+
 int server_require_leader(server_t *s, grpc_call_t *call)
 {
     const char *hasleader = grpc_call_metadata(call, "hasleader");

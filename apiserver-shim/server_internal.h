@@ -54,6 +54,17 @@ int server_require_leader(server_t *s, grpc_call_t *call);
  * caller keeps ownership of req. */
 void server_propose(server_t *s, grpc_call_t *call, Kshim__InternalRequest *req);
 
+/* A response header for this member at the store's current revision. */
+void server_fill_header(server_t *s, Etcdserverpb__ResponseHeader *h);
+
+/* Packs msg, sends it on call and, if finish is set, finishes the call OK.
+ * Returns 0, or -1 (out of memory: the call is finished with an error; or
+ * the call is already closed). */
+int server_send_message(grpc_call_t *call, const ProtobufCMessage *msg, int finish);
+
+/* grpc-go's answer to a request that does not unmarshal. */
+void server_reply_bad_request(grpc_call_t *call);
+
 /* Sends res on call (response or error) and finishes it; clears res. */
 void server_finish_result(grpc_call_t *call, kv_result_t *res);
 

@@ -92,30 +92,6 @@ int svc_auth_token_info(server_t *s, const char *token, auth_token_info_t *info)
 
 /* ---- answering --------------------------------------------------------- */
 
-static void fill_header(server_t *s, Etcdserverpb__ResponseHeader *h)
-{
-    kv_header_info_t info;
-    server_header_info(s, &info);
-    h->cluster_id = info.cluster_id;
-    h->member_id = info.member_id;
-    h->raft_term = info.raft_term;
-    h->revision = mvcc_revision(s->mvcc);
-}
-
-static void send_packed(grpc_call_t *call, const ProtobufCMessage *msg)
-{
-    size_t len = protobuf_c_message_get_packed_size(msg);
-    uint8_t *buf = malloc(len ? len : 1);
-    if (!buf) {
-        grpc_call_finish(call, GRPC_RESOURCE_EXHAUSTED, "etcdserver: out of memory");
-        return;
-    }
-    protobuf_c_message_pack(msg, buf);
-    grpc_call_send(call, buf, len);
-    grpc_call_finish(call, GRPC_OK, NULL);
-    free(buf);
-}
-
 static void finish_store_error(grpc_call_t *call, int err)
 {
     grpc_call_finish(call, (grpc_status_t)auth_store_code(err), auth_store_strerror(err));
@@ -302,11 +278,11 @@ static void issue_token(server_t *s, grpc_call_t *call, const char *user, uint64
         return;
     }
     Etcdserverpb__ResponseHeader hdr = ETCDSERVERPB__RESPONSE_HEADER__INIT;
-    fill_header(s, &hdr);
+    server_fill_header(s, &hdr);
     Etcdserverpb__AuthenticateResponse resp = ETCDSERVERPB__AUTHENTICATE_RESPONSE__INIT;
     resp.header = &hdr;
     resp.token = token;
-    send_packed(call, &resp.base);
+    server_send_message(call, &resp.base, 1);
     free(token);
 }
 
@@ -428,12 +404,12 @@ static void on_user_get(server_t *s, grpc_call_t *call, const auth_identity_t *i
         return;
     }
     Etcdserverpb__ResponseHeader hdr = ETCDSERVERPB__RESPONSE_HEADER__INIT;
-    fill_header(s, &hdr);
+    server_fill_header(s, &hdr);
     Etcdserverpb__AuthUserGetResponse resp = ETCDSERVERPB__AUTH_USER_GET_RESPONSE__INIT;
     resp.header = &hdr;
     resp.roles = u->roles;
     resp.n_roles = u->n_roles;
-    send_packed(call, &resp.base);
+    server_send_message(call, &resp.base, 1);
     authpb__user__free_unpacked(u, NULL);
 }
 
@@ -453,12 +429,12 @@ static void on_role_get(server_t *s, grpc_call_t *call, const auth_identity_t *i
         return;
     }
     Etcdserverpb__ResponseHeader hdr = ETCDSERVERPB__RESPONSE_HEADER__INIT;
-    fill_header(s, &hdr);
+    server_fill_header(s, &hdr);
     Etcdserverpb__AuthRoleGetResponse resp = ETCDSERVERPB__AUTH_ROLE_GET_RESPONSE__INIT;
     resp.header = &hdr;
     resp.perm = role->keypermission;
     resp.n_perm = role->n_keypermission;
-    send_packed(call, &resp.base);
+    server_send_message(call, &resp.base, 1);
     authpb__role__free_unpacked(role, NULL);
 }
 
@@ -473,19 +449,19 @@ static void on_list(server_t *s, grpc_call_t *call, int users)
         return;
     }
     Etcdserverpb__ResponseHeader hdr = ETCDSERVERPB__RESPONSE_HEADER__INIT;
-    fill_header(s, &hdr);
+    server_fill_header(s, &hdr);
     if (users) {
         Etcdserverpb__AuthUserListResponse resp = ETCDSERVERPB__AUTH_USER_LIST_RESPONSE__INIT;
         resp.header = &hdr;
         resp.users = names;
         resp.n_users = n;
-        send_packed(call, &resp.base);
+        server_send_message(call, &resp.base, 1);
     } else {
         Etcdserverpb__AuthRoleListResponse resp = ETCDSERVERPB__AUTH_ROLE_LIST_RESPONSE__INIT;
         resp.header = &hdr;
         resp.roles = names;
         resp.n_roles = n;
-        send_packed(call, &resp.base);
+        server_send_message(call, &resp.base, 1);
     }
     auth_store_free_names(names, n);
 }
@@ -493,12 +469,12 @@ static void on_list(server_t *s, grpc_call_t *call, int users)
 static void on_status(server_t *s, grpc_call_t *call)
 {
     Etcdserverpb__ResponseHeader hdr = ETCDSERVERPB__RESPONSE_HEADER__INIT;
-    fill_header(s, &hdr);
+    server_fill_header(s, &hdr);
     Etcdserverpb__AuthStatusResponse resp = ETCDSERVERPB__AUTH_STATUS_RESPONSE__INIT;
     resp.header = &hdr;
     resp.enabled = auth_store_enabled(s->auth->store);
     resp.authrevision = auth_store_revision(s->auth->store);
-    send_packed(call, &resp.base);
+    server_send_message(call, &resp.base, 1);
 }
 
 /* Handles one call; returns 1 when msg was handed on (and must not be freed

@@ -13,13 +13,8 @@ static void member_list_call(grpc_call_t *call, const uint8_t *msg, size_t len, 
     server_t *s = ctx;
     (void)msg;
     (void)len;
-    kv_header_info_t info;
-    server_header_info(s, &info);
     Etcdserverpb__ResponseHeader hdr = ETCDSERVERPB__RESPONSE_HEADER__INIT;
-    hdr.cluster_id = info.cluster_id;
-    hdr.member_id = info.member_id;
-    hdr.raft_term = info.raft_term;
-    hdr.revision = mvcc_revision(s->mvcc);
+    server_fill_header(s, &hdr);
 
     Etcdserverpb__Member me = ETCDSERVERPB__MEMBER__INIT;
     me.id = s->member_id;
@@ -35,16 +30,7 @@ static void member_list_call(grpc_call_t *call, const uint8_t *msg, size_t len, 
     resp.n_members = 1;
     resp.members = members;
 
-    size_t plen = etcdserverpb__member_list_response__get_packed_size(&resp);
-    uint8_t *buf = malloc(plen ? plen : 1);
-    if (!buf) {
-        grpc_call_finish(call, GRPC_RESOURCE_EXHAUSTED, "etcdserver: out of memory");
-        return;
-    }
-    etcdserverpb__member_list_response__pack(&resp, buf);
-    grpc_call_send(call, buf, plen);
-    grpc_call_finish(call, GRPC_OK, NULL);
-    free(buf);
+    server_send_message(call, &resp.base, 1);
 }
 
 static grpc_method_t cluster_methods[] = {

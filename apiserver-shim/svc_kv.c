@@ -20,12 +20,6 @@
 #include "auth_check.h"
 #include "server_internal.h"
 
-static void reply_bad_request(grpc_call_t *call)
-{
-    /* What grpc-go answers when the request does not unmarshal. */
-    grpc_call_finish(call, GRPC_INTERNAL, "grpc: error unmarshalling request: unexpected EOF");
-}
-
 /* Finishes call with the auth refusal, if any; returns -1 when refused.
  * (*msg is read only after the check ran.) */
 static int refuse(grpc_call_t *call, grpc_status_t st, const char *const *msg)
@@ -41,7 +35,7 @@ static void kv_range_call(grpc_call_t *call, const uint8_t *msg, size_t len, voi
     server_t *s = ctx;
     Etcdserverpb__RangeRequest *req = etcdserverpb__range_request__unpack(NULL, len, msg);
     if (!req) {
-        reply_bad_request(call);
+        server_reply_bad_request(call);
         return;
     }
     kv_result_t res = {0};
@@ -67,7 +61,7 @@ static void kv_put_call(grpc_call_t *call, const uint8_t *msg, size_t len, void 
     server_t *s = ctx;
     Etcdserverpb__PutRequest *req = etcdserverpb__put_request__unpack(NULL, len, msg);
     if (!req) {
-        reply_bad_request(call);
+        server_reply_bad_request(call);
         return;
     }
     kv_result_t res = {0};
@@ -90,7 +84,7 @@ static void kv_delete_call(grpc_call_t *call, const uint8_t *msg, size_t len, vo
     Etcdserverpb__DeleteRangeRequest *req =
         etcdserverpb__delete_range_request__unpack(NULL, len, msg);
     if (!req) {
-        reply_bad_request(call);
+        server_reply_bad_request(call);
         return;
     }
     kv_result_t res = {0};
@@ -112,7 +106,7 @@ static void kv_txn_call(grpc_call_t *call, const uint8_t *msg, size_t len, void 
     server_t *s = ctx;
     Etcdserverpb__TxnRequest *req = etcdserverpb__txn_request__unpack(NULL, len, msg);
     if (!req) {
-        reply_bad_request(call);
+        server_reply_bad_request(call);
         return;
     }
     kv_result_t res = {0};
@@ -142,7 +136,7 @@ static void kv_compact_call(grpc_call_t *call, const uint8_t *msg, size_t len, v
     Etcdserverpb__CompactionRequest *req =
         etcdserverpb__compaction_request__unpack(NULL, len, msg);
     if (!req) {
-        reply_bad_request(call);
+        server_reply_bad_request(call);
         return;
     }
     const char *why = NULL;

@@ -92,36 +92,6 @@ static int64_t min_lease_ttl(const server_config_t *cfg)
 
 /* ---- helpers ---- */
 
-static void reply_bad_request(grpc_call_t *call)
-{
-    grpc_call_finish(call, GRPC_INTERNAL, "grpc: error unmarshalling request: unexpected EOF");
-}
-
-static void fill_header(server_t *s, Etcdserverpb__ResponseHeader *h)
-{
-    kv_header_info_t info;
-    server_header_info(s, &info);
-    h->cluster_id = info.cluster_id;
-    h->member_id = info.member_id;
-    h->raft_term = info.raft_term;
-    h->revision = mvcc_revision(s->mvcc);
-}
-
-static void send_message(grpc_call_t *call, const ProtobufCMessage *msg, int finish)
-{
-    size_t len = protobuf_c_message_get_packed_size(msg);
-    uint8_t *buf = malloc(len ? len : 1);
-    if (!buf) {
-        grpc_call_finish(call, GRPC_RESOURCE_EXHAUSTED, "etcdserver: out of memory");
-        return;
-    }
-    protobuf_c_message_pack(msg, buf);
-    grpc_call_send(call, buf, len);
-    free(buf);
-    if (finish)
-        grpc_call_finish(call, GRPC_OK, NULL);
-}
-
 static int refused(grpc_call_t *call, grpc_status_t st, const char *msg)
 {
     if (st == GRPC_OK)
@@ -151,7 +121,7 @@ static void lease_grant_call(grpc_call_t *call, const uint8_t *msg, size_t len, 
     server_t *s = sl->s;
     Etcdserverpb__LeaseGrantRequest *req = etcdserverpb__lease_grant_request__unpack(NULL, len, msg);
     if (!req) {
-        reply_bad_request(call);
+        server_reply_bad_request(call);
         return;
     }
     lessor_t *l = get_lessor(sl);
@@ -210,7 +180,7 @@ static void lease_revoke_call(grpc_call_t *call, const uint8_t *msg, size_t len,
     Etcdserverpb__LeaseRevokeRequest *req =
         etcdserverpb__lease_revoke_request__unpack(NULL, len, msg);
     if (!req) {
-        reply_bad_request(call);
+        server_reply_bad_request(call);
         return;
     }
     const char *why = NULL;
@@ -266,7 +236,7 @@ static void lease_ttl_call(grpc_call_t *call, const uint8_t *msg, size_t len, vo
     Etcdserverpb__LeaseTimeToLiveRequest *req =
         etcdserverpb__lease_time_to_live_request__unpack(NULL, len, msg);
     if (!req) {
-        reply_bad_request(call);
+        server_reply_bad_request(call);
         return;
     }
     lessor_t *l = get_lessor(sl);
@@ -293,8 +263,8 @@ static void lease_ttl_call(grpc_call_t *call, const uint8_t *msg, size_t len, vo
             resp.n_keys = keys.n;
             resp.keys = keys.v;
         }
-        fill_header(s, &h);
-        send_message(call, &resp.base, 1);
+        server_fill_header(s, &h);
+        server_send_message(call, &resp.base, 1);
         key_list_free(&keys);
     }
     etcdserverpb__lease_time_to_live_request__free_unpacked(req, NULL);
@@ -307,7 +277,7 @@ static void lease_leases_call(grpc_call_t *call, const uint8_t *msg, size_t len,
     Etcdserverpb__LeaseLeasesRequest *req =
         etcdserverpb__lease_leases_request__unpack(NULL, len, msg);
     if (!req) {
-        reply_bad_request(call);
+        server_reply_bad_request(call);
         return;
     }
     etcdserverpb__lease_leases_request__free_unpacked(req, NULL);
@@ -331,11 +301,11 @@ static void lease_leases_call(grpc_call_t *call, const uint8_t *msg, size_t len,
             }
             Etcdserverpb__ResponseHeader h = ETCDSERVERPB__RESPONSE_HEADER__INIT;
             Etcdserverpb__LeaseLeasesResponse resp = ETCDSERVERPB__LEASE_LEASES_RESPONSE__INIT;
-            fill_header(s, &h);
+            server_fill_header(s, &h);
             resp.header = &h;
             resp.n_leases = n;
             resp.leases = stp;
-            send_message(call, &resp.base, 1);
+            server_send_message(call, &resp.base, 1);
         }
         free(st);
         free(stp);
@@ -356,7 +326,7 @@ static void keepalive_message(grpc_call_t *call, const uint8_t *msg, size_t len,
     Etcdserverpb__LeaseKeepAliveRequest *req =
         etcdserverpb__lease_keep_alive_request__unpack(NULL, len, msg);
     if (!req) {
-        reply_bad_request(call);
+        server_reply_bad_request(call);
         return;
     }
     lessor_t *l = get_lessor(sl);
@@ -368,14 +338,14 @@ static void keepalive_message(grpc_call_t *call, const uint8_t *msg, size_t len,
         /* header first, as etcd: its revision is not after the renewal */
         Etcdserverpb__ResponseHeader h = ETCDSERVERPB__RESPONSE_HEADER__INIT;
         Etcdserverpb__LeaseKeepAliveResponse resp = ETCDSERVERPB__LEASE_KEEP_ALIVE_RESPONSE__INIT;
-        fill_header(s, &h);
+        server_fill_header(s, &h);
         resp.header = &h;
         resp.id = req->id;
         int64_t ttl = 0;
         if (lessor_renew(l, req->id, now_ms(), &ttl) != LEASE_OK)
             ttl = 0; /* etcd: ErrLeaseNotFound becomes TTL 0 on the stream */
         resp.ttl = ttl;
-        send_message(call, &resp.base, 0);
+        server_send_message(call, &resp.base, 0);
     }
     etcdserverpb__lease_keep_alive_request__free_unpacked(req, NULL);
 }

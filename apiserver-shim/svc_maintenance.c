@@ -12,30 +12,6 @@
 #include "server_internal.h"
 #include "version.h"
 
-static void send_packed(grpc_call_t *call, const ProtobufCMessage *msg)
-{
-    size_t len = protobuf_c_message_get_packed_size(msg);
-    uint8_t *buf = malloc(len ? len : 1);
-    if (!buf) {
-        grpc_call_finish(call, GRPC_RESOURCE_EXHAUSTED, "etcdserver: out of memory");
-        return;
-    }
-    protobuf_c_message_pack(msg, buf);
-    grpc_call_send(call, buf, len);
-    grpc_call_finish(call, GRPC_OK, NULL);
-    free(buf);
-}
-
-static void fill_header(server_t *s, Etcdserverpb__ResponseHeader *h)
-{
-    kv_header_info_t info;
-    server_header_info(s, &info);
-    h->cluster_id = info.cluster_id;
-    h->member_id = info.member_id;
-    h->raft_term = info.raft_term;
-    h->revision = mvcc_revision(s->mvcc);
-}
-
 static void status_call(grpc_call_t *call, const uint8_t *msg, size_t len, void *ctx)
 {
     server_t *s = ctx;
@@ -45,7 +21,7 @@ static void status_call(grpc_call_t *call, const uint8_t *msg, size_t len, void 
     raft_node_status(s->raft, &st);
 
     Etcdserverpb__ResponseHeader hdr = ETCDSERVERPB__RESPONSE_HEADER__INIT;
-    fill_header(s, &hdr);
+    server_fill_header(s, &hdr);
     hdr.raft_term = st.term;
     Etcdserverpb__StatusResponse resp = ETCDSERVERPB__STATUS_RESPONSE__INIT;
     resp.header = &hdr;
@@ -61,7 +37,7 @@ static void status_call(grpc_call_t *call, const uint8_t *msg, size_t len, void 
         resp.n_errors = 1;
         resp.errors = &no_leader;
     }
-    send_packed(call, &resp.base);
+    server_send_message(call, &resp.base, 1);
 }
 
 static void alarm_call(grpc_call_t *call, const uint8_t *msg, size_t len, void *ctx)
@@ -69,16 +45,16 @@ static void alarm_call(grpc_call_t *call, const uint8_t *msg, size_t len, void *
     server_t *s = ctx;
     Etcdserverpb__AlarmRequest *req = etcdserverpb__alarm_request__unpack(NULL, len, msg);
     if (!req) {
-        grpc_call_finish(call, GRPC_INTERNAL, "grpc: error unmarshalling request: unexpected EOF");
+        server_reply_bad_request(call);
         return;
     }
     /* No alarm is ever raised yet (the space quota fails writes directly), so
      * GET lists none and ACTIVATE/DEACTIVATE have nothing to change. */
     Etcdserverpb__ResponseHeader hdr = ETCDSERVERPB__RESPONSE_HEADER__INIT;
-    fill_header(s, &hdr);
+    server_fill_header(s, &hdr);
     Etcdserverpb__AlarmResponse resp = ETCDSERVERPB__ALARM_RESPONSE__INIT;
     resp.header = &hdr;
-    send_packed(call, &resp.base);
+    server_send_message(call, &resp.base, 1);
     etcdserverpb__alarm_request__free_unpacked(req, NULL);
 }
 
@@ -96,10 +72,10 @@ static void defragment_call(grpc_call_t *call, const uint8_t *msg, size_t len, v
     /* LevelDB compacts its files continuously; there is no free-list to
      * rewrite as in bbolt, so defragmentation has nothing to do. */
     Etcdserverpb__ResponseHeader hdr = ETCDSERVERPB__RESPONSE_HEADER__INIT;
-    fill_header(s, &hdr);
+    server_fill_header(s, &hdr);
     Etcdserverpb__DefragmentResponse resp = ETCDSERVERPB__DEFRAGMENT_RESPONSE__INIT;
     resp.header = &hdr;
-    send_packed(call, &resp.base);
+    server_send_message(call, &resp.base, 1);
 }
 
 static grpc_method_t maintenance_methods[] = {
