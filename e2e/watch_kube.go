@@ -299,13 +299,14 @@ func main() {
 
 	// compaction at a revision that deletes a key, then re-watches on a new
 	// stream: a watch from exactly the compact revision does not replay that
-	// DELETE (etcd's physical compaction drops a tombstone at the compact
-	// revision too; only a watch racing an unfinished compaction could see it)
+	// DELETE once the compaction is physically done (etcd drops a tombstone at
+	// the compact revision too; without WithCompactPhysical etcd answers
+	// before compacting and a quick watch may still see it, so the test waits)
 	put("/registry/gone", "x")
 	dresp, err := cli.Delete(bg, "/registry/gone")
 	must(err, "delete before compaction")
 	cur = dresp.Header.Revision
-	_, err = cli.Compact(bg, cur)
+	_, err = cli.Compact(bg, cur, clientv3.WithCompactPhysical())
 	must(err, "compact")
 	fmt.Printf("compacted at %d\n", cur)
 	cctx, ccancel := context.WithCancel(bg)
