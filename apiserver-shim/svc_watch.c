@@ -50,6 +50,10 @@ typedef struct svc_watch {
     svc_stream_t *streams;       /* every open stream */
     watch_event_t *scratch;      /* history conversion buffer */
     size_t scratch_cap;
+    /* Watchers in the hub, published by the loop after every create (the
+     * only change that raises it) and cancel/close, read by the apply thread:
+     * while it is 0 a revision's events are not copied at all. */
+    _Atomic size_t n_watchers;
 } svc_watch_t;
 
 struct svc_stream {
@@ -99,6 +103,7 @@ static const Mvccpb__KeyValue *prev_at_rev_minus_1(int64_t rev, const mvcc_event
 typedef struct posted {
     svc_watch_t *w;
     watch_batch_t *b;
+    int elided;                  /* b holds no events: nobody was watching */
 } posted_t;
 
 static void posted_run(void *arg)
@@ -107,10 +112,20 @@ static void posted_run(void *arg)
     watch_hub_t *hub = p->w->hub;
     /* Revisions applied before start are covered by the hub's start
      * revision; later ones arrive in order. */
-    if (hub && p->b->revision > watch_hub_revision(hub))
-        watch_hub_notify_batch(hub, p->b);
+    if (hub && p->b->revision > watch_hub_revision(hub)) {
+        if (p->elided)
+            watch_hub_notify_elided(hub, p->b->revision);
+        else
+            watch_hub_notify_batch(hub, p->b);
+    }
     watch_batch_unref(p->b);
     free(p);
+}
+
+/* Loop thread: publish the hub's watcher count for the apply thread. */
+static void publish_watchers(svc_watch_t *w)
+{
+    atomic_store(&w->n_watchers, w->hub ? watch_hub_watchers(w->hub) : 0);
 }
 
 static void watch_on_events(void *ctx, int64_t rev, const mvcc_event_t *evs, size_t n)
@@ -122,7 +137,11 @@ static void watch_on_events(void *ctx, int64_t rev, const mvcc_event_t *evs, siz
         log_error("watch: out of memory for revision %lld", (long long)rev);
         abort(); /* a lost revision would silently break every watcher */
     }
-    for (size_t i = 0; i < n; i++) {
+    /* Nobody watching: post the revision without copying its events; a
+     * watcher created meanwhile catches it up from storage (the revision is
+     * committed before this hook runs). */
+    p->elided = atomic_load(&w->n_watchers) == 0;
+    for (size_t i = 0; i < n && !p->elided; i++) {
         watch_kv_t kv, prev;
         kv_to_watch(evs[i].kv, &kv);
         const Mvccpb__KeyValue *pkv = prev_at_rev_minus_1(rev, evs, i);
@@ -391,8 +410,10 @@ static void progress_fire(loop_t *loop, void *arg)
 static void stream_close(svc_stream_t *st)
 {
     svc_watch_t *w = st->w;
-    if (st->hs)
+    if (st->hs) {
         watch_hub_stream_close(w->hub, st->hs);
+        publish_watchers(w);
+    }
     if (st->prev)
         st->prev->next = st->next;
     else
@@ -487,6 +508,7 @@ static void handle_create(svc_stream_t *st, const Etcdserverpb__WatchCreateReque
     }
     int64_t id = -1;
     int rc = watch_hub_create(w->hub, st->hs, &req, &id);
+    publish_watchers(w);
     if (rc != WATCH_OK) {
         send_simple(w, st->call, -1, watch_hub_revision(w->hub), 1, 1, watch_hub_strerror(rc));
         return;
@@ -523,8 +545,10 @@ static void watch_message(grpc_call_t *call, const uint8_t *msg, size_t len, voi
         break;
     case ETCDSERVERPB__WATCH_REQUEST__REQUEST_UNION_CANCEL_REQUEST: {
         int64_t id = req->cancel_request->watch_id;
-        if (watch_hub_cancel(w->hub, st->hs, id) == WATCH_OK)
+        if (watch_hub_cancel(w->hub, st->hs, id) == WATCH_OK) {
+            publish_watchers(w);
             send_simple(w, call, id, watch_hub_revision(w->hub), 0, 1, NULL);
+        }
         break;
     }
     case ETCDSERVERPB__WATCH_REQUEST__REQUEST_UNION_PROGRESS_REQUEST:

@@ -604,6 +604,14 @@ void watch_hub_notify_batch(watch_hub_t *hub, const watch_batch_t *b) {
     watch_hub_notify(hub, b->revision, b->events, b->n);
 }
 
+void watch_hub_notify_elided(watch_hub_t *hub, int64_t rev) {
+    assert(rev > hub->rev);
+    hub->rev = rev;
+    notify_degrade(hub, rev);
+}
+
+size_t watch_hub_watchers(const watch_hub_t *hub) { return hub->nwatchers; }
+
 /* ---- catch-up ---- */
 
 /* Catch-up sends one response per watcher per history read holding every

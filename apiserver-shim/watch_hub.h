@@ -210,6 +210,13 @@ const char *watch_hub_strerror(int err);
  * event order, after its filters. The events are only borrowed. */
 void watch_hub_notify(watch_hub_t *hub, int64_t rev, const watch_event_t *events, size_t n);
 void watch_hub_notify_batch(watch_hub_t *hub, const watch_batch_t *b);
+/* Revision rev (> watch_hub_revision) was applied but its events were not
+ * copied, because no watcher existed when it was applied. A watcher created
+ * since then that expects rev falls back to catch-up from history, so it
+ * still gets rev's events, once. */
+void watch_hub_notify_elided(watch_hub_t *hub, int64_t rev);
+/* Number of watchers on every stream. */
+size_t watch_hub_watchers(const watch_hub_t *hub);
 
 /* ---- catch-up and progress ---- */
 

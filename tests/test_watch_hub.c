@@ -557,6 +557,47 @@ static void test_past_start_replay_then_live(void **state) {
     env_free(e);
 }
 
+/* Revisions applied while nobody watched are posted without their events
+ * (watch_hub_notify_elided); a watcher created before they reach the hub
+ * gets them from history, once, then live events with no gap. */
+static void test_elided_revisions_caught_up(void **state) {
+    (void)state;
+    env_t *e = env_new(NULL);
+    env_put(e, 1);                       /* rev 2, delivered normally */
+    e->lag = 1;
+    int64_t r3 = env_put(e, 1);          /* applied with no watcher: elided */
+    fake_stream_t *fs = fs_new(e, 1000);
+    int64_t w = watch_on(e, fs, "k01", "", 0, 0, 0); /* from hub rev 2: wants 3 on */
+    int64_t r4 = env_put(e, 1);          /* also elided (count not yet seen) */
+    watch_hub_notify_elided(e->hub, r3);
+    watch_hub_notify_elided(e->hub, r4);
+    e->notified = r4;
+    e->lag = 0;
+    assert_int_equal(fs->rec[w].n, 0);
+    assert_false(watch_hub_stream_caught_up(e->hub, fs->hs));
+    env_drain_passes(e);
+    assert_true(watch_hub_stream_caught_up(e->hub, fs->hs));
+    int64_t r5 = env_put(e, 1);          /* live again */
+    assert_int_equal(fs->rec[w].n, 3);
+    assert_int_equal(fs->rec[w].ev[0].rev, r3);
+    assert_int_equal(fs->rec[w].ev[1].rev, r4);
+    assert_int_equal(fs->rec[w].ev[2].rev, r5);
+    /* a watcher created after the elided revisions reached the hub is not
+     * affected by them */
+    int64_t w2 = watch_on(e, fs, "k02", "", 0, 0, 0);
+    e->lag = 1;
+    int64_t r6 = env_put(e, 3);
+    watch_hub_notify_elided(e->hub, r6);   /* k03: no watcher wants it */
+    e->notified = r6;
+    e->lag = 0;
+    env_drain_passes(e);
+    env_put(e, 2);
+    assert_int_equal(fs->rec[w2].n, 1);
+    assert_int_equal(fs->rec[w].n, 3);
+    fs_free(e, fs);
+    env_free(e);
+}
+
 static void test_chunked_catch_up(void **state) {
     (void)state;
     watch_hub_options_t o = {.chunk_revisions = 10, .max_watchers_per_pass = 1};
@@ -1068,6 +1109,7 @@ int main(void) {
         cmocka_unit_test(test_filters),
         cmocka_unit_test(test_ids_errors_cancel),
         cmocka_unit_test(test_past_start_replay_then_live),
+        cmocka_unit_test(test_elided_revisions_caught_up),
         cmocka_unit_test(test_chunked_catch_up),
         cmocka_unit_test(test_slow_consumer_catches_up),
         cmocka_unit_test(test_compaction_cancels),
