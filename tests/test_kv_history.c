@@ -7,86 +7,7 @@
  * compaction rule (from < compact revision -> compacted; from == compact
  * revision is served).
  */
-#include <setjmp.h>
-#include <stdarg.h>
-#include <stddef.h>
-#include <stdint.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-
-#include <cmocka.h>
-
-#include "kv.h"
-
-typedef struct fx {
-    char dir[256];
-    mvcc_t *m;
-    uint64_t index;
-    kv_header_info_t hdr;
-} fx_t;
-
-static int setup(void **state)
-{
-    fx_t *f = calloc(1, sizeof *f);
-    const char *base = getenv("KSHIM_TEST_TMP");
-    char cmd[300];
-    snprintf(cmd, sizeof cmd, "mkdir -p %s", base ? base : "/tmp");
-    assert_int_equal(system(cmd), 0);
-    snprintf(f->dir, sizeof f->dir, "%s/kvhist-XXXXXX", base ? base : "/tmp");
-    assert_non_null(mkdtemp(f->dir));
-    char err[256];
-    assert_int_equal(mvcc_open(f->dir, NULL, &f->m, err, sizeof err), 0);
-    *state = f;
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    fx_t *f = *state;
-    mvcc_close(f->m);
-    char cmd[300];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", f->dir);
-    assert_int_equal(system(cmd), 0);
-    free(f);
-    return 0;
-}
-
-static ProtobufCBinaryData B(const char *s)
-{
-    ProtobufCBinaryData b = {strlen(s), (uint8_t *)s};
-    return b;
-}
-
-static int apply(fx_t *f, Kshim__InternalRequest *req)
-{
-    kv_result_t res;
-    assert_int_equal(kv_apply(f->m, ++f->index, req, &f->hdr, &res), 0);
-    int code = res.code;
-    kv_result_clear(&res);
-    return code;
-}
-
-static void put(fx_t *f, const char *k, const char *v)
-{
-    Etcdserverpb__PutRequest p = ETCDSERVERPB__PUT_REQUEST__INIT;
-    p.key = B(k);
-    p.value = B(v);
-    Kshim__InternalRequest req = KSHIM__INTERNAL_REQUEST__INIT;
-    req.put = &p;
-    assert_int_equal(apply(f, &req), 0);
-}
-
-static void del(fx_t *f, const char *k, const char *end)
-{
-    Etcdserverpb__DeleteRangeRequest d = ETCDSERVERPB__DELETE_RANGE_REQUEST__INIT;
-    d.key = B(k);
-    if (end)
-        d.range_end = B(end);
-    Kshim__InternalRequest req = KSHIM__INTERNAL_REQUEST__INIT;
-    req.delete_range = &d;
-    assert_int_equal(apply(f, &req), 0);
-}
+#include "kv_fixture.h"
 
 static void txn_put2(fx_t *f, const char *k1, const char *k2)
 {
@@ -106,28 +27,7 @@ static void txn_put2(fx_t *f, const char *k1, const char *k2)
     t.success = ops;
     Kshim__InternalRequest req = KSHIM__INTERNAL_REQUEST__INIT;
     req.txn = &t;
-    assert_int_equal(apply(f, &req), 0);
-}
-
-static void put_then_delete_in_txn(fx_t *f, const char *k)
-{
-    Etcdserverpb__PutRequest p = ETCDSERVERPB__PUT_REQUEST__INIT;
-    p.key = B(k);
-    p.value = B("short");
-    Etcdserverpb__DeleteRangeRequest d = ETCDSERVERPB__DELETE_RANGE_REQUEST__INIT;
-    d.key = B(k);
-    Etcdserverpb__RequestOp op1 = ETCDSERVERPB__REQUEST_OP__INIT, op2 = ETCDSERVERPB__REQUEST_OP__INIT;
-    op1.request_case = ETCDSERVERPB__REQUEST_OP__REQUEST_REQUEST_PUT;
-    op1.request_put = &p;
-    op2.request_case = ETCDSERVERPB__REQUEST_OP__REQUEST_REQUEST_DELETE_RANGE;
-    op2.request_delete_range = &d;
-    Etcdserverpb__RequestOp *ops[2] = {&op1, &op2};
-    Etcdserverpb__TxnRequest t = ETCDSERVERPB__TXN_REQUEST__INIT;
-    t.n_success = 2;
-    t.success = ops;
-    Kshim__InternalRequest req = KSHIM__INTERNAL_REQUEST__INIT;
-    req.txn = &t;
-    assert_int_equal(apply(f, &req), 0);
+    assert_int_equal(fx_apply(f, &req), 0);
 }
 
 static int compact(fx_t *f, int64_t rev)
@@ -136,7 +36,7 @@ static int compact(fx_t *f, int64_t rev)
     c.revision = rev;
     Kshim__InternalRequest req = KSHIM__INTERNAL_REQUEST__INIT;
     req.compaction = &c;
-    return apply(f, &req);
+    return fx_apply(f, &req);
 }
 
 /* The collected history as text: "rev:[P|D]key=value(prev)" items. */
@@ -195,13 +95,13 @@ static int hist(fx_t *f, const char *key, const char *end, int64_t from, int64_t
 /* rev 2 a=1, 3 b=1, 4 a=2, 5 txn{a=t1,c=t2}, 6 del a, 7 b=2, 8 del [b,d) */
 static void load(fx_t *f)
 {
-    put(f, "a", "1");
-    put(f, "b", "1");
-    put(f, "a", "2");
+    fx_put(f, "a", "1");
+    fx_put(f, "b", "1");
+    fx_put(f, "a", "2");
     txn_put2(f, "a", "c");
-    del(f, "a", NULL);
-    put(f, "b", "2");
-    del(f, "b", "d");
+    fx_del(f, "a", NULL);
+    fx_put(f, "b", "2");
+    fx_del(f, "b", "d");
 }
 
 static void test_single_key_with_prev(void **state)
@@ -260,8 +160,8 @@ static void test_stop(void **state)
 static void test_put_then_delete_same_txn(void **state)
 {
     fx_t *f = *state;
-    put(f, "k", "old");                 /* rev 2 */
-    put_then_delete_in_txn(f, "k");     /* rev 3 */
+    fx_put(f, "k", "old");                 /* rev 2 */
+    fx_put_then_delete_in_txn(f, "k", "short");     /* rev 3 */
     out_t o = {0};
     int64_t crev = 0;
     assert_int_equal(hist(f, "k", NULL, 3, 3, 1, &o, &crev), KV_HISTORY_OK);
@@ -275,7 +175,7 @@ static void test_block_boundaries(void **state)
     char v[16];
     for (int i = 0; i < 700; i++) { /* revisions 2..701 */
         snprintf(v, sizeof v, "%d", i + 2);
-        put(f, i % 2 ? "odd" : "even", v);
+        fx_put(f, i % 2 ? "odd" : "even", v);
     }
     /* windows around 256 and 512: every revision exactly once */
     int64_t windows[][2] = {{250, 260}, {255, 256}, {256, 511}, {1, 701}, {300, 700}, {511, 513}};
@@ -312,7 +212,7 @@ static void test_compaction_boundary(void **state)
     assert_string_equal(o.text, "");
     assert_int_equal(hist(f, "a", "z", 7, 100, 1, &o, &crev), KV_HISTORY_COMPACTED);
     assert_int_equal(crev, 8);
-    put(f, "a", "new"); /* rev 9: a create, never a prev */
+    fx_put(f, "a", "new"); /* rev 9: a create, never a prev */
     memset(&o, 0, sizeof o);
     assert_int_equal(hist(f, "a", NULL, 8, 9, 1, &o, &crev), KV_HISTORY_OK);
     assert_string_equal(o.text, "9:Pa=new/v1/c9 ");
@@ -321,12 +221,12 @@ static void test_compaction_boundary(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_single_key_with_prev, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_range_and_window, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_stop, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_put_then_delete_same_txn, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_block_boundaries, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_compaction_boundary, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_single_key_with_prev, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_range_and_window, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_stop, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_put_then_delete_same_txn, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_block_boundaries, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_compaction_boundary, fx_setup, fx_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
