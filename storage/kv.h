@@ -38,6 +38,8 @@ typedef struct kv_result {
     uint8_t *resp;
     size_t resp_len;
     int64_t revision;        /* store revision after the request */
+    int64_t physical_rev;    /* a Compact with physical: answer only once
+                              * mvcc_compacted_through() >= this (0: now) */
 } kv_result_t;
 
 void kv_result_clear(kv_result_t *res);

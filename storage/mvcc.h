@@ -47,7 +47,6 @@ typedef struct mvcc_meta {
     uint64_t applied_index;
     int64_t rev;             /* current revision, 1 when empty */
     int64_t compact_rev;     /* -1 when never compacted (as etcd) */
-    int64_t compact_done;    /* compaction physically finished up to here */
 } mvcc_meta_t;
 
 typedef struct mvcc_kv_list {
@@ -89,10 +88,28 @@ int64_t mvcc_txn_delete_range(mvcc_txn_t *t, const mvcc_range_t *r, mvcc_kv_list
  * holding the changes and the metadata; then the on_events hook runs. */
 int mvcc_txn_commit(mvcc_txn_t *t, uint64_t index);
 
-/* Record compaction at rev as entry `index` and physically delete every
- * superseded version <= rev (in bounded batches). Apply thread. Returns
- * MVCC_OK, MVCC_ERR_COMPACTED, MVCC_ERR_FUTURE_REV or MVCC_ERR_IO. */
+/* Record compaction at rev as entry `index` (reads below rev are refused
+ * from now on) and wake the background compactor (mvcc_compact.c), which
+ * deletes every superseded version <= rev in bounded batches. Apply thread.
+ * Returns MVCC_OK, MVCC_ERR_COMPACTED, MVCC_ERR_FUTURE_REV or MVCC_ERR_IO. */
 int mvcc_compact(mvcc_t *m, int64_t rev, uint64_t index);
+
+/* Any thread: every superseded version <= this revision is physically gone
+ * (0 if nothing was compacted yet). */
+int64_t mvcc_compacted_through(mvcc_t *m);
+/* Blocks until mvcc_compacted_through(m) >= rev. MVCC_OK, or MVCC_ERR_IO if
+ * the compactor stops or is held first. Not for the loop thread. */
+int mvcc_compact_wait(mvcc_t *m, int64_t rev);
+
+/* What the compactor did since open (tests, benchmarks). */
+typedef struct mvcc_compact_stats {
+    uint64_t batches;           /* synced LevelDB writes */
+    uint64_t records;           /* revision records walked */
+    uint64_t keys_visited;      /* keys whose newest version was looked up */
+    uint64_t versions_deleted;
+    int64_t done;               /* as mvcc_compacted_through, -1 if never */
+} mvcc_compact_stats_t;
+void mvcc_compact_stats(mvcc_t *m, mvcc_compact_stats_t *out);
 
 /* Side tables: state machines that live beside the MVCC keys (leases 'L',
  * auth 'A', ...) keep their records in the same LevelDB, under a first byte
@@ -119,7 +136,12 @@ const mvcc_options_t *mvcc_options(const mvcc_t *m);
 /* Key encoding, exposed for tests. */
 size_t mvcc_encode_key(uint8_t *out, const uint8_t *key, size_t key_len);  /* 'k'|escaped|terminator */
 size_t mvcc_encoded_key_max(size_t key_len);
-/* Compaction batch size in keys per LevelDB write (tests lower it). */
+/* Compactor knobs (tests, benchmarks): records per batch (default 1,000),
+ * pause between batches (default 10 ms), and a hold after n more batches
+ * (n < 0: release; a held compactor writes nothing until released or
+ * closed, as if the member had crashed there). */
 void mvcc_set_compact_batch(mvcc_t *m, size_t n);
+void mvcc_set_compact_pause_ms(mvcc_t *m, unsigned ms);
+void mvcc_compact_hold_after(mvcc_t *m, int64_t n);
 
 #endif
