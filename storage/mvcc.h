@@ -94,9 +94,6 @@ int mvcc_txn_commit(mvcc_txn_t *t, uint64_t index);
  * Returns MVCC_OK, MVCC_ERR_COMPACTED, MVCC_ERR_FUTURE_REV or MVCC_ERR_IO. */
 int mvcc_compact(mvcc_t *m, int64_t rev, uint64_t index);
 
-/* Any thread: every superseded version <= this revision is physically gone
- * (0 if nothing was compacted yet). */
-int64_t mvcc_compacted_through(mvcc_t *m);
 /* Blocks until mvcc_compacted_through(m) >= rev. MVCC_OK, or MVCC_ERR_IO if
  * the compactor stops or is held first. Not for the loop thread. */
 int mvcc_compact_wait(mvcc_t *m, int64_t rev);
