@@ -7,12 +7,14 @@
 //
 // Both modes first write VERSIONS-1 versions of the key "hot" (32 writers at
 // once), then OTHERS other keys "other/NNNNNN" (likewise), then one last
-// put of "hot" with a known value, and compact at that head revision with
-// physical=true.
+// put of "hot" with a known value, then put and delete "gone", and compact
+// at that head revision (the delete) with physical=true.
 //
 // check: while the compaction runs, 20 puts to "during/NN" are issued one
 // after the other; afterwards it prints a transcript without ids or
-// timings: the compact revision, the error of a read at compact-1, the hot
+// timings: the compact revision, what a watch from the compact revision sees
+// of "gone" (only a later put: the tombstone is physically gone once a
+// physical Compact is answered), the error of a read at compact-1, the hot
 // key's version fields, a digest of the other keys and of the puts made
 // during the compaction. Exits 1 if a call that must succeed fails.
 //
@@ -69,6 +71,11 @@ func load(c *clientv3.Client, versions, others int) {
 	})
 	_, err := c.Put(context.Background(), "hot", "final")
 	must(err, "last hot put")
+	// the head revision is a delete: its tombstone goes only physically
+	_, err = c.Put(context.Background(), "gone", "g")
+	must(err, "put gone")
+	_, err = c.Delete(context.Background(), "gone")
+	must(err, "delete gone")
 }
 
 // parallel runs fn(0..n-1) on 32 goroutines.
@@ -140,6 +147,25 @@ func check(ep string, versions, others int) {
 	must(<-done, "compact physical")
 	fmt.Printf("compact %d physical: ok\n", rev)
 	_ = compactHdr // depends on how many puts the compaction overlapped
+	// Answered after the physical work: the tombstone at the compact
+	// revision is gone, so a watch from there sees only the later put.
+	wctx, wcancel := context.WithCancel(ctx)
+	wch := c.Watch(wctx, "gone", clientv3.WithRev(rev))
+	_, err = c.Put(ctx, "gone", "again")
+	must(err, "put gone again")
+	for seen := false; !seen; {
+		wr, ok := <-wch
+		if !ok {
+			fmt.Printf("FATAL: watch gone ended: %v\n", wr.Err())
+			os.Exit(1)
+		}
+		must(wr.Err(), "watch gone")
+		for _, ev := range wr.Events {
+			fmt.Printf("watch gone from %d: %s %s mod=%d\n", rev, ev.Type, ev.Kv.Key, ev.Kv.ModRevision)
+			seen = seen || ev.Type == clientv3.EventTypePut
+		}
+	}
+	wcancel()
 	_, err = c.Get(ctx, "hot", clientv3.WithRev(rev-1))
 	fmt.Printf("get hot at %d: %v\n", rev-1, err)
 	_, err = c.Compact(ctx, rev)
