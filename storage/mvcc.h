@@ -4,9 +4,14 @@
  * Owns the LevelDB database, its on-disk layout (see mvcc.c), the store
  * revision / compaction / applied-index metadata, and transactions:
  *  - a read txn is a LevelDB snapshot plus the metadata read from it;
- *  - a write txn (apply thread only) reads the live DB (nobody else writes
- *    it), collects its changes in one LevelDB write batch and keeps an
- *    in-memory overlay so later reads of the same txn see its own writes.
+ *  - a write txn (apply thread only) reads the live DB (the only other
+ *    writer is the compactor thread, which deletes only versions at or below
+ *    the compact revision that are superseded there, never one a read at the
+ *    current revision needs), collects its changes in one LevelDB write batch
+ *    and keeps an in-memory overlay so later reads of the same txn see its
+ *    own writes.
+ *  - physical compaction runs on the compactor thread (mvcc_compact.c),
+ *    started by mvcc_open and stopped by mvcc_close.
  * kv.c turns etcd requests into these calls; nothing here knows protobuf
  * requests, only Mvccpb__KeyValue for the versions it returns.
  */
