@@ -250,6 +250,9 @@ static void deliver_results(void *arg)
     server_t *s = b->server;
     for (size_t i = 0; i < b->n; i++) {
         grpc_call_t *call = pending_take(s->pending, b->results[i].id);
+        if (call && b->results[i].res.physical_rev > 0 &&
+            svc_kv_wait_physical(s, call, &b->results[i].res) == 0)
+            continue; /* a physical Compact: answered once the compactor is through */
         if (call) {
             server_finish_result(call, &b->results[i].res);
             grpc_call_unref(call);
@@ -668,6 +671,7 @@ out:
         raft_node_stop(s.raft);
     if (s.pending)
         pending_free(s.pending);
+    svc_kv_stop(&s);
     svc_auth_stop(&s);
     svc_lease_stop(&s);
     svc_watch_stop(&s);

@@ -38,6 +38,7 @@ typedef struct server {
     struct svc_watch *watch;
     struct svc_lease *lease;
     struct svc_auth *auth;
+    struct svc_kv *kv;
 } server_t;
 
 /* Header fields for responses produced on the loop thread. */
@@ -70,6 +71,13 @@ void server_finish_result(grpc_call_t *call, kv_result_t *res);
 
 /* Service registration (svc_*.c). */
 void svc_kv_register(server_t *s);
+/* An applied Compact with physical=true (res->physical_rev > 0): if the
+ * compactor is not through that revision yet, takes over call (its
+ * reference) and res and answers when it is (or drops the call once the
+ * client is gone); returns 0. Returns -1 when the caller answers now. */
+int svc_kv_wait_physical(server_t *s, grpc_call_t *call, kv_result_t *res);
+/* Drops the calls still waiting (loop stopped). */
+void svc_kv_stop(server_t *s);
 void svc_maintenance_register(server_t *s);
 void svc_cluster_register(server_t *s);
 

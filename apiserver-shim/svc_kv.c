@@ -14,8 +14,16 @@
  *
  * Auth (auth_check.h) runs after validation, as in etcd: key permissions
  * for Range/Put/DeleteRange/Txn, only the token's validity for Compact.
+ *
+ * Compact is answered when its entry is applied (the compact revision is
+ * recorded; the physical deletes run on the store's compactor thread), as
+ * etcd does; with physical=true the answer waits until the compactor is
+ * through that revision (etcd: <-result.physc). Such calls wait in a list
+ * owned here, checked by a 5 ms loop timer while it is not empty; a call
+ * whose client went away meanwhile is dropped.
  */
 #include <stdlib.h>
+#include <string.h>
 
 #include "auth_check.h"
 #include "server_internal.h"
@@ -147,6 +155,87 @@ static void kv_compact_call(grpc_call_t *call, const uint8_t *msg, size_t len, v
         server_propose(s, call, &ir);
     }
     etcdserverpb__compaction_request__free_unpacked(req, NULL);
+}
+
+/* ---- Compact with physical=true ---- */
+
+#define PHYSICAL_POLL_MS 5
+
+typedef struct physical_waiter {
+    struct physical_waiter *next;
+    grpc_call_t *call;            /* one reference */
+    kv_result_t res;              /* the answer, sent when through */
+} physical_waiter_t;
+
+struct svc_kv {
+    physical_waiter_t *waiters;
+    loop_timer_t *timer;          /* armed while waiters is not empty */
+};
+
+static void physical_poll(loop_t *loop, void *arg)
+{
+    server_t *s = arg;
+    struct svc_kv *kv = s->kv;
+    kv->timer = NULL;
+    int64_t through = mvcc_compacted_through(s->mvcc);
+    physical_waiter_t **pp = &kv->waiters;
+    while (*pp) {
+        physical_waiter_t *w = *pp;
+        int closed = grpc_call_is_closed(w->call);
+        if (!closed && w->res.physical_rev > through) {
+            pp = &w->next;
+            continue;
+        }
+        *pp = w->next;
+        if (closed)
+            kv_result_clear(&w->res);
+        else
+            server_finish_result(w->call, &w->res);
+        grpc_call_unref(w->call);
+        free(w);
+    }
+    if (kv->waiters)
+        kv->timer = loop_timer_add(loop, PHYSICAL_POLL_MS, physical_poll, s);
+}
+
+int svc_kv_wait_physical(server_t *s, grpc_call_t *call, kv_result_t *res)
+{
+    if (res->code != 0 || mvcc_compacted_through(s->mvcc) >= res->physical_rev)
+        return -1;
+    if (!s->kv) {
+        s->kv = calloc(1, sizeof *s->kv);
+        if (!s->kv)
+            return -1; /* out of memory: answer now rather than never */
+    }
+    physical_waiter_t *w = calloc(1, sizeof *w);
+    if (!w)
+        return -1;
+    w->call = call;
+    w->res = *res;
+    memset(res, 0, sizeof *res);
+    w->next = s->kv->waiters;
+    s->kv->waiters = w;
+    if (!s->kv->timer)
+        s->kv->timer = loop_timer_add(s->loop, PHYSICAL_POLL_MS, physical_poll, s);
+    return 0;
+}
+
+void svc_kv_stop(server_t *s)
+{
+    struct svc_kv *kv = s->kv;
+    if (!kv)
+        return;
+    if (kv->timer)
+        loop_timer_cancel(s->loop, kv->timer);
+    while (kv->waiters) {
+        physical_waiter_t *w = kv->waiters;
+        kv->waiters = w->next;
+        kv_result_clear(&w->res);
+        grpc_call_unref(w->call);
+        free(w);
+    }
+    free(kv);
+    s->kv = NULL;
 }
 
 static grpc_method_t kv_methods[] = {

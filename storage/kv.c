@@ -753,6 +753,9 @@ static int apply_compaction(mvcc_t *m, uint64_t index, const Etcdserverpb__Compa
     fill_header(resp.header, hdr);
     pack_result(res, &resp.base, resp.header->revision);
     kv_arena_free(&a);
+    /* The physical work runs on the compactor thread; with physical the
+     * answer waits for it (etcd's Compact: <-result.physc). */
+    if (c->physical) res->physical_rev = c->revision;
     return 0;
 }
 

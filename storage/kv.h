@@ -38,6 +38,8 @@ typedef struct kv_result {
     uint8_t *resp;
     size_t resp_len;
     int64_t revision;        /* store revision after the request */
+    int64_t physical_rev;    /* a Compact with physical: answer only once
+                              * mvcc_compacted_through() >= this (0: now) */
 } kv_result_t;
 
 void kv_result_clear(kv_result_t *res);
@@ -71,6 +73,7 @@ void mvcc_close(mvcc_t *m);
 uint64_t mvcc_applied_index(mvcc_t *m);      /* last applied Raft index */
 int64_t mvcc_revision(mvcc_t *m);            /* current store revision (1 when empty) */
 int64_t mvcc_compact_revision(mvcc_t *m);    /* 0 if never compacted */
+int64_t mvcc_compacted_through(mvcc_t *m);   /* physically compacted up to here (0: nothing) */
 uint64_t mvcc_db_size(mvcc_t *m);            /* approximate bytes on disk */
 /* Make everything applied so far durable (LevelDB sync write); returns the
  * applied index it covers, or 0 on error. Apply thread only. */

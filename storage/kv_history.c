@@ -2,14 +2,15 @@
  * kv_history.c: the watch catch-up read (kv_history in kv.h).
  *
  * Owns the walk of the MVCC revision table ('r' | main | sub -> type | key,
- * see mvcc.c) for a revision window, and turns each change of a watched
+ * see mvcc_keys.h) for a revision window, and turns each change of a watched
  * range into an etcd event: the version itself (PUT) or a key-only
  * tombstone (DELETE), plus, when asked, the previous version read at
  * rev - 1, which is what etcd's watch server does for every non-create
  * event.
  *
  * Consistency: values come from one read txn (a LevelDB snapshot) taken
- * first. The revision table is walked with mvcc_raw_scan on the live DB;
+ * first. The encoding is storage/mvcc_keys.h's. The revision table is
+ * walked with mvcc_raw_scan on the live DB;
  * its entries at or below the snapshot revision never change except that
  * compaction deletes superseded ones, so the compaction revision is checked
  * again after the walk and a window that compaction overtook meanwhile is
@@ -24,8 +25,7 @@
 #include <string.h>
 
 #include "mvcc.h"
-
-#define REC_HDR 25 /* mvcc.c: flags(1) | create_rev(8) | version(8) | lease(8) */
+#include "mvcc_keys.h"
 
 typedef struct hist {
     mvcc_t *m;
@@ -43,14 +43,6 @@ typedef struct hist {
     int stopped;
     int io_err;
 } hist_t;
-
-static uint64_t be64(const uint8_t *p)
-{
-    uint64_t v = 0;
-    for (int i = 0; i < 8; i++)
-        v = (v << 8) | p[i];
-    return v;
-}
 
 /* Hands the collected revision to fn, then frees its memory. */
 static void hist_flush(hist_t *h)
@@ -91,16 +83,10 @@ static const Mvccpb__KeyValue *version_at(hist_t *h, const uint8_t *key, size_t 
 static const Mvccpb__KeyValue *exact_version(hist_t *h, const uint8_t *key, size_t key_len,
                                              int64_t main, int64_t sub)
 {
-    size_t cap = mvcc_encoded_key_max(key_len);
-    uint8_t *ek = malloc(cap);
+    uint8_t *ek = malloc(mvcc_key_max(key_len));
     if (!ek)
         abort();
-    size_t n = mvcc_encode_key(ek, key, key_len);
-    for (int i = 0; i < 8; i++) {
-        ek[n + i] = (uint8_t)(~(uint64_t)main >> (8 * (7 - i)));
-        ek[n + 8 + i] = (uint8_t)(~(uint64_t)sub >> (8 * (7 - i)));
-    }
-    n += 16;
+    size_t n = mvcc_key_version(ek, key, key_len, main, sub);
     uint8_t *rec = NULL;
     size_t rec_len = 0;
     int rc = mvcc_raw_get(h->m, ek, n, &rec, &rec_len);
@@ -116,9 +102,9 @@ static const Mvccpb__KeyValue *exact_version(hist_t *h, const uint8_t *key, size
         mvccpb__key_value__init(kv);
         kv->key.data = kv_arena_dup(&h->arena, key, key_len);
         kv->key.len = key_len;
-        kv->create_revision = (int64_t)be64(rec + 1);
-        kv->version = (int64_t)be64(rec + 9);
-        kv->lease = (int64_t)be64(rec + 17);
+        kv->create_revision = (int64_t)get_be64(rec + 1);
+        kv->version = (int64_t)get_be64(rec + 9);
+        kv->lease = (int64_t)get_be64(rec + 17);
         kv->mod_revision = main;
         kv->value.len = rec_len - REC_HDR;
         kv->value.data = kv_arena_dup(&h->arena, rec + REC_HDR, kv->value.len);
@@ -146,9 +132,9 @@ static mvcc_event_t *hist_add(hist_t *h)
 static int hist_record(void *arg, const uint8_t *k, size_t kl, const uint8_t *v, size_t vl)
 {
     hist_t *h = arg;
-    if (kl != 17 || vl < 1)
+    if (kl != REV_KEY_LEN || vl < 1)
         return 0;
-    int64_t main = (int64_t)be64(k + 1);
+    int64_t main = (int64_t)get_be64(k + 1);
     if (main < h->from)
         return 0;
     if (main > h->to)
@@ -164,7 +150,7 @@ static int hist_record(void *arg, const uint8_t *k, size_t kl, const uint8_t *v,
     if (!mvcc_range_contains(&h->range, key, key_len))
         return 0;
     int type = v[0] ? MVCCPB__EVENT__EVENT_TYPE__DELETE : MVCCPB__EVENT__EVENT_TYPE__PUT;
-    int64_t sub = (int64_t)be64(k + 9);
+    int64_t sub = (int64_t)get_be64(k + 9);
     const Mvccpb__KeyValue *kv;
     if (type == MVCCPB__EVENT__EVENT_TYPE__PUT) {
         kv = exact_version(h, key, key_len, main, sub);
@@ -204,7 +190,7 @@ static int hist_walk(mvcc_t *m, hist_t *h, uint64_t lo, uint64_t hi)
             k++;
         }
         uint8_t prefix[9];
-        prefix[0] = 'r';
+        prefix[0] = MVCC_SPACE_REV;
         for (int i = 0; i < 8; i++)
             prefix[1 + i] = (uint8_t)(lo >> (8 * (7 - i)));
         if (mvcc_raw_scan(m, prefix, (size_t)(9 - k), hist_record, h) != MVCC_OK)

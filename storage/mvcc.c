@@ -1,24 +1,21 @@
 /*
  * mvcc.c: the multi-version key-value store on LevelDB (see mvcc.h).
  *
- * On-disk layout (one LevelDB database, three key spaces):
+ * On-disk layout: storage/mvcc_keys.h (the one owner of the encoding):
+ * 'k' versions, 'r' revision table, 'l' live keys, 'm' metadata, 'c' the
+ * compactor's progress. "Key K at revision R" is one seek to K|~R; a range
+ * at R walks keys in order, one seek per key at most. The 'r' space lists
+ * every change in revision order for compaction and watch replay; values
+ * live only in the 'k' space.
  *
- *   'k' | esc(user key) | 00 01 | ~main (8B BE) | ~sub (8B BE)
- *        -> flags(1: bit0 tombstone) | create_rev(8) | version(8) | lease(8) | value
- *   'r' | main (8B BE) | sub (8B BE)
- *        -> event type(1: 0 put, 1 delete) | user key
- *   'm' -> applied_index(8) | rev(8) | compact_rev(8) | compact_done(8)
- *
- * esc() maps 0x00 to 00 FF and keeps every other byte, and the terminator is
- * 00 01, so the byte order of encoded keys is the byte order of user keys for
- * any bytes, and all versions of one key are adjacent, newest first (the
- * revision is stored bitwise inverted). "Key K at revision R" is one seek to
- * K|~R; a range at R walks keys in order, one seek per key at most.
- * The 'r' space lists every change in revision order for compaction and
- * (later) watch replay; values live only in the 'k' space.
+ *   'm' -> applied_index(8) | rev(8) | compact_rev(8)
+ *          (older stores: a 32-byte record with compact_done(8) after it,
+ *          read once at open to seed the compactor)
  *
  * Every applied entry is one LevelDB write batch carrying its changes and the
- * 'm' record (so the applied index never disagrees with the data).
+ * 'm' record (so the applied index never disagrees with the data). Physical
+ * compaction runs on the compactor thread (mvcc_compact.c), which writes
+ * only deletes of superseded versions and its own 'c' record.
  */
 #include "mvcc.h"
 
@@ -32,11 +29,12 @@
 #include <sys/stat.h>
 #include <time.h>
 
+#include "mvcc_compact.h"
+#include "mvcc_keys.h"
+
 #define META_KEY "m"
-#define META_LEN 32
-#define REC_HDR 25
-#define REV_SUFFIX 16
-#define DEFAULT_COMPACT_BATCH 10000
+#define META_LEN 24
+#define META_LEN_V1 32          /* with compact_done, before the compactor thread */
 
 struct mvcc {
     leveldb_t *db;
@@ -47,7 +45,7 @@ struct mvcc {
     leveldb_writeoptions_t *wo_sync;    /* sync = true */
     mvcc_options_t options;
     mvcc_meta_t meta;                   /* apply thread's copy */
-    size_t compact_batch;
+    mvcc_compactor_t *compactor;        /* physical compaction, its own thread */
     _Atomic int64_t rev;
     _Atomic int64_t compact_rev;
     _Atomic uint64_t applied;
@@ -69,53 +67,12 @@ struct mvcc_txn {
     size_t n_overlay, cap_overlay;
 };
 
-/* ---- byte helpers ---- */
-
-static void put_be64(uint8_t *p, uint64_t v) {
-    for (int i = 7; i >= 0; i--) {
-        p[i] = (uint8_t)v;
-        v >>= 8;
-    }
-}
-
-static uint64_t get_be64(const uint8_t *p) {
-    uint64_t v = 0;
-    for (int i = 0; i < 8; i++) v = (v << 8) | p[i];
-    return v;
-}
-
-static int bytes_cmp(const uint8_t *a, size_t alen, const uint8_t *b, size_t blen) {
-    size_t n = alen < blen ? alen : blen;
-    int c = n ? memcmp(a, b, n) : 0;
-    if (c) return c;
-    return alen < blen ? -1 : (alen > blen ? 1 : 0);
-}
-
 /* ---- key encoding ---- */
 
-size_t mvcc_encoded_key_max(size_t key_len) { return 1 + 2 * key_len + 2 + REV_SUFFIX; }
-
-static size_t escape_into(uint8_t *out, const uint8_t *key, size_t key_len) {
-    size_t o = 0;
-    for (size_t i = 0; i < key_len; i++) {
-        out[o++] = key[i];
-        if (key[i] == 0) out[o++] = 0xFF;
-    }
-    return o;
-}
+size_t mvcc_encoded_key_max(size_t key_len) { return mvcc_key_max(key_len); }
 
 size_t mvcc_encode_key(uint8_t *out, const uint8_t *key, size_t key_len) {
-    size_t o = 0;
-    out[o++] = 'k';
-    o += escape_into(out + o, key, key_len);
-    out[o++] = 0x00;
-    out[o++] = 0x01;
-    return o;
-}
-
-static void encode_rev_suffix(uint8_t *out, int64_t main, int64_t sub) {
-    put_be64(out, ~(uint64_t)main);
-    put_be64(out + 8, ~(uint64_t)sub);
+    return mvcc_key_prefix(out, MVCC_SPACE_KEY, key, key_len);
 }
 
 /* Decodes the user key of a 'k' entry into arena memory. */
@@ -130,18 +87,6 @@ static uint8_t *decode_user_key(kv_arena_t *a, const uint8_t *ek, size_t eklen, 
     }
     *out_len = o;
     return out;
-}
-
-static void decode_rev_suffix(const uint8_t *ek, size_t eklen, int64_t *main, int64_t *sub) {
-    const uint8_t *p = ek + eklen - REV_SUFFIX;
-    *main = (int64_t)~get_be64(p);
-    *sub = (int64_t)~get_be64(p + 8);
-}
-
-static void encode_rev_key(uint8_t out[17], int64_t main, int64_t sub) {
-    out[0] = 'r';
-    put_be64(out + 1, (uint64_t)main);
-    put_be64(out + 9, (uint64_t)sub);
 }
 
 /* ---- ranges ---- */
@@ -169,12 +114,14 @@ static void meta_encode(uint8_t out[META_LEN], const mvcc_meta_t *mt) {
     put_be64(out, mt->applied_index);
     put_be64(out + 8, (uint64_t)mt->rev);
     put_be64(out + 16, (uint64_t)mt->compact_rev);
-    put_be64(out + 24, (uint64_t)mt->compact_done);
 }
 
-static int meta_read(leveldb_t *db, const leveldb_readoptions_t *ro, mvcc_meta_t *mt) {
+/* Reads 'm'. *legacy_done (may be NULL) gets the compact_done of an old
+ * 32-byte record, else -1. */
+static int meta_read_v(leveldb_t *db, const leveldb_readoptions_t *ro, mvcc_meta_t *mt, int64_t *legacy_done) {
     char *err = NULL;
     size_t len = 0;
+    if (legacy_done) *legacy_done = -1;
     char *v = leveldb_get(db, ro, META_KEY, 1, &len, &err);
     if (err) {
         leveldb_free(err);
@@ -184,20 +131,23 @@ static int meta_read(leveldb_t *db, const leveldb_readoptions_t *ro, mvcc_meta_t
         mt->applied_index = 0;
         mt->rev = 1;
         mt->compact_rev = -1;
-        mt->compact_done = -1;
         return MVCC_OK;
     }
     int rc = MVCC_ERR_IO;
-    if (len == META_LEN) {
+    if (len == META_LEN || len == META_LEN_V1) {
         const uint8_t *p = (const uint8_t *)v;
         mt->applied_index = get_be64(p);
         mt->rev = (int64_t)get_be64(p + 8);
         mt->compact_rev = (int64_t)get_be64(p + 16);
-        mt->compact_done = (int64_t)get_be64(p + 24);
+        if (len == META_LEN_V1 && legacy_done) *legacy_done = (int64_t)get_be64(p + 24);
         rc = MVCC_OK;
     }
     leveldb_free(v);
     return rc;
+}
+
+static int meta_read(leveldb_t *db, const leveldb_readoptions_t *ro, mvcc_meta_t *mt) {
+    return meta_read_v(db, ro, mt, NULL);
 }
 
 static void meta_put(leveldb_writebatch_t *wb, const mvcc_meta_t *mt) {
@@ -225,7 +175,7 @@ static int db_write(mvcc_t *m, leveldb_writebatch_t *wb, int sync) {
 
 /* ---- open / close / getters ---- */
 
-static int compact_run(mvcc_t *m);
+static int start_compactor(mvcc_t *m, int64_t legacy_done, char *err, size_t errlen);
 
 int mvcc_open(const char *dir, const mvcc_options_t *opts, mvcc_t **out, char *err, size_t errlen) {
     mvcc_t *m = calloc(1, sizeof(*m));
@@ -242,7 +192,6 @@ int mvcc_open(const char *dir, const mvcc_options_t *opts, mvcc_t **out, char *e
     if (opts) m->options = *opts;
     if (m->options.max_txn_ops == 0) m->options.max_txn_ops = 128;
     if (m->options.quota_backend_bytes == 0) m->options.quota_backend_bytes = 2ULL << 30;
-    m->compact_batch = DEFAULT_COMPACT_BATCH;
     m->opts = leveldb_options_create();
     m->cache = leveldb_cache_create_lru(32 << 20);
     leveldb_options_set_create_if_missing(m->opts, 1);
@@ -264,24 +213,25 @@ int mvcc_open(const char *dir, const mvcc_options_t *opts, mvcc_t **out, char *e
         mvcc_close(m);
         return -1;
     }
-    if (meta_read(m->db, m->ro, &m->meta) != MVCC_OK) {
+    int64_t legacy_done = -1;
+    if (meta_read_v(m->db, m->ro, &m->meta, &legacy_done) != MVCC_OK) {
         snprintf(err, errlen, "mvcc: bad or unreadable metadata in %s", dir);
         mvcc_close(m);
         return -1;
     }
-    publish_meta(m);
-    /* A compaction interrupted by a crash resumes (deletes are idempotent). */
-    if (m->meta.compact_done < m->meta.compact_rev && compact_run(m) != MVCC_OK) {
-        snprintf(err, errlen, "mvcc: resuming compaction failed");
+    /* A compaction interrupted by a crash resumes on the compactor thread. */
+    if (start_compactor(m, legacy_done, err, errlen) != 0) {
         mvcc_close(m);
         return -1;
     }
+    publish_meta(m);
     *out = m;
     return 0;
 }
 
 void mvcc_close(mvcc_t *m) {
     if (!m) return;
+    mvcc_compactor_close(m->compactor);   /* before the database it writes */
     if (m->db) leveldb_close(m->db);
     if (m->ro) leveldb_readoptions_destroy(m->ro);
     if (m->wo) leveldb_writeoptions_destroy(m->wo);
@@ -299,7 +249,15 @@ int64_t mvcc_compact_revision(mvcc_t *m) {
     return c < 0 ? 0 : c;
 }
 const mvcc_options_t *mvcc_options(const mvcc_t *m) { return &m->options; }
-void mvcc_set_compact_batch(mvcc_t *m, size_t n) { m->compact_batch = n ? n : 1; }
+void mvcc_set_compact_batch(mvcc_t *m, size_t n) { mvcc_compactor_set_batch(m->compactor, n); }
+void mvcc_set_compact_pause_ms(mvcc_t *m, unsigned ms) { mvcc_compactor_set_pause_ms(m->compactor, ms); }
+void mvcc_compact_hold_after(mvcc_t *m, int64_t n) { mvcc_compactor_hold_after(m->compactor, n); }
+int64_t mvcc_compacted_through(mvcc_t *m) {
+    int64_t d = mvcc_compactor_done(m->compactor);
+    return d < 0 ? 0 : d;
+}
+int mvcc_compact_wait(mvcc_t *m, int64_t rev) { return mvcc_compactor_wait(m->compactor, rev); }
+void mvcc_compact_stats(mvcc_t *m, mvcc_compact_stats_t *out) { mvcc_compactor_stats(m->compactor, out); }
 
 static uint64_t monotonic_ms(void) {
     struct timespec ts;
@@ -357,7 +315,8 @@ int mvcc_set_applied(mvcc_t *m, uint64_t index) {
 /* ---- side tables ---- */
 
 static int raw_key_ok(const uint8_t *key, size_t key_len) {
-    return key_len > 0 && key[0] != 'k' && key[0] != 'r' && key[0] != 'm';
+    return key_len > 0 && key[0] != MVCC_SPACE_KEY && key[0] != MVCC_SPACE_REV && key[0] != MVCC_SPACE_META &&
+           key[0] != MVCC_SPACE_LIVE && key[0] != MVCC_SPACE_COMPACT;
 }
 
 int mvcc_txn_raw_put(mvcc_txn_t *t, const uint8_t *key, size_t key_len, const uint8_t *val,
@@ -863,96 +822,30 @@ int mvcc_txn_commit(mvcc_txn_t *t, uint64_t index) {
 
 /* ---- compaction ----
  *
- * Every change with revision in (compact_done, compact_rev] is listed in the
- * 'r' space. For each such change's key K, the newest version of K at or
- * below compact_rev is kept (unless it is a tombstone) and every older
- * version of K is deleted from both spaces. Keys not changed in the window
- * had their history cut by an earlier compaction already. Work is done in
- * batches of compact_batch keys, each one LevelDB write that also moves
- * compact_done, so a crash resumes where it stopped.
+ * The apply side only: record the compact revision with the applied index
+ * (one write, as every apply) and wake the compactor thread
+ * (mvcc_compact.c), which owns the physical deletes and their progress.
  */
 
-/* Deletes the superseded versions of the key whose 'k' prefix is kp, at or
- * below rev. Returns the number of deleted versions. */
-static size_t compact_key(mvcc_t *m, leveldb_iterator_t *kit, leveldb_writebatch_t *wb, const uint8_t *kp,
-                          size_t kp_len, int64_t rev, uint8_t *scratch) {
-    memcpy(scratch, kp, kp_len);
-    encode_rev_suffix(scratch + kp_len, rev, 0);
-    memset(scratch + kp_len + 8, 0, 8);
-    leveldb_iter_seek(kit, (const char *)scratch, kp_len + REV_SUFFIX);
-    size_t deleted = 0;
-    int first = 1;
-    while (leveldb_iter_valid(kit)) {
-        size_t eklen;
-        const uint8_t *ek = (const uint8_t *)leveldb_iter_key(kit, &eklen);
-        if (eklen != kp_len + REV_SUFFIX || memcmp(ek, kp, kp_len) != 0) break;
-        size_t reclen;
-        const uint8_t *rec = (const uint8_t *)leveldb_iter_value(kit, &reclen);
-        int tombstone = reclen >= 1 && (rec[0] & 1);
-        if (!first || tombstone) {
-            int64_t main, sub;
-            decode_rev_suffix(ek, eklen, &main, &sub);
-            uint8_t rk[17];
-            encode_rev_key(rk, main, sub);
-            leveldb_writebatch_delete(wb, (const char *)ek, eklen);
-            leveldb_writebatch_delete(wb, (const char *)rk, sizeof(rk));
-            deleted++;
-        }
-        first = 0;
-        leveldb_iter_next(kit);
+static int start_compactor(mvcc_t *m, int64_t legacy_done, char *err, size_t errlen) {
+    int64_t target = -1;
+    if (mvcc_compactor_open(m->db, m->meta.compact_rev, legacy_done, &m->compactor, &target, err, errlen) != 0)
+        return -1;
+    if (target <= m->meta.compact_rev) return 0;
+    /* The compactor recorded (synced) a target the 'm' record lost in a
+     * crash: reads below it must be refused, so record it again. */
+    leveldb_writebatch_t *wb = leveldb_writebatch_create();
+    mvcc_meta_t mt = m->meta;
+    mt.compact_rev = target;
+    meta_put(wb, &mt);
+    int rc = db_write(m, wb, 1);
+    leveldb_writebatch_destroy(wb);
+    if (rc != MVCC_OK) {
+        snprintf(err, errlen, "mvcc: cannot record the compact revision");
+        return -1;
     }
-    (void)m;
-    return deleted;
-}
-
-static int compact_run(mvcc_t *m) {
-    int64_t target = m->meta.compact_rev;
-    int rc = MVCC_OK;
-    leveldb_iterator_t *rit = leveldb_create_iterator(m->db, m->ro);
-    uint8_t start[17];
-    encode_rev_key(start, m->meta.compact_done < 0 ? 0 : m->meta.compact_done + 1, 0);
-    leveldb_iter_seek(rit, (const char *)start, sizeof(start));
-    keybuf_t kp = {0}, scratch = {0};
-    while (rc == MVCC_OK) {
-        leveldb_iterator_t *kit = leveldb_create_iterator(m->db, m->ro);
-        leveldb_writebatch_t *wb = leveldb_writebatch_create();
-        size_t keys = 0;
-        int64_t last_main = m->meta.compact_done;
-        int done = 1;
-        while (leveldb_iter_valid(rit)) {
-            size_t rklen, rvlen;
-            const uint8_t *rk = (const uint8_t *)leveldb_iter_key(rit, &rklen);
-            if (rklen != 17 || rk[0] != 'r') break;
-            int64_t main = (int64_t)get_be64(rk + 1);
-            if (main > target) break;
-            if (keys >= m->compact_batch && main != last_main) {
-                done = 0;
-                break;
-            }
-            const uint8_t *rv = (const uint8_t *)leveldb_iter_value(rit, &rvlen);
-            if (rvlen < 1) break;
-            size_t klen = rvlen - 1;
-            size_t kplen = mvcc_encode_key(keybuf_reserve(&kp, mvcc_encoded_key_max(klen)), rv + 1, klen);
-            keybuf_reserve(&scratch, kplen + REV_SUFFIX);
-            compact_key(m, kit, wb, kp.p, kplen, target, scratch.p);
-            keys++;
-            last_main = main;
-            leveldb_iter_next(rit);
-        }
-        mvcc_meta_t mt = m->meta;
-        mt.compact_done = done ? target : last_main;   /* batches end on revision boundaries */
-        if (mt.compact_done < m->meta.compact_done) mt.compact_done = m->meta.compact_done;
-        meta_put(wb, &mt);
-        rc = db_write(m, wb, 0);
-        leveldb_writebatch_destroy(wb);
-        leveldb_iter_destroy(kit);
-        if (rc == MVCC_OK) m->meta = mt;
-        if (done) break;
-    }
-    leveldb_iter_destroy(rit);
-    free(kp.p);
-    free(scratch.p);
-    return rc;
+    m->meta = mt;
+    return 0;
 }
 
 int mvcc_compact(mvcc_t *m, int64_t rev, uint64_t index) {
@@ -968,5 +861,6 @@ int mvcc_compact(mvcc_t *m, int64_t rev, uint64_t index) {
     if (rc != MVCC_OK) return rc;
     m->meta = mt;
     publish_meta(m);
-    return compact_run(m);
+    mvcc_compactor_wake(m->compactor, rev);
+    return MVCC_OK;
 }

@@ -4,9 +4,14 @@
  * Owns the LevelDB database, its on-disk layout (see mvcc.c), the store
  * revision / compaction / applied-index metadata, and transactions:
  *  - a read txn is a LevelDB snapshot plus the metadata read from it;
- *  - a write txn (apply thread only) reads the live DB (nobody else writes
- *    it), collects its changes in one LevelDB write batch and keeps an
- *    in-memory overlay so later reads of the same txn see its own writes.
+ *  - a write txn (apply thread only) reads the live DB (the only other
+ *    writer is the compactor thread, which deletes only versions at or below
+ *    the compact revision that are superseded there, never one a read at the
+ *    current revision needs), collects its changes in one LevelDB write batch
+ *    and keeps an in-memory overlay so later reads of the same txn see its
+ *    own writes.
+ *  - physical compaction runs on the compactor thread (mvcc_compact.c),
+ *    started by mvcc_open and stopped by mvcc_close.
  * kv.c turns etcd requests into these calls; nothing here knows protobuf
  * requests, only Mvccpb__KeyValue for the versions it returns.
  */
@@ -47,7 +52,6 @@ typedef struct mvcc_meta {
     uint64_t applied_index;
     int64_t rev;             /* current revision, 1 when empty */
     int64_t compact_rev;     /* -1 when never compacted (as etcd) */
-    int64_t compact_done;    /* compaction physically finished up to here */
 } mvcc_meta_t;
 
 typedef struct mvcc_kv_list {
@@ -89,10 +93,25 @@ int64_t mvcc_txn_delete_range(mvcc_txn_t *t, const mvcc_range_t *r, mvcc_kv_list
  * holding the changes and the metadata; then the on_events hook runs. */
 int mvcc_txn_commit(mvcc_txn_t *t, uint64_t index);
 
-/* Record compaction at rev as entry `index` and physically delete every
- * superseded version <= rev (in bounded batches). Apply thread. Returns
- * MVCC_OK, MVCC_ERR_COMPACTED, MVCC_ERR_FUTURE_REV or MVCC_ERR_IO. */
+/* Record compaction at rev as entry `index` (reads below rev are refused
+ * from now on) and wake the background compactor (mvcc_compact.c), which
+ * deletes every superseded version <= rev in bounded batches. Apply thread.
+ * Returns MVCC_OK, MVCC_ERR_COMPACTED, MVCC_ERR_FUTURE_REV or MVCC_ERR_IO. */
 int mvcc_compact(mvcc_t *m, int64_t rev, uint64_t index);
+
+/* Blocks until mvcc_compacted_through(m) >= rev. MVCC_OK, or MVCC_ERR_IO if
+ * the compactor stops or is held first. Not for the loop thread. */
+int mvcc_compact_wait(mvcc_t *m, int64_t rev);
+
+/* What the compactor did since open (tests, benchmarks). */
+typedef struct mvcc_compact_stats {
+    uint64_t batches;           /* synced LevelDB writes */
+    uint64_t records;           /* revision records walked */
+    uint64_t keys_visited;      /* keys whose newest version was looked up */
+    uint64_t versions_deleted;
+    int64_t done;               /* as mvcc_compacted_through, -1 if never */
+} mvcc_compact_stats_t;
+void mvcc_compact_stats(mvcc_t *m, mvcc_compact_stats_t *out);
 
 /* Side tables: state machines that live beside the MVCC keys (leases 'L',
  * auth 'A', ...) keep their records in the same LevelDB, under a first byte
@@ -119,7 +138,12 @@ const mvcc_options_t *mvcc_options(const mvcc_t *m);
 /* Key encoding, exposed for tests. */
 size_t mvcc_encode_key(uint8_t *out, const uint8_t *key, size_t key_len);  /* 'k'|escaped|terminator */
 size_t mvcc_encoded_key_max(size_t key_len);
-/* Compaction batch size in keys per LevelDB write (tests lower it). */
+/* Compactor knobs (tests, benchmarks): records per batch (default 1,000),
+ * pause between batches (default 10 ms), and a hold after n more batches
+ * (n < 0: release; a held compactor writes nothing until released or
+ * closed, as if the member had crashed there). */
 void mvcc_set_compact_batch(mvcc_t *m, size_t n);
+void mvcc_set_compact_pause_ms(mvcc_t *m, unsigned ms);
+void mvcc_compact_hold_after(mvcc_t *m, int64_t n);
 
 #endif

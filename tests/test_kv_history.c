@@ -8,6 +8,7 @@
  * revision is served).
  */
 #include "kv_fixture.h"
+#include "mvcc.h"
 
 static void txn_put2(fx_t *f, const char *k1, const char *k2)
 {
@@ -30,13 +31,18 @@ static void txn_put2(fx_t *f, const char *k1, const char *k2)
     assert_int_equal(fx_apply(f, &req), 0);
 }
 
+/* Compacts at rev and waits for the physical work (the background
+ * compactor), as a Compact with physical=true does. */
 static int compact(fx_t *f, int64_t rev)
 {
     Etcdserverpb__CompactionRequest c = ETCDSERVERPB__COMPACTION_REQUEST__INIT;
     c.revision = rev;
     Kshim__InternalRequest req = KSHIM__INTERNAL_REQUEST__INIT;
     req.compaction = &c;
-    return fx_apply(f, &req);
+    int code = fx_apply(f, &req);
+    if (code == 0)
+        assert_int_equal(mvcc_compact_wait(f->m, rev), MVCC_OK);
+    return code;
 }
 
 /* The collected history as text: "rev:[P|D]key=value(prev)" items. */

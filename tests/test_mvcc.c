@@ -1,7 +1,8 @@
 /*
  * test_mvcc.c: the MVCC store under kv.h: key encoding order, physical
  * compaction (checked by iterating the raw LevelDB), resuming an interrupted
- * compaction, restart, snapshot-consistent reads beside the apply thread,
+ * compaction recorded by an old store (32-byte 'm' record), restart,
+ * snapshot-consistent reads beside the apply thread,
  * and a randomized test against a simple in-memory reference model (Range
  * at random revisions and ranges, with deletes, txns, compactions and
  * reopens).
@@ -100,6 +101,13 @@ static int compact(fx_t *f, int64_t rev) {
     assert_int_equal(kv_apply(f->m, ++f->index, &ir, NULL, &res), 0);
     int code = res.code;
     kv_result_clear(&res);
+    return code;
+}
+
+/* Compact, then wait for the compactor's physical work. */
+static int compact_wait(fx_t *f, int64_t rev) {
+    int code = compact(f, rev);
+    if (code == 0) assert_int_equal(mvcc_compact_wait(f->m, rev), MVCC_OK);
     return code;
 }
 
@@ -223,7 +231,7 @@ static void test_compaction_physical(void **state) {
     fx_t *f = *state;
     build_history(f);
     mvcc_set_compact_batch(f->m, 1);   /* many small batches */
-    assert_int_equal(compact(f, 10), 0);
+    assert_int_equal(compact_wait(f, 10), 0);
     expect_raw(f, "k:a@6 k:c@10 k:d@13 k:d@12 k:d@11 r:a@6 r:c@10 r:d@11 r:d@12 r:d@13 ");
     assert_int_equal(mvcc_compact_revision(f->m), 10);
     int code;
@@ -243,11 +251,11 @@ static void test_compaction_physical(void **state) {
     assert_int_equal(r->count, 3);
     etcdserverpb__range_response__free_unpacked(r, NULL);
 
-    assert_int_equal(compact(f, 13), 0);
+    assert_int_equal(compact_wait(f, 13), 0);
     expect_raw(f, "k:a@6 k:c@10 k:d@13 r:a@6 r:c@10 r:d@13 ");
     /* deleting everything and compacting leaves nothing */
     del(f, "\0", 1, "\0", 1);
-    assert_int_equal(compact(f, 14), 0);
+    assert_int_equal(compact_wait(f, 14), 0);
     expect_raw(f, "");
     assert_int_equal(mvcc_revision(f->m), 14);
     assert_int_equal(mvcc_compact_revision(f->m), 14);
@@ -256,9 +264,10 @@ static void test_compaction_physical(void **state) {
 static void test_compaction_resume_and_restart(void **state) {
     fx_t *f = *state;
     build_history(f);
-    assert_int_equal(compact(f, 7), 0);
+    assert_int_equal(compact_wait(f, 7), 0);
     uint64_t idx = mvcc_applied_index(f->m);
-    /* Forge a crash in the middle of a compaction to 13: the metadata says
+    /* Forge an old store (32-byte 'm' record, no compactor record 'c') that
+     * crashed in the middle of a compaction to 13: the metadata says
      * compact_rev 13 but compaction only done up to 7. */
     mvcc_close(f->m);
     leveldb_options_t *o = leveldb_options_create();
@@ -269,15 +278,18 @@ static void test_compaction_resume_and_restart(void **state) {
     size_t len;
     char *v = leveldb_get(db, ro, "m", 1, &len, &err);
     assert_non_null(v);
-    assert_int_equal(len, 32);
+    assert_int_equal(len, 24);       /* applied | rev | compact_rev */
     uint8_t meta[32];
-    memcpy(meta, v, 32);
+    memcpy(meta, v, 24);
     leveldb_free(v);
     assert_int_equal(meta[23], 7);   /* compact_rev */
-    assert_int_equal(meta[31], 7);   /* compact_done */
     meta[23] = 13;
+    memset(meta + 24, 0, 8);
+    meta[31] = 7;                    /* compact_done of the old format */
     leveldb_writeoptions_t *wo = leveldb_writeoptions_create();
     leveldb_put(db, wo, "m", 1, (const char *)meta, 32, &err);
+    assert_null(err);
+    leveldb_delete(db, wo, "c", 1, &err);
     assert_null(err);
     leveldb_writeoptions_destroy(wo);
     leveldb_readoptions_destroy(ro);
@@ -285,6 +297,7 @@ static void test_compaction_resume_and_restart(void **state) {
     leveldb_options_destroy(o);
     fx_open(f);   /* resumes the compaction */
     assert_int_equal(mvcc_compact_revision(f->m), 13);
+    assert_int_equal(mvcc_compact_wait(f->m, 13), MVCC_OK);
     assert_int_equal(mvcc_revision(f->m), 13);
     assert_int_equal(mvcc_applied_index(f->m), idx);
     expect_raw(f, "k:a@6 k:c@10 k:d@13 r:a@6 r:c@10 r:d@13 ");
