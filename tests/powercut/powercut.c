@@ -30,8 +30,11 @@
  * unlink that is lost because its directory was never fsynced, and metadata
  * reordered against data (a rename that reaches the disk before the renamed
  * file's data). Writes through stdio (fwrite: LevelDB's informational LOG file)
- * and through writable mmaps are not intercepted; kshimd and LevelDB 1.23 write
- * their data with write/pwrite only.
+ * and through writable mmaps are not seen page by page (such a file's unsynced
+ * growth can still be cut off by the length choice below); kshimd and LevelDB
+ * 1.23 write their data with write/pwrite only (checked with strace: open,
+ * openat, write, pwrite64, posix_fallocate, ftruncate, fsync, fdatasync,
+ * rename, unlink, close; LevelDB reads tables through mmap and pread).
  *
  * THE CUT
  * Interposed data operations on tracked files are counted: write, pwrite,
@@ -69,6 +72,11 @@
  *                     clamps it to >= 64 KiB), so short runs reach memtable
  *                     flushes, log switches and MANIFEST updates
  *   POWERCUT_VERBOSE=1  one stderr line per tracked file at the cut
+ *   POWERCUT_MODE     "pages" (default): the model above; "prefix": only the
+ *                     length is cut, every dirty page below it stays (unsynced
+ *                     data lost from the end only, in order); "keep": nothing
+ *                     is lost (a plain crash at that operation, like kill -9).
+ *                     The last two are controls for the tests built on this.
  */
 #include <dlfcn.h>
 #include <errno.h>
@@ -148,6 +156,8 @@ static unsigned long g_cut_at;
 static uint64_t g_seed = 1;
 static int g_exit = 77;
 static int g_verbose;
+enum { MODE_PAGES, MODE_PREFIX, MODE_KEEP };
+static int g_mode = MODE_PAGES;
 static atomic_int g_cutting;
 
 #define RESOLVE(name) real_##name = dlsym(RTLD_NEXT, #name)
@@ -204,6 +214,9 @@ static void init(void)
     g_seed = env_ul("POWERCUT_SEED", 1);
     g_exit = (int)env_ul("POWERCUT_EXIT", 77);
     g_verbose = (int)env_ul("POWERCUT_VERBOSE", 0);
+    const char *mode = getenv("POWERCUT_MODE");
+    if (mode && strcmp(mode, "prefix") == 0) g_mode = MODE_PREFIX;
+    if (mode && strcmp(mode, "keep") == 0) g_mode = MODE_KEEP;
     g_cut_at = env_ul("POWERCUT_AT", 0);
     if (g_cut_at == 0) {
         uint64_t s = g_seed ^ 0x5eedc0ffeeULL;
@@ -347,7 +360,9 @@ static void track(int fd, int flags, const char *path)
         f->rfd = rfd;
         f->synced_size = st.st_size;
         pthread_mutex_init(&f->mu, NULL);
-        snprintf(f->path, sizeof f->path, "%s", path);
+        size_t pl = strlen(path);   /* keep the tail of a long path */
+        const char *tail = pl >= sizeof f->path ? path + pl - (sizeof f->path - 1) : path;
+        memcpy(f->path, tail, strlen(tail) + 1);
         f->next = g_files;
         g_files = f;
     } else if (flags & O_TRUNC) {
@@ -496,7 +511,7 @@ static void pwrite_all(int fd, const uint8_t *b, size_t n, off_t off)
 static void lose(pc_file_t *f, uint64_t *rng, line_t *l)
 {
     off_t cur = file_size(f), s = f->synced_size, len = cur;
-    if (f->ndirty == 0 && cur <= s) return;
+    if ((f->ndirty == 0 && cur <= s) || g_mode == MODE_KEEP) return;
     if (cur > s) {
         uint64_t r = splitmix(rng) % 3;
         if (r == 0) {
@@ -511,7 +526,7 @@ static void lose(pc_file_t *f, uint64_t *rng, line_t *l)
     static const uint8_t zeros[PG];
     for (size_t p = 0; p < f->cap; p++) {
         if (f->state[p] == PAGE_CLEAN || (off_t)(p * PG) >= len) continue;
-        if (splitmix(rng) & 1) {
+        if (g_mode == MODE_PREFIX || (splitmix(rng) & 1)) {
             kept++;
             continue;
         }
@@ -566,8 +581,10 @@ static int do_open_track(int fd, int dirfd, const char *path, int flags)
 {
     if (fd >= 0 && g_on && (flags & O_ACCMODE) != O_RDONLY && under_dir(dirfd, path)) {
         int e = errno;
+        char abs[PATH_MAX];
+        if (abs_path(dirfd, path, abs, sizeof abs) != 0) snprintf(abs, sizeof abs, "%s", path);
         pthread_rwlock_rdlock(&g_io);
-        track(fd, flags, path);
+        track(fd, flags, abs);
         pthread_rwlock_unlock(&g_io);
         errno = e;
     }
