@@ -141,7 +141,7 @@ run_slot() {
         local desc="dir $d (memtable $([ "$wbuf" = 0 ] && echo 64MiB || echo 64KiB)," 
         desc="$desc wal-segment $([ "$seg" = 0 ] && echo 64MiB || echo "$seg"),"
         desc="$desc persist-every $([ "$persist" = 0 ] && echo 10000 || echo "$persist"))"
-        local c ok=1 cuts="" inc=0
+        local c ok=1 cuts="" inc=0 keep=0
         for c in $(seq "$chain"); do
             local at cseed
             if [ $((RANDOM % 100)) -lt 15 ]; then
@@ -164,6 +164,7 @@ run_slot() {
                 slot_reap "$KPID" || true
                 echo "cut not reached: $desc$cuts" >>"$out.res"
                 missed=$((missed + 1))
+                keep=1
                 if [ "$missed" -gt 20 ]; then
                     echo "more than 20 cut points were not reached within ${MAXSEC}s" >>"$out.fail"
                     return 0
@@ -200,7 +201,7 @@ run_slot() {
                 ok=0
             fi
         fi
-        [ "$ok" = 1 ] && rm -rf "$d"
+        [ "$ok" = 1 ] && [ "$keep" = 0 ] && rm -rf "$d"
     done
 }
 
