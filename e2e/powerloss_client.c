@@ -33,6 +33,7 @@
 #include <inttypes.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -65,11 +66,13 @@ static double now_s(void)
     return (double)ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
-/* True while PID runs (a zombie counts as dead). */
+/* True while PID runs (a zombie counts as dead). The process start time
+ * is remembered on the first call, so a reused pid reads as dead. */
 static int pid_alive(int pid)
 {
+    static _Atomic unsigned long long start_seen;
     if (kill(pid, 0) != 0) return 0;
-    char path[64], buf[256];
+    char path[64], buf[1024];
     snprintf(path, sizeof path, "/proc/%d/stat", pid);
     FILE *f = fopen(path, "r");
     if (!f) return 0;
@@ -77,7 +80,14 @@ static int pid_alive(int pid)
     fclose(f);
     buf[n] = '\0';
     const char *p = strrchr(buf, ')');
-    return !(p && p[1] == ' ' && (p[2] == 'Z' || p[2] == 'X'));
+    if (!p || p[1] != ' ' || p[2] == 'Z' || p[2] == 'X') return 0;
+    unsigned long long start = 0;   /* field 22: starttime */
+    int field = 3;
+    for (const char *q = p + 2; *q && field < 22; q++)
+        if (*q == ' ') field++, start = strtoull(q + 1, NULL, 10);
+    unsigned long long expect = 0;
+    if (atomic_compare_exchange_strong(&start_seen, &expect, start)) return 1;
+    return expect == start;
 }
 
 static void key_name(char *out, size_t n, int w, int k)

@@ -11,7 +11,12 @@
 #                              # unsynced data from the end of files only
 # KSHIMD may be any release (non-ASan) kshimd binary; POWERCUT_LIB
 # (tests/powercut/powercut.so) and POWERLOSS_CLIENT (powerloss_client) default
-# to the build directory next to KSHIMD. Through ctest the test is registered
+# to KSHIM_BUILD, else the build directory next to KSHIMD. Another tree's
+# binary against this tree's harness:
+#   cmake --build build --target kshim_powercut powerloss_client
+#   KSHIMD=/other/build/kshimd KSHIM_BUILD=$PWD/build bash e2e/test_power_loss.sh
+# (a kshimd without the test-only KSHIM_TEST_* variables simply runs with its
+# default WAL segment size and sync interval). Through ctest the test is registered
 # but disabled until kshimd's apply path is power-loss safe: configure with
 # -DKSHIM_E2E_POWERLOSS=ON to enable it (then `ctest -R e2e/test_power_loss`).
 #
@@ -108,6 +113,12 @@ slot_start() {
     touch "$PIDDIR/$KPID"
 }
 
+# kill_child SIG PID: signal PID only while it is still this shell's running
+# job (once reaped, its pid may belong to another process).
+kill_child() {
+    if jobs -rp | grep -qx "$2"; then kill "$1" "$2" 2>/dev/null || true; fi
+}
+
 slot_reap() {
     local rc=0
     wait "$1" || rc=$?
@@ -160,7 +171,7 @@ run_slot() {
             "$CLIENT" write "$port" "$alog" "$inc" "$NWRITERS" "$cseed" "$KPID" "$MAXSEC" \
                 >>"$d/writer.out" 2>&1 || wrc=$?
             if [ "$wrc" = 3 ]; then
-                kill -9 "$KPID" 2>/dev/null || true
+                kill_child -9 "$KPID"
                 slot_reap "$KPID" || true
                 echo "cut not reached: $desc$cuts" >>"$out.res"
                 missed=$((missed + 1))
@@ -186,7 +197,7 @@ run_slot() {
             slot_start "$data" "$port" "$klog" $sizes
             local vrc=0
             "$CLIENT" verify "$port" "$alog" "$NWRITERS" "$KPID" >"$d/verify.out" 2>&1 || vrc=$?
-            kill "$KPID" 2>/dev/null || true
+            kill_child -TERM "$KPID"
             slot_reap "$KPID" || true
             grep -E '^(verified|STALE)' "$d/verify.out" >>"$out.res" || true
             if [ "${POWERLOSS_STRICT_READS:-0}" = 1 ] && grep -q '^STALE' "$d/verify.out"; then
