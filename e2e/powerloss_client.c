@@ -522,14 +522,15 @@ static int parse_key(const ProtobufCBinaryData *key, int *w, int *k)
                ? 0 : -1;
 }
 
-/* Reads every event of [pl/, pl0) from revision 1 up to head. */
+/* Reads every event of [pl-, pl0) (the writers' keys and the barrier key)
+ * from revision 1 up to head. */
 static int history(gc_conn_t *c, int64_t head, ev_t **out, size_t *nout)
 {
     gc_status_t st;
     gc_stream_t *s = gc_stream_open(c, "/etcdserverpb.Watch/Watch", 0, &st);
     if (!s) return -1;
     Etcdserverpb__WatchCreateRequest cr = ETCDSERVERPB__WATCH_CREATE_REQUEST__INIT;
-    cr.key = bin("pl/");
+    cr.key = bin("pl-");
     cr.range_end = bin("pl0");
     cr.start_revision = 1;
     Etcdserverpb__WatchRequest wr = ETCDSERVERPB__WATCH_REQUEST__INIT;
@@ -572,7 +573,8 @@ static int history(gc_conn_t *c, int64_t head, ev_t **out, size_t *nout)
             x->rev = e->kv->mod_revision;
             x->create = e->kv->create_revision;
             x->version = e->kv->version;
-            if (parse_key(&e->kv->key, &x->w, &x->k) != 0) x->w = -1;
+            if (parse_key(&e->kv->key, &x->w, &x->k) != 0)
+                x->w = e->kv->key.len == 10 && memcmp(e->kv->key.data, "pl-barrier", 10) == 0 ? -2 : -1;
             if (!x->del) {
                 x->val = malloc(e->kv->value.len + 1);
                 if (!x->val) abort();
@@ -640,31 +642,66 @@ static int same_events(const ev_t *evs, size_t n, const want_t *w)
     return 1;
 }
 
-/* Finds the attempt of writer w that made revision r (events evs[0..n)):
- * unacknowledged attempts before it were lost, an acknowledged one skipped
- * is a failure. Returns the attempt or NULL. */
+/* Does attempt a (either txn branch unless acknowledged) make exactly the
+ * events evs[0..n) on writer w's current state? */
+static int makes(check_t *c, const att_t *a, int w, const ev_t *evs, size_t n)
+{
+    int ok = 0;
+    for (int branch = 0; branch < 2 && !ok; branch++) {
+        if (a->acked && a->kind == K_TXN && branch != a->succ) continue;
+        want_t want;
+        effects(a, c->st[w], branch, &want);
+        ok = same_events(evs, n, &want);
+        want_free(&want);
+    }
+    return ok;
+}
+
+/* An acknowledged delete that deleted nothing made no revision. */
+static int made_none(const att_t *a)
+{
+    return a->acked && a->kind == K_DEL && a->deleted == 0;
+}
+
+/* Moves writer w's cursor to i, accounting for the attempts passed: an
+ * acknowledged one passed is missing, an unacknowledged one was lost. */
+static void pass_to(check_t *c, wlog_t *l, size_t *pos, size_t i, int64_t r, const att_t *by, int w)
+{
+    for (size_t j = *pos; j < i; j++) {
+        att_t *a = &l->a[j];
+        if (made_none(a))
+            a->matched = 1;
+        else if (a->acked)
+            failf(c, "writer %d: acknowledged %s (revision %" PRId64 ") is missing; revision %" PRId64
+                  " holds the later %s", w, a->id, a->rev, r, by->id);
+        else
+            c->unacked_lost++;
+    }
+    *pos = i + 1;
+}
+
+/* Finds the attempt of writer w that made revision r (events evs[0..n)).
+ * An acknowledged attempt claims its own revision; otherwise it is the
+ * first unacknowledged attempt, in order, that makes exactly these events
+ * (one that is identical to a later acknowledged one, e.g. a lost delete
+ * of the same key, never steals that one's revision). NULL if none. */
 static att_t *match(check_t *c, wlog_t *l, size_t *pos, const ev_t *evs, size_t n, int64_t r, int w)
 {
     for (size_t i = *pos; i < l->n; i++) {
         att_t *a = &l->a[i];
-        int ok = 0;
-        for (int branch = 0; branch < 2 && !ok; branch++) {
-            if (a->acked && a->kind == K_TXN && branch != a->succ) continue;
-            want_t want;
-            effects(a, c->st[w], branch, &want);
-            ok = same_events(evs, n, &want);
-            want_free(&want);
-        }
-        if (ok) {
-            for (size_t j = *pos; j < i; j++)
-                if (l->a[j].acked && l->a[j].kind == K_DEL && l->a[j].deleted == 0)
-                    l->a[j].matched = 1;   /* deleted nothing: made no revision */
-                else if (l->a[j].acked)
-                    failf(c, "writer %d: acknowledged %s (revision %" PRId64 ") is missing; "
-                          "revision %" PRId64 " holds the later %s", w, l->a[j].id, l->a[j].rev, r, a->id);
-                else
-                    c->unacked_lost++;
-            *pos = i + 1;
+        if (!a->acked || made_none(a) || a->rev < r) continue;
+        if (a->rev > r) break;
+        if (!makes(c, a, w, evs, n))
+            failf(c, "revision %" PRId64 " does not hold what acknowledged %s made", r, a->id);
+        pass_to(c, l, pos, i, r, a, w);
+        return a;
+    }
+    for (size_t i = *pos; i < l->n; i++) {
+        att_t *a = &l->a[i];
+        if (a->acked && !made_none(a) && a->rev > r) break;   /* later than r: r is not its */
+        if (a->acked) continue;
+        if (makes(c, a, w, evs, n)) {
+            pass_to(c, l, pos, i, r, a, w);
             return a;
         }
     }
@@ -708,6 +745,10 @@ static void check_history(check_t *c, wlog_t *logs, int nw, ev_t *evs, size_t n,
         c->revisions++;
         int w = evs[i].w, one = w >= 0 && w < nw;
         for (size_t k = i; k < j; k++) one &= evs[k].w == w;
+        if (w == -2 && j - i == 1) {   /* a barrier put of an earlier verify */
+            i = j;
+            continue;
+        }
         att_t *a = one ? match(c, &logs[w], &pos[w], evs + i, j - i, r, w) : NULL;
         if (!a) {
             failf(c, "revision %" PRId64 " (%zu events, writer %d) matches no attempt in order", r, j - i, w);
@@ -817,14 +858,15 @@ static int cmd_verify(int port, const char *logp, int nw, int pid)
     memset(&c, 0, sizeof c);
     gc_status_t st;
     /* A barrier: once this put is acknowledged, every recovered entry before
-     * it is applied. Its key is outside [pl/, pl0), its revision is the head. */
+     * it is applied. Its key is outside the writers' [pl/, pl0); the
+     * history is read up to its revision. */
     Etcdserverpb__PutRequest bar = ETCDSERVERPB__PUT_REQUEST__INIT;
     bar.key = bin("pl-barrier");
     bar.value = bin("x");
     ProtobufCMessage *bresp = NULL;
     int64_t last = 0;
     if (call(conn, "/etcdserverpb.KV/Put", &bar.base, &etcdserverpb__put_response__descriptor, &bresp, &st) == 0) {
-        last = ((Etcdserverpb__PutResponse *)bresp)->header->revision - 1;
+        last = ((Etcdserverpb__PutResponse *)bresp)->header->revision;
         protobuf_c_message_free_unpacked(bresp, NULL);
     } else {
         failf(&c, "barrier Put after the restart: %s %s", gc_code_name(st.code), st.message);

@@ -126,6 +126,18 @@ slot_reap() {
     return $rc
 }
 
+# cover_line KSHIMD_LOG WRITER_OUT: which kinds of files had unsynced data at
+# the last cut, and whether it came before any write was acknowledged in that
+# run (start-up or recovery).
+cover_line() {
+    awk '/^--- cut/ { n = split("", seen) }
+         /^powercut:   / { f = $2; sub(".*/", "", f)
+             if (f ~ /\.wal$/) seen["wal"] = 1; else if (f ~ /\.log$/) seen["ldblog"] = 1
+             else if (f ~ /\.ldb$/) seen["sstable"] = 1; else if (f ~ /^MANIFEST/) seen["manifest"] = 1 }
+         END { printf "cover"; for (k in seen) printf " %s", k; printf "\n" }' "$1" |
+        sed "s/\$/$(tail -n 1 "$2" | grep -q '^writers: 0 ' && echo ' startup')/"
+}
+
 # run_slot SLOT CUTS: this slot's share of the cut points, dir after dir.
 run_slot() {
     local slot=$1 todo=$2
@@ -190,6 +202,7 @@ run_slot() {
                 break
             fi
             echo "cut at=$at seed=$cseed $(grep -c '^A ' "$alog".w* | awk -F: '{ s += $2 } END { print s }') attempts so far" >>"$out.res"
+            cover_line "$klog" "$d/writer.out" >>"$out.res"
         done
         if [ "$ok" = 1 ]; then
             cp -a --sparse=always "$data" "$d/data.at-cut" 2>/dev/null || true
@@ -232,11 +245,15 @@ acked=$(cat "$E2E_TMP"/slot*.res | awk '/^verified/ { for (i = 1; i <= NF; i++) 
 ranges=$(cat "$E2E_TMP"/slot*.res | awk '/^verified/ { for (i = 1; i <= NF; i++) if ($(i+1) == "ranges),") s += substr($i, 2) } END { print s + 0 }')
 notreached=$(cat "$E2E_TMP"/slot*.res | grep -c '^cut not reached' || true)
 stale=$(cat "$E2E_TMP"/slot*.res | grep -c '^STALE' || true)
+cover=$(cat "$E2E_TMP"/slot*.res | awk '/^cover/ { for (i = 2; i <= NF; i++) c[$i]++ }
+    END { printf "WAL %d, LevelDB log %d, SSTable %d, MANIFEST %d, during start-up/recovery %d",
+          c["wal"], c["ldblog"], c["sstable"], c["manifest"], c["startup"] }')
 nfail=$(cat "$E2E_TMP"/slot*.fail | grep -c -v '^    ' || true)
 cat "$E2E_TMP"/slot*.out
 echo "power loss: seed $SEED, $elapsed s: $cuts cut points checked over $dirs data dirs;" \
     "$acked acknowledged ops verified ($ranges ranges at acked revisions); cuts not reached" \
     "$notreached; stale first reads after restart $stale; failures $nfail"
+echo "power loss: cut points with unsynced data in: $cover"
 if [ "$nfail" -eq 0 ]; then
     pass "$cuts cut points: every acknowledged write present with its revision, store opens"
 else

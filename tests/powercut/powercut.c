@@ -511,8 +511,8 @@ static void pwrite_all(int fd, const uint8_t *b, size_t n, off_t off)
 static void lose(pc_file_t *f, uint64_t *rng, line_t *l)
 {
     off_t cur = file_size(f), s = f->synced_size, len = cur;
-    if ((f->ndirty == 0 && cur <= s) || g_mode == MODE_KEEP) return;
-    if (cur > s) {
+    if (f->ndirty == 0 && cur <= s) return;
+    if (cur > s && g_mode != MODE_KEEP) {
         uint64_t r = splitmix(rng) % 3;
         if (r == 0) {
             len = s;
@@ -526,7 +526,7 @@ static void lose(pc_file_t *f, uint64_t *rng, line_t *l)
     static const uint8_t zeros[PG];
     for (size_t p = 0; p < f->cap; p++) {
         if (f->state[p] == PAGE_CLEAN || (off_t)(p * PG) >= len) continue;
-        if (g_mode == MODE_PREFIX || (splitmix(rng) & 1)) {
+        if (g_mode != MODE_PAGES || (splitmix(rng) & 1)) {
             kept++;
             continue;
         }
