@@ -23,7 +23,10 @@
  *    through a pipe; the cut comes at a random operation. Every reported
  *    record must be intact afterwards, and the child must exit 77 (no
  *    deadlock with other threads inside the layer).
- * 3. Without POWERCUT_DIR nothing is tracked and a program runs normally.
+ * 3. The control modes (50 seeds each): POWERCUT_MODE=prefix keeps every
+ *    page below the chosen length (files lose only a tail), POWERCUT_MODE=keep
+ *    leaves every file exactly as written.
+ * 4. Without POWERCUT_DIR nothing is tracked and a program runs normally.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -260,7 +263,7 @@ static int check_file(const char *path, const mfile_t *m, tally_t *t, uint64_t s
     return 0;
 }
 
-static const char *g_self, *g_lib;
+static const char *g_self, *g_lib, *g_mode;
 
 /* Runs the child with the preload; returns its exit status or -1. */
 static int run_child(char *const argv[], const char *dir, unsigned long cut_at, uint64_t seed, int keep_fd)
@@ -275,6 +278,7 @@ static int run_child(char *const argv[], const char *dir, unsigned long cut_at, 
         setenv("POWERCUT_AT", at, 1);
         setenv("POWERCUT_SEED", sd, 1);
         setenv("LD_PRELOAD", g_lib, 1);
+        if (g_mode) setenv("POWERCUT_MODE", g_mode, 1);
         (void)keep_fd;
         execv(g_self, argv);
         _exit(127);
@@ -442,6 +446,58 @@ static int threads(const char *base)
     return failures;
 }
 
+/* POWERCUT_MODE=prefix and keep: a file is its current content cut at a
+ * length between the synced and current size (prefix), or exactly its
+ * current content (keep). */
+static int modes(const char *base)
+{
+    int failures = 0;
+    unsigned long cut_between = 0;
+    static mfile_t mf[NFILES];
+    static const char *names[] = {"prefix", "keep"};
+    for (int mi = 0; mi < 2; mi++) {
+        g_mode = names[mi];
+        for (uint64_t seed = 1; seed <= 50; seed++) {
+            op_t ops[NOPS];
+            gen(seed, ops);
+            uint64_t s = seed * 7919;
+            unsigned long cut_at = 1 + (unsigned long)(splitmix(&s) % count_ops(ops));
+            char dir[512], seedarg[32];
+            snprintf(dir, sizeof dir, "%s/%s%llu", base, names[mi], (unsigned long long)seed);
+            mkdir(dir, 0755);
+            snprintf(seedarg, sizeof seedarg, "%llu", (unsigned long long)seed);
+            char *argv[] = {(char *)g_self, "child-ops", dir, seedarg, NULL};
+            if (run_child(argv, dir, cut_at, seed, -1) != 77) {
+                failures++;
+                continue;
+            }
+            memset(mf, 0, sizeof mf);
+            model_run(ops, cut_at, mf);
+            for (int i = 0; i < NFILES; i++) {
+                char path[600];
+                static uint8_t got[MAXSIZE + 1];
+                name_of(path, sizeof path, dir, i, mf[i].gen);
+                int fd = open(path, O_RDONLY);
+                ssize_t n = fd >= 0 ? pread(fd, got, sizeof got, 0) : -1;
+                if (fd >= 0) close(fd);
+                size_t len = n < 0 ? 0 : (size_t)n, lo = mf[i].syn_size < mf[i].cur_size ? mf[i].syn_size
+                                                                                           : mf[i].cur_size;
+                int ok = n >= 0 && len <= mf[i].cur_size && memcmp(got, mf[i].cur, len) == 0 &&
+                         (mi == 0 ? len >= lo : len == mf[i].cur_size);
+                if (!ok) {
+                    fprintf(stderr, "mode %s seed %llu: %s is not %s\n", names[mi], (unsigned long long)seed,
+                            path, mi == 0 ? "a prefix of its current content" : "its current content");
+                    failures++;
+                }
+                cut_between += mi == 0 && len > lo && len < mf[i].cur_size;
+            }
+        }
+    }
+    g_mode = NULL;
+    printf("modes: prefix and keep, 50 seeds each; prefix lengths cut between %lu\n", cut_between);
+    return failures + (cut_between == 0);
+}
+
 /* Without POWERCUT_DIR the library passes everything through. */
 static int passthrough(const char *base)
 {
@@ -478,7 +534,7 @@ int main(int argc, char **argv)
         perror("mkdtemp");
         return 2;
     }
-    int failures = scenarios(base) + threads(base) + passthrough(base);
+    int failures = scenarios(base) + threads(base) + modes(base) + passthrough(base);
     if (failures == 0) {
         char cmd[600];
         snprintf(cmd, sizeof cmd, "rm -rf '%s'", base);
