@@ -332,6 +332,13 @@ static void server_apply(void *ctx, const raft_entry_t *ents, size_t n, uint64_t
     }
 }
 
+/* A test-only size from the environment (0 = unset: the default). */
+static uint64_t test_env_u64(const char *name)
+{
+    const char *v = getenv(name);
+    return v && *v ? strtoull(v, NULL, 0) : 0;
+}
+
 static uint64_t server_persist_state(void *ctx)
 {
     server_t *s = ctx;
@@ -591,6 +598,11 @@ int server_run(const server_config_t *cfg)
         .apply = server_apply,
         .persist_state = server_persist_state,
         .ctx = &s,
+        /* Test-only (e2e/test_power_loss.sh): small WAL segments and frequent
+         * LevelDB syncs with WAL release, so short runs reach rotation and
+         * release. Unset in production: the defaults. */
+        .wal_segment_bytes = (size_t)test_env_u64("KSHIM_TEST_WAL_SEGMENT_BYTES"),
+        .persist_every = test_env_u64("KSHIM_TEST_PERSIST_EVERY"),
     };
     if (raft_node_start(&rcfg, &s.raft, err, sizeof err) != 0) {
         log_error("cannot start raft: %s", err);
