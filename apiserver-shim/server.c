@@ -22,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <wolfssl/options.h>
@@ -421,6 +422,26 @@ static void watch_raft_health(loop_t *loop, void *arg)
     loop_timer_add(loop, 200, watch_raft_health, s);
 }
 
+/* Start-up: every entry recovered from the WAL is applied before the first
+ * client is served. An acknowledged write may sit in the WAL above the
+ * store's applied index (applied again at start); a read answered before
+ * that replay would miss it. Returns 0, or -1 if the member failed. */
+static int wait_for_replay(server_t *s)
+{
+    raft_node_status_t st;
+    raft_node_status(s->raft, &st);
+    uint64_t target = st.last_index;
+    for (;;) {
+        raft_node_status(s->raft, &st);
+        if (st.failed || atomic_load(&s->apply_failed))
+            return -1;
+        if (st.applied_index >= target)
+            return 0;
+        struct timespec ts = {0, 1000000};
+        nanosleep(&ts, NULL);
+    }
+}
+
 static loop_t *signal_loop;
 static volatile sig_atomic_t reload_requested;
 
@@ -606,6 +627,10 @@ int server_run(const server_config_t *cfg)
     };
     if (raft_node_start(&rcfg, &s.raft, err, sizeof err) != 0) {
         log_error("cannot start raft: %s", err);
+        goto out;
+    }
+    if (wait_for_replay(&s) != 0) {
+        log_error("the member failed while replaying its WAL (see above)");
         goto out;
     }
 
