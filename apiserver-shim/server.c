@@ -31,6 +31,7 @@
 #include "autotls.h"
 #include "log.h"
 #include "pending.h"
+#include "readers.h"
 
 void server_config_defaults(server_config_t *cfg)
 {
@@ -594,6 +595,11 @@ int server_run(const server_config_t *cfg)
         goto out;
     }
 
+    s.readers = readers_new(s.loop, &(readers_config_t){.thread_exit = grpc_thread_cleanup});
+    if (!s.readers) {
+        log_error("cannot start the reader threads");
+        goto out;
+    }
     svc_kv_register(&s);
     svc_maintenance_register(&s);
     svc_cluster_register(&s);
@@ -662,8 +668,11 @@ int server_run(const server_config_t *cfg)
     }
 
 out:
-    /* Stop Raft (pending proposals are never acked), drop the waiting calls,
+    /* Finish the reads in flight (they hold calls and read the store), stop
+     * Raft (pending proposals are never acked), drop the waiting calls,
      * close the connections, then make the store durable and close it. */
+    readers_free(s.readers);
+    s.readers = NULL;
     if (s.raft)
         raft_node_stop(s.raft);
     if (s.pending)
