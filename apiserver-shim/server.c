@@ -2,8 +2,10 @@
  * server.c: one kshim member, wired together.
  *
  * Owns the three moving parts and the path between them:
- *   loop thread  : sockets, TLS, HTTP/2, gRPC, the services' request decoding
- *                  and every read (Range, read-only Txn) straight from LevelDB;
+ *   loop thread  : sockets, TLS, HTTP/2, gRPC, the services' request decoding;
+ *   readers      : (readers.c) the reads (Range, read-only Txn, watch
+ *                  catch-up, lease key scans) on LevelDB snapshots, answered
+ *                  on the loop;
  *   raft thread  : (raft/node.c) WAL append + group-committed fdatasync, then
  *                  server_apply() below applies committed entries to the MVCC
  *                  store and hands each result to the loop with one loop_post

@@ -21,8 +21,14 @@
  * caught up from storage); a drain timer polls blocked streams and resumes
  * them below STREAM_LOW_WATER.
  *
+ * Catch-up windows longer than the hub's sync tail are read on a reader
+ * thread (hist_job_*: kv_history into a batch) and handed back with
+ * watch_hub_history_done. A revision whose post fails is marked missed
+ * (w->missed) and the loop hands the mark to the hub (on the next post and
+ * on a 100 ms timer), so it is caught up from storage, never dropped.
+ *
  * Threads: watch_on_events runs on the apply thread and only builds and
- * posts a batch; everything else runs on the loop thread.
+ * posts a batch; hist_job_run on a reader; everything else on the loop.
  */
 #include <assert.h>
 #include <stdlib.h>

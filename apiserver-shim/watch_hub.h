@@ -8,8 +8,11 @@
  * WatchResponse in the call's send buffer.
  *
  * Threads: every function runs on the loop thread (events are posted to it
- * from the apply thread with loop_post and passed to watch_hub_notify).
- * Callbacks (deliver, history, schedule) must not call back into the hub.
+ * from the apply thread with loop_post and passed to watch_hub_notify),
+ * except watch_missed_note (any thread). ops.history_async starts a read on
+ * another thread; its result comes back through watch_hub_history_done on
+ * the loop. Callbacks (deliver, history, history_async, schedule) must not
+ * call back into the hub.
  *
  * The design follows etcd's watchable store (synced / unsynced / victim):
  * - synced watchers have seen every revision up to the hub's revision. They
@@ -24,7 +27,9 @@
  *   and max_watchers_per_pass watchers per pass, and moves each one back to
  *   synced when it reaches the hub's revision. The hand-over is exact because
  *   history is read only up to the hub's revision and notify delivers only
- *   later revisions: no gap, no duplicate.
+ *   later revisions: no gap, no duplicate. Long windows may be read
+ *   asynchronously (ops.history_async): the watcher stays unsynced until the
+ *   result is delivered, so revisions notified meanwhile are read after it.
  * - a stream whose consumer refused a response is "blocked": the hub stops
  *   calling deliver for it (its watchers fall behind to unsynced) until the
  *   service calls watch_hub_stream_writable.
