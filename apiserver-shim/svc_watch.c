@@ -247,12 +247,11 @@ static int send_response(svc_watch_t *w, grpc_call_t *call, const watch_resp_t *
     int rc = -1;
     if (buf) {
         etcdserverpb__watch_response__pack(&resp, buf);
-        grpc_call_send(call, buf, len);
+        grpc_call_send_owned(call, buf, len, free); /* packed once, not copied again */
         rc = 0;
     } else {
         log_error("watch: out of memory encoding a response");
     }
-    free(buf);
     free(evs);
     free(evp);
     free(kvs);
