@@ -35,10 +35,16 @@ enum {
     MAX_LISTENERS = 16,
 };
 
+/* A queued response message. Copied (grpc_call_send): data holds the 5-byte
+ * prefix and the message. Owned (grpc_call_send_owned): data holds only the
+ * prefix and ext points at the service's buffer, read in place and freed
+ * with ext_free once sent: the message is not copied before HTTP/2 framing. */
 typedef struct out_chunk {
     struct out_chunk *next;
-    size_t len, off;
-    uint8_t data[];           /* 5-byte prefix + message */
+    size_t len, off;          /* len: 5 + message length */
+    const uint8_t *ext;       /* owned message, or NULL */
+    void (*ext_free)(void *);
+    uint8_t data[];           /* 5-byte prefix [+ message when copied] */
 } out_chunk_t;
 
 typedef struct md_entry {
@@ -98,6 +104,21 @@ static void call_close(grpc_call_t *call, int notify_cancel);
 
 /* ---- calls ---- */
 
+static void chunk_free(out_chunk_t *c) {
+    if (c->ext && c->ext_free) c->ext_free((void *)c->ext);
+    free(c);
+}
+
+/* The contiguous bytes of c at its offset: the prefix, then the message. */
+static const uint8_t *chunk_at(const out_chunk_t *c, size_t *avail) {
+    if (!c->ext || c->off >= 5) {
+        *avail = c->len - c->off;
+        return c->ext ? c->ext + (c->off - 5) : c->data + c->off;
+    }
+    *avail = 5 - c->off;
+    return c->data + c->off;
+}
+
 static grpc_call_t *call_new(grpc_server_t *srv, h2_conn_t *conn, int32_t stream_id) {
     grpc_call_t *call = calloc(1, sizeof(*call));
     if (!call) return NULL;
@@ -130,7 +151,7 @@ static void call_free(grpc_call_t *call) {
     out_chunk_t *c = call->out_head;
     while (c) {
         out_chunk_t *next = c->next;
-        free(c);
+        chunk_free(c);
         c = next;
     }
     free(call);
@@ -232,16 +253,17 @@ static ssize_t call_data_read(nghttp2_session *session, int32_t stream_id, uint8
     size_t n = 0;
     while (n < length && call->out_head) {
         out_chunk_t *c = call->out_head;
-        size_t take = c->len - c->off;
+        size_t take;
+        const uint8_t *src = chunk_at(c, &take);
         if (take > length - n) take = length - n;
-        memcpy(buf + n, c->data + c->off, take);
+        memcpy(buf + n, src, take);
         c->off += take;
         n += take;
         call->out_bytes -= take;
         if (c->off == c->len) {
             call->out_head = c->next;
             if (!call->out_head) call->out_tail = NULL;
-            free(c);
+            chunk_free(c);
         }
     }
     if (call->out_head) return (ssize_t)n;
@@ -261,6 +283,8 @@ static void resume_data(grpc_call_t *call) {
     nghttp2_session_resume_data(h2_conn_session(call->conn), call->stream_id);
 }
 
+static int queue_chunk(grpc_call_t *call, out_chunk_t *c);
+
 int grpc_call_send(grpc_call_t *call, const uint8_t *msg, size_t len) {
     if (call->closed || call->finished || len > UINT32_MAX) return -1;
     out_chunk_t *c = malloc(sizeof(*c) + 5 + len);
@@ -268,8 +292,30 @@ int grpc_call_send(grpc_call_t *call, const uint8_t *msg, size_t len) {
     c->next = NULL;
     c->len = 5 + len;
     c->off = 0;
+    c->ext = NULL;
+    c->ext_free = NULL;
     grpc_frame_prefix(c->data, (uint32_t)len);
     if (len) memcpy(c->data + 5, msg, len);
+    return queue_chunk(call, c);
+}
+
+int grpc_call_send_owned(grpc_call_t *call, uint8_t *msg, size_t len, void (*free_fn)(void *)) {
+    out_chunk_t *c = NULL;
+    if (!call->closed && !call->finished && len <= UINT32_MAX) c = malloc(sizeof(*c) + 5);
+    if (!c) {
+        if (free_fn) free_fn(msg);
+        return -1;
+    }
+    c->next = NULL;
+    c->len = 5 + len;
+    c->off = 0;
+    c->ext = msg;
+    c->ext_free = free_fn;
+    grpc_frame_prefix(c->data, (uint32_t)len);
+    return queue_chunk(call, c);
+}
+
+static int queue_chunk(grpc_call_t *call, out_chunk_t *c) {
     if (call->out_tail) call->out_tail->next = c;
     else call->out_head = c;
     call->out_tail = c;

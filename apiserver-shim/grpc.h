@@ -106,6 +106,12 @@ void *grpc_call_get_user(grpc_call_t *call);
 /* Queue one response message (copied, framed, sent under flow control).
  * Returns 0, or -1 if the call is closed. */
 int grpc_call_send(grpc_call_t *call, const uint8_t *msg, size_t len);
+/* The same without the copy: msg (len bytes) is queued in place and handed
+ * to free_fn (may be NULL) once sent or when the call dies. Ownership passes
+ * in every case: on failure (-1: the call is closed or finished, or no
+ * memory) msg is freed at once. For large responses packed once by the
+ * service (Range). */
+int grpc_call_send_owned(grpc_call_t *call, uint8_t *msg, size_t len, void (*free_fn)(void *));
 /* End the call with a status and (for errors) a message; sends trailers, or a
  * Trailers-Only response if nothing was sent yet. Idempotent. */
 void grpc_call_finish(grpc_call_t *call, grpc_status_t status, const char *message);

@@ -2,8 +2,10 @@
  * server.c: one kshim member, wired together.
  *
  * Owns the three moving parts and the path between them:
- *   loop thread  : sockets, TLS, HTTP/2, gRPC, the services' request decoding
- *                  and every read (Range, read-only Txn) straight from LevelDB;
+ *   loop thread  : sockets, TLS, HTTP/2, gRPC, the services' request decoding;
+ *   readers      : (readers.c) the reads (Range, read-only Txn, watch
+ *                  catch-up, lease key scans) on LevelDB snapshots, answered
+ *                  on the loop;
  *   raft thread  : (raft/node.c) WAL append + group-committed fdatasync, then
  *                  server_apply() below applies committed entries to the MVCC
  *                  store and hands each result to the loop with one loop_post
@@ -32,6 +34,7 @@
 #include "autotls.h"
 #include "log.h"
 #include "pending.h"
+#include "readers.h"
 
 void server_config_defaults(server_config_t *cfg)
 {
@@ -634,6 +637,11 @@ int server_run(const server_config_t *cfg)
         goto out;
     }
 
+    s.readers = readers_new(s.loop, &(readers_config_t){.thread_exit = grpc_thread_cleanup});
+    if (!s.readers) {
+        log_error("cannot start the reader threads");
+        goto out;
+    }
     svc_kv_register(&s);
     svc_maintenance_register(&s);
     svc_cluster_register(&s);
@@ -702,8 +710,11 @@ int server_run(const server_config_t *cfg)
     }
 
 out:
-    /* Stop Raft (pending proposals are never acked), drop the waiting calls,
+    /* Finish the reads in flight (they hold calls and read the store), stop
+     * Raft (pending proposals are never acked), drop the waiting calls,
      * close the connections, then make the store durable and close it. */
+    readers_free(s.readers);
+    s.readers = NULL;
     if (s.raft)
         raft_node_stop(s.raft);
     if (s.pending)

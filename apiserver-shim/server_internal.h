@@ -16,6 +16,7 @@
 #include "server.h"
 
 typedef struct pending_table pending_table_t;
+typedef struct readers readers_t;
 
 typedef struct server {
     const server_config_t *cfg;
@@ -29,6 +30,7 @@ typedef struct server {
     uint64_t req_id_prefix;       /* random high bits: ids never repeat across restarts */
     uint32_t req_id_counter;
     pending_table_t *pending;     /* request id -> waiting call */
+    readers_t *readers;           /* reader threads (readers.h); NULL: read on the loop */
     int fatal;                    /* the member must exit with an error */
     int64_t tls_mtime;            /* newest mtime of the TLS files at last load */
     _Atomic int apply_failed;     /* raft thread: the store refused an entry */

@@ -12,7 +12,8 @@
  * on the loop thread (single voter: applied == committed).
  *
  * Authenticate checks the password on a worker thread, then issues a token
- * from the provider (--auth-token simple or jwt). Simple tokens live in this
+ * from the provider (--auth-token simple or jwt; a JWT is signed on that
+ * worker too, a simple token made on the loop). Simple tokens live in this
  * member's memory only ("<16 letters>.<applied index>"): kshim.proto has no
  * InternalAuthenticateRequest, which is fine for a single voter; a
  * multi-member cluster needs it to replicate simple tokens. Failed attempts
@@ -182,6 +183,8 @@ typedef struct auth_job {
     int cost;
     int rc;
     char out[AUTH_HASH_BUF];
+    char *token;                /* JOB_VERIFY with JWT: signed on the worker */
+    int token_rc;
 } auth_job_t;
 
 static void job_free(auth_job_t *j)
@@ -191,12 +194,15 @@ static void job_free(auth_job_t *j)
         free(j->password);
     }
     free(j->hash);
+    free(j->token);
     if (j->req)
         protobuf_c_message_free_unpacked(j->req, NULL);
     free(j);
 }
 
 static void job_done(void *arg);
+
+static int assign_token(server_t *s, const char *user, uint64_t rev, char **token);
 
 static void *job_thread(void *arg)
 {
@@ -206,6 +212,12 @@ static void *job_thread(void *arg)
         j->rc = auth_hash_password(j->password, j->password_len, j->cost, j->out, sizeof j->out);
     else
         j->rc = auth_hash_verify(j->password, j->password_len, j->hash, j->hash_len);
+    /* A JWT is an RSA/ECDSA signature (milliseconds for RS256): sign it
+     * here, not on the loop. Simple tokens are cheap and stay there. */
+    if (j->kind == JOB_VERIFY && j->rc == 0 && auth_token_kind(a->tokens) == AUTH_TOKEN_JWT)
+        j->token_rc = assign_token(j->s, j->user, j->auth_rev, &j->token);
+    if (j->token)
+        grpc_thread_cleanup(); /* wolfCrypt's per-thread ECC cache */
     if (loop_post(j->s->loop, job_done, j) != 0) {
         /* Shutting down: nobody will answer; the call reference is the
          * loop's to drop and dies with the connections. */
@@ -257,12 +269,13 @@ static void fail_slowly(auth_job_t *j)
         auth_failed_later(j->s->loop, j);
 }
 
-static void issue_token(server_t *s, grpc_call_t *call, const char *user, uint64_t rev)
+/* Any thread: a new token for user (the provider is shared under tok_mu). */
+static int assign_token(server_t *s, const char *user, uint64_t rev, char **token)
 {
     svc_auth_t *a = s->auth;
     raft_node_status_t st;
     raft_node_status(s->raft, &st);
-    char *token = NULL;
+    *token = NULL;
     int rc = AUTH_TOKEN_EEXIST;
     pthread_mutex_lock(&a->tok_mu);
     for (int attempt = 0; attempt < 3 && rc == AUTH_TOKEN_EEXIST; attempt++) {
@@ -270,10 +283,24 @@ static void issue_token(server_t *s, grpc_call_t *call, const char *user, uint64
         rc = auth_token_gen_prefix(a->tokens, prefix);
         if (rc == AUTH_TOKEN_OK)
             rc = auth_token_assign(a->tokens, prefix, st.applied_index, user, rev,
-                                   now_realtime_ms(), &token);
+                                   now_realtime_ms(), token);
     }
     pthread_mutex_unlock(&a->tok_mu);
+    return rc;
+}
+
+/* Answers Authenticate with the token the worker signed (JWT), or with a
+ * new one made here (simple). */
+static void issue_token(server_t *s, auth_job_t *j)
+{
+    grpc_call_t *call = j->call;
+    char *token = j->token;
+    int rc = j->token_rc;
+    j->token = NULL;
+    if (!token && rc == AUTH_TOKEN_OK)
+        rc = assign_token(s, j->user, j->auth_rev, &token);
     if (rc != AUTH_TOKEN_OK) {
+        free(token);
         grpc_call_finish(call, GRPC_UNKNOWN, auth_token_strerror(rc));
         return;
     }
@@ -301,7 +328,7 @@ static void job_done(void *arg)
             fail_slowly(j);
             return;
         }
-        issue_token(s, j->call, j->user, j->auth_rev);
+        issue_token(s, j);
     } else if (j->rc != 0) {
         grpc_call_finish(j->call, GRPC_INVALID_ARGUMENT,
                          j->rc == -EINVAL ? "etcdserver: password contains a NUL byte"

@@ -6,11 +6,16 @@
  * DeleteRange, Txn with writes, Compact). All KV semantics live in
  * storage/kv.c; this file only routes.
  *
- * Reads are served from the local store on the loop thread. On a single
- * voter that is linearizable: a write is acknowledged only after it is
- * applied, so every read that starts after an acknowledgement sees it. A
- * multi-member cluster will route non-serializable reads through Raft's
- * ReadIndex first (raft_read_index), which this file is ready to call.
+ * Reads: decoding, validation and the auth check run on the loop; the read
+ * itself (kv_range / kv_txn_readonly on a LevelDB snapshot, building and
+ * packing the response) runs on a reader thread (readers.h), and the packed
+ * buffer goes to the call without another copy (grpc_call_send_owned). The
+ * loop keeps the call (a reference is held while the read runs). Past the
+ * pool's bound a read gets etcd's "etcdserver: too many requests". On a
+ * single voter this is linearizable: a write is acknowledged only after it
+ * is applied, so every read submitted after an acknowledgement sees it. A
+ * multi-member cluster will put Raft's ReadIndex wait in front of
+ * submit_read (see readers.h).
  *
  * Auth (auth_check.h) runs after validation, as in etcd: key permissions
  * for Range/Put/DeleteRange/Txn, only the token's validity for Compact.
@@ -26,6 +31,7 @@
 #include <string.h>
 
 #include "auth_check.h"
+#include "readers.h"
 #include "server_internal.h"
 
 /* Finishes call with the auth refusal, if any; returns -1 when refused.
@@ -37,6 +43,110 @@ static int refuse(grpc_call_t *call, grpc_status_t st, const char *const *msg)
     grpc_call_finish(call, st, *msg);
     return -1;
 }
+
+/* ---- reads on a reader thread ---- */
+
+/* One read in flight: owns the decoded request and a call reference. */
+typedef struct kv_read {
+    reader_job_t job;            /* first: the job is the read */
+    server_t *s;
+    grpc_call_t *call;
+    Etcdserverpb__RangeRequest *range;  /* exactly one of range / txn */
+    Etcdserverpb__TxnRequest *txn;
+    kv_header_info_t hdr;
+    kv_result_t res;
+} kv_read_t;
+
+static void read_run(reader_job_t *job)
+{
+    kv_read_t *r = (kv_read_t *)job;
+    if (r->range)
+        kv_range(r->s->mvcc, r->range, &r->hdr, &r->res);
+    else
+        kv_txn_readonly(r->s->mvcc, r->txn, &r->hdr, &r->res);
+}
+
+/* Sends res (packed once on the reader) without copying it, then finishes. */
+static void finish_owned(grpc_call_t *call, kv_result_t *res)
+{
+    if (grpc_call_is_closed(call)) {
+        kv_result_clear(res);
+        return;
+    }
+    if (res->code != 0) {
+        grpc_call_finish(call, (grpc_status_t)res->code, res->message);
+    } else {
+        uint8_t *buf = res->resp;
+        res->resp = NULL;
+        if (grpc_call_send_owned(call, buf, res->resp_len, free) == 0)
+            grpc_call_finish(call, GRPC_OK, NULL);
+        else
+            grpc_call_finish(call, GRPC_RESOURCE_EXHAUSTED, "etcdserver: out of memory");
+    }
+    kv_result_clear(res);
+}
+
+static void read_free(kv_read_t *r)
+{
+    if (r->range)
+        etcdserverpb__range_request__free_unpacked(r->range, NULL);
+    if (r->txn)
+        etcdserverpb__txn_request__free_unpacked(r->txn, NULL);
+    kv_result_clear(&r->res);
+    free(r);
+}
+
+static void read_done(reader_job_t *job, int status)
+{
+    kv_read_t *r = (kv_read_t *)job;
+    if (status == READER_DONE)
+        finish_owned(r->call, &r->res);
+    else if (!grpc_call_is_closed(r->call))
+        grpc_call_finish(r->call, GRPC_UNAVAILABLE, "etcdserver: server stopped");
+    grpc_call_unref(r->call);
+    read_free(r);
+}
+
+/* Runs the read on a reader thread; takes ownership of range or txn (the
+ * other NULL). Without a pool (unit tests of the services) it reads here. */
+static void submit_read(server_t *s, grpc_call_t *call, Etcdserverpb__RangeRequest *range,
+                        Etcdserverpb__TxnRequest *txn)
+{
+    kv_read_t *r = calloc(1, sizeof *r);
+    if (!r) {
+        grpc_call_finish(call, GRPC_RESOURCE_EXHAUSTED, "etcdserver: out of memory");
+        if (range)
+            etcdserverpb__range_request__free_unpacked(range, NULL);
+        if (txn)
+            etcdserverpb__txn_request__free_unpacked(txn, NULL);
+        return;
+    }
+    r->job.run = read_run;
+    r->job.done = read_done;
+    r->s = s;
+    r->call = call;
+    r->range = range;
+    r->txn = txn;
+    server_header_info(s, &r->hdr);
+    if (!s->readers) {
+        read_run(&r->job);
+        finish_owned(call, &r->res);
+        read_free(r);
+        return;
+    }
+    grpc_call_ref(call);
+    int rc = readers_submit(s->readers, &r->job);
+    if (rc == READERS_OK)
+        return;
+    grpc_call_unref(call);
+    if (rc == READERS_FULL)
+        grpc_call_finish(call, GRPC_RESOURCE_EXHAUSTED, "etcdserver: too many requests");
+    else
+        grpc_call_finish(call, GRPC_UNAVAILABLE, "etcdserver: server stopped");
+    read_free(r);
+}
+
+/* ---- methods ---- */
 
 static void kv_range_call(grpc_call_t *call, const uint8_t *msg, size_t len, void *ctx)
 {
@@ -55,10 +165,8 @@ static void kv_range_call(grpc_call_t *call, const uint8_t *msg, size_t len, voi
                                                  req->range_end.data, req->range_end.len,
                                                  AUTH_PERM_READ, &msg),
                           &msg) == 0) {
-            kv_header_info_t hdr;
-            server_header_info(s, &hdr);
-            kv_range(s->mvcc, req, &hdr, &res);
-            server_finish_result(call, &res);
+            submit_read(s, call, req, NULL);
+            return;
         }
     }
     etcdserverpb__range_request__free_unpacked(req, NULL);
@@ -125,10 +233,8 @@ static void kv_txn_call(grpc_call_t *call, const uint8_t *msg, size_t len, void 
         } else if (refuse(call, auth_check_txn(s, call, req, &msg), &msg) != 0) {
             /* refused whole */
         } else if (kv_txn_is_readonly(req)) {
-            kv_header_info_t hdr;
-            server_header_info(s, &hdr);
-            kv_txn_readonly(s->mvcc, req, &hdr, &res);
-            server_finish_result(call, &res);
+            submit_read(s, call, NULL, req);
+            return;
         } else {
             Kshim__InternalRequest ir = KSHIM__INTERNAL_REQUEST__INIT;
             ir.txn = req;

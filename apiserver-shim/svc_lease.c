@@ -23,6 +23,10 @@
  * restart extends leases; it neither makes them eternal nor expires them all
  * at once.
  *
+ * Key scans (TimeToLive with keys; Revoke's permission check with auth on,
+ * which needs every attached key) read the store on a reader thread
+ * (readers.h) and answer on the loop; the loop keeps the call.
+ *
  * Threads: the lessor has its own mutex (applies on the Raft thread,
  * keepalives on the loop). It is opened lazily on first use because Raft
  * replays the WAL (calling svc_lease_apply and the lease_exists hook)
@@ -38,6 +42,7 @@
 #include "auth_check.h"
 #include "lease.h"
 #include "log.h"
+#include "readers.h"
 #include "server_internal.h"
 
 #define EXPIRY_TICK_MS 100
@@ -141,60 +146,6 @@ static void lease_grant_call(grpc_call_t *call, const uint8_t *msg, size_t len, 
     etcdserverpb__lease_grant_request__free_unpacked(req, NULL);
 }
 
-typedef struct revoke_perm {
-    server_t *s;
-    const auth_identity_t *id;
-    grpc_status_t st;
-    const char *msg;
-} revoke_perm_t;
-
-static int check_key_write(void *arg, const uint8_t *key, size_t len)
-{
-    revoke_perm_t *rp = arg;
-    rp->st = auth_check_range_as(rp->s, rp->id, key, len, NULL, 0, AUTH_PERM_WRITE, &rp->msg);
-    return rp->st != GRPC_OK;
-}
-
-/* etcd's authApplierV3.LeaseRevoke (checkLeasePuts): with auth on, the
- * caller needs write permission on every key attached to the lease. */
-static grpc_status_t check_revoke_perm(server_t *s, grpc_call_t *call, int64_t lease_id,
-                                       const char **msg)
-{
-    auth_identity_t id;
-    grpc_status_t st = auth_identity(s, call, &id, msg);
-    if (st != GRPC_OK || !auth_is_enabled(s))
-        return st;
-    revoke_perm_t rp = {s, &id, GRPC_OK, NULL};
-    if (lease_scan_keys(s->mvcc, lease_id, check_key_write, &rp) != MVCC_OK) {
-        *msg = "kshim: storage error";
-        return GRPC_INTERNAL;
-    }
-    *msg = rp.msg;
-    return rp.st;
-}
-
-static void lease_revoke_call(grpc_call_t *call, const uint8_t *msg, size_t len, void *ctx)
-{
-    svc_lease_t *sl = ctx;
-    server_t *s = sl->s;
-    Etcdserverpb__LeaseRevokeRequest *req =
-        etcdserverpb__lease_revoke_request__unpack(NULL, len, msg);
-    if (!req) {
-        server_reply_bad_request(call);
-        return;
-    }
-    const char *why = NULL;
-    if (server_require_leader(s, call) == 0) {
-        grpc_status_t st = check_revoke_perm(s, call, req->id, &why);
-        if (!refused(call, st, why)) {
-            Kshim__InternalRequest ir = KSHIM__INTERNAL_REQUEST__INIT;
-            ir.lease_revoke = req;
-            server_propose(s, call, &ir);
-        }
-    }
-    etcdserverpb__lease_revoke_request__free_unpacked(req, NULL);
-}
-
 typedef struct key_list {
     ProtobufCBinaryData *v;
     size_t n, cap;
@@ -229,6 +180,146 @@ static void key_list_free(key_list_t *kl)
     free(kl->v);
 }
 
+/* ---- key scans on a reader thread ---- */
+
+/* One scan in flight: the keys of lease id, then a loop-side finish. */
+typedef struct scan_job {
+    reader_job_t job;            /* first: the job is the scan */
+    server_t *s;
+    grpc_call_t *call;           /* referenced */
+    int64_t id;
+    int rc;                      /* MVCC_OK or the scan's error */
+    key_list_t keys;
+    void (*finish)(struct scan_job *j); /* loop thread, call open, scan done */
+    /* Revoke */
+    Etcdserverpb__LeaseRevokeRequest *revoke;
+    auth_identity_t who;
+    /* TimeToLive */
+    int64_t granted, remaining;
+} scan_job_t;
+
+static void scan_run(reader_job_t *job)
+{
+    scan_job_t *j = (scan_job_t *)job;
+    j->rc = lease_scan_keys(j->s->mvcc, j->id, collect_key, &j->keys);
+}
+
+static void scan_free(scan_job_t *j)
+{
+    key_list_free(&j->keys);
+    if (j->revoke)
+        etcdserverpb__lease_revoke_request__free_unpacked(j->revoke, NULL);
+    free(j);
+}
+
+static void scan_done(reader_job_t *job, int status)
+{
+    scan_job_t *j = (scan_job_t *)job;
+    if (!grpc_call_is_closed(j->call)) {
+        if (status != READER_DONE)
+            grpc_call_finish(j->call, GRPC_UNAVAILABLE, "etcdserver: server stopped");
+        else if (j->rc != MVCC_OK)
+            grpc_call_finish(j->call, GRPC_INTERNAL, "kshim: storage error");
+        else
+            j->finish(j);
+    }
+    grpc_call_unref(j->call);
+    scan_free(j);
+}
+
+/* Runs j's scan on a reader (or here without a pool). Owns j. */
+static void scan_submit(scan_job_t *j)
+{
+    j->job.run = scan_run;
+    j->job.done = scan_done;
+    grpc_call_ref(j->call);
+    if (!j->s->readers) {
+        scan_run(&j->job);
+        scan_done(&j->job, READER_DONE);
+        return;
+    }
+    int rc = readers_submit(j->s->readers, &j->job);
+    if (rc == READERS_OK)
+        return;
+    grpc_call_finish(j->call, rc == READERS_FULL ? GRPC_RESOURCE_EXHAUSTED : GRPC_UNAVAILABLE,
+                     rc == READERS_FULL ? "etcdserver: too many requests" : "etcdserver: server stopped");
+    grpc_call_unref(j->call);
+    scan_free(j);
+}
+
+/* etcd's authApplierV3.LeaseRevoke (checkLeasePuts): with auth on, the
+ * caller needs write permission on every key attached to the lease. */
+static void revoke_finish(scan_job_t *j)
+{
+    for (size_t i = 0; i < j->keys.n; i++) {
+        const char *why = NULL;
+        grpc_status_t st = auth_check_range_as(j->s, &j->who, j->keys.v[i].data, j->keys.v[i].len,
+                                               NULL, 0, AUTH_PERM_WRITE, &why);
+        if (refused(j->call, st, why))
+            return;
+    }
+    Kshim__InternalRequest ir = KSHIM__INTERNAL_REQUEST__INIT;
+    ir.lease_revoke = j->revoke;
+    server_propose(j->s, j->call, &ir);
+}
+
+static void lease_revoke_call(grpc_call_t *call, const uint8_t *msg, size_t len, void *ctx)
+{
+    svc_lease_t *sl = ctx;
+    server_t *s = sl->s;
+    Etcdserverpb__LeaseRevokeRequest *req =
+        etcdserverpb__lease_revoke_request__unpack(NULL, len, msg);
+    if (!req) {
+        server_reply_bad_request(call);
+        return;
+    }
+    const char *why = NULL;
+    auth_identity_t who;
+    if (server_require_leader(s, call) == 0) {
+        grpc_status_t st = auth_identity(s, call, &who, &why);
+        if (refused(call, st, why)) {
+            /* refused */
+        } else if (auth_is_enabled(s)) {
+            scan_job_t *j = calloc(1, sizeof *j);
+            if (!j) {
+                grpc_call_finish(call, GRPC_RESOURCE_EXHAUSTED, "etcdserver: out of memory");
+            } else {
+                *j = (scan_job_t){.s = s, .call = call, .id = req->id, .finish = revoke_finish,
+                                  .revoke = req, .who = who};
+                scan_submit(j);
+                return;
+            }
+        } else {
+            Kshim__InternalRequest ir = KSHIM__INTERNAL_REQUEST__INIT;
+            ir.lease_revoke = req;
+            server_propose(s, call, &ir);
+        }
+    }
+    etcdserverpb__lease_revoke_request__free_unpacked(req, NULL);
+}
+
+static void ttl_send(server_t *s, grpc_call_t *call, int64_t id, int64_t granted, int64_t remaining,
+                     const key_list_t *keys)
+{
+    Etcdserverpb__ResponseHeader h = ETCDSERVERPB__RESPONSE_HEADER__INIT;
+    Etcdserverpb__LeaseTimeToLiveResponse resp = ETCDSERVERPB__LEASE_TIME_TO_LIVE_RESPONSE__INIT;
+    resp.header = &h;
+    resp.id = id;
+    resp.ttl = remaining;
+    resp.grantedttl = granted;
+    if (keys) {
+        resp.n_keys = keys->n;
+        resp.keys = keys->v;
+    }
+    server_fill_header(s, &h);
+    server_send_message(call, &resp.base, 1);
+}
+
+static void ttl_finish(scan_job_t *j)
+{
+    ttl_send(j->s, j->call, j->id, j->granted, j->remaining, &j->keys);
+}
+
 static void lease_ttl_call(grpc_call_t *call, const uint8_t *msg, size_t len, void *ctx)
 {
     svc_lease_t *sl = ctx;
@@ -243,29 +334,21 @@ static void lease_ttl_call(grpc_call_t *call, const uint8_t *msg, size_t len, vo
     if (!l) {
         grpc_call_finish(call, GRPC_INTERNAL, "kshim: lease table unavailable");
     } else if (server_require_leader(s, call) == 0) {
-        Etcdserverpb__ResponseHeader h = ETCDSERVERPB__RESPONSE_HEADER__INIT;
-        Etcdserverpb__LeaseTimeToLiveResponse resp = ETCDSERVERPB__LEASE_TIME_TO_LIVE_RESPONSE__INIT;
-        key_list_t keys = {0};
         int64_t granted = 0, remaining = 0;
-        resp.header = &h;
-        resp.id = req->id;
         if (lessor_lookup(l, req->id, now_ms(), &granted, &remaining) != LEASE_OK) {
-            resp.ttl = -1; /* etcd's LeaseServer answers not found this way */
+            ttl_send(s, call, req->id, 0, -1, NULL); /* etcd's LeaseServer answers not found so */
+        } else if (!req->keys) {
+            ttl_send(s, call, req->id, granted, remaining, NULL);
         } else {
-            resp.ttl = remaining;
-            resp.grantedttl = granted;
-            if (req->keys && lease_scan_keys(s->mvcc, req->id, collect_key, &keys) != MVCC_OK) {
-                key_list_free(&keys);
-                grpc_call_finish(call, GRPC_INTERNAL, "kshim: storage error");
-                etcdserverpb__lease_time_to_live_request__free_unpacked(req, NULL);
-                return;
+            scan_job_t *j = calloc(1, sizeof *j);
+            if (!j) {
+                grpc_call_finish(call, GRPC_RESOURCE_EXHAUSTED, "etcdserver: out of memory");
+            } else {
+                *j = (scan_job_t){.s = s, .call = call, .id = req->id, .finish = ttl_finish,
+                                  .granted = granted, .remaining = remaining};
+                scan_submit(j);
             }
-            resp.n_keys = keys.n;
-            resp.keys = keys.v;
         }
-        server_fill_header(s, &h);
-        server_send_message(call, &resp.base, 1);
-        key_list_free(&keys);
     }
     etcdserverpb__lease_time_to_live_request__free_unpacked(req, NULL);
 }

@@ -21,8 +21,14 @@
  * caught up from storage); a drain timer polls blocked streams and resumes
  * them below STREAM_LOW_WATER.
  *
+ * Catch-up windows longer than the hub's sync tail are read on a reader
+ * thread (hist_job_*: kv_history into a batch) and handed back with
+ * watch_hub_history_done. A revision whose post fails is marked missed
+ * (w->missed) and the loop hands the mark to the hub (on the next post and
+ * on a 100 ms timer), so it is caught up from storage, never dropped.
+ *
  * Threads: watch_on_events runs on the apply thread and only builds and
- * posts a batch; everything else runs on the loop thread.
+ * posts a batch; hist_job_run on a reader; everything else on the loop.
  */
 #include <assert.h>
 #include <stdlib.h>
@@ -30,6 +36,7 @@
 
 #include "auth_check.h"
 #include "log.h"
+#include "readers.h"
 #include "server_internal.h"
 #include "watch_hub.h"
 
@@ -37,6 +44,7 @@ enum {
     STREAM_HIGH_WATER = 4 * 1024 * 1024,
     STREAM_LOW_WATER = 1024 * 1024,
     DRAIN_POLL_MS = 5,
+    MISSED_POLL_MS = 100,
 };
 
 typedef struct svc_stream svc_stream_t;
@@ -54,6 +62,10 @@ typedef struct svc_watch {
      * only change that raises it) and cancel/close, read by the apply thread:
      * while it is 0 a revision's events are not copied at all. */
     _Atomic size_t n_watchers;
+    /* Highest revision whose post to the loop failed (apply thread writes,
+     * watch_missed_note); the loop applies it with watch_hub_check_missed. */
+    _Atomic int64_t missed;
+    loop_timer_t *missed_timer;
 } svc_watch_t;
 
 struct svc_stream {
@@ -110,6 +122,8 @@ static void posted_run(void *arg)
 {
     posted_t *p = arg;
     watch_hub_t *hub = p->w->hub;
+    if (hub)
+        watch_hub_check_missed(hub, &p->w->missed);
     /* Revisions applied before start are covered by the hub's start
      * revision; later ones arrive in order. */
     if (hub && p->b->revision > watch_hub_revision(hub)) {
@@ -156,6 +170,10 @@ static void watch_on_events(void *ctx, int64_t rev, const mvcc_event_t *evs, siz
     p->w = w;
     p->b = b;
     if (loop_post(w->s->loop, posted_run, p) != 0) {
+        /* Not silently lost: the loop finds the mark (on the next post or
+         * the missed timer) and every watcher that expects rev catches up
+         * from storage, where rev is already committed. */
+        watch_missed_note(&w->missed, rev);
         watch_batch_unref(b);
         free(p);
     }
@@ -229,12 +247,11 @@ static int send_response(svc_watch_t *w, grpc_call_t *call, const watch_resp_t *
     int rc = -1;
     if (buf) {
         etcdserverpb__watch_response__pack(&resp, buf);
-        grpc_call_send(call, buf, len);
+        grpc_call_send_owned(call, buf, len, free); /* packed once, not copied again */
         rc = 0;
     } else {
         log_error("watch: out of memory encoding a response");
     }
-    free(buf);
     free(evs);
     free(evp);
     free(kvs);
@@ -380,6 +397,107 @@ static int hub_history(void *ctx, const watch_history_req_t *req, watch_emit_fn 
     if (rc == KV_HISTORY_COMPACTED)
         return WATCH_ERR_COMPACTED;
     return WATCH_ERR_HISTORY;
+}
+
+/* ---- catch-up reads on a reader thread ---- */
+
+typedef struct hist_job {
+    reader_job_t job;            /* first: the job is the read */
+    svc_watch_t *w;
+    watch_read_t *rd;            /* the hub's token */
+    uint8_t *key, *end;          /* copies (one block) */
+    size_t key_len, end_len;
+    int64_t from, to;
+    int prev_kv;
+    watch_batch_t *acc;          /* every event of the window */
+    int rc;
+    int64_t compact_rev;
+} hist_job_t;
+
+/* Reader thread: copy one revision's events into the job's batch. */
+static int hist_job_event(void *arg, int64_t rev, const mvcc_event_t *evs, size_t n)
+{
+    (void)rev;
+    hist_job_t *j = arg;
+    for (size_t i = 0; i < n; i++) {
+        watch_kv_t kv, prev;
+        kv_to_watch(evs[i].kv, &kv);
+        if (evs[i].prev_kv)
+            kv_to_watch(evs[i].prev_kv, &prev);
+        int type = evs[i].type == MVCCPB__EVENT__EVENT_TYPE__DELETE ? WATCH_DELETE : WATCH_PUT;
+        if (watch_batch_add(j->acc, type, &kv, evs[i].prev_kv ? &prev : NULL) != 0) {
+            j->rc = WATCH_ERR_HISTORY;
+            return 1;
+        }
+    }
+    return 0;
+}
+
+static void hist_job_run(reader_job_t *job)
+{
+    hist_job_t *j = (hist_job_t *)job;
+    int rc = kv_history(j->w->s->mvcc, j->key, j->key_len, j->end, j->end_len, j->from, j->to,
+                        j->prev_kv, hist_job_event, j, &j->compact_rev);
+    if (j->rc != WATCH_OK)
+        return;
+    j->rc = rc == KV_HISTORY_OK ? WATCH_OK : rc == KV_HISTORY_COMPACTED ? WATCH_ERR_COMPACTED
+                                                                          : WATCH_ERR_HISTORY;
+}
+
+static void hist_job_done(reader_job_t *job, int status)
+{
+    hist_job_t *j = (hist_job_t *)job;
+    int rc = status == READER_DONE ? j->rc : WATCH_ERR_HISTORY;
+    if (j->w->hub)
+        watch_hub_history_done(j->w->hub, j->rd, rc, j->acc, j->compact_rev);
+    watch_batch_unref(j->acc);
+    free(j->key);
+    free(j);
+}
+
+static int hub_history_async(void *ctx, const watch_history_req_t *req, watch_read_t *rd)
+{
+    svc_watch_t *w = ctx;
+    if (!w->s->readers)
+        return WATCH_ERR_HISTORY; /* read on the loop */
+    hist_job_t *j = calloc(1, sizeof(*j));
+    uint8_t *mem = malloc(req->key_len + req->range_end_len + 1);
+    watch_batch_t *acc = watch_batch_new(req->to_rev);
+    if (!j || !mem || !acc) {
+        free(j);
+        free(mem);
+        watch_batch_unref(acc);
+        return WATCH_ERR_NOMEM;
+    }
+    memcpy(mem, req->key, req->key_len);
+    if (req->range_end_len)
+        memcpy(mem + req->key_len, req->range_end, req->range_end_len);
+    *j = (hist_job_t){.job = {.run = hist_job_run, .done = hist_job_done},
+                      .w = w,
+                      .rd = rd,
+                      .key = mem,
+                      .key_len = req->key_len,
+                      .end = req->range_end_len ? mem + req->key_len : NULL,
+                      .end_len = req->range_end_len,
+                      .from = req->from_rev,
+                      .to = req->to_rev,
+                      .prev_kv = req->prev_kv,
+                      .acc = acc};
+    if (readers_submit(w->s->readers, &j->job) != READERS_OK) {
+        watch_batch_unref(acc);
+        free(mem);
+        free(j);
+        return WATCH_ERR_NOMEM; /* read on the loop instead */
+    }
+    return WATCH_OK;
+}
+
+static void missed_fire(loop_t *loop, void *arg)
+{
+    svc_watch_t *w = arg;
+    w->missed_timer = NULL;
+    watch_hub_check_missed(w->hub, &w->missed);
+    w->missed_timer = loop_timer_add(loop, MISSED_POLL_MS, missed_fire, w);
 }
 
 static void pass_fire(loop_t *loop, void *arg)
@@ -597,8 +715,11 @@ int svc_watch_start(server_t *s)
     svc_watch_t *w = s->watch;
     if (!w)
         return -1;
-    watch_hub_ops_t ops = {
-        .deliver = hub_deliver, .history = hub_history, .schedule = hub_schedule, .ctx = w};
+    watch_hub_ops_t ops = {.deliver = hub_deliver,
+                           .history = hub_history,
+                           .history_async = hub_history_async,
+                           .schedule = hub_schedule,
+                           .ctx = w};
     uint64_t interval = s->cfg->watch_progress_notify_interval_ms;
     watch_hub_options_t opts = {.progress_interval_ms = interval ? interval : 600000};
     w->hub = watch_hub_new(&ops, &opts, mvcc_revision(s->mvcc));
@@ -608,6 +729,7 @@ int svc_watch_start(server_t *s)
     if (grpc_server_register(s->grpc, &watch_method) != 0)
         return -1;
     w->progress_timer = loop_timer_add(s->loop, watch_hub_progress_interval_ms(w->hub), progress_fire, w);
+    w->missed_timer = loop_timer_add(s->loop, MISSED_POLL_MS, missed_fire, w);
     return 0;
 }
 
@@ -616,7 +738,7 @@ void svc_watch_stop(server_t *s)
     svc_watch_t *w = s->watch;
     if (!w)
         return;
-    loop_timer_t **timers[] = {&w->pass_timer, &w->progress_timer, &w->drain_timer};
+    loop_timer_t **timers[] = {&w->pass_timer, &w->progress_timer, &w->drain_timer, &w->missed_timer};
     for (size_t i = 0; i < sizeof timers / sizeof timers[0]; i++) {
         if (*timers[i])
             loop_timer_cancel(s->loop, *timers[i]);

@@ -37,6 +37,7 @@ struct watcher {
     int fragment;
     int64_t min_rev;
     int synced;
+    watch_read_t *read;        /* async catch-up read in flight, or NULL */
     int sent_since_tick;
     watcher_t *snext, *sprev;  /* stream's watchers */
     watcher_t *unext, *uprev;  /* stream's unsynced list */
@@ -56,6 +57,7 @@ struct watch_stream {
     size_t nwatchers;
     watcher_t *uhead, *utail;
     size_t nunsynced;
+    size_t nreading;           /* unsynced watchers with a read in flight */
     int64_t next_id;
     int blocked;
     int progress_pending;
@@ -80,10 +82,12 @@ struct watch_hub {
     int pass_scheduled;
     int in_pass;
     int history_failed;
+    int reads_full;            /* this pass reached max_async_reads */
     watcher_t **ids; /* (stream, id) -> watcher */
     size_t nids_buckets;
     size_t nwatchers;
     size_t nunsynced;
+    size_t nreads;             /* async reads in flight */
     watcher_t *progress_list;
     /* notify scratch */
     uint64_t gen;
@@ -96,7 +100,12 @@ struct watch_hub {
     size_t cap_evp;
     int scratch_failed;
     /* counters */
-    uint64_t matched, deliveries, refusals, history_reads, passes;
+    uint64_t matched, deliveries, refusals, history_reads, async_reads, passes;
+};
+
+struct watch_read {
+    watcher_t *w;              /* NULL once the watcher is gone */
+    int64_t to_rev;            /* the window is [w->min_rev, to_rev] */
 };
 
 /* ---- small helpers ---- */
@@ -135,6 +144,7 @@ static void request_pass(watch_hub_t *hub, uint64_t delay_ms) {
 
 static void ready_add(watch_hub_t *hub, watch_stream_t *s) {
     if (s->in_ready || s->blocked) return;
+    if (s->nunsynced > 0 && s->nunsynced == s->nreading) return; /* back when a read ends */
     s->in_ready = 1;
     s->rnext = NULL;
     s->rprev = hub->rtail;
@@ -321,6 +331,11 @@ static void progress_list_remove(watch_hub_t *hub, watcher_t *w) {
 
 static void watcher_destroy(watch_hub_t *hub, watcher_t *w) {
     watch_stream_t *s = w->stream;
+    if (w->read) { /* its result is dropped when it arrives */
+        w->read->w = NULL;
+        w->read = NULL;
+        s->nreading--;
+    }
     if (w->synced)
         ivx_remove(hub->index, &w->link);
     else
@@ -446,6 +461,8 @@ watch_hub_t *watch_hub_new(const watch_hub_ops_t *ops, const watch_hub_options_t
     if (hub->opts.max_watchers_per_pass == 0) hub->opts.max_watchers_per_pass = 128;
     if (hub->opts.retry_delay_ms == 0) hub->opts.retry_delay_ms = 100;
     if (hub->opts.progress_interval_ms == 0) hub->opts.progress_interval_ms = 600000;
+    if (hub->opts.sync_tail_revisions <= 0) hub->opts.sync_tail_revisions = 64;
+    if (hub->opts.max_async_reads == 0) hub->opts.max_async_reads = 32;
     hub->rev = current_rev;
     hub->index = ivx_new(0x6b7368696d);
     hub->nids_buckets = 64;
@@ -610,6 +627,29 @@ void watch_hub_notify_elided(watch_hub_t *hub, int64_t rev) {
     notify_degrade(hub, rev);
 }
 
+void watch_hub_notify_missed(watch_hub_t *hub, int64_t to_rev) {
+    if (to_rev <= hub->rev) return;
+    int64_t first = hub->rev + 1;
+    hub->rev = to_rev;
+    /* A synced watcher's next revision is >= first: keep it, so it catches
+     * up from exactly there. */
+    for (watch_stream_t *s = hub->streams; s; s = s->next)
+        for (watcher_t *w = s->watchers; w; w = w->snext)
+            if (w->synced && w->min_rev <= to_rev)
+                make_unsynced(hub, w, w->min_rev > first ? w->min_rev : first);
+}
+
+void watch_missed_note(_Atomic int64_t *missed, int64_t rev) {
+    int64_t cur = atomic_load(missed);
+    while (cur < rev && !atomic_compare_exchange_weak(missed, &cur, rev)) {
+    }
+}
+
+void watch_hub_check_missed(watch_hub_t *hub, _Atomic int64_t *missed) {
+    int64_t m = atomic_load(missed);
+    if (m > hub->rev) watch_hub_notify_missed(hub, m);
+}
+
 size_t watch_hub_watchers(const watch_hub_t *hub) { return hub->nwatchers; }
 
 /* ---- catch-up ---- */
@@ -661,21 +701,63 @@ static int catchup_flush(watch_hub_t *hub, watcher_t *w, const watch_batch_t *ac
     return 0;
 }
 
+static void history_req(const watcher_t *w, int64_t to, watch_history_req_t *req) {
+    static const uint8_t zero = 0;
+    *req = (watch_history_req_t){
+        .key = w->key, .key_len = w->key_len, .from_rev = w->min_rev, .to_rev = to, .prev_kv = w->prev_kv};
+    if (w->kind == IVX_RANGE) {
+        req->range_end = w->end;
+        req->range_end_len = w->end_len;
+    } else if (w->kind == IVX_FROM) {
+        req->range_end = &zero;
+        req->range_end_len = 1;
+    }
+}
+
+/* The compaction reply; the watcher is removed once it is accepted. */
+static void catchup_compacted(watch_hub_t *hub, watcher_t *w, int64_t compact_rev) {
+    watch_resp_t r;
+    resp_init(&r, w, 0); /* etcd's compaction reply has header revision 0 */
+    r.compact_revision = compact_rev;
+    r.canceled = 1;
+    if (send_resp(hub, w->stream, &r) == 0) watcher_destroy(hub, w);
+}
+
+/* Starts an async read of [min_rev, to] for w: 1 if started, 0 to read
+ * here, -1 to wait (max_async_reads in flight: a finishing read asks for
+ * the next pass). */
+static int catch_up_async(watch_hub_t *hub, watcher_t *w, int64_t to) {
+    if (!hub->ops.history_async || to - w->min_rev + 1 <= hub->opts.sync_tail_revisions) return 0;
+    if (hub->nreads >= hub->opts.max_async_reads) {
+        hub->reads_full = 1;
+        return -1;
+    }
+    watch_read_t *rd = calloc(1, sizeof(*rd));
+    if (!rd) return 0;
+    rd->w = w;
+    rd->to_rev = to;
+    watch_history_req_t req;
+    history_req(w, to, &req);
+    if (hub->ops.history_async(hub->ops.ctx, &req, rd) != WATCH_OK) {
+        free(rd);
+        return 0;
+    }
+    w->read = rd;
+    w->stream->nreading++;
+    hub->nreads++;
+    hub->history_reads++;
+    hub->async_reads++;
+    return 1;
+}
+
 static void catch_up(watch_hub_t *hub, watcher_t *w) {
-    assert(!w->synced && !w->stream->blocked);
+    assert(!w->synced && !w->stream->blocked && !w->read);
     if (w->min_rev <= hub->rev) {
         int64_t to = hub->rev;
         if (to - w->min_rev + 1 > hub->opts.chunk_revisions) to = w->min_rev + hub->opts.chunk_revisions - 1;
-        static const uint8_t zero = 0;
-        watch_history_req_t req = {
-            .key = w->key, .key_len = w->key_len, .from_rev = w->min_rev, .to_rev = to, .prev_kv = w->prev_kv};
-        if (w->kind == IVX_RANGE) {
-            req.range_end = w->end;
-            req.range_end_len = w->end_len;
-        } else if (w->kind == IVX_FROM) {
-            req.range_end = &zero;
-            req.range_end_len = 1;
-        }
+        if (catch_up_async(hub, w, to) != 0) return;
+        watch_history_req_t req;
+        history_req(w, to, &req);
         catchup_t c = {.hub = hub, .w = w, .to_rev = to, .acc = watch_batch_new(to)};
         if (!c.acc) {
             hub->history_failed = 1;
@@ -686,11 +768,7 @@ static void catch_up(watch_hub_t *hub, watcher_t *w) {
         int rc = hub->ops.history(hub->ops.ctx, &req, catchup_emit, &c, &compact_rev);
         if (rc == WATCH_ERR_COMPACTED) {
             watch_batch_unref(c.acc);
-            watch_resp_t r;
-            resp_init(&r, w, 0); /* etcd's compaction reply has header revision 0 */
-            r.compact_revision = compact_rev;
-            r.canceled = 1;
-            if (send_resp(hub, w->stream, &r) == 0) watcher_destroy(hub, w);
+            catchup_compacted(hub, w, compact_rev);
             return;
         }
         if (rc != WATCH_OK) {
@@ -710,14 +788,20 @@ int watch_hub_run_pass(watch_hub_t *hub) {
     hub->pass_scheduled = 0;
     hub->in_pass = 1;
     hub->history_failed = 0;
+    hub->reads_full = 0;
     hub->passes++;
     size_t budget = hub->opts.max_watchers_per_pass;
     while (budget > 0 && hub->rhead) {
         watch_stream_t *s = hub->rhead;
         ready_remove(hub, s);
-        if (s->nunsynced > 0) {
+        if (s->nunsynced > s->nreading) {
             watcher_t *w = s->uhead;
-            unsynced_unlink(s, w); /* round robin within the stream */
+            while (w->read) { /* round robin within the stream, skipping reads in flight */
+                unsynced_unlink(s, w);
+                unsynced_append(s, w);
+                w = s->uhead;
+            }
+            unsynced_unlink(s, w);
             unsynced_append(s, w);
             catch_up(hub, w);
             budget--;
@@ -727,12 +811,66 @@ int watch_hub_run_pass(watch_hub_t *hub) {
             ready_add(hub, s); /* round robin across streams */
         else
             stream_try_progress(hub, s);
-        if (hub->history_failed) break;
+        if (hub->history_failed || hub->reads_full) break;
     }
     hub->in_pass = 0;
     if (!hub->rhead) return 0;
+    if (hub->reads_full && !hub->history_failed) return 1; /* watch_hub_history_done asks */
     request_pass(hub, hub->history_failed ? hub->opts.retry_delay_ms : 0);
     return 1;
+}
+
+/* Copies the events of acc that w asked for into a response-sized batch
+ * and sends them; 0, or -1 if refused or out of memory. */
+static int async_flush(watch_hub_t *hub, watcher_t *w, int64_t to, const watch_batch_t *acc) {
+    catchup_t c = {.hub = hub, .w = w, .to_rev = to, .acc = watch_batch_new(to)};
+    if (!c.acc) return -1;
+    for (size_t i = 0; i < acc->n && !c.stopped; i++) {
+        const watch_event_t *ev = &acc->events[i];
+        catchup_emit(&c, ev->kv.mod_revision, ev, 1);
+    }
+    int rc = c.stopped || catchup_flush(hub, w, c.acc) != 0 ? -1 : 0;
+    watch_batch_unref(c.acc);
+    return rc;
+}
+
+void watch_hub_history_done(watch_hub_t *hub, watch_read_t *rd, int rc, const watch_batch_t *acc,
+                            int64_t compact_rev) {
+    watcher_t *w = rd->w;
+    int64_t to = rd->to_rev;
+    free(rd);
+    assert(hub->nreads > 0);
+    hub->nreads--;
+    if (!w) {             /* cancelled meanwhile */
+        if (hub->rhead) request_pass(hub, 0);
+        return;
+    }
+    watch_stream_t *s = w->stream;
+    w->read = NULL;
+    s->nreading--;
+    if (s->blocked) {
+        /* re-read once writable: nothing was given */
+    } else if (rc == WATCH_ERR_COMPACTED) {
+        catchup_compacted(hub, w, compact_rev);
+    } else if (rc != WATCH_OK || async_flush(hub, w, to, acc) != 0) {
+        if (!s->blocked) request_pass(hub, hub->opts.retry_delay_ms);
+    } else {
+        /* [min_rev, to] delivered; live revisions after to reached the hub
+         * while w was unsynced, so w was given none of them. */
+        w->min_rev = to + 1;
+        if (w->min_rev > hub->rev) {
+            if (make_synced(hub, w) != 0) request_pass(hub, hub->opts.retry_delay_ms);
+        } else if (hub->rev - w->min_rev + 1 <= hub->opts.sync_tail_revisions) {
+            catch_up(hub, w); /* the short rest, here */
+        }
+    }
+    if (!s->blocked) {
+        if (s->nunsynced > 0)
+            ready_add(hub, s);
+        else
+            stream_try_progress(hub, s);
+    }
+    if (hub->rhead) request_pass(hub, 0); /* reads may have waited for this one */
 }
 
 /* ---- progress ---- */
@@ -859,6 +997,7 @@ void watch_hub_get_stats(const watch_hub_t *hub, watch_hub_stats_t *out) {
     out->deliveries = hub->deliveries;
     out->refusals = hub->refusals;
     out->history_reads = hub->history_reads;
+    out->async_reads = hub->async_reads;
     out->passes = hub->passes;
     out->streams = hub->nstreams;
     out->watchers = hub->nwatchers;
@@ -868,5 +1007,5 @@ void watch_hub_get_stats(const watch_hub_t *hub, watch_hub_stats_t *out) {
 
 void watch_hub_reset_counters(watch_hub_t *hub) {
     ivx_reset_visit_stats(hub->index);
-    hub->matched = hub->deliveries = hub->refusals = hub->history_reads = hub->passes = 0;
+    hub->matched = hub->deliveries = hub->refusals = hub->history_reads = hub->async_reads = hub->passes = 0;
 }

@@ -8,8 +8,11 @@
  * WatchResponse in the call's send buffer.
  *
  * Threads: every function runs on the loop thread (events are posted to it
- * from the apply thread with loop_post and passed to watch_hub_notify).
- * Callbacks (deliver, history, schedule) must not call back into the hub.
+ * from the apply thread with loop_post and passed to watch_hub_notify),
+ * except watch_missed_note (any thread). ops.history_async starts a read on
+ * another thread; its result comes back through watch_hub_history_done on
+ * the loop. Callbacks (deliver, history, history_async, schedule) must not
+ * call back into the hub.
  *
  * The design follows etcd's watchable store (synced / unsynced / victim):
  * - synced watchers have seen every revision up to the hub's revision. They
@@ -24,7 +27,9 @@
  *   and max_watchers_per_pass watchers per pass, and moves each one back to
  *   synced when it reaches the hub's revision. The hand-over is exact because
  *   history is read only up to the hub's revision and notify delivers only
- *   later revisions: no gap, no duplicate.
+ *   later revisions: no gap, no duplicate. Long windows may be read
+ *   asynchronously (ops.history_async): the watcher stays unsynced until the
+ *   result is delivered, so revisions notified meanwhile are read after it.
  * - a stream whose consumer refused a response is "blocked": the hub stops
  *   calling deliver for it (its watchers fall behind to unsynced) until the
  *   service calls watch_hub_stream_writable.
@@ -40,6 +45,7 @@
 #ifndef KSHIM_WATCH_HUB_H
 #define KSHIM_WATCH_HUB_H
 
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -133,6 +139,10 @@ enum {
     WATCH_ERR_HISTORY = -6,   /* history: read failed; the hub retries later */
 };
 
+/* An asynchronous catch-up read in flight (ops.history_async): the hub's
+ * token, handed back to watch_hub_history_done. */
+typedef struct watch_read watch_read_t;
+
 typedef struct watch_hub_ops {
     /* Queue r on the stream's consumer. Returns WATCH_ACCEPTED or WATCH_FULL. */
     int (*deliver)(void *stream_ctx, const watch_resp_t *r);
@@ -140,6 +150,12 @@ typedef struct watch_hub_ops {
      * WATCH_ERR_COMPACTED with *compact_rev set, or WATCH_ERR_HISTORY. */
     int (*history)(void *ctx, const watch_history_req_t *req, watch_emit_fn emit, void *emit_arg,
                    int64_t *compact_rev);
+    /* Optional: start the same read on another thread and return WATCH_OK;
+     * req and its bytes are valid only during the call (copy them). Later,
+     * on the loop thread, the service calls watch_hub_history_done(hub, rd,
+     * ...) exactly once. Any other return: the hub reads with ops.history
+     * now instead. Used for windows longer than sync_tail_revisions. */
+    int (*history_async)(void *ctx, const watch_history_req_t *req, watch_read_t *rd);
     /* Optional: call watch_hub_run_pass after delay_ms (a one-shot loop
      * timer). Asked for at most once until that pass runs. */
     void (*schedule)(void *ctx, uint64_t delay_ms);
@@ -151,6 +167,11 @@ typedef struct watch_hub_options {
     size_t max_watchers_per_pass;  /* unsynced watchers served per pass; default 128 */
     uint64_t retry_delay_ms;       /* pass delay after a history error; default 100 */
     uint64_t progress_interval_ms; /* progress_notify period; default 600000 (etcd: 10 min) */
+    /* With ops.history_async: windows of at most this many revisions are
+     * read on the loop (ops.history), longer ones asynchronously; default 64.
+     * At most max_async_reads reads are in flight; default 32. */
+    int64_t sync_tail_revisions;
+    size_t max_async_reads;
 } watch_hub_options_t;
 
 typedef struct watch_hub watch_hub_t;
@@ -215,6 +236,18 @@ void watch_hub_notify_batch(watch_hub_t *hub, const watch_batch_t *b);
  * since then that expects rev falls back to catch-up from history, so it
  * still gets rev's events, once. */
 void watch_hub_notify_elided(watch_hub_t *hub, int64_t rev);
+/* Revisions (watch_hub_revision, to_rev] were applied but never reached the
+ * hub (their loop_post failed). Every synced watcher that expects one of
+ * them becomes unsynced at its next revision and catches up from storage;
+ * the hub revision becomes to_rev. No-op if to_rev <= the hub revision. */
+void watch_hub_notify_missed(watch_hub_t *hub, int64_t to_rev);
+
+/* The apply-thread side of that: note_missed records (atomically, any
+ * thread) that revision rev could not be posted; check_missed (loop thread)
+ * applies the highest recorded one with watch_hub_notify_missed. */
+void watch_missed_note(_Atomic int64_t *missed, int64_t rev);
+void watch_hub_check_missed(watch_hub_t *hub, _Atomic int64_t *missed);
+
 /* Number of watchers on every stream. */
 size_t watch_hub_watchers(const watch_hub_t *hub);
 
@@ -223,6 +256,17 @@ size_t watch_hub_watchers(const watch_hub_t *hub);
 /* One bounded catch-up pass over unsynced watchers. Returns 1 if work remains
  * (the hub has already asked ops.schedule for the next pass), 0 if idle. */
 int watch_hub_run_pass(watch_hub_t *hub);
+
+/* Loop thread: the asynchronous read rd finished. rc is WATCH_OK (acc holds
+ * every event of the requested range and window, in revision order; the
+ * hub only borrows it), WATCH_ERR_COMPACTED (compact_rev set) or another
+ * error (retried later). The hand-over stays exact: the watcher was
+ * unsynced during the read, so live revisions that arrived meanwhile were
+ * not given to it; it continues from the window's end (on the loop when
+ * the rest is short, else with another read). If the watcher went away
+ * meanwhile, the result is dropped. */
+void watch_hub_history_done(watch_hub_t *hub, watch_read_t *rd, int rc, const watch_batch_t *acc,
+                            int64_t compact_rev);
 
 /* True if every watcher of the stream is synced at the hub revision. */
 int watch_hub_stream_caught_up(const watch_hub_t *hub, const watch_stream_t *s);
@@ -252,7 +296,8 @@ typedef struct watch_hub_stats {
     uint64_t matched;        /* (watcher, event) pairs found by notify */
     uint64_t deliveries;     /* responses accepted */
     uint64_t refusals;       /* responses refused (stream blocked) */
-    uint64_t history_reads;  /* ops.history calls */
+    uint64_t history_reads;  /* ops.history and ops.history_async calls */
+    uint64_t async_reads;    /* of those, ops.history_async */
     uint64_t passes;
     size_t streams;
     size_t watchers;

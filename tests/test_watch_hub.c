@@ -5,7 +5,10 @@
  * A fake in-memory store plays the MVCC history (a log of revision batches
  * with a compaction point) and fake streams play the consumers (a capacity in
  * responses; deliver refuses when full). Randomized, seeded runs compare what
- * every watcher received with a brute-force scan of the log.
+ * every watcher received with a brute-force scan of the log, also with
+ * catch-up reads done asynchronously (ops.history_async: reads held and
+ * completed later, in random order, while writes keep arriving) and with
+ * revisions whose post was lost (watch_hub_notify_missed).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -42,6 +45,20 @@ typedef struct fake_store {
     char value[NKEYS][16];
 } fake_store_t;
 
+/* Reads started by ops.history_async, completed by env_complete_read. */
+typedef struct pending_read {
+    watch_read_t *rd;
+    char key[16], end[16];
+    size_t key_len, end_len;
+    int64_t from, to;
+    int prev_kv;
+} pending_read_t;
+
+#define MAX_PENDING 64
+static pending_read_t g_pending[MAX_PENDING];
+static int g_npending;
+static int g_async_refuse; /* history_async refuses: the hub reads at once */
+
 static void key_name(int k, char *out) { snprintf(out, 16, "k%02d", k); }
 
 static void store_free(fake_store_t *st) {
@@ -75,6 +92,48 @@ static int fake_history(void *ctx, const watch_history_req_t *req, watch_emit_fn
         if (emit(emit_arg, r, b->events, b->n)) return WATCH_OK; /* superset: the hub filters */
     }
     return WATCH_OK;
+}
+
+static int fake_history_async(void *ctx, const watch_history_req_t *req, watch_read_t *rd) {
+    (void)ctx;
+    if (g_async_refuse || g_npending == MAX_PENDING) return WATCH_ERR_NOMEM;
+    pending_read_t *p = &g_pending[g_npending++];
+    assert_true(req->key_len < sizeof(p->key) && req->range_end_len < sizeof(p->end));
+    memset(p, 0, sizeof(*p));
+    p->rd = rd;
+    memcpy(p->key, req->key, req->key_len);
+    p->key_len = req->key_len;
+    if (req->range_end_len) memcpy(p->end, req->range_end, req->range_end_len);
+    p->end_len = req->range_end_len;
+    p->from = req->from_rev;
+    p->to = req->to_rev;
+    p->prev_kv = req->prev_kv;
+    return WATCH_OK;
+}
+
+static int acc_emit(void *arg, int64_t rev, const watch_event_t *events, size_t n) {
+    (void)rev;
+    watch_batch_t *acc = arg;
+    for (size_t i = 0; i < n; i++)
+        assert_int_equal(watch_batch_add(acc, events[i].type, &events[i].kv,
+                                         events[i].has_prev ? &events[i].prev : NULL), 0);
+    return 0;
+}
+
+/* Completes pending read i now, reading the store as it is (the log is
+ * immutable, so a late read sees what an early one would have). */
+static void complete_read(fake_store_t *st, watch_hub_t *hub, int i) {
+    pending_read_t p = g_pending[i];
+    g_pending[i] = g_pending[--g_npending];
+    watch_history_req_t req = {.key = (uint8_t *)p.key, .key_len = p.key_len, .range_end = (uint8_t *)p.end,
+                               .range_end_len = p.end_len, .from_rev = p.from, .to_rev = p.to,
+                               .prev_kv = p.prev_kv};
+    watch_batch_t *acc = watch_batch_new(p.to);
+    assert_non_null(acc);
+    int64_t compact_rev = 0;
+    int rc = fake_history(st, &req, acc_emit, acc, &compact_rev);
+    watch_hub_history_done(hub, p.rd, rc, acc, compact_rev);
+    watch_batch_unref(acc);
 }
 
 /* One transaction of up to nops puts/deletes on distinct keys. Returns the new
@@ -233,6 +292,7 @@ typedef struct env {
     uint64_t last_delay;
     int lag;          /* the apply side runs ahead: notify only on env_flush */
     int64_t notified; /* last revision handed to the hub */
+    _Atomic int64_t missed; /* svc_watch's lost-post mark */
 } env_t;
 
 static env_t *g_env; /* the schedule callback's view of the running test */
@@ -245,7 +305,7 @@ static void env_schedule(void *ctx, uint64_t delay_ms) {
     }
 }
 
-static env_t *env_new(const watch_hub_options_t *opts) {
+static env_t *env_new_ops(const watch_hub_options_t *opts, int async) {
     env_t *e = calloc(1, sizeof(*e));
     assert_non_null(e);
     e->st = calloc(1, sizeof(*e->st));
@@ -254,10 +314,28 @@ static env_t *env_new(const watch_hub_options_t *opts) {
     e->notified = 1;
     watch_hub_ops_t ops = {.deliver = fake_deliver, .history = fake_history, .schedule = env_schedule,
                            .ctx = e->st};
+    if (async) ops.history_async = fake_history_async;
     e->hub = watch_hub_new(&ops, opts, e->st->rev);
     assert_non_null(e->hub);
     g_env = e;
+    g_npending = 0;
+    g_async_refuse = 0;
     return e;
+}
+
+static env_t *env_new(const watch_hub_options_t *opts) { return env_new_ops(opts, 0); }
+
+/* Revisions the store has and the hub was never told of (their post was
+ * lost): mark them as svc_watch does and let the hub check the mark. */
+static void env_miss(env_t *e) {
+    if (e->notified == e->st->rev) return;
+    for (int64_t r = e->notified + 1; r <= e->st->rev; r++) watch_missed_note(&e->missed, r);
+    watch_hub_check_missed(e->hub, &e->missed);
+    e->notified = e->st->rev;
+}
+
+static void env_complete_all(env_t *e) {
+    while (g_npending > 0) complete_read(e->st, e->hub, rand() % g_npending);
 }
 
 static void env_free(env_t *e) {
@@ -294,8 +372,14 @@ static int64_t env_del(env_t *e, int k) {
 }
 
 static void env_drain_passes(env_t *e) {
-    for (int i = 0; i < 100000 && watch_hub_run_pass(e->hub); i++)
-        ;
+    for (int i = 0; i < 100000; i++) {
+        int more = watch_hub_run_pass(e->hub);
+        if (g_npending > 0) {
+            env_complete_all(e);
+            continue;
+        }
+        if (!more) break;
+    }
 }
 
 static fake_stream_t *fs_new(env_t *e, int capacity) {
@@ -820,10 +904,15 @@ static int spec_wants(const wspec_t *w, const watch_event_t *ev) {
     return c < 0 || (c == 0 && kl < w->end_len);
 }
 
-static void random_run(unsigned seed) {
+static void random_run(unsigned seed, int async) {
     enum { NSTREAMS = 4, NWATCHERS = 80, STEPS = 3000 };
     watch_hub_options_t o = {.chunk_revisions = 1 + seed % 7, .max_watchers_per_pass = 1 + seed % 5};
-    env_t *e = env_new(&o);
+    if (async) {
+        o.chunk_revisions = 2 + seed % 20;
+        o.sync_tail_revisions = 1;
+        o.max_async_reads = 1 + seed % 6;
+    }
+    env_t *e = env_new_ops(&o, async);
     srand(seed);
     e->lag = seed % 2;
     e->st->sloppy = seed % 3 == 0;
@@ -876,6 +965,10 @@ static void random_run(unsigned seed) {
             }
         } else if (dice < 70) {
             env_flush(e);
+        } else if (async && dice < 73 && g_npending > 0) {
+            complete_read(e->st, e->hub, rand() % g_npending); /* any order */
+        } else if (async && dice < 74) {
+            env_miss(e);
         } else if (dice < 82) {
             fs_drain(e, fs[rand() % NSTREAMS]);
         } else {
@@ -900,6 +993,8 @@ static void random_run(unsigned seed) {
     /* the run went through the slow-consumer and catch-up paths */
     assert_true(s.refusals > 10);
     assert_true(s.history_reads > 10);
+    if (async) assert_true(s.async_reads > 10);
+    assert_int_equal(g_npending, 0);
     if (getenv("WATCH_TEST_VERBOSE"))
         fprintf(stderr, "seed %u: watchers %d deliveries %llu refusals %llu history %llu passes %llu rev %lld\n",
                 seed, nw, (unsigned long long)s.deliveries, (unsigned long long)s.refusals,
@@ -929,7 +1024,84 @@ static void random_run(unsigned seed) {
 
 static void test_random_vs_bruteforce(void **state) {
     (void)state;
-    for (unsigned seed = 1; seed <= 12; seed++) random_run(seed);
+    for (unsigned seed = 1; seed <= 12; seed++) random_run(seed, 0);
+}
+
+/* The same with catch-up reads completing later, in any order, while live
+ * revisions keep reaching the hub, and with lost posts: still no gap, no
+ * duplicate, every watcher's exact history. */
+static void test_random_async_reads_vs_bruteforce(void **state) {
+    (void)state;
+    for (unsigned seed = 1; seed <= 12; seed++) random_run(seed, 1);
+}
+
+/* A revision whose post to the loop failed is not lost: the hub learns of
+ * it through the missed mark, its synced watchers catch it up from storage,
+ * once, then take live revisions again. */
+static void test_missed_revisions_caught_up(void **state) {
+    (void)state;
+    env_t *e = env_new(NULL);
+    fake_stream_t *fs = fs_new(e, 1000);
+    env_put(e, 2); /* before the watchers: deleted below */
+    int64_t a = watch_on(e, fs, "k01", "", 0, 0, 0);
+    int64_t b = watch_on(e, fs, "k0", "k1", 2, 0, 0);
+    int64_t r2 = env_put(e, 1);
+    e->lag = 1;
+    int64_t r3 = env_put(e, 1); /* these two never reach the hub */
+    int64_t r4 = env_del(e, 2);
+    e->lag = 0;
+    assert_int_equal(watch_hub_revision(e->hub), r2);
+    env_miss(e);
+    assert_int_equal(watch_hub_revision(e->hub), r4);
+    watch_hub_stats_t s;
+    watch_hub_get_stats(e->hub, &s);
+    assert_int_equal(s.unsynced, 2);
+    env_drain_passes(e);
+    int64_t r5 = env_put(e, 1);
+    assert_int_equal(fs->rec[a].n, 3);
+    assert_int_equal(fs->rec[a].ev[0].rev, r2);
+    assert_int_equal(fs->rec[a].ev[1].rev, r3);
+    assert_int_equal(fs->rec[a].ev[2].rev, r5);
+    assert_int_equal(fs->rec[b].n, 4);
+    assert_int_equal(fs->rec[b].ev[2].rev, r4);
+    assert_int_equal(fs->rec[b].ev[2].type, WATCH_DELETE);
+    /* A stale mark (already behind the hub) changes nothing. */
+    watch_missed_note(&e->missed, r3);
+    watch_hub_check_missed(e->hub, &e->missed);
+    watch_hub_get_stats(e->hub, &s);
+    assert_int_equal(s.unsynced, 0);
+    fs_free(e, fs);
+    env_free(e);
+}
+
+/* An async read in flight while its watcher is cancelled: the result is
+ * dropped; while writes arrive: the watcher continues exactly after the
+ * window (the short rest read at once). */
+static void test_async_read_races(void **state) {
+    (void)state;
+    watch_hub_options_t o = {.sync_tail_revisions = 2};
+    env_t *e = env_new_ops(&o, 1);
+    fake_stream_t *fs = fs_new(e, 1000);
+    for (int i = 0; i < 10; i++) env_put(e, 3);
+    int64_t gone = watch_on(e, fs, "k03", "", 0, 2, 0);
+    int64_t w = watch_on(e, fs, "k03", "", 0, 2, 0);
+    watch_hub_run_pass(e->hub);
+    assert_int_equal(g_npending, 2);
+    assert_int_equal(watch_hub_cancel(e->hub, fs->hs, gone), WATCH_OK);
+    int64_t r12 = env_put(e, 3); /* live while reads run: w gets it after its window */
+    int64_t r13 = env_put(e, 3);
+    env_complete_all(e);
+    env_drain_passes(e);
+    assert_int_equal(fs->rec[gone].n, 0);
+    assert_int_equal(fs->rec[w].n, 12);
+    for (size_t i = 0; i < 12; i++) assert_int_equal(fs->rec[w].ev[i].rev, 2 + (int64_t)i);
+    assert_int_equal(fs->rec[w].ev[11].rev, r13);
+    (void)r12;
+    int64_t r14 = env_put(e, 3);
+    assert_int_equal(fs->rec[w].n, 13);
+    assert_int_equal(fs->rec[w].ev[12].rev, r14);
+    fs_free(e, fs);
+    env_free(e);
 }
 
 /* ---------------------------------------------------------------------------
@@ -1117,6 +1289,9 @@ int main(void) {
         cmocka_unit_test(test_progress_request),
         cmocka_unit_test(test_progress_notify_tick),
         cmocka_unit_test(test_random_vs_bruteforce),
+        cmocka_unit_test(test_random_async_reads_vs_bruteforce),
+        cmocka_unit_test(test_missed_revisions_caught_up),
+        cmocka_unit_test(test_async_read_races),
         cmocka_unit_test(test_cost_nonmatching_watchers),
         cmocka_unit_test(test_wire_size_and_fragments),
         cmocka_unit_test(test_batch_refcount),
