@@ -62,6 +62,7 @@ struct raft {
     raft_hard_state_t rd_hs;
     uint64_t rd_stabled_to, rd_applied_to;
     uint64_t msgs_rejected;  /* peer messages refused by msg_check */
+    size_t apply_budget;     /* committed entries a ready may hand out (driver's flow control) */
 };
 
 /* ---------------------------------------------------------------- helpers */
@@ -648,8 +649,12 @@ static int hs_equal(raft_hard_state_t a, raft_hard_state_t b) {
 
 static uint64_t apply_limit(const raft_t *r) {
     uint64_t last = last_index(r);
-    return r->commit < last ? r->commit : last;
+    uint64_t hi = r->commit < last ? r->commit : last;
+    if (hi > r->applied && hi - r->applied > r->apply_budget) hi = r->applied + r->apply_budget;
+    return hi;
 }
+
+void raft_set_apply_budget(raft_t *r, size_t n) { r->apply_budget = n; }
 
 int raft_has_ready(const raft_t *r) {
     if (!hs_equal(hard_state(r), r->prev_hs)) return 1;
@@ -787,6 +792,7 @@ raft_t *raft_new(const raft_config_t *c, char *err, size_t errlen) {
     r->heartbeat_ticks = c->heartbeat_ticks;
     r->rng = c->seed ^ (c->id * 0xD1B54A32D192ED03ull);
     r->max_msg_entries = c->max_msg_entries ? c->max_msg_entries : 256;
+    r->apply_budget = SIZE_MAX;
     r->term = c->hard_state.term;
     r->vote = c->hard_state.vote;
     r->base_index = c->log_base_index;

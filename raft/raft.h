@@ -147,6 +147,12 @@ void raft_ready(raft_t *r, raft_ready_t *rd);
  * sent its messages and applied its committed entries. */
 void raft_advance(raft_t *r);
 
+/* Flow control for the driver: each following ready hands out at most n
+ * committed entries (SIZE_MAX, the default, means no limit). With
+ * n == 0 committed entries stay in the core and raft_has_ready() does not
+ * report them; persisting, messages and ticks go on as usual. */
+void raft_set_apply_budget(raft_t *r, size_t n);
+
 /* Drops log entries up to index (<= applied) from memory. */
 void raft_compact(raft_t *r, uint64_t index);
 
