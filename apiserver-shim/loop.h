@@ -38,7 +38,12 @@ void loop_timer_cancel(loop_t *loop, loop_timer_t *t);
 uint64_t loop_now_ms(loop_t *loop);
 
 /* Thread-safe: run fn(arg) on the loop thread soon. Returns 0, or -1 once the
- * loop is stopping (then fn is never called and arg stays the caller's). */
+ * loop is stopping (then fn is never called and arg stays the caller's).
+ * The queue has no limit of its own; it is bounded by its posters: each loop
+ * iteration runs everything posted, the apply thread posts per applied batch
+ * and revision (entries enter Raft only from the loop, under the node's
+ * in-flight bound) and auth per bcrypt worker (at most 32). A new poster must
+ * keep that property (bounded by something the loop controls). */
 int loop_post(loop_t *loop, loop_post_fn fn, void *arg);
 
 /* Run until loop_stop(); loop_stop is thread-safe and async-signal-safe. */

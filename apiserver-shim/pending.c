@@ -1,7 +1,7 @@
 /*
  * pending.c: the request-id -> call table (see pending.h). Chained hashing
  * with a power-of-two bucket array that doubles when the load passes 1, so
- * add and take are O(1) however many writes are in flight.
+ * add and take are O(1) however many writes are in flight; bounded by max.
  */
 #include "pending.h"
 
@@ -19,6 +19,7 @@ struct pending_table {
     pending_entry_t **buckets;
     size_t nbuckets; /* power of two */
     size_t count;
+    size_t max;      /* 0 = no limit */
 };
 
 static size_t bucket_of(uint64_t id, size_t nbuckets)
@@ -29,11 +30,12 @@ static size_t bucket_of(uint64_t id, size_t nbuckets)
     return (size_t)(id & (nbuckets - 1));
 }
 
-pending_table_t *pending_new(void)
+pending_table_t *pending_new(size_t max)
 {
     pending_table_t *t = calloc(1, sizeof *t);
     if (!t)
         return NULL;
+    t->max = max;
     t->nbuckets = 256;
     t->buckets = calloc(t->nbuckets, sizeof *t->buckets);
     if (!t->buckets) {
@@ -83,6 +85,8 @@ static void grow(pending_table_t *t)
 
 int pending_add(pending_table_t *t, uint64_t id, grpc_call_t *call, uint64_t deadline_ms)
 {
+    if (t->max && t->count >= t->max)
+        return PENDING_FULL;
     pending_entry_t *e = malloc(sizeof *e);
     if (!e)
         return -1;

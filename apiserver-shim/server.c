@@ -229,21 +229,26 @@ void server_propose(server_t *s, grpc_call_t *call, Kshim__InternalRequest *req)
     req->header = NULL;
 
     uint64_t deadline = loop_now_ms(s->loop) + server_request_timeout_ms(s->cfg);
-    if (pending_add(s->pending, hdr.id, call, deadline) != 0) {
+    int prc = pending_add(s->pending, hdr.id, call, deadline);
+    if (prc != 0) {
         free(data);
-        grpc_call_finish(call, GRPC_RESOURCE_EXHAUSTED, "etcdserver: out of memory");
+        /* etcd's ErrTooManyRequests: too much proposed and not yet applied */
+        grpc_call_finish(call, GRPC_RESOURCE_EXHAUSTED,
+                         prc == PENDING_FULL ? "etcdserver: too many requests" : "etcdserver: out of memory");
         return;
     }
     int rc = raft_node_propose(s->raft, data, len);
     free(data);
     if (rc != RAFT_NODE_OK) {
         grpc_call_t *c = pending_take(s->pending, hdr.id);
-        if (c) {
+        if (c && rc == RAFT_NODE_ERR_BUSY)
+            grpc_call_finish(c, GRPC_RESOURCE_EXHAUSTED, "etcdserver: too many requests");
+        else if (c)
             grpc_call_finish(c, GRPC_UNAVAILABLE,
                              rc == RAFT_NODE_ERR_NOT_LEADER ? "etcdserver: no leader"
                                                             : "etcdserver: server stopped");
+        if (c)
             grpc_call_unref(c);
-        }
     }
 }
 
@@ -579,7 +584,9 @@ int server_run(const server_config_t *cfg)
         return 1;
     }
     s.loop = loop_new();
-    s.pending = pending_new();
+    size_t max_pending = cfg->max_pending_proposals ? cfg->max_pending_proposals
+                                                    : RAFT_NODE_DEFAULT_MAX_INFLIGHT;
+    s.pending = pending_new(max_pending);
     s.req_id_prefix = random_u64() << 32;
     grpc_server_config_t gcfg = {.max_request_bytes = cfg->max_request_bytes,
                                  .max_concurrent_streams = 1000};
@@ -627,6 +634,7 @@ int server_run(const server_config_t *cfg)
          * release. Unset in production: the defaults. */
         .wal_segment_bytes = (size_t)test_env_u64("KSHIM_TEST_WAL_SEGMENT_BYTES"),
         .persist_every = test_env_u64("KSHIM_TEST_PERSIST_EVERY"),
+        .max_inflight = max_pending,
     };
     if (raft_node_start(&rcfg, &s.raft, err, sizeof err) != 0) {
         log_error("cannot start raft: %s", err);

@@ -39,6 +39,10 @@ typedef struct server_config {
     size_t max_request_bytes;          /* default 1.5 MiB */
     uint64_t quota_backend_bytes;      /* 0 = 2 GiB */
     size_t max_txn_ops;                /* default 128 */
+    /* kshim extension --max-pending-proposals: writes proposed and not yet
+     * applied before new ones get ResourceExhausted "etcdserver: too many
+     * requests"; 0 = etcd's 5000 (maxGapBetweenApplyAndCommitIndex). */
+    size_t max_pending_proposals;
     unsigned heartbeat_interval_ms;    /* default 100 */
     unsigned election_timeout_ms;      /* default 1000 */
 

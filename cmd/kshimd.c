@@ -71,6 +71,8 @@ static flag_def_t flags[] = {
     {"auth-token", FLAG_STRING, &cfg.auth_token, NULL},
     {"auth-token-ttl", FLAG_UINT, &cfg.auth_token_ttl_s, NULL},
     {"bcrypt-cost", FLAG_UINT, &cfg.bcrypt_cost, NULL},
+    /* kshim extensions (not etcd flags). */
+    {"max-pending-proposals", FLAG_SIZE, &cfg.max_pending_proposals, NULL},
     /* Accepted for drop-in compatibility; not acted on yet. */
     {"snapshot-count", FLAG_IGNORED, NULL, NULL},
     {"max-snapshots", FLAG_IGNORED, NULL, NULL},
@@ -309,6 +311,8 @@ static void usage(FILE *out)
             "  --max-request-bytes 1572864      maximum client request size in bytes.\n"
             "  --max-txn-ops 128                maximum operations in a transaction.\n"
             "  --quota-backend-bytes 0          backend size limit (0 = 2 GiB).\n"
+            "  --max-pending-proposals 5000     kshim extension: writes proposed and not yet\n"
+            "                                   applied before 'etcdserver: too many requests'.\n"
             "Security:\n"
             "  --cert-file, --key-file          client server TLS cert and key.\n"
             "  --trusted-ca-file                client server TLS trusted CA.\n"

@@ -11,10 +11,20 @@
  * The apply thread calls cfg.apply in index order and, every persist_every
  * entries, cfg.persist_state; the WAL segments that covers are released by
  * the raft thread. Applying batch N while the raft thread syncs batch N+1 is
- * what lets a busy member apply and sync at the same time. The apply queue is
- * bounded, so a slow state machine slows the raft thread instead of growing
- * memory. A WAL error is fatal to the node (fail-stop): nothing unsynced is
- * ever applied, so nothing unsynced is ever acknowledged.
+ * what lets a busy member apply and sync at the same time.
+ *
+ * Bounds (nothing grows with the load): raft_node_propose refuses with
+ * RAFT_NODE_ERR_BUSY once cfg.max_inflight entries are queued, in the log
+ * unapplied, or being proposed; the apply queue holds at most
+ * cfg.apply_queue_entries, and the raft thread never waits for it: it sets
+ * the core's apply budget to the room left, so while the queue is full
+ * committed entries stay in the core and the thread keeps ticking, syncing
+ * and committing (the apply thread wakes it when room frees). The core's
+ * in-memory log is compacted up to the applied index every round, so it
+ * holds at most about max_inflight entries.
+ *
+ * A WAL error is fatal to the node (fail-stop): nothing unsynced is ever
+ * applied, so nothing unsynced is ever acknowledged.
  */
 #include "node.h"
 
@@ -46,6 +56,7 @@ typedef struct apply_batch {
 } apply_batch_t;
 
 #define APPLY_QUEUE_MAX_ENTRIES 16384
+#define COMPACT_MIN_ENTRIES 256       /* applied entries worth a raft_compact */
 
 struct raft_node {
     raft_node_config_t cfg;
@@ -56,7 +67,7 @@ struct raft_node {
 
     pthread_t apply_thread;
     pthread_mutex_t amu;
-    pthread_cond_t acv;                /* apply queue non-empty, has room, or stopping */
+    pthread_cond_t acv;                /* apply queue non-empty or stopping */
     /* guarded by amu */
     apply_batch_t *a_head, *a_tail;
     size_t a_entries;
@@ -67,6 +78,9 @@ struct raft_node {
     pthread_cond_t cv;
     /* guarded by mu */
     proposal_t *q_head, *q_tail;
+    size_t q_len;                      /* proposals queued */
+    size_t q_taken;                    /* proposals taken by the raft thread, not yet in status.last_index */
+    uint64_t queued_to;                /* last index handed to the apply queue */
     int stopping;
     raft_node_status_t status;
     uint64_t applied;                  /* last index the apply thread finished */
@@ -92,6 +106,19 @@ static void free_queue(proposal_t *p) {
     }
 }
 
+/* Under mu: entries proposed and not yet applied (queued, being proposed,
+ * or in the log above the applied index). */
+static uint64_t inflight_locked(const raft_node_t *n) {
+    uint64_t in_log = n->status.last_index > n->applied ? n->status.last_index - n->applied : 0;
+    return n->q_len + n->q_taken + in_log;
+}
+
+/* Under mu: committed entries the apply queue can still take. */
+static size_t apply_room_locked(const raft_node_t *n) {
+    uint64_t queued = n->queued_to > n->applied ? n->queued_to - n->applied : 0;
+    return queued >= n->cfg.apply_queue_entries ? 0 : (size_t)(n->cfg.apply_queue_entries - queued);
+}
+
 /* Raft thread, under mu: refresh the status snapshot. */
 static void status_refresh_locked(raft_node_t *n) {
     raft_status_t rs;
@@ -106,6 +133,8 @@ static void status_refresh_locked(raft_node_t *n) {
     n->status.last_index = rs.last_index;
     n->status.wal_bytes = ws.live_bytes;
     n->status.wal_syncs = ws.syncs;
+    n->status.log_entries = rs.last_index - (rs.first_index - 1);
+    n->status.inflight = inflight_locked(n);
 }
 
 static void status_refresh(raft_node_t *n) {
@@ -156,7 +185,8 @@ static void apply_batch_free(apply_batch_t *b) {
 }
 
 /* Raft thread: copy committed entries into a batch and queue it for the apply
- * thread, waiting while the queue is full. Returns 0, or -1 on no memory. */
+ * thread. Never waits: the apply budget (apply_room_locked) already kept the
+ * batch within the queue's room. Returns 0, or -1 on no memory. */
 static int queue_for_apply(raft_node_t *n, const raft_entry_t *ents, size_t count, uint64_t term) {
     apply_batch_t *b = calloc(1, sizeof(*b));
     size_t bytes = 0;
@@ -178,8 +208,10 @@ static int queue_for_apply(raft_node_t *n, const raft_entry_t *ents, size_t coun
         if (ents[i].len) memcpy(b->data + off, ents[i].data, ents[i].len);
         off += ents[i].len;
     }
+    pthread_mutex_lock(&n->mu);
+    n->queued_to = ents[count - 1].index;
+    pthread_mutex_unlock(&n->mu);
     pthread_mutex_lock(&n->amu);
-    while (n->a_entries >= APPLY_QUEUE_MAX_ENTRIES && !n->a_stopping) pthread_cond_wait(&n->acv, &n->amu);
     if (n->a_tail) n->a_tail->next = b;
     else n->a_head = b;
     n->a_tail = b;
@@ -210,6 +242,7 @@ static void *apply_thread(void *arg) {
         pthread_mutex_lock(&n->mu);
         n->applied = last;
         n->status.applied_index = last;
+        pthread_cond_signal(&n->cv);   /* the raft thread may wait for apply room */
         pthread_mutex_unlock(&n->mu);
         maybe_persist(n, last);
 
@@ -241,16 +274,36 @@ static int handle_ready(raft_node_t *n) {
     return release_log(n);
 }
 
+/* Raft thread, under mu: limit the next ready to the apply queue's room;
+ * returns whether the core has work. */
+static int core_busy_locked(raft_node_t *n) {
+    raft_set_apply_budget(n->raft, apply_room_locked(n));
+    return raft_has_ready(n->raft);
+}
+
+/* Raft thread: drop applied entries from the core's in-memory log, so it
+ * holds no more than what is in flight. (A single voter sends no entries to
+ * followers; with peers this must stop at the slowest follower's match.) */
+static void compact_memory(raft_node_t *n) {
+    pthread_mutex_lock(&n->mu);
+    uint64_t applied = n->applied;
+    pthread_mutex_unlock(&n->mu);
+    raft_status_t rs;
+    raft_status(n->raft, &rs);
+    if (applied >= rs.first_index - 1 + COMPACT_MIN_ENTRIES) raft_compact(n->raft, applied);
+}
+
 static void *node_thread(void *arg) {
     raft_node_t *n = arg;
     uint64_t next_tick = now_ms() + n->cfg.tick_ms;
     for (;;) {
         pthread_mutex_lock(&n->mu);
-        int busy = raft_has_ready(n->raft);
+        int busy = core_busy_locked(n);
         while (!n->stopping && !n->q_head && !busy && now_ms() < next_tick) {
             struct timespec ts;
             deadline_ts(next_tick, &ts);
             pthread_cond_timedwait(&n->cv, &n->mu, &ts);
+            busy = core_busy_locked(n);   /* the apply thread may have made room */
         }
         if (n->stopping) {
             pthread_mutex_unlock(&n->mu);
@@ -258,11 +311,14 @@ static void *node_thread(void *arg) {
         }
         proposal_t *batch = n->q_head;
         n->q_head = n->q_tail = NULL;
+        n->q_taken = n->q_len;
+        n->q_len = 0;
         pthread_mutex_unlock(&n->mu);
 
-        uint64_t now = now_ms();
+        uint64_t now = now_ms(), ticked = 0;
         if (now >= next_tick) {
             raft_tick(n->raft);
+            ticked = 1;
             next_tick = now + n->cfg.tick_ms;
         }
         uint64_t proposed = 0;
@@ -273,8 +329,11 @@ static void *node_thread(void *arg) {
             node_fail(n, "WAL write failed");
             break;
         }
+        compact_memory(n);
         pthread_mutex_lock(&n->mu);
         n->status.proposals += proposed;
+        n->status.ticks += ticked;
+        n->q_taken = 0;
         status_refresh_locked(n);
         pthread_mutex_unlock(&n->mu);
     }
@@ -413,6 +472,8 @@ int raft_node_start(const raft_node_config_t *cfg, raft_node_t **out, char *err,
     if (!n->cfg.election_ticks) n->cfg.election_ticks = 10;
     if (!n->cfg.heartbeat_ticks) n->cfg.heartbeat_ticks = 1;
     if (!n->cfg.persist_every) n->cfg.persist_every = 10000;
+    if (!n->cfg.max_inflight) n->cfg.max_inflight = RAFT_NODE_DEFAULT_MAX_INFLIGHT;
+    if (!n->cfg.apply_queue_entries) n->cfg.apply_queue_entries = APPLY_QUEUE_MAX_ENTRIES;
     n->peers = malloc(cfg->n_peers * sizeof(uint64_t));
     if (!n->peers || node_init_sync(n) != 0) {
         free(n->peers);
@@ -431,6 +492,7 @@ int raft_node_start(const raft_node_config_t *cfg, raft_node_t **out, char *err,
      * the thread's first round, before any entry proposed later. */
     raft_tick(n->raft);
     n->applied = cfg->applied_index;
+    n->queued_to = cfg->applied_index;
     status_refresh(n);
     if (pthread_create(&n->apply_thread, NULL, apply_thread, n) != 0) {
         node_free(n);
@@ -455,11 +517,14 @@ int raft_node_propose(raft_node_t *n, const void *data, size_t len) {
     int rc = RAFT_NODE_OK;
     if (n->stopping || n->status.failed) rc = RAFT_NODE_ERR_STOPPED;
     else if (n->status.leader != n->status.id) rc = RAFT_NODE_ERR_NOT_LEADER;
+    else if (inflight_locked(n) >= n->cfg.max_inflight) rc = RAFT_NODE_ERR_BUSY;
+    if (rc == RAFT_NODE_ERR_BUSY) n->status.busy_refusals++;
     if (rc == RAFT_NODE_OK) {
         int was_empty = n->q_head == NULL;
         if (n->q_tail) n->q_tail->next = p;
         else n->q_head = p;
         n->q_tail = p;
+        n->q_len++;
         if (was_empty) pthread_cond_signal(&n->cv);
     }
     pthread_mutex_unlock(&n->mu);
@@ -470,6 +535,7 @@ int raft_node_propose(raft_node_t *n, const void *data, size_t len) {
 void raft_node_status(raft_node_t *n, raft_node_status_t *out) {
     pthread_mutex_lock(&n->mu);
     *out = n->status;
+    out->inflight = inflight_locked(n);
     pthread_mutex_unlock(&n->mu);
 }
 

@@ -11,6 +11,13 @@
  * per process lifetime; after a restart, entries above cfg.applied_index are
  * delivered again, so apply must be idempotent by index.
  *
+ * Bounded: at most cfg.max_inflight entries may be proposed but not yet
+ * applied (etcd's maxGapBetweenApplyAndCommitIndex, 5000); past it
+ * raft_node_propose() refuses at once with RAFT_NODE_ERR_BUSY. The apply queue
+ * is bounded too, and the raft thread never waits for it: while it is full,
+ * committed entries stay in the core (itself compacted up to the applied
+ * index) and the thread keeps ticking, persisting and committing.
+ *
  * raft/ knows nothing of etcd requests or storage: entry data is opaque bytes.
  */
 #ifndef KSHIM_RAFT_NODE_H
@@ -46,6 +53,8 @@ typedef struct raft_node_config {
     /* Added after the first version; zero means the default. */
     size_t wal_segment_bytes;    /* WAL segment preallocation, default 64 MiB */
     uint64_t persist_every;      /* applied entries between persist_state calls, default 10000 */
+    size_t max_inflight;         /* entries proposed but not applied before BUSY, default 5000 */
+    size_t apply_queue_entries;  /* committed entries queued for the apply thread, default 16384 */
 } raft_node_config_t;
 
 typedef struct raft_node_status {
@@ -58,6 +67,10 @@ typedef struct raft_node_status {
     uint64_t wal_bytes;          /* size of live WAL segments */
     uint64_t wal_syncs;          /* fdatasync calls for log appends (group commit) */
     uint64_t proposals;          /* proposals handed to the core */
+    uint64_t inflight;           /* proposed (queued or in the log) but not applied */
+    uint64_t busy_refusals;      /* raft_node_propose calls refused with RAFT_NODE_ERR_BUSY */
+    uint64_t ticks;              /* raft_tick calls on the raft thread */
+    uint64_t log_entries;        /* entries held in the core's in-memory log */
     int failed;                  /* a WAL error stopped the node (fail-stop) */
 } raft_node_status_t;
 
@@ -66,15 +79,20 @@ enum {
     RAFT_NODE_ERR_NOT_LEADER = -1,   /* "etcdserver: no leader" / forwarding later */
     RAFT_NODE_ERR_STOPPED = -2,
     RAFT_NODE_ERR_NOMEM = -3,
+    RAFT_NODE_ERR_BUSY = -4,         /* too many entries in flight: "etcdserver: too many requests" */
 };
+
+#define RAFT_NODE_DEFAULT_MAX_INFLIGHT 5000   /* etcd's maxGapBetweenApplyAndCommitIndex */
 
 /* Opens (or creates) the WAL, replays it, starts the raft thread. Entries
  * committed but not yet applied are delivered to apply before new ones.
  * Returns 0, or -1 with a message in err. */
 int raft_node_start(const raft_node_config_t *cfg, raft_node_t **out, char *err, size_t errlen);
 
-/* Thread-safe. Copies data; the entry is appended, synced and, once
- * committed, passed to apply. Returns RAFT_NODE_OK or an error above. */
+/* Thread-safe, never blocks on the log or the state machine. Copies data;
+ * the entry is appended, synced and, once committed, passed to apply. Returns
+ * RAFT_NODE_OK or an error above: RAFT_NODE_ERR_BUSY when max_inflight entries
+ * are already proposed and not applied (try again later). */
 int raft_node_propose(raft_node_t *node, const void *data, size_t len);
 
 /* Thread-safe snapshot of the node's state. */

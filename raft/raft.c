@@ -61,6 +61,8 @@ struct raft {
     int in_ready;
     raft_hard_state_t rd_hs;
     uint64_t rd_stabled_to, rd_applied_to;
+    uint64_t msgs_rejected;  /* peer messages refused by msg_check */
+    size_t apply_budget;     /* committed entries a ready may hand out (driver's flow control) */
 };
 
 /* ---------------------------------------------------------------- helpers */
@@ -425,7 +427,6 @@ static void handle_append(raft_t *r, const raft_msg_t *m) {
     if (m->index <= last_index(r) && raft_term_at(r, m->index) == m->log_term) {
         for (size_t k = 0; k < m->n_entries; k++) {
             const raft_entry_t *e = &m->entries[k];
-            assert(e->index == m->index + 1 + k);
             if (e->index <= last_index(r)) {
                 if (raft_term_at(r, e->index) == e->term) continue;
                 log_truncate_from(r, e->index);
@@ -466,7 +467,6 @@ static void handle_app_resp(raft_t *r, raft_progress_t *pr, const raft_msg_t *m)
         send_append(r, pr, 1);
         return;
     }
-    assert(m->index <= last_index(r));
     pr->paused = 0;
     if (m->index > pr->match) {
         pr->match = m->index;
@@ -498,11 +498,6 @@ static void step_leader(raft_t *r, const raft_msg_t *m) {
         if (pr->match < last_index(r)) send_all(r, pr, 1);
         reads_check(r);
         break;
-    case RAFT_MSG_APP:
-    case RAFT_MSG_HEARTBEAT:
-        /* two leaders in one term would break election safety */
-        assert(!"raft: App/Heartbeat from another leader of the same term");
-        break;
     default:
         break;
     }
@@ -521,9 +516,66 @@ static void step_vote(raft_t *r, const raft_msg_t *m) {
     }
 }
 
+/* ---------------------------------------------------------------- peer input */
+
+/* The entries of an App must follow m->index one by one, with terms that
+ * never decrease, start at or above m->log_term and never exceed the
+ * sender's term (a leader only has entries of its term or older). */
+static int entries_check(const raft_msg_t *m) {
+    if (m->n_entries && !m->entries) return 0;
+    if (m->n_entries > UINT64_MAX - m->index) return 0;
+    uint64_t prev_term = m->log_term;
+    for (size_t k = 0; k < m->n_entries; k++) {
+        const raft_entry_t *e = &m->entries[k];
+        if (e->index != m->index + 1 + k || e->term < prev_term || e->term > m->term) return 0;
+        if (e->len && !e->data) return 0;
+        if (e->type != RAFT_ENTRY_NORMAL && e->type != RAFT_ENTRY_CONF_CHANGE) return 0;
+        prev_term = e->term;
+    }
+    return 1;
+}
+
+/* Whatever a peer sends is checked here, before it can touch the state:
+ * ids, type, terms and indexes that no correct peer can produce. A message
+ * that fails is refused (RAFT_ERR_INVALID) and counted, never asserted on. */
+static int msg_check(const raft_t *r, const raft_msg_t *m) {
+    if (m->to != r->id || m->from == 0 || m->from == r->id) return 0;
+    if (!progress_of((raft_t *)r, m->from)) return 0;   /* not a member */
+    if (m->term == 0) return 0;
+    switch (m->type) {
+    case RAFT_MSG_VOTE:
+        return m->log_term <= m->term;
+    case RAFT_MSG_VOTE_RESP:
+        return 1;
+    case RAFT_MSG_APP:
+        return m->log_term <= m->term && entries_check(m);
+    case RAFT_MSG_HEARTBEAT:
+        return m->n_entries == 0;
+    case RAFT_MSG_APP_RESP:
+        /* a success can only acknowledge entries this leader sent */
+        if (m->term == r->term && r->role == RAFT_LEADER && !m->reject && m->index > last_index(r)) return 0;
+        return 1;
+    case RAFT_MSG_HEARTBEAT_RESP:
+        /* acknowledges a ReadIndex round; a round not started yet is a lie */
+        return m->term != r->term || r->role != RAFT_LEADER || m->ctx <= r->read_seq;
+    default:
+        return 0;
+    }
+}
+
+/* A second leader in our own term breaks election safety: a peer is broken
+ * or lying. Refused, never obeyed. */
+static int from_rival_leader(const raft_t *r, const raft_msg_t *m) {
+    return r->role == RAFT_LEADER && m->term == r->term &&
+           (m->type == RAFT_MSG_APP || m->type == RAFT_MSG_HEARTBEAT);
+}
+
 int raft_step(raft_t *r, const raft_msg_t *m) {
     assert(!r->in_ready);
-    if (m->to != r->id || m->from == 0 || m->from == r->id) return RAFT_ERR_INVALID;
+    if (!msg_check(r, m) || from_rival_leader(r, m)) {
+        r->msgs_rejected++;
+        return RAFT_ERR_INVALID;
+    }
     if (m->term > r->term) {
         uint64_t lead = (m->type == RAFT_MSG_APP || m->type == RAFT_MSG_HEARTBEAT) ? m->from : 0;
         become_follower(r, m->term, lead);
@@ -597,8 +649,12 @@ static int hs_equal(raft_hard_state_t a, raft_hard_state_t b) {
 
 static uint64_t apply_limit(const raft_t *r) {
     uint64_t last = last_index(r);
-    return r->commit < last ? r->commit : last;
+    uint64_t hi = r->commit < last ? r->commit : last;
+    if (hi > r->applied && hi - r->applied > r->apply_budget) hi = r->applied + r->apply_budget;
+    return hi;
 }
+
+void raft_set_apply_budget(raft_t *r, size_t n) { r->apply_budget = n; }
 
 int raft_has_ready(const raft_t *r) {
     if (!hs_equal(hard_state(r), r->prev_hs)) return 1;
@@ -679,6 +735,7 @@ void raft_status(const raft_t *r, raft_status_t *out) {
     out->last_index = last_index(r);
     out->stabled = r->stabled;
     out->role = r->role;
+    out->msgs_rejected = r->msgs_rejected;
 }
 
 /* ---------------------------------------------------------------- life cycle */
@@ -735,6 +792,7 @@ raft_t *raft_new(const raft_config_t *c, char *err, size_t errlen) {
     r->heartbeat_ticks = c->heartbeat_ticks;
     r->rng = c->seed ^ (c->id * 0xD1B54A32D192ED03ull);
     r->max_msg_entries = c->max_msg_entries ? c->max_msg_entries : 256;
+    r->apply_budget = SIZE_MAX;
     r->term = c->hard_state.term;
     r->vote = c->hard_state.vote;
     r->base_index = c->log_base_index;

@@ -105,6 +105,7 @@ typedef struct raft_status {
     uint64_t id, term, vote, leader, commit, applied;
     uint64_t first_index, last_index, stabled;
     raft_role_t role;
+    uint64_t msgs_rejected;      /* peer messages refused as malformed (raft_step) */
 } raft_status_t;
 
 typedef struct raft raft_t;
@@ -124,7 +125,12 @@ void raft_free(raft_t *r);
 void raft_tick(raft_t *r);
 /* Starts an election now (tests, leadership transfer later). */
 void raft_campaign(raft_t *r);
-/* A message from a peer (m->to must be this id). Returns RAFT_OK or an error. */
+/* A message from a peer (m->to must be this id). Everything in it is checked
+ * first: a message no correct peer can send (unknown sender, bad type, an
+ * index or term out of range, entries that do not follow m->index, a success
+ * for entries this leader never had, an App from a second leader of the same
+ * term) changes nothing, is counted in raft_status().msgs_rejected and
+ * returns RAFT_ERR_INVALID. Returns RAFT_OK otherwise. */
 int raft_step(raft_t *r, const raft_msg_t *m);
 /* Leader only: appends an entry (data copied). RAFT_ERR_NOT_LEADER otherwise. */
 int raft_propose(raft_t *r, const void *data, size_t len);
@@ -140,6 +146,12 @@ void raft_ready(raft_t *r, raft_ready_t *rd);
 /* The driver persisted (and synced) the last ready's hard state and entries,
  * sent its messages and applied its committed entries. */
 void raft_advance(raft_t *r);
+
+/* Flow control for the driver: each following ready hands out at most n
+ * committed entries (SIZE_MAX, the default, means no limit). With
+ * n == 0 committed entries stay in the core and raft_has_ready() does not
+ * report them; persisting, messages and ticks go on as usual. */
+void raft_set_apply_budget(raft_t *r, size_t n);
 
 /* Drops log entries up to index (<= applied) from memory. */
 void raft_compact(raft_t *r, uint64_t index);

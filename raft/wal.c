@@ -1,6 +1,7 @@
 /*
- * wal.c: segment files, record encoding, replay with torn-tail cutting, group
- * commit and segment release (see wal.h for the format). Owns the segment
+ * wal.c: segment files, record encoding, replay (torn tail of the last
+ * segment cut, damage anywhere else refused), group commit, segment sealing
+ * and release (see wal.h for the format). Owns the segment
  * list, the active segment's fd and the append buffer.
  */
 #include "wal.h"
@@ -154,24 +155,29 @@ static wal_segment_t *active(wal_t *w) {
     return &w->segs[w->n_segs - 1];
 }
 
-/* Creates the next segment, writes its BASE and current hard state, syncs it
- * and the directory, and makes it the active one. */
-static int segment_create(wal_t *w) {
-    uint64_t seq = w->n_segs ? active(w)->seq + 1 : 1;
-    wal_segment_t tmp = { .seq = seq, .first_index = w->last_index + 1 };
-    int fd = open_segment(w, &tmp, O_RDWR | O_CREAT | O_EXCL);
-    if (fd < 0) return fail(w, "wal: create segment %llu: %s", (unsigned long long)seq, strerror(errno));
+/* Seals the active segment: everything written to it is synced before a
+ * newer segment exists, so a sealed segment never has a torn tail and replay
+ * may treat any bad record in it as damage. */
+static int segment_seal(wal_t *w) {
+    if (w->fd < 0 || !w->unsynced) return 0;
+    if (fdatasync(w->fd) != 0) return fail(w, "wal: fdatasync before rollover: %s", strerror(errno));
+    w->unsynced = 0;
+    w->stats.syncs++;
+    return 0;
+}
+
+/* Writes a new segment's BASE and hard state under a temporary name, syncs
+ * it, then renames it into place and syncs the directory: a segment under
+ * its real name always has its head. Returns the fd, or -1 (w failed). */
+static int segment_write_new(wal_t *w, const wal_segment_t *s) {
+    char name[64], tmpname[72];
+    segment_name(name, sizeof(name), s->seq, s->first_index);
+    snprintf(tmpname, sizeof(tmpname), "%s.tmp", name);
+    struct stat st;
+    if (fstatat(w->dir_fd, name, &st, 0) == 0) return fail(w, "wal: segment %s already exists", name);
+    int fd = openat(w->dir_fd, tmpname, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0) return fail(w, "wal: create %s: %s", tmpname, strerror(errno));
     uint8_t head[SEGMENT_HEAD_BYTES], p[24];
-    /* the old segment must be durable before a newer one can hold data:
-     * replay stops at the first bad record */
-    if (w->fd >= 0 && w->unsynced) {
-        if (fdatasync(w->fd) != 0) {
-            close(fd);
-            return fail(w, "wal: fdatasync before rollover: %s", strerror(errno));
-        }
-        w->unsynced = 0;
-        w->stats.syncs++;
-    }
     put64(p, w->last_index);
     put64(p + 8, w->last_term);
     record_encode(head, REC_BASE, p, 16, NULL, 0);
@@ -180,21 +186,32 @@ static int segment_create(wal_t *w) {
     put64(p + 16, w->hs.commit);
     record_encode(head + REC_HEADER + 16, REC_HARD_STATE, p, 24, NULL, 0);
     if (preallocate(fd, w->seg_bytes) != 0 || write_all(fd, head, sizeof(head), 0) != 0 ||
-        fdatasync(fd) != 0 || fsync(w->dir_fd) != 0) {
+        fdatasync(fd) != 0 || renameat(w->dir_fd, tmpname, w->dir_fd, name) != 0 || fsync(w->dir_fd) != 0) {
         int e = errno;
         close(fd);
-        return fail(w, "wal: init segment %llu: %s", (unsigned long long)seq, strerror(e));
+        return fail(w, "wal: init segment %s: %s", name, strerror(e));
     }
+    return fd;
+}
+
+/* Creates the next segment (after sealing the active one) and makes it the
+ * active one. */
+static int segment_create(wal_t *w) {
+    uint64_t seq = w->n_segs ? active(w)->seq + 1 : 1;
+    wal_segment_t tmp = { .seq = seq, .first_index = w->last_index + 1 };
+    if (segment_seal(w) != 0) return -1;
+    int fd = segment_write_new(w, &tmp);
+    if (fd < 0) return -1;
     wal_segment_t *s = segs_push(w);
     if (!s) {
         close(fd);
         return fail(w, "wal: out of memory");
     }
     *s = tmp;
-    s->size = sizeof(head);
+    s->size = SEGMENT_HEAD_BYTES;
     if (w->fd >= 0) close(w->fd);
     w->fd = fd;
-    w->stats.bytes_written += sizeof(head);
+    w->stats.bytes_written += SEGMENT_HEAD_BYTES;
     return 0;
 }
 
@@ -259,54 +276,144 @@ static int replay_entry(replay_t *rp, const raft_entry_t *e, char *err, size_t e
     return 0;
 }
 
-/* Decodes records of one segment image. Sets *valid_end to the end of the
- * last good record. Returns 1 if the segment ended cleanly (zero length
- * field or end of file), 0 if torn/corrupt, -1 on a fatal error. */
-static int replay_segment(replay_t *rp, wal_segment_t *seg, const uint8_t *img, size_t size,
-                          int first_segment, uint64_t *valid_end, char *err, size_t errlen) {
+/* One segment image being replayed. zero_from is where the file's trailing
+ * run of zero bytes begins (preallocated space never written). */
+typedef struct seg_image {
+    const uint8_t *img;
+    size_t size, zero_from;
+    const char *path;
+    int last;                    /* the last segment: only its tail may be torn */
+} seg_image_t;
+
+#define SECTOR 512u
+
+static size_t zero_tail_start(const uint8_t *img, size_t size) {
+    size_t i = size;
+    while (i >= 8) {
+        uint64_t v;
+        memcpy(&v, img + i - 8, 8);
+        if (v) break;
+        i -= 8;
+    }
+    while (i > 0 && img[i - 1] == 0) i--;
+    return i;
+}
+
+/* etcd's isTornEntry, plus the byte-prefix case: the bad record at off whose
+ * bytes run to rec_end (may be past the file) is a torn write if it runs past
+ * the end of the file, if its tail lies in the zero run that ends the file
+ * (a write cut short, nothing written after it), or if one of its 512-byte
+ * file sectors after the length field is entirely zero (a sector never
+ * written). A torn record can only be the last thing written: only the last
+ * segment may have one. */
+static int is_torn(const seg_image_t *si, size_t off, uint64_t rec_end) {
+    if (!si->last) return 0;
+    if (rec_end > si->size) return 1;
+    if (si->zero_from < rec_end) return 1;
+    for (size_t p = off + 4; p < rec_end;) {
+        size_t chunk_end = (p / SECTOR + 1) * SECTOR;
+        if (chunk_end > rec_end) chunk_end = (size_t)rec_end;
+        size_t i = p;
+        while (i < chunk_end && si->img[i] == 0) i++;
+        if (i == chunk_end) return 1;
+        p = chunk_end;
+    }
+    return 0;
+}
+
+/* An all-zero header at off followed by data: a torn write (the batch's
+ * first sector never written) only in the last segment and only if the rest
+ * of that sector is zero too. */
+static int zero_sector_from(const seg_image_t *si, size_t off) {
+    if (!si->last) return 0;
+    size_t end = (off / SECTOR + 1) * SECTOR;
+    if (end < off + REC_HEADER) end = off + REC_HEADER;
+    if (end > si->size) end = si->size;
+    for (size_t i = off; i < end; i++)
+        if (si->img[i]) return 0;
+    return 1;
+}
+
+/* A damaged record that is not a torn tail: refuse, naming file and offset. */
+static int damaged(const seg_image_t *si, size_t off, const char *what, char *err, size_t errlen) {
+    snprintf(err, errlen,
+             "wal: %s in %s at offset %zu (%s); refusing to start: the log is damaged "
+             "before its end, so acknowledged entries could be lost",
+             what, si->path, off, si->last ? "not a torn write" : "sealed segment");
+    return -1;
+}
+
+/* A record that failed to decode at off: 0 (torn tail: cut there) or -1. */
+static int bad_record(const seg_image_t *si, size_t off, uint64_t rec_end, const char *what,
+                      char *err, size_t errlen) {
+    return is_torn(si, off, rec_end) ? 0 : damaged(si, off, what, err, errlen);
+}
+
+/* Applies one decoded record (crc checked). Returns 0, or -1 with err. */
+static int replay_record(replay_t *rp, wal_segment_t *seg, const seg_image_t *si, size_t off,
+                         int first_segment, int *seen_base, char *err, size_t errlen) {
     wal_recovered_t *rec = rp->rec;
-    size_t off = 0;
+    uint32_t len = get32(si->img + off);
+    const uint8_t *p = si->img + off + REC_HEADER;
+    uint8_t kind = si->img[off + 8];
+    if (kind == REC_BASE && len == 16) {
+        uint64_t bi = get64(p), bt = get64(p + 8);
+        if (first_segment && !*seen_base && rec->n_ents == 0) {
+            rec->base_index = bi;
+            rec->base_term = bt;
+        } else if (bi > rec->base_index + rec->n_ents) {
+            snprintf(err, errlen, "wal: gap in log: %s starts after %llu but the log ends at %llu",
+                     si->path, (unsigned long long)bi,
+                     (unsigned long long)(rec->base_index + rec->n_ents));
+            return -1;
+        }
+        *seen_base = 1;
+    } else if (kind == REC_HARD_STATE && len == 24) {
+        rec->hard_state.term = get64(p);
+        rec->hard_state.vote = get64(p + 8);
+        rec->hard_state.commit = get64(p + 16);
+    } else if (kind == REC_ENTRY && len >= ENTRY_FIXED && get64(p + 8) != 0) {
+        raft_entry_t e = { .term = get64(p), .index = get64(p + 8), .type = p[16],
+                           .data = p + ENTRY_FIXED, .len = len - ENTRY_FIXED };
+        if (replay_entry(rp, &e, err, errlen) != 0) return -1;
+        if (e.index > seg->max_index) seg->max_index = e.index;
+    } else {
+        /* checksummed, so written like this: never a torn write */
+        char what[64];
+        snprintf(what, sizeof what, "invalid record (kind %u, %u bytes)", kind, len);
+        return damaged(si, off, what, err, errlen);
+    }
+    return 0;
+}
+
+/* Decodes the records of one segment image. Sets *valid_end to the end of
+ * the last good record. Returns 1 if the records ended cleanly (an all-zero
+ * header or the end of the file), 0 if the last segment ends in a torn write
+ * (cut it at *valid_end), -1 on damage or another fatal error (err says). */
+static int replay_segment(replay_t *rp, wal_segment_t *seg, const seg_image_t *si,
+                          int first_segment, uint64_t *valid_end, char *err, size_t errlen) {
+    const uint8_t *img = si->img;
+    size_t size = si->size, off = 0;
     int seen_base = 0;
     for (;;) {
         *valid_end = off;
         if (off == size) return 1;
-        if (size - off < REC_HEADER) {
-            for (size_t i = off; i < size; i++)
-                if (img[i]) return 0;
-            return 1;
-        }
+        if (si->zero_from <= off) return 1;   /* the rest is zero: the normal end */
+        if (size - off < REC_HEADER) return bad_record(si, off, size + 1, "unexpected EOF", err, errlen);
         uint32_t len = get32(img + off);
-        if (len == 0) return get32(img + off + 4) == 0 && img[off + 8] == 0 ? 1 : 0;
-        if (len > MAX_RECORD_LEN || len > size - off - REC_HEADER) return 0;
-        if (get32(img + off + 4) != record_crc(img + off, len)) return 0;
-        const uint8_t *p = img + off + REC_HEADER;
-        uint8_t kind = img[off + 8];
-        if (kind == REC_BASE && len == 16) {
-            uint64_t bi = get64(p), bt = get64(p + 8);
-            if (first_segment && !seen_base && rec->n_ents == 0) {
-                rec->base_index = bi;
-                rec->base_term = bt;
-            } else if (bi > rec->base_index + rec->n_ents) {
-                snprintf(err, errlen, "wal: segment %llu starts after %llu but the log ends at %llu",
-                         (unsigned long long)seg->seq, (unsigned long long)bi,
-                         (unsigned long long)(rec->base_index + rec->n_ents));
-                return -1;
-            }
-            seen_base = 1;
-        } else if (kind == REC_HARD_STATE && len == 24) {
-            rec->hard_state.term = get64(p);
-            rec->hard_state.vote = get64(p + 8);
-            rec->hard_state.commit = get64(p + 16);
-        } else if (kind == REC_ENTRY && len >= ENTRY_FIXED) {
-            raft_entry_t e = { .term = get64(p), .index = get64(p + 8), .type = p[16],
-                               .data = p + ENTRY_FIXED, .len = len - ENTRY_FIXED };
-            if (e.index == 0) return 0;
-            if (replay_entry(rp, &e, err, errlen) != 0) return -1;
-            if (e.index > seg->max_index) seg->max_index = e.index;
-        } else {
-            return 0;   /* checksummed but malformed: treat like corruption */
+        if (len == 0 && get32(img + off + 4) == 0 && img[off + 8] == 0) {
+            /* an all-zero header ends the records; anything non-zero after it
+             * is a torn write in the last segment, damage in a sealed one */
+            return zero_sector_from(si, off) ? 0 : damaged(si, off, "data after the end of records", err, errlen);
         }
-        off += REC_HEADER + len;
+        if (len > MAX_RECORD_LEN)
+            return bad_record(si, off, off + REC_HEADER, "record length out of range", err, errlen);
+        uint64_t rec_end = (uint64_t)off + REC_HEADER + len;
+        if (rec_end > size) return bad_record(si, off, rec_end, "unexpected EOF", err, errlen);
+        if (get32(img + off + 4) != record_crc(img + off, len))
+            return bad_record(si, off, rec_end, "crc mismatch", err, errlen);
+        if (replay_record(rp, seg, si, off, first_segment, &seen_base, err, errlen) != 0) return -1;
+        off = (size_t)rec_end;
     }
 }
 
@@ -353,6 +460,11 @@ static int list_segments(wal_t *w, char *err, size_t errlen) {
     while ((de = readdir(d)) != NULL) {
         unsigned long long seq, first;
         char tail[8];
+        size_t nl = strlen(de->d_name);
+        if (nl == 41 && strcmp(de->d_name + 37, ".tmp") == 0) {
+            unlinkat(w->dir_fd, de->d_name, 0);   /* a segment whose creation did not finish */
+            continue;
+        }
         if (strlen(de->d_name) != 37 ||
             sscanf(de->d_name, "%16llx-%16llx%5s", &seq, &first, tail) != 3 || strcmp(tail, ".wal") != 0)
             continue;
@@ -378,66 +490,60 @@ static int list_segments(wal_t *w, char *err, size_t errlen) {
     return 0;
 }
 
-/* Later segments after a corrupt record cannot be trusted to continue the
- * log: keep them for inspection under another name. */
-static int set_aside(wal_t *w, size_t from, char *err, size_t errlen) {
-    for (size_t i = from; i < w->n_segs; i++) {
-        char name[64], broken[80];
-        segment_name(name, sizeof(name), w->segs[i].seq, w->segs[i].first_index);
-        snprintf(broken, sizeof(broken), "%s.broken", name);
-        if (renameat(w->dir_fd, name, w->dir_fd, broken) != 0) {
-            snprintf(err, errlen, "wal: rename %s: %s", name, strerror(errno));
-            return -1;
-        }
-        fprintf(stderr, "wal: %s follows a corrupt record; set aside as %s\n", name, broken);
+/* Replays segment i (opened as fd). Returns 1 clean, 0 torn tail (*end
+ * is where to cut), -1 with err. */
+static int replay_one(wal_t *w, replay_t *rp, size_t i, int fd, uint64_t *end, char *err, size_t errlen) {
+    wal_segment_t *seg = &w->segs[i];
+    char name[64], path[4200];
+    segment_name(name, sizeof(name), seg->seq, seg->first_index);
+    snprintf(path, sizeof(path), "%s/%s", w->dir, name);
+    uint8_t *img = NULL;
+    size_t size = 0;
+    if (read_file(fd, &img, &size) != 0) {
+        snprintf(err, errlen, "wal: read %s: %s", path, strerror(errno));
+        return -1;
     }
-    w->n_segs = from;
-    return fsync(w->dir_fd);
+    seg_image_t si = { .img = img, .size = size, .zero_from = zero_tail_start(img, size),
+                       .path = path, .last = i + 1 == w->n_segs };
+    int rc = replay_segment(rp, seg, &si, i == 0, end, err, errlen);
+    free(img);
+    if (rc == 0)
+        fprintf(stderr, "wal: %s: torn write at offset %llu (the last records were never synced); cut there\n",
+                path, (unsigned long long)*end);
+    return rc;
 }
 
+/* Replays every segment in order. Damage anywhere refuses to open; only the
+ * last segment's tail may be a torn write, and it is cut (truncated and
+ * preallocated again, so stale bytes can never be read later). */
 static int replay_all(wal_t *w, wal_recovered_t *rec, char *err, size_t errlen) {
     replay_t rp = { .rec = rec };
     for (size_t i = 0; i < w->n_segs; i++) {
         wal_segment_t *seg = &w->segs[i];
         int fd = open_segment(w, seg, O_RDWR);
-        uint8_t *img = NULL;
-        size_t size = 0;
-        if (fd < 0 || read_file(fd, &img, &size) != 0) {
-            snprintf(err, errlen, "wal: read segment %llu: %s", (unsigned long long)seg->seq, strerror(errno));
-            if (fd >= 0) close(fd);
+        if (fd < 0) {
+            snprintf(err, errlen, "wal: open segment %llu: %s", (unsigned long long)seg->seq, strerror(errno));
             return -1;
         }
         uint64_t end = 0;
-        int rc = replay_segment(&rp, seg, img, size, i == 0, &end, err, errlen);
-        free(img);
+        int rc = replay_one(w, &rp, i, fd, &end, err, errlen);
         if (rc < 0) {
             close(fd);
             return -1;
         }
         seg->size = end;
-        int last = (i + 1 == w->n_segs);
-        if (rc == 0 || last) {
-            if (rc == 0) {
-                rec->tail_cut = 1;
-                fprintf(stderr, "wal: segment %llu: torn or corrupt record at offset %llu; cut there\n",
-                        (unsigned long long)seg->seq, (unsigned long long)end);
-            }
-            if (end < size && cut_segment(w, fd, end) != 0) {
-                snprintf(err, errlen, "wal: cut segment %llu: %s", (unsigned long long)seg->seq, strerror(errno));
-                close(fd);
-                return -1;
-            }
-            if (!last) {
-                rec->broken_segments = w->n_segs - i - 1;
-                if (set_aside(w, i + 1, err, errlen) != 0) {
-                    close(fd);
-                    return -1;
-                }
-            }
-            w->fd = fd;
-            break;
+        if (i + 1 < w->n_segs) {
+            close(fd);
+            continue;
         }
-        close(fd);
+        /* a clean end is followed only by zeros; a torn one is cut */
+        if (rc == 0) rec->tail_cut = 1;
+        if (rc == 0 && cut_segment(w, fd, end) != 0) {
+            snprintf(err, errlen, "wal: cut segment %llu: %s", (unsigned long long)seg->seq, strerror(errno));
+            close(fd);
+            return -1;
+        }
+        w->fd = fd;
     }
     return 0;
 }

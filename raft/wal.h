@@ -13,12 +13,22 @@
  * all of them (group commit). Order matters: a hard state's commit must only
  * name entries appended before it (the node appends entries, then the state).
  *
- * Open replays every segment in order, verifying each record. The first
- * partial, zero-length (preallocated space) or bad-checksum record ends the
- * log: the file is cut there (truncated and preallocated again, so stale bytes
- * can never be misread later) and later segments, if any, are set aside as
- * *.broken. An entry whose index is already in the log supersedes it and
- * everything after it (Raft conflict truncation).
+ * A new segment is written under a temporary name (head synced) and renamed
+ * into place only after the previous segment is synced, so every segment but
+ * the last is sealed: completely durable.
+ *
+ * Open replays every segment in order, verifying each record. An all-zero
+ * header (preallocated space) or the end of the file ends a segment's
+ * records. Only the last segment's tail may be cut, and only when the bad
+ * record is a torn write (etcd's isTornEntry): it runs past the end of the
+ * file, one of its 512-byte sectors is entirely zero, or its tail lies in the
+ * zero run that ends the file. The file is cut there (truncated and
+ * preallocated again, so stale bytes can never be misread later). Anything
+ * else -- a bad record in a sealed segment, a flipped byte in the last one,
+ * data after the end of a sealed segment's records, a gap -- refuses to open
+ * with an error naming the file and byte offset. An entry whose index is
+ * already in the log supersedes it and everything after it (Raft conflict
+ * truncation).
  *
  * Not thread-safe: one owner (the raft thread). After an I/O error the WAL is
  * failed and every later call returns -1 (the caller must stop: fail-stop).
@@ -41,8 +51,7 @@ typedef struct wal_recovered {
     uint64_t base_index, base_term;   /* position preceding ents[0] */
     raft_entry_t *ents;
     size_t n_ents;
-    int tail_cut;                     /* a torn/corrupt tail was cut */
-    size_t broken_segments;           /* later segments set aside after a corrupt one */
+    int tail_cut;                     /* a torn write at the end of the last segment was cut */
 } wal_recovered_t;
 
 typedef struct wal_stats {

@@ -3,7 +3,10 @@
  * proposers, apply sees every entry exactly once in contiguous index order,
  * group commit batches (fewer fdatasyncs than proposals), restart re-delivers
  * everything above applied_index, persist_state releases WAL segments, and
- * start refuses what it cannot serve.
+ * start refuses what it cannot serve. Bounds: past max_inflight a proposal
+ * is refused with RAFT_NODE_ERR_BUSY at once while the in-memory log stays
+ * bounded, and a blocked apply callback with a full apply queue does not stop
+ * the raft thread from ticking, syncing and committing.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -91,7 +94,12 @@ static void *propose_thread(void *arg) {
     for (int k = p->lo; k < p->hi; k++) {
         char buf[32];
         int len = snprintf(buf, sizeof(buf), "t%d-%d", p->t, k);
-        if (raft_node_propose(p->node, buf, (size_t)len) != RAFT_NODE_OK) p->errors++;
+        int rc;
+        while ((rc = raft_node_propose(p->node, buf, (size_t)len)) == RAFT_NODE_ERR_BUSY) {
+            struct timespec ts = { 0, 100 * 1000 };   /* too many in flight: a client retries */
+            nanosleep(&ts, NULL);
+        }
+        if (rc != RAFT_NODE_OK) p->errors++;
     }
     return NULL;
 }
@@ -286,11 +294,189 @@ static void test_start_refusals(void **state) {
     test_rm_rf(dir);
 }
 
+/* ---------------------------------------------------------------- bounds */
+
+/* An apply callback that can be held shut (a stalled state machine). */
+typedef struct gated {
+    applied_t a;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int closed;
+    int blocked;                   /* the apply thread is waiting at the gate */
+} gated_t;
+
+static void on_apply_gated(void *ctx, const raft_entry_t *ents, size_t n, uint64_t term) {
+    gated_t *g = ctx;
+    pthread_mutex_lock(&g->mu);
+    while (g->closed) {
+        g->blocked = 1;
+        pthread_cond_wait(&g->cv, &g->mu);
+    }
+    g->blocked = 0;
+    pthread_mutex_unlock(&g->mu);
+    on_apply(&g->a, ents, n, term);
+}
+
+static void gate_set(gated_t *g, int closed) {
+    pthread_mutex_lock(&g->mu);
+    g->closed = closed;
+    pthread_cond_broadcast(&g->cv);
+    pthread_mutex_unlock(&g->mu);
+}
+
+static raft_node_t *start_gated(const char *dir, gated_t *g, size_t max_inflight, size_t apply_queue) {
+    static const uint64_t peers[] = { 1 };
+    raft_node_config_t cfg = { .id = 1, .peer_ids = peers, .n_peers = 1, .wal_dir = dir, .tick_ms = 10,
+                               .apply = on_apply_gated, .ctx = g, .wal_segment_bytes = 64 * 1024,
+                               .max_inflight = max_inflight, .apply_queue_entries = apply_queue };
+    raft_node_t *n = NULL;
+    char err[256] = "";
+    int rc = raft_node_start(&cfg, &n, err, sizeof(err));
+    if (rc != 0) fprintf(stderr, "start: %s\n", err);
+    assert_int_equal(rc, 0);
+    return n;
+}
+
+static void sleep_ms(long ms) {
+    struct timespec ts = { ms / 1000, (ms % 1000) * 1000000 };
+    nanosleep(&ts, NULL);
+}
+
+/* Polls the status until done(st) (no timing assertion: a generous cap). */
+static void wait_status(raft_node_t *n, int (*done)(const raft_node_status_t *, uint64_t), uint64_t arg,
+                        raft_node_status_t *st) {
+    for (int i = 0; i < 3000; i++) {
+        raft_node_status(n, st);
+        if (done(st, arg)) return;
+        sleep_ms(5);
+    }
+    fail_msg("node status never reached the expected state");
+}
+
+static int all_applied(const raft_node_status_t *st, uint64_t arg) {
+    (void)arg;
+    return st->inflight == 0 && st->applied_index == st->last_index && st->commit_index == st->last_index;
+}
+
+static int committed_to(const raft_node_status_t *st, uint64_t index) { return st->commit_index >= index; }
+static int ticks_past(const raft_node_status_t *st, uint64_t ticks) { return st->ticks >= ticks; }
+
+static void gated_init(gated_t *g) {
+    applied_init(&g->a, 0);
+    pthread_mutex_init(&g->mu, NULL);
+    pthread_cond_init(&g->cv, NULL);
+}
+
+static void gated_free(gated_t *g) {
+    applied_free(&g->a);
+    pthread_mutex_destroy(&g->mu);
+    pthread_cond_destroy(&g->cv);
+}
+
+/* With the state machine stalled, max_inflight proposals are accepted and
+ * every later one is refused with BUSY at once (the call returns: it never
+ * waits for room); once apply resumes, proposals are accepted again and the
+ * in-memory log never holds much more than the bound. */
+static void test_busy_past_bound(void **state) {
+    (void)state;
+    enum { BOUND = 16, REFUSED = 10000, MORE = 3000 };
+    char dir[256];
+    test_mkdtemp(dir, "node-busy");
+    gated_t *g = calloc(1, sizeof(*g));
+    gated_init(g);
+    raft_node_t *n = start_gated(dir, g, BOUND, 0);
+    raft_node_status_t st;
+    wait_status(n, all_applied, 0, &st);
+    uint64_t base = st.last_index;
+    gate_set(g, 1);
+    for (int i = 0; i < BOUND; i++) assert_int_equal(raft_node_propose(n, "in", 2), RAFT_NODE_OK);
+    for (int i = 0; i < REFUSED; i++) assert_int_equal(raft_node_propose(n, "over", 4), RAFT_NODE_ERR_BUSY);
+    raft_node_status(n, &st);
+    assert_int_equal(st.busy_refusals, REFUSED);
+    assert_true(st.inflight <= BOUND);
+    wait_status(n, committed_to, base + BOUND, &st);   /* accepted ones still commit */
+    assert_true(st.inflight <= BOUND);
+    assert_true(st.log_entries <= BOUND + 256 + 8);
+    gate_set(g, 0);
+    wait_status(n, all_applied, 0, &st);
+    assert_int_equal(st.inflight, 0);
+
+    /* a steady stream with retries: the in-memory log stays bounded */
+    uint64_t max_log = 0, busy = 0;
+    for (int i = 0; i < MORE; i++) {
+        int rc;
+        while ((rc = raft_node_propose(n, "more", 4)) == RAFT_NODE_ERR_BUSY) {
+            busy++;
+            sleep_ms(1);
+        }
+        assert_int_equal(rc, RAFT_NODE_OK);
+        raft_node_status(n, &st);
+        if (st.log_entries > max_log) max_log = st.log_entries;
+    }
+    wait_status(n, all_applied, 0, &st);
+    fprintf(stderr, "bounded log: max %llu in-memory entries over %d proposals (bound %d), %llu BUSY retries\n",
+            (unsigned long long)max_log, MORE, BOUND, (unsigned long long)busy);
+    assert_true(max_log <= BOUND + 256 + 8);
+    pthread_mutex_lock(&g->a.mu);
+    assert_int_equal(g->a.errors, 0);
+    assert_int_equal(g->a.n_data, BOUND + MORE);
+    pthread_mutex_unlock(&g->a.mu);
+    raft_node_stop(n);
+    gated_free(g);
+    free(g);
+    test_rm_rf(dir);
+}
+
+/* The apply callback blocks and the apply queue (4 entries) fills up: the
+ * raft thread must not wait for it. Each proposal is its own ready round (we
+ * wait for its commit before the next), so a hand-off that waited for room
+ * would stop at the fifth; instead every one commits, ticks go on, and the
+ * entries are applied, in order, once the callback returns. */
+static void test_blocked_apply_does_not_stop_ticks(void **state) {
+    (void)state;
+    enum { PROPOSALS = 50 };
+    char dir[256];
+    test_mkdtemp(dir, "node-tick");
+    gated_t *g = calloc(1, sizeof(*g));
+    gated_init(g);
+    raft_node_t *n = start_gated(dir, g, 1000, 4);
+    raft_node_status_t st;
+    wait_status(n, all_applied, 0, &st);
+    uint64_t base = st.last_index;
+    gate_set(g, 1);
+    for (int i = 0; i < PROPOSALS; i++) {
+        char buf[32];
+        int len = snprintf(buf, sizeof(buf), "t0-%d", i);
+        assert_int_equal(raft_node_propose(n, buf, (size_t)len), RAFT_NODE_OK);
+        wait_status(n, committed_to, base + (uint64_t)i + 1, &st);
+    }
+    uint64_t ticks = st.ticks;
+    wait_status(n, ticks_past, ticks + 10, &st);   /* still ticking with apply stuck */
+    assert_true(st.applied_index < base + PROPOSALS);
+    assert_int_equal(st.inflight, st.last_index - st.applied_index);
+    pthread_mutex_lock(&g->mu);
+    assert_true(g->blocked);
+    pthread_mutex_unlock(&g->mu);
+    gate_set(g, 0);
+    wait_status(n, all_applied, 0, &st);
+    pthread_mutex_lock(&g->a.mu);
+    assert_int_equal(g->a.errors, 0);
+    assert_int_equal(g->a.n_data, PROPOSALS);
+    for (int i = 0; i < PROPOSALS; i++) assert_int_equal(g->a.seen[0][i], 1);
+    pthread_mutex_unlock(&g->a.mu);
+    raft_node_stop(n);
+    gated_free(g);
+    free(g);
+    test_rm_rf(dir);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_start_refusals),
         cmocka_unit_test(test_propose_apply_restart),
         cmocka_unit_test(test_persist_and_release),
+        cmocka_unit_test(test_busy_past_bound),
+        cmocka_unit_test(test_blocked_apply_does_not_stop_ticks),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

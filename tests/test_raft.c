@@ -5,7 +5,9 @@
  * from the "durable" state) checks the safety invariants after every step:
  * one leader per term, committed entries never change, log matching, leader
  * completeness, and linearizable ReadIndex results. Also unit checks of
- * conflict truncation and of commit counting only current-term entries.
+ * conflict truncation and of commit counting only current-term entries, and
+ * malformed peer messages (hand-made and fuzzed): refused and counted, never
+ * a crash or a state change.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -560,7 +562,7 @@ static void test_conflict_truncation(void **state) {
     assert_false(rd.msgs[0].reject);
     raft_advance(r);
     /* mismatching prev term is rejected with a hint */
-    m = (raft_msg_t){ .type = RAFT_MSG_APP, .from = 3, .to = 2, .term = 2, .log_term = 5, .index = 2 };
+    m = (raft_msg_t){ .type = RAFT_MSG_APP, .from = 3, .to = 2, .term = 2, .log_term = 2, .index = 3 };
     assert_int_equal(raft_step(r, &m), RAFT_OK);
     raft_ready(r, &rd);
     assert_int_equal(rd.n_msgs, 1);
@@ -614,6 +616,224 @@ static void test_commit_only_current_term(void **state) {
     raft_free(r);
 }
 
+/* ---------------------------------------------------------------- malformed input */
+
+/* A follower (id 2 of 1..3) at term 2 holding entries 1..3, commit 1. */
+static raft_t *follower_with_log(void) {
+    raft_entry_t log[3] = {
+        { .term = 1, .index = 1 },
+        { .term = 2, .index = 2, .data = (const uint8_t *)"x", .len = 1 },
+        { .term = 2, .index = 3, .data = (const uint8_t *)"y", .len = 1 },
+    };
+    raft_config_t c = { .id = 2, .voters = VOTERS, .n_voters = 3, .election_ticks = 10, .heartbeat_ticks = 1,
+                        .hard_state = { .term = 2, .vote = 1, .commit = 1 }, .log = log, .n_log = 3 };
+    char err[128];
+    raft_t *r = raft_new(&c, err, sizeof(err));
+    assert_non_null(r);
+    return r;
+}
+
+/* m must be refused with nothing changed but the counter. */
+static void expect_refused(raft_t *r, const raft_msg_t *m) {
+    raft_status_t before, after;
+    raft_status(r, &before);
+    assert_int_equal(raft_step(r, m), RAFT_ERR_INVALID);
+    raft_status(r, &after);
+    assert_int_equal(after.msgs_rejected, before.msgs_rejected + 1);
+    assert_int_equal(after.term, before.term);
+    assert_int_equal(after.vote, before.vote);
+    assert_int_equal(after.leader, before.leader);
+    assert_int_equal(after.role, before.role);
+    assert_int_equal(after.commit, before.commit);
+    assert_int_equal(after.last_index, before.last_index);
+    assert_false(raft_has_ready(r) && after.stabled != after.last_index);
+}
+
+static void test_malformed_follower_input(void **state) {
+    (void)state;
+    raft_t *r = follower_with_log();
+    raft_entry_t e[3] = {
+        { .term = 2, .index = 4, .data = (const uint8_t *)"a", .len = 1 },
+        { .term = 2, .index = 6, .data = (const uint8_t *)"b", .len = 1 },   /* gap */
+        { .term = 2, .index = 7 },
+    };
+    raft_msg_t app = { .type = RAFT_MSG_APP, .from = 1, .to = 2, .term = 2, .log_term = 2, .index = 3,
+                       .commit = 9, .entries = e, .n_entries = 2 };
+    expect_refused(r, &app);                           /* indexes do not follow m->index */
+    e[1].index = 5;
+    e[1].term = 3;
+    expect_refused(r, &app);                           /* entry term above the sender's term */
+    e[0].term = 1;
+    e[1].term = 2;
+    app.n_entries = 1;
+    expect_refused(r, &app);                           /* entry term below log_term */
+    e[0].term = 2;
+    e[1].term = 1;
+    app.n_entries = 2;
+    expect_refused(r, &app);                           /* terms decrease */
+    e[1].term = 2;
+    app.entries = NULL;
+    expect_refused(r, &app);                           /* entries missing */
+    app.entries = e;
+    e[0].data = NULL;
+    expect_refused(r, &app);                           /* data missing */
+    e[0].data = (const uint8_t *)"a";
+    e[0].type = 77;
+    expect_refused(r, &app);                           /* unknown entry type */
+    e[0].type = RAFT_ENTRY_NORMAL;
+    raft_msg_t huge = app;
+    huge.index = UINT64_MAX;
+    expect_refused(r, &huge);                          /* index + n overflows */
+    huge.log_term = 9;
+    huge.n_entries = 0;
+    expect_refused(r, &huge);                          /* log term above the term */
+    raft_msg_t m = app;
+    m.type = (raft_msg_type_t)99;
+    expect_refused(r, &m);                             /* unknown type */
+    m = app;
+    m.from = 7;
+    expect_refused(r, &m);                             /* not a member */
+    m.from = 0;
+    expect_refused(r, &m);
+    m = app;
+    m.term = 0;
+    m.log_term = 0;
+    expect_refused(r, &m);                             /* term 0 */
+    m = (raft_msg_t){ .type = RAFT_MSG_VOTE, .from = 3, .to = 2, .term = 3, .log_term = 4, .index = 3 };
+    expect_refused(r, &m);                             /* candidate's log newer than its term */
+    m = (raft_msg_t){ .type = RAFT_MSG_HEARTBEAT, .from = 1, .to = 2, .term = 2, .commit = 2,
+                      .entries = e, .n_entries = 1 };
+    expect_refused(r, &m);                             /* a heartbeat carries no entries */
+    raft_status_t st;
+    raft_status(r, &st);
+    assert_int_equal(st.msgs_rejected, 15);
+
+    /* the same follower still works: a correct App is accepted */
+    app.n_entries = 2;
+    app.commit = 5;
+    assert_int_equal(raft_step(r, &app), RAFT_OK);
+    raft_status(r, &st);
+    assert_int_equal(st.last_index, 5);
+    assert_int_equal(st.commit, 5);
+    raft_free(r);
+}
+
+/* A leader (id 1 of 1..3) at term 2 with entries 1..3 durable. */
+static raft_t *leader_of_three(void) {
+    raft_entry_t log[2] = { { .term = 1, .index = 1 }, { .term = 1, .index = 2 } };
+    raft_config_t c = { .id = 1, .voters = VOTERS, .n_voters = 3, .election_ticks = 10, .heartbeat_ticks = 1,
+                        .hard_state = { .term = 1, .vote = 1, .commit = 1 }, .log = log, .n_log = 2 };
+    char err[128];
+    raft_t *r = raft_new(&c, err, sizeof(err));
+    assert_non_null(r);
+    raft_campaign(r);
+    raft_ready_t rd;
+    raft_ready(r, &rd);
+    raft_advance(r);
+    raft_msg_t v = { .type = RAFT_MSG_VOTE_RESP, .from = 2, .to = 1, .term = 2 };
+    assert_int_equal(raft_step(r, &v), RAFT_OK);
+    raft_ready(r, &rd);
+    raft_advance(r);
+    raft_status_t st;
+    raft_status(r, &st);
+    assert_int_equal(st.role, RAFT_LEADER);
+    return r;
+}
+
+static void test_malformed_leader_input(void **state) {
+    (void)state;
+    raft_t *r = leader_of_three();
+    raft_msg_t a = { .type = RAFT_MSG_APP_RESP, .from = 2, .to = 1, .term = 2, .index = UINT64_MAX };
+    expect_refused(r, &a);                             /* acknowledges entries we never had */
+    a.index = 4;
+    expect_refused(r, &a);
+    raft_msg_t rival = { .type = RAFT_MSG_APP, .from = 3, .to = 1, .term = 2, .index = 3, .log_term = 2 };
+    expect_refused(r, &rival);                         /* a second leader in our term */
+    rival.type = RAFT_MSG_HEARTBEAT;
+    rival.index = rival.log_term = 0;
+    expect_refused(r, &rival);
+    raft_msg_t hb = { .type = RAFT_MSG_HEARTBEAT_RESP, .from = 2, .to = 1, .term = 2, .ctx = 1000 };
+    expect_refused(r, &hb);                            /* a ReadIndex round not started */
+    raft_status_t st;
+    raft_status(r, &st);
+    assert_int_equal(st.msgs_rejected, 5);
+    assert_int_equal(st.commit, 1);
+    a.index = 3;                                       /* a true ack still commits */
+    assert_int_equal(raft_step(r, &a), RAFT_OK);
+    raft_status(r, &st);
+    assert_int_equal(st.commit, 3);
+    raft_free(r);
+}
+
+static uint64_t fuzz_next(uint64_t *s) {
+    uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+/* A field near the interesting range, sometimes anything at all. */
+static uint64_t fuzz_num(uint64_t *s, uint64_t around) {
+    uint64_t x = fuzz_next(s);
+    switch (x % 8) {
+    case 0: return fuzz_next(s);
+    case 1: return UINT64_MAX - x % 3;
+    case 2: return 0;
+    default: return around + x % 5 - (around >= 2 ? 2 : around);
+    }
+}
+
+/* Random messages from random (mostly member) peers, entries included,
+ * against a core that keeps proposing, ticking and draining readies: no
+ * input may crash it (asserts are on in this build) or break its own
+ * invariants (commit <= last index, applied <= commit). */
+static void test_fuzzed_peer_input(void **state) {
+    (void)state;
+    for (int role = 0; role < 2; role++) {
+        raft_t *r = role ? leader_of_three() : follower_with_log();
+        uint64_t s = 12345 + (uint64_t)role;
+        raft_entry_t ents[4];
+        for (int it = 0; it < 200000; it++) {
+            raft_status_t st;
+            raft_status(r, &st);
+            raft_msg_t m = { .type = (raft_msg_type_t)(fuzz_next(&s) % 8),
+                             .from = fuzz_next(&s) % 5, .to = fuzz_next(&s) % 8 ? r == NULL ? 0 : st.id : 9,
+                             .term = fuzz_num(&s, st.term), .log_term = fuzz_num(&s, st.term),
+                             .index = fuzz_num(&s, st.last_index), .commit = fuzz_num(&s, st.commit),
+                             .reject = (int)(fuzz_next(&s) % 2), .reject_hint = fuzz_num(&s, st.last_index),
+                             .ctx = fuzz_num(&s, 1) };
+            m.n_entries = fuzz_next(&s) % 4;
+            m.entries = fuzz_next(&s) % 16 ? ents : NULL;
+            for (size_t k = 0; k < m.n_entries; k++) {
+                int sane = fuzz_next(&s) % 4 != 0;
+                ents[k] = (raft_entry_t){ .term = sane ? m.term : fuzz_num(&s, st.term),
+                                          .index = sane ? m.index + 1 + k : fuzz_num(&s, st.last_index),
+                                          .type = (uint8_t)(fuzz_next(&s) % 3), .data = (const uint8_t *)"fz",
+                                          .len = fuzz_next(&s) % 3 };
+                if (sane) ents[k].type = RAFT_ENTRY_NORMAL;
+                if (sane && m.log_term > m.term) m.log_term = m.term;
+            }
+            int rc = raft_step(r, &m);
+            assert_true(rc == RAFT_OK || rc == RAFT_ERR_INVALID);
+            if (fuzz_next(&s) % 16 == 0) raft_tick(r);
+            if (fuzz_next(&s) % 8 == 0) raft_propose(r, "p", 1);
+            if (raft_has_ready(r)) {
+                raft_ready_t rd;
+                raft_ready(r, &rd);
+                raft_advance(r);
+            }
+            raft_status(r, &st);
+            assert_true(st.commit <= st.last_index);
+            assert_true(st.applied <= st.commit);
+            if (fuzz_next(&s) % 64 == 0 && st.applied > st.first_index + 8) raft_compact(r, st.applied - 4);
+        }
+        raft_status_t st;
+        raft_status(r, &st);
+        assert_true(st.msgs_rejected > 1000);
+        raft_free(r);
+    }
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_single_voter),
@@ -622,6 +842,9 @@ int main(void) {
         cmocka_unit_test(test_commit_only_current_term),
         cmocka_unit_test(test_determinism),
         cmocka_unit_test(test_cluster_simulation),
+        cmocka_unit_test(test_malformed_follower_input),
+        cmocka_unit_test(test_malformed_leader_input),
+        cmocka_unit_test(test_fuzzed_peer_input),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,6 +1,8 @@
 /*
- * test_wal.c: the write-ahead log: round trip, torn tails at every byte,
- * corruption in the middle, segment rollover and release, conflict
+ * test_wal.c: the write-ahead log: round trip, torn tails of the last
+ * segment at every byte (cut), damage anywhere else refused with the file and
+ * offset (a flipped byte in a sealed segment or in the middle of the last one,
+ * data after a sealed segment's end), segment rollover and release, conflict
  * supersession, hard state survival, and refusing a log with a gap.
  */
 #include <setjmp.h>
@@ -11,6 +13,7 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <sys/stat.h>
 
 #include "crc32c.h"
 #include "test_raft_util.h"
@@ -122,8 +125,36 @@ static void test_round_trip(void **state) {
     test_rm_rf(dir);
 }
 
-/* Every prefix of the last record (rest zero, or rest garbage) is cut back
- * to the previous record; a later append lands cleanly in its place. */
+/* Opening dir must fail; the error names path and a byte offset, which is
+ * returned. */
+static uint64_t open_refused(const char *dir, const char *path) {
+    wal_t *w = NULL;
+    wal_recovered_t rec;
+    char err[512] = "";
+    assert_int_equal(wal_open(dir, SEG_SMALL, &w, &rec, err, sizeof(err)), -1);
+    assert_null(w);
+    if (!strstr(err, path)) fprintf(stderr, "error does not name %s: %s\n", path, err);
+    assert_non_null(strstr(err, path));
+    const char *o = strstr(err, "at offset ");
+    assert_non_null(o);
+    return strtoull(o + 10, NULL, 10);
+}
+
+static void flip_byte(const char *path, uint64_t off) {
+    int fd = open(path, O_RDWR);
+    assert_true(fd >= 0);
+    uint8_t b;
+    assert_int_equal(pread(fd, &b, 1, (off_t)off), 1);
+    b ^= 0x40;
+    assert_int_equal(pwrite(fd, &b, 1, (off_t)off), 1);
+    close(fd);
+}
+
+/* Every prefix of the last record followed by zeros (a write cut short) is
+ * cut back to the previous record and a later append lands cleanly in its
+ * place. The same prefixes followed by non-zero garbage are not a torn write
+ * (no sector of the record is zero, it does not run past the file): open is
+ * refused, naming the file and the record's offset, and nothing is cut. */
 static void test_torn_tail_every_offset(void **state) {
     (void)state;
     /* find the byte range of record 6 */
@@ -163,10 +194,16 @@ static void test_torn_tail_every_offset(void **state) {
             assert_int_equal(pwrite(fd, img, end, 0), (ssize_t)end);
             close(fd);
 
+            if (garbage) {
+                assert_int_equal(open_refused(dir, seg), start);
+                assert_int_equal(open_refused(dir, seg), start);   /* nothing was cut */
+                test_rm_rf(dir);
+                continue;
+            }
             w = reopen(dir, &rec);
             assert_int_equal(rec.n_ents, 5);
             check_entry(&rec.ents[4], 1, 5, "t");
-            if (garbage || cut > start) assert_int_equal(rec.tail_cut, 1);
+            assert_int_equal(rec.tail_cut, cut > start);
             wal_recovered_free(&rec);
             append_range(w, 2, 6, 7, "n");
             wal_close(w);
@@ -183,9 +220,10 @@ static void test_torn_tail_every_offset(void **state) {
     }
 }
 
-/* A bad checksum in the middle ends the log there; records after it never
- * come back, even once new records are written over the cut. */
-static void test_corrupt_middle(void **state) {
+/* A flipped byte in the middle of the last segment (valid records after it,
+ * no zero sector) is damage, not a torn write: open is refused with the
+ * file and the bad record's offset, and the log is left as it was. */
+static void test_flip_in_last_segment_refused(void **state) {
     (void)state;
     char dir[256], seg[512];
     test_mkdtemp(dir, "wal-mid");
@@ -199,22 +237,56 @@ static void test_corrupt_middle(void **state) {
     append_range(w, 1, 5, 10, "m");
     wal_close(w);
     last_segment(dir, seg);
-    int fd = open(seg, O_RDWR);
-    uint8_t b;
-    assert_int_equal(pread(fd, &b, 1, (off_t)rec5 + 20), 1);
-    b ^= 0x40;
-    assert_int_equal(pwrite(fd, &b, 1, (off_t)rec5 + 20), 1);
-    close(fd);
-
+    flip_byte(seg, rec5 + 20);
+    assert_int_equal(open_refused(dir, seg), rec5);
+    assert_int_equal(open_refused(dir, seg), rec5);
+    flip_byte(seg, rec5 + 20);   /* repaired by hand: every entry is still there */
     w = reopen(dir, &rec);
-    assert_int_equal(rec.n_ents, 4);
-    assert_int_equal(rec.tail_cut, 1);
+    assert_int_equal(rec.n_ents, 10);
+    assert_int_equal(rec.tail_cut, 0);
+    check_entry(&rec.ents[9], 1, 10, "m");
     wal_recovered_free(&rec);
-    append_range(w, 2, 5, 5, "x");
+    wal_close(w);
+    test_rm_rf(dir);
+}
+
+/* The last batch spans several sectors and one sector in its middle never
+ * reached the disk (still zero): a torn write, cut before the record that
+ * holds the zero sector; the earlier batches survive. */
+static void test_torn_sector_in_last_batch(void **state) {
+    (void)state;
+    char dir[256], seg[512];
+    test_mkdtemp(dir, "wal-sector");
+    wal_recovered_t rec;
+    wal_t *w = reopen(dir, &rec);
+    wal_recovered_free(&rec);
+    append_range(w, 1, 1, 3, "s");
+    wal_stats_t st;
+    wal_get_stats(w, &st);
+    uint64_t batch = st.live_bytes;
+    append_range(w, 1, 4, 80, "sector-padding-padding");
+    wal_get_stats(w, &st);
+    assert_true(st.segments == 1 && st.live_bytes > batch + 3 * 512);
+    wal_close(w);
+    last_segment(dir, seg);
+    uint64_t sec = (batch / 512 + 2) * 512;
+    uint8_t zero[512] = { 0 };
+    int fd = open(seg, O_RDWR);
+    assert_true(fd >= 0);
+    assert_int_equal(pwrite(fd, zero, 512, (off_t)sec), 512);
+    close(fd);
+    w = reopen(dir, &rec);
+    assert_int_equal(rec.tail_cut, 1);
+    assert_true(rec.n_ents >= 3 && rec.n_ents < 80);
+    for (size_t i = 3; i < rec.n_ents; i++) check_entry(&rec.ents[i], 1, i + 1, "sector-padding-padding");
+    uint64_t n = rec.n_ents;
+    wal_recovered_free(&rec);
+    append_range(w, 2, n + 1, n + 1, "after");
     wal_close(w);
     w = reopen(dir, &rec);
-    assert_int_equal(rec.n_ents, 5);
-    check_entry(&rec.ents[4], 2, 5, "x");
+    assert_int_equal(rec.n_ents, n + 1);
+    assert_int_equal(rec.tail_cut, 0);
+    check_entry(&rec.ents[n], 2, n + 1, "after");
     wal_recovered_free(&rec);
     wal_close(w);
     test_rm_rf(dir);
@@ -328,10 +400,8 @@ static void test_gap_refused(void **state) {
     test_rm_rf(dir);
 }
 
-/* Corruption in an old segment: later segments are set aside, not read. */
-static void test_corrupt_old_segment(void **state) {
-    (void)state;
-    char dir[256];
+/* Fills three or more segments with entries 1..200; path of the first. */
+static void three_segments(char *dir, char *first) {
     test_mkdtemp(dir, "wal-old");
     wal_recovered_t rec;
     wal_t *w = reopen(dir, &rec);
@@ -341,28 +411,65 @@ static void test_corrupt_old_segment(void **state) {
     wal_get_stats(w, &st);
     assert_true(st.segments >= 3);
     wal_close(w);
-    char first[512];
-    snprintf(first, sizeof(first), "%s/%016x-%016x.wal", dir, 1, 1);
+    snprintf(first, 512, "%s/%016x-%016x.wal", dir, 1, 1);
+}
+
+static void check_all_200(const char *dir) {
+    wal_recovered_t rec;
+    wal_t *w = reopen(dir, &rec);
+    assert_int_equal(rec.n_ents, 200);
+    assert_int_equal(rec.tail_cut, 0);
+    for (size_t i = 0; i < 200; i++) check_entry(&rec.ents[i], 1, i + 1, "seg-padding-padding-padding");
+    wal_recovered_free(&rec);
+    wal_close(w);
+}
+
+/* A flipped byte in a sealed segment refuses to open, naming the segment and
+ * the offset of the damaged record; nothing is cut or set aside, so once the
+ * byte is repaired every entry is back. */
+static void test_flip_in_sealed_segment_refused(void **state) {
+    (void)state;
+    char dir[256], first[512];
+    three_segments(dir, first);
+    flip_byte(first, 200);
+    uint64_t off = open_refused(dir, first);
+    assert_true(off <= 200 && off + 64 > 200);
+    assert_int_equal(open_refused(dir, first), off);
+    assert_int_equal(count_files(dir, ".broken"), 0);
+    flip_byte(first, 200);
+    check_all_200(dir);
+    test_rm_rf(dir);
+}
+
+/* What would be a torn tail in the last segment is damage in a sealed one
+ * (it was synced before the next segment was created): zeros over its last
+ * record, or a zeroed header with records after it, refuse to open. */
+static void test_sealed_segment_tail_refused(void **state) {
+    (void)state;
+    char dir[256], first[512];
+    three_segments(dir, first);
+    struct stat sb;
+    assert_int_equal(stat(first, &sb), 0);
+    uint8_t img[SEG_SMALL];
     int fd = open(first, O_RDWR);
     assert_true(fd >= 0);
-    uint8_t b;
-    assert_int_equal(pread(fd, &b, 1, 200), 1);
-    b ^= 1;
-    assert_int_equal(pwrite(fd, &b, 1, 200), 1);
+    assert_int_equal(pread(fd, img, SEG_SMALL, 0), SEG_SMALL);
+    size_t end = SEG_SMALL;
+    while (end > 0 && img[end - 1] == 0) end--;
+    uint8_t zero[16] = { 0 };
+    assert_int_equal(pwrite(fd, zero, 16, (off_t)end - 16), 16);   /* last record's tail */
     close(fd);
-    w = reopen(dir, &rec);
-    assert_true(rec.n_ents < 200);
-    assert_true(rec.broken_segments >= 2);
-    assert_int_equal(count_files(dir, ".broken"), rec.broken_segments);
-    uint64_t n = rec.n_ents;
-    wal_recovered_free(&rec);
-    append_range(w, 2, n + 1, n + 1, "fresh");
-    wal_close(w);
-    w = reopen(dir, &rec);
-    assert_int_equal(rec.n_ents, n + 1);
-    check_entry(&rec.ents[n], 2, n + 1, "fresh");
-    wal_recovered_free(&rec);
-    wal_close(w);
+    uint64_t off = open_refused(dir, first);
+    assert_true(off < end - 16);
+    fd = open(first, O_RDWR);
+    assert_int_equal(pwrite(fd, img + end - 16, 16, (off_t)end - 16), 16);
+    assert_int_equal(pwrite(fd, zero, 9, 200), 9);   /* likely mid-record: damage either way */
+    close(fd);
+    open_refused(dir, first);
+    fd = open(first, O_RDWR);
+    assert_int_equal(pwrite(fd, img + 200, 9, 200), 9);
+    close(fd);
+    check_all_200(dir);
     test_rm_rf(dir);
 }
 
@@ -371,11 +478,13 @@ int main(void) {
         cmocka_unit_test(test_crc32c),
         cmocka_unit_test(test_round_trip),
         cmocka_unit_test(test_torn_tail_every_offset),
-        cmocka_unit_test(test_corrupt_middle),
+        cmocka_unit_test(test_flip_in_last_segment_refused),
+        cmocka_unit_test(test_torn_sector_in_last_batch),
         cmocka_unit_test(test_rollover_and_release),
         cmocka_unit_test(test_conflict_supersedes),
         cmocka_unit_test(test_gap_refused),
-        cmocka_unit_test(test_corrupt_old_segment),
+        cmocka_unit_test(test_flip_in_sealed_segment_refused),
+        cmocka_unit_test(test_sealed_segment_tail_refused),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
