@@ -9,8 +9,10 @@
  * thread; advance.
  *
  * The apply thread calls cfg.apply in index order and, every persist_every
- * entries, cfg.persist_state; the WAL segments that covers are released by
- * the raft thread. Applying batch N while the raft thread syncs batch N+1 is
+ * entries, cfg.persist_state, which returns the index the state machine
+ * holds durably (kshim syncs every applied batch, so that is simply its
+ * applied index); the WAL segments at or below it are released by the raft
+ * thread. Applying batch N while the raft thread syncs batch N+1 is
  * what lets a busy member apply and sync at the same time. The apply queue is
  * bounded, so a slow state machine slows the raft thread instead of growing
  * memory. A WAL error is fatal to the node (fail-stop): nothing unsynced is
@@ -123,8 +125,9 @@ static void node_fail(raft_node_t *n, const char *what) {
     pthread_mutex_unlock(&n->mu);
 }
 
-/* Apply thread: make the state machine durable every persist_every applied
- * entries and tell the raft thread how far the WAL may be released. */
+/* Apply thread: every persist_every applied entries, ask the state machine
+ * how far it is durable and tell the raft thread how far the WAL may be
+ * released (whole segments only, wal_release_to). */
 static void maybe_persist(raft_node_t *n, uint64_t applied) {
     if (!n->cfg.persist_state || n->applied_since_persist < n->cfg.persist_every) return;
     n->applied_since_persist = 0;

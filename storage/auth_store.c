@@ -732,7 +732,7 @@ int auth_store_apply(auth_store_t *as, uint64_t index, const Kshim__InternalRequ
 {
     if (!req || !auth_store_is_request(req))
         return 0;
-    if (index <= mvcc_applied_index(as->m))
+    if (index <= mvcc_apply_index(as->m))
         return 1;
     kv_arena_t arena;
     kv_arena_init(&arena);
@@ -745,11 +745,15 @@ int auth_store_apply(auth_store_t *as, uint64_t index, const Kshim__InternalRequ
     op_ctx_t c = {.as = as, .t = t, .eff = eff};
     const ProtobufCMessageDescriptor *desc = NULL;
     int err = run_op(&c, req, &desc);
-    int storage_failed = 0;
-    if (err == AUTH_OK && c.wrote) {
+    int storage_failed = err == AUTH_E_IO;   /* never taken for a refusal */
+    if (storage_failed) {
+        mvcc_txn_end(t);
+    } else if (err == AUTH_OK && c.wrote) {
         if (c.bump)
             err = put_revision(t, as->rev + 1);
-        if (err == AUTH_OK && mvcc_txn_commit(t, index) != MVCC_OK)
+        /* The caches are reloaded from what LevelDB holds: write the apply
+         * group (kv.h), this change included, first. */
+        if (err == AUTH_OK && (mvcc_txn_commit(t, index) != MVCC_OK || mvcc_group_flush(as->m) != MVCC_OK))
             err = AUTH_E_IO;
         if (err == AUTH_OK && reload(as) != AUTH_OK)
             err = AUTH_E_IO;
@@ -765,7 +769,7 @@ int auth_store_apply(auth_store_t *as, uint64_t index, const Kshim__InternalRequ
     if (storage_failed)
         return -1;
     if (err == AUTH_OK)
-        err = pack_header_only(desc, hdr, mvcc_revision(as->m), res);
+        err = pack_header_only(desc, hdr, mvcc_apply_revision(as->m), res);
     if (err != AUTH_OK) {
         set_error(res, err);
         if (eff)
