@@ -320,6 +320,7 @@ static int iter_done(leveldb_iterator_t *it) {
 }
 
 void mvcc_arm_read_error(mvcc_t *m, uint64_t n) { failpoint_arm(&m->fp_read, n); }
+int mvcc_read_error_armed(mvcc_t *m) { return atomic_load(&m->fp_read.countdown) != 0; }
 
 /* ---- open / close / getters ---- */
 
