@@ -239,14 +239,18 @@ static int reload(auth_store_t *as)
     uint8_t *val = NULL;
     size_t len = 0;
     int rc = mvcc_raw_get(as->m, KEY_ENABLED, sizeof KEY_ENABLED - 1, &val, &len);
-    if (rc == MVCC_ERR_IO)
-        return AUTH_E_IO;
-    as->enabled = rc == MVCC_OK && len == 1 && val[0] == 1;
+    if (rc == MVCC_ERR_IO || (rc == MVCC_OK && len != 1)) {
+        free(val);
+        return AUTH_E_IO; /* unreadable or corrupt: never "disabled" */
+    }
+    as->enabled = rc == MVCC_OK && val[0] == 1;
     free(val);
     val = NULL;
     rc = mvcc_raw_get(as->m, KEY_REVISION, sizeof KEY_REVISION - 1, &val, &len);
-    if (rc == MVCC_ERR_IO)
+    if (rc == MVCC_ERR_IO || (rc == MVCC_OK && len != 8)) {
+        free(val);
         return AUTH_E_IO;
+    }
     as->rev = 1; /* etcd's NewAuthStore commits revision 1 on a fresh store */
     if (rc == MVCC_OK && len == 8) {
         uint64_t v = 0;

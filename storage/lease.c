@@ -323,12 +323,23 @@ static void refresh(lessor_t *l, lease_entry_t *e, uint64_t now_ms, uint64_t ext
 
 /* ---- open / free ---- */
 
+typedef struct load_ctx {
+    lessor_t *l;
+    int corrupt;
+} load_ctx_t;
+
+/* One 'L' record. Only lease records live under 'L': another shape is
+ * corruption, an error (never "no such lease"). */
 static int load_one(void *arg, const uint8_t *key, size_t key_len, const uint8_t *val,
                     size_t val_len)
 {
-    lessor_t *l = arg;
-    if (key_len != 9 || val_len < 8)
-        return 0; /* not a lease record: ignored */
+    load_ctx_t *c = arg;
+    lessor_t *l = c->l;
+    if (key_len != 9 || val_len < 8) {
+        fprintf(stderr, "lease: a lease record of %zu/%zu bytes: the store is corrupt\n", key_len, val_len);
+        c->corrupt = 1;
+        return 1;
+    }
     int64_t id = (int64_t)get_be64(key + 1);
     int64_t ttl = (int64_t)get_be64(val);
     if (ttl < l->min_ttl)
@@ -353,7 +364,8 @@ int lessor_open(mvcc_t *m, int64_t min_ttl, lessor_t **out)
         return LEASE_E_IO;
     }
     const uint8_t prefix = 'L';
-    if (mvcc_raw_scan(m, &prefix, 1, load_one, l) != MVCC_OK) {
+    load_ctx_t c = {l, 0};
+    if (mvcc_raw_scan(m, &prefix, 1, load_one, &c) != MVCC_OK || c.corrupt) {
         lessor_free(l);
         return LEASE_E_IO;
     }
