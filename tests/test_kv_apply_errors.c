@@ -13,8 +13,9 @@
  * Write groups (defect 3): applying entries in groups (mvcc_group_begin /
  * _end, one synced write per group) must give byte-identical results and
  * the same watch events as applying them one write each, over a random
- * sequence of puts, deletes, txns with compares and past-revision ranges
- * (which write the group first) and compactions; nothing of a group is
+ * sequence of puts (some with leases), deletes, txns with compares and
+ * past-revision ranges (which write the group first), compactions and lease
+ * grants and revokes (a revoke writes the group first); nothing of a group is
  * visible to readers before its write; a failed entry drops its group.
  */
 #include "kv_fixture.h"
@@ -619,10 +620,13 @@ static Kshim__InternalRequest *random_request(int64_t rev, int64_t compact)
     int64_t past = rev - (int64_t)rnd(6);
     if (past < 1)
         past = 1;
-    switch (rnd(10)) {
+    switch (rnd(13)) {
     case 0:
-    case 1:
-    case 2: return rq_put(rkey(), val, 0, (int)rnd(2));
+    case 1: return rq_put(rkey(), val, 0, (int)rnd(2));
+    case 2: return rq_put(rkey(), val, rnd(2) ? 1000 + rnd(3) : 0, (int)rnd(2)); /* may not exist */
+    case 10:
+    case 11: return rq_grant(1000 + rnd(3), 60);
+    case 12: return rq_revoke(1000 + rnd(3));
     case 3: {
         const char *a = rkey(), *b = rkey();
         if (strcmp(a, b) > 0) {
@@ -663,7 +667,7 @@ static void t_groups_equal_single_writes(void **state)
     rnd_state = 42;
     int64_t compact = 0;
     size_t in_group = 0, group_size = 0;
-    for (int i = 0; i < 600; i++) {
+    for (int i = 0; i < 800; i++) {
         Kshim__InternalRequest *r = random_request(mvcc_apply_revision(a->m), compact);
         if (r->compaction && r->compaction->revision > compact)
             compact = r->compaction->revision;
@@ -691,7 +695,7 @@ static void t_groups_equal_single_writes(void **state)
         assert_int_equal(mvcc_group_end(b->m), 0);
     view_t va = view_of(a), vb = view_of(b);
     view_equal(&va, &vb);
-    assert_true(va.rev > 300);
+    assert_true(va.rev > 250);
     free(va.kvs);
     free(vb.kvs);
     assert_int_equal(a->log_len, b->log_len);
