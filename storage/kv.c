@@ -857,7 +857,7 @@ int kv_txn_readonly(mvcc_t *m, const Etcdserverpb__TxnRequest *req, const kv_hea
         set_kv_error(res, KV_E_IO);
         return -1;
     }
-    int rc = apply_txn(m, t, &a, req, hdr, res);
+    int rc = apply_txn(m, t, &a, req, hdr, res) ? -1 : 0;
     if (rc) res->revision = mvcc_txn_rev(t);
     mvcc_txn_end(t);
     kv_arena_free(&a);
