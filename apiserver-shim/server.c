@@ -6,10 +6,11 @@
  *   readers      : (readers.c) the reads (Range, read-only Txn, watch
  *                  catch-up, lease key scans) on LevelDB snapshots, answered
  *                  on the loop;
- *   raft thread  : (raft/node.c) WAL append + group-committed fdatasync, then
- *                  server_apply() below applies committed entries to the MVCC
- *                  store and hands each result to the loop with one loop_post
- *                  per applied batch;
+ *   raft thread  : (raft/node.c) WAL append + group-committed fdatasync;
+ *   apply thread : server_apply() below applies each batch of committed
+ *                  entries to the MVCC store as ONE synced LevelDB write (a
+ *                  write group, kv.h), and only after that write returned
+ *                  hands the results to the loop with one loop_post;
  *   back on loop : deliver_results() finds each waiting call by request id
  *                  and answers it.
  * A client hears "OK" only after its entry is durable in the WAL and applied,
@@ -139,8 +140,14 @@ void server_finish_result(grpc_call_t *call, kv_result_t *res)
 {
     if (!grpc_call_is_closed(call)) {
         if (res->code == 0) {
-            grpc_call_send(call, res->resp, res->resp_len);
-            grpc_call_finish(call, GRPC_OK, NULL);
+            /* The send fails when the response cannot be queued (no memory,
+             * a message above 4 GiB, HTTP/2 refusing the headers): the
+             * client must not hear OK without the message. */
+            if (grpc_call_send(call, res->resp, res->resp_len) == 0)
+                grpc_call_finish(call, GRPC_OK, NULL);
+            else
+                grpc_call_finish(call, GRPC_RESOURCE_EXHAUSTED,
+                                 "kshim: cannot queue the response message");
         } else {
             grpc_call_finish(call, (grpc_status_t)res->code, res->message);
         }
@@ -289,11 +296,62 @@ static int apply_one(server_t *s, uint64_t index, const Kshim__InternalRequest *
     return kv_apply(s->mvcc, index, req, hdr, res);
 }
 
-/* Raft thread: apply committed entries in order; results of our own
- * proposals go back to the loop in one post. */
+static void free_results(applied_batch_t *batch)
+{
+    for (size_t i = 0; i < batch->n; i++)
+        kv_result_clear(&batch->results[i].res);
+    free(batch);
+}
+
+/* Applies one committed entry; 0, or -1 when it cannot be applied (the
+ * member must stop). Our own proposals' results go into batch. */
+static int apply_entry(server_t *s, const raft_entry_t *e, const kv_header_info_t *hdr,
+                       applied_batch_t *batch)
+{
+    Kshim__InternalRequest *req = NULL;
+    if (e->type == RAFT_ENTRY_NORMAL && e->len > 0) {
+        req = kshim__internal_request__unpack(NULL, e->len, e->data);
+        if (!req) {
+            /* A committed entry is a proposal this cluster encoded: one that
+             * does not decode is corruption or a bug. Applying it as empty
+             * would drop a write on this member only. */
+            log_error("raft entry %llu (%zu bytes) does not decode as a kshim request: "
+                      "corrupt log or a bug; stopping before applying it",
+                      (unsigned long long)e->index, e->len);
+            return -1;
+        }
+    }
+    kv_result_t res;
+    memset(&res, 0, sizeof res);
+    int rc = apply_one(s, e->index, req, hdr, &res);
+    int ours = rc == 0 && req && req->header && req->header->proposer == s->member_id;
+    if (ours && batch) {
+        batch->results[batch->n].id = req->header->id;
+        batch->results[batch->n].res = res;
+        batch->n++;
+    } else {
+        kv_result_clear(&res);
+    }
+    if (rc < 0)
+        log_error("cannot apply raft entry %llu to the store (storage error, see above); stopping",
+                  (unsigned long long)e->index);
+    if (req)
+        kshim__internal_request__free_unpacked(req, NULL);
+    return rc < 0 ? -1 : 0;
+}
+
+/* Apply thread: apply one batch of committed entries in order, as one write
+ * group: ONE LevelDB write with sync=true (more only where a read needs the
+ * group written first, see kv.h), then the results of our own proposals go
+ * back to the loop in one post. Nothing is acknowledged and no watch event
+ * is published before that write returned. Any storage error, or an entry
+ * that does not decode, stops applying (fail-stop): the group is dropped
+ * unwritten, the member exits and replays from the stored applied index. */
 static void server_apply(void *ctx, const raft_entry_t *ents, size_t n, uint64_t term)
 {
     server_t *s = ctx;
+    if (atomic_load(&s->apply_failed))
+        return;
     atomic_store(&s->term, term);
     kv_header_info_t hdr = {s->cluster_id, s->member_id, term};
     applied_batch_t *batch = malloc(sizeof *batch + n * sizeof batch->results[0]);
@@ -301,44 +359,27 @@ static void server_apply(void *ctx, const raft_entry_t *ents, size_t n, uint64_t
         batch->server = s;
         batch->n = 0;
     }
-    for (size_t i = 0; i < n && !atomic_load(&s->apply_failed); i++) {
-        const raft_entry_t *e = &ents[i];
-        Kshim__InternalRequest *req = NULL;
-        if (e->type == RAFT_ENTRY_NORMAL && e->len > 0) {
-            req = kshim__internal_request__unpack(NULL, e->len, e->data);
-            if (!req)
-                log_error("raft entry %llu does not decode; applied as empty",
-                          (unsigned long long)e->index);
-        }
-        kv_result_t res;
-        memset(&res, 0, sizeof res);
-        int rc = apply_one(s, e->index, req, &hdr, &res);
-        int ours = rc == 0 && req && req->header && req->header->proposer == s->member_id;
-        if (ours && batch) {
-            batch->results[batch->n].id = req->header->id;
-            batch->results[batch->n].res = res;
-            batch->n++;
-        } else {
-            kv_result_clear(&res);
-        }
-        if (rc < 0) {
-            /* The store could not record this entry (disk full or failing).
-             * Applying later entries would skip it forever, so stop applying:
-             * the member exits and replays from its applied index on restart. */
-            log_error("cannot apply raft entry %llu to the store; stopping",
-                      (unsigned long long)e->index);
-            atomic_store(&s->apply_failed, 1);
-        }
-        if (req)
-            kshim__internal_request__free_unpacked(req, NULL);
+    mvcc_group_begin(s->mvcc);
+    int failed = 0;
+    for (size_t i = 0; i < n && !failed; i++)
+        failed = apply_entry(s, &ents[i], &hdr, batch) != 0;
+    if (failed) {
+        mvcc_group_abort(s->mvcc);
+    } else if (mvcc_group_end(s->mvcc) != 0) {
+        log_error("cannot write applied raft entries %llu..%llu to the store; stopping",
+                  (unsigned long long)ents[0].index, (unsigned long long)ents[n - 1].index);
+        failed = 1;
+    }
+    if (failed) {
+        atomic_store(&s->apply_failed, 1);
+        if (batch)
+            free_results(batch);
+        return;
     }
     if (!batch)
         return; /* out of memory: the waiting calls time out, the data is applied */
-    if (batch->n == 0 || loop_post(s->loop, deliver_results, batch) != 0) {
-        for (size_t i = 0; i < batch->n; i++)
-            kv_result_clear(&batch->results[i].res);
-        free(batch);
-    }
+    if (batch->n == 0 || loop_post(s->loop, deliver_results, batch) != 0)
+        free_results(batch);
 }
 
 /* A test-only size from the environment (0 = unset: the default). */
@@ -348,10 +389,12 @@ static uint64_t test_env_u64(const char *name)
     return v && *v ? strtoull(v, NULL, 0) : 0;
 }
 
+/* Every applied batch is synced before it is acknowledged, so everything
+ * LevelDB reports applied is durable: the WAL may go up to there. */
 static uint64_t server_persist_state(void *ctx)
 {
     server_t *s = ctx;
-    return mvcc_sync(s->mvcc);
+    return mvcc_applied_index(s->mvcc);
 }
 
 /* ---- start-up --------------------------------------------------------- */
@@ -420,7 +463,7 @@ static void watch_raft_health(loop_t *loop, void *arg)
     server_t *s = arg;
     raft_node_status_t st;
     raft_node_status(s->raft, &st);
-    if (st.failed || atomic_load(&s->apply_failed)) {
+    if (st.failed || atomic_load(&s->apply_failed) || mvcc_failed(s->mvcc)) {
         log_error("%s; exiting", st.failed ? "raft node failed (WAL write error, see above)"
                                            : "the store failed (see above)");
         s->fatal = 1;

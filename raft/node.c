@@ -9,8 +9,10 @@
  * thread; advance.
  *
  * The apply thread calls cfg.apply in index order and, every persist_every
- * entries, cfg.persist_state; the WAL segments that covers are released by
- * the raft thread. Applying batch N while the raft thread syncs batch N+1 is
+ * entries, cfg.persist_state, which returns the index the state machine
+ * holds durably (kshim syncs every applied batch, so that is simply its
+ * applied index); the WAL segments at or below it are released by the raft
+ * thread. Applying batch N while the raft thread syncs batch N+1 is
  * what lets a busy member apply and sync at the same time.
  *
  * Bounds (nothing grows with the load): raft_node_propose refuses with
@@ -152,8 +154,9 @@ static void node_fail(raft_node_t *n, const char *what) {
     pthread_mutex_unlock(&n->mu);
 }
 
-/* Apply thread: make the state machine durable every persist_every applied
- * entries and tell the raft thread how far the WAL may be released. */
+/* Apply thread: every persist_every applied entries, ask the state machine
+ * how far it is durable and tell the raft thread how far the WAL may be
+ * released (whole segments only, wal_release_to). */
 static void maybe_persist(raft_node_t *n, uint64_t applied) {
     if (!n->cfg.persist_state || n->applied_since_persist < n->cfg.persist_every) return;
     n->applied_since_persist = 0;
@@ -221,24 +224,69 @@ static int queue_for_apply(raft_node_t *n, const raft_entry_t *ents, size_t coun
     return 0;
 }
 
+/* Apply thread, under amu: takes the first queued batch and every batch of
+ * the same term queued behind it, as one chain (a slow apply catches up in
+ * one call, so in one synced state-machine write). NULL when empty. */
+static apply_batch_t *take_batches_locked(raft_node_t *n, size_t *count) {
+    apply_batch_t *first = n->a_head, *last = first;
+    if (!first) return NULL;
+    *count = first->n;
+    while (last->next && last->next->term == first->term) {
+        last = last->next;
+        *count += last->n;
+    }
+    n->a_head = last->next;
+    if (!n->a_head) n->a_tail = NULL;
+    last->next = NULL;
+    return first;
+}
+
+/* Calls cfg.apply once for a chain of batches (their entries are
+ * consecutive). Returns the last index applied. */
+static uint64_t apply_chain(raft_node_t *n, apply_batch_t *chain, size_t count) {
+    raft_entry_t *ents = chain->ents;
+    raft_entry_t *joined = NULL;
+    if (chain->next) {
+        joined = malloc(count * sizeof(*joined));
+        if (joined) {
+            size_t off = 0;
+            for (apply_batch_t *b = chain; b; b = b->next) {
+                memcpy(joined + off, b->ents, b->n * sizeof(*joined));
+                off += b->n;
+            }
+            ents = joined;
+        }
+    }
+    uint64_t last = 0;
+    if (ents == joined) {
+        n->cfg.apply(n->cfg.ctx, ents, count, chain->term);
+        last = ents[count - 1].index;
+    } else {
+        for (apply_batch_t *b = chain; b; b = b->next) {
+            n->cfg.apply(n->cfg.ctx, b->ents, b->n, b->term);
+            last = b->ents[b->n - 1].index;
+        }
+    }
+    free(joined);
+    return last;
+}
+
 /* The apply thread: batches in order until stopped and drained. */
 static void *apply_thread(void *arg) {
     raft_node_t *n = arg;
     for (;;) {
         pthread_mutex_lock(&n->amu);
         while (!n->a_head && !n->a_stopping) pthread_cond_wait(&n->acv, &n->amu);
-        apply_batch_t *b = n->a_head;
-        if (!b) {
+        size_t count = 0;
+        apply_batch_t *chain = take_batches_locked(n, &count);
+        if (!chain) {
             pthread_mutex_unlock(&n->amu);
             break;   /* stopping and drained */
         }
-        n->a_head = b->next;
-        if (!n->a_head) n->a_tail = NULL;
         pthread_mutex_unlock(&n->amu);
 
-        n->cfg.apply(n->cfg.ctx, b->ents, b->n, b->term);
-        uint64_t last = b->ents[b->n - 1].index;
-        n->applied_since_persist += b->n;
+        uint64_t last = apply_chain(n, chain, count);
+        n->applied_since_persist += count;
         pthread_mutex_lock(&n->mu);
         n->applied = last;
         n->status.applied_index = last;
@@ -247,10 +295,14 @@ static void *apply_thread(void *arg) {
         maybe_persist(n, last);
 
         pthread_mutex_lock(&n->amu);
-        n->a_entries -= b->n;
+        n->a_entries -= count;
         pthread_cond_broadcast(&n->acv);
         pthread_mutex_unlock(&n->amu);
-        apply_batch_free(b);
+        while (chain) {
+            apply_batch_t *next = chain->next;
+            apply_batch_free(chain);
+            chain = next;
+        }
     }
     return NULL;
 }

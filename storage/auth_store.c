@@ -239,14 +239,18 @@ static int reload(auth_store_t *as)
     uint8_t *val = NULL;
     size_t len = 0;
     int rc = mvcc_raw_get(as->m, KEY_ENABLED, sizeof KEY_ENABLED - 1, &val, &len);
-    if (rc == MVCC_ERR_IO)
-        return AUTH_E_IO;
-    as->enabled = rc == MVCC_OK && len == 1 && val[0] == 1;
+    if (rc == MVCC_ERR_IO || (rc == MVCC_OK && len != 1)) {
+        free(val);
+        return AUTH_E_IO; /* unreadable or corrupt: never "disabled" */
+    }
+    as->enabled = rc == MVCC_OK && val[0] == 1;
     free(val);
     val = NULL;
     rc = mvcc_raw_get(as->m, KEY_REVISION, sizeof KEY_REVISION - 1, &val, &len);
-    if (rc == MVCC_ERR_IO)
+    if (rc == MVCC_ERR_IO || (rc == MVCC_OK && len != 8)) {
+        free(val);
         return AUTH_E_IO;
+    }
     as->rev = 1; /* etcd's NewAuthStore commits revision 1 on a fresh store */
     if (rc == MVCC_OK && len == 8) {
         uint64_t v = 0;
@@ -732,7 +736,7 @@ int auth_store_apply(auth_store_t *as, uint64_t index, const Kshim__InternalRequ
 {
     if (!req || !auth_store_is_request(req))
         return 0;
-    if (index <= mvcc_applied_index(as->m))
+    if (index <= mvcc_apply_index(as->m))
         return 1;
     kv_arena_t arena;
     kv_arena_init(&arena);
@@ -745,11 +749,15 @@ int auth_store_apply(auth_store_t *as, uint64_t index, const Kshim__InternalRequ
     op_ctx_t c = {.as = as, .t = t, .eff = eff};
     const ProtobufCMessageDescriptor *desc = NULL;
     int err = run_op(&c, req, &desc);
-    int storage_failed = 0;
-    if (err == AUTH_OK && c.wrote) {
+    int storage_failed = err == AUTH_E_IO;   /* never taken for a refusal */
+    if (storage_failed) {
+        mvcc_txn_end(t);
+    } else if (err == AUTH_OK && c.wrote) {
         if (c.bump)
             err = put_revision(t, as->rev + 1);
-        if (err == AUTH_OK && mvcc_txn_commit(t, index) != MVCC_OK)
+        /* The caches are reloaded from what LevelDB holds: write the apply
+         * group (kv.h), this change included, first. */
+        if (err == AUTH_OK && (mvcc_txn_commit(t, index) != MVCC_OK || mvcc_group_flush(as->m) != MVCC_OK))
             err = AUTH_E_IO;
         if (err == AUTH_OK && reload(as) != AUTH_OK)
             err = AUTH_E_IO;
@@ -765,7 +773,7 @@ int auth_store_apply(auth_store_t *as, uint64_t index, const Kshim__InternalRequ
     if (storage_failed)
         return -1;
     if (err == AUTH_OK)
-        err = pack_header_only(desc, hdr, mvcc_revision(as->m), res);
+        err = pack_header_only(desc, hdr, mvcc_apply_revision(as->m), res);
     if (err != AUTH_OK) {
         set_error(res, err);
         if (eff)

@@ -261,7 +261,8 @@ static int do_put(mvcc_txn_t *t, kv_arena_t *a, const Etcdserverpb__PutRequest *
     etcdserverpb__put_response__init(resp);
     if (p->prev_kv && cur) resp->prev_kv = (Mvccpb__KeyValue *)cur;
     const Mvccpb__KeyValue *replaced = NULL;
-    if (mvcc_txn_put(t, p->key.data, p->key.len, val, val_len, lease, &replaced) != MVCC_OK) return KV_E_IO;
+    int rc = mvcc_txn_put(t, p->key.data, p->key.len, val, val_len, lease, &replaced);
+    if (rc != MVCC_OK) return mvcc_to_kv_error(rc);
     if (reattach(t, p->key.data, p->key.len, replaced ? replaced->lease : 0, lease) != MVCC_OK) return KV_E_IO;
     resp->header = new_header(a, mvcc_txn_rev(t));
     *out = resp;
@@ -349,19 +350,22 @@ static int compare_kv(const Etcdserverpb__Compare *c, const Mvccpb__KeyValue *kv
     }
 }
 
-static int apply_compare(mvcc_txn_t *t, const Etcdserverpb__Compare *c) {
+/* *ok gets the compare's outcome; returns KV_OK or the error of the read
+ * (a failed read is an error, never "false"). */
+static int apply_compare(mvcc_txn_t *t, const Etcdserverpb__Compare *c, int *ok) {
     mvcc_range_t rg = mvcc_range_make(c->key.data, c->key.len, c->range_end.data, c->range_end.len);
     mvcc_kv_list_t l = {0};
     int64_t count;
-    if (mvcc_txn_range(t, &rg, 0, 0, 0, &l, &count) != MVCC_OK) return 0;
+    int rc = mvcc_txn_range(t, &rg, 0, 0, 0, &l, &count);
+    if (rc != MVCC_OK) return mvcc_to_kv_error(rc);
+    *ok = 1;
     if (l.n == 0) {
-        if (c->target == ETCDSERVERPB__COMPARE__COMPARE_TARGET__VALUE) return 0;
         Mvccpb__KeyValue empty = MVCCPB__KEY_VALUE__INIT;
-        return compare_kv(c, &empty);
+        *ok = c->target != ETCDSERVERPB__COMPARE__COMPARE_TARGET__VALUE && compare_kv(c, &empty);
+        return KV_OK;
     }
-    for (size_t i = 0; i < l.n; i++)
-        if (!compare_kv(c, l.kvs[i])) return 0;
-    return 1;
+    for (size_t i = 0; i < l.n && *ok; i++) *ok = compare_kv(c, l.kvs[i]);
+    return KV_OK;
 }
 
 static Etcdserverpb__RequestOp **txn_branch(const Etcdserverpb__TxnRequest *rt, int ok, size_t *n) {
@@ -369,15 +373,21 @@ static Etcdserverpb__RequestOp **txn_branch(const Etcdserverpb__TxnRequest *rt, 
     return ok ? rt->success : rt->failure;
 }
 
-static void compare_to_path(mvcc_txn_t *t, const Etcdserverpb__TxnRequest *rt, txn_path_t *path) {
+static int compare_to_path(mvcc_txn_t *t, const Etcdserverpb__TxnRequest *rt, txn_path_t *path) {
     int ok = 1;
-    for (size_t i = 0; i < rt->n_compare && ok; i++) ok = apply_compare(t, rt->compare[i]);
+    for (size_t i = 0; i < rt->n_compare && ok; i++) {
+        int e = apply_compare(t, rt->compare[i], &ok);
+        if (e) return e;
+    }
     path_push(path, ok);
     size_t n;
     Etcdserverpb__RequestOp **ops = txn_branch(rt, ok, &n);
-    for (size_t i = 0; i < n; i++)
-        if (ops[i]->request_case == ETCDSERVERPB__REQUEST_OP__REQUEST_REQUEST_TXN && ops[i]->request_txn)
-            compare_to_path(t, ops[i]->request_txn, path);
+    for (size_t i = 0; i < n; i++) {
+        if (ops[i]->request_case != ETCDSERVERPB__REQUEST_OP__REQUEST_REQUEST_TXN || !ops[i]->request_txn) continue;
+        int e = compare_to_path(t, ops[i]->request_txn, path);
+        if (e) return e;
+    }
+    return KV_OK;
 }
 
 typedef int (*check_fn)(mvcc_txn_t *t, mvcc_t *m, const Etcdserverpb__RequestOp *op);
@@ -492,10 +502,9 @@ int kv_txn_is_readonly(const Etcdserverpb__TxnRequest *req) { return txn_is_read
 static int do_txn(mvcc_txn_t *t, mvcc_t *m, kv_arena_t *a, const Etcdserverpb__TxnRequest *rt,
                   Etcdserverpb__TxnResponse **out) {
     txn_path_t path = {0};
-    compare_to_path(t, rt, &path);
-    int e = KV_OK;
+    int e = compare_to_path(t, rt, &path);
     size_t pos = 0;
-    if (!txn_is_readonly(rt)) e = check_requests(t, m, rt, &path, &pos, check_put);
+    if (!e && !txn_is_readonly(rt)) e = check_requests(t, m, rt, &path, &pos, check_put);
     pos = 0;
     if (!e) e = check_requests(t, m, rt, &path, &pos, check_range);
     if (!e) {
@@ -697,13 +706,13 @@ static int apply_put(mvcc_t *m, mvcc_txn_t *t, kv_arena_t *a, const Etcdserverpb
                      const kv_header_info_t *hdr, kv_result_t *res) {
     if (p->lease != 0 && !lease_exists(m, p->lease)) {
         set_kv_error(res, KV_E_LEASE_NOT_FOUND);
-        return -1;
+        return KV_E_LEASE_NOT_FOUND;
     }
     Etcdserverpb__PutResponse *resp = NULL;
     int e = do_put(t, a, p, &resp);
     if (e) {
         set_kv_error(res, e);
-        return -1;
+        return e;
     }
     fill_header(resp->header, hdr);
     pack_result(res, &resp->base, resp->header->revision);
@@ -716,7 +725,7 @@ static int apply_delete(mvcc_txn_t *t, kv_arena_t *a, const Etcdserverpb__Delete
     int e = do_delete(t, a, d, &resp);
     if (e) {
         set_kv_error(res, e);
-        return -1;
+        return e;
     }
     fill_header(resp->header, hdr);
     pack_result(res, &resp->base, resp->header->revision);
@@ -729,27 +738,30 @@ static int apply_txn(mvcc_t *m, mvcc_txn_t *t, kv_arena_t *a, const Etcdserverpb
     int e = do_txn(t, m, a, rt, &resp);
     if (e) {
         set_kv_error(res, e);
-        return -1;
+        return e;
     }
     fill_header(resp->header, hdr);
     pack_result(res, &resp->base, resp->header->revision);
     return 0;
 }
 
+/* A Compact entry is a write-group boundary: the group is written first,
+ * then the compaction writes on its own. */
 static int apply_compaction(mvcc_t *m, uint64_t index, const Etcdserverpb__CompactionRequest *c,
                             const kv_header_info_t *hdr, kv_result_t *res) {
-    int rc = mvcc_compact(m, c->revision, index);
+    int rc = mvcc_group_flush(m);
+    if (rc == MVCC_OK) rc = mvcc_compact(m, c->revision, index);
     if (rc != MVCC_OK) {
         /* the entry is consumed even when the compaction is refused */
         if (rc != MVCC_ERR_IO && mvcc_set_applied(m, index) != MVCC_OK) rc = MVCC_ERR_IO;
         set_kv_error(res, mvcc_to_kv_error(rc));
-        res->revision = mvcc_revision(m);
+        res->revision = mvcc_apply_revision(m);
         return rc == MVCC_ERR_IO ? -1 : 0;
     }
     kv_arena_t a;
     kv_arena_init(&a);
     Etcdserverpb__CompactionResponse resp = ETCDSERVERPB__COMPACTION_RESPONSE__INIT;
-    resp.header = new_header(&a, mvcc_revision(m));
+    resp.header = new_header(&a, mvcc_apply_revision(m));
     fill_header(resp.header, hdr);
     pack_result(res, &resp.base, resp.header->revision);
     kv_arena_free(&a);
@@ -761,7 +773,7 @@ static int apply_compaction(mvcc_t *m, uint64_t index, const Etcdserverpb__Compa
 
 int kv_apply(mvcc_t *m, uint64_t index, const Kshim__InternalRequest *req, const kv_header_info_t *hdr,
              kv_result_t *res) {
-    if (index <= mvcc_applied_index(m)) return 1;
+    if (index <= mvcc_apply_index(m)) return 1;
     memset(res, 0, sizeof(*res));
     if (req && req->compaction) return apply_compaction(m, index, req->compaction, hdr, res) ? -1 : 0;
     kv_arena_t a;
@@ -772,16 +784,27 @@ int kv_apply(mvcc_t *m, uint64_t index, const Kshim__InternalRequest *req, const
         set_kv_error(res, KV_E_IO);
         return -1;
     }
+    int e = KV_OK;
     if (!req) {
         /* empty entry: only the applied index moves */
     } else if (req->put) {
-        apply_put(m, t, &a, req->put, hdr, res);
+        e = apply_put(m, t, &a, req->put, hdr, res);
     } else if (req->delete_range) {
-        apply_delete(t, &a, req->delete_range, hdr, res);
+        e = apply_delete(t, &a, req->delete_range, hdr, res);
     } else if (req->txn) {
-        apply_txn(m, t, &a, req->txn, hdr, res);
+        e = apply_txn(m, t, &a, req->txn, hdr, res);
     } else {
         set_error(res, GRPC_UNIMPLEMENTED, "kshim: request not handled by the kv store");
+    }
+    if (e == KV_E_IO) {
+        /* A read failed: the outcome is unknown, so nothing of the entry is
+         * recorded and the applied index stays (the caller fail-stops). */
+        fprintf(stderr, "kv: storage error applying entry %llu; nothing recorded\n", (unsigned long long)index);
+        mvcc_txn_end(t);
+        kv_arena_free(&a);
+        kv_result_clear(res);
+        set_kv_error(res, KV_E_IO);
+        return -1;
     }
     /* A failed request must leave no change behind (etcd checks first). */
     if (res->code != 0 && mvcc_txn_changes(t) != 0) {
@@ -797,7 +820,7 @@ int kv_apply(mvcc_t *m, uint64_t index, const Kshim__InternalRequest *req, const
         set_kv_error(res, KV_E_IO);
         return -1;
     }
-    if (res->code != 0) res->revision = mvcc_revision(m);
+    if (res->code != 0) res->revision = mvcc_apply_revision(m);
     return 0;
 }
 
@@ -837,7 +860,7 @@ int kv_txn_readonly(mvcc_t *m, const Etcdserverpb__TxnRequest *req, const kv_hea
         set_kv_error(res, KV_E_IO);
         return -1;
     }
-    int rc = apply_txn(m, t, &a, req, hdr, res);
+    int rc = apply_txn(m, t, &a, req, hdr, res) ? -1 : 0;
     if (rc) res->revision = mvcc_txn_rev(t);
     mvcc_txn_end(t);
     kv_arena_free(&a);

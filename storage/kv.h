@@ -74,10 +74,29 @@ uint64_t mvcc_applied_index(mvcc_t *m);      /* last applied Raft index */
 int64_t mvcc_revision(mvcc_t *m);            /* current store revision (1 when empty) */
 int64_t mvcc_compact_revision(mvcc_t *m);    /* 0 if never compacted */
 int64_t mvcc_compacted_through(mvcc_t *m);   /* physically compacted up to here (0: nothing) */
+/* 1 once a background writer of the store (the compactor) hit a storage
+ * error it cannot handle: the member must stop (fail-stop). Any thread. */
+int mvcc_failed(mvcc_t *m);
 uint64_t mvcc_db_size(mvcc_t *m);            /* approximate bytes on disk */
 /* Make everything applied so far durable (LevelDB sync write); returns the
- * applied index it covers, or 0 on error. Apply thread only. */
+ * applied index it covers, or 0 on error. Apply thread only. Every write is
+ * synced already; this writes a pending group and the metadata once more. */
 uint64_t mvcc_sync(mvcc_t *m);
+
+/* Write groups, apply thread only: the entries applied between
+ * mvcc_group_begin and mvcc_group_end (kv_apply, the lease and auth apply)
+ * become ONE LevelDB write with sync=true, done by mvcc_group_end (or
+ * earlier: mvcc_group_flush, which writes the group and starts a new one;
+ * the store does so itself before a read it cannot answer from the group and
+ * when a group is over its size bound). Until then nothing of the group is
+ * visible to other threads: snapshots, mvcc_revision, mvcc_applied_index
+ * and the on_events hook (which runs per revision once the write returned).
+ * A failed write (MVCC_ERR_IO) stores nothing of the group. mvcc_group_abort
+ * drops the group unwritten (after a fatal apply error). */
+void mvcc_group_begin(mvcc_t *m);
+int mvcc_group_flush(mvcc_t *m);
+int mvcc_group_end(mvcc_t *m);
+void mvcc_group_abort(mvcc_t *m);
 
 /* Validation done before proposing, as etcd's API layer does: too many txn
  * ops, duplicate keys in a txn, empty key, bad ranges. Returns 0 or fills
@@ -89,9 +108,12 @@ int kv_validate_range(mvcc_t *m, const Etcdserverpb__RangeRequest *req, kv_resul
 
 /* Apply thread. Apply the committed entry at raft index `index` (req may be
  * NULL for an empty entry: only the applied index moves). Entries at or below
- * mvcc_applied_index() are skipped (return 1, res untouched). Otherwise returns
- * 0 and fills res (success or an etcd error). Each call is one LevelDB write
- * batch that includes the applied index. */
+ * the applied index are skipped (return 1, res untouched). Otherwise returns
+ * 0 and fills res (success or an etcd error), or -1 on a storage error (a
+ * failed LevelDB read or write): then nothing of the entry is recorded, the
+ * applied index does not move, and the caller must stop applying
+ * (fail-stop). Each call is one LevelDB write batch that includes the applied
+ * index, or joins the current write group. */
 int kv_apply(mvcc_t *m, uint64_t index, const Kshim__InternalRequest *req,
              const kv_header_info_t *hdr, kv_result_t *res);
 

@@ -96,7 +96,9 @@ static const Mvccpb__KeyValue *exact_version(hist_t *h, const uint8_t *key, size
     if (rc != MVCC_OK)
         return NULL;
     Mvccpb__KeyValue *kv = NULL;
-    if (rec_len >= REC_HDR && !(rec[0] & 1)) {
+    if (rec_len < REC_HDR)
+        h->io_err = 1; /* a version record this short: corruption, not "gone" */
+    else if (!(rec[0] & 1)) {
         h->arena_used = 1;
         kv = kv_arena_alloc(&h->arena, sizeof(*kv));
         mvccpb__key_value__init(kv);

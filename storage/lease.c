@@ -10,6 +10,10 @@
  *  - Checkpoint: remembers the remaining TTL in memory (3.4 does not persist
  *    checkpoints unless asked to; Promote uses it).
  * A request that fails still consumes its entry (the applied index moves).
+ * A storage error (read or write) fails the apply (-1, fail-stop): it never
+ * turns into "no such lease" or "no attached keys". Applies join the apply
+ * thread's write group (kv.h); Revoke writes the group first, since it reads
+ * the 'M' side table.
  *
  * Owns: the 'L' and 'M' side-table encodings, the lease table (chained hash
  * on id) and the expiry heap (min-heap on next_check_ms, positions stored in
@@ -319,12 +323,23 @@ static void refresh(lessor_t *l, lease_entry_t *e, uint64_t now_ms, uint64_t ext
 
 /* ---- open / free ---- */
 
+typedef struct load_ctx {
+    lessor_t *l;
+    int corrupt;
+} load_ctx_t;
+
+/* One 'L' record. Only lease records live under 'L': another shape is
+ * corruption, an error (never "no such lease"). */
 static int load_one(void *arg, const uint8_t *key, size_t key_len, const uint8_t *val,
                     size_t val_len)
 {
-    lessor_t *l = arg;
-    if (key_len != 9 || val_len < 8)
-        return 0; /* not a lease record: ignored */
+    load_ctx_t *c = arg;
+    lessor_t *l = c->l;
+    if (key_len != 9 || val_len < 8) {
+        fprintf(stderr, "lease: a lease record of %zu/%zu bytes: the store is corrupt\n", key_len, val_len);
+        c->corrupt = 1;
+        return 1;
+    }
     int64_t id = (int64_t)get_be64(key + 1);
     int64_t ttl = (int64_t)get_be64(val);
     if (ttl < l->min_ttl)
@@ -349,7 +364,8 @@ int lessor_open(mvcc_t *m, int64_t min_ttl, lessor_t **out)
         return LEASE_E_IO;
     }
     const uint8_t prefix = 'L';
-    if (mvcc_raw_scan(m, &prefix, 1, load_one, l) != MVCC_OK) {
+    load_ctx_t c = {l, 0};
+    if (mvcc_raw_scan(m, &prefix, 1, load_one, &c) != MVCC_OK || c.corrupt) {
         lessor_free(l);
         return LEASE_E_IO;
     }
@@ -596,7 +612,7 @@ static int apply_grant(lessor_t *l, uint64_t index, const Etcdserverpb__LeaseGra
     if (err != LEASE_OK) {
         if (consume_entry(l, index) != LEASE_OK)
             return LEASE_E_IO;
-        set_error(res, err, mvcc_revision(l->m));
+        set_error(res, err, mvcc_apply_revision(l->m));
         return LEASE_OK;
     }
     int64_t ttl = r->ttl < l->min_ttl ? l->min_ttl : r->ttl;
@@ -624,7 +640,7 @@ static int apply_grant(lessor_t *l, uint64_t index, const Etcdserverpb__LeaseGra
         refresh(l, e, now_ms, 0);
     pthread_mutex_unlock(&l->mu);
 
-    int64_t rev = mvcc_revision(l->m);
+    int64_t rev = mvcc_apply_revision(l->m);
     Etcdserverpb__ResponseHeader h = make_header(hdr, rev);
     Etcdserverpb__LeaseGrantResponse resp = ETCDSERVERPB__LEASE_GRANT_RESPONSE__INIT;
     resp.header = &h;
@@ -660,13 +676,18 @@ static int apply_revoke(lessor_t *l, uint64_t index, const Etcdserverpb__LeaseRe
     if (!lessor_exists(l, r->id)) {
         if (consume_entry(l, index) != LEASE_OK)
             return LEASE_E_IO;
-        set_error(res, LEASE_E_NOT_FOUND, mvcc_revision(l->m));
+        set_error(res, LEASE_E_NOT_FOUND, mvcc_apply_revision(l->m));
         return LEASE_OK;
     }
+    /* The attached keys are read from the 'M' side table, which holds only
+     * what is written: write the apply group first (mvcc.h side tables). */
+    int rc = mvcc_group_flush(l->m);
+    if (rc != MVCC_OK)
+        return LEASE_E_IO;
     kv_arena_t a;
     kv_arena_init(&a);
     mvcc_txn_t *t = NULL;
-    int rc = mvcc_txn_begin_write(l->m, &a, &t);
+    rc = mvcc_txn_begin_write(l->m, &a, &t);
     if (rc == MVCC_OK) {
         revoke_ctx_t c = {t, r->id, MVCC_OK};
         rc = lease_scan_keys(l->m, r->id, revoke_key, &c);
@@ -688,7 +709,7 @@ static int apply_revoke(lessor_t *l, uint64_t index, const Etcdserverpb__LeaseRe
     table_remove(l, r->id);
     pthread_mutex_unlock(&l->mu);
 
-    int64_t rev = mvcc_revision(l->m);
+    int64_t rev = mvcc_apply_revision(l->m);
     Etcdserverpb__ResponseHeader h = make_header(hdr, rev);
     Etcdserverpb__LeaseRevokeResponse resp = ETCDSERVERPB__LEASE_REVOKE_RESPONSE__INIT;
     resp.header = &h;
@@ -709,7 +730,7 @@ static int apply_checkpoint(lessor_t *l, uint64_t index, const Etcdserverpb__Lea
             e->remaining_ttl = cp->remaining_ttl;
     }
     pthread_mutex_unlock(&l->mu);
-    int64_t rev = mvcc_revision(l->m);
+    int64_t rev = mvcc_apply_revision(l->m);
     Etcdserverpb__ResponseHeader h = make_header(hdr, rev);
     Etcdserverpb__LeaseCheckpointResponse resp = ETCDSERVERPB__LEASE_CHECKPOINT_RESPONSE__INIT;
     resp.header = &h;
@@ -722,7 +743,7 @@ int lessor_apply(lessor_t *l, uint64_t index, const Kshim__InternalRequest *req,
 {
     if (!lessor_is_request(req))
         return 0;
-    if (index <= mvcc_applied_index(l->m))
+    if (index <= mvcc_apply_index(l->m))
         return 1;
     memset(res, 0, sizeof *res);
     int rc;
@@ -734,7 +755,7 @@ int lessor_apply(lessor_t *l, uint64_t index, const Kshim__InternalRequest *req,
         rc = apply_checkpoint(l, index, req->lease_checkpoint, hdr, res);
     if (rc != LEASE_OK) {
         kv_result_clear(res);
-        set_error(res, LEASE_E_IO, mvcc_revision(l->m));
+        set_error(res, LEASE_E_IO, mvcc_apply_revision(l->m));
         return -1;
     }
     return 1;

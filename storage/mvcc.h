@@ -9,9 +9,13 @@
  *    the compact revision that are superseded there, never one a read at the
  *    current revision needs), collects its changes in one LevelDB write batch
  *    and keeps an in-memory overlay so later reads of the same txn see its
- *    own writes.
+ *    own writes;
+ *  - a write group (kv.h: mvcc_group_begin/_end) collects the commits of
+ *    several entries in one synced LevelDB write; the reads of its later
+ *    entries see the earlier ones (a group overlay);
  *  - physical compaction runs on the compactor thread (mvcc_compact.c),
  *    started by mvcc_open and stopped by mvcc_close.
+ * A LevelDB read error is MVCC_ERR_IO everywhere, never "not found".
  * kv.c turns etcd requests into these calls; nothing here knows protobuf
  * requests, only Mvccpb__KeyValue for the versions it returns.
  */
@@ -77,20 +81,26 @@ size_t mvcc_txn_changes(const mvcc_txn_t *t);
 /* Range at revision at_rev (<= 0: the txn's revision). Appends at most
  * `limit` (0: no limit) versions to out unless count_only; *count gets the
  * number of keys in the range at that revision. Returns MVCC_OK or an error
- * (future revision, compacted). */
+ * (future revision, compacted, I/O). In a write group, a revision older than
+ * the group's newest and newer than what LevelDB holds writes the group
+ * first (mvcc_group_flush). */
 int mvcc_txn_range(mvcc_txn_t *t, const mvcc_range_t *r, int64_t at_rev, int64_t limit,
                    int count_only, mvcc_kv_list_t *out, int64_t *count);
 
 /* Writes (write txn only). prev (may be NULL) gets the replaced version or
- * NULL. Every write gets the txn's revision and the next sub revision. */
+ * NULL. Every write gets the txn's revision and the next sub revision.
+ * MVCC_OK or MVCC_ERR_IO (reading the replaced version failed). */
 int mvcc_txn_put(mvcc_txn_t *t, const uint8_t *key, size_t key_len, const uint8_t *val,
                  size_t val_len, int64_t lease, const Mvccpb__KeyValue **prev);
 /* Deletes every live key of r; deleted versions appended to prev_kvs if not
  * NULL; returns the number of keys deleted or -1 on error. */
 int64_t mvcc_txn_delete_range(mvcc_txn_t *t, const mvcc_range_t *r, mvcc_kv_list_t *prev_kvs);
 
-/* Commit a write txn as Raft entry `index`: one LevelDB write (sync=false)
- * holding the changes and the metadata; then the on_events hook runs. */
+/* Commit a write txn as Raft entry `index`. Outside a write group: one
+ * LevelDB write (sync=true) holding the changes and the metadata, then the
+ * on_events hook runs. In a group: the txn joins the group's batch (written
+ * by mvcc_group_flush/_end, or at once when the group is over its size
+ * bound); its events reach on_events after that write. */
 int mvcc_txn_commit(mvcc_txn_t *t, uint64_t index);
 
 /* Record compaction at rev as entry `index` (reads below rev are refused
@@ -117,7 +127,9 @@ void mvcc_compact_stats(mvcc_t *m, mvcc_compact_stats_t *out);
  * auth 'A', ...) keep their records in the same LevelDB, under a first byte
  * other than 'k', 'r' and 'm', and write them in a write txn's batch so they
  * commit atomically with the KV changes and the applied index. A write txn's
- * raw writes are not visible to raw reads until it commits. */
+ * raw writes are not visible to raw reads until they are written (commit
+ * outside a group, else the group's write): apply-thread callers that read
+ * side tables call mvcc_group_flush first. */
 int mvcc_txn_raw_put(mvcc_txn_t *t, const uint8_t *key, size_t key_len, const uint8_t *val,
                      size_t val_len);
 int mvcc_txn_raw_delete(mvcc_txn_t *t, const uint8_t *key, size_t key_len);
@@ -130,8 +142,20 @@ typedef int (*mvcc_raw_fn)(void *arg, const uint8_t *key, size_t key_len, const 
                            size_t val_len);
 int mvcc_raw_scan(mvcc_t *m, const uint8_t *prefix, size_t prefix_len, mvcc_raw_fn fn, void *arg);
 
-/* Record only the applied index (entries that change no key). */
+/* Record only the applied index (entries that change no key); in a write
+ * group it joins the group. */
 int mvcc_set_applied(mvcc_t *m, uint64_t index);
+
+/* Apply thread: the applied index and revision including the entries of the
+ * write group not yet written (mvcc_applied_index/mvcc_revision give what
+ * LevelDB holds, for every thread). */
+uint64_t mvcc_apply_index(mvcc_t *m);
+int64_t mvcc_apply_revision(mvcc_t *m);
+
+/* Fault injection for tests: the nth LevelDB read from now fails with
+ * MVCC_ERR_IO (the failpoint mvcc_read_error, storage/failpoint.h). */
+void mvcc_arm_read_error(mvcc_t *m, uint64_t n);
+int mvcc_read_error_armed(mvcc_t *m);   /* 1 until the armed read failed */
 
 const mvcc_options_t *mvcc_options(const mvcc_t *m);
 

@@ -63,7 +63,6 @@
 #define PROGRESS_LEN 32
 #define DEFAULT_BATCH 1000
 #define DEFAULT_PAUSE_MS 10
-#define RETRY_MS 1000
 #define CACHE_SLOTS 16384          /* power of two; cleared when half full */
 
 static const char PROGRESS_KEY[1] = {MVCC_SPACE_COMPACT};
@@ -98,7 +97,7 @@ struct mvcc_compactor {
     pthread_cond_t wake;           /* new target, stop, release */
     pthread_cond_t progress;       /* done moved, or the thread stopped/held */
     int stop;
-    int failed;                    /* last batch failed, retrying */
+    _Atomic int failed;            /* a batch hit a storage error: stopped */
     int64_t target;                /* compact revision to reach (under mu) */
     int64_t hold_after;            /* batches until a test hold, < 0 never (under mu) */
     int held;
@@ -417,13 +416,21 @@ static void *compactor_main(void *arg)
         pthread_mutex_unlock(&c->mu);
         int rc = run_batch(c);
         pthread_mutex_lock(&c->mu);
-        c->failed = rc != 0;
-        if (rc == 0 && c->hold_after > 0 && --c->hold_after == 0)
+        if (rc != 0) {
+            /* A storage error the compactor cannot handle: it stops for good
+             * and mvcc_compactor_failed() tells the member to stop
+             * (fail-stop). The batch wrote nothing, so a restart resumes at
+             * the recorded position. */
+            fprintf(stderr, "mvcc compactor: storage error; compaction stopped, the member must stop\n");
+            atomic_store(&c->failed, 1);
+            break;
+        }
+        if (c->hold_after > 0 && --c->hold_after == 0)
             c->held = 1;
         pthread_cond_broadcast(&c->progress);
-        /* the pause between batches (and the retry delay after an error) */
-        unsigned ms = rc != 0 ? RETRY_MS : atomic_load(&c->pause_ms);
-        if (ms > 0 && !c->stop && (rc != 0 || c->run.active || c->target > atomic_load(&c->done))) {
+        /* the pause between batches */
+        unsigned ms = atomic_load(&c->pause_ms);
+        if (ms > 0 && !c->stop && (c->run.active || c->target > atomic_load(&c->done))) {
             struct timespec ts;
             timespec_after_ms(&ts, ms);
             while (!c->stop && pthread_cond_timedwait(&c->wake, &c->mu, &ts) != ETIMEDOUT) {
@@ -448,6 +455,7 @@ int mvcc_compactor_open(leveldb_t *db, int64_t compact_rev, int64_t legacy_done,
     c->db = db;
     c->ro = leveldb_readoptions_create();
     leveldb_readoptions_set_fill_cache(c->ro, 0);
+    leveldb_readoptions_set_verify_checksums(c->ro, 1);
     c->wo_sync = leveldb_writeoptions_create();
     leveldb_writeoptions_set_sync(c->wo_sync, 1);
     c->run.cache = calloc(CACHE_SLOTS, sizeof *c->run.cache);
@@ -513,7 +521,7 @@ int mvcc_compactor_wait(mvcc_compactor_t *c, int64_t rev)
     int rc = MVCC_OK;
     pthread_mutex_lock(&c->mu);
     while (atomic_load(&c->done) < rev) {
-        if (c->stop || c->held) {
+        if (c->stop || c->held || atomic_load(&c->failed)) {
             rc = MVCC_ERR_IO;
             break;
         }
@@ -544,4 +552,9 @@ void mvcc_compactor_hold_after(mvcc_compactor_t *c, int64_t n)
     pthread_cond_broadcast(&c->wake);
     pthread_cond_broadcast(&c->progress);
     pthread_mutex_unlock(&c->mu);
+}
+
+int mvcc_compactor_failed(mvcc_compactor_t *c)
+{
+    return atomic_load(&c->failed);
 }

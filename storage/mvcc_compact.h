@@ -39,6 +39,9 @@ int64_t mvcc_compactor_done(mvcc_compactor_t *c);
  * stopping or held by mvcc_compactor_hold_after. */
 int mvcc_compactor_wait(mvcc_compactor_t *c, int64_t rev);
 
+/* 1 once a batch hit a storage error: the compactor has stopped and the
+ * member must stop too (fail-stop). Any thread. */
+int mvcc_compactor_failed(mvcc_compactor_t *c);
 void mvcc_compactor_stats(mvcc_compactor_t *c, mvcc_compact_stats_t *out);
 
 /* Knobs (tests, benchmarks): versions per batch, pause between batches,
