@@ -129,7 +129,7 @@ static int key_scan_one(void *arg, const uint8_t *key, size_t key_len, const uin
     (void)val;
     (void)val_len;
     key_scan_t *ks = arg;
-    assert(key_len >= 9);
+    assert(key_len >= 9);   /* mvcc_raw_scan hands only keys with the 9-byte prefix */
     return ks->fn(ks->arg, key + 9, key_len - 9);
 }
 

@@ -126,7 +126,7 @@ size_t mvcc_encode_key(uint8_t *out, const uint8_t *key, size_t key_len) {
 
 /* Decodes the user key of a 'k' entry into arena memory. */
 static uint8_t *decode_user_key(kv_arena_t *a, const uint8_t *ek, size_t eklen, size_t *out_len) {
-    assert(eklen >= 1 + 2 + REV_SUFFIX);
+    assert(eklen >= 1 + 2 + REV_SUFFIX);    /* checked by the caller (db_range) */
     size_t esc_len = eklen - 1 - 2 - REV_SUFFIX;
     uint8_t *out = kv_arena_alloc(a, esc_len + 1);
     size_t o = 0;
@@ -550,7 +550,7 @@ static void kv_list_push(kv_arena_t *a, mvcc_kv_list_t *l, Mvccpb__KeyValue *kv)
  * Returns NULL for a tombstone. */
 static Mvccpb__KeyValue *kv_from_entry(kv_arena_t *a, const uint8_t *ek, size_t eklen,
                                        const uint8_t *rec, size_t reclen, int64_t main) {
-    assert(reclen >= REC_HDR);
+    assert(reclen >= REC_HDR);              /* checked by the caller (db_range) */
     if (rec[0] & 1) return NULL;
     Mvccpb__KeyValue *kv = kv_arena_alloc(a, sizeof(*kv));
     mvccpb__key_value__init(kv);
@@ -655,7 +655,12 @@ static int db_range(mvcc_txn_t *t, const mvcc_range_t *r, int64_t rev, int64_t l
     while (leveldb_iter_valid(it)) {
         size_t eklen;
         const uint8_t *ek = (const uint8_t *)leveldb_iter_key(it, &eklen);
-        if (eklen < 1 + 2 + REV_SUFFIX || ek[0] != 'k') break;
+        if (eklen == 0 || ek[0] != 'k') break;    /* past the 'k' space */
+        if (eklen < 1 + 2 + REV_SUFFIX) {
+            fprintf(stderr, "mvcc: a version key of %zu bytes: the store is corrupt\n", eklen);
+            corrupt = 1;
+            break;
+        }
         size_t prefix_len = eklen - REV_SUFFIX;   /* 'k' | esc(key) | 00 01 */
         if (r->kind == MVCC_RANGE_SINGLE) {
             if (prefix_len != single_len || memcmp(ek, single.p, single_len) != 0) break;

@@ -2,7 +2,8 @@
  * test_mvcc.c: the MVCC store under kv.h: key encoding order, physical
  * compaction (checked by iterating the raw LevelDB), resuming an interrupted
  * compaction recorded by an old store (32-byte 'm' record), restart,
- * snapshot-consistent reads beside the apply thread,
+ * snapshot-consistent reads beside the apply thread, damaged records read
+ * as errors (never as a shorter answer),
  * and a randomized test against a simple in-memory reference model (Range
  * at random revisions and ranges, with deletes, txns, compactions and
  * reopens).
@@ -312,6 +313,45 @@ static void test_compaction_resume_and_restart(void **state) {
     assert_int_equal(mvcc_revision(f->m), 14);
 }
 
+/* ---- damaged records are errors, never a shorter or emptier answer ---- */
+
+/* Writes one raw record straight into the closed store's LevelDB. */
+static void raw_leveldb_put(fx_t *f, const char *k, size_t kl, const char *v, size_t vl) {
+    mvcc_close(f->m);
+    leveldb_options_t *o = leveldb_options_create();
+    char *err = NULL;
+    leveldb_t *db = leveldb_open(o, f->dir, &err);
+    assert_null(err);
+    leveldb_writeoptions_t *wo = leveldb_writeoptions_create();
+    leveldb_put(db, wo, k, kl, v, vl, &err);
+    assert_null(err);
+    leveldb_writeoptions_destroy(wo);
+    leveldb_close(db);
+    leveldb_options_destroy(o);
+    fx_open(f);
+}
+
+static void test_damaged_records(void **state) {
+    fx_t *f = *state;
+    put(f, "a", 1, "1");
+    put(f, "b", 1, "2");
+    int code;
+    /* a 'k' key too short to hold a revision, sorting between "a" and "b" */
+    raw_leveldb_put(f, "ka\x00\x01x", 5, "", 0);
+    assert_null(range_at(f, "a", 1, "c", 1, 0, 0, &code));
+    assert_int_not_equal(code, 0);
+    /* a version record shorter than its header: key "d" at revision 2 */
+    put(f, "c", 1, "3");
+    uint8_t kb[64];
+    size_t n = mvcc_encode_key(kb, (const uint8_t *)"d", 1);
+    memset(kb + n, 0xFF, 8);
+    kb[n + 7] = (uint8_t)~2;              /* main = 2 */
+    memset(kb + n + 8, 0xFF, 8);          /* sub = 0 */
+    raw_leveldb_put(f, (const char *)kb, n + 16, "\x00", 1);
+    assert_null(range_at(f, "d", 1, "", 0, 0, 0, &code));
+    assert_int_not_equal(code, 0);
+}
+
 /* ---- reads on other threads see one consistent snapshot ---- */
 
 typedef struct reader_arg {
@@ -591,6 +631,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_compaction_physical, setup, teardown),
         cmocka_unit_test_setup_teardown(test_compaction_resume_and_restart, setup, teardown),
         cmocka_unit_test_setup_teardown(test_concurrent_reads, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_damaged_records, setup, teardown),
         cmocka_unit_test_setup_teardown(test_random_model, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
