@@ -3,11 +3,14 @@
  * enabled by the environment instead of a build tag).
  *
  * KSHIM_FAILPOINTS is a comma-separated list of name=N terms, read once when
- * the store opens (mvcc_open). Today one failpoint exists:
+ * the store opens (mvcc_open). The failpoints:
  *
  *   mvcc_read_error=N   the Nth LevelDB read after the store opened (a get or
  *                       an iterator, on any thread, counted from 1) fails as
  *                       an I/O error; later reads succeed again.
+ *   mvcc_compact_error=N the compactor's Nth batch fails as an I/O error:
+ *                       the compactor stops and the member exits
+ *                       (fail-stop); the batch wrote nothing.
  *
  * Example: KSHIM_FAILPOINTS=mvcc_read_error=200 kshimd ...
  *

@@ -270,6 +270,7 @@ static int iter_done(leveldb_iterator_t *it) {
 }
 
 void mvcc_arm_read_error(mvcc_t *m, uint64_t n) { failpoint_arm(&m->fp_read, n); }
+void mvcc_arm_compact_error(mvcc_t *m, uint64_t n) { mvcc_compactor_arm_error(m->compactor, n); }
 int mvcc_read_error_armed(mvcc_t *m) { return atomic_load(&m->fp_read.countdown) != 0; }
 
 /* ---- open / close / getters ---- */

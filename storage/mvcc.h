@@ -155,6 +155,8 @@ int64_t mvcc_apply_revision(mvcc_t *m);
 /* Fault injection for tests: the nth LevelDB read from now fails with
  * MVCC_ERR_IO (the failpoint mvcc_read_error, storage/failpoint.h). */
 void mvcc_arm_read_error(mvcc_t *m, uint64_t n);
+/* Tests: the compactor's nth batch from now fails as an I/O error. */
+void mvcc_arm_compact_error(mvcc_t *m, uint64_t n);
 int mvcc_read_error_armed(mvcc_t *m);   /* 1 until the armed read failed */
 
 const mvcc_options_t *mvcc_options(const mvcc_t *m);

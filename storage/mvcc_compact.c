@@ -58,6 +58,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "failpoint.h"
 #include "mvcc_keys.h"
 
 #define PROGRESS_LEN 32
@@ -89,6 +90,7 @@ typedef struct run {
 
 struct mvcc_compactor {
     leveldb_t *db;
+    failpoint_t fp_error;          /* mvcc_compact_error (failpoint.h) */
     leveldb_readoptions_t *ro;
     leveldb_writeoptions_t *wo_sync;
     pthread_t thread;
@@ -316,6 +318,10 @@ static int iter_error(leveldb_iterator_t *it)
  * -1 on a LevelDB error (nothing moved). */
 static int run_batch(mvcc_compactor_t *c)
 {
+    if (failpoint_hit(&c->fp_error)) {
+        fprintf(stderr, "mvcc compactor: injected I/O error (failpoint mvcc_compact_error)\n");
+        return -1;
+    }
     run_t *r = &c->run;
     size_t limit = atomic_load(&c->batch);
     leveldb_iterator_t *rit = leveldb_create_iterator(c->db, c->ro);
@@ -453,6 +459,7 @@ int mvcc_compactor_open(leveldb_t *db, int64_t compact_rev, int64_t legacy_done,
         return -1;
     }
     c->db = db;
+    failpoint_arm(&c->fp_error, failpoint_parse(getenv(FAILPOINTS_ENV), "mvcc_compact_error"));
     c->ro = leveldb_readoptions_create();
     leveldb_readoptions_set_fill_cache(c->ro, 0);
     leveldb_readoptions_set_verify_checksums(c->ro, 1);
@@ -557,4 +564,9 @@ void mvcc_compactor_hold_after(mvcc_compactor_t *c, int64_t n)
 int mvcc_compactor_failed(mvcc_compactor_t *c)
 {
     return atomic_load(&c->failed);
+}
+
+void mvcc_compactor_arm_error(mvcc_compactor_t *c, uint64_t n)
+{
+    failpoint_arm(&c->fp_error, n);
 }

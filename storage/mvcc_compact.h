@@ -42,6 +42,8 @@ int mvcc_compactor_wait(mvcc_compactor_t *c, int64_t rev);
 /* 1 once a batch hit a storage error: the compactor has stopped and the
  * member must stop too (fail-stop). Any thread. */
 int mvcc_compactor_failed(mvcc_compactor_t *c);
+/* Tests: the nth batch from now fails as an I/O error (failpoint.h). */
+void mvcc_compactor_arm_error(mvcc_compactor_t *c, uint64_t n);
 void mvcc_compactor_stats(mvcc_compactor_t *c, mvcc_compact_stats_t *out);
 
 /* Knobs (tests, benchmarks): versions per batch, pause between batches,

@@ -4,6 +4,8 @@
  * is compacted in many batches with every superseded version gone and each
  * key looked up once per run; a compaction held after a few batches (as if
  * the member had crashed there) resumes at the next open where it stopped;
+ * a storage error stops the compactor for good and marks the store failed
+ * (fail-stop), and the next open resumes after the last written batch;
  * writes and further compactions applied while the compactor runs are
  * correct; the Compact apply returns before the physical work and marks a
  * physical request; and a randomized history with compactions at random
@@ -364,6 +366,36 @@ static void test_resume_after_crash(void **state)
     free(md.v);
 }
 
+static void test_storage_error_stops(void **state)
+{
+    fx_t *f = *state;
+    model_t md = {.rev = 1};
+    build_hot(f, &md);
+    int64_t c = md.rev - 150;
+    mvcc_set_compact_batch(f->m, 100);
+    mvcc_set_compact_pause_ms(f->m, 0);
+    mvcc_arm_compact_error(f->m, 3);
+    assert_int_equal(mvcc_failed(f->m), 0);
+    assert_int_equal(apply_compact(f, c, 0, NULL), 0);
+    /* the third batch fails: the compactor stops for good (no retry), the
+     * store reports it so the member stops, and a physical wait ends */
+    assert_int_equal(mvcc_compact_wait(f->m, c), MVCC_ERR_IO);
+    assert_int_equal(mvcc_failed(f->m), 1);
+    mvcc_compact_stats_t st;
+    mvcc_compact_stats(f->m, &st);
+    assert_int_equal(st.batches, 2);
+    /* restart: the run resumes after the two written batches and finishes */
+    mvcc_close(f->m);
+    char err[256];
+    assert_int_equal(mvcc_open(f->dir, NULL, &f->m, err, sizeof err), 0);
+    assert_int_equal(mvcc_failed(f->m), 0);
+    assert_int_equal(mvcc_compact_wait(f->m, c), MVCC_OK);
+    mvcc_compact_stats(f->m, &st);
+    assert_int_equal(st.records, (3000 + 100) - 200);
+    expect_compacted(f, &md, c);
+    free(md.v);
+}
+
 static void test_writes_during_compaction(void **state)
 {
     fx_t *f = *state;
@@ -484,6 +516,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_hot_key_linear, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_resume_after_crash, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_storage_error_stops, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_writes_during_compaction, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_physical_mark, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_random_histories, fx_setup, fx_teardown),
