@@ -372,6 +372,9 @@ h2_listener_t *h2_listen(loop_t *loop, const char *host, int port, tls_server_t 
     memset(&ss, 0, sizeof(ss));
     struct sockaddr_in *sin = (struct sockaddr_in *)&ss;
     struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&ss;
+    /* etcd binds "localhost" (Go's net.Listen: its first IPv4 address) and
+     * refuses every other host name ("expected IP in URL for binding"). */
+    if (strcmp(host, "localhost") == 0) host = "127.0.0.1";
     if (inet_pton(AF_INET, host, &sin->sin_addr) == 1) {
         sin->sin_family = AF_INET;
         sin->sin_port = htons((uint16_t)port);
