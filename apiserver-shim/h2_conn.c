@@ -120,6 +120,15 @@ static int conn_setup_session(h2_conn_t *c) {
     nghttp2_option *opt = NULL;
     if (nghttp2_option_new(&opt) != 0) return -1;
     nghttp2_option_set_max_send_header_block_length(opt, 1 << 20);
+    /* nghttp2's HTTP messaging rules are stricter than grpc-go's server:
+     * they reset a stream whose :authority is not a bare host[:port], and
+     * grpc-go clients dialled with a scheme in the endpoint (etcdctl
+     * --endpoints http://127.0.0.1:2379 endpoint status) send
+     * "http://127.0.0.1:2379". etcd answers those; so do we. What a gRPC
+     * request needs (:method POST, :path, content-type application/grpc) is
+     * checked by grpc.c dispatch_headers; framing, HPACK and flow control
+     * are still nghttp2's. */
+    nghttp2_option_set_no_http_messaging(opt, 1);
     int rv = nghttp2_session_server_new2(&c->session, h->callbacks, c, opt);
     nghttp2_option_del(opt);
     if (rv != 0) {

@@ -3,7 +3,9 @@
 # binding (issue 9 item 1; etcd's own e2e tests start every member with
 # --listen-client-urls http://localhost:PORT). Real etcd 3.4 and kshimd get
 # the same flags:
-#   - http://localhost:PORT serves (bound to 127.0.0.1): a put and a get work;
+#   - http://localhost:PORT serves (bound to 127.0.0.1): a put and a get work,
+#     and so does `etcdctl --endpoints http://localhost:PORT endpoint status`
+#     (grpc-go then sends the scheme in :authority, issue 9 item 2);
 #   - a host name other than localhost is refused at start-up (exit non-zero).
 #
 # Ports: 23960 (etcd), 23962 (kshimd), peers +50.
@@ -29,6 +31,10 @@ serve_localhost() {
     wait_ready "$pid" "$port" >&2 || { echo "did not start"; return 0; }
     ctl "$port" put /lh v1
     ctl "$port" get /lh --print-value-only
+    # a scheme in the endpoint: grpc-go sends it in :authority (issue 9 item 2)
+    "$ETCDCTL" --endpoints "http://localhost:$port" --dial-timeout=2s --command-timeout=5s \
+        endpoint status >/dev/null 2>&1 && echo "endpoint status with a scheme: ok" ||
+        echo "endpoint status with a scheme: failed"
     stop_server "$pid" >&2
 }
 
@@ -48,7 +54,8 @@ serve_localhost etcd 23960 >"$E2E_TMP/etcd.out"
 serve_localhost kshimd 23962 >"$E2E_TMP/kshimd.out"
 diff_files "localhost listen URL: put + get" "$E2E_TMP/etcd.out" "$E2E_TMP/kshimd.out"
 check_eq "localhost serves" "OK
-v1" "$(cat "$E2E_TMP/kshimd.out")"
+v1
+endpoint status with a scheme: ok" "$(cat "$E2E_TMP/kshimd.out")"
 
 check_eq "etcd refuses a host name for binding" refused "$(refuses_hostname etcd 23964)"
 check_eq "kshimd refuses a host name for binding" refused "$(refuses_hostname kshimd 23966)"
