@@ -63,6 +63,7 @@ struct raft {
     uint64_t rd_stabled_to, rd_applied_to;
     uint64_t msgs_rejected;  /* peer messages refused by msg_check */
     size_t apply_budget;     /* committed entries a ready may hand out (driver's flow control) */
+    unsigned debug_break;    /* RAFT_DEBUG_* (tests only) */
 };
 
 /* ---------------------------------------------------------------- helpers */
@@ -302,7 +303,9 @@ static int maybe_commit(raft_t *r) {
     for (size_t i = 0; i < r->n_prs; i++)
         matches[i] = r->prs[i].id == r->id ? r->stabled : r->prs[i].match;
     qsort(matches, r->n_prs, sizeof(uint64_t), cmp_desc);
-    uint64_t mci = matches[quorum(r) - 1];
+    size_t q = quorum(r);
+    if ((r->debug_break & RAFT_DEBUG_COMMIT_NO_QUORUM) && q > 1) q--;
+    uint64_t mci = matches[q - 1];
     if (mci <= r->commit || raft_term_at(r, mci) != r->term) return 0;
     assert(mci <= last_index(r));
     r->commit = mci;
@@ -505,6 +508,7 @@ static void step_leader(raft_t *r, const raft_msg_t *m) {
 
 static void step_vote(raft_t *r, const raft_msg_t *m) {
     int can_vote = r->vote == m->from || (r->vote == 0 && r->lead == 0);
+    if (r->debug_break & RAFT_DEBUG_VOTE_SKIP_TERM) can_vote = 1;
     int log_ok = m->log_term > last_term(r) ||
                  (m->log_term == last_term(r) && m->index >= last_index(r));
     raft_msg_t *out = msg_new(r, RAFT_MSG_VOTE_RESP, m->from);
@@ -793,6 +797,7 @@ raft_t *raft_new(const raft_config_t *c, char *err, size_t errlen) {
     r->rng = c->seed ^ (c->id * 0xD1B54A32D192ED03ull);
     r->max_msg_entries = c->max_msg_entries ? c->max_msg_entries : 256;
     r->apply_budget = SIZE_MAX;
+    r->debug_break = c->debug_break;
     r->term = c->hard_state.term;
     r->vote = c->hard_state.vote;
     r->base_index = c->log_base_index;

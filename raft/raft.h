@@ -85,7 +85,16 @@ typedef struct raft_config {
     size_t n_log;
     uint64_t applied;            /* entries <= applied are never handed out to apply */
     size_t max_msg_entries;      /* entries per App message; 0 -> 256 */
+    /* TEST ONLY: deliberately broken behaviour (RAFT_DEBUG_*), so the
+     * simulation can show that its checker catches real bugs. 0 in production. */
+    unsigned debug_break;
 } raft_config_t;
+
+/* raft_config_t.debug_break bits (test only). */
+enum {
+    RAFT_DEBUG_COMMIT_NO_QUORUM = 1u << 0,  /* leader commits with one ack fewer than a quorum */
+    RAFT_DEBUG_VOTE_SKIP_TERM = 1u << 1,    /* grant a vote although already voted in this term */
+};
 
 typedef struct raft_ready {
     int hard_state_changed;
