@@ -19,6 +19,7 @@ typedef struct raft_progress {
     int paused;
     int vote;                /* 0 none, 1 granted, -1 rejected (this election) */
     uint64_t read_ack;       /* highest ReadIndex round acknowledged */
+    int recent_active;       /* heard from since the last check-quorum round */
 } raft_progress_t;
 
 typedef struct raft_pending_read {
@@ -64,6 +65,7 @@ struct raft {
     uint64_t msgs_rejected;  /* peer messages refused by msg_check */
     size_t apply_budget;     /* committed entries a ready may hand out (driver's flow control) */
     unsigned debug_break;    /* RAFT_DEBUG_* (tests only) */
+    int pre_vote, check_quorum;
 };
 
 /* ---------------------------------------------------------------- helpers */
@@ -224,6 +226,7 @@ static void reads_check(raft_t *r) {
 }
 
 static void bcast_heartbeat(raft_t *r);
+static void campaign(raft_t *r, int pre);
 
 /* Once the leader has committed in its term, waiting reads get their index
  * and a confirmation round. */
@@ -349,6 +352,7 @@ static void become_leader(raft_t *r) {
         pr->replicate = 0;
         pr->paused = 0;
         pr->read_ack = 0;
+        pr->recent_active = pr->id == r->id;
     }
     append_own_entry(r, RAFT_ENTRY_NORMAL, NULL, 0);
     if (r->n_prs > 1) {
@@ -367,32 +371,63 @@ static void count_vote(raft_t *r, uint64_t from, int granted) {
         if (r->prs[i].vote > 0) yes++;
         if (r->prs[i].vote < 0) no++;
     }
-    if (yes >= quorum(r)) become_leader(r);
-    else if (no >= quorum(r)) become_follower(r, r->term, 0);
+    if (yes >= quorum(r)) {
+        if (r->role == RAFT_PRE_CANDIDATE) campaign(r, 0);
+        else become_leader(r);
+    } else if (no >= quorum(r)) {
+        become_follower(r, r->term, 0);
+    }
 }
 
-void raft_campaign(raft_t *r) {
-    assert(!r->in_ready);
-    if (!r->self_voter || r->role == RAFT_LEADER) return;
-    r->term++;
-    r->vote = r->id;
-    r->role = RAFT_CANDIDATE;
+/* pre = 1: ask for pre-votes for term+1 without changing any state that
+ * persists; pre = 0: a real election in term+1. */
+static void campaign(raft_t *r, int pre) {
+    if (pre) {
+        r->role = RAFT_PRE_CANDIDATE;
+    } else {
+        r->term++;
+        r->vote = r->id;
+        r->role = RAFT_CANDIDATE;
+    }
     r->lead = 0;
     reset_election_timeout(r);
     reads_clear(r);
     for (size_t i = 0; i < r->n_prs; i++) r->prs[i].vote = 0;
     for (size_t i = 0; i < r->n_prs; i++) {
         if (r->prs[i].id == r->id) continue;
-        raft_msg_t *m = msg_new(r, RAFT_MSG_VOTE, r->prs[i].id);
+        raft_msg_t *m = msg_new(r, pre ? RAFT_MSG_PRE_VOTE : RAFT_MSG_VOTE, r->prs[i].id);
+        if (pre) m->term = r->term + 1;
         m->index = last_index(r);
         m->log_term = last_term(r);
     }
     count_vote(r, r->id, 1);
 }
 
+void raft_campaign(raft_t *r) {
+    assert(!r->in_ready);
+    if (!r->self_voter || r->role == RAFT_LEADER) return;
+    campaign(r, 0);
+}
+
+/* Leader, every election timeout: step down unless a quorum was heard from. */
+static void check_quorum_round(raft_t *r) {
+    size_t active = 0;
+    for (size_t i = 0; i < r->n_prs; i++) {
+        raft_progress_t *pr = &r->prs[i];
+        if (pr->id == r->id ? r->self_voter : pr->recent_active) active++;
+        pr->recent_active = pr->id == r->id;
+    }
+    if (active < quorum(r)) become_follower(r, r->term, 0);
+}
+
 void raft_tick(raft_t *r) {
     assert(!r->in_ready);
     if (r->role == RAFT_LEADER) {
+        if (++r->elapsed >= r->election_ticks) {
+            r->elapsed = 0;
+            if (r->check_quorum) check_quorum_round(r);
+            if (r->role != RAFT_LEADER) return;
+        }
         if (++r->hb_elapsed >= r->heartbeat_ticks) {
             r->hb_elapsed = 0;
             if (r->n_prs > 1) bcast_heartbeat(r);
@@ -403,7 +438,7 @@ void raft_tick(raft_t *r) {
         raft_campaign(r);
         return;
     }
-    if (++r->elapsed >= r->randomized_timeout) raft_campaign(r);
+    if (++r->elapsed >= r->randomized_timeout && r->self_voter) campaign(r, r->pre_vote);
 }
 
 /* ---------------------------------------------------------------- step */
@@ -490,6 +525,7 @@ static void handle_app_resp(raft_t *r, raft_progress_t *pr, const raft_msg_t *m)
 static void step_leader(raft_t *r, const raft_msg_t *m) {
     raft_progress_t *pr = progress_of(r, m->from);
     if (!pr || pr->id == r->id) return;
+    pr->recent_active = 1;
     switch (m->type) {
     case RAFT_MSG_APP_RESP:
         handle_app_resp(r, pr, m);
@@ -506,18 +542,31 @@ static void step_leader(raft_t *r, const raft_msg_t *m) {
     }
 }
 
+/* A vote or pre-vote request (m->term >= r->term here). A pre-vote is
+ * answered as the real vote would be in m->term, changing nothing. */
 static void step_vote(raft_t *r, const raft_msg_t *m) {
-    int can_vote = r->vote == m->from || (r->vote == 0 && r->lead == 0);
+    int pre = m->type == RAFT_MSG_PRE_VOTE;
+    int can_vote = r->vote == m->from || (r->vote == 0 && r->lead == 0) || (pre && m->term > r->term);
     if (r->debug_break & RAFT_DEBUG_VOTE_SKIP_TERM) can_vote = 1;
     int log_ok = m->log_term > last_term(r) ||
                  (m->log_term == last_term(r) && m->index >= last_index(r));
-    raft_msg_t *out = msg_new(r, RAFT_MSG_VOTE_RESP, m->from);
+    raft_msg_t *out = msg_new(r, pre ? RAFT_MSG_PRE_VOTE_RESP : RAFT_MSG_VOTE_RESP, m->from);
     if (can_vote && log_ok && r->role != RAFT_LEADER) {
-        r->vote = m->from;
-        r->elapsed = 0;
+        if (pre) {
+            out->term = m->term;
+        } else {
+            r->vote = m->from;
+            r->elapsed = 0;
+        }
     } else {
         out->reject = 1;
     }
+}
+
+/* CheckQuorum's leader lease: a member that heard from its leader within
+ * an election timeout does not help anyone unseat it. */
+static int in_lease(const raft_t *r) {
+    return r->check_quorum && r->lead != 0 && r->elapsed < r->election_ticks;
 }
 
 /* ---------------------------------------------------------------- peer input */
@@ -548,8 +597,10 @@ static int msg_check(const raft_t *r, const raft_msg_t *m) {
     if (m->term == 0) return 0;
     switch (m->type) {
     case RAFT_MSG_VOTE:
+    case RAFT_MSG_PRE_VOTE:
         return m->log_term <= m->term;
     case RAFT_MSG_VOTE_RESP:
+    case RAFT_MSG_PRE_VOTE_RESP:
         return 1;
     case RAFT_MSG_APP:
         return m->log_term <= m->term && entries_check(m);
@@ -580,21 +631,34 @@ int raft_step(raft_t *r, const raft_msg_t *m) {
         r->msgs_rejected++;
         return RAFT_ERR_INVALID;
     }
+    int vote_req = m->type == RAFT_MSG_VOTE || m->type == RAFT_MSG_PRE_VOTE;
     if (m->term > r->term) {
-        uint64_t lead = (m->type == RAFT_MSG_APP || m->type == RAFT_MSG_HEARTBEAT) ? m->from : 0;
-        become_follower(r, m->term, lead);
+        if (vote_req && in_lease(r)) return RAFT_OK;   /* ignored, as etcd-raft does */
+        /* a pre-vote (or a grant of ours) carries a future term: nobody moves to it */
+        int future = m->type == RAFT_MSG_PRE_VOTE || (m->type == RAFT_MSG_PRE_VOTE_RESP && !m->reject);
+        if (!future) {
+            uint64_t lead = (m->type == RAFT_MSG_APP || m->type == RAFT_MSG_HEARTBEAT) ? m->from : 0;
+            become_follower(r, m->term, lead);
+        }
     } else if (m->term < r->term) {
         /* a stale leader learns of the newer term from our reply */
         if (m->type == RAFT_MSG_APP || m->type == RAFT_MSG_HEARTBEAT) msg_new(r, RAFT_MSG_APP_RESP, m->from);
         else if (m->type == RAFT_MSG_VOTE) msg_new(r, RAFT_MSG_VOTE_RESP, m->from)->reject = 1;
+        else if (m->type == RAFT_MSG_PRE_VOTE) msg_new(r, RAFT_MSG_PRE_VOTE_RESP, m->from)->reject = 1;
         return RAFT_OK;
     }
     switch (m->type) {
     case RAFT_MSG_VOTE:
+    case RAFT_MSG_PRE_VOTE:
         step_vote(r, m);
         return RAFT_OK;
     case RAFT_MSG_VOTE_RESP:
         if (r->role == RAFT_CANDIDATE) count_vote(r, m->from, !m->reject);
+        return RAFT_OK;
+    case RAFT_MSG_PRE_VOTE_RESP:
+        /* a grant names the term we asked for; a refusal our current one */
+        if (r->role == RAFT_PRE_CANDIDATE && m->term == (m->reject ? r->term : r->term + 1))
+            count_vote(r, m->from, !m->reject);
         return RAFT_OK;
     default:
         break;
@@ -604,7 +668,7 @@ int raft_step(raft_t *r, const raft_msg_t *m) {
         return RAFT_OK;
     }
     if (m->type == RAFT_MSG_APP || m->type == RAFT_MSG_HEARTBEAT) {
-        if (r->role == RAFT_CANDIDATE) become_follower(r, m->term, m->from);
+        if (r->role == RAFT_CANDIDATE || r->role == RAFT_PRE_CANDIDATE) become_follower(r, m->term, m->from);
         r->lead = m->from;
         r->elapsed = 0;
         if (m->type == RAFT_MSG_APP) {
@@ -798,6 +862,8 @@ raft_t *raft_new(const raft_config_t *c, char *err, size_t errlen) {
     r->max_msg_entries = c->max_msg_entries ? c->max_msg_entries : 256;
     r->apply_budget = SIZE_MAX;
     r->debug_break = c->debug_break;
+    r->pre_vote = c->pre_vote;
+    r->check_quorum = c->check_quorum;
     r->term = c->hard_state.term;
     r->vote = c->hard_state.vote;
     r->base_index = c->log_base_index;

@@ -45,6 +45,8 @@ typedef enum raft_msg_type {
     RAFT_MSG_APP_RESP,
     RAFT_MSG_HEARTBEAT,
     RAFT_MSG_HEARTBEAT_RESP,
+    RAFT_MSG_PRE_VOTE,       /* term = the term the sender would campaign in; changes nobody's term */
+    RAFT_MSG_PRE_VOTE_RESP,  /* granted: term = the request's term; refused: the responder's term */
 } raft_msg_type_t;
 
 /* A message between peers. entries/data are owned by whoever built the
@@ -63,7 +65,7 @@ typedef struct raft_msg {
     uint64_t ctx;
 } raft_msg_t;
 
-typedef enum raft_role { RAFT_FOLLOWER = 0, RAFT_CANDIDATE, RAFT_LEADER } raft_role_t;
+typedef enum raft_role { RAFT_FOLLOWER = 0, RAFT_CANDIDATE, RAFT_LEADER, RAFT_PRE_CANDIDATE } raft_role_t;
 
 typedef struct raft_read_state {
     uint64_t index;          /* serve the read once applied >= index */
@@ -85,6 +87,15 @@ typedef struct raft_config {
     size_t n_log;
     uint64_t applied;            /* entries <= applied are never handed out to apply */
     size_t max_msg_entries;      /* entries per App message; 0 -> 256 */
+    /* etcd-raft's PreVote: an election timeout first asks for pre-votes
+     * (term unchanged) and campaigns only if a quorum would vote for it, so
+     * a member rejoining from a partition does not bump the term. */
+    int pre_vote;
+    /* etcd-raft's CheckQuorum: a leader that heard from no quorum of voters
+     * for an election timeout steps down; and a member that heard from a
+     * leader within the last election timeout ignores (pre-)vote requests
+     * of higher terms (leader lease). */
+    int check_quorum;
     /* TEST ONLY: deliberately broken behaviour (RAFT_DEBUG_*), so the
      * simulation can show that its checker catches real bugs. 0 in production. */
     unsigned debug_break;

@@ -92,6 +92,7 @@ typedef struct sim {
     sim_node_t nodes[MAX_NODES];
     int blocked[MAX_NODES][MAX_NODES];  /* link from -> to cut */
     unsigned loss_pct, dup_pct, max_delay;
+    int pre_vote, check_quorum;      /* per seed */
     sim_msg_t *net;
     size_t n_net, cap_net;
     pair_fact_t *facts[MAX_LOG + 1];
@@ -378,7 +379,8 @@ static void node_start(sim_t *s, int i) {
     raft_config_t c = { .id = s->ids[i], .voters = s->ids, .n_voters = (size_t)s->o.n,
                         .election_ticks = 10, .heartbeat_ticks = 2, .seed = s->seed * 31 + s->now,
                         .hard_state = nd->hs, .log = log, .n_log = nd->last,
-                        .max_msg_entries = 1 + pick(s, 8), .debug_break = s->o.debug_break };
+                        .max_msg_entries = 1 + pick(s, 8), .debug_break = s->o.debug_break,
+                        .pre_vote = s->pre_vote, .check_quorum = s->check_quorum };
     char err[128];
     nd->r = raft_new(&c, err, sizeof(err));
     free(log);
@@ -563,6 +565,8 @@ static void run_seed(uint64_t seed, const sim_opts_t *o, sim_result_t *res) {
     s->loss_pct = pick(s, 25);
     s->dup_pct = pick(s, 10);
     s->max_delay = 1 + pick(s, 8);
+    s->pre_vote = (int)pick(s, 2);
+    s->check_quorum = (int)pick(s, 2);
     for (int i = 0; i < o->n; i++) node_start(s, i);
     for (int k = 0; k < o->steps && !s->failed; k++) sim_step(s);
     if (!s->failed) settle(s);
