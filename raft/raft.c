@@ -12,11 +12,16 @@
 #include <stdlib.h>
 #include <string.h>
 
+#define MAX_INFLIGHT 256
+
 typedef struct raft_progress {
     uint64_t id;
     uint64_t match, next;
-    int replicate;           /* 0 = probe: one App in flight until a reply */
-    int paused;
+    raft_progress_state_t state;
+    int paused;              /* probe: an App is out, wait for a reply or a heartbeat */
+    /* replicate: last index of each App in flight (ring buffer) */
+    uint64_t inflight[MAX_INFLIGHT];
+    size_t inflight_start, inflight_count;
     int vote;                /* 0 none, 1 granted, -1 rejected (this election) */
     uint64_t read_ack;       /* highest ReadIndex round acknowledged */
     int recent_active;       /* heard from since the last check-quorum round */
@@ -50,6 +55,8 @@ struct raft {
     size_t n_msgs, cap_msgs;
     int bcast_pending;
     size_t max_msg_entries;
+    size_t max_msg_bytes, max_inflight, max_uncommitted;
+    size_t uncommitted;      /* leader: data bytes proposed in this term and not committed */
 
     raft_pending_read_t *reads;
     size_t n_reads, cap_reads;
@@ -248,23 +255,72 @@ static void reads_start_waiting(raft_t *r) {
 
 /* ---------------------------------------------------------------- replication */
 
+/* ---- in-flight window (replicate state) */
+
+static int inflight_full(const raft_t *r, const raft_progress_t *pr) { return pr->inflight_count >= r->max_inflight; }
+
+static void inflight_add(raft_progress_t *pr, uint64_t last) {
+    pr->inflight[(pr->inflight_start + pr->inflight_count) % MAX_INFLIGHT] = last;
+    pr->inflight_count++;
+}
+
+/* Frees every App whose last index is <= index (acknowledged). */
+static void inflight_free_to(raft_progress_t *pr, uint64_t index) {
+    while (pr->inflight_count && pr->inflight[pr->inflight_start] <= index) {
+        pr->inflight_start = (pr->inflight_start + 1) % MAX_INFLIGHT;
+        pr->inflight_count--;
+    }
+}
+
+static void inflight_free_first(raft_progress_t *pr) {
+    if (!pr->inflight_count) return;
+    pr->inflight_start = (pr->inflight_start + 1) % MAX_INFLIGHT;
+    pr->inflight_count--;
+}
+
+static void progress_become(raft_progress_t *pr, raft_progress_state_t state, uint64_t next) {
+    pr->state = state;
+    pr->next = next;
+    pr->paused = 0;
+    pr->inflight_start = pr->inflight_count = 0;
+}
+
+/* Last index of an App starting at next: at most max_msg_entries entries and
+ * max_msg_bytes of data, but always at least one entry. */
+static uint64_t app_last(const raft_t *r, uint64_t next) {
+    uint64_t last = last_index(r);
+    if (next > last) return next - 1;
+    uint64_t hi = next;
+    size_t bytes = raft_entry_at(r, next)->len;
+    while (hi < last && hi - next + 1 < r->max_msg_entries) {
+        size_t len = raft_entry_at(r, hi + 1)->len;
+        if (bytes + len > r->max_msg_bytes) break;
+        bytes += len;
+        hi++;
+    }
+    return hi;
+}
+
 /* Sends the entries after pr->next-1 (or an empty App carrying the commit).
  * Returns 1 if a message was sent. */
 static int send_append(raft_t *r, raft_progress_t *pr, int allow_empty) {
-    if (!pr->replicate && pr->paused) return 0;
+    if (pr->state == RAFT_PROGRESS_SNAPSHOT) return 0;
+    if (pr->state == RAFT_PROGRESS_PROBE && pr->paused) return 0;
+    if (pr->state == RAFT_PROGRESS_REPLICATE && inflight_full(r, pr)) return 0;
     if (pr->next <= r->base_index) return 0; /* would need a snapshot: out of scope */
-    uint64_t last = last_index(r);
     uint64_t prev = pr->next - 1;
-    uint64_t hi = last;
-    if (hi >= pr->next && hi - pr->next + 1 > r->max_msg_entries) hi = pr->next + r->max_msg_entries - 1;
+    uint64_t hi = app_last(r, pr->next);
     if (hi < pr->next && !allow_empty) return 0;
     raft_msg_t *m = msg_new(r, RAFT_MSG_APP, pr->id);
     m->index = prev;
     m->log_term = raft_term_at(r, prev);
     m->commit = r->commit;
     msg_attach_entries(r, m, pr->next, hi);
-    if (pr->replicate) {
-        if (hi >= pr->next) pr->next = hi + 1;
+    if (pr->state == RAFT_PROGRESS_REPLICATE) {
+        if (hi >= pr->next) {
+            inflight_add(pr, hi);
+            pr->next = hi + 1;
+        }
     } else {
         pr->paused = 1;
     }
@@ -274,7 +330,7 @@ static int send_append(raft_t *r, raft_progress_t *pr, int allow_empty) {
 /* Replicate mode: send everything outstanding in message-sized batches. */
 static void send_all(raft_t *r, raft_progress_t *pr, int allow_empty) {
     if (!send_append(r, pr, allow_empty)) return;
-    while (pr->replicate && pr->next <= last_index(r))
+    while (pr->state == RAFT_PROGRESS_REPLICATE && pr->next <= last_index(r))
         if (!send_append(r, pr, 0)) break;
 }
 
@@ -311,6 +367,10 @@ static int maybe_commit(raft_t *r) {
     uint64_t mci = matches[q - 1];
     if (mci <= r->commit || raft_term_at(r, mci) != r->term) return 0;
     assert(mci <= last_index(r));
+    for (uint64_t k = r->commit + 1; k <= mci; k++) {
+        const raft_entry_t *e = raft_entry_at(r, k);
+        if (e && e->term == r->term) r->uncommitted -= e->len < r->uncommitted ? e->len : r->uncommitted;
+    }
     r->commit = mci;
     reads_start_waiting(r);
     return 1;
@@ -343,14 +403,13 @@ static void become_leader(raft_t *r) {
     assert(r->role == RAFT_CANDIDATE);
     r->role = RAFT_LEADER;
     r->lead = r->id;
+    r->uncommitted = 0;
     r->hb_elapsed = 0;
     reset_election_timeout(r);
     for (size_t i = 0; i < r->n_prs; i++) {
         raft_progress_t *pr = &r->prs[i];
         pr->match = 0;
-        pr->next = last_index(r) + 1;
-        pr->replicate = 0;
-        pr->paused = 0;
+        progress_become(pr, RAFT_PROGRESS_PROBE, last_index(r) + 1);
         pr->read_ack = 0;
         pr->recent_active = pr->id == r->id;
     }
@@ -488,10 +547,9 @@ static void handle_append(raft_t *r, const raft_msg_t *m) {
 
 static void handle_app_resp(raft_t *r, raft_progress_t *pr, const raft_msg_t *m) {
     if (m->reject) {
-        if (pr->replicate) {
+        if (pr->state == RAFT_PROGRESS_REPLICATE) {
             if (m->index <= pr->match) return;      /* stale */
-            pr->replicate = 0;
-            pr->next = pr->match + 1;
+            progress_become(pr, RAFT_PROGRESS_PROBE, pr->match + 1);
         } else {
             if (pr->next - 1 != m->index) return;   /* stale */
             uint64_t probe = m->reject_hint;
@@ -508,11 +566,11 @@ static void handle_app_resp(raft_t *r, raft_progress_t *pr, const raft_msg_t *m)
     pr->paused = 0;
     if (m->index > pr->match) {
         pr->match = m->index;
-        if (!pr->replicate) {
-            pr->replicate = 1;
-            pr->next = pr->match + 1;
-        } else if (pr->next < m->index + 1) {
-            pr->next = m->index + 1;
+        if (pr->state == RAFT_PROGRESS_PROBE) {
+            progress_become(pr, RAFT_PROGRESS_REPLICATE, pr->match + 1);
+        } else {
+            inflight_free_to(pr, m->index);
+            if (pr->next < m->index + 1) pr->next = m->index + 1;
         }
         if (maybe_commit(r)) {
             bcast_append(r);
@@ -532,6 +590,8 @@ static void step_leader(raft_t *r, const raft_msg_t *m) {
         break;
     case RAFT_MSG_HEARTBEAT_RESP:
         pr->paused = 0;
+        /* a full window whose acks were lost must not stall the follower */
+        if (pr->state == RAFT_PROGRESS_REPLICATE && inflight_full(r, pr)) inflight_free_first(pr);
         if (m->ctx > pr->read_ack) pr->read_ack = m->ctx;
         /* an empty App at next-1 uncovers entries lost in flight (reject -> probe) */
         if (pr->match < last_index(r)) send_all(r, pr, 1);
@@ -685,7 +745,10 @@ int raft_step(raft_t *r, const raft_msg_t *m) {
 int raft_propose_type(raft_t *r, uint8_t type, const void *data, size_t len) {
     assert(!r->in_ready);
     if (r->role != RAFT_LEADER) return RAFT_ERR_NOT_LEADER;
+    /* as etcd-raft: one entry always fits in an empty budget */
+    if (r->uncommitted > 0 && len > r->max_uncommitted - r->uncommitted) return RAFT_ERR_DROPPED;
     append_own_entry(r, type, data, len);
+    r->uncommitted += len;
     return RAFT_OK;
 }
 
@@ -792,6 +855,16 @@ void raft_compact(raft_t *r, uint64_t index) {
     r->base_term = t;
 }
 
+int raft_peer_progress(const raft_t *r, uint64_t id, raft_peer_progress_t *out) {
+    if (r->role != RAFT_LEADER) return RAFT_ERR_NOT_LEADER;
+    const raft_progress_t *pr = progress_of((raft_t *)r, id);
+    if (!pr) return RAFT_ERR_INVALID;
+    *out = (raft_peer_progress_t){ .id = pr->id, .match = pr->id == r->id ? r->stabled : pr->match,
+                                   .next = pr->next, .state = pr->state, .inflight = pr->inflight_count,
+                                   .recent_active = pr->recent_active };
+    return RAFT_OK;
+}
+
 void raft_status(const raft_t *r, raft_status_t *out) {
     out->id = r->id;
     out->term = r->term;
@@ -860,6 +933,9 @@ raft_t *raft_new(const raft_config_t *c, char *err, size_t errlen) {
     r->heartbeat_ticks = c->heartbeat_ticks;
     r->rng = c->seed ^ (c->id * 0xD1B54A32D192ED03ull);
     r->max_msg_entries = c->max_msg_entries ? c->max_msg_entries : 256;
+    r->max_msg_bytes = c->max_msg_bytes ? c->max_msg_bytes : SIZE_MAX;
+    r->max_inflight = c->max_inflight_msgs && c->max_inflight_msgs < MAX_INFLIGHT ? c->max_inflight_msgs : MAX_INFLIGHT;
+    r->max_uncommitted = c->max_uncommitted_bytes ? c->max_uncommitted_bytes : SIZE_MAX;
     r->apply_budget = SIZE_MAX;
     r->debug_break = c->debug_break;
     r->pre_vote = c->pre_vote;

@@ -87,6 +87,11 @@ typedef struct raft_config {
     size_t n_log;
     uint64_t applied;            /* entries <= applied are never handed out to apply */
     size_t max_msg_entries;      /* entries per App message; 0 -> 256 */
+    /* Replication flow control (etcd-raft's MaxSizePerMsg, MaxInflightMsgs,
+     * MaxUncommittedEntriesSize). An App carries at least one entry. */
+    size_t max_msg_bytes;        /* entry data bytes per App; 0 -> no limit */
+    size_t max_inflight_msgs;    /* Apps in flight per follower in replicate state; 0 -> 256 (also the cap) */
+    size_t max_uncommitted_bytes; /* leader refuses proposals beyond this (RAFT_ERR_DROPPED); 0 -> no limit */
     /* etcd-raft's PreVote: an election timeout first asks for pre-votes
      * (term unchanged) and campaigns only if a quorum would vote for it, so
      * a member rejoining from a partition does not bump the term. */
@@ -135,7 +140,22 @@ enum {
     RAFT_ERR_NOT_LEADER = -1,
     RAFT_ERR_NOMEM = -2,
     RAFT_ERR_INVALID = -3,
+    RAFT_ERR_DROPPED = -4,   /* proposal refused (flow control, transfer in progress, ...): retry later */
 };
+
+/* A follower's replication progress as the leader sees it. */
+typedef enum raft_progress_state {
+    RAFT_PROGRESS_PROBE = 0,     /* one App at a time until the follower's log position is found */
+    RAFT_PROGRESS_REPLICATE,     /* streaming, up to max_inflight_msgs Apps in flight */
+    RAFT_PROGRESS_SNAPSHOT,      /* needs a snapshot: no Apps until it reports the snapshot applied */
+} raft_progress_state_t;
+
+typedef struct raft_peer_progress {
+    uint64_t id, match, next;
+    raft_progress_state_t state;
+    size_t inflight;             /* Apps sent and not yet acknowledged */
+    int recent_active;
+} raft_peer_progress_t;
 
 /* Builds a core from cfg (copies everything). NULL with a message in err. */
 raft_t *raft_new(const raft_config_t *cfg, char *err, size_t errlen);
@@ -152,7 +172,8 @@ void raft_campaign(raft_t *r);
  * term) changes nothing, is counted in raft_status().msgs_rejected and
  * returns RAFT_ERR_INVALID. Returns RAFT_OK otherwise. */
 int raft_step(raft_t *r, const raft_msg_t *m);
-/* Leader only: appends an entry (data copied). RAFT_ERR_NOT_LEADER otherwise. */
+/* Leader only: appends an entry (data copied). RAFT_ERR_NOT_LEADER otherwise;
+ * RAFT_ERR_DROPPED past max_uncommitted_bytes. */
 int raft_propose(raft_t *r, const void *data, size_t len);
 int raft_propose_type(raft_t *r, uint8_t type, const void *data, size_t len);
 /* Leader only: request a linearizable read point; a read state {index, ctx}
@@ -177,6 +198,8 @@ void raft_set_apply_budget(raft_t *r, size_t n);
 void raft_compact(raft_t *r, uint64_t index);
 
 void raft_status(const raft_t *r, raft_status_t *out);
+/* Leader only: the progress of member id; RAFT_ERR_NOT_LEADER / RAFT_ERR_INVALID. */
+int raft_peer_progress(const raft_t *r, uint64_t id, raft_peer_progress_t *out);
 /* Term of a log index, 0 if unknown (compacted or beyond the last index). */
 uint64_t raft_term_at(const raft_t *r, uint64_t index);
 /* Entry at index, NULL if not in the in-memory log. */

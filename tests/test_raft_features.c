@@ -3,7 +3,8 @@
  * on a small in-memory cluster (no faults but the link cuts a test asks
  * for; every message is delivered in order): pre-vote keeps a rejoining
  * member from disrupting a stable leader, check-quorum makes a cut-off
- * leader step down. The randomized safety checks live in test_raft_sim.c.
+ * leader step down; replication flow control (in-flight window, bytes per
+ * message, probe/replicate, max uncommitted size). The randomized safety checks live in test_raft_sim.c.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -30,6 +31,9 @@ typedef struct cluster {
     int cut[CL_MAX][CL_MAX];   /* link from -> to drops everything */
     cl_msg_t *q;
     size_t n_q, cap_q;
+    size_t apps_to[CL_MAX];          /* App messages with entries sent to a member */
+    size_t max_app_bytes;            /* largest entry data carried by one App */
+    raft_config_t tmpl;              /* extra settings for every member */
 } cluster_t;
 
 static void cl_copy(raft_msg_t *dst, const raft_msg_t *src) {
@@ -54,18 +58,27 @@ static void cl_free_msg(raft_msg_t *m) {
     free(m->entries);
 }
 
-static void cl_init(cluster_t *c, int n, int pre_vote, int check_quorum) {
+static void cl_init_with(cluster_t *c, int n, const raft_config_t *tmpl) {
     memset(c, 0, sizeof(*c));
     c->n = n;
     for (int i = 0; i < n; i++) c->ids[i] = (uint64_t)i + 1;
     for (int i = 0; i < n; i++) {
-        raft_config_t cfg = { .id = c->ids[i], .voters = c->ids, .n_voters = (size_t)n, .election_ticks = 10,
-                              .heartbeat_ticks = 1, .seed = 7, .pre_vote = pre_vote,
-                              .check_quorum = check_quorum };
+        raft_config_t cfg = *tmpl;
+        cfg.id = c->ids[i];
+        cfg.voters = c->ids;
+        cfg.n_voters = (size_t)n;
+        cfg.election_ticks = 10;
+        cfg.heartbeat_ticks = 1;
+        cfg.seed = 7;
         char err[128];
         c->r[i] = raft_new(&cfg, err, sizeof(err));
         assert_non_null(c->r[i]);
     }
+}
+
+static void cl_init(cluster_t *c, int n, int pre_vote, int check_quorum) {
+    raft_config_t t = { .pre_vote = pre_vote, .check_quorum = check_quorum };
+    cl_init_with(c, n, &t);
 }
 
 static void cl_destroy(cluster_t *c) {
@@ -88,7 +101,14 @@ static int cl_collect(cluster_t *c) {
                 c->q = realloc(c->q, c->cap_q * sizeof(*c->q));
                 assert_non_null(c->q);
             }
-            cl_copy(&c->q[c->n_q++].m, &rd.msgs[k]);
+            const raft_msg_t *m = &rd.msgs[k];
+            if (m->type == RAFT_MSG_APP && m->n_entries) {
+                c->apps_to[m->to - 1]++;
+                size_t bytes = 0;
+                for (size_t e = 0; e < m->n_entries; e++) bytes += m->entries[e].len;
+                if (bytes > c->max_app_bytes) c->max_app_bytes = bytes;
+            }
+            cl_copy(&c->q[c->n_q++].m, m);
         }
         raft_advance(c->r[i]);
     }
@@ -228,12 +248,94 @@ static void test_check_quorum_leader_steps_down(void **state) {
     cl_destroy(&c);
 }
 
+/* ---------------------------------------------------------------- flow control */
+
+static raft_peer_progress_t cl_progress(cluster_t *c, int leader, int of) {
+    raft_peer_progress_t p;
+    assert_int_equal(raft_peer_progress(c->r[leader], c->ids[of], &p), RAFT_OK);
+    return p;
+}
+
+/* A follower that stops answering gets at most max_inflight_msgs Apps;
+ * each App is at most max_msg_bytes; once it answers it catches up. */
+static void test_inflight_window_and_msg_bytes(void **state) {
+    (void)state;
+    cluster_t c;
+    raft_config_t t = { .max_inflight_msgs = 3, .max_msg_bytes = 25 };
+    cl_init_with(&c, 3, &t);
+    cl_elect_first(&c);
+    assert_int_equal(cl_progress(&c, 0, 1).state, RAFT_PROGRESS_REPLICATE);
+    c.cut[1][0] = 1;   /* follower 2's answers are lost */
+    size_t before = c.apps_to[1];
+    for (int k = 0; k < 20; k++) {
+        assert_int_equal(raft_propose(c.r[0], "0123456789", 10), RAFT_OK);
+        cl_settle(&c);
+    }
+    assert_int_equal(c.apps_to[1] - before, 3);
+    assert_int_equal(cl_progress(&c, 0, 1).inflight, 3);
+    c.cut[1][0] = 0;
+    cl_tick_all(&c, 10);
+    assert_true(c.max_app_bytes <= 25);
+    assert_true(c.max_app_bytes >= 20);   /* catching up, batches do form */
+    assert_int_equal(cl_status(&c, 1).last_index, cl_status(&c, 0).last_index);
+    assert_int_equal(cl_status(&c, 1).commit, cl_status(&c, 0).commit);
+    cl_destroy(&c);
+}
+
+/* A follower whose log diverges goes to probe (one App at a time), then back. */
+static void test_probe_then_replicate(void **state) {
+    (void)state;
+    cluster_t c;
+    raft_config_t t = { .max_inflight_msgs = 4 };
+    cl_init_with(&c, 3, &t);
+    cl_elect_first(&c);
+    cl_isolate(&c, 2, 1);
+    for (int k = 0; k < 10; k++) assert_int_equal(raft_propose(c.r[0], "x", 1), RAFT_OK);
+    cl_settle(&c);
+    cl_tick(&c, 0);
+    assert_int_equal(cl_progress(&c, 0, 1).state, RAFT_PROGRESS_REPLICATE);
+    cl_isolate(&c, 2, 0);
+    cl_tick(&c, 0);   /* heartbeat -> empty App -> reject -> probe -> catch up */
+    cl_tick(&c, 0);
+    raft_peer_progress_t p = cl_progress(&c, 0, 2);
+    assert_int_equal(p.state, RAFT_PROGRESS_REPLICATE);
+    assert_int_equal(p.match, cl_status(&c, 0).last_index);
+    cl_destroy(&c);
+}
+
+/* Past max_uncommitted_bytes, proposals are dropped (not queued forever);
+ * once entries commit there is room again. */
+static void test_max_uncommitted_size(void **state) {
+    (void)state;
+    cluster_t c;
+    raft_config_t t = { .max_uncommitted_bytes = 30 };
+    cl_init_with(&c, 3, &t);
+    cl_elect_first(&c);
+    cl_isolate(&c, 0, 1);
+    int ok = 0, dropped = 0;
+    for (int k = 0; k < 6; k++) {
+        int rc = raft_propose(c.r[0], "0123456789", 10);
+        if (rc == RAFT_OK) ok++;
+        else if (rc == RAFT_ERR_DROPPED) dropped++;
+    }
+    assert_int_equal(ok, 3);
+    assert_int_equal(dropped, 3);
+    cl_isolate(&c, 0, 0);
+    cl_tick(&c, 0);
+    cl_tick(&c, 0);
+    assert_int_equal(raft_propose(c.r[0], "0123456789", 10), RAFT_OK);
+    cl_destroy(&c);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_pre_vote_rejoin_does_not_disrupt),
         cmocka_unit_test(test_pre_vote_elects),
         cmocka_unit_test(test_check_quorum_lease_ignores_votes),
         cmocka_unit_test(test_check_quorum_leader_steps_down),
+        cmocka_unit_test(test_inflight_window_and_msg_bytes),
+        cmocka_unit_test(test_probe_then_replicate),
+        cmocka_unit_test(test_max_uncommitted_size),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -93,6 +93,7 @@ typedef struct sim {
     int blocked[MAX_NODES][MAX_NODES];  /* link from -> to cut */
     unsigned loss_pct, dup_pct, max_delay;
     int pre_vote, check_quorum;      /* per seed */
+    size_t max_msg_bytes, max_inflight, max_uncommitted;
     sim_msg_t *net;
     size_t n_net, cap_net;
     pair_fact_t *facts[MAX_LOG + 1];
@@ -101,7 +102,7 @@ typedef struct sim {
     uint64_t *leader_of_term;
     size_t n_terms;
     sim_read_t reads[MAX_READS];
-    uint64_t next_ctx, proposals, reads_done;
+    uint64_t next_ctx, proposals, reads_done, dropped;
     int settling;            /* no more faults: the cluster must converge */
     int failed;
     char why[256];
@@ -380,7 +381,9 @@ static void node_start(sim_t *s, int i) {
                         .election_ticks = 10, .heartbeat_ticks = 2, .seed = s->seed * 31 + s->now,
                         .hard_state = nd->hs, .log = log, .n_log = nd->last,
                         .max_msg_entries = 1 + pick(s, 8), .debug_break = s->o.debug_break,
-                        .pre_vote = s->pre_vote, .check_quorum = s->check_quorum };
+                        .pre_vote = s->pre_vote, .check_quorum = s->check_quorum,
+                        .max_msg_bytes = s->max_msg_bytes, .max_inflight_msgs = s->max_inflight,
+                        .max_uncommitted_bytes = s->max_uncommitted };
     char err[128];
     nd->r = raft_new(&c, err, sizeof(err));
     free(log);
@@ -442,8 +445,12 @@ static void propose_some(sim_t *s) {
         if (st.role != RAFT_LEADER) continue;
         char buf[48];
         int len = snprintf(buf, sizeof(buf), "p%llu-n%d", (unsigned long long)s->proposals, i);
-        if (st.last_index < MAX_LOG - 64 && raft_propose(s->nodes[i].r, buf, (size_t)len) == RAFT_OK)
-            s->proposals++;
+        if (st.last_index < MAX_LOG - 64) {
+            int rc = raft_propose(s->nodes[i].r, buf, (size_t)len);
+            if (rc == RAFT_OK) s->proposals++;
+            else if (rc == RAFT_ERR_DROPPED) s->dropped++;
+            else sim_fail(s, "leader refused a proposal: %d", rc);
+        }
         if (pick(s, 3) == 0) read_some(s, i);
     }
 }
@@ -567,6 +574,9 @@ static void run_seed(uint64_t seed, const sim_opts_t *o, sim_result_t *res) {
     s->max_delay = 1 + pick(s, 8);
     s->pre_vote = (int)pick(s, 2);
     s->check_quorum = (int)pick(s, 2);
+    s->max_msg_bytes = pick(s, 2) ? 0 : 8 + pick(s, 40);
+    s->max_inflight = 1 + pick(s, 8);
+    s->max_uncommitted = pick(s, 2) ? 0 : 30 + pick(s, 200);
     for (int i = 0; i < o->n; i++) node_start(s, i);
     for (int k = 0; k < o->steps && !s->failed; k++) sim_step(s);
     if (!s->failed) settle(s);
