@@ -28,6 +28,7 @@ typedef struct raft_progress {
 } raft_progress_t;
 
 typedef struct raft_pending_read {
+    uint64_t from;           /* who asked: this member, or a follower to answer */
     uint64_t index, ctx;
     uint64_t seq;            /* heartbeat round confirming it; 0 = waiting for a commit in this term */
 } raft_pending_read_t;
@@ -223,8 +224,14 @@ static void reads_check(raft_t *r) {
         size_t acks = r->self_voter ? 1 : 0;
         for (size_t i = 0; i < r->n_prs; i++)
             if (r->prs[i].id != r->id && r->prs[i].read_ack >= rd->seq) acks++;
-        if (acks < quorum(r)) break;
-        read_state_push(r, rd->index, rd->ctx);
+        if (acks < quorum(r) && !(r->debug_break & RAFT_DEBUG_READ_NO_QUORUM)) break;
+        if (rd->from == r->id) {
+            read_state_push(r, rd->index, rd->ctx);
+        } else {
+            raft_msg_t *m = msg_new(r, RAFT_MSG_READ_INDEX_RESP, rd->from);
+            m->index = rd->index;
+            m->ctx = rd->ctx;
+        }
         done++;
     }
     if (!done) return;
@@ -233,6 +240,15 @@ static void reads_check(raft_t *r) {
 }
 
 static void bcast_heartbeat(raft_t *r);
+static void read_queue(raft_t *r, uint64_t from, uint64_t ctx);
+
+/* A leader that has committed in its term holds reads waiting for a round. */
+static int reads_startable(const raft_t *r) {
+    if (r->role != RAFT_LEADER || !committed_in_term(r)) return 0;
+    for (size_t i = 0; i < r->n_reads; i++)
+        if (!r->reads[i].seq) return 1;
+    return 0;
+}
 static void campaign(raft_t *r, int pre);
 
 /* Once the leader has committed in its term, waiting reads get their index
@@ -372,8 +388,7 @@ static int maybe_commit(raft_t *r) {
         if (e && e->term == r->term) r->uncommitted -= e->len < r->uncommitted ? e->len : r->uncommitted;
     }
     r->commit = mci;
-    reads_start_waiting(r);
-    return 1;
+    return 1;   /* waiting reads start their round at the next ready */
 }
 
 /* ---------------------------------------------------------------- roles */
@@ -588,6 +603,9 @@ static void step_leader(raft_t *r, const raft_msg_t *m) {
     case RAFT_MSG_APP_RESP:
         handle_app_resp(r, pr, m);
         break;
+    case RAFT_MSG_READ_INDEX:
+        read_queue(r, m->from, m->ctx);
+        break;
     case RAFT_MSG_HEARTBEAT_RESP:
         pr->paused = 0;
         /* a full window whose acks were lost must not stall the follower */
@@ -665,6 +683,8 @@ static int msg_check(const raft_t *r, const raft_msg_t *m) {
     case RAFT_MSG_APP:
         return m->log_term <= m->term && entries_check(m);
     case RAFT_MSG_HEARTBEAT:
+    case RAFT_MSG_READ_INDEX:
+    case RAFT_MSG_READ_INDEX_RESP:
         return m->n_entries == 0;
     case RAFT_MSG_APP_RESP:
         /* a success can only acknowledge entries this leader sent */
@@ -727,6 +747,10 @@ int raft_step(raft_t *r, const raft_msg_t *m) {
         step_leader(r, m);
         return RAFT_OK;
     }
+    if (m->type == RAFT_MSG_READ_INDEX_RESP) {
+        if (m->from == r->lead) read_state_push(r, m->index, m->ctx);
+        return RAFT_OK;
+    }
     if (m->type == RAFT_MSG_APP || m->type == RAFT_MSG_HEARTBEAT) {
         if (r->role == RAFT_CANDIDATE || r->role == RAFT_PRE_CANDIDATE) become_follower(r, m->term, m->from);
         r->lead = m->from;
@@ -756,15 +780,24 @@ int raft_propose(raft_t *r, const void *data, size_t len) {
     return raft_propose_type(r, RAFT_ENTRY_NORMAL, data, len);
 }
 
-int raft_read_index(raft_t *r, uint64_t ctx) {
-    assert(!r->in_ready);
-    if (r->role != RAFT_LEADER) return RAFT_ERR_NOT_LEADER;
+/* Leader: queues a read; its confirmation round starts at the next ready,
+ * together with every other read queued until then. */
+static void read_queue(raft_t *r, uint64_t from, uint64_t ctx) {
     if (r->n_reads == r->cap_reads) {
         r->cap_reads = r->cap_reads ? r->cap_reads * 2 : 8;
         r->reads = xrealloc(r->reads, r->cap_reads * sizeof(*r->reads));
     }
-    r->reads[r->n_reads++] = (raft_pending_read_t){ .index = 0, .ctx = ctx, .seq = 0 };
-    reads_start_waiting(r);
+    r->reads[r->n_reads++] = (raft_pending_read_t){ .from = from, .index = 0, .ctx = ctx, .seq = 0 };
+}
+
+int raft_read_index(raft_t *r, uint64_t ctx) {
+    assert(!r->in_ready);
+    if (r->role == RAFT_LEADER) {
+        read_queue(r, r->id, ctx);
+        return RAFT_OK;
+    }
+    if (r->lead == 0) return RAFT_ERR_NOT_LEADER;
+    msg_new(r, RAFT_MSG_READ_INDEX, r->lead)->ctx = ctx;
     return RAFT_OK;
 }
 
@@ -793,11 +826,13 @@ int raft_has_ready(const raft_t *r) {
     if (apply_limit(r) > r->applied) return 1;
     if (r->n_msgs || r->n_read_states) return 1;
     if (r->bcast_pending && r->role == RAFT_LEADER && r->n_prs > 1) return 1;
+    if (reads_startable(r)) return 1;
     return 0;
 }
 
 void raft_ready(raft_t *r, raft_ready_t *rd) {
     assert(!r->in_ready);
+    if (reads_startable(r)) reads_start_waiting(r);
     if (r->bcast_pending) {
         if (r->role == RAFT_LEADER) bcast_append(r);
         r->bcast_pending = 0;

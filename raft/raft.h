@@ -47,6 +47,8 @@ typedef enum raft_msg_type {
     RAFT_MSG_HEARTBEAT_RESP,
     RAFT_MSG_PRE_VOTE,       /* term = the term the sender would campaign in; changes nobody's term */
     RAFT_MSG_PRE_VOTE_RESP,  /* granted: term = the request's term; refused: the responder's term */
+    RAFT_MSG_READ_INDEX,     /* follower -> leader: ctx = the follower's read request id */
+    RAFT_MSG_READ_INDEX_RESP, /* leader -> follower: index = the confirmed read index, ctx echoed */
 } raft_msg_type_t;
 
 /* A message between peers. entries/data are owned by whoever built the
@@ -110,6 +112,7 @@ typedef struct raft_config {
 enum {
     RAFT_DEBUG_COMMIT_NO_QUORUM = 1u << 0,  /* leader commits with one ack fewer than a quorum */
     RAFT_DEBUG_VOTE_SKIP_TERM = 1u << 1,    /* grant a vote although already voted in this term */
+    RAFT_DEBUG_READ_NO_QUORUM = 1u << 2,    /* answer ReadIndex without a quorum confirming leadership */
 };
 
 typedef struct raft_ready {
@@ -176,8 +179,13 @@ int raft_step(raft_t *r, const raft_msg_t *m);
  * RAFT_ERR_DROPPED past max_uncommitted_bytes. */
 int raft_propose(raft_t *r, const void *data, size_t len);
 int raft_propose_type(raft_t *r, uint8_t type, const void *data, size_t len);
-/* Leader only: request a linearizable read point; a read state {index, ctx}
- * appears in a later ready once a quorum confirmed this leadership. */
+/* Request a linearizable read point; a read state {index, ctx} appears in a
+ * later ready once a quorum confirmed the leadership (serve the read once
+ * applied >= index). On the leader, every read requested before the next
+ * raft_ready shares one heartbeat round. A follower forwards the request to
+ * its leader and gets the read state back from it; RAFT_ERR_NOT_LEADER when
+ * no leader is known. A request can be lost (leader change, lost message):
+ * the driver times out and retries, as with etcd. */
 int raft_read_index(raft_t *r, uint64_t ctx);
 
 int raft_has_ready(const raft_t *r);

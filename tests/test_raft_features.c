@@ -4,7 +4,8 @@
  * for; every message is delivered in order): pre-vote keeps a rejoining
  * member from disrupting a stable leader, check-quorum makes a cut-off
  * leader step down; replication flow control (in-flight window, bytes per
- * message, probe/replicate, max uncommitted size). The randomized safety checks live in test_raft_sim.c.
+ * message, probe/replicate, max uncommitted size); ReadIndex batched in one
+ * heartbeat round and answered for followers through the leader. The randomized safety checks live in test_raft_sim.c.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -32,6 +33,9 @@ typedef struct cluster {
     cl_msg_t *q;
     size_t n_q, cap_q;
     size_t apps_to[CL_MAX];          /* App messages with entries sent to a member */
+    size_t heartbeats;               /* heartbeats sent by anyone */
+    raft_read_state_t reads[CL_MAX][64];
+    size_t n_reads[CL_MAX];
     size_t max_app_bytes;            /* largest entry data carried by one App */
     raft_config_t tmpl;              /* extra settings for every member */
 } cluster_t;
@@ -102,6 +106,7 @@ static int cl_collect(cluster_t *c) {
                 assert_non_null(c->q);
             }
             const raft_msg_t *m = &rd.msgs[k];
+            if (m->type == RAFT_MSG_HEARTBEAT) c->heartbeats++;
             if (m->type == RAFT_MSG_APP && m->n_entries) {
                 c->apps_to[m->to - 1]++;
                 size_t bytes = 0;
@@ -110,6 +115,8 @@ static int cl_collect(cluster_t *c) {
             }
             cl_copy(&c->q[c->n_q++].m, m);
         }
+        for (size_t k = 0; k < rd.n_read_states && c->n_reads[i] < 64; k++)
+            c->reads[i][c->n_reads[i]++] = rd.read_states[k];
         raft_advance(c->r[i]);
     }
     return any;
@@ -327,6 +334,52 @@ static void test_max_uncommitted_size(void **state) {
     cl_destroy(&c);
 }
 
+/* ---------------------------------------------------------------- ReadIndex */
+
+/* Many reads requested before one ready share a single heartbeat round. */
+static void test_read_index_batched(void **state) {
+    (void)state;
+    cluster_t c;
+    cl_init(&c, 5, 1, 1);
+    cl_elect_first(&c);
+    assert_int_equal(raft_propose(c.r[0], "v", 1), RAFT_OK);
+    cl_settle(&c);
+    uint64_t commit = cl_status(&c, 0).commit;
+    size_t hb = c.heartbeats;
+    for (uint64_t k = 1; k <= 50; k++) assert_int_equal(raft_read_index(c.r[0], k), RAFT_OK);
+    cl_settle(&c);
+    assert_int_equal(c.heartbeats - hb, 4);   /* one round: one heartbeat per follower */
+    assert_int_equal(c.n_reads[0], 50);
+    for (size_t k = 0; k < 50; k++) {
+        assert_int_equal(c.reads[0][k].ctx, k + 1);
+        assert_int_equal(c.reads[0][k].index, commit);
+    }
+    cl_destroy(&c);
+}
+
+/* A follower's read goes through the leader and its read state comes back
+ * to the follower; a follower without a leader refuses. */
+static void test_read_index_on_follower(void **state) {
+    (void)state;
+    cluster_t c;
+    cl_init(&c, 3, 1, 1);
+    assert_int_equal(raft_read_index(c.r[1], 5), RAFT_ERR_NOT_LEADER);
+    cl_elect_first(&c);
+    assert_int_equal(raft_propose(c.r[0], "v", 1), RAFT_OK);
+    c.cut[0][1] = 1;   /* follower 2 lags: it has not seen the new commit */
+    cl_settle(&c);
+    c.cut[0][1] = 0;
+    uint64_t commit = cl_status(&c, 0).commit;
+    assert_true(cl_status(&c, 1).commit < commit);
+    assert_int_equal(raft_read_index(c.r[1], 42), RAFT_OK);
+    cl_settle(&c);
+    assert_int_equal(c.n_reads[1], 1);
+    assert_int_equal(c.n_reads[0], 0);
+    assert_int_equal(c.reads[1][0].ctx, 42);
+    assert_int_equal(c.reads[1][0].index, commit);   /* the leader's, not the follower's commit */
+    cl_destroy(&c);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_pre_vote_rejoin_does_not_disrupt),
@@ -336,6 +389,8 @@ int main(void) {
         cmocka_unit_test(test_inflight_window_and_msg_bytes),
         cmocka_unit_test(test_probe_then_replicate),
         cmocka_unit_test(test_max_uncommitted_size),
+        cmocka_unit_test(test_read_index_batched),
+        cmocka_unit_test(test_read_index_on_follower),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -36,7 +36,7 @@
 #define MAX_NODES 5
 #define MAX_LOG 2048
 #define MAX_READS 32
-#define SIM_STEPS 1000         /* faulty steps per seed, then healing */
+#define SIM_STEPS 600          /* faulty steps per seed, then healing */
 
 /* ---------------------------------------------------------------- model */
 
@@ -378,7 +378,7 @@ static void node_start(sim_t *s, int i) {
         log[k - 1] = (raft_entry_t){ .term = nd->log[k].term, .index = k, .type = nd->log[k].type,
                                      .data = nd->log[k].data, .len = nd->log[k].len };
     raft_config_t c = { .id = s->ids[i], .voters = s->ids, .n_voters = (size_t)s->o.n,
-                        .election_ticks = 10, .heartbeat_ticks = 2, .seed = s->seed * 31 + s->now,
+                        .election_ticks = 6, .heartbeat_ticks = 2, .seed = s->seed * 31 + s->now,
                         .hard_state = nd->hs, .log = log, .n_log = nd->last,
                         .max_msg_entries = 1 + pick(s, 8), .debug_break = s->o.debug_break,
                         .pre_vote = s->pre_vote, .check_quorum = s->check_quorum,
@@ -451,15 +451,16 @@ static void propose_some(sim_t *s) {
             else if (rc == RAFT_ERR_DROPPED) s->dropped++;
             else sim_fail(s, "leader refused a proposal: %d", rc);
         }
-        if (pick(s, 3) == 0) read_some(s, i);
     }
+    for (int i = 0; i < s->o.n; i++)   /* reads on any member: followers forward */
+        if (s->nodes[i].up && pick(s, 3) == 0) read_some(s, i);
 }
 
 static void heal(sim_t *s) { memset(s->blocked, 0, sizeof(s->blocked)); }
 
 static void network_event(sim_t *s) {
     int n = s->o.n;
-    switch (pick(s, 4)) {
+    switch (pick(s, 6)) {
     case 0: {   /* split into two groups */
         int group[MAX_NODES];
         for (int i = 0; i < n; i++) group[i] = (int)pick(s, 2);
@@ -473,7 +474,8 @@ static void network_event(sim_t *s) {
         for (int a = 0; a < n; a++) s->blocked[a][x] = s->blocked[x][a] = a != x;
         break;
     }
-    case 2: {   /* cut one direction of one link */
+    case 2:
+    case 3: {   /* cut one direction of one link */
         int a = (int)pick(s, (unsigned)n), b = (int)pick(s, (unsigned)n);
         if (a != b) s->blocked[a][b] = 1;
         break;
@@ -484,23 +486,23 @@ static void network_event(sim_t *s) {
     }
 }
 
+/* One step of simulated time: some deliveries, then one random event. */
 static void sim_step(sim_t *s) {
     s->now++;
-    unsigned a = pick(s, 100);
-    if (a < 35) {
+    for (int k = 0; k < 3; k++) deliver_one(s, 0);
+    unsigned a = pick(s, 1000);
+    if (a < 350) {
         for (int i = 0; i < s->o.n; i++)
             if (s->nodes[i].up && pick(s, 2)) raft_tick(s->nodes[i].r);
-    } else if (a < 80) {
-        for (int k = 0; k < 4; k++) deliver_one(s, 0);
-    } else if (a < 90) {
+    } else if (a < 550) {
         propose_some(s);
-    } else if (a < 95) {
+    } else if (a < 580) {
         network_event(s);
-    } else if (a < 98) {
+    } else if (a < 590) {
         int i = (int)pick(s, (unsigned)s->o.n);
         if (s->nodes[i].up) node_crash(s, i);
         else node_start(s, i);
-    } else {
+    } else if (a < 595) {
         for (int i = 0; i < s->o.n; i++)
             if (!s->nodes[i].up) node_start(s, i);
     }
@@ -671,11 +673,17 @@ static void test_sim_catches_double_vote(void **state) {
     expect_caught(RAFT_DEBUG_VOTE_SKIP_TERM, 5, "vote without term check");
 }
 
+static void test_sim_catches_read_without_quorum(void **state) {
+    (void)state;
+    expect_caught(RAFT_DEBUG_READ_NO_QUORUM, 3, "ReadIndex without quorum");
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_sim_deterministic),
         cmocka_unit_test(test_sim_catches_commit_without_quorum),
         cmocka_unit_test(test_sim_catches_double_vote),
+        cmocka_unit_test(test_sim_catches_read_without_quorum),
         cmocka_unit_test(test_sim_3),
         cmocka_unit_test(test_sim_5),
     };
