@@ -25,6 +25,7 @@ typedef struct raft_progress {
     int vote;                /* 0 none, 1 granted, -1 rejected (this election) */
     uint64_t read_ack;       /* highest ReadIndex round acknowledged */
     int recent_active;       /* heard from since the last check-quorum round */
+    int learner;             /* receives the log, never votes or counts for a quorum */
 } raft_progress_t;
 
 typedef struct raft_pending_read {
@@ -74,6 +75,9 @@ struct raft {
     size_t apply_budget;     /* committed entries a ready may hand out (driver's flow control) */
     unsigned debug_break;    /* RAFT_DEBUG_* (tests only) */
     int pre_vote, check_quorum;
+    uint64_t pending_conf_index;  /* leader: no new conf change until applied >= this */
+    uint64_t lead_transferee;     /* leader: transfer target, 0 none */
+    unsigned transfer_elapsed;
 };
 
 /* ---------------------------------------------------------------- helpers */
@@ -95,7 +99,13 @@ static uint64_t rng_next(raft_t *r) {
     return z ^ (z >> 31);
 }
 
-static size_t quorum(const raft_t *r) { return r->n_prs / 2 + 1; }
+static size_t voter_count(const raft_t *r) {
+    size_t n = 0;
+    for (size_t i = 0; i < r->n_prs; i++) n += !r->prs[i].learner;
+    return n;
+}
+
+static size_t quorum(const raft_t *r) { return voter_count(r) / 2 + 1; }
 
 static uint64_t last_index(const raft_t *r) { return r->base_index + r->n_ents; }
 
@@ -223,7 +233,7 @@ static void reads_check(raft_t *r) {
         if (rd->seq == 0) break;
         size_t acks = r->self_voter ? 1 : 0;
         for (size_t i = 0; i < r->n_prs; i++)
-            if (r->prs[i].id != r->id && r->prs[i].read_ack >= rd->seq) acks++;
+            if (r->prs[i].id != r->id && !r->prs[i].learner && r->prs[i].read_ack >= rd->seq) acks++;
         if (acks < quorum(r) && !(r->debug_break & RAFT_DEBUG_READ_NO_QUORUM)) break;
         if (rd->from == r->id) {
             read_state_push(r, rd->index, rd->ctx);
@@ -249,7 +259,7 @@ static int reads_startable(const raft_t *r) {
         if (!r->reads[i].seq) return 1;
     return 0;
 }
-static void campaign(raft_t *r, int pre);
+static void campaign(raft_t *r, int pre, int transfer);
 
 /* Once the leader has committed in its term, waiting reads get their index
  * and a confirmation round. */
@@ -374,10 +384,12 @@ static int cmp_desc(const void *a, const void *b) {
  * only by counting replicas of an entry of the current term (Raft 5.4.2). */
 static int maybe_commit(raft_t *r) {
     assert(r->role == RAFT_LEADER);
-    uint64_t matches[r->n_prs];
+    uint64_t matches[r->n_prs + 1];
+    size_t nv = 0;
     for (size_t i = 0; i < r->n_prs; i++)
-        matches[i] = r->prs[i].id == r->id ? r->stabled : r->prs[i].match;
-    qsort(matches, r->n_prs, sizeof(uint64_t), cmp_desc);
+        if (!r->prs[i].learner) matches[nv++] = r->prs[i].id == r->id ? r->stabled : r->prs[i].match;
+    if (nv == 0) return 0;
+    qsort(matches, nv, sizeof(uint64_t), cmp_desc);
     size_t q = quorum(r);
     if ((r->debug_break & RAFT_DEBUG_COMMIT_NO_QUORUM) && q > 1) q--;
     uint64_t mci = matches[q - 1];
@@ -402,6 +414,7 @@ static void become_follower(raft_t *r, uint64_t term, uint64_t lead) {
     r->role = RAFT_FOLLOWER;
     r->lead = lead;
     r->hb_elapsed = 0;
+    r->lead_transferee = 0;
     r->bcast_pending = 0;
     reset_election_timeout(r);
     reads_clear(r);
@@ -429,6 +442,9 @@ static void become_leader(raft_t *r) {
         pr->recent_active = pr->id == r->id;
     }
     append_own_entry(r, RAFT_ENTRY_NORMAL, NULL, 0);
+    /* no conf change before this leader applied its whole log (incl. its empty entry) */
+    r->pending_conf_index = last_index(r);
+    r->lead_transferee = 0;
     if (r->n_prs > 1) {
         /* probes start at the new empty entry */
         bcast_append(r);
@@ -442,11 +458,12 @@ static void count_vote(raft_t *r, uint64_t from, int granted) {
     if (pr->vote == 0) pr->vote = granted ? 1 : -1;
     size_t yes = 0, no = 0;
     for (size_t i = 0; i < r->n_prs; i++) {
+        if (r->prs[i].learner) continue;
         if (r->prs[i].vote > 0) yes++;
         if (r->prs[i].vote < 0) no++;
     }
     if (yes >= quorum(r)) {
-        if (r->role == RAFT_PRE_CANDIDATE) campaign(r, 0);
+        if (r->role == RAFT_PRE_CANDIDATE) campaign(r, 0, 0);
         else become_leader(r);
     } else if (no >= quorum(r)) {
         become_follower(r, r->term, 0);
@@ -455,7 +472,7 @@ static void count_vote(raft_t *r, uint64_t from, int granted) {
 
 /* pre = 1: ask for pre-votes for term+1 without changing any state that
  * persists; pre = 0: a real election in term+1. */
-static void campaign(raft_t *r, int pre) {
+static void campaign(raft_t *r, int pre, int transfer) {
     if (pre) {
         r->role = RAFT_PRE_CANDIDATE;
     } else {
@@ -471,6 +488,7 @@ static void campaign(raft_t *r, int pre) {
         if (r->prs[i].id == r->id) continue;
         raft_msg_t *m = msg_new(r, pre ? RAFT_MSG_PRE_VOTE : RAFT_MSG_VOTE, r->prs[i].id);
         if (pre) m->term = r->term + 1;
+        if (transfer) m->ctx = RAFT_VOTE_TRANSFER;
         m->index = last_index(r);
         m->log_term = last_term(r);
     }
@@ -480,7 +498,7 @@ static void campaign(raft_t *r, int pre) {
 void raft_campaign(raft_t *r) {
     assert(!r->in_ready);
     if (!r->self_voter || r->role == RAFT_LEADER) return;
-    campaign(r, 0);
+    campaign(r, 0, 0);
 }
 
 /* Leader, every election timeout: step down unless a quorum was heard from. */
@@ -488,7 +506,7 @@ static void check_quorum_round(raft_t *r) {
     size_t active = 0;
     for (size_t i = 0; i < r->n_prs; i++) {
         raft_progress_t *pr = &r->prs[i];
-        if (pr->id == r->id ? r->self_voter : pr->recent_active) active++;
+        if (!pr->learner && (pr->id == r->id ? r->self_voter : pr->recent_active)) active++;
         pr->recent_active = pr->id == r->id;
     }
     if (active < quorum(r)) become_follower(r, r->term, 0);
@@ -497,6 +515,7 @@ static void check_quorum_round(raft_t *r) {
 void raft_tick(raft_t *r) {
     assert(!r->in_ready);
     if (r->role == RAFT_LEADER) {
+        if (r->lead_transferee && ++r->transfer_elapsed >= r->election_ticks) r->lead_transferee = 0;
         if (++r->elapsed >= r->election_ticks) {
             r->elapsed = 0;
             if (r->check_quorum) check_quorum_round(r);
@@ -508,11 +527,11 @@ void raft_tick(raft_t *r) {
         }
         return;
     }
-    if (r->self_voter && r->n_prs == 1) {   /* the only voter: no one to wait for */
+    if (r->self_voter && voter_count(r) == 1) {   /* the only voter: no one to wait for */
         raft_campaign(r);
         return;
     }
-    if (++r->elapsed >= r->randomized_timeout && r->self_voter) campaign(r, r->pre_vote);
+    if (++r->elapsed >= r->randomized_timeout && r->self_voter) campaign(r, r->pre_vote, 0);
 }
 
 /* ---------------------------------------------------------------- step */
@@ -587,6 +606,8 @@ static void handle_app_resp(raft_t *r, raft_progress_t *pr, const raft_msg_t *m)
             inflight_free_to(pr, m->index);
             if (pr->next < m->index + 1) pr->next = m->index + 1;
         }
+        if (pr->id == r->lead_transferee && pr->match == last_index(r))
+            msg_new(r, RAFT_MSG_TIMEOUT_NOW, pr->id);
         if (maybe_commit(r)) {
             bcast_append(r);
             return;
@@ -671,7 +692,11 @@ static int entries_check(const raft_msg_t *m) {
  * that fails is refused (RAFT_ERR_INVALID) and counted, never asserted on. */
 static int msg_check(const raft_t *r, const raft_msg_t *m) {
     if (m->to != r->id || m->from == 0 || m->from == r->id) return 0;
-    if (!progress_of((raft_t *)r, m->from)) return 0;   /* not a member */
+    /* Requests may come from a member this one has not applied yet (a new
+     * leader, a new voter campaigning); an answer must come from a member. */
+    int request = m->type == RAFT_MSG_VOTE || m->type == RAFT_MSG_PRE_VOTE || m->type == RAFT_MSG_APP ||
+                  m->type == RAFT_MSG_HEARTBEAT || m->type == RAFT_MSG_TIMEOUT_NOW;
+    if (!request && !progress_of((raft_t *)r, m->from)) return 0;
     if (m->term == 0) return 0;
     switch (m->type) {
     case RAFT_MSG_VOTE:
@@ -683,6 +708,7 @@ static int msg_check(const raft_t *r, const raft_msg_t *m) {
     case RAFT_MSG_APP:
         return m->log_term <= m->term && entries_check(m);
     case RAFT_MSG_HEARTBEAT:
+    case RAFT_MSG_TIMEOUT_NOW:
     case RAFT_MSG_READ_INDEX:
     case RAFT_MSG_READ_INDEX_RESP:
         return m->n_entries == 0;
@@ -713,7 +739,8 @@ int raft_step(raft_t *r, const raft_msg_t *m) {
     }
     int vote_req = m->type == RAFT_MSG_VOTE || m->type == RAFT_MSG_PRE_VOTE;
     if (m->term > r->term) {
-        if (vote_req && in_lease(r)) return RAFT_OK;   /* ignored, as etcd-raft does */
+        /* ignored, as etcd-raft does, unless the leader itself asked for it */
+        if (vote_req && in_lease(r) && m->ctx != RAFT_VOTE_TRANSFER) return RAFT_OK;
         /* a pre-vote (or a grant of ours) carries a future term: nobody moves to it */
         int future = m->type == RAFT_MSG_PRE_VOTE || (m->type == RAFT_MSG_PRE_VOTE_RESP && !m->reject);
         if (!future) {
@@ -751,6 +778,10 @@ int raft_step(raft_t *r, const raft_msg_t *m) {
         if (m->from == r->lead) read_state_push(r, m->index, m->ctx);
         return RAFT_OK;
     }
+    if (m->type == RAFT_MSG_TIMEOUT_NOW) {
+        if (r->self_voter) campaign(r, 0, 1);
+        return RAFT_OK;
+    }
     if (m->type == RAFT_MSG_APP || m->type == RAFT_MSG_HEARTBEAT) {
         if (r->role == RAFT_CANDIDATE || r->role == RAFT_PRE_CANDIDATE) become_follower(r, m->term, m->from);
         r->lead = m->from;
@@ -769,10 +800,55 @@ int raft_step(raft_t *r, const raft_msg_t *m) {
 int raft_propose_type(raft_t *r, uint8_t type, const void *data, size_t len) {
     assert(!r->in_ready);
     if (r->role != RAFT_LEADER) return RAFT_ERR_NOT_LEADER;
+    if (r->lead_transferee) return RAFT_ERR_DROPPED;
+    if (type == RAFT_ENTRY_CONF_CHANGE && r->pending_conf_index > r->applied) return RAFT_ERR_DROPPED;
     /* as etcd-raft: one entry always fits in an empty budget */
     if (r->uncommitted > 0 && len > r->max_uncommitted - r->uncommitted) return RAFT_ERR_DROPPED;
     append_own_entry(r, type, data, len);
     r->uncommitted += len;
+    if (type == RAFT_ENTRY_CONF_CHANGE) r->pending_conf_index = last_index(r);
+    return RAFT_OK;
+}
+
+int raft_propose_conf_change(raft_t *r, uint8_t op, uint64_t id, const void *ctx, size_t ctx_len) {
+    assert(!r->in_ready);
+    if (r->role != RAFT_LEADER) return RAFT_ERR_NOT_LEADER;
+    const raft_progress_t *pr = progress_of(r, id);
+    if (id == 0 || (ctx_len && !ctx)) return RAFT_ERR_INVALID;
+    switch (op) {
+    case RAFT_CONF_ADD_VOTER:
+        if (pr && !pr->learner) return RAFT_ERR_INVALID;
+        break;
+    case RAFT_CONF_ADD_LEARNER:
+        if (pr) return RAFT_ERR_INVALID;
+        break;
+    case RAFT_CONF_REMOVE:
+        if (!pr || (!pr->learner && voter_count(r) == 1)) return RAFT_ERR_INVALID;
+        break;
+    default:
+        return RAFT_ERR_INVALID;
+    }
+    if (ctx_len > SIZE_MAX - RAFT_CONF_CHANGE_LEN) return RAFT_ERR_INVALID;
+    uint8_t *d = malloc(RAFT_CONF_CHANGE_LEN + ctx_len);
+    if (!d) return RAFT_ERR_NOMEM;
+    d[0] = op;
+    for (int b = 0; b < 8; b++) d[1 + b] = (uint8_t)(id >> (56 - 8 * b));
+    if (ctx_len) memcpy(d + RAFT_CONF_CHANGE_LEN, ctx, ctx_len);
+    int rc = raft_propose_type(r, RAFT_ENTRY_CONF_CHANGE, d, RAFT_CONF_CHANGE_LEN + ctx_len);
+    free(d);
+    return rc;
+}
+
+int raft_transfer_leader(raft_t *r, uint64_t to) {
+    assert(!r->in_ready);
+    if (r->role != RAFT_LEADER) return RAFT_ERR_NOT_LEADER;
+    raft_progress_t *pr = progress_of(r, to);
+    if (!pr || pr->learner) return RAFT_ERR_INVALID;
+    if (to == r->id) return RAFT_OK;
+    r->lead_transferee = to;
+    r->transfer_elapsed = 0;
+    if (pr->match == last_index(r)) msg_new(r, RAFT_MSG_TIMEOUT_NOW, to);
+    else send_all(r, pr, 1);
     return RAFT_OK;
 }
 
@@ -799,6 +875,87 @@ int raft_read_index(raft_t *r, uint64_t ctx) {
     if (r->lead == 0) return RAFT_ERR_NOT_LEADER;
     msg_new(r, RAFT_MSG_READ_INDEX, r->lead)->ctx = ctx;
     return RAFT_OK;
+}
+
+/* ---------------------------------------------------------------- membership */
+
+static void self_refresh(raft_t *r) {
+    const raft_progress_t *me = progress_of(r, r->id);
+    r->self_voter = me && !me->learner;
+}
+
+static raft_progress_t *progress_add(raft_t *r, uint64_t id, int learner) {
+    r->prs = xrealloc(r->prs, (r->n_prs + 1) * sizeof(*r->prs));
+    raft_progress_t *pr = &r->prs[r->n_prs++];
+    memset(pr, 0, sizeof(*pr));
+    pr->id = id;
+    pr->learner = learner;
+    pr->recent_active = 1;   /* a new member gets one election timeout to answer */
+    progress_become(pr, RAFT_PROGRESS_PROBE, last_index(r) + 1);
+    return pr;
+}
+
+static void progress_remove(raft_t *r, uint64_t id) {
+    for (size_t i = 0; i < r->n_prs; i++) {
+        if (r->prs[i].id != id) continue;
+        memmove(&r->prs[i], &r->prs[i + 1], (r->n_prs - i - 1) * sizeof(*r->prs));
+        r->n_prs--;
+        return;
+    }
+}
+
+/* Applies one committed conf change to this member's configuration. */
+static void conf_apply(raft_t *r, const raft_entry_t *e) {
+    if (e->type != RAFT_ENTRY_CONF_CHANGE || e->len < RAFT_CONF_CHANGE_LEN || !e->data) return;
+    uint64_t id = 0;
+    for (int b = 0; b < 8; b++) id = (id << 8) | e->data[1 + b];
+    if (id == 0) return;
+    raft_progress_t *pr = progress_of(r, id);
+    switch (e->data[0]) {
+    case RAFT_CONF_ADD_VOTER:
+        if (pr) pr->learner = 0;
+        else pr = progress_add(r, id, 0);
+        break;
+    case RAFT_CONF_ADD_LEARNER:
+        if (!pr) pr = progress_add(r, id, 1);
+        break;
+    case RAFT_CONF_REMOVE:
+        if (!pr || (!pr->learner && voter_count(r) == 1)) return;   /* never the last voter */
+        progress_remove(r, id);
+        pr = NULL;
+        if (r->lead_transferee == id) r->lead_transferee = 0;
+        break;
+    default:
+        return;
+    }
+    self_refresh(r);
+    if (r->role != RAFT_LEADER) return;
+    if (!r->self_voter) {
+        become_follower(r, r->term, 0);   /* removed (or demoted): step down */
+        return;
+    }
+    if (pr && pr->id != r->id && pr->match == 0) send_all(r, pr, 1);
+    if (maybe_commit(r)) bcast_append(r);  /* a smaller quorum may commit at once */
+}
+
+size_t raft_voters(const raft_t *r, uint64_t *out, size_t cap) {
+    size_t n = 0;
+    for (size_t i = 0; i < r->n_prs; i++)
+        if (!r->prs[i].learner) {
+            if (n < cap) out[n] = r->prs[i].id;
+            n++;
+        }
+    return n;
+}
+
+size_t raft_learners(const raft_t *r, uint64_t *out, size_t cap) {
+    size_t n = 0;
+    for (size_t i = 0; i < r->n_prs; i++)
+        if (r->prs[i].learner) {
+            if (n < cap) out[n] = r->prs[i].id;
+            n++;
+        }
+    return n;
 }
 
 /* ---------------------------------------------------------------- ready */
@@ -870,7 +1027,9 @@ void raft_advance(raft_t *r) {
     r->prev_hs = r->rd_hs;
     r->stabled = r->rd_stabled_to;
     assert(r->rd_applied_to <= r->commit);
+    uint64_t from = r->applied;
     r->applied = r->rd_applied_to;
+    for (uint64_t k = from + 1; k <= r->applied; k++) conf_apply(r, raft_entry_at(r, k));
     outbox_clear(r);
     r->n_read_states = 0;
     if (r->role == RAFT_LEADER && r->self_voter && maybe_commit(r) && r->n_prs > 1)
@@ -912,6 +1071,12 @@ void raft_status(const raft_t *r, raft_status_t *out) {
     out->stabled = r->stabled;
     out->role = r->role;
     out->msgs_rejected = r->msgs_rejected;
+    const raft_progress_t *me = progress_of((raft_t *)r, r->id);
+    out->is_voter = me && !me->learner;
+    out->is_learner = me && me->learner;
+    out->n_voters = voter_count(r);
+    out->n_learners = r->n_prs - out->n_voters;
+    out->lead_transferee = r->lead_transferee;
 }
 
 /* ---------------------------------------------------------------- life cycle */
@@ -928,6 +1093,14 @@ static int config_check(const raft_config_t *c, char *err, size_t errlen) {
         if (c->voters[i] == 0) return config_error(err, errlen, "voter id 0");
         for (size_t j = 0; j < i; j++)
             if (c->voters[i] == c->voters[j]) return config_error(err, errlen, "duplicate voter id");
+    }
+    if (c->n_learners && !c->learners) return config_error(err, errlen, "learners missing");
+    for (size_t i = 0; i < c->n_learners; i++) {
+        if (c->learners[i] == 0) return config_error(err, errlen, "learner id 0");
+        for (size_t j = 0; j < c->n_voters; j++)
+            if (c->learners[i] == c->voters[j]) return config_error(err, errlen, "learner is also a voter");
+        for (size_t j = 0; j < i; j++)
+            if (c->learners[i] == c->learners[j]) return config_error(err, errlen, "duplicate learner id");
     }
     if (c->heartbeat_ticks == 0 || c->election_ticks <= c->heartbeat_ticks)
         return config_error(err, errlen, "need 1 <= heartbeat_ticks < election_ticks");
@@ -954,16 +1127,19 @@ raft_t *raft_new(const raft_config_t *c, char *err, size_t errlen) {
     raft_t *r = calloc(1, sizeof(*r));
     if (!r) return NULL;
     r->id = c->id;
-    r->n_prs = c->n_voters;
-    r->prs = calloc(c->n_voters, sizeof(*r->prs));
+    r->n_prs = c->n_voters + c->n_learners;
+    r->prs = calloc(r->n_prs, sizeof(*r->prs));
     if (!r->prs) {
         free(r);
+        if (err && errlen) snprintf(err, errlen, "raft: out of memory");
         return NULL;
     }
-    for (size_t i = 0; i < c->n_voters; i++) {
-        r->prs[i].id = c->voters[i];
-        if (c->voters[i] == c->id) r->self_voter = 1;
+    for (size_t i = 0; i < c->n_voters; i++) r->prs[i].id = c->voters[i];
+    for (size_t i = 0; i < c->n_learners; i++) {
+        r->prs[c->n_voters + i].id = c->learners[i];
+        r->prs[c->n_voters + i].learner = 1;
     }
+    self_refresh(r);
     r->election_ticks = c->election_ticks;
     r->heartbeat_ticks = c->heartbeat_ticks;
     r->rng = c->seed ^ (c->id * 0xD1B54A32D192ED03ull);
@@ -986,6 +1162,8 @@ raft_t *raft_new(const raft_config_t *c, char *err, size_t errlen) {
     if (r->commit < c->applied) r->commit = c->applied;
     if (r->commit < r->base_index) r->commit = r->base_index;
     r->applied = c->applied;
+    /* the configuration at the applied index: replay applied conf changes */
+    for (uint64_t k = r->base_index + 1; k <= r->applied; k++) conf_apply(r, raft_entry_at(r, k));
     r->prev_hs = c->hard_state;
     r->role = RAFT_FOLLOWER;
     reset_election_timeout(r);

@@ -49,7 +49,24 @@ typedef enum raft_msg_type {
     RAFT_MSG_PRE_VOTE_RESP,  /* granted: term = the request's term; refused: the responder's term */
     RAFT_MSG_READ_INDEX,     /* follower -> leader: ctx = the follower's read request id */
     RAFT_MSG_READ_INDEX_RESP, /* leader -> follower: index = the confirmed read index, ctx echoed */
+    RAFT_MSG_TIMEOUT_NOW,    /* leader -> transfer target: campaign now (its Vote carries ctx = RAFT_VOTE_TRANSFER) */
 } raft_msg_type_t;
+
+/* Vote ctx: a campaign asked for by the leader (transfer); bypasses the leader lease. */
+#define RAFT_VOTE_TRANSFER 1
+
+/* Membership changes, one at a time (no joint consensus). A
+ * RAFT_ENTRY_CONF_CHANGE entry's data is: op byte (RAFT_CONF_*), the 8-byte
+ * big-endian member id, then any driver context (ignored by the core; e.g.
+ * the member's URLs). Every member applies it when the entry is applied
+ * (handed out in a ready and acknowledged by raft_advance, or below
+ * raft_config_t.applied at raft_new): adding an existing voter is a no-op. */
+enum {
+    RAFT_CONF_ADD_VOTER = 1,     /* also promotes a learner */
+    RAFT_CONF_ADD_LEARNER = 2,
+    RAFT_CONF_REMOVE = 3,
+};
+#define RAFT_CONF_CHANGE_LEN 9
 
 /* A message between peers. entries/data are owned by whoever built the
  * message (in a ready: by the core, until raft_advance). raft_step() copies
@@ -76,8 +93,10 @@ typedef struct raft_read_state {
 
 typedef struct raft_config {
     uint64_t id;                 /* non-zero */
-    const uint64_t *voters;      /* all voters including id */
+    const uint64_t *voters;      /* all voters (at log_base_index), normally including id */
     size_t n_voters;
+    const uint64_t *learners;    /* non-voting members receiving the log (may be NULL) */
+    size_t n_learners;
     unsigned election_ticks;     /* > heartbeat_ticks; timeout drawn from [e, 2e) */
     unsigned heartbeat_ticks;    /* >= 1 */
     uint64_t seed;               /* election jitter PRNG seed */
@@ -134,6 +153,9 @@ typedef struct raft_status {
     uint64_t first_index, last_index, stabled;
     raft_role_t role;
     uint64_t msgs_rejected;      /* peer messages refused as malformed (raft_step) */
+    int is_voter, is_learner;    /* this member in its current (applied) configuration */
+    size_t n_voters, n_learners;
+    uint64_t lead_transferee;    /* leader: transfer target in progress, 0 none */
 } raft_status_t;
 
 typedef struct raft raft_t;
@@ -187,6 +209,21 @@ int raft_propose_type(raft_t *r, uint8_t type, const void *data, size_t len);
  * no leader is known. A request can be lost (leader change, lost message):
  * the driver times out and retries, as with etcd. */
 int raft_read_index(raft_t *r, uint64_t ctx);
+
+/* Leader only: proposes a membership change (see RAFT_CONF_*). Refused
+ * with RAFT_ERR_DROPPED while another change is not applied yet (or this
+ * leader has not applied its whole log of election time, as etcd-raft),
+ * RAFT_ERR_INVALID for a change that makes no sense (remove a non-member,
+ * learner for a voter, the last voter). ctx/ctx_len: driver context. */
+int raft_propose_conf_change(raft_t *r, uint8_t op, uint64_t id, const void *ctx, size_t ctx_len);
+/* Members of the applied configuration: fills up to cap ids, returns the count. */
+size_t raft_voters(const raft_t *r, uint64_t *out, size_t cap);
+size_t raft_learners(const raft_t *r, uint64_t *out, size_t cap);
+
+/* Leader only: hands leadership to voter `to` (etcd's MoveLeader): once its
+ * log is caught up it gets MsgTimeoutNow and campaigns at once. Proposals
+ * are dropped meanwhile; the transfer is abandoned after an election timeout. */
+int raft_transfer_leader(raft_t *r, uint64_t to);
 
 int raft_has_ready(const raft_t *r);
 /* Fills rd; everything it points to stays valid until raft_advance(). No other
