@@ -33,7 +33,7 @@
 
 #include "raft.h"
 
-#define MAX_NODES 5
+#define MAX_NODES 7             /* 3 or 5 initial voters, the rest join later */
 #define MAX_LOG 2048
 #define MAX_READS 32
 #define SIM_STEPS 600          /* faulty steps per seed, then healing */
@@ -60,6 +60,8 @@ typedef struct sim_node {
     uint64_t last;
     uint64_t applied;                /* in-memory state machine (rebuilt on restart) */
     uint64_t seen_commit;            /* commit index already recorded by the checker */
+    int gone;                        /* removed from the cluster and stopped for good */
+    int ever_member;                 /* in a committed configuration at some point */
 } sim_node_t;
 
 /* What the checker knows about an (index, term) pair ever seen in a log. */
@@ -72,6 +74,8 @@ typedef struct committed {
     int set;
     uint64_t term, hash;
     uint64_t known_in_term;  /* term of the member that first reported it committed */
+    uint8_t conf_op;         /* a conf change: RAFT_CONF_* and the member id */
+    uint64_t conf_id;
 } committed_t;
 
 typedef struct sim_read {
@@ -88,6 +92,7 @@ typedef struct sim_opts {
 typedef struct sim {
     sim_opts_t o;
     uint64_t seed, rng, now;
+    int n_slots;                     /* members ever started: ids 1..n_slots */
     uint64_t ids[MAX_NODES];
     sim_node_t nodes[MAX_NODES];
     int blocked[MAX_NODES][MAX_NODES];  /* link from -> to cut */
@@ -102,7 +107,7 @@ typedef struct sim {
     uint64_t *leader_of_term;
     size_t n_terms;
     sim_read_t reads[MAX_READS];
-    uint64_t next_ctx, proposals, reads_done, dropped;
+    uint64_t next_ctx, proposals, reads_done, dropped, conf_changes;
     int settling;            /* no more faults: the cluster must converge */
     int failed;
     char why[256];
@@ -111,7 +116,7 @@ typedef struct sim {
 typedef struct sim_result {
     int failed;
     char why[256];
-    uint64_t committed, reads;
+    uint64_t committed, reads, conf_changes;
 } sim_result_t;
 
 /* ---------------------------------------------------------------- helpers */
@@ -141,7 +146,7 @@ static uint64_t entry_hash(uint8_t type, const uint8_t *data, size_t len) {
 }
 
 static int node_of(const sim_t *s, uint64_t id) {
-    for (int i = 0; i < s->o.n; i++)
+    for (int i = 0; i < s->n_slots; i++)
         if (s->ids[i] == id) return i;
     return -1;
 }
@@ -229,7 +234,8 @@ static void check_leader_has(sim_t *s, raft_t *r, uint64_t term, uint64_t k) {
 }
 
 /* Commit index k is known: it never changes afterwards. */
-static void record_committed(sim_t *s, uint64_t k, uint64_t term, uint64_t hash, uint64_t in_term) {
+static void record_committed(sim_t *s, const raft_entry_t *e, uint64_t in_term) {
+    uint64_t k = e->index, term = e->term, hash = entry_hash(e->type, e->data, e->len);
     committed_t *c = &s->committed[k];
     if (c->set) {
         if (c->term != term || c->hash != hash)
@@ -237,9 +243,13 @@ static void record_committed(sim_t *s, uint64_t k, uint64_t term, uint64_t hash,
         return;
     }
     *c = (committed_t){ .set = 1, .term = term, .hash = hash, .known_in_term = in_term };
+    if (e->type == RAFT_ENTRY_CONF_CHANGE && e->len >= RAFT_CONF_CHANGE_LEN) {
+        c->conf_op = e->data[0];
+        for (int b = 0; b < 8; b++) c->conf_id = (c->conf_id << 8) | e->data[1 + b];
+    }
     if (k > s->max_known_commit) s->max_known_commit = k;
     /* every current leader of a later term must already hold it */
-    for (int i = 0; i < s->o.n; i++) {
+    for (int i = 0; i < s->n_slots; i++) {
         if (!s->nodes[i].up) continue;
         raft_status_t st;
         raft_status(s->nodes[i].r, &st);
@@ -252,7 +262,7 @@ static void observe_commit(sim_t *s, sim_node_t *nd, const raft_status_t *st) {
         uint64_t k = ++nd->seen_commit;
         const raft_entry_t *e = raft_entry_at(nd->r, k);
         if (!e) continue;   /* compacted: its apply was checked */
-        record_committed(s, k, e->term, entry_hash(e->type, e->data, e->len), st->term);
+        record_committed(s, e, st->term);
     }
 }
 
@@ -269,7 +279,7 @@ static void check_leader(sim_t *s, sim_node_t *nd, const raft_status_t *st) {
 }
 
 static void check_invariants(sim_t *s) {
-    for (int i = 0; i < s->o.n && !s->failed; i++) {
+    for (int i = 0; i < s->n_slots && !s->failed; i++) {
         sim_node_t *nd = &s->nodes[i];
         if (!nd->up) continue;
         raft_status_t st;
@@ -307,7 +317,7 @@ static void apply_entry(sim_t *s, sim_node_t *nd, const raft_entry_t *e, uint64_
         return;
     }
     nd->applied = e->index;
-    record_committed(s, e->index, e->term, entry_hash(e->type, e->data, e->len), term);
+    record_committed(s, e, term);
 }
 
 static void release_reads(sim_t *s, int i, const raft_ready_t *rd) {
@@ -359,7 +369,7 @@ static void handle_ready(sim_t *s, int i) {
 static void drain(sim_t *s) {
     for (int rounds = 0; rounds < 50 && !s->failed; rounds++) {
         int any = 0;
-        for (int i = 0; i < s->o.n; i++) {
+        for (int i = 0; i < s->n_slots; i++) {
             if (s->nodes[i].up && raft_has_ready(s->nodes[i].r)) {
                 handle_ready(s, i);
                 any = 1;
@@ -404,6 +414,17 @@ static void node_crash(sim_t *s, int i) {
         if (s->reads[q].active && s->reads[q].node == i) s->reads[q].active = 0;
 }
 
+static int is_member_of(const raft_t *r, uint64_t id) {
+    uint64_t ids[MAX_NODES];
+    size_t nv = raft_voters(r, ids, MAX_NODES);
+    for (size_t k = 0; k < nv && k < MAX_NODES; k++)
+        if (ids[k] == id) return 1;
+    size_t nl = raft_learners(r, ids, MAX_NODES);
+    for (size_t k = 0; k < nl && k < MAX_NODES; k++)
+        if (ids[k] == id) return 1;
+    return 0;
+}
+
 static void deliver_one(sim_t *s, int ignore_links) {
     if (!s->n_net) return;
     size_t i = pick(s, (unsigned)s->n_net);   /* any message: reordering */
@@ -412,6 +433,7 @@ static void deliver_one(sim_t *s, int ignore_links) {
     int from = node_of(s, m->from), to = node_of(s, m->to);
     if (s->nodes[to].up && (ignore_links || !s->blocked[from][to])) {
         int rc = raft_step(s->nodes[to].r, m);
+        if (rc == RAFT_ERR_INVALID && !is_member_of(s->nodes[to].r, m->from)) rc = RAFT_OK;  /* late answer of a removed member */
         if (rc != RAFT_OK) sim_fail(s, "member %llu refused a correct peer's message type %d (rc %d)",
                                     (unsigned long long)m->to, m->type, rc);
     }
@@ -420,7 +442,7 @@ static void deliver_one(sim_t *s, int ignore_links) {
 
 static uint64_t max_commit(sim_t *s) {
     uint64_t m = s->max_known_commit;
-    for (int i = 0; i < s->o.n; i++) {
+    for (int i = 0; i < s->n_slots; i++) {
         if (!s->nodes[i].up) continue;
         raft_status_t st;
         raft_status(s->nodes[i].r, &st);
@@ -438,7 +460,7 @@ static void read_some(sim_t *s, int i) {
 }
 
 static void propose_some(sim_t *s) {
-    for (int i = 0; i < s->o.n; i++) {
+    for (int i = 0; i < s->n_slots; i++) {
         if (!s->nodes[i].up) continue;
         raft_status_t st;
         raft_status(s->nodes[i].r, &st);
@@ -452,14 +474,14 @@ static void propose_some(sim_t *s) {
             else sim_fail(s, "leader refused a proposal: %d", rc);
         }
     }
-    for (int i = 0; i < s->o.n; i++)   /* reads on any member: followers forward */
+    for (int i = 0; i < s->n_slots; i++)   /* reads on any member: followers forward */
         if (s->nodes[i].up && pick(s, 3) == 0) read_some(s, i);
 }
 
 static void heal(sim_t *s) { memset(s->blocked, 0, sizeof(s->blocked)); }
 
 static void network_event(sim_t *s) {
-    int n = s->o.n;
+    int n = s->n_slots;
     switch (pick(s, 6)) {
     case 0: {   /* split into two groups */
         int group[MAX_NODES];
@@ -486,25 +508,96 @@ static void network_event(sim_t *s) {
     }
 }
 
+/* Membership in the committed prefix of the log (what the cluster agreed on). */
+static void committed_config(sim_t *s, int *member, int *voter) {
+    for (int i = 0; i < MAX_NODES; i++) {
+        member[i] = voter[i] = i < s->o.n;
+        if (member[i]) s->nodes[i].ever_member = 1;
+    }
+    for (uint64_t k = 1; k <= s->max_known_commit; k++) {
+        committed_t *c = &s->committed[k];
+        if (!c->set || !c->conf_op || c->conf_id == 0 || c->conf_id > MAX_NODES) continue;
+        int x = (int)c->conf_id - 1;
+        if (c->conf_op == RAFT_CONF_ADD_VOTER) member[x] = voter[x] = 1;
+        else if (c->conf_op == RAFT_CONF_ADD_LEARNER && !member[x]) member[x] = 1;
+        else if (c->conf_op == RAFT_CONF_REMOVE) {
+            int voters = 0;
+            for (int i = 0; i < MAX_NODES; i++) voters += voter[i];
+            if (voter[x] && voters == 1) continue;
+            member[x] = voter[x] = 0;
+        }
+        if (member[x]) s->nodes[x].ever_member = 1;
+    }
+}
+
+static int leader_index(sim_t *s) {
+    for (int i = 0; i < s->n_slots; i++) {
+        if (!s->nodes[i].up) continue;
+        raft_status_t st;
+        raft_status(s->nodes[i].r, &st);
+        if (st.role == RAFT_LEADER) return i;
+    }
+    return -1;
+}
+
+/* The leader adds a member (a new id, learner or voter), promotes a
+ * learner, removes a member (itself too) or hands leadership over. */
+static void change_membership(sim_t *s) {
+    int l = leader_index(s);
+    if (l < 0) return;
+    raft_t *r = s->nodes[l].r;
+    uint64_t voters[MAX_NODES], learners[MAX_NODES];
+    size_t nv = raft_voters(r, voters, MAX_NODES), nl = raft_learners(r, learners, MAX_NODES);
+    int rc = RAFT_OK;
+    switch (pick(s, 4)) {
+    case 0:
+        if (s->n_slots >= MAX_NODES) return;
+        rc = raft_propose_conf_change(r, pick(s, 3) ? RAFT_CONF_ADD_LEARNER : RAFT_CONF_ADD_VOTER,
+                                      s->ids[s->n_slots], "url", 3);
+        if (rc == RAFT_OK) node_start(s, s->n_slots++);   /* joins with an empty log */
+        break;
+    case 1:
+        if (!nl) return;
+        rc = raft_propose_conf_change(r, RAFT_CONF_ADD_VOTER, learners[pick(s, (unsigned)nl)], NULL, 0);
+        break;
+    case 2: {
+        uint64_t id = pick(s, 2) && nl ? learners[pick(s, (unsigned)nl)] : voters[pick(s, (unsigned)nv)];
+        int is_voter = 0;
+        for (size_t k = 0; k < nv; k++) is_voter |= voters[k] == id;
+        if (is_voter && nv <= 2) return;   /* keep two voters */
+        rc = raft_propose_conf_change(r, RAFT_CONF_REMOVE, id, NULL, 0);
+        break;
+    }
+    default:
+        rc = raft_transfer_leader(r, voters[pick(s, (unsigned)nv)]);
+        break;
+    }
+    if (rc != RAFT_OK && rc != RAFT_ERR_DROPPED)
+        sim_fail(s, "leader refused a sensible membership change or transfer: %d", rc);
+    if (rc == RAFT_OK) s->conf_changes++;
+}
+
 /* One step of simulated time: some deliveries, then one random event. */
 static void sim_step(sim_t *s) {
     s->now++;
     for (int k = 0; k < 3; k++) deliver_one(s, 0);
     unsigned a = pick(s, 1000);
     if (a < 350) {
-        for (int i = 0; i < s->o.n; i++)
+        for (int i = 0; i < s->n_slots; i++)
             if (s->nodes[i].up && pick(s, 2)) raft_tick(s->nodes[i].r);
     } else if (a < 550) {
         propose_some(s);
     } else if (a < 580) {
         network_event(s);
     } else if (a < 590) {
-        int i = (int)pick(s, (unsigned)s->o.n);
+        int i = (int)pick(s, (unsigned)s->n_slots);
         if (s->nodes[i].up) node_crash(s, i);
-        else node_start(s, i);
+        else if (!s->nodes[i].gone) node_start(s, i);
     } else if (a < 595) {
-        for (int i = 0; i < s->o.n; i++)
-            if (!s->nodes[i].up) node_start(s, i);
+        for (int i = 0; i < s->n_slots; i++)
+            if (!s->nodes[i].up && !s->nodes[i].gone) node_start(s, i);
+    } else if (a < 610) {
+        change_membership(s);
     }
     drain(s);
 }
@@ -512,15 +605,24 @@ static void sim_step(sim_t *s) {
 /* Heal everything and let the cluster settle: it must converge. */
 static void settle(sim_t *s) {
     heal(s);
-    for (int i = 0; i < s->o.n; i++)
-        if (!s->nodes[i].up) node_start(s, i);
+    for (int i = 0; i < s->n_slots; i++)
+        if (!s->nodes[i].up && !s->nodes[i].gone) node_start(s, i);
     s->loss_pct = 0;
     s->dup_pct = 0;
     s->settling = 1;
+    int member[MAX_NODES], voter[MAX_NODES];
     for (int k = 0; k < 400 && !s->failed; k++) {
         s->now++;
+        /* members whose removal committed stop for good (they would only disrupt) */
+        committed_config(s, member, voter);
+        for (int i = 0; i < s->n_slots; i++) {
+            if (member[i] || !s->nodes[i].ever_member || s->nodes[i].gone) continue;
+            if (s->nodes[i].up) node_crash(s, i);
+            s->nodes[i].gone = 1;
+        }
         if (k % 2 == 0)
-            for (int i = 0; i < s->o.n; i++) raft_tick(s->nodes[i].r);
+            for (int i = 0; i < s->n_slots; i++)
+                if (s->nodes[i].up) raft_tick(s->nodes[i].r);
         while (s->n_net && !s->failed) {
             deliver_one(s, 1);
             drain(s);
@@ -529,26 +631,36 @@ static void settle(sim_t *s) {
         if (k % 40 == 0) propose_some(s);   /* a new-term entry lets old ones commit */
     }
     if (s->failed) return;
-    int leaders = 0;
+    committed_config(s, member, voter);
+    int leaders = 0, lead = -1;
     raft_status_t st[MAX_NODES];
-    for (int i = 0; i < s->o.n; i++) {
+    for (int i = 0; i < s->n_slots; i++) {
+        if (!member[i]) continue;
+        if (!s->nodes[i].up) {
+            sim_fail(s, "member %d is down after healing", i + 1);
+            return;
+        }
         raft_status(s->nodes[i].r, &st[i]);
-        leaders += st[i].role == RAFT_LEADER;
+        if (st[i].role == RAFT_LEADER) {
+            leaders++;
+            lead = i;
+        }
     }
     if (leaders != 1) {
-        sim_fail(s, "liveness: %d leaders after healing", leaders);
+        sim_fail(s, "liveness: %d leaders among the members after healing", leaders);
         return;
     }
-    for (int i = 1; i < s->o.n; i++) {
-        if (st[i].commit != st[0].commit || st[i].last_index != st[0].last_index ||
-            s->nodes[i].applied != st[0].commit)
-            sim_fail(s, "liveness: member %d not caught up (commit %llu vs %llu)", i,
-                     (unsigned long long)st[i].commit, (unsigned long long)st[0].commit);
+    for (int i = 0; i < s->n_slots; i++) {
+        if (!member[i]) continue;
+        if (st[i].commit != st[lead].commit || st[i].last_index != st[lead].last_index ||
+            s->nodes[i].applied != st[lead].commit)
+            sim_fail(s, "liveness: member %d not caught up (commit %llu vs %llu)", i + 1,
+                     (unsigned long long)st[i].commit, (unsigned long long)st[lead].commit);
     }
 }
 
 static void sim_free(sim_t *s) {
-    for (int i = 0; i < s->o.n; i++) {
+    for (int i = 0; i < s->n_slots; i++) {
         if (s->nodes[i].up) raft_free(s->nodes[i].r);
         for (uint64_t k = 1; k <= s->nodes[i].last; k++) free(s->nodes[i].log[k].data);
     }
@@ -570,7 +682,8 @@ static void run_seed(uint64_t seed, const sim_opts_t *o, sim_result_t *res) {
     s->o = *o;
     s->seed = seed;
     s->rng = seed * 0x2545F4914F6CDD1Dull + (uint64_t)o->n;
-    for (int i = 0; i < o->n; i++) s->ids[i] = (uint64_t)i + 1;
+    for (int i = 0; i < MAX_NODES; i++) s->ids[i] = (uint64_t)i + 1;
+    s->n_slots = o->n;
     s->loss_pct = pick(s, 25);
     s->dup_pct = pick(s, 10);
     s->max_delay = 1 + pick(s, 8);
@@ -586,6 +699,7 @@ static void run_seed(uint64_t seed, const sim_opts_t *o, sim_result_t *res) {
     memcpy(res->why, s->why, sizeof(res->why));
     res->committed = s->max_known_commit;
     res->reads = s->reads_done;
+    res->conf_changes = s->conf_changes;
     sim_free(s);
     free(s);
 }
@@ -599,7 +713,7 @@ static uint64_t env_u64(const char *name, uint64_t dflt) {
 
 static void run_many(int n, uint64_t first, uint64_t count, int steps) {
     sim_opts_t o = { .n = n, .steps = steps };
-    uint64_t committed = 0, reads = 0;
+    uint64_t committed = 0, reads = 0, confs = 0;
     for (uint64_t seed = first; seed < first + count; seed++) {
         sim_result_t res;
         run_seed(seed, &o, &res);
@@ -611,9 +725,11 @@ static void run_many(int n, uint64_t first, uint64_t count, int steps) {
         }
         committed += res.committed;
         reads += res.reads;
+        confs += res.conf_changes;
     }
-    fprintf(stderr, "raft sim: %d members, %llu seeds: %llu entries committed, %llu reads checked\n", n,
-            (unsigned long long)count, (unsigned long long)committed, (unsigned long long)reads);
+    fprintf(stderr, "raft sim: %d members, %llu seeds: %llu entries committed, %llu reads checked, "
+                    "%llu membership changes/transfers\n", n, (unsigned long long)count,
+            (unsigned long long)committed, (unsigned long long)reads, (unsigned long long)confs);
     assert_true(committed > count * 5);
 }
 
@@ -651,7 +767,7 @@ static void test_sim_deterministic(void **state) {
 /* A deliberately broken core must be caught within a few hundred seeds. */
 static void expect_caught(unsigned debug_break, int n, const char *what) {
     sim_opts_t o = { .n = n, .steps = 400, .debug_break = debug_break };
-    for (uint64_t seed = 1; seed <= 500; seed++) {
+    for (uint64_t seed = 1; seed <= 2000; seed++) {
         sim_result_t res;
         run_seed(seed, &o, &res);
         if (res.failed) {
@@ -659,7 +775,7 @@ static void expect_caught(unsigned debug_break, int n, const char *what) {
             return;
         }
     }
-    fprintf(stderr, "raft sim: %s NOT caught in 500 seeds\n", what);
+    fprintf(stderr, "raft sim: %s NOT caught in 2000 seeds\n", what);
     fail();
 }
 
