@@ -26,6 +26,8 @@ typedef struct raft_progress {
     uint64_t read_ack;       /* highest ReadIndex round acknowledged */
     int recent_active;       /* heard from since the last check-quorum round */
     int learner;             /* receives the log, never votes or counts for a quorum */
+    uint64_t pending_snapshot;  /* snapshot state: index of the snapshot sent */
+    unsigned snap_elapsed;      /* snapshot state: ticks without an answer */
 } raft_progress_t;
 
 typedef struct raft_pending_read {
@@ -78,6 +80,12 @@ struct raft {
     uint64_t pending_conf_index;  /* leader: no new conf change until applied >= this */
     uint64_t lead_transferee;     /* leader: transfer target, 0 none */
     unsigned transfer_elapsed;
+    /* the snapshot at the log base: membership there (voters, then learners) */
+    uint64_t *snap_ids;
+    size_t snap_nv, snap_nl;
+    uint64_t conf_index;          /* index of the last applied conf change (or the log base) */
+    int snap_pending;             /* a received snapshot for the next ready */
+    raft_snapshot_meta_t snap_meta;
 };
 
 /* ---------------------------------------------------------------- helpers */
@@ -205,7 +213,10 @@ static void msg_attach_entries(raft_t *r, raft_msg_t *m, uint64_t lo, uint64_t h
 }
 
 static void outbox_clear(raft_t *r) {
-    for (size_t i = 0; i < r->n_msgs; i++) free(r->msgs[i].entries);
+    for (size_t i = 0; i < r->n_msgs; i++) {
+        free(r->msgs[i].entries);
+        free((void *)r->msgs[i].snapshot);
+    }
     r->n_msgs = 0;
 }
 
@@ -250,6 +261,10 @@ static void reads_check(raft_t *r) {
 }
 
 static void bcast_heartbeat(raft_t *r);
+static int send_snapshot(raft_t *r, raft_progress_t *pr);
+static void handle_snapshot(raft_t *r, const raft_msg_t *m);
+static raft_progress_t *progress_add(raft_t *r, uint64_t id, int learner);
+static void self_refresh(raft_t *r);
 static void read_queue(raft_t *r, uint64_t from, uint64_t ctx);
 
 /* A leader that has committed in its term holds reads waiting for a round. */
@@ -327,13 +342,35 @@ static uint64_t app_last(const raft_t *r, uint64_t next) {
     return hi;
 }
 
+/* The follower needs entries already compacted: send the snapshot of the
+ * log base (metadata; the driver attaches the data). Only to a follower
+ * heard from recently (etcd-raft), then wait in snapshot state. */
+static int send_snapshot(raft_t *r, raft_progress_t *pr) {
+    if (!pr->recent_active) return 0;
+    size_t n = r->snap_nv + r->snap_nl;
+    raft_snapshot_meta_t *sm = xrealloc(NULL, sizeof(*sm) + n * sizeof(uint64_t));
+    uint64_t *ids = (uint64_t *)(sm + 1);
+    if (n) memcpy(ids, r->snap_ids, n * sizeof(uint64_t));
+    *sm = (raft_snapshot_meta_t){ .index = r->base_index, .term = r->base_term, .voters = ids,
+                                  .n_voters = r->snap_nv, .learners = ids + r->snap_nv, .n_learners = r->snap_nl };
+    raft_msg_t *m = msg_new(r, RAFT_MSG_SNAP, pr->id);
+    m->index = r->base_index;
+    m->log_term = r->base_term;
+    m->commit = r->commit;
+    m->snapshot = sm;
+    progress_become(pr, RAFT_PROGRESS_SNAPSHOT, pr->next);
+    pr->pending_snapshot = r->base_index;
+    pr->snap_elapsed = 0;
+    return 1;
+}
+
 /* Sends the entries after pr->next-1 (or an empty App carrying the commit).
  * Returns 1 if a message was sent. */
 static int send_append(raft_t *r, raft_progress_t *pr, int allow_empty) {
     if (pr->state == RAFT_PROGRESS_SNAPSHOT) return 0;
     if (pr->state == RAFT_PROGRESS_PROBE && pr->paused) return 0;
     if (pr->state == RAFT_PROGRESS_REPLICATE && inflight_full(r, pr)) return 0;
-    if (pr->next <= r->base_index) return 0; /* would need a snapshot: out of scope */
+    if (pr->next <= r->base_index) return send_snapshot(r, pr);
     uint64_t prev = pr->next - 1;
     uint64_t hi = app_last(r, pr->next);
     if (hi < pr->next && !allow_empty) return 0;
@@ -509,16 +546,21 @@ static void check_quorum_round(raft_t *r) {
         if (!pr->learner && (pr->id == r->id ? r->self_voter : pr->recent_active)) active++;
         pr->recent_active = pr->id == r->id;
     }
-    if (active < quorum(r)) become_follower(r, r->term, 0);
+    if (r->check_quorum && active < quorum(r)) become_follower(r, r->term, 0);
 }
 
 void raft_tick(raft_t *r) {
     assert(!r->in_ready);
     if (r->role == RAFT_LEADER) {
         if (r->lead_transferee && ++r->transfer_elapsed >= r->election_ticks) r->lead_transferee = 0;
+        for (size_t i = 0; i < r->n_prs; i++) {   /* a snapshot never answered is tried again */
+            raft_progress_t *pr = &r->prs[i];
+            if (pr->state == RAFT_PROGRESS_SNAPSHOT && ++pr->snap_elapsed >= 2 * r->election_ticks)
+                progress_become(pr, RAFT_PROGRESS_PROBE, pr->match + 1);
+        }
         if (++r->elapsed >= r->election_ticks) {
             r->elapsed = 0;
-            if (r->check_quorum) check_quorum_round(r);
+            check_quorum_round(r);
             if (r->role != RAFT_LEADER) return;
         }
         if (++r->hb_elapsed >= r->heartbeat_ticks) {
@@ -580,6 +622,10 @@ static void handle_append(raft_t *r, const raft_msg_t *m) {
 }
 
 static void handle_app_resp(raft_t *r, raft_progress_t *pr, const raft_msg_t *m) {
+    if (pr->state == RAFT_PROGRESS_SNAPSHOT) {
+        if (m->reject) return;   /* an answer to an older App */
+        if (m->index >= pr->pending_snapshot) progress_become(pr, RAFT_PROGRESS_PROBE, m->index + 1);
+    }
     if (m->reject) {
         if (pr->state == RAFT_PROGRESS_REPLICATE) {
             if (m->index <= pr->match) return;      /* stale */
@@ -602,7 +648,7 @@ static void handle_app_resp(raft_t *r, raft_progress_t *pr, const raft_msg_t *m)
         pr->match = m->index;
         if (pr->state == RAFT_PROGRESS_PROBE) {
             progress_become(pr, RAFT_PROGRESS_REPLICATE, pr->match + 1);
-        } else {
+        } else if (pr->state == RAFT_PROGRESS_REPLICATE) {
             inflight_free_to(pr, m->index);
             if (pr->next < m->index + 1) pr->next = m->index + 1;
         }
@@ -687,6 +733,21 @@ static int entries_check(const raft_msg_t *m) {
     return 1;
 }
 
+/* A snapshot names its index and term (as the message does), at least one
+ * voter, no id 0. */
+static int snapshot_check(const raft_msg_t *m) {
+    const raft_snapshot_meta_t *sm = m->snapshot;
+    if (!sm || sm->index == 0 || sm->index != m->index || sm->term != m->log_term) return 0;
+    if (m->log_term > m->term || sm->n_voters == 0 || !sm->voters) return 0;
+    if (sm->n_learners && !sm->learners) return 0;
+    if (sm->n_voters > 4096 || sm->n_learners > 4096) return 0;
+    for (size_t i = 0; i < sm->n_voters; i++)
+        if (sm->voters[i] == 0) return 0;
+    for (size_t i = 0; i < sm->n_learners; i++)
+        if (sm->learners[i] == 0) return 0;
+    return 1;
+}
+
 /* Whatever a peer sends is checked here, before it can touch the state:
  * ids, type, terms and indexes that no correct peer can produce. A message
  * that fails is refused (RAFT_ERR_INVALID) and counted, never asserted on. */
@@ -695,7 +756,7 @@ static int msg_check(const raft_t *r, const raft_msg_t *m) {
     /* Requests may come from a member this one has not applied yet (a new
      * leader, a new voter campaigning); an answer must come from a member. */
     int request = m->type == RAFT_MSG_VOTE || m->type == RAFT_MSG_PRE_VOTE || m->type == RAFT_MSG_APP ||
-                  m->type == RAFT_MSG_HEARTBEAT || m->type == RAFT_MSG_TIMEOUT_NOW;
+                  m->type == RAFT_MSG_HEARTBEAT || m->type == RAFT_MSG_TIMEOUT_NOW || m->type == RAFT_MSG_SNAP;
     if (!request && !progress_of((raft_t *)r, m->from)) return 0;
     if (m->term == 0) return 0;
     switch (m->type) {
@@ -707,6 +768,8 @@ static int msg_check(const raft_t *r, const raft_msg_t *m) {
         return 1;
     case RAFT_MSG_APP:
         return m->log_term <= m->term && entries_check(m);
+    case RAFT_MSG_SNAP:
+        return m->n_entries == 0 && snapshot_check(m);
     case RAFT_MSG_HEARTBEAT:
     case RAFT_MSG_TIMEOUT_NOW:
     case RAFT_MSG_READ_INDEX:
@@ -728,7 +791,7 @@ static int msg_check(const raft_t *r, const raft_msg_t *m) {
  * or lying. Refused, never obeyed. */
 static int from_rival_leader(const raft_t *r, const raft_msg_t *m) {
     return r->role == RAFT_LEADER && m->term == r->term &&
-           (m->type == RAFT_MSG_APP || m->type == RAFT_MSG_HEARTBEAT);
+           (m->type == RAFT_MSG_APP || m->type == RAFT_MSG_HEARTBEAT || m->type == RAFT_MSG_SNAP);
 }
 
 int raft_step(raft_t *r, const raft_msg_t *m) {
@@ -744,12 +807,13 @@ int raft_step(raft_t *r, const raft_msg_t *m) {
         /* a pre-vote (or a grant of ours) carries a future term: nobody moves to it */
         int future = m->type == RAFT_MSG_PRE_VOTE || (m->type == RAFT_MSG_PRE_VOTE_RESP && !m->reject);
         if (!future) {
-            uint64_t lead = (m->type == RAFT_MSG_APP || m->type == RAFT_MSG_HEARTBEAT) ? m->from : 0;
+            uint64_t lead = (m->type == RAFT_MSG_APP || m->type == RAFT_MSG_HEARTBEAT || m->type == RAFT_MSG_SNAP) ? m->from : 0;
             become_follower(r, m->term, lead);
         }
     } else if (m->term < r->term) {
         /* a stale leader learns of the newer term from our reply */
-        if (m->type == RAFT_MSG_APP || m->type == RAFT_MSG_HEARTBEAT) msg_new(r, RAFT_MSG_APP_RESP, m->from);
+        if (m->type == RAFT_MSG_APP || m->type == RAFT_MSG_HEARTBEAT || m->type == RAFT_MSG_SNAP)
+            msg_new(r, RAFT_MSG_APP_RESP, m->from);
         else if (m->type == RAFT_MSG_VOTE) msg_new(r, RAFT_MSG_VOTE_RESP, m->from)->reject = 1;
         else if (m->type == RAFT_MSG_PRE_VOTE) msg_new(r, RAFT_MSG_PRE_VOTE_RESP, m->from)->reject = 1;
         return RAFT_OK;
@@ -782,11 +846,13 @@ int raft_step(raft_t *r, const raft_msg_t *m) {
         if (r->self_voter) campaign(r, 0, 1);
         return RAFT_OK;
     }
-    if (m->type == RAFT_MSG_APP || m->type == RAFT_MSG_HEARTBEAT) {
+    if (m->type == RAFT_MSG_APP || m->type == RAFT_MSG_HEARTBEAT || m->type == RAFT_MSG_SNAP) {
         if (r->role == RAFT_CANDIDATE || r->role == RAFT_PRE_CANDIDATE) become_follower(r, m->term, m->from);
         r->lead = m->from;
         r->elapsed = 0;
-        if (m->type == RAFT_MSG_APP) {
+        if (m->type == RAFT_MSG_SNAP) {
+            handle_snapshot(r, m);
+        } else if (m->type == RAFT_MSG_APP) {
             handle_append(r, m);
         } else {
             commit_to(r, m->commit < last_index(r) ? m->commit : last_index(r));
@@ -929,6 +995,7 @@ static void conf_apply(raft_t *r, const raft_entry_t *e) {
         return;
     }
     self_refresh(r);
+    r->conf_index = e->index;
     if (r->role != RAFT_LEADER) return;
     if (!r->self_voter) {
         become_follower(r, r->term, 0);   /* removed (or demoted): step down */
@@ -936,6 +1003,56 @@ static void conf_apply(raft_t *r, const raft_entry_t *e) {
     }
     if (pr && pr->id != r->id && pr->match == 0) send_all(r, pr, 1);
     if (maybe_commit(r)) bcast_append(r);  /* a smaller quorum may commit at once */
+}
+
+/* Remembers the current membership as that of the log base. */
+static void snap_capture(raft_t *r) {
+    r->snap_ids = xrealloc(r->snap_ids, (r->n_prs + 1) * sizeof(uint64_t));
+    r->snap_nv = raft_voters(r, r->snap_ids, r->n_prs);
+    r->snap_nl = raft_learners(r, r->snap_ids + r->snap_nv, r->n_prs - r->snap_nv);
+}
+
+/* Follower: a snapshot from the leader replaces the log (unless we already
+ * have its index and term) and the membership. */
+static void handle_snapshot(raft_t *r, const raft_msg_t *m) {
+    const raft_snapshot_meta_t *sm = m->snapshot;
+    raft_msg_t *out = msg_new(r, RAFT_MSG_APP_RESP, m->from);
+    if (sm->index <= r->commit) {
+        out->index = r->commit;
+        return;
+    }
+    if (sm->index <= last_index(r) && raft_term_at(r, sm->index) == sm->term) {
+        commit_to(r, sm->index);
+        out->index = r->commit;
+        return;
+    }
+    for (size_t i = 0; i < r->n_ents; i++) free((void *)r->ents[i].data);
+    r->n_ents = 0;
+    r->base_index = r->commit = r->applied = r->stabled = r->conf_index = sm->index;
+    r->base_term = sm->term;
+    r->n_prs = 0;
+    for (size_t i = 0; i < sm->n_voters; i++)
+        if (!progress_of(r, sm->voters[i])) progress_add(r, sm->voters[i], 0);
+    for (size_t i = 0; i < sm->n_learners; i++)
+        if (!progress_of(r, sm->learners[i])) progress_add(r, sm->learners[i], 1);
+    self_refresh(r);
+    snap_capture(r);
+    r->snap_pending = 1;
+    out->index = sm->index;
+}
+
+void raft_snapshot_meta(const raft_t *r, raft_snapshot_meta_t *out) {
+    *out = (raft_snapshot_meta_t){ .index = r->base_index, .term = r->base_term, .voters = r->snap_ids,
+                                   .n_voters = r->snap_nv, .learners = r->snap_ids + r->snap_nv,
+                                   .n_learners = r->snap_nl };
+}
+
+void raft_report_snapshot(raft_t *r, uint64_t id, int ok) {
+    assert(!r->in_ready);
+    raft_progress_t *pr = progress_of(r, id);
+    if (r->role != RAFT_LEADER || !pr || pr->state != RAFT_PROGRESS_SNAPSHOT) return;
+    progress_become(pr, RAFT_PROGRESS_PROBE, ok ? pr->pending_snapshot + 1 : pr->match + 1);
+    pr->paused = 1;   /* the next heartbeat answer resumes it */
 }
 
 size_t raft_voters(const raft_t *r, uint64_t *out, size_t cap) {
@@ -984,6 +1101,7 @@ int raft_has_ready(const raft_t *r) {
     if (r->n_msgs || r->n_read_states) return 1;
     if (r->bcast_pending && r->role == RAFT_LEADER && r->n_prs > 1) return 1;
     if (reads_startable(r)) return 1;
+    if (r->snap_pending) return 1;
     return 0;
 }
 
@@ -1013,7 +1131,11 @@ void raft_ready(raft_t *r, raft_ready_t *rd) {
     rd->n_msgs = r->n_msgs;
     rd->read_states = r->read_states;
     rd->n_read_states = r->n_read_states;
-    rd->must_sync = rd->n_entries > 0 || rd->hard_state.term != r->prev_hs.term ||
+    if (r->snap_pending) {
+        raft_snapshot_meta(r, &r->snap_meta);
+        rd->snapshot = &r->snap_meta;
+    }
+    rd->must_sync = rd->n_entries > 0 || rd->snapshot || rd->hard_state.term != r->prev_hs.term ||
                     rd->hard_state.vote != r->prev_hs.vote;
     r->in_ready = 1;
     r->rd_hs = rd->hard_state;
@@ -1024,6 +1146,7 @@ void raft_ready(raft_t *r, raft_ready_t *rd) {
 void raft_advance(raft_t *r) {
     assert(r->in_ready);
     r->in_ready = 0;
+    r->snap_pending = 0;
     r->prev_hs = r->rd_hs;
     r->stabled = r->rd_stabled_to;
     assert(r->rd_applied_to <= r->commit);
@@ -1036,10 +1159,18 @@ void raft_advance(raft_t *r) {
         bcast_append(r);
 }
 
-void raft_compact(raft_t *r, uint64_t index) {
+uint64_t raft_compact_to(raft_t *r, uint64_t index) {
     assert(!r->in_ready);
-    if (index <= r->base_index) return;
-    assert(index <= r->applied && index <= r->stabled);
+    if (index > r->applied) index = r->applied;
+    if (index > r->stabled) index = r->stabled;
+    if (r->role == RAFT_LEADER) {
+        for (size_t i = 0; i < r->n_prs; i++) {
+            const raft_progress_t *pr = &r->prs[i];
+            if (pr->id == r->id || !pr->recent_active || pr->state == RAFT_PROGRESS_SNAPSHOT) continue;
+            if (pr->match >= r->base_index && pr->match < index) index = pr->match;
+        }
+    }
+    if (index < r->conf_index || index <= r->base_index) return r->base_index;
     size_t drop = (size_t)(index - r->base_index);
     uint64_t t = raft_term_at(r, index);
     for (size_t i = 0; i < drop; i++) free((void *)r->ents[i].data);
@@ -1047,7 +1178,11 @@ void raft_compact(raft_t *r, uint64_t index) {
     r->n_ents -= drop;
     r->base_index = index;
     r->base_term = t;
+    snap_capture(r);
+    return index;
 }
+
+void raft_compact(raft_t *r, uint64_t index) { (void)raft_compact_to(r, index); }
 
 int raft_peer_progress(const raft_t *r, uint64_t id, raft_peer_progress_t *out) {
     if (r->role != RAFT_LEADER) return RAFT_ERR_NOT_LEADER;
@@ -1162,6 +1297,8 @@ raft_t *raft_new(const raft_config_t *c, char *err, size_t errlen) {
     if (r->commit < c->applied) r->commit = c->applied;
     if (r->commit < r->base_index) r->commit = r->base_index;
     r->applied = c->applied;
+    snap_capture(r);   /* the membership given is that of the log base */
+    r->conf_index = r->base_index;
     /* the configuration at the applied index: replay applied conf changes */
     for (uint64_t k = r->base_index + 1; k <= r->applied; k++) conf_apply(r, raft_entry_at(r, k));
     r->prev_hs = c->hard_state;
@@ -1179,5 +1316,6 @@ void raft_free(raft_t *r) {
     free(r->reads);
     free(r->read_states);
     free(r->prs);
+    free(r->snap_ids);
     free(r);
 }

@@ -50,7 +50,20 @@ typedef enum raft_msg_type {
     RAFT_MSG_READ_INDEX,     /* follower -> leader: ctx = the follower's read request id */
     RAFT_MSG_READ_INDEX_RESP, /* leader -> follower: index = the confirmed read index, ctx echoed */
     RAFT_MSG_TIMEOUT_NOW,    /* leader -> transfer target: campaign now (its Vote carries ctx = RAFT_VOTE_TRANSFER) */
+    RAFT_MSG_SNAP,           /* leader -> follower: install the snapshot m->snapshot (index/term/conf);
+                              * the driver attaches the state-machine data at that index */
 } raft_msg_type_t;
+
+/* What the core knows of a snapshot: the state machine after applying
+ * entries <= index, and the membership at that point. The data itself is
+ * the driver's (the core never sees it). */
+typedef struct raft_snapshot_meta {
+    uint64_t index, term;
+    const uint64_t *voters;
+    size_t n_voters;
+    const uint64_t *learners;
+    size_t n_learners;
+} raft_snapshot_meta_t;
 
 /* Vote ctx: a campaign asked for by the leader (transfer); bypasses the leader lease. */
 #define RAFT_VOTE_TRANSFER 1
@@ -82,6 +95,7 @@ typedef struct raft_msg {
     int reject;
     uint64_t reject_hint;    /* AppResp reject: follower's probe hint (its last index or lower) */
     uint64_t ctx;
+    const raft_snapshot_meta_t *snapshot;  /* RAFT_MSG_SNAP only */
 } raft_msg_t;
 
 typedef enum raft_role { RAFT_FOLLOWER = 0, RAFT_CANDIDATE, RAFT_LEADER, RAFT_PRE_CANDIDATE } raft_role_t;
@@ -146,6 +160,11 @@ typedef struct raft_ready {
     size_t n_msgs;
     const raft_read_state_t *read_states;
     size_t n_read_states;
+    /* A snapshot received from the leader (NULL if none): replace the state
+     * machine by the snapshot's data and persist this metadata (log base,
+     * membership) BEFORE the entries of this ready; committed entries then
+     * follow the snapshot index. */
+    const raft_snapshot_meta_t *snapshot;
 } raft_ready_t;
 
 typedef struct raft_status {
@@ -239,8 +258,23 @@ void raft_advance(raft_t *r);
  * report them; persisting, messages and ticks go on as usual. */
 void raft_set_apply_budget(raft_t *r, size_t n);
 
-/* Drops log entries up to index (<= applied) from memory. */
+/* The driver holds a snapshot of its state machine at index (<= applied,
+ * <= stabled): entries up to there may go. Gated on follower progress: a
+ * leader keeps the entries an active follower still needs (a follower not
+ * heard from for an election timeout, or already behind the log start, is
+ * sent the snapshot instead); and the membership at the new base must be
+ * the current one (index >= the last applied conf change). Compacts to
+ * the highest allowed index <= index; returns that new log base. */
+uint64_t raft_compact_to(raft_t *r, uint64_t index);
+/* Same, for the old callers. */
 void raft_compact(raft_t *r, uint64_t index);
+/* The snapshot the core would send: that of the log base. Pointers valid
+ * until the next raft_* call that changes state. */
+void raft_snapshot_meta(const raft_t *r, raft_snapshot_meta_t *out);
+/* Driver's report on a snapshot it sent to id (0 failed): a failed one is
+ * retried (from probe). Without a report, the leader retries after two
+ * election timeouts. */
+void raft_report_snapshot(raft_t *r, uint64_t id, int ok);
 
 void raft_status(const raft_t *r, raft_status_t *out);
 /* Leader only: the progress of member id; RAFT_ERR_NOT_LEADER / RAFT_ERR_INVALID. */

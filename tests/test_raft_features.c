@@ -7,7 +7,8 @@
  * message, probe/replicate, max uncommitted size); ReadIndex batched in one
  * heartbeat round and answered for followers through the leader; leader
  * transfer; learners, membership changes one at a time, a removed leader
- * stepping down. The randomized safety checks live in test_raft_sim.c.
+ * stepping down; snapshots sent to a follower behind the log start,
+ * compaction gated on follower progress. The randomized safety checks live in test_raft_sim.c.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -37,15 +38,29 @@ typedef struct cluster {
     size_t apps_to[CL_MAX];          /* App messages with entries sent to a member */
     size_t heartbeats;               /* heartbeats sent by anyone */
     raft_read_state_t reads[CL_MAX][64];
+    uint64_t snap_index[CL_MAX];     /* last snapshot a member was told to install */
     size_t n_reads[CL_MAX];
     size_t max_app_bytes;            /* largest entry data carried by one App */
     raft_config_t tmpl;              /* extra settings for every member */
     int n_boot;                      /* voters of the boot configuration */
+    int drop_type;                   /* messages of this type are lost (0: none) */
 } cluster_t;
 
 static void cl_copy(raft_msg_t *dst, const raft_msg_t *src) {
     *dst = *src;
     dst->entries = NULL;
+    if (src->snapshot) {
+        const raft_snapshot_meta_t *sm = src->snapshot;
+        raft_snapshot_meta_t *c = malloc(sizeof(*c) + (sm->n_voters + sm->n_learners) * sizeof(uint64_t));
+        assert_non_null(c);
+        uint64_t *ids = (uint64_t *)(c + 1);
+        memcpy(ids, sm->voters, sm->n_voters * sizeof(uint64_t));
+        if (sm->n_learners) memcpy(ids + sm->n_voters, sm->learners, sm->n_learners * sizeof(uint64_t));
+        *c = *sm;
+        c->voters = ids;
+        c->learners = ids + sm->n_voters;
+        dst->snapshot = c;
+    }
     if (!src->n_entries) return;
     dst->entries = calloc(src->n_entries, sizeof(raft_entry_t));
     assert_non_null(dst->entries);
@@ -63,6 +78,7 @@ static void cl_copy(raft_msg_t *dst, const raft_msg_t *src) {
 static void cl_free_msg(raft_msg_t *m) {
     for (size_t i = 0; i < m->n_entries; i++) free((void *)m->entries[i].data);
     free(m->entries);
+    free((void *)m->snapshot);
 }
 
 static void cl_start(cluster_t *c, int i) {
@@ -142,6 +158,7 @@ static int cl_collect(cluster_t *c) {
             }
             cl_copy(&c->q[c->n_q++].m, m);
         }
+        if (rd.snapshot) c->snap_index[i] = rd.snapshot->index;
         for (size_t k = 0; k < rd.n_read_states && c->n_reads[i] < 64; k++)
             c->reads[i][c->n_reads[i]++] = rd.read_states[k];
         raft_advance(c->r[i]);
@@ -169,7 +186,7 @@ static void cl_settle(cluster_t *c) {
         memmove(c->q, c->q + 1, (c->n_q - 1) * sizeof(*c->q));
         c->n_q--;
         int from = (int)one.m.from - 1, to = (int)one.m.to - 1;
-        if (!c->cut[from][to]) {
+        if (!c->cut[from][to] && (int)one.m.type != c->drop_type) {
             int rc = raft_step(c->r[to], &one.m);
             if (rc == RAFT_ERR_INVALID && !cl_knows(c->r[to], one.m.from)) rc = RAFT_OK;  /* a removed member's late answer */
             assert_int_equal(rc, RAFT_OK);
@@ -549,6 +566,76 @@ static void test_remove_leader_steps_down(void **state) {
     cl_destroy(&c);
 }
 
+/* ---------------------------------------------------------------- snapshots */
+
+/* Compaction keeps what an active follower needs; once the follower is
+ * silent for an election timeout the entries go, and on its return it gets
+ * the snapshot, installs it and catches up. */
+static void test_snapshot_for_lagging_follower(void **state) {
+    (void)state;
+    cluster_t c;
+    cl_init(&c, 3, 1, 1);
+    cl_elect_first(&c);
+    cl_tick_all(&c, 1);
+    uint64_t behind = cl_status(&c, 2).last_index;
+    cl_isolate(&c, 2, 1);
+    for (int k = 0; k < 20; k++) assert_int_equal(raft_propose(c.r[0], "entry", 5), RAFT_OK);
+    cl_settle(&c);
+    cl_tick(&c, 0);
+    raft_status_t st = cl_status(&c, 0);
+    assert_int_equal(st.applied, st.last_index);
+    /* member 3 was heard from recently: its entries stay */
+    assert_int_equal(raft_compact_to(c.r[0], st.applied), behind);
+    /* silent for an election timeout: compaction goes ahead */
+    for (int t = 0; t < 12; t++) cl_tick(&c, 0);
+    st = cl_status(&c, 0);
+    assert_int_equal(raft_compact_to(c.r[0], st.applied), st.applied);
+    raft_snapshot_meta_t sm;
+    raft_snapshot_meta(c.r[0], &sm);
+    assert_int_equal(sm.index, st.applied);
+    assert_int_equal(sm.n_voters, 3);
+    cl_isolate(&c, 2, 0);
+    for (int t = 0; t < 3; t++) cl_tick(&c, 0);
+    assert_int_equal(c.snap_index[2], sm.index);
+    raft_status_t f = cl_status(&c, 2);
+    assert_int_equal(f.first_index, sm.index + 1);
+    assert_int_equal(f.commit, cl_status(&c, 0).commit);
+    assert_int_equal(f.last_index, cl_status(&c, 0).last_index);
+    raft_peer_progress_t p;
+    assert_int_equal(raft_peer_progress(c.r[0], 3, &p), RAFT_OK);
+    assert_int_equal(p.state, RAFT_PROGRESS_REPLICATE);
+    cl_destroy(&c);
+}
+
+/* A lost snapshot is tried again (report or timeout). */
+static void test_snapshot_retry(void **state) {
+    (void)state;
+    cluster_t c;
+    cl_init(&c, 3, 1, 1);
+    cl_elect_first(&c);
+    cl_isolate(&c, 2, 1);
+    for (int k = 0; k < 5; k++) assert_int_equal(raft_propose(c.r[0], "e", 1), RAFT_OK);
+    cl_settle(&c);
+    for (int t = 0; t < 12; t++) cl_tick(&c, 0);
+    raft_status_t st = cl_status(&c, 0);
+    assert_int_equal(raft_compact_to(c.r[0], st.applied), st.applied);
+    cl_isolate(&c, 2, 0);
+    c.drop_type = RAFT_MSG_SNAP;   /* the snapshot is lost */
+    cl_tick(&c, 0);
+    cl_tick(&c, 0);
+    raft_peer_progress_t p;
+    assert_int_equal(raft_peer_progress(c.r[0], 3, &p), RAFT_OK);
+    assert_int_equal(p.state, RAFT_PROGRESS_SNAPSHOT);
+    raft_report_snapshot(c.r[0], 3, 0);
+    assert_int_equal(raft_peer_progress(c.r[0], 3, &p), RAFT_OK);
+    assert_int_equal(p.state, RAFT_PROGRESS_PROBE);
+    c.drop_type = 0;
+    for (int t = 0; t < 3; t++) cl_tick(&c, 0);
+    assert_int_equal(c.snap_index[2], st.applied);
+    assert_int_equal(cl_status(&c, 2).last_index, cl_status(&c, 0).last_index);
+    cl_destroy(&c);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_pre_vote_rejoin_does_not_disrupt),
@@ -564,6 +651,8 @@ int main(void) {
         cmocka_unit_test(test_learner_then_promote),
         cmocka_unit_test(test_remove_follower),
         cmocka_unit_test(test_remove_leader_steps_down),
+        cmocka_unit_test(test_snapshot_for_lagging_follower),
+        cmocka_unit_test(test_snapshot_retry),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -62,6 +62,12 @@ typedef struct sim_node {
     uint64_t seen_commit;            /* commit index already recorded by the checker */
     int gone;                        /* removed from the cluster and stopped for good */
     int ever_member;                 /* in a committed configuration at some point */
+    /* persisted snapshot (log base): state machine at base, membership there */
+    int has_snap;
+    uint64_t base, base_term;
+    uint64_t snap_ids[2 * MAX_NODES];
+    size_t snap_nv, snap_nl;
+    uint64_t snapshots_installed, compactions;
 } sim_node_t;
 
 /* What the checker knows about an (index, term) pair ever seen in a log. */
@@ -109,6 +115,7 @@ typedef struct sim {
     sim_read_t reads[MAX_READS];
     uint64_t next_ctx, proposals, reads_done, dropped, conf_changes;
     int settling;            /* no more faults: the cluster must converge */
+    int compact;             /* this seed takes snapshots and compacts logs */
     int failed;
     char why[256];
 } sim_t;
@@ -116,7 +123,7 @@ typedef struct sim {
 typedef struct sim_result {
     int failed;
     char why[256];
-    uint64_t committed, reads, conf_changes;
+    uint64_t committed, reads, conf_changes, snapshots, compactions;
 } sim_result_t;
 
 /* ---------------------------------------------------------------- helpers */
@@ -154,6 +161,18 @@ static int node_of(const sim_t *s, uint64_t id) {
 static void msg_copy(raft_msg_t *dst, const raft_msg_t *src) {
     *dst = *src;
     dst->entries = NULL;
+    if (src->snapshot) {
+        const raft_snapshot_meta_t *sm = src->snapshot;
+        raft_snapshot_meta_t *c = malloc(sizeof(*c) + (sm->n_voters + sm->n_learners) * sizeof(uint64_t));
+        assert_non_null(c);
+        uint64_t *ids = (uint64_t *)(c + 1);
+        memcpy(ids, sm->voters, sm->n_voters * sizeof(uint64_t));
+        if (sm->n_learners) memcpy(ids + sm->n_voters, sm->learners, sm->n_learners * sizeof(uint64_t));
+        *c = *sm;
+        c->voters = ids;
+        c->learners = ids + sm->n_voters;
+        dst->snapshot = c;
+    }
     if (!src->n_entries) return;
     dst->entries = malloc(src->n_entries * sizeof(raft_entry_t));
     assert_non_null(dst->entries);
@@ -171,6 +190,7 @@ static void msg_copy(raft_msg_t *dst, const raft_msg_t *src) {
 static void msg_free(raft_msg_t *m) {
     for (size_t i = 0; i < m->n_entries; i++) free((void *)m->entries[i].data);
     free(m->entries);
+    free((void *)m->snapshot);
 }
 
 static void net_remove(sim_t *s, size_t i) {
@@ -227,6 +247,14 @@ static uint64_t *term_slot(sim_t *s, uint64_t term) {
 static void check_leader_has(sim_t *s, raft_t *r, uint64_t term, uint64_t k) {
     committed_t *c = &s->committed[k];
     if (!c->set || c->known_in_term >= term) return;
+    raft_status_t st;
+    raft_status(r, &st);
+    if (k < st.first_index) {   /* compacted: in the leader's snapshot */
+        if (k == st.first_index - 1 && raft_term_at(r, k) != c->term)
+            sim_fail(s, "leader completeness: leader of term %llu has a snapshot at %llu of another term",
+                     (unsigned long long)term, (unsigned long long)k);
+        return;
+    }
     const raft_entry_t *e = raft_entry_at(r, k);
     if (!e || e->term != c->term || entry_hash(e->type, e->data, e->len) != c->hash)
         sim_fail(s, "leader completeness: leader of term %llu lacks committed entry %llu",
@@ -291,15 +319,60 @@ static void check_invariants(sim_t *s) {
 
 /* ---------------------------------------------------------------- driver */
 
+/* Drops persisted entries up to b (they are in the snapshot now). */
+static void durable_compact(sim_node_t *nd, uint64_t b, uint64_t term, const raft_snapshot_meta_t *sm) {
+    for (uint64_t k = nd->base + 1; k <= b && k <= nd->last; k++) {
+        free(nd->log[k].data);
+        nd->log[k].data = NULL;
+    }
+    if (nd->last < b) nd->last = b;
+    nd->base = b;
+    nd->base_term = term;
+    nd->has_snap = 1;
+    nd->snap_nv = sm->n_voters < MAX_NODES ? sm->n_voters : MAX_NODES;
+    nd->snap_nl = sm->n_learners < MAX_NODES ? sm->n_learners : MAX_NODES;
+    memcpy(nd->snap_ids, sm->voters, nd->snap_nv * sizeof(uint64_t));
+    memcpy(nd->snap_ids + nd->snap_nv, sm->learners, nd->snap_nl * sizeof(uint64_t));
+}
+
+/* A snapshot from the leader: the state machine jumps to its index, which
+ * must be committed with that term. */
+static void install_snapshot(sim_t *s, sim_node_t *nd, const raft_snapshot_meta_t *sm) {
+    committed_t *c = sm->index <= MAX_LOG ? &s->committed[sm->index] : NULL;
+    if (!c || !c->set || c->term != sm->term) {
+        sim_fail(s, "snapshot at %llu (term %llu) is not of committed state", (unsigned long long)sm->index,
+                 (unsigned long long)sm->term);
+        return;
+    }
+    for (uint64_t k = nd->base + 1; k <= nd->last; k++) {
+        free(nd->log[k].data);
+        nd->log[k].data = NULL;
+    }
+    nd->last = nd->base;
+    durable_compact(nd, sm->index, sm->term, sm);
+    nd->last = sm->index;
+    nd->applied = sm->index;
+    if (nd->seen_commit < sm->index) nd->seen_commit = sm->index;
+    nd->snapshots_installed++;
+}
+
 static void persist(sim_t *s, sim_node_t *nd, const raft_ready_t *rd) {
+    if (rd->snapshot) install_snapshot(s, nd, rd->snapshot);
     for (size_t k = 0; k < rd->n_entries; k++) {
         const raft_entry_t *e = &rd->entries[k];
         if (e->index > nd->last + 1 || e->index > MAX_LOG) {
             sim_fail(s, "ready entry %llu leaves a gap", (unsigned long long)e->index);
             return;
         }
-        while (nd->last >= e->index) free(nd->log[nd->last--].data);
-        uint64_t prev_term = e->index > 1 ? nd->log[e->index - 1].term : 0;
+        while (nd->last >= e->index) {
+            free(nd->log[nd->last].data);
+            nd->log[nd->last--].data = NULL;
+        }
+        if (e->index <= nd->base) {
+            sim_fail(s, "ready entry %llu below the snapshot", (unsigned long long)e->index);
+            return;
+        }
+        uint64_t prev_term = e->index - 1 == nd->base ? nd->base_term : nd->log[e->index - 1].term;
         check_pair(s, e->index, e->term, prev_term, entry_hash(e->type, e->data, e->len));
         durable_entry_t *d = &nd->log[e->index];
         *d = (durable_entry_t){ .term = e->term, .type = e->type, .len = e->len };
@@ -364,6 +437,17 @@ static void handle_ready(sim_t *s, int i) {
     for (size_t k = 0; k < rd.n_committed && !s->failed; k++) apply_entry(s, nd, &rd.committed[k], st.term);
     release_reads(s, i, &rd);
     raft_advance(nd->r);
+    if (s->compact && pick(s, 12) == 0 && nd->applied > nd->base + 2) {   /* snapshot + compaction */
+        uint64_t b = raft_compact_to(nd->r, nd->applied - pick(s, 3));
+        if (b > nd->base) {
+            raft_snapshot_meta_t sm;
+            raft_snapshot_meta(nd->r, &sm);
+            if (sm.index != b) sim_fail(s, "snapshot meta %llu after compacting to %llu", (unsigned long long)sm.index,
+                                        (unsigned long long)b);
+            durable_compact(nd, b, sm.term, &sm);
+            nd->compactions++;
+        }
+    }
 }
 
 static void drain(sim_t *s) {
@@ -382,18 +466,25 @@ static void drain(sim_t *s) {
 
 static void node_start(sim_t *s, int i) {
     sim_node_t *nd = &s->nodes[i];
-    raft_entry_t *log = calloc(nd->last + 1, sizeof(raft_entry_t));
+    raft_entry_t *log = calloc(nd->last - nd->base + 1, sizeof(raft_entry_t));
     assert_non_null(log);
-    for (uint64_t k = 1; k <= nd->last; k++)
-        log[k - 1] = (raft_entry_t){ .term = nd->log[k].term, .index = k, .type = nd->log[k].type,
-                                     .data = nd->log[k].data, .len = nd->log[k].len };
+    for (uint64_t k = nd->base + 1; k <= nd->last; k++)
+        log[k - nd->base - 1] = (raft_entry_t){ .term = nd->log[k].term, .index = k, .type = nd->log[k].type,
+                                                .data = nd->log[k].data, .len = nd->log[k].len };
     raft_config_t c = { .id = s->ids[i], .voters = s->ids, .n_voters = (size_t)s->o.n,
                         .election_ticks = 6, .heartbeat_ticks = 2, .seed = s->seed * 31 + s->now,
-                        .hard_state = nd->hs, .log = log, .n_log = nd->last,
+                        .hard_state = nd->hs, .log = log, .n_log = nd->last - nd->base,
+                        .log_base_index = nd->base, .log_base_term = nd->base_term, .applied = nd->base,
                         .max_msg_entries = 1 + pick(s, 8), .debug_break = s->o.debug_break,
                         .pre_vote = s->pre_vote, .check_quorum = s->check_quorum,
                         .max_msg_bytes = s->max_msg_bytes, .max_inflight_msgs = s->max_inflight,
                         .max_uncommitted_bytes = s->max_uncommitted };
+    if (nd->has_snap) {   /* membership from the snapshot */
+        c.voters = nd->snap_ids;
+        c.n_voters = nd->snap_nv;
+        c.learners = nd->snap_ids + nd->snap_nv;
+        c.n_learners = nd->snap_nl;
+    }
     char err[128];
     nd->r = raft_new(&c, err, sizeof(err));
     free(log);
@@ -401,8 +492,8 @@ static void node_start(sim_t *s, int i) {
         sim_fail(s, "restart of %llu refused: %s", (unsigned long long)s->ids[i], err);
         return;
     }
-    nd->applied = 0;       /* the state machine is rebuilt from the log */
-    nd->seen_commit = 0;
+    nd->applied = nd->base;   /* the state machine: the snapshot, then the log replayed */
+    nd->seen_commit = nd->base;
     nd->up = 1;
 }
 
@@ -692,14 +783,20 @@ static void run_seed(uint64_t seed, const sim_opts_t *o, sim_result_t *res) {
     s->max_msg_bytes = pick(s, 2) ? 0 : 8 + pick(s, 40);
     s->max_inflight = 1 + pick(s, 8);
     s->max_uncommitted = pick(s, 2) ? 0 : 30 + pick(s, 200);
+    s->compact = pick(s, 4) != 0;
     for (int i = 0; i < o->n; i++) node_start(s, i);
     for (int k = 0; k < o->steps && !s->failed; k++) sim_step(s);
     if (!s->failed) settle(s);
+    memset(res, 0, sizeof(*res));
     res->failed = s->failed;
     memcpy(res->why, s->why, sizeof(res->why));
     res->committed = s->max_known_commit;
     res->reads = s->reads_done;
     res->conf_changes = s->conf_changes;
+    for (int i = 0; i < MAX_NODES; i++) {
+        res->snapshots += s->nodes[i].snapshots_installed;
+        res->compactions += s->nodes[i].compactions;
+    }
     sim_free(s);
     free(s);
 }
@@ -713,7 +810,7 @@ static uint64_t env_u64(const char *name, uint64_t dflt) {
 
 static void run_many(int n, uint64_t first, uint64_t count, int steps) {
     sim_opts_t o = { .n = n, .steps = steps };
-    uint64_t committed = 0, reads = 0, confs = 0;
+    uint64_t committed = 0, reads = 0, confs = 0, snaps = 0, compactions = 0;
     for (uint64_t seed = first; seed < first + count; seed++) {
         sim_result_t res;
         run_seed(seed, &o, &res);
@@ -726,10 +823,14 @@ static void run_many(int n, uint64_t first, uint64_t count, int steps) {
         committed += res.committed;
         reads += res.reads;
         confs += res.conf_changes;
+        snaps += res.snapshots;
+        compactions += res.compactions;
     }
     fprintf(stderr, "raft sim: %d members, %llu seeds: %llu entries committed, %llu reads checked, "
-                    "%llu membership changes/transfers\n", n, (unsigned long long)count,
-            (unsigned long long)committed, (unsigned long long)reads, (unsigned long long)confs);
+                    "%llu membership changes/transfers, %llu compactions, %llu snapshots installed\n", n,
+            (unsigned long long)count, (unsigned long long)committed, (unsigned long long)reads,
+            (unsigned long long)confs, (unsigned long long)compactions, (unsigned long long)snaps);
+    assert_true(snaps > 0);
     assert_true(committed > count * 5);
 }
 
