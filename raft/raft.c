@@ -510,6 +510,7 @@ static void count_vote(raft_t *r, uint64_t from, int granted) {
 /* pre = 1: ask for pre-votes for term+1 without changing any state that
  * persists; pre = 0: a real election in term+1. */
 static void campaign(raft_t *r, int pre, int transfer) {
+    if (r->term == UINT64_MAX) return;
     if (pre) {
         r->role = RAFT_PRE_CANDIDATE;
     } else {
@@ -733,11 +734,13 @@ static int entries_check(const raft_msg_t *m) {
     return 1;
 }
 
-/* A snapshot names its index and term (as the message does), at least one
- * voter, no id 0. */
+/* A snapshot names its index and term (as the message does), is committed
+ * on the sender, has at least one voter and no id 0. */
 static int snapshot_check(const raft_msg_t *m) {
     const raft_snapshot_meta_t *sm = m->snapshot;
     if (!sm || sm->index == 0 || sm->index != m->index || sm->term != m->log_term) return 0;
+    /* a leader's snapshot is of committed state; the top index is no log position */
+    if (sm->index > m->commit || sm->index == UINT64_MAX) return 0;
     if (m->log_term > m->term || sm->n_voters == 0 || !sm->voters) return 0;
     if (sm->n_learners && !sm->learners) return 0;
     if (sm->n_voters > 4096 || sm->n_learners > 4096) return 0;
@@ -758,7 +761,7 @@ static int msg_check(const raft_t *r, const raft_msg_t *m) {
     int request = m->type == RAFT_MSG_VOTE || m->type == RAFT_MSG_PRE_VOTE || m->type == RAFT_MSG_APP ||
                   m->type == RAFT_MSG_HEARTBEAT || m->type == RAFT_MSG_TIMEOUT_NOW || m->type == RAFT_MSG_SNAP;
     if (!request && !progress_of((raft_t *)r, m->from)) return 0;
-    if (m->term == 0) return 0;
+    if (m->term == 0 || m->term == UINT64_MAX) return 0;   /* no term after it to campaign in */
     switch (m->type) {
     case RAFT_MSG_VOTE:
     case RAFT_MSG_PRE_VOTE:
@@ -1152,9 +1155,14 @@ void raft_advance(raft_t *r) {
     assert(r->rd_applied_to <= r->commit);
     uint64_t from = r->applied;
     r->applied = r->rd_applied_to;
-    for (uint64_t k = from + 1; k <= r->applied; k++) conf_apply(r, raft_entry_at(r, k));
     outbox_clear(r);
     r->n_read_states = 0;
+    /* the driver applied these entries: conf changes take effect now (after
+     * the outbox was cleared: what they send goes into the next ready) */
+    for (uint64_t k = from + 1; k <= r->applied; k++) {
+        const raft_entry_t *e = raft_entry_at(r, k);
+        if (e) conf_apply(r, e);
+    }
     if (r->role == RAFT_LEADER && r->self_voter && maybe_commit(r) && r->n_prs > 1)
         bcast_append(r);
 }
