@@ -81,21 +81,33 @@ struct raft {
     uint64_t lead_transferee;     /* leader: transfer target, 0 none */
     unsigned transfer_elapsed;
     /* the snapshot at the log base: membership there (voters, then learners) */
-    uint64_t *snap_ids;
+    uint64_t snap_ids[RAFT_MAX_MEMBERS];
     size_t snap_nv, snap_nl;
     uint64_t conf_index;          /* index of the last applied conf change (or the log base) */
     int snap_pending;             /* a received snapshot for the next ready */
     raft_snapshot_meta_t snap_meta;
+    uint64_t nomem;               /* allocations that failed (see try_realloc) */
+    unsigned fail_alloc_every;    /* test only: raft_debug_fail_alloc */
+    uint64_t allocs;
+    raft_msg_t msg_discard;       /* where a message goes that could not be queued */
 };
 
 /* ---------------------------------------------------------------- helpers */
 
-static void *xrealloc(void *p, size_t n) {
-    void *q = realloc(p, n);
-    if (!q) {
-        fprintf(stderr, "raft: out of memory (%zu bytes)\n", n);
-        abort();  /* the core cannot leave half-applied state behind */
+/* Every allocation of the running core goes through here. A failure is
+ * counted (raft_status().nomem) and the caller backs out: a proposal or read
+ * request fails with RAFT_ERR_NOMEM and changes nothing; a message that
+ * cannot be built is dropped, as the network may drop it (Raft retries);
+ * raft_step returns RAFT_ERR_NOMEM when it had to drop something.
+ * Membership needs no allocation (RAFT_MAX_MEMBERS slots), so applying a
+ * conf change or a snapshot never fails. */
+static void *try_realloc(raft_t *r, void *p, size_t n) {
+    if (r->fail_alloc_every && ++r->allocs % r->fail_alloc_every == 0) {
+        r->nomem++;
+        return NULL;
     }
+    void *q = realloc(p, n);
+    if (!q) r->nomem++;
     return q;
 }
 
@@ -141,23 +153,28 @@ static void reset_election_timeout(raft_t *r) {
     r->randomized_timeout = r->election_ticks + (unsigned)(rng_next(r) % r->election_ticks);
 }
 
-/* Appends a copy of e (data duplicated) to the log; e->index must be next. */
-static void log_append_copy(raft_t *r, const raft_entry_t *e) {
+/* Appends a copy of e (data duplicated) to the log; e->index must be next.
+ * -1 (nothing changed) when out of memory. */
+static int log_append_copy(raft_t *r, const raft_entry_t *e) {
     assert(e->index == last_index(r) + 1);
     assert(e->term >= last_term(r));
     if (r->n_ents == r->cap_ents) {
-        r->cap_ents = r->cap_ents ? r->cap_ents * 2 : 64;
-        r->ents = xrealloc(r->ents, r->cap_ents * sizeof(*r->ents));
+        size_t cap = r->cap_ents ? r->cap_ents * 2 : 64;
+        raft_entry_t *ents = try_realloc(r, r->ents, cap * sizeof(*r->ents));
+        if (!ents) return -1;
+        r->ents = ents;
+        r->cap_ents = cap;
+    }
+    uint8_t *d = NULL;
+    if (e->len) {
+        d = try_realloc(r, NULL, e->len);
+        if (!d) return -1;
+        memcpy(d, e->data, e->len);
     }
     raft_entry_t *dst = &r->ents[r->n_ents++];
     *dst = *e;
-    if (e->len) {
-        uint8_t *d = xrealloc(NULL, e->len);
-        memcpy(d, e->data, e->len);
-        dst->data = d;
-    } else {
-        dst->data = NULL;
-    }
+    dst->data = d;
+    return 0;
 }
 
 /* Drops entries with index >= from (uncommitted conflicting suffix). */
@@ -174,12 +191,19 @@ static void log_truncate_from(raft_t *r, uint64_t from) {
 
 /* ---------------------------------------------------------------- outbox */
 
+/* A new message in the outbox; out of memory, a scratch message that is
+ * never sent (the message is lost, which Raft tolerates). */
 static raft_msg_t *msg_new(raft_t *r, raft_msg_type_t type, uint64_t to) {
+    raft_msg_t *m = &r->msg_discard;
     if (r->n_msgs == r->cap_msgs) {
-        r->cap_msgs = r->cap_msgs ? r->cap_msgs * 2 : 16;
-        r->msgs = xrealloc(r->msgs, r->cap_msgs * sizeof(*r->msgs));
+        size_t cap = r->cap_msgs ? r->cap_msgs * 2 : 16;
+        raft_msg_t *msgs = try_realloc(r, r->msgs, cap * sizeof(*r->msgs));
+        if (msgs) {
+            r->msgs = msgs;
+            r->cap_msgs = cap;
+        }
     }
-    raft_msg_t *m = &r->msgs[r->n_msgs++];
+    if (r->n_msgs < r->cap_msgs) m = &r->msgs[r->n_msgs++];
     memset(m, 0, sizeof(*m));
     m->type = type;
     m->from = r->id;
@@ -191,10 +215,15 @@ static raft_msg_t *msg_new(raft_t *r, raft_msg_type_t type, uint64_t to) {
 /* Gives m its own copy of log entries [lo, hi]: one block holding the entry
  * array followed by all data bytes, so freeing m->entries frees everything. */
 static void msg_attach_entries(raft_t *r, raft_msg_t *m, uint64_t lo, uint64_t hi) {
-    if (lo > hi) return;
+    if (lo > hi || m == &r->msg_discard) return;
     size_t n = (size_t)(hi - lo + 1), bytes = 0;
     for (uint64_t i = lo; i <= hi; i++) bytes += raft_entry_at(r, i)->len;
-    uint8_t *block = xrealloc(NULL, n * sizeof(raft_entry_t) + bytes);
+    uint8_t *block = try_realloc(r, NULL, n * sizeof(raft_entry_t) + bytes);
+    if (!block) {   /* drop the whole App (it is the last message) */
+        assert(m == &r->msgs[r->n_msgs - 1]);
+        r->n_msgs--;
+        return;
+    }
     raft_entry_t *ents = (raft_entry_t *)block;
     uint8_t *data = block + n * sizeof(raft_entry_t);
     for (size_t k = 0; k < n; k++) {
@@ -224,10 +253,15 @@ static void outbox_clear(raft_t *r) {
 
 static void reads_clear(raft_t *r) { r->n_reads = 0; }
 
+/* Out of memory the read state is lost: the driver's read times out, as
+ * after a leader change. */
 static void read_state_push(raft_t *r, uint64_t index, uint64_t ctx) {
     if (r->n_read_states == r->cap_read_states) {
-        r->cap_read_states = r->cap_read_states ? r->cap_read_states * 2 : 8;
-        r->read_states = xrealloc(r->read_states, r->cap_read_states * sizeof(*r->read_states));
+        size_t cap = r->cap_read_states ? r->cap_read_states * 2 : 8;
+        raft_read_state_t *rs = try_realloc(r, r->read_states, cap * sizeof(*r->read_states));
+        if (!rs) return;
+        r->read_states = rs;
+        r->cap_read_states = cap;
     }
     r->read_states[r->n_read_states].index = index;
     r->read_states[r->n_read_states].ctx = ctx;
@@ -265,7 +299,7 @@ static int send_snapshot(raft_t *r, raft_progress_t *pr);
 static void handle_snapshot(raft_t *r, const raft_msg_t *m);
 static raft_progress_t *progress_add(raft_t *r, uint64_t id, int learner);
 static void self_refresh(raft_t *r);
-static void read_queue(raft_t *r, uint64_t from, uint64_t ctx);
+static int read_queue(raft_t *r, uint64_t from, uint64_t ctx);
 
 /* A leader that has committed in its term holds reads waiting for a round. */
 static int reads_startable(const raft_t *r) {
@@ -348,12 +382,17 @@ static uint64_t app_last(const raft_t *r, uint64_t next) {
 static int send_snapshot(raft_t *r, raft_progress_t *pr) {
     if (!pr->recent_active) return 0;
     size_t n = r->snap_nv + r->snap_nl;
-    raft_snapshot_meta_t *sm = xrealloc(NULL, sizeof(*sm) + n * sizeof(uint64_t));
+    raft_snapshot_meta_t *sm = try_realloc(r, NULL, sizeof(*sm) + n * sizeof(uint64_t));
+    if (!sm) return 0;
     uint64_t *ids = (uint64_t *)(sm + 1);
     if (n) memcpy(ids, r->snap_ids, n * sizeof(uint64_t));
     *sm = (raft_snapshot_meta_t){ .index = r->base_index, .term = r->base_term, .voters = ids,
                                   .n_voters = r->snap_nv, .learners = ids + r->snap_nv, .n_learners = r->snap_nl };
     raft_msg_t *m = msg_new(r, RAFT_MSG_SNAP, pr->id);
+    if (m == &r->msg_discard) {
+        free(sm);
+        return 0;
+    }
     m->index = r->base_index;
     m->log_term = r->base_term;
     m->commit = r->commit;
@@ -457,11 +496,12 @@ static void become_follower(raft_t *r, uint64_t term, uint64_t lead) {
     reads_clear(r);
 }
 
-static void append_own_entry(raft_t *r, uint8_t type, const void *data, size_t len) {
+static int append_own_entry(raft_t *r, uint8_t type, const void *data, size_t len) {
     raft_entry_t e = { .term = r->term, .index = last_index(r) + 1, .type = type,
                        .data = data, .len = len };
-    log_append_copy(r, &e);
+    if (log_append_copy(r, &e) != 0) return -1;
     r->bcast_pending = 1;
+    return 0;
 }
 
 static void become_leader(raft_t *r) {
@@ -478,7 +518,7 @@ static void become_leader(raft_t *r) {
         pr->read_ack = 0;
         pr->recent_active = pr->id == r->id;
     }
-    append_own_entry(r, RAFT_ENTRY_NORMAL, NULL, 0);
+    (void)append_own_entry(r, RAFT_ENTRY_NORMAL, NULL, 0);   /* out of memory: a later entry commits the term */
     /* no conf change before this leader applied its whole log (incl. its empty entry) */
     r->pending_conf_index = last_index(r);
     r->lead_transferee = 0;
@@ -605,7 +645,7 @@ static void handle_append(raft_t *r, const raft_msg_t *m) {
                 if (raft_term_at(r, e->index) == e->term) continue;
                 log_truncate_from(r, e->index);
             }
-            log_append_copy(r, e);
+            if (log_append_copy(r, e) != 0) return;   /* no answer: the leader sends again */
         }
         uint64_t last_new = m->index + m->n_entries;
         commit_to(r, m->commit < last_new ? m->commit : last_new);
@@ -672,7 +712,7 @@ static void step_leader(raft_t *r, const raft_msg_t *m) {
         handle_app_resp(r, pr, m);
         break;
     case RAFT_MSG_READ_INDEX:
-        read_queue(r, m->from, m->ctx);
+        (void)read_queue(r, m->from, m->ctx);   /* out of memory: lost, the follower retries */
         break;
     case RAFT_MSG_HEARTBEAT_RESP:
         pr->paused = 0;
@@ -743,7 +783,7 @@ static int snapshot_check(const raft_msg_t *m) {
     if (sm->index > m->commit || sm->index == UINT64_MAX) return 0;
     if (m->log_term > m->term || sm->n_voters == 0 || !sm->voters) return 0;
     if (sm->n_learners && !sm->learners) return 0;
-    if (sm->n_voters > 4096 || sm->n_learners > 4096) return 0;
+    if (sm->n_voters > RAFT_MAX_MEMBERS || sm->n_learners > RAFT_MAX_MEMBERS - sm->n_voters) return 0;
     for (size_t i = 0; i < sm->n_voters; i++)
         if (sm->voters[i] == 0) return 0;
     for (size_t i = 0; i < sm->n_learners; i++)
@@ -797,7 +837,15 @@ static int from_rival_leader(const raft_t *r, const raft_msg_t *m) {
            (m->type == RAFT_MSG_APP || m->type == RAFT_MSG_HEARTBEAT || m->type == RAFT_MSG_SNAP);
 }
 
+static int step(raft_t *r, const raft_msg_t *m);
+
 int raft_step(raft_t *r, const raft_msg_t *m) {
+    uint64_t nomem = r->nomem;
+    int rc = step(r, m);
+    return rc == RAFT_OK && r->nomem != nomem ? RAFT_ERR_NOMEM : rc;
+}
+
+static int step(raft_t *r, const raft_msg_t *m) {
     assert(!r->in_ready);
     if (!msg_check(r, m) || from_rival_leader(r, m)) {
         r->msgs_rejected++;
@@ -873,7 +921,7 @@ int raft_propose_type(raft_t *r, uint8_t type, const void *data, size_t len) {
     if (type == RAFT_ENTRY_CONF_CHANGE && r->pending_conf_index > r->applied) return RAFT_ERR_DROPPED;
     /* as etcd-raft: one entry always fits in an empty budget */
     if (r->uncommitted > 0 && len > r->max_uncommitted - r->uncommitted) return RAFT_ERR_DROPPED;
-    append_own_entry(r, type, data, len);
+    if (append_own_entry(r, type, data, len) != 0) return RAFT_ERR_NOMEM;
     r->uncommitted += len;
     if (type == RAFT_ENTRY_CONF_CHANGE) r->pending_conf_index = last_index(r);
     return RAFT_OK;
@@ -897,6 +945,7 @@ int raft_propose_conf_change(raft_t *r, uint8_t op, uint64_t id, const void *ctx
     default:
         return RAFT_ERR_INVALID;
     }
+    if (!pr && r->n_prs >= RAFT_MAX_MEMBERS) return RAFT_ERR_INVALID;   /* no slot left */
     if (ctx_len > SIZE_MAX - RAFT_CONF_CHANGE_LEN) return RAFT_ERR_INVALID;
     uint8_t *d = malloc(RAFT_CONF_CHANGE_LEN + ctx_len);
     if (!d) return RAFT_ERR_NOMEM;
@@ -927,23 +976,25 @@ int raft_propose(raft_t *r, const void *data, size_t len) {
 
 /* Leader: queues a read; its confirmation round starts at the next ready,
  * together with every other read queued until then. */
-static void read_queue(raft_t *r, uint64_t from, uint64_t ctx) {
+static int read_queue(raft_t *r, uint64_t from, uint64_t ctx) {
     if (r->n_reads == r->cap_reads) {
-        r->cap_reads = r->cap_reads ? r->cap_reads * 2 : 8;
-        r->reads = xrealloc(r->reads, r->cap_reads * sizeof(*r->reads));
+        size_t cap = r->cap_reads ? r->cap_reads * 2 : 8;
+        raft_pending_read_t *reads = try_realloc(r, r->reads, cap * sizeof(*r->reads));
+        if (!reads) return -1;
+        r->reads = reads;
+        r->cap_reads = cap;
     }
     r->reads[r->n_reads++] = (raft_pending_read_t){ .from = from, .index = 0, .ctx = ctx, .seq = 0 };
+    return 0;
 }
 
 int raft_read_index(raft_t *r, uint64_t ctx) {
     assert(!r->in_ready);
-    if (r->role == RAFT_LEADER) {
-        read_queue(r, r->id, ctx);
-        return RAFT_OK;
-    }
+    if (r->role == RAFT_LEADER) return read_queue(r, r->id, ctx) == 0 ? RAFT_OK : RAFT_ERR_NOMEM;
     if (r->lead == 0) return RAFT_ERR_NOT_LEADER;
-    msg_new(r, RAFT_MSG_READ_INDEX, r->lead)->ctx = ctx;
-    return RAFT_OK;
+    raft_msg_t *m = msg_new(r, RAFT_MSG_READ_INDEX, r->lead);
+    m->ctx = ctx;
+    return m == &r->msg_discard ? RAFT_ERR_NOMEM : RAFT_OK;
 }
 
 /* ---------------------------------------------------------------- membership */
@@ -953,8 +1004,9 @@ static void self_refresh(raft_t *r) {
     r->self_voter = me && !me->learner;
 }
 
+/* NULL when all RAFT_MAX_MEMBERS slots are taken (refused at proposal time). */
 static raft_progress_t *progress_add(raft_t *r, uint64_t id, int learner) {
-    r->prs = xrealloc(r->prs, (r->n_prs + 1) * sizeof(*r->prs));
+    if (r->n_prs >= RAFT_MAX_MEMBERS) return NULL;
     raft_progress_t *pr = &r->prs[r->n_prs++];
     memset(pr, 0, sizeof(*pr));
     pr->id = id;
@@ -1010,7 +1062,6 @@ static void conf_apply(raft_t *r, const raft_entry_t *e) {
 
 /* Remembers the current membership as that of the log base. */
 static void snap_capture(raft_t *r) {
-    r->snap_ids = xrealloc(r->snap_ids, (r->n_prs + 1) * sizeof(uint64_t));
     r->snap_nv = raft_voters(r, r->snap_ids, r->n_prs);
     r->snap_nl = raft_learners(r, r->snap_ids + r->snap_nv, r->n_prs - r->snap_nv);
 }
@@ -1202,6 +1253,8 @@ int raft_peer_progress(const raft_t *r, uint64_t id, raft_peer_progress_t *out) 
     return RAFT_OK;
 }
 
+void raft_debug_fail_alloc(raft_t *r, unsigned every) { r->fail_alloc_every = every; }
+
 void raft_status(const raft_t *r, raft_status_t *out) {
     out->id = r->id;
     out->term = r->term;
@@ -1220,6 +1273,7 @@ void raft_status(const raft_t *r, raft_status_t *out) {
     out->n_voters = voter_count(r);
     out->n_learners = r->n_prs - out->n_voters;
     out->lead_transferee = r->lead_transferee;
+    out->nomem = r->nomem;
 }
 
 /* ---------------------------------------------------------------- life cycle */
@@ -1238,6 +1292,8 @@ static int config_check(const raft_config_t *c, char *err, size_t errlen) {
             if (c->voters[i] == c->voters[j]) return config_error(err, errlen, "duplicate voter id");
     }
     if (c->n_learners && !c->learners) return config_error(err, errlen, "learners missing");
+    if (c->n_voters > RAFT_MAX_MEMBERS || c->n_learners > RAFT_MAX_MEMBERS - c->n_voters)
+        return config_error(err, errlen, "more than RAFT_MAX_MEMBERS members");
     for (size_t i = 0; i < c->n_learners; i++) {
         if (c->learners[i] == 0) return config_error(err, errlen, "learner id 0");
         for (size_t j = 0; j < c->n_voters; j++)
@@ -1271,7 +1327,7 @@ raft_t *raft_new(const raft_config_t *c, char *err, size_t errlen) {
     if (!r) return NULL;
     r->id = c->id;
     r->n_prs = c->n_voters + c->n_learners;
-    r->prs = calloc(r->n_prs, sizeof(*r->prs));
+    r->prs = calloc(RAFT_MAX_MEMBERS, sizeof(*r->prs));
     if (!r->prs) {
         free(r);
         if (err && errlen) snprintf(err, errlen, "raft: out of memory");
@@ -1298,7 +1354,13 @@ raft_t *raft_new(const raft_config_t *c, char *err, size_t errlen) {
     r->vote = c->hard_state.vote;
     r->base_index = c->log_base_index;
     r->base_term = c->log_base_term;
-    for (size_t i = 0; i < c->n_log; i++) log_append_copy(r, &c->log[i]);
+    for (size_t i = 0; i < c->n_log; i++) {
+        if (log_append_copy(r, &c->log[i]) != 0) {
+            raft_free(r);
+            config_error(err, errlen, "out of memory copying the recovered log");
+            return NULL;
+        }
+    }
     r->stabled = last_index(r);
     /* Everything up to the applied index and the log base was committed. */
     r->commit = c->hard_state.commit;
@@ -1324,6 +1386,5 @@ void raft_free(raft_t *r) {
     free(r->reads);
     free(r->read_states);
     free(r->prs);
-    free(r->snap_ids);
     free(r);
 }

@@ -86,6 +86,9 @@ enum {
     RAFT_CONF_REMOVE = 3,
 };
 #define RAFT_CONF_CHANGE_LEN 9
+/* Voters + learners at most (the core keeps membership in fixed slots so
+ * that applying a change never allocates). */
+#define RAFT_MAX_MEMBERS 32
 
 /* A message between peers. entries/data are owned by whoever built the
  * message (in a ready: by the core, until raft_advance). raft_step() copies
@@ -181,6 +184,7 @@ typedef struct raft_status {
     int is_voter, is_learner;    /* this member in its current (applied) configuration */
     size_t n_voters, n_learners;
     uint64_t lead_transferee;    /* leader: transfer target in progress, 0 none */
+    uint64_t nomem;              /* allocations that failed (the action was dropped, see raft.c) */
 } raft_status_t;
 
 typedef struct raft raft_t;
@@ -220,10 +224,12 @@ void raft_campaign(raft_t *r);
  * index or term out of range, entries that do not follow m->index, a success
  * for entries this leader never had, an App from a second leader of the same
  * term) changes nothing, is counted in raft_status().msgs_rejected and
- * returns RAFT_ERR_INVALID. Returns RAFT_OK otherwise. */
+ * returns RAFT_ERR_INVALID. RAFT_ERR_NOMEM when memory ran out on the way
+ * (what could not be done was dropped, as a lost message). RAFT_OK otherwise. */
 int raft_step(raft_t *r, const raft_msg_t *m);
 /* Leader only: appends an entry (data copied). RAFT_ERR_NOT_LEADER otherwise;
- * RAFT_ERR_DROPPED past max_uncommitted_bytes. */
+ * RAFT_ERR_DROPPED past max_uncommitted_bytes or during a leader transfer;
+ * RAFT_ERR_NOMEM (nothing changed) out of memory. */
 int raft_propose(raft_t *r, const void *data, size_t len);
 int raft_propose_type(raft_t *r, uint8_t type, const void *data, size_t len);
 /* Request a linearizable read point; a read state {index, ctx} appears in a
@@ -283,6 +289,9 @@ void raft_snapshot_meta(const raft_t *r, raft_snapshot_meta_t *out);
 void raft_report_snapshot(raft_t *r, uint64_t id, int ok);
 
 void raft_status(const raft_t *r, raft_status_t *out);
+/* TEST ONLY: every n-th allocation of the core fails (0: none), to show
+ * that running out of memory only ever drops work, never breaks safety. */
+void raft_debug_fail_alloc(raft_t *r, unsigned every);
 /* Leader only: the progress of member id; RAFT_ERR_NOT_LEADER / RAFT_ERR_INVALID. */
 int raft_peer_progress(const raft_t *r, uint64_t id, raft_peer_progress_t *out);
 /* Term of a log index, 0 if unknown (compacted or beyond the last index). */

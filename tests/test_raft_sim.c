@@ -18,6 +18,7 @@
  * and after healing: one leader, every member caught up (liveness).
  * make test runs RAFT_SIM_SEEDS seeds (default 10000, split between 3 and
  * 5 members); a failure prints its seed (rerun one with RAFT_SIM_SEED=n).
+ * With every 5th allocation of the cores failing, the same checks hold.
  * The core's test-only debug switches (raft_config_t.debug_break) must be
  * caught: the checker has to FAIL with them on.
  */
@@ -93,6 +94,7 @@ typedef struct sim_opts {
     int n;                   /* members */
     int steps;
     unsigned debug_break;    /* RAFT_DEBUG_* passed to every member */
+    unsigned fail_alloc;     /* every n-th allocation of a core fails (until healing) */
 } sim_opts_t;
 
 typedef struct sim {
@@ -113,7 +115,7 @@ typedef struct sim {
     uint64_t *leader_of_term;
     size_t n_terms;
     sim_read_t reads[MAX_READS];
-    uint64_t next_ctx, proposals, reads_done, dropped, conf_changes;
+    uint64_t next_ctx, proposals, reads_done, dropped, conf_changes, nomem;
     int settling;            /* no more faults: the cluster must converge */
     int compact;             /* this seed takes snapshots and compacts logs */
     int failed;
@@ -123,7 +125,7 @@ typedef struct sim {
 typedef struct sim_result {
     int failed;
     char why[256];
-    uint64_t committed, reads, conf_changes, snapshots, compactions;
+    uint64_t committed, reads, conf_changes, snapshots, compactions, nomem;
 } sim_result_t;
 
 /* ---------------------------------------------------------------- helpers */
@@ -492,12 +494,16 @@ static void node_start(sim_t *s, int i) {
         sim_fail(s, "restart of %llu refused: %s", (unsigned long long)s->ids[i], err);
         return;
     }
+    if (s->o.fail_alloc && !s->settling) raft_debug_fail_alloc(nd->r, s->o.fail_alloc);
     nd->applied = nd->base;   /* the state machine: the snapshot, then the log replayed */
     nd->seen_commit = nd->base;
     nd->up = 1;
 }
 
 static void node_crash(sim_t *s, int i) {
+    raft_status_t st;
+    raft_status(s->nodes[i].r, &st);
+    s->nomem += st.nomem;
     raft_free(s->nodes[i].r);
     s->nodes[i].r = NULL;
     s->nodes[i].up = 0;
@@ -524,6 +530,7 @@ static void deliver_one(sim_t *s, int ignore_links) {
     int from = node_of(s, m->from), to = node_of(s, m->to);
     if (s->nodes[to].up && (ignore_links || !s->blocked[from][to])) {
         int rc = raft_step(s->nodes[to].r, m);
+        if (rc == RAFT_ERR_NOMEM) rc = RAFT_OK;   /* injected: work dropped */
         if (rc == RAFT_ERR_INVALID && !is_member_of(s->nodes[to].r, m->from)) rc = RAFT_OK;  /* late answer of a removed member */
         if (rc != RAFT_OK) sim_fail(s, "member %llu refused a correct peer's message type %d (rc %d)",
                                     (unsigned long long)m->to, m->type, rc);
@@ -561,7 +568,7 @@ static void propose_some(sim_t *s) {
         if (st.last_index < MAX_LOG - 64) {
             int rc = raft_propose(s->nodes[i].r, buf, (size_t)len);
             if (rc == RAFT_OK) s->proposals++;
-            else if (rc == RAFT_ERR_DROPPED) s->dropped++;
+            else if (rc == RAFT_ERR_DROPPED || rc == RAFT_ERR_NOMEM) s->dropped++;
             else sim_fail(s, "leader refused a proposal: %d", rc);
         }
     }
@@ -663,7 +670,7 @@ static void change_membership(sim_t *s) {
         rc = raft_transfer_leader(r, voters[pick(s, (unsigned)nv)]);
         break;
     }
-    if (rc != RAFT_OK && rc != RAFT_ERR_DROPPED)
+    if (rc != RAFT_OK && rc != RAFT_ERR_DROPPED && rc != RAFT_ERR_NOMEM)
         sim_fail(s, "leader refused a sensible membership change or transfer: %d", rc);
     if (rc == RAFT_OK) s->conf_changes++;
 }
@@ -701,6 +708,8 @@ static void settle(sim_t *s) {
     s->loss_pct = 0;
     s->dup_pct = 0;
     s->settling = 1;
+    for (int i = 0; i < s->n_slots; i++)
+        if (s->nodes[i].up) raft_debug_fail_alloc(s->nodes[i].r, 0);
     int member[MAX_NODES], voter[MAX_NODES];
     for (int k = 0; k < 400 && !s->failed; k++) {
         s->now++;
@@ -752,7 +761,7 @@ static void settle(sim_t *s) {
 
 static void sim_free(sim_t *s) {
     for (int i = 0; i < s->n_slots; i++) {
-        if (s->nodes[i].up) raft_free(s->nodes[i].r);
+        if (s->nodes[i].up) node_crash(s, i);
         for (uint64_t k = 1; k <= s->nodes[i].last; k++) free(s->nodes[i].log[k].data);
     }
     while (s->n_net) net_remove(s, 0);
@@ -798,6 +807,7 @@ static void run_seed(uint64_t seed, const sim_opts_t *o, sim_result_t *res) {
         res->compactions += s->nodes[i].compactions;
     }
     sim_free(s);
+    res->nomem = s->nomem;
     free(s);
 }
 
@@ -895,12 +905,37 @@ static void test_sim_catches_read_without_quorum(void **state) {
     expect_caught(RAFT_DEBUG_READ_NO_QUORUM, 3, "ReadIndex without quorum");
 }
 
+/* Allocation failures inside the core only drop work (proposals, reads,
+ * messages): every safety check still holds, and after healing (no more
+ * failures) the cluster converges. */
+static void test_sim_out_of_memory(void **state) {
+    (void)state;
+    uint64_t nomem = 0;
+    for (int n = 3; n <= 5; n += 2) {
+        sim_opts_t o = { .n = n, .steps = SIM_STEPS, .fail_alloc = 5 };
+        for (uint64_t seed = 1; seed <= 300; seed++) {
+            sim_result_t res;
+            run_seed(seed, &o, &res);
+            if (res.failed) {
+                fprintf(stderr, "raft sim: out of memory, %d members, seed %llu FAILED: %s\n", n,
+                        (unsigned long long)seed, res.why);
+                fail();
+            }
+            nomem += res.nomem;
+        }
+    }
+    fprintf(stderr, "raft sim: 600 seeds with every 5th core allocation failing: %llu failures survived\n",
+            (unsigned long long)nomem);
+    assert_true(nomem > 1000);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_sim_deterministic),
         cmocka_unit_test(test_sim_catches_commit_without_quorum),
         cmocka_unit_test(test_sim_catches_double_vote),
         cmocka_unit_test(test_sim_catches_read_without_quorum),
+        cmocka_unit_test(test_sim_out_of_memory),
         cmocka_unit_test(test_sim_3),
         cmocka_unit_test(test_sim_5),
     };
