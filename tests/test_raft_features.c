@@ -626,6 +626,15 @@ static void test_snapshot_retry(void **state) {
     raft_peer_progress_t p;
     assert_int_equal(raft_peer_progress(c.r[0], 3, &p), RAFT_OK);
     assert_int_equal(p.state, RAFT_PROGRESS_SNAPSHOT);
+    /* no report: after two election timeouts the leader tries again */
+    for (int t = 0; t < 19; t++) cl_tick(&c, 0);
+    assert_int_equal(raft_peer_progress(c.r[0], 3, &p), RAFT_OK);
+    assert_int_equal(p.state, RAFT_PROGRESS_SNAPSHOT);
+    cl_tick(&c, 0);
+    cl_tick(&c, 0);   /* back to probe, the next heartbeat answer sends it again (lost again) */
+    assert_int_equal(raft_peer_progress(c.r[0], 3, &p), RAFT_OK);
+    assert_int_equal(p.state, RAFT_PROGRESS_SNAPSHOT);
+    /* the driver's report of the failure also retries */
     raft_report_snapshot(c.r[0], 3, 0);
     assert_int_equal(raft_peer_progress(c.r[0], 3, &p), RAFT_OK);
     assert_int_equal(p.state, RAFT_PROGRESS_PROBE);
