@@ -1052,8 +1052,12 @@ static void conf_apply(raft_t *r, const raft_entry_t *e) {
     self_refresh(r);
     r->conf_index = e->index;
     if (r->role != RAFT_LEADER) return;
-    if (!r->self_voter) {
-        become_follower(r, r->term, 0);   /* removed (or demoted): step down */
+    if (!r->self_voter) {   /* removed (or demoted): step down, and let the */
+        uint64_t heir = 0;  /* most caught-up voter campaign at once */
+        for (size_t i = 0; i < r->n_prs; i++)
+            if (!r->prs[i].learner && r->prs[i].id != r->id && r->prs[i].match == last_index(r)) heir = r->prs[i].id;
+        become_follower(r, r->term, 0);
+        if (heir) msg_new(r, RAFT_MSG_TIMEOUT_NOW, heir);
         return;
     }
     if (pr && pr->id != r->id && pr->match == 0) send_all(r, pr, 1);
