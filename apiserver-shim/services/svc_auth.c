@@ -36,7 +36,7 @@
 #include "auth_hash.h"
 #include "auth_token.h"
 #include "log.h"
-#include "server_internal.h"
+#include "services.h"
 
 #define AUTH_FAIL_DELAY_MS 200
 #define TOKEN_SWEEP_MS 1000

@@ -1,7 +1,10 @@
 /*
- * server_internal.h: what the etcd services (svc_*.c) share with server.c:
- * the member's state, the write path into Raft (server_propose) and helpers
- * to answer a call from a kv_result. Loop thread only, except where noted.
+ * server_internal.h: the member layer's API (member/member.c), what the etcd
+ * services (services/svc_*.c) and the wiring (server.c) share: the member's
+ * state, the write path into Raft (server_propose), helpers to answer a call
+ * from a kv_result, and the registration of the services' appliers and
+ * hooks (the member calls no service directly). Loop thread only, except
+ * where noted.
  */
 #ifndef KSHIM_SERVER_INTERNAL_H
 #define KSHIM_SERVER_INTERNAL_H
@@ -13,12 +16,20 @@
 #include "kv.h"
 #include "loop.h"
 #include "node.h"
-#include "server.h"
+#include "server_config.h"
 
 typedef struct pending_table pending_table_t;
 typedef struct readers readers_t;
 
-typedef struct server {
+typedef struct server server_t;
+/* An applier (see server_add_applier) and the physical-Compact hook (see
+ * svc_kv_wait_physical in services.h). */
+typedef int (*server_applier_fn)(server_t *s, uint64_t index, const Kshim__InternalRequest *req,
+                                 const kv_header_info_t *hdr, kv_result_t *res);
+typedef int (*server_wait_physical_fn)(server_t *s, grpc_call_t *call, kv_result_t *res);
+#define SERVER_MAX_APPLIERS 4
+
+struct server {
     const server_config_t *cfg;
     loop_t *loop;
     grpc_server_t *grpc;
@@ -41,7 +52,11 @@ typedef struct server {
     struct svc_lease *lease;
     struct svc_auth *auth;
     struct svc_kv *kv;
-} server_t;
+    /* Registered by the wiring before Raft starts (server_run). */
+    server_applier_fn appliers[SERVER_MAX_APPLIERS];
+    size_t n_appliers;
+    server_wait_physical_fn wait_physical;  /* NULL: answer a physical Compact at once */
+};
 
 /* Header fields for responses produced on the loop thread. */
 void server_header_info(server_t *s, kv_header_info_t *out);
@@ -71,42 +86,18 @@ void server_reply_bad_request(grpc_call_t *call);
 /* Sends res on call (response or error) and finishes it; clears res. */
 void server_finish_result(grpc_call_t *call, kv_result_t *res);
 
-/* Service registration (svc_*.c). */
-void svc_kv_register(server_t *s);
-/* An applied Compact with physical=true (res->physical_rev > 0): if the
- * compactor is not through that revision yet, takes over call (its
- * reference) and res and answers when it is (or drops the call once the
- * client is gone); returns 0. Returns -1 when the caller answers now. */
-int svc_kv_wait_physical(server_t *s, grpc_call_t *call, kv_result_t *res);
-/* Drops the calls still waiting (loop stopped). */
-void svc_kv_stop(server_t *s);
-void svc_maintenance_register(server_t *s);
-void svc_cluster_register(server_t *s);
+/* ---- registration: how the wiring (server.c) plugs the services in ---- */
 
-/* Services with state have three phases, called by server_run():
- *   init  (before the store opens): allocate, set store hooks in *mopts;
- *   start (store open, Raft running, loop not yet): load state, register
- *         methods, start timers;
- *   stop  (loop stopped, Raft stopped): free everything. Safe after a failed
- *         or missing init.
- * Each returns 0 or -1 (logged). */
-int svc_watch_init(server_t *s, mvcc_options_t *mopts);
-int svc_watch_start(server_t *s);
-void svc_watch_stop(server_t *s);
-int svc_lease_init(server_t *s, mvcc_options_t *mopts);
-int svc_lease_start(server_t *s);
-void svc_lease_stop(server_t *s);
-int svc_auth_init(server_t *s, mvcc_options_t *mopts);
-int svc_auth_start(server_t *s);
-void svc_auth_stop(server_t *s);
+/* Adds fn to the appliers server_apply offers every committed entry, in
+ * the order added, before the KV store sees it. fn (raft thread) returns 1
+ * if req belongs to its state machine and was applied at index (res filled,
+ * the applied index recorded in the same LevelDB write), 0 if req is not its
+ * kind, -1 on a storage failure. Call before Raft starts. Returns 0, or -1
+ * when SERVER_MAX_APPLIERS are registered. */
+int server_add_applier(server_t *s, server_applier_fn fn);
 
-/* Raft thread, for every committed entry before the KV store sees it:
- * returns 1 if req belongs to this state machine and was applied at index
- * (res filled, the applied index recorded in the same LevelDB write), 0 if
- * req is not its kind, -1 on a storage failure. */
-int svc_lease_apply(server_t *s, uint64_t index, const Kshim__InternalRequest *req,
-                    const kv_header_info_t *hdr, kv_result_t *res);
-int svc_auth_apply(server_t *s, uint64_t index, const Kshim__InternalRequest *req,
-                   const kv_header_info_t *hdr, kv_result_t *res);
+/* raft_node_config_t.apply and .persist_state for this member (ctx = s). */
+void server_apply(void *ctx, const raft_entry_t *ents, size_t n, uint64_t term);
+uint64_t server_persist_state(void *ctx);
 
 #endif

@@ -43,7 +43,7 @@
 #include "lease.h"
 #include "log.h"
 #include "readers.h"
-#include "server_internal.h"
+#include "services.h"
 
 #define EXPIRY_TICK_MS 100
 #define REVOKES_PER_TICK (LEASE_REVOKE_RATE * EXPIRY_TICK_MS / 1000)

@@ -32,7 +32,7 @@
 
 #include "auth_check.h"
 #include "readers.h"
-#include "server_internal.h"
+#include "services.h"
 
 /* Finishes call with the auth refusal, if any; returns -1 when refused.
  * (*msg is read only after the check ran.) */

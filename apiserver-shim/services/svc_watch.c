@@ -37,7 +37,7 @@
 #include "auth_check.h"
 #include "log.h"
 #include "readers.h"
-#include "server_internal.h"
+#include "services.h"
 #include "watch_hub.h"
 
 enum {

@@ -9,7 +9,7 @@
 #include <stdlib.h>
 
 #include "auth_check.h"
-#include "server_internal.h"
+#include "services.h"
 #include "version.h"
 
 static void status_call(grpc_call_t *call, const uint8_t *msg, size_t len, void *ctx)

@@ -6,7 +6,7 @@
  */
 #include <stdlib.h>
 
-#include "server_internal.h"
+#include "services.h"
 
 static void member_list_call(grpc_call_t *call, const uint8_t *msg, size_t len, void *ctx)
 {
