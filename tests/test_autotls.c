@@ -1,5 +1,5 @@
 /*
- * test_autotls.c: etcd-style --auto-tls (apiserver-shim/autotls.c). The
+ * test_autotls.c: etcd-style --auto-tls (apiserver-shim/transport/autotls.c). The
  * generated certificate is inspected with the openssl CLI (SANs, subject,
  * validity, key usages, self-signature, key/cert match), file modes, reuse of
  * an existing pair byte for byte, regeneration when one file is missing,

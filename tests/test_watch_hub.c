@@ -1,6 +1,6 @@
 /*
- * test_watch_hub.c: unit tests for the watch hub (apiserver-shim/watch_hub.c)
- * and its interval index (apiserver-shim/interval_index.c).
+ * test_watch_hub.c: unit tests for the watch hub (apiserver-shim/watch/watch_hub.c)
+ * and its interval index (apiserver-shim/watch/interval_index.c).
  *
  * A fake in-memory store plays the MVCC history (a log of revision batches
  * with a compaction point) and fake streams play the consumers (a capacity in

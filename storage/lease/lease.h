@@ -3,10 +3,9 @@
  * beside the MVCC keys, plus the in-memory expiry schedule the leader uses.
  *
  * Persistent state (side tables of the MVCC LevelDB, written in the same
- * batch as the key changes and the applied index):
- *   'L' | id (8B BE)            -> granted TTL (8B BE) | remaining TTL (8B BE)
- *   'M' | id (8B BE) | user key -> ""   (key attached to lease id)
- * kv.c keeps 'M' in step with every Put/Delete (lease_txn_attach/detach);
+ * batch as the key changes and the applied index; their encoding is the
+ * store's, mvcc/lease_keys.h): the 'L' lease records and the 'M' table of
+ * attached keys, which kv.c keeps in step with every Put/Delete.
  * LeaseRevoke deletes every attached key in one revision through the MVCC
  * write txn, so the DELETE events (with prev_kv) reach the on_events hook.
  *
@@ -25,6 +24,7 @@
 #include <stdint.h>
 
 #include "kv.h"
+#include "lease_keys.h"
 #include "mvcc.h"
 
 /* etcd's lease.MaxLeaseTTL */
@@ -82,15 +82,6 @@ int lessor_lookup(lessor_t *l, int64_t id, uint64_t now_ms, int64_t *granted_ttl
 size_t lessor_take_expired(lessor_t *l, uint64_t now_ms, int64_t *ids, size_t max);
 /* Every lease id ordered by deadline (malloc'd array, caller frees). */
 int lessor_list(lessor_t *l, int64_t **ids, size_t *n);
-
-/* Keys attached to lease id, in key order (committed state, any thread):
- * fn(arg, key, len) for each until it returns non-zero. */
-int lease_scan_keys(mvcc_t *m, int64_t id, int (*fn)(void *arg, const uint8_t *key, size_t len),
-                    void *arg);
-
-/* kv.c, inside a write txn: record / forget that key is attached to id. */
-int lease_txn_attach(mvcc_txn_t *t, int64_t id, const uint8_t *key, size_t key_len);
-int lease_txn_detach(mvcc_txn_t *t, int64_t id, const uint8_t *key, size_t key_len);
 
 /* gRPC code and etcd's message for a LEASE_E_* value. */
 int lease_error_code(int err);

@@ -18,7 +18,7 @@
 #include <string.h>
 
 #include "kv_arena.h"
-#include "lease.h"
+#include "lease_keys.h"
 #include "mvcc.h"
 
 /* gRPC status codes used here */
@@ -228,7 +228,7 @@ static int do_range(mvcc_txn_t *t, kv_arena_t *a, const Etcdserverpb__RangeReque
 
 /* ---- Put / DeleteRange (apply.go) ---- */
 
-/* Keeps the lease membership ('M' side table, lease.h) in step with a key
+/* Keeps the lease membership ('M' side table, mvcc/lease_keys.h) in step with a key
  * whose lease changes from `from` to `to` (0 = none) in this txn. */
 static int reattach(mvcc_txn_t *t, const uint8_t *key, size_t key_len, int64_t from, int64_t to) {
     if (from == to) return MVCC_OK;

@@ -1,5 +1,6 @@
 /*
- * mvcc.h: the multi-version store under kv.c (internal to storage/).
+ * mvcc.h: the multi-version store under kv.c: the bottom of storage/
+ * (target kshim_mvcc; kv, lease and auth build on it).
  *
  * Owns the LevelDB database, its on-disk layout (see mvcc.c), the store
  * revision / compaction / applied-index metadata, and transactions:
@@ -10,7 +11,7 @@
  *    current revision needs), collects its changes in one LevelDB write batch
  *    and keeps an in-memory overlay so later reads of the same txn see its
  *    own writes;
- *  - a write group (kv.h: mvcc_group_begin/_end) collects the commits of
+ *  - a write group (mvcc_group_begin/_end below) collects the commits of
  *    several entries in one synced LevelDB write; the reads of its later
  *    entries see the earlier ones (a group overlay);
  *  - physical compaction runs on the compactor thread (mvcc_compact.c),
@@ -25,8 +26,65 @@
 #include <stdint.h>
 #include <stddef.h>
 
-#include "kv.h"
+#include "kv.pb-c.h"
 #include "kv_arena.h"
+
+typedef struct mvcc mvcc_t;
+
+/* One change of an applied revision, handed to mvcc_options_t.on_events.
+ * kv of a DELETE carries only key and mod_revision (as etcd's events);
+ * prev_kv is the version it replaced (NULL when the key did not exist). */
+typedef struct mvcc_event {
+    int type;                        /* MVCCPB__EVENT__EVENT_TYPE__PUT / __DELETE */
+    const Mvccpb__KeyValue *kv;
+    const Mvccpb__KeyValue *prev_kv;
+} mvcc_event_t;
+
+typedef struct mvcc_options {
+    size_t max_txn_ops;              /* etcd --max-txn-ops, default 128 */
+    uint64_t quota_backend_bytes;    /* 0: default 2 GiB, as etcd */
+    /* Lease hook: does lease `id` exist? NULL means no lease exists (every
+     * Put with a lease fails "requested lease not found"). Apply thread. */
+    int (*lease_exists)(void *ctx, int64_t id);
+    void *lease_ctx;
+    /* Watch hook: called on the apply thread after the write batch of
+     * revision `rev` is committed, with its events in sub-revision order.
+     * The events are valid only during the call. */
+    void (*on_events)(void *ctx, int64_t rev, const mvcc_event_t *evs, size_t n);
+    void *events_ctx;
+} mvcc_options_t;
+
+int mvcc_open(const char *dir, const mvcc_options_t *opts, mvcc_t **out, char *err, size_t errlen);
+void mvcc_close(mvcc_t *m);
+
+uint64_t mvcc_applied_index(mvcc_t *m);      /* last applied Raft index */
+int64_t mvcc_revision(mvcc_t *m);            /* current store revision (1 when empty) */
+int64_t mvcc_compact_revision(mvcc_t *m);    /* 0 if never compacted */
+int64_t mvcc_compacted_through(mvcc_t *m);   /* physically compacted up to here (0: nothing) */
+/* 1 once a background writer of the store (the compactor) hit a storage
+ * error it cannot handle: the member must stop (fail-stop). Any thread. */
+int mvcc_failed(mvcc_t *m);
+uint64_t mvcc_db_size(mvcc_t *m);            /* approximate bytes on disk */
+/* Make everything applied so far durable (LevelDB sync write); returns the
+ * applied index it covers, or 0 on error. Apply thread only. Every write is
+ * synced already; this writes a pending group and the metadata once more. */
+uint64_t mvcc_sync(mvcc_t *m);
+
+/* Write groups, apply thread only: the entries applied between
+ * mvcc_group_begin and mvcc_group_end (kv_apply, the lease and auth apply)
+ * become ONE LevelDB write with sync=true, done by mvcc_group_end (or
+ * earlier: mvcc_group_flush, which writes the group and starts a new one;
+ * the store does so itself before a read it cannot answer from the group and
+ * when a group is over its size bound). Until then nothing of the group is
+ * visible to other threads: snapshots, mvcc_revision, mvcc_applied_index
+ * and the on_events hook (which runs per revision once the write returned).
+ * A failed write (MVCC_ERR_IO) stores nothing of the group. mvcc_group_abort
+ * drops the group unwritten (after a fatal apply error). */
+void mvcc_group_begin(mvcc_t *m);
+int mvcc_group_flush(mvcc_t *m);
+int mvcc_group_end(mvcc_t *m);
+void mvcc_group_abort(mvcc_t *m);
+
 
 /* Errors of mvcc calls (kv.c maps them to gRPC codes and etcd's texts). */
 enum {
@@ -169,5 +227,24 @@ size_t mvcc_encoded_key_max(size_t key_len);
 void mvcc_set_compact_batch(mvcc_t *m, size_t n);
 void mvcc_set_compact_pause_ms(mvcc_t *m, unsigned ms);
 void mvcc_compact_hold_after(mvcc_t *m, int64_t n);
+
+/* ---- history (storage/mvcc/kv_history.c): the catch-up read for watchers ----
+ *
+ * kv_history calls fn once per revision in [from_rev, to_rev] that changed a
+ * key of the range (etcd's range_end rules), in revision order, with that
+ * revision's events of the range in sub-revision order. A PUT's kv is the
+ * full version; a DELETE's kv holds the key and mod_revision only. With
+ * with_prev each event's prev_kv is the key's version at rev - 1 (NULL for
+ * a create or when that revision is compacted), as etcd's watch server
+ * fills it. fn returns 0 to go on, non-zero to stop (then kv_history
+ * returns KV_HISTORY_OK at once). Event memory is valid only during fn.
+ * etcd's rule: from_rev < compact revision -> KV_HISTORY_COMPACTED with
+ * *compact_rev set (a watch from exactly the compact revision is served).
+ * to_rev is clamped to the store revision. Any thread. */
+enum { KV_HISTORY_OK = 0, KV_HISTORY_COMPACTED = 1, KV_HISTORY_IO = -1 };
+typedef int (*kv_history_fn)(void *arg, int64_t rev, const mvcc_event_t *evs, size_t n);
+int kv_history(mvcc_t *m, const uint8_t *key, size_t key_len, const uint8_t *range_end,
+               size_t range_end_len, int64_t from_rev, int64_t to_rev, int with_prev,
+               kv_history_fn fn, void *arg, int64_t *compact_rev);
 
 #endif

@@ -9,6 +9,9 @@
  *   'l' | esc(user key) | 00 01       -> empty (the key is alive now)
  *   'm' -> the apply thread's metadata (mvcc.c)
  *   'c' -> the compactor's progress (mvcc_compact.c)
+ * The other spaces of the same LevelDB belong to the side tables, each with
+ * one owner: 'L' and 'M' (leases, lease_keys.h in this folder), 'U', 'R'
+ * and the auth flags (auth/auth_store.h, raw puts through mvcc_txn_raw_put).
  *
  * esc() maps 0x00 to 00 FF and keeps every other byte; with the 00 01
  * terminator, encoded keys sort like user keys for any bytes and all versions

@@ -15,7 +15,8 @@
  * thread's write group (kv.h); Revoke writes the group first, since it reads
  * the 'M' side table.
  *
- * Owns: the 'L' and 'M' side-table encodings, the lease table (chained hash
+ * The 'L' and 'M' side-table encodings are the store's (mvcc/lease_keys.c).
+ * Owns: the lease table (chained hash
  * on id) and the expiry heap (min-heap on next_check_ms, positions stored in
  * the entries). One mutex guards both.
  */
@@ -28,6 +29,7 @@
 #include <string.h>
 
 #include "kv_arena.h"
+#include "lease_keys.h"
 
 enum {
     GRPC_NOT_FOUND = 5,
@@ -74,72 +76,6 @@ static uint64_t get_be64(const uint8_t *p)
     for (int i = 0; i < 8; i++)
         v = (v << 8) | p[i];
     return v;
-}
-
-static void lease_record_key(uint8_t out[9], int64_t id)
-{
-    out[0] = 'L';
-    put_be64(out + 1, (uint64_t)id);
-}
-
-static void member_prefix(uint8_t out[9], int64_t id)
-{
-    out[0] = 'M';
-    put_be64(out + 1, (uint64_t)id);
-}
-
-/* 'M' | id | key in a malloc'd buffer of 9 + key_len bytes. */
-static uint8_t *member_key(int64_t id, const uint8_t *key, size_t key_len)
-{
-    uint8_t *k = malloc(9 + key_len);
-    if (!k)
-        abort();
-    member_prefix(k, id);
-    if (key_len)
-        memcpy(k + 9, key, key_len);
-    return k;
-}
-
-int lease_txn_attach(mvcc_txn_t *t, int64_t id, const uint8_t *key, size_t key_len)
-{
-    assert(id != 0);
-    uint8_t *k = member_key(id, key, key_len);
-    int rc = mvcc_txn_raw_put(t, k, 9 + key_len, (const uint8_t *)"", 0);
-    free(k);
-    return rc;
-}
-
-int lease_txn_detach(mvcc_txn_t *t, int64_t id, const uint8_t *key, size_t key_len)
-{
-    assert(id != 0);
-    uint8_t *k = member_key(id, key, key_len);
-    int rc = mvcc_txn_raw_delete(t, k, 9 + key_len);
-    free(k);
-    return rc;
-}
-
-typedef struct key_scan {
-    int (*fn)(void *arg, const uint8_t *key, size_t len);
-    void *arg;
-} key_scan_t;
-
-static int key_scan_one(void *arg, const uint8_t *key, size_t key_len, const uint8_t *val,
-                        size_t val_len)
-{
-    (void)val;
-    (void)val_len;
-    key_scan_t *ks = arg;
-    assert(key_len >= 9);
-    return ks->fn(ks->arg, key + 9, key_len - 9);
-}
-
-int lease_scan_keys(mvcc_t *m, int64_t id, int (*fn)(void *arg, const uint8_t *key, size_t len),
-                    void *arg)
-{
-    uint8_t prefix[9];
-    member_prefix(prefix, id);
-    key_scan_t ks = {fn, arg};
-    return mvcc_raw_scan(m, prefix, sizeof prefix, key_scan_one, &ks);
 }
 
 int lease_error_code(int err)
