@@ -1,5 +1,5 @@
 /*
- * test_auth_store.c: storage/auth_store.h, etcd 3.4's auth store rules as a
+ * test_auth_store.c: storage/auth/auth_store.h, etcd 3.4's auth store rules as a
  * replicated state machine: every auth request applied through
  * auth_store_apply (users, roles, permissions, enable/disable), etcd's
  * errors and their gRPC codes, the auth revision (bumped on each change, not

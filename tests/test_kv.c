@@ -1,5 +1,5 @@
 /*
- * test_kv.c: etcd KV semantics of storage/kv.h, request in / response out
+ * test_kv.c: etcd KV semantics of storage/kv/kv.h, request in / response out
  * through protobuf-c exactly as the services use it: revisions and versions,
  * Range flags (limit, more, count, sort, filters, keys_only, count_only),
  * binary keys, past revisions, Put options and errors, DeleteRange, Txn

@@ -1,6 +1,6 @@
 /*
  * test_kv_count.c: exact `count` and `more` for limited and count-only reads
- * at the current revision, which storage/mvcc.c answers from the live-key
+ * at the current revision, which storage/mvcc/mvcc.c answers from the live-key
  * index ('l' space) instead of walking every version. Checked against the
  * full walk (reads at an explicit revision take the version path) through
  * puts, deletes, re-creates, a range delete and a txn put+delete of one key.

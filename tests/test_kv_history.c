@@ -1,5 +1,5 @@
 /*
- * test_kv_history.c: kv_history (storage/kv_history.c), the watch catch-up
+ * test_kv_history.c: kv_history (storage/mvcc/kv_history.c), the watch catch-up
  * read: events of a range for a revision window in revision order, grouped
  * per revision, prev_kv as etcd's watch server fills it (rev - 1, none for
  * creates), stop requests, window clamping, a key put then deleted in one

@@ -1,5 +1,5 @@
 /*
- * test_kv_lease.c: storage/lease.h, etcd's lessor as a replicated state
+ * test_kv_lease.c: storage/lease/lease.h, etcd's lessor as a replicated state
  * machine beside the KV store: grant (minimum TTL, too-large TTL, duplicate
  * id), Put attaching / re-attaching / detaching keys, Put with an unknown
  * lease, revoke deleting every attached key in ONE revision with DELETE

@@ -1,5 +1,5 @@
 /*
- * test_mvcc_compact.c: the background compactor (storage/mvcc_compact.c),
+ * test_mvcc_compact.c: the background compactor (storage/mvcc/mvcc_compact.c),
  * checked on the raw LevelDB contents: a hot key with thousands of versions
  * is compacted in many batches with every superseded version gone and each
  * key looked up once per run; a compaction held after a few batches (as if

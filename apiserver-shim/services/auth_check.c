@@ -1,7 +1,7 @@
 /*
  * auth_check.c: identity resolution and permission checks for the services
  * (see auth_check.h). The rules are the auth store's
- * (storage/auth_store.c); this file only finds out who is asking and maps
+ * (storage/auth/auth_store.c); this file only finds out who is asking and maps
  * the store's answer to a gRPC status and etcd's text.
  */
 #include "auth_check.h"

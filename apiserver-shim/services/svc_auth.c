@@ -4,7 +4,7 @@
  *
  * Management requests (enable/disable, user/role changes) need the root
  * role while auth is enabled (checked here before proposing), then go
- * through Raft and are applied by storage/auth_store.c on the raft thread
+ * through Raft and are applied by storage/auth/auth_store.c on the raft thread
  * (svc_auth_apply). Passwords are bcrypt-hashed before proposing, on a
  * short-lived worker thread so the loop never blocks (~60 ms at cost 10);
  * the Raft entry carries the hash in the request's password field.

@@ -3,7 +3,7 @@
  *
  * LeaseGrant and LeaseRevoke go through Raft like every write: the proposer
  * picks a random positive id for ID=0 before proposing (etcd's
- * v3_server.go LeaseGrant), so applying (storage/lease.c) is deterministic.
+ * v3_server.go LeaseGrant), so applying (storage/lease/lease.c) is deterministic.
  * LeaseKeepAlive (bidi stream), LeaseTimeToLive and LeaseLeases are served
  * on the loop thread from the in-memory lessor without Raft, as etcd's
  * leader does.
