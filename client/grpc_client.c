@@ -10,6 +10,8 @@
  */
 #include "grpc_client.h"
 
+#include "bytes.h"
+
 #include <arpa/inet.h>
 #include <assert.h>
 #include <errno.h>
@@ -680,8 +682,7 @@ int gc_stream_send(gc_stream_t *s, const uint8_t *msg, size_t len, int end) {
     if (reserve(&s->out, &s->out_cap, s->out_len + 5 + len) < 0) return -1;
     uint8_t *p = s->out + s->out_len;
     p[0] = 0;
-    p[1] = (uint8_t)(len >> 24); p[2] = (uint8_t)(len >> 16);
-    p[3] = (uint8_t)(len >> 8);  p[4] = (uint8_t)len;
+    put_be32(p + 1, (uint32_t)len);
     if (len) memcpy(p + 5, msg, len);
     s->out_len += 5 + len;
     s->out_end = end;
@@ -695,8 +696,7 @@ int gc_stream_send(gc_stream_t *s, const uint8_t *msg, size_t len, int end) {
 /* Take one complete message off s->in: 1 taken, 0 need more, -1 bad frame. */
 static int take_message(gc_stream_t *s, uint8_t **msg, size_t *len, gc_status_t *st) {
     if (s->in_len < 5) return 0;
-    uint32_t n = (uint32_t)s->in[1] << 24 | (uint32_t)s->in[2] << 16 |
-                 (uint32_t)s->in[3] << 8 | s->in[4];
+    uint32_t n = get_be32(s->in + 1);
     if (s->in[0] != 0) {
         set_status(st, GC_INTERNAL, "compressed gRPC message received but not negotiated");
         return -1;

@@ -13,19 +13,20 @@ import sys
 
 ROOT = os.path.abspath(sys.argv[1] if len(sys.argv) > 1 else os.path.join(os.path.dirname(__file__), ".."))
 
-# folder -> folders it may include from (besides itself). Keep in step with
+# folder -> folders it may include from (besides itself). proto/ holds the
+# generated messages and bytes.h (the byte helpers), below everything. Keep in step with
 # the target_link_libraries of the folder's target and docs/ARCHITECTURE.md.
 LAYERS = {
     "proto": [],
-    "raft": [],
+    "raft": ["proto"],
     "storage/mvcc": ["proto"],
     "storage/kv": ["storage/mvcc", "proto"],
     "storage/lease": ["storage/kv", "storage/mvcc", "proto"],
     "storage/auth": ["storage/kv", "storage/mvcc", "proto"],
     "client": ["proto"],
-    "apiserver-shim/transport": [],
-    "apiserver-shim/watch": [],
-    "apiserver-shim/auth": [],
+    "apiserver-shim/transport": ["proto"],
+    "apiserver-shim/watch": ["proto"],
+    "apiserver-shim/auth": ["proto"],
     "apiserver-shim/member": ["apiserver-shim/transport", "storage/kv", "storage/mvcc", "raft",
                               "proto"],
     "apiserver-shim/services": ["apiserver-shim/member", "apiserver-shim/watch",

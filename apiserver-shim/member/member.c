@@ -28,6 +28,7 @@
 #include <wolfssl/wolfcrypt/hash.h>
 #include <wolfssl/wolfcrypt/sha.h>
 
+#include "bytes.h"
 #include "log.h"
 #include "pending.h"
 
@@ -69,10 +70,7 @@ static uint64_t sha1_prefix64(const uint8_t *data, size_t len)
 {
     uint8_t hash[WC_SHA_DIGEST_SIZE];
     wc_ShaHash(data, (word32)len, hash);
-    uint64_t v = 0;
-    for (int i = 0; i < 8; i++)
-        v = (v << 8) | hash[i];
-    return v;
+    return get_be64(hash);
 }
 
 uint64_t server_member_id(const char *const *peer_urls, size_t n, const char *token)
@@ -116,8 +114,7 @@ uint64_t server_cluster_id(const uint64_t *member_ids, size_t n)
     memcpy(ids, member_ids, n * sizeof ids[0]);
     qsort(ids, n, sizeof ids[0], cmp_u64);
     for (size_t i = 0; i < n; i++)
-        for (int b = 0; b < 8; b++)
-            buf[i * 8 + (size_t)b] = (uint8_t)(ids[i] >> (56 - 8 * b));
+        put_be64(buf + i * 8, ids[i]);
     return sha1_prefix64(buf, n * 8);
 }
 

@@ -5,16 +5,14 @@
  */
 #include "grpc.h"
 #include "grpc_frame.h"
+#include "bytes.h"
 
 #include <stdlib.h>
 #include <string.h>
 
 void grpc_frame_prefix(uint8_t out[5], uint32_t len) {
     out[0] = 0;
-    out[1] = (uint8_t)(len >> 24);
-    out[2] = (uint8_t)(len >> 16);
-    out[3] = (uint8_t)(len >> 8);
-    out[4] = (uint8_t)len;
+    put_be32(out + 1, len);
 }
 
 /* gRPC spec: bytes outside 0x20..0x7E and '%' itself become %XX. */
@@ -92,8 +90,7 @@ int grpc_msg_reader_feed(grpc_msg_reader_t *r, const uint8_t *data, size_t len,
             data += take;
             len -= take;
             if (r->hdr_len < 5) return GRPC_READ_OK;
-            uint32_t declared = (uint32_t)r->hdr[1] << 24 | (uint32_t)r->hdr[2] << 16 |
-                                (uint32_t)r->hdr[3] << 8 | r->hdr[4];
+            uint32_t declared = get_be32(r->hdr + 1);
             if (declared > r->max_len) {
                 r->too_large = declared;
                 return GRPC_READ_TOO_LARGE;

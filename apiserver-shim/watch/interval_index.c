@@ -10,6 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bytes.h"
+
 struct ivx_node {
     ivx_kind_t kind;
     uint8_t *key;
@@ -40,13 +42,6 @@ struct ivx {
 };
 
 /* ---- byte strings and range ends ---- */
-
-static int bytes_cmp(const uint8_t *a, size_t alen, const uint8_t *b, size_t blen) {
-    size_t n = alen < blen ? alen : blen;
-    int c = n ? memcmp(a, b, n) : 0;
-    if (c != 0) return c;
-    return alen < blen ? -1 : (alen > blen ? 1 : 0);
-}
 
 /* Ends of treap nodes: IVX_FROM is +infinity. */
 static int end_cmp(const ivx_node_t *a, const ivx_node_t *b) {

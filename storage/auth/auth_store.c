@@ -18,6 +18,7 @@
 #include <string.h>
 
 #include "auth_perm.h"
+#include "bytes.h"
 #include "mvcc.h"
 #include "rpc.pb-c.h"
 
@@ -253,10 +254,7 @@ static int reload(auth_store_t *as)
     }
     as->rev = 1; /* etcd's NewAuthStore commits revision 1 on a fresh store */
     if (rc == MVCC_OK && len == 8) {
-        uint64_t v = 0;
-        for (int i = 0; i < 8; i++)
-            v = (v << 8) | val[i];
-        as->rev = v;
+        as->rev = get_be64(val);
     }
     free(val);
 
@@ -338,8 +336,7 @@ static int delete_record(mvcc_txn_t *t, char space, const char *name)
 static int put_revision(mvcc_txn_t *t, uint64_t rev)
 {
     uint8_t v[8];
-    for (int i = 0; i < 8; i++)
-        v[i] = (uint8_t)(rev >> (56 - 8 * i));
+    put_be64(v, rev);
     return mvcc_txn_raw_put(t, KEY_REVISION, sizeof KEY_REVISION - 1, v, 8) == MVCC_OK ? AUTH_OK
                                                                                       : AUTH_E_IO;
 }

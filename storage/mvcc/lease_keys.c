@@ -11,13 +11,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* ---- encodings ---- */
+#include "bytes.h"
 
-static void put_be64(uint8_t *p, uint64_t v)
-{
-    for (int i = 0; i < 8; i++)
-        p[i] = (uint8_t)(v >> (56 - 8 * i));
-}
+/* ---- encodings ---- */
 
 void lease_record_key(uint8_t out[9], int64_t id)
 {

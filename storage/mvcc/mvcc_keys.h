@@ -16,7 +16,8 @@
  * esc() maps 0x00 to 00 FF and keeps every other byte; with the 00 01
  * terminator, encoded keys sort like user keys for any bytes and all versions
  * of a key are adjacent, newest first (the revision is stored inverted).
- * Header-only: small static inline helpers, no state.
+ * Header-only: small static inline helpers, no state (the byte helpers they
+ * use are proto/bytes.h).
  */
 #ifndef KSHIM_MVCC_KEYS_H
 #define KSHIM_MVCC_KEYS_H
@@ -24,6 +25,8 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
+
+#include "bytes.h"
 
 enum {
     MVCC_SPACE_KEY = 'k',
@@ -36,31 +39,6 @@ enum {
 #define REC_HDR 25      /* flags(1) | create_rev(8) | version(8) | lease(8) */
 #define REV_SUFFIX 16   /* ~main | ~sub */
 #define REV_KEY_LEN 17  /* 'r' | main | sub */
-
-static inline void put_be64(uint8_t *p, uint64_t v)
-{
-    for (int i = 7; i >= 0; i--) {
-        p[i] = (uint8_t)v;
-        v >>= 8;
-    }
-}
-
-static inline uint64_t get_be64(const uint8_t *p)
-{
-    uint64_t v = 0;
-    for (int i = 0; i < 8; i++)
-        v = (v << 8) | p[i];
-    return v;
-}
-
-static inline int bytes_cmp(const uint8_t *a, size_t alen, const uint8_t *b, size_t blen)
-{
-    size_t n = alen < blen ? alen : blen;
-    int c = n ? memcmp(a, b, n) : 0;
-    if (c)
-        return c;
-    return alen < blen ? -1 : (alen > blen ? 1 : 0);
-}
 
 /* esc(key) into out (room for 2 * key_len); returns the length. */
 static inline size_t escape_into(uint8_t *out, const uint8_t *key, size_t key_len)
