@@ -42,14 +42,16 @@ enum {
 #define ERR_NO_SPACE "etcdserver: mvcc: database space exceeded"
 #define ERR_LEASE_NOT_FOUND "etcdserver: requested lease not found"
 
-/* Internal error values carried through the txn code (0 = ok). */
+/* Internal error values carried through the txn code (0 = ok, errors
+ * negative as everywhere; -1 is left to set_error: "an etcd error is in
+ * res"). */
 enum {
     KV_OK = 0,
-    KV_E_COMPACTED,
-    KV_E_FUTURE_REV,
-    KV_E_KEY_NOT_FOUND,
-    KV_E_LEASE_NOT_FOUND,
-    KV_E_IO,
+    KV_E_COMPACTED = -2,
+    KV_E_FUTURE_REV = -3,
+    KV_E_KEY_NOT_FOUND = -4,
+    KV_E_LEASE_NOT_FOUND = -5,
+    KV_E_IO = -6,
 };
 
 void kv_result_clear(kv_result_t *res) {

@@ -37,10 +37,10 @@
 
 enum {
     LEASE_OK = 0,
-    LEASE_E_NOT_FOUND = 1,   /* NotFound "etcdserver: requested lease not found" */
-    LEASE_E_EXISTS = 2,      /* FailedPrecondition "etcdserver: lease already exists" */
-    LEASE_E_TTL_TOO_LARGE = 3, /* OutOfRange "etcdserver: too large lease TTL" */
-    LEASE_E_IO = 4,
+    LEASE_E_IO = -1,         /* storage failure (Internal) */
+    LEASE_E_NOT_FOUND = -2,  /* NotFound "etcdserver: requested lease not found" */
+    LEASE_E_EXISTS = -3,     /* FailedPrecondition "etcdserver: lease already exists" */
+    LEASE_E_TTL_TOO_LARGE = -4, /* OutOfRange "etcdserver: too large lease TTL" */
 };
 
 typedef struct lessor lessor_t;

@@ -86,13 +86,15 @@ int mvcc_group_end(mvcc_t *m);
 void mvcc_group_abort(mvcc_t *m);
 
 
-/* Errors of mvcc calls (kv.c maps them to gRPC codes and etcd's texts). */
+/* Errors of mvcc calls (kv.c maps them to gRPC codes and etcd's texts).
+ * The code base's convention (docs/ARCHITECTURE.md): 0 is success, errors
+ * are negative, one enum per layer; a stray -1 means a storage failure. */
 enum {
     MVCC_OK = 0,
-    MVCC_ERR_COMPACTED = 1,
-    MVCC_ERR_FUTURE_REV = 2,
-    MVCC_ERR_IO = 3,
-    MVCC_ERR_NOT_FOUND = 4,
+    MVCC_ERR_IO = -1,
+    MVCC_ERR_COMPACTED = -2,
+    MVCC_ERR_FUTURE_REV = -3,
+    MVCC_ERR_NOT_FOUND = -4,
 };
 
 /* A key range as etcd's requests give it. */
@@ -241,7 +243,7 @@ void mvcc_compact_hold_after(mvcc_t *m, int64_t n);
  * etcd's rule: from_rev < compact revision -> KV_HISTORY_COMPACTED with
  * *compact_rev set (a watch from exactly the compact revision is served).
  * to_rev is clamped to the store revision. Any thread. */
-enum { KV_HISTORY_OK = 0, KV_HISTORY_COMPACTED = 1, KV_HISTORY_IO = -1 };
+enum { KV_HISTORY_OK = 0, KV_HISTORY_IO = -1, KV_HISTORY_COMPACTED = -2 };
 typedef int (*kv_history_fn)(void *arg, int64_t rev, const mvcc_event_t *evs, size_t n);
 int kv_history(mvcc_t *m, const uint8_t *key, size_t key_len, const uint8_t *range_end,
                size_t range_end_len, int64_t from_rev, int64_t to_rev, int with_prev,
