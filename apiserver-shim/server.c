@@ -40,34 +40,28 @@
 #include "services.h"
 
 /* A test-only size from the environment (0 = unset: the default). */
-static uint64_t test_env_u64(const char *name)
-{
+static uint64_t test_env_u64(const char *name) {
     const char *v = getenv(name);
     return v && *v ? strtoull(v, NULL, 0) : 0;
 }
 
 /* ---- start-up --------------------------------------------------------- */
 
-static int mkdir_p(const char *path, mode_t mode)
-{
+static int mkdir_p(const char *path, mode_t mode) {
     char buf[4096];
-    if (snprintf(buf, sizeof buf, "%s", path) >= (int)sizeof buf)
-        return -1;
+    if (snprintf(buf, sizeof buf, "%s", path) >= (int)sizeof buf) return -1;
     for (char *p = buf + 1; *p; p++) {
         if (*p == '/') {
             *p = '\0';
-            if (mkdir(buf, mode) != 0 && errno != EEXIST)
-                return -1;
+            if (mkdir(buf, mode) != 0 && errno != EEXIST) return -1;
             *p = '/';
         }
     }
-    if (mkdir(buf, mode) != 0 && errno != EEXIST)
-        return -1;
+    if (mkdir(buf, mode) != 0 && errno != EEXIST) return -1;
     return 0;
 }
 
-static uint64_t random_u64(void)
-{
+static uint64_t random_u64(void) {
     uint64_t v = 0;
     int fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
     if (fd >= 0) {
@@ -78,8 +72,7 @@ static uint64_t random_u64(void)
     return v ^ (uint64_t)getpid() ^ ((uint64_t)time(NULL) << 20);
 }
 
-static void answer_timed_out(grpc_call_t *call, void *arg)
-{
+static void answer_timed_out(grpc_call_t *call, void *arg) {
     (void)arg;
     grpc_call_finish(call, GRPC_UNAVAILABLE, "etcdserver: request timed out");
     grpc_call_unref(call);
@@ -88,12 +81,10 @@ static void answer_timed_out(grpc_call_t *call, void *arg)
 /* Writes whose entry was not applied within the request timeout (a stalled
  * disk, a lost leader) are answered as etcd answers them; if the entry is
  * applied later its result finds no waiting call and is dropped. */
-static void expire_requests(loop_t *loop, void *arg)
-{
+static void expire_requests(loop_t *loop, void *arg) {
     server_t *s = arg;
     size_t n = pending_expire(s->pending, loop_now_ms(loop), answer_timed_out, NULL);
-    if (n)
-        log_warn("%zu requests timed out waiting for Raft", n);
+    if (n) log_warn("%zu requests timed out waiting for Raft", n);
     loop_timer_add(loop, 500, expire_requests, s);
 }
 
@@ -101,8 +92,7 @@ static void expire_requests(loop_t *loop, void *arg)
  * apply stops when LevelDB cannot be written (a full or failing disk). Nothing
  * unsynced or unapplied was acknowledged, so the member exits, as etcd does,
  * and its supervisor restarts it once there is space. */
-static void watch_raft_health(loop_t *loop, void *arg)
-{
+static void watch_raft_health(loop_t *loop, void *arg) {
     server_t *s = arg;
     raft_node_status_t st;
     raft_node_status(s->raft, &st);
@@ -120,17 +110,14 @@ static void watch_raft_health(loop_t *loop, void *arg)
  * client is served. An acknowledged write may sit in the WAL above the
  * store's applied index (applied again at start); a read answered before
  * that replay would miss it. Returns 0, or -1 if the member failed. */
-static int wait_for_replay(server_t *s)
-{
+static int wait_for_replay(server_t *s) {
     raft_node_status_t st;
     raft_node_status(s->raft, &st);
     uint64_t target = st.last_index;
     for (;;) {
         raft_node_status(s->raft, &st);
-        if (st.failed || atomic_load(&s->apply_failed))
-            return -1;
-        if (st.applied_index >= target)
-            return 0;
+        if (st.failed || atomic_load(&s->apply_failed)) return -1;
+        if (st.applied_index >= target) return 0;
         struct timespec ts = {0, 1000000};
         nanosleep(&ts, NULL);
     }
@@ -139,27 +126,23 @@ static int wait_for_replay(server_t *s)
 static loop_t *signal_loop;
 static volatile sig_atomic_t reload_requested;
 
-static void on_signal(int sig)
-{
+static void on_signal(int sig) {
     if (sig == SIGHUP) {
         reload_requested = 1;
         return;
     }
-    if (signal_loop)
-        loop_stop(signal_loop);
+    if (signal_loop) loop_stop(signal_loop);
 }
 
 /* Newest modification time of the client TLS files (0 if none). */
-static int64_t tls_files_mtime(const server_config_t *cfg)
-{
+static int64_t tls_files_mtime(const server_config_t *cfg) {
     const char *files[] = {cfg->cert_file, cfg->key_file, cfg->trusted_ca_file};
     int64_t newest = 0;
     for (size_t i = 0; i < 3; i++) {
         struct stat st;
         if (files[i] && stat(files[i], &st) == 0) {
             int64_t t = (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec;
-            if (t > newest)
-                newest = t;
+            if (t > newest) newest = t;
         }
     }
     return newest;
@@ -169,8 +152,7 @@ static int64_t tls_files_mtime(const server_config_t *cfg)
  * certificate, key or CA file changes, new TLS connections get a context
  * built from the files; live connections keep theirs. A bad new file keeps
  * the old context (and is retried on the next change). */
-static void check_tls_reload(loop_t *loop, void *arg)
-{
+static void check_tls_reload(loop_t *loop, void *arg) {
     server_t *s = arg;
     int64_t mtime = tls_files_mtime(s->cfg);
     if (reload_requested || (mtime != 0 && mtime != s->tls_mtime)) {
@@ -185,8 +167,7 @@ static void check_tls_reload(loop_t *loop, void *arg)
     loop_timer_add(loop, 1000, check_tls_reload, s);
 }
 
-static void install_signals(loop_t *loop)
-{
+static void install_signals(loop_t *loop) {
     signal_loop = loop;
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
@@ -200,11 +181,9 @@ static void install_signals(loop_t *loop)
 
 /* This member's peer URLs and the member list from --initial-cluster.
  * Only single-member clusters run today (see README). */
-static int resolve_membership(server_t *s, const server_config_t *cfg, char *err, size_t errlen)
-{
+static int resolve_membership(server_t *s, const server_config_t *cfg, char *err, size_t errlen) {
     s->n_peer_urls = cfg->n_initial_advertise_peer_urls;
-    for (size_t i = 0; i < s->n_peer_urls; i++)
-        s->peer_urls[i] = cfg->initial_advertise_peer_urls[i];
+    for (size_t i = 0; i < s->n_peer_urls; i++) s->peer_urls[i] = cfg->initial_advertise_peer_urls[i];
     s->member_id = server_member_id(s->peer_urls, s->n_peer_urls, cfg->initial_cluster_token);
 
     const char *ic = cfg->initial_cluster;
@@ -221,12 +200,10 @@ static int resolve_membership(server_t *s, const server_config_t *cfg, char *err
                 return -1;
             }
             size_t nl = (size_t)(eq - p);
-            if (nl >= sizeof names[0])
-                nl = sizeof names[0] - 1;
+            if (nl >= sizeof names[0]) nl = sizeof names[0] - 1;
             int seen = 0;
             for (size_t i = 0; i < members; i++)
-                if (strlen(names[i]) == nl && strncmp(names[i], p, nl) == 0)
-                    seen = 1;
+                if (strlen(names[i]) == nl && strncmp(names[i], p, nl) == 0) seen = 1;
             if (!seen && members < SERVER_MAX_URLS) {
                 memcpy(names[members], p, nl);
                 names[members][nl] = '\0';
@@ -251,8 +228,7 @@ static int resolve_membership(server_t *s, const server_config_t *cfg, char *err
     return 0;
 }
 
-int server_run(const server_config_t *cfg)
-{
+int server_run(const server_config_t *cfg) {
     server_t s;
     memset(&s, 0, sizeof s);
     s.cfg = cfg;
@@ -270,12 +246,11 @@ int server_run(const server_config_t *cfg)
         return 1;
     }
     s.loop = loop_new();
-    size_t max_pending = cfg->max_pending_proposals ? cfg->max_pending_proposals
-                                                    : RAFT_NODE_DEFAULT_MAX_INFLIGHT;
+    size_t max_pending =
+        cfg->max_pending_proposals ? cfg->max_pending_proposals : RAFT_NODE_DEFAULT_MAX_INFLIGHT;
     s.pending = pending_new(max_pending);
     s.req_id_prefix = random_u64() << 32;
-    grpc_server_config_t gcfg = {.max_request_bytes = cfg->max_request_bytes,
-                                 .max_concurrent_streams = 1000};
+    grpc_server_config_t gcfg = {.max_request_bytes = cfg->max_request_bytes, .max_concurrent_streams = 1000};
     s.grpc = s.loop ? grpc_server_new(s.loop, &gcfg) : NULL;
     if (!s.loop || !s.pending || !s.grpc) {
         log_error("out of memory");
@@ -284,8 +259,7 @@ int server_run(const server_config_t *cfg)
     /* Services that hook into the store set their hooks before it opens:
      * watch receives every applied revision's events, lease answers "does
      * this lease exist" for Put. */
-    mvcc_options_t mopts = {.max_txn_ops = cfg->max_txn_ops,
-                            .quota_backend_bytes = cfg->quota_backend_bytes};
+    mvcc_options_t mopts = {.max_txn_ops = cfg->max_txn_ops, .quota_backend_bytes = cfg->quota_backend_bytes};
     if (svc_watch_init(&s, &mopts) != 0 || svc_lease_init(&s, &mopts) != 0 ||
         svc_auth_init(&s, &mopts) != 0) {
         log_error("cannot initialise the services");
@@ -314,9 +288,8 @@ int server_run(const server_config_t *cfg)
         .wal_dir = wal_path,
         .applied_index = mvcc_applied_index(s.mvcc),
         .tick_ms = cfg->heartbeat_interval_ms,
-        .election_ticks = cfg->heartbeat_interval_ms
-                              ? cfg->election_timeout_ms / cfg->heartbeat_interval_ms
-                              : 10,
+        .election_ticks =
+            cfg->heartbeat_interval_ms ? cfg->election_timeout_ms / cfg->heartbeat_interval_ms : 10,
         .heartbeat_ticks = 1,
         .apply = server_apply,
         .persist_state = server_persist_state,
@@ -390,8 +363,8 @@ int server_run(const server_config_t *cfg)
         log_info("serving client traffic on %s", url);
     }
     log_info("kshimd ready: name=%s member-id=%016llx cluster-id=%016llx data-dir=%s revision=%lld",
-             cfg->name, (unsigned long long)s.member_id, (unsigned long long)s.cluster_id,
-             cfg->data_dir, (long long)mvcc_revision(s.mvcc));
+             cfg->name, (unsigned long long)s.member_id, (unsigned long long)s.cluster_id, cfg->data_dir,
+             (long long)mvcc_revision(s.mvcc));
 
     install_signals(s.loop);
     loop_timer_add(s.loop, 200, watch_raft_health, &s);
@@ -415,22 +388,18 @@ out:
      * close the connections, then make the store durable and close it. */
     readers_free(s.readers);
     s.readers = NULL;
-    if (s.raft)
-        raft_node_stop(s.raft);
-    if (s.pending)
-        pending_free(s.pending);
+    if (s.raft) raft_node_stop(s.raft);
+    if (s.pending) pending_free(s.pending);
     svc_kv_stop(&s);
     svc_auth_stop(&s);
     svc_lease_stop(&s);
     svc_watch_stop(&s);
-    if (s.grpc)
-        grpc_server_free(s.grpc);
+    if (s.grpc) grpc_server_free(s.grpc);
     if (s.mvcc) {
         mvcc_sync(s.mvcc);
         mvcc_close(s.mvcc);
     }
     signal_loop = NULL;
-    if (s.loop)
-        loop_free(s.loop);
+    if (s.loop) loop_free(s.loop);
     return exit_code;
 }

@@ -83,10 +83,14 @@ static int opts_set(auth_token_opts_t *o, const char *item, size_t len) {
     if (!eq || memchr(eq + 1, '=', len - (size_t)(eq + 1 - item))) return AUTH_TOKEN_EOPTS;
     size_t klen = (size_t)(eq - item);
     char **slot = NULL;
-    if (klen == 11 && memcmp(item, "sign-method", 11) == 0) slot = &o->sign_method;
-    else if (klen == 7 && memcmp(item, "pub-key", 7) == 0) slot = &o->pub_key;
-    else if (klen == 8 && memcmp(item, "priv-key", 8) == 0) slot = &o->priv_key;
-    else if (klen == 3 && memcmp(item, "ttl", 3) == 0) slot = &o->ttl;
+    if (klen == 11 && memcmp(item, "sign-method", 11) == 0)
+        slot = &o->sign_method;
+    else if (klen == 7 && memcmp(item, "pub-key", 7) == 0)
+        slot = &o->pub_key;
+    else if (klen == 8 && memcmp(item, "priv-key", 8) == 0)
+        slot = &o->priv_key;
+    else if (klen == 3 && memcmp(item, "ttl", 3) == 0)
+        slot = &o->ttl;
     if (!slot) {
         /* etcd also rejects a repeated unknown key; we only count them. */
         o->unknown++;
@@ -117,9 +121,12 @@ int auth_token_opts_parse(const char *optstr, auth_token_opts_t *out) {
 }
 
 /* Unit length and its size in nanoseconds, longest names first. */
-static const struct { const char *name; double ns; } duration_units[] = {
-    {"ns", 1.0}, {"us", 1e3}, {"\xc2\xb5s", 1e3}, {"\xce\xbcs", 1e3}, {"ms", 1e6},
-    {"s", 1e9}, {"m", 60e9}, {"h", 3600e9},
+static const struct {
+    const char *name;
+    double ns;
+} duration_units[] = {
+    {"ns", 1.0}, {"us", 1e3}, {"\xc2\xb5s", 1e3}, {"\xce\xbcs", 1e3},
+    {"ms", 1e6}, {"s", 1e9},  {"m", 60e9},        {"h", 3600e9},
 };
 
 int auth_parse_duration_ms(const char *s, uint64_t *out_ms) {
@@ -165,8 +172,7 @@ int auth_parse_duration_ms(const char *s, uint64_t *out_ms) {
 /* ------------------------------------------------------------------ */
 /* base64url                                                            */
 
-static const char b64url_chars[] =
-    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+static const char b64url_chars[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
 
 size_t auth_b64url_encode(const uint8_t *in, size_t len, char *out) {
     size_t o = 0, i = 0;
@@ -243,8 +249,15 @@ static void jskip_ws(jreader_t *r) {
 }
 
 static size_t utf8_put(uint32_t cp, char *out) {
-    if (cp < 0x80) { out[0] = (char)cp; return 1; }
-    if (cp < 0x800) { out[0] = (char)(0xc0 | cp >> 6); out[1] = (char)(0x80 | (cp & 0x3f)); return 2; }
+    if (cp < 0x80) {
+        out[0] = (char)cp;
+        return 1;
+    }
+    if (cp < 0x800) {
+        out[0] = (char)(0xc0 | cp >> 6);
+        out[1] = (char)(0x80 | (cp & 0x3f));
+        return 2;
+    }
     if (cp < 0x10000) {
         out[0] = (char)(0xe0 | cp >> 12);
         out[1] = (char)(0x80 | (cp >> 6 & 0x3f));
@@ -263,8 +276,10 @@ static int jhex4(jreader_t *r, uint32_t *v) {
     *v = 0;
     for (int i = 0; i < 4; i++) {
         char c = *r->p++;
-        int d = (c >= '0' && c <= '9') ? c - '0' : (c >= 'a' && c <= 'f') ? c - 'a' + 10
-              : (c >= 'A' && c <= 'F') ? c - 'A' + 10 : -1;
+        int d = (c >= '0' && c <= '9')   ? c - '0'
+                : (c >= 'a' && c <= 'f') ? c - 'a' + 10
+                : (c >= 'A' && c <= 'F') ? c - 'A' + 10
+                                         : -1;
         if (d < 0) return -1;
         *v = *v << 4 | (uint32_t)d;
     }
@@ -290,7 +305,9 @@ static int jstring(jreader_t *r, char **out) {
             if (r->p >= r->end) goto fail;
             char e = *r->p++;
             switch (e) {
-            case '"': case '\\': case '/': tmp[0] = e; break;
+            case '"':
+            case '\\':
+            case '/': tmp[0] = e; break;
             case 'b': tmp[0] = '\b'; break;
             case 'f': tmp[0] = '\f'; break;
             case 'n': tmp[0] = '\n'; break;
@@ -340,9 +357,12 @@ static int jnumber(jreader_t *r, double *v) {
     const char *p = s;
     if (p < r->end && *p == '-') p++;
     if (p >= r->end) return -1;
-    if (*p == '0') p++;
-    else if (*p >= '1' && *p <= '9') while (p < r->end && *p >= '0' && *p <= '9') p++;
-    else return -1;
+    if (*p == '0')
+        p++;
+    else if (*p >= '1' && *p <= '9')
+        while (p < r->end && *p >= '0' && *p <= '9') p++;
+    else
+        return -1;
     if (p < r->end && *p == '.') {
         p++;
         if (p >= r->end || *p < '0' || *p > '9') return -1;
@@ -414,13 +434,19 @@ static int jvalue(jreader_t *r, int depth, jfield_t *f) {
     double num = 0;
     char *str = NULL;
     switch (*r->p) {
-    case '"': rc = jstring(r, f ? &str : NULL); type = J_STRING; break;
+    case '"':
+        rc = jstring(r, f ? &str : NULL);
+        type = J_STRING;
+        break;
     case '{': rc = jcontainer(r, depth, '}', true, NULL, 0); break;
     case '[': rc = jcontainer(r, depth, ']', false, NULL, 0); break;
     case 't': rc = jliteral(r, "true"); break;
     case 'f': rc = jliteral(r, "false"); break;
     case 'n': rc = jliteral(r, "null"); break;
-    default: rc = jnumber(r, &num); type = J_NUMBER; break;
+    default:
+        rc = jnumber(r, &num);
+        type = J_NUMBER;
+        break;
     }
     if (rc != 0) return -1;
     if (f) {
@@ -460,11 +486,14 @@ static size_t json_quote(const char *s, char *out) {
             out[o++] = '\\';
             out[o++] = (char)c;
         } else if (c == '\n') {
-            out[o++] = '\\'; out[o++] = 'n';
+            out[o++] = '\\';
+            out[o++] = 'n';
         } else if (c == '\r') {
-            out[o++] = '\\'; out[o++] = 'r';
+            out[o++] = '\\';
+            out[o++] = 'r';
         } else if (c == '\t') {
-            out[o++] = '\\'; out[o++] = 't';
+            out[o++] = '\\';
+            out[o++] = 't';
         } else if (c < 0x20 || c == '<' || c == '>' || c == '&') {
             memcpy(out + o, "\\u00", 4);
             o += 4;
@@ -497,7 +526,7 @@ typedef struct jwt_method {
     enum wc_HashType hash;
     int hmac_type;
     int mgf;
-    int ec_bytes;              /* ECDSA: curve size in bytes (r and s each) */
+    int ec_bytes; /* ECDSA: curve size in bytes (r and s each) */
 } jwt_method_t;
 
 static const jwt_method_t jwt_methods[] = {
@@ -528,7 +557,7 @@ struct auth_token {
     bool enabled;
     /* simple */
     uint64_t ttl_ms;
-    simple_entry_t **buckets;  /* SIMPLE_BUCKETS chains */
+    simple_entry_t **buckets; /* SIMPLE_BUCKETS chains */
     size_t count;
     /* jwt */
     const jwt_method_t *method;
@@ -688,8 +717,10 @@ static void simple_invalidate_user(auth_token_t *t, const char *user) {
     for (size_t i = 0; t->buckets && i < SIMPLE_BUCKETS; i++) {
         simple_entry_t **pp = &t->buckets[i];
         while (*pp) {
-            if (strcmp((*pp)->user, user) == 0) simple_unlink(t, pp);
-            else pp = &(*pp)->next;
+            if (strcmp((*pp)->user, user) == 0)
+                simple_unlink(t, pp);
+            else
+                pp = &(*pp)->next;
         }
     }
 }
@@ -747,8 +778,7 @@ static int load_private(auth_token_t *t, const uint8_t *pem, size_t pem_len) {
     return rc;
 }
 
-static int load_public(const jwt_method_t *m, const uint8_t *pem, size_t pem_len,
-                       RsaKey *rsa, ecc_key *ecc) {
+static int load_public(const jwt_method_t *m, const uint8_t *pem, size_t pem_len, RsaKey *rsa, ecc_key *ecc) {
     uint8_t *der = malloc(pem_len);
     if (!der) return AUTH_TOKEN_ENOMEM;
     int rc = AUTH_TOKEN_EKEY;
@@ -813,8 +843,10 @@ static int jwt_load_keys(auth_token_t *t, const auth_token_opts_t *o, char *err,
         goto out;
     }
     bool ec = t->method->family == JWT_ECDSA;
-    if (ec) t->have_ecc = wc_ecc_init(&t->ecc) == 0;
-    else t->have_rsa = wc_InitRsaKey(&t->rsa, NULL) == 0;
+    if (ec)
+        t->have_ecc = wc_ecc_init(&t->ecc) == 0;
+    else
+        t->have_rsa = wc_InitRsaKey(&t->rsa, NULL) == 0;
     if (!t->have_ecc && !t->have_rsa) {
         rc = AUTH_TOKEN_ECRYPTO;
         goto out;
@@ -830,10 +862,12 @@ static int jwt_load_keys(auth_token_t *t, const auth_token_opts_t *o, char *err,
             ecc_key ecc;
             bool same = false;
             if (ec && wc_ecc_init(&ecc) == 0) {
-                same = load_public(t->method, pub, pub_len, NULL, &ecc) == 0 && ecc_same_public(&t->ecc, &ecc);
+                same =
+                    load_public(t->method, pub, pub_len, NULL, &ecc) == 0 && ecc_same_public(&t->ecc, &ecc);
                 wc_ecc_free(&ecc);
             } else if (!ec && wc_InitRsaKey(&rsa, NULL) == 0) {
-                same = load_public(t->method, pub, pub_len, &rsa, NULL) == 0 && rsa_same_public(&t->rsa, &rsa);
+                same =
+                    load_public(t->method, pub, pub_len, &rsa, NULL) == 0 && rsa_same_public(&t->rsa, &rsa);
                 wc_FreeRsaKey(&rsa);
             }
             if (!same) rc = AUTH_TOKEN_EKEYMISMATCH;
@@ -853,7 +887,7 @@ out:
 /* ------------------------------------------------------------------ */
 /* JWT signing and verification                                         */
 
-#define JWT_SIG_MAX 1024    /* RSA up to 8192 bits */
+#define JWT_SIG_MAX 1024 /* RSA up to 8192 bits */
 
 static int jwt_digest(const jwt_method_t *m, const uint8_t *data, size_t len, uint8_t *out, word32 *out_len) {
     int n = wc_HashGetDigestSize(m->hash);
@@ -878,15 +912,16 @@ static int jwt_sign(auth_token_t *t, const uint8_t *data, size_t len, uint8_t *s
     uint8_t digest[WC_MAX_DIGEST_SIZE];
     word32 dlen;
     switch (m->family) {
-    case JWT_HMAC:
-        return jwt_hmac(t, data, len, sig, sig_len);
+    case JWT_HMAC: return jwt_hmac(t, data, len, sig, sig_len);
     case JWT_RSA:
-        return wc_SignatureGenerate(m->hash, WC_SIGNATURE_TYPE_RSA_W_ENC, data, (word32)len, sig,
-                                    sig_len, &t->rsa, sizeof t->rsa, &t->rng) == 0 ? 0 : -1;
+        return wc_SignatureGenerate(m->hash, WC_SIGNATURE_TYPE_RSA_W_ENC, data, (word32)len, sig, sig_len,
+                                    &t->rsa, sizeof t->rsa, &t->rng) == 0
+                   ? 0
+                   : -1;
     case JWT_PSS: {
         if (jwt_digest(m, data, len, digest, &dlen) != 0) return -1;
-        int n = wc_RsaPSS_Sign_ex(digest, dlen, sig, *sig_len, m->hash, m->mgf,
-                                  RSA_PSS_SALT_LEN_DEFAULT, &t->rsa, &t->rng);
+        int n = wc_RsaPSS_Sign_ex(digest, dlen, sig, *sig_len, m->hash, m->mgf, RSA_PSS_SALT_LEN_DEFAULT,
+                                  &t->rsa, &t->rng);
         if (n <= 0) return -1;
         *sig_len = (word32)n;
         return 0;
@@ -894,8 +929,8 @@ static int jwt_sign(auth_token_t *t, const uint8_t *data, size_t len, uint8_t *s
     case JWT_ECDSA: {
         uint8_t der[256];
         word32 der_len = sizeof der;
-        if (wc_SignatureGenerate(m->hash, WC_SIGNATURE_TYPE_ECC, data, (word32)len, der, &der_len,
-                                 &t->ecc, sizeof t->ecc, &t->rng) != 0)
+        if (wc_SignatureGenerate(m->hash, WC_SIGNATURE_TYPE_ECC, data, (word32)len, der, &der_len, &t->ecc,
+                                 sizeof t->ecc, &t->rng) != 0)
             return -1;
         uint8_t r[80], s[80];
         word32 rl = sizeof r, sl = sizeof s;
@@ -912,7 +947,8 @@ static int jwt_sign(auth_token_t *t, const uint8_t *data, size_t len, uint8_t *s
     return -1;
 }
 
-static bool jwt_verify_sig(auth_token_t *t, const uint8_t *data, size_t len, const uint8_t *sig, size_t sig_len) {
+static bool jwt_verify_sig(auth_token_t *t, const uint8_t *data, size_t len, const uint8_t *sig,
+                           size_t sig_len) {
     const jwt_method_t *m = t->method;
     uint8_t digest[WC_MAX_DIGEST_SIZE];
     word32 dlen;
@@ -933,8 +969,8 @@ static bool jwt_verify_sig(auth_token_t *t, const uint8_t *data, size_t len, con
         if (jwt_digest(m, data, len, digest, &dlen) != 0) return false;
         uint8_t in[JWT_SIG_MAX], out[JWT_SIG_MAX];
         memcpy(in, sig, sig_len);
-        return wc_RsaPSS_VerifyCheck(in, (word32)sig_len, out, sizeof out, digest, dlen, m->hash,
-                                     m->mgf, &t->rsa) > 0;
+        return wc_RsaPSS_VerifyCheck(in, (word32)sig_len, out, sizeof out, digest, dlen, m->hash, m->mgf,
+                                     &t->rsa) > 0;
     }
     case JWT_ECDSA: {
         size_t n = (size_t)m->ec_bytes;
@@ -942,8 +978,8 @@ static bool jwt_verify_sig(auth_token_t *t, const uint8_t *data, size_t len, con
         uint8_t der[256];
         word32 der_len = sizeof der;
         if (wc_ecc_rs_raw_to_sig(sig, (word32)n, sig + n, (word32)n, der, &der_len) != 0) return false;
-        return wc_SignatureVerify(m->hash, WC_SIGNATURE_TYPE_ECC, data, (word32)len, der, der_len,
-                                  &t->ecc, sizeof t->ecc) == 0;
+        return wc_SignatureVerify(m->hash, WC_SIGNATURE_TYPE_ECC, data, (word32)len, der, der_len, &t->ecc,
+                                  sizeof t->ecc) == 0;
     }
     }
     return false;
@@ -958,8 +994,8 @@ static int jwt_assign(auth_token_t *t, const char *user, uint64_t rev, uint64_t 
     char *claims = malloc(cap);
     if (!claims) return AUTH_TOKEN_ENOMEM;
     int64_t exp = (int64_t)((now_ms + t->ttl_ms) / 1000);
-    size_t clen = (size_t)snprintf(claims, cap, "{\"exp\":%" PRId64 ",\"revision\":%" PRIu64 ",\"username\":",
-                                   exp, rev);
+    size_t clen = (size_t)snprintf(claims, cap,
+                                   "{\"exp\":%" PRId64 ",\"revision\":%" PRIu64 ",\"username\":", exp, rev);
     clen += json_quote(user, claims + clen);
     claims[clen++] = '}';
     claims[clen] = 0;
@@ -1023,7 +1059,8 @@ static int jwt_info(auth_token_t *t, const char *token, uint64_t now_ms, auth_to
     uint8_t *claims = segment_decode(d1 + 1, (size_t)(d2 - d1 - 1), &clen);
     uint8_t *sig = segment_decode(d2 + 1, strlen(d2 + 1), &slen);
     jfield_t hf[] = {{.name = "alg"}};
-    jfield_t cf[] = {{.name = "username"}, {.name = "revision"}, {.name = "exp"}, {.name = "iat"}, {.name = "nbf"}};
+    jfield_t cf[] = {
+        {.name = "username"}, {.name = "revision"}, {.name = "exp"}, {.name = "iat"}, {.name = "nbf"}};
     int rc = AUTH_TOKEN_EINVALID;
     if (!header || !claims || !sig) goto out;
     if (jparse_object((const char *)header, hlen, hf, 1) != 0 || hf[0].type != J_STRING) goto out;
@@ -1069,8 +1106,7 @@ static int jwt_init(auth_token_t *t, const auth_token_opts_t *o, char *err, size
     return 0;
 }
 
-int auth_token_new(const char *optstr, uint64_t simple_ttl_ms, auth_token_t **out,
-                   char *err, size_t errlen) {
+int auth_token_new(const char *optstr, uint64_t simple_ttl_ms, auth_token_t **out, char *err, size_t errlen) {
     if (err && errlen) err[0] = 0;
     auth_token_opts_t o;
     int rc = auth_token_opts_parse(optstr ? optstr : "simple", &o);
@@ -1137,8 +1173,8 @@ int auth_token_gen_prefix(auth_token_t *t, char out[AUTH_SIMPLE_PREFIX_LEN + 1])
     return simple_gen_prefix(out);
 }
 
-int auth_token_assign(auth_token_t *t, const char *prefix, uint64_t index,
-                      const char *user, uint64_t auth_revision, uint64_t now_ms, char **token) {
+int auth_token_assign(auth_token_t *t, const char *prefix, uint64_t index, const char *user,
+                      uint64_t auth_revision, uint64_t now_ms, char **token) {
     *token = NULL;
     switch (t->kind) {
     case AUTH_TOKEN_SIMPLE: return simple_assign(t, prefix ? prefix : "", index, user, now_ms, token);
@@ -1147,8 +1183,8 @@ int auth_token_assign(auth_token_t *t, const char *prefix, uint64_t index,
     }
 }
 
-int auth_token_info(auth_token_t *t, const char *token, uint64_t cur_auth_revision,
-                    uint64_t now_ms, auth_token_info_t *info) {
+int auth_token_info(auth_token_t *t, const char *token, uint64_t cur_auth_revision, uint64_t now_ms,
+                    auth_token_info_t *info) {
     memset(info, 0, sizeof *info);
     switch (t->kind) {
     case AUTH_TOKEN_SIMPLE: return simple_info(t, token, cur_auth_revision, now_ms, info);

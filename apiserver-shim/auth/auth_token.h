@@ -36,9 +36,9 @@ enum {
     AUTH_TOKEN_EVERIFYONLY = -6,  /* auth: token signing attempted with verify-only key */
     AUTH_TOKEN_EAUTHFAILED = -7,  /* auth: authentication failed, ... (nop provider assign) */
     AUTH_TOKEN_ENOMEM = -8,
-    AUTH_TOKEN_EEXIST = -9,       /* simple: token already assigned (etcd panics) */
-    AUTH_TOKEN_EKEY = -10,        /* key file unreadable or not a usable PEM key */
-    AUTH_TOKEN_ECRYPTO = -11      /* wolfCrypt failure while signing */
+    AUTH_TOKEN_EEXIST = -9,  /* simple: token already assigned (etcd panics) */
+    AUTH_TOKEN_EKEY = -10,   /* key file unreadable or not a usable PEM key */
+    AUTH_TOKEN_ECRYPTO = -11 /* wolfCrypt failure while signing */
 };
 const char *auth_token_strerror(int err);
 
@@ -49,19 +49,19 @@ typedef enum auth_token_kind {
 } auth_token_kind_t;
 
 #define AUTH_SIMPLE_PREFIX_LEN 16
-#define AUTH_SIMPLE_TTL_DEFAULT_MS 300000ULL   /* etcd --auth-token-ttl 300 */
-#define AUTH_JWT_TTL_DEFAULT_MS 300000ULL      /* etcd jwt DefaultTTL 5m */
+#define AUTH_SIMPLE_TTL_DEFAULT_MS 300000ULL /* etcd --auth-token-ttl 300 */
+#define AUTH_JWT_TTL_DEFAULT_MS 300000ULL    /* etcd jwt DefaultTTL 5m */
 
 /* --auth-token parsed like etcd's decomposeOpts(): "type,k=v,k=v". A
  * non-first item without exactly one '=' or a repeated key is an error;
  * unknown keys are kept count of (etcd only warns). Strings are malloc'd. */
 typedef struct auth_token_opts {
-    char *type;              /* "simple", "jwt", "" or anything (rejected by auth_token_new) */
-    char *sign_method;       /* jwt: sign-method */
-    char *pub_key;           /* jwt: pub-key path */
-    char *priv_key;          /* jwt: priv-key path */
-    char *ttl;               /* jwt: ttl, a Go duration ("10m", "1h30m", "300s") */
-    int unknown;             /* number of unknown keys */
+    char *type;        /* "simple", "jwt", "" or anything (rejected by auth_token_new) */
+    char *sign_method; /* jwt: sign-method */
+    char *pub_key;     /* jwt: pub-key path */
+    char *priv_key;    /* jwt: priv-key path */
+    char *ttl;         /* jwt: ttl, a Go duration ("10m", "1h30m", "300s") */
+    int unknown;       /* number of unknown keys */
 } auth_token_opts_t;
 
 int auth_token_opts_parse(const char *optstr, auth_token_opts_t *out);
@@ -86,8 +86,7 @@ void auth_token_info_clear(auth_token_info_t *info);
  * simple_ttl_ms is --auth-token-ttl (0: default 300 s). JWT key files are
  * read here. On error returns the AUTH_TOKEN_E* value and, if err is not
  * NULL, a human-readable reason. */
-int auth_token_new(const char *optstr, uint64_t simple_ttl_ms, auth_token_t **out,
-                   char *err, size_t errlen);
+int auth_token_new(const char *optstr, uint64_t simple_ttl_ms, auth_token_t **out, char *err, size_t errlen);
 void auth_token_free(auth_token_t *t);
 auth_token_kind_t auth_token_kind(const auth_token_t *t);
 
@@ -104,15 +103,15 @@ int auth_token_gen_prefix(auth_token_t *t, char out[AUTH_SIMPLE_PREFIX_LEN + 1])
  * gen_prefix, index the raft index of the Authenticate entry); jwt: signed
  * with claims {exp: now + ttl (s), revision, username}. *token is
  * malloc'd. */
-int auth_token_assign(auth_token_t *t, const char *prefix, uint64_t index,
-                      const char *user, uint64_t auth_revision, uint64_t now_ms, char **token);
+int auth_token_assign(auth_token_t *t, const char *prefix, uint64_t index, const char *user,
+                      uint64_t auth_revision, uint64_t now_ms, char **token);
 
 /* Resolves a token. simple: known and unexpired (the TTL restarts), the
  * revision reported is cur_auth_revision (etcd); jwt: valid signature with
  * this provider's key and method, unexpired, username and revision claims
  * present. AUTH_TOKEN_EINVALID otherwise. */
-int auth_token_info(auth_token_t *t, const char *token, uint64_t cur_auth_revision,
-                    uint64_t now_ms, auth_token_info_t *info);
+int auth_token_info(auth_token_t *t, const char *token, uint64_t cur_auth_revision, uint64_t now_ms,
+                    auth_token_info_t *info);
 
 /* simple: drops expired tokens (etcd's 1 s sweep); returns how many. */
 size_t auth_token_expire(auth_token_t *t, uint64_t now_ms);

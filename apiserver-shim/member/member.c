@@ -32,8 +32,7 @@
 #include "log.h"
 #include "pending.h"
 
-void server_config_defaults(server_config_t *cfg)
-{
+void server_config_defaults(server_config_t *cfg) {
     memset(cfg, 0, sizeof *cfg);
     cfg->name = "default";
     cfg->data_dir = NULL; /* "<name>.etcd" */
@@ -61,32 +60,27 @@ void server_config_defaults(server_config_t *cfg)
 
 /* ---- ids ------------------------------------------------------------- */
 
-static int cmp_str(const void *a, const void *b)
-{
+static int cmp_str(const void *a, const void *b) {
     return strcmp(*(const char *const *)a, *(const char *const *)b);
 }
 
-static uint64_t sha1_prefix64(const uint8_t *data, size_t len)
-{
+static uint64_t sha1_prefix64(const uint8_t *data, size_t len) {
     uint8_t hash[WC_SHA_DIGEST_SIZE];
     wc_ShaHash(data, (word32)len, hash);
     return get_be64(hash);
 }
 
-uint64_t server_member_id(const char *const *peer_urls, size_t n, const char *token)
-{
+uint64_t server_member_id(const char *const *peer_urls, size_t n, const char *token) {
     const char *sorted[SERVER_MAX_URLS];
     size_t total = strlen(token);
-    if (n > SERVER_MAX_URLS)
-        n = SERVER_MAX_URLS;
+    if (n > SERVER_MAX_URLS) n = SERVER_MAX_URLS;
     for (size_t i = 0; i < n; i++) {
         sorted[i] = peer_urls[i];
         total += strlen(peer_urls[i]);
     }
     qsort(sorted, n, sizeof sorted[0], cmp_str);
     uint8_t *buf = malloc(total + 1);
-    if (!buf)
-        return 1;
+    if (!buf) return 1;
     size_t off = 0;
     for (size_t i = 0; i < n; i++) {
         memcpy(buf + off, sorted[i], strlen(sorted[i]));
@@ -99,36 +93,30 @@ uint64_t server_member_id(const char *const *peer_urls, size_t n, const char *to
     return id ? id : 1;
 }
 
-static int cmp_u64(const void *a, const void *b)
-{
+static int cmp_u64(const void *a, const void *b) {
     uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
     return x < y ? -1 : x > y;
 }
 
-uint64_t server_cluster_id(const uint64_t *member_ids, size_t n)
-{
+uint64_t server_cluster_id(const uint64_t *member_ids, size_t n) {
     uint64_t ids[64];
     uint8_t buf[64 * 8];
-    if (n > 64)
-        n = 64;
+    if (n > 64) n = 64;
     memcpy(ids, member_ids, n * sizeof ids[0]);
     qsort(ids, n, sizeof ids[0], cmp_u64);
-    for (size_t i = 0; i < n; i++)
-        put_be64(buf + i * 8, ids[i]);
+    for (size_t i = 0; i < n; i++) put_be64(buf + i * 8, ids[i]);
     return sha1_prefix64(buf, n * 8);
 }
 
 /* ---- answering calls ------------------------------------------------- */
 
-void server_header_info(server_t *s, kv_header_info_t *out)
-{
+void server_header_info(server_t *s, kv_header_info_t *out) {
     out->cluster_id = s->cluster_id;
     out->member_id = s->member_id;
     out->raft_term = atomic_load(&s->term);
 }
 
-void server_finish_result(grpc_call_t *call, kv_result_t *res)
-{
+void server_finish_result(grpc_call_t *call, kv_result_t *res) {
     if (!grpc_call_is_closed(call)) {
         if (res->code == 0) {
             /* The send fails when the response cannot be queued (no memory,
@@ -137,8 +125,7 @@ void server_finish_result(grpc_call_t *call, kv_result_t *res)
             if (grpc_call_send(call, res->resp, res->resp_len) == 0)
                 grpc_call_finish(call, GRPC_OK, NULL);
             else
-                grpc_call_finish(call, GRPC_RESOURCE_EXHAUSTED,
-                                 "kshim: cannot queue the response message");
+                grpc_call_finish(call, GRPC_RESOURCE_EXHAUSTED, "kshim: cannot queue the response message");
         } else {
             grpc_call_finish(call, (grpc_status_t)res->code, res->message);
         }
@@ -146,8 +133,7 @@ void server_finish_result(grpc_call_t *call, kv_result_t *res)
     kv_result_clear(res);
 }
 
-void server_fill_header(server_t *s, Etcdserverpb__ResponseHeader *h)
-{
+void server_fill_header(server_t *s, Etcdserverpb__ResponseHeader *h) {
     kv_header_info_t info;
     server_header_info(s, &info);
     h->cluster_id = info.cluster_id;
@@ -156,8 +142,7 @@ void server_fill_header(server_t *s, Etcdserverpb__ResponseHeader *h)
     h->revision = mvcc_revision(s->mvcc);
 }
 
-int server_send_message(grpc_call_t *call, const ProtobufCMessage *msg, int finish)
-{
+int server_send_message(grpc_call_t *call, const ProtobufCMessage *msg, int finish) {
     size_t len = protobuf_c_message_get_packed_size(msg);
     uint8_t *buf = malloc(len ? len : 1);
     if (!buf) {
@@ -167,36 +152,29 @@ int server_send_message(grpc_call_t *call, const ProtobufCMessage *msg, int fini
     protobuf_c_message_pack(msg, buf);
     int rc = grpc_call_send(call, buf, len);
     free(buf);
-    if (finish)
-        grpc_call_finish(call, GRPC_OK, NULL);
+    if (finish) grpc_call_finish(call, GRPC_OK, NULL);
     return rc;
 }
 
-void server_reply_bad_request(grpc_call_t *call)
-{
+void server_reply_bad_request(grpc_call_t *call) {
     /* What grpc-go answers when the request does not unmarshal. */
     grpc_call_finish(call, GRPC_INTERNAL, "grpc: error unmarshalling request: unexpected EOF");
 }
 
-int server_require_leader(server_t *s, grpc_call_t *call)
-{
+int server_require_leader(server_t *s, grpc_call_t *call) {
     const char *hasleader = grpc_call_metadata(call, "hasleader");
-    if (!hasleader || strcmp(hasleader, "true") != 0)
-        return 0;
+    if (!hasleader || strcmp(hasleader, "true") != 0) return 0;
     raft_node_status_t st;
     raft_node_status(s->raft, &st);
-    if (st.leader != 0)
-        return 0;
+    if (st.leader != 0) return 0;
     grpc_call_finish(call, GRPC_UNAVAILABLE, "etcdserver: no leader");
     return -1;
 }
 
 /* ---- the write path --------------------------------------------------- */
 
-int server_add_applier(server_t *s, server_applier_fn fn)
-{
-    if (s->n_appliers >= SERVER_MAX_APPLIERS)
-        return -1;
+int server_add_applier(server_t *s, server_applier_fn fn) {
+    if (s->n_appliers >= SERVER_MAX_APPLIERS) return -1;
     s->appliers[s->n_appliers++] = fn;
     return 0;
 }
@@ -212,8 +190,7 @@ typedef struct applied_batch {
     applied_result_t results[];
 } applied_batch_t;
 
-void server_propose(server_t *s, grpc_call_t *call, Kshim__InternalRequest *req)
-{
+void server_propose(server_t *s, grpc_call_t *call, Kshim__InternalRequest *req) {
     Kshim__RequestHeader hdr = KSHIM__REQUEST_HEADER__INIT;
     hdr.id = s->req_id_prefix | ++s->req_id_counter;
     hdr.proposer = s->member_id;
@@ -253,14 +230,12 @@ void server_propose(server_t *s, grpc_call_t *call, Kshim__InternalRequest *req)
             grpc_call_finish(c, GRPC_UNAVAILABLE,
                              rc == RAFT_NODE_ERR_NOT_LEADER ? "etcdserver: no leader"
                                                             : "etcdserver: server stopped");
-        if (c)
-            grpc_call_unref(c);
+        if (c) grpc_call_unref(c);
     }
 }
 
 /* Loop thread: answer every call whose entry was applied. */
-static void deliver_results(void *arg)
-{
+static void deliver_results(void *arg) {
     applied_batch_t *b = arg;
     server_t *s = b->server;
     for (size_t i = 0; i < b->n; i++) {
@@ -283,28 +258,23 @@ static void deliver_results(void *arg)
  * KV store. Each is one LevelDB
  * write that also records the applied index. */
 static int apply_one(server_t *s, uint64_t index, const Kshim__InternalRequest *req,
-                     const kv_header_info_t *hdr, kv_result_t *res)
-{
+                     const kv_header_info_t *hdr, kv_result_t *res) {
     for (size_t i = 0; req && i < s->n_appliers; i++) {
         int rc = s->appliers[i](s, index, req, hdr, res);
-        if (rc != 0)
-            return rc > 0 ? 0 : rc;
+        if (rc != 0) return rc > 0 ? 0 : rc;
     }
     return kv_apply(s->mvcc, index, req, hdr, res);
 }
 
-static void free_results(applied_batch_t *batch)
-{
-    for (size_t i = 0; i < batch->n; i++)
-        kv_result_clear(&batch->results[i].res);
+static void free_results(applied_batch_t *batch) {
+    for (size_t i = 0; i < batch->n; i++) kv_result_clear(&batch->results[i].res);
     free(batch);
 }
 
 /* Applies one committed entry; 0, or -1 when it cannot be applied (the
  * member must stop). Our own proposals' results go into batch. */
 static int apply_entry(server_t *s, const raft_entry_t *e, const kv_header_info_t *hdr,
-                       applied_batch_t *batch)
-{
+                       applied_batch_t *batch) {
     Kshim__InternalRequest *req = NULL;
     if (e->type == RAFT_ENTRY_NORMAL && e->len > 0) {
         req = kshim__internal_request__unpack(NULL, e->len, e->data);
@@ -332,8 +302,7 @@ static int apply_entry(server_t *s, const raft_entry_t *e, const kv_header_info_
     if (rc < 0)
         log_error("cannot apply raft entry %llu to the store (storage error, see above); stopping",
                   (unsigned long long)e->index);
-    if (req)
-        kshim__internal_request__free_unpacked(req, NULL);
+    if (req) kshim__internal_request__free_unpacked(req, NULL);
     return rc < 0 ? -1 : 0;
 }
 
@@ -344,11 +313,9 @@ static int apply_entry(server_t *s, const raft_entry_t *e, const kv_header_info_
  * is published before that write returned. Any storage error, or an entry
  * that does not decode, stops applying (fail-stop): the group is dropped
  * unwritten, the member exits and replays from the stored applied index. */
-void server_apply(void *ctx, const raft_entry_t *ents, size_t n, uint64_t term)
-{
+void server_apply(void *ctx, const raft_entry_t *ents, size_t n, uint64_t term) {
     server_t *s = ctx;
-    if (atomic_load(&s->apply_failed))
-        return;
+    if (atomic_load(&s->apply_failed)) return;
     atomic_store(&s->term, term);
     kv_header_info_t hdr = {s->cluster_id, s->member_id, term};
     applied_batch_t *batch = malloc(sizeof *batch + n * sizeof batch->results[0]);
@@ -358,8 +325,7 @@ void server_apply(void *ctx, const raft_entry_t *ents, size_t n, uint64_t term)
     }
     mvcc_group_begin(s->mvcc);
     int failed = 0;
-    for (size_t i = 0; i < n && !failed; i++)
-        failed = apply_entry(s, &ents[i], &hdr, batch) != 0;
+    for (size_t i = 0; i < n && !failed; i++) failed = apply_entry(s, &ents[i], &hdr, batch) != 0;
     if (failed) {
         mvcc_group_abort(s->mvcc);
     } else if (mvcc_group_end(s->mvcc) != 0) {
@@ -369,27 +335,21 @@ void server_apply(void *ctx, const raft_entry_t *ents, size_t n, uint64_t term)
     }
     if (failed) {
         atomic_store(&s->apply_failed, 1);
-        if (batch)
-            free_results(batch);
+        if (batch) free_results(batch);
         return;
     }
-    if (!batch)
-        return; /* out of memory: the waiting calls time out, the data is applied */
-    if (batch->n == 0 || loop_post(s->loop, deliver_results, batch) != 0)
-        free_results(batch);
+    if (!batch) return; /* out of memory: the waiting calls time out, the data is applied */
+    if (batch->n == 0 || loop_post(s->loop, deliver_results, batch) != 0) free_results(batch);
 }
 
 /* Every applied batch is synced before it is acknowledged, so everything
  * LevelDB reports applied is durable: the WAL may go up to there. */
-uint64_t server_persist_state(void *ctx)
-{
+uint64_t server_persist_state(void *ctx) {
     server_t *s = ctx;
     return mvcc_applied_index(s->mvcc);
 }
 
 /* etcd's request timeout: 5 s plus two election timeouts. */
-uint64_t server_request_timeout_ms(const server_config_t *cfg)
-{
+uint64_t server_request_timeout_ms(const server_config_t *cfg) {
     return 5000 + 2 * (uint64_t)cfg->election_timeout_ms;
 }
-

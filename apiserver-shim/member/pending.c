@@ -19,22 +19,19 @@ struct pending_table {
     pending_entry_t **buckets;
     size_t nbuckets; /* power of two */
     size_t count;
-    size_t max;      /* 0 = no limit */
+    size_t max; /* 0 = no limit */
 };
 
-static size_t bucket_of(uint64_t id, size_t nbuckets)
-{
+static size_t bucket_of(uint64_t id, size_t nbuckets) {
     id ^= id >> 33;
     id *= 0xff51afd7ed558ccdULL;
     id ^= id >> 33;
     return (size_t)(id & (nbuckets - 1));
 }
 
-pending_table_t *pending_new(size_t max)
-{
+pending_table_t *pending_new(size_t max) {
     pending_table_t *t = calloc(1, sizeof *t);
-    if (!t)
-        return NULL;
+    if (!t) return NULL;
     t->max = max;
     t->nbuckets = 256;
     t->buckets = calloc(t->nbuckets, sizeof *t->buckets);
@@ -45,10 +42,8 @@ pending_table_t *pending_new(size_t max)
     return t;
 }
 
-void pending_free(pending_table_t *t)
-{
-    if (!t)
-        return;
+void pending_free(pending_table_t *t) {
+    if (!t) return;
     for (size_t i = 0; i < t->nbuckets; i++) {
         pending_entry_t *e = t->buckets[i];
         while (e) {
@@ -62,12 +57,10 @@ void pending_free(pending_table_t *t)
     free(t);
 }
 
-static void grow(pending_table_t *t)
-{
+static void grow(pending_table_t *t) {
     size_t n = t->nbuckets * 2;
     pending_entry_t **b = calloc(n, sizeof *b);
-    if (!b)
-        return; /* keep the old, longer chains: still correct */
+    if (!b) return; /* keep the old, longer chains: still correct */
     for (size_t i = 0; i < t->nbuckets; i++) {
         pending_entry_t *e = t->buckets[i];
         while (e) {
@@ -83,15 +76,11 @@ static void grow(pending_table_t *t)
     t->nbuckets = n;
 }
 
-int pending_add(pending_table_t *t, uint64_t id, grpc_call_t *call, uint64_t deadline_ms)
-{
-    if (t->max && t->count >= t->max)
-        return PENDING_FULL;
+int pending_add(pending_table_t *t, uint64_t id, grpc_call_t *call, uint64_t deadline_ms) {
+    if (t->max && t->count >= t->max) return PENDING_FULL;
     pending_entry_t *e = malloc(sizeof *e);
-    if (!e)
-        return -1;
-    if (t->count >= t->nbuckets)
-        grow(t);
+    if (!e) return -1;
+    if (t->count >= t->nbuckets) grow(t);
     size_t k = bucket_of(id, t->nbuckets);
     e->id = id;
     e->deadline_ms = deadline_ms;
@@ -103,8 +92,7 @@ int pending_add(pending_table_t *t, uint64_t id, grpc_call_t *call, uint64_t dea
     return 0;
 }
 
-grpc_call_t *pending_take(pending_table_t *t, uint64_t id)
-{
+grpc_call_t *pending_take(pending_table_t *t, uint64_t id) {
     pending_entry_t **pp = &t->buckets[bucket_of(id, t->nbuckets)];
     for (; *pp; pp = &(*pp)->next) {
         pending_entry_t *e = *pp;
@@ -120,14 +108,10 @@ grpc_call_t *pending_take(pending_table_t *t, uint64_t id)
     return NULL;
 }
 
-size_t pending_count(const pending_table_t *t)
-{
-    return t->count;
-}
+size_t pending_count(const pending_table_t *t) { return t->count; }
 
 size_t pending_expire(pending_table_t *t, uint64_t now_ms, void (*fn)(grpc_call_t *call, void *arg),
-                      void *arg)
-{
+                      void *arg) {
     size_t expired = 0;
     for (size_t i = 0; i < t->nbuckets; i++) {
         pending_entry_t **pp = &t->buckets[i];

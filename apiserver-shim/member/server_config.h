@@ -12,9 +12,9 @@
 #define SERVER_MAX_URLS 16
 
 typedef struct server_config {
-    const char *name;                  /* --name */
-    const char *data_dir;              /* --data-dir */
-    const char *wal_dir;               /* --wal-dir ("" = <data-dir>/member/wal) */
+    const char *name;     /* --name */
+    const char *data_dir; /* --data-dir */
+    const char *wal_dir;  /* --wal-dir ("" = <data-dir>/member/wal) */
     const char *listen_client_urls[SERVER_MAX_URLS];
     size_t n_listen_client_urls;
     const char *advertise_client_urls[SERVER_MAX_URLS];
@@ -30,20 +30,20 @@ typedef struct server_config {
     /* Client TLS. */
     const char *cert_file, *key_file, *trusted_ca_file;
     int client_cert_auth;
-    int auto_tls;                      /* --auto-tls: self-signed cert if none given */
+    int auto_tls; /* --auto-tls: self-signed cert if none given */
     /* Peer TLS: parsed and kept for the cluster transport. */
     const char *peer_cert_file, *peer_key_file, *peer_trusted_ca_file;
     int peer_client_cert_auth;
 
-    size_t max_request_bytes;          /* default 1.5 MiB */
-    uint64_t quota_backend_bytes;      /* 0 = 2 GiB */
-    size_t max_txn_ops;                /* default 128 */
+    size_t max_request_bytes;     /* default 1.5 MiB */
+    uint64_t quota_backend_bytes; /* 0 = 2 GiB */
+    size_t max_txn_ops;           /* default 128 */
     /* kshim extension --max-pending-proposals: writes proposed and not yet
      * applied before new ones get ResourceExhausted "etcdserver: too many
      * requests"; 0 = etcd's 5000 (maxGapBetweenApplyAndCommitIndex). */
     size_t max_pending_proposals;
-    unsigned heartbeat_interval_ms;    /* default 100 */
-    unsigned election_timeout_ms;      /* default 1000 */
+    unsigned heartbeat_interval_ms; /* default 100 */
+    unsigned election_timeout_ms;   /* default 1000 */
 
     /* Watch: --experimental-watch-progress-notify-interval (default 10 min). */
     uint64_t watch_progress_notify_interval_ms;

@@ -37,14 +37,14 @@ struct server {
     raft_node_t *raft;
     uint64_t member_id;
     uint64_t cluster_id;
-    _Atomic uint64_t term;        /* term of the last applied batch (raft thread writes) */
-    uint64_t req_id_prefix;       /* random high bits: ids never repeat across restarts */
+    _Atomic uint64_t term;  /* term of the last applied batch (raft thread writes) */
+    uint64_t req_id_prefix; /* random high bits: ids never repeat across restarts */
     uint32_t req_id_counter;
-    pending_table_t *pending;     /* request id -> waiting call */
-    readers_t *readers;           /* reader threads (readers.h); NULL: read on the loop */
-    int fatal;                    /* the member must exit with an error */
-    int64_t tls_mtime;            /* newest mtime of the TLS files at last load */
-    _Atomic int apply_failed;     /* raft thread: the store refused an entry */
+    pending_table_t *pending; /* request id -> waiting call */
+    readers_t *readers;       /* reader threads (readers.h); NULL: read on the loop */
+    int fatal;                /* the member must exit with an error */
+    int64_t tls_mtime;        /* newest mtime of the TLS files at last load */
+    _Atomic int apply_failed; /* raft thread: the store refused an entry */
     const char *peer_urls[SERVER_MAX_URLS];
     size_t n_peer_urls;
     /* Service state, each owned by its svc_*.c. */
@@ -55,7 +55,7 @@ struct server {
     /* Registered by the wiring before Raft starts (server_run). */
     server_applier_fn appliers[SERVER_MAX_APPLIERS];
     size_t n_appliers;
-    server_wait_physical_fn wait_physical;  /* NULL: answer a physical Compact at once */
+    server_wait_physical_fn wait_physical; /* NULL: answer a physical Compact at once */
 };
 
 /* Header fields for responses produced on the loop thread. */

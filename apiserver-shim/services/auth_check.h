@@ -29,11 +29,11 @@
 #include "auth_token.h"
 #include "server_internal.h"
 
-#define AUTH_USER_MAX 1024  /* longer user names (etcd has no limit) cannot authenticate */
+#define AUTH_USER_MAX 1024 /* longer user names (etcd has no limit) cannot authenticate */
 
 typedef struct auth_identity {
-    char user[AUTH_USER_MAX];  /* "" when the caller has no identity */
-    uint64_t revision;         /* auth revision the identity was issued at; 0 without */
+    char user[AUTH_USER_MAX]; /* "" when the caller has no identity */
+    uint64_t revision;        /* auth revision the identity was issued at; 0 without */
 } auth_identity_t;
 
 /* Resolves the caller's identity (see above). */
@@ -51,8 +51,8 @@ grpc_status_t auth_check_range(server_t *s, grpc_call_t *call, const uint8_t *ke
 grpc_status_t auth_check_put(server_t *s, grpc_call_t *call, const Etcdserverpb__PutRequest *req,
                              const char **errmsg);
 /* DeleteRange: write on the range, plus read when prev_kv is asked. */
-grpc_status_t auth_check_delete(server_t *s, grpc_call_t *call,
-                                const Etcdserverpb__DeleteRangeRequest *req, const char **errmsg);
+grpc_status_t auth_check_delete(server_t *s, grpc_call_t *call, const Etcdserverpb__DeleteRangeRequest *req,
+                                const char **errmsg);
 /* Txn: read for every compare, each op's permission in success and failure,
  * nested txns included. One refusal refuses the whole txn. */
 grpc_status_t auth_check_txn(server_t *s, grpc_call_t *call, const Etcdserverpb__TxnRequest *req,
@@ -74,9 +74,8 @@ grpc_status_t auth_check_token(server_t *s, grpc_call_t *call, const char **errm
 
 /* Same checks with an identity already resolved (for services that check
  * several ranges, e.g. Watch creation or LeaseRevoke's attached keys). */
-grpc_status_t auth_check_range_as(server_t *s, const auth_identity_t *id, const uint8_t *key,
-                                  size_t key_len, const uint8_t *end, size_t end_len, int want,
-                                  const char **errmsg);
+grpc_status_t auth_check_range_as(server_t *s, const auth_identity_t *id, const uint8_t *key, size_t key_len,
+                                  const uint8_t *end, size_t end_len, int want, const char **errmsg);
 grpc_status_t auth_check_admin_as(server_t *s, const auth_identity_t *id, const char **errmsg);
 
 bool auth_is_enabled(server_t *s);

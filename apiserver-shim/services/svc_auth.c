@@ -40,20 +40,19 @@
 
 #define AUTH_FAIL_DELAY_MS 200
 #define TOKEN_SWEEP_MS 1000
-#define MAX_WORKERS 32          /* concurrent bcrypt threads; more calls are refused */
+#define MAX_WORKERS 32 /* concurrent bcrypt threads; more calls are refused */
 
 typedef struct svc_auth {
     server_t *s;
-    pthread_mutex_t store_mu;   /* guards opening the store (raft thread may apply first) */
+    pthread_mutex_t store_mu; /* guards opening the store (raft thread may apply first) */
     auth_store_t *store;
     pthread_mutex_t tok_mu;
     auth_token_t *tokens;
     loop_timer_t *sweep;
-    atomic_int workers;         /* hashing threads still running */
+    atomic_int workers; /* hashing threads still running */
 } svc_auth_t;
 
-static uint64_t now_realtime_ms(void)
-{
+static uint64_t now_realtime_ms(void) {
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
@@ -61,29 +60,22 @@ static uint64_t now_realtime_ms(void)
 
 /* ---- store and tokens (any thread) ------------------------------------- */
 
-static auth_store_t *open_store(svc_auth_t *a)
-{
+static auth_store_t *open_store(svc_auth_t *a) {
     pthread_mutex_lock(&a->store_mu);
     if (!a->store) {
         int rc = auth_store_open(a->s->mvcc, &a->store);
-        if (rc != AUTH_OK)
-            log_error("cannot load the auth store: %s", auth_store_strerror(rc));
+        if (rc != AUTH_OK) log_error("cannot load the auth store: %s", auth_store_strerror(rc));
     }
     auth_store_t *as = a->store;
     pthread_mutex_unlock(&a->store_mu);
     return as;
 }
 
-auth_store_t *svc_auth_store(server_t *s)
-{
-    return s->auth ? s->auth->store : NULL;
-}
+auth_store_t *svc_auth_store(server_t *s) { return s->auth ? s->auth->store : NULL; }
 
-int svc_auth_token_info(server_t *s, const char *token, auth_token_info_t *info)
-{
+int svc_auth_token_info(server_t *s, const char *token, auth_token_info_t *info) {
     svc_auth_t *a = s->auth;
-    if (!a || !a->store)
-        return AUTH_TOKEN_EINVALID;
+    if (!a || !a->store) return AUTH_TOKEN_EINVALID;
     uint64_t rev = auth_store_revision(a->store);
     pthread_mutex_lock(&a->tok_mu);
     int rc = auth_token_info(a->tokens, token, rev, now_realtime_ms(), info);
@@ -93,18 +85,30 @@ int svc_auth_token_info(server_t *s, const char *token, auth_token_info_t *info)
 
 /* ---- answering --------------------------------------------------------- */
 
-static void finish_store_error(grpc_call_t *call, int err)
-{
+static void finish_store_error(grpc_call_t *call, int err) {
     grpc_call_finish(call, (grpc_status_t)auth_store_code(err), auth_store_strerror(err));
 }
 
 /* ---- the RPC table ------------------------------------------------------- */
 
 typedef enum rpc_kind {
-    RPC_ENABLE, RPC_DISABLE, RPC_STATUS, RPC_AUTHENTICATE,
-    RPC_USER_ADD, RPC_USER_GET, RPC_USER_LIST, RPC_USER_DELETE, RPC_USER_PASSWD,
-    RPC_USER_GRANT, RPC_USER_REVOKE,
-    RPC_ROLE_ADD, RPC_ROLE_GET, RPC_ROLE_LIST, RPC_ROLE_DELETE, RPC_ROLE_GRANT, RPC_ROLE_REVOKE,
+    RPC_ENABLE,
+    RPC_DISABLE,
+    RPC_STATUS,
+    RPC_AUTHENTICATE,
+    RPC_USER_ADD,
+    RPC_USER_GET,
+    RPC_USER_LIST,
+    RPC_USER_DELETE,
+    RPC_USER_PASSWD,
+    RPC_USER_GRANT,
+    RPC_USER_REVOKE,
+    RPC_ROLE_ADD,
+    RPC_ROLE_GET,
+    RPC_ROLE_LIST,
+    RPC_ROLE_DELETE,
+    RPC_ROLE_GRANT,
+    RPC_ROLE_REVOKE,
     RPC_COUNT
 } rpc_kind_t;
 
@@ -119,25 +123,32 @@ static auth_rpc_t rpcs[RPC_COUNT] = {
     {"/etcdserverpb.Auth/AuthEnable", &etcdserverpb__auth_enable_request__descriptor, RPC_ENABLE, NULL},
     {"/etcdserverpb.Auth/AuthDisable", &etcdserverpb__auth_disable_request__descriptor, RPC_DISABLE, NULL},
     {"/etcdserverpb.Auth/AuthStatus", &etcdserverpb__auth_status_request__descriptor, RPC_STATUS, NULL},
-    {"/etcdserverpb.Auth/Authenticate", &etcdserverpb__authenticate_request__descriptor, RPC_AUTHENTICATE, NULL},
+    {"/etcdserverpb.Auth/Authenticate", &etcdserverpb__authenticate_request__descriptor, RPC_AUTHENTICATE,
+     NULL},
     {"/etcdserverpb.Auth/UserAdd", &etcdserverpb__auth_user_add_request__descriptor, RPC_USER_ADD, NULL},
     {"/etcdserverpb.Auth/UserGet", &etcdserverpb__auth_user_get_request__descriptor, RPC_USER_GET, NULL},
     {"/etcdserverpb.Auth/UserList", &etcdserverpb__auth_user_list_request__descriptor, RPC_USER_LIST, NULL},
-    {"/etcdserverpb.Auth/UserDelete", &etcdserverpb__auth_user_delete_request__descriptor, RPC_USER_DELETE, NULL},
-    {"/etcdserverpb.Auth/UserChangePassword", &etcdserverpb__auth_user_change_password_request__descriptor, RPC_USER_PASSWD, NULL},
-    {"/etcdserverpb.Auth/UserGrantRole", &etcdserverpb__auth_user_grant_role_request__descriptor, RPC_USER_GRANT, NULL},
-    {"/etcdserverpb.Auth/UserRevokeRole", &etcdserverpb__auth_user_revoke_role_request__descriptor, RPC_USER_REVOKE, NULL},
+    {"/etcdserverpb.Auth/UserDelete", &etcdserverpb__auth_user_delete_request__descriptor, RPC_USER_DELETE,
+     NULL},
+    {"/etcdserverpb.Auth/UserChangePassword", &etcdserverpb__auth_user_change_password_request__descriptor,
+     RPC_USER_PASSWD, NULL},
+    {"/etcdserverpb.Auth/UserGrantRole", &etcdserverpb__auth_user_grant_role_request__descriptor,
+     RPC_USER_GRANT, NULL},
+    {"/etcdserverpb.Auth/UserRevokeRole", &etcdserverpb__auth_user_revoke_role_request__descriptor,
+     RPC_USER_REVOKE, NULL},
     {"/etcdserverpb.Auth/RoleAdd", &etcdserverpb__auth_role_add_request__descriptor, RPC_ROLE_ADD, NULL},
     {"/etcdserverpb.Auth/RoleGet", &etcdserverpb__auth_role_get_request__descriptor, RPC_ROLE_GET, NULL},
     {"/etcdserverpb.Auth/RoleList", &etcdserverpb__auth_role_list_request__descriptor, RPC_ROLE_LIST, NULL},
-    {"/etcdserverpb.Auth/RoleDelete", &etcdserverpb__auth_role_delete_request__descriptor, RPC_ROLE_DELETE, NULL},
-    {"/etcdserverpb.Auth/RoleGrantPermission", &etcdserverpb__auth_role_grant_permission_request__descriptor, RPC_ROLE_GRANT, NULL},
-    {"/etcdserverpb.Auth/RoleRevokePermission", &etcdserverpb__auth_role_revoke_permission_request__descriptor, RPC_ROLE_REVOKE, NULL},
+    {"/etcdserverpb.Auth/RoleDelete", &etcdserverpb__auth_role_delete_request__descriptor, RPC_ROLE_DELETE,
+     NULL},
+    {"/etcdserverpb.Auth/RoleGrantPermission", &etcdserverpb__auth_role_grant_permission_request__descriptor,
+     RPC_ROLE_GRANT, NULL},
+    {"/etcdserverpb.Auth/RoleRevokePermission",
+     &etcdserverpb__auth_role_revoke_permission_request__descriptor, RPC_ROLE_REVOKE, NULL},
 };
 
 /* Puts msg (of kind) into its InternalRequest field and proposes it. */
-static void propose_request(server_t *s, grpc_call_t *call, rpc_kind_t kind, ProtobufCMessage *msg)
-{
+static void propose_request(server_t *s, grpc_call_t *call, rpc_kind_t kind, ProtobufCMessage *msg) {
     Kshim__InternalRequest ir = KSHIM__INTERNAL_REQUEST__INIT;
     switch (kind) {
     case RPC_ENABLE: ir.auth_enable = (Etcdserverpb__AuthEnableRequest *)msg; break;
@@ -157,9 +168,7 @@ static void propose_request(server_t *s, grpc_call_t *call, rpc_kind_t kind, Pro
     case RPC_ROLE_REVOKE:
         ir.auth_role_revoke_permission = (Etcdserverpb__AuthRoleRevokePermissionRequest *)msg;
         break;
-    default:
-        grpc_call_finish(call, GRPC_INTERNAL, "etcdserver: not a proposal");
-        return;
+    default: grpc_call_finish(call, GRPC_INTERNAL, "etcdserver: not a proposal"); return;
     }
     server_propose(s, call, &ir);
 }
@@ -170,33 +179,31 @@ typedef enum job_kind { JOB_HASH, JOB_VERIFY } job_kind_t;
 
 typedef struct auth_job {
     server_t *s;
-    grpc_call_t *call;          /* referenced */
+    grpc_call_t *call; /* referenced */
     job_kind_t kind;
-    rpc_kind_t rpc;             /* JOB_HASH: what to propose */
-    ProtobufCMessage *req;      /* JOB_HASH: the request, password replaced on success */
-    char *password;             /* owned copy, wiped before free */
+    rpc_kind_t rpc;        /* JOB_HASH: what to propose */
+    ProtobufCMessage *req; /* JOB_HASH: the request, password replaced on success */
+    char *password;        /* owned copy, wiped before free */
     size_t password_len;
-    char *hash;                 /* JOB_VERIFY: stored hash */
+    char *hash; /* JOB_VERIFY: stored hash */
     size_t hash_len;
-    char user[AUTH_USER_MAX];   /* JOB_VERIFY */
+    char user[AUTH_USER_MAX]; /* JOB_VERIFY */
     uint64_t auth_rev;
     int cost;
     int rc;
     char out[AUTH_HASH_BUF];
-    char *token;                /* JOB_VERIFY with JWT: signed on the worker */
+    char *token; /* JOB_VERIFY with JWT: signed on the worker */
     int token_rc;
 } auth_job_t;
 
-static void job_free(auth_job_t *j)
-{
+static void job_free(auth_job_t *j) {
     if (j->password) {
         memset(j->password, 0, j->password_len);
         free(j->password);
     }
     free(j->hash);
     free(j->token);
-    if (j->req)
-        protobuf_c_message_free_unpacked(j->req, NULL);
+    if (j->req) protobuf_c_message_free_unpacked(j->req, NULL);
     free(j);
 }
 
@@ -204,8 +211,7 @@ static void job_done(void *arg);
 
 static int assign_token(server_t *s, const char *user, uint64_t rev, char **token);
 
-static void *job_thread(void *arg)
-{
+static void *job_thread(void *arg) {
     auth_job_t *j = arg;
     svc_auth_t *a = j->s->auth;
     if (j->kind == JOB_HASH)
@@ -216,8 +222,7 @@ static void *job_thread(void *arg)
      * here, not on the loop. Simple tokens are cheap and stay there. */
     if (j->kind == JOB_VERIFY && j->rc == 0 && auth_token_kind(a->tokens) == AUTH_TOKEN_JWT)
         j->token_rc = assign_token(j->s, j->user, j->auth_rev, &j->token);
-    if (j->token)
-        grpc_thread_cleanup(); /* wolfCrypt's per-thread ECC cache */
+    if (j->token) grpc_thread_cleanup(); /* wolfCrypt's per-thread ECC cache */
     if (loop_post(j->s->loop, job_done, j) != 0) {
         /* Shutting down: nobody will answer; the call reference is the
          * loop's to drop and dies with the connections. */
@@ -229,11 +234,9 @@ static void *job_thread(void *arg)
 
 /* Starts j on a worker thread; -1 when too many run already or no thread
  * could be made (the caller answers and frees j). */
-static int job_start(auth_job_t *j)
-{
+static int job_start(auth_job_t *j) {
     svc_auth_t *a = j->s->auth;
-    if (atomic_load(&a->workers) >= MAX_WORKERS)
-        return -1;
+    if (atomic_load(&a->workers) >= MAX_WORKERS) return -1;
     pthread_attr_t attr;
     pthread_attr_init(&attr);
     pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
@@ -250,28 +253,24 @@ static int job_start(auth_job_t *j)
     return 0;
 }
 
-static void auth_failed_later(loop_t *loop, void *arg)
-{
+static void auth_failed_later(loop_t *loop, void *arg) {
     (void)loop;
     auth_job_t *j = arg;
     int err = j->rc;
-    if (!grpc_call_is_closed(j->call))
-        finish_store_error(j->call, err);
+    if (!grpc_call_is_closed(j->call)) finish_store_error(j->call, err);
     grpc_call_unref(j->call);
     job_free(j);
 }
 
 /* Answers a failed Authenticate after a delay (j->rc holds the error; the
  * job holds a call reference). */
-static void fail_slowly(auth_job_t *j)
-{
+static void fail_slowly(auth_job_t *j) {
     if (!loop_timer_add(j->s->loop, AUTH_FAIL_DELAY_MS, auth_failed_later, j))
         auth_failed_later(j->s->loop, j);
 }
 
 /* Any thread: a new token for user (the provider is shared under tok_mu). */
-static int assign_token(server_t *s, const char *user, uint64_t rev, char **token)
-{
+static int assign_token(server_t *s, const char *user, uint64_t rev, char **token) {
     svc_auth_t *a = s->auth;
     raft_node_status_t st;
     raft_node_status(s->raft, &st);
@@ -282,8 +281,7 @@ static int assign_token(server_t *s, const char *user, uint64_t rev, char **toke
         char prefix[AUTH_SIMPLE_PREFIX_LEN + 1];
         rc = auth_token_gen_prefix(a->tokens, prefix);
         if (rc == AUTH_TOKEN_OK)
-            rc = auth_token_assign(a->tokens, prefix, st.applied_index, user, rev,
-                                   now_realtime_ms(), token);
+            rc = auth_token_assign(a->tokens, prefix, st.applied_index, user, rev, now_realtime_ms(), token);
     }
     pthread_mutex_unlock(&a->tok_mu);
     return rc;
@@ -291,14 +289,12 @@ static int assign_token(server_t *s, const char *user, uint64_t rev, char **toke
 
 /* Answers Authenticate with the token the worker signed (JWT), or with a
  * new one made here (simple). */
-static void issue_token(server_t *s, auth_job_t *j)
-{
+static void issue_token(server_t *s, auth_job_t *j) {
     grpc_call_t *call = j->call;
     char *token = j->token;
     int rc = j->token_rc;
     j->token = NULL;
-    if (!token && rc == AUTH_TOKEN_OK)
-        rc = assign_token(s, j->user, j->auth_rev, &token);
+    if (!token && rc == AUTH_TOKEN_OK) rc = assign_token(s, j->user, j->auth_rev, &token);
     if (rc != AUTH_TOKEN_OK) {
         free(token);
         grpc_call_finish(call, GRPC_UNKNOWN, auth_token_strerror(rc));
@@ -313,8 +309,7 @@ static void issue_token(server_t *s, auth_job_t *j)
     free(token);
 }
 
-static void job_done(void *arg)
-{
+static void job_done(void *arg) {
     auth_job_t *j = arg;
     server_t *s = j->s;
     if (grpc_call_is_closed(j->call)) {
@@ -350,8 +345,7 @@ static void job_done(void *arg)
 
 /* ---- handlers ------------------------------------------------------------ */
 
-static void on_authenticate(server_t *s, grpc_call_t *call, Etcdserverpb__AuthenticateRequest *r)
-{
+static void on_authenticate(server_t *s, grpc_call_t *call, Etcdserverpb__AuthenticateRequest *r) {
     svc_auth_t *a = s->auth;
     auth_job_t *j = calloc(1, sizeof *j);
     if (!j) {
@@ -390,8 +384,7 @@ static void on_authenticate(server_t *s, grpc_call_t *call, Etcdserverpb__Authen
 /* UserAdd (with a password) and ChangePassword: hash, then propose. Takes
  * ownership of msg. */
 static void hash_then_propose(server_t *s, grpc_call_t *call, rpc_kind_t kind, ProtobufCMessage *msg,
-                              const char *password)
-{
+                              const char *password) {
     auth_job_t *j = calloc(1, sizeof *j);
     char *copy = strdup(password ? password : "");
     if (!j || !copy) {
@@ -416,8 +409,7 @@ static void hash_then_propose(server_t *s, grpc_call_t *call, rpc_kind_t kind, P
 }
 
 static void on_user_get(server_t *s, grpc_call_t *call, const auth_identity_t *id,
-                        const Etcdserverpb__AuthUserGetRequest *r)
-{
+                        const Etcdserverpb__AuthUserGetRequest *r) {
     const char *msg = NULL;
     const char *name = r->name ? r->name : "";
     grpc_status_t st = auth_check_admin_as(s, id, &msg);
@@ -441,8 +433,7 @@ static void on_user_get(server_t *s, grpc_call_t *call, const auth_identity_t *i
 }
 
 static void on_role_get(server_t *s, grpc_call_t *call, const auth_identity_t *id,
-                        const Etcdserverpb__AuthRoleGetRequest *r)
-{
+                        const Etcdserverpb__AuthRoleGetRequest *r) {
     const char *msg = NULL;
     const char *name = r->role ? r->role : "";
     grpc_status_t st = auth_check_admin_as(s, id, &msg);
@@ -465,8 +456,7 @@ static void on_role_get(server_t *s, grpc_call_t *call, const auth_identity_t *i
     authpb__role__free_unpacked(role, NULL);
 }
 
-static void on_list(server_t *s, grpc_call_t *call, int users)
-{
+static void on_list(server_t *s, grpc_call_t *call, int users) {
     char **names = NULL;
     size_t n = 0;
     int rc = users ? auth_store_list_users(s->auth->store, &names, &n)
@@ -493,8 +483,7 @@ static void on_list(server_t *s, grpc_call_t *call, int users)
     auth_store_free_names(names, n);
 }
 
-static void on_status(server_t *s, grpc_call_t *call)
-{
+static void on_status(server_t *s, grpc_call_t *call) {
     Etcdserverpb__ResponseHeader hdr = ETCDSERVERPB__RESPONSE_HEADER__INIT;
     server_fill_header(s, &hdr);
     Etcdserverpb__AuthStatusResponse resp = ETCDSERVERPB__AUTH_STATUS_RESPONSE__INIT;
@@ -506,8 +495,7 @@ static void on_status(server_t *s, grpc_call_t *call)
 
 /* Handles one call; returns 1 when msg was handed on (and must not be freed
  * by the caller). */
-static int dispatch(server_t *s, grpc_call_t *call, rpc_kind_t kind, ProtobufCMessage *msg)
-{
+static int dispatch(server_t *s, grpc_call_t *call, rpc_kind_t kind, ProtobufCMessage *msg) {
     if (kind == RPC_STATUS) {
         on_status(s, call);
         return 0;
@@ -572,8 +560,7 @@ static int dispatch(server_t *s, grpc_call_t *call, rpc_kind_t kind, ProtobufCMe
     return 0;
 }
 
-static void auth_call(grpc_call_t *call, const uint8_t *data, size_t len, void *ctx)
-{
+static void auth_call(grpc_call_t *call, const uint8_t *data, size_t len, void *ctx) {
     auth_rpc_t *rpc = ctx;
     server_t *s = rpc->s;
     if (!s->auth || !s->auth->store) {
@@ -593,8 +580,7 @@ static grpc_method_t auth_methods[RPC_COUNT];
 
 /* ---- lifecycle ----------------------------------------------------------- */
 
-static void sweep_tokens(loop_t *loop, void *arg)
-{
+static void sweep_tokens(loop_t *loop, void *arg) {
     svc_auth_t *a = arg;
     pthread_mutex_lock(&a->tok_mu);
     auth_token_expire(a->tokens, now_realtime_ms());
@@ -602,18 +588,16 @@ static void sweep_tokens(loop_t *loop, void *arg)
     a->sweep = loop_timer_add(loop, TOKEN_SWEEP_MS, sweep_tokens, a);
 }
 
-int svc_auth_init(server_t *s, mvcc_options_t *mopts)
-{
+int svc_auth_init(server_t *s, mvcc_options_t *mopts) {
     (void)mopts;
     svc_auth_t *a = calloc(1, sizeof *a);
-    if (!a)
-        return -1;
+    if (!a) return -1;
     a->s = s;
     pthread_mutex_init(&a->store_mu, NULL);
     pthread_mutex_init(&a->tok_mu, NULL);
     char err[256] = "";
-    int rc = auth_token_new(s->cfg->auth_token, (uint64_t)s->cfg->auth_token_ttl_s * 1000u,
-                            &a->tokens, err, sizeof err);
+    int rc = auth_token_new(s->cfg->auth_token, (uint64_t)s->cfg->auth_token_ttl_s * 1000u, &a->tokens, err,
+                            sizeof err);
     s->auth = a;
     if (rc != AUTH_TOKEN_OK) {
         log_error("--auth-token %s: %s (%s)", s->cfg->auth_token ? s->cfg->auth_token : "",
@@ -623,11 +607,9 @@ int svc_auth_init(server_t *s, mvcc_options_t *mopts)
     return 0;
 }
 
-int svc_auth_start(server_t *s)
-{
+int svc_auth_start(server_t *s) {
     svc_auth_t *a = s->auth;
-    if (!a || !open_store(a))
-        return -1;
+    if (!a || !open_store(a)) return -1;
     pthread_mutex_lock(&a->tok_mu);
     if (auth_store_enabled(a->store))
         auth_token_enable(a->tokens);
@@ -645,15 +627,12 @@ int svc_auth_start(server_t *s)
     return 0;
 }
 
-void svc_auth_stop(server_t *s)
-{
+void svc_auth_stop(server_t *s) {
     svc_auth_t *a = s->auth;
-    if (!a)
-        return;
+    if (!a) return;
     for (int i = 0; i < 500 && atomic_load(&a->workers) > 0; i++)
         usleep(10000); /* bcrypt jobs finish in well under a second */
-    if (a->sweep && s->loop)
-        loop_timer_cancel(s->loop, a->sweep);
+    if (a->sweep && s->loop) loop_timer_cancel(s->loop, a->sweep);
     if (atomic_load(&a->workers) == 0) {
         auth_token_free(a->tokens);
         auth_store_free(a->store);
@@ -665,20 +644,16 @@ void svc_auth_stop(server_t *s)
 }
 
 int svc_auth_apply(server_t *s, uint64_t index, const Kshim__InternalRequest *req,
-                   const kv_header_info_t *hdr, kv_result_t *res)
-{
+                   const kv_header_info_t *hdr, kv_result_t *res) {
     svc_auth_t *a = s->auth;
-    if (!a || !auth_store_is_request(req))
-        return 0;
+    if (!a || !auth_store_is_request(req)) return 0;
     auth_store_t *as = open_store(a);
-    if (!as)
-        return -1;
+    if (!as) return -1;
     auth_effect_t eff = {0};
     int rc = auth_store_apply(as, index, req, hdr, res, &eff);
     if (rc == 1 && (eff.invalidate_user || eff.enable_changed)) {
         pthread_mutex_lock(&a->tok_mu);
-        if (eff.invalidate_user)
-            auth_token_invalidate_user(a->tokens, eff.invalidate_user);
+        if (eff.invalidate_user) auth_token_invalidate_user(a->tokens, eff.invalidate_user);
         if (eff.enable_changed) {
             if (eff.enabled)
                 auth_token_enable(a->tokens);

@@ -8,8 +8,7 @@
 
 #include "services.h"
 
-static void member_list_call(grpc_call_t *call, const uint8_t *msg, size_t len, void *ctx)
-{
+static void member_list_call(grpc_call_t *call, const uint8_t *msg, size_t len, void *ctx) {
     server_t *s = ctx;
     (void)msg;
     (void)len;
@@ -37,8 +36,7 @@ static grpc_method_t cluster_methods[] = {
     {.path = "/etcdserverpb.Cluster/MemberList", .on_message = member_list_call},
 };
 
-void svc_cluster_register(server_t *s)
-{
+void svc_cluster_register(server_t *s) {
     for (size_t i = 0; i < sizeof cluster_methods / sizeof cluster_methods[0]; i++) {
         cluster_methods[i].ctx = s;
         grpc_server_register(s->grpc, &cluster_methods[i]);

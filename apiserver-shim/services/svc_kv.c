@@ -36,10 +36,8 @@
 
 /* Finishes call with the auth refusal, if any; returns -1 when refused.
  * (*msg is read only after the check ran.) */
-static int refuse(grpc_call_t *call, grpc_status_t st, const char *const *msg)
-{
-    if (st == GRPC_OK)
-        return 0;
+static int refuse(grpc_call_t *call, grpc_status_t st, const char *const *msg) {
+    if (st == GRPC_OK) return 0;
     grpc_call_finish(call, st, *msg);
     return -1;
 }
@@ -48,17 +46,16 @@ static int refuse(grpc_call_t *call, grpc_status_t st, const char *const *msg)
 
 /* One read in flight: owns the decoded request and a call reference. */
 typedef struct kv_read {
-    reader_job_t job;            /* first: the job is the read */
+    reader_job_t job; /* first: the job is the read */
     server_t *s;
     grpc_call_t *call;
-    Etcdserverpb__RangeRequest *range;  /* exactly one of range / txn */
+    Etcdserverpb__RangeRequest *range; /* exactly one of range / txn */
     Etcdserverpb__TxnRequest *txn;
     kv_header_info_t hdr;
     kv_result_t res;
 } kv_read_t;
 
-static void read_run(reader_job_t *job)
-{
+static void read_run(reader_job_t *job) {
     kv_read_t *r = (kv_read_t *)job;
     if (r->range)
         kv_range(r->s->mvcc, r->range, &r->hdr, &r->res);
@@ -67,8 +64,7 @@ static void read_run(reader_job_t *job)
 }
 
 /* Sends res (packed once on the reader) without copying it, then finishes. */
-static void finish_owned(grpc_call_t *call, kv_result_t *res)
-{
+static void finish_owned(grpc_call_t *call, kv_result_t *res) {
     if (grpc_call_is_closed(call)) {
         kv_result_clear(res);
         return;
@@ -86,18 +82,14 @@ static void finish_owned(grpc_call_t *call, kv_result_t *res)
     kv_result_clear(res);
 }
 
-static void read_free(kv_read_t *r)
-{
-    if (r->range)
-        etcdserverpb__range_request__free_unpacked(r->range, NULL);
-    if (r->txn)
-        etcdserverpb__txn_request__free_unpacked(r->txn, NULL);
+static void read_free(kv_read_t *r) {
+    if (r->range) etcdserverpb__range_request__free_unpacked(r->range, NULL);
+    if (r->txn) etcdserverpb__txn_request__free_unpacked(r->txn, NULL);
     kv_result_clear(&r->res);
     free(r);
 }
 
-static void read_done(reader_job_t *job, int status)
-{
+static void read_done(reader_job_t *job, int status) {
     kv_read_t *r = (kv_read_t *)job;
     if (status == READER_DONE)
         finish_owned(r->call, &r->res);
@@ -110,15 +102,12 @@ static void read_done(reader_job_t *job, int status)
 /* Runs the read on a reader thread; takes ownership of range or txn (the
  * other NULL). Without a pool (unit tests of the services) it reads here. */
 static void submit_read(server_t *s, grpc_call_t *call, Etcdserverpb__RangeRequest *range,
-                        Etcdserverpb__TxnRequest *txn)
-{
+                        Etcdserverpb__TxnRequest *txn) {
     kv_read_t *r = calloc(1, sizeof *r);
     if (!r) {
         grpc_call_finish(call, GRPC_RESOURCE_EXHAUSTED, "etcdserver: out of memory");
-        if (range)
-            etcdserverpb__range_request__free_unpacked(range, NULL);
-        if (txn)
-            etcdserverpb__txn_request__free_unpacked(txn, NULL);
+        if (range) etcdserverpb__range_request__free_unpacked(range, NULL);
+        if (txn) etcdserverpb__txn_request__free_unpacked(txn, NULL);
         return;
     }
     r->job.run = read_run;
@@ -136,8 +125,7 @@ static void submit_read(server_t *s, grpc_call_t *call, Etcdserverpb__RangeReque
     }
     grpc_call_ref(call);
     int rc = readers_submit(s->readers, &r->job);
-    if (rc == READERS_OK)
-        return;
+    if (rc == READERS_OK) return;
     grpc_call_unref(call);
     if (rc == READERS_FULL)
         grpc_call_finish(call, GRPC_RESOURCE_EXHAUSTED, "etcdserver: too many requests");
@@ -148,8 +136,7 @@ static void submit_read(server_t *s, grpc_call_t *call, Etcdserverpb__RangeReque
 
 /* ---- methods ---- */
 
-static void kv_range_call(grpc_call_t *call, const uint8_t *msg, size_t len, void *ctx)
-{
+static void kv_range_call(grpc_call_t *call, const uint8_t *msg, size_t len, void *ctx) {
     server_t *s = ctx;
     Etcdserverpb__RangeRequest *req = etcdserverpb__range_request__unpack(NULL, len, msg);
     if (!req) {
@@ -161,9 +148,9 @@ static void kv_range_call(grpc_call_t *call, const uint8_t *msg, size_t len, voi
         const char *msg = NULL;
         if (kv_validate_range(s->mvcc, req, &res) != 0) {
             server_finish_result(call, &res);
-        } else if (refuse(call, auth_check_range(s, call, req->key.data, req->key.len,
-                                                 req->range_end.data, req->range_end.len,
-                                                 AUTH_PERM_READ, &msg),
+        } else if (refuse(call,
+                          auth_check_range(s, call, req->key.data, req->key.len, req->range_end.data,
+                                           req->range_end.len, AUTH_PERM_READ, &msg),
                           &msg) == 0) {
             submit_read(s, call, req, NULL);
             return;
@@ -172,8 +159,7 @@ static void kv_range_call(grpc_call_t *call, const uint8_t *msg, size_t len, voi
     etcdserverpb__range_request__free_unpacked(req, NULL);
 }
 
-static void kv_put_call(grpc_call_t *call, const uint8_t *msg, size_t len, void *ctx)
-{
+static void kv_put_call(grpc_call_t *call, const uint8_t *msg, size_t len, void *ctx) {
     server_t *s = ctx;
     Etcdserverpb__PutRequest *req = etcdserverpb__put_request__unpack(NULL, len, msg);
     if (!req) {
@@ -194,11 +180,9 @@ static void kv_put_call(grpc_call_t *call, const uint8_t *msg, size_t len, void 
     etcdserverpb__put_request__free_unpacked(req, NULL);
 }
 
-static void kv_delete_call(grpc_call_t *call, const uint8_t *msg, size_t len, void *ctx)
-{
+static void kv_delete_call(grpc_call_t *call, const uint8_t *msg, size_t len, void *ctx) {
     server_t *s = ctx;
-    Etcdserverpb__DeleteRangeRequest *req =
-        etcdserverpb__delete_range_request__unpack(NULL, len, msg);
+    Etcdserverpb__DeleteRangeRequest *req = etcdserverpb__delete_range_request__unpack(NULL, len, msg);
     if (!req) {
         server_reply_bad_request(call);
         return;
@@ -217,8 +201,7 @@ static void kv_delete_call(grpc_call_t *call, const uint8_t *msg, size_t len, vo
     etcdserverpb__delete_range_request__free_unpacked(req, NULL);
 }
 
-static void kv_txn_call(grpc_call_t *call, const uint8_t *msg, size_t len, void *ctx)
-{
+static void kv_txn_call(grpc_call_t *call, const uint8_t *msg, size_t len, void *ctx) {
     server_t *s = ctx;
     Etcdserverpb__TxnRequest *req = etcdserverpb__txn_request__unpack(NULL, len, msg);
     if (!req) {
@@ -244,18 +227,15 @@ static void kv_txn_call(grpc_call_t *call, const uint8_t *msg, size_t len, void 
     etcdserverpb__txn_request__free_unpacked(req, NULL);
 }
 
-static void kv_compact_call(grpc_call_t *call, const uint8_t *msg, size_t len, void *ctx)
-{
+static void kv_compact_call(grpc_call_t *call, const uint8_t *msg, size_t len, void *ctx) {
     server_t *s = ctx;
-    Etcdserverpb__CompactionRequest *req =
-        etcdserverpb__compaction_request__unpack(NULL, len, msg);
+    Etcdserverpb__CompactionRequest *req = etcdserverpb__compaction_request__unpack(NULL, len, msg);
     if (!req) {
         server_reply_bad_request(call);
         return;
     }
     const char *why = NULL;
-    if (server_require_leader(s, call) == 0 &&
-        refuse(call, auth_check_token(s, call, &why), &why) == 0) {
+    if (server_require_leader(s, call) == 0 && refuse(call, auth_check_token(s, call, &why), &why) == 0) {
         Kshim__InternalRequest ir = KSHIM__INTERNAL_REQUEST__INIT;
         ir.compaction = req;
         server_propose(s, call, &ir);
@@ -269,17 +249,16 @@ static void kv_compact_call(grpc_call_t *call, const uint8_t *msg, size_t len, v
 
 typedef struct physical_waiter {
     struct physical_waiter *next;
-    grpc_call_t *call;            /* one reference */
-    kv_result_t res;              /* the answer, sent when through */
+    grpc_call_t *call; /* one reference */
+    kv_result_t res;   /* the answer, sent when through */
 } physical_waiter_t;
 
 struct svc_kv {
     physical_waiter_t *waiters;
-    loop_timer_t *timer;          /* armed while waiters is not empty */
+    loop_timer_t *timer; /* armed while waiters is not empty */
 };
 
-static void physical_poll(loop_t *loop, void *arg)
-{
+static void physical_poll(loop_t *loop, void *arg) {
     server_t *s = arg;
     struct svc_kv *kv = s->kv;
     kv->timer = NULL;
@@ -300,39 +279,30 @@ static void physical_poll(loop_t *loop, void *arg)
         grpc_call_unref(w->call);
         free(w);
     }
-    if (kv->waiters)
-        kv->timer = loop_timer_add(loop, PHYSICAL_POLL_MS, physical_poll, s);
+    if (kv->waiters) kv->timer = loop_timer_add(loop, PHYSICAL_POLL_MS, physical_poll, s);
 }
 
-int svc_kv_wait_physical(server_t *s, grpc_call_t *call, kv_result_t *res)
-{
-    if (res->code != 0 || mvcc_compacted_through(s->mvcc) >= res->physical_rev)
-        return -1;
+int svc_kv_wait_physical(server_t *s, grpc_call_t *call, kv_result_t *res) {
+    if (res->code != 0 || mvcc_compacted_through(s->mvcc) >= res->physical_rev) return -1;
     if (!s->kv) {
         s->kv = calloc(1, sizeof *s->kv);
-        if (!s->kv)
-            return -1; /* out of memory: answer now rather than never */
+        if (!s->kv) return -1; /* out of memory: answer now rather than never */
     }
     physical_waiter_t *w = calloc(1, sizeof *w);
-    if (!w)
-        return -1;
+    if (!w) return -1;
     w->call = call;
     w->res = *res;
     memset(res, 0, sizeof *res);
     w->next = s->kv->waiters;
     s->kv->waiters = w;
-    if (!s->kv->timer)
-        s->kv->timer = loop_timer_add(s->loop, PHYSICAL_POLL_MS, physical_poll, s);
+    if (!s->kv->timer) s->kv->timer = loop_timer_add(s->loop, PHYSICAL_POLL_MS, physical_poll, s);
     return 0;
 }
 
-void svc_kv_stop(server_t *s)
-{
+void svc_kv_stop(server_t *s) {
     struct svc_kv *kv = s->kv;
-    if (!kv)
-        return;
-    if (kv->timer)
-        loop_timer_cancel(s->loop, kv->timer);
+    if (!kv) return;
+    if (kv->timer) loop_timer_cancel(s->loop, kv->timer);
     while (kv->waiters) {
         physical_waiter_t *w = kv->waiters;
         kv->waiters = w->next;
@@ -352,8 +322,7 @@ static grpc_method_t kv_methods[] = {
     {.path = "/etcdserverpb.KV/Compact", .on_message = kv_compact_call},
 };
 
-void svc_kv_register(server_t *s)
-{
+void svc_kv_register(server_t *s) {
     for (size_t i = 0; i < sizeof kv_methods / sizeof kv_methods[0]; i++) {
         kv_methods[i].ctx = s;
         grpc_server_register(s->grpc, &kv_methods[i]);

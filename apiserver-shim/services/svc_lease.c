@@ -50,23 +50,21 @@
 
 typedef struct svc_lease {
     server_t *s;
-    pthread_mutex_t open_mu;  /* guards the lazy open of lessor */
+    pthread_mutex_t open_mu; /* guards the lazy open of lessor */
     lessor_t *lessor;
-    int64_t min_ttl;          /* etcd's minLeaseTTL, seconds */
+    int64_t min_ttl; /* etcd's minLeaseTTL, seconds */
     loop_timer_t *expiry_timer;
     uint64_t revokes_proposed;
 } svc_lease_t;
 
-static uint64_t now_ms(void)
-{
+static uint64_t now_ms(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
 /* Any thread. NULL if the lease table cannot be loaded (logged). */
-static lessor_t *get_lessor(svc_lease_t *sl)
-{
+static lessor_t *get_lessor(svc_lease_t *sl) {
     pthread_mutex_lock(&sl->open_mu);
     if (!sl->lessor && sl->s->mvcc) {
         if (lessor_open(sl->s->mvcc, sl->min_ttl, &sl->lessor) != LEASE_OK) {
@@ -79,15 +77,13 @@ static lessor_t *get_lessor(svc_lease_t *sl)
     return l;
 }
 
-static int lease_exists_hook(void *ctx, int64_t id)
-{
+static int lease_exists_hook(void *ctx, int64_t id) {
     lessor_t *l = get_lessor(ctx);
     return l && lessor_exists(l, id);
 }
 
 /* etcd: minTTL = ceil(((3 * electionTicks) / 2) * heartbeat) in seconds. */
-static int64_t min_lease_ttl(const server_config_t *cfg)
-{
+static int64_t min_lease_ttl(const server_config_t *cfg) {
     uint64_t hb = cfg->heartbeat_interval_ms ? cfg->heartbeat_interval_ms : 100;
     uint64_t ticks = cfg->election_timeout_ms / hb;
     uint64_t ms = (3 * ticks) / 2 * hb;
@@ -97,31 +93,25 @@ static int64_t min_lease_ttl(const server_config_t *cfg)
 
 /* ---- helpers ---- */
 
-static int refused(grpc_call_t *call, grpc_status_t st, const char *msg)
-{
-    if (st == GRPC_OK)
-        return 0;
+static int refused(grpc_call_t *call, grpc_status_t st, const char *msg) {
+    if (st == GRPC_OK) return 0;
     grpc_call_finish(call, st, msg);
     return 1;
 }
 
 /* A random positive id no lease has (etcd: reqIDGen.Next() & (1<<63 - 1)). */
-static int64_t new_lease_id(lessor_t *l)
-{
+static int64_t new_lease_id(lessor_t *l) {
     for (;;) {
         uint64_t v = 0;
-        if (getrandom(&v, sizeof v, 0) != (ssize_t)sizeof v)
-            v = now_ms() * 0x9E3779B97F4A7C15ull;
+        if (getrandom(&v, sizeof v, 0) != (ssize_t)sizeof v) v = now_ms() * 0x9E3779B97F4A7C15ull;
         int64_t id = (int64_t)(v & INT64_MAX);
-        if (id != 0 && !lessor_exists(l, id))
-            return id;
+        if (id != 0 && !lessor_exists(l, id)) return id;
     }
 }
 
 /* ---- unary methods ---- */
 
-static void lease_grant_call(grpc_call_t *call, const uint8_t *msg, size_t len, void *ctx)
-{
+static void lease_grant_call(grpc_call_t *call, const uint8_t *msg, size_t len, void *ctx) {
     svc_lease_t *sl = ctx;
     server_t *s = sl->s;
     Etcdserverpb__LeaseGrantRequest *req = etcdserverpb__lease_grant_request__unpack(NULL, len, msg);
@@ -136,8 +126,7 @@ static void lease_grant_call(grpc_call_t *call, const uint8_t *msg, size_t len, 
     } else if (server_require_leader(s, call) == 0) {
         grpc_status_t st = auth_check_token(s, call, &why);
         if (!refused(call, st, why)) {
-            if (req->id == 0)
-                req->id = new_lease_id(l);
+            if (req->id == 0) req->id = new_lease_id(l);
             Kshim__InternalRequest ir = KSHIM__INTERNAL_REQUEST__INIT;
             ir.lease_grant = req;
             server_propose(s, call, &ir);
@@ -151,32 +140,26 @@ typedef struct key_list {
     size_t n, cap;
 } key_list_t;
 
-static int collect_key(void *arg, const uint8_t *key, size_t len)
-{
+static int collect_key(void *arg, const uint8_t *key, size_t len) {
     key_list_t *kl = arg;
     if (kl->n == kl->cap) {
         size_t cap = kl->cap ? kl->cap * 2 : 16;
         ProtobufCBinaryData *v = realloc(kl->v, cap * sizeof *v);
-        if (!v)
-            return 1;
+        if (!v) return 1;
         kl->v = v;
         kl->cap = cap;
     }
     uint8_t *copy = malloc(len ? len : 1);
-    if (!copy)
-        return 1;
-    if (len)
-        memcpy(copy, key, len);
+    if (!copy) return 1;
+    if (len) memcpy(copy, key, len);
     kl->v[kl->n].data = copy;
     kl->v[kl->n].len = len;
     kl->n++;
     return 0;
 }
 
-static void key_list_free(key_list_t *kl)
-{
-    for (size_t i = 0; i < kl->n; i++)
-        free(kl->v[i].data);
+static void key_list_free(key_list_t *kl) {
+    for (size_t i = 0; i < kl->n; i++) free(kl->v[i].data);
     free(kl->v);
 }
 
@@ -184,11 +167,11 @@ static void key_list_free(key_list_t *kl)
 
 /* One scan in flight: the keys of lease id, then a loop-side finish. */
 typedef struct scan_job {
-    reader_job_t job;            /* first: the job is the scan */
+    reader_job_t job; /* first: the job is the scan */
     server_t *s;
-    grpc_call_t *call;           /* referenced */
+    grpc_call_t *call; /* referenced */
     int64_t id;
-    int rc;                      /* MVCC_OK or the scan's error */
+    int rc; /* MVCC_OK or the scan's error */
     key_list_t keys;
     void (*finish)(struct scan_job *j); /* loop thread, call open, scan done */
     /* Revoke */
@@ -198,22 +181,18 @@ typedef struct scan_job {
     int64_t granted, remaining;
 } scan_job_t;
 
-static void scan_run(reader_job_t *job)
-{
+static void scan_run(reader_job_t *job) {
     scan_job_t *j = (scan_job_t *)job;
     j->rc = lease_scan_keys(j->s->mvcc, j->id, collect_key, &j->keys);
 }
 
-static void scan_free(scan_job_t *j)
-{
+static void scan_free(scan_job_t *j) {
     key_list_free(&j->keys);
-    if (j->revoke)
-        etcdserverpb__lease_revoke_request__free_unpacked(j->revoke, NULL);
+    if (j->revoke) etcdserverpb__lease_revoke_request__free_unpacked(j->revoke, NULL);
     free(j);
 }
 
-static void scan_done(reader_job_t *job, int status)
-{
+static void scan_done(reader_job_t *job, int status) {
     scan_job_t *j = (scan_job_t *)job;
     if (!grpc_call_is_closed(j->call)) {
         if (status != READER_DONE)
@@ -228,8 +207,7 @@ static void scan_done(reader_job_t *job, int status)
 }
 
 /* Runs j's scan on a reader (or here without a pool). Owns j. */
-static void scan_submit(scan_job_t *j)
-{
+static void scan_submit(scan_job_t *j) {
     j->job.run = scan_run;
     j->job.done = scan_done;
     grpc_call_ref(j->call);
@@ -239,8 +217,7 @@ static void scan_submit(scan_job_t *j)
         return;
     }
     int rc = readers_submit(j->s->readers, &j->job);
-    if (rc == READERS_OK)
-        return;
+    if (rc == READERS_OK) return;
     grpc_call_finish(j->call, rc == READERS_FULL ? GRPC_RESOURCE_EXHAUSTED : GRPC_UNAVAILABLE,
                      rc == READERS_FULL ? "etcdserver: too many requests" : "etcdserver: server stopped");
     grpc_call_unref(j->call);
@@ -249,26 +226,22 @@ static void scan_submit(scan_job_t *j)
 
 /* etcd's authApplierV3.LeaseRevoke (checkLeasePuts): with auth on, the
  * caller needs write permission on every key attached to the lease. */
-static void revoke_finish(scan_job_t *j)
-{
+static void revoke_finish(scan_job_t *j) {
     for (size_t i = 0; i < j->keys.n; i++) {
         const char *why = NULL;
-        grpc_status_t st = auth_check_range_as(j->s, &j->who, j->keys.v[i].data, j->keys.v[i].len,
-                                               NULL, 0, AUTH_PERM_WRITE, &why);
-        if (refused(j->call, st, why))
-            return;
+        grpc_status_t st = auth_check_range_as(j->s, &j->who, j->keys.v[i].data, j->keys.v[i].len, NULL, 0,
+                                               AUTH_PERM_WRITE, &why);
+        if (refused(j->call, st, why)) return;
     }
     Kshim__InternalRequest ir = KSHIM__INTERNAL_REQUEST__INIT;
     ir.lease_revoke = j->revoke;
     server_propose(j->s, j->call, &ir);
 }
 
-static void lease_revoke_call(grpc_call_t *call, const uint8_t *msg, size_t len, void *ctx)
-{
+static void lease_revoke_call(grpc_call_t *call, const uint8_t *msg, size_t len, void *ctx) {
     svc_lease_t *sl = ctx;
     server_t *s = sl->s;
-    Etcdserverpb__LeaseRevokeRequest *req =
-        etcdserverpb__lease_revoke_request__unpack(NULL, len, msg);
+    Etcdserverpb__LeaseRevokeRequest *req = etcdserverpb__lease_revoke_request__unpack(NULL, len, msg);
     if (!req) {
         server_reply_bad_request(call);
         return;
@@ -284,8 +257,8 @@ static void lease_revoke_call(grpc_call_t *call, const uint8_t *msg, size_t len,
             if (!j) {
                 grpc_call_finish(call, GRPC_RESOURCE_EXHAUSTED, "etcdserver: out of memory");
             } else {
-                *j = (scan_job_t){.s = s, .call = call, .id = req->id, .finish = revoke_finish,
-                                  .revoke = req, .who = who};
+                *j = (scan_job_t){
+                    .s = s, .call = call, .id = req->id, .finish = revoke_finish, .revoke = req, .who = who};
                 scan_submit(j);
                 return;
             }
@@ -299,8 +272,7 @@ static void lease_revoke_call(grpc_call_t *call, const uint8_t *msg, size_t len,
 }
 
 static void ttl_send(server_t *s, grpc_call_t *call, int64_t id, int64_t granted, int64_t remaining,
-                     const key_list_t *keys)
-{
+                     const key_list_t *keys) {
     Etcdserverpb__ResponseHeader h = ETCDSERVERPB__RESPONSE_HEADER__INIT;
     Etcdserverpb__LeaseTimeToLiveResponse resp = ETCDSERVERPB__LEASE_TIME_TO_LIVE_RESPONSE__INIT;
     resp.header = &h;
@@ -315,13 +287,9 @@ static void ttl_send(server_t *s, grpc_call_t *call, int64_t id, int64_t granted
     server_send_message(call, &resp.base, 1);
 }
 
-static void ttl_finish(scan_job_t *j)
-{
-    ttl_send(j->s, j->call, j->id, j->granted, j->remaining, &j->keys);
-}
+static void ttl_finish(scan_job_t *j) { ttl_send(j->s, j->call, j->id, j->granted, j->remaining, &j->keys); }
 
-static void lease_ttl_call(grpc_call_t *call, const uint8_t *msg, size_t len, void *ctx)
-{
+static void lease_ttl_call(grpc_call_t *call, const uint8_t *msg, size_t len, void *ctx) {
     svc_lease_t *sl = ctx;
     server_t *s = sl->s;
     Etcdserverpb__LeaseTimeToLiveRequest *req =
@@ -344,8 +312,12 @@ static void lease_ttl_call(grpc_call_t *call, const uint8_t *msg, size_t len, vo
             if (!j) {
                 grpc_call_finish(call, GRPC_RESOURCE_EXHAUSTED, "etcdserver: out of memory");
             } else {
-                *j = (scan_job_t){.s = s, .call = call, .id = req->id, .finish = ttl_finish,
-                                  .granted = granted, .remaining = remaining};
+                *j = (scan_job_t){.s = s,
+                                  .call = call,
+                                  .id = req->id,
+                                  .finish = ttl_finish,
+                                  .granted = granted,
+                                  .remaining = remaining};
                 scan_submit(j);
             }
         }
@@ -353,12 +325,10 @@ static void lease_ttl_call(grpc_call_t *call, const uint8_t *msg, size_t len, vo
     etcdserverpb__lease_time_to_live_request__free_unpacked(req, NULL);
 }
 
-static void lease_leases_call(grpc_call_t *call, const uint8_t *msg, size_t len, void *ctx)
-{
+static void lease_leases_call(grpc_call_t *call, const uint8_t *msg, size_t len, void *ctx) {
     svc_lease_t *sl = ctx;
     server_t *s = sl->s;
-    Etcdserverpb__LeaseLeasesRequest *req =
-        etcdserverpb__lease_leases_request__unpack(NULL, len, msg);
+    Etcdserverpb__LeaseLeasesRequest *req = etcdserverpb__lease_leases_request__unpack(NULL, len, msg);
     if (!req) {
         server_reply_bad_request(call);
         return;
@@ -402,12 +372,10 @@ static void lease_leases_call(grpc_call_t *call, const uint8_t *msg, size_t len,
  * once this much is queued for it. */
 #define KEEPALIVE_MAX_QUEUED (4u << 20)
 
-static void keepalive_message(grpc_call_t *call, const uint8_t *msg, size_t len, void *ctx)
-{
+static void keepalive_message(grpc_call_t *call, const uint8_t *msg, size_t len, void *ctx) {
     svc_lease_t *sl = ctx;
     server_t *s = sl->s;
-    Etcdserverpb__LeaseKeepAliveRequest *req =
-        etcdserverpb__lease_keep_alive_request__unpack(NULL, len, msg);
+    Etcdserverpb__LeaseKeepAliveRequest *req = etcdserverpb__lease_keep_alive_request__unpack(NULL, len, msg);
     if (!req) {
         server_reply_bad_request(call);
         return;
@@ -433,16 +401,14 @@ static void keepalive_message(grpc_call_t *call, const uint8_t *msg, size_t len,
     etcdserverpb__lease_keep_alive_request__free_unpacked(req, NULL);
 }
 
-static void keepalive_half_close(grpc_call_t *call, void *ctx)
-{
+static void keepalive_half_close(grpc_call_t *call, void *ctx) {
     (void)ctx;
     grpc_call_finish(call, GRPC_OK, NULL); /* etcd returns nil on io.EOF */
 }
 
 /* ---- expiry ---- */
 
-static void propose_revoke(svc_lease_t *sl, int64_t id)
-{
+static void propose_revoke(svc_lease_t *sl, int64_t id) {
     Etcdserverpb__LeaseRevokeRequest rr = ETCDSERVERPB__LEASE_REVOKE_REQUEST__INIT;
     Kshim__RequestHeader hdr = KSHIM__REQUEST_HEADER__INIT; /* proposer 0: nobody answers */
     Kshim__InternalRequest ir = KSHIM__INTERNAL_REQUEST__INIT;
@@ -451,24 +417,20 @@ static void propose_revoke(svc_lease_t *sl, int64_t id)
     ir.lease_revoke = &rr;
     uint8_t buf[64];
     size_t len = kshim__internal_request__get_packed_size(&ir);
-    if (len > sizeof buf)
-        return;
+    if (len > sizeof buf) return;
     kshim__internal_request__pack(&ir, buf);
-    if (raft_node_propose(sl->s->raft, buf, len) == RAFT_NODE_OK)
-        sl->revokes_proposed++;
+    if (raft_node_propose(sl->s->raft, buf, len) == RAFT_NODE_OK) sl->revokes_proposed++;
     /* on failure the lease is offered again after LEASE_RETRY_MS */
 }
 
-static void expiry_tick(loop_t *loop, void *arg)
-{
+static void expiry_tick(loop_t *loop, void *arg) {
     svc_lease_t *sl = arg;
     sl->expiry_timer = NULL;
     lessor_t *l = get_lessor(sl);
     if (l) {
         int64_t ids[REVOKES_PER_TICK];
         size_t n = lessor_take_expired(l, now_ms(), ids, REVOKES_PER_TICK);
-        for (size_t i = 0; i < n; i++)
-            propose_revoke(sl, ids[i]);
+        for (size_t i = 0; i < n; i++) propose_revoke(sl, ids[i]);
     }
     sl->expiry_timer = loop_timer_add(loop, EXPIRY_TICK_MS, expiry_tick, sl);
 }
@@ -487,11 +449,9 @@ static grpc_method_t lease_methods[] = {
     {.path = "/etcdserverpb.Lease/LeaseLeases", .on_message = lease_leases_call},
 };
 
-int svc_lease_init(server_t *s, mvcc_options_t *mopts)
-{
+int svc_lease_init(server_t *s, mvcc_options_t *mopts) {
     svc_lease_t *sl = calloc(1, sizeof *sl);
-    if (!sl)
-        return -1;
+    if (!sl) return -1;
     sl->s = s;
     pthread_mutex_init(&sl->open_mu, NULL);
     sl->min_ttl = min_lease_ttl(s->cfg);
@@ -501,14 +461,11 @@ int svc_lease_init(server_t *s, mvcc_options_t *mopts)
     return 0;
 }
 
-int svc_lease_start(server_t *s)
-{
+int svc_lease_start(server_t *s) {
     svc_lease_t *sl = s->lease;
-    if (!sl)
-        return -1;
+    if (!sl) return -1;
     lessor_t *l = get_lessor(sl);
-    if (!l)
-        return -1;
+    if (!l) return -1;
     /* single voter: leader from now on (etcd: Promote(electionTimeout)) */
     lessor_promote(l, now_ms(), s->cfg->election_timeout_ms);
     for (size_t i = 0; i < sizeof lease_methods / sizeof lease_methods[0]; i++) {
@@ -520,13 +477,10 @@ int svc_lease_start(server_t *s)
     return 0;
 }
 
-void svc_lease_stop(server_t *s)
-{
+void svc_lease_stop(server_t *s) {
     svc_lease_t *sl = s->lease;
-    if (!sl)
-        return;
-    if (sl->expiry_timer && s->loop)
-        loop_timer_cancel(s->loop, sl->expiry_timer);
+    if (!sl) return;
+    if (sl->expiry_timer && s->loop) loop_timer_cancel(s->loop, sl->expiry_timer);
     lessor_free(sl->lessor);
     pthread_mutex_destroy(&sl->open_mu);
     free(sl);
@@ -534,13 +488,10 @@ void svc_lease_stop(server_t *s)
 }
 
 int svc_lease_apply(server_t *s, uint64_t index, const Kshim__InternalRequest *req,
-                    const kv_header_info_t *hdr, kv_result_t *res)
-{
+                    const kv_header_info_t *hdr, kv_result_t *res) {
     svc_lease_t *sl = s->lease;
-    if (!sl || !lessor_is_request(req))
-        return 0;
+    if (!sl || !lessor_is_request(req)) return 0;
     lessor_t *l = get_lessor(sl);
-    if (!l)
-        return -1;
+    if (!l) return -1;
     return lessor_apply(l, index, req, hdr, res, now_ms());
 }

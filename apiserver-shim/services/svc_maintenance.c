@@ -12,8 +12,7 @@
 #include "services.h"
 #include "version.h"
 
-static void status_call(grpc_call_t *call, const uint8_t *msg, size_t len, void *ctx)
-{
+static void status_call(grpc_call_t *call, const uint8_t *msg, size_t len, void *ctx) {
     server_t *s = ctx;
     (void)msg;
     (void)len;
@@ -40,8 +39,7 @@ static void status_call(grpc_call_t *call, const uint8_t *msg, size_t len, void 
     server_send_message(call, &resp.base, 1);
 }
 
-static void alarm_call(grpc_call_t *call, const uint8_t *msg, size_t len, void *ctx)
-{
+static void alarm_call(grpc_call_t *call, const uint8_t *msg, size_t len, void *ctx) {
     server_t *s = ctx;
     Etcdserverpb__AlarmRequest *req = etcdserverpb__alarm_request__unpack(NULL, len, msg);
     if (!req) {
@@ -58,8 +56,7 @@ static void alarm_call(grpc_call_t *call, const uint8_t *msg, size_t len, void *
     etcdserverpb__alarm_request__free_unpacked(req, NULL);
 }
 
-static void defragment_call(grpc_call_t *call, const uint8_t *msg, size_t len, void *ctx)
-{
+static void defragment_call(grpc_call_t *call, const uint8_t *msg, size_t len, void *ctx) {
     server_t *s = ctx;
     (void)msg;
     (void)len;
@@ -84,8 +81,7 @@ static grpc_method_t maintenance_methods[] = {
     {.path = "/etcdserverpb.Maintenance/Defragment", .on_message = defragment_call},
 };
 
-void svc_maintenance_register(server_t *s)
-{
+void svc_maintenance_register(server_t *s) {
     for (size_t i = 0; i < sizeof maintenance_methods / sizeof maintenance_methods[0]; i++) {
         maintenance_methods[i].ctx = s;
         grpc_server_register(s->grpc, &maintenance_methods[i]);

@@ -51,12 +51,12 @@ typedef struct svc_stream svc_stream_t;
 
 typedef struct svc_watch {
     server_t *s;
-    watch_hub_t *hub;            /* NULL until start */
+    watch_hub_t *hub; /* NULL until start */
     loop_timer_t *pass_timer;
     loop_timer_t *progress_timer;
     loop_timer_t *drain_timer;
-    svc_stream_t *streams;       /* every open stream */
-    watch_event_t *scratch;      /* history conversion buffer */
+    svc_stream_t *streams;  /* every open stream */
+    watch_event_t *scratch; /* history conversion buffer */
     size_t scratch_cap;
     /* Watchers in the hub, published by the loop after every create (the
      * only change that raises it) and cancel/close, read by the apply thread:
@@ -70,16 +70,15 @@ typedef struct svc_watch {
 
 struct svc_stream {
     svc_watch_t *w;
-    grpc_call_t *call;           /* one reference held */
+    grpc_call_t *call; /* one reference held */
     watch_stream_t *hs;
-    int blocked;                 /* refused a delivery; waiting for drain */
+    int blocked; /* refused a delivery; waiting for drain */
     svc_stream_t *prev, *next;
 };
 
 /* ---- apply thread: revision batches ---- */
 
-static void kv_to_watch(const Mvccpb__KeyValue *kv, watch_kv_t *out)
-{
+static void kv_to_watch(const Mvccpb__KeyValue *kv, watch_kv_t *out) {
     out->key = kv->key.data;
     out->key_len = kv->key.len;
     out->value = kv->value.data;
@@ -93,8 +92,7 @@ static void kv_to_watch(const Mvccpb__KeyValue *kv, watch_kv_t *out)
 /* etcd's watch server reads prev_kv at rev - 1: when an earlier change of
  * the same revision replaced the key (txn put then delete), use the version
  * that change replaced. */
-static const Mvccpb__KeyValue *prev_at_rev_minus_1(int64_t rev, const mvcc_event_t *evs, size_t i)
-{
+static const Mvccpb__KeyValue *prev_at_rev_minus_1(int64_t rev, const mvcc_event_t *evs, size_t i) {
     const Mvccpb__KeyValue *prev = evs[i].prev_kv;
     while (prev && prev->mod_revision == rev) {
         const Mvccpb__KeyValue *earlier = NULL;
@@ -106,8 +104,7 @@ static const Mvccpb__KeyValue *prev_at_rev_minus_1(int64_t rev, const mvcc_event
             }
         }
         prev = earlier;
-        if (!earlier)
-            break;
+        if (!earlier) break;
     }
     return prev;
 }
@@ -115,15 +112,13 @@ static const Mvccpb__KeyValue *prev_at_rev_minus_1(int64_t rev, const mvcc_event
 typedef struct posted {
     svc_watch_t *w;
     watch_batch_t *b;
-    int elided;                  /* b holds no events: nobody was watching */
+    int elided; /* b holds no events: nobody was watching */
 } posted_t;
 
-static void posted_run(void *arg)
-{
+static void posted_run(void *arg) {
     posted_t *p = arg;
     watch_hub_t *hub = p->w->hub;
-    if (hub)
-        watch_hub_check_missed(hub, &p->w->missed);
+    if (hub) watch_hub_check_missed(hub, &p->w->missed);
     /* Revisions applied before start are covered by the hub's start
      * revision; later ones arrive in order. */
     if (hub && p->b->revision > watch_hub_revision(hub)) {
@@ -137,13 +132,11 @@ static void posted_run(void *arg)
 }
 
 /* Loop thread: publish the hub's watcher count for the apply thread. */
-static void publish_watchers(svc_watch_t *w)
-{
+static void publish_watchers(svc_watch_t *w) {
     atomic_store(&w->n_watchers, w->hub ? watch_hub_watchers(w->hub) : 0);
 }
 
-static void watch_on_events(void *ctx, int64_t rev, const mvcc_event_t *evs, size_t n)
-{
+static void watch_on_events(void *ctx, int64_t rev, const mvcc_event_t *evs, size_t n) {
     svc_watch_t *w = ctx;
     watch_batch_t *b = watch_batch_new(rev);
     posted_t *p = malloc(sizeof(*p));
@@ -159,8 +152,7 @@ static void watch_on_events(void *ctx, int64_t rev, const mvcc_event_t *evs, siz
         watch_kv_t kv, prev;
         kv_to_watch(evs[i].kv, &kv);
         const Mvccpb__KeyValue *pkv = prev_at_rev_minus_1(rev, evs, i);
-        if (pkv)
-            kv_to_watch(pkv, &prev);
+        if (pkv) kv_to_watch(pkv, &prev);
         int type = evs[i].type == MVCCPB__EVENT__EVENT_TYPE__DELETE ? WATCH_DELETE : WATCH_PUT;
         if (watch_batch_add(b, type, &kv, pkv ? &prev : NULL) != 0) {
             log_error("watch: out of memory for revision %lld", (long long)rev);
@@ -181,8 +173,7 @@ static void watch_on_events(void *ctx, int64_t rev, const mvcc_event_t *evs, siz
 
 /* ---- encoding ---- */
 
-static void fill_kv(Mvccpb__KeyValue *out, const watch_kv_t *kv)
-{
+static void fill_kv(Mvccpb__KeyValue *out, const watch_kv_t *kv) {
     mvccpb__key_value__init(out);
     out->key.data = (uint8_t *)kv->key;
     out->key.len = kv->key_len;
@@ -197,8 +188,7 @@ static void fill_kv(Mvccpb__KeyValue *out, const watch_kv_t *kv)
 /* Packs r's events [from, to) with the given fragment flag and sends it.
  * Returns 0 or -1 (out of memory: the response is dropped and logged). */
 static int send_response(svc_watch_t *w, grpc_call_t *call, const watch_resp_t *r, size_t from, size_t to,
-                         int fragment)
-{
+                         int fragment) {
     kv_header_info_t info;
     server_header_info(w->s, &info);
     Etcdserverpb__ResponseHeader hdr = ETCDSERVERPB__RESPONSE_HEADER__INIT;
@@ -229,8 +219,8 @@ static int send_response(svc_watch_t *w, grpc_call_t *call, const watch_resp_t *
         for (size_t i = 0; i < n; i++) {
             const watch_event_t *ev = r->events[from + i];
             mvccpb__event__init(&evs[i]);
-            evs[i].type = ev->type == WATCH_DELETE ? MVCCPB__EVENT__EVENT_TYPE__DELETE
-                                                   : MVCCPB__EVENT__EVENT_TYPE__PUT;
+            evs[i].type =
+                ev->type == WATCH_DELETE ? MVCCPB__EVENT__EVENT_TYPE__DELETE : MVCCPB__EVENT__EVENT_TYPE__PUT;
             fill_kv(&kvs[2 * i], &ev->kv);
             evs[i].kv = &kvs[2 * i];
             if (r->prev_kv && ev->has_prev) {
@@ -261,8 +251,7 @@ static int send_response(svc_watch_t *w, grpc_call_t *call, const watch_resp_t *
 /* etcd's sendFragments: only when the watcher asked for it, the response
  * has more than one event and is at least --max-request-bytes + 512 KiB
  * (the watch server's limit includes gRPC's overhead allowance). */
-static void send_maybe_fragmented(svc_watch_t *w, grpc_call_t *call, const watch_resp_t *r)
-{
+static void send_maybe_fragmented(svc_watch_t *w, grpc_call_t *call, const watch_resp_t *r) {
     /* etcd: maxRequestBytes = --max-request-bytes + grpcOverheadBytes */
     size_t max = grpc_server_max_request_bytes(w->s->grpc) + 512 * 1024;
     if (!r->fragment || r->n_events < 2) {
@@ -289,8 +278,7 @@ static void send_maybe_fragmented(svc_watch_t *w, grpc_call_t *call, const watch
         resp.fragment = 1;
         base = etcdserverpb__watch_response__get_packed_size(&resp);
     }
-    for (size_t i = 0; i < r->n_events; i++)
-        total += watch_event_wire_size(r->events[i], r->prev_kv);
+    for (size_t i = 0; i < r->n_events; i++) total += watch_event_wire_size(r->events[i], r->prev_kv);
     if (total < max) {
         send_response(w, call, r, 0, r->n_events, 0);
         return;
@@ -308,21 +296,17 @@ static void send_maybe_fragmented(svc_watch_t *w, grpc_call_t *call, const watch
 
 static void drain_fire(loop_t *loop, void *arg);
 
-static void arm_drain(svc_watch_t *w)
-{
-    if (!w->drain_timer)
-        w->drain_timer = loop_timer_add(w->s->loop, DRAIN_POLL_MS, drain_fire, w);
+static void arm_drain(svc_watch_t *w) {
+    if (!w->drain_timer) w->drain_timer = loop_timer_add(w->s->loop, DRAIN_POLL_MS, drain_fire, w);
 }
 
-static void drain_fire(loop_t *loop, void *arg)
-{
+static void drain_fire(loop_t *loop, void *arg) {
     (void)loop;
     svc_watch_t *w = arg;
     w->drain_timer = NULL;
     int still_blocked = 0;
     for (svc_stream_t *st = w->streams; st; st = st->next) {
-        if (!st->blocked)
-            continue;
+        if (!st->blocked) continue;
         if (grpc_call_is_closed(st->call) || grpc_call_send_queued(st->call) <= STREAM_LOW_WATER) {
             st->blocked = 0;
             watch_hub_stream_writable(w->hub, st->hs);
@@ -330,16 +314,13 @@ static void drain_fire(loop_t *loop, void *arg)
             still_blocked = 1;
         }
     }
-    if (still_blocked)
-        arm_drain(w);
+    if (still_blocked) arm_drain(w);
 }
 
-static int hub_deliver(void *stream_ctx, const watch_resp_t *r)
-{
+static int hub_deliver(void *stream_ctx, const watch_resp_t *r) {
     svc_stream_t *st = stream_ctx;
     svc_watch_t *w = st->w;
-    if (grpc_call_is_closed(st->call))
-        return WATCH_ACCEPTED; /* on_cancel closes the hub stream */
+    if (grpc_call_is_closed(st->call)) return WATCH_ACCEPTED; /* on_cancel closes the hub stream */
     if (grpc_call_send_queued(st->call) > STREAM_HIGH_WATER) {
         st->blocked = 1;
         arm_drain(w);
@@ -355,20 +336,15 @@ typedef struct history_conv {
     void *emit_arg;
 } history_conv_t;
 
-static void mkv_to_watch(const Mvccpb__KeyValue *kv, watch_kv_t *out)
-{
-    kv_to_watch(kv, out);
-}
+static void mkv_to_watch(const Mvccpb__KeyValue *kv, watch_kv_t *out) { kv_to_watch(kv, out); }
 
-static int history_event(void *arg, int64_t rev, const mvcc_event_t *evs, size_t n)
-{
+static int history_event(void *arg, int64_t rev, const mvcc_event_t *evs, size_t n) {
     history_conv_t *c = arg;
     svc_watch_t *w = c->w;
     if (n > w->scratch_cap) {
         size_t cap = n < 64 ? 64 : n * 2;
         watch_event_t *v = realloc(w->scratch, cap * sizeof(*v));
-        if (!v)
-            return 1;
+        if (!v) return 1;
         w->scratch = v;
         w->scratch_cap = cap;
     }
@@ -386,44 +362,39 @@ static int history_event(void *arg, int64_t rev, const mvcc_event_t *evs, size_t
 }
 
 static int hub_history(void *ctx, const watch_history_req_t *req, watch_emit_fn emit, void *emit_arg,
-                       int64_t *compact_rev)
-{
+                       int64_t *compact_rev) {
     svc_watch_t *w = ctx;
     history_conv_t c = {.w = w, .emit = emit, .emit_arg = emit_arg};
-    int rc = kv_history(w->s->mvcc, req->key, req->key_len, req->range_end, req->range_end_len,
-                        req->from_rev, req->to_rev, req->prev_kv, history_event, &c, compact_rev);
-    if (rc == KV_HISTORY_OK)
-        return WATCH_OK;
-    if (rc == KV_HISTORY_COMPACTED)
-        return WATCH_ERR_COMPACTED;
+    int rc = kv_history(w->s->mvcc, req->key, req->key_len, req->range_end, req->range_end_len, req->from_rev,
+                        req->to_rev, req->prev_kv, history_event, &c, compact_rev);
+    if (rc == KV_HISTORY_OK) return WATCH_OK;
+    if (rc == KV_HISTORY_COMPACTED) return WATCH_ERR_COMPACTED;
     return WATCH_ERR_HISTORY;
 }
 
 /* ---- catch-up reads on a reader thread ---- */
 
 typedef struct hist_job {
-    reader_job_t job;            /* first: the job is the read */
+    reader_job_t job; /* first: the job is the read */
     svc_watch_t *w;
-    watch_read_t *rd;            /* the hub's token */
-    uint8_t *key, *end;          /* copies (one block) */
+    watch_read_t *rd;   /* the hub's token */
+    uint8_t *key, *end; /* copies (one block) */
     size_t key_len, end_len;
     int64_t from, to;
     int prev_kv;
-    watch_batch_t *acc;          /* every event of the window */
+    watch_batch_t *acc; /* every event of the window */
     int rc;
     int64_t compact_rev;
 } hist_job_t;
 
 /* Reader thread: copy one revision's events into the job's batch. */
-static int hist_job_event(void *arg, int64_t rev, const mvcc_event_t *evs, size_t n)
-{
+static int hist_job_event(void *arg, int64_t rev, const mvcc_event_t *evs, size_t n) {
     (void)rev;
     hist_job_t *j = arg;
     for (size_t i = 0; i < n; i++) {
         watch_kv_t kv, prev;
         kv_to_watch(evs[i].kv, &kv);
-        if (evs[i].prev_kv)
-            kv_to_watch(evs[i].prev_kv, &prev);
+        if (evs[i].prev_kv) kv_to_watch(evs[i].prev_kv, &prev);
         int type = evs[i].type == MVCCPB__EVENT__EVENT_TYPE__DELETE ? WATCH_DELETE : WATCH_PUT;
         if (watch_batch_add(j->acc, type, &kv, evs[i].prev_kv ? &prev : NULL) != 0) {
             j->rc = WATCH_ERR_HISTORY;
@@ -433,33 +404,28 @@ static int hist_job_event(void *arg, int64_t rev, const mvcc_event_t *evs, size_
     return 0;
 }
 
-static void hist_job_run(reader_job_t *job)
-{
+static void hist_job_run(reader_job_t *job) {
     hist_job_t *j = (hist_job_t *)job;
-    int rc = kv_history(j->w->s->mvcc, j->key, j->key_len, j->end, j->end_len, j->from, j->to,
-                        j->prev_kv, hist_job_event, j, &j->compact_rev);
-    if (j->rc != WATCH_OK)
-        return;
-    j->rc = rc == KV_HISTORY_OK ? WATCH_OK : rc == KV_HISTORY_COMPACTED ? WATCH_ERR_COMPACTED
-                                                                          : WATCH_ERR_HISTORY;
+    int rc = kv_history(j->w->s->mvcc, j->key, j->key_len, j->end, j->end_len, j->from, j->to, j->prev_kv,
+                        hist_job_event, j, &j->compact_rev);
+    if (j->rc != WATCH_OK) return;
+    j->rc = rc == KV_HISTORY_OK          ? WATCH_OK
+            : rc == KV_HISTORY_COMPACTED ? WATCH_ERR_COMPACTED
+                                         : WATCH_ERR_HISTORY;
 }
 
-static void hist_job_done(reader_job_t *job, int status)
-{
+static void hist_job_done(reader_job_t *job, int status) {
     hist_job_t *j = (hist_job_t *)job;
     int rc = status == READER_DONE ? j->rc : WATCH_ERR_HISTORY;
-    if (j->w->hub)
-        watch_hub_history_done(j->w->hub, j->rd, rc, j->acc, j->compact_rev);
+    if (j->w->hub) watch_hub_history_done(j->w->hub, j->rd, rc, j->acc, j->compact_rev);
     watch_batch_unref(j->acc);
     free(j->key);
     free(j);
 }
 
-static int hub_history_async(void *ctx, const watch_history_req_t *req, watch_read_t *rd)
-{
+static int hub_history_async(void *ctx, const watch_history_req_t *req, watch_read_t *rd) {
     svc_watch_t *w = ctx;
-    if (!w->s->readers)
-        return WATCH_ERR_HISTORY; /* read on the loop */
+    if (!w->s->readers) return WATCH_ERR_HISTORY; /* read on the loop */
     hist_job_t *j = calloc(1, sizeof(*j));
     uint8_t *mem = malloc(req->key_len + req->range_end_len + 1);
     watch_batch_t *acc = watch_batch_new(req->to_rev);
@@ -470,8 +436,7 @@ static int hub_history_async(void *ctx, const watch_history_req_t *req, watch_re
         return WATCH_ERR_NOMEM;
     }
     memcpy(mem, req->key, req->key_len);
-    if (req->range_end_len)
-        memcpy(mem + req->key_len, req->range_end, req->range_end_len);
+    if (req->range_end_len) memcpy(mem + req->key_len, req->range_end, req->range_end_len);
     *j = (hist_job_t){.job = {.run = hist_job_run, .done = hist_job_done},
                       .w = w,
                       .rd = rd,
@@ -492,31 +457,26 @@ static int hub_history_async(void *ctx, const watch_history_req_t *req, watch_re
     return WATCH_OK;
 }
 
-static void missed_fire(loop_t *loop, void *arg)
-{
+static void missed_fire(loop_t *loop, void *arg) {
     svc_watch_t *w = arg;
     w->missed_timer = NULL;
     watch_hub_check_missed(w->hub, &w->missed);
     w->missed_timer = loop_timer_add(loop, MISSED_POLL_MS, missed_fire, w);
 }
 
-static void pass_fire(loop_t *loop, void *arg)
-{
+static void pass_fire(loop_t *loop, void *arg) {
     (void)loop;
     svc_watch_t *w = arg;
     w->pass_timer = NULL;
     watch_hub_run_pass(w->hub);
 }
 
-static void hub_schedule(void *ctx, uint64_t delay_ms)
-{
+static void hub_schedule(void *ctx, uint64_t delay_ms) {
     svc_watch_t *w = ctx;
-    if (!w->pass_timer)
-        w->pass_timer = loop_timer_add(w->s->loop, delay_ms, pass_fire, w);
+    if (!w->pass_timer) w->pass_timer = loop_timer_add(w->s->loop, delay_ms, pass_fire, w);
 }
 
-static void progress_fire(loop_t *loop, void *arg)
-{
+static void progress_fire(loop_t *loop, void *arg) {
     svc_watch_t *w = arg;
     w->progress_timer = NULL;
     watch_hub_progress_tick(w->hub);
@@ -525,8 +485,7 @@ static void progress_fire(loop_t *loop, void *arg)
 
 /* ---- streams ---- */
 
-static void stream_close(svc_stream_t *st)
-{
+static void stream_close(svc_stream_t *st) {
     svc_watch_t *w = st->w;
     if (st->hs) {
         watch_hub_stream_close(w->hub, st->hs);
@@ -536,18 +495,15 @@ static void stream_close(svc_stream_t *st)
         st->prev->next = st->next;
     else
         w->streams = st->next;
-    if (st->next)
-        st->next->prev = st->prev;
+    if (st->next) st->next->prev = st->prev;
     grpc_call_set_user(st->call, NULL, NULL);
     grpc_call_unref(st->call);
     free(st);
 }
 
-static svc_stream_t *stream_open(svc_watch_t *w, grpc_call_t *call)
-{
+static svc_stream_t *stream_open(svc_watch_t *w, grpc_call_t *call) {
     svc_stream_t *st = calloc(1, sizeof(*st));
-    if (!st)
-        return NULL;
+    if (!st) return NULL;
     st->w = w;
     st->call = call;
     st->hs = watch_hub_stream_open(w->hub, st);
@@ -558,15 +514,13 @@ static svc_stream_t *stream_open(svc_watch_t *w, grpc_call_t *call)
     grpc_call_ref(call);
     grpc_call_set_user(call, st, NULL);
     st->next = w->streams;
-    if (w->streams)
-        w->streams->prev = st;
+    if (w->streams) w->streams->prev = st;
     w->streams = st;
     return st;
 }
 
 static void send_simple(svc_watch_t *w, grpc_call_t *call, int64_t watch_id, int64_t rev, int created,
-                        int canceled, const char *reason)
-{
+                        int canceled, const char *reason) {
     kv_header_info_t info;
     server_header_info(w->s, &info);
     Etcdserverpb__ResponseHeader hdr = ETCDSERVERPB__RESPONSE_HEADER__INIT;
@@ -583,16 +537,13 @@ static void send_simple(svc_watch_t *w, grpc_call_t *call, int64_t watch_id, int
     uint8_t small[256];
     size_t len = etcdserverpb__watch_response__get_packed_size(&resp);
     uint8_t *buf = len <= sizeof small ? small : malloc(len);
-    if (!buf)
-        return;
+    if (!buf) return;
     etcdserverpb__watch_response__pack(&resp, buf);
     grpc_call_send(call, buf, len);
-    if (buf != small)
-        free(buf);
+    if (buf != small) free(buf);
 }
 
-static void handle_create(svc_stream_t *st, const Etcdserverpb__WatchCreateRequest *cr)
-{
+static void handle_create(svc_stream_t *st, const Etcdserverpb__WatchCreateRequest *cr) {
     svc_watch_t *w = st->w;
     const char *denied = NULL;
     static const uint8_t zero = 0;
@@ -602,8 +553,8 @@ static void handle_create(svc_stream_t *st, const Etcdserverpb__WatchCreateReque
         key = &zero;
         key_len = 1;
     }
-    if (auth_check_range(w->s, st->call, key, key_len, cr->range_end.data, cr->range_end.len,
-                         AUTH_PERM_READ, &denied) != GRPC_OK) {
+    if (auth_check_range(w->s, st->call, key, key_len, cr->range_end.data, cr->range_end.len, AUTH_PERM_READ,
+                         &denied) != GRPC_OK) {
         send_simple(w, st->call, -1, watch_hub_revision(w->hub), 1, 1, denied);
         return;
     }
@@ -634,8 +585,7 @@ static void handle_create(svc_stream_t *st, const Etcdserverpb__WatchCreateReque
     send_simple(w, st->call, id, watch_hub_revision(w->hub), 1, 0, NULL);
 }
 
-static void watch_message(grpc_call_t *call, const uint8_t *msg, size_t len, void *ctx)
-{
+static void watch_message(grpc_call_t *call, const uint8_t *msg, size_t len, void *ctx) {
     svc_watch_t *w = ctx;
     if (!w) { /* stopped: the transport may still be closing connections */
         grpc_call_finish(call, GRPC_UNAVAILABLE, "etcdserver: server stopped");
@@ -643,8 +593,7 @@ static void watch_message(grpc_call_t *call, const uint8_t *msg, size_t len, voi
     }
     svc_stream_t *st = grpc_call_get_user(call);
     if (!st) {
-        if (server_require_leader(w->s, call) != 0)
-            return;
+        if (server_require_leader(w->s, call) != 0) return;
         st = stream_open(w, call);
         if (!st) {
             grpc_call_finish(call, GRPC_RESOURCE_EXHAUSTED, "etcdserver: out of memory");
@@ -672,18 +621,15 @@ static void watch_message(grpc_call_t *call, const uint8_t *msg, size_t len, voi
     case ETCDSERVERPB__WATCH_REQUEST__REQUEST_UNION_PROGRESS_REQUEST:
         watch_hub_request_progress(w->hub, st->hs);
         break;
-    default:
-        break;
+    default: break;
     }
     etcdserverpb__watch_request__free_unpacked(req, NULL);
 }
 
-static void watch_cancel(grpc_call_t *call, void *ctx)
-{
+static void watch_cancel(grpc_call_t *call, void *ctx) {
     (void)ctx;
     svc_stream_t *st = grpc_call_get_user(call);
-    if (st)
-        stream_close(st);
+    if (st) stream_close(st);
 }
 
 /* ---- lifecycle ---- */
@@ -698,11 +644,9 @@ static grpc_method_t watch_method = {
     .on_cancel = watch_cancel,
 };
 
-int svc_watch_init(server_t *s, mvcc_options_t *mopts)
-{
+int svc_watch_init(server_t *s, mvcc_options_t *mopts) {
     svc_watch_t *w = calloc(1, sizeof(*w));
-    if (!w)
-        return -1;
+    if (!w) return -1;
     w->s = s;
     s->watch = w;
     mopts->on_events = watch_on_events;
@@ -710,11 +654,9 @@ int svc_watch_init(server_t *s, mvcc_options_t *mopts)
     return 0;
 }
 
-int svc_watch_start(server_t *s)
-{
+int svc_watch_start(server_t *s) {
     svc_watch_t *w = s->watch;
-    if (!w)
-        return -1;
+    if (!w) return -1;
     watch_hub_ops_t ops = {.deliver = hub_deliver,
                            .history = hub_history,
                            .history_async = hub_history_async,
@@ -723,31 +665,24 @@ int svc_watch_start(server_t *s)
     uint64_t interval = s->cfg->watch_progress_notify_interval_ms;
     watch_hub_options_t opts = {.progress_interval_ms = interval ? interval : 600000};
     w->hub = watch_hub_new(&ops, &opts, mvcc_revision(s->mvcc));
-    if (!w->hub)
-        return -1;
+    if (!w->hub) return -1;
     watch_method.ctx = w;
-    if (grpc_server_register(s->grpc, &watch_method) != 0)
-        return -1;
+    if (grpc_server_register(s->grpc, &watch_method) != 0) return -1;
     w->progress_timer = loop_timer_add(s->loop, watch_hub_progress_interval_ms(w->hub), progress_fire, w);
     w->missed_timer = loop_timer_add(s->loop, MISSED_POLL_MS, missed_fire, w);
     return 0;
 }
 
-void svc_watch_stop(server_t *s)
-{
+void svc_watch_stop(server_t *s) {
     svc_watch_t *w = s->watch;
-    if (!w)
-        return;
+    if (!w) return;
     loop_timer_t **timers[] = {&w->pass_timer, &w->progress_timer, &w->drain_timer, &w->missed_timer};
     for (size_t i = 0; i < sizeof timers / sizeof timers[0]; i++) {
-        if (*timers[i])
-            loop_timer_cancel(s->loop, *timers[i]);
+        if (*timers[i]) loop_timer_cancel(s->loop, *timers[i]);
         *timers[i] = NULL;
     }
-    while (w->streams)
-        stream_close(w->streams);
-    if (w->hub)
-        watch_hub_free(w->hub);
+    while (w->streams) stream_close(w->streams);
+    if (w->hub) watch_hub_free(w->hub);
     free(w->scratch);
     free(w);
     s->watch = NULL;

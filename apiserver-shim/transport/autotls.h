@@ -27,8 +27,8 @@
  * neither an IP literal nor printable ASCII is an error. cert_path and key_path receive the file
  * paths (buffers of at least PATH_MAX). Returns 0, or -1 with a message in
  * err. */
-int autotls_ensure(const char *dir, const char *const *hosts, size_t n_hosts, unsigned days,
-                   char *cert_path, char *key_path, char *err, size_t errlen);
+int autotls_ensure(const char *dir, const char *const *hosts, size_t n_hosts, unsigned days, char *cert_path,
+                   char *key_path, char *err, size_t errlen);
 
 /* Host part of an etcd URL: "https://127.0.0.1:2379" -> "127.0.0.1",
  * "https://[::1]:2379" -> "::1", "https://localhost:2379" -> "localhost";

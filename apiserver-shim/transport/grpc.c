@@ -26,7 +26,7 @@
 #include "tls.h"
 
 enum {
-    GRPC_OVERHEAD_BYTES = 512 * 1024,   /* etcd: MaxRecvMsgSize = max-request-bytes + 512 KiB */
+    GRPC_OVERHEAD_BYTES = 512 * 1024, /* etcd: MaxRecvMsgSize = max-request-bytes + 512 KiB */
     DEFAULT_MAX_REQUEST_BYTES = 1536 * 1024,
     DEFAULT_MAX_STREAMS = 1000,
     STREAM_WINDOW = 1 << 20,
@@ -41,10 +41,10 @@ enum {
  * with ext_free once sent: the message is not copied before HTTP/2 framing. */
 typedef struct out_chunk {
     struct out_chunk *next;
-    size_t len, off;          /* len: 5 + message length */
-    const uint8_t *ext;       /* owned message, or NULL */
+    size_t len, off;    /* len: 5 + message length */
+    const uint8_t *ext; /* owned message, or NULL */
     void (*ext_free)(void *);
-    uint8_t data[];           /* 5-byte prefix [+ message when copied] */
+    uint8_t data[]; /* 5-byte prefix [+ message when copied] */
 } out_chunk_t;
 
 typedef struct md_entry {
@@ -54,11 +54,11 @@ typedef struct md_entry {
 struct grpc_call {
     int refs;
     grpc_server_t *srv;
-    h2_conn_t *conn;           /* NULL once closed */
+    h2_conn_t *conn; /* NULL once closed */
     int32_t stream_id;
     grpc_call_t *conn_prev, *conn_next;
 
-    const grpc_method_t *method;  /* NULL until dispatched */
+    const grpc_method_t *method; /* NULL until dispatched */
     char *path;
     char *peer_cn;
     md_entry_t *md;
@@ -68,17 +68,17 @@ struct grpc_call {
 
     grpc_msg_reader_t reader;
     int messages_in;
-    int half_closed;           /* client sent END_STREAM */
+    int half_closed; /* client sent END_STREAM */
 
     out_chunk_t *out_head, *out_tail;
     size_t out_bytes;
     int headers_sent;
-    int data_deferred;         /* data provider returned DEFERRED */
+    int data_deferred; /* data provider returned DEFERRED */
     int finished;
     int closed;
     int cancel_notified;
     grpc_status_t status;
-    char *status_msg;          /* percent-encoded, may be NULL */
+    char *status_msg; /* percent-encoded, may be NULL */
 
     void *user;
     void (*user_free)(void *);
@@ -122,7 +122,7 @@ static const uint8_t *chunk_at(const out_chunk_t *c, size_t *avail) {
 static grpc_call_t *call_new(grpc_server_t *srv, h2_conn_t *conn, int32_t stream_id) {
     grpc_call_t *call = calloc(1, sizeof(*call));
     if (!call) return NULL;
-    call->refs = 1;  /* the transport's */
+    call->refs = 1; /* the transport's */
     call->srv = srv;
     call->conn = conn;
     call->stream_id = stream_id;
@@ -185,8 +185,7 @@ void grpc_call_set_user(grpc_call_t *call, void *user, void (*free_fn)(void *)) 
 
 void *grpc_call_get_user(grpc_call_t *call) { return call->user; }
 
-static int md_add(grpc_call_t *call, const uint8_t *name, size_t nlen, const uint8_t *value,
-                  size_t vlen) {
+static int md_add(grpc_call_t *call, const uint8_t *name, size_t nlen, const uint8_t *value, size_t vlen) {
     if (call->md_len == call->md_cap) {
         size_t cap = call->md_cap ? call->md_cap * 2 : 8;
         md_entry_t *md = realloc(call->md, cap * sizeof(*md));
@@ -207,18 +206,18 @@ static int md_add(grpc_call_t *call, const uint8_t *name, size_t nlen, const uin
 
 /* ---- sending ---- */
 
-#define NV(n, v) {(uint8_t *)(n), (uint8_t *)(v), sizeof(n) - 1, strlen(v), NGHTTP2_NV_FLAG_NONE}
+#define NV(n, v) \
+    { (uint8_t *)(n), (uint8_t *)(v), sizeof(n) - 1, strlen(v), NGHTTP2_NV_FLAG_NONE }
 
-static ssize_t call_data_read(nghttp2_session *session, int32_t stream_id, uint8_t *buf,
-                              size_t length, uint32_t *data_flags, nghttp2_data_source *source,
-                              void *user_data);
+static ssize_t call_data_read(nghttp2_session *session, int32_t stream_id, uint8_t *buf, size_t length,
+                              uint32_t *data_flags, nghttp2_data_source *source, void *user_data);
 
 static void call_kick(grpc_call_t *call) {
     if (call->conn) h2_conn_kick(call->conn);
 }
 
 static const char *status_str(grpc_status_t st) {
-    static const char *const text[] = {"0", "1", "2",  "3",  "4",  "5",  "6",  "7",  "8",
+    static const char *const text[] = {"0", "1",  "2",  "3",  "4",  "5",  "6",  "7", "8",
                                        "9", "10", "11", "12", "13", "14", "15", "16"};
     return (int)st >= 0 && (int)st <= 16 ? text[st] : "2";
 }
@@ -246,9 +245,8 @@ static int submit_trailers_only(grpc_call_t *call) {
     return nghttp2_submit_response(h2_conn_session(call->conn), call->stream_id, nv, n, NULL);
 }
 
-static ssize_t call_data_read(nghttp2_session *session, int32_t stream_id, uint8_t *buf,
-                              size_t length, uint32_t *data_flags, nghttp2_data_source *source,
-                              void *user_data) {
+static ssize_t call_data_read(nghttp2_session *session, int32_t stream_id, uint8_t *buf, size_t length,
+                              uint32_t *data_flags, nghttp2_data_source *source, void *user_data) {
     grpc_call_t *call = source->ptr;
     size_t n = 0;
     while (n < length && call->out_head) {
@@ -316,8 +314,10 @@ int grpc_call_send_owned(grpc_call_t *call, uint8_t *msg, size_t len, void (*fre
 }
 
 static int queue_chunk(grpc_call_t *call, out_chunk_t *c) {
-    if (call->out_tail) call->out_tail->next = c;
-    else call->out_head = c;
+    if (call->out_tail)
+        call->out_tail->next = c;
+    else
+        call->out_head = c;
     call->out_tail = c;
     call->out_bytes += c->len;
     if (!call->headers_sent) {
@@ -342,8 +342,8 @@ static void call_finish(grpc_call_t *call, grpc_status_t status, const char *mes
     call->status_msg = message && message[0] ? grpc_percent_encode(message) : NULL;
     if (!call->headers_sent) {
         if (submit_trailers_only(call) != 0)
-            nghttp2_submit_rst_stream(h2_conn_session(call->conn), NGHTTP2_FLAG_NONE,
-                                      call->stream_id, NGHTTP2_INTERNAL_ERROR);
+            nghttp2_submit_rst_stream(h2_conn_session(call->conn), NGHTTP2_FLAG_NONE, call->stream_id,
+                                      NGHTTP2_INTERNAL_ERROR);
     } else {
         resume_data(call);
     }
@@ -363,8 +363,10 @@ static void call_close(grpc_call_t *call, int notify_cancel) {
         call->deadline_timer = NULL;
     }
     conn_calls_t *cc = h2_conn_get_user(call->conn);
-    if (call->conn_prev) call->conn_prev->conn_next = call->conn_next;
-    else cc->head = call->conn_next;
+    if (call->conn_prev)
+        call->conn_prev->conn_next = call->conn_next;
+    else
+        cc->head = call->conn_next;
     if (call->conn_next) call->conn_next->conn_prev = call->conn_prev;
     nghttp2_session_set_stream_user_data(h2_conn_session(call->conn), call->stream_id, NULL);
     call->conn = NULL;
@@ -410,13 +412,11 @@ static int on_begin_headers(nghttp2_session *session, const nghttp2_frame *frame
 }
 
 static int on_header(nghttp2_session *session, const nghttp2_frame *frame, const uint8_t *name,
-                     size_t namelen, const uint8_t *value, size_t valuelen, uint8_t flags,
-                     void *user_data) {
+                     size_t namelen, const uint8_t *value, size_t valuelen, uint8_t flags, void *user_data) {
     grpc_call_t *call = stream_call(session, frame->hd.stream_id);
     if (!call || frame->hd.type != NGHTTP2_HEADERS) return 0;
-    if (frame->headers.cat != NGHTTP2_HCAT_REQUEST) return 0;  /* client trailers: ignored */
-    if (md_add(call, name, namelen, value, valuelen) != 0)
-        return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+    if (frame->headers.cat != NGHTTP2_HCAT_REQUEST) return 0; /* client trailers: ignored */
+    if (md_add(call, name, namelen, value, valuelen) != 0) return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
     return 0;
 }
 
@@ -433,7 +433,7 @@ static void reject_unknown_path(grpc_call_t *call, const char *path) {
     const char *slash = strrchr(sm, '/');
     if (!slash) {
         snprintf(msg, sizeof(msg), "malformed method name: \"%s\"", path);
-        call_finish(call, GRPC_RESOURCE_EXHAUSTED, msg);  /* sic: grpc-go 1.26 */
+        call_finish(call, GRPC_RESOURCE_EXHAUSTED, msg); /* sic: grpc-go 1.26 */
         return;
     } else {
         int slen = (int)(slash - sm);
@@ -541,7 +541,7 @@ static void deliver_half_close(grpc_call_t *call) {
         return;
     }
     if (!call->method->client_streaming) {
-        if (call->messages_in == 0) call_finish(call, GRPC_UNKNOWN, "EOF");  /* etcd 3.4 */
+        if (call->messages_in == 0) call_finish(call, GRPC_UNKNOWN, "EOF"); /* etcd 3.4 */
         return;
     }
     if (call->method->on_half_close) {
@@ -561,8 +561,8 @@ static int on_frame_recv(nghttp2_session *session, const nghttp2_frame *frame, v
     return 0;
 }
 
-static int on_data_chunk(nghttp2_session *session, uint8_t flags, int32_t stream_id,
-                         const uint8_t *data, size_t len, void *user_data) {
+static int on_data_chunk(nghttp2_session *session, uint8_t flags, int32_t stream_id, const uint8_t *data,
+                         size_t len, void *user_data) {
     grpc_call_t *call = stream_call(session, stream_id);
     if (call) deliver_data(call, data, len);
     return 0;
@@ -589,7 +589,7 @@ static int on_stream_close(nghttp2_session *session, int32_t stream_id, uint32_t
 static void conn_opened(h2_conn_t *conn, void *arg) {
     /* conn_calls_t followed by the server pointer, in one allocation. */
     conn_calls_t *cc = calloc(1, sizeof(conn_calls_t) + sizeof(grpc_server_t *));
-    assert(cc);  /* tiny; a failure here is not recoverable sensibly */
+    assert(cc); /* tiny; a failure here is not recoverable sensibly */
     *(grpc_server_t **)(cc + 1) = arg;
     h2_conn_set_user(conn, cc);
 }
@@ -663,9 +663,12 @@ int grpc_server_register(grpc_server_t *srv, const grpc_method_t *method) {
 /* "http://127.0.0.1:2379", "https://[::1]:2379" -> scheme flag, host, port. */
 static int parse_url(const char *url, int *is_tls, char *host, size_t hostlen, int *port) {
     const char *p;
-    if (strncmp(url, "http://", 7) == 0) *is_tls = 0, p = url + 7;
-    else if (strncmp(url, "https://", 8) == 0) *is_tls = 1, p = url + 8;
-    else return -1;
+    if (strncmp(url, "http://", 7) == 0)
+        *is_tls = 0, p = url + 7;
+    else if (strncmp(url, "https://", 8) == 0)
+        *is_tls = 1, p = url + 8;
+    else
+        return -1;
     const char *hend, *colon;
     if (*p == '[') {
         hend = strchr(p, ']');
@@ -688,8 +691,8 @@ static int parse_url(const char *url, int *is_tls, char *host, size_t hostlen, i
     return 0;
 }
 
-int grpc_server_listen(grpc_server_t *srv, const char *url, const grpc_tls_config_t *tls,
-                       char *err, size_t errlen) {
+int grpc_server_listen(grpc_server_t *srv, const char *url, const grpc_tls_config_t *tls, char *err,
+                       size_t errlen) {
     int is_tls, port;
     char host[256];
     if (srv->nlisteners == MAX_LISTENERS) {

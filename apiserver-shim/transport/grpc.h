@@ -43,9 +43,9 @@ typedef struct grpc_call grpc_call_t;
 typedef struct grpc_server grpc_server_t;
 
 typedef struct grpc_method {
-    const char *path;      /* "/etcdserverpb.KV/Range" */
-    int client_streaming;  /* 0: exactly one request message is accepted */
-    int server_streaming;  /* informational */
+    const char *path;     /* "/etcdserverpb.KV/Range" */
+    int client_streaming; /* 0: exactly one request message is accepted */
+    int server_streaming; /* informational */
     /* A complete, decompressed request message. msg is valid only during the
      * callback. For unary methods it is called once, as soon as the message is
      * complete. */
@@ -64,12 +64,12 @@ typedef struct grpc_method {
 typedef struct grpc_tls_config {
     const char *cert_file;
     const char *key_file;
-    const char *trusted_ca_file;  /* NULL: no client certificate checks */
-    int client_cert_auth;         /* require and verify a client certificate */
+    const char *trusted_ca_file; /* NULL: no client certificate checks */
+    int client_cert_auth;        /* require and verify a client certificate */
 } grpc_tls_config_t;
 
 typedef struct grpc_server_config {
-    size_t max_request_bytes;     /* etcd --max-request-bytes (default 1.5 MiB) */
+    size_t max_request_bytes; /* etcd --max-request-bytes (default 1.5 MiB) */
     uint32_t max_concurrent_streams;
 } grpc_server_config_t;
 
@@ -82,8 +82,8 @@ int grpc_server_register(grpc_server_t *srv, const grpc_method_t *method);
 /* Listen on an etcd-style URL: "http://127.0.0.1:2379" (h2c prior knowledge) or
  * "https://..." (TLS, ALPN h2; tls must be non-NULL). Returns 0 or -1 with
  * a message in err. */
-int grpc_server_listen(grpc_server_t *srv, const char *url, const grpc_tls_config_t *tls,
-                       char *err, size_t errlen);
+int grpc_server_listen(grpc_server_t *srv, const char *url, const grpc_tls_config_t *tls, char *err,
+                       size_t errlen);
 
 /* Per call. */
 const char *grpc_call_path(grpc_call_t *call);

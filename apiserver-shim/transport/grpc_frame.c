@@ -79,8 +79,7 @@ static int emit(grpc_msg_reader_t *r, const uint8_t *msg, size_t len, grpc_msg_f
     return fn(len ? msg : empty, len, compressed, arg) ? GRPC_READ_STOPPED : GRPC_READ_OK;
 }
 
-int grpc_msg_reader_feed(grpc_msg_reader_t *r, const uint8_t *data, size_t len,
-                         grpc_msg_fn fn, void *arg) {
+int grpc_msg_reader_feed(grpc_msg_reader_t *r, const uint8_t *data, size_t len, grpc_msg_fn fn, void *arg) {
     while (len > 0 || (r->hdr_len == 5 && r->have == r->need)) {
         if (r->hdr_len < 5) {
             size_t take = 5 - r->hdr_len;

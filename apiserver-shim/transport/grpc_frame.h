@@ -19,13 +19,13 @@
 typedef int (*grpc_msg_fn)(const uint8_t *msg, size_t len, int compressed, void *arg);
 
 typedef struct grpc_msg_reader {
-    size_t max_len;        /* larger declared lengths are rejected */
+    size_t max_len; /* larger declared lengths are rejected */
     uint8_t hdr[5];
-    size_t hdr_len;        /* prefix bytes collected (0..5) */
-    uint8_t *buf;          /* partial message body (owned) */
-    size_t need;           /* declared body length once hdr_len == 5 */
-    size_t have;           /* body bytes collected */
-    uint32_t too_large;    /* declared length that exceeded max_len */
+    size_t hdr_len;     /* prefix bytes collected (0..5) */
+    uint8_t *buf;       /* partial message body (owned) */
+    size_t need;        /* declared body length once hdr_len == 5 */
+    size_t have;        /* body bytes collected */
+    uint32_t too_large; /* declared length that exceeded max_len */
 } grpc_msg_reader_t;
 
 enum { GRPC_READ_OK = 0, GRPC_READ_STOPPED = 1, GRPC_READ_TOO_LARGE = -1, GRPC_READ_NOMEM = -2 };
@@ -34,8 +34,7 @@ void grpc_msg_reader_init(grpc_msg_reader_t *r, size_t max_len);
 void grpc_msg_reader_free(grpc_msg_reader_t *r);
 /* GRPC_READ_OK, GRPC_READ_STOPPED (fn returned non-zero), GRPC_READ_TOO_LARGE
  * (r->too_large holds the declared length) or GRPC_READ_NOMEM. */
-int grpc_msg_reader_feed(grpc_msg_reader_t *r, const uint8_t *data, size_t len,
-                         grpc_msg_fn fn, void *arg);
+int grpc_msg_reader_feed(grpc_msg_reader_t *r, const uint8_t *data, size_t len, grpc_msg_fn fn, void *arg);
 /* 1 if a message has started but not completed (END_STREAM now = truncated). */
 int grpc_msg_reader_partial(const grpc_msg_reader_t *r);
 

@@ -26,22 +26,22 @@ typedef enum conn_state { CONN_HANDSHAKE, CONN_OPEN, CONN_CLOSING } conn_state_t
 
 typedef struct out_buf {
     uint8_t *data;
-    size_t off, len, cap;  /* pending bytes are data[off .. off+len) */
+    size_t off, len, cap; /* pending bytes are data[off .. off+len) */
 } out_buf_t;
 
 struct h2_conn {
     h2_listener_t *listener;
-    h2_conn_t *prev, *next;        /* listener's connection list */
+    h2_conn_t *prev, *next; /* listener's connection list */
     int fd;
-    tls_conn_t *tls;               /* NULL for h2c */
+    tls_conn_t *tls; /* NULL for h2c */
     conn_state_t state;
     nghttp2_session *session;
     out_buf_t out;
-    int busy;                      /* inside mem_recv/mem_send: no reentry */
-    int kicked;                    /* output submitted from outside I/O */
-    int read_paused;               /* backpressure */
-    int tls_wants_write;           /* last TLS op asked for writability */
-    loop_timer_t *linger_timer;    /* bounds the TLS handshake and the CLOSING state */
+    int busy;                   /* inside mem_recv/mem_send: no reentry */
+    int kicked;                 /* output submitted from outside I/O */
+    int read_paused;            /* backpressure */
+    int tls_wants_write;        /* last TLS op asked for writability */
+    loop_timer_t *linger_timer; /* bounds the TLS handshake and the CLOSING state */
     void *user;
 };
 
@@ -52,7 +52,7 @@ struct h2_listener {
     tls_server_t *tls;
     const h2_conn_hooks_t *hooks;
     h2_conn_t *conns;
-    loop_timer_t *retry_timer;     /* accept paused after EMFILE */
+    loop_timer_t *retry_timer; /* accept paused after EMFILE */
 };
 
 static void conn_on_io(loop_t *loop, int fd, int events, void *arg);
@@ -95,8 +95,10 @@ static void conn_close(h2_conn_t *c) {
     tls_conn_free(c->tls);
     loop_del_fd(l->loop, c->fd);
     close(c->fd);
-    if (c->prev) c->prev->next = c->next;
-    else l->conns = c->next;
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        l->conns = c->next;
     if (c->next) c->next->prev = c->prev;
     free(c->out.data);
     free(c);
@@ -133,8 +135,8 @@ static int conn_setup_session(h2_conn_t *c) {
     };
     if (nghttp2_submit_settings(c->session, NGHTTP2_FLAG_NONE, iv, 3) != 0) return -1;
     if (h->connection_window_size > NGHTTP2_INITIAL_CONNECTION_WINDOW_SIZE &&
-        nghttp2_session_set_local_window_size(c->session, NGHTTP2_FLAG_NONE, 0,
-                                              h->connection_window_size) != 0)
+        nghttp2_session_set_local_window_size(c->session, NGHTTP2_FLAG_NONE, 0, h->connection_window_size) !=
+            0)
         return -1;
     c->state = CONN_OPEN;
     if (h->on_open) h->on_open(c, h->arg);
@@ -175,7 +177,7 @@ static int conn_read_input(h2_conn_t *c) {
             c->tls_wants_write = 1;
             return 0;
         }
-        if (n <= 0) return -1;  /* EOF or error */
+        if (n <= 0) return -1; /* EOF or error */
         c->busy++;
         ssize_t rv = nghttp2_session_mem_recv(c->session, buf, (size_t)n);
         c->busy--;
@@ -242,8 +244,7 @@ static void conn_drive(h2_conn_t *c) {
         }
         if (!c->kicked) break;
     }
-    int session_done = !nghttp2_session_want_read(c->session) &&
-                       !nghttp2_session_want_write(c->session);
+    int session_done = !nghttp2_session_want_read(c->session) && !nghttp2_session_want_write(c->session);
     if (c->out.len == 0 && (session_done || c->state == CONN_CLOSING)) {
         conn_close(c);
         return;
@@ -292,7 +293,7 @@ static void conn_on_io(loop_t *loop, int fd, int events, void *arg) {
 
 void h2_conn_kick(h2_conn_t *conn) {
     conn->kicked = 1;
-    if (conn->busy) return;  /* the I/O handler on the stack sends it */
+    if (conn->busy) return; /* the I/O handler on the stack sends it */
     /* Outside I/O (timer, posted result): send from the next loop pass. */
     loop_mod_fd(conn->listener->loop, conn->fd,
                 (conn->state != CONN_CLOSING && !conn->read_paused ? LOOP_READ : 0) | LOOP_WRITE);
@@ -338,13 +339,13 @@ static void conn_start(h2_listener_t *l, int fd) {
             conn_close(c);
             return;
         }
-        return;  /* the ClientHello arrives as a read event */
+        return; /* the ClientHello arrives as a read event */
     }
     if (conn_setup_session(c) != 0) {
         conn_close(c);
         return;
     }
-    conn_drive(c);  /* our SETTINGS go out first */
+    conn_drive(c); /* our SETTINGS go out first */
 }
 
 static void listener_on_io(loop_t *loop, int fd, int events, void *arg) {

@@ -22,21 +22,21 @@
 #include "loop.h"
 #include "tls.h"
 
-enum { H2_OUT_HIGH = 1 << 20 };  /* bytes of pending output before we stop reading */
+enum { H2_OUT_HIGH = 1 << 20 }; /* bytes of pending output before we stop reading */
 
 typedef struct h2_conn h2_conn_t;
 typedef struct h2_listener h2_listener_t;
 
 typedef struct h2_conn_hooks {
-    const nghttp2_session_callbacks *callbacks;   /* user_data = h2_conn_t * */
+    const nghttp2_session_callbacks *callbacks; /* user_data = h2_conn_t * */
     /* Called when a connection is accepted (after TLS) and when it goes away
      * (before the nghttp2 session is deleted: cancel its streams there). */
     void (*on_open)(h2_conn_t *conn, void *arg);
     void (*on_close)(h2_conn_t *conn, void *arg);
     void *arg;
     uint32_t max_concurrent_streams;
-    uint32_t initial_window_size;      /* per stream */
-    int32_t connection_window_size;    /* whole connection */
+    uint32_t initial_window_size;   /* per stream */
+    int32_t connection_window_size; /* whole connection */
     uint32_t max_header_list_size;
 } h2_conn_hooks_t;
 

@@ -31,7 +31,7 @@ typedef struct loop_fd {
 
 struct loop_timer {
     uint64_t when;
-    uint64_t seq;       /* FIFO order among timers due at the same ms */
+    uint64_t seq; /* FIFO order among timers due at the same ms */
     size_t heap_index;
     loop_timer_fn fn;
     void *arg;
@@ -45,11 +45,11 @@ typedef struct loop_post_item {
 
 struct loop {
     int epfd;
-    int post_efd;              /* wakes the loop for posted work */
-    int stop_efd;              /* written by loop_stop (signal-safe) */
+    int post_efd; /* wakes the loop for posted work */
+    int stop_efd; /* written by loop_stop (signal-safe) */
     uint64_t now_ms;
 
-    loop_fd_t *fds;            /* indexed by fd */
+    loop_fd_t *fds; /* indexed by fd */
     size_t nfds;
 
     loop_timer_t **heap;
@@ -58,7 +58,7 @@ struct loop {
 
     pthread_mutex_t post_lock;
     loop_post_item_t *post_head, *post_tail;
-    int stopping;              /* under post_lock */
+    int stopping; /* under post_lock */
     volatile sig_atomic_t stop_requested;
 };
 
@@ -234,7 +234,7 @@ static void run_due_timers(loop_t *loop) {
         heap_remove(loop, 0);
         loop_timer_fn fn = t->fn;
         void *arg = t->arg;
-        free(t);  /* the handle is invalid once the timer fires */
+        free(t); /* the handle is invalid once the timer fires */
         fn(loop, arg);
     }
 }
@@ -262,14 +262,16 @@ int loop_post(loop_t *loop, loop_post_fn fn, void *arg) {
         return -1;
     }
     int was_empty = loop->post_head == NULL;
-    if (loop->post_tail) loop->post_tail->next = it;
-    else loop->post_head = it;
+    if (loop->post_tail)
+        loop->post_tail->next = it;
+    else
+        loop->post_head = it;
     loop->post_tail = it;
     pthread_mutex_unlock(&loop->post_lock);
     if (was_empty) {
         uint64_t one = 1;
         ssize_t n = write(loop->post_efd, &one, sizeof(one));
-        (void)n;  /* EAGAIN means the counter is already non-zero: still woken */
+        (void)n; /* EAGAIN means the counter is already non-zero: still woken */
     }
     return 0;
 }
@@ -328,7 +330,7 @@ int loop_run(loop_t *loop) {
             if (evs[i].events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) ev |= LOOP_READ;
             if (evs[i].events & (EPOLLOUT | EPOLLHUP | EPOLLERR)) ev |= LOOP_WRITE;
             ev &= f->events ? f->events : (LOOP_READ | LOOP_WRITE);
-            if (!ev) continue;  /* stale readiness for an interest just dropped */
+            if (!ev) continue; /* stale readiness for an interest just dropped */
             f->fn(loop, fd, ev, f->arg);
         }
     }

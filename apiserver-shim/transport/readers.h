@@ -59,8 +59,8 @@ struct reader_job {
 };
 
 typedef struct readers_config {
-    size_t threads;   /* 0: min(4, number of CPUs) */
-    size_t max_jobs;  /* 0: 4096 */
+    size_t threads;            /* 0: min(4, number of CPUs) */
+    size_t max_jobs;           /* 0: 4096 */
     void (*thread_exit)(void); /* optional, on each reader thread as it ends */
 } readers_config_t;
 

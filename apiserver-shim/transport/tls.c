@@ -19,14 +19,14 @@
 #include <sys/socket.h>
 
 struct tls_server {
-    WOLFSSL_CTX *ctx;          /* current context; connections hold refs */
+    WOLFSSL_CTX *ctx; /* current context; connections hold refs */
     char *cert_file, *key_file, *ca_file;
     int client_cert_auth;
 };
 
 struct tls_conn {
     WOLFSSL *ssl;
-    WOLFSSL_CTX *ctx;          /* our reference */
+    WOLFSSL_CTX *ctx; /* our reference */
     int handshake_done;
     char peer_cn[256];
     int have_cn;
@@ -60,8 +60,7 @@ static WOLFSSL_CTX *build_ctx(const tls_server_t *ts, char *err, size_t errlen) 
         snprintf(err, errlen, "private key %s does not match %s", ts->key_file, ts->cert_file);
         goto fail;
     }
-    if (ts->ca_file &&
-        wolfSSL_CTX_load_verify_locations(ctx, ts->ca_file, NULL) != WOLFSSL_SUCCESS) {
+    if (ts->ca_file && wolfSSL_CTX_load_verify_locations(ctx, ts->ca_file, NULL) != WOLFSSL_SUCCESS) {
         snprintf(err, errlen, "cannot load trusted CA %s", ts->ca_file);
         goto fail;
     }
@@ -104,7 +103,7 @@ tls_server_t *tls_server_new(const grpc_tls_config_t *cfg, char *err, size_t err
 int tls_server_reload(tls_server_t *ts, char *err, size_t errlen) {
     WOLFSSL_CTX *ctx = build_ctx(ts, err, errlen);
     if (!ctx) return -1;
-    wolfSSL_CTX_free(ts->ctx);  /* drops our ref; live connections keep theirs */
+    wolfSSL_CTX_free(ts->ctx); /* drops our ref; live connections keep theirs */
     ts->ctx = ctx;
     return 0;
 }
@@ -130,7 +129,7 @@ tls_conn_t *tls_conn_new(tls_server_t *ts, int fd) {
     if (!tc->ssl) goto fail;
     if (wolfSSL_set_fd(tc->ssl, fd) != WOLFSSL_SUCCESS) goto fail;
     wolfSSL_set_using_nonblock(tc->ssl, 1);
-    wolfSSL_SetIOWriteFlags(tc->ssl, MSG_NOSIGNAL);  /* a vanished peer is EPIPE, not SIGPIPE */
+    wolfSSL_SetIOWriteFlags(tc->ssl, MSG_NOSIGNAL); /* a vanished peer is EPIPE, not SIGPIPE */
     char h2[] = "h2";
     if (wolfSSL_UseALPN(tc->ssl, h2, 2, WOLFSSL_ALPN_FAILED_ON_MISMATCH) != WOLFSSL_SUCCESS) goto fail;
     return tc;
@@ -162,8 +161,8 @@ static void capture_peer_cn(tls_conn_t *tc) {
     WOLFSSL_X509 *x = wolfSSL_get_peer_certificate(tc->ssl);
     if (!x) return;
     WOLFSSL_X509_NAME *name = wolfSSL_X509_get_subject_name(x);
-    if (name && wolfSSL_X509_NAME_get_text_by_NID(name, NID_commonName, tc->peer_cn,
-                                                  (int)sizeof(tc->peer_cn)) > 0)
+    if (name &&
+        wolfSSL_X509_NAME_get_text_by_NID(name, NID_commonName, tc->peer_cn, (int)sizeof(tc->peer_cn)) > 0)
         tc->have_cn = 1;
     wolfSSL_X509_free(x);
 }
@@ -201,6 +200,6 @@ const char *tls_conn_error(tls_conn_t *tc) { return tc->err; }
 
 void tls_thread_cleanup(void) {
 #ifdef FP_ECC
-    wc_ecc_fp_free();  /* the per-thread ECC fixed-point cache */
+    wc_ecc_fp_free(); /* the per-thread ECC fixed-point cache */
 #endif
 }

@@ -299,8 +299,11 @@ int ivx_insert(ivx_t *x, ivx_link_t *link, ivx_kind_t kind, const uint8_t *key, 
         }
     } else {
         assert(kind == IVX_FROM || bytes_cmp(key, key_len, end, end_len) < 0);
-        ivx_node_t probe = {.kind = kind, .key = (uint8_t *)key, .key_len = key_len,
-                            .end = (uint8_t *)end, .end_len = end_len};
+        ivx_node_t probe = {.kind = kind,
+                            .key = (uint8_t *)key,
+                            .key_len = key_len,
+                            .end = (uint8_t *)end,
+                            .end_len = end_len};
         n = treap_find(x->root, &probe);
         if (!n) {
             n = node_new(kind, key, key_len, end, end_len);

@@ -40,11 +40,11 @@ typedef struct ivx_link {
 } ivx_link_t;
 
 typedef struct ivx_stats {
-    uint64_t visits;    /* nodes examined by ivx_stab (treap nodes + hash hits) */
-    uint64_t matches;   /* links reported by ivx_stab */
-    size_t keys;        /* single-key nodes */
-    size_t ranges;      /* treap nodes */
-    size_t links;       /* links inserted */
+    uint64_t visits;  /* nodes examined by ivx_stab (treap nodes + hash hits) */
+    uint64_t matches; /* links reported by ivx_stab */
+    size_t keys;      /* single-key nodes */
+    size_t ranges;    /* treap nodes */
+    size_t links;     /* links inserted */
 } ivx_stats_t;
 
 typedef void (*ivx_visit_fn)(void *arg, ivx_link_t *link);

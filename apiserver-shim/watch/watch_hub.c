@@ -37,12 +37,12 @@ struct watcher {
     int fragment;
     int64_t min_rev;
     int synced;
-    watch_read_t *read;        /* async catch-up read in flight, or NULL */
+    watch_read_t *read; /* async catch-up read in flight, or NULL */
     int sent_since_tick;
-    watcher_t *snext, *sprev;  /* stream's watchers */
-    watcher_t *unext, *uprev;  /* stream's unsynced list */
-    watcher_t *idnext;         /* hub id map chain */
-    watcher_t *pnext, *pprev;  /* hub progress_notify list */
+    watcher_t *snext, *sprev; /* stream's watchers */
+    watcher_t *unext, *uprev; /* stream's unsynced list */
+    watcher_t *idnext;        /* hub id map chain */
+    watcher_t *pnext, *pprev; /* hub progress_notify list */
     /* notify scratch */
     uint64_t gen;
     size_t touch_idx;
@@ -57,7 +57,7 @@ struct watch_stream {
     size_t nwatchers;
     watcher_t *uhead, *utail;
     size_t nunsynced;
-    size_t nreading;           /* unsynced watchers with a read in flight */
+    size_t nreading; /* unsynced watchers with a read in flight */
     int64_t next_id;
     int blocked;
     int progress_pending;
@@ -82,12 +82,12 @@ struct watch_hub {
     int pass_scheduled;
     int in_pass;
     int history_failed;
-    int reads_full;            /* this pass reached max_async_reads */
+    int reads_full;  /* this pass reached max_async_reads */
     watcher_t **ids; /* (stream, id) -> watcher */
     size_t nids_buckets;
     size_t nwatchers;
     size_t nunsynced;
-    size_t nreads;             /* async reads in flight */
+    size_t nreads; /* async reads in flight */
     watcher_t *progress_list;
     /* notify scratch */
     uint64_t gen;
@@ -104,8 +104,8 @@ struct watch_hub {
 };
 
 struct watch_read {
-    watcher_t *w;              /* NULL once the watcher is gone */
-    int64_t to_rev;            /* the window is [w->min_rev, to_rev] */
+    watcher_t *w;   /* NULL once the watcher is gone */
+    int64_t to_rev; /* the window is [w->min_rev, to_rev] */
 };
 
 /* ---- small helpers ---- */
@@ -130,8 +130,7 @@ static int bytes_lt(const uint8_t *a, size_t alen, const uint8_t *b, size_t blen
 static int watcher_matches(const watcher_t *w, const watch_event_t *ev) {
     if ((w->filters & WATCH_FILTER_NOPUT) && ev->type == WATCH_PUT) return 0;
     if ((w->filters & WATCH_FILTER_NODELETE) && ev->type == WATCH_DELETE) return 0;
-    return ivx_range_contains(w->kind, w->key, w->key_len, w->end, w->end_len, ev->kv.key,
-                              ev->kv.key_len);
+    return ivx_range_contains(w->kind, w->key, w->key_len, w->end, w->end_len, ev->kv.key, ev->kv.key_len);
 }
 
 static void request_pass(watch_hub_t *hub, uint64_t delay_ms) {
@@ -594,8 +593,7 @@ void watch_hub_notify(watch_hub_t *hub, int64_t rev, const watch_event_t *events
         hub->cur_ev = i;
         ivx_stab(hub->index, events[i].kv.key, events[i].kv.key_len, collect_match, hub);
     }
-    if (!hub->scratch_failed &&
-        grow((void **)&hub->evp, &hub->cap_evp, hub->npairs, sizeof(*hub->evp)) != 0)
+    if (!hub->scratch_failed && grow((void **)&hub->evp, &hub->cap_evp, hub->npairs, sizeof(*hub->evp)) != 0)
         hub->scratch_failed = 1;
     if (hub->scratch_failed) {
         notify_degrade(hub, rev);
@@ -841,7 +839,7 @@ void watch_hub_history_done(watch_hub_t *hub, watch_read_t *rd, int rc, const wa
     free(rd);
     assert(hub->nreads > 0);
     hub->nreads--;
-    if (!w) {             /* cancelled meanwhile */
+    if (!w) { /* cancelled meanwhile */
         if (hub->rhead) request_pass(hub, 0);
         return;
     }

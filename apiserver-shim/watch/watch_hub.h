@@ -96,14 +96,14 @@ void watch_batch_unref(watch_batch_t *b);
 
 /* One WatchResponse. events point into memory valid only during deliver. */
 typedef struct watch_resp {
-    int64_t watch_id;          /* -1 for a stream-wide progress reply */
-    int64_t revision;          /* header revision (0 on a compaction cancel, as etcd) */
-    int64_t compact_revision;  /* > 0: the watcher was compacted (canceled too) */
-    int canceled;              /* the hub removed the watcher after this */
-    int prev_kv;               /* encode each event's prev (when has_prev) */
-    int fragment;              /* the watcher asked for fragmentation */
+    int64_t watch_id;         /* -1 for a stream-wide progress reply */
+    int64_t revision;         /* header revision (0 on a compaction cancel, as etcd) */
+    int64_t compact_revision; /* > 0: the watcher was compacted (canceled too) */
+    int canceled;             /* the hub removed the watcher after this */
+    int prev_kv;              /* encode each event's prev (when has_prev) */
+    int fragment;             /* the watcher asked for fragmentation */
     const watch_event_t *const *events;
-    size_t n_events;           /* 0: progress notification or cancel */
+    size_t n_events; /* 0: progress notification or cancel */
 } watch_resp_t;
 
 enum {
@@ -118,9 +118,9 @@ typedef struct watch_history_req {
     size_t key_len;
     const uint8_t *range_end; /* as in watch_create_t after normalisation */
     size_t range_end_len;
-    int64_t from_rev;         /* inclusive */
-    int64_t to_rev;           /* inclusive, <= the hub's revision */
-    int prev_kv;              /* the watcher wants prev values */
+    int64_t from_rev; /* inclusive */
+    int64_t to_rev;   /* inclusive, <= the hub's revision */
+    int prev_kv;      /* the watcher wants prev values */
 } watch_history_req_t;
 
 /* history calls emit once per revision that has events in the range (it may
@@ -178,8 +178,7 @@ typedef struct watch_hub watch_hub_t;
 typedef struct watch_stream watch_stream_t;
 
 /* current_rev: the store revision events will follow (notify gets > it). */
-watch_hub_t *watch_hub_new(const watch_hub_ops_t *ops, const watch_hub_options_t *opts,
-                           int64_t current_rev);
+watch_hub_t *watch_hub_new(const watch_hub_ops_t *ops, const watch_hub_options_t *opts, int64_t current_rev);
 void watch_hub_free(watch_hub_t *hub); /* frees every stream and watcher */
 
 /* The last revision notified: header revision for created/cancel replies. */
@@ -292,12 +291,12 @@ size_t watch_fragment_end(const watch_resp_t *r, size_t start, size_t base_size,
 /* ---- statistics ---- */
 
 typedef struct watch_hub_stats {
-    uint64_t index_visits;   /* interval-index nodes examined by notify */
-    uint64_t matched;        /* (watcher, event) pairs found by notify */
-    uint64_t deliveries;     /* responses accepted */
-    uint64_t refusals;       /* responses refused (stream blocked) */
-    uint64_t history_reads;  /* ops.history and ops.history_async calls */
-    uint64_t async_reads;    /* of those, ops.history_async */
+    uint64_t index_visits;  /* interval-index nodes examined by notify */
+    uint64_t matched;       /* (watcher, event) pairs found by notify */
+    uint64_t deliveries;    /* responses accepted */
+    uint64_t refusals;      /* responses refused (stream blocked) */
+    uint64_t history_reads; /* ops.history and ops.history_async calls */
+    uint64_t async_reads;   /* of those, ops.history_async */
     uint64_t passes;
     size_t streams;
     size_t watchers;

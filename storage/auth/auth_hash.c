@@ -15,7 +15,7 @@
 #include <sys/random.h>
 
 #define BCRYPT_SALT_BYTES 16
-#define BCRYPT_KEY_MAX 72     /* bcrypt ignores every byte after the 72nd */
+#define BCRYPT_KEY_MAX 72 /* bcrypt ignores every byte after the 72nd */
 
 int auth_hash_cost_or_default(int cost) {
     if (cost < AUTH_BCRYPT_MIN_COST || cost > AUTH_BCRYPT_MAX_COST) return AUTH_BCRYPT_DEFAULT_COST;
@@ -30,8 +30,7 @@ int auth_ct_equal(const void *a, const void *b, size_t len) {
 }
 
 static int is_bcrypt_b64(char c) {
-    return c == '.' || c == '/' || (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
-           (c >= '0' && c <= '9');
+    return c == '.' || c == '/' || (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9');
 }
 
 int auth_hash_cost(const char *hash, size_t hash_len) {
@@ -76,14 +75,13 @@ int auth_hash_password(const char *password, size_t len, int cost, char *out, si
     uint8_t rnd[BCRYPT_SALT_BYTES];
     char setting[CRYPT_GENSALT_OUTPUT_SIZE];
     int rc = -EIO;
-    if (fill_random(rnd, sizeof rnd) == 0 &&
-        crypt_gensalt_rn("$2b$", (unsigned long)cost, (const char *)rnd, sizeof rnd,
-                         setting, sizeof setting) != NULL) {
+    if (fill_random(rnd, sizeof rnd) == 0 && crypt_gensalt_rn("$2b$", (unsigned long)cost, (const char *)rnd,
+                                                              sizeof rnd, setting, sizeof setting) != NULL) {
         struct crypt_data data;
         memset(&data, 0, sizeof data);
         const char *h = crypt_rn(key, setting, &data, sizeof data);
-        if (h && strlen(h) == AUTH_BCRYPT_HASH_LEN &&
-            auth_hash_cost(h, AUTH_BCRYPT_HASH_LEN) == cost && h[2] == 'b') {
+        if (h && strlen(h) == AUTH_BCRYPT_HASH_LEN && auth_hash_cost(h, AUTH_BCRYPT_HASH_LEN) == cost &&
+            h[2] == 'b') {
             memcpy(out, h, AUTH_BCRYPT_HASH_LEN + 1);
             rc = 0;
         }

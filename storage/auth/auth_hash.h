@@ -20,8 +20,8 @@
 #define AUTH_BCRYPT_MIN_COST 4
 #define AUTH_BCRYPT_MAX_COST 31
 #define AUTH_BCRYPT_DEFAULT_COST 10
-#define AUTH_BCRYPT_HASH_LEN 60          /* "$2b$10$" + 22 salt + 31 hash chars */
-#define AUTH_HASH_BUF 64                 /* buffer size for a hash + NUL */
+#define AUTH_BCRYPT_HASH_LEN 60 /* "$2b$10$" + 22 salt + 31 hash chars */
+#define AUTH_HASH_BUF 64        /* buffer size for a hash + NUL */
 
 /* etcd's NewAuthStore: a cost outside [4, 31] becomes the default 10. */
 int auth_hash_cost_or_default(int cost);

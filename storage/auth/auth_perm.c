@@ -55,8 +55,8 @@ static uint8_t *bytes_dup(const uint8_t *b, size_t len, size_t extra) {
 
 /* Builds the interval a permission grants. Returns 1 with *out filled, 0 if
  * the permission grants nothing, -ENOMEM. */
-static int perm_interval(const uint8_t *key, size_t key_len,
-                         const uint8_t *end, size_t end_len, auth_interval_t *out) {
+static int perm_interval(const uint8_t *key, size_t key_len, const uint8_t *end, size_t end_len,
+                         auth_interval_t *out) {
     memset(out, 0, sizeof *out);
     if (key_len == 0) return 0;
     bool point = end_len == 0;
@@ -78,9 +78,7 @@ static int perm_interval(const uint8_t *key, size_t key_len,
     return 1;
 }
 
-void auth_perms_init(auth_perms_t *p) {
-    memset(p, 0, sizeof *p);
-}
+void auth_perms_init(auth_perms_t *p) { memset(p, 0, sizeof *p); }
 
 void auth_perms_free(auth_perms_t *p) {
     ivset_free(&p->read);
@@ -102,19 +100,16 @@ static int ivset_add_copy(auth_ivset_t *s, const auth_interval_t *iv) {
     return rc;
 }
 
-int auth_perms_add(auth_perms_t *p, int perm_type,
-                   const uint8_t *key, size_t key_len,
+int auth_perms_add(auth_perms_t *p, int perm_type, const uint8_t *key, size_t key_len,
                    const uint8_t *range_end, size_t range_end_len) {
     if (p->finished) return -EINVAL;
-    if (perm_type != AUTH_PERM_READ && perm_type != AUTH_PERM_WRITE &&
-        perm_type != AUTH_PERM_READWRITE)
+    if (perm_type != AUTH_PERM_READ && perm_type != AUTH_PERM_WRITE && perm_type != AUTH_PERM_READWRITE)
         return -EINVAL;
     auth_interval_t iv;
     int rc = perm_interval(key, key_len, range_end, range_end_len, &iv);
     if (rc <= 0) return rc;
     rc = 0;
-    if (perm_type == AUTH_PERM_READ || perm_type == AUTH_PERM_READWRITE)
-        rc = ivset_add_copy(&p->read, &iv);
+    if (perm_type == AUTH_PERM_READ || perm_type == AUTH_PERM_READWRITE) rc = ivset_add_copy(&p->read, &iv);
     if (rc == 0 && (perm_type == AUTH_PERM_WRITE || perm_type == AUTH_PERM_READWRITE))
         rc = ivset_add_copy(&p->write, &iv);
     interval_free(&iv);
@@ -163,8 +158,8 @@ static void ivset_merge(auth_ivset_t *s) {
     s->n = out + 1;
     for (size_t i = 1; i < s->n; i++) {
         assert(!s->iv[i - 1].end_inf);
-        assert(auth_bytes_cmp(s->iv[i - 1].end, s->iv[i - 1].end_len,
-                              s->iv[i].begin, s->iv[i].begin_len) < 0);
+        assert(auth_bytes_cmp(s->iv[i - 1].end, s->iv[i - 1].end_len, s->iv[i].begin, s->iv[i].begin_len) <
+               0);
     }
 }
 
@@ -192,8 +187,8 @@ static const auth_interval_t *ivset_find(const auth_ivset_t *s, const uint8_t *k
     return NULL;
 }
 
-static bool ivset_covers(const auth_ivset_t *s, const uint8_t *key, size_t key_len,
-                         const uint8_t *end, size_t end_len, bool end_inf) {
+static bool ivset_covers(const auth_ivset_t *s, const uint8_t *key, size_t key_len, const uint8_t *end,
+                         size_t end_len, bool end_inf) {
     if (key_len == 0) return false;
     const auth_interval_t *iv = ivset_find(s, key, key_len);
     if (!iv) return false;
@@ -205,15 +200,14 @@ static bool ivset_covers(const auth_ivset_t *s, const uint8_t *key, size_t key_l
            auth_bytes_cmp(end, end_len, key, key_len) <= 0;
 }
 
-static bool check_one(const auth_ivset_t *s, const uint8_t *key, size_t key_len,
-                      const uint8_t *range_end, size_t range_end_len) {
+static bool check_one(const auth_ivset_t *s, const uint8_t *key, size_t key_len, const uint8_t *range_end,
+                      size_t range_end_len) {
     if (range_end_len == 0) return key_len != 0 && ivset_find(s, key, key_len) != NULL;
     bool inf = range_end_len == 1 && range_end[0] == 0;
     return ivset_covers(s, key, key_len, range_end, range_end_len, inf);
 }
 
-bool auth_perms_can_range(const auth_perms_t *p, int want,
-                          const uint8_t *key, size_t key_len,
+bool auth_perms_can_range(const auth_perms_t *p, int want, const uint8_t *key, size_t key_len,
                           const uint8_t *range_end, size_t range_end_len) {
     assert(p->finished);
     bool ok = true;
@@ -221,8 +215,7 @@ bool auth_perms_can_range(const auth_perms_t *p, int want,
         ok = ok && check_one(&p->read, key, key_len, range_end, range_end_len);
     if (want == AUTH_PERM_WRITE || want == AUTH_PERM_READWRITE)
         ok = ok && check_one(&p->write, key, key_len, range_end, range_end_len);
-    if (want != AUTH_PERM_READ && want != AUTH_PERM_WRITE && want != AUTH_PERM_READWRITE)
-        return false;
+    if (want != AUTH_PERM_READ && want != AUTH_PERM_WRITE && want != AUTH_PERM_READWRITE) return false;
     return ok;
 }
 

@@ -38,7 +38,7 @@ typedef enum auth_perm_type {
 typedef struct auth_interval {
     uint8_t *begin;
     size_t begin_len;
-    uint8_t *end;          /* NULL when end_inf */
+    uint8_t *end; /* NULL when end_inf */
     size_t end_len;
     bool end_inf;
 } auth_interval_t;
@@ -52,30 +52,27 @@ typedef struct auth_ivset {
 typedef struct auth_perms {
     auth_ivset_t read;
     auth_ivset_t write;
-    bool finished;         /* auth_perms_finish() ran; no more adds */
+    bool finished; /* auth_perms_finish() ran; no more adds */
 } auth_perms_t;
 
 void auth_perms_init(auth_perms_t *p);
-void auth_perms_free(auth_perms_t *p);   /* releases everything; p is reusable after init */
+void auth_perms_free(auth_perms_t *p); /* releases everything; p is reusable after init */
 
 /* Adds one permission (bytes are copied). Returns 0, -EINVAL for an unknown
  * type or a finished set, -ENOMEM. Permissions that grant nothing (see above)
  * are accepted and dropped. */
-int auth_perms_add(auth_perms_t *p, int perm_type,
-                   const uint8_t *key, size_t key_len,
+int auth_perms_add(auth_perms_t *p, int perm_type, const uint8_t *key, size_t key_len,
                    const uint8_t *range_end, size_t range_end_len);
 
 /* Sorts and merges overlapping and adjacent intervals. Call once. */
 void auth_perms_finish(auth_perms_t *p);
 
 /* want is AUTH_PERM_READ or AUTH_PERM_WRITE (READWRITE: both must hold). */
-bool auth_perms_can_key(const auth_perms_t *p, int want,
-                        const uint8_t *key, size_t key_len);
+bool auth_perms_can_key(const auth_perms_t *p, int want, const uint8_t *key, size_t key_len);
 
 /* etcd's isRangeOpPermitted(key, range_end): range_end_len == 0 is a point
  * check on key, otherwise the whole range must be covered. */
-bool auth_perms_can_range(const auth_perms_t *p, int want,
-                          const uint8_t *key, size_t key_len,
+bool auth_perms_can_range(const auth_perms_t *p, int want, const uint8_t *key, size_t key_len,
                           const uint8_t *range_end, size_t range_end_len);
 
 /* Byte-string order (memcmp, shorter prefix first), exposed for tests. */

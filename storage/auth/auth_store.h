@@ -38,28 +38,29 @@
  * gRPC code and text). */
 enum {
     AUTH_OK = 0,
-    AUTH_E_ROOT_USER_NOT_EXIST = -1,  /* FailedPrecondition */
+    AUTH_E_ROOT_USER_NOT_EXIST = -1, /* FailedPrecondition */
     AUTH_E_ROOT_ROLE_NOT_EXIST = -2,
     AUTH_E_USER_ALREADY_EXIST = -3,
-    AUTH_E_USER_EMPTY = -4,           /* InvalidArgument */
+    AUTH_E_USER_EMPTY = -4, /* InvalidArgument */
     AUTH_E_USER_NOT_FOUND = -5,
     AUTH_E_ROLE_ALREADY_EXIST = -6,
     AUTH_E_ROLE_NOT_FOUND = -7,
     AUTH_E_ROLE_EMPTY = -8,
     AUTH_E_AUTH_FAILED = -9,
-    AUTH_E_PERMISSION_DENIED = -10,   /* PermissionDenied */
+    AUTH_E_PERMISSION_DENIED = -10, /* PermissionDenied */
     AUTH_E_ROLE_NOT_GRANTED = -11,
     AUTH_E_PERMISSION_NOT_GRANTED = -12,
     AUTH_E_AUTH_NOT_ENABLED = -13,
-    AUTH_E_INVALID_AUTH_TOKEN = -14,  /* Unauthenticated */
+    AUTH_E_INVALID_AUTH_TOKEN = -14, /* Unauthenticated */
     AUTH_E_INVALID_AUTH_MGMT = -15,
     AUTH_E_OLD_REVISION = -16,
-    AUTH_E_NO_PASSWORD_USER = -17,    /* Unknown "auth: authentication failed, password was given for no password user" */
-    AUTH_E_IO = -18,                  /* storage failure */
+    AUTH_E_NO_PASSWORD_USER =
+        -17,         /* Unknown "auth: authentication failed, password was given for no password user" */
+    AUTH_E_IO = -18, /* storage failure */
     AUTH_E_NOMEM = -19
 };
 const char *auth_store_strerror(int err);
-int auth_store_code(int err);         /* gRPC status code of err */
+int auth_store_code(int err); /* gRPC status code of err */
 
 typedef struct auth_store auth_store_t;
 
@@ -74,7 +75,7 @@ int auth_store_is_request(const Kshim__InternalRequest *req);
  * provider): invalidate_user names a user whose tokens must go (deleted,
  * password changed); enable_changed with enabled the new state. */
 typedef struct auth_effect {
-    char *invalidate_user;   /* malloc'd or NULL */
+    char *invalidate_user; /* malloc'd or NULL */
     int enable_changed;
     int enabled;
 } auth_effect_t;
@@ -98,8 +99,8 @@ uint64_t auth_store_revision(auth_store_t *as);
  * rev 0 -> AUTH_E_USER_EMPTY; rev older than the store's ->
  * AUTH_E_OLD_REVISION; unknown user or missing permission ->
  * AUTH_E_PERMISSION_DENIED. The root role may do everything. */
-int auth_store_check_range(auth_store_t *as, const char *user, uint64_t rev, int want,
-                           const uint8_t *key, size_t key_len, const uint8_t *end, size_t end_len);
+int auth_store_check_range(auth_store_t *as, const char *user, uint64_t rev, int want, const uint8_t *key,
+                           size_t key_len, const uint8_t *end, size_t end_len);
 
 /* etcd's IsAdminPermitted: AUTH_OK when auth is off or user has the root
  * role; AUTH_E_USER_EMPTY (no user), AUTH_E_USER_NOT_FOUND,
@@ -112,8 +113,7 @@ bool auth_store_has_role(auth_store_t *as, const char *user, const char *role);
  * the lock, by the caller). AUTH_E_AUTH_NOT_ENABLED, AUTH_E_AUTH_FAILED (no
  * such user), AUTH_E_NO_PASSWORD_USER, or AUTH_OK with *hash malloc'd and
  * *rev the current auth revision. */
-int auth_store_user_hash(auth_store_t *as, const char *user, char **hash, size_t *hash_len,
-                         uint64_t *rev);
+int auth_store_user_hash(auth_store_t *as, const char *user, char **hash, size_t *hash_len, uint64_t *rev);
 
 /* Copies of the records for the read-only RPCs (free with
  * authpb__user__free_unpacked / authpb__role__free_unpacked). NULL when not

@@ -265,7 +265,8 @@ static int do_put(mvcc_txn_t *t, kv_arena_t *a, const Etcdserverpb__PutRequest *
     const Mvccpb__KeyValue *replaced = NULL;
     int rc = mvcc_txn_put(t, p->key.data, p->key.len, val, val_len, lease, &replaced);
     if (rc != MVCC_OK) return mvcc_to_kv_error(rc);
-    if (reattach(t, p->key.data, p->key.len, replaced ? replaced->lease : 0, lease) != MVCC_OK) return KV_E_IO;
+    if (reattach(t, p->key.data, p->key.len, replaced ? replaced->lease : 0, lease) != MVCC_OK)
+        return KV_E_IO;
     resp->header = new_header(a, mvcc_txn_rev(t));
     *out = resp;
     return KV_OK;
@@ -297,7 +298,7 @@ static int do_delete(mvcc_txn_t *t, kv_arena_t *a, const Etcdserverpb__DeleteRan
 /* ---- Txn (apply.go Txn, compareToPath, checkRequests, applyTxn) ---- */
 
 typedef struct txn_path {
-    unsigned char *v;   /* one entry per txn visited, in visiting order */
+    unsigned char *v; /* one entry per txn visited, in visiting order */
     size_t n, cap;
 } txn_path_t;
 
@@ -385,7 +386,8 @@ static int compare_to_path(mvcc_txn_t *t, const Etcdserverpb__TxnRequest *rt, tx
     size_t n;
     Etcdserverpb__RequestOp **ops = txn_branch(rt, ok, &n);
     for (size_t i = 0; i < n; i++) {
-        if (ops[i]->request_case != ETCDSERVERPB__REQUEST_OP__REQUEST_REQUEST_TXN || !ops[i]->request_txn) continue;
+        if (ops[i]->request_case != ETCDSERVERPB__REQUEST_OP__REQUEST_REQUEST_TXN || !ops[i]->request_txn)
+            continue;
         int e = compare_to_path(t, ops[i]->request_txn, path);
         if (e) return e;
     }
@@ -411,7 +413,8 @@ static int check_put(mvcc_txn_t *t, mvcc_t *m, const Etcdserverpb__RequestOp *op
 
 static int check_range(mvcc_txn_t *t, mvcc_t *m, const Etcdserverpb__RequestOp *op) {
     (void)m;
-    if (op->request_case != ETCDSERVERPB__REQUEST_OP__REQUEST_REQUEST_RANGE || !op->request_range) return KV_OK;
+    if (op->request_case != ETCDSERVERPB__REQUEST_OP__REQUEST_REQUEST_RANGE || !op->request_range)
+        return KV_OK;
     int64_t rev = op->request_range->revision;
     if (rev == 0) return KV_OK;
     if (rev > mvcc_txn_rev(t)) return KV_E_FUTURE_REV;
@@ -419,8 +422,8 @@ static int check_range(mvcc_txn_t *t, mvcc_t *m, const Etcdserverpb__RequestOp *
     return KV_OK;
 }
 
-static int check_requests(mvcc_txn_t *t, mvcc_t *m, const Etcdserverpb__TxnRequest *rt, const txn_path_t *path,
-                          size_t *pos, check_fn f) {
+static int check_requests(mvcc_txn_t *t, mvcc_t *m, const Etcdserverpb__TxnRequest *rt,
+                          const txn_path_t *path, size_t *pos, check_fn f) {
     assert(*pos < path->n);
     int ok = path->v[(*pos)++];
     size_t n;
@@ -437,8 +440,8 @@ static int check_requests(mvcc_txn_t *t, mvcc_t *m, const Etcdserverpb__TxnReque
     return KV_OK;
 }
 
-static int apply_txn_ops(mvcc_txn_t *t, kv_arena_t *a, const Etcdserverpb__TxnRequest *rt, const txn_path_t *path,
-                         size_t *pos, Etcdserverpb__TxnResponse *resp) {
+static int apply_txn_ops(mvcc_txn_t *t, kv_arena_t *a, const Etcdserverpb__TxnRequest *rt,
+                         const txn_path_t *path, size_t *pos, Etcdserverpb__TxnResponse *resp) {
     int ok = path->v[(*pos)++];
     size_t n;
     Etcdserverpb__RequestOp **ops = txn_branch(rt, ok, &n);
@@ -462,13 +465,14 @@ static int apply_txn_ops(mvcc_txn_t *t, kv_arena_t *a, const Etcdserverpb__TxnRe
             break;
         case ETCDSERVERPB__REQUEST_OP__REQUEST_REQUEST_DELETE_RANGE:
             ro->response_case = ETCDSERVERPB__RESPONSE_OP__RESPONSE_RESPONSE_DELETE_RANGE;
-            if (op->request_delete_range) e = do_delete(t, a, op->request_delete_range, &ro->response_delete_range);
+            if (op->request_delete_range)
+                e = do_delete(t, a, op->request_delete_range, &ro->response_delete_range);
             break;
         case ETCDSERVERPB__REQUEST_OP__REQUEST_REQUEST_TXN: {
             ro->response_case = ETCDSERVERPB__RESPONSE_OP__RESPONSE_RESPONSE_TXN;
             Etcdserverpb__TxnResponse *sub = kv_arena_alloc(a, sizeof(*sub));
             etcdserverpb__txn_response__init(sub);
-            sub->header = new_header(a, 0);   /* etcd leaves nested txn headers empty */
+            sub->header = new_header(a, 0); /* etcd leaves nested txn headers empty */
             ro->response_txn = sub;
             if (op->request_txn) e = apply_txn_ops(t, a, op->request_txn, path, pos, sub);
             break;
@@ -525,7 +529,8 @@ static int do_txn(mvcc_txn_t *t, mvcc_t *m, kv_arena_t *a, const Etcdserverpb__T
 
 static int check_put_request(const Etcdserverpb__PutRequest *r, kv_result_t *res) {
     if (r->key.len == 0) return set_error(res, GRPC_INVALID_ARGUMENT, ERR_EMPTY_KEY);
-    if (r->ignore_value && r->value.len != 0) return set_error(res, GRPC_INVALID_ARGUMENT, ERR_VALUE_PROVIDED);
+    if (r->ignore_value && r->value.len != 0)
+        return set_error(res, GRPC_INVALID_ARGUMENT, ERR_VALUE_PROVIDED);
     if (r->ignore_lease && r->lease != 0) return set_error(res, GRPC_INVALID_ARGUMENT, ERR_LEASE_PROVIDED);
     return 0;
 }
@@ -568,7 +573,7 @@ static int check_txn_request(const Etcdserverpb__TxnRequest *r, size_t max_ops, 
 
 /* checkIntervals: a key set (puts) and an interval list (deletes). */
 typedef struct bin_vec {
-    const ProtobufCBinaryData **v;   /* puts: keys; dels: pairs (key, end) */
+    const ProtobufCBinaryData **v; /* puts: keys; dels: pairs (key, end) */
     size_t n, cap;
 } bin_vec_t;
 
@@ -596,7 +601,7 @@ static int dels_intersect(const bin_vec_t *dels, const ProtobufCBinaryData *k) {
         const ProtobufCBinaryData *b = dels->v[i], *e = dels->v[i + 1];
         if (bin_cmp(b, k) > 0) continue;
         if (e->len == 0) {
-            if (bin_cmp(b, k) == 0) return 1;  /* point delete */
+            if (bin_cmp(b, k) == 0) return 1; /* point delete */
             continue;
         }
         if (bin_cmp(k, e) < 0) return 1;
@@ -614,7 +619,8 @@ static int check_intervals(Etcdserverpb__RequestOp **reqs, size_t n, bin_vec_t *
     }
     int dup = 0;
     for (size_t i = 0; i < n && !dup; i++) {
-        if (reqs[i]->request_case != ETCDSERVERPB__REQUEST_OP__REQUEST_REQUEST_TXN || !reqs[i]->request_txn) continue;
+        if (reqs[i]->request_case != ETCDSERVERPB__REQUEST_OP__REQUEST_REQUEST_TXN || !reqs[i]->request_txn)
+            continue;
         const Etcdserverpb__TxnRequest *sub = reqs[i]->request_txn;
         bin_vec_t puts_then = {0}, dels_then = {0}, puts_else = {0}, dels_else = {0};
         dup = check_intervals(sub->success, sub->n_success, &puts_then, &dels_then) ||
@@ -641,7 +647,8 @@ static int check_intervals(Etcdserverpb__RequestOp **reqs, size_t n, bin_vec_t *
         free(dels_else.v);
     }
     for (size_t i = 0; i < n && !dup; i++) {
-        if (reqs[i]->request_case != ETCDSERVERPB__REQUEST_OP__REQUEST_REQUEST_PUT || !reqs[i]->request_put) continue;
+        if (reqs[i]->request_case != ETCDSERVERPB__REQUEST_OP__REQUEST_REQUEST_PUT || !reqs[i]->request_put)
+            continue;
         const ProtobufCBinaryData *k = &reqs[i]->request_put->key;
         if (vec_has(puts, k) || dels_intersect(dels, k))
             dup = 1;
@@ -664,10 +671,12 @@ static uint64_t cost_put(const Etcdserverpb__PutRequest *p) { return 256 + p->ke
 static uint64_t cost_txn(const Etcdserverpb__TxnRequest *r) {
     uint64_t s = 0, f = 0;
     for (size_t i = 0; i < r->n_success; i++)
-        if (r->success[i]->request_case == ETCDSERVERPB__REQUEST_OP__REQUEST_REQUEST_PUT && r->success[i]->request_put)
+        if (r->success[i]->request_case == ETCDSERVERPB__REQUEST_OP__REQUEST_REQUEST_PUT &&
+            r->success[i]->request_put)
             s += cost_put(r->success[i]->request_put);
     for (size_t i = 0; i < r->n_failure; i++)
-        if (r->failure[i]->request_case == ETCDSERVERPB__REQUEST_OP__REQUEST_REQUEST_PUT && r->failure[i]->request_put)
+        if (r->failure[i]->request_case == ETCDSERVERPB__REQUEST_OP__REQUEST_REQUEST_PUT &&
+            r->failure[i]->request_put)
             f += cost_put(r->failure[i]->request_put);
     return f > s ? f : s;
 }
@@ -801,7 +810,8 @@ int kv_apply(mvcc_t *m, uint64_t index, const Kshim__InternalRequest *req, const
     if (e == KV_E_IO) {
         /* A read failed: the outcome is unknown, so nothing of the entry is
          * recorded and the applied index stays (the caller fail-stops). */
-        fprintf(stderr, "kv: storage error applying entry %llu; nothing recorded\n", (unsigned long long)index);
+        fprintf(stderr, "kv: storage error applying entry %llu; nothing recorded\n",
+                (unsigned long long)index);
         mvcc_txn_end(t);
         kv_arena_free(&a);
         kv_result_clear(res);
@@ -826,7 +836,8 @@ int kv_apply(mvcc_t *m, uint64_t index, const Kshim__InternalRequest *req, const
     return 0;
 }
 
-int kv_range(mvcc_t *m, const Etcdserverpb__RangeRequest *req, const kv_header_info_t *hdr, kv_result_t *res) {
+int kv_range(mvcc_t *m, const Etcdserverpb__RangeRequest *req, const kv_header_info_t *hdr,
+             kv_result_t *res) {
     memset(res, 0, sizeof(*res));
     kv_arena_t a;
     kv_arena_init(&a);

@@ -36,8 +36,8 @@ typedef struct kv_result {
     char message[160];
     uint8_t *resp;
     size_t resp_len;
-    int64_t revision;        /* store revision after the request */
-    int64_t physical_rev;    /* a Compact with physical: answer only once
+    int64_t revision;     /* store revision after the request */
+    int64_t physical_rev; /* a Compact with physical: answer only once
                               * mvcc_compacted_through() >= this (0: now) */
 } kv_result_t;
 
@@ -59,12 +59,11 @@ int kv_validate_range(mvcc_t *m, const Etcdserverpb__RangeRequest *req, kv_resul
  * applied index does not move, and the caller must stop applying
  * (fail-stop). Each call is one LevelDB write batch that includes the applied
  * index, or joins the current write group. */
-int kv_apply(mvcc_t *m, uint64_t index, const Kshim__InternalRequest *req,
-             const kv_header_info_t *hdr, kv_result_t *res);
+int kv_apply(mvcc_t *m, uint64_t index, const Kshim__InternalRequest *req, const kv_header_info_t *hdr,
+             kv_result_t *res);
 
 /* Any thread. */
-int kv_range(mvcc_t *m, const Etcdserverpb__RangeRequest *req, const kv_header_info_t *hdr,
-             kv_result_t *res);
+int kv_range(mvcc_t *m, const Etcdserverpb__RangeRequest *req, const kv_header_info_t *hdr, kv_result_t *res);
 /* True if every op (recursively) is a Range: such a Txn is served as a read. */
 int kv_txn_is_readonly(const Etcdserverpb__TxnRequest *req);
 int kv_txn_readonly(mvcc_t *m, const Etcdserverpb__TxnRequest *req, const kv_header_info_t *hdr,

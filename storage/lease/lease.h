@@ -37,9 +37,9 @@
 
 enum {
     LEASE_OK = 0,
-    LEASE_E_IO = -1,         /* storage failure (Internal) */
-    LEASE_E_NOT_FOUND = -2,  /* NotFound "etcdserver: requested lease not found" */
-    LEASE_E_EXISTS = -3,     /* FailedPrecondition "etcdserver: lease already exists" */
+    LEASE_E_IO = -1,            /* storage failure (Internal) */
+    LEASE_E_NOT_FOUND = -2,     /* NotFound "etcdserver: requested lease not found" */
+    LEASE_E_EXISTS = -3,        /* FailedPrecondition "etcdserver: lease already exists" */
     LEASE_E_TTL_TOO_LARGE = -4, /* OutOfRange "etcdserver: too large lease TTL" */
 };
 
@@ -57,8 +57,8 @@ int lessor_is_request(const Kshim__InternalRequest *req);
  * req is not a lease request, 1 if applied (res filled: packed response or
  * etcd's error; entries at or below the applied index are skipped and res
  * left empty), -1 on a storage failure (res holds an internal error). */
-int lessor_apply(lessor_t *l, uint64_t index, const Kshim__InternalRequest *req,
-                 const kv_header_info_t *hdr, kv_result_t *res, uint64_t now_ms);
+int lessor_apply(lessor_t *l, uint64_t index, const Kshim__InternalRequest *req, const kv_header_info_t *hdr,
+                 kv_result_t *res, uint64_t now_ms);
 
 /* Any thread. */
 int lessor_exists(lessor_t *l, int64_t id);
@@ -75,8 +75,7 @@ int lessor_is_primary(lessor_t *l);
 int lessor_renew(lessor_t *l, int64_t id, uint64_t now_ms, int64_t *ttl);
 /* TimeToLive: granted TTL and whole seconds left (truncated toward zero,
  * like Go's int64(d.Seconds())); LEASE_E_NOT_FOUND if unknown. */
-int lessor_lookup(lessor_t *l, int64_t id, uint64_t now_ms, int64_t *granted_ttl,
-                  int64_t *remaining_s);
+int lessor_lookup(lessor_t *l, int64_t id, uint64_t now_ms, int64_t *granted_ttl, int64_t *remaining_s);
 /* Up to max ids of leases whose deadline has passed (primary only); each is
  * re-offered after LEASE_RETRY_MS if its revoke has not been applied by then. */
 size_t lessor_take_expired(lessor_t *l, uint64_t now_ms, int64_t *ids, size_t max);

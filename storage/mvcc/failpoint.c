@@ -6,10 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-uint64_t failpoint_parse(const char *spec, const char *name)
-{
-    if (!spec || !name)
-        return 0;
+uint64_t failpoint_parse(const char *spec, const char *name) {
+    if (!spec || !name) return 0;
     size_t nl = strlen(name);
     const char *p = spec;
     while (*p) {
@@ -18,8 +16,7 @@ uint64_t failpoint_parse(const char *spec, const char *name)
         if (len > nl && strncmp(p, name, nl) == 0 && p[nl] == '=') {
             char *stop = NULL;
             unsigned long long v = strtoull(p + nl + 1, &stop, 10);
-            if (stop == p + len && stop != p + nl + 1)
-                return (uint64_t)v;
+            if (stop == p + len && stop != p + nl + 1) return (uint64_t)v;
             return 0;
         }
         p = end ? end + 1 : p + len;
@@ -27,17 +24,12 @@ uint64_t failpoint_parse(const char *spec, const char *name)
     return 0;
 }
 
-void failpoint_arm(failpoint_t *fp, uint64_t n)
-{
-    atomic_store(&fp->countdown, n);
-}
+void failpoint_arm(failpoint_t *fp, uint64_t n) { atomic_store(&fp->countdown, n); }
 
-int failpoint_hit_slow(failpoint_t *fp)
-{
+int failpoint_hit_slow(failpoint_t *fp) {
     uint64_t c = atomic_load(&fp->countdown);
     while (c != 0) {
-        if (atomic_compare_exchange_weak(&fp->countdown, &c, c - 1))
-            return c == 1;
+        if (atomic_compare_exchange_weak(&fp->countdown, &c, c - 1)) return c == 1;
     }
     return 0;
 }

@@ -23,7 +23,7 @@
 #define FAILPOINTS_ENV "KSHIM_FAILPOINTS"
 
 typedef struct failpoint {
-    _Atomic uint64_t countdown;   /* 0: disarmed; 1: the next hit fails */
+    _Atomic uint64_t countdown; /* 0: disarmed; 1: the next hit fails */
 } failpoint_t;
 
 /* Reads the count of failpoint `name` from spec ("a=3,b=7"); 0 if absent or
@@ -37,10 +37,8 @@ void failpoint_arm(failpoint_t *fp, uint64_t n);
 int failpoint_hit_slow(failpoint_t *fp);
 
 /* Counts one hit; returns 1 if this hit must fail. */
-static inline int failpoint_hit(failpoint_t *fp)
-{
-    if (atomic_load_explicit(&fp->countdown, memory_order_relaxed) == 0)
-        return 0;
+static inline int failpoint_hit(failpoint_t *fp) {
+    if (atomic_load_explicit(&fp->countdown, memory_order_relaxed) == 0) return 0;
     return failpoint_hit_slow(fp);
 }
 

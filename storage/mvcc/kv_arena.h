@@ -17,7 +17,7 @@ typedef struct kv_arena {
 
 void kv_arena_init(kv_arena_t *a);
 void kv_arena_free(kv_arena_t *a);
-void *kv_arena_alloc(kv_arena_t *a, size_t size);            /* zeroed, 16-aligned */
+void *kv_arena_alloc(kv_arena_t *a, size_t size); /* zeroed, 16-aligned */
 void *kv_arena_dup(kv_arena_t *a, const void *src, size_t size);
 
 #endif

@@ -35,7 +35,7 @@ typedef struct hist {
     mvcc_range_t range;
     int with_prev;
     int64_t from, to;
-    int64_t cur_rev;            /* revision whose events are being collected */
+    int64_t cur_rev; /* revision whose events are being collected */
     mvcc_event_t *evs;
     size_t n, cap;
     kv_history_fn fn;
@@ -45,11 +45,9 @@ typedef struct hist {
 } hist_t;
 
 /* Hands the collected revision to fn, then frees its memory. */
-static void hist_flush(hist_t *h)
-{
+static void hist_flush(hist_t *h) {
     if (h->n > 0 && !h->stopped) {
-        if (h->fn(h->arg, h->cur_rev, h->evs, h->n) != 0)
-            h->stopped = 1;
+        if (h->fn(h->arg, h->cur_rev, h->evs, h->n) != 0) h->stopped = 1;
     }
     h->n = 0;
     if (h->arena_used) {
@@ -61,40 +59,32 @@ static void hist_flush(hist_t *h)
 
 /* The version of key at revision rev, or NULL (absent, deleted, compacted). */
 static const Mvccpb__KeyValue *version_at(hist_t *h, const uint8_t *key, size_t key_len, int64_t rev,
-                                          int *io_err)
-{
-    if (rev <= 0)
-        return NULL;
+                                          int *io_err) {
+    if (rev <= 0) return NULL;
     mvcc_range_t r = mvcc_range_make(key, key_len, NULL, 0);
     mvcc_kv_list_t l = {0};
     int64_t count = 0;
     h->arena_used = 1;
     int rc = mvcc_txn_range(h->t, &r, rev, 1, 0, &l, &count);
-    if (rc == MVCC_ERR_IO)
-        *io_err = 1;
-    if (rc != MVCC_OK || l.n == 0)
-        return NULL;
+    if (rc == MVCC_ERR_IO) *io_err = 1;
+    if (rc != MVCC_OK || l.n == 0) return NULL;
     return l.kvs[0];
 }
 
 /* The record of exactly (main, sub) of key: the 'k' entry, read directly so
  * a key changed twice in one revision (put then delete in a txn) still
  * yields the put. NULL if it is gone. */
-static const Mvccpb__KeyValue *exact_version(hist_t *h, const uint8_t *key, size_t key_len,
-                                             int64_t main, int64_t sub)
-{
+static const Mvccpb__KeyValue *exact_version(hist_t *h, const uint8_t *key, size_t key_len, int64_t main,
+                                             int64_t sub) {
     uint8_t *ek = malloc(mvcc_key_max(key_len));
-    if (!ek)
-        abort();
+    if (!ek) abort();
     size_t n = mvcc_key_version(ek, key, key_len, main, sub);
     uint8_t *rec = NULL;
     size_t rec_len = 0;
     int rc = mvcc_raw_get(h->m, ek, n, &rec, &rec_len);
     free(ek);
-    if (rc == MVCC_ERR_IO)
-        h->io_err = 1;
-    if (rc != MVCC_OK)
-        return NULL;
+    if (rc == MVCC_ERR_IO) h->io_err = 1;
+    if (rc != MVCC_OK) return NULL;
     Mvccpb__KeyValue *kv = NULL;
     if (rec_len < REC_HDR)
         h->io_err = 1; /* a version record this short: corruption, not "gone" */
@@ -115,13 +105,11 @@ static const Mvccpb__KeyValue *exact_version(hist_t *h, const uint8_t *key, size
     return kv;
 }
 
-static mvcc_event_t *hist_add(hist_t *h)
-{
+static mvcc_event_t *hist_add(hist_t *h) {
     if (h->n == h->cap) {
         size_t cap = h->cap ? h->cap * 2 : 16;
         mvcc_event_t *v = realloc(h->evs, cap * sizeof(*v));
-        if (!v)
-            abort();
+        if (!v) abort();
         h->evs = v;
         h->cap = cap;
     }
@@ -131,26 +119,20 @@ static mvcc_event_t *hist_add(hist_t *h)
 }
 
 /* One revision-table record: 'r' | main | sub -> type | user key. */
-static int hist_record(void *arg, const uint8_t *k, size_t kl, const uint8_t *v, size_t vl)
-{
+static int hist_record(void *arg, const uint8_t *k, size_t kl, const uint8_t *v, size_t vl) {
     hist_t *h = arg;
-    if (kl != REV_KEY_LEN || vl < 1)
-        return 0;
+    if (kl != REV_KEY_LEN || vl < 1) return 0;
     int64_t main = (int64_t)get_be64(k + 1);
-    if (main < h->from)
-        return 0;
-    if (main > h->to)
-        return 1;
+    if (main < h->from) return 0;
+    if (main > h->to) return 1;
     if (main != h->cur_rev) {
         hist_flush(h);
         h->cur_rev = main;
     }
-    if (h->stopped)
-        return 1;
+    if (h->stopped) return 1;
     const uint8_t *key = v + 1;
     size_t key_len = vl - 1;
-    if (!mvcc_range_contains(&h->range, key, key_len))
-        return 0;
+    if (!mvcc_range_contains(&h->range, key, key_len)) return 0;
     int type = v[0] ? MVCCPB__EVENT__EVENT_TYPE__DELETE : MVCCPB__EVENT__EVENT_TYPE__PUT;
     int64_t sub = (int64_t)get_be64(k + 9);
     const Mvccpb__KeyValue *kv;
@@ -169,10 +151,8 @@ static int hist_record(void *arg, const uint8_t *k, size_t kl, const uint8_t *v,
     }
     const Mvccpb__KeyValue *prev = NULL;
     int is_create = type == MVCCPB__EVENT__EVENT_TYPE__PUT && kv->version == 1;
-    if (h->with_prev && !is_create)
-        prev = version_at(h, key, key_len, main - 1, &h->io_err);
-    if (h->io_err)
-        return 1;
+    if (h->with_prev && !is_create) prev = version_at(h, key, key_len, main - 1, &h->io_err);
+    if (h->io_err) return 1;
     mvcc_event_t *ev = hist_add(h);
     ev->type = type;
     ev->kv = kv;
@@ -181,34 +161,28 @@ static int hist_record(void *arg, const uint8_t *k, size_t kl, const uint8_t *v,
 }
 
 /* Walks [lo, hi] of the revision table as aligned prefix blocks. */
-static int hist_walk(mvcc_t *m, hist_t *h, uint64_t lo, uint64_t hi)
-{
+static int hist_walk(mvcc_t *m, hist_t *h, uint64_t lo, uint64_t hi) {
     while (lo <= hi && !h->stopped && !h->io_err) {
         int k = 0; /* block of 256^k revisions */
         while (k < 7) {
             uint64_t size = (uint64_t)1 << (8 * (k + 1));
-            if (lo % size != 0 || lo + size - 1 > hi)
-                break;
+            if (lo % size != 0 || lo + size - 1 > hi) break;
             k++;
         }
         uint8_t prefix[9];
         prefix[0] = MVCC_SPACE_REV;
-        for (int i = 0; i < 8; i++)
-            prefix[1 + i] = (uint8_t)(lo >> (8 * (7 - i)));
-        if (mvcc_raw_scan(m, prefix, (size_t)(9 - k), hist_record, h) != MVCC_OK)
-            return -1;
+        for (int i = 0; i < 8; i++) prefix[1 + i] = (uint8_t)(lo >> (8 * (7 - i)));
+        if (mvcc_raw_scan(m, prefix, (size_t)(9 - k), hist_record, h) != MVCC_OK) return -1;
         uint64_t step = (uint64_t)1 << (8 * k);
-        if (lo + step < lo)
-            break;
+        if (lo + step < lo) break;
         lo += step;
     }
     return h->io_err ? -1 : 0;
 }
 
-int kv_history(mvcc_t *m, const uint8_t *key, size_t key_len, const uint8_t *range_end,
-               size_t range_end_len, int64_t from_rev, int64_t to_rev, int with_prev,
-               kv_history_fn fn, void *arg, int64_t *compact_rev)
-{
+int kv_history(mvcc_t *m, const uint8_t *key, size_t key_len, const uint8_t *range_end, size_t range_end_len,
+               int64_t from_rev, int64_t to_rev, int with_prev, kv_history_fn fn, void *arg,
+               int64_t *compact_rev) {
     assert(fn);
     static const uint8_t zero = 0;
     if (key_len == 0) { /* etcd: an empty key means "\0" */

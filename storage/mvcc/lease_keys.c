@@ -15,32 +15,26 @@
 
 /* ---- encodings ---- */
 
-void lease_record_key(uint8_t out[9], int64_t id)
-{
+void lease_record_key(uint8_t out[9], int64_t id) {
     out[0] = 'L';
     put_be64(out + 1, (uint64_t)id);
 }
 
-void member_prefix(uint8_t out[9], int64_t id)
-{
+void member_prefix(uint8_t out[9], int64_t id) {
     out[0] = 'M';
     put_be64(out + 1, (uint64_t)id);
 }
 
 /* 'M' | id | key in a malloc'd buffer of 9 + key_len bytes. */
-static uint8_t *member_key(int64_t id, const uint8_t *key, size_t key_len)
-{
+static uint8_t *member_key(int64_t id, const uint8_t *key, size_t key_len) {
     uint8_t *k = malloc(9 + key_len);
-    if (!k)
-        abort();
+    if (!k) abort();
     member_prefix(k, id);
-    if (key_len)
-        memcpy(k + 9, key, key_len);
+    if (key_len) memcpy(k + 9, key, key_len);
     return k;
 }
 
-int lease_txn_attach(mvcc_txn_t *t, int64_t id, const uint8_t *key, size_t key_len)
-{
+int lease_txn_attach(mvcc_txn_t *t, int64_t id, const uint8_t *key, size_t key_len) {
     assert(id != 0);
     uint8_t *k = member_key(id, key, key_len);
     int rc = mvcc_txn_raw_put(t, k, 9 + key_len, (const uint8_t *)"", 0);
@@ -48,8 +42,7 @@ int lease_txn_attach(mvcc_txn_t *t, int64_t id, const uint8_t *key, size_t key_l
     return rc;
 }
 
-int lease_txn_detach(mvcc_txn_t *t, int64_t id, const uint8_t *key, size_t key_len)
-{
+int lease_txn_detach(mvcc_txn_t *t, int64_t id, const uint8_t *key, size_t key_len) {
     assert(id != 0);
     uint8_t *k = member_key(id, key, key_len);
     int rc = mvcc_txn_raw_delete(t, k, 9 + key_len);
@@ -62,9 +55,7 @@ typedef struct key_scan {
     void *arg;
 } key_scan_t;
 
-static int key_scan_one(void *arg, const uint8_t *key, size_t key_len, const uint8_t *val,
-                        size_t val_len)
-{
+static int key_scan_one(void *arg, const uint8_t *key, size_t key_len, const uint8_t *val, size_t val_len) {
     (void)val;
     (void)val_len;
     key_scan_t *ks = arg;
@@ -72,12 +63,9 @@ static int key_scan_one(void *arg, const uint8_t *key, size_t key_len, const uin
     return ks->fn(ks->arg, key + 9, key_len - 9);
 }
 
-int lease_scan_keys(mvcc_t *m, int64_t id, int (*fn)(void *arg, const uint8_t *key, size_t len),
-                    void *arg)
-{
+int lease_scan_keys(mvcc_t *m, int64_t id, int (*fn)(void *arg, const uint8_t *key, size_t len), void *arg) {
     uint8_t prefix[9];
     member_prefix(prefix, id);
     key_scan_t ks = {fn, arg};
     return mvcc_raw_scan(m, prefix, sizeof prefix, key_scan_one, &ks);
 }
-

@@ -22,8 +22,7 @@ void member_prefix(uint8_t out[9], int64_t id);
 
 /* Keys attached to lease id, in key order (committed state, any thread):
  * fn(arg, key, len) for each until it returns non-zero. */
-int lease_scan_keys(mvcc_t *m, int64_t id, int (*fn)(void *arg, const uint8_t *key, size_t len),
-                    void *arg);
+int lease_scan_keys(mvcc_t *m, int64_t id, int (*fn)(void *arg, const uint8_t *key, size_t len), void *arg);
 
 /* kv.c, inside a write txn: record / forget that key is attached to id. */
 int lease_txn_attach(mvcc_txn_t *t, int64_t id, const uint8_t *key, size_t key_len);

@@ -51,14 +51,14 @@
 
 #define META_KEY "m"
 #define META_LEN 24
-#define META_LEN_V1 32          /* with compact_done, before the compactor thread */
+#define META_LEN_V1 32 /* with compact_done, before the compactor thread */
 
 /* Changes in sub order plus an index of the latest change per key, sorted by
  * key: a write txn's own changes, and the changes of a write group. */
 typedef struct overlay {
-    mvcc_event_t *events;               /* malloc */
+    mvcc_event_t *events; /* malloc */
     size_t n_events, cap_events;
-    size_t *idx;                        /* indexes into events, sorted by key */
+    size_t *idx; /* indexes into events, sorted by key */
     size_t n_idx, cap_idx;
 } overlay_t;
 
@@ -70,12 +70,12 @@ typedef struct group_rev {
 
 /* Entries committed but not yet written (apply thread only). */
 typedef struct mvcc_group {
-    int active;                         /* between mvcc_group_begin and _end */
-    leveldb_writebatch_t *wb;           /* NULL while no entry joined */
-    size_t entries;                     /* entries in wb */
-    size_t bytes;                       /* approximate bytes in wb */
-    mvcc_meta_t base;                   /* the metadata LevelDB holds */
-    kv_arena_t arena;                   /* copies of the events' versions */
+    int active;               /* between mvcc_group_begin and _end */
+    leveldb_writebatch_t *wb; /* NULL while no entry joined */
+    size_t entries;           /* entries in wb */
+    size_t bytes;             /* approximate bytes in wb */
+    mvcc_meta_t base;         /* the metadata LevelDB holds */
+    kv_arena_t arena;         /* copies of the events' versions */
     overlay_t ov;
     group_rev_t *revs;
     size_t n_revs, cap_revs;
@@ -89,31 +89,31 @@ struct mvcc {
     leveldb_t *db;
     leveldb_options_t *opts;
     leveldb_cache_t *cache;
-    leveldb_readoptions_t *ro;          /* apply-thread reads of the live DB */
-    leveldb_writeoptions_t *wo;         /* sync = false */
-    leveldb_writeoptions_t *wo_sync;    /* sync = true */
+    leveldb_readoptions_t *ro;       /* apply-thread reads of the live DB */
+    leveldb_writeoptions_t *wo;      /* sync = false */
+    leveldb_writeoptions_t *wo_sync; /* sync = true */
     mvcc_options_t options;
-    mvcc_meta_t meta;                   /* apply thread's copy, incl. the group */
+    mvcc_meta_t meta; /* apply thread's copy, incl. the group */
     mvcc_group_t grp;
-    failpoint_t fp_read;                /* mvcc_read_error */
-    mvcc_compactor_t *compactor;        /* physical compaction, its own thread */
+    failpoint_t fp_read;         /* mvcc_read_error */
+    mvcc_compactor_t *compactor; /* physical compaction, its own thread */
     _Atomic int64_t rev;
     _Atomic int64_t compact_rev;
     _Atomic uint64_t applied;
-    char *dir;                          /* the LevelDB directory, for its size */
-    _Atomic uint64_t size_cache;        /* bytes on disk, refreshed at most once a second */
+    char *dir;                   /* the LevelDB directory, for its size */
+    _Atomic uint64_t size_cache; /* bytes on disk, refreshed at most once a second */
     _Atomic uint64_t size_cache_ms;
 };
 
 struct mvcc_txn {
     mvcc_t *m;
     kv_arena_t *arena;
-    const leveldb_snapshot_t *snap;     /* read txn only */
-    leveldb_readoptions_t *ro;          /* owned by a read txn */
-    mvcc_meta_t meta;                   /* at begin */
-    leveldb_writebatch_t *wb;           /* write txn only */
-    overlay_t ov;                       /* the txn's own changes */
-    size_t bytes;                       /* approximate bytes in wb */
+    const leveldb_snapshot_t *snap; /* read txn only */
+    leveldb_readoptions_t *ro;      /* owned by a read txn */
+    mvcc_meta_t meta;               /* at begin */
+    leveldb_writebatch_t *wb;       /* write txn only */
+    overlay_t ov;                   /* the txn's own changes */
+    size_t bytes;                   /* approximate bytes in wb */
 };
 
 /* ---- key encoding ---- */
@@ -132,7 +132,7 @@ static uint8_t *decode_user_key(kv_arena_t *a, const uint8_t *ek, size_t eklen, 
     size_t o = 0;
     for (size_t i = 0; i < esc_len; i++) {
         out[o++] = ek[1 + i];
-        if (ek[1 + i] == 0) i++;    /* skip the 0xFF escape */
+        if (ek[1 + i] == 0) i++; /* skip the 0xFF escape */
     }
     *out_len = o;
     return out;
@@ -167,7 +167,8 @@ static void meta_encode(uint8_t out[META_LEN], const mvcc_meta_t *mt) {
 
 /* Reads 'm'. *legacy_done (may be NULL) gets the compact_done of an old
  * 32-byte record, else -1. */
-static int meta_read_v(leveldb_t *db, const leveldb_readoptions_t *ro, mvcc_meta_t *mt, int64_t *legacy_done) {
+static int meta_read_v(leveldb_t *db, const leveldb_readoptions_t *ro, mvcc_meta_t *mt,
+                       int64_t *legacy_done) {
     char *err = NULL;
     size_t len = 0;
     if (legacy_done) *legacy_done = -1;
@@ -229,8 +230,8 @@ static int db_write(mvcc_t *m, leveldb_writebatch_t *wb, int sync) {
 
 /* leveldb_get: MVCC_OK with a leveldb-malloc'd *val (leveldb_free), or
  * MVCC_ERR_NOT_FOUND, or MVCC_ERR_IO (a LevelDB error or the failpoint). */
-static int db_get(mvcc_t *m, const leveldb_readoptions_t *ro, const uint8_t *key, size_t key_len,
-                  char **val, size_t *val_len) {
+static int db_get(mvcc_t *m, const leveldb_readoptions_t *ro, const uint8_t *key, size_t key_len, char **val,
+                  size_t *val_len) {
     *val = NULL;
     if (failpoint_hit(&m->fp_read)) {
         fprintf(stderr, "mvcc: leveldb read: injected I/O error (failpoint mvcc_read_error)\n");
@@ -301,9 +302,9 @@ int mvcc_open(const char *dir, const mvcc_options_t *opts, mvcc_t **out, char *e
     leveldb_options_set_write_buffer_size(m->opts, 64 << 20);
     leveldb_options_set_max_open_files(m->opts, 500);
     m->ro = leveldb_readoptions_create();
-    leveldb_readoptions_set_verify_checksums(m->ro, 1);   /* corruption is an error */
+    leveldb_readoptions_set_verify_checksums(m->ro, 1); /* corruption is an error */
     m->wo = leveldb_writeoptions_create();
-    leveldb_writeoptions_set_sync(m->wo, 1);              /* see db_write */
+    leveldb_writeoptions_set_sync(m->wo, 1); /* see db_write */
     m->wo_sync = leveldb_writeoptions_create();
     leveldb_writeoptions_set_sync(m->wo_sync, 1);
     kv_arena_init(&m->grp.arena);
@@ -336,7 +337,7 @@ static void group_reset(mvcc_t *m);
 
 void mvcc_close(mvcc_t *m) {
     if (!m) return;
-    mvcc_compactor_close(m->compactor);   /* before the database it writes */
+    mvcc_compactor_close(m->compactor); /* before the database it writes */
     group_reset(m);
     kv_arena_free(&m->grp.arena);
     free(m->grp.ov.events);
@@ -392,7 +393,8 @@ uint64_t mvcc_db_size(mvcc_t *m) {
         while ((de = readdir(d)) != NULL) {
             struct stat st;
             if (de->d_name[0] == '.') continue;
-            if (fstatat(dirfd(d), de->d_name, &st, 0) == 0 && S_ISREG(st.st_mode)) size += (uint64_t)st.st_size;
+            if (fstatat(dirfd(d), de->d_name, &st, 0) == 0 && S_ISREG(st.st_mode))
+                size += (uint64_t)st.st_size;
         }
         closedir(d);
     }
@@ -438,8 +440,7 @@ static int raw_key_ok(const uint8_t *key, size_t key_len) {
            key[0] != MVCC_SPACE_LIVE && key[0] != MVCC_SPACE_COMPACT;
 }
 
-int mvcc_txn_raw_put(mvcc_txn_t *t, const uint8_t *key, size_t key_len, const uint8_t *val,
-                     size_t val_len) {
+int mvcc_txn_raw_put(mvcc_txn_t *t, const uint8_t *key, size_t key_len, const uint8_t *val, size_t val_len) {
     if (!t->wb || !raw_key_ok(key, key_len)) return MVCC_ERR_IO;
     leveldb_writebatch_put(t->wb, (const char *)key, key_len, (const char *)val, val_len);
     t->bytes += key_len + val_len;
@@ -471,7 +472,8 @@ int mvcc_raw_get(mvcc_t *m, const uint8_t *key, size_t key_len, uint8_t **val, s
 int mvcc_raw_scan(mvcc_t *m, const uint8_t *prefix, size_t prefix_len, mvcc_raw_fn fn, void *arg) {
     leveldb_iterator_t *it = db_iter(m, m->ro);
     if (!it) return MVCC_ERR_IO;
-    for (leveldb_iter_seek(it, (const char *)prefix, prefix_len); leveldb_iter_valid(it); leveldb_iter_next(it)) {
+    for (leveldb_iter_seek(it, (const char *)prefix, prefix_len); leveldb_iter_valid(it);
+         leveldb_iter_next(it)) {
         size_t kl, vl;
         const uint8_t *k = (const uint8_t *)leveldb_iter_key(it, &kl);
         if (kl < prefix_len || memcmp(k, prefix, prefix_len) != 0) break;
@@ -548,8 +550,8 @@ static void kv_list_push(kv_arena_t *a, mvcc_kv_list_t *l, Mvccpb__KeyValue *kv)
 
 /* Builds a KeyValue from one 'k' entry (key and value copied to the arena).
  * Returns NULL for a tombstone. */
-static Mvccpb__KeyValue *kv_from_entry(kv_arena_t *a, const uint8_t *ek, size_t eklen,
-                                       const uint8_t *rec, size_t reclen, int64_t main) {
+static Mvccpb__KeyValue *kv_from_entry(kv_arena_t *a, const uint8_t *ek, size_t eklen, const uint8_t *rec,
+                                       size_t reclen, int64_t main) {
     assert(reclen >= REC_HDR);
     if (rec[0] & 1) return NULL;
     Mvccpb__KeyValue *kv = kv_arena_alloc(a, sizeof(*kv));
@@ -601,7 +603,8 @@ static int64_t live_count(mvcc_txn_t *t, const mvcc_range_t *r) {
     }
     int64_t n = 0;
     assert(r->kind != MVCC_RANGE_SINGLE);
-    for (leveldb_iter_seek(it, (const char *)seek.p, seek_len); leveldb_iter_valid(it); leveldb_iter_next(it)) {
+    for (leveldb_iter_seek(it, (const char *)seek.p, seek_len); leveldb_iter_valid(it);
+         leveldb_iter_next(it)) {
         size_t klen;
         const uint8_t *k = (const uint8_t *)leveldb_iter_key(it, &klen);
         if (klen == 0 || k[0] != 'l') break;
@@ -636,8 +639,8 @@ static int db_range(mvcc_txn_t *t, const mvcc_range_t *r, int64_t rev, int64_t l
         p[0] = 'k';
         end_len = 1 + escape_into(p + 1, r->end, r->end_len);
     } else if (r->kind == MVCC_RANGE_SINGLE) {
-        single_len = mvcc_encode_key(keybuf_reserve(&single, mvcc_encoded_key_max(r->key_len)), r->key,
-                                     r->key_len);
+        single_len =
+            mvcc_encode_key(keybuf_reserve(&single, mvcc_encoded_key_max(r->key_len)), r->key, r->key_len);
     }
     uint8_t *sp = keybuf_reserve(&seek, 1 + 2 * r->key_len);
     sp[0] = 'k';
@@ -646,7 +649,7 @@ static int db_range(mvcc_txn_t *t, const mvcc_range_t *r, int64_t rev, int64_t l
         /* straight to the newest version <= rev */
         memcpy(keybuf_reserve(&seek, single_len + REV_SUFFIX), single.p, single_len);
         encode_rev_suffix(seek.p + single_len, rev, 0);
-        memset(seek.p + single_len + 8, 0, 8);  /* ~sub of UINT64_MAX: first suffix at main=rev */
+        memset(seek.p + single_len + 8, 0, 8); /* ~sub of UINT64_MAX: first suffix at main=rev */
         seek_len = single_len + REV_SUFFIX;
     }
     int64_t n = 0;
@@ -656,7 +659,7 @@ static int db_range(mvcc_txn_t *t, const mvcc_range_t *r, int64_t rev, int64_t l
         size_t eklen;
         const uint8_t *ek = (const uint8_t *)leveldb_iter_key(it, &eklen);
         if (eklen < 1 + 2 + REV_SUFFIX || ek[0] != 'k') break;
-        size_t prefix_len = eklen - REV_SUFFIX;   /* 'k' | esc(key) | 00 01 */
+        size_t prefix_len = eklen - REV_SUFFIX; /* 'k' | esc(key) | 00 01 */
         if (r->kind == MVCC_RANGE_SINGLE) {
             if (prefix_len != single_len || memcmp(ek, single.p, single_len) != 0) break;
         } else if (r->kind == MVCC_RANGE_HALF_OPEN) {
@@ -686,7 +689,7 @@ static int db_range(mvcc_txn_t *t, const mvcc_range_t *r, int64_t rev, int64_t l
                 Mvccpb__KeyValue *kv = kv_from_entry(t->arena, ek, eklen, rec, reclen, main);
                 kv_list_push(t->arena, out, kv);
             }
-            if (live >= 0 && (int64_t)out->n >= limit) break;   /* count known already */
+            if (live >= 0 && (int64_t)out->n >= limit) break; /* count known already */
         }
         if (r->kind == MVCC_RANGE_SINGLE) break;
         /* skip the older versions of this key: one step, else a seek */
@@ -697,7 +700,7 @@ static int db_range(mvcc_txn_t *t, const mvcc_range_t *r, int64_t rev, int64_t l
         size_t nklen;
         const uint8_t *nk = (const uint8_t *)leveldb_iter_key(it, &nklen);
         if (nklen == eklen && memcmp(nk, p, prefix_len) == 0) {
-            p[prefix_len - 1] = 0x02;     /* 'k'|esc|00 02: past every version */
+            p[prefix_len - 1] = 0x02; /* 'k'|esc|00 02: past every version */
             leveldb_iter_seek(it, (const char *)p, prefix_len);
         }
     }
@@ -1047,7 +1050,7 @@ int mvcc_group_flush(mvcc_t *m) {
     meta_put(g->wb, &m->meta);
     int rc = db_write(m, g->wb, 1);
     if (rc != MVCC_OK) {
-        m->meta = g->base;     /* nothing of the group is stored */
+        m->meta = g->base; /* nothing of the group is stored */
         group_reset(m);
         return rc;
     }
@@ -1084,7 +1087,8 @@ int mvcc_txn_commit(mvcc_txn_t *t, uint64_t index) {
     if (m->grp.active) {
         group_add(m, t, mt.rev);
         m->meta = mt;
-        if (m->grp.ov.n_events >= GROUP_MAX_EVENTS || m->grp.bytes >= GROUP_MAX_BYTES) return mvcc_group_flush(m);
+        if (m->grp.ov.n_events >= GROUP_MAX_EVENTS || m->grp.bytes >= GROUP_MAX_BYTES)
+            return mvcc_group_flush(m);
         return MVCC_OK;
     }
     meta_put(t->wb, &mt);
@@ -1106,7 +1110,8 @@ int mvcc_txn_commit(mvcc_txn_t *t, uint64_t index) {
 
 static int start_compactor(mvcc_t *m, int64_t legacy_done, char *err, size_t errlen) {
     int64_t target = -1;
-    if (mvcc_compactor_open(m->db, m->meta.compact_rev, legacy_done, &m->compactor, &target, err, errlen) != 0)
+    if (mvcc_compactor_open(m->db, m->meta.compact_rev, legacy_done, &m->compactor, &target, err, errlen) !=
+        0)
         return -1;
     if (target <= m->meta.compact_rev) return 0;
     /* The compactor recorded (synced) a target the 'm' record lost in a

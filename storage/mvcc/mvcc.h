@@ -35,14 +35,14 @@ typedef struct mvcc mvcc_t;
  * kv of a DELETE carries only key and mod_revision (as etcd's events);
  * prev_kv is the version it replaced (NULL when the key did not exist). */
 typedef struct mvcc_event {
-    int type;                        /* MVCCPB__EVENT__EVENT_TYPE__PUT / __DELETE */
+    int type; /* MVCCPB__EVENT__EVENT_TYPE__PUT / __DELETE */
     const Mvccpb__KeyValue *kv;
     const Mvccpb__KeyValue *prev_kv;
 } mvcc_event_t;
 
 typedef struct mvcc_options {
-    size_t max_txn_ops;              /* etcd --max-txn-ops, default 128 */
-    uint64_t quota_backend_bytes;    /* 0: default 2 GiB, as etcd */
+    size_t max_txn_ops;           /* etcd --max-txn-ops, default 128 */
+    uint64_t quota_backend_bytes; /* 0: default 2 GiB, as etcd */
     /* Lease hook: does lease `id` exist? NULL means no lease exists (every
      * Put with a lease fails "requested lease not found"). Apply thread. */
     int (*lease_exists)(void *ctx, int64_t id);
@@ -57,14 +57,14 @@ typedef struct mvcc_options {
 int mvcc_open(const char *dir, const mvcc_options_t *opts, mvcc_t **out, char *err, size_t errlen);
 void mvcc_close(mvcc_t *m);
 
-uint64_t mvcc_applied_index(mvcc_t *m);      /* last applied Raft index */
-int64_t mvcc_revision(mvcc_t *m);            /* current store revision (1 when empty) */
-int64_t mvcc_compact_revision(mvcc_t *m);    /* 0 if never compacted */
-int64_t mvcc_compacted_through(mvcc_t *m);   /* physically compacted up to here (0: nothing) */
+uint64_t mvcc_applied_index(mvcc_t *m);    /* last applied Raft index */
+int64_t mvcc_revision(mvcc_t *m);          /* current store revision (1 when empty) */
+int64_t mvcc_compact_revision(mvcc_t *m);  /* 0 if never compacted */
+int64_t mvcc_compacted_through(mvcc_t *m); /* physically compacted up to here (0: nothing) */
 /* 1 once a background writer of the store (the compactor) hit a storage
  * error it cannot handle: the member must stop (fail-stop). Any thread. */
 int mvcc_failed(mvcc_t *m);
-uint64_t mvcc_db_size(mvcc_t *m);            /* approximate bytes on disk */
+uint64_t mvcc_db_size(mvcc_t *m); /* approximate bytes on disk */
 /* Make everything applied so far durable (LevelDB sync write); returns the
  * applied index it covers, or 0 on error. Apply thread only. Every write is
  * synced already; this writes a pending group and the metadata once more. */
@@ -114,12 +114,12 @@ int mvcc_range_contains(const mvcc_range_t *r, const uint8_t *key, size_t key_le
 
 typedef struct mvcc_meta {
     uint64_t applied_index;
-    int64_t rev;             /* current revision, 1 when empty */
-    int64_t compact_rev;     /* -1 when never compacted (as etcd) */
+    int64_t rev;         /* current revision, 1 when empty */
+    int64_t compact_rev; /* -1 when never compacted (as etcd) */
 } mvcc_meta_t;
 
 typedef struct mvcc_kv_list {
-    Mvccpb__KeyValue **kvs;  /* arena memory */
+    Mvccpb__KeyValue **kvs; /* arena memory */
     size_t n;
     size_t cap;
 } mvcc_kv_list_t;
@@ -130,7 +130,7 @@ typedef struct mvcc_txn mvcc_txn_t;
 int mvcc_txn_begin_read(mvcc_t *m, kv_arena_t *arena, mvcc_txn_t **out);
 /* Write txn, apply thread only. */
 int mvcc_txn_begin_write(mvcc_t *m, kv_arena_t *arena, mvcc_txn_t **out);
-void mvcc_txn_end(mvcc_txn_t *t);     /* frees; a write txn not committed is dropped */
+void mvcc_txn_end(mvcc_txn_t *t); /* frees; a write txn not committed is dropped */
 
 /* Revision seen by reads of this txn: begin revision, +1 once it wrote. */
 int64_t mvcc_txn_rev(const mvcc_txn_t *t);
@@ -144,14 +144,14 @@ size_t mvcc_txn_changes(const mvcc_txn_t *t);
  * (future revision, compacted, I/O). In a write group, a revision older than
  * the group's newest and newer than what LevelDB holds writes the group
  * first (mvcc_group_flush). */
-int mvcc_txn_range(mvcc_txn_t *t, const mvcc_range_t *r, int64_t at_rev, int64_t limit,
-                   int count_only, mvcc_kv_list_t *out, int64_t *count);
+int mvcc_txn_range(mvcc_txn_t *t, const mvcc_range_t *r, int64_t at_rev, int64_t limit, int count_only,
+                   mvcc_kv_list_t *out, int64_t *count);
 
 /* Writes (write txn only). prev (may be NULL) gets the replaced version or
  * NULL. Every write gets the txn's revision and the next sub revision.
  * MVCC_OK or MVCC_ERR_IO (reading the replaced version failed). */
-int mvcc_txn_put(mvcc_txn_t *t, const uint8_t *key, size_t key_len, const uint8_t *val,
-                 size_t val_len, int64_t lease, const Mvccpb__KeyValue **prev);
+int mvcc_txn_put(mvcc_txn_t *t, const uint8_t *key, size_t key_len, const uint8_t *val, size_t val_len,
+                 int64_t lease, const Mvccpb__KeyValue **prev);
 /* Deletes every live key of r; deleted versions appended to prev_kvs if not
  * NULL; returns the number of keys deleted or -1 on error. */
 int64_t mvcc_txn_delete_range(mvcc_txn_t *t, const mvcc_range_t *r, mvcc_kv_list_t *prev_kvs);
@@ -175,11 +175,11 @@ int mvcc_compact_wait(mvcc_t *m, int64_t rev);
 
 /* What the compactor did since open (tests, benchmarks). */
 typedef struct mvcc_compact_stats {
-    uint64_t batches;           /* synced LevelDB writes */
-    uint64_t records;           /* revision records walked */
-    uint64_t keys_visited;      /* keys whose newest version was looked up */
+    uint64_t batches;      /* synced LevelDB writes */
+    uint64_t records;      /* revision records walked */
+    uint64_t keys_visited; /* keys whose newest version was looked up */
     uint64_t versions_deleted;
-    int64_t done;               /* as mvcc_compacted_through, -1 if never */
+    int64_t done; /* as mvcc_compacted_through, -1 if never */
 } mvcc_compact_stats_t;
 void mvcc_compact_stats(mvcc_t *m, mvcc_compact_stats_t *out);
 
@@ -190,16 +190,14 @@ void mvcc_compact_stats(mvcc_t *m, mvcc_compact_stats_t *out);
  * raw writes are not visible to raw reads until they are written (commit
  * outside a group, else the group's write): apply-thread callers that read
  * side tables call mvcc_group_flush first. */
-int mvcc_txn_raw_put(mvcc_txn_t *t, const uint8_t *key, size_t key_len, const uint8_t *val,
-                     size_t val_len);
+int mvcc_txn_raw_put(mvcc_txn_t *t, const uint8_t *key, size_t key_len, const uint8_t *val, size_t val_len);
 int mvcc_txn_raw_delete(mvcc_txn_t *t, const uint8_t *key, size_t key_len);
 /* Committed side-table reads, any thread. mvcc_raw_get returns MVCC_OK with
  * a malloc'd *val (caller frees), MVCC_ERR_NOT_FOUND, or MVCC_ERR_IO. */
 int mvcc_raw_get(mvcc_t *m, const uint8_t *key, size_t key_len, uint8_t **val, size_t *val_len);
 /* Calls fn for every record whose key starts with prefix, in key order,
  * until fn returns non-zero. Returns MVCC_OK or MVCC_ERR_IO. */
-typedef int (*mvcc_raw_fn)(void *arg, const uint8_t *key, size_t key_len, const uint8_t *val,
-                           size_t val_len);
+typedef int (*mvcc_raw_fn)(void *arg, const uint8_t *key, size_t key_len, const uint8_t *val, size_t val_len);
 int mvcc_raw_scan(mvcc_t *m, const uint8_t *prefix, size_t prefix_len, mvcc_raw_fn fn, void *arg);
 
 /* Record only the applied index (entries that change no key); in a write
@@ -215,12 +213,12 @@ int64_t mvcc_apply_revision(mvcc_t *m);
 /* Fault injection for tests: the nth LevelDB read from now fails with
  * MVCC_ERR_IO (the failpoint mvcc_read_error, storage/failpoint.h). */
 void mvcc_arm_read_error(mvcc_t *m, uint64_t n);
-int mvcc_read_error_armed(mvcc_t *m);   /* 1 until the armed read failed */
+int mvcc_read_error_armed(mvcc_t *m); /* 1 until the armed read failed */
 
 const mvcc_options_t *mvcc_options(const mvcc_t *m);
 
 /* Key encoding, exposed for tests. */
-size_t mvcc_encode_key(uint8_t *out, const uint8_t *key, size_t key_len);  /* 'k'|escaped|terminator */
+size_t mvcc_encode_key(uint8_t *out, const uint8_t *key, size_t key_len); /* 'k'|escaped|terminator */
 size_t mvcc_encoded_key_max(size_t key_len);
 /* Compactor knobs (tests, benchmarks): records per batch (default 1,000),
  * pause between batches (default 10 ms), and a hold after n more batches
@@ -245,8 +243,8 @@ void mvcc_compact_hold_after(mvcc_t *m, int64_t n);
  * to_rev is clamped to the store revision. Any thread. */
 enum { KV_HISTORY_OK = 0, KV_HISTORY_IO = -1, KV_HISTORY_COMPACTED = -2 };
 typedef int (*kv_history_fn)(void *arg, int64_t rev, const mvcc_event_t *evs, size_t n);
-int kv_history(mvcc_t *m, const uint8_t *key, size_t key_len, const uint8_t *range_end,
-               size_t range_end_len, int64_t from_rev, int64_t to_rev, int with_prev,
-               kv_history_fn fn, void *arg, int64_t *compact_rev);
+int kv_history(mvcc_t *m, const uint8_t *key, size_t key_len, const uint8_t *range_end, size_t range_end_len,
+               int64_t from_rev, int64_t to_rev, int with_prev, kv_history_fn fn, void *arg,
+               int64_t *compact_rev);
 
 #endif

@@ -63,16 +63,16 @@
 #define PROGRESS_LEN 32
 #define DEFAULT_BATCH 1000
 #define DEFAULT_PAUSE_MS 10
-#define CACHE_SLOTS 16384          /* power of two; cleared when half full */
+#define CACHE_SLOTS 16384 /* power of two; cleared when half full */
 
 static const char PROGRESS_KEY[1] = {MVCC_SPACE_COMPACT};
 
 /* v_n of one key in the current run. */
 typedef struct newest {
     uint64_t hash;
-    uint8_t *key;                  /* malloc, NULL: free slot */
+    uint8_t *key; /* malloc, NULL: free slot */
     size_t key_len;
-    int found;                     /* the key has a version <= C */
+    int found; /* the key has a version <= C */
     int64_t main, sub;
     int tombstone;
 } newest_t;
@@ -80,10 +80,10 @@ typedef struct newest {
 /* The run in progress (compactor thread only). */
 typedef struct run {
     int active;
-    int64_t from;                  /* D: compacted through here before the run */
-    int64_t target;                /* C */
-    int64_t pos_main, pos_sub;     /* next revision record to process */
-    newest_t *cache;               /* CACHE_SLOTS entries */
+    int64_t from;              /* D: compacted through here before the run */
+    int64_t target;            /* C */
+    int64_t pos_main, pos_sub; /* next revision record to process */
+    newest_t *cache;           /* CACHE_SLOTS entries */
     size_t cache_used;
 } run_t;
 
@@ -94,39 +94,36 @@ struct mvcc_compactor {
     pthread_t thread;
     int thread_started;
     pthread_mutex_t mu;
-    pthread_cond_t wake;           /* new target, stop, release */
-    pthread_cond_t progress;       /* done moved, or the thread stopped/held */
+    pthread_cond_t wake;     /* new target, stop, release */
+    pthread_cond_t progress; /* done moved, or the thread stopped/held */
     int stop;
-    _Atomic int failed;            /* a batch hit a storage error: stopped */
-    int64_t target;                /* compact revision to reach (under mu) */
-    int64_t hold_after;            /* batches until a test hold, < 0 never (under mu) */
+    _Atomic int failed; /* a batch hit a storage error: stopped */
+    int64_t target;     /* compact revision to reach (under mu) */
+    int64_t hold_after; /* batches until a test hold, < 0 never (under mu) */
     int held;
     _Atomic int64_t done;
     _Atomic size_t batch;
     _Atomic unsigned pause_ms;
     _Atomic uint64_t n_batches, n_records, n_keys, n_deleted;
     run_t run;
-    uint8_t *buf;                  /* scratch for encoded keys */
+    uint8_t *buf; /* scratch for encoded keys */
     size_t buf_cap;
 };
 
 /* ---- small helpers ---- */
 
-static uint8_t *scratch(mvcc_compactor_t *c, size_t n)
-{
+static uint8_t *scratch(mvcc_compactor_t *c, size_t n) {
     if (n > c->buf_cap) {
         size_t cap = n < 256 ? 256 : n * 2;
         uint8_t *p = realloc(c->buf, cap);
-        if (!p)
-            abort();
+        if (!p) abort();
         c->buf = p;
         c->buf_cap = cap;
     }
     return c->buf;
 }
 
-static uint64_t key_hash(const uint8_t *k, size_t n)
-{
+static uint64_t key_hash(const uint8_t *k, size_t n) {
     uint64_t h = 1469598103934665603ULL;
     for (size_t i = 0; i < n; i++) {
         h ^= k[i];
@@ -135,10 +132,8 @@ static uint64_t key_hash(const uint8_t *k, size_t n)
     return h;
 }
 
-static void cache_clear(run_t *r)
-{
-    if (!r->cache)
-        return;
+static void cache_clear(run_t *r) {
+    if (!r->cache) return;
     for (size_t i = 0; i < CACHE_SLOTS; i++) {
         free(r->cache[i].key);
         r->cache[i].key = NULL;
@@ -147,19 +142,16 @@ static void cache_clear(run_t *r)
 }
 
 /* The slot of key (found or free). */
-static newest_t *cache_slot(run_t *r, const uint8_t *key, size_t key_len, uint64_t h)
-{
+static newest_t *cache_slot(run_t *r, const uint8_t *key, size_t key_len, uint64_t h) {
     size_t i = (size_t)h & (CACHE_SLOTS - 1);
     for (;;) {
         newest_t *e = &r->cache[i];
-        if (!e->key || (e->hash == h && e->key_len == key_len && memcmp(e->key, key, key_len) == 0))
-            return e;
+        if (!e->key || (e->hash == h && e->key_len == key_len && memcmp(e->key, key, key_len) == 0)) return e;
         i = (i + 1) & (CACHE_SLOTS - 1);
     }
 }
 
-static void timespec_after_ms(struct timespec *ts, unsigned ms)
-{
+static void timespec_after_ms(struct timespec *ts, unsigned ms) {
     clock_gettime(CLOCK_REALTIME, ts);
     ts->tv_sec += ms / 1000;
     ts->tv_nsec += (long)(ms % 1000) * 1000000L;
@@ -171,8 +163,7 @@ static void timespec_after_ms(struct timespec *ts, unsigned ms)
 
 /* ---- the progress record ---- */
 
-static void progress_put(leveldb_writebatch_t *wb, int64_t done, const run_t *r)
-{
+static void progress_put(leveldb_writebatch_t *wb, int64_t done, const run_t *r) {
     uint8_t v[PROGRESS_LEN];
     put_be64(v, (uint64_t)done);
     put_be64(v + 8, (uint64_t)(r->active ? r->target : done));
@@ -182,8 +173,7 @@ static void progress_put(leveldb_writebatch_t *wb, int64_t done, const run_t *r)
 }
 
 /* Loads 'c' into c->done and c->run. 0 or -1. */
-static int progress_load(mvcc_compactor_t *c, int64_t legacy_done)
-{
+static int progress_load(mvcc_compactor_t *c, int64_t legacy_done) {
     char *err = NULL;
     size_t len = 0;
     char *v = leveldb_get(c->db, c->ro, PROGRESS_KEY, sizeof PROGRESS_KEY, &len, &err);
@@ -216,8 +206,8 @@ static int progress_load(mvcc_compactor_t *c, int64_t legacy_done)
 
 /* ---- one batch ---- */
 
-static void delete_version(leveldb_writebatch_t *wb, const uint8_t *ek, size_t eklen, int64_t main, int64_t sub)
-{
+static void delete_version(leveldb_writebatch_t *wb, const uint8_t *ek, size_t eklen, int64_t main,
+                           int64_t sub) {
     uint8_t rk[REV_KEY_LEN];
     encode_rev_key(rk, main, sub);
     leveldb_writebatch_delete(wb, (const char *)ek, eklen);
@@ -227,18 +217,15 @@ static void delete_version(leveldb_writebatch_t *wb, const uint8_t *ek, size_t e
 /* Seeks kit to the newest version of the key with prefix kp (kp_len bytes,
  * in c->buf) whose main is <= rev. Returns 1 if found (main/sub/tombstone
  * set), else 0. */
-static int seek_newest(mvcc_compactor_t *c, leveldb_iterator_t *kit, size_t kp_len, int64_t rev, int64_t *main,
-                       int64_t *sub, int *tombstone)
-{
+static int seek_newest(mvcc_compactor_t *c, leveldb_iterator_t *kit, size_t kp_len, int64_t rev,
+                       int64_t *main, int64_t *sub, int *tombstone) {
     uint8_t *p = scratch(c, kp_len + REV_SUFFIX);
     encode_rev_seek(p + kp_len, rev);
     leveldb_iter_seek(kit, (const char *)p, kp_len + REV_SUFFIX);
-    if (!leveldb_iter_valid(kit))
-        return 0;
+    if (!leveldb_iter_valid(kit)) return 0;
     size_t eklen, reclen;
     const uint8_t *ek = (const uint8_t *)leveldb_iter_key(kit, &eklen);
-    if (eklen != kp_len + REV_SUFFIX || memcmp(ek, c->buf, kp_len) != 0)
-        return 0;
+    if (eklen != kp_len + REV_SUFFIX || memcmp(ek, c->buf, kp_len) != 0) return 0;
     const uint8_t *rec = (const uint8_t *)leveldb_iter_value(kit, &reclen);
     decode_rev_suffix(ek, eklen, main, sub);
     *tombstone = reclen >= 1 && (rec[0] & 1);
@@ -246,22 +233,19 @@ static int seek_newest(mvcc_compactor_t *c, leveldb_iterator_t *kit, size_t kp_l
 }
 
 /* v_n of key in this run: from the cache, else one seek. */
-static const newest_t *newest_of(mvcc_compactor_t *c, leveldb_iterator_t *kit, const uint8_t *key, size_t key_len)
-{
+static const newest_t *newest_of(mvcc_compactor_t *c, leveldb_iterator_t *kit, const uint8_t *key,
+                                 size_t key_len) {
     run_t *r = &c->run;
     uint64_t h = key_hash(key, key_len);
     newest_t *e = cache_slot(r, key, key_len, h);
-    if (e->key)
-        return e;
+    if (e->key) return e;
     if (r->cache_used >= CACHE_SLOTS / 2) {
         cache_clear(r);
         e = cache_slot(r, key, key_len, h);
     }
     e->key = malloc(key_len ? key_len : 1);
-    if (!e->key)
-        abort();
-    if (key_len)
-        memcpy(e->key, key, key_len);
+    if (!e->key) abort();
+    if (key_len) memcpy(e->key, key, key_len);
     e->key_len = key_len;
     e->hash = h;
     r->cache_used++;
@@ -274,8 +258,7 @@ static const newest_t *newest_of(mvcc_compactor_t *c, leveldb_iterator_t *kit, c
 /* One revision record (main, sub) of key: adds its deletes to wb. Returns
  * the number of versions deleted. */
 static size_t compact_record(mvcc_compactor_t *c, leveldb_iterator_t *kit, leveldb_writebatch_t *wb,
-                             const uint8_t *key, size_t key_len, int64_t main, int64_t sub)
-{
+                             const uint8_t *key, size_t key_len, int64_t main, int64_t sub) {
     const newest_t *n = newest_of(c, kit, key, key_len);
     int is_newest = n->found && n->main == main && n->sub == sub;
     int tombstone = n->tombstone;
@@ -300,12 +283,10 @@ static size_t compact_record(mvcc_compactor_t *c, leveldb_iterator_t *kit, level
     return deleted;
 }
 
-static int iter_error(leveldb_iterator_t *it)
-{
+static int iter_error(leveldb_iterator_t *it) {
     char *err = NULL;
     leveldb_iter_get_error(it, &err);
-    if (!err)
-        return 0;
+    if (!err) return 0;
     fprintf(stderr, "mvcc compactor: iterator: %s\n", err);
     leveldb_free(err);
     return -1;
@@ -314,8 +295,7 @@ static int iter_error(leveldb_iterator_t *it)
 /* Processes up to `batch` records of the run and writes them with the new
  * progress (sync). Returns 0 (run->active cleared when the run is over) or
  * -1 on a LevelDB error (nothing moved). */
-static int run_batch(mvcc_compactor_t *c)
-{
+static int run_batch(mvcc_compactor_t *c) {
     run_t *r = &c->run;
     size_t limit = atomic_load(&c->batch);
     leveldb_iterator_t *rit = leveldb_create_iterator(c->db, c->ro);
@@ -330,11 +310,9 @@ static int run_batch(mvcc_compactor_t *c)
     while (leveldb_iter_valid(rit)) {
         size_t rklen, rvlen;
         const uint8_t *rk = (const uint8_t *)leveldb_iter_key(rit, &rklen);
-        if (rklen != REV_KEY_LEN || rk[0] != MVCC_SPACE_REV)
-            break;
+        if (rklen != REV_KEY_LEN || rk[0] != MVCC_SPACE_REV) break;
         int64_t main = (int64_t)get_be64(rk + 1), sub = (int64_t)get_be64(rk + 9);
-        if (main > r->target)
-            break;
+        if (main > r->target) break;
         if (records >= limit || deleted >= limit) {
             finished = 0;
             next_main = main;
@@ -342,8 +320,7 @@ static int run_batch(mvcc_compactor_t *c)
             break;
         }
         const uint8_t *rv = (const uint8_t *)leveldb_iter_value(rit, &rvlen);
-        if (rvlen >= 1)
-            deleted += compact_record(c, kit, wb, rv + 1, rvlen - 1, main, sub);
+        if (rvlen >= 1) deleted += compact_record(c, kit, wb, rv + 1, rvlen - 1, main, sub);
         records++;
         leveldb_iter_next(rit);
     }
@@ -369,13 +346,11 @@ static int run_batch(mvcc_compactor_t *c)
         }
     }
     leveldb_writebatch_destroy(wb);
-    if (rc != 0)
-        return -1;
+    if (rc != 0) return -1;
     r->active = after.active;
     r->pos_main = after.pos_main;
     r->pos_sub = after.pos_sub;
-    if (!r->active)
-        cache_clear(r);
+    if (!r->active) cache_clear(r);
     atomic_fetch_add(&c->n_batches, 1);
     atomic_fetch_add(&c->n_records, records);
     atomic_fetch_add(&c->n_deleted, deleted);
@@ -386,15 +361,11 @@ static int run_batch(mvcc_compactor_t *c)
 /* ---- the thread ---- */
 
 /* Under mu: is there a batch to run? Starts a run when the target moved. */
-static int have_work(mvcc_compactor_t *c)
-{
-    if (c->held || c->stop)
-        return 0;
-    if (c->run.active)
-        return 1;
+static int have_work(mvcc_compactor_t *c) {
+    if (c->held || c->stop) return 0;
+    if (c->run.active) return 1;
     int64_t done = atomic_load(&c->done);
-    if (c->target <= done)
-        return 0;
+    if (c->target <= done) return 0;
     c->run.active = 1;
     c->run.from = done;
     c->run.target = c->target;
@@ -403,8 +374,7 @@ static int have_work(mvcc_compactor_t *c)
     return 1;
 }
 
-static void *compactor_main(void *arg)
-{
+static void *compactor_main(void *arg) {
     mvcc_compactor_t *c = arg;
     pthread_mutex_lock(&c->mu);
     while (!c->stop) {
@@ -425,8 +395,7 @@ static void *compactor_main(void *arg)
             atomic_store(&c->failed, 1);
             break;
         }
-        if (c->hold_after > 0 && --c->hold_after == 0)
-            c->held = 1;
+        if (c->hold_after > 0 && --c->hold_after == 0) c->held = 1;
         pthread_cond_broadcast(&c->progress);
         /* the pause between batches */
         unsigned ms = atomic_load(&c->pause_ms);
@@ -445,8 +414,7 @@ static void *compactor_main(void *arg)
 /* ---- interface ---- */
 
 int mvcc_compactor_open(leveldb_t *db, int64_t compact_rev, int64_t legacy_done, mvcc_compactor_t **out,
-                        int64_t *target_out, char *err, size_t errlen)
-{
+                        int64_t *target_out, char *err, size_t errlen) {
     mvcc_compactor_t *c = calloc(1, sizeof *c);
     if (!c) {
         snprintf(err, errlen, "out of memory");
@@ -483,10 +451,8 @@ int mvcc_compactor_open(leveldb_t *db, int64_t compact_rev, int64_t legacy_done,
     return 0;
 }
 
-void mvcc_compactor_close(mvcc_compactor_t *c)
-{
-    if (!c)
-        return;
+void mvcc_compactor_close(mvcc_compactor_t *c) {
+    if (!c) return;
     if (c->thread_started) {
         pthread_mutex_lock(&c->mu);
         c->stop = 1;
@@ -505,19 +471,16 @@ void mvcc_compactor_close(mvcc_compactor_t *c)
     free(c);
 }
 
-void mvcc_compactor_wake(mvcc_compactor_t *c, int64_t rev)
-{
+void mvcc_compactor_wake(mvcc_compactor_t *c, int64_t rev) {
     pthread_mutex_lock(&c->mu);
-    if (rev > c->target)
-        c->target = rev;
+    if (rev > c->target) c->target = rev;
     pthread_cond_broadcast(&c->wake);
     pthread_mutex_unlock(&c->mu);
 }
 
 int64_t mvcc_compactor_done(mvcc_compactor_t *c) { return atomic_load(&c->done); }
 
-int mvcc_compactor_wait(mvcc_compactor_t *c, int64_t rev)
-{
+int mvcc_compactor_wait(mvcc_compactor_t *c, int64_t rev) {
     int rc = MVCC_OK;
     pthread_mutex_lock(&c->mu);
     while (atomic_load(&c->done) < rev) {
@@ -531,8 +494,7 @@ int mvcc_compactor_wait(mvcc_compactor_t *c, int64_t rev)
     return rc;
 }
 
-void mvcc_compactor_stats(mvcc_compactor_t *c, mvcc_compact_stats_t *out)
-{
+void mvcc_compactor_stats(mvcc_compactor_t *c, mvcc_compact_stats_t *out) {
     out->batches = atomic_load(&c->n_batches);
     out->records = atomic_load(&c->n_records);
     out->keys_visited = atomic_load(&c->n_keys);
@@ -544,8 +506,7 @@ void mvcc_compactor_set_batch(mvcc_compactor_t *c, size_t n) { atomic_store(&c->
 
 void mvcc_compactor_set_pause_ms(mvcc_compactor_t *c, unsigned ms) { atomic_store(&c->pause_ms, ms); }
 
-void mvcc_compactor_hold_after(mvcc_compactor_t *c, int64_t n)
-{
+void mvcc_compactor_hold_after(mvcc_compactor_t *c, int64_t n) {
     pthread_mutex_lock(&c->mu);
     c->hold_after = n;
     c->held = n == 0;
@@ -554,7 +515,4 @@ void mvcc_compactor_hold_after(mvcc_compactor_t *c, int64_t n)
     pthread_mutex_unlock(&c->mu);
 }
 
-int mvcc_compactor_failed(mvcc_compactor_t *c)
-{
-    return atomic_load(&c->failed);
-}
+int mvcc_compactor_failed(mvcc_compactor_t *c) { return atomic_load(&c->failed); }
