@@ -15,6 +15,7 @@
 
 #include <leveldb/c.h>
 
+#include "bytes.h"
 #include "mvcc.h"
 
 /* ---- raw contents ---- */
@@ -31,12 +32,6 @@ typedef struct raw {
     rawv_t *r; /* 'r' entries (key from the value) */
     size_t nr;
 } raw_t;
-
-static uint64_t be64(const uint8_t *p) {
-    uint64_t v = 0;
-    for (int i = 0; i < 8; i++) v = (v << 8) | p[i];
-    return v;
-}
 
 static void raw_push(rawv_t **v, size_t *n, const rawv_t *e) {
     if (*n == 0 || (*n >= 64 && (*n & (*n - 1)) == 0)) {
@@ -66,16 +61,16 @@ static void raw_read(fx_t *f, raw_t *out) {
         if (k[0] == 'k') {
             assert_true(kl >= 19 && kl - 19 < sizeof e.key);
             memcpy(e.key, k + 1, kl - 19);
-            e.main = (int64_t)~be64(k + kl - 16);
-            e.sub = (int64_t)~be64(k + kl - 8);
+            e.main = (int64_t)~get_be64(k + kl - 16);
+            e.sub = (int64_t)~get_be64(k + kl - 8);
             e.tomb = v[0] & 1;
             raw_push(&out->k, &out->nk, &e);
         } else if (k[0] == 'r') {
             assert_int_equal(kl, 17);
             assert_true(vl - 1 < sizeof e.key);
             memcpy(e.key, v + 1, vl - 1);
-            e.main = (int64_t)be64(k + 1);
-            e.sub = (int64_t)be64(k + 9);
+            e.main = (int64_t)get_be64(k + 1);
+            e.sub = (int64_t)get_be64(k + 9);
             e.tomb = v[0];
             raw_push(&out->r, &out->nr, &e);
         }
