@@ -19,6 +19,7 @@
 
 #include "auth_perm.h"
 #include "bytes.h"
+#include "grpc_status.h"
 #include "mvcc.h"
 #include "rpc.pb-c.h"
 
@@ -58,25 +59,28 @@ typedef struct auth_err_info {
 } auth_err_info_t;
 
 static const auth_err_info_t err_table[] = {
-    {AUTH_E_ROOT_USER_NOT_EXIST, 9, "etcdserver: root user does not exist"},
-    {AUTH_E_ROOT_ROLE_NOT_EXIST, 9, "etcdserver: root user does not have root role"},
-    {AUTH_E_USER_ALREADY_EXIST, 9, "etcdserver: user name already exists"},
-    {AUTH_E_USER_EMPTY, 3, "etcdserver: user name is empty"},
-    {AUTH_E_USER_NOT_FOUND, 9, "etcdserver: user name not found"},
-    {AUTH_E_ROLE_ALREADY_EXIST, 9, "etcdserver: role name already exists"},
-    {AUTH_E_ROLE_NOT_FOUND, 9, "etcdserver: role name not found"},
-    {AUTH_E_ROLE_EMPTY, 3, "etcdserver: role name is empty"},
-    {AUTH_E_AUTH_FAILED, 3, "etcdserver: authentication failed, invalid user ID or password"},
-    {AUTH_E_PERMISSION_DENIED, 7, "etcdserver: permission denied"},
-    {AUTH_E_ROLE_NOT_GRANTED, 9, "etcdserver: role is not granted to the user"},
-    {AUTH_E_PERMISSION_NOT_GRANTED, 9, "etcdserver: permission is not granted to the role"},
-    {AUTH_E_AUTH_NOT_ENABLED, 9, "etcdserver: authentication is not enabled"},
-    {AUTH_E_INVALID_AUTH_TOKEN, 16, "etcdserver: invalid auth token"},
-    {AUTH_E_INVALID_AUTH_MGMT, 3, "etcdserver: invalid auth management"},
-    {AUTH_E_OLD_REVISION, 3, "etcdserver: revision of auth store is old"},
-    {AUTH_E_NO_PASSWORD_USER, 2, "auth: authentication failed, password was given for no password user"},
-    {AUTH_E_IO, 13, "etcdserver: auth store I/O error"},
-    {AUTH_E_NOMEM, 8, "etcdserver: out of memory"},
+    {AUTH_E_ROOT_USER_NOT_EXIST, GRPC_FAILED_PRECONDITION, "etcdserver: root user does not exist"},
+    {AUTH_E_ROOT_ROLE_NOT_EXIST, GRPC_FAILED_PRECONDITION, "etcdserver: root user does not have root role"},
+    {AUTH_E_USER_ALREADY_EXIST, GRPC_FAILED_PRECONDITION, "etcdserver: user name already exists"},
+    {AUTH_E_USER_EMPTY, GRPC_INVALID_ARGUMENT, "etcdserver: user name is empty"},
+    {AUTH_E_USER_NOT_FOUND, GRPC_FAILED_PRECONDITION, "etcdserver: user name not found"},
+    {AUTH_E_ROLE_ALREADY_EXIST, GRPC_FAILED_PRECONDITION, "etcdserver: role name already exists"},
+    {AUTH_E_ROLE_NOT_FOUND, GRPC_FAILED_PRECONDITION, "etcdserver: role name not found"},
+    {AUTH_E_ROLE_EMPTY, GRPC_INVALID_ARGUMENT, "etcdserver: role name is empty"},
+    {AUTH_E_AUTH_FAILED, GRPC_INVALID_ARGUMENT,
+     "etcdserver: authentication failed, invalid user ID or password"},
+    {AUTH_E_PERMISSION_DENIED, GRPC_PERMISSION_DENIED, "etcdserver: permission denied"},
+    {AUTH_E_ROLE_NOT_GRANTED, GRPC_FAILED_PRECONDITION, "etcdserver: role is not granted to the user"},
+    {AUTH_E_PERMISSION_NOT_GRANTED, GRPC_FAILED_PRECONDITION,
+     "etcdserver: permission is not granted to the role"},
+    {AUTH_E_AUTH_NOT_ENABLED, GRPC_FAILED_PRECONDITION, "etcdserver: authentication is not enabled"},
+    {AUTH_E_INVALID_AUTH_TOKEN, GRPC_UNAUTHENTICATED, "etcdserver: invalid auth token"},
+    {AUTH_E_INVALID_AUTH_MGMT, GRPC_INVALID_ARGUMENT, "etcdserver: invalid auth management"},
+    {AUTH_E_OLD_REVISION, GRPC_INVALID_ARGUMENT, "etcdserver: revision of auth store is old"},
+    {AUTH_E_NO_PASSWORD_USER, GRPC_UNKNOWN,
+     "auth: authentication failed, password was given for no password user"},
+    {AUTH_E_IO, GRPC_INTERNAL, "etcdserver: auth store I/O error"},
+    {AUTH_E_NOMEM, GRPC_RESOURCE_EXHAUSTED, "etcdserver: out of memory"},
 };
 
 static const auth_err_info_t *err_info(int err) {

@@ -17,19 +17,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "grpc_status.h"
 #include "kv_arena.h"
 #include "lease_keys.h"
 #include "mvcc.h"
-
-/* gRPC status codes used here */
-enum {
-    GRPC_INVALID_ARGUMENT = 3,
-    GRPC_NOT_FOUND = 5,
-    GRPC_RESOURCE_EXHAUSTED = 8,
-    GRPC_UNIMPLEMENTED = 12,
-    GRPC_OUT_OF_RANGE = 11,
-    GRPC_INTERNAL = 13,
-};
 
 #define ERR_EMPTY_KEY "etcdserver: key is not provided"
 #define ERR_KEY_NOT_FOUND "etcdserver: key not found"

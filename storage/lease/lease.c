@@ -29,15 +29,9 @@
 #include <string.h>
 
 #include "bytes.h"
+#include "grpc_status.h"
 #include "kv_arena.h"
 #include "lease_keys.h"
-
-enum {
-    GRPC_NOT_FOUND = 5,
-    GRPC_FAILED_PRECONDITION = 9,
-    GRPC_OUT_OF_RANGE = 11,
-    GRPC_INTERNAL = 13,
-};
 
 #define NOT_IN_HEAP ((size_t)-1)
 
