@@ -13,7 +13,7 @@
  *   raft thread  : (raft/node.c) WAL append + group-committed fdatasync;
  *   apply thread : server_apply() (member/member.c) applies each batch of committed
  *                  entries to the MVCC store as ONE synced LevelDB write (a
- *                  write group, kv.h), and only after that write returned
+ *                  write group, mvcc.h), and only after that write returned
  *                  hands the results to the loop with one loop_post;
  *   back on loop : deliver_results() finds each waiting call by request id
  *                  and answers it.

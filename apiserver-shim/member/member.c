@@ -7,7 +7,7 @@
  *                  entry to the Raft node;
  *   apply thread : server_apply() applies each batch of committed entries to
  *                  the MVCC store as ONE synced LevelDB write (a write group,
- *                  kv.h), offering each entry first to the appliers the
+ *                  mvcc.h), offering each entry first to the appliers the
  *                  services registered (server_add_applier: lease, auth),
  *                  then to kv_apply, and only after that write returned
  *                  hands the results to the loop with one loop_post;
@@ -308,7 +308,7 @@ static int apply_entry(server_t *s, const raft_entry_t *e, const kv_header_info_
 
 /* Apply thread: apply one batch of committed entries in order, as one write
  * group: ONE LevelDB write with sync=true (more only where a read needs the
- * group written first, see kv.h), then the results of our own proposals go
+ * group written first, see mvcc.h), then the results of our own proposals go
  * back to the loop in one post. Nothing is acknowledged and no watch event
  * is published before that write returned. Any storage error, or an entry
  * that does not decode, stops applying (fail-stop): the group is dropped

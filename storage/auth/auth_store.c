@@ -664,7 +664,7 @@ int auth_store_apply(auth_store_t *as, uint64_t index, const Kshim__InternalRequ
     } else if (err == AUTH_OK && c.wrote) {
         if (c.bump) err = put_revision(t, as->rev + 1);
         /* The caches are reloaded from what LevelDB holds: write the apply
-         * group (kv.h), this change included, first. */
+         * group (mvcc.h), this change included, first. */
         if (err == AUTH_OK && (mvcc_txn_commit(t, index) != MVCC_OK || mvcc_group_flush(as->m) != MVCC_OK))
             err = AUTH_E_IO;
         if (err == AUTH_OK && reload(as) != AUTH_OK) err = AUTH_E_IO;

@@ -12,7 +12,7 @@
  * A request that fails still consumes its entry (the applied index moves).
  * A storage error (read or write) fails the apply (-1, fail-stop): it never
  * turns into "no such lease" or "no attached keys". Applies join the apply
- * thread's write group (kv.h); Revoke writes the group first, since it reads
+ * thread's write group (mvcc.h); Revoke writes the group first, since it reads
  * the 'M' side table.
  *
  * The 'L' and 'M' side-table encodings are the store's (mvcc/lease_keys.c).

@@ -1,5 +1,5 @@
 /*
- * kv_history.c: the watch catch-up read (kv_history in kv.h).
+ * kv_history.c: the watch catch-up read (kv_history in mvcc.h).
  *
  * Owns the walk of the MVCC revision table ('r' | main | sub -> type | key,
  * see mvcc_keys.h) for a revision window, and turns each change of a watched
