@@ -12,9 +12,11 @@
 #include <string.h>
 
 int64_t ctl_parse_duration_ms(const char *s) {
-    static const struct { const char *unit; double ms; } units[] = {
-        {"ns", 1e-6}, {"us", 1e-3}, {"\xc2\xb5s", 1e-3}, {"ms", 1},
-        {"s", 1000}, {"m", 60000}, {"h", 3600000}};
+    static const struct {
+        const char *unit;
+        double ms;
+    } units[] = {{"ns", 1e-6}, {"us", 1e-3}, {"\xc2\xb5s", 1e-3}, {"ms", 1},
+                 {"s", 1000},  {"m", 60000}, {"h", 3600000}};
     if (!s || !*s) return -1;
     if (strcmp(s, "0") == 0) return 0;
     double total = 0;
@@ -28,7 +30,10 @@ int64_t ctl_parse_duration_ms(const char *s) {
         double mult = 0;
         for (size_t i = 0; i < sizeof units / sizeof units[0]; i++) {
             size_t l = strlen(units[i].unit);
-            if (strncmp(s, units[i].unit, l) == 0 && l > best) { best = l; mult = units[i].ms; }
+            if (strncmp(s, units[i].unit, l) == 0 && l > best) {
+                best = l;
+                mult = units[i].ms;
+            }
         }
         if (!best) return -1;
         s += best;
@@ -71,21 +76,31 @@ static int store_value(const ctl_flag_t *f, void *opts, const char *v, char *err
     char *end;
     switch (f->type) {
     case CFL_BOOL:
-        if (!v || strcmp(v, "true") == 0 || strcmp(v, "1") == 0) { *(int *)dst = 1; return 0; }
-        if (strcmp(v, "false") == 0 || strcmp(v, "0") == 0) { *(int *)dst = 0; return 0; }
+        if (!v || strcmp(v, "true") == 0 || strcmp(v, "1") == 0) {
+            *(int *)dst = 1;
+            return 0;
+        }
+        if (strcmp(v, "false") == 0 || strcmp(v, "0") == 0) {
+            *(int *)dst = 0;
+            return 0;
+        }
         break;
-    case CFL_STRING:
-        *(const char **)dst = v;
-        return 0;
+    case CFL_STRING: *(const char **)dst = v; return 0;
     case CFL_INT: {
         errno = 0;
         long long x = strtoll(v, &end, 10);
-        if (end != v && !*end && !errno) { *(int64_t *)dst = x; return 0; }
+        if (end != v && !*end && !errno) {
+            *(int64_t *)dst = x;
+            return 0;
+        }
         break;
     }
     case CFL_DURATION: {
         int64_t ms = ctl_parse_duration_ms(v);
-        if (ms >= 0 && ms <= 0x7fffffff) { *(int *)dst = (int)ms; return 0; }
+        if (ms >= 0 && ms <= 0x7fffffff) {
+            *(int *)dst = (int)ms;
+            return 0;
+        }
         break;
     }
     }
@@ -94,8 +109,8 @@ static int store_value(const ctl_flag_t *f, void *opts, const char *v, char *err
 }
 
 /* One flag argument at argv[*i]; may consume the next argument as value. */
-static int parse_flag(const ctl_flag_t *flags, int nflags, int argc, char **argv, int *i,
-                      void *opts, ctl_parsed_t *out, char *err, size_t errlen) {
+static int parse_flag(const ctl_flag_t *flags, int nflags, int argc, char **argv, int *i, void *opts,
+                      ctl_parsed_t *out, char *err, size_t errlen) {
     const char *a = argv[*i];
     const char *val = NULL;
     int idx;
@@ -124,16 +139,18 @@ static int parse_flag(const ctl_flag_t *flags, int nflags, int argc, char **argv
     return store_value(f, opts, val, err, errlen);
 }
 
-int ctl_parse(const ctl_flag_t *flags, int nflags, int argc, char **argv, void *opts,
-              ctl_parsed_t *out, char *err, size_t errlen) {
+int ctl_parse(const ctl_flag_t *flags, int nflags, int argc, char **argv, void *opts, ctl_parsed_t *out,
+              char *err, size_t errlen) {
     assert(nflags <= CTL_MAX_FLAGS);
     memset(out, 0, sizeof *out);
     int only_pos = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
-        int is_flag = !only_pos && a[0] == '-' && a[1] != 0 &&
-                      !(a[1] >= '0' && a[1] <= '9');
-        if (is_flag && strcmp(a, "--") == 0) { only_pos = 1; continue; }
+        int is_flag = !only_pos && a[0] == '-' && a[1] != 0 && !(a[1] >= '0' && a[1] <= '9');
+        if (is_flag && strcmp(a, "--") == 0) {
+            only_pos = 1;
+            continue;
+        }
         if (is_flag) {
             if (parse_flag(flags, nflags, argc, argv, &i, opts, out, err, errlen) < 0) return -1;
             continue;

@@ -13,18 +13,18 @@
 #include <stdint.h>
 
 typedef enum {
-    CFL_BOOL,      /* int */
-    CFL_STRING,    /* const char * */
-    CFL_INT,       /* int64_t */
-    CFL_DURATION   /* int, milliseconds, from a Go duration ("2s", "500ms") */
+    CFL_BOOL,    /* int */
+    CFL_STRING,  /* const char * */
+    CFL_INT,     /* int64_t */
+    CFL_DURATION /* int, milliseconds, from a Go duration ("2s", "500ms") */
 } cfl_type_t;
 
 typedef struct ctl_flag {
-    const char *name;      /* long name without dashes */
-    char shortname;        /* single-letter alias or 0 */
+    const char *name; /* long name without dashes */
+    char shortname;   /* single-letter alias or 0 */
     cfl_type_t type;
-    size_t offset;         /* offsetof(options struct, field) */
-    const char *commands;  /* NULL = global; else the command
+    size_t offset;        /* offsetof(options struct, field) */
+    const char *commands; /* NULL = global; else the command
                               names that accept it, comma-separated:
                               "get,del,endpoint status" */
     const char *help;
@@ -33,14 +33,14 @@ typedef struct ctl_flag {
 #define CTL_MAX_FLAGS 64
 
 typedef struct ctl_parsed {
-    char *pos[32];         /* positional arguments (borrowed from argv) */
+    char *pos[32]; /* positional arguments (borrowed from argv) */
     int npos;
-    uint64_t seen;         /* bit i set: flags[i] was given */
+    uint64_t seen; /* bit i set: flags[i] was given */
 } ctl_parsed_t;
 
 /* Parse argv[1..argc-1]. 0 on success, -1 with err ("unknown flag: --x"). */
-int ctl_parse(const ctl_flag_t *flags, int nflags, int argc, char **argv, void *opts,
-              ctl_parsed_t *out, char *err, size_t errlen);
+int ctl_parse(const ctl_flag_t *flags, int nflags, int argc, char **argv, void *opts, ctl_parsed_t *out,
+              char *err, size_t errlen);
 
 /* Does flag f apply to command cmd ("get", "endpoint status")? */
 int ctl_flag_allowed(const ctl_flag_t *f, const char *cmd);

@@ -35,22 +35,27 @@ void cf_json_string(FILE *out, const char *s, size_t len) {
 }
 
 void cf_json_base64(FILE *out, const uint8_t *d, size_t len) {
-    static const char tab[] =
-        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    static const char tab[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     fputc('"', out);
     size_t i = 0;
     for (; i + 3 <= len; i += 3) {
         uint32_t v = (uint32_t)d[i] << 16 | (uint32_t)d[i + 1] << 8 | d[i + 2];
-        fputc(tab[v >> 18], out); fputc(tab[(v >> 12) & 63], out);
-        fputc(tab[(v >> 6) & 63], out); fputc(tab[v & 63], out);
+        fputc(tab[v >> 18], out);
+        fputc(tab[(v >> 12) & 63], out);
+        fputc(tab[(v >> 6) & 63], out);
+        fputc(tab[v & 63], out);
     }
     if (len - i == 1) {
         uint32_t v = (uint32_t)d[i] << 16;
-        fputc(tab[v >> 18], out); fputc(tab[(v >> 12) & 63], out); fputs("==", out);
+        fputc(tab[v >> 18], out);
+        fputc(tab[(v >> 12) & 63], out);
+        fputs("==", out);
     } else if (len - i == 2) {
         uint32_t v = (uint32_t)d[i] << 16 | (uint32_t)d[i + 1] << 8;
-        fputc(tab[v >> 18], out); fputc(tab[(v >> 12) & 63], out);
-        fputc(tab[(v >> 6) & 63], out); fputc('=', out);
+        fputc(tab[v >> 18], out);
+        fputc(tab[(v >> 12) & 63], out);
+        fputc(tab[(v >> 6) & 63], out);
+        fputc('=', out);
     }
     fputc('"', out);
 }
@@ -58,12 +63,17 @@ void cf_json_base64(FILE *out, const uint8_t *d, size_t len) {
 /* Is the single value at p the zero value of its type (omitted by Go)? */
 static int value_is_zero(const ProtobufCFieldDescriptor *fd, const void *p) {
     switch (fd->type) {
-    case PROTOBUF_C_TYPE_INT32: case PROTOBUF_C_TYPE_SINT32: case PROTOBUF_C_TYPE_SFIXED32:
-    case PROTOBUF_C_TYPE_UINT32: case PROTOBUF_C_TYPE_FIXED32: case PROTOBUF_C_TYPE_ENUM:
-        return *(const uint32_t *)p == 0;
-    case PROTOBUF_C_TYPE_INT64: case PROTOBUF_C_TYPE_SINT64: case PROTOBUF_C_TYPE_SFIXED64:
-    case PROTOBUF_C_TYPE_UINT64: case PROTOBUF_C_TYPE_FIXED64:
-        return *(const uint64_t *)p == 0;
+    case PROTOBUF_C_TYPE_INT32:
+    case PROTOBUF_C_TYPE_SINT32:
+    case PROTOBUF_C_TYPE_SFIXED32:
+    case PROTOBUF_C_TYPE_UINT32:
+    case PROTOBUF_C_TYPE_FIXED32:
+    case PROTOBUF_C_TYPE_ENUM: return *(const uint32_t *)p == 0;
+    case PROTOBUF_C_TYPE_INT64:
+    case PROTOBUF_C_TYPE_SINT64:
+    case PROTOBUF_C_TYPE_SFIXED64:
+    case PROTOBUF_C_TYPE_UINT64:
+    case PROTOBUF_C_TYPE_FIXED64: return *(const uint64_t *)p == 0;
     case PROTOBUF_C_TYPE_FLOAT: return *(const float *)p == 0;
     case PROTOBUF_C_TYPE_DOUBLE: return *(const double *)p == 0;
     case PROTOBUF_C_TYPE_BOOL: return *(const protobuf_c_boolean *)p == 0;
@@ -79,8 +89,11 @@ static int value_is_zero(const ProtobufCFieldDescriptor *fd, const void *p) {
 
 static size_t value_size(const ProtobufCFieldDescriptor *fd) {
     switch (fd->type) {
-    case PROTOBUF_C_TYPE_INT64: case PROTOBUF_C_TYPE_SINT64: case PROTOBUF_C_TYPE_SFIXED64:
-    case PROTOBUF_C_TYPE_UINT64: case PROTOBUF_C_TYPE_FIXED64: return 8;
+    case PROTOBUF_C_TYPE_INT64:
+    case PROTOBUF_C_TYPE_SINT64:
+    case PROTOBUF_C_TYPE_SFIXED64:
+    case PROTOBUF_C_TYPE_UINT64:
+    case PROTOBUF_C_TYPE_FIXED64: return 8;
     case PROTOBUF_C_TYPE_DOUBLE: return sizeof(double);
     case PROTOBUF_C_TYPE_BOOL: return sizeof(protobuf_c_boolean);
     case PROTOBUF_C_TYPE_STRING: return sizeof(char *);
@@ -92,15 +105,17 @@ static size_t value_size(const ProtobufCFieldDescriptor *fd) {
 
 static void json_value(FILE *out, const ProtobufCFieldDescriptor *fd, const void *p) {
     switch (fd->type) {
-    case PROTOBUF_C_TYPE_INT32: case PROTOBUF_C_TYPE_SINT32: case PROTOBUF_C_TYPE_SFIXED32:
-    case PROTOBUF_C_TYPE_ENUM:
-        fprintf(out, "%" PRId32, *(const int32_t *)p); break;
-    case PROTOBUF_C_TYPE_UINT32: case PROTOBUF_C_TYPE_FIXED32:
-        fprintf(out, "%" PRIu32, *(const uint32_t *)p); break;
-    case PROTOBUF_C_TYPE_INT64: case PROTOBUF_C_TYPE_SINT64: case PROTOBUF_C_TYPE_SFIXED64:
-        fprintf(out, "%" PRId64, *(const int64_t *)p); break;
-    case PROTOBUF_C_TYPE_UINT64: case PROTOBUF_C_TYPE_FIXED64:
-        fprintf(out, "%" PRIu64, *(const uint64_t *)p); break;
+    case PROTOBUF_C_TYPE_INT32:
+    case PROTOBUF_C_TYPE_SINT32:
+    case PROTOBUF_C_TYPE_SFIXED32:
+    case PROTOBUF_C_TYPE_ENUM: fprintf(out, "%" PRId32, *(const int32_t *)p); break;
+    case PROTOBUF_C_TYPE_UINT32:
+    case PROTOBUF_C_TYPE_FIXED32: fprintf(out, "%" PRIu32, *(const uint32_t *)p); break;
+    case PROTOBUF_C_TYPE_INT64:
+    case PROTOBUF_C_TYPE_SINT64:
+    case PROTOBUF_C_TYPE_SFIXED64: fprintf(out, "%" PRId64, *(const int64_t *)p); break;
+    case PROTOBUF_C_TYPE_UINT64:
+    case PROTOBUF_C_TYPE_FIXED64: fprintf(out, "%" PRIu64, *(const uint64_t *)p); break;
     case PROTOBUF_C_TYPE_FLOAT: fprintf(out, "%g", (double)*(const float *)p); break;
     case PROTOBUF_C_TYPE_DOUBLE: fprintf(out, "%g", *(const double *)p); break;
     case PROTOBUF_C_TYPE_BOOL: fputs(*(const protobuf_c_boolean *)p ? "true" : "false", out); break;
@@ -116,7 +131,10 @@ static void json_value(FILE *out, const ProtobufCFieldDescriptor *fd, const void
     }
     case PROTOBUF_C_TYPE_MESSAGE: {
         const ProtobufCMessage *m = *(ProtobufCMessage *const *)p;
-        if (m) cf_json_message(out, m); else fputs("null", out);
+        if (m)
+            cf_json_message(out, m);
+        else
+            fputs("null", out);
         break;
     }
     }
@@ -125,8 +143,7 @@ static void json_value(FILE *out, const ProtobufCFieldDescriptor *fd, const void
 /* Is field fd present in m (set oneof member, non-empty, non-zero)? */
 static int field_present(const ProtobufCMessage *m, const ProtobufCFieldDescriptor *fd) {
     const char *base = (const char *)m;
-    if (fd->label == PROTOBUF_C_LABEL_REPEATED)
-        return *(const size_t *)(base + fd->quantifier_offset) > 0;
+    if (fd->label == PROTOBUF_C_LABEL_REPEATED) return *(const size_t *)(base + fd->quantifier_offset) > 0;
     if (fd->flags & PROTOBUF_C_FIELD_FLAG_ONEOF)
         return *(const uint32_t *)(base + fd->quantifier_offset) == fd->id;
     return !value_is_zero(fd, base + fd->offset);
@@ -164,10 +181,16 @@ void cf_json_message(FILE *out, const ProtobufCMessage *m) {
 
 void cf_human_bytes(uint64_t n, char *out, size_t outlen) {
     static const char *units[] = {"B", "kB", "MB", "GB", "TB", "PB", "EB"};
-    if (n < 10) { snprintf(out, outlen, "%" PRIu64 " B", n); return; }
+    if (n < 10) {
+        snprintf(out, outlen, "%" PRIu64 " B", n);
+        return;
+    }
     int e = 0;
     double p = 1;
-    while (e < 6 && (double)n >= p * 1000) { p *= 1000; e++; }
+    while (e < 6 && (double)n >= p * 1000) {
+        p *= 1000;
+        e++;
+    }
     double val = (double)(uint64_t)((double)n / p * 10 + 0.5) / 10;
     snprintf(out, outlen, val < 10 ? "%.1f %s" : "%.0f %s", val, units[e]);
 }
@@ -188,17 +211,24 @@ void cf_go_duration(int64_t ns, char *out, size_t outlen) {
     const char *sign = ns < 0 ? "-" : "";
     uint64_t u = ns < 0 ? (uint64_t)0 - (uint64_t)ns : (uint64_t)ns;
     char body[128];
-    if (u == 0) snprintf(body, sizeof body, "0s");
-    else if (u < 1000) snprintf(body, sizeof body, "%" PRIu64 "ns", u);
-    else if (u < 1000000) fmt_frac(body, sizeof body, u, 3, "\xc2\xb5s");
-    else if (u < 1000000000) fmt_frac(body, sizeof body, u, 6, "ms");
+    if (u == 0)
+        snprintf(body, sizeof body, "0s");
+    else if (u < 1000)
+        snprintf(body, sizeof body, "%" PRIu64 "ns", u);
+    else if (u < 1000000)
+        fmt_frac(body, sizeof body, u, 3, "\xc2\xb5s");
+    else if (u < 1000000000)
+        fmt_frac(body, sizeof body, u, 6, "ms");
     else {
         uint64_t h = u / 3600000000000ULL, m = u / 60000000000ULL % 60;
         char secs[64];
         fmt_frac(secs, sizeof secs, u % 60000000000ULL, 9, "s");
-        if (h) snprintf(body, sizeof body, "%" PRIu64 "h%" PRIu64 "m%s", h, m, secs);
-        else if (m) snprintf(body, sizeof body, "%" PRIu64 "m%s", m, secs);
-        else snprintf(body, sizeof body, "%s", secs);
+        if (h)
+            snprintf(body, sizeof body, "%" PRIu64 "h%" PRIu64 "m%s", h, m, secs);
+        else if (m)
+            snprintf(body, sizeof body, "%" PRIu64 "m%s", m, secs);
+        else
+            snprintf(body, sizeof body, "%s", secs);
     }
     snprintf(out, outlen, "%s%s", sign, body);
 }
@@ -327,8 +357,7 @@ static char *dup_bytes(const ProtobufCBinaryData *b) {
 }
 
 static void print_range_table(FILE *out, const Etcdserverpb__RangeResponse *r) {
-    static const char *hdr[] = {"KEY", "VALUE", "CREATE REVISION", "MOD REVISION",
-                                "VERSION", "LEASE"};
+    static const char *hdr[] = {"KEY", "VALUE", "CREATE REVISION", "MOD REVISION", "VERSION", "LEASE"};
     cf_table_t t;
     cf_table_init(&t, hdr, 6);
     for (size_t i = 0; i < r->n_kvs; i++) {
@@ -348,30 +377,47 @@ static void print_range_table(FILE *out, const Etcdserverpb__RangeResponse *r) {
     cf_table_free(&t);
 }
 
-void cf_print_range(FILE *out, cf_format_t f, const Etcdserverpb__RangeResponse *r,
-                    int keys_only, int count_only) {
+void cf_print_range(FILE *out, cf_format_t f, const Etcdserverpb__RangeResponse *r, int keys_only,
+                    int count_only) {
     (void)keys_only; /* the server already left the values out */
-    if (f == CF_JSON) { json_line(out, &r->base); return; }
-    if (f == CF_TABLE) { print_range_table(out, r); return; }
-    if (count_only) { fprintf(out, "%" PRId64 "\n", r->count); return; }
+    if (f == CF_JSON) {
+        json_line(out, &r->base);
+        return;
+    }
+    if (f == CF_TABLE) {
+        print_range_table(out, r);
+        return;
+    }
+    if (count_only) {
+        fprintf(out, "%" PRId64 "\n", r->count);
+        return;
+    }
     for (size_t i = 0; i < r->n_kvs; i++) print_kv_simple(out, r->kvs[i]);
 }
 
 void cf_print_put(FILE *out, cf_format_t f, const Etcdserverpb__PutResponse *r) {
-    if (f == CF_JSON) { json_line(out, &r->base); return; }
+    if (f == CF_JSON) {
+        json_line(out, &r->base);
+        return;
+    }
     fputs("OK\n", out);
     if (r->prev_kv) print_kv_simple(out, r->prev_kv);
 }
 
 void cf_print_delete(FILE *out, cf_format_t f, const Etcdserverpb__DeleteRangeResponse *r) {
-    if (f == CF_JSON) { json_line(out, &r->base); return; }
+    if (f == CF_JSON) {
+        json_line(out, &r->base);
+        return;
+    }
     fprintf(out, "%" PRId64 "\n", r->deleted);
     for (size_t i = 0; i < r->n_prev_kvs; i++) print_kv_simple(out, r->prev_kvs[i]);
 }
 
-void cf_print_compact(FILE *out, cf_format_t f, const Etcdserverpb__CompactionResponse *r,
-                      int64_t rev) {
-    if (f == CF_JSON) { json_line(out, &r->base); return; }
+void cf_print_compact(FILE *out, cf_format_t f, const Etcdserverpb__CompactionResponse *r, int64_t rev) {
+    if (f == CF_JSON) {
+        json_line(out, &r->base);
+        return;
+    }
     fprintf(out, "compacted revision %" PRId64 "\n", rev);
 }
 
@@ -390,9 +436,11 @@ static char *join(char **v, size_t n, const char *sep) {
 }
 
 void cf_print_members(FILE *out, cf_format_t f, const Etcdserverpb__MemberListResponse *r) {
-    if (f == CF_JSON) { json_line(out, &r->base); return; }
-    static const char *hdr[] = {"ID", "STATUS", "NAME", "PEER ADDRS", "CLIENT ADDRS",
-                                "IS LEARNER"};
+    if (f == CF_JSON) {
+        json_line(out, &r->base);
+        return;
+    }
+    static const char *hdr[] = {"ID", "STATUS", "NAME", "PEER ADDRS", "CLIENT ADDRS", "IS LEARNER"};
     cf_table_t t;
     cf_table_init(&t, hdr, 6);
     for (size_t i = 0; i < r->n_members; i++) {
@@ -402,11 +450,13 @@ void cf_print_members(FILE *out, cf_format_t f, const Etcdserverpb__MemberListRe
         char *peers = join(m->peerurls, m->n_peerurls, ",");
         char *clients = join(m->clienturls, m->n_clienturls, ",");
         const char *name = m->name ? m->name : "";
-        const char *row[] = {id, *name ? "started" : "unstarted", name, peers, clients,
-                             m->islearner ? "true" : "false"};
-        if (f == CF_TABLE) cf_table_add(&t, row);
-        else fprintf(out, "%s, %s, %s, %s, %s, %s\n", row[0], row[1], row[2],
-                     peers ? peers : "", clients ? clients : "", row[5]);
+        const char *row[] = {id,      *name ? "started" : "unstarted", name, peers,
+                             clients, m->islearner ? "true" : "false"};
+        if (f == CF_TABLE)
+            cf_table_add(&t, row);
+        else
+            fprintf(out, "%s, %s, %s, %s, %s, %s\n", row[0], row[1], row[2], peers ? peers : "",
+                    clients ? clients : "", row[5]);
         free(peers);
         free(clients);
     }
@@ -447,8 +497,8 @@ void cf_print_status(FILE *out, cf_format_t f, const cf_status_entry_t *e, int n
         fputs("]\n", out);
         return;
     }
-    static const char *hdr[] = {"ENDPOINT", "ID", "VERSION", "DB SIZE", "IS LEADER",
-                                "IS LEARNER", "RAFT TERM", "RAFT INDEX",
+    static const char *hdr[] = {"ENDPOINT",           "ID",         "VERSION",   "DB SIZE",
+                                "IS LEADER",          "IS LEARNER", "RAFT TERM", "RAFT INDEX",
                                 "RAFT APPLIED INDEX", "ERRORS"};
     cf_table_t t;
     cf_table_init(&t, hdr, 10);
@@ -457,7 +507,10 @@ void cf_print_status(FILE *out, cf_format_t f, const cf_status_entry_t *e, int n
         status_row(&e[i], cols);
         const char *row[10];
         for (int k = 0; k < 10; k++) row[k] = cols[k];
-        if (f == CF_TABLE) { cf_table_add(&t, row); continue; }
+        if (f == CF_TABLE) {
+            cf_table_add(&t, row);
+            continue;
+        }
         for (int k = 0; k < 10; k++) fprintf(out, "%s%s", cols[k], k < 9 ? ", " : "\n");
     }
     if (f == CF_TABLE) cf_table_print(out, &t);
@@ -477,14 +530,16 @@ void cf_print_health(FILE *out, FILE *err, cf_format_t f, const cf_health_entry_
             fprintf(out, "%s{\"endpoint\":", i ? "," : "");
             cf_json_string(out, e[i].endpoint, strlen(e[i].endpoint));
             fprintf(out, ",\"health\":%s,\"took\":\"%s\"", e[i].healthy ? "true" : "false", took);
-            if (*error) { fputs(",\"error\":", out); cf_json_string(out, error, strlen(error)); }
+            if (*error) {
+                fputs(",\"error\":", out);
+                cf_json_string(out, error, strlen(error));
+            }
             fputc('}', out);
         } else if (f == CF_TABLE) {
             const char *row[] = {e[i].endpoint, e[i].healthy ? "true" : "false", took, error};
             cf_table_add(&t, row);
         } else if (e[i].healthy) {
-            fprintf(out, "%s is healthy: successfully committed proposal: took = %s\n",
-                    e[i].endpoint, took);
+            fprintf(out, "%s is healthy: successfully committed proposal: took = %s\n", e[i].endpoint, took);
         } else {
             fprintf(err, "%s is unhealthy: failed to commit proposal: %s\n", e[i].endpoint, error);
         }

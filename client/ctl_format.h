@@ -34,8 +34,8 @@ void cf_go_duration(int64_t ns, char *out, size_t outlen);
 /* A table of strings printed like etcdctl's tables. */
 typedef struct cf_table {
     int ncols, nrows, cap;
-    const char **headers;       /* borrowed */
-    char **cells;               /* nrows * ncols, owned */
+    const char **headers; /* borrowed */
+    char **cells;         /* nrows * ncols, owned */
 } cf_table_t;
 
 void cf_table_init(cf_table_t *t, const char **headers, int ncols);
@@ -52,12 +52,11 @@ typedef enum { CF_SIMPLE, CF_TABLE, CF_JSON } cf_format_t;
 int cf_parse_format(const char *s);
 
 /* get: keys_only and count_only change only the simple output. */
-void cf_print_range(FILE *out, cf_format_t f, const Etcdserverpb__RangeResponse *r,
-                    int keys_only, int count_only);
+void cf_print_range(FILE *out, cf_format_t f, const Etcdserverpb__RangeResponse *r, int keys_only,
+                    int count_only);
 void cf_print_put(FILE *out, cf_format_t f, const Etcdserverpb__PutResponse *r);
 void cf_print_delete(FILE *out, cf_format_t f, const Etcdserverpb__DeleteRangeResponse *r);
-void cf_print_compact(FILE *out, cf_format_t f, const Etcdserverpb__CompactionResponse *r,
-                      int64_t rev);
+void cf_print_compact(FILE *out, cf_format_t f, const Etcdserverpb__CompactionResponse *r, int64_t rev);
 void cf_print_members(FILE *out, cf_format_t f, const Etcdserverpb__MemberListResponse *r);
 
 /* endpoint status: one entry per endpoint that answered. */

@@ -10,6 +10,8 @@
  */
 #include "grpc_client.h"
 
+#include "bytes.h"
+
 #include <arpa/inet.h>
 #include <assert.h>
 #include <errno.h>
@@ -35,18 +37,18 @@
 struct gc_stream {
     gc_conn_t *conn;
     int32_t id;
-    gc_stream_t *next;           /* in conn->streams */
-    uint8_t *out;                /* framed messages not yet given to nghttp2 */
+    gc_stream_t *next; /* in conn->streams */
+    uint8_t *out;      /* framed messages not yet given to nghttp2 */
     size_t out_len, out_off, out_cap;
-    int out_end;                 /* half-close after out is drained */
-    int deferred;                /* data provider returned DEFERRED */
-    uint8_t *in;                 /* received DATA bytes not yet unframed */
+    int out_end;  /* half-close after out is drained */
+    int deferred; /* data provider returned DEFERRED */
+    uint8_t *in;  /* received DATA bytes not yet unframed */
     size_t in_len, in_cap;
     int http_status;
     int have_grpc_status;
     int grpc_status;
     char grpc_message[512];
-    int closed;                  /* nghttp2 closed the stream */
+    int closed; /* nghttp2 closed the stream */
     uint32_t rst_code;
 };
 
@@ -62,7 +64,7 @@ struct gc_conn {
     char *md_val[GC_MAX_METADATA];
     int nmd;
     gc_stream_t *streams;
-    int broken;                  /* transport failed: no more I/O */
+    int broken; /* transport failed: no more I/O */
     char broken_msg[256];
 };
 
@@ -91,9 +93,7 @@ static int64_t now_ms(void) {
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static int64_t deadline_after(int timeout_ms) {
-    return timeout_ms > 0 ? now_ms() + timeout_ms : 0;
-}
+static int64_t deadline_after(int timeout_ms) { return timeout_ms > 0 ? now_ms() + timeout_ms : 0; }
 
 /* Grow *buf so that it can hold need bytes. 0 or -1 (out of memory). */
 static int reserve(uint8_t **buf, size_t *cap, size_t need) {
@@ -109,10 +109,10 @@ static int reserve(uint8_t **buf, size_t *cap, size_t need) {
 
 const char *gc_code_name(int code) {
     static const char *names[] = {
-        "OK", "Canceled", "Unknown", "InvalidArgument", "DeadlineExceeded",
-        "NotFound", "AlreadyExists", "PermissionDenied", "ResourceExhausted",
-        "FailedPrecondition", "Aborted", "OutOfRange", "Unimplemented",
-        "Internal", "Unavailable", "DataLoss", "Unauthenticated"};
+        "OK",       "Canceled",       "Unknown",          "InvalidArgument",   "DeadlineExceeded",
+        "NotFound", "AlreadyExists",  "PermissionDenied", "ResourceExhausted", "FailedPrecondition",
+        "Aborted",  "OutOfRange",     "Unimplemented",    "Internal",          "Unavailable",
+        "DataLoss", "Unauthenticated"};
     if (code < 0 || code > 16) return "Unknown";
     return names[code];
 }
@@ -122,10 +122,17 @@ const char *gc_code_name(int code) {
 int gc_parse_endpoint(const char *s, gc_endpoint_t *ep, char *err, size_t errlen) {
     memset(ep, 0, sizeof *ep);
     ep->tls = -1;
-    if (!s || !*s) { seterr(err, errlen, "empty endpoint"); return -1; }
-    if (strncmp(s, "http://", 7) == 0) { ep->tls = 0; s += 7; }
-    else if (strncmp(s, "https://", 8) == 0) { ep->tls = 1; s += 8; }
-    else if (strstr(s, "://")) {
+    if (!s || !*s) {
+        seterr(err, errlen, "empty endpoint");
+        return -1;
+    }
+    if (strncmp(s, "http://", 7) == 0) {
+        ep->tls = 0;
+        s += 7;
+    } else if (strncmp(s, "https://", 8) == 0) {
+        ep->tls = 1;
+        s += 8;
+    } else if (strstr(s, "://")) {
         seterr(err, errlen, "unsupported scheme in endpoint '%s'", s);
         return -1;
     }
@@ -140,7 +147,10 @@ int gc_parse_endpoint(const char *s, gc_endpoint_t *ep, char *err, size_t errlen
         colon = hend + 1;
     } else {
         colon = strrchr(s, ':');
-        if (!colon) { seterr(err, errlen, "endpoint '%s' has no port", s); return -1; }
+        if (!colon) {
+            seterr(err, errlen, "endpoint '%s' has no port", s);
+            return -1;
+        }
         hend = colon;
         if (memchr(s, ':', (size_t)(colon - s))) {
             seterr(err, errlen, "IPv6 endpoint '%s' needs brackets", s);
@@ -178,8 +188,7 @@ void gc_percent_decode(const char *in, size_t inlen, char *out, size_t outlen) {
     size_t o = 0;
     for (size_t i = 0; i < inlen && o + 1 < outlen; i++) {
         int hi, lo;
-        if (in[i] == '%' && i + 2 < inlen && (hi = hexval(in[i + 1])) >= 0 &&
-            (lo = hexval(in[i + 2])) >= 0) {
+        if (in[i] == '%' && i + 2 < inlen && (hi = hexval(in[i + 1])) >= 0 && (lo = hexval(in[i + 2])) >= 0) {
             out[o++] = (char)(hi * 16 + lo);
             i += 2;
         } else {
@@ -192,8 +201,10 @@ void gc_percent_decode(const char *in, size_t inlen, char *out, size_t outlen) {
 void gc_format_timeout(int timeout_ms, char *out, size_t outlen) {
     /* At most 8 digits are allowed; fall back to seconds when needed. */
     if (timeout_ms < 0) timeout_ms = 0;
-    if (timeout_ms < 100000000) snprintf(out, outlen, "%dm", timeout_ms);
-    else snprintf(out, outlen, "%dS", timeout_ms / 1000);
+    if (timeout_ms < 100000000)
+        snprintf(out, outlen, "%dm", timeout_ms);
+    else
+        snprintf(out, outlen, "%dS", timeout_ms / 1000);
 }
 
 /* ---------- transport: poll, read, write ---------- */
@@ -226,8 +237,14 @@ static void mark_broken(gc_conn_t *c, const char *fmt, ...) {
 /* One TLS operation's outcome: 1 retry after waiting for *events, -1 fail. */
 static int tls_retry(gc_conn_t *c, int ret, short *events) {
     int e = wolfSSL_get_error(c->ssl, ret);
-    if (e == WOLFSSL_ERROR_WANT_READ) { *events = POLLIN; return 1; }
-    if (e == WOLFSSL_ERROR_WANT_WRITE) { *events = POLLOUT; return 1; }
+    if (e == WOLFSSL_ERROR_WANT_READ) {
+        *events = POLLIN;
+        return 1;
+    }
+    if (e == WOLFSSL_ERROR_WANT_WRITE) {
+        *events = POLLOUT;
+        return 1;
+    }
     return -1;
 }
 
@@ -240,8 +257,7 @@ static int io_write_all(gc_conn_t *c, const uint8_t *p, size_t n, int64_t deadli
             int r = wolfSSL_write(c->ssl, p, n > 65536 ? 65536 : (int)n);
             if (r <= 0 && tls_retry(c, r, &ev) < 0) {
                 char why[96];
-                wolfSSL_ERR_error_string_n((unsigned long)wolfSSL_get_error(c->ssl, r), why,
-                                           sizeof why);
+                wolfSSL_ERR_error_string_n((unsigned long)wolfSSL_get_error(c->ssl, r), why, sizeof why);
                 mark_broken(c, "TLS write failed: %s", why);
                 return -1;
             }
@@ -253,7 +269,11 @@ static int io_write_all(gc_conn_t *c, const uint8_t *p, size_t n, int64_t deadli
                 return -1;
             }
         }
-        if (w > 0) { p += w; n -= (size_t)w; continue; }
+        if (w > 0) {
+            p += w;
+            n -= (size_t)w;
+            continue;
+        }
         if (!wait_fd(c->fd, ev, deadline)) return -2;
     }
     return 0;
@@ -290,9 +310,11 @@ static ssize_t io_read(gc_conn_t *c, uint8_t *buf, size_t n, int64_t deadline) {
 /* ---------- TCP and TLS set-up ---------- */
 
 static int connect_one(const struct addrinfo *ai, int64_t deadline, char *err, size_t errlen) {
-    int fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC,
-                    ai->ai_protocol);
-    if (fd < 0) { seterr(err, errlen, "socket: %s", strerror(errno)); return -1; }
+    int fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, ai->ai_protocol);
+    if (fd < 0) {
+        seterr(err, errlen, "socket: %s", strerror(errno));
+        return -1;
+    }
     if (connect(fd, ai->ai_addr, ai->ai_addrlen) < 0 && errno != EINPROGRESS) {
         seterr(err, errlen, "connect: %s", strerror(errno));
         close(fd);
@@ -346,16 +368,21 @@ static void tls_error(gc_conn_t *c, int ret, const char *what, char *err, size_t
 
 static int tls_context(gc_conn_t *c, const gc_options_t *o, char *err, size_t errlen) {
     static int inited;
-    if (!inited) { wolfSSL_Init(); inited = 1; }
+    if (!inited) {
+        wolfSSL_Init();
+        inited = 1;
+    }
     c->ctx = wolfSSL_CTX_new(wolfSSLv23_client_method());
-    if (!c->ctx) { seterr(err, errlen, "cannot create TLS context"); return -1; }
+    if (!c->ctx) {
+        seterr(err, errlen, "cannot create TLS context");
+        return -1;
+    }
     if (o->insecure_skip_verify) {
         wolfSSL_CTX_set_verify(c->ctx, WOLFSSL_VERIFY_NONE, NULL);
     } else {
         wolfSSL_CTX_set_verify(c->ctx, WOLFSSL_VERIFY_PEER, NULL);
-        int ok = o->cacert
-            ? wolfSSL_CTX_load_verify_locations(c->ctx, o->cacert, NULL)
-            : wolfSSL_CTX_load_system_CA_certs(c->ctx);
+        int ok = o->cacert ? wolfSSL_CTX_load_verify_locations(c->ctx, o->cacert, NULL)
+                           : wolfSSL_CTX_load_system_CA_certs(c->ctx);
         if (ok != WOLFSSL_SUCCESS) {
             seterr(err, errlen, "cannot load CA certificates from %s",
                    o->cacert ? o->cacert : "the system store");
@@ -366,8 +393,7 @@ static int tls_context(gc_conn_t *c, const gc_options_t *o, char *err, size_t er
         seterr(err, errlen, "cannot load client certificate %s", o->cert);
         return -1;
     }
-    if (o->key && wolfSSL_CTX_use_PrivateKey_file(c->ctx, o->key, WOLFSSL_FILETYPE_PEM) !=
-                      WOLFSSL_SUCCESS) {
+    if (o->key && wolfSSL_CTX_use_PrivateKey_file(c->ctx, o->key, WOLFSSL_FILETYPE_PEM) != WOLFSSL_SUCCESS) {
         seterr(err, errlen, "cannot load client key %s", o->key);
         return -1;
     }
@@ -377,10 +403,12 @@ static int tls_context(gc_conn_t *c, const gc_options_t *o, char *err, size_t er
 /* The server certificate must name the host we dialled (DNS or IP SAN). */
 static int tls_check_name(gc_conn_t *c, const char *host, char *err, size_t errlen) {
     WOLFSSL_X509 *x = wolfSSL_get_peer_certificate(c->ssl);
-    if (!x) { seterr(err, errlen, "server sent no certificate"); return -1; }
-    int ok = host_is_ip(host)
-        ? wolfSSL_X509_check_ip_asc(x, host, 0) == WOLFSSL_SUCCESS
-        : wolfSSL_X509_check_host(x, host, strlen(host), 0, NULL) == WOLFSSL_SUCCESS;
+    if (!x) {
+        seterr(err, errlen, "server sent no certificate");
+        return -1;
+    }
+    int ok = host_is_ip(host) ? wolfSSL_X509_check_ip_asc(x, host, 0) == WOLFSSL_SUCCESS
+                              : wolfSSL_X509_check_host(x, host, strlen(host), 0, NULL) == WOLFSSL_SUCCESS;
     wolfSSL_X509_free(x);
     if (!ok) {
         seterr(err, errlen, "x509: certificate is not valid for %s", host);
@@ -401,11 +429,14 @@ static int tls_send(WOLFSSL *ssl, char *buf, int sz, void *ctx) {
     return WOLFSSL_CBIO_ERR_GENERAL;
 }
 
-static int tls_handshake(gc_conn_t *c, const gc_options_t *o, const gc_endpoint_t *ep,
-                         int64_t deadline, char *err, size_t errlen) {
+static int tls_handshake(gc_conn_t *c, const gc_options_t *o, const gc_endpoint_t *ep, int64_t deadline,
+                         char *err, size_t errlen) {
     if (tls_context(c, o, err, errlen) < 0) return -1;
     c->ssl = wolfSSL_new(c->ctx);
-    if (!c->ssl) { seterr(err, errlen, "cannot create TLS session"); return -1; }
+    if (!c->ssl) {
+        seterr(err, errlen, "cannot create TLS session");
+        return -1;
+    }
     wolfSSL_set_fd(c->ssl, c->fd);
     wolfSSL_SSLSetIOSend(c->ssl, tls_send);
     wolfSSL_SetIOWriteCtx(c->ssl, c);
@@ -417,7 +448,10 @@ static int tls_handshake(gc_conn_t *c, const gc_options_t *o, const gc_endpoint_
         int r = wolfSSL_connect(c->ssl);
         if (r == WOLFSSL_SUCCESS) break;
         short ev;
-        if (tls_retry(c, r, &ev) < 0) { tls_error(c, r, "TLS handshake failed", err, errlen); return -1; }
+        if (tls_retry(c, r, &ev) < 0) {
+            tls_error(c, r, "TLS handshake failed", err, errlen);
+            return -1;
+        }
         if (!wait_fd(c->fd, ev, deadline)) {
             seterr(err, errlen, "context deadline exceeded (TLS handshake timed out)");
             return -1;
@@ -441,9 +475,8 @@ static gc_stream_t *stream_of(nghttp2_session *s, int32_t id) {
     return nghttp2_session_get_stream_user_data(s, id);
 }
 
-static int on_header(nghttp2_session *session, const nghttp2_frame *frame,
-                     const uint8_t *name, size_t namelen, const uint8_t *value,
-                     size_t valuelen, uint8_t flags, void *user_data) {
+static int on_header(nghttp2_session *session, const nghttp2_frame *frame, const uint8_t *name,
+                     size_t namelen, const uint8_t *value, size_t valuelen, uint8_t flags, void *user_data) {
     gc_stream_t *s = stream_of(session, frame->hd.stream_id);
     if (!s) return 0;
     char v[32];
@@ -456,18 +489,16 @@ static int on_header(nghttp2_session *session, const nghttp2_frame *frame,
         s->have_grpc_status = 1;
         s->grpc_status = atoi(v);
     } else if (namelen == 12 && memcmp(name, "grpc-message", 12) == 0) {
-        gc_percent_decode((const char *)value, valuelen, s->grpc_message,
-                          sizeof s->grpc_message);
+        gc_percent_decode((const char *)value, valuelen, s->grpc_message, sizeof s->grpc_message);
     }
     return 0;
 }
 
-static int on_data_chunk(nghttp2_session *session, uint8_t flags, int32_t stream_id,
-                         const uint8_t *data, size_t len, void *user_data) {
+static int on_data_chunk(nghttp2_session *session, uint8_t flags, int32_t stream_id, const uint8_t *data,
+                         size_t len, void *user_data) {
     gc_stream_t *s = stream_of(session, stream_id);
     if (!s) return 0;
-    if (s->in_len + len > GC_MAX_MESSAGE + 5 ||
-        reserve(&s->in, &s->in_cap, s->in_len + len) < 0) {
+    if (s->in_len + len > GC_MAX_MESSAGE + 5 || reserve(&s->in, &s->in_cap, s->in_len + len) < 0) {
         nghttp2_submit_rst_stream(session, NGHTTP2_FLAG_NONE, stream_id, NGHTTP2_CANCEL);
         return 0;
     }
@@ -476,8 +507,8 @@ static int on_data_chunk(nghttp2_session *session, uint8_t flags, int32_t stream
     return 0;
 }
 
-static int on_stream_close(nghttp2_session *session, int32_t stream_id,
-                           uint32_t error_code, void *user_data) {
+static int on_stream_close(nghttp2_session *session, int32_t stream_id, uint32_t error_code,
+                           void *user_data) {
     gc_stream_t *s = stream_of(session, stream_id);
     if (!s) return 0;
     s->closed = 1;
@@ -485,21 +516,22 @@ static int on_stream_close(nghttp2_session *session, int32_t stream_id,
     return 0;
 }
 
-static int on_frame_recv(nghttp2_session *session, const nghttp2_frame *frame,
-                         void *user_data) {
+static int on_frame_recv(nghttp2_session *session, const nghttp2_frame *frame, void *user_data) {
     gc_conn_t *c = user_data;
     if (frame->hd.type == NGHTTP2_GOAWAY && frame->goaway.error_code != NGHTTP2_NO_ERROR)
         mark_broken(c, "server sent GOAWAY (error code %u)", frame->goaway.error_code);
     return 0;
 }
 
-static ssize_t read_body(nghttp2_session *session, int32_t stream_id, uint8_t *buf,
-                         size_t length, uint32_t *data_flags, nghttp2_data_source *source,
-                         void *user_data) {
+static ssize_t read_body(nghttp2_session *session, int32_t stream_id, uint8_t *buf, size_t length,
+                         uint32_t *data_flags, nghttp2_data_source *source, void *user_data) {
     gc_stream_t *s = source->ptr;
     size_t avail = s->out_len - s->out_off;
     if (avail == 0) {
-        if (s->out_end) { *data_flags |= NGHTTP2_DATA_FLAG_EOF; return 0; }
+        if (s->out_end) {
+            *data_flags |= NGHTTP2_DATA_FLAG_EOF;
+            return 0;
+        }
         s->deferred = 1;
         return NGHTTP2_ERR_DEFERRED;
     }
@@ -515,14 +547,20 @@ static ssize_t read_body(nghttp2_session *session, int32_t stream_id, uint8_t *b
 
 static int h2_session(gc_conn_t *c, char *err, size_t errlen) {
     nghttp2_session_callbacks *cb;
-    if (nghttp2_session_callbacks_new(&cb) != 0) { seterr(err, errlen, "out of memory"); return -1; }
+    if (nghttp2_session_callbacks_new(&cb) != 0) {
+        seterr(err, errlen, "out of memory");
+        return -1;
+    }
     nghttp2_session_callbacks_set_on_header_callback(cb, on_header);
     nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cb, on_data_chunk);
     nghttp2_session_callbacks_set_on_stream_close_callback(cb, on_stream_close);
     nghttp2_session_callbacks_set_on_frame_recv_callback(cb, on_frame_recv);
     int rc = nghttp2_session_client_new(&c->h2, cb, c);
     nghttp2_session_callbacks_del(cb);
-    if (rc != 0) { seterr(err, errlen, "nghttp2: %s", nghttp2_strerror(rc)); return -1; }
+    if (rc != 0) {
+        seterr(err, errlen, "nghttp2: %s", nghttp2_strerror(rc));
+        return -1;
+    }
     nghttp2_settings_entry iv[] = {
         {NGHTTP2_SETTINGS_ENABLE_PUSH, 0},
         {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, GC_WINDOW},
@@ -541,10 +579,17 @@ static int flush(gc_conn_t *c, int64_t deadline) {
     for (;;) {
         const uint8_t *data;
         ssize_t n = nghttp2_session_mem_send(c->h2, &data);
-        if (n < 0) { mark_broken(c, "nghttp2: %s", nghttp2_strerror((int)n)); return -1; }
+        if (n < 0) {
+            mark_broken(c, "nghttp2: %s", nghttp2_strerror((int)n));
+            return -1;
+        }
         if (n == 0) return 0;
         int r = io_write_all(c, data, (size_t)n, deadline);
-        if (r < 0) { if (r == -1) return -1; mark_broken(c, "write timed out"); return -2; }
+        if (r < 0) {
+            if (r == -1) return -1;
+            mark_broken(c, "write timed out");
+            return -2;
+        }
     }
 }
 
@@ -576,11 +621,16 @@ gc_conn_t *gc_connect(const gc_options_t *o, char *err, size_t errlen) {
     gc_endpoint_t ep;
     if (gc_parse_endpoint(o->endpoint, &ep, err, errlen) < 0) return NULL;
     gc_conn_t *c = calloc(1, sizeof *c);
-    if (!c) { seterr(err, errlen, "out of memory"); return NULL; }
+    if (!c) {
+        seterr(err, errlen, "out of memory");
+        return NULL;
+    }
     c->fd = -1;
     c->tls = want_tls(o, &ep);
-    if (strchr(ep.host, ':')) snprintf(c->authority, sizeof c->authority, "[%s]:%d", ep.host, ep.port);
-    else snprintf(c->authority, sizeof c->authority, "%s:%d", ep.host, ep.port);
+    if (strchr(ep.host, ':'))
+        snprintf(c->authority, sizeof c->authority, "[%s]:%d", ep.host, ep.port);
+    else
+        snprintf(c->authority, sizeof c->authority, "%s:%d", ep.host, ep.port);
     int64_t deadline = deadline_after(o->dial_timeout_ms > 0 ? o->dial_timeout_ms : 2000);
     char why[400] = "";
     c->fd = tcp_connect(&ep, deadline, why, sizeof why);
@@ -632,15 +682,20 @@ void gc_close(gc_conn_t *c) {
 /* ---------- streams ---------- */
 
 static nghttp2_nv make_nv(const char *name, const char *value) {
-    nghttp2_nv nv = {(uint8_t *)name, (uint8_t *)value, strlen(name), strlen(value),
-                     NGHTTP2_NV_FLAG_NONE};
+    nghttp2_nv nv = {(uint8_t *)name, (uint8_t *)value, strlen(name), strlen(value), NGHTTP2_NV_FLAG_NONE};
     return nv;
 }
 
 gc_stream_t *gc_stream_open(gc_conn_t *c, const char *path, int timeout_ms, gc_status_t *st) {
-    if (c->broken) { set_status(st, GC_UNAVAILABLE, "%s", c->broken_msg); return NULL; }
+    if (c->broken) {
+        set_status(st, GC_UNAVAILABLE, "%s", c->broken_msg);
+        return NULL;
+    }
     gc_stream_t *s = calloc(1, sizeof *s);
-    if (!s) { set_status(st, GC_INTERNAL, "out of memory"); return NULL; }
+    if (!s) {
+        set_status(st, GC_INTERNAL, "out of memory");
+        return NULL;
+    }
     s->conn = c;
     char tmo[32];
     nghttp2_nv nva[8 + GC_MAX_METADATA];
@@ -680,8 +735,7 @@ int gc_stream_send(gc_stream_t *s, const uint8_t *msg, size_t len, int end) {
     if (reserve(&s->out, &s->out_cap, s->out_len + 5 + len) < 0) return -1;
     uint8_t *p = s->out + s->out_len;
     p[0] = 0;
-    p[1] = (uint8_t)(len >> 24); p[2] = (uint8_t)(len >> 16);
-    p[3] = (uint8_t)(len >> 8);  p[4] = (uint8_t)len;
+    put_be32(p + 1, (uint32_t)len);
     if (len) memcpy(p + 5, msg, len);
     s->out_len += 5 + len;
     s->out_end = end;
@@ -695,8 +749,7 @@ int gc_stream_send(gc_stream_t *s, const uint8_t *msg, size_t len, int end) {
 /* Take one complete message off s->in: 1 taken, 0 need more, -1 bad frame. */
 static int take_message(gc_stream_t *s, uint8_t **msg, size_t *len, gc_status_t *st) {
     if (s->in_len < 5) return 0;
-    uint32_t n = (uint32_t)s->in[1] << 24 | (uint32_t)s->in[2] << 16 |
-                 (uint32_t)s->in[3] << 8 | s->in[4];
+    uint32_t n = get_be32(s->in + 1);
     if (s->in[0] != 0) {
         set_status(st, GC_INTERNAL, "compressed gRPC message received but not negotiated");
         return -1;
@@ -707,7 +760,10 @@ static int take_message(gc_stream_t *s, uint8_t **msg, size_t *len, gc_status_t 
     }
     if (s->in_len < 5 + (size_t)n) return 0;
     uint8_t *m = malloc(n ? n : 1);
-    if (!m) { set_status(st, GC_INTERNAL, "out of memory"); return -1; }
+    if (!m) {
+        set_status(st, GC_INTERNAL, "out of memory");
+        return -1;
+    }
     memcpy(m, s->in + 5, n);
     memmove(s->in, s->in + 5 + n, s->in_len - 5 - n);
     s->in_len -= 5 + n;
@@ -722,7 +778,10 @@ static int http_to_grpc(int http) {
     case 401: return GC_UNAUTHENTICATED;
     case 403: return GC_PERMISSION_DENIED;
     case 404: return GC_UNIMPLEMENTED;
-    case 429: case 502: case 503: case 504: return GC_UNAVAILABLE;
+    case 429:
+    case 502:
+    case 503:
+    case 504: return GC_UNAVAILABLE;
     default: return GC_UNKNOWN;
     }
 }
@@ -732,15 +791,14 @@ static void final_status(gc_stream_t *s, gc_status_t *st) {
     if (s->have_grpc_status) {
         set_status(st, s->grpc_status, "%s", s->grpc_message);
     } else if (s->http_status && s->http_status != 200) {
-        set_status(st, http_to_grpc(s->http_status),
-                   "unexpected HTTP status code received from server: %d", s->http_status);
+        set_status(st, http_to_grpc(s->http_status), "unexpected HTTP status code received from server: %d",
+                   s->http_status);
     } else if (s->rst_code == NGHTTP2_REFUSED_STREAM) {
         set_status(st, GC_UNAVAILABLE, "stream refused by server");
     } else if (s->rst_code == NGHTTP2_CANCEL) {
         set_status(st, GC_CANCELLED, "stream cancelled by server");
     } else if (s->rst_code) {
-        set_status(st, GC_INTERNAL, "stream terminated by RST_STREAM with error code: %u",
-                   s->rst_code);
+        set_status(st, GC_INTERNAL, "stream terminated by RST_STREAM with error code: %u", s->rst_code);
     } else {
         set_status(st, GC_INTERNAL, "server closed the stream without sending trailers");
     }
@@ -748,27 +806,35 @@ static void final_status(gc_stream_t *s, gc_status_t *st) {
         set_status(st, GC_INTERNAL, "stream ended inside a message");
 }
 
-int gc_stream_recv(gc_stream_t *s, uint8_t **msg, size_t *len, gc_status_t *st,
-                   int timeout_ms) {
+int gc_stream_recv(gc_stream_t *s, uint8_t **msg, size_t *len, gc_status_t *st, int timeout_ms) {
     gc_conn_t *c = s->conn;
     int64_t deadline = deadline_after(timeout_ms);
     for (;;) {
         int t = take_message(s, msg, len, st);
         if (t != 0) return t;
-        if (s->closed) { final_status(s, st); return 0; }
+        if (s->closed) {
+            final_status(s, st);
+            return 0;
+        }
         int r = pump(c, deadline);
         if (r == -2) {
             set_status(st, GC_DEADLINE_EXCEEDED, "context deadline exceeded");
             return -1;
         }
-        if (r == -1) { set_status(st, GC_UNAVAILABLE, "%s", c->broken_msg); return -1; }
+        if (r == -1) {
+            set_status(st, GC_UNAVAILABLE, "%s", c->broken_msg);
+            return -1;
+        }
     }
 }
 
 void gc_stream_close(gc_stream_t *s) {
     gc_conn_t *c = s->conn;
     for (gc_stream_t **pp = &c->streams; *pp; pp = &(*pp)->next) {
-        if (*pp == s) { *pp = s->next; break; }
+        if (*pp == s) {
+            *pp = s->next;
+            break;
+        }
     }
     if (!c->broken && !s->closed) {
         nghttp2_submit_rst_stream(c->h2, NGHTTP2_FLAG_NONE, s->id, NGHTTP2_CANCEL);
@@ -783,8 +849,8 @@ void gc_stream_close(gc_stream_t *s) {
 
 /* ---------- unary ---------- */
 
-int gc_unary(gc_conn_t *c, const char *path, const uint8_t *req, size_t len,
-             uint8_t **resp, size_t *resp_len, gc_status_t *st, int timeout_ms) {
+int gc_unary(gc_conn_t *c, const char *path, const uint8_t *req, size_t len, uint8_t **resp, size_t *resp_len,
+             gc_status_t *st, int timeout_ms) {
     *resp = NULL;
     *resp_len = 0;
     gc_stream_t *s = gc_stream_open(c, path, timeout_ms, st);
@@ -809,8 +875,14 @@ int gc_unary(gc_conn_t *c, const char *path, const uint8_t *req, size_t len,
         set_status(st, GC_INTERNAL, "server returned no response message");
     }
     gc_stream_close(s);
-    if (r < 0) { free(m); return -1; }
-    if (st->code != GC_OK) { free(m); return 0; }
+    if (r < 0) {
+        free(m);
+        return -1;
+    }
+    if (st->code != GC_OK) {
+        free(m);
+        return 0;
+    }
     *resp = m;
     *resp_len = mlen;
     return 0;

@@ -18,35 +18,46 @@
 
 /* gRPC status codes (the subset that has names here is all of them). */
 enum {
-    GC_OK = 0, GC_CANCELLED = 1, GC_UNKNOWN = 2, GC_INVALID_ARGUMENT = 3,
-    GC_DEADLINE_EXCEEDED = 4, GC_NOT_FOUND = 5, GC_ALREADY_EXISTS = 6,
-    GC_PERMISSION_DENIED = 7, GC_RESOURCE_EXHAUSTED = 8,
-    GC_FAILED_PRECONDITION = 9, GC_ABORTED = 10, GC_OUT_OF_RANGE = 11,
-    GC_UNIMPLEMENTED = 12, GC_INTERNAL = 13, GC_UNAVAILABLE = 14,
-    GC_DATA_LOSS = 15, GC_UNAUTHENTICATED = 16
+    GC_OK = 0,
+    GC_CANCELLED = 1,
+    GC_UNKNOWN = 2,
+    GC_INVALID_ARGUMENT = 3,
+    GC_DEADLINE_EXCEEDED = 4,
+    GC_NOT_FOUND = 5,
+    GC_ALREADY_EXISTS = 6,
+    GC_PERMISSION_DENIED = 7,
+    GC_RESOURCE_EXHAUSTED = 8,
+    GC_FAILED_PRECONDITION = 9,
+    GC_ABORTED = 10,
+    GC_OUT_OF_RANGE = 11,
+    GC_UNIMPLEMENTED = 12,
+    GC_INTERNAL = 13,
+    GC_UNAVAILABLE = 14,
+    GC_DATA_LOSS = 15,
+    GC_UNAUTHENTICATED = 16
 };
 
 #define GC_MAX_MESSAGE (256u * 1024 * 1024) /* largest message accepted */
 #define GC_MAX_METADATA 8
 
 typedef struct gc_options {
-    const char *endpoint;      /* see above; required */
-    const char *cacert;        /* PEM CA bundle; NULL = system roots */
-    const char *cert, *key;    /* PEM client certificate and key, or NULL */
-    int insecure_skip_verify;  /* TLS without verifying the server */
-    int dial_timeout_ms;       /* TCP connect + TLS + HTTP/2 preface; <=0: 2000 */
+    const char *endpoint;     /* see above; required */
+    const char *cacert;       /* PEM CA bundle; NULL = system roots */
+    const char *cert, *key;   /* PEM client certificate and key, or NULL */
+    int insecure_skip_verify; /* TLS without verifying the server */
+    int dial_timeout_ms;      /* TCP connect + TLS + HTTP/2 preface; <=0: 2000 */
 } gc_options_t;
 
 typedef struct gc_status {
-    int code;                  /* gRPC status code, GC_OK on success */
-    char message[512];         /* percent-decoded grpc-message */
+    int code;          /* gRPC status code, GC_OK on success */
+    char message[512]; /* percent-decoded grpc-message */
 } gc_status_t;
 
 /* A parsed endpoint. */
 typedef struct gc_endpoint {
-    char host[256];            /* without IPv6 brackets */
+    char host[256]; /* without IPv6 brackets */
     int port;
-    int tls;                   /* 1 https, 0 http, -1 bare (caller decides) */
+    int tls; /* 1 https, 0 http, -1 bare (caller decides) */
 } gc_endpoint_t;
 
 typedef struct gc_conn gc_conn_t;
@@ -76,19 +87,17 @@ int gc_set_metadata(gc_conn_t *c, const char *key, const char *value);
  * transport failure (st->code = GC_UNAVAILABLE or GC_DEADLINE_EXCEEDED and
  * the message says why; the connection is then unusable). timeout_ms <= 0
  * means no deadline. */
-int gc_unary(gc_conn_t *c, const char *path, const uint8_t *req, size_t len,
-             uint8_t **resp, size_t *resp_len, gc_status_t *st, int timeout_ms);
+int gc_unary(gc_conn_t *c, const char *path, const uint8_t *req, size_t len, uint8_t **resp, size_t *resp_len,
+             gc_status_t *st, int timeout_ms);
 
 /* Streaming calls (server-streaming or bidi). Open sends the headers;
  * send queues one message (end = 1 half-closes); recv waits for the next
  * message: 1 = *msg set (caller frees), 0 = stream finished (st filled),
  * -1 = transport failure or timeout (st filled). close frees the stream,
  * cancelling it if still open. timeout_ms as for gc_unary, per call. */
-gc_stream_t *gc_stream_open(gc_conn_t *c, const char *path, int timeout_ms,
-                            gc_status_t *st);
+gc_stream_t *gc_stream_open(gc_conn_t *c, const char *path, int timeout_ms, gc_status_t *st);
 int gc_stream_send(gc_stream_t *s, const uint8_t *msg, size_t len, int end);
-int gc_stream_recv(gc_stream_t *s, uint8_t **msg, size_t *len, gc_status_t *st,
-                   int timeout_ms);
+int gc_stream_recv(gc_stream_t *s, uint8_t **msg, size_t *len, gc_status_t *st, int timeout_ms);
 void gc_stream_close(gc_stream_t *s);
 
 /* ALPN protocol the TLS handshake chose ("h2"), or "" without TLS. */

@@ -39,16 +39,16 @@ typedef struct ctl_opts {
     int prefix, from_key, keys_only, count_only, prev_kv, physical;
     int64_t limit, rev;
     const char *lease;
-    const char *new_user_password;   /* user add, user passwd */
-    int no_password;                 /* user add */
+    const char *new_user_password; /* user add, user passwd */
+    int no_password;               /* user add */
 } ctl_opts_t;
 
 typedef struct ctl {
     ctl_opts_t o;
     cf_format_t fmt;
-    char **args;                 /* positional arguments after the command */
+    char **args; /* positional arguments after the command */
     int nargs;
-    char *eps[MAX_ENDPOINTS];    /* split --endpoints, owned by epbuf */
+    char *eps[MAX_ENDPOINTS]; /* split --endpoints, owned by epbuf */
     int neps;
     char epbuf[4096];
 } ctl_t;
@@ -65,8 +65,7 @@ static const ctl_flag_t FLAGS[] = {
     {"password", 0, CFL_STRING, OPT(password), NULL, "password for authentication"},
     {"write-out", 'w', CFL_STRING, OPT(write_out), NULL, "output format: simple, table, json"},
     {"dial-timeout", 0, CFL_DURATION, OPT(dial_timeout_ms), NULL, "dial timeout (2s)"},
-    {"command-timeout", 0, CFL_DURATION, OPT(command_timeout_ms), NULL,
-     "timeout per command (5s)"},
+    {"command-timeout", 0, CFL_DURATION, OPT(command_timeout_ms), NULL, "timeout per command (5s)"},
     {"help", 'h', CFL_BOOL, OPT(help), NULL, "help"},
     {"prefix", 0, CFL_BOOL, OPT(prefix), "get,del,role grant-permission,role revoke-permission",
      "operate on keys with the prefix"},
@@ -110,11 +109,14 @@ static int64_t mono_ns(void) {
 /* Pack req, call path, unpack into *resp (free with
  * protobuf_c_message_free_unpacked). 0 ok, -1 with err set. */
 static int call(ctl_t *c, gc_conn_t *conn, const char *path, const ProtobufCMessage *req,
-                const ProtobufCMessageDescriptor *rd, ProtobufCMessage **resp,
-                gc_status_t *st) {
+                const ProtobufCMessageDescriptor *rd, ProtobufCMessage **resp, gc_status_t *st) {
     size_t len = protobuf_c_message_get_packed_size(req);
     uint8_t *buf = malloc(len ? len : 1);
-    if (!buf) { st->code = GC_INTERNAL; snprintf(st->message, sizeof st->message, "out of memory"); return -1; }
+    if (!buf) {
+        st->code = GC_INTERNAL;
+        snprintf(st->message, sizeof st->message, "out of memory");
+        return -1;
+    }
     protobuf_c_message_pack(req, buf);
     uint8_t *out = NULL;
     size_t outlen = 0;
@@ -169,11 +171,17 @@ static int authenticate(ctl_t *c, gc_conn_t *conn, gc_status_t *st) {
 
 /* Dial one endpoint (and log in with --user). NULL with st filled. */
 static gc_conn_t *dial(ctl_t *c, const char *ep, gc_status_t *st) {
-    gc_options_t go = {.endpoint = ep, .cacert = c->o.cacert, .cert = c->o.cert,
-                       .key = c->o.key, .insecure_skip_verify = c->o.insecure_skip_verify,
+    gc_options_t go = {.endpoint = ep,
+                       .cacert = c->o.cacert,
+                       .cert = c->o.cert,
+                       .key = c->o.key,
+                       .insecure_skip_verify = c->o.insecure_skip_verify,
                        .dial_timeout_ms = c->o.dial_timeout_ms};
     gc_conn_t *conn = gc_connect(&go, st->message, sizeof st->message);
-    if (!conn) { st->code = GC_UNAVAILABLE; return NULL; }
+    if (!conn) {
+        st->code = GC_UNAVAILABLE;
+        return NULL;
+    }
     gc_set_metadata(conn, "client-api-version", API_VERSION);
     /* As clientv3: a server with auth disabled is used without a token. */
     if (c->o.user && authenticate(c, conn, st) < 0 &&
@@ -218,7 +226,10 @@ static size_t prefix_end(const char *key, uint8_t *out) {
     size_t n = strlen(key);
     memcpy(out, key, n);
     while (n > 0) {
-        if ((uint8_t)out[n - 1] < 0xff) { out[n - 1]++; return n; }
+        if ((uint8_t)out[n - 1] < 0xff) {
+            out[n - 1]++;
+            return n;
+        }
         n--;
     }
     out[0] = 0;
@@ -226,22 +237,33 @@ static size_t prefix_end(const char *key, uint8_t *out) {
 }
 
 /* Fill key/range_end from args + --prefix/--from-key. 0 or exit code. */
-static int key_range(ctl_t *c, ProtobufCBinaryData *key, ProtobufCBinaryData *end,
-                     uint8_t *endbuf, const char *cmd) {
+static int key_range(ctl_t *c, ProtobufCBinaryData *key, ProtobufCBinaryData *end, uint8_t *endbuf,
+                     const char *cmd) {
     if (c->nargs < 1 || c->nargs > 2)
-        return fail(EXIT_BAD_ARGS, "%s command needs one argument as key and an optional "
-                    "argument as range_end", cmd);
+        return fail(EXIT_BAD_ARGS,
+                    "%s command needs one argument as key and an optional "
+                    "argument as range_end",
+                    cmd);
     if ((c->o.prefix || c->o.from_key) && c->nargs == 2)
         return fail(EXIT_BAD_ARGS, "too many arguments, only accept one argument when "
-                    "`--prefix` or `--from-key` is set");
+                                   "`--prefix` or `--from-key` is set");
     if (c->o.prefix && c->o.from_key)
         return fail(EXIT_BAD_ARGS, "`--prefix` and `--from-key` cannot be set at the same time");
     *key = bytes_of(c->args[0]);
     if (c->nargs == 2) *end = bytes_of(c->args[1]);
     int whole = key->len == 0 && (c->o.prefix || c->o.from_key);
-    if (whole) { key->data = endbuf; key->len = 1; endbuf[0] = 0; }
-    if (c->o.from_key || whole) { end->data = (uint8_t *)""; end->len = 1; }
-    else if (c->o.prefix) { end->data = endbuf; end->len = prefix_end(c->args[0], endbuf); }
+    if (whole) {
+        key->data = endbuf;
+        key->len = 1;
+        endbuf[0] = 0;
+    }
+    if (c->o.from_key || whole) {
+        end->data = (uint8_t *)"";
+        end->len = 1;
+    } else if (c->o.prefix) {
+        end->data = endbuf;
+        end->len = prefix_end(c->args[0], endbuf);
+    }
     return 0;
 }
 
@@ -258,11 +280,11 @@ static int cmd_get(ctl_t *c) {
         req.keys_only = c->o.keys_only;
         req.count_only = c->o.count_only;
         ProtobufCMessage *resp;
-        r = call_any(c, "/etcdserverpb.KV/Range", &req.base,
-                     &etcdserverpb__range_response__descriptor, &resp);
+        r = call_any(c, "/etcdserverpb.KV/Range", &req.base, &etcdserverpb__range_response__descriptor,
+                     &resp);
         if (r == 0) {
-            cf_print_range(stdout, c->fmt, (Etcdserverpb__RangeResponse *)resp,
-                           c->o.keys_only, c->o.count_only);
+            cf_print_range(stdout, c->fmt, (Etcdserverpb__RangeResponse *)resp, c->o.keys_only,
+                           c->o.count_only);
             protobuf_c_message_free_unpacked(resp, NULL);
         }
     }
@@ -271,8 +293,7 @@ static int cmd_get(ctl_t *c) {
 }
 
 static int cmd_put(ctl_t *c) {
-    if (c->nargs != 2)
-        return fail(EXIT_BAD_ARGS, "put command needs 2 arguments: key and value");
+    if (c->nargs != 2) return fail(EXIT_BAD_ARGS, "put command needs 2 arguments: key and value");
     Etcdserverpb__PutRequest req = ETCDSERVERPB__PUT_REQUEST__INIT;
     req.key = bytes_of(c->args[0]);
     req.value = bytes_of(c->args[1]);
@@ -284,8 +305,7 @@ static int cmd_put(ctl_t *c) {
             return fail(EXIT_BAD_ARGS, "bad lease ID (%s), expecting ID in Hex", c->o.lease);
     }
     ProtobufCMessage *resp;
-    int r = call_any(c, "/etcdserverpb.KV/Put", &req.base,
-                     &etcdserverpb__put_response__descriptor, &resp);
+    int r = call_any(c, "/etcdserverpb.KV/Put", &req.base, &etcdserverpb__put_response__descriptor, &resp);
     if (r) return r;
     cf_print_put(stdout, c->fmt, (Etcdserverpb__PutResponse *)resp);
     protobuf_c_message_free_unpacked(resp, NULL);
@@ -321,8 +341,8 @@ static int cmd_compact(ctl_t *c) {
     req.revision = rev;
     req.physical = c->o.physical;
     ProtobufCMessage *resp;
-    int r = call_any(c, "/etcdserverpb.KV/Compact", &req.base,
-                     &etcdserverpb__compaction_response__descriptor, &resp);
+    int r = call_any(c, "/etcdserverpb.KV/Compact", &req.base, &etcdserverpb__compaction_response__descriptor,
+                     &resp);
     if (r) return r;
     cf_print_compact(stdout, c->fmt, (Etcdserverpb__CompactionResponse *)resp, rev);
     protobuf_c_message_free_unpacked(resp, NULL);
@@ -360,14 +380,16 @@ static int cmd_endpoint_status(ctl_t *c) {
     int n = 0, failed = 0;
     for (int i = 0; i < c->neps; i++) {
         ProtobufCMessage *resp = status_of(c, c->eps[i]);
-        if (!resp) { failed = 1; continue; }
+        if (!resp) {
+            failed = 1;
+            continue;
+        }
         e[n].endpoint = c->eps[i];
         e[n].resp = (Etcdserverpb__StatusResponse *)resp;
         n++;
     }
     cf_print_status(stdout, c->fmt, e, n);
-    for (int i = 0; i < n; i++)
-        protobuf_c_message_free_unpacked((ProtobufCMessage *)e[i].resp, NULL);
+    for (int i = 0; i < n; i++) protobuf_c_message_free_unpacked((ProtobufCMessage *)e[i].resp, NULL);
     return failed ? EXIT_ERROR : 0;
 }
 
@@ -381,8 +403,8 @@ static void health_of(ctl_t *c, const char *ep, cf_health_entry_t *h, char *err,
     if (conn) {
         Etcdserverpb__RangeRequest req = ETCDSERVERPB__RANGE_REQUEST__INIT;
         req.key = bytes_of("health");
-        call(c, conn, "/etcdserverpb.KV/Range", &req.base,
-             &etcdserverpb__range_response__descriptor, &resp, &st);
+        call(c, conn, "/etcdserverpb.KV/Range", &req.base, &etcdserverpb__range_response__descriptor, &resp,
+             &st);
         gc_close(conn);
     }
     h->endpoint = ep;
@@ -459,8 +481,10 @@ static int cmd_user_add(ctl_t *c) {
     const char *colon = strchr(c->args[0], ':');
     snprintf(name, sizeof name, "%.*s", colon ? (int)(colon - c->args[0]) : (int)strlen(c->args[0]),
              c->args[0]);
-    if (colon) snprintf(pw, sizeof pw, "%s", colon + 1);
-    else if (!c->o.no_password && read_password(c, pw, sizeof pw)) return EXIT_BAD_ARGS;
+    if (colon)
+        snprintf(pw, sizeof pw, "%s", colon + 1);
+    else if (!c->o.no_password && read_password(c, pw, sizeof pw))
+        return EXIT_BAD_ARGS;
     Etcdserverpb__AuthUserAddRequest req = ETCDSERVERPB__AUTH_USER_ADD_REQUEST__INIT;
     Authpb__UserAddOptions opts = AUTHPB__USER_ADD_OPTIONS__INIT;
     opts.no_password = c->o.no_password;
@@ -543,7 +567,8 @@ static int cmd_user_grant_role(ctl_t *c) {
     req.role = c->args[1];
     char msg[1100];
     snprintf(msg, sizeof msg, "Role %s is granted to user %s", c->args[1], c->args[0]);
-    return auth_simple(c, "UserGrantRole", &req.base, &etcdserverpb__auth_user_grant_role_response__descriptor, msg);
+    return auth_simple(c, "UserGrantRole", &req.base,
+                       &etcdserverpb__auth_user_grant_role_response__descriptor, msg);
 }
 
 static int cmd_user_revoke_role(ctl_t *c) {
@@ -554,7 +579,8 @@ static int cmd_user_revoke_role(ctl_t *c) {
     req.role = c->args[1];
     char msg[1100];
     snprintf(msg, sizeof msg, "Role %s is revoked from user %s", c->args[1], c->args[0]);
-    return auth_simple(c, "UserRevokeRole", &req.base, &etcdserverpb__auth_user_revoke_role_response__descriptor, msg);
+    return auth_simple(c, "UserRevokeRole", &req.base,
+                       &etcdserverpb__auth_user_revoke_role_response__descriptor, msg);
 }
 
 static int cmd_role_add(ctl_t *c) {
@@ -625,19 +651,30 @@ static int cmd_role_get(ctl_t *c) {
 
 /* KEY [RANGE_END] with --prefix / --from-key into key/end (etcdctl's
  * permRange). endbuf holds strlen(key) + 1 bytes. */
-static int perm_range(ctl_t *c, char **args, int nargs, ProtobufCBinaryData *key,
-                      ProtobufCBinaryData *end, uint8_t *endbuf) {
+static int perm_range(ctl_t *c, char **args, int nargs, ProtobufCBinaryData *key, ProtobufCBinaryData *end,
+                      uint8_t *endbuf) {
     if (c->o.prefix && c->o.from_key)
         return fail(EXIT_BAD_ARGS, "--from-key and --prefix flags are mutually exclusive");
     if ((c->o.prefix || c->o.from_key) && nargs == 2)
         return fail(EXIT_BAD_ARGS, "unexpected endkey argument with --prefix or --from-key");
     *key = bytes_of(args[0]);
     end->len = 0;
-    if (nargs == 2) *end = bytes_of(args[1]);
-    else if (c->o.from_key) { end->data = (uint8_t *)""; end->len = 1; }
-    else if (c->o.prefix) {
-        if (key->len == 0) { key->data = endbuf; key->len = 1; endbuf[0] = 0; end->data = (uint8_t *)""; end->len = 1; }
-        else { end->data = endbuf; end->len = prefix_end(args[0], endbuf); }
+    if (nargs == 2)
+        *end = bytes_of(args[1]);
+    else if (c->o.from_key) {
+        end->data = (uint8_t *)"";
+        end->len = 1;
+    } else if (c->o.prefix) {
+        if (key->len == 0) {
+            key->data = endbuf;
+            key->len = 1;
+            endbuf[0] = 0;
+            end->data = (uint8_t *)"";
+            end->len = 1;
+        } else {
+            end->data = endbuf;
+            end->len = prefix_end(args[0], endbuf);
+        }
     }
     return 0;
 }
@@ -651,7 +688,9 @@ static int perm_type(const char *s) {
 
 static int cmd_role_grant_permission(ctl_t *c) {
     if (c->nargs < 3 || c->nargs > 4)
-        return fail(EXIT_BAD_ARGS, "role grant command requires role name, permission type, and key [endkey] as its argument");
+        return fail(
+            EXIT_BAD_ARGS,
+            "role grant command requires role name, permission type, and key [endkey] as its argument");
     int type = perm_type(c->args[1]);
     if (type < 0) return fail(EXIT_BAD_ARGS, "invalid permission type %s", c->args[1]);
     uint8_t *endbuf = malloc(strlen(c->args[2]) + 1);
@@ -660,7 +699,8 @@ static int cmd_role_grant_permission(ctl_t *c) {
     int r = perm_range(c, c->args + 2, c->nargs - 2, &perm.key, &perm.range_end, endbuf);
     if (r == 0) {
         perm.permtype = (Authpb__Permission__Type)type;
-        Etcdserverpb__AuthRoleGrantPermissionRequest req = ETCDSERVERPB__AUTH_ROLE_GRANT_PERMISSION_REQUEST__INIT;
+        Etcdserverpb__AuthRoleGrantPermissionRequest req =
+            ETCDSERVERPB__AUTH_ROLE_GRANT_PERMISSION_REQUEST__INIT;
         req.name = c->args[0];
         req.perm = &perm;
         char msg[600];
@@ -674,10 +714,12 @@ static int cmd_role_grant_permission(ctl_t *c) {
 
 static int cmd_role_revoke_permission(ctl_t *c) {
     if (c->nargs < 2 || c->nargs > 3)
-        return fail(EXIT_BAD_ARGS, "role revoke-permission command requires role name and key [endkey] as its argument");
+        return fail(EXIT_BAD_ARGS,
+                    "role revoke-permission command requires role name and key [endkey] as its argument");
     uint8_t *endbuf = malloc(strlen(c->args[1]) + 1);
     if (!endbuf) return fail(EXIT_ERROR, "out of memory");
-    Etcdserverpb__AuthRoleRevokePermissionRequest req = ETCDSERVERPB__AUTH_ROLE_REVOKE_PERMISSION_REQUEST__INIT;
+    Etcdserverpb__AuthRoleRevokePermissionRequest req =
+        ETCDSERVERPB__AUTH_ROLE_REVOKE_PERMISSION_REQUEST__INIT;
     int r = perm_range(c, c->args + 1, c->nargs - 1, &req.key, &req.range_end, endbuf);
     if (r == 0) {
         req.role = c->args[0];
@@ -687,12 +729,12 @@ static int cmd_role_revoke_permission(ctl_t *c) {
             snprintf(msg, sizeof msg, "Permission of key %.*s is revoked from role %s", kl,
                      (const char *)req.key.data, c->args[0]);
         else if (req.range_end.len == 1 && req.range_end.data[0] == 0)
-            snprintf(msg, sizeof msg, "Permission of range [%.*s, <open ended> is revoked from role %s",
-                     kl, (const char *)req.key.data, c->args[0]);
+            snprintf(msg, sizeof msg, "Permission of range [%.*s, <open ended> is revoked from role %s", kl,
+                     (const char *)req.key.data, c->args[0]);
         else
             snprintf(msg, sizeof msg, "Permission of range [%.*s, %.*s) is revoked from role %s", kl,
-                     (const char *)req.key.data, (int)req.range_end.len,
-                     (const char *)req.range_end.data, c->args[0]);
+                     (const char *)req.key.data, (int)req.range_end.len, (const char *)req.range_end.data,
+                     c->args[0]);
         r = auth_simple(c, "RoleRevokePermission", &req.base,
                         &etcdserverpb__auth_role_revoke_permission_response__descriptor, msg);
     }
@@ -730,8 +772,11 @@ static int cmd_auth_enable(ctl_t *c) {
     }
     gc_close(conn);
     if (r < 0) return fail(EXIT_ERROR, "%s", st.message);
-    if (c->fmt == CF_JSON) { cf_json_message(stdout, resp); fputc('\n', stdout); }
-    else printf("Authentication Enabled\n");
+    if (c->fmt == CF_JSON) {
+        cf_json_message(stdout, resp);
+        fputc('\n', stdout);
+    } else
+        printf("Authentication Enabled\n");
     protobuf_c_message_free_unpacked(resp, NULL);
     return 0;
 }
@@ -761,14 +806,15 @@ static int cmd_auth_status(ctl_t *c) {
 static int cmd_help(ctl_t *c);
 
 typedef struct ctl_cmd {
-    const char *name;            /* one or two words */
+    const char *name; /* one or two words */
     int (*fn)(ctl_t *c);
     const char *usage;
 } ctl_cmd_t;
 
 static const ctl_cmd_t COMMANDS[] = {
-    {"get", cmd_get, "get KEY [RANGE_END] [--prefix] [--from-key] [--limit N] [--rev N] "
-                     "[--keys-only] [--count-only]"},
+    {"get", cmd_get,
+     "get KEY [RANGE_END] [--prefix] [--from-key] [--limit N] [--rev N] "
+     "[--keys-only] [--count-only]"},
     {"put", cmd_put, "put KEY VALUE [--prev-kv] [--lease HEXID]"},
     {"del", cmd_del, "del KEY [RANGE_END] [--prefix] [--from-key] [--prev-kv]"},
     {"compact", cmd_compact, "compact REV [--physical]"},
@@ -799,7 +845,8 @@ static const ctl_cmd_t COMMANDS[] = {
 #define NCOMMANDS ((int)(sizeof COMMANDS / sizeof COMMANDS[0]))
 
 static int cmd_help(ctl_t *c) {
-    printf("kshimctl: admin client for kshim (and etcd v3)\n\nUsage: kshimctl [flags] COMMAND [args]\n\nCommands:\n");
+    printf("kshimctl: admin client for kshim (and etcd v3)\n\nUsage: kshimctl [flags] COMMAND "
+           "[args]\n\nCommands:\n");
     for (int i = 0; i < NCOMMANDS; i++) printf("  %s\n", COMMANDS[i].usage);
     printf("\nGlobal flags:\n");
     for (int i = 0; i < NFLAGS; i++)

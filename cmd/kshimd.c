@@ -19,14 +19,14 @@
 #include "version.h"
 
 typedef enum flag_kind {
-    FLAG_STRING,  /* const char ** */
-    FLAG_URLS,    /* comma-separated list into a URL array */
-    FLAG_BOOL,    /* int * */
-    FLAG_SIZE,    /* size_t * */
-    FLAG_U64,     /* uint64_t * */
-    FLAG_UINT,    /* unsigned * */
+    FLAG_STRING,      /* const char ** */
+    FLAG_URLS,        /* comma-separated list into a URL array */
+    FLAG_BOOL,        /* int * */
+    FLAG_SIZE,        /* size_t * */
+    FLAG_U64,         /* uint64_t * */
+    FLAG_UINT,        /* unsigned * */
     FLAG_DURATION_MS, /* Go duration ("10m", "500ms", "1h30m") into uint64_t ms */
-    FLAG_IGNORED, /* accepted with a value, not acted on yet */
+    FLAG_IGNORED,     /* accepted with a value, not acted on yet */
     FLAG_IGNORED_BOOL,
 } flag_kind_t;
 
@@ -34,7 +34,7 @@ typedef struct flag_def {
     const char *name;
     flag_kind_t kind;
     void *target;
-    size_t *count;  /* FLAG_URLS: number of entries */
+    size_t *count; /* FLAG_URLS: number of entries */
 } flag_def_t;
 
 static server_config_t cfg;
@@ -67,7 +67,8 @@ static flag_def_t flags[] = {
     {"heartbeat-interval", FLAG_UINT, &cfg.heartbeat_interval_ms, NULL},
     {"election-timeout", FLAG_UINT, &cfg.election_timeout_ms, NULL},
     {"log-level", FLAG_STRING, &log_level, NULL},
-    {"experimental-watch-progress-notify-interval", FLAG_DURATION_MS, &cfg.watch_progress_notify_interval_ms, NULL},
+    {"experimental-watch-progress-notify-interval", FLAG_DURATION_MS, &cfg.watch_progress_notify_interval_ms,
+     NULL},
     {"auth-token", FLAG_STRING, &cfg.auth_token, NULL},
     {"auth-token-ttl", FLAG_UINT, &cfg.auth_token_ttl_s, NULL},
     {"bcrypt-cost", FLAG_UINT, &cfg.bcrypt_cost, NULL},
@@ -128,21 +129,15 @@ static flag_def_t flags[] = {
     {"config-file", FLAG_IGNORED, NULL, NULL},
 };
 
-static const flag_def_t *find_flag(const char *name)
-{
+static const flag_def_t *find_flag(const char *name) {
     for (size_t i = 0; i < sizeof flags / sizeof flags[0]; i++)
-        if (strcmp(flags[i].name, name) == 0)
-            return &flags[i];
+        if (strcmp(flags[i].name, name) == 0) return &flags[i];
     return NULL;
 }
 
-static int is_bool_kind(flag_kind_t k)
-{
-    return k == FLAG_BOOL || k == FLAG_IGNORED_BOOL;
-}
+static int is_bool_kind(flag_kind_t k) { return k == FLAG_BOOL || k == FLAG_IGNORED_BOOL; }
 
-static int parse_bool(const char *v, int *out)
-{
+static int parse_bool(const char *v, int *out) {
     if (!strcasecmp(v, "true") || !strcmp(v, "1") || !strcasecmp(v, "t")) {
         *out = 1;
         return 0;
@@ -154,26 +149,21 @@ static int parse_bool(const char *v, int *out)
     return -1;
 }
 
-static int parse_u64(const char *v, uint64_t *out)
-{
+static int parse_u64(const char *v, uint64_t *out) {
     char *end;
-    if (!*v || *v == '-')
-        return -1;
+    if (!*v || *v == '-') return -1;
     unsigned long long n = strtoull(v, &end, 10);
-    if (*end)
-        return -1;
+    if (*end) return -1;
     *out = n;
     return 0;
 }
 
 /* Go's time.ParseDuration for the units etcd flags use: h, m, s, ms, us,
  * ns, with decimal fractions ("1.5s") and sums ("1h30m"). */
-static int parse_duration_ms(const char *v, uint64_t *out)
-{
+static int parse_duration_ms(const char *v, uint64_t *out) {
     double total = 0;
     const char *p = v;
-    if (!*p)
-        return -1;
+    if (!*p) return -1;
     if (!strcmp(p, "0")) {
         *out = 0;
         return 0;
@@ -181,17 +171,29 @@ static int parse_duration_ms(const char *v, uint64_t *out)
     while (*p) {
         char *end;
         double n = strtod(p, &end);
-        if (end == p || n < 0)
-            return -1;
+        if (end == p || n < 0) return -1;
         p = end;
         double unit;
-        if (!strncmp(p, "ms", 2)) { unit = 1; p += 2; }
-        else if (!strncmp(p, "us", 2) || !strncmp(p, "\xc2\xb5s", 3)) { unit = 0.001; p += p[0] == 'u' ? 2 : 3; }
-        else if (!strncmp(p, "ns", 2)) { unit = 0.000001; p += 2; }
-        else if (*p == 'h') { unit = 3600000; p++; }
-        else if (*p == 'm') { unit = 60000; p++; }
-        else if (*p == 's') { unit = 1000; p++; }
-        else return -1;
+        if (!strncmp(p, "ms", 2)) {
+            unit = 1;
+            p += 2;
+        } else if (!strncmp(p, "us", 2) || !strncmp(p, "\xc2\xb5s", 3)) {
+            unit = 0.001;
+            p += p[0] == 'u' ? 2 : 3;
+        } else if (!strncmp(p, "ns", 2)) {
+            unit = 0.000001;
+            p += 2;
+        } else if (*p == 'h') {
+            unit = 3600000;
+            p++;
+        } else if (*p == 'm') {
+            unit = 60000;
+            p++;
+        } else if (*p == 's') {
+            unit = 1000;
+            p++;
+        } else
+            return -1;
         total += n * unit;
     }
     *out = (uint64_t)(total + 0.5);
@@ -200,32 +202,24 @@ static int parse_duration_ms(const char *v, uint64_t *out)
 
 /* Splits a comma list in place (v is owned by the caller for the process
  * lifetime). */
-static int split_urls(char *v, const char **arr, size_t *count)
-{
+static int split_urls(char *v, const char **arr, size_t *count) {
     size_t n = 0;
     for (char *tok = strtok(v, ","); tok; tok = strtok(NULL, ",")) {
-        while (*tok == ' ')
-            tok++;
-        if (!*tok)
-            continue;
-        if (n == SERVER_MAX_URLS)
-            return -1;
+        while (*tok == ' ') tok++;
+        if (!*tok) continue;
+        if (n == SERVER_MAX_URLS) return -1;
         arr[n++] = tok;
     }
-    if (n == 0)
-        return -1;
+    if (n == 0) return -1;
     *count = n;
     return 0;
 }
 
-static int set_flag(const flag_def_t *f, const char *value, const char *origin)
-{
+static int set_flag(const flag_def_t *f, const char *value, const char *origin) {
     uint64_t u;
     int b;
     switch (f->kind) {
-    case FLAG_STRING:
-        *(const char **)f->target = value;
-        return 0;
+    case FLAG_STRING: *(const char **)f->target = value; return 0;
     case FLAG_URLS: {
         char *copy = strdup(value);
         if (!copy || split_urls(copy, (const char **)f->target, f->count) != 0) {
@@ -235,33 +229,27 @@ static int set_flag(const flag_def_t *f, const char *value, const char *origin)
         return 0;
     }
     case FLAG_BOOL:
-        if (parse_bool(value, &b) != 0)
-            break;
+        if (parse_bool(value, &b) != 0) break;
         *(int *)f->target = b;
         return 0;
     case FLAG_SIZE:
-        if (parse_u64(value, &u) != 0)
-            break;
+        if (parse_u64(value, &u) != 0) break;
         *(size_t *)f->target = (size_t)u;
         return 0;
     case FLAG_U64:
-        if (parse_u64(value, &u) != 0)
-            break;
+        if (parse_u64(value, &u) != 0) break;
         *(uint64_t *)f->target = u;
         return 0;
     case FLAG_UINT:
-        if (parse_u64(value, &u) != 0 || u > 0xffffffffu)
-            break;
+        if (parse_u64(value, &u) != 0 || u > 0xffffffffu) break;
         *(unsigned *)f->target = (unsigned)u;
         return 0;
     case FLAG_DURATION_MS:
-        if (parse_duration_ms(value, &u) != 0)
-            break;
+        if (parse_duration_ms(value, &u) != 0) break;
         *(uint64_t *)f->target = u;
         return 0;
     case FLAG_IGNORED_BOOL:
-        if (parse_bool(value, &b) != 0)
-            break;
+        if (parse_bool(value, &b) != 0) break;
         /* fall through */
     case FLAG_IGNORED:
         log_debug("flag --%s=%s accepted but not acted on by kshimd", f->name, value);
@@ -273,8 +261,7 @@ static int set_flag(const flag_def_t *f, const char *value, const char *origin)
 
 /* ETCD_NAME, ETCD_DATA_DIR, ...: etcd reads every flag from the environment
  * as ETCD_<FLAG WITH DASHES AS UNDERSCORES>; command-line flags win. */
-static int apply_env(void)
-{
+static int apply_env(void) {
     for (size_t i = 0; i < sizeof flags / sizeof flags[0]; i++) {
         char env[128] = "ETCD_";
         size_t n = 5;
@@ -282,14 +269,12 @@ static int apply_env(void)
             env[n++] = *p == '-' ? '_' : (char)(*p >= 'a' && *p <= 'z' ? *p - 32 : *p);
         env[n] = '\0';
         const char *v = getenv(env);
-        if (v && set_flag(&flags[i], v, env) != 0)
-            return -1;
+        if (v && set_flag(&flags[i], v, env) != 0) return -1;
     }
     return 0;
 }
 
-static void usage(FILE *out)
-{
+static void usage(FILE *out) {
     fprintf(out,
             "Usage:\n\n  kshimd [flags]\n\n"
             "  kshim is a drop-in replacement for etcd v3 (API %s). It takes etcd's flags\n"
@@ -329,15 +314,13 @@ static void usage(FILE *out)
             KSHIM_ETCD_API_VERSION);
 }
 
-static void print_version(void)
-{
+static void print_version(void) {
     printf("etcd Version: %s\nGit SHA: kshim-%s\nGo Version: none (kshim is C)\nGo OS/Arch: linux/amd64\n",
            KSHIM_ETCD_VERSION, KSHIM_VERSION);
 }
 
 /* Returns 0 to run, 1 to exit successfully (help/version), -1 on error. */
-static int parse_args(int argc, char **argv)
-{
+static int parse_args(int argc, char **argv) {
     for (int i = 1; i < argc; i++) {
         const char *arg = argv[i];
         if (arg[0] != '-' || !arg[1]) {
@@ -350,8 +333,7 @@ static int parse_args(int argc, char **argv)
         const char *eq = strchr(name, '=');
         if (eq) {
             size_t n = (size_t)(eq - name);
-            if (n >= sizeof namebuf)
-                n = sizeof namebuf - 1;
+            if (n >= sizeof namebuf) n = sizeof namebuf - 1;
             memcpy(namebuf, name, n);
             namebuf[n] = '\0';
             name = namebuf;
@@ -370,8 +352,7 @@ static int parse_args(int argc, char **argv)
         if (!f && !strcmp(name, "watch-progress-notify-interval"))
             f = find_flag("experimental-watch-progress-notify-interval");
         flag_def_t experimental = {name, FLAG_IGNORED, NULL, NULL};
-        if (!f && !strncmp(name, "experimental-", 13))
-            f = &experimental;
+        if (!f && !strncmp(name, "experimental-", 13)) f = &experimental;
         if (!f) {
             fprintf(stderr, "flag provided but not defined: -%s\n", name);
             usage(stderr);
@@ -390,14 +371,12 @@ static int parse_args(int argc, char **argv)
                 return -1;
             }
         }
-        if (set_flag(f, value, "flag") != 0)
-            return -1;
+        if (set_flag(f, value, "flag") != 0) return -1;
     }
     return 0;
 }
 
-int main(int argc, char **argv)
-{
+int main(int argc, char **argv) {
     /* A big Range (a 20 MB LIST) allocates and frees buffers of that size per
      * request. glibc would serve each with a fresh mmap(), so every page of
      * every copy page-faults (measured: ~45% of such a request's CPU); keep
@@ -405,11 +384,9 @@ int main(int argc, char **argv)
     mallopt(M_MMAP_THRESHOLD, 64 << 20);
     mallopt(M_TRIM_THRESHOLD, 128 << 20);
     server_config_defaults(&cfg);
-    if (apply_env() != 0)
-        return 2;
+    if (apply_env() != 0) return 2;
     int rc = parse_args(argc, argv);
-    if (rc != 0)
-        return rc > 0 ? 0 : 2;
+    if (rc != 0) return rc > 0 ? 0 : 2;
 
     enum log_level lvl;
     if (log_parse_level(log_level, &lvl) != 0) {
@@ -426,11 +403,10 @@ int main(int argc, char **argv)
     if (!cfg.initial_cluster || !*cfg.initial_cluster) {
         size_t n = 0;
         for (size_t i = 0; i < cfg.n_initial_advertise_peer_urls; i++)
-            n += (size_t)snprintf(initial_cluster + n, sizeof initial_cluster - n, "%s%s=%s",
-                                  i ? "," : "", cfg.name, cfg.initial_advertise_peer_urls[i]);
+            n += (size_t)snprintf(initial_cluster + n, sizeof initial_cluster - n, "%s%s=%s", i ? "," : "",
+                                  cfg.name, cfg.initial_advertise_peer_urls[i]);
         cfg.initial_cluster = initial_cluster;
     }
-    if (cfg.max_request_bytes == 0)
-        cfg.max_request_bytes = 1572864;
+    if (cfg.max_request_bytes == 0) cfg.max_request_bytes = 1572864;
     return server_run(&cfg);
 }

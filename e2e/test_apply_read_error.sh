@@ -2,7 +2,7 @@
 # e2e/test_apply_read_error.sh: a storage error during apply stops the member
 # (fail-stop) and loses nothing that was acknowledged.
 #
-# 1. kshimd runs with KSHIM_FAILPOINTS=mvcc_read_error=N (storage/failpoint.h:
+# 1. kshimd runs with KSHIM_FAILPOINTS=mvcc_read_error=N (storage/mvcc/failpoint.h:
 #    the Nth LevelDB read fails with an I/O error) while a client puts. The
 #    read fails inside the apply of some put: kshimd must exit with status 1
 #    and say why, instead of applying that put with a wrong version (or

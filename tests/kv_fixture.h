@@ -23,12 +23,11 @@
 typedef struct fx {
     char dir[256];
     mvcc_t *m;
-    uint64_t index;          /* last applied Raft index */
+    uint64_t index; /* last applied Raft index */
     kv_header_info_t hdr;
 } fx_t;
 
-static inline int fx_setup(void **state)
-{
+static inline int fx_setup(void **state) {
     fx_t *f = calloc(1, sizeof *f);
     assert_non_null(f);
     const char *base = getenv("KSHIM_TEST_TMP");
@@ -43,8 +42,7 @@ static inline int fx_setup(void **state)
     return 0;
 }
 
-static inline int fx_teardown(void **state)
-{
+static inline int fx_teardown(void **state) {
     fx_t *f = *state;
     mvcc_close(f->m);
     char cmd[300];
@@ -54,15 +52,13 @@ static inline int fx_teardown(void **state)
     return 0;
 }
 
-static inline ProtobufCBinaryData B(const char *s)
-{
+static inline ProtobufCBinaryData B(const char *s) {
     ProtobufCBinaryData b = {strlen(s), (uint8_t *)s};
     return b;
 }
 
 /* Applies req at the next index; returns the result's gRPC code. */
-static inline int fx_apply(fx_t *f, Kshim__InternalRequest *req)
-{
+static inline int fx_apply(fx_t *f, Kshim__InternalRequest *req) {
     kv_result_t res;
     assert_int_equal(kv_apply(f->m, ++f->index, req, &f->hdr, &res), 0);
     int code = res.code;
@@ -70,8 +66,7 @@ static inline int fx_apply(fx_t *f, Kshim__InternalRequest *req)
     return code;
 }
 
-static inline void fx_put(fx_t *f, const char *k, const char *v)
-{
+static inline void fx_put(fx_t *f, const char *k, const char *v) {
     Etcdserverpb__PutRequest p = ETCDSERVERPB__PUT_REQUEST__INIT;
     p.key = B(k);
     p.value = B(v);
@@ -81,20 +76,17 @@ static inline void fx_put(fx_t *f, const char *k, const char *v)
 }
 
 /* Deletes k, or [k, end) when end is not NULL. */
-static inline void fx_del(fx_t *f, const char *k, const char *end)
-{
+static inline void fx_del(fx_t *f, const char *k, const char *end) {
     Etcdserverpb__DeleteRangeRequest d = ETCDSERVERPB__DELETE_RANGE_REQUEST__INIT;
     d.key = B(k);
-    if (end)
-        d.range_end = B(end);
+    if (end) d.range_end = B(end);
     Kshim__InternalRequest req = KSHIM__INTERNAL_REQUEST__INIT;
     req.delete_range = &d;
     assert_int_equal(fx_apply(f, &req), 0);
 }
 
 /* One txn that puts k = v then deletes k: one revision, k not alive after. */
-static inline void fx_put_then_delete_in_txn(fx_t *f, const char *k, const char *v)
-{
+static inline void fx_put_then_delete_in_txn(fx_t *f, const char *k, const char *v) {
     Etcdserverpb__PutRequest p = ETCDSERVERPB__PUT_REQUEST__INIT;
     p.key = B(k);
     p.value = B(v);

@@ -116,13 +116,13 @@ static void test_malformed_hashes(void **state) {
     const char *bad[] = {
         "",
         "s3cret",
-        "garbage",            /* would be a DES setting for crypt */
+        "garbage", /* would be a DES setting for crypt */
         "ab01234567890",
         "$1$saltsalt$abcdefghijklmnopqrstuv",
         "$2a$04$C.2Kd.Q64Q8rGXLjXlTdteRcEdfpJx7WAi8JQHntqfFXZ9cXvoOW",   /* 59 chars */
         "$2a$04$C.2Kd.Q64Q8rGXLjXlTdteRcEdfpJx7WAi8JQHntqfFXZ9cXvoOWCC", /* 61 chars */
-        "$2a$03$C.2Kd.Q64Q8rGXLjXlTdteRcEdfpJx7WAi8JQHntqfFXZ9cXvoOWC", /* cost 3 */
-        "$2a$32$C.2Kd.Q64Q8rGXLjXlTdteRcEdfpJx7WAi8JQHntqfFXZ9cXvoOWC", /* cost 32 */
+        "$2a$03$C.2Kd.Q64Q8rGXLjXlTdteRcEdfpJx7WAi8JQHntqfFXZ9cXvoOWC",  /* cost 3 */
+        "$2a$32$C.2Kd.Q64Q8rGXLjXlTdteRcEdfpJx7WAi8JQHntqfFXZ9cXvoOWC",  /* cost 32 */
         "$2c$04$C.2Kd.Q64Q8rGXLjXlTdteRcEdfpJx7WAi8JQHntqfFXZ9cXvoOWC",
         "$2a$4a$C.2Kd.Q64Q8rGXLjXlTdteRcEdfpJx7WAi8JQHntqfFXZ9cXvoOWC",
         "$2a$04$C.2Kd.Q64Q8rGXLjXlTdteRcEdfpJx7WAi8JQHntqfFXZ9cXvoOW!",
@@ -146,12 +146,9 @@ static void test_ct_equal(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_round_trip),
-        cmocka_unit_test(test_cost),
-        cmocka_unit_test(test_go_vectors),
-        cmocka_unit_test(test_long_and_nul_passwords),
-        cmocka_unit_test(test_malformed_hashes),
-        cmocka_unit_test(test_ct_equal),
+        cmocka_unit_test(test_round_trip),       cmocka_unit_test(test_cost),
+        cmocka_unit_test(test_go_vectors),       cmocka_unit_test(test_long_and_nul_passwords),
+        cmocka_unit_test(test_malformed_hashes), cmocka_unit_test(test_ct_equal),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -27,8 +27,7 @@ static bool can_range_str(const auth_perms_t *p, int want, const char *a, const 
 
 static void build(auth_perms_t *p, int type, const char *const *ivs, size_t n) {
     auth_perms_init(p);
-    for (size_t i = 0; i < n; i += 2)
-        assert_int_equal(auth_perms_add(p, type, S(ivs[i]), S(ivs[i + 1])), 0);
+    for (size_t i = 0; i < n; i += 2) assert_int_equal(auth_perms_add(p, type, S(ivs[i]), S(ivs[i + 1])), 0);
     auth_perms_finish(p);
 }
 
@@ -202,9 +201,7 @@ static oiv_t perm_to_oiv(const rperm_t *p) {
     return o;
 }
 
-static bool grants(const rperm_t *p, int want) {
-    return p->type == AUTH_PERM_READWRITE || p->type == want;
-}
+static bool grants(const rperm_t *p, int want) { return p->type == AUTH_PERM_READWRITE || p->type == want; }
 
 static bool oracle_key_in(const rperm_t *perms, size_t n, int want, const bkey_t *k) {
     for (size_t i = 0; i < n; i++) {
@@ -235,7 +232,8 @@ static void build_universe(void) {
     }
 }
 
-static bool oracle_brute(const rperm_t *perms, size_t n, int want, const bkey_t *a, const bkey_t *e, bool inf) {
+static bool oracle_brute(const rperm_t *perms, size_t n, int want, const bkey_t *a, const bkey_t *e,
+                         bool inf) {
     if (!oracle_key_in(perms, n, want, a)) return false;
     for (size_t i = 0; i < universe_n; i++) {
         const bkey_t *k = &universe[i];
@@ -253,7 +251,8 @@ static int affine_cmp(const bkey_t *a, bool ainf, const bkey_t *b, bool binf) {
     return kcmp(a, b);
 }
 
-static bool oracle_etcd(const rperm_t *perms, size_t n, int want, const bkey_t *a, const bkey_t *e, bool inf) {
+static bool oracle_etcd(const rperm_t *perms, size_t n, int want, const bkey_t *a, const bkey_t *e,
+                        bool inf) {
     oiv_t hits[64];
     size_t nh = 0;
     for (size_t i = 0; i < n; i++) {
@@ -295,11 +294,15 @@ static void test_random_vs_oracles(void **state) {
             perms[i].type = (int)rnd(3);
             perms[i].key = random_key(rnd(8) == 0 ? 0 : 1, 3);
             uint32_t shape = rnd(6);
-            if (shape == 0) perms[i].end.n = 0;
-            else if (shape == 1) perms[i].end = (bkey_t){.b = {0}, .n = 1};
-            else perms[i].end = random_key(1, 3);
-            assert_int_equal(auth_perms_add(&p, perms[i].type, perms[i].key.b, perms[i].key.n,
-                                            perms[i].end.b, perms[i].end.n), 0);
+            if (shape == 0)
+                perms[i].end.n = 0;
+            else if (shape == 1)
+                perms[i].end = (bkey_t){.b = {0}, .n = 1};
+            else
+                perms[i].end = random_key(1, 3);
+            assert_int_equal(auth_perms_add(&p, perms[i].type, perms[i].key.b, perms[i].key.n, perms[i].end.b,
+                                            perms[i].end.n),
+                             0);
         }
         auth_perms_finish(&p);
         for (int q = 0; q < 12; q++) {
@@ -326,18 +329,16 @@ static void test_random_vs_oracles(void **state) {
         }
         /* merged sets are sorted, disjoint and non-adjacent */
         for (size_t i = 1; i < p.read.n; i++)
-            assert_true(auth_bytes_cmp(p.read.iv[i - 1].end, p.read.iv[i - 1].end_len,
-                                       p.read.iv[i].begin, p.read.iv[i].begin_len) < 0);
+            assert_true(auth_bytes_cmp(p.read.iv[i - 1].end, p.read.iv[i - 1].end_len, p.read.iv[i].begin,
+                                       p.read.iv[i].begin_len) < 0);
         auth_perms_free(&p);
     }
 }
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_etcd_range_cases),
-        cmocka_unit_test(test_etcd_key_cases),
-        cmocka_unit_test(test_prefix_point_and_from_key),
-        cmocka_unit_test(test_all_keys_and_nothing_grants),
+        cmocka_unit_test(test_etcd_range_cases),          cmocka_unit_test(test_etcd_key_cases),
+        cmocka_unit_test(test_prefix_point_and_from_key), cmocka_unit_test(test_all_keys_and_nothing_grants),
         cmocka_unit_test(test_random_vs_oracles),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,5 +1,5 @@
 /*
- * test_auth_store.c: storage/auth_store.h, etcd 3.4's auth store rules as a
+ * test_auth_store.c: storage/auth/auth_store.h, etcd 3.4's auth store rules as a
  * replicated state machine: every auth request applied through
  * auth_store_apply (users, roles, permissions, enable/disable), etcd's
  * errors and their gRPC codes, the auth revision (bumped on each change, not
@@ -29,8 +29,7 @@ typedef struct fx {
     kv_header_info_t hdr;
 } fx_t;
 
-static void fx_open(fx_t *f)
-{
+static void fx_open(fx_t *f) {
     char err[256];
     mvcc_options_t opts = {0};
     assert_int_equal(mvcc_open(f->dir, &opts, &f->m, err, sizeof err), 0);
@@ -38,18 +37,15 @@ static void fx_open(fx_t *f)
     f->index = mvcc_applied_index(f->m);
 }
 
-static void fx_close(fx_t *f)
-{
+static void fx_close(fx_t *f) {
     auth_store_free(f->as);
     mvcc_close(f->m);
 }
 
-static int setup(void **state)
-{
+static int setup(void **state) {
     fx_t *f = calloc(1, sizeof *f);
     const char *base = getenv("KSHIM_TEST_TMP");
-    if (!base)
-        base = "/tmp";
+    if (!base) base = "/tmp";
     char cmd[300];
     snprintf(cmd, sizeof cmd, "mkdir -p %s", base);
     assert_int_equal(system(cmd), 0);
@@ -63,8 +59,7 @@ static int setup(void **state)
     return 0;
 }
 
-static int teardown(void **state)
-{
+static int teardown(void **state) {
     fx_t *f = *state;
     fx_close(f);
     char cmd[300];
@@ -75,8 +70,7 @@ static int teardown(void **state)
 }
 
 /* Applies req as the next entry; returns the etcd error (0 on success). */
-static int apply(fx_t *f, Kshim__InternalRequest *req)
-{
+static int apply(fx_t *f, Kshim__InternalRequest *req) {
     kv_result_t res = {0};
     int rc = auth_store_apply(f->as, ++f->index, req, &f->hdr, &res, NULL);
     assert_int_equal(rc, 1);
@@ -98,8 +92,7 @@ static int apply(fx_t *f, Kshim__InternalRequest *req)
     return code;
 }
 
-static int user_add(fx_t *f, const char *name, const char *hash, int nopass)
-{
+static int user_add(fx_t *f, const char *name, const char *hash, int nopass) {
     Etcdserverpb__AuthUserAddRequest r = ETCDSERVERPB__AUTH_USER_ADD_REQUEST__INIT;
     Authpb__UserAddOptions o = AUTHPB__USER_ADD_OPTIONS__INIT;
     o.no_password = nopass;
@@ -111,8 +104,7 @@ static int user_add(fx_t *f, const char *name, const char *hash, int nopass)
     return apply(f, &req);
 }
 
-static int role_add(fx_t *f, const char *name)
-{
+static int role_add(fx_t *f, const char *name) {
     Etcdserverpb__AuthRoleAddRequest r = ETCDSERVERPB__AUTH_ROLE_ADD_REQUEST__INIT;
     r.name = (char *)name;
     Kshim__InternalRequest req = KSHIM__INTERNAL_REQUEST__INIT;
@@ -120,8 +112,7 @@ static int role_add(fx_t *f, const char *name)
     return apply(f, &req);
 }
 
-static int grant_role(fx_t *f, const char *user, const char *role)
-{
+static int grant_role(fx_t *f, const char *user, const char *role) {
     Etcdserverpb__AuthUserGrantRoleRequest r = ETCDSERVERPB__AUTH_USER_GRANT_ROLE_REQUEST__INIT;
     r.user = (char *)user;
     r.role = (char *)role;
@@ -130,8 +121,7 @@ static int grant_role(fx_t *f, const char *user, const char *role)
     return apply(f, &req);
 }
 
-static int revoke_role(fx_t *f, const char *user, const char *role)
-{
+static int revoke_role(fx_t *f, const char *user, const char *role) {
     Etcdserverpb__AuthUserRevokeRoleRequest r = ETCDSERVERPB__AUTH_USER_REVOKE_ROLE_REQUEST__INIT;
     r.name = (char *)user;
     r.role = (char *)role;
@@ -140,10 +130,8 @@ static int revoke_role(fx_t *f, const char *user, const char *role)
     return apply(f, &req);
 }
 
-static int grant_perm(fx_t *f, const char *role, int type, const char *key, const char *end)
-{
-    Etcdserverpb__AuthRoleGrantPermissionRequest r =
-        ETCDSERVERPB__AUTH_ROLE_GRANT_PERMISSION_REQUEST__INIT;
+static int grant_perm(fx_t *f, const char *role, int type, const char *key, const char *end) {
+    Etcdserverpb__AuthRoleGrantPermissionRequest r = ETCDSERVERPB__AUTH_ROLE_GRANT_PERMISSION_REQUEST__INIT;
     Authpb__Permission p = AUTHPB__PERMISSION__INIT;
     p.permtype = (Authpb__Permission__Type)type;
     p.key.data = (uint8_t *)key;
@@ -157,10 +145,8 @@ static int grant_perm(fx_t *f, const char *role, int type, const char *key, cons
     return apply(f, &req);
 }
 
-static int revoke_perm(fx_t *f, const char *role, const char *key, const char *end)
-{
-    Etcdserverpb__AuthRoleRevokePermissionRequest r =
-        ETCDSERVERPB__AUTH_ROLE_REVOKE_PERMISSION_REQUEST__INIT;
+static int revoke_perm(fx_t *f, const char *role, const char *key, const char *end) {
+    Etcdserverpb__AuthRoleRevokePermissionRequest r = ETCDSERVERPB__AUTH_ROLE_REVOKE_PERMISSION_REQUEST__INIT;
     r.role = (char *)role;
     r.key.data = (uint8_t *)key;
     r.key.len = strlen(key);
@@ -171,8 +157,7 @@ static int revoke_perm(fx_t *f, const char *role, const char *key, const char *e
     return apply(f, &req);
 }
 
-static int enable(fx_t *f, int on)
-{
+static int enable(fx_t *f, int on) {
     Etcdserverpb__AuthEnableRequest e = ETCDSERVERPB__AUTH_ENABLE_REQUEST__INIT;
     Etcdserverpb__AuthDisableRequest d = ETCDSERVERPB__AUTH_DISABLE_REQUEST__INIT;
     Kshim__InternalRequest req = KSHIM__INTERNAL_REQUEST__INIT;
@@ -183,8 +168,7 @@ static int enable(fx_t *f, int on)
     return apply(f, &req);
 }
 
-static int user_delete(fx_t *f, const char *name)
-{
+static int user_delete(fx_t *f, const char *name) {
     Etcdserverpb__AuthUserDeleteRequest r = ETCDSERVERPB__AUTH_USER_DELETE_REQUEST__INIT;
     r.name = (char *)name;
     Kshim__InternalRequest req = KSHIM__INTERNAL_REQUEST__INIT;
@@ -192,8 +176,7 @@ static int user_delete(fx_t *f, const char *name)
     return apply(f, &req);
 }
 
-static int role_delete(fx_t *f, const char *name)
-{
+static int role_delete(fx_t *f, const char *name) {
     Etcdserverpb__AuthRoleDeleteRequest r = ETCDSERVERPB__AUTH_ROLE_DELETE_REQUEST__INIT;
     r.role = (char *)name;
     Kshim__InternalRequest req = KSHIM__INTERNAL_REQUEST__INIT;
@@ -201,8 +184,7 @@ static int role_delete(fx_t *f, const char *name)
     return apply(f, &req);
 }
 
-static int passwd(fx_t *f, const char *name, const char *hash, auth_effect_t *eff)
-{
+static int passwd(fx_t *f, const char *name, const char *hash, auth_effect_t *eff) {
     Etcdserverpb__AuthUserChangePasswordRequest r = ETCDSERVERPB__AUTH_USER_CHANGE_PASSWORD_REQUEST__INIT;
     r.name = (char *)name;
     r.password = (char *)hash;
@@ -215,17 +197,15 @@ static int passwd(fx_t *f, const char *name, const char *hash, auth_effect_t *ef
     return code;
 }
 
-static int can(fx_t *f, const char *user, int want, const char *key, const char *end)
-{
+static int can(fx_t *f, const char *user, int want, const char *key, const char *end) {
     size_t el = end ? (end[0] ? strlen(end) : 1) : 0;
-    return auth_store_check_range(f->as, user, auth_store_revision(f->as), want,
-                                  (const uint8_t *)key, strlen(key), (const uint8_t *)end, el);
+    return auth_store_check_range(f->as, user, auth_store_revision(f->as), want, (const uint8_t *)key,
+                                  strlen(key), (const uint8_t *)end, el);
 }
 
 #define HASH "$2b$04$abcdefghijklmnopqrstuu5Rzh7Y0bJ0XvE7r2R6A2Yxqz0F9dY6a"
 
-static void test_users_and_errors(void **state)
-{
+static void test_users_and_errors(void **state) {
     fx_t *f = *state;
     assert_int_equal(auth_store_revision(f->as), 1);
     assert_int_equal(user_add(f, "", HASH, 0), 3);
@@ -244,16 +224,16 @@ static void test_users_and_errors(void **state)
     authpb__user__free_unpacked(u, NULL);
     assert_null(auth_store_get_user(f->as, "bob"));
 
-    assert_int_equal(grant_role(f, "bob", "r1"), 9);       /* user not found */
-    assert_int_equal(grant_role(f, "alice", "r1"), 9);     /* role not found */
+    assert_int_equal(grant_role(f, "bob", "r1"), 9);   /* user not found */
+    assert_int_equal(grant_role(f, "alice", "r1"), 9); /* role not found */
     assert_int_equal(role_add(f, ""), 3);
     assert_int_equal(role_add(f, "r1"), 0);
     assert_int_equal(role_add(f, "r1"), 9);
     assert_int_equal(grant_role(f, "alice", "r1"), 0);
     uint64_t rev = auth_store_revision(f->as);
-    assert_int_equal(grant_role(f, "alice", "r1"), 0);     /* ignored, no bump */
+    assert_int_equal(grant_role(f, "alice", "r1"), 0); /* ignored, no bump */
     assert_int_equal(auth_store_revision(f->as), rev);
-    assert_int_equal(grant_role(f, "alice", "root"), 0);   /* root needs no role record */
+    assert_int_equal(grant_role(f, "alice", "root"), 0); /* root needs no role record */
     u = auth_store_get_user(f->as, "alice");
     assert_int_equal(u->n_roles, 2);
     assert_string_equal(u->roles[0], "r1");
@@ -303,8 +283,7 @@ static void test_users_and_errors(void **state)
     assert_int_equal(auth_store_code(AUTH_E_INVALID_AUTH_TOKEN), 16);
 }
 
-static void test_enable_rules(void **state)
-{
+static void test_enable_rules(void **state) {
     fx_t *f = *state;
     assert_int_equal(enable(f, 1), 9); /* root user does not exist */
     assert_int_equal(user_add(f, "root", HASH, 0), 0);
@@ -324,7 +303,7 @@ static void test_enable_rules(void **state)
     kv_result_clear(&res);
     assert_true(auth_store_enabled(f->as));
     assert_int_equal(auth_store_revision(f->as), rev); /* etcd 3.4: no bump on enable */
-    assert_int_equal(enable(f, 1), 0);                  /* already enabled: ignored */
+    assert_int_equal(enable(f, 1), 0);                 /* already enabled: ignored */
 
     /* root is protected while enabled */
     assert_int_equal(user_delete(f, "root"), 3);
@@ -359,8 +338,7 @@ static void test_enable_rules(void **state)
     assert_int_equal(user_delete(f, "root"), 0); /* allowed when disabled */
 }
 
-static void test_permissions(void **state)
-{
+static void test_permissions(void **state) {
     fx_t *f = *state;
     assert_int_equal(user_add(f, "root", HASH, 0), 0);
     assert_int_equal(grant_role(f, "root", "root"), 0);
@@ -386,12 +364,12 @@ static void test_permissions(void **state)
     assert_int_equal(can(f, "root", AUTH_PERM_WRITE, "anything", ""), AUTH_OK);
     assert_int_equal(can(f, "ghost", AUTH_PERM_READ, "k", NULL), AUTH_E_PERMISSION_DENIED);
     uint64_t rev = auth_store_revision(f->as);
-    assert_int_equal(auth_store_check_range(f->as, "writer", 0, AUTH_PERM_WRITE,
-                                            (const uint8_t *)"k", 1, NULL, 0),
-                     AUTH_E_USER_EMPTY);
-    assert_int_equal(auth_store_check_range(f->as, "writer", rev - 1, AUTH_PERM_WRITE,
-                                            (const uint8_t *)"k", 1, NULL, 0),
-                     AUTH_E_OLD_REVISION);
+    assert_int_equal(
+        auth_store_check_range(f->as, "writer", 0, AUTH_PERM_WRITE, (const uint8_t *)"k", 1, NULL, 0),
+        AUTH_E_USER_EMPTY);
+    assert_int_equal(
+        auth_store_check_range(f->as, "writer", rev - 1, AUTH_PERM_WRITE, (const uint8_t *)"k", 1, NULL, 0),
+        AUTH_E_OLD_REVISION);
     assert_true(auth_store_has_role(f->as, "reader", "ro"));
     assert_false(auth_store_has_role(f->as, "reader", "wo"));
 
@@ -406,7 +384,7 @@ static void test_permissions(void **state)
     authpb__role__free_unpacked(r, NULL);
     assert_int_equal(can(f, "writer", AUTH_PERM_READ, "k", NULL), AUTH_OK);
 
-    assert_int_equal(revoke_perm(f, "wo", "k", "z"), 9);   /* range end differs */
+    assert_int_equal(revoke_perm(f, "wo", "k", "z"), 9); /* range end differs */
     assert_int_equal(revoke_perm(f, "wo", "k", NULL), 0);
     assert_int_equal(can(f, "writer", AUTH_PERM_WRITE, "k", NULL), AUTH_E_PERMISSION_DENIED);
     assert_int_equal(revoke_perm(f, "ghost", "k", NULL), 9);
@@ -418,8 +396,7 @@ static void test_permissions(void **state)
     assert_int_equal(role_delete(f, "ro"), 9);
 }
 
-static void test_persistence_and_replay(void **state)
-{
+static void test_persistence_and_replay(void **state) {
     fx_t *f = *state;
     assert_int_equal(user_add(f, "root", HASH, 0), 0);
     assert_int_equal(grant_role(f, "root", "root"), 0);
@@ -460,8 +437,7 @@ static void test_persistence_and_replay(void **state)
     auth_store_free_names(names, n);
 }
 
-int main(void)
-{
+int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_users_and_errors, setup, teardown),
         cmocka_unit_test_setup_teardown(test_enable_rules, setup, teardown),

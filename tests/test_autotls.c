@@ -1,5 +1,5 @@
 /*
- * test_autotls.c: etcd-style --auto-tls (apiserver-shim/autotls.c). The
+ * test_autotls.c: etcd-style --auto-tls (apiserver-shim/transport/autotls.c). The
  * generated certificate is inspected with the openssl CLI (SANs, subject,
  * validity, key usages, self-signature, key/cert match), file modes, reuse of
  * an existing pair byte for byte, regeneration when one file is missing,
@@ -39,26 +39,22 @@ static char g_base[PATH_MAX];
 
 /* ---- helpers ---- */
 
-static void make_base(void)
-{
+static void make_base(void) {
     const char *root = getenv("KSHIM_TEST_TMP");
     char cmd[PATH_MAX + 32];
-    if (!root || !root[0])
-        root = "/tmp";
+    if (!root || !root[0]) root = "/tmp";
     snprintf(cmd, sizeof cmd, "mkdir -p '%s'", root);
     assert_int_equal(system(cmd), 0);
     snprintf(g_base, sizeof g_base, "%s/autotls-XXXXXX", root);
     assert_non_null(mkdtemp(g_base));
 }
 
-static int setup(void **state)
-{
+static int setup(void **state) {
     make_base();
     return 0;
 }
 
-static int teardown(void **state)
-{
+static int teardown(void **state) {
     char cmd[PATH_MAX + 16];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", g_base);
     return system(cmd) == 0 ? 0 : -1;
@@ -66,8 +62,7 @@ static int teardown(void **state)
 
 /* Runs cmd through the shell, captures stdout (and stderr if the command
  * redirects it) into out, returns the exit status. */
-static int run(const char *cmd, char *out, size_t outlen)
-{
+static int run(const char *cmd, char *out, size_t outlen) {
     FILE *p = popen(cmd, "r");
     assert_non_null(p);
     size_t n = fread(out, 1, outlen - 1, p);
@@ -77,8 +72,7 @@ static int run(const char *cmd, char *out, size_t outlen)
     return WEXITSTATUS(st);
 }
 
-static size_t read_file(const char *path, char *buf, size_t cap)
-{
+static size_t read_file(const char *path, char *buf, size_t cap) {
     FILE *f = fopen(path, "rb");
     assert_non_null(f);
     size_t n = fread(buf, 1, cap - 1, f);
@@ -87,17 +81,14 @@ static size_t read_file(const char *path, char *buf, size_t cap)
     return n;
 }
 
-static void ensure_ok(const char *dir, char *cert, char *key)
-{
+static void ensure_ok(const char *dir, char *cert, char *key) {
     char err[256] = "";
     int rc = autotls_ensure(dir, HOSTS, N_HOSTS, DAYS, cert, key, err, sizeof err);
-    if (rc != 0)
-        print_error("autotls_ensure: %s\n", err);
+    if (rc != 0) print_error("autotls_ensure: %s\n", err);
     assert_int_equal(rc, 0);
 }
 
-static void assert_key_matches_cert(const char *cert, const char *key)
-{
+static void assert_key_matches_cert(const char *cert, const char *key) {
     char cmd[3 * PATH_MAX], a[1024], b[1024];
     snprintf(cmd, sizeof cmd, "openssl pkey -in '%s' -pubout 2>&1", key);
     assert_int_equal(run(cmd, a, sizeof a), 0);
@@ -108,8 +99,7 @@ static void assert_key_matches_cert(const char *cert, const char *key)
 }
 
 /* "Nov 23 21:30:19 2026 GMT" -> time_t */
-static time_t parse_openssl_date(const char *s)
-{
+static time_t parse_openssl_date(const char *s) {
     struct tm tm;
     memset(&tm, 0, sizeof tm);
     const char *end = strptime(s, "%b %d %H:%M:%S %Y GMT", &tm);
@@ -119,8 +109,7 @@ static time_t parse_openssl_date(const char *s)
 
 /* ---- tests ---- */
 
-static void test_certificate_contents(void **state)
-{
+static void test_certificate_contents(void **state) {
     char dir[PATH_MAX + 32], cert[PATH_MAX], key[PATH_MAX], cmd[3 * PATH_MAX];
     static char text[16384];
     snprintf(dir, sizeof dir, "%s/data/fixtures/client", g_base);
@@ -183,8 +172,7 @@ static void test_certificate_contents(void **state)
     assert_int_equal(access(want, F_OK), -1);
 }
 
-static void test_second_call_reuses_files(void **state)
-{
+static void test_second_call_reuses_files(void **state) {
     char dir[PATH_MAX + 32], cert[PATH_MAX], key[PATH_MAX], err[256] = "";
     static char c1[8192], k1[2048], c2[8192], k2[2048];
     snprintf(dir, sizeof dir, "%s/reuse", g_base);
@@ -201,8 +189,7 @@ static void test_second_call_reuses_files(void **state)
     assert_memory_equal(k1, k2, kl);
 }
 
-static void test_missing_file_regenerates_both(void **state)
-{
+static void test_missing_file_regenerates_both(void **state) {
     char dir[PATH_MAX + 32], cert[PATH_MAX], key[PATH_MAX];
     static char c1[8192], k1[2048], c2[8192], k2[2048];
     snprintf(dir, sizeof dir, "%s/regen", g_base);
@@ -232,13 +219,11 @@ static void test_missing_file_regenerates_both(void **state)
     assert_key_matches_cert(cert, key);
 }
 
-static void test_bracketed_and_no_hosts(void **state)
-{
+static void test_bracketed_and_no_hosts(void **state) {
     char dir[PATH_MAX + 32], cert[PATH_MAX], key[PATH_MAX], err[256] = "";
     char cmd[2 * PATH_MAX];
     static char text[16384];
-    const char *hosts[] = {"[fd00::5]",      "",           "etcd-0.example",
-                           "10.0.0.1",       "[::2]:2380", "127.0.0.2:2379",
+    const char *hosts[] = {"[fd00::5]",    "", "etcd-0.example", "10.0.0.1", "[::2]:2380", "127.0.0.2:2379",
                            "node-1.x:2379"};
     snprintf(dir, sizeof dir, "%s/brackets", g_base);
     assert_int_equal(autotls_ensure(dir, hosts, 7, 1, cert, key, err, sizeof err), 0);
@@ -257,8 +242,7 @@ static void test_bracketed_and_no_hosts(void **state)
     assert_key_matches_cert(cert, key);
 }
 
-static void test_failures(void **state)
-{
+static void test_failures(void **state) {
     char path[PATH_MAX + 32], cert[PATH_MAX], key[PATH_MAX], err[256];
 
     /* A directory below a regular file cannot be created (even as root). */
@@ -283,8 +267,7 @@ static void test_failures(void **state)
         snprintf(path, sizeof path, "%s/readonly", g_base);
         assert_int_equal(mkdir(path, 0500), 0);
         err[0] = '\0';
-        assert_int_equal(
-            autotls_ensure(path, HOSTS, N_HOSTS, DAYS, cert, key, err, sizeof err), -1);
+        assert_int_equal(autotls_ensure(path, HOSTS, N_HOSTS, DAYS, cert, key, err, sizeof err), -1);
         assert_true(err[0] != '\0');
         chmod(path, 0700);
     }
@@ -307,19 +290,16 @@ static void test_failures(void **state)
     }
 }
 
-static void expect_host(const char *url, const char *want)
-{
+static void expect_host(const char *url, const char *want) {
     char out[256];
     memset(out, 'x', sizeof out);
     int rc = autotls_url_host(url, out, sizeof out);
-    if (rc != 0)
-        print_error("url %s\n", url);
+    if (rc != 0) print_error("url %s\n", url);
     assert_int_equal(rc, 0);
     assert_string_equal(out, want);
 }
 
-static void test_url_host(void **state)
-{
+static void test_url_host(void **state) {
     expect_host("https://127.0.0.1:2379", "127.0.0.1");
     expect_host("https://[::1]:2379", "::1");
     expect_host("https://localhost:2379", "localhost");
@@ -346,14 +326,11 @@ static void test_url_host(void **state)
 
 /* ---- wolfSSL ---- */
 
-static WOLFSSL_CTX *server_ctx(const char *cert, const char *key)
-{
+static WOLFSSL_CTX *server_ctx(const char *cert, const char *key) {
     WOLFSSL_CTX *ctx = wolfSSL_CTX_new(wolfSSLv23_server_method());
     assert_non_null(ctx);
-    assert_int_equal(wolfSSL_CTX_use_certificate_file(ctx, cert, WOLFSSL_FILETYPE_PEM),
-                     WOLFSSL_SUCCESS);
-    assert_int_equal(wolfSSL_CTX_use_PrivateKey_file(ctx, key, WOLFSSL_FILETYPE_PEM),
-                     WOLFSSL_SUCCESS);
+    assert_int_equal(wolfSSL_CTX_use_certificate_file(ctx, cert, WOLFSSL_FILETYPE_PEM), WOLFSSL_SUCCESS);
+    assert_int_equal(wolfSSL_CTX_use_PrivateKey_file(ctx, key, WOLFSSL_FILETYPE_PEM), WOLFSSL_SUCCESS);
     return ctx;
 }
 
@@ -363,20 +340,16 @@ typedef struct {
     int rc;
 } server_arg_t;
 
-static void *serve_one(void *p)
-{
+static void *serve_one(void *p) {
     server_arg_t *a = p;
     WOLFSSL *ssl = wolfSSL_new(a->ctx);
     a->rc = -1;
-    if (ssl && wolfSSL_set_fd(ssl, a->fd) == WOLFSSL_SUCCESS &&
-        wolfSSL_accept(ssl) == WOLFSSL_SUCCESS) {
+    if (ssl && wolfSSL_set_fd(ssl, a->fd) == WOLFSSL_SUCCESS && wolfSSL_accept(ssl) == WOLFSSL_SUCCESS) {
         char b[4];
-        if (wolfSSL_read(ssl, b, 4) == 4 && memcmp(b, "ping", 4) == 0 &&
-            wolfSSL_write(ssl, "pong", 4) == 4)
+        if (wolfSSL_read(ssl, b, 4) == 4 && memcmp(b, "ping", 4) == 0 && wolfSSL_write(ssl, "pong", 4) == 4)
             a->rc = 0;
     }
-    if (ssl)
-        wolfSSL_free(ssl);
+    if (ssl) wolfSSL_free(ssl);
     close(a->fd);
     wc_ecc_fp_free(); /* this thread's ECC fixed-point cache (FP_ECC) */
     return NULL;
@@ -384,8 +357,7 @@ static void *serve_one(void *p)
 
 /* Client trusting only cert.pem connects to a server using the pair; with
  * server_name set, the name must be in the SANs. Returns 0 on success. */
-static int handshake(WOLFSSL_CTX *sctx, const char *cert, const char *server_name)
-{
+static int handshake(WOLFSSL_CTX *sctx, const char *cert, const char *server_name) {
     int sv[2];
     assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
     server_arg_t a = {.ctx = sctx, .fd = sv[0], .rc = -1};
@@ -399,13 +371,11 @@ static int handshake(WOLFSSL_CTX *sctx, const char *cert, const char *server_nam
     WOLFSSL *ssl = wolfSSL_new(cctx);
     assert_non_null(ssl);
     assert_int_equal(wolfSSL_set_fd(ssl, sv[1]), WOLFSSL_SUCCESS);
-    if (server_name)
-        assert_int_equal(wolfSSL_check_domain_name(ssl, server_name), WOLFSSL_SUCCESS);
+    if (server_name) assert_int_equal(wolfSSL_check_domain_name(ssl, server_name), WOLFSSL_SUCCESS);
     int rc = -1;
     if (wolfSSL_connect(ssl) == WOLFSSL_SUCCESS) {
         char b[4];
-        if (wolfSSL_write(ssl, "ping", 4) == 4 && wolfSSL_read(ssl, b, 4) == 4 &&
-            memcmp(b, "pong", 4) == 0)
+        if (wolfSSL_write(ssl, "ping", 4) == 4 && wolfSSL_read(ssl, b, 4) == 4 && memcmp(b, "pong", 4) == 0)
             rc = 0;
     }
     wolfSSL_free(ssl);
@@ -415,8 +385,7 @@ static int handshake(WOLFSSL_CTX *sctx, const char *cert, const char *server_nam
     return rc == 0 && a.rc == 0 ? 0 : -1;
 }
 
-static void test_wolfssl_loads_and_serves(void **state)
-{
+static void test_wolfssl_loads_and_serves(void **state) {
     char dir[PATH_MAX + 32], cert[PATH_MAX], key[PATH_MAX];
     char dir2[PATH_MAX + 32], cert2[PATH_MAX], key2[PATH_MAX];
     snprintf(dir, sizeof dir, "%s/wolf", g_base);
@@ -444,8 +413,7 @@ static void test_wolfssl_loads_and_serves(void **state)
     wolfSSL_Cleanup();
 }
 
-int main(void)
-{
+int main(void) {
     signal(SIGPIPE, SIG_IGN);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_certificate_contents),

@@ -69,8 +69,8 @@ static void test_parse_endpoint(void **state) {
 static void test_parse_endpoint_errors(void **state) {
     gc_endpoint_t ep;
     char err[128];
-    const char *bad[] = {"", "localhost", "host:0", "host:70000", "host:12x",
-                         "unix:///tmp/s", "::1:2379", "[::1]2379", ":2379"};
+    const char *bad[] = {"",         "localhost", "host:0", "host:70000", "host:12x", "unix:///tmp/s",
+                         "::1:2379", "[::1]2379", ":2379"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         err[0] = 0;
         assert_int_equal(gc_parse_endpoint(bad[i], &ep, err, sizeof err), -1);
@@ -134,8 +134,9 @@ static void test_flags_anywhere(void **state) {
     topts_t o;
     ctl_parsed_t p;
     char err[128];
-    assert_int_equal(tparse(&o, &p, err, 9, "get", "--prefix", "k", "-w", "json",
-                            "--endpoints=a:1,b:2", "--limit", "7"), 0);
+    assert_int_equal(
+        tparse(&o, &p, err, 9, "get", "--prefix", "k", "-w", "json", "--endpoints=a:1,b:2", "--limit", "7"),
+        0);
     assert_int_equal(p.npos, 2);
     assert_string_equal(p.pos[0], "get");
     assert_string_equal(p.pos[1], "k");
@@ -145,8 +146,8 @@ static void test_flags_anywhere(void **state) {
     assert_int_equal(o.limit, 7);
     assert_true(p.seen & (1u << 3));
     assert_false(p.seen & (1u << 2));
-    assert_int_equal(tparse(&o, &p, err, 6, "--dial-timeout", "1m30s", "--prefix=false",
-                            "--", "--not-a-flag"), 0);
+    assert_int_equal(
+        tparse(&o, &p, err, 6, "--dial-timeout", "1m30s", "--prefix=false", "--", "--not-a-flag"), 0);
     assert_int_equal(o.timeout_ms, 90000);
     assert_int_equal(o.prefix, 0);
     assert_int_equal(p.npos, 1);
@@ -190,9 +191,11 @@ static void test_flag_allowed_and_durations(void **state) {
 /* ---------- Go renderings ---------- */
 
 static void test_human_bytes(void **state) {
-    struct { uint64_t n; const char *s; } cases[] = {
-        {0, "0 B"}, {9, "9 B"}, {999, "999 B"}, {1000, "1.0 kB"}, {16384, "16 kB"},
-        {20480, "20 kB"}, {1500000, "1.5 MB"}, {2147483648u, "2.1 GB"}};
+    struct {
+        uint64_t n;
+        const char *s;
+    } cases[] = {{0, "0 B"},       {9, "9 B"},       {999, "999 B"},      {1000, "1.0 kB"},
+                 {16384, "16 kB"}, {20480, "20 kB"}, {1500000, "1.5 MB"}, {2147483648u, "2.1 GB"}};
     char b[32];
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         cf_human_bytes(cases[i].n, b, sizeof b);
@@ -201,10 +204,18 @@ static void test_human_bytes(void **state) {
 }
 
 static void test_go_duration(void **state) {
-    struct { int64_t ns; const char *s; } cases[] = {
-        {0, "0s"}, {500, "500ns"}, {985541, "985.541\xc2\xb5s"}, {1491820, "1.49182ms"},
-        {2000000, "2ms"}, {1500000000, "1.5s"}, {90000000000LL, "1m30s"},
-        {3661000000000LL, "1h1m1s"}, {-1500, "-1.5\xc2\xb5s"}};
+    struct {
+        int64_t ns;
+        const char *s;
+    } cases[] = {{0, "0s"},
+                 {500, "500ns"},
+                 {985541, "985.541\xc2\xb5s"},
+                 {1491820, "1.49182ms"},
+                 {2000000, "2ms"},
+                 {1500000000, "1.5s"},
+                 {90000000000LL, "1m30s"},
+                 {3661000000000LL, "1h1m1s"},
+                 {-1500, "-1.5\xc2\xb5s"}};
     char b[64];
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         cf_go_duration(cases[i].ns, b, sizeof b);
@@ -256,22 +267,28 @@ static void test_status_formats(void **state) {
     cap_open(&c);
     cf_print_status(c.f, CF_SIMPLE, &e, 1);
     assert_string_equal(cap_text(&c),
-        "127.0.0.1:23800, bdae9bbc11dd390d, 3.4.23, 20 kB, true, false, 2, 6, 6, \n");
+                        "127.0.0.1:23800, bdae9bbc11dd390d, 3.4.23, 20 kB, true, false, 2, 6, 6, \n");
     cap_free(&c);
 
     cap_open(&c);
     cf_print_status(c.f, CF_TABLE, &e, 1);
     assert_string_equal(cap_text(&c),
-        "+-----------------+------------------+---------+---------+-----------+------------+-----------+------------+--------------------+--------+\n"
-        "|    ENDPOINT     |        ID        | VERSION | DB SIZE | IS LEADER | IS LEARNER | RAFT TERM | RAFT INDEX | RAFT APPLIED INDEX | ERRORS |\n"
-        "+-----------------+------------------+---------+---------+-----------+------------+-----------+------------+--------------------+--------+\n"
-        "| 127.0.0.1:23800 | bdae9bbc11dd390d |  3.4.23 |   20 kB |      true |      false |         2 |          6 |                  6 |        |\n"
-        "+-----------------+------------------+---------+---------+-----------+------------+-----------+------------+--------------------+--------+\n");
+                        "+-----------------+------------------+---------+---------+-----------+------------+-"
+                        "----------+------------+--------------------+--------+\n"
+                        "|    ENDPOINT     |        ID        | VERSION | DB SIZE | IS LEADER | IS LEARNER | "
+                        "RAFT TERM | RAFT INDEX | RAFT APPLIED INDEX | ERRORS |\n"
+                        "+-----------------+------------------+---------+---------+-----------+------------+-"
+                        "----------+------------+--------------------+--------+\n"
+                        "| 127.0.0.1:23800 | bdae9bbc11dd390d |  3.4.23 |   20 kB |      true |      false | "
+                        "        2 |          6 |                  6 |        |\n"
+                        "+-----------------+------------------+---------+---------+-----------+------------+-"
+                        "----------+------------+--------------------+--------+\n");
     cap_free(&c);
 
     cap_open(&c);
     cf_print_status(c.f, CF_JSON, &e, 1);
-    assert_string_equal(cap_text(&c),
+    assert_string_equal(
+        cap_text(&c),
         "[{\"Endpoint\":\"127.0.0.1:23800\",\"Status\":{\"header\":{\"cluster_id\":15118495548433857066,"
         "\"member_id\":13668033151171901709,\"revision\":3,\"raft_term\":2},\"version\":\"3.4.23\","
         "\"dbSize\":20480,\"leader\":13668033151171901709,\"raftIndex\":6,\"raftTerm\":2,"
@@ -285,7 +302,8 @@ static void test_status_formats(void **state) {
     s.n_errors = 2;
     cap_open(&c);
     cf_print_status(c.f, CF_SIMPLE, &e, 1);
-    assert_string_equal(cap_text(&c),
+    assert_string_equal(
+        cap_text(&c),
         "127.0.0.1:23800, bdae9bbc11dd390d, 3.4.23, 20 kB, false, false, 2, 6, 6, NOSPACE, CORRUPT\n");
     cap_free(&c);
 }
@@ -323,7 +341,8 @@ static void test_range_formats(void **state) {
 
     cap_open(&c);
     cf_print_range(c.f, CF_JSON, &r, 0, 0);
-    assert_string_equal(cap_text(&c),
+    assert_string_equal(
+        cap_text(&c),
         "{\"header\":{\"cluster_id\":1,\"revision\":3},\"kvs\":[{\"key\":\"Zm9v\",\"create_revision\":2,"
         "\"mod_revision\":2,\"version\":1,\"value\":\"YmFy\"},{\"key\":\"Zm9vMg==\",\"create_revision\":3,"
         "\"mod_revision\":3,\"version\":1,\"lease\":255}],\"count\":2}\n");
@@ -332,12 +351,12 @@ static void test_range_formats(void **state) {
     cap_open(&c);
     cf_print_range(c.f, CF_TABLE, &r, 0, 0);
     assert_string_equal(cap_text(&c),
-        "+------+-------+-----------------+--------------+---------+-------+\n"
-        "| KEY  | VALUE | CREATE REVISION | MOD REVISION | VERSION | LEASE |\n"
-        "+------+-------+-----------------+--------------+---------+-------+\n"
-        "|  foo |   bar |               2 |            2 |       1 |     0 |\n"
-        "| foo2 |       |               3 |            3 |       1 |    ff |\n"
-        "+------+-------+-----------------+--------------+---------+-------+\n");
+                        "+------+-------+-----------------+--------------+---------+-------+\n"
+                        "| KEY  | VALUE | CREATE REVISION | MOD REVISION | VERSION | LEASE |\n"
+                        "+------+-------+-----------------+--------------+---------+-------+\n"
+                        "|  foo |   bar |               2 |            2 |       1 |     0 |\n"
+                        "| foo2 |       |               3 |            3 |       1 |    ff |\n"
+                        "+------+-------+-----------------+--------------+---------+-------+\n");
     cap_free(&c);
 
     /* count-only: the server sends no kvs; simple prints the count. */
@@ -386,12 +405,14 @@ static void test_members_health_and_small_outputs(void **state) {
     cap_open(&c);
     cf_print_members(c.f, CF_SIMPLE, &r);
     assert_string_equal(cap_text(&c),
-        "bdae9bbc11dd390d, started, t, http://127.0.0.1:23801,http://10.0.0.1:2380, http://127.0.0.1:23800, false\n"
-        "10, unstarted, , http://127.0.0.1:23801, , true\n");
+                        "bdae9bbc11dd390d, started, t, http://127.0.0.1:23801,http://10.0.0.1:2380, "
+                        "http://127.0.0.1:23800, false\n"
+                        "10, unstarted, , http://127.0.0.1:23801, , true\n");
     cap_free(&c);
     cap_open(&c);
     cf_print_members(c.f, CF_JSON, &r);
-    assert_string_equal(cap_text(&c),
+    assert_string_equal(
+        cap_text(&c),
         "{\"members\":[{\"ID\":13668033151171901709,\"name\":\"t\",\"peerURLs\":[\"http://127.0.0.1:23801\","
         "\"http://10.0.0.1:2380\"],\"clientURLs\":[\"http://127.0.0.1:23800\"]},{\"ID\":16,"
         "\"peerURLs\":[\"http://127.0.0.1:23801\"],\"isLearner\":true}]}\n");
@@ -402,14 +423,15 @@ static void test_members_health_and_small_outputs(void **state) {
     cap_open(&e);
     cf_print_health(c.f, e.f, CF_SIMPLE, hs, 2);
     assert_string_equal(cap_text(&c), "a:1 is healthy: successfully committed proposal: took = 1.49182ms\n");
-    assert_string_equal(cap_text(&e), "b:2 is unhealthy: failed to commit proposal: context deadline exceeded\n");
+    assert_string_equal(cap_text(&e),
+                        "b:2 is unhealthy: failed to commit proposal: context deadline exceeded\n");
     cap_free(&c);
     cap_free(&e);
     cap_open(&c);
     cf_print_health(c.f, stderr, CF_JSON, hs, 2);
-    assert_string_equal(cap_text(&c),
-        "[{\"endpoint\":\"a:1\",\"health\":true,\"took\":\"1.49182ms\"},{\"endpoint\":\"b:2\","
-        "\"health\":false,\"took\":\"2s\",\"error\":\"context deadline exceeded\"}]\n");
+    assert_string_equal(
+        cap_text(&c), "[{\"endpoint\":\"a:1\",\"health\":true,\"took\":\"1.49182ms\"},{\"endpoint\":\"b:2\","
+                      "\"health\":false,\"took\":\"2s\",\"error\":\"context deadline exceeded\"}]\n");
     cap_free(&c);
 
     Etcdserverpb__PutResponse pr;
@@ -486,8 +508,8 @@ static void test_silent_server_times_out(void **state) {
     uint8_t *resp = (uint8_t *)"x";
     size_t rlen = 7;
     gc_status_t st;
-    assert_int_equal(gc_unary(c, "/etcdserverpb.KV/Range", (const uint8_t *)"", 0, &resp, &rlen,
-                              &st, 200), -1);
+    assert_int_equal(gc_unary(c, "/etcdserverpb.KV/Range", (const uint8_t *)"", 0, &resp, &rlen, &st, 200),
+                     -1);
     assert_int_equal(st.code, GC_DEADLINE_EXCEEDED);
     assert_null(resp);
     assert_int_equal(rlen, 0);

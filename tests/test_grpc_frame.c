@@ -47,11 +47,11 @@ static void test_timeout_parse(void **state) {
     assert_int_equal(grpc_parse_timeout_ms("5S"), 5000);
     assert_int_equal(grpc_parse_timeout_ms("2M"), 120000);
     assert_int_equal(grpc_parse_timeout_ms("1H"), 3600000);
-    assert_int_equal(grpc_parse_timeout_ms("1500u"), 2);       /* rounds up */
+    assert_int_equal(grpc_parse_timeout_ms("1500u"), 2); /* rounds up */
     assert_int_equal(grpc_parse_timeout_ms("1n"), 1);
     assert_int_equal(grpc_parse_timeout_ms("0m"), 0);
     assert_int_equal(grpc_parse_timeout_ms("99999999H"), 99999999LL * 3600000);
-    assert_int_equal(grpc_parse_timeout_ms("999999999m"), -1);  /* 9 digits */
+    assert_int_equal(grpc_parse_timeout_ms("999999999m"), -1); /* 9 digits */
     assert_int_equal(grpc_parse_timeout_ms("m"), -1);
     assert_int_equal(grpc_parse_timeout_ms("10"), -1);
     assert_int_equal(grpc_parse_timeout_ms("10x"), -1);
@@ -143,9 +143,9 @@ static void test_partial_and_compressed_flag(void **state) {
     grpc_msg_reader_init(&r, 1000);
     collected_t *c = calloc(1, sizeof(*c));
     assert_int_equal(grpc_msg_reader_feed(&r, s, 3, collect, c), GRPC_READ_OK);
-    assert_true(grpc_msg_reader_partial(&r));  /* inside a prefix */
+    assert_true(grpc_msg_reader_partial(&r)); /* inside a prefix */
     assert_int_equal(grpc_msg_reader_feed(&r, s + 3, 100, collect, c), GRPC_READ_OK);
-    assert_true(grpc_msg_reader_partial(&r));  /* inside a body */
+    assert_true(grpc_msg_reader_partial(&r)); /* inside a body */
     assert_int_equal(c->n, 1);
     grpc_msg_reader_free(&r);
 
@@ -175,7 +175,7 @@ static void test_oversized(void **state) {
     grpc_frame_prefix(ok, 100);
     memset(ok + 5, 'x', 100);
     assert_int_equal(grpc_msg_reader_feed(&r, ok, sizeof(ok), collect, c), GRPC_READ_OK);
-    assert_int_equal(c->n, 1);  /* exactly the limit is fine */
+    assert_int_equal(c->n, 1); /* exactly the limit is fine */
     uint8_t big[5];
     grpc_frame_prefix(big, 101);
     /* Detected from the prefix alone, split over two feeds, before any body. */

@@ -42,7 +42,7 @@
 static atomic_int g_cancels;
 static atomic_int g_later_send_rc = 99;
 static atomic_int g_half_closes;
-static atomic_int g_server_errors;  /* checks on the loop thread (no cmocka there) */
+static atomic_int g_server_errors; /* checks on the loop thread (no cmocka there) */
 
 static void server_check(int ok) {
     if (!ok) g_server_errors++;
@@ -51,12 +51,12 @@ static void server_check(int ok) {
 static void echo_message(grpc_call_t *call, const uint8_t *msg, size_t len, void *ctx) {
     server_check(grpc_call_send(call, msg, len) == 0);
     grpc_call_finish(call, GRPC_OK, NULL);
-    server_check(grpc_call_send(call, msg, len) == -1);  /* finished */
+    server_check(grpc_call_send(call, msg, len) == -1); /* finished */
 }
 
 static void fail_message(grpc_call_t *call, const uint8_t *msg, size_t len, void *ctx) {
     grpc_call_finish(call, GRPC_INVALID_ARGUMENT, "bad 100% \xe2\x98\x83\n");
-    grpc_call_finish(call, GRPC_OK, NULL);  /* idempotent: first status wins */
+    grpc_call_finish(call, GRPC_OK, NULL); /* idempotent: first status wins */
 }
 
 static atomic_int g_bidi_msgs;
@@ -75,8 +75,8 @@ static void peer_message(grpc_call_t *call, const uint8_t *msg, size_t len, void
     char out[512];
     const char *cn = grpc_call_peer_cn(call);
     const char *x = grpc_call_metadata(call, "x-test");
-    int n = snprintf(out, sizeof(out), "cn=%s;x=%s;deadline=%d;path=%s", cn ? cn : "-",
-                     x ? x : "-", grpc_call_deadline_ms(call) != 0, grpc_call_path(call));
+    int n = snprintf(out, sizeof(out), "cn=%s;x=%s;deadline=%d;path=%s", cn ? cn : "-", x ? x : "-",
+                     grpc_call_deadline_ms(call) != 0, grpc_call_path(call));
     grpc_call_send(call, (const uint8_t *)out, (size_t)n);
     grpc_call_finish(call, GRPC_OK, NULL);
 }
@@ -181,19 +181,21 @@ static void reader_message(grpc_call_t *call, const uint8_t *msg, size_t len, vo
 
 static void reader_cancel(grpc_call_t *call, void *ctx) { g_reader_cancels++; }
 
-static const grpc_method_t m_reader = {.path = "/test.Echo/Reader", .on_message = reader_message,
-                                       .on_cancel = reader_cancel};
+static const grpc_method_t m_reader = {
+    .path = "/test.Echo/Reader", .on_message = reader_message, .on_cancel = reader_cancel};
 
 static const grpc_method_t m_unary = {.path = "/test.Echo/Unary", .on_message = echo_message};
 static const grpc_method_t m_fail = {.path = "/test.Echo/Fail", .on_message = fail_message};
-static const grpc_method_t m_bidi = {.path = "/test.Echo/Bidi", .client_streaming = 1,
-                                     .server_streaming = 1, .on_message = bidi_message,
+static const grpc_method_t m_bidi = {.path = "/test.Echo/Bidi",
+                                     .client_streaming = 1,
+                                     .server_streaming = 1,
+                                     .on_message = bidi_message,
                                      .on_half_close = bidi_half_close};
 static const grpc_method_t m_peer = {.path = "/test.Echo/Peer", .on_message = peer_message};
-static const grpc_method_t m_slow = {.path = "/test.Echo/Slow", .on_message = slow_message,
-                                     .on_cancel = count_cancel};
-static const grpc_method_t m_slow2 = {.path = "/test.Echo/SlowOwnTimeout",
-                                      .on_message = slow_message, .on_cancel = timeout_cancel};
+static const grpc_method_t m_slow = {
+    .path = "/test.Echo/Slow", .on_message = slow_message, .on_cancel = count_cancel};
+static const grpc_method_t m_slow2 = {
+    .path = "/test.Echo/SlowOwnTimeout", .on_message = slow_message, .on_cancel = timeout_cancel};
 static const grpc_method_t m_big = {.path = "/test.Echo/Big", .on_message = big_message};
 static const grpc_method_t m_later = {.path = "/test.Echo/Later", .on_message = later_message};
 
@@ -238,7 +240,8 @@ static int make_certs(const char *d) {
         "openssl req -new -key client.key -subj /CN=alice -out client.csr && "
         "printf 'extendedKeyUsage=clientAuth\\n' > client.ext && "
         "openssl x509 -req -in client.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 2 "
-        "  -extfile client.ext -out client.crt 2>/dev/null", d);
+        "  -extfile client.ext -out client.crt 2>/dev/null",
+        d);
 }
 
 static int setup(void **state) {
@@ -248,20 +251,20 @@ static int setup(void **state) {
     F.loop = loop_new();
     grpc_server_config_t cfg = {.max_request_bytes = MAX_REQ, .max_concurrent_streams = 100};
     F.srv = grpc_server_new(F.loop, &cfg);
-    const grpc_method_t *ms[] = {&m_unary, &m_fail, &m_bidi, &m_peer, &m_slow, &m_later, &m_slow2, &m_big,
-                                 &m_reader};
+    const grpc_method_t *ms[] = {&m_unary, &m_fail,  &m_bidi, &m_peer,  &m_slow,
+                                 &m_later, &m_slow2, &m_big,  &m_reader};
     g_readers = readers_new(F.loop, &(readers_config_t){.threads = 2});
     if (!g_readers) return -1;
     for (size_t i = 0; i < 9; i++)
         if (grpc_server_register(F.srv, ms[i]) != 0) return -1;
-    if (grpc_server_register(F.srv, &m_unary) == 0) return -1;  /* duplicate refused */
+    if (grpc_server_register(F.srv, &m_unary) == 0) return -1; /* duplicate refused */
     char err[256], cert[300], key[300], ca[300];
     snprintf(cert, sizeof(cert), "%s/server.crt", F.dir);
     snprintf(key, sizeof(key), "%s/server.key", F.dir);
     snprintf(ca, sizeof(ca), "%s/ca.crt", F.dir);
     grpc_tls_config_t tls = {.cert_file = cert, .key_file = key};
-    grpc_tls_config_t mtls = {.cert_file = cert, .key_file = key, .trusted_ca_file = ca,
-                              .client_cert_auth = 1};
+    grpc_tls_config_t mtls = {
+        .cert_file = cert, .key_file = key, .trusted_ca_file = ca, .client_cert_auth = 1};
     if (grpc_server_listen(F.srv, "http://127.0.0.1:0", NULL, err, sizeof(err)) != 0 ||
         grpc_server_listen(F.srv, "https://127.0.0.1:0", &tls, err, sizeof(err)) != 0 ||
         grpc_server_listen(F.srv, "https://127.0.0.1:0", &mtls, err, sizeof(err)) != 0) {
@@ -291,7 +294,7 @@ static int teardown(void **state) {
     readers_free(g_readers); /* before the calls go: completions hold them */
     grpc_server_free(F.srv);
     loop_free(F.loop);
-    wolfSSL_Cleanup();  /* also this thread's ECC cache (the client side) */
+    wolfSSL_Cleanup(); /* also this thread's ECC cache (the client side) */
     run_cmd("rm -rf %s", F.dir);
     if (g_server_errors) fprintf(stderr, "server-side checks failed: %d\n", (int)g_server_errors);
     return g_server_errors ? -1 : 0;
@@ -302,13 +305,13 @@ static int teardown(void **state) {
 typedef struct stream {
     int32_t id;
     int header_frames;
-    int first_headers_ended;     /* Trailers-Only */
+    int first_headers_ended; /* Trailers-Only */
     char status[8], ctype[64], grpc_status[8], grpc_message[512];
     uint8_t *data;
     size_t data_len, data_cap;
     int closed;
     uint32_t close_code;
-    uint8_t *out;                /* request bytes to send */
+    uint8_t *out; /* request bytes to send */
     size_t out_len, out_off, out_cap;
     int out_eof;
     int deferred;
@@ -373,14 +376,12 @@ static int cl_on_frame(nghttp2_session *s, const nghttp2_frame *f, void *u) {
     if (f->hd.type == NGHTTP2_GOAWAY) c->goaway = 1;
     stream_t *st = find_stream(c, f->hd.stream_id);
     if (st && f->hd.type == NGHTTP2_HEADERS) {
-        if (st->header_frames++ == 0 && (f->hd.flags & NGHTTP2_FLAG_END_STREAM))
-            st->first_headers_ended = 1;
+        if (st->header_frames++ == 0 && (f->hd.flags & NGHTTP2_FLAG_END_STREAM)) st->first_headers_ended = 1;
     }
     return 0;
 }
 
-static int cl_on_data(nghttp2_session *s, uint8_t flags, int32_t id, const uint8_t *d, size_t len,
-                      void *u) {
+static int cl_on_data(nghttp2_session *s, uint8_t flags, int32_t id, const uint8_t *d, size_t len, void *u) {
     stream_t *st = find_stream(u, id);
     if (st) buf_add(&st->data, &st->data_len, &st->data_cap, d, len);
     return 0;
@@ -395,15 +396,16 @@ static int cl_on_close(nghttp2_session *s, int32_t id, uint32_t code, void *u) {
     return 0;
 }
 
-static ssize_t cl_data_read(nghttp2_session *s, int32_t id, uint8_t *buf, size_t len,
-                            uint32_t *flags, nghttp2_data_source *src, void *u) {
+static ssize_t cl_data_read(nghttp2_session *s, int32_t id, uint8_t *buf, size_t len, uint32_t *flags,
+                            nghttp2_data_source *src, void *u) {
     stream_t *st = src->ptr;
     size_t n = st->out_len - st->out_off;
     if (n > len) n = len;
     if (n) memcpy(buf, st->out + st->out_off, n);
     st->out_off += n;
     if (st->out_off == st->out_len) {
-        if (st->out_eof) *flags |= NGHTTP2_DATA_FLAG_EOF;
+        if (st->out_eof)
+            *flags |= NGHTTP2_DATA_FLAG_EOF;
         else if (n == 0) {
             st->deferred = 1;
             return NGHTTP2_ERR_DEFERRED;
@@ -425,7 +427,7 @@ static int tcp_connect(int port) {
 }
 
 typedef struct tls_opts {
-    const char *alpn;            /* NULL: send no ALPN */
+    const char *alpn; /* NULL: send no ALPN */
     int client_cert;
 } tls_opts_t;
 
@@ -437,22 +439,24 @@ static int client_tls(client_t *c, const tls_opts_t *o) {
     assert_int_equal(wolfSSL_CTX_load_verify_locations(c->ctx, path, NULL), WOLFSSL_SUCCESS);
     if (o->client_cert) {
         snprintf(path, sizeof(path), "%s/client.crt", F.dir);
-        assert_int_equal(wolfSSL_CTX_use_certificate_file(c->ctx, path, WOLFSSL_FILETYPE_PEM), WOLFSSL_SUCCESS);
+        assert_int_equal(wolfSSL_CTX_use_certificate_file(c->ctx, path, WOLFSSL_FILETYPE_PEM),
+                         WOLFSSL_SUCCESS);
         snprintf(path, sizeof(path), "%s/client.key", F.dir);
-        assert_int_equal(wolfSSL_CTX_use_PrivateKey_file(c->ctx, path, WOLFSSL_FILETYPE_PEM), WOLFSSL_SUCCESS);
+        assert_int_equal(wolfSSL_CTX_use_PrivateKey_file(c->ctx, path, WOLFSSL_FILETYPE_PEM),
+                         WOLFSSL_SUCCESS);
     }
     c->ssl = wolfSSL_new(c->ctx);
     wolfSSL_set_fd(c->ssl, c->fd);
-    if (o->alpn) wolfSSL_UseALPN(c->ssl, (char *)o->alpn, (unsigned)strlen(o->alpn),
-                                 WOLFSSL_ALPN_FAILED_ON_MISMATCH);
+    if (o->alpn)
+        wolfSSL_UseALPN(c->ssl, (char *)o->alpn, (unsigned)strlen(o->alpn), WOLFSSL_ALPN_FAILED_ON_MISMATCH);
     for (int i = 0; i < 500; i++) {
         int r = wolfSSL_connect(c->ssl);
         if (r == WOLFSSL_SUCCESS) {
             if (o->alpn) {
                 char *proto = NULL;
                 unsigned short plen = 0;
-                if (wolfSSL_ALPN_GetProtocol(c->ssl, &proto, &plen) != WOLFSSL_SUCCESS ||
-                    plen != 2 || memcmp(proto, "h2", 2) != 0)
+                if (wolfSSL_ALPN_GetProtocol(c->ssl, &proto, &plen) != WOLFSSL_SUCCESS || plen != 2 ||
+                    memcmp(proto, "h2", 2) != 0)
                     return -1;
             }
             return 0;
@@ -512,7 +516,8 @@ static void client_pump(client_t *c) {
     ssize_t n;
     if (c->ssl) {
         int r = wolfSSL_read(c->ssl, buf, sizeof(buf));
-        if (r > 0) n = r;
+        if (r > 0)
+            n = r;
         else {
             int e = wolfSSL_get_error(c->ssl, r);
             n = (e == WOLFSSL_ERROR_WANT_READ || e == WOLFSSL_ERROR_WANT_WRITE) ? -1 : 0;
@@ -591,13 +596,14 @@ static stream_t *unary(client_t *c, const char *path, const void *msg, size_t n)
 static void assert_echo_ok(stream_t *st, const void *msg, size_t n) {
     assert_string_equal(st->status, "200");
     assert_string_equal(st->ctype, "application/grpc");
-    assert_int_equal(st->header_frames, 2);      /* headers + trailers */
+    assert_int_equal(st->header_frames, 2); /* headers + trailers */
     assert_false(st->first_headers_ended);
     assert_string_equal(st->grpc_status, "0");
     assert_int_equal(st->data_len, n + 5);
     assert_int_equal(st->data[0], 0);
-    assert_int_equal((uint32_t)st->data[1] << 24 | (uint32_t)st->data[2] << 16 |
-                         (uint32_t)st->data[3] << 8 | st->data[4], n);
+    assert_int_equal((uint32_t)st->data[1] << 24 | (uint32_t)st->data[2] << 16 | (uint32_t)st->data[3] << 8 |
+                         st->data[4],
+                     n);
     assert_memory_equal(st->data + 5, msg, n);
     assert_int_equal(st->close_code, 0);
 }
@@ -608,7 +614,7 @@ static void test_unary_echo_h2c(void **state) {
     client_t *c = client_connect(F.port_h2c, NULL, NULL);
     stream_t *st = unary(c, "/test.Echo/Unary", "hello", 5);
     assert_echo_ok(st, "hello", 5);
-    st = unary(c, "/test.Echo/Unary", "", 0);  /* empty message */
+    st = unary(c, "/test.Echo/Unary", "", 0); /* empty message */
     assert_echo_ok(st, "", 0);
     client_free(c);
 }
@@ -685,9 +691,9 @@ static void test_truncated_message(void **state) {
     uint8_t pfx[5];
     grpc_frame_prefix(pfx, 10);
     stream_write(c, st, pfx, 5, 0);
-    stream_write(c, st, "abc", 3, 1);  /* 3 of 10 bytes, then END_STREAM */
+    stream_write(c, st, "abc", 3, 1); /* 3 of 10 bytes, then END_STREAM */
     assert_true(pump_until_closed(c, st, 5000));
-    assert_string_equal(st->grpc_status, "2");  /* etcd 3.4: Unknown */
+    assert_string_equal(st->grpc_status, "2"); /* etcd 3.4: Unknown */
     assert_string_equal(st->grpc_message, "unexpected EOF");
     /* A prefix cut short too. */
     st = start_call(c, "/test.Echo/Unary", NULL, NULL);
@@ -711,12 +717,12 @@ static void test_oversized_message(void **state) {
     uint8_t pfx[5];
     grpc_frame_prefix(pfx, RECV_LIMIT + 1);
     stream_write(c, st, pfx, 5, 0);
-    stream_write(c, st, "zzzz", 4, 0);  /* never finishes: the prefix is enough */
+    stream_write(c, st, "zzzz", 4, 0); /* never finishes: the prefix is enough */
     assert_true(pump_until_closed(c, st, 5000));
     assert_string_equal(st->grpc_status, "8");
     char want[128];
-    snprintf(want, sizeof(want), "grpc: received message larger than max (%d vs. %d)",
-             RECV_LIMIT + 1, RECV_LIMIT);
+    snprintf(want, sizeof(want), "grpc: received message larger than max (%d vs. %d)", RECV_LIMIT + 1,
+             RECV_LIMIT);
     assert_string_equal(st->grpc_message, want);
     /* The server ended the stream while we were still sending: RST NO_ERROR
      * may follow the trailers; the connection stays usable. */
@@ -794,7 +800,7 @@ static void test_bidi_many_messages(void **state) {
 /* Big volume both ways on one stream while the client does not read: flow
  * control stalls the sender; once the client reads everything arrives. */
 static void test_bidi_volume_stall(void **state) {
-    enum { MSG = 64 * 1024, COUNT = 128 };  /* 8 MiB each way */
+    enum { MSG = 64 * 1024, COUNT = 128 }; /* 8 MiB each way */
     client_t *c = client_connect(F.port_h2c, NULL, NULL);
     struct timeval tv = {0, 20000};
     setsockopt(c->fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
@@ -846,9 +852,9 @@ static void test_backpressure_stops_reading(void **state) {
     nghttp2_settings_entry iv[] = {{NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, 0x7fffffff}};
     nghttp2_submit_settings(c->s, NGHTTP2_FLAG_NONE, iv, 1);
     nghttp2_session_set_local_window_size(c->s, NGHTTP2_FLAG_NONE, 0, 0x7fffffff);
-    for (int i = 0; i < 5; i++) client_pump(c);  /* SETTINGS exchanged */
+    for (int i = 0; i < 5; i++) client_pump(c); /* SETTINGS exchanged */
     int before = g_big_calls;
-    start_big(c, 30);  /* 30 MiB: more than the socket buffers and ours */
+    start_big(c, 30); /* 30 MiB: more than the socket buffers and ours */
     uint64_t end = now_ms() + 500;
     while (now_ms() < end) nghttp2_session_send(c->s);
     int first = g_big_calls - before;
@@ -856,7 +862,7 @@ static void test_backpressure_stops_reading(void **state) {
     start_big(c, 40);
     end = now_ms() + 500;
     while (now_ms() < end) nghttp2_session_send(c->s);
-    assert_int_equal(g_big_calls - before, first);  /* nothing more was read */
+    assert_int_equal(g_big_calls - before, first); /* nothing more was read */
     end = now_ms() + 15000;
     int done = 0;
     while (done < 70 && !c->eof && now_ms() < end) {
@@ -876,7 +882,7 @@ static void test_backpressure_stops_reading(void **state) {
 static void test_pings_acked(void **state) {
     int cancels = g_cancels;
     client_t *c = client_connect(F.port_h2c, NULL, NULL);
-    stream_t *st = start_call(c, "/test.Echo/Slow", NULL, NULL);  /* an open stream */
+    stream_t *st = start_call(c, "/test.Echo/Slow", NULL, NULL); /* an open stream */
     stream_write_msg(c, st, "x", 1, 1);
     for (int i = 0; i < 100; i++) {
         uint8_t opaque[8] = {(uint8_t)i};
@@ -903,7 +909,7 @@ static void test_deadline_and_cancel(void **state) {
     uint64_t t0 = now_ms();
     assert_true(pump_until_closed(c, st, 5000));
     assert_true(now_ms() - t0 >= 45);
-    assert_string_equal(st->grpc_status, "2");  /* etcd 3.4 on Watch */
+    assert_string_equal(st->grpc_status, "2"); /* etcd 3.4 on Watch */
     assert_string_equal(st->grpc_message, "context deadline exceeded");
     assert_int_equal(g_cancels, before + 1);
     assert_true(st->first_headers_ended);
@@ -998,7 +1004,7 @@ static void test_bad_http_requests(void **state) {
     st->id = nghttp2_submit_request(c->s, NULL, nv, 5, NULL, NULL);
     c->streams[c->nstreams++] = st;
     assert_true(pump_until_closed(c, st, 3000));
-    assert_int_equal(st->close_code, NGHTTP2_PROTOCOL_ERROR);  /* like etcd */
+    assert_int_equal(st->close_code, NGHTTP2_PROTOCOL_ERROR); /* like etcd */
     assert_string_equal(st->status, "");
     /* A malformed grpc-timeout: reset too. */
     st = start_call(c, "/test.Echo/Unary", "12x", NULL);
@@ -1104,8 +1110,8 @@ static int reload_on_loop(void) {
 static void server_cn(client_t *c, char *out, size_t len) {
     WOLFSSL_X509 *x = wolfSSL_get_peer_certificate(c->ssl);
     assert_non_null(x);
-    assert_true(wolfSSL_X509_NAME_get_text_by_NID(wolfSSL_X509_get_subject_name(x), NID_commonName,
-                                                   out, (int)len) > 0);
+    assert_true(wolfSSL_X509_NAME_get_text_by_NID(wolfSSL_X509_get_subject_name(x), NID_commonName, out,
+                                                  (int)len) > 0);
     wolfSSL_X509_free(x);
 }
 
@@ -1119,12 +1125,14 @@ static void test_tls_reload(void **state) {
     char cn[128];
     server_cn(old, cn, sizeof(cn));
     assert_string_equal(cn, "localhost");
-    assert_int_equal(run_cmd(
-        "cd %s && openssl ecparam -name prime256v1 -genkey -noout -out server2.key && "
-        "openssl req -new -key server2.key -subj /CN=reloaded -out server2.csr && "
-        "openssl x509 -req -in server2.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 2 "
-        "  -extfile server.ext -out server2.crt 2>/dev/null && "
-        "cp server2.crt server.crt && cp server2.key server.key", F.dir), 0);
+    assert_int_equal(
+        run_cmd("cd %s && openssl ecparam -name prime256v1 -genkey -noout -out server2.key && "
+                "openssl req -new -key server2.key -subj /CN=reloaded -out server2.csr && "
+                "openssl x509 -req -in server2.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 2 "
+                "  -extfile server.ext -out server2.crt 2>/dev/null && "
+                "cp server2.crt server.crt && cp server2.key server.key",
+                F.dir),
+        0);
     assert_int_equal(reload_on_loop(), 0);
     client_t *c = client_connect(F.port_tls, &o, &failed);
     assert_false(failed);
@@ -1133,7 +1141,7 @@ static void test_tls_reload(void **state) {
     stream_t *st = unary(c, "/test.Echo/Unary", "new", 3);
     assert_echo_ok(st, "new", 3);
     client_free(c);
-    st = unary(old, "/test.Echo/Unary", "old", 3);  /* the old connection lives on */
+    st = unary(old, "/test.Echo/Unary", "old", 3); /* the old connection lives on */
     assert_echo_ok(st, "old", 3);
     client_free(old);
 

@@ -1,5 +1,5 @@
 /*
- * test_kv.c: etcd KV semantics of storage/kv.h, request in / response out
+ * test_kv.c: etcd KV semantics of storage/kv/kv.h, request in / response out
  * through protobuf-c exactly as the services use it: revisions and versions,
  * Range flags (limit, more, count, sort, filters, keys_only, count_only),
  * binary keys, past revisions, Put options and errors, DeleteRange, Txn
@@ -133,7 +133,8 @@ static Etcdserverpb__DeleteRangeResponse *del_full(fx_t *f, const char *k, const
     ir.delete_range = &d;
     kv_result_t res;
     assert_int_equal(apply(f, &ir, &res), 0);
-    Etcdserverpb__DeleteRangeResponse *r = etcdserverpb__delete_range_response__unpack(NULL, res.resp_len, res.resp);
+    Etcdserverpb__DeleteRangeResponse *r =
+        etcdserverpb__delete_range_response__unpack(NULL, res.resp_len, res.resp);
     assert_non_null(r);
     kv_result_clear(&res);
     return r;
@@ -234,7 +235,7 @@ static void test_revisions_versions(void **state) {
     r = get(f, "a", NULL, 3);
     assert_int_equal(r->n_kvs, 1);
     assert_kv(r->kvs[0], "a", 1, "2", 2, 3, 2);
-    assert_int_equal(r->header->revision, 7);   /* header: current revision */
+    assert_int_equal(r->header->revision, 7); /* header: current revision */
     etcdserverpb__range_response__free_unpacked(r, NULL);
     r = get(f, "a", NULL, 6);
     assert_int_equal(r->n_kvs, 0);
@@ -291,8 +292,8 @@ static const struct {
     const char *k;
     size_t n;
 } BKEYS[] = {
-    {"\0", 1}, {"\0\0", 2}, {"\0\x01", 2}, {"a", 1}, {"a\0", 2}, {"a\0\0", 3}, {"a\0\xff", 3},
-    {"a\x01", 2}, {"ab", 2}, {"a\xff", 2}, {"a\xff\0", 3}, {"b", 1}, {"\xff", 1}, {"\xff\xff", 2},
+    {"\0", 1},    {"\0\0", 2}, {"\0\x01", 2}, {"a", 1},       {"a\0", 2}, {"a\0\0", 3}, {"a\0\xff", 3},
+    {"a\x01", 2}, {"ab", 2},   {"a\xff", 2},  {"a\xff\0", 3}, {"b", 1},   {"\xff", 1},  {"\xff\xff", 2},
 };
 #define NBKEYS (sizeof(BKEYS) / sizeof(BKEYS[0]))
 
@@ -328,13 +329,13 @@ static void check_range_indexes(fx_t *f, const char *k, size_t kn, const char *e
 static void test_binary_keys_order(void **state) {
     fx_t *f = *state;
     put_bkeys(f);
-    check_range_indexes(f, "\0", 1, "\0", 1, 0, NBKEYS);         /* all */
-    check_range_indexes(f, "a", 1, "b", 1, 3, 11);                /* prefix a */
-    check_range_indexes(f, "a\0", 2, "a\x01", 2, 4, 7);           /* prefix a\0 */
-    check_range_indexes(f, "a\xff", 2, "\0", 1, 9, NBKEYS);       /* from key */
+    check_range_indexes(f, "\0", 1, "\0", 1, 0, NBKEYS);    /* all */
+    check_range_indexes(f, "a", 1, "b", 1, 3, 11);          /* prefix a */
+    check_range_indexes(f, "a\0", 2, "a\x01", 2, 4, 7);     /* prefix a\0 */
+    check_range_indexes(f, "a\xff", 2, "\0", 1, 9, NBKEYS); /* from key */
     check_range_indexes(f, "\0", 1, "\0\x01", 2, 0, 2);
     check_range_indexes(f, "\xff", 1, "\xff\xff\xff", 3, 12, NBKEYS);
-    check_range_indexes(f, "b", 1, "a", 1, 0, 0);                 /* end < key: empty */
+    check_range_indexes(f, "b", 1, "a", 1, 0, 0); /* end < key: empty */
     /* single keys */
     for (size_t i = 0; i < NBKEYS; i++) check_range_indexes(f, BKEYS[i].k, BKEYS[i].n, "", 0, i, i + 1);
     Etcdserverpb__RangeRequest rq = ETCDSERVERPB__RANGE_REQUEST__INIT;
@@ -435,7 +436,7 @@ static void test_range_limit_sort_filters(void **state) {
     /* filters: count stays the number of keys in the range (etcd) */
     rq.sort_order = ETCDSERVERPB__RANGE_REQUEST__SORT_ORDER__NONE;
     rq.sort_target = ETCDSERVERPB__RANGE_REQUEST__SORT_TARGET__KEY;
-    rq.min_mod_revision = 12;   /* writes of round 1 and 2 */
+    rq.min_mod_revision = 12; /* writes of round 1 and 2 */
     rq.limit = 1;
     r = range_req(f, &rq, 0);
     assert_int_equal(r->count, 10);
@@ -445,17 +446,17 @@ static void test_range_limit_sort_filters(void **state) {
     etcdserverpb__range_response__free_unpacked(r, NULL);
     rq.limit = 0;
     r = range_req(f, &rq, 0);
-    assert_int_equal(r->n_kvs, 6);   /* k1 k2 k4 k5 k7 k8 */
+    assert_int_equal(r->n_kvs, 6); /* k1 k2 k4 k5 k7 k8 */
     assert_false(r->more);
     etcdserverpb__range_response__free_unpacked(r, NULL);
     rq.min_mod_revision = 0;
-    rq.max_create_revision = 4;      /* k0 k1 k2 created at 2 3 4 */
+    rq.max_create_revision = 4; /* k0 k1 k2 created at 2 3 4 */
     r = range_req(f, &rq, 0);
     assert_int_equal(r->n_kvs, 3);
     etcdserverpb__range_response__free_unpacked(r, NULL);
     rq.max_create_revision = 0;
-    rq.min_create_revision = 10;     /* k8 k9 */
-    rq.max_mod_revision = 11;        /* and not rewritten: k9 */
+    rq.min_create_revision = 10; /* k8 k9 */
+    rq.max_mod_revision = 11;    /* and not rewritten: k9 */
     r = range_req(f, &rq, 0);
     assert_int_equal(r->n_kvs, 1);
     assert_memory_equal(r->kvs[0]->key.data, "k9", 2);
@@ -642,9 +643,9 @@ static int txn_succeeds(fx_t *f, txb_t *b) {
 
 static void test_txn_compares(void **state) {
     fx_t *f = *state;
-    put(f, "a", "apple");    /* 2 */
-    put(f, "b", "banana");   /* 3 */
-    put(f, "b", "berry");    /* 4 */
+    put(f, "a", "apple");  /* 2 */
+    put(f, "b", "banana"); /* 3 */
+    put(f, "b", "berry");  /* 4 */
     txb_t *b = malloc(sizeof(*b));
     struct {
         const char *k;
@@ -653,20 +654,33 @@ static void test_txn_compares(void **state) {
         const char *sval;
         int want;
     } cases[] = {
-        {"a", ETCDSERVERPB__COMPARE__COMPARE_TARGET__VERSION, ETCDSERVERPB__COMPARE__COMPARE_RESULT__EQUAL, 1, 0, 1},
-        {"b", ETCDSERVERPB__COMPARE__COMPARE_TARGET__VERSION, ETCDSERVERPB__COMPARE__COMPARE_RESULT__GREATER, 1, 0, 1},
-        {"b", ETCDSERVERPB__COMPARE__COMPARE_TARGET__VERSION, ETCDSERVERPB__COMPARE__COMPARE_RESULT__LESS, 2, 0, 0},
-        {"a", ETCDSERVERPB__COMPARE__COMPARE_TARGET__CREATE, ETCDSERVERPB__COMPARE__COMPARE_RESULT__EQUAL, 2, 0, 1},
-        {"b", ETCDSERVERPB__COMPARE__COMPARE_TARGET__MOD, ETCDSERVERPB__COMPARE__COMPARE_RESULT__EQUAL, 4, 0, 1},
-        {"b", ETCDSERVERPB__COMPARE__COMPARE_TARGET__MOD, ETCDSERVERPB__COMPARE__COMPARE_RESULT__NOT_EQUAL, 4, 0, 0},
-        {"zz", ETCDSERVERPB__COMPARE__COMPARE_TARGET__MOD, ETCDSERVERPB__COMPARE__COMPARE_RESULT__EQUAL, 0, 0, 1},
-        {"zz", ETCDSERVERPB__COMPARE__COMPARE_TARGET__CREATE, ETCDSERVERPB__COMPARE__COMPARE_RESULT__LESS, 1, 0, 1},
-        {"a", ETCDSERVERPB__COMPARE__COMPARE_TARGET__LEASE, ETCDSERVERPB__COMPARE__COMPARE_RESULT__EQUAL, 0, 0, 1},
-        {"a", ETCDSERVERPB__COMPARE__COMPARE_TARGET__VALUE, ETCDSERVERPB__COMPARE__COMPARE_RESULT__EQUAL, 0, "apple", 1},
-        {"a", ETCDSERVERPB__COMPARE__COMPARE_TARGET__VALUE, ETCDSERVERPB__COMPARE__COMPARE_RESULT__GREATER, 0, "apple", 0},
-        {"a", ETCDSERVERPB__COMPARE__COMPARE_TARGET__VALUE, ETCDSERVERPB__COMPARE__COMPARE_RESULT__LESS, 0, "b", 1},
+        {"a", ETCDSERVERPB__COMPARE__COMPARE_TARGET__VERSION, ETCDSERVERPB__COMPARE__COMPARE_RESULT__EQUAL, 1,
+         0, 1},
+        {"b", ETCDSERVERPB__COMPARE__COMPARE_TARGET__VERSION, ETCDSERVERPB__COMPARE__COMPARE_RESULT__GREATER,
+         1, 0, 1},
+        {"b", ETCDSERVERPB__COMPARE__COMPARE_TARGET__VERSION, ETCDSERVERPB__COMPARE__COMPARE_RESULT__LESS, 2,
+         0, 0},
+        {"a", ETCDSERVERPB__COMPARE__COMPARE_TARGET__CREATE, ETCDSERVERPB__COMPARE__COMPARE_RESULT__EQUAL, 2,
+         0, 1},
+        {"b", ETCDSERVERPB__COMPARE__COMPARE_TARGET__MOD, ETCDSERVERPB__COMPARE__COMPARE_RESULT__EQUAL, 4, 0,
+         1},
+        {"b", ETCDSERVERPB__COMPARE__COMPARE_TARGET__MOD, ETCDSERVERPB__COMPARE__COMPARE_RESULT__NOT_EQUAL, 4,
+         0, 0},
+        {"zz", ETCDSERVERPB__COMPARE__COMPARE_TARGET__MOD, ETCDSERVERPB__COMPARE__COMPARE_RESULT__EQUAL, 0, 0,
+         1},
+        {"zz", ETCDSERVERPB__COMPARE__COMPARE_TARGET__CREATE, ETCDSERVERPB__COMPARE__COMPARE_RESULT__LESS, 1,
+         0, 1},
+        {"a", ETCDSERVERPB__COMPARE__COMPARE_TARGET__LEASE, ETCDSERVERPB__COMPARE__COMPARE_RESULT__EQUAL, 0,
+         0, 1},
+        {"a", ETCDSERVERPB__COMPARE__COMPARE_TARGET__VALUE, ETCDSERVERPB__COMPARE__COMPARE_RESULT__EQUAL, 0,
+         "apple", 1},
+        {"a", ETCDSERVERPB__COMPARE__COMPARE_TARGET__VALUE, ETCDSERVERPB__COMPARE__COMPARE_RESULT__GREATER, 0,
+         "apple", 0},
+        {"a", ETCDSERVERPB__COMPARE__COMPARE_TARGET__VALUE, ETCDSERVERPB__COMPARE__COMPARE_RESULT__LESS, 0,
+         "b", 1},
         /* a value compare on a missing key always fails, even NOT_EQUAL */
-        {"zz", ETCDSERVERPB__COMPARE__COMPARE_TARGET__VALUE, ETCDSERVERPB__COMPARE__COMPARE_RESULT__NOT_EQUAL, 0, "x", 0},
+        {"zz", ETCDSERVERPB__COMPARE__COMPARE_TARGET__VALUE, ETCDSERVERPB__COMPARE__COMPARE_RESULT__NOT_EQUAL,
+         0, "x", 0},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         txb_init(b);
@@ -696,7 +710,7 @@ static void test_txn_compares(void **state) {
         txb_range(b, 1, "b", NULL);
         Etcdserverpb__TxnResponse *r = txn_apply(f, b, 0);
         assert_int_equal(r->succeeded, cases[i].want);
-        assert_int_equal(r->header->revision, 4);   /* read-only: no bump */
+        assert_int_equal(r->header->revision, 4); /* read-only: no bump */
         assert_int_equal(r->n_responses, 1);
         Etcdserverpb__RangeResponse *rr = r->responses[0]->response_range;
         assert_non_null(rr);
@@ -733,7 +747,7 @@ static void test_txn_compares(void **state) {
 
 static void test_txn_writes_nested(void **state) {
     fx_t *f = *state;
-    put(f, "a", "1");   /* 2 */
+    put(f, "a", "1"); /* 2 */
     txb_t *b = malloc(sizeof(*b)), *in1 = malloc(sizeof(*in1)), *in2 = malloc(sizeof(*in2));
     /* If(mod(a) == 2) Then(put b, range [a,z), del a, txn{If(version(a)==1) Then(put c)}, range a)
      * The nested compare sees the state before the txn (a exists with version 1). */
@@ -765,11 +779,11 @@ static void test_txn_writes_nested(void **state) {
     assert_int_equal(r->n_responses, 5);
     Etcdserverpb__PutResponse *pr = r->responses[0]->response_put;
     assert_int_equal(pr->header->revision, 3);
-    assert_int_equal(pr->header->cluster_id, 0);   /* nested headers: revision only (etcd) */
+    assert_int_equal(pr->header->cluster_id, 0); /* nested headers: revision only (etcd) */
     assert_null(pr->prev_kv);
     Etcdserverpb__RangeResponse *rr = r->responses[1]->response_range;
     assert_int_equal(rr->header->revision, 3);
-    assert_int_equal(rr->count, 2);                /* sees the txn's own put of b */
+    assert_int_equal(rr->count, 2); /* sees the txn's own put of b */
     assert_kv(rr->kvs[1], "b", 1, "2", 3, 3, 1);
     Etcdserverpb__DeleteRangeResponse *dr = r->responses[2]->response_delete_range;
     assert_int_equal(dr->deleted, 1);
@@ -778,11 +792,11 @@ static void test_txn_writes_nested(void **state) {
     Etcdserverpb__TxnResponse *nt = r->responses[3]->response_txn;
     assert_true(nt->succeeded);
     assert_non_null(nt->header);
-    assert_int_equal(nt->header->revision, 0);     /* etcd leaves nested txn headers empty */
+    assert_int_equal(nt->header->revision, 0); /* etcd leaves nested txn headers empty */
     assert_int_equal(nt->n_responses, 1);
     assert_int_equal(nt->responses[0]->response_put->header->revision, 3);
     rr = r->responses[4]->response_range;
-    assert_int_equal(rr->count, 2);                /* a deleted, b and c put */
+    assert_int_equal(rr->count, 2); /* a deleted, b and c put */
     assert_kv(rr->kvs[0], "b", 1, "2", 3, 3, 1);
     assert_kv(rr->kvs[1], "c", 1, "3", 3, 3, 1);
     etcdserverpb__txn_response__free_unpacked(r, NULL);
@@ -795,7 +809,8 @@ static void test_txn_writes_nested(void **state) {
 
     /* failure branch with a put: revision bumps; failure with only ranges: none */
     txb_init(b);
-    c = txb_cmp(b, "a", ETCDSERVERPB__COMPARE__COMPARE_TARGET__VERSION, ETCDSERVERPB__COMPARE__COMPARE_RESULT__GREATER);
+    c = txb_cmp(b, "a", ETCDSERVERPB__COMPARE__COMPARE_TARGET__VERSION,
+                ETCDSERVERPB__COMPARE__COMPARE_RESULT__GREATER);
     c->target_union_case = ETCDSERVERPB__COMPARE__TARGET_UNION_VERSION;
     txb_put(b, 0, "x", "1");
     txb_range(b, 1, "b", NULL);
@@ -808,7 +823,7 @@ static void test_txn_writes_nested(void **state) {
     r = txn_apply(f, b, 0);
     assert_false(r->succeeded);
     assert_int_equal(r->header->revision, 4);
-    assert_int_equal(r->responses[0]->response_range->header->revision, 3);  /* before the put */
+    assert_int_equal(r->responses[0]->response_range->header->revision, 3); /* before the put */
     assert_int_equal(r->responses[1]->response_put->header->revision, 4);
     etcdserverpb__txn_response__free_unpacked(r, NULL);
 
@@ -953,7 +968,7 @@ static void test_txn_validation(void **state) {
 
 static void test_compaction_errors(void **state) {
     fx_t *f = *state;
-    for (int i = 0; i < 5; i++) put(f, "a", "x");   /* revisions 2..6 */
+    for (int i = 0; i < 5; i++) put(f, "a", "x"); /* revisions 2..6 */
     Etcdserverpb__CompactionRequest c = ETCDSERVERPB__COMPACTION_REQUEST__INIT;
     Kshim__InternalRequest ir = KSHIM__INTERNAL_REQUEST__INIT;
     ir.compaction = &c;
@@ -964,7 +979,8 @@ static void test_compaction_errors(void **state) {
     kv_result_clear(&res);
     c.revision = 4;
     assert_int_equal(apply(f, &ir, &res), 0);
-    Etcdserverpb__CompactionResponse *cr = etcdserverpb__compaction_response__unpack(NULL, res.resp_len, res.resp);
+    Etcdserverpb__CompactionResponse *cr =
+        etcdserverpb__compaction_response__unpack(NULL, res.resp_len, res.resp);
     assert_int_equal(cr->header->revision, 6);
     assert_int_equal(cr->header->cluster_id, 111);
     etcdserverpb__compaction_response__free_unpacked(cr, NULL);
@@ -977,13 +993,13 @@ static void test_compaction_errors(void **state) {
     c.revision = 3;
     assert_int_equal(apply(f, &ir, &res), 11);
     kv_result_clear(&res);
-    assert_int_equal(mvcc_applied_index(f->m), f->index);   /* refused entries are consumed */
+    assert_int_equal(mvcc_applied_index(f->m), f->index); /* refused entries are consumed */
 
     Etcdserverpb__RangeRequest rq = ETCDSERVERPB__RANGE_REQUEST__INIT;
     rq.key = B("a");
     rq.revision = 3;
     range_req(f, &rq, 11);
-    rq.revision = 4;   /* reading at the compact revision is allowed */
+    rq.revision = 4; /* reading at the compact revision is allowed */
     Etcdserverpb__RangeResponse *r = range_req(f, &rq, 0);
     assert_int_equal(r->kvs[0]->mod_revision, 4);
     assert_int_equal(r->kvs[0]->version, 3);
@@ -1067,7 +1083,7 @@ static void test_events_hook(void **state) {
     put(f, "b", "3");
     Etcdserverpb__DeleteRangeResponse *d = del_full(f, "a", "c", 0);
     etcdserverpb__delete_range_response__free_unpacked(d, NULL);
-    d = del_full(f, "a", "c", 0);   /* nothing: no event */
+    d = del_full(f, "a", "c", 0); /* nothing: no event */
     etcdserverpb__delete_range_response__free_unpacked(d, NULL);
     txb_t *b = malloc(sizeof(*b));
     txb_init(b);
@@ -1091,7 +1107,7 @@ static void test_events_hook(void **state) {
 static void test_quota(void **state) {
     fx_t *f = *state;
     mvcc_close(f->m);
-    f->opts.quota_backend_bytes = 300;   /* below one put's cost (256 + key + value) */
+    f->opts.quota_backend_bytes = 300; /* below one put's cost (256 + key + value) */
     fx_open(f);
     kv_result_t res;
     Etcdserverpb__PutRequest p = ETCDSERVERPB__PUT_REQUEST__INIT;
@@ -1104,7 +1120,7 @@ static void test_quota(void **state) {
     txb_init(b);
     txb_range(b, 0, "a", NULL);
     txb_del(b, 1, "a", NULL);
-    expect_txn_valid(f, b);            /* no puts: no cost, passes as in etcd */
+    expect_txn_valid(f, b); /* no puts: no cost, passes as in etcd */
     txb_put(b, 1, "b", "12345678901234567890123456789012345678901234567890");
     assert_int_equal(kv_validate_txn(f->m, &b->t, &res), -1);
     assert_int_equal(res.code, 8);

@@ -32,18 +32,16 @@ typedef struct store {
     lessor_t *l;
     uint64_t index;
     kv_header_info_t hdr;
-    char *log;              /* on_events, as text */
+    char *log; /* on_events, as text */
     size_t log_len, log_cap;
 } store_t;
 
-static int exists_hook(void *ctx, int64_t id)
-{
+static int exists_hook(void *ctx, int64_t id) {
     store_t *s = ctx;
     return s->l && lessor_exists(s->l, id);
 }
 
-static void log_add(store_t *s, const char *fmt, ...)
-{
+static void log_add(store_t *s, const char *fmt, ...) {
     char buf[512];
     va_list ap;
     va_start(ap, fmt);
@@ -59,8 +57,7 @@ static void log_add(store_t *s, const char *fmt, ...)
     s->log_len += (size_t)n;
 }
 
-static void kv_text(store_t *s, const Mvccpb__KeyValue *kv)
-{
+static void kv_text(store_t *s, const Mvccpb__KeyValue *kv) {
     if (!kv) {
         log_add(s, " -");
         return;
@@ -70,8 +67,7 @@ static void kv_text(store_t *s, const Mvccpb__KeyValue *kv)
             (long long)kv->version, (long long)kv->lease);
 }
 
-static void events_hook(void *ctx, int64_t rev, const mvcc_event_t *evs, size_t n)
-{
+static void events_hook(void *ctx, int64_t rev, const mvcc_event_t *evs, size_t n) {
     store_t *s = ctx;
     log_add(s, "rev %lld:", (long long)rev);
     for (size_t i = 0; i < n; i++) {
@@ -83,31 +79,28 @@ static void events_hook(void *ctx, int64_t rev, const mvcc_event_t *evs, size_t 
     log_add(s, "\n");
 }
 
-static void store_open(store_t *s)
-{
+static void store_open(store_t *s) {
     char err[256];
-    mvcc_options_t opts = {.lease_exists = exists_hook, .lease_ctx = s, .on_events = events_hook, .events_ctx = s};
+    mvcc_options_t opts = {
+        .lease_exists = exists_hook, .lease_ctx = s, .on_events = events_hook, .events_ctx = s};
     assert_int_equal(mvcc_open(s->dir, &opts, &s->m, err, sizeof err), 0);
     assert_int_equal(lessor_open(s->m, 2, &s->l), LEASE_OK);
     s->index = mvcc_applied_index(s->m);
 }
 
-static void store_close(store_t *s)
-{
+static void store_close(store_t *s) {
     lessor_free(s->l);
     s->l = NULL;
     mvcc_close(s->m);
     s->m = NULL;
 }
 
-static void store_reopen(store_t *s)
-{
+static void store_reopen(store_t *s) {
     store_close(s);
     store_open(s);
 }
 
-static store_t *store_new(void)
-{
+static store_t *store_new(void) {
     store_t *s = calloc(1, sizeof *s);
     assert_non_null(s);
     const char *base = getenv("KSHIM_TEST_TMP");
@@ -121,8 +114,7 @@ static store_t *store_new(void)
     return s;
 }
 
-static void store_free(store_t *s)
-{
+static void store_free(store_t *s) {
     store_close(s);
     char cmd[300];
     snprintf(cmd, sizeof cmd, "rm -rf %s", s->dir);
@@ -132,17 +124,14 @@ static void store_free(store_t *s)
 }
 
 /* kv_apply or lessor_apply, as server_apply routes them. */
-static int apply_at(store_t *s, uint64_t index, const Kshim__InternalRequest *req, kv_result_t *res)
-{
+static int apply_at(store_t *s, uint64_t index, const Kshim__InternalRequest *req, kv_result_t *res) {
     memset(res, 0, sizeof *res);
     int rc = lessor_apply(s->l, index, req, &s->hdr, res, 1000);
-    if (rc != 0)
-        return rc > 0 ? 0 : rc;
+    if (rc != 0) return rc > 0 ? 0 : rc;
     return kv_apply(s->m, index, req, &s->hdr, res);
 }
 
-static void apply_ok(store_t *s, const Kshim__InternalRequest *req)
-{
+static void apply_ok(store_t *s, const Kshim__InternalRequest *req) {
     kv_result_t res;
     assert_int_equal(apply_at(s, ++s->index, req, &res), 0);
     assert_int_equal(res.code, 0);
@@ -157,8 +146,7 @@ typedef struct view {
     uint64_t applied;
 } view_t;
 
-static view_t view_of(store_t *s)
-{
+static view_t view_of(store_t *s) {
     Etcdserverpb__RangeRequest r = ETCDSERVERPB__RANGE_REQUEST__INIT;
     uint8_t zero = 0;
     r.key.data = &zero;
@@ -171,28 +159,24 @@ static view_t view_of(store_t *s)
     return v;
 }
 
-static void view_equal(const view_t *a, const view_t *b)
-{
+static void view_equal(const view_t *a, const view_t *b) {
     assert_int_equal(a->rev, b->rev);
     assert_int_equal(a->applied, b->applied);
     assert_int_equal(a->len, b->len);
     assert_memory_equal(a->kvs, b->kvs, a->len);
 }
 
-static void result_equal(const kv_result_t *a, const kv_result_t *b)
-{
+static void result_equal(const kv_result_t *a, const kv_result_t *b) {
     assert_int_equal(a->code, b->code);
     assert_string_equal(a->message, b->message);
     assert_int_equal(a->revision, b->revision);
     assert_int_equal(a->resp_len, b->resp_len);
-    if (a->resp_len)
-        assert_memory_equal(a->resp, b->resp, a->resp_len);
+    if (a->resp_len) assert_memory_equal(a->resp, b->resp, a->resp_len);
 }
 
 /* ---- requests ---- */
 
-static Kshim__InternalRequest *req_new(void)
-{
+static Kshim__InternalRequest *req_new(void) {
     Kshim__InternalRequest *r = calloc(1, sizeof *r);
     assert_non_null(r);
     kshim__internal_request__init(r);
@@ -201,19 +185,14 @@ static Kshim__InternalRequest *req_new(void)
 
 /* Builders allocate with calloc; req_free frees the whole tree (the unpacked
  * free works on any tree whose every part is malloc'd). */
-static void req_free(Kshim__InternalRequest *r)
-{
-    kshim__internal_request__free_unpacked(r, NULL);
-}
+static void req_free(Kshim__InternalRequest *r) { kshim__internal_request__free_unpacked(r, NULL); }
 
-static ProtobufCBinaryData bin(const char *s)
-{
+static ProtobufCBinaryData bin(const char *s) {
     ProtobufCBinaryData b = {strlen(s), (uint8_t *)strdup(s)};
     return b;
 }
 
-static Etcdserverpb__PutRequest *put_new(const char *k, const char *v, int64_t lease, int prev)
-{
+static Etcdserverpb__PutRequest *put_new(const char *k, const char *v, int64_t lease, int prev) {
     Etcdserverpb__PutRequest *p = calloc(1, sizeof *p);
     etcdserverpb__put_request__init(p);
     p->key = bin(k);
@@ -223,33 +202,28 @@ static Etcdserverpb__PutRequest *put_new(const char *k, const char *v, int64_t l
     return p;
 }
 
-static Etcdserverpb__DeleteRangeRequest *del_new(const char *k, const char *end, int prev)
-{
+static Etcdserverpb__DeleteRangeRequest *del_new(const char *k, const char *end, int prev) {
     Etcdserverpb__DeleteRangeRequest *d = calloc(1, sizeof *d);
     etcdserverpb__delete_range_request__init(d);
     d->key = bin(k);
-    if (end)
-        d->range_end = bin(end);
+    if (end) d->range_end = bin(end);
     d->prev_kv = prev;
     return d;
 }
 
 static Etcdserverpb__RangeRequest *range_new(const char *k, const char *end, int64_t rev, int64_t limit,
-                                             int count_only)
-{
+                                             int count_only) {
     Etcdserverpb__RangeRequest *r = calloc(1, sizeof *r);
     etcdserverpb__range_request__init(r);
     r->key = bin(k);
-    if (end)
-        r->range_end = bin(end);
+    if (end) r->range_end = bin(end);
     r->revision = rev;
     r->limit = limit;
     r->count_only = count_only;
     return r;
 }
 
-static Etcdserverpb__RequestOp *op_put(Etcdserverpb__PutRequest *p)
-{
+static Etcdserverpb__RequestOp *op_put(Etcdserverpb__PutRequest *p) {
     Etcdserverpb__RequestOp *o = calloc(1, sizeof *o);
     etcdserverpb__request_op__init(o);
     o->request_case = ETCDSERVERPB__REQUEST_OP__REQUEST_REQUEST_PUT;
@@ -257,8 +231,7 @@ static Etcdserverpb__RequestOp *op_put(Etcdserverpb__PutRequest *p)
     return o;
 }
 
-static Etcdserverpb__RequestOp *op_del(Etcdserverpb__DeleteRangeRequest *d)
-{
+static Etcdserverpb__RequestOp *op_del(Etcdserverpb__DeleteRangeRequest *d) {
     Etcdserverpb__RequestOp *o = calloc(1, sizeof *o);
     etcdserverpb__request_op__init(o);
     o->request_case = ETCDSERVERPB__REQUEST_OP__REQUEST_REQUEST_DELETE_RANGE;
@@ -266,8 +239,7 @@ static Etcdserverpb__RequestOp *op_del(Etcdserverpb__DeleteRangeRequest *d)
     return o;
 }
 
-static Etcdserverpb__RequestOp *op_range(Etcdserverpb__RangeRequest *r)
-{
+static Etcdserverpb__RequestOp *op_range(Etcdserverpb__RangeRequest *r) {
     Etcdserverpb__RequestOp *o = calloc(1, sizeof *o);
     etcdserverpb__request_op__init(o);
     o->request_case = ETCDSERVERPB__REQUEST_OP__REQUEST_REQUEST_RANGE;
@@ -275,8 +247,7 @@ static Etcdserverpb__RequestOp *op_range(Etcdserverpb__RangeRequest *r)
     return o;
 }
 
-static Etcdserverpb__Compare *cmp_value(const char *k, const char *v)
-{
+static Etcdserverpb__Compare *cmp_value(const char *k, const char *v) {
     Etcdserverpb__Compare *c = calloc(1, sizeof *c);
     etcdserverpb__compare__init(c);
     c->key = bin(k);
@@ -287,8 +258,7 @@ static Etcdserverpb__Compare *cmp_value(const char *k, const char *v)
     return c;
 }
 
-static Etcdserverpb__Compare *cmp_mod_greater(const char *k, int64_t rev)
-{
+static Etcdserverpb__Compare *cmp_mod_greater(const char *k, int64_t rev) {
     Etcdserverpb__Compare *c = calloc(1, sizeof *c);
     etcdserverpb__compare__init(c);
     c->key = bin(k);
@@ -301,8 +271,7 @@ static Etcdserverpb__Compare *cmp_mod_greater(const char *k, int64_t rev)
 
 static Etcdserverpb__TxnRequest *txn_new(Etcdserverpb__Compare *c, Etcdserverpb__RequestOp *s1,
                                          Etcdserverpb__RequestOp *s2, Etcdserverpb__RequestOp *f1,
-                                         Etcdserverpb__RequestOp *f2)
-{
+                                         Etcdserverpb__RequestOp *f2) {
     Etcdserverpb__TxnRequest *t = calloc(1, sizeof *t);
     etcdserverpb__txn_request__init(t);
     if (c) {
@@ -312,33 +281,26 @@ static Etcdserverpb__TxnRequest *txn_new(Etcdserverpb__Compare *c, Etcdserverpb_
     }
     t->success = calloc(2, sizeof *t->success);
     t->failure = calloc(2, sizeof *t->failure);
-    if (s1)
-        t->success[t->n_success++] = s1;
-    if (s2)
-        t->success[t->n_success++] = s2;
-    if (f1)
-        t->failure[t->n_failure++] = f1;
-    if (f2)
-        t->failure[t->n_failure++] = f2;
+    if (s1) t->success[t->n_success++] = s1;
+    if (s2) t->success[t->n_success++] = s2;
+    if (f1) t->failure[t->n_failure++] = f1;
+    if (f2) t->failure[t->n_failure++] = f2;
     return t;
 }
 
-static Kshim__InternalRequest *rq_put(const char *k, const char *v, int64_t lease, int prev)
-{
+static Kshim__InternalRequest *rq_put(const char *k, const char *v, int64_t lease, int prev) {
     Kshim__InternalRequest *r = req_new();
     r->put = put_new(k, v, lease, prev);
     return r;
 }
 
-static Kshim__InternalRequest *rq_del(const char *k, const char *end, int prev)
-{
+static Kshim__InternalRequest *rq_del(const char *k, const char *end, int prev) {
     Kshim__InternalRequest *r = req_new();
     r->delete_range = del_new(k, end, prev);
     return r;
 }
 
-static Kshim__InternalRequest *rq_grant(int64_t id, int64_t ttl)
-{
+static Kshim__InternalRequest *rq_grant(int64_t id, int64_t ttl) {
     Kshim__InternalRequest *r = req_new();
     r->lease_grant = calloc(1, sizeof *r->lease_grant);
     etcdserverpb__lease_grant_request__init(r->lease_grant);
@@ -347,8 +309,7 @@ static Kshim__InternalRequest *rq_grant(int64_t id, int64_t ttl)
     return r;
 }
 
-static Kshim__InternalRequest *rq_revoke(int64_t id)
-{
+static Kshim__InternalRequest *rq_revoke(int64_t id) {
     Kshim__InternalRequest *r = req_new();
     r->lease_revoke = calloc(1, sizeof *r->lease_revoke);
     etcdserverpb__lease_revoke_request__init(r->lease_revoke);
@@ -358,11 +319,10 @@ static Kshim__InternalRequest *rq_revoke(int64_t id)
 
 /* The state every read-error case starts from: a, b, c (b twice), and lease
  * 100 holding keys l1 and l2. */
-static void base_state(store_t *s)
-{
-    Kshim__InternalRequest *r[] = {rq_put("a", "1", 0, 0), rq_put("b", "1", 0, 0), rq_put("b", "2", 0, 0),
-                                   rq_put("c", "1", 0, 0), rq_grant(100, 60),     rq_put("l1", "x", 100, 0),
-                                   rq_put("l2", "y", 100, 0)};
+static void base_state(store_t *s) {
+    Kshim__InternalRequest *r[] = {
+        rq_put("a", "1", 0, 0), rq_put("b", "1", 0, 0),    rq_put("b", "2", 0, 0),   rq_put("c", "1", 0, 0),
+        rq_grant(100, 60),      rq_put("l1", "x", 100, 0), rq_put("l2", "y", 100, 0)};
     for (size_t i = 0; i < sizeof r / sizeof r[0]; i++) {
         apply_ok(s, r[i]);
         req_free(r[i]);
@@ -377,13 +337,11 @@ static void base_state(store_t *s)
  * result of a store that never failed. grouped: req follows another entry
  * in the same write group (dropped with it on the error). Returns how many
  * reads were failed. */
-static int fail_each_read(const Kshim__InternalRequest *req, int grouped)
-{
+static int fail_each_read(const Kshim__InternalRequest *req, int grouped) {
     Kshim__InternalRequest *other = rq_put("zz", "group", 0, 0);
     store_t *ref = store_new();
     base_state(ref);
-    if (grouped)
-        apply_ok(ref, other);
+    if (grouped) apply_ok(ref, other);
     kv_result_t want;
     assert_int_equal(apply_at(ref, ++ref->index, req, &want), 0);
     view_t want_view = view_of(ref);
@@ -407,8 +365,7 @@ static int fail_each_read(const Kshim__InternalRequest *req, int grouped)
             /* no read of the entry failed: it must have applied */
             mvcc_arm_read_error(s->m, 0);
             assert_int_equal(rc, 0);
-            if (grouped)
-                assert_int_equal(mvcc_group_end(s->m), 0);
+            if (grouped) assert_int_equal(mvcc_group_end(s->m), 0);
             s->index = idx;
             got_res = res;
             break;
@@ -416,8 +373,7 @@ static int fail_each_read(const Kshim__InternalRequest *req, int grouped)
         assert_int_equal(rc, -1);
         assert_int_equal(res.code, 13);
         kv_result_clear(&res);
-        if (grouped)
-            mvcc_group_abort(s->m);
+        if (grouped) mvcc_group_abort(s->m);
         failed++;
         view_t now = view_of(s);
         view_equal(&before, &now);
@@ -445,28 +401,25 @@ static int fail_each_read(const Kshim__InternalRequest *req, int grouped)
     return failed;
 }
 
-static void t_put_read_error(void **state)
-{
+static void t_put_read_error(void **state) {
     (void)state;
-    Kshim__InternalRequest *r = rq_put("b", "3", 0, 1);   /* replaces version 2 */
+    Kshim__InternalRequest *r = rq_put("b", "3", 0, 1); /* replaces version 2 */
     assert_true(fail_each_read(r, 0) >= 1);
     assert_true(fail_each_read(r, 1) >= 1);
     req_free(r);
 }
 
-static void t_txn_compare_read_error(void **state)
-{
+static void t_txn_compare_read_error(void **state) {
     (void)state;
     Kshim__InternalRequest *r = req_new();
-    r->txn = txn_new(cmp_value("a", "1"), op_put(put_new("a", "2", 0, 1)), op_range(range_new("b", NULL, 0, 0, 0)),
-                     op_del(del_new("c", NULL, 1)), NULL);
-    assert_true(fail_each_read(r, 0) >= 3);   /* compare, put's prev, range */
+    r->txn = txn_new(cmp_value("a", "1"), op_put(put_new("a", "2", 0, 1)),
+                     op_range(range_new("b", NULL, 0, 0, 0)), op_del(del_new("c", NULL, 1)), NULL);
+    assert_true(fail_each_read(r, 0) >= 3); /* compare, put's prev, range */
     assert_true(fail_each_read(r, 1) >= 3);
     req_free(r);
 }
 
-static void t_txn_range_read_error(void **state)
-{
+static void t_txn_range_read_error(void **state) {
     (void)state;
     /* compare false: the failure branch ranges at a past revision and counts */
     Kshim__InternalRequest *r = req_new();
@@ -477,8 +430,7 @@ static void t_txn_range_read_error(void **state)
     req_free(r);
 }
 
-static void t_delete_range_read_error(void **state)
-{
+static void t_delete_range_read_error(void **state) {
     (void)state;
     Kshim__InternalRequest *r = rq_del("a", "c", 1);
     assert_true(fail_each_read(r, 0) >= 1);
@@ -486,20 +438,18 @@ static void t_delete_range_read_error(void **state)
     req_free(r);
 }
 
-static void t_lease_revoke_read_error(void **state)
-{
+static void t_lease_revoke_read_error(void **state) {
     (void)state;
     /* Revoke writes the group before it reads (the 'M' table holds only
      * what is written), so in a group it is this same case after that write. */
-    Kshim__InternalRequest *r = rq_revoke(100);   /* deletes l1, l2 */
-    assert_true(fail_each_read(r, 0) >= 3);       /* 'M' scan, one per key */
+    Kshim__InternalRequest *r = rq_revoke(100); /* deletes l1, l2 */
+    assert_true(fail_each_read(r, 0) >= 3);     /* 'M' scan, one per key */
     req_free(r);
 }
 
 /* Put with a failed read used to write version 1 and a new create
  * revision; check the stored version once the retry succeeded. */
-static void t_put_keeps_version(void **state)
-{
+static void t_put_keeps_version(void **state) {
     (void)state;
     store_t *s = store_new();
     base_state(s);
@@ -527,8 +477,7 @@ static void t_put_keeps_version(void **state)
 /* Auth: the outcome is decided from memory, the store is read back after
  * the commit (reload). A failed reload fails the apply; after a restart the
  * store holds the change exactly once and the caches agree. */
-static void t_auth_reload_read_error(void **state)
-{
+static void t_auth_reload_read_error(void **state) {
     (void)state;
     store_t *s = store_new();
     auth_store_t *as = NULL;
@@ -563,8 +512,7 @@ static void t_auth_reload_read_error(void **state)
 
 /* ---- write groups ---- */
 
-static void t_group_invisible_until_written(void **state)
-{
+static void t_group_invisible_until_written(void **state) {
     (void)state;
     store_t *s = store_new();
     base_state(s);
@@ -584,7 +532,7 @@ static void t_group_invisible_until_written(void **state)
     etcdserverpb__put_response__free_unpacked(pr, NULL);
     kv_result_clear(&res);
     view_t mid = view_of(s);
-    view_equal(&before, &mid);              /* readers see nothing yet */
+    view_equal(&before, &mid);                /* readers see nothing yet */
     assert_int_equal(s->log_len, log_before); /* nor watchers */
     assert_int_equal(mvcc_group_end(s->m), 0);
     view_t after = view_of(s);
@@ -601,25 +549,21 @@ static void t_group_invisible_until_written(void **state)
 
 /* A deterministic random sequence of requests over a few keys. */
 static uint64_t rnd_state;
-static unsigned rnd(unsigned n)
-{
+static unsigned rnd(unsigned n) {
     rnd_state = rnd_state * 6364136223846793005ULL + 1442695040888963407ULL;
     return (unsigned)((rnd_state >> 33) % n);
 }
 
-static const char *rkey(void)
-{
+static const char *rkey(void) {
     static const char *keys[] = {"k0", "k1", "k2", "k3", "k4", "k5"};
     return keys[rnd(6)];
 }
 
-static Kshim__InternalRequest *random_request(int64_t rev, int64_t compact)
-{
+static Kshim__InternalRequest *random_request(int64_t rev, int64_t compact) {
     char val[16];
     snprintf(val, sizeof val, "v%u", rnd(1000));
     int64_t past = rev - (int64_t)rnd(6);
-    if (past < 1)
-        past = 1;
+    if (past < 1) past = 1;
     switch (rnd(13)) {
     case 0:
     case 1: return rq_put(rkey(), val, 0, (int)rnd(2));
@@ -637,8 +581,7 @@ static Kshim__InternalRequest *random_request(int64_t rev, int64_t compact)
         return rnd(2) ? rq_del(a, NULL, (int)rnd(2)) : rq_del(a, b, (int)rnd(2));
     }
     case 4: {
-        if (compact + 3 >= rev)
-            return rq_put(rkey(), val, 0, 0);
+        if (compact + 3 >= rev) return rq_put(rkey(), val, 0, 0);
         Kshim__InternalRequest *r = req_new();
         r->compaction = calloc(1, sizeof *r->compaction);
         etcdserverpb__compaction_request__init(r->compaction);
@@ -648,20 +591,19 @@ static Kshim__InternalRequest *random_request(int64_t rev, int64_t compact)
     default: {
         const char *k1 = rkey();
         const char *k2 = rkey();
-        while (strcmp(k2, k1) == 0)
-            k2 = rkey();
+        while (strcmp(k2, k1) == 0) k2 = rkey();
         Kshim__InternalRequest *r = req_new();
         Etcdserverpb__Compare *c = rnd(2) ? cmp_value(rkey(), val) : cmp_mod_greater(rkey(), past);
-        r->txn = txn_new(c, op_put(put_new(k1, val, 0, (int)rnd(2))),
-                         op_range(range_new("k", "l", rnd(2) ? past : 0, rnd(3), (int)rnd(2))),
-                         op_del(del_new(k2, NULL, (int)rnd(2))), op_range(range_new(rkey(), NULL, past, 0, 0)));
+        r->txn =
+            txn_new(c, op_put(put_new(k1, val, 0, (int)rnd(2))),
+                    op_range(range_new("k", "l", rnd(2) ? past : 0, rnd(3), (int)rnd(2))),
+                    op_del(del_new(k2, NULL, (int)rnd(2))), op_range(range_new(rkey(), NULL, past, 0, 0)));
         return r;
     }
     }
 }
 
-static void t_groups_equal_single_writes(void **state)
-{
+static void t_groups_equal_single_writes(void **state) {
     (void)state;
     store_t *a = store_new(), *b = store_new();
     rnd_state = 42;
@@ -669,8 +611,7 @@ static void t_groups_equal_single_writes(void **state)
     size_t in_group = 0, group_size = 0;
     for (int i = 0; i < 800; i++) {
         Kshim__InternalRequest *r = random_request(mvcc_apply_revision(a->m), compact);
-        if (r->compaction && r->compaction->revision > compact)
-            compact = r->compaction->revision;
+        if (r->compaction && r->compaction->revision > compact) compact = r->compaction->revision;
         if (in_group == 0) {
             group_size = 1 + rnd(12);
             mvcc_group_begin(b->m);
@@ -691,8 +632,7 @@ static void t_groups_equal_single_writes(void **state)
             free(vb.kvs);
         }
     }
-    if (in_group)
-        assert_int_equal(mvcc_group_end(b->m), 0);
+    if (in_group) assert_int_equal(mvcc_group_end(b->m), 0);
     view_t va = view_of(a), vb = view_of(b);
     view_equal(&va, &vb);
     assert_true(va.rev > 250);
@@ -706,8 +646,7 @@ static void t_groups_equal_single_writes(void **state)
 
 /* A write error (here: the group's own write after a read error dropped
  * it) leaves the store at the group's start, also after a reopen. */
-static void t_group_abort_stores_nothing(void **state)
-{
+static void t_group_abort_stores_nothing(void **state) {
     (void)state;
     store_t *s = store_new();
     base_state(s);
@@ -732,8 +671,7 @@ static void t_group_abort_stores_nothing(void **state)
     store_free(s);
 }
 
-int main(void)
-{
+int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(t_put_read_error),
         cmocka_unit_test(t_txn_compare_read_error),

@@ -1,5 +1,5 @@
 /*
- * test_kv_lease.c: storage/lease.h, etcd's lessor as a replicated state
+ * test_kv_lease.c: storage/lease/lease.h, etcd's lessor as a replicated state
  * machine beside the KV store: grant (minimum TTL, too-large TTL, duplicate
  * id), Put attaching / re-attaching / detaching keys, Put with an unknown
  * lease, revoke deleting every attached key in ONE revision with DELETE
@@ -44,14 +44,12 @@ typedef struct fx {
     captured_event_t events[MAX_EVENTS];
 } fx_t;
 
-static int exists_hook(void *ctx, int64_t id)
-{
+static int exists_hook(void *ctx, int64_t id) {
     fx_t *f = ctx;
     return f->l && lessor_exists(f->l, id);
 }
 
-static void events_hook(void *ctx, int64_t rev, const mvcc_event_t *evs, size_t n)
-{
+static void events_hook(void *ctx, int64_t rev, const mvcc_event_t *evs, size_t n) {
     fx_t *f = ctx;
     f->event_calls++;
     f->last_event_rev = rev;
@@ -65,28 +63,23 @@ static void events_hook(void *ctx, int64_t rev, const mvcc_event_t *evs, size_t 
     }
 }
 
-static void fx_open(fx_t *f)
-{
+static void fx_open(fx_t *f) {
     char err[256];
-    mvcc_options_t opts = {.lease_exists = exists_hook,
-                           .lease_ctx = f,
-                           .on_events = events_hook,
-                           .events_ctx = f};
+    mvcc_options_t opts = {
+        .lease_exists = exists_hook, .lease_ctx = f, .on_events = events_hook, .events_ctx = f};
     assert_int_equal(mvcc_open(f->dir, &opts, &f->m, err, sizeof err), 0);
     assert_int_equal(lessor_open(f->m, 2, &f->l), LEASE_OK);
     f->index = mvcc_applied_index(f->m);
 }
 
-static void fx_close(fx_t *f)
-{
+static void fx_close(fx_t *f) {
     lessor_free(f->l);
     f->l = NULL;
     mvcc_close(f->m);
     f->m = NULL;
 }
 
-static int setup(void **state)
-{
+static int setup(void **state) {
     fx_t *f = calloc(1, sizeof *f);
     const char *base = getenv("KSHIM_TEST_TMP");
     char cmd[300];
@@ -100,8 +93,7 @@ static int setup(void **state)
     return 0;
 }
 
-static int teardown(void **state)
-{
+static int teardown(void **state) {
     fx_t *f = *state;
     fx_close(f);
     char cmd[300];
@@ -111,23 +103,20 @@ static int teardown(void **state)
     return 0;
 }
 
-static ProtobufCBinaryData B(const char *s)
-{
+static ProtobufCBinaryData B(const char *s) {
     ProtobufCBinaryData b = {strlen(s), (uint8_t *)s};
     return b;
 }
 
 /* Applies a lease request as the next entry; returns the result code. */
-static int lease_apply(fx_t *f, Kshim__InternalRequest *req, kv_result_t *res, uint64_t now)
-{
+static int lease_apply(fx_t *f, Kshim__InternalRequest *req, kv_result_t *res, uint64_t now) {
     memset(res, 0, sizeof *res);
     assert_int_equal(lessor_apply(f->l, ++f->index, req, &f->hdr, res, now), 1);
     assert_int_equal(mvcc_applied_index(f->m), f->index);
     return res->code;
 }
 
-static int grant(fx_t *f, int64_t id, int64_t ttl, int64_t *granted)
-{
+static int grant(fx_t *f, int64_t id, int64_t ttl, int64_t *granted) {
     Etcdserverpb__LeaseGrantRequest g = ETCDSERVERPB__LEASE_GRANT_REQUEST__INIT;
     g.id = id;
     g.ttl = ttl;
@@ -144,8 +133,7 @@ static int grant(fx_t *f, int64_t id, int64_t ttl, int64_t *granted)
         assert_int_equal(r->header->member_id, 9);
         assert_int_equal(r->header->raft_term, 2);
         assert_int_equal(r->header->revision, mvcc_revision(f->m));
-        if (granted)
-            *granted = r->ttl;
+        if (granted) *granted = r->ttl;
         etcdserverpb__lease_grant_response__free_unpacked(r, NULL);
     }
     kv_result_clear(&res);
@@ -153,8 +141,7 @@ static int grant(fx_t *f, int64_t id, int64_t ttl, int64_t *granted)
 }
 
 /* Revoke; returns the code and the response header's revision. */
-static int do_revoke(fx_t *f, int64_t id, int64_t *rev)
-{
+static int do_revoke(fx_t *f, int64_t id, int64_t *rev) {
     Etcdserverpb__LeaseRevokeRequest r = ETCDSERVERPB__LEASE_REVOKE_REQUEST__INIT;
     r.id = id;
     Kshim__InternalRequest req = KSHIM__INTERNAL_REQUEST__INIT;
@@ -168,14 +155,12 @@ static int do_revoke(fx_t *f, int64_t id, int64_t *rev)
         *rev = rr->header->revision;
         etcdserverpb__lease_revoke_response__free_unpacked(rr, NULL);
     }
-    if (code != 0)
-        assert_string_equal(res.message, "etcdserver: requested lease not found");
+    if (code != 0) assert_string_equal(res.message, "etcdserver: requested lease not found");
     kv_result_clear(&res);
     return code;
 }
 
-static int put_opts(fx_t *f, const char *k, int64_t lease, int ignore_lease)
-{
+static int put_opts(fx_t *f, const char *k, int64_t lease, int ignore_lease) {
     Etcdserverpb__PutRequest p = ETCDSERVERPB__PUT_REQUEST__INIT;
     p.key = B(k);
     p.value = B("v");
@@ -188,16 +173,14 @@ static int put_opts(fx_t *f, const char *k, int64_t lease, int ignore_lease)
     assert_int_equal(lessor_apply(f->l, f->index + 1, &req, &f->hdr, &res, 1000), 0);
     assert_int_equal(kv_apply(f->m, ++f->index, &req, &f->hdr, &res), 0);
     int code = res.code;
-    if (code == 5)
-        assert_string_equal(res.message, "etcdserver: requested lease not found");
+    if (code == 5) assert_string_equal(res.message, "etcdserver: requested lease not found");
     kv_result_clear(&res);
     return code;
 }
 
 static int put(fx_t *f, const char *k, int64_t lease) { return put_opts(f, k, lease, 0); }
 
-static void del(fx_t *f, const char *k)
-{
+static void del(fx_t *f, const char *k) {
     Etcdserverpb__DeleteRangeRequest d = ETCDSERVERPB__DELETE_RANGE_REQUEST__INIT;
     d.key = B(k);
     Kshim__InternalRequest req = KSHIM__INTERNAL_REQUEST__INIT;
@@ -209,8 +192,7 @@ static void del(fx_t *f, const char *k)
 }
 
 /* Lease of key k now (0 if absent or no lease); -1 if the key is absent. */
-static int64_t key_lease(fx_t *f, const char *k)
-{
+static int64_t key_lease(fx_t *f, const char *k) {
     Etcdserverpb__RangeRequest r = ETCDSERVERPB__RANGE_REQUEST__INIT;
     r.key = B(k);
     kv_result_t res;
@@ -228,16 +210,14 @@ typedef struct keys_seen {
     int n;
 } keys_seen_t;
 
-static int see_key(void *arg, const uint8_t *key, size_t len)
-{
+static int see_key(void *arg, const uint8_t *key, size_t len) {
     keys_seen_t *ks = arg;
     assert_true(ks->n < 16);
     snprintf(ks->keys[ks->n++], 32, "%.*s", (int)len, key);
     return 0;
 }
 
-static keys_seen_t attached(fx_t *f, int64_t id)
-{
+static keys_seen_t attached(fx_t *f, int64_t id) {
     keys_seen_t ks;
     memset(&ks, 0, sizeof ks);
     assert_int_equal(lease_scan_keys(f->m, id, see_key, &ks), MVCC_OK);
@@ -246,8 +226,7 @@ static keys_seen_t attached(fx_t *f, int64_t id)
 
 /* ---- tests ---- */
 
-static void test_grant_rules(void **state)
-{
+static void test_grant_rules(void **state) {
     fx_t *f = *state;
     int64_t ttl = 0;
     int64_t rev0 = mvcc_revision(f->m);
@@ -286,8 +265,7 @@ static void test_grant_rules(void **state)
     assert_int_equal(mvcc_applied_index(f->m), f->index);
 }
 
-static void test_put_attach_and_unknown_lease(void **state)
-{
+static void test_put_attach_and_unknown_lease(void **state) {
     fx_t *f = *state;
     assert_int_equal(grant(f, 7, 30, NULL), 0);
     int64_t rev = mvcc_revision(f->m);
@@ -304,8 +282,7 @@ static void test_put_attach_and_unknown_lease(void **state)
     assert_string_equal(ks.keys[1], "b");
 }
 
-static void test_revoke_deletes_in_one_revision(void **state)
-{
+static void test_revoke_deletes_in_one_revision(void **state) {
     fx_t *f = *state;
     assert_int_equal(grant(f, 7, 30, NULL), 0);
     assert_int_equal(put(f, "k3", 7), 0);
@@ -344,8 +321,7 @@ static void test_revoke_deletes_in_one_revision(void **state)
     assert_int_equal(put(f, "k1", 7), 5);
 }
 
-static void test_reattach_detach(void **state)
-{
+static void test_reattach_detach(void **state) {
     fx_t *f = *state;
     assert_int_equal(grant(f, 1, 30, NULL), 0);
     assert_int_equal(grant(f, 2, 30, NULL), 0);
@@ -375,8 +351,7 @@ static void test_reattach_detach(void **state)
     assert_int_equal(key_lease(f, "y"), 0);
 }
 
-static void test_replay_is_idempotent(void **state)
-{
+static void test_replay_is_idempotent(void **state) {
     fx_t *f = *state;
     assert_int_equal(grant(f, 5, 30, NULL), 0);
     uint64_t granted_at = f->index;
@@ -398,8 +373,7 @@ static void test_replay_is_idempotent(void **state)
     assert_int_equal(mvcc_applied_index(f->m), applied);
 }
 
-static void test_reopen_keeps_leases(void **state)
-{
+static void test_reopen_keeps_leases(void **state) {
     fx_t *f = *state;
     assert_int_equal(grant(f, 11, 1, NULL), 0);
     assert_int_equal(grant(f, 12, 40, NULL), 0);
@@ -430,8 +404,7 @@ static void test_reopen_keeps_leases(void **state)
     assert_int_equal(key_lease(f, "q"), -1);
 }
 
-static void test_expiry_schedule(void **state)
-{
+static void test_expiry_schedule(void **state) {
     fx_t *f = *state;
     lessor_promote(f->l, 0, 0);
     assert_true(lessor_is_primary(f->l));
@@ -466,8 +439,7 @@ static void test_expiry_schedule(void **state)
     assert_int_equal(lessor_renew(f->l, 99, 0, &ttl), LEASE_E_NOT_FOUND);
 }
 
-static void test_take_expired_respects_max_and_list_order(void **state)
-{
+static void test_take_expired_respects_max_and_list_order(void **state) {
     fx_t *f = *state;
     lessor_promote(f->l, 0, 0);
     for (int i = 1; i <= 20; i++)
@@ -487,11 +459,9 @@ static void test_take_expired_respects_max_and_list_order(void **state)
     assert_int_equal(lessor_take_expired(f->l, 1000000, got, 8), 0);
 }
 
-static void test_promote_spreads_pileup(void **state)
-{
+static void test_promote_spreads_pileup(void **state) {
     fx_t *f = *state;
-    for (int i = 1; i <= 2000; i++)
-        assert_int_equal(grant(f, i, 10, NULL), 0);
+    for (int i = 1; i <= 2000; i++) assert_int_equal(grant(f, i, 10, NULL), 0);
     lessor_promote(f->l, 0, 1000);
     /* all would expire at 11 s; at most 750 per second may */
     static int64_t ids[2000];
@@ -503,8 +473,7 @@ static void test_promote_spreads_pileup(void **state)
 
 /* A Txn applies all its ops as one request: attach on put, detach on
  * delete, and an unknown lease anywhere fails it whole with no change. */
-static int txn2(fx_t *f, const char *put_key, int64_t lease, const char *del_key)
-{
+static int txn2(fx_t *f, const char *put_key, int64_t lease, const char *del_key) {
     Etcdserverpb__PutRequest p = ETCDSERVERPB__PUT_REQUEST__INIT;
     p.key = B(put_key);
     p.value = B("t");
@@ -529,8 +498,7 @@ static int txn2(fx_t *f, const char *put_key, int64_t lease, const char *del_key
     return code;
 }
 
-static void test_txn_attach_detach(void **state)
-{
+static void test_txn_attach_detach(void **state) {
     fx_t *f = *state;
     assert_int_equal(grant(f, 3, 30, NULL), 0);
     assert_int_equal(put(f, "t1", 3), 0);
@@ -548,8 +516,7 @@ static void test_txn_attach_detach(void **state)
     assert_int_equal(key_lease(f, "t2"), -1);
 }
 
-int main(void)
-{
+int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_grant_rules, setup, teardown),
         cmocka_unit_test_setup_teardown(test_put_attach_and_unknown_lease, setup, teardown),

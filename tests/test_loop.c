@@ -47,12 +47,12 @@ static void test_timers_fire_in_deadline_order(void **state) {
         h[i] = loop_timer_add(loop, delays[i], record_timer, &a[i]);
         assert_non_null(h[i]);
     }
-    loop_timer_cancel(loop, h[2]);  /* the 20 ms one never fires */
+    loop_timer_cancel(loop, h[2]); /* the 20 ms one never fires */
     loop_timer_add(loop, 60, stop_timer, NULL);
     uint64_t t0 = loop_now_ms(loop);
     assert_int_equal(loop_run(loop), 0);
     assert_true(loop_now_ms(loop) - t0 >= 60);
-    int want[] = {4, 1, 3, 0, 5};  /* 5, 10 (FIFO on ties), 10, 30, 40 */
+    int want[] = {4, 1, 3, 0, 5}; /* 5, 10 (FIFO on ties), 10, 30, 40 */
     assert_int_equal(o.n, 5);
     for (int i = 0; i < 5; i++) assert_int_equal(o.seen[i], want[i]);
     loop_free(loop);
@@ -85,7 +85,7 @@ static void test_fd_level_triggered(void **state) {
     assert_true(loop_add_fd(loop, -1, LOOP_READ, on_readable, &s) < 0);
     assert_int_equal(loop_run(loop), 0);
     assert_int_equal(s.reads, 3);
-    assert_true(loop_mod_fd(loop, p[0], LOOP_READ) < 0);  /* deleted */
+    assert_true(loop_mod_fd(loop, p[0], LOOP_READ) < 0); /* deleted */
     close(p[0]);
     close(p[1]);
     loop_free(loop);
@@ -141,7 +141,7 @@ static void test_stop_from_signal(void **state) {
     sigaction(SIGALRM, &sa, NULL);
     struct itimerval it = {{0, 0}, {0, 50000}};
     setitimer(ITIMER_REAL, &it, NULL);
-    loop_timer_add(loop, 5000, stop_timer, NULL);  /* fallback: the test would be slow */
+    loop_timer_add(loop, 5000, stop_timer, NULL); /* fallback: the test would be slow */
     uint64_t t0 = loop_now_ms(loop);
     assert_int_equal(loop_run(loop), 0);
     assert_true(loop_now_ms(loop) - t0 < 4000);

@@ -154,8 +154,10 @@ static void test_key_encoding_order(void **state) {
         ea[ean] = (uint8_t)rand();
         eb[ebn] = (uint8_t)rand();
         int want = bcmp_len(a, an, b, bn);
-        if (want != 0) assert_int_equal(bcmp_len(ea, ean + 1, eb, ebn + 1), want);
-        else assert_memory_equal(ea, eb, ean);
+        if (want != 0)
+            assert_int_equal(bcmp_len(ea, ean + 1, eb, ebn + 1), want);
+        else
+            assert_memory_equal(ea, eb, ean);
     }
 }
 
@@ -189,7 +191,7 @@ static size_t raw_list(fx_t *f, raw_entry_t *out, size_t max) {
         if (k[0] == 'k') {
             for (int i = 0; i < 8; i++) x = (x << 8) | k[kl - 16 + i];
             e->main = (int64_t)~x;
-            memcpy(e->key, k + 1, kl - 16 - 3);   /* test keys have no 0x00 */
+            memcpy(e->key, k + 1, kl - 16 - 3); /* test keys have no 0x00 */
         } else {
             for (int i = 0; i < 8; i++) x = (x << 8) | k[1 + i];
             e->main = (int64_t)x;
@@ -211,27 +213,28 @@ static void expect_raw(fx_t *f, const char *want) {
     size_t o = 0;
     got[0] = 0;
     for (size_t i = 0; i < n; i++)
-        o += (size_t)snprintf(got + o, sizeof(got) - o, "%c:%s@%lld ", e[i].space, e[i].key, (long long)e[i].main);
+        o += (size_t)snprintf(got + o, sizeof(got) - o, "%c:%s@%lld ", e[i].space, e[i].key,
+                              (long long)e[i].main);
     assert_string_equal(got, want);
     fx_open(f);
 }
 
 static void build_history(fx_t *f) {
-    for (int i = 0; i < 5; i++) put(f, "a", 1, "x");   /* a: 2..6 */
-    put(f, "b", 1, "x");                              /* 7 */
-    del(f, "b", 1, "", 0);                            /* 8 */
-    put(f, "c", 1, "x");                              /* 9 */
-    put(f, "c", 1, "y");                              /* 10 */
-    put(f, "d", 1, "x");                              /* 11 */
-    del(f, "d", 1, "", 0);                            /* 12 */
-    put(f, "d", 1, "z");                              /* 13 */
+    for (int i = 0; i < 5; i++) put(f, "a", 1, "x"); /* a: 2..6 */
+    put(f, "b", 1, "x");                             /* 7 */
+    del(f, "b", 1, "", 0);                           /* 8 */
+    put(f, "c", 1, "x");                             /* 9 */
+    put(f, "c", 1, "y");                             /* 10 */
+    put(f, "d", 1, "x");                             /* 11 */
+    del(f, "d", 1, "", 0);                           /* 12 */
+    put(f, "d", 1, "z");                             /* 13 */
     assert_int_equal(mvcc_revision(f->m), 13);
 }
 
 static void test_compaction_physical(void **state) {
     fx_t *f = *state;
     build_history(f);
-    mvcc_set_compact_batch(f->m, 1);   /* many small batches */
+    mvcc_set_compact_batch(f->m, 1); /* many small batches */
     assert_int_equal(compact_wait(f, 10), 0);
     expect_raw(f, "k:a@6 k:c@10 k:d@13 k:d@12 k:d@11 r:a@6 r:c@10 r:d@11 r:d@12 r:d@13 ");
     assert_int_equal(mvcc_compact_revision(f->m), 10);
@@ -279,14 +282,14 @@ static void test_compaction_resume_and_restart(void **state) {
     size_t len;
     char *v = leveldb_get(db, ro, "m", 1, &len, &err);
     assert_non_null(v);
-    assert_int_equal(len, 24);       /* applied | rev | compact_rev */
+    assert_int_equal(len, 24); /* applied | rev | compact_rev */
     uint8_t meta[32];
     memcpy(meta, v, 24);
     leveldb_free(v);
-    assert_int_equal(meta[23], 7);   /* compact_rev */
+    assert_int_equal(meta[23], 7); /* compact_rev */
     meta[23] = 13;
     memset(meta + 24, 0, 8);
-    meta[31] = 7;                    /* compact_done of the old format */
+    meta[31] = 7; /* compact_done of the old format */
     leveldb_writeoptions_t *wo = leveldb_writeoptions_create();
     leveldb_put(db, wo, "m", 1, (const char *)meta, 32, &err);
     assert_null(err);
@@ -296,7 +299,7 @@ static void test_compaction_resume_and_restart(void **state) {
     leveldb_readoptions_destroy(ro);
     leveldb_close(db);
     leveldb_options_destroy(o);
-    fx_open(f);   /* resumes the compaction */
+    fx_open(f); /* resumes the compaction */
     assert_int_equal(mvcc_compact_revision(f->m), 13);
     assert_int_equal(mvcc_compact_wait(f->m, 13), MVCC_OK);
     assert_int_equal(mvcc_revision(f->m), 13);
@@ -345,8 +348,8 @@ static void test_damaged_records(void **state) {
     uint8_t kb[64];
     size_t n = mvcc_encode_key(kb, (const uint8_t *)"d", 1);
     memset(kb + n, 0xFF, 8);
-    kb[n + 7] = (uint8_t)~2;              /* main = 2 */
-    memset(kb + n + 8, 0xFF, 8);          /* sub = 0 */
+    kb[n + 7] = (uint8_t)~2;     /* main = 2 */
+    memset(kb + n + 8, 0xFF, 8); /* sub = 0 */
     raw_leveldb_put(f, (const char *)kb, n + 16, "\x00", 1);
     assert_null(range_at(f, "d", 1, "", 0, 0, 0, &code));
     assert_int_not_equal(code, 0);
@@ -416,7 +419,8 @@ static const mversion_t *model_get(const model_t *md, const uint8_t *k, size_t k
     const mversion_t *best = NULL;
     for (size_t i = 0; i < md->n; i++) {
         const mversion_t *x = &md->v[i];
-        if (x->klen == kn && memcmp(x->key, k, kn) == 0 && x->rev <= at && (!best || x->rev >= best->rev)) best = x;
+        if (x->klen == kn && memcmp(x->key, k, kn) == 0 && x->rev <= at && (!best || x->rev >= best->rev))
+            best = x;
     }
     return best && !best->tomb ? best : NULL;
 }
@@ -426,7 +430,7 @@ static void model_add(model_t *md, const uint8_t *k, size_t kn, int64_t rev, int
     mversion_t prev_copy;
     const mversion_t *prev = NULL;
     if (p) {
-        prev_copy = *p;   /* md->v may move below */
+        prev_copy = *p; /* md->v may move below */
         prev = &prev_copy;
     }
     if (md->n == md->cap) {
@@ -453,8 +457,8 @@ static int key_cmp(const void *a, const void *b) {
     return bcmp_len(x->key, x->klen, y->key, y->klen);
 }
 
-static size_t model_live(const model_t *md, int64_t at, const uint8_t *k, size_t kn, const uint8_t *e, size_t en,
-                         const mversion_t **out) {
+static size_t model_live(const model_t *md, int64_t at, const uint8_t *k, size_t kn, const uint8_t *e,
+                         size_t en, const mversion_t **out) {
     const mversion_t **all = malloc((md->n + 1) * sizeof(*all));
     size_t na = 0;
     for (size_t i = 0; i < md->n; i++) all[na++] = &md->v[i];
@@ -505,11 +509,12 @@ static void check_against_model(fx_t *f, const model_t *md, int64_t compact_rev)
     int64_t at = lo + rand() % (md->rev - lo + 1);
     int64_t limit = rand() % 3 ? 0 : 1 + rand() % 4;
     int code;
-    int64_t asked = rand() % 5 ? at : 0;   /* 0: the current revision */
+    int64_t asked = rand() % 5 ? at : 0; /* 0: the current revision */
     Etcdserverpb__RangeResponse *r = range_at(f, k, kn, e, en, asked, limit, &code);
     assert_int_equal(code, 0);
     if (!r) return;
-    if (r->header->revision != md->rev) fail_msg("header rev %lld want %lld", (long long)r->header->revision, (long long)md->rev);
+    if (r->header->revision != md->rev)
+        fail_msg("header rev %lld want %lld", (long long)r->header->revision, (long long)md->rev);
     const mversion_t **want = malloc((md->n + 1) * sizeof(*want));
     size_t nw = model_live(md, asked ? asked : md->rev, k, kn, e, en, want);
     assert_int_equal(r->count, (int64_t)nw);
@@ -551,7 +556,7 @@ static void test_random_model(void **state) {
             random_range(k, &kn, e, &en);
             const mversion_t **live = malloc((md.n + 1) * sizeof(*live));
             size_t n = model_live(&md, md.rev, k, kn, e, en, live);
-            uint8_t (*keys)[3] = malloc((n + 1) * 3);
+            uint8_t(*keys)[3] = malloc((n + 1) * 3);
             size_t *lens = malloc((n + 1) * sizeof(size_t));
             for (size_t i = 0; i < n; i++) {
                 memcpy(keys[i], live[i]->key, live[i]->klen);
@@ -575,7 +580,8 @@ static void test_random_model(void **state) {
             c.key = BN(k, kn);
             c.target = ETCDSERVERPB__COMPARE__COMPARE_TARGET__CREATE;
             c.target_union_case = ETCDSERVERPB__COMPARE__TARGET_UNION_CREATE_REVISION;
-            Etcdserverpb__PutRequest p1 = ETCDSERVERPB__PUT_REQUEST__INIT, p2 = ETCDSERVERPB__PUT_REQUEST__INIT;
+            Etcdserverpb__PutRequest p1 = ETCDSERVERPB__PUT_REQUEST__INIT,
+                                     p2 = ETCDSERVERPB__PUT_REQUEST__INIT;
             p1.key = BN(k, kn);
             p1.value = B(val);
             p2.key = BN(k2, kn2);

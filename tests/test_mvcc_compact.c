@@ -1,5 +1,5 @@
 /*
- * test_mvcc_compact.c: the background compactor (storage/mvcc_compact.c),
+ * test_mvcc_compact.c: the background compactor (storage/mvcc/mvcc_compact.c),
  * checked on the raw LevelDB contents: a hot key with thousands of versions
  * is compacted in many batches with every superseded version gone and each
  * key looked up once per run; a compaction held after a few batches (as if
@@ -17,6 +17,7 @@
 
 #include <leveldb/c.h>
 
+#include "bytes.h"
 #include "mvcc.h"
 
 /* ---- raw contents ---- */
@@ -28,22 +29,13 @@ typedef struct rawv {
 } rawv_t;
 
 typedef struct raw {
-    rawv_t *k;          /* 'k' entries, in LevelDB order */
+    rawv_t *k; /* 'k' entries, in LevelDB order */
     size_t nk;
-    rawv_t *r;          /* 'r' entries (key from the value) */
+    rawv_t *r; /* 'r' entries (key from the value) */
     size_t nr;
 } raw_t;
 
-static uint64_t be64(const uint8_t *p)
-{
-    uint64_t v = 0;
-    for (int i = 0; i < 8; i++)
-        v = (v << 8) | p[i];
-    return v;
-}
-
-static void raw_push(rawv_t **v, size_t *n, const rawv_t *e)
-{
+static void raw_push(rawv_t **v, size_t *n, const rawv_t *e) {
     if (*n == 0 || (*n >= 64 && (*n & (*n - 1)) == 0)) {
         *v = realloc(*v, (*n ? *n * 2 : 64) * sizeof **v);
         assert_non_null(*v);
@@ -53,8 +45,7 @@ static void raw_push(rawv_t **v, size_t *n, const rawv_t *e)
 
 /* Closes the store, lists its 'k' and 'r' spaces, reopens it. Test keys have
  * no 0x00 bytes, so the escaped key is the key. */
-static void raw_read(fx_t *f, raw_t *out)
-{
+static void raw_read(fx_t *f, raw_t *out) {
     mvcc_close(f->m);
     memset(out, 0, sizeof *out);
     leveldb_options_t *o = leveldb_options_create();
@@ -72,16 +63,16 @@ static void raw_read(fx_t *f, raw_t *out)
         if (k[0] == 'k') {
             assert_true(kl >= 19 && kl - 19 < sizeof e.key);
             memcpy(e.key, k + 1, kl - 19);
-            e.main = (int64_t)~be64(k + kl - 16);
-            e.sub = (int64_t)~be64(k + kl - 8);
+            e.main = (int64_t)~get_be64(k + kl - 16);
+            e.sub = (int64_t)~get_be64(k + kl - 8);
             e.tomb = v[0] & 1;
             raw_push(&out->k, &out->nk, &e);
         } else if (k[0] == 'r') {
             assert_int_equal(kl, 17);
             assert_true(vl - 1 < sizeof e.key);
             memcpy(e.key, v + 1, vl - 1);
-            e.main = (int64_t)be64(k + 1);
-            e.sub = (int64_t)be64(k + 9);
+            e.main = (int64_t)get_be64(k + 1);
+            e.sub = (int64_t)get_be64(k + 9);
             e.tomb = v[0];
             raw_push(&out->r, &out->nr, &e);
         }
@@ -94,30 +85,26 @@ static void raw_read(fx_t *f, raw_t *out)
     assert_int_equal(mvcc_open(f->dir, NULL, &f->m, e2, sizeof e2), 0);
 }
 
-static void raw_free(raw_t *r)
-{
+static void raw_free(raw_t *r) {
     free(r->k);
     free(r->r);
 }
 
-static size_t raw_count_key(const raw_t *r, const char *key)
-{
+static size_t raw_count_key(const raw_t *r, const char *key) {
     size_t n = 0;
-    for (size_t i = 0; i < r->nk; i++)
-        n += strcmp(r->k[i].key, key) == 0;
+    for (size_t i = 0; i < r->nk; i++) n += strcmp(r->k[i].key, key) == 0;
     return n;
 }
 
 /* ---- a model of the history ---- */
 
 typedef struct model {
-    rawv_t *v;              /* every version ever written, in revision order */
+    rawv_t *v; /* every version ever written, in revision order */
     size_t n;
-    int64_t rev;            /* store revision */
+    int64_t rev; /* store revision */
 } model_t;
 
-static void model_add(model_t *md, const char *key, int64_t main, int64_t sub, int tomb)
-{
+static void model_add(model_t *md, const char *key, int64_t main, int64_t sub, int tomb) {
     rawv_t e;
     memset(&e, 0, sizeof e);
     snprintf(e.key, sizeof e.key, "%s", key);
@@ -127,18 +114,15 @@ static void model_add(model_t *md, const char *key, int64_t main, int64_t sub, i
     raw_push(&md->v, &md->n, &e);
 }
 
-static int model_alive(const model_t *md, const char *key)
-{
+static int model_alive(const model_t *md, const char *key) {
     for (size_t i = md->n; i-- > 0;)
-        if (strcmp(md->v[i].key, key) == 0)
-            return !md->v[i].tomb;
+        if (strcmp(md->v[i].key, key) == 0) return !md->v[i].tomb;
     return 0;
 }
 
 /* kept[i]: is version i kept by a compaction at c? Per key: every version
  * above c, and the newest version <= c unless it is a tombstone. */
-static void model_kept(const model_t *md, int64_t c, char *kept)
-{
+static void model_kept(const model_t *md, int64_t c, char *kept) {
     const char **seen = calloc(md->n + 1, sizeof *seen);
     size_t nseen = 0;
     assert_non_null(seen);
@@ -150,27 +134,22 @@ static void model_kept(const model_t *md, int64_t c, char *kept)
             continue;
         }
         size_t j = 0;
-        while (j < nseen && strcmp(seen[j], x->key) != 0)
-            j++;
-        if (j < nseen)
-            continue;   /* a newer version <= c supersedes it */
+        while (j < nseen && strcmp(seen[j], x->key) != 0) j++;
+        if (j < nseen) continue; /* a newer version <= c supersedes it */
         seen[nseen++] = x->key;
         kept[i] = !x->tomb;
     }
     free(seen);
 }
 
-static int rawv_cmp_rev(const void *a, const void *b)
-{
+static int rawv_cmp_rev(const void *a, const void *b) {
     const rawv_t *x = a, *y = b;
-    if (x->main != y->main)
-        return x->main < y->main ? -1 : 1;
+    if (x->main != y->main) return x->main < y->main ? -1 : 1;
     return x->sub < y->sub ? -1 : (x->sub > y->sub);
 }
 
 /* The raw store holds exactly the versions the model keeps at c. */
-static void expect_compacted(fx_t *f, const model_t *md, int64_t c)
-{
+static void expect_compacted(fx_t *f, const model_t *md, int64_t c) {
     raw_t r;
     raw_read(f, &r);
     rawv_t *want = NULL;
@@ -179,13 +158,12 @@ static void expect_compacted(fx_t *f, const model_t *md, int64_t c)
     assert_non_null(kept);
     model_kept(md, c, kept);
     for (size_t i = 0; i < md->n; i++)
-        if (kept[i])
-            raw_push(&want, &nw, &md->v[i]);
+        if (kept[i]) raw_push(&want, &nw, &md->v[i]);
     free(kept);
     assert_int_equal(r.nr, nw);
-    for (size_t i = 0; i < nw; i++) {   /* 'r' is in revision order, as the model */
-        if (strcmp(r.r[i].key, want[i].key) != 0 || r.r[i].main != want[i].main || r.r[i].sub != want[i].sub ||
-            r.r[i].tomb != want[i].tomb)
+    for (size_t i = 0; i < nw; i++) { /* 'r' is in revision order, as the model */
+        if (strcmp(r.r[i].key, want[i].key) != 0 || r.r[i].main != want[i].main ||
+            r.r[i].sub != want[i].sub || r.r[i].tomb != want[i].tomb)
             fail_msg("r[%zu]: got %s@%lld.%lld want %s@%lld.%lld", i, r.r[i].key, (long long)r.r[i].main,
                      (long long)r.r[i].sub, want[i].key, (long long)want[i].main, (long long)want[i].sub);
     }
@@ -203,22 +181,18 @@ static void expect_compacted(fx_t *f, const model_t *md, int64_t c)
 }
 
 /* Model-tracked writes. */
-static void m_put(fx_t *f, model_t *md, const char *k, const char *v)
-{
+static void m_put(fx_t *f, model_t *md, const char *k, const char *v) {
     fx_put(f, k, v);
     model_add(md, k, ++md->rev, 0, 0);
 }
 
-static void m_del(fx_t *f, model_t *md, const char *k)
-{
+static void m_del(fx_t *f, model_t *md, const char *k) {
     int alive = model_alive(md, k);
     fx_del(f, k, NULL);
-    if (alive)
-        model_add(md, k, ++md->rev, 0, 1);
+    if (alive) model_add(md, k, ++md->rev, 0, 1);
 }
 
-static void m_put_del(fx_t *f, model_t *md, const char *k)
-{
+static void m_put_del(fx_t *f, model_t *md, const char *k) {
     fx_put_then_delete_in_txn(f, k, "t");
     md->rev++;
     model_add(md, k, md->rev, 0, 0);
@@ -226,8 +200,7 @@ static void m_put_del(fx_t *f, model_t *md, const char *k)
 }
 
 /* Applies a Compact; returns the result code, *physical_rev its mark. */
-static int apply_compact(fx_t *f, int64_t rev, int physical, int64_t *physical_rev)
-{
+static int apply_compact(fx_t *f, int64_t rev, int physical, int64_t *physical_rev) {
     Etcdserverpb__CompactionRequest c = ETCDSERVERPB__COMPACTION_REQUEST__INIT;
     c.revision = rev;
     c.physical = physical;
@@ -236,22 +209,19 @@ static int apply_compact(fx_t *f, int64_t rev, int physical, int64_t *physical_r
     kv_result_t res;
     assert_int_equal(kv_apply(f->m, ++f->index, &req, &f->hdr, &res), 0);
     int code = res.code;
-    if (physical_rev)
-        *physical_rev = res.physical_rev;
+    if (physical_rev) *physical_rev = res.physical_rev;
     kv_result_clear(&res);
     return code;
 }
 
-static void compact_now(fx_t *f, int64_t rev)
-{
+static void compact_now(fx_t *f, int64_t rev) {
     assert_int_equal(apply_compact(f, rev, 0, NULL), 0);
     assert_int_equal(mvcc_compact_wait(f->m, rev), MVCC_OK);
     assert_true(mvcc_compacted_through(f->m) >= rev);
 }
 
 /* The live value of k through kv_range at rev (0: current): version or 0. */
-static int64_t version_of(fx_t *f, const char *k, int64_t rev, int *code)
-{
+static int64_t version_of(fx_t *f, const char *k, int64_t rev, int *code) {
     Etcdserverpb__RangeRequest rq = ETCDSERVERPB__RANGE_REQUEST__INIT;
     rq.key = B(k);
     rq.revision = rev;
@@ -262,8 +232,7 @@ static int64_t version_of(fx_t *f, const char *k, int64_t rev, int *code)
     if (res.code == 0) {
         Etcdserverpb__RangeResponse *r = etcdserverpb__range_response__unpack(NULL, res.resp_len, res.resp);
         assert_non_null(r);
-        if (r->n_kvs == 1)
-            v = r->kvs[0]->version;
+        if (r->n_kvs == 1) v = r->kvs[0]->version;
         etcdserverpb__range_response__free_unpacked(r, NULL);
     }
     kv_result_clear(&res);
@@ -271,8 +240,7 @@ static int64_t version_of(fx_t *f, const char *k, int64_t rev, int *code)
 }
 
 /* hot: 3000 versions; o000..o199 once each, o000..o049 deleted again. */
-static void build_hot(fx_t *f, model_t *md)
-{
+static void build_hot(fx_t *f, model_t *md) {
     char k[16], v[16];
     for (int i = 0; i < 3000; i++) {
         snprintf(v, sizeof v, "h%d", i);
@@ -290,8 +258,7 @@ static void build_hot(fx_t *f, model_t *md)
 
 /* ---- tests ---- */
 
-static void test_hot_key_linear(void **state)
-{
+static void test_hot_key_linear(void **state) {
     fx_t *f = *state;
     model_t md = {.rev = 1};
     build_hot(f, &md);
@@ -301,9 +268,9 @@ static void test_hot_key_linear(void **state)
     mvcc_compact_stats_t st;
     mvcc_compact_stats(f->m, &st);
     assert_int_equal(st.records, 3250);
-    assert_int_equal(st.keys_visited, 201);          /* each key once */
+    assert_int_equal(st.keys_visited, 201); /* each key once */
     assert_int_equal(st.versions_deleted, 2999 + 100);
-    assert_int_equal(st.batches, 33);                /* the hot key spans most of them */
+    assert_int_equal(st.batches, 33); /* the hot key spans most of them */
     expect_compacted(f, &md, md.rev);
     raw_t r;
     raw_read(f, &r);
@@ -317,10 +284,9 @@ static void test_hot_key_linear(void **state)
     /* a second run deletes the version the first one kept (v0) */
     mvcc_set_compact_batch(f->m, 100);
     mvcc_set_compact_pause_ms(f->m, 0);
-    for (int i = 0; i < 500; i++)
-        m_put(f, &md, "hot", "again");
+    for (int i = 0; i < 500; i++) m_put(f, &md, "hot", "again");
     compact_now(f, md.rev);
-    mvcc_compact_stats(f->m, &st);   /* counters restart at open */
+    mvcc_compact_stats(f->m, &st); /* counters restart at open */
     assert_int_equal(st.records, 500);
     assert_int_equal(st.keys_visited, 1);
     assert_int_equal(st.versions_deleted, 500);
@@ -329,12 +295,11 @@ static void test_hot_key_linear(void **state)
     free(md.v);
 }
 
-static void test_resume_after_crash(void **state)
-{
+static void test_resume_after_crash(void **state) {
     fx_t *f = *state;
     model_t md = {.rev = 1};
     build_hot(f, &md);
-    int64_t c = md.rev - 150;   /* o100..o199 and the deletes stay above c */
+    int64_t c = md.rev - 150; /* o100..o199 and the deletes stay above c */
     mvcc_set_compact_batch(f->m, 100);
     mvcc_set_compact_pause_ms(f->m, 0);
     mvcc_compact_hold_after(f->m, 3);
@@ -360,14 +325,13 @@ static void test_resume_after_crash(void **state)
     assert_int_equal(mvcc_compact_revision(f->m), c);
     assert_int_equal(mvcc_compact_wait(f->m, c), MVCC_OK);
     mvcc_compact_stats(f->m, &st);
-    assert_int_equal(st.records, (3000 + 100) - 300);   /* records in (0, c] after the first 300 */
+    assert_int_equal(st.records, (3000 + 100) - 300); /* records in (0, c] after the first 300 */
     expect_compacted(f, &md, c);
     assert_int_equal(version_of(f, "hot", 0, &code), 3000);
     free(md.v);
 }
 
-static void test_storage_error_stops(void **state)
-{
+static void test_storage_error_stops(void **state) {
     fx_t *f = *state;
     model_t md = {.rev = 1};
     build_hot(f, &md);
@@ -396,8 +360,7 @@ static void test_storage_error_stops(void **state)
     free(md.v);
 }
 
-static void test_writes_during_compaction(void **state)
-{
+static void test_writes_during_compaction(void **state) {
     fx_t *f = *state;
     model_t md = {.rev = 1};
     build_hot(f, &md);
@@ -408,14 +371,13 @@ static void test_writes_during_compaction(void **state)
     assert_int_equal(apply_compact(f, c1, 0, NULL), 0);
     assert_int_equal(mvcc_compact_wait(f->m, c1), MVCC_ERR_IO);
     /* applied while the run to c1 is half done */
-    for (int i = 0; i < 50; i++)
-        m_put(f, &md, "hot", "during");
+    for (int i = 0; i < 50; i++) m_put(f, &md, "hot", "during");
     m_del(f, &md, "o150");
     m_put(f, &md, "o000", "back");
     m_put(f, &md, "new", "n");
     m_put_del(f, &md, "txn");
     int64_t c2 = md.rev - 10;
-    assert_int_equal(apply_compact(f, c2, 0, NULL), 0);   /* queued behind the run to c1 */
+    assert_int_equal(apply_compact(f, c2, 0, NULL), 0); /* queued behind the run to c1 */
     m_put(f, &md, "hot", "after");
     int code;
     assert_int_equal(version_of(f, "hot", 0, &code), 3051);
@@ -426,8 +388,7 @@ static void test_writes_during_compaction(void **state)
     mvcc_set_compact_batch(f->m, 7);
     mvcc_set_compact_pause_ms(f->m, 1);
     mvcc_compact_hold_after(f->m, -1);
-    for (int i = 0; i < 200; i++)
-        m_put(f, &md, i % 2 ? "hot" : "o199", "racing");
+    for (int i = 0; i < 200; i++) m_put(f, &md, i % 2 ? "hot" : "o199", "racing");
     assert_int_equal(mvcc_compact_wait(f->m, c2), MVCC_OK);
     expect_compacted(f, &md, c2);
     assert_int_equal(version_of(f, "hot", 0, &code), 3151);
@@ -436,13 +397,11 @@ static void test_writes_during_compaction(void **state)
     free(md.v);
 }
 
-static void test_physical_mark(void **state)
-{
+static void test_physical_mark(void **state) {
     fx_t *f = *state;
     model_t md = {.rev = 1};
-    for (int i = 0; i < 20; i++)
-        m_put(f, &md, "a", "x");
-    mvcc_compact_hold_after(f->m, 0);   /* no physical work at all */
+    for (int i = 0; i < 20; i++) m_put(f, &md, "a", "x");
+    mvcc_compact_hold_after(f->m, 0); /* no physical work at all */
     int64_t pr = -1;
     /* the apply answers at once, the physical request carries its mark */
     assert_int_equal(apply_compact(f, 5, 1, &pr), 0);
@@ -451,9 +410,9 @@ static void test_physical_mark(void **state)
     assert_int_equal(mvcc_compacted_through(f->m), 0);
     assert_int_equal(apply_compact(f, 8, 0, &pr), 0);
     assert_int_equal(pr, 0);
-    assert_int_equal(apply_compact(f, 8, 1, &pr), 11);   /* already compacted */
+    assert_int_equal(apply_compact(f, 8, 1, &pr), 11); /* already compacted */
     assert_int_equal(pr, 0);
-    assert_int_equal(apply_compact(f, 100, 1, &pr), 11);  /* future revision */
+    assert_int_equal(apply_compact(f, 100, 1, &pr), 11); /* future revision */
     assert_int_equal(pr, 0);
     mvcc_compact_hold_after(f->m, -1);
     assert_int_equal(mvcc_compact_wait(f->m, 8), MVCC_OK);
@@ -461,8 +420,7 @@ static void test_physical_mark(void **state)
     free(md.v);
 }
 
-static void test_random_histories(void **state)
-{
+static void test_random_histories(void **state) {
     fx_t *f = *state;
     static const char *keys[] = {"hot", "hot", "hot", "a", "b", "c", "d", "e"};
     model_t md = {.rev = 1};
@@ -483,17 +441,15 @@ static void test_random_histories(void **state)
             mvcc_set_compact_batch(f->m, (size_t)(1 + rand() % 40));
             mvcc_set_compact_pause_ms(f->m, (unsigned)(rand() % 2));
             int hold = rand() % 4 == 0;
-            if (hold)
-                mvcc_compact_hold_after(f->m, rand() % 3);
+            if (hold) mvcc_compact_hold_after(f->m, rand() % 3);
             assert_int_equal(apply_compact(f, nc, 0, NULL), 0);
             c = nc;
             compactions++;
             if (hold) {
                 holds++;
-                mvcc_compact_wait(f->m, c);   /* returns once held (or done) */
-                for (int i = 0; i < 5; i++)
-                    m_put(f, &md, keys[rand() % 8], "h");
-                mvcc_close(f->m);   /* crash there; the reopen resumes */
+                mvcc_compact_wait(f->m, c); /* returns once held (or done) */
+                for (int i = 0; i < 5; i++) m_put(f, &md, keys[rand() % 8], "h");
+                mvcc_close(f->m); /* crash there; the reopen resumes */
                 char err[256];
                 assert_int_equal(mvcc_open(f->dir, NULL, &f->m, err, sizeof err), 0);
             }
@@ -511,8 +467,7 @@ static void test_random_histories(void **state)
     free(md.v);
 }
 
-int main(void)
-{
+int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_hot_key_linear, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_resume_after_crash, fx_setup, fx_teardown),

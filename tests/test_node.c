@@ -27,12 +27,12 @@
 
 typedef struct applied {
     pthread_mutex_t mu;
-    uint64_t first, last;          /* indices delivered this run */
-    uint64_t n_data;               /* non-empty entries delivered */
+    uint64_t first, last; /* indices delivered this run */
+    uint64_t n_data;      /* non-empty entries delivered */
     uint8_t seen[THREADS][PER_THREAD];
-    char *payload[MAX_IDX];        /* by index */
-    size_t n_conf;                 /* CONF_CHANGE entries seen */
-    uint64_t persisted;            /* what persist_state reported */
+    char *payload[MAX_IDX]; /* by index */
+    size_t n_conf;          /* CONF_CHANGE entries seen */
+    uint64_t persisted;     /* what persist_state reported */
     uint64_t persist_calls;
     int errors;
 } applied_t;
@@ -61,13 +61,14 @@ static void on_apply(void *ctx, const raft_entry_t *ents, size_t n, uint64_t ter
             a->payload[e->index] = e->len ? strndup((const char *)e->data, e->len) : strdup("");
         }
         if (e->type == RAFT_ENTRY_CONF_CHANGE) {
-            a->n_conf++;   /* the bootstrap membership entry of a new log */
+            a->n_conf++; /* the bootstrap membership entry of a new log */
             continue;
         }
         if (!e->len) continue;
         a->n_data++;
         int t, k;
-        if (sscanf(a->payload[e->index], "t%d-%d", &t, &k) == 2 && t >= 0 && t < THREADS && k >= 0 && k < PER_THREAD)
+        if (sscanf(a->payload[e->index], "t%d-%d", &t, &k) == 2 && t >= 0 && t < THREADS && k >= 0 &&
+            k < PER_THREAD)
             a->seen[t][k]++;
     }
     pthread_mutex_unlock(&a->mu);
@@ -96,7 +97,7 @@ static void *propose_thread(void *arg) {
         int len = snprintf(buf, sizeof(buf), "t%d-%d", p->t, k);
         int rc;
         while ((rc = raft_node_propose(p->node, buf, (size_t)len)) == RAFT_NODE_ERR_BUSY) {
-            struct timespec ts = { 0, 100 * 1000 };   /* too many in flight: a client retries */
+            struct timespec ts = {0, 100 * 1000}; /* too many in flight: a client retries */
             nanosleep(&ts, NULL);
         }
         if (rc != RAFT_NODE_OK) p->errors++;
@@ -105,11 +106,18 @@ static void *propose_thread(void *arg) {
 }
 
 static raft_node_t *start(const char *dir, applied_t *a, uint64_t applied_index, int with_persist) {
-    static const uint64_t peers[] = { 1 };
-    raft_node_config_t cfg = { .id = 1, .peer_ids = peers, .n_peers = 1, .wal_dir = dir,
-                               .applied_index = applied_index, .tick_ms = 10, .apply = on_apply,
-                               .persist_state = with_persist ? on_persist : NULL, .ctx = a,
-                               .wal_segment_bytes = 64 * 1024, .persist_every = 1000 };
+    static const uint64_t peers[] = {1};
+    raft_node_config_t cfg = {.id = 1,
+                              .peer_ids = peers,
+                              .n_peers = 1,
+                              .wal_dir = dir,
+                              .applied_index = applied_index,
+                              .tick_ms = 10,
+                              .apply = on_apply,
+                              .persist_state = with_persist ? on_persist : NULL,
+                              .ctx = a,
+                              .wal_segment_bytes = 64 * 1024,
+                              .persist_every = 1000};
     raft_node_t *n = NULL;
     char err[256] = "";
     int rc = raft_node_start(&cfg, &n, err, sizeof(err));
@@ -124,7 +132,7 @@ static void wait_applied(applied_t *a, uint64_t index) {
         uint64_t last = a->last;
         pthread_mutex_unlock(&a->mu);
         if (last >= index) return;
-        struct timespec ts = { 0, 10 * 1000 * 1000 };
+        struct timespec ts = {0, 10 * 1000 * 1000};
         nanosleep(&ts, NULL);
     }
     fail_msg("timed out waiting for index %llu", (unsigned long long)index);
@@ -136,7 +144,7 @@ static void wait_data(applied_t *a, uint64_t n) {
         uint64_t got = a->n_data;
         pthread_mutex_unlock(&a->mu);
         if (got >= n) return;
-        struct timespec ts = { 0, 10 * 1000 * 1000 };
+        struct timespec ts = {0, 10 * 1000 * 1000};
         nanosleep(&ts, NULL);
     }
     fail_msg("timed out waiting for %llu entries", (unsigned long long)n);
@@ -146,7 +154,7 @@ static void run_proposers(raft_node_t *n, int lo, int hi) {
     pthread_t th[THREADS];
     proposer_t p[THREADS];
     for (int t = 0; t < THREADS; t++) {
-        p[t] = (proposer_t){ .node = n, .t = t, .lo = lo, .hi = hi };
+        p[t] = (proposer_t){.node = n, .t = t, .lo = lo, .hi = hi};
         assert_int_equal(pthread_create(&th[t], NULL, propose_thread, &p[t]), 0);
     }
     for (int t = 0; t < THREADS; t++) {
@@ -164,7 +172,7 @@ static void test_propose_apply_restart(void **state) {
     raft_node_t *n = start(dir, a, 0, 0);
     raft_node_status_t st;
     raft_node_status(n, &st);
-    assert_int_equal(st.leader, 1);     /* a single voter leads at once */
+    assert_int_equal(st.leader, 1); /* a single voter leads at once */
     run_proposers(n, 0, PER_THREAD);
     wait_data(a, TOTAL);
     raft_node_status(n, &st);
@@ -172,7 +180,7 @@ static void test_propose_apply_restart(void **state) {
     assert_int_equal(a->errors, 0);
     assert_int_equal(a->first, 1);
     assert_int_equal(a->n_data, TOTAL);
-    assert_int_equal(a->n_conf, 1);      /* a new single-voter log starts with its membership */
+    assert_int_equal(a->n_conf, 1); /* a new single-voter log starts with its membership */
     for (int t = 0; t < THREADS; t++)
         for (int k = 0; k < PER_THREAD; k++) assert_int_equal(a->seen[t][k], 1);
     uint64_t last = a->last;
@@ -184,7 +192,8 @@ static void test_propose_apply_restart(void **state) {
     }
     assert_int_equal(st.applied_index, last);
     assert_int_equal(st.proposals, TOTAL);
-    fprintf(stderr, "group commit: %llu fdatasyncs for %d proposals\n", (unsigned long long)st.wal_syncs, TOTAL);
+    fprintf(stderr, "group commit: %llu fdatasyncs for %d proposals\n", (unsigned long long)st.wal_syncs,
+            TOTAL);
     assert_true(st.wal_syncs > 0);
     assert_true(st.wal_syncs < TOTAL);
     raft_node_stop(n);
@@ -194,7 +203,7 @@ static void test_propose_apply_restart(void **state) {
     applied_t *b = calloc(1, sizeof(*b));
     applied_init(b, k);
     n = start(dir, b, k, 0);
-    wait_applied(b, last + 1);          /* + the new term's empty entry */
+    wait_applied(b, last + 1); /* + the new term's empty entry */
     pthread_mutex_lock(&b->mu);
     assert_int_equal(b->errors, 0);
     assert_int_equal(b->first, k + 1);
@@ -212,9 +221,14 @@ static void test_propose_apply_restart(void **state) {
     /* a state machine ahead of the log means the log lost data: refuse */
     applied_t *c = calloc(1, sizeof(*c));
     applied_init(c, 0);
-    static const uint64_t peers[] = { 1 };
-    raft_node_config_t cfg = { .id = 1, .peer_ids = peers, .n_peers = 1, .wal_dir = dir,
-                               .applied_index = last + 1000, .apply = on_apply, .ctx = c };
+    static const uint64_t peers[] = {1};
+    raft_node_config_t cfg = {.id = 1,
+                              .peer_ids = peers,
+                              .n_peers = 1,
+                              .wal_dir = dir,
+                              .applied_index = last + 1000,
+                              .apply = on_apply,
+                              .ctx = c};
     char err[256] = "";
     assert_int_equal(raft_node_start(&cfg, &n, err, sizeof(err)), -1);
     assert_non_null(strstr(err, "applied"));
@@ -274,9 +288,9 @@ static void test_start_refusals(void **state) {
     test_mkdtemp(dir, "node-bad");
     applied_t *a = calloc(1, sizeof(*a));
     applied_init(a, 0);
-    static const uint64_t three[] = { 1, 2, 3 }, other[] = { 2 };
-    raft_node_config_t cfg = { .id = 1, .peer_ids = three, .n_peers = 3, .wal_dir = dir,
-                               .apply = on_apply, .ctx = a };
+    static const uint64_t three[] = {1, 2, 3}, other[] = {2};
+    raft_node_config_t cfg = {
+        .id = 1, .peer_ids = three, .n_peers = 3, .wal_dir = dir, .apply = on_apply, .ctx = a};
     raft_node_t *n = NULL;
     char err[256] = "";
     assert_int_equal(raft_node_start(&cfg, &n, err, sizeof(err)), -1);
@@ -302,7 +316,7 @@ typedef struct gated {
     pthread_mutex_t mu;
     pthread_cond_t cv;
     int closed;
-    int blocked;                   /* the apply thread is waiting at the gate */
+    int blocked; /* the apply thread is waiting at the gate */
 } gated_t;
 
 static void on_apply_gated(void *ctx, const raft_entry_t *ents, size_t n, uint64_t term) {
@@ -325,10 +339,17 @@ static void gate_set(gated_t *g, int closed) {
 }
 
 static raft_node_t *start_gated(const char *dir, gated_t *g, size_t max_inflight, size_t apply_queue) {
-    static const uint64_t peers[] = { 1 };
-    raft_node_config_t cfg = { .id = 1, .peer_ids = peers, .n_peers = 1, .wal_dir = dir, .tick_ms = 10,
-                               .apply = on_apply_gated, .ctx = g, .wal_segment_bytes = 64 * 1024,
-                               .max_inflight = max_inflight, .apply_queue_entries = apply_queue };
+    static const uint64_t peers[] = {1};
+    raft_node_config_t cfg = {.id = 1,
+                              .peer_ids = peers,
+                              .n_peers = 1,
+                              .wal_dir = dir,
+                              .tick_ms = 10,
+                              .apply = on_apply_gated,
+                              .ctx = g,
+                              .wal_segment_bytes = 64 * 1024,
+                              .max_inflight = max_inflight,
+                              .apply_queue_entries = apply_queue};
     raft_node_t *n = NULL;
     char err[256] = "";
     int rc = raft_node_start(&cfg, &n, err, sizeof(err));
@@ -338,7 +359,7 @@ static raft_node_t *start_gated(const char *dir, gated_t *g, size_t max_inflight
 }
 
 static void sleep_ms(long ms) {
-    struct timespec ts = { ms / 1000, (ms % 1000) * 1000000 };
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000};
     nanosleep(&ts, NULL);
 }
 
@@ -394,7 +415,7 @@ static void test_busy_past_bound(void **state) {
     raft_node_status(n, &st);
     assert_int_equal(st.busy_refusals, REFUSED);
     assert_true(st.inflight <= BOUND);
-    wait_status(n, committed_to, base + BOUND, &st);   /* accepted ones still commit */
+    wait_status(n, committed_to, base + BOUND, &st); /* accepted ones still commit */
     assert_true(st.inflight <= BOUND);
     assert_true(st.log_entries <= BOUND + 256 + 8);
     gate_set(g, 0);
@@ -414,7 +435,8 @@ static void test_busy_past_bound(void **state) {
         if (st.log_entries > max_log) max_log = st.log_entries;
     }
     wait_status(n, all_applied, 0, &st);
-    fprintf(stderr, "bounded log: max %llu in-memory entries over %d proposals (bound %d), %llu BUSY retries\n",
+    fprintf(stderr,
+            "bounded log: max %llu in-memory entries over %d proposals (bound %d), %llu BUSY retries\n",
             (unsigned long long)max_log, MORE, BOUND, (unsigned long long)busy);
     assert_true(max_log <= BOUND + 256 + 8);
     pthread_mutex_lock(&g->a.mu);
@@ -451,7 +473,7 @@ static void test_blocked_apply_does_not_stop_ticks(void **state) {
         wait_status(n, committed_to, base + (uint64_t)i + 1, &st);
     }
     uint64_t ticks = st.ticks;
-    wait_status(n, ticks_past, ticks + 10, &st);   /* still ticking with apply stuck */
+    wait_status(n, ticks_past, ticks + 10, &st); /* still ticking with apply stuck */
     assert_true(st.applied_index < base + PROPOSALS);
     assert_int_equal(st.inflight, st.last_index - st.applied_index);
     pthread_mutex_lock(&g->mu);

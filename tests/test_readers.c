@@ -57,7 +57,7 @@ typedef struct tjob {
     int runs;
     int dones;
     int status;
-    gate_t *gate;          /* run waits on it when set */
+    gate_t *gate; /* run waits on it when set */
 } tjob_t;
 
 struct ctx {
@@ -65,8 +65,8 @@ struct ctx {
     pthread_t loop_thread;
     int order[NJOBS];
     int ncompleted;
-    int stop_at;           /* loop_stop once this many completed */
-    int wrong_thread;      /* done() off the loop thread */
+    int stop_at;      /* loop_stop once this many completed */
+    int wrong_thread; /* done() off the loop thread */
 };
 
 static void tjob_run(reader_job_t *job) {

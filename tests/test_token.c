@@ -94,8 +94,10 @@ static int provider_rc(const char *fmt, ...) {
     auth_token_t *t = NULL;
     char err[256];
     int rc = auth_token_new(opts, 0, &t, err, sizeof err);
-    if (rc == 0) auth_token_free(t);
-    else assert_true(err[0] != 0);
+    if (rc == 0)
+        auth_token_free(t);
+    else
+        assert_true(err[0] != 0);
     return rc;
 }
 
@@ -104,7 +106,8 @@ static int provider_rc(const char *fmt, ...) {
 static void test_opts(void **state) {
     (void)state;
     auth_token_opts_t o;
-    assert_int_equal(auth_token_opts_parse("jwt,pub-key=/a.pub,priv-key=/b.pem,sign-method=RS256,ttl=10m", &o), 0);
+    assert_int_equal(
+        auth_token_opts_parse("jwt,pub-key=/a.pub,priv-key=/b.pem,sign-method=RS256,ttl=10m", &o), 0);
     assert_string_equal(o.type, "jwt");
     assert_string_equal(o.pub_key, "/a.pub");
     assert_string_equal(o.priv_key, "/b.pem");
@@ -131,18 +134,23 @@ static void test_opts(void **state) {
     assert_int_equal(provider_rc("jwt,sign-method=XX512,priv-key=%s/rsa.pem", tmpdir), AUTH_TOKEN_EMETHOD);
     assert_int_equal(provider_rc("jwt,priv-key=%s/rsa.pem", tmpdir), AUTH_TOKEN_EMETHOD);
     assert_int_equal(provider_rc("jwt,sign-method=RS256"), AUTH_TOKEN_EMISSINGKEY);
-    assert_int_equal(provider_rc("jwt,sign-method=HS256,pub-key=%s/hmac.key", tmpdir), AUTH_TOKEN_EMISSINGKEY);
+    assert_int_equal(provider_rc("jwt,sign-method=HS256,pub-key=%s/hmac.key", tmpdir),
+                     AUTH_TOKEN_EMISSINGKEY);
     assert_int_equal(provider_rc("jwt,sign-method=RS256,priv-key=%s/nope.pem", tmpdir), AUTH_TOKEN_EKEY);
     assert_int_equal(provider_rc("jwt,sign-method=RS256,priv-key=%s/ec.pem", tmpdir), AUTH_TOKEN_EKEY);
     assert_int_equal(provider_rc("jwt,sign-method=ES256,priv-key=%s/rsa.pem", tmpdir), AUTH_TOKEN_EKEY);
     assert_int_equal(provider_rc("jwt,sign-method=ES384,priv-key=%s/ec.pem", tmpdir), AUTH_TOKEN_EKEY);
     assert_int_equal(provider_rc("jwt,sign-method=RS256,priv-key=%s/hmac.key", tmpdir), AUTH_TOKEN_EKEY);
-    assert_int_equal(provider_rc("jwt,sign-method=RS256,priv-key=%s/rsa.pem,ttl=5parsecs", tmpdir), AUTH_TOKEN_EOPTS);
-    assert_int_equal(provider_rc("jwt,sign-method=RS256,priv-key=%s/rsa.pem,pub-key=%s/rsa2.pub", tmpdir, tmpdir),
-                     AUTH_TOKEN_EKEYMISMATCH);
-    assert_int_equal(provider_rc("jwt,sign-method=ES256,priv-key=%s/ec.pem,pub-key=%s/ec2.pub", tmpdir, tmpdir),
-                     AUTH_TOKEN_EKEYMISMATCH);
-    assert_int_equal(provider_rc("jwt,sign-method=ES256,priv-key=%s/ec.pem,pub-key=%s/ec.pub", tmpdir, tmpdir), 0);
+    assert_int_equal(provider_rc("jwt,sign-method=RS256,priv-key=%s/rsa.pem,ttl=5parsecs", tmpdir),
+                     AUTH_TOKEN_EOPTS);
+    assert_int_equal(
+        provider_rc("jwt,sign-method=RS256,priv-key=%s/rsa.pem,pub-key=%s/rsa2.pub", tmpdir, tmpdir),
+        AUTH_TOKEN_EKEYMISMATCH);
+    assert_int_equal(
+        provider_rc("jwt,sign-method=ES256,priv-key=%s/ec.pem,pub-key=%s/ec2.pub", tmpdir, tmpdir),
+        AUTH_TOKEN_EKEYMISMATCH);
+    assert_int_equal(
+        provider_rc("jwt,sign-method=ES256,priv-key=%s/ec.pem,pub-key=%s/ec.pub", tmpdir, tmpdir), 0);
 
     auth_token_t *t = provider("");
     assert_int_equal(auth_token_kind(t), AUTH_TOKEN_NOP);
@@ -289,7 +297,8 @@ static void jwt_round_trip(const char *method, const char *priv, const char *pub
     assert_int_equal(hn, strlen(header));
     assert_memory_equal(hb, header, (size_t)hn);
     char *claims = claims_of(tok);
-    assert_string_equal(claims, "{\"exp\":1700000600,\"revision\":7,\"username\":\"ali\\\"ce\\u003c\\u003e\"}");
+    assert_string_equal(claims,
+                        "{\"exp\":1700000600,\"revision\":7,\"username\":\"ali\\\"ce\\u003c\\u003e\"}");
     free(claims);
 
     auth_token_info_t info;
@@ -349,13 +358,34 @@ static void jwt_round_trip(const char *method, const char *priv, const char *pub
     auth_token_free(t);
 }
 
-static void test_jwt_rs256(void **s) { (void)s; jwt_round_trip("RS256", "rsa.pem", "rsa.pub", "rsa2.pem"); }
-static void test_jwt_rs512(void **s) { (void)s; jwt_round_trip("RS512", "rsa2.pem", "rsa2.pub", "rsa.pem"); }
-static void test_jwt_ps256(void **s) { (void)s; jwt_round_trip("PS256", "rsa.pem", "rsa.pub", "rsa2.pem"); }
-static void test_jwt_es256(void **s) { (void)s; jwt_round_trip("ES256", "ec.pem", "ec.pub", "ec2.pem"); }
-static void test_jwt_es256_pkcs8(void **s) { (void)s; jwt_round_trip("ES256", "ec2.pem", "ec2.pub", "ec.pem"); }
-static void test_jwt_es384(void **s) { (void)s; jwt_round_trip("ES384", "ec384.pem", "ec384.pub", "ec384b.pem"); }
-static void test_jwt_hs256(void **s) { (void)s; jwt_round_trip("HS256", "hmac.key", NULL, "hmac2.key"); }
+static void test_jwt_rs256(void **s) {
+    (void)s;
+    jwt_round_trip("RS256", "rsa.pem", "rsa.pub", "rsa2.pem");
+}
+static void test_jwt_rs512(void **s) {
+    (void)s;
+    jwt_round_trip("RS512", "rsa2.pem", "rsa2.pub", "rsa.pem");
+}
+static void test_jwt_ps256(void **s) {
+    (void)s;
+    jwt_round_trip("PS256", "rsa.pem", "rsa.pub", "rsa2.pem");
+}
+static void test_jwt_es256(void **s) {
+    (void)s;
+    jwt_round_trip("ES256", "ec.pem", "ec.pub", "ec2.pem");
+}
+static void test_jwt_es256_pkcs8(void **s) {
+    (void)s;
+    jwt_round_trip("ES256", "ec2.pem", "ec2.pub", "ec.pem");
+}
+static void test_jwt_es384(void **s) {
+    (void)s;
+    jwt_round_trip("ES384", "ec384.pem", "ec384.pub", "ec384b.pem");
+}
+static void test_jwt_hs256(void **s) {
+    (void)s;
+    jwt_round_trip("HS256", "hmac.key", NULL, "hmac2.key");
+}
 
 /* Builds an HS256 token over arbitrary header and claims JSON, signed with
  * key (wolfCrypt HMAC), so the corpus reaches the claim checks. */
@@ -387,7 +417,8 @@ static void test_jwt_corpus(void **state) {
     auth_token_info_t info;
 
     /* the crafting helper itself produces accepted tokens */
-    char *ok = hs256_token(H, "{\"exp\":2000,\"revision\":3,\"username\":\"u\\u00e9\\ud83d\\ude00\"}", "hmac-secret-key");
+    char *ok = hs256_token(H, "{\"exp\":2000,\"revision\":3,\"username\":\"u\\u00e9\\ud83d\\ude00\"}",
+                           "hmac-secret-key");
     assert_int_equal(auth_token_info(t, ok, 0, now, &info), 0);
     assert_string_equal(info.user, "u\xc3\xa9\xf0\x9f\x98\x80");
     assert_int_equal(info.revision, 3);
@@ -403,22 +434,22 @@ static void test_jwt_corpus(void **state) {
     free(ok);
 
     const char *claims_bad[] = {
-        "{\"exp\":1000,\"revision\":3,\"username\":\"u\"}",           /* expired (now == exp) */
-        "{\"exp\":\"2000\",\"revision\":3,\"username\":\"u\"}",       /* exp not a number */
-        "{\"exp\":2000,\"revision\":3}",                              /* no username */
-        "{\"exp\":2000,\"revision\":\"3\",\"username\":\"u\"}",       /* revision a string */
-        "{\"exp\":2000,\"username\":\"u\"}",                          /* no revision */
-        "{\"exp\":2000,\"revision\":-1,\"username\":\"u\"}",          /* negative revision */
-        "{\"exp\":2000,\"revision\":3,\"username\":7}",               /* username a number */
-        "{\"nbf\":1500,\"revision\":3,\"username\":\"u\"}",           /* not yet valid */
-        "{\"iat\":1500,\"revision\":3,\"username\":\"u\"}",           /* issued in the future */
-        "{\"exp\":2000,\"revision\":3,\"username\":\"u\"} x",         /* trailing garbage */
-        "{\"exp\":2000,\"revision\":3,\"username\":\"u\",}",          /* trailing comma */
-        "{\"exp\":2000,\"revision\":03,\"username\":\"u\"}",          /* bad number */
-        "{\"exp\":2000,\"revision\":3,\"username\":\"u\x01\"}",       /* control char */
-        "{\"exp\":2000,\"revision\":3,\"username\":\"u\\x\"}",        /* bad escape */
-        "{\"exp\":2000,\"revision\":3,\"username\":\"u}",             /* unterminated */
-        "[\"exp\",2000]",                                             /* not an object */
+        "{\"exp\":1000,\"revision\":3,\"username\":\"u\"}",     /* expired (now == exp) */
+        "{\"exp\":\"2000\",\"revision\":3,\"username\":\"u\"}", /* exp not a number */
+        "{\"exp\":2000,\"revision\":3}",                        /* no username */
+        "{\"exp\":2000,\"revision\":\"3\",\"username\":\"u\"}", /* revision a string */
+        "{\"exp\":2000,\"username\":\"u\"}",                    /* no revision */
+        "{\"exp\":2000,\"revision\":-1,\"username\":\"u\"}",    /* negative revision */
+        "{\"exp\":2000,\"revision\":3,\"username\":7}",         /* username a number */
+        "{\"nbf\":1500,\"revision\":3,\"username\":\"u\"}",     /* not yet valid */
+        "{\"iat\":1500,\"revision\":3,\"username\":\"u\"}",     /* issued in the future */
+        "{\"exp\":2000,\"revision\":3,\"username\":\"u\"} x",   /* trailing garbage */
+        "{\"exp\":2000,\"revision\":3,\"username\":\"u\",}",    /* trailing comma */
+        "{\"exp\":2000,\"revision\":03,\"username\":\"u\"}",    /* bad number */
+        "{\"exp\":2000,\"revision\":3,\"username\":\"u\x01\"}", /* control char */
+        "{\"exp\":2000,\"revision\":3,\"username\":\"u\\x\"}",  /* bad escape */
+        "{\"exp\":2000,\"revision\":3,\"username\":\"u}",       /* unterminated */
+        "[\"exp\",2000]",                                       /* not an object */
         "",
         "null",
     };
@@ -454,7 +485,7 @@ static void test_jwt_corpus(void **state) {
     auth_token_info_clear(&info);
     char buf[512];
     snprintf(buf, sizeof buf, "%s.", good);
-    const char *structural[] = {"", ".", "..", "...", "a", "a.b", "a.b.c.d", "eyJ!.eyJ.abc",
+    const char *structural[] = {"",      ".",     "..", "...", "a", "a.b", "a.b.c.d", "eyJ!.eyJ.abc",
                                 "e.e.e", "=.=.=", buf};
     for (size_t i = 0; i < sizeof structural / sizeof structural[0]; i++) {
         assert_int_equal(auth_token_info(t, structural[i], 0, now, &info), AUTH_TOKEN_EINVALID);

@@ -23,8 +23,11 @@
 
 static void make_entry(raft_entry_t *e, char *buf, uint64_t term, uint64_t index, const char *tag) {
     snprintf(buf, 64, "%s-%llu", tag, (unsigned long long)index);
-    *e = (raft_entry_t){ .term = term, .index = index, .type = RAFT_ENTRY_NORMAL,
-                         .data = (const uint8_t *)buf, .len = strlen(buf) };
+    *e = (raft_entry_t){.term = term,
+                        .index = index,
+                        .type = RAFT_ENTRY_NORMAL,
+                        .data = (const uint8_t *)buf,
+                        .len = strlen(buf)};
 }
 
 /* Appends [lo, hi] with term and tag, then syncs. */
@@ -63,7 +66,8 @@ static void last_segment(const char *dir, char *out) {
     char best[256] = "";
     struct dirent *de;
     while ((de = readdir(d)) != NULL)
-        if (strlen(de->d_name) == 37 && strcmp(de->d_name, best) > 0) snprintf(best, sizeof(best), "%s", de->d_name);
+        if (strlen(de->d_name) == 37 && strcmp(de->d_name, best) > 0)
+            snprintf(best, sizeof(best), "%s", de->d_name);
     closedir(d);
     assert_true(best[0]);
     snprintf(out, 512, "%s/%s", dir, best);
@@ -92,7 +96,7 @@ static void test_round_trip(void **state) {
     assert_int_equal(rec.hard_state.term, 0);
     wal_recovered_free(&rec);
     append_range(w, 1, 1, 20, "a");
-    raft_hard_state_t hs = { .term = 3, .vote = 7, .commit = 15 };
+    raft_hard_state_t hs = {.term = 3, .vote = 7, .commit = 15};
     assert_int_equal(wal_save_hard_state(w, &hs), 0);
     assert_int_equal(wal_sync(w), 0);
     wal_close(w);
@@ -196,7 +200,7 @@ static void test_torn_tail_every_offset(void **state) {
 
             if (garbage) {
                 assert_int_equal(open_refused(dir, seg), start);
-                assert_int_equal(open_refused(dir, seg), start);   /* nothing was cut */
+                assert_int_equal(open_refused(dir, seg), start); /* nothing was cut */
                 test_rm_rf(dir);
                 continue;
             }
@@ -240,7 +244,7 @@ static void test_flip_in_last_segment_refused(void **state) {
     flip_byte(seg, rec5 + 20);
     assert_int_equal(open_refused(dir, seg), rec5);
     assert_int_equal(open_refused(dir, seg), rec5);
-    flip_byte(seg, rec5 + 20);   /* repaired by hand: every entry is still there */
+    flip_byte(seg, rec5 + 20); /* repaired by hand: every entry is still there */
     w = reopen(dir, &rec);
     assert_int_equal(rec.n_ents, 10);
     assert_int_equal(rec.tail_cut, 0);
@@ -270,7 +274,7 @@ static void test_torn_sector_in_last_batch(void **state) {
     wal_close(w);
     last_segment(dir, seg);
     uint64_t sec = (batch / 512 + 2) * 512;
-    uint8_t zero[512] = { 0 };
+    uint8_t zero[512] = {0};
     int fd = open(seg, O_RDWR);
     assert_true(fd >= 0);
     assert_int_equal(pwrite(fd, zero, 512, (off_t)sec), 512);
@@ -311,7 +315,7 @@ static void test_rollover_and_release(void **state) {
     wal_recovered_t rec;
     wal_t *w = reopen(dir, &rec);
     wal_recovered_free(&rec);
-    raft_hard_state_t hs = { .term = 1, .vote = 1, .commit = 0 };
+    raft_hard_state_t hs = {.term = 1, .vote = 1, .commit = 0};
     assert_int_equal(wal_save_hard_state(w, &hs), 0);
     for (uint64_t i = 1; i <= 500; i += 10) append_range(w, 1, i, i + 9, "roll-padding-padding-padding");
     wal_stats_t st;
@@ -456,14 +460,14 @@ static void test_sealed_segment_tail_refused(void **state) {
     assert_int_equal(pread(fd, img, SEG_SMALL, 0), SEG_SMALL);
     size_t end = SEG_SMALL;
     while (end > 0 && img[end - 1] == 0) end--;
-    uint8_t zero[16] = { 0 };
-    assert_int_equal(pwrite(fd, zero, 16, (off_t)end - 16), 16);   /* last record's tail */
+    uint8_t zero[16] = {0};
+    assert_int_equal(pwrite(fd, zero, 16, (off_t)end - 16), 16); /* last record's tail */
     close(fd);
     uint64_t off = open_refused(dir, first);
     assert_true(off < end - 16);
     fd = open(first, O_RDWR);
     assert_int_equal(pwrite(fd, img + end - 16, 16, (off_t)end - 16), 16);
-    assert_int_equal(pwrite(fd, zero, 9, 200), 9);   /* likely mid-record: damage either way */
+    assert_int_equal(pwrite(fd, zero, 9, 200), 9); /* likely mid-record: damage either way */
     close(fd);
     open_refused(dir, first);
     fd = open(first, O_RDWR);

@@ -1,6 +1,6 @@
 /*
- * test_watch_hub.c: unit tests for the watch hub (apiserver-shim/watch_hub.c)
- * and its interval index (apiserver-shim/interval_index.c).
+ * test_watch_hub.c: unit tests for the watch hub (apiserver-shim/watch/watch_hub.c)
+ * and its interval index (apiserver-shim/watch/interval_index.c).
  *
  * A fake in-memory store plays the MVCC history (a log of revision batches
  * with a compaction point) and fake streams play the consumers (a capacity in
@@ -115,8 +115,9 @@ static int acc_emit(void *arg, int64_t rev, const watch_event_t *events, size_t 
     (void)rev;
     watch_batch_t *acc = arg;
     for (size_t i = 0; i < n; i++)
-        assert_int_equal(watch_batch_add(acc, events[i].type, &events[i].kv,
-                                         events[i].has_prev ? &events[i].prev : NULL), 0);
+        assert_int_equal(
+            watch_batch_add(acc, events[i].type, &events[i].kv, events[i].has_prev ? &events[i].prev : NULL),
+            0);
     return 0;
 }
 
@@ -125,8 +126,12 @@ static int acc_emit(void *arg, int64_t rev, const watch_event_t *events, size_t 
 static void complete_read(fake_store_t *st, watch_hub_t *hub, int i) {
     pending_read_t p = g_pending[i];
     g_pending[i] = g_pending[--g_npending];
-    watch_history_req_t req = {.key = (uint8_t *)p.key, .key_len = p.key_len, .range_end = (uint8_t *)p.end,
-                               .range_end_len = p.end_len, .from_rev = p.from, .to_rev = p.to,
+    watch_history_req_t req = {.key = (uint8_t *)p.key,
+                               .key_len = p.key_len,
+                               .range_end = (uint8_t *)p.end,
+                               .range_end_len = p.end_len,
+                               .from_rev = p.from,
+                               .to_rev = p.to,
                                .prev_kv = p.prev_kv};
     watch_batch_t *acc = watch_batch_new(p.to);
     assert_non_null(acc);
@@ -150,9 +155,13 @@ static int64_t store_txn(fake_store_t *st, const op_t *ops, int nops) {
         int k = ops[i].key;
         char key[16];
         key_name(k, key);
-        watch_kv_t prev = {.key = (uint8_t *)key, .key_len = strlen(key), .value = (uint8_t *)st->value[k],
-                           .value_len = strlen(st->value[k]), .create_revision = st->create_rev[k],
-                           .mod_revision = st->mod_rev[k], .version = st->version[k]};
+        watch_kv_t prev = {.key = (uint8_t *)key,
+                           .key_len = strlen(key),
+                           .value = (uint8_t *)st->value[k],
+                           .value_len = strlen(st->value[k]),
+                           .create_revision = st->create_rev[k],
+                           .mod_revision = st->mod_rev[k],
+                           .version = st->version[k]};
         watch_kv_t kv = {.key = (uint8_t *)key, .key_len = strlen(key), .mod_revision = b->revision};
         if (ops[i].del) {
             if (!st->present[k]) continue;
@@ -204,7 +213,7 @@ typedef struct rec {
     int progress;     /* empty non-cancel responses */
     int canceled;
     int64_t compact_rev;
-    int batches;      /* responses spanning more than one revision (catch-up) */
+    int batches; /* responses spanning more than one revision (catch-up) */
 } rec_t;
 
 typedef struct fake_stream {
@@ -213,9 +222,9 @@ typedef struct fake_stream {
     int queued;
     int refused;
     rec_t rec[MAX_IDS];
-    int ignore_big_ids;        /* count, do not record, ids >= MAX_IDS */
+    int ignore_big_ids; /* count, do not record, ids >= MAX_IDS */
     int big_id_deliveries;
-    int stream_progress;       /* watch_id -1 replies */
+    int stream_progress; /* watch_id -1 replies */
     int64_t stream_progress_rev;
 } fake_stream_t;
 
@@ -290,8 +299,8 @@ typedef struct env {
     watch_hub_t *hub;
     int schedules;
     uint64_t last_delay;
-    int lag;          /* the apply side runs ahead: notify only on env_flush */
-    int64_t notified; /* last revision handed to the hub */
+    int lag;                /* the apply side runs ahead: notify only on env_flush */
+    int64_t notified;       /* last revision handed to the hub */
     _Atomic int64_t missed; /* svc_watch's lost-post mark */
 } env_t;
 
@@ -312,8 +321,8 @@ static env_t *env_new_ops(const watch_hub_options_t *opts, int async) {
     assert_non_null(e->st);
     e->st->rev = 1; /* an empty etcd store is at revision 1 */
     e->notified = 1;
-    watch_hub_ops_t ops = {.deliver = fake_deliver, .history = fake_history, .schedule = env_schedule,
-                           .ctx = e->st};
+    watch_hub_ops_t ops = {
+        .deliver = fake_deliver, .history = fake_history, .schedule = env_schedule, .ctx = e->st};
     if (async) ops.history_async = fake_history_async;
     e->hub = watch_hub_new(&ops, opts, e->st->rev);
     assert_non_null(e->hub);
@@ -405,8 +414,13 @@ static void fs_drain(env_t *e, fake_stream_t *fs) {
 /* range: "" single key, "\0" from key, else end. */
 static int64_t watch_on(env_t *e, fake_stream_t *fs, const char *key, const char *end, size_t end_len,
                         int64_t start, int filters) {
-    watch_create_t c = {.key = (const uint8_t *)key, .key_len = strlen(key), .range_end = (const uint8_t *)end,
-                        .range_end_len = end_len, .start_revision = start, .filters = filters, .prev_kv = 1};
+    watch_create_t c = {.key = (const uint8_t *)key,
+                        .key_len = strlen(key),
+                        .range_end = (const uint8_t *)end,
+                        .range_end_len = end_len,
+                        .start_revision = start,
+                        .filters = filters,
+                        .prev_kv = 1};
     int64_t id = -1;
     assert_int_equal(watch_hub_create(e->hub, fs->hs, &c, &id), WATCH_OK);
     return id;
@@ -598,8 +612,8 @@ static void test_ids_errors_cancel(void **state) {
     assert_int_equal(watch_hub_cancel(e->hub, fs->hs, 5), WATCH_ERR_NOT_FOUND);
     assert_int_equal(watch_hub_cancel(e->hub, fs->hs, 99), WATCH_ERR_NOT_FOUND);
     env_put(e, 1);
-    assert_int_equal(fs->rec[5].n, 0);     /* canceled: nothing more */
-    assert_int_equal(other->rec[5].n, 1);  /* the other stream's id 5 still works */
+    assert_int_equal(fs->rec[5].n, 0);    /* canceled: nothing more */
+    assert_int_equal(other->rec[5].n, 1); /* the other stream's id 5 still works */
     assert_int_equal(fs->rec[0].n, 1);
     watch_hub_stats_t s;
     watch_hub_get_stats(e->hub, &s);
@@ -619,7 +633,7 @@ static void test_ids_errors_cancel(void **state) {
 static void test_past_start_replay_then_live(void **state) {
     (void)state;
     env_t *e = env_new(NULL);
-    e->st->sloppy = 1; /* history hands back revisions before from_rev too */
+    e->st->sloppy = 1;                              /* history hands back revisions before from_rev too */
     for (int i = 0; i < 20; i++) env_put(e, i % 4); /* revisions 2..21 */
     fake_stream_t *fs = fs_new(e, 1000);
     int schedules = e->schedules;
@@ -647,12 +661,12 @@ static void test_past_start_replay_then_live(void **state) {
 static void test_elided_revisions_caught_up(void **state) {
     (void)state;
     env_t *e = env_new(NULL);
-    env_put(e, 1);                       /* rev 2, delivered normally */
+    env_put(e, 1); /* rev 2, delivered normally */
     e->lag = 1;
-    int64_t r3 = env_put(e, 1);          /* applied with no watcher: elided */
+    int64_t r3 = env_put(e, 1); /* applied with no watcher: elided */
     fake_stream_t *fs = fs_new(e, 1000);
     int64_t w = watch_on(e, fs, "k01", "", 0, 0, 0); /* from hub rev 2: wants 3 on */
-    int64_t r4 = env_put(e, 1);          /* also elided (count not yet seen) */
+    int64_t r4 = env_put(e, 1);                      /* also elided (count not yet seen) */
     watch_hub_notify_elided(e->hub, r3);
     watch_hub_notify_elided(e->hub, r4);
     e->notified = r4;
@@ -661,7 +675,7 @@ static void test_elided_revisions_caught_up(void **state) {
     assert_false(watch_hub_stream_caught_up(e->hub, fs->hs));
     env_drain_passes(e);
     assert_true(watch_hub_stream_caught_up(e->hub, fs->hs));
-    int64_t r5 = env_put(e, 1);          /* live again */
+    int64_t r5 = env_put(e, 1); /* live again */
     assert_int_equal(fs->rec[w].n, 3);
     assert_int_equal(fs->rec[w].ev[0].rev, r3);
     assert_int_equal(fs->rec[w].ev[1].rev, r4);
@@ -671,7 +685,7 @@ static void test_elided_revisions_caught_up(void **state) {
     int64_t w2 = watch_on(e, fs, "k02", "", 0, 0, 0);
     e->lag = 1;
     int64_t r6 = env_put(e, 3);
-    watch_hub_notify_elided(e->hub, r6);   /* k03: no watcher wants it */
+    watch_hub_notify_elided(e->hub, r6); /* k03: no watcher wants it */
     e->notified = r6;
     e->lag = 0;
     env_drain_passes(e);
@@ -885,8 +899,8 @@ typedef struct wspec {
     char key[16], end[16];
     size_t end_len;
     int filters;
-    int64_t from;      /* first revision it must see */
-    int64_t until;     /* last revision it may see (canceled), or INT64_MAX */
+    int64_t from;  /* first revision it must see */
+    int64_t until; /* last revision it may see (canceled), or INT64_MAX */
     int canceled;
 } wspec_t;
 
@@ -996,7 +1010,8 @@ static void random_run(unsigned seed, int async) {
     if (async) assert_true(s.async_reads > 10);
     assert_int_equal(g_npending, 0);
     if (getenv("WATCH_TEST_VERBOSE"))
-        fprintf(stderr, "seed %u: watchers %d deliveries %llu refusals %llu history %llu passes %llu rev %lld\n",
+        fprintf(stderr,
+                "seed %u: watchers %d deliveries %llu refusals %llu history %llu passes %llu rev %lld\n",
                 seed, nw, (unsigned long long)s.deliveries, (unsigned long long)s.refusals,
                 (unsigned long long)s.history_reads, (unsigned long long)s.passes, (long long)e->st->rev);
     for (int i = 0; i < nw; i++) {
@@ -1118,8 +1133,11 @@ static void test_cost_nonmatching_watchers(void **state) {
     for (int i = 0; i < N; i++) {
         snprintf(key, sizeof(key), "/a/%06d/", i);
         snprintf(end, sizeof(end), "/a/%06d0", i); /* prefix range of "/a/NNNNNN/" */
-        watch_create_t c = {.key = (uint8_t *)key, .key_len = strlen(key), .range_end = (uint8_t *)end,
-                            .range_end_len = strlen(end), .watch_id = i + 1};
+        watch_create_t c = {.key = (uint8_t *)key,
+                            .key_len = strlen(key),
+                            .range_end = (uint8_t *)end,
+                            .range_end_len = strlen(end),
+                            .watch_id = i + 1};
         int64_t id;
         assert_int_equal(watch_hub_create(e->hub, fs->hs, &c, &id), WATCH_OK);
     }
@@ -1132,7 +1150,8 @@ static void test_cost_nonmatching_watchers(void **state) {
     /* keys past every range: not one index node is examined */
     for (int r = 0; r < 100; r++) {
         snprintf(key, sizeof(key), "/b/%d", r);
-        watch_event_t ev = {.type = WATCH_PUT, .kv = {.key = (uint8_t *)key, .key_len = strlen(key), .mod_revision = 2 + r}};
+        watch_event_t ev = {.type = WATCH_PUT,
+                            .kv = {.key = (uint8_t *)key, .key_len = strlen(key), .mod_revision = 2 + r}};
         watch_hub_notify(e->hub, 2 + r, &ev, 1);
     }
     watch_hub_stats_t s;
@@ -1144,7 +1163,8 @@ static void test_cost_nonmatching_watchers(void **state) {
     watch_hub_reset_counters(e->hub);
     for (int r = 0; r < 100; r++) {
         snprintf(key, sizeof(key), "/a/%06d", r * 997); /* sorts before "/a/NNNNNN/" */
-        watch_event_t ev = {.type = WATCH_PUT, .kv = {.key = (uint8_t *)key, .key_len = strlen(key), .mod_revision = 102 + r}};
+        watch_event_t ev = {.type = WATCH_PUT,
+                            .kv = {.key = (uint8_t *)key, .key_len = strlen(key), .mod_revision = 102 + r}};
         watch_hub_notify(e->hub, 102 + r, &ev, 1);
     }
     watch_hub_get_stats(e->hub, &s);
@@ -1153,7 +1173,8 @@ static void test_cost_nonmatching_watchers(void **state) {
     /* a match touches exactly the matching watcher */
     watch_hub_reset_counters(e->hub);
     snprintf(key, sizeof(key), "/a/%06d/x", 4242);
-    watch_event_t ev = {.type = WATCH_PUT, .kv = {.key = (uint8_t *)key, .key_len = strlen(key), .mod_revision = 300}};
+    watch_event_t ev = {.type = WATCH_PUT,
+                        .kv = {.key = (uint8_t *)key, .key_len = strlen(key), .mod_revision = 300}};
     watch_hub_notify(e->hub, 300, &ev, 1);
     watch_hub_get_stats(e->hub, &s);
     assert_int_equal(s.matched, 1);
@@ -1185,12 +1206,22 @@ static void test_wire_size_and_fragments(void **state) {
     memset(evs, 0, sizeof(evs));
     for (int i = 0; i < 6; i++) {
         evs[i].type = i % 2 ? WATCH_DELETE : WATCH_PUT;
-        evs[i].kv = (watch_kv_t){.key = (uint8_t *)"/registry/pods/x", .key_len = 16, .value = big,
-                                 .value_len = i % 2 ? 0 : 1000 + 300 * (size_t)i, .create_revision = i % 2 ? 0 : 5,
-                                 .mod_revision = 1000000 + i, .version = i % 2 ? 0 : 3, .lease = i == 4 ? -1 : 0};
+        evs[i].kv = (watch_kv_t){.key = (uint8_t *)"/registry/pods/x",
+                                 .key_len = 16,
+                                 .value = big,
+                                 .value_len = i % 2 ? 0 : 1000 + 300 * (size_t)i,
+                                 .create_revision = i % 2 ? 0 : 5,
+                                 .mod_revision = 1000000 + i,
+                                 .version = i % 2 ? 0 : 3,
+                                 .lease = i == 4 ? -1 : 0};
         evs[i].has_prev = 1;
-        evs[i].prev = (watch_kv_t){.key = (uint8_t *)"/registry/pods/x", .key_len = 16, .value = big,
-                                   .value_len = 200, .create_revision = 5, .mod_revision = 9, .version = 2};
+        evs[i].prev = (watch_kv_t){.key = (uint8_t *)"/registry/pods/x",
+                                   .key_len = 16,
+                                   .value = big,
+                                   .value_len = 200,
+                                   .create_revision = 5,
+                                   .mod_revision = 9,
+                                   .version = 2};
         evp[i] = &evs[i];
     }
     for (int with_prev = 0; with_prev < 2; with_prev++) {
@@ -1259,7 +1290,8 @@ static void test_batch_refcount(void **state) {
     watch_batch_t *b = watch_batch_new(9);
     assert_non_null(b);
     char key[] = "abc", val[] = "value";
-    watch_kv_t kv = {.key = (uint8_t *)key, .key_len = 3, .value = (uint8_t *)val, .value_len = 5, .mod_revision = 9};
+    watch_kv_t kv = {
+        .key = (uint8_t *)key, .key_len = 3, .value = (uint8_t *)val, .value_len = 5, .mod_revision = 9};
     assert_int_equal(watch_batch_add(b, WATCH_PUT, &kv, NULL), 0);
     assert_int_equal(watch_batch_add(b, WATCH_DELETE, &kv, &kv), 0);
     key[0] = 'X'; /* the batch owns copies */

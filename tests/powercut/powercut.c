@@ -101,15 +101,15 @@ enum { PAGE_CLEAN = 0, PAGE_DIRTY_ZERO = 1, PAGE_DIRTY_BUF = 2 };
 typedef struct pc_file {
     dev_t dev;
     ino_t ino;
-    int rfd;                 /* private O_RDWR fd: reads old bytes, reverts at the cut */
-    int nopen;               /* application fds mapped to this file */
+    int rfd;   /* private O_RDWR fd: reads old bytes, reverts at the cut */
+    int nopen; /* application fds mapped to this file */
     off_t synced_size;
-    size_t cap;              /* entries in state/undo */
-    uint8_t *state;          /* PAGE_* per page */
-    uint8_t **undo;          /* page bytes at the last sync (PAGE_DIRTY_BUF) */
+    size_t cap;     /* entries in state/undo */
+    uint8_t *state; /* PAGE_* per page */
+    uint8_t **undo; /* page bytes at the last sync (PAGE_DIRTY_BUF) */
     size_t ndirty;
     pthread_mutex_t mu;
-    char path[256];          /* as first opened, for the cut report */
+    char path[256]; /* as first opened, for the cut report */
     struct pc_file *next;
 } pc_file_t;
 
@@ -143,11 +143,11 @@ static void (*real_leveldb_wbs)(void *, size_t);
 /* ---- global state ---- */
 
 static pthread_once_t g_once = PTHREAD_ONCE_INIT;
-static pthread_rwlock_t g_io;            /* shared: a tracked op; exclusive: the cut */
-static pthread_mutex_t g_tab = PTHREAD_MUTEX_INITIALIZER;  /* g_files, g_fds */
+static pthread_rwlock_t g_io;                             /* shared: a tracked op; exclusive: the cut */
+static pthread_mutex_t g_tab = PTHREAD_MUTEX_INITIALIZER; /* g_files, g_fds */
 static pc_file_t *g_files;
 static pc_fd_t g_fds[PC_MAX_FD];
-static _Atomic(pc_file_t *) g_fdhint[PC_MAX_FD];  /* lock-free "maybe tracked" */
+static _Atomic(pc_file_t *) g_fdhint[PC_MAX_FD]; /* lock-free "maybe tracked" */
 static char g_dir[PATH_MAX];
 static size_t g_dirlen;
 static int g_on;
@@ -162,22 +162,19 @@ static atomic_int g_cutting;
 
 #define RESOLVE(name) real_##name = dlsym(RTLD_NEXT, #name)
 
-static uint64_t splitmix(uint64_t *s)
-{
+static uint64_t splitmix(uint64_t *s) {
     uint64_t z = (*s += 0x9e3779b97f4a7c15ULL);
     z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
     z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
     return z ^ (z >> 31);
 }
 
-static unsigned long env_ul(const char *name, unsigned long dflt)
-{
+static unsigned long env_ul(const char *name, unsigned long dflt) {
     const char *v = getenv(name);
     return v && *v ? strtoul(v, NULL, 0) : dflt;
 }
 
-static void init(void)
-{
+static void init(void) {
     RESOLVE(open);
     RESOLVE(openat);
     RESOLVE(write);
@@ -232,27 +229,29 @@ __attribute__((constructor)) static void pc_ctor(void) { ensure_init(); }
 
 /* ---- raw output for the cut path (no stdio, no malloc) ---- */
 
-static size_t fmt_u64(char *out, uint64_t v)
-{
+static size_t fmt_u64(char *out, uint64_t v) {
     char tmp[24];
     size_t n = 0, i = 0;
-    do { tmp[n++] = (char)('0' + v % 10); v /= 10; } while (v);
+    do {
+        tmp[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
     while (n) out[i++] = tmp[--n];
     return i;
 }
 
 /* Appends "s" or a number to a line buffer. */
-typedef struct line { char b[512]; size_t n; } line_t;
-static void ln_s(line_t *l, const char *s)
-{
+typedef struct line {
+    char b[512];
+    size_t n;
+} line_t;
+static void ln_s(line_t *l, const char *s) {
     while (*s && l->n < sizeof l->b - 1) l->b[l->n++] = *s++;
 }
-static void ln_u(line_t *l, uint64_t v)
-{
+static void ln_u(line_t *l, uint64_t v) {
     if (l->n + 24 < sizeof l->b) l->n += fmt_u64(l->b + l->n, v);
 }
-static void ln_out(line_t *l)
-{
+static void ln_out(line_t *l) {
     ln_s(l, "\n");
     ssize_t r = real_write(2, l->b, l->n);
     (void)r;
@@ -262,8 +261,7 @@ static void ln_out(line_t *l)
 /* ---- paths ---- */
 
 /* Absolute form of (dirfd, path) in out; 0, or -1 if unknown. */
-static int abs_path(int dirfd, const char *path, char *out, size_t n)
-{
+static int abs_path(int dirfd, const char *path, char *out, size_t n) {
     if (path[0] == '/') {
         snprintf(out, n, "%s", path);
         return 0;
@@ -281,8 +279,7 @@ static int abs_path(int dirfd, const char *path, char *out, size_t n)
     return snprintf(out, n, "%s/%s", base, path) < (int)n ? 0 : -1;
 }
 
-static int under_dir(int dirfd, const char *path)
-{
+static int under_dir(int dirfd, const char *path) {
     char p[PATH_MAX];
     if (!g_on || !path || abs_path(dirfd, path, p, sizeof p) != 0) return 0;
     return strncmp(p, g_dir, g_dirlen) == 0 && (p[g_dirlen] == '/' || p[g_dirlen] == '\0');
@@ -290,15 +287,13 @@ static int under_dir(int dirfd, const char *path)
 
 /* ---- file table (callers hold g_tab) ---- */
 
-static pc_file_t *file_find(dev_t dev, ino_t ino)
-{
+static pc_file_t *file_find(dev_t dev, ino_t ino) {
     for (pc_file_t *f = g_files; f; f = f->next)
         if (f->dev == dev && f->ino == ino) return f;
     return NULL;
 }
 
-static void undo_clear(pc_file_t *f)
-{
+static void undo_clear(pc_file_t *f) {
     for (size_t p = 0; p < f->cap; p++) {
         free(f->undo[p]);
         f->undo[p] = NULL;
@@ -307,8 +302,7 @@ static void undo_clear(pc_file_t *f)
     f->ndirty = 0;
 }
 
-static void file_free(pc_file_t *f)
-{
+static void file_free(pc_file_t *f) {
     for (pc_file_t **pp = &g_files; *pp; pp = &(*pp)->next)
         if (*pp == f) {
             *pp = f->next;
@@ -324,23 +318,20 @@ static void file_free(pc_file_t *f)
 
 /* Frees f once nothing refers to it: no fd open, nothing unsynced, or the
  * inode is gone (its data can no longer matter). */
-static void file_maybe_free(pc_file_t *f)
-{
+static void file_maybe_free(pc_file_t *f) {
     if (f->nopen > 0) return;
     struct stat st;
     if (f->ndirty == 0 || fstat(f->rfd, &st) != 0 || st.st_nlink == 0) file_free(f);
 }
 
-static off_t file_size(pc_file_t *f)
-{
+static off_t file_size(pc_file_t *f) {
     struct stat st;
     return fstat(f->rfd, &st) == 0 ? st.st_size : 0;
 }
 
 /* Starts tracking the application's fd (a regular file opened for writing
  * under the directory). O_TRUNC at open is durable at once. */
-static void track(int fd, int flags, const char *path)
-{
+static void track(int fd, int flags, const char *path) {
     struct stat st;
     if (fd < 0 || fd >= PC_MAX_FD || fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) return;
     pthread_mutex_lock(&g_tab);
@@ -360,7 +351,7 @@ static void track(int fd, int flags, const char *path)
         f->rfd = rfd;
         f->synced_size = st.st_size;
         pthread_mutex_init(&f->mu, NULL);
-        size_t pl = strlen(path);   /* keep the tail of a long path */
+        size_t pl = strlen(path); /* keep the tail of a long path */
         const char *tail = pl >= sizeof f->path ? path + pl - (sizeof f->path - 1) : path;
         memcpy(f->path, tail, strlen(tail) + 1);
         f->next = g_files;
@@ -379,8 +370,7 @@ static void track(int fd, int flags, const char *path)
 }
 
 /* Drops the application fd from the table (g_tab held). */
-static void untrack_locked(int fd)
-{
+static void untrack_locked(int fd) {
     pc_file_t *f = g_fds[fd].f;
     g_fds[fd].f = NULL;
     atomic_store(&g_fdhint[fd], NULL);
@@ -392,8 +382,7 @@ static void untrack_locked(int fd)
 /* The tracked file behind fd with the shared I/O lock held, or NULL (lock
  * not held). A stale entry (fd closed behind our back, e.g. by fclose, and
  * reused) is detected by comparing the inode. */
-static pc_file_t *enter(int fd, int *append)
-{
+static pc_file_t *enter(int fd, int *append) {
     ensure_init();
     if (fd < 0 || fd >= PC_MAX_FD || !atomic_load_explicit(&g_fdhint[fd], memory_order_relaxed)) return NULL;
     pthread_rwlock_rdlock(&g_io);
@@ -413,16 +402,14 @@ static pc_file_t *enter(int fd, int *append)
 static void cut(void);
 
 /* Ends a tracked op: counts it and cuts when its number comes. */
-static void leave(int counted)
-{
+static void leave(int counted) {
     pthread_rwlock_unlock(&g_io);
     if (counted && atomic_fetch_add(&g_ops, 1) + 1 == g_cut_at) cut();
 }
 
 /* ---- undo capture (f->mu held) ---- */
 
-static int grow(pc_file_t *f, size_t pages)
-{
+static int grow(pc_file_t *f, size_t pages) {
     if (pages <= f->cap) return 0;
     size_t cap = f->cap ? f->cap : 64;
     while (cap < pages) cap *= 2;
@@ -440,8 +427,7 @@ static int grow(pc_file_t *f, size_t pages)
 
 /* Saves the synced bytes of every clean page in [off, off+len) before they
  * are overwritten. Bytes beyond the current size are zeros (a hole). */
-static void capture(pc_file_t *f, off_t off, size_t len)
-{
+static void capture(pc_file_t *f, off_t off, size_t len) {
     if (len == 0 || off < 0) return;
     size_t first = (size_t)off / PG, last = ((size_t)off + len - 1) / PG;
     if (grow(f, last + 1) != 0) abort();
@@ -471,16 +457,14 @@ static void capture(pc_file_t *f, off_t off, size_t len)
 }
 
 /* The file became durable as it is now (a successful sync). */
-static void synced(pc_file_t *f)
-{
+static void synced(pc_file_t *f) {
     undo_clear(f);
     f->synced_size = file_size(f);
 }
 
 /* A durable size change to len (ftruncate): pages past len are gone, the
  * tail of the page holding len reads zeros from now on. */
-static void truncated(pc_file_t *f, off_t len)
-{
+static void truncated(pc_file_t *f, off_t len) {
     size_t keep = ((size_t)len + PG - 1) / PG;
     for (size_t p = keep; p < f->cap; p++) {
         if (f->state[p] != PAGE_CLEAN) f->ndirty--;
@@ -495,8 +479,7 @@ static void truncated(pc_file_t *f, off_t len)
 
 /* ---- the cut ---- */
 
-static void pwrite_all(int fd, const uint8_t *b, size_t n, off_t off)
-{
+static void pwrite_all(int fd, const uint8_t *b, size_t n, off_t off) {
     while (n) {
         ssize_t k = real_pwrite(fd, b, n, off);
         if (k < 0 && errno == EINTR) continue;
@@ -508,8 +491,7 @@ static void pwrite_all(int fd, const uint8_t *b, size_t n, off_t off)
 }
 
 /* Loses the unsynced changes of one file, as described at the top. */
-static void lose(pc_file_t *f, uint64_t *rng, line_t *l)
-{
+static void lose(pc_file_t *f, uint64_t *rng, line_t *l) {
     off_t cur = file_size(f), s = f->synced_size, len = cur;
     if (f->ndirty == 0 && cur <= s) return;
     if (cur > s && g_mode != MODE_KEEP) {
@@ -552,12 +534,11 @@ static void lose(pc_file_t *f, uint64_t *rng, line_t *l)
     }
 }
 
-static void cut(void)
-{
+static void cut(void) {
     if (atomic_exchange(&g_cutting, 1)) {
-        for (;;) pause();   /* another thread is cutting; it will _exit */
+        for (;;) pause(); /* another thread is cutting; it will _exit */
     }
-    pthread_rwlock_wrlock(&g_io);   /* no tracked op is running, none starts */
+    pthread_rwlock_wrlock(&g_io); /* no tracked op is running, none starts */
     uint64_t rng = g_seed * 0x2545f4914f6cdd1dULL + 77;
     line_t l = {.n = 0};
     unsigned nfiles = 0;
@@ -577,8 +558,7 @@ static void cut(void)
 
 /* ---- interposed calls ---- */
 
-static int do_open_track(int fd, int dirfd, const char *path, int flags)
-{
+static int do_open_track(int fd, int dirfd, const char *path, int flags) {
     if (fd >= 0 && g_on && (flags & O_ACCMODE) != O_RDONLY && under_dir(dirfd, path)) {
         int e = errno;
         char abs[PATH_MAX];
@@ -591,13 +571,11 @@ static int do_open_track(int fd, int dirfd, const char *path, int flags)
     return fd;
 }
 
-static mode_t open_mode(int flags, va_list ap)
-{
+static mode_t open_mode(int flags, va_list ap) {
     return (flags & (O_CREAT | O_TMPFILE)) ? (mode_t)va_arg(ap, int) : 0;
 }
 
-int open(const char *path, int flags, ...)
-{
+int open(const char *path, int flags, ...) {
     ensure_init();
     va_list ap;
     va_start(ap, flags);
@@ -606,8 +584,7 @@ int open(const char *path, int flags, ...)
     return do_open_track(real_open(path, flags, mode), AT_FDCWD, path, flags);
 }
 
-int open64(const char *path, int flags, ...)
-{
+int open64(const char *path, int flags, ...) {
     ensure_init();
     va_list ap;
     va_start(ap, flags);
@@ -616,8 +593,7 @@ int open64(const char *path, int flags, ...)
     return do_open_track(real_open(path, flags, mode), AT_FDCWD, path, flags);
 }
 
-int openat(int dirfd, const char *path, int flags, ...)
-{
+int openat(int dirfd, const char *path, int flags, ...) {
     ensure_init();
     va_list ap;
     va_start(ap, flags);
@@ -626,8 +602,7 @@ int openat(int dirfd, const char *path, int flags, ...)
     return do_open_track(real_openat(dirfd, path, flags, mode), dirfd, path, flags);
 }
 
-int openat64(int dirfd, const char *path, int flags, ...)
-{
+int openat64(int dirfd, const char *path, int flags, ...) {
     ensure_init();
     va_list ap;
     va_start(ap, flags);
@@ -636,31 +611,22 @@ int openat64(int dirfd, const char *path, int flags, ...)
     return do_open_track(real_openat(dirfd, path, flags, mode), dirfd, path, flags);
 }
 
-int creat(const char *path, mode_t mode)
-{
-    return open(path, O_CREAT | O_WRONLY | O_TRUNC, mode);
-}
+int creat(const char *path, mode_t mode) { return open(path, O_CREAT | O_WRONLY | O_TRUNC, mode); }
 
-int creat64(const char *path, mode_t mode)
-{
-    return open(path, O_CREAT | O_WRONLY | O_TRUNC, mode);
-}
+int creat64(const char *path, mode_t mode) { return open(path, O_CREAT | O_WRONLY | O_TRUNC, mode); }
 
-static size_t iov_len(const struct iovec *iov, int n)
-{
+static size_t iov_len(const struct iovec *iov, int n) {
     size_t t = 0;
     for (int i = 0; i < n; i++) t += iov[i].iov_len;
     return t;
 }
 
 /* Offset the next write() on fd goes to. */
-static off_t write_pos(int fd, int append, pc_file_t *f)
-{
+static off_t write_pos(int fd, int append, pc_file_t *f) {
     return append ? file_size(f) : lseek(fd, 0, SEEK_CUR);
 }
 
-ssize_t write(int fd, const void *buf, size_t n)
-{
+ssize_t write(int fd, const void *buf, size_t n) {
     int append = 0;
     pc_file_t *f = enter(fd, &append);
     if (!f) return real_write(fd, buf, n);
@@ -674,8 +640,7 @@ ssize_t write(int fd, const void *buf, size_t n)
     return r;
 }
 
-ssize_t writev(int fd, const struct iovec *iov, int cnt)
-{
+ssize_t writev(int fd, const struct iovec *iov, int cnt) {
     int append = 0;
     pc_file_t *f = enter(fd, &append);
     if (!f) return real_writev(fd, iov, cnt);
@@ -689,8 +654,7 @@ ssize_t writev(int fd, const struct iovec *iov, int cnt)
     return r;
 }
 
-ssize_t pwrite(int fd, const void *buf, size_t n, off_t off)
-{
+ssize_t pwrite(int fd, const void *buf, size_t n, off_t off) {
     pc_file_t *f = enter(fd, NULL);
     if (!f) return real_pwrite(fd, buf, n, off);
     pthread_mutex_lock(&f->mu);
@@ -703,13 +667,9 @@ ssize_t pwrite(int fd, const void *buf, size_t n, off_t off)
     return r;
 }
 
-ssize_t pwrite64(int fd, const void *buf, size_t n, off_t off)
-{
-    return pwrite(fd, buf, n, off);
-}
+ssize_t pwrite64(int fd, const void *buf, size_t n, off_t off) { return pwrite(fd, buf, n, off); }
 
-ssize_t pwritev(int fd, const struct iovec *iov, int cnt, off_t off)
-{
+ssize_t pwritev(int fd, const struct iovec *iov, int cnt, off_t off) {
     pc_file_t *f = enter(fd, NULL);
     if (!f) return real_pwritev(fd, iov, cnt, off);
     pthread_mutex_lock(&f->mu);
@@ -722,13 +682,9 @@ ssize_t pwritev(int fd, const struct iovec *iov, int cnt, off_t off)
     return r;
 }
 
-ssize_t pwritev64(int fd, const struct iovec *iov, int cnt, off_t off)
-{
-    return pwritev(fd, iov, cnt, off);
-}
+ssize_t pwritev64(int fd, const struct iovec *iov, int cnt, off_t off) { return pwritev(fd, iov, cnt, off); }
 
-int ftruncate(int fd, off_t len)
-{
+int ftruncate(int fd, off_t len) {
     pc_file_t *f = enter(fd, NULL);
     if (!f) return real_ftruncate(fd, len);
     pthread_mutex_lock(&f->mu);
@@ -745,8 +701,7 @@ int ftruncate64(int fd, off_t len) { return ftruncate(fd, len); }
 
 /* Size changes of fallocate are durable at once; a mode that changes data
  * (punch hole, zero range, collapse, insert) is also a data write. */
-static int falloc_common(int fd, int mode, off_t off, off_t len, int posix)
-{
+static int falloc_common(int fd, int mode, off_t off, off_t len, int posix) {
     pc_file_t *f = enter(fd, NULL);
     if (!f) return posix ? real_posix_fallocate(fd, off, len) : real_fallocate(fd, mode, off, len);
     pthread_mutex_lock(&f->mu);
@@ -768,8 +723,7 @@ int fallocate64(int fd, int mode, off_t off, off_t len) { return falloc_common(f
 int posix_fallocate(int fd, off_t off, off_t len) { return falloc_common(fd, 0, off, len, 1); }
 int posix_fallocate64(int fd, off_t off, off_t len) { return falloc_common(fd, 0, off, len, 1); }
 
-static int sync_common(int fd, int data_only)
-{
+static int sync_common(int fd, int data_only) {
     pc_file_t *f = enter(fd, NULL);
     if (!f) return data_only ? real_fdatasync(fd) : real_fsync(fd);
     pthread_mutex_lock(&f->mu);
@@ -785,19 +739,17 @@ static int sync_common(int fd, int data_only)
 int fsync(int fd) { return sync_common(fd, 0); }
 int fdatasync(int fd) { return sync_common(fd, 1); }
 
-int sync_file_range(int fd, off_t off, off_t n, unsigned int flags)
-{
+int sync_file_range(int fd, off_t off, off_t n, unsigned int flags) {
     pc_file_t *f = enter(fd, NULL);
     if (!f) return real_sync_file_range(fd, off, n, flags);
     int r = real_sync_file_range(fd, off, n, flags);
     int e = errno;
-    leave(1);   /* starts write-back, promises nothing: the undo stays */
+    leave(1); /* starts write-back, promises nothing: the undo stays */
     errno = e;
     return r;
 }
 
-int close(int fd)
-{
+int close(int fd) {
     ensure_init();
     if (fd >= 0 && fd < PC_MAX_FD && atomic_load_explicit(&g_fdhint[fd], memory_order_relaxed)) {
         pthread_rwlock_rdlock(&g_io);
@@ -810,8 +762,7 @@ int close(int fd)
 }
 
 /* After an unlink or a rename over a file: forget an inode that is gone. */
-static void forget_if_gone(int have, const struct stat *st)
-{
+static void forget_if_gone(int have, const struct stat *st) {
     if (!have) return;
     pthread_mutex_lock(&g_tab);
     pc_file_t *f = file_find(st->st_dev, st->st_ino);
@@ -819,14 +770,12 @@ static void forget_if_gone(int have, const struct stat *st)
     pthread_mutex_unlock(&g_tab);
 }
 
-static int stat_at(int dirfd, const char *path, struct stat *st)
-{
+static int stat_at(int dirfd, const char *path, struct stat *st) {
     return g_on && under_dir(dirfd, path) && fstatat(dirfd, path, st, AT_SYMLINK_NOFOLLOW) == 0;
 }
 
 /* Metadata calls: durable at once, so only the table is kept up to date. */
-static int meta_common(int op, int ofd, const char *oldp, int nfd, const char *newp, unsigned fl)
-{
+static int meta_common(int op, int ofd, const char *oldp, int nfd, const char *newp, unsigned fl) {
     ensure_init();
     struct stat st;
     const char *victim = op == 0 ? oldp : newp;
@@ -850,17 +799,17 @@ static int meta_common(int op, int ofd, const char *oldp, int nfd, const char *n
 }
 
 int unlink(const char *p) { return meta_common(0, AT_FDCWD, p, AT_FDCWD, NULL, 0); }
-int unlinkat(int fd, const char *p, int flags) { return meta_common(0, fd, p, AT_FDCWD, NULL, (unsigned)flags); }
+int unlinkat(int fd, const char *p, int flags) {
+    return meta_common(0, fd, p, AT_FDCWD, NULL, (unsigned)flags);
+}
 int rename(const char *a, const char *b) { return meta_common(1, AT_FDCWD, a, AT_FDCWD, b, 0); }
 int renameat(int fa, const char *a, int fb, const char *b) { return meta_common(1, fa, a, fb, b, 0); }
-int renameat2(int fa, const char *a, int fb, const char *b, unsigned int fl)
-{
+int renameat2(int fa, const char *a, int fb, const char *b, unsigned int fl) {
     return meta_common(1, fa, a, fb, b, fl);
 }
 
 /* LevelDB's memtable size, overridable so short runs reach flushes. */
-void leveldb_options_set_write_buffer_size(void *opt, size_t n)
-{
+void leveldb_options_set_write_buffer_size(void *opt, size_t n) {
     ensure_init();
     unsigned long v = env_ul("POWERCUT_LEVELDB_WRITE_BUFFER", 0);
     if (real_leveldb_wbs) real_leveldb_wbs(opt, v ? (size_t)v : n);

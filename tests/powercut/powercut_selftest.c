@@ -45,8 +45,7 @@
 #define NOPS 60
 #define SCENARIOS 400
 
-static uint64_t splitmix(uint64_t *s)
-{
+static uint64_t splitmix(uint64_t *s) {
     uint64_t z = (*s += 0x9e3779b97f4a7c15ULL);
     z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
     z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
@@ -55,8 +54,18 @@ static uint64_t splitmix(uint64_t *s)
 
 /* ---- scenarios ---- */
 
-enum { OP_PWRITE, OP_APPEND, OP_FSYNC, OP_FDATASYNC, OP_TRUNC, OP_FALLOC, OP_REOPEN, OP_REOPEN_TRUNC,
-       OP_RENAME, OP_NKINDS };
+enum {
+    OP_PWRITE,
+    OP_APPEND,
+    OP_FSYNC,
+    OP_FDATASYNC,
+    OP_TRUNC,
+    OP_FALLOC,
+    OP_REOPEN,
+    OP_REOPEN_TRUNC,
+    OP_RENAME,
+    OP_NKINDS
+};
 
 typedef struct op {
     int kind, file;
@@ -64,20 +73,22 @@ typedef struct op {
     uint8_t fill;
 } op_t;
 
-static int counted(int kind)
-{
-    return kind <= OP_FALLOC;
-}
+static int counted(int kind) { return kind <= OP_FALLOC; }
 
-static void gen(uint64_t seed, op_t *ops)
-{
+static void gen(uint64_t seed, op_t *ops) {
     uint64_t s = seed;
     for (int i = 0; i < NOPS; i++) {
         op_t *o = &ops[i];
         uint64_t r = splitmix(&s) % 100;
-        o->kind = r < 35 ? OP_PWRITE : r < 55 ? OP_APPEND : r < 65 ? OP_FSYNC : r < 72 ? OP_FDATASYNC
-                : r < 78 ? OP_TRUNC : r < 83 ? OP_FALLOC : r < 90 ? OP_REOPEN : r < 94 ? OP_REOPEN_TRUNC
-                : OP_RENAME;
+        o->kind = r < 35   ? OP_PWRITE
+                  : r < 55 ? OP_APPEND
+                  : r < 65 ? OP_FSYNC
+                  : r < 72 ? OP_FDATASYNC
+                  : r < 78 ? OP_TRUNC
+                  : r < 83 ? OP_FALLOC
+                  : r < 90 ? OP_REOPEN
+                  : r < 94 ? OP_REOPEN_TRUNC
+                           : OP_RENAME;
         o->file = (int)(splitmix(&s) % NFILES);
         o->off = splitmix(&s) % (MAXSIZE / 2);
         o->len = 1 + splitmix(&s) % 12000;
@@ -89,31 +100,27 @@ static void gen(uint64_t seed, op_t *ops)
 typedef struct mfile {
     uint8_t cur[MAXSIZE], syn[MAXSIZE];
     size_t cur_size, syn_size;
-    int gen;               /* rename generation: name is f<i>.<gen> */
+    int gen; /* rename generation: name is f<i>.<gen> */
 } mfile_t;
 
-static void name_of(char *out, size_t n, const char *dir, int i, int g)
-{
+static void name_of(char *out, size_t n, const char *dir, int i, int g) {
     snprintf(out, n, "%s/f%d.%d", dir, i, g);
 }
 
-static void model_write(mfile_t *m, size_t off, size_t len, uint8_t fill)
-{
+static void model_write(mfile_t *m, size_t off, size_t len, uint8_t fill) {
     if (off + len > MAXSIZE) len = MAXSIZE - off;
     if (off > m->cur_size) memset(m->cur + m->cur_size, 0, off - m->cur_size);
     memset(m->cur + off, fill, len);
     if (off + len > m->cur_size) m->cur_size = off + len;
 }
 
-static void model_resize_syn(mfile_t *m, size_t n)
-{
+static void model_resize_syn(mfile_t *m, size_t n) {
     if (n > m->syn_size) memset(m->syn + m->syn_size, 0, n - m->syn_size);
     m->syn_size = n;
 }
 
 /* Runs ops[0..] in the model up to counted op number cut_at. */
-static void model_run(const op_t *ops, unsigned long cut_at, mfile_t *mf)
-{
+static void model_run(const op_t *ops, unsigned long cut_at, mfile_t *mf) {
     unsigned long n = 0;
     for (int i = 0; i < NOPS && n < cut_at; i++) {
         const op_t *o = &ops[i];
@@ -141,9 +148,7 @@ static void model_run(const op_t *ops, unsigned long cut_at, mfile_t *mf)
             }
             break;
         }
-        case OP_REOPEN_TRUNC:
-            m->cur_size = m->syn_size = 0;
-            break;
+        case OP_REOPEN_TRUNC: m->cur_size = m->syn_size = 0; break;
         case OP_RENAME: m->gen++; break;
         default: break;
         }
@@ -151,15 +156,13 @@ static void model_run(const op_t *ops, unsigned long cut_at, mfile_t *mf)
     }
 }
 
-static unsigned long count_ops(const op_t *ops)
-{
+static unsigned long count_ops(const op_t *ops) {
     unsigned long n = 0;
     for (int i = 0; i < NOPS; i++) n += counted(ops[i].kind);
     return n;
 }
 
-static int child_ops(const char *dir, uint64_t seed)
-{
+static int child_ops(const char *dir, uint64_t seed) {
     op_t ops[NOPS];
     gen(seed, ops);
     int fd[NFILES], g[NFILES] = {0};
@@ -186,9 +189,15 @@ static int child_ops(const char *dir, uint64_t seed)
             if (write(f, buf, len) != (ssize_t)len) return 3;
             break;
         }
-        case OP_FSYNC: if (fsync(f) != 0) return 3; break;
-        case OP_FDATASYNC: if (fdatasync(f) != 0) return 3; break;
-        case OP_TRUNC: if (ftruncate(f, (off_t)o->len) != 0) return 3; break;
+        case OP_FSYNC:
+            if (fsync(f) != 0) return 3;
+            break;
+        case OP_FDATASYNC:
+            if (fdatasync(f) != 0) return 3;
+            break;
+        case OP_TRUNC:
+            if (ftruncate(f, (off_t)o->len) != 0) return 3;
+            break;
         case OP_FALLOC: {
             size_t end = o->off + o->len > MAXSIZE ? MAXSIZE : o->off + o->len;
             if (posix_fallocate(f, (off_t)o->off, (off_t)(end - o->off)) != 0) return 3;
@@ -208,7 +217,7 @@ static int child_ops(const char *dir, uint64_t seed)
             break;
         }
     }
-    return 0;   /* the cut did not come */
+    return 0; /* the cut did not come */
 }
 
 typedef struct tally {
@@ -216,8 +225,7 @@ typedef struct tally {
 } tally_t;
 
 /* Checks one file after the cut against the model. 0 ok, -1 with a message. */
-static int check_file(const char *path, const mfile_t *m, tally_t *t, uint64_t seed)
-{
+static int check_file(const char *path, const mfile_t *m, tally_t *t, uint64_t seed) {
     static uint8_t got[MAXSIZE + 1];
     int fd = open(path, O_RDONLY);
     if (fd < 0) {
@@ -230,8 +238,8 @@ static int check_file(const char *path, const mfile_t *m, tally_t *t, uint64_t s
     size_t lo = m->syn_size < m->cur_size ? m->syn_size : m->cur_size;
     size_t hi = m->cur_size;
     if (len < lo || len > hi) {
-        fprintf(stderr, "seed %llu: %s has %zu bytes, allowed [%zu, %zu]\n", (unsigned long long)seed,
-                path, len, lo, hi);
+        fprintf(stderr, "seed %llu: %s has %zu bytes, allowed [%zu, %zu]\n", (unsigned long long)seed, path,
+                len, lo, hi);
         return -1;
     }
     if (len > lo && len < hi) t->cut_between++;
@@ -247,9 +255,12 @@ static int check_file(const char *path, const mfile_t *m, tally_t *t, uint64_t s
                     (unsigned long long)seed, path, p);
             return -1;
         }
-        if (is_cur && is_syn) t->same++;
-        else if (is_cur) t->kept++;
-        else t->reverted++;
+        if (is_cur && is_syn)
+            t->same++;
+        else if (is_cur)
+            t->kept++;
+        else
+            t->reverted++;
         all_cur &= is_cur;
     }
     if (m->syn_size == m->cur_size && memcmp(m->syn, m->cur, m->cur_size) == 0) {
@@ -266,8 +277,7 @@ static int check_file(const char *path, const mfile_t *m, tally_t *t, uint64_t s
 static const char *g_self, *g_lib, *g_mode;
 
 /* Runs the child with the preload; returns its exit status or -1. */
-static int run_child(char *const argv[], const char *dir, unsigned long cut_at, uint64_t seed, int keep_fd)
-{
+static int run_child(char *const argv[], const char *dir, unsigned long cut_at, uint64_t seed, int keep_fd) {
     pid_t pid = fork();
     if (pid < 0) return -1;
     if (pid == 0) {
@@ -289,8 +299,7 @@ static int run_child(char *const argv[], const char *dir, unsigned long cut_at, 
     return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
 }
 
-static int scenarios(const char *base)
-{
+static int scenarios(const char *base) {
     tally_t t = {0};
     static mfile_t mf[NFILES];
     int failures = 0;
@@ -342,14 +351,12 @@ typedef struct targ {
     int id, report_fd;
 } targ_t;
 
-static void rec_fill(uint8_t *b, int t, int i)
-{
+static void rec_fill(uint8_t *b, int t, int i) {
     memset(b, 'a' + t, REC);
     snprintf((char *)b, 32, "T%d R%06d", t, i);
 }
 
-static void *thread_main(void *p)
-{
+static void *thread_main(void *p) {
     targ_t *a = p;
     char path[512];
     snprintf(path, sizeof path, "%s/t%d", a->dir, a->id);
@@ -369,8 +376,7 @@ static void *thread_main(void *p)
     return NULL;
 }
 
-static int child_threads(const char *dir, int report_fd)
-{
+static int child_threads(const char *dir, int report_fd) {
     pthread_t th[NTHREADS];
     targ_t a[NTHREADS];
     for (int i = 0; i < NTHREADS; i++) {
@@ -381,8 +387,7 @@ static int child_threads(const char *dir, int report_fd)
     return 0;
 }
 
-static int threads(const char *base)
-{
+static int threads(const char *base) {
     int failures = 0;
     unsigned long checked = 0;
     for (uint64_t run = 1; run <= 20; run++) {
@@ -449,8 +454,7 @@ static int threads(const char *base)
 /* POWERCUT_MODE=prefix and keep: a file is its current content cut at a
  * length between the synced and current size (prefix), or exactly its
  * current content (keep). */
-static int modes(const char *base)
-{
+static int modes(const char *base) {
     int failures = 0;
     unsigned long cut_between = 0;
     static mfile_t mf[NFILES];
@@ -480,8 +484,8 @@ static int modes(const char *base)
                 int fd = open(path, O_RDONLY);
                 ssize_t n = fd >= 0 ? pread(fd, got, sizeof got, 0) : -1;
                 if (fd >= 0) close(fd);
-                size_t len = n < 0 ? 0 : (size_t)n, lo = mf[i].syn_size < mf[i].cur_size ? mf[i].syn_size
-                                                                                           : mf[i].cur_size;
+                size_t len = n < 0 ? 0 : (size_t)n,
+                       lo = mf[i].syn_size < mf[i].cur_size ? mf[i].syn_size : mf[i].cur_size;
                 int ok = n >= 0 && len <= mf[i].cur_size && memcmp(got, mf[i].cur, len) == 0 &&
                          (mi == 0 ? len >= lo : len == mf[i].cur_size);
                 if (!ok) {
@@ -499,8 +503,7 @@ static int modes(const char *base)
 }
 
 /* Without POWERCUT_DIR the library passes everything through. */
-static int passthrough(const char *base)
-{
+static int passthrough(const char *base) {
     char dir[512], seedarg[] = "1";
     snprintf(dir, sizeof dir, "%s/pass", base);
     mkdir(dir, 0755);
@@ -510,12 +513,10 @@ static int passthrough(const char *base)
     return rc == 0 ? 0 : 1;
 }
 
-int main(int argc, char **argv)
-{
+int main(int argc, char **argv) {
     if (argc == 4 && strcmp(argv[1], "child-ops") == 0)
         return child_ops(argv[2], strtoull(argv[3], NULL, 10));
-    if (argc == 4 && strcmp(argv[1], "child-threads") == 0)
-        return child_threads(argv[2], atoi(argv[3]));
+    if (argc == 4 && strcmp(argv[1], "child-threads") == 0) return child_threads(argv[2], atoi(argv[3]));
     if (argc != 2) {
         fprintf(stderr, "usage: %s LIBPOWERCUT.so\n", argv[0]);
         return 2;

@@ -1,0 +1,69 @@
+/*
+ * server_config.h: a member's configuration (etcd's flags, parsed by
+ * cmd/kshimd.c), its defaults, the request timeout derived from it, and
+ * etcd's member and cluster ids (member/member.c).
+ */
+#ifndef KSHIM_SERVER_CONFIG_H
+#define KSHIM_SERVER_CONFIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define SERVER_MAX_URLS 16
+
+typedef struct server_config {
+    const char *name;     /* --name */
+    const char *data_dir; /* --data-dir */
+    const char *wal_dir;  /* --wal-dir ("" = <data-dir>/member/wal) */
+    const char *listen_client_urls[SERVER_MAX_URLS];
+    size_t n_listen_client_urls;
+    const char *advertise_client_urls[SERVER_MAX_URLS];
+    size_t n_advertise_client_urls;
+    const char *listen_peer_urls[SERVER_MAX_URLS];
+    size_t n_listen_peer_urls;
+    const char *initial_advertise_peer_urls[SERVER_MAX_URLS];
+    size_t n_initial_advertise_peer_urls;
+    const char *initial_cluster;       /* "name=url,name=url" */
+    const char *initial_cluster_state; /* "new" or "existing" */
+    const char *initial_cluster_token;
+
+    /* Client TLS. */
+    const char *cert_file, *key_file, *trusted_ca_file;
+    int client_cert_auth;
+    int auto_tls; /* --auto-tls: self-signed cert if none given */
+    /* Peer TLS: parsed and kept for the cluster transport. */
+    const char *peer_cert_file, *peer_key_file, *peer_trusted_ca_file;
+    int peer_client_cert_auth;
+
+    size_t max_request_bytes;     /* default 1.5 MiB */
+    uint64_t quota_backend_bytes; /* 0 = 2 GiB */
+    size_t max_txn_ops;           /* default 128 */
+    /* kshim extension --max-pending-proposals: writes proposed and not yet
+     * applied before new ones get ResourceExhausted "etcdserver: too many
+     * requests"; 0 = etcd's 5000 (maxGapBetweenApplyAndCommitIndex). */
+    size_t max_pending_proposals;
+    unsigned heartbeat_interval_ms; /* default 100 */
+    unsigned election_timeout_ms;   /* default 1000 */
+
+    /* Watch: --experimental-watch-progress-notify-interval (default 10 min). */
+    uint64_t watch_progress_notify_interval_ms;
+    /* Auth: --auth-token ("simple" or "jwt,..."), --auth-token-ttl (s),
+     * --bcrypt-cost. */
+    const char *auth_token;
+    unsigned auth_token_ttl_s;
+    unsigned bcrypt_cost;
+} server_config_t;
+
+/* Fills etcd's defaults. */
+void server_config_defaults(server_config_t *cfg);
+
+/* How long a write may wait for its Raft entry to apply before it is
+ * answered Unavailable "etcdserver: request timed out" (etcd's rule). */
+uint64_t server_request_timeout_ms(const server_config_t *cfg);
+
+/* etcd's member and cluster ids: SHA-1 of the sorted peer URLs and cluster
+ * token (member), of the sorted member ids (cluster). Exposed for tests. */
+uint64_t server_member_id(const char *const *peer_urls, size_t n, const char *token);
+uint64_t server_cluster_id(const uint64_t *member_ids, size_t n);
+
+#endif

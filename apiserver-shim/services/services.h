@@ -1,0 +1,50 @@
+/*
+ * services.h: the etcd gRPC services (svc_*.c) as the wiring (server.c)
+ * sees them: registration, the init/start/stop phases, and the appliers and
+ * hooks server_run registers with the member (server_add_applier,
+ * server_t.wait_physical). Loop thread only, except the appliers.
+ */
+#ifndef KSHIM_SERVICES_H
+#define KSHIM_SERVICES_H
+
+#include "server_internal.h"
+
+/* Service registration (svc_*.c). */
+void svc_kv_register(server_t *s);
+/* An applied Compact with physical=true (res->physical_rev > 0): if the
+ * compactor is not through that revision yet, takes over call (its
+ * reference) and res and answers when it is (or drops the call once the
+ * client is gone); returns 0. Returns -1 when the caller answers now. */
+int svc_kv_wait_physical(server_t *s, grpc_call_t *call, kv_result_t *res);
+/* Drops the calls still waiting (loop stopped). */
+void svc_kv_stop(server_t *s);
+void svc_maintenance_register(server_t *s);
+void svc_cluster_register(server_t *s);
+
+/* Services with state have three phases, called by server_run():
+ *   init  (before the store opens): allocate, set store hooks in *mopts;
+ *   start (store open, Raft running, loop not yet): load state, register
+ *         methods, start timers;
+ *   stop  (loop stopped, Raft stopped): free everything. Safe after a failed
+ *         or missing init.
+ * Each returns 0 or -1 (logged). */
+int svc_watch_init(server_t *s, mvcc_options_t *mopts);
+int svc_watch_start(server_t *s);
+void svc_watch_stop(server_t *s);
+int svc_lease_init(server_t *s, mvcc_options_t *mopts);
+int svc_lease_start(server_t *s);
+void svc_lease_stop(server_t *s);
+int svc_auth_init(server_t *s, mvcc_options_t *mopts);
+int svc_auth_start(server_t *s);
+void svc_auth_stop(server_t *s);
+
+/* Raft thread, for every committed entry before the KV store sees it:
+ * returns 1 if req belongs to this state machine and was applied at index
+ * (res filled, the applied index recorded in the same LevelDB write), 0 if
+ * req is not its kind, -1 on a storage failure. */
+int svc_lease_apply(server_t *s, uint64_t index, const Kshim__InternalRequest *req,
+                    const kv_header_info_t *hdr, kv_result_t *res);
+int svc_auth_apply(server_t *s, uint64_t index, const Kshim__InternalRequest *req,
+                   const kv_header_info_t *hdr, kv_result_t *res);
+
+#endif

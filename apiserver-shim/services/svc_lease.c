@@ -1,0 +1,497 @@
+/*
+ * svc_lease.c: the etcd Lease service (/etcdserverpb.Lease/...).
+ *
+ * LeaseGrant and LeaseRevoke go through Raft like every write: the proposer
+ * picks a random positive id for ID=0 before proposing (etcd's
+ * v3_server.go LeaseGrant), so applying (storage/lease/lease.c) is deterministic.
+ * LeaseKeepAlive (bidi stream), LeaseTimeToLive and LeaseLeases are served
+ * on the loop thread from the in-memory lessor without Raft, as etcd's
+ * leader does.
+ *
+ * Expiry is decided by the leader (single voter: this member, once started)
+ * and carried out through the log: a loop timer every EXPIRY_TICK_MS takes
+ * the leases past their deadline and proposes one LeaseRevoke entry each
+ * (etcd's shape), at most LEASE_REVOKE_RATE per second, never deleting
+ * anything itself. Revokes that never get applied are offered again after
+ * LEASE_RETRY_MS. The revocation's deletes reach watchers through the
+ * store's normal on_events hook.
+ *
+ * Restart: the lease records (id, granted TTL) are persistent; deadlines
+ * are not. On start, as etcd's lessor.Promote(electionTimeout) on becoming
+ * leader, every lease gets now + election timeout + its TTL (and a pile-up
+ * of >= 1000 leases is spread to at most 750 expiries per second). So a
+ * restart extends leases; it neither makes them eternal nor expires them all
+ * at once.
+ *
+ * Key scans (TimeToLive with keys; Revoke's permission check with auth on,
+ * which needs every attached key) read the store on a reader thread
+ * (readers.h) and answer on the loop; the loop keeps the call.
+ *
+ * Threads: the lessor has its own mutex (applies on the Raft thread,
+ * keepalives on the loop). It is opened lazily on first use because Raft
+ * replays the WAL (calling svc_lease_apply and the lease_exists hook)
+ * before svc_lease_start runs.
+ */
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+
+#include "auth_check.h"
+#include "lease.h"
+#include "log.h"
+#include "readers.h"
+#include "services.h"
+
+#define EXPIRY_TICK_MS 100
+#define REVOKES_PER_TICK (LEASE_REVOKE_RATE * EXPIRY_TICK_MS / 1000)
+
+typedef struct svc_lease {
+    server_t *s;
+    pthread_mutex_t open_mu; /* guards the lazy open of lessor */
+    lessor_t *lessor;
+    int64_t min_ttl; /* etcd's minLeaseTTL, seconds */
+    loop_timer_t *expiry_timer;
+    uint64_t revokes_proposed;
+} svc_lease_t;
+
+static uint64_t now_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/* Any thread. NULL if the lease table cannot be loaded (logged). */
+static lessor_t *get_lessor(svc_lease_t *sl) {
+    pthread_mutex_lock(&sl->open_mu);
+    if (!sl->lessor && sl->s->mvcc) {
+        if (lessor_open(sl->s->mvcc, sl->min_ttl, &sl->lessor) != LEASE_OK) {
+            log_error("cannot load the lease table");
+            sl->lessor = NULL;
+        }
+    }
+    lessor_t *l = sl->lessor;
+    pthread_mutex_unlock(&sl->open_mu);
+    return l;
+}
+
+static int lease_exists_hook(void *ctx, int64_t id) {
+    lessor_t *l = get_lessor(ctx);
+    return l && lessor_exists(l, id);
+}
+
+/* etcd: minTTL = ceil(((3 * electionTicks) / 2) * heartbeat) in seconds. */
+static int64_t min_lease_ttl(const server_config_t *cfg) {
+    uint64_t hb = cfg->heartbeat_interval_ms ? cfg->heartbeat_interval_ms : 100;
+    uint64_t ticks = cfg->election_timeout_ms / hb;
+    uint64_t ms = (3 * ticks) / 2 * hb;
+    int64_t secs = (int64_t)((ms + 999) / 1000);
+    return secs > 0 ? secs : 1;
+}
+
+/* ---- helpers ---- */
+
+static int refused(grpc_call_t *call, grpc_status_t st, const char *msg) {
+    if (st == GRPC_OK) return 0;
+    grpc_call_finish(call, st, msg);
+    return 1;
+}
+
+/* A random positive id no lease has (etcd: reqIDGen.Next() & (1<<63 - 1)). */
+static int64_t new_lease_id(lessor_t *l) {
+    for (;;) {
+        uint64_t v = 0;
+        if (getrandom(&v, sizeof v, 0) != (ssize_t)sizeof v) v = now_ms() * 0x9E3779B97F4A7C15ull;
+        int64_t id = (int64_t)(v & INT64_MAX);
+        if (id != 0 && !lessor_exists(l, id)) return id;
+    }
+}
+
+/* ---- unary methods ---- */
+
+static void lease_grant_call(grpc_call_t *call, const uint8_t *msg, size_t len, void *ctx) {
+    svc_lease_t *sl = ctx;
+    server_t *s = sl->s;
+    Etcdserverpb__LeaseGrantRequest *req = etcdserverpb__lease_grant_request__unpack(NULL, len, msg);
+    if (!req) {
+        server_reply_bad_request(call);
+        return;
+    }
+    lessor_t *l = get_lessor(sl);
+    const char *why = NULL;
+    if (!l) {
+        grpc_call_finish(call, GRPC_INTERNAL, "kshim: lease table unavailable");
+    } else if (server_require_leader(s, call) == 0) {
+        grpc_status_t st = auth_check_token(s, call, &why);
+        if (!refused(call, st, why)) {
+            if (req->id == 0) req->id = new_lease_id(l);
+            Kshim__InternalRequest ir = KSHIM__INTERNAL_REQUEST__INIT;
+            ir.lease_grant = req;
+            server_propose(s, call, &ir);
+        }
+    }
+    etcdserverpb__lease_grant_request__free_unpacked(req, NULL);
+}
+
+typedef struct key_list {
+    ProtobufCBinaryData *v;
+    size_t n, cap;
+} key_list_t;
+
+static int collect_key(void *arg, const uint8_t *key, size_t len) {
+    key_list_t *kl = arg;
+    if (kl->n == kl->cap) {
+        size_t cap = kl->cap ? kl->cap * 2 : 16;
+        ProtobufCBinaryData *v = realloc(kl->v, cap * sizeof *v);
+        if (!v) return 1;
+        kl->v = v;
+        kl->cap = cap;
+    }
+    uint8_t *copy = malloc(len ? len : 1);
+    if (!copy) return 1;
+    if (len) memcpy(copy, key, len);
+    kl->v[kl->n].data = copy;
+    kl->v[kl->n].len = len;
+    kl->n++;
+    return 0;
+}
+
+static void key_list_free(key_list_t *kl) {
+    for (size_t i = 0; i < kl->n; i++) free(kl->v[i].data);
+    free(kl->v);
+}
+
+/* ---- key scans on a reader thread ---- */
+
+/* One scan in flight: the keys of lease id, then a loop-side finish. */
+typedef struct scan_job {
+    reader_job_t job; /* first: the job is the scan */
+    server_t *s;
+    grpc_call_t *call; /* referenced */
+    int64_t id;
+    int rc; /* MVCC_OK or the scan's error */
+    key_list_t keys;
+    void (*finish)(struct scan_job *j); /* loop thread, call open, scan done */
+    /* Revoke */
+    Etcdserverpb__LeaseRevokeRequest *revoke;
+    auth_identity_t who;
+    /* TimeToLive */
+    int64_t granted, remaining;
+} scan_job_t;
+
+static void scan_run(reader_job_t *job) {
+    scan_job_t *j = (scan_job_t *)job;
+    j->rc = lease_scan_keys(j->s->mvcc, j->id, collect_key, &j->keys);
+}
+
+static void scan_free(scan_job_t *j) {
+    key_list_free(&j->keys);
+    if (j->revoke) etcdserverpb__lease_revoke_request__free_unpacked(j->revoke, NULL);
+    free(j);
+}
+
+static void scan_done(reader_job_t *job, int status) {
+    scan_job_t *j = (scan_job_t *)job;
+    if (!grpc_call_is_closed(j->call)) {
+        if (status != READER_DONE)
+            grpc_call_finish(j->call, GRPC_UNAVAILABLE, "etcdserver: server stopped");
+        else if (j->rc != MVCC_OK)
+            grpc_call_finish(j->call, GRPC_INTERNAL, "kshim: storage error");
+        else
+            j->finish(j);
+    }
+    grpc_call_unref(j->call);
+    scan_free(j);
+}
+
+/* Runs j's scan on a reader (or here without a pool). Owns j. */
+static void scan_submit(scan_job_t *j) {
+    j->job.run = scan_run;
+    j->job.done = scan_done;
+    grpc_call_ref(j->call);
+    if (!j->s->readers) {
+        scan_run(&j->job);
+        scan_done(&j->job, READER_DONE);
+        return;
+    }
+    int rc = readers_submit(j->s->readers, &j->job);
+    if (rc == READERS_OK) return;
+    grpc_call_finish(j->call, rc == READERS_FULL ? GRPC_RESOURCE_EXHAUSTED : GRPC_UNAVAILABLE,
+                     rc == READERS_FULL ? "etcdserver: too many requests" : "etcdserver: server stopped");
+    grpc_call_unref(j->call);
+    scan_free(j);
+}
+
+/* etcd's authApplierV3.LeaseRevoke (checkLeasePuts): with auth on, the
+ * caller needs write permission on every key attached to the lease. */
+static void revoke_finish(scan_job_t *j) {
+    for (size_t i = 0; i < j->keys.n; i++) {
+        const char *why = NULL;
+        grpc_status_t st = auth_check_range_as(j->s, &j->who, j->keys.v[i].data, j->keys.v[i].len, NULL, 0,
+                                               AUTH_PERM_WRITE, &why);
+        if (refused(j->call, st, why)) return;
+    }
+    Kshim__InternalRequest ir = KSHIM__INTERNAL_REQUEST__INIT;
+    ir.lease_revoke = j->revoke;
+    server_propose(j->s, j->call, &ir);
+}
+
+static void lease_revoke_call(grpc_call_t *call, const uint8_t *msg, size_t len, void *ctx) {
+    svc_lease_t *sl = ctx;
+    server_t *s = sl->s;
+    Etcdserverpb__LeaseRevokeRequest *req = etcdserverpb__lease_revoke_request__unpack(NULL, len, msg);
+    if (!req) {
+        server_reply_bad_request(call);
+        return;
+    }
+    const char *why = NULL;
+    auth_identity_t who;
+    if (server_require_leader(s, call) == 0) {
+        grpc_status_t st = auth_identity(s, call, &who, &why);
+        if (refused(call, st, why)) {
+            /* refused */
+        } else if (auth_is_enabled(s)) {
+            scan_job_t *j = calloc(1, sizeof *j);
+            if (!j) {
+                grpc_call_finish(call, GRPC_RESOURCE_EXHAUSTED, "etcdserver: out of memory");
+            } else {
+                *j = (scan_job_t){
+                    .s = s, .call = call, .id = req->id, .finish = revoke_finish, .revoke = req, .who = who};
+                scan_submit(j);
+                return;
+            }
+        } else {
+            Kshim__InternalRequest ir = KSHIM__INTERNAL_REQUEST__INIT;
+            ir.lease_revoke = req;
+            server_propose(s, call, &ir);
+        }
+    }
+    etcdserverpb__lease_revoke_request__free_unpacked(req, NULL);
+}
+
+static void ttl_send(server_t *s, grpc_call_t *call, int64_t id, int64_t granted, int64_t remaining,
+                     const key_list_t *keys) {
+    Etcdserverpb__ResponseHeader h = ETCDSERVERPB__RESPONSE_HEADER__INIT;
+    Etcdserverpb__LeaseTimeToLiveResponse resp = ETCDSERVERPB__LEASE_TIME_TO_LIVE_RESPONSE__INIT;
+    resp.header = &h;
+    resp.id = id;
+    resp.ttl = remaining;
+    resp.grantedttl = granted;
+    if (keys) {
+        resp.n_keys = keys->n;
+        resp.keys = keys->v;
+    }
+    server_fill_header(s, &h);
+    server_send_message(call, &resp.base, 1);
+}
+
+static void ttl_finish(scan_job_t *j) { ttl_send(j->s, j->call, j->id, j->granted, j->remaining, &j->keys); }
+
+static void lease_ttl_call(grpc_call_t *call, const uint8_t *msg, size_t len, void *ctx) {
+    svc_lease_t *sl = ctx;
+    server_t *s = sl->s;
+    Etcdserverpb__LeaseTimeToLiveRequest *req =
+        etcdserverpb__lease_time_to_live_request__unpack(NULL, len, msg);
+    if (!req) {
+        server_reply_bad_request(call);
+        return;
+    }
+    lessor_t *l = get_lessor(sl);
+    if (!l) {
+        grpc_call_finish(call, GRPC_INTERNAL, "kshim: lease table unavailable");
+    } else if (server_require_leader(s, call) == 0) {
+        int64_t granted = 0, remaining = 0;
+        if (lessor_lookup(l, req->id, now_ms(), &granted, &remaining) != LEASE_OK) {
+            ttl_send(s, call, req->id, 0, -1, NULL); /* etcd's LeaseServer answers not found so */
+        } else if (!req->keys) {
+            ttl_send(s, call, req->id, granted, remaining, NULL);
+        } else {
+            scan_job_t *j = calloc(1, sizeof *j);
+            if (!j) {
+                grpc_call_finish(call, GRPC_RESOURCE_EXHAUSTED, "etcdserver: out of memory");
+            } else {
+                *j = (scan_job_t){.s = s,
+                                  .call = call,
+                                  .id = req->id,
+                                  .finish = ttl_finish,
+                                  .granted = granted,
+                                  .remaining = remaining};
+                scan_submit(j);
+            }
+        }
+    }
+    etcdserverpb__lease_time_to_live_request__free_unpacked(req, NULL);
+}
+
+static void lease_leases_call(grpc_call_t *call, const uint8_t *msg, size_t len, void *ctx) {
+    svc_lease_t *sl = ctx;
+    server_t *s = sl->s;
+    Etcdserverpb__LeaseLeasesRequest *req = etcdserverpb__lease_leases_request__unpack(NULL, len, msg);
+    if (!req) {
+        server_reply_bad_request(call);
+        return;
+    }
+    etcdserverpb__lease_leases_request__free_unpacked(req, NULL);
+    lessor_t *l = get_lessor(sl);
+    int64_t *ids = NULL;
+    size_t n = 0;
+    if (!l || lessor_list(l, &ids, &n) != LEASE_OK) {
+        grpc_call_finish(call, GRPC_INTERNAL, "kshim: lease table unavailable");
+        return;
+    }
+    if (server_require_leader(s, call) == 0) {
+        Etcdserverpb__LeaseStatus *st = malloc((n ? n : 1) * sizeof *st);
+        Etcdserverpb__LeaseStatus **stp = malloc((n ? n : 1) * sizeof *stp);
+        if (!st || !stp) {
+            grpc_call_finish(call, GRPC_RESOURCE_EXHAUSTED, "etcdserver: out of memory");
+        } else {
+            for (size_t i = 0; i < n; i++) {
+                etcdserverpb__lease_status__init(&st[i]);
+                st[i].id = ids[i];
+                stp[i] = &st[i];
+            }
+            Etcdserverpb__ResponseHeader h = ETCDSERVERPB__RESPONSE_HEADER__INIT;
+            Etcdserverpb__LeaseLeasesResponse resp = ETCDSERVERPB__LEASE_LEASES_RESPONSE__INIT;
+            server_fill_header(s, &h);
+            resp.header = &h;
+            resp.n_leases = n;
+            resp.leases = stp;
+            server_send_message(call, &resp.base, 1);
+        }
+        free(st);
+        free(stp);
+    }
+    free(ids);
+}
+
+/* ---- keepalive stream ---- */
+
+/* A client that sends keepalives without reading the answers is cut off
+ * once this much is queued for it. */
+#define KEEPALIVE_MAX_QUEUED (4u << 20)
+
+static void keepalive_message(grpc_call_t *call, const uint8_t *msg, size_t len, void *ctx) {
+    svc_lease_t *sl = ctx;
+    server_t *s = sl->s;
+    Etcdserverpb__LeaseKeepAliveRequest *req = etcdserverpb__lease_keep_alive_request__unpack(NULL, len, msg);
+    if (!req) {
+        server_reply_bad_request(call);
+        return;
+    }
+    lessor_t *l = get_lessor(sl);
+    if (!l) {
+        grpc_call_finish(call, GRPC_INTERNAL, "kshim: lease table unavailable");
+    } else if (grpc_call_send_queued(call) > KEEPALIVE_MAX_QUEUED) {
+        grpc_call_finish(call, GRPC_RESOURCE_EXHAUSTED, "kshim: keepalive responses not read");
+    } else if (server_require_leader(s, call) == 0) {
+        /* header first, as etcd: its revision is not after the renewal */
+        Etcdserverpb__ResponseHeader h = ETCDSERVERPB__RESPONSE_HEADER__INIT;
+        Etcdserverpb__LeaseKeepAliveResponse resp = ETCDSERVERPB__LEASE_KEEP_ALIVE_RESPONSE__INIT;
+        server_fill_header(s, &h);
+        resp.header = &h;
+        resp.id = req->id;
+        int64_t ttl = 0;
+        if (lessor_renew(l, req->id, now_ms(), &ttl) != LEASE_OK)
+            ttl = 0; /* etcd: ErrLeaseNotFound becomes TTL 0 on the stream */
+        resp.ttl = ttl;
+        server_send_message(call, &resp.base, 0);
+    }
+    etcdserverpb__lease_keep_alive_request__free_unpacked(req, NULL);
+}
+
+static void keepalive_half_close(grpc_call_t *call, void *ctx) {
+    (void)ctx;
+    grpc_call_finish(call, GRPC_OK, NULL); /* etcd returns nil on io.EOF */
+}
+
+/* ---- expiry ---- */
+
+static void propose_revoke(svc_lease_t *sl, int64_t id) {
+    Etcdserverpb__LeaseRevokeRequest rr = ETCDSERVERPB__LEASE_REVOKE_REQUEST__INIT;
+    Kshim__RequestHeader hdr = KSHIM__REQUEST_HEADER__INIT; /* proposer 0: nobody answers */
+    Kshim__InternalRequest ir = KSHIM__INTERNAL_REQUEST__INIT;
+    rr.id = id;
+    ir.header = &hdr;
+    ir.lease_revoke = &rr;
+    uint8_t buf[64];
+    size_t len = kshim__internal_request__get_packed_size(&ir);
+    if (len > sizeof buf) return;
+    kshim__internal_request__pack(&ir, buf);
+    if (raft_node_propose(sl->s->raft, buf, len) == RAFT_NODE_OK) sl->revokes_proposed++;
+    /* on failure the lease is offered again after LEASE_RETRY_MS */
+}
+
+static void expiry_tick(loop_t *loop, void *arg) {
+    svc_lease_t *sl = arg;
+    sl->expiry_timer = NULL;
+    lessor_t *l = get_lessor(sl);
+    if (l) {
+        int64_t ids[REVOKES_PER_TICK];
+        size_t n = lessor_take_expired(l, now_ms(), ids, REVOKES_PER_TICK);
+        for (size_t i = 0; i < n; i++) propose_revoke(sl, ids[i]);
+    }
+    sl->expiry_timer = loop_timer_add(loop, EXPIRY_TICK_MS, expiry_tick, sl);
+}
+
+/* ---- lifecycle ---- */
+
+static grpc_method_t lease_methods[] = {
+    {.path = "/etcdserverpb.Lease/LeaseGrant", .on_message = lease_grant_call},
+    {.path = "/etcdserverpb.Lease/LeaseRevoke", .on_message = lease_revoke_call},
+    {.path = "/etcdserverpb.Lease/LeaseKeepAlive",
+     .client_streaming = 1,
+     .server_streaming = 1,
+     .on_message = keepalive_message,
+     .on_half_close = keepalive_half_close},
+    {.path = "/etcdserverpb.Lease/LeaseTimeToLive", .on_message = lease_ttl_call},
+    {.path = "/etcdserverpb.Lease/LeaseLeases", .on_message = lease_leases_call},
+};
+
+int svc_lease_init(server_t *s, mvcc_options_t *mopts) {
+    svc_lease_t *sl = calloc(1, sizeof *sl);
+    if (!sl) return -1;
+    sl->s = s;
+    pthread_mutex_init(&sl->open_mu, NULL);
+    sl->min_ttl = min_lease_ttl(s->cfg);
+    s->lease = sl;
+    mopts->lease_exists = lease_exists_hook;
+    mopts->lease_ctx = sl;
+    return 0;
+}
+
+int svc_lease_start(server_t *s) {
+    svc_lease_t *sl = s->lease;
+    if (!sl) return -1;
+    lessor_t *l = get_lessor(sl);
+    if (!l) return -1;
+    /* single voter: leader from now on (etcd: Promote(electionTimeout)) */
+    lessor_promote(l, now_ms(), s->cfg->election_timeout_ms);
+    for (size_t i = 0; i < sizeof lease_methods / sizeof lease_methods[0]; i++) {
+        lease_methods[i].ctx = sl;
+        grpc_server_register(s->grpc, &lease_methods[i]);
+    }
+    sl->expiry_timer = loop_timer_add(s->loop, EXPIRY_TICK_MS, expiry_tick, sl);
+    log_info("lease: %zu leases loaded, min TTL %llds", lessor_count(l), (long long)sl->min_ttl);
+    return 0;
+}
+
+void svc_lease_stop(server_t *s) {
+    svc_lease_t *sl = s->lease;
+    if (!sl) return;
+    if (sl->expiry_timer && s->loop) loop_timer_cancel(s->loop, sl->expiry_timer);
+    lessor_free(sl->lessor);
+    pthread_mutex_destroy(&sl->open_mu);
+    free(sl);
+    s->lease = NULL;
+}
+
+int svc_lease_apply(server_t *s, uint64_t index, const Kshim__InternalRequest *req,
+                    const kv_header_info_t *hdr, kv_result_t *res) {
+    svc_lease_t *sl = s->lease;
+    if (!sl || !lessor_is_request(req)) return 0;
+    lessor_t *l = get_lessor(sl);
+    if (!l) return -1;
+    return lessor_apply(l, index, req, hdr, res, now_ms());
+}

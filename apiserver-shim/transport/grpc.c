@@ -1,0 +1,737 @@
+/*
+ * grpc.c: the gRPC server on top of h2_conn (implements grpc.h).
+ *
+ * Owns: the server (method table, listeners, TLS contexts), and one call
+ * object per HTTP/2 stream: its request metadata, message reassembly, the
+ * queue of framed response messages, deadline timer and status.
+ *
+ * Call lifetime: the transport holds one reference from HEADERS until the
+ * stream closes (or its connection goes away); services take more with
+ * grpc_call_ref. A call is "finished" once grpc_call_finish ran (status
+ * queued) and "closed" once the stream is gone; after closing, sends are
+ * no-ops. on_cancel runs once if the call closes before it was finished
+ * (RST_STREAM, connection closed, deadline exceeded).
+ *
+ * Error texts follow grpc-go, which etcd clients see from real etcd.
+ */
+#include "grpc.h"
+
+#include <assert.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "grpc_frame.h"
+#include "h2_conn.h"
+#include "tls.h"
+
+enum {
+    GRPC_OVERHEAD_BYTES = 512 * 1024, /* etcd: MaxRecvMsgSize = max-request-bytes + 512 KiB */
+    DEFAULT_MAX_REQUEST_BYTES = 1536 * 1024,
+    DEFAULT_MAX_STREAMS = 1000,
+    STREAM_WINDOW = 1 << 20,
+    CONN_WINDOW = 16 << 20,
+    MAX_HEADER_LIST = 16 << 20,
+    MAX_LISTENERS = 16,
+};
+
+/* A queued response message. Copied (grpc_call_send): data holds the 5-byte
+ * prefix and the message. Owned (grpc_call_send_owned): data holds only the
+ * prefix and ext points at the service's buffer, read in place and freed
+ * with ext_free once sent: the message is not copied before HTTP/2 framing. */
+typedef struct out_chunk {
+    struct out_chunk *next;
+    size_t len, off;    /* len: 5 + message length */
+    const uint8_t *ext; /* owned message, or NULL */
+    void (*ext_free)(void *);
+    uint8_t data[]; /* 5-byte prefix [+ message when copied] */
+} out_chunk_t;
+
+typedef struct md_entry {
+    char *name, *value;
+} md_entry_t;
+
+struct grpc_call {
+    int refs;
+    grpc_server_t *srv;
+    h2_conn_t *conn; /* NULL once closed */
+    int32_t stream_id;
+    grpc_call_t *conn_prev, *conn_next;
+
+    const grpc_method_t *method; /* NULL until dispatched */
+    char *path;
+    char *peer_cn;
+    md_entry_t *md;
+    size_t md_len, md_cap;
+    uint64_t deadline_ms;
+    loop_timer_t *deadline_timer;
+
+    grpc_msg_reader_t reader;
+    int messages_in;
+    int half_closed; /* client sent END_STREAM */
+
+    out_chunk_t *out_head, *out_tail;
+    size_t out_bytes;
+    int headers_sent;
+    int data_deferred; /* data provider returned DEFERRED */
+    int finished;
+    int closed;
+    int cancel_notified;
+    grpc_status_t status;
+    char *status_msg; /* percent-encoded, may be NULL */
+
+    void *user;
+    void (*user_free)(void *);
+};
+
+typedef struct conn_calls {
+    grpc_call_t *head;
+} conn_calls_t;
+
+struct grpc_server {
+    loop_t *loop;
+    grpc_server_config_t cfg;
+    const grpc_method_t **methods;
+    size_t nmethods, methods_cap;
+    nghttp2_session_callbacks *callbacks;
+    h2_conn_hooks_t hooks;
+    h2_listener_t *listeners[MAX_LISTENERS];
+    tls_server_t *tls[MAX_LISTENERS];
+    size_t nlisteners;
+};
+
+static void call_close(grpc_call_t *call, int notify_cancel);
+
+/* ---- calls ---- */
+
+static void chunk_free(out_chunk_t *c) {
+    if (c->ext && c->ext_free) c->ext_free((void *)c->ext);
+    free(c);
+}
+
+/* The contiguous bytes of c at its offset: the prefix, then the message. */
+static const uint8_t *chunk_at(const out_chunk_t *c, size_t *avail) {
+    if (!c->ext || c->off >= 5) {
+        *avail = c->len - c->off;
+        return c->ext ? c->ext + (c->off - 5) : c->data + c->off;
+    }
+    *avail = 5 - c->off;
+    return c->data + c->off;
+}
+
+static grpc_call_t *call_new(grpc_server_t *srv, h2_conn_t *conn, int32_t stream_id) {
+    grpc_call_t *call = calloc(1, sizeof(*call));
+    if (!call) return NULL;
+    call->refs = 1; /* the transport's */
+    call->srv = srv;
+    call->conn = conn;
+    call->stream_id = stream_id;
+    grpc_msg_reader_init(&call->reader, srv->cfg.max_request_bytes + GRPC_OVERHEAD_BYTES);
+    const char *cn = h2_conn_peer_cn(conn);
+    if (cn) call->peer_cn = strdup(cn);
+    conn_calls_t *cc = h2_conn_get_user(conn);
+    call->conn_next = cc->head;
+    if (cc->head) cc->head->conn_prev = call;
+    cc->head = call;
+    return call;
+}
+
+static void call_free(grpc_call_t *call) {
+    assert(call->closed && !call->conn);
+    if (call->user_free) call->user_free(call->user);
+    for (size_t i = 0; i < call->md_len; i++) {
+        free(call->md[i].name);
+        free(call->md[i].value);
+    }
+    free(call->md);
+    free(call->path);
+    free(call->peer_cn);
+    free(call->status_msg);
+    grpc_msg_reader_free(&call->reader);
+    out_chunk_t *c = call->out_head;
+    while (c) {
+        out_chunk_t *next = c->next;
+        chunk_free(c);
+        c = next;
+    }
+    free(call);
+}
+
+void grpc_call_ref(grpc_call_t *call) { call->refs++; }
+
+void grpc_call_unref(grpc_call_t *call) {
+    assert(call->refs > 0);
+    if (--call->refs == 0) call_free(call);
+}
+
+int grpc_call_is_closed(grpc_call_t *call) { return call->closed; }
+const char *grpc_call_path(grpc_call_t *call) { return call->path; }
+const char *grpc_call_peer_cn(grpc_call_t *call) { return call->peer_cn; }
+uint64_t grpc_call_deadline_ms(grpc_call_t *call) { return call->deadline_ms; }
+loop_t *grpc_call_loop(grpc_call_t *call) { return call->srv->loop; }
+size_t grpc_call_send_queued(grpc_call_t *call) { return call->out_bytes; }
+size_t grpc_server_max_request_bytes(grpc_server_t *srv) { return srv->cfg.max_request_bytes; }
+
+const char *grpc_call_metadata(grpc_call_t *call, const char *name) {
+    for (size_t i = 0; i < call->md_len; i++)
+        if (strcmp(call->md[i].name, name) == 0) return call->md[i].value;
+    return NULL;
+}
+
+void grpc_call_set_user(grpc_call_t *call, void *user, void (*free_fn)(void *)) {
+    call->user = user;
+    call->user_free = free_fn;
+}
+
+void *grpc_call_get_user(grpc_call_t *call) { return call->user; }
+
+static int md_add(grpc_call_t *call, const uint8_t *name, size_t nlen, const uint8_t *value, size_t vlen) {
+    if (call->md_len == call->md_cap) {
+        size_t cap = call->md_cap ? call->md_cap * 2 : 8;
+        md_entry_t *md = realloc(call->md, cap * sizeof(*md));
+        if (!md) return -1;
+        call->md = md;
+        call->md_cap = cap;
+    }
+    char *n = strndup((const char *)name, nlen);
+    char *v = strndup((const char *)value, vlen);
+    if (!n || !v) {
+        free(n);
+        free(v);
+        return -1;
+    }
+    call->md[call->md_len++] = (md_entry_t){n, v};
+    return 0;
+}
+
+/* ---- sending ---- */
+
+#define NV(n, v) \
+    { (uint8_t *)(n), (uint8_t *)(v), sizeof(n) - 1, strlen(v), NGHTTP2_NV_FLAG_NONE }
+
+static ssize_t call_data_read(nghttp2_session *session, int32_t stream_id, uint8_t *buf, size_t length,
+                              uint32_t *data_flags, nghttp2_data_source *source, void *user_data);
+
+static void call_kick(grpc_call_t *call) {
+    if (call->conn) h2_conn_kick(call->conn);
+}
+
+static const char *status_str(grpc_status_t st) {
+    static const char *const text[] = {"0", "1",  "2",  "3",  "4",  "5",  "6",  "7", "8",
+                                       "9", "10", "11", "12", "13", "14", "15", "16"};
+    return (int)st >= 0 && (int)st <= 16 ? text[st] : "2";
+}
+
+static int submit_trailers(grpc_call_t *call) {
+    nghttp2_nv nv[2] = {NV("grpc-status", status_str(call->status))};
+    size_t n = 1;
+    if (call->status_msg && call->status_msg[0]) nv[n++] = (nghttp2_nv)NV("grpc-message", call->status_msg);
+    return nghttp2_submit_trailer(h2_conn_session(call->conn), call->stream_id, nv, n);
+}
+
+static int submit_headers(grpc_call_t *call) {
+    nghttp2_nv nv[] = {NV(":status", "200"), NV("content-type", "application/grpc")};
+    nghttp2_data_provider prd = {.source.ptr = call, .read_callback = call_data_read};
+    call->headers_sent = 1;
+    return nghttp2_submit_response(h2_conn_session(call->conn), call->stream_id, nv, 2, &prd);
+}
+
+static int submit_trailers_only(grpc_call_t *call) {
+    nghttp2_nv nv[4] = {NV(":status", "200"), NV("content-type", "application/grpc"),
+                        NV("grpc-status", status_str(call->status))};
+    size_t n = 3;
+    if (call->status_msg && call->status_msg[0]) nv[n++] = (nghttp2_nv)NV("grpc-message", call->status_msg);
+    call->headers_sent = 1;
+    return nghttp2_submit_response(h2_conn_session(call->conn), call->stream_id, nv, n, NULL);
+}
+
+static ssize_t call_data_read(nghttp2_session *session, int32_t stream_id, uint8_t *buf, size_t length,
+                              uint32_t *data_flags, nghttp2_data_source *source, void *user_data) {
+    grpc_call_t *call = source->ptr;
+    size_t n = 0;
+    while (n < length && call->out_head) {
+        out_chunk_t *c = call->out_head;
+        size_t take;
+        const uint8_t *src = chunk_at(c, &take);
+        if (take > length - n) take = length - n;
+        memcpy(buf + n, src, take);
+        c->off += take;
+        n += take;
+        call->out_bytes -= take;
+        if (c->off == c->len) {
+            call->out_head = c->next;
+            if (!call->out_head) call->out_tail = NULL;
+            chunk_free(c);
+        }
+    }
+    if (call->out_head) return (ssize_t)n;
+    if (call->finished) {
+        *data_flags |= NGHTTP2_DATA_FLAG_EOF | NGHTTP2_DATA_FLAG_NO_END_STREAM;
+        if (submit_trailers(call) != 0) return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+        return (ssize_t)n;
+    }
+    if (n > 0) return (ssize_t)n;
+    call->data_deferred = 1;
+    return NGHTTP2_ERR_DEFERRED;
+}
+
+static void resume_data(grpc_call_t *call) {
+    if (!call->data_deferred) return;
+    call->data_deferred = 0;
+    nghttp2_session_resume_data(h2_conn_session(call->conn), call->stream_id);
+}
+
+static int queue_chunk(grpc_call_t *call, out_chunk_t *c);
+
+int grpc_call_send(grpc_call_t *call, const uint8_t *msg, size_t len) {
+    if (call->closed || call->finished || len > UINT32_MAX) return -1;
+    out_chunk_t *c = malloc(sizeof(*c) + 5 + len);
+    if (!c) return -1;
+    c->next = NULL;
+    c->len = 5 + len;
+    c->off = 0;
+    c->ext = NULL;
+    c->ext_free = NULL;
+    grpc_frame_prefix(c->data, (uint32_t)len);
+    if (len) memcpy(c->data + 5, msg, len);
+    return queue_chunk(call, c);
+}
+
+int grpc_call_send_owned(grpc_call_t *call, uint8_t *msg, size_t len, void (*free_fn)(void *)) {
+    out_chunk_t *c = NULL;
+    if (!call->closed && !call->finished && len <= UINT32_MAX) c = malloc(sizeof(*c) + 5);
+    if (!c) {
+        if (free_fn) free_fn(msg);
+        return -1;
+    }
+    c->next = NULL;
+    c->len = 5 + len;
+    c->off = 0;
+    c->ext = msg;
+    c->ext_free = free_fn;
+    grpc_frame_prefix(c->data, (uint32_t)len);
+    return queue_chunk(call, c);
+}
+
+static int queue_chunk(grpc_call_t *call, out_chunk_t *c) {
+    if (call->out_tail)
+        call->out_tail->next = c;
+    else
+        call->out_head = c;
+    call->out_tail = c;
+    call->out_bytes += c->len;
+    if (!call->headers_sent) {
+        if (submit_headers(call) != 0) return -1;
+    } else {
+        resume_data(call);
+    }
+    call_kick(call);
+    return 0;
+}
+
+/* Finish without running on_cancel (transport-detected errors too). */
+static void call_finish(grpc_call_t *call, grpc_status_t status, const char *message) {
+    if (call->finished) return;
+    call->finished = 1;
+    if (call->deadline_timer) {
+        loop_timer_cancel(call->srv->loop, call->deadline_timer);
+        call->deadline_timer = NULL;
+    }
+    if (call->closed) return;
+    call->status = status;
+    call->status_msg = message && message[0] ? grpc_percent_encode(message) : NULL;
+    if (!call->headers_sent) {
+        if (submit_trailers_only(call) != 0)
+            nghttp2_submit_rst_stream(h2_conn_session(call->conn), NGHTTP2_FLAG_NONE, call->stream_id,
+                                      NGHTTP2_INTERNAL_ERROR);
+    } else {
+        resume_data(call);
+    }
+    call_kick(call);
+}
+
+void grpc_call_finish(grpc_call_t *call, grpc_status_t status, const char *message) {
+    call_finish(call, status, message);
+}
+
+/* The stream is gone (or its connection). Drops the transport's reference. */
+static void call_close(grpc_call_t *call, int notify_cancel) {
+    if (call->closed) return;
+    call->closed = 1;
+    if (call->deadline_timer) {
+        loop_timer_cancel(call->srv->loop, call->deadline_timer);
+        call->deadline_timer = NULL;
+    }
+    conn_calls_t *cc = h2_conn_get_user(call->conn);
+    if (call->conn_prev)
+        call->conn_prev->conn_next = call->conn_next;
+    else
+        cc->head = call->conn_next;
+    if (call->conn_next) call->conn_next->conn_prev = call->conn_prev;
+    nghttp2_session_set_stream_user_data(h2_conn_session(call->conn), call->stream_id, NULL);
+    call->conn = NULL;
+    if (notify_cancel && !call->finished && call->method && call->method->on_cancel &&
+        !call->cancel_notified) {
+        call->cancel_notified = 1;
+        call->method->on_cancel(call, call->method->ctx);
+    }
+    call->finished = 1;
+    grpc_call_unref(call);
+}
+
+static void deadline_fired(loop_t *loop, void *arg) {
+    grpc_call_t *call = arg;
+    call->deadline_timer = NULL;
+    if (call->finished || call->closed) return;
+    grpc_call_ref(call);
+    if (call->method && call->method->on_cancel && !call->cancel_notified) {
+        call->cancel_notified = 1;
+        call->method->on_cancel(call, call->method->ctx);
+    }
+    /* The default when on_cancel did not finish the call itself: what etcd
+     * 3.4 answers on a Watch stream whose grpc-timeout passed. */
+    call_finish(call, GRPC_UNKNOWN, "context deadline exceeded");
+    grpc_call_unref(call);
+}
+
+/* ---- receiving ---- */
+
+static grpc_call_t *stream_call(nghttp2_session *session, int32_t stream_id) {
+    return nghttp2_session_get_stream_user_data(session, stream_id);
+}
+
+static int on_begin_headers(nghttp2_session *session, const nghttp2_frame *frame, void *user_data) {
+    h2_conn_t *conn = user_data;
+    if (frame->hd.type != NGHTTP2_HEADERS || frame->headers.cat != NGHTTP2_HCAT_REQUEST) return 0;
+    conn_calls_t *cc = h2_conn_get_user(conn);
+    grpc_server_t *srv = *(grpc_server_t **)(cc + 1);
+    grpc_call_t *call = call_new(srv, conn, frame->hd.stream_id);
+    if (!call) return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+    nghttp2_session_set_stream_user_data(session, frame->hd.stream_id, call);
+    return 0;
+}
+
+static int on_header(nghttp2_session *session, const nghttp2_frame *frame, const uint8_t *name,
+                     size_t namelen, const uint8_t *value, size_t valuelen, uint8_t flags, void *user_data) {
+    grpc_call_t *call = stream_call(session, frame->hd.stream_id);
+    if (!call || frame->hd.type != NGHTTP2_HEADERS) return 0;
+    if (frame->headers.cat != NGHTTP2_HCAT_REQUEST) return 0; /* client trailers: ignored */
+    if (md_add(call, name, namelen, value, valuelen) != 0) return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+    return 0;
+}
+
+static const grpc_method_t *find_method(grpc_server_t *srv, const char *path) {
+    for (size_t i = 0; i < srv->nmethods; i++)
+        if (strcmp(srv->methods[i]->path, path) == 0) return srv->methods[i];
+    return NULL;
+}
+
+/* grpc-go's texts for a path it cannot route. */
+static void reject_unknown_path(grpc_call_t *call, const char *path) {
+    char msg[512];
+    const char *sm = path[0] == '/' ? path + 1 : path;
+    const char *slash = strrchr(sm, '/');
+    if (!slash) {
+        snprintf(msg, sizeof(msg), "malformed method name: \"%s\"", path);
+        call_finish(call, GRPC_RESOURCE_EXHAUSTED, msg); /* sic: grpc-go 1.26 */
+        return;
+    } else {
+        int slen = (int)(slash - sm);
+        int known_service = 0;
+        for (size_t i = 0; i < call->srv->nmethods; i++) {
+            const char *p = call->srv->methods[i]->path + 1;
+            if (strncmp(p, sm, (size_t)slen + 1) == 0) known_service = 1;
+        }
+        if (known_service)
+            snprintf(msg, sizeof(msg), "unknown method %s for service %.*s", slash + 1, slen, sm);
+        else
+            snprintf(msg, sizeof(msg), "unknown service %.*s", slen, sm);
+    }
+    call_finish(call, GRPC_UNIMPLEMENTED, msg);
+}
+
+/* Not a gRPC request at all: etcd (grpc-go) resets the stream. */
+static void reject_stream(grpc_call_t *call) {
+    call->finished = 1;
+    nghttp2_submit_rst_stream(h2_conn_session(call->conn), NGHTTP2_FLAG_NONE, call->stream_id,
+                              NGHTTP2_PROTOCOL_ERROR);
+}
+
+static void dispatch_headers(nghttp2_session *session, grpc_call_t *call) {
+    const char *method = grpc_call_metadata(call, ":method");
+    const char *path = grpc_call_metadata(call, ":path");
+    const char *ctype = grpc_call_metadata(call, "content-type");
+    if (!method || strcmp(method, "POST") != 0) {
+        reject_stream(call);
+        return;
+    }
+    if (!ctype || strncmp(ctype, "application/grpc", 16) != 0 ||
+        (ctype[16] != 0 && ctype[16] != '+' && ctype[16] != ';')) {
+        reject_stream(call);
+        return;
+    }
+    if (!path) {
+        reject_stream(call);
+        return;
+    }
+    call->path = strdup(path);
+    const char *enc = grpc_call_metadata(call, "grpc-encoding");
+    if (enc && strcmp(enc, "identity") != 0) {
+        char msg[256];
+        snprintf(msg, sizeof(msg), "grpc: Decompressor is not installed for grpc-encoding \"%s\"", enc);
+        call_finish(call, GRPC_UNIMPLEMENTED, msg);
+        return;
+    }
+    const char *timeout = grpc_call_metadata(call, "grpc-timeout");
+    if (timeout) {
+        int64_t ms = grpc_parse_timeout_ms(timeout);
+        if (ms < 0) {
+            reject_stream(call);
+            return;
+        }
+        loop_t *loop = call->srv->loop;
+        call->deadline_ms = loop_now_ms(loop) + (uint64_t)ms;
+        call->deadline_timer = loop_timer_add(loop, (uint64_t)ms, deadline_fired, call);
+    }
+    const grpc_method_t *m = find_method(call->srv, path);
+    if (!m) {
+        reject_unknown_path(call, path);
+        return;
+    }
+    call->method = m;
+}
+
+static int on_one_message(const uint8_t *msg, size_t len, int compressed, void *arg) {
+    grpc_call_t *call = arg;
+    if (compressed) {
+        /* No grpc-encoding (or identity) was announced: grpc-go's answer. */
+        call_finish(call, GRPC_INTERNAL, "grpc: compressed flag set with identity or empty encoding");
+        return 1;
+    }
+    call->messages_in++;
+    /* etcd 3.4 (grpc-go 1.26) reads one message of a unary call and ignores
+     * anything after it. */
+    if (!call->method->client_streaming && call->messages_in > 1) return 0;
+    call->method->on_message(call, msg, len, call->method->ctx);
+    return call->finished || call->closed;
+}
+
+static void deliver_data(grpc_call_t *call, const uint8_t *data, size_t len) {
+    if (call->finished || call->closed || !call->method) return;
+    if (!call->method->client_streaming && call->messages_in > 0) return;
+    grpc_call_ref(call);
+    int rc = grpc_msg_reader_feed(&call->reader, data, len, on_one_message, call);
+    if (rc == GRPC_READ_TOO_LARGE) {
+        char msg[128];
+        snprintf(msg, sizeof(msg), "grpc: received message larger than max (%u vs. %zu)",
+                 call->reader.too_large, call->reader.max_len);
+        call_finish(call, GRPC_RESOURCE_EXHAUSTED, msg);
+    } else if (rc == GRPC_READ_NOMEM) {
+        call_finish(call, GRPC_RESOURCE_EXHAUSTED, "grpc: out of memory");
+    }
+    grpc_call_unref(call);
+}
+
+static void deliver_half_close(grpc_call_t *call) {
+    call->half_closed = 1;
+    if (call->finished || call->closed || !call->method) return;
+    if (grpc_msg_reader_partial(&call->reader)) {
+        /* etcd 3.4: io.ErrUnexpectedEOF from grpc-go's parser, as Unknown. */
+        call_finish(call, GRPC_UNKNOWN, "unexpected EOF");
+        return;
+    }
+    if (!call->method->client_streaming) {
+        if (call->messages_in == 0) call_finish(call, GRPC_UNKNOWN, "EOF"); /* etcd 3.4 */
+        return;
+    }
+    if (call->method->on_half_close) {
+        grpc_call_ref(call);
+        call->method->on_half_close(call, call->method->ctx);
+        grpc_call_unref(call);
+    }
+}
+
+static int on_frame_recv(nghttp2_session *session, const nghttp2_frame *frame, void *user_data) {
+    if (frame->hd.type != NGHTTP2_HEADERS && frame->hd.type != NGHTTP2_DATA) return 0;
+    grpc_call_t *call = stream_call(session, frame->hd.stream_id);
+    if (!call) return 0;
+    if (frame->hd.type == NGHTTP2_HEADERS && frame->headers.cat == NGHTTP2_HCAT_REQUEST)
+        dispatch_headers(session, call);
+    if (frame->hd.flags & NGHTTP2_FLAG_END_STREAM) deliver_half_close(call);
+    return 0;
+}
+
+static int on_data_chunk(nghttp2_session *session, uint8_t flags, int32_t stream_id, const uint8_t *data,
+                         size_t len, void *user_data) {
+    grpc_call_t *call = stream_call(session, stream_id);
+    if (call) deliver_data(call, data, len);
+    return 0;
+}
+
+/* grpc-go ends a stream it finished while the client still sends with
+ * RST_STREAM(NO_ERROR), so the client stops sending. */
+static int on_frame_send(nghttp2_session *session, const nghttp2_frame *frame, void *user_data) {
+    if (frame->hd.type != NGHTTP2_HEADERS || !(frame->hd.flags & NGHTTP2_FLAG_END_STREAM)) return 0;
+    if (!nghttp2_session_get_stream_remote_close(session, frame->hd.stream_id))
+        nghttp2_submit_rst_stream(session, NGHTTP2_FLAG_NONE, frame->hd.stream_id, NGHTTP2_NO_ERROR);
+    return 0;
+}
+
+static int on_stream_close(nghttp2_session *session, int32_t stream_id, uint32_t error_code,
+                           void *user_data) {
+    grpc_call_t *call = stream_call(session, stream_id);
+    if (call) call_close(call, 1);
+    return 0;
+}
+
+/* ---- connections ---- */
+
+static void conn_opened(h2_conn_t *conn, void *arg) {
+    /* conn_calls_t followed by the server pointer, in one allocation. */
+    conn_calls_t *cc = calloc(1, sizeof(conn_calls_t) + sizeof(grpc_server_t *));
+    assert(cc); /* tiny; a failure here is not recoverable sensibly */
+    *(grpc_server_t **)(cc + 1) = arg;
+    h2_conn_set_user(conn, cc);
+}
+
+static void conn_closed(h2_conn_t *conn, void *arg) {
+    conn_calls_t *cc = h2_conn_get_user(conn);
+    if (!cc) return;
+    while (cc->head) call_close(cc->head, 1);
+    free(cc);
+    h2_conn_set_user(conn, NULL);
+}
+
+/* ---- server ---- */
+
+grpc_server_t *grpc_server_new(loop_t *loop, const grpc_server_config_t *cfg) {
+    grpc_server_t *srv = calloc(1, sizeof(*srv));
+    if (!srv) return NULL;
+    srv->loop = loop;
+    if (cfg) srv->cfg = *cfg;
+    if (!srv->cfg.max_request_bytes) srv->cfg.max_request_bytes = DEFAULT_MAX_REQUEST_BYTES;
+    if (!srv->cfg.max_concurrent_streams) srv->cfg.max_concurrent_streams = DEFAULT_MAX_STREAMS;
+    if (nghttp2_session_callbacks_new(&srv->callbacks) != 0) {
+        free(srv);
+        return NULL;
+    }
+    nghttp2_session_callbacks *cb = srv->callbacks;
+    nghttp2_session_callbacks_set_on_begin_headers_callback(cb, on_begin_headers);
+    nghttp2_session_callbacks_set_on_header_callback(cb, on_header);
+    nghttp2_session_callbacks_set_on_frame_recv_callback(cb, on_frame_recv);
+    nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cb, on_data_chunk);
+    nghttp2_session_callbacks_set_on_frame_send_callback(cb, on_frame_send);
+    nghttp2_session_callbacks_set_on_stream_close_callback(cb, on_stream_close);
+    srv->hooks = (h2_conn_hooks_t){
+        .callbacks = srv->callbacks,
+        .on_open = conn_opened,
+        .on_close = conn_closed,
+        .arg = srv,
+        .max_concurrent_streams = srv->cfg.max_concurrent_streams,
+        .initial_window_size = STREAM_WINDOW,
+        .connection_window_size = CONN_WINDOW,
+        .max_header_list_size = MAX_HEADER_LIST,
+    };
+    return srv;
+}
+
+void grpc_server_free(grpc_server_t *srv) {
+    if (!srv) return;
+    for (size_t i = 0; i < srv->nlisteners; i++) {
+        h2_listener_free(srv->listeners[i]);
+        tls_server_free(srv->tls[i]);
+    }
+    nghttp2_session_callbacks_del(srv->callbacks);
+    free(srv->methods);
+    free(srv);
+}
+
+int grpc_server_register(grpc_server_t *srv, const grpc_method_t *method) {
+    if (!method || !method->path || method->path[0] != '/' || !method->on_message) return -1;
+    if (find_method(srv, method->path)) return -1;
+    if (srv->nmethods == srv->methods_cap) {
+        size_t cap = srv->methods_cap ? srv->methods_cap * 2 : 32;
+        const grpc_method_t **m = realloc(srv->methods, cap * sizeof(*m));
+        if (!m) return -1;
+        srv->methods = m;
+        srv->methods_cap = cap;
+    }
+    srv->methods[srv->nmethods++] = method;
+    return 0;
+}
+
+/* "http://127.0.0.1:2379", "https://[::1]:2379" -> scheme flag, host, port. */
+static int parse_url(const char *url, int *is_tls, char *host, size_t hostlen, int *port) {
+    const char *p;
+    if (strncmp(url, "http://", 7) == 0)
+        *is_tls = 0, p = url + 7;
+    else if (strncmp(url, "https://", 8) == 0)
+        *is_tls = 1, p = url + 8;
+    else
+        return -1;
+    const char *hend, *colon;
+    if (*p == '[') {
+        hend = strchr(p, ']');
+        if (!hend || hend[1] != ':') return -1;
+        colon = hend + 1;
+        p++;
+    } else {
+        colon = strrchr(p, ':');
+        if (!colon) return -1;
+        hend = colon;
+    }
+    size_t hl = (size_t)(hend - p);
+    if (hl == 0 || hl >= hostlen) return -1;
+    memcpy(host, p, hl);
+    host[hl] = 0;
+    char *end;
+    long v = strtol(colon + 1, &end, 10);
+    if (end == colon + 1 || (*end && *end != '/') || v < 0 || v > 65535) return -1;
+    *port = (int)v;
+    return 0;
+}
+
+int grpc_server_listen(grpc_server_t *srv, const char *url, const grpc_tls_config_t *tls, char *err,
+                       size_t errlen) {
+    int is_tls, port;
+    char host[256];
+    if (srv->nlisteners == MAX_LISTENERS) {
+        snprintf(err, errlen, "too many listeners");
+        return -1;
+    }
+    if (parse_url(url, &is_tls, host, sizeof(host), &port) != 0) {
+        snprintf(err, errlen, "bad listen URL %s (want http(s)://IP:PORT)", url);
+        return -1;
+    }
+    tls_server_t *ts = NULL;
+    if (is_tls) {
+        if (!tls) {
+            snprintf(err, errlen, "%s needs TLS certificate and key", url);
+            return -1;
+        }
+        ts = tls_server_new(tls, err, errlen);
+        if (!ts) return -1;
+    }
+    h2_listener_t *l = h2_listen(srv->loop, host, port, ts, &srv->hooks, err, errlen);
+    if (!l) {
+        tls_server_free(ts);
+        return -1;
+    }
+    srv->listeners[srv->nlisteners] = l;
+    srv->tls[srv->nlisteners] = ts;
+    srv->nlisteners++;
+    return 0;
+}
+
+int grpc_server_port(grpc_server_t *srv, size_t index) {
+    return index < srv->nlisteners ? h2_listener_port(srv->listeners[index]) : -1;
+}
+
+int grpc_server_reload_tls(grpc_server_t *srv, char *err, size_t errlen) {
+    int rc = 0;
+    for (size_t i = 0; i < srv->nlisteners; i++)
+        if (srv->tls[i] && tls_server_reload(srv->tls[i], err, errlen) != 0) rc = -1;
+    return rc;
+}
+
+void grpc_thread_cleanup(void) { tls_thread_cleanup(); }

@@ -1,0 +1,123 @@
+/*
+ * grpc.h: the boundary between the gRPC transport and the etcd services.
+ *
+ * The transport (TLS, HTTP/2 via nghttp2, gRPC message framing) lives in
+ * tls.c, h2_conn.c and grpc.c; the services (svc_*.c) see only this API: a
+ * method table keyed by gRPC path, calls that deliver whole request messages,
+ * and functions to send response messages and finish with a status.
+ *
+ * All functions run on the loop thread. A call stays valid while it holds a
+ * reference: a service that answers later (after a Raft round trip) takes a
+ * ref, and when it answers, checks grpc_call_is_closed() first (the client may
+ * have gone away: then sending is a no-op).
+ */
+#ifndef KSHIM_GRPC_H
+#define KSHIM_GRPC_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "grpc_status.h"
+#include "loop.h"
+
+typedef struct grpc_call grpc_call_t;
+typedef struct grpc_server grpc_server_t;
+
+typedef struct grpc_method {
+    const char *path;     /* "/etcdserverpb.KV/Range" */
+    int client_streaming; /* 0: exactly one request message is accepted */
+    int server_streaming; /* informational */
+    /* A complete, decompressed request message. msg is valid only during the
+     * callback. For unary methods it is called once, as soon as the message is
+     * complete. */
+    void (*on_message)(grpc_call_t *call, const uint8_t *msg, size_t len, void *ctx);
+    /* Optional: the client half-closed (END_STREAM) a streaming call. */
+    void (*on_half_close)(grpc_call_t *call, void *ctx);
+    /* Optional: the call ended without grpc_call_finish (RST_STREAM, connection
+     * closed, deadline exceeded). Called once; refs stay valid. On a deadline
+     * the call is still open during the callback: the service may finish it
+     * with its own status (etcd: Unavailable "etcdserver: request timed out"),
+     * else the transport sends Unknown "context deadline exceeded". */
+    void (*on_cancel)(grpc_call_t *call, void *ctx);
+    void *ctx;
+} grpc_method_t;
+
+typedef struct grpc_tls_config {
+    const char *cert_file;
+    const char *key_file;
+    const char *trusted_ca_file; /* NULL: no client certificate checks */
+    int client_cert_auth;        /* require and verify a client certificate */
+} grpc_tls_config_t;
+
+typedef struct grpc_server_config {
+    size_t max_request_bytes; /* etcd --max-request-bytes (default 1.5 MiB) */
+    uint32_t max_concurrent_streams;
+} grpc_server_config_t;
+
+grpc_server_t *grpc_server_new(loop_t *loop, const grpc_server_config_t *cfg);
+void grpc_server_free(grpc_server_t *srv);
+
+/* The method table must outlive the server. Unknown paths get UNIMPLEMENTED. */
+int grpc_server_register(grpc_server_t *srv, const grpc_method_t *method);
+
+/* Listen on an etcd-style URL: "http://127.0.0.1:2379" (h2c prior knowledge) or
+ * "https://..." (TLS, ALPN h2; tls must be non-NULL). Returns 0 or -1 with
+ * a message in err. */
+int grpc_server_listen(grpc_server_t *srv, const char *url, const grpc_tls_config_t *tls, char *err,
+                       size_t errlen);
+
+/* Per call. */
+const char *grpc_call_path(grpc_call_t *call);
+/* Request metadata (lowercase name), NULL if absent. */
+const char *grpc_call_metadata(grpc_call_t *call, const char *name);
+/* CN of the verified TLS client certificate, NULL without one. */
+const char *grpc_call_peer_cn(grpc_call_t *call);
+/* Absolute loop-clock deadline in ms from grpc-timeout, 0 if none. */
+uint64_t grpc_call_deadline_ms(grpc_call_t *call);
+loop_t *grpc_call_loop(grpc_call_t *call);
+
+void grpc_call_ref(grpc_call_t *call);
+void grpc_call_unref(grpc_call_t *call);
+int grpc_call_is_closed(grpc_call_t *call);
+
+/* One opaque pointer for the service, freed with free_fn when the call dies. */
+void grpc_call_set_user(grpc_call_t *call, void *user, void (*free_fn)(void *));
+void *grpc_call_get_user(grpc_call_t *call);
+
+/* Queue one response message (copied, framed, sent under flow control).
+ * Returns 0, or -1 if the call is closed. */
+int grpc_call_send(grpc_call_t *call, const uint8_t *msg, size_t len);
+/* The same without the copy: msg (len bytes) is queued in place and handed
+ * to free_fn (may be NULL) once sent or when the call dies. Ownership passes
+ * in every case: on failure (-1: the call is closed or finished, or no
+ * memory) msg is freed at once. For large responses packed once by the
+ * service (Range). */
+int grpc_call_send_owned(grpc_call_t *call, uint8_t *msg, size_t len, void (*free_fn)(void *));
+/* End the call with a status and (for errors) a message; sends trailers, or a
+ * Trailers-Only response if nothing was sent yet. Idempotent. */
+void grpc_call_finish(grpc_call_t *call, grpc_status_t status, const char *message);
+
+/* Additions (transport owner): bytes queued on a call and not yet handed to
+ * HTTP/2 (streaming services use it to bound what a slow client buffers). */
+size_t grpc_call_send_queued(grpc_call_t *call);
+/* The configured --max-request-bytes (services answer "request is too large"
+ * above it; the transport itself rejects messages above it + 512 KiB). */
+size_t grpc_server_max_request_bytes(grpc_server_t *srv);
+/* Bound port of the index-th successful grpc_server_listen (for port 0), or -1. */
+int grpc_server_port(grpc_server_t *srv, size_t index);
+/* Re-read the certificate files of every TLS listener; new connections use the
+ * new context, live ones keep theirs. 0, or -1 with err (old context kept). */
+int grpc_server_reload_tls(grpc_server_t *srv, char *err, size_t errlen);
+
+/* Call on the loop thread after loop_run returns (frees wolfSSL's per-thread
+ * ECC cache, which otherwise leaks once per thread). */
+void grpc_thread_cleanup(void);
+
+/* Framing helpers, exposed for tests: the 5-byte gRPC message prefix. */
+void grpc_frame_prefix(uint8_t out[5], uint32_t len);
+/* Percent-encode a grpc-message value per the gRPC spec; returns a malloc'd string. */
+char *grpc_percent_encode(const char *msg);
+/* Parse a grpc-timeout header value ("100m", "5S", ...) into ms; -1 if invalid. */
+int64_t grpc_parse_timeout_ms(const char *value);
+
+#endif

@@ -1,0 +1,443 @@
+/*
+ * h2_conn.c: TCP listeners and HTTP/2 server connections (h2_conn.h).
+ *
+ * Owns: listening sockets, accepted sockets, their tls_conn (for https), one
+ * nghttp2 server session per connection, and the per-connection output
+ * buffer. nghttp2 is driven with mem_recv/mem_send only, so all socket I/O is
+ * here and non-blocking. A connection is freed only from its own I/O handler
+ * or from h2_listener_free, never from inside an nghttp2 callback.
+ */
+#include "h2_conn.h"
+
+#include <arpa/inet.h>
+#include <assert.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+enum { READ_CHUNK = 16384, WRITE_CHUNK = 65536, CLOSE_LINGER_MS = 2000, HANDSHAKE_MS = 10000 };
+
+typedef enum conn_state { CONN_HANDSHAKE, CONN_OPEN, CONN_CLOSING } conn_state_t;
+
+typedef struct out_buf {
+    uint8_t *data;
+    size_t off, len, cap; /* pending bytes are data[off .. off+len) */
+} out_buf_t;
+
+struct h2_conn {
+    h2_listener_t *listener;
+    h2_conn_t *prev, *next; /* listener's connection list */
+    int fd;
+    tls_conn_t *tls; /* NULL for h2c */
+    conn_state_t state;
+    nghttp2_session *session;
+    out_buf_t out;
+    int busy;                   /* inside mem_recv/mem_send: no reentry */
+    int kicked;                 /* output submitted from outside I/O */
+    int read_paused;            /* backpressure */
+    int tls_wants_write;        /* last TLS op asked for writability */
+    loop_timer_t *linger_timer; /* bounds the TLS handshake and the CLOSING state */
+    void *user;
+};
+
+struct h2_listener {
+    loop_t *loop;
+    int fd;
+    int port;
+    tls_server_t *tls;
+    const h2_conn_hooks_t *hooks;
+    h2_conn_t *conns;
+    loop_timer_t *retry_timer; /* accept paused after EMFILE */
+};
+
+static void conn_on_io(loop_t *loop, int fd, int events, void *arg);
+static void conn_drive(h2_conn_t *c);
+
+/* ---- output buffer ---- */
+
+static int out_append(out_buf_t *b, const uint8_t *p, size_t n) {
+    if (b->off > 0 && b->off + b->len + n > b->cap) {
+        memmove(b->data, b->data + b->off, b->len);
+        b->off = 0;
+    }
+    if (b->len + n > b->cap) {
+        size_t cap = b->cap ? b->cap : 16384;
+        while (cap < b->len + n) cap *= 2;
+        uint8_t *d = realloc(b->data, cap);
+        if (!d) return -1;
+        b->data = d;
+        b->cap = cap;
+    }
+    memcpy(b->data + b->off + b->len, p, n);
+    b->len += n;
+    return 0;
+}
+
+static void out_consume(out_buf_t *b, size_t n) {
+    assert(n <= b->len);
+    b->off += n;
+    b->len -= n;
+    if (b->len == 0) b->off = 0;
+}
+
+/* ---- connection lifetime ---- */
+
+static void conn_close(h2_conn_t *c) {
+    h2_listener_t *l = c->listener;
+    if (l->hooks->on_close && c->session) l->hooks->on_close(c, l->hooks->arg);
+    if (c->session) nghttp2_session_del(c->session);
+    if (c->linger_timer) loop_timer_cancel(l->loop, c->linger_timer);
+    tls_conn_free(c->tls);
+    loop_del_fd(l->loop, c->fd);
+    close(c->fd);
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        l->conns = c->next;
+    if (c->next) c->next->prev = c->prev;
+    free(c->out.data);
+    free(c);
+}
+
+static void linger_expired(loop_t *loop, void *arg) {
+    h2_conn_t *c = arg;
+    c->linger_timer = NULL;
+    conn_close(c);
+}
+
+/* Stop reading; send what is queued (GOAWAY included), then close. */
+static void conn_start_closing(h2_conn_t *c) {
+    if (c->state == CONN_CLOSING) return;
+    c->state = CONN_CLOSING;
+    c->linger_timer = loop_timer_add(c->listener->loop, CLOSE_LINGER_MS, linger_expired, c);
+}
+
+static int conn_setup_session(h2_conn_t *c) {
+    const h2_conn_hooks_t *h = c->listener->hooks;
+    nghttp2_option *opt = NULL;
+    if (nghttp2_option_new(&opt) != 0) return -1;
+    nghttp2_option_set_max_send_header_block_length(opt, 1 << 20);
+    /* nghttp2's HTTP messaging rules are stricter than grpc-go's server:
+     * they reset a stream whose :authority is not a bare host[:port], and
+     * grpc-go clients dialled with a scheme in the endpoint (etcdctl
+     * --endpoints http://127.0.0.1:2379 endpoint status) send
+     * "http://127.0.0.1:2379". etcd answers those; so do we. What a gRPC
+     * request needs (:method POST, :path, content-type application/grpc) is
+     * checked by grpc.c dispatch_headers; framing, HPACK and flow control
+     * are still nghttp2's. */
+    nghttp2_option_set_no_http_messaging(opt, 1);
+    int rv = nghttp2_session_server_new2(&c->session, h->callbacks, c, opt);
+    nghttp2_option_del(opt);
+    if (rv != 0) {
+        c->session = NULL;
+        return -1;
+    }
+    nghttp2_settings_entry iv[] = {
+        {NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, h->max_concurrent_streams},
+        {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, h->initial_window_size},
+        {NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, h->max_header_list_size},
+    };
+    if (nghttp2_submit_settings(c->session, NGHTTP2_FLAG_NONE, iv, 3) != 0) return -1;
+    if (h->connection_window_size > NGHTTP2_INITIAL_CONNECTION_WINDOW_SIZE &&
+        nghttp2_session_set_local_window_size(c->session, NGHTTP2_FLAG_NONE, 0, h->connection_window_size) !=
+            0)
+        return -1;
+    c->state = CONN_OPEN;
+    if (h->on_open) h->on_open(c, h->arg);
+    return 0;
+}
+
+/* ---- socket I/O (plain or TLS) ---- */
+
+/* >0 bytes, 0 EOF, TLS_WANT_READ/WRITE, TLS_ERROR */
+static ssize_t conn_read(h2_conn_t *c, uint8_t *buf, size_t len) {
+    if (c->tls) return tls_conn_read(c->tls, buf, len);
+    ssize_t n = read(c->fd, buf, len);
+    if (n >= 0) return n;
+    if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) return TLS_WANT_READ;
+    return TLS_ERROR;
+}
+
+static ssize_t conn_write(h2_conn_t *c, const uint8_t *buf, size_t len) {
+    if (c->tls) return tls_conn_write(c->tls, buf, len);
+    ssize_t n = send(c->fd, buf, len, MSG_NOSIGNAL);
+    if (n >= 0) return n;
+    if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) return TLS_WANT_WRITE;
+    return TLS_ERROR;
+}
+
+/* Read and feed nghttp2 until the socket is drained. Returns -1 if the
+ * connection must be closed right away. */
+static int conn_read_input(h2_conn_t *c) {
+    uint8_t buf[READ_CHUNK];
+    while (c->state == CONN_OPEN) {
+        if (c->out.len > H2_OUT_HIGH) {
+            c->read_paused = 1;
+            return 0;
+        }
+        ssize_t n = conn_read(c, buf, sizeof(buf));
+        if (n == TLS_WANT_READ) return 0;
+        if (n == TLS_WANT_WRITE) {
+            c->tls_wants_write = 1;
+            return 0;
+        }
+        if (n <= 0) return -1; /* EOF or error */
+        c->busy++;
+        ssize_t rv = nghttp2_session_mem_recv(c->session, buf, (size_t)n);
+        c->busy--;
+        if (rv < 0) {
+            /* Fatal for the session (bad preface, flood, ...): say GOAWAY if
+             * nghttp2 still can, then close. */
+            nghttp2_session_terminate_session(c->session, NGHTTP2_PROTOCOL_ERROR);
+            conn_start_closing(c);
+            return 0;
+        }
+    }
+    return 0;
+}
+
+/* Pull frames from nghttp2 into the output buffer (bounded) and write as much
+ * as the socket takes. Returns -1 on a fatal socket or session error. */
+static int conn_write_output(h2_conn_t *c) {
+    for (;;) {
+        while (c->out.len < H2_OUT_HIGH) {
+            const uint8_t *data;
+            c->busy++;
+            ssize_t n = nghttp2_session_mem_send(c->session, &data);
+            c->busy--;
+            if (n < 0) return -1;
+            if (n == 0) break;
+            if (out_append(&c->out, data, (size_t)n) != 0) return -1;
+        }
+        if (c->out.len == 0) return 0;
+        size_t chunk = c->out.len < WRITE_CHUNK ? c->out.len : WRITE_CHUNK;
+        ssize_t w = conn_write(c, c->out.data + c->out.off, chunk);
+        if (w == TLS_WANT_WRITE || w == TLS_WANT_READ) {
+            c->tls_wants_write = 1;
+            return 0;
+        }
+        if (w < 0) return -1;
+        out_consume(&c->out, (size_t)w);
+        c->tls_wants_write = 0;
+    }
+}
+
+static void conn_update_interest(h2_conn_t *c) {
+    int ev = 0;
+    if (c->state != CONN_CLOSING && !c->read_paused) ev |= LOOP_READ;
+    if (c->out.len > 0 || c->tls_wants_write || c->kicked) ev |= LOOP_WRITE;
+    loop_mod_fd(c->listener->loop, c->fd, ev);
+}
+
+/* One pass of work after I/O readiness or a kick. May free c. */
+static void conn_drive(h2_conn_t *c) {
+    for (int round = 0; round < 4; round++) {
+        c->kicked = 0;
+        if (conn_write_output(c) != 0) {
+            conn_close(c);
+            return;
+        }
+        if (c->read_paused && c->out.len <= H2_OUT_HIGH / 2 && c->state == CONN_OPEN) {
+            /* Resume: TLS may hold decrypted bytes the socket will not signal. */
+            c->read_paused = 0;
+            if (conn_read_input(c) != 0) {
+                conn_close(c);
+                return;
+            }
+            continue;
+        }
+        if (!c->kicked) break;
+    }
+    int session_done = !nghttp2_session_want_read(c->session) && !nghttp2_session_want_write(c->session);
+    if (c->out.len == 0 && (session_done || c->state == CONN_CLOSING)) {
+        conn_close(c);
+        return;
+    }
+    conn_update_interest(c);
+}
+
+static void conn_do_handshake(h2_conn_t *c) {
+    int rv = tls_conn_handshake(c->tls);
+    if (rv == TLS_WANT_READ) {
+        loop_mod_fd(c->listener->loop, c->fd, LOOP_READ);
+        return;
+    }
+    if (rv == TLS_WANT_WRITE) {
+        loop_mod_fd(c->listener->loop, c->fd, LOOP_WRITE);
+        return;
+    }
+    if (rv != 1 || conn_setup_session(c) != 0) {
+        conn_close(c);
+        return;
+    }
+    loop_timer_cancel(c->listener->loop, c->linger_timer);
+    c->linger_timer = NULL;
+    /* Records may already be buffered right behind the handshake. */
+    if (conn_read_input(c) != 0) {
+        conn_close(c);
+        return;
+    }
+    conn_drive(c);
+}
+
+static void conn_on_io(loop_t *loop, int fd, int events, void *arg) {
+    h2_conn_t *c = arg;
+    if (c->state == CONN_HANDSHAKE) {
+        conn_do_handshake(c);
+        return;
+    }
+    if ((events & LOOP_READ) && c->state == CONN_OPEN && !c->read_paused) {
+        if (conn_read_input(c) != 0) {
+            conn_close(c);
+            return;
+        }
+    }
+    conn_drive(c);
+}
+
+void h2_conn_kick(h2_conn_t *conn) {
+    conn->kicked = 1;
+    if (conn->busy) return; /* the I/O handler on the stack sends it */
+    /* Outside I/O (timer, posted result): send from the next loop pass. */
+    loop_mod_fd(conn->listener->loop, conn->fd,
+                (conn->state != CONN_CLOSING && !conn->read_paused ? LOOP_READ : 0) | LOOP_WRITE);
+}
+
+nghttp2_session *h2_conn_session(h2_conn_t *conn) { return conn->session; }
+void h2_conn_set_user(h2_conn_t *conn, void *user) { conn->user = user; }
+void *h2_conn_get_user(h2_conn_t *conn) { return conn->user; }
+const char *h2_conn_peer_cn(h2_conn_t *conn) { return conn->tls ? tls_conn_peer_cn(conn->tls) : NULL; }
+loop_t *h2_conn_loop(h2_conn_t *conn) { return conn->listener->loop; }
+size_t h2_conn_out_pending(h2_conn_t *conn) { return conn->out.len; }
+
+/* ---- listener ---- */
+
+static void accept_retry(loop_t *loop, void *arg) {
+    h2_listener_t *l = arg;
+    l->retry_timer = NULL;
+    loop_mod_fd(loop, l->fd, LOOP_READ);
+}
+
+static void conn_start(h2_listener_t *l, int fd) {
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    h2_conn_t *c = calloc(1, sizeof(*c));
+    if (!c) {
+        close(fd);
+        return;
+    }
+    c->listener = l;
+    c->fd = fd;
+    c->next = l->conns;
+    if (l->conns) l->conns->prev = c;
+    l->conns = c;
+    if (loop_add_fd(l->loop, fd, LOOP_READ, conn_on_io, c) != 0) {
+        conn_close(c);
+        return;
+    }
+    if (l->tls) {
+        c->state = CONN_HANDSHAKE;
+        c->tls = tls_conn_new(l->tls, fd);
+        c->linger_timer = loop_timer_add(l->loop, HANDSHAKE_MS, linger_expired, c);
+        if (!c->tls || !c->linger_timer) {
+            conn_close(c);
+            return;
+        }
+        return; /* the ClientHello arrives as a read event */
+    }
+    if (conn_setup_session(c) != 0) {
+        conn_close(c);
+        return;
+    }
+    conn_drive(c); /* our SETTINGS go out first */
+}
+
+static void listener_on_io(loop_t *loop, int fd, int events, void *arg) {
+    h2_listener_t *l = arg;
+    for (int i = 0; i < 64; i++) {
+        int cfd = accept4(l->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (cfd >= 0) {
+            conn_start(l, cfd);
+            continue;
+        }
+        if (errno == EINTR || errno == ECONNABORTED) continue;
+        if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+            /* Out of descriptors: level-triggered epoll would spin; back off. */
+            loop_mod_fd(loop, l->fd, 0);
+            if (!l->retry_timer) l->retry_timer = loop_timer_add(loop, 100, accept_retry, l);
+        }
+        return;
+    }
+}
+
+h2_listener_t *h2_listen(loop_t *loop, const char *host, int port, tls_server_t *tls,
+                         const h2_conn_hooks_t *hooks, char *err, size_t errlen) {
+    struct sockaddr_storage ss;
+    socklen_t sslen;
+    memset(&ss, 0, sizeof(ss));
+    struct sockaddr_in *sin = (struct sockaddr_in *)&ss;
+    struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&ss;
+    /* etcd binds "localhost" (Go's net.Listen: its first IPv4 address) and
+     * refuses every other host name ("expected IP in URL for binding"). */
+    if (strcmp(host, "localhost") == 0) host = "127.0.0.1";
+    if (inet_pton(AF_INET, host, &sin->sin_addr) == 1) {
+        sin->sin_family = AF_INET;
+        sin->sin_port = htons((uint16_t)port);
+        sslen = sizeof(*sin);
+    } else if (inet_pton(AF_INET6, host, &sin6->sin6_addr) == 1) {
+        sin6->sin6_family = AF_INET6;
+        sin6->sin6_port = htons((uint16_t)port);
+        sslen = sizeof(*sin6);
+    } else {
+        snprintf(err, errlen, "not an IP address: %s", host);
+        return NULL;
+    }
+    int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        snprintf(err, errlen, "socket: %s", strerror(errno));
+        return NULL;
+    }
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    if (bind(fd, (struct sockaddr *)&ss, sslen) != 0 || listen(fd, 1024) != 0) {
+        snprintf(err, errlen, "listen %s:%d: %s", host, port, strerror(errno));
+        close(fd);
+        return NULL;
+    }
+    sslen = sizeof(ss);
+    getsockname(fd, (struct sockaddr *)&ss, &sslen);
+    h2_listener_t *l = calloc(1, sizeof(*l));
+    if (!l) {
+        close(fd);
+        return NULL;
+    }
+    l->loop = loop;
+    l->fd = fd;
+    l->port = ntohs(ss.ss_family == AF_INET ? sin->sin_port : sin6->sin6_port);
+    l->tls = tls;
+    l->hooks = hooks;
+    int rc = loop_add_fd(loop, fd, LOOP_READ, listener_on_io, l);
+    if (rc != 0) {
+        snprintf(err, errlen, "loop_add_fd: %s", strerror(-rc));
+        close(fd);
+        free(l);
+        return NULL;
+    }
+    return l;
+}
+
+int h2_listener_port(h2_listener_t *l) { return l->port; }
+
+void h2_listener_free(h2_listener_t *l) {
+    if (!l) return;
+    while (l->conns) conn_close(l->conns);
+    if (l->retry_timer) loop_timer_cancel(l->loop, l->retry_timer);
+    loop_del_fd(l->loop, l->fd);
+    close(l->fd);
+    free(l);
+}

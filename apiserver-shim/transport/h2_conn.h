@@ -1,0 +1,61 @@
+/*
+ * h2_conn.h: listeners and HTTP/2 server connections on the event loop.
+ *
+ * A listener accepts TCP connections (optionally wrapped in TLS, see tls.h)
+ * and gives each one a server-side nghttp2 session. The upper layer (grpc.c)
+ * supplies the nghttp2 callbacks; their user_data is the h2_conn_t, and
+ * h2_conn_get_user() returns the upper layer's per-connection pointer.
+ *
+ * Connection states: TLS handshake (https only) -> open (HTTP/2) -> closing
+ * (GOAWAY queued, draining output) -> closed (on_close hook, freed).
+ * Output produced by nghttp2 goes to a per-connection buffer; write interest
+ * is on only while it is non-empty. While the buffer is above H2_OUT_HIGH the
+ * connection is not read (backpressure) and nghttp2 is not asked for more.
+ */
+#ifndef KSHIM_H2_CONN_H
+#define KSHIM_H2_CONN_H
+
+#include <nghttp2/nghttp2.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "loop.h"
+#include "tls.h"
+
+enum { H2_OUT_HIGH = 1 << 20 }; /* bytes of pending output before we stop reading */
+
+typedef struct h2_conn h2_conn_t;
+typedef struct h2_listener h2_listener_t;
+
+typedef struct h2_conn_hooks {
+    const nghttp2_session_callbacks *callbacks; /* user_data = h2_conn_t * */
+    /* Called when a connection is accepted (after TLS) and when it goes away
+     * (before the nghttp2 session is deleted: cancel its streams there). */
+    void (*on_open)(h2_conn_t *conn, void *arg);
+    void (*on_close)(h2_conn_t *conn, void *arg);
+    void *arg;
+    uint32_t max_concurrent_streams;
+    uint32_t initial_window_size;   /* per stream */
+    int32_t connection_window_size; /* whole connection */
+    uint32_t max_header_list_size;
+} h2_conn_hooks_t;
+
+/* Listen on host:port (port 0 picks one); tls may be NULL (h2c prior knowledge).
+ * The listener does not own tls or hooks; both must outlive it. */
+h2_listener_t *h2_listen(loop_t *loop, const char *host, int port, tls_server_t *tls,
+                         const h2_conn_hooks_t *hooks, char *err, size_t errlen);
+int h2_listener_port(h2_listener_t *l);
+/* Close the listening socket and every connection it accepted. */
+void h2_listener_free(h2_listener_t *l);
+
+nghttp2_session *h2_conn_session(h2_conn_t *conn);
+void h2_conn_set_user(h2_conn_t *conn, void *user);
+void *h2_conn_get_user(h2_conn_t *conn);
+const char *h2_conn_peer_cn(h2_conn_t *conn);
+loop_t *h2_conn_loop(h2_conn_t *conn);
+/* Something was submitted to the session outside an I/O callback: make sure
+ * it gets sent. Never does I/O or frees the connection itself. */
+void h2_conn_kick(h2_conn_t *conn);
+size_t h2_conn_out_pending(h2_conn_t *conn);
+
+#endif

@@ -1,0 +1,31 @@
+/*
+ * lease_keys.h: the lease side tables of the MVCC LevelDB (lease_keys.c),
+ * written in the same batch as the key changes and the applied index:
+ *   'L' | id (8B BE)            -> granted TTL (8B BE) | remaining TTL (8B BE)
+ *   'M' | id (8B BE) | user key -> ""   (key attached to lease id)
+ * kv.c keeps 'M' in step with every Put/Delete (lease_txn_attach/detach);
+ * the lessor (lease.c) writes 'L' and reads both. The other spaces of the
+ * store are in mvcc_keys.h.
+ */
+#ifndef KSHIM_LEASE_KEYS_H
+#define KSHIM_LEASE_KEYS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "mvcc.h"
+
+/* 'L' | id: the key of lease id's record. */
+void lease_record_key(uint8_t out[9], int64_t id);
+/* 'M' | id: the prefix of lease id's attached keys. */
+void member_prefix(uint8_t out[9], int64_t id);
+
+/* Keys attached to lease id, in key order (committed state, any thread):
+ * fn(arg, key, len) for each until it returns non-zero. */
+int lease_scan_keys(mvcc_t *m, int64_t id, int (*fn)(void *arg, const uint8_t *key, size_t len), void *arg);
+
+/* kv.c, inside a write txn: record / forget that key is attached to id. */
+int lease_txn_attach(mvcc_txn_t *t, int64_t id, const uint8_t *key, size_t key_len);
+int lease_txn_detach(mvcc_txn_t *t, int64_t id, const uint8_t *key, size_t key_len);
+
+#endif

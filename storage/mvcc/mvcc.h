@@ -1,0 +1,252 @@
+/*
+ * mvcc.h: the multi-version store under kv.c: the bottom of storage/
+ * (target kshim_mvcc; kv, lease and auth build on it).
+ *
+ * Owns the LevelDB database, its on-disk layout (see mvcc.c), the store
+ * revision / compaction / applied-index metadata, and transactions:
+ *  - a read txn is a LevelDB snapshot plus the metadata read from it;
+ *  - a write txn (apply thread only) reads the live DB (the only other
+ *    writer is the compactor thread, which deletes only versions at or below
+ *    the compact revision that are superseded there, never one a read at the
+ *    current revision needs), collects its changes in one LevelDB write batch
+ *    and keeps an in-memory overlay so later reads of the same txn see its
+ *    own writes;
+ *  - a write group (mvcc_group_begin/_end below) collects the commits of
+ *    several entries in one synced LevelDB write; the reads of its later
+ *    entries see the earlier ones (a group overlay);
+ *  - physical compaction runs on the compactor thread (mvcc_compact.c),
+ *    started by mvcc_open and stopped by mvcc_close.
+ * A LevelDB read error is MVCC_ERR_IO everywhere, never "not found".
+ * kv.c turns etcd requests into these calls; nothing here knows protobuf
+ * requests, only Mvccpb__KeyValue for the versions it returns.
+ */
+#ifndef KSHIM_MVCC_H
+#define KSHIM_MVCC_H
+
+#include <stdint.h>
+#include <stddef.h>
+
+#include "kv.pb-c.h"
+#include "kv_arena.h"
+
+typedef struct mvcc mvcc_t;
+
+/* One change of an applied revision, handed to mvcc_options_t.on_events.
+ * kv of a DELETE carries only key and mod_revision (as etcd's events);
+ * prev_kv is the version it replaced (NULL when the key did not exist). */
+typedef struct mvcc_event {
+    int type; /* MVCCPB__EVENT__EVENT_TYPE__PUT / __DELETE */
+    const Mvccpb__KeyValue *kv;
+    const Mvccpb__KeyValue *prev_kv;
+} mvcc_event_t;
+
+typedef struct mvcc_options {
+    size_t max_txn_ops;           /* etcd --max-txn-ops, default 128 */
+    uint64_t quota_backend_bytes; /* 0: default 2 GiB, as etcd */
+    /* Lease hook: does lease `id` exist? NULL means no lease exists (every
+     * Put with a lease fails "requested lease not found"). Apply thread. */
+    int (*lease_exists)(void *ctx, int64_t id);
+    void *lease_ctx;
+    /* Watch hook: called on the apply thread after the write batch of
+     * revision `rev` is committed, with its events in sub-revision order.
+     * The events are valid only during the call. */
+    void (*on_events)(void *ctx, int64_t rev, const mvcc_event_t *evs, size_t n);
+    void *events_ctx;
+} mvcc_options_t;
+
+int mvcc_open(const char *dir, const mvcc_options_t *opts, mvcc_t **out, char *err, size_t errlen);
+void mvcc_close(mvcc_t *m);
+
+uint64_t mvcc_applied_index(mvcc_t *m);    /* last applied Raft index */
+int64_t mvcc_revision(mvcc_t *m);          /* current store revision (1 when empty) */
+int64_t mvcc_compact_revision(mvcc_t *m);  /* 0 if never compacted */
+int64_t mvcc_compacted_through(mvcc_t *m); /* physically compacted up to here (0: nothing) */
+/* 1 once a background writer of the store (the compactor) hit a storage
+ * error it cannot handle: the member must stop (fail-stop). Any thread. */
+int mvcc_failed(mvcc_t *m);
+uint64_t mvcc_db_size(mvcc_t *m); /* approximate bytes on disk */
+/* Make everything applied so far durable (LevelDB sync write); returns the
+ * applied index it covers, or 0 on error. Apply thread only. Every write is
+ * synced already; this writes a pending group and the metadata once more. */
+uint64_t mvcc_sync(mvcc_t *m);
+
+/* Write groups, apply thread only: the entries applied between
+ * mvcc_group_begin and mvcc_group_end (kv_apply, the lease and auth apply)
+ * become ONE LevelDB write with sync=true, done by mvcc_group_end (or
+ * earlier: mvcc_group_flush, which writes the group and starts a new one;
+ * the store does so itself before a read it cannot answer from the group and
+ * when a group is over its size bound). Until then nothing of the group is
+ * visible to other threads: snapshots, mvcc_revision, mvcc_applied_index
+ * and the on_events hook (which runs per revision once the write returned).
+ * A failed write (MVCC_ERR_IO) stores nothing of the group. mvcc_group_abort
+ * drops the group unwritten (after a fatal apply error). */
+void mvcc_group_begin(mvcc_t *m);
+int mvcc_group_flush(mvcc_t *m);
+int mvcc_group_end(mvcc_t *m);
+void mvcc_group_abort(mvcc_t *m);
+
+
+/* Errors of mvcc calls (kv.c maps them to gRPC codes and etcd's texts).
+ * The code base's convention (docs/ARCHITECTURE.md): 0 is success, errors
+ * are negative, one enum per layer; a stray -1 means a storage failure. */
+enum {
+    MVCC_OK = 0,
+    MVCC_ERR_IO = -1,
+    MVCC_ERR_COMPACTED = -2,
+    MVCC_ERR_FUTURE_REV = -3,
+    MVCC_ERR_NOT_FOUND = -4,
+};
+
+/* A key range as etcd's requests give it. */
+enum { MVCC_RANGE_SINGLE = 0, MVCC_RANGE_TO_END = 1, MVCC_RANGE_HALF_OPEN = 2 };
+typedef struct mvcc_range {
+    const uint8_t *key;
+    size_t key_len;
+    const uint8_t *end;
+    size_t end_len;
+    int kind;
+} mvcc_range_t;
+
+/* range_end as in etcd: empty = the single key, "\0" = every key >= key,
+ * otherwise [key, range_end). */
+mvcc_range_t mvcc_range_make(const uint8_t *key, size_t key_len, const uint8_t *end, size_t end_len);
+int mvcc_range_contains(const mvcc_range_t *r, const uint8_t *key, size_t key_len);
+
+typedef struct mvcc_meta {
+    uint64_t applied_index;
+    int64_t rev;         /* current revision, 1 when empty */
+    int64_t compact_rev; /* -1 when never compacted (as etcd) */
+} mvcc_meta_t;
+
+typedef struct mvcc_kv_list {
+    Mvccpb__KeyValue **kvs; /* arena memory */
+    size_t n;
+    size_t cap;
+} mvcc_kv_list_t;
+
+typedef struct mvcc_txn mvcc_txn_t;
+
+/* Read txn on any thread: a consistent snapshot. */
+int mvcc_txn_begin_read(mvcc_t *m, kv_arena_t *arena, mvcc_txn_t **out);
+/* Write txn, apply thread only. */
+int mvcc_txn_begin_write(mvcc_t *m, kv_arena_t *arena, mvcc_txn_t **out);
+void mvcc_txn_end(mvcc_txn_t *t); /* frees; a write txn not committed is dropped */
+
+/* Revision seen by reads of this txn: begin revision, +1 once it wrote. */
+int64_t mvcc_txn_rev(const mvcc_txn_t *t);
+int64_t mvcc_txn_begin_rev(const mvcc_txn_t *t);
+int64_t mvcc_txn_compact_rev(const mvcc_txn_t *t);
+size_t mvcc_txn_changes(const mvcc_txn_t *t);
+
+/* Range at revision at_rev (<= 0: the txn's revision). Appends at most
+ * `limit` (0: no limit) versions to out unless count_only; *count gets the
+ * number of keys in the range at that revision. Returns MVCC_OK or an error
+ * (future revision, compacted, I/O). In a write group, a revision older than
+ * the group's newest and newer than what LevelDB holds writes the group
+ * first (mvcc_group_flush). */
+int mvcc_txn_range(mvcc_txn_t *t, const mvcc_range_t *r, int64_t at_rev, int64_t limit, int count_only,
+                   mvcc_kv_list_t *out, int64_t *count);
+
+/* Writes (write txn only). prev (may be NULL) gets the replaced version or
+ * NULL. Every write gets the txn's revision and the next sub revision.
+ * MVCC_OK or MVCC_ERR_IO (reading the replaced version failed). */
+int mvcc_txn_put(mvcc_txn_t *t, const uint8_t *key, size_t key_len, const uint8_t *val, size_t val_len,
+                 int64_t lease, const Mvccpb__KeyValue **prev);
+/* Deletes every live key of r; deleted versions appended to prev_kvs if not
+ * NULL; returns the number of keys deleted or -1 on error. */
+int64_t mvcc_txn_delete_range(mvcc_txn_t *t, const mvcc_range_t *r, mvcc_kv_list_t *prev_kvs);
+
+/* Commit a write txn as Raft entry `index`. Outside a write group: one
+ * LevelDB write (sync=true) holding the changes and the metadata, then the
+ * on_events hook runs. In a group: the txn joins the group's batch (written
+ * by mvcc_group_flush/_end, or at once when the group is over its size
+ * bound); its events reach on_events after that write. */
+int mvcc_txn_commit(mvcc_txn_t *t, uint64_t index);
+
+/* Record compaction at rev as entry `index` (reads below rev are refused
+ * from now on) and wake the background compactor (mvcc_compact.c), which
+ * deletes every superseded version <= rev in bounded batches. Apply thread.
+ * Returns MVCC_OK, MVCC_ERR_COMPACTED, MVCC_ERR_FUTURE_REV or MVCC_ERR_IO. */
+int mvcc_compact(mvcc_t *m, int64_t rev, uint64_t index);
+
+/* Blocks until mvcc_compacted_through(m) >= rev. MVCC_OK, or MVCC_ERR_IO if
+ * the compactor stops or is held first. Not for the loop thread. */
+int mvcc_compact_wait(mvcc_t *m, int64_t rev);
+
+/* What the compactor did since open (tests, benchmarks). */
+typedef struct mvcc_compact_stats {
+    uint64_t batches;      /* synced LevelDB writes */
+    uint64_t records;      /* revision records walked */
+    uint64_t keys_visited; /* keys whose newest version was looked up */
+    uint64_t versions_deleted;
+    int64_t done; /* as mvcc_compacted_through, -1 if never */
+} mvcc_compact_stats_t;
+void mvcc_compact_stats(mvcc_t *m, mvcc_compact_stats_t *out);
+
+/* Side tables: state machines that live beside the MVCC keys (leases 'L',
+ * auth 'A', ...) keep their records in the same LevelDB, under a first byte
+ * other than 'k', 'r' and 'm', and write them in a write txn's batch so they
+ * commit atomically with the KV changes and the applied index. A write txn's
+ * raw writes are not visible to raw reads until they are written (commit
+ * outside a group, else the group's write): apply-thread callers that read
+ * side tables call mvcc_group_flush first. */
+int mvcc_txn_raw_put(mvcc_txn_t *t, const uint8_t *key, size_t key_len, const uint8_t *val, size_t val_len);
+int mvcc_txn_raw_delete(mvcc_txn_t *t, const uint8_t *key, size_t key_len);
+/* Committed side-table reads, any thread. mvcc_raw_get returns MVCC_OK with
+ * a malloc'd *val (caller frees), MVCC_ERR_NOT_FOUND, or MVCC_ERR_IO. */
+int mvcc_raw_get(mvcc_t *m, const uint8_t *key, size_t key_len, uint8_t **val, size_t *val_len);
+/* Calls fn for every record whose key starts with prefix, in key order,
+ * until fn returns non-zero. Returns MVCC_OK or MVCC_ERR_IO. */
+typedef int (*mvcc_raw_fn)(void *arg, const uint8_t *key, size_t key_len, const uint8_t *val, size_t val_len);
+int mvcc_raw_scan(mvcc_t *m, const uint8_t *prefix, size_t prefix_len, mvcc_raw_fn fn, void *arg);
+
+/* Record only the applied index (entries that change no key); in a write
+ * group it joins the group. */
+int mvcc_set_applied(mvcc_t *m, uint64_t index);
+
+/* Apply thread: the applied index and revision including the entries of the
+ * write group not yet written (mvcc_applied_index/mvcc_revision give what
+ * LevelDB holds, for every thread). */
+uint64_t mvcc_apply_index(mvcc_t *m);
+int64_t mvcc_apply_revision(mvcc_t *m);
+
+/* Fault injection for tests: the nth LevelDB read from now fails with
+ * MVCC_ERR_IO (the failpoint mvcc_read_error, storage/failpoint.h). */
+void mvcc_arm_read_error(mvcc_t *m, uint64_t n);
+/* Tests: the compactor's nth batch from now fails as an I/O error. */
+void mvcc_arm_compact_error(mvcc_t *m, uint64_t n);
+int mvcc_read_error_armed(mvcc_t *m); /* 1 until the armed read failed */
+
+const mvcc_options_t *mvcc_options(const mvcc_t *m);
+
+/* Key encoding, exposed for tests. */
+size_t mvcc_encode_key(uint8_t *out, const uint8_t *key, size_t key_len); /* 'k'|escaped|terminator */
+size_t mvcc_encoded_key_max(size_t key_len);
+/* Compactor knobs (tests, benchmarks): records per batch (default 1,000),
+ * pause between batches (default 10 ms), and a hold after n more batches
+ * (n < 0: release; a held compactor writes nothing until released or
+ * closed, as if the member had crashed there). */
+void mvcc_set_compact_batch(mvcc_t *m, size_t n);
+void mvcc_set_compact_pause_ms(mvcc_t *m, unsigned ms);
+void mvcc_compact_hold_after(mvcc_t *m, int64_t n);
+
+/* ---- history (storage/mvcc/kv_history.c): the catch-up read for watchers ----
+ *
+ * kv_history calls fn once per revision in [from_rev, to_rev] that changed a
+ * key of the range (etcd's range_end rules), in revision order, with that
+ * revision's events of the range in sub-revision order. A PUT's kv is the
+ * full version; a DELETE's kv holds the key and mod_revision only. With
+ * with_prev each event's prev_kv is the key's version at rev - 1 (NULL for
+ * a create or when that revision is compacted), as etcd's watch server
+ * fills it. fn returns 0 to go on, non-zero to stop (then kv_history
+ * returns KV_HISTORY_OK at once). Event memory is valid only during fn.
+ * etcd's rule: from_rev < compact revision -> KV_HISTORY_COMPACTED with
+ * *compact_rev set (a watch from exactly the compact revision is served).
+ * to_rev is clamped to the store revision. Any thread. */
+enum { KV_HISTORY_OK = 0, KV_HISTORY_IO = -1, KV_HISTORY_COMPACTED = -2 };
+typedef int (*kv_history_fn)(void *arg, int64_t rev, const mvcc_event_t *evs, size_t n);
+int kv_history(mvcc_t *m, const uint8_t *key, size_t key_len, const uint8_t *range_end, size_t range_end_len,
+               int64_t from_rev, int64_t to_rev, int with_prev, kv_history_fn fn, void *arg,
+               int64_t *compact_rev);
+
+#endif
