@@ -15,7 +15,7 @@ DEBS := build-essential cmake pkg-config git openssl \
         libnghttp2-dev libprotobuf-c-dev protobuf-c-compiler libwolfssl-dev \
         libleveldb-dev libcmocka-dev libcrypt-dev \
         etcd-server etcd-client python3-etcd3 golang-go golang-etcd-server-dev \
-        python3-h2 iproute2 procps psmisc curl
+        python3-h2 iproute2 procps psmisc curl clang-format
 
 .PHONY: all deps build build-asan certs run test unit bench clean
 

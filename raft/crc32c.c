@@ -42,9 +42,8 @@ uint32_t crc32c_sw(uint32_t crc, const void *buf, size_t len) {
         memcpy(&w, p, 8); /* little-endian host assumed (x86_64, aarch64) */
         uint32_t lo = (uint32_t)w ^ crc;
         uint32_t hi = (uint32_t)(w >> 32);
-        crc = crc_table[7][lo & 0xff] ^ crc_table[6][(lo >> 8) & 0xff] ^
-              crc_table[5][(lo >> 16) & 0xff] ^ crc_table[4][lo >> 24] ^
-              crc_table[3][hi & 0xff] ^ crc_table[2][(hi >> 8) & 0xff] ^
+        crc = crc_table[7][lo & 0xff] ^ crc_table[6][(lo >> 8) & 0xff] ^ crc_table[5][(lo >> 16) & 0xff] ^
+              crc_table[4][lo >> 24] ^ crc_table[3][hi & 0xff] ^ crc_table[2][(hi >> 8) & 0xff] ^
               crc_table[1][(hi >> 16) & 0xff] ^ crc_table[0][hi >> 24];
         p += 8;
         len -= 8;
@@ -54,8 +53,7 @@ uint32_t crc32c_sw(uint32_t crc, const void *buf, size_t len) {
 }
 
 #if defined(__x86_64__)
-__attribute__((target("sse4.2")))
-static uint32_t crc32c_hw(uint32_t crc, const void *buf, size_t len) {
+__attribute__((target("sse4.2"))) static uint32_t crc32c_hw(uint32_t crc, const void *buf, size_t len) {
     const uint8_t *p = buf;
     uint64_t c = ~crc;
     while (len >= 8) {

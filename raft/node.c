@@ -58,18 +58,18 @@ typedef struct apply_batch {
 } apply_batch_t;
 
 #define APPLY_QUEUE_MAX_ENTRIES 16384
-#define COMPACT_MIN_ENTRIES 256       /* applied entries worth a raft_compact */
+#define COMPACT_MIN_ENTRIES 256 /* applied entries worth a raft_compact */
 
 struct raft_node {
     raft_node_config_t cfg;
     uint64_t *peers;
     raft_t *raft;
     wal_t *wal;
-    uint64_t applied_since_persist;    /* apply thread only */
+    uint64_t applied_since_persist; /* apply thread only */
 
     pthread_t apply_thread;
     pthread_mutex_t amu;
-    pthread_cond_t acv;                /* apply queue non-empty or stopping */
+    pthread_cond_t acv; /* apply queue non-empty or stopping */
     /* guarded by amu */
     apply_batch_t *a_head, *a_tail;
     size_t a_entries;
@@ -80,13 +80,13 @@ struct raft_node {
     pthread_cond_t cv;
     /* guarded by mu */
     proposal_t *q_head, *q_tail;
-    size_t q_len;                      /* proposals queued */
-    size_t q_taken;                    /* proposals taken by the raft thread, not yet in status.last_index */
-    uint64_t queued_to;                /* last index handed to the apply queue */
+    size_t q_len;       /* proposals queued */
+    size_t q_taken;     /* proposals taken by the raft thread, not yet in status.last_index */
+    uint64_t queued_to; /* last index handed to the apply queue */
     int stopping;
     raft_node_status_t status;
-    uint64_t applied;                  /* last index the apply thread finished */
-    uint64_t release_to;               /* state machine durable to here: WAL may go */
+    uint64_t applied;    /* last index the apply thread finished */
+    uint64_t release_to; /* state machine durable to here: WAL may go */
 };
 
 static uint64_t now_ms(void) {
@@ -146,8 +146,8 @@ static void status_refresh(raft_node_t *n) {
 }
 
 static void node_fail(raft_node_t *n, const char *what) {
-    fprintf(stderr, "raft node %llu: %s: %s; stopping (fail-stop)\n",
-            (unsigned long long)n->cfg.id, what, wal_last_error(n->wal));
+    fprintf(stderr, "raft node %llu: %s: %s; stopping (fail-stop)\n", (unsigned long long)n->cfg.id, what,
+            wal_last_error(n->wal));
     pthread_mutex_lock(&n->mu);
     n->status.failed = 1;
     n->status.leader = 0;
@@ -161,7 +161,7 @@ static void maybe_persist(raft_node_t *n, uint64_t applied) {
     if (!n->cfg.persist_state || n->applied_since_persist < n->cfg.persist_every) return;
     n->applied_since_persist = 0;
     uint64_t idx = n->cfg.persist_state(n->cfg.ctx);
-    if (idx > applied) idx = applied;   /* never trust more than was applied */
+    if (idx > applied) idx = applied; /* never trust more than was applied */
     pthread_mutex_lock(&n->mu);
     if (idx > n->release_to) n->release_to = idx;
     pthread_mutex_unlock(&n->mu);
@@ -215,8 +215,10 @@ static int queue_for_apply(raft_node_t *n, const raft_entry_t *ents, size_t coun
     n->queued_to = ents[count - 1].index;
     pthread_mutex_unlock(&n->mu);
     pthread_mutex_lock(&n->amu);
-    if (n->a_tail) n->a_tail->next = b;
-    else n->a_head = b;
+    if (n->a_tail)
+        n->a_tail->next = b;
+    else
+        n->a_head = b;
     n->a_tail = b;
     n->a_entries += count;
     pthread_cond_broadcast(&n->acv);
@@ -281,7 +283,7 @@ static void *apply_thread(void *arg) {
         apply_batch_t *chain = take_batches_locked(n, &count);
         if (!chain) {
             pthread_mutex_unlock(&n->amu);
-            break;   /* stopping and drained */
+            break; /* stopping and drained */
         }
         pthread_mutex_unlock(&n->amu);
 
@@ -290,7 +292,7 @@ static void *apply_thread(void *arg) {
         pthread_mutex_lock(&n->mu);
         n->applied = last;
         n->status.applied_index = last;
-        pthread_cond_signal(&n->cv);   /* the raft thread may wait for apply room */
+        pthread_cond_signal(&n->cv); /* the raft thread may wait for apply room */
         pthread_mutex_unlock(&n->mu);
         maybe_persist(n, last);
 
@@ -355,7 +357,7 @@ static void *node_thread(void *arg) {
             struct timespec ts;
             deadline_ts(next_tick, &ts);
             pthread_cond_timedwait(&n->cv, &n->mu, &ts);
-            busy = core_busy_locked(n);   /* the apply thread may have made room */
+            busy = core_busy_locked(n); /* the apply thread may have made room */
         }
         if (n->stopping) {
             pthread_mutex_unlock(&n->mu);
@@ -469,13 +471,14 @@ static int node_bootstrap(raft_node_t *n, wal_recovered_t *rec, char *err, size_
     size_t np = n->cfg.n_peers;
     raft_entry_t *ents = calloc(np, sizeof(*ents));
     if (!ents) return start_error(err, errlen, "raft node: out of memory");
-    rec->ents = ents;   /* owned by rec from here: wal_recovered_free frees all */
+    rec->ents = ents; /* owned by rec from here: wal_recovered_free frees all */
     for (size_t i = 0; i < np; i++) {
         uint8_t *d = malloc(9);
         if (!d) return start_error(err, errlen, "raft node: out of memory");
         d[0] = 1;
         for (int b = 0; b < 8; b++) d[1 + b] = (uint8_t)(n->peers[i] >> (56 - 8 * b));
-        ents[i] = (raft_entry_t){.term = 1, .index = i + 1, .type = RAFT_ENTRY_CONF_CHANGE, .data = d, .len = 9};
+        ents[i] =
+            (raft_entry_t){.term = 1, .index = i + 1, .type = RAFT_ENTRY_CONF_CHANGE, .data = d, .len = 9};
         rec->n_ents = i + 1;
     }
     raft_hard_state_t hs = {.term = 1, .vote = 0, .commit = np};
@@ -538,7 +541,7 @@ int raft_node_start(const raft_node_config_t *cfg, raft_node_t **out, char *err,
         node_free(n);
         return -1;
     }
-    n->cfg.wal_dir = NULL;   /* the caller's string: only used during start */
+    n->cfg.wal_dir = NULL; /* the caller's string: only used during start */
     /* The only voter elects itself now, so proposals are accepted at once.
      * Its new empty entry commits (with every recovered entry before it) in
      * the thread's first round, before any entry proposed later. */
@@ -567,14 +570,19 @@ int raft_node_propose(raft_node_t *n, const void *data, size_t len) {
     if (len) memcpy(p->data, data, len);
     pthread_mutex_lock(&n->mu);
     int rc = RAFT_NODE_OK;
-    if (n->stopping || n->status.failed) rc = RAFT_NODE_ERR_STOPPED;
-    else if (n->status.leader != n->status.id) rc = RAFT_NODE_ERR_NOT_LEADER;
-    else if (inflight_locked(n) >= n->cfg.max_inflight) rc = RAFT_NODE_ERR_BUSY;
+    if (n->stopping || n->status.failed)
+        rc = RAFT_NODE_ERR_STOPPED;
+    else if (n->status.leader != n->status.id)
+        rc = RAFT_NODE_ERR_NOT_LEADER;
+    else if (inflight_locked(n) >= n->cfg.max_inflight)
+        rc = RAFT_NODE_ERR_BUSY;
     if (rc == RAFT_NODE_ERR_BUSY) n->status.busy_refusals++;
     if (rc == RAFT_NODE_OK) {
         int was_empty = n->q_head == NULL;
-        if (n->q_tail) n->q_tail->next = p;
-        else n->q_head = p;
+        if (n->q_tail)
+            n->q_tail->next = p;
+        else
+            n->q_head = p;
         n->q_tail = p;
         n->q_len++;
         if (was_empty) pthread_cond_signal(&n->cv);

@@ -31,14 +31,14 @@
 typedef struct raft_node raft_node_t;
 
 typedef struct raft_node_config {
-    uint64_t id;                 /* this member's id, non-zero */
-    const uint64_t *peer_ids;    /* all voters including id; n_peers >= 1 */
+    uint64_t id;              /* this member's id, non-zero */
+    const uint64_t *peer_ids; /* all voters including id; n_peers >= 1 */
     size_t n_peers;
-    const char *wal_dir;         /* created if missing */
-    uint64_t applied_index;      /* state machine's durable-or-not applied index */
-    unsigned tick_ms;            /* default 100 */
-    unsigned election_ticks;     /* default 10 */
-    unsigned heartbeat_ticks;    /* default 1 */
+    const char *wal_dir;      /* created if missing */
+    uint64_t applied_index;   /* state machine's durable-or-not applied index */
+    unsigned tick_ms;         /* default 100 */
+    unsigned election_ticks;  /* default 10 */
+    unsigned heartbeat_ticks; /* default 1 */
 
     /* Raft thread: committed entries in order (normal entries with data, and
      * empty entries a new leader appends, which must still advance the
@@ -51,38 +51,38 @@ typedef struct raft_node_config {
     void *ctx;
 
     /* Added after the first version; zero means the default. */
-    size_t wal_segment_bytes;    /* WAL segment preallocation, default 64 MiB */
-    uint64_t persist_every;      /* applied entries between persist_state calls, default 10000 */
-    size_t max_inflight;         /* entries proposed but not applied before BUSY, default 5000 */
-    size_t apply_queue_entries;  /* committed entries queued for the apply thread, default 16384 */
+    size_t wal_segment_bytes;   /* WAL segment preallocation, default 64 MiB */
+    uint64_t persist_every;     /* applied entries between persist_state calls, default 10000 */
+    size_t max_inflight;        /* entries proposed but not applied before BUSY, default 5000 */
+    size_t apply_queue_entries; /* committed entries queued for the apply thread, default 16384 */
 } raft_node_config_t;
 
 typedef struct raft_node_status {
     uint64_t id;
-    uint64_t leader;             /* 0 if unknown */
+    uint64_t leader; /* 0 if unknown */
     uint64_t term;
     uint64_t commit_index;
     uint64_t applied_index;
     uint64_t last_index;
-    uint64_t wal_bytes;          /* size of live WAL segments */
-    uint64_t wal_syncs;          /* fdatasync calls for log appends (group commit) */
-    uint64_t proposals;          /* proposals handed to the core */
-    uint64_t inflight;           /* proposed (queued or in the log) but not applied */
-    uint64_t busy_refusals;      /* raft_node_propose calls refused with RAFT_NODE_ERR_BUSY */
-    uint64_t ticks;              /* raft_tick calls on the raft thread */
-    uint64_t log_entries;        /* entries held in the core's in-memory log */
-    int failed;                  /* a WAL error stopped the node (fail-stop) */
+    uint64_t wal_bytes;     /* size of live WAL segments */
+    uint64_t wal_syncs;     /* fdatasync calls for log appends (group commit) */
+    uint64_t proposals;     /* proposals handed to the core */
+    uint64_t inflight;      /* proposed (queued or in the log) but not applied */
+    uint64_t busy_refusals; /* raft_node_propose calls refused with RAFT_NODE_ERR_BUSY */
+    uint64_t ticks;         /* raft_tick calls on the raft thread */
+    uint64_t log_entries;   /* entries held in the core's in-memory log */
+    int failed;             /* a WAL error stopped the node (fail-stop) */
 } raft_node_status_t;
 
 enum {
     RAFT_NODE_OK = 0,
-    RAFT_NODE_ERR_NOT_LEADER = -1,   /* "etcdserver: no leader" / forwarding later */
+    RAFT_NODE_ERR_NOT_LEADER = -1, /* "etcdserver: no leader" / forwarding later */
     RAFT_NODE_ERR_STOPPED = -2,
     RAFT_NODE_ERR_NOMEM = -3,
-    RAFT_NODE_ERR_BUSY = -4,         /* too many entries in flight: "etcdserver: too many requests" */
+    RAFT_NODE_ERR_BUSY = -4, /* too many entries in flight: "etcdserver: too many requests" */
 };
 
-#define RAFT_NODE_DEFAULT_MAX_INFLIGHT 5000   /* etcd's maxGapBetweenApplyAndCommitIndex */
+#define RAFT_NODE_DEFAULT_MAX_INFLIGHT 5000 /* etcd's maxGapBetweenApplyAndCommitIndex */
 
 /* Opens (or creates) the WAL, replays it, starts the raft thread. Entries
  * committed but not yet applied are delivered to apply before new ones.

@@ -18,22 +18,22 @@ typedef struct raft_progress {
     uint64_t id;
     uint64_t match, next;
     raft_progress_state_t state;
-    int paused;              /* probe: an App is out, wait for a reply or a heartbeat */
+    int paused; /* probe: an App is out, wait for a reply or a heartbeat */
     /* replicate: last index of each App in flight (ring buffer) */
     uint64_t inflight[MAX_INFLIGHT];
     size_t inflight_start, inflight_count;
-    int vote;                /* 0 none, 1 granted, -1 rejected (this election) */
-    uint64_t read_ack;       /* highest ReadIndex round acknowledged */
-    int recent_active;       /* heard from since the last check-quorum round */
-    int learner;             /* receives the log, never votes or counts for a quorum */
-    uint64_t pending_snapshot;  /* snapshot state: index of the snapshot sent */
-    unsigned snap_elapsed;      /* snapshot state: ticks without an answer */
+    int vote;                  /* 0 none, 1 granted, -1 rejected (this election) */
+    uint64_t read_ack;         /* highest ReadIndex round acknowledged */
+    int recent_active;         /* heard from since the last check-quorum round */
+    int learner;               /* receives the log, never votes or counts for a quorum */
+    uint64_t pending_snapshot; /* snapshot state: index of the snapshot sent */
+    unsigned snap_elapsed;     /* snapshot state: ticks without an answer */
 } raft_progress_t;
 
 typedef struct raft_pending_read {
-    uint64_t from;           /* who asked: this member, or a follower to answer */
+    uint64_t from; /* who asked: this member, or a follower to answer */
     uint64_t index, ctx;
-    uint64_t seq;            /* heartbeat round confirming it; 0 = waiting for a commit in this term */
+    uint64_t seq; /* heartbeat round confirming it; 0 = waiting for a commit in this term */
 } raft_pending_read_t;
 
 struct raft {
@@ -60,7 +60,7 @@ struct raft {
     int bcast_pending;
     size_t max_msg_entries;
     size_t max_msg_bytes, max_inflight, max_uncommitted;
-    size_t uncommitted;      /* leader: data bytes proposed in this term and not committed */
+    size_t uncommitted; /* leader: data bytes proposed in this term and not committed */
 
     raft_pending_read_t *reads;
     size_t n_reads, cap_reads;
@@ -73,23 +73,23 @@ struct raft {
     int in_ready;
     raft_hard_state_t rd_hs;
     uint64_t rd_stabled_to, rd_applied_to;
-    uint64_t msgs_rejected;  /* peer messages refused by msg_check */
-    size_t apply_budget;     /* committed entries a ready may hand out (driver's flow control) */
-    unsigned debug_break;    /* RAFT_DEBUG_* (tests only) */
+    uint64_t msgs_rejected; /* peer messages refused by msg_check */
+    size_t apply_budget;    /* committed entries a ready may hand out (driver's flow control) */
+    unsigned debug_break;   /* RAFT_DEBUG_* (tests only) */
     int pre_vote, check_quorum;
-    uint64_t pending_conf_index;  /* leader: no new conf change until applied >= this */
-    uint64_t lead_transferee;     /* leader: transfer target, 0 none */
+    uint64_t pending_conf_index; /* leader: no new conf change until applied >= this */
+    uint64_t lead_transferee;    /* leader: transfer target, 0 none */
     unsigned transfer_elapsed;
     /* the snapshot at the log base: membership there (voters, then learners) */
     uint64_t snap_ids[RAFT_MAX_MEMBERS];
     size_t snap_nv, snap_nl;
-    uint64_t conf_index;          /* index of the last applied conf change (or the log base) */
-    int snap_pending;             /* a received snapshot for the next ready */
+    uint64_t conf_index; /* index of the last applied conf change (or the log base) */
+    int snap_pending;    /* a received snapshot for the next ready */
     raft_snapshot_meta_t snap_meta;
-    uint64_t nomem;               /* allocations that failed (see try_realloc) */
-    unsigned fail_alloc_every;    /* test only: raft_debug_fail_alloc */
+    uint64_t nomem;            /* allocations that failed (see try_realloc) */
+    unsigned fail_alloc_every; /* test only: raft_debug_fail_alloc */
     uint64_t allocs;
-    raft_msg_t msg_discard;       /* where a message goes that could not be queued */
+    raft_msg_t msg_discard; /* where a message goes that could not be queued */
 };
 
 /* ---------------------------------------------------------------- helpers */
@@ -179,7 +179,7 @@ static int log_append_copy(raft_t *r, const raft_entry_t *e) {
 
 /* Drops entries with index >= from (uncommitted conflicting suffix). */
 static void log_truncate_from(raft_t *r, uint64_t from) {
-    assert(from > r->commit);      /* committed entries never change */
+    assert(from > r->commit); /* committed entries never change */
     assert(from > r->applied);
     assert(from > r->base_index);
     while (last_index(r) >= from) {
@@ -219,7 +219,7 @@ static void msg_attach_entries(raft_t *r, raft_msg_t *m, uint64_t lo, uint64_t h
     size_t n = (size_t)(hi - lo + 1), bytes = 0;
     for (uint64_t i = lo; i <= hi; i++) bytes += raft_entry_at(r, i)->len;
     uint8_t *block = try_realloc(r, NULL, n * sizeof(raft_entry_t) + bytes);
-    if (!block) {   /* drop the whole App (it is the last message) */
+    if (!block) { /* drop the whole App (it is the last message) */
         assert(m == &r->msgs[r->n_msgs - 1]);
         r->n_msgs--;
         return;
@@ -332,7 +332,9 @@ static void reads_start_waiting(raft_t *r) {
 
 /* ---- in-flight window (replicate state) */
 
-static int inflight_full(const raft_t *r, const raft_progress_t *pr) { return pr->inflight_count >= r->max_inflight; }
+static int inflight_full(const raft_t *r, const raft_progress_t *pr) {
+    return pr->inflight_count >= r->max_inflight;
+}
 
 static void inflight_add(raft_progress_t *pr, uint64_t last) {
     pr->inflight[(pr->inflight_start + pr->inflight_count) % MAX_INFLIGHT] = last;
@@ -386,8 +388,12 @@ static int send_snapshot(raft_t *r, raft_progress_t *pr) {
     if (!sm) return 0;
     uint64_t *ids = (uint64_t *)(sm + 1);
     if (n) memcpy(ids, r->snap_ids, n * sizeof(uint64_t));
-    *sm = (raft_snapshot_meta_t){ .index = r->base_index, .term = r->base_term, .voters = ids,
-                                  .n_voters = r->snap_nv, .learners = ids + r->snap_nv, .n_learners = r->snap_nl };
+    *sm = (raft_snapshot_meta_t){.index = r->base_index,
+                                 .term = r->base_term,
+                                 .voters = ids,
+                                 .n_voters = r->snap_nv,
+                                 .learners = ids + r->snap_nv,
+                                 .n_learners = r->snap_nl};
     raft_msg_t *m = msg_new(r, RAFT_MSG_SNAP, pr->id);
     if (m == &r->msg_discard) {
         free(sm);
@@ -476,7 +482,7 @@ static int maybe_commit(raft_t *r) {
         if (e && e->term == r->term) r->uncommitted -= e->len < r->uncommitted ? e->len : r->uncommitted;
     }
     r->commit = mci;
-    return 1;   /* waiting reads start their round at the next ready */
+    return 1; /* waiting reads start their round at the next ready */
 }
 
 /* ---------------------------------------------------------------- roles */
@@ -497,8 +503,7 @@ static void become_follower(raft_t *r, uint64_t term, uint64_t lead) {
 }
 
 static int append_own_entry(raft_t *r, uint8_t type, const void *data, size_t len) {
-    raft_entry_t e = { .term = r->term, .index = last_index(r) + 1, .type = type,
-                       .data = data, .len = len };
+    raft_entry_t e = {.term = r->term, .index = last_index(r) + 1, .type = type, .data = data, .len = len};
     if (log_append_copy(r, &e) != 0) return -1;
     r->bcast_pending = 1;
     return 0;
@@ -518,7 +523,7 @@ static void become_leader(raft_t *r) {
         pr->read_ack = 0;
         pr->recent_active = pr->id == r->id;
     }
-    (void)append_own_entry(r, RAFT_ENTRY_NORMAL, NULL, 0);   /* out of memory: a later entry commits the term */
+    (void)append_own_entry(r, RAFT_ENTRY_NORMAL, NULL, 0); /* out of memory: a later entry commits the term */
     /* no conf change before this leader applied its whole log (incl. its empty entry) */
     r->pending_conf_index = last_index(r);
     r->lead_transferee = 0;
@@ -540,8 +545,10 @@ static void count_vote(raft_t *r, uint64_t from, int granted) {
         if (r->prs[i].vote < 0) no++;
     }
     if (yes >= quorum(r)) {
-        if (r->role == RAFT_PRE_CANDIDATE) campaign(r, 0, 0);
-        else become_leader(r);
+        if (r->role == RAFT_PRE_CANDIDATE)
+            campaign(r, 0, 0);
+        else
+            become_leader(r);
     } else if (no >= quorum(r)) {
         become_follower(r, r->term, 0);
     }
@@ -594,7 +601,7 @@ void raft_tick(raft_t *r) {
     assert(!r->in_ready);
     if (r->role == RAFT_LEADER) {
         if (r->lead_transferee && ++r->transfer_elapsed >= r->election_ticks) r->lead_transferee = 0;
-        for (size_t i = 0; i < r->n_prs; i++) {   /* a snapshot never answered is tried again */
+        for (size_t i = 0; i < r->n_prs; i++) { /* a snapshot never answered is tried again */
             raft_progress_t *pr = &r->prs[i];
             if (pr->state == RAFT_PROGRESS_SNAPSHOT && ++pr->snap_elapsed >= 2 * r->election_ticks)
                 progress_become(pr, RAFT_PROGRESS_PROBE, pr->match + 1);
@@ -610,7 +617,7 @@ void raft_tick(raft_t *r) {
         }
         return;
     }
-    if (r->self_voter && voter_count(r) == 1) {   /* the only voter: no one to wait for */
+    if (r->self_voter && voter_count(r) == 1) { /* the only voter: no one to wait for */
         raft_campaign(r);
         return;
     }
@@ -645,7 +652,7 @@ static void handle_append(raft_t *r, const raft_msg_t *m) {
                 if (raft_term_at(r, e->index) == e->term) continue;
                 log_truncate_from(r, e->index);
             }
-            if (log_append_copy(r, e) != 0) return;   /* no answer: the leader sends again */
+            if (log_append_copy(r, e) != 0) return; /* no answer: the leader sends again */
         }
         uint64_t last_new = m->index + m->n_entries;
         commit_to(r, m->commit < last_new ? m->commit : last_new);
@@ -664,15 +671,15 @@ static void handle_append(raft_t *r, const raft_msg_t *m) {
 
 static void handle_app_resp(raft_t *r, raft_progress_t *pr, const raft_msg_t *m) {
     if (pr->state == RAFT_PROGRESS_SNAPSHOT) {
-        if (m->reject) return;   /* an answer to an older App */
+        if (m->reject) return; /* an answer to an older App */
         if (m->index >= pr->pending_snapshot) progress_become(pr, RAFT_PROGRESS_PROBE, m->index + 1);
     }
     if (m->reject) {
         if (pr->state == RAFT_PROGRESS_REPLICATE) {
-            if (m->index <= pr->match) return;      /* stale */
+            if (m->index <= pr->match) return; /* stale */
             progress_become(pr, RAFT_PROGRESS_PROBE, pr->match + 1);
         } else {
-            if (pr->next - 1 != m->index) return;   /* stale */
+            if (pr->next - 1 != m->index) return; /* stale */
             uint64_t probe = m->reject_hint;
             if (m->log_term > 0) probe = find_conflict_by_term(r, probe, m->log_term);
             uint64_t next = m->index < probe + 1 ? m->index : probe + 1;
@@ -708,11 +715,9 @@ static void step_leader(raft_t *r, const raft_msg_t *m) {
     if (!pr || pr->id == r->id) return;
     pr->recent_active = 1;
     switch (m->type) {
-    case RAFT_MSG_APP_RESP:
-        handle_app_resp(r, pr, m);
-        break;
+    case RAFT_MSG_APP_RESP: handle_app_resp(r, pr, m); break;
     case RAFT_MSG_READ_INDEX:
-        (void)read_queue(r, m->from, m->ctx);   /* out of memory: lost, the follower retries */
+        (void)read_queue(r, m->from, m->ctx); /* out of memory: lost, the follower retries */
         break;
     case RAFT_MSG_HEARTBEAT_RESP:
         pr->paused = 0;
@@ -723,8 +728,7 @@ static void step_leader(raft_t *r, const raft_msg_t *m) {
         if (pr->match < last_index(r)) send_all(r, pr, 1);
         reads_check(r);
         break;
-    default:
-        break;
+    default: break;
     }
 }
 
@@ -734,8 +738,7 @@ static void step_vote(raft_t *r, const raft_msg_t *m) {
     int pre = m->type == RAFT_MSG_PRE_VOTE;
     int can_vote = r->vote == m->from || (r->vote == 0 && r->lead == 0) || (pre && m->term > r->term);
     if (r->debug_break & RAFT_DEBUG_VOTE_SKIP_TERM) can_vote = 1;
-    int log_ok = m->log_term > last_term(r) ||
-                 (m->log_term == last_term(r) && m->index >= last_index(r));
+    int log_ok = m->log_term > last_term(r) || (m->log_term == last_term(r) && m->index >= last_index(r));
     raft_msg_t *out = msg_new(r, pre ? RAFT_MSG_PRE_VOTE_RESP : RAFT_MSG_VOTE_RESP, m->from);
     if (can_vote && log_ok && r->role != RAFT_LEADER) {
         if (pre) {
@@ -799,25 +802,21 @@ static int msg_check(const raft_t *r, const raft_msg_t *m) {
     /* Requests may come from a member this one has not applied yet (a new
      * leader, a new voter campaigning); an answer must come from a member. */
     int request = m->type == RAFT_MSG_VOTE || m->type == RAFT_MSG_PRE_VOTE || m->type == RAFT_MSG_APP ||
-                  m->type == RAFT_MSG_HEARTBEAT || m->type == RAFT_MSG_TIMEOUT_NOW || m->type == RAFT_MSG_SNAP;
+                  m->type == RAFT_MSG_HEARTBEAT || m->type == RAFT_MSG_TIMEOUT_NOW ||
+                  m->type == RAFT_MSG_SNAP;
     if (!request && !progress_of((raft_t *)r, m->from)) return 0;
-    if (m->term == 0 || m->term == UINT64_MAX) return 0;   /* no term after it to campaign in */
+    if (m->term == 0 || m->term == UINT64_MAX) return 0; /* no term after it to campaign in */
     switch (m->type) {
     case RAFT_MSG_VOTE:
-    case RAFT_MSG_PRE_VOTE:
-        return m->log_term <= m->term;
+    case RAFT_MSG_PRE_VOTE: return m->log_term <= m->term;
     case RAFT_MSG_VOTE_RESP:
-    case RAFT_MSG_PRE_VOTE_RESP:
-        return 1;
-    case RAFT_MSG_APP:
-        return m->log_term <= m->term && entries_check(m);
-    case RAFT_MSG_SNAP:
-        return m->n_entries == 0 && snapshot_check(m);
+    case RAFT_MSG_PRE_VOTE_RESP: return 1;
+    case RAFT_MSG_APP: return m->log_term <= m->term && entries_check(m);
+    case RAFT_MSG_SNAP: return m->n_entries == 0 && snapshot_check(m);
     case RAFT_MSG_HEARTBEAT:
     case RAFT_MSG_TIMEOUT_NOW:
     case RAFT_MSG_READ_INDEX:
-    case RAFT_MSG_READ_INDEX_RESP:
-        return m->n_entries == 0;
+    case RAFT_MSG_READ_INDEX_RESP: return m->n_entries == 0;
     case RAFT_MSG_APP_RESP:
         /* a success can only acknowledge entries this leader sent */
         if (m->term == r->term && r->role == RAFT_LEADER && !m->reject && m->index > last_index(r)) return 0;
@@ -825,8 +824,7 @@ static int msg_check(const raft_t *r, const raft_msg_t *m) {
     case RAFT_MSG_HEARTBEAT_RESP:
         /* acknowledges a ReadIndex round; a round not started yet is a lie */
         return m->term != r->term || r->role != RAFT_LEADER || m->ctx <= r->read_seq;
-    default:
-        return 0;
+    default: return 0;
     }
 }
 
@@ -858,22 +856,25 @@ static int step(raft_t *r, const raft_msg_t *m) {
         /* a pre-vote (or a grant of ours) carries a future term: nobody moves to it */
         int future = m->type == RAFT_MSG_PRE_VOTE || (m->type == RAFT_MSG_PRE_VOTE_RESP && !m->reject);
         if (!future) {
-            uint64_t lead = (m->type == RAFT_MSG_APP || m->type == RAFT_MSG_HEARTBEAT || m->type == RAFT_MSG_SNAP) ? m->from : 0;
+            uint64_t lead =
+                (m->type == RAFT_MSG_APP || m->type == RAFT_MSG_HEARTBEAT || m->type == RAFT_MSG_SNAP)
+                    ? m->from
+                    : 0;
             become_follower(r, m->term, lead);
         }
     } else if (m->term < r->term) {
         /* a stale leader learns of the newer term from our reply */
         if (m->type == RAFT_MSG_APP || m->type == RAFT_MSG_HEARTBEAT || m->type == RAFT_MSG_SNAP)
             msg_new(r, RAFT_MSG_APP_RESP, m->from);
-        else if (m->type == RAFT_MSG_VOTE) msg_new(r, RAFT_MSG_VOTE_RESP, m->from)->reject = 1;
-        else if (m->type == RAFT_MSG_PRE_VOTE) msg_new(r, RAFT_MSG_PRE_VOTE_RESP, m->from)->reject = 1;
+        else if (m->type == RAFT_MSG_VOTE)
+            msg_new(r, RAFT_MSG_VOTE_RESP, m->from)->reject = 1;
+        else if (m->type == RAFT_MSG_PRE_VOTE)
+            msg_new(r, RAFT_MSG_PRE_VOTE_RESP, m->from)->reject = 1;
         return RAFT_OK;
     }
     switch (m->type) {
     case RAFT_MSG_VOTE:
-    case RAFT_MSG_PRE_VOTE:
-        step_vote(r, m);
-        return RAFT_OK;
+    case RAFT_MSG_PRE_VOTE: step_vote(r, m); return RAFT_OK;
     case RAFT_MSG_VOTE_RESP:
         if (r->role == RAFT_CANDIDATE) count_vote(r, m->from, !m->reject);
         return RAFT_OK;
@@ -882,8 +883,7 @@ static int step(raft_t *r, const raft_msg_t *m) {
         if (r->role == RAFT_PRE_CANDIDATE && m->term == (m->reject ? r->term : r->term + 1))
             count_vote(r, m->from, !m->reject);
         return RAFT_OK;
-    default:
-        break;
+    default: break;
     }
     if (r->role == RAFT_LEADER) {
         step_leader(r, m);
@@ -942,10 +942,9 @@ int raft_propose_conf_change(raft_t *r, uint8_t op, uint64_t id, const void *ctx
     case RAFT_CONF_REMOVE:
         if (!pr || (!pr->learner && voter_count(r) == 1)) return RAFT_ERR_INVALID;
         break;
-    default:
-        return RAFT_ERR_INVALID;
+    default: return RAFT_ERR_INVALID;
     }
-    if (!pr && r->n_prs >= RAFT_MAX_MEMBERS) return RAFT_ERR_INVALID;   /* no slot left */
+    if (!pr && r->n_prs >= RAFT_MAX_MEMBERS) return RAFT_ERR_INVALID; /* no slot left */
     if (ctx_len > SIZE_MAX - RAFT_CONF_CHANGE_LEN) return RAFT_ERR_INVALID;
     uint8_t *d = malloc(RAFT_CONF_CHANGE_LEN + ctx_len);
     if (!d) return RAFT_ERR_NOMEM;
@@ -965,8 +964,10 @@ int raft_transfer_leader(raft_t *r, uint64_t to) {
     if (to == r->id) return RAFT_OK;
     r->lead_transferee = to;
     r->transfer_elapsed = 0;
-    if (pr->match == last_index(r)) msg_new(r, RAFT_MSG_TIMEOUT_NOW, to);
-    else send_all(r, pr, 1);
+    if (pr->match == last_index(r))
+        msg_new(r, RAFT_MSG_TIMEOUT_NOW, to);
+    else
+        send_all(r, pr, 1);
     return RAFT_OK;
 }
 
@@ -984,7 +985,7 @@ static int read_queue(raft_t *r, uint64_t from, uint64_t ctx) {
         r->reads = reads;
         r->cap_reads = cap;
     }
-    r->reads[r->n_reads++] = (raft_pending_read_t){ .from = from, .index = 0, .ctx = ctx, .seq = 0 };
+    r->reads[r->n_reads++] = (raft_pending_read_t){.from = from, .index = 0, .ctx = ctx, .seq = 0};
     return 0;
 }
 
@@ -1011,7 +1012,7 @@ static raft_progress_t *progress_add(raft_t *r, uint64_t id, int learner) {
     memset(pr, 0, sizeof(*pr));
     pr->id = id;
     pr->learner = learner;
-    pr->recent_active = 1;   /* a new member gets one election timeout to answer */
+    pr->recent_active = 1; /* a new member gets one election timeout to answer */
     progress_become(pr, RAFT_PROGRESS_PROBE, last_index(r) + 1);
     return pr;
 }
@@ -1034,34 +1035,36 @@ static void conf_apply(raft_t *r, const raft_entry_t *e) {
     raft_progress_t *pr = progress_of(r, id);
     switch (e->data[0]) {
     case RAFT_CONF_ADD_VOTER:
-        if (pr) pr->learner = 0;
-        else pr = progress_add(r, id, 0);
+        if (pr)
+            pr->learner = 0;
+        else
+            pr = progress_add(r, id, 0);
         break;
     case RAFT_CONF_ADD_LEARNER:
         if (!pr) pr = progress_add(r, id, 1);
         break;
     case RAFT_CONF_REMOVE:
-        if (!pr || (!pr->learner && voter_count(r) == 1)) return;   /* never the last voter */
+        if (!pr || (!pr->learner && voter_count(r) == 1)) return; /* never the last voter */
         progress_remove(r, id);
         pr = NULL;
         if (r->lead_transferee == id) r->lead_transferee = 0;
         break;
-    default:
-        return;
+    default: return;
     }
     self_refresh(r);
     r->conf_index = e->index;
     if (r->role != RAFT_LEADER) return;
-    if (!r->self_voter) {   /* removed (or demoted): step down, and let the */
-        uint64_t heir = 0;  /* most caught-up voter campaign at once */
+    if (!r->self_voter) {  /* removed (or demoted): step down, and let the */
+        uint64_t heir = 0; /* most caught-up voter campaign at once */
         for (size_t i = 0; i < r->n_prs; i++)
-            if (!r->prs[i].learner && r->prs[i].id != r->id && r->prs[i].match == last_index(r)) heir = r->prs[i].id;
+            if (!r->prs[i].learner && r->prs[i].id != r->id && r->prs[i].match == last_index(r))
+                heir = r->prs[i].id;
         become_follower(r, r->term, 0);
         if (heir) msg_new(r, RAFT_MSG_TIMEOUT_NOW, heir);
         return;
     }
     if (pr && pr->id != r->id && pr->match == 0) send_all(r, pr, 1);
-    if (maybe_commit(r)) bcast_append(r);  /* a smaller quorum may commit at once */
+    if (maybe_commit(r)) bcast_append(r); /* a smaller quorum may commit at once */
 }
 
 /* Remembers the current membership as that of the log base. */
@@ -1100,9 +1103,12 @@ static void handle_snapshot(raft_t *r, const raft_msg_t *m) {
 }
 
 void raft_snapshot_meta(const raft_t *r, raft_snapshot_meta_t *out) {
-    *out = (raft_snapshot_meta_t){ .index = r->base_index, .term = r->base_term, .voters = r->snap_ids,
-                                   .n_voters = r->snap_nv, .learners = r->snap_ids + r->snap_nv,
-                                   .n_learners = r->snap_nl };
+    *out = (raft_snapshot_meta_t){.index = r->base_index,
+                                  .term = r->base_term,
+                                  .voters = r->snap_ids,
+                                  .n_voters = r->snap_nv,
+                                  .learners = r->snap_ids + r->snap_nv,
+                                  .n_learners = r->snap_nl};
 }
 
 void raft_report_snapshot(raft_t *r, uint64_t id, int ok) {
@@ -1110,7 +1116,7 @@ void raft_report_snapshot(raft_t *r, uint64_t id, int ok) {
     raft_progress_t *pr = progress_of(r, id);
     if (r->role != RAFT_LEADER || !pr || pr->state != RAFT_PROGRESS_SNAPSHOT) return;
     progress_become(pr, RAFT_PROGRESS_PROBE, ok ? pr->pending_snapshot + 1 : pr->match + 1);
-    pr->paused = 1;   /* the next heartbeat answer resumes it */
+    pr->paused = 1; /* the next heartbeat answer resumes it */
 }
 
 size_t raft_voters(const raft_t *r, uint64_t *out, size_t cap) {
@@ -1136,7 +1142,7 @@ size_t raft_learners(const raft_t *r, uint64_t *out, size_t cap) {
 /* ---------------------------------------------------------------- ready */
 
 static raft_hard_state_t hard_state(const raft_t *r) {
-    return (raft_hard_state_t){ .term = r->term, .vote = r->vote, .commit = r->commit };
+    return (raft_hard_state_t){.term = r->term, .vote = r->vote, .commit = r->commit};
 }
 
 static int hs_equal(raft_hard_state_t a, raft_hard_state_t b) {
@@ -1218,8 +1224,7 @@ void raft_advance(raft_t *r) {
         const raft_entry_t *e = raft_entry_at(r, k);
         if (e) conf_apply(r, e);
     }
-    if (r->role == RAFT_LEADER && r->self_voter && maybe_commit(r) && r->n_prs > 1)
-        bcast_append(r);
+    if (r->role == RAFT_LEADER && r->self_voter && maybe_commit(r) && r->n_prs > 1) bcast_append(r);
 }
 
 uint64_t raft_compact_to(raft_t *r, uint64_t index) {
@@ -1251,9 +1256,12 @@ int raft_peer_progress(const raft_t *r, uint64_t id, raft_peer_progress_t *out) 
     if (r->role != RAFT_LEADER) return RAFT_ERR_NOT_LEADER;
     const raft_progress_t *pr = progress_of((raft_t *)r, id);
     if (!pr) return RAFT_ERR_INVALID;
-    *out = (raft_peer_progress_t){ .id = pr->id, .match = pr->id == r->id ? r->stabled : pr->match,
-                                   .next = pr->next, .state = pr->state, .inflight = pr->inflight_count,
-                                   .recent_active = pr->recent_active };
+    *out = (raft_peer_progress_t){.id = pr->id,
+                                  .match = pr->id == r->id ? r->stabled : pr->match,
+                                  .next = pr->next,
+                                  .state = pr->state,
+                                  .inflight = pr->inflight_count,
+                                  .recent_active = pr->recent_active};
     return RAFT_OK;
 }
 
@@ -1348,7 +1356,8 @@ raft_t *raft_new(const raft_config_t *c, char *err, size_t errlen) {
     r->rng = c->seed ^ (c->id * 0xD1B54A32D192ED03ull);
     r->max_msg_entries = c->max_msg_entries ? c->max_msg_entries : 256;
     r->max_msg_bytes = c->max_msg_bytes ? c->max_msg_bytes : SIZE_MAX;
-    r->max_inflight = c->max_inflight_msgs && c->max_inflight_msgs < MAX_INFLIGHT ? c->max_inflight_msgs : MAX_INFLIGHT;
+    r->max_inflight =
+        c->max_inflight_msgs && c->max_inflight_msgs < MAX_INFLIGHT ? c->max_inflight_msgs : MAX_INFLIGHT;
     r->max_uncommitted = c->max_uncommitted_bytes ? c->max_uncommitted_bytes : SIZE_MAX;
     r->apply_budget = SIZE_MAX;
     r->debug_break = c->debug_break;
@@ -1371,7 +1380,7 @@ raft_t *raft_new(const raft_config_t *c, char *err, size_t errlen) {
     if (r->commit < c->applied) r->commit = c->applied;
     if (r->commit < r->base_index) r->commit = r->base_index;
     r->applied = c->applied;
-    snap_capture(r);   /* the membership given is that of the log base */
+    snap_capture(r); /* the membership given is that of the log base */
     r->conf_index = r->base_index;
     /* the configuration at the applied index: replay applied conf changes */
     for (uint64_t k = r->base_index + 1; k <= r->applied; k++) conf_apply(r, raft_entry_at(r, k));

@@ -33,14 +33,14 @@ enum { RAFT_ENTRY_NORMAL = 0, RAFT_ENTRY_CONF_CHANGE = 1 };
 typedef struct raft_entry {
     uint64_t term;
     uint64_t index;
-    uint8_t type;            /* RAFT_ENTRY_NORMAL=0, RAFT_ENTRY_CONF_CHANGE=1 */
+    uint8_t type; /* RAFT_ENTRY_NORMAL=0, RAFT_ENTRY_CONF_CHANGE=1 */
     const uint8_t *data;
     size_t len;
 } raft_entry_t;
 
 typedef struct raft_hard_state {
     uint64_t term;
-    uint64_t vote;           /* 0 = voted for nobody in this term */
+    uint64_t vote; /* 0 = voted for nobody in this term */
     uint64_t commit;
 } raft_hard_state_t;
 
@@ -51,12 +51,12 @@ typedef enum raft_msg_type {
     RAFT_MSG_APP_RESP,
     RAFT_MSG_HEARTBEAT,
     RAFT_MSG_HEARTBEAT_RESP,
-    RAFT_MSG_PRE_VOTE,       /* term = the term the sender would campaign in; changes nobody's term */
-    RAFT_MSG_PRE_VOTE_RESP,  /* granted: term = the request's term; refused: the responder's term */
-    RAFT_MSG_READ_INDEX,     /* follower -> leader: ctx = the follower's read request id */
+    RAFT_MSG_PRE_VOTE,        /* term = the term the sender would campaign in; changes nobody's term */
+    RAFT_MSG_PRE_VOTE_RESP,   /* granted: term = the request's term; refused: the responder's term */
+    RAFT_MSG_READ_INDEX,      /* follower -> leader: ctx = the follower's read request id */
     RAFT_MSG_READ_INDEX_RESP, /* leader -> follower: index = the confirmed read index, ctx echoed */
-    RAFT_MSG_TIMEOUT_NOW,    /* leader -> transfer target: campaign now (its Vote carries ctx = RAFT_VOTE_TRANSFER) */
-    RAFT_MSG_SNAP,           /* leader -> follower: install the snapshot m->snapshot (index/term/conf);
+    RAFT_MSG_TIMEOUT_NOW, /* leader -> transfer target: campaign now (its Vote carries ctx = RAFT_VOTE_TRANSFER) */
+    RAFT_MSG_SNAP,        /* leader -> follower: install the snapshot m->snapshot (index/term/conf);
                               * the driver attaches the state-machine data at that index */
 } raft_msg_type_t;
 
@@ -81,7 +81,7 @@ typedef struct raft_snapshot_meta {
  * (handed out in a ready and acknowledged by raft_advance, or below
  * raft_config_t.applied at raft_new): adding an existing voter is a no-op. */
 enum {
-    RAFT_CONF_ADD_VOTER = 1,     /* also promotes a learner */
+    RAFT_CONF_ADD_VOTER = 1, /* also promotes a learner */
     RAFT_CONF_ADD_LEARNER = 2,
     RAFT_CONF_REMOVE = 3,
 };
@@ -96,45 +96,45 @@ enum {
 typedef struct raft_msg {
     raft_msg_type_t type;
     uint64_t from, to, term;
-    uint64_t log_term;       /* App: term of index; Vote: last log term; AppResp reject: hint term */
-    uint64_t index;          /* App: index preceding entries; Vote: last index; AppResp: match/rejected index */
+    uint64_t log_term; /* App: term of index; Vote: last log term; AppResp reject: hint term */
+    uint64_t index;    /* App: index preceding entries; Vote: last index; AppResp: match/rejected index */
     uint64_t commit;
     raft_entry_t *entries;
     size_t n_entries;
     int reject;
-    uint64_t reject_hint;    /* AppResp reject: follower's probe hint (its last index or lower) */
+    uint64_t reject_hint; /* AppResp reject: follower's probe hint (its last index or lower) */
     uint64_t ctx;
-    const raft_snapshot_meta_t *snapshot;  /* RAFT_MSG_SNAP only */
+    const raft_snapshot_meta_t *snapshot; /* RAFT_MSG_SNAP only */
 } raft_msg_t;
 
 typedef enum raft_role { RAFT_FOLLOWER = 0, RAFT_CANDIDATE, RAFT_LEADER, RAFT_PRE_CANDIDATE } raft_role_t;
 
 typedef struct raft_read_state {
-    uint64_t index;          /* serve the read once applied >= index */
-    uint64_t ctx;            /* the caller's request id from raft_read_index */
+    uint64_t index; /* serve the read once applied >= index */
+    uint64_t ctx;   /* the caller's request id from raft_read_index */
 } raft_read_state_t;
 
 typedef struct raft_config {
-    uint64_t id;                 /* non-zero */
-    const uint64_t *voters;      /* all voters (at log_base_index), normally including id */
+    uint64_t id;            /* non-zero */
+    const uint64_t *voters; /* all voters (at log_base_index), normally including id */
     size_t n_voters;
-    const uint64_t *learners;    /* non-voting members receiving the log (may be NULL) */
+    const uint64_t *learners; /* non-voting members receiving the log (may be NULL) */
     size_t n_learners;
-    unsigned election_ticks;     /* > heartbeat_ticks; timeout drawn from [e, 2e) */
-    unsigned heartbeat_ticks;    /* >= 1 */
-    uint64_t seed;               /* election jitter PRNG seed */
+    unsigned election_ticks;  /* > heartbeat_ticks; timeout drawn from [e, 2e) */
+    unsigned heartbeat_ticks; /* >= 1 */
+    uint64_t seed;            /* election jitter PRNG seed */
     /* State recovered from the WAL (all zero/NULL for a fresh member). */
     raft_hard_state_t hard_state;
-    uint64_t log_base_index;     /* index preceding log[0] (0 for a full log) */
-    uint64_t log_base_term;      /* term at log_base_index */
-    const raft_entry_t *log;     /* contiguous, log[0].index == log_base_index + 1; copied */
+    uint64_t log_base_index; /* index preceding log[0] (0 for a full log) */
+    uint64_t log_base_term;  /* term at log_base_index */
+    const raft_entry_t *log; /* contiguous, log[0].index == log_base_index + 1; copied */
     size_t n_log;
-    uint64_t applied;            /* entries <= applied are never handed out to apply */
-    size_t max_msg_entries;      /* entries per App message; 0 -> 256 */
+    uint64_t applied;       /* entries <= applied are never handed out to apply */
+    size_t max_msg_entries; /* entries per App message; 0 -> 256 */
     /* Replication flow control (etcd-raft's MaxSizePerMsg, MaxInflightMsgs,
      * MaxUncommittedEntriesSize). An App carries at least one entry. */
-    size_t max_msg_bytes;        /* entry data bytes per App; 0 -> no limit */
-    size_t max_inflight_msgs;    /* Apps in flight per follower in replicate state; 0 -> 256 (also the cap) */
+    size_t max_msg_bytes;     /* entry data bytes per App; 0 -> no limit */
+    size_t max_inflight_msgs; /* Apps in flight per follower in replicate state; 0 -> 256 (also the cap) */
     size_t max_uncommitted_bytes; /* leader refuses proposals beyond this (RAFT_ERR_DROPPED); 0 -> no limit */
     /* etcd-raft's PreVote: an election timeout first asks for pre-votes
      * (term unchanged) and campaigns only if a quorum would vote for it, so
@@ -152,9 +152,9 @@ typedef struct raft_config {
 
 /* raft_config_t.debug_break bits (test only). */
 enum {
-    RAFT_DEBUG_COMMIT_NO_QUORUM = 1u << 0,  /* leader commits with one ack fewer than a quorum */
-    RAFT_DEBUG_VOTE_SKIP_TERM = 1u << 1,    /* grant a vote although already voted in this term */
-    RAFT_DEBUG_READ_NO_QUORUM = 1u << 2,    /* answer ReadIndex without a quorum confirming leadership */
+    RAFT_DEBUG_COMMIT_NO_QUORUM = 1u << 0, /* leader commits with one ack fewer than a quorum */
+    RAFT_DEBUG_VOTE_SKIP_TERM = 1u << 1,   /* grant a vote although already voted in this term */
+    RAFT_DEBUG_READ_NO_QUORUM = 1u << 2,   /* answer ReadIndex without a quorum confirming leadership */
 };
 
 typedef struct raft_ready {
@@ -180,11 +180,11 @@ typedef struct raft_status {
     uint64_t id, term, vote, leader, commit, applied;
     uint64_t first_index, last_index, stabled;
     raft_role_t role;
-    uint64_t msgs_rejected;      /* peer messages refused as malformed (raft_step) */
-    int is_voter, is_learner;    /* this member in its current (applied) configuration */
+    uint64_t msgs_rejected;   /* peer messages refused as malformed (raft_step) */
+    int is_voter, is_learner; /* this member in its current (applied) configuration */
     size_t n_voters, n_learners;
-    uint64_t lead_transferee;    /* leader: transfer target in progress, 0 none */
-    uint64_t nomem;              /* allocations that failed (the action was dropped, see raft.c) */
+    uint64_t lead_transferee; /* leader: transfer target in progress, 0 none */
+    uint64_t nomem;           /* allocations that failed (the action was dropped, see raft.c) */
 } raft_status_t;
 
 typedef struct raft raft_t;
@@ -194,20 +194,20 @@ enum {
     RAFT_ERR_NOT_LEADER = -1,
     RAFT_ERR_NOMEM = -2,
     RAFT_ERR_INVALID = -3,
-    RAFT_ERR_DROPPED = -4,   /* proposal refused (flow control, transfer in progress, ...): retry later */
+    RAFT_ERR_DROPPED = -4, /* proposal refused (flow control, transfer in progress, ...): retry later */
 };
 
 /* A follower's replication progress as the leader sees it. */
 typedef enum raft_progress_state {
-    RAFT_PROGRESS_PROBE = 0,     /* one App at a time until the follower's log position is found */
-    RAFT_PROGRESS_REPLICATE,     /* streaming, up to max_inflight_msgs Apps in flight */
-    RAFT_PROGRESS_SNAPSHOT,      /* needs a snapshot: no Apps until it reports the snapshot applied */
+    RAFT_PROGRESS_PROBE = 0, /* one App at a time until the follower's log position is found */
+    RAFT_PROGRESS_REPLICATE, /* streaming, up to max_inflight_msgs Apps in flight */
+    RAFT_PROGRESS_SNAPSHOT,  /* needs a snapshot: no Apps until it reports the snapshot applied */
 } raft_progress_state_t;
 
 typedef struct raft_peer_progress {
     uint64_t id, match, next;
     raft_progress_state_t state;
-    size_t inflight;             /* Apps sent and not yet acknowledged */
+    size_t inflight; /* Apps sent and not yet acknowledged */
     int recent_active;
 } raft_peer_progress_t;
 

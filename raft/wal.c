@@ -21,35 +21,35 @@
 
 enum { REC_ENTRY = 1, REC_HARD_STATE = 2, REC_BASE = 3 };
 #define REC_HEADER 9u
-#define ENTRY_FIXED 17u           /* term, index, type */
+#define ENTRY_FIXED 17u /* term, index, type */
 #define MAX_RECORD_LEN (1u << 30)
-#define SEGMENT_HEAD_BYTES (2 * REC_HEADER + 16 + 24)   /* BASE + HARD_STATE */
+#define SEGMENT_HEAD_BYTES (2 * REC_HEADER + 16 + 24) /* BASE + HARD_STATE */
 
 typedef struct wal_segment {
     uint64_t seq, first_index;
-    uint64_t max_index;          /* highest entry index in it, 0 if none */
-    uint64_t size;               /* bytes of valid records (the write offset) */
+    uint64_t max_index; /* highest entry index in it, 0 if none */
+    uint64_t size;      /* bytes of valid records (the write offset) */
 } wal_segment_t;
 
 struct wal {
     char *dir;
     int dir_fd;
-    int fd;                      /* active (last) segment */
+    int fd; /* active (last) segment */
     size_t seg_bytes;
     wal_segment_t *segs;
     size_t n_segs, cap_segs;
 
     uint8_t *buf;
     size_t buf_len, buf_cap;
-    uint64_t buf_max_index;      /* highest entry index in buf, 0 if none */
+    uint64_t buf_max_index;                 /* highest entry index in buf, 0 if none */
     uint64_t buf_last_index, buf_last_term; /* log end after buf (valid if buf has entries) */
     int buf_has_entries;
     raft_hard_state_t buf_hs;
     int buf_has_hs;
 
-    uint64_t last_index, last_term;  /* log end as written */
-    raft_hard_state_t hs;            /* last hard state written */
-    int unsynced;                    /* written to the active segment, not yet synced */
+    uint64_t last_index, last_term; /* log end as written */
+    raft_hard_state_t hs;           /* last hard state written */
+    int unsynced;                   /* written to the active segment, not yet synced */
     int failed;
     char error[256];
     wal_stats_t stats;
@@ -75,14 +75,14 @@ static uint64_t get64(const uint8_t *p) {
 }
 
 static uint32_t record_crc(const uint8_t *rec, uint32_t len) {
-    uint32_t c = crc32c(0, rec, 4);                 /* len */
-    return crc32c(c, rec + 8, 1 + (size_t)len);     /* kind + payload */
+    uint32_t c = crc32c(0, rec, 4);             /* len */
+    return crc32c(c, rec + 8, 1 + (size_t)len); /* kind + payload */
 }
 
 /* Encodes one record at dst (REC_HEADER + len bytes); payload parts are
  * concatenated. */
-static void record_encode(uint8_t *dst, uint8_t kind, const uint8_t *p1, size_t n1,
-                          const uint8_t *p2, size_t n2) {
+static void record_encode(uint8_t *dst, uint8_t kind, const uint8_t *p1, size_t n1, const uint8_t *p2,
+                          size_t n2) {
     uint32_t len = (uint32_t)(n1 + n2);
     put32(dst, len);
     dst[8] = kind;
@@ -119,7 +119,7 @@ static int open_segment(wal_t *w, const wal_segment_t *s, int flags) {
 static int preallocate(int fd, size_t bytes) {
     int rc = posix_fallocate(fd, 0, (off_t)bytes);
     if (rc == 0 || rc == EOPNOTSUPP || rc == EINVAL) return 0;
-    errno = rc;   /* posix_fallocate returns the error instead of setting errno */
+    errno = rc; /* posix_fallocate returns the error instead of setting errno */
     return -1;
 }
 
@@ -198,7 +198,7 @@ static int segment_write_new(wal_t *w, const wal_segment_t *s) {
  * active one. */
 static int segment_create(wal_t *w) {
     uint64_t seq = w->n_segs ? active(w)->seq + 1 : 1;
-    wal_segment_t tmp = { .seq = seq, .first_index = w->last_index + 1 };
+    wal_segment_t tmp = {.seq = seq, .first_index = w->last_index + 1};
     if (segment_seal(w) != 0) return -1;
     int fd = segment_write_new(w, &tmp);
     if (fd < 0) return -1;
@@ -231,8 +231,8 @@ static int replay_entry(replay_t *rp, const raft_entry_t *e, char *err, size_t e
     wal_recovered_t *rec = rp->rec;
     uint64_t last = rec->base_index + rec->n_ents;
     if (e->index > last + 1) {
-        snprintf(err, errlen, "wal: gap in log: entry %llu after %llu",
-                 (unsigned long long)e->index, (unsigned long long)last);
+        snprintf(err, errlen, "wal: gap in log: entry %llu after %llu", (unsigned long long)e->index,
+                 (unsigned long long)last);
         return -1;
     }
     if (e->index <= rec->base_index) {
@@ -246,8 +246,7 @@ static int replay_entry(replay_t *rp, const raft_entry_t *e, char *err, size_t e
     uint64_t prev_term = rec->n_ents ? rec->ents[rec->n_ents - 1].term : rec->base_term;
     if (e->term < prev_term) {
         snprintf(err, errlen, "wal: entry %llu term %llu below previous term %llu",
-                 (unsigned long long)e->index, (unsigned long long)e->term,
-                 (unsigned long long)prev_term);
+                 (unsigned long long)e->index, (unsigned long long)e->term, (unsigned long long)prev_term);
         return -1;
     }
     if (rec->n_ents == rp->cap) {
@@ -282,7 +281,7 @@ typedef struct seg_image {
     const uint8_t *img;
     size_t size, zero_from;
     const char *path;
-    int last;                    /* the last segment: only its tail may be torn */
+    int last; /* the last segment: only its tail may be torn */
 } seg_image_t;
 
 #define SECTOR 512u
@@ -344,8 +343,8 @@ static int damaged(const seg_image_t *si, size_t off, const char *what, char *er
 }
 
 /* A record that failed to decode at off: 0 (torn tail: cut there) or -1. */
-static int bad_record(const seg_image_t *si, size_t off, uint64_t rec_end, const char *what,
-                      char *err, size_t errlen) {
+static int bad_record(const seg_image_t *si, size_t off, uint64_t rec_end, const char *what, char *err,
+                      size_t errlen) {
     return is_torn(si, off, rec_end) ? 0 : damaged(si, off, what, err, errlen);
 }
 
@@ -362,9 +361,8 @@ static int replay_record(replay_t *rp, wal_segment_t *seg, const seg_image_t *si
             rec->base_index = bi;
             rec->base_term = bt;
         } else if (bi > rec->base_index + rec->n_ents) {
-            snprintf(err, errlen, "wal: gap in log: %s starts after %llu but the log ends at %llu",
-                     si->path, (unsigned long long)bi,
-                     (unsigned long long)(rec->base_index + rec->n_ents));
+            snprintf(err, errlen, "wal: gap in log: %s starts after %llu but the log ends at %llu", si->path,
+                     (unsigned long long)bi, (unsigned long long)(rec->base_index + rec->n_ents));
             return -1;
         }
         *seen_base = 1;
@@ -373,8 +371,11 @@ static int replay_record(replay_t *rp, wal_segment_t *seg, const seg_image_t *si
         rec->hard_state.vote = get64(p + 8);
         rec->hard_state.commit = get64(p + 16);
     } else if (kind == REC_ENTRY && len >= ENTRY_FIXED && get64(p + 8) != 0) {
-        raft_entry_t e = { .term = get64(p), .index = get64(p + 8), .type = p[16],
-                           .data = p + ENTRY_FIXED, .len = len - ENTRY_FIXED };
+        raft_entry_t e = {.term = get64(p),
+                          .index = get64(p + 8),
+                          .type = p[16],
+                          .data = p + ENTRY_FIXED,
+                          .len = len - ENTRY_FIXED};
         if (replay_entry(rp, &e, err, errlen) != 0) return -1;
         if (e.index > seg->max_index) seg->max_index = e.index;
     } else {
@@ -390,21 +391,22 @@ static int replay_record(replay_t *rp, wal_segment_t *seg, const seg_image_t *si
  * the last good record. Returns 1 if the records ended cleanly (an all-zero
  * header or the end of the file), 0 if the last segment ends in a torn write
  * (cut it at *valid_end), -1 on damage or another fatal error (err says). */
-static int replay_segment(replay_t *rp, wal_segment_t *seg, const seg_image_t *si,
-                          int first_segment, uint64_t *valid_end, char *err, size_t errlen) {
+static int replay_segment(replay_t *rp, wal_segment_t *seg, const seg_image_t *si, int first_segment,
+                          uint64_t *valid_end, char *err, size_t errlen) {
     const uint8_t *img = si->img;
     size_t size = si->size, off = 0;
     int seen_base = 0;
     for (;;) {
         *valid_end = off;
         if (off == size) return 1;
-        if (si->zero_from <= off) return 1;   /* the rest is zero: the normal end */
+        if (si->zero_from <= off) return 1; /* the rest is zero: the normal end */
         if (size - off < REC_HEADER) return bad_record(si, off, size + 1, "unexpected EOF", err, errlen);
         uint32_t len = get32(img + off);
         if (len == 0 && get32(img + off + 4) == 0 && img[off + 8] == 0) {
             /* an all-zero header ends the records; anything non-zero after it
              * is a torn write in the last segment, damage in a sealed one */
-            return zero_sector_from(si, off) ? 0 : damaged(si, off, "data after the end of records", err, errlen);
+            return zero_sector_from(si, off) ? 0
+                                             : damaged(si, off, "data after the end of records", err, errlen);
         }
         if (len > MAX_RECORD_LEN)
             return bad_record(si, off, off + REC_HEADER, "record length out of range", err, errlen);
@@ -462,11 +464,11 @@ static int list_segments(wal_t *w, char *err, size_t errlen) {
         char tail[8];
         size_t nl = strlen(de->d_name);
         if (nl == 41 && strcmp(de->d_name + 37, ".tmp") == 0) {
-            unlinkat(w->dir_fd, de->d_name, 0);   /* a segment whose creation did not finish */
+            unlinkat(w->dir_fd, de->d_name, 0); /* a segment whose creation did not finish */
             continue;
         }
-        if (strlen(de->d_name) != 37 ||
-            sscanf(de->d_name, "%16llx-%16llx%5s", &seq, &first, tail) != 3 || strcmp(tail, ".wal") != 0)
+        if (strlen(de->d_name) != 37 || sscanf(de->d_name, "%16llx-%16llx%5s", &seq, &first, tail) != 3 ||
+            strcmp(tail, ".wal") != 0)
             continue;
         wal_segment_t *s = segs_push(w);
         if (!s) {
@@ -482,8 +484,8 @@ static int list_segments(wal_t *w, char *err, size_t errlen) {
     for (size_t i = 1; i < w->n_segs; i++) {
         if (w->segs[i].seq != w->segs[i - 1].seq + 1) {
             snprintf(err, errlen, "wal: segment %llu missing (have %llu and %llu)",
-                     (unsigned long long)(w->segs[i - 1].seq + 1),
-                     (unsigned long long)w->segs[i - 1].seq, (unsigned long long)w->segs[i].seq);
+                     (unsigned long long)(w->segs[i - 1].seq + 1), (unsigned long long)w->segs[i - 1].seq,
+                     (unsigned long long)w->segs[i].seq);
             return -1;
         }
     }
@@ -503,13 +505,17 @@ static int replay_one(wal_t *w, replay_t *rp, size_t i, int fd, uint64_t *end, c
         snprintf(err, errlen, "wal: read %s: %s", path, strerror(errno));
         return -1;
     }
-    seg_image_t si = { .img = img, .size = size, .zero_from = zero_tail_start(img, size),
-                       .path = path, .last = i + 1 == w->n_segs };
+    seg_image_t si = {.img = img,
+                      .size = size,
+                      .zero_from = zero_tail_start(img, size),
+                      .path = path,
+                      .last = i + 1 == w->n_segs};
     int rc = replay_segment(rp, seg, &si, i == 0, end, err, errlen);
     free(img);
     if (rc == 0)
-        fprintf(stderr, "wal: %s: torn write at offset %llu (the last records were never synced); cut there\n",
-                path, (unsigned long long)*end);
+        fprintf(stderr,
+                "wal: %s: torn write at offset %llu (the last records were never synced); cut there\n", path,
+                (unsigned long long)*end);
     return rc;
 }
 
@@ -517,12 +523,13 @@ static int replay_one(wal_t *w, replay_t *rp, size_t i, int fd, uint64_t *end, c
  * last segment's tail may be a torn write, and it is cut (truncated and
  * preallocated again, so stale bytes can never be read later). */
 static int replay_all(wal_t *w, wal_recovered_t *rec, char *err, size_t errlen) {
-    replay_t rp = { .rec = rec };
+    replay_t rp = {.rec = rec};
     for (size_t i = 0; i < w->n_segs; i++) {
         wal_segment_t *seg = &w->segs[i];
         int fd = open_segment(w, seg, O_RDWR);
         if (fd < 0) {
-            snprintf(err, errlen, "wal: open segment %llu: %s", (unsigned long long)seg->seq, strerror(errno));
+            snprintf(err, errlen, "wal: open segment %llu: %s", (unsigned long long)seg->seq,
+                     strerror(errno));
             return -1;
         }
         uint64_t end = 0;
@@ -564,8 +571,8 @@ static int wal_init_dir(wal_t *w, const char *dir, char *err, size_t errlen) {
     return 0;
 }
 
-int wal_open(const char *dir, size_t segment_bytes, wal_t **out, wal_recovered_t *rec,
-             char *err, size_t errlen) {
+int wal_open(const char *dir, size_t segment_bytes, wal_t **out, wal_recovered_t *rec, char *err,
+             size_t errlen) {
     memset(rec, 0, sizeof(*rec));
     *out = NULL;
     wal_t *w = calloc(1, sizeof(*w));
@@ -631,7 +638,8 @@ int wal_append_entries(wal_t *w, const raft_entry_t *ents, size_t n) {
     for (size_t i = 0; i < n; i++) {
         const raft_entry_t *e = &ents[i];
         assert(e->index > 0);
-        if (e->len > MAX_RECORD_LEN - ENTRY_FIXED) return fail(w, "wal: entry %llu too large", (unsigned long long)e->index);
+        if (e->len > MAX_RECORD_LEN - ENTRY_FIXED)
+            return fail(w, "wal: entry %llu too large", (unsigned long long)e->index);
         uint8_t *dst = buf_reserve(w, REC_HEADER + ENTRY_FIXED + e->len);
         if (!dst) return fail(w, "wal: out of memory");
         uint8_t fixed[ENTRY_FIXED];

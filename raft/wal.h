@@ -48,26 +48,26 @@ typedef struct wal wal_t;
 /* What replay found. ents[i].data are heap copies owned by this struct. */
 typedef struct wal_recovered {
     raft_hard_state_t hard_state;
-    uint64_t base_index, base_term;   /* position preceding ents[0] */
+    uint64_t base_index, base_term; /* position preceding ents[0] */
     raft_entry_t *ents;
     size_t n_ents;
-    int tail_cut;                     /* a torn write at the end of the last segment was cut */
+    int tail_cut; /* a torn write at the end of the last segment was cut */
 } wal_recovered_t;
 
 typedef struct wal_stats {
-    uint64_t syncs;            /* fdatasync calls for appends */
-    uint64_t records;          /* records written since open */
+    uint64_t syncs;   /* fdatasync calls for appends */
+    uint64_t records; /* records written since open */
     uint64_t bytes_written;
-    uint64_t segments;         /* live segment files */
-    uint64_t live_bytes;       /* bytes of records in live segments */
-    uint64_t last_index;       /* last entry index written */
+    uint64_t segments;   /* live segment files */
+    uint64_t live_bytes; /* bytes of records in live segments */
+    uint64_t last_index; /* last entry index written */
 } wal_stats_t;
 
 /* Opens or creates dir (one level) and replays it into rec (free with
  * wal_recovered_free). segment_bytes 0 means WAL_DEFAULT_SEGMENT_BYTES.
  * Returns 0, or -1 with a message in err (e.g. a gap in the log). */
-int wal_open(const char *dir, size_t segment_bytes, wal_t **out, wal_recovered_t *rec,
-             char *err, size_t errlen);
+int wal_open(const char *dir, size_t segment_bytes, wal_t **out, wal_recovered_t *rec, char *err,
+             size_t errlen);
 void wal_recovered_free(wal_recovered_t *rec);
 
 /* Buffer records (nothing reaches the file until wal_write/wal_sync). */

@@ -24,8 +24,8 @@
 /* ---------------------------------------------------------------- helpers */
 
 static raft_t *new_raft(uint64_t id, const uint64_t *voters, size_t n, uint64_t seed) {
-    raft_config_t c = { .id = id, .voters = voters, .n_voters = n, .election_ticks = 10,
-                        .heartbeat_ticks = 1, .seed = seed };
+    raft_config_t c = {
+        .id = id, .voters = voters, .n_voters = n, .election_ticks = 10, .heartbeat_ticks = 1, .seed = seed};
     char err[128];
     raft_t *r = raft_new(&c, err, sizeof(err));
     assert_non_null(r);
@@ -34,7 +34,7 @@ static raft_t *new_raft(uint64_t id, const uint64_t *voters, size_t n, uint64_t 
 
 static void test_single_voter(void **state) {
     (void)state;
-    uint64_t v[] = { 1 };
+    uint64_t v[] = {1};
     raft_t *r = new_raft(1, v, 1, 42);
     raft_status_t st;
     raft_status(r, &st);
@@ -45,7 +45,7 @@ static void test_single_voter(void **state) {
     assert_int_equal(st.role, RAFT_LEADER);
     assert_int_equal(st.term, 1);
     assert_int_equal(st.last_index, 1);
-    assert_int_equal(st.commit, 0);   /* not durable yet: no self-ack */
+    assert_int_equal(st.commit, 0); /* not durable yet: no self-ack */
 
     assert_true(raft_has_ready(r));
     raft_ready_t rd;
@@ -58,11 +58,11 @@ static void test_single_voter(void **state) {
     assert_int_equal(rd.n_committed, 0);
     raft_advance(r);
     raft_status(r, &st);
-    assert_int_equal(st.commit, 1);   /* persisted -> committed */
+    assert_int_equal(st.commit, 1); /* persisted -> committed */
 
     assert_int_equal(raft_propose(r, "hello", 5), RAFT_OK);
     raft_ready(r, &rd);
-    assert_int_equal(rd.n_committed, 1);  /* the empty entry */
+    assert_int_equal(rd.n_committed, 1); /* the empty entry */
     assert_int_equal(rd.n_entries, 1);
     assert_memory_equal(rd.entries[0].data, "hello", 5);
     raft_advance(r);
@@ -70,7 +70,7 @@ static void test_single_voter(void **state) {
     assert_int_equal(rd.n_committed, 1);
     assert_int_equal(rd.committed[0].index, 2);
     assert_memory_equal(rd.committed[0].data, "hello", 5);
-    assert_false(rd.must_sync);           /* only commit changed */
+    assert_false(rd.must_sync); /* only commit changed */
     raft_advance(r);
     assert_false(raft_has_ready(r));
 
@@ -88,15 +88,21 @@ static void test_single_voter(void **state) {
  * everything durable commits again under the new term, in order. */
 static void test_single_voter_restart(void **state) {
     (void)state;
-    uint64_t v[] = { 1 };
+    uint64_t v[] = {1};
     raft_entry_t log[3] = {
-        { .term = 1, .index = 1 },
-        { .term = 1, .index = 2, .data = (const uint8_t *)"a", .len = 1 },
-        { .term = 1, .index = 3, .data = (const uint8_t *)"b", .len = 1 },
+        {.term = 1, .index = 1},
+        {.term = 1, .index = 2, .data = (const uint8_t *)"a", .len = 1},
+        {.term = 1, .index = 3, .data = (const uint8_t *)"b", .len = 1},
     };
-    raft_config_t c = { .id = 1, .voters = v, .n_voters = 1, .election_ticks = 10, .heartbeat_ticks = 1,
-                        .hard_state = { .term = 1, .vote = 1, .commit = 1 }, .log = log, .n_log = 3,
-                        .applied = 1 };
+    raft_config_t c = {.id = 1,
+                       .voters = v,
+                       .n_voters = 1,
+                       .election_ticks = 10,
+                       .heartbeat_ticks = 1,
+                       .hard_state = {.term = 1, .vote = 1, .commit = 1},
+                       .log = log,
+                       .n_log = 3,
+                       .applied = 1};
     char err[128];
     raft_t *r = raft_new(&c, err, sizeof(err));
     assert_non_null(r);
@@ -153,7 +159,7 @@ typedef struct sim_node {
     raft_t *r;
     int up;
     raft_hard_state_t hs;
-    durable_entry_t log[MAX_LOG + 1];   /* 1-based */
+    durable_entry_t log[MAX_LOG + 1]; /* 1-based */
     uint64_t last;
     uint64_t applied;
 } sim_node_t;
@@ -176,7 +182,7 @@ typedef struct sim {
     sim_node_t nodes[N];
     sim_msg_t *net;
     size_t n_net;
-    int part[N];                 /* partition group per node */
+    int part[N]; /* partition group per node */
     uint64_t leader_of_term[4096];
     committed_t committed[MAX_LOG + 1];
     uint64_t max_committed;
@@ -185,7 +191,7 @@ typedef struct sim {
     uint64_t proposals, reads_done;
 } sim_t;
 
-static const uint64_t VOTERS[N] = { 1, 2, 3 };
+static const uint64_t VOTERS[N] = {1, 2, 3};
 
 static uint64_t srand64(sim_t *s) {
     uint64_t z = (s->rng += 0x9E3779B97F4A7C15ull);
@@ -264,7 +270,7 @@ static void check_invariants(sim_t *s) {
 }
 
 static void record_applied(sim_t *s, sim_node_t *nd, const raft_entry_t *e) {
-    assert_int_equal(e->index, nd->applied + 1);   /* in order, contiguous */
+    assert_int_equal(e->index, nd->applied + 1); /* in order, contiguous */
     nd->applied = e->index;
     assert_true(e->index <= MAX_LOG);
     committed_t *c = &s->committed[e->index];
@@ -320,7 +326,7 @@ static void handle_ready(sim_t *s, int i) {
     for (size_t k = 0; k < rd.n_msgs; k++) {
         const raft_msg_t *m = &rd.msgs[k];
         assert_int_equal(m->from, VOTERS[i]);
-        if (s->n_net >= MAX_NET) continue;          /* network overflow = drop */
+        if (s->n_net >= MAX_NET) continue; /* network overflow = drop */
         sim_msg_t *sm = &s->net[s->n_net++];
         msg_copy(&sm->m, m);
         sm->deliver_at = s->now + pick(s, 4);
@@ -359,17 +365,27 @@ static void node_start(sim_t *s, int i) {
     sim_node_t *nd = &s->nodes[i];
     raft_entry_t *log = calloc(nd->last + 1, sizeof(raft_entry_t));
     for (uint64_t k = 1; k <= nd->last; k++)
-        log[k - 1] = (raft_entry_t){ .term = nd->log[k].term, .index = k, .type = nd->log[k].type,
-                                     .data = nd->log[k].data, .len = nd->log[k].len };
-    raft_config_t c = { .id = VOTERS[i], .voters = VOTERS, .n_voters = N, .election_ticks = 10,
-                        .heartbeat_ticks = 1, .seed = s->seed * 31 + s->now, .hard_state = nd->hs,
-                        .log = log, .n_log = nd->last, .max_msg_entries = 8 };
+        log[k - 1] = (raft_entry_t){.term = nd->log[k].term,
+                                    .index = k,
+                                    .type = nd->log[k].type,
+                                    .data = nd->log[k].data,
+                                    .len = nd->log[k].len};
+    raft_config_t c = {.id = VOTERS[i],
+                       .voters = VOTERS,
+                       .n_voters = N,
+                       .election_ticks = 10,
+                       .heartbeat_ticks = 1,
+                       .seed = s->seed * 31 + s->now,
+                       .hard_state = nd->hs,
+                       .log = log,
+                       .n_log = nd->last,
+                       .max_msg_entries = 8};
     char err[128];
     nd->r = raft_new(&c, err, sizeof(err));
     if (!nd->r) fprintf(stderr, "restart: %s\n", err);
     assert_non_null(nd->r);
     free(log);
-    nd->applied = 0;   /* in-memory state machine: rebuilt from the log */
+    nd->applied = 0; /* in-memory state machine: rebuilt from the log */
     nd->up = 1;
 }
 
@@ -411,7 +427,7 @@ static void propose_some(sim_t *s) {
                 if (s->reads[q].active) continue;
                 uint64_t min = max_commit(s);
                 if (raft_read_index(s->nodes[i].r, ++s->next_ctx) != RAFT_OK) break;
-                s->reads[q] = (pending_read_t){ .ctx = s->next_ctx, .min_index = min, .node = i, .active = 1 };
+                s->reads[q] = (pending_read_t){.ctx = s->next_ctx, .min_index = min, .node = i, .active = 1};
                 break;
             }
         }
@@ -427,19 +443,22 @@ static void sim_step(sim_t *s) {
     } else if (a < 75) {
         for (int k = 0; k < 3; k++) deliver_some(s);
     } else if (a < 80) {
-        if (s->n_net) net_remove(s, pick(s, (unsigned)s->n_net));   /* drop */
+        if (s->n_net) net_remove(s, pick(s, (unsigned)s->n_net)); /* drop */
     } else if (a < 90) {
         propose_some(s);
     } else if (a < 93) {
-        for (int i = 0; i < N; i++) s->part[i] = (int)pick(s, 2);  /* partition */
+        for (int i = 0; i < N; i++) s->part[i] = (int)pick(s, 2); /* partition */
     } else if (a < 97) {
-        for (int i = 0; i < N; i++) s->part[i] = 0;               /* heal */
+        for (int i = 0; i < N; i++) s->part[i] = 0; /* heal */
     } else if (a < 98) {
         int i = (int)pick(s, N);
-        if (s->nodes[i].up) node_crash(s, i);
-        else node_start(s, i);
+        if (s->nodes[i].up)
+            node_crash(s, i);
+        else
+            node_start(s, i);
     } else {
-        for (int i = 0; i < N; i++) if (!s->nodes[i].up) node_start(s, i);
+        for (int i = 0; i < N; i++)
+            if (!s->nodes[i].up) node_start(s, i);
     }
     drain(s);
 }
@@ -477,7 +496,7 @@ static uint64_t run_seed(uint64_t seed, int steps) {
             net_remove(s, i);
         }
         drain(s);
-        if (k % 50 == 0) propose_some(s);   /* a new-term entry lets old ones commit */
+        if (k % 50 == 0) propose_some(s); /* a new-term entry lets old ones commit */
     }
     while (s->n_net) {
         size_t i = 0;
@@ -533,18 +552,31 @@ static void test_determinism(void **state) {
 static void test_conflict_truncation(void **state) {
     (void)state;
     raft_entry_t log[3] = {
-        { .term = 1, .index = 1 },
-        { .term = 1, .index = 2, .data = (const uint8_t *)"x", .len = 1 },
-        { .term = 1, .index = 3, .data = (const uint8_t *)"y", .len = 1 },
+        {.term = 1, .index = 1},
+        {.term = 1, .index = 2, .data = (const uint8_t *)"x", .len = 1},
+        {.term = 1, .index = 3, .data = (const uint8_t *)"y", .len = 1},
     };
-    raft_config_t c = { .id = 2, .voters = VOTERS, .n_voters = 3, .election_ticks = 10, .heartbeat_ticks = 1,
-                        .hard_state = { .term = 1, .vote = 1, .commit = 1 }, .log = log, .n_log = 3 };
+    raft_config_t c = {.id = 2,
+                       .voters = VOTERS,
+                       .n_voters = 3,
+                       .election_ticks = 10,
+                       .heartbeat_ticks = 1,
+                       .hard_state = {.term = 1, .vote = 1, .commit = 1},
+                       .log = log,
+                       .n_log = 3};
     char err[128];
     raft_t *r = raft_new(&c, err, sizeof(err));
     assert_non_null(r);
-    raft_entry_t ents[1] = { { .term = 2, .index = 2, .data = (const uint8_t *)"z", .len = 1 } };
-    raft_msg_t m = { .type = RAFT_MSG_APP, .from = 3, .to = 2, .term = 2, .log_term = 1, .index = 1,
-                     .commit = 2, .entries = ents, .n_entries = 1 };
+    raft_entry_t ents[1] = {{.term = 2, .index = 2, .data = (const uint8_t *)"z", .len = 1}};
+    raft_msg_t m = {.type = RAFT_MSG_APP,
+                    .from = 3,
+                    .to = 2,
+                    .term = 2,
+                    .log_term = 1,
+                    .index = 1,
+                    .commit = 2,
+                    .entries = ents,
+                    .n_entries = 1};
     assert_int_equal(raft_step(r, &m), RAFT_OK);
     raft_status_t st;
     raft_status(r, &st);
@@ -553,7 +585,7 @@ static void test_conflict_truncation(void **state) {
     assert_int_equal(raft_term_at(r, 2), 2);
     raft_ready_t rd;
     raft_ready(r, &rd);
-    assert_int_equal(rd.n_entries, 1);        /* the WAL rewrites index 2 */
+    assert_int_equal(rd.n_entries, 1); /* the WAL rewrites index 2 */
     assert_int_equal(rd.entries[0].index, 2);
     assert_int_equal(rd.n_committed, 2);
     assert_int_equal(rd.n_msgs, 1);
@@ -562,7 +594,7 @@ static void test_conflict_truncation(void **state) {
     assert_false(rd.msgs[0].reject);
     raft_advance(r);
     /* mismatching prev term is rejected with a hint */
-    m = (raft_msg_t){ .type = RAFT_MSG_APP, .from = 3, .to = 2, .term = 2, .log_term = 2, .index = 3 };
+    m = (raft_msg_t){.type = RAFT_MSG_APP, .from = 3, .to = 2, .term = 2, .log_term = 2, .index = 3};
     assert_int_equal(raft_step(r, &m), RAFT_OK);
     raft_ready(r, &rd);
     assert_int_equal(rd.n_msgs, 1);
@@ -570,7 +602,7 @@ static void test_conflict_truncation(void **state) {
     assert_true(rd.msgs[0].reject_hint <= 2);
     raft_advance(r);
     /* stale term: answered with our term so the sender steps down */
-    m = (raft_msg_t){ .type = RAFT_MSG_APP, .from = 1, .to = 2, .term = 1, .index = 1, .log_term = 1 };
+    m = (raft_msg_t){.type = RAFT_MSG_APP, .from = 1, .to = 2, .term = 1, .index = 1, .log_term = 1};
     assert_int_equal(raft_step(r, &m), RAFT_OK);
     raft_ready(r, &rd);
     assert_int_equal(rd.n_msgs, 1);
@@ -584,16 +616,22 @@ static void test_conflict_truncation(void **state) {
 /* A new leader does not commit an old-term entry by counting replicas. */
 static void test_commit_only_current_term(void **state) {
     (void)state;
-    raft_entry_t log[2] = { { .term = 1, .index = 1 }, { .term = 1, .index = 2 } };
-    raft_config_t c = { .id = 1, .voters = VOTERS, .n_voters = 3, .election_ticks = 10, .heartbeat_ticks = 1,
-                        .hard_state = { .term = 1, .vote = 1, .commit = 1 }, .log = log, .n_log = 2 };
+    raft_entry_t log[2] = {{.term = 1, .index = 1}, {.term = 1, .index = 2}};
+    raft_config_t c = {.id = 1,
+                       .voters = VOTERS,
+                       .n_voters = 3,
+                       .election_ticks = 10,
+                       .heartbeat_ticks = 1,
+                       .hard_state = {.term = 1, .vote = 1, .commit = 1},
+                       .log = log,
+                       .n_log = 2};
     char err[128];
     raft_t *r = raft_new(&c, err, sizeof(err));
     raft_campaign(r);
     raft_ready_t rd;
     raft_ready(r, &rd);
     raft_advance(r);
-    raft_msg_t v = { .type = RAFT_MSG_VOTE_RESP, .from = 2, .to = 1, .term = 2 };
+    raft_msg_t v = {.type = RAFT_MSG_VOTE_RESP, .from = 2, .to = 1, .term = 2};
     assert_int_equal(raft_step(r, &v), RAFT_OK);
     raft_status_t st;
     raft_status(r, &st);
@@ -602,7 +640,7 @@ static void test_commit_only_current_term(void **state) {
     raft_ready(r, &rd);
     raft_advance(r);
     /* follower 2 acknowledges index 2 (old term): no commit */
-    raft_msg_t a = { .type = RAFT_MSG_APP_RESP, .from = 2, .to = 1, .term = 2, .index = 2 };
+    raft_msg_t a = {.type = RAFT_MSG_APP_RESP, .from = 2, .to = 1, .term = 2, .index = 2};
     assert_int_equal(raft_step(r, &a), RAFT_OK);
     raft_status(r, &st);
     assert_int_equal(st.commit, 1);
@@ -621,12 +659,18 @@ static void test_commit_only_current_term(void **state) {
 /* A follower (id 2 of 1..3) at term 2 holding entries 1..3, commit 1. */
 static raft_t *follower_with_log(void) {
     raft_entry_t log[3] = {
-        { .term = 1, .index = 1 },
-        { .term = 2, .index = 2, .data = (const uint8_t *)"x", .len = 1 },
-        { .term = 2, .index = 3, .data = (const uint8_t *)"y", .len = 1 },
+        {.term = 1, .index = 1},
+        {.term = 2, .index = 2, .data = (const uint8_t *)"x", .len = 1},
+        {.term = 2, .index = 3, .data = (const uint8_t *)"y", .len = 1},
     };
-    raft_config_t c = { .id = 2, .voters = VOTERS, .n_voters = 3, .election_ticks = 10, .heartbeat_ticks = 1,
-                        .hard_state = { .term = 2, .vote = 1, .commit = 1 }, .log = log, .n_log = 3 };
+    raft_config_t c = {.id = 2,
+                       .voters = VOTERS,
+                       .n_voters = 3,
+                       .election_ticks = 10,
+                       .heartbeat_ticks = 1,
+                       .hard_state = {.term = 2, .vote = 1, .commit = 1},
+                       .log = log,
+                       .n_log = 3};
     char err[128];
     raft_t *r = raft_new(&c, err, sizeof(err));
     assert_non_null(r);
@@ -653,48 +697,55 @@ static void test_malformed_follower_input(void **state) {
     (void)state;
     raft_t *r = follower_with_log();
     raft_entry_t e[3] = {
-        { .term = 2, .index = 4, .data = (const uint8_t *)"a", .len = 1 },
-        { .term = 2, .index = 6, .data = (const uint8_t *)"b", .len = 1 },   /* gap */
-        { .term = 2, .index = 7 },
+        {.term = 2, .index = 4, .data = (const uint8_t *)"a", .len = 1},
+        {.term = 2, .index = 6, .data = (const uint8_t *)"b", .len = 1}, /* gap */
+        {.term = 2, .index = 7},
     };
-    raft_msg_t app = { .type = RAFT_MSG_APP, .from = 1, .to = 2, .term = 2, .log_term = 2, .index = 3,
-                       .commit = 9, .entries = e, .n_entries = 2 };
-    expect_refused(r, &app);                           /* indexes do not follow m->index */
+    raft_msg_t app = {.type = RAFT_MSG_APP,
+                      .from = 1,
+                      .to = 2,
+                      .term = 2,
+                      .log_term = 2,
+                      .index = 3,
+                      .commit = 9,
+                      .entries = e,
+                      .n_entries = 2};
+    expect_refused(r, &app); /* indexes do not follow m->index */
     e[1].index = 5;
     e[1].term = 3;
-    expect_refused(r, &app);                           /* entry term above the sender's term */
+    expect_refused(r, &app); /* entry term above the sender's term */
     e[0].term = 1;
     e[1].term = 2;
     app.n_entries = 1;
-    expect_refused(r, &app);                           /* entry term below log_term */
+    expect_refused(r, &app); /* entry term below log_term */
     e[0].term = 2;
     e[1].term = 1;
     app.n_entries = 2;
-    expect_refused(r, &app);                           /* terms decrease */
+    expect_refused(r, &app); /* terms decrease */
     e[1].term = 2;
     app.entries = NULL;
-    expect_refused(r, &app);                           /* entries missing */
+    expect_refused(r, &app); /* entries missing */
     app.entries = e;
     e[0].data = NULL;
-    expect_refused(r, &app);                           /* data missing */
+    expect_refused(r, &app); /* data missing */
     e[0].data = (const uint8_t *)"a";
     e[0].type = 77;
-    expect_refused(r, &app);                           /* unknown entry type */
+    expect_refused(r, &app); /* unknown entry type */
     e[0].type = RAFT_ENTRY_NORMAL;
     raft_msg_t huge = app;
     huge.index = UINT64_MAX;
-    expect_refused(r, &huge);                          /* index + n overflows */
+    expect_refused(r, &huge); /* index + n overflows */
     huge.log_term = 9;
     huge.n_entries = 0;
-    expect_refused(r, &huge);                          /* log term above the term */
+    expect_refused(r, &huge); /* log term above the term */
     raft_msg_t m = app;
     m.type = (raft_msg_type_t)99;
-    expect_refused(r, &m);                             /* unknown type */
+    expect_refused(r, &m); /* unknown type */
     m = app;
     m.type = RAFT_MSG_APP_RESP;
     m.n_entries = 0;
     m.from = 7;
-    expect_refused(r, &m);                             /* an answer from a non-member */
+    expect_refused(r, &m); /* an answer from a non-member */
     /* (requests from a non-member are heard: a new leader or voter this
      * member has not applied yet; see test_raft_features.c) */
     m.from = 0;
@@ -702,12 +753,12 @@ static void test_malformed_follower_input(void **state) {
     m = app;
     m.term = 0;
     m.log_term = 0;
-    expect_refused(r, &m);                             /* term 0 */
-    m = (raft_msg_t){ .type = RAFT_MSG_VOTE, .from = 3, .to = 2, .term = 3, .log_term = 4, .index = 3 };
-    expect_refused(r, &m);                             /* candidate's log newer than its term */
-    m = (raft_msg_t){ .type = RAFT_MSG_HEARTBEAT, .from = 1, .to = 2, .term = 2, .commit = 2,
-                      .entries = e, .n_entries = 1 };
-    expect_refused(r, &m);                             /* a heartbeat carries no entries */
+    expect_refused(r, &m); /* term 0 */
+    m = (raft_msg_t){.type = RAFT_MSG_VOTE, .from = 3, .to = 2, .term = 3, .log_term = 4, .index = 3};
+    expect_refused(r, &m); /* candidate's log newer than its term */
+    m = (raft_msg_t){
+        .type = RAFT_MSG_HEARTBEAT, .from = 1, .to = 2, .term = 2, .commit = 2, .entries = e, .n_entries = 1};
+    expect_refused(r, &m); /* a heartbeat carries no entries */
     raft_status_t st;
     raft_status(r, &st);
     assert_int_equal(st.msgs_rejected, 15);
@@ -724,9 +775,15 @@ static void test_malformed_follower_input(void **state) {
 
 /* A leader (id 1 of 1..3) at term 2 with entries 1..3 durable. */
 static raft_t *leader_of_three(void) {
-    raft_entry_t log[2] = { { .term = 1, .index = 1 }, { .term = 1, .index = 2 } };
-    raft_config_t c = { .id = 1, .voters = VOTERS, .n_voters = 3, .election_ticks = 10, .heartbeat_ticks = 1,
-                        .hard_state = { .term = 1, .vote = 1, .commit = 1 }, .log = log, .n_log = 2 };
+    raft_entry_t log[2] = {{.term = 1, .index = 1}, {.term = 1, .index = 2}};
+    raft_config_t c = {.id = 1,
+                       .voters = VOTERS,
+                       .n_voters = 3,
+                       .election_ticks = 10,
+                       .heartbeat_ticks = 1,
+                       .hard_state = {.term = 1, .vote = 1, .commit = 1},
+                       .log = log,
+                       .n_log = 2};
     char err[128];
     raft_t *r = raft_new(&c, err, sizeof(err));
     assert_non_null(r);
@@ -734,7 +791,7 @@ static raft_t *leader_of_three(void) {
     raft_ready_t rd;
     raft_ready(r, &rd);
     raft_advance(r);
-    raft_msg_t v = { .type = RAFT_MSG_VOTE_RESP, .from = 2, .to = 1, .term = 2 };
+    raft_msg_t v = {.type = RAFT_MSG_VOTE_RESP, .from = 2, .to = 1, .term = 2};
     assert_int_equal(raft_step(r, &v), RAFT_OK);
     raft_ready(r, &rd);
     raft_advance(r);
@@ -747,22 +804,22 @@ static raft_t *leader_of_three(void) {
 static void test_malformed_leader_input(void **state) {
     (void)state;
     raft_t *r = leader_of_three();
-    raft_msg_t a = { .type = RAFT_MSG_APP_RESP, .from = 2, .to = 1, .term = 2, .index = UINT64_MAX };
-    expect_refused(r, &a);                             /* acknowledges entries we never had */
+    raft_msg_t a = {.type = RAFT_MSG_APP_RESP, .from = 2, .to = 1, .term = 2, .index = UINT64_MAX};
+    expect_refused(r, &a); /* acknowledges entries we never had */
     a.index = 4;
     expect_refused(r, &a);
-    raft_msg_t rival = { .type = RAFT_MSG_APP, .from = 3, .to = 1, .term = 2, .index = 3, .log_term = 2 };
-    expect_refused(r, &rival);                         /* a second leader in our term */
+    raft_msg_t rival = {.type = RAFT_MSG_APP, .from = 3, .to = 1, .term = 2, .index = 3, .log_term = 2};
+    expect_refused(r, &rival); /* a second leader in our term */
     rival.type = RAFT_MSG_HEARTBEAT;
     rival.index = rival.log_term = 0;
     expect_refused(r, &rival);
-    raft_msg_t hb = { .type = RAFT_MSG_HEARTBEAT_RESP, .from = 2, .to = 1, .term = 2, .ctx = 1000 };
-    expect_refused(r, &hb);                            /* a ReadIndex round not started */
+    raft_msg_t hb = {.type = RAFT_MSG_HEARTBEAT_RESP, .from = 2, .to = 1, .term = 2, .ctx = 1000};
+    expect_refused(r, &hb); /* a ReadIndex round not started */
     raft_status_t st;
     raft_status(r, &st);
     assert_int_equal(st.msgs_rejected, 5);
     assert_int_equal(st.commit, 1);
-    a.index = 3;                                       /* a true ack still commits */
+    a.index = 3; /* a true ack still commits */
     assert_int_equal(raft_step(r, &a), RAFT_OK);
     raft_status(r, &st);
     assert_int_equal(st.commit, 3);
@@ -800,39 +857,48 @@ static void test_fuzzed_peer_input(void **state) {
         for (int it = 0; it < 200000; it++) {
             raft_status_t st;
             raft_status(r, &st);
-            raft_msg_t m = { .type = (raft_msg_type_t)(fuzz_next(&s) % 14),
-                             .from = fuzz_next(&s) % 5, .to = fuzz_next(&s) % 8 ? r == NULL ? 0 : st.id : 9,
-                             .term = fuzz_num(&s, st.term), .log_term = fuzz_num(&s, st.term),
-                             .index = fuzz_num(&s, st.last_index), .commit = fuzz_num(&s, st.commit),
-                             .reject = (int)(fuzz_next(&s) % 2), .reject_hint = fuzz_num(&s, st.last_index),
-                             .ctx = fuzz_num(&s, 1) };
+            raft_msg_t m = {.type = (raft_msg_type_t)(fuzz_next(&s) % 14),
+                            .from = fuzz_next(&s) % 5,
+                            .to = fuzz_next(&s) % 8 ? r == NULL ? 0 : st.id : 9,
+                            .term = fuzz_num(&s, st.term),
+                            .log_term = fuzz_num(&s, st.term),
+                            .index = fuzz_num(&s, st.last_index),
+                            .commit = fuzz_num(&s, st.commit),
+                            .reject = (int)(fuzz_next(&s) % 2),
+                            .reject_hint = fuzz_num(&s, st.last_index),
+                            .ctx = fuzz_num(&s, 1)};
             m.n_entries = fuzz_next(&s) % 4;
             m.entries = fuzz_next(&s) % 16 ? ents : NULL;
             for (size_t k = 0; k < m.n_entries; k++) {
                 int sane = fuzz_next(&s) % 4 != 0;
-                ents[k] = (raft_entry_t){ .term = sane ? m.term : fuzz_num(&s, st.term),
-                                          .index = sane ? m.index + 1 + k : fuzz_num(&s, st.last_index),
-                                          .type = (uint8_t)(fuzz_next(&s) % 3), .data = (const uint8_t *)"fz",
-                                          .len = fuzz_next(&s) % 3 };
+                ents[k] = (raft_entry_t){.term = sane ? m.term : fuzz_num(&s, st.term),
+                                         .index = sane ? m.index + 1 + k : fuzz_num(&s, st.last_index),
+                                         .type = (uint8_t)(fuzz_next(&s) % 3),
+                                         .data = (const uint8_t *)"fz",
+                                         .len = fuzz_next(&s) % 3};
                 if (sane) ents[k].type = RAFT_ENTRY_NORMAL;
                 if (sane && m.log_term > m.term) m.log_term = m.term;
             }
             /* snapshots: sane, or with bogus index/term/membership */
-            uint64_t snap_ids[3] = { 1 + fuzz_next(&s) % 4, 1 + fuzz_next(&s) % 4, fuzz_next(&s) % 3 };
-            raft_snapshot_meta_t sm = { .index = m.index, .term = m.log_term, .voters = snap_ids,
-                                        .n_voters = 1 + fuzz_next(&s) % 2, .learners = snap_ids + 2,
-                                        .n_learners = fuzz_next(&s) % 2 };
+            uint64_t snap_ids[3] = {1 + fuzz_next(&s) % 4, 1 + fuzz_next(&s) % 4, fuzz_next(&s) % 3};
+            raft_snapshot_meta_t sm = {.index = m.index,
+                                       .term = m.log_term,
+                                       .voters = snap_ids,
+                                       .n_voters = 1 + fuzz_next(&s) % 2,
+                                       .learners = snap_ids + 2,
+                                       .n_learners = fuzz_next(&s) % 2};
             if (fuzz_next(&s) % 4 == 0) sm.index = fuzz_num(&s, st.last_index);
             if (fuzz_next(&s) % 8 == 0) sm.n_voters = 0;
             if (fuzz_next(&s) % 4) m.snapshot = &sm;
             /* conf-change entries, well-formed or not */
-            uint8_t cc[RAFT_CONF_CHANGE_LEN] = { (uint8_t)(fuzz_next(&s) % 5), 0, 0, 0, 0, 0, 0, 0,
-                                                 (uint8_t)(fuzz_next(&s) % 6) };
+            uint8_t cc[RAFT_CONF_CHANGE_LEN] = {(uint8_t)(fuzz_next(&s) % 5), 0, 0, 0, 0, 0, 0, 0,
+                                                (uint8_t)(fuzz_next(&s) % 6)};
             for (size_t k = 0; k < m.n_entries; k++)
                 if (fuzz_next(&s) % 4 == 0) {
                     ents[k].type = RAFT_ENTRY_CONF_CHANGE;
                     ents[k].data = cc;
-                    ents[k].len = fuzz_next(&s) % 2 ? RAFT_CONF_CHANGE_LEN : fuzz_next(&s) % RAFT_CONF_CHANGE_LEN;
+                    ents[k].len =
+                        fuzz_next(&s) % 2 ? RAFT_CONF_CHANGE_LEN : fuzz_next(&s) % RAFT_CONF_CHANGE_LEN;
                 }
             int rc = raft_step(r, &m);
             assert_true(rc == RAFT_OK || rc == RAFT_ERR_INVALID);

@@ -32,18 +32,18 @@ typedef struct cluster {
     int n;
     uint64_t ids[CL_MAX];
     raft_t *r[CL_MAX];
-    int cut[CL_MAX][CL_MAX];   /* link from -> to drops everything */
+    int cut[CL_MAX][CL_MAX]; /* link from -> to drops everything */
     cl_msg_t *q;
     size_t n_q, cap_q;
-    size_t apps_to[CL_MAX];          /* App messages with entries sent to a member */
-    size_t heartbeats;               /* heartbeats sent by anyone */
+    size_t apps_to[CL_MAX]; /* App messages with entries sent to a member */
+    size_t heartbeats;      /* heartbeats sent by anyone */
     raft_read_state_t reads[CL_MAX][64];
-    uint64_t snap_index[CL_MAX];     /* last snapshot a member was told to install */
+    uint64_t snap_index[CL_MAX]; /* last snapshot a member was told to install */
     size_t n_reads[CL_MAX];
-    size_t max_app_bytes;            /* largest entry data carried by one App */
-    raft_config_t tmpl;              /* extra settings for every member */
-    int n_boot;                      /* voters of the boot configuration */
-    int drop_type;                   /* messages of this type are lost (0: none) */
+    size_t max_app_bytes; /* largest entry data carried by one App */
+    raft_config_t tmpl;   /* extra settings for every member */
+    int n_boot;           /* voters of the boot configuration */
+    int drop_type;        /* messages of this type are lost (0: none) */
 } cluster_t;
 
 static void cl_copy(raft_msg_t *dst, const raft_msg_t *src) {
@@ -124,7 +124,7 @@ static void cl_init_with(cluster_t *c, int n, const raft_config_t *tmpl) {
 }
 
 static void cl_init(cluster_t *c, int n, int pre_vote, int check_quorum) {
-    raft_config_t t = { .pre_vote = pre_vote, .check_quorum = check_quorum };
+    raft_config_t t = {.pre_vote = pre_vote, .check_quorum = check_quorum};
     cl_init_with(c, n, &t);
 }
 
@@ -188,7 +188,8 @@ static void cl_settle(cluster_t *c) {
         int from = (int)one.m.from - 1, to = (int)one.m.to - 1;
         if (!c->cut[from][to] && (int)one.m.type != c->drop_type) {
             int rc = raft_step(c->r[to], &one.m);
-            if (rc == RAFT_ERR_INVALID && !cl_knows(c->r[to], one.m.from)) rc = RAFT_OK;  /* a removed member's late answer */
+            if (rc == RAFT_ERR_INVALID && !cl_knows(c->r[to], one.m.from))
+                rc = RAFT_OK; /* a removed member's late answer */
             assert_int_equal(rc, RAFT_OK);
         }
         cl_free_msg(&one.m);
@@ -228,7 +229,8 @@ static void cl_elect_first(cluster_t *c) {
 
 /* An isolated member times out again and again; back in the cluster it
  * must not unseat the leader (pre-vote: its term never moved). */
-static void rejoin_after_isolation(int pre_vote, uint64_t *term_before, uint64_t *term_after, int *still_leader) {
+static void rejoin_after_isolation(int pre_vote, uint64_t *term_before, uint64_t *term_after,
+                                   int *still_leader) {
     cluster_t c;
     cl_init(&c, 3, pre_vote, 0);
     cl_elect_first(&c);
@@ -260,7 +262,7 @@ static void test_pre_vote_elects(void **state) {
     cluster_t c;
     cl_init(&c, 3, 1, 1);
     cl_elect_first(&c);
-    cl_isolate(&c, 0, 1);   /* the leader is gone */
+    cl_isolate(&c, 0, 1); /* the leader is gone */
     for (int t = 0; t < 40; t++) {
         cl_tick(&c, 1);
         cl_tick(&c, 2);
@@ -278,7 +280,7 @@ static void test_check_quorum_lease_ignores_votes(void **state) {
     cl_init(&c, 3, 0, 1);
     cl_elect_first(&c);
     uint64_t term = cl_status(&c, 0).term;
-    raft_campaign(c.r[2]);   /* term + 1, but nobody listens */
+    raft_campaign(c.r[2]); /* term + 1, but nobody listens */
     cl_settle(&c);
     assert_int_equal(cl_status(&c, 1).term, term);
     assert_int_equal(cl_status(&c, 1).leader, 1);
@@ -327,11 +329,11 @@ static raft_peer_progress_t cl_progress(cluster_t *c, int leader, int of) {
 static void test_inflight_window_and_msg_bytes(void **state) {
     (void)state;
     cluster_t c;
-    raft_config_t t = { .max_inflight_msgs = 3, .max_msg_bytes = 25 };
+    raft_config_t t = {.max_inflight_msgs = 3, .max_msg_bytes = 25};
     cl_init_with(&c, 3, &t);
     cl_elect_first(&c);
     assert_int_equal(cl_progress(&c, 0, 1).state, RAFT_PROGRESS_REPLICATE);
-    c.cut[1][0] = 1;   /* follower 2's answers are lost */
+    c.cut[1][0] = 1; /* follower 2's answers are lost */
     size_t before = c.apps_to[1];
     for (int k = 0; k < 20; k++) {
         assert_int_equal(raft_propose(c.r[0], "0123456789", 10), RAFT_OK);
@@ -342,7 +344,7 @@ static void test_inflight_window_and_msg_bytes(void **state) {
     c.cut[1][0] = 0;
     cl_tick_all(&c, 10);
     assert_true(c.max_app_bytes <= 25);
-    assert_true(c.max_app_bytes >= 20);   /* catching up, batches do form */
+    assert_true(c.max_app_bytes >= 20); /* catching up, batches do form */
     assert_int_equal(cl_status(&c, 1).last_index, cl_status(&c, 0).last_index);
     assert_int_equal(cl_status(&c, 1).commit, cl_status(&c, 0).commit);
     cl_destroy(&c);
@@ -352,7 +354,7 @@ static void test_inflight_window_and_msg_bytes(void **state) {
 static void test_probe_then_replicate(void **state) {
     (void)state;
     cluster_t c;
-    raft_config_t t = { .max_inflight_msgs = 4 };
+    raft_config_t t = {.max_inflight_msgs = 4};
     cl_init_with(&c, 3, &t);
     cl_elect_first(&c);
     cl_isolate(&c, 2, 1);
@@ -361,7 +363,7 @@ static void test_probe_then_replicate(void **state) {
     cl_tick(&c, 0);
     assert_int_equal(cl_progress(&c, 0, 1).state, RAFT_PROGRESS_REPLICATE);
     cl_isolate(&c, 2, 0);
-    cl_tick(&c, 0);   /* heartbeat -> empty App -> reject -> probe -> catch up */
+    cl_tick(&c, 0); /* heartbeat -> empty App -> reject -> probe -> catch up */
     cl_tick(&c, 0);
     raft_peer_progress_t p = cl_progress(&c, 0, 2);
     assert_int_equal(p.state, RAFT_PROGRESS_REPLICATE);
@@ -374,15 +376,17 @@ static void test_probe_then_replicate(void **state) {
 static void test_max_uncommitted_size(void **state) {
     (void)state;
     cluster_t c;
-    raft_config_t t = { .max_uncommitted_bytes = 30 };
+    raft_config_t t = {.max_uncommitted_bytes = 30};
     cl_init_with(&c, 3, &t);
     cl_elect_first(&c);
     cl_isolate(&c, 0, 1);
     int ok = 0, dropped = 0;
     for (int k = 0; k < 6; k++) {
         int rc = raft_propose(c.r[0], "0123456789", 10);
-        if (rc == RAFT_OK) ok++;
-        else if (rc == RAFT_ERR_DROPPED) dropped++;
+        if (rc == RAFT_OK)
+            ok++;
+        else if (rc == RAFT_ERR_DROPPED)
+            dropped++;
     }
     assert_int_equal(ok, 3);
     assert_int_equal(dropped, 3);
@@ -407,7 +411,7 @@ static void test_read_index_batched(void **state) {
     size_t hb = c.heartbeats;
     for (uint64_t k = 1; k <= 50; k++) assert_int_equal(raft_read_index(c.r[0], k), RAFT_OK);
     cl_settle(&c);
-    assert_int_equal(c.heartbeats - hb, 4);   /* one round: one heartbeat per follower */
+    assert_int_equal(c.heartbeats - hb, 4); /* one round: one heartbeat per follower */
     assert_int_equal(c.n_reads[0], 50);
     for (size_t k = 0; k < 50; k++) {
         assert_int_equal(c.reads[0][k].ctx, k + 1);
@@ -425,7 +429,7 @@ static void test_read_index_on_follower(void **state) {
     assert_int_equal(raft_read_index(c.r[1], 5), RAFT_ERR_NOT_LEADER);
     cl_elect_first(&c);
     assert_int_equal(raft_propose(c.r[0], "v", 1), RAFT_OK);
-    c.cut[0][1] = 1;   /* follower 2 lags: it has not seen the new commit */
+    c.cut[0][1] = 1; /* follower 2 lags: it has not seen the new commit */
     cl_settle(&c);
     c.cut[0][1] = 0;
     uint64_t commit = cl_status(&c, 0).commit;
@@ -435,7 +439,7 @@ static void test_read_index_on_follower(void **state) {
     assert_int_equal(c.n_reads[1], 1);
     assert_int_equal(c.n_reads[0], 0);
     assert_int_equal(c.reads[1][0].ctx, 42);
-    assert_int_equal(c.reads[1][0].index, commit);   /* the leader's, not the follower's commit */
+    assert_int_equal(c.reads[1][0].index, commit); /* the leader's, not the follower's commit */
     cl_destroy(&c);
 }
 
@@ -447,16 +451,16 @@ static void test_leader_transfer(void **state) {
     cl_init(&c, 3, 1, 1);
     cl_elect_first(&c);
     uint64_t term = cl_status(&c, 0).term;
-    c.cut[0][2] = 1;   /* member 3 lags behind */
+    c.cut[0][2] = 1; /* member 3 lags behind */
     assert_int_equal(raft_propose(c.r[0], "a", 1), RAFT_OK);
     cl_settle(&c);
     c.cut[0][2] = 0;
     assert_int_equal(raft_transfer_leader(c.r[0], 3), RAFT_OK);
-    assert_int_equal(raft_propose(c.r[0], "b", 1), RAFT_ERR_DROPPED);   /* during the transfer */
+    assert_int_equal(raft_propose(c.r[0], "b", 1), RAFT_ERR_DROPPED); /* during the transfer */
     cl_settle(&c);
-    cl_tick(&c, 0);   /* a heartbeat round catches member 3 up, then TimeoutNow */
+    cl_tick(&c, 0); /* a heartbeat round catches member 3 up, then TimeoutNow */
     assert_int_equal(cl_status(&c, 2).role, RAFT_LEADER);
-    assert_int_equal(cl_status(&c, 2).term, term + 1);   /* despite the lease of check-quorum */
+    assert_int_equal(cl_status(&c, 2).term, term + 1); /* despite the lease of check-quorum */
     assert_int_equal(cl_status(&c, 0).role, RAFT_FOLLOWER);
     assert_int_equal(cl_status(&c, 0).leader, 3);
     assert_int_equal(raft_transfer_leader(c.r[2], 9), RAFT_ERR_INVALID);
@@ -531,12 +535,12 @@ static void test_remove_follower(void **state) {
     assert_int_equal(cl_status(&c, 0).n_voters, 2);
     assert_false(cl_status(&c, 2).is_voter);
     uint64_t last3 = cl_status(&c, 2).last_index;
-    cl_isolate(&c, 1, 1);   /* 1 of 2 voters left: no commit ... */
+    cl_isolate(&c, 1, 1); /* 1 of 2 voters left: no commit ... */
     uint64_t commit = cl_status(&c, 0).commit;
     assert_int_equal(raft_propose(c.r[0], "x", 1), RAFT_OK);
     cl_settle(&c);
     assert_int_equal(cl_status(&c, 0).commit, commit);
-    cl_isolate(&c, 1, 0);   /* ... 2 of 2 commit, without member 3 */
+    cl_isolate(&c, 1, 0); /* ... 2 of 2 commit, without member 3 */
     cl_tick_all(&c, 2);
     assert_true(cl_status(&c, 0).commit > commit);
     assert_int_equal(cl_status(&c, 2).last_index, last3);
@@ -623,7 +627,7 @@ static void test_snapshot_retry(void **state) {
     raft_status_t st = cl_status(&c, 0);
     assert_int_equal(raft_compact_to(c.r[0], st.applied), st.applied);
     cl_isolate(&c, 2, 0);
-    c.drop_type = RAFT_MSG_SNAP;   /* the snapshot is lost */
+    c.drop_type = RAFT_MSG_SNAP; /* the snapshot is lost */
     cl_tick(&c, 0);
     cl_tick(&c, 0);
     raft_peer_progress_t p;
@@ -634,7 +638,7 @@ static void test_snapshot_retry(void **state) {
     assert_int_equal(raft_peer_progress(c.r[0], 3, &p), RAFT_OK);
     assert_int_equal(p.state, RAFT_PROGRESS_SNAPSHOT);
     cl_tick(&c, 0);
-    cl_tick(&c, 0);   /* back to probe, the next heartbeat answer sends it again (lost again) */
+    cl_tick(&c, 0); /* back to probe, the next heartbeat answer sends it again (lost again) */
     assert_int_equal(raft_peer_progress(c.r[0], 3, &p), RAFT_OK);
     assert_int_equal(p.state, RAFT_PROGRESS_SNAPSHOT);
     /* the driver's report of the failure also retries */

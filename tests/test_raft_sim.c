@@ -34,10 +34,10 @@
 
 #include "raft.h"
 
-#define MAX_NODES 7             /* 3 or 5 initial voters, the rest join later */
+#define MAX_NODES 7 /* 3 or 5 initial voters, the rest join later */
 #define MAX_LOG 2048
 #define MAX_READS 32
-#define SIM_STEPS 600          /* faulty steps per seed, then healing */
+#define SIM_STEPS 600 /* faulty steps per seed, then healing */
 
 /* ---------------------------------------------------------------- model */
 
@@ -56,13 +56,13 @@ typedef struct durable_entry {
 typedef struct sim_node {
     raft_t *r;
     int up;
-    raft_hard_state_t hs;            /* persisted hard state */
-    durable_entry_t log[MAX_LOG + 1];  /* persisted log, 1-based */
+    raft_hard_state_t hs;             /* persisted hard state */
+    durable_entry_t log[MAX_LOG + 1]; /* persisted log, 1-based */
     uint64_t last;
-    uint64_t applied;                /* in-memory state machine (rebuilt on restart) */
-    uint64_t seen_commit;            /* commit index already recorded by the checker */
-    int gone;                        /* removed from the cluster and stopped for good */
-    int ever_member;                 /* in a committed configuration at some point */
+    uint64_t applied;     /* in-memory state machine (rebuilt on restart) */
+    uint64_t seen_commit; /* commit index already recorded by the checker */
+    int gone;             /* removed from the cluster and stopped for good */
+    int ever_member;      /* in a committed configuration at some point */
     /* persisted snapshot (log base): state machine at base, membership there */
     int has_snap;
     uint64_t base, base_term;
@@ -80,8 +80,8 @@ typedef struct pair_fact {
 typedef struct committed {
     int set;
     uint64_t term, hash;
-    uint64_t known_in_term;  /* term of the member that first reported it committed */
-    uint8_t conf_op;         /* a conf change: RAFT_CONF_* and the member id */
+    uint64_t known_in_term; /* term of the member that first reported it committed */
+    uint8_t conf_op;        /* a conf change: RAFT_CONF_* and the member id */
     uint64_t conf_id;
 } committed_t;
 
@@ -91,21 +91,21 @@ typedef struct sim_read {
 } sim_read_t;
 
 typedef struct sim_opts {
-    int n;                   /* members */
+    int n; /* members */
     int steps;
-    unsigned debug_break;    /* RAFT_DEBUG_* passed to every member */
-    unsigned fail_alloc;     /* every n-th allocation of a core fails (until healing) */
+    unsigned debug_break; /* RAFT_DEBUG_* passed to every member */
+    unsigned fail_alloc;  /* every n-th allocation of a core fails (until healing) */
 } sim_opts_t;
 
 typedef struct sim {
     sim_opts_t o;
     uint64_t seed, rng, now;
-    int n_slots;                     /* members ever started: ids 1..n_slots */
+    int n_slots; /* members ever started: ids 1..n_slots */
     uint64_t ids[MAX_NODES];
     sim_node_t nodes[MAX_NODES];
-    int blocked[MAX_NODES][MAX_NODES];  /* link from -> to cut */
+    int blocked[MAX_NODES][MAX_NODES]; /* link from -> to cut */
     unsigned loss_pct, dup_pct, max_delay;
-    int pre_vote, check_quorum;      /* per seed */
+    int pre_vote, check_quorum; /* per seed */
     size_t max_msg_bytes, max_inflight, max_uncommitted;
     sim_msg_t *net;
     size_t n_net, cap_net;
@@ -116,8 +116,8 @@ typedef struct sim {
     size_t n_terms;
     sim_read_t reads[MAX_READS];
     uint64_t next_ctx, proposals, reads_done, dropped, conf_changes, nomem;
-    int settling;            /* no more faults: the cluster must converge */
-    int compact;             /* this seed takes snapshots and compacts logs */
+    int settling; /* no more faults: the cluster must converge */
+    int compact;  /* this seed takes snapshots and compacts logs */
     int failed;
     char why[256];
 } sim_t;
@@ -229,7 +229,7 @@ static void check_pair(sim_t *s, uint64_t index, uint64_t term, uint64_t prev_te
     }
     pair_fact_t *f = malloc(sizeof(*f));
     assert_non_null(f);
-    *f = (pair_fact_t){ .term = term, .prev_term = prev_term, .hash = hash, .next = s->facts[index] };
+    *f = (pair_fact_t){.term = term, .prev_term = prev_term, .hash = hash, .next = s->facts[index]};
     s->facts[index] = f;
 }
 
@@ -251,7 +251,7 @@ static void check_leader_has(sim_t *s, raft_t *r, uint64_t term, uint64_t k) {
     if (!c->set || c->known_in_term >= term) return;
     raft_status_t st;
     raft_status(r, &st);
-    if (k < st.first_index) {   /* compacted: in the leader's snapshot */
+    if (k < st.first_index) { /* compacted: in the leader's snapshot */
         if (k == st.first_index - 1 && raft_term_at(r, k) != c->term)
             sim_fail(s, "leader completeness: leader of term %llu has a snapshot at %llu of another term",
                      (unsigned long long)term, (unsigned long long)k);
@@ -272,7 +272,7 @@ static void record_committed(sim_t *s, const raft_entry_t *e, uint64_t in_term) 
             sim_fail(s, "state machine safety: committed entry %llu changed", (unsigned long long)k);
         return;
     }
-    *c = (committed_t){ .set = 1, .term = term, .hash = hash, .known_in_term = in_term };
+    *c = (committed_t){.set = 1, .term = term, .hash = hash, .known_in_term = in_term};
     if (e->type == RAFT_ENTRY_CONF_CHANGE && e->len >= RAFT_CONF_CHANGE_LEN) {
         c->conf_op = e->data[0];
         for (int b = 0; b < 8; b++) c->conf_id = (c->conf_id << 8) | e->data[1 + b];
@@ -291,7 +291,7 @@ static void observe_commit(sim_t *s, sim_node_t *nd, const raft_status_t *st) {
     while (nd->seen_commit < st->commit && !s->failed) {
         uint64_t k = ++nd->seen_commit;
         const raft_entry_t *e = raft_entry_at(nd->r, k);
-        if (!e) continue;   /* compacted: its apply was checked */
+        if (!e) continue; /* compacted: its apply was checked */
         record_committed(s, e, st->term);
     }
 }
@@ -377,7 +377,7 @@ static void persist(sim_t *s, sim_node_t *nd, const raft_ready_t *rd) {
         uint64_t prev_term = e->index - 1 == nd->base ? nd->base_term : nd->log[e->index - 1].term;
         check_pair(s, e->index, e->term, prev_term, entry_hash(e->type, e->data, e->len));
         durable_entry_t *d = &nd->log[e->index];
-        *d = (durable_entry_t){ .term = e->term, .type = e->type, .len = e->len };
+        *d = (durable_entry_t){.term = e->term, .type = e->type, .len = e->len};
         d->data = e->len ? malloc(e->len) : NULL;
         if (e->len) memcpy(d->data, e->data, e->len);
         nd->last = e->index;
@@ -401,7 +401,8 @@ static void release_reads(sim_t *s, int i, const raft_ready_t *rd) {
         for (int q = 0; q < MAX_READS; q++) {
             sim_read_t *pr = &s->reads[q];
             if (!pr->active || pr->ctx != rs->ctx) continue;
-            if (pr->node != i) sim_fail(s, "read state for ctx %llu on the wrong member", (unsigned long long)rs->ctx);
+            if (pr->node != i)
+                sim_fail(s, "read state for ctx %llu on the wrong member", (unsigned long long)rs->ctx);
             if (rs->index < pr->min_index)
                 sim_fail(s, "ReadIndex not linearizable: index %llu < %llu committed before the read",
                          (unsigned long long)rs->index, (unsigned long long)pr->min_index);
@@ -417,7 +418,7 @@ static void handle_ready(sim_t *s, int i) {
     sim_node_t *nd = &s->nodes[i];
     raft_ready_t rd;
     raft_ready(nd->r, &rd);
-    if (!s->settling && pick(s, 400) == 0) {   /* power loss before the ready was persisted */
+    if (!s->settling && pick(s, 400) == 0) { /* power loss before the ready was persisted */
         node_crash(s, i);
         return;
     }
@@ -439,13 +440,14 @@ static void handle_ready(sim_t *s, int i) {
     for (size_t k = 0; k < rd.n_committed && !s->failed; k++) apply_entry(s, nd, &rd.committed[k], st.term);
     release_reads(s, i, &rd);
     raft_advance(nd->r);
-    if (s->compact && pick(s, 12) == 0 && nd->applied > nd->base + 2) {   /* snapshot + compaction */
+    if (s->compact && pick(s, 12) == 0 && nd->applied > nd->base + 2) { /* snapshot + compaction */
         uint64_t b = raft_compact_to(nd->r, nd->applied - pick(s, 3));
         if (b > nd->base) {
             raft_snapshot_meta_t sm;
             raft_snapshot_meta(nd->r, &sm);
-            if (sm.index != b) sim_fail(s, "snapshot meta %llu after compacting to %llu", (unsigned long long)sm.index,
-                                        (unsigned long long)b);
+            if (sm.index != b)
+                sim_fail(s, "snapshot meta %llu after compacting to %llu", (unsigned long long)sm.index,
+                         (unsigned long long)b);
             durable_compact(nd, b, sm.term, &sm);
             nd->compactions++;
         }
@@ -471,17 +473,31 @@ static void node_start(sim_t *s, int i) {
     raft_entry_t *log = calloc(nd->last - nd->base + 1, sizeof(raft_entry_t));
     assert_non_null(log);
     for (uint64_t k = nd->base + 1; k <= nd->last; k++)
-        log[k - nd->base - 1] = (raft_entry_t){ .term = nd->log[k].term, .index = k, .type = nd->log[k].type,
-                                                .data = nd->log[k].data, .len = nd->log[k].len };
-    raft_config_t c = { .id = s->ids[i], .voters = s->ids, .n_voters = (size_t)s->o.n,
-                        .election_ticks = 6, .heartbeat_ticks = 2, .seed = s->seed * 31 + s->now,
-                        .hard_state = nd->hs, .log = log, .n_log = nd->last - nd->base,
-                        .log_base_index = nd->base, .log_base_term = nd->base_term, .applied = nd->base,
-                        .max_msg_entries = 1 + pick(s, 8), .debug_break = s->o.debug_break,
-                        .pre_vote = s->pre_vote, .check_quorum = s->check_quorum,
-                        .max_msg_bytes = s->max_msg_bytes, .max_inflight_msgs = s->max_inflight,
-                        .max_uncommitted_bytes = s->max_uncommitted };
-    if (nd->has_snap) {   /* membership from the snapshot */
+        log[k - nd->base - 1] = (raft_entry_t){.term = nd->log[k].term,
+                                               .index = k,
+                                               .type = nd->log[k].type,
+                                               .data = nd->log[k].data,
+                                               .len = nd->log[k].len};
+    raft_config_t c = {.id = s->ids[i],
+                       .voters = s->ids,
+                       .n_voters = (size_t)s->o.n,
+                       .election_ticks = 6,
+                       .heartbeat_ticks = 2,
+                       .seed = s->seed * 31 + s->now,
+                       .hard_state = nd->hs,
+                       .log = log,
+                       .n_log = nd->last - nd->base,
+                       .log_base_index = nd->base,
+                       .log_base_term = nd->base_term,
+                       .applied = nd->base,
+                       .max_msg_entries = 1 + pick(s, 8),
+                       .debug_break = s->o.debug_break,
+                       .pre_vote = s->pre_vote,
+                       .check_quorum = s->check_quorum,
+                       .max_msg_bytes = s->max_msg_bytes,
+                       .max_inflight_msgs = s->max_inflight,
+                       .max_uncommitted_bytes = s->max_uncommitted};
+    if (nd->has_snap) { /* membership from the snapshot */
         c.voters = nd->snap_ids;
         c.n_voters = nd->snap_nv;
         c.learners = nd->snap_ids + nd->snap_nv;
@@ -495,7 +511,7 @@ static void node_start(sim_t *s, int i) {
         return;
     }
     if (s->o.fail_alloc && !s->settling) raft_debug_fail_alloc(nd->r, s->o.fail_alloc);
-    nd->applied = nd->base;   /* the state machine: the snapshot, then the log replayed */
+    nd->applied = nd->base; /* the state machine: the snapshot, then the log replayed */
     nd->seen_commit = nd->base;
     nd->up = 1;
 }
@@ -524,16 +540,18 @@ static int is_member_of(const raft_t *r, uint64_t id) {
 
 static void deliver_one(sim_t *s, int ignore_links) {
     if (!s->n_net) return;
-    size_t i = pick(s, (unsigned)s->n_net);   /* any message: reordering */
+    size_t i = pick(s, (unsigned)s->n_net); /* any message: reordering */
     if (!ignore_links && s->net[i].deliver_at > s->now) return;
     raft_msg_t *m = &s->net[i].m;
     int from = node_of(s, m->from), to = node_of(s, m->to);
     if (s->nodes[to].up && (ignore_links || !s->blocked[from][to])) {
         int rc = raft_step(s->nodes[to].r, m);
-        if (rc == RAFT_ERR_NOMEM) rc = RAFT_OK;   /* injected: work dropped */
-        if (rc == RAFT_ERR_INVALID && !is_member_of(s->nodes[to].r, m->from)) rc = RAFT_OK;  /* late answer of a removed member */
-        if (rc != RAFT_OK) sim_fail(s, "member %llu refused a correct peer's message type %d (rc %d)",
-                                    (unsigned long long)m->to, m->type, rc);
+        if (rc == RAFT_ERR_NOMEM) rc = RAFT_OK; /* injected: work dropped */
+        if (rc == RAFT_ERR_INVALID && !is_member_of(s->nodes[to].r, m->from))
+            rc = RAFT_OK; /* late answer of a removed member */
+        if (rc != RAFT_OK)
+            sim_fail(s, "member %llu refused a correct peer's message type %d (rc %d)",
+                     (unsigned long long)m->to, m->type, rc);
     }
     net_remove(s, i);
 }
@@ -554,7 +572,7 @@ static void read_some(sim_t *s, int i) {
     uint64_t min = max_commit(s);
     uint64_t ctx = ++s->next_ctx;
     if (raft_read_index(s->nodes[i].r, ctx) != RAFT_OK) return;
-    s->reads[ctx % MAX_READS] = (sim_read_t){ .active = 1, .node = i, .ctx = ctx, .min_index = min };
+    s->reads[ctx % MAX_READS] = (sim_read_t){.active = 1, .node = i, .ctx = ctx, .min_index = min};
 }
 
 static void propose_some(sim_t *s) {
@@ -567,12 +585,15 @@ static void propose_some(sim_t *s) {
         int len = snprintf(buf, sizeof(buf), "p%llu-n%d", (unsigned long long)s->proposals, i);
         if (st.last_index < MAX_LOG - 64) {
             int rc = raft_propose(s->nodes[i].r, buf, (size_t)len);
-            if (rc == RAFT_OK) s->proposals++;
-            else if (rc == RAFT_ERR_DROPPED || rc == RAFT_ERR_NOMEM) s->dropped++;
-            else sim_fail(s, "leader refused a proposal: %d", rc);
+            if (rc == RAFT_OK)
+                s->proposals++;
+            else if (rc == RAFT_ERR_DROPPED || rc == RAFT_ERR_NOMEM)
+                s->dropped++;
+            else
+                sim_fail(s, "leader refused a proposal: %d", rc);
         }
     }
-    for (int i = 0; i < s->n_slots; i++)   /* reads on any member: followers forward */
+    for (int i = 0; i < s->n_slots; i++) /* reads on any member: followers forward */
         if (s->nodes[i].up && pick(s, 3) == 0) read_some(s, i);
 }
 
@@ -581,28 +602,26 @@ static void heal(sim_t *s) { memset(s->blocked, 0, sizeof(s->blocked)); }
 static void network_event(sim_t *s) {
     int n = s->n_slots;
     switch (pick(s, 6)) {
-    case 0: {   /* split into two groups */
+    case 0: { /* split into two groups */
         int group[MAX_NODES];
         for (int i = 0; i < n; i++) group[i] = (int)pick(s, 2);
         for (int a = 0; a < n; a++)
             for (int b = 0; b < n; b++) s->blocked[a][b] = group[a] != group[b];
         break;
     }
-    case 1: {   /* isolate one member */
+    case 1: { /* isolate one member */
         int x = (int)pick(s, (unsigned)n);
         heal(s);
         for (int a = 0; a < n; a++) s->blocked[a][x] = s->blocked[x][a] = a != x;
         break;
     }
     case 2:
-    case 3: {   /* cut one direction of one link */
+    case 3: { /* cut one direction of one link */
         int a = (int)pick(s, (unsigned)n), b = (int)pick(s, (unsigned)n);
         if (a != b) s->blocked[a][b] = 1;
         break;
     }
-    default:
-        heal(s);
-        break;
+    default: heal(s); break;
     }
 }
 
@@ -616,8 +635,10 @@ static void committed_config(sim_t *s, int *member, int *voter) {
         committed_t *c = &s->committed[k];
         if (!c->set || !c->conf_op || c->conf_id == 0 || c->conf_id > MAX_NODES) continue;
         int x = (int)c->conf_id - 1;
-        if (c->conf_op == RAFT_CONF_ADD_VOTER) member[x] = voter[x] = 1;
-        else if (c->conf_op == RAFT_CONF_ADD_LEARNER && !member[x]) member[x] = 1;
+        if (c->conf_op == RAFT_CONF_ADD_VOTER)
+            member[x] = voter[x] = 1;
+        else if (c->conf_op == RAFT_CONF_ADD_LEARNER && !member[x])
+            member[x] = 1;
         else if (c->conf_op == RAFT_CONF_REMOVE) {
             int voters = 0;
             for (int i = 0; i < MAX_NODES; i++) voters += voter[i];
@@ -652,7 +673,7 @@ static void change_membership(sim_t *s) {
         if (s->n_slots >= MAX_NODES) return;
         rc = raft_propose_conf_change(r, pick(s, 3) ? RAFT_CONF_ADD_LEARNER : RAFT_CONF_ADD_VOTER,
                                       s->ids[s->n_slots], "url", 3);
-        if (rc == RAFT_OK) node_start(s, s->n_slots++);   /* joins with an empty log */
+        if (rc == RAFT_OK) node_start(s, s->n_slots++); /* joins with an empty log */
         break;
     case 1:
         if (!nl) return;
@@ -662,13 +683,11 @@ static void change_membership(sim_t *s) {
         uint64_t id = pick(s, 2) && nl ? learners[pick(s, (unsigned)nl)] : voters[pick(s, (unsigned)nv)];
         int is_voter = 0;
         for (size_t k = 0; k < nv; k++) is_voter |= voters[k] == id;
-        if (is_voter && nv <= 2) return;   /* keep two voters */
+        if (is_voter && nv <= 2) return; /* keep two voters */
         rc = raft_propose_conf_change(r, RAFT_CONF_REMOVE, id, NULL, 0);
         break;
     }
-    default:
-        rc = raft_transfer_leader(r, voters[pick(s, (unsigned)nv)]);
-        break;
+    default: rc = raft_transfer_leader(r, voters[pick(s, (unsigned)nv)]); break;
     }
     if (rc != RAFT_OK && rc != RAFT_ERR_DROPPED && rc != RAFT_ERR_NOMEM)
         sim_fail(s, "leader refused a sensible membership change or transfer: %d", rc);
@@ -689,8 +708,10 @@ static void sim_step(sim_t *s) {
         network_event(s);
     } else if (a < 590) {
         int i = (int)pick(s, (unsigned)s->n_slots);
-        if (s->nodes[i].up) node_crash(s, i);
-        else if (!s->nodes[i].gone) node_start(s, i);
+        if (s->nodes[i].up)
+            node_crash(s, i);
+        else if (!s->nodes[i].gone)
+            node_start(s, i);
     } else if (a < 595) {
         for (int i = 0; i < s->n_slots; i++)
             if (!s->nodes[i].up && !s->nodes[i].gone) node_start(s, i);
@@ -728,7 +749,7 @@ static void settle(sim_t *s) {
             drain(s);
         }
         drain(s);
-        if (k % 40 == 0) propose_some(s);   /* a new-term entry lets old ones commit */
+        if (k % 40 == 0) propose_some(s); /* a new-term entry lets old ones commit */
     }
     if (s->failed) return;
     committed_config(s, member, voter);
@@ -819,14 +840,15 @@ static uint64_t env_u64(const char *name, uint64_t dflt) {
 }
 
 static void run_many(int n, uint64_t first, uint64_t count, int steps) {
-    sim_opts_t o = { .n = n, .steps = steps };
+    sim_opts_t o = {.n = n, .steps = steps};
     uint64_t committed = 0, reads = 0, confs = 0, snaps = 0, compactions = 0;
     for (uint64_t seed = first; seed < first + count; seed++) {
         sim_result_t res;
         run_seed(seed, &o, &res);
         if (res.failed) {
-            fprintf(stderr, "raft sim: %d members, seed %llu FAILED: %s\n"
-                            "  rerun: RAFT_SIM_SEED=%llu tests/test_raft_sim\n",
+            fprintf(stderr,
+                    "raft sim: %d members, seed %llu FAILED: %s\n"
+                    "  rerun: RAFT_SIM_SEED=%llu tests/test_raft_sim\n",
                     n, (unsigned long long)seed, res.why, (unsigned long long)seed);
             fail();
         }
@@ -836,9 +858,10 @@ static void run_many(int n, uint64_t first, uint64_t count, int steps) {
         snaps += res.snapshots;
         compactions += res.compactions;
     }
-    fprintf(stderr, "raft sim: %d members, %llu seeds: %llu entries committed, %llu reads checked, "
-                    "%llu membership changes/transfers, %llu compactions, %llu snapshots installed\n", n,
-            (unsigned long long)count, (unsigned long long)committed, (unsigned long long)reads,
+    fprintf(stderr,
+            "raft sim: %d members, %llu seeds: %llu entries committed, %llu reads checked, "
+            "%llu membership changes/transfers, %llu compactions, %llu snapshots installed\n",
+            n, (unsigned long long)count, (unsigned long long)committed, (unsigned long long)reads,
             (unsigned long long)confs, (unsigned long long)compactions, (unsigned long long)snaps);
     assert_true(snaps > 0);
     assert_true(committed > count * 5);
@@ -852,21 +875,25 @@ static uint64_t seeds_for(int n) {
 static void test_sim_3(void **state) {
     (void)state;
     uint64_t one = env_u64("RAFT_SIM_SEED", 0);
-    if (one) run_many(3, one, 1, SIM_STEPS);
-    else run_many(3, 1, seeds_for(3), SIM_STEPS);
+    if (one)
+        run_many(3, one, 1, SIM_STEPS);
+    else
+        run_many(3, 1, seeds_for(3), SIM_STEPS);
 }
 
 static void test_sim_5(void **state) {
     (void)state;
     uint64_t one = env_u64("RAFT_SIM_SEED", 0);
-    if (one) run_many(5, one, 1, SIM_STEPS);
-    else run_many(5, 1, seeds_for(5), SIM_STEPS);
+    if (one)
+        run_many(5, one, 1, SIM_STEPS);
+    else
+        run_many(5, 1, seeds_for(5), SIM_STEPS);
 }
 
 /* The same seed gives the same run. */
 static void test_sim_deterministic(void **state) {
     (void)state;
-    sim_opts_t o = { .n = 5, .steps = 600 };
+    sim_opts_t o = {.n = 5, .steps = 600};
     sim_result_t a, b;
     run_seed(99, &o, &a);
     run_seed(99, &o, &b);
@@ -877,12 +904,13 @@ static void test_sim_deterministic(void **state) {
 
 /* A deliberately broken core must be caught within a few hundred seeds. */
 static void expect_caught(unsigned debug_break, int n, const char *what) {
-    sim_opts_t o = { .n = n, .steps = 400, .debug_break = debug_break };
+    sim_opts_t o = {.n = n, .steps = 400, .debug_break = debug_break};
     for (uint64_t seed = 1; seed <= 2000; seed++) {
         sim_result_t res;
         run_seed(seed, &o, &res);
         if (res.failed) {
-            fprintf(stderr, "raft sim: %s caught at seed %llu: %s\n", what, (unsigned long long)seed, res.why);
+            fprintf(stderr, "raft sim: %s caught at seed %llu: %s\n", what, (unsigned long long)seed,
+                    res.why);
             return;
         }
     }
@@ -912,7 +940,7 @@ static void test_sim_out_of_memory(void **state) {
     (void)state;
     uint64_t nomem = 0;
     for (int n = 3; n <= 5; n += 2) {
-        sim_opts_t o = { .n = n, .steps = SIM_STEPS, .fail_alloc = 5 };
+        sim_opts_t o = {.n = n, .steps = SIM_STEPS, .fail_alloc = 5};
         for (uint64_t seed = 1; seed <= 300; seed++) {
             sim_result_t res;
             run_seed(seed, &o, &res);
