@@ -16,6 +16,9 @@
 # cannot connect (checked against etcd's behaviour: non-zero exit).
 # Phase 3 (--auth-token jwt,RS256): JWT claims, a forged claim, malformed and
 # unsigned tokens, compared with etcd.
+# Phase 4 (--auth-token jwt with pub-key= a CERTIFICATE, RSA certs from
+# certs/gen.sh --rsa, ttl=1s, as etcd's own e2e tests run it): both servers
+# start, etcdctl with a user/password gets a JWT that works.
 #
 # Ports: 25210 (etcd) / 25211 (target) plain, 25212 / 25213 TLS; peers +50.
 set -euo pipefail
@@ -238,4 +241,33 @@ done
 diff_files "JWT tokens (good, forged, malformed, unsigned)" "$E2E_TMP/ref/jwt.txt" "$E2E_TMP/tgt/jwt.txt"
 grep -q '^jwt good Range: OK' "$E2E_TMP/ref/jwt.txt" && grep -q '^jwt forged Range: UNAUTHENTICATED' "$E2E_TMP/ref/jwt.txt" &&
     pass "JWT reference is meaningful" || fail "JWT reference lacks expected outcomes"
+stop_server "$REF_PID"
+stop_server "$TGT_PID"
+
+# ---- phase 4: JWT with a certificate as pub-key ----
+RSACERTS=$E2E_TMP/rsacerts
+bash "$SRC/certs/gen.sh" "$RSACERTS" --rsa || die "certs/gen.sh --rsa failed"
+JWT="jwt,pub-key=$RSACERTS/server.crt,priv-key=$RSACERTS/server.key,sign-method=RS256,ttl=1s"
+start_etcd refjwtc "$REF_PORT" --auth-token "$JWT"
+REF_PID=$SERVER_PID
+start_target tgtjwtc "$TGT_PORT" --auth-token "$JWT" --bcrypt-cost 4
+TGT_PID=$SERVER_PID
+wait_ready "$REF_PID" "$REF_PORT" || die "JWT (certificate) etcd did not start"
+wait_ready "$TGT_PID" "$TGT_PORT" || die "JWT (certificate) target did not start"
+for side in ref tgt; do
+    port=$REF_PORT
+    [ $side = tgt ] && port=$TGT_PORT
+    setup "127.0.0.1:$port" || fail "JWT (certificate) setup on $side failed"
+    {
+        "$ETCDCTL" --endpoints "127.0.0.1:$port" --user root:rootpw put /jc v 2>&1 || true
+        "$ETCDCTL" --endpoints "127.0.0.1:$port" --user root:rootpw get /jc --print-value-only 2>&1 || true
+        "$ETCDCTL" --endpoints "127.0.0.1:$port" --user ro:ropw get /x 2>&1 | sed 's/^{.*"error":/error:/' || true
+        "$PY" "$E2E_DIR/auth_matrix_client.py" "127.0.0.1:$port" --jwt 2>&1 | head -1 || true
+    } >"$E2E_TMP/$side/jwtcert.txt"
+done
+diff_files "JWT with a certificate as pub-key" "$E2E_TMP/ref/jwtcert.txt" "$E2E_TMP/tgt/jwtcert.txt"
+grep -q '^jwt segments=3 claims=exp,revision,username username=root' "$E2E_TMP/tgt/jwtcert.txt" &&
+    [ "$(sed -n 2p "$E2E_TMP/tgt/jwtcert.txt")" = v ] &&
+    pass "etcdctl user/password gets a working JWT (certificate pub-key)" ||
+    fail "JWT with a certificate pub-key does not work: $(head -c 300 "$E2E_TMP/tgt/jwtcert.txt")"
 finish

@@ -5,7 +5,8 @@
  * sweep, invalidate, disable, duplicates, malformed); JWT with keys made by
  * the openssl CLI in a temp dir (RS256/RS512/PS256/ES256/ES384/HS256):
  * issue/verify/expire, exact claims JSON, tokens from another key, verify-
- * only providers, key mismatch, and a corpus of malformed or forged tokens
+ * only providers, key mismatch, public keys given as a certificate or a
+ * PKCS#1 "RSA PUBLIC KEY" (as etcd accepts them), and a corpus of malformed or forged tokens
  * (HS256 tokens crafted here with wolfCrypt HMAC).
  */
 #include <errno.h>
@@ -29,7 +30,7 @@
 static char tmpdir[256];
 
 static void sh(const char *fmt, ...) {
-    char cmd[1024];
+    char cmd[2048];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(cmd, sizeof cmd, fmt, ap);
@@ -60,6 +61,10 @@ static int make_keys(void **state) {
        " && openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-384 -out ec384.pem"
        " && openssl pkey -in ec384.pem -pubout -out ec384.pub"
        " && openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-384 -out ec384b.pem"
+       " && openssl req -new -x509 -key rsa.pem -subj /CN=jwt -days 30 -out rsa.crt 2>/dev/null"
+       " && openssl req -new -x509 -key rsa2.pem -subj /CN=jwt2 -days 30 -out rsa2.crt 2>/dev/null"
+       " && openssl rsa -in rsa.pem -RSAPublicKey_out -out rsa.rsapub 2>/dev/null"
+       " && openssl req -new -x509 -key ec.pem -subj /CN=jwtec -days 30 -out ec.crt 2>/dev/null"
        " && printf 'hmac-secret-key' > hmac.key && printf 'other-secret' > hmac2.key",
        tmpdir);
     return 0;
@@ -151,6 +156,20 @@ static void test_opts(void **state) {
         AUTH_TOKEN_EKEYMISMATCH);
     assert_int_equal(
         provider_rc("jwt,sign-method=ES256,priv-key=%s/ec.pem,pub-key=%s/ec.pub", tmpdir, tmpdir), 0);
+
+    /* etcd accepts a CERTIFICATE or an "RSA PUBLIC KEY" as pub-key */
+    assert_int_equal(
+        provider_rc("jwt,sign-method=RS256,priv-key=%s/rsa.pem,pub-key=%s/rsa.crt", tmpdir, tmpdir), 0);
+    assert_int_equal(
+        provider_rc("jwt,sign-method=RS256,priv-key=%s/rsa.pem,pub-key=%s/rsa.rsapub", tmpdir, tmpdir), 0);
+    assert_int_equal(
+        provider_rc("jwt,sign-method=ES256,priv-key=%s/ec.pem,pub-key=%s/ec.crt", tmpdir, tmpdir), 0);
+    assert_int_equal(
+        provider_rc("jwt,sign-method=RS256,priv-key=%s/rsa.pem,pub-key=%s/rsa2.crt", tmpdir, tmpdir),
+        AUTH_TOKEN_EKEYMISMATCH);
+    assert_int_equal(
+        provider_rc("jwt,sign-method=ES256,priv-key=%s/ec.pem,pub-key=%s/rsa.crt", tmpdir, tmpdir),
+        AUTH_TOKEN_EKEYMISMATCH);
 
     auth_token_t *t = provider("");
     assert_int_equal(auth_token_kind(t), AUTH_TOKEN_NOP);
@@ -361,6 +380,8 @@ static void jwt_round_trip(const char *method, const char *priv, const char *pub
 static void test_jwt_rs256(void **s) {
     (void)s;
     jwt_round_trip("RS256", "rsa.pem", "rsa.pub", "rsa2.pem");
+    jwt_round_trip("RS256", "rsa.pem", "rsa.crt", "rsa2.pem");
+    jwt_round_trip("RS256", "rsa.pem", "rsa.rsapub", "rsa2.pem");
 }
 static void test_jwt_rs512(void **s) {
     (void)s;
@@ -373,6 +394,7 @@ static void test_jwt_ps256(void **s) {
 static void test_jwt_es256(void **s) {
     (void)s;
     jwt_round_trip("ES256", "ec.pem", "ec.pub", "ec2.pem");
+    jwt_round_trip("ES256", "ec.pem", "ec.crt", "ec2.pem");
 }
 static void test_jwt_es256_pkcs8(void **s) {
     (void)s;

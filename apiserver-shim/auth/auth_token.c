@@ -20,6 +20,7 @@
 
 #include <wolfssl/options.h>
 #include <wolfssl/wolfcrypt/settings.h>
+#include <wolfssl/ssl.h>
 #include <wolfssl/wolfcrypt/asn_public.h>
 #include <wolfssl/wolfcrypt/ecc.h>
 #include <wolfssl/wolfcrypt/hash.h>
@@ -778,11 +779,26 @@ static int load_private(auth_token_t *t, const uint8_t *pem, size_t pem_len) {
     return rc;
 }
 
+/* The public key's DER (SubjectPublicKeyInfo, or PKCS#1 RSAPublicKey) from
+ * a PEM "PUBLIC KEY", "RSA PUBLIC KEY" or "CERTIFICATE" (golang-jwt's
+ * ParseRSAPublicKeyFromPEM / ParseECPublicKeyFromPEM accept all three).
+ * der has room for pem_len bytes; returns its length, or <= 0. */
+static int public_der(const uint8_t *pem, size_t pem_len, uint8_t *der) {
+    if (!strstr((const char *)pem, "-----BEGIN CERTIFICATE-----"))
+        return wc_PubKeyPemToDer(pem, (int)pem_len, der, (int)pem_len);
+    WOLFSSL_X509 *x = wolfSSL_X509_load_certificate_buffer(pem, (int)pem_len, WOLFSSL_FILETYPE_PEM);
+    if (!x) return -1;
+    int len = (int)pem_len;
+    if (wolfSSL_X509_get_pubkey_buffer(x, der, &len) != WOLFSSL_SUCCESS) len = -1;
+    wolfSSL_X509_free(x);
+    return len;
+}
+
 static int load_public(const jwt_method_t *m, const uint8_t *pem, size_t pem_len, RsaKey *rsa, ecc_key *ecc) {
     uint8_t *der = malloc(pem_len);
     if (!der) return AUTH_TOKEN_ENOMEM;
     int rc = AUTH_TOKEN_EKEY;
-    int der_len = wc_PubKeyPemToDer(pem, (int)pem_len, der, (int)pem_len);
+    int der_len = public_der(pem, pem_len, der);
     word32 idx = 0;
     if (der_len > 0) {
         if (m->family == JWT_ECDSA) {
