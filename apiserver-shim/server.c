@@ -136,9 +136,9 @@ static void on_signal(int sig) {
 
 /* Newest modification time of the client TLS files (0 if none). */
 static int64_t tls_files_mtime(const server_config_t *cfg) {
-    const char *files[] = {cfg->cert_file, cfg->key_file, cfg->trusted_ca_file};
+    const char *files[] = {cfg->cert_file, cfg->key_file, cfg->trusted_ca_file, cfg->client_crl_file};
     int64_t newest = 0;
-    for (size_t i = 0; i < 3; i++) {
+    for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
         struct stat st;
         if (files[i] && stat(files[i], &st) == 0) {
             int64_t t = (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec;
@@ -348,7 +348,8 @@ int server_run(const server_config_t *cfg) {
     grpc_tls_config_t tls = {.cert_file = use_auto ? auto_cert : cfg->cert_file,
                              .key_file = use_auto ? auto_key : cfg->key_file,
                              .trusted_ca_file = use_auto ? NULL : cfg->trusted_ca_file,
-                             .client_cert_auth = use_auto ? 0 : cfg->client_cert_auth};
+                             .client_cert_auth = use_auto ? 0 : cfg->client_cert_auth,
+                             .crl_file = use_auto ? NULL : cfg->client_crl_file};
     for (size_t i = 0; i < cfg->n_listen_client_urls; i++) {
         const char *url = cfg->listen_client_urls[i];
         int https = strncmp(url, "https://", 8) == 0;

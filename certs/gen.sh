@@ -7,7 +7,8 @@
 # reused, so re-running changes nothing and leaves already issued certs valid.
 #
 # Usage:
-#   certs/gen.sh OUTDIR [--rsa] [--client NAME]... [--expired NAME]... [--other-ca] [--verbose]
+#   certs/gen.sh OUTDIR [--rsa] [--client NAME]... [--expired NAME]... [--other-ca]
+#                [--revoked NAME]... [--verbose]
 #
 # Always ensured in OUTDIR (see certs/README.md):
 #   ca.crt ca.key                        dev CA, 10 years
@@ -22,6 +23,9 @@
 #                    valid only 2020-01-01..2020-01-02 (already expired)
 #   --other-ca       other-ca.crt/.key: a second, unrelated CA, and
 #                    other-client.crt/.key: CN=root issued by that other CA
+#   --revoked NAME   NAME.crt/NAME.key: client cert with CN=NAME from the dev CA,
+#                    and ca.crl (PEM, signed by the dev CA, 10 years) revoking
+#                    every --revoked cert (written only when ca.crl is missing)
 #   --rsa            new keys are RSA 2048 instead of ECDSA P-256 (KEY_TYPE=rsa too)
 #
 # Exit status is non-zero on any failure; nothing is printed unless
@@ -34,13 +38,14 @@ VERBOSE=0
 OUT=
 EXTRA_CLIENTS=()
 EXPIRED_CLIENTS=()
+REVOKED_CLIENTS=()
 OTHER_CA=0
 
 die() { echo "certs/gen.sh: $*" >&2; exit 1; }
 say() { [ "$VERBOSE" = 1 ] && echo "certs/gen.sh: $*" >&2; true; }
 
 usage() {
-  echo "usage: certs/gen.sh OUTDIR [--rsa] [--client NAME]... [--expired NAME]... [--other-ca] [--verbose]" >&2
+  echo "usage: certs/gen.sh OUTDIR [--rsa] [--client NAME]... [--expired NAME]... [--other-ca] [--revoked NAME]... [--verbose]" >&2
   exit 2
 }
 
@@ -53,6 +58,7 @@ parse_args() {
       --client) [ $# -ge 2 ] || usage; EXTRA_CLIENTS+=("$2"); shift ;;
       --expired) [ $# -ge 2 ] || usage; EXPIRED_CLIENTS+=("$2"); shift ;;
       --other-ca) OTHER_CA=1 ;;
+      --revoked) [ $# -ge 2 ] || usage; REVOKED_CLIENTS+=("$2"); shift ;;
       -h|--help) usage ;;
       -*) echo "certs/gen.sh: unknown option $1" >&2; usage ;;
       *) [ -z "$OUT" ] || usage; OUT=$1 ;;
@@ -173,6 +179,38 @@ EOF
     -in "$tmp/req.csr" -out "$tmp/cert.pem" >/dev/null 2>"$tmp/err"
 }
 
+# make_crl CA NAME...: CA.crl revoking NAME.crt... unless CA.crl exists,
+# through `openssl ca -revoke` / `-gencrl` on a throw-away database.
+make_crl() {
+  local ca=$1 tmp n
+  shift
+  [ -e "$OUT/$ca.crl" ] && return 0
+  tmp=$(mktemp -d "${TMPDIR:-/tmp}/kshim-certs.XXXXXX")
+  : > "$tmp/index.txt"
+  echo 01 > "$tmp/crlnumber"
+  cat > "$tmp/ca.cnf" <<EOF
+[ca]
+default_ca = dev
+[dev]
+database = $tmp/index.txt
+crlnumber = $tmp/crlnumber
+default_md = sha256
+default_crl_days = $DAYS
+EOF
+  for n in "$@"; do
+    openssl ca -batch -config "$tmp/ca.cnf" -cert "$OUT/$ca.crt" -keyfile "$OUT/$ca.key" \
+      -revoke "$OUT/$n.crt" >/dev/null 2>"$tmp/err" || {
+        cat "$tmp/err" >&2; rm -rf "$tmp"; die "cannot revoke $n.crt"; }
+  done
+  openssl ca -batch -config "$tmp/ca.cnf" -cert "$OUT/$ca.crt" -keyfile "$OUT/$ca.key" \
+    -gencrl -out "$tmp/crl.pem" >/dev/null 2>"$tmp/err" || {
+      cat "$tmp/err" >&2; rm -rf "$tmp"; die "cannot make $ca.crl"; }
+  mv "$tmp/crl.pem" "$OUT/$ca.crl"
+  chmod 0644 "$OUT/$ca.crl"
+  rm -rf "$tmp"
+  say "issued $OUT/$ca.crl revoking $*"
+}
+
 main() {
   parse_args "$@"
   command -v openssl >/dev/null || die "openssl not found"
@@ -191,6 +229,12 @@ main() {
   for n in "${EXPIRED_CLIENTS[@]+"${EXPIRED_CLIENTS[@]}"}"; do
     check_name "$n"; make_leaf ca "$n" "$n" client 20200101000000Z 20200102000000Z
   done
+  for n in "${REVOKED_CLIENTS[@]+"${REVOKED_CLIENTS[@]}"}"; do
+    check_name "$n"; make_leaf ca "$n" "$n" client
+  done
+  if [ ${#REVOKED_CLIENTS[@]} -gt 0 ]; then
+    make_crl ca "${REVOKED_CLIENTS[@]}"
+  fi
   if [ "$OTHER_CA" = 1 ]; then
     make_ca other-ca "kshim unrelated dev CA"
     make_leaf other-ca other-client "root" client

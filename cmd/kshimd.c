@@ -56,6 +56,7 @@ static flag_def_t flags[] = {
     {"key-file", FLAG_STRING, &cfg.key_file, NULL},
     {"trusted-ca-file", FLAG_STRING, &cfg.trusted_ca_file, NULL},
     {"client-cert-auth", FLAG_BOOL, &cfg.client_cert_auth, NULL},
+    {"client-crl-file", FLAG_STRING, &cfg.client_crl_file, NULL},
     {"auto-tls", FLAG_BOOL, &cfg.auto_tls, NULL},
     {"peer-cert-file", FLAG_STRING, &cfg.peer_cert_file, NULL},
     {"peer-key-file", FLAG_STRING, &cfg.peer_key_file, NULL},
@@ -102,7 +103,6 @@ static flag_def_t flags[] = {
     {"enable-grpc-gateway", FLAG_IGNORED_BOOL, NULL, NULL},
     {"peer-auto-tls", FLAG_IGNORED_BOOL, NULL, NULL},
     {"self-signed-cert-validity", FLAG_IGNORED, NULL, NULL},
-    {"client-crl-file", FLAG_IGNORED, NULL, NULL},
     {"client-cert-allowed-hostname", FLAG_IGNORED, NULL, NULL},
     {"peer-crl-file", FLAG_IGNORED, NULL, NULL},
     {"peer-cert-allowed-cn", FLAG_IGNORED, NULL, NULL},
@@ -301,6 +301,7 @@ static void usage(FILE *out) {
             "Security:\n"
             "  --cert-file, --key-file          client server TLS cert and key.\n"
             "  --trusted-ca-file                client server TLS trusted CA.\n"
+            "  --client-crl-file                revoked client certs (with --client-cert-auth).\n"
             "  --client-cert-auth               require and verify client certificates.\n"
             "  --auto-tls                       self-signed client TLS certificate when none is given.\n"
             "  --peer-cert-file, --peer-key-file, --peer-trusted-ca-file, --peer-client-cert-auth\n"

@@ -30,7 +30,8 @@ typedef struct server_config {
     /* Client TLS. */
     const char *cert_file, *key_file, *trusted_ca_file;
     int client_cert_auth;
-    int auto_tls; /* --auto-tls: self-signed cert if none given */
+    const char *client_crl_file; /* --client-crl-file (checked with client_cert_auth) */
+    int auto_tls;                /* --auto-tls: self-signed cert if none given */
     /* Peer TLS: parsed and kept for the cluster transport. */
     const char *peer_cert_file, *peer_key_file, *peer_trusted_ca_file;
     int peer_client_cert_auth;

@@ -47,6 +47,7 @@ typedef struct grpc_tls_config {
     const char *key_file;
     const char *trusted_ca_file; /* NULL: no client certificate checks */
     int client_cert_auth;        /* require and verify a client certificate */
+    const char *crl_file;        /* --client-crl-file (PEM or DER), NULL: none */
 } grpc_tls_config_t;
 
 typedef struct grpc_server_config {

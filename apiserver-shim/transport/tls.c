@@ -2,11 +2,13 @@
  * tls.c: wolfSSL server contexts and non-blocking TLS connections (tls.h).
  *
  * Owns: the WOLFSSL_CTX of each TLS listener (swappable for certificate
- * reloads), and one WOLFSSL object per TLS connection. The socket fd itself
+ * reloads; the client CRL is loaded into it), and one WOLFSSL object per TLS
+ * connection. The socket fd itself
  * belongs to the connection (h2_conn.c).
  */
 #include <wolfssl/options.h>
 #include <wolfssl/ssl.h>
+#include <wolfssl/error-ssl.h>
 #include <wolfssl/wolfcrypt/ecc.h>
 #include <wolfssl/wolfio.h>
 
@@ -20,7 +22,7 @@
 
 struct tls_server {
     WOLFSSL_CTX *ctx; /* current context; connections hold refs */
-    char *cert_file, *key_file, *ca_file;
+    char *cert_file, *key_file, *ca_file, *crl_file;
     int client_cert_auth;
 };
 
@@ -37,6 +39,37 @@ static pthread_once_t tls_once = PTHREAD_ONCE_INIT;
 static void tls_global_init(void) { wolfSSL_Init(); }
 
 static char *dup_or_null(const char *s) { return s ? strdup(s) : NULL; }
+
+/* With a CRL, wolfSSL refuses a certificate whose issuer has no CRL loaded
+ * (CRL_MISSING); etcd checks only that no certificate of the chain is listed
+ * in the CRL, so a missing CRL is not an error. */
+static int verify_cb(int preverify, WOLFSSL_X509_STORE_CTX *store) {
+    if (preverify) return 1;
+    return wolfSSL_X509_STORE_CTX_get_error(store) == CRL_MISSING;
+}
+
+/* PEM if the file starts with "-----BEGIN", else DER (as etcd's x509.ParseCRL). */
+static int crl_file_type(const char *path) {
+    char head[11] = {0};
+    FILE *f = fopen(path, "rb");
+    if (!f) return WOLFSSL_FILETYPE_PEM;
+    size_t n = fread(head, 1, sizeof head - 1, f);
+    fclose(f);
+    return n == 10 && memcmp(head, "-----BEGIN", 10) == 0 ? WOLFSSL_FILETYPE_PEM : WOLFSSL_FILETYPE_ASN1;
+}
+
+/* --client-crl-file: every certificate of a client's chain is checked against it. */
+static int load_crl(WOLFSSL_CTX *ctx, const char *path, char *err, size_t errlen) {
+    if (wolfSSL_CTX_EnableCRL(ctx, WOLFSSL_CRL_CHECKALL) != WOLFSSL_SUCCESS) {
+        snprintf(err, errlen, "cannot enable CRL checks");
+        return -1;
+    }
+    if (wolfSSL_CTX_LoadCRLFile(ctx, path, crl_file_type(path)) != WOLFSSL_SUCCESS) {
+        snprintf(err, errlen, "cannot load client CRL %s", path);
+        return -1;
+    }
+    return 0;
+}
 
 static WOLFSSL_CTX *build_ctx(const tls_server_t *ts, char *err, size_t errlen) {
     WOLFSSL_CTX *ctx = wolfSSL_CTX_new(wolfSSLv23_server_method());
@@ -70,7 +103,9 @@ static WOLFSSL_CTX *build_ctx(const tls_server_t *ts, char *err, size_t errlen) 
             snprintf(err, errlen, "client-cert-auth needs a trusted CA file");
             goto fail;
         }
-        wolfSSL_CTX_set_verify(ctx, WOLFSSL_VERIFY_PEER | WOLFSSL_VERIFY_FAIL_IF_NO_PEER_CERT, NULL);
+        wolfSSL_CTX_set_verify(ctx, WOLFSSL_VERIFY_PEER | WOLFSSL_VERIFY_FAIL_IF_NO_PEER_CERT,
+                               ts->crl_file ? verify_cb : NULL);
+        if (ts->crl_file && load_crl(ctx, ts->crl_file, err, errlen) != 0) goto fail;
     } else {
         wolfSSL_CTX_set_verify(ctx, WOLFSSL_VERIFY_NONE, NULL);
     }
@@ -92,6 +127,7 @@ tls_server_t *tls_server_new(const grpc_tls_config_t *cfg, char *err, size_t err
     ts->key_file = dup_or_null(cfg->key_file);
     ts->ca_file = dup_or_null(cfg->trusted_ca_file);
     ts->client_cert_auth = cfg->client_cert_auth;
+    ts->crl_file = dup_or_null(cfg->crl_file);
     ts->ctx = build_ctx(ts, err, errlen);
     if (!ts->ctx) {
         tls_server_free(ts);
@@ -114,6 +150,7 @@ void tls_server_free(tls_server_t *ts) {
     free(ts->cert_file);
     free(ts->key_file);
     free(ts->ca_file);
+    free(ts->crl_file);
     free(ts);
 }
 

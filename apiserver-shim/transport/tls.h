@@ -2,7 +2,9 @@
  * tls.h: server-side TLS for the gRPC listeners, on wolfSSL.
  *
  * A tls_server holds the current WOLFSSL_CTX built from a grpc_tls_config
- * (cert, key, optional CA and client-cert-auth). tls_server_reload() builds a
+ * (cert, key, optional CA and client-cert-auth, optional client CRL: with
+ * client-cert-auth a client whose certificate chain has a certificate the CRL
+ * revokes fails the handshake). tls_server_reload() builds a
  * fresh context and swaps it in: new connections use it, live connections
  * keep theirs (each connection holds a reference on its context).
  *
