@@ -250,7 +250,8 @@ int server_run(const server_config_t *cfg) {
         cfg->max_pending_proposals ? cfg->max_pending_proposals : RAFT_NODE_DEFAULT_MAX_INFLIGHT;
     s.pending = pending_new(max_pending);
     s.req_id_prefix = random_u64() << 32;
-    grpc_server_config_t gcfg = {.max_request_bytes = cfg->max_request_bytes, .max_concurrent_streams = 1000};
+    grpc_server_config_t gcfg = {.max_request_bytes = cfg->max_request_bytes,
+                                 .max_concurrent_streams = cfg->max_concurrent_streams};
     s.grpc = s.loop ? grpc_server_new(s.loop, &gcfg) : NULL;
     if (!s.loop || !s.pending || !s.grpc) {
         log_error("out of memory");

@@ -65,6 +65,7 @@ static flag_def_t flags[] = {
     {"max-request-bytes", FLAG_SIZE, &cfg.max_request_bytes, NULL},
     {"quota-backend-bytes", FLAG_U64, &cfg.quota_backend_bytes, NULL},
     {"max-txn-ops", FLAG_SIZE, &cfg.max_txn_ops, NULL},
+    {"max-concurrent-streams", FLAG_UINT, &cfg.max_concurrent_streams, NULL},
     {"heartbeat-interval", FLAG_UINT, &cfg.heartbeat_interval_ms, NULL},
     {"election-timeout", FLAG_UINT, &cfg.election_timeout_ms, NULL},
     {"log-level", FLAG_STRING, &log_level, NULL},
@@ -84,7 +85,6 @@ static flag_def_t flags[] = {
     {"backend-bbolt-freelist-type", FLAG_IGNORED, NULL, NULL},
     {"backend-batch-interval", FLAG_IGNORED, NULL, NULL},
     {"backend-batch-limit", FLAG_IGNORED, NULL, NULL},
-    {"max-concurrent-streams", FLAG_IGNORED, NULL, NULL},
     {"grpc-keepalive-min-time", FLAG_IGNORED, NULL, NULL},
     {"grpc-keepalive-interval", FLAG_IGNORED, NULL, NULL},
     {"grpc-keepalive-timeout", FLAG_IGNORED, NULL, NULL},
@@ -295,6 +295,8 @@ static void usage(FILE *out) {
             "  --election-timeout 1000          time (ms) for an election to timeout.\n"
             "  --max-request-bytes 1572864      maximum client request size in bytes.\n"
             "  --max-txn-ops 128                maximum operations in a transaction.\n"
+            "  --max-concurrent-streams 4294967295\n"
+            "                                   maximum concurrent streams per client connection.\n"
             "  --quota-backend-bytes 0          backend size limit (0 = 2 GiB).\n"
             "  --max-pending-proposals 5000     kshim extension: writes proposed and not yet\n"
             "                                   applied before 'etcdserver: too many requests'.\n"

@@ -39,6 +39,10 @@ typedef struct server_config {
     size_t max_request_bytes;     /* default 1.5 MiB */
     uint64_t quota_backend_bytes; /* 0 = 2 GiB */
     size_t max_txn_ops;           /* default 128 */
+    /* --max-concurrent-streams: HTTP/2 streams a client connection may have
+     * open (SETTINGS_MAX_CONCURRENT_STREAMS); 0 or 4294967295 = unlimited,
+     * etcd's default. */
+    uint32_t max_concurrent_streams;
     /* kshim extension --max-pending-proposals: writes proposed and not yet
      * applied before new ones get ResourceExhausted "etcdserver: too many
      * requests"; 0 = etcd's 5000 (maxGapBetweenApplyAndCommitIndex). */

@@ -28,7 +28,6 @@
 enum {
     GRPC_OVERHEAD_BYTES = 512 * 1024, /* etcd: MaxRecvMsgSize = max-request-bytes + 512 KiB */
     DEFAULT_MAX_REQUEST_BYTES = 1536 * 1024,
-    DEFAULT_MAX_STREAMS = 1000,
     STREAM_WINDOW = 1 << 20,
     CONN_WINDOW = 16 << 20,
     MAX_HEADER_LIST = 16 << 20,
@@ -610,7 +609,7 @@ grpc_server_t *grpc_server_new(loop_t *loop, const grpc_server_config_t *cfg) {
     srv->loop = loop;
     if (cfg) srv->cfg = *cfg;
     if (!srv->cfg.max_request_bytes) srv->cfg.max_request_bytes = DEFAULT_MAX_REQUEST_BYTES;
-    if (!srv->cfg.max_concurrent_streams) srv->cfg.max_concurrent_streams = DEFAULT_MAX_STREAMS;
+    if (!srv->cfg.max_concurrent_streams) srv->cfg.max_concurrent_streams = UINT32_MAX; /* etcd's default */
     if (nghttp2_session_callbacks_new(&srv->callbacks) != 0) {
         free(srv);
         return NULL;

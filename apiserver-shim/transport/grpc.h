@@ -52,6 +52,11 @@ typedef struct grpc_tls_config {
 
 typedef struct grpc_server_config {
     size_t max_request_bytes; /* etcd --max-request-bytes (default 1.5 MiB) */
+    /* SETTINGS_MAX_CONCURRENT_STREAMS per connection (etcd
+     * --max-concurrent-streams); 0 = UINT32_MAX = unlimited (advertised as
+     * 4294967295, as etcd 3.4's grpc-go does). A client opening more is refused by nghttp2: RST_STREAM
+     * REFUSED_STREAM while our SETTINGS is unacknowledged, a connection
+     * error (GOAWAY PROTOCOL_ERROR) after. */
     uint32_t max_concurrent_streams;
 } grpc_server_config_t;
 

@@ -34,9 +34,9 @@ typedef struct h2_conn_hooks {
     void (*on_open)(h2_conn_t *conn, void *arg);
     void (*on_close)(h2_conn_t *conn, void *arg);
     void *arg;
-    uint32_t max_concurrent_streams;
-    uint32_t initial_window_size;   /* per stream */
-    int32_t connection_window_size; /* whole connection */
+    uint32_t max_concurrent_streams; /* UINT32_MAX: unlimited */
+    uint32_t initial_window_size;    /* per stream */
+    int32_t connection_window_size;  /* whole connection */
     uint32_t max_header_list_size;
 } h2_conn_hooks_t;
 
