@@ -3,10 +3,11 @@
 # (etcd's TestCtlV3GetRevokedCRL).
 #
 # certs/gen.sh makes client certs "bad" and "other" from the dev CA and two
-# CRLs of that CA: one revoking "bad", one revoking "other". With mTLS
-# (--client-cert-auth) and --client-crl-file = the first, etcd and kshimd
-# both refuse "bad" (the handshake fails: etcdctl cannot connect) and serve
-# "root" and "other". Then kshimd alone: the CRL file is replaced by the
+# CRLs of that CA: one revoking "bad", one revoking "other", and a second CA
+# with a client cert "other-client". With mTLS (--client-cert-auth, both CAs
+# trusted) and --client-crl-file = the first, etcd and kshimd both refuse
+# "bad" (the handshake fails: etcdctl cannot connect) and serve "root",
+# "other" and "other-client" (its CA has no CRL: not a reason to refuse). Then kshimd alone: the CRL file is replaced by the
 # second one and reloaded (as the other TLS files are, on change), after
 # which "other" is refused and "bad" is served; a DER CRL works too.
 #
@@ -21,7 +22,8 @@ CERTS=$E2E_TMP/certs
 
 bash "$SRC/certs/gen.sh" "$CERTS" --revoked other || die "certs/gen.sh --revoked other failed"
 mv "$CERTS/ca.crl" "$CERTS/crl-other.pem"
-bash "$SRC/certs/gen.sh" "$CERTS" --revoked bad || die "certs/gen.sh --revoked bad failed"
+bash "$SRC/certs/gen.sh" "$CERTS" --revoked bad --other-ca || die "certs/gen.sh --revoked bad failed"
+cat "$CERTS/ca.crt" "$CERTS/other-ca.crt" >"$CERTS/trusted.crt"
 mv "$CERTS/ca.crl" "$CERTS/crl-bad.pem"
 openssl crl -in "$CERTS/crl-bad.pem" -outform DER -out "$CERTS/crl-bad.der" || die "openssl crl failed"
 cp "$CERTS/crl-bad.pem" "$E2E_TMP/client.crl"
@@ -33,7 +35,7 @@ start_tls() { # NAME PORT KIND CRLFILE
         --listen-client-urls "https://127.0.0.1:$port"
         --advertise-client-urls "https://127.0.0.1:$port"
         --cert-file "$CERTS/server.crt" --key-file "$CERTS/server.key"
-        --trusted-ca-file "$CERTS/ca.crt" --client-cert-auth --client-crl-file "$crl")
+        --trusted-ca-file "$CERTS/trusted.crt" --client-cert-auth --client-crl-file "$crl")
     if [ "$kind" = etcd ]; then
         ensure_port_free "$peer"
         "$ETCD" "${common[@]}" --listen-peer-urls "http://127.0.0.1:$peer" \
@@ -67,7 +69,7 @@ wait_tls() { # PID PORT
 # who PORT: one line per client cert, "NAME: served" or "NAME: refused".
 who() {
     local c
-    for c in root bad other; do
+    for c in root bad other other-client; do
         if tctl "$1" "$c" get /crl --print-value-only >/dev/null 2>&1; then
             echo "$c: served"
         else
@@ -90,7 +92,8 @@ tctl "$REF_PORT" root put /crl v >/dev/null
 tctl "$TGT_PORT" root put /crl v >/dev/null
 expect="root: served
 bad: refused
-other: served"
+other: served
+other-client: served"
 check_eq "etcd: revoked client refused, good clients served" "$expect" "$(who "$REF_PORT")"
 check_eq "target: revoked client refused, good clients served" "$expect" "$(who "$TGT_PORT")"
 stop_server "$REF_PID"
@@ -102,7 +105,8 @@ if [ "$KSHIM_E2E_TARGET" = kshimd ]; then
     mv "$E2E_TMP/client.crl.new" "$E2E_TMP/client.crl"
     expect2="root: served
 bad: served
-other: refused"
+other: refused
+other-client: served"
     got=
     for _ in $(seq 30); do
         got=$(who "$TGT_PORT")
