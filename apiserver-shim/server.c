@@ -362,6 +362,7 @@ int server_run(const server_config_t *cfg) {
         }
         log_info("serving client traffic on %s", url);
     }
+    if (svc_metrics_start(&s) != 0) goto out;
     log_info("kshimd ready: name=%s member-id=%016llx cluster-id=%016llx data-dir=%s revision=%lld",
              cfg->name, (unsigned long long)s.member_id, (unsigned long long)s.cluster_id, cfg->data_dir,
              (long long)mvcc_revision(s.mvcc));
@@ -390,6 +391,7 @@ out:
     s.readers = NULL;
     if (s.raft) raft_node_stop(s.raft);
     if (s.pending) pending_free(s.pending);
+    svc_metrics_stop(&s);
     svc_kv_stop(&s);
     svc_auth_stop(&s);
     svc_lease_stop(&s);

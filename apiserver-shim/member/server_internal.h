@@ -52,6 +52,7 @@ struct server {
     struct svc_lease *lease;
     struct svc_auth *auth;
     struct svc_kv *kv;
+    struct svc_metrics *metrics;
     /* Registered by the wiring before Raft starts (server_run). */
     server_applier_fn appliers[SERVER_MAX_APPLIERS];
     size_t n_appliers;
