@@ -14,6 +14,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "config_file.h"
 #include "log.h"
 #include "server.h"
 #include "version.h"
@@ -39,9 +40,14 @@ typedef struct flag_def {
 
 static server_config_t cfg;
 static const char *log_level = "info";
+static const char *config_file = NULL;
+/* With --config-file, the flags and env settings it overrides: kept (not
+ * freed), they own the copies of their URLs. */
+static server_config_t ignored_cfg;
 
 static flag_def_t flags[] = {
     {"name", FLAG_STRING, &cfg.name, NULL},
+    {"config-file", FLAG_STRING, &config_file, NULL},
     {"data-dir", FLAG_STRING, &cfg.data_dir, NULL},
     {"wal-dir", FLAG_STRING, &cfg.wal_dir, NULL},
     {"listen-client-urls", FLAG_URLS, cfg.listen_client_urls, &cfg.n_listen_client_urls},
@@ -126,7 +132,6 @@ static flag_def_t flags[] = {
     {"auto-compaction-retention", FLAG_IGNORED, NULL, NULL},
     {"initial-election-tick-advance", FLAG_IGNORED_BOOL, NULL, NULL},
     {"proxy", FLAG_IGNORED, NULL, NULL},
-    {"config-file", FLAG_IGNORED, NULL, NULL},
 };
 
 static const flag_def_t *find_flag(const char *name) {
@@ -274,44 +279,83 @@ static int apply_env(void) {
     return 0;
 }
 
+/* One setting of --config-file (config_file.h): the same flag, the same
+ * parser. Returns 1 for keys kshimd does not know (ignored, as etcd does). */
+static int config_set(void *ctx, const char *name, const char *value, char *err, size_t errlen) {
+    (void)ctx;
+    const flag_def_t *f = find_flag(name);
+    flag_def_t experimental = {name, FLAG_IGNORED, NULL, NULL};
+    if (!f && !strncmp(name, "experimental-", 13)) f = &experimental;
+    if (!f || !strcmp(name, "config-file")) return 1;
+    if (!value) return 0;       /* known */
+    char *copy = strdup(value); /* cfg keeps pointers for the process lifetime */
+    if (!copy) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    int rc = set_flag(f, copy, "config file key");
+    if (rc != 0 || f->kind != FLAG_STRING) free(copy); /* only strings keep the pointer */
+    if (rc != 0) {
+        snprintf(err, errlen, "invalid value \"%s\" for %s", value, name);
+        return -1;
+    }
+    return 0;
+}
+
+/* --config-file (or ETCD_CONFIG_FILE): as etcd, the file alone configures
+ * the member; other flags and environment variables are ignored. */
+static int load_config_file(void) {
+    char err[512];
+    ignored_cfg = cfg;
+    server_config_defaults(&cfg);
+    log_level = "info";
+    if (config_file_load(config_file, config_set, NULL, err, sizeof err) != 0) {
+        fprintf(stderr, "kshimd: cannot load --config-file: %s\n", err);
+        return -1;
+    }
+    return 0;
+}
+
 static void usage(FILE *out) {
-    fprintf(out,
-            "Usage:\n\n  kshimd [flags]\n\n"
-            "  kshim is a drop-in replacement for etcd v3 (API %s). It takes etcd's flags\n"
-            "  and ETCD_* environment variables with etcd's meaning.\n\n"
-            "Member:\n"
-            "  --name 'default'                 human-readable name for this member.\n"
-            "  --data-dir '${name}.etcd'        path to the data directory.\n"
-            "  --wal-dir ''                     path to the dedicated wal directory.\n"
-            "  --listen-client-urls 'http://localhost:2379'\n"
-            "                                   URLs to serve clients on (http = h2c, https = TLS).\n"
-            "  --advertise-client-urls 'http://localhost:2379'\n"
-            "  --listen-peer-urls 'http://localhost:2380'\n"
-            "  --initial-advertise-peer-urls 'http://localhost:2380'\n"
-            "  --initial-cluster 'default=http://localhost:2380'\n"
-            "  --initial-cluster-state 'new'    'new' or 'existing'.\n"
-            "  --initial-cluster-token 'etcd-cluster'\n"
-            "  --heartbeat-interval 100         time (ms) of a heartbeat interval.\n"
-            "  --election-timeout 1000          time (ms) for an election to timeout.\n"
-            "  --max-request-bytes 1572864      maximum client request size in bytes.\n"
-            "  --max-txn-ops 128                maximum operations in a transaction.\n"
-            "  --quota-backend-bytes 0          backend size limit (0 = 2 GiB).\n"
-            "  --max-pending-proposals 5000     kshim extension: writes proposed and not yet\n"
-            "                                   applied before 'etcdserver: too many requests'.\n"
-            "Security:\n"
-            "  --cert-file, --key-file          client server TLS cert and key.\n"
-            "  --trusted-ca-file                client server TLS trusted CA.\n"
-            "  --client-cert-auth               require and verify client certificates.\n"
-            "  --auto-tls                       self-signed client TLS certificate when none is given.\n"
-            "  --peer-cert-file, --peer-key-file, --peer-trusted-ca-file, --peer-client-cert-auth\n"
-            "Logging:\n"
-            "  --log-level 'info'               debug, info, warn, error.\n"
-            "Other:\n"
-            "  --version                        print the version and exit.\n"
-            "  -h, --help                       show this help.\n\n"
-            "Every other etcd 3.5 flag (--snapshot-count, --auto-compaction-*, --auth-token, ...)\n"
-            "and any --experimental-* flag is accepted; see README.md for which act.\n",
-            KSHIM_ETCD_API_VERSION);
+    fprintf(
+        out,
+        "Usage:\n\n  kshimd [flags]\n\n"
+        "  kshim is a drop-in replacement for etcd v3 (API %s). It takes etcd's flags\n"
+        "  and ETCD_* environment variables with etcd's meaning.\n\n"
+        "Member:\n"
+        "  --config-file ''                 etcd's YAML config; other flags and env vars are then ignored.\n"
+        "  --name 'default'                 human-readable name for this member.\n"
+        "  --data-dir '${name}.etcd'        path to the data directory.\n"
+        "  --wal-dir ''                     path to the dedicated wal directory.\n"
+        "  --listen-client-urls 'http://localhost:2379'\n"
+        "                                   URLs to serve clients on (http = h2c, https = TLS).\n"
+        "  --advertise-client-urls 'http://localhost:2379'\n"
+        "  --listen-peer-urls 'http://localhost:2380'\n"
+        "  --initial-advertise-peer-urls 'http://localhost:2380'\n"
+        "  --initial-cluster 'default=http://localhost:2380'\n"
+        "  --initial-cluster-state 'new'    'new' or 'existing'.\n"
+        "  --initial-cluster-token 'etcd-cluster'\n"
+        "  --heartbeat-interval 100         time (ms) of a heartbeat interval.\n"
+        "  --election-timeout 1000          time (ms) for an election to timeout.\n"
+        "  --max-request-bytes 1572864      maximum client request size in bytes.\n"
+        "  --max-txn-ops 128                maximum operations in a transaction.\n"
+        "  --quota-backend-bytes 0          backend size limit (0 = 2 GiB).\n"
+        "  --max-pending-proposals 5000     kshim extension: writes proposed and not yet\n"
+        "                                   applied before 'etcdserver: too many requests'.\n"
+        "Security:\n"
+        "  --cert-file, --key-file          client server TLS cert and key.\n"
+        "  --trusted-ca-file                client server TLS trusted CA.\n"
+        "  --client-cert-auth               require and verify client certificates.\n"
+        "  --auto-tls                       self-signed client TLS certificate when none is given.\n"
+        "  --peer-cert-file, --peer-key-file, --peer-trusted-ca-file, --peer-client-cert-auth\n"
+        "Logging:\n"
+        "  --log-level 'info'               debug, info, warn, error.\n"
+        "Other:\n"
+        "  --version                        print the version and exit.\n"
+        "  -h, --help                       show this help.\n\n"
+        "Every other etcd 3.5 flag (--snapshot-count, --auto-compaction-*, --auth-token, ...)\n"
+        "and any --experimental-* flag is accepted; see README.md for which act.\n",
+        KSHIM_ETCD_API_VERSION);
 }
 
 static void print_version(void) {
@@ -387,6 +431,7 @@ int main(int argc, char **argv) {
     if (apply_env() != 0) return 2;
     int rc = parse_args(argc, argv);
     if (rc != 0) return rc > 0 ? 0 : 2;
+    if (config_file && *config_file && load_config_file() != 0) return 1;
 
     enum log_level lvl;
     if (log_parse_level(log_level, &lvl) != 0) {

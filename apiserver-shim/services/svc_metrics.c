@@ -70,8 +70,8 @@ static void text_printf(text_t *t, const char *fmt, ...) {
 
 static void metric(text_t *t, const char *name, const char *type, const char *help, const char *labels,
                    double value) {
-    text_printf(t, "# HELP %s %s\n# TYPE %s %s\n%s%s %.17g\n", name, help, name, type, name, labels ? labels : "",
-                value);
+    text_printf(t, "# HELP %s %s\n# TYPE %s %s\n%s%s %.17g\n", name, help, name, type, name,
+                labels ? labels : "", value);
 }
 
 /* ---- /health ---- */
@@ -135,7 +135,8 @@ static int read_proc_stat(double *cpu_s, double *start_s, double *vsize, double 
     if (!p) return -1;
     unsigned long long utime, stime, start, vs;
     long long rs;
-    if (sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu %*d %*d %*d %*d %*d %*d %llu %llu %lld",
+    if (sscanf(p + 2,
+               "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu %*d %*d %*d %*d %*d %*d %llu %llu %lld",
                &utime, &stime, &start, &vs, &rs) != 5)
         return -1;
     double tick = (double)sysconf(_SC_CLK_TCK);
@@ -157,18 +158,19 @@ static int read_proc_stat(double *cpu_s, double *start_s, double *vsize, double 
 static void process_metrics(text_t *t) {
     double cpu, start, vsize, rss;
     if (read_proc_stat(&cpu, &start, &vsize, &rss) == 0) {
-        metric(t, "process_cpu_seconds_total", "counter", "Total user and system CPU time spent in seconds.", NULL,
-               cpu);
+        metric(t, "process_cpu_seconds_total", "counter", "Total user and system CPU time spent in seconds.",
+               NULL, cpu);
         metric(t, "process_resident_memory_bytes", "gauge", "Resident memory size in bytes.", NULL, rss);
-        metric(t, "process_start_time_seconds", "gauge", "Start time of the process since unix epoch in seconds.",
-               NULL, start);
+        metric(t, "process_start_time_seconds", "gauge",
+               "Start time of the process since unix epoch in seconds.", NULL, start);
         metric(t, "process_virtual_memory_bytes", "gauge", "Virtual memory size in bytes.", NULL, vsize);
     }
     int fds = count_open_fds();
     if (fds >= 0) metric(t, "process_open_fds", "gauge", "Number of open file descriptors.", NULL, fds);
     struct rlimit rl;
     if (getrlimit(RLIMIT_NOFILE, &rl) == 0)
-        metric(t, "process_max_fds", "gauge", "Maximum number of open file descriptors.", NULL, (double)rl.rlim_cur);
+        metric(t, "process_max_fds", "gauge", "Maximum number of open file descriptors.", NULL,
+               (double)rl.rlim_cur);
 }
 
 static void server_metrics(server_t *s, text_t *t) {
@@ -185,8 +187,8 @@ static void server_metrics(server_t *s, text_t *t) {
            "Total size of the underlying database physically allocated in bytes.", NULL, (double)db);
     metric(t, "etcd_mvcc_db_total_size_in_bytes", "gauge",
            "Total size of the underlying database physically allocated in bytes.", NULL, (double)db);
-    metric(t, "etcd_server_has_leader", "gauge", "Whether or not a leader exists. 1 is existence, 0 is not.", NULL,
-           st.leader != 0);
+    metric(t, "etcd_server_has_leader", "gauge", "Whether or not a leader exists. 1 is existence, 0 is not.",
+           NULL, st.leader != 0);
     metric(t, "etcd_server_health_failures", "counter", "The total number of failed health checks", NULL,
            (double)s->metrics->health_failures);
     metric(t, "etcd_server_health_success", "counter", "The total number of successful health checks", NULL,
@@ -194,14 +196,15 @@ static void server_metrics(server_t *s, text_t *t) {
     snprintf(labels, sizeof labels, "{server_id=\"%llx\"}", (unsigned long long)s->member_id);
     metric(t, "etcd_server_id", "gauge",
            "Server or member ID in hexadecimal format. 1 for 'server_id' label with current ID.", labels, 1);
-    metric(t, "etcd_server_is_leader", "gauge", "Whether or not this member is a leader. 1 if is, 0 otherwise.",
-           NULL, st.leader != 0 && st.leader == s->member_id);
-    metric(t, "etcd_server_proposals_applied_total", "gauge", "The total number of consensus proposals applied.",
-           NULL, (double)st.applied_index);
+    metric(t, "etcd_server_is_leader", "gauge",
+           "Whether or not this member is a leader. 1 if is, 0 otherwise.", NULL,
+           st.leader != 0 && st.leader == s->member_id);
+    metric(t, "etcd_server_proposals_applied_total", "gauge",
+           "The total number of consensus proposals applied.", NULL, (double)st.applied_index);
     metric(t, "etcd_server_proposals_committed_total", "gauge",
            "The total number of consensus proposals committed.", NULL, (double)st.commit_index);
-    metric(t, "etcd_server_proposals_pending", "gauge", "The current number of pending proposals to commit.", NULL,
-           (double)st.inflight);
+    metric(t, "etcd_server_proposals_pending", "gauge", "The current number of pending proposals to commit.",
+           NULL, (double)st.inflight);
     snprintf(labels, sizeof labels, "{server_version=\"%s\"}", KSHIM_ETCD_VERSION);
     metric(t, "etcd_server_version", "gauge",
            "Which version is running. 1 for 'server_version' label with current version.", labels, 1);

@@ -107,12 +107,12 @@ static int queue_reply(http1_conn_t *c, const http1_reply_t *r) {
     gmtime_r(&now, &tm);
     strftime(date, sizeof date, "%a, %d %b %Y %H:%M:%S GMT", &tm);
     char head[1024];
-    int n = snprintf(head, sizeof head, "HTTP/1.1 %d %s\r\n%s%s%s%s%sDate: %s\r\nContent-Length: %zu\r\n%s\r\n",
-                     r->status, status_text(r->status), r->content_type ? "Content-Type: " : "",
-                     r->content_type ? r->content_type : "", r->content_type ? "\r\n" : "",
-                     r->nosniff ? "X-Content-Type-Options: nosniff\r\n" : "",
-                     r->extra_header ? r->extra_header : "", date, r->body_len,
-                     c->close_after ? "Connection: close\r\n" : "");
+    int n = snprintf(
+        head, sizeof head, "HTTP/1.1 %d %s\r\n%s%s%s%s%sDate: %s\r\nContent-Length: %zu\r\n%s\r\n", r->status,
+        status_text(r->status), r->content_type ? "Content-Type: " : "",
+        r->content_type ? r->content_type : "", r->content_type ? "\r\n" : "",
+        r->nosniff ? "X-Content-Type-Options: nosniff\r\n" : "", r->extra_header ? r->extra_header : "", date,
+        r->body_len, c->close_after ? "Connection: close\r\n" : "");
     if (n < 0 || (size_t)n >= sizeof head) return -1;
     if (out_append(c, head, (size_t)n) != 0) return -1;
     return r->body_len ? out_append(c, r->body, r->body_len) : 0;
@@ -165,7 +165,8 @@ static int on_message_complete(http_parser *p) {
             memcpy(query, c->url + u.field_data[UF_QUERY].off, u.field_data[UF_QUERY].len);
             query[u.field_data[UF_QUERY].len] = '\0';
         }
-        http1_request_t req = {.method = http_method_str((enum http_method)p->method), .path = path, .query = query};
+        http1_request_t req = {
+            .method = http_method_str((enum http_method)p->method), .path = path, .query = query};
         c->srv->fn(c->srv->ctx, &req, &reply);
     }
     int rc = queue_reply(c, &reply);
