@@ -84,6 +84,7 @@ static void answer_timed_out(grpc_call_t *call, void *arg) {
 static void expire_requests(loop_t *loop, void *arg) {
     server_t *s = arg;
     size_t n = pending_expire(s->pending, loop_now_ms(loop), answer_timed_out, NULL);
+    s->proposals_failed += n;
     if (n) log_warn("%zu requests timed out waiting for Raft", n);
     loop_timer_add(loop, 500, expire_requests, s);
 }

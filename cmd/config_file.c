@@ -97,7 +97,8 @@ static int load_value(load_ctx_t *lc, const char *flag, const yaml_node_t *v) {
 static int load_security(load_ctx_t *lc, const char *section, const char *prefix, const yaml_node_t *m) {
     if (is_null(m)) return 0;
     if (m->type != YAML_MAPPING_NODE) {
-        snprintf(lc->err, lc->errlen, "%s: expected a mapping (line %d)", section, (int)m->start_mark.line + 1);
+        snprintf(lc->err, lc->errlen, "%s: expected a mapping (line %d)", section,
+                 (int)m->start_mark.line + 1);
         return -1;
     }
     for (yaml_node_pair_t *p = m->data.mapping.pairs.start; p < m->data.mapping.pairs.top; p++) {
@@ -155,7 +156,8 @@ int config_file_load(const char *path, config_file_set_fn set, void *ctx, char *
     int rc = -1;
     if (!yaml_parser_load(&parser, &doc)) {
         snprintf(err, errlen, "%s: %s at line %zu%s%s", path, parser.problem ? parser.problem : "YAML error",
-                 parser.problem_mark.line + 1, parser.context ? ", " : "", parser.context ? parser.context : "");
+                 parser.problem_mark.line + 1, parser.context ? ", " : "",
+                 parser.context ? parser.context : "");
     } else {
         load_ctx_t lc = {.doc = &doc, .set = set, .ctx = ctx, .err = err, .errlen = errlen};
         rc = load_root(&lc, yaml_document_get_root_node(&doc));

@@ -50,6 +50,8 @@ check_eq "kshimd exports metrics" "1" "$([ "$(wc -l <"$E2E_TMP/target.types")" -
 value() { awk -v n="$1" '$1 == n { print $2 }' "$E2E_TMP/target.metrics"; }
 check_eq "etcd_server_has_leader" "1" "$(value etcd_server_has_leader)"
 check_eq "etcd_server_is_leader" "1" "$(value etcd_server_is_leader)"
+check_eq "etcd_server_leader_changes_seen_total" "1" "$(value etcd_server_leader_changes_seen_total)"
+check_eq "etcd_server_proposals_failed_total" "0" "$(value etcd_server_proposals_failed_total)"
 rev=$(ctl 25301 get /m -w json | python3 -c 'import json,sys; print(json.load(sys.stdin)["header"]["revision"])')
 check_eq "etcd_debugging_mvcc_current_revision" "$rev" "$(value etcd_debugging_mvcc_current_revision)"
 check_eq "etcd_server_health_success counts probes as etcd" \

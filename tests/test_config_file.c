@@ -134,8 +134,9 @@ static void test_unknown_keys_ignored(void **state) {
     (void)state;
     seen_t s;
     char err[256] = "";
-    assert_int_equal(load("unknown-key: 1\nname: x\nunknown-map:\n  a: b\nunknown-list: [1, 2]\n", &s, err, sizeof err),
-                     0);
+    assert_int_equal(
+        load("unknown-key: 1\nname: x\nunknown-map:\n  a: b\nunknown-list: [1, 2]\n", &s, err, sizeof err),
+        0);
     assert_int_equal(s.n, 1);
     assert_string_equal(lookup(&s, "name"), "x");
 }
@@ -181,9 +182,9 @@ static void test_missing_file(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_sample_layout),     cmocka_unit_test(test_unknown_keys_ignored),
-        cmocka_unit_test(test_empty_file),        cmocka_unit_test(test_refused_value_has_line),
-        cmocka_unit_test(test_syntax_error),      cmocka_unit_test(test_missing_file),
+        cmocka_unit_test(test_sample_layout), cmocka_unit_test(test_unknown_keys_ignored),
+        cmocka_unit_test(test_empty_file),    cmocka_unit_test(test_refused_value_has_line),
+        cmocka_unit_test(test_syntax_error),  cmocka_unit_test(test_missing_file),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

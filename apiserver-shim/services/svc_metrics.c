@@ -199,10 +199,14 @@ static void server_metrics(server_t *s, text_t *t) {
     metric(t, "etcd_server_is_leader", "gauge",
            "Whether or not this member is a leader. 1 if is, 0 otherwise.", NULL,
            st.leader != 0 && st.leader == s->member_id);
+    metric(t, "etcd_server_leader_changes_seen_total", "counter", "The number of leader changes seen.", NULL,
+           (double)st.leader_changes);
     metric(t, "etcd_server_proposals_applied_total", "gauge",
            "The total number of consensus proposals applied.", NULL, (double)st.applied_index);
     metric(t, "etcd_server_proposals_committed_total", "gauge",
            "The total number of consensus proposals committed.", NULL, (double)st.commit_index);
+    metric(t, "etcd_server_proposals_failed_total", "counter", "The total number of failed proposals seen.",
+           NULL, (double)s->proposals_failed);
     metric(t, "etcd_server_proposals_pending", "gauge", "The current number of pending proposals to commit.",
            NULL, (double)st.inflight);
     snprintf(labels, sizeof labels, "{server_version=\"%s\"}", KSHIM_ETCD_VERSION);
