@@ -11,7 +11,8 @@
 #     etcd_server_health_success counts the probes made;
 #   - a malformed request gets "HTTP/1.1 400" and the server still answers;
 #   - a partial request held open does not block other connections, and is
-#     answered once completed; two pipelined requests get two answers.
+#     answered once completed; two pipelined requests get two answers;
+#   - 400 connections of random, cut and garbage requests leave it serving.
 #
 # Ports: 25300 (real etcd, peer 25350, metrics 25302), 25301 (target, metrics 25303)
 set -euo pipefail
@@ -98,6 +99,36 @@ raw_checks 25302 >"$E2E_TMP/etcd.raw"
 raw_checks 25303 >"$E2E_TMP/target.raw"
 diff_files "raw HTTP/1.1 requests" "$E2E_TMP/etcd.raw" "$E2E_TMP/target.raw"
 cat "$E2E_TMP/target.raw"
+# 400 connections of random, cut, garbage, oversized and pipelined requests,
+# closed early or held: the server must still answer and stay up.
+python3 - 25303 <<'PY'
+import random, socket, sys
+port = int(sys.argv[1])
+random.seed(9)
+reqs = [b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n",
+        b"POST /health HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc",
+        b"GET /metrics HTTP/1.1\r\n\r\n", b"GARBAGE\r\n\r\n", b"\x00\x01\x02",
+        b"GET /x?" + b"a" * 9000 + b" HTTP/1.1\r\n\r\n", b"GET /health HTTP/1.0\r\n\r\n",
+        b"GET /health HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n"]
+held = []
+for _ in range(400):
+    s = socket.create_connection(("127.0.0.1", port), timeout=2)
+    data = b"".join(random.choice(reqs) for _ in range(random.randint(1, 4)))
+    cut = random.randint(0, len(data))
+    try:
+        s.sendall(data[:cut])
+        if random.random() < 0.5:
+            s.close()
+            continue
+        s.sendall(data[cut:])
+        if random.random() < 0.5:
+            s.recv(100)
+    except OSError:
+        pass
+    (held.append if random.random() < 0.3 else lambda c: c.close())(s)
+for s in held:
+    s.close()
+PY
 check_eq "still healthy after bad requests" "200 {\"health\":\"true\"}" "$(probe 25303 /health)"
 kill -0 "$TARGET_PID" && pass "kshimd alive" || fail "kshimd died"
 
