@@ -11,7 +11,8 @@
 #     etcd_server_health_success counts the probes made;
 #   - a malformed request gets "HTTP/1.1 400" and the server still answers;
 #   - a partial request held open does not block other connections, and is
-#     answered once completed; two pipelined requests get two answers;
+#     answered once completed; two pipelined requests get two answers; a
+#     HEAD answer has no body (the next answer follows its headers);
 #   - 400 connections of random, cut and garbage requests leave it serving.
 #
 # Ports: 25300 (real etcd, peer 25350, metrics 25302), 25301 (target, metrics 25303)
@@ -91,6 +92,9 @@ other = conn(); other.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: c
 print("other while partial:", read_all(other).split(b"\r\n")[0].decode()); other.close()
 slow.sendall(b"th HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
 print("partial completed:", read_all(slow).split(b"\r\n")[0].decode()); slow.close()
+h = conn(); h.sendall(b"HEAD /metrics HTTP/1.1\r\nHost: x\r\n\r\nGET /nope HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+head, _, rest = read_all(h).partition(b"\r\n\r\n")
+print("HEAD then GET:", head.split(b"\r\n")[0].decode(), "| no body, next:", rest.split(b"\r\n")[0].decode()); h.close()
 p = conn(); p.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\nGET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
 print("pipelined answers:", read_all(p).count(b"HTTP/1.1 200 OK")); p.close()
 PY

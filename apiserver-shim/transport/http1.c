@@ -115,6 +115,8 @@ static int queue_reply(http1_conn_t *c, const http1_reply_t *r) {
         r->body_len, c->close_after ? "Connection: close\r\n" : "");
     if (n < 0 || (size_t)n >= sizeof head) return -1;
     if (out_append(c, head, (size_t)n) != 0) return -1;
+    /* HEAD: the headers of the GET answer, no body (RFC 9110 9.3.2). */
+    if (c->parser.method == HTTP_HEAD) return 0;
     return r->body_len ? out_append(c, r->body, r->body_len) : 0;
 }
 
