@@ -3,7 +3,7 @@
  * the metrics URLs, over real sockets with the loop on its own thread: the
  * handler sees method, path and query; keep-alive and pipelined requests
  * are answered in order; HEAD gets no body; HTTP/1.0 and Connection: close
- * close after the answer; garbage gets Go's 400 and a close; an oversized
+ * close after the answer (and nothing pipelined after it is answered); garbage gets Go's 400 and a close; an oversized
  * URL gets 414; a partial request does not block another connection.
  */
 #include <arpa/inet.h>
@@ -52,7 +52,8 @@ static int setup(void **state) {
     char err[256];
     g_loop = loop_new();
     g_srv = http1_server_new(g_loop, echo, NULL);
-    if (!g_loop || !g_srv || http1_server_listen(g_srv, "http://127.0.0.1:0", err, sizeof err) != 0) return -1;
+    if (!g_loop || !g_srv || http1_server_listen(g_srv, "http://127.0.0.1:0", err, sizeof err) != 0)
+        return -1;
     g_port = http1_server_port(g_srv, 0);
     return pthread_create(&g_thread, NULL, loop_thread, NULL);
 }
@@ -76,7 +77,9 @@ static int dial(void) {
     return fd;
 }
 
-static void send_str(int fd, const char *s) { assert_int_equal(send(fd, s, strlen(s), 0), (ssize_t)strlen(s)); }
+static void send_str(int fd, const char *s) {
+    assert_int_equal(send(fd, s, strlen(s), 0), (ssize_t)strlen(s));
+}
 
 /* Reads until the peer closes (or the 5 s timeout); returns the bytes. */
 static char *read_until_close(int fd) {
@@ -111,7 +114,8 @@ static int count(const char *hay, const char *needle) {
 static void test_method_path_query(void **state) {
     (void)state;
     int fd = dial();
-    send_str(fd, "GET /health?exclude=NOSPACE&serializable=true HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    send_str(
+        fd, "GET /health?exclude=NOSPACE&serializable=true HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
     char *out = read_until_close(fd);
     assert_non_null(strstr(out, "HTTP/1.1 200 OK\r\n"));
     assert_non_null(strstr(out, "Content-Length: 45\r\n"));
@@ -137,13 +141,24 @@ static void test_keepalive_pipelined_in_order(void **state) {
 static void test_head_has_no_body(void **state) {
     (void)state;
     int fd = dial();
-    send_str(fd, "HEAD /h HTTP/1.1\r\nHost: x\r\n\r\nGET /after HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    send_str(
+        fd, "HEAD /h HTTP/1.1\r\nHost: x\r\n\r\nGET /after HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
     char *out = read_until_close(fd);
     assert_null(strstr(out, "HEAD /h "));
     assert_int_equal(count(out, "HTTP/1.1 200 OK"), 2);
     char *second = strstr(out, "\r\n\r\n");
     assert_non_null(second);
     assert_memory_equal(second + 4, "HTTP/1.1 200 OK", 15);
+    close(fd);
+}
+
+static void test_nothing_after_close(void **state) {
+    (void)state;
+    int fd = dial();
+    send_str(fd, "GET /first HTTP/1.1\r\nConnection: close\r\n\r\nGET /second HTTP/1.1\r\n\r\n");
+    char *out = read_until_close(fd);
+    assert_non_null(strstr(out, "GET /first "));
+    assert_null(strstr(out, "GET /second "));
     close(fd);
 }
 
@@ -204,8 +219,9 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_method_path_query),   cmocka_unit_test(test_keepalive_pipelined_in_order),
         cmocka_unit_test(test_head_has_no_body),    cmocka_unit_test(test_http10_closes),
-        cmocka_unit_test(test_garbage_gets_400_and_close), cmocka_unit_test(test_oversized_url_414),
-        cmocka_unit_test(test_partial_does_not_block),     cmocka_unit_test(test_bad_listen_urls),
+        cmocka_unit_test(test_nothing_after_close), cmocka_unit_test(test_garbage_gets_400_and_close),
+        cmocka_unit_test(test_oversized_url_414),   cmocka_unit_test(test_partial_does_not_block),
+        cmocka_unit_test(test_bad_listen_urls),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -173,6 +173,8 @@ static int on_message_complete(http_parser *p) {
     }
     int rc = queue_reply(c, &reply);
     free(reply.body);
+    /* Nothing after a closing answer is parsed (or answered). */
+    if (rc == 0 && c->close_after) http_parser_pause(p, 1);
     return rc == 0 ? 0 : -1;
 }
 
@@ -228,6 +230,7 @@ static int conn_read(http1_conn_t *c) {
             return 0;
         }
         size_t used = http_parser_execute(&c->parser, &parser_settings, buf, (size_t)n);
+        if (c->parser.http_errno == HPE_PAUSED) return 0; /* closing: see on_message_complete */
         if (c->parser.http_errno != HPE_OK || used != (size_t)n) {
             if (c->parser.http_errno == HPE_CB_message_complete) { /* out of memory */
                 conn_free(c);
