@@ -162,6 +162,54 @@ static void test_nothing_after_close(void **state) {
     close(fd);
 }
 
+/* 3000 pipelined requests (~1 MB of answers) sent by a thread while this
+ * one waits before reading: the server stops reading while its answers
+ * wait (the sender blocks), then answers all, in order. */
+typedef struct sender {
+    int fd;
+    const char *buf;
+    size_t len;
+} sender_t;
+
+static void *send_all(void *arg) {
+    sender_t *sd = arg;
+    size_t off = 0;
+    while (off < sd->len) {
+        ssize_t r = send(sd->fd, sd->buf + off, sd->len - off, 0);
+        if (r <= 0) break;
+        off += (size_t)r;
+    }
+    return NULL;
+}
+
+static void test_pipelined_without_reading(void **state) {
+    (void)state;
+    int fd = dial();
+    static char reqs[3000 * 300];
+    char pad[257];
+    memset(pad, 'x', 256);
+    pad[256] = '\0';
+    size_t n = 0;
+    for (int i = 0; i < 3000; i++)
+        n += (size_t)snprintf(reqs + n, sizeof reqs - n, "GET /p%d/%s HTTP/1.1\r\nHost: x\r\n\r\n", i, pad);
+    n += (size_t)snprintf(reqs + n, sizeof reqs - n, "GET /last HTTP/1.1\r\nConnection: close\r\n\r\n");
+    sender_t sd = {.fd = fd, .buf = reqs, .len = n};
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, send_all, &sd), 0);
+    usleep(200 * 1000); /* let the answers pile up unread */
+    static char out[4 << 20];
+    size_t got = 0;
+    ssize_t r;
+    while (got < sizeof out - 1 && (r = recv(fd, out + got, sizeof out - 1 - got, 0)) > 0) got += (size_t)r;
+    out[got] = '\0';
+    pthread_join(t, NULL);
+    assert_true(got > (256u << 10) * 2);
+    assert_int_equal(count(out, "HTTP/1.1 200 OK"), 3001);
+    char *p2999 = strstr(out, "GET /p2999/"), *plast = strstr(out, "GET /last ");
+    assert_true(p2999 && plast && p2999 < plast);
+    close(fd);
+}
+
 static void test_http10_closes(void **state) {
     (void)state;
     int fd = dial();
@@ -217,10 +265,15 @@ static void test_bad_listen_urls(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_method_path_query),   cmocka_unit_test(test_keepalive_pipelined_in_order),
-        cmocka_unit_test(test_head_has_no_body),    cmocka_unit_test(test_http10_closes),
-        cmocka_unit_test(test_nothing_after_close), cmocka_unit_test(test_garbage_gets_400_and_close),
-        cmocka_unit_test(test_oversized_url_414),   cmocka_unit_test(test_partial_does_not_block),
+        cmocka_unit_test(test_method_path_query),
+        cmocka_unit_test(test_keepalive_pipelined_in_order),
+        cmocka_unit_test(test_head_has_no_body),
+        cmocka_unit_test(test_http10_closes),
+        cmocka_unit_test(test_nothing_after_close),
+        cmocka_unit_test(test_pipelined_without_reading),
+        cmocka_unit_test(test_garbage_gets_400_and_close),
+        cmocka_unit_test(test_oversized_url_414),
+        cmocka_unit_test(test_partial_does_not_block),
         cmocka_unit_test(test_bad_listen_urls),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

@@ -5,7 +5,9 @@
  * the server), each connection's http_parser, its request line buffer and
  * its output buffer. libhttp-parser does all the parsing; this file only
  * collects the URL and method, calls the handler at the end of each
- * message and writes the answers out as the socket takes them.
+ * message and writes the answers out as the socket takes them. A client
+ * that sends requests without reading the answers is not read from while
+ * more than HTTP1_HIGH_WATER of answers wait to be sent.
  */
 #include "http1.h"
 
@@ -22,7 +24,8 @@
 
 #define HTTP1_MAX_LISTENERS 16
 #define HTTP1_MAX_URL 8192
-#define HTTP1_MAX_OUT (64u << 20) /* unread answers before the connection is dropped */
+#define HTTP1_MAX_OUT (64u << 20)     /* unread answers before the connection is dropped */
+#define HTTP1_HIGH_WATER (256u << 10) /* unsent answers above which reading pauses */
 
 typedef struct http1_conn http1_conn_t;
 
@@ -197,8 +200,10 @@ static int conn_flush(http1_conn_t *c) {
         }
         if (n < 0 && errno == EINTR) continue;
         if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-            /* Closing: stop reading, or a level-triggered read would spin. */
-            loop_mod_fd(c->srv->loop, c->fd, c->close_after ? LOOP_WRITE : LOOP_READ | LOOP_WRITE);
+            /* Closing or over the high-water mark: stop reading (a
+             * level-triggered read would spin, or buffer without bound). */
+            int stop_reading = c->close_after || c->out_len - c->out_off > HTTP1_HIGH_WATER;
+            loop_mod_fd(c->srv->loop, c->fd, stop_reading ? LOOP_WRITE : LOOP_READ | LOOP_WRITE);
             c->writing = 1;
             return 0;
         }
@@ -220,7 +225,8 @@ static int conn_flush(http1_conn_t *c) {
 static int conn_read(http1_conn_t *c) {
     char buf[16384];
     for (;;) {
-        if (c->close_after) return 0; /* ignore whatever follows */
+        if (c->close_after) return 0;                             /* ignore whatever follows */
+        if (c->out_len - c->out_off > HTTP1_HIGH_WATER) return 0; /* the client is not reading */
         ssize_t n = recv(c->fd, buf, sizeof buf, 0);
         if (n < 0 && errno == EINTR) continue;
         if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return 0;
