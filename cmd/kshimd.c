@@ -287,8 +287,9 @@ static int config_set(void *ctx, const char *name, const char *value, char *err,
     flag_def_t experimental = {name, FLAG_IGNORED, NULL, NULL};
     if (!f && !strncmp(name, "experimental-", 13)) f = &experimental;
     if (!f || !strcmp(name, "config-file")) return 1;
-    if (!value) return 0;       /* known */
-    char *copy = strdup(value); /* cfg keeps pointers for the process lifetime */
+    if (!value) return 0;                          /* known */
+    if (!*value && f->kind == FLAG_URLS) return 0; /* etcd: an empty URL list keeps the default */
+    char *copy = strdup(value);                    /* cfg keeps pointers for the process lifetime */
     if (!copy) {
         snprintf(err, errlen, "out of memory");
         return -1;

@@ -32,7 +32,7 @@ election-timeout: 1000
 listen-peer-urls: http://127.0.0.1:25321
 listen-client-urls: https://127.0.0.1:25320
 initial-advertise-peer-urls: http://127.0.0.1:25321
-advertise-client-urls: https://127.0.0.1:25320
+advertise-client-urls: ''  # empty: the default, in etcd too
 initial-cluster: from-yaml=http://127.0.0.1:25321
 initial-cluster-token: 'etcd-cluster'
 initial-cluster-state: 'new'
