@@ -13,7 +13,7 @@ SUDO  := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # Build tools and libraries, then the real clients and etcd used as test truth.
 DEBS := build-essential cmake pkg-config git openssl \
         libnghttp2-dev libprotobuf-c-dev protobuf-c-compiler libwolfssl-dev \
-        libleveldb-dev libcmocka-dev libcrypt-dev \
+        libleveldb-dev libcmocka-dev libcrypt-dev libhttp-parser-dev libyaml-dev \
         etcd-server etcd-client python3-etcd3 golang-go golang-etcd-server-dev \
         python3-h2 iproute2 procps psmisc curl clang-format
 

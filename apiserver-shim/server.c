@@ -84,6 +84,7 @@ static void answer_timed_out(grpc_call_t *call, void *arg) {
 static void expire_requests(loop_t *loop, void *arg) {
     server_t *s = arg;
     size_t n = pending_expire(s->pending, loop_now_ms(loop), answer_timed_out, NULL);
+    s->proposals_failed += n;
     if (n) log_warn("%zu requests timed out waiting for Raft", n);
     loop_timer_add(loop, 500, expire_requests, s);
 }
@@ -364,6 +365,7 @@ int server_run(const server_config_t *cfg) {
         }
         log_info("serving client traffic on %s", url);
     }
+    if (svc_metrics_start(&s) != 0) goto out;
     log_info("kshimd ready: name=%s member-id=%016llx cluster-id=%016llx data-dir=%s revision=%lld",
              cfg->name, (unsigned long long)s.member_id, (unsigned long long)s.cluster_id, cfg->data_dir,
              (long long)mvcc_revision(s.mvcc));
@@ -392,6 +394,7 @@ out:
     s.readers = NULL;
     if (s.raft) raft_node_stop(s.raft);
     if (s.pending) pending_free(s.pending);
+    svc_metrics_stop(&s);
     svc_kv_stop(&s);
     svc_auth_stop(&s);
     svc_lease_stop(&s);

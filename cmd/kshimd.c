@@ -14,6 +14,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "config_file.h"
 #include "log.h"
 #include "server.h"
 #include "version.h"
@@ -39,9 +40,14 @@ typedef struct flag_def {
 
 static server_config_t cfg;
 static const char *log_level = "info";
+static const char *config_file = NULL;
+/* With --config-file, the flags and env settings it overrides: kept (not
+ * freed), they own the copies of their URLs. */
+static server_config_t ignored_cfg;
 
 static flag_def_t flags[] = {
     {"name", FLAG_STRING, &cfg.name, NULL},
+    {"config-file", FLAG_STRING, &config_file, NULL},
     {"data-dir", FLAG_STRING, &cfg.data_dir, NULL},
     {"wal-dir", FLAG_STRING, &cfg.wal_dir, NULL},
     {"listen-client-urls", FLAG_URLS, cfg.listen_client_urls, &cfg.n_listen_client_urls},
@@ -49,6 +55,7 @@ static flag_def_t flags[] = {
     {"listen-peer-urls", FLAG_URLS, cfg.listen_peer_urls, &cfg.n_listen_peer_urls},
     {"initial-advertise-peer-urls", FLAG_URLS, cfg.initial_advertise_peer_urls,
      &cfg.n_initial_advertise_peer_urls},
+    {"listen-metrics-urls", FLAG_URLS, cfg.listen_metrics_urls, &cfg.n_listen_metrics_urls},
     {"initial-cluster", FLAG_STRING, &cfg.initial_cluster, NULL},
     {"initial-cluster-state", FLAG_STRING, &cfg.initial_cluster_state, NULL},
     {"initial-cluster-token", FLAG_STRING, &cfg.initial_cluster_token, NULL},
@@ -80,7 +87,6 @@ static flag_def_t flags[] = {
     {"snapshot-count", FLAG_IGNORED, NULL, NULL},
     {"max-snapshots", FLAG_IGNORED, NULL, NULL},
     {"max-wals", FLAG_IGNORED, NULL, NULL},
-    {"listen-metrics-urls", FLAG_IGNORED, NULL, NULL},
     {"listen-client-http-urls", FLAG_IGNORED, NULL, NULL},
     {"backend-bbolt-freelist-type", FLAG_IGNORED, NULL, NULL},
     {"backend-batch-interval", FLAG_IGNORED, NULL, NULL},
@@ -126,7 +132,6 @@ static flag_def_t flags[] = {
     {"auto-compaction-retention", FLAG_IGNORED, NULL, NULL},
     {"initial-election-tick-advance", FLAG_IGNORED_BOOL, NULL, NULL},
     {"proxy", FLAG_IGNORED, NULL, NULL},
-    {"config-file", FLAG_IGNORED, NULL, NULL},
 };
 
 static const flag_def_t *find_flag(const char *name) {
@@ -274,12 +279,51 @@ static int apply_env(void) {
     return 0;
 }
 
+/* One setting of --config-file (config_file.h): the same flag, the same
+ * parser. Returns 1 for keys kshimd does not know (ignored, as etcd does). */
+static int config_set(void *ctx, const char *name, const char *value, char *err, size_t errlen) {
+    (void)ctx;
+    const flag_def_t *f = find_flag(name);
+    flag_def_t experimental = {name, FLAG_IGNORED, NULL, NULL};
+    if (!f && !strncmp(name, "experimental-", 13)) f = &experimental;
+    if (!f || !strcmp(name, "config-file")) return 1;
+    if (!value) return 0;                          /* known */
+    if (!*value && f->kind == FLAG_URLS) return 0; /* etcd: an empty URL list keeps the default */
+    char *copy = strdup(value);                    /* cfg keeps pointers for the process lifetime */
+    if (!copy) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    int rc = set_flag(f, copy, "config file key");
+    if (rc != 0 || f->kind != FLAG_STRING) free(copy); /* only strings keep the pointer */
+    if (rc != 0) {
+        snprintf(err, errlen, "invalid value \"%s\" for %s", value, name);
+        return -1;
+    }
+    return 0;
+}
+
+/* --config-file (or ETCD_CONFIG_FILE): as etcd, the file alone configures
+ * the member; other flags and environment variables are ignored. */
+static int load_config_file(void) {
+    char err[512];
+    ignored_cfg = cfg;
+    server_config_defaults(&cfg);
+    log_level = "info";
+    if (config_file_load(config_file, config_set, NULL, err, sizeof err) != 0) {
+        fprintf(stderr, "kshimd: cannot load --config-file: %s\n", err);
+        return -1;
+    }
+    return 0;
+}
+
 static void usage(FILE *out) {
     fprintf(out,
             "Usage:\n\n  kshimd [flags]\n\n"
             "  kshim is a drop-in replacement for etcd v3 (API %s). It takes etcd's flags\n"
             "  and ETCD_* environment variables with etcd's meaning.\n\n"
             "Member:\n"
+            "  --config-file ''                 etcd's YAML file; other flags and env are then ignored.\n"
             "  --name 'default'                 human-readable name for this member.\n"
             "  --data-dir '${name}.etcd'        path to the data directory.\n"
             "  --wal-dir ''                     path to the dedicated wal directory.\n"
@@ -390,6 +434,7 @@ int main(int argc, char **argv) {
     if (apply_env() != 0) return 2;
     int rc = parse_args(argc, argv);
     if (rc != 0) return rc > 0 ? 0 : 2;
+    if (config_file && *config_file && load_config_file() != 0) return 1;
 
     enum log_level lvl;
     if (log_parse_level(log_level, &lvl) != 0) {

@@ -128,6 +128,7 @@ static void status_refresh_locked(raft_node_t *n) {
     wal_stats_t ws;
     wal_get_stats(n->wal, &ws);
     n->status.id = rs.id;
+    if (rs.leader != 0 && rs.leader != n->status.leader) n->status.leader_changes++;
     n->status.leader = rs.leader;
     n->status.term = rs.term;
     n->status.commit_index = rs.commit;

@@ -60,6 +60,9 @@ typedef struct raft_node_config {
 typedef struct raft_node_status {
     uint64_t id;
     uint64_t leader; /* 0 if unknown */
+    /* Times the node saw a new leader (0 -> X counts; etcd's
+     * leader_changes_seen_total: compared at each status refresh). */
+    uint64_t leader_changes;
     uint64_t term;
     uint64_t commit_index;
     uint64_t applied_index;

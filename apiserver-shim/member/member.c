@@ -223,6 +223,7 @@ void server_propose(server_t *s, grpc_call_t *call, Kshim__InternalRequest *req)
     int rc = raft_node_propose(s->raft, data, len);
     free(data);
     if (rc != RAFT_NODE_OK) {
+        if (rc != RAFT_NODE_ERR_BUSY) s->proposals_failed++; /* busy: etcd's too-many-requests, not counted */
         grpc_call_t *c = pending_take(s->pending, hdr.id);
         if (c && rc == RAFT_NODE_ERR_BUSY)
             grpc_call_finish(c, GRPC_RESOURCE_EXHAUSTED, "etcdserver: too many requests");

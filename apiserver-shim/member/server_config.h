@@ -23,6 +23,8 @@ typedef struct server_config {
     size_t n_listen_peer_urls;
     const char *initial_advertise_peer_urls[SERVER_MAX_URLS];
     size_t n_initial_advertise_peer_urls;
+    const char *listen_metrics_urls[SERVER_MAX_URLS]; /* --listen-metrics-urls: /health, /metrics */
+    size_t n_listen_metrics_urls;
     const char *initial_cluster;       /* "name=url,name=url" */
     const char *initial_cluster_state; /* "new" or "existing" */
     const char *initial_cluster_token;

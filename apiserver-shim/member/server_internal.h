@@ -45,6 +45,9 @@ struct server {
     int fatal;                /* the member must exit with an error */
     int64_t tls_mtime;        /* newest mtime of the TLS files at last load */
     _Atomic int apply_failed; /* raft thread: the store refused an entry */
+    /* etcd_server_proposals_failed_total: proposals refused by Raft (no
+     * leader, stopped) or timed out waiting to apply. */
+    uint64_t proposals_failed;
     const char *peer_urls[SERVER_MAX_URLS];
     size_t n_peer_urls;
     /* Service state, each owned by its svc_*.c. */
@@ -52,6 +55,7 @@ struct server {
     struct svc_lease *lease;
     struct svc_auth *auth;
     struct svc_kv *kv;
+    struct svc_metrics *metrics;
     /* Registered by the wiring before Raft starts (server_run). */
     server_applier_fn appliers[SERVER_MAX_APPLIERS];
     size_t n_appliers;

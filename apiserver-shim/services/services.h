@@ -37,6 +37,10 @@ void svc_lease_stop(server_t *s);
 int svc_auth_init(server_t *s, mvcc_options_t *mopts);
 int svc_auth_start(server_t *s);
 void svc_auth_stop(server_t *s);
+/* --listen-metrics-urls (svc_metrics.c): /health and /metrics over
+ * HTTP/1.1. start listens on every metrics URL (0, or -1 logged). */
+int svc_metrics_start(server_t *s);
+void svc_metrics_stop(server_t *s);
 
 /* Raft thread, for every committed entry before the KV store sees it:
  * returns 1 if req belongs to this state machine and was applied at index
