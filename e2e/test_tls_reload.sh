@@ -45,7 +45,10 @@ wait_served() {
 for _ in $(seq 100); do tctl endpoint health >/dev/null 2>&1 && break; sleep 0.2; done
 check_eq "serves the first certificate" "$(file_fingerprint)" "$(served_fingerprint)"
 
-tctl watch rotate/ --prefix >"$E2E_TMP/watch.out" 2>&1 &
+# etcdctl itself in the background (not the tctl function, whose subshell
+# would be the PID the cleanup kills, leaving etcdctl running)
+"$ETCDCTL" --endpoints "https://127.0.0.1:$PORT" "${TLS[@]}" --dial-timeout=2s \
+    watch rotate/ --prefix >"$E2E_TMP/watch.out" 2>&1 &
 WATCH=$!
 E2E_PIDS+=("$WATCH")
 sleep 1
