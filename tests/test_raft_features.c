@@ -21,6 +21,7 @@
 #include <string.h>
 
 #include "raft.h"
+#include "test_raft_util.h"
 
 #define CL_MAX 5
 
@@ -45,41 +46,6 @@ typedef struct cluster {
     int n_boot;           /* voters of the boot configuration */
     int drop_type;        /* messages of this type are lost (0: none) */
 } cluster_t;
-
-static void cl_copy(raft_msg_t *dst, const raft_msg_t *src) {
-    *dst = *src;
-    dst->entries = NULL;
-    if (src->snapshot) {
-        const raft_snapshot_meta_t *sm = src->snapshot;
-        raft_snapshot_meta_t *c = malloc(sizeof(*c) + (sm->n_voters + sm->n_learners) * sizeof(uint64_t));
-        assert_non_null(c);
-        uint64_t *ids = (uint64_t *)(c + 1);
-        memcpy(ids, sm->voters, sm->n_voters * sizeof(uint64_t));
-        if (sm->n_learners) memcpy(ids + sm->n_voters, sm->learners, sm->n_learners * sizeof(uint64_t));
-        *c = *sm;
-        c->voters = ids;
-        c->learners = ids + sm->n_voters;
-        dst->snapshot = c;
-    }
-    if (!src->n_entries) return;
-    dst->entries = calloc(src->n_entries, sizeof(raft_entry_t));
-    assert_non_null(dst->entries);
-    for (size_t i = 0; i < src->n_entries; i++) {
-        dst->entries[i] = src->entries[i];
-        if (src->entries[i].len) {
-            uint8_t *d = malloc(src->entries[i].len);
-            assert_non_null(d);
-            memcpy(d, src->entries[i].data, src->entries[i].len);
-            dst->entries[i].data = d;
-        }
-    }
-}
-
-static void cl_free_msg(raft_msg_t *m) {
-    for (size_t i = 0; i < m->n_entries; i++) free((void *)m->entries[i].data);
-    free(m->entries);
-    free((void *)m->snapshot);
-}
 
 static void cl_start(cluster_t *c, int i) {
     raft_config_t cfg = c->tmpl;
@@ -129,7 +95,7 @@ static void cl_init(cluster_t *c, int n, int pre_vote, int check_quorum) {
 }
 
 static void cl_destroy(cluster_t *c) {
-    for (size_t k = 0; k < c->n_q; k++) cl_free_msg(&c->q[k].m);
+    for (size_t k = 0; k < c->n_q; k++) test_msg_free(&c->q[k].m);
     free(c->q);
     for (int i = 0; i < c->n; i++) raft_free(c->r[i]);
 }
@@ -156,7 +122,7 @@ static int cl_collect(cluster_t *c) {
                 for (size_t e = 0; e < m->n_entries; e++) bytes += m->entries[e].len;
                 if (bytes > c->max_app_bytes) c->max_app_bytes = bytes;
             }
-            cl_copy(&c->q[c->n_q++].m, m);
+            test_msg_copy(&c->q[c->n_q++].m, m);
         }
         if (rd.snapshot) c->snap_index[i] = rd.snapshot->index;
         for (size_t k = 0; k < rd.n_read_states && c->n_reads[i] < 64; k++)
@@ -192,7 +158,7 @@ static void cl_settle(cluster_t *c) {
                 rc = RAFT_OK; /* a removed member's late answer */
             assert_int_equal(rc, RAFT_OK);
         }
-        cl_free_msg(&one.m);
+        test_msg_free(&one.m);
     }
     fail_msg("cluster did not settle");
 }

@@ -33,6 +33,7 @@
 #include <string.h>
 
 #include "raft.h"
+#include "test_raft_util.h"
 
 #define MAX_NODES 7 /* 3 or 5 initial voters, the rest join later */
 #define MAX_LOG 2048
@@ -160,43 +161,8 @@ static int node_of(const sim_t *s, uint64_t id) {
     return -1;
 }
 
-static void msg_copy(raft_msg_t *dst, const raft_msg_t *src) {
-    *dst = *src;
-    dst->entries = NULL;
-    if (src->snapshot) {
-        const raft_snapshot_meta_t *sm = src->snapshot;
-        raft_snapshot_meta_t *c = malloc(sizeof(*c) + (sm->n_voters + sm->n_learners) * sizeof(uint64_t));
-        assert_non_null(c);
-        uint64_t *ids = (uint64_t *)(c + 1);
-        memcpy(ids, sm->voters, sm->n_voters * sizeof(uint64_t));
-        if (sm->n_learners) memcpy(ids + sm->n_voters, sm->learners, sm->n_learners * sizeof(uint64_t));
-        *c = *sm;
-        c->voters = ids;
-        c->learners = ids + sm->n_voters;
-        dst->snapshot = c;
-    }
-    if (!src->n_entries) return;
-    dst->entries = malloc(src->n_entries * sizeof(raft_entry_t));
-    assert_non_null(dst->entries);
-    for (size_t i = 0; i < src->n_entries; i++) {
-        dst->entries[i] = src->entries[i];
-        if (src->entries[i].len) {
-            uint8_t *d = malloc(src->entries[i].len);
-            assert_non_null(d);
-            memcpy(d, src->entries[i].data, src->entries[i].len);
-            dst->entries[i].data = d;
-        }
-    }
-}
-
-static void msg_free(raft_msg_t *m) {
-    for (size_t i = 0; i < m->n_entries; i++) free((void *)m->entries[i].data);
-    free(m->entries);
-    free((void *)m->snapshot);
-}
-
 static void net_remove(sim_t *s, size_t i) {
-    msg_free(&s->net[i].m);
+    test_msg_free(&s->net[i].m);
     s->net[i] = s->net[--s->n_net];
 }
 
@@ -207,7 +173,7 @@ static void net_push(sim_t *s, const raft_msg_t *m) {
         assert_non_null(s->net);
     }
     sim_msg_t *sm = &s->net[s->n_net++];
-    msg_copy(&sm->m, m);
+    test_msg_copy(&sm->m, m);
     sm->deliver_at = s->now + pick(s, s->max_delay + 1);
 }
 
