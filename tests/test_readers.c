@@ -13,9 +13,11 @@
 #include <cmocka.h>
 
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "loop.h"
 #include "readers.h"
@@ -188,17 +190,21 @@ static void test_bound_refuses_then_frees(void **state) {
 typedef struct opener {
     readers_t *r;
     gate_t *g;
-    tjob_t *probe;
+    tjob_t *probe, *end;
+    atomic_int stop_called; /* the main thread is about to call readers_stop */
 } opener_t;
 
-/* Opens the gate only once the pool refuses jobs (readers_stop began). */
+/* Opens the gate only once the pool refuses jobs (readers_stop began).
+ * Each accepted probe queues behind the gated job and is cancelled by the
+ * stop; probing starts only once readers_stop is being called and then at
+ * most once a millisecond, so the probes array is never exhausted however
+ * the two threads are scheduled. */
 static void *open_after_stop(void *arg) {
     opener_t *o = arg;
-    while (readers_submit(o->r, &o->probe->job) != READERS_STOPPED) {
-        /* accepted probes would complete twice: never happens (stopping is
-         * checked first once set); before that the pool is busy, probe
-         * queues and is cancelled below */
+    while (!atomic_load(&o->stop_called)) sched_yield();
+    while (o->probe < o->end && readers_submit(o->r, &o->probe->job) != READERS_STOPPED) {
         o->probe++;
+        usleep(1000);
     }
     gate_open(o->g);
     return NULL;
@@ -217,11 +223,13 @@ static void test_stop_with_jobs_queued(void **state) {
     for (int i = 0; i < 6; i++) assert_int_equal(readers_submit(r, &jobs[i].job), READERS_OK);
     static tjob_t probes[100000];
     for (size_t i = 0; i < sizeof probes / sizeof probes[0]; i++) job_init(&probes[i], &c, 1000);
-    opener_t o = {.r = r, .g = &g, .probe = probes};
+    opener_t o = {.r = r, .g = &g, .probe = probes, .end = probes + sizeof probes / sizeof probes[0]};
     pthread_t th;
     assert_int_equal(pthread_create(&th, NULL, open_after_stop, &o), 0);
+    atomic_store(&o.stop_called, 1);
     readers_stop(r); /* joins: the running job finishes once the gate opens */
     pthread_join(th, NULL);
+    assert_true(o.probe < o.end); /* the gate was opened by a refused probe */
     assert_int_equal(c.wrong_thread, 0);
     assert_int_equal(jobs[0].runs, 1);
     assert_int_equal(jobs[0].dones, 1);
