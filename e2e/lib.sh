@@ -1,7 +1,8 @@
 # e2e/lib.sh: shared helpers for the e2e shell tests (sourced, never run).
 #
-# Owns: the per-test temp directory, starting real etcd and kshimd on
-# 127.0.0.1 with fresh data dirs, readiness polling, stopping servers by PID
+# Owns: the per-test temp directory, building the Go test programs, starting
+# real etcd and kshimd on 127.0.0.1 with fresh data dirs, readiness polling,
+# stopping servers by PID
 # (and the EXIT trap that guarantees it), pass/fail bookkeeping with the final
 # "N passed, M failed" line, and the output normalizations the differential
 # tests need.
@@ -73,6 +74,26 @@ ensure_port_free() {
         fi
         sleep 0.1
     done
+}
+
+# build_go SRC NAME: builds a Go test program (one main.go, clientv3 from
+# golang-etcd-server-dev, GOPATH mode, offline) and prints the path of the
+# binary, cached by the source's hash under $KSHIM_BUILD/e2e-go.
+build_go() {
+    local src=$1 name=$2
+    local cache=${KSHIM_BUILD:-/tmp/kshim-go-cache}/e2e-go
+    local hash
+    hash=$(sha256sum "$src" | cut -c1-16)
+    local bin="$cache/$name-$hash"
+    if [ ! -x "$bin" ]; then
+        mkdir -p "$cache/gocache" "$E2E_TMP/go/$name"
+        cp "$src" "$E2E_TMP/go/$name/main.go"
+        (cd "$E2E_TMP/go/$name" &&
+            GOPATH=/usr/share/gocode GO111MODULE=off GOFLAGS= GOCACHE="$cache/gocache" \
+                go build -o "$bin.tmp" .) >&2 || return 1
+        mv "$bin.tmp" "$bin"
+    fi
+    echo "$bin"
 }
 
 # start_etcd NAME PORT [extra etcd flags...]: real etcd, client port PORT,

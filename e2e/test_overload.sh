@@ -24,24 +24,6 @@ CONNS=${OVERLOAD_CONNS:-8}
 ROUNDS=${OVERLOAD_ROUNDS:-3}
 [ "$KSHIM_E2E_TARGET" = kshimd ] || { echo "kshimd only (--max-pending-proposals)"; echo "1 passed, 0 failed"; exit 0; }
 
-# build_go SRC NAME: prints the path of the built binary (cached by hash).
-build_go() {
-    local src=$1 name=$2
-    local cache=${KSHIM_BUILD:-/tmp/kshim-go-cache}/e2e-go
-    local hash
-    hash=$(sha256sum "$src" | cut -c1-16)
-    local bin="$cache/$name-$hash"
-    if [ ! -x "$bin" ]; then
-        mkdir -p "$cache/gocache" "$E2E_TMP/go/$name"
-        cp "$src" "$E2E_TMP/go/$name/main.go"
-        (cd "$E2E_TMP/go/$name" &&
-            GOPATH=/usr/share/gocode GO111MODULE=off GOFLAGS= GOCACHE="$cache/gocache" \
-                go build -o "$bin.tmp" .) >&2 || return 1
-        mv "$bin.tmp" "$bin"
-    fi
-    echo "$bin"
-}
-
 log "building overload.go"
 BIN=$(build_go "$E2E_DIR/overload.go" overload) || die "cannot build overload.go"
 

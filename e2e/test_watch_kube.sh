@@ -15,24 +15,6 @@ source "$(dirname "$0")/lib.sh"
 REF_PORT=25020
 TGT_PORT=25021
 
-# build_go SRC NAME: prints the path of the built binary (cached by hash).
-build_go() {
-    local src=$1 name=$2
-    local cache=${KSHIM_BUILD:-/tmp/kshim-go-cache}/e2e-go
-    local hash
-    hash=$(sha256sum "$src" | cut -c1-16)
-    local bin="$cache/$name-$hash"
-    if [ ! -x "$bin" ]; then
-        mkdir -p "$cache/gocache" "$E2E_TMP/go/$name"
-        cp "$src" "$E2E_TMP/go/$name/main.go"
-        (cd "$E2E_TMP/go/$name" &&
-            GOPATH=/usr/share/gocode GO111MODULE=off GOFLAGS= GOCACHE="$cache/gocache" \
-                go build -o "$bin.tmp" .) >&2 || return 1
-        mv "$bin.tmp" "$bin"
-    fi
-    echo "$bin"
-}
-
 log "building watch_kube.go"
 BIN=$(build_go "$E2E_DIR/watch_kube.go" watch_kube) || die "cannot build watch_kube.go"
 

@@ -16,24 +16,6 @@ PORT=25040
 OPS=${WATCH_STRESS_OPS:-100000}
 WATCHERS=1000
 
-# build_go SRC NAME: prints the path of the built binary (cached by hash).
-build_go() {
-    local src=$1 name=$2
-    local cache=${KSHIM_BUILD:-/tmp/kshim-go-cache}/e2e-go
-    local hash
-    hash=$(sha256sum "$src" | cut -c1-16)
-    local bin="$cache/$name-$hash"
-    if [ ! -x "$bin" ]; then
-        mkdir -p "$cache/gocache" "$E2E_TMP/go/$name"
-        cp "$src" "$E2E_TMP/go/$name/main.go"
-        (cd "$E2E_TMP/go/$name" &&
-            GOPATH=/usr/share/gocode GO111MODULE=off GOFLAGS= GOCACHE="$cache/gocache" \
-                go build -o "$bin.tmp" .) >&2 || return 1
-        mv "$bin.tmp" "$bin"
-    fi
-    echo "$bin"
-}
-
 log "building watch_stress.go"
 BIN=$(build_go "$E2E_DIR/watch_stress.go" watch_stress) || die "cannot build watch_stress.go"
 
