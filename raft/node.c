@@ -610,3 +610,47 @@ void raft_node_stop(raft_node_t *n) {
     stop_apply_thread(n);
     node_free(n);
 }
+
+/* ---------------------------------------------------------------- peers
+ * Placeholders until the peer driver lands (a single voter has no peers):
+ * nothing here may be relied on yet. */
+
+int raft_node_step(raft_node_t *n, const raft_msg_t *m) {
+    (void)n;
+    (void)m;
+    return RAFT_NODE_ERR_BUSY;
+}
+
+int raft_node_propose_conf_change(raft_node_t *n, uint8_t op, uint64_t id, const void *ctx, size_t len) {
+    (void)n;
+    (void)op;
+    (void)id;
+    (void)ctx;
+    (void)len;
+    return RAFT_NODE_ERR_NOT_LEADER;
+}
+
+int raft_node_read_index(raft_node_t *n, uint64_t rctx) {
+    (void)n;
+    (void)rctx;
+    return RAFT_NODE_ERR_NOT_LEADER;
+}
+
+int raft_node_transfer_leader(raft_node_t *n, uint64_t to) {
+    (void)n;
+    (void)to;
+    return RAFT_NODE_ERR_NOT_LEADER;
+}
+
+int raft_node_peer_progress(raft_node_t *n, uint64_t id, raft_peer_progress_t *out) {
+    (void)n;
+    (void)id;
+    (void)out;
+    return RAFT_NODE_ERR_NOT_LEADER;
+}
+
+void raft_node_report_snapshot(raft_node_t *n, uint64_t to, int ok) {
+    (void)n;
+    (void)to;
+    (void)ok;
+}

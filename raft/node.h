@@ -55,6 +55,42 @@ typedef struct raft_node_config {
     uint64_t persist_every;     /* applied entries between persist_state calls, default 10000 */
     size_t max_inflight;        /* entries proposed but not applied before BUSY, default 5000 */
     size_t apply_queue_entries; /* committed entries queued for the apply thread, default 16384 */
+
+    /* ---- Peers (a cluster). All optional for a single voter. ----
+     * Bootstrap: a new cluster's members all start with the same peer_ids
+     * (the voters) and write the bootstrap entries; a member joining an
+     * existing cluster (join = 1, etcd's --initial-cluster-state existing)
+     * writes none and waits for the leader to send it the log or a
+     * snapshot, accepting messages from members it does not know yet. */
+    int join;
+    int pre_vote, check_quorum; /* etcd-raft's PreVote / CheckQuorum (kshim sets both for clusters) */
+    /* Raft thread: a message for a peer (m->to). Must not block: queue or
+     * drop (Raft retries). m and what it points to are valid only during
+     * the call. */
+    void (*send)(void *ctx, const raft_msg_t *m);
+    /* Raft thread: a proposal made on this follower, for the leader. Must not
+     * block; the leader's driver hands the bytes to raft_node_propose. */
+    void (*forward)(void *ctx, uint64_t leader, const void *data, size_t len);
+    /* A proposal that will not reach the log (refused by the core, no leader
+     * within the node's wait, the node stopping): the bytes as proposed, so
+     * the owner answers its client at once (reason: RAFT_NODE_ERR_*). Called
+     * from the raft thread, never under a node lock. */
+    void (*dropped)(void *ctx, const void *data, size_t len, int reason);
+    /* A linearizable read point asked with raft_node_read_index: ok = 1 once
+     * a quorum confirmed it and the applied index reached it (serve the read
+     * now), ok = 0 when it failed (no leader, lost; the caller answers or
+     * retries). Called from the raft or the apply thread, never under a node
+     * lock. */
+    void (*read_ready)(void *ctx, uint64_t rctx, int ok);
+    /* Raft thread: the core wants snapshot m (RAFT_MSG_SNAP, m->snapshot) sent
+     * to m->to. The driver streams its state machine (any applied index >=
+     * m->snapshot->index will do: apply is idempotent by index) and later
+     * calls raft_node_report_snapshot. Must not block. */
+    void (*send_snapshot)(void *ctx, const raft_msg_t *m);
+    /* Apply thread, in log order: replace the state machine by the snapshot
+     * the driver received and staged for meta (before raft_node_step of the
+     * MsgSnap). 0 ok; -1 stops the node (fail-stop). */
+    int (*install_snapshot)(void *ctx, const raft_snapshot_meta_t *meta);
 } raft_node_config_t;
 
 typedef struct raft_node_status {
@@ -75,6 +111,8 @@ typedef struct raft_node_status {
     uint64_t ticks;         /* raft_tick calls on the raft thread */
     uint64_t log_entries;   /* entries held in the core's in-memory log */
     int failed;             /* a WAL error stopped the node (fail-stop) */
+    raft_role_t role;
+    int is_learner; /* this member is a learner in the applied configuration */
 } raft_node_status_t;
 
 enum {
@@ -97,6 +135,25 @@ int raft_node_start(const raft_node_config_t *cfg, raft_node_t **out, char *err,
  * RAFT_NODE_OK or an error above: RAFT_NODE_ERR_BUSY when max_inflight entries
  * are already proposed and not applied (try again later). */
 int raft_node_propose(raft_node_t *node, const void *data, size_t len);
+
+/* ---- Peers. All thread-safe, none blocks. ---- */
+
+/* A message from a peer (copied). RAFT_NODE_ERR_BUSY: the inbound queue is
+ * full and the message was dropped (as a lost one). */
+int raft_node_step(raft_node_t *node, const raft_msg_t *m);
+/* Membership change (RAFT_CONF_*; ctx = driver context carried in the
+ * entry, e.g. the member's URLs and the request id). On the leader only:
+ * RAFT_NODE_ERR_NOT_LEADER elsewhere, RAFT_NODE_ERR_BUSY while another change
+ * is not applied. The outcome is the CONF_CHANGE entry reaching apply. */
+int raft_node_propose_conf_change(raft_node_t *node, uint8_t op, uint64_t id, const void *ctx, size_t len);
+/* Asks for a linearizable read point; cfg.read_ready(rctx) answers. */
+int raft_node_read_index(raft_node_t *node, uint64_t rctx);
+/* Leader only: hand leadership to voter `to` (etcd's MoveLeader). */
+int raft_node_transfer_leader(raft_node_t *node, uint64_t to);
+/* Leader only: a member's replication progress (RAFT_NODE_ERR_NOT_LEADER). */
+int raft_node_peer_progress(raft_node_t *node, uint64_t id, raft_peer_progress_t *out);
+/* The driver's report on a snapshot it streamed (ok = 0: failed). */
+void raft_node_report_snapshot(raft_node_t *node, uint64_t to, int ok);
 
 /* Thread-safe snapshot of the node's state. */
 void raft_node_status(raft_node_t *node, raft_node_status_t *out);
