@@ -29,6 +29,24 @@ typedef int (*server_applier_fn)(server_t *s, uint64_t index, const Kshim__Inter
 typedef int (*server_wait_physical_fn)(server_t *s, grpc_call_t *call, kv_result_t *res);
 #define SERVER_MAX_APPLIERS 4
 
+/* Member-to-member application messages (the peer transport's opaque
+ * "app" frames; the kind byte is ours). Payloads are defined by their
+ * owners; a handler runs on the loop thread. */
+enum {
+    SERVER_PEER_FORWARD = 1,     /* follower -> leader: proposal bytes (member.c) */
+    SERVER_PEER_LEASE_RENEW = 2, /* follower -> leader: LeaseKeepAlive (svc_lease.c) */
+    SERVER_PEER_LEASE_RENEW_RESP = 3,
+    SERVER_PEER_LEASE_TTL = 4, /* follower -> leader: LeaseTimeToLive (svc_lease.c) */
+    SERVER_PEER_LEASE_TTL_RESP = 5,
+    SERVER_PEER_KINDS = 16,
+};
+typedef void (*server_peer_handler_fn)(server_t *s, uint64_t from, const uint8_t *data, size_t len);
+/* After a snapshot from the leader replaced the store (and at no other
+ * time), each service rebuilds what it derives from the store (lessor,
+ * auth caches, watchers' positions). Loop thread; 0 ok, -1 fail-stop. */
+typedef int (*server_reload_fn)(server_t *s);
+#define SERVER_MAX_RELOAD_HOOKS 4
+
 struct server {
     const server_config_t *cfg;
     loop_t *loop;
@@ -60,6 +78,11 @@ struct server {
     server_applier_fn appliers[SERVER_MAX_APPLIERS];
     size_t n_appliers;
     server_wait_physical_fn wait_physical; /* NULL: answer a physical Compact at once */
+    /* Peers (a cluster): see "peers" below. */
+    struct peer_transport *peer; /* NULL: a single member without peers */
+    server_peer_handler_fn peer_handlers[SERVER_PEER_KINDS];
+    server_reload_fn reload_hooks[SERVER_MAX_RELOAD_HOOKS];
+    size_t n_reload_hooks;
 };
 
 /* Header fields for responses produced on the loop thread. */
@@ -99,6 +122,20 @@ void server_finish_result(grpc_call_t *call, kv_result_t *res);
  * kind, -1 on a storage failure. Call before Raft starts. Returns 0, or -1
  * when SERVER_MAX_APPLIERS are registered. */
 int server_add_applier(server_t *s, server_applier_fn fn);
+
+/* ---- peers ---- */
+
+/* Sends an app message to member `to` (any thread). 0, or a negative
+ * PEER_ERR_* (no peers: PEER_ERR_UNKNOWN). */
+int server_peer_send(server_t *s, uint64_t to, uint8_t kind, const void *data, size_t len);
+/* Registers the loop-thread handler of kind (before the transport starts). */
+void server_peer_handle(server_t *s, uint8_t kind, server_peer_handler_fn fn);
+/* The leader's id as this member knows it (0: none), and whether it is us. */
+uint64_t server_leader(server_t *s);
+int server_is_leader(server_t *s);
+/* Registers a reload hook (see server_reload_fn). Before Raft starts;
+ * 0, or -1 when SERVER_MAX_RELOAD_HOOKS are registered. */
+int server_add_reload_hook(server_t *s, server_reload_fn fn);
 
 /* raft_node_config_t.apply and .persist_state for this member (ctx = s). */
 void server_apply(void *ctx, const raft_entry_t *ents, size_t n, uint64_t term);

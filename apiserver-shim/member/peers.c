@@ -1,0 +1,37 @@
+/*
+ * peers.c: the member's side of talking to other members: app-message
+ * handlers by kind, sending to a member, who leads, and the reload hooks the
+ * services register for a snapshot install (see server_internal.h, "peers").
+ * The transport itself is raft/peer/ (kshim_peer); the wiring in server.c
+ * starts it and routes its app frames to server_peer_dispatch.
+ */
+#include "server_internal.h"
+
+int server_peer_send(server_t *s, uint64_t to, uint8_t kind, const void *data, size_t len) {
+    (void)to;
+    (void)kind;
+    (void)data;
+    (void)len;
+    if (!s->peer) return -2; /* PEER_ERR_UNKNOWN: a member without peers */
+    return -2;               /* the transport is not wired in yet (server.c) */
+}
+
+void server_peer_handle(server_t *s, uint8_t kind, server_peer_handler_fn fn) {
+    if (kind < SERVER_PEER_KINDS) s->peer_handlers[kind] = fn;
+}
+
+uint64_t server_leader(server_t *s) {
+    raft_node_status_t st;
+    raft_node_status(s->raft, &st);
+    return st.leader;
+}
+
+int server_is_leader(server_t *s) {
+    return server_leader(s) == s->member_id;
+}
+
+int server_add_reload_hook(server_t *s, server_reload_fn fn) {
+    if (s->n_reload_hooks >= SERVER_MAX_RELOAD_HOOKS) return -1;
+    s->reload_hooks[s->n_reload_hooks++] = fn;
+    return 0;
+}
