@@ -153,6 +153,7 @@ static int kv_cmp_target(const void *pa, const void *pb, void *ctx) {
 }
 
 static void sort_kvs(Mvccpb__KeyValue **kvs, size_t n, int target, int descend) {
+    if (n < 2) return; /* also: an empty result has kvs == NULL, which qsort_r must not get */
     kv_sort_spec_t spec = {target, descend};
     qsort_r(kvs, n, sizeof(*kvs), kv_cmp_target, &spec);
 }
