@@ -30,9 +30,10 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
     const char *priv = key_path("jwt.key");
     const char *pub = key_path("jwt.pub");
     char cmd[9000];
-    snprintf(cmd, sizeof cmd,
-             "openssl genrsa -out '%s' 2048 2>/dev/null && openssl rsa -in '%s' -pubout -out '%s' 2>/dev/null",
-             priv, priv, pub);
+    snprintf(
+        cmd, sizeof cmd,
+        "openssl genrsa -out '%s' 2048 2>/dev/null && openssl rsa -in '%s' -pubout -out '%s' 2>/dev/null",
+        priv, priv, pub);
     if (system(cmd) != 0) abort();
     char opts[9000], err[256];
     snprintf(opts, sizeof opts, "jwt,pub-key=%s,priv-key=%s,sign-method=RS256,ttl=10m", pub, priv);
@@ -44,7 +45,8 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
     if (auth_token_assign(jwt, "", 7, "root", 3, 1000, &issued) != 0) abort();
     char prefix[AUTH_SIMPLE_PREFIX_LEN + 1];
     char *st = NULL;
-    if (auth_token_gen_prefix(simple, prefix) != 0 || auth_token_assign(simple, prefix, 9, "alice", 1, 1000, &st))
+    if (auth_token_gen_prefix(simple, prefix) != 0 ||
+        auth_token_assign(simple, prefix, 9, "alice", 1, 1000, &st))
         abort();
     free(st);
     return 0;
@@ -69,12 +71,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     memcpy(s, data + 1, size - 1);
     s[size - 1] = '\0';
     switch (data[0] % 5) {
-    case 0:
-        check_token(jwt, s);
-        break;
-    case 1:
-        check_token(simple, s);
-        break;
+    case 0: check_token(jwt, s); break;
+    case 1: check_token(simple, s); break;
     case 2: { /* the valid JWT with the input spliced into its middle */
         size_t n = strlen(issued), at = size % (n + 1);
         char *t = malloc(n + size + 1);

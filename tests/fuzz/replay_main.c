@@ -101,9 +101,7 @@ static size_t mutate(const input_t *src, const input_t *other, uint8_t *dst) {
             memmove(dst + pos + len, dst + pos, n - pos);
             n += len;
             break;
-        case 5: /* truncate */
-            n = pos;
-            break;
+        case 5: /* truncate */ n = pos; break;
         default: /* splice: our head, the other's tail */
             if (other->size) {
                 size_t from = (size_t)(rng() % other->size);
