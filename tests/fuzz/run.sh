@@ -24,7 +24,7 @@ for t in "${targets[@]}"; do
         -rss_limit_mb=4096 "fuzz-corpus/$t") >"$log" 2>&1
     rc=$?
     execs=$(grep -o 'stat::number_of_executed_units: [0-9]*' "$log" | awk '{print $2}')
-    rate=$(grep -o 'stat::average_exec_per_sec: [0-9]*' "$log" | awk '{print $2}')
+    rate=$(grep -oE 'stat::average_exec_per_sec: +[0-9]+' "$log" | awk '{print $2}')
     cov=$(grep -oE 'cov: [0-9]+' "$log" | tail -1 | awk '{print $2}')
     result=clean
     if [ $rc -ne 0 ]; then result="CRASH (see $log)"; status=1; fi
