@@ -59,6 +59,7 @@ typedef struct peer_stats {
     uint64_t sent_frames, received_frames;
     uint64_t dropped;      /* frames dropped: queue full or connection lost */
     uint64_t bad_frames;   /* checksum / decoding failures seen from this peer */
+    int last_error;        /* PEER_OK or PEER_ERR_* (IO, MISMATCH) of the last connection attempt */
 } peer_stats_t;
 
 typedef struct peer_snapshot_sink peer_snapshot_sink_t;
@@ -113,6 +114,9 @@ int peer_send_snapshot(peer_transport_t *t, const raft_msg_t *m,
                        long (*read)(void *read_ctx, uint8_t *buf, size_t cap), void *read_ctx,
                        void (*done)(void *read_ctx, uint64_t to, int ok));
 int peer_get_stats(peer_transport_t *t, uint64_t id, peer_stats_t *out);
+/* The TCP port listen URL i is bound to (the kernel's pick for port 0), -1
+ * for a unix socket or i out of range. */
+int peer_listen_port(const peer_transport_t *t, size_t i);
 
 /* Blocking, for a member joining an existing cluster before it starts:
  * asks each URL in turn for the member list (answered by the remote's
