@@ -219,8 +219,10 @@ static int enqueue(peer_transport_t *t, uint64_t id, peer_qframe_t *f) {
     } else {
         int was_empty = p->head == NULL;
         f->next = NULL;
-        if (p->tail) p->tail->next = f;
-        else p->head = f;
+        if (p->tail)
+            p->tail->next = f;
+        else
+            p->head = f;
         p->tail = f;
         p->queued_bytes += f->len;
         if (was_empty) fd_signal(p->wake_fd);
@@ -294,7 +296,8 @@ int peer_hello_client(peer_conn_t *c, uint8_t purpose, uint64_t from, uint64_t t
     peer_hello_encode(&h, buf);
     if (peer_conn_write_frame(c, PEER_F_HELLO, buf, sizeof buf) != PEER_OK) return PEER_ERR_IO;
     int rc = peer_conn_read_frame(c, &kind, &in, &cap, &len);
-    if (rc == PEER_OK && (kind != PEER_F_HELLO || peer_hello_decode(in, len, &h) != PEER_OK)) rc = PEER_ERR_IO;
+    if (rc == PEER_OK && (kind != PEER_F_HELLO || peer_hello_decode(in, len, &h) != PEER_OK))
+        rc = PEER_ERR_IO;
     free(in);
     if (rc != PEER_OK) return PEER_ERR_IO;
     if (h.status == PEER_H_MISMATCH) return PEER_ERR_MISMATCH;
@@ -329,8 +332,10 @@ static int dial_one(peer_transport_t *t, peer_node_t *p, const peer_url_t *u, in
     if (rc == PEER_OK) {
         rc = peer_hello_client(c, (uint8_t)purpose, t->self_id, p->id, atomic_load(&t->cluster_id), &theirs);
         if (rc == PEER_OK) rc = peer_cluster_check(t, theirs);
-        if (rc == PEER_ERR_MISMATCH) snprintf(err, errlen, "request cluster ID mismatch");
-        else if (rc != PEER_OK) snprintf(err, errlen, "peer handshake failed");
+        if (rc == PEER_ERR_MISMATCH)
+            snprintf(err, errlen, "request cluster ID mismatch");
+        else if (rc != PEER_OK)
+            snprintf(err, errlen, "peer handshake failed");
     }
     if (rc != PEER_OK) {
         set_slot(p, slot, NULL);
@@ -339,7 +344,8 @@ static int dial_one(peer_transport_t *t, peer_node_t *p, const peer_url_t *u, in
     return rc;
 }
 
-int peer_dial(peer_transport_t *t, peer_node_t *p, int purpose, peer_conn_t **slot, char *err, size_t errlen) {
+int peer_dial(peer_transport_t *t, peer_node_t *p, int purpose, peer_conn_t **slot, char *err,
+              size_t errlen) {
     peer_url_t urls[PEER_MAX_URLS];
     pthread_mutex_lock(&p->lock);
     size_t n = p->n_urls;
@@ -387,7 +393,9 @@ static void wait_stop(peer_node_t *p, unsigned ms) {
     }
 }
 
-static unsigned jittered(peer_node_t *p, unsigned ms) { return ms + (unsigned)rand_r(&p->rng) % (ms / 2 + 1); }
+static unsigned jittered(peer_node_t *p, unsigned ms) {
+    return ms + (unsigned)rand_r(&p->rng) % (ms / 2 + 1);
+}
 
 static int connect_stream(peer_node_t *p, unsigned *backoff) {
     char err[256] = "";

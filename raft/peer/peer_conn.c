@@ -339,7 +339,8 @@ static int setup_server(WOLFSSL_CTX *ctx, const peer_tls_t *t, peer_tls_ctx_t *c
 peer_tls_ctx_t *peer_tls_ctx_new(const peer_tls_t *t, int server, char *err, size_t errlen) {
     pthread_once(&tls_once, tls_global_init);
     if (t->allowed_cn && t->allowed_hostname) {
-        snprintf(err, errlen, "AllowedCN and AllowedHostname are mutually exclusive (cn=\"%s\", hostname=\"%s\")",
+        snprintf(err, errlen,
+                 "AllowedCN and AllowedHostname are mutually exclusive (cn=\"%s\", hostname=\"%s\")",
                  t->allowed_cn, t->allowed_hostname);
         return NULL;
     }

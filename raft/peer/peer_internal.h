@@ -107,8 +107,8 @@ peer_conn_t *peer_conn_wrap(int fd, unsigned timeout_ms);
 int peer_conn_server_tls(peer_conn_t *c, peer_tls_ctx_t *ctx, char *err, size_t errlen);
 /* I/O timeouts for blocking reads and writes (0: none). */
 void peer_conn_set_timeouts(peer_conn_t *c, unsigned recv_ms, unsigned send_ms);
-int peer_conn_write(peer_conn_t *c, const void *p, size_t n);   /* 0 or PEER_ERR_IO */
-int peer_conn_read(peer_conn_t *c, void *p, size_t n);          /* exactly n: 0, PEER_ERR_IO */
+int peer_conn_write(peer_conn_t *c, const void *p, size_t n); /* 0 or PEER_ERR_IO */
+int peer_conn_read(peer_conn_t *c, void *p, size_t n);        /* exactly n: 0, PEER_ERR_IO */
 int peer_conn_fd(const peer_conn_t *c);
 /* Wakes a thread blocked in I/O on c (any thread; c must stay allocated). */
 void peer_conn_shutdown(peer_conn_t *c);
@@ -156,8 +156,8 @@ typedef struct peer_node {
     peer_qframe_t *head, *tail;
     size_t queued_bytes;
     int stopping;
-    int wake_fd; /* eventfd: frames queued on an empty queue, URLs changed */
-    int stop_fd; /* eventfd: written once by stop */
+    int wake_fd;       /* eventfd: frames queued on an empty queue, URLs changed */
+    int stop_fd;       /* eventfd: written once by stop */
     peer_conn_t *conn; /* the sender's connection, NULL when down */
     peer_stats_t stats;
     unsigned rng;

@@ -40,7 +40,8 @@ static int hello_server(peer_transport_t *t, peer_conn_t *c, peer_hello_t *h) {
     uint8_t kind, *in = NULL, out[PEER_HELLO_LEN];
     size_t cap = 0, len;
     int rc = peer_conn_read_frame(c, &kind, &in, &cap, &len);
-    if (rc == PEER_OK && (kind != PEER_F_HELLO || peer_hello_decode(in, len, h) != PEER_OK)) rc = PEER_ERR_INVALID;
+    if (rc == PEER_OK && (kind != PEER_F_HELLO || peer_hello_decode(in, len, h) != PEER_OK))
+        rc = PEER_ERR_INVALID;
     free(in);
     if (rc != PEER_OK) return rc;
     uint8_t status = hello_verdict(t, h);
@@ -58,8 +59,10 @@ static int stream_frame(peer_transport_t *t, uint64_t from, uint8_t kind, const 
         int rc = peer_decode_raft(p, n, &m, &scratch);
         if (rc != PEER_OK) return rc;
         /* A member speaks only for itself, to us. */
-        if (m.from != from || m.to != t->self_id || m.type == RAFT_MSG_SNAP) rc = PEER_ERR_INVALID;
-        else if (t->cfg.on_raft) t->cfg.on_raft(t->cfg.ctx, &m);
+        if (m.from != from || m.to != t->self_id || m.type == RAFT_MSG_SNAP)
+            rc = PEER_ERR_INVALID;
+        else if (t->cfg.on_raft)
+            t->cfg.on_raft(t->cfg.ctx, &m);
         free(scratch);
         return rc;
     }

@@ -147,7 +147,8 @@ static int fetch_one(const char *url, peer_tls_ctx_t **ctx, const peer_tls_t *tl
         return PEER_ERR_INVALID;
     }
     static const peer_tls_t none;
-    if (u.tls && !*ctx && !(*ctx = peer_tls_ctx_new(tls ? tls : &none, 0, err, errlen))) return PEER_ERR_INVALID;
+    if (u.tls && !*ctx && !(*ctx = peer_tls_ctx_new(tls ? tls : &none, 0, err, errlen)))
+        return PEER_ERR_INVALID;
     peer_conn_t *c = peer_conn_dial(&u, timeout_ms, -1, err, errlen);
     if (!c) return PEER_ERR_IO;
     int rc = u.tls ? peer_conn_client_tls(c, &u, *ctx, err, errlen) : PEER_OK;
@@ -159,15 +160,18 @@ static int fetch_one(const char *url, peer_tls_ctx_t **ctx, const peer_tls_t *tl
     const uint8_t *data;
     if (rc == PEER_OK) {
         rc = peer_conn_read_frame(c, &kind, &buf, &cap, &len);
-        if (rc == PEER_OK && (kind != PEER_F_MEMBERS ||
-                              peer_members_decode(buf, len, &status, &cid, &data, &dlen) != PEER_OK || status))
+        if (rc == PEER_OK &&
+            (kind != PEER_F_MEMBERS ||
+             peer_members_decode(buf, len, &status, &cid, &data, &dlen) != PEER_OK || status))
             rc = PEER_ERR_IO;
         if (rc != PEER_OK) snprintf(err, errlen, "%s: no member list", url);
     }
     if (rc == PEER_OK) {
         *out = malloc(dlen ? dlen : 1);
-        if (!*out) rc = PEER_ERR_NOMEM;
-        else if (dlen) memcpy(*out, data, dlen);
+        if (!*out)
+            rc = PEER_ERR_NOMEM;
+        else if (dlen)
+            memcpy(*out, data, dlen);
         *out_len = dlen;
         *cluster_id = cid;
     }
