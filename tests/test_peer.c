@@ -19,6 +19,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <errno.h>
 #include <limits.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -26,14 +27,17 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <netinet/in.h>
 #include <arpa/inet.h>
 #include <unistd.h>
 
+#include "bytes.h"
 #include "crc32c.h"
 #include "peer.h"
+#include "peer_internal.h"
 
-static char g_dir[1024];     /* per-run temp dir */
+static char g_dir[1024];   /* per-run temp dir */
 static char g_certs[1100]; /* g_dir/certs */
 
 typedef struct node {
@@ -178,13 +182,14 @@ static void link_nodes(node_t *a, node_t *b) {
     assert_int_equal(peer_add(b->t, a->id, &ua, 1), PEER_OK);
 }
 
-#define WAIT_UNTIL(cond)                                                                                     \
-    do {                                                                                                     \
-        for (int w_ = 0; w_ < 2000 && !(cond); w_++) usleep(5000);                                           \
+#define WAIT_UNTIL(cond)                                           \
+    do {                                                           \
+        for (int w_ = 0; w_ < 2000 && !(cond); w_++) usleep(5000); \
     } while (0)
 
 static raft_msg_t heartbeat(uint64_t from, uint64_t to, uint64_t ctx) {
-    return (raft_msg_t){.type = RAFT_MSG_HEARTBEAT, .from = from, .to = to, .term = 3, .commit = 7, .ctx = ctx};
+    return (raft_msg_t){
+        .type = RAFT_MSG_HEARTBEAT, .from = from, .to = to, .term = 3, .commit = 7, .ctx = ctx};
 }
 
 /* ---- fixture ---- */
@@ -228,10 +233,21 @@ static void exchange(node_t *a, node_t *b) {
     for (int i = 0; i < N; i++) assert_int_equal(b->ctx_seen[i], (uint64_t)i); /* one stream: in order */
 
     /* An App with entries, every field, and the way back. */
-    raft_entry_t es[2] = {{.term = 3, .index = 8, .type = RAFT_ENTRY_NORMAL, .data = (const uint8_t *)"put k v", .len = 7},
-                          {.term = 3, .index = 9, .type = RAFT_ENTRY_CONF_CHANGE, .data = NULL, .len = 0}};
-    raft_msg_t app = {.type = RAFT_MSG_APP, .from = b->id, .to = a->id, .term = 3, .log_term = 2, .index = 7,
-                      .commit = 6, .entries = es, .n_entries = 2, .reject = 1, .reject_hint = 5, .ctx = 99};
+    raft_entry_t es[2] = {
+        {.term = 3, .index = 8, .type = RAFT_ENTRY_NORMAL, .data = (const uint8_t *)"put k v", .len = 7},
+        {.term = 3, .index = 9, .type = RAFT_ENTRY_CONF_CHANGE, .data = NULL, .len = 0}};
+    raft_msg_t app = {.type = RAFT_MSG_APP,
+                      .from = b->id,
+                      .to = a->id,
+                      .term = 3,
+                      .log_term = 2,
+                      .index = 7,
+                      .commit = 6,
+                      .entries = es,
+                      .n_entries = 2,
+                      .reject = 1,
+                      .reject_hint = 5,
+                      .ctx = 99};
     assert_int_equal(peer_send_raft(b->t, &app), PEER_OK);
     WAIT_UNTIL(atomic_load(&a->n_raft) >= 1);
     pthread_mutex_lock(&a->mu);
@@ -279,6 +295,9 @@ static void exchange(node_t *a, node_t *b) {
     assert_int_equal(peer_send_app(a->t, 77, 1, "x", 1), PEER_ERR_UNKNOWN);
     raft_msg_t spoof = heartbeat(5, b->id, 0);
     assert_int_equal(peer_send_raft(a->t, &spoof), PEER_ERR_INVALID); /* from must be self */
+    raft_snapshot_meta_t meta = {.index = 1, .term = 1};
+    raft_msg_t snap = {.type = RAFT_MSG_SNAP, .from = a->id, .to = b->id, .snapshot = &meta};
+    assert_int_equal(peer_send_raft(a->t, &snap), PEER_ERR_INVALID); /* snapshots: peer_send_snapshot */
     assert_int_equal(peer_get_stats(a->t, 77, &sa), PEER_ERR_UNKNOWN);
 }
 
@@ -310,8 +329,9 @@ static void test_unix_exchange(void **state) {
 
 static void test_bad_urls(void **state) {
     (void)state;
-    static const char *bad[] = {"127.0.0.1:2380", "http://127.0.0.1", "http://127.0.0.1:99999", "ftp://x:1",
-                                "http://myhost.example:2380", "unix://", "http://[::1:2380"};
+    static const char *bad[] = {"127.0.0.1:2380",  "http://127.0.0.1",           "http://127.0.0.1:99999",
+                                "ftp://x:1",       "http://myhost.example:2380", "unix://",
+                                "http://[::1:2380"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         peer_config_t cfg = {.self_id = 1, .listen_urls = &bad[i], .n_listen_urls = 1};
         char err[256] = "";
@@ -365,11 +385,13 @@ static void snap_done(void *ctx, uint64_t to, int ok) {
 
 static void snapshot_between(node_t *a, node_t *b, uint64_t size) {
     static const uint64_t vs[] = {1, 2, 3}, ls[] = {4};
-    raft_snapshot_meta_t meta = {.index = 5000, .term = 4, .voters = vs, .n_voters = 3, .learners = ls, .n_learners = 1};
+    raft_snapshot_meta_t meta = {
+        .index = 5000, .term = 4, .voters = vs, .n_voters = 3, .learners = ls, .n_learners = 1};
     raft_msg_t m = {.type = RAFT_MSG_SNAP, .from = a->id, .to = b->id, .term = 4, .snapshot = &meta};
     snap_src_t src = {.left = size, .seed = 12345};
     assert_int_equal(peer_send_snapshot(a->t, &m, snap_read, &src, snap_done), PEER_OK);
-    assert_int_equal(peer_send_snapshot(a->t, &m, snap_read, &src, snap_done), PEER_ERR_FULL); /* one at a time */
+    assert_int_equal(peer_send_snapshot(a->t, &m, snap_read, &src, snap_done),
+                     PEER_ERR_FULL); /* one at a time */
     WAIT_UNTIL(atomic_load(&src.done));
     assert_int_equal(atomic_load(&src.done), 1);
     assert_int_equal(atomic_load(&src.ok), 1);
@@ -463,12 +485,14 @@ static void test_fetch_members(void **state) {
     free(out);
     /* Refused by the remote, and nobody there. */
     b.members = NULL;
-    assert_int_equal(peer_fetch_members(NULL, urls + 1, 1, 5000, &cid, &out, &len, err, sizeof err), PEER_ERR_IO);
+    assert_int_equal(peer_fetch_members(NULL, urls + 1, 1, 5000, &cid, &out, &len, err, sizeof err),
+                     PEER_ERR_IO);
     assert_null(out);
     assert_int_equal(peer_fetch_members(NULL, urls, 1, 5000, &cid, &out, &len, err, sizeof err), PEER_ERR_IO);
     assert_true(err[0] != '\0');
     const char *bad = "nope://";
-    assert_int_equal(peer_fetch_members(NULL, &bad, 1, 5000, &cid, &out, &len, err, sizeof err), PEER_ERR_INVALID);
+    assert_int_equal(peer_fetch_members(NULL, &bad, 1, 5000, &cid, &out, &len, err, sizeof err),
+                     PEER_ERR_INVALID);
     stop_node(&b);
 }
 
@@ -557,8 +581,10 @@ static void test_queue_full(void **state) {
     int full = 0, ok = 0;
     for (int i = 0; i < 500; i++) {
         int rc = peer_send_app(a.t, 3, 1, payload, sizeof payload);
-        if (rc == PEER_ERR_FULL) full++;
-        else if (rc == PEER_OK) ok++;
+        if (rc == PEER_ERR_FULL)
+            full++;
+        else if (rc == PEER_OK)
+            ok++;
     }
     assert_int_equal(full + ok, 500);
     assert_true(full > 0);
@@ -620,10 +646,150 @@ static void test_cluster_mismatch(void **state) {
     stop_node(&c);
 }
 
+
+/* ---- hostile peers ---- */
+
+/* A raw TCP connection to n's port. */
+static int raw_connect(const node_t *n) {
+    int s = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET,
+                             .sin_port = htons((uint16_t)peer_listen_port(n->t, 0)),
+                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    assert_int_equal(connect(s, (struct sockaddr *)&sa, sizeof sa), 0);
+    return s;
+}
+
+static void raw_frame(int s, uint8_t kind, const uint8_t *p, size_t n) {
+    size_t len;
+    uint8_t *f = peer_frame_build(kind, p, n, &len);
+    assert_int_equal(send(s, f, len, MSG_NOSIGNAL), (ssize_t)len);
+    free(f);
+}
+
+/* HELLO as member `from`; returns the answer's status. */
+static int raw_hello(int s, uint64_t from, uint64_t to, uint64_t cluster) {
+    peer_hello_t h = {PEER_VERSION, PEER_P_STREAM, 0, cluster, from, to};
+    uint8_t b[PEER_HELLO_LEN], in[PEER_FRAME_HEADER + PEER_HELLO_LEN];
+    peer_hello_encode(&h, b);
+    raw_frame(s, PEER_F_HELLO, b, sizeof b);
+    size_t got = 0;
+    while (got < sizeof in) {
+        ssize_t r = recv(s, in + got, sizeof in - got, 0);
+        if (r <= 0) return -1;
+        got += (size_t)r;
+    }
+    assert_int_equal(in[8], PEER_F_HELLO);
+    assert_int_equal(peer_hello_decode(in + PEER_FRAME_HEADER, PEER_HELLO_LEN, &h), PEER_OK);
+    assert_int_equal(h.from, 2);
+    return h.status;
+}
+
+/* Reads until the other side closes; 1 if it did (within the 10 s bound). */
+static int closed_by_peer(int s) {
+    struct timeval tv = {10, 0};
+    setsockopt(s, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    char c;
+    ssize_t r = recv(s, &c, 1, 0);
+    return r == 0 || (r < 0 && errno == ECONNRESET);
+}
+
+static void test_bad_frames(void **state) {
+    (void)state;
+    node_t b;
+    b.t = NULL;
+    start_node(&b, 2, 11, "http://127.0.0.1:0", NULL);
+    const char *dummy = "http://127.0.0.1:1";
+    assert_int_equal(peer_add(b.t, 1, &dummy, 1), PEER_OK); /* so that b keeps stats for 1 */
+    peer_stats_t st;
+
+    /* A good message, then one with a flipped payload bit: counted, connection closed. */
+    int s = raw_connect(&b);
+    assert_int_equal(raw_hello(s, 1, 2, 11), PEER_H_OK);
+    raft_msg_t m = heartbeat(1, 2, 5);
+    uint8_t *enc;
+    size_t len;
+    assert_int_equal(peer_encode_raft(&m, &enc, &len), PEER_OK);
+    raw_frame(s, PEER_F_RAFT, enc, len);
+    WAIT_UNTIL(atomic_load(&b.n_raft) == 1);
+    assert_int_equal(atomic_load(&b.n_raft), 1);
+    uint8_t *f = peer_frame_build(PEER_F_RAFT, enc, len, &len);
+    f[PEER_FRAME_HEADER + 3] ^= 0x10;
+    assert_int_equal(send(s, f, len, MSG_NOSIGNAL), (ssize_t)len);
+    free(f);
+    assert_true(closed_by_peer(s));
+    close(s);
+    WAIT_UNTIL(peer_get_stats(b.t, 1, &st) == PEER_OK && st.bad_frames == 1);
+    assert_int_equal(st.bad_frames, 1);
+    assert_int_equal(st.received_frames, 1);
+
+    /* A Raft message that claims another sender: refused. */
+    s = raw_connect(&b);
+    assert_int_equal(raw_hello(s, 1, 2, 11), PEER_H_OK);
+    raft_msg_t spoof = heartbeat(3, 2, 6);
+    free(enc);
+    assert_int_equal(peer_encode_raft(&spoof, &enc, &len), PEER_OK);
+    raw_frame(s, PEER_F_RAFT, enc, len);
+    assert_true(closed_by_peer(s));
+    close(s);
+    free(enc);
+
+    /* A length over PEER_MAX_FRAME, and an unknown kind. */
+    s = raw_connect(&b);
+    assert_int_equal(raw_hello(s, 1, 2, 11), PEER_H_OK);
+    uint8_t hdr[PEER_FRAME_HEADER] = {0};
+    put_be32(hdr, PEER_MAX_FRAME + 1);
+    hdr[8] = PEER_F_RAFT;
+    assert_int_equal(send(s, hdr, sizeof hdr, MSG_NOSIGNAL), (ssize_t)sizeof hdr);
+    assert_true(closed_by_peer(s));
+    close(s);
+    s = raw_connect(&b);
+    assert_int_equal(raw_hello(s, 1, 2, 11), PEER_H_OK);
+    raw_frame(s, 200, (const uint8_t *)"x", 1);
+    assert_true(closed_by_peer(s));
+    close(s);
+    WAIT_UNTIL(peer_get_stats(b.t, 1, &st) == PEER_OK && st.bad_frames == 4);
+    assert_int_equal(st.bad_frames, 4);
+    assert_int_equal(atomic_load(&b.n_raft), 1);
+
+    /* HELLOs b refuses: to someone else, another cluster; garbage before any HELLO. */
+    s = raw_connect(&b);
+    assert_int_equal(raw_hello(s, 1, 9, 11), PEER_H_WRONG_TO);
+    assert_true(closed_by_peer(s));
+    close(s);
+    s = raw_connect(&b);
+    assert_int_equal(raw_hello(s, 1, 2, 12), PEER_H_MISMATCH);
+    assert_true(closed_by_peer(s));
+    close(s);
+    s = raw_connect(&b);
+    assert_int_equal(send(s, "GET / HTTP/1.1\r\n\r\n", 18, MSG_NOSIGNAL), 18);
+    assert_true(closed_by_peer(s));
+    close(s);
+    stop_node(&b);
+}
+
+static void test_reader_bound(void **state) {
+    (void)state;
+    node_t b;
+    b.t = NULL;
+    start_node(&b, 2, 11, "http://127.0.0.1:0", NULL);
+    /* 64 silent connections hold every reader (each waits for its HELLO);
+     * the ones past the bound are closed at once. */
+    enum { EXTRA = 6 };
+    int s[PEER_MAX_READERS + EXTRA];
+    for (int i = 0; i < PEER_MAX_READERS + EXTRA; i++) s[i] = raw_connect(&b);
+    int closed = 0;
+    for (int i = PEER_MAX_READERS; i < PEER_MAX_READERS + EXTRA; i++) closed += closed_by_peer(s[i]);
+    assert_int_equal(closed, EXTRA);
+    /* The held ones are still open (and a HELLO on one is answered). */
+    assert_int_equal(raw_hello(s[0], 1, 2, 11), PEER_H_OK);
+    for (int i = 0; i < PEER_MAX_READERS + EXTRA; i++) close(s[i]);
+    stop_node(&b); /* wakes the readers still waiting */
+}
+
 /* ---- TLS ---- */
 
-static char cert[1200], key[1200], ca[1200], other_ca[1200], other_cert[1200],
-    other_key[1200], revoked_cert[1200], revoked_key[1200], crl[1200];
+static char cert[1200], key[1200], ca[1200], other_ca[1200], other_cert[1200], other_key[1200],
+    revoked_cert[1200], revoked_key[1200], crl[1200];
 
 static peer_tls_t good_tls(void) {
     snprintf(cert, sizeof cert, "%s/peer.crt", g_certs);
@@ -684,8 +850,8 @@ static void test_tls_mutual(void **state) {
     peer_tls_t anon = {.trusted_ca_file = ca};
     assert_int_equal(peer_fetch_members(&anon, &u, 1, 5000, &cid, &out, &len, err, sizeof err), PEER_ERR_IO);
     /* A plain client on a TLS port gets nothing. */
-    char plain[300];
-    snprintf(plain, sizeof plain, "http://%s", b.url + strlen("https://"));
+    char plain[320];
+    snprintf(plain, sizeof plain, "http://%.300s", b.url + strlen("https://"));
     const char *pu = plain;
     assert_int_equal(peer_fetch_members(NULL, &pu, 1, 2000, &cid, &out, &len, err, sizeof err) < 0, 1);
     stop_node(&a);
@@ -753,6 +919,29 @@ static void test_tls_refusals(void **state) {
     assert_true(tls_pair(&good, &ip_ok, &err));
     assert_false(tls_pair(&good, &host_bad, &err));
     assert_int_equal(err, PEER_ERR_IO);
+    host_bad.allowed_hostname = "127.0.0.2";
+    assert_false(tls_pair(&good, &host_bad, &err));
+
+    /* The dialer checks the URL's host: 127.0.0.2 is not in peer.crt. */
+    node_t b;
+    b.t = NULL;
+    start_node(&b, 2, 9, "https://127.0.0.2:0", &good);
+    b.members = "m";
+    const char *u = b.url;
+    uint64_t cid;
+    uint8_t *out = NULL;
+    size_t len;
+    char msg0[256] = "";
+    assert_int_equal(peer_fetch_members(&good, &u, 1, 5000, &cid, &out, &len, msg0, sizeof msg0),
+                     PEER_ERR_IO);
+    assert_non_null(strstr(msg0, "not valid for 127.0.0.2"));
+    peer_tls_t no_verify = good; /* no trusted CA: the dialer does not verify (its cert still satisfies b) */
+    no_verify.trusted_ca_file = NULL;
+    no_verify.client_cert_auth = 0;
+    assert_int_equal(peer_fetch_members(&no_verify, &u, 1, 5000, &cid, &out, &len, msg0, sizeof msg0),
+                     PEER_OK);
+    free(out);
+    stop_node(&b);
 
     /* Configurations etcd refuses. */
     peer_tls_t both = good;
@@ -778,6 +967,7 @@ int main(void) {
         cmocka_unit_test(test_reconnect),        cmocka_unit_test(test_queue_full),
         cmocka_unit_test(test_cluster_mismatch), cmocka_unit_test(test_tls_mutual),
         cmocka_unit_test(test_tls_unixs),        cmocka_unit_test(test_tls_refusals),
+        cmocka_unit_test(test_bad_frames),       cmocka_unit_test(test_reader_bound),
     };
     return cmocka_run_group_tests(tests, setup_all, teardown_all);
 }

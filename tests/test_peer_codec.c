@@ -105,10 +105,12 @@ static void test_roundtrip_every_type(void **state) {
     (void)state;
     char big[5000];
     memset(big, 'x', sizeof big);
-    raft_entry_t es[3] = {{.term = 5, .index = 1001, .type = RAFT_ENTRY_NORMAL, .data = (const uint8_t *)"abc", .len = 3},
-                          {.term = 5, .index = 1002, .type = RAFT_ENTRY_CONF_CHANGE, .data = NULL, .len = 0},
-                          {.term = 6, .index = 1003, .type = 9, .data = (const uint8_t *)big, .len = sizeof big}};
-    raft_snapshot_meta_t snap = {.index = 900, .term = 4, .voters = voters, .n_voters = 3, .learners = learners, .n_learners = 1};
+    raft_entry_t es[3] = {
+        {.term = 5, .index = 1001, .type = RAFT_ENTRY_NORMAL, .data = (const uint8_t *)"abc", .len = 3},
+        {.term = 5, .index = 1002, .type = RAFT_ENTRY_CONF_CHANGE, .data = NULL, .len = 0},
+        {.term = 6, .index = 1003, .type = 9, .data = (const uint8_t *)big, .len = sizeof big}};
+    raft_snapshot_meta_t snap = {
+        .index = 900, .term = 4, .voters = voters, .n_voters = 3, .learners = learners, .n_learners = 1};
     for (int type = RAFT_MSG_VOTE; type <= RAFT_MSG_SNAP; type++) {
         raft_msg_t m = sample((raft_msg_type_t)type, NULL, 0, type == RAFT_MSG_SNAP ? &snap : NULL);
         roundtrip(&m);
@@ -184,7 +186,8 @@ static void test_frames_and_payloads(void **state) {
     assert_int_equal(peer_frame_parse_header(hdr, &kind, &plen), PEER_OK);
     assert_int_equal(plen, PEER_MAX_FRAME - 1);
 
-    peer_hello_t h = {PEER_VERSION, PEER_P_SNAPSHOT, PEER_H_MISMATCH, 0x1122334455667788ull, 3, 0xffull}, g = {0};
+    peer_hello_t h = {PEER_VERSION, PEER_P_SNAPSHOT, PEER_H_MISMATCH, 0x1122334455667788ull, 3, 0xffull},
+                 g = {0};
     uint8_t hb[PEER_HELLO_LEN];
     peer_hello_encode(&h, hb);
     assert_int_equal(peer_hello_decode(hb, sizeof hb, &g), PEER_OK);
@@ -256,9 +259,11 @@ static void test_decoder_truncations_and_flips(void **state) {
     char data[4][40];
     for (int i = 0; i < 4; i++) {
         snprintf(data[i], sizeof data[i], "entry-%d-payload", i);
-        es[i] = (raft_entry_t){.term = 3, .index = 10 + i, .type = 0, .data = (const uint8_t *)data[i], .len = strlen(data[i])};
+        es[i] = (raft_entry_t){
+            .term = 3, .index = 10 + i, .type = 0, .data = (const uint8_t *)data[i], .len = strlen(data[i])};
     }
-    raft_snapshot_meta_t snap = {.index = 9, .term = 3, .voters = voters, .n_voters = 3, .learners = learners, .n_learners = 1};
+    raft_snapshot_meta_t snap = {
+        .index = 9, .term = 3, .voters = voters, .n_voters = 3, .learners = learners, .n_learners = 1};
     raft_msg_t msgs[2] = {sample(RAFT_MSG_APP, es, 4, NULL), sample(RAFT_MSG_SNAP, NULL, 0, &snap)};
     long decoded = 0;
     for (int k = 0; k < 2; k++) {

@@ -233,7 +233,8 @@ static int enqueue(peer_transport_t *t, uint64_t id, peer_qframe_t *f) {
 }
 
 int peer_send_raft(peer_transport_t *t, const raft_msg_t *m) {
-    if (!t || !m || m->from != t->self_id) return PEER_ERR_INVALID;
+    /* A snapshot goes on its own connection (peer_send_snapshot). */
+    if (!t || !m || m->from != t->self_id || m->type == RAFT_MSG_SNAP) return PEER_ERR_INVALID;
     uint8_t *buf;
     size_t len;
     int rc = peer_encode_raft_frame(m, PEER_F_RAFT, sizeof(peer_qframe_t), &buf, &len);

@@ -72,7 +72,8 @@ typedef struct peer_config {
     peer_tls_t tls;
     size_t queue_bytes; /* per peer, encoded frames waiting; 0 -> 4 MiB */
 
-    /* Transport threads; the pointers are valid only during the call. */
+    /* Transport threads (several at once: one per inbound connection, no
+     * transport lock held); the pointers are valid only during the call. */
     void (*on_raft)(void *ctx, const raft_msg_t *m);
     void (*on_app)(void *ctx, uint64_t from, uint8_t kind, const uint8_t *data, size_t len);
     /* A snapshot stream begins (m: the RAFT_MSG_SNAP it carries). Return a sink
@@ -102,7 +103,9 @@ void peer_remove(peer_transport_t *t, uint64_t id);
 /* Learned after start by a joining member. */
 void peer_set_cluster_id(peer_transport_t *t, uint64_t cluster_id);
 
-/* Encodes m and queues it for m->to; never blocks. */
+/* Encodes m and queues it for m->to; never blocks. m->from must be this
+ * member; a RAFT_MSG_SNAP goes through peer_send_snapshot (PEER_ERR_INVALID
+ * here). A frame larger than queue_bytes is accepted into an empty queue. */
 int peer_send_raft(peer_transport_t *t, const raft_msg_t *m);
 /* An opaque message of the member layer (kind is the member's). */
 int peer_send_app(peer_transport_t *t, uint64_t to, uint8_t kind, const void *data, size_t len);

@@ -249,7 +249,10 @@ static void *listener_main(void *arg) {
         for (int i = 0; i < t->n_listen; i++) {
             if (!pf[i + 1].revents) continue;
             int fd = accept4(t->listen_fd[i], NULL, NULL, SOCK_CLOEXEC);
-            if (fd >= 0) start_reader(t, fd, t->listen_tls[i]);
+            if (fd >= 0)
+                start_reader(t, fd, t->listen_tls[i]);
+            else if (errno == EMFILE || errno == ENFILE || errno == ENOMEM || errno == ENOBUFS)
+                usleep(10000); /* out of descriptors: do not spin on the pending connection */
         }
     }
     return NULL;

@@ -203,7 +203,11 @@ int peer_fetch_members(const peer_tls_t *tls, const char *const *urls, size_t n,
             rc = PEER_ERR_TIMEOUT;
             break;
         }
-        rc = fetch_one(urls[i], &ctx, tls, (unsigned)(deadline - now), cluster_id, out, out_len, err, errlen);
+        /* Each URL gets its share of what is left (at least 1 s), so one
+         * that never answers does not use up the time of the others. */
+        uint64_t left = deadline - now, share = left / (n - i);
+        if (share < 1000) share = left < 1000 ? left : 1000;
+        rc = fetch_one(urls[i], &ctx, tls, (unsigned)share, cluster_id, out, out_len, err, errlen);
         if (rc == PEER_OK) break;
     }
     if (rc == PEER_ERR_IO && peer_now_ms() >= deadline) rc = PEER_ERR_TIMEOUT;
