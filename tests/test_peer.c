@@ -21,6 +21,7 @@
 
 #include <errno.h>
 #include <limits.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -767,6 +768,36 @@ static void test_bad_frames(void **state) {
     stop_node(&b);
 }
 
+/* A peer that trickles its HELLO (a byte every 300 ms, each read well within
+ * the socket timeout) is cut off at the handshake deadline, before it is done. */
+static void test_handshake_deadline(void **state) {
+    (void)state;
+    node_t b;
+    b.t = NULL;
+    start_node(&b, 2, 11, "http://127.0.0.1:0", NULL);
+    int s = raw_connect(&b);
+    peer_hello_t h = {PEER_VERSION, PEER_P_STREAM, 0, 11, 1, 2};
+    uint8_t hb[PEER_HELLO_LEN];
+    peer_hello_encode(&h, hb);
+    size_t len;
+    uint8_t *f = peer_frame_build(PEER_F_HELLO, hb, sizeof hb, &len);
+    size_t sent = 0;
+    int closed = 0;
+    while (sent < len && !closed) {
+        if (send(s, f + sent, 1, MSG_NOSIGNAL) != 1) break;
+        sent++;
+        struct pollfd pf = {s, POLLIN, 0};
+        if (poll(&pf, 1, 300) == 1) {
+            char c;
+            closed = recv(s, &c, 1, 0) <= 0;
+        }
+    }
+    free(f);
+    assert_true(sent < len); /* cut off before the HELLO was complete */
+    close(s);
+    stop_node(&b);
+}
+
 static void test_reader_bound(void **state) {
     (void)state;
     node_t b;
@@ -961,13 +992,14 @@ static void test_tls_refusals(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_tcp_exchange),     cmocka_unit_test(test_unix_exchange),
-        cmocka_unit_test(test_bad_urls),         cmocka_unit_test(test_snapshot_stream),
-        cmocka_unit_test(test_snapshot_broken),  cmocka_unit_test(test_fetch_members),
-        cmocka_unit_test(test_reconnect),        cmocka_unit_test(test_queue_full),
-        cmocka_unit_test(test_cluster_mismatch), cmocka_unit_test(test_tls_mutual),
-        cmocka_unit_test(test_tls_unixs),        cmocka_unit_test(test_tls_refusals),
-        cmocka_unit_test(test_bad_frames),       cmocka_unit_test(test_reader_bound),
+        cmocka_unit_test(test_tcp_exchange),       cmocka_unit_test(test_unix_exchange),
+        cmocka_unit_test(test_bad_urls),           cmocka_unit_test(test_snapshot_stream),
+        cmocka_unit_test(test_snapshot_broken),    cmocka_unit_test(test_fetch_members),
+        cmocka_unit_test(test_reconnect),          cmocka_unit_test(test_queue_full),
+        cmocka_unit_test(test_cluster_mismatch),   cmocka_unit_test(test_tls_mutual),
+        cmocka_unit_test(test_tls_unixs),          cmocka_unit_test(test_tls_refusals),
+        cmocka_unit_test(test_bad_frames),         cmocka_unit_test(test_reader_bound),
+        cmocka_unit_test(test_handshake_deadline),
     };
     return cmocka_run_group_tests(tests, setup_all, teardown_all);
 }

@@ -18,6 +18,7 @@
 
 #include <errno.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,6 +34,15 @@ uint64_t peer_now_ms(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+int peer_thread_start(pthread_t *th, void *(*fn)(void *), void *arg) {
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    int rc = pthread_create(th, NULL, fn, arg);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    return rc;
 }
 
 static void fd_signal(int fd) {
@@ -166,7 +176,7 @@ int peer_add(peer_transport_t *t, uint64_t id, const char *const *urls, size_t n
     } else {
         memcpy(p->urls, parsed, n * sizeof parsed[0]);
         p->n_urls = n;
-        if (pthread_create(&p->sender, NULL, sender_main, p) != 0) {
+        if (peer_thread_start(&p->sender, sender_main, p) != 0) {
             free_peer(p);
             rc = PEER_ERR_NOMEM;
         } else {

@@ -181,6 +181,7 @@ typedef struct peer_reader {
     peer_conn_t *conn; /* NULL once the reader closes it */
     int purpose;
     uint64_t from;
+    uint64_t deadline_ms; /* TLS + HELLO must be done by then (0: done) */
 } peer_reader_t;
 
 struct peer_transport {
@@ -205,6 +206,9 @@ struct peer_transport {
 };
 
 uint64_t peer_now_ms(void);
+/* pthread_create with every signal blocked in the new thread (a signal
+ * meant for the process must not cut a transport thread's I/O short). */
+int peer_thread_start(pthread_t *th, void *(*fn)(void *), void *arg);
 /* The transport learns a cluster id it did not know (0). 0 compatible, PEER_ERR_MISMATCH not. */
 int peer_cluster_check(peer_transport_t *t, uint64_t theirs);
 /* Dials p's URLs in turn, TLS, HELLO for purpose; *slot (p->conn or

@@ -98,6 +98,11 @@ static void serve_stream(peer_transport_t *t, peer_conn_t *c, uint64_t from) {
         if (rc == PEER_ERR_INVALID) peer_count_received(t, from, 0, 1);
         if (rc != PEER_OK) break;
         peer_count_received(t, from, PEER_FRAME_HEADER + len, 0);
+        if (cap > (1u << 20)) { /* a big frame does not keep its buffer */
+            free(buf);
+            buf = NULL;
+            cap = 0;
+        }
     }
     free(buf);
 }
@@ -185,6 +190,7 @@ static void *reader_main(void *arg) {
         pthread_mutex_lock(&t->lock);
         r->purpose = h.purpose;
         r->from = h.from;
+        r->deadline_ms = 0;
         pthread_mutex_unlock(&t->lock);
         if (h.purpose == PEER_P_STREAM) {
             replace_streams(t, r);
@@ -229,12 +235,34 @@ static void start_reader(peer_transport_t *t, int fd, int tls) {
         pthread_mutex_unlock(&t->lock);
         return;
     }
-    *r = (peer_reader_t){.t = t, .used = 1, .tls = tls, .conn = c};
-    if (pthread_create(&r->thread, NULL, reader_main, r) != 0) {
+    *r = (peer_reader_t){
+        .t = t, .used = 1, .tls = tls, .conn = c, .deadline_ms = peer_now_ms() + PEER_HANDSHAKE_TIMEOUT_MS};
+    if (peer_thread_start(&r->thread, reader_main, r) != 0) {
         memset(r, 0, sizeof(*r));
         peer_conn_free(c);
     }
     pthread_mutex_unlock(&t->lock);
+}
+
+/* Closes connections still in TLS or HELLO past their deadline (a peer
+ * trickling bytes would otherwise hold a reader for as long as it likes).
+ * Returns whether any connection is still in its handshake. */
+static int expire_handshakes(peer_transport_t *t) {
+    uint64_t now = peer_now_ms();
+    int pending = 0;
+    pthread_mutex_lock(&t->lock);
+    for (int i = 0; i < PEER_MAX_READERS; i++) {
+        peer_reader_t *r = &t->readers[i];
+        if (!r->used || r->done || !r->deadline_ms) continue;
+        if (now >= r->deadline_ms) {
+            peer_conn_shutdown(r->conn);
+            r->deadline_ms = 0;
+        } else {
+            pending = 1;
+        }
+    }
+    pthread_mutex_unlock(&t->lock);
+    return pending;
 }
 
 static void *listener_main(void *arg) {
@@ -243,7 +271,7 @@ static void *listener_main(void *arg) {
     for (;;) {
         pf[0] = (struct pollfd){t->wake_fd, POLLIN, 0};
         for (int i = 0; i < t->n_listen; i++) pf[i + 1] = (struct pollfd){t->listen_fd[i], POLLIN, 0};
-        int n = poll(pf, (nfds_t)t->n_listen + 1, -1);
+        int n = poll(pf, (nfds_t)t->n_listen + 1, expire_handshakes(t) ? 250 : -1);
         if (n < 0 && errno == EINTR) continue;
         if (n < 0 || pf[0].revents) break;
         for (int i = 0; i < t->n_listen; i++) {
@@ -260,7 +288,7 @@ static void *listener_main(void *arg) {
 
 int peer_listener_start(peer_transport_t *t, char *err, size_t errlen) {
     t->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-    if (t->wake_fd < 0 || pthread_create(&t->listener, NULL, listener_main, t) != 0) {
+    if (t->wake_fd < 0 || peer_thread_start(&t->listener, listener_main, t) != 0) {
         snprintf(err, errlen, "cannot start the peer listener");
         return -1;
     }

@@ -121,7 +121,7 @@ int peer_send_snapshot(peer_transport_t *t, const raft_msg_t *m,
             p->snap_read_ctx = read_ctx;
             p->snap_done = done;
             frame = NULL;
-            if (pthread_create(&p->snap_thread, NULL, peer_snapshot_main, p) != 0) {
+            if (peer_thread_start(&p->snap_thread, peer_snapshot_main, p) != 0) {
                 frame = p->snap_begin;
                 p->snap_begin = NULL;
                 rc = PEER_ERR_NOMEM;
