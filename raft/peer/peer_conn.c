@@ -509,10 +509,6 @@ int peer_conn_server_tls(peer_conn_t *c, peer_tls_ctx_t *ctx, char *err, size_t 
 
 int peer_conn_fd(const peer_conn_t *c) { return c->fd; }
 
-int peer_conn_has_buffered(const peer_conn_t *c) {
-    return c->rpos < c->rlen || (c->ssl && wolfSSL_pending(c->ssl) > 0);
-}
-
 void peer_conn_shutdown(peer_conn_t *c) {
     if (c && c->fd >= 0) shutdown(c->fd, SHUT_RDWR);
 }

@@ -113,8 +113,6 @@ int peer_conn_fd(const peer_conn_t *c);
 /* Wakes a thread blocked in I/O on c (any thread; c must stay allocated). */
 void peer_conn_shutdown(peer_conn_t *c);
 void peer_conn_free(peer_conn_t *c);
-/* Whether buffered bytes are waiting (a reader must not poll the fd then). */
-int peer_conn_has_buffered(const peer_conn_t *c);
 
 /* Reads one frame: kind, payload in *buf (grown as bytes arrive, capacity
  * *cap, never beyond PEER_MAX_FRAME). PEER_ERR_IO broken connection,
