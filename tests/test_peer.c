@@ -457,6 +457,46 @@ static void test_snapshot_broken(void **state) {
     stop_node(&b);
 }
 
+/* A slow source: a stream still running when its peer is removed or the transport stops. */
+static long slow_read(void *ctx, uint8_t *buf, size_t cap) {
+    usleep(2000);
+    return snap_read(ctx, buf, cap);
+}
+
+static void test_snapshot_interrupted(void **state) {
+    (void)state;
+    node_t a, b;
+    a.t = b.t = NULL;
+    start_node(&a, 1, 7, "http://127.0.0.1:0", NULL);
+    start_node(&b, 2, 7, "http://127.0.0.1:0", NULL);
+    link_nodes(&a, &b);
+    raft_snapshot_meta_t meta = {.index = 10, .term = 2};
+    raft_msg_t m = {.type = RAFT_MSG_SNAP, .from = 1, .to = 2, .term = 2, .snapshot = &meta};
+    /* Removing the peer ends its stream: done(0), the receiver's end(0). */
+    snap_src_t src = {.left = 1ull << 40, .seed = 3};
+    assert_int_equal(peer_send_snapshot(a.t, &m, slow_read, &src, snap_done), PEER_OK);
+    WAIT_UNTIL(atomic_load(&b.snap_begun) == 1);
+    assert_int_equal(atomic_load(&b.snap_begun), 1);
+    peer_remove(a.t, 2);
+    WAIT_UNTIL(atomic_load(&src.done) && atomic_load(&b.snap_ended));
+    assert_int_equal(atomic_load(&src.ok), 0);
+    assert_int_equal(atomic_load(&b.snap_ended), 1);
+    assert_int_equal(atomic_load(&b.snap_ok), 0);
+    /* Stopping the transport ends a running stream the same way. */
+    const char *ub = b.url;
+    assert_int_equal(peer_add(a.t, 2, &ub, 1), PEER_OK);
+    snap_src_t src2 = {.left = 1ull << 40, .seed = 4};
+    assert_int_equal(peer_send_snapshot(a.t, &m, slow_read, &src2, snap_done), PEER_OK);
+    WAIT_UNTIL(atomic_load(&b.snap_begun) == 2);
+    assert_int_equal(atomic_load(&b.snap_begun), 2);
+    stop_node(&a);
+    assert_int_equal(atomic_load(&src2.done), 1); /* called before peer_stop returned */
+    assert_int_equal(atomic_load(&src2.ok), 0);
+    WAIT_UNTIL(atomic_load(&b.snap_ended) == 2);
+    assert_int_equal(atomic_load(&b.snap_ok), 0);
+    stop_node(&b);
+}
+
 /* ---- members fetch ---- */
 
 static void test_fetch_members(void **state) {
@@ -999,7 +1039,7 @@ int main(void) {
         cmocka_unit_test(test_cluster_mismatch),   cmocka_unit_test(test_tls_mutual),
         cmocka_unit_test(test_tls_unixs),          cmocka_unit_test(test_tls_refusals),
         cmocka_unit_test(test_bad_frames),         cmocka_unit_test(test_reader_bound),
-        cmocka_unit_test(test_handshake_deadline),
+        cmocka_unit_test(test_handshake_deadline), cmocka_unit_test(test_snapshot_interrupted),
     };
     return cmocka_run_group_tests(tests, setup_all, teardown_all);
 }
