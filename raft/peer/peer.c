@@ -306,7 +306,7 @@ int peer_hello_client(peer_conn_t *c, uint8_t purpose, uint64_t from, uint64_t t
     size_t cap = 0, len;
     peer_hello_encode(&h, buf);
     if (peer_conn_write_frame(c, PEER_F_HELLO, buf, sizeof buf) != PEER_OK) return PEER_ERR_IO;
-    int rc = peer_conn_read_frame(c, &kind, &in, &cap, &len);
+    int rc = peer_conn_read_frame(c, PEER_HELLO_LEN, &kind, &in, &cap, &len);
     if (rc == PEER_OK && (kind != PEER_F_HELLO || peer_hello_decode(in, len, &h) != PEER_OK))
         rc = PEER_ERR_IO;
     free(in);

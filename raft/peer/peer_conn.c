@@ -596,11 +596,11 @@ static int read_payload(peer_conn_t *c, uint8_t **buf, size_t *cap, size_t need)
     return PEER_OK;
 }
 
-int peer_conn_read_frame(peer_conn_t *c, uint8_t *kind, uint8_t **buf, size_t *cap, size_t *len) {
+int peer_conn_read_frame(peer_conn_t *c, size_t max, uint8_t *kind, uint8_t **buf, size_t *cap, size_t *len) {
     uint8_t hdr[PEER_FRAME_HEADER];
     size_t n;
     if (peer_conn_read(c, hdr, sizeof hdr) != PEER_OK) return PEER_ERR_IO;
-    if (peer_frame_parse_header(hdr, kind, &n) != PEER_OK) return PEER_ERR_INVALID;
+    if (peer_frame_parse_header(hdr, kind, &n) != PEER_OK || n > max) return PEER_ERR_INVALID;
     int rc = read_payload(c, buf, cap, n);
     if (rc != PEER_OK) return rc;
     if (peer_frame_check(hdr, *buf, n) != PEER_OK) return PEER_ERR_INVALID;

@@ -115,9 +115,10 @@ void peer_conn_shutdown(peer_conn_t *c);
 void peer_conn_free(peer_conn_t *c);
 
 /* Reads one frame: kind, payload in *buf (grown as bytes arrive, capacity
- * *cap, never beyond PEER_MAX_FRAME). PEER_ERR_IO broken connection,
+ * *cap), at most max payload bytes (<= PEER_MAX_FRAME - 1; a HELLO is read
+ * with max = PEER_HELLO_LEN). PEER_ERR_IO broken connection,
  * PEER_ERR_INVALID bad length or checksum. */
-int peer_conn_read_frame(peer_conn_t *c, uint8_t *kind, uint8_t **buf, size_t *cap, size_t *len);
+int peer_conn_read_frame(peer_conn_t *c, size_t max, uint8_t *kind, uint8_t **buf, size_t *cap, size_t *len);
 /* Writes one frame. */
 int peer_conn_write_frame(peer_conn_t *c, uint8_t kind, const uint8_t *p, size_t n);
 

@@ -39,7 +39,7 @@ static uint8_t hello_verdict(peer_transport_t *t, const peer_hello_t *h) {
 static int hello_server(peer_transport_t *t, peer_conn_t *c, peer_hello_t *h) {
     uint8_t kind, *in = NULL, out[PEER_HELLO_LEN];
     size_t cap = 0, len;
-    int rc = peer_conn_read_frame(c, &kind, &in, &cap, &len);
+    int rc = peer_conn_read_frame(c, PEER_HELLO_LEN, &kind, &in, &cap, &len);
     if (rc == PEER_OK && (kind != PEER_F_HELLO || peer_hello_decode(in, len, h) != PEER_OK))
         rc = PEER_ERR_INVALID;
     free(in);
@@ -93,7 +93,7 @@ static void serve_stream(peer_transport_t *t, peer_conn_t *c, uint64_t from) {
     size_t cap = 0, len;
     peer_conn_set_timeouts(c, 0, PEER_WRITE_TIMEOUT_MS);
     for (;;) {
-        int rc = peer_conn_read_frame(c, &kind, &buf, &cap, &len);
+        int rc = peer_conn_read_frame(c, PEER_MAX_FRAME - 1, &kind, &buf, &cap, &len);
         if (rc == PEER_OK) rc = stream_frame(t, from, kind, buf, len);
         if (rc == PEER_ERR_INVALID) peer_count_received(t, from, 0, 1);
         if (rc != PEER_OK) break;
@@ -120,7 +120,7 @@ static int receive_chunks(peer_transport_t *t, peer_conn_t *c, peer_snapshot_sin
     uint32_t crc = 0, want_crc;
     int ok = 0;
     for (;;) {
-        int rc = peer_conn_read_frame(c, &kind, &buf, &cap, &len);
+        int rc = peer_conn_read_frame(c, PEER_SNAP_CHUNK, &kind, &buf, &cap, &len);
         if (rc == PEER_ERR_INVALID) peer_count_received(t, from, 0, 1);
         if (rc != PEER_OK) break;
         peer_count_received(t, from, PEER_FRAME_HEADER + len, 0);
@@ -142,7 +142,7 @@ static void serve_snapshot(peer_transport_t *t, peer_conn_t *c, uint64_t from) {
     uint8_t kind, *buf = NULL;
     size_t cap = 0, len;
     peer_conn_set_timeouts(c, PEER_SNAP_TIMEOUT_MS, PEER_WRITE_TIMEOUT_MS);
-    int rc = peer_conn_read_frame(c, &kind, &buf, &cap, &len);
+    int rc = peer_conn_read_frame(c, PEER_MAX_FRAME - 1, &kind, &buf, &cap, &len);
     raft_msg_t m;
     void *scratch = NULL;
     if (rc == PEER_OK && (kind != PEER_F_SNAP_BEGIN || peer_decode_raft(buf, len, &m, &scratch) != PEER_OK ||

@@ -34,7 +34,7 @@ static void count_sent(peer_node_t *p, size_t bytes) {
 static int read_ack(peer_conn_t *c) {
     uint8_t kind, *buf = NULL;
     size_t cap = 0, len;
-    int ok = peer_conn_read_frame(c, &kind, &buf, &cap, &len) == PEER_OK && kind == PEER_F_SNAP_ACK &&
+    int ok = peer_conn_read_frame(c, 1, &kind, &buf, &cap, &len) == PEER_OK && kind == PEER_F_SNAP_ACK &&
              len == 1 && buf[0] == 1;
     free(buf);
     return ok;
@@ -159,7 +159,7 @@ static int fetch_one(const char *url, peer_tls_ctx_t **ctx, const peer_tls_t *tl
     size_t cap = 0, len, dlen;
     const uint8_t *data;
     if (rc == PEER_OK) {
-        rc = peer_conn_read_frame(c, &kind, &buf, &cap, &len);
+        rc = peer_conn_read_frame(c, PEER_MAX_FRAME - 1, &kind, &buf, &cap, &len);
         if (rc == PEER_OK &&
             (kind != PEER_F_MEMBERS ||
              peer_members_decode(buf, len, &status, &cid, &data, &dlen) != PEER_OK || status))
