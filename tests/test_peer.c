@@ -328,6 +328,30 @@ static void test_unix_exchange(void **state) {
     assert_int_not_equal(access(ua + 7, F_OK), 0); /* the socket file is gone */
 }
 
+/* IPv6 literals ([::1]:port), where the machine has ::1. */
+static void test_ipv6(void **state) {
+    (void)state;
+    const char *url = "http://[::1]:0";
+    peer_config_t probe = {.self_id = 1, .listen_urls = &url, .n_listen_urls = 1};
+    char err[256];
+    peer_transport_t *t = peer_start(&probe, err, sizeof err);
+    if (!t) skip();
+    peer_stop(t);
+    node_t a, b;
+    a.t = b.t = NULL;
+    start_node(&a, 1, 3, "http://[::1]:0", NULL);
+    start_node(&b, 2, 3, "http://[::1]:0", NULL);
+    assert_non_null(strstr(b.url, "[::1]:"));
+    link_nodes(&a, &b);
+    raft_msg_t m = heartbeat(1, 2, 42);
+    assert_int_equal(peer_send_raft(a.t, &m), PEER_OK);
+    WAIT_UNTIL(atomic_load(&b.n_raft) == 1);
+    assert_int_equal(atomic_load(&b.n_raft), 1);
+    assert_int_equal(b.ctx_seen[0], 42);
+    stop_node(&a);
+    stop_node(&b);
+}
+
 static void test_bad_urls(void **state) {
     (void)state;
     static const char *bad[] = {"127.0.0.1:2380",  "http://127.0.0.1",           "http://127.0.0.1:99999",
@@ -1032,14 +1056,23 @@ static void test_tls_refusals(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_tcp_exchange),       cmocka_unit_test(test_unix_exchange),
-        cmocka_unit_test(test_bad_urls),           cmocka_unit_test(test_snapshot_stream),
-        cmocka_unit_test(test_snapshot_broken),    cmocka_unit_test(test_fetch_members),
-        cmocka_unit_test(test_reconnect),          cmocka_unit_test(test_queue_full),
-        cmocka_unit_test(test_cluster_mismatch),   cmocka_unit_test(test_tls_mutual),
-        cmocka_unit_test(test_tls_unixs),          cmocka_unit_test(test_tls_refusals),
-        cmocka_unit_test(test_bad_frames),         cmocka_unit_test(test_reader_bound),
-        cmocka_unit_test(test_handshake_deadline), cmocka_unit_test(test_snapshot_interrupted),
+        cmocka_unit_test(test_tcp_exchange),
+        cmocka_unit_test(test_unix_exchange),
+        cmocka_unit_test(test_bad_urls),
+        cmocka_unit_test(test_snapshot_stream),
+        cmocka_unit_test(test_snapshot_broken),
+        cmocka_unit_test(test_fetch_members),
+        cmocka_unit_test(test_reconnect),
+        cmocka_unit_test(test_queue_full),
+        cmocka_unit_test(test_cluster_mismatch),
+        cmocka_unit_test(test_tls_mutual),
+        cmocka_unit_test(test_tls_unixs),
+        cmocka_unit_test(test_tls_refusals),
+        cmocka_unit_test(test_bad_frames),
+        cmocka_unit_test(test_reader_bound),
+        cmocka_unit_test(test_handshake_deadline),
+        cmocka_unit_test(test_snapshot_interrupted),
+        cmocka_unit_test(test_ipv6),
     };
     return cmocka_run_group_tests(tests, setup_all, teardown_all);
 }
