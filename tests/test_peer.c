@@ -622,6 +622,40 @@ static void test_reconnect(void **state) {
     stop_node(&b);
 }
 
+/* A URL that does not answer is skipped; new URLs for a peer move its stream. */
+static void test_url_failover(void **state) {
+    (void)state;
+    node_t a, b, b2;
+    a.t = b.t = b2.t = NULL;
+    start_node(&a, 1, 5, "http://127.0.0.1:0", NULL);
+    start_node(&b, 2, 5, "http://127.0.0.1:0", NULL);
+    char dead[PATH_MAX + 16];
+    snprintf(dead, sizeof dead, "unix://%s/nobody.sock", g_dir);
+    const char *urls[] = {dead, b.url};
+    assert_int_equal(peer_add(a.t, 2, urls, 2), PEER_OK);
+    raft_msg_t m = heartbeat(1, 2, 1);
+    assert_int_equal(peer_send_raft(a.t, &m), PEER_OK);
+    WAIT_UNTIL(atomic_load(&b.n_raft) == 1);
+    assert_int_equal(atomic_load(&b.n_raft), 1);
+    /* Member 2 moved (same id, new address). */
+    start_node(&b2, 2, 5, "http://127.0.0.1:0", NULL);
+    const char *moved = b2.url;
+    assert_int_equal(peer_add(a.t, 2, &moved, 1), PEER_OK);
+    for (int i = 0; i < 2000 && atomic_load(&b2.n_raft) == 0; i++) {
+        peer_send_raft(a.t, &m);
+        usleep(5000);
+    }
+    assert_true(atomic_load(&b2.n_raft) > 0);
+    int at_b = atomic_load(&b.n_raft);
+    assert_int_equal(peer_send_raft(a.t, &m), PEER_OK);
+    int before = atomic_load(&b2.n_raft);
+    WAIT_UNTIL(atomic_load(&b2.n_raft) > before);
+    assert_int_equal(atomic_load(&b.n_raft), at_b); /* nothing goes to the old address any more */
+    stop_node(&a);
+    stop_node(&b);
+    stop_node(&b2);
+}
+
 /* ---- bounds ---- */
 
 static void test_queue_full(void **state) {
@@ -1073,6 +1107,7 @@ int main(void) {
         cmocka_unit_test(test_handshake_deadline),
         cmocka_unit_test(test_snapshot_interrupted),
         cmocka_unit_test(test_ipv6),
+        cmocka_unit_test(test_url_failover),
     };
     return cmocka_run_group_tests(tests, setup_all, teardown_all);
 }
