@@ -56,10 +56,10 @@ typedef struct peer_stats {
     int connected;            /* an outgoing connection is up and handshaken */
     uint64_t active_since_ms; /* CLOCK_MONOTONIC ms the connection came up (0: not connected) */
     uint64_t sent_bytes, received_bytes;
+    int last_error; /* PEER_OK or PEER_ERR_* (IO, MISMATCH) of the last connection attempt */
     uint64_t sent_frames, received_frames;
     uint64_t dropped;    /* frames dropped: queue full or connection lost */
     uint64_t bad_frames; /* checksum / decoding failures seen from this peer */
-    int last_error;      /* PEER_OK or PEER_ERR_* (IO, MISMATCH) of the last connection attempt */
 } peer_stats_t;
 
 typedef struct peer_snapshot_sink peer_snapshot_sink_t;
