@@ -56,6 +56,7 @@ typedef struct peer_stats {
     int connected;            /* an outgoing connection is up and handshaken */
     uint64_t active_since_ms; /* CLOCK_MONOTONIC ms the connection came up (0: not connected) */
     uint64_t sent_bytes, received_bytes;
+    int last_error; /* PEER_OK or PEER_ERR_* (IO, MISMATCH) of the last connection attempt */
     uint64_t sent_frames, received_frames;
     uint64_t dropped;    /* frames dropped: queue full or connection lost */
     uint64_t bad_frames; /* checksum / decoding failures seen from this peer */
@@ -71,7 +72,8 @@ typedef struct peer_config {
     peer_tls_t tls;
     size_t queue_bytes; /* per peer, encoded frames waiting; 0 -> 4 MiB */
 
-    /* Transport threads; the pointers are valid only during the call. */
+    /* Transport threads (several at once: one per inbound connection, no
+     * transport lock held); the pointers are valid only during the call. */
     void (*on_raft)(void *ctx, const raft_msg_t *m);
     void (*on_app)(void *ctx, uint64_t from, uint8_t kind, const uint8_t *data, size_t len);
     /* A snapshot stream begins (m: the RAFT_MSG_SNAP it carries). Return a sink
@@ -101,7 +103,9 @@ void peer_remove(peer_transport_t *t, uint64_t id);
 /* Learned after start by a joining member. */
 void peer_set_cluster_id(peer_transport_t *t, uint64_t cluster_id);
 
-/* Encodes m and queues it for m->to; never blocks. */
+/* Encodes m and queues it for m->to; never blocks. m->from must be this
+ * member; a RAFT_MSG_SNAP goes through peer_send_snapshot (PEER_ERR_INVALID
+ * here). A frame larger than queue_bytes is accepted into an empty queue. */
 int peer_send_raft(peer_transport_t *t, const raft_msg_t *m);
 /* An opaque message of the member layer (kind is the member's). */
 int peer_send_app(peer_transport_t *t, uint64_t to, uint8_t kind, const void *data, size_t len);
@@ -113,6 +117,9 @@ int peer_send_snapshot(peer_transport_t *t, const raft_msg_t *m,
                        long (*read)(void *read_ctx, uint8_t *buf, size_t cap), void *read_ctx,
                        void (*done)(void *read_ctx, uint64_t to, int ok));
 int peer_get_stats(peer_transport_t *t, uint64_t id, peer_stats_t *out);
+/* The TCP port listen URL i is bound to (the kernel's pick for port 0), -1
+ * for a unix socket or i out of range. */
+int peer_listen_port(const peer_transport_t *t, size_t i);
 
 /* Blocking, for a member joining an existing cluster before it starts:
  * asks each URL in turn for the member list (answered by the remote's
