@@ -19,6 +19,7 @@ ROOT = os.path.abspath(sys.argv[1] if len(sys.argv) > 1 else os.path.join(os.pat
 LAYERS = {
     "proto": [],
     "raft": ["proto"],
+    "raft/peer": ["raft", "proto"],
     "storage/mvcc": ["proto"],
     "storage/kv": ["storage/mvcc", "proto"],
     "storage/lease": ["storage/kv", "storage/mvcc", "proto"],
@@ -28,7 +29,7 @@ LAYERS = {
     "apiserver-shim/watch": ["proto"],
     "apiserver-shim/auth": ["proto"],
     "apiserver-shim/member": ["apiserver-shim/transport", "storage/kv", "storage/mvcc", "raft",
-                              "proto"],
+                              "raft/peer", "proto"],
     "apiserver-shim/services": ["apiserver-shim/member", "apiserver-shim/watch",
                                 "apiserver-shim/auth", "apiserver-shim/transport",
                                 "storage/lease", "storage/auth", "storage/kv",

@@ -179,7 +179,8 @@ static int transfer(fx_t *f, size_t chunk, uint64_t *index) {
     assert_int_equal(mvcc_snapshot_import(f->dst, &w, err, sizeof err), MVCC_OK);
     uint8_t *buf = malloc(chunk);
     long n;
-    while ((n = mvcc_snap_reader_read(r, buf, chunk)) > 0) assert_int_equal(mvcc_snap_writer_write(w, buf, n), 0);
+    while ((n = mvcc_snap_reader_read(r, buf, chunk)) > 0)
+        assert_int_equal(mvcc_snap_writer_write(w, buf, n), 0);
     assert_int_equal(n, 0);
     free(buf);
     mvcc_snap_reader_free(r);

@@ -25,9 +25,9 @@
 #include "mvcc_swap.h"
 
 #define SNAP_MAGIC "KSHIMSN1"
-#define HDR_LEN 16     /* magic | applied index */
-#define REC_HDR_LEN 9  /* tag | key_len | val_len */
-#define END_LEN 13     /* tag | records | crc */
+#define HDR_LEN 16    /* magic | applied index */
+#define REC_HDR_LEN 9 /* tag | key_len | val_len */
+#define END_LEN 13    /* tag | records | crc */
 #define TAG_RECORD 1
 #define TAG_END 2
 #define WRITE_BATCH_BYTES (1u << 20) /* the import writes synced batches of about this size */
@@ -89,8 +89,10 @@ static int fsync_parent(const char *path) {
     snprintf(buf, sizeof buf, "%s", path);
     char *slash = strrchr(buf, '/');
     if (!slash) return fsync_path(".");
-    if (slash == buf) slash[1] = 0;
-    else *slash = 0;
+    if (slash == buf)
+        slash[1] = 0;
+    else
+        *slash = 0;
     return fsync_path(buf);
 }
 
@@ -304,7 +306,7 @@ struct mvcc_snap_writer {
     size_t hdr_have;
     uint8_t *rec; /* key | value of the record being read (malloc) */
     size_t rec_cap, rec_need, rec_have, key_len;
-    int in_body;   /* reading a record's key and value */
+    int in_body; /* reading a record's key and value */
     int got_header;
 };
 
@@ -439,7 +441,8 @@ static int write_chunk(mvcc_snap_writer_t *w, const uint8_t *p, size_t len) {
             continue;
         }
         size_t need = hdr_need(w);
-        if (w->hdr_have == 0 && w->got_header && p[0] != TAG_RECORD && p[0] != TAG_END) return MVCC_ERR_CORRUPT;
+        if (w->hdr_have == 0 && w->got_header && p[0] != TAG_RECORD && p[0] != TAG_END)
+            return MVCC_ERR_CORRUPT;
         size_t n = need - w->hdr_have < len ? need - w->hdr_have : len;
         memcpy(w->hdr + w->hdr_have, p, n);
         w->hdr_have += n;
