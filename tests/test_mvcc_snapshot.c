@@ -5,12 +5,15 @@
  * store in chunks of several sizes and install it: every LevelDB key and
  * value equal, the metadata, the lessor and the auth store reload from it;
  * a corrupt, truncated or over-long stream is refused and leaves the store
- * as it was; an export made before an install fails afterwards; and a crash
+ * as it was; an export made before an install fails afterwards; readers on
+ * other threads see the old or the new store whole; and a crash
  * at every point of an install (RENAME_EXCHANGE and the two-rename swap)
  * reopens either the old or the new store, whole.
  */
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -376,6 +379,69 @@ static void test_export_invalidated_by_install(void **state) {
     mvcc_snap_reader_free(old);
 }
 
+/* Readers on other threads during installs: each read sees the old or the
+ * new store whole (never a closed database), through the store's gate. */
+typedef struct reader_arg {
+    mvcc_t *m;
+    _Atomic int stop;
+    long reads, old_seen, new_seen;
+    int bad;
+} reader_arg_t;
+
+static void *reader_main(void *p) {
+    reader_arg_t *r = p;
+    while (!atomic_load(&r->stop)) {
+        kv_arena_t a;
+        kv_arena_init(&a);
+        mvcc_txn_t *t = NULL;
+        if (mvcc_txn_begin_read(r->m, &a, &t) != MVCC_OK) {
+            r->bad++;
+            kv_arena_free(&a);
+            continue;
+        }
+        mvcc_range_t all = mvcc_range_make((const uint8_t *)"", 0, (const uint8_t *)"\0", 1);
+        int64_t count = 0;
+        if (mvcc_txn_range(t, &all, 0, 0, 1, NULL, &count) != MVCC_OK) r->bad++;
+        if (count == 1)
+            r->old_seen++;
+        else if (count == 51)
+            r->new_seen++;
+        else
+            r->bad++;
+        mvcc_txn_end(t);
+        kv_arena_free(&a);
+        uint8_t *v = NULL;
+        size_t vl = 0;
+        if (mvcc_raw_get(r->m, (const uint8_t *)"m", 1, &v, &vl) != MVCC_OK) r->bad++;
+        free(v);
+        r->reads++;
+    }
+    return NULL;
+}
+
+static void test_readers_during_install(void **state) {
+    fx_t *f = *state;
+    fill_source(f);
+    uint64_t di = 0;
+    kv_header_info_t h = {0};
+    kv_put(f->dst, &di, &h, "mine", "1", 0);
+    reader_arg_t r[2] = {{.m = f->dst}, {.m = f->dst}};
+    pthread_t th[2];
+    for (int i = 0; i < 2; i++) assert_int_equal(pthread_create(&th[i], NULL, reader_main, &r[i]), 0);
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(transfer(f, 65536, NULL), MVCC_OK);
+        char err[256];
+        assert_int_equal(mvcc_snapshot_install(f->dst, err, sizeof err), MVCC_OK);
+    }
+    for (int i = 0; i < 2; i++) {
+        atomic_store(&r[i].stop, 1);
+        pthread_join(th[i], NULL);
+        assert_int_equal(r[i].bad, 0);
+        assert_true(r[i].reads > 0);
+    }
+    assert_same_store(f->src, f->dst);
+}
+
 static uint64_t reopen_and_index(fx_t *f) {
     mvcc_close(f->dst);
     char err[256];
@@ -441,6 +507,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_export_import_every_key, setup, teardown),
         cmocka_unit_test_setup_teardown(test_corrupt_stream_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_export_invalidated_by_install, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_readers_during_install, setup, teardown),
         cmocka_unit_test_setup_teardown(test_crash_during_install_exchange, setup, teardown),
         cmocka_unit_test_setup_teardown(test_crash_during_install_two_renames, setup, teardown),
     };

@@ -114,6 +114,7 @@ void server_snapshot_stream_done(void *stream, uint64_t to, int ok) {
 static int keep_msg(server_snapshot_t *st, const raft_msg_t *m) {
     const raft_snapshot_meta_t *sm = m->snapshot;
     size_t n = sm->n_voters + sm->n_learners;
+    if (n > RAFT_MAX_MEMBERS) return -1;
     uint64_t *members = malloc((n ? n : 1) * sizeof *members);
     if (!members) return -1;
     if (sm->n_voters) memcpy(members, sm->voters, sm->n_voters * sizeof *members);
@@ -138,15 +139,18 @@ peer_snapshot_sink_t *server_snapshot_begin(void *ctx, const raft_msg_t *m) {
     peer_snapshot_sink_t *sink = NULL;
     char err[256] = "";
     if (st->writer) {
-        log_error("snapshot from %016llx refused: another one is being received", (unsigned long long)m->from);
-    } else if (keep_msg(st, m) == 0 && mvcc_snapshot_import(s->mvcc, &st->writer, err, sizeof err) == MVCC_OK) {
+        log_error("snapshot from %016llx refused: another one is being received",
+                  (unsigned long long)m->from);
+    } else if (keep_msg(st, m) == 0 &&
+               mvcc_snapshot_import(s->mvcc, &st->writer, err, sizeof err) == MVCC_OK) {
         st->staged = 0; /* the import replaces an older staged copy */
         sink = &st->sink;
         log_info("receiving a snapshot at index %llu term %llu from %016llx",
                  (unsigned long long)m->snapshot->index, (unsigned long long)m->snapshot->term,
                  (unsigned long long)m->from);
     } else {
-        log_error("snapshot from %016llx refused: %s", (unsigned long long)m->from, err[0] ? err : "out of memory");
+        log_error("snapshot from %016llx refused: %s", (unsigned long long)m->from,
+                  err[0] ? err : "out of memory");
         st->writer = NULL;
     }
     pthread_mutex_unlock(&st->mu);
@@ -186,10 +190,16 @@ void server_snapshot_end(void *ctx, peer_snapshot_sink_t *sink, int ok) {
     }
     st->staged = staged;
     st->staged_index = index;
+    /* A copy for the step, outside mu (the next begin replaces st->msg, and
+     * the node may hold its own locks while it calls install). */
+    uint64_t members[RAFT_MAX_MEMBERS];
+    raft_snapshot_meta_t meta = st->meta;
     raft_msg_t msg = st->msg;
+    memcpy(members, st->members, (meta.n_voters + meta.n_learners) * sizeof *members);
+    meta.voters = members;
+    meta.learners = members + meta.n_voters;
+    msg.snapshot = &meta;
     pthread_mutex_unlock(&st->mu);
-    /* The node copies what it keeps; st->meta stays valid until the next
-     * stream begins. */
     if (staged && s->raft && raft_node_step(s->raft, &msg) != RAFT_NODE_OK)
         log_info("snapshot from %016llx staged but not taken by the node now (the leader sends it again)",
                  (unsigned long long)msg.from);
@@ -240,7 +250,8 @@ int server_install_snapshot(void *ctx, const raft_snapshot_meta_t *meta) {
     int rc = -1;
     char err[512] = "";
     if (!st->staged || st->staged_index < meta->index) {
-        log_error("snapshot install at index %llu: no staged copy covers it", (unsigned long long)meta->index);
+        log_error("snapshot install at index %llu: no staged copy covers it",
+                  (unsigned long long)meta->index);
     } else if (mvcc_snapshot_install(s->mvcc, err, sizeof err) != MVCC_OK) {
         log_error("snapshot install at index %llu: %s", (unsigned long long)meta->index, err);
     } else {

@@ -19,7 +19,9 @@ static size_t payload_len(uint8_t kind) {
     }
 }
 
-static int is_request(uint8_t kind) { return kind == SERVER_PEER_LEASE_RENEW || kind == SERVER_PEER_LEASE_TTL; }
+static int is_request(uint8_t kind) {
+    return kind == SERVER_PEER_LEASE_RENEW || kind == SERVER_PEER_LEASE_TTL;
+}
 
 size_t lease_fwd_encode(uint8_t kind, const lease_fwd_msg_t *m, uint8_t *out) {
     size_t len = payload_len(kind);
