@@ -6,8 +6,9 @@
  * value equal, the metadata, the lessor and the auth store reload from it;
  * a corrupt, truncated or over-long stream is refused and leaves the store
  * as it was; an export made before an install fails afterwards; readers on
- * other threads see the old or the new store whole; and a crash
- * at every point of an install (RENAME_EXCHANGE and the two-rename swap)
+ * other threads see the old or the new store whole; and a crash at every
+ * point of the import's end and of the install (RENAME_EXCHANGE and the
+ * two-rename swap; returned early, and a child process exiting there)
  * reopens either the old or the new store, whole.
  */
 #include <pthread.h>
@@ -19,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -454,55 +456,141 @@ static uint64_t reopen_and_index(fx_t *f) {
     return mvcc_applied_index(f->dst);
 }
 
-/* A crash at each point of the install: after reopening, the store is
- * either the old one (index 2, two revisions) or the new one, whole. */
-static void crash_each_point(fx_t *f, int no_exchange) {
-    fill_source(f);
+static void reset_dst(fx_t *f) {
+    mvcc_close(f->dst);
+    char cmd[700], err[256];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", f->dst_dir);
+    assert_int_equal(system(cmd), 0);
+    assert_int_equal(mvcc_open(f->dst_dir, NULL, &f->dst, err, sizeof err), 0);
     uint64_t di = 0;
     kv_header_info_t h = {0};
     kv_put(f->dst, &di, &h, "mine", "1", 0);
     kv_put(f->dst, &di, &h, "mine", "2", 0);
+}
+
+/* After a crash: the store is the old one (index 2, two revisions) or the
+ * new one, whole. Returns 1 for the new one. */
+static int check_old_or_new(fx_t *f, uint64_t index) {
+    if (index == 2) {
+        assert_int_equal(mvcc_revision(f->dst), 3);
+        return 0;
+    }
+    assert_same_store(f->src, f->dst);
+    return 1;
+}
+
+/* A crash at each point of the import's end and of the install. */
+static void crash_each_point(fx_t *f, int no_exchange) {
+    fill_source(f);
+    reset_dst(f);
     int saw_old = 0, saw_new = 0;
     for (uint64_t point = 1;; point++) {
-        assert_int_equal(transfer(f, 65536, NULL), MVCC_OK);
         mvcc_snapshot_test_crash(point, no_exchange);
+        int rc = transfer(f, 65536, NULL);
         char err[256];
-        int rc = mvcc_snapshot_install(f->dst, err, sizeof err);
+        if (rc == MVCC_OK) rc = mvcc_snapshot_install(f->dst, err, sizeof err);
         if (rc == MVCC_OK) { /* past the last crash point */
             mvcc_snapshot_test_crash(0, 0);
-            assert_true(point > 3);
+            assert_true(point > 5);
             assert_same_store(f->src, f->dst);
             break;
         }
         assert_int_equal(rc, MVCC_ERR_IO);
-        assert_true(mvcc_failed(f->dst));
         mvcc_snapshot_test_crash(0, 0);
-        uint64_t index = reopen_and_index(f);
-        if (index == 2) {
-            saw_old++;
-            assert_int_equal(mvcc_revision(f->dst), 3);
-        } else {
+        if (check_old_or_new(f, reopen_and_index(f))) {
             saw_new++;
-            assert_same_store(f->src, f->dst);
-            /* back to the old store for the next point */
-            mvcc_close(f->dst);
-            char cmd[700];
-            snprintf(cmd, sizeof cmd, "rm -rf %s", f->dst_dir);
-            assert_int_equal(system(cmd), 0);
-            assert_int_equal(mvcc_open(f->dst_dir, NULL, &f->dst, err, sizeof err), 0);
-            di = 0;
-            kv_put(f->dst, &di, &h, "mine", "1", 0);
-            kv_put(f->dst, &di, &h, "mine", "2", 0);
+            reset_dst(f);
+        } else {
+            saw_old++;
         }
     }
-    assert_true(saw_old >= 1);
+    assert_true(saw_old >= 3);
     assert_true(saw_new >= 2);
 }
 
 static void test_crash_during_install_exchange(void **state) { crash_each_point(*state, 0); }
 static void test_crash_during_install_two_renames(void **state) { crash_each_point(*state, 1); }
 
-int main(void) {
+/* The same with a real process exit at each point (the failpoint
+ * mvcc_snapshot_crash=N): a child process imports and installs, the parent
+ * reopens what it left. */
+static const char *self_exe;
+
+static int child_install(const char *src_dir, const char *dst_dir) {
+    char err[256];
+    mvcc_t *src = NULL, *dst = NULL;
+    if (mvcc_open(src_dir, NULL, &src, err, sizeof err) != 0) return 2;
+    if (mvcc_open(dst_dir, NULL, &dst, err, sizeof err) != 0) return 3;
+    mvcc_snap_reader_t *r = NULL;
+    mvcc_snap_writer_t *w = NULL;
+    if (mvcc_snapshot_export(src, &r) != MVCC_OK || mvcc_snapshot_import(dst, &w, err, sizeof err) != MVCC_OK)
+        return 4;
+    uint8_t buf[65536];
+    long n;
+    while ((n = mvcc_snap_reader_read(r, buf, sizeof buf)) > 0)
+        if (mvcc_snap_writer_write(w, buf, (size_t)n) != MVCC_OK) return 5;
+    mvcc_snap_reader_free(r);
+    if (n != 0 || mvcc_snap_writer_finish(w, NULL) != MVCC_OK) return 6;
+    if (mvcc_snapshot_install(dst, err, sizeof err) != MVCC_OK) return 7;
+    mvcc_close(src);
+    mvcc_close(dst);
+    return 0;
+}
+
+static int run_child(fx_t *f, uint64_t point) {
+    char fp[64];
+    snprintf(fp, sizeof fp, "KSHIM_FAILPOINTS=mvcc_snapshot_crash=%llu", (unsigned long long)point);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        putenv(fp);
+        execl(self_exe, self_exe, "--install-child", f->src_dir, f->dst_dir, (char *)NULL);
+        _exit(127);
+    }
+    int status = 0;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status));
+    return WEXITSTATUS(status);
+}
+
+static void test_crash_by_process_exit(void **state) {
+    fx_t *f = *state;
+    fill_source(f);
+    reset_dst(f);
+    /* the child opens both stores: close them here */
+    lessor_free(f->lessor);
+    f->lessor = NULL;
+    mvcc_close(f->src);
+    mvcc_close(f->dst);
+    char err[256];
+    int saw_old = 0, saw_new = 0;
+    for (uint64_t point = 1;; point++) {
+        int code = run_child(f, point);
+        assert_true(code == 0 || code == 86);
+        assert_int_equal(mvcc_open(f->src_dir, NULL, &f->src, err, sizeof err), 0);
+        assert_int_equal(mvcc_open(f->dst_dir, NULL, &f->dst, err, sizeof err), 0);
+        int is_new = check_old_or_new(f, mvcc_applied_index(f->dst));
+        if (code == 0) {
+            assert_true(is_new);
+            assert_true(point > 5);
+            break;
+        }
+        if (is_new) {
+            saw_new++;
+            reset_dst(f);
+        } else {
+            saw_old++;
+        }
+        mvcc_close(f->src);
+        mvcc_close(f->dst);
+    }
+    assert_true(saw_old >= 3);
+    assert_true(saw_new >= 1);
+}
+
+int main(int argc, char **argv) {
+    self_exe = argv[0];
+    if (argc == 4 && strcmp(argv[1], "--install-child") == 0) return child_install(argv[2], argv[3]);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_export_import_every_key, setup, teardown),
         cmocka_unit_test_setup_teardown(test_corrupt_stream_refused, setup, teardown),
@@ -510,6 +598,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_readers_during_install, setup, teardown),
         cmocka_unit_test_setup_teardown(test_crash_during_install_exchange, setup, teardown),
         cmocka_unit_test_setup_teardown(test_crash_during_install_two_renames, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_crash_by_process_exit, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

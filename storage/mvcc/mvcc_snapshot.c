@@ -14,6 +14,7 @@
 #include <fcntl.h>
 #include <leveldb/c.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -289,6 +290,38 @@ void mvcc_snap_reader_free(mvcc_snap_reader_t *r) {
     free(r);
 }
 
+/* ---- crash points (tests) ----
+ * mvcc_snapshot_test_crash arms the nth point to return as a crash (the
+ * caller leaves everything as it is); the failpoint mvcc_snapshot_crash=N
+ * (KSHIM_FAILPOINTS, read at mvcc_open) makes the process _exit there. */
+
+static failpoint_t crash_fp;
+static _Atomic int crash_exit; /* armed from the environment: exit, not return */
+static int test_no_exchange;
+
+void mvcc_snapshot_test_crash(uint64_t nth, int no_exchange) {
+    atomic_store(&crash_exit, 0);
+    failpoint_arm(&crash_fp, nth);
+    test_no_exchange = no_exchange;
+}
+
+static void crash_arm_from_env(void) {
+    uint64_t n = failpoint_parse(getenv(FAILPOINTS_ENV), "mvcc_snapshot_crash");
+    if (n == 0) return;
+    atomic_store(&crash_exit, 1);
+    failpoint_arm(&crash_fp, n);
+}
+
+/* A point where an import or install may stop as a crash would. */
+static int crash_here(void) {
+    if (!failpoint_hit(&crash_fp)) return 0;
+    if (atomic_load(&crash_exit)) {
+        fprintf(stderr, "mvcc: failpoint mvcc_snapshot_crash: exiting\n");
+        _exit(86);
+    }
+    return 1;
+}
+
 /* ---- import ---- */
 
 struct mvcc_snap_writer {
@@ -480,7 +513,9 @@ int mvcc_snap_writer_finish(mvcc_snap_writer_t *w, uint64_t *applied_index) {
     writer_close_db(w);
     /* LevelDB syncs its files; the directory entries need a sync too. */
     if (rc == MVCC_OK && fsync_path(w->tmp) != 0) rc = MVCC_ERR_IO;
+    if (rc == MVCC_OK && crash_here()) goto crashed;
     if (rc == MVCC_OK && rename(w->tmp, w->ready) != 0) rc = MVCC_ERR_IO;
+    if (rc == MVCC_OK && crash_here()) goto crashed;
     if (rc == MVCC_OK && fsync_parent(w->ready) != 0) rc = MVCC_ERR_IO;
     if (rc != MVCC_OK) {
         remove_tree(w->tmp);
@@ -490,6 +525,9 @@ int mvcc_snap_writer_finish(mvcc_snap_writer_t *w, uint64_t *applied_index) {
     }
     writer_free(w);
     return rc;
+crashed: /* tests: everything stays as a crash leaves it */
+    writer_free(w);
+    return MVCC_ERR_IO;
 }
 
 void mvcc_snap_writer_abort(mvcc_snap_writer_t *w) {
@@ -500,17 +538,6 @@ void mvcc_snap_writer_abort(mvcc_snap_writer_t *w) {
 }
 
 /* ---- install ---- */
-
-static failpoint_t crash_fp;
-static int test_no_exchange;
-
-void mvcc_snapshot_test_crash(uint64_t nth, int no_exchange) {
-    failpoint_arm(&crash_fp, nth);
-    test_no_exchange = no_exchange;
-}
-
-/* A point where a test may stop the install as a crash would. */
-static int crash_here(void) { return failpoint_hit(&crash_fp); }
 
 static int exchange(const char *a, const char *b) {
     if (test_no_exchange) {
@@ -579,6 +606,7 @@ void mvcc_snapshot_discard(mvcc_t *m) {
 }
 
 int mvcc_snapshot_recover(const char *dir, char *err, size_t errlen) {
+    crash_arm_from_env();
     char tmp[4096], ready[4096], old[4096];
     side_path(tmp, sizeof tmp, dir, ".snap-tmp");
     side_path(ready, sizeof ready, dir, ".snap-ready");

@@ -80,10 +80,13 @@ int mvcc_snapshot_install(mvcc_t *m, char *err, size_t errlen);
 /* Removes a staged copy that will not be installed. */
 void mvcc_snapshot_discard(mvcc_t *m);
 
-/* Tests: the nth crash point of the next installs (1 = the first) stops
- * the install as a crash would (the store stays closed, mvcc_failed is 1;
- * mvcc_close and mvcc_open then recover); 0 disarms. no_exchange = 1 uses
- * the two-rename swap instead of RENAME_EXCHANGE. */
+/* Tests: the nth crash point from now (1 = the next; the last steps of
+ * mvcc_snap_writer_finish and every step of the install) stops as a crash
+ * would: finish returns MVCC_ERR_IO leaving its files, the install returns
+ * MVCC_ERR_IO with the store closed (mvcc_failed is 1); mvcc_close and
+ * mvcc_open then recover. 0 disarms. no_exchange = 1 uses the two-rename
+ * swap instead of RENAME_EXCHANGE. The failpoint mvcc_snapshot_crash=N
+ * (failpoint.h) does the same with _exit(86) at the nth point. */
 void mvcc_snapshot_test_crash(uint64_t nth, int no_exchange);
 
 #endif
