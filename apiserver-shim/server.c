@@ -38,6 +38,7 @@
 #include "pending.h"
 #include "readers.h"
 #include "services.h"
+#include "snapshot.h"
 
 /* A test-only size from the environment (0 = unset: the default). */
 static uint64_t test_env_u64(const char *name) {
@@ -295,6 +296,7 @@ int server_run(const server_config_t *cfg) {
         .heartbeat_ticks = 1,
         .apply = server_apply,
         .persist_state = server_persist_state,
+        .install_snapshot = server_install_snapshot,
         .ctx = &s,
         /* Test-only (e2e/test_power_loss.sh): small WAL segments and frequent
          * LevelDB syncs with WAL release, so short runs reach rotation and
@@ -393,6 +395,7 @@ out:
     readers_free(s.readers);
     s.readers = NULL;
     if (s.raft) raft_node_stop(s.raft);
+    server_snapshot_free(&s);
     if (s.pending) pending_free(s.pending);
     svc_metrics_stop(&s);
     svc_kv_stop(&s);

@@ -29,7 +29,7 @@ LAYERS = {
     "apiserver-shim/watch": ["proto"],
     "apiserver-shim/auth": ["proto"],
     "apiserver-shim/member": ["apiserver-shim/transport", "storage/kv", "storage/mvcc", "raft",
-                              "proto"],
+                              "raft/peer", "proto"],
     "apiserver-shim/services": ["apiserver-shim/member", "apiserver-shim/watch",
                                 "apiserver-shim/auth", "apiserver-shim/transport",
                                 "storage/lease", "storage/auth", "storage/kv",

@@ -83,6 +83,7 @@ struct server {
     server_peer_handler_fn peer_handlers[SERVER_PEER_KINDS];
     server_reload_fn reload_hooks[SERVER_MAX_RELOAD_HOOKS];
     size_t n_reload_hooks;
+    struct server_snapshot *snapshot; /* receive state of Raft snapshots (member/snapshot.c) */
 };
 
 /* Header fields for responses produced on the loop thread. */
