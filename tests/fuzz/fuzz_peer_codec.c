@@ -36,20 +36,37 @@ static void write_raft_seed(const char *dir, const char *name, const raft_msg_t 
 }
 
 static void write_seeds(const char *dir) {
-    raft_entry_t ents[2] = {{.term = 2, .index = 8, .type = RAFT_ENTRY_NORMAL, .data = (const uint8_t *)"put", .len = 3},
-                            {.term = 2, .index = 9, .type = RAFT_ENTRY_CONF_CHANGE,
-                             .data = (const uint8_t *)"\x01\0\0\0\0\0\0\0\x02", .len = 9}};
-    raft_msg_t app = {.type = RAFT_MSG_APP, .from = 1, .to = 2, .term = 2, .log_term = 2, .index = 7,
-                      .commit = 7, .entries = ents, .n_entries = 2};
+    raft_entry_t ents[2] = {
+        {.term = 2, .index = 8, .type = RAFT_ENTRY_NORMAL, .data = (const uint8_t *)"put", .len = 3},
+        {.term = 2,
+         .index = 9,
+         .type = RAFT_ENTRY_CONF_CHANGE,
+         .data = (const uint8_t *)"\x01\0\0\0\0\0\0\0\x02",
+         .len = 9}};
+    raft_msg_t app = {.type = RAFT_MSG_APP,
+                      .from = 1,
+                      .to = 2,
+                      .term = 2,
+                      .log_term = 2,
+                      .index = 7,
+                      .commit = 7,
+                      .entries = ents,
+                      .n_entries = 2};
     write_raft_seed(dir, "raft_app", &app);
     raft_msg_t vote = {.type = RAFT_MSG_PRE_VOTE, .from = 3, .to = 1, .term = 5, .log_term = 4, .index = 99};
     write_raft_seed(dir, "raft_prevote", &vote);
-    raft_msg_t resp = {.type = RAFT_MSG_APP_RESP, .from = 2, .to = 1, .term = 2, .index = 9, .reject = 1,
-                       .reject_hint = 4, .ctx = 77};
+    raft_msg_t resp = {.type = RAFT_MSG_APP_RESP,
+                       .from = 2,
+                       .to = 1,
+                       .term = 2,
+                       .index = 9,
+                       .reject = 1,
+                       .reject_hint = 4,
+                       .ctx = 77};
     write_raft_seed(dir, "raft_app_resp", &resp);
     uint64_t voters[3] = {1, 2, 3}, learners[1] = {4};
-    raft_snapshot_meta_t meta = {.index = 100, .term = 3, .voters = voters, .n_voters = 3, .learners = learners,
-                                 .n_learners = 1};
+    raft_snapshot_meta_t meta = {
+        .index = 100, .term = 3, .voters = voters, .n_voters = 3, .learners = learners, .n_learners = 1};
     raft_msg_t snap = {.type = RAFT_MSG_SNAP, .from = 1, .to = 4, .term = 3, .snapshot = &meta};
     write_raft_seed(dir, "raft_snap", &snap);
     peer_hello_t h;
@@ -107,9 +124,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     const uint8_t *p = data + 1;
     size_t n = size - 1;
     switch (data[0] % 6) {
-    case 0:
-        raft_round_trip(p, n);
-        break;
+    case 0: raft_round_trip(p, n); break;
     case 1: {
         if (n < PEER_FRAME_HEADER) break;
         uint8_t kind;
