@@ -484,6 +484,44 @@ int mvcc_raw_scan(mvcc_t *m, const uint8_t *prefix, size_t prefix_len, mvcc_raw_
     return iter_done(it);
 }
 
+/* The same walk through a read txn's snapshot (consistent with its
+ * metadata); a write txn reads the live DB. */
+int mvcc_txn_raw_scan(mvcc_txn_t *t, const uint8_t *prefix, size_t prefix_len, mvcc_raw_fn fn, void *arg) {
+    leveldb_iterator_t *it = db_iter(t->m, t->ro ? t->ro : t->m->ro);
+    if (!it) return MVCC_ERR_IO;
+    for (leveldb_iter_seek(it, (const char *)prefix, prefix_len); leveldb_iter_valid(it);
+         leveldb_iter_next(it)) {
+        size_t kl, vl;
+        const uint8_t *k = (const uint8_t *)leveldb_iter_key(it, &kl);
+        if (kl < prefix_len || memcmp(k, prefix, prefix_len) != 0) break;
+        const uint8_t *v = (const uint8_t *)leveldb_iter_value(it, &vl);
+        if (fn(arg, k, kl, v, vl)) break;
+    }
+    return iter_done(it);
+}
+
+/* LevelDB's manual compaction of the whole key space. A first
+ * leveldb_compact_range flushes the memtable, but LevelDB may place that
+ * table at level 2 (nothing overlaps it) and only compacts the levels above
+ * the deepest one holding files, so a table flushed with its own shadowed
+ * entries (puts deleted later, compacted versions) would stay as it is. So:
+ * flush, then write deletion markers for the lowest and highest possible
+ * keys (no space uses them), whose table spans the key space and lands above
+ * every other, and compact again: every level then merges down into the
+ * deepest one, dropping deleted and overwritten entries. LevelDB serializes
+ * this with its own background compaction; reads and writes go on. */
+int mvcc_defrag(mvcc_t *m) {
+    leveldb_compact_range(m->db, NULL, 0, NULL, 0);
+    leveldb_writebatch_t *wb = leveldb_writebatch_create();
+    leveldb_writebatch_delete(wb, "\x00", 1);
+    leveldb_writebatch_delete(wb, "\xff\xff\xff\xff", 4);
+    int rc = db_write(m, wb, 0);
+    leveldb_writebatch_destroy(wb);
+    if (rc == MVCC_OK) leveldb_compact_range(m->db, NULL, 0, NULL, 0);
+    atomic_store(&m->size_cache_ms, 0); /* the next mvcc_db_size looks again */
+    return rc;
+}
+
 /* ---- txns ---- */
 
 int mvcc_txn_begin_read(mvcc_t *m, kv_arena_t *arena, mvcc_txn_t **out) {
