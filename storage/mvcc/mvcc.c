@@ -500,6 +500,22 @@ int mvcc_txn_raw_scan(mvcc_txn_t *t, const uint8_t *prefix, size_t prefix_len, m
     return iter_done(it);
 }
 
+int mvcc_txn_raw_get(mvcc_txn_t *t, const uint8_t *key, size_t key_len, uint8_t **val, size_t *val_len) {
+    size_t n = 0;
+    char *v = NULL;
+    int rc = db_get(t->m, t->ro ? t->ro : t->m->ro, key, key_len, &v, &n);
+    if (rc != MVCC_OK) return rc;
+    *val = malloc(n ? n : 1);
+    if (!*val) {
+        leveldb_free(v);
+        return MVCC_ERR_IO;
+    }
+    memcpy(*val, v, n);
+    leveldb_free(v);
+    *val_len = n;
+    return MVCC_OK;
+}
+
 /* LevelDB's manual compaction of the whole key space. A first
  * leveldb_compact_range flushes the memtable, but LevelDB may place that
  * table at level 2 (nothing overlaps it) and only compacts the levels above

@@ -203,6 +203,8 @@ int mvcc_raw_scan(mvcc_t *m, const uint8_t *prefix, size_t prefix_len, mvcc_raw_
 /* mvcc_raw_scan through a txn: a read txn's snapshot, so the records agree
  * with the txn's metadata. Any thread (read txn). */
 int mvcc_txn_raw_scan(mvcc_txn_t *t, const uint8_t *prefix, size_t prefix_len, mvcc_raw_fn fn, void *arg);
+/* mvcc_raw_get through a txn (a read txn's snapshot). */
+int mvcc_txn_raw_get(mvcc_txn_t *t, const uint8_t *key, size_t key_len, uint8_t **val, size_t *val_len);
 
 /* etcd's Defragment on LevelDB: a manual compaction of the whole key space
  * (leveldb_compact_range, see mvcc.c for how every level is reached), which

@@ -69,6 +69,36 @@ static const Mvccpb__KeyValue *version_at(hash_kv_t *h, const uint8_t *key, size
     return l.n ? l.kvs[0] : NULL;
 }
 
+/* The version (main, sub) of key as its 'k' record holds it; kv points into
+ * *rec (the caller frees it). A revision record without its version is
+ * damage: MVCC_ERR_IO in h->err, -1. */
+static int exact_version(hash_kv_t *h, const uint8_t *key, size_t key_len, int64_t main, int64_t sub,
+                         Mvccpb__KeyValue *kv, uint8_t **rec, size_t *rec_len) {
+    uint8_t *ek = malloc(mvcc_key_max(key_len));
+    if (!ek) abort();
+    size_t n = mvcc_key_version(ek, key, key_len, main, sub);
+    int rc = mvcc_txn_raw_get(h->t, ek, n, rec, rec_len);
+    free(ek);
+    if (rc == MVCC_OK && (*rec_len < REC_HDR || ((*rec)[0] & 1))) {
+        free(*rec);
+        rc = MVCC_ERR_IO; /* too short, or a tombstone where the revision table has a put */
+    }
+    if (rc != MVCC_OK) {
+        h->err = MVCC_ERR_IO;
+        return -1;
+    }
+    const uint8_t *r = *rec;
+    kv->key.data = (uint8_t *)key;
+    kv->key.len = key_len;
+    kv->create_revision = (int64_t)get_be64(r + 1);
+    kv->version = (int64_t)get_be64(r + 9);
+    kv->lease = (int64_t)get_be64(r + 17);
+    kv->mod_revision = main;
+    kv->value.data = (uint8_t *)r + REC_HDR;
+    kv->value.len = *rec_len - REC_HDR;
+    return 0;
+}
+
 static void hash_record(hash_kv_t *h, int64_t main, int64_t sub, int tombstone, const Mvccpb__KeyValue *kv) {
     uint8_t rk[18];
     put_be64(rk, (uint64_t)main);
@@ -111,15 +141,12 @@ static int hash_kv_record(void *arg, const uint8_t *k, size_t kl, const uint8_t 
         kv.key.len = key_len;
         hash_record(h, main, sub, 1, &kv);
     } else {
-        /* a key changes at most once per revision (etcd refuses duplicate
-         * keys in a txn), so its version at main is this record's */
-        const Mvccpb__KeyValue *kv = version_at(h, key, key_len, main);
-        if (h->err) return 1;
-        if (!kv || kv->mod_revision != main) {
-            h->err = MVCC_ERR_IO; /* a revision record without its version */
-            return 1;
-        }
-        hash_record(h, main, sub, 0, kv);
+        Mvccpb__KeyValue kv = MVCCPB__KEY_VALUE__INIT;
+        uint8_t *rec = NULL;
+        size_t rec_len = 0;
+        if (exact_version(h, key, key_len, main, sub, &kv, &rec, &rec_len) != 0) return 1;
+        hash_record(h, main, sub, 0, &kv);
+        free(rec);
     }
     kv_arena_free(h->arena); /* one record's versions at a time */
     kv_arena_init(h->arena);
