@@ -103,6 +103,7 @@ struct mvcc {
     char *dir;                   /* the LevelDB directory, for its size */
     _Atomic uint64_t size_cache; /* bytes on disk, refreshed at most once a second */
     _Atomic uint64_t size_cache_ms;
+    _Atomic uint64_t size_pending; /* bytes committed since the last look at the files */
 };
 
 struct mvcc_txn {
@@ -382,11 +383,14 @@ static uint64_t monotonic_ms(void) {
  * write-ahead log and the manifest. That is what the store occupies on disk
  * (and what the space quota is about); LevelDB's own approximate sizes miss
  * everything still in the memtable. Cached for a second: the quota check asks
- * on every write. */
+ * on every write; until the next look the bytes committed since are added
+ * (LevelDB's log grows by about that much at once), so a burst of writes
+ * cannot overrun the quota by a second's worth of data. */
 uint64_t mvcc_db_size(mvcc_t *m) {
     uint64_t now = monotonic_ms();
     uint64_t at = atomic_load(&m->size_cache_ms);
-    if (at != 0 && now - at < 1000) return atomic_load(&m->size_cache);
+    if (at != 0 && now - at < 1000) return atomic_load(&m->size_cache) + atomic_load(&m->size_pending);
+    atomic_store(&m->size_pending, 0);
     uint64_t size = 0;
     DIR *d = opendir(m->dir);
     if (d) {
@@ -1141,6 +1145,7 @@ int64_t mvcc_apply_revision(mvcc_t *m) { return m->meta.rev; }
 int mvcc_txn_commit(mvcc_txn_t *t, uint64_t index) {
     assert(t->wb);
     mvcc_t *m = t->m;
+    atomic_fetch_add(&m->size_pending, (uint64_t)t->bytes);
     mvcc_meta_t mt = m->meta;
     mt.applied_index = index;
     mt.rev = mvcc_txn_rev(t);
