@@ -95,6 +95,9 @@ static void test_persisted_and_replay_is_idempotent(void **state) {
     kv_alarm_t v[2];
     assert_int_equal(kv_alarms_get(a, CORRUPT, v, 2), 1);
     assert_int_equal(v[0].member_id, 9);
+    /* a reload (snapshot installed) reads the same set */
+    assert_int_equal(kv_alarms_reload(a, f->m), 0);
+    assert_int_equal(kv_alarms_get(a, CORRUPT, v, 2), 1);
     /* the same entry replayed changes nothing */
     Etcdserverpb__AlarmRequest ar = ETCDSERVERPB__ALARM_REQUEST__INIT;
     ar.action = ETCDSERVERPB__ALARM_REQUEST__ALARM_ACTION__DEACTIVATE;

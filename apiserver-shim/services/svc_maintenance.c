@@ -582,6 +582,17 @@ static grpc_method_t maintenance_methods[] = {
     {.path = "/etcdserverpb.Maintenance/HashKV", .on_message = hashkv_call},
 };
 
+/* After a snapshot from the leader replaced the store: the alarms are the
+ * snapshot's (server_reload_fn). */
+static int maintenance_reload(server_t *s) {
+    kv_alarms_t *a = s->maint ? get_alarms(s->maint) : NULL;
+    if (!a || kv_alarms_reload(a, s->mvcc) != 0) {
+        log_error("cannot reload the alarms from the installed snapshot");
+        return -1;
+    }
+    return 0;
+}
+
 int svc_maintenance_init(server_t *s) {
     struct svc_maintenance *sm = calloc(1, sizeof *sm);
     if (!sm) return -1;
@@ -601,6 +612,7 @@ int svc_maintenance_init(server_t *s) {
         }
     }
     s->maint = sm;
+    if (server_add_reload_hook(s, maintenance_reload) != 0) log_warn("no room for the alarms' reload hook");
     return 0;
 }
 

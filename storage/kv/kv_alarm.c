@@ -73,17 +73,32 @@ static int load_record(void *arg, const uint8_t *k, size_t kl, const uint8_t *v,
     return 0;
 }
 
+/* Under mu, or before the set is shared. */
+static int load_all(kv_alarms_t *a, mvcc_t *m) {
+    a->n = 0;
+    const uint8_t prefix = ALARM_SPACE;
+    if (mvcc_raw_scan(m, &prefix, 1, load_record, a) == MVCC_OK) return 0;
+    a->n = 0;
+    return -1;
+}
+
 int kv_alarms_open(mvcc_t *m, kv_alarms_t **out) {
     kv_alarms_t *a = calloc(1, sizeof *a);
     if (!a) return -1;
     pthread_mutex_init(&a->mu, NULL);
-    const uint8_t prefix = ALARM_SPACE;
-    if (mvcc_raw_scan(m, &prefix, 1, load_record, a) != MVCC_OK) {
+    if (load_all(a, m) != 0) {
         kv_alarms_free(a);
         return -1;
     }
     *out = a;
     return 0;
+}
+
+int kv_alarms_reload(kv_alarms_t *a, mvcc_t *m) {
+    pthread_mutex_lock(&a->mu);
+    int rc = load_all(a, m);
+    pthread_mutex_unlock(&a->mu);
+    return rc;
 }
 
 void kv_alarms_free(kv_alarms_t *a) {
