@@ -9,6 +9,9 @@ raw gRPC stubs, so errors come back as the gRPC code and text the server sent).
         missing or has another value
     quota_client.py refused HOST:PORT
         a Txn with a put and a LeaseGrant; one line each: "<op> <code> <details>"
+    quota_client.py activate HOST:PORT TYPE
+        Alarm ACTIVATE of TYPE (NOSPACE, CORRUPT) for the member answering;
+        prints the alarms of the response (member ids as ID)
     quota_client.py putlat HOST:PORT PREFIX SECONDS
         puts for SECONDS (bounded: at most 100000 puts); prints
         "<puts> <p50 ms> <max ms>" of their latencies
@@ -66,6 +69,14 @@ def refused(c):
             print(name, e.code().name, e.details())
 
 
+def activate(c, kind):
+    member = c.maintenancestub.Status(etcdrpc.StatusRequest(), 10).header.member_id
+    req = etcdrpc.AlarmRequest(action=etcdrpc.AlarmRequest.ACTIVATE, memberID=member,
+                               alarm=etcdrpc.AlarmType.Value(kind))
+    resp = c.maintenancestub.Alarm(req, 10)
+    print(" ".join("ID:" + etcdrpc.AlarmType.Name(a.alarm) for a in resp.alarms if a.memberID == member))
+
+
 def putlat(c, prefix, seconds):
     lat = []
     end = time.monotonic() + seconds
@@ -86,6 +97,8 @@ def main():
         verify(c, sys.argv[3], int(sys.argv[4]), int(sys.argv[5]))
     elif cmd == "refused":
         refused(c)
+    elif cmd == "activate":
+        activate(c, sys.argv[3])
     elif cmd == "putlat":
         putlat(c, sys.argv[3], float(sys.argv[4]))
     else:

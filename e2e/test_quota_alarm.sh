@@ -122,6 +122,23 @@ stored=$(ctl 25401 get lat/ --prefix --keys-only | grep -c '^lat/' || true)
 check_eq "every put acknowledged during the defragment is stored" 1 \
     "$([ "$stored" -ge "$(cut -d' ' -f1 <"$E2E_TMP/lat.during")" ] && echo 1)"
 
+# ---- CORRUPT: nothing raises it here, but it can be activated, listed and disarmed ----
+for p in 25400 25401; do
+    {
+        $CLIENT activate "127.0.0.1:$p" CORRUPT
+        ctl $p alarm list 2>&1 | ids
+        ctl $p put x y 2>&1 | grep -v '^{"level"' || true
+        ctl $p del x 2>&1 | grep -v '^{"level"' || true
+        ctl $p get x --print-value-only 2>&1 | grep -v '^{"level"' || true
+        echo "$(health $((p + 2)) /health) / $(health $((p + 2)) "/health?exclude=CORRUPT")"
+        ctl $p alarm disarm 2>&1 | ids
+        ctl $p put x y2 2>&1 | grep -v '^{"level"' || true
+    } >"$E2E_TMP/corrupt.$p"
+done
+diff_files "CORRUPT: activate, refusals, health, disarm" "$E2E_TMP/corrupt.25400" "$E2E_TMP/corrupt.25401"
+check_eq "CORRUPT refuses a put with etcd's text" 1 \
+    "$(grep -c '^Error: etcdserver: corrupt cluster$' "$E2E_TMP/corrupt.25401" | awk '{print ($1 >= 2)}')"
+
 stop_server "$TARGET_PID"
 stop_server "$ETCD_PID"
 finish
