@@ -210,8 +210,8 @@ static void server_metrics(server_t *s, text_t *t) {
            "Total size of the underlying database physically allocated in bytes.", NULL, (double)db);
     metric(t, "etcd_mvcc_db_total_size_in_bytes", "gauge",
            "Total size of the underlying database physically allocated in bytes.", NULL, (double)db);
-    metric(t, "etcd_server_quota_backend_bytes", "gauge", "Current backend storage quota size in bytes.", NULL,
-           (double)mvcc_options(s->mvcc)->quota_backend_bytes);
+    metric(t, "etcd_server_quota_backend_bytes", "gauge", "Current backend storage quota size in bytes.",
+           NULL, (double)mvcc_options(s->mvcc)->quota_backend_bytes);
     metric(t, "etcd_server_has_leader", "gauge", "Whether or not a leader exists. 1 is existence, 0 is not.",
            NULL, st.leader != 0);
     metric(t, "etcd_server_health_failures", "counter", "The total number of failed health checks", NULL,
