@@ -549,15 +549,22 @@ static void revision_tick(struct svc_maintenance *sm) {
     compact_to(sm->s, rev);
 }
 
-static void periodic_tick(struct svc_maintenance *sm, uint64_t now) {
+/* etcd's Periodic.Run, one loop iteration per tick: the revisions sampled
+ * so far (the newest one interval ago) decide, then this tick's revision is
+ * sampled. Sampling goes on while the compactor is paused (not the leader),
+ * as in etcd, whose paused loop still appends a revision each round. */
+static void sample_rev(struct svc_maintenance *sm) {
     if (sm->n_revs == sm->max_revs) {
         memmove(sm->revs, sm->revs + 1, (sm->n_revs - 1) * sizeof sm->revs[0]);
         sm->n_revs--;
     }
     sm->revs[sm->n_revs++] = mvcc_revision(sm->s->mvcc);
-    if (now - sm->last_success_ms < sm->base_interval_ms) return;
+}
+
+static void periodic_check(struct svc_maintenance *sm, uint64_t now) {
+    if (sm->n_revs == 0 || now - sm->last_success_ms < sm->base_interval_ms) return;
     sm->base_interval_ms = sm->period_ms > 3600000 ? 3600000 : sm->period_ms;
-    /* revs[0]: the revision one period ago (the first entry of the window) */
+    /* revs[0]: the revision one retention ago (the oldest sample kept) */
     compact_to(sm->s, sm->revs[0]); /* proposed or already done: a success, as etcd counts it */
     sm->last_success_ms = now;
 }
@@ -565,11 +572,13 @@ static void periodic_tick(struct svc_maintenance *sm, uint64_t now) {
 static void auto_tick(loop_t *loop, void *arg) {
     struct svc_maintenance *sm = arg;
     sm->auto_timer = loop_timer_add(loop, sm->interval_ms, auto_tick, sm);
-    if (!server_is_leader(sm->s)) return; /* etcd pauses the compactor on followers */
-    if (sm->auto_mode == AUTO_REVISION)
-        revision_tick(sm);
-    else
-        periodic_tick(sm, loop_now_ms(loop));
+    int leader = server_is_leader(sm->s); /* etcd pauses the compactor on followers */
+    if (sm->auto_mode == AUTO_REVISION) {
+        if (leader) revision_tick(sm);
+        return;
+    }
+    if (leader) periodic_check(sm, loop_now_ms(loop));
+    sample_rev(sm);
 }
 
 /* ---- lifecycle ---- */
@@ -628,6 +637,7 @@ void svc_maintenance_register(server_t *s) {
                  "HashKV with; nothing to check (the CORRUPT alarm can be listed and disarmed)");
     if (sm->auto_mode != AUTO_OFF) {
         sm->last_success_ms = loop_now_ms(s->loop);
+        if (sm->auto_mode == AUTO_PERIODIC) sample_rev(sm); /* etcd's first append, at start */
         sm->auto_timer = loop_timer_add(s->loop, sm->interval_ms, auto_tick, sm);
     }
 }
