@@ -59,13 +59,14 @@ void svc_metrics_stop(server_t *s);
  * returns 1 if req belongs to this state machine and was applied at index
  * (res filled, the applied index recorded in the same LevelDB write), 0 if
  * req is not its kind, -1 on a storage failure. */
-/* Registered first: alarm requests, the writes an active alarm refuses,
- * and the answer of a write applied over the quota. */
-int svc_maintenance_apply(server_t *s, uint64_t index, const Kshim__InternalRequest *req,
-                          const kv_header_info_t *hdr, kv_result_t *res);
 int svc_lease_apply(server_t *s, uint64_t index, const Kshim__InternalRequest *req,
                     const kv_header_info_t *hdr, kv_result_t *res);
 int svc_auth_apply(server_t *s, uint64_t index, const Kshim__InternalRequest *req,
                    const kv_header_info_t *hdr, kv_result_t *res);
+/* The same contract; registered first: alarm requests, the writes an active
+ * alarm refuses (only the applied index moves), and a Put/Txn/LeaseGrant
+ * applied over the quota (applied, answered ErrNoSpace, the alarm raised). */
+int svc_maintenance_apply(server_t *s, uint64_t index, const Kshim__InternalRequest *req,
+                          const kv_header_info_t *hdr, kv_result_t *res);
 
 #endif
