@@ -8,7 +8,8 @@
 #     (the definition is etcd's, byte for byte), before and after a
 #     compaction, and the same error for a compacted and a future revision;
 #   - one different value: different HashKV from that revision on, the same
-#     before it; a different Hash.
+#     before it; a different Hash;
+#   - with auth on, only root gets a hash (etcd's errors otherwise).
 #
 # Ports: 25410 (real etcd, peer 25460), 25411 and 25412 (two kshimd)
 set -euo pipefail
@@ -93,6 +94,21 @@ b=$(hashkv 25412 0)
 check_eq "one different value: different HashKV" 1 "$([ "$a" != "$b" ] && echo 1)"
 check_eq "the same HashKV before it" "$(hashkv 25411 42)" "$(hashkv 25412 42)"
 check_eq "one different value: different Hash" 1 "$([ "$(hash_all 25411)" != "$(hash_all 25412)" ] && echo 1)"
+
+# Auth: Hash and HashKV need the root role, as in etcd.
+for p in 25410 25411; do
+    ctl $p user add root:rootpw >/dev/null
+    ctl $p user grant-role root root >/dev/null
+    ctl $p user add alice:alicepw >/dev/null
+    ctl $p auth enable >/dev/null
+    {
+        hashkv $p 0 | sed -E 's/^[0-9]+$/HASH/' || true
+        ctl $p --user alice:alicepw endpoint hashkv 2>&1 | grep -v '^{"level"' | sed -E 's/127\.0\.0\.1:[0-9]+/EP/g' || true
+        ctl $p --user root:rootpw endpoint hashkv 2>&1 | sed -E 's/^127\.0\.0\.1:[0-9]+, [0-9]+$/EP, HASH/' || true
+    } >"$E2E_TMP/auth.$p"
+done
+diff_files "auth: HashKV without a user, as a non-root user, as root" "$E2E_TMP/auth.25410" "$E2E_TMP/auth.25411"
+check_eq "auth: root gets a hash" "EP, HASH" "$(tail -1 "$E2E_TMP/auth.25411")"
 
 stop_server "$A_PID"
 stop_server "$B_PID"
