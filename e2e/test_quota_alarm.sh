@@ -104,7 +104,7 @@ check_eq "writes work again" OK "$(cat "$E2E_TMP/put3.25401")"
 diff_files "/health after disarm" "$E2E_TMP/health2.25400" "$E2E_TMP/health2.25401"
 
 # ---- a defragment does not stall writes ----
-$CLIENT fill 127.0.0.1:25401 big/ 65536 100 >/dev/null
+$CLIENT fill 127.0.0.1:25401 big/ 65536 150 >/dev/null
 ctl 25401 del --prefix big/ >/dev/null
 rev=$(ctl 25401 put y z -w json | field header | $PY -c 'import ast,sys; print(ast.literal_eval(sys.stdin.read())["revision"])')
 ctl 25401 compact "$rev" --physical >/dev/null
