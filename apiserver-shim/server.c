@@ -264,13 +264,14 @@ int server_run(const server_config_t *cfg) {
      * this lease exist" for Put. */
     mvcc_options_t mopts = {.max_txn_ops = cfg->max_txn_ops, .quota_backend_bytes = cfg->quota_backend_bytes};
     if (svc_watch_init(&s, &mopts) != 0 || svc_lease_init(&s, &mopts) != 0 ||
-        svc_auth_init(&s, &mopts) != 0) {
+        svc_auth_init(&s, &mopts) != 0 || svc_maintenance_init(&s) != 0) {
         log_error("cannot initialise the services");
         goto out;
     }
     /* The member reaches the services only through what they register:
      * lease and auth requests go to their state machines before the KV
      * store sees an entry; a physical Compact waits for the compactor. */
+    server_add_applier(&s, svc_maintenance_apply);
     server_add_applier(&s, svc_lease_apply);
     server_add_applier(&s, svc_auth_apply);
     s.wait_physical = svc_kv_wait_physical;
@@ -399,6 +400,7 @@ out:
     if (s.pending) pending_free(s.pending);
     svc_metrics_stop(&s);
     svc_kv_stop(&s);
+    svc_maintenance_stop(&s);
     svc_auth_stop(&s);
     svc_lease_stop(&s);
     svc_watch_stop(&s);

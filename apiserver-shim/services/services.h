@@ -19,6 +19,19 @@ int svc_kv_wait_physical(server_t *s, grpc_call_t *call, kv_result_t *res);
 /* Drops the calls still waiting (loop stopped). */
 void svc_kv_stop(server_t *s);
 void svc_maintenance_register(server_t *s);
+/* Maintenance (svc_maintenance.c): init before the store opens (parses the
+ * auto-compaction flags; -1 logged on a bad value), register after the
+ * replay (methods, auto-compaction timer), stop after the loop (joins a
+ * defragment in progress: before the store closes). */
+int svc_maintenance_init(server_t *s);
+void svc_maintenance_stop(server_t *s);
+/* Loop thread: a write was refused by the space quota; proposes this
+ * member's NOSPACE alarm unless it is active (etcd's quotaAlarmer). */
+void svc_maintenance_raise_nospace(server_t *s);
+/* Any thread: the active alarms (kv_alarm.h), at most max copied; returns
+ * how many there are. */
+struct kv_alarm;
+size_t svc_maintenance_alarms(server_t *s, struct kv_alarm *out, size_t max);
 void svc_cluster_register(server_t *s);
 
 /* Services with state have three phases, called by server_run():
@@ -50,5 +63,10 @@ int svc_lease_apply(server_t *s, uint64_t index, const Kshim__InternalRequest *r
                     const kv_header_info_t *hdr, kv_result_t *res);
 int svc_auth_apply(server_t *s, uint64_t index, const Kshim__InternalRequest *req,
                    const kv_header_info_t *hdr, kv_result_t *res);
+/* The same contract; registered first: alarm requests, the writes an active
+ * alarm refuses (only the applied index moves), and a Put/Txn/LeaseGrant
+ * applied over the quota (applied, answered ErrNoSpace, the alarm raised). */
+int svc_maintenance_apply(server_t *s, uint64_t index, const Kshim__InternalRequest *req,
+                          const kv_header_info_t *hdr, kv_result_t *res);
 
 #endif
