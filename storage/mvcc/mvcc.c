@@ -112,8 +112,8 @@ struct mvcc {
     pthread_mutex_t gate_mu;
     pthread_cond_t gate_cv;
     int users, swapping;
-    mvcc_user_t *exports;    /* export readers, invalidated by a swap */
-    _Atomic int swap_failed; /* the store could not be reopened: fail-stop */
+    mvcc_user_t *exports;          /* export readers, invalidated by a swap */
+    _Atomic int swap_failed;       /* the store could not be reopened: fail-stop */
     _Atomic uint64_t size_pending; /* bytes committed since the last look at the files */
 };
 
