@@ -751,4 +751,3 @@ void raft_node_stop(raft_node_t *n) {
     stop_apply_thread(n);
     node_free(n);
 }
-

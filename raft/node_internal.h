@@ -90,10 +90,10 @@ typedef struct fwd_batch {
     uint64_t release_index, deadline_ms;
 } fwd_batch_t;
 
-#define NODE_MAX_READS 1024         /* outstanding raft_node_read_index requests */
-#define NODE_READ_RETRY_MS 500      /* a read not answered is asked again */
-#define NODE_READ_TIMEOUT_MS 5000   /* and fails (read_ready(rctx, 0)) after this */
-#define NODE_INBOUND_MSGS 4096      /* peer messages queued for the raft thread */
+#define NODE_MAX_READS 1024       /* outstanding raft_node_read_index requests */
+#define NODE_READ_RETRY_MS 500    /* a read not answered is asked again */
+#define NODE_READ_TIMEOUT_MS 5000 /* and fails (read_ready(rctx, 0)) after this */
+#define NODE_INBOUND_MSGS 4096    /* peer messages queued for the raft thread */
 #define NODE_INBOUND_BYTES (64u << 20)
 #define NODE_FWD_BATCHES 64
 #define NODE_META_HISTORY 8 /* recent compaction points the WAL may be released to */

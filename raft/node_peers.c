@@ -183,7 +183,8 @@ static int map_core_rc(int rc) {
 
 static int admin_exec(raft_node_t *n, admin_req_t *r) {
     switch (r->kind) {
-    case ADMIN_CONF_CHANGE: return map_core_rc(raft_propose_conf_change(n->raft, r->op, r->id, r->ctx, r->len));
+    case ADMIN_CONF_CHANGE:
+        return map_core_rc(raft_propose_conf_change(n->raft, r->op, r->id, r->ctx, r->len));
     case ADMIN_TRANSFER: return map_core_rc(raft_transfer_leader(n->raft, r->id));
     case ADMIN_PROGRESS: return map_core_rc(raft_peer_progress(n->raft, r->id, r->out));
     default: return RAFT_NODE_ERR_INVALID;
@@ -274,8 +275,9 @@ void node_ask_reads(raft_node_t *n, uint64_t now) {
             read_finish_locked(n, i, 0, n->r_done, &n_done);
             continue;
         }
-        int due = r->state == READ_NEW ||
-                  (r->state == READ_ASKED && (now - r->asked_ms >= NODE_READ_RETRY_MS || r->leader != rs.leader));
+        int due =
+            r->state == READ_NEW ||
+            (r->state == READ_ASKED && (now - r->asked_ms >= NODE_READ_RETRY_MS || r->leader != rs.leader));
         if (due && rs.leader) {
             r->state = READ_ASKED;
             r->ctx = round;
