@@ -62,9 +62,14 @@ static inbound_t *inbound_copy(const raft_msg_t *m) {
 }
 
 int raft_node_step(raft_node_t *n, const raft_msg_t *m) {
-    if (m->n_entries && !m->entries) return RAFT_NODE_ERR_BUSY; /* malformed: dropped as lost */
+    /* malformed pointers: dropped as a lost message (the core checks the rest) */
+    if (m->n_entries && !m->entries) return RAFT_NODE_ERR_BUSY;
     for (size_t i = 0; i < m->n_entries; i++)
         if (m->entries[i].len && !m->entries[i].data) return RAFT_NODE_ERR_BUSY;
+    const raft_snapshot_meta_t *sm = m->snapshot;
+    if (sm && (sm->n_voters > RAFT_MAX_MEMBERS || sm->n_learners > RAFT_MAX_MEMBERS ||
+               (sm->n_voters && !sm->voters) || (sm->n_learners && !sm->learners)))
+        return RAFT_NODE_ERR_BUSY;
     inbound_t *in = inbound_copy(m);
     if (!in) return RAFT_NODE_ERR_NOMEM;
     pthread_mutex_lock(&n->mu);

@@ -338,7 +338,8 @@ static int replay_snapshot(replay_t *rp, const uint8_t *p, uint32_t len) {
     if (index <= last && t == term) {
         size_t drop = (size_t)(index - rec->base_index);
         for (size_t i = 0; i < drop; i++) free((void *)rec->ents[i].data);
-        memmove(rec->ents, rec->ents + drop, (rec->n_ents - drop) * sizeof(*rec->ents));
+        if (rec->n_ents > drop)
+            memmove(rec->ents, rec->ents + drop, (rec->n_ents - drop) * sizeof(*rec->ents));
         rec->n_ents -= drop;
     } else {
         rec_drop_from(rec, 0);

@@ -29,10 +29,10 @@
 #include "node.h"
 #include "test_raft_util.h"
 
-#define MAXN 5         /* member ids 1..MAXN */
-#define MAX_ENTS 8192  /* applied entries a toy state machine holds */
-#define MAX_READS 64   /* read requests a test asks per member */
-#define WAIT_MS 60000  /* bound of every wait (a loaded machine, ASan) */
+#define MAXN 5        /* member ids 1..MAXN */
+#define MAX_ENTS 8192 /* applied entries a toy state machine holds */
+#define MAX_READS 64  /* read requests a test asks per member */
+#define WAIT_MS 60000 /* bound of every wait (a loaded machine, ASan) */
 
 /* ---------------------------------------------------------------- toy state machine */
 
@@ -54,7 +54,7 @@ typedef struct sm {
     size_t installs;
     /* outcomes */
     size_t dropped, dropped_not_leader, dropped_stopped;
-    int read_done[MAX_READS]; /* 0 waiting, 1 ok, -1 failed */
+    int read_done[MAX_READS];      /* 0 waiting, 1 ok, -1 failed */
     uint64_t read_seen[MAX_READS]; /* applied index when read_ready(ok) came */
 } sm_t;
 
@@ -367,7 +367,8 @@ static int sm_equal(cluster_t *c, uint64_t a, uint64_t b) {
     pthread_mutex_lock(&x->mu);
     pthread_mutex_lock(&y->mu);
     int eq = x->applied == y->applied && x->n == y->n;
-    for (size_t i = 0; eq && i < x->n; i++) eq = x->idx[i] == y->idx[i] && strcmp(x->data[i], y->data[i]) == 0;
+    for (size_t i = 0; eq && i < x->n; i++)
+        eq = x->idx[i] == y->idx[i] && strcmp(x->data[i], y->data[i]) == 0;
     pthread_mutex_unlock(&y->mu);
     pthread_mutex_unlock(&x->mu);
     return eq;
@@ -703,12 +704,9 @@ static void test_snapshot_catch_up(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_replicate_forwarded),
-        cmocka_unit_test(test_leader_stop_restart_partition),
-        cmocka_unit_test(test_read_index),
-        cmocka_unit_test(test_no_leader),
-        cmocka_unit_test(test_join_promote_remove),
-        cmocka_unit_test(test_snapshot_catch_up),
+        cmocka_unit_test(test_replicate_forwarded), cmocka_unit_test(test_leader_stop_restart_partition),
+        cmocka_unit_test(test_read_index),          cmocka_unit_test(test_no_leader),
+        cmocka_unit_test(test_join_promote_remove), cmocka_unit_test(test_snapshot_catch_up),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
