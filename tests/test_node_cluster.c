@@ -13,7 +13,8 @@
  * configuration as a learner, is promoted, takes the leadership by
  * transfer, and another member is removed; a member behind the leader's
  * compacted log gets a snapshot (install_snapshot), and restarts from a WAL
- * that starts at that snapshot; proposals and reads without a leader come
+ * that starts at that snapshot; an install that fails stops the node, and
+ * restarted it installs the snapshot first; proposals and reads without a leader come
  * back through cfg.dropped / read_ready(0). Waits poll for conditions with
  * generous bounds; nothing asserts on timing.
  */
@@ -52,6 +53,8 @@ typedef struct sm {
     uint64_t st_idx[MAX_ENTS];
     char *st_data[MAX_ENTS];
     size_t installs;
+    size_t install_calls;
+    int fail_install; /* the next install_snapshot fails (a crash in the middle) */
     /* outcomes */
     size_t dropped, dropped_not_leader, dropped_stopped;
     int read_done[MAX_READS];      /* 0 waiting, 1 ok, -1 failed */
@@ -202,7 +205,10 @@ static int on_install(void *ctx, const raft_snapshot_meta_t *meta) {
     sm_t *s = &mb->c->sm[mb->id];
     pthread_mutex_lock(&s->mu);
     int rc = -1;
-    if (s->staged && s->st_applied >= meta->index) {
+    s->install_calls++;
+    if (s->fail_install) {
+        s->fail_install = 0;
+    } else if (s->staged && s->st_applied >= meta->index) {
         sm_clear_entries(s->data, s->n);
         s->n = s->st_n;
         for (size_t i = 0; i < s->st_n; i++) {
@@ -658,6 +664,66 @@ static void test_join_promote_remove(void **state) {
     free(c);
 }
 
+/* Stops member f (not the leader) and writes until the leader's log starts
+ * after everything f has. Returns the leader. */
+static uint64_t cl_leave_behind(cluster_t *c, uint64_t f) {
+    uint64_t f_last = cl_status(c, f).last_index; /* what its log holds */
+    cl_stop_node(c, f);
+    if (c->sm[f].applied > f_last) f_last = c->sm[f].applied;
+    uint64_t others[2], no = 0;
+    for (uint64_t i = 1; i <= 3; i++)
+        if (i != f) others[no++] = i;
+    uint64_t lead = cl_wait_leader(c, others, 2);
+    for (int k = 0; k < 400; k++) cl_propose(c, others[k % 2], "behind");
+    for (int t = 0; t < WAIT_MS / 10; t++) {
+        raft_node_status_t st = cl_status(c, lead);
+        if (st.last_index - st.log_entries > f_last + 1) break;
+        cl_propose(c, lead, "more");
+        sleep_ms(10);
+    }
+    raft_node_status_t st = cl_status(c, lead);
+    assert_true(st.last_index - st.log_entries > f_last + 1);
+    cl_converge(c, lead, others, 2, "behind-end");
+    return lead;
+}
+
+/* The install fails (as a crash would stop it): the node stops (fail-stop);
+ * restarted with its state machine still behind its WAL's snapshot, it
+ * installs the staged snapshot before anything else. */
+static void test_snapshot_install_after_crash(void **state) {
+    (void)state;
+    cluster_t *c = calloc(1, sizeof(*c));
+    cl_start3(c);
+    uint64_t lead = cl_wait_leader(c, all3, 3);
+    uint64_t f = lead == 3 ? 2 : 3;
+    cl_converge(c, lead, all3, 3, "i0");
+    lead = cl_leave_behind(c, f);
+    c->sm[f].fail_install = 1;
+    cl_start_node(c, f, 0);
+    for (int t = 0; t < WAIT_MS / 10 && !cl_status(c, f).failed; t++) sleep_ms(10);
+    assert_true(cl_status(c, f).failed);
+    assert_int_equal(c->sm[f].install_calls, 1);
+    assert_int_equal(c->sm[f].installs, 0);
+    pthread_mutex_lock(&c->mu);
+    int rc = raft_node_propose(c->node[f], "x", 1);
+    pthread_mutex_unlock(&c->mu);
+    assert_int_equal(rc, RAFT_NODE_ERR_STOPPED);
+    cl_stop_node(c, f);
+    /* cut off, so the snapshot can only come from its own WAL */
+    cl_isolate(c, f, 1);
+    cl_start_node(c, f, 0); /* applied index below the WAL's base: install first */
+    for (int t = 0; t < WAIT_MS / 10 && !c->sm[f].installs; t++) sleep_ms(10);
+    assert_int_equal(c->sm[f].install_calls, 2);
+    assert_int_equal(c->sm[f].installs, 1);
+    assert_true(c->sm[f].applied >= cl_status(c, f).applied_index);
+    cl_isolate(c, f, 0);
+    cl_converge(c, lead, all3, 3, "i1");
+    assert_true(c->sm[f].installs >= 1);
+    assert_false(cl_status(c, f).failed);
+    cl_destroy(c);
+    free(c);
+}
+
 /* A member stopped while the leader writes and compacts past its log comes
  * back to a snapshot: install_snapshot, then the same state; restarted
  * again, its WAL (which starts at the snapshot) brings it back. */
@@ -711,9 +777,13 @@ static void test_snapshot_catch_up(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_replicate_forwarded), cmocka_unit_test(test_leader_stop_restart_partition),
-        cmocka_unit_test(test_read_index),          cmocka_unit_test(test_no_leader),
-        cmocka_unit_test(test_join_promote_remove), cmocka_unit_test(test_snapshot_catch_up),
+        cmocka_unit_test(test_replicate_forwarded),
+        cmocka_unit_test(test_leader_stop_restart_partition),
+        cmocka_unit_test(test_read_index),
+        cmocka_unit_test(test_no_leader),
+        cmocka_unit_test(test_join_promote_remove),
+        cmocka_unit_test(test_snapshot_catch_up),
+        cmocka_unit_test(test_snapshot_install_after_crash),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
