@@ -194,7 +194,9 @@ void raft_node_status(raft_node_t *node, raft_node_status_t *out);
 
 /* Stops the thread after the current batch; queued proposals go to
  * cfg.dropped (RAFT_NODE_ERR_STOPPED), outstanding reads to read_ready(0)
- * (never acknowledged). Committed entries already queued are applied.
+ * (never acknowledged), both called from the raft thread while this call
+ * waits for it: the caller must not hold a lock those callbacks take.
+ * Committed entries already queued are applied.
  * Frees the node; no other call on it may run concurrently. */
 void raft_node_stop(raft_node_t *node);
 
