@@ -678,6 +678,9 @@ int raft_node_start(const raft_node_config_t *cfg, raft_node_t **out, char *err,
     if (!n->cfg.max_inflight) n->cfg.max_inflight = RAFT_NODE_DEFAULT_MAX_INFLIGHT;
     if (!n->cfg.apply_queue_entries) n->cfg.apply_queue_entries = APPLY_QUEUE_MAX_ENTRIES;
     n->no_leader_wait_ms = 2ull * n->cfg.election_ticks * n->cfg.tick_ms;
+    struct timespec wall;
+    clock_gettime(CLOCK_REALTIME, &wall);
+    n->read_round = (uint64_t)wall.tv_sec * 1000000000ull + (uint64_t)wall.tv_nsec;
     n->peers = malloc((cfg->n_peers ? cfg->n_peers : 1) * sizeof(uint64_t));
     if (!n->peers || node_init_sync(n) != 0) {
         free(n->peers);
