@@ -15,7 +15,8 @@
  * compacted log gets a snapshot (install_snapshot), and restarts from a WAL
  * that starts at that snapshot; an install that fails stops the node, and
  * restarted it installs the snapshot first; proposals and reads without a leader come
- * back through cfg.dropped / read_ready(0). Waits poll for conditions with
+ * back through cfg.dropped / read_ready(0), and so does a proposal the core
+ * refuses (during a leader transfer). Waits poll for conditions with
  * generous bounds; nothing asserts on timing.
  */
 #include <setjmp.h>
@@ -56,7 +57,7 @@ typedef struct sm {
     size_t install_calls;
     int fail_install; /* the next install_snapshot fails (a crash in the middle) */
     /* outcomes */
-    size_t dropped, dropped_not_leader, dropped_stopped;
+    size_t dropped, dropped_not_leader, dropped_stopped, dropped_busy;
     int read_done[MAX_READS];      /* 0 waiting, 1 ok, -1 failed */
     uint64_t read_seen[MAX_READS]; /* applied index when read_ready(ok) came */
 } sm_t;
@@ -157,6 +158,7 @@ static void on_dropped(void *ctx, const void *data, size_t len, int reason) {
     s->dropped++;
     if (reason == RAFT_NODE_ERR_NOT_LEADER) s->dropped_not_leader++;
     if (reason == RAFT_NODE_ERR_STOPPED) s->dropped_stopped++;
+    if (reason == RAFT_NODE_ERR_BUSY) s->dropped_busy++;
     pthread_mutex_unlock(&s->mu);
 }
 
@@ -363,6 +365,15 @@ static void cl_wait_has(cluster_t *c, uint64_t id, const char *data) {
     for (int t = 0; t < WAIT_MS / 10; t++) {
         if (sm_has(c, id, data)) return;
         sleep_ms(10);
+    }
+    for (uint64_t i = 1; i <= MAXN; i++) {
+        raft_node_status_t st = cl_status(c, i);
+        if (!st.id) continue;
+        fprintf(stderr,
+                "member %llu: leader %llu term %llu role %d commit %llu applied %llu last %llu log %llu\n",
+                (unsigned long long)i, (unsigned long long)st.leader, (unsigned long long)st.term, st.role,
+                (unsigned long long)st.commit_index, (unsigned long long)st.applied_index,
+                (unsigned long long)st.last_index, (unsigned long long)st.log_entries);
     }
     fail_msg("member %llu never applied %s", (unsigned long long)id, data);
 }
@@ -598,6 +609,39 @@ static void test_no_leader(void **state) {
 }
 
 /* Proposes a membership change on the leader of ids (whichever it is now). */
+/* A proposal the core refuses (here: during a leader transfer to a member
+ * that cannot answer) comes back through cfg.dropped at once. */
+static void test_refused_by_core(void **state) {
+    (void)state;
+    cluster_t *c = calloc(1, sizeof(*c));
+    cl_start3(c);
+    uint64_t lead = cl_wait_leader(c, all3, 3);
+    uint64_t f = lead == 1 ? 2 : 1;
+    cl_converge(c, lead, all3, 3, "t0");
+    cl_isolate(c, f, 1);
+    for (int k = 0; k < 20; k++) cl_propose(c, lead, "f-misses-this"); /* f falls behind */
+    cl_wait_has(c, lead, "f-misses-this");
+    for (int t = 0; t < 100 && !c->sm[lead].dropped_busy; t++) {
+        lead = cl_wait_leader(c, (uint64_t[]){lead}, 1);
+        assert_int_equal(raft_node_transfer_leader(c->node[lead], f), RAFT_NODE_OK);
+        cl_propose(c, lead, "during-transfer"); /* refused while the transfer runs */
+        sleep_ms(50);
+    }
+    assert_true(c->sm[lead].dropped_busy >= 1);
+    assert_int_equal(c->sm[lead].dropped, c->sm[lead].dropped_busy);
+    assert_false(sm_has(c, lead, "during-transfer"));
+    cl_isolate(c, f, 0);
+    /* once the transfer is done or abandoned (an election timeout), writes go on */
+    for (int t = 0; t < WAIT_MS / 100 && !sm_has(c, f, "t1"); t++) {
+        cl_propose(c, cl_wait_leader(c, all3, 3), "t1");
+        sleep_ms(100);
+    }
+    cl_converge(c, cl_wait_leader(c, all3, 3), all3, 3, "t2");
+    assert_true(sm_has(c, f, "f-misses-this"));
+    cl_destroy(c);
+    free(c);
+}
+
 static void cl_conf_change(cluster_t *c, const uint64_t *ids, size_t n, uint8_t op, uint64_t id) {
     for (int t = 0; t < WAIT_MS / 10; t++) {
         uint64_t lead = cl_wait_leader(c, ids, n);
@@ -777,13 +821,10 @@ static void test_snapshot_catch_up(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_replicate_forwarded),
-        cmocka_unit_test(test_leader_stop_restart_partition),
-        cmocka_unit_test(test_read_index),
-        cmocka_unit_test(test_no_leader),
-        cmocka_unit_test(test_join_promote_remove),
-        cmocka_unit_test(test_snapshot_catch_up),
-        cmocka_unit_test(test_snapshot_install_after_crash),
+        cmocka_unit_test(test_replicate_forwarded), cmocka_unit_test(test_leader_stop_restart_partition),
+        cmocka_unit_test(test_read_index),          cmocka_unit_test(test_no_leader),
+        cmocka_unit_test(test_join_promote_remove), cmocka_unit_test(test_snapshot_catch_up),
+        cmocka_unit_test(test_refused_by_core),     cmocka_unit_test(test_snapshot_install_after_crash),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
