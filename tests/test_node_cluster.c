@@ -16,7 +16,8 @@
  * that starts at that snapshot; an install that fails stops the node, and
  * restarted it installs the snapshot first; proposals and reads without a leader come
  * back through cfg.dropped / read_ready(0), and so does a proposal the core
- * refuses (during a leader transfer). Waits poll for conditions with
+ * refuses (during a leader transfer); a follower's forwarded proposals
+ * count against its in-flight bound. Waits poll for conditions with
  * generous bounds; nothing asserts on timing.
  */
 #include <setjmp.h>
@@ -102,8 +103,9 @@ typedef struct member {
 struct cluster {
     pthread_mutex_t mu; /* guards node[] and cut[][] (the transport) */
     raft_node_t *node[MAXN + 1];
-    int cut[MAXN + 1][MAXN + 1]; /* from -> to: everything lost */
-    size_t fwd_lost;             /* forwarded proposals the leader did not take */
+    int cut[MAXN + 1][MAXN + 1];   /* from -> to: everything lost */
+    size_t fwd_lost;               /* forwarded proposals the leader did not take */
+    size_t max_inflight[MAXN + 1]; /* per member, 0: the default */
     member_t m[MAXN + 1];
     sm_t sm[MAXN + 1];
     char dir[MAXN + 1][256];
@@ -284,6 +286,7 @@ static void cl_start_node(cluster_t *c, uint64_t id, int join) {
         .ctx = &c->m[id],
         .wal_segment_bytes = 16 * 1024,
         .persist_every = 50,
+        .max_inflight = c->max_inflight[id],
     };
     raft_node_t *n = NULL;
     char err[256] = "";
@@ -624,6 +627,41 @@ static void test_no_leader(void **state) {
 }
 
 /* Proposes a membership change on the leader of ids (whichever it is now). */
+/* The in-flight bound holds on a follower too: what it forwarded counts
+ * until it can have been applied here. The leader's messages to it are cut
+ * (so nothing is applied), its forwards still reach the leader. */
+static void test_follower_inflight_bound(void **state) {
+    (void)state;
+    cluster_t *c = calloc(1, sizeof(*c));
+    cl_init(c);
+    for (uint64_t i = 1; i <= 3; i++) c->max_inflight[i] = 8;
+    for (uint64_t i = 1; i <= 3; i++) cl_start_node(c, i, 0);
+    uint64_t lead = cl_wait_leader(c, all3, 3);
+    uint64_t f = lead == 1 ? 2 : 1;
+    cl_converge(c, lead, all3, 3, "b0");
+    pthread_mutex_lock(&c->mu);
+    c->cut[lead][f] = 1;
+    pthread_mutex_unlock(&c->mu);
+    int ok = 0, busy = 0;
+    for (int k = 0; k < 20; k++) {
+        int rc = raft_node_propose(c->node[f], "fwd", 3);
+        ok += rc == RAFT_NODE_OK;
+        busy += rc == RAFT_NODE_ERR_BUSY;
+        sleep_ms(2); /* forwarded meanwhile: out of the queue, still in flight */
+    }
+    assert_true(ok <= 8);
+    assert_int_equal(ok + busy, 20);
+    assert_true(busy >= 12);
+    pthread_mutex_lock(&c->mu);
+    c->cut[lead][f] = 0;
+    pthread_mutex_unlock(&c->mu);
+    cl_converge(c, cl_wait_leader(c, all3, 3), all3, 3, "b1");
+    for (int t = 0; t < WAIT_MS / 10 && cl_status(c, f).inflight; t++) sleep_ms(10);
+    assert_int_equal(cl_status(c, f).inflight, 0);
+    cl_destroy(c);
+    free(c);
+}
+
 /* A proposal the core refuses (here: during a leader transfer to a member
  * that cannot answer) comes back through cfg.dropped at once. */
 static void test_refused_by_core(void **state) {
@@ -838,10 +876,15 @@ static void test_snapshot_catch_up(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_replicate_forwarded), cmocka_unit_test(test_leader_stop_restart_partition),
-        cmocka_unit_test(test_read_index),          cmocka_unit_test(test_no_leader),
-        cmocka_unit_test(test_join_promote_remove), cmocka_unit_test(test_snapshot_catch_up),
-        cmocka_unit_test(test_refused_by_core),     cmocka_unit_test(test_snapshot_install_after_crash),
+        cmocka_unit_test(test_replicate_forwarded),
+        cmocka_unit_test(test_leader_stop_restart_partition),
+        cmocka_unit_test(test_read_index),
+        cmocka_unit_test(test_no_leader),
+        cmocka_unit_test(test_join_promote_remove),
+        cmocka_unit_test(test_snapshot_catch_up),
+        cmocka_unit_test(test_refused_by_core),
+        cmocka_unit_test(test_follower_inflight_bound),
+        cmocka_unit_test(test_snapshot_install_after_crash),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
