@@ -10,7 +10,7 @@
  * restarts from its WAL and catches up; a partitioned follower catches up
  * once healed; ReadIndex on the leader and on a slow follower completes
  * only once the write before it is applied there; a member joins with no
- * configuration as a learner, is promoted, takes the leadership by
+ * configuration as a learner, is promoted, restarts, takes the leadership by
  * transfer, and another member is removed; a member behind the leader's
  * compacted log gets a snapshot (install_snapshot), and restarts from a WAL
  * that starts at that snapshot; an install that fails stops the node, and
@@ -738,6 +738,11 @@ static void test_join_promote_remove(void **state) {
     for (int t = 0; t < WAIT_MS / 10 && cl_status(c, 4).is_learner; t++) sleep_ms(10);
     assert_false(cl_status(c, 4).is_learner);
     cl_converge(c, 4, four, 4, "j2"); /* proposed on 4, forwarded */
+    /* the joined member restarts from what its WAL learned */
+    cl_stop_node(c, 4);
+    cl_start_node(c, 4, 1);
+    cl_converge(c, 4, four, 4, "j2-restarted");
+    assert_false(cl_status(c, 4).is_learner);
     /* transfer the leadership to the new voter */
     lead = cl_wait_leader(c, four, 4);
     assert_int_equal(raft_node_transfer_leader(c->node[lead], 4), RAFT_NODE_OK);
