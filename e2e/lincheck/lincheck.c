@@ -54,13 +54,17 @@
  * later operation can tell them apart; (2) unknown operations with the same
  * effect on that state (puts and deletes, or cas ops with the same EXPECT,
  * of unobserved values) are interchangeable, so they are linearized in
- * invocation order only (a class counter says which member is next).
+ * invocation order only (a class counter says which member is next); (3)
+ * an unknown operation that would leave the state as it is is not
+ * linearized there (it can as well go at the end).
  *
  * Each key's search is bounded by steps, wall time and memo memory; a key
  * that hits a bound is "unknown" (exit code 2), never a hang. A violation is
  * shrunk (delta debugging: remove chunks of operations while the rest still
- * violates, never removing the writer of a value a remaining op reads) and
- * printed as history lines, a re-checkable minimal window. */
+ * violates, never removing the writer of a value a remaining op reads, and
+ * keeping the culprit: the op whose return ended the deepest dead end of
+ * the search, as long as the window without it is linearizable) and printed
+ * as history lines, a re-checkable minimal window. */
 #include "lincheck.h"
 
 #include <errno.h>
@@ -411,6 +415,8 @@ typedef struct {
     double deadline;
     size_t max_cache_bytes;
     uint64_t steps; /* out */
+    size_t depth;   /* out: most ops linearized at a dead end */
+    size_t blocked; /* out: the op (global index) whose return ended it */
 } keycheck_t;
 
 static int cmp_entry(const void *a, const void *b) {
@@ -517,6 +523,10 @@ static int search(keycheck_t *k, kop_t *ops, long known, int *cls_next, entry_t 
             break;
         }
         if (!e->is_call) { /* its op is not linearized: backtrack */
+            if (sp >= k->depth) {
+                k->depth = sp;
+                k->blocked = k->idx[e->op];
+            }
             if (sp == 0) break;
             frame_t f = stack[--sp];
             kop_t *op = &ops[f.call->op];
@@ -531,7 +541,9 @@ static int search(keycheck_t *k, kop_t *ops, long known, int *cls_next, entry_t 
         }
         kop_t *op = &ops[e->op];
         int next;
-        if ((op->cls >= 0 && cls_next[op->cls] != op->cls_rank) || !step(op, state, &next)) {
+        /* an unknown op that would not change the state can as well go at the end */
+        if ((op->cls >= 0 && cls_next[op->cls] != op->cls_rank) || !step(op, state, &next) ||
+            (op->unknown && next == state)) {
             e = e->next;
             continue;
         }
@@ -637,15 +649,29 @@ static void print_op(FILE *f, const lc_history_t *h, const lc_op_t *o) {
     fprintf(f, "    # line %zu\n", o->line);
 }
 
-/* still_violates: the subset KEEP[0..n) (sorted by call) violates. */
-static bool still_violates(keycheck_t *base, const size_t *keep, size_t n, double deadline) {
+static int check_subset(const keycheck_t *base, const size_t *keep, size_t n, double deadline) {
     keycheck_t k = *base;
     k.idx = keep;
     k.n = n;
     k.max_steps = 1000000;
     k.deadline = deadline;
     k.steps = 0;
-    return check_key(&k) == LC_VIOLATION;
+    return check_key(&k);
+}
+
+/* still_violates: the subset KEEP[0..n) (sorted by call, holding the
+ * blocked op F) violates, and without F it does not: F stays the culprit,
+ * so shrinking cannot drift to another (smaller, made-up) violation. */
+static bool still_violates(const keycheck_t *base, size_t *keep, size_t n, size_t f, double deadline) {
+    if (check_subset(base, keep, n, deadline) != LC_VIOLATION) return false;
+    if (f == SIZE_MAX) return true;
+    size_t m = 0, *rest = malloc((n ? n : 1) * sizeof(*rest));
+    if (!rest) return false;
+    for (size_t i = 0; i < n; i++)
+        if (keep[i] != f) rest[m++] = keep[i];
+    bool ok = check_subset(base, rest, m, deadline) == LC_OK;
+    free(rest);
+    return ok;
 }
 
 /* closed: every value a kept get returns, or a kept successful cas
@@ -673,7 +699,7 @@ static bool closed(const lc_history_t *h, const size_t *keep, size_t n, const ch
 
 /* minimize: shrinks the violating KEEP (in place, *N updated) by delta
  * debugging until no chunk can go or the time is up. */
-static void minimize(keycheck_t *base, size_t *keep, size_t *n, double seconds) {
+static void minimize(keycheck_t *base, size_t *keep, size_t *n, size_t f, double seconds) {
     double deadline = now_s() + seconds;
     const lc_history_t *h = base->h;
     char *written = calloc(h->values.n + 1, 1);
@@ -690,8 +716,9 @@ static void minimize(keycheck_t *base, size_t *keep, size_t *n, double seconds) 
             for (size_t start = 0; start < *n && now_s() < deadline;) {
                 size_t end = start + chunk < *n ? start + chunk : *n, m = 0;
                 for (size_t i = 0; i < *n; i++)
-                    if (i < start || i >= end) trial[m++] = keep[i];
-                if (m > 0 && closed(h, trial, m, written) && still_violates(base, trial, m, deadline + 1)) {
+                    if (i < start || i >= end || keep[i] == f) trial[m++] = keep[i];
+                if (m < *n && closed(h, trial, m, written) &&
+                    still_violates(base, trial, m, f, deadline + 1)) {
                     memcpy(keep, trial, m * sizeof(*keep));
                     *n = m;
                     progress = true;
@@ -712,11 +739,17 @@ static void report_violation(keycheck_t *k, FILE *f, double seconds, lc_summary_
     size_t *keep = malloc((n ? n : 1) * sizeof(*keep));
     if (!keep) return;
     memcpy(keep, k->idx, n * sizeof(*keep));
-    minimize(k, keep, &n, seconds);
+    /* the culprit must be essential in the whole history too, else shrink
+     * from it without that rule */
+    size_t culprit = still_violates(k, keep, n, k->blocked, now_s() + seconds) ? k->blocked : SIZE_MAX;
+    minimize(k, keep, &n, culprit, seconds);
     if (f) {
         fprintf(f, "VIOLATION on key %s: no linearization of its %zu operations; minimal window (%zu ops):\n",
                 k->h->keys.str[k->h->ops[k->idx[0]].key], k->n, n);
         for (size_t i = 0; i < n; i++) print_op(f, k->h, &k->h->ops[keep[i]]);
+        if (culprit != SIZE_MAX)
+            fprintf(f, "(the op of line %zu cannot be linearized: without it the window is linearizable)\n",
+                    k->h->ops[culprit].line);
     }
     if (sum) sum->window_ops = n;
     free(keep);
@@ -760,8 +793,9 @@ int lc_check(const lc_history_t *h, const lc_limits_t *limits, FILE *report, lc_
             free(order);
             return rc;
         } else if (rc == LC_VIOLATION) {
-            if (!s.bad_key) s.bad_key = key;
-            report_violation(&k, report, lim.minimize_seconds, s.bad_key == key ? &s : NULL);
+            bool first = verdict != LC_VIOLATION;
+            if (first) snprintf(s.bad_key, sizeof(s.bad_key), "%s", key);
+            report_violation(&k, report, lim.minimize_seconds, first ? &s : NULL);
             verdict = LC_VIOLATION;
         } else if (rc == LC_UNKNOWN) {
             s.n_keys_unknown++;

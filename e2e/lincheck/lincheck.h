@@ -42,7 +42,7 @@ typedef struct {
     size_t n_keys;
     size_t n_keys_unknown; /* keys whose search hit a limit */
     uint64_t steps;        /* search steps over all keys */
-    const char *bad_key;   /* first violating key (owned by the history), or NULL */
+    char bad_key[256];     /* first violating key (truncated), or "" */
     size_t window_ops;     /* operations in the printed window */
 } lc_summary_t;
 

@@ -1,0 +1,407 @@
+/* tests/test_lincheck.c: unit tests of the linearizability checker
+ * (e2e/lincheck, a test tool). Owns hand-made histories that are and are
+ * not linearizable, and generated large histories (a simulated register
+ * with real linearization points) to show the search stays bounded. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <cmocka.h>
+
+#include "lincheck.h"
+
+/* check: the verdict on TEXT (parsed, checked with LIMITS or defaults). */
+static int check_lim(const char *text, const lc_limits_t *lim, lc_summary_t *sum) {
+    lc_history_t *h = NULL;
+    char err[128] = "";
+    int rc = lc_history_parse(text, &h, err, sizeof(err));
+    if (rc < 0) {
+        fprintf(stderr, "parse: %s\n", err);
+        return rc;
+    }
+    lc_summary_t s;
+    rc = lc_check(h, lim, NULL, sum ? sum : &s);
+    lc_history_free(h);
+    return rc;
+}
+
+static int check(const char *text) { return check_lim(text, NULL, NULL); }
+
+/* ---- linearizable ---------------------------------------------------- */
+
+static void test_empty_and_comments(void **state) {
+    assert_int_equal(check(""), LC_OK);
+    assert_int_equal(check("# nothing\n\n"), LC_OK);
+}
+
+static void test_sequential_register(void **state) {
+    assert_int_equal(check("1 get x - - 0 1 -\n"
+                           "1 put x a - 2 3 ok\n"
+                           "1 get x - - 4 5 a\n"
+                           "1 del x - - 6 7 1\n"
+                           "1 del x - - 8 9 0\n"
+                           "1 get x - - 10 11 -\n"
+                           "1 cas x b - 12 13 true\n"
+                           "1 cas x c a 14 15 false\n"
+                           "1 cas x c b 16 17 true\n"
+                           "1 get x - - 18 19 c\n"),
+                     LC_OK);
+}
+
+/* Two overlapping puts: later reads may see either one, as long as all
+ * agree once both are done. */
+static void test_concurrent_puts_either_order(void **state) {
+    const char *base = "1 put x a - 0 100 ok\n"
+                       "2 put x b - 10 90 ok\n";
+    char buf[512];
+    snprintf(buf, sizeof(buf), "%s3 get x - - 120 130 a\n4 get x - - 140 150 a\n", base);
+    assert_int_equal(check(buf), LC_OK);
+    snprintf(buf, sizeof(buf), "%s3 get x - - 120 130 b\n4 get x - - 140 150 b\n", base);
+    assert_int_equal(check(buf), LC_OK);
+    /* reads during the puts see a, then b (a first, b overwrote it) */
+    snprintf(buf, sizeof(buf), "%s3 get x - - 20 30 a\n3 get x - - 40 50 b\n4 get x - - 140 150 b\n", base);
+    assert_int_equal(check(buf), LC_OK);
+    /* or b, then a */
+    snprintf(buf, sizeof(buf), "%s3 get x - - 20 30 b\n3 get x - - 40 50 a\n4 get x - - 140 150 a\n", base);
+    assert_int_equal(check(buf), LC_OK);
+    /* a read overlapping a put may see the old or the new value */
+    assert_int_equal(check("1 put x a - 0 10 ok\n1 put x b - 20 60 ok\n2 get x - - 30 40 a\n"), LC_OK);
+    assert_int_equal(check("1 put x a - 0 10 ok\n1 put x b - 20 60 ok\n2 get x - - 30 40 b\n"), LC_OK);
+    /* ties at the same nanosecond count as concurrent */
+    assert_int_equal(check("1 put x a - 0 10 ok\n2 get x - - 10 20 -\n"), LC_OK);
+}
+
+static void test_timeouts(void **state) {
+    /* a timed-out put that took effect (seen later) */
+    assert_int_equal(check("1 put x a - 0 10 ok\n"
+                           "1 put x b - 20 unknown ?\n"
+                           "2 get x - - 30 40 a\n"
+                           "2 get x - - 1000 1010 b\n"
+                           "3 get x - - 2000 2010 b\n"),
+                     LC_OK);
+    /* one that did not (never seen, later writes go on) */
+    assert_int_equal(check("1 put x a - 0 10 ok\n"
+                           "1 put x b - 20 unknown ?\n"
+                           "2 get x - - 30 40 a\n"
+                           "2 put x c - 50 60 ok\n"
+                           "2 get x - - 1000 1010 c\n"),
+                     LC_OK);
+    /* a timed-out cas, applied and not applied */
+    assert_int_equal(check("1 put x a - 0 10 ok\n1 cas x b a 20 unknown ?\n2 get x - - 30 40 b\n"), LC_OK);
+    assert_int_equal(check("1 put x a - 0 10 ok\n1 cas x b a 20 unknown ?\n2 get x - - 30 40 a\n"), LC_OK);
+    /* a timed-out delete, and a get with unknown outcome (ignored) */
+    assert_int_equal(check("1 put x a - 0 10 ok\n1 del x - - 20 unknown ?\n2 get x - - 30 40 -\n"
+                           "3 get x - - 5 unknown ?\n"),
+                     LC_OK);
+    /* a failed cas explained only by an unknown put of an unread value */
+    assert_int_equal(check("1 put x a - 0 10 ok\n"
+                           "2 put x z - 20 unknown ?\n"
+                           "3 cas x b a 30 40 false\n"
+                           "3 put x c - 50 60 ok\n"
+                           "3 get x - - 70 80 c\n"),
+                     LC_OK);
+}
+
+/* Thirty clients time out on puts nobody reads (a crash), then reads go on:
+ * the search must not try every subset of the unknown puts. */
+static void test_many_unknowns_bounded(void **state) {
+    size_t cap = 1 << 16, len = 0;
+    char *buf = malloc(cap);
+    assert_non_null(buf);
+    len += snprintf(buf + len, cap - len, "0 put x a - 0 10 ok\n");
+    for (int c = 1; c <= 30; c++)
+        len += snprintf(buf + len, cap - len, "%d put x u%d - %d unknown ?\n", c, c, 20 + c);
+    for (int i = 0; i < 200; i++)
+        len += snprintf(buf + len, cap - len, "99 get x - - %d %d a\n", 100 + 10 * i, 105 + 10 * i);
+    lc_limits_t lim = {.max_steps = 200000};
+    lc_summary_t sum;
+    assert_int_equal(check_lim(buf, &lim, &sum), LC_OK);
+    /* the same with one unknown put read at the end */
+    len += snprintf(buf + len, cap - len, "99 get x - - 5000 5010 u17\n");
+    assert_int_equal(check_lim(buf, &lim, &sum), LC_OK);
+    free(buf);
+}
+
+/* ---- not linearizable ------------------------------------------------- */
+
+static void test_stale_read(void **state) {
+    lc_summary_t sum;
+    assert_int_equal(check_lim("1 put x a - 0 10 ok\n"
+                               "1 put x b - 20 30 ok\n"
+                               "2 get x - - 40 50 a\n",
+                               NULL, &sum),
+                     LC_VIOLATION);
+    assert_string_equal(sum.bad_key, "x");
+    assert_int_equal(sum.window_ops, 3);
+}
+
+static void test_reads_in_opposite_orders(void **state) {
+    assert_int_equal(check("1 put x a - 0 100 ok\n"
+                           "2 put x b - 0 100 ok\n"
+                           "3 get x - - 10 20 a\n"
+                           "3 get x - - 30 40 b\n"
+                           "4 get x - - 10 20 b\n"
+                           "4 get x - - 30 40 a\n"),
+                     LC_VIOLATION);
+}
+
+static void test_read_of_unwritten_value(void **state) {
+    assert_int_equal(check("1 put x a - 0 10 ok\n2 get x - - 20 30 q\n"), LC_VIOLATION);
+    /* a value written to another key */
+    assert_int_equal(check("1 put y q - 0 10 ok\n2 get x - - 20 30 q\n"), LC_VIOLATION);
+    /* a value whose (unknown) put started only after the read ended */
+    assert_int_equal(check("1 get x - - 0 10 b\n2 put x b - 20 unknown ?\n"), LC_VIOLATION);
+}
+
+static void test_lost_acknowledged_write(void **state) {
+    assert_int_equal(check("1 put x a - 0 10 ok\n2 get x - - 20 30 -\n"), LC_VIOLATION);
+    assert_int_equal(check("1 put x a - 0 10 ok\n1 put x b - 20 30 ok\n2 get x - - 40 50 -\n"), LC_VIOLATION);
+    /* an acknowledged delete that did not delete */
+    assert_int_equal(check("1 put x a - 0 10 ok\n1 del x - - 20 30 1\n2 get x - - 40 50 a\n"), LC_VIOLATION);
+}
+
+static void test_bad_cas_and_delete_results(void **state) {
+    assert_int_equal(check("1 put x a - 0 10 ok\n1 cas x b a 20 30 false\n"), LC_VIOLATION);
+    assert_int_equal(check("1 put x a - 0 10 ok\n1 cas x b - 20 30 true\n"), LC_VIOLATION);
+    assert_int_equal(check("1 cas x b a 0 10 true\n"), LC_VIOLATION);
+    assert_int_equal(check("1 put x a - 0 10 ok\n1 cas x b a 20 30 true\n2 get x - - 40 50 a\n"),
+                     LC_VIOLATION);
+    assert_int_equal(check("1 del x - - 0 10 1\n"), LC_VIOLATION);
+    assert_int_equal(check("1 put x a - 0 10 ok\n1 del x - - 20 30 0\n"), LC_VIOLATION);
+}
+
+/* P-compositionality: one bad key among good ones is named. */
+static void test_bad_key_named(void **state) {
+    lc_summary_t sum;
+    assert_int_equal(check_lim("1 put x a - 0 10 ok\n"
+                               "1 put y a - 0 10 ok\n"
+                               "2 get x - - 20 30 a\n"
+                               "2 get y - - 20 30 -\n",
+                               NULL, &sum),
+                     LC_VIOLATION);
+    assert_string_equal(sum.bad_key, "y");
+    assert_int_equal(sum.n_keys, 2);
+}
+
+static void test_parse_errors(void **state) {
+    lc_history_t *h = NULL;
+    char err[128];
+    static const char *bad[] = {
+        "1 put x a - 0 10\n",          "1 put x - - 0 10 ok\n",  "1 get x a - 0 10 -\n",
+        "1 zap x - - 0 10 ok\n",       "1 put x a - 10 5 ok\n",  "1 cas x a b 0 10 maybe\n",
+        "1 del x - - 0 10 2\n",        "a put x a - 0 10 ok\n",  "1 put x a b 0 10 ok\n",
+        "1 put x a - 0 10 ok extra\n", "1 put x a - -5 10 ok\n", "1 get x - - 0 10 a\n1 put x - - 0 1 ok\n",
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        err[0] = '\0';
+        assert_int_equal(lc_history_parse(bad[i], &h, err, sizeof(err)), LC_ERR_PARSE);
+        assert_true(strncmp(err, "line ", 5) == 0);
+    }
+    assert_int_equal(lc_history_parse("1 get x a - 0 10 -\n", &h, err, sizeof(err)), LC_ERR_PARSE);
+    assert_string_equal(err, "line 1: VALUE must be - for get/del");
+    /* a trailing comment is fine (the checker prints windows that way) */
+    assert_int_equal(check("1 put x a - 0 10 ok    # line 7\n"), LC_OK);
+}
+
+/* ---- generated histories ---------------------------------------------- */
+
+typedef struct {
+    int client, kind, key;
+    int64_t call, lp, ret;
+    int unknown; /* 0 known, 1 unknown and applied, 2 unknown and not applied */
+    char value[24], expect[24], result[24];
+} gen_op_t;
+
+static uint64_t rng_state;
+static uint64_t rnd(uint64_t n) {
+    rng_state = rng_state * 6364136223846793005ull + 1442695040888963407ull;
+    return (rng_state >> 33) % n;
+}
+
+static int cmp_lp(const void *a, const void *b) {
+    const gen_op_t *x = a, *y = b;
+    return x->lp < y->lp ? -1 : x->lp > y->lp;
+}
+
+/* generate: N ops of CLIENTS sequential clients on NKEYS keys, each op
+ * taking effect at a random point inside its interval; UNKNOWN_PCT of the
+ * writes time out (half of them applied). Returns the history text. */
+static char *generate(size_t n, int clients, int nkeys, int unknown_pct, gen_op_t **out_ops) {
+    gen_op_t *ops = calloc(n, sizeof(*ops));
+    int64_t *t = calloc((size_t)clients, sizeof(*t));
+    assert_non_null(ops);
+    assert_non_null(t);
+    for (size_t i = 0; i < n; i++) {
+        gen_op_t *o = &ops[i];
+        o->client = (int)rnd((uint64_t)clients);
+        o->key = (int)rnd((uint64_t)nkeys);
+        uint64_t p = rnd(100);
+        o->kind = p < 40 ? 1 : p < 75 ? 0 : p < 95 ? 3 : 2; /* get, put, cas, del */
+        o->call = t[o->client] + (int64_t)rnd(20);
+        o->lp = o->call + 1 + (int64_t)rnd(100);
+        o->ret = o->lp + 1 + (int64_t)rnd(100);
+        if (o->kind != 1 && (int)rnd(100) < unknown_pct) o->unknown = 1 + (int)rnd(2);
+        t[o->client] = o->ret + 1;
+        snprintf(o->value, sizeof(o->value), "v%zu", i);
+    }
+    qsort(ops, n, sizeof(*ops), cmp_lp);
+    char(*state)[24] = calloc((size_t)nkeys, 24);
+    char(*seen)[24] = calloc((size_t)clients * (size_t)nkeys, 24);
+    assert_non_null(state);
+    assert_non_null(seen);
+    for (int k = 0; k < nkeys; k++) strcpy(state[k], "-");
+    for (int i = 0; i < clients * nkeys; i++) strcpy(seen[i], "-");
+    for (size_t i = 0; i < n; i++) {
+        gen_op_t *o = &ops[i];
+        char *st = state[o->key], *sn = seen[o->client * nkeys + o->key];
+        int apply = o->unknown != 2;
+        switch (o->kind) {
+        case 0:
+            if (apply) strcpy(st, o->value);
+            strcpy(o->result, "ok");
+            break;
+        case 1: strcpy(o->result, st); break;
+        case 2:
+            strcpy(o->result, strcmp(st, "-") ? "1" : "0");
+            if (apply) strcpy(st, "-");
+            break;
+        default:
+            strcpy(o->expect, sn);
+            strcpy(o->result, strcmp(st, sn) == 0 ? "true" : "false");
+            if (apply && strcmp(st, sn) == 0) strcpy(st, o->value);
+        }
+        strcpy(sn, o->kind == 1                                            ? o->result
+                   : o->kind == 0 || (o->kind == 3 && o->result[0] == 't') ? o->value
+                                                                           : "-");
+        if (o->unknown) strcpy(sn, "-");
+    }
+    size_t cap = n * 64 + 1, len = 0;
+    char *text = malloc(cap);
+    assert_non_null(text);
+    static const char *names[] = {"put", "get", "del", "cas"};
+    for (size_t i = 0; i < n; i++) {
+        gen_op_t *o = &ops[i];
+        int w = o->kind == 0 || o->kind == 3;
+        char ret[24];
+        snprintf(ret, sizeof(ret), "%lld", (long long)o->ret);
+        len += snprintf(text + len, cap - len, "%d %s k%d %s %s %lld %s %s\n", o->client, names[o->kind],
+                        o->key, w ? o->value : "-", o->kind == 3 ? o->expect : "-", (long long)o->call,
+                        o->unknown ? "unknown" : ret, o->unknown ? "?" : o->result);
+    }
+    free(t);
+    free(state);
+    free(seen);
+    if (out_ops)
+        *out_ops = ops;
+    else
+        free(ops);
+    return text;
+}
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+/* 20,000 ops on 8 keys, 10,000 on one key and 10,000 by 32 clients on 4
+ * keys, 2% timeouts: linearizable, found within a step budget (a step is
+ * one list entry visited; the ~100 unknowns pending on a key are visited
+ * again and again, hence up to ~900 per op). The time is printed (0.5 s
+ * for all three here), not asserted. */
+static void test_generated_large_ok(void **state) {
+    struct {
+        size_t n;
+        int clients, keys;
+    } cases[] = {{20000, 8, 8}, {10000, 8, 1}, {10000, 32, 4}};
+    for (size_t c = 0; c < sizeof(cases) / sizeof(cases[0]); c++) {
+        rng_state = 42 + c;
+        char *text = generate(cases[c].n, cases[c].clients, cases[c].keys, 2, NULL);
+        lc_limits_t lim = {.max_steps = 2000 * cases[c].n};
+        lc_summary_t sum;
+        double t0 = now_s();
+        assert_int_equal(check_lim(text, &lim, &sum), LC_OK);
+        printf("# %zu ops, %d clients, %d keys: OK in %.2f s, %llu steps, %zu unknown outcomes\n", cases[c].n,
+               cases[c].clients, cases[c].keys, now_s() - t0, (unsigned long long)sum.steps, sum.n_unknown);
+        assert_int_equal(sum.n_ops, cases[c].n);
+        free(text);
+    }
+}
+
+/* The same history with one read turned stale (it returns a value that two
+ * completed writes before it replaced): a violation, in a small window. */
+static void test_generated_corrupted_read(void **state) {
+    rng_state = 7;
+    size_t n = 10000;
+    gen_op_t *ops;
+    char *text = generate(n, 8, 8, 2, &ops);
+    free(text);
+    /* find get g, put w, put x on one key: w.ret < x.call, x.ret < g.call */
+    size_t g = n, w = n;
+    for (size_t i = n / 2; i < n && g == n; i++) {
+        if (ops[i].kind != 1) continue;
+        for (size_t j = 0; j < n && g == n; j++) {
+            gen_op_t *pw = &ops[j];
+            if (pw->kind != 0 || pw->unknown || pw->key != ops[i].key ||
+                strcmp(pw->value, ops[i].result) == 0)
+                continue;
+            for (size_t k = 0; k < n; k++) {
+                gen_op_t *px = &ops[k];
+                if (px->kind == 0 && !px->unknown && px->key == pw->key && px->call > pw->ret &&
+                    px->ret < ops[i].call) {
+                    g = i;
+                    w = j;
+                    break;
+                }
+            }
+        }
+    }
+    assert_true(g < n);
+    strcpy(ops[g].result, ops[w].value);
+    size_t cap = n * 64 + 1, len = 0;
+    text = malloc(cap);
+    assert_non_null(text);
+    static const char *names[] = {"put", "get", "del", "cas"};
+    for (size_t i = 0; i < n; i++) {
+        gen_op_t *o = &ops[i];
+        char ret[24];
+        snprintf(ret, sizeof(ret), "%lld", (long long)o->ret);
+        len += snprintf(text + len, cap - len, "%d %s k%d %s %s %lld %s %s\n", o->client, names[o->kind],
+                        o->key, o->kind == 0 || o->kind == 3 ? o->value : "-", o->kind == 3 ? o->expect : "-",
+                        (long long)o->call, o->unknown ? "unknown" : ret, o->unknown ? "?" : o->result);
+    }
+    lc_summary_t sum;
+    lc_limits_t lim = {.minimize_seconds = 20};
+    assert_int_equal(check_lim(text, &lim, &sum), LC_VIOLATION);
+    char key[16];
+    snprintf(key, sizeof(key), "k%d", ops[g].key);
+    assert_string_equal(sum.bad_key, key);
+    printf("# corrupted read: violation on %s, window of %zu ops\n", key, sum.window_ops);
+    assert_true(sum.window_ops >= 2 && sum.window_ops <= 8);
+    free(text);
+    free(ops);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_empty_and_comments),
+        cmocka_unit_test(test_sequential_register),
+        cmocka_unit_test(test_concurrent_puts_either_order),
+        cmocka_unit_test(test_timeouts),
+        cmocka_unit_test(test_many_unknowns_bounded),
+        cmocka_unit_test(test_stale_read),
+        cmocka_unit_test(test_reads_in_opposite_orders),
+        cmocka_unit_test(test_read_of_unwritten_value),
+        cmocka_unit_test(test_lost_acknowledged_write),
+        cmocka_unit_test(test_bad_cas_and_delete_results),
+        cmocka_unit_test(test_bad_key_named),
+        cmocka_unit_test(test_parse_errors),
+        cmocka_unit_test(test_generated_large_ok),
+        cmocka_unit_test(test_generated_corrupted_read),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
