@@ -3,18 +3,19 @@
 // and the watch streams for e2e/watchcheck.py. Run by test_lincheck_crash.sh
 // (clientv3 from Debian's golang-etcd-server-dev, etcd 3.4, GOPATH mode).
 //
-// Usage: histclient ENDPOINTS WORKERS KEYS SECONDS OP_TIMEOUT_MS HISTORY WATCH_PREFIX
+// Usage: histclient ENDPOINTS WORKERS KEYS SECONDS OP_TIMEOUT_MS HISTORY WATCH_PREFIX [STOP_FILE]
 //
 // WORKERS goroutines, each with its own client on one of the
 // comma-separated ENDPOINTS (round-robin), do random linearizable gets,
 // puts, deletes and compare-and-set txns ("if value(k) == last value this
 // worker saw then put k v", or "if k absent") on KEYS keys lc/k0.. with
-// unique values, for SECONDS. Every operation is logged with its invocation
+// unique values, for SECONDS or until STOP_FILE exists. Every operation is logged with its invocation
 // and completion time (one monotonic clock, ns since start). A failed get is
 // dropped (it had no effect). A failed write is logged with outcome
 // "unknown" unless its error certainly comes before the proposal (etcd's
 // "too many requests", "request is too large", "key is not provided"); it
-// is then dropped too. After an error a worker backs off 50 ms.
+// is then dropped too. After an error a worker backs off 50 ms; after a
+// write's error it forgets what it knew of that key.
 //
 // Per endpoint a watch on prefix lc/ from revision 1 writes its events as
 // "REV KEY PUT|DELETE VALUE" lines to WATCH_PREFIX.<i>; at the end each
@@ -74,73 +75,85 @@ var counts [4][3]int64 // op x {ok, unknown, failed}
 
 func count(op, outcome int) { atomic.AddInt64(&counts[op][outcome], 1) }
 
-// worker: random operations until the deadline; SEEN is the last value this
-// worker knows per key ("-": absent or not known).
-func worker(id int, c *clientv3.Client, nkeys int, deadline time.Time, timeout time.Duration, rec *recorder) {
-	rnd := rand.New(rand.NewSource(int64(id)*7919 + time.Now().UnixNano()))
-	seen := make([]string, nkeys)
-	for i := range seen {
-		seen[i] = "-"
-	}
-	for seq := 0; time.Now().Before(deadline); seq++ {
-		k := rnd.Intn(nkeys)
-		key := fmt.Sprintf("lc/k%d", k)
-		val := fmt.Sprintf("w%d.%d", id, seq)
-		ctx, cancel := context.WithTimeout(context.Background(), timeout)
-		call := now()
-		var err error
-		var line string
-		switch p := rnd.Intn(100); {
-		case p < 40:
-			var r *clientv3.GetResponse
-			if r, err = c.Get(ctx, key); err == nil {
-				seen[k] = "-"
-				if len(r.Kvs) > 0 {
-					seen[k] = string(r.Kvs[0].Value)
-				}
-				line = fmt.Sprintf("%d get %s - - %d %d %s\n", id, key, call, now(), seen[k])
-			}
-			count(0, outcome(err, true))
-		case p < 75:
-			_, err = c.Put(ctx, key, val)
-			line = result(err, fmt.Sprintf("%d put %s %s - %d", id, key, val, call), "ok")
-			seen[k] = known(err, val)
-			count(1, outcome(err, false))
-		case p < 95:
-			expect := seen[k]
-			cmp := clientv3.Compare(clientv3.Value(key), "=", expect)
-			if expect == "-" {
-				cmp = clientv3.Compare(clientv3.Version(key), "=", 0)
-			}
-			var r *clientv3.TxnResponse
-			r, err = c.Txn(ctx).If(cmp).Then(clientv3.OpPut(key, val)).Commit()
-			res := "false"
-			if err == nil && r.Succeeded {
-				res, seen[k] = "true", val
-			} else if err != nil {
-				seen[k] = "-"
-			}
-			line = result(err, fmt.Sprintf("%d cas %s %s %s %d", id, key, val, expect, call), res)
-			count(2, outcome(err, false))
-		default:
-			var r *clientv3.DeleteResponse
-			r, err = c.Delete(ctx, key)
-			n := int64(0)
-			if r != nil {
-				n = r.Deleted
-			}
-			line = result(err, fmt.Sprintf("%d del %s - - %d", id, key, call), strconv.FormatInt(n, 10))
-			seen[k] = "-"
-			count(3, outcome(err, false))
-		}
-		cancel()
-		if line != "" {
-			rec.log("%s", line)
-		}
-		if err != nil {
+// worker: one client's state; SEEN is the last value it knows per key ("-":
+// absent or not known).
+type worker struct {
+	id      int
+	c       *clientv3.Client
+	rnd     *rand.Rand
+	seen    []string
+	timeout time.Duration
+	rec     *recorder
+}
+
+var stopped int32
+
+func (w *worker) run(deadline time.Time) {
+	for seq := 0; time.Now().Before(deadline) && atomic.LoadInt32(&stopped) == 0; seq++ {
+		if err := w.op(seq); err != nil {
 			time.Sleep(50 * time.Millisecond)
 		}
 	}
+}
+
+// op: one random operation, logged.
+func (w *worker) op(seq int) error {
+	id, c, seen := w.id, w.c, w.seen
+	k := w.rnd.Intn(len(seen))
+	key := fmt.Sprintf("lc/k%d", k)
+	val := fmt.Sprintf("w%d.%d", id, seq)
+	ctx, cancel := context.WithTimeout(context.Background(), w.timeout)
+	defer cancel()
+	call := now()
+	var err error
+	var line string
+	switch p := w.rnd.Intn(100); {
+	case p < 40:
+		var r *clientv3.GetResponse
+		if r, err = c.Get(ctx, key); err == nil {
+			seen[k] = "-"
+			if len(r.Kvs) > 0 {
+				seen[k] = string(r.Kvs[0].Value)
+			}
+			line = fmt.Sprintf("%d get %s - - %d %d %s\n", id, key, call, now(), seen[k])
+		}
+		count(0, outcome(err, true))
+	case p < 75:
+		_, err = c.Put(ctx, key, val)
+		line = result(err, fmt.Sprintf("%d put %s %s - %d", id, key, val, call), "ok")
+		seen[k] = known(err, val)
+		count(1, outcome(err, false))
+	case p < 95:
+		expect := seen[k]
+		cmp := clientv3.Compare(clientv3.Value(key), "=", expect)
+		if expect == "-" {
+			cmp = clientv3.Compare(clientv3.Version(key), "=", 0)
+		}
+		var r *clientv3.TxnResponse
+		r, err = c.Txn(ctx).If(cmp).Then(clientv3.OpPut(key, val)).Commit()
+		res := "false"
+		if err == nil && r.Succeeded {
+			res, seen[k] = "true", val
+		} else if err != nil {
+			seen[k] = "-"
+		}
+		line = result(err, fmt.Sprintf("%d cas %s %s %s %d", id, key, val, expect, call), res)
+		count(2, outcome(err, false))
+	default:
+		var r *clientv3.DeleteResponse
+		r, err = c.Delete(ctx, key)
+		n := int64(0)
+		if r != nil {
+			n = r.Deleted
+		}
+		line = result(err, fmt.Sprintf("%d del %s - - %d", id, key, call), strconv.FormatInt(n, 10))
+		seen[k] = "-"
+		count(3, outcome(err, false))
+	}
+	if line != "" {
+		w.rec.log("%s", line)
+	}
+	return err
 }
 
 func known(err error, val string) string {
@@ -247,8 +260,8 @@ func headRevision(ep string) int64 {
 }
 
 func main() {
-	if len(os.Args) != 8 {
-		fmt.Fprintln(os.Stderr, "usage: histclient ENDPOINTS WORKERS KEYS SECONDS OP_TIMEOUT_MS HISTORY WATCH_PREFIX")
+	if len(os.Args) != 8 && len(os.Args) != 9 {
+		fmt.Fprintln(os.Stderr, "usage: histclient ENDPOINTS WORKERS KEYS SECONDS OP_TIMEOUT_MS HISTORY WATCH_PREFIX [STOP_FILE]")
 		os.Exit(2)
 	}
 	eps := strings.Split(os.Args[1], ",")
@@ -273,14 +286,29 @@ func main() {
 	}
 	deadline := time.Now().Add(time.Duration(secs * float64(time.Second)))
 	var wg sync.WaitGroup
+	if len(os.Args) == 9 {
+		go func() {
+			for ; ; time.Sleep(100 * time.Millisecond) {
+				if _, err := os.Stat(os.Args[8]); err == nil {
+					atomic.StoreInt32(&stopped, 1)
+					return
+				}
+			}
+		}()
+	}
 	for i := 0; i < nw; i++ {
-		c := newClient(eps[i%len(eps)])
+		w := &worker{id: i, c: newClient(eps[i%len(eps)]), seen: make([]string, nkeys),
+			rnd:     rand.New(rand.NewSource(int64(i)*7919 + time.Now().UnixNano())),
+			timeout: time.Duration(tmo) * time.Millisecond, rec: rec}
+		for k := range w.seen {
+			w.seen[k] = "-"
+		}
 		wg.Add(1)
-		go func(i int, c *clientv3.Client) {
+		go func() {
 			defer wg.Done()
-			defer c.Close()
-			worker(i, c, nkeys, deadline, time.Duration(tmo)*time.Millisecond, rec)
-		}(i, c)
+			defer w.c.Close()
+			w.run(deadline)
+		}()
 	}
 	wg.Wait()
 	rec.mu.Lock()

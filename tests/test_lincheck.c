@@ -386,6 +386,127 @@ static void test_generated_corrupted_read(void **state) {
     free(ops);
 }
 
+/* ---- cross-check with a brute-force search ---------------------------- */
+
+/* A small random history on one key, values from a pool of 3 (not
+ * unique), half of them from a real execution (mostly linearizable), half
+ * with random results (mostly not). */
+typedef struct {
+    int kind;                  /* 0 put, 1 get, 2 del, 3 cas */
+    int value, expect, result; /* values 0..2, -1 absent; del result -1 "ok" */
+    int unknown;
+    int call, ret;
+} bf_op_t;
+
+static int bf_step(const bf_op_t *o, int st, int *next) {
+    *next = st;
+    switch (o->kind) {
+    case 0: *next = o->value; return 1;
+    case 1: return o->unknown || o->result == st;
+    case 2: *next = -1; return o->unknown || o->result == -1 || o->result == (st != -1);
+    default: {
+        int holds = st == o->expect;
+        if (holds) *next = o->value;
+        return o->unknown || o->result == holds;
+    }
+    }
+}
+
+/* bf_search: is there an order of the unused ops (each after every op that
+ * returned before it was called; unknown ops may be left out) that the
+ * register accepts? */
+static int bf_search(const bf_op_t *ops, int n, int used, int st) {
+    int all_known = 1;
+    for (int i = 0; i < n; i++)
+        if (!(used & (1 << i)) && !ops[i].unknown) all_known = 0;
+    if (all_known) return 1;
+    for (int i = 0; i < n; i++) {
+        if (used & (1 << i)) continue;
+        int ready = 1;
+        for (int j = 0; j < n && ready; j++)
+            if (j != i && !(used & (1 << j)) && !ops[j].unknown && ops[j].ret < ops[i].call) ready = 0;
+        int next;
+        if (ready && bf_step(&ops[i], st, &next) && bf_search(ops, n, used | (1 << i), next)) return 1;
+    }
+    return 0;
+}
+
+static void bf_generate(bf_op_t *ops, int n, int real) {
+    int st = -1;
+    for (int i = 0; i < n; i++) {
+        bf_op_t *o = &ops[i];
+        o->kind = (int)rnd(4);
+        o->value = (int)rnd(3);
+        o->expect = (int)rnd(4) - 1;
+        o->call = (int)rnd(12);
+        o->ret = o->call + (int)rnd(6);
+        o->unknown = o->kind != 1 && rnd(4) == 0;
+        o->result = o->kind == 1 ? (int)rnd(4) - 1 : o->kind == 2 ? (int)rnd(3) - 1 : (int)rnd(2);
+    }
+    if (!real) return;
+    /* results from executing in the order of a random point inside each
+     * interval (ties broken by index) */
+    int order[8], lp[8];
+    for (int i = 0; i < n; i++) {
+        order[i] = i;
+        lp[i] = ops[i].call * 2 + (int)rnd((uint64_t)(ops[i].ret - ops[i].call) * 2 + 1);
+    }
+    for (int i = 0; i < n; i++)
+        for (int j = i + 1; j < n; j++)
+            if (lp[order[j]] < lp[order[i]]) {
+                int t = order[i];
+                order[i] = order[j];
+                order[j] = t;
+            }
+    for (int i = 0; i < n; i++) {
+        bf_op_t *o = &ops[order[i]];
+        if (o->unknown && rnd(2)) continue; /* did not take effect */
+        if (o->kind == 1) o->result = st;
+        if (o->kind == 2) o->result = rnd(4) ? st != -1 : -1;
+        if (o->kind == 3) o->result = st == o->expect;
+        int next;
+        bf_step(o, st, &next);
+        st = next;
+    }
+}
+
+static void test_agrees_with_brute_force(void **state) {
+    static const char *names[] = {"put", "get", "del", "cas"};
+    static const char *vals[] = {"-", "a", "b", "c"};
+    int agree[2] = {0, 0};
+    rng_state = 12345;
+    for (int round = 0; round < 4000; round++) {
+        int n = 1 + (int)rnd(7);
+        bf_op_t ops[8];
+        bf_generate(ops, n, round % 2);
+        char text[1024];
+        size_t len = 0;
+        for (int i = 0; i < n; i++) {
+            const bf_op_t *o = &ops[i];
+            const char *res = o->kind == 0   ? "ok"
+                              : o->kind == 1 ? vals[o->result + 1]
+                              : o->kind == 2 ? (o->result < 0 ? "ok"
+                                                : o->result   ? "1"
+                                                              : "0")
+                                             : (o->result ? "true" : "false");
+            char ret[16];
+            snprintf(ret, sizeof(ret), "%d", o->ret);
+            len += snprintf(text + len, sizeof(text) - len, "%d %s k %s %s %d %s %s\n", i, names[o->kind],
+                            o->kind == 0 || o->kind == 3 ? vals[o->value + 1] : "-",
+                            o->kind == 3 ? vals[o->expect + 1] : "-", o->call, o->unknown ? "unknown" : ret,
+                            o->unknown ? "?" : res);
+        }
+        int want = bf_search(ops, n, 0, -1) ? LC_OK : LC_VIOLATION;
+        int got = check(text);
+        if (got != want) fprintf(stderr, "brute force says %d, lincheck %d on:\n%s", want, got, text);
+        assert_int_equal(got, want);
+        agree[want == LC_OK]++;
+    }
+    printf("# brute force and lincheck agree on 4000 histories (%d linearizable, %d not)\n", agree[1],
+           agree[0]);
+    assert_true(agree[0] > 500 && agree[1] > 500);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_empty_and_comments),
@@ -402,6 +523,7 @@ int main(void) {
         cmocka_unit_test(test_parse_errors),
         cmocka_unit_test(test_generated_large_ok),
         cmocka_unit_test(test_generated_corrupted_read),
+        cmocka_unit_test(test_agrees_with_brute_force),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
