@@ -15,7 +15,9 @@
 #     acknowledged write in it once, nothing in it that no op wrote;
 #   - the test can fail: copies of the history with one read made stale (it
 #     returns a value two completed writes before it replaced) and with one
-#     read of a value never written must be reported as violations (exit 1).
+#     read of a value never written must be reported as violations (exit 1);
+#     copies of the watch stream with a gap, a duplicate, and a second
+#     stream that differs at one revision must be rejected by watchcheck.py.
 #
 # Port: 26500 (peer 26550 when the target is etcd).
 set -euo pipefail
@@ -117,10 +119,11 @@ for i, g in reversed(ops):
     if mode == "unwritten":
         pick = (i, "never-written")
         break
+    # x: the last write done before the get began; w: the last one done
+    # before x began (the freshest value that is certainly stale)
     call = int(g[5])
-    writes = [f for _, f in ops if f[2] == g[2] and acked_write(f)]
-    xs = [x for x in writes if int(x[6]) < call]
-    for x in xs:
+    writes = sorted((f for _, f in ops if f[2] == g[2] and acked_write(f)), key=lambda f: int(f[6]))
+    for x in reversed([x for x in writes if int(x[6]) < call]):
         ws = [w for w in writes if int(w[6]) < int(x[5]) and w[3] != g[7]]
         if ws:
             pick = (i, ws[-1][3])
@@ -150,6 +153,27 @@ for mode in stale unwritten; do
     grep -q "^VIOLATION on key lc/k" "$E2E_TMP/lincheck.$mode" && pass "violation reported with its window ($mode)" ||
         fail "no VIOLATION line ($mode)"
 done
+
+# The watch checker can fail too: a copy without one event (a gap), one
+# with an event twice, and a second "member" whose stream differs at one
+# revision.
+W0=$(ls "$E2E_TMP"/watch.* | head -1)
+mkdir -p "$E2E_TMP/bad"
+awk 'NR == 100 { next } { print }' "$W0" >"$E2E_TMP/bad/gap"
+awk 'NR == 100 { print } { print }' "$W0" >"$E2E_TMP/bad/dup"
+awk 'NR == 100 { $4 = "other" } { print }' "$W0" >"$E2E_TMP/bad/differs"
+for bad in gap dup; do
+    if "$PY" "$E2E_DIR/watchcheck.py" --contiguous "$E2E_TMP/bad/$bad" >"$E2E_TMP/bad/$bad.out" 2>&1; then
+        fail "watchcheck accepted a stream with a $bad"
+    else
+        pass "watchcheck rejects a stream with a $bad: $(head -1 "$E2E_TMP/bad/$bad.out")"
+    fi
+done
+if "$PY" "$E2E_DIR/watchcheck.py" "$W0" "$E2E_TMP/bad/differs" >"$E2E_TMP/bad/differs.out" 2>&1; then
+    fail "watchcheck accepted two members with different events"
+else
+    pass "watchcheck rejects members that differ: $(head -1 "$E2E_TMP/bad/differs.out")"
+fi
 
 stop_server "$PID"
 finish
