@@ -440,7 +440,7 @@ static void bf_generate(bf_op_t *ops, int n, int real) {
         o->expect = (int)rnd(4) - 1;
         o->call = (int)rnd(12);
         o->ret = o->call + (int)rnd(6);
-        o->unknown = o->kind != 1 && rnd(4) == 0;
+        o->unknown = o->kind != 1 && rnd(3) == 0;
         o->result = o->kind == 1 ? (int)rnd(4) - 1 : o->kind == 2 ? (int)rnd(3) - 1 : (int)rnd(2);
     }
     if (!real) return;
@@ -476,7 +476,7 @@ static void test_agrees_with_brute_force(void **state) {
     int agree[2] = {0, 0};
     rng_state = 12345;
     for (int round = 0; round < 4000; round++) {
-        int n = 1 + (int)rnd(7);
+        int n = 1 + (int)rnd(8);
         bf_op_t ops[8];
         bf_generate(ops, n, round % 2);
         char text[1024];
