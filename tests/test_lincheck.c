@@ -332,6 +332,26 @@ static void test_generated_large_ok(void **state) {
     }
 }
 
+/* A key whose search hits its bound is UNKNOWN (exit code 2), not a hang;
+ * the other keys are still checked and a violation still wins. */
+static void test_search_limit_is_unknown(void **state) {
+    rng_state = 99;
+    char *text = generate(2000, 8, 1, 2, NULL);
+    lc_limits_t lim = {.max_steps = 100};
+    lc_summary_t sum;
+    assert_int_equal(check_lim(text, &lim, &sum), LC_UNKNOWN);
+    assert_int_equal(sum.n_keys_unknown, 1);
+    size_t len = strlen(text);
+    char *more = malloc(len + 64);
+    assert_non_null(more);
+    memcpy(more, text, len);
+    strcpy(more + len, "1 get other - - 0 10 never\n");
+    assert_int_equal(check_lim(more, &lim, &sum), LC_VIOLATION);
+    assert_string_equal(sum.bad_key, "other");
+    free(more);
+    free(text);
+}
+
 /* The same history with one read turned stale (it returns a value that two
  * completed writes before it replaced): a violation, in a small window. */
 static void test_generated_corrupted_read(void **state) {
@@ -522,6 +542,7 @@ int main(void) {
         cmocka_unit_test(test_bad_key_named),
         cmocka_unit_test(test_parse_errors),
         cmocka_unit_test(test_generated_large_ok),
+        cmocka_unit_test(test_search_limit_is_unknown),
         cmocka_unit_test(test_generated_corrupted_read),
         cmocka_unit_test(test_agrees_with_brute_force),
     };
