@@ -475,7 +475,7 @@ out:
     return known;
 }
 
-/* kop_order: ops sorted by call time, so class ranks follow invocation. */
+/* cmp_call: op indices by call time (then input order). */
 static int cmp_call(const void *a, const void *b, void *arg) {
     const lc_history_t *h = arg;
     const lc_op_t *x = &h->ops[*(const size_t *)a], *y = &h->ops[*(const size_t *)b];
@@ -504,83 +504,102 @@ typedef struct {
     int state;
 } frame_t;
 
+/* The search's state: linearized ops (bitmap, stack), the register's state. */
+typedef struct {
+    kop_t *ops;
+    int *cls_next; /* per class: how many members are linearized */
+    uint64_t *bits;
+    uint64_t hash; /* of bits: xor of the linearized ops' zob */
+    frame_t *stack;
+    size_t sp;
+    long done; /* linearized ops with a known outcome */
+    int state;
+    memo_t memo;
+} search_t;
+
+static void set_bit(uint64_t *bits, int i, bool on) {
+    if (on)
+        bits[i / 64] |= 1ull << (i % 64);
+    else
+        bits[i / 64] &= ~(1ull << (i % 64));
+}
+
+/* try_linearize: linearizes E's op now if the model accepts it and the
+ * result is new; 1 if done, 0 if not, negative on memo errors. */
+static int try_linearize(search_t *s, entry_t *e) {
+    kop_t *op = &s->ops[e->op];
+    int next;
+    if (op->cls >= 0 && s->cls_next[op->cls] != op->cls_rank) return 0;
+    if (!step(op, s->state, &next)) return 0;
+    if (op->unknown && next == s->state) return 0; /* it can as well go at the end */
+    set_bit(s->bits, e->op, true);
+    int added = memo_add(&s->memo, s->bits, next, mix((s->hash ^ op->zob) + (uint64_t)(int64_t)next));
+    if (added <= 0) {
+        set_bit(s->bits, e->op, false);
+        return added;
+    }
+    s->hash ^= op->zob;
+    s->stack[s->sp++] = (frame_t){e, s->state};
+    s->state = next;
+    lift(e);
+    s->done += !op->unknown;
+    if (op->cls >= 0) s->cls_next[op->cls]++;
+    return 1;
+}
+
+/* backtrack: undoes the last linearization; returns its call entry. */
+static entry_t *backtrack(search_t *s) {
+    frame_t f = s->stack[--s->sp];
+    kop_t *op = &s->ops[f.call->op];
+    set_bit(s->bits, f.call->op, false);
+    s->hash ^= op->zob;
+    s->state = f.state;
+    unlift(f.call);
+    s->done -= !op->unknown;
+    if (op->cls >= 0) s->cls_next[op->cls]--;
+    return f.call;
+}
+
 /* search: the DFS over linearization points (see the file header). */
 static int search(keycheck_t *k, kop_t *ops, long known, int *cls_next, entry_t *head) {
     size_t words = (k->n + 63) / 64;
-    uint64_t *bits = calloc(words ? words : 1, 8);
-    frame_t *stack = malloc((k->n ? k->n : 1) * sizeof(*stack));
-    memo_t memo = {.words = words, .max_bytes = k->max_cache_bytes};
-    int rc = bits && stack ? LC_VIOLATION : LC_ERR_NOMEM;
-    size_t sp = 0;
-    long done = 0;
-    int state = ST_ABSENT;
-    uint64_t hash = 0;
+    search_t s = {.ops = ops,
+                  .cls_next = cls_next,
+                  .bits = calloc(words ? words : 1, 8),
+                  .stack = malloc((k->n ? k->n : 1) * sizeof(frame_t)),
+                  .state = ST_ABSENT,
+                  .memo = {.words = words, .max_bytes = k->max_cache_bytes}};
+    int rc = !s.bits || !s.stack ? LC_ERR_NOMEM : known == 0 ? LC_OK : LC_VIOLATION;
     entry_t *e = head->next;
-    if (known == 0 && rc != LC_ERR_NOMEM) rc = LC_OK;
     while (rc == LC_VIOLATION) {
         if (++k->steps > k->max_steps || ((k->steps & 1023) == 0 && now_s() > k->deadline)) {
             rc = LC_UNKNOWN;
-            break;
-        }
-        if (!e->is_call) { /* its op is not linearized: backtrack */
-            if (sp >= k->depth) {
-                k->depth = sp;
+        } else if (!e->is_call) { /* its op is not linearized: backtrack */
+            if (s.sp >= k->depth) {
+                k->depth = s.sp;
                 k->blocked = k->idx[e->op];
             }
-            if (sp == 0) break;
-            frame_t f = stack[--sp];
-            kop_t *op = &ops[f.call->op];
-            bits[f.call->op / 64] &= ~(1ull << (f.call->op % 64));
-            hash ^= op->zob;
-            state = f.state;
-            unlift(f.call);
-            done -= !op->unknown;
-            if (op->cls >= 0) cls_next[op->cls]--;
-            e = f.call->next;
-            continue;
+            if (s.sp == 0) break;
+            e = backtrack(&s)->next;
+        } else {
+            int added = try_linearize(&s, e);
+            if (added < 0)
+                rc = added;
+            else if (added && s.done == known)
+                rc = LC_OK;
+            e = added ? head->next : e->next;
         }
-        kop_t *op = &ops[e->op];
-        int next;
-        /* an unknown op that would not change the state can as well go at the end */
-        if ((op->cls >= 0 && cls_next[op->cls] != op->cls_rank) || !step(op, state, &next) ||
-            (op->unknown && next == state)) {
-            e = e->next;
-            continue;
-        }
-        bits[e->op / 64] |= 1ull << (e->op % 64);
-        int added = memo_add(&memo, bits, next, mix((hash ^ op->zob) + (uint64_t)(int64_t)next));
-        if (added <= 0) {
-            bits[e->op / 64] &= ~(1ull << (e->op % 64));
-            if (added < 0) rc = added;
-            e = e->next;
-            continue;
-        }
-        hash ^= op->zob;
-        stack[sp++] = (frame_t){e, state};
-        state = next;
-        lift(e);
-        done += !op->unknown;
-        if (op->cls >= 0) cls_next[op->cls]++;
-        if (done == known) rc = LC_OK;
-        e = head->next;
     }
-    free(bits);
-    free(stack);
-    memo_free(&memo);
+    free(s.bits);
+    free(s.stack);
+    memo_free(&s.memo);
     return rc;
 }
 
-/* check_key: LC_OK, LC_VIOLATION, LC_UNKNOWN or LC_ERR_NOMEM. K->idx must
- * be sorted by call time. Unknown gets are ignored (no effect). */
-static int check_key(keycheck_t *k) {
-    kop_t *ops = calloc(k->n ? k->n : 1, sizeof(*ops));
-    entry_t *ent = calloc(2 * k->n + 1, sizeof(*ent));
-    int ncls = 0, rc = LC_ERR_NOMEM;
-    if (!ops || !ent) goto out;
-    long known = build_ops(k, ops, &ncls);
-    if (known < 0) goto out;
-    int *cls_next = calloc((size_t)ncls, sizeof(int));
-    if (!cls_next) goto out;
+/* build_list: the call and return entries of the key's ops (unknown gets
+ * left out: no effect) in ENT[1..], sorted by time and doubly linked after
+ * the sentinel ENT[0], each call matched with its return. */
+static int build_list(const keycheck_t *k, entry_t *ent) {
     entry_t *list = ent + 1;
     size_t ne = 0;
     for (size_t i = 0; i < k->n; i++) {
@@ -591,30 +610,36 @@ static int check_key(keycheck_t *k) {
     }
     qsort(list, ne, sizeof(*list), cmp_entry);
     entry_t **call_of = calloc(k->n ? k->n : 1, sizeof(*call_of));
-    if (!call_of) {
-        free(cls_next);
-        goto out;
-    }
-    entry_t *head = ent; /* sentinel */
-    head->prev = NULL;
-    entry_t *prev = head;
+    if (!call_of) return LC_ERR_NOMEM;
+    entry_t *prev = ent;
+    ent->prev = NULL;
     for (size_t i = 0; i < ne; i++) {
         entry_t *e = &list[i];
         e->prev = prev;
         prev->next = e;
         prev = e;
-        if (e->is_call)
+        if (e->is_call) {
             call_of[e->op] = e;
-        else {
+        } else {
             call_of[e->op]->match = e;
             e->match = call_of[e->op];
         }
     }
     prev->next = NULL;
     free(call_of);
-    rc = search(k, ops, known, cls_next, head);
+    return 0;
+}
+
+/* check_key: LC_OK, LC_VIOLATION, LC_UNKNOWN or LC_ERR_NOMEM. K->idx must
+ * be sorted by call time (class ranks follow invocation order). */
+static int check_key(keycheck_t *k) {
+    kop_t *ops = calloc(k->n ? k->n : 1, sizeof(*ops));
+    entry_t *ent = calloc(2 * k->n + 1, sizeof(*ent));
+    int *cls_next = NULL, ncls = 0, rc = LC_ERR_NOMEM;
+    long known = ops && ent ? build_ops(k, ops, &ncls) : LC_ERR_NOMEM;
+    if (known >= 0) cls_next = calloc((size_t)ncls, sizeof(int));
+    if (cls_next && build_list(k, ent) == 0) rc = search(k, ops, known, cls_next, ent);
     free(cls_next);
-out:
     free(ops);
     free(ent);
     return rc;
