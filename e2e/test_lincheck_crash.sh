@@ -12,12 +12,14 @@
 #   - e2e/watchcheck.py on the recorded watch stream (prefix lc/ from
 #     revision 1, resumed by clientv3 across restarts): complete to the head
 #     revision, ordered, no duplicates, revisions exactly 2..head, every
-#     acknowledged write in it once, nothing in it that no op wrote;
+#     acknowledged write in it once, nothing in it that no op wrote, and the
+#     writes' revisions in real-time order;
 #   - the test can fail: copies of the history with one read made stale (it
 #     returns a value two completed writes before it replaced) and with one
 #     read of a value never written must be reported as violations (exit 1);
-#     copies of the watch stream with a gap, a duplicate, and a second
-#     stream that differs at one revision must be rejected by watchcheck.py.
+#     copies of the watch stream with a gap, a duplicate, a second stream
+#     that differs at one revision, and two PUTs' values swapped must be
+#     rejected by watchcheck.py.
 #
 # Port: 26500 (peer 26550 when the target is etcd).
 set -euo pipefail
@@ -155,13 +157,18 @@ for mode in stale unwritten; do
 done
 
 # The watch checker can fail too: a copy without one event (a gap), one
-# with an event twice, and a second "member" whose stream differs at one
-# revision.
+# with an event twice, a second "member" whose stream differs at one
+# revision, and one where two PUT events far apart swapped values (the
+# revision order then contradicts the acknowledgements' real-time order).
 W0=$(ls "$E2E_TMP"/watch.* | head -1)
 mkdir -p "$E2E_TMP/bad"
 awk 'NR == 100 { next } { print }' "$W0" >"$E2E_TMP/bad/gap"
 awk 'NR == 100 { print } { print }' "$W0" >"$E2E_TMP/bad/dup"
 awk 'NR == 100 { $4 = "other" } { print }' "$W0" >"$E2E_TMP/bad/differs"
+awk '$3 == "PUT" { n++; if (n == 100) a = NR; if (n == 5000) b = NR } { l[NR] = $0 }
+     END { split(l[a], x, " "); split(l[b], y, " "); t = x[4]; x[4] = y[4]; y[4] = t
+           l[a] = x[1] " " x[2] " " x[3] " " x[4]; l[b] = y[1] " " y[2] " " y[3] " " y[4]
+           for (i = 1; i <= NR; i++) print l[i] }' "$W0" >"$E2E_TMP/bad/swapped"
 for bad in gap dup; do
     if "$PY" "$E2E_DIR/watchcheck.py" --contiguous "$E2E_TMP/bad/$bad" >"$E2E_TMP/bad/$bad.out" 2>&1; then
         fail "watchcheck accepted a stream with a $bad"
@@ -173,6 +180,11 @@ if "$PY" "$E2E_DIR/watchcheck.py" "$W0" "$E2E_TMP/bad/differs" >"$E2E_TMP/bad/di
     fail "watchcheck accepted two members with different events"
 else
     pass "watchcheck rejects members that differ: $(head -1 "$E2E_TMP/bad/differs.out")"
+fi
+if "$PY" "$E2E_DIR/watchcheck.py" --history "$HIST" "$E2E_TMP/bad/swapped" >"$E2E_TMP/bad/swapped.out" 2>&1; then
+    fail "watchcheck accepted revisions against real time"
+else
+    pass "watchcheck rejects revisions against real time: $(head -1 "$E2E_TMP/bad/swapped.out")"
 fi
 
 stop_server "$PID"

@@ -13,7 +13,10 @@ end), against the watch guarantees (used by test_lincheck_crash.sh):
   - --history FILE: every acknowledged put and successful cas value appears
     as exactly one PUT event, every PUT event's value was written by a
     recorded operation (known or unknown outcome), and each key has at least
-    as many DELETE events as acknowledged deletes of 1 key.
+    as many DELETE events as acknowledged deletes of 1 key; and the
+    revisions of acknowledged writes (found by value in the stream) respect
+    real time across all keys: a write that returned before another was
+    invoked has the lower revision.
 
 Usage: watchcheck.py [--contiguous] [--history FILE] WATCHFILE...
 Prints "watch OK: ..." and exits 0, or the problems and exits 1.
@@ -38,8 +41,9 @@ def read_stream(path):
 
 
 def read_history(path):
-    """-> (acknowledged written values, all written values, acked deletes per key)"""
-    acked, written, dels = set(), set(), collections.Counter()
+    """-> (acknowledged written values -> (call, ret), all written values,
+    acked deletes per key)"""
+    acked, written, dels = {}, set(), collections.Counter()
     with open(path) as f:
         for line in f:
             if not line.strip() or line.startswith("#"):
@@ -48,10 +52,25 @@ def read_history(path):
             if op in ("put", "cas"):
                 written.add(val)
                 if ret != "unknown" and res in ("ok", "true"):
-                    acked.add(val)
+                    acked[val] = (int(line.split()[5]), int(ret))
             elif op == "del" and ret != "unknown" and res == "1":
                 dels[key] += 1
     return acked, written, dels
+
+
+def check_real_time(name, acked, rev_of, problems):
+    """A write acknowledged before another began must have a lower revision."""
+    writes = [(c, r, rev_of[v], v) for v, (c, r) in acked.items() if v in rev_of]
+    by_ret = sorted(writes, key=lambda w: w[1])
+    i, best = 0, None  # best: the highest-revision write returned so far
+    for call, _, rev, val in sorted(writes):
+        while i < len(by_ret) and by_ret[i][1] < call:
+            if best is None or by_ret[i][2] > best[2]:
+                best = by_ret[i]
+            i += 1
+        if best is not None and best[2] >= rev:
+            problems.append("%s: %s (revision %d) was acknowledged before %s began, which got revision %d" %
+                            (name, best[3], best[2], val, rev))
 
 
 def check_stream(name, events, head, problems):
@@ -124,6 +143,7 @@ def main(argv):
             for v, n in puts.items():
                 if n > 1 and v not in acked:
                     problems.append("%s: value %s written %d times" % (p, v, n))
+            check_real_time(p, acked, {v: r for r, _, t, v in events if t == "PUT"}, problems)
             deleted = collections.Counter(k for _, k, t, _ in events if t == "DELETE")
             for k, n in dels.items():
                 if deleted[k] < n:
