@@ -9,8 +9,9 @@
 // comma-separated ENDPOINTS (round-robin), do random linearizable gets,
 // puts, deletes and compare-and-set txns ("if value(k) == last value this
 // worker saw then put k v", or "if k absent") on KEYS keys lc/k0.. with
-// unique values, for SECONDS or until STOP_FILE exists. Every operation is logged with its invocation
-// and completion time (one monotonic clock, ns since start). A failed get is
+// unique values, for SECONDS or until STOP_FILE exists. Every operation is
+// logged with its invocation and completion time (one monotonic clock, ns
+// since start). A failed get is
 // dropped (it had no effect). A failed write is logged with outcome
 // "unknown" unless its error certainly comes before the proposal (etcd's
 // "too many requests", "request is too large", "key is not provided"); it
