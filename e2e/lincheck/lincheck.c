@@ -37,7 +37,7 @@
  * nanosecond: ties count as concurrent). The search walks the list: at a
  * call entry it tries to linearize that operation now (the register model
  * accepts it in the current state with its recorded result); if it does and
- * the pair (set of linearized operations as a bitmap, new state) has not
+ * the pair (set of linearized operations, new state; the set as a 128-bit fingerprint) has not
  * been seen before, the operation's call and return entries are lifted out
  * of the list, pushed on a stack, and the walk restarts at the head. At a
  * return entry the operation it belongs to should have been linearized
@@ -56,7 +56,8 @@
  * of unobserved values) are interchangeable, so they are linearized in
  * invocation order only (a class counter says which member is next); (3)
  * an unknown operation that would leave the state as it is is not
- * linearized there (it can as well go at the end).
+ * linearized there, nor one right before a blind write (a known put or
+ * unconstrained delete): either way it can as well go at the end.
  *
  * Each key's search is bounded by steps, wall time and memo memory; a key
  * that hits a bound is "unknown" (exit code 2), never a hang. A violation is
@@ -75,7 +76,9 @@
 
 enum { KIND_PUT, KIND_GET, KIND_DEL, KIND_CAS };
 enum { ST_ABSENT = -1, ST_UNOBS = -2 };
-enum { RES_ANY = -1 }; /* del with "ok": count unconstrained */
+enum { RES_ANY = -1 };                         /* del with "ok": count unconstrained */
+enum { MEMO_FULL = -100 };                     /* the memo reached max_cache_bytes */
+enum { TL_NO = 0, TL_ADDED = 1, TL_SEEN = 2 }; /* try_linearize results */
 
 typedef struct {
     long client;
@@ -303,9 +306,10 @@ typedef struct {
     int expect; /* cas */
     int result;
     bool unknown;
-    int cls;      /* interchangeable-class of an unknown op, or -1 */
-    int cls_rank; /* position within its class (invocation order) */
-    uint64_t zob; /* random bits for the bitmap's hash */
+    int64_t call;        /* invocation time */
+    int cls;             /* interchangeable-class of an unknown op, or -1 */
+    int cls_rank;        /* position within its class (invocation order) */
+    uint64_t zob1, zob2; /* random bits for the set's fingerprint */
 } kop_t;
 
 /* step: can OP be linearized in STATE? Sets *NEXT to the state after it. */
@@ -332,26 +336,39 @@ typedef struct entry {
     int64_t time;
 } entry_t;
 
-/* The memo: (bitmap of linearized ops, state) pairs seen, open addressing
- * over an arena of records [hash, state, bitmap words...]. */
+/* The memo: the (set of linearized ops, state) pairs seen, the set as a
+ * 128-bit Zobrist fingerprint (the xor of two random words per op), in an
+ * open-addressing table. Two sets share a fingerprint with probability
+ * 2^-128 per pair, so even 2^30 entries risk a wrong "seen" below 2^-68;
+ * storing the fingerprint instead of a bitmap keeps a 10,000-op key's entry
+ * at 24 bytes instead of 1.3 kB. */
 typedef struct {
-    uint64_t *arena;
-    size_t used, cap; /* words */
-    size_t *slot;     /* arena offset + 1, 0 empty */
+    uint64_t h1, h2;
+    int32_t state;
+    int32_t used;
+} memo_entry_t;
+
+typedef struct {
+    memo_entry_t *slot;
     size_t nslot, count;
-    size_t words; /* bitmap words */
     size_t max_bytes;
 } memo_t;
 
+static size_t memo_index(uint64_t h1, int state, size_t nslot) {
+    return (size_t)((h1 ^ ((uint64_t)(uint32_t)state * 0x9e3779b97f4a7c15ull)) & (nslot - 1));
+}
+
 static int memo_rehash(memo_t *m) {
-    size_t nslot = m->nslot ? m->nslot * 2 : 1024;
-    size_t *slot = calloc(nslot, sizeof(*slot));
+    size_t nslot = m->nslot ? m->nslot * 2 : 4096;
+    if (nslot * sizeof(memo_entry_t) > m->max_bytes) return MEMO_FULL;
+    memo_entry_t *slot = calloc(nslot, sizeof(*slot));
     if (!slot) return LC_ERR_NOMEM;
-    size_t rec = m->words + 2;
-    for (size_t off = 0; off < m->used; off += rec) {
-        size_t i = m->arena[off] & (nslot - 1);
-        while (slot[i]) i = (i + 1) & (nslot - 1);
-        slot[i] = off + 1;
+    for (size_t i = 0; i < m->nslot; i++) {
+        const memo_entry_t *e = &m->slot[i];
+        if (!e->used) continue;
+        size_t j = memo_index(e->h1, e->state, nslot);
+        while (slot[j].used) j = (j + 1) & (nslot - 1);
+        slot[j] = *e;
     }
     free(m->slot);
     m->slot = slot;
@@ -359,38 +376,22 @@ static int memo_rehash(memo_t *m) {
     return 0;
 }
 
-/* memo_add: 1 if (BITS, STATE) was new (now stored), 0 if seen, LC_ERR_NOMEM
- * or LC_UNKNOWN (memory bound) otherwise. */
-static int memo_add(memo_t *m, const uint64_t *bits, int state, uint64_t hash) {
-    size_t rec = m->words + 2;
-    if ((m->count + 1) * 2 > m->nslot && memo_rehash(m) < 0) return LC_ERR_NOMEM;
-    size_t i = hash & (m->nslot - 1);
-    for (; m->slot[i]; i = (i + 1) & (m->nslot - 1)) {
-        const uint64_t *r = m->arena + m->slot[i] - 1;
-        if (r[0] == hash && (int64_t)r[1] == state && memcmp(r + 2, bits, m->words * 8) == 0) return 0;
+/* memo_add: 1 if (H1:H2, STATE) was new (now stored), 0 if seen,
+ * LC_ERR_NOMEM or MEMO_FULL otherwise. */
+static int memo_add(memo_t *m, uint64_t h1, uint64_t h2, int state) {
+    if ((m->count + 1) * 2 > m->nslot) {
+        int rc = memo_rehash(m);
+        if (rc < 0) return rc;
     }
-    if (m->used + rec > m->cap) {
-        size_t cap = m->cap ? m->cap * 2 : rec * 1024;
-        if ((cap + m->nslot) * 8 > m->max_bytes) return LC_UNKNOWN;
-        uint64_t *arena = realloc(m->arena, cap * 8);
-        if (!arena) return LC_ERR_NOMEM;
-        m->arena = arena;
-        m->cap = cap;
-    }
-    uint64_t *r = m->arena + m->used;
-    r[0] = hash;
-    r[1] = (uint64_t)(int64_t)state;
-    memcpy(r + 2, bits, m->words * 8);
-    m->slot[i] = m->used + 1;
-    m->used += rec;
+    size_t i = memo_index(h1, state, m->nslot);
+    for (; m->slot[i].used; i = (i + 1) & (m->nslot - 1))
+        if (m->slot[i].h1 == h1 && m->slot[i].h2 == h2 && m->slot[i].state == state) return 0;
+    m->slot[i] = (memo_entry_t){h1, h2, state, 1};
     m->count++;
     return 1;
 }
 
-static void memo_free(memo_t *m) {
-    free(m->arena);
-    free(m->slot);
-}
+static void memo_free(memo_t *m) { free(m->slot); }
 
 static uint64_t mix(uint64_t x) {
     x ^= x >> 33;
@@ -428,15 +429,17 @@ static int cmp_entry(const void *a, const void *b) {
 
 /* build_ops: the key's ops mapped to model states (a value no known get
  * returns and no cas compares with becomes ST_UNOBS); unknown ops of equal
- * effect share a class (0: puts, 1: deletes, 2 + n: cas ops with one
- * EXPECT). Returns the number of ops with a known outcome, or LC_ERR_NOMEM. */
+ * effect on that state share a class (the puts, the deletes, the cas ops
+ * with one EXPECT), numbered in the order of their first member's call.
+ * Returns the number of ops with a known outcome, or LC_ERR_NOMEM. */
 static long build_ops(const keycheck_t *k, kop_t *ops, int *ncls) {
     size_t nval = k->h->values.n;
     long known = 0;
-    char *seen = calloc(nval + 1, 1);
-    int *cls_of_expect = calloc(nval + 2, sizeof(int)), *cls_count = calloc(nval + 3, sizeof(int));
-    int next_cls = 1;
-    if (!seen || !cls_of_expect || !cls_count) {
+    char *seen = calloc(
+        nval + 1, 1); /* class of an effect + 1 (0: none yet): [0] puts, [1] deletes, [2 + expect + 1] cas */
+    int *cls_of = calloc(nval + 3, sizeof(int)), *cls_count = calloc(nval + 3, sizeof(int));
+    int next_cls = 0;
+    if (!seen || !cls_of || !cls_count) {
         known = LC_ERR_NOMEM;
         goto out;
     }
@@ -454,23 +457,21 @@ static long build_ops(const keycheck_t *k, kop_t *ops, int *ncls) {
                      .expect = o->expect,
                      .result = o->result,
                      .unknown = o->unknown,
+                     .call = o->call,
                      .cls = -1,
-                     .zob = mix(rng += 0x9e3779b97f4a7c15ull)};
+                     .zob1 = mix(rng += 0x9e3779b97f4a7c15ull),
+                     .zob2 = mix(rng += 0x9e3779b97f4a7c15ull)};
         known += !o->unknown;
         if (!o->unknown || p->value >= 0) continue; /* unique effect */
-        if (o->kind == KIND_PUT || o->kind == KIND_DEL)
-            p->cls = o->kind == KIND_PUT ? 0 : 1;
-        else if (o->kind == KIND_CAS) {
-            int *c = &cls_of_expect[o->expect + 1];
-            if (!*c) *c = ++next_cls;
-            p->cls = *c;
-        }
-        if (p->cls >= 0) p->cls_rank = cls_count[p->cls]++;
+        int *c = &cls_of[o->kind == KIND_PUT ? 0 : o->kind == KIND_DEL ? 1 : 2 + o->expect + 1];
+        if (!*c) *c = ++next_cls;
+        p->cls = *c - 1;
+        p->cls_rank = cls_count[p->cls]++;
     }
-    *ncls = next_cls + 1;
+    *ncls = next_cls;
 out:
     free(seen);
-    free(cls_of_expect);
+    free(cls_of);
     free(cls_count);
     return known;
 }
@@ -500,16 +501,20 @@ static void unlift(entry_t *e) {
 }
 
 typedef struct {
-    entry_t *call;
-    int state;
+    entry_t *call; /* NULL for a class member (not in the list) */
+    int op;
+    int state;   /* before the op */
+    bool forced; /* a pure observation: no other choice was needed here */
 } frame_t;
 
-/* The search's state: linearized ops (bitmap, stack), the register's state. */
+/* The search's state: linearized ops (fingerprint, stack), the register's state. */
 typedef struct {
     kop_t *ops;
-    int *cls_next; /* per class: how many members are linearized */
-    uint64_t *bits;
-    uint64_t hash; /* of bits: xor of the linearized ops' zob */
+    int ncls;
+    int *cls_next;                      /* per class: how many members are linearized */
+    const int *cls_start, *cls_members; /* class c: cls_members[cls_start[c]..cls_start[c + 1]) */
+    int *cls_after, *cls_before;        /* classes with members left, linked in id order; end: ncls */
+    uint64_t h1, h2;                    /* fingerprint of the linearized set: xor of their zob1, zob2 */
     frame_t *stack;
     size_t sp;
     long done; /* linearized ops with a known outcome */
@@ -517,94 +522,169 @@ typedef struct {
     memo_t memo;
 } search_t;
 
-static void set_bit(uint64_t *bits, int i, bool on) {
-    if (on)
-        bits[i / 64] |= 1ull << (i % 64);
-    else
-        bits[i / 64] &= ~(1ull << (i % 64));
+/* blind: a known op whose result and effect do not depend on the state. */
+static bool blind(const kop_t *op) {
+    return !op->unknown && (op->kind == KIND_PUT || (op->kind == KIND_DEL && op->result == RES_ANY));
 }
 
-/* try_linearize: linearizes E's op now if the model accepts it and the
- * result is new; 1 if done, 0 if not, negative on memo errors. */
-static int try_linearize(search_t *s, entry_t *e) {
-    kop_t *op = &s->ops[e->op];
+/* class_unlink, class_relink: take class C out of the list of classes with
+ * members left, and put it back (in reverse order: dancing links). */
+static void class_unlink(search_t *s, int c) {
+    s->cls_after[s->cls_before[c]] = s->cls_after[c];
+    s->cls_before[s->cls_after[c]] = s->cls_before[c];
+}
+
+static void class_relink(search_t *s, int c) {
+    s->cls_after[s->cls_before[c]] = c;
+    s->cls_before[s->cls_after[c]] = c;
+}
+
+/* pure: a known op whose recorded result means it changes no state,
+ * wherever it is linearized: a get, a failed cas, a cas writing the value
+ * it compared with, a delete of nothing. (A blind put or an unconstrained
+ * delete is not: it changes the state elsewhere.) */
+static bool pure(const kop_t *op) {
+    if (op->unknown) return false;
+    switch (op->kind) {
+    case KIND_GET: return true;
+    case KIND_DEL: return op->result == 0;
+    case KIND_CAS: return op->result == 0 || op->value == op->expect;
+    default: return false;
+    }
+}
+
+/* try_linearize: linearizes op OP_INDEX (call entry E, NULL for a class
+ * member) now if the model accepts it and the result is new: TL_ADDED;
+ * TL_SEEN if the result was seen before, TL_NO if not possible, negative on
+ * memo errors. */
+static int try_linearize(search_t *s, entry_t *e, int op_index) {
+    kop_t *op = &s->ops[op_index];
     int next;
-    if (op->cls >= 0 && s->cls_next[op->cls] != op->cls_rank) return 0;
     if (!step(op, s->state, &next)) return 0;
     if (op->unknown && next == s->state) return 0; /* it can as well go at the end */
-    set_bit(s->bits, e->op, true);
-    int added = memo_add(&s->memo, s->bits, next, mix((s->hash ^ op->zob) + (uint64_t)(int64_t)next));
-    if (added <= 0) {
-        set_bit(s->bits, e->op, false);
-        return added;
-    }
-    s->hash ^= op->zob;
-    s->stack[s->sp++] = (frame_t){e, s->state};
+    /* a blind write right after an unknown op: that op can as well go at the end */
+    if (blind(op) && s->sp > 0 && s->ops[s->stack[s->sp - 1].op].unknown) return 0;
+    int added = memo_add(&s->memo, s->h1 ^ op->zob1, s->h2 ^ op->zob2, next);
+    if (added <= 0) return added == 0 ? TL_SEEN : added;
+    s->h1 ^= op->zob1;
+    s->h2 ^= op->zob2;
+    s->stack[s->sp++] = (frame_t){e, op_index, s->state, pure(op)};
     s->state = next;
-    lift(e);
+    if (e) lift(e);
     s->done += !op->unknown;
-    if (op->cls >= 0) s->cls_next[op->cls]++;
-    return 1;
+    if (op->cls >= 0 && ++s->cls_next[op->cls] == s->cls_start[op->cls + 1] - s->cls_start[op->cls])
+        class_unlink(s, op->cls); /* exhausted */
+    return TL_ADDED;
 }
 
-/* backtrack: undoes the last linearization; returns its call entry. */
-static entry_t *backtrack(search_t *s) {
+/* backtrack: undoes the last linearization; returns its frame. */
+static frame_t backtrack(search_t *s) {
     frame_t f = s->stack[--s->sp];
-    kop_t *op = &s->ops[f.call->op];
-    set_bit(s->bits, f.call->op, false);
-    s->hash ^= op->zob;
+    kop_t *op = &s->ops[f.op];
+    s->h1 ^= op->zob1;
+    s->h2 ^= op->zob2;
     s->state = f.state;
-    unlift(f.call);
+    if (f.call) unlift(f.call);
     s->done -= !op->unknown;
-    if (op->cls >= 0) s->cls_next[op->cls]--;
-    return f.call;
+    if (op->cls >= 0 && s->cls_next[op->cls]-- == s->cls_start[op->cls + 1] - s->cls_start[op->cls])
+        class_relink(s, op->cls);
+    return f;
 }
 
-/* search: the DFS over linearization points (see the file header). */
-static int search(keycheck_t *k, kop_t *ops, long known, int *cls_next, entry_t *head) {
-    size_t words = (k->n + 63) / 64;
-    search_t s = {.ops = ops,
-                  .cls_next = cls_next,
-                  .bits = calloc(words ? words : 1, 8),
-                  .stack = malloc((k->n ? k->n : 1) * sizeof(frame_t)),
-                  .state = ST_ABSENT,
-                  .memo = {.words = words, .max_bytes = k->max_cache_bytes}};
-    int rc = !s.bits || !s.stack ? LC_ERR_NOMEM : known == 0 ? LC_OK : LC_VIOLATION;
-    entry_t *e = head->next;
+/* class_candidate: class C's next member if it is invoked by FRONTIER (the
+ * earliest pending return), else -1. */
+static int class_candidate(const search_t *s, int c, int64_t frontier) {
+    int i = s->cls_start[c] + s->cls_next[c];
+    if (i >= s->cls_start[c + 1]) return -1;
+    int op = s->cls_members[i];
+    return s->ops[op].call <= frontier ? op : -1;
+}
+
+/* frontier: the time of the first return entry (the list holds one while
+ * any known op is unlinearized). */
+static int64_t frontier(const entry_t *head) {
+    const entry_t *e = head->next;
+    while (e->is_call) e = e->next;
+    return e->time;
+}
+
+/* retreat: backtracks to the last point with choices left; false if none.
+ * A pure op (see pure()) the model accepts now may as well go first: moved
+ * before the ops a linearization puts ahead of it, it changes nothing for
+ * them, and real time allows it (it is invoked before every pending
+ * return). So if that failed, its point failed too. */
+static bool retreat(search_t *s, entry_t *head, entry_t **e, int *cls, int64_t *front) {
+    frame_t f;
+    do {
+        if (s->sp == 0) return false;
+        f = backtrack(s);
+    } while (f.forced);
+    *e = f.call ? f.call->next : NULL;
+    if (!f.call) {
+        *cls = s->cls_after[s->ops[f.op].cls];
+        *front = frontier(head);
+    }
+    return true;
+}
+
+/* search: the DFS over linearization points (see the file header). At each
+ * point the next member of each class with members left and invoked by the
+ * frontier is tried first (CLS: the next class to try; classes are in the
+ * order of their first member's call, so the walk stops at the first one
+ * invoked later), then the list's call entries before the first return
+ * (E; NULL while classes are tried). */
+static int search(keycheck_t *k, search_t *s, long known, entry_t *head) {
+    int rc = known == 0 ? LC_OK : LC_VIOLATION, cls = s->cls_after[s->ncls];
+    entry_t *e = NULL;
+    int64_t front = rc == LC_OK ? 0 : frontier(head);
     while (rc == LC_VIOLATION) {
+        int added = TL_NO;
+        bool dead = false;
         if (++k->steps > k->max_steps || ((k->steps & 1023) == 0 && now_s() > k->deadline)) {
             rc = LC_UNKNOWN;
-        } else if (!e->is_call) { /* its op is not linearized: backtrack */
-            if (s.sp >= k->depth) {
-                k->depth = s.sp;
+            break;
+        } else if (!e && (cls == s->ncls || s->ops[s->cls_members[s->cls_start[cls]]].call > front)) {
+            e = head->next;
+            continue;
+        } else if (!e) {
+            int op = class_candidate(s, cls, front);
+            cls = s->cls_after[cls];
+            if (op >= 0) added = try_linearize(s, NULL, op);
+        } else if (!e->is_call) { /* its op is not linearized: a dead end */
+            if (s->sp >= k->depth) {
+                k->depth = s->sp;
                 k->blocked = k->idx[e->op];
             }
-            if (s.sp == 0) break;
-            e = backtrack(&s)->next;
+            dead = true;
         } else {
-            int added = try_linearize(&s, e);
-            if (added < 0)
-                rc = added;
-            else if (added && s.done == known)
-                rc = LC_OK;
-            e = added ? head->next : e->next;
+            added = try_linearize(s, e, e->op);
+            /* a pure op's result seen before: this point was a dead end */
+            dead = added == TL_SEEN && pure(&s->ops[e->op]);
+            if (added != TL_ADDED) e = e->next;
+        }
+        if (dead && !retreat(s, head, &e, &cls, &front)) break;
+        if (added < 0) {
+            rc = added == MEMO_FULL ? LC_UNKNOWN : added;
+        } else if (added == TL_ADDED && s->done == known) {
+            rc = LC_OK;
+        } else if (added == TL_ADDED) { /* a new point: start over */
+            e = NULL;
+            cls = s->cls_after[s->ncls];
+            front = frontier(head);
         }
     }
-    free(s.bits);
-    free(s.stack);
-    memo_free(&s.memo);
     return rc;
 }
 
 /* build_list: the call and return entries of the key's ops (unknown gets
- * left out: no effect) in ENT[1..], sorted by time and doubly linked after
+ * and class members left out) in ENT[1..], sorted by time and doubly linked after
  * the sentinel ENT[0], each call matched with its return. */
-static int build_list(const keycheck_t *k, entry_t *ent) {
+static int build_list(const keycheck_t *k, const kop_t *ops, entry_t *ent) {
     entry_t *list = ent + 1;
     size_t ne = 0;
     for (size_t i = 0; i < k->n; i++) {
         const lc_op_t *o = &k->h->ops[k->idx[i]];
-        if (o->kind == KIND_GET && o->unknown) continue;
+        if ((o->kind == KIND_GET && o->unknown) || ops[i].cls >= 0) continue; /* no effect; a class member */
         list[ne++] = (entry_t){.op = (int)i, .is_call = true, .time = o->call};
         list[ne++] = (entry_t){.op = (int)i, .is_call = false, .time = o->ret};
     }
@@ -630,16 +710,53 @@ static int build_list(const keycheck_t *k, entry_t *ent) {
     return 0;
 }
 
+/* build_classes: the members of each class in rank (invocation) order. */
+static int build_classes(const kop_t *ops, size_t n, int ncls, int **start, int **members) {
+    *start = calloc((size_t)ncls + 1, sizeof(int));
+    *members = malloc((n ? n : 1) * sizeof(int));
+    if (!*start || !*members) return LC_ERR_NOMEM;
+    for (size_t i = 0; i < n; i++)
+        if (ops[i].cls >= 0) (*start)[ops[i].cls + 1]++;
+    for (int c = 0; c < ncls; c++) (*start)[c + 1] += (*start)[c];
+    for (size_t i = 0; i < n; i++)
+        if (ops[i].cls >= 0) (*members)[(*start)[ops[i].cls] + ops[i].cls_rank] = (int)i;
+    return 0;
+}
+
 /* check_key: LC_OK, LC_VIOLATION, LC_UNKNOWN or LC_ERR_NOMEM. K->idx must
  * be sorted by call time (class ranks follow invocation order). */
 static int check_key(keycheck_t *k) {
     kop_t *ops = calloc(k->n ? k->n : 1, sizeof(*ops));
     entry_t *ent = calloc(2 * k->n + 1, sizeof(*ent));
-    int *cls_next = NULL, ncls = 0, rc = LC_ERR_NOMEM;
-    long known = ops && ent ? build_ops(k, ops, &ncls) : LC_ERR_NOMEM;
-    if (known >= 0) cls_next = calloc((size_t)ncls, sizeof(int));
-    if (cls_next && build_list(k, ent) == 0) rc = search(k, ops, known, cls_next, ent);
-    free(cls_next);
+    int *start = NULL, *members = NULL, ncls = 0, rc = LC_ERR_NOMEM;
+    search_t s = {.ops = ops,
+                  .stack = malloc((k->n ? k->n : 1) * sizeof(frame_t)),
+                  .state = ST_ABSENT,
+                  .memo = {.max_bytes = k->max_cache_bytes}};
+    long known = ops && ent && s.stack ? build_ops(k, ops, &ncls) : LC_ERR_NOMEM;
+    if (known >= 0) {
+        s.cls_next = calloc((size_t)ncls, sizeof(int));
+        s.cls_after = malloc(((size_t)ncls + 1) * sizeof(int));
+        s.cls_before = malloc(((size_t)ncls + 1) * sizeof(int));
+    }
+    if (s.cls_next && s.cls_after && s.cls_before && build_classes(ops, k->n, ncls, &start, &members) == 0 &&
+        build_list(k, ops, ent) == 0) {
+        s.ncls = ncls;
+        s.cls_start = start;
+        s.cls_members = members;
+        for (int c = 0; c <= ncls; c++) { /* a ring through the sentinel ncls */
+            s.cls_after[c] = c == ncls ? 0 : c + 1;
+            s.cls_before[c] = c == 0 ? ncls : c - 1;
+        }
+        rc = search(k, &s, known, ent);
+    }
+    memo_free(&s.memo);
+    free(s.stack);
+    free(s.cls_next);
+    free(s.cls_after);
+    free(s.cls_before);
+    free(start);
+    free(members);
     free(ops);
     free(ent);
     return rc;
@@ -825,8 +942,11 @@ int lc_check(const lc_history_t *h, const lc_limits_t *limits, FILE *report, lc_
         } else if (rc == LC_UNKNOWN) {
             s.n_keys_unknown++;
             if (report)
-                fprintf(report, "UNKNOWN on key %s: search limit hit after %llu steps (%zu ops)\n", key,
-                        (unsigned long long)k.steps, k.n);
+                fprintf(
+                    report,
+                    "UNKNOWN on key %s: search limit hit after %llu steps (%zu ops; deepest %zu linearized, "
+                    "then the op of line %zu)\n",
+                    key, (unsigned long long)k.steps, k.n, k.depth, h->ops[k.blocked].line);
             if (verdict == LC_OK) verdict = LC_UNKNOWN;
         }
         start = end;
