@@ -36,28 +36,34 @@
  * return entries sorted by time (a call before a return at the same
  * nanosecond: ties count as concurrent). The search walks the list: at a
  * call entry it tries to linearize that operation now (the register model
- * accepts it in the current state with its recorded result); if it does and
- * the pair (set of linearized operations, new state; the set as a 128-bit fingerprint) has not
- * been seen before, the operation's call and return entries are lifted out
- * of the list, pushed on a stack, and the walk restarts at the head. At a
- * return entry the operation it belongs to should have been linearized
- * already: the search backtracks (pops the last linearized operation,
- * puts its entries back, continues after its call). An empty stack at a
- * return entry means no linearization exists: a violation. The search
- * succeeds once every operation with a known outcome is linearized
- * (operations with unknown outcomes have their return at +infinity, and the
- * model accepts them in any state, so the rest can all go at the end).
+ * accepts it in the current state with its recorded result); if it does
+ * and the pair (set of linearized operations, new state) has not been seen
+ * before, the operation's call and return entries are lifted out of the
+ * list, pushed on a stack, and the walk restarts at the head. At a return
+ * entry the operation it belongs to should have been linearized already:
+ * the search backtracks (pops the last linearized operation, puts its
+ * entries back, continues after its call). An empty stack at a return
+ * entry means no linearization exists: a violation. The search succeeds
+ * once every operation with a known outcome is linearized (operations with
+ * unknown outcomes have their return at +infinity and an unconstrained
+ * result, so the rest can all go at the end). The memo keeps the set as a
+ * 128-bit Zobrist fingerprint (24 bytes an entry, see memo_t).
  *
- * Two reductions keep unknown outcomes (many after crashes) from making the
- * search exponential: (1) a value that no get returns and no cas compares
- * with is "unobserved": every such value is the same state (UNOBS), since no
- * later operation can tell them apart; (2) unknown operations with the same
- * effect on that state (puts and deletes, or cas ops with the same EXPECT,
- * of unobserved values) are interchangeable, so they are linearized in
- * invocation order only (a class counter says which member is next); (3)
- * an unknown operation that would leave the state as it is is not
- * linearized there, nor one right before a blind write (a known put or
- * unconstrained delete): either way it can as well go at the end.
+ * Reductions (each one keeps at least one linearization if any exists;
+ * tests/test_lincheck.c checks the verdicts against a brute-force search):
+ * (1) a value that no get returns and no cas compares with is
+ * "unobserved": every such value is the same state (UNOBS), since no later
+ * operation can tell them apart; (2) unknown operations with the same
+ * effect on that state (puts, deletes, or cas ops with the same EXPECT, of
+ * unobserved values) are interchangeable, so they form a class, kept out of
+ * the list, whose members are linearized in invocation order only; (3) an
+ * unknown operation that would leave the state as it is is not linearized
+ * there, nor one right before a blind write (a known put or unconstrained
+ * delete): either way it can as well go at the end; (4) a "pure" known
+ * operation (a get, a failed cas, a delete of nothing: its result means it
+ * changes no state wherever it goes) that the model accepts now is the
+ * only choice tried at that point: moved ahead of the operations a
+ * linearization puts before it, it changes nothing for them.
  *
  * Each key's search is bounded by steps, wall time and memo memory; a key
  * that hits a bound is "unknown" (exit code 2), never a hang. A violation is
