@@ -914,7 +914,7 @@ static int cmp_key_then_call(const void *a, const void *b, void *arg) {
 
 int lc_check(const lc_history_t *h, const lc_limits_t *limits, FILE *report, lc_summary_t *sum) {
     lc_limits_t lim = limits ? *limits : (lc_limits_t){0};
-    if (!lim.max_steps) lim.max_steps = 50000000;
+    if (!lim.max_steps) lim.max_steps = 1000000000;
     if (lim.max_seconds <= 0) lim.max_seconds = 30;
     if (!lim.max_cache_bytes) lim.max_cache_bytes = (size_t)512 << 20;
     if (lim.minimize_seconds <= 0) lim.minimize_seconds = 5;

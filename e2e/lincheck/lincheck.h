@@ -30,7 +30,7 @@ typedef struct lc_history lc_history_t;
 
 /* Per-key limits of the search; 0 means the default. */
 typedef struct {
-    uint64_t max_steps;      /* search steps per key (default 50,000,000) */
+    uint64_t max_steps;      /* search steps per key (default 10^9, ~10 s) */
     double max_seconds;      /* wall time per key (default 30 s) */
     size_t max_cache_bytes;  /* memo table per key (default 512 MiB) */
     double minimize_seconds; /* time to shrink a violation's window (default 5 s) */
