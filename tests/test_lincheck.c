@@ -207,6 +207,43 @@ static void test_parse_errors(void **state) {
     assert_int_equal(check("1 put x a - 0 10 ok    # line 7\n"), LC_OK);
 }
 
+/* The printed window is history lines: re-checked alone it is a violation
+ * too, and the stale read's window is exactly its three ops. */
+static void test_window_rechecks(void **state) {
+    const char *text = "1 put x a - 0 10 ok\n"
+                       "2 put y q - 0 10 ok\n"
+                       "1 put x b - 20 30 ok\n"
+                       "3 get x - - 25 35 a\n"
+                       "2 get y - - 40 50 q\n"
+                       "3 get x - - 40 50 a\n"
+                       "1 put x c - 60 70 ok\n"
+                       "3 get x - - 80 90 c\n";
+    lc_history_t *h = NULL;
+    char err[128];
+    assert_int_equal(lc_history_parse(text, &h, err, sizeof(err)), 0);
+    char *report = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&report, &len);
+    assert_non_null(f);
+    lc_summary_t sum;
+    assert_int_equal(lc_check(h, NULL, f, &sum), LC_VIOLATION);
+    fclose(f);
+    lc_history_free(h);
+    assert_string_equal(sum.bad_key, "x");
+    assert_int_equal(sum.window_ops, 3);
+    assert_non_null(strstr(report, "VIOLATION on key x"));
+    assert_non_null(strstr(report, "1 put x a - 0 10 ok    # line 1\n"));
+    assert_non_null(strstr(report, "1 put x b - 20 30 ok    # line 3\n"));
+    assert_non_null(strstr(report, "3 get x - - 40 50 a    # line 6\n"));
+    assert_int_equal(check(report), LC_ERR_PARSE); /* the report has a header line */
+    char *window = strchr(report, '\n') + 1;
+    char *tail = strstr(window, "(the op of line");
+    assert_non_null(tail);
+    *tail = '\0';
+    assert_int_equal(check(window), LC_VIOLATION);
+    free(report);
+}
+
 /* ---- generated histories ---------------------------------------------- */
 
 typedef struct {
@@ -543,6 +580,7 @@ int main(void) {
         cmocka_unit_test(test_bad_cas_and_delete_results),
         cmocka_unit_test(test_bad_key_named),
         cmocka_unit_test(test_parse_errors),
+        cmocka_unit_test(test_window_rechecks),
         cmocka_unit_test(test_generated_large_ok),
         cmocka_unit_test(test_search_limit_is_unknown),
         cmocka_unit_test(test_generated_corrupted_read),
