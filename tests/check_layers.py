@@ -23,6 +23,7 @@ LAYERS = {
     "storage/kv": ["storage/mvcc", "proto"],
     "storage/lease": ["storage/kv", "storage/mvcc", "proto"],
     "storage/auth": ["storage/kv", "storage/mvcc", "proto"],
+    "storage/bbolt": ["storage/mvcc", "proto"],
     "client": ["proto"],
     "apiserver-shim/transport": ["proto"],
     "apiserver-shim/watch": ["proto"],
