@@ -320,6 +320,7 @@ int server_run(const server_config_t *cfg) {
     svc_kv_register(&s);
     svc_maintenance_register(&s);
     svc_cluster_register(&s);
+    svc_snapshot_register(&s);
     if (svc_watch_start(&s) != 0 || svc_lease_start(&s) != 0 || svc_auth_start(&s) != 0) {
         log_error("cannot start the services");
         goto out;
@@ -395,6 +396,7 @@ out:
     if (s.raft) raft_node_stop(s.raft);
     if (s.pending) pending_free(s.pending);
     svc_metrics_stop(&s);
+    svc_snapshot_stop(&s);
     svc_kv_stop(&s);
     svc_auth_stop(&s);
     svc_lease_stop(&s);

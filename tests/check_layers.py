@@ -33,7 +33,7 @@ LAYERS = {
     "apiserver-shim/services": ["apiserver-shim/member", "apiserver-shim/watch",
                                 "apiserver-shim/auth", "apiserver-shim/transport",
                                 "storage/lease", "storage/auth", "storage/kv",
-                                "storage/mvcc", "raft", "proto"],
+                                "storage/bbolt", "storage/mvcc", "raft", "proto"],
     "apiserver-shim": ["apiserver-shim/services", "apiserver-shim/member",
                        "apiserver-shim/watch", "apiserver-shim/auth",
                        "apiserver-shim/transport", "storage/lease", "storage/auth",

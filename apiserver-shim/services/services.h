@@ -20,6 +20,9 @@ int svc_kv_wait_physical(server_t *s, grpc_call_t *call, kv_result_t *res);
 void svc_kv_stop(server_t *s);
 void svc_maintenance_register(server_t *s);
 void svc_cluster_register(server_t *s);
+/* Maintenance.Snapshot (svc_snapshot.c); stop waits for its workers. */
+void svc_snapshot_register(server_t *s);
+void svc_snapshot_stop(server_t *s);
 
 /* Services with state have three phases, called by server_run():
  *   init  (before the store opens): allocate, set store hooks in *mopts;
