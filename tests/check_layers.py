@@ -39,7 +39,7 @@ LAYERS = {
                        "apiserver-shim/transport", "storage/lease", "storage/auth",
                        "storage/kv", "storage/mvcc", "raft", "proto"],
     "cmd": ["apiserver-shim", "apiserver-shim/member", "apiserver-shim/transport",
-            "client", "proto"],
+            "client", "storage/bbolt", "storage/mvcc", "proto"],
 }
 INCLUDE = re.compile(r'^\s*#\s*include\s+"([^"]+)"', re.M)
 

@@ -204,16 +204,16 @@ static void test_inline_bucket(void **state) {
     page[10] = 1;
     uint8_t val[16 + 16 + 32 + 8];
     memset(val, 0, sizeof val);
-    uint8_t *ip = val + 16;                          /* the inline page */
-    ip[8] = 0x02;                                    /* leaf */
-    ip[10] = 2;                                      /* two elements */
-    put_le32(ip + 16 + 4, 32);                       /* elem 0 at 16: data at 48 */
+    uint8_t *ip = val + 16;    /* the inline page */
+    ip[8] = 0x02;              /* leaf */
+    ip[10] = 2;                /* two elements */
+    put_le32(ip + 16 + 4, 32); /* elem 0 at 16: data at 48 */
     put_le32(ip + 16 + 8, 2), put_le32(ip + 16 + 12, 2);
-    put_le32(ip + 32 + 4, 16 + 4);                   /* elem 1 at 32: data at 52 */
+    put_le32(ip + 32 + 4, 16 + 4); /* elem 1 at 32: data at 52 */
     put_le32(ip + 32 + 8, 2), put_le32(ip + 32 + 12, 2);
     memcpy(ip + 48, "k1v1k2v2", 8);
     uint8_t *el = page + 16;
-    put_le32(el, 1);  /* bucket */
+    put_le32(el, 1); /* bucket */
     put_le32(el + 4, 16);
     put_le32(el + 8, 2);
     put_le32(el + 12, sizeof val);
@@ -325,8 +325,8 @@ static void s_put(store_t *s, const char *k, const char *v, int64_t lease) {
     kv_arena_init(&a);
     mvcc_txn_t *t = NULL;
     assert_int_equal(mvcc_txn_begin_write(s->m, &a, &t), MVCC_OK);
-    assert_int_equal(mvcc_txn_put(t, (const uint8_t *)k, strlen(k), (const uint8_t *)v, strlen(v), lease, NULL),
-                     MVCC_OK);
+    assert_int_equal(
+        mvcc_txn_put(t, (const uint8_t *)k, strlen(k), (const uint8_t *)v, strlen(v), lease, NULL), MVCC_OK);
     if (lease) assert_int_equal(lease_txn_attach(t, lease, (const uint8_t *)k, strlen(k)), MVCC_OK);
     assert_int_equal(mvcc_txn_commit(t, ++s->index), MVCC_OK);
     mvcc_txn_end(t);
@@ -380,7 +380,8 @@ static int list_raw(void *arg, const uint8_t *k, size_t kl, const uint8_t *v, si
     rawlist_t *l = arg;
     if (l->n < 32) {
         int o = 0;
-        for (size_t i = 0; i < kl && o < 60; i++) o += snprintf(l->lines[l->n] + o, 96 - (size_t)o, "%02x", k[i]);
+        for (size_t i = 0; i < kl && o < 60; i++)
+            o += snprintf(l->lines[l->n] + o, 96 - (size_t)o, "%02x", k[i]);
         snprintf(l->lines[l->n] + o, 96 - (size_t)o, "=%zu", vl);
         l->n++;
     }
@@ -408,14 +409,14 @@ static void test_etcd_db_round_trip(void **state) {
     uint8_t lkey[9];
     lease_record_key(lkey, 0x1234);
     s_raw(&a, (const char *)lkey, 9, lrec, 16);
-    s_put(&a, "foo", "1", 0);        /* rev 2 */
-    s_put(&a, "foo", "2", 0);        /* rev 3 */
-    s_put(&a, "bar", "x", 0);        /* rev 4 */
-    s_del(&a, "bar");                /* rev 5 */
-    s_put(&a, "foo", "3", 0);        /* rev 6 */
+    s_put(&a, "foo", "1", 0);         /* rev 2 */
+    s_put(&a, "foo", "2", 0);         /* rev 3 */
+    s_put(&a, "bar", "x", 0);         /* rev 4 */
+    s_del(&a, "bar");                 /* rev 5 */
+    s_put(&a, "foo", "3", 0);         /* rev 6 */
     s_put(&a, "leased", "v", 0x1234); /* rev 7 */
-    s_put(&a, "gone", "g", 0);       /* rev 8 */
-    s_del(&a, "gone");               /* rev 9 */
+    s_put(&a, "gone", "g", 0);        /* rev 8 */
+    s_del(&a, "gone");                /* rev 9 */
     Authpb__User u = AUTHPB__USER__INIT;
     u.name = (ProtobufCBinaryData){5, (uint8_t *)"alice"};
     u.password = (ProtobufCBinaryData){4, (uint8_t *)"hash"};
@@ -473,7 +474,8 @@ static void test_etcd_db_round_trip(void **state) {
     for (int round = 0; round < 40; round++) {
         uint8_t *copy = malloc(st.size);
         memcpy(copy, buf, st.size);
-        for (int j = 0; j < 6; j++) copy[2 * BBOLT_PAGE_SIZE + (size_t)rand() % (st.size - 2 * BBOLT_PAGE_SIZE)] ^= 0x5A;
+        for (int j = 0; j < 6; j++)
+            copy[2 * BBOLT_PAGE_SIZE + (size_t)rand() % (st.size - 2 * BBOLT_PAGE_SIZE)] ^= 0x5A;
         int cfd = open_tmp("etcd-bad.db");
         assert_int_equal(pwrite(cfd, copy, st.size, 0), (ssize_t)st.size);
         store_t c;

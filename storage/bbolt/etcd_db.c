@@ -27,8 +27,8 @@
 #include "kv.pb-c.h"
 #include "lease_keys.h"
 
-static const char *const BUCKETS[] = {"alarm",   "auth",  "authRoles", "authUsers",       "cluster",
-                                      "key",     "lease", "members",   "members_removed", "meta"};
+static const char *const BUCKETS[] = {"alarm", "auth",  "authRoles", "authUsers",       "cluster",
+                                      "key",   "lease", "members",   "members_removed", "meta"};
 #define N_BUCKETS (sizeof BUCKETS / sizeof BUCKETS[0])
 
 #define AUTH_KEY_ENABLED "Eenabled"
@@ -212,8 +212,9 @@ static void write_member(wctx_t *c, const etcd_db_member_t *mb) {
     snprintf(key, sizeof key, "%" PRIx64, mb->id);
     json_urls(peers, sizeof peers, mb->peer_urls, mb->n_peer_urls);
     json_urls(clients, sizeof clients, mb->client_urls, mb->n_client_urls);
-    int n = snprintf(val, sizeof val, "{\"id\":%" PRIu64 ",\"peerURLs\":%s,\"name\":\"%s\",\"clientURLs\":%s}",
-                     mb->id, peers, mb->name ? mb->name : "", clients);
+    int n =
+        snprintf(val, sizeof val, "{\"id\":%" PRIu64 ",\"peerURLs\":%s,\"name\":\"%s\",\"clientURLs\":%s}",
+                 mb->id, peers, mb->name ? mb->name : "", clients);
     if (n > 0 && (size_t)n < sizeof val) put_str(c, key, val, (size_t)n);
 }
 
@@ -257,7 +258,8 @@ int etcd_db_write(mvcc_t *m, const etcd_db_member_t *member, bbolt_write_fn writ
     memset(st, 0, sizeof *st);
     mvcc_dump_t *d = NULL;
     mvcc_meta_t meta;
-    if (mvcc_dump_begin(m, &d, &meta) != MVCC_OK) return fail(err, errlen, ETCD_DB_E_IO, "cannot read the store");
+    if (mvcc_dump_begin(m, &d, &meta) != MVCC_OK)
+        return fail(err, errlen, ETCD_DB_E_IO, "cannot read the store");
     st->revision = meta.rev;
     st->compact_rev = meta.compact_rev;
     wctx_t c = {.w = bbolt_writer_new(write_at, ctx), .st = st};
@@ -351,7 +353,8 @@ static int key_one(void *arg, const uint8_t *k, size_t kl, const uint8_t *v, siz
 static int lease_one(void *arg, const uint8_t *k, size_t kl, const uint8_t *v, size_t vl, int is_bucket) {
     rctx_t *c = arg;
     int64_t f[3];
-    if (is_bucket || kl != 8 || lease_unpack(v, vl, f) != 0) return bad(c, "lease: a record of the wrong shape");
+    if (is_bucket || kl != 8 || lease_unpack(v, vl, f) != 0)
+        return bad(c, "lease: a record of the wrong shape");
     int64_t id = (int64_t)get_be64(k);
     if (id == 0 || f[0] != id) return bad(c, "lease: a record whose id does not match its key");
     if (lease_load_record(c->l, id, f[1], f[2]) != MVCC_OK) return load_failed(c);
@@ -422,7 +425,9 @@ static int scan(bbolt_reader_t *r, const char *bucket, bbolt_kv_fn fn, rctx_t *c
     if (c->rc) return c->rc;
     if (rc == BBOLT_E_NOT_FOUND || rc == BBOLT_OK) return ETCD_DB_OK;
     snprintf(c->what, c->whatlen, "bucket %s: %s", bucket,
-             rc == BBOLT_E_IO ? "read error" : rc == BBOLT_E_NOMEM ? "out of memory" : "corrupt page");
+             rc == BBOLT_E_IO      ? "read error"
+             : rc == BBOLT_E_NOMEM ? "out of memory"
+                                   : "corrupt page");
     return c->rc = rc == BBOLT_E_IO ? ETCD_DB_E_IO : ETCD_DB_E_CORRUPT;
 }
 
@@ -445,8 +450,8 @@ static int attach_leases(mvcc_t *m, rctx_t *c) {
         int r = mvcc_txn_range(t, &rg, 0, LIVE_PAGE, 0, &l, &count);
         for (size_t i = 0; r == MVCC_OK && i < l.n; i++) {
             c->st->live_keys++;
-            if (l.kvs[i]->lease && lease_load_attach(c->l, l.kvs[i]->lease, l.kvs[i]->key.data,
-                                                     l.kvs[i]->key.len) != MVCC_OK)
+            if (l.kvs[i]->lease &&
+                lease_load_attach(c->l, l.kvs[i]->lease, l.kvs[i]->key.data, l.kvs[i]->key.len) != MVCC_OK)
                 r = MVCC_ERR_IO;
         }
         size_t n = l.n;
@@ -493,7 +498,8 @@ int etcd_db_restore(int fd, uint64_t size, mvcc_t *m, etcd_db_stats_t *st, char 
     if (st->compact_rev == 0) st->compact_rev = -1;
     if (st->revision < st->compact_rev) st->revision = st->compact_rev; /* as etcd's restore */
     if (st->revision < 1) st->revision = 1;
-    if (rc == ETCD_DB_OK && mvcc_load_finish(c.l, st->revision, st->compact_rev) != MVCC_OK) rc = ETCD_DB_E_IO;
+    if (rc == ETCD_DB_OK && mvcc_load_finish(c.l, st->revision, st->compact_rev) != MVCC_OK)
+        rc = ETCD_DB_E_IO;
     mvcc_load_free(c.l);
     c.l = NULL;
     if (rc == ETCD_DB_OK) rc = mvcc_load_begin(m, &c.l) == MVCC_OK ? ETCD_DB_OK : ETCD_DB_E_IO;
@@ -502,7 +508,8 @@ int etcd_db_restore(int fd, uint64_t size, mvcc_t *m, etcd_db_stats_t *st, char 
     if (rc == ETCD_DB_OK) rc = scan(r, "auth", auth_one, &c);
     if (rc == ETCD_DB_OK) rc = scan(r, "authUsers", user_one, &c);
     if (rc == ETCD_DB_OK) rc = scan(r, "authRoles", role_one, &c);
-    if (rc == ETCD_DB_OK && mvcc_load_finish(c.l, st->revision, st->compact_rev) != MVCC_OK) rc = ETCD_DB_E_IO;
+    if (rc == ETCD_DB_OK && mvcc_load_finish(c.l, st->revision, st->compact_rev) != MVCC_OK)
+        rc = ETCD_DB_E_IO;
     mvcc_load_free(c.l);
     bbolt_reader_free(r);
     if (rc != ETCD_DB_OK) return fail(err, errlen, rc, "%s", what[0] ? what : "writing the store failed");
