@@ -82,7 +82,8 @@ int ctl_snapshot_save(gc_conn_t *conn, const char *path, int timeout_ms, uint64_
                       size_t errlen) {
     *bytes = 0;
     char part[4096];
-    if (snprintf(part, sizeof part, "%s.part", path) >= (int)sizeof part) return fail(err, errlen, "path too long");
+    if (snprintf(part, sizeof part, "%s.part", path) >= (int)sizeof part)
+        return fail(err, errlen, "path too long");
     int fd = open(part, O_WRONLY | O_CREAT | O_TRUNC, 0600);
     if (fd < 0) return fail(err, errlen, "could not open %s (%s)", part, strerror(errno));
     gc_status_t st = {0};
@@ -164,13 +165,15 @@ static int check_cluster(const ctl_restore_opts_t *o, char *err, size_t errlen) 
         p = c ? c + 1 : p + n;
     }
     if (!mine[0])
-        return fail(err, errlen, "couldn't find local name \"%s\" in the initial cluster configuration", o->name);
+        return fail(err, errlen, "couldn't find local name \"%s\" in the initial cluster configuration",
+                    o->name);
     const char *adv = o->initial_advertise_peer_urls;
     for (const char *p = adv; *p;) {
         const char *c = strchr(p, ',');
         size_t n = c ? (size_t)(c - p) : strlen(p);
         if (!in_list(mine, p, n))
-            return fail(err, errlen, "--initial-cluster has %s=%s but missing from --initial-advertise-peer-urls=%s",
+            return fail(err, errlen,
+                        "--initial-cluster has %s=%s but missing from --initial-advertise-peer-urls=%s",
                         o->name, mine, adv);
         p = c ? c + 1 : p + n;
     }
@@ -178,7 +181,8 @@ static int check_cluster(const ctl_restore_opts_t *o, char *err, size_t errlen) 
         const char *c = strchr(p, ',');
         size_t n = c ? (size_t)(c - p) : strlen(p);
         if (!in_list(adv, p, n))
-            return fail(err, errlen, "--initial-cluster has %s=%s but missing from --initial-advertise-peer-urls=%s",
+            return fail(err, errlen,
+                        "--initial-cluster has %s=%s but missing from --initial-advertise-peer-urls=%s",
                         o->name, mine, adv);
         p = c ? c + 1 : p + n;
     }
@@ -198,15 +202,18 @@ static int check_hash(int fd, uint64_t size, int skip, uint64_t *db_size, int *c
     if (!has && !skip) return fail(err, errlen, "snapshot missing hash but --skip-hash-check=false");
     if (!has || skip) return 0;
     uint8_t want[SHA_LEN], got[SHA_LEN], buf[65536];
-    if (pread(fd, want, SHA_LEN, (off_t)*db_size) != SHA_LEN) return fail(err, errlen, "read: %s", strerror(errno));
+    if (pread(fd, want, SHA_LEN, (off_t)*db_size) != SHA_LEN)
+        return fail(err, errlen, "read: %s", strerror(errno));
     wc_Sha256 sha;
     if (wc_InitSha256(&sha) != 0) return fail(err, errlen, "sha256 init failed");
     int rc = 0;
     for (uint64_t off = 0; off < *db_size && rc == 0;) {
         size_t n = *db_size - off < sizeof buf ? (size_t)(*db_size - off) : sizeof buf;
         ssize_t r = pread(fd, buf, n, (off_t)off);
-        if (r != (ssize_t)n) rc = fail(err, errlen, "read: %s", r < 0 ? strerror(errno) : "short read");
-        else wc_Sha256Update(&sha, buf, (word32)n);
+        if (r != (ssize_t)n)
+            rc = fail(err, errlen, "read: %s", r < 0 ? strerror(errno) : "short read");
+        else
+            wc_Sha256Update(&sha, buf, (word32)n);
         off += n;
     }
     wc_Sha256Final(&sha, got);
@@ -255,7 +262,8 @@ int ctl_snapshot_restore(const ctl_restore_opts_t *o, ctl_restore_result_t *res,
     mvcc_close(m);
     close(fd);
     if (rc != ETCD_DB_OK)
-        return fail(err, errlen, "%s: %s (the data dir %s is incomplete: remove it)", o->file, merr, o->data_dir);
+        return fail(err, errlen, "%s: %s (the data dir %s is incomplete: remove it)", o->file, merr,
+                    o->data_dir);
     res->revision = st.revision;
     res->compact_rev = st.compact_rev;
     res->versions = st.versions;
