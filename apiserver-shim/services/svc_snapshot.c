@@ -14,8 +14,9 @@
  * while the call has less than HIGH_WATER bytes queued; past that a timer
  * polls until the client read them. The job owns the fd and a call ref.
  * Auth as etcd 3.4's maintenance server: admin only when auth is enabled.
- * svc_snapshot_stop (after the loop ended) waits for the workers, which read
- * the store, before it closes.
+ * svc_snapshot_stop (after the loop ended) makes the workers' file writes
+ * fail, waits for them (they read the store, which closes next) and drops
+ * the streams still going.
  */
 #include <errno.h>
 #include <stdatomic.h>
@@ -39,6 +40,8 @@
 #define MAX_WORKERS 2
 
 static atomic_int workers;
+static atomic_int stopping;        /* svc_snapshot_stop: workers give up writing */
+static struct snap_job *streaming; /* jobs past the worker (loop thread) */
 
 typedef struct snap_job {
     server_t *s;
@@ -53,9 +56,15 @@ typedef struct snap_job {
     uint64_t sent;
     wc_Sha256 sha;
     loop_timer_t *timer;
+    int sha_live;
+    struct snap_job *prev, *next; /* in streaming */
 } snap_job_t;
 
 static void job_free(snap_job_t *j) {
+    if (j->prev) j->prev->next = j->next;
+    if (j->next) j->next->prev = j->prev;
+    if (streaming == j) streaming = j->next;
+    if (j->sha_live) wc_Sha256Free(&j->sha);
     if (j->fd >= 0) close(j->fd);
     grpc_call_unref(j->call);
     free(j);
@@ -110,7 +119,6 @@ static void pump(snap_job_t *j) {
         log_info("snapshot: sent %llu bytes (revision %lld, %llu versions)", (unsigned long long)j->st.size,
                  (long long)j->st.revision, (unsigned long long)j->st.versions);
     }
-    wc_Sha256Free(&j->sha);
     job_free(j);
 }
 
@@ -132,7 +140,16 @@ static void job_ready(void *arg) {
         job_free(j);
         return;
     }
+    j->sha_live = 1;
+    j->next = streaming;
+    if (streaming) streaming->prev = j;
+    streaming = j;
     pump(j);
+}
+
+/* The file sink, refusing once the member stops (the write then fails fast). */
+static int job_sink(void *ctx, uint64_t off, const void *buf, size_t len) {
+    return atomic_load(&stopping) ? -1 : bbolt_fd_sink(ctx, off, buf, len);
 }
 
 static void *job_thread(void *arg) {
@@ -145,7 +162,7 @@ static void *job_thread(void *arg) {
                            .n_peer_urls = s->n_peer_urls,
                            .client_urls = s->cfg->advertise_client_urls,
                            .n_client_urls = s->cfg->n_advertise_client_urls};
-    j->rc = etcd_db_write(s->mvcc, &mb, bbolt_fd_sink, &j->fd, &j->st, j->err, sizeof j->err);
+    j->rc = etcd_db_write(s->mvcc, &mb, job_sink, &j->fd, &j->st, j->err, sizeof j->err);
     if (loop_post(j->loop, job_ready, j) != 0) {
         /* the loop is stopping: the call dies with it */
         close(j->fd);
@@ -224,6 +241,12 @@ void svc_snapshot_register(server_t *s) {
 }
 
 void svc_snapshot_stop(server_t *s) {
-    (void)s;
-    while (atomic_load(&workers) > 0) usleep(10000); /* each ends once its file is written */
+    atomic_store(&stopping, 1);
+    while (atomic_load(&workers) > 0) usleep(10000); /* each stops at its next page */
+    while (streaming) {
+        snap_job_t *j = streaming;
+        if (j->timer) loop_timer_cancel(s->loop, j->timer);
+        job_free(j);
+    }
+    atomic_store(&stopping, 0);
 }
