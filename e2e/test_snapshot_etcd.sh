@@ -12,7 +12,8 @@
 # leases, users and roles compared with kshimd's.
 # etcd -> kshimd: the same load on real etcd, `etcdctl snapshot save`,
 # `kshimctl snapshot restore`, kshimd started on it, compared the same way;
-# then one more put gets the same revision on both. Damaged snapshots are
+# then one more put gets the same revision on both. With auth enabled,
+# Snapshot answers as etcd's (root only). Damaged snapshots are
 # refused by kshimctl (hash mismatch; a corrupt page with --skip-hash-check).
 #
 # Ports: 24500 (kshimd source), 24501 (etcd restored), 24502 (etcd source),
@@ -23,6 +24,20 @@ source "$(dirname "$0")/lib.sh"
 KSHIMCTL=${KSHIMCTL:-$(dirname "$KSHIMD")/kshimctl}
 CMP="$PY $E2E_DIR/snapshot_compare.py"
 COMPACT_REV=0
+
+# auth_snapshots PORT NAME: with auth enabled, Snapshot is for root only;
+# what etcdctl prints without a user, as a non-root user and as root.
+auth_snapshots() {
+    local port=$1 out=$E2E_TMP/$2.auth.txt u
+    ctl "$port" user add root:rootpw >/dev/null
+    ctl "$port" user grant-role root root >/dev/null
+    ctl "$port" auth enable >/dev/null
+    for u in "" "--user=alice:pw" "--user=root:rootpw"; do
+        echo "--- snapshot save $u" >>"$out"
+        ctl "$port" $u snapshot save "$E2E_TMP/auth-$port.db" 2>&1 | grep -E '^(Error|Snapshot saved)' |
+            sed -E "s|$E2E_TMP/auth-[0-9]+|FILE|" >>"$out" || true
+    done
+}
 
 # load PORT: the scenario, the same on every server.
 load() {
@@ -119,6 +134,7 @@ diff_files "etcd restored from kshimd's snapshot serves kshimd's keys, revisions
 ctl 24501 put after-restore x -w json >"$E2E_TMP/er-put.json"
 er_put=$($PY -c 'import json,sys; print(json.load(open(sys.argv[1]))["header"]["revision"])' "$E2E_TMP/er-put.json")
 check_eq "a put on the restored etcd gets kshimd's revision + 1" "$((KS_REV + 1))" "$er_put"
+auth_snapshots 24501 er
 stop_server "$ER_PID"
 
 # ---- etcd -> kshimd ----
@@ -154,6 +170,9 @@ check_eq "a put on the restored kshimd gets etcd's revision + 1" "$((ES_REV + 1)
 ctl 24503 snapshot save "$E2E_TMP/kr.db" >/dev/null 2>&1
 st2=$("$ETCDCTL" snapshot status "$E2E_TMP/kr.db" -w json | $PY -c 'import json,sys; print(json.load(sys.stdin)["revision"])')
 check_eq "snapshot of the restored kshimd has its revision" "$((ES_REV + 1))" "$st2"
+auth_snapshots 24503 kr
+diff_files "with auth enabled, Snapshot answers as etcd's (no user, non-root, root)" \
+    "$E2E_TMP/er.auth.txt" "$E2E_TMP/kr.auth.txt"
 stop_server "$KR_PID"
 
 # ---- damaged snapshots ----
