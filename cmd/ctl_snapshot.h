@@ -18,10 +18,10 @@ int ctl_snapshot_save(gc_conn_t *conn, const char *path, int timeout_ms, uint64_
 
 typedef struct ctl_restore_opts {
     const char *file;
-    const char *data_dir;              /* default "<name>.etcd" */
-    const char *name;                  /* default "default" */
-    const char *initial_cluster;       /* default "<name>=<first peer URL>" */
-    const char *initial_cluster_token; /* default "etcd-cluster" */
+    const char *data_dir;                    /* default "<name>.etcd" */
+    const char *name;                        /* default "default" */
+    const char *initial_cluster;             /* default "<name>=<first peer URL>" */
+    const char *initial_cluster_token;       /* default "etcd-cluster" */
     const char *initial_advertise_peer_urls; /* default "http://localhost:2380" */
     int skip_hash_check;
 } ctl_restore_opts_t;
@@ -34,5 +34,10 @@ typedef struct ctl_restore_result {
 
 /* 0, or -1 with err (etcdctl's texts where it has one). */
 int ctl_snapshot_restore(const ctl_restore_opts_t *o, ctl_restore_result_t *res, char *err, size_t errlen);
+
+/* snapshot status FILE: what etcdctl prints (simple: "hash, revision, total
+ * keys, total size"; json: {"hash":..,"revision":..,"totalKey":..,
+ * "totalSize":..}). 0, or -1 with err. */
+int ctl_snapshot_status(const char *file, int json, char *err, size_t errlen);
 
 #endif

@@ -833,6 +833,16 @@ static int cmd_snapshot_save(ctl_t *c) {
     return 0;
 }
 
+/* snapshot status FILE: etcdctl's hash, revision, keys and size. */
+static int cmd_snapshot_status(ctl_t *c) {
+    if (c->nargs != 1) return fail(EXIT_BAD_ARGS, "snapshot status requires exactly one argument");
+    if (c->fmt != CF_SIMPLE && c->fmt != CF_JSON) return fail(EXIT_BAD_FEATURE, "unsupported output format");
+    char err[512];
+    if (ctl_snapshot_status(c->args[0], c->fmt == CF_JSON, err, sizeof err) != 0)
+        return fail(EXIT_ERROR, "%s", err);
+    return 0;
+}
+
 /* snapshot restore FILE: a kshim data dir from an etcd snapshot file. */
 static int cmd_snapshot_restore(ctl_t *c) {
     if (c->nargs != 1) return fail(EXIT_BAD_ARGS, "snapshot restore requires exactly one argument");
@@ -897,6 +907,7 @@ static const ctl_cmd_t COMMANDS[] = {
     {"auth disable", cmd_auth_disable, "auth disable"},
     {"auth status", cmd_auth_status, "auth status"},
     {"snapshot save", cmd_snapshot_save, "snapshot save FILE"},
+    {"snapshot status", cmd_snapshot_status, "snapshot status FILE [-w json]"},
     {"snapshot restore", cmd_snapshot_restore,
      "snapshot restore FILE [--data-dir DIR] [--name NAME] [--initial-cluster NAME=URLS] "
      "[--initial-cluster-token TOKEN] [--initial-advertise-peer-urls URLS] [--skip-hash-check]"},

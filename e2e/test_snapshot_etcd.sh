@@ -15,6 +15,8 @@
 # then one more put gets the same revision on both. With auth enabled,
 # Snapshot answers as etcd's (root only). Damaged snapshots are
 # refused by kshimctl (hash mismatch; a corrupt page with --skip-hash-check).
+# kshimctl snapshot status (its own bbolt reader) prints what etcdctl's
+# prints for etcd's and kshimd's files (hash over every bucket, key, value).
 #
 # Ports: 24500 (kshimd source), 24501 (etcd restored), 24502 (etcd source),
 # 24503 (kshimd restored); peers +50.
@@ -174,6 +176,15 @@ auth_snapshots 24503 kr
 diff_files "with auth enabled, Snapshot answers as etcd's (no user, non-root, root)" \
     "$E2E_TMP/er.auth.txt" "$E2E_TMP/kr.auth.txt"
 stop_server "$KR_PID"
+
+# ---- kshimctl snapshot status reads both files as etcdctl does ----
+for f in ks es kr; do
+    for w in json simple; do
+        check_eq "kshimctl snapshot status -w $w of $f.db = etcdctl's" \
+            "$("$ETCDCTL" snapshot status "$E2E_TMP/$f.db" -w $w 2>&1)" \
+            "$("$KSHIMCTL" snapshot status "$E2E_TMP/$f.db" -w $w 2>&1)"
+    done
+done
 
 # ---- damaged snapshots ----
 cp "$E2E_TMP/es.db" "$E2E_TMP/bad.db"

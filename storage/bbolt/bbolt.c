@@ -360,6 +360,7 @@ struct bbolt_reader {
 
 uint64_t bbolt_reader_txid(const bbolt_reader_t *r) { return r->txid; }
 uint64_t bbolt_reader_pages(const bbolt_reader_t *r) { return r->pgid; }
+uint32_t bbolt_reader_page_size(const bbolt_reader_t *r) { return r->ps; }
 void bbolt_reader_free(bbolt_reader_t *r) { free(r); }
 
 static int pread_all(int fd, uint8_t *buf, size_t len, uint64_t off) {
@@ -496,9 +497,14 @@ static int walk_page(bbolt_reader_t *r, const uint8_t *p, size_t len, int depth,
     return BBOLT_OK;
 }
 
+/* Each walk counts its own page reads; a walk started from a callback of
+ * another leaves the outer one's count as it was. */
 int bbolt_reader_buckets(bbolt_reader_t *r, bbolt_kv_fn fn, void *arg) {
+    uint64_t outer = r->visits;
     r->visits = 0;
-    return walk_child(r, r->root, 0, fn, arg);
+    int rc = walk_child(r, r->root, 0, fn, arg);
+    r->visits = outer;
+    return rc;
 }
 
 typedef struct find {
@@ -530,6 +536,7 @@ int bbolt_reader_scan(bbolt_reader_t *r, const uint8_t *name, size_t nlen, bbolt
     }
     if (!f.found) return BBOLT_E_NOT_FOUND;
     uint64_t root = get_le64(f.val);
+    uint64_t outer = r->visits;
     r->visits = 0;
     if (root == 0) {
         /* inline: a leaf page after the header, inside the value */
@@ -540,6 +547,7 @@ int bbolt_reader_scan(bbolt_reader_t *r, const uint8_t *name, size_t nlen, bbolt
     } else {
         rc = walk_child(r, root, 0, fn, arg);
     }
+    r->visits = outer;
     free(f.val);
     return rc;
 }

@@ -68,6 +68,7 @@ int bbolt_reader_open(int fd, uint64_t size, bbolt_reader_t **out);
 void bbolt_reader_free(bbolt_reader_t *r);
 uint64_t bbolt_reader_txid(const bbolt_reader_t *r);
 uint64_t bbolt_reader_pages(const bbolt_reader_t *r); /* the meta's high-water mark */
+uint32_t bbolt_reader_page_size(const bbolt_reader_t *r);
 
 /* One element: is_bucket set for a nested bucket (val is its header). The
  * memory is valid during the call only. Return 0 to go on; anything else

@@ -515,3 +515,83 @@ int etcd_db_restore(int fd, uint64_t size, mvcc_t *m, etcd_db_stats_t *st, char 
     if (rc != ETCD_DB_OK) return fail(err, errlen, rc, "%s", what[0] ? what : "writing the store failed");
     return ETCD_DB_OK;
 }
+
+/* ======================= snapshot status ======================= */
+
+static uint32_t crc32c_table[256];
+
+static void crc32c_init(void) {
+    for (uint32_t i = 0; i < 256; i++) {
+        uint32_t c = i;
+        for (int k = 0; k < 8; k++) c = c & 1 ? 0x82F63B78u ^ (c >> 1) : c >> 1;
+        crc32c_table[i] = c;
+    }
+}
+
+static uint32_t crc32c(uint32_t crc, const uint8_t *p, size_t n) {
+    crc = ~crc;
+    for (size_t i = 0; i < n; i++) crc = crc32c_table[(crc ^ p[i]) & 0xFF] ^ (crc >> 8);
+    return ~crc;
+}
+
+#define STATUS_MAX_BUCKETS 64
+#define STATUS_MAX_NAME 256
+
+typedef struct status_ctx {
+    etcd_db_status_t *st;
+    int in_key;
+    uint8_t names[STATUS_MAX_BUCKETS][STATUS_MAX_NAME];
+    size_t lens[STATUS_MAX_BUCKETS];
+    size_t n;
+    int too_many;
+} status_ctx_t;
+
+static int status_kv(void *arg, const uint8_t *k, size_t kl, const uint8_t *v, size_t vl, int is_bucket) {
+    status_ctx_t *c = arg;
+    c->st->hash = crc32c(c->st->hash, k, kl);
+    if (!is_bucket) c->st->hash = crc32c(c->st->hash, v, vl); /* bbolt hands a nested bucket's value as nil */
+    if (c->in_key && kl >= 8) c->st->revision = (int64_t)get_be64(k);
+    c->st->total_keys++;
+    return 0;
+}
+
+static int status_name(void *arg, const uint8_t *name, size_t nl, const uint8_t *v, size_t vl,
+                       int is_bucket) {
+    status_ctx_t *c = arg;
+    if (!is_bucket) return 0;
+    if (c->n == STATUS_MAX_BUCKETS || nl > STATUS_MAX_NAME) {
+        c->too_many = 1;
+        return 1;
+    }
+    memcpy(c->names[c->n], name, nl);
+    c->lens[c->n++] = nl;
+    return 0;
+}
+
+int etcd_db_status(int fd, uint64_t size, etcd_db_status_t *st, char *err, size_t errlen) {
+    memset(st, 0, sizeof *st);
+    if (!crc32c_table[1]) crc32c_init();
+    bbolt_reader_t *r = NULL;
+    if (bbolt_reader_open(fd, size, &r) != BBOLT_OK)
+        return fail(err, errlen, ETCD_DB_E_CORRUPT, "not a valid bbolt database");
+    status_ctx_t *c = calloc(1, sizeof *c);
+    if (!c) {
+        bbolt_reader_free(r);
+        return fail(err, errlen, ETCD_DB_E_IO, "out of memory");
+    }
+    c->st = st;
+    int rc = bbolt_reader_buckets(r, status_name, c);
+    for (size_t i = 0; i < c->n && rc == BBOLT_OK; i++) {
+        st->hash = crc32c(st->hash, c->names[i], c->lens[i]);
+        c->in_key = c->lens[i] == 3 && !memcmp(c->names[i], "key", 3);
+        rc = bbolt_reader_scan(r, c->names[i], c->lens[i], status_kv, c);
+    }
+    int too_many = c->too_many;
+    free(c);
+    st->total_size = bbolt_reader_pages(r) * bbolt_reader_page_size(r);
+    bbolt_reader_free(r);
+    if (too_many) return fail(err, errlen, ETCD_DB_E_CORRUPT, "more than %d buckets", STATUS_MAX_BUCKETS);
+    if (rc != BBOLT_OK)
+        return fail(err, errlen, rc == BBOLT_E_IO ? ETCD_DB_E_IO : ETCD_DB_E_CORRUPT, "corrupt database");
+    return ETCD_DB_OK;
+}

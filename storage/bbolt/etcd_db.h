@@ -57,4 +57,16 @@ int etcd_db_write(mvcc_t *m, const etcd_db_member_t *member, bbolt_write_fn writ
  * 0. Every record is checked: a bad one is ETCD_DB_E_CORRUPT. */
 int etcd_db_restore(int fd, uint64_t size, mvcc_t *m, etcd_db_stats_t *st, char *err, size_t errlen);
 
+/* What `etcdctl snapshot status` computes: the CRC-32C (Castagnoli) of
+ * every bucket name, key and value in order, the main revision of the key
+ * bucket's last key, the number of keys in all buckets and the database's
+ * size (pages * page size). size: the file's bytes (a trailer is ignored). */
+typedef struct etcd_db_status {
+    uint32_t hash;
+    int64_t revision;
+    uint64_t total_keys;
+    uint64_t total_size;
+} etcd_db_status_t;
+int etcd_db_status(int fd, uint64_t size, etcd_db_status_t *st, char *err, size_t errlen);
+
 #endif

@@ -1164,6 +1164,10 @@ int mvcc_compact(mvcc_t *m, int64_t rev, uint64_t index) {
 
 leveldb_t *mvcc_internal_db(mvcc_t *m) { return m->db; }
 
+int mvcc_internal_meta_read(mvcc_t *m, const leveldb_readoptions_t *ro, mvcc_meta_t *mt) {
+    return meta_read(m->db, ro, mt);
+}
+
 int mvcc_internal_write_meta(mvcc_t *m, const mvcc_meta_t *mt) {
     leveldb_writebatch_t *wb = leveldb_writebatch_create();
     meta_put(wb, mt);

@@ -36,22 +36,9 @@ int mvcc_dump_begin(mvcc_t *m, mvcc_dump_t **out, mvcc_meta_t *meta) {
     leveldb_readoptions_set_snapshot(d->ro, d->snap);
     leveldb_readoptions_set_verify_checksums(d->ro, 1);
     leveldb_readoptions_set_fill_cache(d->ro, 0);
-    char *err = NULL;
-    size_t len = 0;
-    char *v = leveldb_get(db, d->ro, "m", 1, &len, &err);
-    d->meta = (mvcc_meta_t){.applied_index = 0, .rev = 1, .compact_rev = -1};
-    if (err || (v && len < 24)) {
-        leveldb_free(err);
-        leveldb_free(v);
+    if (mvcc_internal_meta_read(m, d->ro, &d->meta) != MVCC_OK) {
         mvcc_dump_end(d);
         return MVCC_ERR_IO;
-    }
-    if (v) {
-        const uint8_t *p = (const uint8_t *)v;
-        d->meta.applied_index = get_be64(p);
-        d->meta.rev = (int64_t)get_be64(p + 8);
-        d->meta.compact_rev = (int64_t)get_be64(p + 16);
-        leveldb_free(v);
     }
     *meta = d->meta;
     *out = d;
