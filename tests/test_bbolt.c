@@ -5,7 +5,8 @@
  * the writer's order checks, hostile files refused without a crash
  * (truncations, every byte of the meta and page headers flipped, random
  * damage), and the store -> etcd database -> store round trip (etcd_db.c)
- * keeping every version, tombstone, revision, compaction, lease and user.
+ * keeping every version, tombstone, revision, compaction, lease and user,
+ * and a compaction recorded but not yet carried out dumped as etcd keeps it.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -492,11 +493,51 @@ static void test_etcd_db_round_trip(void **state) {
     close(fd);
 }
 
+/* A compaction recorded but not yet carried out (the compactor held) dumps
+ * what etcd keeps after it: the same versions as once it ran. */
+static void test_dump_logical_compaction(void **state) {
+    store_t a;
+    store_open(&a, "store-held");
+    mvcc_compact_hold_after(a.m, 0);
+    s_put(&a, "k", "1", 0); /* 2 */
+    s_put(&a, "k", "2", 0); /* 3 */
+    s_put(&a, "t", "x", 0); /* 4 */
+    s_del(&a, "t");         /* 5: a tombstone at the compact revision */
+    s_put(&a, "k", "3", 0); /* 6 */
+    assert_int_equal(mvcc_compact(a.m, 5, ++a.index), MVCC_OK);
+    vlist_t v;
+    rawlist_t raw;
+    mvcc_meta_t meta;
+    dump(a.m, &v, &raw, &meta);
+    assert_int_equal(meta.compact_rev, 5);
+    assert_int_equal(v.n, 2); /* k@3 (newest <= 5) and k@6; t's tombstone and k@2 dropped */
+    assert_string_equal(v.lines[0], "k c2 m3.0 v2 l0 t0 2");
+    assert_string_equal(v.lines[1], "k c2 m6.0 v3 l0 t0 3");
+    /* and etcdctl's status of the written file */
+    int fd = open_tmp("held.db");
+    etcd_db_stats_t st;
+    char err[256];
+    assert_int_equal(etcd_db_write(a.m, NULL, bbolt_fd_sink, &fd, &st, err, sizeof err), ETCD_DB_OK);
+    etcd_db_status_t ss;
+    assert_int_equal(etcd_db_status(fd, st.size, &ss, err, sizeof err), ETCD_DB_OK);
+    assert_int_equal(ss.revision, 6);
+    /* 2 versions + auth 2 + cluster 1 + meta 3 (consistent index, both compact revisions) */
+    assert_int_equal(ss.total_keys, 8);
+    assert_int_equal(ss.total_size, st.size);
+    mvcc_compact_hold_after(a.m, -1);
+    mvcc_close(a.m);
+    close(fd);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_round_trip),    cmocka_unit_test(test_multi_level),
-        cmocka_unit_test(test_writer_order),  cmocka_unit_test(test_inline_bucket),
-        cmocka_unit_test(test_corrupt_files), cmocka_unit_test(test_etcd_db_round_trip),
+        cmocka_unit_test(test_round_trip),
+        cmocka_unit_test(test_multi_level),
+        cmocka_unit_test(test_writer_order),
+        cmocka_unit_test(test_inline_bucket),
+        cmocka_unit_test(test_corrupt_files),
+        cmocka_unit_test(test_etcd_db_round_trip),
+        cmocka_unit_test(test_dump_logical_compaction),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
