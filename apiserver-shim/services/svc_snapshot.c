@@ -40,8 +40,12 @@
 #define MAX_WORKERS 2
 
 static atomic_int workers;
-static atomic_int stopping;        /* svc_snapshot_stop: workers give up writing */
-static struct snap_job *streaming; /* jobs past the worker (loop thread) */
+static atomic_int stopping; /* svc_snapshot_stop: workers give up writing */
+/* Every job from its call to its end, so that svc_snapshot_stop can drop
+ * those the stopped loop will never finish (posted and not run, streaming,
+ * or not posted at all); jobs_mu guards the links only. */
+static struct snap_job *jobs;
+static pthread_mutex_t jobs_mu = PTHREAD_MUTEX_INITIALIZER;
 
 typedef struct snap_job {
     server_t *s;
@@ -57,13 +61,15 @@ typedef struct snap_job {
     wc_Sha256 sha;
     loop_timer_t *timer;
     int sha_live;
-    struct snap_job *prev, *next; /* in streaming */
+    struct snap_job *prev, *next; /* in jobs */
 } snap_job_t;
 
 static void job_free(snap_job_t *j) {
+    pthread_mutex_lock(&jobs_mu);
     if (j->prev) j->prev->next = j->next;
     if (j->next) j->next->prev = j->prev;
-    if (streaming == j) streaming = j->next;
+    if (jobs == j) jobs = j->next;
+    pthread_mutex_unlock(&jobs_mu);
     if (j->sha_live) wc_Sha256Free(&j->sha);
     if (j->fd >= 0) close(j->fd);
     grpc_call_unref(j->call);
@@ -141,9 +147,6 @@ static void job_ready(void *arg) {
         return;
     }
     j->sha_live = 1;
-    j->next = streaming;
-    if (streaming) streaming->prev = j;
-    streaming = j;
     pump(j);
 }
 
@@ -163,11 +166,7 @@ static void *job_thread(void *arg) {
                            .client_urls = s->cfg->advertise_client_urls,
                            .n_client_urls = s->cfg->n_advertise_client_urls};
     j->rc = etcd_db_write(s->mvcc, &mb, job_sink, &j->fd, &j->st, j->err, sizeof j->err);
-    if (loop_post(j->loop, job_ready, j) != 0) {
-        /* the loop is stopping: the call dies with it */
-        close(j->fd);
-        free(j);
-    }
+    (void)loop_post(j->loop, job_ready, j); /* refused: stopping, svc_snapshot_stop frees j */
     atomic_fetch_sub(&workers, 1);
     return NULL;
 }
@@ -216,6 +215,11 @@ static void snapshot_call(grpc_call_t *call, const uint8_t *msg, size_t len, voi
     j->call = call;
     j->fd = fd;
     grpc_call_ref(call);
+    pthread_mutex_lock(&jobs_mu);
+    j->next = jobs;
+    if (jobs) jobs->prev = j;
+    jobs = j;
+    pthread_mutex_unlock(&jobs_mu);
     pthread_attr_t attr;
     pthread_attr_init(&attr);
     pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
@@ -243,8 +247,11 @@ void svc_snapshot_register(server_t *s) {
 void svc_snapshot_stop(server_t *s) {
     atomic_store(&stopping, 1);
     while (atomic_load(&workers) > 0) usleep(10000); /* each stops at its next page */
-    while (streaming) {
-        snap_job_t *j = streaming;
+    for (;;) {
+        pthread_mutex_lock(&jobs_mu);
+        snap_job_t *j = jobs;
+        pthread_mutex_unlock(&jobs_mu);
+        if (!j) break;
         if (j->timer) loop_timer_cancel(s->loop, j->timer);
         job_free(j);
     }
