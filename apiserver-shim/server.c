@@ -323,6 +323,7 @@ int server_run(const server_config_t *cfg) {
     svc_kv_register(&s);
     svc_maintenance_register(&s);
     svc_cluster_register(&s);
+    svc_snapshot_register(&s);
     if (svc_watch_start(&s) != 0 || svc_lease_start(&s) != 0 || svc_auth_start(&s) != 0) {
         log_error("cannot start the services");
         goto out;
@@ -399,6 +400,7 @@ out:
     server_snapshot_free(&s);
     if (s.pending) pending_free(s.pending);
     svc_metrics_stop(&s);
+    svc_snapshot_stop(&s);
     svc_kv_stop(&s);
     svc_maintenance_stop(&s);
     svc_auth_stop(&s);

@@ -24,6 +24,7 @@ LAYERS = {
     "storage/kv": ["storage/mvcc", "proto"],
     "storage/lease": ["storage/kv", "storage/mvcc", "proto"],
     "storage/auth": ["storage/kv", "storage/mvcc", "proto"],
+    "storage/bbolt": ["storage/mvcc", "proto"],
     "client": ["proto"],
     "apiserver-shim/transport": ["proto"],
     "apiserver-shim/watch": ["proto"],
@@ -33,13 +34,13 @@ LAYERS = {
     "apiserver-shim/services": ["apiserver-shim/member", "apiserver-shim/watch",
                                 "apiserver-shim/auth", "apiserver-shim/transport",
                                 "storage/lease", "storage/auth", "storage/kv",
-                                "storage/mvcc", "raft", "proto"],
+                                "storage/bbolt", "storage/mvcc", "raft", "proto"],
     "apiserver-shim": ["apiserver-shim/services", "apiserver-shim/member",
                        "apiserver-shim/watch", "apiserver-shim/auth",
                        "apiserver-shim/transport", "storage/lease", "storage/auth",
                        "storage/kv", "storage/mvcc", "raft", "proto"],
     "cmd": ["apiserver-shim", "apiserver-shim/member", "apiserver-shim/transport",
-            "client", "proto"],
+            "client", "storage/bbolt", "storage/mvcc", "proto"],
 }
 INCLUDE = re.compile(r'^\s*#\s*include\s+"([^"]+)"', re.M)
 

@@ -33,6 +33,9 @@ void svc_maintenance_raise_nospace(server_t *s);
 struct kv_alarm;
 size_t svc_maintenance_alarms(server_t *s, struct kv_alarm *out, size_t max);
 void svc_cluster_register(server_t *s);
+/* Maintenance.Snapshot (svc_snapshot.c); stop waits for its workers. */
+void svc_snapshot_register(server_t *s);
+void svc_snapshot_stop(server_t *s);
 
 /* Services with state have three phases, called by server_run():
  *   init  (before the store opens): allocate, set store hooks in *mopts;

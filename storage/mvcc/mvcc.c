@@ -48,6 +48,7 @@
 #include <time.h>
 
 #include "mvcc_compact.h"
+#include "mvcc_internal.h"
 #include "mvcc_keys.h"
 #include "mvcc_swap.h"
 
@@ -1060,8 +1061,10 @@ int mvcc_txn_range(mvcc_txn_t *t, const mvcc_range_t *r, int64_t at_rev, int64_t
 
 /* ---- writes ---- */
 
-/* Adds the 'k' and 'r' entries of one change to the batch. */
-static void batch_change(mvcc_txn_t *t, const Mvccpb__KeyValue *kv, int64_t sub, int tombstone) {
+/* Adds the 'k', 'r' and 'l' entries of one change to wb; returns the
+ * approximate bytes added. Also the loader's (mvcc_dump.c). */
+size_t mvcc_internal_batch_version(leveldb_writebatch_t *wb, const Mvccpb__KeyValue *kv, int64_t sub,
+                                   int tombstone) {
     size_t klen = mvcc_encoded_key_max(kv->key.len);
     uint8_t *k = malloc(klen);
     uint8_t *rec = malloc(REC_HDR + kv->value.len);
@@ -1075,23 +1078,27 @@ static void batch_change(mvcc_txn_t *t, const Mvccpb__KeyValue *kv, int64_t sub,
     put_be64(rec + 9, (uint64_t)kv->version);
     put_be64(rec + 17, (uint64_t)kv->lease);
     if (kv->value.len) memcpy(rec + REC_HDR, kv->value.data, kv->value.len);
-    leveldb_writebatch_put(t->wb, (const char *)k, n, (const char *)rec, REC_HDR + kv->value.len);
+    leveldb_writebatch_put(wb, (const char *)k, n, (const char *)rec, REC_HDR + kv->value.len);
     uint8_t rk[17];
     encode_rev_key(rk, kv->mod_revision, sub);
     rv[0] = tombstone ? 1 : 0;
     if (kv->key.len) memcpy(rv + 1, kv->key.data, kv->key.len);
-    leveldb_writebatch_put(t->wb, (const char *)rk, sizeof(rk), (const char *)rv, 1 + kv->key.len);
+    leveldb_writebatch_put(wb, (const char *)rk, sizeof(rk), (const char *)rv, 1 + kv->key.len);
     /* the live-key index: 'l' | esc(key) | 00 01 for every key alive now */
     size_t lk_len = n - REV_SUFFIX;
     k[0] = 'l';
     if (tombstone)
-        leveldb_writebatch_delete(t->wb, (const char *)k, lk_len);
+        leveldb_writebatch_delete(wb, (const char *)k, lk_len);
     else
-        leveldb_writebatch_put(t->wb, (const char *)k, lk_len, "", 0);
-    t->bytes += 3 * n + REC_HDR + kv->value.len + 1 + kv->key.len + 32;
+        leveldb_writebatch_put(wb, (const char *)k, lk_len, "", 0);
     free(k);
     free(rec);
     free(rv);
+    return 3 * n + REC_HDR + kv->value.len + 1 + kv->key.len + 32;
+}
+
+static void batch_change(mvcc_txn_t *t, const Mvccpb__KeyValue *kv, int64_t sub, int tombstone) {
+    t->bytes += mvcc_internal_batch_version(t->wb, kv, sub, tombstone);
 }
 
 /* The latest live version of key as this txn sees it: *out is NULL when the
@@ -1357,4 +1364,23 @@ int mvcc_swap_store(mvcc_t *m, mvcc_swap_fn swap, void *arg, char *err, size_t e
     pthread_mutex_unlock(&m->gate_mu);
     if (orc != 0) return MVCC_ERR_IO;
     return rc == 0 ? MVCC_OK : MVCC_ERR_IO;
+}
+
+/* ---- for mvcc_dump.c (mvcc_internal.h) ---- */
+
+leveldb_t *mvcc_internal_db(mvcc_t *m) { return m->db; }
+
+int mvcc_internal_meta_read(mvcc_t *m, const leveldb_readoptions_t *ro, mvcc_meta_t *mt) {
+    return meta_read(m->db, ro, mt);
+}
+
+int mvcc_internal_write_meta(mvcc_t *m, const mvcc_meta_t *mt) {
+    leveldb_writebatch_t *wb = leveldb_writebatch_create();
+    meta_put(wb, mt);
+    int rc = db_write(m, wb, 1);
+    leveldb_writebatch_destroy(wb);
+    if (rc != MVCC_OK) return rc;
+    m->meta = *mt;
+    publish_meta(m);
+    return MVCC_OK;
 }

@@ -291,4 +291,34 @@ int kv_history(mvcc_t *m, const uint8_t *key, size_t key_len, const uint8_t *ran
                int64_t from_rev, int64_t to_rev, int with_prev, kv_history_fn fn, void *arg,
                int64_t *compact_rev);
 
+/* ---- dump and load (storage/mvcc/mvcc_dump.c): the whole store, for
+ * snapshots in another format (etcd's bbolt file, storage/bbolt/) ----
+ *
+ * A dump reads one LevelDB snapshot (any thread, the store keeps serving):
+ * *meta gets its metadata; mvcc_dump_versions hands every version in
+ * revision order (main, then sub) as etcd's compaction would have kept it
+ * (nothing at or below the compact revision but each key's newest version
+ * there, and no tombstone there); a tombstone's kv has key and
+ * mod_revision only. fn returns 0 to go on, non-zero to stop (returned).
+ * mvcc_dump_raw scans a side table (see mvcc_raw_scan) in the same
+ * snapshot. A load fills a store that is not serving (the caller checks
+ * it was empty): versions in revision order, raw side-table records, then
+ * mvcc_load_finish records the revision and compact revision with applied
+ * index 0 (a fresh Raft log applies from 1). Not synced per batch: finish
+ * syncs, and a crash before it leaves a store to delete. Several loads may
+ * follow each other (each finish writes the metadata). */
+typedef struct mvcc_dump mvcc_dump_t;
+typedef int (*mvcc_version_fn)(void *arg, const Mvccpb__KeyValue *kv, int64_t sub, int tombstone);
+int mvcc_dump_begin(mvcc_t *m, mvcc_dump_t **out, mvcc_meta_t *meta);
+int mvcc_dump_versions(mvcc_dump_t *d, mvcc_version_fn fn, void *arg);
+int mvcc_dump_raw(mvcc_dump_t *d, const uint8_t *prefix, size_t prefix_len, mvcc_raw_fn fn, void *arg);
+void mvcc_dump_end(mvcc_dump_t *d);
+
+typedef struct mvcc_load mvcc_load_t;
+int mvcc_load_begin(mvcc_t *m, mvcc_load_t **out);
+int mvcc_load_version(mvcc_load_t *l, const Mvccpb__KeyValue *kv, int64_t sub, int tombstone);
+int mvcc_load_raw(mvcc_load_t *l, const uint8_t *key, size_t key_len, const uint8_t *val, size_t val_len);
+int mvcc_load_finish(mvcc_load_t *l, int64_t rev, int64_t compact_rev);
+void mvcc_load_free(mvcc_load_t *l);
+
 #endif
