@@ -69,13 +69,14 @@ static void test_range_request_fields(void **state) {
 static void test_round_trip_nested_repeated(void **state) {
     (void)state;
     /* Defaults are left out, int64 become strings, enums names, bytes base64. */
-    assert_round_trip(&etcdserverpb__range_response__descriptor,
-                      "{\"header\":{\"cluster_id\":\"18446744073709551615\",\"revision\":\"-0\",\"raft_term\":2},"
-                      "\"kvs\":[{\"key\":\"YQ\",\"value\":\"\",\"version\":\"1\"},{\"key\":\"Yg==\","
-                      "\"lease\":\"9223372036854775807\"}],\"count\":\"2\",\"more\":false}",
-                      "{\"header\":{\"cluster_id\":\"18446744073709551615\",\"raft_term\":\"2\"},"
-                      "\"kvs\":[{\"key\":\"YQ==\",\"version\":\"1\"},{\"key\":\"Yg==\","
-                      "\"lease\":\"9223372036854775807\"}],\"count\":\"2\"}");
+    assert_round_trip(
+        &etcdserverpb__range_response__descriptor,
+        "{\"header\":{\"cluster_id\":\"18446744073709551615\",\"revision\":\"-0\",\"raft_term\":2},"
+        "\"kvs\":[{\"key\":\"YQ\",\"value\":\"\",\"version\":\"1\"},{\"key\":\"Yg==\","
+        "\"lease\":\"9223372036854775807\"}],\"count\":\"2\",\"more\":false}",
+        "{\"header\":{\"cluster_id\":\"18446744073709551615\",\"raft_term\":\"2\"},"
+        "\"kvs\":[{\"key\":\"YQ==\",\"version\":\"1\"},{\"key\":\"Yg==\","
+        "\"lease\":\"9223372036854775807\"}],\"count\":\"2\"}");
     /* An empty nested message is still written. */
     assert_round_trip(&etcdserverpb__put_response__descriptor, "{\"header\":{}}", "{\"header\":{}}");
 }
@@ -92,20 +93,20 @@ static void test_oneof_and_txn(void **state) {
         "\"version\":\"0\"}],\"success\":[{\"request_put\":{\"key\":\"Zm9v\",\"value\":\"Yg==\"}}],"
         "\"failure\":[{\"request_range\":{\"key\":\"Zm9v\"}}]}");
     char err[256];
-    assert_int_equal(parse_err(&etcdserverpb__compare__descriptor, "{\"version\":1,\"mod_revision\":2}", err,
-                               sizeof err),
-                     PBJSON_E_TYPE);
+    assert_int_equal(
+        parse_err(&etcdserverpb__compare__descriptor, "{\"version\":1,\"mod_revision\":2}", err, sizeof err),
+        PBJSON_E_TYPE);
     /* Two members of a oneof, the second a message: nothing leaks. */
     assert_int_equal(parse_err(&etcdserverpb__request_op__descriptor,
-                               "{\"request_put\":{\"key\":\"YQ==\"},\"request_range\":{\"key\":\"YQ==\"}}", err,
-                               sizeof err),
+                               "{\"request_put\":{\"key\":\"YQ==\"},\"request_range\":{\"key\":\"YQ==\"}}",
+                               err, sizeof err),
                      PBJSON_E_TYPE);
 }
 
 static void test_repeated_scalars_and_strings(void **state) {
     (void)state;
-    assert_round_trip(&etcdserverpb__auth_user_get_response__descriptor,
-                      "{\"roles\":[\"root\",\"\",\"r2\"]}", "{\"roles\":[\"root\",\"\",\"r2\"]}");
+    assert_round_trip(&etcdserverpb__auth_user_get_response__descriptor, "{\"roles\":[\"root\",\"\",\"r2\"]}",
+                      "{\"roles\":[\"root\",\"\",\"r2\"]}");
     assert_round_trip(&etcdserverpb__lease_time_to_live_response__descriptor,
                       "{\"ID\":\"5\",\"TTL\":\"-1\",\"keys\":[\"YQ==\",\"\"]}",
                       "{\"ID\":\"5\",\"TTL\":\"-1\",\"keys\":[\"YQ==\",\"\"]}");
@@ -117,14 +118,15 @@ static void test_stream_of_values(void **state) {
     size_t used = 0, len = strlen(body);
     ProtobufCMessage *m = NULL;
     char err[128];
-    assert_int_equal(pbjson_parse(&etcdserverpb__watch_request__descriptor, body, len, &m, &used, err, sizeof err),
-                     0);
+    assert_int_equal(
+        pbjson_parse(&etcdserverpb__watch_request__descriptor, body, len, &m, &used, err, sizeof err), 0);
     Etcdserverpb__WatchRequest *w = (Etcdserverpb__WatchRequest *)m;
     assert_int_equal(w->request_union_case, ETCDSERVERPB__WATCH_REQUEST__REQUEST_UNION_CREATE_REQUEST);
     protobuf_c_message_free_unpacked(m, NULL);
     assert_true(used > 0 && used < len);
-    assert_int_equal(
-        pbjson_parse(&etcdserverpb__watch_request__descriptor, body + used, len - used, &m, &used, err, sizeof err), 0);
+    assert_int_equal(pbjson_parse(&etcdserverpb__watch_request__descriptor, body + used, len - used, &m,
+                                  &used, err, sizeof err),
+                     0);
     w = (Etcdserverpb__WatchRequest *)m;
     assert_int_equal(w->request_union_case, ETCDSERVERPB__WATCH_REQUEST__REQUEST_UNION_CANCEL_REQUEST);
     assert_int_equal(w->cancel_request->watch_id, 3);
@@ -152,14 +154,14 @@ static void test_malformed(void **state) {
     assert_int_equal(parse_err(d, "{\"keys_only\":\"yes\"}", err, sizeof err), PBJSON_E_TYPE);
     assert_int_equal(parse_err(d, "{\"sort_order\":\"SIDEWAYS\"}", err, sizeof err), PBJSON_E_TYPE);
     assert_int_equal(parse_err(&etcdserverpb__txn_request__descriptor,
-                               "{\"success\":[{\"request_put\":{\"key\":\"YQ==\"}},{\"request_put\":7}]}", err,
-                               sizeof err),
-                     PBJSON_E_TYPE);
-    assert_int_equal(parse_err(&etcdserverpb__auth_user_get_response__descriptor, "{\"roles\":[\"a\",3]}", err,
-                               sizeof err),
-                     PBJSON_E_TYPE);
-    assert_int_equal(parse_err(&etcdserverpb__lease_grant_request__descriptor, "{\"TTL\":\"99999999999999999999\"}",
+                               "{\"success\":[{\"request_put\":{\"key\":\"YQ==\"}},{\"request_put\":7}]}",
                                err, sizeof err),
+                     PBJSON_E_TYPE);
+    assert_int_equal(parse_err(&etcdserverpb__auth_user_get_response__descriptor, "{\"roles\":[\"a\",3]}",
+                               err, sizeof err),
+                     PBJSON_E_TYPE);
+    assert_int_equal(parse_err(&etcdserverpb__lease_grant_request__descriptor,
+                               "{\"TTL\":\"99999999999999999999\"}", err, sizeof err),
                      PBJSON_E_TYPE);
     /* Deep nesting is refused, not recursed into without bound. */
     char deep[4096];
@@ -171,9 +173,12 @@ static void test_malformed(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_range_request_fields),  cmocka_unit_test(test_round_trip_nested_repeated),
-        cmocka_unit_test(test_oneof_and_txn),         cmocka_unit_test(test_repeated_scalars_and_strings),
-        cmocka_unit_test(test_stream_of_values),      cmocka_unit_test(test_empty_body_is_empty_message),
+        cmocka_unit_test(test_range_request_fields),
+        cmocka_unit_test(test_round_trip_nested_repeated),
+        cmocka_unit_test(test_oneof_and_txn),
+        cmocka_unit_test(test_repeated_scalars_and_strings),
+        cmocka_unit_test(test_stream_of_values),
+        cmocka_unit_test(test_empty_body_is_empty_message),
         cmocka_unit_test(test_malformed),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
