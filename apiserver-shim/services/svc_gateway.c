@@ -37,8 +37,8 @@
 
 /* Go's net/http answers for what has no handler, and what every answer of
  * etcd's client port carries (etcd 3.4 wraps its mux in a CORS handler). */
-#define CORS                                                                                                 \
-    "Access-Control-Allow-Headers: accept, content-type, authorization\r\n"                                  \
+#define CORS                                                                \
+    "Access-Control-Allow-Headers: accept, content-type, authorization\r\n" \
     "Access-Control-Allow-Methods: POST, GET, OPTIONS, PUT, DELETE\r\nAccess-Control-Allow-Origin: *\r\n"
 #define TEXT "text/plain; charset=utf-8"
 #define JSON "application/json"
@@ -111,7 +111,8 @@ typedef struct gw_request {
 
 /* grpc-gateway v1 runtime.HTTPStatusFromCode. */
 static int http_status_of(grpc_status_t code) {
-    static const int map[] = {200, 408, 500, 400, 504, 404, 409, 403, 429, 400, 409, 400, 501, 500, 503, 500, 401};
+    static const int map[] = {200, 408, 500, 400, 504, 404, 409, 403, 429,
+                              412, 409, 400, 501, 500, 503, 500, 401};
     return (int)code >= 0 && (int)code <= 16 ? map[code] : 500;
 }
 
@@ -148,9 +149,10 @@ static void stream_error(http_exchange_t *x, grpc_status_t code, const char *mes
     char q[1200], body[2600];
     int status = http_status_of(code);
     json_quote(q, sizeof q, message ? message : "");
-    int n = snprintf(body, sizeof body,
-                     "{\"error\":{\"grpc_code\":%d,\"http_code\":%d,\"message\":%s,\"http_status\":\"%s\"}}\n",
-                     (int)code, status, q, http_status_text(status));
+    int n =
+        snprintf(body, sizeof body,
+                 "{\"error\":{\"grpc_code\":%d,\"http_code\":%d,\"message\":%s,\"http_status\":\"%s\"}}\n",
+                 (int)code, status, q, http_status_text(status));
     if (!x->started) http_exchange_start(x, status, JSON, CORS);
     http_exchange_write(x, body, (size_t)n);
     http_exchange_end(x);
@@ -197,10 +199,17 @@ static void on_response(void *arg, const uint8_t *msg, size_t len) {
         }
         return;
     }
-    if (!r->x->started) http_exchange_start(r->x, 200, JSON, CORS);
-    http_exchange_write(r->x, "{\"result\":", 10);
-    http_exchange_write(r->x, json, jlen);
-    http_exchange_write(r->x, "}\n", 2);
+    /* One write per message: one HTTP/1.1 chunk (or DATA frame) per line,
+     * as clients that parse each chunk (python3-etcd3gw) need. */
+    char *line = malloc(jlen + 13);
+    if (line) {
+        memcpy(line, "{\"result\":", 10);
+        memcpy(line + 10, json, jlen);
+        memcpy(line + 10 + jlen, "}\n", 2);
+        if (!r->x->started) http_exchange_start(r->x, 200, JSON, CORS);
+        http_exchange_write(r->x, line, jlen + 12);
+        free(line);
+    }
     free(json);
 }
 
@@ -315,7 +324,8 @@ static void serve_gateway(server_t *s, http_exchange_t *x, const char *subpath) 
 }
 
 static void serve_version(http_exchange_t *x) {
-    const char body[] = "{\"etcdserver\":\"" KSHIM_ETCD_VERSION "\",\"etcdcluster\":\"" KSHIM_ETCD_API_VERSION ".0\"}";
+    const char body[] =
+        "{\"etcdserver\":\"" KSHIM_ETCD_VERSION "\",\"etcdcluster\":\"" KSHIM_ETCD_API_VERSION ".0\"}";
     http_exchange_reply(x, 200, JSON, CORS, body, sizeof body - 1);
 }
 

@@ -19,7 +19,8 @@ http_exchange_t *http_exchange_new(const http_exchange_ops_t *ops, void *backend
     return x;
 }
 
-int http_exchange_add_header(http_exchange_t *x, const char *name, size_t nlen, const char *value, size_t vlen) {
+int http_exchange_add_header(http_exchange_t *x, const char *name, size_t nlen, const char *value,
+                             size_t vlen) {
     if (x->nheaders == x->headers_cap) {
         size_t cap = x->headers_cap ? x->headers_cap * 2 : 8;
         http_header_t *h = realloc(x->headers, cap * sizeof *h);

@@ -53,7 +53,8 @@ struct http_exchange {
 
 /* Backend side. */
 http_exchange_t *http_exchange_new(const http_exchange_ops_t *ops, void *backend);
-int http_exchange_add_header(http_exchange_t *x, const char *name, size_t nlen, const char *value, size_t vlen);
+int http_exchange_add_header(http_exchange_t *x, const char *name, size_t nlen, const char *value,
+                             size_t vlen);
 /* Appends body bytes; -1 past max (the request is too large) or out of memory. */
 int http_exchange_add_body(http_exchange_t *x, const char *data, size_t len, size_t max);
 /* The backend is done with x (peer gone or answer sent): runs on_close if the
