@@ -202,7 +202,8 @@ E2E_PIDS+=("$!")
     --listen-client-urls https://127.0.0.1:25503 --advertise-client-urls https://127.0.0.1:25503 \
     --cert-file "$CERTS/server.crt" --key-file "$CERTS/server.key" \
     --trusted-ca-file "$CERTS/ca.crt" --client-cert-auth >>"$E2E_TMP/kshimd-gws.log" 2>&1 &
-E2E_PIDS+=("$!")
+TLS_TARGET_PID=$!
+E2E_PIDS+=("$TLS_TARGET_PID")
 for port in 25502 25503; do
     for _ in $(seq 100); do
         curl -s "${CURL_TLS[@]}" "https://127.0.0.1:$port/health" >/dev/null 2>&1 && break
@@ -233,4 +234,7 @@ ctl_tls put t b >/dev/null || true
 check_eq "gRPC still works on the https port" "b" "$(ctl_tls get t --print-value-only || true)"
 check_eq "gRPC still works on the plain port" "x" "$(ctl 25501 get w --print-value-only)"
 
+# A clean stop, so a sanitizer build reports leaks (finish checks the logs).
+stop_server "$TARGET_PID"
+stop_server "$TLS_TARGET_PID"
 finish

@@ -98,6 +98,7 @@ static void conn_free(http1_conn_t *c) {
 
 static int buf_append(char **buf, size_t *len, size_t *off, size_t *cap, const char *data, size_t n,
                       size_t max) {
+    if (n == 0) return 0;
     if (*off > 0 && *off == *len) *off = *len = 0;
     if (*off > 0 && *len + n > *cap) {
         memmove(*buf, *buf + *off, *len - *off);
