@@ -106,6 +106,13 @@ post "deleterange b, prev_kv" /v3/kv/deleterange '{"key":"Yg==","prev_kv":true}'
 post "compaction" /v3/kv/compaction '{"revision":"2"}'
 post "range at a compacted revision" /v3/kv/range '{"key":"YQ==","revision":"1"}'
 
+# Header names of a JSON answer (Date and the framing headers aside).
+hnames() {
+    curl -s -D - -o /dev/null -X POST -d '{"key":"YQ=="}' "http://127.0.0.1:$1/v3/kv/range" | tr -d '\r' |
+        sed -n 's/^\([A-Za-z-]*\): .*/\1/p' | tr 'A-Z' 'a-z' | grep -vE '^(date|content-length)$' | sort | tr '\n' ' '
+}
+check_eq "range: etcd's response headers" "$(hnames 25500)" "$(hnames 25501)"
+
 # ---- errors
 post "malformed JSON" /v3/kv/range '{"key":"YQ=="'
 post "range without a key" /v3/kv/range '{}'

@@ -88,8 +88,8 @@ static void handler(void *ctx, http_exchange_t *x) {
     }
     const char *h = http_exchange_header(x, "x-test");
     char body[512];
-    int n = snprintf(body, sizeof body, "%s %s q=%s h=%s body=%.*s", x->method, x->path, x->query, h ? h : "-",
-                     (int)x->body_len, x->body ? x->body : "");
+    int n = snprintf(body, sizeof body, "%s %s q=%s h=%s body=%.*s", x->method, x->path, x->query,
+                     h ? h : "-", (int)x->body_len, x->body ? x->body : "");
     http_exchange_reply(x, 200, "text/plain", "X-Extra: 1\r\n", body, (size_t)n);
 }
 
@@ -143,7 +143,9 @@ static int dial(void) {
     return fd;
 }
 
-static void send_str(int fd, const char *s) { assert_int_equal(send(fd, s, strlen(s), 0), (ssize_t)strlen(s)); }
+static void send_str(int fd, const char *s) {
+    assert_int_equal(send(fd, s, strlen(s), 0), (ssize_t)strlen(s));
+}
 
 static char *read_until(int fd, const char *want) {
     static char buf[65536];
@@ -161,7 +163,8 @@ static char *read_until(int fd, const char *want) {
 static void test_http1_detected_and_answered(void **state) {
     (void)state;
     int fd = dial();
-    send_str(fd, "POST /v3/kv/put?a=b HTTP/1.1\r\nHost: x\r\nX-Test: yes\r\nContent-Length: 7\r\n\r\n{\"k\":1}");
+    send_str(fd,
+             "POST /v3/kv/put?a=b HTTP/1.1\r\nHost: x\r\nX-Test: yes\r\nContent-Length: 7\r\n\r\n{\"k\":1}");
     char *out = read_until(fd, "body={\"k\":1}");
     assert_non_null(strstr(out, "HTTP/1.1 200 OK\r\n"));
     assert_non_null(strstr(out, "X-Extra: 1\r\n"));

@@ -40,6 +40,8 @@
 #define CORS                                                                \
     "Access-Control-Allow-Headers: accept, content-type, authorization\r\n" \
     "Access-Control-Allow-Methods: POST, GET, OPTIONS, PUT, DELETE\r\nAccess-Control-Allow-Origin: *\r\n"
+/* grpc-gateway forwards the gRPC response headers as Grpc-Metadata-*. */
+#define GRPC_MD "Grpc-Metadata-Content-Type: application/grpc\r\n"
 #define TEXT "text/plain; charset=utf-8"
 #define JSON "application/json"
 
@@ -206,7 +208,7 @@ static void on_response(void *arg, const uint8_t *msg, size_t len) {
         memcpy(line, "{\"result\":", 10);
         memcpy(line + 10, json, jlen);
         memcpy(line + 10 + jlen, "}\n", 2);
-        if (!r->x->started) http_exchange_start(r->x, 200, JSON, CORS);
+        if (!r->x->started) http_exchange_start(r->x, 200, JSON, CORS GRPC_MD);
         http_exchange_write(r->x, line, jlen + 12);
         free(line);
     }
@@ -218,13 +220,13 @@ static void on_status(void *arg, grpc_status_t status, const char *message) {
     if (r->done) return;
     if (r->route->streaming) {
         if (status == GRPC_OK) {
-            if (!r->x->started) http_exchange_start(r->x, 200, JSON, CORS);
+            if (!r->x->started) http_exchange_start(r->x, 200, JSON, CORS GRPC_MD);
             http_exchange_end(r->x);
         } else {
             stream_error(r->x, status, message);
         }
     } else if (status == GRPC_OK && r->unary_json) {
-        http_exchange_reply(r->x, 200, JSON, CORS, r->unary_json, r->unary_len);
+        http_exchange_reply(r->x, 200, JSON, CORS GRPC_MD, r->unary_json, r->unary_len);
     } else {
         reply_error(r->x, status == GRPC_OK ? GRPC_INTERNAL : status, message);
     }
