@@ -115,6 +115,14 @@ check_eq "range: etcd's response headers" "$(hnames 25500)" "$(hnames 25501)"
 
 # ---- errors
 post "malformed JSON" /v3/kv/range '{"key":"YQ=="'
+i=0
+for body in '{"key":5}' '{"key":"***"}' '{"key":"YQ"}' '{"key":"YQ==","limit":"x"}' '{"key":"YQ==","limit":1.5}' \
+    '{"key":"YQ==","sort_order":"SIDEWAYS"}' '{"key":"YQ==","keys_only":"yes"}' '[1]' '{key}' '{"key" 1}' \
+    '{"key":"YQ==" "limit":1}' 'null' '{"key":"YQ=="} trailing' '{"key":"YQ==","sort_order":2}' \
+    '{"key":"YQ==","limit":"5"}'; do
+    i=$((i + 1))
+    post "bad or odd JSON $i: $body" /v3/kv/range "$body"
+done
 post "range without a key" /v3/kv/range '{}'
 post "empty body" /v3/kv/put ''
 both "GET on a POST path" /v3/kv/range

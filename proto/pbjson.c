@@ -58,31 +58,61 @@ static int b64_value(char ch) {
     if (ch >= 'A' && ch <= 'Z') return ch - 'A';
     if (ch >= 'a' && ch <= 'z') return ch - 'a' + 26;
     if (ch >= '0' && ch <= '9') return ch - '0' + 52;
-    if (ch == '+' || ch == '-') return 62;
-    if (ch == '/' || ch == '_') return 63;
+    if (ch == '+') return 62;
+    if (ch == '/') return 63;
     return -1;
 }
 
-/* Standard or URL-safe alphabet, padding optional. -1 on a bad character. */
-static int b64_decode(const char *s, size_t n, uint8_t **out, size_t *outlen) {
-    while (n > 0 && s[n - 1] == '=') n--;
-    if (n % 4 == 1) return -1;
+/* Go's base64.StdEncoding as encoding/json decodes []byte: padded standard
+ * alphabet (\r and \n skipped). 0, or the input offset Go reports in
+ * "illegal base64 data at input byte N" (as a negative number - 1), or
+ * PBJSON_E_NOMEM. */
+static long b64_decode(const char *s, size_t n, uint8_t **out, size_t *outlen) {
     uint8_t *buf = malloc(n / 4 * 3 + 3), *o = buf;
-    if (!buf) return -1;
-    uint32_t acc = 0;
-    int bits = 0;
-    for (size_t i = 0; i < n; i++) {
-        int v = b64_value(s[i]);
-        if (v < 0) {
-            free(buf);
-            return -1;
+    if (!buf) return PBJSON_E_NOMEM;
+    size_t i = 0;
+    long bad = 0;
+    while (i < n && !bad) {
+        uint32_t acc = 0;
+        size_t q = i; /* the quantum's first byte */
+        int got = 0, pad = 0;
+        while (got + pad < 4) {
+            while (i < n && (s[i] == '\r' || s[i] == '\n')) i++;
+            if (i == n) break;
+            if (s[i] == '=') {
+                if (got < 2) {
+                    bad = -(long)i - 1;
+                    break;
+                }
+                pad++;
+                i++;
+                continue;
+            }
+            int v = b64_value(s[i]);
+            if (v < 0 || pad) {
+                bad = -(long)i - 1;
+                break;
+            }
+            acc = acc << 6 | (uint32_t)v;
+            got++;
+            i++;
         }
-        acc = acc << 6 | (uint32_t)v;
-        bits += 6;
-        if (bits >= 8) {
-            bits -= 8;
-            *o++ = (uint8_t)(acc >> bits);
+        if (bad) break;
+        if (got + pad == 0) break;
+        if (got + pad < 4) {
+            bad = -(long)q - 1; /* a short final quantum, no padding */
+            break;
         }
+        acc <<= 6 * (4 - got);
+        *o++ = (uint8_t)(acc >> 16);
+        if (got > 2) *o++ = (uint8_t)(acc >> 8);
+        if (got > 3) *o++ = (uint8_t)acc;
+        while (i < n && (s[i] == '\r' || s[i] == '\n')) i++;
+        if (pad && i < n) bad = -(long)i - 1;
+    }
+    if (bad) {
+        free(buf);
+        return bad;
     }
     *outlen = (size_t)(o - buf);
     if (*outlen == 0) {
@@ -135,44 +165,90 @@ static size_t scalar_size(ProtobufCType t) {
     }
 }
 
-/* A JSON number or numeric string as a signed or unsigned 64-bit value. */
-static int json_int(parse_ctx_t *c, json_object *v, const char *name, int is_signed, int64_t *s, uint64_t *u) {
+/* encoding/json's name of a JSON value's kind. */
+static const char *json_kind(json_object *v) {
+    switch (json_object_get_type(v)) {
+    case json_type_boolean: return "bool";
+    case json_type_int:
+    case json_type_double: return "number";
+    case json_type_string: return "string";
+    case json_type_array: return "array";
+    case json_type_object: return "object";
+    default: return "null";
+    }
+}
+
+/* The Go type a field unmarshals into (golang/protobuf's generated structs). */
+static const char *go_type(const ProtobufCFieldDescriptor *f, char *buf, size_t len) {
+    switch (f->type) {
+    case PROTOBUF_C_TYPE_INT32:
+    case PROTOBUF_C_TYPE_SINT32:
+    case PROTOBUF_C_TYPE_SFIXED32: return "int32";
+    case PROTOBUF_C_TYPE_INT64:
+    case PROTOBUF_C_TYPE_SINT64:
+    case PROTOBUF_C_TYPE_SFIXED64: return "int64";
+    case PROTOBUF_C_TYPE_UINT32:
+    case PROTOBUF_C_TYPE_FIXED32: return "uint32";
+    case PROTOBUF_C_TYPE_UINT64:
+    case PROTOBUF_C_TYPE_FIXED64: return "uint64";
+    case PROTOBUF_C_TYPE_FLOAT: return "float32";
+    case PROTOBUF_C_TYPE_DOUBLE: return "float64";
+    case PROTOBUF_C_TYPE_BOOL: return "bool";
+    case PROTOBUF_C_TYPE_STRING: return "string";
+    case PROTOBUF_C_TYPE_BYTES: return "[]uint8";
+    case PROTOBUF_C_TYPE_ENUM: {
+        /* "etcdserverpb.RangeRequest.SortOrder" -> "etcdserverpb.RangeRequest_SortOrder" */
+        const ProtobufCEnumDescriptor *ed = f->descriptor;
+        const char *pkg = ed->package_name ? ed->package_name : "";
+        size_t pl = strlen(pkg);
+        snprintf(buf, len, "%s", ed->name);
+        for (char *p = buf + (pl && strncmp(buf, pkg, pl) == 0 ? pl + 1 : 0); *p; p++)
+            if (*p == '.') *p = '_';
+        return buf;
+    }
+    case PROTOBUF_C_TYPE_MESSAGE: return "map[string]json.RawMessage";
+    }
+    return "?";
+}
+
+static int type_error(parse_ctx_t *c, json_object *v, const ProtobufCFieldDescriptor *f) {
+    char buf[256];
+    return fail(c, PBJSON_E_TYPE, "json: cannot unmarshal %s into Go value of type %s", json_kind(v),
+                go_type(f, buf, sizeof buf));
+}
+
+/* What encoding/json says of text that should be one JSON number. */
+static int number_text_error(parse_ctx_t *c, const char *str, const ProtobufCFieldDescriptor *f) {
+    char buf[256];
+    if (!str[0]) return fail(c, PBJSON_E_TYPE, "unexpected end of JSON input");
+    if (!strchr("-0123456789", str[0]))
+        return fail(c, PBJSON_E_TYPE, "invalid character '%c' looking for beginning of value", str[0]);
+    char *end;
+    strtod(str, &end);
+    if (*end) return fail(c, PBJSON_E_TYPE, "invalid character '%c' after top-level value", *end);
+    return fail(c, PBJSON_E_TYPE, "json: cannot unmarshal number %s into Go value of type %s", str,
+                go_type(f, buf, sizeof buf));
+}
+
+/* A JSON number, or a string holding one (jsonpb takes both for integers),
+ * as a signed or unsigned 64-bit value. */
+static int json_int(parse_ctx_t *c, json_object *v, const ProtobufCFieldDescriptor *f, int is_signed, int64_t *s,
+                    uint64_t *u) {
     enum json_type t = json_object_get_type(v);
-    if (t == json_type_int) {
-        if (is_signed) {
-            errno = 0;
-            *s = json_object_get_int64(v);
-            if (errno == 0) return 0;
-        } else if (json_object_get_int64(v) >= 0 || json_object_get_uint64(v) > (uint64_t)INT64_MAX) {
-            *u = json_object_get_uint64(v);
-            return 0;
-        }
-        return fail(c, PBJSON_E_TYPE, "json: cannot unmarshal number into field %s: out of range", name);
-    }
-    if (t == json_type_double) {
-        double d = json_object_get_double(v);
-        if (d == floor(d) && fabs(d) < 9007199254740992.0 && (is_signed || d >= 0)) {
-            if (is_signed)
-                *s = (int64_t)d;
-            else
-                *u = (uint64_t)d;
-            return 0;
-        }
-        return fail(c, PBJSON_E_TYPE, "json: cannot unmarshal number %g into field %s", d, name);
-    }
-    if (t == json_type_string) {
-        const char *str = json_object_get_string(v);
-        char *end;
-        errno = 0;
-        if (is_signed)
-            *s = strtoll(str, &end, 10);
-        else
-            *u = str[0] == '-' ? (errno = ERANGE, 0) : strtoull(str, &end, 10);
-        if (errno == 0 && str[0] && *end == 0) return 0;
-        return fail(c, PBJSON_E_TYPE, "json: invalid integer %s for field %s", str, name);
-    }
-    return fail(c, PBJSON_E_TYPE, "json: cannot unmarshal %s into integer field %s",
-                json_type_to_name(t), name);
+    if (t != json_type_int && t != json_type_double && t != json_type_string) return type_error(c, v, f);
+    /* json-c's own text of a number is what the client sent. */
+    const char *str = json_object_get_string(v);
+    char *end;
+    errno = 0;
+    if (is_signed)
+        *s = strtoll(str, &end, 10);
+    else
+        *u = str[0] == '-' ? (errno = ERANGE, 0) : strtoull(str, &end, 10);
+    if (errno == 0 && str[0] && *end == 0) return 0;
+    if (t == json_type_string) return number_text_error(c, str, f);
+    char buf[256];
+    return fail(c, PBJSON_E_TYPE, "json: cannot unmarshal number %s into Go value of type %s", str,
+                go_type(f, buf, sizeof buf));
 }
 
 static int parse_message_into(parse_ctx_t *c, const ProtobufCMessageDescriptor *d, json_object *obj,
@@ -180,6 +256,7 @@ static int parse_message_into(parse_ctx_t *c, const ProtobufCMessageDescriptor *
 
 static int parse_enum(parse_ctx_t *c, const ProtobufCFieldDescriptor *f, json_object *v, int32_t *out) {
     const ProtobufCEnumDescriptor *ed = f->descriptor;
+    char buf[256];
     if (json_object_get_type(v) == json_type_string) {
         const char *s = json_object_get_string(v);
         for (unsigned i = 0; i < ed->n_values; i++)
@@ -187,13 +264,14 @@ static int parse_enum(parse_ctx_t *c, const ProtobufCFieldDescriptor *f, json_ob
                 *out = ed->values[i].value;
                 return 0;
             }
-        return fail(c, PBJSON_E_TYPE, "unknown value \"%s\" for enum %s", s, ed->name);
+        return fail(c, PBJSON_E_TYPE, "unknown value \"%s\" for enum %s", s, go_type(f, buf, sizeof buf));
     }
+    if (json_object_get_type(v) != json_type_int) return type_error(c, v, f);
     int64_t n;
-    if (json_object_get_type(v) != json_type_int || json_int(c, v, f->name, 1, &n, NULL) != 0 || n < INT32_MIN ||
-        n > INT32_MAX)
-        return fail(c, PBJSON_E_TYPE, "json: cannot unmarshal %s into enum field %s",
-                    json_type_to_name(json_object_get_type(v)), f->name);
+    if (json_int(c, v, f, 1, &n, NULL) != 0) return PBJSON_E_TYPE;
+    if (n < INT32_MIN || n > INT32_MAX)
+        return fail(c, PBJSON_E_TYPE, "json: cannot unmarshal number %s into Go value of type %s",
+                    json_object_get_string(v), go_type(f, buf, sizeof buf));
     *out = (int32_t)n;
     return 0;
 }
@@ -208,25 +286,25 @@ static int parse_value(parse_ctx_t *c, const ProtobufCFieldDescriptor *f, json_o
     case PROTOBUF_C_TYPE_INT32:
     case PROTOBUF_C_TYPE_SINT32:
     case PROTOBUF_C_TYPE_SFIXED32:
-        if (json_int(c, v, f->name, 1, &s, NULL) != 0) return PBJSON_E_TYPE;
-        if (s < INT32_MIN || s > INT32_MAX) return fail(c, PBJSON_E_TYPE, "value out of range for %s", f->name);
+        if (json_int(c, v, f, 1, &s, NULL) != 0) return PBJSON_E_TYPE;
+        if (s < INT32_MIN || s > INT32_MAX) return number_text_error(c, json_object_get_string(v), f);
         *(int32_t *)p = (int32_t)s;
         return 0;
     case PROTOBUF_C_TYPE_UINT32:
     case PROTOBUF_C_TYPE_FIXED32:
-        if (json_int(c, v, f->name, 0, NULL, &u) != 0) return PBJSON_E_TYPE;
-        if (u > UINT32_MAX) return fail(c, PBJSON_E_TYPE, "value out of range for %s", f->name);
+        if (json_int(c, v, f, 0, NULL, &u) != 0) return PBJSON_E_TYPE;
+        if (u > UINT32_MAX) return number_text_error(c, json_object_get_string(v), f);
         *(uint32_t *)p = (uint32_t)u;
         return 0;
     case PROTOBUF_C_TYPE_INT64:
     case PROTOBUF_C_TYPE_SINT64:
     case PROTOBUF_C_TYPE_SFIXED64:
-        if (json_int(c, v, f->name, 1, &s, NULL) != 0) return PBJSON_E_TYPE;
+        if (json_int(c, v, f, 1, &s, NULL) != 0) return PBJSON_E_TYPE;
         *(int64_t *)p = s;
         return 0;
     case PROTOBUF_C_TYPE_UINT64:
     case PROTOBUF_C_TYPE_FIXED64:
-        if (json_int(c, v, f->name, 0, NULL, &u) != 0) return PBJSON_E_TYPE;
+        if (json_int(c, v, f, 0, NULL, &u) != 0) return PBJSON_E_TYPE;
         *(uint64_t *)p = u;
         return 0;
     case PROTOBUF_C_TYPE_FLOAT:
@@ -241,8 +319,7 @@ static int parse_value(parse_ctx_t *c, const ProtobufCFieldDescriptor *f, json_o
         else if (t == json_type_string && strcmp(json_object_get_string(v), "-Infinity") == 0)
             d = -INFINITY;
         else
-            return fail(c, PBJSON_E_TYPE, "json: cannot unmarshal %s into number field %s", json_type_to_name(t),
-                        f->name);
+            return type_error(c, v, f);
         if (f->type == PROTOBUF_C_TYPE_FLOAT)
             *(float *)p = (float)d;
         else
@@ -250,16 +327,12 @@ static int parse_value(parse_ctx_t *c, const ProtobufCFieldDescriptor *f, json_o
         return 0;
     }
     case PROTOBUF_C_TYPE_BOOL:
-        if (t != json_type_boolean)
-            return fail(c, PBJSON_E_TYPE, "json: cannot unmarshal %s into Go value of type bool",
-                        json_type_to_name(t));
+        if (t != json_type_boolean) return type_error(c, v, f);
         *(protobuf_c_boolean *)p = json_object_get_boolean(v) ? 1 : 0;
         return 0;
     case PROTOBUF_C_TYPE_ENUM: return parse_enum(c, f, v, (int32_t *)p);
     case PROTOBUF_C_TYPE_STRING: {
-        if (t != json_type_string)
-            return fail(c, PBJSON_E_TYPE, "json: cannot unmarshal %s into Go value of type string",
-                        json_type_to_name(t));
+        if (t != json_type_string) return type_error(c, v, f);
         char *dup = strndup(json_object_get_string(v), (size_t)json_object_get_string_len(v));
         if (!dup) return fail(c, PBJSON_E_NOMEM, "out of memory");
         char **slot = p;
@@ -268,14 +341,13 @@ static int parse_value(parse_ctx_t *c, const ProtobufCFieldDescriptor *f, json_o
         return 0;
     }
     case PROTOBUF_C_TYPE_BYTES: {
-        if (t != json_type_string)
-            return fail(c, PBJSON_E_TYPE, "json: cannot unmarshal %s into Go value of type []uint8",
-                        json_type_to_name(t));
+        if (t != json_type_string) return type_error(c, v, f);
         ProtobufCBinaryData *b = p;
         uint8_t *data;
         size_t n;
-        if (b64_decode(json_object_get_string(v), (size_t)json_object_get_string_len(v), &data, &n) != 0)
-            return fail(c, PBJSON_E_TYPE, "illegal base64 data in field %s", f->name);
+        long rc = b64_decode(json_object_get_string(v), (size_t)json_object_get_string_len(v), &data, &n);
+        if (rc == PBJSON_E_NOMEM) return fail(c, PBJSON_E_NOMEM, "out of memory");
+        if (rc != 0) return fail(c, PBJSON_E_TYPE, "illegal base64 data at input byte %ld", -rc - 1);
         free(b->data);
         b->data = data;
         b->len = n;
@@ -283,9 +355,7 @@ static int parse_value(parse_ctx_t *c, const ProtobufCFieldDescriptor *f, json_o
     }
     case PROTOBUF_C_TYPE_MESSAGE: {
         const ProtobufCMessageDescriptor *md = f->descriptor;
-        if (t != json_type_object)
-            return fail(c, PBJSON_E_TYPE, "json: cannot unmarshal %s into Go value of type %s",
-                        json_type_to_name(t), md->name);
+        if (t != json_type_object) return type_error(c, v, f);
         ProtobufCMessage **slot = p;
         if (!*slot) {
             *slot = malloc(md->sizeof_message);
@@ -301,8 +371,8 @@ static int parse_value(parse_ctx_t *c, const ProtobufCFieldDescriptor *f, json_o
 static int parse_repeated(parse_ctx_t *c, const ProtobufCFieldDescriptor *f, json_object *v, char *m,
                           int depth) {
     if (json_object_get_type(v) != json_type_array)
-        return fail(c, PBJSON_E_TYPE, "json: cannot unmarshal %s into repeated field %s",
-                    json_type_to_name(json_object_get_type(v)), f->name);
+        return fail(c, PBJSON_E_TYPE, "json: cannot unmarshal %s into Go value of type []json.RawMessage",
+                    json_kind(v));
     size_t *n = (size_t *)(m + f->quantifier_offset);
     void **arr = (void **)(m + f->offset);
     if (*n) return fail(c, PBJSON_E_TYPE, "field %s given twice", f->name);
@@ -354,13 +424,42 @@ static int parse_message_into(parse_ctx_t *c, const ProtobufCMessageDescriptor *
     return 0;
 }
 
+/* encoding/json's text for what json-c's tokener stopped at. */
 static int syntax_error(parse_ctx_t *c, struct json_tokener *tok, const char *text, size_t len) {
     enum json_tokener_error e = json_tokener_get_error(tok);
     if (e == json_tokener_continue) return fail(c, PBJSON_E_SYNTAX, "unexpected EOF");
     size_t at = json_tokener_get_parse_end(tok);
-    char ch = at < len ? text[at] : '?';
-    if (at > 0 && at <= len) ch = text[at - 1];
-    return fail(c, PBJSON_E_SYNTAX, "invalid character '%c' (%s)", ch, json_tokener_error_desc(e));
+    char ch = at < len ? text[at] : ' ';
+    const char *where = "looking for beginning of value";
+    switch (e) {
+    case json_tokener_error_parse_object_key_name: where = "looking for beginning of object key string"; break;
+    case json_tokener_error_parse_object_key_sep: where = "after object key"; break;
+    case json_tokener_error_parse_object_value_sep: where = "after object key:value pair"; break;
+    case json_tokener_error_parse_array: where = "after array element"; break;
+    case json_tokener_error_depth: return fail(c, PBJSON_E_SYNTAX, "exceeded max depth");
+    default: break;
+    }
+    if ((unsigned char)ch < 0x20 || (unsigned char)ch >= 0x7f)
+        return fail(c, PBJSON_E_SYNTAX, "invalid character '\\x%02x' %s", (unsigned char)ch, where);
+    return fail(c, PBJSON_E_SYNTAX, "invalid character '%c' %s", ch, where);
+}
+
+/* The first JSON value of text; a value still open at the end (a bare
+ * number or literal) is finished as if the input ended there. *ok: 1
+ * parsed, 0 a syntax error, -1 the input ended inside the value. */
+static json_object *parse_first(struct json_tokener *tok, const char *text, size_t len, size_t *used, int *ok) {
+    json_object *root = json_tokener_parse_ex(tok, text, (int)len);
+    *used = json_tokener_get_parse_end(tok);
+    if (!root && json_tokener_get_error(tok) == json_tokener_continue && *used == len) {
+        root = json_tokener_parse_ex(tok, "", 1); /* the end of the input */
+        if (json_tokener_get_error(tok) != json_tokener_success) {
+            *ok = -1; /* truncated */
+            return NULL;
+        }
+        *used = len;
+    }
+    *ok = json_tokener_get_error(tok) == json_tokener_success;
+    return root;
 }
 
 int pbjson_parse(const ProtobufCMessageDescriptor *d, const char *text, size_t len, ProtobufCMessage **out,
@@ -386,20 +485,20 @@ int pbjson_parse(const ProtobufCMessageDescriptor *d, const char *text, size_t l
         free(m);
         return fail(&c, PBJSON_E_NOMEM, "out of memory");
     }
-    json_object *root = json_tokener_parse_ex(tok, text + skip, (int)(len - skip));
+    size_t n = 0;
+    int ok;
+    json_object *root = parse_first(tok, text + skip, len - skip, &n, &ok);
     int rc = 0;
-    if (!root) {
-        if (json_tokener_get_error(tok) == json_tokener_success) /* the literal null */
-            rc = 0;
-        else
-            rc = syntax_error(&c, tok, text + skip, len - skip);
-    } else if (json_object_get_type(root) != json_type_object) {
-        rc = fail(&c, PBJSON_E_TYPE, "json: cannot unmarshal %s into Go value of type %s",
-                  json_type_to_name(json_object_get_type(root)), d->name);
-    } else {
+    if (ok < 0)
+        rc = fail(&c, PBJSON_E_SYNTAX, "unexpected EOF");
+    else if (!ok)
+        rc = syntax_error(&c, tok, text + skip, len - skip);
+    else if (root && json_object_get_type(root) != json_type_object) /* null: the empty message */
+        rc = fail(&c, PBJSON_E_TYPE, "json: cannot unmarshal %s into Go value of type map[string]json.RawMessage",
+                  json_kind(root));
+    else if (root)
         rc = parse_message_into(&c, d, root, m, 0);
-    }
-    if (used) *used = skip + json_tokener_get_parse_end(tok);
+    if (used) *used = skip + n;
     json_object_put(root);
     json_tokener_free(tok);
     if (rc != 0) {

@@ -27,7 +27,7 @@ enum {
 };
 
 /* Parses the first JSON value of text[0..len) into a new message of type d.
- * Whitespace alone (or len 0) is the empty message, as the gateway treats an
+ * Whitespace alone (or len 0), or null, is the empty message, as the gateway treats an
  * empty body. On success *out is owned by the caller (free it with
  * protobuf_c_message_free_unpacked(*out, NULL)) and *used (if not NULL) is the
  * number of bytes consumed, so a stream of values can be parsed one by one.

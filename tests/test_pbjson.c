@@ -72,7 +72,7 @@ static void test_round_trip_nested_repeated(void **state) {
     assert_round_trip(
         &etcdserverpb__range_response__descriptor,
         "{\"header\":{\"cluster_id\":\"18446744073709551615\",\"revision\":\"-0\",\"raft_term\":2},"
-        "\"kvs\":[{\"key\":\"YQ\",\"value\":\"\",\"version\":\"1\"},{\"key\":\"Yg==\","
+        "\"kvs\":[{\"key\":\"YQ==\",\"value\":\"\",\"version\":\"1\"},{\"key\":\"Yg==\","
         "\"lease\":\"9223372036854775807\"}],\"count\":\"2\",\"more\":false}",
         "{\"header\":{\"cluster_id\":\"18446744073709551615\",\"raft_term\":\"2\"},"
         "\"kvs\":[{\"key\":\"YQ==\",\"version\":\"1\"},{\"key\":\"Yg==\","
@@ -137,6 +137,9 @@ static void test_empty_body_is_empty_message(void **state) {
     (void)state;
     assert_round_trip(&etcdserverpb__range_request__descriptor, "  \n", "{}");
     assert_round_trip(&etcdserverpb__range_request__descriptor, "{\"key\":null}", "{}");
+    assert_round_trip(&etcdserverpb__range_request__descriptor, "null", "{}");
+    assert_round_trip(&etcdserverpb__range_request__descriptor, "{\"limit\":3} trailing",
+                      "{\"limit\":\"3\"}");
 }
 
 static void test_malformed(void **state) {
@@ -149,6 +152,20 @@ static void test_malformed(void **state) {
     assert_int_equal(parse_err(d, "[1,2]", err, sizeof err), PBJSON_E_TYPE);
     assert_int_equal(parse_err(d, "{\"key\":5}", err, sizeof err), PBJSON_E_TYPE);
     assert_int_equal(parse_err(d, "{\"key\":\"***\"}", err, sizeof err), PBJSON_E_TYPE);
+    assert_string_equal(err, "illegal base64 data at input byte 0");
+    /* Go's encoding/json: padded standard base64 only, as etcd's gateway. */
+    assert_int_equal(parse_err(d, "{\"key\":\"YQ\"}", err, sizeof err), PBJSON_E_TYPE);
+    assert_string_equal(err, "illegal base64 data at input byte 0");
+    assert_int_equal(parse_err(d, "{\"key\":\"YWJj-A==\"}", err, sizeof err), PBJSON_E_TYPE);
+    assert_string_equal(err, "illegal base64 data at input byte 4");
+    assert_int_equal(parse_err(d, "{\"key\":5}", err, sizeof err), PBJSON_E_TYPE);
+    assert_string_equal(err, "json: cannot unmarshal number into Go value of type []uint8");
+    assert_int_equal(parse_err(d, "{\"limit\":\"x\"}", err, sizeof err), PBJSON_E_TYPE);
+    assert_string_equal(err, "invalid character 'x' looking for beginning of value");
+    assert_int_equal(parse_err(d, "{\"sort_order\":\"UP\"}", err, sizeof err), PBJSON_E_TYPE);
+    assert_string_equal(err, "unknown value \"UP\" for enum etcdserverpb.RangeRequest_SortOrder");
+    assert_int_equal(parse_err(d, "{key}", err, sizeof err), PBJSON_E_SYNTAX);
+    assert_string_equal(err, "invalid character 'k' looking for beginning of object key string");
     assert_int_equal(parse_err(d, "{\"limit\":\"12x\"}", err, sizeof err), PBJSON_E_TYPE);
     assert_int_equal(parse_err(d, "{\"limit\":1.5}", err, sizeof err), PBJSON_E_TYPE);
     assert_int_equal(parse_err(d, "{\"keys_only\":\"yes\"}", err, sizeof err), PBJSON_E_TYPE);

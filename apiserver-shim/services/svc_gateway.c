@@ -49,54 +49,55 @@ typedef struct route {
     const char *path; /* after "/v3" */
     const ProtobufCServiceDescriptor *service;
     const char *method;
-    int streaming; /* server streaming: chunked {"result":...} lines */
+    int streaming;     /* server streaming: chunked {"result":...} lines */
+    int client_stream; /* every JSON value of the body is one request */
 } route_t;
 
 /* etcd 3.4's etcdserverpb/rpc.proto google.api.http post bindings; where
  * one path names two methods (Hash, HashKV), the first registered wins, as
  * in grpc-gateway's mux. */
 static const route_t ROUTES[] = {
-    {"/kv/range", &etcdserverpb__kv__descriptor, "Range", 0},
-    {"/kv/put", &etcdserverpb__kv__descriptor, "Put", 0},
-    {"/kv/deleterange", &etcdserverpb__kv__descriptor, "DeleteRange", 0},
-    {"/kv/txn", &etcdserverpb__kv__descriptor, "Txn", 0},
-    {"/kv/compaction", &etcdserverpb__kv__descriptor, "Compact", 0},
-    {"/watch", &etcdserverpb__watch__descriptor, "Watch", 1},
-    {"/lease/grant", &etcdserverpb__lease__descriptor, "LeaseGrant", 0},
-    {"/lease/revoke", &etcdserverpb__lease__descriptor, "LeaseRevoke", 0},
-    {"/kv/lease/revoke", &etcdserverpb__lease__descriptor, "LeaseRevoke", 0},
-    {"/lease/keepalive", &etcdserverpb__lease__descriptor, "LeaseKeepAlive", 1},
-    {"/lease/timetolive", &etcdserverpb__lease__descriptor, "LeaseTimeToLive", 0},
-    {"/kv/lease/timetolive", &etcdserverpb__lease__descriptor, "LeaseTimeToLive", 0},
-    {"/lease/leases", &etcdserverpb__lease__descriptor, "LeaseLeases", 0},
-    {"/kv/lease/leases", &etcdserverpb__lease__descriptor, "LeaseLeases", 0},
-    {"/cluster/member/add", &etcdserverpb__cluster__descriptor, "MemberAdd", 0},
-    {"/cluster/member/remove", &etcdserverpb__cluster__descriptor, "MemberRemove", 0},
-    {"/cluster/member/update", &etcdserverpb__cluster__descriptor, "MemberUpdate", 0},
-    {"/cluster/member/list", &etcdserverpb__cluster__descriptor, "MemberList", 0},
-    {"/cluster/member/promote", &etcdserverpb__cluster__descriptor, "MemberPromote", 0},
-    {"/maintenance/alarm", &etcdserverpb__maintenance__descriptor, "Alarm", 0},
-    {"/maintenance/status", &etcdserverpb__maintenance__descriptor, "Status", 0},
-    {"/maintenance/defragment", &etcdserverpb__maintenance__descriptor, "Defragment", 0},
-    {"/maintenance/hash", &etcdserverpb__maintenance__descriptor, "Hash", 0},
-    {"/maintenance/snapshot", &etcdserverpb__maintenance__descriptor, "Snapshot", 1},
-    {"/maintenance/transfer-leadership", &etcdserverpb__maintenance__descriptor, "MoveLeader", 0},
-    {"/auth/enable", &etcdserverpb__auth__descriptor, "AuthEnable", 0},
-    {"/auth/disable", &etcdserverpb__auth__descriptor, "AuthDisable", 0},
-    {"/auth/authenticate", &etcdserverpb__auth__descriptor, "Authenticate", 0},
-    {"/auth/user/add", &etcdserverpb__auth__descriptor, "UserAdd", 0},
-    {"/auth/user/get", &etcdserverpb__auth__descriptor, "UserGet", 0},
-    {"/auth/user/list", &etcdserverpb__auth__descriptor, "UserList", 0},
-    {"/auth/user/delete", &etcdserverpb__auth__descriptor, "UserDelete", 0},
-    {"/auth/user/changepw", &etcdserverpb__auth__descriptor, "UserChangePassword", 0},
-    {"/auth/user/grant", &etcdserverpb__auth__descriptor, "UserGrantRole", 0},
-    {"/auth/user/revoke", &etcdserverpb__auth__descriptor, "UserRevokeRole", 0},
-    {"/auth/role/add", &etcdserverpb__auth__descriptor, "RoleAdd", 0},
-    {"/auth/role/get", &etcdserverpb__auth__descriptor, "RoleGet", 0},
-    {"/auth/role/list", &etcdserverpb__auth__descriptor, "RoleList", 0},
-    {"/auth/role/delete", &etcdserverpb__auth__descriptor, "RoleDelete", 0},
-    {"/auth/role/grant", &etcdserverpb__auth__descriptor, "RoleGrantPermission", 0},
-    {"/auth/role/revoke", &etcdserverpb__auth__descriptor, "RoleRevokePermission", 0},
+    {"/kv/range", &etcdserverpb__kv__descriptor, "Range", 0, 0},
+    {"/kv/put", &etcdserverpb__kv__descriptor, "Put", 0, 0},
+    {"/kv/deleterange", &etcdserverpb__kv__descriptor, "DeleteRange", 0, 0},
+    {"/kv/txn", &etcdserverpb__kv__descriptor, "Txn", 0, 0},
+    {"/kv/compaction", &etcdserverpb__kv__descriptor, "Compact", 0, 0},
+    {"/watch", &etcdserverpb__watch__descriptor, "Watch", 1, 1},
+    {"/lease/grant", &etcdserverpb__lease__descriptor, "LeaseGrant", 0, 0},
+    {"/lease/revoke", &etcdserverpb__lease__descriptor, "LeaseRevoke", 0, 0},
+    {"/kv/lease/revoke", &etcdserverpb__lease__descriptor, "LeaseRevoke", 0, 0},
+    {"/lease/keepalive", &etcdserverpb__lease__descriptor, "LeaseKeepAlive", 1, 1},
+    {"/lease/timetolive", &etcdserverpb__lease__descriptor, "LeaseTimeToLive", 0, 0},
+    {"/kv/lease/timetolive", &etcdserverpb__lease__descriptor, "LeaseTimeToLive", 0, 0},
+    {"/lease/leases", &etcdserverpb__lease__descriptor, "LeaseLeases", 0, 0},
+    {"/kv/lease/leases", &etcdserverpb__lease__descriptor, "LeaseLeases", 0, 0},
+    {"/cluster/member/add", &etcdserverpb__cluster__descriptor, "MemberAdd", 0, 0},
+    {"/cluster/member/remove", &etcdserverpb__cluster__descriptor, "MemberRemove", 0, 0},
+    {"/cluster/member/update", &etcdserverpb__cluster__descriptor, "MemberUpdate", 0, 0},
+    {"/cluster/member/list", &etcdserverpb__cluster__descriptor, "MemberList", 0, 0},
+    {"/cluster/member/promote", &etcdserverpb__cluster__descriptor, "MemberPromote", 0, 0},
+    {"/maintenance/alarm", &etcdserverpb__maintenance__descriptor, "Alarm", 0, 0},
+    {"/maintenance/status", &etcdserverpb__maintenance__descriptor, "Status", 0, 0},
+    {"/maintenance/defragment", &etcdserverpb__maintenance__descriptor, "Defragment", 0, 0},
+    {"/maintenance/hash", &etcdserverpb__maintenance__descriptor, "Hash", 0, 0},
+    {"/maintenance/snapshot", &etcdserverpb__maintenance__descriptor, "Snapshot", 1, 0},
+    {"/maintenance/transfer-leadership", &etcdserverpb__maintenance__descriptor, "MoveLeader", 0, 0},
+    {"/auth/enable", &etcdserverpb__auth__descriptor, "AuthEnable", 0, 0},
+    {"/auth/disable", &etcdserverpb__auth__descriptor, "AuthDisable", 0, 0},
+    {"/auth/authenticate", &etcdserverpb__auth__descriptor, "Authenticate", 0, 0},
+    {"/auth/user/add", &etcdserverpb__auth__descriptor, "UserAdd", 0, 0},
+    {"/auth/user/get", &etcdserverpb__auth__descriptor, "UserGet", 0, 0},
+    {"/auth/user/list", &etcdserverpb__auth__descriptor, "UserList", 0, 0},
+    {"/auth/user/delete", &etcdserverpb__auth__descriptor, "UserDelete", 0, 0},
+    {"/auth/user/changepw", &etcdserverpb__auth__descriptor, "UserChangePassword", 0, 0},
+    {"/auth/user/grant", &etcdserverpb__auth__descriptor, "UserGrantRole", 0, 0},
+    {"/auth/user/revoke", &etcdserverpb__auth__descriptor, "UserRevokeRole", 0, 0},
+    {"/auth/role/add", &etcdserverpb__auth__descriptor, "RoleAdd", 0, 0},
+    {"/auth/role/get", &etcdserverpb__auth__descriptor, "RoleGet", 0, 0},
+    {"/auth/role/list", &etcdserverpb__auth__descriptor, "RoleList", 0, 0},
+    {"/auth/role/delete", &etcdserverpb__auth__descriptor, "RoleDelete", 0, 0},
+    {"/auth/role/grant", &etcdserverpb__auth__descriptor, "RoleGrantPermission", 0, 0},
+    {"/auth/role/revoke", &etcdserverpb__auth__descriptor, "RoleRevokePermission", 0, 0},
 };
 
 typedef struct gw_request {
@@ -243,20 +244,16 @@ static const ProtobufCMethodDescriptor *method_of(const route_t *rt) {
     return NULL;
 }
 
-/* Converts one JSON request and hands it to the call. 0, or -1 after
- * answering the error. */
-static int send_request(gw_request_t *r, const char *json, size_t len, size_t *used) {
+/* Converts one JSON request and hands it to the call. 0, or -1 (err set). */
+static int send_request(gw_request_t *r, const char *json, size_t len, size_t *used, char *err,
+                        size_t errlen) {
     ProtobufCMessage *m = NULL;
-    char err[512];
-    if (pbjson_parse(r->method->input, json, len, &m, used, err, sizeof err) != 0) {
-        reply_error(r->x, GRPC_INVALID_ARGUMENT, err);
-        return -1;
-    }
+    if (pbjson_parse(r->method->input, json, len, &m, used, err, errlen) != 0) return -1;
     size_t n = protobuf_c_message_get_packed_size(m);
     uint8_t *buf = malloc(n ? n : 1);
     if (!buf) {
         protobuf_c_message_free_unpacked(m, NULL);
-        reply_error(r->x, GRPC_RESOURCE_EXHAUSTED, "out of memory");
+        snprintf(err, errlen, "out of memory");
         return -1;
     }
     protobuf_c_message_pack(m, buf);
@@ -266,18 +263,36 @@ static int send_request(gw_request_t *r, const char *json, size_t len, size_t *u
     return 0;
 }
 
-/* Every JSON value of the body is one request message (a client stream
- * such as Watch takes several); an empty body is one empty request. */
+static size_t skip_space(const char *p, size_t off, size_t len) {
+    while (off < len && (p[off] == ' ' || p[off] == '\n' || p[off] == '\r' || p[off] == '\t')) off++;
+    return off;
+}
+
+/* As grpc-gateway: a unary method decodes the first JSON value of the body
+ * (an empty body is the empty request, the rest is ignored); a client
+ * stream sends every value in turn (an empty body sends none) and stops at
+ * the first that does not decode, which fails the request only if it is
+ * the first. Then the request side is closed. */
 static void run_call(gw_request_t *r) {
     const char *body = r->x->body ? r->x->body : "";
     size_t len = r->x->body_len, off = 0;
-    do {
-        size_t used = 0;
-        if (send_request(r, body + off, len - off, &used) != 0) return;
-        off += used;
-        while (off < len && (body[off] == ' ' || body[off] == '\n' || body[off] == '\r' || body[off] == '\t'))
-            off++;
-    } while (off < len && !r->done);
+    char err[512];
+    if (!r->route->client_stream) {
+        size_t used;
+        if (send_request(r, body, len, &used, err, sizeof err) != 0)
+            reply_error(r->x, GRPC_INVALID_ARGUMENT, err);
+    } else {
+        int first = 1;
+        for (off = skip_space(body, 0, len); off < len && !r->done;
+             off = skip_space(body, off, len), first = 0) {
+            size_t used = 0;
+            if (send_request(r, body + off, len - off, &used, err, sizeof err) != 0) {
+                if (first) reply_error(r->x, GRPC_INVALID_ARGUMENT, err);
+                break;
+            }
+            off += used;
+        }
+    }
     if (!r->done && r->call) grpc_call_local_half_close(r->call);
 }
 
