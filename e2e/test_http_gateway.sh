@@ -239,6 +239,13 @@ tboth "range (HTTP/2)" /v3/kv/range --http2 -X POST -d '{"key":"dA=="}'
 alpn() { curl -s -o /dev/null -w '%{http_version}' "${CURL_TLS[@]}" "$@" || true; }
 check_eq "https: ALPN h2 is chosen when offered" "2" "$(alpn --http2 https://127.0.0.1:25503/health)"
 check_eq "https: ALPN http/1.1 alone" "1.1" "$(alpn --http1.1 https://127.0.0.1:25503/health)"
+# TLS without ALPN: the protocol is told by the first bytes (HTTP/1.1 here).
+noalpn() {
+    printf 'GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n' |
+        timeout 10 openssl s_client -quiet -connect "127.0.0.1:$1" -cert "$CERTS/root.crt" -key "$CERTS/root.key" \
+            -CAfile "$CERTS/ca.crt" 2>/dev/null | tr -d '\r' | sed -n -e '1p' -e '/^{/p'
+}
+check_eq "https without ALPN: HTTP/1.1 /health" "$(noalpn 25502)" "$(noalpn 25503)"
 nocert() { curl -s -m 5 --cacert "$CERTS/ca.crt" -o /dev/null "$1/health" && echo served || echo refused; }
 check_eq "https without a client certificate" "$(nocert https://127.0.0.1:25502)" "$(nocert https://127.0.0.1:25503)"
 ctl_tls() {
