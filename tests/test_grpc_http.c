@@ -221,7 +221,7 @@ static void sink_finish(void *arg, grpc_status_t status, const char *message) {
     grpc_call_local_close(s->call);
 }
 
-static const grpc_call_sink_t sink = {sink_message, sink_finish};
+static const grpc_call_sink_t sink = {sink_message, sink_finish, NULL};
 
 typedef struct local_job {
     sink_seen_t seen;

@@ -234,7 +234,13 @@ static void on_status(void *arg, grpc_status_t status, const char *message) {
     gw_finish(r);
 }
 
-static const grpc_call_sink_t gw_sink = {on_response, on_status};
+/* The HTTP backlog, so Watch and LeaseKeepAlive bound it as for gRPC. */
+static size_t on_queued(void *arg) {
+    gw_request_t *r = arg;
+    return r->done ? 0 : http_exchange_queued(r->x);
+}
+
+static const grpc_call_sink_t gw_sink = {on_response, on_status, on_queued};
 
 static void on_client_gone(http_exchange_t *x, void *arg) { gw_finish(arg); }
 

@@ -187,7 +187,10 @@ const char *grpc_call_path(grpc_call_t *call) { return call->path; }
 const char *grpc_call_peer_cn(grpc_call_t *call) { return call->peer_cn; }
 uint64_t grpc_call_deadline_ms(grpc_call_t *call) { return call->deadline_ms; }
 loop_t *grpc_call_loop(grpc_call_t *call) { return call->srv->loop; }
-size_t grpc_call_send_queued(grpc_call_t *call) { return call->out_bytes; }
+size_t grpc_call_send_queued(grpc_call_t *call) {
+    if (call->sink) return call->sink->queued ? call->sink->queued(call->sink_arg) : 0;
+    return call->out_bytes;
+}
 size_t grpc_server_max_request_bytes(grpc_server_t *srv) { return srv->cfg.max_request_bytes; }
 
 const char *grpc_call_metadata(grpc_call_t *call, const char *name) {
@@ -544,7 +547,9 @@ static void h2x_end(http_exchange_t *x) {
     call_kick(call);
 }
 
-static const http_exchange_ops_t h2x_ops = {h2x_start, h2x_write, h2x_end};
+static size_t h2x_queued(http_exchange_t *x) { return ((grpc_call_t *)x->backend)->out_bytes; }
+
+static const http_exchange_ops_t h2x_ops = {h2x_start, h2x_write, h2x_end, h2x_queued};
 
 /* A request that is not gRPC: an exchange on this stream, handed to the
  * HTTP handler once its body is complete (END_STREAM). */

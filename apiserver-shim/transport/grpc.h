@@ -137,6 +137,9 @@ typedef struct grpc_call_sink {
     void (*on_message)(void *arg, const uint8_t *msg, size_t len);
     /* grpc_call_finish ran (once). The sink may call grpc_call_local_close. */
     void (*on_finish)(void *arg, grpc_status_t status, const char *message);
+    /* Optional: what grpc_call_send_queued reports (the sink's backlog, so a
+     * streaming service slows down for a slow reader); NULL: 0. */
+    size_t (*queued)(void *arg);
 } grpc_call_sink_t;
 /* NULL if no method is registered at path (or no memory). md: request
  * metadata as lowercase name/value pairs, NULL-terminated (may be NULL).

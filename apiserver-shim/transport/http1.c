@@ -172,7 +172,12 @@ static void h1_end(http_exchange_t *x) {
     http_exchange_detach(x);
 }
 
-static const http_exchange_ops_t h1_ops = {h1_start, h1_write, h1_end};
+static size_t h1_queued(http_exchange_t *x) {
+    http1_conn_t *c = x->backend;
+    return c->out_len - c->out_off;
+}
+
+static const http_exchange_ops_t h1_ops = {h1_start, h1_write, h1_end, h1_queued};
 
 /* Go's answer to a request it cannot parse. */
 static int queue_bad_request(http1_conn_t *c) {

@@ -127,6 +127,10 @@ void http_exchange_end(http_exchange_t *x) {
     x->ops->end(x);
 }
 
+size_t http_exchange_queued(const http_exchange_t *x) {
+    return x->closed || x->ended ? 0 : x->ops->queued((http_exchange_t *)x);
+}
+
 const char *http_status_text(int status) {
     switch (status) {
     case 200: return "OK";

@@ -26,6 +26,8 @@ typedef struct http_exchange_ops {
     int (*start)(http_exchange_t *x, int status, const char *headers, long len);
     int (*write)(http_exchange_t *x, const char *data, size_t len);
     void (*end)(http_exchange_t *x);
+    /* Answer bytes written and not yet sent (the peer's backlog). */
+    size_t (*queued)(http_exchange_t *x);
 } http_exchange_ops_t;
 
 typedef struct http_header {
@@ -72,6 +74,9 @@ void http_exchange_reply(http_exchange_t *x, int status, const char *content_typ
 int http_exchange_start(http_exchange_t *x, int status, const char *content_type, const char *extra_headers);
 int http_exchange_write(http_exchange_t *x, const char *data, size_t len);
 void http_exchange_end(http_exchange_t *x);
+/* Bytes of the answer not yet sent (0 once closed): streams bound their
+ * backlog with it, as gRPC streams do with grpc_call_send_queued. */
+size_t http_exchange_queued(const http_exchange_t *x);
 
 /* The reason phrase of a status code (Go's net/http text). */
 const char *http_status_text(int status);
