@@ -76,6 +76,10 @@ both_h2c "GET /health (h2c)" /health
 both "GET /readyz" /readyz
 both "GET /livez" /livez
 both "GET /nope" /nope
+both "POST /version" /version -X POST
+both "OPTIONS /v3/kv/range (CORS preflight)" /v3/kv/range -X OPTIONS
+both "GET /v3 (redirect)" /v3
+both "PUT /v3/kv/range" /v3/kv/range -X PUT -d '{}'
 both "POST /v3alpha/kv/range" /v3alpha/kv/range -X POST -d '{"key":"YQ=="}'
 keys() { curl -s "$@" | "$PY" -c 'import json,sys; print(sorted(json.load(sys.stdin)))'; }
 check_eq "GET /version: etcd's keys" "$(keys http://127.0.0.1:25500/version)" "$(keys http://127.0.0.1:25501/version)"

@@ -15,6 +15,8 @@
  *                      grpc-gateway v1's: {"error","message","code"} with
  *                      the HTTP status of the gRPC code (a stream that
  *                      already answered ends with {"error":{...}}).
+ *   OPTIONS (any path) 200 and the CORS headers, as etcd's CORS handler
+ *   /v3                301 to /v3/ (Go's ServeMux)
  *   anything else      Go's 404 "404 page not found".
  * The JSON mapping is proto/pbjson.c's, driven by the service descriptors
  * (rpc.pb-c.c): no code per message. The Authorization header is the auth
@@ -347,6 +349,11 @@ static void serve_gateway(server_t *s, http_exchange_t *x, const char *subpath) 
 }
 
 static void serve_version(http_exchange_t *x) {
+    if (strcmp(x->method, "GET") != 0) {
+        http_exchange_reply(x, 405, TEXT, CORS "Allow: GET\r\nX-Content-Type-Options: nosniff\r\n",
+                            "Method Not Allowed\n", 19);
+        return;
+    }
     const char body[] =
         "{\"etcdserver\":\"" KSHIM_ETCD_VERSION "\",\"etcdcluster\":\"" KSHIM_ETCD_API_VERSION ".0\"}";
     http_exchange_reply(x, 200, JSON, CORS, body, sizeof body - 1);
@@ -368,7 +375,13 @@ static int serve_metrics_paths(server_t *s, http_exchange_t *x) {
 static void serve(void *ctx, http_exchange_t *x) {
     server_t *s = ctx;
     const char *p = x->path;
-    if (strncmp(p, "/v3/", 4) == 0) {
+    if (strcmp(x->method, "OPTIONS") == 0) { /* etcd 3.4's CORS handler answers every preflight */
+        http_exchange_reply(x, 200, NULL, CORS, NULL, 0);
+    } else if (strcmp(p, "/v3") == 0 || strcmp(p, "/v3beta") == 0) { /* Go's ServeMux: the subtree's slash */
+        const char *body = x->method[0] == 'G' ? "<a href=\"/v3/\">Moved Permanently</a>.\n\n" : "";
+        http_exchange_reply(x, 301, body[0] ? "text/html; charset=utf-8" : NULL, CORS "Location: /v3/\r\n",
+                            body, strlen(body));
+    } else if (strncmp(p, "/v3/", 4) == 0) {
         serve_gateway(s, x, p + 3);
     } else if (strncmp(p, "/v3beta/", 8) == 0) {
         serve_gateway(s, x, p + 7); /* etcd 3.4 rewrites /v3beta/ to /v3/ */
