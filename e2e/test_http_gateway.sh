@@ -177,6 +177,12 @@ watch_both
 post "user add root" /v3/auth/user/add '{"name":"root","password":"rootpw"}'
 post "grant root the root role" /v3/auth/user/grant '{"user":"root","role":"root"}'
 post "user add bob" /v3/auth/user/add '{"name":"bob","password":"bobpw"}'
+post "user add with <, > and & in the name" /v3/auth/user/add '{"name":"a<b>&c","password":"x"}'
+both "user list (Go escapes <, >, & in strings)" /v3/auth/user/list -X POST -d '{}'
+curl -s -X POST -d '{}' http://127.0.0.1:25501/v3/auth/user/list >"$E2E_TMP/users.raw"
+check_eq "user list: the raw bytes escape as etcd" \
+    "$(curl -s -X POST -d '{}' http://127.0.0.1:25500/v3/auth/user/list | sed 's/"header":{[^}]*}//')" \
+    "$(sed 's/"header":{[^}]*}//' "$E2E_TMP/users.raw")"
 post "auth enable" /v3/auth/enable '{}'
 post "range without a token" /v3/kv/range '{"key":"YQ=="}'
 post "authenticate: bad password" /v3/auth/authenticate '{"name":"root","password":"nope"}'

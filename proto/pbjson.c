@@ -615,13 +615,38 @@ static json_object *format_message(const ProtobufCMessage *m) {
     return obj;
 }
 
+/* Go's encoding/json escapes <, > and & (and U+2028, U+2029) in strings;
+ * outside strings JSON text has none of them, so every one is in a string. */
+static char *go_escape(const char *s, size_t n, size_t *outlen) {
+    size_t extra = 0;
+    for (size_t i = 0; i < n; i++)
+        if (s[i] == '<' || s[i] == '>' || s[i] == '&' || (unsigned char)s[i] == 0xe2) extra += 5;
+    char *out = malloc(n + extra + 1), *o = out;
+    if (!out) return NULL;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char ch = (unsigned char)s[i];
+        if (ch == '<' || ch == '>' || ch == '&') {
+            o += sprintf(o, "\\u%04x", ch);
+        } else if (ch == 0xe2 && i + 2 < n && (unsigned char)s[i + 1] == 0x80 &&
+                   ((unsigned char)s[i + 2] == 0xa8 || (unsigned char)s[i + 2] == 0xa9)) {
+            o += sprintf(o, "\\u%04x", 0x2000 + ((unsigned char)s[i + 2] - 0x80));
+            i += 2;
+        } else {
+            *o++ = (char)ch;
+        }
+    }
+    *o = 0;
+    *outlen = (size_t)(o - out);
+    return out;
+}
+
 char *pbjson_format(const ProtobufCMessage *m, size_t *len) {
     json_object *obj = format_message(m);
     if (!obj) return NULL;
-    size_t n;
+    size_t n, outlen = 0;
     const char *s = json_object_to_json_string_length(obj, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE, &n);
-    char *out = s ? strndup(s, n) : NULL;
+    char *out = s ? go_escape(s, n, &outlen) : NULL;
     json_object_put(obj);
-    if (out && len) *len = n;
+    if (out && len) *len = outlen;
     return out;
 }

@@ -112,6 +112,14 @@ static void test_repeated_scalars_and_strings(void **state) {
                       "{\"ID\":\"5\",\"TTL\":\"-1\",\"keys\":[\"YQ==\",\"\"]}");
 }
 
+static void test_go_string_escapes(void **state) {
+    (void)state;
+    /* encoding/json's HTML-safe escapes, and JSON's own. */
+    assert_round_trip(&etcdserverpb__auth_user_get_response__descriptor,
+                      "{\"roles\":[\"a<b>&c\",\"q\\\"/\\\\\",\"\\u2028x\\n\",\"\u00e9\"]}",
+                      "{\"roles\":[\"a\\u003cb\\u003e\\u0026c\",\"q\\\"/\\\\\",\"\\u2028x\\n\",\"\u00e9\"]}");
+}
+
 static void test_stream_of_values(void **state) {
     (void)state;
     const char *body = "{\"create_request\":{\"key\":\"YQ==\"}}\n {\"cancel_request\":{\"watch_id\":\"3\"}}";
@@ -195,6 +203,7 @@ int main(void) {
         cmocka_unit_test(test_oneof_and_txn),
         cmocka_unit_test(test_repeated_scalars_and_strings),
         cmocka_unit_test(test_stream_of_values),
+        cmocka_unit_test(test_go_string_escapes),
         cmocka_unit_test(test_empty_body_is_empty_message),
         cmocka_unit_test(test_malformed),
     };
