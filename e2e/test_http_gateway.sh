@@ -130,6 +130,13 @@ done
 post "range without a key" /v3/kv/range '{}'
 post "empty body" /v3/kv/put ''
 both "GET on a POST path" /v3/kv/range
+# Over --max-request-bytes (etcd: request is too large) and over the gRPC
+# message limit (max-request-bytes + 512 KiB: ResourceExhausted, 429).
+for size in 1700000 2200000; do
+    "$PY" -c "import base64, json; print(json.dumps({'key': 'YQ==', 'value': base64.b64encode(b'x' * $size).decode()}))" \
+        >"$E2E_TMP/big.json"
+    both "put of a $size-byte value" /v3/kv/put -X POST --data-binary @"$E2E_TMP/big.json"
+done
 post "unknown /v3/ path" /v3/kv/nope '{}'
 
 # ---- leases (a chosen ID, so both servers answer the same)

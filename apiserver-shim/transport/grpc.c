@@ -116,6 +116,13 @@ struct grpc_server {
 };
 
 static void call_close(grpc_call_t *call, int notify_cancel);
+
+/* A plain HTTP request body: room for a JSON request whose message is at
+ * the gRPC limit (base64 is 4/3 of the bytes, plus the JSON around them),
+ * so the limit answers as for gRPC (grpc_call_local_message). */
+static size_t http_body_max(const grpc_server_t *srv) {
+    return 2 * (srv->cfg.max_request_bytes + GRPC_OVERHEAD_BYTES) + 65536;
+}
 static void reject_stream(grpc_call_t *call);
 static int queue_chunk(grpc_call_t *call, out_chunk_t *c);
 
@@ -653,8 +660,7 @@ static int on_one_message(const uint8_t *msg, size_t len, int compressed, void *
 static void deliver_data(grpc_call_t *call, const uint8_t *data, size_t len) {
     if (call->http) {
         if (!call->http->started &&
-            http_exchange_add_body(call->http, (const char *)data, len,
-                                   call->srv->cfg.max_request_bytes + GRPC_OVERHEAD_BYTES) != 0)
+            http_exchange_add_body(call->http, (const char *)data, len, http_body_max(call->srv)) != 0)
             http_exchange_reply(call->http, 413, "text/plain; charset=utf-8", NULL, "request too large\n",
                                 18);
         return;
@@ -756,7 +762,7 @@ static void conn_http1(int fd, tls_conn_t *tls, const uint8_t *pre, size_t n, vo
 
 int grpc_server_set_http_handler(grpc_server_t *srv, grpc_http_fn fn, void *ctx) {
     if (srv->http1 || srv->nlisteners) return -1;
-    srv->http1 = http1_server_new_async(srv->loop, fn, ctx, srv->cfg.max_request_bytes + GRPC_OVERHEAD_BYTES);
+    srv->http1 = http1_server_new_async(srv->loop, fn, ctx, http_body_max(srv));
     if (!srv->http1) return -1;
     srv->http_fn = fn;
     srv->http_ctx = ctx;
@@ -794,6 +800,15 @@ grpc_call_t *grpc_call_local_new(grpc_server_t *srv, const char *path, const cha
 void grpc_call_local_message(grpc_call_t *call, const uint8_t *msg, size_t len) {
     if (call->finished || call->closed) return;
     if (!call->method->client_streaming && call->messages_in > 0) return;
+    size_t max = call->srv->cfg.max_request_bytes + GRPC_OVERHEAD_BYTES;
+    if (len > max) { /* the same limit and text as a gRPC request's */
+        char text[128];
+        snprintf(text, sizeof(text), "grpc: received message larger than max (%zu vs. %zu)", len, max);
+        grpc_call_ref(call);
+        call_finish(call, GRPC_RESOURCE_EXHAUSTED, text);
+        grpc_call_unref(call);
+        return;
+    }
     call->messages_in++;
     grpc_call_ref(call);
     call->method->on_message(call, msg, len, call->method->ctx);

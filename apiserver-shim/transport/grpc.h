@@ -123,8 +123,8 @@ int grpc_server_reload_tls(grpc_server_t *srv, char *err, size_t errlen);
  * apart once per connection (TLS: by ALPN, h2 or http/1.1; without ALPN or
  * plain: whether the first bytes are the HTTP/2 preface) and hands every
  * HTTP/1.1 request, and every HTTP/2 request whose content-type is not
- * application/grpc, to fn with its whole body (up to max_request_bytes +
- * 512 KiB). Set it before grpc_server_listen. */
+ * application/grpc, to fn with its whole body (up to twice max_request_bytes
+ * + 512 KiB, room for JSON). Set it before grpc_server_listen. */
 typedef void (*grpc_http_fn)(void *ctx, http_exchange_t *x);
 int grpc_server_set_http_handler(grpc_server_t *srv, grpc_http_fn fn, void *ctx);
 
@@ -147,7 +147,9 @@ typedef struct grpc_call_sink {
 grpc_call_t *grpc_call_local_new(grpc_server_t *srv, const char *path, const char *const *md,
                                  const char *peer_cn, const grpc_call_sink_t *sink, void *arg);
 /* One request message to the method (ignored once finished or closed, and
- * after the first for a unary method). */
+ * after the first for a unary method). Above max_request_bytes + 512 KiB the
+ * call finishes with gRPC's ResourceExhausted "grpc: received message larger
+ * than max (N vs. M)", as the same request over gRPC would. */
 void grpc_call_local_message(grpc_call_t *call, const uint8_t *msg, size_t len);
 /* No more request messages (the method's on_half_close). */
 void grpc_call_local_half_close(grpc_call_t *call);
