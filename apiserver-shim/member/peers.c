@@ -26,9 +26,7 @@ uint64_t server_leader(server_t *s) {
     return st.leader;
 }
 
-int server_is_leader(server_t *s) {
-    return server_leader(s) == s->member_id;
-}
+int server_is_leader(server_t *s) { return server_leader(s) == s->member_id; }
 
 int server_add_reload_hook(server_t *s, server_reload_fn fn) {
     if (s->n_reload_hooks >= SERVER_MAX_RELOAD_HOOKS) return -1;
