@@ -324,7 +324,8 @@ int server_run(const server_config_t *cfg) {
     svc_maintenance_register(&s);
     svc_cluster_register(&s);
     svc_snapshot_register(&s);
-    if (svc_watch_start(&s) != 0 || svc_lease_start(&s) != 0 || svc_auth_start(&s) != 0) {
+    if (svc_watch_start(&s) != 0 || svc_lease_start(&s) != 0 || svc_auth_start(&s) != 0 ||
+        svc_gateway_start(&s) != 0) {
         log_error("cannot start the services");
         goto out;
     }

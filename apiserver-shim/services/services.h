@@ -57,6 +57,16 @@ void svc_auth_stop(server_t *s);
  * HTTP/1.1. start listens on every metrics URL (0, or -1 logged). */
 int svc_metrics_start(server_t *s);
 void svc_metrics_stop(server_t *s);
+/* /health and /metrics for any HTTP listener: 1 and r filled when req->path
+ * is one of them, else 0. After svc_metrics_start. */
+struct http1_request;
+struct http1_reply;
+int svc_metrics_serve(server_t *s, const struct http1_request *req, struct http1_reply *r);
+/* The client port's plain HTTP (svc_gateway.c): /health, /version,
+ * /metrics and etcd's grpc-gateway JSON API under /v3/ (and /v3beta/),
+ * routed to the registered gRPC methods. Call before the client listeners
+ * open. 0 or -1 (logged). */
+int svc_gateway_start(server_t *s);
 
 /* Raft thread, for every committed entry before the KV store sees it:
  * returns 1 if req belongs to this state machine and was applied at index

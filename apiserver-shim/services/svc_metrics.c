@@ -12,6 +12,8 @@
  *                 kshimd knows truthfully, under etcd 3.4's names and types.
  *   anything else 404 "404 page not found" (etcd 3.4 serves /version on the
  *                 client port only).
+ * svc_metrics_serve is the same /health and /metrics for the client port
+ * (svc_gateway.c).
  * Owns the http1 server and the two health counters.
  */
 #include <dirent.h>
@@ -254,16 +256,21 @@ static void serve_metrics(server_t *s, http1_reply_t *r) {
     r->body_len = t.len;
 }
 
-static void serve(void *ctx, const http1_request_t *req, http1_reply_t *r) {
-    server_t *s = ctx;
+int svc_metrics_serve(server_t *s, const http1_request_t *req, http1_reply_t *r) {
     if (strcmp(req->path, "/health") == 0) {
         serve_health(s, req, r);
-        return;
+        return 1;
     }
     if (strcmp(req->path, "/metrics") == 0) {
         serve_metrics(s, r);
-        return;
+        return 1;
     }
+    return 0;
+}
+
+static void serve(void *ctx, const http1_request_t *req, http1_reply_t *r) {
+    server_t *s = ctx;
+    if (svc_metrics_serve(s, req, r)) return;
     r->status = 404;
     r->content_type = "text/plain; charset=utf-8";
     r->nosniff = 1;
@@ -272,9 +279,13 @@ static void serve(void *ctx, const http1_request_t *req, http1_reply_t *r) {
 }
 
 int svc_metrics_start(server_t *s) {
+    s->metrics = calloc(1, sizeof *s->metrics); /* the counters serve the client port too */
+    if (!s->metrics) {
+        log_error("out of memory");
+        return -1;
+    }
     if (s->cfg->n_listen_metrics_urls == 0) return 0;
-    s->metrics = calloc(1, sizeof *s->metrics);
-    if (!s->metrics || !(s->metrics->http = http1_server_new(s->loop, serve, s))) {
+    if (!(s->metrics->http = http1_server_new(s->loop, serve, s))) {
         log_error("out of memory");
         return -1;
     }
