@@ -298,6 +298,97 @@ static void test_torn_sector_in_last_batch(void **state) {
     test_rm_rf(dir);
 }
 
+/* End of the records in a segment file: after its last non-zero byte (the
+ * last record here is an entry whose data is text). */
+static size_t records_end(const char *seg) {
+    int fd = open(seg, O_RDONLY);
+    assert_true(fd >= 0);
+    static uint8_t img[1 << 20];
+    ssize_t n = read(fd, img, sizeof img);
+    close(fd);
+    assert_true(n > 0);
+    while (n > 0 && img[n - 1] == 0) n--;
+    return (size_t)n;
+}
+
+/* Appends one synced entry at index whose record is exactly size bytes. */
+static void append_sized(wal_t *w, uint64_t index, size_t size) {
+    char buf[4096];
+    size_t data = size - 9 - 17; /* record header, entry's term/index/type */
+    assert_true(data >= 1 && data < sizeof buf);
+    memset(buf, 'p', data);
+    raft_entry_t e = {
+        .term = 1, .index = index, .type = RAFT_ENTRY_NORMAL, .data = (const uint8_t *)buf, .len = data};
+    assert_int_equal(wal_append_entries(w, &e, 1), 0);
+    assert_int_equal(wal_sync(w), 0);
+}
+
+/* A power cut that reverts the page holding the start of the last batch but
+ * keeps the next one, when the batch's first record header straddles the
+ * two pages: its length field (the first d bytes of the header on the
+ * reverted page) reads zero, its checksum is there. Found by
+ * e2e/test_power_loss (d = 4). A torn write: cut before it, every synced
+ * entry kept. A zero length field followed by data in its own sector is
+ * damage, not a torn write. */
+static void test_header_straddling_reverted_page(void **state) {
+    (void)state;
+    size_t ds[] = {1, 4, 8};
+    for (size_t k = 0; k < sizeof ds / sizeof ds[0]; k++) {
+        char dir[256], seg[512], err[256];
+        test_mkdtemp(dir, "wal-straddle");
+        wal_t *w = NULL;
+        wal_recovered_t rec;
+        assert_int_equal(wal_open(dir, 1 << 20, &w, &rec, err, sizeof err), 0);
+        wal_recovered_free(&rec);
+        last_segment(dir, seg);
+        uint64_t index = 1;
+        /* Synced batches until the records end exactly d bytes before a page. */
+        for (;;) {
+            size_t end = records_end(seg), gap = 4096 - end % 4096;
+            if (gap == ds[k]) break;
+            append_sized(w, index++, gap > ds[k] + 27 ? gap - ds[k] : 100);
+        }
+        size_t batch = records_end(seg);
+        uint64_t synced = index - 1;
+        append_range(w, 1, index, index + 40, "after-the-cut"); /* runs onto the next page */
+        wal_close(w);
+        uint8_t zero[8] = {0};
+        int fd = open(seg, O_RDWR);
+        assert_true(fd >= 0);
+        assert_int_equal(pwrite(fd, zero, ds[k], (off_t)batch),
+                         (ssize_t)ds[k]); /* the reverted page's part */
+        close(fd);
+        assert_int_equal(wal_open(dir, 1 << 20, &w, &rec, err, sizeof err), 0);
+        assert_int_equal(rec.tail_cut, 1);
+        assert_int_equal(rec.n_ents, synced);
+        wal_recovered_free(&rec);
+        wal_close(w);
+        test_rm_rf(dir);
+    }
+    /* The same zero length field in the middle of a written sector: refused. */
+    char dir[256], seg[512], err[256];
+    test_mkdtemp(dir, "wal-zerolen");
+    wal_t *w = NULL;
+    wal_recovered_t rec;
+    assert_int_equal(wal_open(dir, 1 << 20, &w, &rec, err, sizeof err), 0);
+    wal_recovered_free(&rec);
+    last_segment(dir, seg);
+    append_sized(w, 1, 60);
+    size_t at = records_end(seg);
+    append_sized(w, 2, 60);
+    append_sized(w, 3, 60);
+    wal_close(w);
+    assert_true(at % 512 < 512 - 60);
+    uint8_t zero[4] = {0};
+    int fd = open(seg, O_RDWR);
+    assert_true(fd >= 0);
+    assert_int_equal(pwrite(fd, zero, 4, (off_t)at), 4);
+    close(fd);
+    assert_int_equal(wal_open(dir, 1 << 20, &w, &rec, err, sizeof err), -1);
+    assert_non_null(strstr(err, "zero record length"));
+    test_rm_rf(dir);
+}
+
 static size_t count_files(const char *dir, const char *suffix) {
     DIR *d = opendir(dir);
     size_t n = 0;
@@ -570,6 +661,7 @@ int main(void) {
         cmocka_unit_test(test_torn_tail_every_offset),
         cmocka_unit_test(test_flip_in_last_segment_refused),
         cmocka_unit_test(test_torn_sector_in_last_batch),
+        cmocka_unit_test(test_header_straddling_reverted_page),
         cmocka_unit_test(test_rollover_and_release),
         cmocka_unit_test(test_conflict_supersedes),
         cmocka_unit_test(test_gap_refused),
