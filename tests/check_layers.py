@@ -19,6 +19,7 @@ ROOT = os.path.abspath(sys.argv[1] if len(sys.argv) > 1 else os.path.join(os.pat
 LAYERS = {
     "proto": [],
     "raft": ["proto"],
+    "raft/peer": ["raft", "proto"],
     "storage/mvcc": ["proto"],
     "storage/kv": ["storage/mvcc", "proto"],
     "storage/lease": ["storage/kv", "storage/mvcc", "proto"],

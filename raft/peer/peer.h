@@ -33,11 +33,11 @@
 
 enum {
     PEER_OK = 0,
-    PEER_ERR_FULL = -1,    /* the peer's queue is full: message dropped (counted) */
-    PEER_ERR_UNKNOWN = -2, /* no such peer */
-    PEER_ERR_INVALID = -3, /* bad argument, URL or message */
+    PEER_ERR_FULL = -1,     /* the peer's queue is full: message dropped (counted) */
+    PEER_ERR_UNKNOWN = -2,  /* no such peer */
+    PEER_ERR_INVALID = -3,  /* bad argument, URL or message */
     PEER_ERR_NOMEM = -4,
-    PEER_ERR_IO = -5, /* connect/handshake/read/write failed */
+    PEER_ERR_IO = -5,       /* connect/handshake/read/write failed */
     PEER_ERR_TIMEOUT = -6,
     PEER_ERR_MISMATCH = -7, /* the other side belongs to another cluster */
 };
@@ -53,19 +53,20 @@ typedef struct peer_tls {
 } peer_tls_t;
 
 typedef struct peer_stats {
-    int connected;            /* an outgoing connection is up and handshaken */
+    int connected;         /* an outgoing connection is up and handshaken */
     uint64_t active_since_ms; /* CLOCK_MONOTONIC ms the connection came up (0: not connected) */
     uint64_t sent_bytes, received_bytes;
     uint64_t sent_frames, received_frames;
-    uint64_t dropped;    /* frames dropped: queue full or connection lost */
-    uint64_t bad_frames; /* checksum / decoding failures seen from this peer */
+    uint64_t dropped;      /* frames dropped: queue full or connection lost */
+    uint64_t bad_frames;   /* checksum / decoding failures seen from this peer */
+    int last_error;        /* PEER_OK or PEER_ERR_* (IO, MISMATCH) of the last connection attempt */
 } peer_stats_t;
 
 typedef struct peer_snapshot_sink peer_snapshot_sink_t;
 
 typedef struct peer_config {
     uint64_t self_id;
-    uint64_t cluster_id;            /* 0: unknown yet (a joining member learns it with peer_fetch_members) */
+    uint64_t cluster_id; /* 0: unknown yet (a joining member learns it with peer_fetch_members) */
     const char *const *listen_urls; /* http(s)://ip:port, http(s)://localhost:port, unix(s)://path */
     size_t n_listen_urls;
     peer_tls_t tls;
@@ -113,6 +114,9 @@ int peer_send_snapshot(peer_transport_t *t, const raft_msg_t *m,
                        long (*read)(void *read_ctx, uint8_t *buf, size_t cap), void *read_ctx,
                        void (*done)(void *read_ctx, uint64_t to, int ok));
 int peer_get_stats(peer_transport_t *t, uint64_t id, peer_stats_t *out);
+/* The TCP port listen URL i is bound to (the kernel's pick for port 0), -1
+ * for a unix socket or i out of range. */
+int peer_listen_port(const peer_transport_t *t, size_t i);
 
 /* Blocking, for a member joining an existing cluster before it starts:
  * asks each URL in turn for the member list (answered by the remote's
