@@ -1,8 +1,9 @@
 /*
  * svc_maintenance.c: the etcd Maintenance service (/etcdserverpb.Maintenance/...):
  * Status (what `etcdctl endpoint status` and kube-apiserver's health and
- * version probes read), Alarm and Defragment. Hash, HashKV, Snapshot and
- * MoveLeader are not served yet and answer Unimplemented.
+ * version probes read), Alarm and Defragment. Hash, HashKV and Snapshot
+ * are not served yet and answer Unimplemented; MoveLeader is in
+ * svc_cluster.c.
  * Auth as etcd 3.4: Defragment needs the root role; Status and Alarm are
  * open to every caller.
  */
@@ -31,6 +32,7 @@ static void status_call(grpc_call_t *call, const uint8_t *msg, size_t len, void 
     resp.raftindex = st.commit_index;
     resp.raftterm = st.term;
     resp.raftappliedindex = st.applied_index;
+    resp.islearner = st.is_learner;
     char *no_leader = "etcdserver: no leader";
     if (st.leader == 0) {
         resp.n_errors = 1;
