@@ -28,68 +28,20 @@
  * A WAL error is fatal to the node (fail-stop): nothing unsynced is ever
  * applied, so nothing unsynced is ever acknowledged.
  */
-#include "node.h"
-
 #include <assert.h>
 #include <errno.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
-#include "wal.h"
-
-typedef struct proposal {
-    struct proposal *next;
-    size_t len;
-    uint8_t data[];
-} proposal_t;
-
-/* Committed entries on their way to the apply thread: the entries and one
- * buffer holding copies of their data (the core may drop its copy once the
- * batch is handed over). */
-typedef struct apply_batch {
-    struct apply_batch *next;
-    uint64_t term;
-    size_t n;
-    raft_entry_t *ents;
-    uint8_t *data;
-} apply_batch_t;
+#include "node_internal.h"
 
 #define APPLY_QUEUE_MAX_ENTRIES 16384
 #define COMPACT_MIN_ENTRIES 256 /* applied entries worth a raft_compact */
 
-struct raft_node {
-    raft_node_config_t cfg;
-    uint64_t *peers;
-    raft_t *raft;
-    wal_t *wal;
-    uint64_t applied_since_persist; /* apply thread only */
-
-    pthread_t apply_thread;
-    pthread_mutex_t amu;
-    pthread_cond_t acv; /* apply queue non-empty or stopping */
-    /* guarded by amu */
-    apply_batch_t *a_head, *a_tail;
-    size_t a_entries;
-    int a_stopping;
-
-    pthread_t thread;
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
-    /* guarded by mu */
-    proposal_t *q_head, *q_tail;
-    size_t q_len;       /* proposals queued */
-    size_t q_taken;     /* proposals taken by the raft thread, not yet in status.last_index */
-    uint64_t queued_to; /* last index handed to the apply queue */
-    int stopping;
-    raft_node_status_t status;
-    uint64_t applied;    /* last index the apply thread finished */
-    uint64_t release_to; /* state machine durable to here: WAL may go */
-};
-
-static uint64_t now_ms(void) {
+uint64_t node_now_ms(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
@@ -112,7 +64,7 @@ static void free_queue(proposal_t *p) {
  * or in the log above the applied index). */
 static uint64_t inflight_locked(const raft_node_t *n) {
     uint64_t in_log = n->status.last_index > n->applied ? n->status.last_index - n->applied : 0;
-    return n->q_len + n->q_taken + in_log;
+    return n->q_len + n->q_taken + in_log + n->fwd_total;
 }
 
 /* Under mu: committed entries the apply queue can still take. */
@@ -137,6 +89,9 @@ static void status_refresh_locked(raft_node_t *n) {
     n->status.wal_bytes = ws.live_bytes;
     n->status.wal_syncs = ws.syncs;
     n->status.log_entries = rs.last_index - (rs.first_index - 1);
+    n->status.role = rs.role;
+    n->status.is_learner = rs.is_learner;
+    node_fwd_expire_locked(n, node_now_ms());
     n->status.inflight = inflight_locked(n);
 }
 
@@ -168,17 +123,27 @@ static void maybe_persist(raft_node_t *n, uint64_t applied) {
     pthread_mutex_unlock(&n->mu);
 }
 
-/* Raft thread: drop the WAL segments and in-memory log the state machine no
- * longer needs. */
+/* Raft thread: the state machine is durable up to release_to; drop the WAL
+ * segments it no longer needs. The WAL first gets a snapshot point (index,
+ * term, membership) at or below it, synced, so a restart starts from there
+ * with the right membership: the core's log base if it is that low, else
+ * the newest compaction point remembered at or below it. */
 static int release_log(raft_node_t *n) {
     pthread_mutex_lock(&n->mu);
     uint64_t idx = n->release_to;
     n->release_to = 0;
     pthread_mutex_unlock(&n->mu);
     if (idx == 0) return 0;
-    if (wal_release_to(n->wal, idx) < 0) return -1;
-    raft_compact(n->raft, idx);
-    return 0;
+    raft_status_t rs;
+    raft_status(n->raft, &rs);
+    if (rs.first_index - 1 < idx && raft_compact_to(n->raft, idx) != rs.first_index - 1) node_hist_push(n);
+    const node_meta_t *m = node_hist_find(n, idx);
+    if (!m || m->index <= n->wal_snap_index) return 0;
+    raft_snapshot_meta_t sm;
+    node_meta_view(m, &sm);
+    if (wal_save_snapshot(n->wal, &sm, 0) != 0 || wal_sync(n->wal) != 0) return -1;
+    n->wal_snap_index = m->index;
+    return wal_release_to(n->wal, m->index) < 0 ? -1 : 0;
 }
 
 static void apply_batch_free(apply_batch_t *b) {
@@ -186,6 +151,22 @@ static void apply_batch_free(apply_batch_t *b) {
     free(b->ents);
     free(b->data);
     free(b);
+}
+
+/* Raft thread: hands b to the apply thread; last is its last index. */
+static void push_batch(raft_node_t *n, apply_batch_t *b, uint64_t last) {
+    pthread_mutex_lock(&n->mu);
+    n->queued_to = last;
+    pthread_mutex_unlock(&n->mu);
+    pthread_mutex_lock(&n->amu);
+    if (n->a_tail)
+        n->a_tail->next = b;
+    else
+        n->a_head = b;
+    n->a_tail = b;
+    n->a_entries += b->n;
+    pthread_cond_broadcast(&n->acv);
+    pthread_mutex_unlock(&n->amu);
 }
 
 /* Raft thread: copy committed entries into a batch and queue it for the apply
@@ -212,18 +193,17 @@ static int queue_for_apply(raft_node_t *n, const raft_entry_t *ents, size_t coun
         if (ents[i].len) memcpy(b->data + off, ents[i].data, ents[i].len);
         off += ents[i].len;
     }
-    pthread_mutex_lock(&n->mu);
-    n->queued_to = ents[count - 1].index;
-    pthread_mutex_unlock(&n->mu);
-    pthread_mutex_lock(&n->amu);
-    if (n->a_tail)
-        n->a_tail->next = b;
-    else
-        n->a_head = b;
-    n->a_tail = b;
-    n->a_entries += count;
-    pthread_cond_broadcast(&n->acv);
-    pthread_mutex_unlock(&n->amu);
+    push_batch(n, b, ents[count - 1].index);
+    return 0;
+}
+
+/* Raft thread: a snapshot for the apply thread to install, in order. */
+static int queue_install(raft_node_t *n, const node_meta_t *meta) {
+    apply_batch_t *b = calloc(1, sizeof(*b));
+    if (!b) return -1;
+    b->install = 1;
+    b->snap = *meta;
+    push_batch(n, b, meta->index);
     return 0;
 }
 
@@ -234,7 +214,7 @@ static apply_batch_t *take_batches_locked(raft_node_t *n, size_t *count) {
     apply_batch_t *first = n->a_head, *last = first;
     if (!first) return NULL;
     *count = first->n;
-    while (last->next && last->next->term == first->term) {
+    while (!first->install && last->next && !last->next->install && last->next->term == first->term) {
         last = last->next;
         *count += last->n;
     }
@@ -274,9 +254,27 @@ static uint64_t apply_chain(raft_node_t *n, apply_batch_t *chain, size_t count) 
     return last;
 }
 
-/* The apply thread: batches in order until stopped and drained. */
+/* Apply thread: installs a snapshot (cfg.install_snapshot); -1 fails the
+ * node (fail-stop). */
+static int install_batch(raft_node_t *n, const apply_batch_t *b) {
+    raft_snapshot_meta_t sm;
+    node_meta_view(&b->snap, &sm);
+    if (n->cfg.install_snapshot && n->cfg.install_snapshot(n->cfg.ctx, &sm) == 0) return 0;
+    fprintf(stderr, "raft node %llu: cannot install the snapshot at index %llu; stopping (fail-stop)\n",
+            (unsigned long long)n->cfg.id, (unsigned long long)b->snap.index);
+    pthread_mutex_lock(&n->mu);
+    n->status.failed = 1;
+    n->status.leader = 0;
+    pthread_cond_signal(&n->cv);
+    pthread_mutex_unlock(&n->mu);
+    return -1;
+}
+
+/* The apply thread: batches in order until stopped and drained. After a
+ * failed install nothing more is applied. */
 static void *apply_thread(void *arg) {
     raft_node_t *n = arg;
+    int failed = 0;
     for (;;) {
         pthread_mutex_lock(&n->amu);
         while (!n->a_head && !n->a_stopping) pthread_cond_wait(&n->acv, &n->amu);
@@ -288,14 +286,23 @@ static void *apply_thread(void *arg) {
         }
         pthread_mutex_unlock(&n->amu);
 
-        uint64_t last = apply_chain(n, chain, count);
-        n->applied_since_persist += count;
-        pthread_mutex_lock(&n->mu);
-        n->applied = last;
-        n->status.applied_index = last;
-        pthread_cond_signal(&n->cv); /* the raft thread may wait for apply room */
-        pthread_mutex_unlock(&n->mu);
-        maybe_persist(n, last);
+        uint64_t last = 0;
+        if (!failed && chain->install) {
+            failed = install_batch(n, chain) != 0;
+            last = chain->snap.index;
+        } else if (!failed) {
+            last = apply_chain(n, chain, count);
+        }
+        if (!failed) {
+            n->applied_since_persist += count;
+            pthread_mutex_lock(&n->mu);
+            n->applied = last;
+            n->status.applied_index = last;
+            pthread_cond_signal(&n->cv); /* the raft thread may wait for apply room */
+            pthread_mutex_unlock(&n->mu);
+            node_reads_applied(n, last);
+            maybe_persist(n, last);
+        }
 
         pthread_mutex_lock(&n->amu);
         n->a_entries -= count;
@@ -310,22 +317,37 @@ static void *apply_thread(void *arg) {
     return NULL;
 }
 
-/* One ready round: persist (one sync), [send], apply, advance. */
+/* One ready round: persist (a received snapshot's point first, then the
+ * entries and the hard state; one write, one fdatasync), with the leader's
+ * Apps and heartbeats sent before the sync and every other message after
+ * it; then install/apply in order, read states, advance. */
 static int handle_ready(raft_node_t *n) {
+    raft_status_t rs;
+    raft_status(n->raft, &rs);
+    int leader = rs.role == RAFT_LEADER;
     raft_ready_t rd;
     raft_ready(n->raft, &rd);
+    if (rd.snapshot && wal_save_snapshot(n->wal, rd.snapshot, 1) != 0) return -1;
     if (rd.n_entries && wal_append_entries(n->wal, rd.entries, rd.n_entries) != 0) return -1;
     if (rd.hard_state_changed && wal_save_hard_state(n->wal, &rd.hard_state) != 0) return -1;
+    if (leader) node_send_msgs(n, &rd, 1, 1);
     if ((rd.must_sync ? wal_sync(n->wal) : wal_write(n->wal)) != 0) return -1;
-    /* Messages: only a single voter for now (raft_node_start refuses peers),
-     * so there is nobody to send to. The transport will take rd.msgs here. */
-    assert(rd.n_msgs == 0);
+    node_send_msgs(n, &rd, leader, 0);
+    if (rd.snapshot) {
+        node_meta_t m;
+        node_meta_from(&m, rd.snapshot);
+        if (queue_install(n, &m) != 0) return -1;
+        n->wal_snap_index = m.index;
+    }
     if (rd.n_committed) {
         for (size_t i = 1; i < rd.n_committed; i++)
             assert(rd.committed[i].index == rd.committed[i - 1].index + 1);
         if (queue_for_apply(n, rd.committed, rd.n_committed, rd.hard_state.term) != 0) return -1;
     }
+    node_read_states(n, rd.read_states, rd.n_read_states);
+    int installed = rd.snapshot != NULL;
     raft_advance(n->raft);
+    if (installed) node_hist_push(n);
     return release_log(n);
 }
 
@@ -337,49 +359,123 @@ static int core_busy_locked(raft_node_t *n) {
 }
 
 /* Raft thread: drop applied entries from the core's in-memory log, so it
- * holds no more than what is in flight. (A single voter sends no entries to
- * followers; with peers this must stop at the slowest follower's match.) */
+ * holds no more than what is in flight; with followers, raft_compact_to
+ * keeps what an active follower still needs (one silent for an election
+ * timeout, or already behind, is sent a snapshot instead). Each new log
+ * base is remembered as a point the WAL may be released to. */
 static void compact_memory(raft_node_t *n) {
     pthread_mutex_lock(&n->mu);
     uint64_t applied = n->applied;
     pthread_mutex_unlock(&n->mu);
     raft_status_t rs;
     raft_status(n->raft, &rs);
-    if (applied >= rs.first_index - 1 + COMPACT_MIN_ENTRIES) raft_compact(n->raft, applied);
+    if (applied < rs.first_index - 1 + COMPACT_MIN_ENTRIES) return;
+    if (raft_compact_to(n->raft, applied) != rs.first_index - 1) node_hist_push(n);
+}
+
+/* Raft thread: the proposals to hand on this round. The leader proposes
+ * them; a follower forwards them to its leader (cfg.forward); without a
+ * leader they stay queued, and those queued for longer than two election
+ * timeouts go to cfg.dropped. Returns the number the core took. */
+static uint64_t handle_proposals(raft_node_t *n, uint64_t now) {
+    raft_status_t rs;
+    raft_status(n->raft, &rs);
+    int mine = rs.leader == n->cfg.id, forward = !mine && rs.leader && n->cfg.forward;
+    proposal_t *batch = NULL, **tail = &batch;
+    pthread_mutex_lock(&n->mu);
+    if (mine || forward) {
+        batch = n->q_head;
+        n->q_taken = n->q_len;
+        if (forward) {
+            node_fwd_add_locked(n, n->q_len, now);
+            n->q_taken = 0;
+        }
+        n->q_head = n->q_tail = NULL;
+        n->q_len = 0;
+    } else {
+        while (n->q_head && now - n->q_head->queued_ms >= n->no_leader_wait_ms) {
+            *tail = n->q_head;
+            tail = &n->q_head->next;
+            n->q_head = n->q_head->next;
+            n->q_len--;
+        }
+        *tail = NULL;
+        if (!n->q_head) n->q_tail = NULL;
+    }
+    pthread_mutex_unlock(&n->mu);
+    uint64_t proposed = 0;
+    for (proposal_t *p = batch; p; p = p->next) {
+        if (forward) {
+            n->cfg.forward(n->cfg.ctx, rs.leader, p->data, p->len);
+            continue;
+        }
+        int rc = mine ? raft_propose(n->raft, p->data, p->len) : RAFT_ERR_NOT_LEADER;
+        if (rc == RAFT_OK)
+            proposed++;
+        else if (n->cfg.dropped)
+            n->cfg.dropped(n->cfg.ctx, p->data, p->len,
+                           rc == RAFT_ERR_NOT_LEADER ? RAFT_NODE_ERR_NOT_LEADER
+                           : rc == RAFT_ERR_NOMEM    ? RAFT_NODE_ERR_NOMEM
+                                                     : RAFT_NODE_ERR_BUSY);
+    }
+    free_queue(batch);
+    return proposed;
+}
+
+/* Under mu: proposals the raft thread can hand on now. */
+static int proposals_ready_locked(const raft_node_t *n) {
+    if (!n->q_head || !n->status.leader) return 0;
+    return n->status.leader == n->cfg.id || n->cfg.forward;
+}
+
+/* Raft thread, leaving: queued proposals go to cfg.dropped (STOPPED). */
+static void drop_queued(raft_node_t *n) {
+    pthread_mutex_lock(&n->mu);
+    proposal_t *q = n->q_head;
+    n->q_head = n->q_tail = NULL;
+    n->q_len = 0;
+    pthread_mutex_unlock(&n->mu);
+    for (proposal_t *p = q; p && n->cfg.dropped; p = p->next)
+        n->cfg.dropped(n->cfg.ctx, p->data, p->len, RAFT_NODE_ERR_STOPPED);
+    free_queue(q);
 }
 
 static void *node_thread(void *arg) {
     raft_node_t *n = arg;
-    uint64_t next_tick = now_ms() + n->cfg.tick_ms;
+    uint64_t next_tick = node_now_ms() + n->cfg.tick_ms;
+    uint64_t report_to[RAFT_MAX_MEMBERS];
+    int report_ok[RAFT_MAX_MEMBERS];
     for (;;) {
         pthread_mutex_lock(&n->mu);
         int busy = core_busy_locked(n);
-        while (!n->stopping && !n->q_head && !busy && now_ms() < next_tick) {
+        while (!n->stopping && !n->status.failed && !proposals_ready_locked(n) && !node_peer_work_locked(n) &&
+               !busy && node_now_ms() < next_tick) {
             struct timespec ts;
             deadline_ts(next_tick, &ts);
             pthread_cond_timedwait(&n->cv, &n->mu, &ts);
             busy = core_busy_locked(n); /* the apply thread may have made room */
         }
-        if (n->stopping) {
+        if (n->stopping || n->status.failed) {
             pthread_mutex_unlock(&n->mu);
             break;
         }
-        proposal_t *batch = n->q_head;
-        n->q_head = n->q_tail = NULL;
-        n->q_taken = n->q_len;
-        n->q_len = 0;
+        inbound_t *in;
+        admin_req_t *admin;
+        size_t n_reports;
+        node_take_peer_work_locked(n, &in, &admin, &n_reports, report_to, report_ok);
         pthread_mutex_unlock(&n->mu);
 
-        uint64_t now = now_ms(), ticked = 0;
+        uint64_t now = node_now_ms(), ticked = 0;
         if (now >= next_tick) {
             raft_tick(n->raft);
             ticked = 1;
             next_tick = now + n->cfg.tick_ms;
         }
-        uint64_t proposed = 0;
-        for (proposal_t *p = batch; p; p = p->next)
-            if (raft_propose(n->raft, p->data, p->len) == RAFT_OK) proposed++;
-        free_queue(batch);
+        node_step_inbound(n, in);
+        for (size_t i = 0; i < n_reports; i++) raft_report_snapshot(n->raft, report_to[i], report_ok[i]);
+        node_run_admin(n, admin);
+        uint64_t proposed = handle_proposals(n, now);
+        node_ask_reads(n, now);
         if (raft_has_ready(n->raft) && handle_ready(n) != 0) {
             node_fail(n, "WAL write failed");
             break;
@@ -392,6 +488,8 @@ static void *node_thread(void *arg) {
         status_refresh_locked(n);
         pthread_mutex_unlock(&n->mu);
     }
+    node_peers_exit(n);
+    drop_queued(n);
     return NULL;
 }
 
@@ -416,14 +514,14 @@ static int config_check(const raft_node_config_t *cfg, char *err, size_t errlen)
     if (cfg->id == 0) return start_error(err, errlen, "raft node: id must be non-zero");
     if (!cfg->apply) return start_error(err, errlen, "raft node: apply callback missing");
     if (!cfg->wal_dir) return start_error(err, errlen, "raft node: wal_dir missing");
-    if (cfg->n_peers == 0 || !cfg->peer_ids) return start_error(err, errlen, "raft node: no peers");
+    if (cfg->n_peers && !cfg->peer_ids) return start_error(err, errlen, "raft node: peer_ids missing");
+    if (cfg->n_peers > RAFT_MAX_MEMBERS) return start_error(err, errlen, "raft node: too many peers");
+    if (cfg->join) return 0; /* the membership comes from the leader */
+    if (cfg->n_peers == 0) return start_error(err, errlen, "raft node: no peers");
     int self = 0;
     for (size_t i = 0; i < cfg->n_peers; i++) self |= cfg->peer_ids[i] == cfg->id;
     if (!self) return start_error(err, errlen, "raft node: peer_ids must include the node's own id");
-    if (cfg->n_peers > 1)
-        return start_error(err, errlen,
-                           "raft node: multi-member clusters are not supported yet (no peer transport); "
-                           "run a single voter");
+    if (cfg->n_peers > 1 && !cfg->send) return start_error(err, errlen, "raft node: peers need cfg.send");
     return 0;
 }
 
@@ -439,6 +537,7 @@ static void node_free(raft_node_t *n) {
     free(n->peers);
     pthread_mutex_destroy(&n->mu);
     pthread_cond_destroy(&n->cv);
+    pthread_cond_destroy(&n->admin_cv);
     pthread_mutex_destroy(&n->amu);
     pthread_cond_destroy(&n->acv);
     free(n);
@@ -455,7 +554,8 @@ static int node_init_sync(raft_node_t *n) {
         pthread_cond_destroy(&n->cv);
         return -1;
     }
-    if (pthread_mutex_init(&n->amu, NULL) != 0 || pthread_cond_init(&n->acv, NULL) != 0) {
+    if (pthread_mutex_init(&n->amu, NULL) != 0 || pthread_cond_init(&n->acv, NULL) != 0 ||
+        pthread_cond_init(&n->admin_cv, NULL) != 0) {
         pthread_mutex_destroy(&n->mu);
         pthread_cond_destroy(&n->cv);
         return -1;
@@ -490,31 +590,66 @@ static int node_bootstrap(raft_node_t *n, wal_recovered_t *rec, char *err, size_
     return 0;
 }
 
+/* The membership at the recovered log base: the WAL's snapshot point when
+ * it is the base; else a joining member knows nobody, and a bootstrapped
+ * one its initial voters (which its log's first entries add again). */
+static void base_membership(raft_node_t *n, const wal_recovered_t *rec, raft_config_t *rc) {
+    if (rec->has_snapshot && rec->snapshot.index == rec->base_index) {
+        rc->voters = rec->snapshot.voters;
+        rc->n_voters = rec->snapshot.n_voters;
+        rc->learners = rec->snapshot.learners;
+        rc->n_learners = rec->snapshot.n_learners;
+    } else if (!n->cfg.join) {
+        rc->voters = n->peers;
+        rc->n_voters = n->cfg.n_peers;
+    }
+}
+
+/* The state machine is older than the WAL's snapshot point (a crash after
+ * a snapshot from the leader was logged, before it was installed): the
+ * apply thread installs it again first. And a state machine installed from
+ * a leader's snapshot may be ahead of the log: its entries come again. */
+static uint64_t start_applied(raft_node_t *n, const wal_recovered_t *rec) {
+    uint64_t applied = n->cfg.applied_index, last = rec->base_index + rec->n_ents;
+    if (!rec->has_snapshot || rec->snapshot.index != rec->base_index) return applied;
+    if (applied < rec->base_index) {
+        node_meta_from(&n->start_install, &rec->snapshot);
+        n->has_start_install = 1;
+        return rec->base_index;
+    }
+    return applied > last ? last : applied;
+}
+
 /* WAL replay -> core. */
 static int node_recover(raft_node_t *n, char *err, size_t errlen) {
     wal_recovered_t rec;
     if (wal_open(n->cfg.wal_dir, n->cfg.wal_segment_bytes, &n->wal, &rec, err, errlen) != 0) return -1;
-    int fresh = rec.n_ents == 0 && rec.base_index == 0 && rec.hard_state.term == 0;
-    if (fresh && n->cfg.applied_index == 0 && node_bootstrap(n, &rec, err, errlen) != 0) {
+    int fresh = rec.n_ents == 0 && rec.base_index == 0 && rec.hard_state.term == 0 && !rec.has_snapshot;
+    if (fresh && n->cfg.applied_index == 0 && !n->cfg.join && node_bootstrap(n, &rec, err, errlen) != 0) {
         wal_recovered_free(&rec);
         return -1;
     }
     raft_config_t rc = {
         .id = n->cfg.id,
-        .voters = n->peers,
-        .n_voters = n->cfg.n_peers,
         .election_ticks = n->cfg.election_ticks,
         .heartbeat_ticks = n->cfg.heartbeat_ticks,
-        .seed = n->cfg.id ^ (uint64_t)now_ms(),
+        /* election jitter differs per member and per start */
+        .seed = n->cfg.id * 0x9E3779B97F4A7C15ull ^ node_now_ms() ^ ((uint64_t)getpid() << 32) ^
+                (uint64_t)(uintptr_t)n,
         .hard_state = rec.hard_state,
         .log_base_index = rec.base_index,
         .log_base_term = rec.base_term,
         .log = rec.ents,
         .n_log = rec.n_ents,
-        .applied = n->cfg.applied_index,
+        .applied = start_applied(n, &rec),
+        .pre_vote = n->cfg.pre_vote,
+        .check_quorum = n->cfg.check_quorum,
     };
+    base_membership(n, &rec, &rc);
+    n->wal_snap_index = rec.has_snapshot ? rec.snapshot.index : 0;
     n->raft = raft_new(&rc, err, errlen);
     wal_recovered_free(&rec);
+    if (n->raft) node_hist_push(n);
     return n->raft ? 0 : -1;
 }
 
@@ -530,25 +665,30 @@ int raft_node_start(const raft_node_config_t *cfg, raft_node_t **out, char *err,
     if (!n->cfg.persist_every) n->cfg.persist_every = 10000;
     if (!n->cfg.max_inflight) n->cfg.max_inflight = RAFT_NODE_DEFAULT_MAX_INFLIGHT;
     if (!n->cfg.apply_queue_entries) n->cfg.apply_queue_entries = APPLY_QUEUE_MAX_ENTRIES;
-    n->peers = malloc(cfg->n_peers * sizeof(uint64_t));
+    n->no_leader_wait_ms = 2ull * n->cfg.election_ticks * n->cfg.tick_ms;
+    n->peers = malloc((cfg->n_peers ? cfg->n_peers : 1) * sizeof(uint64_t));
     if (!n->peers || node_init_sync(n) != 0) {
         free(n->peers);
         free(n);
         return start_error(err, errlen, "raft node: out of memory");
     }
-    memcpy(n->peers, cfg->peer_ids, cfg->n_peers * sizeof(uint64_t));
+    if (cfg->n_peers) memcpy(n->peers, cfg->peer_ids, cfg->n_peers * sizeof(uint64_t));
     n->cfg.peer_ids = n->peers;
     if (node_recover(n, err, errlen) != 0) {
         node_free(n);
         return -1;
     }
-    n->cfg.wal_dir = NULL; /* the caller's string: only used during start */
+    n->cfg.wal_dir = NULL; /* the caller's strings: only used during start */
     /* The only voter elects itself now, so proposals are accepted at once.
      * Its new empty entry commits (with every recovered entry before it) in
      * the thread's first round, before any entry proposed later. */
     raft_tick(n->raft);
     n->applied = cfg->applied_index;
     n->queued_to = cfg->applied_index;
+    if (n->has_start_install && queue_install(n, &n->start_install) != 0) {
+        node_free(n);
+        return start_error(err, errlen, "raft node: out of memory");
+    }
     status_refresh(n);
     if (pthread_create(&n->apply_thread, NULL, apply_thread, n) != 0) {
         node_free(n);
@@ -568,13 +708,14 @@ int raft_node_propose(raft_node_t *n, const void *data, size_t len) {
     if (!p) return RAFT_NODE_ERR_NOMEM;
     p->next = NULL;
     p->len = len;
+    p->queued_ms = node_now_ms();
     if (len) memcpy(p->data, data, len);
     pthread_mutex_lock(&n->mu);
     int rc = RAFT_NODE_OK;
-    if (n->stopping || n->status.failed)
+    if (n->stopping || n->status.failed || n->thread_done)
         rc = RAFT_NODE_ERR_STOPPED;
-    else if (n->status.leader != n->status.id)
-        rc = RAFT_NODE_ERR_NOT_LEADER;
+    else if (n->status.leader != n->status.id && (!n->cfg.forward || !n->cfg.dropped))
+        rc = RAFT_NODE_ERR_NOT_LEADER; /* nobody to forward to or to tell later */
     else if (inflight_locked(n) >= n->cfg.max_inflight)
         rc = RAFT_NODE_ERR_BUSY;
     if (rc == RAFT_NODE_ERR_BUSY) n->status.busy_refusals++;
@@ -609,48 +750,4 @@ void raft_node_stop(raft_node_t *n) {
     pthread_join(n->thread, NULL);
     stop_apply_thread(n);
     node_free(n);
-}
-
-/* ---------------------------------------------------------------- peers
- * Placeholders until the peer driver lands (a single voter has no peers):
- * nothing here may be relied on yet. */
-
-int raft_node_step(raft_node_t *n, const raft_msg_t *m) {
-    (void)n;
-    (void)m;
-    return RAFT_NODE_ERR_BUSY;
-}
-
-int raft_node_propose_conf_change(raft_node_t *n, uint8_t op, uint64_t id, const void *ctx, size_t len) {
-    (void)n;
-    (void)op;
-    (void)id;
-    (void)ctx;
-    (void)len;
-    return RAFT_NODE_ERR_NOT_LEADER;
-}
-
-int raft_node_read_index(raft_node_t *n, uint64_t rctx) {
-    (void)n;
-    (void)rctx;
-    return RAFT_NODE_ERR_NOT_LEADER;
-}
-
-int raft_node_transfer_leader(raft_node_t *n, uint64_t to) {
-    (void)n;
-    (void)to;
-    return RAFT_NODE_ERR_NOT_LEADER;
-}
-
-int raft_node_peer_progress(raft_node_t *n, uint64_t id, raft_peer_progress_t *out) {
-    (void)n;
-    (void)id;
-    (void)out;
-    return RAFT_NODE_ERR_NOT_LEADER;
-}
-
-void raft_node_report_snapshot(raft_node_t *n, uint64_t to, int ok) {
-    (void)n;
-    (void)to;
-    (void)ok;
 }

@@ -121,6 +121,8 @@ enum {
     RAFT_NODE_ERR_STOPPED = -2,
     RAFT_NODE_ERR_NOMEM = -3,
     RAFT_NODE_ERR_BUSY = -4, /* too many entries in flight: "etcdserver: too many requests" */
+    RAFT_NODE_ERR_INVALID =
+        -5, /* a request that makes no sense (remove a non-member, transfer to a learner) */
 };
 
 #define RAFT_NODE_DEFAULT_MAX_INFLIGHT 5000 /* etcd's maxGapBetweenApplyAndCommitIndex */

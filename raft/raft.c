@@ -1297,7 +1297,9 @@ static int config_error(char *err, size_t errlen, const char *msg) {
 
 static int config_check(const raft_config_t *c, char *err, size_t errlen) {
     if (c->id == 0) return config_error(err, errlen, "id must be non-zero");
-    if (c->n_voters == 0 || !c->voters) return config_error(err, errlen, "no voters");
+    /* no voters: a member joining a cluster, which learns the membership
+     * from the leader's log or snapshot (it never campaigns meanwhile) */
+    if (c->n_voters && !c->voters) return config_error(err, errlen, "voters missing");
     for (size_t i = 0; i < c->n_voters; i++) {
         if (c->voters[i] == 0) return config_error(err, errlen, "voter id 0");
         for (size_t j = 0; j < i; j++)

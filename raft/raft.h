@@ -115,8 +115,11 @@ typedef struct raft_read_state {
 } raft_read_state_t;
 
 typedef struct raft_config {
-    uint64_t id;            /* non-zero */
-    const uint64_t *voters; /* all voters (at log_base_index), normally including id */
+    uint64_t id; /* non-zero */
+    /* All voters (at log_base_index), normally including id. None (n_voters
+     * 0) for a member joining an existing cluster: it accepts the leader's
+     * messages and learns the membership from its log or snapshot. */
+    const uint64_t *voters;
     size_t n_voters;
     const uint64_t *learners; /* non-voting members receiving the log (may be NULL) */
     size_t n_learners;

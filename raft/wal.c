@@ -19,16 +19,19 @@
 
 #include "crc32c.h"
 
-enum { REC_ENTRY = 1, REC_HARD_STATE = 2, REC_BASE = 3 };
+enum { REC_ENTRY = 1, REC_HARD_STATE = 2, REC_BASE = 3, REC_SNAPSHOT = 4 };
 #define REC_HEADER 9u
 #define ENTRY_FIXED 17u /* term, index, type */
 #define MAX_RECORD_LEN (1u << 30)
-#define SEGMENT_HEAD_BYTES (2 * REC_HEADER + 16 + 24) /* BASE + HARD_STATE */
+#define SEGMENT_HEAD_BYTES (2 * REC_HEADER + 16 + 24) /* BASE + HARD_STATE (+ SNAPSHOT, if any) */
+#define SNAP_FIXED 24u                                /* index, term, u32 n_voters, u32 n_learners */
+#define SNAP_MAX (SNAP_FIXED + 8u * RAFT_MAX_MEMBERS)
 
 typedef struct wal_segment {
     uint64_t seq, first_index;
     uint64_t max_index; /* highest entry index in it, 0 if none */
     uint64_t size;      /* bytes of valid records (the write offset) */
+    uint64_t head_len;  /* bytes of its head records (segments created by this process) */
 } wal_segment_t;
 
 struct wal {
@@ -46,9 +49,13 @@ struct wal {
     int buf_has_entries;
     raft_hard_state_t buf_hs;
     int buf_has_hs;
+    uint8_t buf_snap[SNAP_MAX]; /* payload of the last SNAPSHOT record in buf */
+    size_t buf_snap_len;        /* 0: none in buf */
 
     uint64_t last_index, last_term; /* log end as written */
     raft_hard_state_t hs;           /* last hard state written */
+    uint8_t snap[SNAP_MAX];         /* payload of the last SNAPSHOT record written */
+    size_t snap_len;                /* 0: none (repeated at the head of every new segment) */
     int unsynced;                   /* written to the active segment, not yet synced */
     int failed;
     char error[256];
@@ -89,6 +96,18 @@ static void record_encode(uint8_t *dst, uint8_t kind, const uint8_t *p1, size_t 
     memcpy(dst + REC_HEADER, p1, n1);
     if (n2) memcpy(dst + REC_HEADER + n1, p2, n2);
     put32(dst + 4, record_crc(dst, len));
+}
+
+/* SNAPSHOT payload: index, term, u32 n_voters, u32 n_learners, the ids. */
+static size_t snapshot_encode(const raft_snapshot_meta_t *meta, uint8_t *p) {
+    put64(p, meta->index);
+    put64(p + 8, meta->term);
+    put32(p + 16, (uint32_t)meta->n_voters);
+    put32(p + 20, (uint32_t)meta->n_learners);
+    for (size_t i = 0; i < meta->n_voters; i++) put64(p + SNAP_FIXED + 8 * i, meta->voters[i]);
+    for (size_t i = 0; i < meta->n_learners; i++)
+        put64(p + SNAP_FIXED + 8 * (meta->n_voters + i), meta->learners[i]);
+    return SNAP_FIXED + 8 * (meta->n_voters + meta->n_learners);
 }
 
 /* ---------------------------------------------------------------- errors */
@@ -166,10 +185,11 @@ static int segment_seal(wal_t *w) {
     return 0;
 }
 
-/* Writes a new segment's BASE and hard state under a temporary name, syncs
- * it, then renames it into place and syncs the directory: a segment under
- * its real name always has its head. Returns the fd, or -1 (w failed). */
-static int segment_write_new(wal_t *w, const wal_segment_t *s) {
+/* Writes a new segment's head (BASE, the hard state and the last snapshot
+ * record, if any) under a temporary name, syncs it, then renames it into
+ * place and syncs the directory: a segment under its real name always has
+ * its head. Returns the fd (head bytes in *head_len), or -1 (w failed). */
+static int segment_write_new(wal_t *w, const wal_segment_t *s, size_t *head_len) {
     char name[64], tmpname[72];
     segment_name(name, sizeof(name), s->seq, s->first_index);
     snprintf(tmpname, sizeof(tmpname), "%s.tmp", name);
@@ -177,7 +197,7 @@ static int segment_write_new(wal_t *w, const wal_segment_t *s) {
     if (fstatat(w->dir_fd, name, &st, 0) == 0) return fail(w, "wal: segment %s already exists", name);
     int fd = openat(w->dir_fd, tmpname, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd < 0) return fail(w, "wal: create %s: %s", tmpname, strerror(errno));
-    uint8_t head[SEGMENT_HEAD_BYTES], p[24];
+    uint8_t head[SEGMENT_HEAD_BYTES + REC_HEADER + SNAP_MAX], p[24];
     put64(p, w->last_index);
     put64(p + 8, w->last_term);
     record_encode(head, REC_BASE, p, 16, NULL, 0);
@@ -185,12 +205,18 @@ static int segment_write_new(wal_t *w, const wal_segment_t *s) {
     put64(p + 8, w->hs.vote);
     put64(p + 16, w->hs.commit);
     record_encode(head + REC_HEADER + 16, REC_HARD_STATE, p, 24, NULL, 0);
-    if (preallocate(fd, w->seg_bytes) != 0 || write_all(fd, head, sizeof(head), 0) != 0 ||
-        fdatasync(fd) != 0 || renameat(w->dir_fd, tmpname, w->dir_fd, name) != 0 || fsync(w->dir_fd) != 0) {
+    size_t len = SEGMENT_HEAD_BYTES;
+    if (w->snap_len) {
+        record_encode(head + len, REC_SNAPSHOT, w->snap, w->snap_len, NULL, 0);
+        len += REC_HEADER + w->snap_len;
+    }
+    if (preallocate(fd, w->seg_bytes) != 0 || write_all(fd, head, len, 0) != 0 || fdatasync(fd) != 0 ||
+        renameat(w->dir_fd, tmpname, w->dir_fd, name) != 0 || fsync(w->dir_fd) != 0) {
         int e = errno;
         close(fd);
         return fail(w, "wal: init segment %s: %s", name, strerror(e));
     }
+    *head_len = len;
     return fd;
 }
 
@@ -200,7 +226,8 @@ static int segment_create(wal_t *w) {
     uint64_t seq = w->n_segs ? active(w)->seq + 1 : 1;
     wal_segment_t tmp = {.seq = seq, .first_index = w->last_index + 1};
     if (segment_seal(w) != 0) return -1;
-    int fd = segment_write_new(w, &tmp);
+    size_t head_len = 0;
+    int fd = segment_write_new(w, &tmp, &head_len);
     if (fd < 0) return -1;
     wal_segment_t *s = segs_push(w);
     if (!s) {
@@ -208,10 +235,11 @@ static int segment_create(wal_t *w) {
         return fail(w, "wal: out of memory");
     }
     *s = tmp;
-    s->size = SEGMENT_HEAD_BYTES;
+    s->size = head_len;
+    s->head_len = head_len;
     if (w->fd >= 0) close(w->fd);
     w->fd = fd;
-    w->stats.bytes_written += SEGMENT_HEAD_BYTES;
+    w->stats.bytes_written += head_len;
     return 0;
 }
 
@@ -272,6 +300,51 @@ static int replay_entry(replay_t *rp, const raft_entry_t *e, char *err, size_t e
         dst->data = d;
     }
     rec->n_ents++;
+    return 0;
+}
+
+/* Decodes a SNAPSHOT payload into rec->snapshot (ids in rec->snap_ids).
+ * 0, or -1 if malformed. */
+static int snapshot_decode(wal_recovered_t *rec, const uint8_t *p, uint32_t len) {
+    if (len < SNAP_FIXED) return -1;
+    uint32_t nv = get32(p + 16), nl = get32(p + 20);
+    if (nv > RAFT_MAX_MEMBERS || nl > RAFT_MAX_MEMBERS - nv || len != SNAP_FIXED + 8u * (nv + nl)) return -1;
+    for (uint32_t i = 0; i < nv + nl; i++) rec->snap_ids[i] = get64(p + SNAP_FIXED + 8 * i);
+    rec->snapshot = (raft_snapshot_meta_t){.index = get64(p),
+                                           .term = get64(p + 8),
+                                           .voters = rec->snap_ids,
+                                           .n_voters = nv,
+                                           .learners = rec->snap_ids + nv,
+                                           .n_learners = nl};
+    rec->has_snapshot = 1;
+    return 0;
+}
+
+/* A snapshot record at (index, term), as the Raft core treats one: if the
+ * log holds that entry, the entries up to it are compacted away and the
+ * rest kept; otherwise the log restarts after it (a snapshot installed from
+ * the leader). A record older than the log's start (repeated in a segment
+ * head after its entries were released) changes nothing. */
+static int replay_snapshot(replay_t *rp, const uint8_t *p, uint32_t len) {
+    wal_recovered_t *rec = rp->rec;
+    if (len < SNAP_FIXED || get64(p) == 0) return -1;
+    uint64_t index = get64(p), term = get64(p + 8);
+    if (index < rec->base_index) return 0;
+    if (snapshot_decode(rec, p, len) != 0) return -1;
+    uint64_t last = rec->base_index + rec->n_ents;
+    uint64_t t = index == rec->base_index ? rec->base_term
+                 : index <= last          ? rec->ents[index - rec->base_index - 1].term
+                                          : 0;
+    if (index <= last && t == term) {
+        size_t drop = (size_t)(index - rec->base_index);
+        for (size_t i = 0; i < drop; i++) free((void *)rec->ents[i].data);
+        memmove(rec->ents, rec->ents + drop, (rec->n_ents - drop) * sizeof(*rec->ents));
+        rec->n_ents -= drop;
+    } else {
+        rec_drop_from(rec, 0);
+    }
+    rec->base_index = index;
+    rec->base_term = term;
     return 0;
 }
 
@@ -366,6 +439,8 @@ static int replay_record(replay_t *rp, wal_segment_t *seg, const seg_image_t *si
             return -1;
         }
         *seen_base = 1;
+    } else if (kind == REC_SNAPSHOT && replay_snapshot(rp, p, len) == 0) {
+        /* applied above */
     } else if (kind == REC_HARD_STATE && len == 24) {
         rec->hard_state.term = get64(p);
         rec->hard_state.vote = get64(p + 8);
@@ -587,6 +662,7 @@ int wal_open(const char *dir, size_t segment_bytes, wal_t **out, wal_recovered_t
         replay_all(w, rec, err, errlen) != 0)
         goto fail;
     w->hs = rec->hard_state;
+    if (rec->has_snapshot) w->snap_len = snapshot_encode(&rec->snapshot, w->snap);
     w->last_index = rec->base_index + rec->n_ents;
     w->last_term = rec->n_ents ? rec->ents[rec->n_ents - 1].term : rec->base_term;
     if (w->n_segs == 0 && segment_create(w) != 0) {
@@ -671,11 +747,29 @@ int wal_save_hard_state(wal_t *w, const raft_hard_state_t *hs) {
     return 0;
 }
 
+int wal_save_snapshot(wal_t *w, const raft_snapshot_meta_t *meta, int install) {
+    if (w->failed) return -1;
+    if (meta->index == 0 || meta->n_voters > RAFT_MAX_MEMBERS ||
+        meta->n_learners > RAFT_MAX_MEMBERS - meta->n_voters)
+        return fail(w, "wal: invalid snapshot record");
+    w->buf_snap_len = snapshot_encode(meta, w->buf_snap);
+    uint8_t *dst = buf_reserve(w, REC_HEADER + w->buf_snap_len);
+    if (!dst) return fail(w, "wal: out of memory");
+    record_encode(dst, REC_SNAPSHOT, w->buf_snap, w->buf_snap_len, NULL, 0);
+    if (install) { /* the log restarts after it */
+        w->buf_last_index = meta->index;
+        w->buf_last_term = meta->term;
+        w->buf_has_entries = 1;
+    }
+    w->stats.records++;
+    return 0;
+}
+
 int wal_write(wal_t *w) {
     if (w->failed) return -1;
     if (w->buf_len == 0) return 0;
     wal_segment_t *s = active(w);
-    if (s->size + w->buf_len > w->seg_bytes && s->size > SEGMENT_HEAD_BYTES) {
+    if (s->size + w->buf_len > w->seg_bytes && s->size > (s->head_len ? s->head_len : SEGMENT_HEAD_BYTES)) {
         if (segment_create(w) != 0) return -1;
         s = active(w);
     }
@@ -689,6 +783,11 @@ int wal_write(wal_t *w) {
         w->last_term = w->buf_last_term;
     }
     if (w->buf_has_hs) w->hs = w->buf_hs;
+    if (w->buf_snap_len) {
+        memcpy(w->snap, w->buf_snap, w->buf_snap_len);
+        w->snap_len = w->buf_snap_len;
+        w->buf_snap_len = 0;
+    }
     w->stats.bytes_written += w->buf_len;
     w->buf_len = 0;
     w->buf_max_index = 0;

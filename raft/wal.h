@@ -5,9 +5,14 @@
  * preallocated (fallocate) to segment_bytes. A segment is a sequence of
  * records   [u32 len][u32 crc32c][u8 kind][payload: len bytes]   (little
  * endian; crc over len, kind and payload). Kinds: ENTRY (term, index, type,
- * data), HARD_STATE (term, vote, commit) and BASE (index, term of the entry
+ * data), HARD_STATE (term, vote, commit), BASE (index, term of the entry
  * preceding the segment; first record of every segment, followed by the hard
- * state current at creation, so deleting old segments never loses either).
+ * state current at creation, so deleting old segments never loses either) and
+ * SNAPSHOT (index, term, u32 n_voters, u32 n_learners, the member ids: a
+ * state-machine snapshot point and the membership there; the last one is
+ * repeated after the hard state at the head of every new segment). Replay
+ * treats a SNAPSHOT as the Raft core does: if the log holds (index, term) the
+ * entries up to it are dropped, otherwise the log restarts after it.
  *
  * Appends are buffered; wal_sync() writes them and issues ONE fdatasync for
  * all of them (group commit). Order matters: a hard state's commit must only
@@ -52,6 +57,12 @@ typedef struct wal_recovered {
     raft_entry_t *ents;
     size_t n_ents;
     int tail_cut; /* a torn write at the end of the last segment was cut */
+    /* The last snapshot record replayed (has_snapshot): when its index is
+     * base_index it gives the membership at the log base. voters/learners
+     * point into snap_ids (do not copy the struct). */
+    int has_snapshot;
+    raft_snapshot_meta_t snapshot;
+    uint64_t snap_ids[RAFT_MAX_MEMBERS];
 } wal_recovered_t;
 
 typedef struct wal_stats {
@@ -73,6 +84,13 @@ void wal_recovered_free(wal_recovered_t *rec);
 /* Buffer records (nothing reaches the file until wal_write/wal_sync). */
 int wal_append_entries(wal_t *w, const raft_entry_t *ents, size_t n);
 int wal_save_hard_state(wal_t *w, const raft_hard_state_t *hs);
+/* A snapshot point: the state machine holds everything <= meta->index, the
+ * membership there is meta's. install = 1: a snapshot from the leader, the
+ * log restarts after it (entries follow from index + 1); 0: a compaction
+ * point inside the log (the log end is unchanged), written before
+ * wal_release_to(meta->index) so the segments released are never needed.
+ * The last one is repeated at the head of every new segment. */
+int wal_save_snapshot(wal_t *w, const raft_snapshot_meta_t *meta, int install);
 
 /* Write the buffer; wal_sync also fdatasyncs (once, however many records). */
 int wal_write(wal_t *w);

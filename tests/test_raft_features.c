@@ -7,7 +7,7 @@
  * message, probe/replicate, max uncommitted size); ReadIndex batched in one
  * heartbeat round and answered for followers through the leader; leader
  * transfer; learners, membership changes one at a time, a removed leader
- * stepping down; snapshots sent to a follower behind the log start,
+ * stepping down, a member joining with an empty configuration; snapshots sent to a follower behind the log start,
  * compaction gated on follower progress. The randomized safety checks live in test_raft_sim.c.
  */
 #include <setjmp.h>
@@ -539,6 +539,55 @@ static void test_remove_leader_steps_down(void **state) {
     cl_destroy(&c);
 }
 
+/* A member joining an existing cluster starts with no configuration at
+ * all (etcd's --initial-cluster-state existing): it never campaigns, takes
+ * the leader's messages although it knows no member yet, and learns the
+ * membership from the log (here) or a snapshot (after compaction). */
+static void test_join_with_empty_configuration(void **state) {
+    (void)state;
+    cluster_t c;
+    cl_init(&c, 3, 1, 1);
+    cl_elect_first(&c);
+    cl_tick_all(&c, 1);
+    for (int k = 0; k < 5; k++) assert_int_equal(raft_propose(c.r[0], "e", 1), RAFT_OK);
+    cl_settle(&c);
+    c.n_boot = 0;
+    int j = cl_add(&c); /* member 4, no voters, no log */
+    raft_status_t st = cl_status(&c, j);
+    assert_int_equal(st.n_voters, 0);
+    assert_false(st.is_voter);
+    cl_isolate(&c, j, 1);
+    for (int t = 0; t < 50; t++) cl_tick(&c, j);
+    assert_int_equal(cl_status(&c, j).term, 0);
+    assert_int_equal(cl_status(&c, j).role, RAFT_FOLLOWER);
+    cl_isolate(&c, j, 0);
+    assert_int_equal(raft_propose_conf_change(c.r[0], RAFT_CONF_ADD_LEARNER, 4, NULL, 0), RAFT_OK);
+    cl_settle(&c);
+    cl_apply_all(&c);
+    st = cl_status(&c, j);
+    assert_int_equal(st.leader, 1);
+    assert_int_equal(st.last_index, cl_status(&c, 0).last_index);
+    assert_int_equal(st.commit, cl_status(&c, 0).commit);
+    assert_true(st.is_learner); /* (this cluster's voters are in no log entry: no bootstrap entries) */
+    assert_int_equal(st.msgs_rejected, 0);
+
+    /* a second joiner after compaction gets the snapshot instead */
+    cl_tick_all(&c, 1);
+    st = cl_status(&c, 0);
+    assert_int_equal(raft_compact_to(c.r[0], st.applied), st.applied);
+    int k = cl_add(&c); /* member 5 */
+    assert_int_equal(raft_propose_conf_change(c.r[0], RAFT_CONF_ADD_LEARNER, 5, NULL, 0), RAFT_OK);
+    cl_settle(&c);
+    cl_apply_all(&c);
+    assert_int_equal(c.snap_index[k], st.applied);
+    st = cl_status(&c, k);
+    assert_true(st.is_learner);
+    assert_int_equal(st.n_voters, 3);
+    assert_int_equal(st.n_learners, 2);
+    assert_int_equal(st.last_index, cl_status(&c, 0).last_index);
+    cl_destroy(&c);
+}
+
 /* ---------------------------------------------------------------- snapshots */
 
 /* Compaction keeps what an active follower needs; once the follower is
@@ -633,6 +682,7 @@ int main(void) {
         cmocka_unit_test(test_learner_then_promote),
         cmocka_unit_test(test_remove_follower),
         cmocka_unit_test(test_remove_leader_steps_down),
+        cmocka_unit_test(test_join_with_empty_configuration),
         cmocka_unit_test(test_snapshot_for_lagging_follower),
         cmocka_unit_test(test_snapshot_retry),
     };
