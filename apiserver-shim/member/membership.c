@@ -402,14 +402,15 @@ static grpc_status_t fail(const char **text, const char *t, grpc_status_t code) 
 #define NOT_ENOUGH_STARTED "etcdserver: re-configuration failed due to not enough started members"
 
 static grpc_status_t check_add(server_t *s, const Kshim__Member *m, const char **text) {
-    if (s->cfg->strict_reconfig_check && !m->is_learner) {
+    if (s->cfg->strict_reconfig_check) {
         voters_t v;
         get_voters(s, &v);
         size_t started = 0;
         for (size_t i = 0; i < v.n; i++) started += v.started[i];
         size_t members = v.n + 1;
         int ready = (started == 1 && members == 2) || started >= members / 2 + 1;
-        if (!ready) return fail(text, NOT_ENOUGH_STARTED, GRPC_FAILED_PRECONDITION);
+        if (!m->is_learner && !ready) return fail(text, NOT_ENOUGH_STARTED, GRPC_FAILED_PRECONDITION);
+        /* etcd checks the voters' connections for a learner too */
         if (connected_since(s, v.ids, v.n) != v.n)
             return fail(text, "etcdserver: unhealthy cluster", GRPC_UNAVAILABLE);
     }
