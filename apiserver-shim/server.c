@@ -183,9 +183,7 @@ static void install_signals(loop_t *loop) {
 
 /* ---- peers: the transport's and the node's callbacks ---------------- */
 
-static raft_node_t *raft_of(server_t *s) {
-    return __atomic_load_n(&s->raft, __ATOMIC_ACQUIRE);
-}
+static raft_node_t *raft_of(server_t *s) { return __atomic_load_n(&s->raft, __ATOMIC_ACQUIRE); }
 
 /* Transport threads: a Raft message for our node. */
 static void on_peer_raft(void *ctx, const raft_msg_t *m) {

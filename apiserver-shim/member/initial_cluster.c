@@ -34,30 +34,33 @@ static int check_url(const char *u, char *err, size_t errlen) {
     for (size_t i = 0; i < 4 && !rest; i++)
         if (strncmp(u, schemes[i], strlen(schemes[i])) == 0) rest = u + strlen(schemes[i]);
     if (!rest) {
-        appendf(err, errlen, 0, "URL scheme must be http, https, unix, or unixs: %s", u);
+        appendf(err, errlen, 0,
+                "error setting up initial cluster: URL scheme must be http, https, unix, or unixs: %s", u);
         return -1;
     }
     const char *slash = strchr(rest, '/');
     const char *colon = strrchr(rest, ':');
     if (!colon || (slash && slash < colon) || colon == rest) {
-        appendf(err, errlen, 0, "URL address does not have the form \"host:port\": %s", u);
+        appendf(err, errlen, 0,
+                "error setting up initial cluster: URL address does not have the form \"host:port\": %s", u);
         return -1;
     }
     if (slash && slash[1] != '\0') {
-        appendf(err, errlen, 0, "URL must not contain a path: %s", u);
+        appendf(err, errlen, 0, "error setting up initial cluster: URL must not contain a path: %s", u);
         return -1;
     }
     return 0;
 }
 
-const server_initial_member_t *server_initial_cluster_find(const server_initial_cluster_t *ic, const char *name) {
+const server_initial_member_t *server_initial_cluster_find(const server_initial_cluster_t *ic,
+                                                           const char *name) {
     for (size_t i = 0; i < ic->n; i++)
         if (strcmp(ic->m[i].name, name) == 0) return &ic->m[i];
     return NULL;
 }
 
-int server_initial_cluster_parse(const char *text, const char *token, server_initial_cluster_t *out, char *err,
-                                 size_t errlen) {
+int server_initial_cluster_parse(const char *text, const char *token, server_initial_cluster_t *out,
+                                 char *err, size_t errlen) {
     memset(out, 0, sizeof *out);
     out->buf = strdup(text ? text : "");
     if (!out->buf) {
@@ -132,7 +135,8 @@ static void quote_list(const char *const *v, size_t n, char *out, size_t cap) {
 
 /* netutil.URLStringsEqual's error on the sorted lists (compared as strings:
  * etcd also resolves host names first). */
-static void urls_differ(const char *const *a, size_t na, const char *const *b, size_t nb, char *out, size_t cap) {
+static void urls_differ(const char *const *a, size_t na, const char *const *b, size_t nb, char *out,
+                        size_t cap) {
     if (na != nb) {
         char qa[1024], qb[1024];
         quote_list(a, na, qa, sizeof qa);
@@ -168,8 +172,9 @@ static int advertise_matches(const server_initial_member_t *me, const server_con
         if (!has_url(ap, nap, ic[i]))
             moff = appendf(missing, sizeof missing, moff, "%s%s=%s", moff ? "," : "", me->name, ic[i]);
     if (moff) {
-        appendf(err, errlen, 0, "--initial-cluster has %s but missing from --initial-advertise-peer-urls=%s (%s)", missing,
-                 apstr, why);
+        appendf(err, errlen, 0,
+                "--initial-cluster has %s but missing from --initial-advertise-peer-urls=%s (%s)", missing,
+                apstr, why);
         return -1;
     }
     for (size_t i = 0; i < nap; i++)
@@ -177,10 +182,11 @@ static int advertise_matches(const server_initial_member_t *me, const server_con
             moff = appendf(missing, sizeof missing, moff, "%s%s", moff ? "," : "", ap[i]);
     char mine[1024] = "";
     size_t o = 0;
-    for (size_t i = 0; i < nap; i++) o = appendf(mine, sizeof mine, o, "%s%s=%s", i ? "," : "", cfg->name, ap[i]);
+    for (size_t i = 0; i < nap; i++)
+        o = appendf(mine, sizeof mine, o, "%s%s=%s", i ? "," : "", cfg->name, ap[i]);
     if (moff) {
-        appendf(err, errlen, 0, "--initial-advertise-peer-urls has %s but missing from --initial-cluster=%s", missing,
-                 mine);
+        appendf(err, errlen, 0, "--initial-advertise-peer-urls has %s but missing from --initial-cluster=%s",
+                missing, mine);
         return -1;
     }
     appendf(err, errlen, 0, "failed to resolve %s to match --initial-cluster=%s (%s)", apstr, mine, why);
@@ -200,7 +206,8 @@ int server_initial_cluster_check(const server_initial_cluster_t *ic, const serve
                                  char *err, size_t errlen) {
     const server_initial_member_t *me = server_initial_cluster_find(ic, cfg->name);
     if (!me) {
-        appendf(err, errlen, 0, "couldn't find local name \"%s\" in the initial cluster configuration", cfg->name);
+        appendf(err, errlen, 0, "couldn't find local name \"%s\" in the initial cluster configuration",
+                cfg->name);
         return -1;
     }
     if (!joining && advertise_matches(me, cfg, err, errlen) != 0) return -1;

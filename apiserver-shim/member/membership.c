@@ -42,18 +42,14 @@ static grpc_status_t table_error(int rc, const char **text) {
         *text = "etcdserver: Peer URLs already exists";
         return GRPC_FAILED_PRECONDITION;
     case MEMBER_TABLE_E_NOT_FOUND:
-    case MEMBER_TABLE_E_REMOVED:
-        *text = "etcdserver: member not found";
-        return GRPC_NOT_FOUND;
+    case MEMBER_TABLE_E_REMOVED: *text = "etcdserver: member not found"; return GRPC_NOT_FOUND;
     case MEMBER_TABLE_E_TOO_MANY_LEARNERS:
         *text = "etcdserver: too many learner members in cluster";
         return GRPC_FAILED_PRECONDITION;
     case MEMBER_TABLE_E_NOT_LEARNER:
         *text = "etcdserver: can only promote a learner member";
         return GRPC_FAILED_PRECONDITION;
-    default:
-        *text = "etcdserver: server stopped";
-        return GRPC_INTERNAL;
+    default: *text = "etcdserver: server stopped"; return GRPC_INTERNAL;
     }
 }
 
@@ -119,8 +115,8 @@ static int bootstrap_new(server_t *s, const server_initial_cluster_t *ic, char *
 
 /* etcd's ValidateClusterAndAssignIDs: the live members fetched must be
  * exactly --initial-cluster's, matched by peer URLs; we take our id. */
-static int match_fetched(server_t *s, const server_initial_cluster_t *ic, const Kshim__MemberList *list, char *err,
-                         size_t errlen) {
+static int match_fetched(server_t *s, const server_initial_cluster_t *ic, const Kshim__MemberList *list,
+                         char *err, size_t errlen) {
     size_t live = 0;
     for (size_t i = 0; i < list->n_members; i++) live += !list->members[i]->removed;
     if (live != ic->n) {
@@ -131,7 +127,8 @@ static int match_fetched(server_t *s, const server_initial_cluster_t *ic, const 
         const Kshim__Member *found = NULL;
         for (size_t j = 0; j < list->n_members && !found; j++) {
             const Kshim__Member *r = list->members[j];
-            if (!r->removed && same_urls(ic->m[i].urls, ic->m[i].n_urls, r->peer_urls, r->n_peer_urls)) found = r;
+            if (!r->removed && same_urls(ic->m[i].urls, ic->m[i].n_urls, r->peer_urls, r->n_peer_urls))
+                found = r;
         }
         if (!found) {
             snprintf(err, errlen, "error validating peerURLs: unmatched member while checking PeerURLs");
@@ -150,7 +147,8 @@ static int bootstrap_join(server_t *s, const server_initial_cluster_t *ic, char 
         if (strcmp(ic->m[i].name, s->cfg->name) != 0)
             for (size_t j = 0; j < ic->m[i].n_urls; j++) urls[n++] = ic->m[i].urls[j];
     if (n == 0) {
-        snprintf(err, errlen, "cannot fetch cluster info from peer urls: no other member in --initial-cluster");
+        snprintf(err, errlen,
+                 "cannot fetch cluster info from peer urls: no other member in --initial-cluster");
         return -1;
     }
     peer_tls_t tls;
@@ -230,8 +228,10 @@ int server_membership_init(server_t *s, char *err, size_t errlen) {
 
     int joining = cfg->initial_cluster_state && strcmp(cfg->initial_cluster_state, "existing") == 0;
     if (cfg->initial_cluster_state && !joining && strcmp(cfg->initial_cluster_state, "new") != 0) {
-        snprintf(err, errlen, "invalid value \"%s\" for flag -initial-cluster-state: valid values are \"new\" or \"existing\"",
-                 cfg->initial_cluster_state);
+        snprintf(
+            err, errlen,
+            "invalid value \"%s\" for flag -initial-cluster-state: valid values are \"new\" or \"existing\"",
+            cfg->initial_cluster_state);
         return -1;
     }
     char deflt[4096];
@@ -241,7 +241,8 @@ int server_membership_init(server_t *s, char *err, size_t errlen) {
         size_t off = 0;
         deflt[0] = '\0';
         for (size_t i = 0; i < s->n_peer_urls && off < sizeof deflt; i++)
-            off += (size_t)snprintf(deflt + off, sizeof deflt - off, "%s%s=%s", i ? "," : "", cfg->name, s->peer_urls[i]);
+            off += (size_t)snprintf(deflt + off, sizeof deflt - off, "%s%s=%s", i ? "," : "", cfg->name,
+                                    s->peer_urls[i]);
         text = deflt;
     }
     server_initial_cluster_t ic;
@@ -434,7 +435,8 @@ static grpc_status_t check_remove(server_t *s, uint64_t id, const char **text) {
         if (started < members / 2 + 1) return fail(text, NOT_ENOUGH_STARTED, GRPC_FAILED_PRECONDITION);
         if (id == s->member_id || peer_active(s, id)) {
             size_t active = connected_since(s, v.ids, v.n);
-            if (active - 1 < 1 + (v.n - 1) / 2) return fail(text, "etcdserver: unhealthy cluster", GRPC_UNAVAILABLE);
+            if (active - 1 < 1 + (v.n - 1) / 2)
+                return fail(text, "etcdserver: unhealthy cluster", GRPC_UNAVAILABLE);
         }
     }
     int rc = member_table_check_remove(s->members, id);
@@ -445,7 +447,8 @@ static grpc_status_t check_promote(server_t *s, uint64_t id, const char **text) 
     raft_peer_progress_t pr;
     raft_node_status_t st;
     raft_node_status(s->raft, &st);
-    if (raft_node_peer_progress(s->raft, id, &pr) == RAFT_NODE_OK && (double)pr.match < (double)st.last_index * 0.9)
+    if (raft_node_peer_progress(s->raft, id, &pr) == RAFT_NODE_OK &&
+        (double)pr.match < (double)st.last_index * 0.9)
         return fail(text, "etcdserver: can only promote a learner member which is in sync with leader",
                     GRPC_FAILED_PRECONDITION);
     if (s->cfg->strict_reconfig_check) {
@@ -476,7 +479,8 @@ static grpc_status_t leader_conf_change(server_t *s, uint8_t op, uint64_t id, co
     int rc = raft_node_propose_conf_change(s->raft, op, id, ctx, len);
     if (rc == RAFT_NODE_OK) return GRPC_OK;
     if (rc == RAFT_NODE_ERR_NOT_LEADER) return fail(text, "etcdserver: no leader", GRPC_UNAVAILABLE);
-    if (rc == RAFT_NODE_ERR_BUSY) /* another change not applied yet: etcd's raft drops it, the caller times out */
+    if (rc ==
+        RAFT_NODE_ERR_BUSY) /* another change not applied yet: etcd's raft drops it, the caller times out */
         return fail(text, "etcdserver: request timed out", GRPC_UNAVAILABLE);
     return fail(text, "etcdserver: server stopped", GRPC_UNAVAILABLE);
 }
@@ -684,14 +688,15 @@ static int finish_apply(int rc, kv_result_t *res) {
     return 0;
 }
 
-static int apply_conf_change(server_t *s, const raft_entry_t *e, const kv_header_info_t *hdr, kv_result_t *res,
-                             uint64_t *req_id, int *ours) {
+static int apply_conf_change(server_t *s, const raft_entry_t *e, const kv_header_info_t *hdr,
+                             kv_result_t *res, uint64_t *req_id, int *ours) {
     if (e->len < RAFT_CONF_CHANGE_LEN) return mvcc_set_applied(s->mvcc, e->index) == MVCC_OK ? 1 : -1;
     uint8_t op = e->data[0];
     uint64_t id = get_be64(e->data + 1);
     Kshim__ConfChangeContext *cc =
         e->len > RAFT_CONF_CHANGE_LEN
-            ? kshim__conf_change_context__unpack(NULL, e->len - RAFT_CONF_CHANGE_LEN, e->data + RAFT_CONF_CHANGE_LEN)
+            ? kshim__conf_change_context__unpack(NULL, e->len - RAFT_CONF_CHANGE_LEN,
+                                                 e->data + RAFT_CONF_CHANGE_LEN)
             : NULL;
     if (cc && cc->header) {
         *req_id = cc->header->id;

@@ -20,9 +20,7 @@ struct peer_transport *server_peer_acquire(server_t *s) {
     return s->peer;
 }
 
-void server_peer_release(void) {
-    pthread_mutex_unlock(&peer_mu);
-}
+void server_peer_release(void) { pthread_mutex_unlock(&peer_mu); }
 
 int server_peer_send(server_t *s, uint64_t to, uint8_t kind, const void *data, size_t len) {
     peer_transport_t *t = server_peer_acquire(s);
@@ -41,9 +39,7 @@ uint64_t server_leader(server_t *s) {
     return st.leader;
 }
 
-int server_is_leader(server_t *s) {
-    return server_leader(s) == s->member_id;
-}
+int server_is_leader(server_t *s) { return server_leader(s) == s->member_id; }
 
 int server_add_reload_hook(server_t *s, server_reload_fn fn) {
     if (s->n_reload_hooks >= SERVER_MAX_RELOAD_HOOKS) return -1;

@@ -38,11 +38,11 @@ typedef struct server_config {
     /* Peer TLS: parsed and kept for the cluster transport. */
     const char *peer_cert_file, *peer_key_file, *peer_trusted_ca_file;
     int peer_client_cert_auth;
-    const char *peer_crl_file;            /* --peer-crl-file */
-    const char *peer_cert_allowed_cn;     /* --peer-cert-allowed-cn */
-    const char *peer_cert_allowed_host;   /* --peer-cert-allowed-hostname */
-    int peer_auto_tls;                    /* --peer-auto-tls */
-    int strict_reconfig_check;            /* --strict-reconfig-check (default true) */
+    const char *peer_crl_file;          /* --peer-crl-file */
+    const char *peer_cert_allowed_cn;   /* --peer-cert-allowed-cn */
+    const char *peer_cert_allowed_host; /* --peer-cert-allowed-hostname */
+    int peer_auto_tls;                  /* --peer-auto-tls */
+    int strict_reconfig_check;          /* --strict-reconfig-check (default true) */
 
     size_t max_request_bytes;     /* default 1.5 MiB */
     uint64_t quota_backend_bytes; /* 0 = 2 GiB */
@@ -96,8 +96,8 @@ typedef struct server_initial_cluster {
 /* Parses "name=url,name=url" as etcd's types.NewURLsMap (URLs checked as
  * types.NewURLs: http/https/unix/unixs, host:port, no path). 0, or -1 with
  * etcd's text in err. Free with server_initial_cluster_free. */
-int server_initial_cluster_parse(const char *text, const char *token, server_initial_cluster_t *out, char *err,
-                                 size_t errlen);
+int server_initial_cluster_parse(const char *text, const char *token, server_initial_cluster_t *out,
+                                 char *err, size_t errlen);
 void server_initial_cluster_free(server_initial_cluster_t *ic);
 /* etcd's start checks for this member (VerifyBootstrap for a new cluster,
  * VerifyJoinExisting with joining set): local name present, advertised
@@ -106,6 +106,7 @@ void server_initial_cluster_free(server_initial_cluster_t *ic);
 int server_initial_cluster_check(const server_initial_cluster_t *ic, const server_config_t *cfg, int joining,
                                  char *err, size_t errlen);
 /* The member with name, or NULL. */
-const server_initial_member_t *server_initial_cluster_find(const server_initial_cluster_t *ic, const char *name);
+const server_initial_member_t *server_initial_cluster_find(const server_initial_cluster_t *ic,
+                                                           const char *name);
 
 #endif

@@ -91,8 +91,8 @@ static void member_add_call(grpc_call_t *call, const uint8_t *msg, size_t len, v
             m.is_learner = req->islearner;
             Kshim__ConfChangeContext cc = KSHIM__CONF_CHANGE_CONTEXT__INIT;
             cc.member = &m;
-            server_propose_conf_change(s, call, req->islearner ? RAFT_CONF_ADD_LEARNER : RAFT_CONF_ADD_VOTER, m.id,
-                                       &cc);
+            server_propose_conf_change(s, call, req->islearner ? RAFT_CONF_ADD_LEARNER : RAFT_CONF_ADD_VOTER,
+                                       m.id, &cc);
         }
     }
     etcdserverpb__member_add_request__free_unpacked(req, NULL);
@@ -173,7 +173,8 @@ static void move_poll(loop_t *loop, void *arg) {
         grpc_call_finish(w->call, GRPC_UNAVAILABLE, err);
     }
     if (!err) {
-        loop_timer_add(loop, w->s->cfg->heartbeat_interval_ms ? w->s->cfg->heartbeat_interval_ms : 100, move_poll, w);
+        loop_timer_add(loop, w->s->cfg->heartbeat_interval_ms ? w->s->cfg->heartbeat_interval_ms : 100,
+                       move_poll, w);
         return;
     }
     w->s->move_leader_to = 0;

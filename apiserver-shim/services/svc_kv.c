@@ -112,7 +112,8 @@ static void read_done(reader_job_t *job, int status) {
 static void start_read(server_t *s, kv_read_t *r);
 
 /* etcd's isTxnSerializable: a Txn whose every Range is serializable. */
-static int read_is_serializable(const Etcdserverpb__RangeRequest *range, const Etcdserverpb__TxnRequest *txn) {
+static int read_is_serializable(const Etcdserverpb__RangeRequest *range,
+                                const Etcdserverpb__TxnRequest *txn) {
     if (range) return range->serializable;
     for (size_t i = 0; i < txn->n_success; i++)
         if (txn->success[i]->request_range && !txn->success[i]->request_range->serializable) return 0;
@@ -287,8 +288,8 @@ typedef struct physical_waiter {
 
 struct svc_kv {
     physical_waiter_t *waiters;
-    loop_timer_t *timer;  /* armed while waiters is not empty */
-    kv_read_t *waiting;   /* linearizable reads waiting for their read index */
+    loop_timer_t *timer; /* armed while waiters is not empty */
+    kv_read_t *waiting;  /* linearizable reads waiting for their read index */
     uint64_t next_rctx;
 };
 

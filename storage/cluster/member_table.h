@@ -24,10 +24,10 @@ enum {
     MEMBER_TABLE_OK = 0,
     MEMBER_TABLE_E_IO = -1, /* LevelDB failed: fail-stop */
     MEMBER_TABLE_E_NOMEM = -2,
-    MEMBER_TABLE_E_EXISTS = -3,        /* membership: ID exists */
-    MEMBER_TABLE_E_PEER_URL = -4,      /* membership: peerURL exists */
-    MEMBER_TABLE_E_NOT_FOUND = -5,     /* membership: ID not found */
-    MEMBER_TABLE_E_REMOVED = -6,       /* membership: ID removed */
+    MEMBER_TABLE_E_EXISTS = -3,    /* membership: ID exists */
+    MEMBER_TABLE_E_PEER_URL = -4,  /* membership: peerURL exists */
+    MEMBER_TABLE_E_NOT_FOUND = -5, /* membership: ID not found */
+    MEMBER_TABLE_E_REMOVED = -6,   /* membership: ID removed */
     MEMBER_TABLE_E_TOO_MANY_LEARNERS = -7,
     MEMBER_TABLE_E_NOT_LEARNER = -8,
     MEMBER_TABLE_E_CORRUPT = -9, /* a record that does not decode */
@@ -79,7 +79,8 @@ int member_table_check_update(member_table_t *t, uint64_t id, char *const *peer_
 int member_table_apply_add(member_table_t *t, uint64_t index, const Kshim__Member *m);
 int member_table_apply_promote(member_table_t *t, uint64_t index, uint64_t id);
 int member_table_apply_remove(member_table_t *t, uint64_t index, uint64_t id);
-int member_table_apply_update(member_table_t *t, uint64_t index, uint64_t id, char *const *peer_urls, size_t n);
+int member_table_apply_update(member_table_t *t, uint64_t index, uint64_t id, char *const *peer_urls,
+                              size_t n);
 int member_table_apply_attr(member_table_t *t, uint64_t index, uint64_t id, const char *name,
                             char *const *client_urls, size_t n);
 
