@@ -482,6 +482,7 @@ int server_run(const server_config_t *cfg) {
         log_error("cannot start the reader threads");
         goto out;
     }
+    grpc_server_set_guard(s.grpc, server_learner_guard, &s);
     svc_kv_register(&s);
     svc_maintenance_register(&s);
     svc_cluster_register(&s);

@@ -70,7 +70,8 @@ static Kshim__Member member(uint64_t id, char **urls, size_t n, int learner) {
 }
 
 static char *U1[] = {"http://10.0.0.1:2380"}, *U2[] = {"http://10.0.0.2:2380", "http://10.0.0.2:2381"},
-            *U3[] = {"http://10.0.0.3:2380"}, *U4[] = {"http://10.0.0.4:2380"}, *U5[] = {"http://10.0.0.5:2380"};
+            *U3[] = {"http://10.0.0.3:2380"}, *U4[] = {"http://10.0.0.4:2380"},
+            *U5[] = {"http://10.0.0.5:2380"};
 
 static void bootstrap3(tfx_t *f) {
     Kshim__Member a = member(1, U1, 1, 0), b = member(2, U2, 2, 0), c = member(3, U3, 1, 0);
@@ -207,8 +208,8 @@ static void test_initial_cluster_ids(void **state) {
     server_initial_cluster_free(&ic);
 
     /* a name repeated collects its URLs */
-    assert_int_equal(server_initial_cluster_parse("a=http://h:1,b=http://h:3,a=http://h:2", "t", &ic, err, sizeof err),
-                     0);
+    assert_int_equal(
+        server_initial_cluster_parse("a=http://h:1,b=http://h:3,a=http://h:2", "t", &ic, err, sizeof err), 0);
     assert_int_equal(ic.n, 2);
     assert_string_equal(ic.m[0].name, "a");
     assert_int_equal(ic.m[0].n_urls, 2);
@@ -218,11 +219,13 @@ static void test_initial_cluster_ids(void **state) {
     server_initial_cluster_free(&ic);
 
     assert_int_equal(server_initial_cluster_parse("a=ftp://x:1", "t", &ic, err, sizeof err), -1);
-    assert_string_equal(err, "error setting up initial cluster: URL scheme must be http, https, unix, or unixs: "
-                             "ftp://x:1");
+    assert_string_equal(err,
+                        "error setting up initial cluster: URL scheme must be http, https, unix, or unixs: "
+                        "ftp://x:1");
 }
 
-static int check(const char *ic_text, const char *name, const char *adv, int joining, char *err, size_t errlen) {
+static int check(const char *ic_text, const char *name, const char *adv, int joining, char *err,
+                 size_t errlen) {
     server_config_t cfg;
     server_config_defaults(&cfg);
     cfg.name = name;
@@ -242,13 +245,14 @@ static int check(const char *ic_text, const char *name, const char *adv, int joi
 static void test_initial_cluster_checks(void **state) {
     (void)state;
     char err[512];
-    assert_int_equal(check("a=http://127.0.0.1:1,b=http://127.0.0.1:2", "a", "http://127.0.0.1:1", 0, err, sizeof err),
-                     0);
-    assert_int_equal(check("a=http://127.0.0.1:3,b=http://127.0.0.1:4", "c", "http://127.0.0.1:2", 0, err, sizeof err),
-                     -1);
+    assert_int_equal(
+        check("a=http://127.0.0.1:1,b=http://127.0.0.1:2", "a", "http://127.0.0.1:1", 0, err, sizeof err), 0);
+    assert_int_equal(
+        check("a=http://127.0.0.1:3,b=http://127.0.0.1:4", "c", "http://127.0.0.1:2", 0, err, sizeof err),
+        -1);
     assert_string_equal(err, "couldn't find local name \"c\" in the initial cluster configuration");
-    assert_int_equal(check("a=http://127.0.0.1:24393,b=http://127.0.0.1:24394", "a", "http://127.0.0.1:24392", 0, err,
-                           sizeof err),
+    assert_int_equal(check("a=http://127.0.0.1:24393,b=http://127.0.0.1:24394", "a", "http://127.0.0.1:24392",
+                           0, err, sizeof err),
                      -1);
     assert_string_equal(err, "--initial-cluster has a=http://127.0.0.1:24393 but missing from "
                              "--initial-advertise-peer-urls=http://127.0.0.1:24392 (resolved urls: "
@@ -258,13 +262,14 @@ static void test_initial_cluster_checks(void **state) {
                      -1);
     assert_string_equal(err, "--initial-advertise-peer-urls has http://127.0.0.1:24395 but missing from "
                              "--initial-cluster=a=http://127.0.0.1:24392,a=http://127.0.0.1:24395");
-    assert_int_equal(check("a=http://127.0.0.1:24392,b=http://127.0.0.1:24392", "a", "http://127.0.0.1:24392", 0, err,
-                           sizeof err),
+    assert_int_equal(check("a=http://127.0.0.1:24392,b=http://127.0.0.1:24392", "a", "http://127.0.0.1:24392",
+                           0, err, sizeof err),
                      -1);
-    assert_string_equal(err, "initial cluster a=http://127.0.0.1:24392,b=http://127.0.0.1:24392 has duplicate url");
+    assert_string_equal(
+        err, "initial cluster a=http://127.0.0.1:24392,b=http://127.0.0.1:24392 has duplicate url");
     /* joining: the advertised URLs are not compared (the member was added with them) */
-    assert_int_equal(check("a=http://127.0.0.1:3,b=http://127.0.0.1:4", "a", "http://127.0.0.1:9", 1, err, sizeof err),
-                     0);
+    assert_int_equal(
+        check("a=http://127.0.0.1:3,b=http://127.0.0.1:4", "a", "http://127.0.0.1:9", 1, err, sizeof err), 0);
 }
 
 int main(void) {

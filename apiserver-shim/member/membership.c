@@ -344,12 +344,24 @@ void server_members_release(server_members_t *m) {
     memset(m, 0, sizeof *m);
 }
 
-int server_refuse_learner(server_t *s, grpc_call_t *call) {
+int server_learner_guard(grpc_call_t *call, const char *path, const uint8_t *msg, size_t len, void *ctx) {
+    server_t *s = ctx;
+    if (!s->peer || !s->raft) return 0; /* a single voter is never a learner */
     raft_node_status_t st;
     raft_node_status(s->raft, &st);
     if (!st.is_learner) return 0;
+    /* etcd's isRPCSupportedForLearner, and Snapshot for the stream interceptor */
+    if (strcmp(path, "/etcdserverpb.Maintenance/Status") == 0 ||
+        strcmp(path, "/etcdserverpb.Maintenance/Snapshot") == 0)
+        return 0;
+    if (strcmp(path, "/etcdserverpb.KV/Range") == 0) {
+        Etcdserverpb__RangeRequest *r = etcdserverpb__range_request__unpack(NULL, len, msg);
+        int serializable = r && r->serializable;
+        if (r) etcdserverpb__range_request__free_unpacked(r, NULL);
+        if (serializable || !r) return 0; /* undecodable: the method answers it */
+    }
     grpc_call_finish(call, GRPC_UNAVAILABLE, "etcdserver: rpc not supported for learner");
-    return -1;
+    return 1;
 }
 
 /* ---- checks before proposing (the leader), as etcd's may*Member ---- */

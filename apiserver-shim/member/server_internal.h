@@ -181,10 +181,11 @@ typedef struct server_members {
 } server_members_t;
 int server_members_get(server_t *s, server_members_t *out);
 void server_members_release(server_members_t *m);
-/* etcd's learner interceptor: a learner answers only Status, serializable
+/* etcd's learner interceptors, as the gRPC server's guard (ctx = s,
+ * grpc_server_set_guard): a learner answers only Status, serializable
  * Range and Snapshot; anything else is finished with Unavailable
- * "etcdserver: rpc not supported for learner" and -1 returned. */
-int server_refuse_learner(server_t *s, grpc_call_t *call);
+ * "etcdserver: rpc not supported for learner" (returns 1). */
+int server_learner_guard(grpc_call_t *call, const char *path, const uint8_t *msg, size_t len, void *ctx);
 /* The apply-side of membership (member.c's apply_entry): a CONF_CHANGE
  * entry, or a normal entry with member_attr / member_update. Returns 1
  * (applied, res filled for the proposer, *req_id / *ours set), 0 (not a

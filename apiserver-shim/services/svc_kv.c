@@ -18,8 +18,8 @@
  * (serializable=false Range, a read-only Txn with one such range or none):
  * raft_node_read_index, and the read is submitted only when the node's
  * read_ready says a quorum confirmed the index and it is applied here
- * (svc_kv_read_ready). Serializable reads stay local. A learner refuses
- * everything but a serializable Range, as etcd.
+ * (svc_kv_read_ready). Serializable reads stay local. (A learner refuses
+ * all but a serializable Range before this: server_learner_guard.)
  *
  * Auth (auth_check.h) runs after validation, as in etcd: key permissions
  * for Range/Put/DeleteRange/Txn, only the token's validity for Compact.
@@ -176,7 +176,7 @@ static void kv_range_call(grpc_call_t *call, const uint8_t *msg, size_t len, voi
         return;
     }
     kv_result_t res = {0};
-    if ((req->serializable || server_refuse_learner(s, call) == 0) && server_require_leader(s, call) == 0) {
+    if (server_require_leader(s, call) == 0) {
         const char *msg = NULL;
         if (kv_validate_range(s->mvcc, req, &res) != 0) {
             server_finish_result(call, &res);
@@ -199,7 +199,7 @@ static void kv_put_call(grpc_call_t *call, const uint8_t *msg, size_t len, void 
         return;
     }
     kv_result_t res = {0};
-    if (server_refuse_learner(s, call) == 0 && server_require_leader(s, call) == 0) {
+    if (server_require_leader(s, call) == 0) {
         const char *msg = NULL;
         if (kv_validate_put(s->mvcc, req, &res) != 0) {
             server_finish_result(call, &res);
@@ -220,7 +220,7 @@ static void kv_delete_call(grpc_call_t *call, const uint8_t *msg, size_t len, vo
         return;
     }
     kv_result_t res = {0};
-    if (server_refuse_learner(s, call) == 0 && server_require_leader(s, call) == 0) {
+    if (server_require_leader(s, call) == 0) {
         const char *msg = NULL;
         if (kv_validate_delete(s->mvcc, req, &res) != 0) {
             server_finish_result(call, &res);
@@ -241,7 +241,7 @@ static void kv_txn_call(grpc_call_t *call, const uint8_t *msg, size_t len, void 
         return;
     }
     kv_result_t res = {0};
-    if (server_refuse_learner(s, call) == 0 && server_require_leader(s, call) == 0) {
+    if (server_require_leader(s, call) == 0) {
         const char *msg = NULL;
         if (kv_validate_txn(s->mvcc, req, &res) != 0) {
             server_finish_result(call, &res);
@@ -267,8 +267,7 @@ static void kv_compact_call(grpc_call_t *call, const uint8_t *msg, size_t len, v
         return;
     }
     const char *why = NULL;
-    if (server_refuse_learner(s, call) == 0 && server_require_leader(s, call) == 0 &&
-        refuse(call, auth_check_token(s, call, &why), &why) == 0) {
+    if (server_require_leader(s, call) == 0 && refuse(call, auth_check_token(s, call, &why), &why) == 0) {
         Kshim__InternalRequest ir = KSHIM__INTERNAL_REQUEST__INIT;
         ir.compaction = req;
         server_propose(s, call, &ir);
