@@ -1,32 +1,44 @@
 /*
- * node.c: the raft thread and the apply thread (see node.h).
+ * node.c: the raft thread and the apply thread (see node.h); what a cluster
+ * adds lives in node_peers.c, the shared state in node_internal.h.
  *
  * The raft thread owns the Raft core, the WAL and the proposal queue. One
- * loop: wait for a proposal, a tick or pending work; tick; drain ALL queued
- * proposals into the core; take one ready: append its entries and hard state
- * to the WAL and fdatasync once (group commit: whatever queues up during the
- * sync goes into the next round); hand the committed entries to the apply
- * thread; advance.
+ * loop: wait for a proposal, a peer message, a read or admin request, a
+ * tick or pending work; tick; step the queued peer messages; run the admin
+ * requests; hand ALL queued proposals on (propose them as the leader,
+ * forward them to the leader as a follower, keep them while there is no
+ * leader, for two election timeouts at most, then cfg.dropped); ask the
+ * queued reads in one core request; take one ready: log a received
+ * snapshot's point, append its entries and hard state to the WAL, send the
+ * leader's Apps and heartbeats, fdatasync once (group commit: whatever
+ * queues up during the sync goes into the next round), send every other
+ * message, hand the snapshot and committed entries to the apply thread,
+ * resolve read states; advance.
  *
- * The apply thread calls cfg.apply in index order and, every persist_every
- * entries, cfg.persist_state, which returns the index the state machine
- * holds durably (kshim syncs every applied batch, so that is simply its
- * applied index); the WAL segments at or below it are released by the raft
- * thread. Applying batch N while the raft thread syncs batch N+1 is
- * what lets a busy member apply and sync at the same time.
+ * The apply thread installs snapshots (cfg.install_snapshot) and calls
+ * cfg.apply in index order, serves the reads waiting for its applied index,
+ * and, every persist_every entries, calls cfg.persist_state, which returns
+ * the index the state machine holds durably (kshim syncs every applied
+ * batch, so that is simply its applied index). The raft thread then writes
+ * a SNAPSHOT record (index, term, membership) at the newest log base it
+ * compacted to at or below that index and releases the WAL segments below
+ * it. Applying batch N while the raft thread syncs batch N+1 is what lets a
+ * busy member apply and sync at the same time.
  *
  * Bounds (nothing grows with the load): raft_node_propose refuses with
  * RAFT_NODE_ERR_BUSY once cfg.max_inflight entries are queued, in the log
- * unapplied, or being proposed; the apply queue holds at most
+ * unapplied, being proposed or forwarded; the apply queue holds at most
  * cfg.apply_queue_entries, and the raft thread never waits for it: it sets
  * the core's apply budget to the room left, so while the queue is full
  * committed entries stay in the core and the thread keeps ticking, syncing
  * and committing (the apply thread wakes it when room frees). The core's
- * in-memory log is compacted up to the applied index every round, so it
- * holds at most about max_inflight entries.
+ * in-memory log is compacted up to the applied index every round (as far as
+ * raft_compact_to allows: an active follower's entries stay), so a single
+ * voter holds at most about max_inflight entries.
  *
- * A WAL error is fatal to the node (fail-stop): nothing unsynced is ever
- * applied, so nothing unsynced is ever acknowledged.
+ * A WAL error, or a snapshot that cannot be installed, is fatal to the node
+ * (fail-stop): nothing unsynced is ever applied, so nothing unsynced is
+ * ever acknowledged.
  */
 #include <assert.h>
 #include <errno.h>
@@ -666,6 +678,9 @@ int raft_node_start(const raft_node_config_t *cfg, raft_node_t **out, char *err,
     if (!n->cfg.max_inflight) n->cfg.max_inflight = RAFT_NODE_DEFAULT_MAX_INFLIGHT;
     if (!n->cfg.apply_queue_entries) n->cfg.apply_queue_entries = APPLY_QUEUE_MAX_ENTRIES;
     n->no_leader_wait_ms = 2ull * n->cfg.election_ticks * n->cfg.tick_ms;
+    struct timespec wall;
+    clock_gettime(CLOCK_REALTIME, &wall);
+    n->read_round = (uint64_t)wall.tv_sec * 1000000000ull + (uint64_t)wall.tv_nsec;
     n->peers = malloc((cfg->n_peers ? cfg->n_peers : 1) * sizeof(uint64_t));
     if (!n->peers || node_init_sync(n) != 0) {
         free(n->peers);

@@ -1,22 +1,37 @@
 /*
  * node.h: a Raft member as a running thing: the loop that drives the pure
- * Raft core (raft.c) with ticks and proposals, persists what it must to the
- * write-ahead log (wal.c) with group commit, sends messages to peers, and
- * hands committed entries to the state machine in log order.
+ * Raft core (raft.c) with ticks, peer messages and proposals, persists what
+ * it must to the write-ahead log (wal.c) with group commit, sends messages
+ * to peers, and hands committed entries to the state machine in log order.
  *
- * The node owns one thread (the "raft thread"). Proposals arrive from any
- * thread through raft_node_propose(); everything queued while an fdatasync is
- * in flight is appended and synced together (group commit). Committed entries
- * are delivered to cfg.apply on the raft thread, in index order, exactly once
- * per process lifetime; after a restart, entries above cfg.applied_index are
- * delivered again, so apply must be idempotent by index.
+ * The node owns two threads: the "raft thread" (core, WAL, sending) and the
+ * "apply thread" (cfg.apply, cfg.install_snapshot, cfg.persist_state).
+ * Proposals arrive from any thread through raft_node_propose(); everything
+ * queued while an fdatasync is in flight is appended and synced together
+ * (group commit). Committed entries are delivered to cfg.apply on the apply
+ * thread, in index order, exactly once per process lifetime; after a
+ * restart, entries above cfg.applied_index are delivered again, so apply
+ * must be idempotent by index.
+ *
+ * A cluster: peer messages come in through raft_node_step (copied into a
+ * bounded queue the raft thread steps); the ready's messages go out through
+ * cfg.send (the leader's Apps and heartbeats while its own WAL write is in
+ * flight, every other message only after the sync: a vote or an
+ * acknowledgement promises durable state). A follower forwards proposals to
+ * its leader (cfg.forward); without a leader they wait two election timeouts
+ * and then come back through cfg.dropped, as does anything the core refuses:
+ * no proposal is lost silently. Reads: raft_node_read_index -> read_ready
+ * once a quorum confirmed the read point and this member applied up to it.
+ * Callbacks never run under a node lock; none may block.
  *
  * Bounded: at most cfg.max_inflight entries may be proposed but not yet
- * applied (etcd's maxGapBetweenApplyAndCommitIndex, 5000); past it
- * raft_node_propose() refuses at once with RAFT_NODE_ERR_BUSY. The apply queue
- * is bounded too, and the raft thread never waits for it: while it is full,
- * committed entries stay in the core (itself compacted up to the applied
- * index) and the thread keeps ticking, persisting and committing.
+ * applied (etcd's maxGapBetweenApplyAndCommitIndex, 5000; on a follower
+ * forwarded proposals count until they can have been applied); past it
+ * raft_node_propose() refuses at once with RAFT_NODE_ERR_BUSY. The apply
+ * queue, the inbound queue and the outstanding reads are bounded too, and
+ * the raft thread never waits for the apply thread or a peer: while the
+ * apply queue is full, committed entries stay in the core and the thread
+ * keeps ticking, stepping, persisting and committing.
  *
  * raft/ knows nothing of etcd requests or storage: entry data is opaque bytes.
  */
@@ -40,13 +55,16 @@ typedef struct raft_node_config {
     unsigned election_ticks;  /* default 10 */
     unsigned heartbeat_ticks; /* default 1 */
 
-    /* Raft thread: committed entries in order (normal entries with data, and
+    /* Apply thread: committed entries in order (normal entries with data,
      * empty entries a new leader appends, which must still advance the
-     * applied index). term is the node's current term, for response headers. */
+     * applied index, and CONF_CHANGE entries: op byte, 8-byte big-endian id,
+     * driver context). term is the node's current term, for response headers. */
     void (*apply)(void *ctx, const raft_entry_t *ents, size_t n, uint64_t term);
-    /* Raft thread, every few thousand applied entries: make the state machine
-     * durable and return the index it now covers; the WAL may then drop
-     * entries at or below it. May be NULL (the log is then never truncated). */
+    /* Apply thread, every persist_every applied entries: make the state
+     * machine durable and return the index it now covers; the WAL may then
+     * drop entries at or below it (after a SNAPSHOT record there, so a
+     * restart knows the membership). May be NULL (the log is then never
+     * truncated). */
     uint64_t (*persist_state)(void *ctx);
     void *ctx;
 
@@ -61,7 +79,9 @@ typedef struct raft_node_config {
      * (the voters) and write the bootstrap entries; a member joining an
      * existing cluster (join = 1, etcd's --initial-cluster-state existing)
      * writes none and waits for the leader to send it the log or a
-     * snapshot, accepting messages from members it does not know yet. */
+     * snapshot, accepting messages from members it does not know yet
+     * (peer_ids may be empty). It restarts with join = 1 too: its WAL then
+     * holds what it learned. */
     int join;
     int pre_vote, check_quorum; /* etcd-raft's PreVote / CheckQuorum (kshim sets both for clusters) */
     /* Raft thread: a message for a peer (m->to). Must not block: queue or
@@ -69,7 +89,10 @@ typedef struct raft_node_config {
      * the call. */
     void (*send)(void *ctx, const raft_msg_t *m);
     /* Raft thread: a proposal made on this follower, for the leader. Must not
-     * block; the leader's driver hands the bytes to raft_node_propose. */
+     * block; the leader's driver hands the bytes to raft_node_propose (and
+     * answers the client itself if that fails). Proposals on a follower are
+     * queued only when forward and dropped are both set; otherwise
+     * raft_node_propose refuses them with RAFT_NODE_ERR_NOT_LEADER. */
     void (*forward)(void *ctx, uint64_t leader, const void *data, size_t len);
     /* A proposal that will not reach the log (refused by the core, no leader
      * within the node's wait, the node stopping): the bytes as proposed, so
@@ -78,9 +101,10 @@ typedef struct raft_node_config {
     void (*dropped)(void *ctx, const void *data, size_t len, int reason);
     /* A linearizable read point asked with raft_node_read_index: ok = 1 once
      * a quorum confirmed it and the applied index reached it (serve the read
-     * now), ok = 0 when it failed (no leader, lost; the caller answers or
-     * retries). Called from the raft or the apply thread, never under a node
-     * lock. */
+     * now), ok = 0 when it failed (no leader for two election timeouts, no
+     * answer within 5 s although asked again every 500 ms, the node
+     * stopping; the caller answers or retries). Called from the raft or the
+     * apply thread, never under a node lock. */
     void (*read_ready)(void *ctx, uint64_t rctx, int ok);
     /* Raft thread: the core wants snapshot m (RAFT_MSG_SNAP, m->snapshot) sent
      * to m->to. The driver streams its state machine (any applied index >=
@@ -89,7 +113,10 @@ typedef struct raft_node_config {
     void (*send_snapshot)(void *ctx, const raft_msg_t *m);
     /* Apply thread, in log order: replace the state machine by the snapshot
      * the driver received and staged for meta (before raft_node_step of the
-     * MsgSnap). 0 ok; -1 stops the node (fail-stop). */
+     * MsgSnap). 0 ok; -1 stops the node (fail-stop). The node logs meta in
+     * its WAL first; if it restarts with cfg.applied_index below that
+     * snapshot (a crash before the install finished), it calls this again
+     * before anything else, so the staged data must survive until then. */
     int (*install_snapshot)(void *ctx, const raft_snapshot_meta_t *meta);
 } raft_node_config_t;
 
@@ -138,7 +165,9 @@ int raft_node_start(const raft_node_config_t *cfg, raft_node_t **out, char *err,
  * are already proposed and not applied (try again later). */
 int raft_node_propose(raft_node_t *node, const void *data, size_t len);
 
-/* ---- Peers. All thread-safe, none blocks. ---- */
+/* ---- Peers. All thread-safe. None blocks, except that the three admin
+ * calls (conf change, transfer, progress) run on the raft thread and wait
+ * for it (one round: milliseconds). ---- */
 
 /* A message from a peer (copied). RAFT_NODE_ERR_BUSY: the inbound queue is
  * full and the message was dropped (as a lost one). */
@@ -148,9 +177,12 @@ int raft_node_step(raft_node_t *node, const raft_msg_t *m);
  * RAFT_NODE_ERR_NOT_LEADER elsewhere, RAFT_NODE_ERR_BUSY while another change
  * is not applied. The outcome is the CONF_CHANGE entry reaching apply. */
 int raft_node_propose_conf_change(raft_node_t *node, uint8_t op, uint64_t id, const void *ctx, size_t len);
-/* Asks for a linearizable read point; cfg.read_ready(rctx) answers. */
+/* Asks for a linearizable read point; cfg.read_ready(rctx) answers (once).
+ * RAFT_NODE_ERR_BUSY past 1024 outstanding, RAFT_NODE_ERR_INVALID without
+ * cfg.read_ready. On any member; a follower asks its leader. */
 int raft_node_read_index(raft_node_t *node, uint64_t rctx);
-/* Leader only: hand leadership to voter `to` (etcd's MoveLeader). */
+/* Leader only: hand leadership to voter `to` (etcd's MoveLeader);
+ * RAFT_NODE_ERR_INVALID for a learner or a non-member. */
 int raft_node_transfer_leader(raft_node_t *node, uint64_t to);
 /* Leader only: a member's replication progress (RAFT_NODE_ERR_NOT_LEADER). */
 int raft_node_peer_progress(raft_node_t *node, uint64_t id, raft_peer_progress_t *out);
@@ -160,8 +192,12 @@ void raft_node_report_snapshot(raft_node_t *node, uint64_t to, int ok);
 /* Thread-safe snapshot of the node's state. */
 void raft_node_status(raft_node_t *node, raft_node_status_t *out);
 
-/* Stops the thread after the current batch; pending proposals are dropped
- * (never acknowledged). Frees the node. */
+/* Stops the thread after the current batch; queued proposals go to
+ * cfg.dropped (RAFT_NODE_ERR_STOPPED), outstanding reads to read_ready(0)
+ * (never acknowledged), both called from the raft thread while this call
+ * waits for it: the caller must not hold a lock those callbacks take.
+ * Committed entries already queued are applied.
+ * Frees the node; no other call on it may run concurrently. */
 void raft_node_stop(raft_node_t *node);
 
 #endif

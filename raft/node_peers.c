@@ -62,9 +62,14 @@ static inbound_t *inbound_copy(const raft_msg_t *m) {
 }
 
 int raft_node_step(raft_node_t *n, const raft_msg_t *m) {
-    if (m->n_entries && !m->entries) return RAFT_NODE_ERR_BUSY; /* malformed: dropped as lost */
+    /* malformed pointers: dropped as a lost message (the core checks the rest) */
+    if (m->n_entries && !m->entries) return RAFT_NODE_ERR_BUSY;
     for (size_t i = 0; i < m->n_entries; i++)
         if (m->entries[i].len && !m->entries[i].data) return RAFT_NODE_ERR_BUSY;
+    const raft_snapshot_meta_t *sm = m->snapshot;
+    if (sm && (sm->n_voters > RAFT_MAX_MEMBERS || sm->n_learners > RAFT_MAX_MEMBERS ||
+               (sm->n_voters && !sm->voters) || (sm->n_learners && !sm->learners)))
+        return RAFT_NODE_ERR_BUSY;
     inbound_t *in = inbound_copy(m);
     if (!in) return RAFT_NODE_ERR_NOMEM;
     pthread_mutex_lock(&n->mu);
@@ -257,8 +262,11 @@ static void reads_report(raft_node_t *n, const read_done_t *done, size_t n_done)
 
 /* Raft thread, every round: ask new reads and those not answered for
  * NODE_READ_RETRY_MS (or whose leader changed) in ONE core request; fail
- * those past NODE_READ_TIMEOUT_MS, or waiting with no leader for two
- * election timeouts. */
+ * those past NODE_READ_TIMEOUT_MS (also one still waiting for the applied
+ * index: a member cut off after the answer), or waiting for an answer with
+ * no leader for two election timeouts. The core's ctx is the round number,
+ * which starts at the wall-clock time at start, so a late answer to an
+ * earlier incarnation's request never matches a new one. */
 void node_ask_reads(raft_node_t *n, uint64_t now) {
     raft_status_t rs;
     raft_status(n->raft, &rs);
@@ -270,8 +278,8 @@ void node_ask_reads(raft_node_t *n, uint64_t now) {
     for (size_t i = 0; i < n->n_reads;) {
         read_req_t *r = &n->reads[i];
         uint64_t age = now - r->first_ms;
-        int no_leader = rs.leader == 0 && age >= n->no_leader_wait_ms;
-        if (r->state != READ_APPLY && (age >= NODE_READ_TIMEOUT_MS || no_leader)) {
+        int no_leader = r->state != READ_APPLY && rs.leader == 0 && age >= n->no_leader_wait_ms;
+        if (age >= NODE_READ_TIMEOUT_MS || no_leader) {
             read_finish_locked(n, i, 0, n->r_done, &n_done);
             continue;
         }

@@ -327,7 +327,7 @@ static int snapshot_decode(wal_recovered_t *rec, const uint8_t *p, uint32_t len)
  * head after its entries were released) changes nothing. */
 static int replay_snapshot(replay_t *rp, const uint8_t *p, uint32_t len) {
     wal_recovered_t *rec = rp->rec;
-    if (len < SNAP_FIXED || get64(p) == 0) return -1;
+    if (len < SNAP_FIXED || get64(p) == 0 || get64(p) == UINT64_MAX) return -1; /* no log position */
     uint64_t index = get64(p), term = get64(p + 8);
     if (index < rec->base_index) return 0;
     if (snapshot_decode(rec, p, len) != 0) return -1;
@@ -338,7 +338,8 @@ static int replay_snapshot(replay_t *rp, const uint8_t *p, uint32_t len) {
     if (index <= last && t == term) {
         size_t drop = (size_t)(index - rec->base_index);
         for (size_t i = 0; i < drop; i++) free((void *)rec->ents[i].data);
-        memmove(rec->ents, rec->ents + drop, (rec->n_ents - drop) * sizeof(*rec->ents));
+        if (rec->n_ents > drop)
+            memmove(rec->ents, rec->ents + drop, (rec->n_ents - drop) * sizeof(*rec->ents));
         rec->n_ents -= drop;
     } else {
         rec_drop_from(rec, 0);

@@ -6,7 +6,8 @@
  * start refuses what it cannot serve. Bounds: past max_inflight a proposal
  * is refused with RAFT_NODE_ERR_BUSY at once while the in-memory log stays
  * bounded, and a blocked apply callback with a full apply queue does not stop
- * the raft thread from ticking, syncing and committing.
+ * the raft thread from ticking, syncing and committing. The send rule: only
+ * the leader's Apps and heartbeats may leave before the ready's fdatasync.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -18,6 +19,7 @@
 #include <time.h>
 
 #include "node.h"
+#include "node_internal.h"
 #include "test_raft_util.h"
 
 #define THREADS 4
@@ -492,6 +494,61 @@ static void test_blocked_apply_does_not_stop_ticks(void **state) {
     test_rm_rf(dir);
 }
 
+/* ---------------------------------------------------------------- send order */
+
+typedef struct sent {
+    raft_msg_type_t types[16];
+    int snap[16]; /* went to send_snapshot */
+    size_t n;
+} sent_t;
+
+static void rec_send(void *ctx, const raft_msg_t *m) {
+    sent_t *s = ctx;
+    s->snap[s->n] = 0;
+    s->types[s->n++] = m->type;
+}
+
+static void rec_snap(void *ctx, const raft_msg_t *m) {
+    sent_t *s = ctx;
+    s->snap[s->n] = 1;
+    s->types[s->n++] = m->type;
+}
+
+/* node_send_msgs (node_peers.c), as handle_ready calls it: early = 1 before
+ * the fdatasync, early = 0 after it. */
+static void test_send_order(void **state) {
+    (void)state;
+    raft_msg_t msgs[] = {{.type = RAFT_MSG_APP},         {.type = RAFT_MSG_VOTE_RESP},
+                         {.type = RAFT_MSG_HEARTBEAT},   {.type = RAFT_MSG_APP_RESP},
+                         {.type = RAFT_MSG_SNAP},        {.type = RAFT_MSG_READ_INDEX_RESP},
+                         {.type = RAFT_MSG_TIMEOUT_NOW}, {.type = RAFT_MSG_HEARTBEAT_RESP}};
+    raft_ready_t rd = {.msgs = msgs, .n_msgs = 8};
+    raft_node_t *n = calloc(1, sizeof(*n));
+    sent_t s = {0};
+    n->cfg.send = rec_send;
+    n->cfg.send_snapshot = rec_snap;
+    n->cfg.ctx = &s;
+    /* the leader: its log may go out while it is written ... */
+    node_send_msgs(n, &rd, 1, 1);
+    assert_int_equal(s.n, 2);
+    assert_int_equal(s.types[0], RAFT_MSG_APP);
+    assert_int_equal(s.types[1], RAFT_MSG_HEARTBEAT);
+    /* ... everything else after the sync, the snapshot to send_snapshot */
+    node_send_msgs(n, &rd, 1, 0);
+    assert_int_equal(s.n, 8);
+    for (size_t i = 2; i < 8; i++) {
+        assert_true(s.types[i] != RAFT_MSG_APP && s.types[i] != RAFT_MSG_HEARTBEAT);
+        assert_int_equal(s.snap[i], s.types[i] == RAFT_MSG_SNAP);
+    }
+    /* a follower (or candidate) sends nothing before the sync, all after */
+    s.n = 0;
+    node_send_msgs(n, &rd, 0, 1);
+    assert_int_equal(s.n, 0);
+    node_send_msgs(n, &rd, 0, 0);
+    assert_int_equal(s.n, 8);
+    free(n);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_start_refusals),
@@ -499,6 +556,7 @@ int main(void) {
         cmocka_unit_test(test_persist_and_release),
         cmocka_unit_test(test_busy_past_bound),
         cmocka_unit_test(test_blocked_apply_does_not_stop_ticks),
+        cmocka_unit_test(test_send_order),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -3,7 +3,9 @@
  * segment at every byte (cut), damage anywhere else refused with the file and
  * offset (a flipped byte in a sealed segment or in the middle of the last one,
  * data after a sealed segment's end), segment rollover and release, conflict
- * supersession, hard state survival, and refusing a log with a gap.
+ * supersession, hard state survival, refusing a log with a gap, and
+ * snapshot records (compaction points, installed snapshots, kept across
+ * release).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -477,6 +479,90 @@ static void test_sealed_segment_tail_refused(void **state) {
     test_rm_rf(dir);
 }
 
+static void check_snapshot(const wal_recovered_t *rec, uint64_t index, uint64_t term, size_t nv, size_t nl) {
+    assert_true(rec->has_snapshot);
+    assert_int_equal(rec->snapshot.index, index);
+    assert_int_equal(rec->snapshot.term, term);
+    assert_int_equal(rec->snapshot.n_voters, nv);
+    assert_int_equal(rec->snapshot.n_learners, nl);
+    assert_int_equal(rec->base_index, index);
+    assert_int_equal(rec->base_term, term);
+}
+
+/* SNAPSHOT records: a compaction point inside the log drops the entries up
+ * to it and keeps the rest; an installed snapshot restarts the log after
+ * it (even over a longer log); the last one survives the release of the
+ * segments before it (it is repeated at every new segment's head). */
+static void test_snapshot_records(void **state) {
+    (void)state;
+    char dir[256];
+    test_mkdtemp(dir, "wal-snap");
+    wal_recovered_t rec;
+    wal_t *w = reopen(dir, &rec);
+    assert_false(rec.has_snapshot);
+    wal_recovered_free(&rec);
+    append_range(w, 1, 1, 10, "a");
+    const uint64_t ids[] = {1, 2, 3, 4};
+    raft_snapshot_meta_t sm = {
+        .index = 6, .term = 1, .voters = ids, .n_voters = 3, .learners = ids + 3, .n_learners = 1};
+    assert_int_equal(wal_save_snapshot(w, &sm, 0), 0);
+    assert_int_equal(wal_sync(w), 0);
+    wal_close(w);
+    w = reopen(dir, &rec);
+    check_snapshot(&rec, 6, 1, 3, 1);
+    assert_int_equal(rec.snapshot.voters[2], 3);
+    assert_int_equal(rec.snapshot.learners[0], 4);
+    assert_int_equal(rec.n_ents, 4);
+    check_entry(&rec.ents[0], 1, 7, "a");
+    wal_recovered_free(&rec);
+    /* a snapshot from the leader at 20 (term 3), over a log ending at 10 */
+    sm = (raft_snapshot_meta_t){.index = 20, .term = 3, .voters = ids, .n_voters = 2};
+    assert_int_equal(wal_save_snapshot(w, &sm, 1), 0);
+    append_range(w, 3, 21, 22, "b");
+    wal_close(w);
+    w = reopen(dir, &rec);
+    check_snapshot(&rec, 20, 3, 2, 0);
+    assert_int_equal(rec.n_ents, 2);
+    check_entry(&rec.ents[1], 3, 22, "b");
+    wal_recovered_free(&rec);
+    /* and one at 21 over a longer log ending at 22 with another term at 21 */
+    sm = (raft_snapshot_meta_t){.index = 21, .term = 4, .voters = ids, .n_voters = 1};
+    assert_int_equal(wal_save_snapshot(w, &sm, 1), 0);
+    assert_int_equal(wal_sync(w), 0);
+    for (uint64_t i = 22; i <= 400; i += 20) append_range(w, 4, i, i + 19 > 400 ? 400 : i + 19, "c");
+    wal_stats_t ws;
+    wal_get_stats(w, &ws);
+    assert_true(ws.segments > 2);
+    sm = (raft_snapshot_meta_t){.index = 300, .term = 4, .voters = ids, .n_voters = 4};
+    assert_int_equal(wal_save_snapshot(w, &sm, 0), 0);
+    assert_int_equal(wal_sync(w), 0);
+    assert_true(wal_release_to(w, 300) > 0);
+    for (uint64_t i = 401; i <= 600; i += 20) /* new segments repeat the snapshot at their head */
+        append_range(w, 4, i, i + 19, "c");
+    wal_close(w);
+    w = reopen(dir, &rec);
+    check_snapshot(&rec, 300, 4, 4, 0);
+    assert_int_equal(rec.n_ents, 300);
+    check_entry(&rec.ents[0], 4, 301, "c");
+    check_entry(&rec.ents[299], 4, 600, "c");
+    wal_recovered_free(&rec);
+    /* a snapshot at the log end: the segment holding it can go once the
+     * next one (whose head repeats it) exists */
+    sm = (raft_snapshot_meta_t){.index = 600, .term = 4, .voters = ids, .n_voters = 3};
+    assert_int_equal(wal_save_snapshot(w, &sm, 0), 0);
+    assert_int_equal(wal_sync(w), 0);
+    for (uint64_t i = 601; i <= 700; i += 20) append_range(w, 5, i, i + 19, "d");
+    assert_true(wal_release_to(w, 600) > 0);
+    wal_close(w);
+    w = reopen(dir, &rec);
+    check_snapshot(&rec, 600, 4, 3, 0);
+    assert_int_equal(rec.n_ents, 100);
+    check_entry(&rec.ents[0], 5, 601, "d");
+    wal_recovered_free(&rec);
+    wal_close(w);
+    test_rm_rf(dir);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_crc32c),
@@ -489,6 +575,7 @@ int main(void) {
         cmocka_unit_test(test_gap_refused),
         cmocka_unit_test(test_flip_in_sealed_segment_refused),
         cmocka_unit_test(test_sealed_segment_tail_refused),
+        cmocka_unit_test(test_snapshot_records),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
