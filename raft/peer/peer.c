@@ -18,6 +18,7 @@
 
 #include <errno.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,6 +34,15 @@ uint64_t peer_now_ms(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+int peer_thread_start(pthread_t *th, void *(*fn)(void *), void *arg) {
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    int rc = pthread_create(th, NULL, fn, arg);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    return rc;
 }
 
 static void fd_signal(int fd) {
@@ -166,7 +176,7 @@ int peer_add(peer_transport_t *t, uint64_t id, const char *const *urls, size_t n
     } else {
         memcpy(p->urls, parsed, n * sizeof parsed[0]);
         p->n_urls = n;
-        if (pthread_create(&p->sender, NULL, sender_main, p) != 0) {
+        if (peer_thread_start(&p->sender, sender_main, p) != 0) {
             free_peer(p);
             rc = PEER_ERR_NOMEM;
         } else {
@@ -219,8 +229,10 @@ static int enqueue(peer_transport_t *t, uint64_t id, peer_qframe_t *f) {
     } else {
         int was_empty = p->head == NULL;
         f->next = NULL;
-        if (p->tail) p->tail->next = f;
-        else p->head = f;
+        if (p->tail)
+            p->tail->next = f;
+        else
+            p->head = f;
         p->tail = f;
         p->queued_bytes += f->len;
         if (was_empty) fd_signal(p->wake_fd);
@@ -231,7 +243,8 @@ static int enqueue(peer_transport_t *t, uint64_t id, peer_qframe_t *f) {
 }
 
 int peer_send_raft(peer_transport_t *t, const raft_msg_t *m) {
-    if (!t || !m || m->from != t->self_id) return PEER_ERR_INVALID;
+    /* A snapshot goes on its own connection (peer_send_snapshot). */
+    if (!t || !m || m->from != t->self_id || m->type == RAFT_MSG_SNAP) return PEER_ERR_INVALID;
     uint8_t *buf;
     size_t len;
     int rc = peer_encode_raft_frame(m, PEER_F_RAFT, sizeof(peer_qframe_t), &buf, &len);
@@ -293,8 +306,9 @@ int peer_hello_client(peer_conn_t *c, uint8_t purpose, uint64_t from, uint64_t t
     size_t cap = 0, len;
     peer_hello_encode(&h, buf);
     if (peer_conn_write_frame(c, PEER_F_HELLO, buf, sizeof buf) != PEER_OK) return PEER_ERR_IO;
-    int rc = peer_conn_read_frame(c, &kind, &in, &cap, &len);
-    if (rc == PEER_OK && (kind != PEER_F_HELLO || peer_hello_decode(in, len, &h) != PEER_OK)) rc = PEER_ERR_IO;
+    int rc = peer_conn_read_frame(c, PEER_HELLO_LEN, &kind, &in, &cap, &len);
+    if (rc == PEER_OK && (kind != PEER_F_HELLO || peer_hello_decode(in, len, &h) != PEER_OK))
+        rc = PEER_ERR_IO;
     free(in);
     if (rc != PEER_OK) return PEER_ERR_IO;
     if (h.status == PEER_H_MISMATCH) return PEER_ERR_MISMATCH;
@@ -329,8 +343,10 @@ static int dial_one(peer_transport_t *t, peer_node_t *p, const peer_url_t *u, in
     if (rc == PEER_OK) {
         rc = peer_hello_client(c, (uint8_t)purpose, t->self_id, p->id, atomic_load(&t->cluster_id), &theirs);
         if (rc == PEER_OK) rc = peer_cluster_check(t, theirs);
-        if (rc == PEER_ERR_MISMATCH) snprintf(err, errlen, "request cluster ID mismatch");
-        else if (rc != PEER_OK) snprintf(err, errlen, "peer handshake failed");
+        if (rc == PEER_ERR_MISMATCH)
+            snprintf(err, errlen, "request cluster ID mismatch");
+        else if (rc != PEER_OK)
+            snprintf(err, errlen, "peer handshake failed");
     }
     if (rc != PEER_OK) {
         set_slot(p, slot, NULL);
@@ -339,7 +355,8 @@ static int dial_one(peer_transport_t *t, peer_node_t *p, const peer_url_t *u, in
     return rc;
 }
 
-int peer_dial(peer_transport_t *t, peer_node_t *p, int purpose, peer_conn_t **slot, char *err, size_t errlen) {
+int peer_dial(peer_transport_t *t, peer_node_t *p, int purpose, peer_conn_t **slot, char *err,
+              size_t errlen) {
     peer_url_t urls[PEER_MAX_URLS];
     pthread_mutex_lock(&p->lock);
     size_t n = p->n_urls;
@@ -387,7 +404,9 @@ static void wait_stop(peer_node_t *p, unsigned ms) {
     }
 }
 
-static unsigned jittered(peer_node_t *p, unsigned ms) { return ms + (unsigned)rand_r(&p->rng) % (ms / 2 + 1); }
+static unsigned jittered(peer_node_t *p, unsigned ms) {
+    return ms + (unsigned)rand_r(&p->rng) % (ms / 2 + 1);
+}
 
 static int connect_stream(peer_node_t *p, unsigned *backoff) {
     char err[256] = "";

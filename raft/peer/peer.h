@@ -33,11 +33,11 @@
 
 enum {
     PEER_OK = 0,
-    PEER_ERR_FULL = -1,     /* the peer's queue is full: message dropped (counted) */
-    PEER_ERR_UNKNOWN = -2,  /* no such peer */
-    PEER_ERR_INVALID = -3,  /* bad argument, URL or message */
+    PEER_ERR_FULL = -1,    /* the peer's queue is full: message dropped (counted) */
+    PEER_ERR_UNKNOWN = -2, /* no such peer */
+    PEER_ERR_INVALID = -3, /* bad argument, URL or message */
     PEER_ERR_NOMEM = -4,
-    PEER_ERR_IO = -5,       /* connect/handshake/read/write failed */
+    PEER_ERR_IO = -5, /* connect/handshake/read/write failed */
     PEER_ERR_TIMEOUT = -6,
     PEER_ERR_MISMATCH = -7, /* the other side belongs to another cluster */
 };
@@ -53,26 +53,27 @@ typedef struct peer_tls {
 } peer_tls_t;
 
 typedef struct peer_stats {
-    int connected;         /* an outgoing connection is up and handshaken */
+    int connected;            /* an outgoing connection is up and handshaken */
     uint64_t active_since_ms; /* CLOCK_MONOTONIC ms the connection came up (0: not connected) */
     uint64_t sent_bytes, received_bytes;
+    int last_error; /* PEER_OK or PEER_ERR_* (IO, MISMATCH) of the last connection attempt */
     uint64_t sent_frames, received_frames;
-    uint64_t dropped;      /* frames dropped: queue full or connection lost */
-    uint64_t bad_frames;   /* checksum / decoding failures seen from this peer */
-    int last_error;        /* PEER_OK or PEER_ERR_* (IO, MISMATCH) of the last connection attempt */
+    uint64_t dropped;    /* frames dropped: queue full or connection lost */
+    uint64_t bad_frames; /* checksum / decoding failures seen from this peer */
 } peer_stats_t;
 
 typedef struct peer_snapshot_sink peer_snapshot_sink_t;
 
 typedef struct peer_config {
     uint64_t self_id;
-    uint64_t cluster_id; /* 0: unknown yet (a joining member learns it with peer_fetch_members) */
+    uint64_t cluster_id;            /* 0: unknown yet (a joining member learns it with peer_fetch_members) */
     const char *const *listen_urls; /* http(s)://ip:port, http(s)://localhost:port, unix(s)://path */
     size_t n_listen_urls;
     peer_tls_t tls;
     size_t queue_bytes; /* per peer, encoded frames waiting; 0 -> 4 MiB */
 
-    /* Transport threads; the pointers are valid only during the call. */
+    /* Transport threads (several at once: one per inbound connection, no
+     * transport lock held); the pointers are valid only during the call. */
     void (*on_raft)(void *ctx, const raft_msg_t *m);
     void (*on_app)(void *ctx, uint64_t from, uint8_t kind, const uint8_t *data, size_t len);
     /* A snapshot stream begins (m: the RAFT_MSG_SNAP it carries). Return a sink
@@ -102,7 +103,9 @@ void peer_remove(peer_transport_t *t, uint64_t id);
 /* Learned after start by a joining member. */
 void peer_set_cluster_id(peer_transport_t *t, uint64_t cluster_id);
 
-/* Encodes m and queues it for m->to; never blocks. */
+/* Encodes m and queues it for m->to; never blocks. m->from must be this
+ * member; a RAFT_MSG_SNAP goes through peer_send_snapshot (PEER_ERR_INVALID
+ * here). A frame larger than queue_bytes is accepted into an empty queue. */
 int peer_send_raft(peer_transport_t *t, const raft_msg_t *m);
 /* An opaque message of the member layer (kind is the member's). */
 int peer_send_app(peer_transport_t *t, uint64_t to, uint8_t kind, const void *data, size_t len);

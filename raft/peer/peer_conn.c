@@ -339,7 +339,8 @@ static int setup_server(WOLFSSL_CTX *ctx, const peer_tls_t *t, peer_tls_ctx_t *c
 peer_tls_ctx_t *peer_tls_ctx_new(const peer_tls_t *t, int server, char *err, size_t errlen) {
     pthread_once(&tls_once, tls_global_init);
     if (t->allowed_cn && t->allowed_hostname) {
-        snprintf(err, errlen, "AllowedCN and AllowedHostname are mutually exclusive (cn=\"%s\", hostname=\"%s\")",
+        snprintf(err, errlen,
+                 "AllowedCN and AllowedHostname are mutually exclusive (cn=\"%s\", hostname=\"%s\")",
                  t->allowed_cn, t->allowed_hostname);
         return NULL;
     }
@@ -508,10 +509,6 @@ int peer_conn_server_tls(peer_conn_t *c, peer_tls_ctx_t *ctx, char *err, size_t 
 
 int peer_conn_fd(const peer_conn_t *c) { return c->fd; }
 
-int peer_conn_has_buffered(const peer_conn_t *c) {
-    return c->rpos < c->rlen || (c->ssl && wolfSSL_pending(c->ssl) > 0);
-}
-
 void peer_conn_shutdown(peer_conn_t *c) {
     if (c && c->fd >= 0) shutdown(c->fd, SHUT_RDWR);
 }
@@ -599,11 +596,11 @@ static int read_payload(peer_conn_t *c, uint8_t **buf, size_t *cap, size_t need)
     return PEER_OK;
 }
 
-int peer_conn_read_frame(peer_conn_t *c, uint8_t *kind, uint8_t **buf, size_t *cap, size_t *len) {
+int peer_conn_read_frame(peer_conn_t *c, size_t max, uint8_t *kind, uint8_t **buf, size_t *cap, size_t *len) {
     uint8_t hdr[PEER_FRAME_HEADER];
     size_t n;
     if (peer_conn_read(c, hdr, sizeof hdr) != PEER_OK) return PEER_ERR_IO;
-    if (peer_frame_parse_header(hdr, kind, &n) != PEER_OK) return PEER_ERR_INVALID;
+    if (peer_frame_parse_header(hdr, kind, &n) != PEER_OK || n > max) return PEER_ERR_INVALID;
     int rc = read_payload(c, buf, cap, n);
     if (rc != PEER_OK) return rc;
     if (peer_frame_check(hdr, *buf, n) != PEER_OK) return PEER_ERR_INVALID;

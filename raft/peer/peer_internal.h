@@ -107,19 +107,18 @@ peer_conn_t *peer_conn_wrap(int fd, unsigned timeout_ms);
 int peer_conn_server_tls(peer_conn_t *c, peer_tls_ctx_t *ctx, char *err, size_t errlen);
 /* I/O timeouts for blocking reads and writes (0: none). */
 void peer_conn_set_timeouts(peer_conn_t *c, unsigned recv_ms, unsigned send_ms);
-int peer_conn_write(peer_conn_t *c, const void *p, size_t n);   /* 0 or PEER_ERR_IO */
-int peer_conn_read(peer_conn_t *c, void *p, size_t n);          /* exactly n: 0, PEER_ERR_IO */
+int peer_conn_write(peer_conn_t *c, const void *p, size_t n); /* 0 or PEER_ERR_IO */
+int peer_conn_read(peer_conn_t *c, void *p, size_t n);        /* exactly n: 0, PEER_ERR_IO */
 int peer_conn_fd(const peer_conn_t *c);
 /* Wakes a thread blocked in I/O on c (any thread; c must stay allocated). */
 void peer_conn_shutdown(peer_conn_t *c);
 void peer_conn_free(peer_conn_t *c);
-/* Whether buffered bytes are waiting (a reader must not poll the fd then). */
-int peer_conn_has_buffered(const peer_conn_t *c);
 
 /* Reads one frame: kind, payload in *buf (grown as bytes arrive, capacity
- * *cap, never beyond PEER_MAX_FRAME). PEER_ERR_IO broken connection,
+ * *cap), at most max payload bytes (<= PEER_MAX_FRAME - 1; a HELLO is read
+ * with max = PEER_HELLO_LEN). PEER_ERR_IO broken connection,
  * PEER_ERR_INVALID bad length or checksum. */
-int peer_conn_read_frame(peer_conn_t *c, uint8_t *kind, uint8_t **buf, size_t *cap, size_t *len);
+int peer_conn_read_frame(peer_conn_t *c, size_t max, uint8_t *kind, uint8_t **buf, size_t *cap, size_t *len);
 /* Writes one frame. */
 int peer_conn_write_frame(peer_conn_t *c, uint8_t kind, const uint8_t *p, size_t n);
 
@@ -156,8 +155,8 @@ typedef struct peer_node {
     peer_qframe_t *head, *tail;
     size_t queued_bytes;
     int stopping;
-    int wake_fd; /* eventfd: frames queued on an empty queue, URLs changed */
-    int stop_fd; /* eventfd: written once by stop */
+    int wake_fd;       /* eventfd: frames queued on an empty queue, URLs changed */
+    int stop_fd;       /* eventfd: written once by stop */
     peer_conn_t *conn; /* the sender's connection, NULL when down */
     peer_stats_t stats;
     unsigned rng;
@@ -181,6 +180,7 @@ typedef struct peer_reader {
     peer_conn_t *conn; /* NULL once the reader closes it */
     int purpose;
     uint64_t from;
+    uint64_t deadline_ms; /* TLS + HELLO must be done by then (0: done) */
 } peer_reader_t;
 
 struct peer_transport {
@@ -205,6 +205,9 @@ struct peer_transport {
 };
 
 uint64_t peer_now_ms(void);
+/* pthread_create with every signal blocked in the new thread (a signal
+ * meant for the process must not cut a transport thread's I/O short). */
+int peer_thread_start(pthread_t *th, void *(*fn)(void *), void *arg);
 /* The transport learns a cluster id it did not know (0). 0 compatible, PEER_ERR_MISMATCH not. */
 int peer_cluster_check(peer_transport_t *t, uint64_t theirs);
 /* Dials p's URLs in turn, TLS, HELLO for purpose; *slot (p->conn or

@@ -39,8 +39,9 @@ static uint8_t hello_verdict(peer_transport_t *t, const peer_hello_t *h) {
 static int hello_server(peer_transport_t *t, peer_conn_t *c, peer_hello_t *h) {
     uint8_t kind, *in = NULL, out[PEER_HELLO_LEN];
     size_t cap = 0, len;
-    int rc = peer_conn_read_frame(c, &kind, &in, &cap, &len);
-    if (rc == PEER_OK && (kind != PEER_F_HELLO || peer_hello_decode(in, len, h) != PEER_OK)) rc = PEER_ERR_INVALID;
+    int rc = peer_conn_read_frame(c, PEER_HELLO_LEN, &kind, &in, &cap, &len);
+    if (rc == PEER_OK && (kind != PEER_F_HELLO || peer_hello_decode(in, len, h) != PEER_OK))
+        rc = PEER_ERR_INVALID;
     free(in);
     if (rc != PEER_OK) return rc;
     uint8_t status = hello_verdict(t, h);
@@ -58,8 +59,10 @@ static int stream_frame(peer_transport_t *t, uint64_t from, uint8_t kind, const 
         int rc = peer_decode_raft(p, n, &m, &scratch);
         if (rc != PEER_OK) return rc;
         /* A member speaks only for itself, to us. */
-        if (m.from != from || m.to != t->self_id || m.type == RAFT_MSG_SNAP) rc = PEER_ERR_INVALID;
-        else if (t->cfg.on_raft) t->cfg.on_raft(t->cfg.ctx, &m);
+        if (m.from != from || m.to != t->self_id || m.type == RAFT_MSG_SNAP)
+            rc = PEER_ERR_INVALID;
+        else if (t->cfg.on_raft)
+            t->cfg.on_raft(t->cfg.ctx, &m);
         free(scratch);
         return rc;
     }
@@ -90,11 +93,16 @@ static void serve_stream(peer_transport_t *t, peer_conn_t *c, uint64_t from) {
     size_t cap = 0, len;
     peer_conn_set_timeouts(c, 0, PEER_WRITE_TIMEOUT_MS);
     for (;;) {
-        int rc = peer_conn_read_frame(c, &kind, &buf, &cap, &len);
+        int rc = peer_conn_read_frame(c, PEER_MAX_FRAME - 1, &kind, &buf, &cap, &len);
         if (rc == PEER_OK) rc = stream_frame(t, from, kind, buf, len);
         if (rc == PEER_ERR_INVALID) peer_count_received(t, from, 0, 1);
         if (rc != PEER_OK) break;
         peer_count_received(t, from, PEER_FRAME_HEADER + len, 0);
+        if (cap > (1u << 20)) { /* a big frame does not keep its buffer */
+            free(buf);
+            buf = NULL;
+            cap = 0;
+        }
     }
     free(buf);
 }
@@ -112,7 +120,7 @@ static int receive_chunks(peer_transport_t *t, peer_conn_t *c, peer_snapshot_sin
     uint32_t crc = 0, want_crc;
     int ok = 0;
     for (;;) {
-        int rc = peer_conn_read_frame(c, &kind, &buf, &cap, &len);
+        int rc = peer_conn_read_frame(c, PEER_SNAP_CHUNK, &kind, &buf, &cap, &len);
         if (rc == PEER_ERR_INVALID) peer_count_received(t, from, 0, 1);
         if (rc != PEER_OK) break;
         peer_count_received(t, from, PEER_FRAME_HEADER + len, 0);
@@ -134,7 +142,7 @@ static void serve_snapshot(peer_transport_t *t, peer_conn_t *c, uint64_t from) {
     uint8_t kind, *buf = NULL;
     size_t cap = 0, len;
     peer_conn_set_timeouts(c, PEER_SNAP_TIMEOUT_MS, PEER_WRITE_TIMEOUT_MS);
-    int rc = peer_conn_read_frame(c, &kind, &buf, &cap, &len);
+    int rc = peer_conn_read_frame(c, PEER_MAX_FRAME - 1, &kind, &buf, &cap, &len);
     raft_msg_t m;
     void *scratch = NULL;
     if (rc == PEER_OK && (kind != PEER_F_SNAP_BEGIN || peer_decode_raft(buf, len, &m, &scratch) != PEER_OK ||
@@ -182,6 +190,7 @@ static void *reader_main(void *arg) {
         pthread_mutex_lock(&t->lock);
         r->purpose = h.purpose;
         r->from = h.from;
+        r->deadline_ms = 0;
         pthread_mutex_unlock(&t->lock);
         if (h.purpose == PEER_P_STREAM) {
             replace_streams(t, r);
@@ -226,12 +235,34 @@ static void start_reader(peer_transport_t *t, int fd, int tls) {
         pthread_mutex_unlock(&t->lock);
         return;
     }
-    *r = (peer_reader_t){.t = t, .used = 1, .tls = tls, .conn = c};
-    if (pthread_create(&r->thread, NULL, reader_main, r) != 0) {
+    *r = (peer_reader_t){
+        .t = t, .used = 1, .tls = tls, .conn = c, .deadline_ms = peer_now_ms() + PEER_HANDSHAKE_TIMEOUT_MS};
+    if (peer_thread_start(&r->thread, reader_main, r) != 0) {
         memset(r, 0, sizeof(*r));
         peer_conn_free(c);
     }
     pthread_mutex_unlock(&t->lock);
+}
+
+/* Closes connections still in TLS or HELLO past their deadline (a peer
+ * trickling bytes would otherwise hold a reader for as long as it likes).
+ * Returns whether any connection is still in its handshake. */
+static int expire_handshakes(peer_transport_t *t) {
+    uint64_t now = peer_now_ms();
+    int pending = 0;
+    pthread_mutex_lock(&t->lock);
+    for (int i = 0; i < PEER_MAX_READERS; i++) {
+        peer_reader_t *r = &t->readers[i];
+        if (!r->used || r->done || !r->deadline_ms) continue;
+        if (now >= r->deadline_ms) {
+            peer_conn_shutdown(r->conn);
+            r->deadline_ms = 0;
+        } else {
+            pending = 1;
+        }
+    }
+    pthread_mutex_unlock(&t->lock);
+    return pending;
 }
 
 static void *listener_main(void *arg) {
@@ -240,13 +271,16 @@ static void *listener_main(void *arg) {
     for (;;) {
         pf[0] = (struct pollfd){t->wake_fd, POLLIN, 0};
         for (int i = 0; i < t->n_listen; i++) pf[i + 1] = (struct pollfd){t->listen_fd[i], POLLIN, 0};
-        int n = poll(pf, (nfds_t)t->n_listen + 1, -1);
+        int n = poll(pf, (nfds_t)t->n_listen + 1, expire_handshakes(t) ? 250 : -1);
         if (n < 0 && errno == EINTR) continue;
         if (n < 0 || pf[0].revents) break;
         for (int i = 0; i < t->n_listen; i++) {
             if (!pf[i + 1].revents) continue;
             int fd = accept4(t->listen_fd[i], NULL, NULL, SOCK_CLOEXEC);
-            if (fd >= 0) start_reader(t, fd, t->listen_tls[i]);
+            if (fd >= 0)
+                start_reader(t, fd, t->listen_tls[i]);
+            else if (errno == EMFILE || errno == ENFILE || errno == ENOMEM || errno == ENOBUFS)
+                usleep(10000); /* out of descriptors: do not spin on the pending connection */
         }
     }
     return NULL;
@@ -254,7 +288,7 @@ static void *listener_main(void *arg) {
 
 int peer_listener_start(peer_transport_t *t, char *err, size_t errlen) {
     t->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-    if (t->wake_fd < 0 || pthread_create(&t->listener, NULL, listener_main, t) != 0) {
+    if (t->wake_fd < 0 || peer_thread_start(&t->listener, listener_main, t) != 0) {
         snprintf(err, errlen, "cannot start the peer listener");
         return -1;
     }

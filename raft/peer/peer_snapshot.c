@@ -34,7 +34,7 @@ static void count_sent(peer_node_t *p, size_t bytes) {
 static int read_ack(peer_conn_t *c) {
     uint8_t kind, *buf = NULL;
     size_t cap = 0, len;
-    int ok = peer_conn_read_frame(c, &kind, &buf, &cap, &len) == PEER_OK && kind == PEER_F_SNAP_ACK &&
+    int ok = peer_conn_read_frame(c, 1, &kind, &buf, &cap, &len) == PEER_OK && kind == PEER_F_SNAP_ACK &&
              len == 1 && buf[0] == 1;
     free(buf);
     return ok;
@@ -121,7 +121,7 @@ int peer_send_snapshot(peer_transport_t *t, const raft_msg_t *m,
             p->snap_read_ctx = read_ctx;
             p->snap_done = done;
             frame = NULL;
-            if (pthread_create(&p->snap_thread, NULL, peer_snapshot_main, p) != 0) {
+            if (peer_thread_start(&p->snap_thread, peer_snapshot_main, p) != 0) {
                 frame = p->snap_begin;
                 p->snap_begin = NULL;
                 rc = PEER_ERR_NOMEM;
@@ -147,7 +147,8 @@ static int fetch_one(const char *url, peer_tls_ctx_t **ctx, const peer_tls_t *tl
         return PEER_ERR_INVALID;
     }
     static const peer_tls_t none;
-    if (u.tls && !*ctx && !(*ctx = peer_tls_ctx_new(tls ? tls : &none, 0, err, errlen))) return PEER_ERR_INVALID;
+    if (u.tls && !*ctx && !(*ctx = peer_tls_ctx_new(tls ? tls : &none, 0, err, errlen)))
+        return PEER_ERR_INVALID;
     peer_conn_t *c = peer_conn_dial(&u, timeout_ms, -1, err, errlen);
     if (!c) return PEER_ERR_IO;
     int rc = u.tls ? peer_conn_client_tls(c, &u, *ctx, err, errlen) : PEER_OK;
@@ -158,16 +159,19 @@ static int fetch_one(const char *url, peer_tls_ctx_t **ctx, const peer_tls_t *tl
     size_t cap = 0, len, dlen;
     const uint8_t *data;
     if (rc == PEER_OK) {
-        rc = peer_conn_read_frame(c, &kind, &buf, &cap, &len);
-        if (rc == PEER_OK && (kind != PEER_F_MEMBERS ||
-                              peer_members_decode(buf, len, &status, &cid, &data, &dlen) != PEER_OK || status))
+        rc = peer_conn_read_frame(c, PEER_MAX_FRAME - 1, &kind, &buf, &cap, &len);
+        if (rc == PEER_OK &&
+            (kind != PEER_F_MEMBERS ||
+             peer_members_decode(buf, len, &status, &cid, &data, &dlen) != PEER_OK || status))
             rc = PEER_ERR_IO;
         if (rc != PEER_OK) snprintf(err, errlen, "%s: no member list", url);
     }
     if (rc == PEER_OK) {
         *out = malloc(dlen ? dlen : 1);
-        if (!*out) rc = PEER_ERR_NOMEM;
-        else if (dlen) memcpy(*out, data, dlen);
+        if (!*out)
+            rc = PEER_ERR_NOMEM;
+        else if (dlen)
+            memcpy(*out, data, dlen);
         *out_len = dlen;
         *cluster_id = cid;
     }
@@ -199,7 +203,11 @@ int peer_fetch_members(const peer_tls_t *tls, const char *const *urls, size_t n,
             rc = PEER_ERR_TIMEOUT;
             break;
         }
-        rc = fetch_one(urls[i], &ctx, tls, (unsigned)(deadline - now), cluster_id, out, out_len, err, errlen);
+        /* Each URL gets its share of what is left (at least 1 s), so one
+         * that never answers does not use up the time of the others. */
+        uint64_t left = deadline - now, share = left / (n - i);
+        if (share < 1000) share = left < 1000 ? left : 1000;
+        rc = fetch_one(urls[i], &ctx, tls, (unsigned)share, cluster_id, out, out_len, err, errlen);
         if (rc == PEER_OK) break;
     }
     if (rc == PEER_ERR_IO && peer_now_ms() >= deadline) rc = PEER_ERR_TIMEOUT;
