@@ -39,6 +39,7 @@
 #include "pending.h"
 #include "readers.h"
 #include "services.h"
+#include "snapshot.h"
 
 /* A test-only size from the environment (0 = unset: the default). */
 static uint64_t test_env_u64(const char *name) {
@@ -231,6 +232,19 @@ static void node_send(void *ctx, const raft_msg_t *m) {
     server_peer_release();
 }
 
+/* Raft thread: stream a snapshot to a follower (member/snapshot_send.c),
+ * under the peer lock like every use of the transport. */
+static void node_send_snapshot(void *ctx, const raft_msg_t *m) {
+    server_t *s = ctx;
+    peer_transport_t *t = server_peer_acquire(s);
+    raft_node_t *node = raft_of(s);
+    if (t && node)
+        server_send_snapshot(s, m);
+    else if (node)
+        raft_node_report_snapshot(node, m->to, 0);
+    server_peer_release();
+}
+
 static void node_forward(void *ctx, uint64_t leader, const void *data, size_t len) {
     server_peer_send(ctx, leader, SERVER_PEER_FORWARD, data, len);
 }
@@ -350,6 +364,9 @@ static int start_peers(server_t *s) {
         .on_raft = on_peer_raft,
         .on_app = on_peer_app,
         .on_members_request = on_members_request,
+        .on_snapshot_begin = server_snapshot_begin,
+        .on_snapshot_chunk = server_snapshot_chunk,
+        .on_snapshot_end = server_snapshot_end,
         .ctx = s,
     };
     if (peer_tls_config(s, &pc.tls, cert, key, sizeof cert, err, sizeof err) != 0) {
@@ -450,6 +467,7 @@ int server_run(const server_config_t *cfg) {
         .forward = node_forward,
         .dropped = node_dropped,
         .read_ready = node_read_ready,
+        .send_snapshot = node_send_snapshot,
         .wal_dir = wal_path,
         .applied_index = mvcc_applied_index(s.mvcc),
         .tick_ms = cfg->heartbeat_interval_ms,
@@ -458,6 +476,7 @@ int server_run(const server_config_t *cfg) {
         .heartbeat_ticks = 1,
         .apply = server_apply,
         .persist_state = server_persist_state,
+        .install_snapshot = server_install_snapshot,
         .ctx = &s,
         /* Test-only (e2e/test_power_loss.sh): small WAL segments and frequent
          * LevelDB syncs with WAL release, so short runs reach rotation and
@@ -568,6 +587,7 @@ out:
     s.peer = NULL;
     server_peer_release();
     if (node_to_stop) raft_node_stop(node_to_stop);
+    server_snapshot_free(&s);
     if (s.pending) pending_free(s.pending);
     svc_metrics_stop(&s);
     svc_kv_stop(&s);

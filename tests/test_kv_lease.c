@@ -4,7 +4,8 @@
  * id), Put attaching / re-attaching / detaching keys, Put with an unknown
  * lease, revoke deleting every attached key in ONE revision with DELETE
  * events carrying prev_kv, replay by index, reopen keeping leases and
- * attachments, and the expiry schedule (promote, renew, take_expired with
+ * attachments, demote / promote again and reload from the store (a Raft
+ * snapshot), and the expiry schedule (promote, renew, take_expired with
  * the retry interval, pile-up spreading, remaining TTL truncation).
  */
 #include <setjmp.h>
@@ -439,6 +440,61 @@ static void test_expiry_schedule(void **state) {
     assert_int_equal(lessor_renew(f->l, 99, 0, &ttl), LEASE_E_NOT_FOUND);
 }
 
+/* etcd's Demote: a member that stops leading expires nothing; promoted
+ * again, every lease gets now + extension + TTL. */
+static void test_demote_then_promote(void **state) {
+    fx_t *f = *state;
+    lessor_promote(f->l, 0, 0);
+    assert_int_equal(grant(f, 1, 5, NULL), 0); /* deadline 6000 */
+    lessor_demote(f->l);
+    assert_false(lessor_is_primary(f->l));
+    int64_t ids[4], ttl = 0, granted = 0, remaining = 0;
+    assert_int_equal(lessor_take_expired(f->l, UINT64_MAX / 2, ids, 4), 0);
+    assert_int_equal(lessor_lookup(f->l, 1, 50000, &granted, &remaining), LEASE_OK);
+    assert_int_equal(remaining, INT64_MAX / 1000000000);
+    assert_int_equal(lessor_renew(f->l, 1, 50000, &ttl), LEASE_OK);
+    assert_int_equal(ttl, 5);
+    lessor_promote(f->l, 20000, 1000); /* deadline 26000 */
+    assert_int_equal(lessor_lookup(f->l, 1, 20000, &granted, &remaining), LEASE_OK);
+    assert_int_equal(remaining, 6);
+    assert_int_equal(lessor_take_expired(f->l, 25999, ids, 4), 0);
+    assert_int_equal(lessor_take_expired(f->l, 26000, ids, 4), 1);
+    assert_int_equal(ids[0], 1);
+}
+
+/* After a snapshot replaced the store: the table is what the store holds,
+ * and a primary lessor stays primary with fresh deadlines. */
+static void test_reload_from_store(void **state) {
+    fx_t *f = *state;
+    lessor_promote(f->l, 0, 0);
+    assert_int_equal(grant(f, 1, 5, NULL), 0);
+    /* another lessor on the same store writes lease 3 (as a snapshot would) */
+    lessor_t *other = NULL;
+    assert_int_equal(lessor_open(f->m, 2, &other), LEASE_OK);
+    Etcdserverpb__LeaseGrantRequest g = ETCDSERVERPB__LEASE_GRANT_REQUEST__INIT;
+    g.id = 3;
+    g.ttl = 30;
+    Kshim__InternalRequest req = KSHIM__INTERNAL_REQUEST__INIT;
+    req.lease_grant = &g;
+    kv_result_t res;
+    memset(&res, 0, sizeof res);
+    assert_int_equal(lessor_apply(other, ++f->index, &req, &f->hdr, &res, 0), 1);
+    kv_result_clear(&res);
+    lessor_free(other);
+    assert_false(lessor_exists(f->l, 3));
+    assert_int_equal(lessor_reload(f->l, 100000, 1000), LEASE_OK);
+    assert_true(lessor_exists(f->l, 3));
+    assert_true(lessor_exists(f->l, 1));
+    assert_int_equal(lessor_count(f->l), 2);
+    assert_true(lessor_is_primary(f->l));
+    int64_t granted = 0, remaining = 0, ids[4];
+    assert_int_equal(lessor_lookup(f->l, 3, 100000, &granted, &remaining), LEASE_OK);
+    assert_int_equal(remaining, 31);
+    assert_int_equal(lessor_take_expired(f->l, 105999, ids, 4), 0);
+    assert_int_equal(lessor_take_expired(f->l, 106000, ids, 4), 1);
+    assert_int_equal(ids[0], 1);
+}
+
 static void test_take_expired_respects_max_and_list_order(void **state) {
     fx_t *f = *state;
     lessor_promote(f->l, 0, 0);
@@ -528,6 +584,8 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_expiry_schedule, setup, teardown),
         cmocka_unit_test_setup_teardown(test_take_expired_respects_max_and_list_order, setup, teardown),
         cmocka_unit_test_setup_teardown(test_promote_spreads_pileup, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_demote_then_promote, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_reload_from_store, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

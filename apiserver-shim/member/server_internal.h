@@ -92,6 +92,7 @@ struct server {
     int published;           /* our name and client URLs are in the applied table */
     _Atomic int removed;     /* apply thread: this member's removal was applied */
     uint64_t move_leader_to; /* MoveLeader in progress (loop) */
+    struct server_snapshot *snapshot; /* receive state of Raft snapshots (member/snapshot.c) */
 };
 
 /* Header fields for responses produced on the loop thread. */

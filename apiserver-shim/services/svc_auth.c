@@ -588,6 +588,8 @@ static void sweep_tokens(loop_t *loop, void *arg) {
     a->sweep = loop_timer_add(loop, TOKEN_SWEEP_MS, sweep_tokens, a);
 }
 
+static int auth_reload(server_t *s);
+
 int svc_auth_init(server_t *s, mvcc_options_t *mopts) {
     (void)mopts;
     svc_auth_t *a = calloc(1, sizeof *a);
@@ -599,11 +601,33 @@ int svc_auth_init(server_t *s, mvcc_options_t *mopts) {
     int rc = auth_token_new(s->cfg->auth_token, (uint64_t)s->cfg->auth_token_ttl_s * 1000u, &a->tokens, err,
                             sizeof err);
     s->auth = a;
+    server_add_reload_hook(s, auth_reload);
     if (rc != AUTH_TOKEN_OK) {
         log_error("--auth-token %s: %s (%s)", s->cfg->auth_token ? s->cfg->auth_token : "",
                   auth_token_strerror(rc), err);
         return -1;
     }
+    return 0;
+}
+
+/* Reload hook (a Raft snapshot replaced the store): users, roles, the
+ * enabled flag and the auth revision come from the new store (tokens are
+ * checked against the new revision). */
+static int auth_reload(server_t *s) {
+    svc_auth_t *a = s->auth;
+    auth_store_t *as = a ? open_store(a) : NULL;
+    if (!as) return -1;
+    int rc = auth_store_reload(as);
+    if (rc != AUTH_OK) {
+        log_error("snapshot: cannot reload the auth store: %s", auth_store_strerror(rc));
+        return -1;
+    }
+    pthread_mutex_lock(&a->tok_mu);
+    if (auth_store_enabled(as))
+        auth_token_enable(a->tokens);
+    else
+        auth_token_disable(a->tokens);
+    pthread_mutex_unlock(&a->tok_mu);
     return 0;
 }
 

@@ -27,6 +27,16 @@
  * which needs every attached key) read the store on a reader thread
  * (readers.h) and answer on the loop; the loop keeps the call.
  *
+ * In a cluster (s->peer set), as etcd: only the leader's lessor is primary
+ * (expires leases and proposes their revokes). The expiry timer polls
+ * server_is_leader: on becoming leader every lease is extended to now +
+ * election timeout + TTL (lessor_promote, etcd's Promote), on losing it the
+ * lessor demotes (nothing expires here). A follower forwards LeaseKeepAlive
+ * and LeaseTimeToLive to the leader (lease_forward.h) and answers its
+ * client when the leader does, or with "etcdserver: request timed out"
+ * after the request timeout. A Raft snapshot reloads the lessor from the
+ * new store (a reload hook).
+ *
  * Threads: the lessor has its own mutex (applies on the Raft thread,
  * keepalives on the loop). It is opened lazily on first use because Raft
  * replays the WAL (calling svc_lease_apply and the lease_exists hook)
@@ -41,12 +51,26 @@
 
 #include "auth_check.h"
 #include "lease.h"
+#include "lease_forward.h"
 #include "log.h"
 #include "readers.h"
 #include "services.h"
 
 #define EXPIRY_TICK_MS 100
 #define REVOKES_PER_TICK (LEASE_REVOKE_RATE * EXPIRY_TICK_MS / 1000)
+/* Forwarded keepalives / TimeToLives waiting for the leader's answer. */
+#define MAX_FORWARDED 4096
+
+/* A follower's request to the leader, waiting for its answer. */
+typedef struct forwarded {
+    struct forwarded *next;
+    uint64_t req_id;
+    uint8_t kind;      /* SERVER_PEER_LEASE_RENEW or _TTL */
+    grpc_call_t *call; /* referenced */
+    int64_t lease_id;
+    int want_keys; /* TimeToLive with keys: scan them here after the answer */
+    uint64_t deadline_ms;
+} forwarded_t;
 
 typedef struct svc_lease {
     server_t *s;
@@ -55,6 +79,9 @@ typedef struct svc_lease {
     int64_t min_ttl; /* etcd's minLeaseTTL, seconds */
     loop_timer_t *expiry_timer;
     uint64_t revokes_proposed;
+    forwarded_t *forwarded; /* follower: requests the leader has not answered */
+    size_t n_forwarded;
+    uint64_t next_req_id;
 } svc_lease_t;
 
 static uint64_t now_ms(void) {
@@ -107,6 +134,87 @@ static int64_t new_lease_id(lessor_t *l) {
         int64_t id = (int64_t)(v & INT64_MAX);
         if (id != 0 && !lessor_exists(l, id)) return id;
     }
+}
+
+/* ---- forwarding to the leader (a follower in a cluster) ---- */
+
+/* 1 when this member must ask the leader (a follower with peers). */
+static int is_follower(server_t *s) { return s->peer && !server_is_leader(s); }
+
+/* Sends kind for lease_id to the leader and parks call until its answer.
+ * Finishes call with etcd's error when that cannot be done. */
+static void forward_to_leader(svc_lease_t *sl, grpc_call_t *call, uint8_t kind, int64_t lease_id,
+                              int want_keys) {
+    server_t *s = sl->s;
+    uint64_t leader = server_leader(s);
+    if (leader == 0) {
+        grpc_call_finish(call, GRPC_UNAVAILABLE, "etcdserver: no leader");
+        return;
+    }
+    if (sl->n_forwarded >= MAX_FORWARDED) {
+        grpc_call_finish(call, GRPC_RESOURCE_EXHAUSTED, "etcdserver: too many requests");
+        return;
+    }
+    forwarded_t *f = calloc(1, sizeof *f);
+    if (!f) {
+        grpc_call_finish(call, GRPC_RESOURCE_EXHAUSTED, "etcdserver: out of memory");
+        return;
+    }
+    *f = (forwarded_t){.req_id = ++sl->next_req_id,
+                       .kind = kind,
+                       .call = call,
+                       .lease_id = lease_id,
+                       .want_keys = want_keys,
+                       .deadline_ms = now_ms() + server_request_timeout_ms(s->cfg)};
+    lease_fwd_msg_t m = {.req_id = f->req_id, .lease_id = lease_id};
+    uint8_t buf[LEASE_FWD_MAX_LEN];
+    size_t len = lease_fwd_encode(kind, &m, buf);
+    /* A send that fails (queue full, no connection) is answered by the timeout. */
+    (void)server_peer_send(s, leader, kind, buf, len);
+    grpc_call_ref(call);
+    f->next = sl->forwarded;
+    sl->forwarded = f;
+    sl->n_forwarded++;
+}
+
+/* Takes the forwarded request req_id of kind out of the list (NULL if gone). */
+static forwarded_t *take_forwarded(svc_lease_t *sl, uint64_t req_id, uint8_t kind) {
+    for (forwarded_t **p = &sl->forwarded; *p; p = &(*p)->next)
+        if ((*p)->req_id == req_id && (*p)->kind == kind) {
+            forwarded_t *f = *p;
+            *p = f->next;
+            sl->n_forwarded--;
+            return f;
+        }
+    return NULL;
+}
+
+static void forwarded_free(forwarded_t *f) {
+    grpc_call_unref(f->call);
+    free(f);
+}
+
+/* Expiry tick: answers the requests the leader left unanswered too long. */
+static void expire_forwarded(svc_lease_t *sl, uint64_t now) {
+    for (forwarded_t **p = &sl->forwarded; *p;) {
+        forwarded_t *f = *p;
+        if (f->deadline_ms > now) {
+            p = &f->next;
+            continue;
+        }
+        *p = f->next;
+        sl->n_forwarded--;
+        if (!grpc_call_is_closed(f->call))
+            grpc_call_finish(f->call, GRPC_UNAVAILABLE, "etcdserver: request timed out");
+        forwarded_free(f);
+    }
+}
+
+/* Leader side: answers one forwarded request. */
+static void reply_to_follower(server_t *s, uint64_t to, uint8_t kind, const lease_fwd_msg_t *m) {
+    uint8_t buf[LEASE_FWD_MAX_LEN];
+    size_t len = lease_fwd_encode(kind, m, buf);
+    (void)server_peer_send(s, to, kind, buf, len); /* lost: the follower times out */
 }
 
 /* ---- unary methods ---- */
@@ -289,6 +397,28 @@ static void ttl_send(server_t *s, grpc_call_t *call, int64_t id, int64_t granted
 
 static void ttl_finish(scan_job_t *j) { ttl_send(j->s, j->call, j->id, j->granted, j->remaining, &j->keys); }
 
+/* Answers a TimeToLive with what the (leader's) lessor said; the keys, if
+ * asked for, are scanned on a reader first. */
+static void ttl_answer(server_t *s, grpc_call_t *call, int64_t id, int found, int64_t granted,
+                       int64_t remaining, int want_keys) {
+    if (!found) {
+        ttl_send(s, call, id, 0, -1, NULL); /* etcd's LeaseServer answers not found so */
+        return;
+    }
+    if (!want_keys) {
+        ttl_send(s, call, id, granted, remaining, NULL);
+        return;
+    }
+    scan_job_t *j = calloc(1, sizeof *j);
+    if (!j) {
+        grpc_call_finish(call, GRPC_RESOURCE_EXHAUSTED, "etcdserver: out of memory");
+        return;
+    }
+    *j = (scan_job_t){
+        .s = s, .call = call, .id = id, .finish = ttl_finish, .granted = granted, .remaining = remaining};
+    scan_submit(j);
+}
+
 static void lease_ttl_call(grpc_call_t *call, const uint8_t *msg, size_t len, void *ctx) {
     svc_lease_t *sl = ctx;
     server_t *s = sl->s;
@@ -301,26 +431,14 @@ static void lease_ttl_call(grpc_call_t *call, const uint8_t *msg, size_t len, vo
     lessor_t *l = get_lessor(sl);
     if (!l) {
         grpc_call_finish(call, GRPC_INTERNAL, "kshim: lease table unavailable");
-    } else if (server_require_leader(s, call) == 0) {
+    } else if (server_require_leader(s, call) != 0) {
+        /* refused */
+    } else if (is_follower(s)) {
+        forward_to_leader(sl, call, SERVER_PEER_LEASE_TTL, req->id, req->keys);
+    } else {
         int64_t granted = 0, remaining = 0;
-        if (lessor_lookup(l, req->id, now_ms(), &granted, &remaining) != LEASE_OK) {
-            ttl_send(s, call, req->id, 0, -1, NULL); /* etcd's LeaseServer answers not found so */
-        } else if (!req->keys) {
-            ttl_send(s, call, req->id, granted, remaining, NULL);
-        } else {
-            scan_job_t *j = calloc(1, sizeof *j);
-            if (!j) {
-                grpc_call_finish(call, GRPC_RESOURCE_EXHAUSTED, "etcdserver: out of memory");
-            } else {
-                *j = (scan_job_t){.s = s,
-                                  .call = call,
-                                  .id = req->id,
-                                  .finish = ttl_finish,
-                                  .granted = granted,
-                                  .remaining = remaining};
-                scan_submit(j);
-            }
-        }
+        int found = lessor_lookup(l, req->id, now_ms(), &granted, &remaining) == LEASE_OK;
+        ttl_answer(s, call, req->id, found, granted, remaining, req->keys);
     }
     etcdserverpb__lease_time_to_live_request__free_unpacked(req, NULL);
 }
@@ -372,6 +490,14 @@ static void lease_leases_call(grpc_call_t *call, const uint8_t *msg, size_t len,
  * once this much is queued for it. */
 #define KEEPALIVE_MAX_QUEUED (4u << 20)
 
+static void keepalive_send(grpc_call_t *call, Etcdserverpb__ResponseHeader *h, int64_t id, int64_t ttl) {
+    Etcdserverpb__LeaseKeepAliveResponse resp = ETCDSERVERPB__LEASE_KEEP_ALIVE_RESPONSE__INIT;
+    resp.header = h;
+    resp.id = id;
+    resp.ttl = ttl;
+    server_send_message(call, &resp.base, 0);
+}
+
 static void keepalive_message(grpc_call_t *call, const uint8_t *msg, size_t len, void *ctx) {
     svc_lease_t *sl = ctx;
     server_t *s = sl->s;
@@ -385,18 +511,18 @@ static void keepalive_message(grpc_call_t *call, const uint8_t *msg, size_t len,
         grpc_call_finish(call, GRPC_INTERNAL, "kshim: lease table unavailable");
     } else if (grpc_call_send_queued(call) > KEEPALIVE_MAX_QUEUED) {
         grpc_call_finish(call, GRPC_RESOURCE_EXHAUSTED, "kshim: keepalive responses not read");
-    } else if (server_require_leader(s, call) == 0) {
+    } else if (server_require_leader(s, call) != 0) {
+        /* refused */
+    } else if (is_follower(s)) {
+        forward_to_leader(sl, call, SERVER_PEER_LEASE_RENEW, req->id, 0);
+    } else {
         /* header first, as etcd: its revision is not after the renewal */
         Etcdserverpb__ResponseHeader h = ETCDSERVERPB__RESPONSE_HEADER__INIT;
-        Etcdserverpb__LeaseKeepAliveResponse resp = ETCDSERVERPB__LEASE_KEEP_ALIVE_RESPONSE__INIT;
         server_fill_header(s, &h);
-        resp.header = &h;
-        resp.id = req->id;
         int64_t ttl = 0;
         if (lessor_renew(l, req->id, now_ms(), &ttl) != LEASE_OK)
             ttl = 0; /* etcd: ErrLeaseNotFound becomes TTL 0 on the stream */
-        resp.ttl = ttl;
-        server_send_message(call, &resp.base, 0);
+        keepalive_send(call, &h, req->id, ttl);
     }
     etcdserverpb__lease_keep_alive_request__free_unpacked(req, NULL);
 }
@@ -407,6 +533,20 @@ static void keepalive_half_close(grpc_call_t *call, void *ctx) {
 }
 
 /* ---- expiry ---- */
+
+/* Expiry tick: leases expire only on the leader. Becoming leader extends
+ * every lease (etcd's Promote(electionTimeout)); losing it demotes. */
+static void follow_leadership(svc_lease_t *sl, lessor_t *l) {
+    int leader = !sl->s->peer || server_is_leader(sl->s);
+    if (leader && !lessor_is_primary(l)) {
+        lessor_promote(l, now_ms(), sl->s->cfg->election_timeout_ms);
+        log_info("lease: leading: %zu leases extended by the election timeout", lessor_count(l));
+    } else if (!leader && lessor_is_primary(l)) {
+        lessor_demote(l);
+        log_info("lease: no longer leading: leases do not expire here");
+    }
+}
+
 
 static void propose_revoke(svc_lease_t *sl, int64_t id) {
     Etcdserverpb__LeaseRevokeRequest rr = ETCDSERVERPB__LEASE_REVOKE_REQUEST__INIT;
@@ -427,12 +567,92 @@ static void expiry_tick(loop_t *loop, void *arg) {
     svc_lease_t *sl = arg;
     sl->expiry_timer = NULL;
     lessor_t *l = get_lessor(sl);
+    expire_forwarded(sl, now_ms());
     if (l) {
+        follow_leadership(sl, l);
         int64_t ids[REVOKES_PER_TICK];
         size_t n = lessor_take_expired(l, now_ms(), ids, REVOKES_PER_TICK);
         for (size_t i = 0; i < n; i++) propose_revoke(sl, ids[i]);
     }
     sl->expiry_timer = loop_timer_add(loop, EXPIRY_TICK_MS, expiry_tick, sl);
+}
+
+/* ---- the peer messages (lease_forward.h) ---- */
+
+/* Leader: a follower's keepalive. */
+static void on_renew(server_t *s, uint64_t from, const uint8_t *data, size_t len) {
+    lease_fwd_msg_t m;
+    lessor_t *l = get_lessor(s->lease);
+    if (lease_fwd_decode(SERVER_PEER_LEASE_RENEW, data, len, &m) != 0 || !l) return;
+    lease_fwd_msg_t r = {.req_id = m.req_id, .status = LEASE_FWD_NOT_LEADER};
+    if (server_is_leader(s))
+        r.status =
+            lessor_renew(l, m.lease_id, now_ms(), &r.ttl) == LEASE_OK ? LEASE_FWD_OK : LEASE_FWD_NOT_FOUND;
+    reply_to_follower(s, from, SERVER_PEER_LEASE_RENEW_RESP, &r);
+}
+
+/* Leader: a follower's TimeToLive. */
+static void on_ttl(server_t *s, uint64_t from, const uint8_t *data, size_t len) {
+    lease_fwd_msg_t m;
+    lessor_t *l = get_lessor(s->lease);
+    if (lease_fwd_decode(SERVER_PEER_LEASE_TTL, data, len, &m) != 0 || !l) return;
+    lease_fwd_msg_t r = {.req_id = m.req_id, .status = LEASE_FWD_NOT_LEADER};
+    if (server_is_leader(s))
+        r.status = lessor_lookup(l, m.lease_id, now_ms(), &r.ttl, &r.remaining) == LEASE_OK
+                       ? LEASE_FWD_OK
+                       : LEASE_FWD_NOT_FOUND;
+    reply_to_follower(s, from, SERVER_PEER_LEASE_TTL_RESP, &r);
+}
+
+/* etcd's answer when the member asked stopped leading meanwhile. */
+static void finish_not_leader(grpc_call_t *call) {
+    grpc_call_finish(call, GRPC_UNAVAILABLE, "etcdserver: not leader");
+}
+
+/* Follower: the leader's answer to a keepalive. */
+static void on_renew_resp(server_t *s, uint64_t from, const uint8_t *data, size_t len) {
+    (void)from;
+    lease_fwd_msg_t m;
+    if (lease_fwd_decode(SERVER_PEER_LEASE_RENEW_RESP, data, len, &m) != 0) return;
+    forwarded_t *f = take_forwarded(s->lease, m.req_id, SERVER_PEER_LEASE_RENEW);
+    if (!f) return; /* timed out already */
+    if (!grpc_call_is_closed(f->call)) {
+        if (m.status == LEASE_FWD_NOT_LEADER) {
+            finish_not_leader(f->call);
+        } else {
+            Etcdserverpb__ResponseHeader h = ETCDSERVERPB__RESPONSE_HEADER__INIT;
+            server_fill_header(s, &h);
+            keepalive_send(f->call, &h, f->lease_id, m.status == LEASE_FWD_OK ? m.ttl : 0);
+        }
+    }
+    forwarded_free(f);
+}
+
+/* Follower: the leader's answer to a TimeToLive. */
+static void on_ttl_resp(server_t *s, uint64_t from, const uint8_t *data, size_t len) {
+    (void)from;
+    lease_fwd_msg_t m;
+    if (lease_fwd_decode(SERVER_PEER_LEASE_TTL_RESP, data, len, &m) != 0) return;
+    forwarded_t *f = take_forwarded(s->lease, m.req_id, SERVER_PEER_LEASE_TTL);
+    if (!f) return;
+    if (!grpc_call_is_closed(f->call)) {
+        if (m.status == LEASE_FWD_NOT_LEADER)
+            finish_not_leader(f->call);
+        else
+            ttl_answer(s, f->call, f->lease_id, m.status == LEASE_FWD_OK, m.ttl, m.remaining, f->want_keys);
+    }
+    forwarded_free(f);
+}
+
+/* Reload hook: a Raft snapshot replaced the store. */
+static int lease_reload(server_t *s) {
+    svc_lease_t *sl = s->lease;
+    lessor_t *l = sl ? get_lessor(sl) : NULL;
+    if (!l || lessor_reload(l, now_ms(), s->cfg->election_timeout_ms) != LEASE_OK) {
+        log_error("snapshot: cannot reload the lease table");
+        return -1;
+    }
+    return 0;
 }
 
 /* ---- lifecycle ---- */
@@ -456,6 +676,11 @@ int svc_lease_init(server_t *s, mvcc_options_t *mopts) {
     pthread_mutex_init(&sl->open_mu, NULL);
     sl->min_ttl = min_lease_ttl(s->cfg);
     s->lease = sl;
+    server_peer_handle(s, SERVER_PEER_LEASE_RENEW, on_renew);
+    server_peer_handle(s, SERVER_PEER_LEASE_RENEW_RESP, on_renew_resp);
+    server_peer_handle(s, SERVER_PEER_LEASE_TTL, on_ttl);
+    server_peer_handle(s, SERVER_PEER_LEASE_TTL_RESP, on_ttl_resp);
+    server_add_reload_hook(s, lease_reload);
     mopts->lease_exists = lease_exists_hook;
     mopts->lease_ctx = sl;
     return 0;
@@ -466,8 +691,9 @@ int svc_lease_start(server_t *s) {
     if (!sl) return -1;
     lessor_t *l = get_lessor(sl);
     if (!l) return -1;
-    /* single voter: leader from now on (etcd: Promote(electionTimeout)) */
-    lessor_promote(l, now_ms(), s->cfg->election_timeout_ms);
+    /* single voter: leader from now on (etcd: Promote(electionTimeout)); in
+     * a cluster the expiry tick promotes once this member leads */
+    if (!s->peer) lessor_promote(l, now_ms(), s->cfg->election_timeout_ms);
     for (size_t i = 0; i < sizeof lease_methods / sizeof lease_methods[0]; i++) {
         lease_methods[i].ctx = sl;
         grpc_server_register(s->grpc, &lease_methods[i]);
@@ -481,6 +707,11 @@ void svc_lease_stop(server_t *s) {
     svc_lease_t *sl = s->lease;
     if (!sl) return;
     if (sl->expiry_timer && s->loop) loop_timer_cancel(s->loop, sl->expiry_timer);
+    while (sl->forwarded) {
+        forwarded_t *f = sl->forwarded;
+        sl->forwarded = f->next;
+        forwarded_free(f);
+    }
     lessor_free(sl->lessor);
     pthread_mutex_destroy(&sl->open_mu);
     free(sl);

@@ -644,11 +644,23 @@ static grpc_method_t watch_method = {
     .on_cancel = watch_cancel,
 };
 
+/* Reload hook (a Raft snapshot replaced the store): the revisions between
+ * the hub's and the new store's never came as events, so every synced
+ * watcher resumes from its next revision by catch-up from the new store, as
+ * after missed posts; one whose next revision is below the new compact
+ * revision is canceled with etcd's compacted reply by that catch-up. */
+static int watch_reload(server_t *s) {
+    svc_watch_t *w = s->watch;
+    if (w && w->hub) watch_hub_notify_missed(w->hub, mvcc_revision(s->mvcc));
+    return 0;
+}
+
 int svc_watch_init(server_t *s, mvcc_options_t *mopts) {
     svc_watch_t *w = calloc(1, sizeof(*w));
     if (!w) return -1;
     w->s = s;
     s->watch = w;
+    server_add_reload_hook(s, watch_reload);
     mopts->on_events = watch_on_events;
     mopts->events_ctx = w;
     return 0;

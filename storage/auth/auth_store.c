@@ -263,6 +263,13 @@ int auth_store_open(mvcc_t *m, auth_store_t **out) {
     return AUTH_OK;
 }
 
+int auth_store_reload(auth_store_t *as) {
+    pthread_mutex_lock(&as->mu);
+    int rc = reload(as);
+    pthread_mutex_unlock(&as->mu);
+    return rc;
+}
+
 void auth_store_free(auth_store_t *as) {
     if (!as) return;
     clear_state(as);

@@ -67,6 +67,9 @@ typedef struct auth_store auth_store_t;
 /* Loads the auth state of m. Returns 0 or AUTH_E_IO / AUTH_E_NOMEM. */
 int auth_store_open(mvcc_t *m, auth_store_t **out);
 void auth_store_free(auth_store_t *as);
+/* Rebuilds the in-memory copy from the store (after a Raft snapshot replaced
+ * it). AUTH_OK or the load's error (the copy is then empty: fail-stop). */
+int auth_store_reload(auth_store_t *as);
 
 /* 1 when req is one of the auth management requests auth_store_apply takes. */
 int auth_store_is_request(const Kshim__InternalRequest *req);

@@ -382,6 +382,49 @@ int lessor_list(lessor_t *l, int64_t **ids, size_t *n) {
     return LEASE_OK;
 }
 
+void lessor_demote(lessor_t *l) {
+    pthread_mutex_lock(&l->mu);
+    l->primary = 0;
+    for (size_t i = 0; i < l->nbuckets; i++)
+        for (lease_entry_t *e = l->buckets[i]; e; e = e->next) {
+            e->expiry_ms = 0;
+            heap_set(l, e, UINT64_MAX);
+        }
+    pthread_mutex_unlock(&l->mu);
+}
+
+/* Swaps the contents of two lessors (the caller holds a->mu; b is private). */
+static void lessor_swap_tables(lessor_t *a, lessor_t *b) {
+    lease_entry_t **buckets = a->buckets, **heap = a->heap;
+    size_t nbuckets = a->nbuckets, count = a->count, heap_n = a->heap_n, heap_cap = a->heap_cap;
+    a->buckets = b->buckets;
+    a->nbuckets = b->nbuckets;
+    a->count = b->count;
+    a->heap = b->heap;
+    a->heap_n = b->heap_n;
+    a->heap_cap = b->heap_cap;
+    b->buckets = buckets;
+    b->nbuckets = nbuckets;
+    b->count = count;
+    b->heap = heap;
+    b->heap_n = heap_n;
+    b->heap_cap = heap_cap;
+}
+
+int lessor_reload(lessor_t *l, uint64_t now_ms, uint64_t extend_ms) {
+    lessor_t *fresh = NULL;
+    int rc = lessor_open(l->m, l->min_ttl, &fresh);
+    if (rc != LEASE_OK) return rc;
+    pthread_mutex_lock(&l->mu);
+    int primary = l->primary;
+    lessor_swap_tables(l, fresh);
+    l->primary = 0;
+    pthread_mutex_unlock(&l->mu);
+    lessor_free(fresh); /* now the old table */
+    if (primary) lessor_promote(l, now_ms, extend_ms);
+    return LEASE_OK;
+}
+
 /* etcd's Promote: refresh every lease by extend, then spread pile-ups so at
  * most 3/4 of the revoke rate expire in any one-second window. */
 void lessor_promote(lessor_t *l, uint64_t now_ms, uint64_t extend_ms) {

@@ -69,6 +69,13 @@ size_t lessor_count(lessor_t *l);
  * most 750 expire per second. */
 void lessor_promote(lessor_t *l, uint64_t now_ms, uint64_t extend_ms);
 int lessor_is_primary(lessor_t *l);
+/* etcd's Demote: this member stopped leading; no lease expires here any
+ * more (every deadline is "never") until the next promote. */
+void lessor_demote(lessor_t *l);
+/* Replaces every lease by the store's lease records (a Raft snapshot
+ * replaced the store). A primary lessor stays primary, promoted again with
+ * now_ms and extend_ms. LEASE_OK or LEASE_E_IO (the old table is kept). */
+int lessor_reload(lessor_t *l, uint64_t now_ms, uint64_t extend_ms);
 /* KeepAlive: resets the deadline to now + TTL and gives the TTL. An unknown
  * lease, or one already expired (its revoke is on its way), is
  * LEASE_E_NOT_FOUND. */

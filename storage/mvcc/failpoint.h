@@ -11,6 +11,9 @@
  *   mvcc_compact_error=N the compactor's Nth batch fails as an I/O error:
  *                       the compactor stops and the member exits
  *                       (fail-stop); the batch wrote nothing.
+ *   mvcc_snapshot_crash=N the process exits (_exit(86)) at the Nth crash
+ *                       point of Raft snapshot imports and installs
+ *                       (mvcc_snapshot.c): a crash test of the swap.
  *
  * Example: KSHIM_FAILPOINTS=mvcc_read_error=200 kshimd ...
  *

@@ -39,6 +39,7 @@
 #include <assert.h>
 #include <dirent.h>
 #include <leveldb/c.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -48,6 +49,7 @@
 
 #include "mvcc_compact.h"
 #include "mvcc_keys.h"
+#include "mvcc_swap.h"
 
 #define META_KEY "m"
 #define META_LEN 24
@@ -103,6 +105,15 @@ struct mvcc {
     char *dir;                   /* the LevelDB directory, for its size */
     _Atomic uint64_t size_cache; /* bytes on disk, refreshed at most once a second */
     _Atomic uint64_t size_cache_ms;
+    /* The gate between the threads that read the store and a snapshot
+     * install (mvcc_swap.h): readers count themselves in `users`; a swap
+     * sets `swapping` (new readers wait), waits for users == 0, replaces
+     * the database, then opens the gate again. */
+    pthread_mutex_t gate_mu;
+    pthread_cond_t gate_cv;
+    int users, swapping;
+    mvcc_user_t *exports;    /* export readers, invalidated by a swap */
+    _Atomic int swap_failed; /* the store could not be reopened: fail-stop */
 };
 
 struct mvcc_txn {
@@ -114,6 +125,7 @@ struct mvcc_txn {
     leveldb_writebatch_t *wb;       /* write txn only */
     overlay_t ov;                   /* the txn's own changes */
     size_t bytes;                   /* approximate bytes in wb */
+    int gated;                      /* a read txn: counted in the store's gate */
 };
 
 /* ---- key encoding ---- */
@@ -270,6 +282,65 @@ static int iter_done(leveldb_iterator_t *it) {
     return MVCC_OK;
 }
 
+/* ---- the gate (mvcc_swap.h) ----
+ * Reads nest (kv_history scans inside a read txn), so a thread that is in
+ * already passes without waiting (a per-thread depth per store); only its
+ * outermost enter counts as a user. */
+
+#define GATE_TLS 4
+static _Thread_local struct {
+    const mvcc_t *m;
+    int depth;
+} gate_tls[GATE_TLS];
+
+static int *gate_depth(const mvcc_t *m) {
+    for (int i = 0; i < GATE_TLS; i++)
+        if (gate_tls[i].m == m && gate_tls[i].depth > 0) return &gate_tls[i].depth;
+    for (int i = 0; i < GATE_TLS; i++)
+        if (gate_tls[i].depth == 0) {
+            gate_tls[i].m = m;
+            return &gate_tls[i].depth;
+        }
+    return NULL; /* more than GATE_TLS stores at once on one thread: count every enter */
+}
+
+void mvcc_gate_enter(mvcc_t *m) {
+    int *d = gate_depth(m);
+    if (d && (*d)++ > 0) return;
+    pthread_mutex_lock(&m->gate_mu);
+    while (m->swapping) pthread_cond_wait(&m->gate_cv, &m->gate_mu);
+    m->users++;
+    pthread_mutex_unlock(&m->gate_mu);
+}
+
+void mvcc_gate_leave(mvcc_t *m) {
+    int *d = gate_depth(m);
+    if (d && *d > 0 && --(*d) > 0) return;
+    pthread_mutex_lock(&m->gate_mu);
+    if (--m->users == 0) pthread_cond_broadcast(&m->gate_cv);
+    pthread_mutex_unlock(&m->gate_mu);
+}
+
+void mvcc_user_add(mvcc_t *m, mvcc_user_t *u) {
+    pthread_mutex_lock(&m->gate_mu);
+    u->next = m->exports;
+    m->exports = u;
+    pthread_mutex_unlock(&m->gate_mu);
+}
+
+void mvcc_user_remove(mvcc_t *m, mvcc_user_t *u) {
+    pthread_mutex_lock(&m->gate_mu);
+    for (mvcc_user_t **p = &m->exports; *p; p = &(*p)->next)
+        if (*p == u) {
+            *p = u->next;
+            break;
+        }
+    pthread_mutex_unlock(&m->gate_mu);
+}
+
+leveldb_t *mvcc_db(mvcc_t *m) { return m->db; }
+const char *mvcc_dir(const mvcc_t *m) { return m->dir; }
+
 void mvcc_arm_read_error(mvcc_t *m, uint64_t n) { failpoint_arm(&m->fp_read, n); }
 void mvcc_arm_compact_error(mvcc_t *m, uint64_t n) { mvcc_compactor_arm_error(m->compactor, n); }
 int mvcc_read_error_armed(mvcc_t *m) { return atomic_load(&m->fp_read.countdown) != 0; }
@@ -277,6 +348,7 @@ int mvcc_read_error_armed(mvcc_t *m) { return atomic_load(&m->fp_read.countdown)
 /* ---- open / close / getters ---- */
 
 static int start_compactor(mvcc_t *m, int64_t legacy_done, char *err, size_t errlen);
+static int db_open(mvcc_t *m, char *err, size_t errlen);
 
 int mvcc_open(const char *dir, const mvcc_options_t *opts, mvcc_t **out, char *err, size_t errlen) {
     mvcc_t *m = calloc(1, sizeof(*m));
@@ -309,47 +381,66 @@ int mvcc_open(const char *dir, const mvcc_options_t *opts, mvcc_t **out, char *e
     m->wo_sync = leveldb_writeoptions_create();
     leveldb_writeoptions_set_sync(m->wo_sync, 1);
     kv_arena_init(&m->grp.arena);
+    pthread_mutex_init(&m->gate_mu, NULL);
+    pthread_cond_init(&m->gate_cv, NULL);
     failpoint_arm(&m->fp_read, failpoint_parse(getenv(FAILPOINTS_ENV), "mvcc_read_error"));
-    char *lerr = NULL;
-    m->db = leveldb_open(m->opts, dir, &lerr);
-    if (lerr) {
-        snprintf(err, errlen, "leveldb open %s: %s", dir, lerr);
-        leveldb_free(lerr);
+    /* A snapshot install cut short by a crash leaves the old or the new
+     * store under dir and maybe a staged or old one beside it. */
+    if (mvcc_snapshot_recover(dir, err, errlen) != 0 || db_open(m, err, errlen) != 0) {
         mvcc_close(m);
+        return -1;
+    }
+    *out = m;
+    return 0;
+}
+
+/* Opens the LevelDB in m->dir, reads its metadata and starts the compactor
+ * (a compaction interrupted by a crash resumes on that thread). */
+static int db_open(mvcc_t *m, char *err, size_t errlen) {
+    char *lerr = NULL;
+    m->db = leveldb_open(m->opts, m->dir, &lerr);
+    if (lerr) {
+        snprintf(err, errlen, "leveldb open %s: %s", m->dir, lerr);
+        leveldb_free(lerr);
+        m->db = NULL;
         return -1;
     }
     int64_t legacy_done = -1;
     if (meta_read_v(m->db, m->ro, &m->meta, &legacy_done) != MVCC_OK) {
-        snprintf(err, errlen, "mvcc: bad or unreadable metadata in %s", dir);
-        mvcc_close(m);
+        snprintf(err, errlen, "mvcc: bad or unreadable metadata in %s", m->dir);
         return -1;
     }
-    /* A compaction interrupted by a crash resumes on the compactor thread. */
-    if (start_compactor(m, legacy_done, err, errlen) != 0) {
-        mvcc_close(m);
-        return -1;
-    }
+    if (start_compactor(m, legacy_done, err, errlen) != 0) return -1;
+    atomic_store(&m->size_cache_ms, 0);
     publish_meta(m);
-    *out = m;
     return 0;
+}
+
+/* Stops the compactor and closes the LevelDB (a swap or mvcc_close). */
+static void db_close(mvcc_t *m) {
+    mvcc_compactor_close(m->compactor); /* before the database it writes */
+    m->compactor = NULL;
+    if (m->db) leveldb_close(m->db);
+    m->db = NULL;
 }
 
 static void group_reset(mvcc_t *m);
 
 void mvcc_close(mvcc_t *m) {
     if (!m) return;
-    mvcc_compactor_close(m->compactor); /* before the database it writes */
+    db_close(m);
     group_reset(m);
     kv_arena_free(&m->grp.arena);
     free(m->grp.ov.events);
     free(m->grp.ov.idx);
     free(m->grp.revs);
-    if (m->db) leveldb_close(m->db);
     if (m->ro) leveldb_readoptions_destroy(m->ro);
     if (m->wo) leveldb_writeoptions_destroy(m->wo);
     if (m->wo_sync) leveldb_writeoptions_destroy(m->wo_sync);
     if (m->opts) leveldb_options_destroy(m->opts);
     if (m->cache) leveldb_cache_destroy(m->cache);
+    pthread_mutex_destroy(&m->gate_mu);
+    pthread_cond_destroy(&m->gate_cv);
     free(m->dir);
     free(m);
 }
@@ -365,11 +456,19 @@ void mvcc_set_compact_batch(mvcc_t *m, size_t n) { mvcc_compactor_set_batch(m->c
 void mvcc_set_compact_pause_ms(mvcc_t *m, unsigned ms) { mvcc_compactor_set_pause_ms(m->compactor, ms); }
 void mvcc_compact_hold_after(mvcc_t *m, int64_t n) { mvcc_compactor_hold_after(m->compactor, n); }
 int64_t mvcc_compacted_through(mvcc_t *m) {
-    int64_t d = mvcc_compactor_done(m->compactor);
+    mvcc_gate_enter(m);
+    int64_t d = m->compactor ? mvcc_compactor_done(m->compactor) : -1;
+    mvcc_gate_leave(m);
     return d < 0 ? 0 : d;
 }
 int mvcc_compact_wait(mvcc_t *m, int64_t rev) { return mvcc_compactor_wait(m->compactor, rev); }
-int mvcc_failed(mvcc_t *m) { return m->compactor && mvcc_compactor_failed(m->compactor); }
+int mvcc_failed(mvcc_t *m) {
+    if (atomic_load(&m->swap_failed)) return 1;
+    mvcc_gate_enter(m);
+    int failed = m->compactor && mvcc_compactor_failed(m->compactor);
+    mvcc_gate_leave(m);
+    return failed;
+}
 void mvcc_compact_stats(mvcc_t *m, mvcc_compact_stats_t *out) { mvcc_compactor_stats(m->compactor, out); }
 
 static uint64_t monotonic_ms(void) {
@@ -457,7 +556,9 @@ int mvcc_txn_raw_delete(mvcc_txn_t *t, const uint8_t *key, size_t key_len) {
 int mvcc_raw_get(mvcc_t *m, const uint8_t *key, size_t key_len, uint8_t **val, size_t *val_len) {
     size_t n = 0;
     char *v = NULL;
-    int rc = db_get(m, m->ro, key, key_len, &v, &n);
+    mvcc_gate_enter(m);
+    int rc = m->db ? db_get(m, m->ro, key, key_len, &v, &n) : MVCC_ERR_IO;
+    mvcc_gate_leave(m);
     if (rc != MVCC_OK) return rc;
     *val = malloc(n ? n : 1);
     if (!*val) {
@@ -470,7 +571,16 @@ int mvcc_raw_get(mvcc_t *m, const uint8_t *key, size_t key_len, uint8_t **val, s
     return MVCC_OK;
 }
 
+static int raw_scan(mvcc_t *m, const uint8_t *prefix, size_t prefix_len, mvcc_raw_fn fn, void *arg);
+
 int mvcc_raw_scan(mvcc_t *m, const uint8_t *prefix, size_t prefix_len, mvcc_raw_fn fn, void *arg) {
+    mvcc_gate_enter(m);
+    int rc = m->db ? raw_scan(m, prefix, prefix_len, fn, arg) : MVCC_ERR_IO;
+    mvcc_gate_leave(m);
+    return rc;
+}
+
+static int raw_scan(mvcc_t *m, const uint8_t *prefix, size_t prefix_len, mvcc_raw_fn fn, void *arg) {
     leveldb_iterator_t *it = db_iter(m, m->ro);
     if (!it) return MVCC_ERR_IO;
     for (leveldb_iter_seek(it, (const char *)prefix, prefix_len); leveldb_iter_valid(it);
@@ -491,6 +601,12 @@ int mvcc_txn_begin_read(mvcc_t *m, kv_arena_t *arena, mvcc_txn_t **out) {
     if (!t) return MVCC_ERR_IO;
     t->m = m;
     t->arena = arena;
+    mvcc_gate_enter(m);
+    t->gated = 1;
+    if (!m->db) {
+        mvcc_txn_end(t);
+        return MVCC_ERR_IO;
+    }
     t->snap = leveldb_create_snapshot(m->db);
     t->ro = leveldb_readoptions_create();
     leveldb_readoptions_set_verify_checksums(t->ro, 1);
@@ -519,6 +635,7 @@ void mvcc_txn_end(mvcc_txn_t *t) {
     if (t->ro) leveldb_readoptions_destroy(t->ro);
     if (t->snap) leveldb_release_snapshot(t->m->db, t->snap);
     if (t->wb) leveldb_writebatch_destroy(t->wb);
+    if (t->gated) mvcc_gate_leave(t->m);
     free(t->ov.events);
     free(t->ov.idx);
     free(t);
@@ -1151,4 +1268,34 @@ int mvcc_compact(mvcc_t *m, int64_t rev, uint64_t index) {
     publish_meta(m);
     mvcc_compactor_wake(m->compactor, rev);
     return MVCC_OK;
+}
+
+/* ---- snapshot install: replacing the whole database (mvcc_swap.h) ---- */
+
+int mvcc_swap_store(mvcc_t *m, mvcc_swap_fn swap, void *arg, char *err, size_t errlen) {
+    group_reset(m); /* entries of an unwritten group are older than the snapshot */
+    pthread_mutex_lock(&m->gate_mu);
+    m->swapping = 1;
+    while (m->users > 0) pthread_cond_wait(&m->gate_cv, &m->gate_mu);
+    for (mvcc_user_t *u = m->exports; u; u = u->next) u->invalidate(u);
+    pthread_mutex_unlock(&m->gate_mu);
+
+    db_close(m);
+    int rc = swap(arg, m->dir, err, errlen);
+    int orc = -1;
+    if (rc != MVCC_SWAP_CRASHED) {
+        char oerr[256] = "";
+        orc = db_open(m, oerr, sizeof oerr);
+        if (orc != 0) snprintf(err, errlen, "mvcc: cannot reopen the store after a snapshot: %s", oerr);
+    }
+    if (orc != 0) {
+        db_close(m);
+        atomic_store(&m->swap_failed, 1); /* nothing can read the store: fail-stop */
+    }
+    pthread_mutex_lock(&m->gate_mu);
+    m->swapping = 0;
+    pthread_cond_broadcast(&m->gate_cv);
+    pthread_mutex_unlock(&m->gate_mu);
+    if (orc != 0) return MVCC_ERR_IO;
+    return rc == 0 ? MVCC_OK : MVCC_ERR_IO;
 }
