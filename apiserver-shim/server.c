@@ -437,7 +437,10 @@ int server_run(const server_config_t *cfg) {
         log_error("%s", err);
         goto out;
     }
-    server_add_reload_hook(&s, server_membership_reload);
+    if (server_add_reload_hook(&s, server_membership_reload) != 0) {
+        log_error("cannot register the member table's reload hook");
+        goto out;
+    }
     uint64_t voters[SERVER_MAX_MEMBERS];
     size_t n_voters = server_voter_ids(&s, voters, SERVER_MAX_MEMBERS);
     size_t n_members = 0;

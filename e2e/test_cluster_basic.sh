@@ -8,8 +8,8 @@
 #   - endpoint status: exactly one leader, the same raft index everywhere;
 #   - the membership errors (duplicate peer URL, unknown id, promoting a
 #     voter, a bad URL, a second learner) and their texts;
-#   - kill -9 of the leader: a new leader, writes through both survivors,
-#     the killed member restarted catches up;
+#   - kill -9 of the leader: a new leader, writes through both survivors
+#     (600 of them: kshimd's restarted member catches up from a snapshot);
 #   - a learner: member add --learner, started with
 #     --initial-cluster-state existing, catches up, refuses a write ("rpc not
 #     supported for learner"), promoted, removed (and then exits);
@@ -116,10 +116,18 @@ scenario() {
     q "${others[1]}" put /k2 w2
     q "${others[1]}" get /k --print-value-only
     q "${others[0]}" get /k2 --print-value-only
+    # 600 more entries while it is down: kshimd's leader compacts its log
+    # past them, so the restarted member catches up from a snapshot
+    "$PY" -c "
+import etcd3
+c = etcd3.client(host='127.0.0.1', port=${others[0]})
+for i in range(600): c.put('/s/%04d' % i, 'v%d' % i)
+"
     start_member "$kind" $n
     wait_ready "${PID[$n]}" "$lead" 30 || return 1
-    wait_for "the restarted member to catch up" 20 value_is "$lead" /k2 w2
-    echo "restarted member: $(q "$lead" get /k --print-value-only) $(q "$lead" get /k2 --print-value-only)"
+    wait_for "the restarted member to catch up" 30 value_is "$lead" /s/0599 v599
+    echo "restarted member: $(q "$lead" get /k --print-value-only) $(q "$lead" get /k2 --print-value-only)" \
+        "$(q "$lead" get /s/ --prefix --keys-only --consistency=s | grep -c /s/)"
     wait_for "one raft index" 10 same_index "$ALL"
 
     sleep 6 # HealthInterval: etcd checks the connections for a learner too
@@ -167,7 +175,9 @@ scenario kshimd >"$E2E_TMP/kshimd.out" 2>"$E2E_TMP/kshimd.err" || { cat "$E2E_TM
 cat "$E2E_TMP/kshimd.out"
 diff_files cluster_basic "$E2E_TMP/etcd.out" "$E2E_TMP/kshimd.out"
 grep -q '^## same raft index on all: ok' "$E2E_TMP/kshimd.out" && pass "same raft index" || fail "same raft index"
-grep -q '^restarted member: v2 w2' "$E2E_TMP/kshimd.out" && pass "restarted member caught up" ||
+grep -q '^restarted member: v2 w2 600' "$E2E_TMP/kshimd.out" && pass "restarted member caught up" ||
     fail "restarted member caught up"
+grep -q 'installed the snapshot' "$E2E_TMP"/kshimd-m*.log && pass "caught up from a snapshot" ||
+    fail "caught up from a snapshot"
 grep -q '^removed member exited' "$E2E_TMP/kshimd.out" && pass "removed member exited" || fail "removed member exited"
 finish

@@ -188,6 +188,19 @@ static void test_replay_skipped(void **state) {
     free(buf);
 }
 
+/* A snapshot from member 2 carries its 'N' record: we write ours back. */
+static void test_set_self(void **state) {
+    tfx_t *f = *state;
+    bootstrap3(f);
+    assert_int_equal(member_table_set_self(f->t, 3), MEMBER_TABLE_OK);
+    reopen(f);
+    assert_int_equal(member_table_self_id(f->t), 3);
+    assert_int_equal(member_table_cluster_id(f->t), 0xc1);
+    Kshim__MemberList *l = member_table_list(f->t);
+    assert_int_equal(l->n_members, 3);
+    kshim__member_list__free_unpacked(l, NULL);
+}
+
 /* ---- --initial-cluster ---- */
 
 static void test_initial_cluster_ids(void **state) {
@@ -278,6 +291,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_checks, setup, teardown),
         cmocka_unit_test_setup_teardown(test_apply_in_group, setup, teardown),
         cmocka_unit_test_setup_teardown(test_replay_skipped, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_set_self, setup, teardown),
         cmocka_unit_test(test_initial_cluster_ids),
         cmocka_unit_test(test_initial_cluster_checks),
     };

@@ -280,6 +280,8 @@ int server_members_pack(server_t *s, uint8_t **out, size_t *out_len) {
 
 int server_membership_reload(server_t *s) {
     if (member_table_reload(s->members) != MEMBER_TABLE_OK) return -1;
+    /* the snapshot's meta record names the member that sent it */
+    if (member_table_set_self(s->members, s->member_id) != MEMBER_TABLE_OK) return -1;
     server_membership_add_peers(s);
     return 0;
 }

@@ -210,6 +210,12 @@ int member_table_bootstrap(member_table_t *t, uint64_t cluster_id, uint64_t self
     return write_rows(t, mvcc_applied_index(t->m), members, n, meta);
 }
 
+int member_table_set_self(member_table_t *t, uint64_t self_id) {
+    if (member_table_self_id(t) == self_id) return MEMBER_TABLE_OK;
+    uint64_t meta[2] = {member_table_cluster_id(t), self_id};
+    return write_rows(t, mvcc_applied_index(t->m), NULL, 0, meta);
+}
+
 /* A no-op entry (refused change): only the applied index moves. */
 static int skip_entry(member_table_t *t, uint64_t index, int err) {
     return mvcc_set_applied(t->m, index) == MVCC_OK ? err : MEMBER_TABLE_E_IO;

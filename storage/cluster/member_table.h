@@ -54,6 +54,11 @@ uint64_t member_table_self_id(member_table_t *t);
 int member_table_bootstrap(member_table_t *t, uint64_t cluster_id, uint64_t self_id,
                            const Kshim__Member *const *members, size_t n);
 
+/* After a snapshot from another member replaced the store (its 'N' record
+ * names the sender): records our own id again (one synced write at the
+ * applied index). */
+int member_table_set_self(member_table_t *t, uint64_t self_id);
+
 /* Any thread: a copy of the table (removed members included, flagged);
  * free with kshim__member_list__free_unpacked. NULL: out of memory. */
 Kshim__MemberList *member_table_list(member_table_t *t);
