@@ -76,7 +76,7 @@ static char *U1[] = {"http://10.0.0.1:2380"}, *U2[] = {"http://10.0.0.2:2380", "
 static void bootstrap3(tfx_t *f) {
     Kshim__Member a = member(1, U1, 1, 0), b = member(2, U2, 2, 0), c = member(3, U3, 1, 0);
     const Kshim__Member *rows[] = {&c, &a, &b};
-    assert_int_equal(member_table_bootstrap(f->t, 0xc1, 2, rows, 3), MEMBER_TABLE_OK);
+    assert_int_equal(member_table_bootstrap(f->t, 0xc1, 2, 0, rows, 3), MEMBER_TABLE_OK);
 }
 
 static void test_bootstrap_persists(void **state) {
@@ -196,6 +196,7 @@ static void test_set_self(void **state) {
     reopen(f);
     assert_int_equal(member_table_self_id(f->t), 3);
     assert_int_equal(member_table_cluster_id(f->t), 0xc1);
+    assert_false(member_table_joined(f->t));
     Kshim__MemberList *l = member_table_list(f->t);
     assert_int_equal(l->n_members, 3);
     kshim__member_list__free_unpacked(l, NULL);

@@ -106,7 +106,7 @@ static int bootstrap_new(server_t *s, const server_initial_cluster_t *ic, char *
     }
     s->member_id = server_initial_cluster_find(ic, s->cfg->name)->id;
     s->cluster_id = server_cluster_id(ids, ic->n);
-    if (member_table_bootstrap(s->members, s->cluster_id, s->member_id, ptrs, ic->n) != MEMBER_TABLE_OK) {
+    if (member_table_bootstrap(s->members, s->cluster_id, s->member_id, 0, ptrs, ic->n) != MEMBER_TABLE_OK) {
         snprintf(err, errlen, "cannot write the member table to the store");
         return -1;
     }
@@ -170,7 +170,7 @@ static int bootstrap_join(server_t *s, const server_initial_cluster_t *ic, char 
     int rc = match_fetched(s, ic, list, err, errlen);
     if (rc == 0) {
         s->cluster_id = cid ? cid : list->cluster_id;
-        if (member_table_bootstrap(s->members, s->cluster_id, s->member_id,
+        if (member_table_bootstrap(s->members, s->cluster_id, s->member_id, 1,
                                    (const Kshim__Member *const *)list->members,
                                    list->n_members) != MEMBER_TABLE_OK) {
             snprintf(err, errlen, "cannot write the member table to the store");
@@ -191,7 +191,7 @@ static int bootstrap_legacy(server_t *s, char *err, size_t errlen) {
     me.peer_urls = (char **)s->peer_urls;
     me.n_peer_urls = s->n_peer_urls;
     const Kshim__Member *ptrs[1] = {&me};
-    if (member_table_bootstrap(s->members, s->cluster_id, s->member_id, ptrs, 1) != MEMBER_TABLE_OK) {
+    if (member_table_bootstrap(s->members, s->cluster_id, s->member_id, 0, ptrs, 1) != MEMBER_TABLE_OK) {
         snprintf(err, errlen, "cannot write the member table to the store");
         return -1;
     }
@@ -206,10 +206,18 @@ int server_membership_init(server_t *s, char *err, size_t errlen) {
         snprintf(err, errlen, "cannot read the member table from the store");
         return -1;
     }
+    char wal[4096];
+    if (cfg->wal_dir && *cfg->wal_dir)
+        snprintf(wal, sizeof wal, "%s", cfg->wal_dir);
+    else
+        snprintf(wal, sizeof wal, "%s/member/wal", cfg->data_dir);
     if (member_table_exists(s->members)) {
-        /* A restart: the table decides, the --initial-* flags are ignored. */
+        /* A restart: the table decides, the --initial-* flags are ignored.
+         * A member that joined and stopped before its log started must not
+         * bootstrap a log of its own: it joins again. */
         s->member_id = member_table_self_id(s->members);
         s->cluster_id = member_table_cluster_id(s->members);
+        s->join = member_table_joined(s->members) && mvcc_applied_index(s->mvcc) == 0;
         Kshim__Member *me = member_table_get(s->members, s->member_id);
         int removed = me && me->removed;
         if (me) kshim__member__free_unpacked(me, NULL);
@@ -219,11 +227,6 @@ int server_membership_init(server_t *s, char *err, size_t errlen) {
         }
         return 0;
     }
-    char wal[4096];
-    if (cfg->wal_dir && *cfg->wal_dir)
-        snprintf(wal, sizeof wal, "%s", cfg->wal_dir);
-    else
-        snprintf(wal, sizeof wal, "%s/member/wal", cfg->data_dir);
     if (dir_has_files(wal)) return bootstrap_legacy(s, err, errlen);
 
     int joining = cfg->initial_cluster_state && strcmp(cfg->initial_cluster_state, "existing") == 0;

@@ -19,7 +19,7 @@ struct member_table {
     mvcc_t *m;
     pthread_mutex_t mu;
     int exists;
-    uint64_t cluster_id, self_id;
+    uint64_t cluster_id, self_id, flags;
     Kshim__Member **rows; /* unpacked, owned, in id order */
     size_t n, cap;
 };
@@ -72,13 +72,14 @@ typedef struct load_ctx {
 static int load_one(void *arg, const uint8_t *key, size_t key_len, const uint8_t *val, size_t val_len) {
     load_ctx_t *lc = arg;
     if (key_len == 1) {
-        if (val_len != 16) {
+        if (val_len != 24) {
             lc->rc = MEMBER_TABLE_E_CORRUPT;
             return 1;
         }
         lc->t->exists = 1;
         lc->t->cluster_id = get_be64(val);
         lc->t->self_id = get_be64(val + 8);
+        lc->t->flags = get_be64(val + 16);
         return 0;
     }
     Kshim__Member *row = key_len == 9 ? kshim__member__unpack(NULL, val_len, val) : NULL;
@@ -141,6 +142,13 @@ uint64_t member_table_cluster_id(member_table_t *t) {
     return v;
 }
 
+int member_table_joined(member_table_t *t) {
+    pthread_mutex_lock(&t->mu);
+    int j = (int)(t->flags & 1);
+    pthread_mutex_unlock(&t->mu);
+    return j;
+}
+
 uint64_t member_table_self_id(member_table_t *t) {
     pthread_mutex_lock(&t->mu);
     uint64_t v = t->self_id;
@@ -181,9 +189,10 @@ static int write_rows(member_table_t *t, uint64_t index, const Kshim__Member *co
         free(buf);
     }
     if (rc == MEMBER_TABLE_OK && meta) {
-        uint8_t key = MEMBER_SPACE, val[16];
+        uint8_t key = MEMBER_SPACE, val[24];
         put_be64(val, meta[0]);
         put_be64(val + 8, meta[1]);
+        put_be64(val + 16, meta[2]);
         if (mvcc_txn_raw_put(txn, &key, 1, val, sizeof val) != MVCC_OK) rc = MEMBER_TABLE_E_IO;
     }
     if (rc == MEMBER_TABLE_OK && mvcc_txn_commit(txn, index) != MVCC_OK) rc = MEMBER_TABLE_E_IO;
@@ -198,21 +207,24 @@ static int write_rows(member_table_t *t, uint64_t index, const Kshim__Member *co
         t->exists = 1;
         t->cluster_id = meta[0];
         t->self_id = meta[1];
+        t->flags = meta[2];
     }
     pthread_mutex_unlock(&t->mu);
     free(fresh);
     return rc;
 }
 
-int member_table_bootstrap(member_table_t *t, uint64_t cluster_id, uint64_t self_id,
+int member_table_bootstrap(member_table_t *t, uint64_t cluster_id, uint64_t self_id, int joined,
                            const Kshim__Member *const *members, size_t n) {
-    uint64_t meta[2] = {cluster_id, self_id};
+    uint64_t meta[3] = {cluster_id, self_id, joined ? 1u : 0u};
     return write_rows(t, mvcc_applied_index(t->m), members, n, meta);
 }
 
 int member_table_set_self(member_table_t *t, uint64_t self_id) {
     if (member_table_self_id(t) == self_id) return MEMBER_TABLE_OK;
-    uint64_t meta[2] = {member_table_cluster_id(t), self_id};
+    pthread_mutex_lock(&t->mu);
+    uint64_t meta[3] = {t->cluster_id, self_id, t->flags};
+    pthread_mutex_unlock(&t->mu);
     return write_rows(t, mvcc_applied_index(t->m), NULL, 0, meta);
 }
 

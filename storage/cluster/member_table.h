@@ -1,7 +1,8 @@
 /*
  * member_table.h: the cluster's member table (etcd's membership.RaftCluster
  * store), a replicated side table of the MVCC LevelDB (member_table.c):
- *   'N'           -> cluster id (8B BE) | this member's id (8B BE)
+ *   'N'           -> cluster id (8B BE) | this member's id (8B BE) | flags
+ *                    (8B BE, bit 0: joined an existing cluster)
  *   'N' | id (8B) -> packed kshim.Member (name, peer/client URLs, learner,
  *                    removed)
  * Every change is written in the apply write group with the applied index
@@ -47,11 +48,13 @@ int member_table_reload(member_table_t *t);
 int member_table_exists(member_table_t *t);
 uint64_t member_table_cluster_id(member_table_t *t);
 uint64_t member_table_self_id(member_table_t *t);
+/* This member joined an existing cluster (member_table_bootstrap's joined). */
+int member_table_joined(member_table_t *t);
 
 /* First start: writes the cluster id, our id and the members (a new
- * cluster's --initial-cluster, or the list fetched when joining) in one
- * synced write at the store's applied index. */
-int member_table_bootstrap(member_table_t *t, uint64_t cluster_id, uint64_t self_id,
+ * cluster's --initial-cluster, or the list fetched when joining: joined)
+ * in one synced write at the store's applied index. */
+int member_table_bootstrap(member_table_t *t, uint64_t cluster_id, uint64_t self_id, int joined,
                            const Kshim__Member *const *members, size_t n);
 
 /* After a snapshot from another member replaced the store (its 'N' record
