@@ -6,6 +6,7 @@
 #   - member list: 3 started members with names and client URLs;
 #   - put via member 1, get (linearizable and --consistency=s) via 2 and 3;
 #   - endpoint status: exactly one leader, the same raft index everywhere;
+#   - move-leader to another voter: that voter leads after it;
 #   - the membership errors (duplicate peer URL, unknown id, promoting a
 #     voter, a bad URL, a second learner) and their texts;
 #   - kill -9 of the leader: a new leader, writes through both survivors
@@ -93,6 +94,13 @@ scenario() {
     wait_for "one raft index" 10 same_index "$ALL"
     echo "## same raft index on all: ok"
 
+    echo "## move-leader"
+    lead=$(leaders "$ALL")
+    local target
+    target=$(q "$lead" member list | awk -F', ' -v me="http://127.0.0.1:$lead" '$5 != me { print $1; exit }')
+    q "$lead" move-leader "$target" | sed -E 's/from [0-9a-f]+ to [0-9a-f]+/from LEADER to TARGET/'
+    echo "leader is the target: $(q "$lead" endpoint status -w fields | awk -F' : ' '/"Leader"/ { print $2 }' |
+        xargs printf '%x\n' | grep -qx "$target" && echo yes)"
     # etcd refuses changes until every peer was connected for 5 s (HealthInterval).
     sleep 6
     echo "## errors"
@@ -179,5 +187,6 @@ grep -q '^restarted member: v2 w2 600' "$E2E_TMP/kshimd.out" && pass "restarted 
     fail "restarted member caught up"
 grep -q 'installed the snapshot' "$E2E_TMP"/kshimd-m*.log && pass "caught up from a snapshot" ||
     fail "caught up from a snapshot"
+grep -q '^leader is the target: yes' "$E2E_TMP/kshimd.out" && pass "move-leader" || fail "move-leader"
 grep -q '^removed member exited' "$E2E_TMP/kshimd.out" && pass "removed member exited" || fail "removed member exited"
 finish
