@@ -213,11 +213,11 @@ int server_membership_init(server_t *s, char *err, size_t errlen) {
         snprintf(wal, sizeof wal, "%s/member/wal", cfg->data_dir);
     if (member_table_exists(s->members)) {
         /* A restart: the table decides, the --initial-* flags are ignored.
-         * A member that joined and stopped before its log started must not
-         * bootstrap a log of its own: it joins again. */
+         * A member that joined restarts with join = 1 (node.h): it never
+         * bootstraps a log of its own, its WAL holds what it learned. */
         s->member_id = member_table_self_id(s->members);
         s->cluster_id = member_table_cluster_id(s->members);
-        s->join = member_table_joined(s->members) && mvcc_applied_index(s->mvcc) == 0;
+        s->join = member_table_joined(s->members);
         Kshim__Member *me = member_table_get(s->members, s->member_id);
         int removed = me && me->removed;
         if (me) kshim__member__free_unpacked(me, NULL);
