@@ -656,6 +656,7 @@ static int node_recover(raft_node_t *n, char *err, size_t errlen) {
         .applied = start_applied(n, &rec),
         .pre_vote = n->cfg.pre_vote,
         .check_quorum = n->cfg.check_quorum,
+        .max_msg_bytes = NODE_MAX_MSG_BYTES,
     };
     base_membership(n, &rec, &rc);
     n->wal_snap_index = rec.has_snapshot ? rec.snapshot.index : 0;

@@ -162,7 +162,11 @@ int raft_node_start(const raft_node_config_t *cfg, raft_node_t **out, char *err,
 /* Thread-safe, never blocks on the log or the state machine. Copies data;
  * the entry is appended, synced and, once committed, passed to apply. Returns
  * RAFT_NODE_OK or an error above: RAFT_NODE_ERR_BUSY when max_inflight entries
- * are already proposed and not applied (try again later). */
+ * are already proposed and not applied (try again later). On a follower
+ * (with cfg.forward and cfg.dropped) RAFT_NODE_OK means queued: forwarded
+ * to the leader, or handed to cfg.dropped later. An entry that reached the
+ * log and is overwritten by a new leader is not reported (as with etcd, the
+ * owner's request timeout answers it). */
 int raft_node_propose(raft_node_t *node, const void *data, size_t len);
 
 /* ---- Peers. All thread-safe. None blocks, except that the three admin

@@ -96,7 +96,8 @@ typedef struct fwd_batch {
 #define NODE_INBOUND_MSGS 4096    /* peer messages queued for the raft thread */
 #define NODE_INBOUND_BYTES (64u << 20)
 #define NODE_FWD_BATCHES 64
-#define NODE_META_HISTORY 8 /* recent compaction points the WAL may be released to */
+#define NODE_META_HISTORY 8           /* recent compaction points the WAL may be released to */
+#define NODE_MAX_MSG_BYTES (1u << 20) /* entry data per App (etcd's MaxSizePerMsg); at least one entry */
 
 struct raft_node {
     raft_node_config_t cfg;

@@ -10,12 +10,14 @@
  * restarts from its WAL and catches up; a partitioned follower catches up
  * once healed; ReadIndex on the leader and on a slow follower completes
  * only once the write before it is applied there; a member joins with no
- * configuration as a learner, is promoted, takes the leadership by
+ * configuration as a learner, is promoted, restarts, takes the leadership by
  * transfer, and another member is removed; a member behind the leader's
  * compacted log gets a snapshot (install_snapshot), and restarts from a WAL
  * that starts at that snapshot; an install that fails stops the node, and
  * restarted it installs the snapshot first; proposals and reads without a leader come
- * back through cfg.dropped / read_ready(0). Waits poll for conditions with
+ * back through cfg.dropped / read_ready(0), and so does a proposal the core
+ * refuses (during a leader transfer); a follower's forwarded proposals
+ * count against its in-flight bound. Waits poll for conditions with
  * generous bounds; nothing asserts on timing.
  */
 #include <setjmp.h>
@@ -43,7 +45,7 @@ typedef struct sm {
     size_t n;
     uint64_t idx[MAX_ENTS];
     char *data[MAX_ENTS]; /* applied non-empty normal entries, in order */
-    size_t n_conf;        /* CONF_CHANGE entries applied */
+    uint64_t n_conf;      /* CONF_CHANGE entries applied */
     int errors;           /* out-of-order apply, bad install */
     unsigned slow_ms;     /* apply sleeps this long per call (a slow follower) */
     /* a snapshot streamed by the leader, waiting for install_snapshot */
@@ -52,11 +54,11 @@ typedef struct sm {
     size_t st_n;
     uint64_t st_idx[MAX_ENTS];
     char *st_data[MAX_ENTS];
-    size_t installs;
-    size_t install_calls;
+    uint64_t installs;
+    uint64_t install_calls;
     int fail_install; /* the next install_snapshot fails (a crash in the middle) */
     /* outcomes */
-    size_t dropped, dropped_not_leader, dropped_stopped;
+    uint64_t dropped, dropped_not_leader, dropped_stopped, dropped_busy;
     int read_done[MAX_READS];      /* 0 waiting, 1 ok, -1 failed */
     uint64_t read_seen[MAX_READS]; /* applied index when read_ready(ok) came */
 } sm_t;
@@ -74,6 +76,21 @@ static void sm_free(sm_t *s) {
     pthread_mutex_destroy(&s->mu);
 }
 
+/* A field of the state machine, read under its lock (the node's threads write it). */
+static uint64_t sm_read(sm_t *s, const uint64_t *field) {
+    pthread_mutex_lock(&s->mu);
+    uint64_t v = *field;
+    pthread_mutex_unlock(&s->mu);
+    return v;
+}
+#define SM(c, id, field) sm_read(&(c)->sm[id], &(c)->sm[id].field)
+
+static void sm_set_slow(sm_t *s, unsigned ms) {
+    pthread_mutex_lock(&s->mu);
+    s->slow_ms = ms;
+    pthread_mutex_unlock(&s->mu);
+}
+
 /* ---------------------------------------------------------------- cluster */
 
 typedef struct cluster cluster_t;
@@ -86,8 +103,9 @@ typedef struct member {
 struct cluster {
     pthread_mutex_t mu; /* guards node[] and cut[][] (the transport) */
     raft_node_t *node[MAXN + 1];
-    int cut[MAXN + 1][MAXN + 1]; /* from -> to: everything lost */
-    size_t fwd_lost;             /* forwarded proposals the leader did not take */
+    int cut[MAXN + 1][MAXN + 1];   /* from -> to: everything lost */
+    size_t fwd_lost;               /* forwarded proposals the leader did not take */
+    size_t max_inflight[MAXN + 1]; /* per member, 0: the default */
     member_t m[MAXN + 1];
     sm_t sm[MAXN + 1];
     char dir[MAXN + 1][256];
@@ -97,8 +115,11 @@ static void on_apply(void *ctx, const raft_entry_t *ents, size_t n, uint64_t ter
     member_t *mb = ctx;
     sm_t *s = &mb->c->sm[mb->id];
     (void)term;
-    if (s->slow_ms) {
-        struct timespec ts = {0, (long)s->slow_ms * 1000000L};
+    pthread_mutex_lock(&s->mu);
+    unsigned slow = s->slow_ms;
+    pthread_mutex_unlock(&s->mu);
+    if (slow) {
+        struct timespec ts = {0, (long)slow * 1000000L};
         nanosleep(&ts, NULL);
     }
     pthread_mutex_lock(&s->mu);
@@ -157,6 +178,7 @@ static void on_dropped(void *ctx, const void *data, size_t len, int reason) {
     s->dropped++;
     if (reason == RAFT_NODE_ERR_NOT_LEADER) s->dropped_not_leader++;
     if (reason == RAFT_NODE_ERR_STOPPED) s->dropped_stopped++;
+    if (reason == RAFT_NODE_ERR_BUSY) s->dropped_busy++;
     pthread_mutex_unlock(&s->mu);
 }
 
@@ -264,6 +286,7 @@ static void cl_start_node(cluster_t *c, uint64_t id, int join) {
         .ctx = &c->m[id],
         .wal_segment_bytes = 16 * 1024,
         .persist_every = 50,
+        .max_inflight = c->max_inflight[id],
     };
     raft_node_t *n = NULL;
     char err[256] = "";
@@ -364,6 +387,15 @@ static void cl_wait_has(cluster_t *c, uint64_t id, const char *data) {
         if (sm_has(c, id, data)) return;
         sleep_ms(10);
     }
+    for (uint64_t i = 1; i <= MAXN; i++) {
+        raft_node_status_t st = cl_status(c, i);
+        if (!st.id) continue;
+        fprintf(stderr,
+                "member %llu: leader %llu term %llu role %d commit %llu applied %llu last %llu log %llu\n",
+                (unsigned long long)i, (unsigned long long)st.leader, (unsigned long long)st.term, st.role,
+                (unsigned long long)st.commit_index, (unsigned long long)st.applied_index,
+                (unsigned long long)st.last_index, (unsigned long long)st.log_entries);
+    }
     fail_msg("member %llu never applied %s", (unsigned long long)id, data);
 }
 
@@ -430,14 +462,14 @@ static void test_replicate_forwarded(void **state) {
         char buf[32];
         snprintf(buf, sizeof buf, "m%llu-39", (unsigned long long)i);
         assert_true(sm_has(c, 1, buf));
-        assert_int_equal(c->sm[i].dropped, 0);
+        assert_int_equal(SM(c, i, dropped), 0);
         raft_node_status_t st = cl_status(c, i);
         assert_int_not_equal(st.leader, 0); /* (a re-election under load may have moved it) */
         assert_false(st.is_learner);
     }
     assert_int_equal(c->fwd_lost, 0);
     /* the bootstrap membership came through apply as CONF_CHANGE entries */
-    assert_int_equal(c->sm[1].n_conf, 3);
+    assert_int_equal(SM(c, 1, n_conf), 3);
     /* the leader sees its followers' progress */
     raft_peer_progress_t p;
     uint64_t f = lead == 1 ? 2 : 1;
@@ -536,7 +568,7 @@ static void test_read_index(void **state) {
     assert_int_equal(read_wait(c, lead, 1), 1);
     /* a slow follower: the write commits on the leader long before the
      * follower applies it, the follower's read must wait for it */
-    c->sm[f].slow_ms = 300;
+    sm_set_slow(&c->sm[f], 300);
     for (int round = 0; round < 3; round++) {
         char buf[32];
         snprintf(buf, sizeof buf, "w%d", round);
@@ -546,10 +578,10 @@ static void test_read_index(void **state) {
         uint64_t rctx = 2 + (uint64_t)round;
         assert_int_equal(raft_node_read_index(c->node[f], rctx), RAFT_NODE_OK);
         assert_int_equal(read_wait(c, f, rctx), 1);
-        assert_true(c->sm[f].read_seen[rctx] >= widx);
+        assert_true(SM(c, f, read_seen[rctx]) >= widx);
         assert_true(sm_has(c, f, buf));
     }
-    c->sm[f].slow_ms = 0;
+    sm_set_slow(&c->sm[f], 0);
     /* many reads at once, on every member */
     for (uint64_t r = 10; r < 40; r++)
         for (uint64_t i = 1; i <= 3; i++) assert_int_equal(raft_node_read_index(c->node[i], r), RAFT_NODE_OK);
@@ -576,14 +608,11 @@ static void test_no_leader(void **state) {
     for (int k = 0; k < 5; k++) cl_propose(c, f, "lost");
     assert_int_equal(raft_node_read_index(c->node[f], 7), RAFT_NODE_OK);
     for (int t = 0; t < WAIT_MS / 10; t++) {
-        pthread_mutex_lock(&c->sm[f].mu);
-        size_t d = c->sm[f].dropped;
-        pthread_mutex_unlock(&c->sm[f].mu);
-        if (d >= 5) break;
+        if (SM(c, f, dropped) >= 5) break;
         sleep_ms(10);
     }
-    assert_int_equal(c->sm[f].dropped, 5);
-    assert_int_equal(c->sm[f].dropped_not_leader, 5);
+    assert_int_equal(SM(c, f, dropped), 5);
+    assert_int_equal(SM(c, f, dropped_not_leader), 5);
     assert_int_equal(read_wait(c, f, 7), -1);
     raft_node_status_t st = cl_status(c, f);
     assert_int_equal(st.inflight, 0);
@@ -591,13 +620,81 @@ static void test_no_leader(void **state) {
     /* the bound holds while nothing can leave */
     cl_propose(c, f, "queued");
     cl_stop_node(c, f);
-    assert_int_equal(c->sm[f].dropped, 6); /* at the stop at the latest */
+    assert_int_equal(SM(c, f, dropped), 6); /* at the stop at the latest */
     assert_false(sm_has(c, f, "lost"));
     cl_destroy(c);
     free(c);
 }
 
 /* Proposes a membership change on the leader of ids (whichever it is now). */
+/* The in-flight bound holds on a follower too: what it forwarded counts
+ * until it can have been applied here. The leader's messages to it are cut
+ * (so nothing is applied), its forwards still reach the leader. */
+static void test_follower_inflight_bound(void **state) {
+    (void)state;
+    cluster_t *c = calloc(1, sizeof(*c));
+    cl_init(c);
+    for (uint64_t i = 1; i <= 3; i++) c->max_inflight[i] = 8;
+    for (uint64_t i = 1; i <= 3; i++) cl_start_node(c, i, 0);
+    uint64_t lead = cl_wait_leader(c, all3, 3);
+    uint64_t f = lead == 1 ? 2 : 1;
+    cl_converge(c, lead, all3, 3, "b0");
+    pthread_mutex_lock(&c->mu);
+    c->cut[lead][f] = 1;
+    pthread_mutex_unlock(&c->mu);
+    int ok = 0, busy = 0;
+    for (int k = 0; k < 20; k++) {
+        int rc = raft_node_propose(c->node[f], "fwd", 3);
+        ok += rc == RAFT_NODE_OK;
+        busy += rc == RAFT_NODE_ERR_BUSY;
+        sleep_ms(2); /* forwarded meanwhile: out of the queue, still in flight */
+    }
+    assert_true(ok <= 8);
+    assert_int_equal(ok + busy, 20);
+    assert_true(busy >= 12);
+    pthread_mutex_lock(&c->mu);
+    c->cut[lead][f] = 0;
+    pthread_mutex_unlock(&c->mu);
+    cl_converge(c, cl_wait_leader(c, all3, 3), all3, 3, "b1");
+    for (int t = 0; t < WAIT_MS / 10 && cl_status(c, f).inflight; t++) sleep_ms(10);
+    assert_int_equal(cl_status(c, f).inflight, 0);
+    cl_destroy(c);
+    free(c);
+}
+
+/* A proposal the core refuses (here: during a leader transfer to a member
+ * that cannot answer) comes back through cfg.dropped at once. */
+static void test_refused_by_core(void **state) {
+    (void)state;
+    cluster_t *c = calloc(1, sizeof(*c));
+    cl_start3(c);
+    uint64_t lead = cl_wait_leader(c, all3, 3);
+    uint64_t f = lead == 1 ? 2 : 1;
+    cl_converge(c, lead, all3, 3, "t0");
+    cl_isolate(c, f, 1);
+    for (int k = 0; k < 20; k++) cl_propose(c, lead, "f-misses-this"); /* f falls behind */
+    cl_wait_has(c, lead, "f-misses-this");
+    for (int t = 0; t < 100 && !SM(c, lead, dropped_busy); t++) {
+        lead = cl_wait_leader(c, (uint64_t[]){lead}, 1);
+        assert_int_equal(raft_node_transfer_leader(c->node[lead], f), RAFT_NODE_OK);
+        cl_propose(c, lead, "during-transfer"); /* refused while the transfer runs */
+        sleep_ms(50);
+    }
+    assert_true(SM(c, lead, dropped_busy) >= 1);
+    assert_int_equal(SM(c, lead, dropped), SM(c, lead, dropped_busy));
+    assert_false(sm_has(c, lead, "during-transfer"));
+    cl_isolate(c, f, 0);
+    /* once the transfer is done or abandoned (an election timeout), writes go on */
+    for (int t = 0; t < WAIT_MS / 100 && !sm_has(c, f, "t1"); t++) {
+        cl_propose(c, cl_wait_leader(c, all3, 3), "t1");
+        sleep_ms(100);
+    }
+    cl_converge(c, cl_wait_leader(c, all3, 3), all3, 3, "t2");
+    assert_true(sm_has(c, f, "f-misses-this"));
+    cl_destroy(c);
+    free(c);
+}
+
 static void cl_conf_change(cluster_t *c, const uint64_t *ids, size_t n, uint8_t op, uint64_t id) {
     for (int t = 0; t < WAIT_MS / 10; t++) {
         uint64_t lead = cl_wait_leader(c, ids, n);
@@ -633,7 +730,7 @@ static void test_join_promote_remove(void **state) {
     st = cl_status(c, 4);
     assert_true(st.is_learner);
     assert_int_not_equal(st.leader, 0);
-    assert_int_equal(c->sm[4].n_conf, 4); /* bootstrap (3) + its own */
+    assert_int_equal(SM(c, 4, n_conf), 4); /* bootstrap (3) + its own */
     /* a learner cannot be handed the leadership */
     lead = cl_wait_leader(c, all3, 3);
     assert_int_equal(raft_node_transfer_leader(c->node[lead], 4), RAFT_NODE_ERR_INVALID);
@@ -641,6 +738,11 @@ static void test_join_promote_remove(void **state) {
     for (int t = 0; t < WAIT_MS / 10 && cl_status(c, 4).is_learner; t++) sleep_ms(10);
     assert_false(cl_status(c, 4).is_learner);
     cl_converge(c, 4, four, 4, "j2"); /* proposed on 4, forwarded */
+    /* the joined member restarts from what its WAL learned */
+    cl_stop_node(c, 4);
+    cl_start_node(c, 4, 1);
+    cl_converge(c, 4, four, 4, "j2-restarted");
+    assert_false(cl_status(c, 4).is_learner);
     /* transfer the leadership to the new voter */
     lead = cl_wait_leader(c, four, 4);
     assert_int_equal(raft_node_transfer_leader(c->node[lead], 4), RAFT_NODE_OK);
@@ -669,7 +771,7 @@ static void test_join_promote_remove(void **state) {
 static uint64_t cl_leave_behind(cluster_t *c, uint64_t f) {
     uint64_t f_last = cl_status(c, f).last_index; /* what its log holds */
     cl_stop_node(c, f);
-    if (c->sm[f].applied > f_last) f_last = c->sm[f].applied;
+    if (SM(c, f, applied) > f_last) f_last = SM(c, f, applied);
     uint64_t others[2], no = 0;
     for (uint64_t i = 1; i <= 3; i++)
         if (i != f) others[no++] = i;
@@ -698,12 +800,14 @@ static void test_snapshot_install_after_crash(void **state) {
     uint64_t f = lead == 3 ? 2 : 3;
     cl_converge(c, lead, all3, 3, "i0");
     lead = cl_leave_behind(c, f);
+    pthread_mutex_lock(&c->sm[f].mu);
     c->sm[f].fail_install = 1;
+    pthread_mutex_unlock(&c->sm[f].mu);
     cl_start_node(c, f, 0);
     for (int t = 0; t < WAIT_MS / 10 && !cl_status(c, f).failed; t++) sleep_ms(10);
     assert_true(cl_status(c, f).failed);
-    assert_int_equal(c->sm[f].install_calls, 1);
-    assert_int_equal(c->sm[f].installs, 0);
+    assert_int_equal(SM(c, f, install_calls), 1);
+    assert_int_equal(SM(c, f, installs), 0);
     pthread_mutex_lock(&c->mu);
     int rc = raft_node_propose(c->node[f], "x", 1);
     pthread_mutex_unlock(&c->mu);
@@ -712,13 +816,13 @@ static void test_snapshot_install_after_crash(void **state) {
     /* cut off, so the snapshot can only come from its own WAL */
     cl_isolate(c, f, 1);
     cl_start_node(c, f, 0); /* applied index below the WAL's base: install first */
-    for (int t = 0; t < WAIT_MS / 10 && !c->sm[f].installs; t++) sleep_ms(10);
-    assert_int_equal(c->sm[f].install_calls, 2);
-    assert_int_equal(c->sm[f].installs, 1);
-    assert_true(c->sm[f].applied >= cl_status(c, f).applied_index);
+    for (int t = 0; t < WAIT_MS / 10 && !SM(c, f, installs); t++) sleep_ms(10);
+    assert_int_equal(SM(c, f, install_calls), 2);
+    assert_int_equal(SM(c, f, installs), 1);
+    assert_true(SM(c, f, applied) >= cl_status(c, f).applied_index);
     cl_isolate(c, f, 0);
     cl_converge(c, lead, all3, 3, "i1");
-    assert_true(c->sm[f].installs >= 1);
+    assert_true(SM(c, f, installs) >= 1);
     assert_false(cl_status(c, f).failed);
     cl_destroy(c);
     free(c);
@@ -736,7 +840,7 @@ static void test_snapshot_catch_up(void **state) {
     cl_converge(c, lead, all3, 3, "s0");
     uint64_t f_applied = cl_status(c, f).last_index; /* what its log holds */
     cl_stop_node(c, f);
-    if (c->sm[f].applied > f_applied) f_applied = c->sm[f].applied;
+    if (SM(c, f, applied) > f_applied) f_applied = SM(c, f, applied);
     uint64_t others[2], no = 0;
     for (uint64_t i = 1; i <= 3; i++)
         if (i != f) others[no++] = i;
@@ -757,11 +861,11 @@ static void test_snapshot_catch_up(void **state) {
     assert_true(st.last_index - st.log_entries > f_applied + 1);
     cl_start_node(c, f, 0);
     cl_converge(c, lead, all3, 3, "s2");
-    assert_true(c->sm[f].installs >= 1);
+    assert_true(SM(c, f, installs) >= 1);
     assert_true(sm_has(c, f, "s-0-padding-padding-padding"));
-    fprintf(stderr, "snapshot: member %llu behind at %llu, leader's log starts after %llu, %zu install(s)\n",
+    fprintf(stderr, "snapshot: member %llu behind at %llu, leader's log starts after %llu, %llu install(s)\n",
             (unsigned long long)f, (unsigned long long)f_applied,
-            (unsigned long long)(st.last_index - st.log_entries), c->sm[f].installs);
+            (unsigned long long)(st.last_index - st.log_entries), (unsigned long long)SM(c, f, installs));
     /* f's WAL now starts at (or after) the snapshot: restart it from there */
     for (int k = 0; k < 400; k++) cl_propose(c, lead, "after-snap");
     cl_converge(c, lead, all3, 3, "s3");
@@ -783,6 +887,8 @@ int main(void) {
         cmocka_unit_test(test_no_leader),
         cmocka_unit_test(test_join_promote_remove),
         cmocka_unit_test(test_snapshot_catch_up),
+        cmocka_unit_test(test_refused_by_core),
+        cmocka_unit_test(test_follower_inflight_bound),
         cmocka_unit_test(test_snapshot_install_after_crash),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
