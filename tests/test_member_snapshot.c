@@ -6,8 +6,9 @@
  * reload hooks run on the loop thread while the apply side waits, and a
  * second stream is refused while one is being received. A broken or
  * corrupt stream stages nothing: the install then fails (fail-stop) and
- * the follower's store is untouched. A stream for an index the store does
- * not cover is not started.
+ * the follower's store is untouched; a copy already staged survives a later
+ * broken or corrupt stream. A stream for an index the store does not cover
+ * is not started.
  */
 #include <pthread.h>
 #include <setjmp.h>
@@ -182,10 +183,24 @@ static void test_broken_streams_stage_nothing(void **state) {
     assert_null(server_snapshot_stream_new(&f->leader, 2, 301));
 }
 
+/* A copy staged (its MsgSnap stepped) stays installable while a newer
+ * stream is received, and after that stream breaks or is corrupt. */
+static void test_staged_copy_survives_later_streams(void **state) {
+    fx_t *f = *state;
+    assert_int_equal(stream_once(f, 250, -1, 1), 0);
+    assert_int_equal(stream_once(f, 250, -1, 0), 0); /* broken */
+    stream_once(f, 250, 3000, 1);                    /* corrupt */
+    raft_snapshot_meta_t meta = {.index = 250, .term = 4, .voters = voters, .n_voters = 3};
+    assert_int_equal(server_install_snapshot(&f->follower, &meta), 0);
+    assert_int_equal(mvcc_applied_index(f->follower.mvcc), 300);
+    assert_int_equal(f->hook_calls, 1);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_stream_install_reload, setup, teardown),
         cmocka_unit_test_setup_teardown(test_broken_streams_stage_nothing, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_staged_copy_survives_later_streams, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -143,7 +143,8 @@ peer_snapshot_sink_t *server_snapshot_begin(void *ctx, const raft_msg_t *m) {
                   (unsigned long long)m->from);
     } else if (keep_msg(st, m) == 0 &&
                mvcc_snapshot_import(s->mvcc, &st->writer, err, sizeof err) == MVCC_OK) {
-        st->staged = 0; /* the import replaces an older staged copy */
+        /* An older staged copy stays installable until this one is complete:
+         * the node may be about to install it. */
         sink = &st->sink;
         log_info("receiving a snapshot at index %llu term %llu from %016llx",
                  (unsigned long long)m->snapshot->index, (unsigned long long)m->snapshot->term,
@@ -174,8 +175,8 @@ void server_snapshot_end(void *ctx, peer_snapshot_sink_t *sink, int ok) {
     st->writer = NULL;
     int staged = 0;
     uint64_t index = 0;
-    if (w && !ok) {
-        mvcc_snap_writer_abort(w);
+    if (w && (!ok || (st->staged && mvcc_snap_writer_index(w) < st->staged_index))) {
+        mvcc_snap_writer_abort(w); /* broken, or older than the copy staged already */
     } else if (w) {
         int rc = mvcc_snap_writer_finish(w, &index);
         if (rc == MVCC_OK && index >= st->meta.index) {
@@ -186,10 +187,15 @@ void server_snapshot_end(void *ctx, peer_snapshot_sink_t *sink, int ok) {
                       : rc != MVCC_OK        ? "cannot write the copy"
                                              : "its data is older than its index");
             if (rc == MVCC_OK) mvcc_snapshot_discard(s->mvcc);
+            /* A corrupt stream never touched the older staged copy; after
+             * any other outcome it may be gone. */
+            if (rc != MVCC_ERR_CORRUPT) st->staged = 0;
         }
     }
-    st->staged = staged;
-    st->staged_index = index;
+    if (staged) {
+        st->staged = 1;
+        st->staged_index = index;
+    }
     /* A copy for the step, outside mu (the next begin replaces st->msg, and
      * the node may hold its own locks while it calls install). */
     uint64_t members[RAFT_MAX_MEMBERS];

@@ -368,8 +368,9 @@ int mvcc_snapshot_import(mvcc_t *m, mvcc_snap_writer_t **out, char *err, size_t 
     }
     side_path(w->tmp, sizeof w->tmp, mvcc_dir(m), ".snap-tmp");
     side_path(w->ready, sizeof w->ready, mvcc_dir(m), ".snap-ready");
-    if (remove_tree(w->tmp) != 0 || remove_tree(w->ready) != 0) {
-        snprintf(err, errlen, "cannot remove an older staged snapshot beside %s: %s", mvcc_dir(m),
+    /* An older staged copy stays until this one is complete (finish). */
+    if (remove_tree(w->tmp) != 0) {
+        snprintf(err, errlen, "cannot remove an unfinished import beside %s: %s", mvcc_dir(m),
                  strerror(errno));
         free(w);
         return MVCC_ERR_IO;
@@ -514,12 +515,12 @@ int mvcc_snap_writer_finish(mvcc_snap_writer_t *w, uint64_t *applied_index) {
     /* LevelDB syncs its files; the directory entries need a sync too. */
     if (rc == MVCC_OK && fsync_path(w->tmp) != 0) rc = MVCC_ERR_IO;
     if (rc == MVCC_OK && crash_here()) goto crashed;
+    if (rc == MVCC_OK && remove_tree(w->ready) != 0) rc = MVCC_ERR_IO; /* an older staged copy */
     if (rc == MVCC_OK && rename(w->tmp, w->ready) != 0) rc = MVCC_ERR_IO;
     if (rc == MVCC_OK && crash_here()) goto crashed;
     if (rc == MVCC_OK && fsync_parent(w->ready) != 0) rc = MVCC_ERR_IO;
     if (rc != MVCC_OK) {
         remove_tree(w->tmp);
-        remove_tree(w->ready);
     } else if (applied_index) {
         *applied_index = w->index;
     }
@@ -529,6 +530,8 @@ crashed: /* tests: everything stays as a crash leaves it */
     writer_free(w);
     return MVCC_ERR_IO;
 }
+
+uint64_t mvcc_snap_writer_index(const mvcc_snap_writer_t *w) { return w->got_header ? w->index : 0; }
 
 void mvcc_snap_writer_abort(mvcc_snap_writer_t *w) {
     if (!w) return;

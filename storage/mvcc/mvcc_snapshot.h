@@ -57,16 +57,20 @@ void mvcc_snap_reader_free(mvcc_snap_reader_t *r);
 typedef struct mvcc_snap_writer mvcc_snap_writer_t;
 
 /* Starts an import for store m (any thread; one at a time per store): an
- * empty LevelDB in <dir>.snap-tmp (an older staged copy is removed).
+ * empty LevelDB in <dir>.snap-tmp (an older staged copy stays until finish
+ * replaces it).
  * MVCC_OK, or MVCC_ERR_IO with err filled. */
 int mvcc_snapshot_import(mvcc_t *m, mvcc_snap_writer_t **out, char *err, size_t errlen);
 /* The next chunk of the stream. MVCC_OK, MVCC_ERR_CORRUPT (bad framing or
  * data after the end) or MVCC_ERR_IO. After an error only _abort. */
 int mvcc_snap_writer_write(mvcc_snap_writer_t *w, const uint8_t *data, size_t len);
+/* The applied index the stream's header announced (0 before the header). */
+uint64_t mvcc_snap_writer_index(const mvcc_snap_writer_t *w);
 /* The stream is complete: checks the end record, syncs and stages the copy
- * as <dir>.snap-ready. *applied_index gets the index it covers. Frees w.
- * MVCC_OK, MVCC_ERR_CORRUPT (incomplete, checksum, header/data mismatch;
- * nothing staged) or MVCC_ERR_IO. */
+ * as <dir>.snap-ready (replacing an older staged copy). *applied_index gets
+ * the index it covers. Frees w. MVCC_OK, MVCC_ERR_CORRUPT (incomplete,
+ * checksum, header/data mismatch; the copy is removed, an older staged one
+ * stays) or MVCC_ERR_IO. Not concurrently with mvcc_snapshot_install. */
 int mvcc_snap_writer_finish(mvcc_snap_writer_t *w, uint64_t *applied_index);
 /* Drops an unfinished import (removes <dir>.snap-tmp) and frees w. */
 void mvcc_snap_writer_abort(mvcc_snap_writer_t *w);
