@@ -13,7 +13,8 @@
 #     (600 of them: kshimd's restarted member catches up from a snapshot);
 #   - a learner: member add --learner, started with
 #     --initial-cluster-state existing, catches up, refuses a write ("rpc not
-#     supported for learner"), promoted, removed (and then exits);
+#     supported for learner"), promoted, restarted after kill -9, removed
+#     (and then exits);
 # and the recorded outputs of both runs must be identical (learner ids,
 # which etcd derives from the time, are normalized).
 #
@@ -167,6 +168,18 @@ for i in range(600): c.put('/s/%04d' % i, 'v%d' % i)
     q 24301 member list | sed "s/^$lid,/LEARNER,/" | sort
     q 24304 put /k v4
     q 24301 get /k --print-value-only
+    # the joined member restarts from its data dir (the --initial-* flags are ignored then)
+    kill9_server "${PID[4]}"
+    q 24302 put /k v5
+    "$bin" --name l4 --data-dir "$E2E_TMP/$kind-l4.data" \
+        --listen-client-urls http://127.0.0.1:24304 --advertise-client-urls http://127.0.0.1:24304 \
+        --listen-peer-urls http://127.0.0.1:24354 --initial-advertise-peer-urls http://127.0.0.1:24354 \
+        --initial-cluster "$IC,l4=http://127.0.0.1:24354" --initial-cluster-state existing \
+        >>"$E2E_TMP/$kind-l4.log" 2>&1 &
+    PID[4]=$!
+    E2E_PIDS+=("${PID[4]}")
+    wait_ready "${PID[4]}" 24304 30 || return 1
+    echo "restarted joined member: $(q 24304 get /k --print-value-only)"
     sleep 6 # HealthInterval again before a voter removal
     q 24302 member remove "$lid" | sed "s/$lid/LEARNER/"
     wait_for "the removed member to exit" 20 gone "${PID[4]}"
