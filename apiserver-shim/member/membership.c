@@ -686,10 +686,17 @@ static void build_response(server_t *s, int kind, const Kshim__Member *added, co
     }
 }
 
+static void stop_removed(loop_t *loop, void *arg) {
+    (void)arg;
+    loop_stop(loop);
+}
+
+/* Loop: our removal was applied. The batch's answers (the removal's own,
+ * when a client asked us) are posted after this: stop a little later. */
 static void self_removed(void *arg) {
     server_t *s = arg;
     log_warn("this member was removed from the cluster; stopping");
-    loop_stop(s->loop);
+    loop_timer_add(s->loop, 500, stop_removed, s);
 }
 
 /* A table change's outcome: storage failure, a refusal (the proposer hears
