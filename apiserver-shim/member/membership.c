@@ -714,6 +714,8 @@ static int finish_apply(int rc, kv_result_t *res) {
 
 static int apply_conf_change(server_t *s, const raft_entry_t *e, const kv_header_info_t *hdr,
                              kv_result_t *res, uint64_t *req_id, int *ours) {
+    /* entries at or below the applied index come again after a snapshot install: skip them */
+    if (e->index <= mvcc_apply_index(s->mvcc)) return 1;
     if (e->len < RAFT_CONF_CHANGE_LEN) return mvcc_set_applied(s->mvcc, e->index) == MVCC_OK ? 1 : -1;
     uint8_t op = e->data[0];
     uint64_t id = get_be64(e->data + 1);
