@@ -270,8 +270,11 @@ void server_membership_add_peers(server_t *s) {
     peer_transport_t *t = server_peer_acquire(s);
     for (size_t i = 0; t && l && i < l->n_members; i++) {
         const Kshim__Member *r = l->members[i];
-        if (r->removed || r->id == s->member_id) continue;
-        peer_add(t, r->id, (const char *const *)r->peer_urls, r->n_peer_urls);
+        if (r->id == s->member_id) continue;
+        if (r->removed)
+            peer_remove(t, r->id); /* (a snapshot may carry a removal we never applied) */
+        else
+            peer_add(t, r->id, (const char *const *)r->peer_urls, r->n_peer_urls);
     }
     server_peer_release();
     if (l) kshim__member_list__free_unpacked(l, NULL);

@@ -163,7 +163,7 @@ int server_membership_init(server_t *s, char *err, size_t errlen);
 /* The voters (not learners, not removed) of the table; returns the count. */
 size_t server_voter_ids(server_t *s, uint64_t *out, size_t cap);
 /* Every URL of every live member but us, in the peer transport (server.c,
- * once it started). */
+ * once it started; again after a snapshot install), removed ones out. */
 void server_membership_add_peers(server_t *s);
 /* A membership change from a service (MemberAdd/Remove/Promote: op is
  * RAFT_CONF_*, cc its context, whose header is filled here): checked as
