@@ -696,6 +696,12 @@ static void stop_removed(loop_t *loop, void *arg) {
 
 /* Loop: our removal was applied. The batch's answers (the removal's own,
  * when a client asked us) are posted after this: stop a little later. */
+/* Loop: a member was added to a single member that runs no transport yet. */
+static void start_peers_now(void *arg) {
+    server_t *s = arg;
+    if (!s->peer && s->start_peers && s->start_peers(s) != 0) log_error("cannot start the peer transport");
+}
+
 static void self_removed(void *arg) {
     server_t *s = arg;
     log_warn("this member was removed from the cluster; stopping");
@@ -749,6 +755,7 @@ static int apply_conf_change(server_t *s, const raft_entry_t *e, const kv_header
         cc->member->is_learner = op == RAFT_CONF_ADD_LEARNER;
         rc = member_table_apply_add(s->members, e->index, cc->member);
         if (rc == MEMBER_TABLE_OK) peer_update(s, id, cc->member->peer_urls, cc->member->n_peer_urls, 0);
+        if (rc == MEMBER_TABLE_OK && !s->peer) loop_post(s->loop, start_peers_now, s);
     } else {
         /* A bootstrap entry (no context): the member is in the table already. */
         kind = 0;

@@ -92,6 +92,9 @@ struct server {
     int published;                    /* our name and client URLs are in the applied table */
     _Atomic int removed;              /* apply thread: this member's removal was applied */
     uint64_t move_leader_to;          /* MoveLeader in progress (loop) */
+    /* The wiring's transport start (server.c), for a single member that
+     * gets a second one (loop thread; 0 or -1 logged). */
+    int (*start_peers)(server_t *s);
     struct server_snapshot *snapshot; /* receive state of Raft snapshots (member/snapshot.c) */
 };
 
