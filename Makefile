@@ -5,6 +5,7 @@
 #   make run     build and start kshimd on 127.0.0.1:2379 (data in ./default.kshim)
 #   make test    unit tests under ASan+UBSan, then unit + e2e tests, ctest summary last
 #   make bench   side-by-side benchmark against real etcd (bench/run.sh)
+#   make fuzz    libFuzzer targets of tests/fuzz/, FUZZ_SECONDS each (not in CI)
 
 SHELL := /bin/bash
 JOBS  ?= $(shell nproc 2>/dev/null || echo 2)
@@ -13,11 +14,11 @@ SUDO  := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # Build tools and libraries, then the real clients and etcd used as test truth.
 DEBS := build-essential cmake pkg-config git openssl \
         libnghttp2-dev libprotobuf-c-dev protobuf-c-compiler libwolfssl-dev \
-        libleveldb-dev libcmocka-dev libcrypt-dev libhttp-parser-dev libyaml-dev \
+        libleveldb-dev libcmocka-dev libcrypt-dev libhttp-parser-dev libyaml-dev libjson-c-dev \
         etcd-server etcd-client python3-etcd3 golang-go golang-etcd-server-dev \
-        python3-h2 iproute2 procps psmisc curl clang-format
+        python3-h2 python3-etcd3gw iproute2 procps psmisc curl clang-format
 
-.PHONY: all deps build build-asan certs run test unit bench clean
+.PHONY: all deps build build-asan certs run test unit bench fuzz clean
 
 all: build
 
@@ -47,6 +48,18 @@ run: build certs
 	  --cert-file certs/dev/server.crt --key-file certs/dev/server.key \
 	  --trusted-ca-file certs/dev/ca.crt --client-cert-auth
 
+# Coverage-guided fuzzing with clang's libFuzzer (tests/fuzz/run.sh prints
+# executions and coverage per target). make test runs every target's short
+# replay instead (unit/fuzz_replay_*).
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS := grpc_frame wal auth_token kv_request config_file client_conn peer_codec
+fuzz: deps
+	@missing=$$(for p in clang libclang-rt-14-dev; do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then $(SUDO) apt-get install -y -qq $$missing >/dev/null; fi
+	CC=clang cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo -DKSHIM_FUZZ=ON -DKSHIM_E2E=OFF >/dev/null
+	cmake --build build-fuzz -j$(JOBS) --target $(addprefix fuzz_,$(FUZZ_TARGETS))
+	bash tests/fuzz/run.sh build-fuzz $(FUZZ_SECONDS) $(FUZZ_TARGETS)
+
 unit: build-asan
 	cd build-asan && ctest -L unit --output-on-failure
 
@@ -63,4 +76,4 @@ bench: build certs
 	bash bench/run.sh
 
 clean:
-	rm -rf build build-asan
+	rm -rf build build-asan build-fuzz

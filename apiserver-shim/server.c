@@ -419,13 +419,14 @@ int server_run(const server_config_t *cfg) {
      * this lease exist" for Put. */
     mvcc_options_t mopts = {.max_txn_ops = cfg->max_txn_ops, .quota_backend_bytes = cfg->quota_backend_bytes};
     if (svc_watch_init(&s, &mopts) != 0 || svc_lease_init(&s, &mopts) != 0 ||
-        svc_auth_init(&s, &mopts) != 0) {
+        svc_auth_init(&s, &mopts) != 0 || svc_maintenance_init(&s) != 0) {
         log_error("cannot initialise the services");
         goto out;
     }
     /* The member reaches the services only through what they register:
      * lease and auth requests go to their state machines before the KV
      * store sees an entry; a physical Compact waits for the compactor. */
+    server_add_applier(&s, svc_maintenance_apply);
     server_add_applier(&s, svc_lease_apply);
     server_add_applier(&s, svc_auth_apply);
     s.wait_physical = svc_kv_wait_physical;
@@ -510,7 +511,9 @@ int server_run(const server_config_t *cfg) {
     svc_kv_register(&s);
     svc_maintenance_register(&s);
     svc_cluster_register(&s);
-    if (svc_watch_start(&s) != 0 || svc_lease_start(&s) != 0 || svc_auth_start(&s) != 0) {
+    svc_snapshot_register(&s);
+    if (svc_watch_start(&s) != 0 || svc_lease_start(&s) != 0 || svc_auth_start(&s) != 0 ||
+        svc_gateway_start(&s) != 0) {
         log_error("cannot start the services");
         goto out;
     }
@@ -595,7 +598,9 @@ out:
     server_snapshot_free(&s);
     if (s.pending) pending_free(s.pending);
     svc_metrics_stop(&s);
+    svc_snapshot_stop(&s);
     svc_kv_stop(&s);
+    svc_maintenance_stop(&s);
     svc_auth_stop(&s);
     svc_lease_stop(&s);
     svc_watch_stop(&s);

@@ -86,6 +86,9 @@ static flag_def_t flags[] = {
     {"auth-token", FLAG_STRING, &cfg.auth_token, NULL},
     {"auth-token-ttl", FLAG_UINT, &cfg.auth_token_ttl_s, NULL},
     {"bcrypt-cost", FLAG_UINT, &cfg.bcrypt_cost, NULL},
+    {"auto-compaction-mode", FLAG_STRING, &cfg.auto_compaction_mode, NULL},
+    {"auto-compaction-retention", FLAG_STRING, &cfg.auto_compaction_retention, NULL},
+    {"experimental-initial-corrupt-check", FLAG_BOOL, &cfg.initial_corrupt_check, NULL},
     /* kshim extensions (not etcd flags). */
     {"max-pending-proposals", FLAG_SIZE, &cfg.max_pending_proposals, NULL},
     /* Accepted for drop-in compatibility; not acted on yet. */
@@ -128,8 +131,6 @@ static flag_def_t flags[] = {
     {"log-package-levels", FLAG_IGNORED, NULL, NULL},
     {"force-new-cluster", FLAG_IGNORED_BOOL, NULL, NULL},
     {"unsafe-no-fsync", FLAG_IGNORED_BOOL, NULL, NULL},
-    {"auto-compaction-mode", FLAG_IGNORED, NULL, NULL},
-    {"auto-compaction-retention", FLAG_IGNORED, NULL, NULL},
     {"initial-election-tick-advance", FLAG_IGNORED_BOOL, NULL, NULL},
     {"proxy", FLAG_IGNORED, NULL, NULL},
 };
@@ -342,6 +343,9 @@ static void usage(FILE *out) {
             "  --max-concurrent-streams 4294967295\n"
             "                                   maximum concurrent streams per client connection.\n"
             "  --quota-backend-bytes 0          backend size limit (0 = 2 GiB).\n"
+            "  --auto-compaction-mode 'periodic' periodic (retention is a duration, or hours)\n"
+            "                                   or revision (retention is a revision count).\n"
+            "  --auto-compaction-retention '0'  auto-compaction retention; 0 = off.\n"
             "  --max-pending-proposals 5000     kshim extension: writes proposed and not yet\n"
             "                                   applied before 'etcdserver: too many requests'.\n"
             "Security:\n"
@@ -356,7 +360,7 @@ static void usage(FILE *out) {
             "Other:\n"
             "  --version                        print the version and exit.\n"
             "  -h, --help                       show this help.\n\n"
-            "Every other etcd 3.5 flag (--snapshot-count, --auto-compaction-*, --auth-token, ...)\n"
+            "Every other etcd 3.5 flag (--snapshot-count, --max-wals, --enable-v2, ...)\n"
             "and any --experimental-* flag is accepted; see README.md for which act.\n",
             KSHIM_ETCD_API_VERSION);
 }

@@ -25,6 +25,7 @@ LAYERS = {
     "storage/lease": ["storage/kv", "storage/mvcc", "proto"],
     "storage/auth": ["storage/kv", "storage/mvcc", "proto"],
     "storage/cluster": ["storage/mvcc", "proto"],
+    "storage/bbolt": ["storage/mvcc", "proto"],
     "client": ["proto"],
     "apiserver-shim/transport": ["proto"],
     "apiserver-shim/watch": ["proto"],
@@ -34,13 +35,13 @@ LAYERS = {
     "apiserver-shim/services": ["apiserver-shim/member", "apiserver-shim/watch",
                                 "apiserver-shim/auth", "apiserver-shim/transport",
                                 "storage/lease", "storage/auth", "storage/kv",
-                                "storage/cluster", "storage/mvcc", "raft", "proto"],
+                                "storage/cluster", "storage/bbolt", "storage/mvcc", "raft", "proto"],
     "apiserver-shim": ["apiserver-shim/services", "apiserver-shim/member",
                        "apiserver-shim/watch", "apiserver-shim/auth",
                        "apiserver-shim/transport", "storage/lease", "storage/auth",
                        "storage/kv", "storage/cluster", "storage/mvcc", "raft", "raft/peer", "proto"],
     "cmd": ["apiserver-shim", "apiserver-shim/member", "apiserver-shim/transport",
-            "client", "proto"],
+            "client", "storage/bbolt", "storage/mvcc", "proto"],
 }
 INCLUDE = re.compile(r'^\s*#\s*include\s+"([^"]+)"', re.M)
 

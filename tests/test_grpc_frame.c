@@ -136,6 +136,33 @@ static void test_reassembly_any_split(void **state) {
     }
 }
 
+/* Found by tests/fuzz/fuzz_grpc_frame: a DATA frame that ends right after a
+ * 5-byte prefix, then a frame with the whole (small) body, then a larger
+ * message split over two frames. The reader used to allocate the small body
+ * buffer at the first frame, keep it after handing the body over in place,
+ * and copy the larger message into it (heap overflow). */
+static void test_prefix_alone_then_larger_split_message(void **state) {
+    uint8_t small_prefix[5], small_body[4] = {1, 2, 3, 4}, big[5 + 100];
+    grpc_frame_prefix(small_prefix, sizeof small_body);
+    grpc_frame_prefix(big, 100);
+    for (size_t i = 0; i < 100; i++) big[5 + i] = (uint8_t)(200 + i);
+    grpc_msg_reader_t r;
+    grpc_msg_reader_init(&r, 1000);
+    collected_t *c = calloc(1, sizeof(*c));
+    assert_int_equal(grpc_msg_reader_feed(&r, small_prefix, 5, collect, c), GRPC_READ_OK);
+    assert_int_equal(grpc_msg_reader_feed(&r, small_body, 4, collect, c), GRPC_READ_OK);
+    assert_int_equal(grpc_msg_reader_feed(&r, big, 55, collect, c), GRPC_READ_OK);
+    assert_int_equal(grpc_msg_reader_feed(&r, big + 55, sizeof big - 55, collect, c), GRPC_READ_OK);
+    assert_int_equal(c->n, 2);
+    assert_int_equal(c->lens[0], 4);
+    assert_int_equal(c->lens[1], 100);
+    assert_memory_equal(c->data, small_body, 4);
+    assert_memory_equal(c->data + 4, big + 5, 100);
+    assert_false(grpc_msg_reader_partial(&r));
+    free(c);
+    grpc_msg_reader_free(&r);
+}
+
 static void test_partial_and_compressed_flag(void **state) {
     uint8_t s[512];
     size_t n = build_stream(s);
@@ -198,6 +225,7 @@ int main(void) {
         cmocka_unit_test(test_percent_encode),
         cmocka_unit_test(test_timeout_parse),
         cmocka_unit_test(test_reassembly_any_split),
+        cmocka_unit_test(test_prefix_alone_then_larger_split_message),
         cmocka_unit_test(test_partial_and_compressed_flag),
         cmocka_unit_test(test_oversized),
     };

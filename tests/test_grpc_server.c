@@ -1046,7 +1046,8 @@ static void test_tls_echo_alpn(void **state) {
     assert_echo_ok(st, "tls", 3);
     client_free(c);
 
-    /* ALPN without h2: the handshake fails. */
+    /* ALPN http/1.1 alone: the server selects http/1.1 (plain HTTP on the
+     * client port), not h2, so this HTTP/2 client gives up. */
     tls_opts_t h1 = {.alpn = "http/1.1"};
     failed = 0;
     c = client_connect(F.port_tls, &h1, &failed);

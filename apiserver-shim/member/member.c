@@ -57,6 +57,8 @@ void server_config_defaults(server_config_t *cfg) {
     cfg->auth_token = "simple";
     cfg->auth_token_ttl_s = 300;
     cfg->bcrypt_cost = 10;
+    cfg->auto_compaction_mode = "periodic";
+    cfg->auto_compaction_retention = "0";
 }
 
 /* ---- ids ------------------------------------------------------------- */

@@ -65,6 +65,13 @@ typedef struct server_config {
     const char *auth_token;
     unsigned auth_token_ttl_s;
     unsigned bcrypt_cost;
+    /* --auto-compaction-mode (periodic | revision, default periodic) and
+     * --auto-compaction-retention (etcd's text: "1h", "30m" or hours for
+     * periodic, a revision count for revision; "0" or unset: off), parsed
+     * by svc_maintenance.c. --experimental-initial-corrupt-check. */
+    const char *auto_compaction_mode;
+    const char *auto_compaction_retention;
+    int initial_corrupt_check;
 } server_config_t;
 
 /* Fills etcd's defaults. */

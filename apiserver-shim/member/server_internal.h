@@ -77,6 +77,7 @@ struct server {
     struct svc_auth *auth;
     struct svc_kv *kv;
     struct svc_metrics *metrics;
+    struct svc_maintenance *maint;
     /* Registered by the wiring before Raft starts (server_run). */
     server_applier_fn appliers[SERVER_MAX_APPLIERS];
     size_t n_appliers;

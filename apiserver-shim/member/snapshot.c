@@ -255,6 +255,13 @@ int server_install_snapshot(void *ctx, const raft_snapshot_meta_t *meta) {
     pthread_mutex_lock(&st->mu);
     int rc = -1;
     char err[512] = "";
+    uint64_t on_disk = 0;
+    if (!st->staged && mvcc_snapshot_staged_index(s->mvcc, &on_disk) == MVCC_OK) {
+        /* Staged before a restart: the WAL recorded the snapshot, the
+         * crash came before this install (the node asks again at start). */
+        st->staged = 1;
+        st->staged_index = on_disk;
+    }
     if (!st->staged || st->staged_index < meta->index) {
         log_error("snapshot install at index %llu: no staged copy covers it",
                   (unsigned long long)meta->index);

@@ -23,7 +23,23 @@ void svc_kv_read_ready(server_t *s, uint64_t rctx, int ok);
 /* Drops the calls still waiting (loop stopped). */
 void svc_kv_stop(server_t *s);
 void svc_maintenance_register(server_t *s);
+/* Maintenance (svc_maintenance.c): init before the store opens (parses the
+ * auto-compaction flags; -1 logged on a bad value), register after the
+ * replay (methods, auto-compaction timer), stop after the loop (joins a
+ * defragment in progress: before the store closes). */
+int svc_maintenance_init(server_t *s);
+void svc_maintenance_stop(server_t *s);
+/* Loop thread: a write was refused by the space quota; proposes this
+ * member's NOSPACE alarm unless it is active (etcd's quotaAlarmer). */
+void svc_maintenance_raise_nospace(server_t *s);
+/* Any thread: the active alarms (kv_alarm.h), at most max copied; returns
+ * how many there are. */
+struct kv_alarm;
+size_t svc_maintenance_alarms(server_t *s, struct kv_alarm *out, size_t max);
 void svc_cluster_register(server_t *s);
+/* Maintenance.Snapshot (svc_snapshot.c); stop waits for its workers. */
+void svc_snapshot_register(server_t *s);
+void svc_snapshot_stop(server_t *s);
 
 /* Services with state have three phases, called by server_run():
  *   init  (before the store opens): allocate, set store hooks in *mopts;
@@ -45,6 +61,16 @@ void svc_auth_stop(server_t *s);
  * HTTP/1.1. start listens on every metrics URL (0, or -1 logged). */
 int svc_metrics_start(server_t *s);
 void svc_metrics_stop(server_t *s);
+/* /health and /metrics for any HTTP listener: 1 and r filled when req->path
+ * is one of them, else 0. After svc_metrics_start. */
+struct http1_request;
+struct http1_reply;
+int svc_metrics_serve(server_t *s, const struct http1_request *req, struct http1_reply *r);
+/* The client port's plain HTTP (svc_gateway.c): /health, /version,
+ * /metrics and etcd's grpc-gateway JSON API under /v3/ (and /v3beta/),
+ * routed to the registered gRPC methods. Call before the client listeners
+ * open. 0 or -1 (logged). */
+int svc_gateway_start(server_t *s);
 
 /* Raft thread, for every committed entry before the KV store sees it:
  * returns 1 if req belongs to this state machine and was applied at index
@@ -54,5 +80,10 @@ int svc_lease_apply(server_t *s, uint64_t index, const Kshim__InternalRequest *r
                     const kv_header_info_t *hdr, kv_result_t *res);
 int svc_auth_apply(server_t *s, uint64_t index, const Kshim__InternalRequest *req,
                    const kv_header_info_t *hdr, kv_result_t *res);
+/* The same contract; registered first: alarm requests, the writes an active
+ * alarm refuses (only the applied index moves), and a Put/Txn/LeaseGrant
+ * applied over the quota (applied, answered ErrNoSpace, the alarm raised). */
+int svc_maintenance_apply(server_t *s, uint64_t index, const Kshim__InternalRequest *req,
+                          const kv_header_info_t *hdr, kv_result_t *res);
 
 #endif

@@ -202,6 +202,7 @@ static void kv_put_call(grpc_call_t *call, const uint8_t *msg, size_t len, void 
     if (server_require_leader(s, call) == 0) {
         const char *msg = NULL;
         if (kv_validate_put(s->mvcc, req, &res) != 0) {
+            if (res.no_space) svc_maintenance_raise_nospace(s);
             server_finish_result(call, &res);
         } else if (refuse(call, auth_check_put(s, call, req, &msg), &msg) == 0) {
             Kshim__InternalRequest ir = KSHIM__INTERNAL_REQUEST__INIT;
@@ -244,6 +245,7 @@ static void kv_txn_call(grpc_call_t *call, const uint8_t *msg, size_t len, void 
     if (server_require_leader(s, call) == 0) {
         const char *msg = NULL;
         if (kv_validate_txn(s->mvcc, req, &res) != 0) {
+            if (res.no_space) svc_maintenance_raise_nospace(s);
             server_finish_result(call, &res);
         } else if (refuse(call, auth_check_txn(s, call, req, &msg), &msg) != 0) {
             /* refused whole */

@@ -50,6 +50,7 @@
 #include <time.h>
 
 #include "auth_check.h"
+#include "kv_alarm.h"
 #include "lease.h"
 #include "lease_forward.h"
 #include "log.h"
@@ -237,7 +238,12 @@ static void lease_grant_call(grpc_call_t *call, const uint8_t *msg, size_t len, 
             if (req->id == 0) req->id = new_lease_id(l);
             Kshim__InternalRequest ir = KSHIM__INTERNAL_REQUEST__INIT;
             ir.lease_grant = req;
-            server_propose(s, call, &ir);
+            if (kv_quota_available(s->mvcc, &ir)) {
+                server_propose(s, call, &ir);
+            } else { /* etcd's quotaLeaseServer */
+                svc_maintenance_raise_nospace(s);
+                grpc_call_finish(call, GRPC_RESOURCE_EXHAUSTED, KV_ERR_NO_SPACE);
+            }
         }
     }
     etcdserverpb__lease_grant_request__free_unpacked(req, NULL);

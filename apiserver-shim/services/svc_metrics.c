@@ -5,12 +5,15 @@
  *                 http.Error body and headers), as etcd 3.4's etcdhttp
  *                 checkHealth: false with an alarm not named in ?exclude=,
  *                 or without a leader, or when the member cannot serve
- *                 (WAL or apply failure). 3.4 has no ?serializable (it is
+ *                 (WAL or apply failure); alarms are the replicated
+ *                 ones (svc_maintenance_alarms). 3.4 has no ?serializable (it is
  *                 ignored) and no "reason" field. Non-GET: 405.
  *   GET /metrics  Prometheus text format 0.0.4: only series whose value
  *                 kshimd knows truthfully, under etcd 3.4's names and types.
  *   anything else 404 "404 page not found" (etcd 3.4 serves /version on the
  *                 client port only).
+ * svc_metrics_serve is the same /health and /metrics for the client port
+ * (svc_gateway.c).
  * Owns the http1 server and the two health counters.
  */
 #include <dirent.h>
@@ -22,6 +25,7 @@
 #include <unistd.h>
 
 #include "http1.h"
+#include "kv_alarm.h"
 #include "log.h"
 #include "mvcc.h"
 #include "node.h"
@@ -76,10 +80,31 @@ static void metric(text_t *t, const char *name, const char *type, const char *he
 
 /* ---- /health ---- */
 
-/* 1 if the member is healthy as etcd 3.4's checkHealth sees it. kshimd
- * raises no alarm yet (the quota fails writes directly), so ?exclude= has
- * nothing to exclude; the leader and the member's ability to apply decide. */
-static int member_healthy(server_t *s) {
+/* Is alarm `name` listed in the query's exclude= values (etcd 3.4's
+ * getExcludedAlarms: every exclude=<NAME>, exact names)? */
+static int alarm_excluded(const char *query, const char *name) {
+    size_t nl = strlen(name);
+    for (const char *p = query; p && *p;) {
+        const char *end = strchr(p, '&');
+        size_t len = end ? (size_t)(end - p) : strlen(p);
+        if (len == 8 + nl && strncmp(p, "exclude=", 8) == 0 && strncmp(p + 8, name, nl) == 0) return 1;
+        p = end ? end + 1 : NULL;
+    }
+    return 0;
+}
+
+/* 1 if the member is healthy as etcd 3.4's checkHealth sees it: no active
+ * alarm other than those in ?exclude=, a leader, and a member that can
+ * apply. query may be NULL (no exclusions). */
+static int member_healthy(server_t *s, const char *query) {
+    kv_alarm_t alarms[KV_ALARMS_MAX];
+    size_t n = svc_maintenance_alarms(s, alarms, KV_ALARMS_MAX);
+    for (size_t i = 0; i < n && i < KV_ALARMS_MAX; i++) {
+        const char *name = alarms[i].type == ETCDSERVERPB__ALARM_TYPE__NOSPACE   ? "NOSPACE"
+                           : alarms[i].type == ETCDSERVERPB__ALARM_TYPE__CORRUPT ? "CORRUPT"
+                                                                                 : "NONE";
+        if (!alarm_excluded(query, name)) return 0;
+    }
     raft_node_status_t st;
     raft_node_status(s->raft, &st);
     if (st.leader == 0 || st.failed) return 0;
@@ -97,7 +122,7 @@ static void serve_health(server_t *s, const http1_request_t *req, http1_reply_t 
         r->body_len = r->body ? strlen(r->body) : 0;
         return;
     }
-    int ok = member_healthy(s);
+    int ok = member_healthy(s, req->query);
     if (ok)
         s->metrics->health_success++;
     else
@@ -187,6 +212,8 @@ static void server_metrics(server_t *s, text_t *t) {
            "Total size of the underlying database physically allocated in bytes.", NULL, (double)db);
     metric(t, "etcd_mvcc_db_total_size_in_bytes", "gauge",
            "Total size of the underlying database physically allocated in bytes.", NULL, (double)db);
+    metric(t, "etcd_server_quota_backend_bytes", "gauge", "Current backend storage quota size in bytes.",
+           NULL, (double)mvcc_options(s->mvcc)->quota_backend_bytes);
     metric(t, "etcd_server_has_leader", "gauge", "Whether or not a leader exists. 1 is existence, 0 is not.",
            NULL, st.leader != 0);
     metric(t, "etcd_server_health_failures", "counter", "The total number of failed health checks", NULL,
@@ -229,16 +256,21 @@ static void serve_metrics(server_t *s, http1_reply_t *r) {
     r->body_len = t.len;
 }
 
-static void serve(void *ctx, const http1_request_t *req, http1_reply_t *r) {
-    server_t *s = ctx;
+int svc_metrics_serve(server_t *s, const http1_request_t *req, http1_reply_t *r) {
     if (strcmp(req->path, "/health") == 0) {
         serve_health(s, req, r);
-        return;
+        return 1;
     }
     if (strcmp(req->path, "/metrics") == 0) {
         serve_metrics(s, r);
-        return;
+        return 1;
     }
+    return 0;
+}
+
+static void serve(void *ctx, const http1_request_t *req, http1_reply_t *r) {
+    server_t *s = ctx;
+    if (svc_metrics_serve(s, req, r)) return;
     r->status = 404;
     r->content_type = "text/plain; charset=utf-8";
     r->nosniff = 1;
@@ -247,9 +279,13 @@ static void serve(void *ctx, const http1_request_t *req, http1_reply_t *r) {
 }
 
 int svc_metrics_start(server_t *s) {
+    s->metrics = calloc(1, sizeof *s->metrics); /* the counters serve the client port too */
+    if (!s->metrics) {
+        log_error("out of memory");
+        return -1;
+    }
     if (s->cfg->n_listen_metrics_urls == 0) return 0;
-    s->metrics = calloc(1, sizeof *s->metrics);
-    if (!s->metrics || !(s->metrics->http = http1_server_new(s->loop, serve, s))) {
+    if (!(s->metrics->http = http1_server_new(s->loop, serve, s))) {
         log_error("out of memory");
         return -1;
     }

@@ -12,6 +12,14 @@
  * no-ops. on_cancel runs once if the call closes before it was finished
  * (RST_STREAM, connection closed, deadline exceeded).
  *
+ * A stream that is not gRPC (content-type not application/grpc), when an
+ * HTTP handler is set, becomes an http_exchange_t backed by the same call
+ * object (call->http): its body is collected, its answer queued as raw DATA.
+ * HTTP/1.1 connections of the client port go to an http1 server (srv->http1)
+ * that h2_conn hands them to after protocol detection. A local call
+ * (grpc_call_local_new) has no stream: call->sink gets what the service
+ * sends.
+ *
  * Error texts follow grpc-go, which etcd clients see from real etcd.
  */
 #include "grpc.h"
@@ -23,6 +31,7 @@
 
 #include "grpc_frame.h"
 #include "h2_conn.h"
+#include "http1.h"
 #include "tls.h"
 
 enum {
@@ -81,6 +90,10 @@ struct grpc_call {
 
     void *user;
     void (*user_free)(void *);
+
+    http_exchange_t *http;        /* a plain HTTP/2 request (not gRPC), or NULL */
+    const grpc_call_sink_t *sink; /* a local call: where answers go */
+    void *sink_arg;
 };
 
 typedef struct conn_calls {
@@ -99,9 +112,21 @@ struct grpc_server {
     size_t nlisteners;
     grpc_guard_fn guard; /* optional, see grpc_server_set_guard */
     void *guard_ctx;
+    grpc_http_fn http_fn; /* plain HTTP requests, or NULL */
+    void *http_ctx;
+    http1_server_t *http1; /* HTTP/1.1 connections handed over by h2_conn */
 };
 
 static void call_close(grpc_call_t *call, int notify_cancel);
+
+/* A plain HTTP request body: room for a JSON request whose message is at
+ * the gRPC limit (base64 is 4/3 of the bytes, plus the JSON around them),
+ * so the limit answers as for gRPC (grpc_call_local_message). */
+static size_t http_body_max(const grpc_server_t *srv) {
+    return 2 * (srv->cfg.max_request_bytes + GRPC_OVERHEAD_BYTES) + 65536;
+}
+static void reject_stream(grpc_call_t *call);
+static int queue_chunk(grpc_call_t *call, out_chunk_t *c);
 
 /* ---- calls ---- */
 
@@ -139,6 +164,7 @@ static grpc_call_t *call_new(grpc_server_t *srv, h2_conn_t *conn, int32_t stream
 
 static void call_free(grpc_call_t *call) {
     assert(call->closed && !call->conn);
+    assert(!call->http);
     if (call->user_free) call->user_free(call->user);
     for (size_t i = 0; i < call->md_len; i++) {
         free(call->md[i].name);
@@ -170,7 +196,10 @@ const char *grpc_call_path(grpc_call_t *call) { return call->path; }
 const char *grpc_call_peer_cn(grpc_call_t *call) { return call->peer_cn; }
 uint64_t grpc_call_deadline_ms(grpc_call_t *call) { return call->deadline_ms; }
 loop_t *grpc_call_loop(grpc_call_t *call) { return call->srv->loop; }
-size_t grpc_call_send_queued(grpc_call_t *call) { return call->out_bytes; }
+size_t grpc_call_send_queued(grpc_call_t *call) {
+    if (call->sink) return call->sink->queued ? call->sink->queued(call->sink_arg) : 0;
+    return call->out_bytes;
+}
 size_t grpc_server_max_request_bytes(grpc_server_t *srv) { return srv->cfg.max_request_bytes; }
 
 const char *grpc_call_metadata(grpc_call_t *call, const char *name) {
@@ -266,6 +295,10 @@ static ssize_t call_data_read(nghttp2_session *session, int32_t stream_id, uint8
         }
     }
     if (call->out_head) return (ssize_t)n;
+    if (call->finished && call->http) {
+        *data_flags |= NGHTTP2_DATA_FLAG_EOF; /* plain HTTP: no trailers */
+        return (ssize_t)n;
+    }
     if (call->finished) {
         *data_flags |= NGHTTP2_DATA_FLAG_EOF | NGHTTP2_DATA_FLAG_NO_END_STREAM;
         if (submit_trailers(call) != 0) return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
@@ -286,6 +319,10 @@ static int queue_chunk(grpc_call_t *call, out_chunk_t *c);
 
 int grpc_call_send(grpc_call_t *call, const uint8_t *msg, size_t len) {
     if (call->closed || call->finished || len > UINT32_MAX) return -1;
+    if (call->sink) {
+        call->sink->on_message(call->sink_arg, msg, len);
+        return 0;
+    }
     out_chunk_t *c = malloc(sizeof(*c) + 5 + len);
     if (!c) return -1;
     c->next = NULL;
@@ -301,6 +338,12 @@ int grpc_call_send(grpc_call_t *call, const uint8_t *msg, size_t len) {
 int grpc_call_send_owned(grpc_call_t *call, uint8_t *msg, size_t len, void (*free_fn)(void *)) {
     out_chunk_t *c = NULL;
     if (!call->closed && !call->finished && len <= UINT32_MAX) c = malloc(sizeof(*c) + 5);
+    if (c && call->sink) {
+        free(c);
+        call->sink->on_message(call->sink_arg, msg, len);
+        if (free_fn) free_fn(msg);
+        return 0;
+    }
     if (!c) {
         if (free_fn) free_fn(msg);
         return -1;
@@ -340,6 +383,10 @@ static void call_finish(grpc_call_t *call, grpc_status_t status, const char *mes
     }
     if (call->closed) return;
     call->status = status;
+    if (call->sink) {
+        call->sink->on_finish(call->sink_arg, status, message);
+        return;
+    }
     call->status_msg = message && message[0] ? grpc_percent_encode(message) : NULL;
     if (!call->headers_sent) {
         if (submit_trailers_only(call) != 0)
@@ -371,6 +418,12 @@ static void call_close(grpc_call_t *call, int notify_cancel) {
     if (call->conn_next) call->conn_next->conn_prev = call->conn_prev;
     nghttp2_session_set_stream_user_data(h2_conn_session(call->conn), call->stream_id, NULL);
     call->conn = NULL;
+    if (call->http) {
+        http_exchange_t *x = call->http;
+        call->http = NULL;
+        call->finished = 1;
+        http_exchange_detach(x);
+    }
     if (notify_cancel && !call->finished && call->method && call->method->on_cancel &&
         !call->cancel_notified) {
         call->cancel_notified = 1;
@@ -451,6 +504,86 @@ static void reject_unknown_path(grpc_call_t *call, const char *path) {
     call_finish(call, GRPC_UNIMPLEMENTED, msg);
 }
 
+/* ---- plain HTTP/2 requests (http_exchange_t over a stream) ---- */
+
+static int h2x_start(http_exchange_t *x, int status, const char *headers, long len) {
+    grpc_call_t *call = x->backend;
+    enum { MAX_NV = 16 };
+    nghttp2_nv nv[MAX_NV];
+    char st[8], clen[24], *copy = strdup(headers);
+    if (!copy) return -1;
+    snprintf(st, sizeof st, "%d", status);
+    size_t n = 0;
+    nv[n++] = (nghttp2_nv)NV(":status", st);
+    /* "Name: value\r\n" lines; HTTP/2 wants lowercase names. */
+    for (char *line = copy, *next; line && *line && n < MAX_NV - 1; line = next) {
+        next = strstr(line, "\r\n");
+        if (next) *next = 0, next += 2;
+        char *colon = strchr(line, ':');
+        if (!colon) continue;
+        *colon = 0;
+        for (char *p = line; *p; p++) *p = (char)(*p >= 'A' && *p <= 'Z' ? *p + 32 : *p);
+        char *value = colon + 1;
+        while (*value == ' ') value++;
+        nv[n++] = (nghttp2_nv){(uint8_t *)line, (uint8_t *)value, strlen(line), strlen(value),
+                               NGHTTP2_NV_FLAG_NONE};
+    }
+    if (len >= 0) {
+        snprintf(clen, sizeof clen, "%ld", len);
+        nv[n++] = (nghttp2_nv)NV("content-length", clen);
+    }
+    nghttp2_data_provider prd = {.source.ptr = call, .read_callback = call_data_read};
+    call->headers_sent = 1;
+    int rc = nghttp2_submit_response(h2_conn_session(call->conn), call->stream_id, nv, n, &prd);
+    free(copy); /* nghttp2 copied the header block */
+    call_kick(call);
+    return rc == 0 ? 0 : -1;
+}
+
+static int h2x_write(http_exchange_t *x, const char *data, size_t len) {
+    grpc_call_t *call = x->backend;
+    out_chunk_t *c = malloc(sizeof(*c) + len);
+    if (!c) return -1;
+    *c = (out_chunk_t){.len = len};
+    memcpy(c->data, data, len);
+    return queue_chunk(call, c);
+}
+
+static void h2x_end(http_exchange_t *x) {
+    grpc_call_t *call = x->backend;
+    call->finished = 1;
+    resume_data(call);
+    call_kick(call);
+}
+
+static size_t h2x_queued(http_exchange_t *x) { return ((grpc_call_t *)x->backend)->out_bytes; }
+
+static const http_exchange_ops_t h2x_ops = {h2x_start, h2x_write, h2x_end, h2x_queued};
+
+/* A request that is not gRPC: an exchange on this stream, handed to the
+ * HTTP handler once its body is complete (END_STREAM). */
+static void start_http_stream(grpc_call_t *call, const char *method, const char *path) {
+    http_exchange_t *x = http_exchange_new(&h2x_ops, call);
+    const char *q = strchr(path, '?');
+    if (x) {
+        x->method = strdup(method);
+        x->path = q ? strndup(path, (size_t)(q - path)) : strdup(path);
+        x->query = strdup(q ? q + 1 : "");
+        x->peer_cn = call->peer_cn;
+    }
+    for (size_t i = 0; x && i < call->md_len; i++) {
+        const char *name = call->md[i].name, *value = call->md[i].value;
+        if (name[0] == ':') continue;
+        if (http_exchange_add_header(x, name, strlen(name), value, strlen(value)) != 0) break;
+    }
+    if (!x || !x->method || !x->path || !x->query) {
+        if (x) http_exchange_unref(x);
+        reject_stream(call);
+        return;
+    }
+    call->http = x;
+}
+
 /* Not a gRPC request at all: etcd (grpc-go) resets the stream. */
 static void reject_stream(grpc_call_t *call) {
     call->finished = 1;
@@ -458,10 +591,19 @@ static void reject_stream(grpc_call_t *call) {
                               NGHTTP2_PROTOCOL_ERROR);
 }
 
+static int is_grpc_request(const char *method, const char *ctype) {
+    return method && strcmp(method, "POST") == 0 && ctype && strncmp(ctype, "application/grpc", 16) == 0 &&
+           (ctype[16] == 0 || ctype[16] == '+' || ctype[16] == ';');
+}
+
 static void dispatch_headers(nghttp2_session *session, grpc_call_t *call) {
     const char *method = grpc_call_metadata(call, ":method");
     const char *path = grpc_call_metadata(call, ":path");
     const char *ctype = grpc_call_metadata(call, "content-type");
+    if (call->srv->http_fn && path && method && !is_grpc_request(method, ctype)) {
+        start_http_stream(call, method, path);
+        return;
+    }
     if (!method || strcmp(method, "POST") != 0) {
         reject_stream(call);
         return;
@@ -521,6 +663,13 @@ static int on_one_message(const uint8_t *msg, size_t len, int compressed, void *
 }
 
 static void deliver_data(grpc_call_t *call, const uint8_t *data, size_t len) {
+    if (call->http) {
+        if (!call->http->started &&
+            http_exchange_add_body(call->http, (const char *)data, len, http_body_max(call->srv)) != 0)
+            http_exchange_reply(call->http, 413, "text/plain; charset=utf-8", NULL, "request too large\n",
+                                18);
+        return;
+    }
     if (call->finished || call->closed || !call->method) return;
     if (!call->method->client_streaming && call->messages_in > 0) return;
     grpc_call_ref(call);
@@ -538,6 +687,10 @@ static void deliver_data(grpc_call_t *call, const uint8_t *data, size_t len) {
 
 static void deliver_half_close(grpc_call_t *call) {
     call->half_closed = 1;
+    if (call->http) {
+        if (!call->http->started) call->srv->http_fn(call->srv->http_ctx, call->http);
+        return;
+    }
     if (call->finished || call->closed || !call->method) return;
     if (grpc_msg_reader_partial(&call->reader)) {
         /* etcd 3.4: io.ErrUnexpectedEOF from grpc-go's parser, as Unknown. */
@@ -606,6 +759,92 @@ static void conn_closed(h2_conn_t *conn, void *arg) {
     h2_conn_set_user(conn, NULL);
 }
 
+/* h2_conn found HTTP/1.1 on a client connection. */
+static void conn_http1(int fd, tls_conn_t *tls, const uint8_t *pre, size_t n, void *arg) {
+    grpc_server_t *srv = arg;
+    http1_server_adopt(srv->http1, fd, tls, (const char *)pre, n);
+}
+
+int grpc_server_set_http_handler(grpc_server_t *srv, grpc_http_fn fn, void *ctx) {
+    if (srv->http1 || srv->nlisteners) return -1;
+    srv->http1 = http1_server_new_async(srv->loop, fn, ctx, http_body_max(srv));
+    if (!srv->http1) return -1;
+    srv->http_fn = fn;
+    srv->http_ctx = ctx;
+    srv->hooks.on_http1 = conn_http1;
+    return 0;
+}
+
+/* ---- local calls ---- */
+
+grpc_call_t *grpc_call_local_new(grpc_server_t *srv, const char *path, const char *const *md,
+                                 const char *peer_cn, const grpc_call_sink_t *sink, void *arg) {
+    const grpc_method_t *m = find_method(srv, path);
+    if (!m) return NULL;
+    grpc_call_t *call = calloc(1, sizeof(*call));
+    if (!call) return NULL;
+    call->refs = 1; /* the caller's */
+    call->srv = srv;
+    call->method = m;
+    call->sink = sink;
+    call->sink_arg = arg;
+    call->path = strdup(path);
+    if (peer_cn) call->peer_cn = strdup(peer_cn);
+    int ok = call->path && (!peer_cn || call->peer_cn);
+    for (size_t i = 0; ok && md && md[i]; i += 2)
+        ok = md_add(call, (const uint8_t *)md[i], strlen(md[i]), (const uint8_t *)md[i + 1],
+                    strlen(md[i + 1])) == 0;
+    if (!ok) {
+        call->closed = 1;
+        grpc_call_unref(call);
+        return NULL;
+    }
+    return call;
+}
+
+void grpc_call_local_message(grpc_call_t *call, const uint8_t *msg, size_t len) {
+    if (call->finished || call->closed) return;
+    if (!call->method->client_streaming && call->messages_in > 0) return;
+    size_t max = call->srv->cfg.max_request_bytes + GRPC_OVERHEAD_BYTES;
+    if (len > max) { /* the same limit and text as a gRPC request's */
+        char text[128];
+        snprintf(text, sizeof(text), "grpc: received message larger than max (%zu vs. %zu)", len, max);
+        grpc_call_ref(call);
+        call_finish(call, GRPC_RESOURCE_EXHAUSTED, text);
+        grpc_call_unref(call);
+        return;
+    }
+    call->messages_in++;
+    grpc_call_ref(call);
+    call->method->on_message(call, msg, len, call->method->ctx);
+    grpc_call_unref(call);
+}
+
+void grpc_call_local_half_close(grpc_call_t *call) {
+    call->half_closed = 1;
+    if (call->finished || call->closed || !call->method->client_streaming || !call->method->on_half_close)
+        return;
+    grpc_call_ref(call);
+    call->method->on_half_close(call, call->method->ctx);
+    grpc_call_unref(call);
+}
+
+void grpc_call_local_close(grpc_call_t *call) {
+    if (call->closed) return;
+    call->closed = 1;
+    call->sink = NULL;
+    if (call->deadline_timer) {
+        loop_timer_cancel(call->srv->loop, call->deadline_timer);
+        call->deadline_timer = NULL;
+    }
+    if (!call->finished && call->method->on_cancel && !call->cancel_notified) {
+        call->cancel_notified = 1;
+        call->method->on_cancel(call, call->method->ctx);
+    }
+    call->finished = 1;
+    grpc_call_unref(call);
+}
+
 /* ---- server ---- */
 
 grpc_server_t *grpc_server_new(loop_t *loop, const grpc_server_config_t *cfg) {
@@ -641,6 +880,7 @@ grpc_server_t *grpc_server_new(loop_t *loop, const grpc_server_config_t *cfg) {
 
 void grpc_server_free(grpc_server_t *srv) {
     if (!srv) return;
+    http1_server_free(srv->http1); /* its TLS sessions hold the listeners' contexts */
     for (size_t i = 0; i < srv->nlisteners; i++) {
         h2_listener_free(srv->listeners[i]);
         tls_server_free(srv->tls[i]);

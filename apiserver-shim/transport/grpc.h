@@ -18,6 +18,7 @@
 #include <stdint.h>
 
 #include "grpc_status.h"
+#include "http_exchange.h"
 #include "loop.h"
 
 typedef struct grpc_call grpc_call_t;
@@ -120,6 +121,48 @@ int grpc_server_port(grpc_server_t *srv, size_t index);
 /* Re-read the certificate files of every TLS listener; new connections use the
  * new context, live ones keep theirs. 0, or -1 with err (old context kept). */
 int grpc_server_reload_tls(grpc_server_t *srv, char *err, size_t errlen);
+
+/* Plain HTTP on the client port (etcd serves HTTP/1.1 and non-gRPC HTTP/2
+ * requests there too). Without a handler (the default) a connection that
+ * does not start with the HTTP/2 preface is closed and a non-gRPC HTTP/2
+ * stream is reset, as before. With one: every listener tells the protocols
+ * apart once per connection (TLS: by ALPN, h2 or http/1.1; without ALPN or
+ * plain: whether the first bytes are the HTTP/2 preface) and hands every
+ * HTTP/1.1 request, and every HTTP/2 request whose content-type is not
+ * application/grpc, to fn with its whole body (up to twice max_request_bytes
+ * + 512 KiB, room for JSON). Set it before grpc_server_listen. */
+typedef void (*grpc_http_fn)(void *ctx, http_exchange_t *x);
+int grpc_server_set_http_handler(grpc_server_t *srv, grpc_http_fn fn, void *ctx);
+
+/* Local calls: a request that does not arrive as gRPC (the JSON gateway)
+ * run by the same registered method as the gRPC request of that path. The
+ * service sees an ordinary grpc_call_t; its response messages and its final
+ * status go to the sink instead of HTTP/2. */
+typedef struct grpc_call_sink {
+    /* One response message, valid during the callback. */
+    void (*on_message)(void *arg, const uint8_t *msg, size_t len);
+    /* grpc_call_finish ran (once). The sink may call grpc_call_local_close. */
+    void (*on_finish)(void *arg, grpc_status_t status, const char *message);
+    /* Optional: what grpc_call_send_queued reports (the sink's backlog, so a
+     * streaming service slows down for a slow reader); NULL: 0. */
+    size_t (*queued)(void *arg);
+} grpc_call_sink_t;
+/* NULL if no method is registered at path (or no memory). md: request
+ * metadata as lowercase name/value pairs, NULL-terminated (may be NULL).
+ * The caller holds one reference, released by grpc_call_local_close. */
+grpc_call_t *grpc_call_local_new(grpc_server_t *srv, const char *path, const char *const *md,
+                                 const char *peer_cn, const grpc_call_sink_t *sink, void *arg);
+/* One request message to the method (ignored once finished or closed, and
+ * after the first for a unary method). Above max_request_bytes + 512 KiB the
+ * call finishes with gRPC's ResourceExhausted "grpc: received message larger
+ * than max (N vs. M)", as the same request over gRPC would. */
+void grpc_call_local_message(grpc_call_t *call, const uint8_t *msg, size_t len);
+/* No more request messages (the method's on_half_close). */
+void grpc_call_local_half_close(grpc_call_t *call);
+/* The caller is done: a call that has not finished is cancelled (the
+ * method's on_cancel); the sink is not called again; the caller's reference
+ * is dropped. */
+void grpc_call_local_close(grpc_call_t *call);
 
 /* Call on the loop thread after loop_run returns (frees wolfSSL's per-thread
  * ECC cache, which otherwise leaks once per thread). */

@@ -7,6 +7,7 @@
 #include "grpc_frame.h"
 #include "bytes.h"
 
+#include <assert.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -106,6 +107,12 @@ int grpc_msg_reader_feed(grpc_msg_reader_t *r, const uint8_t *data, size_t len, 
             if (emit(r, msg, mlen, fn, arg) != GRPC_READ_OK) return GRPC_READ_STOPPED;
             continue;
         }
+        /* The body starts in a later chunk: allocate only once a body byte
+         * is here, so the buffer always belongs to the message being read
+         * (a buffer made now could outlive a body handed over in place and
+         * be too small for the next message). */
+        if (len == 0) return GRPC_READ_OK;
+        assert(r->buf == NULL || r->have > 0);
         if (!r->buf) {
             r->buf = malloc(r->need);
             if (!r->buf) return GRPC_READ_NOMEM;

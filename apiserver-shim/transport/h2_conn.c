@@ -22,7 +22,13 @@
 
 enum { READ_CHUNK = 16384, WRITE_CHUNK = 65536, CLOSE_LINGER_MS = 2000, HANDSHAKE_MS = 10000 };
 
-typedef enum conn_state { CONN_HANDSHAKE, CONN_OPEN, CONN_CLOSING } conn_state_t;
+typedef enum conn_state { CONN_HANDSHAKE, CONN_SNIFF, CONN_OPEN, CONN_CLOSING } conn_state_t;
+
+/* The HTTP/2 client preface; what a connection must start with to be HTTP/2
+ * when HTTP/1.1 is served too. "PRI " is enough to tell: no HTTP/1.1 method
+ * of ours starts so. */
+static const char H2_PREFACE[] = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+enum { SNIFF_BYTES = 4 };
 
 typedef struct out_buf {
     uint8_t *data;
@@ -43,6 +49,8 @@ struct h2_conn {
     int tls_wants_write;        /* last TLS op asked for writability */
     loop_timer_t *linger_timer; /* bounds the TLS handshake and the CLOSING state */
     void *user;
+    uint8_t sniff[SNIFF_BYTES]; /* CONN_SNIFF: the first bytes read */
+    size_t sniffed;
 };
 
 struct h2_listener {
@@ -87,14 +95,17 @@ static void out_consume(out_buf_t *b, size_t n) {
 
 /* ---- connection lifetime ---- */
 
-static void conn_close(h2_conn_t *c) {
+/* Frees c; keep_socket: fd and tls were handed over (on_http1). */
+static void conn_release(h2_conn_t *c, int keep_socket) {
     h2_listener_t *l = c->listener;
     if (l->hooks->on_close && c->session) l->hooks->on_close(c, l->hooks->arg);
     if (c->session) nghttp2_session_del(c->session);
     if (c->linger_timer) loop_timer_cancel(l->loop, c->linger_timer);
-    tls_conn_free(c->tls);
     loop_del_fd(l->loop, c->fd);
-    close(c->fd);
+    if (!keep_socket) {
+        tls_conn_free(c->tls);
+        close(c->fd);
+    }
     if (c->prev)
         c->prev->next = c->next;
     else
@@ -103,6 +114,8 @@ static void conn_close(h2_conn_t *c) {
     free(c->out.data);
     free(c);
 }
+
+static void conn_close(h2_conn_t *c) { conn_release(c, 0); }
 
 static void linger_expired(loop_t *loop, void *arg) {
     h2_conn_t *c = arg;
@@ -261,6 +274,54 @@ static void conn_drive(h2_conn_t *c) {
     conn_update_interest(c);
 }
 
+/* After TLS (or at accept): HTTP/2 at once, or detect first (on_http1). */
+static int conn_begin(h2_conn_t *c) {
+    if (!c->listener->hooks->on_http1) return conn_setup_session(c);
+    const char *alpn = c->tls ? tls_conn_alpn(c->tls) : NULL;
+    if (alpn && strcmp(alpn, "h2") == 0) return conn_setup_session(c);
+    if (alpn && strcmp(alpn, "http/1.1") == 0) {
+        h2_listener_t *l = c->listener;
+        int fd = c->fd;
+        tls_conn_t *tls = c->tls;
+        conn_release(c, 1);
+        l->hooks->on_http1(fd, tls, NULL, 0, l->hooks->arg);
+        return 1;
+    }
+    c->state = CONN_SNIFF;
+    return 0;
+}
+
+/* CONN_SNIFF: read the first bytes, then become HTTP/2 (feeding them to
+ * nghttp2) or hand the connection to on_http1. Returns -1 to close, 1 when
+ * c was handed over (freed), 0 otherwise. */
+static int conn_sniff(h2_conn_t *c) {
+    while (c->sniffed < SNIFF_BYTES) {
+        ssize_t n = conn_read(c, c->sniff + c->sniffed, SNIFF_BYTES - c->sniffed);
+        if (n == TLS_WANT_READ || n == TLS_WANT_WRITE) return 0;
+        if (n <= 0) return -1;
+        size_t before = c->sniffed;
+        c->sniffed += (size_t)n;
+        if (memcmp(c->sniff + before, H2_PREFACE + before, (size_t)n) != 0) break;
+    }
+    if (c->sniffed == SNIFF_BYTES && memcmp(c->sniff, H2_PREFACE, SNIFF_BYTES) == 0) {
+        if (conn_setup_session(c) != 0) return -1;
+        c->busy++;
+        ssize_t rv = nghttp2_session_mem_recv(c->session, c->sniff, c->sniffed);
+        c->busy--;
+        if (rv < 0) return -1;
+        return conn_read_input(c);
+    }
+    h2_listener_t *l = c->listener;
+    int fd = c->fd;
+    tls_conn_t *tls = c->tls;
+    uint8_t pre[SNIFF_BYTES];
+    size_t n = c->sniffed;
+    memcpy(pre, c->sniff, n);
+    conn_release(c, 1);
+    l->hooks->on_http1(fd, tls, pre, n, l->hooks->arg);
+    return 1;
+}
+
 static void conn_do_handshake(h2_conn_t *c) {
     int rv = tls_conn_handshake(c->tls);
     if (rv == TLS_WANT_READ) {
@@ -271,12 +332,22 @@ static void conn_do_handshake(h2_conn_t *c) {
         loop_mod_fd(c->listener->loop, c->fd, LOOP_WRITE);
         return;
     }
-    if (rv != 1 || conn_setup_session(c) != 0) {
+    loop_timer_cancel(c->listener->loop, c->linger_timer);
+    c->linger_timer = NULL;
+    int begun = rv == 1 ? conn_begin(c) : -1;
+    if (begun < 0) {
         conn_close(c);
         return;
     }
-    loop_timer_cancel(c->listener->loop, c->linger_timer);
-    c->linger_timer = NULL;
+    if (begun == 1) return; /* handed over */
+    if (c->state == CONN_SNIFF) {
+        int sr = conn_sniff(c); /* the first bytes may be buffered behind the handshake */
+        if (sr < 0) conn_close(c);
+        if (sr == 0 && c->state == CONN_SNIFF) loop_mod_fd(c->listener->loop, c->fd, LOOP_READ);
+        if (sr != 0 || c->state == CONN_SNIFF) return;
+        conn_drive(c);
+        return;
+    }
     /* Records may already be buffered right behind the handshake. */
     if (conn_read_input(c) != 0) {
         conn_close(c);
@@ -289,6 +360,13 @@ static void conn_on_io(loop_t *loop, int fd, int events, void *arg) {
     h2_conn_t *c = arg;
     if (c->state == CONN_HANDSHAKE) {
         conn_do_handshake(c);
+        return;
+    }
+    if (c->state == CONN_SNIFF) {
+        int sr = conn_sniff(c);
+        if (sr < 0) conn_close(c);
+        if (sr != 0 || c->state == CONN_SNIFF) return;
+        conn_drive(c);
         return;
     }
     if ((events & LOOP_READ) && c->state == CONN_OPEN && !c->read_paused) {
@@ -350,11 +428,13 @@ static void conn_start(h2_listener_t *l, int fd) {
         }
         return; /* the ClientHello arrives as a read event */
     }
-    if (conn_setup_session(c) != 0) {
+    int begun = conn_begin(c);
+    if (begun < 0) {
         conn_close(c);
         return;
     }
-    conn_drive(c); /* our SETTINGS go out first */
+    if (c->state == CONN_SNIFF) return; /* the first bytes arrive as a read event */
+    conn_drive(c);                      /* our SETTINGS go out first */
 }
 
 static void listener_on_io(loop_t *loop, int fd, int events, void *arg) {

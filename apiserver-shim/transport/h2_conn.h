@@ -6,7 +6,8 @@
  * supplies the nghttp2 callbacks; their user_data is the h2_conn_t, and
  * h2_conn_get_user() returns the upper layer's per-connection pointer.
  *
- * Connection states: TLS handshake (https only) -> open (HTTP/2) -> closing
+ * Connection states: TLS handshake (https only) -> [detecting the protocol,
+ * with on_http1 only] -> open (HTTP/2) -> closing
  * (GOAWAY queued, draining output) -> closed (on_close hook, freed).
  * Output produced by nghttp2 goes to a per-connection buffer; write interest
  * is on only while it is non-empty. While the buffer is above H2_OUT_HIGH the
@@ -38,6 +39,12 @@ typedef struct h2_conn_hooks {
     uint32_t initial_window_size;    /* per stream */
     int32_t connection_window_size;  /* whole connection */
     uint32_t max_header_list_size;
+    /* Optional: HTTP/1.1 on this listener too. Then each connection is told
+     * apart once (TLS ALPN "h2" / "http/1.1"; else whether its first bytes
+     * are the HTTP/2 client preface) and an HTTP/1.1 one is handed over:
+     * fd, its TLS session (or NULL) and the bytes already read (pre, n) are
+     * the hook's from then on. Without it every connection is HTTP/2. */
+    void (*on_http1)(int fd, tls_conn_t *tls, const uint8_t *pre, size_t n, void *arg);
 } h2_conn_hooks_t;
 
 /* Listen on host:port (port 0 picks one); tls may be NULL (h2c prior knowledge).

@@ -167,8 +167,11 @@ tls_conn_t *tls_conn_new(tls_server_t *ts, int fd) {
     if (wolfSSL_set_fd(tc->ssl, fd) != WOLFSSL_SUCCESS) goto fail;
     wolfSSL_set_using_nonblock(tc->ssl, 1);
     wolfSSL_SetIOWriteFlags(tc->ssl, MSG_NOSIGNAL); /* a vanished peer is EPIPE, not SIGPIPE */
-    char h2[] = "h2";
-    if (wolfSSL_UseALPN(tc->ssl, h2, 2, WOLFSSL_ALPN_FAILED_ON_MISMATCH) != WOLFSSL_SUCCESS) goto fail;
+    /* h2 first: a client offering both gets h2 (grpc-go offers h2 only). */
+    char protos[] = "h2,http/1.1";
+    if (wolfSSL_UseALPN(tc->ssl, protos, sizeof protos - 1, WOLFSSL_ALPN_FAILED_ON_MISMATCH) !=
+        WOLFSSL_SUCCESS)
+        goto fail;
     return tc;
 fail:
     tls_conn_free(tc);
@@ -239,4 +242,13 @@ void tls_thread_cleanup(void) {
 #ifdef FP_ECC
     wc_ecc_fp_free(); /* the per-thread ECC fixed-point cache */
 #endif
+}
+
+const char *tls_conn_alpn(tls_conn_t *tc) {
+    char *proto = NULL;
+    unsigned short len = 0;
+    if (wolfSSL_ALPN_GetProtocol(tc->ssl, &proto, &len) != WOLFSSL_SUCCESS || !proto) return NULL;
+    if (len == 2 && memcmp(proto, "h2", 2) == 0) return "h2";
+    if (len == 8 && memcmp(proto, "http/1.1", 8) == 0) return "http/1.1";
+    return NULL;
 }

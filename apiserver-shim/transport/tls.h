@@ -10,9 +10,9 @@
  *
  * A tls_conn wraps one non-blocking socket: the handshake and every read and
  * write return TLS_WANT_READ / TLS_WANT_WRITE instead of blocking, so the
- * event loop drives them. TLS 1.2 and 1.3 only; ALPN "h2" is selected, a
- * client offering ALPN without "h2" fails the handshake, a client sending no
- * ALPN is accepted.
+ * event loop drives them. TLS 1.2 and 1.3 only; ALPN "h2" is selected, else
+ * "http/1.1" (the client port serves HTTP/1.1 too); a client offering
+ * neither fails the handshake, a client sending no ALPN is accepted.
  */
 #ifndef KSHIM_TLS_H
 #define KSHIM_TLS_H
@@ -50,6 +50,8 @@ const char *tls_conn_peer_cn(tls_conn_t *tc);
 /* Free wolfSSL's per-thread caches (FP_ECC); call on a thread that did TLS
  * before it exits. */
 void tls_thread_cleanup(void);
+/* The ALPN protocol agreed on: "h2", "http/1.1", or NULL (none). */
+const char *tls_conn_alpn(tls_conn_t *tc);
 /* Last error text, for logs. */
 const char *tls_conn_error(tls_conn_t *tc);
 

@@ -153,6 +153,7 @@ static int kv_cmp_target(const void *pa, const void *pb, void *ctx) {
 }
 
 static void sort_kvs(Mvccpb__KeyValue **kvs, size_t n, int target, int descend) {
+    if (n < 2) return; /* also: an empty result has kvs == NULL, which qsort_r must not get */
     kv_sort_spec_t spec = {target, descend};
     qsort_r(kvs, n, sizeof(*kvs), kv_cmp_target, &spec);
 }
@@ -672,9 +673,17 @@ static uint64_t cost_txn(const Etcdserverpb__TxnRequest *r) {
     return f > s ? f : s;
 }
 
+uint64_t kv_request_cost(const Kshim__InternalRequest *req) {
+    if (req->put) return cost_put(req->put);
+    if (req->txn) return cost_txn(req->txn);
+    if (req->lease_grant) return 64; /* etcd's leaseOverhead */
+    return 0;
+}
+
 static int check_quota(mvcc_t *m, uint64_t cost, kv_result_t *res) {
     if (cost == 0) return 0;
     if (mvcc_db_size(m) + cost < mvcc_options(m)->quota_backend_bytes) return 0;
+    res->no_space = 1;
     return set_error(res, GRPC_RESOURCE_EXHAUSTED, ERR_NO_SPACE);
 }
 

@@ -39,6 +39,8 @@ typedef struct kv_result {
     int64_t revision;     /* store revision after the request */
     int64_t physical_rev; /* a Compact with physical: answer only once
                               * mvcc_compacted_through() >= this (0: now) */
+    int no_space;         /* refused by the space quota: the member raises
+                           * the NOSPACE alarm (etcd's quotaAlarmer) */
 } kv_result_t;
 
 void kv_result_clear(kv_result_t *res);
@@ -61,6 +63,10 @@ int kv_validate_range(mvcc_t *m, const Etcdserverpb__RangeRequest *req, kv_resul
  * index, or joins the current write group. */
 int kv_apply(mvcc_t *m, uint64_t index, const Kshim__InternalRequest *req, const kv_header_info_t *hdr,
              kv_result_t *res);
+
+/* etcd's quota cost of a request (quota.go): 256 + key + value per put, the
+ * larger branch of a Txn, 64 for a LeaseGrant, 0 for anything else. */
+uint64_t kv_request_cost(const Kshim__InternalRequest *req);
 
 /* Any thread. */
 int kv_range(mvcc_t *m, const Etcdserverpb__RangeRequest *req, const kv_header_info_t *hdr, kv_result_t *res);

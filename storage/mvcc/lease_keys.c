@@ -69,3 +69,31 @@ int lease_scan_keys(mvcc_t *m, int64_t id, int (*fn)(void *arg, const uint8_t *k
     key_scan_t ks = {fn, arg};
     return mvcc_raw_scan(m, prefix, sizeof prefix, key_scan_one, &ks);
 }
+
+/* ---- records and loads ---- */
+
+void lease_record_encode(uint8_t out[16], int64_t granted_ttl, int64_t remaining_ttl) {
+    put_be64(out, (uint64_t)granted_ttl);
+    put_be64(out + 8, (uint64_t)remaining_ttl);
+}
+
+int lease_record_decode(const uint8_t *val, size_t len, int64_t *granted_ttl, int64_t *remaining_ttl) {
+    if (len < 8) return -1;
+    *granted_ttl = (int64_t)get_be64(val);
+    *remaining_ttl = len >= 16 ? (int64_t)get_be64(val + 8) : 0;
+    return 0;
+}
+
+int lease_load_record(mvcc_load_t *l, int64_t id, int64_t granted_ttl, int64_t remaining_ttl) {
+    uint8_t key[9], val[16];
+    lease_record_key(key, id);
+    lease_record_encode(val, granted_ttl, remaining_ttl);
+    return mvcc_load_raw(l, key, sizeof key, val, sizeof val);
+}
+
+int lease_load_attach(mvcc_load_t *l, int64_t id, const uint8_t *key, size_t key_len) {
+    uint8_t *k = member_key(id, key, key_len);
+    int rc = mvcc_load_raw(l, k, 9 + key_len, (const uint8_t *)"", 0);
+    free(k);
+    return rc;
+}

@@ -28,4 +28,13 @@ int lease_scan_keys(mvcc_t *m, int64_t id, int (*fn)(void *arg, const uint8_t *k
 int lease_txn_attach(mvcc_txn_t *t, int64_t id, const uint8_t *key, size_t key_len);
 int lease_txn_detach(mvcc_txn_t *t, int64_t id, const uint8_t *key, size_t key_len);
 
+/* The 'L' record's value: granted TTL | remaining TTL (8B BE each). */
+void lease_record_encode(uint8_t out[16], int64_t granted_ttl, int64_t remaining_ttl);
+/* 0, or -1 for a value of another shape (lease.c reads the first 8 bytes). */
+int lease_record_decode(const uint8_t *val, size_t len, int64_t *granted_ttl, int64_t *remaining_ttl);
+
+/* A load (mvcc.h): the lease record of id, and key attached to id. */
+int lease_load_record(mvcc_load_t *l, int64_t id, int64_t granted_ttl, int64_t remaining_ttl);
+int lease_load_attach(mvcc_load_t *l, int64_t id, const uint8_t *key, size_t key_len);
+
 #endif

@@ -48,6 +48,7 @@
 #include <time.h>
 
 #include "mvcc_compact.h"
+#include "mvcc_internal.h"
 #include "mvcc_keys.h"
 #include "mvcc_swap.h"
 
@@ -112,8 +113,9 @@ struct mvcc {
     pthread_mutex_t gate_mu;
     pthread_cond_t gate_cv;
     int users, swapping;
-    mvcc_user_t *exports;    /* export readers, invalidated by a swap */
-    _Atomic int swap_failed; /* the store could not be reopened: fail-stop */
+    mvcc_user_t *exports;          /* export readers, invalidated by a swap */
+    _Atomic int swap_failed;       /* the store could not be reopened: fail-stop */
+    _Atomic uint64_t size_pending; /* bytes committed since the last look at the files */
 };
 
 struct mvcc_txn {
@@ -481,11 +483,14 @@ static uint64_t monotonic_ms(void) {
  * write-ahead log and the manifest. That is what the store occupies on disk
  * (and what the space quota is about); LevelDB's own approximate sizes miss
  * everything still in the memtable. Cached for a second: the quota check asks
- * on every write. */
+ * on every write; until the next look the bytes committed since are added
+ * (LevelDB's log grows by about that much at once), so a burst of writes
+ * cannot overrun the quota by a second's worth of data. */
 uint64_t mvcc_db_size(mvcc_t *m) {
     uint64_t now = monotonic_ms();
     uint64_t at = atomic_load(&m->size_cache_ms);
-    if (at != 0 && now - at < 1000) return atomic_load(&m->size_cache);
+    if (at != 0 && now - at < 1000) return atomic_load(&m->size_cache) + atomic_load(&m->size_pending);
+    atomic_store(&m->size_pending, 0);
     uint64_t size = 0;
     DIR *d = opendir(m->dir);
     if (d) {
@@ -592,6 +597,60 @@ static int raw_scan(mvcc_t *m, const uint8_t *prefix, size_t prefix_len, mvcc_ra
         if (fn(arg, k, kl, v, vl)) break;
     }
     return iter_done(it);
+}
+
+/* The same walk through a read txn's snapshot (consistent with its
+ * metadata); a write txn reads the live DB. */
+int mvcc_txn_raw_scan(mvcc_txn_t *t, const uint8_t *prefix, size_t prefix_len, mvcc_raw_fn fn, void *arg) {
+    leveldb_iterator_t *it = db_iter(t->m, t->ro ? t->ro : t->m->ro);
+    if (!it) return MVCC_ERR_IO;
+    for (leveldb_iter_seek(it, (const char *)prefix, prefix_len); leveldb_iter_valid(it);
+         leveldb_iter_next(it)) {
+        size_t kl, vl;
+        const uint8_t *k = (const uint8_t *)leveldb_iter_key(it, &kl);
+        if (kl < prefix_len || memcmp(k, prefix, prefix_len) != 0) break;
+        const uint8_t *v = (const uint8_t *)leveldb_iter_value(it, &vl);
+        if (fn(arg, k, kl, v, vl)) break;
+    }
+    return iter_done(it);
+}
+
+int mvcc_txn_raw_get(mvcc_txn_t *t, const uint8_t *key, size_t key_len, uint8_t **val, size_t *val_len) {
+    size_t n = 0;
+    char *v = NULL;
+    int rc = db_get(t->m, t->ro ? t->ro : t->m->ro, key, key_len, &v, &n);
+    if (rc != MVCC_OK) return rc;
+    *val = malloc(n ? n : 1);
+    if (!*val) {
+        leveldb_free(v);
+        return MVCC_ERR_IO;
+    }
+    memcpy(*val, v, n);
+    leveldb_free(v);
+    *val_len = n;
+    return MVCC_OK;
+}
+
+/* LevelDB's manual compaction of the whole key space. A first
+ * leveldb_compact_range flushes the memtable, but LevelDB may place that
+ * table at level 2 (nothing overlaps it) and only compacts the levels above
+ * the deepest one holding files, so a table flushed with its own shadowed
+ * entries (puts deleted later, compacted versions) would stay as it is. So:
+ * flush, then write deletion markers for the lowest and highest possible
+ * keys (no space uses them), whose table spans the key space and lands above
+ * every other, and compact again: every level then merges down into the
+ * deepest one, dropping deleted and overwritten entries. LevelDB serializes
+ * this with its own background compaction; reads and writes go on. */
+int mvcc_defrag(mvcc_t *m) {
+    leveldb_compact_range(m->db, NULL, 0, NULL, 0);
+    leveldb_writebatch_t *wb = leveldb_writebatch_create();
+    leveldb_writebatch_delete(wb, "\x00", 1);
+    leveldb_writebatch_delete(wb, "\xff\xff\xff\xff", 4);
+    int rc = db_write(m, wb, 0);
+    leveldb_writebatch_destroy(wb);
+    if (rc == MVCC_OK) leveldb_compact_range(m->db, NULL, 0, NULL, 0);
+    atomic_store(&m->size_cache_ms, 0); /* the next mvcc_db_size looks again */
+    return rc;
 }
 
 /* ---- txns ---- */
@@ -1002,8 +1061,10 @@ int mvcc_txn_range(mvcc_txn_t *t, const mvcc_range_t *r, int64_t at_rev, int64_t
 
 /* ---- writes ---- */
 
-/* Adds the 'k' and 'r' entries of one change to the batch. */
-static void batch_change(mvcc_txn_t *t, const Mvccpb__KeyValue *kv, int64_t sub, int tombstone) {
+/* Adds the 'k', 'r' and 'l' entries of one change to wb; returns the
+ * approximate bytes added. Also the loader's (mvcc_dump.c). */
+size_t mvcc_internal_batch_version(leveldb_writebatch_t *wb, const Mvccpb__KeyValue *kv, int64_t sub,
+                                   int tombstone) {
     size_t klen = mvcc_encoded_key_max(kv->key.len);
     uint8_t *k = malloc(klen);
     uint8_t *rec = malloc(REC_HDR + kv->value.len);
@@ -1017,23 +1078,27 @@ static void batch_change(mvcc_txn_t *t, const Mvccpb__KeyValue *kv, int64_t sub,
     put_be64(rec + 9, (uint64_t)kv->version);
     put_be64(rec + 17, (uint64_t)kv->lease);
     if (kv->value.len) memcpy(rec + REC_HDR, kv->value.data, kv->value.len);
-    leveldb_writebatch_put(t->wb, (const char *)k, n, (const char *)rec, REC_HDR + kv->value.len);
+    leveldb_writebatch_put(wb, (const char *)k, n, (const char *)rec, REC_HDR + kv->value.len);
     uint8_t rk[17];
     encode_rev_key(rk, kv->mod_revision, sub);
     rv[0] = tombstone ? 1 : 0;
     if (kv->key.len) memcpy(rv + 1, kv->key.data, kv->key.len);
-    leveldb_writebatch_put(t->wb, (const char *)rk, sizeof(rk), (const char *)rv, 1 + kv->key.len);
+    leveldb_writebatch_put(wb, (const char *)rk, sizeof(rk), (const char *)rv, 1 + kv->key.len);
     /* the live-key index: 'l' | esc(key) | 00 01 for every key alive now */
     size_t lk_len = n - REV_SUFFIX;
     k[0] = 'l';
     if (tombstone)
-        leveldb_writebatch_delete(t->wb, (const char *)k, lk_len);
+        leveldb_writebatch_delete(wb, (const char *)k, lk_len);
     else
-        leveldb_writebatch_put(t->wb, (const char *)k, lk_len, "", 0);
-    t->bytes += 3 * n + REC_HDR + kv->value.len + 1 + kv->key.len + 32;
+        leveldb_writebatch_put(wb, (const char *)k, lk_len, "", 0);
     free(k);
     free(rec);
     free(rv);
+    return 3 * n + REC_HDR + kv->value.len + 1 + kv->key.len + 32;
+}
+
+static void batch_change(mvcc_txn_t *t, const Mvccpb__KeyValue *kv, int64_t sub, int tombstone) {
+    t->bytes += mvcc_internal_batch_version(t->wb, kv, sub, tombstone);
 }
 
 /* The latest live version of key as this txn sees it: *out is NULL when the
@@ -1204,6 +1269,7 @@ int64_t mvcc_apply_revision(mvcc_t *m) { return m->meta.rev; }
 int mvcc_txn_commit(mvcc_txn_t *t, uint64_t index) {
     assert(t->wb);
     mvcc_t *m = t->m;
+    atomic_fetch_add(&m->size_pending, (uint64_t)t->bytes);
     mvcc_meta_t mt = m->meta;
     mt.applied_index = index;
     mt.rev = mvcc_txn_rev(t);
@@ -1298,4 +1364,23 @@ int mvcc_swap_store(mvcc_t *m, mvcc_swap_fn swap, void *arg, char *err, size_t e
     pthread_mutex_unlock(&m->gate_mu);
     if (orc != 0) return MVCC_ERR_IO;
     return rc == 0 ? MVCC_OK : MVCC_ERR_IO;
+}
+
+/* ---- for mvcc_dump.c (mvcc_internal.h) ---- */
+
+leveldb_t *mvcc_internal_db(mvcc_t *m) { return m->db; }
+
+int mvcc_internal_meta_read(mvcc_t *m, const leveldb_readoptions_t *ro, mvcc_meta_t *mt) {
+    return meta_read(m->db, ro, mt);
+}
+
+int mvcc_internal_write_meta(mvcc_t *m, const mvcc_meta_t *mt) {
+    leveldb_writebatch_t *wb = leveldb_writebatch_create();
+    meta_put(wb, mt);
+    int rc = db_write(m, wb, 1);
+    leveldb_writebatch_destroy(wb);
+    if (rc != MVCC_OK) return rc;
+    m->meta = *mt;
+    publish_meta(m);
+    return MVCC_OK;
 }

@@ -200,6 +200,48 @@ int mvcc_raw_get(mvcc_t *m, const uint8_t *key, size_t key_len, uint8_t **val, s
 typedef int (*mvcc_raw_fn)(void *arg, const uint8_t *key, size_t key_len, const uint8_t *val, size_t val_len);
 int mvcc_raw_scan(mvcc_t *m, const uint8_t *prefix, size_t prefix_len, mvcc_raw_fn fn, void *arg);
 
+/* mvcc_raw_scan through a txn: a read txn's snapshot, so the records agree
+ * with the txn's metadata. Any thread (read txn). */
+int mvcc_txn_raw_scan(mvcc_txn_t *t, const uint8_t *prefix, size_t prefix_len, mvcc_raw_fn fn, void *arg);
+/* mvcc_raw_get through a txn (a read txn's snapshot). */
+int mvcc_txn_raw_get(mvcc_txn_t *t, const uint8_t *key, size_t key_len, uint8_t **val, size_t *val_len);
+
+/* etcd's Defragment on LevelDB: a manual compaction of the whole key space
+ * (leveldb_compact_range, see mvcc.c for how every level is reached), which
+ * rewrites the tables without the deleted and overwritten entries, so the
+ * files shrink after deletes and an MVCC compaction. Blocks for as long as
+ * it takes: not for the loop or apply thread. Reads and writes of other
+ * threads go on meanwhile. MVCC_OK or MVCC_ERR_IO. */
+int mvcc_defrag(mvcc_t *m);
+
+/* ---- hashes (storage/mvcc/mvcc_hash.c) ----
+ *
+ * mvcc_hash_kv is etcd 3.4's HashByRev (mvcc/kvstore.go), byte for byte:
+ * CRC-32C (Castagnoli) over "key", then, in revision order, for every
+ * version (main, sub) with main <= rev that is kept: etcd's key-bucket key
+ * (main 8B BE | '_' | sub 8B BE, plus 't' for a tombstone) and its value
+ * (the packed mvccpb.KeyValue; a tombstone's holds only the key). Kept: every
+ * version above the compact revision C; at or below C only a key's newest
+ * version at rev if it is not a tombstone (etcd's kvindex.Keep(rev)); when no
+ * key is alive at rev, etcd hashes every version at or below C it still
+ * holds, which after the compaction is each key's newest version at C that
+ * is not a tombstone: that is what is hashed here, whatever the compactor's
+ * progress. rev 0 is the current revision. MVCC_ERR_COMPACTED when
+ * 0 < rev <= C (as etcd: even rev == C), MVCC_ERR_FUTURE_REV when rev is
+ * above the current revision (*compact_rev / *cur_rev filled), MVCC_ERR_IO.
+ * *cur_rev and *compact_rev (-1: never compacted) are the snapshot's. Any
+ * thread; one LevelDB snapshot. */
+int mvcc_hash_kv(mvcc_t *m, int64_t rev, uint32_t *hash, int64_t *cur_rev, int64_t *compact_rev);
+/* etcd's Hash (the whole backend): CRC-32C over every record of the
+ * database in key order (key bytes, then value bytes), except the
+ * per-member bookkeeping records 'm' (applied index) and 'c' (compactor
+ * progress), as etcd skips meta/consistent_index. Depends on the physical
+ * compaction's progress, as etcd's does. *rev: the snapshot's revision. */
+int mvcc_hash_all(mvcc_t *m, uint32_t *hash, int64_t *rev);
+/* CRC-32C continued from crc (0 to start): Go's crc32.Update with the
+ * Castagnoli table. */
+uint32_t mvcc_crc32c(uint32_t crc, const void *buf, size_t len);
+
 /* Record only the applied index (entries that change no key); in a write
  * group it joins the group. */
 int mvcc_set_applied(mvcc_t *m, uint64_t index);
@@ -248,5 +290,35 @@ typedef int (*kv_history_fn)(void *arg, int64_t rev, const mvcc_event_t *evs, si
 int kv_history(mvcc_t *m, const uint8_t *key, size_t key_len, const uint8_t *range_end, size_t range_end_len,
                int64_t from_rev, int64_t to_rev, int with_prev, kv_history_fn fn, void *arg,
                int64_t *compact_rev);
+
+/* ---- dump and load (storage/mvcc/mvcc_dump.c): the whole store, for
+ * snapshots in another format (etcd's bbolt file, storage/bbolt/) ----
+ *
+ * A dump reads one LevelDB snapshot (any thread, the store keeps serving):
+ * *meta gets its metadata; mvcc_dump_versions hands every version in
+ * revision order (main, then sub) as etcd's compaction would have kept it
+ * (nothing at or below the compact revision but each key's newest version
+ * there, and no tombstone there); a tombstone's kv has key and
+ * mod_revision only. fn returns 0 to go on, non-zero to stop (returned).
+ * mvcc_dump_raw scans a side table (see mvcc_raw_scan) in the same
+ * snapshot. A load fills a store that is not serving (the caller checks
+ * it was empty): versions in revision order, raw side-table records, then
+ * mvcc_load_finish records the revision and compact revision with applied
+ * index 0 (a fresh Raft log applies from 1). Not synced per batch: finish
+ * syncs, and a crash before it leaves a store to delete. Several loads may
+ * follow each other (each finish writes the metadata). */
+typedef struct mvcc_dump mvcc_dump_t;
+typedef int (*mvcc_version_fn)(void *arg, const Mvccpb__KeyValue *kv, int64_t sub, int tombstone);
+int mvcc_dump_begin(mvcc_t *m, mvcc_dump_t **out, mvcc_meta_t *meta);
+int mvcc_dump_versions(mvcc_dump_t *d, mvcc_version_fn fn, void *arg);
+int mvcc_dump_raw(mvcc_dump_t *d, const uint8_t *prefix, size_t prefix_len, mvcc_raw_fn fn, void *arg);
+void mvcc_dump_end(mvcc_dump_t *d);
+
+typedef struct mvcc_load mvcc_load_t;
+int mvcc_load_begin(mvcc_t *m, mvcc_load_t **out);
+int mvcc_load_version(mvcc_load_t *l, const Mvccpb__KeyValue *kv, int64_t sub, int tombstone);
+int mvcc_load_raw(mvcc_load_t *l, const uint8_t *key, size_t key_len, const uint8_t *val, size_t val_len);
+int mvcc_load_finish(mvcc_load_t *l, int64_t rev, int64_t compact_rev);
+void mvcc_load_free(mvcc_load_t *l);
 
 #endif

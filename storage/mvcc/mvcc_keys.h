@@ -11,7 +11,9 @@
  *   'c' -> the compactor's progress (mvcc_compact.c)
  * The other spaces of the same LevelDB belong to the side tables, each with
  * one owner: 'L' and 'M' (leases, lease_keys.h in this folder), 'U', 'R'
- * and the auth flags (auth/auth_store.h, raw puts through mvcc_txn_raw_put).
+ * and the auth flags (auth/auth_store.h, raw puts through mvcc_txn_raw_put),
+ * 'a' (alarms, kv/kv_alarm.c). mvcc_defrag writes (deletes) the keys 00 and
+ * FF FF FF FF, which no space uses.
  *
  * esc() maps 0x00 to 00 FF and keeps every other byte; with the 00 01
  * terminator, encoded keys sort like user keys for any bytes and all versions

@@ -600,12 +600,50 @@ int mvcc_snapshot_install(mvcc_t *m, char *err, size_t errlen) {
     return mvcc_swap_store(m, swap_dirs, NULL, err, errlen);
 }
 
+static int dir_index(const char *path, uint64_t *index);
+
+int mvcc_snapshot_staged_index(mvcc_t *m, uint64_t *index) {
+    char ready[4096];
+    side_path(ready, sizeof ready, mvcc_dir(m), ".snap-ready");
+    if (!path_exists(ready)) return MVCC_ERR_NOT_FOUND;
+    return dir_index(ready, index);
+}
+
 void mvcc_snapshot_discard(mvcc_t *m) {
     char p[4096];
     side_path(p, sizeof p, mvcc_dir(m), ".snap-tmp");
     remove_tree(p);
     side_path(p, sizeof p, mvcc_dir(m), ".snap-ready");
     remove_tree(p);
+}
+
+/* The applied index of the LevelDB in path (opened and closed here). */
+static int dir_index(const char *path, uint64_t *index) {
+    leveldb_options_t *o = leveldb_options_create();
+    char *err = NULL;
+    leveldb_t *db = leveldb_open(o, path, &err);
+    leveldb_options_destroy(o);
+    if (err) {
+        leveldb_free(err);
+        return MVCC_ERR_IO;
+    }
+    leveldb_readoptions_t *ro = leveldb_readoptions_create();
+    leveldb_readoptions_set_verify_checksums(ro, 1);
+    int rc = snapshot_index(db, ro, index);
+    leveldb_readoptions_destroy(ro);
+    leveldb_close(db);
+    return rc;
+}
+
+/* A staged copy beside an existing store is worth keeping only if it is
+ * ahead of it: a copy received and synced whose install the crash cut off
+ * before the swap. After an exchange-swap the old store sits under the
+ * staged name until it is removed, behind the new one: not worth keeping. */
+static int staged_copy_ahead(const char *dir, const char *ready) {
+    uint64_t store = 0, staged = 0;
+    if (!path_exists(ready)) return 0;
+    if (dir_index(dir, &store) != MVCC_OK || dir_index(ready, &staged) != MVCC_OK) return 0;
+    return staged > store;
 }
 
 int mvcc_snapshot_recover(const char *dir, char *err, size_t errlen) {
@@ -625,8 +663,14 @@ int mvcc_snapshot_recover(const char *dir, char *err, size_t errlen) {
         }
     }
     /* Whatever else is beside the store is an unfinished import or the old
-     * store of a finished install. */
-    if (remove_tree(tmp) != 0 || remove_tree(ready) != 0 || remove_tree(old) != 0) {
+     * store of a finished install. A staged copy ahead of the store stays: it
+     * is complete (renamed into place only after its end record checked out), and
+     * the node may install it again at start, when its WAL already records
+     * the snapshot but the crash came before the install (see
+     * mvcc_snapshot_staged_index); unless it is the old store after an
+     * exchange, or otherwise not ahead of the store. */
+    if (remove_tree(tmp) != 0 || remove_tree(old) != 0 ||
+        (!staged_copy_ahead(dir, ready) && remove_tree(ready) != 0)) {
         snprintf(err, errlen, "snapshot recovery: cannot remove the staged copies beside %s: %s", dir,
                  strerror(errno));
         return -1;

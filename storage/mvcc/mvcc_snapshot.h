@@ -23,7 +23,9 @@
  * the file system lacks it), the parent directory is synced, the old data
  * removed and the store reopened under the same mvcc_t (readers wait at the
  * store's gate meanwhile). A crash at any point leaves the old or the new
- * store: mvcc_open finishes or undoes a cut-short install first.
+ * store: mvcc_open finishes or undoes a cut-short install first, and keeps
+ * a complete staged copy (the node installs it again at start when its WAL
+ * recorded the snapshot before the crash).
  */
 #ifndef KSHIM_MVCC_SNAPSHOT_H
 #define KSHIM_MVCC_SNAPSHOT_H
@@ -81,6 +83,9 @@ void mvcc_snap_writer_abort(mvcc_snap_writer_t *w);
  * store is open again) or the store cannot be reopened (then mvcc_failed()
  * is 1: fail-stop). */
 int mvcc_snapshot_install(mvcc_t *m, char *err, size_t errlen);
+/* A staged copy left by an earlier run (mvcc_open keeps it): the applied
+ * index it covers. MVCC_OK, MVCC_ERR_NOT_FOUND (none) or MVCC_ERR_IO. */
+int mvcc_snapshot_staged_index(mvcc_t *m, uint64_t *index);
 /* Removes a staged copy that will not be installed. */
 void mvcc_snapshot_discard(mvcc_t *m);
 

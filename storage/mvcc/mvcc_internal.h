@@ -1,0 +1,21 @@
+/*
+ * mvcc_internal.h: what mvcc.c shares with mvcc_dump.c only (not for the
+ * layers above): the LevelDB handle, the one encoder of a version's
+ * 'k'/'r'/'l' records, and writing the 'm' metadata record.
+ */
+#ifndef KSHIM_MVCC_INTERNAL_H
+#define KSHIM_MVCC_INTERNAL_H
+
+#include <leveldb/c.h>
+
+#include "mvcc.h"
+
+leveldb_t *mvcc_internal_db(mvcc_t *m);
+size_t mvcc_internal_batch_version(leveldb_writebatch_t *wb, const Mvccpb__KeyValue *kv, int64_t sub,
+                                   int tombstone);
+/* Reads the 'm' record through ro (a snapshot's read options). */
+int mvcc_internal_meta_read(mvcc_t *m, const leveldb_readoptions_t *ro, mvcc_meta_t *mt);
+/* Writes mt as the 'm' record (synced) and publishes it. */
+int mvcc_internal_write_meta(mvcc_t *m, const mvcc_meta_t *mt);
+
+#endif
