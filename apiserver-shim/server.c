@@ -35,6 +35,7 @@
 
 #include "autotls.h"
 #include "log.h"
+#include "peer.h"
 #include "pending.h"
 #include "readers.h"
 #include "services.h"
@@ -181,52 +182,210 @@ static void install_signals(loop_t *loop) {
     signal(SIGPIPE, SIG_IGN);
 }
 
-/* This member's peer URLs and the member list from --initial-cluster.
- * Only single-member clusters run today (see README). */
-static int resolve_membership(server_t *s, const server_config_t *cfg, char *err, size_t errlen) {
-    s->n_peer_urls = cfg->n_initial_advertise_peer_urls;
-    for (size_t i = 0; i < s->n_peer_urls; i++) s->peer_urls[i] = cfg->initial_advertise_peer_urls[i];
-    s->member_id = server_member_id(s->peer_urls, s->n_peer_urls, cfg->initial_cluster_token);
+/* ---- peers: the transport's and the node's callbacks ---------------- */
 
-    const char *ic = cfg->initial_cluster;
-    if (ic && *ic) {
-        /* Count distinct member names: "a=u1,a=u2,b=u3" has two members. */
-        size_t members = 0;
-        char names[SERVER_MAX_URLS][128];
-        const char *p = ic;
-        while (*p) {
-            const char *eq = strchr(p, '=');
-            const char *comma = strchr(p, ',');
-            if (!eq || (comma && comma < eq)) {
-                snprintf(err, errlen, "--initial-cluster: cannot parse %s", ic);
-                return -1;
-            }
-            size_t nl = (size_t)(eq - p);
-            if (nl >= sizeof names[0]) nl = sizeof names[0] - 1;
-            int seen = 0;
-            for (size_t i = 0; i < members; i++)
-                if (strlen(names[i]) == nl && strncmp(names[i], p, nl) == 0) seen = 1;
-            if (!seen && members < SERVER_MAX_URLS) {
-                memcpy(names[members], p, nl);
-                names[members][nl] = '\0';
-                members++;
-            }
-            p = comma ? comma + 1 : p + strlen(p);
-        }
-        if (members > 1) {
-            snprintf(err, errlen,
-                     "--initial-cluster names %zu members: multi-member clusters are not "
-                     "supported yet by this kshimd (single-voter Raft only)",
-                     members);
-            return -1;
-        }
-        if (members == 1 && strcmp(names[0], cfg->name) != 0) {
-            snprintf(err, errlen, "couldn't find local name \"%s\" in the initial cluster configuration",
-                     cfg->name);
-            return -1;
-        }
+static raft_node_t *raft_of(server_t *s) { return __atomic_load_n(&s->raft, __ATOMIC_ACQUIRE); }
+
+/* Transport threads: a Raft message for our node. */
+static void on_peer_raft(void *ctx, const raft_msg_t *m) {
+    raft_node_t *node = raft_of(ctx);
+    if (node) raft_node_step(node, m);
+}
+
+typedef struct app_msg {
+    server_t *s;
+    uint64_t from;
+    uint8_t kind;
+    size_t len;
+    uint8_t data[];
+} app_msg_t;
+
+static void dispatch_app(void *arg) {
+    app_msg_t *a = arg;
+    server_peer_handler_fn fn = a->kind < SERVER_PEER_KINDS ? a->s->peer_handlers[a->kind] : NULL;
+    if (fn) fn(a->s, a->from, a->data, a->len);
+    free(a);
+}
+
+/* Transport threads: an app message, handled on the loop by its kind's handler. */
+static void on_peer_app(void *ctx, uint64_t from, uint8_t kind, const uint8_t *data, size_t len) {
+    server_t *s = ctx;
+    app_msg_t *a = malloc(sizeof *a + len);
+    if (!a) return;
+    a->s = s;
+    a->from = from;
+    a->kind = kind;
+    a->len = len;
+    memcpy(a->data, data, len);
+    if (loop_post(s->loop, dispatch_app, a) != 0) free(a);
+}
+
+static int on_members_request(void *ctx, uint8_t **out, size_t *out_len) {
+    server_t *s = ctx;
+    return server_members_pack(s, out, out_len);
+}
+
+/* Raft thread: messages to peers, forwarded proposals to the leader. */
+static void node_send(void *ctx, const raft_msg_t *m) {
+    peer_transport_t *t = server_peer_acquire(ctx);
+    if (t) peer_send_raft(t, m);
+    server_peer_release();
+}
+
+/* Raft thread: stream a snapshot to a follower (member/snapshot_send.c),
+ * under the peer lock like every use of the transport. */
+static void node_send_snapshot(void *ctx, const raft_msg_t *m) {
+    server_t *s = ctx;
+    peer_transport_t *t = server_peer_acquire(s);
+    raft_node_t *node = raft_of(s);
+    if (t && node)
+        server_send_snapshot(s, m);
+    else if (node)
+        raft_node_report_snapshot(node, m->to, 0);
+    server_peer_release();
+}
+
+static void node_forward(void *ctx, uint64_t leader, const void *data, size_t len) {
+    server_peer_send(ctx, leader, SERVER_PEER_FORWARD, data, len);
+}
+
+/* Leader, loop: a follower's proposal. A refusal here is not reported back:
+ * the follower's call times out as in etcd when its proposal is lost. */
+static void on_forward(server_t *s, uint64_t from, const uint8_t *data, size_t len) {
+    (void)from;
+    raft_node_propose(s->raft, data, len);
+}
+
+typedef struct dropped_call {
+    server_t *s;
+    uint64_t id;
+    int reason;
+} dropped_call_t;
+
+static void answer_dropped(void *arg) {
+    dropped_call_t *d = arg;
+    grpc_call_t *c = pending_take(d->s->pending, d->id);
+    if (c) {
+        d->s->proposals_failed++;
+        if (d->reason == RAFT_NODE_ERR_BUSY)
+            grpc_call_finish(c, GRPC_RESOURCE_EXHAUSTED, "etcdserver: too many requests");
+        else if (d->reason == RAFT_NODE_ERR_STOPPED)
+            grpc_call_finish(c, GRPC_UNAVAILABLE, "etcdserver: server stopped");
+        else
+            grpc_call_finish(c, GRPC_UNAVAILABLE, "etcdserver: no leader");
+        grpc_call_unref(c);
     }
-    s->cluster_id = server_cluster_id(&s->member_id, 1);
+    free(d);
+}
+
+/* Raft thread: a proposal that will not reach the log; answer its call now. */
+static void node_dropped(void *ctx, const void *data, size_t len, int reason) {
+    server_t *s = ctx;
+    Kshim__InternalRequest *req = kshim__internal_request__unpack(NULL, len, data);
+    if (!req) return;
+    uint64_t id = req->header && req->header->proposer == s->member_id ? req->header->id : 0;
+    kshim__internal_request__free_unpacked(req, NULL);
+    dropped_call_t *d = id ? malloc(sizeof *d) : NULL;
+    if (!d) return;
+    *d = (dropped_call_t){s, id, reason};
+    if (loop_post(s->loop, answer_dropped, d) != 0) free(d);
+}
+
+typedef struct read_ready_msg {
+    server_t *s;
+    uint64_t rctx;
+    int ok;
+} read_ready_msg_t;
+
+static void deliver_read_ready(void *arg) {
+    read_ready_msg_t *r = arg;
+    svc_kv_read_ready(r->s, r->rctx, r->ok);
+    free(r);
+}
+
+static void node_read_ready(void *ctx, uint64_t rctx, int ok) {
+    server_t *s = ctx;
+    read_ready_msg_t *r = malloc(sizeof *r);
+    if (!r) return; /* the read waits for the request timeout */
+    *r = (read_ready_msg_t){s, rctx, ok};
+    if (loop_post(s->loop, deliver_read_ready, r) != 0) free(r);
+}
+
+/* --peer-auto-tls without --peer-cert-file: a self-signed certificate in
+ * <data-dir>/fixtures/peer, as etcd. */
+static int peer_tls_config(server_t *s, peer_tls_t *tls, char *cert, char *key, size_t cap, char *err,
+                           size_t errlen) {
+    const server_config_t *cfg = s->cfg;
+    memset(tls, 0, sizeof *tls);
+    tls->cert_file = cfg->peer_cert_file;
+    tls->key_file = cfg->peer_key_file;
+    tls->trusted_ca_file = cfg->peer_trusted_ca_file;
+    tls->client_cert_auth = cfg->peer_client_cert_auth;
+    tls->crl_file = cfg->peer_crl_file;
+    tls->allowed_cn = cfg->peer_cert_allowed_cn;
+    tls->allowed_hostname = cfg->peer_cert_allowed_host;
+    if (!cfg->peer_auto_tls || (cfg->peer_cert_file && cfg->peer_key_file)) return 0;
+    char hostbuf[SERVER_MAX_URLS][256];
+    const char *hosts[SERVER_MAX_URLS];
+    size_t nh = 0;
+    for (size_t i = 0; i < cfg->n_listen_peer_urls; i++)
+        if (autotls_url_host(cfg->listen_peer_urls[i], hostbuf[nh], sizeof hostbuf[nh]) == 0) {
+            hosts[nh] = hostbuf[nh];
+            nh++;
+        }
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s/fixtures/peer", cfg->data_dir);
+    (void)cap;
+    if (autotls_ensure(dir, hosts, nh, 365, cert, key, err, errlen) != 0) return -1;
+    tls->cert_file = cert;
+    tls->key_file = key;
+    tls->trusted_ca_file = NULL;
+    tls->client_cert_auth = 0;
+    return 0;
+}
+
+/* Starts the peer transport on --listen-peer-urls when the cluster has
+ * other members (or this one joins). 0, or -1 logged. */
+static int start_peers(server_t *s) {
+    if (s->peer) return 0;
+    size_t members = 0;
+    server_members_t ms;
+    if (server_members_get(s, &ms) == 0) {
+        members = ms.n;
+        server_members_release(&ms);
+    }
+    if (members <= 1 && !s->join) return 0;
+    static char cert[4096], key[4096];
+    char err[512] = "";
+    peer_config_t pc = {
+        .self_id = s->member_id,
+        .cluster_id = s->cluster_id,
+        .listen_urls = s->cfg->listen_peer_urls,
+        .n_listen_urls = s->cfg->n_listen_peer_urls,
+        .on_raft = on_peer_raft,
+        .on_app = on_peer_app,
+        .on_members_request = on_members_request,
+        .on_snapshot_begin = server_snapshot_begin,
+        .on_snapshot_chunk = server_snapshot_chunk,
+        .on_snapshot_end = server_snapshot_end,
+        .ctx = s,
+    };
+    if (peer_tls_config(s, &pc.tls, cert, key, sizeof cert, err, sizeof err) != 0) {
+        log_error("--peer-auto-tls: %s", err);
+        return -1;
+    }
+    server_peer_handle(s, SERVER_PEER_FORWARD, on_forward);
+    peer_transport_t *t = peer_start(&pc, err, sizeof err);
+    if (!t) {
+        log_error("cannot listen for peers: %s", err);
+        return -1;
+    }
+    server_peer_acquire(s);
+    s->peer = t;
+    server_peer_release();
+    server_membership_add_peers(s);
+    for (size_t i = 0; i < s->cfg->n_listen_peer_urls; i++)
+        log_info("listening for peers on %s", s->cfg->listen_peer_urls[i]);
     return 0;
 }
 
@@ -238,10 +397,6 @@ int server_run(const server_config_t *cfg) {
     char path[4096];
     int exit_code = 1;
 
-    if (resolve_membership(&s, cfg, err, sizeof err) != 0) {
-        log_error("%s", err);
-        return 1;
-    }
     snprintf(path, sizeof path, "%s/member/kv", cfg->data_dir);
     if (mkdir_p(path, 0700) != 0) {
         log_error("cannot create data dir %s: %s", path, strerror(errno));
@@ -280,6 +435,28 @@ int server_run(const server_config_t *cfg) {
         goto out;
     }
 
+    if (server_membership_init(&s, err, sizeof err) != 0) {
+        log_error("%s", err);
+        goto out;
+    }
+    if (server_add_reload_hook(&s, server_membership_reload) != 0) {
+        log_error("cannot register the member table's reload hook");
+        goto out;
+    }
+    uint64_t voters[SERVER_MAX_MEMBERS];
+    size_t n_voters = server_voter_ids(&s, voters, SERVER_MAX_MEMBERS);
+    size_t n_members = 0;
+    {
+        server_members_t ms;
+        if (server_members_get(&s, &ms) == 0) {
+            n_members = ms.n;
+            server_members_release(&ms);
+        }
+    }
+    int clustered = n_members > 1 || s.join;
+    s.start_peers = start_peers;
+    if (start_peers(&s) != 0) goto out;
+
     char wal_path[4096];
     if (cfg->wal_dir && *cfg->wal_dir)
         snprintf(wal_path, sizeof wal_path, "%s", cfg->wal_dir);
@@ -287,8 +464,16 @@ int server_run(const server_config_t *cfg) {
         snprintf(wal_path, sizeof wal_path, "%s/member/wal", cfg->data_dir);
     raft_node_config_t rcfg = {
         .id = s.member_id,
-        .peer_ids = &s.member_id,
-        .n_peers = 1,
+        .peer_ids = voters,
+        .n_peers = n_voters,
+        .join = s.join,
+        .pre_vote = clustered,
+        .check_quorum = clustered,
+        .send = node_send,
+        .forward = node_forward,
+        .dropped = node_dropped,
+        .read_ready = node_read_ready,
+        .send_snapshot = node_send_snapshot,
         .wal_dir = wal_path,
         .applied_index = mvcc_applied_index(s.mvcc),
         .tick_ms = cfg->heartbeat_interval_ms,
@@ -306,10 +491,12 @@ int server_run(const server_config_t *cfg) {
         .persist_every = test_env_u64("KSHIM_TEST_PERSIST_EVERY"),
         .max_inflight = max_pending,
     };
-    if (raft_node_start(&rcfg, &s.raft, err, sizeof err) != 0) {
+    raft_node_t *node = NULL;
+    if (raft_node_start(&rcfg, &node, err, sizeof err) != 0) {
         log_error("cannot start raft: %s", err);
         goto out;
     }
+    __atomic_store_n(&s.raft, node, __ATOMIC_RELEASE);
     if (wait_for_replay(&s) != 0) {
         log_error("the member failed while replaying its WAL (see above)");
         goto out;
@@ -320,6 +507,7 @@ int server_run(const server_config_t *cfg) {
         log_error("cannot start the reader threads");
         goto out;
     }
+    grpc_server_set_guard(s.grpc, server_learner_guard, &s);
     svc_kv_register(&s);
     svc_maintenance_register(&s);
     svc_cluster_register(&s);
@@ -371,6 +559,7 @@ int server_run(const server_config_t *cfg) {
         log_info("serving client traffic on %s", url);
     }
     if (svc_metrics_start(&s) != 0) goto out;
+    server_publish_start(&s);
     log_info("kshimd ready: name=%s member-id=%016llx cluster-id=%016llx data-dir=%s revision=%lld",
              cfg->name, (unsigned long long)s.member_id, (unsigned long long)s.cluster_id, cfg->data_dir,
              (long long)mvcc_revision(s.mvcc));
@@ -397,7 +586,15 @@ out:
      * close the connections, then make the store durable and close it. */
     readers_free(s.readers);
     s.readers = NULL;
-    if (s.raft) raft_node_stop(s.raft);
+    /* The transport's threads step the node: stop them first (under the
+     * peer lock, so a raft-thread send waits), then the node. */
+    raft_node_t *node_to_stop = s.raft;
+    __atomic_store_n(&s.raft, NULL, __ATOMIC_RELEASE);
+    peer_transport_t *t = server_peer_acquire(&s);
+    if (t) peer_stop(t);
+    s.peer = NULL;
+    server_peer_release();
+    if (node_to_stop) raft_node_stop(node_to_stop);
     server_snapshot_free(&s);
     if (s.pending) pending_free(s.pending);
     svc_metrics_stop(&s);
@@ -408,6 +605,7 @@ out:
     svc_lease_stop(&s);
     svc_watch_stop(&s);
     if (s.grpc) grpc_server_free(s.grpc);
+    server_membership_free(&s);
     if (s.mvcc) {
         mvcc_sync(s.mvcc);
         mvcc_close(s.mvcc);

@@ -52,6 +52,7 @@ void server_config_defaults(server_config_t *cfg) {
     cfg->max_txn_ops = 128;
     cfg->heartbeat_interval_ms = 100;
     cfg->election_timeout_ms = 1000;
+    cfg->strict_reconfig_check = 1;
     cfg->watch_progress_notify_interval_ms = 10 * 60 * 1000;
     cfg->auth_token = "simple";
     cfg->auth_token_ttl_s = 300;
@@ -293,10 +294,19 @@ static int apply_entry(server_t *s, const raft_entry_t *e, const kv_header_info_
     }
     kv_result_t res;
     memset(&res, 0, sizeof res);
-    int rc = apply_one(s, e->index, req, hdr, &res);
-    int ours = rc == 0 && req && req->header && req->header->proposer == s->member_id;
+    uint64_t req_id = 0;
+    int ours = 0;
+    int rc = server_membership_apply(s, e, req, hdr, &res, &req_id, &ours);
+    if (rc == 0) {
+        rc = apply_one(s, e->index, req, hdr, &res);
+        ours = rc == 0 && req && req->header && req->header->proposer == s->member_id;
+        if (ours) req_id = req->header->id;
+    } else {
+        rc = rc > 0 ? 0 : -1;
+        ours = ours && rc == 0;
+    }
     if (ours && batch) {
-        batch->results[batch->n].id = req->header->id;
+        batch->results[batch->n].id = req_id;
         batch->results[batch->n].res = res;
         batch->n++;
     } else {

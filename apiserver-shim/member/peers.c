@@ -7,13 +7,26 @@
  */
 #include "server_internal.h"
 
+#include <pthread.h>
+
+#include "peer.h"
+
+/* s->peer is used from the loop, raft, apply and transport threads; this
+ * lock makes peer_stop wait for a use in progress (no call under it blocks). */
+static pthread_mutex_t peer_mu = PTHREAD_MUTEX_INITIALIZER;
+
+struct peer_transport *server_peer_acquire(server_t *s) {
+    pthread_mutex_lock(&peer_mu);
+    return s->peer;
+}
+
+void server_peer_release(void) { pthread_mutex_unlock(&peer_mu); }
+
 int server_peer_send(server_t *s, uint64_t to, uint8_t kind, const void *data, size_t len) {
-    (void)to;
-    (void)kind;
-    (void)data;
-    (void)len;
-    if (!s->peer) return -2; /* PEER_ERR_UNKNOWN: a member without peers */
-    return -2;               /* the transport is not wired in yet (server.c) */
+    peer_transport_t *t = server_peer_acquire(s);
+    int rc = t ? peer_send_app(t, to, kind, data, len) : PEER_ERR_UNKNOWN; /* no peers */
+    server_peer_release();
+    return rc;
 }
 
 void server_peer_handle(server_t *s, uint8_t kind, server_peer_handler_fn fn) {

@@ -10,6 +10,7 @@
 #include <stdint.h>
 
 #define SERVER_MAX_URLS 16
+#define SERVER_MAX_MEMBERS 32
 
 typedef struct server_config {
     const char *name;     /* --name */
@@ -37,6 +38,11 @@ typedef struct server_config {
     /* Peer TLS: parsed and kept for the cluster transport. */
     const char *peer_cert_file, *peer_key_file, *peer_trusted_ca_file;
     int peer_client_cert_auth;
+    const char *peer_crl_file;          /* --peer-crl-file */
+    const char *peer_cert_allowed_cn;   /* --peer-cert-allowed-cn */
+    const char *peer_cert_allowed_host; /* --peer-cert-allowed-hostname */
+    int peer_auto_tls;                  /* --peer-auto-tls */
+    int strict_reconfig_check;          /* --strict-reconfig-check (default true) */
 
     size_t max_request_bytes;     /* default 1.5 MiB */
     uint64_t quota_backend_bytes; /* 0 = 2 GiB */
@@ -79,5 +85,35 @@ uint64_t server_request_timeout_ms(const server_config_t *cfg);
  * token (member), of the sorted member ids (cluster). Exposed for tests. */
 uint64_t server_member_id(const char *const *peer_urls, size_t n, const char *token);
 uint64_t server_cluster_id(const uint64_t *member_ids, size_t n);
+
+/* --initial-cluster parsed: members in order of first appearance, a name
+ * repeated collects several URLs; id = server_member_id(urls, token). */
+typedef struct server_initial_member {
+    const char *name;
+    const char *urls[SERVER_MAX_URLS];
+    size_t n_urls;
+    uint64_t id;
+} server_initial_member_t;
+typedef struct server_initial_cluster {
+    char *buf; /* owns the strings */
+    server_initial_member_t m[SERVER_MAX_MEMBERS];
+    size_t n;
+} server_initial_cluster_t;
+
+/* Parses "name=url,name=url" as etcd's types.NewURLsMap (URLs checked as
+ * types.NewURLs: http/https/unix/unixs, host:port, no path). 0, or -1 with
+ * etcd's text in err. Free with server_initial_cluster_free. */
+int server_initial_cluster_parse(const char *text, const char *token, server_initial_cluster_t *out,
+                                 char *err, size_t errlen);
+void server_initial_cluster_free(server_initial_cluster_t *ic);
+/* etcd's start checks for this member (VerifyBootstrap for a new cluster,
+ * VerifyJoinExisting with joining set): local name present, advertised
+ * peer URLs equal to ours in the list, no URL twice. 0, or -1 with etcd's
+ * text. */
+int server_initial_cluster_check(const server_initial_cluster_t *ic, const server_config_t *cfg, int joining,
+                                 char *err, size_t errlen);
+/* The member with name, or NULL. */
+const server_initial_member_t *server_initial_cluster_find(const server_initial_cluster_t *ic,
+                                                           const char *name);
 
 #endif

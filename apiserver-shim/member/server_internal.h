@@ -19,6 +19,7 @@
 #include "server_config.h"
 
 typedef struct pending_table pending_table_t;
+typedef struct member_table member_table_t;
 typedef struct readers readers_t;
 
 typedef struct server server_t;
@@ -38,6 +39,8 @@ enum {
     SERVER_PEER_LEASE_RENEW_RESP = 3,
     SERVER_PEER_LEASE_TTL = 4, /* follower -> leader: LeaseTimeToLive (svc_lease.c) */
     SERVER_PEER_LEASE_TTL_RESP = 5,
+    SERVER_PEER_CONF_CHANGE = 6,      /* follower -> leader: a membership change (membership.c) */
+    SERVER_PEER_CONF_CHANGE_RESP = 7, /* leader -> follower: the change was refused before Raft */
     SERVER_PEER_KINDS = 16,
 };
 typedef void (*server_peer_handler_fn)(server_t *s, uint64_t from, const uint8_t *data, size_t len);
@@ -45,7 +48,7 @@ typedef void (*server_peer_handler_fn)(server_t *s, uint64_t from, const uint8_t
  * time), each service rebuilds what it derives from the store (lessor,
  * auth caches, watchers' positions). Loop thread; 0 ok, -1 fail-stop. */
 typedef int (*server_reload_fn)(server_t *s);
-#define SERVER_MAX_RELOAD_HOOKS 4
+#define SERVER_MAX_RELOAD_HOOKS 8
 
 struct server {
     const server_config_t *cfg;
@@ -84,6 +87,15 @@ struct server {
     server_peer_handler_fn peer_handlers[SERVER_PEER_KINDS];
     server_reload_fn reload_hooks[SERVER_MAX_RELOAD_HOOKS];
     size_t n_reload_hooks;
+    /* Membership (membership.c). */
+    member_table_t *members; /* the replicated member table (storage/cluster) */
+    int join;                /* started with --initial-cluster-state existing */
+    int published;           /* our name and client URLs are in the applied table */
+    _Atomic int removed;     /* apply thread: this member's removal was applied */
+    uint64_t move_leader_to; /* MoveLeader in progress (loop) */
+    /* The wiring's transport start (server.c), for a single member that
+     * gets a second one (loop thread; 0 or -1 logged). */
+    int (*start_peers)(server_t *s);
     struct server_snapshot *snapshot; /* receive state of Raft snapshots (member/snapshot.c) */
 };
 
@@ -130,6 +142,10 @@ int server_add_applier(server_t *s, server_applier_fn fn);
 /* Sends an app message to member `to` (any thread). 0, or a negative
  * PEER_ERR_* (no peers: PEER_ERR_UNKNOWN). */
 int server_peer_send(server_t *s, uint64_t to, uint8_t kind, const void *data, size_t len);
+/* s->peer for a use on any thread: NULL, or the transport, valid until
+ * server_peer_release (which must follow either way). */
+struct peer_transport *server_peer_acquire(server_t *s);
+void server_peer_release(void);
 /* Registers the loop-thread handler of kind (before the transport starts). */
 void server_peer_handle(server_t *s, uint8_t kind, server_peer_handler_fn fn);
 /* The leader's id as this member knows it (0: none), and whether it is us. */
@@ -138,6 +154,57 @@ int server_is_leader(server_t *s);
 /* Registers a reload hook (see server_reload_fn). Before Raft starts;
  * 0, or -1 when SERVER_MAX_RELOAD_HOOKS are registered. */
 int server_add_reload_hook(server_t *s, server_reload_fn fn);
+
+/* ---- membership (membership.c) ---- */
+
+/* After the store opened, before Raft starts: this member's id, the cluster
+ * id and the member table, from the store (a restart: the flags are
+ * ignored, as etcd), else from --initial-cluster (state new: etcd's
+ * bootstrap checks) or from the other members (state existing: the table
+ * fetched over the peer port, our id found by our peer URLs, s->join set).
+ * 0, or -1 with etcd's start error in err. */
+int server_membership_init(server_t *s, char *err, size_t errlen);
+/* The voters (not learners, not removed) of the table; returns the count. */
+size_t server_voter_ids(server_t *s, uint64_t *out, size_t cap);
+/* Every URL of every live member but us, in the peer transport (server.c,
+ * once it started; again after a snapshot install), removed ones out. */
+void server_membership_add_peers(server_t *s);
+/* A membership change from a service (MemberAdd/Remove/Promote: op is
+ * RAFT_CONF_*, cc its context, whose header is filled here): checked as
+ * etcd does on the leader (or forwarded to it) and proposed; call is
+ * answered when the entry applies here, or at once with etcd's error. */
+void server_propose_conf_change(server_t *s, grpc_call_t *call, uint8_t op, uint64_t id,
+                                Kshim__ConfChangeContext *cc);
+/* The table's live members as etcdserverpb.Member (an unstarted member has
+ * no name and no client URLs, as etcd), for responses; any thread.
+ * server_members_get returns 0 or -1 (out of memory). */
+typedef struct server_members {
+    Kshim__MemberList *list;
+    Etcdserverpb__Member *pb;
+    Etcdserverpb__Member **ptrs;
+    size_t n;
+} server_members_t;
+int server_members_get(server_t *s, server_members_t *out);
+void server_members_release(server_members_t *m);
+/* etcd's learner interceptors, as the gRPC server's guard (ctx = s,
+ * grpc_server_set_guard): a learner answers only Status, serializable
+ * Range and Snapshot; anything else is finished with Unavailable
+ * "etcdserver: rpc not supported for learner" (returns 1). */
+int server_learner_guard(grpc_call_t *call, const char *path, const uint8_t *msg, size_t len, void *ctx);
+/* The apply-side of membership (member.c's apply_entry): a CONF_CHANGE
+ * entry, or a normal entry with member_attr / member_update. Returns 1
+ * (applied, res filled for the proposer, *req_id / *ours set), 0 (not a
+ * membership entry), -1 (storage failure: fail-stop). */
+int server_membership_apply(server_t *s, const raft_entry_t *e, const Kshim__InternalRequest *req,
+                            const kv_header_info_t *hdr, kv_result_t *res, uint64_t *req_id, int *ours);
+/* Loop timer: proposes our name and client URLs (etcd's publish) until
+ * the table holds them. */
+void server_publish_start(server_t *s);
+/* The packed kshim.MemberList (for a joining member's fetch); 0 or -1. */
+int server_members_pack(server_t *s, uint8_t **out, size_t *out_len);
+/* Reload hook: the table after a snapshot install. */
+int server_membership_reload(server_t *s);
+void server_membership_free(server_t *s);
 
 /* raft_node_config_t.apply and .persist_state for this member (ctx = s). */
 void server_apply(void *ctx, const raft_entry_t *ents, size_t n, uint64_t term);

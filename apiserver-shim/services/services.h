@@ -16,6 +16,10 @@ void svc_kv_register(server_t *s);
  * reference) and res and answers when it is (or drops the call once the
  * client is gone); returns 0. Returns -1 when the caller answers now. */
 int svc_kv_wait_physical(server_t *s, grpc_call_t *call, kv_result_t *res);
+/* Loop thread: the node's answer for a linearizable read's read index
+ * (raft_node_config_t.read_ready, posted to the loop): submit the read,
+ * or answer it Unavailable. */
+void svc_kv_read_ready(server_t *s, uint64_t rctx, int ok);
 /* Drops the calls still waiting (loop stopped). */
 void svc_kv_stop(server_t *s);
 void svc_maintenance_register(server_t *s);

@@ -14,8 +14,12 @@
  * pool's bound a read gets etcd's "etcdserver: too many requests". On a
  * single voter this is linearizable: a write is acknowledged only after it
  * is applied, so every read submitted after an acknowledgement sees it. A
- * multi-member cluster will put Raft's ReadIndex wait in front of
- * submit_read (see readers.h).
+ * member with peers puts Raft's ReadIndex in front of a linearizable read
+ * (serializable=false Range, a read-only Txn with one such range or none):
+ * raft_node_read_index, and the read is submitted only when the node's
+ * read_ready says a quorum confirmed the index and it is applied here
+ * (svc_kv_read_ready). Serializable reads stay local. (A learner refuses
+ * all but a serializable Range before this: server_learner_guard.)
  *
  * Auth (auth_check.h) runs after validation, as in etcd: key permissions
  * for Range/Put/DeleteRange/Txn, only the token's validity for Compact.
@@ -53,7 +57,13 @@ typedef struct kv_read {
     Etcdserverpb__TxnRequest *txn;
     kv_header_info_t hdr;
     kv_result_t res;
+    struct kv_read *next_wait; /* waiting for its read index (svc_kv.waiting) */
+    uint64_t rctx;
 } kv_read_t;
+
+struct svc_kv;
+static struct svc_kv *kv_state(server_t *s);
+static void wait_read_index(server_t *s, kv_read_t *r);
 
 static void read_run(reader_job_t *job) {
     kv_read_t *r = (kv_read_t *)job;
@@ -99,6 +109,19 @@ static void read_done(reader_job_t *job, int status) {
     read_free(r);
 }
 
+static void start_read(server_t *s, kv_read_t *r);
+
+/* etcd's isTxnSerializable: a Txn whose every Range is serializable. */
+static int read_is_serializable(const Etcdserverpb__RangeRequest *range,
+                                const Etcdserverpb__TxnRequest *txn) {
+    if (range) return range->serializable;
+    for (size_t i = 0; i < txn->n_success; i++)
+        if (txn->success[i]->request_range && !txn->success[i]->request_range->serializable) return 0;
+    for (size_t i = 0; i < txn->n_failure; i++)
+        if (txn->failure[i]->request_range && !txn->failure[i]->request_range->serializable) return 0;
+    return 1;
+}
+
 /* Runs the read on a reader thread; takes ownership of range or txn (the
  * other NULL). Without a pool (unit tests of the services) it reads here. */
 static void submit_read(server_t *s, grpc_call_t *call, Etcdserverpb__RangeRequest *range,
@@ -117,6 +140,15 @@ static void submit_read(server_t *s, grpc_call_t *call, Etcdserverpb__RangeReque
     r->range = range;
     r->txn = txn;
     server_header_info(s, &r->hdr);
+    if (s->peer && s->readers && !read_is_serializable(range, txn)) {
+        wait_read_index(s, r);
+        return;
+    }
+    start_read(s, r);
+}
+
+static void start_read(server_t *s, kv_read_t *r) {
+    grpc_call_t *call = r->call;
     if (!s->readers) {
         read_run(&r->job);
         finish_owned(call, &r->res);
@@ -258,7 +290,53 @@ typedef struct physical_waiter {
 struct svc_kv {
     physical_waiter_t *waiters;
     loop_timer_t *timer; /* armed while waiters is not empty */
+    kv_read_t *waiting;  /* linearizable reads waiting for their read index */
+    uint64_t next_rctx;
 };
+
+static struct svc_kv *kv_state(server_t *s) {
+    if (!s->kv) s->kv = calloc(1, sizeof *s->kv);
+    return s->kv;
+}
+
+/* ---- linearizable reads with peers: ReadIndex first ---- */
+
+static void wait_read_index(server_t *s, kv_read_t *r) {
+    struct svc_kv *kv = kv_state(s);
+    if (!kv) {
+        grpc_call_finish(r->call, GRPC_RESOURCE_EXHAUSTED, "etcdserver: out of memory");
+        read_free(r);
+        return;
+    }
+    r->rctx = ++kv->next_rctx;
+    grpc_call_ref(r->call);
+    r->next_wait = kv->waiting;
+    kv->waiting = r;
+    int rc = raft_node_read_index(s->raft, r->rctx);
+    if (rc != RAFT_NODE_OK) svc_kv_read_ready(s, r->rctx, 0);
+}
+
+void svc_kv_read_ready(server_t *s, uint64_t rctx, int ok) {
+    struct svc_kv *kv = s->kv;
+    if (!kv) return;
+    kv_read_t **pp = &kv->waiting;
+    while (*pp && (*pp)->rctx != rctx) pp = &(*pp)->next_wait;
+    kv_read_t *r = *pp;
+    if (!r) return;
+    *pp = r->next_wait;
+    grpc_call_t *call = r->call;
+    if (grpc_call_is_closed(call)) {
+        read_free(r);
+    } else if (ok) {
+        server_header_info(s, &r->hdr);
+        start_read(s, r);
+    } else {
+        grpc_call_finish(call, GRPC_UNAVAILABLE,
+                         server_leader(s) ? "etcdserver: leader changed" : "etcdserver: no leader");
+        read_free(r);
+    }
+    grpc_call_unref(call);
+}
 
 static void physical_poll(loop_t *loop, void *arg) {
     server_t *s = arg;
@@ -286,10 +364,7 @@ static void physical_poll(loop_t *loop, void *arg) {
 
 int svc_kv_wait_physical(server_t *s, grpc_call_t *call, kv_result_t *res) {
     if (res->code != 0 || mvcc_compacted_through(s->mvcc) >= res->physical_rev) return -1;
-    if (!s->kv) {
-        s->kv = calloc(1, sizeof *s->kv);
-        if (!s->kv) return -1; /* out of memory: answer now rather than never */
-    }
+    if (!kv_state(s)) return -1; /* out of memory: answer now rather than never */
     physical_waiter_t *w = calloc(1, sizeof *w);
     if (!w) return -1;
     w->call = call;
@@ -311,6 +386,12 @@ void svc_kv_stop(server_t *s) {
         kv_result_clear(&w->res);
         grpc_call_unref(w->call);
         free(w);
+    }
+    while (kv->waiting) {
+        kv_read_t *r = kv->waiting;
+        kv->waiting = r->next_wait;
+        grpc_call_unref(r->call);
+        read_free(r);
     }
     free(kv);
     s->kv = NULL;

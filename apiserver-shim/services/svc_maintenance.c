@@ -16,7 +16,7 @@
  *               during a run wait for the next one), answered when done;
  *   auto-compaction  --auto-compaction-mode/-retention: a loop timer on the
  *               leader proposes Compact through Raft like a client's.
- * Snapshot and MoveLeader are not served yet (Unimplemented).
+ * Snapshot is not served yet (Unimplemented); MoveLeader is in svc_cluster.c.
  * Auth as etcd 3.4: Defragment, Hash and HashKV need the root role; Status
  * and Alarm are open to every caller.
  * Owns struct svc_maintenance (s->maint): the alarm set, the defrag thread
@@ -126,6 +126,7 @@ static void status_call(grpc_call_t *call, const uint8_t *msg, size_t len, void 
     resp.raftindex = st.commit_index;
     resp.raftterm = st.term;
     resp.raftappliedindex = st.applied_index;
+    resp.islearner = st.is_learner;
     char texts[KV_ALARMS_MAX + 1][64];
     char *errors[KV_ALARMS_MAX + 1];
     size_t n_errors = 0;

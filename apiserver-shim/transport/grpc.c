@@ -110,6 +110,8 @@ struct grpc_server {
     h2_listener_t *listeners[MAX_LISTENERS];
     tls_server_t *tls[MAX_LISTENERS];
     size_t nlisteners;
+    grpc_guard_fn guard; /* optional, see grpc_server_set_guard */
+    void *guard_ctx;
     grpc_http_fn http_fn; /* plain HTTP requests, or NULL */
     void *http_ctx;
     http1_server_t *http1; /* HTTP/1.1 connections handed over by h2_conn */
@@ -653,6 +655,9 @@ static int on_one_message(const uint8_t *msg, size_t len, int compressed, void *
     /* etcd 3.4 (grpc-go 1.26) reads one message of a unary call and ignores
      * anything after it. */
     if (!call->method->client_streaming && call->messages_in > 1) return 0;
+    if (call->messages_in == 1 && call->srv->guard &&
+        call->srv->guard(call, call->method->path, msg, len, call->srv->guard_ctx))
+        return 1;
     call->method->on_message(call, msg, len, call->method->ctx);
     return call->finished || call->closed;
 }
@@ -883,6 +888,11 @@ void grpc_server_free(grpc_server_t *srv) {
     nghttp2_session_callbacks_del(srv->callbacks);
     free(srv->methods);
     free(srv);
+}
+
+void grpc_server_set_guard(grpc_server_t *srv, grpc_guard_fn fn, void *ctx) {
+    srv->guard = fn;
+    srv->guard_ctx = ctx;
 }
 
 int grpc_server_register(grpc_server_t *srv, const grpc_method_t *method) {

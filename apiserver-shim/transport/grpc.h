@@ -64,6 +64,12 @@ typedef struct grpc_server_config {
 grpc_server_t *grpc_server_new(loop_t *loop, const grpc_server_config_t *cfg);
 void grpc_server_free(grpc_server_t *srv);
 
+/* Optional: runs on the loop before a call's first message reaches its
+ * method (path as registered). Returns non-zero when it finished the call
+ * itself (the method then never sees it), 0 to let it through. */
+typedef int (*grpc_guard_fn)(grpc_call_t *call, const char *path, const uint8_t *msg, size_t len, void *ctx);
+void grpc_server_set_guard(grpc_server_t *srv, grpc_guard_fn fn, void *ctx);
+
 /* The method table must outlive the server. Unknown paths get UNIMPLEMENTED. */
 int grpc_server_register(grpc_server_t *srv, const grpc_method_t *method);
 
