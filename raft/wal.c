@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "crc32c.h"
+#include "latency_hist.h"
 
 enum { REC_ENTRY = 1, REC_HARD_STATE = 2, REC_BASE = 3, REC_SNAPSHOT = 4 };
 #define REC_HEADER 9u
@@ -60,7 +61,18 @@ struct wal {
     int failed;
     char error[256];
     wal_stats_t stats;
+    lat_hist_t fsync_hist; /* every fdatasync of a segment (wal_fsync_histogram) */
 };
+
+/* fdatasync of the active segment, its duration in fsync_hist. */
+static int timed_fdatasync(wal_t *w) {
+    uint64_t t0 = lat_hist_now_ns();
+    int rc = fdatasync(w->fd);
+    lat_hist_since(&w->fsync_hist, t0);
+    return rc;
+}
+
+const lat_hist_t *wal_fsync_histogram(const wal_t *w) { return &w->fsync_hist; }
 
 /* ---------------------------------------------------------------- encoding */
 
@@ -179,7 +191,7 @@ static wal_segment_t *active(wal_t *w) {
  * may treat any bad record in it as damage. */
 static int segment_seal(wal_t *w) {
     if (w->fd < 0 || !w->unsynced) return 0;
-    if (fdatasync(w->fd) != 0) return fail(w, "wal: fdatasync before rollover: %s", strerror(errno));
+    if (timed_fdatasync(w) != 0) return fail(w, "wal: fdatasync before rollover: %s", strerror(errno));
     w->unsynced = 0;
     w->stats.syncs++;
     return 0;
@@ -799,7 +811,7 @@ int wal_write(wal_t *w) {
 
 int wal_sync(wal_t *w) {
     if (wal_write(w) != 0) return -1;
-    if (fdatasync(w->fd) != 0) return fail(w, "wal: fdatasync: %s", strerror(errno));
+    if (timed_fdatasync(w) != 0) return fail(w, "wal: fdatasync: %s", strerror(errno));
     w->unsynced = 0;
     w->stats.syncs++;
     return 0;

@@ -101,6 +101,10 @@ int wal_sync(wal_t *w);
 int wal_release_to(wal_t *w, uint64_t index);
 
 void wal_get_stats(const wal_t *w, wal_stats_t *out);
+/* The durations of every fdatasync of a segment file (latency_hist.h);
+ * readable from any thread while the WAL is open. */
+struct lat_hist;
+const struct lat_hist *wal_fsync_histogram(const wal_t *w);
 const char *wal_last_error(const wal_t *w);
 /* Closes without syncing buffered records (they are dropped). */
 void wal_close(wal_t *w);
