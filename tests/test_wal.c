@@ -19,6 +19,7 @@
 
 #include "crc32c.h"
 #include "test_raft_util.h"
+#include "latency_hist.h"
 #include "wal.h"
 
 #define SEG_SMALL 4096
@@ -563,8 +564,28 @@ static void test_snapshot_records(void **state) {
     test_rm_rf(dir);
 }
 
+/* Every wal_sync is one observation of the fsync histogram (latency_hist.h). */
+static void test_fsync_histogram(void **state) {
+    (void)state;
+    char dir[256];
+    test_mkdtemp(dir, "wal-hist");
+    wal_recovered_t rec;
+    wal_t *w = reopen(dir, &rec);
+    wal_recovered_free(&rec);
+    lat_hist_snapshot_t s0, s1;
+    lat_hist_read(wal_fsync_histogram(w), &s0);
+    for (uint64_t i = 1; i <= 3; i++) append_range(w, 1, i, i, "h");
+    lat_hist_read(wal_fsync_histogram(w), &s1);
+    assert_int_equal(s1.count - s0.count, 3);
+    assert_true(s1.sum_ns > s0.sum_ns);
+    assert_true(s1.bucket[LAT_HIST_BUCKETS - 1] <= s1.count);
+    wal_close(w);
+    test_rm_rf(dir);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_fsync_histogram),
         cmocka_unit_test(test_crc32c),
         cmocka_unit_test(test_round_trip),
         cmocka_unit_test(test_torn_tail_every_offset),
