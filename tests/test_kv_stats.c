@@ -30,7 +30,7 @@ static void test_counts_follow_requests(void **state) {
     mvcc_stats_t s0 = stats(f);
     fx_put(f, "a", "1");
     fx_put(f, "b", "1");
-    fx_put(f, "a", "2"); /* an update: no new key */
+    fx_put(f, "a", "2");   /* an update: no new key */
     fx_del(f, "zz", NULL); /* deletes nothing, still one DeleteRange */
     fx_del(f, "a", "c");   /* two keys, one DeleteRange */
     get(f, "a");
@@ -110,10 +110,10 @@ static void test_commit_histogram(void **state) {
 static void test_latency_hist_buckets(void **state) {
     (void)state;
     lat_hist_t h = {0};
-    lat_hist_observe(&h, 500000);         /* 0.5 ms -> le 0.001 */
-    lat_hist_observe(&h, 1000000);        /* 1 ms exactly -> le 0.001 */
-    lat_hist_observe(&h, 3000000);        /* 3 ms -> le 0.004 */
-    lat_hist_observe(&h, 9000000000ull);  /* 9 s -> only +Inf */
+    lat_hist_observe(&h, 500000);        /* 0.5 ms -> le 0.001 */
+    lat_hist_observe(&h, 1000000);       /* 1 ms exactly -> le 0.001 */
+    lat_hist_observe(&h, 3000000);       /* 3 ms -> le 0.004 */
+    lat_hist_observe(&h, 9000000000ull); /* 9 s -> only +Inf */
     lat_hist_snapshot_t s;
     lat_hist_read(&h, &s);
     assert_int_equal(s.count, 4);
