@@ -37,11 +37,13 @@ FAMILIES = [
     ("etcd_debugging_mvcc_put_total", "counter"),
     ("etcd_debugging_mvcc_range_total", "counter"),
     ("etcd_debugging_mvcc_slow_watcher_total", "gauge"),
+    ("etcd_debugging_mvcc_total_put_size_in_bytes", "gauge"),
     ("etcd_debugging_mvcc_txn_total", "counter"),
     ("etcd_debugging_mvcc_watch_stream_total", "gauge"),
     ("etcd_debugging_mvcc_watcher_total", "gauge"),
     ("etcd_disk_backend_commit_duration_seconds", "histogram"),
     ("etcd_disk_wal_fsync_duration_seconds", "histogram"),
+    ("etcd_disk_wal_write_bytes_total", "gauge"),
     ("etcd_mvcc_db_total_size_in_bytes", "gauge"),
     ("etcd_mvcc_db_total_size_in_use_in_bytes", "gauge"),
     ("etcd_mvcc_delete_total", "counter"),
@@ -176,6 +178,7 @@ EXPECTED = [
     ("etcd_mvcc_range_total", {}, 5),  # 2 gets + del --prev-kv + txn compare + the OutOfRange get
     ("etcd_mvcc_txn_total", {}, 1),  # del --prev-kv: a Range and a DeleteRange in one txn
     ("etcd_debugging_mvcc_keys_total", {}, 3),  # mk3, mk4, mk5
+    ("etcd_debugging_mvcc_total_put_size_in_bytes", {}, 24),  # 6 puts of a 3-byte key and a 1-byte value
 ]
 GRPC = [
     ("etcdserverpb.KV", "Put", "OK", 5),

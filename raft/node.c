@@ -757,7 +757,7 @@ void raft_node_status(raft_node_t *n, raft_node_status_t *out) {
     pthread_mutex_unlock(&n->mu);
 }
 
-const struct lat_hist *raft_node_wal_fsync_histogram(raft_node_t *n) { return wal_fsync_histogram(n->wal); }
+void raft_node_disk_stats(raft_node_t *n, wal_disk_stats_t *out) { wal_disk_stats(n->wal, out); }
 
 void raft_node_stop(raft_node_t *n) {
     if (!n) return;

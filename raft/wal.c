@@ -61,7 +61,8 @@ struct wal {
     int failed;
     char error[256];
     wal_stats_t stats;
-    lat_hist_t fsync_hist; /* every fdatasync of a segment (wal_fsync_histogram) */
+    lat_hist_t fsync_hist;        /* every fdatasync of a segment (wal_disk_stats) */
+    _Atomic uint64_t write_bytes; /* = stats.bytes_written, for other threads */
 };
 
 /* fdatasync of the active segment, its duration in fsync_hist. */
@@ -72,7 +73,15 @@ static int timed_fdatasync(wal_t *w) {
     return rc;
 }
 
-const lat_hist_t *wal_fsync_histogram(const wal_t *w) { return &w->fsync_hist; }
+void wal_disk_stats(const wal_t *w, wal_disk_stats_t *out) {
+    lat_hist_read(&w->fsync_hist, &out->fsync);
+    out->write_bytes = atomic_load_explicit(&w->write_bytes, memory_order_relaxed);
+}
+
+static void count_written(wal_t *w, size_t n) {
+    w->stats.bytes_written += n;
+    atomic_fetch_add_explicit(&w->write_bytes, n, memory_order_relaxed);
+}
 
 /* ---------------------------------------------------------------- encoding */
 
@@ -251,7 +260,7 @@ static int segment_create(wal_t *w) {
     s->head_len = head_len;
     if (w->fd >= 0) close(w->fd);
     w->fd = fd;
-    w->stats.bytes_written += head_len;
+    count_written(w, head_len);
     return 0;
 }
 
@@ -801,7 +810,7 @@ int wal_write(wal_t *w) {
         w->snap_len = w->buf_snap_len;
         w->buf_snap_len = 0;
     }
-    w->stats.bytes_written += w->buf_len;
+    count_written(w, w->buf_len);
     w->buf_len = 0;
     w->buf_max_index = 0;
     w->buf_has_entries = 0;

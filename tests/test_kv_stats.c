@@ -39,6 +39,7 @@ static void test_counts_follow_requests(void **state) {
     assert_int_equal(s1.deletes - s0.deletes, 2);
     assert_int_equal(s1.ranges - s0.ranges, 1);
     assert_int_equal(s1.txns - s0.txns, 0);
+    assert_int_equal(s1.put_bytes - s0.put_bytes, 6); /* key + value of each Put */
     assert_int_equal(s1.keys, 0);
     fx_put(f, "k", "v");
     assert_int_equal(stats(f).keys, 1);

@@ -268,6 +268,8 @@ static void store_metrics(server_t *s, text_t *t, const watch_hub_stats_t *ws, i
     if (have_ws)
         metric(t, "etcd_debugging_mvcc_slow_watcher_total", "gauge",
                "Total number of unsynced slow watchers.", NULL, (double)ws->unsynced);
+    metric(t, "etcd_debugging_mvcc_total_put_size_in_bytes", "gauge",
+           "The total size of put kv pairs seen by this member.", NULL, (double)ms.put_bytes);
     metric(t, "etcd_debugging_mvcc_txn_total", "counter", "Total number of txns seen by this member.", NULL,
            (double)ms.txns);
     if (have_ws) {
@@ -278,10 +280,12 @@ static void store_metrics(server_t *s, text_t *t, const watch_hub_stats_t *ws, i
     }
     histogram(t, "etcd_disk_backend_commit_duration_seconds",
               "The latency distributions of commit called by backend.", &ms.commit);
-    lat_hist_snapshot_t wal;
-    lat_hist_read(raft_node_wal_fsync_histogram(s->raft), &wal);
+    wal_disk_stats_t wal;
+    raft_node_disk_stats(s->raft, &wal);
     histogram(t, "etcd_disk_wal_fsync_duration_seconds", "The latency distributions of fsync called by WAL.",
-              &wal);
+              &wal.fsync);
+    metric(t, "etcd_disk_wal_write_bytes_total", "gauge", "Total number of bytes written in WAL.", NULL,
+           (double)wal.write_bytes);
     metric(t, "etcd_mvcc_db_total_size_in_bytes", "gauge",
            "Total size of the underlying database physically allocated in bytes.", NULL, (double)db);
     /* LevelDB has no free pages to tell apart: its files are what it uses */

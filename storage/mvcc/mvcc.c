@@ -120,7 +120,7 @@ struct mvcc {
     /* mvcc_stats: etcd's metricsTxnWrite counters, the live keys ('l'
      * entries: counted at open and after a swap, then moved by every
      * commit), and the durations of every synced LevelDB write. */
-    _Atomic uint64_t n_ranges, n_puts, n_deletes, n_txns;
+    _Atomic uint64_t n_ranges, n_puts, n_deletes, n_txns, put_bytes;
     _Atomic int64_t live_keys;
     lat_hist_t commit_hist;
 };
@@ -136,6 +136,7 @@ struct mvcc_txn {
     size_t bytes;                   /* approximate bytes in wb */
     int gated;                      /* a read txn: counted in the store's gate */
     unsigned ops[3];                /* mvcc_txn_count, by mvcc_op_t, not yet published */
+    uint64_t put_bytes;             /* key + value bytes of its puts, not yet published */
 };
 
 /* ---- key encoding ---- */
@@ -732,7 +733,9 @@ void mvcc_txn_count_end(mvcc_txn_t *t) {
     if (r) atomic_fetch_add_explicit(&m->n_ranges, r, memory_order_relaxed);
     if (p) atomic_fetch_add_explicit(&m->n_puts, p, memory_order_relaxed);
     if (d) atomic_fetch_add_explicit(&m->n_deletes, d, memory_order_relaxed);
+    if (t->put_bytes) atomic_fetch_add_explicit(&m->put_bytes, t->put_bytes, memory_order_relaxed);
     memset(t->ops, 0, sizeof t->ops);
+    t->put_bytes = 0;
 }
 
 void mvcc_stats(mvcc_t *m, mvcc_stats_t *out) {
@@ -740,6 +743,7 @@ void mvcc_stats(mvcc_t *m, mvcc_stats_t *out) {
     out->puts = atomic_load_explicit(&m->n_puts, memory_order_relaxed);
     out->deletes = atomic_load_explicit(&m->n_deletes, memory_order_relaxed);
     out->txns = atomic_load_explicit(&m->n_txns, memory_order_relaxed);
+    out->put_bytes = atomic_load_explicit(&m->put_bytes, memory_order_relaxed);
     int64_t k = atomic_load_explicit(&m->live_keys, memory_order_relaxed);
     out->keys = k > 0 ? (uint64_t)k : 0;
     lat_hist_read(&m->commit_hist, &out->commit);
@@ -1185,6 +1189,7 @@ static int txn_get(mvcc_txn_t *t, const uint8_t *key, size_t key_len, const Mvcc
 int mvcc_txn_put(mvcc_txn_t *t, const uint8_t *key, size_t key_len, const uint8_t *val, size_t val_len,
                  int64_t lease, const Mvccpb__KeyValue **prev_out) {
     assert(t->wb);
+    t->put_bytes += key_len + val_len; /* etcd's total_put_size: every Put call */
     int64_t rev = t->meta.rev + 1;
     const Mvccpb__KeyValue *prev = NULL;
     int rc = txn_get(t, key, key_len, &prev);

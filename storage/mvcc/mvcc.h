@@ -74,6 +74,7 @@ uint64_t mvcc_db_size(mvcc_t *m); /* approximate bytes on disk */
  * commit every synced LevelDB write (latency_hist.h). */
 typedef struct mvcc_stats {
     uint64_t ranges, puts, deletes, txns, keys;
+    uint64_t put_bytes; /* key + value bytes of every mvcc_txn_put */
     lat_hist_snapshot_t commit;
 } mvcc_stats_t;
 void mvcc_stats(mvcc_t *m, mvcc_stats_t *out);
