@@ -9,7 +9,13 @@
  *                 ones (svc_maintenance_alarms). 3.4 has no ?serializable (it is
  *                 ignored) and no "reason" field. Non-GET: 405.
  *   GET /metrics  Prometheus text format 0.0.4: only series whose value
- *                 kshimd knows truthfully, under etcd 3.4's names and types.
+ *                 kshimd knows truthfully, under etcd 3.4's names, types,
+ *                 labels and HELP, families and series in the Go client's
+ *                 sort order. The numbers come from the layers' own stats
+ *                 (raft_node_status / _disk_stats, mvcc_stats,
+ *                 grpc_server_method_stats, svc_watch_stats, peer_get_stats),
+ *                 read at scrape time on the loop; versions are the ones
+ *                 Status reports (version.h).
  *   anything else 404 "404 page not found" (etcd 3.4 serves /version on the
  *                 client port only).
  * svc_metrics_serve is the same /health and /metrics for the client port
