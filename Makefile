@@ -16,7 +16,7 @@ DEBS := build-essential cmake pkg-config git openssl \
         libnghttp2-dev libprotobuf-c-dev protobuf-c-compiler libwolfssl-dev \
         libleveldb-dev libcmocka-dev libcrypt-dev libhttp-parser-dev libyaml-dev libjson-c-dev \
         etcd-server etcd-client python3-etcd3 golang-go golang-etcd-server-dev \
-        python3-h2 python3-etcd3gw iproute2 procps psmisc curl clang-format
+        python3-h2 python3-etcd3gw python3-prometheus-client iproute2 procps psmisc curl clang-format
 
 .PHONY: all deps build build-asan certs run test unit bench fuzz clean
 

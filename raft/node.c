@@ -757,6 +757,8 @@ void raft_node_status(raft_node_t *n, raft_node_status_t *out) {
     pthread_mutex_unlock(&n->mu);
 }
 
+void raft_node_disk_stats(raft_node_t *n, wal_disk_stats_t *out) { wal_disk_stats(n->wal, out); }
+
 void raft_node_stop(raft_node_t *n) {
     if (!n) return;
     pthread_mutex_lock(&n->mu);

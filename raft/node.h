@@ -42,6 +42,7 @@
 #include <stdint.h>
 
 #include "raft.h"
+#include "wal.h"
 
 typedef struct raft_node raft_node_t;
 
@@ -195,6 +196,9 @@ void raft_node_report_snapshot(raft_node_t *node, uint64_t to, int ok);
 
 /* Thread-safe snapshot of the node's state. */
 void raft_node_status(raft_node_t *node, raft_node_status_t *out);
+/* The WAL's fdatasync durations and bytes written (wal_disk_stats): any
+ * thread, until raft_node_stop. */
+void raft_node_disk_stats(raft_node_t *node, wal_disk_stats_t *out);
 
 /* Stops the thread after the current batch; queued proposals go to
  * cfg.dropped (RAFT_NODE_ERR_STOPPED), outstanding reads to read_ready(0)

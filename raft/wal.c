@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "crc32c.h"
+#include "latency_hist.h"
 
 enum { REC_ENTRY = 1, REC_HARD_STATE = 2, REC_BASE = 3, REC_SNAPSHOT = 4 };
 #define REC_HEADER 9u
@@ -60,7 +61,27 @@ struct wal {
     int failed;
     char error[256];
     wal_stats_t stats;
+    lat_hist_t fsync_hist;        /* every fdatasync of a segment (wal_disk_stats) */
+    _Atomic uint64_t write_bytes; /* = stats.bytes_written, for other threads */
 };
+
+/* fdatasync of the active segment, its duration in fsync_hist. */
+static int timed_fdatasync(wal_t *w) {
+    uint64_t t0 = lat_hist_now_ns();
+    int rc = fdatasync(w->fd);
+    lat_hist_since(&w->fsync_hist, t0);
+    return rc;
+}
+
+void wal_disk_stats(const wal_t *w, wal_disk_stats_t *out) {
+    lat_hist_read(&w->fsync_hist, &out->fsync);
+    out->write_bytes = atomic_load_explicit(&w->write_bytes, memory_order_relaxed);
+}
+
+static void count_written(wal_t *w, size_t n) {
+    w->stats.bytes_written += n;
+    atomic_fetch_add_explicit(&w->write_bytes, n, memory_order_relaxed);
+}
 
 /* ---------------------------------------------------------------- encoding */
 
@@ -179,7 +200,7 @@ static wal_segment_t *active(wal_t *w) {
  * may treat any bad record in it as damage. */
 static int segment_seal(wal_t *w) {
     if (w->fd < 0 || !w->unsynced) return 0;
-    if (fdatasync(w->fd) != 0) return fail(w, "wal: fdatasync before rollover: %s", strerror(errno));
+    if (timed_fdatasync(w) != 0) return fail(w, "wal: fdatasync before rollover: %s", strerror(errno));
     w->unsynced = 0;
     w->stats.syncs++;
     return 0;
@@ -239,7 +260,7 @@ static int segment_create(wal_t *w) {
     s->head_len = head_len;
     if (w->fd >= 0) close(w->fd);
     w->fd = fd;
-    w->stats.bytes_written += head_len;
+    count_written(w, head_len);
     return 0;
 }
 
@@ -810,7 +831,7 @@ int wal_write(wal_t *w) {
         w->snap_len = w->buf_snap_len;
         w->buf_snap_len = 0;
     }
-    w->stats.bytes_written += w->buf_len;
+    count_written(w, w->buf_len);
     w->buf_len = 0;
     w->buf_max_index = 0;
     w->buf_has_entries = 0;
@@ -820,7 +841,7 @@ int wal_write(wal_t *w) {
 
 int wal_sync(wal_t *w) {
     if (wal_write(w) != 0) return -1;
-    if (fdatasync(w->fd) != 0) return fail(w, "wal: fdatasync: %s", strerror(errno));
+    if (timed_fdatasync(w) != 0) return fail(w, "wal: fdatasync: %s", strerror(errno));
     w->unsynced = 0;
     w->stats.syncs++;
     return 0;

@@ -44,6 +44,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "latency_hist.h"
 #include "raft.h"
 
 #define WAL_DEFAULT_SEGMENT_BYTES (64u * 1024 * 1024)
@@ -101,6 +102,14 @@ int wal_sync(wal_t *w);
 int wal_release_to(wal_t *w, uint64_t index);
 
 void wal_get_stats(const wal_t *w, wal_stats_t *out);
+/* For monitoring, any thread while the WAL is open: the durations of
+ * every fdatasync of a segment file (latency_hist.h) and the bytes written
+ * to segment files since open (etcd's wal_write_bytes_total). */
+typedef struct wal_disk_stats {
+    lat_hist_snapshot_t fsync;
+    uint64_t write_bytes;
+} wal_disk_stats_t;
+void wal_disk_stats(const wal_t *w, wal_disk_stats_t *out);
 const char *wal_last_error(const wal_t *w);
 /* Closes without syncing buffered records (they are dropped). */
 void wal_close(wal_t *w);

@@ -35,7 +35,7 @@ LAYERS = {
     "apiserver-shim/services": ["apiserver-shim/member", "apiserver-shim/watch",
                                 "apiserver-shim/auth", "apiserver-shim/transport",
                                 "storage/lease", "storage/auth", "storage/kv",
-                                "storage/cluster", "storage/bbolt", "storage/mvcc", "raft", "proto"],
+                                "storage/cluster", "storage/bbolt", "storage/mvcc", "raft/peer", "raft", "proto"],
     "apiserver-shim": ["apiserver-shim/services", "apiserver-shim/member",
                        "apiserver-shim/watch", "apiserver-shim/auth",
                        "apiserver-shim/transport", "storage/lease", "storage/auth",

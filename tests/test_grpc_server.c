@@ -942,6 +942,72 @@ static void test_deadline_and_cancel(void **state) {
     assert_int_equal(g_cancels, before + 3);
 }
 
+/* grpc_server_method_stats, read on the loop thread (its contract). */
+typedef struct stats_req {
+    size_t index;
+    grpc_method_stats_t st;
+    const grpc_method_t *m;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int done;
+} stats_req_t;
+
+static void stats_on_loop(void *arg) {
+    stats_req_t *r = arg;
+    pthread_mutex_lock(&r->mu);
+    r->m = grpc_server_method_stats(F.srv, r->index, &r->st);
+    r->done = 1;
+    pthread_cond_signal(&r->cv);
+    pthread_mutex_unlock(&r->mu);
+}
+
+static grpc_method_stats_t method_stats(size_t index, const char *path) {
+    stats_req_t r = {.index = index, .mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
+    assert_int_equal(loop_post(F.loop, stats_on_loop, &r), 0);
+    pthread_mutex_lock(&r.mu);
+    while (!r.done) pthread_cond_wait(&r.cv, &r.mu);
+    pthread_mutex_unlock(&r.mu);
+    assert_non_null(r.m);
+    assert_string_equal(r.m->path, path);
+    return r.st;
+}
+
+/* Started, handled by code (Canceled for a client's RST_STREAM), messages
+ * and bytes per method; an unknown method counts nowhere. */
+static void test_method_stats(void **state) {
+    grpc_method_stats_t u0 = method_stats(0, "/test.Echo/Unary"), f0 = method_stats(1, "/test.Echo/Fail"),
+                        s0 = method_stats(4, "/test.Echo/Slow");
+    client_t *c = client_connect(F.port_h2c, NULL, NULL);
+    assert_echo_ok(unary(c, "/test.Echo/Unary", "hello", 5), "hello", 5);
+    assert_echo_ok(unary(c, "/test.Echo/Unary", "ab", 2), "ab", 2);
+    assert_string_equal(unary(c, "/test.Echo/Fail", "x", 1)->grpc_status, "3");
+    assert_string_equal(unary(c, "/test.Echo/Nope", "x", 1)->grpc_status, "12");
+    int cancels = g_cancels;
+    stream_t *st = start_call(c, "/test.Echo/Slow", NULL, NULL);
+    stream_write_msg(c, st, "x", 1, 1);
+    for (int i = 0; i < 5; i++) client_pump(c);
+    nghttp2_submit_rst_stream(c->s, NGHTTP2_FLAG_NONE, st->id, NGHTTP2_CANCEL);
+    uint64_t end = now_ms() + 3000;
+    while (g_cancels == cancels && now_ms() < end) client_pump(c);
+    client_free(c);
+    grpc_method_stats_t u1 = method_stats(0, "/test.Echo/Unary"), f1 = method_stats(1, "/test.Echo/Fail"),
+                        s1 = method_stats(4, "/test.Echo/Slow");
+    assert_int_equal(u1.started - u0.started, 2);
+    assert_int_equal(u1.handled[GRPC_OK] - u0.handled[GRPC_OK], 2);
+    assert_int_equal(u1.msg_received - u0.msg_received, 2);
+    assert_int_equal(u1.msg_sent - u0.msg_sent, 2);
+    assert_int_equal(u1.bytes_received - u0.bytes_received, 7);
+    assert_int_equal(u1.bytes_sent - u0.bytes_sent, 7);
+    assert_int_equal(f1.started - f0.started, 1);
+    assert_int_equal(f1.handled[GRPC_INVALID_ARGUMENT] - f0.handled[GRPC_INVALID_ARGUMENT], 1);
+    assert_int_equal(f1.handled[GRPC_OK] - f0.handled[GRPC_OK], 0);
+    assert_int_equal(s1.started - s0.started, 1);
+    assert_int_equal(s1.handled[GRPC_CANCELLED] - s0.handled[GRPC_CANCELLED], 1);
+    uint64_t handled = 0;
+    for (int i = 0; i < GRPC_STATUS_COUNT; i++) handled += s1.handled[i] - s0.handled[i];
+    assert_int_equal(handled, 1); /* once, whatever on_cancel did */
+}
+
 static void test_deferred_answer_and_closed_call(void **state) {
     client_t *c = client_connect(F.port_h2c, NULL, NULL);
     stream_t *st = unary(c, "/test.Echo/Later", "q", 1);
@@ -1171,6 +1237,7 @@ int main(void) {
         cmocka_unit_test(test_backpressure_stops_reading),
         cmocka_unit_test(test_pings_acked),
         cmocka_unit_test(test_deadline_and_cancel),
+        cmocka_unit_test(test_method_stats),
         cmocka_unit_test(test_deferred_answer_and_closed_call),
         cmocka_unit_test(test_reader_answers_and_closed_call),
         cmocka_unit_test(test_bad_http_requests),

@@ -19,6 +19,7 @@
 
 #include "crc32c.h"
 #include "test_raft_util.h"
+#include "latency_hist.h"
 #include "wal.h"
 
 #define SEG_SMALL 4096
@@ -654,8 +655,33 @@ static void test_snapshot_records(void **state) {
     test_rm_rf(dir);
 }
 
+/* Every wal_sync is one observation of the fsync histogram (latency_hist.h);
+ * write_bytes follows bytes_written. */
+static void test_fsync_histogram(void **state) {
+    (void)state;
+    char dir[256];
+    test_mkdtemp(dir, "wal-hist");
+    wal_recovered_t rec;
+    wal_t *w = reopen(dir, &rec);
+    wal_recovered_free(&rec);
+    wal_disk_stats_t d0, d1;
+    wal_disk_stats(w, &d0);
+    for (uint64_t i = 1; i <= 3; i++) append_range(w, 1, i, i, "h");
+    wal_disk_stats(w, &d1);
+    assert_int_equal(d1.fsync.count - d0.fsync.count, 3);
+    assert_true(d1.fsync.sum_ns > d0.fsync.sum_ns);
+    assert_true(d1.fsync.bucket[LAT_HIST_BUCKETS - 1] <= d1.fsync.count);
+    wal_stats_t ws;
+    wal_get_stats(w, &ws);
+    assert_int_equal(d1.write_bytes, ws.bytes_written);
+    assert_true(d1.write_bytes > d0.write_bytes);
+    wal_close(w);
+    test_rm_rf(dir);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_fsync_histogram),
         cmocka_unit_test(test_crc32c),
         cmocka_unit_test(test_round_trip),
         cmocka_unit_test(test_torn_tail_every_offset),

@@ -48,6 +48,9 @@ void svc_snapshot_stop(server_t *s);
  *   stop  (loop stopped, Raft stopped): free everything. Safe after a failed
  *         or missing init.
  * Each returns 0 or -1 (logged). */
+/* Loop thread: the hub's counters (watch_hub.h) for /metrics; -1 before start. */
+struct watch_hub_stats;
+int svc_watch_stats(server_t *s, struct watch_hub_stats *out);
 int svc_watch_init(server_t *s, mvcc_options_t *mopts);
 int svc_watch_start(server_t *s);
 void svc_watch_stop(server_t *s);

@@ -131,6 +131,13 @@ static void posted_run(void *arg) {
     free(p);
 }
 
+int svc_watch_stats(server_t *s, watch_hub_stats_t *out) {
+    svc_watch_t *w = s->watch;
+    if (!w || !w->hub) return -1;
+    watch_hub_get_stats(w->hub, out);
+    return 0;
+}
+
 /* Loop thread: publish the hub's watcher count for the apply thread. */
 static void publish_watchers(svc_watch_t *w) {
     atomic_store(&w->n_watchers, w->hub ? watch_hub_watchers(w->hub) : 0);

@@ -94,6 +94,8 @@ struct grpc_call {
     http_exchange_t *http;        /* a plain HTTP/2 request (not gRPC), or NULL */
     const grpc_call_sink_t *sink; /* a local call: where answers go */
     void *sink_arg;
+    size_t method_index; /* into srv->stats, valid once counted_start */
+    int counted_start;   /* started counted, handled not yet */
 };
 
 typedef struct conn_calls {
@@ -104,6 +106,7 @@ struct grpc_server {
     loop_t *loop;
     grpc_server_config_t cfg;
     const grpc_method_t **methods;
+    grpc_method_stats_t *stats; /* one per method, same index */
     size_t nmethods, methods_cap;
     nghttp2_session_callbacks *callbacks;
     h2_conn_hooks_t hooks;
@@ -118,6 +121,35 @@ struct grpc_server {
 };
 
 static void call_close(grpc_call_t *call, int notify_cancel);
+
+/* ---- per-method counters (grpc_server_method_stats) ---- */
+
+static void stats_start(grpc_call_t *call, size_t index) {
+    call->method_index = index;
+    call->counted_start = 1;
+    call->srv->stats[index].started++;
+}
+
+/* The call's outcome, once: its status, or Canceled when the client went
+ * away first (what grpc-go's handler returns then). */
+static void stats_handled(grpc_call_t *call, grpc_status_t status) {
+    if (!call->counted_start) return;
+    call->counted_start = 0;
+    if ((unsigned)status >= GRPC_STATUS_COUNT) status = GRPC_UNKNOWN;
+    call->srv->stats[call->method_index].handled[status]++;
+}
+
+static void stats_msg(grpc_call_t *call, int sent, size_t len) {
+    if (!call->method) return; /* a method is set together with stats_start */
+    grpc_method_stats_t *st = &call->srv->stats[call->method_index];
+    if (sent) {
+        st->msg_sent++;
+        st->bytes_sent += len;
+    } else {
+        st->msg_received++;
+        st->bytes_received += len;
+    }
+}
 
 /* A plain HTTP request body: room for a JSON request whose message is at
  * the gRPC limit (base64 is 4/3 of the bytes, plus the JSON around them),
@@ -319,6 +351,7 @@ static int queue_chunk(grpc_call_t *call, out_chunk_t *c);
 
 int grpc_call_send(grpc_call_t *call, const uint8_t *msg, size_t len) {
     if (call->closed || call->finished || len > UINT32_MAX) return -1;
+    stats_msg(call, 1, len);
     if (call->sink) {
         call->sink->on_message(call->sink_arg, msg, len);
         return 0;
@@ -338,6 +371,7 @@ int grpc_call_send(grpc_call_t *call, const uint8_t *msg, size_t len) {
 int grpc_call_send_owned(grpc_call_t *call, uint8_t *msg, size_t len, void (*free_fn)(void *)) {
     out_chunk_t *c = NULL;
     if (!call->closed && !call->finished && len <= UINT32_MAX) c = malloc(sizeof(*c) + 5);
+    if (c) stats_msg(call, 1, len);
     if (c && call->sink) {
         free(c);
         call->sink->on_message(call->sink_arg, msg, len);
@@ -382,6 +416,7 @@ static void call_finish(grpc_call_t *call, grpc_status_t status, const char *mes
         call->deadline_timer = NULL;
     }
     if (call->closed) return;
+    stats_handled(call, status);
     call->status = status;
     if (call->sink) {
         call->sink->on_finish(call->sink_arg, status, message);
@@ -424,6 +459,7 @@ static void call_close(grpc_call_t *call, int notify_cancel) {
         call->finished = 1;
         http_exchange_detach(x);
     }
+    if (!call->finished) stats_handled(call, GRPC_CANCELLED);
     if (notify_cancel && !call->finished && call->method && call->method->on_cancel &&
         !call->cancel_notified) {
         call->cancel_notified = 1;
@@ -474,10 +510,16 @@ static int on_header(nghttp2_session *session, const nghttp2_frame *frame, const
     return 0;
 }
 
-static const grpc_method_t *find_method(grpc_server_t *srv, const char *path) {
+/* The index of the method registered at path, or -1. */
+static long find_method_index(grpc_server_t *srv, const char *path) {
     for (size_t i = 0; i < srv->nmethods; i++)
-        if (strcmp(srv->methods[i]->path, path) == 0) return srv->methods[i];
-    return NULL;
+        if (strcmp(srv->methods[i]->path, path) == 0) return (long)i;
+    return -1;
+}
+
+static const grpc_method_t *find_method(grpc_server_t *srv, const char *path) {
+    long i = find_method_index(srv, path);
+    return i < 0 ? NULL : srv->methods[i];
 }
 
 /* grpc-go's texts for a path it cannot route. */
@@ -636,12 +678,13 @@ static void dispatch_headers(nghttp2_session *session, grpc_call_t *call) {
         call->deadline_ms = loop_now_ms(loop) + (uint64_t)ms;
         call->deadline_timer = loop_timer_add(loop, (uint64_t)ms, deadline_fired, call);
     }
-    const grpc_method_t *m = find_method(call->srv, path);
-    if (!m) {
+    long mi = find_method_index(call->srv, path);
+    if (mi < 0) {
         reject_unknown_path(call, path);
         return;
     }
-    call->method = m;
+    call->method = call->srv->methods[mi];
+    stats_start(call, (size_t)mi);
 }
 
 static int on_one_message(const uint8_t *msg, size_t len, int compressed, void *arg) {
@@ -655,6 +698,7 @@ static int on_one_message(const uint8_t *msg, size_t len, int compressed, void *
     /* etcd 3.4 (grpc-go 1.26) reads one message of a unary call and ignores
      * anything after it. */
     if (!call->method->client_streaming && call->messages_in > 1) return 0;
+    stats_msg(call, 0, len);
     if (call->messages_in == 1 && call->srv->guard &&
         call->srv->guard(call, call->method->path, msg, len, call->srv->guard_ctx))
         return 1;
@@ -779,8 +823,9 @@ int grpc_server_set_http_handler(grpc_server_t *srv, grpc_http_fn fn, void *ctx)
 
 grpc_call_t *grpc_call_local_new(grpc_server_t *srv, const char *path, const char *const *md,
                                  const char *peer_cn, const grpc_call_sink_t *sink, void *arg) {
-    const grpc_method_t *m = find_method(srv, path);
-    if (!m) return NULL;
+    long mi = find_method_index(srv, path);
+    if (mi < 0) return NULL;
+    const grpc_method_t *m = srv->methods[mi];
     grpc_call_t *call = calloc(1, sizeof(*call));
     if (!call) return NULL;
     call->refs = 1; /* the caller's */
@@ -799,6 +844,7 @@ grpc_call_t *grpc_call_local_new(grpc_server_t *srv, const char *path, const cha
         grpc_call_unref(call);
         return NULL;
     }
+    stats_start(call, (size_t)mi);
     return call;
 }
 
@@ -815,6 +861,7 @@ void grpc_call_local_message(grpc_call_t *call, const uint8_t *msg, size_t len) 
         return;
     }
     call->messages_in++;
+    stats_msg(call, 0, len);
     grpc_call_ref(call);
     call->method->on_message(call, msg, len, call->method->ctx);
     grpc_call_unref(call);
@@ -837,6 +884,7 @@ void grpc_call_local_close(grpc_call_t *call) {
         loop_timer_cancel(call->srv->loop, call->deadline_timer);
         call->deadline_timer = NULL;
     }
+    if (!call->finished) stats_handled(call, GRPC_CANCELLED);
     if (!call->finished && call->method->on_cancel && !call->cancel_notified) {
         call->cancel_notified = 1;
         call->method->on_cancel(call, call->method->ctx);
@@ -887,6 +935,7 @@ void grpc_server_free(grpc_server_t *srv) {
     }
     nghttp2_session_callbacks_del(srv->callbacks);
     free(srv->methods);
+    free(srv->stats);
     free(srv);
 }
 
@@ -903,10 +952,22 @@ int grpc_server_register(grpc_server_t *srv, const grpc_method_t *method) {
         const grpc_method_t **m = realloc(srv->methods, cap * sizeof(*m));
         if (!m) return -1;
         srv->methods = m;
+        grpc_method_stats_t *st = realloc(srv->stats, cap * sizeof(*st));
+        if (!st) return -1;
+        srv->stats = st;
         srv->methods_cap = cap;
     }
+    memset(&srv->stats[srv->nmethods], 0, sizeof(*srv->stats));
     srv->methods[srv->nmethods++] = method;
     return 0;
+}
+
+size_t grpc_server_method_count(grpc_server_t *srv) { return srv->nmethods; }
+
+const grpc_method_t *grpc_server_method_stats(grpc_server_t *srv, size_t i, grpc_method_stats_t *out) {
+    if (i >= srv->nmethods) return NULL;
+    *out = srv->stats[i];
+    return srv->methods[i];
 }
 
 /* "http://127.0.0.1:2379", "https://[::1]:2379" -> scheme flag, host, port. */

@@ -73,6 +73,21 @@ void grpc_server_set_guard(grpc_server_t *srv, grpc_guard_fn fn, void *ctx);
 /* The method table must outlive the server. Unknown paths get UNIMPLEMENTED. */
 int grpc_server_register(grpc_server_t *srv, const grpc_method_t *method);
 
+/* Per registered method, what go-grpc-prometheus counts (loop thread):
+ * calls started, calls handled by final status (a call whose client went
+ * away before it finished: GRPC_CANCELLED), request messages delivered and
+ * response messages queued (and their bytes). Local calls count as gRPC
+ * calls. */
+#define GRPC_STATUS_COUNT 17
+typedef struct grpc_method_stats {
+    uint64_t started, msg_received, msg_sent;
+    uint64_t bytes_received, bytes_sent; /* message bytes, without the 5-byte prefix */
+    uint64_t handled[GRPC_STATUS_COUNT];
+} grpc_method_stats_t;
+size_t grpc_server_method_count(grpc_server_t *srv);
+/* The i-th registered method and a copy of its counters; NULL past the end. */
+const grpc_method_t *grpc_server_method_stats(grpc_server_t *srv, size_t i, grpc_method_stats_t *out);
+
 /* Listen on an etcd-style URL: "http://127.0.0.1:2379" (h2c prior knowledge) or
  * "https://..." (TLS, ALPN h2; tls must be non-NULL). Returns 0 or -1 with
  * a message in err. */

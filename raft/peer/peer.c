@@ -268,6 +268,16 @@ int peer_send_app(peer_transport_t *t, uint64_t to, uint8_t kind, const void *da
     return enqueue(t, to, f);
 }
 
+size_t peer_list_ids(peer_transport_t *t, uint64_t *ids, size_t max) {
+    if (!t) return 0;
+    size_t n = 0;
+    pthread_mutex_lock(&t->lock);
+    for (peer_node_t *p = t->peers; p; p = p->next, n++)
+        if (n < max) ids[n] = p->id;
+    pthread_mutex_unlock(&t->lock);
+    return n;
+}
+
 int peer_get_stats(peer_transport_t *t, uint64_t id, peer_stats_t *out) {
     if (!t || !out) return PEER_ERR_INVALID;
     pthread_mutex_lock(&t->lock);

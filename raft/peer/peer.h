@@ -117,6 +117,8 @@ int peer_send_snapshot(peer_transport_t *t, const raft_msg_t *m,
                        long (*read)(void *read_ctx, uint8_t *buf, size_t cap), void *read_ctx,
                        void (*done)(void *read_ctx, uint64_t to, int ok));
 int peer_get_stats(peer_transport_t *t, uint64_t id, peer_stats_t *out);
+/* The ids of the peers added (at most max copied); returns how many there are. */
+size_t peer_list_ids(peer_transport_t *t, uint64_t *ids, size_t max);
 /* The TCP port listen URL i is bound to (the kernel's pick for port 0), -1
  * for a unix socket or i out of range. */
 int peer_listen_port(const peer_transport_t *t, size_t i);

@@ -180,6 +180,7 @@ static int do_range(mvcc_txn_t *t, kv_arena_t *a, const Etcdserverpb__RangeReque
     mvcc_range_t rg = mvcc_range_make(r->key.data, r->key.len, r->range_end.data, r->range_end.len);
     mvcc_kv_list_t l = {0};
     int64_t count = 0;
+    mvcc_txn_count(t, MVCC_OP_RANGE);
     int rc = mvcc_txn_range(t, &rg, r->revision, limit, r->count_only, &l, &count);
     if (rc != MVCC_OK) return mvcc_to_kv_error(rc);
     if (r->max_mod_revision != 0) prune_kvs(&l, drop_mod_above, r->max_mod_revision);
@@ -241,6 +242,7 @@ static int do_put(mvcc_txn_t *t, kv_arena_t *a, const Etcdserverpb__PutRequest *
         mvcc_range_t rg = mvcc_range_make(p->key.data, p->key.len, NULL, 0);
         mvcc_kv_list_t l = {0};
         int64_t count;
+        mvcc_txn_count(t, MVCC_OP_RANGE);
         int rc = mvcc_txn_range(t, &rg, 0, 0, 0, &l, &count);
         if (rc != MVCC_OK) return mvcc_to_kv_error(rc);
         cur = l.n ? l.kvs[0] : NULL;
@@ -255,6 +257,7 @@ static int do_put(mvcc_txn_t *t, kv_arena_t *a, const Etcdserverpb__PutRequest *
     etcdserverpb__put_response__init(resp);
     if (p->prev_kv && cur) resp->prev_kv = (Mvccpb__KeyValue *)cur;
     const Mvccpb__KeyValue *replaced = NULL;
+    mvcc_txn_count(t, MVCC_OP_PUT);
     int rc = mvcc_txn_put(t, p->key.data, p->key.len, val, val_len, lease, &replaced);
     if (rc != MVCC_OK) return mvcc_to_kv_error(rc);
     if (reattach(t, p->key.data, p->key.len, replaced ? replaced->lease : 0, lease) != MVCC_OK)
@@ -268,6 +271,8 @@ static int do_delete(mvcc_txn_t *t, kv_arena_t *a, const Etcdserverpb__DeleteRan
                      Etcdserverpb__DeleteRangeResponse **out) {
     mvcc_range_t rg = mvcc_range_make(d->key.data, d->key.len, d->range_end.data, d->range_end.len);
     mvcc_kv_list_t prev = {0};
+    if (d->prev_kv) mvcc_txn_count(t, MVCC_OP_RANGE);
+    mvcc_txn_count(t, MVCC_OP_DELETE);
     int64_t n = mvcc_txn_delete_range(t, &rg, &prev);
     if (n < 0) return KV_E_IO;
     for (size_t i = 0; i < prev.n; i++)
@@ -351,6 +356,7 @@ static int apply_compare(mvcc_txn_t *t, const Etcdserverpb__Compare *c, int *ok)
     mvcc_range_t rg = mvcc_range_make(c->key.data, c->key.len, c->range_end.data, c->range_end.len);
     mvcc_kv_list_t l = {0};
     int64_t count;
+    mvcc_txn_count(t, MVCC_OP_RANGE);
     int rc = mvcc_txn_range(t, &rg, 0, 0, 0, &l, &count);
     if (rc != MVCC_OK) return mvcc_to_kv_error(rc);
     *ok = 1;
@@ -395,6 +401,7 @@ static int check_put(mvcc_txn_t *t, mvcc_t *m, const Etcdserverpb__RequestOp *op
         mvcc_range_t rg = mvcc_range_make(p->key.data, p->key.len, NULL, 0);
         mvcc_kv_list_t l = {0};
         int64_t count;
+        mvcc_txn_count(t, MVCC_OP_RANGE);
         int rc = mvcc_txn_range(t, &rg, 0, 1, 0, &l, &count);
         if (rc != MVCC_OK) return mvcc_to_kv_error(rc);
         if (l.n == 0) return KV_E_KEY_NOT_FOUND;
@@ -505,6 +512,9 @@ static int do_txn(mvcc_txn_t *t, mvcc_t *m, kv_arena_t *a, const Etcdserverpb__T
     if (!e && !txn_is_readonly(rt)) e = check_requests(t, m, rt, &path, &pos, check_put);
     pos = 0;
     if (!e) e = check_requests(t, m, rt, &path, &pos, check_range);
+    /* etcd reads the compares and checks in a read txn of their own and
+     * applies the ops in a second one (apply.go Txn) */
+    if (!txn_is_readonly(rt)) mvcc_txn_count_end(t);
     if (!e) {
         Etcdserverpb__TxnResponse *resp = kv_arena_alloc(a, sizeof(*resp));
         etcdserverpb__txn_response__init(resp);

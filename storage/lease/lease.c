@@ -557,6 +557,7 @@ typedef struct revoke_ctx {
 static int revoke_key(void *arg, const uint8_t *key, size_t len) {
     revoke_ctx_t *c = arg;
     mvcc_range_t rg = mvcc_range_make(key, len, NULL, 0);
+    mvcc_txn_count(c->t, MVCC_OP_DELETE); /* etcd's revoke: one DeleteRange per key */
     if (mvcc_txn_delete_range(c->t, &rg, NULL) < 0 || lease_txn_detach(c->t, c->id, key, len) != MVCC_OK) {
         c->rc = MVCC_ERR_IO;
         return 1;

@@ -35,6 +35,7 @@
 #include "mvcc.h"
 
 #include "failpoint.h"
+#include "latency_hist.h"
 
 #include <assert.h>
 #include <dirent.h>
@@ -116,6 +117,12 @@ struct mvcc {
     mvcc_user_t *exports;          /* export readers, invalidated by a swap */
     _Atomic int swap_failed;       /* the store could not be reopened: fail-stop */
     _Atomic uint64_t size_pending; /* bytes committed since the last look at the files */
+    /* mvcc_stats: etcd's metricsTxnWrite counters, the live keys ('l'
+     * entries: counted at open and after a swap, then moved by every
+     * commit), and the durations of every synced LevelDB write. */
+    _Atomic uint64_t n_ranges, n_puts, n_deletes, n_txns, put_bytes;
+    _Atomic int64_t live_keys;
+    lat_hist_t commit_hist;
 };
 
 struct mvcc_txn {
@@ -128,6 +135,8 @@ struct mvcc_txn {
     overlay_t ov;                   /* the txn's own changes */
     size_t bytes;                   /* approximate bytes in wb */
     int gated;                      /* a read txn: counted in the store's gate */
+    unsigned ops[3];                /* mvcc_txn_count, by mvcc_op_t, not yet published */
+    uint64_t put_bytes;             /* key + value bytes of its puts, not yet published */
 };
 
 /* ---- key encoding ---- */
@@ -231,7 +240,9 @@ static void publish_meta(mvcc_t *m) {
  * not cover a log file LevelDB closed at a memtable switch. */
 static int db_write(mvcc_t *m, leveldb_writebatch_t *wb, int sync) {
     char *err = NULL;
+    uint64_t t0 = lat_hist_now_ns();
     leveldb_write(m->db, sync ? m->wo_sync : m->wo, wb, &err);
+    lat_hist_since(&m->commit_hist, t0); /* every write syncs (above) */
     if (err) {
         fprintf(stderr, "mvcc: leveldb write: %s\n", err);
         leveldb_free(err);
@@ -396,6 +407,30 @@ int mvcc_open(const char *dir, const mvcc_options_t *opts, mvcc_t **out, char *e
     return 0;
 }
 
+/* live_keys = the 'l' entries (one per live key). A raw scan, outside the
+ * read failpoint (it counts client-visible reads). 0, or -1 with err. */
+static int count_live_keys(mvcc_t *m, char *err, size_t errlen) {
+    leveldb_iterator_t *it = leveldb_create_iterator(m->db, m->ro);
+    const char prefix = MVCC_SPACE_LIVE;
+    int64_t n = 0;
+    for (leveldb_iter_seek(it, &prefix, 1); leveldb_iter_valid(it); leveldb_iter_next(it)) {
+        size_t klen;
+        const char *k = leveldb_iter_key(it, &klen);
+        if (klen == 0 || k[0] != prefix) break;
+        n++;
+    }
+    char *lerr = NULL;
+    leveldb_iter_get_error(it, &lerr);
+    leveldb_iter_destroy(it);
+    if (lerr) {
+        snprintf(err, errlen, "mvcc: counting keys: %s", lerr);
+        leveldb_free(lerr);
+        return -1;
+    }
+    atomic_store(&m->live_keys, n);
+    return 0;
+}
+
 /* Opens the LevelDB in m->dir, reads its metadata and starts the compactor
  * (a compaction interrupted by a crash resumes on that thread). */
 static int db_open(mvcc_t *m, char *err, size_t errlen) {
@@ -415,7 +450,7 @@ static int db_open(mvcc_t *m, char *err, size_t errlen) {
     if (start_compactor(m, legacy_done, err, errlen) != 0) return -1;
     atomic_store(&m->size_cache_ms, 0);
     publish_meta(m);
-    return 0;
+    return count_live_keys(m, err, errlen);
 }
 
 /* Stops the compactor and closes the LevelDB (a swap or mvcc_close). */
@@ -689,8 +724,34 @@ int mvcc_txn_begin_write(mvcc_t *m, kv_arena_t *arena, mvcc_txn_t **out) {
     return MVCC_OK;
 }
 
+void mvcc_txn_count(mvcc_txn_t *t, mvcc_op_t op) { t->ops[op]++; }
+
+void mvcc_txn_count_end(mvcc_txn_t *t) {
+    mvcc_t *m = t->m;
+    unsigned r = t->ops[MVCC_OP_RANGE], p = t->ops[MVCC_OP_PUT], d = t->ops[MVCC_OP_DELETE];
+    if (r + p + d > 1) atomic_fetch_add_explicit(&m->n_txns, 1, memory_order_relaxed);
+    if (r) atomic_fetch_add_explicit(&m->n_ranges, r, memory_order_relaxed);
+    if (p) atomic_fetch_add_explicit(&m->n_puts, p, memory_order_relaxed);
+    if (d) atomic_fetch_add_explicit(&m->n_deletes, d, memory_order_relaxed);
+    if (t->put_bytes) atomic_fetch_add_explicit(&m->put_bytes, t->put_bytes, memory_order_relaxed);
+    memset(t->ops, 0, sizeof t->ops);
+    t->put_bytes = 0;
+}
+
+void mvcc_stats(mvcc_t *m, mvcc_stats_t *out) {
+    out->ranges = atomic_load_explicit(&m->n_ranges, memory_order_relaxed);
+    out->puts = atomic_load_explicit(&m->n_puts, memory_order_relaxed);
+    out->deletes = atomic_load_explicit(&m->n_deletes, memory_order_relaxed);
+    out->txns = atomic_load_explicit(&m->n_txns, memory_order_relaxed);
+    out->put_bytes = atomic_load_explicit(&m->put_bytes, memory_order_relaxed);
+    int64_t k = atomic_load_explicit(&m->live_keys, memory_order_relaxed);
+    out->keys = k > 0 ? (uint64_t)k : 0;
+    lat_hist_read(&m->commit_hist, &out->commit);
+}
+
 void mvcc_txn_end(mvcc_txn_t *t) {
     if (!t) return;
+    mvcc_txn_count_end(t);
     if (t->ro) leveldb_readoptions_destroy(t->ro);
     if (t->snap) leveldb_release_snapshot(t->m->db, t->snap);
     if (t->wb) leveldb_writebatch_destroy(t->wb);
@@ -1128,6 +1189,7 @@ static int txn_get(mvcc_txn_t *t, const uint8_t *key, size_t key_len, const Mvcc
 int mvcc_txn_put(mvcc_txn_t *t, const uint8_t *key, size_t key_len, const uint8_t *val, size_t val_len,
                  int64_t lease, const Mvccpb__KeyValue **prev_out) {
     assert(t->wb);
+    t->put_bytes += key_len + val_len; /* etcd's total_put_size: every Put call */
     int64_t rev = t->meta.rev + 1;
     const Mvccpb__KeyValue *prev = NULL;
     int rc = txn_get(t, key, key_len, &prev);
@@ -1266,9 +1328,24 @@ void mvcc_group_abort(mvcc_t *m) {
 uint64_t mvcc_apply_index(mvcc_t *m) { return m->meta.applied_index; }
 int64_t mvcc_apply_revision(mvcc_t *m) { return m->meta.rev; }
 
+/* Live keys a txn's events add: a put of a key not live, minus deletes. */
+static int64_t keys_delta(const mvcc_txn_t *t) {
+    int64_t d = 0;
+    for (size_t i = 0; i < t->ov.n_events; i++) {
+        const mvcc_event_t *ev = &t->ov.events[i];
+        if (ev->type == MVCCPB__EVENT__EVENT_TYPE__DELETE)
+            d--;
+        else if (!ev->prev_kv)
+            d++;
+    }
+    return d;
+}
+
 int mvcc_txn_commit(mvcc_txn_t *t, uint64_t index) {
     assert(t->wb);
     mvcc_t *m = t->m;
+    /* a failed write stops the member, so counting ahead of it is safe */
+    atomic_fetch_add_explicit(&m->live_keys, keys_delta(t), memory_order_relaxed);
     atomic_fetch_add(&m->size_pending, (uint64_t)t->bytes);
     mvcc_meta_t mt = m->meta;
     mt.applied_index = index;

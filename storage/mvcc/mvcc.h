@@ -28,6 +28,7 @@
 
 #include "kv.pb-c.h"
 #include "kv_arena.h"
+#include "latency_hist.h"
 
 typedef struct mvcc mvcc_t;
 
@@ -65,6 +66,18 @@ int64_t mvcc_compacted_through(mvcc_t *m); /* physically compacted up to here (0
  * error it cannot handle: the member must stop (fail-stop). Any thread. */
 int mvcc_failed(mvcc_t *m);
 uint64_t mvcc_db_size(mvcc_t *m); /* approximate bytes on disk */
+
+/* Counters and the commit latency for monitoring, any thread (atomics).
+ * ranges/puts/deletes/txns count what callers report with mvcc_txn_count
+ * (etcd's metricsTxnWrite: one per Range, Put, DeleteRange call on a txn;
+ * a txn that counted more than one op is one txn), keys the live keys, and
+ * commit every synced LevelDB write (latency_hist.h). */
+typedef struct mvcc_stats {
+    uint64_t ranges, puts, deletes, txns, keys;
+    uint64_t put_bytes; /* key + value bytes of every mvcc_txn_put */
+    lat_hist_snapshot_t commit;
+} mvcc_stats_t;
+void mvcc_stats(mvcc_t *m, mvcc_stats_t *out);
 /* Make everything applied so far durable (LevelDB sync write); returns the
  * applied index it covers, or 0 on error. Apply thread only. Every write is
  * synced already; this writes a pending group and the metadata once more. */
@@ -131,6 +144,12 @@ int mvcc_txn_begin_read(mvcc_t *m, kv_arena_t *arena, mvcc_txn_t **out);
 /* Write txn, apply thread only. */
 int mvcc_txn_begin_write(mvcc_t *m, kv_arena_t *arena, mvcc_txn_t **out);
 void mvcc_txn_end(mvcc_txn_t *t); /* frees; a write txn not committed is dropped */
+/* One etcd-level operation on t, for mvcc_stats (the store's own reads are
+ * not counted); mvcc_txn_count_end publishes what t counted as one etcd txn
+ * (mvcc_txn_end does it too), for a request that etcd runs in two txns. */
+typedef enum { MVCC_OP_RANGE = 0, MVCC_OP_PUT = 1, MVCC_OP_DELETE = 2 } mvcc_op_t;
+void mvcc_txn_count(mvcc_txn_t *t, mvcc_op_t op);
+void mvcc_txn_count_end(mvcc_txn_t *t);
 
 /* Revision seen by reads of this txn: begin revision, +1 once it wrote. */
 int64_t mvcc_txn_rev(const mvcc_txn_t *t);
