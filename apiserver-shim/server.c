@@ -40,6 +40,7 @@
 #include "readers.h"
 #include "services.h"
 #include "snapshot.h"
+#include "version.h"
 
 /* A test-only size from the environment (0 = unset: the default). */
 static uint64_t test_env_u64(const char *name) {
@@ -389,6 +390,33 @@ static int start_peers(server_t *s) {
     return 0;
 }
 
+/* The client URLs' TLS (--cert-file etc. or --auto-tls's files), kept
+ * for listeners started after start-up. */
+static grpc_tls_config_t client_tls;
+
+/* Listens on every --listen-client-urls and says the member is ready. */
+static int listen_clients(server_t *s) {
+    const server_config_t *cfg = s->cfg;
+    char err[512] = "";
+    for (size_t i = 0; i < cfg->n_listen_client_urls; i++) {
+        const char *url = cfg->listen_client_urls[i];
+        int https = strncmp(url, "https://", 8) == 0;
+        if (grpc_server_listen(s->grpc, url, https ? &client_tls : NULL, err, sizeof err) != 0) {
+            log_error("cannot listen on %s: %s", url, err);
+            return -1;
+        }
+        log_info("serving client traffic on %s", url);
+    }
+    /* etcd's own words for "serving": tools that start etcd wait for them
+     * (etcd's e2e framework waits for a line with "enabled capabilities for
+     * version" and one with "published"; membership.c logs the latter). */
+    log_info("enabled capabilities for version %s", KSHIM_ETCD_API_VERSION);
+    log_info("kshimd ready: name=%s member-id=%016llx cluster-id=%016llx data-dir=%s revision=%lld",
+             cfg->name, (unsigned long long)s->member_id, (unsigned long long)s->cluster_id, cfg->data_dir,
+             (long long)mvcc_revision(s->mvcc));
+    return 0;
+}
+
 int server_run(const server_config_t *cfg) {
     server_t s;
     memset(&s, 0, sizeof s);
@@ -540,29 +568,29 @@ int server_run(const server_config_t *cfg) {
         log_info("--auto-tls: serving the self-signed certificate %s", auto_cert);
     }
     int use_auto = cfg->auto_tls && (!cfg->cert_file || !cfg->key_file);
-    grpc_tls_config_t tls = {.cert_file = use_auto ? auto_cert : cfg->cert_file,
-                             .key_file = use_auto ? auto_key : cfg->key_file,
-                             .trusted_ca_file = use_auto ? NULL : cfg->trusted_ca_file,
-                             .client_cert_auth = use_auto ? 0 : cfg->client_cert_auth,
-                             .crl_file = use_auto ? NULL : cfg->client_crl_file};
+    client_tls = (grpc_tls_config_t){.cert_file = use_auto ? auto_cert : cfg->cert_file,
+                                     .key_file = use_auto ? auto_key : cfg->key_file,
+                                     .trusted_ca_file = use_auto ? NULL : cfg->trusted_ca_file,
+                                     .client_cert_auth = use_auto ? 0 : cfg->client_cert_auth,
+                                     .crl_file = use_auto ? NULL : cfg->client_crl_file};
     for (size_t i = 0; i < cfg->n_listen_client_urls; i++) {
         const char *url = cfg->listen_client_urls[i];
-        int https = strncmp(url, "https://", 8) == 0;
-        if (https && (!tls.cert_file || !tls.key_file)) {
+        if (strncmp(url, "https://", 8) == 0 && (!client_tls.cert_file || !client_tls.key_file)) {
             log_error("listen URL %s needs --cert-file and --key-file (or --auto-tls)", url);
             goto out;
         }
-        if (grpc_server_listen(s.grpc, url, https ? &tls : NULL, err, sizeof err) != 0) {
-            log_error("cannot listen on %s: %s", url, err);
-            goto out;
-        }
-        log_info("serving client traffic on %s", url);
     }
     if (svc_metrics_start(&s) != 0) goto out;
+    /* A member with peers serves clients once its name and client URLs are
+     * published through Raft, as etcd (whose clients wait for ReadyNotify):
+     * the member list a client reads then names every started member's
+     * client URLs. A lone member serves at once. */
+    if (s.peer) {
+        s.on_published = listen_clients;
+    } else if (listen_clients(&s) != 0) {
+        goto out;
+    }
     server_publish_start(&s);
-    log_info("kshimd ready: name=%s member-id=%016llx cluster-id=%016llx data-dir=%s revision=%lld",
-             cfg->name, (unsigned long long)s.member_id, (unsigned long long)s.cluster_id, cfg->data_dir,
-             (long long)mvcc_revision(s.mvcc));
 
     install_signals(s.loop);
     loop_timer_add(s.loop, 200, watch_raft_health, &s);

@@ -595,6 +595,12 @@ static void publish_tick(loop_t *loop, void *arg) {
     if (published(s)) {
         s->published = 1;
         log_info("published local member to cluster: name=%s", s->cfg->name);
+        int (*start)(server_t *) = s->on_published;
+        s->on_published = NULL;
+        if (start && start(s) != 0) {
+            s->fatal = 1;
+            loop_stop(loop);
+        }
         return;
     }
     if (server_leader(s) != 0) {

@@ -96,6 +96,10 @@ struct server {
     /* The wiring's transport start (server.c), for a single member that
      * gets a second one (loop thread; 0 or -1 logged). */
     int (*start_peers)(server_t *s);
+    /* The wiring's client listeners (server.c), started once published when
+     * the member has peers (etcd serves clients only after its publish);
+     * NULL once started. Loop thread; 0, or -1 (logged; the member stops). */
+    int (*on_published)(server_t *s);
     struct server_snapshot *snapshot; /* receive state of Raft snapshots (member/snapshot.c) */
 };
 

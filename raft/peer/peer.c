@@ -322,6 +322,7 @@ int peer_hello_client(peer_conn_t *c, uint8_t purpose, uint64_t from, uint64_t t
     free(in);
     if (rc != PEER_OK) return PEER_ERR_IO;
     if (h.status == PEER_H_MISMATCH) return PEER_ERR_MISMATCH;
+    if (h.status == PEER_H_BAD_CERT) return PEER_ERR_REFUSED;
     if (h.status != PEER_H_OK || h.version != PEER_VERSION) return PEER_ERR_IO;
     if (cluster && h.cluster_id && cluster != h.cluster_id) return PEER_ERR_MISMATCH;
     *their_cluster = h.cluster_id;
@@ -355,6 +356,8 @@ static int dial_one(peer_transport_t *t, peer_node_t *p, const peer_url_t *u, in
         if (rc == PEER_OK) rc = peer_cluster_check(t, theirs);
         if (rc == PEER_ERR_MISMATCH)
             snprintf(err, errlen, "request cluster ID mismatch");
+        else if (rc == PEER_ERR_REFUSED)
+            snprintf(err, errlen, "remote error: tls: bad certificate"); /* Go's words for the same refusal */
         else if (rc != PEER_OK)
             snprintf(err, errlen, "peer handshake failed");
     }
@@ -422,6 +425,10 @@ static int connect_stream(peer_node_t *p, unsigned *backoff) {
     char err[256] = "";
     int rc = peer_dial(p->t, p, PEER_P_STREAM, &p->conn, err, sizeof err);
     pthread_mutex_lock(&p->lock);
+    /* Refusals are logged once per change, not at every reconnect: they
+     * need the operator (a certificate or a cluster id is wrong). */
+    if ((rc == PEER_ERR_REFUSED || rc == PEER_ERR_MISMATCH) && p->stats.last_error != rc)
+        fprintf(stderr, "peer: cannot connect to member %016llx: %s\n", (unsigned long long)p->id, err);
     p->stats.last_error = rc;
     if (rc == PEER_OK) {
         peer_conn_set_timeouts(p->conn, 0, PEER_WRITE_TIMEOUT_MS);

@@ -461,7 +461,7 @@ static int start_tls(peer_conn_t *c, peer_tls_ctx_t *ctx, const char *dial_host,
         tls_error(c->ssl, ret, "handshake", err, errlen);
         return -1;
     }
-    return check_peer_cert(c->ssl, ctx, dial_host, err, errlen);
+    return check_peer_cert(c->ssl, ctx, dial_host, err, errlen) == 0 ? 0 : -2;
 }
 
 static peer_conn_t *conn_new(int fd) {
@@ -504,7 +504,8 @@ peer_conn_t *peer_conn_wrap(int fd, unsigned timeout_ms) {
 }
 
 int peer_conn_server_tls(peer_conn_t *c, peer_tls_ctx_t *ctx, char *err, size_t errlen) {
-    return start_tls(c, ctx, NULL, err, errlen) == 0 ? PEER_OK : PEER_ERR_IO;
+    int rc = start_tls(c, ctx, NULL, err, errlen);
+    return rc == 0 ? PEER_OK : rc == -2 ? PEER_ERR_REFUSED : PEER_ERR_IO;
 }
 
 int peer_conn_fd(const peer_conn_t *c) { return c->fd; }

@@ -32,7 +32,14 @@ enum {
 enum { PEER_P_STREAM = 1, PEER_P_SNAPSHOT = 2, PEER_P_MEMBERS = 3 };
 
 /* HELLO status (the acceptor's answer). */
-enum { PEER_H_OK = 0, PEER_H_MISMATCH = 1, PEER_H_WRONG_TO = 2, PEER_H_VERSION = 3, PEER_H_PURPOSE = 4 };
+enum {
+    PEER_H_OK = 0,
+    PEER_H_MISMATCH = 1,
+    PEER_H_WRONG_TO = 2,
+    PEER_H_VERSION = 3,
+    PEER_H_PURPOSE = 4,
+    PEER_H_BAD_CERT = 5, /* the certificate failed --peer-cert-allowed-cn/-hostname */
+};
 
 typedef struct peer_hello {
     uint16_t version;

@@ -36,7 +36,7 @@ static uint8_t hello_verdict(peer_transport_t *t, const peer_hello_t *h) {
     return peer_cluster_check(t, h->cluster_id) == PEER_OK ? PEER_H_OK : PEER_H_MISMATCH;
 }
 
-static int hello_server(peer_transport_t *t, peer_conn_t *c, peer_hello_t *h) {
+static int hello_server(peer_transport_t *t, peer_conn_t *c, peer_hello_t *h, int cert_refused) {
     uint8_t kind, *in = NULL, out[PEER_HELLO_LEN];
     size_t cap = 0, len;
     int rc = peer_conn_read_frame(c, PEER_HELLO_LEN, &kind, &in, &cap, &len);
@@ -44,7 +44,7 @@ static int hello_server(peer_transport_t *t, peer_conn_t *c, peer_hello_t *h) {
         rc = PEER_ERR_INVALID;
     free(in);
     if (rc != PEER_OK) return rc;
-    uint8_t status = hello_verdict(t, h);
+    uint8_t status = cert_refused ? PEER_H_BAD_CERT : hello_verdict(t, h);
     peer_hello_t reply = {PEER_VERSION, h->purpose, status, atomic_load(&t->cluster_id), t->self_id, h->from};
     peer_hello_encode(&reply, out);
     if (peer_conn_write_frame(c, PEER_F_HELLO, out, sizeof out) != PEER_OK) return PEER_ERR_IO;
@@ -185,7 +185,14 @@ static void *reader_main(void *arg) {
     char err[256] = "";
     peer_hello_t h;
     int rc = r->tls ? peer_conn_server_tls(c, t->server_tls, err, sizeof err) : PEER_OK;
-    if (rc == PEER_OK) rc = hello_server(t, c, &h);
+    /* A certificate the TLS handshake verified but --peer-cert-allowed-cn
+     * (or -hostname) refuses: the dialer is told so in the HELLO answer,
+     * where etcd's TLS stack sends a bad_certificate alert. */
+    if (rc == PEER_OK || rc == PEER_ERR_REFUSED) {
+        int refused = rc == PEER_ERR_REFUSED;
+        rc = hello_server(t, c, &h, refused);
+        if (refused) rc = PEER_ERR_REFUSED;
+    }
     if (rc == PEER_OK) {
         pthread_mutex_lock(&t->lock);
         r->purpose = h.purpose;
