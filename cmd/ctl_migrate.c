@@ -180,7 +180,8 @@ static void print_progress(mig_t *g, int force) {
     double secs = (double)(now - g->last_print_ms) / 1000.0;
     double rate = secs > 0 ? (double)(g->res->events - g->events_at_print) / secs : 0;
     int64_t behind = g->source_rev > g->applied ? g->source_rev - g->applied : 0;
-    fprintf(stderr, "%smigrate: revision %lld, source %lld (%lld behind), %llu events applied, %.0f events/s%s",
+    fprintf(stderr,
+            "%smigrate: revision %lld, source %lld (%lld behind), %llu events applied, %.0f events/s%s",
             g->tty ? "\r" : "", (long long)g->applied, (long long)g->source_rev, (long long)behind,
             (unsigned long long)g->res->events, rate, g->tty ? "   " : "\n");
     g->last_print_ms = now;
@@ -211,8 +212,10 @@ static int apply_revision(mig_t *g, int64_t rev, Mvccpb__Event **evs, size_t n) 
     int rc = mvcc_import_revision(g->m, rev, (const Mvccpb__Event *const *)evs, n, sync);
     if (rc == 1) return 0; /* already applied (a resumed watch) */
     if (rc == MVCC_ERR_BAD_EVENT)
-        return fail(g->err, g->errlen, "the source sent an event that does not fit revision %lld", (long long)rev);
-    if (rc != MVCC_OK) return fail(g->err, g->errlen, "writing revision %lld to the store failed", (long long)rev);
+        return fail(g->err, g->errlen, "the source sent an event that does not fit revision %lld",
+                    (long long)rev);
+    if (rc != MVCC_OK)
+        return fail(g->err, g->errlen, "writing revision %lld to the store failed", (long long)rev);
     g->since_sync = sync ? 0 : g->since_sync + 1;
     g->applied = rev;
     g->res->revisions++;
@@ -269,7 +272,8 @@ static int source_revision(mig_t *g, int64_t *rev, gc_status_t *st) {
     req.key = (ProtobufCBinaryData){1, zero};
     req.count_only = 1;
     ProtobufCMessage *resp;
-    if (rpc(g, "/etcdserverpb.KV/Range", &req.base, &etcdserverpb__range_response__descriptor, &resp, st) != 0)
+    if (rpc(g, "/etcdserverpb.KV/Range", &req.base, &etcdserverpb__range_response__descriptor, &resp, st) !=
+        0)
         return -1;
     Etcdserverpb__RangeResponse *r = (Etcdserverpb__RangeResponse *)resp;
     *rev = r->header ? r->header->revision : 0;
@@ -343,8 +347,8 @@ static int copy_users(mig_t *g, gc_status_t *st) {
     for (size_t i = 0; i < n && rc == 0; i++) {
         Etcdserverpb__AuthUserGetRequest req = ETCDSERVERPB__AUTH_USER_GET_REQUEST__INIT;
         req.name = names[i];
-        rc = rpc(g, "/etcdserverpb.Auth/UserGet", &req.base, &etcdserverpb__auth_user_get_response__descriptor,
-                 &got[i], st);
+        rc = rpc(g, "/etcdserverpb.Auth/UserGet", &req.base,
+                 &etcdserverpb__auth_user_get_response__descriptor, &got[i], st);
         if (rc != 0) break;
         Etcdserverpb__AuthUserGetResponse *u = (Etcdserverpb__AuthUserGetResponse *)got[i];
         us[i] = (etcd_import_user_t){names[i], u->roles, u->n_roles};
@@ -376,8 +380,8 @@ static int copy_roles(mig_t *g, gc_status_t *st) {
     for (size_t i = 0; i < n && rc == 0; i++) {
         Etcdserverpb__AuthRoleGetRequest req = ETCDSERVERPB__AUTH_ROLE_GET_REQUEST__INIT;
         req.role = names[i];
-        rc = rpc(g, "/etcdserverpb.Auth/RoleGet", &req.base, &etcdserverpb__auth_role_get_response__descriptor,
-                 &got[i], st);
+        rc = rpc(g, "/etcdserverpb.Auth/RoleGet", &req.base,
+                 &etcdserverpb__auth_role_get_response__descriptor, &got[i], st);
         if (rc != 0) break;
         Etcdserverpb__AuthRoleGetResponse *r = (Etcdserverpb__AuthRoleGetResponse *)got[i];
         authpb__role__init(&rs[i]);
@@ -408,8 +412,9 @@ static int finish(mig_t *g) {
     if (rc == -2) return fail(g->err, g->errlen, "writing the users/roles to the store failed");
     g->res->auth_copied = rc == 0;
     if (rc != 0)
-        note(g, "warning: the source refused the user/role reads (%s): the snapshot's users and roles are kept "
-                "(with auth enabled, pass --user root:PASSWORD)",
+        note(g,
+             "warning: the source refused the user/role reads (%s): the snapshot's users and roles are kept "
+             "(with auth enabled, pass --user root:PASSWORD)",
              st.message);
     if (mvcc_import_finish(g->m, g->cut_rev) != MVCC_OK)
         return fail(g->err, g->errlen, "syncing the store failed");
@@ -491,8 +496,9 @@ static int follow(mig_t *g) {
         if (r == 1) break;
     }
     if (g->skipped)
-        note(g, "warning: %llu events after the cut-over revision %lld were NOT carried (stop the writers "
-                "before the cut-over)",
+        note(g,
+             "warning: %llu events after the cut-over revision %lld were NOT carried (stop the writers "
+             "before the cut-over)",
              (unsigned long long)g->skipped, (long long)g->cut_rev);
     return finish(g);
 }

@@ -916,7 +916,7 @@ static int cmd_migrate(ctl_t *c) {
            (long long)r.restore.compact_rev, (unsigned long long)r.keys, (unsigned long long)r.revisions,
            (unsigned long long)r.events, (unsigned long long)r.leases, (unsigned long long)r.users,
            (unsigned long long)r.roles, r.auth_copied ? "" : " (users/roles: the snapshot's)",
-           (unsigned long long)(r.reconnects ? r.reconnects - 1 : 0));
+           (unsigned long long)r.reconnects);
     if (r.users_without_password)
         printf("%llu users created after the snapshot have no password: set one with `user passwd`\n",
                (unsigned long long)r.users_without_password);

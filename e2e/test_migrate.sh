@@ -11,8 +11,10 @@
 # revision, version and lease, the header revision, the same at old
 # revisions (the snapshot's, one in the follow, one past the compaction);
 # the leases (granted TTL, attached keys; LeaseLeases + TimeToLive), users
-# and roles. Then a put on both gets the same revision. Also: a second
-# migrate into a used data dir is refused.
+# and roles. Then a put on both gets the same revision. Mid-follow the
+# source restarts (migrate reconnects, resumes after its last revision).
+# Also: a second migrate into a used data dir is refused, and a source that
+# compacts past what migrate has read makes it fail with a clear message.
 #
 # Ports: 24600 (etcd source), 24601 (kshimd on the migrated dir); peers +50.
 set -euo pipefail
@@ -60,13 +62,28 @@ ctl $SRC role grant-permission writer readwrite --prefix w/ >/dev/null
 ctl $SRC user grant-role carol writer >/dev/null
 ctl $SRC user grant-role bob writer >/dev/null
 ctl $SRC user delete alice >/dev/null
-sleep 4
-MID_REV=$(rev_of $SRC)
 sleep 3
+MID_REV=$(rev_of $SRC)
+sleep 1
 touch "$STOP"
 wait "$WRITER"
 forget_pid "$WRITER"
 WRITES=$(cat "$E2E_TMP/writer.out")
+# the source restarts: migrate reconnects and resumes after its last revision
+stop_server "$ES_PID"
+sleep 1.5
+start_etcd es $SRC
+ES_PID=$SERVER_PID
+wait_ready "$ES_PID" $SRC
+rm -f "$STOP"
+$MC write 127.0.0.1:$SRC "$STOP" >"$E2E_TMP/writer.out" 2>"$E2E_TMP/writer2.log" &
+WRITER=$!
+E2E_PIDS+=("$WRITER")
+sleep 3
+touch "$STOP"
+wait "$WRITER"
+forget_pid "$WRITER"
+WRITES=$((WRITES + $(cat "$E2E_TMP/writer.out")))
 ctl $SRC put last-before-cutover yes >/dev/null
 touch "$CUT"
 if wait "$MIG"; then
@@ -82,6 +99,9 @@ check_eq "the final revision is the source's" "$SRC_REV" "$FINAL"
 log "writer: $WRITES ops during the migration; revisions $SNAP_REV..$SRC_REV"
 [ "$SNAP_REV" -lt "$MID_REV" ] && [ "$MID_REV" -lt "$SRC_REV" ] && pass "writes happened during the follow" ||
     fail "no writes during the follow ($SNAP_REV, $MID_REV, $SRC_REV)"
+RECONNECTS=$(sed -nE 's/.*, ([0-9]+) reconnects.*/\1/p' "$E2E_TMP/migrate.out")
+[ "${RECONNECTS:-0}" -ge 1 ] && pass "migrate reconnected after the source restarted ($RECONNECTS reconnects)" ||
+    fail "no reconnect counted: $(cat "$E2E_TMP/migrate.out")"
 
 start_kshimd ks $DST --initial-cluster ks=$PEER --initial-advertise-peer-urls $PEER --initial-cluster-token tok
 KS_PID=$SERVER_PID
@@ -138,5 +158,34 @@ if out=$("$KSHIMCTL" migrate --from 127.0.0.1:$SRC --data-dir "$E2E_TMP/ks.data"
 else
     case "$out" in *exists*) pass "migrate into a used data dir is refused: $out" ;; *) fail "used dir: $out" ;; esac
 fi
+
+# the source compacts what migrate has not read yet: migrate, stopped while
+# the source restarts and compacts, resumes its watch at a compacted revision
+# and fails with a clear message
+"$KSHIMCTL" migrate --from 127.0.0.1:$SRC --data-dir "$E2E_TMP/ks2.data" --name ks \
+    --initial-cluster ks=$PEER --initial-advertise-peer-urls $PEER --duration 60s \
+    >"$E2E_TMP/migrate2.out" 2>"$E2E_TMP/migrate2.log" &
+MIG=$!
+E2E_PIDS+=("$MIG")
+for _ in $(seq 300); do grep -q "restored revision" "$E2E_TMP/migrate2.log" && break; sleep 0.1; done
+sleep 0.5
+kill -STOP "$MIG"
+stop_server "$ES_PID"
+start_etcd es $SRC
+ES_PID=$SERVER_PID
+wait_ready "$ES_PID" $SRC
+for i in 1 2 3; do ctl $SRC put compacted-away $i >/dev/null; done
+ctl $SRC compact "$(rev_of $SRC)" >/dev/null
+kill -CONT "$MIG"
+if wait "$MIG"; then
+    fail "migrate went on past a compaction of the revisions it needed"
+else
+    msg=$(grep Error "$E2E_TMP/migrate2.log" || true)
+    case "$msg" in
+    *"compacted revision"*"start again"*) pass "a source compaction past the migration fails it clearly: $msg" ;;
+    *) fail "compaction: unexpected: $(tail -3 "$E2E_TMP/migrate2.log")" ;;
+    esac
+fi
+forget_pid "$MIG"
 stop_server "$ES_PID"
 finish
