@@ -16,7 +16,11 @@
 # Also: a second migrate into a used data dir is refused, and a source that
 # compacts past what migrate has read makes it fail with a clear message.
 #
-# Ports: 24600 (etcd source), 24601 (kshimd on the migrated dir); peers +50.
+# Over TLS with client certificates from an auth-enabled source: --user
+# root is needed, and keys, roles and users come over (kshimd compared).
+#
+# Ports: 24600 (etcd source), 24601 (kshimd on the migrated dir), 24602
+# (etcd with TLS and auth), 24603 (kshimd from it); peers +50.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 
@@ -188,4 +192,68 @@ else
 fi
 forget_pid "$MIG"
 stop_server "$ES_PID"
+
+# ---- TLS with client certificates and auth enabled on the source ----
+TS=24602
+TD=24603
+PKI=$E2E_TMP/pki
+bash "$KSHIM_SRC/certs/gen.sh" "$PKI" >/dev/null 2>&1 || bash "$E2E_DIR/../certs/gen.sh" "$PKI" >/dev/null
+ensure_port_free $TS
+"$ETCD" --name et --data-dir "$E2E_TMP/et.data" \
+    --listen-client-urls https://127.0.0.1:$TS --advertise-client-urls https://127.0.0.1:$TS \
+    --listen-peer-urls http://127.0.0.1:$((TS + 50)) --initial-advertise-peer-urls http://127.0.0.1:$((TS + 50)) \
+    --initial-cluster et=http://127.0.0.1:$((TS + 50)) --cert-file "$PKI/server.crt" --key-file "$PKI/server.key" \
+    --trusted-ca-file "$PKI/ca.crt" --client-cert-auth >>"$E2E_TMP/et.log" 2>&1 &
+ET_PID=$!
+E2E_PIDS+=("$ET_PID")
+TLS=(--cacert "$PKI/ca.crt" --cert "$PKI/root.crt" --key "$PKI/root.key")
+tctl() { "$ETCDCTL" --endpoints https://127.0.0.1:$TS --dial-timeout=2s --command-timeout=5s "${TLS[@]}" "$@"; }
+for _ in $(seq 100); do tctl endpoint health >/dev/null 2>&1 && break; sleep 0.2; done
+for i in $(seq 20); do tctl put "tls/$i" "v$i" >/dev/null; done
+tctl user add root:rootpw >/dev/null
+tctl user grant-role root root >/dev/null
+tctl user add dave:pw4 >/dev/null
+tctl role add ops >/dev/null
+tctl role grant-permission ops read --prefix tls/ >/dev/null
+tctl user grant-role dave ops >/dev/null
+tctl auth enable >/dev/null
+TPEER=http://127.0.0.1:$((TD + 50))
+if out=$("$KSHIMCTL" migrate --from https://127.0.0.1:$TS --cacert "$PKI/ca.crt" --data-dir "$E2E_TMP/kt0.data" \
+    --name kt --initial-cluster kt=$TPEER --initial-advertise-peer-urls $TPEER --duration 1s 2>&1); then
+    fail "migrate without a client certificate or user from an auth-enabled TLS source succeeded"
+else
+    pass "migrate needs the source's credentials: $(echo "$out" | grep Error)"
+fi
+"$KSHIMCTL" migrate --from https://127.0.0.1:$TS "${TLS[@]}" --user root:rootpw --data-dir "$E2E_TMP/kt.data" \
+    --name kt --initial-cluster kt=$TPEER --initial-advertise-peer-urls $TPEER --duration 3s \
+    >"$E2E_TMP/migrate3.out" 2>"$E2E_TMP/migrate3.log" &
+MIG=$!
+E2E_PIDS+=("$MIG")
+for _ in $(seq 300); do grep -q "restored revision" "$E2E_TMP/migrate3.log" && break; sleep 0.1; done
+tctl --user root:rootpw put tls/after-snapshot yes >/dev/null
+tctl --user root:rootpw role grant-permission ops readwrite --prefix tls/after >/dev/null
+if wait "$MIG"; then
+    pass "migrate over TLS with --user root: $(head -1 "$E2E_TMP/migrate3.out")"
+else
+    fail "migrate over TLS: $(tail -3 "$E2E_TMP/migrate3.log")"
+fi
+forget_pid "$MIG"
+grep -q "users/roles: the snapshot's" "$E2E_TMP/migrate3.out" && fail "users/roles not read over TLS+auth" ||
+    pass "users and roles read from the auth-enabled source"
+start_kshimd kt $TD --initial-cluster kt=$TPEER --initial-advertise-peer-urls $TPEER
+KT_PID=$SERVER_PID
+# auth is on (the snapshot's flag): ready when root can read
+for _ in $(seq 100); do ctl $TD --user root:rootpw get x >/dev/null 2>&1 && break; sleep 0.2; done
+tsnap() { # PORT-ARGS... : keys and auth as root
+    "$ETCDCTL" --dial-timeout=2s --command-timeout=5s "$@" --user root:rootpw get "" --prefix -w json >"$E2E_TMP/t.json"
+    $MC norm "$E2E_TMP/t.json"
+    "$ETCDCTL" --dial-timeout=2s --command-timeout=5s "$@" --user root:rootpw role get ops
+    "$ETCDCTL" --dial-timeout=2s --command-timeout=5s "$@" --user root:rootpw user list
+}
+tsnap --endpoints https://127.0.0.1:$TS "${TLS[@]}" >"$E2E_TMP/et.txt"
+tsnap --endpoints 127.0.0.1:$TD >"$E2E_TMP/kt.txt"
+diff_files "kshimd migrated over TLS (auth enabled) serves the source's keys, revisions, roles and users" \
+    "$E2E_TMP/et.txt" "$E2E_TMP/kt.txt"
+stop_server "$KT_PID"
+stop_server "$ET_PID"
 finish
