@@ -225,15 +225,17 @@ else
     pass "migrate needs the source's credentials: $(echo "$out" | grep Error)"
 fi
 "$KSHIMCTL" migrate --from https://127.0.0.1:$TS "${TLS[@]}" --user root:rootpw --data-dir "$E2E_TMP/kt.data" \
-    --name kt --initial-cluster kt=$TPEER --initial-advertise-peer-urls $TPEER --duration 3s \
+    --name kt --initial-cluster kt=$TPEER --initial-advertise-peer-urls $TPEER --until-signal \
     >"$E2E_TMP/migrate3.out" 2>"$E2E_TMP/migrate3.log" &
 MIG=$!
 E2E_PIDS+=("$MIG")
 for _ in $(seq 300); do grep -q "restored revision" "$E2E_TMP/migrate3.log" && break; sleep 0.1; done
 tctl --user root:rootpw put tls/after-snapshot yes >/dev/null
 tctl --user root:rootpw role grant-permission ops readwrite --prefix tls/after >/dev/null
+for _ in $(seq 100); do grep -q "events applied" "$E2E_TMP/migrate3.log" && break; sleep 0.1; done
+kill -TERM "$MIG"
 if wait "$MIG"; then
-    pass "migrate over TLS with --user root: $(head -1 "$E2E_TMP/migrate3.out")"
+    pass "migrate over TLS with --user root, cut over by SIGTERM: $(head -1 "$E2E_TMP/migrate3.out")"
 else
     fail "migrate over TLS: $(tail -3 "$E2E_TMP/migrate3.log")"
 fi
