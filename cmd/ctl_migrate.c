@@ -83,7 +83,7 @@ typedef struct mig {
     int64_t cut_rev;    /* the source's revision at the cut-over (0: not yet) */
     uint64_t skipped;   /* events after cut_rev, not applied */
     int since_sync;
-    int tty;
+    int tty, line_open; /* a progress line without its newline is on the terminal */
     int64_t start_ms, last_print_ms, last_progress_req_ms;
     uint64_t events_at_print;
     char *err;
@@ -184,13 +184,15 @@ static void print_progress(mig_t *g, int force) {
             "%smigrate: revision %lld, source %lld (%lld behind), %llu events applied, %.0f events/s%s",
             g->tty ? "\r" : "", (long long)g->applied, (long long)g->source_rev, (long long)behind,
             (unsigned long long)g->res->events, rate, g->tty ? "   " : "\n");
+    g->line_open = g->tty;
     g->last_print_ms = now;
     g->events_at_print = g->res->events;
 }
 
 static void note(mig_t *g, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void note(mig_t *g, const char *fmt, ...) {
-    if (g->tty) fputc('\n', stderr);
+    if (g->line_open) fputc('\n', stderr);
+    g->line_open = 0;
     va_list ap;
     va_start(ap, fmt);
     fputs("migrate: ", stderr);
@@ -563,7 +565,7 @@ int ctl_migrate(const ctl_migrate_opts_t *o, ctl_migrate_result_t *res, char *er
     int rc = follow(&g);
     drop_source(&g);
     print_progress(&g, 1);
-    if (g.tty) fputc('\n', stderr);
+    if (g.line_open) fputc('\n', stderr);
     res->final_rev = mvcc_revision(g.m);
     res->keys = live_keys(g.m);
     mvcc_close(g.m);
