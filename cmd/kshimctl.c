@@ -20,6 +20,7 @@
 #include <time.h>
 
 #include "ctl_flags.h"
+#include "ctl_migrate.h"
 #include "ctl_snapshot.h"
 #include "ctl_format.h"
 #include "grpc_client.h"
@@ -45,6 +46,10 @@ typedef struct ctl_opts {
     /* snapshot restore */
     const char *data_dir, *name, *initial_cluster, *initial_cluster_token, *initial_advertise_peer_urls;
     int skip_hash_check;
+    /* migrate */
+    const char *from, *cutover_file;
+    int until_signal, duration_ms;
+    int64_t sync_every;
 } ctl_opts_t;
 
 typedef struct ctl {
@@ -86,16 +91,22 @@ static const ctl_flag_t FLAGS[] = {
     {"prev-kv", 0, CFL_BOOL, OPT(prev_kv), "put,del", "return the previous key-value"},
     {"lease", 0, CFL_STRING, OPT(lease), "put", "lease ID (hex) to attach"},
     {"physical", 0, CFL_BOOL, OPT(physical), "compact", "wait for physical removal"},
-    {"data-dir", 0, CFL_STRING, OPT(data_dir), "snapshot restore", "the new data dir (default NAME.etcd)"},
-    {"name", 0, CFL_STRING, OPT(name), "snapshot restore", "the member's name (default \"default\")"},
-    {"initial-cluster", 0, CFL_STRING, OPT(initial_cluster), "snapshot restore",
+    {"data-dir", 0, CFL_STRING, OPT(data_dir), "snapshot restore,migrate",
+     "the new data dir (default NAME.etcd)"},
+    {"name", 0, CFL_STRING, OPT(name), "snapshot restore,migrate", "the member's name (default \"default\")"},
+    {"initial-cluster", 0, CFL_STRING, OPT(initial_cluster), "snapshot restore,migrate",
      "NAME=PEER_URLS of the new cluster (one member)"},
-    {"initial-cluster-token", 0, CFL_STRING, OPT(initial_cluster_token), "snapshot restore",
+    {"initial-cluster-token", 0, CFL_STRING, OPT(initial_cluster_token), "snapshot restore,migrate",
      "the new cluster's token (default etcd-cluster)"},
-    {"initial-advertise-peer-urls", 0, CFL_STRING, OPT(initial_advertise_peer_urls), "snapshot restore",
-     "this member's peer URLs (default http://localhost:2380)"},
+    {"initial-advertise-peer-urls", 0, CFL_STRING, OPT(initial_advertise_peer_urls),
+     "snapshot restore,migrate", "this member's peer URLs (default http://localhost:2380)"},
     {"skip-hash-check", 0, CFL_BOOL, OPT(skip_hash_check), "snapshot restore",
      "do not check the SHA-256 trailer (needed for a copied db file)"},
+    {"from", 0, CFL_STRING, OPT(from), "migrate", "the source etcd's client URL"},
+    {"until-signal", 0, CFL_BOOL, OPT(until_signal), "migrate", "cut over on SIGINT/SIGTERM (the default)"},
+    {"cutover-file", 0, CFL_STRING, OPT(cutover_file), "migrate", "cut over when this file exists"},
+    {"duration", 0, CFL_DURATION, OPT(duration_ms), "migrate", "cut over after following this long"},
+    {"sync-every", 0, CFL_INT, OPT(sync_every), "migrate", "sync the store every N revisions (100)"},
 };
 #define NFLAGS ((int)(sizeof FLAGS / sizeof FLAGS[0]))
 
@@ -843,21 +854,28 @@ static int cmd_snapshot_status(ctl_t *c) {
     return 0;
 }
 
-/* snapshot restore FILE: a kshim data dir from an etcd snapshot file. */
-static int cmd_snapshot_restore(ctl_t *c) {
-    if (c->nargs != 1) return fail(EXIT_BAD_ARGS, "snapshot restore requires exactly one argument");
+/* The restore flags with etcdctl's defaults (dd and ic hold the derived
+ * ones). */
+static ctl_restore_opts_t restore_opts(const ctl_t *c, char *dd, size_t ddlen, char *ic, size_t iclen) {
     ctl_restore_opts_t o = {
-        .file = c->args[0],
         .name = c->o.name ? c->o.name : "default",
         .initial_cluster_token = c->o.initial_cluster_token ? c->o.initial_cluster_token : "etcd-cluster",
         .initial_advertise_peer_urls =
             c->o.initial_advertise_peer_urls ? c->o.initial_advertise_peer_urls : "http://localhost:2380",
         .skip_hash_check = c->o.skip_hash_check};
-    char dd[4096], ic[4096];
-    snprintf(dd, sizeof dd, "%s.etcd", o.name);
+    snprintf(dd, ddlen, "%s.etcd", o.name);
     o.data_dir = c->o.data_dir ? c->o.data_dir : dd;
-    snprintf(ic, sizeof ic, "%s=%s", o.name, o.initial_advertise_peer_urls);
+    snprintf(ic, iclen, "%s=%s", o.name, o.initial_advertise_peer_urls);
     o.initial_cluster = c->o.initial_cluster ? c->o.initial_cluster : ic;
+    return o;
+}
+
+/* snapshot restore FILE: a kshim data dir from an etcd snapshot file. */
+static int cmd_snapshot_restore(ctl_t *c) {
+    if (c->nargs != 1) return fail(EXIT_BAD_ARGS, "snapshot restore requires exactly one argument");
+    char dd[4096], ic[4096];
+    ctl_restore_opts_t o = restore_opts(c, dd, sizeof dd, ic, sizeof ic);
+    o.file = c->args[0];
     ctl_restore_result_t res;
     char err[1024] = "";
     if (ctl_snapshot_restore(&o, &res, err, sizeof err) != 0) return fail(EXIT_ERROR, "%s", err);
@@ -867,6 +885,41 @@ static int cmd_snapshot_restore(ctl_t *c) {
            (unsigned long long)res.versions, (unsigned long long)res.live_keys,
            (unsigned long long)res.leases, (unsigned long long)res.users, (unsigned long long)res.roles,
            res.hash_checked ? "sha256 checked" : "hash check skipped");
+    return 0;
+}
+
+static gc_conn_t *dial_from(void *arg, gc_status_t *st) {
+    ctl_t *c = arg;
+    return dial(c, c->o.from, st);
+}
+
+/* migrate --from URL --data-dir D ...: see ctl_migrate.h. */
+static int cmd_migrate(ctl_t *c) {
+    if (c->nargs != 0) return fail(EXIT_BAD_ARGS, "migrate takes no arguments");
+    if (!c->o.from) return fail(EXIT_BAD_ARGS, "migrate needs --from (the source etcd's client URL)");
+    char dd[4096], ic[4096];
+    ctl_migrate_opts_t o = {.restore = restore_opts(c, dd, sizeof dd, ic, sizeof ic),
+                            .dial = dial_from,
+                            .dial_arg = c,
+                            .cutover_file = c->o.cutover_file,
+                            .duration_ms = c->o.duration_ms,
+                            .sync_every = (int)c->o.sync_every,
+                            .timeout_ms = c->o.command_timeout_ms};
+    ctl_migrate_result_t r;
+    char err[2048] = "";
+    if (ctl_migrate(&o, &r, err, sizeof err) != 0) return fail(EXIT_ERROR, "%s", err);
+    printf("migrated %s into %s: final revision %lld (snapshot revision %lld, compact revision %lld), %llu "
+           "keys, "
+           "%llu revisions and %llu events applied from the watch, %llu leases, %llu users, %llu roles%s, "
+           "%llu reconnects\n",
+           c->o.from, o.restore.data_dir, (long long)r.final_rev, (long long)r.restore.revision,
+           (long long)r.restore.compact_rev, (unsigned long long)r.keys, (unsigned long long)r.revisions,
+           (unsigned long long)r.events, (unsigned long long)r.leases, (unsigned long long)r.users,
+           (unsigned long long)r.roles, r.auth_copied ? "" : " (users/roles: the snapshot's)",
+           (unsigned long long)r.reconnects);
+    if (r.users_without_password)
+        printf("%llu users created after the snapshot have no password: set one with `user passwd`\n",
+               (unsigned long long)r.users_without_password);
     return 0;
 }
 
@@ -911,6 +964,11 @@ static const ctl_cmd_t COMMANDS[] = {
     {"snapshot restore", cmd_snapshot_restore,
      "snapshot restore FILE [--data-dir DIR] [--name NAME] [--initial-cluster NAME=URLS] "
      "[--initial-cluster-token TOKEN] [--initial-advertise-peer-urls URLS] [--skip-hash-check]"},
+    {"migrate", cmd_migrate,
+     "migrate --from URL --data-dir DIR [--name NAME] [--initial-cluster NAME=URLS] [--initial-cluster-token "
+     "T] "
+     "[--initial-advertise-peer-urls URLS] [--until-signal | --cutover-file F | --duration D] [--sync-every "
+     "N]"},
     {"version", cmd_version, "version"},
     {"help", cmd_help, "help"},
 };

@@ -25,8 +25,7 @@ void member_prefix(uint8_t out[9], int64_t id) {
     put_be64(out + 1, (uint64_t)id);
 }
 
-/* 'M' | id | key in a malloc'd buffer of 9 + key_len bytes. */
-static uint8_t *member_key(int64_t id, const uint8_t *key, size_t key_len) {
+uint8_t *lease_member_key(int64_t id, const uint8_t *key, size_t key_len) {
     uint8_t *k = malloc(9 + key_len);
     if (!k) abort();
     member_prefix(k, id);
@@ -36,7 +35,7 @@ static uint8_t *member_key(int64_t id, const uint8_t *key, size_t key_len) {
 
 int lease_txn_attach(mvcc_txn_t *t, int64_t id, const uint8_t *key, size_t key_len) {
     assert(id != 0);
-    uint8_t *k = member_key(id, key, key_len);
+    uint8_t *k = lease_member_key(id, key, key_len);
     int rc = mvcc_txn_raw_put(t, k, 9 + key_len, (const uint8_t *)"", 0);
     free(k);
     return rc;
@@ -44,7 +43,7 @@ int lease_txn_attach(mvcc_txn_t *t, int64_t id, const uint8_t *key, size_t key_l
 
 int lease_txn_detach(mvcc_txn_t *t, int64_t id, const uint8_t *key, size_t key_len) {
     assert(id != 0);
-    uint8_t *k = member_key(id, key, key_len);
+    uint8_t *k = lease_member_key(id, key, key_len);
     int rc = mvcc_txn_raw_delete(t, k, 9 + key_len);
     free(k);
     return rc;
@@ -92,7 +91,7 @@ int lease_load_record(mvcc_load_t *l, int64_t id, int64_t granted_ttl, int64_t r
 }
 
 int lease_load_attach(mvcc_load_t *l, int64_t id, const uint8_t *key, size_t key_len) {
-    uint8_t *k = member_key(id, key, key_len);
+    uint8_t *k = lease_member_key(id, key, key_len);
     int rc = mvcc_load_raw(l, k, 9 + key_len, (const uint8_t *)"", 0);
     free(k);
     return rc;

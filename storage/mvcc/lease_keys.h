@@ -19,6 +19,8 @@
 void lease_record_key(uint8_t out[9], int64_t id);
 /* 'M' | id: the prefix of lease id's attached keys. */
 void member_prefix(uint8_t out[9], int64_t id);
+/* 'M' | id | key in a malloc'd buffer of 9 + key_len bytes (caller frees). */
+uint8_t *lease_member_key(int64_t id, const uint8_t *key, size_t key_len);
 
 /* Keys attached to lease id, in key order (committed state, any thread):
  * fn(arg, key, len) for each until it returns non-zero. */

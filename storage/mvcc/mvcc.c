@@ -1461,3 +1461,14 @@ int mvcc_internal_write_meta(mvcc_t *m, const mvcc_meta_t *mt) {
     publish_meta(m);
     return MVCC_OK;
 }
+
+int mvcc_internal_write_with_meta(mvcc_t *m, leveldb_writebatch_t *wb, const mvcc_meta_t *mt, int sync) {
+    meta_put(wb, mt);
+    int rc = db_write(m, wb, sync);
+    if (rc != MVCC_OK) return rc;
+    m->meta = *mt;
+    publish_meta(m);
+    return MVCC_OK;
+}
+
+mvcc_meta_t mvcc_internal_meta(mvcc_t *m) { return m->meta; }

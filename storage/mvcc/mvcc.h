@@ -108,6 +108,7 @@ enum {
     MVCC_ERR_COMPACTED = -2,
     MVCC_ERR_FUTURE_REV = -3,
     MVCC_ERR_NOT_FOUND = -4,
+    MVCC_ERR_BAD_EVENT = -5, /* mvcc_import_revision: an event that does not fit its revision */
 };
 
 /* A key range as etcd's requests give it. */
@@ -339,5 +340,33 @@ int mvcc_load_version(mvcc_load_t *l, const Mvccpb__KeyValue *kv, int64_t sub, i
 int mvcc_load_raw(mvcc_load_t *l, const uint8_t *key, size_t key_len, const uint8_t *val, size_t val_len);
 int mvcc_load_finish(mvcc_load_t *l, int64_t rev, int64_t compact_rev);
 void mvcc_load_free(mvcc_load_t *l);
+
+/* ---- import (storage/mvcc/mvcc_import.c): another etcd's events applied
+ * at their own revisions (kshimctl migrate follows a live etcd's watch).
+ * Single writer (no kshimd on the store), after a load.
+ *
+ * mvcc_import_revision writes the n events of etcd revision rev (in their
+ * sub-revision order) as they are: key, value, create_revision, version,
+ * lease (a put) or a tombstone (a delete), the 'M' lease attachments kept in
+ * step (the key's previous lease from the store), and the store revision
+ * rev, in ONE LevelDB write (synced if sync). MVCC_OK; 1 when rev is not
+ * newer than the store (already applied: nothing written);
+ * MVCC_ERR_BAD_EVENT when an event's mod_revision is not rev, a put has no
+ * key, create_revision > rev or version < 1, or n == 0; MVCC_ERR_IO.
+ * mvcc_import_finish raises the store revision to rev if it is lower (the
+ * source's revision at the cut-over) and syncs.
+ * mvcc_import_replace_raw makes the side-table space `prefix` (e.g. "L",
+ * "U", "R"; never the store's own spaces: MVCC_ERR_NOT_FOUND) hold exactly
+ * the n records given (keys must start with prefix), in one synced write. */
+typedef struct mvcc_raw_rec {
+    const uint8_t *key;
+    size_t key_len;
+    const uint8_t *val;
+    size_t val_len;
+} mvcc_raw_rec_t;
+int mvcc_import_revision(mvcc_t *m, int64_t rev, const Mvccpb__Event *const *evs, size_t n, int sync);
+int mvcc_import_finish(mvcc_t *m, int64_t rev);
+int mvcc_import_replace_raw(mvcc_t *m, const uint8_t *prefix, size_t prefix_len, const mvcc_raw_rec_t *recs,
+                            size_t n);
 
 #endif

@@ -1,5 +1,5 @@
 /*
- * mvcc_internal.h: what mvcc.c shares with mvcc_dump.c only (not for the
+ * mvcc_internal.h: what mvcc.c shares with mvcc_dump.c and mvcc_import.c only (not for the
  * layers above): the LevelDB handle, the one encoder of a version's
  * 'k'/'r'/'l' records, and writing the 'm' metadata record.
  */
@@ -17,5 +17,10 @@ size_t mvcc_internal_batch_version(leveldb_writebatch_t *wb, const Mvccpb__KeyVa
 int mvcc_internal_meta_read(mvcc_t *m, const leveldb_readoptions_t *ro, mvcc_meta_t *mt);
 /* Writes mt as the 'm' record (synced) and publishes it. */
 int mvcc_internal_write_meta(mvcc_t *m, const mvcc_meta_t *mt);
+/* Adds mt as the 'm' record to wb, writes wb (synced if sync) and publishes
+ * mt (mvcc_import.c: one etcd revision per write). */
+int mvcc_internal_write_with_meta(mvcc_t *m, leveldb_writebatch_t *wb, const mvcc_meta_t *mt, int sync);
+/* The apply thread's metadata. */
+mvcc_meta_t mvcc_internal_meta(mvcc_t *m);
 
 #endif
