@@ -1,0 +1,126 @@
+#!/usr/bin/env bash
+# e2e/test_lifecycle.sh: kshimd's life cycle as etcd's (lifecycle.c).
+#   - sd_notify: with $NOTIFY_SOCKET set (a python3 datagram listener stands
+#     in for systemd), READY=1 arrives, and when it has arrived the client
+#     port already serves (one read, no retry); STOPPING=1 at shutdown.
+#   - graceful SIGTERM under load: three writers put in a loop and a Watch
+#     stream is open; SIGTERM; kshimd exits 0 by itself, the watch stream
+#     ends with Unavailable "etcdserver: server stopped", the log says the
+#     connections drained, no put failed with a reset/closed connection
+#     (only "cannot connect" once the port is closed), and after a restart
+#     every acknowledged put is there (crash_writer.py verify).
+#   - a second signal while draining exits at once.
+#   - logging flags (--logger, --log-outputs, --log-level, --debug) as etcd
+#     3.4 takes them.
+#
+# Port: 26610.
+set -euo pipefail
+source "$(dirname "$0")/lib.sh"
+
+PORT=26610
+STOP=$E2E_TMP/stop
+NOTIFY=$E2E_TMP/notify.out
+CLIENTS=()
+
+bg_client() {
+    "$PY" "$E2E_DIR/lifecycle_client.py" "$@" >>"$E2E_TMP/clients.out" 2>&1 &
+    CLIENTS+=($!)
+    E2E_PIDS+=($!)
+}
+
+wait_file_line() { # FILE REGEX TIMEOUT_S
+    local deadline=$((SECONDS + $3))
+    while [ $SECONDS -lt $deadline ]; do
+        grep -qE "$2" "$1" 2>/dev/null && return 0
+        sleep 0.05
+    done
+    return 1
+}
+
+# ---- sd_notify and graceful shutdown under load ----------------------------
+bg_client notify "$E2E_TMP/notify.sock" "$NOTIFY"
+for _ in $(seq 50); do [ -S "$E2E_TMP/notify.sock" ] && break; sleep 0.1; done
+NOTIFY_SOCKET=$E2E_TMP/notify.sock start_kshimd life "$PORT"
+PID=$SERVER_PID
+if wait_file_line "$NOTIFY" '^READY=1$' 20; then
+    pass "sd_notify: READY=1 received"
+    if ctl "$PORT" get lifecycle/ready >/dev/null 2>&1; then
+        pass "the client port serves once READY=1 was sent"
+    else
+        fail "READY=1 was sent before the client port served"
+    fi
+else
+    fail "sd_notify: no READY=1 (got: $(cat "$NOTIFY" 2>/dev/null))"
+fi
+wait_ready "$PID" "$PORT" || die "kshimd did not start"
+
+bg_client watch "$PORT" "$E2E_TMP/watch.out"
+wait_file_line "$E2E_TMP/watch.out" '^created$' 10 || fail "the watch was not created"
+for w in 0 1 2; do bg_client write "$PORT" "crash/w$w/" "$E2E_TMP/acks.$w" "$STOP"; done
+sleep 1.5
+
+kill -TERM "$PID"
+rc=0
+for _ in $(seq 100); do kill -0 "$PID" 2>/dev/null || break; sleep 0.1; done
+if kill -0 "$PID" 2>/dev/null; then
+    fail "kshimd still runs 10 s after SIGTERM"
+    kill -9 "$PID"
+fi
+wait "$PID" || rc=$?
+forget_pid "$PID"
+check_eq "exit status after SIGTERM under load" 0 "$rc"
+wait_file_line "$E2E_TMP/watch.out" '^end ' 5 || true
+check_eq "the watch stream ends with etcd's status" "end UNAVAILABLE etcdserver: server stopped" \
+    "$(grep '^end ' "$E2E_TMP/watch.out" || echo none)"
+grep -q '"received signal terminated; shutting down' "$E2E_TMP/life.log" &&
+    pass "kshimd logs the signal" || fail "no shutdown line in the log"
+grep -q '"all client connections drained"' "$E2E_TMP/life.log" &&
+    pass "every client connection drained before exit" ||
+    fail "connections were not drained: $(grep -a 'still busy' "$E2E_TMP/life.log" || true)"
+grep -q '^STOPPING=1$' "$NOTIFY" && pass "sd_notify: STOPPING=1 received" || fail "no STOPPING=1"
+
+sleep 0.5 # the writers now fail to connect
+touch "$STOP"
+for c in "${CLIENTS[@]:2}"; do wait "$c" 2>/dev/null || true; forget_pid "$c"; done
+nack=$(cat "$E2E_TMP"/acks.* | grep -c '^ack' || true)
+[ "$nack" -ge 20 ] && pass "writers made progress ($nack acknowledged puts)" ||
+    fail "writers made too little progress ($nack acknowledged puts)"
+bad=$(grep '^detail ' "$E2E_TMP/clients.out" | grep -viE 'failed to connect|connection refused' || true)
+if [ -z "$bad" ]; then
+    pass "no put was cut by the shutdown ($(grep -c '^detail ' "$E2E_TMP/clients.out" || true) refused connections after it)"
+else
+    fail "puts failed other than with a refused connection: $(echo "$bad" | head -5)"
+fi
+
+start_kshimd life "$PORT"
+PID=$SERVER_PID
+wait_ready "$PID" "$PORT" || die "kshimd did not restart"
+if "$PY" "$E2E_DIR/crash_writer.py" verify "$PORT" "$E2E_TMP"/acks.* >"$E2E_TMP/verify.out" 2>&1; then
+    pass "after restart every acknowledged put is there: $(head -1 "$E2E_TMP/verify.out")"
+else
+    fail "verify found problems"
+fi
+cat "$E2E_TMP/verify.out"
+
+# ---- a second signal exits at once --------------------------------------
+# A watch stream ends at the first signal; a client that ignores GOAWAY and
+# keeps its connection idle makes the drain wait its full bound, during
+# which SIGINT exits at once with 128+2.
+exec 7<>"/dev/tcp/127.0.0.1/$PORT"
+printf 'PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\4\0\0\0\0\0' >&7
+sleep 0.3
+kill -TERM "$PID"
+sleep 0.3
+kill -INT "$PID"
+rc=0
+wait "$PID" || rc=$?
+forget_pid "$PID"
+exec 7>&-
+check_eq "a second signal exits at once (128+SIGINT)" 130 "$rc"
+grep -q 'second termination signal' "$E2E_TMP/life.log" && pass "the second signal is logged" ||
+    fail "no line about the second signal"
+
+kill "${CLIENTS[0]}" 2>/dev/null || true
+wait "${CLIENTS[0]}" 2>/dev/null || true
+forget_pid "${CLIENTS[0]}"
+finish
