@@ -25,7 +25,7 @@
 
 static int sig_pipe[2] = {-1, -1};
 static volatile sig_atomic_t term_signals; /* SIGINT/SIGTERM seen */
-static uint64_t drain_deadline_ms;
+static uint64_t drain_start_ms, drain_deadline_ms;
 static loop_timer_t *drain_timer;
 
 static void on_term_signal(int sig) {
@@ -53,7 +53,8 @@ static void check_drained(loop_t *loop, void *arg) {
     if (left > 0)
         log_warn("%zu client connections still busy after %d ms; closing them", left, LIFECYCLE_DRAIN_MS);
     else
-        log_info("all client connections drained");
+        log_info("all client connections drained in %llu ms",
+                 (unsigned long long)(loop_now_ms(loop) - drain_start_ms));
     loop_stop(loop);
 }
 
@@ -63,11 +64,12 @@ static void on_signal_pipe(loop_t *loop, int fd, int events, void *arg) {
     unsigned char sig = 0;
     if (read(fd, &sig, 1) != 1) return;
     loop_del_fd(loop, fd); /* one drain; a second signal exits in the handler */
-    log_info("received signal %s; shutting down (draining client connections, up to %d ms)",
-             sig == SIGINT ? "interrupt" : "terminated", LIFECYCLE_DRAIN_MS);
+    log_info("received signal %s; shutting down (draining %zu client connections, up to %d ms)",
+             sig == SIGINT ? "interrupt" : "terminated", grpc_server_conn_count(s->grpc), LIFECYCLE_DRAIN_MS);
     lifecycle_sd_notify("STOPPING=1");
     grpc_server_drain(s->grpc);
-    drain_deadline_ms = loop_now_ms(loop) + LIFECYCLE_DRAIN_MS;
+    drain_start_ms = loop_now_ms(loop);
+    drain_deadline_ms = drain_start_ms + LIFECYCLE_DRAIN_MS;
     drain_timer = loop_timer_add(loop, 0, check_drained, s);
 }
 

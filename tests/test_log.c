@@ -84,8 +84,8 @@ static void test_zap_files_appended_and_levels(void **state) {
     assert_int_equal(write(fd, "old\n", 4), 4);
     close(fd);
     snprintf(list, sizeof list, "%s,%s,%s", a, b, a); /* a duplicate is one output */
-    assert_int_equal(log_setup(&(log_config_t){.logger = "zap", .outputs = list, .level = "warn"}, err, sizeof err),
-                     0);
+    assert_int_equal(
+        log_setup(&(log_config_t){.logger = "zap", .outputs = list, .level = "warn"}, err, sizeof err), 0);
     log_info("not at warn");
     log_warn("quote \" and\nnewline");
     char *got = slurp(a);
@@ -95,7 +95,8 @@ static void test_zap_files_appended_and_levels(void **state) {
     assert_null(strstr(got, "not at warn"));
     assert_non_null(strstr(slurp(b), "quote"));
 
-    assert_int_equal(log_setup(&(log_config_t){.outputs = b, .level = "info", .debug = 1}, err, sizeof err), 0);
+    assert_int_equal(log_setup(&(log_config_t){.outputs = b, .level = "info", .debug = 1}, err, sizeof err),
+                     0);
     log_debug("debug via --debug");
     assert_non_null(strstr(slurp(b), "{\"level\":\"debug\""));
     assert_int_equal(log_setup(&(log_config_t){.outputs = b, .level = "panic"}, err, sizeof err), 0);
@@ -112,7 +113,8 @@ static void test_capnslog_text(void **state) {
     int saved = dup(STDOUT_FILENO);
     dup2(fd, STDOUT_FILENO);
     close(fd);
-    assert_int_equal(log_setup(&(log_config_t){.logger = "capnslog", .outputs = "stdout"}, err, sizeof err), 0);
+    assert_int_equal(log_setup(&(log_config_t){.logger = "capnslog", .outputs = "stdout"}, err, sizeof err),
+                     0);
     log_warn("two\nlines");
     log_info("info");
     dup2(saved, STDOUT_FILENO);
