@@ -10,5 +10,5 @@ kshim=$("$kshimd" --version | sed -n 's/^Git SHA: kshim-//p')
 etcd=$("$kshimd" --version | sed -n 's/^etcd Version: //p')
 exec "$help2man" --no-info --no-discard-stderr --section=1 --source=kshim \
     --name="drop-in replacement for the etcd v3 server" \
-    --version-string="$kshim (etcd $etcd)" \
+    --version-string="kshimd $kshim (etcd $etcd)" \
     --include="$dir/kshimd.h2m" --output="$out" "$kshimd"
