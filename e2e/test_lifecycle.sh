@@ -37,6 +37,21 @@ wait_file_line() { # FILE REGEX TIMEOUT_S
     return 1
 }
 
+# term_and_wait PID: SIGTERM, wait up to 10 s (then SIGKILL); the exit
+# status in TERM_RC.
+term_and_wait() {
+    local rc=0
+    kill -TERM "$1"
+    for _ in $(seq 100); do kill -0 "$1" 2>/dev/null || break; sleep 0.1; done
+    if kill -0 "$1" 2>/dev/null; then
+        echo "kshimd still runs 10 s after SIGTERM" >&2
+        kill -9 "$1"
+    fi
+    wait "$1" || rc=$?
+    forget_pid "$1"
+    TERM_RC=$rc
+}
+
 # ---- sd_notify and graceful shutdown under load ----------------------------
 bg_client notify "$E2E_TMP/notify.sock" "$NOTIFY"
 for _ in $(seq 50); do [ -S "$E2E_TMP/notify.sock" ] && break; sleep 0.1; done
@@ -65,16 +80,8 @@ for _ in $(seq 200); do
     sleep 0.1
 done
 
-kill -TERM "$PID"
-rc=0
-for _ in $(seq 100); do kill -0 "$PID" 2>/dev/null || break; sleep 0.1; done
-if kill -0 "$PID" 2>/dev/null; then
-    fail "kshimd still runs 10 s after SIGTERM"
-    kill -9 "$PID"
-fi
-wait "$PID" || rc=$?
-forget_pid "$PID"
-check_eq "exit status after SIGTERM under load" 0 "$rc"
+term_and_wait "$PID"
+check_eq "exit status after SIGTERM under load" 0 "$TERM_RC"
 wait_file_line "$E2E_TMP/watch.out" '^end ' 5 || true
 check_eq "the watch stream ends with etcd's status" "end UNAVAILABLE etcdserver: server stopped" \
     "$(grep '^end ' "$E2E_TMP/watch.out" || echo none)"
@@ -125,6 +132,29 @@ exec 7>&-
 check_eq "a second signal exits at once (128+SIGINT)" 130 "$rc"
 grep -q 'second termination signal' "$E2E_TMP/life.log" && pass "the second signal is logged" ||
     fail "no line about the second signal"
+
+# ---- TLS: the same drain over https (--auto-tls) -----------------------------
+"$KSHIMD" --name tls --data-dir "$E2E_TMP/tls.data" --auto-tls \
+    --listen-client-urls "https://127.0.0.1:$PORT" --advertise-client-urls "https://127.0.0.1:$PORT" \
+    >>"$E2E_TMP/tls.log" 2>&1 &
+PID=$!
+E2E_PIDS+=("$PID")
+TLSCTL=(timeout 10 "$ETCDCTL" --endpoints "https://127.0.0.1:$PORT" --dial-timeout=2s --command-timeout=5s
+    --cacert "$E2E_TMP/tls.data/fixtures/client/cert.pem")
+for _ in $(seq 100); do "${TLSCTL[@]}" endpoint health >/dev/null 2>&1 && break; sleep 0.1; done
+"${TLSCTL[@]:2}" watch tls/ --prefix >"$E2E_TMP/tlswatch.out" 2>&1 &
+TW=$!
+E2E_PIDS+=("$TW")
+sleep 0.5
+"${TLSCTL[@]}" put tls/a 1 >/dev/null || fail "TLS put failed"
+wait_file_line "$E2E_TMP/tlswatch.out" '^tls/a$' 5 || fail "the TLS watch saw no event"
+term_and_wait "$PID"
+check_eq "TLS: exit status after SIGTERM with a watch open" 0 "$TERM_RC"
+grep -q '"all client connections drained in ' "$E2E_TMP/tls.log" && pass "TLS: connections drained" ||
+    fail "TLS: not drained: $(grep -a 'still busy' "$E2E_TMP/tls.log" || true)"
+kill "$TW" 2>/dev/null || true
+wait "$TW" 2>/dev/null || true
+forget_pid "$TW"
 
 # ---- logging flags ---------------------------------------------------------
 # Refused like etcd 3.4: same exit status, same text (after etcd's
@@ -177,6 +207,24 @@ stop_server "$PID"
 grep -q "Deprecated '--debug' flag is set to true" "$E2E_TMP/verbose.log" &&
     grep -q '"level":"debug",.*"msg":"flag --snapshot-count=100 accepted' "$E2E_TMP/verbose.log" && pass "--debug: debug lines and etcd's warning" ||
     fail "--debug: $(head -3 "$E2E_TMP/verbose.log")"
+
+# The same keys in --config-file (etcd.conf.yml: a sequence for log-outputs).
+cat >"$E2E_TMP/conf.yml" <<YML
+name: conf
+data-dir: $E2E_TMP/conf.data
+listen-client-urls: http://127.0.0.1:$PORT
+advertise-client-urls: http://127.0.0.1:$PORT
+logger: capnslog
+log-outputs: [stdout]
+log-level: info
+YML
+"$KSHIMD" --config-file "$E2E_TMP/conf.yml" >"$E2E_TMP/conf.out" 2>"$E2E_TMP/conf.err" &
+PID=$!
+E2E_PIDS+=("$PID")
+wait_ready "$PID" "$PORT" || die "kshimd --config-file did not start"
+stop_server "$PID"
+grep -qE ' I \| kshimd: kshimd ready: name=conf' "$E2E_TMP/conf.out" &&
+    pass "config file keys logger, log-outputs, log-level" || fail "config file logging: $(head -2 "$E2E_TMP/conf.out")"
 
 kill "${CLIENTS[0]}" 2>/dev/null || true
 wait "${CLIENTS[0]}" 2>/dev/null || true
