@@ -6,6 +6,7 @@
 #   make test    unit tests under ASan+UBSan, then unit + e2e tests, ctest summary last
 #   make bench   side-by-side benchmark against real etcd (bench/run.sh)
 #   make fuzz    libFuzzer targets of tests/fuzz/, FUZZ_SECONDS each (not in CI)
+#   make man     build/kshimd.1 from `kshimd --help` (help2man, installed on demand)
 
 SHELL := /bin/bash
 JOBS  ?= $(shell nproc 2>/dev/null || echo 2)
@@ -18,7 +19,7 @@ DEBS := build-essential cmake pkg-config git openssl \
         etcd-server etcd-client python3-etcd3 golang-go golang-etcd-server-dev \
         python3-h2 python3-etcd3gw python3-prometheus-client iproute2 procps psmisc curl clang-format
 
-.PHONY: all deps build build-asan certs run test unit bench fuzz clean
+.PHONY: all deps build build-asan certs run test unit bench fuzz man clean
 
 all: build
 
@@ -59,6 +60,15 @@ fuzz: deps
 	CC=clang cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo -DKSHIM_FUZZ=ON -DKSHIM_E2E=OFF >/dev/null
 	cmake --build build-fuzz -j$(JOBS) --target $(addprefix fuzz_,$(FUZZ_TARGETS))
 	bash tests/fuzz/run.sh build-fuzz $(FUZZ_SECONDS) $(FUZZ_TARGETS)
+
+# The man page is not part of the default build: help2man is installed here
+# only, as make fuzz does for clang.
+man: build
+	@dpkg-query -W -f='$${Status}\n' help2man 2>/dev/null | grep -q '^install ok installed' || \
+	  { $(SUDO) apt-get install -y -qq help2man >/dev/null; }
+	cmake -S . -B build >/dev/null
+	cmake --build build --target man
+	@echo "man page: build/kshimd.1 (man -l build/kshimd.1)"
 
 unit: build-asan
 	cd build-asan && ctest -L unit --output-on-failure

@@ -34,6 +34,7 @@
 #include <unistd.h>
 
 #include "autotls.h"
+#include "lifecycle.h"
 #include "log.h"
 #include "peer.h"
 #include "pending.h"
@@ -593,6 +594,7 @@ int server_run(const server_config_t *cfg) {
     server_publish_start(&s);
 
     install_signals(s.loop);
+    if (lifecycle_start(&s) != 0) goto out;
     loop_timer_add(s.loop, 200, watch_raft_health, &s);
     loop_timer_add(s.loop, 500, expire_requests, &s);
     if (cfg->cert_file) {
@@ -639,6 +641,7 @@ out:
         mvcc_close(s.mvcc);
     }
     signal_loop = NULL;
+    if (s.loop) lifecycle_stop(&s);
     if (s.loop) loop_free(s.loop);
     return exit_code;
 }

@@ -40,6 +40,14 @@ typedef struct flag_def {
 
 static server_config_t cfg;
 static const char *log_level = "info";
+static const char *logger = "zap";
+static const char *log_outputs = NULL;
+static const char *log_output = NULL; /* etcd 3.4's deprecated --log-output */
+static int log_debug_flag = 0;
+/* Flags accepted and not acted on, logged at debug level once the logger is
+ * set up (they are parsed before it is). */
+static struct { const char *name, *value; } ignored_flags[64];
+static size_t n_ignored_flags;
 static const char *config_file = NULL;
 /* With --config-file, the flags and env settings it overrides: kept (not
  * freed), they own the copies of their URLs. */
@@ -81,6 +89,10 @@ static flag_def_t flags[] = {
     {"heartbeat-interval", FLAG_UINT, &cfg.heartbeat_interval_ms, NULL},
     {"election-timeout", FLAG_UINT, &cfg.election_timeout_ms, NULL},
     {"log-level", FLAG_STRING, &log_level, NULL},
+    {"logger", FLAG_STRING, &logger, NULL},
+    {"log-outputs", FLAG_STRING, &log_outputs, NULL},
+    {"log-output", FLAG_STRING, &log_output, NULL},
+    {"debug", FLAG_BOOL, &log_debug_flag, NULL},
     {"experimental-watch-progress-notify-interval", FLAG_DURATION_MS, &cfg.watch_progress_notify_interval_ms,
      NULL},
     {"auth-token", FLAG_STRING, &cfg.auth_token, NULL},
@@ -122,12 +134,9 @@ static flag_def_t flags[] = {
     {"cors", FLAG_IGNORED, NULL, NULL},
     {"host-whitelist", FLAG_IGNORED, NULL, NULL},
     {"metrics", FLAG_IGNORED, NULL, NULL},
-    {"logger", FLAG_IGNORED, NULL, NULL},
-    {"log-outputs", FLAG_IGNORED, NULL, NULL},
     {"log-format", FLAG_IGNORED, NULL, NULL},
     {"enable-log-rotation", FLAG_IGNORED_BOOL, NULL, NULL},
     {"log-rotation-config-json", FLAG_IGNORED, NULL, NULL},
-    {"debug", FLAG_IGNORED_BOOL, NULL, NULL},
     {"log-package-levels", FLAG_IGNORED, NULL, NULL},
     {"force-new-cluster", FLAG_IGNORED_BOOL, NULL, NULL},
     {"unsafe-no-fsync", FLAG_IGNORED_BOOL, NULL, NULL},
@@ -258,7 +267,12 @@ static int set_flag(const flag_def_t *f, const char *value, const char *origin) 
         if (parse_bool(value, &b) != 0) break;
         /* fall through */
     case FLAG_IGNORED:
-        log_debug("flag --%s=%s accepted but not acted on by kshimd", f->name, value);
+        if (n_ignored_flags < sizeof ignored_flags / sizeof ignored_flags[0]) {
+            /* Copies: the name and value may be the caller's buffers. Kept
+             * for the process lifetime. */
+            ignored_flags[n_ignored_flags].name = strdup(f->name);
+            ignored_flags[n_ignored_flags++].value = strdup(value);
+        }
         return 0;
     }
     fprintf(stderr, "invalid value \"%s\" for %s --%s\n", value, origin, f->name);
@@ -311,6 +325,9 @@ static int load_config_file(void) {
     ignored_cfg = cfg;
     server_config_defaults(&cfg);
     log_level = "info";
+    logger = "zap";
+    log_outputs = log_output = NULL;
+    log_debug_flag = 0;
     if (config_file_load(config_file, config_set, NULL, err, sizeof err) != 0) {
         fprintf(stderr, "kshimd: cannot load --config-file: %s\n", err);
         return -1;
@@ -356,7 +373,12 @@ static void usage(FILE *out) {
             "  --auto-tls                       self-signed client TLS certificate when none is given.\n"
             "  --peer-cert-file, --peer-key-file, --peer-trusted-ca-file, --peer-client-cert-auth\n"
             "Logging:\n"
-            "  --log-level 'info'               debug, info, warn, error.\n"
+            "  --logger 'zap'                   'zap' (JSON lines, as etcd's zap logger) or 'capnslog'\n"
+            "                                   (etcd 3.4's text lines; deprecated, as in etcd).\n"
+            "  --log-outputs 'default'          comma list: 'default' (stderr), 'stderr', 'stdout', or\n"
+            "                                   file paths (appended; zap only).\n"
+            "  --log-level 'info'               debug, info, warn, error, panic or fatal.\n"
+            "  --debug                          deprecated: same as --log-level=debug.\n"
             "Other:\n"
             "  --version                        print the version and exit.\n"
             "  -h, --help                       show this help.\n\n"
@@ -368,6 +390,34 @@ static void usage(FILE *out) {
 static void print_version(void) {
     printf("etcd Version: %s\nGit SHA: kshim-%s\nGo Version: none (kshim is C)\nGo OS/Arch: linux/amd64\n",
            KSHIM_ETCD_VERSION, KSHIM_VERSION);
+}
+
+/* --logger, --log-outputs, --log-level, --debug as etcd 3.4 checks them.
+ * Returns 0, or the exit status: 1 for a refused flag, 2 for an unknown
+ * level (etcd 3.4 panics on it, so exits 2, with this text). */
+static int setup_logging(void) {
+    char err[512];
+    const char *outputs = log_outputs;
+    if (log_output && log_outputs && strcmp(log_output, log_outputs) != 0) {
+        fprintf(stderr, "error verifying flags, both '--log-output' and '--log-outputs' are set; only set "
+                        "'--log-outputs'. See 'kshimd --help'.\n");
+        return 1;
+    }
+    if (log_output && !log_outputs) {
+        fprintf(stderr, "'--log-output' flag has been deprecated! Please use '--log-outputs'!\n");
+        outputs = log_output;
+    }
+    log_config_t lc = {.logger = logger, .outputs = outputs, .level = log_level, .debug = log_debug_flag};
+    int rc = log_setup(&lc, err, sizeof err);
+    if (rc == LOG_ERR_LEVEL) {
+        fprintf(stderr, "panic: %s\n", err);
+        return 2;
+    }
+    if (rc != 0) {
+        fprintf(stderr, "error verifying flags, %s. See 'kshimd --help'.\n", err);
+        return 1;
+    }
+    return 0;
 }
 
 /* Returns 0 to run, 1 to exit successfully (help/version), -1 on error. */
@@ -440,12 +490,12 @@ int main(int argc, char **argv) {
     if (rc != 0) return rc > 0 ? 0 : 2;
     if (config_file && *config_file && load_config_file() != 0) return 1;
 
-    enum log_level lvl;
-    if (log_parse_level(log_level, &lvl) != 0) {
-        fprintf(stderr, "invalid --log-level %s\n", log_level);
-        return 2;
-    }
-    log_set_level(lvl);
+    int rc_log = setup_logging();
+    if (rc_log != 0) return rc_log;
+    for (size_t i = 0; i < n_ignored_flags; i++)
+        if (ignored_flags[i].name && ignored_flags[i].value)
+            log_debug("flag --%s=%s accepted but not acted on by kshimd", ignored_flags[i].name,
+                      ignored_flags[i].value);
 
     static char data_dir[4096], initial_cluster[4096];
     if (!cfg.data_dir || !*cfg.data_dir) {

@@ -1033,6 +1033,36 @@ int grpc_server_listen(grpc_server_t *srv, const char *url, const grpc_tls_confi
     return 0;
 }
 
+/* One HTTP/2 connection being drained: its streaming calls (Watch,
+ * LeaseKeepAlive) never end by themselves, so each is cancelled as a
+ * deadline cancels it (on_cancel, then the default status) with etcd's
+ * "server stopped"; unary calls run on. */
+static void drain_conn_calls(h2_conn_t *conn, void *arg) {
+    (void)arg;
+    conn_calls_t *cc = h2_conn_get_user(conn);
+    if (!cc) return;
+    for (grpc_call_t *call = cc->head; call; call = call->conn_next) {
+        if (call->finished || call->closed || !call->method || !call->method->client_streaming) continue;
+        grpc_call_ref(call);
+        if (call->method->on_cancel && !call->cancel_notified) {
+            call->cancel_notified = 1;
+            call->method->on_cancel(call, call->method->ctx);
+        }
+        call_finish(call, GRPC_UNAVAILABLE, "etcdserver: server stopped");
+        grpc_call_unref(call);
+    }
+}
+
+void grpc_server_drain(grpc_server_t *srv) {
+    for (size_t i = 0; i < srv->nlisteners; i++) h2_listener_drain(srv->listeners[i], drain_conn_calls, srv);
+}
+
+size_t grpc_server_conn_count(grpc_server_t *srv) {
+    size_t n = 0;
+    for (size_t i = 0; i < srv->nlisteners; i++) n += h2_listener_conn_count(srv->listeners[i]);
+    return n;
+}
+
 int grpc_server_port(grpc_server_t *srv, size_t index) {
     return index < srv->nlisteners ? h2_listener_port(srv->listeners[index]) : -1;
 }

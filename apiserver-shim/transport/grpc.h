@@ -35,7 +35,8 @@ typedef struct grpc_method {
     /* Optional: the client half-closed (END_STREAM) a streaming call. */
     void (*on_half_close)(grpc_call_t *call, void *ctx);
     /* Optional: the call ended without grpc_call_finish (RST_STREAM, connection
-     * closed, deadline exceeded). Called once; refs stay valid. On a deadline
+     * closed, deadline exceeded, server draining a streaming call). Called once;
+     * refs stay valid. On a deadline
      * the call is still open during the callback: the service may finish it
      * with its own status (etcd: Unavailable "etcdserver: request timed out"),
      * else the transport sends Unknown "context deadline exceeded". */
@@ -133,6 +134,13 @@ size_t grpc_call_send_queued(grpc_call_t *call);
 size_t grpc_server_max_request_bytes(grpc_server_t *srv);
 /* Bound port of the index-th successful grpc_server_listen (for port 0), or -1. */
 int grpc_server_port(grpc_server_t *srv, size_t index);
+/* Graceful shutdown, step one: stop accepting connections, cancel the
+ * streaming calls (Unavailable "etcdserver: server stopped", on_cancel run
+ * first) and send GOAWAY on every HTTP/2 connection; unary calls in flight
+ * are answered as usual. The connections close themselves once their
+ * streams are done: grpc_server_conn_count() says how many are left. */
+void grpc_server_drain(grpc_server_t *srv);
+size_t grpc_server_conn_count(grpc_server_t *srv);
 /* Re-read the certificate files of every TLS listener; new connections use the
  * new context, live ones keep theirs. 0, or -1 with err (old context kept). */
 int grpc_server_reload_tls(grpc_server_t *srv, char *err, size_t errlen);

@@ -22,7 +22,11 @@
 
 enum { READ_CHUNK = 16384, WRITE_CHUNK = 65536, CLOSE_LINGER_MS = 2000, HANDSHAKE_MS = 10000 };
 
-typedef enum conn_state { CONN_HANDSHAKE, CONN_SNIFF, CONN_OPEN, CONN_CLOSING } conn_state_t;
+/* CONN_LINGER: a drained connection (h2_listener_drain) that said all it had
+ * to say: our side is shut down for writing and the client's last bytes are
+ * read and dropped until its EOF, so closing never resets a connection whose
+ * answers are still on their way to the client. */
+typedef enum conn_state { CONN_HANDSHAKE, CONN_SNIFF, CONN_OPEN, CONN_CLOSING, CONN_LINGER } conn_state_t;
 
 /* The HTTP/2 client preface; what a connection must start with to be HTTP/2
  * when HTTP/1.1 is served too. "PRI " is enough to tell: no HTTP/1.1 method
@@ -60,7 +64,9 @@ struct h2_listener {
     tls_server_t *tls;
     const h2_conn_hooks_t *hooks;
     h2_conn_t *conns;
+    size_t nconns;
     loop_timer_t *retry_timer; /* accept paused after EMFILE */
+    int draining;              /* h2_listener_drain ran: socket closed, GOAWAY sent */
 };
 
 static void conn_on_io(loop_t *loop, int fd, int events, void *arg);
@@ -111,6 +117,7 @@ static void conn_release(h2_conn_t *c, int keep_socket) {
     else
         l->conns = c->next;
     if (c->next) c->next->prev = c->prev;
+    l->nconns--;
     free(c->out.data);
     free(c);
 }
@@ -247,6 +254,28 @@ static void conn_update_interest(h2_conn_t *c) {
     loop_mod_fd(c->listener->loop, c->fd, ev);
 }
 
+/* A drained connection is done: FIN to the client, then read until its EOF
+ * (bounded by the linger timer). */
+static void conn_start_linger(h2_conn_t *c) {
+    c->state = CONN_LINGER;
+    shutdown(c->fd, SHUT_WR);
+    if (c->linger_timer) loop_timer_cancel(c->listener->loop, c->linger_timer);
+    c->linger_timer = loop_timer_add(c->listener->loop, CLOSE_LINGER_MS, linger_expired, c);
+    loop_mod_fd(c->listener->loop, c->fd, LOOP_READ);
+}
+
+/* CONN_LINGER: drop what the client still sends; close at its EOF. */
+static void conn_linger_read(h2_conn_t *c) {
+    uint8_t buf[READ_CHUNK];
+    for (;;) {
+        ssize_t n = conn_read(c, buf, sizeof buf);
+        if (n > 0) continue;
+        if (n == TLS_WANT_READ) return;
+        conn_close(c); /* EOF, error, or TLS wanting to write on a shut-down socket */
+        return;
+    }
+}
+
 /* One pass of work after I/O readiness or a kick. May free c. */
 static void conn_drive(h2_conn_t *c) {
     for (int round = 0; round < 4; round++) {
@@ -267,6 +296,10 @@ static void conn_drive(h2_conn_t *c) {
         if (!c->kicked) break;
     }
     int session_done = !nghttp2_session_want_read(c->session) && !nghttp2_session_want_write(c->session);
+    if (c->out.len == 0 && session_done && c->listener->draining && c->state == CONN_OPEN) {
+        conn_start_linger(c);
+        return;
+    }
     if (c->out.len == 0 && (session_done || c->state == CONN_CLOSING)) {
         conn_close(c);
         return;
@@ -358,6 +391,10 @@ static void conn_do_handshake(h2_conn_t *c) {
 
 static void conn_on_io(loop_t *loop, int fd, int events, void *arg) {
     h2_conn_t *c = arg;
+    if (c->state == CONN_LINGER) {
+        conn_linger_read(c);
+        return;
+    }
     if (c->state == CONN_HANDSHAKE) {
         conn_do_handshake(c);
         return;
@@ -379,6 +416,7 @@ static void conn_on_io(loop_t *loop, int fd, int events, void *arg) {
 }
 
 void h2_conn_kick(h2_conn_t *conn) {
+    if (conn->state == CONN_LINGER) return;
     conn->kicked = 1;
     if (conn->busy) return; /* the I/O handler on the stack sends it */
     /* Outside I/O (timer, posted result): send from the next loop pass. */
@@ -414,6 +452,7 @@ static void conn_start(h2_listener_t *l, int fd) {
     c->next = l->conns;
     if (l->conns) l->conns->prev = c;
     l->conns = c;
+    l->nconns++;
     if (loop_add_fd(l->loop, fd, LOOP_READ, conn_on_io, c) != 0) {
         conn_close(c);
         return;
@@ -513,11 +552,37 @@ h2_listener_t *h2_listen(loop_t *loop, const char *host, int port, tls_server_t 
 
 int h2_listener_port(h2_listener_t *l) { return l->port; }
 
+static void listener_close_socket(h2_listener_t *l) {
+    if (l->retry_timer) loop_timer_cancel(l->loop, l->retry_timer);
+    l->retry_timer = NULL;
+    if (l->fd < 0) return;
+    loop_del_fd(l->loop, l->fd);
+    close(l->fd);
+    l->fd = -1;
+}
+
+void h2_listener_drain(h2_listener_t *l, void (*each)(h2_conn_t *conn, void *arg), void *arg) {
+    listener_close_socket(l);
+    l->draining = 1;
+    for (h2_conn_t *c = l->conns, *next; c; c = next) {
+        next = c->next;
+        if (c->state == CONN_HANDSHAKE || c->state == CONN_SNIFF) {
+            conn_close(c); /* no request of it was read yet */
+            continue;
+        }
+        if (c->state != CONN_OPEN) continue;
+        if (each) each(c, arg);
+        nghttp2_submit_goaway(c->session, NGHTTP2_FLAG_NONE,
+                              nghttp2_session_get_last_proc_stream_id(c->session), NGHTTP2_NO_ERROR, NULL, 0);
+        h2_conn_kick(c);
+    }
+}
+
+size_t h2_listener_conn_count(h2_listener_t *l) { return l->nconns; }
+
 void h2_listener_free(h2_listener_t *l) {
     if (!l) return;
     while (l->conns) conn_close(l->conns);
-    if (l->retry_timer) loop_timer_cancel(l->loop, l->retry_timer);
-    loop_del_fd(l->loop, l->fd);
-    close(l->fd);
+    listener_close_socket(l);
     free(l);
 }

@@ -8,7 +8,8 @@
  *
  * Connection states: TLS handshake (https only) -> [detecting the protocol,
  * with on_http1 only] -> open (HTTP/2) -> closing
- * (GOAWAY queued, draining output) -> closed (on_close hook, freed).
+ * (GOAWAY queued, draining output) -> closed (on_close hook, freed); after
+ * h2_listener_drain: open -> lingering (FIN sent, reading to EOF) -> closed.
  * Output produced by nghttp2 goes to a per-connection buffer; write interest
  * is on only while it is non-empty. While the buffer is above H2_OUT_HIGH the
  * connection is not read (backpressure) and nghttp2 is not asked for more.
@@ -52,6 +53,14 @@ typedef struct h2_conn_hooks {
 h2_listener_t *h2_listen(loop_t *loop, const char *host, int port, tls_server_t *tls,
                          const h2_conn_hooks_t *hooks, char *err, size_t errlen);
 int h2_listener_port(h2_listener_t *l);
+/* Graceful shutdown: close the listening socket (no new connections), close
+ * connections that have not started HTTP/2, and on each HTTP/2 one call
+ * each(conn, arg) (may be NULL), then queue GOAWAY (NO_ERROR, last stream
+ * processed): its streams finish, new ones are refused, and once it has none
+ * it is shut down for writing and closed at the client's EOF (or after 2 s). */
+void h2_listener_drain(h2_listener_t *l, void (*each)(h2_conn_t *conn, void *arg), void *arg);
+/* Connections still open (any state, HTTP/1.1 hand-overs excluded). */
+size_t h2_listener_conn_count(h2_listener_t *l);
 /* Close the listening socket and every connection it accepted. */
 void h2_listener_free(h2_listener_t *l);
 
