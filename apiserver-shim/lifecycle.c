@@ -87,7 +87,6 @@ int lifecycle_start(server_t *s) {
     sigaddset(&sa.sa_mask, SIGTERM);
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
-    if (lifecycle_sd_notify("READY=1") > 0) log_info("notified systemd: READY=1");
     return 0;
 }
 

@@ -14,7 +14,7 @@ enum { LIFECYCLE_DRAIN_MS = 2000 }; /* bound on finishing requests in flight */
  * connections, streams cancelled, GOAWAY, unary requests in flight answered)
  * for up to LIFECYCLE_DRAIN_MS, then stops the loop: server_run then syncs
  * the store and returns 0. A second one exits at once (128 + signal). Also
- * sends READY=1 to systemd ($NOTIFY_SOCKET). Returns 0 or -1 (no pipe). */
+ * (READY=1 goes to systemd when the client URLs serve: server.c). Returns 0 or -1 (no pipe). */
 int lifecycle_start(server_t *s);
 void lifecycle_stop(server_t *s);
 

@@ -412,6 +412,7 @@ static int listen_clients(server_t *s) {
      * (etcd's e2e framework waits for a line with "enabled capabilities for
      * version" and one with "published"; membership.c logs the latter). */
     log_info("enabled capabilities for version %s", KSHIM_ETCD_API_VERSION);
+    if (lifecycle_sd_notify("READY=1") > 0) log_info("notified systemd: READY=1");
     log_info("kshimd ready: name=%s member-id=%016llx cluster-id=%016llx data-dir=%s revision=%lld",
              cfg->name, (unsigned long long)s->member_id, (unsigned long long)s->cluster_id, cfg->data_dir,
              (long long)mvcc_revision(s->mvcc));
