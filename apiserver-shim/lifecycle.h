@@ -13,8 +13,9 @@ enum { LIFECYCLE_DRAIN_MS = 2000 }; /* bound on finishing requests in flight */
 /* SIGINT/SIGTERM: the first one drains (grpc_server_drain: no new
  * connections, streams cancelled, GOAWAY, unary requests in flight answered)
  * for up to LIFECYCLE_DRAIN_MS, then stops the loop: server_run then syncs
- * the store and returns 0. A second one exits at once (128 + signal). Also
- * (READY=1 goes to systemd when the client URLs serve: server.c). Returns 0 or -1 (no pipe). */
+ * the store and returns 0. A second one exits at once (128 + signal).
+ * (READY=1 goes to systemd from server.c, once the client URLs serve.)
+ * Returns 0 or -1 (no pipe). */
 int lifecycle_start(server_t *s);
 void lifecycle_stop(server_t *s);
 
