@@ -36,6 +36,9 @@ enum {
     MVCC_SPACE_LIVE = 'l',
     MVCC_SPACE_META = 'm',
     MVCC_SPACE_COMPACT = 'c',
+    /* Side tables owned by the layers above (named here so no two collide):
+     * the member table (storage/cluster, MEMBER_SPACE). */
+    MVCC_SPACE_MEMBERS = 'N',
 };
 
 #define REC_HDR 25     /* flags(1) | create_rev(8) | version(8) | lease(8) */
