@@ -498,6 +498,7 @@ int server_run(const server_config_t *cfg) {
         log_error("the member failed while replaying its WAL (see above)");
         goto out;
     }
+    if (server_snapshot_loop_serves(&s) != 0) goto out;
 
     s.readers = readers_new(s.loop, &(readers_config_t){.thread_exit = grpc_thread_cleanup});
     if (!s.readers) {
