@@ -109,7 +109,7 @@ leader_of() {
 import json, sys
 st = json.load(sys.stdin)
 ids = {s["Status"]["header"]["member_id"]: s["Endpoint"] for s in st}
-leaders = {s["Status"]["leader"] for s in st}
+leaders = {s["Status"].get("leader", 0) for s in st}
 if len(leaders) == 1 and len(st) == len(sys.argv) - 1:
     l = leaders.pop()
     if l in ids:

@@ -17,6 +17,10 @@
 #   4. stops a follower, writes 1500 keys (outside the checked keys) so the
 #      leader's log moves past it, restarts it: it must catch up from a
 #      snapshot ("installed the snapshot" in its log);
+#   5. (after the history is recorded, idle) partitions the leader, has it
+#      append 5 writes it cannot replicate, kill -9s it once the others
+#      elected a leader (a shorter log), heals and restarts it: it must
+#      serve without any further write;
 # then: lincheck on the whole history prints OK with the number of
 # operations, watchcheck: every member's watch stream complete, ordered,
 # no gaps or duplicates, the same events everywhere, acknowledged writes in
@@ -31,7 +35,7 @@ if [ -z "${NET_IN_HUB:-}" ]; then
     ip netns add "${ns}h" || { echo "FATAL: cannot create a network namespace (root needed)"; exit 1; }
     rc=0
     ip netns exec "${ns}h" env NET_IN_HUB=1 NET_NS="$ns" bash "$0" "$@" || rc=$?
-    ip netns del "${ns}h" 2>/dev/null || true
+    for n in h m1 m2 m3; do ip netns del "${ns}$n" 2>/dev/null || true; done
     exit $rc
 fi
 source "$(dirname "$0")/lib.sh"
@@ -192,6 +196,30 @@ stop_histclient
 check_history 1
 check_watch
 check_checkers_fail
+
+log "== 5. idle cluster: a leader with entries the others never got restarts"
+# The leader is partitioned and appends writes it cannot replicate, the
+# others elect a leader (a shorter log), the old one is killed, healed and
+# restarted: with no more writes it must still start serving (its WAL ends
+# past anything the cluster will commit).
+l=$(wait_leader "$ALL" 20) && note_leader "$l"
+partition "$l"
+PARTITIONS=$((PARTITIONS + 1))
+puts=()
+for k in 1 2 3 4 5; do
+    hctl "$l" put "idle/k$k" v >/dev/null 2>&1 &
+    puts+=($!)
+done
+n=$(wait_leader "$(others "$l")" 20) && pass "the two others elected m$n" || fail "no leader among the two others"
+[ -n "$n" ] && note_leader "$n"
+for p in "${puts[@]}"; do wait "$p" || true; done
+kill9_server "${MPID[$l]}"
+KILLS=$((KILLS + 1))
+heal "$l"
+member_start "$KIND" "$l" new
+member_ready "$l" 20 && pass "the old leader serves again with no further writes" ||
+    fail "the old leader did not start serving (its WAL ends past the cluster's log)"
+check_eq "a write through it" OK "$(hctl "$l" put idle/after v 2>&1)"
 
 nops=$(grep -vc '^#' "$HIST" || true)
 nunknown=$(grep -c ' unknown ?$' "$HIST" || true)
