@@ -48,7 +48,7 @@ typedef void (*server_peer_handler_fn)(server_t *s, uint64_t from, const uint8_t
  * time), each service rebuilds what it derives from the store (lessor,
  * auth caches, watchers' positions). Loop thread; 0 ok, -1 fail-stop. */
 typedef int (*server_reload_fn)(server_t *s);
-#define SERVER_MAX_RELOAD_HOOKS 4
+#define SERVER_MAX_RELOAD_HOOKS 8
 
 struct server {
     const server_config_t *cfg;
