@@ -352,6 +352,7 @@ static int peer_tls_config(server_t *s, peer_tls_t *tls, char *cert, char *key, 
 /* Starts the peer transport on --listen-peer-urls when the cluster has
  * other members (or this one joins). 0, or -1 logged. */
 static int start_peers(server_t *s) {
+    if (s->peer) return 0;
     size_t members = 0;
     server_members_t ms;
     if (server_members_get(s, &ms) == 0) {
@@ -457,6 +458,7 @@ int server_run(const server_config_t *cfg) {
         }
     }
     int clustered = n_members > 1 || s.join;
+    s.start_peers = start_peers;
     if (start_peers(&s) != 0) goto out;
 
     char wal_path[4096];

@@ -8,7 +8,8 @@
 #   - endpoint status: exactly one leader, the same raft index everywhere;
 #   - move-leader to another voter: that voter leads after it;
 #   - the membership errors (duplicate peer URL, unknown id, promoting a
-#     voter, a bad URL, a second learner) and their texts;
+#     voter, a bad URL, a second learner) and their texts; member update of
+#     an unstarted learner;
 #   - kill -9 of the leader: a new leader, writes through both survivors
 #     (600 of them: kshimd's restarted member catches up from a snapshot);
 #   - a learner: member add --learner, started with
@@ -110,6 +111,15 @@ scenario() {
     q 24302 member promote 751f383534fac39c
     q 24301 member add y --peer-urls=bad
     q 24301 member update 1234 --peer-urls=http://127.0.0.1:24359
+    echo "## member update (an unstarted learner)"
+    q 24302 member add l9 --learner --peer-urls=http://127.0.0.1:24359 | grep -E 'added|Error' |
+        sed -E 's/Member +[0-9a-f]+ added/Member L9 added/'
+    lid=$(learner_id)
+    # etcd 3.4 forgets the learner flag in the member list on an update
+    q 24303 member update "$lid" --peer-urls=http://127.0.0.1:24358 | sed -E "s/ +$lid/ L9/"
+    q 24301 member update "$lid" --peer-urls=http://127.0.0.1:24352
+    q 24301 member list | sed "s/^$lid,/L9,/" | sort
+    q 24301 member remove "$lid" | sed -E "s/ +$lid/ L9/"
 
     echo "## kill -9 the leader"
     lead=$(leaders "$ALL")
@@ -142,7 +152,7 @@ for i in range(600): c.put('/s/%04d' % i, 'v%d' % i)
     sleep 6 # HealthInterval: etcd checks the connections for a learner too
     echo "## a learner"
     q 24301 member add l4 --learner --peer-urls=http://127.0.0.1:24354 | grep -E 'added|Error' |
-        sed -E 's/Member [0-9a-f]+ added/Member LEARNER added/'
+        sed -E 's/Member +[0-9a-f]+ added/Member LEARNER added/'
     q 24301 member add l5 --learner --peer-urls=http://127.0.0.1:24355
     lid=$(learner_id)
     ensure_port_free 24304
@@ -164,7 +174,7 @@ for i in range(600): c.put('/s/%04d' % i, 'v%d' % i)
     local promoted
     promote_ok() { promoted=$(q 24301 member promote "$lid"); ! grep -q 'in sync with leader' <<<"$promoted"; }
     wait_for "the promotion" 20 promote_ok
-    sed "s/$lid/LEARNER/" <<<"$promoted"
+    sed -E "s/ +$lid/ LEARNER/" <<<"$promoted"
     q 24301 member list | sed "s/^$lid,/LEARNER,/" | sort
     q 24304 put /k v4
     q 24301 get /k --print-value-only
@@ -181,7 +191,7 @@ for i in range(600): c.put('/s/%04d' % i, 'v%d' % i)
     wait_ready "${PID[4]}" 24304 30 || return 1
     echo "restarted joined member: $(q 24304 get /k --print-value-only)"
     sleep 6 # HealthInterval again before a voter removal
-    q 24302 member remove "$lid" | sed "s/$lid/LEARNER/"
+    q 24302 member remove "$lid" | sed -E "s/ +$lid/ LEARNER/"
     wait_for "the removed member to exit" 20 gone "${PID[4]}"
     echo "removed member exited"
     q 24301 member list | sort

@@ -270,8 +270,11 @@ void server_membership_add_peers(server_t *s) {
     peer_transport_t *t = server_peer_acquire(s);
     for (size_t i = 0; t && l && i < l->n_members; i++) {
         const Kshim__Member *r = l->members[i];
-        if (r->removed || r->id == s->member_id) continue;
-        peer_add(t, r->id, (const char *const *)r->peer_urls, r->n_peer_urls);
+        if (r->id == s->member_id) continue;
+        if (r->removed)
+            peer_remove(t, r->id); /* (a snapshot may carry a removal we never applied) */
+        else
+            peer_add(t, r->id, (const char *const *)r->peer_urls, r->n_peer_urls);
     }
     server_peer_release();
     if (l) kshim__member_list__free_unpacked(l, NULL);
@@ -686,10 +689,23 @@ static void build_response(server_t *s, int kind, const Kshim__Member *added, co
     }
 }
 
+static void stop_removed(loop_t *loop, void *arg) {
+    (void)arg;
+    loop_stop(loop);
+}
+
+/* Loop: our removal was applied. The batch's answers (the removal's own,
+ * when a client asked us) are posted after this: stop a little later. */
+/* Loop: a member was added to a single member that runs no transport yet. */
+static void start_peers_now(void *arg) {
+    server_t *s = arg;
+    if (!s->peer && s->start_peers && s->start_peers(s) != 0) log_error("cannot start the peer transport");
+}
+
 static void self_removed(void *arg) {
     server_t *s = arg;
     log_warn("this member was removed from the cluster; stopping");
-    loop_stop(s->loop);
+    loop_timer_add(s->loop, 500, stop_removed, s);
 }
 
 /* A table change's outcome: storage failure, a refusal (the proposer hears
@@ -707,6 +723,8 @@ static int finish_apply(int rc, kv_result_t *res) {
 
 static int apply_conf_change(server_t *s, const raft_entry_t *e, const kv_header_info_t *hdr,
                              kv_result_t *res, uint64_t *req_id, int *ours) {
+    /* entries at or below the applied index come again after a snapshot install: skip them */
+    if (e->index <= mvcc_apply_index(s->mvcc)) return 1;
     if (e->len < RAFT_CONF_CHANGE_LEN) return mvcc_set_applied(s->mvcc, e->index) == MVCC_OK ? 1 : -1;
     uint8_t op = e->data[0];
     uint64_t id = get_be64(e->data + 1);
@@ -737,6 +755,7 @@ static int apply_conf_change(server_t *s, const raft_entry_t *e, const kv_header
         cc->member->is_learner = op == RAFT_CONF_ADD_LEARNER;
         rc = member_table_apply_add(s->members, e->index, cc->member);
         if (rc == MEMBER_TABLE_OK) peer_update(s, id, cc->member->peer_urls, cc->member->n_peer_urls, 0);
+        if (rc == MEMBER_TABLE_OK && !s->peer) loop_post(s->loop, start_peers_now, s);
     } else {
         /* A bootstrap entry (no context): the member is in the table already. */
         kind = 0;

@@ -48,7 +48,7 @@ typedef void (*server_peer_handler_fn)(server_t *s, uint64_t from, const uint8_t
  * time), each service rebuilds what it derives from the store (lessor,
  * auth caches, watchers' positions). Loop thread; 0 ok, -1 fail-stop. */
 typedef int (*server_reload_fn)(server_t *s);
-#define SERVER_MAX_RELOAD_HOOKS 4
+#define SERVER_MAX_RELOAD_HOOKS 8
 
 struct server {
     const server_config_t *cfg;
@@ -87,11 +87,14 @@ struct server {
     server_reload_fn reload_hooks[SERVER_MAX_RELOAD_HOOKS];
     size_t n_reload_hooks;
     /* Membership (membership.c). */
-    member_table_t *members;          /* the replicated member table (storage/cluster) */
-    int join;                         /* started with --initial-cluster-state existing */
-    int published;                    /* our name and client URLs are in the applied table */
-    _Atomic int removed;              /* apply thread: this member's removal was applied */
-    uint64_t move_leader_to;          /* MoveLeader in progress (loop) */
+    member_table_t *members; /* the replicated member table (storage/cluster) */
+    int join;                /* started with --initial-cluster-state existing */
+    int published;           /* our name and client URLs are in the applied table */
+    _Atomic int removed;     /* apply thread: this member's removal was applied */
+    uint64_t move_leader_to; /* MoveLeader in progress (loop) */
+    /* The wiring's transport start (server.c), for a single member that
+     * gets a second one (loop thread; 0 or -1 logged). */
+    int (*start_peers)(server_t *s);
     struct server_snapshot *snapshot; /* receive state of Raft snapshots (member/snapshot.c) */
 };
 
@@ -163,7 +166,7 @@ int server_membership_init(server_t *s, char *err, size_t errlen);
 /* The voters (not learners, not removed) of the table; returns the count. */
 size_t server_voter_ids(server_t *s, uint64_t *out, size_t cap);
 /* Every URL of every live member but us, in the peer transport (server.c,
- * once it started). */
+ * once it started; again after a snapshot install), removed ones out. */
 void server_membership_add_peers(server_t *s);
 /* A membership change from a service (MemberAdd/Remove/Promote: op is
  * RAFT_CONF_*, cc its context, whose header is filled here): checked as

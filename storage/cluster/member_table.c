@@ -441,6 +441,10 @@ int member_table_apply_update(member_table_t *t, uint64_t index, uint64_t id, ch
     Kshim__Member upd = *row;
     upd.peer_urls = (char **)peer_urls;
     upd.n_peer_urls = n;
+    /* etcd 3.4's UpdateRaftAttributes replaces the whole RaftAttributes with
+     * {PeerURLs} from MemberUpdate, so the table forgets a learner's flag
+     * (the Raft configuration keeps it); kept for the same answers. */
+    upd.is_learner = 0;
     const Kshim__Member *rows[1] = {&upd};
     rc = write_rows(t, index, rows, 1, NULL);
     kshim__member__free_unpacked(row, NULL);

@@ -87,6 +87,7 @@ int member_table_check_update(member_table_t *t, uint64_t id, char *const *peer_
 int member_table_apply_add(member_table_t *t, uint64_t index, const Kshim__Member *m);
 int member_table_apply_promote(member_table_t *t, uint64_t index, uint64_t id);
 int member_table_apply_remove(member_table_t *t, uint64_t index, uint64_t id);
+/* (as etcd 3.4, an update clears is_learner in the table) */
 int member_table_apply_update(member_table_t *t, uint64_t index, uint64_t id, char *const *peer_urls,
                               size_t n);
 int member_table_apply_attr(member_table_t *t, uint64_t index, uint64_t id, const char *name,
