@@ -114,11 +114,16 @@ static void watch_raft_health(loop_t *loop, void *arg) {
 /* Start-up: every entry recovered from the WAL is applied before the first
  * client is served. An acknowledged write may sit in the WAL above the
  * store's applied index (applied again at start); a read answered before
- * that replay would miss it. Returns 0, or -1 if the member failed. */
-static int wait_for_replay(server_t *s) {
+ * that replay would miss it. A single voter commits its whole log itself;
+ * a cluster member's WAL may end with entries the cluster never committed
+ * (a leader killed before it replicated them: the next leader's log
+ * replaces them, and may stay shorter), so it waits for what its WAL knew
+ * committed (a linearizable read waits for the leader's commit index
+ * anyway). Returns 0, or -1 if the member failed. */
+static int wait_for_replay(server_t *s, int clustered) {
     raft_node_status_t st;
     raft_node_status(s->raft, &st);
-    uint64_t target = st.last_index;
+    uint64_t target = clustered ? st.commit_index : st.last_index;
     for (;;) {
         raft_node_status(s->raft, &st);
         if (st.failed || atomic_load(&s->apply_failed)) return -1;
@@ -527,10 +532,11 @@ int server_run(const server_config_t *cfg) {
         goto out;
     }
     __atomic_store_n(&s.raft, node, __ATOMIC_RELEASE);
-    if (wait_for_replay(&s) != 0) {
+    if (wait_for_replay(&s, clustered) != 0) {
         log_error("the member failed while replaying its WAL (see above)");
         goto out;
     }
+    if (server_snapshot_loop_serves(&s) != 0) goto out;
 
     s.readers = readers_new(s.loop, &(readers_config_t){.thread_exit = grpc_thread_cleanup});
     if (!s.readers) {

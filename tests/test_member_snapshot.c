@@ -91,6 +91,14 @@ static int setup(void **state) {
     return 0;
 }
 
+/* A running member: start-up replay is over, the loop runs the hooks. */
+static int setup_serving(void **state) {
+    setup(state);
+    fx_t *f = *state;
+    assert_int_equal(server_snapshot_loop_serves(&f->follower), 0);
+    return 0;
+}
+
 static int teardown(void **state) {
     fx_t *f = *state;
     loop_stop(f->loop);
@@ -167,6 +175,20 @@ static void test_stream_install_reload(void **state) {
     assert_int_equal(server_install_snapshot(&f->follower, &meta), -1);
 }
 
+/* During start-up replay (before server_snapshot_loop_serves) the main
+ * thread waits for the apply thread and runs no loop: an install runs the
+ * hooks on the installing thread instead of waiting for the loop (which
+ * timed out after 60 s and stopped the member). */
+static void test_install_during_startup_replay(void **state) {
+    fx_t *f = *state;
+    assert_int_equal(stream_once(f, 250, -1, 1), 0);
+    raft_snapshot_meta_t meta = {.index = 250, .term = 4, .voters = voters, .n_voters = 3};
+    assert_int_equal(server_install_snapshot(&f->follower, &meta), 0);
+    assert_int_equal(f->hook_calls, 1);
+    assert_true(pthread_equal(f->hook_thread, pthread_self()));
+    assert_int_equal(f->hook_saw_rev, (int)mvcc_revision(f->leader.mvcc));
+}
+
 static void test_broken_streams_stage_nothing(void **state) {
     fx_t *f = *state;
     raft_snapshot_meta_t meta = {.index = 250, .term = 4, .voters = voters, .n_voters = 3};
@@ -198,7 +220,8 @@ static void test_staged_copy_survives_later_streams(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_stream_install_reload, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_stream_install_reload, setup_serving, teardown),
+        cmocka_unit_test_setup_teardown(test_install_during_startup_replay, setup, teardown),
         cmocka_unit_test_setup_teardown(test_broken_streams_stage_nothing, setup, teardown),
         cmocka_unit_test_setup_teardown(test_staged_copy_survives_later_streams, setup, teardown),
     };

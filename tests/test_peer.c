@@ -622,6 +622,29 @@ static void test_reconnect(void **state) {
     stop_node(&b);
 }
 
+/* Frames queued before peer_remove still go out (a removed member must get
+ * the leader's last messages: the commit of its own removal), then the
+ * sender exits and the graveyard is reaped; peer_stop ends it at once. */
+static void test_remove_drains(void **state) {
+    (void)state;
+    node_t a, b;
+    a.t = b.t = NULL;
+    start_node(&a, 1, 5, "http://127.0.0.1:0", NULL);
+    start_node(&b, 2, 5, "http://127.0.0.1:0", NULL);
+    link_nodes(&a, &b);
+    raft_msg_t m = heartbeat(1, 2, 1);
+    assert_int_equal(peer_send_raft(a.t, &m), PEER_OK);
+    WAIT_UNTIL(atomic_load(&b.n_raft) == 1);
+    enum { N = 200 };
+    for (int i = 0; i < N; i++) assert_int_equal(peer_send_raft(a.t, &m), PEER_OK);
+    peer_remove(a.t, 2);
+    assert_int_equal(peer_send_raft(a.t, &m), PEER_ERR_UNKNOWN);
+    WAIT_UNTIL(atomic_load(&b.n_raft) == N + 1);
+    assert_int_equal(atomic_load(&b.n_raft), N + 1);
+    stop_node(&a);
+    stop_node(&b);
+}
+
 /* A URL that does not answer is skipped; new URLs for a peer move its stream. */
 static void test_url_failover(void **state) {
     (void)state;
@@ -1097,6 +1120,7 @@ int main(void) {
         cmocka_unit_test(test_snapshot_broken),
         cmocka_unit_test(test_fetch_members),
         cmocka_unit_test(test_reconnect),
+        cmocka_unit_test(test_remove_drains),
         cmocka_unit_test(test_queue_full),
         cmocka_unit_test(test_cluster_mismatch),
         cmocka_unit_test(test_tls_mutual),

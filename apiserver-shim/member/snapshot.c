@@ -34,6 +34,7 @@ typedef struct server_snapshot {
     int staged;        /* a verified copy waits beside the store */
     uint64_t staged_index;
     int reload_done, reload_rc;
+    int loop_serves; /* the loop runs posted work (server_snapshot_loop_serves) */
 } server_snapshot_t;
 
 static server_snapshot_t *snapshot_state(server_t *s) {
@@ -227,10 +228,12 @@ static void run_reload_hooks(void *arg) {
     pthread_mutex_unlock(&st->mu);
 }
 
-/* Apply thread, under st->mu: the loop runs the hooks; wait for them. */
+/* Apply thread, under st->mu: the loop runs the hooks; wait for them. Before
+ * the loop serves (start-up replay: the main thread waits for the apply
+ * thread and runs no loop), the hooks run here. */
 static int reload_services(server_t *s, server_snapshot_t *st) {
     st->reload_done = 0;
-    if (!s->loop) {
+    if (!s->loop || !st->loop_serves) {
         pthread_mutex_unlock(&st->mu);
         run_reload_hooks(s);
         pthread_mutex_lock(&st->mu);
@@ -246,6 +249,15 @@ static int reload_services(server_t *s, server_snapshot_t *st) {
             return -1;
         }
     return st->reload_rc;
+}
+
+int server_snapshot_loop_serves(server_t *s) {
+    server_snapshot_t *st = snapshot_state(s);
+    if (!st) return -1;
+    pthread_mutex_lock(&st->mu); /* after an install in progress */
+    st->loop_serves = 1;
+    pthread_mutex_unlock(&st->mu);
+    return 0;
 }
 
 int server_install_snapshot(void *ctx, const raft_snapshot_meta_t *meta) {

@@ -49,6 +49,12 @@ long server_snapshot_stream_read(void *stream, uint8_t *buf, size_t cap);
 /* Frees the stream and reports the outcome to the node (if any). */
 void server_snapshot_stream_done(void *stream, uint64_t to, int ok);
 
+/* Main thread, once start-up replay is over and before the services start:
+ * from now on an install has the loop run the reload hooks (before, during
+ * wait_for_replay, the loop runs nothing and the apply thread runs them
+ * itself). 0, or -1 out of memory. */
+int server_snapshot_loop_serves(server_t *s);
+
 /* Frees the receive state (server_run, at shutdown; after the transport stopped). */
 void server_snapshot_free(server_t *s);
 

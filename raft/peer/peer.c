@@ -104,6 +104,17 @@ static void signal_stop(peer_node_t *p) {
     pthread_mutex_unlock(&p->lock);
 }
 
+/* A removed peer's sender writes what is queued (the last Raft messages,
+ * such as the commit of that member's own removal) and then exits; its
+ * snapshot stream stops now. peer_stop still stops it at once. */
+static void signal_drain(peer_node_t *p) {
+    pthread_mutex_lock(&p->lock);
+    p->draining = 1;
+    fd_signal(p->wake_fd);
+    peer_conn_shutdown(p->snap_conn);
+    pthread_mutex_unlock(&p->lock);
+}
+
 static void join_peer(peer_node_t *p) {
     pthread_join(p->sender, NULL);
     if (p->snap_started) pthread_join(p->snap_thread, NULL);
@@ -195,7 +206,7 @@ void peer_remove(peer_transport_t *t, uint64_t id) {
         if ((*pp)->id != id) continue;
         peer_node_t *p = *pp;
         *pp = p->next;
-        signal_stop(p);
+        signal_drain(p);
         p->next = t->graveyard;
         t->graveyard = p;
         break;
@@ -519,9 +530,10 @@ static void *sender_main(void *arg) {
     for (;;) {
         pthread_mutex_lock(&p->lock);
         int stopping = p->stopping, have = p->head != NULL, changed = p->urls_changed;
+        int draining = p->draining;
         int fd = p->conn ? peer_conn_fd(p->conn) : -1;
         pthread_mutex_unlock(&p->lock);
-        if (stopping || !buf) break;
+        if (stopping || !buf || (draining && !have)) break;
         if (changed && fd >= 0) {
             close_stream(p);
             continue;

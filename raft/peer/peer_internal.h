@@ -162,6 +162,7 @@ typedef struct peer_node {
     peer_qframe_t *head, *tail;
     size_t queued_bytes;
     int stopping;
+    int draining;      /* removed: send what is queued, then exit (peer_remove) */
     int wake_fd;       /* eventfd: frames queued on an empty queue, URLs changed */
     int stop_fd;       /* eventfd: written once by stop */
     peer_conn_t *conn; /* the sender's connection, NULL when down */
