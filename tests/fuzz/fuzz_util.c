@@ -1,5 +1,6 @@
 /*
- * fuzz_util.c: the scratch directory and file helper of fuzz.h.
+ * fuzz_util.c: the scratch directory and file helper of fuzz.h (the
+ * directory through the tests' own test_mkdtemp/test_rm_rf).
  */
 #include <fcntl.h>
 #include <stdio.h>
@@ -8,24 +9,17 @@
 #include <unistd.h>
 
 #include "fuzz.h"
+#include "test_raft_util.h"
 
-static char tmpdir[4096];
+static char tmpdir[256];
 
 static void remove_tmpdir(void) {
-    char cmd[4200];
-    if (!tmpdir[0]) return;
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
-    if (system(cmd) != 0) fprintf(stderr, "fuzz: could not remove %s\n", tmpdir);
+    if (tmpdir[0]) test_rm_rf(tmpdir);
 }
 
 const char *fuzz_tmpdir(void) {
     if (tmpdir[0]) return tmpdir;
-    const char *base = getenv("KSHIM_TEST_TMP");
-    char mk[4096];
-    snprintf(mk, sizeof mk, "mkdir -p '%s'", base && *base ? base : "/tmp");
-    if (system(mk) != 0) abort();
-    snprintf(tmpdir, sizeof tmpdir, "%s/kshim-fuzz-XXXXXX", base && *base ? base : "/tmp");
-    if (!mkdtemp(tmpdir)) abort();
+    test_mkdtemp(tmpdir, "kshim-fuzz");
     atexit(remove_tmpdir);
     return tmpdir;
 }

@@ -5,7 +5,6 @@
  * with an error, never crash or read past the file.
  */
 #include <assert.h>
-#include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,6 +12,7 @@
 #include <unistd.h>
 
 #include "fuzz.h"
+#include "test_raft_util.h"
 #include "wal.h"
 
 #define SEGMENT_BYTES (64u * 1024)
@@ -27,19 +27,8 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
 
 /* Empties the WAL directory (wal_open may have added files). */
 static void clear_dir(void) {
-    DIR *d = opendir(dir);
-    if (!d) {
-        if (mkdir(dir, 0700) != 0) abort();
-        return;
-    }
-    struct dirent *e;
-    while ((e = readdir(d)) != NULL) {
-        if (e->d_name[0] == '.') continue;
-        char p[8600];
-        snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
-        unlink(p);
-    }
-    closedir(d);
+    test_rm_rf(dir);
+    if (mkdir(dir, 0700) != 0) abort();
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
