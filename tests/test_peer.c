@@ -1061,6 +1061,10 @@ static void test_tls_refusals(void **state) {
     assert_true(tls_pair(&good, &cn_ok, &err));
     assert_false(tls_pair(&good, &cn_bad, &err));
     assert_int_equal(err, PEER_ERR_REFUSED); /* the listener says why, in its HELLO answer */
+    /* The dialer's allowed-cn applies to the listener's certificate too (etcd's shared baseConfig). */
+    assert_true(tls_pair(&cn_ok, &good, &err));
+    assert_false(tls_pair(&cn_bad, &good, &err));
+    assert_int_equal(err, PEER_ERR_REFUSED);
 
     /* allowed-hostname: peer.crt has DNS:localhost and IP:127.0.0.1. */
     peer_tls_t host_ok = good, ip_ok = good, host_bad = good;
@@ -1070,6 +1074,8 @@ static void test_tls_refusals(void **state) {
     assert_true(tls_pair(&good, &host_ok, &err));
     assert_true(tls_pair(&good, &ip_ok, &err));
     assert_false(tls_pair(&good, &host_bad, &err));
+    assert_int_equal(err, PEER_ERR_REFUSED);
+    assert_false(tls_pair(&host_bad, &good, &err));
     assert_int_equal(err, PEER_ERR_REFUSED);
     host_bad.allowed_hostname = "127.0.0.2";
     assert_false(tls_pair(&good, &host_bad, &err));
@@ -1085,7 +1091,7 @@ static void test_tls_refusals(void **state) {
     size_t len;
     char msg0[256] = "";
     assert_int_equal(peer_fetch_members(&good, &u, 1, 5000, &cid, &out, &len, msg0, sizeof msg0),
-                     PEER_ERR_IO);
+                     PEER_ERR_REFUSED);
     assert_non_null(strstr(msg0, "not valid for 127.0.0.2"));
     peer_tls_t no_verify = good; /* no trusted CA: the dialer does not verify (its cert still satisfies b) */
     no_verify.trusted_ca_file = NULL;

@@ -346,7 +346,15 @@ static void set_slot(peer_node_t *p, peer_conn_t **slot, peer_conn_t *c) {
     pthread_mutex_unlock(&p->lock);
 }
 
-/* One URL: connect, TLS, HELLO. */
+void peer_hello_refuse(peer_conn_t *c, uint8_t purpose, uint64_t from, uint64_t to) {
+    peer_hello_t h = {PEER_VERSION, purpose, PEER_H_BAD_CERT, 0, from, to};
+    uint8_t buf[PEER_HELLO_LEN];
+    peer_hello_encode(&h, buf);
+    peer_conn_write_frame(c, PEER_F_HELLO, buf, sizeof buf); /* best effort: we close either way */
+}
+
+/* One URL: connect, TLS, HELLO. A certificate refused by either side is
+ * PEER_ERR_REFUSED (err: why, in Go's words). */
 static int dial_one(peer_transport_t *t, peer_node_t *p, const peer_url_t *u, int purpose, peer_conn_t **slot,
                     char *err, size_t errlen) {
     peer_conn_t *c = peer_conn_dial(u, PEER_DIAL_TIMEOUT_MS, p->stop_fd, err, errlen);
@@ -362,6 +370,7 @@ static int dial_one(peer_transport_t *t, peer_node_t *p, const peer_url_t *u, in
     peer_conn_set_timeouts(c, PEER_HANDSHAKE_TIMEOUT_MS, PEER_HANDSHAKE_TIMEOUT_MS);
     int rc = u->tls ? peer_conn_client_tls(c, u, t->client_tls, err, errlen) : PEER_OK;
     uint64_t theirs = 0;
+    if (rc == PEER_ERR_REFUSED) peer_hello_refuse(c, (uint8_t)purpose, t->self_id, p->id);
     if (rc == PEER_OK) {
         rc = peer_hello_client(c, (uint8_t)purpose, t->self_id, p->id, atomic_load(&t->cluster_id), &theirs);
         if (rc == PEER_OK) rc = peer_cluster_check(t, theirs);
@@ -437,7 +446,8 @@ static int connect_stream(peer_node_t *p, unsigned *backoff) {
     int rc = peer_dial(p->t, p, PEER_P_STREAM, &p->conn, err, sizeof err);
     pthread_mutex_lock(&p->lock);
     /* Refusals are logged once per change, not at every reconnect: they
-     * need the operator (a certificate or a cluster id is wrong). */
+     * need the operator (a certificate or a cluster id is wrong; etcd logs
+     * "health check for peer X could not connect: <why>"). */
     if ((rc == PEER_ERR_REFUSED || rc == PEER_ERR_MISMATCH) && p->stats.last_error != rc)
         fprintf(stderr, "peer: cannot connect to member %016llx: %s\n", (unsigned long long)p->id, err);
     p->stats.last_error = rc;

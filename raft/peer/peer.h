@@ -40,7 +40,8 @@ enum {
     PEER_ERR_IO = -5, /* connect/handshake/read/write failed */
     PEER_ERR_TIMEOUT = -6,
     PEER_ERR_MISMATCH = -7, /* the other side belongs to another cluster */
-    PEER_ERR_REFUSED = -8,  /* the other side refused this member's certificate (allowed CN/hostname) */
+    PEER_ERR_REFUSED = -8,  /* a certificate was refused after the TLS handshake (allowed CN/hostname,
+                               the URL's host): ours by the other side, or theirs by us */
 };
 
 /* TLS of the peer port (etcd's --peer-* flags). All NULL/0: plain TCP. */

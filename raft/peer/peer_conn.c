@@ -442,7 +442,34 @@ void peer_conn_set_timeouts(peer_conn_t *c, unsigned recv_ms, unsigned send_ms) 
     set_timeout(c->fd, SO_SNDTIMEO, send_ms);
 }
 
+/* Go's names of the fatal alerts a TLS peer sends when it refuses us
+ * (crypto/tls alert.go), for its "remote error: tls: ..." text. */
+static const char *alert_name(int code) {
+    switch (code) {
+    case 40: return "handshake failure";
+    case 42: return "bad certificate";
+    case 43: return "unsupported certificate";
+    case 44: return "revoked certificate";
+    case 45: return "expired certificate";
+    case 46: return "unknown certificate";
+    case 48: return "unknown certificate authority";
+    case 70: return "protocol version not supported";
+    case 116: return "certificate required";
+    default: return NULL;
+    }
+}
+
 static void tls_error(WOLFSSL *ssl, int ret, const char *what, char *err, size_t errlen) {
+    WOLFSSL_ALERT_HISTORY h;
+    memset(&h, 0, sizeof h);
+    const char *alert =
+        wolfSSL_get_alert_history(ssl, &h) == WOLFSSL_SUCCESS && h.last_rx.level == alert_fatal
+            ? alert_name(h.last_rx.code)
+            : NULL;
+    if (alert) {
+        snprintf(err, errlen, "remote error: tls: %s", alert);
+        return;
+    }
     int e = wolfSSL_get_error(ssl, ret);
     char buf[WOLFSSL_MAX_ERROR_SZ];
     wolfSSL_ERR_error_string_n((unsigned long)e, buf, sizeof buf);
@@ -488,8 +515,8 @@ int peer_conn_client_tls(peer_conn_t *c, const peer_url_t *u, peer_tls_ctx_t *ct
         snprintf(err, errlen, "no TLS context for a TLS peer URL");
         return PEER_ERR_IO;
     }
-    return start_tls(c, ctx, u->family == PEER_URL_TCP ? u->host : NULL, err, errlen) == 0 ? PEER_OK
-                                                                                           : PEER_ERR_IO;
+    int rc = start_tls(c, ctx, u->family == PEER_URL_TCP ? u->host : NULL, err, errlen);
+    return rc == 0 ? PEER_OK : rc == -2 ? PEER_ERR_REFUSED : PEER_ERR_IO;
 }
 
 peer_conn_t *peer_conn_wrap(int fd, unsigned timeout_ms) {
@@ -509,6 +536,23 @@ int peer_conn_server_tls(peer_conn_t *c, peer_tls_ctx_t *ctx, char *err, size_t 
 }
 
 int peer_conn_fd(const peer_conn_t *c) { return c->fd; }
+
+void peer_conn_remote(const peer_conn_t *c, char *out, size_t cap) {
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof ss;
+    char host[INET6_ADDRSTRLEN] = "";
+    snprintf(out, cap, "unix");
+    if (getpeername(c->fd, (struct sockaddr *)&ss, &len) != 0) return;
+    if (ss.ss_family == AF_INET) {
+        const struct sockaddr_in *a = (const struct sockaddr_in *)&ss;
+        inet_ntop(AF_INET, &a->sin_addr, host, sizeof host);
+        snprintf(out, cap, "%s:%u", host, ntohs(a->sin_port));
+    } else if (ss.ss_family == AF_INET6) {
+        const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)&ss;
+        inet_ntop(AF_INET6, &a->sin6_addr, host, sizeof host);
+        snprintf(out, cap, "[%s]:%u", host, ntohs(a->sin6_port));
+    }
+}
 
 void peer_conn_shutdown(peer_conn_t *c) {
     if (c && c->fd >= 0) shutdown(c->fd, SHUT_RDWR);

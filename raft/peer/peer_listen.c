@@ -12,6 +12,8 @@
  * against the stream's crc32c at the end, answered with SNAP_ACK), or one
  * member list request (on_members_request). A frame that fails its checksum
  * or decoding closes the connection and is counted in the sender's stats.
+ * A connection refused in TLS or HELLO is logged as etcd logs it ("rejected
+ * connection from ..."), rate-limited per remote host and reason.
  */
 #include "peer_internal.h"
 
@@ -36,6 +38,8 @@ static uint8_t hello_verdict(peer_transport_t *t, const peer_hello_t *h) {
     return peer_cluster_check(t, h->cluster_id) == PEER_OK ? PEER_H_OK : PEER_H_MISMATCH;
 }
 
+/* Reads the dialer's HELLO and answers it. PEER_ERR_REFUSED: the dialer
+ * refused our certificate (its HELLO says BAD_CERT; nothing is answered). */
 static int hello_server(peer_transport_t *t, peer_conn_t *c, peer_hello_t *h, int cert_refused) {
     uint8_t kind, *in = NULL, out[PEER_HELLO_LEN];
     size_t cap = 0, len;
@@ -44,6 +48,7 @@ static int hello_server(peer_transport_t *t, peer_conn_t *c, peer_hello_t *h, in
         rc = PEER_ERR_INVALID;
     free(in);
     if (rc != PEER_OK) return rc;
+    if (h->status == PEER_H_BAD_CERT) return PEER_ERR_REFUSED;
     uint8_t status = cert_refused ? PEER_H_BAD_CERT : hello_verdict(t, h);
     peer_hello_t reply = {PEER_VERSION, h->purpose, status, atomic_load(&t->cluster_id), t->self_id, h->from};
     peer_hello_encode(&reply, out);
@@ -178,21 +183,61 @@ static void serve_members(peer_transport_t *t, peer_conn_t *c) {
     free(list);
 }
 
+/* A refused connection, in etcd's words (embed: "rejected connection from
+ * "IP:port" (error "...")"), at most once per REJECT_LOG_MS for the same
+ * remote host and reason (a refused peer redials every second or so). */
+static void log_rejected(peer_transport_t *t, peer_conn_t *c, const char *why) {
+    char from[80];
+    peer_conn_remote(c, from, sizeof from);
+    char *port = strrchr(from, ':');
+    uint32_t key = crc32c(0, (const uint8_t *)from, port ? (size_t)(port - from) : strlen(from));
+    key = crc32c(key, (const uint8_t *)why, strlen(why));
+    uint64_t now = peer_now_ms();
+    int log = 1;
+    pthread_mutex_lock(&t->lock);
+    peer_reject_log_t *slot = &t->reject_log[0];
+    for (int i = 0; i < PEER_REJECT_LOG_SLOTS; i++) {
+        peer_reject_log_t *e = &t->reject_log[i];
+        if (e->at_ms && e->key == key) {
+            slot = e;
+            log = now - e->at_ms >= PEER_REJECT_LOG_MS;
+            break;
+        }
+        if (e->at_ms < slot->at_ms) slot = e; /* else the oldest entry goes */
+    }
+    if (log) *slot = (peer_reject_log_t){key, now};
+    pthread_mutex_unlock(&t->lock);
+    if (log) fprintf(stderr, "peer: rejected connection from \"%s\" (error \"%s\")\n", from, why);
+}
+
+/* TLS, then HELLO. A certificate the TLS handshake verified but
+ * --peer-cert-allowed-cn (or -hostname) refuses: the dialer is told so in
+ * the HELLO answer, where etcd's TLS stack sends a bad_certificate alert;
+ * likewise the dialer's HELLO says when it refused ours. */
+static int handshake(peer_transport_t *t, peer_reader_t *r, peer_conn_t *c, peer_hello_t *h) {
+    char err[256] = "";
+    int rc = r->tls ? peer_conn_server_tls(c, t->server_tls, err, sizeof err) : PEER_OK;
+    if (rc == PEER_ERR_IO) {
+        log_rejected(t, c, err);
+        return rc;
+    }
+    int refused = rc == PEER_ERR_REFUSED;
+    rc = hello_server(t, c, h, refused);
+    /* Both sides refusing: Go's dialer checks the listener's certificate
+     * before it shows its own, so etcd's listener logs the dialer's alert. */
+    if (rc == PEER_ERR_REFUSED)
+        log_rejected(t, c, "remote error: tls: bad certificate");
+    else if (refused)
+        log_rejected(t, c, err);
+    return refused ? PEER_ERR_REFUSED : rc;
+}
+
 static void *reader_main(void *arg) {
     peer_reader_t *r = arg;
     peer_transport_t *t = r->t;
     peer_conn_t *c = r->conn;
-    char err[256] = "";
     peer_hello_t h;
-    int rc = r->tls ? peer_conn_server_tls(c, t->server_tls, err, sizeof err) : PEER_OK;
-    /* A certificate the TLS handshake verified but --peer-cert-allowed-cn
-     * (or -hostname) refuses: the dialer is told so in the HELLO answer,
-     * where etcd's TLS stack sends a bad_certificate alert. */
-    if (rc == PEER_OK || rc == PEER_ERR_REFUSED) {
-        int refused = rc == PEER_ERR_REFUSED;
-        rc = hello_server(t, c, &h, refused);
-        if (refused) rc = PEER_ERR_REFUSED;
-    }
+    int rc = handshake(t, r, c, &h);
     if (rc == PEER_OK) {
         pthread_mutex_lock(&t->lock);
         r->purpose = h.purpose;
