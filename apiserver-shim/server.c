@@ -372,6 +372,7 @@ static int start_peers(server_t *s) {
         .on_raft = on_peer_raft,
         .on_app = on_peer_app,
         .on_members_request = on_members_request,
+        .on_removed = server_membership_removed_by_peer,
         .on_snapshot_begin = server_snapshot_begin,
         .on_snapshot_chunk = server_snapshot_chunk,
         .on_snapshot_end = server_snapshot_end,
@@ -472,6 +473,10 @@ int server_run(const server_config_t *cfg) {
 
     if (server_membership_init(&s, err, sizeof err) != 0) {
         log_error("%s", err);
+        if (atomic_load(&s.removed)) {
+            log_info("the data-dir used by this member must be removed.");
+            exit_code = 0;
+        }
         goto out;
     }
     if (server_add_reload_hook(&s, server_membership_reload) != 0) {
@@ -613,8 +618,8 @@ int server_run(const server_config_t *cfg) {
     if (s.fatal) {
         exit_code = 1;
     } else {
-        log_info("received a termination signal, shutting down");
-        exit_code = 0;
+        if (!atomic_load(&s.removed)) log_info("received a termination signal, shutting down");
+        exit_code = 0; /* a removed member too, as etcd */
     }
 
 out:

@@ -8,7 +8,8 @@
  * learned), and wolfSSL mutual TLS with the dev PKI of certs/gen.sh: a
  * working https and unixs pair (snapshot and fetch included), a wrong CA, a
  * client certificate from another CA, a revoked client, allowed-cn and
- * allowed-hostname matches and mismatches.
+ * allowed-hostname matches and mismatches, and a removed member refused
+ * (its open stream closed, its HELLOs answered REMOVED, on_removed once).
  *
  * The waits below poll for a condition with a generous bound (10 s); no
  * assertion depends on how long anything took.
@@ -60,7 +61,9 @@ typedef struct node {
     atomic_int snap_begun, snap_ended, snap_ok;
     uint64_t snap_total, snap_index, snap_voters;
     uint32_t snap_crc;
-    const char *members; /* on_members_request answer (NULL: refuse) */
+    const char *members;         /* on_members_request answer (NULL: refuse) */
+    atomic_int n_removed;        /* on_removed calls */
+    _Atomic uint64_t removed_by; /* their argument */
 } node_t;
 
 static void on_raft(void *ctx, const raft_msg_t *m) {
@@ -129,6 +132,12 @@ static int on_members(void *ctx, uint8_t **out, size_t *out_len) {
     return 0;
 }
 
+static void on_removed(void *ctx, uint64_t by) {
+    node_t *n = ctx;
+    atomic_store(&n->removed_by, by);
+    atomic_fetch_add(&n->n_removed, 1);
+}
+
 /* Starts n on listen (a URL; TCP port 0 is replaced by the bound one in n->url). */
 static peer_transport_t *start_node_q(node_t *n, uint64_t id, uint64_t cluster, const char *listen,
                                       const peer_tls_t *tls, size_t queue_bytes) {
@@ -148,6 +157,7 @@ static peer_transport_t *start_node_q(node_t *n, uint64_t id, uint64_t cluster, 
                          .on_snapshot_chunk = on_snap_chunk,
                          .on_snapshot_end = on_snap_end,
                          .on_members_request = on_members,
+                         .on_removed = on_removed,
                          .ctx = n};
     if (tls) cfg.tls = *tls;
     char err[256] = "";
@@ -645,6 +655,62 @@ static void test_remove_drains(void **state) {
     stop_node(&b);
 }
 
+/* b removes a (peer_remove): a's open stream to b is closed, its redial is
+ * answered REMOVED (last_error, on_removed once, naming b), b gets nothing
+ * more from a; adding a again lets it in. */
+static void test_removed_member_refused(void **state) {
+    (void)state;
+    node_t a, b;
+    a.t = b.t = NULL;
+    start_node(&a, 1, 5, "http://127.0.0.1:0", NULL);
+    start_node(&b, 2, 5, "http://127.0.0.1:0", NULL);
+    link_nodes(&a, &b);
+    raft_msg_t m = heartbeat(1, 2, 1);
+    assert_int_equal(peer_send_raft(a.t, &m), PEER_OK);
+    WAIT_UNTIL(atomic_load(&b.n_raft) == 1);
+    assert_int_equal(atomic_load(&b.n_raft), 1);
+    peer_stats_t st = {0};
+    assert_int_equal(peer_get_stats(a.t, 2, &st), PEER_OK);
+    assert_int_equal(st.connected, 1);
+
+    peer_remove(b.t, 1);
+    for (int i = 0; i < 2000 && atomic_load(&a.n_removed) == 0; i++) {
+        peer_send_raft(a.t, &m);
+        usleep(5000);
+    }
+    assert_int_equal(atomic_load(&a.n_removed), 1);
+    assert_int_equal(atomic_load(&a.removed_by), 2);
+    assert_int_equal(peer_get_stats(a.t, 2, &st), PEER_OK);
+    assert_int_equal(st.last_error, PEER_ERR_REMOVED);
+    assert_int_equal(st.connected, 0);
+    int got = atomic_load(&b.n_raft);
+    for (int i = 0; i < 20; i++) {
+        peer_send_raft(a.t, &m);
+        usleep(5000);
+    }
+    assert_int_equal(atomic_load(&b.n_raft), got);  /* nothing from a removed member */
+    assert_int_equal(atomic_load(&a.n_removed), 1); /* reported once */
+    /* The member list fetch (no member id) is still answered. */
+    b.members = "m";
+    const char *ub = b.url;
+    uint64_t cid;
+    uint8_t *out = NULL;
+    size_t len;
+    char err[256];
+    assert_int_equal(peer_fetch_members(NULL, &ub, 1, 5000, &cid, &out, &len, err, sizeof err), PEER_OK);
+    free(out);
+
+    const char *ua = a.url;
+    assert_int_equal(peer_add(b.t, 1, &ua, 1), PEER_OK);
+    for (int i = 0; i < 2000 && atomic_load(&b.n_raft) == got; i++) {
+        peer_send_raft(a.t, &m);
+        usleep(5000);
+    }
+    assert_true(atomic_load(&b.n_raft) > got);
+    stop_node(&a);
+    stop_node(&b);
+}
+
 /* A URL that does not answer is skipped; new URLs for a peer move its stream. */
 static void test_url_failover(void **state) {
     (void)state;
@@ -1138,6 +1204,7 @@ int main(void) {
         cmocka_unit_test(test_snapshot_interrupted),
         cmocka_unit_test(test_ipv6),
         cmocka_unit_test(test_url_failover),
+        cmocka_unit_test(test_removed_member_refused),
     };
     return cmocka_run_group_tests(tests, setup_all, teardown_all);
 }

@@ -221,7 +221,8 @@ int server_membership_init(server_t *s, char *err, size_t errlen) {
         Kshim__Member *me = member_table_get(s->members, s->member_id);
         int removed = me && me->removed;
         if (me) kshim__member__free_unpacked(me, NULL);
-        if (removed) {
+        if (removed) { /* as etcd, which stops with exit status 0 once its peers refuse it */
+            atomic_store(&s->removed, 1);
             snprintf(err, errlen, "the member has been permanently removed from the cluster");
             return -1;
         }
@@ -708,10 +709,23 @@ static void start_peers_now(void *arg) {
     if (!s->peer && s->start_peers && s->start_peers(s) != 0) log_error("cannot start the peer transport");
 }
 
+/* etcd's words (etcdserver: the error its run loop gets, then the advice). */
 static void self_removed(void *arg) {
     server_t *s = arg;
-    log_warn("this member was removed from the cluster; stopping");
+    log_error("the member has been permanently removed from the cluster");
+    log_info("the data-dir used by this member must be removed.");
     loop_timer_add(s->loop, 500, stop_removed, s);
+}
+
+/* Once, whichever way the member learns it first. */
+static void stop_as_removed(server_t *s) {
+    if (atomic_exchange(&s->removed, 1) == 0 && loop_post(s->loop, self_removed, s) != 0) loop_stop(s->loop);
+}
+
+void server_membership_removed_by_peer(void *ctx, uint64_t by) {
+    server_t *s = ctx;
+    log_warn("member %016llx refused this member: it was removed from the cluster", (unsigned long long)by);
+    stop_as_removed(s);
 }
 
 /* A table change's outcome: storage failure, a refusal (the proposer hears
@@ -748,10 +762,7 @@ static int apply_conf_change(server_t *s, const raft_entry_t *e, const kv_header
         kind = 'r';
         rc = member_table_apply_remove(s->members, e->index, id);
         if (rc == MEMBER_TABLE_OK) peer_update(s, id, NULL, 0, 1);
-        if (rc == MEMBER_TABLE_OK && id == s->member_id) {
-            atomic_store(&s->removed, 1);
-            loop_post(s->loop, self_removed, s);
-        }
+        if (rc == MEMBER_TABLE_OK && id == s->member_id) stop_as_removed(s);
     } else if (cc && cc->is_promote) {
         kind = 'p';
         rc = member_table_apply_promote(s->members, e->index, id);

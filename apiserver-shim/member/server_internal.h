@@ -91,7 +91,7 @@ struct server {
     member_table_t *members; /* the replicated member table (storage/cluster) */
     int join;                /* started with --initial-cluster-state existing */
     int published;           /* our name and client URLs are in the applied table */
-    _Atomic int removed;     /* apply thread: this member's removal was applied */
+    _Atomic int removed;     /* this member's removal was applied, or a peer refused us as removed */
     uint64_t move_leader_to; /* MoveLeader in progress (loop) */
     /* The wiring's transport start (server.c), for a single member that
      * gets a second one (loop thread; 0 or -1 logged). */
@@ -173,6 +173,10 @@ size_t server_voter_ids(server_t *s, uint64_t *out, size_t cap);
 /* Every URL of every live member but us, in the peer transport (server.c,
  * once it started; again after a snapshot install), removed ones out. */
 void server_membership_add_peers(server_t *s);
+/* The transport's on_removed (any thread, ctx = s): a peer refused this
+ * member as removed from the cluster (removed while it was cut off, it
+ * never applied its removal): it stops as if it had applied it. */
+void server_membership_removed_by_peer(void *ctx, uint64_t by);
 /* A membership change from a service (MemberAdd/Remove/Promote: op is
  * RAFT_CONF_*, cc its context, whose header is filled here): checked as
  * etcd does on the leader (or forwarded to it) and proposed; call is

@@ -42,6 +42,7 @@ enum {
     PEER_ERR_MISMATCH = -7, /* the other side belongs to another cluster */
     PEER_ERR_REFUSED = -8,  /* a certificate was refused after the TLS handshake (allowed CN/hostname,
                                the URL's host): ours by the other side, or theirs by us */
+    PEER_ERR_REMOVED = -9,  /* the other side says this member was removed from the cluster */
 };
 
 /* TLS of the peer port (etcd's --peer-* flags). All NULL/0: plain TCP. */
@@ -58,7 +59,7 @@ typedef struct peer_stats {
     int connected;            /* an outgoing connection is up and handshaken */
     uint64_t active_since_ms; /* CLOCK_MONOTONIC ms the connection came up (0: not connected) */
     uint64_t sent_bytes, received_bytes;
-    int last_error; /* PEER_OK or PEER_ERR_* (IO, MISMATCH) of the last connection attempt */
+    int last_error; /* PEER_OK or PEER_ERR_* (IO, MISMATCH, REFUSED, REMOVED) of the last connection attempt */
     uint64_t sent_frames, received_frames;
     uint64_t dropped;    /* frames dropped: queue full or connection lost */
     uint64_t bad_frames; /* checksum / decoding failures seen from this peer */
@@ -88,6 +89,10 @@ typedef struct peer_config {
     /* Answers a joining member's peer_fetch_members: fill *out (malloc'd,
      * the transport frees it) with the member layer's encoded member list. */
     int (*on_members_request)(void *ctx, uint8_t **out, size_t *out_len);
+    /* A peer (by) refused this member as removed from the cluster (its
+     * HELLO answer; etcd's rafthttp answers 410 Gone): this member will
+     * never be let in again and should stop. Called at most once. */
+    void (*on_removed)(void *ctx, uint64_t by);
     void *ctx;
 } peer_config_t;
 
@@ -101,6 +106,10 @@ void peer_stop(peer_transport_t *t);
 /* Adds a peer or replaces its URLs (connections are made lazily, to the
  * first URL that answers). */
 int peer_add(peer_transport_t *t, uint64_t id, const char *const *urls, size_t n);
+/* id was removed from the cluster: its sender writes what is queued and
+ * exits, its inbound connections close, and from now on its HELLOs are
+ * answered with status REMOVED (it hears PEER_ERR_REMOVED, on_removed), as
+ * etcd's peers answer a removed member. A later peer_add of id lets it in again. */
 void peer_remove(peer_transport_t *t, uint64_t id);
 /* Learned after start by a joining member. */
 void peer_set_cluster_id(peer_transport_t *t, uint64_t cluster_id);

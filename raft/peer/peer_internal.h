@@ -39,6 +39,7 @@ enum {
     PEER_H_VERSION = 3,
     PEER_H_PURPOSE = 4,
     PEER_H_BAD_CERT = 5, /* the certificate failed --peer-cert-allowed-cn/-hostname (either side's HELLO) */
+    PEER_H_REMOVED = 6,  /* the dialer was removed from the cluster (peer_remove) */
 };
 
 typedef struct peer_hello {
@@ -225,6 +226,9 @@ struct peer_transport {
     peer_reader_t readers[PEER_MAX_READERS];
     uint64_t refused_conns; /* inbound connections over the reader bound */
     peer_reject_log_t reject_log[PEER_REJECT_LOG_SLOTS];
+    uint64_t *removed; /* ids given to peer_remove (and not added again): their HELLOs are refused */
+    size_t n_removed, cap_removed;
+    atomic_int removed_reported; /* on_removed was called */
 };
 
 uint64_t peer_now_ms(void);
@@ -246,7 +250,13 @@ void peer_hello_refuse(peer_conn_t *c, uint8_t purpose, uint64_t from, uint64_t 
 /* Counts a frame received from id (bad: failed checksum or decoding). */
 void peer_count_received(peer_transport_t *t, uint64_t id, size_t bytes, int bad);
 
+/* Whether id was removed (peer_remove); takes t->lock (_locked: held). */
+int peer_is_removed(peer_transport_t *t, uint64_t id);
+int peer_is_removed_locked(const peer_transport_t *t, uint64_t id);
+
 /* peer_listen.c */
+/* Shuts down every inbound connection from id (t->lock held). */
+void peer_readers_close_from(peer_transport_t *t, uint64_t id);
 int peer_listener_start(peer_transport_t *t, char *err, size_t errlen);
 void peer_listener_stop(peer_transport_t *t);
 void peer_readers_stop(peer_transport_t *t);

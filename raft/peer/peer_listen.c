@@ -35,7 +35,9 @@ static uint8_t hello_verdict(peer_transport_t *t, const peer_hello_t *h) {
     if (h->version != PEER_VERSION) return PEER_H_VERSION;
     if (h->purpose < PEER_P_STREAM || h->purpose > PEER_P_MEMBERS) return PEER_H_PURPOSE;
     if (h->purpose != PEER_P_MEMBERS && (h->from == 0 || h->to != t->self_id)) return PEER_H_WRONG_TO;
-    return peer_cluster_check(t, h->cluster_id) == PEER_OK ? PEER_H_OK : PEER_H_MISMATCH;
+    if (peer_cluster_check(t, h->cluster_id) != PEER_OK) return PEER_H_MISMATCH;
+    if (h->purpose != PEER_P_MEMBERS && peer_is_removed(t, h->from)) return PEER_H_REMOVED;
+    return PEER_H_OK;
 }
 
 /* Reads the dialer's HELLO and answers it. PEER_ERR_REFUSED: the dialer
@@ -53,7 +55,9 @@ static int hello_server(peer_transport_t *t, peer_conn_t *c, peer_hello_t *h, in
     peer_hello_t reply = {PEER_VERSION, h->purpose, status, atomic_load(&t->cluster_id), t->self_id, h->from};
     peer_hello_encode(&reply, out);
     if (peer_conn_write_frame(c, PEER_F_HELLO, out, sizeof out) != PEER_OK) return PEER_ERR_IO;
-    return status == PEER_H_OK ? PEER_OK : (status == PEER_H_MISMATCH ? PEER_ERR_MISMATCH : PEER_ERR_INVALID);
+    if (status == PEER_H_OK) return PEER_OK;
+    if (status == PEER_H_MISMATCH) return PEER_ERR_MISMATCH;
+    return status == PEER_H_REMOVED ? PEER_ERR_REMOVED : PEER_ERR_INVALID;
 }
 
 /* One RAFT or APP frame of a stream from `from`. */
@@ -91,6 +95,13 @@ static void replace_streams(peer_transport_t *t, peer_reader_t *self) {
             peer_conn_shutdown(r->conn);
     }
     pthread_mutex_unlock(&t->lock);
+}
+
+void peer_readers_close_from(peer_transport_t *t, uint64_t id) {
+    for (int i = 0; i < PEER_MAX_READERS; i++) {
+        peer_reader_t *r = &t->readers[i];
+        if (r->used && !r->done && r->purpose != PEER_P_MEMBERS && r->from == id) peer_conn_shutdown(r->conn);
+    }
 }
 
 static void serve_stream(peer_transport_t *t, peer_conn_t *c, uint64_t from) {
@@ -229,6 +240,10 @@ static int handshake(peer_transport_t *t, peer_reader_t *r, peer_conn_t *c, peer
         log_rejected(t, c, "remote error: tls: bad certificate");
     else if (refused)
         log_rejected(t, c, err);
+    else if (rc == PEER_ERR_REMOVED) {
+        snprintf(err, sizeof err, "peer %016llx was removed from the cluster", (unsigned long long)h->from);
+        log_rejected(t, c, err);
+    }
     return refused ? PEER_ERR_REFUSED : rc;
 }
 
@@ -243,7 +258,12 @@ static void *reader_main(void *arg) {
         r->purpose = h.purpose;
         r->from = h.from;
         r->deadline_ms = 0;
+        /* removed between the HELLO check and here: peer_readers_close_from
+         * did not see this reader yet; it redials and hears REMOVED */
+        if (h.purpose != PEER_P_MEMBERS && peer_is_removed_locked(t, h.from)) rc = PEER_ERR_REMOVED;
         pthread_mutex_unlock(&t->lock);
+    }
+    if (rc == PEER_OK) {
         if (h.purpose == PEER_P_STREAM) {
             replace_streams(t, r);
             serve_stream(t, c, h.from);
