@@ -105,6 +105,8 @@ sleep 3
 kill -0 "${MPID[$F]}" 2>/dev/null && pass "the cut-off m$F still runs (it cannot know)" ||
     fail "the cut-off m$F stopped before it could learn its removal"
 check_eq "the cut-off m$F refuses a linearizable read" ERR "$(value_at "$F")"
+# Restarted while cut off, it has not published again: as etcd it serves no client yet.
+check_eq "the restarted cut-off m$F serves no serializable read either" ERR "$(value_at "$F" s)"
 
 log "== 3. heal: m$F must stop by itself"
 heal "$F"

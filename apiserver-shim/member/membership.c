@@ -580,7 +580,12 @@ static void on_conf_change_resp(server_t *s, uint64_t from, const uint8_t *data,
 
 /* ---- publish (etcd's publish: name and client URLs after start) ---- */
 
+/* As etcd, on every start, a restart too: the member serves clients only
+ * once a publish it proposed in this run is applied, i.e. once it is part of
+ * a quorum again and caught up to that point (a member restarted while cut
+ * off, or removed meanwhile, never serves its stale view). */
 static int published(server_t *s) {
+    if (!atomic_load(&s->publish_applied)) return 0;
     Kshim__Member *me = member_table_get(s->members, s->member_id);
     if (!me) return 0;
     const server_config_t *cfg = s->cfg;
@@ -798,6 +803,9 @@ int server_membership_apply(server_t *s, const raft_entry_t *e, const Kshim__Int
     if (req->member_attr) {
         const Kshim__MemberAttrRequest *a = req->member_attr;
         rc = member_table_apply_attr(s->members, e->index, a->id, a->name, a->client_urls, a->n_client_urls);
+        if (rc == MEMBER_TABLE_OK && *ours && a->id == s->member_id &&
+            (req->header->id & ~(uint64_t)UINT32_MAX) == s->req_id_prefix)
+            atomic_store(&s->publish_applied, 1);
         *ours = 0; /* nobody waits for a publish */
         return finish_apply(rc, res) < 0 ? -1 : 1;
     }

@@ -88,11 +88,12 @@ struct server {
     server_reload_fn reload_hooks[SERVER_MAX_RELOAD_HOOKS];
     size_t n_reload_hooks;
     /* Membership (membership.c). */
-    member_table_t *members; /* the replicated member table (storage/cluster) */
-    int join;                /* started with --initial-cluster-state existing */
-    int published;           /* our name and client URLs are in the applied table */
-    _Atomic int removed;     /* this member's removal was applied, or a peer refused us as removed */
-    uint64_t move_leader_to; /* MoveLeader in progress (loop) */
+    member_table_t *members;     /* the replicated member table (storage/cluster) */
+    int join;                    /* started with --initial-cluster-state existing */
+    int published;               /* our name and client URLs are in the applied table */
+    _Atomic int publish_applied; /* apply thread: a publish proposed by this run was applied */
+    _Atomic int removed;         /* this member's removal was applied, or a peer refused us as removed */
+    uint64_t move_leader_to;     /* MoveLeader in progress (loop) */
     /* The wiring's transport start (server.c), for a single member that
      * gets a second one (loop thread; 0 or -1 logged). */
     int (*start_peers)(server_t *s);
