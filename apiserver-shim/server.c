@@ -637,6 +637,7 @@ out:
     svc_metrics_stop(&s);
     svc_snapshot_stop(&s);
     svc_kv_stop(&s);
+    svc_gateway_stop(&s);
     svc_maintenance_stop(&s);
     svc_auth_stop(&s);
     svc_lease_stop(&s);

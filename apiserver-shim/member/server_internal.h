@@ -78,6 +78,7 @@ struct server {
     struct svc_kv *kv;
     struct svc_metrics *metrics;
     struct svc_maintenance *maint;
+    struct svc_gateway *gateway;
     /* Registered by the wiring before Raft starts (server_run). */
     server_applier_fn appliers[SERVER_MAX_APPLIERS];
     size_t n_appliers;

@@ -74,6 +74,9 @@ int svc_metrics_serve(server_t *s, const struct http1_request *req, struct http1
  * routed to the registered gRPC methods. Call before the client listeners
  * open. 0 or -1 (logged). */
 int svc_gateway_start(server_t *s);
+/* Drops the gateway requests still waiting for a stream (loop stopped,
+ * before the gRPC server and its connections are freed). */
+void svc_gateway_stop(server_t *s);
 
 /* Raft thread, for every committed entry before the KV store sees it:
  * returns 1 if req belongs to this state machine and was applied at index
