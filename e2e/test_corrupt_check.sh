@@ -90,6 +90,11 @@ for m in json.load(sys.stdin)["members"]:
 # diverge_etcd: the value's bytes changed in place in m3's bbolt file.
 diverge_etcd() {
     stop_server "${MPID[3]}"
+    [ -f "$E2E_TMP/etcd-m3.data/member/snap/db" ] || {
+        ls -lR "$E2E_TMP/etcd-m3.data" >&2
+        tail -5 "$E2E_TMP/etcd-m3.log" >&2
+        die "etcd m3 has no bbolt file"
+    }
     "$PY" - "$E2E_TMP/etcd-m3.data/member/snap/db" "$VALUE" <<'EOF'
 import sys
 path, value = sys.argv[1], sys.argv[2].encode()

@@ -35,7 +35,8 @@
  * Threads: the answer runs on a transport reader thread, the initial check
  * on server_run's thread, the periodic check on a thread of its own
  * (blocking peer requests, cancelled by svc_corrupt_stop through an
- * eventfd). Owns struct svc_corrupt (s->corrupt).
+ * eventfd). The verdicts on the hashes are corrupt_rules.c's. Owns struct
+ * svc_corrupt (s->corrupt).
  */
 #include <errno.h>
 #include <poll.h>
@@ -47,13 +48,10 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "kv_alarm.h"
+#include "corrupt_rules.h"
 #include "log.h"
 #include "peer.h"
 #include "services.h"
-
-/* The answer's status byte (etcd: 200, or 400 with the mvcc error's text). */
-enum { HASH_OK = 0, HASH_COMPACTED = 1, HASH_FUTURE_REV = 2, HASH_FAILED = 3 };
 
 struct svc_corrupt {
     server_t *s;
@@ -89,10 +87,10 @@ static int answer_hashkv(server_t *s, uint64_t from, const uint8_t *data, size_t
     size_t n = etcdserverpb__hash_kvresponse__get_packed_size(&resp);
     *out = malloc(1 + n);
     if (!*out) return -1;
-    (*out)[0] = rc == MVCC_OK               ? HASH_OK
-                : rc == MVCC_ERR_COMPACTED  ? HASH_COMPACTED
-                : rc == MVCC_ERR_FUTURE_REV ? HASH_FUTURE_REV
-                                            : HASH_FAILED;
+    (*out)[0] = rc == MVCC_OK               ? CORRUPT_HASH_OK
+                : rc == MVCC_ERR_COMPACTED  ? CORRUPT_HASH_COMPACTED
+                : rc == MVCC_ERR_FUTURE_REV ? CORRUPT_HASH_FUTURE_REV
+                                            : CORRUPT_HASH_FAILED;
     etcdserverpb__hash_kvresponse__pack(&resp, *out + 1);
     *out_len = 1 + n;
     return 0;
@@ -100,16 +98,9 @@ static int answer_hashkv(server_t *s, uint64_t from, const uint8_t *data, size_t
 
 /* ---- asking the peers (getPeerHashKVs) ---- */
 
-typedef struct peer_hash {
-    uint64_t id;
-    int status; /* HASH_*; HASH_FAILED also when the peer could not be asked */
-    uint32_t hash;
-    int64_t revision, compact_revision;
-} peer_hash_t;
-
 static void ask_peer(server_t *s, peer_transport_t *t, uint64_t id, int64_t rev, int cancel_fd,
-                     peer_hash_t *out) {
-    *out = (peer_hash_t){.id = id, .status = HASH_FAILED};
+                     corrupt_peer_t *out) {
+    *out = (corrupt_peer_t){.id = id, .status = CORRUPT_HASH_FAILED};
     Etcdserverpb__HashKVRequest req = ETCDSERVERPB__HASH_KVREQUEST__INIT;
     req.revision = rev;
     uint8_t buf[32];
@@ -126,28 +117,30 @@ static void ask_peer(server_t *s, peer_transport_t *t, uint64_t id, int64_t rev,
             ? etcdserverpb__hash_kvresponse__unpack(NULL, answer_len - 1, answer + 1)
             : NULL;
     if (resp) {
-        out->status = answer[0] <= HASH_FAILED ? answer[0] : HASH_FAILED;
-        out->hash = resp->hash;
-        out->revision = resp->header ? resp->header->revision : 0;
-        out->compact_revision = resp->compact_revision;
+        out->status = answer[0] <= CORRUPT_HASH_FAILED ? answer[0] : CORRUPT_HASH_FAILED;
+        out->h.hash = resp->hash;
+        out->h.revision = resp->header ? resp->header->revision : 0;
+        out->h.compact_revision = resp->compact_revision;
         etcdserverpb__hash_kvresponse__free_unpacked(resp, NULL);
     } else if (rc == PEER_OK) {
         snprintf(err, sizeof err, "an answer that does not decode");
     }
-    if (out->status != HASH_OK)
+    if (out->status != CORRUPT_HASH_OK)
         log_warn("failed hash kv request (local-member-id %llx, requested-revision %lld, remote-peer-id "
                  "%llx): %s",
                  (unsigned long long)s->member_id, (long long)rev, (unsigned long long)id,
-                 out->status == HASH_COMPACTED    ? "etcdserver: mvcc: required revision has been compacted"
-                 : out->status == HASH_FUTURE_REV ? "etcdserver: mvcc: required revision is a future revision"
-                 : err[0]                         ? err
-                                                  : "unknown error");
+                 out->status == CORRUPT_HASH_COMPACTED
+                     ? "etcdserver: mvcc: required revision has been compacted"
+                 : out->status == CORRUPT_HASH_FUTURE_REV
+                     ? "etcdserver: mvcc: required revision is a future revision"
+                 : err[0] ? err
+                          : "unknown error");
     free(answer);
 }
 
 /* Every member of the table but us that has a peer URL (etcd asks learners
  * too), in table order; returns how many were asked (at most max). */
-static size_t peer_hashes(server_t *s, int64_t rev, int cancel_fd, peer_hash_t *out, size_t max) {
+static size_t peer_hashes(server_t *s, int64_t rev, int cancel_fd, corrupt_peer_t *out, size_t max) {
     server_members_t ms;
     if (server_members_get(s, &ms) != 0) return 0;
     /* The transport outlives this call: svc_corrupt_stop joins the thread
@@ -172,36 +165,14 @@ int svc_corrupt_initial_check(server_t *s) {
     unsigned long long me = (unsigned long long)s->member_id;
     log_info("starting initial corruption check (local-member-id %llx, timeout %llu ms)", me,
              (unsigned long long)server_request_timeout_ms(s->cfg));
-    uint32_t h = 0;
-    int64_t rev = 0, crev = 0;
-    if (mvcc_hash_kv(s->mvcc, 0, &h, &rev, &crev) != MVCC_OK) {
+    corrupt_hash_t local;
+    if (mvcc_hash_kv(s->mvcc, 0, &local.hash, &local.revision, &local.compact_revision) != MVCC_OK) {
         log_error("%llx failed to fetch hash (storage error)", me);
         return -1;
     }
-    peer_hash_t peers[SERVER_MAX_MEMBERS];
-    size_t n = peer_hashes(s, rev, -1, peers, SERVER_MAX_MEMBERS);
-    int mismatch = 0;
-    for (size_t i = 0; i < n; i++) {
-        const peer_hash_t *p = &peers[i];
-        if (p->status == HASH_OK && p->hash != h) {
-            int same = p->compact_revision == crev;
-            log_warn("found different %s from remote peer (local-member-id %llx, local-member-revision %lld, "
-                     "local-member-compact-revision %lld, local-member-hash %u, remote-peer-id %llx, "
-                     "remote-peer-revision %lld, remote-peer-compact-revision %lld, remote-peer-hash %u)",
-                     same ? "hash values" : "compact revision values", me, (long long)rev, (long long)crev, h,
-                     (unsigned long long)p->id, (long long)p->revision, (long long)p->compact_revision,
-                     p->hash);
-            mismatch += same;
-        } else if (p->status == HASH_FUTURE_REV) {
-            log_warn("cannot fetch hash from slow remote peer (local-member-id %llx, local-member-revision "
-                     "%lld, remote-peer-id %llx)",
-                     me, (long long)rev, (unsigned long long)p->id);
-        } else if (p->status == HASH_COMPACTED) {
-            log_warn("cannot fetch hash from remote peer; local member is behind (local-member-id %llx, "
-                     "local-member-revision %lld, remote-peer-id %llx)",
-                     me, (long long)rev, (unsigned long long)p->id);
-        }
-    }
+    corrupt_peer_t peers[SERVER_MAX_MEMBERS];
+    size_t n = peer_hashes(s, local.revision, -1, peers, SERVER_MAX_MEMBERS);
+    int mismatch = corrupt_initial_mismatches(s->member_id, &local, peers, n);
     if (mismatch > 0) {
         log_error("%llx found data inconsistency with peers", me);
         return -1;
@@ -264,54 +235,23 @@ static void check_hashkv(struct svc_corrupt *c) {
     raft_node_status_t st;
     raft_node_status(s->raft, &st);
     uint64_t term = st.term;
-    uint32_t h, h2;
-    int64_t rev, crev, rev2, crev2;
-    if (mvcc_hash_kv(s->mvcc, 0, &h, &rev, &crev) != MVCC_OK) {
+    corrupt_hash_t first, second;
+    if (mvcc_hash_kv(s->mvcc, 0, &first.hash, &first.revision, &first.compact_revision) != MVCC_OK) {
         log_warn("failed to check hash KV: storage error");
         return;
     }
-    peer_hash_t peers[SERVER_MAX_MEMBERS];
-    size_t n = peer_hashes(s, rev, c->stop_fd, peers, SERVER_MAX_MEMBERS);
+    corrupt_peer_t peers[SERVER_MAX_MEMBERS];
+    size_t n = peer_hashes(s, first.revision, c->stop_fd, peers, SERVER_MAX_MEMBERS);
     if (wait_applied_commit(c, term) != 0) {
         log_warn("failed to check hash KV: etcdserver: leader changed or request timed out");
         return;
     }
-    if (mvcc_hash_kv(s->mvcc, 0, &h2, &rev2, &crev2) != MVCC_OK) {
+    if (mvcc_hash_kv(s->mvcc, 0, &second.hash, &second.revision, &second.compact_revision) != MVCC_OK) {
         log_warn("failed to check hash KV: storage error");
         return;
     }
-    int mismatch = 0, checked = 0;
-    if (h2 != h && rev2 == rev && crev == crev2) {
-        log_warn("found hash mismatch (revision-1 %lld, compact-revision-1 %lld, hash-1 %u, revision-2 %lld, "
-                 "compact-revision-2 %lld, hash-2 %u)",
-                 (long long)rev, (long long)crev, h, (long long)rev2, (long long)crev2, h2);
-        mismatch = 1;
-    }
-    for (size_t i = 0; i < n; i++) {
-        const peer_hash_t *p = &peers[i];
-        unsigned long long id = (unsigned long long)p->id;
-        if (p->status != HASH_OK) continue;
-        checked++;
-        if (p->revision > rev2) {
-            log_warn("revision from follower must be less than or equal to leader's (leader-revision %lld, "
-                     "follower-revision %lld, follower-peer-id %llx)",
-                     (long long)rev2, (long long)p->revision, id);
-            mismatch = 1;
-        }
-        if (p->compact_revision > crev2) {
-            log_warn("compact revision from follower must be less than or equal to leader's "
-                     "(leader-compact-revision %lld, follower-compact-revision %lld, follower-peer-id %llx)",
-                     (long long)crev2, (long long)p->compact_revision, id);
-            mismatch = 1;
-        }
-        if (p->compact_revision == crev && p->hash != h) {
-            log_warn(
-                "same compact revision then hashes must match (leader-compact-revision %lld, leader-hash "
-                "%u, follower-compact-revision %lld, follower-hash %u, follower-peer-id %llx)",
-                (long long)crev2, h, (long long)p->compact_revision, p->hash, id);
-            mismatch = 1;
-        }
-    }
+    int checked = 0;
+    int mismatch = corrupt_leader_verdict(&first, &second, peers, n, &checked);
     if (mismatch) propose_corrupt(s); /* once a round, as etcd's `alarmed` */
     log_info("finished peer corruption check (number-of-peers-checked %d)", checked);
 }
