@@ -331,11 +331,24 @@ static void answer_no_space(server_t *s, kv_result_t *res) {
     loop_post(s->loop, raise_nospace_post, s);
 }
 
+/* etcd's apply logs: "alarm raised" when a type's first alarm is activated,
+ * "alarm disarmed" when its last one is deactivated. */
+static int apply_alarm(server_t *s, kv_alarms_t *a, uint64_t index, const Etcdserverpb__AlarmRequest *ar,
+                       const kv_header_info_t *hdr, kv_result_t *res) {
+    size_t before = kv_alarms_get(a, (int)ar->alarm, NULL, 0);
+    if (kv_alarms_apply(a, s->mvcc, index, ar, hdr, res) != 0) return -1;
+    size_t after = kv_alarms_get(a, (int)ar->alarm, NULL, 0);
+    if (ar->alarm != ETCDSERVERPB__ALARM_TYPE__NONE && (before == 0) != (after == 0))
+        log_warn("alarm %s (alarm %s, from %llx)", after ? "raised" : "disarmed", alarm_name((int)ar->alarm),
+                 (unsigned long long)ar->memberid);
+    return 1;
+}
+
 int svc_maintenance_apply(server_t *s, uint64_t index, const Kshim__InternalRequest *req,
                           const kv_header_info_t *hdr, kv_result_t *res) {
     kv_alarms_t *a = s->maint ? get_alarms(s->maint) : NULL;
     if (!a) return -1;
-    if (req->alarm) return kv_alarms_apply(a, s->mvcc, index, req->alarm, hdr, res) == 0 ? 1 : -1;
+    if (req->alarm) return apply_alarm(s, a, index, req->alarm, hdr, res);
     int rc = kv_alarms_refuse(a, s->mvcc, index, req, res);
     if (rc != 0) return rc;
     if (index <= mvcc_apply_index(s->mvcc) || kv_quota_available(s->mvcc, req)) return 0;
