@@ -372,6 +372,7 @@ static int start_peers(server_t *s) {
         .on_raft = on_peer_raft,
         .on_app = on_peer_app,
         .on_members_request = on_members_request,
+        .on_request = server_peer_answer,
         .on_snapshot_begin = server_snapshot_begin,
         .on_snapshot_chunk = server_snapshot_chunk,
         .on_snapshot_end = server_snapshot_end,
@@ -454,7 +455,7 @@ int server_run(const server_config_t *cfg) {
      * this lease exist" for Put. */
     mvcc_options_t mopts = {.max_txn_ops = cfg->max_txn_ops, .quota_backend_bytes = cfg->quota_backend_bytes};
     if (svc_watch_init(&s, &mopts) != 0 || svc_lease_init(&s, &mopts) != 0 ||
-        svc_auth_init(&s, &mopts) != 0 || svc_maintenance_init(&s) != 0) {
+        svc_auth_init(&s, &mopts) != 0 || svc_maintenance_init(&s) != 0 || svc_corrupt_init(&s) != 0) {
         log_error("cannot initialise the services");
         goto out;
     }
@@ -491,6 +492,10 @@ int server_run(const server_config_t *cfg) {
     int clustered = n_members > 1 || s.join;
     s.start_peers = start_peers;
     if (start_peers(&s) != 0) goto out;
+    /* etcd checks before its Raft node starts and before it serves peers'
+     * Raft traffic or clients (embed.StartEtcd); the transport answers
+     * the others' HashKV requests meanwhile. */
+    if (svc_corrupt_initial_check(&s) != 0) goto out;
 
     char wal_path[4096];
     if (cfg->wal_dir && *cfg->wal_dir)
@@ -549,7 +554,7 @@ int server_run(const server_config_t *cfg) {
     svc_cluster_register(&s);
     svc_snapshot_register(&s);
     if (svc_watch_start(&s) != 0 || svc_lease_start(&s) != 0 || svc_auth_start(&s) != 0 ||
-        svc_gateway_start(&s) != 0) {
+        svc_gateway_start(&s) != 0 || svc_corrupt_start(&s) != 0) {
         log_error("cannot start the services");
         goto out;
     }
@@ -625,6 +630,7 @@ out:
     s.readers = NULL;
     /* The transport's threads step the node: stop them first (under the
      * peer lock, so a raft-thread send waits), then the node. */
+    svc_corrupt_stop(&s); /* its thread uses the transport and the node */
     raft_node_t *node_to_stop = s.raft;
     __atomic_store_n(&s.raft, NULL, __ATOMIC_RELEASE);
     peer_transport_t *t = server_peer_acquire(&s);

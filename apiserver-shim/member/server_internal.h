@@ -44,6 +44,15 @@ enum {
     SERVER_PEER_KINDS = 16,
 };
 typedef void (*server_peer_handler_fn)(server_t *s, uint64_t from, const uint8_t *data, size_t len);
+/* Member-to-member requests with an answer (peer_request, raft/peer/peer.h;
+ * a kind space of its own). A handler runs on a transport reader thread
+ * and may block; 0 with *out (malloc'd or NULL), or -1: not answered. */
+enum {
+    SERVER_PEER_REQ_HASHKV = 1, /* a peer's HashKV at a revision (svc_corrupt.c; etcd's /members/hashkv) */
+    SERVER_PEER_REQ_KINDS = 8,
+};
+typedef int (*server_peer_request_fn)(server_t *s, uint64_t from, const uint8_t *data, size_t len,
+                                      uint8_t **out, size_t *out_len);
 /* After a snapshot from the leader replaced the store (and at no other
  * time), each service rebuilds what it derives from the store (lessor,
  * auth caches, watchers' positions). Loop thread; 0 ok, -1 fail-stop. */
@@ -79,6 +88,7 @@ struct server {
     struct svc_metrics *metrics;
     struct svc_maintenance *maint;
     struct svc_gateway *gateway;
+    struct svc_corrupt *corrupt;
     /* Registered by the wiring before Raft starts (server_run). */
     server_applier_fn appliers[SERVER_MAX_APPLIERS];
     size_t n_appliers;
@@ -86,11 +96,13 @@ struct server {
     /* Peers (a cluster): see "peers" below. */
     struct peer_transport *peer; /* NULL: a single member without peers */
     server_peer_handler_fn peer_handlers[SERVER_PEER_KINDS];
+    server_peer_request_fn peer_request_handlers[SERVER_PEER_REQ_KINDS];
     server_reload_fn reload_hooks[SERVER_MAX_RELOAD_HOOKS];
     size_t n_reload_hooks;
     /* Membership (membership.c). */
     member_table_t *members; /* the replicated member table (storage/cluster) */
     int join;                /* started with --initial-cluster-state existing */
+    int initialized;         /* the data dir held a member of an earlier run (etcd's memberInitialized) */
     int published;           /* our name and client URLs are in the applied table */
     _Atomic int removed;     /* apply thread: this member's removal was applied */
     uint64_t move_leader_to; /* MoveLeader in progress (loop) */
@@ -153,6 +165,11 @@ struct peer_transport *server_peer_acquire(server_t *s);
 void server_peer_release(void);
 /* Registers the loop-thread handler of kind (before the transport starts). */
 void server_peer_handle(server_t *s, uint8_t kind, server_peer_handler_fn fn);
+/* Registers the answer to requests of kind (before the transport starts). */
+void server_peer_handle_request(server_t *s, uint8_t kind, server_peer_request_fn fn);
+/* The transport's on_request (ctx = s): the registered handler of kind. */
+int server_peer_answer(void *ctx, uint64_t from, uint8_t kind, const uint8_t *data, size_t len, uint8_t **out,
+                       size_t *out_len);
 /* The leader's id as this member knows it (0: none), and whether it is us. */
 uint64_t server_leader(server_t *s);
 int server_is_leader(server_t *s);

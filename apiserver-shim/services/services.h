@@ -36,6 +36,19 @@ void svc_maintenance_raise_nospace(server_t *s);
  * how many there are. */
 struct kv_alarm;
 size_t svc_maintenance_alarms(server_t *s, struct kv_alarm *out, size_t max);
+/* Corruption checks (svc_corrupt.c, etcd 3.4's etcdserver/corrupt.go):
+ * init before the peer transport starts (registers the answer to a peer's
+ * HashKV request; -1 out of memory); the initial check after the store,
+ * the member table and the transport are up and before Raft starts
+ * (--experimental-initial-corrupt-check on a member of an earlier run: 0
+ * passed or not asked for, -1 "found data inconsistency with peers" or no
+ * hash of our own, logged: the member must not start); start after Raft
+ * started (--experimental-corrupt-check-time: the periodic check's thread;
+ * -1 logged); stop before the transport stops (joins the thread). */
+int svc_corrupt_init(server_t *s);
+int svc_corrupt_initial_check(server_t *s);
+int svc_corrupt_start(server_t *s);
+void svc_corrupt_stop(server_t *s);
 void svc_cluster_register(server_t *s);
 /* Maintenance.Snapshot (svc_snapshot.c); stop waits for its workers. */
 void svc_snapshot_register(server_t *s);

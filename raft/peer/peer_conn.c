@@ -499,6 +499,21 @@ int peer_conn_server_tls(peer_conn_t *c, peer_tls_ctx_t *ctx, char *err, size_t 
 
 int peer_conn_fd(const peer_conn_t *c) { return c->fd; }
 
+int peer_conn_wait_readable(peer_conn_t *c, unsigned timeout_ms, int cancel_fd) {
+    if (c->rpos < c->rlen || (c->ssl && wolfSSL_pending(c->ssl) > 0)) return PEER_OK;
+    uint64_t deadline = now_ms() + timeout_ms;
+    for (;;) {
+        struct pollfd p[2] = {{c->fd, POLLIN, 0}, {cancel_fd, POLLIN, 0}};
+        uint64_t now = now_ms();
+        if (now >= deadline) return PEER_ERR_TIMEOUT;
+        int n = poll(p, cancel_fd >= 0 ? 2 : 1, (int)(deadline - now));
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0) return PEER_ERR_IO;
+        if (cancel_fd >= 0 && (p[1].revents & POLLIN)) return PEER_ERR_IO;
+        if (p[0].revents) return PEER_OK;
+    }
+}
+
 void peer_conn_shutdown(peer_conn_t *c) {
     if (c && c->fd >= 0) shutdown(c->fd, SHUT_RDWR);
 }

@@ -100,6 +100,7 @@ struct mvcc {
     mvcc_meta_t meta; /* apply thread's copy, incl. the group */
     mvcc_group_t grp;
     failpoint_t fp_read;         /* mvcc_read_error */
+    failpoint_t fp_put_corrupt;  /* mvcc_put_corrupt */
     mvcc_compactor_t *compactor; /* physical compaction, its own thread */
     _Atomic int64_t rev;
     _Atomic int64_t compact_rev;
@@ -355,6 +356,21 @@ leveldb_t *mvcc_db(mvcc_t *m) { return m->db; }
 const char *mvcc_dir(const mvcc_t *m) { return m->dir; }
 
 void mvcc_arm_read_error(mvcc_t *m, uint64_t n) { failpoint_arm(&m->fp_read, n); }
+
+void mvcc_arm_put_corrupt(mvcc_t *m, uint64_t n) { failpoint_arm(&m->fp_put_corrupt, n); }
+
+/* The failpoint mvcc_put_corrupt: this member stores a value other than the
+ * one the entry carries (its last byte's bit 0x20 flipped, "v" -> "V"; an
+ * empty value becomes "!"), as a disk or a bug that corrupts data would. */
+static void corrupt_value(kv_arena_t *arena, ProtobufCBinaryData *v) {
+    fprintf(stderr, "mvcc: failpoint mvcc_put_corrupt: storing an altered value\n");
+    if (v->len == 0) {
+        v->data = kv_arena_dup(arena, (const uint8_t *)"!", 1);
+        v->len = 1;
+        return;
+    }
+    v->data[v->len - 1] ^= 0x20;
+}
 void mvcc_arm_compact_error(mvcc_t *m, uint64_t n) { mvcc_compactor_arm_error(m->compactor, n); }
 int mvcc_read_error_armed(mvcc_t *m) { return atomic_load(&m->fp_read.countdown) != 0; }
 
@@ -397,6 +413,7 @@ int mvcc_open(const char *dir, const mvcc_options_t *opts, mvcc_t **out, char *e
     pthread_mutex_init(&m->gate_mu, NULL);
     pthread_cond_init(&m->gate_cv, NULL);
     failpoint_arm(&m->fp_read, failpoint_parse(getenv(FAILPOINTS_ENV), "mvcc_read_error"));
+    failpoint_arm(&m->fp_put_corrupt, failpoint_parse(getenv(FAILPOINTS_ENV), "mvcc_put_corrupt"));
     /* A snapshot install cut short by a crash leaves the old or the new
      * store under dir and maybe a staged or old one beside it. */
     if (mvcc_snapshot_recover(dir, err, errlen) != 0 || db_open(m, err, errlen) != 0) {
@@ -1200,6 +1217,7 @@ int mvcc_txn_put(mvcc_txn_t *t, const uint8_t *key, size_t key_len, const uint8_
     kv->key.len = key_len;
     kv->value.data = kv_arena_dup(t->arena, val, val_len);
     kv->value.len = val_len;
+    if (failpoint_hit(&t->m->fp_put_corrupt)) corrupt_value(t->arena, &kv->value);
     kv->create_revision = prev ? prev->create_revision : rev;
     kv->version = prev ? prev->version + 1 : 1;
     kv->mod_revision = rev;
