@@ -462,6 +462,8 @@ int server_run(const server_config_t *cfg) {
      * lease and auth requests go to their state machines before the KV
      * store sees an entry; a physical Compact waits for the compactor. */
     server_add_applier(&s, svc_maintenance_apply);
+    server_add_applier(&s, svc_auth_check_apply);
+    server_add_applier(&s, svc_maintenance_quota_apply);
     server_add_applier(&s, svc_lease_apply);
     server_add_applier(&s, svc_auth_apply);
     s.wait_physical = svc_kv_wait_physical;

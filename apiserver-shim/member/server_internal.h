@@ -28,7 +28,7 @@ typedef struct server server_t;
 typedef int (*server_applier_fn)(server_t *s, uint64_t index, const Kshim__InternalRequest *req,
                                  const kv_header_info_t *hdr, kv_result_t *res);
 typedef int (*server_wait_physical_fn)(server_t *s, grpc_call_t *call, kv_result_t *res);
-#define SERVER_MAX_APPLIERS 4
+#define SERVER_MAX_APPLIERS 8
 
 /* Member-to-member application messages (the peer transport's opaque
  * "app" frames; the kind byte is ours). Payloads are defined by their
@@ -116,6 +116,12 @@ int server_require_leader(server_t *s, grpc_call_t *call);
  * failure (too large, no leader) the call is finished with etcd's error. The
  * caller keeps ownership of req. */
 void server_propose(server_t *s, grpc_call_t *call, Kshim__InternalRequest *req);
+/* The same for a request whose permissions were checked for user at auth
+ * revision auth_revision: the header carries both, and the entry is checked
+ * again at apply against the auth store as it is then (etcd's
+ * RequestHeader.username / auth_revision). server_propose = user "", 0. */
+void server_propose_as(server_t *s, grpc_call_t *call, Kshim__InternalRequest *req, const char *user,
+                       uint64_t auth_revision);
 
 /* A response header for this member at the store's current revision. */
 void server_fill_header(server_t *s, Etcdserverpb__ResponseHeader *h);
