@@ -7,7 +7,8 @@
  * revision N and applied after a permission revoke (N+1) is refused
  * "etcdserver: revision of auth store is old" and not applied; checked at
  * N+1 it is refused "permission denied"; a Txn likewise; an entry without
- * identity once auth is on gets "user name is empty"; a management request
+ * identity once auth is on gets "user name is empty" (one from an older
+ * kshimd, without auth_checked, is applied as before); a management request
  * from a user who is not root (any more) is refused at apply; replayed
  * entries are left alone; with auth off nothing is checked.
  */
@@ -74,7 +75,7 @@ static ProtobufCBinaryData B(const char *s) { return (ProtobufCBinaryData){strle
 static uint64_t auth_rev(fx_t *f) { return auth_store_revision(svc_auth_store(&f->s)); }
 
 /* Applies req at index as the member does, proposed by user at auth
- * revision rev (user NULL: no header at all); returns the result's code and
+ * revision rev (user NULL: no header at all, an older kshimd's entry); returns the result's code and
  * copies its message to msg. */
 static int apply_at(fx_t *f, uint64_t index, Kshim__InternalRequest *req, const char *user, uint64_t rev,
                     char *msg) {
@@ -83,6 +84,7 @@ static int apply_at(fx_t *f, uint64_t index, Kshim__InternalRequest *req, const 
     h.proposer = 42;
     h.username = (char *)user;
     h.auth_revision = rev;
+    h.auth_checked = 1;
     req->header = user ? &h : NULL;
     kv_header_info_t hdr = {1, 42, 1};
     kv_result_t res = {0};
@@ -286,8 +288,11 @@ static void test_no_identity_once_enabled(void **state) {
     put = put_req(&p, "k1");
     assert_int_equal(apply_as(f, &put, "", 0, msg), GRPC_INVALID_ARGUMENT);
     assert_string_equal(msg, "etcdserver: user name is empty");
-    assert_int_equal(apply_as(f, &put, NULL, 0, msg), GRPC_INVALID_ARGUMENT);
     assert_int_equal(count_key(f, "k1"), 0);
+    /* an entry from a kshimd before the apply-time check (no auth_checked)
+     * is applied as it was checked then */
+    assert_int_equal(apply_as(f, &put, NULL, 0, msg), 0);
+    assert_int_equal(count_key(f, "k1"), 1);
 }
 
 /* A management request needs the root role at apply too. */
@@ -321,6 +326,7 @@ static void test_replay_left_alone(void **state) {
     Kshim__RequestHeader h = KSHIM__REQUEST_HEADER__INIT;
     h.username = "alice";
     h.auth_revision = n;
+    h.auth_checked = 1;
     put.header = &h;
     kv_header_info_t hdr = {1, 42, 1};
     kv_result_t res = {0};

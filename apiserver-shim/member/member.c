@@ -204,6 +204,7 @@ void server_propose_as(server_t *s, grpc_call_t *call, Kshim__InternalRequest *r
     hdr.proposer = s->member_id;
     hdr.username = (char *)(user ? user : ""); /* only read by the packer */
     hdr.auth_revision = auth_revision;
+    hdr.auth_checked = 1;
     req->header = &hdr;
 
     size_t len = kshim__internal_request__get_packed_size(req);

@@ -83,9 +83,10 @@ static int needs_admin(const Kshim__InternalRequest *req) {
 }
 
 int auth_request_check(auth_store_t *as, const Kshim__InternalRequest *req) {
-    if (!auth_store_enabled(as)) return AUTH_OK; /* every check below would say so */
-    const char *user = req->header && req->header->username ? req->header->username : "";
-    uint64_t rev = req->header ? req->header->auth_revision : 0;
+    if (!req->header || !req->header->auth_checked) return AUTH_OK; /* an older kshimd's entry */
+    if (!auth_store_enabled(as)) return AUTH_OK;                    /* every check below would say so */
+    const char *user = req->header->username ? req->header->username : "";
+    uint64_t rev = req->header->auth_revision;
     if (req->put) return auth_request_check_put(as, user, rev, req->put, 1);
     if (req->delete_range) return auth_request_check_delete(as, user, rev, req->delete_range, 0);
     if (req->txn) return auth_request_check_txn(as, user, rev, req->txn);

@@ -41,8 +41,9 @@ int auth_request_check_txn(auth_store_t *as, const char *user, uint64_t rev,
 /* At apply: req as its header says it was checked. Put, DeleteRange and
  * Txn get their key checks at the header's auth revision; the auth
  * management requests etcd's needAdminPermission names get the admin
- * check (the root role, no revision). Every other request: AUTH_OK. An
- * entry without a header counts as no identity. */
+ * check (the root role, no revision). Every other request: AUTH_OK, and
+ * so is an entry whose header lacks auth_checked (proposed by a kshimd from
+ * before this check: applied as it was checked then). */
 int auth_request_check(auth_store_t *as, const Kshim__InternalRequest *req);
 
 /* Apply thread, entry index of m (the store the auth store lives in):
