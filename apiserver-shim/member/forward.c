@@ -4,7 +4,9 @@
  *
  *   follower, raft thread: server_node_forward sends the proposal's bytes
  *       (SERVER_PEER_FORWARD); a message the transport cannot take (the
- *       leader's queue full, no such peer) is answered here at once;
+ *       leader's queue full, no such peer) is answered here at once (or,
+ *       for a proposal another member forwarded here while this one led,
+ *       refused to that member);
  *   leader, loop: on_forward proposes them as forwarded by the sender
  *       (raft_node_propose_forwarded); a refusal there, or later through
  *       the node's cfg.refused (server_node_refused, raft thread: no longer
@@ -85,6 +87,8 @@ void server_node_dropped(void *ctx, const void *data, size_t len, int reason) {
     if (id && proposer == s->member_id) post_answer(s, id, reason, 0);
 }
 
+static void send_refusal(server_t *s, uint64_t from, const void *data, size_t len, int reason);
+
 void server_node_forward(void *ctx, uint64_t leader, const void *data, size_t len) {
     server_t *s = ctx;
     int rc = server_peer_send(s, leader, SERVER_PEER_FORWARD, data, len);
@@ -92,10 +96,13 @@ void server_node_forward(void *ctx, uint64_t leader, const void *data, size_t le
     /* never left: the leader cannot refuse what it never got */
     raft_node_t *n = raft_now(s);
     if (n) raft_node_forward_refused(n);
+    int reason = rc == PEER_ERR_FULL ? RAFT_NODE_ERR_BUSY : RAFT_NODE_ERR_NOT_LEADER;
     uint64_t proposer;
     uint64_t id = request_id(data, len, &proposer);
     if (id && proposer == s->member_id)
-        post_answer(s, id, rc == PEER_ERR_FULL ? RAFT_NODE_ERR_BUSY : RAFT_NODE_ERR_NOT_LEADER, 1);
+        post_answer(s, id, reason, 1);
+    else if (id)
+        send_refusal(s, 0, data, len, reason); /* a proposal forwarded to us when we led */
 }
 
 /* Leader: tells the proposer of data (else from, who sent it) that it will
