@@ -9,7 +9,9 @@
  * N+1 it is refused "permission denied"; a Txn likewise; an entry without
  * identity once auth is on gets "user name is empty" (one from an older
  * kshimd, without auth_checked, is applied as before); a management request
- * from a user who is not root (any more) is refused at apply; replayed
+ * from a user who is not root (any more) is refused at apply; so is a
+ * LeaseRevoke by a user who may no longer write a key attached to the
+ * lease (but not the leader's revoke of an expired lease); replayed
  * entries are left alone; with auth off nothing is checked.
  */
 #include <setjmp.h>
@@ -33,6 +35,13 @@ typedef struct fx {
     uint64_t index;
 } fx_t;
 
+/* Every lease exists (no lessor here: Puts may attach keys to any id). */
+static int any_lease(void *ctx, int64_t id) {
+    (void)ctx;
+    (void)id;
+    return 1;
+}
+
 static int setup(void **state) {
     fx_t *f = calloc(1, sizeof *f);
     assert_non_null(f);
@@ -45,7 +54,7 @@ static int setup(void **state) {
     server_config_defaults(&f->cfg);
     f->s.cfg = &f->cfg;
     f->s.member_id = 42;
-    mvcc_options_t o = {0};
+    mvcc_options_t o = {.lease_exists = any_lease};
     assert_int_equal(svc_auth_init(&f->s, &o), 0);
     char err[256];
     assert_int_equal(mvcc_open(f->dir, &o, &f->s.mvcc, err, sizeof err), 0);
@@ -314,6 +323,50 @@ static void test_admin_at_apply(void **state) {
     authpb__role__free_unpacked(role, NULL);
 }
 
+/* LeaseRevoke needs write permission on every attached key at apply too
+ * (etcd's checkLeasePuts); the leader's expiry revoke (no auth_checked)
+ * is not checked. */
+static void test_lease_revoke_attached_keys(void **state) {
+    fx_t *f = *state;
+    setup_users(f);
+    uint64_t n = auth_rev(f);
+    Etcdserverpb__PutRequest p;
+    Kshim__InternalRequest put = put_req(&p, "foo5");
+    p.lease = 7;
+    assert_int_equal(apply_root(f, &put), 0);
+    Etcdserverpb__LeaseRevokeRequest r = ETCDSERVERPB__LEASE_REVOKE_REQUEST__INIT;
+    r.id = 7;
+    Kshim__InternalRequest rv = KSHIM__INTERNAL_REQUEST__INIT;
+    rv.lease_revoke = &r;
+    Kshim__RequestHeader h = KSHIM__REQUEST_HEADER__INIT;
+    h.username = "alice";
+    h.auth_revision = n;
+    h.auth_checked = 1;
+    rv.header = &h;
+    kv_header_info_t hdr = {1, 42, 1};
+    kv_result_t res = {0};
+    assert_int_equal(svc_auth_check_apply(&f->s, f->index + 1, &rv, &hdr, &res), 0); /* may write foo5 */
+    revoke_foo(f, "rw");
+    assert_int_equal(svc_auth_check_apply(&f->s, ++f->index, &rv, &hdr, &res), 1);
+    assert_int_equal(res.code, GRPC_INVALID_ARGUMENT);
+    assert_string_equal(res.message, "etcdserver: revision of auth store is old");
+    kv_result_clear(&res);
+    h.auth_revision = n + 1;
+    assert_int_equal(svc_auth_check_apply(&f->s, ++f->index, &rv, &hdr, &res), 1);
+    assert_int_equal(res.code, GRPC_PERMISSION_DENIED);
+    kv_result_clear(&res);
+    h.username = "root";
+    assert_int_equal(svc_auth_check_apply(&f->s, f->index + 1, &rv, &hdr, &res), 0);
+    Kshim__RequestHeader expiry = KSHIM__REQUEST_HEADER__INIT; /* the leader's, for an expired lease */
+    rv.header = &expiry;
+    assert_int_equal(svc_auth_check_apply(&f->s, f->index + 1, &rv, &hdr, &res), 0);
+    /* a lease without keys needs nothing */
+    r.id = 8;
+    rv.header = &h;
+    h.username = "alice";
+    assert_int_equal(svc_auth_check_apply(&f->s, f->index + 1, &rv, &hdr, &res), 0);
+}
+
 /* An entry at or below the applied index (a replay) is not refused again:
  * the appliers skip it. */
 static void test_replay_left_alone(void **state) {
@@ -343,6 +396,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_txn_and_delete, setup, teardown),
         cmocka_unit_test_setup_teardown(test_no_identity_once_enabled, setup, teardown),
         cmocka_unit_test_setup_teardown(test_admin_at_apply, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_lease_revoke_attached_keys, setup, teardown),
         cmocka_unit_test_setup_teardown(test_replay_left_alone, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "auth_perm.h"
+#include "lease_keys.h"
 #include "mvcc.h"
 
 static int check_key(auth_store_t *as, const char *user, uint64_t rev, int want, ProtobufCBinaryData key,
@@ -94,11 +95,40 @@ int auth_request_check(auth_store_t *as, const Kshim__InternalRequest *req) {
     return AUTH_OK;
 }
 
+typedef struct lease_check {
+    auth_store_t *as;
+    const char *user;
+    uint64_t rev;
+    int err;
+} lease_check_t;
+
+static int check_attached(void *arg, const uint8_t *key, size_t len) {
+    lease_check_t *c = arg;
+    c->err = auth_store_check_range(c->as, c->user, c->rev, AUTH_PERM_WRITE, key, len, NULL, 0);
+    return c->err != AUTH_OK;
+}
+
+/* etcd's checkLeasePuts for LeaseRevoke: write permission on every key
+ * attached to the lease, as the store holds them now (the group written
+ * first: the scan reads committed state). AUTH_E_IO on a storage error. */
+static int check_lease_revoke(auth_store_t *as, mvcc_t *m, const Kshim__InternalRequest *req) {
+    if (!req->lease_revoke || !req->header || !req->header->auth_checked || !auth_store_enabled(as))
+        return AUTH_OK;
+    lease_check_t c = {as, req->header->username ? req->header->username : "", req->header->auth_revision,
+                       AUTH_OK};
+    if (mvcc_group_flush(m) != MVCC_OK) return AUTH_E_IO;
+    if (lease_scan_keys(m, req->lease_revoke->id, check_attached, &c) != MVCC_OK && c.err == AUTH_OK)
+        return AUTH_E_IO;
+    return c.err;
+}
+
 int auth_request_refuse(auth_store_t *as, mvcc_t *m, uint64_t index, const Kshim__InternalRequest *req,
                         kv_result_t *res) {
     if (index <= mvcc_apply_index(m)) return 0;
     int err = auth_request_check(as, req);
+    if (err == AUTH_OK) err = check_lease_revoke(as, m, req);
     if (err == AUTH_OK) return 0;
+    if (err == AUTH_E_IO) return -1;
     if (mvcc_set_applied(m, index) != MVCC_OK) return -1;
     memset(res, 0, sizeof *res);
     res->code = auth_store_code(err);

@@ -47,7 +47,10 @@ int auth_request_check_txn(auth_store_t *as, const char *user, uint64_t rev,
 int auth_request_check(auth_store_t *as, const Kshim__InternalRequest *req);
 
 /* Apply thread, entry index of m (the store the auth store lives in):
- * auth_request_check, and when it refuses, the refusal as the entry's
+ * auth_request_check, plus for a LeaseRevoke that carries its identity
+ * write permission on every key attached to the lease (etcd's
+ * checkLeasePuts; read from m, after writing the open group; a revoke the
+ * leader proposes for an expired lease has no auth_checked and passes), and when it refuses, the refusal as the entry's
  * outcome: only the applied index is recorded (in the open write group),
  * res holds etcd's code and text. Returns 1 (refused), 0 (permitted, or an
  * entry at or below the applied index: replay, the appliers skip it), -1
