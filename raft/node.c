@@ -385,6 +385,16 @@ static void compact_memory(raft_node_t *n) {
     if (raft_compact_to(n->raft, applied) != rs.first_index - 1) node_hist_push(n);
 }
 
+/* Raft thread: p will not reach the log; its owner hears why (a forwarded
+ * one through cfg.refused, for the forwarder). */
+static void give_back(raft_node_t *n, const proposal_t *p, int reason) {
+    if (p->from) {
+        if (n->cfg.refused) n->cfg.refused(n->cfg.ctx, p->from, p->data, p->len, reason);
+    } else if (n->cfg.dropped) {
+        n->cfg.dropped(n->cfg.ctx, p->data, p->len, reason);
+    }
+}
+
 /* Raft thread: the proposals to hand on this round. The leader proposes
  * them; a follower forwards them to its leader (cfg.forward); without a
  * leader they stay queued, and those queued for longer than two election
@@ -424,11 +434,11 @@ static uint64_t handle_proposals(raft_node_t *n, uint64_t now) {
         int rc = mine ? raft_propose(n->raft, p->data, p->len) : RAFT_ERR_NOT_LEADER;
         if (rc == RAFT_OK)
             proposed++;
-        else if (n->cfg.dropped)
-            n->cfg.dropped(n->cfg.ctx, p->data, p->len,
-                           rc == RAFT_ERR_NOT_LEADER ? RAFT_NODE_ERR_NOT_LEADER
-                           : rc == RAFT_ERR_NOMEM    ? RAFT_NODE_ERR_NOMEM
-                                                     : RAFT_NODE_ERR_BUSY);
+        else
+            give_back(n, p,
+                      rc == RAFT_ERR_NOT_LEADER ? RAFT_NODE_ERR_NOT_LEADER
+                      : rc == RAFT_ERR_NOMEM    ? RAFT_NODE_ERR_NOMEM
+                                                : RAFT_NODE_ERR_BUSY);
     }
     free_queue(batch);
     return proposed;
@@ -447,8 +457,7 @@ static void drop_queued(raft_node_t *n) {
     n->q_head = n->q_tail = NULL;
     n->q_len = 0;
     pthread_mutex_unlock(&n->mu);
-    for (proposal_t *p = q; p && n->cfg.dropped; p = p->next)
-        n->cfg.dropped(n->cfg.ctx, p->data, p->len, RAFT_NODE_ERR_STOPPED);
+    for (proposal_t *p = q; p; p = p->next) give_back(n, p, RAFT_NODE_ERR_STOPPED);
     free_queue(q);
 }
 
@@ -720,9 +729,20 @@ int raft_node_start(const raft_node_config_t *cfg, raft_node_t **out, char *err,
 }
 
 int raft_node_propose(raft_node_t *n, const void *data, size_t len) {
+    return raft_node_propose_forwarded(n, 0, data, len);
+}
+
+void raft_node_forward_refused(raft_node_t *n) {
+    pthread_mutex_lock(&n->mu);
+    node_fwd_refused_locked(n);
+    pthread_mutex_unlock(&n->mu);
+}
+
+int raft_node_propose_forwarded(raft_node_t *n, uint64_t from, const void *data, size_t len) {
     proposal_t *p = malloc(sizeof(*p) + len);
     if (!p) return RAFT_NODE_ERR_NOMEM;
     p->next = NULL;
+    p->from = from;
     p->len = len;
     p->queued_ms = node_now_ms();
     if (len) memcpy(p->data, data, len);

@@ -16,8 +16,9 @@
  * that starts at that snapshot; an install that fails stops the node, and
  * restarted it installs the snapshot first; proposals and reads without a leader come
  * back through cfg.dropped / read_ready(0), and so does a proposal the core
- * refuses (during a leader transfer); a follower's forwarded proposals
- * count against its in-flight bound. Waits poll for conditions with
+ * refuses (during a leader transfer); a follower's proposal the leader's
+ * core refuses comes back to the follower at once (cfg.refused); a
+ * follower's forwarded proposals count against its in-flight bound. Waits poll for conditions with
  * generous bounds; nothing asserts on timing.
  */
 #include <setjmp.h>
@@ -59,6 +60,9 @@ typedef struct sm {
     int fail_install; /* the next install_snapshot fails (a crash in the middle) */
     /* outcomes */
     uint64_t dropped, dropped_not_leader, dropped_stopped, dropped_busy;
+    uint64_t refused;              /* forwarded proposals the leader refused (cfg.refused reached us) */
+    uint64_t refused_reason;       /* the last one's -RAFT_NODE_ERR_* */
+    uint64_t refused_ticks;        /* this member's status.ticks when it came */
     int read_done[MAX_READS];      /* 0 waiting, 1 ok, -1 failed */
     uint64_t read_seen[MAX_READS]; /* applied index when read_ready(ok) came */
 } sm_t;
@@ -157,15 +161,43 @@ static void on_send(void *ctx, const raft_msg_t *m) {
     pthread_mutex_unlock(&c->mu);
 }
 
-/* The leader's driver takes a forwarded proposal as its own. */
+/* Under c->mu: member `to` hears that the leader refused one of its
+ * forwarded proposals (what the member's driver does with the peer
+ * message): its node stops counting it, and the "client" is answered. */
+static void tell_refused_locked(cluster_t *c, uint64_t to, int reason) {
+    if (to == 0 || to > MAXN || !c->node[to]) return;
+    raft_node_forward_refused(c->node[to]);
+    raft_node_status_t st;
+    raft_node_status(c->node[to], &st);
+    sm_t *s = &c->sm[to];
+    pthread_mutex_lock(&s->mu);
+    s->refused++;
+    s->refused_reason = (uint64_t)-reason;
+    s->refused_ticks = st.ticks;
+    pthread_mutex_unlock(&s->mu);
+}
+
+/* The leader's driver proposes a forwarded proposal, noting who sent it. */
 static void on_forward(void *ctx, uint64_t leader, const void *data, size_t len) {
     member_t *mb = ctx;
     cluster_t *c = mb->c;
     pthread_mutex_lock(&c->mu);
     int rc = RAFT_NODE_ERR_STOPPED;
     if (leader <= MAXN && !c->cut[mb->id][leader] && c->node[leader])
-        rc = raft_node_propose(c->node[leader], data, len);
+        rc = raft_node_propose_forwarded(c->node[leader], mb->id, data, len);
     if (rc != RAFT_NODE_OK) c->fwd_lost++;
+    pthread_mutex_unlock(&c->mu);
+}
+
+/* The leader's driver: a forwarded proposal its node could not take after
+ * all goes back to the forwarder (a refusal message; lost if cut). */
+static void on_refused(void *ctx, uint64_t from, const void *data, size_t len, int reason) {
+    member_t *mb = ctx;
+    cluster_t *c = mb->c;
+    (void)data;
+    (void)len;
+    pthread_mutex_lock(&c->mu);
+    if (from <= MAXN && !c->cut[mb->id][from]) tell_refused_locked(c, from, reason);
     pthread_mutex_unlock(&c->mu);
 }
 
@@ -280,6 +312,7 @@ static void cl_start_node(cluster_t *c, uint64_t id, int join) {
         .send = on_send,
         .forward = on_forward,
         .dropped = on_dropped,
+        .refused = on_refused,
         .read_ready = on_read_ready,
         .send_snapshot = on_send_snapshot,
         .install_snapshot = on_install,
@@ -695,6 +728,57 @@ static void test_refused_by_core(void **state) {
     free(c);
 }
 
+/* A follower's proposal that the leader's core refuses (a leader transfer
+ * to an isolated member is running) comes back to the follower at once
+ * through the leader's cfg.refused, with the reason, long before the
+ * no-leader wait (two election timeouts) or a request timeout; counted in
+ * the follower's ticks, not wall time. The refused proposal no longer
+ * counts in the follower's in-flight bound and is never applied. */
+static void test_forward_refused_promptly(void **state) {
+    (void)state;
+    cluster_t *c = calloc(1, sizeof(*c));
+    cl_start3(c);
+    uint64_t lead = cl_wait_leader(c, all3, 3);
+    uint64_t f = lead == 1 ? 2 : 1, x = 6 - lead - f;
+    cl_converge(c, lead, all3, 3, "r0");
+    cl_isolate(c, x, 1);
+    for (int k = 0; k < 20; k++) cl_propose(c, lead, "x-misses-this"); /* x falls behind */
+    cl_wait_has(c, lead, "x-misses-this");
+    uint64_t ticks_before = 0;
+    for (int t = 0; t < 100 && !SM(c, f, refused); t++) {
+        lead = cl_wait_leader(c, (uint64_t[]){lead, f}, 2);
+        if (lead == f) break; /* (an election under load moved it: the test needs f a follower) */
+        assert_int_equal(raft_node_transfer_leader(c->node[lead], x), RAFT_NODE_OK);
+        ticks_before = cl_status(c, f).ticks;
+        cl_propose(c, f, "fwd-during-transfer"); /* forwarded, refused by the leader's core */
+        for (int w = 0; w < 50 && !SM(c, f, refused); w++) sleep_ms(2);
+    }
+    assert_true(SM(c, f, refused) >= 1);
+    assert_int_equal(SM(c, f, refused_reason), -RAFT_NODE_ERR_BUSY);
+    /* well within one election timeout of f's own clock (the no-leader wait is two) */
+    assert_true(SM(c, f, refused_ticks) - ticks_before < 20);
+    assert_int_equal(SM(c, f, dropped), 0);
+    assert_int_equal(c->fwd_lost, 0);
+    cl_isolate(c, x, 0);
+    /* once the transfer is done or abandoned (an election timeout), writes go on */
+    for (int t = 0; t < WAIT_MS / 100 && !sm_has(c, f, "r1"); t++) {
+        cl_propose(c, cl_wait_leader(c, all3, 3), "r1");
+        sleep_ms(100);
+    }
+    cl_converge(c, cl_wait_leader(c, all3, 3), all3, 3, "r2");
+    for (int t = 0; t < WAIT_MS / 10 && cl_status(c, f).inflight; t++) sleep_ms(10);
+    assert_int_equal(cl_status(c, f).inflight, 0);
+    /* exactly those not refused were applied */
+    size_t applied = 0;
+    pthread_mutex_lock(&c->sm[f].mu);
+    for (size_t i = 0; i < c->sm[f].n; i++) applied += strcmp(c->sm[f].data[i], "fwd-during-transfer") == 0;
+    uint64_t refused = c->sm[f].refused;
+    pthread_mutex_unlock(&c->sm[f].mu);
+    assert_true(applied + refused >= 1);
+    cl_destroy(c);
+    free(c);
+}
+
 static void cl_conf_change(cluster_t *c, const uint64_t *ids, size_t n, uint8_t op, uint64_t id) {
     for (int t = 0; t < WAIT_MS / 10; t++) {
         uint64_t lead = cl_wait_leader(c, ids, n);
@@ -888,6 +972,7 @@ int main(void) {
         cmocka_unit_test(test_join_promote_remove),
         cmocka_unit_test(test_snapshot_catch_up),
         cmocka_unit_test(test_refused_by_core),
+        cmocka_unit_test(test_forward_refused_promptly),
         cmocka_unit_test(test_follower_inflight_bound),
         cmocka_unit_test(test_snapshot_install_after_crash),
     };

@@ -28,19 +28,21 @@ typedef struct server server_t;
 typedef int (*server_applier_fn)(server_t *s, uint64_t index, const Kshim__InternalRequest *req,
                                  const kv_header_info_t *hdr, kv_result_t *res);
 typedef int (*server_wait_physical_fn)(server_t *s, grpc_call_t *call, kv_result_t *res);
-#define SERVER_MAX_APPLIERS 4
+#define SERVER_MAX_APPLIERS 8
 
 /* Member-to-member application messages (the peer transport's opaque
  * "app" frames; the kind byte is ours). Payloads are defined by their
  * owners; a handler runs on the loop thread. */
 enum {
-    SERVER_PEER_FORWARD = 1,     /* follower -> leader: proposal bytes (member.c) */
+    SERVER_PEER_FORWARD = 1,     /* follower -> leader: proposal bytes (forward.c) */
     SERVER_PEER_LEASE_RENEW = 2, /* follower -> leader: LeaseKeepAlive (svc_lease.c) */
     SERVER_PEER_LEASE_RENEW_RESP = 3,
     SERVER_PEER_LEASE_TTL = 4, /* follower -> leader: LeaseTimeToLive (svc_lease.c) */
     SERVER_PEER_LEASE_TTL_RESP = 5,
     SERVER_PEER_CONF_CHANGE = 6,      /* follower -> leader: a membership change (membership.c) */
     SERVER_PEER_CONF_CHANGE_RESP = 7, /* leader -> follower: the change was refused before Raft */
+    SERVER_PEER_FORWARD_REFUSED =
+        8, /* leader -> proposer: a forwarded proposal will not reach the log (forward.c) */
     SERVER_PEER_KINDS = 16,
 };
 typedef void (*server_peer_handler_fn)(server_t *s, uint64_t from, const uint8_t *data, size_t len);
@@ -129,6 +131,12 @@ int server_require_leader(server_t *s, grpc_call_t *call);
  * failure (too large, no leader) the call is finished with etcd's error. The
  * caller keeps ownership of req. */
 void server_propose(server_t *s, grpc_call_t *call, Kshim__InternalRequest *req);
+/* The same for a request whose permissions were checked for user at auth
+ * revision auth_revision: the header carries both, and the entry is checked
+ * again at apply against the auth store as it is then (etcd's
+ * RequestHeader.username / auth_revision). server_propose = user "", 0. */
+void server_propose_as(server_t *s, grpc_call_t *call, Kshim__InternalRequest *req, const char *user,
+                       uint64_t auth_revision);
 
 /* A response header for this member at the store's current revision. */
 void server_fill_header(server_t *s, Etcdserverpb__ResponseHeader *h);
@@ -227,6 +235,16 @@ int server_members_pack(server_t *s, uint8_t **out, size_t *out_len);
 /* Reload hook: the table after a snapshot install. */
 int server_membership_reload(server_t *s);
 void server_membership_free(server_t *s);
+
+/* Forwarded proposals (forward.c): raft_node_config_t.forward, .dropped
+ * and .refused for this member (ctx = s; raft thread), and the peer
+ * handlers of SERVER_PEER_FORWARD / _REFUSED (before the transport starts).
+ * A follower's client whose proposal the leader refuses is answered at
+ * once ("etcdserver: too many requests" / "etcdserver: leader changed"). */
+void server_node_forward(void *ctx, uint64_t leader, const void *data, size_t len);
+void server_node_dropped(void *ctx, const void *data, size_t len, int reason);
+void server_node_refused(void *ctx, uint64_t from, const void *data, size_t len, int reason);
+void server_forward_register(server_t *s);
 
 /* raft_node_config_t.apply and .persist_state for this member (ctx = s). */
 void server_apply(void *ctx, const raft_entry_t *ents, size_t n, uint64_t term);

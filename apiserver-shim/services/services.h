@@ -99,10 +99,18 @@ int svc_lease_apply(server_t *s, uint64_t index, const Kshim__InternalRequest *r
                     const kv_header_info_t *hdr, kv_result_t *res);
 int svc_auth_apply(server_t *s, uint64_t index, const Kshim__InternalRequest *req,
                    const kv_header_info_t *hdr, kv_result_t *res);
-/* The same contract; registered first: alarm requests, the writes an active
- * alarm refuses (only the applied index moves), and a Put/Txn/LeaseGrant
- * applied over the quota (applied, answered ErrNoSpace, the alarm raised). */
+/* The same contract, in etcd's order of appliers (capped, auth, quota),
+ * registered before the others: svc_maintenance_apply takes alarm requests
+ * and the writes an active alarm refuses (only the applied index moves);
+ * svc_auth_check_apply refuses an entry whose identity may not (or no
+ * longer) do it (storage/auth/auth_request.h; only the applied index moves);
+ * svc_maintenance_quota_apply applies a Put/Txn/LeaseGrant over the quota
+ * (applied, answered ErrNoSpace, the alarm raised). */
 int svc_maintenance_apply(server_t *s, uint64_t index, const Kshim__InternalRequest *req,
                           const kv_header_info_t *hdr, kv_result_t *res);
+int svc_auth_check_apply(server_t *s, uint64_t index, const Kshim__InternalRequest *req,
+                         const kv_header_info_t *hdr, kv_result_t *res);
+int svc_maintenance_quota_apply(server_t *s, uint64_t index, const Kshim__InternalRequest *req,
+                                const kv_header_info_t *hdr, kv_result_t *res);
 
 #endif

@@ -349,9 +349,13 @@ int svc_maintenance_apply(server_t *s, uint64_t index, const Kshim__InternalRequ
     kv_alarms_t *a = s->maint ? get_alarms(s->maint) : NULL;
     if (!a) return -1;
     if (req->alarm) return apply_alarm(s, a, index, req->alarm, hdr, res);
-    int rc = kv_alarms_refuse(a, s->mvcc, index, req, res);
-    if (rc != 0) return rc;
+    return kv_alarms_refuse(a, s->mvcc, index, req, res);
+}
+
+int svc_maintenance_quota_apply(server_t *s, uint64_t index, const Kshim__InternalRequest *req,
+                                const kv_header_info_t *hdr, kv_result_t *res) {
     if (index <= mvcc_apply_index(s->mvcc) || kv_quota_available(s->mvcc, req)) return 0;
+    int rc;
     if (req->put || req->txn) {
         rc = kv_apply(s->mvcc, index, req, hdr, res);
         if (rc < 0) return -1;
