@@ -176,6 +176,7 @@ run_kind() {
         pass "$kind: the message names m3 ($id3)" || fail "$kind: the message does not name m3 ($id3)"
 
     log "== 4. m3 down: disarm, then writes work"
+    wait_leader "1 2" 20 >/dev/null || fail "$kind: m1 and m2 have no leader with m3 down"
     out "$kind" "alarm disarm" "$(q 1 alarm disarm)"
     sleep 3 # three rounds of the leader's check: m1 and m2 agree
     out "$kind" "alarm list after disarm" "$(q 1 alarm list)"

@@ -32,6 +32,9 @@ void svc_maintenance_stop(server_t *s);
 /* Loop thread: a write was refused by the space quota; proposes this
  * member's NOSPACE alarm unless it is active (etcd's quotaAlarmer). */
 void svc_maintenance_raise_nospace(server_t *s);
+/* Proposes the activation of alarm type (Etcdserverpb__AlarmType) for
+ * member_id, nobody waiting for the answer. 0, or -1 (not proposed now). */
+int svc_maintenance_propose_alarm(server_t *s, int type, uint64_t member_id);
 /* Any thread: the active alarms (kv_alarm.h), at most max copied; returns
  * how many there are. */
 struct kv_alarm;

@@ -182,19 +182,8 @@ int svc_corrupt_initial_check(server_t *s) {
 /* ---- the periodic check (monitorKVHash, checkHashKV) ---- */
 
 static void propose_corrupt(server_t *s) {
-    Etcdserverpb__AlarmRequest ar = ETCDSERVERPB__ALARM_REQUEST__INIT;
-    ar.action = ETCDSERVERPB__ALARM_REQUEST__ALARM_ACTION__ACTIVATE;
-    ar.memberid = 0; /* etcd 3.4.23: which member is corrupt is not known */
-    ar.alarm = ETCDSERVERPB__ALARM_TYPE__CORRUPT;
-    Kshim__RequestHeader hdr = KSHIM__REQUEST_HEADER__INIT; /* proposer 0: nobody answers */
-    Kshim__InternalRequest ir = KSHIM__INTERNAL_REQUEST__INIT;
-    ir.header = &hdr;
-    ir.alarm = &ar;
-    uint8_t buf[64];
-    size_t len = kshim__internal_request__get_packed_size(&ir);
-    if (len > sizeof buf) return;
-    kshim__internal_request__pack(&ir, buf);
-    if (raft_node_propose(s->raft, buf, len) != RAFT_NODE_OK)
+    /* member 0: etcd 3.4.23 does not say which member is corrupt */
+    if (svc_maintenance_propose_alarm(s, ETCDSERVERPB__ALARM_TYPE__CORRUPT, 0) != 0)
         log_warn("cannot propose the CORRUPT alarm now; the next check raises it again");
 }
 

@@ -279,21 +279,25 @@ static void alarm_call(grpc_call_t *call, const uint8_t *msg, size_t len, void *
     etcdserverpb__alarm_request__free_unpacked(req, NULL);
 }
 
-/* Proposes a NOSPACE activation for this member, nobody waiting for it. */
-static void propose_nospace(server_t *s) {
+int svc_maintenance_propose_alarm(server_t *s, int type, uint64_t member_id) {
     Etcdserverpb__AlarmRequest ar = ETCDSERVERPB__ALARM_REQUEST__INIT;
     ar.action = ETCDSERVERPB__ALARM_REQUEST__ALARM_ACTION__ACTIVATE;
-    ar.memberid = s->member_id;
-    ar.alarm = ETCDSERVERPB__ALARM_TYPE__NOSPACE;
+    ar.memberid = member_id;
+    ar.alarm = (Etcdserverpb__AlarmType)type;
     Kshim__RequestHeader hdr = KSHIM__REQUEST_HEADER__INIT; /* proposer 0: nobody answers */
     Kshim__InternalRequest ir = KSHIM__INTERNAL_REQUEST__INIT;
     ir.header = &hdr;
     ir.alarm = &ar;
     uint8_t buf[64];
     size_t len = kshim__internal_request__get_packed_size(&ir);
-    if (len > sizeof buf) return;
+    if (len > sizeof buf) return -1;
     kshim__internal_request__pack(&ir, buf);
-    if (raft_node_propose(s->raft, buf, len) != RAFT_NODE_OK)
+    return raft_node_propose(s->raft, buf, len) == RAFT_NODE_OK ? 0 : -1;
+}
+
+/* Proposes a NOSPACE activation for this member, nobody waiting for it. */
+static void propose_nospace(server_t *s) {
+    if (svc_maintenance_propose_alarm(s, ETCDSERVERPB__ALARM_TYPE__NOSPACE, s->member_id) != 0)
         log_warn("cannot propose the NOSPACE alarm now; retried on the next refused write");
 }
 
