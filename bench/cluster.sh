@@ -11,6 +11,9 @@
 # Before the rows the leadership is moved to m1 (CLUSTER_LEADER=1; empty
 # leaves it where the election put it), so the 1-connection rows, which dial
 # the first endpoint, talk to the leader on both clusters alike.
+# KSHIMD_BEFORE=path adds a third cluster of that kshimd binary (tag
+# kshimd3b, ports CLUSTER_PORT+201..203 / +251..253) that runs every row
+# too, in turn with the others, for a before/after table of the same run.
 #
 # Sourced by bench/run.sh (functions only). Run directly it is
 # `bench/run.sh --section cluster ARGS...`.
@@ -26,9 +29,9 @@ CLUSTER_ROWS="put-c1,put-c100,@mem,range-l-c100,range-s-c100,txn-put-c100"
 CLUSTER_LEADER=${CLUSTER_LEADER-1}
 declare -A CLUSTER_BASE
 
-cluster_bases() { # the two base ports: etcd's, kshimd's
+cluster_bases() { # the base ports: etcd's, kshimd's, KSHIMD_BEFORE's
   local b=${CLUSTER_PORT:-$((PORT + 20))}
-  echo "$b $((b + 100))"
+  echo "$b $((b + 100)) $((b + 200))"
 }
 
 cluster_check_ports() {
@@ -90,17 +93,22 @@ note_leader() { # TAG WHEN: appends "tag when leader" to leaders.tsv
 }
 
 run_cluster_section() {
-  local be bk
-  read -r be bk <<< "$(cluster_bases)"
+  local be bk bb t tags=(etcd3 kshimd3)
+  read -r be bk bb <<< "$(cluster_bases)"
   : > "$RUNDIR/leaders.tsv"
   start_cluster etcd3 "$ETCD" "$be"
   start_cluster kshimd3 "$KSHIMD" "$bk"
-  note_leader etcd3 elected; note_leader kshimd3 elected
-  if [ -n "$CLUSTER_LEADER" ]; then lead_from etcd3 "$CLUSTER_LEADER"; lead_from kshimd3 "$CLUSTER_LEADER"; fi
-  note_leader etcd3 "before the rows"; note_leader kshimd3 "before the rows"
-  run_rows "$CLUSTER_ROWS" etcd3 kshimd3
-  note_leader etcd3 "after the rows"; note_leader kshimd3 "after the rows"
-  stop_server etcd3; stop_server kshimd3
+  if [ -n "${KSHIMD_BEFORE:-}" ]; then
+    [ -x "$KSHIMD_BEFORE" ] || die "no kshimd at KSHIMD_BEFORE=$KSHIMD_BEFORE"
+    start_cluster kshimd3b "$KSHIMD_BEFORE" "$bb"
+    tags=(etcd3 kshimd3b kshimd3)
+  fi
+  for t in "${tags[@]}"; do note_leader "$t" elected; done
+  if [ -n "$CLUSTER_LEADER" ]; then for t in "${tags[@]}"; do lead_from "$t" "$CLUSTER_LEADER"; done; fi
+  for t in "${tags[@]}"; do note_leader "$t" "before the rows"; done
+  run_rows "$CLUSTER_ROWS" "${tags[@]}"
+  for t in "${tags[@]}"; do note_leader "$t" "after the rows"; done
+  for t in "${tags[@]}"; do stop_server "$t"; done
 }
 
 cluster_report_notes() {
@@ -109,8 +117,8 @@ cluster_report_notes() {
        "clusters up at once; the benchmark gets --endpoints m1,m2,m3 and dials its connections" \
        "round-robin over them (10 conns: 4 to m1, 3 to m2, 3 to m3; 1 conn: m1), so followers" \
        "forward their share of the writes to the leader"
-  for t in etcd3 kshimd3; do
-    echo "- ${t%3} leader: $(awk -F'\t' -v t="$t" '$1==t {printf "%s%s %s", (n++ ? ", " : ""), $2, $3}' \
+  for t in etcd3 kshimd3 ${KSHIMD_BEFORE:+kshimd3b}; do
+    echo "- $t leader: $(awk -F'\t' -v t="$t" '$1==t {printf "%s%s %s", (n++ ? ", " : ""), $2, $3}' \
       "$RUNDIR/leaders.tsv")"
   done
 }

@@ -428,8 +428,8 @@ run_rows() { # ROWLIST TAG... : every row, in order, on each of the given server
     order=("$@")
     for ((i = 1; i <= REPEAT; i++)); do
       for t in "${order[@]}"; do run_row "$t" "$r"; done
-      # alternate who goes first, so neither always runs on a warmer machine
-      if [ ${#order[@]} = 2 ]; then order=("${order[1]}" "${order[0]}"); fi
+      # rotate who goes first, so none always runs on a warmer machine
+      order=("${order[@]:1}" "${order[0]}")
     done
   done
   if [[ ",$rows," != *,@mem,* ]]; then for t in "$@"; do record_mem "$t"; done; fi
@@ -526,6 +526,12 @@ report() {
     report_table etcd3 kshimd3 "$CLUSTER_ROWS"
     echo
     report_mem etcd3 kshimd3 " (sum of 3 members)"
+    if [ -n "${KSHIMD_BEFORE:-}" ]; then
+      echo
+      echo "kshimd before (\`$KSHIMD_BEFORE\`) and after (\`$KSHIMD\`), same run (ratio = after / before):"
+      echo
+      report_table kshimd3b kshimd3 "$CLUSTER_ROWS" before after
+    fi
   fi
   echo
   echo "Rows: $(for r in $(all_rows); do printf '%s = %s; ' "$r" "${ROW_DESC[$r]}"; done)"
@@ -540,9 +546,9 @@ all_rows() { # the distinct rows of the sections that ran
   tr ',' '\n' <<< "$l" | awk 'NF && $0 != "@mem" && !seen[$0]++'
 }
 
-report_table() { # ETCD-TAG KSHIMD-TAG ROWLIST: the req/s and p99 table
-  local e=$1 k=$2 rows=$3 r ea ka ep kp
-  echo "| row | ops | etcd req/s | kshimd req/s | ratio | etcd p99 ms | kshimd p99 ms | etcd cpu us/op | kshimd cpu us/op | other cpu % |"
+report_table() { # ETCD-TAG KSHIMD-TAG ROWLIST [NAME-A NAME-B]: the req/s and p99 table
+  local e=$1 k=$2 rows=$3 a=${4:-etcd} b=${5:-kshimd} r ea ka ep kp
+  echo "| row | ops | $a req/s | $b req/s | ratio | $a p99 ms | $b p99 ms | $a cpu us/op | $b cpu us/op | other cpu % |"
   echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
   for r in ${rows//,/ }; do
     [ "$r" = @mem ] && continue
