@@ -47,8 +47,9 @@ cluster_check_ports() {
 
 # start_cluster TAG BIN BASE: three members, healthy with an agreed leader
 start_cluster() {
-  local tag=$1 bin=$2 b=$3 n d i
-  SRV_PID[$tag]= SRV_DATA[$tag]=
+  local tag=$1 bin=$2 b=$3 n d
+  SRV_PID[$tag]=
+  SRV_DATA[$tag]=
   CLUSTER_BASE[$tag]=$b
   SRV_EPS[$tag]=$(members_endpoints "$b")
   for n in 1 2 3; do
@@ -58,7 +59,7 @@ start_cluster() {
       member_start "$bin" "$b" "$n" "$d" "$RUNDIR/$tag-m$n-server.log" "bench-$tag"
     SRV_PID[$tag]="${SRV_PID[$tag]} $!"
   done
-  for i in $(seq 300); do
+  for _ in $(seq 300); do
     alive "${SRV_PID[$tag]}" || die "$tag: a member exited at start (logs $RUNDIR/$tag-m*-server.log)"
     if ctl "$tag" --dial-timeout 1s --command-timeout 2s endpoint health >/dev/null 2>&1 &&
        members_have_leader "$b"; then

@@ -203,7 +203,7 @@ port_busy() {
 # --sequential runs all rows on etcd, stops it, then all rows on kshimd.
 # SRV_PID: the server's PIDs (three for a cluster, space-separated), SRV_DATA
 # its data dirs (same), SRV_EPS its client endpoints (host:port, comma-separated).
-declare -A SRV_PID SRV_DATA SRV_PORT SRV_EPS
+declare -A SRV_PID SRV_DATA SRV_EPS
 SCHEME=http
 TLS_CLIENT=()
 TLS_SERVER=()
@@ -242,7 +242,6 @@ start_server() { # TAG BINARY PORT (peer port = PORT+1)
   for i in $(seq 50); do port_busy "$port" || port_busy "$pport" || break; sleep 0.2; done
   port_busy "$port" && die "port $port is busy"
   port_busy "$pport" && die "port $pport is busy"
-  SRV_PORT[$tag]=$port
   SRV_EPS[$tag]=127.0.0.1:$port
   SRV_DATA[$tag]=$(mktemp -d "/tmp/kshim-bench-$tag.XXXXXX")
   local ep="$SCHEME://127.0.0.1:$port" pp="http://127.0.0.1:$pport"

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # bench/lib/members.sh -- how the bench scripts start a 3-member cluster of
 # real etcd or of kshimd on 127.0.0.1, and ask it who leads. Sourced (bash)
 # by bench/failover.sh and bench/cluster.sh; owns nothing by itself: the
