@@ -144,6 +144,9 @@ typedef struct raft_node_status {
     uint64_t commit_index;
     uint64_t applied_index;
     uint64_t last_index;
+    /* Every log entry up to here is in the WAL and synced; the apply thread
+     * is never handed an entry above it (nothing unsynced is applied). */
+    uint64_t durable_index;
     uint64_t wal_bytes;     /* size of live WAL segments */
     uint64_t wal_syncs;     /* fdatasync calls for log appends (group commit) */
     uint64_t proposals;     /* proposals handed to the core */

@@ -18,8 +18,10 @@
  * back through cfg.dropped / read_ready(0), and so does a proposal the core
  * refuses (during a leader transfer); a follower's proposal the leader's
  * core refuses comes back to the follower at once (cfg.refused); a
- * follower's forwarded proposals count against its in-flight bound. Waits poll for conditions with
- * generous bounds; nothing asserts on timing.
+ * follower's forwarded proposals count against its in-flight bound. In
+ * every case no member applies an entry its WAL does not hold synced
+ * (status.durable_index, read as each entry is applied). Waits poll for
+ * conditions with generous bounds; nothing asserts on timing.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -28,6 +30,7 @@
 #include <cmocka.h>
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <time.h>
 
 #include "node.h"
@@ -47,7 +50,7 @@ typedef struct sm {
     uint64_t idx[MAX_ENTS];
     char *data[MAX_ENTS]; /* applied non-empty normal entries, in order */
     uint64_t n_conf;      /* CONF_CHANGE entries applied */
-    int errors;           /* out-of-order apply, bad install */
+    int errors;           /* out-of-order apply, bad install, an entry applied unsynced */
     unsigned slow_ms;     /* apply sleeps this long per call (a slow follower) */
     /* a snapshot streamed by the leader, waiting for install_snapshot */
     int staged;
@@ -102,6 +105,7 @@ typedef struct cluster cluster_t;
 typedef struct member {
     cluster_t *c;
     uint64_t id;
+    raft_node_t *_Atomic live; /* the running node, for its durable index (NULL while starting, stopping) */
 } member_t;
 
 struct cluster {
@@ -115,10 +119,21 @@ struct cluster {
     char dir[MAXN + 1][256];
 };
 
+/* How far the member's WAL is synced; UINT64_MAX while it is not running
+ * (the start's replay, the stop). */
+static uint64_t durable_index(member_t *mb) {
+    raft_node_t *node = atomic_load(&mb->live);
+    if (!node) return UINT64_MAX;
+    raft_node_status_t st;
+    raft_node_status(node, &st);
+    return st.durable_index;
+}
+
 static void on_apply(void *ctx, const raft_entry_t *ents, size_t n, uint64_t term) {
     member_t *mb = ctx;
     sm_t *s = &mb->c->sm[mb->id];
     (void)term;
+    uint64_t durable = durable_index(mb);
     pthread_mutex_lock(&s->mu);
     unsigned slow = s->slow_ms;
     pthread_mutex_unlock(&s->mu);
@@ -131,6 +146,11 @@ static void on_apply(void *ctx, const raft_entry_t *ents, size_t n, uint64_t ter
         const raft_entry_t *e = &ents[i];
         if (e->index <= s->applied) continue; /* idempotent by index (after a snapshot) */
         if (e->index != s->applied + 1) s->errors++;
+        if (e->index > durable) {
+            fprintf(stderr, "member %llu applied entry %llu, its WAL is synced to %llu\n",
+                    (unsigned long long)mb->id, (unsigned long long)e->index, (unsigned long long)durable);
+            s->errors++;
+        }
         s->applied = e->index;
         if (e->type == RAFT_ENTRY_CONF_CHANGE) {
             s->n_conf++;
@@ -329,10 +349,12 @@ static void cl_start_node(cluster_t *c, uint64_t id, int join) {
     pthread_mutex_lock(&c->mu);
     c->node[id] = n;
     pthread_mutex_unlock(&c->mu);
+    atomic_store(&c->m[id].live, n);
 }
 
 /* The transport forgets the node first, so no send is inside it while it stops. */
 static void cl_stop_node(cluster_t *c, uint64_t id) {
+    atomic_store(&c->m[id].live, NULL);
     pthread_mutex_lock(&c->mu);
     raft_node_t *n = c->node[id];
     c->node[id] = NULL;

@@ -75,8 +75,8 @@ typedef struct group_rev {
 /* Entries committed but not yet written (apply thread only). */
 typedef struct mvcc_group {
     int active;               /* between mvcc_group_begin and _end */
-    leveldb_writebatch_t *wb; /* NULL while no entry joined */
-    size_t entries;           /* entries in wb */
+    leveldb_writebatch_t *wb; /* kept between groups (cleared), so it does not regrow each time */
+    size_t entries;           /* entries in wb; 0: no entry joined */
     size_t bytes;             /* approximate bytes in wb */
     mvcc_meta_t base;         /* the metadata LevelDB holds */
     kv_arena_t arena;         /* copies of the events' versions */
@@ -88,6 +88,9 @@ typedef struct mvcc_group {
 /* A group is written once it holds this much, even inside one Raft batch. */
 #define GROUP_MAX_EVENTS 8192
 #define GROUP_MAX_BYTES (16u << 20)
+/* A written group's batch is kept for the next one (cleared: its buffer
+ * stays allocated) up to this size; a larger one is freed. */
+#define GROUP_KEEP_BYTES (1u << 20)
 
 struct mvcc {
     leveldb_t *db;
@@ -484,6 +487,7 @@ void mvcc_close(mvcc_t *m) {
     if (!m) return;
     db_close(m);
     group_reset(m);
+    if (m->grp.wb) leveldb_writebatch_destroy(m->grp.wb);
     kv_arena_free(&m->grp.arena);
     free(m->grp.ov.events);
     free(m->grp.ov.idx);
@@ -1262,8 +1266,12 @@ int64_t mvcc_txn_delete_range(mvcc_txn_t *t, const mvcc_range_t *r, mvcc_kv_list
 
 static void group_reset(mvcc_t *m) {
     mvcc_group_t *g = &m->grp;
-    if (g->wb) leveldb_writebatch_destroy(g->wb);
-    g->wb = NULL;
+    if (g->wb && g->bytes <= GROUP_KEEP_BYTES) {
+        leveldb_writebatch_clear(g->wb);
+    } else if (g->wb) {
+        leveldb_writebatch_destroy(g->wb);
+        g->wb = NULL;
+    }
     g->entries = 0;
     g->bytes = 0;
     g->ov.n_events = 0;
@@ -1276,8 +1284,8 @@ static void group_reset(mvcc_t *m) {
 /* One more entry joins the group (its first: the group's write batch). */
 static void group_join(mvcc_t *m) {
     mvcc_group_t *g = &m->grp;
-    if (!g->wb) {
-        g->wb = leveldb_writebatch_create();
+    if (!g->entries) {
+        if (!g->wb) g->wb = leveldb_writebatch_create();
         g->base = m->meta;
     }
     g->entries++;
@@ -1314,7 +1322,7 @@ void mvcc_group_begin(mvcc_t *m) { m->grp.active = 1; }
 
 int mvcc_group_flush(mvcc_t *m) {
     mvcc_group_t *g = &m->grp;
-    if (!g->wb) return MVCC_OK;
+    if (!g->entries) return MVCC_OK;
     meta_put(g->wb, &m->meta);
     int rc = db_write(m, g->wb, 1);
     if (rc != MVCC_OK) {
@@ -1338,7 +1346,7 @@ int mvcc_group_end(mvcc_t *m) {
 }
 
 void mvcc_group_abort(mvcc_t *m) {
-    if (m->grp.wb) m->meta = m->grp.base;
+    if (m->grp.entries) m->meta = m->grp.base;
     group_reset(m);
     m->grp.active = 0;
 }
