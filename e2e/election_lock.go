@@ -12,7 +12,9 @@
 // campaign, a second candidate waiting, leader, proclaim, proclaim by a
 // non-leader, resign (the second candidate takes over), re-campaign with the
 // same lease and a new value, no leader, campaign on a missing lease, a
-// campaign that times out while waiting; every error as code and message.
+// campaign that times out while waiting; every error as code and message;
+// 50 lockers waiting on one name at once; the Lock and Election calls with
+// auth on (KV permissions of the keys they touch).
 package main
 
 import (
@@ -21,6 +23,7 @@ import (
 	"os"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"go.etcd.io/etcd/clientv3"
@@ -331,8 +334,66 @@ func main() {
 	for line := range observed {
 		say("%s", line)
 	}
+	contention(cli, lk)
 	authScenario(ep, cli)
 	say("== done")
+}
+
+// contention: n lockers wait on one name at once (each waiter is a blocked
+// Lock call on the server); each holds the lock alone and unlocks, and they
+// get it in the order their keys were created.
+func contention(cli *clientv3.Client, lk v3lockpb.LockClient) {
+	bg := context.Background()
+	const n = 50
+	say("== %d lockers on one name", n)
+	type got struct {
+		rev, create int64
+	}
+	var order []got
+	var mu sync.Mutex
+	holders := 0
+	overlap := false
+	var wg sync.WaitGroup
+	for i := 0; i < n; i++ {
+		g, err := cli.Grant(bg, 60)
+		if err != nil {
+			fatal("grant: %v", err)
+		}
+		wg.Add(1)
+		go func(lease int64) {
+			defer wg.Done()
+			r, err := lk.Lock(bg, &v3lockpb.LockRequest{Name: []byte("many"), Lease: lease})
+			if err != nil {
+				fatal("lock many: %v", err)
+			}
+			mu.Lock()
+			holders++
+			if holders > 1 {
+				overlap = true
+			}
+			mu.Unlock()
+			kv, err := cli.Get(bg, string(r.Key))
+			if err != nil || len(kv.Kvs) != 1 {
+				fatal("get my key: %v", err)
+			}
+			time.Sleep(2 * time.Millisecond)
+			mu.Lock()
+			holders--
+			order = append(order, got{r.Header.Revision, kv.Kvs[0].CreateRevision})
+			mu.Unlock()
+			if _, err := lk.Unlock(bg, &v3lockpb.UnlockRequest{Key: r.Key}); err != nil {
+				fatal("unlock many: %v", err)
+			}
+			cli.Revoke(bg, clientv3.LeaseID(lease))
+		}(int64(g.ID))
+	}
+	wg.Wait()
+	inOrder := true
+	for i := 1; i < len(order); i++ {
+		inOrder = inOrder && order[i].create > order[i-1].create
+	}
+	say("all acquired: %v, never two holders: %v, in create order: %v", len(order) == n, !overlap, inOrder)
+	say("keys under many/: %s", keysUnder(cli, "many/"))
 }
 
 // authScenario: with auth on, Lock and Election need the KV permissions of
