@@ -64,6 +64,14 @@ func errText(err error) string {
 	return fmt.Sprintf("error code=%s desc=%q", st.Code(), st.Message())
 }
 
+// deadlineText: a call whose deadline passed. The code is a race even on
+// etcd: the client's own timer gives DeadlineExceeded, the server's answer
+// (ctx.Err()) Unknown; the text is the same.
+func deadlineText(err error) string {
+	st, _ := status.FromError(err)
+	return fmt.Sprintf("error desc=%q", st.Message())
+}
+
 func hdr(h *etcdserverpb.ResponseHeader) string {
 	if h == nil {
 		return "header=nil"
@@ -172,7 +180,7 @@ func main() {
 	ctx, cancel := context.WithTimeout(bg, 500*time.Millisecond)
 	_, err = lk.Lock(ctx, &v3lockpb.LockRequest{Name: []byte("lk"), Lease: L4})
 	cancel()
-	say("lock lk L4 with a 500ms deadline: %s", errText(err))
+	say("lock lk L4 with a 500ms deadline: %s", deadlineText(err))
 	time.Sleep(300 * time.Millisecond)
 	say("keys under lk/ after the deadline: %s", keysUnder(cli, "lk/"))
 
@@ -287,7 +295,7 @@ func main() {
 	ctx, cancel = context.WithTimeout(bg, 500*time.Millisecond)
 	_, err = el.Campaign(ctx, &v3electionpb.CampaignRequest{Name: []byte("el"), Lease: L4, Value: []byte("v4")})
 	cancel()
-	say("campaign el L4 with a 500ms deadline: %s", errText(err))
+	say("campaign el L4 with a 500ms deadline: %s", deadlineText(err))
 	time.Sleep(300 * time.Millisecond)
 	say("keys under el/ after the deadline: %s", keysUnder(cli, "el/"))
 

@@ -10,7 +10,10 @@
 #     every error (not leader, no leader, missing leader field, missing
 #     lease, key not provided), and with auth on the KV permissions of the
 #     keys touched (permission denied, user name is empty). The transcripts
-#     (no ids, no timings) must be identical;
+#     (no ids, no timings) must be identical, and so must the
+#     grpc_server_{started,handled}_total counters of those methods (a call
+#     whose client left counts Unknown, as etcd's handlers return ctx.Err();
+#     the in-process KV requests are not counted);
 #   - the same services through the JSON gateway with curl (/v3/lock/*,
 #     /v3/election/*, /v3beta/, /v3alpha/ 404 as 3.4), answers normalized by
 #     gw_norm.py and compared status and body, the observe stream included.
@@ -51,6 +54,19 @@ fi
 check_eq "lock/election scenario runs on the target" 0 "$TGT_RC"
 diff_files "lock/election transcript" "$E2E_TMP/ref.out" "$E2E_TMP/tgt.out"
 check_eq "the transcript is complete" "== done" "$(tail -n 1 "$E2E_TMP/tgt.out")"
+
+# grpc_server_{started,handled}_total of the Lock and Election methods, and
+# of the KV, Lease and Watch methods they run on: etcd's in-process client
+# bypasses the gRPC interceptors, so only the client's own calls count
+# (Range is left out: the readiness poll makes a varying number).
+grpc_counts() {
+    curl -s "http://127.0.0.1:$1/metrics" | grep -E '^grpc_server_(started|handled)_total' |
+        grep -E 'grpc_service="v3(lock|election)pb|grpc_method="(Txn|Put|DeleteRange|LeaseGrant|LeaseRevoke|Watch)"' |
+        grep -v ' 0$' | sort
+}
+grpc_counts "$REF_PORT" >"$E2E_TMP/ref.metrics"
+grpc_counts "$TGT_PORT" >"$E2E_TMP/tgt.metrics"
+diff_files "gRPC method counters after the scenario" "$E2E_TMP/ref.metrics" "$E2E_TMP/tgt.metrics"
 
 # ---- the JSON gateway (fresh names; a chosen lease id, so both answer the same)
 req() {

@@ -92,11 +92,6 @@ void conc_header_fill(Etcdserverpb__ResponseHeader *h, const conc_header_t *c) {
     h->revision = c->revision;
 }
 
-void conc_deadline(grpc_call_t *call) {
-    if (!grpc_call_is_closed(call))
-        grpc_call_finish(call, GRPC_DEADLINE_EXCEEDED, "context deadline exceeded");
-}
-
 void conc_reply(grpc_call_t *call, const ProtobufCMessage *m) {
     if (grpc_call_is_closed(call)) return;
     size_t n = protobuf_c_message_get_packed_size(m);

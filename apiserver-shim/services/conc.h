@@ -52,11 +52,6 @@ conc_wait_t *conc_wait_start(server_t *s, const lc_ident_t *id, const uint8_t *p
                              int64_t max_create_rev, conc_wait_fn done, void *arg);
 void conc_wait_cancel(conc_wait_t *w);
 
-/* on_cancel: a call still open there passed its deadline; it ends as a
- * grpc-go client ends it itself (etcd's server answers only after the
- * client's own deadline). */
-void conc_deadline(grpc_call_t *call);
-
 /* Packs m and finishes call OK with it (or ResourceExhausted). */
 void conc_reply(grpc_call_t *call, const ProtobufCMessage *m);
 

@@ -527,6 +527,7 @@ static void leader_on_read(void *arg, grpc_status_t st, const char *msg, const u
 /* ---- methods ---- */
 
 static void campaign_call(grpc_call_t *call, const uint8_t *msg, size_t len, void *ctx) {
+    if (server_require_leader(ctx, call) != 0) return; /* etcd's interceptor, for every RPC */
     V3electionpb__CampaignRequest *req = v3electionpb__campaign_request__unpack(NULL, len, msg);
     if (!req) {
         server_reply_bad_request(call);
@@ -562,6 +563,7 @@ static void leader_key_call(grpc_call_t *call, void *ctx, el_kind_t kind, const 
 }
 
 static void proclaim_call(grpc_call_t *call, const uint8_t *msg, size_t len, void *ctx) {
+    if (server_require_leader(ctx, call) != 0) return; /* etcd's interceptor, for every RPC */
     V3electionpb__ProclaimRequest *req = v3electionpb__proclaim_request__unpack(NULL, len, msg);
     if (!req) {
         server_reply_bad_request(call);
@@ -572,6 +574,7 @@ static void proclaim_call(grpc_call_t *call, const uint8_t *msg, size_t len, voi
 }
 
 static void resign_call(grpc_call_t *call, const uint8_t *msg, size_t len, void *ctx) {
+    if (server_require_leader(ctx, call) != 0) return; /* etcd's interceptor, for every RPC */
     V3electionpb__ResignRequest *req = v3electionpb__resign_request__unpack(NULL, len, msg);
     if (!req) {
         server_reply_bad_request(call);
@@ -582,6 +585,7 @@ static void resign_call(grpc_call_t *call, const uint8_t *msg, size_t len, void 
 }
 
 static void leader_or_observe(grpc_call_t *call, const uint8_t *msg, size_t len, void *ctx, el_kind_t kind) {
+    if (server_require_leader(ctx, call) != 0) return;
     V3electionpb__LeaderRequest *req = v3electionpb__leader_request__unpack(NULL, len, msg);
     if (!req) {
         server_reply_bad_request(call);
@@ -607,7 +611,6 @@ static void observe_call(grpc_call_t *call, const uint8_t *msg, size_t len, void
  * flight (its answer decides the revision), at once if it was waiting. */
 static void election_cancel(grpc_call_t *call, void *ctx) {
     el_op_t *op = grpc_call_get_user(call);
-    conc_deadline(call);
     if (!op) return;
     if (op->kind == EL_CAMPAIGN && (op->state == ST_TXN || op->state == ST_PROCLAIM)) {
         op->gone = 1;
@@ -628,14 +631,27 @@ void svc_election_stop(server_t *s) {
 }
 
 static grpc_method_t election_methods[] = {
-    {.path = "/v3electionpb.Election/Campaign", .on_message = campaign_call, .on_cancel = election_cancel},
-    {.path = "/v3electionpb.Election/Proclaim", .on_message = proclaim_call, .on_cancel = election_cancel},
-    {.path = "/v3electionpb.Election/Leader", .on_message = leader_call, .on_cancel = election_cancel},
+    {.path = "/v3electionpb.Election/Campaign",
+     .on_message = campaign_call,
+     .on_cancel = election_cancel,
+     .left_unknown = 1},
+    {.path = "/v3electionpb.Election/Proclaim",
+     .on_message = proclaim_call,
+     .on_cancel = election_cancel,
+     .left_unknown = 1},
+    {.path = "/v3electionpb.Election/Leader",
+     .on_message = leader_call,
+     .on_cancel = election_cancel,
+     .left_unknown = 1},
     {.path = "/v3electionpb.Election/Observe",
      .server_streaming = 1,
      .on_message = observe_call,
-     .on_cancel = election_cancel},
-    {.path = "/v3electionpb.Election/Resign", .on_message = resign_call, .on_cancel = election_cancel},
+     .on_cancel = election_cancel,
+     .left_unknown = 1},
+    {.path = "/v3electionpb.Election/Resign",
+     .on_message = resign_call,
+     .on_cancel = election_cancel,
+     .left_unknown = 1},
 };
 
 void svc_election_register(server_t *s) {

@@ -212,6 +212,7 @@ static void on_grant(void *arg, grpc_status_t st, const char *msg, const uint8_t
 
 static void lock_call(grpc_call_t *call, const uint8_t *msg, size_t len, void *ctx) {
     server_t *s = ctx;
+    if (server_require_leader(s, call) != 0) return; /* etcd's interceptor, for every RPC */
     V3lockpb__LockRequest *req = v3lockpb__lock_request__unpack(NULL, len, msg);
     if (!req) {
         server_reply_bad_request(call);
@@ -232,11 +233,12 @@ static void lock_call(grpc_call_t *call, const uint8_t *msg, size_t len, void *c
 }
 
 /* The client went away: a Txn in flight finishes first (its key is then
- * deleted), a wait ends with the delete, anything else just stops. */
+ * deleted), a wait ends with the delete, anything else just stops. On a
+ * deadline the transport answers Unknown "context deadline exceeded", what
+ * etcd's handler returns (ctx.Err()). */
 static void lock_cancel(grpc_call_t *call, void *ctx) {
     lock_op_t *op = grpc_call_get_user(call);
     if (!op) return;
-    conc_deadline(call);
     if (op->state == LOCK_TXN) {
         op->gone = 1;
         grpc_call_set_user(call, NULL, NULL);
@@ -271,6 +273,7 @@ static void on_unlock(void *arg, grpc_status_t st, const char *msg, const uint8_
 
 static void unlock_call(grpc_call_t *call, const uint8_t *msg, size_t len, void *ctx) {
     server_t *s = ctx;
+    if (server_require_leader(s, call) != 0) return;
     V3lockpb__UnlockRequest *req = v3lockpb__unlock_request__unpack(NULL, len, msg);
     if (!req) {
         server_reply_bad_request(call);
@@ -290,7 +293,6 @@ static void unlock_call(grpc_call_t *call, const uint8_t *msg, size_t len, void 
 
 static void unlock_cancel(grpc_call_t *call, void *ctx) {
     lock_op_t *op = grpc_call_get_user(call);
-    conc_deadline(call);
     if (op) op_free(op);
 }
 
@@ -302,8 +304,11 @@ void svc_lock_stop(server_t *s) {
 }
 
 static grpc_method_t lock_methods[] = {
-    {.path = "/v3lockpb.Lock/Lock", .on_message = lock_call, .on_cancel = lock_cancel},
-    {.path = "/v3lockpb.Lock/Unlock", .on_message = unlock_call, .on_cancel = unlock_cancel},
+    {.path = "/v3lockpb.Lock/Lock", .on_message = lock_call, .on_cancel = lock_cancel, .left_unknown = 1},
+    {.path = "/v3lockpb.Lock/Unlock",
+     .on_message = unlock_call,
+     .on_cancel = unlock_cancel,
+     .left_unknown = 1},
 };
 
 void svc_lock_register(server_t *s) {
