@@ -13,7 +13,8 @@
 // non-leader, resign (the second candidate takes over), re-campaign with the
 // same lease and a new value, no leader, campaign on a missing lease, a
 // campaign that times out while waiting; every error as code and message;
-// 50 lockers waiting on one name at once; the Lock and Election calls with
+// 50 lockers waiting on one name at once; a holder whose lease expires; the
+// Lock and Election calls with
 // auth on (KV permissions of the keys they touch).
 package main
 
@@ -343,6 +344,7 @@ func main() {
 		say("%s", line)
 	}
 	contention(cli, lk)
+	expiry(cli, lk)
 	authScenario(ep, cli)
 	say("== done")
 }
@@ -402,6 +404,31 @@ func contention(cli *clientv3.Client, lk v3lockpb.LockClient) {
 	}
 	say("all acquired: %v, never two holders: %v, in create order: %v", len(order) == n, !overlap, inOrder)
 	say("keys under many/: %s", keysUnder(cli, "many/"))
+}
+
+// expiry: the holder's lease runs out (no keepalive); the waiter gets the
+// lock from the expiry's delete.
+func expiry(cli *clientv3.Client, lk v3lockpb.LockClient) {
+	bg := context.Background()
+	say("== lease expiry")
+	short, err := cli.Grant(bg, 2)
+	if err != nil {
+		fatal("grant: %v", err)
+	}
+	long, err := cli.Grant(bg, 60)
+	if err != nil {
+		fatal("grant: %v", err)
+	}
+	leaseNames[int64(short.ID)] = "L6"
+	leaseNames[int64(long.ID)] = "L7"
+	r, err := lk.Lock(bg, &v3lockpb.LockRequest{Name: []byte("ex"), Lease: int64(short.ID)})
+	say("lock ex L6 (TTL 2): %s %s key=%s", errText(err), hdr(r.GetHeader()), norm(string(r.GetKey())))
+	ctx, cancel := context.WithTimeout(bg, 30*time.Second)
+	defer cancel()
+	r, err = lk.Lock(ctx, &v3lockpb.LockRequest{Name: []byte("ex"), Lease: int64(long.ID)})
+	say("lock ex L7 after L6 expired: %s %s key=%s", errText(err), hdr(r.GetHeader()), norm(string(r.GetKey())))
+	say("keys under ex/: %s", keysUnder(cli, "ex/"))
+	cli.Revoke(bg, long.ID)
 }
 
 // authScenario: with auth on, Lock and Election need the KV permissions of

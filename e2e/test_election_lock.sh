@@ -5,7 +5,8 @@
 #     golang-etcd-server-dev) runs one scenario against each server: two and
 #     three lockers on one name (a waiter is released by the holder's Unlock
 #     and by the revoke of its lease), a lock that times out while waiting
-#     (its key is deleted), lock on a missing lease and with lease 0;
+#     (its key is deleted), lock on a missing lease and with lease 0, 50
+#     waiters on one name, a holder whose lease expires;
 #     campaign / a waiting candidate / leader / proclaim / resign / observe,
 #     every error (not leader, no leader, missing leader field, missing
 #     lease, key not provided), and with auth on the KV permissions of the
@@ -16,7 +17,8 @@
 #     the in-process KV requests are not counted);
 #   - the same services through the JSON gateway with curl (/v3/lock/*,
 #     /v3/election/*, /v3beta/, /v3alpha/ 404 as 3.4), answers normalized by
-#     gw_norm.py and compared status and body, the observe stream included.
+#     gw_norm.py and compared status and body, the observe stream included,
+#     and a waiter whose HTTP client leaves (its key is deleted).
 #
 # Ports: 25700 (real etcd, peer 25750), 25701 (target).
 set -euo pipefail
@@ -124,6 +126,17 @@ post "resign" /v3/election/resign \
     "{\"leader\":{\"name\":\"$EL\",\"key\":\"$EKEY\",\"rev\":$CREV,\"lease\":777}}"
 post "leader after resign" /v3/election/leader "{\"name\":\"$EL\"}"
 post "lease revoke 777" /v3/lease/revoke '{"ID":777}'
+
+# a waiter whose HTTP client goes away: its key is deleted (etcd: Mutex.Lock's
+# Unlock when the wait fails)
+post "lease grant 778" /v3/lease/grant '{"TTL":60,"ID":778}'
+post "lock (778 holds)" /v3/lock/lock "{\"name\":\"$LK\",\"lease\":778}"
+for port in $REF_PORT $TGT_PORT; do
+    curl -s -m 1 -X POST -d "{\"name\":\"$LK\",\"lease\":777}" "http://127.0.0.1:$port/v3/lock/lock" >/dev/null || true
+done
+sleep 0.5
+post "keys under gw/ after the waiter left" /v3/kv/range "{\"key\":\"$(b64 gw/)\",\"range_end\":\"$(b64 gw0)\",\"keys_only\":true}"
+post "lease revoke 778" /v3/lease/revoke '{"ID":778}'
 
 kill -0 "$TGT_PID" 2>/dev/null && pass "target still running" || fail "target died"
 finish
