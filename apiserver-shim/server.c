@@ -35,6 +35,7 @@
 
 #include "autotls.h"
 #include "lifecycle.h"
+#include "local_client.h"
 #include "log.h"
 #include "peer.h"
 #include "pending.h"
@@ -509,6 +510,8 @@ int server_run(const server_config_t *cfg) {
     svc_kv_register(&s);
     svc_maintenance_register(&s);
     svc_cluster_register(&s);
+    svc_lock_register(&s);
+    svc_election_register(&s);
     svc_snapshot_register(&s);
     if (svc_watch_start(&s) != 0 || svc_lease_start(&s) != 0 || svc_auth_start(&s) != 0 ||
         svc_gateway_start(&s) != 0 || svc_corrupt_start(&s) != 0) {
@@ -599,6 +602,9 @@ out:
     if (s.pending) pending_free(s.pending);
     svc_metrics_stop(&s);
     svc_snapshot_stop(&s);
+    svc_lock_stop(&s);
+    svc_election_stop(&s);
+    local_client_stop(&s);
     svc_kv_stop(&s);
     svc_gateway_stop(&s);
     svc_maintenance_stop(&s);

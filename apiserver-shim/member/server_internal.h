@@ -91,6 +91,9 @@ struct server {
     struct svc_maintenance *maint;
     struct svc_gateway *gateway;
     struct svc_corrupt *corrupt;
+    struct svc_lock *lock;         /* v3lockpb.Lock calls in progress */
+    struct svc_election *election; /* v3electionpb.Election calls in progress */
+    struct local_client *lclient;  /* their in-process requests (local_client.h) */
     /* Registered by the wiring before Raft starts (server_run). */
     server_applier_fn appliers[SERVER_MAX_APPLIERS];
     size_t n_appliers;

@@ -53,6 +53,14 @@ int svc_corrupt_initial_check(server_t *s);
 int svc_corrupt_start(server_t *s);
 void svc_corrupt_stop(server_t *s);
 void svc_cluster_register(server_t *s);
+/* etcd's Lock and Election services (svc_lock.c, svc_election.c) on the
+ * in-process client (local_client.h). stop (after the loop, before the
+ * KV, Lease and Watch services stop) drops the calls in progress, then
+ * local_client_stop (local_client.h) their requests. */
+void svc_lock_register(server_t *s);
+void svc_lock_stop(server_t *s);
+void svc_election_register(server_t *s);
+void svc_election_stop(server_t *s);
 /* Maintenance.Snapshot (svc_snapshot.c); stop waits for its workers. */
 void svc_snapshot_register(server_t *s);
 void svc_snapshot_stop(server_t *s);

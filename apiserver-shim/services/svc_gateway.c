@@ -19,8 +19,9 @@
  *   /v3                301 to /v3/ (Go's ServeMux)
  *   anything else      Go's 404 "404 page not found".
  * The JSON mapping is proto/pbjson.c's, driven by the service descriptors
- * (rpc.pb-c.c): no code per message. The Authorization header is the auth
- * token, as etcd's gateway passes it on.
+ * (rpc.pb-c.c, v3lock.pb-c.c, v3election.pb-c.c): no code per message.
+ * The Authorization header is the auth token, as etcd's gateway passes it
+ * on.
  * Streams: etcd's gateway reaches the server through one gRPC client
  * connection of its own, so --max-concurrent-streams bounds the gateway
  * requests in flight together (etcd's TestV3Curl_MaxStreams_ReachLimit: with
@@ -43,6 +44,8 @@
 #include "pbjson.h"
 #include "rpc.pb-c.h"
 #include "services.h"
+#include "v3election.pb-c.h"
+#include "v3lock.pb-c.h"
 #include "version.h"
 
 /* Go's net/http answers for what has no handler, and what every answer of
@@ -108,6 +111,14 @@ static const route_t ROUTES[] = {
     {"/auth/role/delete", &etcdserverpb__auth__descriptor, "RoleDelete", 0, 0},
     {"/auth/role/grant", &etcdserverpb__auth__descriptor, "RoleGrantPermission", 0, 0},
     {"/auth/role/revoke", &etcdserverpb__auth__descriptor, "RoleRevokePermission", 0, 0},
+    /* v3lock.proto and v3election.proto (etcd 3.4 registers both gateways) */
+    {"/lock/lock", &v3lockpb__lock__descriptor, "Lock", 0, 0},
+    {"/lock/unlock", &v3lockpb__lock__descriptor, "Unlock", 0, 0},
+    {"/election/campaign", &v3electionpb__election__descriptor, "Campaign", 0, 0},
+    {"/election/proclaim", &v3electionpb__election__descriptor, "Proclaim", 0, 0},
+    {"/election/leader", &v3electionpb__election__descriptor, "Leader", 0, 0},
+    {"/election/observe", &v3electionpb__election__descriptor, "Observe", 1, 0},
+    {"/election/resign", &v3electionpb__election__descriptor, "Resign", 0, 0},
 };
 
 typedef struct gw_request {
