@@ -28,6 +28,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <netinet/in.h>
@@ -64,6 +65,10 @@ typedef struct node {
     const char *members;         /* on_members_request answer (NULL: refuse) */
     atomic_int n_removed;        /* on_removed calls */
     _Atomic uint64_t removed_by; /* their argument */
+    /* on_request: answers kind 7 with "re:" + the request, refuses others;
+     * kind 8 waits (up to 5 s) for `release` first */
+    uint64_t req_from;
+    atomic_int release;
 } node_t;
 
 static void on_raft(void *ctx, const raft_msg_t *m) {
@@ -138,6 +143,20 @@ static void on_removed(void *ctx, uint64_t by) {
     atomic_fetch_add(&n->n_removed, 1);
 }
 
+static int on_request(void *ctx, uint64_t from, uint8_t kind, const uint8_t *data, size_t len, uint8_t **out,
+                      size_t *out_len) {
+    node_t *n = ctx;
+    if (kind == 8)
+        for (int i = 0; i < 1000 && !atomic_load(&n->release); i++) usleep(5000);
+    if (kind != 7 && kind != 8) return -1;
+    n->req_from = from;
+    *out_len = 3 + len;
+    *out = malloc(*out_len);
+    memcpy(*out, "re:", 3);
+    if (len) memcpy(*out + 3, data, len);
+    return 0;
+}
+
 /* Starts n on listen (a URL; TCP port 0 is replaced by the bound one in n->url). */
 static peer_transport_t *start_node_q(node_t *n, uint64_t id, uint64_t cluster, const char *listen,
                                       const peer_tls_t *tls, size_t queue_bytes) {
@@ -158,6 +177,7 @@ static peer_transport_t *start_node_q(node_t *n, uint64_t id, uint64_t cluster, 
                          .on_snapshot_end = on_snap_end,
                          .on_members_request = on_members,
                          .on_removed = on_removed,
+                         .on_request = on_request,
                          .ctx = n};
     if (tls) cfg.tls = *tls;
     char err[256] = "";
@@ -568,6 +588,77 @@ static void test_fetch_members(void **state) {
     const char *bad = "nope://";
     assert_int_equal(peer_fetch_members(NULL, &bad, 1, 5000, &cid, &out, &len, err, sizeof err),
                      PEER_ERR_INVALID);
+    stop_node(&b);
+}
+
+/* ---- request / answer (peer_request) ---- */
+
+static void *cancel_later(void *arg) {
+    usleep(200000);
+    uint64_t one = 1;
+    ssize_t w = write(*(int *)arg, &one, sizeof one);
+    (void)w;
+    return NULL;
+}
+
+static void request_checks(node_t *a, node_t *b) {
+    uint8_t *out = NULL;
+    size_t len = 0;
+    char err[256];
+    assert_int_equal(peer_request(a->t, b->id, 7, "hash?", 5, 5000, -1, &out, &len, err, sizeof err),
+                     PEER_OK);
+    assert_int_equal(len, 8);
+    assert_memory_equal(out, "re:hash?", 8);
+    assert_int_equal(b->req_from, a->id);
+    free(out);
+    /* An empty request; the other way round. */
+    assert_int_equal(peer_request(b->t, a->id, 7, NULL, 0, 5000, -1, &out, &len, err, sizeof err), PEER_OK);
+    assert_int_equal(len, 3);
+    free(out);
+    /* A kind the other side does not answer. */
+    assert_int_equal(peer_request(a->t, b->id, 9, "x", 1, 5000, -1, &out, &len, err, sizeof err),
+                     PEER_ERR_REFUSED);
+    assert_null(out);
+    /* No such peer. */
+    assert_int_equal(peer_request(a->t, 99, 7, "x", 1, 5000, -1, &out, &len, err, sizeof err),
+                     PEER_ERR_UNKNOWN);
+    /* A slow answer: the timeout, then cancel_fd, end the wait. */
+    atomic_store(&b->release, 0);
+    assert_int_equal(peer_request(a->t, b->id, 8, "x", 1, 300, -1, &out, &len, err, sizeof err),
+                     PEER_ERR_TIMEOUT);
+    int cancel = eventfd(0, EFD_CLOEXEC);
+    assert_true(cancel >= 0);
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, cancel_later, &cancel), 0);
+    assert_int_equal(peer_request(a->t, b->id, 8, "x", 1, 5000, cancel, &out, &len, err, sizeof err),
+                     PEER_ERR_IO);
+    pthread_join(th, NULL);
+    close(cancel);
+    atomic_store(&b->release, 1);
+}
+
+static void test_request(void **state) {
+    (void)state;
+    node_t a, b;
+    a.t = b.t = NULL;
+    start_node(&a, 1, 0x77, "http://127.0.0.1:0", NULL);
+    start_node(&b, 2, 0x77, "http://127.0.0.1:0", NULL);
+    link_nodes(&a, &b);
+    request_checks(&a, &b);
+    stop_node(&a);
+    stop_node(&b);
+    /* A member of another cluster is refused. */
+    a.t = b.t = NULL;
+    start_node(&a, 1, 0x77, "http://127.0.0.1:0", NULL);
+    start_node(&b, 2, 0x78, "http://127.0.0.1:0", NULL);
+    link_nodes(&a, &b);
+    uint8_t *out = NULL;
+    size_t len = 0;
+    char err[256];
+    assert_int_equal(peer_request(a.t, 2, 7, "x", 1, 5000, -1, &out, &len, err, sizeof err),
+                     PEER_ERR_MISMATCH);
+    assert_string_equal(err, "request cluster ID mismatch");
+    stop_node(&a);
     stop_node(&b);
 }
 
@@ -1053,6 +1144,7 @@ static void test_tls_mutual(void **state) {
     start_node(&b, 2, 9, "https://localhost:0", &tls);
     exchange(&a, &b);
     snapshot_between(&a, &b, 3u << 20);
+    request_checks(&a, &b);
     b.members = "tls-members";
     const char *u = b.url;
     uint64_t cid;
@@ -1191,6 +1283,7 @@ int main(void) {
         cmocka_unit_test(test_snapshot_stream),
         cmocka_unit_test(test_snapshot_broken),
         cmocka_unit_test(test_fetch_members),
+        cmocka_unit_test(test_request),
         cmocka_unit_test(test_reconnect),
         cmocka_unit_test(test_remove_drains),
         cmocka_unit_test(test_queue_full),

@@ -218,6 +218,7 @@ int server_membership_init(server_t *s, char *err, size_t errlen) {
         s->member_id = member_table_self_id(s->members);
         s->cluster_id = member_table_cluster_id(s->members);
         s->join = member_table_joined(s->members);
+        s->initialized = 1;
         Kshim__Member *me = member_table_get(s->members, s->member_id);
         int removed = me && me->removed;
         if (me) kshim__member__free_unpacked(me, NULL);
@@ -228,7 +229,10 @@ int server_membership_init(server_t *s, char *err, size_t errlen) {
         }
         return 0;
     }
-    if (dir_has_files(wal)) return bootstrap_legacy(s, err, errlen);
+    if (dir_has_files(wal)) {
+        s->initialized = 1;
+        return bootstrap_legacy(s, err, errlen);
+    }
 
     int joining = cfg->initial_cluster_state && strcmp(cfg->initial_cluster_state, "existing") == 0;
     if (cfg->initial_cluster_state && !joining && strcmp(cfg->initial_cluster_state, "new") != 0) {

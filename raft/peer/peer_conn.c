@@ -16,6 +16,7 @@
 #include <wolfssl/wolfcrypt/ecc.h>
 
 #include "peer_internal.h"
+#include "tls_crl.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -39,6 +40,7 @@ struct peer_tls_ctx {
     int server;
     int verify; /* the other side's certificate is verified against the trusted CA */
     char *allowed_cn, *allowed_hostname;
+    tls_crl_t *crl; /* --peer-crl-file (the verify callback's context), or NULL */
 };
 
 struct peer_conn {
@@ -278,22 +280,6 @@ static int dial_tcp(const peer_url_t *u, unsigned timeout_ms, int wake_fd, char 
 static pthread_once_t tls_once = PTHREAD_ONCE_INIT;
 static void tls_global_init(void) { wolfSSL_Init(); }
 
-/* As tls.c: a chain whose issuer has no CRL loaded is not refused for that
- * (etcd only looks for the serials in the CRL). */
-static int verify_cb(int preverify, WOLFSSL_X509_STORE_CTX *store) {
-    if (preverify) return 1;
-    return wolfSSL_X509_STORE_CTX_get_error(store) == CRL_MISSING;
-}
-
-static int crl_file_type(const char *path) {
-    char head[11] = {0};
-    FILE *f = fopen(path, "rb");
-    if (!f) return WOLFSSL_FILETYPE_PEM;
-    size_t n = fread(head, 1, sizeof head - 1, f);
-    fclose(f);
-    return n == 10 && memcmp(head, "-----BEGIN", 10) == 0 ? WOLFSSL_FILETYPE_PEM : WOLFSSL_FILETYPE_ASN1;
-}
-
 static int load_identity(WOLFSSL_CTX *ctx, const peer_tls_t *t, char *err, size_t errlen) {
     if (wolfSSL_CTX_use_certificate_chain_file(ctx, t->cert_file) != WOLFSSL_SUCCESS) {
         snprintf(err, errlen, "cannot load peer certificate %s", t->cert_file);
@@ -325,13 +311,15 @@ static int setup_server(WOLFSSL_CTX *ctx, const peer_tls_t *t, peer_tls_ctx_t *c
     }
     c->verify = 1;
     wolfSSL_CTX_set_verify(ctx, WOLFSSL_VERIFY_PEER | WOLFSSL_VERIFY_FAIL_IF_NO_PEER_CERT,
-                           t->crl_file ? verify_cb : NULL);
+                           t->crl_file ? tls_crl_verify_cb : NULL);
     if (t->crl_file) {
-        if (wolfSSL_CTX_EnableCRL(ctx, WOLFSSL_CRL_CHECKALL) != WOLFSSL_SUCCESS ||
-            wolfSSL_CTX_LoadCRLFile(ctx, t->crl_file, crl_file_type(t->crl_file)) != WOLFSSL_SUCCESS) {
-            snprintf(err, errlen, "cannot load peer CRL %s", t->crl_file);
+        char why[96];
+        c->crl = tls_crl_load(t->crl_file, why, sizeof why);
+        if (!c->crl) {
+            snprintf(err, errlen, "cannot load peer CRL %s: %s", t->crl_file, why);
             return -1;
         }
+        wolfSSL_CTX_SetCertCbCtx(ctx, c->crl);
     }
     return 0;
 }
@@ -378,6 +366,7 @@ fail:
 void peer_tls_ctx_free(peer_tls_ctx_t *c) {
     if (!c) return;
     if (c->ctx) wolfSSL_CTX_free(c->ctx);
+    tls_crl_unref(c->crl);
     free(c->allowed_cn);
     free(c->allowed_hostname);
     free(c);
@@ -551,6 +540,21 @@ void peer_conn_remote(const peer_conn_t *c, char *out, size_t cap) {
         const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)&ss;
         inet_ntop(AF_INET6, &a->sin6_addr, host, sizeof host);
         snprintf(out, cap, "[%s]:%u", host, ntohs(a->sin6_port));
+    }
+}
+
+int peer_conn_wait_readable(peer_conn_t *c, unsigned timeout_ms, int cancel_fd) {
+    if (c->rpos < c->rlen || (c->ssl && wolfSSL_pending(c->ssl) > 0)) return PEER_OK;
+    uint64_t deadline = now_ms() + timeout_ms;
+    for (;;) {
+        struct pollfd p[2] = {{c->fd, POLLIN, 0}, {cancel_fd, POLLIN, 0}};
+        uint64_t now = now_ms();
+        if (now >= deadline) return PEER_ERR_TIMEOUT;
+        int n = poll(p, cancel_fd >= 0 ? 2 : 1, (int)(deadline - now));
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0) return PEER_ERR_IO;
+        if (cancel_fd >= 0 && (p[1].revents & POLLIN)) return PEER_ERR_IO;
+        if (p[0].revents) return PEER_OK;
     }
 }
 

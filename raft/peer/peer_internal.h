@@ -26,10 +26,12 @@ enum {
     PEER_F_SNAP_END = 6,   /* u64 total bytes, u32 crc32c of all of them */
     PEER_F_SNAP_ACK = 7,   /* u8 ok: the receiver's verdict */
     PEER_F_MEMBERS = 8,    /* u8 status, u64 cluster id, the member list */
+    PEER_F_REQUEST = 9,    /* u8 request kind, the member layer's request bytes */
+    PEER_F_RESPONSE = 10,  /* u8 status (0 answered, 1 not), the member layer's answer */
 };
 
 /* What a connection is for (HELLO purpose). */
-enum { PEER_P_STREAM = 1, PEER_P_SNAPSHOT = 2, PEER_P_MEMBERS = 3 };
+enum { PEER_P_STREAM = 1, PEER_P_SNAPSHOT = 2, PEER_P_MEMBERS = 3, PEER_P_REQUEST = 4 };
 
 /* HELLO status (the acceptor's answer). */
 enum {
@@ -124,6 +126,9 @@ int peer_conn_read(peer_conn_t *c, void *p, size_t n);        /* exactly n: 0, P
 int peer_conn_fd(const peer_conn_t *c);
 /* The other end's address for a log line: "IP:port", "[IPv6]:port" or "unix". */
 void peer_conn_remote(const peer_conn_t *c, char *out, size_t cap);
+/* Waits until c has bytes to read (PEER_OK), timeout_ms passed
+ * (PEER_ERR_TIMEOUT) or cancel_fd (if >= 0) became readable (PEER_ERR_IO). */
+int peer_conn_wait_readable(peer_conn_t *c, unsigned timeout_ms, int cancel_fd);
 /* Wakes a thread blocked in I/O on c (any thread; c must stay allocated). */
 void peer_conn_shutdown(peer_conn_t *c);
 void peer_conn_free(peer_conn_t *c);

@@ -9,8 +9,9 @@
  * serves the connection's purpose: a stream of RAFT/APP frames (on_raft,
  * on_app; a newer stream from the same member replaces an older one), one
  * incoming snapshot (on_snapshot_begin/chunk/end, chunk by chunk, checked
- * against the stream's crc32c at the end, answered with SNAP_ACK), or one
- * member list request (on_members_request). A frame that fails its checksum
+ * against the stream's crc32c at the end, answered with SNAP_ACK), one
+ * member list request (on_members_request), or one request of the member
+ * layer (on_request, answered with one RESPONSE frame). A frame that fails its checksum
  * or decoding closes the connection and is counted in the sender's stats.
  * A connection refused in TLS or HELLO is logged as etcd logs it ("rejected
  * connection from ..."), rate-limited per remote host and reason.
@@ -33,7 +34,7 @@
 /* What the acceptor answers to a HELLO. */
 static uint8_t hello_verdict(peer_transport_t *t, const peer_hello_t *h) {
     if (h->version != PEER_VERSION) return PEER_H_VERSION;
-    if (h->purpose < PEER_P_STREAM || h->purpose > PEER_P_MEMBERS) return PEER_H_PURPOSE;
+    if (h->purpose < PEER_P_STREAM || h->purpose > PEER_P_REQUEST) return PEER_H_PURPOSE;
     if (h->purpose != PEER_P_MEMBERS && (h->from == 0 || h->to != t->self_id)) return PEER_H_WRONG_TO;
     if (peer_cluster_check(t, h->cluster_id) != PEER_OK) return PEER_H_MISMATCH;
     if (h->purpose != PEER_P_MEMBERS && peer_is_removed(t, h->from)) return PEER_H_REMOVED;
@@ -247,6 +248,34 @@ static int handshake(peer_transport_t *t, peer_reader_t *r, peer_conn_t *c, peer
     return refused ? PEER_ERR_REFUSED : rc;
 }
 
+/* One REQUEST frame, answered with one RESPONSE frame. The handler may take
+ * a while (a hash of the whole store): the reads wait for the request and
+ * the dialer waits for the answer with its own timeout. */
+static void serve_request(peer_transport_t *t, peer_conn_t *c, uint64_t from) {
+    uint8_t kind, *buf = NULL, *answer = NULL;
+    size_t cap = 0, len, answer_len = 0;
+    int rc = peer_conn_read_frame(c, PEER_MAX_FRAME - 1, &kind, &buf, &cap, &len);
+    if (rc == PEER_OK && (kind != PEER_F_REQUEST || len < 1)) rc = PEER_ERR_INVALID;
+    if (rc == PEER_ERR_INVALID) peer_count_received(t, from, 0, 1);
+    if (rc != PEER_OK) {
+        free(buf);
+        return;
+    }
+    peer_count_received(t, from, PEER_FRAME_HEADER + len, 0);
+    int ok = t->cfg.on_request &&
+             t->cfg.on_request(t->cfg.ctx, from, buf[0], buf + 1, len - 1, &answer, &answer_len) == 0;
+    free(buf);
+    if (!ok) answer_len = 0;
+    uint8_t *p = malloc(1 + answer_len);
+    if (p) {
+        p[0] = ok ? 0 : 1;
+        if (answer_len) memcpy(p + 1, answer, answer_len);
+        peer_conn_write_frame(c, PEER_F_RESPONSE, p, 1 + answer_len);
+    }
+    free(p);
+    free(answer);
+}
+
 static void *reader_main(void *arg) {
     peer_reader_t *r = arg;
     peer_transport_t *t = r->t;
@@ -269,6 +298,8 @@ static void *reader_main(void *arg) {
             serve_stream(t, c, h.from);
         } else if (h.purpose == PEER_P_SNAPSHOT) {
             serve_snapshot(t, c, h.from);
+        } else if (h.purpose == PEER_P_REQUEST) {
+            serve_request(t, c, h.from);
         } else {
             serve_members(t, c);
         }
