@@ -103,6 +103,7 @@ static flag_def_t flags[] = {
     {"experimental-initial-corrupt-check", FLAG_BOOL, &cfg.initial_corrupt_check, NULL},
     /* kshim extensions (not etcd flags). */
     {"max-pending-proposals", FLAG_SIZE, &cfg.max_pending_proposals, NULL},
+    {"max-client-connections", FLAG_SIZE, &cfg.max_client_connections, NULL},
     /* Accepted for drop-in compatibility; not acted on yet. */
     {"snapshot-count", FLAG_IGNORED, NULL, NULL},
     {"max-snapshots", FLAG_IGNORED, NULL, NULL},
@@ -365,6 +366,8 @@ static void usage(FILE *out) {
             "  --auto-compaction-retention '0'  auto-compaction retention; 0 = off.\n"
             "  --max-pending-proposals 5000     kshim extension: writes proposed and not yet\n"
             "                                   applied before 'etcdserver: too many requests'.\n"
+            "  --max-client-connections 10000   kshim extension: client connections open at once\n"
+            "                                   per listen URL; past it new ones are refused.\n"
             "Security:\n"
             "  --cert-file, --key-file          client server TLS cert and key.\n"
             "  --trusted-ca-file                client server TLS trusted CA.\n"

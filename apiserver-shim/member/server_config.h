@@ -55,6 +55,10 @@ typedef struct server_config {
      * applied before new ones get ResourceExhausted "etcdserver: too many
      * requests"; 0 = etcd's 5000 (maxGapBetweenApplyAndCommitIndex). */
     size_t max_pending_proposals;
+    /* kshim extension --max-client-connections: client connections open at
+     * once per client listen URL; past it a new one is refused (h2_conn.h);
+     * 0 = the default, 10000. */
+    size_t max_client_connections;
     unsigned heartbeat_interval_ms; /* default 100 */
     unsigned election_timeout_ms;   /* default 1000 */
 

@@ -902,6 +902,7 @@ grpc_server_t *grpc_server_new(loop_t *loop, const grpc_server_config_t *cfg) {
     if (cfg) srv->cfg = *cfg;
     if (!srv->cfg.max_request_bytes) srv->cfg.max_request_bytes = DEFAULT_MAX_REQUEST_BYTES;
     if (!srv->cfg.max_concurrent_streams) srv->cfg.max_concurrent_streams = UINT32_MAX; /* etcd's default */
+    if (!srv->cfg.max_connections) srv->cfg.max_connections = GRPC_DEFAULT_MAX_CONNECTIONS;
     if (nghttp2_session_callbacks_new(&srv->callbacks) != 0) {
         free(srv);
         return NULL;
@@ -922,6 +923,7 @@ grpc_server_t *grpc_server_new(loop_t *loop, const grpc_server_config_t *cfg) {
         .initial_window_size = STREAM_WINDOW,
         .connection_window_size = CONN_WINDOW,
         .max_header_list_size = MAX_HEADER_LIST,
+        .max_connections = srv->cfg.max_connections,
     };
     return srv;
 }
