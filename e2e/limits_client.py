@@ -17,7 +17,8 @@ TLS ClientHello to the TLS port PORT, the good client then asking on
 PLAIN_PORT); conn-cap N (N established connections at once: how many are
 served; the good client holds one of its own); slow-watch N BYTES (a Watch
 whose client does not read while N values of BYTES are put, then reads);
-puts N BYTES (those writes alone); big-put BYTES and big-txn OPS (one
+puts N BYTES (those writes alone); many-watchers N (N watchers created on
+one Watch stream, then an event for the first); big-put BYTES and big-txn OPS (one
 request past --max-request-bytes / --max-txn-ops).
 """
 import json
@@ -226,7 +227,7 @@ def flood(port, unit, count, batch=2000, pace=0.0):
 
 
 def attack_settings_flood(port):
-    return flood(port, frame(SETTINGS, 0, 0, struct.pack(">HI", 3, 1000)), 200000)
+    return flood(port, frame(SETTINGS, 0, 0, struct.pack(">HI", 3, 1000)), 100000)
 
 
 def attack_ping_flood(port):
@@ -244,7 +245,7 @@ def attack_rapid_reset(port):
         data = body[:5] + struct.pack(">I", sid) + body[9:]
         return (frame(HEADERS, END_HEADERS, sid, block) + data +
                 frame(RST_STREAM, 0, sid, struct.pack(">I", 8)))
-    return flood(port, one, 100000, batch=1000)
+    return flood(port, one, 30000, batch=1000)
 
 
 def attack_continuation(port):
@@ -271,7 +272,7 @@ def attack_empty_data(port):
     head = frame(HEADERS, END_HEADERS, 1, enc.encode(request_headers(port, "/etcdserverpb.Watch/Watch")))
     sock, lst = open_attacker(port)
     send_all(sock, head)
-    return flood_on(sock, lst, frame(DATA, 0, 1), 1000000)
+    return flood_on(sock, lst, frame(DATA, 0, 1), 500000)
 
 
 def flood_on(sock, lst, unit, count, batch=5000):
@@ -453,6 +454,60 @@ def attack_slow_watch(port, writes, value_size):
     return {"outcome": "%d of %d events%s" % (events, writes, ", in order" if in_order else ", NOT in order")}
 
 
+def attack_many_watchers(port, n):
+    """n watchers created on one Watch stream (key mw/i each); then a put of
+    mw/0 must still reach the stream's first watcher."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=10)
+    conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+    conn.initiate_connection()
+    sid = conn.get_next_available_stream_id()
+    conn.send_headers(sid, request_headers(port, "/etcdserverpb.Watch/Watch"))
+    s.sendall(conn.data_to_send())
+    pending = b"".join(grpc_msg(pb_bytes(1, pb_bytes(1, b"mw/%d" % i))) for i in range(n))
+    created, refused, reasons, got_event, buf = 0, 0, set(), False, b""
+    deadline = time.monotonic() + 30
+    put_done = False
+    s.settimeout(0.05)
+    while time.monotonic() < deadline and not got_event:
+        while pending:  # as much as flow control lets out
+            k = min(len(pending), conn.local_flow_control_window(sid), conn.max_outbound_frame_size)
+            if k <= 0:
+                break
+            conn.send_data(sid, pending[:k])
+            pending = pending[k:]
+        s.sendall(conn.data_to_send())
+        if created + refused == n and not put_done:
+            put(port, b"mw/0", b"x")
+            put_done = True
+        try:
+            chunk = s.recv(65536)
+        except socket.timeout:
+            continue
+        if not chunk:
+            break
+        for ev in conn.receive_data(chunk):
+            if isinstance(ev, h2.events.DataReceived):
+                conn.acknowledge_received_data(ev.flow_controlled_length, ev.stream_id)
+                buf += ev.data
+                while len(buf) >= 5 and len(buf) >= 5 + int.from_bytes(buf[1:5], "big"):
+                    end = 5 + int.from_bytes(buf[1:5], "big")
+                    msg, buf = buf[5:end], buf[end:]
+                    f = {}
+                    for field, _, val in pb_fields(msg):
+                        f.setdefault(field, val)
+                    if watch_event_keys(msg) == [b"mw/0"]:
+                        got_event = True
+                    elif f.get(3) and f.get(4):  # created + canceled: refused
+                        refused += 1
+                        reasons.add(f.get(6, b"").decode())
+                    elif f.get(3):
+                        created += 1
+        s.sendall(conn.data_to_send())
+    s.close()
+    return {"outcome": "%d created, %d refused" % (created, refused), "reasons": sorted(reasons),
+            "event_after": got_event}
+
+
 def pb_fields(buf):
     """(field, wire type, value) of a protobuf message (varint / bytes only)."""
     pos = 0
@@ -528,6 +583,8 @@ def main():
         res = attack_conn_cap(port, int(args[0]))
     elif attack == "slow-watch":
         res = attack_slow_watch(port, int(args[0]), int(args[1]))
+    elif attack == "many-watchers":
+        res = attack_many_watchers(port, int(args[0]))
     elif attack == "puts":
         res = attack_puts(port, int(args[0]), int(args[1]))
     elif attack == "big-put":

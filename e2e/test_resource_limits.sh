@@ -19,6 +19,9 @@
 #     60 connections at once: 39 served besides the good client's, the rest
 #     refused (h2c: SETTINGS + GOAWAY ENHANCE_YOUR_CALM, then closed); once
 #     they close, a new connection is served
+#   --max-watchers-per-stream 100 (kshim extension, default 100000; etcd has
+#     no limit): of 120 creates on one stream 100 succeed, 20 are answered
+#     created + canceled with a cancel_reason, the 100 still get events
 #   --max-request-bytes / --max-txn-ops: a Put of 1.6 MB and a Txn of 129
 #     ops get etcd's code and message
 #   a Watch whose client never reads while 200 x 200 KB are written: its
@@ -39,7 +42,7 @@
 # byte bound one window was 200 revisions: +100 MiB; real etcd grows too.)
 #
 # Ports: 26510 (etcd, peer 26560), 26511/26512 (kshimd h2c/TLS), 26513 (kshimd
-# with the connection limit, then the slow watcher), 26514 (kshimd: the same
+# with the connection and watcher limits, then the slow watcher), 26514 (kshimd: the same
 # writes without a watcher, the memory baseline).
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
@@ -58,7 +61,7 @@ REF_PID=$SERVER_PID
 start_target tgt "$TGT_PORT" --listen-client-urls "http://127.0.0.1:$TGT_PORT,https://127.0.0.1:$TGT_TLS_PORT" \
     --auto-tls
 TGT_PID=$SERVER_PID
-start_target cap "$CAP_PORT" --max-client-connections "$CAP"
+start_target cap "$CAP_PORT" --max-client-connections "$CAP" --max-watchers-per-stream 100
 CAP_PID=$SERVER_PID
 start_target base "$BASE_PORT"
 BASE_PID=$SERVER_PID
@@ -160,6 +163,16 @@ check_eq "--max-client-connections $CAP: the rest refused" $((60 - CAP + 1)) "$(
 check_eq "--max-client-connections $CAP: a connection is served once there is room" "status 0" \
     "$(field cap after_close)"
 served_throughout cap
+
+# ---- watchers per stream ----
+attack tgt-watchers "$CAP_PORT" many-watchers 120
+attack ref-watchers "$REF_PORT" many-watchers 120
+check_eq "--max-watchers-per-stream 100: creates past it refused (etcd: $(field ref-watchers outcome))" \
+    "100 created, 20 refused" "$(field tgt-watchers outcome)"
+check_eq "--max-watchers-per-stream: the refusal's cancel_reason" \
+    "['kshim: too many watchers on this stream (--max-watchers-per-stream)']" "$(field tgt-watchers reasons)"
+check_eq "--max-watchers-per-stream: the stream's watchers still get events" True "$(field tgt-watchers event_after)"
+served_throughout tgt-watchers
 
 # ---- a watcher that never reads ----
 # LevelDB's 64 MiB write buffer and 32 MiB cache fill with the writes, so the

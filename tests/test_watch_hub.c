@@ -760,6 +760,31 @@ static void test_catch_up_bounded_by_bytes(void **state) {
     }
 }
 
+/* max_watchers_per_stream: a create past it fails, the stream's watchers
+ * keep working, another stream is not limited by it, a cancel makes room. */
+static void test_watchers_per_stream_limit(void **state) {
+    (void)state;
+    watch_hub_options_t o = {.max_watchers_per_stream = 3};
+    env_t *e = env_new(&o);
+    fake_stream_t *fs = fs_new(e, 1000), *other = fs_new(e, 1000);
+    int64_t ids[3];
+    for (int i = 0; i < 3; i++) ids[i] = watch_on(e, fs, "k00", "", 0, 0, 0);
+    watch_create_t c = {.key = (const uint8_t *)"k01", .key_len = 3};
+    int64_t id = -1;
+    assert_int_equal(watch_hub_create(e->hub, fs->hs, &c, &id), WATCH_ERR_TOO_MANY);
+    assert_string_equal(watch_hub_strerror(WATCH_ERR_TOO_MANY),
+                        "kshim: too many watchers on this stream (--max-watchers-per-stream)");
+    int64_t w_other = watch_on(e, other, "k00", "", 0, 0, 0);
+    env_put(e, 0);
+    for (int i = 0; i < 3; i++) assert_int_equal(fs->rec[ids[i]].n, 1);
+    assert_int_equal(other->rec[w_other].n, 1);
+    assert_int_equal(watch_hub_cancel(e->hub, fs->hs, ids[0]), WATCH_OK);
+    assert_int_equal(watch_hub_create(e->hub, fs->hs, &c, &id), WATCH_OK);
+    fs_free(e, other);
+    fs_free(e, fs);
+    env_free(e);
+}
+
 static void test_slow_consumer_catches_up(void **state) {
     (void)state;
     env_t *e = env_new(NULL);
@@ -1355,6 +1380,7 @@ int main(void) {
         cmocka_unit_test(test_elided_revisions_caught_up),
         cmocka_unit_test(test_chunked_catch_up),
         cmocka_unit_test(test_catch_up_bounded_by_bytes),
+        cmocka_unit_test(test_watchers_per_stream_limit),
         cmocka_unit_test(test_slow_consumer_catches_up),
         cmocka_unit_test(test_compaction_cancels),
         cmocka_unit_test(test_history_error_retried),

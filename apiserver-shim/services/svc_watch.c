@@ -45,6 +45,9 @@ enum {
     STREAM_LOW_WATER = 1024 * 1024,
     DRAIN_POLL_MS = 5,
     MISSED_POLL_MS = 100,
+    /* --max-watchers-per-stream's default: far above what kube-apiserver
+     * puts on one stream (one per resource with the watch cache). */
+    SVC_WATCH_MAX_WATCHERS = 100000,
 };
 
 typedef struct svc_stream svc_stream_t;
@@ -687,7 +690,10 @@ int svc_watch_start(server_t *s) {
                            .schedule = hub_schedule,
                            .ctx = w};
     uint64_t interval = s->cfg->watch_progress_notify_interval_ms;
-    watch_hub_options_t opts = {.progress_interval_ms = interval ? interval : 600000};
+    size_t max_watchers = s->cfg->max_watchers_per_stream;
+    watch_hub_options_t opts = {.progress_interval_ms = interval ? interval : 600000,
+                                .max_watchers_per_stream =
+                                    max_watchers ? max_watchers : SVC_WATCH_MAX_WATCHERS};
     w->hub = watch_hub_new(&ops, &opts, mvcc_revision(s->mvcc));
     if (!w->hub) return -1;
     watch_method.ctx = w;

@@ -361,6 +361,7 @@ const char *watch_hub_strerror(int err) {
     case WATCH_ERR_EMPTY_RANGE: return "mvcc: watcher range is empty";
     case WATCH_ERR_NOT_FOUND: return "mvcc: watcher does not exist";
     case WATCH_ERR_COMPACTED: return "mvcc: required revision has been compacted";
+    case WATCH_ERR_TOO_MANY: return "kshim: too many watchers on this stream (--max-watchers-per-stream)";
     default: return "mvcc: watch history read failed";
     }
 }
@@ -399,6 +400,8 @@ static int64_t next_auto_id(const watch_hub_t *hub, watch_stream_t *s) {
 
 int watch_hub_create(watch_hub_t *hub, watch_stream_t *s, const watch_create_t *req, int64_t *id_out) {
     if (req->watch_id != 0 && id_find(hub, s, req->watch_id)) return WATCH_ERR_DUPLICATE_ID;
+    if (hub->opts.max_watchers_per_stream && s->nwatchers >= hub->opts.max_watchers_per_stream)
+        return WATCH_ERR_TOO_MANY;
     watcher_t *w = calloc(1, sizeof(*w));
     if (!w) return WATCH_ERR_NOMEM;
     int rc = watcher_set_range(w, req);

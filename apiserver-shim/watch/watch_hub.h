@@ -142,6 +142,7 @@ enum {
     WATCH_ERR_NOT_FOUND = -4,
     WATCH_ERR_COMPACTED = -5, /* history: from_rev is below the compaction point */
     WATCH_ERR_HISTORY = -6,   /* history: read failed; the hub retries later */
+    WATCH_ERR_TOO_MANY = -7,  /* create: the stream has max_watchers_per_stream */
 };
 
 /* An asynchronous catch-up read in flight (ops.history_async): the hub's
@@ -182,6 +183,9 @@ typedef struct watch_hub_options {
      * At most max_async_reads reads are in flight; default 32. */
     int64_t sync_tail_revisions;
     size_t max_async_reads;
+    /* Watchers one stream may hold (kshim --max-watchers-per-stream; etcd
+     * has no limit); a create past it is WATCH_ERR_TOO_MANY. 0: no limit. */
+    size_t max_watchers_per_stream;
 } watch_hub_options_t;
 
 typedef struct watch_hub watch_hub_t;
@@ -225,7 +229,8 @@ typedef struct watch_create {
 /* Never delivers anything itself, so the service sends the created reply
  * (header revision = watch_hub_revision) right after and before any event.
  * Returns WATCH_OK with *id_out set, WATCH_ERR_DUPLICATE_ID,
- * WATCH_ERR_EMPTY_RANGE (key >= range_end) or WATCH_ERR_NOMEM. */
+ * WATCH_ERR_EMPTY_RANGE (key >= range_end), WATCH_ERR_TOO_MANY or
+ * WATCH_ERR_NOMEM. */
 int watch_hub_create(watch_hub_t *hub, watch_stream_t *s, const watch_create_t *req, int64_t *id_out);
 /* WATCH_OK or WATCH_ERR_NOT_FOUND. Delivers nothing; the service replies
  * {watch_id, canceled: true}. */
