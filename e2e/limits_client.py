@@ -14,7 +14,8 @@ ATTACKs: settings-flood, ping-flood, rapid-reset, continuation, empty-data
 (HTTP/2 floods); slowloris N [PLAIN_PORT] (N connections that send nothing
 or their first bytes one a second: the HTTP/2 preface, or with PLAIN_PORT a
 TLS ClientHello to the TLS port PORT, the good client then asking on
-PLAIN_PORT); conn-cap N (N established connections at once: how many are
+PLAIN_PORT); slowloris-http1 N (the same with an HTTP/1.1 request head, for
+the gateway); conn-cap N (N established connections at once: how many are
 served; the good client holds one of its own); slow-watch N BYTES (a Watch
 whose client does not read while N values of BYTES are put, then reads);
 puts N BYTES (those writes alone); many-watchers N (N watchers created on
@@ -256,9 +257,10 @@ def attack_continuation(port):
     sock, lst = open_attacker(port)
     sent = 0
     ok = send_all(sock, frame(HEADERS, 0, 1, first))
-    while ok and sent < 8192 and not lst.closed:  # up to 128 MiB of header block
-        fields = [("x-flood-%d" % (sent * 8 + j), "v" * 2000) for j in range(8)]
-        block = b"".join(b"\x00" + hpack.Encoder().encode([f])[1:] for f in fields)
+    # 8 literal fields (not indexed: each one adds to the header list), ~16 KiB
+    fields = [("x-flood-%d" % j, "v" * 2000) for j in range(8)]
+    block = b"".join(b"\x00" + hpack.Encoder().encode([f])[1:] for f in fields)
+    while ok and sent < 2048 and not lst.closed:  # up to 32 MiB of header block
         ok = send_all(sock, frame(CONTINUATION, 0, 1, block))
         sent += 1
     outcome = lst.outcome(3.0)
@@ -302,10 +304,13 @@ def client_hello():
     return out.read()
 
 
-def attack_slowloris(port, n, tls=False, seconds=14):
+SLOW_HTTP1 = b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: " + b"a" * 64
+
+
+def attack_slowloris(port, n, tls=False, seconds=14, payload=None):
     """n connections, each sending its first bytes one a second (half of them
     send nothing at all). Reports how many the server closed and when."""
-    payload = client_hello() if tls else PREFACE
+    payload = payload or (client_hello() if tls else PREFACE)
     socks = []
     for _ in range(n):
         s = socket.create_connection(("127.0.0.1", port), timeout=10)
@@ -579,6 +584,8 @@ def main():
     time.sleep(0.2)
     if attack == "slowloris":
         res = attack_slowloris(port, int(args[0]), tls=len(args) > 1)
+    elif attack == "slowloris-http1":
+        res = attack_slowloris(port, int(args[0]), payload=SLOW_HTTP1)
     elif attack == "conn-cap":
         res = attack_conn_cap(port, int(args[0]))
     elif attack == "slow-watch":

@@ -10,11 +10,15 @@
 #   PING flood             GOAWAY ENHANCE_YOUR_CALM (the same: grpc-go's too_many_pings)
 #   SETTINGS flood         GOAWAY ENHANCE_YOUR_CALM (nghttp2 max_outbound_ack) [etcd acks them all]
 #   RST_STREAM rapid reset GOAWAY (nghttp2's reset rate limit, CVE-2023-44487) [etcd serves it all]
-#   CONTINUATION flood     GOAWAY ENHANCE_YOUR_CALM after 8 frames (CVE-2024-27316) [closed after ~16 MiB]
+#   CONTINUATION flood     GOAWAY ENHANCE_YOUR_CALM after 8 frames (CVE-2024-27316) [etcd 3.4: closed
+#                          after ~16 MiB of distinct fields, open after 32 MiB of repeated ones]
 #   empty DATA flood       served, the connection stays open (the same; costs CPU only)
 #   slowloris: 1100 h2c and 300 TLS connections that send nothing or a
 #     byte a second: every one closed 10 s after its accept (at most 1024 in
-#     their handshake at once: the oldest make room) [etcd keeps them open]
+#     their handshake at once: the oldest make room) [etcd keeps them open];
+#     200 that trickle an HTTP/1.1 request head (the gateway): closed 10 s
+#     after the first byte that tells HTTP/1.1 apart [etcd 3.4's gateway has
+#     no header timeout either]
 #   --max-client-connections 40 (kshim extension; etcd has no such limit):
 #     60 connections at once: 39 served besides the good client's, the rest
 #     refused (h2c: SETTINGS + GOAWAY ENHANCE_YOUR_CALM, then closed); once
@@ -111,8 +115,11 @@ SLOW1=$!
 SLOW2=$!
 "$PY" "$E2E_DIR/limits_client.py" "$REF_PORT" slowloris 200 >"$T/ref-slow-h2c.json" 2>"$T/ref-slow-h2c.err" &
 SLOW3=$!
+"$PY" "$E2E_DIR/limits_client.py" "$CAP_PORT" slowloris-http1 200 >"$T/slow-http1.json" 2>"$T/slow-http1.err" &
+SLOW4=$!
 
 for a in ping-flood settings-flood rapid-reset continuation empty-data; do
+    log "attack $a"
     attack "tgt-$a" "$TGT_PORT" "$a"
     attack "ref-$a" "$REF_PORT" "$a"
     served_throughout "tgt-$a"
@@ -127,8 +134,7 @@ case "$(field tgt-rapid-reset outcome)" in
 esac
 check_eq "CONTINUATION flood: GOAWAY ENHANCE_YOUR_CALM" "GOAWAY ENHANCE_YOUR_CALM, closed" \
     "$(field tgt-continuation outcome)"
-case "$(field ref-continuation outcome)" in *closed) pass "CONTINUATION flood: etcd closes it too" ;;
-*) fail "CONTINUATION flood: etcd: $(field ref-continuation outcome)" ;; esac
+echo "CONTINUATION flood on real etcd: $(field ref-continuation outcome) after $(field ref-continuation sent) frames"
 check_eq "empty DATA flood: served, as etcd" "$(field ref-empty-data outcome)" "$(field tgt-empty-data outcome)"
 
 for a in "big-put 1600000" "big-txn 129"; do
@@ -138,10 +144,18 @@ for a in "big-put 1600000" "big-txn 129"; do
     check_eq "$name: etcd's code and message" "$(field "ref-$name" outcome)" "$(field "tgt-$name" outcome)"
 done
 
-wait "$SLOW1" "$SLOW2" "$SLOW3" || true
-for n in slow-h2c slow-tls ref-slow-h2c; do echo "$n: $(cat "$T/$n.json" 2>/dev/null || tail -1 "$T/$n.err")"; done
+wait "$SLOW1" "$SLOW2" "$SLOW3" "$SLOW4" || true
+for n in slow-h2c slow-tls ref-slow-h2c slow-http1; do echo "$n: $(cat "$T/$n.json" 2>/dev/null || tail -1 "$T/$n.err")"; done
 check_eq "slowloris h2c: every connection closed" "1100 of 1100 closed" "$(field slow-h2c outcome)"
 check_eq "slowloris TLS: every connection closed" "300 of 300 closed" "$(field slow-tls outcome)"
+check_eq "slowloris HTTP/1.1 (gateway): every connection closed" "200 of 200 closed" "$(field slow-http1 outcome)"
+last=$(field slow-http1 last_close_s)
+if [ "$last" != None ] && "$PY" -c "import sys; sys.exit(not 9 <= float('$last') <= 12)"; then
+    pass "slow-http1: the last closed 10 s after its first byte made it HTTP/1.1 (${last} s)"
+else
+    fail "slow-http1: the last closed at $last s, not after ~10 s"
+fi
+served_throughout slow-http1
 for n in slow-h2c slow-tls; do
     last=$(field "$n" last_close_s)
     if [ "$last" != None ] && "$PY" -c "import sys; sys.exit(not 9 <= float('$last') <= 12)"; then
