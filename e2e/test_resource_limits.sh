@@ -13,6 +13,10 @@
 #   CONTINUATION flood     GOAWAY ENHANCE_YOUR_CALM after 8 frames (CVE-2024-27316) [etcd 3.4: closed
 #                          after ~16 MiB of distinct fields, open after 32 MiB of repeated ones]
 #   empty DATA flood       served, the connection stays open (the same; costs CPU only)
+#   100 streams each holding ~960 KB of an unfinished 1 MiB Put: GOAWAY
+#                          ENHANCE_YOUR_CALM once the connection holds 64 MiB of
+#                          partial messages (grpc.c) [not run on etcd: grpc-go's
+#                          64 KiB stream window would reset this raw client's streams]
 #   slowloris: 1100 h2c and 300 TLS connections that send nothing or a
 #     byte a second: every one closed 10 s after its accept (at most 1024 in
 #     their handshake at once: the oldest make room) [etcd keeps them open];
@@ -37,7 +41,8 @@
 #
 # Memory (VmHWM, /proc; each kshimd's own high-water mark): kshimd under the
 # floods and slowloris stays under
-# 64 MiB: ~9 MiB idle, 300 TLS handshakes in progress at ~60 KiB of wolfSSL
+# 64 MiB (the partial-message attack, bounded at 64 MiB by itself, runs
+# after that check): ~9 MiB idle, 300 TLS handshakes in progress at ~60 KiB of wolfSSL
 # state each (18 MiB), 1024 h2c ones at < 1 KiB, a flooding connection's
 # output capped at 1 MiB. The slow watcher may add at most 24 MiB to what
 # the same writes cost without it: 4 MiB queued on its stream, a 1 MiB
@@ -168,6 +173,12 @@ done
 echo "real etcd with 200 slowloris connections: $(field ref-slow-h2c outcome) after 14 s"
 echo "real etcd VmHWM after the floods: $(hwm_kb "$REF_PID") kB"
 bounded "kshimd VmHWM under floods and slowloris (64 MiB)" "$(hwm_kb "$TGT_PID")" $((64 * 1024))
+
+attack tgt-partial "$TGT_PORT" partial-messages 100
+check_eq "100 streams x 960 KB of unfinished messages: GOAWAY ENHANCE_YOUR_CALM past 64 MiB" \
+    "GOAWAY ENHANCE_YOUR_CALM, closed" "$(field tgt-partial outcome)"
+served_throughout tgt-partial
+
 
 # ---- the connection limit ----
 attack cap "$CAP_PORT" conn-cap 60
