@@ -48,11 +48,14 @@
 # the same writes cost without it: 4 MiB queued on its stream, a 1 MiB
 # window held three times (the reader's batch, the response's, its
 # encoding), nghttp2's 1 MiB output buffer, allocator slack. (Before the
-# byte bound one window was 200 revisions: +100 MiB; real etcd grows too.)
+# byte bound one window was 200 revisions: +104 MiB; real etcd 3.4, measured
+# by hand with the same client: +146 MiB. Not run on etcd here, for time.)
 #
 # Ports: 26510 (etcd, peer 26560), 26511/26512 (kshimd h2c/TLS), 26513 (kshimd
 # with the connection and watcher limits, then the slow watcher), 26514 (kshimd: the same
-# writes without a watcher, the memory baseline).
+# writes without a watcher, the memory baseline; first the HTTP/1.1
+# slowloris, away from the connection limit, whose evictions could hit the
+# good client's own connection while it is in its handshake).
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 
@@ -120,7 +123,7 @@ SLOW1=$!
 SLOW2=$!
 "$PY" "$E2E_DIR/limits_client.py" "$REF_PORT" slowloris 200 >"$T/ref-slow-h2c.json" 2>"$T/ref-slow-h2c.err" &
 SLOW3=$!
-"$PY" "$E2E_DIR/limits_client.py" "$CAP_PORT" slowloris-http1 200 >"$T/slow-http1.json" 2>"$T/slow-http1.err" &
+"$PY" "$E2E_DIR/limits_client.py" "$BASE_PORT" slowloris-http1 200 >"$T/slow-http1.json" 2>"$T/slow-http1.err" &
 SLOW4=$!
 
 for a in ping-flood settings-flood rapid-reset continuation empty-data; do
@@ -209,9 +212,6 @@ check_eq "slow watcher: every event once and in order after catching up" "200 of
     "$(field slow-watch outcome)"
 served_throughout slow-watch
 bounded "slow watcher: VmHWM vs the writes alone ($base kB) + 24 MiB" "$(hwm_kb "$CAP_PID")" $((base + 24 * 1024))
-ref_base=$(hwm_kb "$REF_PID")
-attack ref-slow-watch "$REF_PORT" slow-watch 200 200000
-echo "real etcd: VmHWM $ref_base kB before, $(hwm_kb "$REF_PID") kB after the same slow watcher"
 
 for pid in "$TGT_PID" "$CAP_PID" "$BASE_PID"; do
     kill -0 "$pid" 2>/dev/null && pass "target pid $pid still running" || fail "target pid $pid died"
