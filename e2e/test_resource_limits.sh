@@ -40,22 +40,21 @@
 # pending proposals test_overload.sh.
 #
 # Memory (VmHWM, /proc; each kshimd's own high-water mark): kshimd under the
-# floods and slowloris stays under
-# 64 MiB (the partial-message attack, bounded at 64 MiB by itself, runs
-# after that check): ~9 MiB idle, 300 TLS handshakes in progress at ~60 KiB of wolfSSL
-# state each (18 MiB), 1024 h2c ones at < 1 KiB, a flooding connection's
-# output capped at 1 MiB. The slow watcher may add at most 24 MiB to what
+# floods and slowloris stays under 64 MiB (the partial-message attack,
+# bounded at 64 MiB by itself, runs after that check): ~9 MiB idle, 300 TLS
+# handshakes in progress at ~60 KiB of wolfSSL state each (18 MiB), 1024 h2c
+# ones at < 1 KiB, a flooding connection's output capped at 1 MiB. The slow watcher may add at most 24 MiB to what
 # the same writes cost without it: 4 MiB queued on its stream, a 1 MiB
 # window held three times (the reader's batch, the response's, its
 # encoding), nghttp2's 1 MiB output buffer, allocator slack. (Before the
 # byte bound one window was 200 revisions: +104 MiB; real etcd 3.4, measured
 # by hand with the same client: +146 MiB. Not run on etcd here, for time.)
 #
-# Ports: 26510 (etcd, peer 26560), 26511/26512 (kshimd h2c/TLS), 26513 (kshimd
-# with the connection and watcher limits, then the slow watcher), 26514 (kshimd: the same
-# writes without a watcher, the memory baseline; first the HTTP/1.1
-# slowloris, away from the connection limit, whose evictions could hit the
-# good client's own connection while it is in its handshake).
+# Ports: 26510 (etcd, peer 26560), 26511/26512 (kshimd h2c/TLS), 26513
+# (kshimd with the connection and watcher limits, then the slow watcher),
+# 26514 (kshimd: the same writes without a watcher, the memory baseline;
+# first the HTTP/1.1 slowloris, away from the connection limit, whose
+# evictions could hit the good client's own connection in its handshake).
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 
