@@ -400,7 +400,8 @@ int server_run(const server_config_t *cfg) {
     s.pending = pending_new(max_pending);
     s.req_id_prefix = random_u64() << 32;
     grpc_server_config_t gcfg = {.max_request_bytes = cfg->max_request_bytes,
-                                 .max_concurrent_streams = cfg->max_concurrent_streams};
+                                 .max_concurrent_streams = cfg->max_concurrent_streams,
+                                 .max_connections = cfg->max_client_connections};
     s.grpc = s.loop ? grpc_server_new(s.loop, &gcfg) : NULL;
     if (!s.loop || !s.pending || !s.grpc) {
         log_error("out of memory");

@@ -104,6 +104,8 @@ static flag_def_t flags[] = {
     {"experimental-corrupt-check-time", FLAG_DURATION_MS, &cfg.corrupt_check_time_ms, NULL},
     /* kshim extensions (not etcd flags). */
     {"max-pending-proposals", FLAG_SIZE, &cfg.max_pending_proposals, NULL},
+    {"max-client-connections", FLAG_SIZE, &cfg.max_client_connections, NULL},
+    {"max-watchers-per-stream", FLAG_SIZE, &cfg.max_watchers_per_stream, NULL},
     /* Accepted for drop-in compatibility; not acted on yet. */
     {"snapshot-count", FLAG_IGNORED, NULL, NULL},
     {"max-snapshots", FLAG_IGNORED, NULL, NULL},
@@ -372,6 +374,10 @@ static void usage(FILE *out) {
             "                                   (0 = off); a mismatch raises the CORRUPT alarm.\n"
             "  --max-pending-proposals 5000     kshim extension: writes proposed and not yet\n"
             "                                   applied before 'etcdserver: too many requests'.\n"
+            "  --max-client-connections 10000   kshim extension: client connections open at once\n"
+            "                                   per listen URL; past it new ones are refused.\n"
+            "  --max-watchers-per-stream 100000 kshim extension: watchers one Watch stream may\n"
+            "                                   hold; past it a create is canceled.\n"
             "Security:\n"
             "  --cert-file, --key-file          client server TLS cert and key.\n"
             "  --trusted-ca-file                client server TLS trusted CA.\n"

@@ -3,7 +3,8 @@
  * jobs run off the loop thread and complete on it, in submission order with
  * one thread and exactly once with several; the bound refuses jobs past
  * max_jobs and frees up as jobs complete; readers_stop with jobs queued
- * finishes the running job and cancels the queued ones; a completion whose
+ * finishes the running job and cancels the queued ones; readers_cancel takes
+ * a queued job out at once (not a running one); a completion whose
  * loop_post was refused still arrives (the fallback drain).
  */
 #include <setjmp.h>
@@ -59,7 +60,8 @@ typedef struct tjob {
     int runs;
     int dones;
     int status;
-    gate_t *gate; /* run waits on it when set */
+    gate_t *gate;       /* run waits on it when set */
+    atomic_int started; /* run began */
 } tjob_t;
 
 struct ctx {
@@ -73,6 +75,7 @@ struct ctx {
 
 static void tjob_run(reader_job_t *job) {
     tjob_t *t = (tjob_t *)job;
+    atomic_store(&t->started, 1);
     if (t->gate) gate_wait(t->gate);
     t->ran_on = pthread_self();
     t->runs++;
@@ -246,6 +249,44 @@ static void test_stop_with_jobs_queued(void **state) {
     loop_free(c.loop);
 }
 
+/* readers_cancel: a queued job (head, middle, tail) leaves the queue with
+ * done(READER_CANCELLED) at once and frees its place of the bound; a
+ * running one is not touched (returns 0, completes as usual). */
+static void test_cancel_queued(void **state) {
+    ctx_t c;
+    ctx_init(&c);
+    readers_t *r = readers_new(c.loop, &(readers_config_t){.threads = 1, .max_jobs = 5});
+    assert_non_null(r);
+    gate_t g;
+    gate_init(&g);
+    static tjob_t jobs[6];
+    for (int i = 0; i < 6; i++) job_init(&jobs[i], &c, i);
+    jobs[0].gate = &g;
+    for (int i = 0; i < 5; i++) assert_int_equal(readers_submit(r, &jobs[i].job), READERS_OK);
+    assert_int_equal(readers_submit(r, &jobs[5].job), READERS_FULL);
+    while (!atomic_load(&jobs[0].started)) sched_yield(); /* the one reader holds job 0 */
+    assert_int_equal(readers_cancel(r, &jobs[2].job), 1); /* middle */
+    assert_int_equal(readers_cancel(r, &jobs[4].job), 1); /* tail */
+    assert_int_equal(readers_cancel(r, &jobs[1].job), 1); /* head */
+    assert_int_equal(readers_cancel(r, &jobs[1].job), 0); /* not queued any more */
+    for (int i = 1; i <= 4; i += i == 2 ? 2 : 1) {
+        assert_int_equal(jobs[i].dones, 1);
+        assert_int_equal(jobs[i].status, READER_CANCELLED);
+        assert_int_equal(jobs[i].runs, 0);
+    }
+    assert_int_equal(readers_cancel(r, &jobs[0].job), 0);          /* running */
+    assert_int_equal(readers_submit(r, &jobs[5].job), READERS_OK); /* room again */
+    gate_open(&g);
+    run_until(&c, 6); /* 3 cancelled at once, then jobs 0, 3 and 5 */
+    assert_int_equal(jobs[0].status, READER_DONE);
+    assert_int_equal(jobs[3].status, READER_DONE);
+    assert_int_equal(jobs[5].status, READER_DONE);
+    for (int i = 0; i < 6; i++) assert_int_equal(jobs[i].dones, 1);
+    assert_int_equal(c.wrong_thread, 0);
+    readers_free(r);
+    loop_free(c.loop);
+}
+
 static void stop_now(void *arg) { loop_stop(arg); }
 
 static void test_refused_post_still_completes(void **state) {
@@ -275,6 +316,7 @@ int main(void) {
         cmocka_unit_test(test_many_threads_complete_each_once),
         cmocka_unit_test(test_bound_refuses_then_frees),
         cmocka_unit_test(test_stop_with_jobs_queued),
+        cmocka_unit_test(test_cancel_queued),
         cmocka_unit_test(test_refused_post_still_completes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -52,6 +52,7 @@ typedef struct pending_read {
     size_t key_len, end_len;
     int64_t from, to;
     int prev_kv;
+    size_t max_bytes;
 } pending_read_t;
 
 #define MAX_PENDING 64
@@ -108,16 +109,28 @@ static int fake_history_async(void *ctx, const watch_history_req_t *req, watch_r
     p->from = req->from_rev;
     p->to = req->to_rev;
     p->prev_kv = req->prev_kv;
+    p->max_bytes = req->max_bytes;
     return WATCH_OK;
 }
 
+/* An async read's batch, stopping as svc_watch's reader does: after the
+ * revision that brings it to max_bytes (then its revision is the end). */
+typedef struct acc_read {
+    watch_batch_t *acc;
+    int64_t from, to;
+    size_t max_bytes;
+} acc_read_t;
+
 static int acc_emit(void *arg, int64_t rev, const watch_event_t *events, size_t n) {
-    (void)rev;
-    watch_batch_t *acc = arg;
+    acc_read_t *a = arg;
     for (size_t i = 0; i < n; i++)
-        assert_int_equal(
-            watch_batch_add(acc, events[i].type, &events[i].kv, events[i].has_prev ? &events[i].prev : NULL),
-            0);
+        assert_int_equal(watch_batch_add(a->acc, events[i].type, &events[i].kv,
+                                         events[i].has_prev ? &events[i].prev : NULL),
+                         0);
+    if (a->max_bytes && rev >= a->from && rev < a->to && a->acc->bytes >= a->max_bytes) {
+        a->acc->revision = rev;
+        return 1;
+    }
     return 0;
 }
 
@@ -133,12 +146,12 @@ static void complete_read(fake_store_t *st, watch_hub_t *hub, int i) {
                                .from_rev = p.from,
                                .to_rev = p.to,
                                .prev_kv = p.prev_kv};
-    watch_batch_t *acc = watch_batch_new(p.to);
-    assert_non_null(acc);
+    acc_read_t a = {.acc = watch_batch_new(p.to), .from = p.from, .to = p.to, .max_bytes = p.max_bytes};
+    assert_non_null(a.acc);
     int64_t compact_rev = 0;
-    int rc = fake_history(st, &req, acc_emit, acc, &compact_rev);
-    watch_hub_history_done(hub, p.rd, rc, acc, compact_rev);
-    watch_batch_unref(acc);
+    int rc = fake_history(st, &req, acc_emit, &a, &compact_rev);
+    watch_hub_history_done(hub, p.rd, rc, a.acc, compact_rev);
+    watch_batch_unref(a.acc);
 }
 
 /* One transaction of up to nops puts/deletes on distinct keys. Returns the new
@@ -722,6 +735,56 @@ static void test_chunked_catch_up(void **state) {
     env_free(e);
 }
 
+/* chunk_bytes ends a catch-up response early, on a revision boundary, on
+ * the loop and on the async path; the watcher still gets every revision
+ * once, in order. An event here is "k00" + "vN" (5-7 bytes, + prev). */
+static void test_catch_up_bounded_by_bytes(void **state) {
+    (void)state;
+    for (int async = 0; async <= 1; async++) {
+        watch_hub_options_t o = {.chunk_revisions = 1000, .chunk_bytes = 40, .sync_tail_revisions = 1};
+        env_t *e = env_new_ops(&o, async);
+        for (int i = 0; i < 100; i++) env_put(e, 0);
+        fake_stream_t *fs = fs_new(e, 1000);
+        int64_t w = watch_on(e, fs, "k00", "", 0, 1, 0);
+        env_drain_passes(e);
+        assert_int_equal(fs->rec[w].n, 100);
+        for (int i = 0; i < 100; i++)
+            assert_int_equal(fs->rec[w].ev[i].rev, i + 2); /* the store starts at revision 1 */
+        /* 40 bytes: 3 revisions of ~14 (with prev) per response, not 100 in one */
+        assert_true(fs->rec[w].responses >= 20);
+        assert_true(fs->rec[w].responses <= 50);
+        env_put(e, 0);
+        assert_int_equal(fs->rec[w].n, 101); /* synced again */
+        fs_free(e, fs);
+        env_free(e);
+    }
+}
+
+/* max_watchers_per_stream: a create past it fails, the stream's watchers
+ * keep working, another stream is not limited by it, a cancel makes room. */
+static void test_watchers_per_stream_limit(void **state) {
+    (void)state;
+    watch_hub_options_t o = {.max_watchers_per_stream = 3};
+    env_t *e = env_new(&o);
+    fake_stream_t *fs = fs_new(e, 1000), *other = fs_new(e, 1000);
+    int64_t ids[3];
+    for (int i = 0; i < 3; i++) ids[i] = watch_on(e, fs, "k00", "", 0, 0, 0);
+    watch_create_t c = {.key = (const uint8_t *)"k01", .key_len = 3};
+    int64_t id = -1;
+    assert_int_equal(watch_hub_create(e->hub, fs->hs, &c, &id), WATCH_ERR_TOO_MANY);
+    assert_string_equal(watch_hub_strerror(WATCH_ERR_TOO_MANY),
+                        "kshim: too many watchers on this stream (--max-watchers-per-stream)");
+    int64_t w_other = watch_on(e, other, "k00", "", 0, 0, 0);
+    env_put(e, 0);
+    for (int i = 0; i < 3; i++) assert_int_equal(fs->rec[ids[i]].n, 1);
+    assert_int_equal(other->rec[w_other].n, 1);
+    assert_int_equal(watch_hub_cancel(e->hub, fs->hs, ids[0]), WATCH_OK);
+    assert_int_equal(watch_hub_create(e->hub, fs->hs, &c, &id), WATCH_OK);
+    fs_free(e, other);
+    fs_free(e, fs);
+    env_free(e);
+}
+
 static void test_slow_consumer_catches_up(void **state) {
     (void)state;
     env_t *e = env_new(NULL);
@@ -921,6 +984,7 @@ static int spec_wants(const wspec_t *w, const watch_event_t *ev) {
 static void random_run(unsigned seed, int async) {
     enum { NSTREAMS = 4, NWATCHERS = 80, STEPS = 3000 };
     watch_hub_options_t o = {.chunk_revisions = 1 + seed % 7, .max_watchers_per_pass = 1 + seed % 5};
+    if (seed % 3 == 1) o.chunk_bytes = 1 + seed % 50; /* windows cut short by bytes too */
     if (async) {
         o.chunk_revisions = 2 + seed % 20;
         o.sync_tail_revisions = 1;
@@ -1315,6 +1379,8 @@ int main(void) {
         cmocka_unit_test(test_past_start_replay_then_live),
         cmocka_unit_test(test_elided_revisions_caught_up),
         cmocka_unit_test(test_chunked_catch_up),
+        cmocka_unit_test(test_catch_up_bounded_by_bytes),
+        cmocka_unit_test(test_watchers_per_stream_limit),
         cmocka_unit_test(test_slow_consumer_catches_up),
         cmocka_unit_test(test_compaction_cancels),
         cmocka_unit_test(test_history_error_retried),

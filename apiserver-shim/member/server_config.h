@@ -55,6 +55,14 @@ typedef struct server_config {
      * applied before new ones get ResourceExhausted "etcdserver: too many
      * requests"; 0 = etcd's 5000 (maxGapBetweenApplyAndCommitIndex). */
     size_t max_pending_proposals;
+    /* kshim extension --max-client-connections: client connections open at
+     * once per client listen URL; past it a new one is refused (h2_conn.h);
+     * 0 = the default, 10000. */
+    size_t max_client_connections;
+    /* kshim extension --max-watchers-per-stream: watchers one Watch stream
+     * may hold; a create past it is answered created + canceled with a
+     * cancel_reason; 0 = the default, 100000. */
+    size_t max_watchers_per_stream;
     unsigned heartbeat_interval_ms; /* default 100 */
     unsigned election_timeout_ms;   /* default 1000 */
 

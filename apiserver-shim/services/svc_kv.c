@@ -61,6 +61,7 @@ typedef struct kv_read {
     kv_result_t res;
     struct kv_read *next_wait; /* waiting for its read index (svc_kv.waiting) */
     uint64_t rctx;
+    int cancelled; /* the client went away (kv_read_cancel): answer nothing */
 } kv_read_t;
 
 struct svc_kv;
@@ -103,12 +104,27 @@ static void read_free(kv_read_t *r) {
 
 static void read_done(reader_job_t *job, int status) {
     kv_read_t *r = (kv_read_t *)job;
-    if (status == READER_DONE)
+    grpc_call_set_user(r->call, NULL, NULL);
+    if (r->cancelled) {
+        /* the transport ends the call (reset, deadline) */
+    } else if (status == READER_DONE) {
         finish_owned(r->call, &r->res);
-    else if (!grpc_call_is_closed(r->call))
+    } else if (!grpc_call_is_closed(r->call)) {
         grpc_call_finish(r->call, GRPC_UNAVAILABLE, "etcdserver: server stopped");
+    }
     grpc_call_unref(r->call);
     read_free(r);
+}
+
+/* on_cancel of Range and Txn: a read still queued for a reader is dropped,
+ * so requests the client reset (a rapid-reset flood) neither run nor keep
+ * the reader queue full for other clients. */
+static void kv_read_cancel(grpc_call_t *call, void *ctx) {
+    server_t *s = ctx;
+    kv_read_t *r = grpc_call_get_user(call);
+    if (!r || !s->readers) return;
+    r->cancelled = 1;
+    if (!readers_cancel(s->readers, &r->job)) r->cancelled = 0; /* running: answers as usual */
 }
 
 static void start_read(server_t *s, kv_read_t *r);
@@ -159,7 +175,10 @@ static void start_read(server_t *s, kv_read_t *r) {
     }
     grpc_call_ref(call);
     int rc = readers_submit(s->readers, &r->job);
-    if (rc == READERS_OK) return;
+    if (rc == READERS_OK) {
+        grpc_call_set_user(call, r, NULL); /* for kv_read_cancel, until read_done */
+        return;
+    }
     grpc_call_unref(call);
     if (rc == READERS_FULL)
         grpc_call_finish(call, GRPC_RESOURCE_EXHAUSTED, "etcdserver: too many requests");
@@ -403,10 +422,10 @@ void svc_kv_stop(server_t *s) {
 }
 
 static grpc_method_t kv_methods[] = {
-    {.path = "/etcdserverpb.KV/Range", .on_message = kv_range_call},
+    {.path = "/etcdserverpb.KV/Range", .on_message = kv_range_call, .on_cancel = kv_read_cancel},
     {.path = "/etcdserverpb.KV/Put", .on_message = kv_put_call},
     {.path = "/etcdserverpb.KV/DeleteRange", .on_message = kv_delete_call},
-    {.path = "/etcdserverpb.KV/Txn", .on_message = kv_txn_call},
+    {.path = "/etcdserverpb.KV/Txn", .on_message = kv_txn_call, .on_cancel = kv_read_cancel},
     {.path = "/etcdserverpb.KV/Compact", .on_message = kv_compact_call},
 };
 

@@ -45,6 +45,9 @@ enum {
     STREAM_LOW_WATER = 1024 * 1024,
     DRAIN_POLL_MS = 5,
     MISSED_POLL_MS = 100,
+    /* --max-watchers-per-stream's default: far above what kube-apiserver
+     * puts on one stream (one per resource with the watch cache). */
+    SVC_WATCH_MAX_WATCHERS = 100000,
 };
 
 typedef struct svc_stream svc_stream_t;
@@ -389,14 +392,14 @@ typedef struct hist_job {
     size_t key_len, end_len;
     int64_t from, to;
     int prev_kv;
-    watch_batch_t *acc; /* every event of the window */
+    size_t max_bytes;   /* the read stops after the revision that reaches it */
+    watch_batch_t *acc; /* every event of the window (its revision: the window's end) */
     int rc;
     int64_t compact_rev;
 } hist_job_t;
 
 /* Reader thread: copy one revision's events into the job's batch. */
 static int hist_job_event(void *arg, int64_t rev, const mvcc_event_t *evs, size_t n) {
-    (void)rev;
     hist_job_t *j = arg;
     for (size_t i = 0; i < n; i++) {
         watch_kv_t kv, prev;
@@ -407,6 +410,10 @@ static int hist_job_event(void *arg, int64_t rev, const mvcc_event_t *evs, size_
             j->rc = WATCH_ERR_HISTORY;
             return 1;
         }
+    }
+    if (j->max_bytes && j->acc->bytes >= j->max_bytes && rev < j->to) {
+        j->acc->revision = rev; /* the window ends here; the hub reads on from rev + 1 */
+        return 1;
     }
     return 0;
 }
@@ -454,6 +461,7 @@ static int hub_history_async(void *ctx, const watch_history_req_t *req, watch_re
                       .from = req->from_rev,
                       .to = req->to_rev,
                       .prev_kv = req->prev_kv,
+                      .max_bytes = req->max_bytes,
                       .acc = acc};
     if (readers_submit(w->s->readers, &j->job) != READERS_OK) {
         watch_batch_unref(acc);
@@ -682,7 +690,10 @@ int svc_watch_start(server_t *s) {
                            .schedule = hub_schedule,
                            .ctx = w};
     uint64_t interval = s->cfg->watch_progress_notify_interval_ms;
-    watch_hub_options_t opts = {.progress_interval_ms = interval ? interval : 600000};
+    size_t max_watchers = s->cfg->max_watchers_per_stream;
+    watch_hub_options_t opts = {.progress_interval_ms = interval ? interval : 600000,
+                                .max_watchers_per_stream =
+                                    max_watchers ? max_watchers : SVC_WATCH_MAX_WATCHERS};
     w->hub = watch_hub_new(&ops, &opts, mvcc_revision(s->mvcc));
     if (!w->hub) return -1;
     watch_method.ctx = w;

@@ -41,6 +41,12 @@ enum {
     CONN_WINDOW = 16 << 20,
     MAX_HEADER_LIST = 16 << 20,
     MAX_LISTENERS = 16,
+    /* Request bytes one connection may hold in messages not yet complete
+     * (summed over its streams). A stream holds at most one message under
+     * max-request-bytes + 512 KiB, but streams are not limited by default:
+     * without this, one client could make us hold any amount. Past it:
+     * GOAWAY ENHANCE_YOUR_CALM. */
+    MAX_CONN_PARTIAL_BYTES = 64 << 20,
 };
 
 /* A queued response message. Copied (grpc_call_send): data holds the 5-byte
@@ -97,10 +103,12 @@ struct grpc_call {
     size_t method_index; /* into srv->stats, valid once counted_start */
     int counted_start;   /* started counted, handled not yet */
     int uncounted;       /* a server-internal local call: not in the method stats */
+    size_t partial;      /* reader bytes counted in conn_calls_t.partial */
 };
 
 typedef struct conn_calls {
     grpc_call_t *head;
+    size_t partial; /* bytes of incomplete request messages, every call's */
 } conn_calls_t;
 
 struct grpc_server {
@@ -452,6 +460,8 @@ static void call_close(grpc_call_t *call, int notify_cancel) {
         call->deadline_timer = NULL;
     }
     conn_calls_t *cc = h2_conn_get_user(call->conn);
+    cc->partial -= call->partial;
+    call->partial = 0;
     if (call->conn_prev)
         call->conn_prev->conn_next = call->conn_next;
     else
@@ -712,6 +722,18 @@ static int on_one_message(const uint8_t *msg, size_t len, int compressed, void *
     return call->finished || call->closed;
 }
 
+/* After feeding: the call's partial message bytes into its connection's sum;
+ * a connection past MAX_CONN_PARTIAL_BYTES is ended (GOAWAY). */
+static void count_partial(grpc_call_t *call) {
+    if (!call->conn) return; /* closed meanwhile: call_close took it out */
+    conn_calls_t *cc = h2_conn_get_user(call->conn);
+    size_t now = call->reader.have;
+    cc->partial = cc->partial - call->partial + now;
+    call->partial = now;
+    if (cc->partial > MAX_CONN_PARTIAL_BYTES)
+        nghttp2_session_terminate_session(h2_conn_session(call->conn), NGHTTP2_ENHANCE_YOUR_CALM);
+}
+
 static void deliver_data(grpc_call_t *call, const uint8_t *data, size_t len) {
     if (call->http) {
         if (!call->http->started &&
@@ -724,6 +746,7 @@ static void deliver_data(grpc_call_t *call, const uint8_t *data, size_t len) {
     if (!call->method->client_streaming && call->messages_in > 0) return;
     grpc_call_ref(call);
     int rc = grpc_msg_reader_feed(&call->reader, data, len, on_one_message, call);
+    count_partial(call);
     if (rc == GRPC_READ_TOO_LARGE) {
         char msg[128];
         snprintf(msg, sizeof(msg), "grpc: received message larger than max (%u vs. %zu)",
@@ -914,6 +937,7 @@ grpc_server_t *grpc_server_new(loop_t *loop, const grpc_server_config_t *cfg) {
     if (cfg) srv->cfg = *cfg;
     if (!srv->cfg.max_request_bytes) srv->cfg.max_request_bytes = DEFAULT_MAX_REQUEST_BYTES;
     if (!srv->cfg.max_concurrent_streams) srv->cfg.max_concurrent_streams = UINT32_MAX; /* etcd's default */
+    if (!srv->cfg.max_connections) srv->cfg.max_connections = GRPC_DEFAULT_MAX_CONNECTIONS;
     if (nghttp2_session_callbacks_new(&srv->callbacks) != 0) {
         free(srv);
         return NULL;
@@ -934,6 +958,7 @@ grpc_server_t *grpc_server_new(loop_t *loop, const grpc_server_config_t *cfg) {
         .initial_window_size = STREAM_WINDOW,
         .connection_window_size = CONN_WINDOW,
         .max_header_list_size = MAX_HEADER_LIST,
+        .max_connections = srv->cfg.max_connections,
     };
     return srv;
 }

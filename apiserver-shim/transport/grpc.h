@@ -65,7 +65,13 @@ typedef struct grpc_server_config {
      * REFUSED_STREAM while our SETTINGS is unacknowledged, a connection
      * error (GOAWAY PROTOCOL_ERROR) after. */
     uint32_t max_concurrent_streams;
+    /* Connections open at once per listener (h2_conn_hooks_t.max_connections);
+     * 0 = GRPC_DEFAULT_MAX_CONNECTIONS. HTTP/1.1 connections handed to the
+     * gateway count until they are told apart. */
+    size_t max_connections;
 } grpc_server_config_t;
+
+enum { GRPC_DEFAULT_MAX_CONNECTIONS = 10000 };
 
 grpc_server_t *grpc_server_new(loop_t *loop, const grpc_server_config_t *cfg);
 void grpc_server_free(grpc_server_t *srv);

@@ -6,12 +6,25 @@
  * buffer. nghttp2 is driven with mem_recv/mem_send only, so all socket I/O is
  * here and non-blocking. A connection is freed only from its own I/O handler
  * or from h2_listener_free, never from inside an nghttp2 callback.
+ *
+ * Limits against misbehaving clients (each closes only the offender):
+ * - a connection must finish its TLS handshake and send the whole HTTP/2
+ *   client preface (the magic and its first SETTINGS frame) within
+ *   HANDSHAKE_MS of being accepted, else it is closed (slowloris);
+ * - at most hooks->max_connections per listener: past it, the oldest
+ *   connection still in its handshake makes room, else the new one is
+ *   refused (h2c: SETTINGS + GOAWAY ENHANCE_YOUR_CALM, then closed);
+ * - one readiness event reads at most READ_BUDGET bytes, so a flooding
+ *   client cannot hold the loop from the others;
+ * - nghttp2's flood limits (conn_setup_session) end a connection that
+ *   floods SETTINGS, PING, RST_STREAM or CONTINUATION with GOAWAY.
  */
 #include "h2_conn.h"
 
 #include <arpa/inet.h>
 #include <assert.h>
 #include <errno.h>
+#include <inttypes.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdio.h>
@@ -20,7 +33,30 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-enum { READ_CHUNK = 16384, WRITE_CHUNK = 65536, CLOSE_LINGER_MS = 2000, HANDSHAKE_MS = 10000 };
+#include "log.h"
+
+enum {
+    READ_CHUNK = 16384,
+    READ_BUDGET = 16 * READ_CHUNK, /* per readiness event, then the other connections */
+    WRITE_CHUNK = 65536,
+    CLOSE_LINGER_MS = 2000,
+    HANDSHAKE_MS = 10000, /* accept -> TLS done and client preface received */
+    /* Connections in their handshake at once per listener (a TLS one holds
+     * ~55 KiB of wolfSSL state): past it the oldest makes room. */
+    MAX_HANDSHAKING = 1024,
+};
+
+/* nghttp2's flood limits, set explicitly (Debian 12's 1.52.0 has them
+ * backported; these are its defaults). */
+enum {
+    MAX_OUTBOUND_ACK = 1000, /* SETTINGS/PING ACKs queued unsent: a flood -> GOAWAY */
+    MAX_SETTINGS = 32,       /* entries in one SETTINGS frame */
+    RESET_BURST = 1000,      /* streams cancelled by the client (CVE-2023-44487): */
+    RESET_RATE_PER_S = 33,   /*   token bucket; past it GOAWAY INTERNAL_ERROR */
+    MAX_CONTINUATIONS = 8,   /* CONTINUATION frames per header block (CVE-2024-27316) */
+    PREFACE_MAGIC_LEN = 24,  /* RFC 9113 3.4: the magic, then a SETTINGS frame */
+    FRAME_HEADER_LEN = 9,
+};
 
 /* CONN_LINGER: a drained connection (h2_listener_drain) that said all it had
  * to say: our side is shut down for writing and the client's last bytes are
@@ -51,10 +87,17 @@ struct h2_conn {
     int kicked;                 /* output submitted from outside I/O */
     int read_paused;            /* backpressure */
     int tls_wants_write;        /* last TLS op asked for writability */
-    loop_timer_t *linger_timer; /* bounds the TLS handshake and the CLOSING state */
+    loop_timer_t *linger_timer; /* bounds the handshake (to preface_done) and the CLOSING state */
     void *user;
     uint8_t sniff[SNIFF_BYTES]; /* CONN_SNIFF: the first bytes read */
     size_t sniffed;
+    /* The client preface seen so far (preface_track); complete once
+     * preface_seen reaches 24 + 9 + the first frame's length. */
+    size_t preface_seen;
+    uint8_t preface_hdr[FRAME_HEADER_LEN];
+    int preface_done;
+    int unproven;  /* counted in the listener's nunproven (conn_proven) */
+    int read_more; /* the read budget ran out with input left */
 };
 
 struct h2_listener {
@@ -65,8 +108,10 @@ struct h2_listener {
     const h2_conn_hooks_t *hooks;
     h2_conn_t *conns;
     size_t nconns;
+    size_t nunproven;          /* of them, not yet through handshake and client preface */
     loop_timer_t *retry_timer; /* accept paused after EMFILE */
     int draining;              /* h2_listener_drain ran: socket closed, GOAWAY sent */
+    uint64_t refused;          /* connections refused over max_connections */
 };
 
 static void conn_on_io(loop_t *loop, int fd, int events, void *arg);
@@ -101,9 +146,17 @@ static void out_consume(out_buf_t *b, size_t n) {
 
 /* ---- connection lifetime ---- */
 
+/* The connection is through its handshake and client preface, or going. */
+static void conn_proven(h2_conn_t *c) {
+    if (!c->unproven) return;
+    c->unproven = 0;
+    c->listener->nunproven--;
+}
+
 /* Frees c; keep_socket: fd and tls were handed over (on_http1). */
 static void conn_release(h2_conn_t *c, int keep_socket) {
     h2_listener_t *l = c->listener;
+    conn_proven(c);
     if (l->hooks->on_close && c->session) l->hooks->on_close(c, l->hooks->arg);
     if (c->session) nghttp2_session_del(c->session);
     if (c->linger_timer) loop_timer_cancel(l->loop, c->linger_timer);
@@ -134,6 +187,8 @@ static void linger_expired(loop_t *loop, void *arg) {
 static void conn_start_closing(h2_conn_t *c) {
     if (c->state == CONN_CLOSING) return;
     c->state = CONN_CLOSING;
+    c->read_more = 0;
+    if (c->linger_timer) loop_timer_cancel(c->listener->loop, c->linger_timer); /* the handshake's */
     c->linger_timer = loop_timer_add(c->listener->loop, CLOSE_LINGER_MS, linger_expired, c);
 }
 
@@ -151,6 +206,10 @@ static int conn_setup_session(h2_conn_t *c) {
      * checked by grpc.c dispatch_headers; framing, HPACK and flow control
      * are still nghttp2's. */
     nghttp2_option_set_no_http_messaging(opt, 1);
+    nghttp2_option_set_max_outbound_ack(opt, MAX_OUTBOUND_ACK);
+    nghttp2_option_set_max_settings(opt, MAX_SETTINGS);
+    nghttp2_option_set_stream_reset_rate_limit(opt, RESET_BURST, RESET_RATE_PER_S);
+    nghttp2_option_set_max_continuations(opt, MAX_CONTINUATIONS);
     int rv = nghttp2_session_server_new2(&c->session, h->callbacks, c, opt);
     nghttp2_option_del(opt);
     if (rv != 0) {
@@ -191,11 +250,39 @@ static ssize_t conn_write(h2_conn_t *c, const uint8_t *buf, size_t len) {
     return TLS_ERROR;
 }
 
-/* Read and feed nghttp2 until the socket is drained. Returns -1 if the
- * connection must be closed right away. */
+/* Counts the client preface in n bytes nghttp2 just accepted (it checks
+ * them); once the magic and the whole first frame are in, the handshake
+ * timer stops: the client has shown it speaks HTTP/2. */
+static void preface_track(h2_conn_t *c, const uint8_t *p, size_t n) {
+    if (c->preface_done) return;
+    size_t head = PREFACE_MAGIC_LEN + FRAME_HEADER_LEN;
+    for (size_t i = 0; i < n && c->preface_seen + i < head; i++)
+        if (c->preface_seen + i >= PREFACE_MAGIC_LEN)
+            c->preface_hdr[c->preface_seen + i - PREFACE_MAGIC_LEN] = p[i];
+    c->preface_seen += n;
+    if (c->preface_seen < head) return;
+    const uint8_t *h = c->preface_hdr;
+    if (c->preface_seen < head + ((size_t)h[0] << 16 | (size_t)h[1] << 8 | h[2])) return;
+    c->preface_done = 1;
+    conn_proven(c);
+    if (c->linger_timer && c->state == CONN_OPEN) {
+        loop_timer_cancel(c->listener->loop, c->linger_timer);
+        c->linger_timer = NULL;
+    }
+}
+
+/* Read and feed nghttp2 until the socket is drained or the read budget is
+ * spent (then read_more asks to be called again from the next loop pass).
+ * Returns -1 if the connection must be closed right away. */
 static int conn_read_input(h2_conn_t *c) {
     uint8_t buf[READ_CHUNK];
+    size_t budget = READ_BUDGET;
+    c->read_more = 0;
     while (c->state == CONN_OPEN) {
+        if (budget < sizeof(buf)) {
+            c->read_more = 1;
+            return 0;
+        }
         if (c->out.len > H2_OUT_HIGH) {
             c->read_paused = 1;
             return 0;
@@ -207,16 +294,21 @@ static int conn_read_input(h2_conn_t *c) {
             return 0;
         }
         if (n <= 0) return -1; /* EOF or error */
+        budget -= (size_t)n;
         c->busy++;
         ssize_t rv = nghttp2_session_mem_recv(c->session, buf, (size_t)n);
         c->busy--;
         if (rv < 0) {
             /* Fatal for the session (bad preface, flood, ...): say GOAWAY if
-             * nghttp2 still can, then close. */
-            nghttp2_session_terminate_session(c->session, NGHTTP2_PROTOCOL_ERROR);
+             * nghttp2 still can, then close. A flood is told to calm down,
+             * as grpc-go answers a PING flood. */
+            int flood = rv == NGHTTP2_ERR_FLOODED || rv == NGHTTP2_ERR_TOO_MANY_CONTINUATIONS;
+            nghttp2_session_terminate_session(c->session,
+                                              flood ? NGHTTP2_ENHANCE_YOUR_CALM : NGHTTP2_PROTOCOL_ERROR);
             conn_start_closing(c);
             return 0;
         }
+        preface_track(c, buf, (size_t)n);
     }
     return 0;
 }
@@ -250,7 +342,8 @@ static int conn_write_output(h2_conn_t *c) {
 static void conn_update_interest(h2_conn_t *c) {
     int ev = 0;
     if (c->state != CONN_CLOSING && !c->read_paused) ev |= LOOP_READ;
-    if (c->out.len > 0 || c->tls_wants_write || c->kicked) ev |= LOOP_WRITE;
+    /* read_more: the socket is writable, so the next pass comes back */
+    if (c->out.len > 0 || c->tls_wants_write || c->kicked || c->read_more) ev |= LOOP_WRITE;
     loop_mod_fd(c->listener->loop, c->fd, ev);
 }
 
@@ -342,6 +435,7 @@ static int conn_sniff(h2_conn_t *c) {
         ssize_t rv = nghttp2_session_mem_recv(c->session, c->sniff, c->sniffed);
         c->busy--;
         if (rv < 0) return -1;
+        preface_track(c, c->sniff, c->sniffed);
         return conn_read_input(c);
     }
     h2_listener_t *l = c->listener;
@@ -365,8 +459,7 @@ static void conn_do_handshake(h2_conn_t *c) {
         loop_mod_fd(c->listener->loop, c->fd, LOOP_WRITE);
         return;
     }
-    loop_timer_cancel(c->listener->loop, c->linger_timer);
-    c->linger_timer = NULL;
+    /* the handshake timer runs on until the client preface is in */
     int begun = rv == 1 ? conn_begin(c) : -1;
     if (begun < 0) {
         conn_close(c);
@@ -406,7 +499,7 @@ static void conn_on_io(loop_t *loop, int fd, int events, void *arg) {
         conn_drive(c);
         return;
     }
-    if ((events & LOOP_READ) && c->state == CONN_OPEN && !c->read_paused) {
+    if ((events & LOOP_READ || c->read_more) && c->state == CONN_OPEN && !c->read_paused) {
         if (conn_read_input(c) != 0) {
             conn_close(c);
             return;
@@ -453,15 +546,21 @@ static void conn_start(h2_listener_t *l, int fd) {
     if (l->conns) l->conns->prev = c;
     l->conns = c;
     l->nconns++;
+    c->unproven = 1;
+    l->nunproven++;
     if (loop_add_fd(l->loop, fd, LOOP_READ, conn_on_io, c) != 0) {
+        conn_close(c);
+        return;
+    }
+    c->linger_timer = loop_timer_add(l->loop, HANDSHAKE_MS, linger_expired, c);
+    if (!c->linger_timer) {
         conn_close(c);
         return;
     }
     if (l->tls) {
         c->state = CONN_HANDSHAKE;
         c->tls = tls_conn_new(l->tls, fd);
-        c->linger_timer = loop_timer_add(l->loop, HANDSHAKE_MS, linger_expired, c);
-        if (!c->tls || !c->linger_timer) {
+        if (!c->tls) {
             conn_close(c);
             return;
         }
@@ -476,11 +575,54 @@ static void conn_start(h2_listener_t *l, int fd) {
     conn_drive(c);                      /* our SETTINGS go out first */
 }
 
+/* At a limit: close the oldest connection still in its handshake (the
+ * list is newest first). 1 if one went, 0 if every one is in use. */
+static int evict_unproven(h2_listener_t *l) {
+    h2_conn_t *oldest = NULL;
+    for (h2_conn_t *c = l->conns; c; c = c->next)
+        if (c->unproven) oldest = c;
+    if (!oldest) return 0;
+    conn_close(oldest);
+    return 1;
+}
+
+/* A connection past max_connections: h2c gets our SETTINGS and GOAWAY
+ * ENHANCE_YOUR_CALM (a TLS one cannot be told anything before its
+ * handshake), what it already sent is read, then it is closed. */
+static void conn_refuse(h2_listener_t *l, int fd) {
+    if (!l->tls) {
+        static const char why[] = "too many client connections";
+        uint8_t msg[FRAME_HEADER_LEN * 2 + 8 + sizeof(why) - 1] = {0};
+        msg[3] = NGHTTP2_SETTINGS; /* empty SETTINGS: 9 bytes */
+        uint8_t *g = msg + FRAME_HEADER_LEN;
+        g[2] = 8 + sizeof(why) - 1;
+        g[3] = NGHTTP2_GOAWAY;
+        g[FRAME_HEADER_LEN + 7] = NGHTTP2_ENHANCE_YOUR_CALM; /* last stream 0, error code */
+        memcpy(g + FRAME_HEADER_LEN + 8, why, sizeof(why) - 1);
+        ssize_t w = send(fd, msg, sizeof msg, MSG_NOSIGNAL);
+        (void)w; /* a fresh socket takes it; if not, closing is the answer */
+    }
+    uint8_t sink[4096];
+    while (read(fd, sink, sizeof sink) > 0) {
+    }
+    close(fd);
+    if (l->refused++ % 1000 == 0)
+        log_warn("client connection refused: %zu open, the --max-client-connections limit (%" PRIu64
+                 " refused so far)",
+                 l->nconns, l->refused);
+}
+
 static void listener_on_io(loop_t *loop, int fd, int events, void *arg) {
     h2_listener_t *l = arg;
     for (int i = 0; i < 64; i++) {
         int cfd = accept4(l->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (cfd >= 0) {
+            size_t max = l->hooks->max_connections;
+            int full = (max && l->nconns >= max) || l->nunproven >= MAX_HANDSHAKING;
+            if (full && !evict_unproven(l)) {
+                conn_refuse(l, cfd);
+                continue;
+            }
             conn_start(l, cfd);
             continue;
         }

@@ -6,6 +6,8 @@
  * supplies the nghttp2 callbacks; their user_data is the h2_conn_t, and
  * h2_conn_get_user() returns the upper layer's per-connection pointer.
  *
+ * Every connection must finish its TLS handshake and send the whole HTTP/2
+ * client preface within 10 s of its accept (else it is closed).
  * Connection states: TLS handshake (https only) -> [detecting the protocol,
  * with on_http1 only] -> open (HTTP/2) -> closing
  * (GOAWAY queued, draining output) -> closed (on_close hook, freed); after
@@ -40,6 +42,12 @@ typedef struct h2_conn_hooks {
     uint32_t initial_window_size;    /* per stream */
     int32_t connection_window_size;  /* whole connection */
     uint32_t max_header_list_size;
+    /* Connections open at once on one listener (any state); 0: no limit.
+     * Past it the oldest connection still in its handshake (TLS or client
+     * preface not yet complete) is closed to make room, else the new one is
+     * refused: h2c gets SETTINGS + GOAWAY ENHANCE_YOUR_CALM "too many client
+     * connections", TLS is closed. */
+    size_t max_connections;
     /* Optional: HTTP/1.1 on this listener too. Then each connection is told
      * apart once (TLS ALPN "h2" / "http/1.1"; else whether its first bytes
      * are the HTTP/2 client preface) and an HTTP/1.1 one is handed over:

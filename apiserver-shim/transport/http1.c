@@ -11,7 +11,11 @@
  * a time: the parser is paused at each message's end and resumed on the
  * input left over once the answer ended. A client that sends requests
  * without reading the answers is not read from while more than
- * HTTP1_HIGH_WATER of answers wait to be sent.
+ * HTTP1_HIGH_WATER of answers wait to be sent. A request head (request line
+ * and headers) must be complete within HTTP1_HEAD_MS of the connection's
+ * start (the first request) or of its first byte (the next ones), else the
+ * connection is closed (slowloris); an idle keep-alive connection waits
+ * without limit, as with Go's http.Server.
  */
 #include "http1.h"
 
@@ -32,6 +36,7 @@
 #define HTTP1_MAX_OUT (64u << 20)     /* unread answers before the connection is dropped */
 #define HTTP1_HIGH_WATER (256u << 10) /* unsent answers above which reading pauses */
 #define HTTP1_MAX_IN (256u << 10)     /* unparsed input held while an answer is pending */
+#define HTTP1_HEAD_MS 10000           /* for a request's line and headers */
 
 typedef struct http1_conn http1_conn_t;
 
@@ -72,15 +77,17 @@ struct http1_conn {
     size_t in_len, in_off, in_cap;
     char *out;
     size_t out_len, out_off, out_cap;
-    int close_after; /* close once out is written */
-    int eof;         /* the peer closed its side */
-    int writing;     /* LOOP_WRITE is registered */
+    int close_after;          /* close once out is written */
+    int eof;                  /* the peer closed its side */
+    int writing;              /* LOOP_WRITE is registered */
+    loop_timer_t *head_timer; /* the request head being waited for */
     http1_conn_t *prev, *next;
 };
 
 static void conn_on_io(loop_t *loop, int fd, int events, void *arg);
 
 static void conn_free(http1_conn_t *c) {
+    if (c->head_timer) loop_timer_cancel(c->srv->loop, c->head_timer);
     if (c->parsing) http_exchange_detach(c->parsing);
     if (c->active) http_exchange_detach(c->active);
     loop_del_fd(c->srv->loop, c->fd);
@@ -187,10 +194,26 @@ static int queue_bad_request(http1_conn_t *c) {
     return out_append(c, bad, sizeof bad - 1);
 }
 
+/* ---- the request head's time limit ---- */
+
+static void head_expired(loop_t *loop, void *arg) {
+    (void)loop;
+    http1_conn_t *c = arg;
+    c->head_timer = NULL;
+    conn_free(c);
+}
+
+/* 0, or -1 without memory for the timer. */
+static int head_timer_start(http1_conn_t *c) {
+    if (!c->head_timer) c->head_timer = loop_timer_add(c->srv->loop, HTTP1_HEAD_MS, head_expired, c);
+    return c->head_timer ? 0 : -1;
+}
+
 /* ---- parser callbacks ---- */
 
 static int on_message_begin(http_parser *p) {
     http1_conn_t *c = p->data;
+    if (head_timer_start(c) != 0) return -1;
     c->url_len = 0;
     c->url_too_long = 0;
     c->hname_len = c->hvalue_len = 0;
@@ -244,7 +267,10 @@ static int on_header_value(http_parser *p, const char *at, size_t len) {
 }
 
 static int on_headers_complete(http_parser *p) {
-    flush_header(p->data);
+    http1_conn_t *c = p->data;
+    flush_header(c);
+    if (c->head_timer) loop_timer_cancel(c->srv->loop, c->head_timer);
+    c->head_timer = NULL;
     return 0;
 }
 
@@ -455,7 +481,12 @@ static http1_conn_t *conn_new(http1_server_t *srv, int fd, tls_conn_t *tls) {
     c->tls = tls;
     http_parser_init(&c->parser, HTTP_REQUEST);
     c->parser.data = c;
+    if (head_timer_start(c) != 0) { /* the first request's head */
+        free(c);
+        return NULL;
+    }
     if (loop_add_fd(srv->loop, fd, LOOP_READ, conn_on_io, c) != 0) {
+        loop_timer_cancel(srv->loop, c->head_timer);
         free(c);
         return NULL;
     }

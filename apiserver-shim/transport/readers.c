@@ -146,6 +146,28 @@ int readers_submit(readers_t *r, reader_job_t *job) {
     return rc;
 }
 
+int readers_cancel(readers_t *r, reader_job_t *job) {
+    pthread_mutex_lock(&r->mu);
+    reader_job_t *prev = NULL, *j = r->qhead;
+    while (j && j != job) {
+        prev = j;
+        j = j->next;
+    }
+    if (j) {
+        if (prev)
+            prev->next = j->next;
+        else
+            r->qhead = j->next;
+        if (r->qtail == j) r->qtail = prev;
+        j->next = NULL;
+        r->in_flight--;
+    }
+    pthread_mutex_unlock(&r->mu);
+    if (!j) return 0;
+    job->done(job, READER_CANCELLED);
+    return 1;
+}
+
 size_t readers_in_flight(const readers_t *r) {
     pthread_mutex_lock((pthread_mutex_t *)&r->mu);
     size_t n = r->in_flight;

@@ -73,6 +73,12 @@ readers_t *readers_new(loop_t *loop, const readers_config_t *cfg);
  * reached) or READERS_STOPPED; on refusal the job stays the caller's. */
 int readers_submit(readers_t *r, reader_job_t *job);
 
+/* Loop thread: takes job out of the queue if no reader has started it (its
+ * caller went away: a cancelled request must not hold a place of the bound
+ * nor cost a read) and calls done(job, READER_CANCELLED) now; returns 1.
+ * Returns 0 if it already runs or ran: done comes as usual. */
+int readers_cancel(readers_t *r, reader_job_t *job);
+
 /* Jobs in the pool now (for tests and stats). */
 size_t readers_in_flight(const readers_t *r);
 size_t readers_threads(const readers_t *r);

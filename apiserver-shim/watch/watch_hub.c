@@ -361,6 +361,7 @@ const char *watch_hub_strerror(int err) {
     case WATCH_ERR_EMPTY_RANGE: return "mvcc: watcher range is empty";
     case WATCH_ERR_NOT_FOUND: return "mvcc: watcher does not exist";
     case WATCH_ERR_COMPACTED: return "mvcc: required revision has been compacted";
+    case WATCH_ERR_TOO_MANY: return "kshim: too many watchers on this stream (--max-watchers-per-stream)";
     default: return "mvcc: watch history read failed";
     }
 }
@@ -399,6 +400,8 @@ static int64_t next_auto_id(const watch_hub_t *hub, watch_stream_t *s) {
 
 int watch_hub_create(watch_hub_t *hub, watch_stream_t *s, const watch_create_t *req, int64_t *id_out) {
     if (req->watch_id != 0 && id_find(hub, s, req->watch_id)) return WATCH_ERR_DUPLICATE_ID;
+    if (hub->opts.max_watchers_per_stream && s->nwatchers >= hub->opts.max_watchers_per_stream)
+        return WATCH_ERR_TOO_MANY;
     watcher_t *w = calloc(1, sizeof(*w));
     if (!w) return WATCH_ERR_NOMEM;
     int rc = watcher_set_range(w, req);
@@ -457,6 +460,7 @@ watch_hub_t *watch_hub_new(const watch_hub_ops_t *ops, const watch_hub_options_t
     hub->ops = *ops;
     if (opts) hub->opts = *opts;
     if (hub->opts.chunk_revisions <= 0) hub->opts.chunk_revisions = 1000;
+    if (hub->opts.chunk_bytes == 0) hub->opts.chunk_bytes = 1 << 20;
     if (hub->opts.max_watchers_per_pass == 0) hub->opts.max_watchers_per_pass = 128;
     if (hub->opts.retry_delay_ms == 0) hub->opts.retry_delay_ms = 100;
     if (hub->opts.progress_interval_ms == 0) hub->opts.progress_interval_ms = 600000;
@@ -654,14 +658,15 @@ size_t watch_hub_watchers(const watch_hub_t *hub) { return hub->nwatchers; }
 
 /* Catch-up sends one response per watcher per history read holding every
  * matching event of the window, as etcd's syncWatchers does (it batches up
- * to 1000 revisions per response): events are copied into a batch because
- * history's memory lives only during emit. */
+ * to 1000 revisions per response), but ends the window early once the
+ * response holds chunk_bytes (to_rev moves back to that revision): events
+ * are copied into a batch because history's memory lives only during emit. */
 typedef struct catchup {
     watch_hub_t *hub;
     watcher_t *w;
-    int64_t to_rev;
+    int64_t to_rev; /* the window's end; lowered when the response is full */
     watch_batch_t *acc;
-    int stopped;
+    int stopped; /* out of memory: nothing of the window is sent */
 } catchup_t;
 
 static int catchup_emit(void *arg, int64_t rev, const watch_event_t *events, size_t n) {
@@ -678,6 +683,10 @@ static int catchup_emit(void *arg, int64_t rev, const watch_event_t *events, siz
             hub->history_failed = 1;
             return 1;
         }
+    }
+    if (c->acc->bytes >= hub->opts.chunk_bytes && rev < c->to_rev) {
+        c->to_rev = rev; /* full: the rest of the window is read next time */
+        return 1;
     }
     return 0;
 }
@@ -699,10 +708,14 @@ static int catchup_flush(watch_hub_t *hub, watcher_t *w, const watch_batch_t *ac
     return 0;
 }
 
-static void history_req(const watcher_t *w, int64_t to, watch_history_req_t *req) {
+static void history_req(const watch_hub_t *hub, const watcher_t *w, int64_t to, watch_history_req_t *req) {
     static const uint8_t zero = 0;
-    *req = (watch_history_req_t){
-        .key = w->key, .key_len = w->key_len, .from_rev = w->min_rev, .to_rev = to, .prev_kv = w->prev_kv};
+    *req = (watch_history_req_t){.key = w->key,
+                                 .key_len = w->key_len,
+                                 .from_rev = w->min_rev,
+                                 .to_rev = to,
+                                 .prev_kv = w->prev_kv,
+                                 .max_bytes = hub->opts.chunk_bytes};
     if (w->kind == IVX_RANGE) {
         req->range_end = w->end;
         req->range_end_len = w->end_len;
@@ -735,7 +748,7 @@ static int catch_up_async(watch_hub_t *hub, watcher_t *w, int64_t to) {
     rd->w = w;
     rd->to_rev = to;
     watch_history_req_t req;
-    history_req(w, to, &req);
+    history_req(hub, w, to, &req);
     if (hub->ops.history_async(hub->ops.ctx, &req, rd) != WATCH_OK) {
         free(rd);
         return 0;
@@ -755,7 +768,7 @@ static void catch_up(watch_hub_t *hub, watcher_t *w) {
         if (to - w->min_rev + 1 > hub->opts.chunk_revisions) to = w->min_rev + hub->opts.chunk_revisions - 1;
         if (catch_up_async(hub, w, to) != 0) return;
         watch_history_req_t req;
-        history_req(w, to, &req);
+        history_req(hub, w, to, &req);
         catchup_t c = {.hub = hub, .w = w, .to_rev = to, .acc = watch_batch_new(to)};
         if (!c.acc) {
             hub->history_failed = 1;
@@ -777,7 +790,7 @@ static void catch_up(watch_hub_t *hub, watcher_t *w) {
         int refused = c.stopped || catchup_flush(hub, w, c.acc) != 0;
         watch_batch_unref(c.acc);
         if (refused) return; /* nothing of the window was delivered: re-read later */
-        w->min_rev = to + 1;
+        w->min_rev = c.to_rev + 1;
     }
     if (w->min_rev > hub->rev && make_synced(hub, w) != 0) hub->history_failed = 1;
 }
@@ -819,15 +832,22 @@ int watch_hub_run_pass(watch_hub_t *hub) {
 }
 
 /* Copies the events of acc that w asked for into a response-sized batch
- * and sends them; 0, or -1 if refused or out of memory. */
-static int async_flush(watch_hub_t *hub, watcher_t *w, int64_t to, const watch_batch_t *acc) {
-    catchup_t c = {.hub = hub, .w = w, .to_rev = to, .acc = watch_batch_new(to)};
+ * and sends them; 0 (*to: the end of what was sent), or -1 if refused or
+ * out of memory. acc's revisions come whole: the response ends at one. */
+static int async_flush(watch_hub_t *hub, watcher_t *w, int64_t *to, const watch_batch_t *acc) {
+    catchup_t c = {.hub = hub, .w = w, .to_rev = *to, .acc = watch_batch_new(*to)};
     if (!c.acc) return -1;
     for (size_t i = 0; i < acc->n && !c.stopped; i++) {
         const watch_event_t *ev = &acc->events[i];
-        catchup_emit(&c, ev->kv.mod_revision, ev, 1);
+        if (ev->kv.mod_revision > c.to_rev) break; /* the response filled up */
+        int64_t rev = ev->kv.mod_revision;
+        size_t j = i;
+        while (j + 1 < acc->n && acc->events[j + 1].kv.mod_revision == rev) j++;
+        catchup_emit(&c, rev, ev, j - i + 1);
+        i = j;
     }
     int rc = c.stopped || catchup_flush(hub, w, c.acc) != 0 ? -1 : 0;
+    *to = c.to_rev;
     watch_batch_unref(c.acc);
     return rc;
 }
@@ -836,6 +856,7 @@ void watch_hub_history_done(watch_hub_t *hub, watch_read_t *rd, int rc, const wa
                             int64_t compact_rev) {
     watcher_t *w = rd->w;
     int64_t to = rd->to_rev;
+    if (rc == WATCH_OK && acc && acc->revision < to) to = acc->revision; /* stopped at max_bytes */
     free(rd);
     assert(hub->nreads > 0);
     hub->nreads--;
@@ -850,7 +871,7 @@ void watch_hub_history_done(watch_hub_t *hub, watch_read_t *rd, int rc, const wa
         /* re-read once writable: nothing was given */
     } else if (rc == WATCH_ERR_COMPACTED) {
         catchup_compacted(hub, w, compact_rev);
-    } else if (rc != WATCH_OK || async_flush(hub, w, to, acc) != 0) {
+    } else if (rc != WATCH_OK || async_flush(hub, w, &to, acc) != 0) {
         if (!s->blocked) request_pass(hub, hub->opts.retry_delay_ms);
     } else {
         /* [min_rev, to] delivered; live revisions after to reached the hub
@@ -959,6 +980,7 @@ int watch_batch_add(watch_batch_t *b, int type, const watch_kv_t *kv, const watc
     size_t len = kv->key_len + kv->value_len + (prev ? prev->key_len + prev->value_len : 0);
     uint8_t *mem = malloc(len ? len : 1); /* one block per event, found again at kv.key */
     if (!mem) return -1;
+    b->bytes += len;
     watch_event_t *ev = &b->events[b->n];
     memset(ev, 0, sizeof(*ev));
     ev->type = type;

@@ -81,6 +81,7 @@ typedef struct watch_event {
 typedef struct watch_batch {
     int64_t revision;
     size_t n;
+    size_t bytes; /* keys and values copied (watch_batch_add) */
     size_t cap;
     watch_event_t *events;
     int refs;
@@ -121,6 +122,10 @@ typedef struct watch_history_req {
     int64_t from_rev; /* inclusive */
     int64_t to_rev;   /* inclusive, <= the hub's revision */
     int prev_kv;      /* the watcher wants prev values */
+    /* An asynchronous read (ops.history_async) may stop after the first
+     * revision that brings its batch's bytes to max_bytes (0: no bound); it
+     * then sets the batch's revision to that revision, the window's end. */
+    size_t max_bytes;
 } watch_history_req_t;
 
 /* history calls emit once per revision that has events in the range (it may
@@ -137,6 +142,7 @@ enum {
     WATCH_ERR_NOT_FOUND = -4,
     WATCH_ERR_COMPACTED = -5, /* history: from_rev is below the compaction point */
     WATCH_ERR_HISTORY = -6,   /* history: read failed; the hub retries later */
+    WATCH_ERR_TOO_MANY = -7,  /* create: the stream has max_watchers_per_stream */
 };
 
 /* An asynchronous catch-up read in flight (ops.history_async): the hub's
@@ -163,7 +169,12 @@ typedef struct watch_hub_ops {
 } watch_hub_ops_t;
 
 typedef struct watch_hub_options {
-    int64_t chunk_revisions;       /* revisions read per watcher per pass; default 1000 */
+    int64_t chunk_revisions; /* revisions read per watcher per pass; default 1000 */
+    /* ... and bytes: a catch-up response ends with the revision whose events
+     * bring it to chunk_bytes (keys + values + prev); default 1 MiB. So a
+     * watcher that is far behind costs O(chunk_bytes) per read, however large
+     * the values in its window. */
+    size_t chunk_bytes;
     size_t max_watchers_per_pass;  /* unsynced watchers served per pass; default 128 */
     uint64_t retry_delay_ms;       /* pass delay after a history error; default 100 */
     uint64_t progress_interval_ms; /* progress_notify period; default 600000 (etcd: 10 min) */
@@ -172,6 +183,9 @@ typedef struct watch_hub_options {
      * At most max_async_reads reads are in flight; default 32. */
     int64_t sync_tail_revisions;
     size_t max_async_reads;
+    /* Watchers one stream may hold (kshim --max-watchers-per-stream; etcd
+     * has no limit); a create past it is WATCH_ERR_TOO_MANY. 0: no limit. */
+    size_t max_watchers_per_stream;
 } watch_hub_options_t;
 
 typedef struct watch_hub watch_hub_t;
@@ -215,7 +229,8 @@ typedef struct watch_create {
 /* Never delivers anything itself, so the service sends the created reply
  * (header revision = watch_hub_revision) right after and before any event.
  * Returns WATCH_OK with *id_out set, WATCH_ERR_DUPLICATE_ID,
- * WATCH_ERR_EMPTY_RANGE (key >= range_end) or WATCH_ERR_NOMEM. */
+ * WATCH_ERR_EMPTY_RANGE (key >= range_end), WATCH_ERR_TOO_MANY or
+ * WATCH_ERR_NOMEM. */
 int watch_hub_create(watch_hub_t *hub, watch_stream_t *s, const watch_create_t *req, int64_t *id_out);
 /* WATCH_OK or WATCH_ERR_NOT_FOUND. Delivers nothing; the service replies
  * {watch_id, canceled: true}. */
@@ -257,8 +272,8 @@ size_t watch_hub_watchers(const watch_hub_t *hub);
 int watch_hub_run_pass(watch_hub_t *hub);
 
 /* Loop thread: the asynchronous read rd finished. rc is WATCH_OK (acc holds
- * every event of the requested range and window, in revision order; the
- * hub only borrows it), WATCH_ERR_COMPACTED (compact_rev set) or another
+ * every event of the requested range and window, in revision order, the
+ * window ending at acc->revision (see max_bytes); the hub only borrows it), WATCH_ERR_COMPACTED (compact_rev set) or another
  * error (retried later). The hand-over stays exact: the watcher was
  * unsynced during the read, so live revisions that arrived meanwhile were
  * not given to it; it continues from the window's end (on the loop when
