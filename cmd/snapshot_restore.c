@@ -9,10 +9,12 @@
  * needs --skip-hash-check; the cluster flags are checked as kshimd checks
  * them (one member, named --name, with the advertised peer URLs). Then the
  * database (storage/bbolt/etcd_db.h) fills <data-dir>/member/kv with every
- * revision kept; the applied index is 0 and there is no WAL, so kshimd
+ * revision kept; the applied index is 1 and there is no WAL, so kshimd
  * started with the same --name / --initial-* flags bootstraps a fresh
- * single-member Raft log on it, keeping the store's revisions (etcd's restore
- * likewise rewrites the membership and resets the consistent index).
+ * single-member Raft log on it that starts after index 1 (a snapshot point),
+ * keeping the store's revisions (etcd's restore likewise rewrites the
+ * membership, sets the consistent index to its bootstrap entries and writes
+ * a snapshot there); members added later are sent the store as a snapshot.
  */
 #include "snapshot_restore.h"
 
@@ -192,6 +194,13 @@ int ctl_snapshot_restore(const ctl_restore_opts_t *o, ctl_restore_result_t *res,
     }
     etcd_db_stats_t st;
     int rc = etcd_db_restore(fd, db_size, m, &st, merr, sizeof merr);
+    /* The store holds what a log up to index 1 would: kshimd's log starts
+     * there (raft/node.c node_bootstrap_at), so a member added later gets the
+     * store as a snapshot, not an empty log replay. */
+    if (rc == ETCD_DB_OK && mvcc_set_applied(m, 1) != MVCC_OK) {
+        rc = ETCD_DB_E_IO;
+        snprintf(merr, sizeof merr, "cannot record the applied index");
+    }
     mvcc_close(m);
     close(fd);
     if (rc != ETCD_DB_OK)

@@ -10,7 +10,7 @@
 # json, also at an older revision), the compaction and the lease; the next
 # put gets etcd's revision + 1; etcd's member dir is kept byte for byte in
 # member/etcd-member.orig; a restart of kshimd on the converted dir serves
-# the same.
+# the same, and a member added then catches up with the restored keys.
 # Live dir: etcd with a 1 h backend batch interval (its database lags its
 # WAL, as it does for up to 100 ms with the defaults) is written to and its
 # data dir copied while it runs; kshimd on the copy refuses to start (exit
@@ -20,7 +20,8 @@
 # clean stop (the database then holds every write) is taken over.
 #
 # Ports: 24800 (etcd source), 24801 (kshimd on the restored dir), 24802
-# (etcd live), 24803 (kshimd on the live copy); peers +50.
+# (etcd live), 24803 (kshimd on the live copy), 24804 (the member added);
+# peers +50.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 
@@ -104,6 +105,19 @@ ctl 24801 get after -w json >"$E2E_TMP/kd-get.json"
 check_eq "after a restart the converted dir serves the put, revision $((ES_REV + 1))" "$((ES_REV + 1))" \
     "$(revision_of "$E2E_TMP/kd-get.json")"
 check_eq "the restart did not convert again" 1 "$(grep -c 'took over the etcd data dir' "$E2E_TMP/kd.log")"
+# a member added now is sent the store as a snapshot (the log starts after it)
+ctl 24801 member add kj --peer-urls=http://127.0.0.1:24854 >/dev/null
+start_kshimd kj 24804 --listen-peer-urls http://127.0.0.1:24854 --initial-advertise-peer-urls http://127.0.0.1:24854 \
+    --initial-cluster kd=http://127.0.0.1:24851,kj=http://127.0.0.1:24854 --initial-cluster-state existing
+KJ_PID=$SERVER_PID
+wait_ready "$KJ_PID" 24804
+ok=0
+for _ in $(seq 50); do
+    if [ "$(ctl 24804 get a --print-value-only 2>/dev/null)" = 3 ]; then ok=1; break; fi
+    sleep 0.2
+done
+check_eq "a member joining the taken-over one serves its restored keys (snapshot catch-up)" 1 "$ok"
+stop_server "$KJ_PID"
 stop_server "$KD_PID"
 
 # ---- a live etcd's dir: writes in the WAL past the database ----
