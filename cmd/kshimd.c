@@ -15,6 +15,7 @@
 #include <strings.h>
 
 #include "config_file.h"
+#include "etcd_datadir.h"
 #include "log.h"
 #include "server.h"
 #include "version.h"
@@ -490,6 +491,44 @@ static int parse_args(int argc, char **argv) {
     return 0;
 }
 
+/* An etcd data dir becomes a kshim one before anything opens it
+ * (etcd_datadir.h). 0 to go on, -1 to stop. */
+static int take_over_etcd_dir(void) {
+    char peers[4096] = "";
+    size_t n = 0;
+    for (size_t i = 0; i < cfg.n_initial_advertise_peer_urls && n < sizeof peers; i++)
+        n += (size_t)snprintf(peers + n, sizeof peers - n, "%s%s", i ? "," : "",
+                              cfg.initial_advertise_peer_urls[i]);
+    etcd_datadir_opts_t o = {
+        .data_dir = cfg.data_dir,
+        .wal_dir = cfg.wal_dir,
+        .name = cfg.name,
+        .initial_cluster = cfg.initial_cluster,
+        .initial_cluster_token = cfg.initial_cluster_token ? cfg.initial_cluster_token : "etcd-cluster",
+        .initial_advertise_peer_urls = peers,
+    };
+    static etcd_datadir_result_t r;
+    char err[8192];
+    if (etcd_datadir_take_over(&o, &r, err, sizeof err) != 0) {
+        log_error("%s", err);
+        return -1;
+    }
+    if (r.action == ETCD_DATADIR_FINISHED)
+        log_info("finished taking over the etcd data dir %s: etcd's member dir is kept in %s", cfg.data_dir,
+                 r.orig);
+    if (r.action == ETCD_DATADIR_CONVERTED)
+        log_info(
+            "took over the etcd data dir %s: consistent index %llu, revision %lld, compact revision %lld, "
+            "%llu keys, %llu versions, %llu leases, %llu users, %llu roles; etcd's WAL held %llu entries "
+            "(none a write past the consistent index); etcd's member dir is kept in %s",
+            cfg.data_dir, (unsigned long long)r.consistent_index, (long long)r.restore.revision,
+            (long long)r.restore.compact_rev, (unsigned long long)r.restore.live_keys,
+            (unsigned long long)r.restore.versions, (unsigned long long)r.restore.leases,
+            (unsigned long long)r.restore.users, (unsigned long long)r.restore.roles,
+            (unsigned long long)r.wal.entries, r.orig);
+    return 0;
+}
+
 int main(int argc, char **argv) {
     /* A big Range (a 20 MB LIST) allocates and frees buffers of that size per
      * request. glibc would serve each with a fresh mmap(), so every page of
@@ -523,5 +562,6 @@ int main(int argc, char **argv) {
         cfg.initial_cluster = initial_cluster;
     }
     if (cfg.max_request_bytes == 0) cfg.max_request_bytes = 1572864;
+    if (take_over_etcd_dir() != 0) return 1;
     return server_run(&cfg);
 }

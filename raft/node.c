@@ -642,6 +642,25 @@ static int node_bootstrap(raft_node_t *n, wal_recovered_t *rec, char *err, size_
     return 0;
 }
 
+/* A brand-new member whose state machine already holds everything up to
+ * cfg.applied_index (a store restored from a snapshot, kshimctl snapshot
+ * restore): its log starts there, as etcd's restore writes a snapshot at its
+ * bootstrap entries, with a snapshot point (index, term 1, the initial
+ * voters) and hard state {term 1, commit index}. The store is then not in
+ * the log: a member that joins later is sent it as a snapshot. */
+static int node_bootstrap_at(raft_node_t *n, wal_recovered_t *rec, char *err, size_t errlen) {
+    uint64_t at = n->cfg.applied_index;
+    raft_snapshot_meta_t sm = {.index = at, .term = 1, .voters = n->peers, .n_voters = n->cfg.n_peers};
+    raft_hard_state_t hs = {.term = 1, .vote = 0, .commit = at};
+    if (wal_save_snapshot(n->wal, &sm, 1) != 0 || wal_save_hard_state(n->wal, &hs) != 0 ||
+        wal_sync(n->wal) != 0)
+        return start_error(err, errlen, "raft node: cannot write the bootstrap snapshot point to the WAL");
+    rec->base_index = at;
+    rec->base_term = 1;
+    rec->hard_state = hs;
+    return 0;
+}
+
 /* The membership at the recovered log base: the WAL's snapshot point when
  * it is the base; else a joining member knows nobody, and a bootstrapped
  * one its initial voters (which its log's first entries add again). */
@@ -677,7 +696,9 @@ static int node_recover(raft_node_t *n, char *err, size_t errlen) {
     wal_recovered_t rec;
     if (wal_open(n->cfg.wal_dir, n->cfg.wal_segment_bytes, &n->wal, &rec, err, errlen) != 0) return -1;
     int fresh = rec.n_ents == 0 && rec.base_index == 0 && rec.hard_state.term == 0 && !rec.has_snapshot;
-    if (fresh && n->cfg.applied_index == 0 && !n->cfg.join && node_bootstrap(n, &rec, err, errlen) != 0) {
+    int boot = fresh && !n->cfg.join;
+    if (boot && (n->cfg.applied_index == 0 ? node_bootstrap(n, &rec, err, errlen)
+                                           : node_bootstrap_at(n, &rec, err, errlen)) != 0) {
         wal_recovered_free(&rec);
         return -1;
     }

@@ -54,7 +54,10 @@ typedef struct raft_node_config {
     const uint64_t *peer_ids; /* all voters including id; n_peers >= 1 */
     size_t n_peers;
     const char *wal_dir;      /* created if missing */
-    uint64_t applied_index;   /* state machine's durable-or-not applied index */
+    uint64_t applied_index;   /* state machine's durable-or-not applied index; with an empty WAL
+                               * and join = 0, non-zero means the state machine already holds
+                               * everything up to it (a restored store): the new log starts there
+                               * (a snapshot point with peer_ids), without bootstrap entries */
     unsigned tick_ms;         /* default 100 */
     unsigned election_ticks;  /* default 10 */
     unsigned heartbeat_ticks; /* default 1 */

@@ -42,7 +42,7 @@ LAYERS = {
                        "apiserver-shim/transport", "storage/lease", "storage/auth",
                        "storage/kv", "storage/cluster", "storage/mvcc", "raft", "raft/peer", "proto"],
     "cmd": ["apiserver-shim", "apiserver-shim/member", "apiserver-shim/transport",
-            "client", "storage/bbolt", "storage/mvcc", "proto"],
+            "client", "storage/bbolt", "storage/mvcc", "raft", "proto"],
 }
 INCLUDE = re.compile(r'^\s*#\s*include\s+"([^"]+)"', re.M)
 

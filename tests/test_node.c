@@ -2,7 +2,8 @@
  * test_node.c: the raft thread with a real WAL in a temp dir: 4 concurrent
  * proposers, apply sees every entry exactly once in contiguous index order,
  * group commit batches (fewer fdatasyncs than proposals), restart re-delivers
- * everything above applied_index, persist_state releases WAL segments, and
+ * everything above applied_index, a new log on a state machine already at
+ * index 7 starts after it, persist_state releases WAL segments, and
  * start refuses what it cannot serve. Bounds: past max_inflight a proposal
  * is refused with RAFT_NODE_ERR_BUSY at once while the in-memory log stays
  * bounded, and a blocked apply callback with a full apply queue does not stop
@@ -241,6 +242,44 @@ static void test_propose_apply_restart(void **state) {
     free(a);
     free(b);
     free(c);
+    test_rm_rf(dir);
+}
+
+/* A new member whose state machine already holds index 7 (a restored
+ * store): its log starts after 7, with no bootstrap entries; a restart
+ * keeps it there. */
+static void test_bootstrap_at_applied(void **state) {
+    (void)state;
+    char dir[256];
+    test_mkdtemp(dir, "node-at");
+    applied_t *a = calloc(1, sizeof(*a));
+    applied_init(a, 7);
+    raft_node_t *n = start(dir, a, 7, 0);
+    assert_int_equal(raft_node_propose(n, "x", 1), RAFT_NODE_OK);
+    wait_applied(a, 9); /* 8: the new leader's empty entry, 9: x */
+    pthread_mutex_lock(&a->mu);
+    assert_int_equal(a->errors, 0);
+    assert_int_equal(a->first, 8);
+    assert_int_equal(a->n_conf, 0);
+    assert_string_equal(a->payload[9], "x");
+    pthread_mutex_unlock(&a->mu);
+    raft_node_status_t st;
+    raft_node_status(n, &st);
+    assert_int_equal(st.leader, 1);
+    raft_node_stop(n);
+    applied_t *b = calloc(1, sizeof(*b));
+    applied_init(b, 9);
+    n = start(dir, b, 9, 0);
+    wait_applied(b, 10); /* the next term's empty entry */
+    pthread_mutex_lock(&b->mu);
+    assert_int_equal(b->errors, 0);
+    assert_int_equal(b->first, 10);
+    pthread_mutex_unlock(&b->mu);
+    raft_node_stop(n);
+    applied_free(a);
+    applied_free(b);
+    free(a);
+    free(b);
     test_rm_rf(dir);
 }
 
@@ -551,11 +590,9 @@ static void test_send_order(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_start_refusals),
-        cmocka_unit_test(test_propose_apply_restart),
-        cmocka_unit_test(test_persist_and_release),
-        cmocka_unit_test(test_busy_past_bound),
-        cmocka_unit_test(test_blocked_apply_does_not_stop_ticks),
+        cmocka_unit_test(test_start_refusals),       cmocka_unit_test(test_propose_apply_restart),
+        cmocka_unit_test(test_bootstrap_at_applied), cmocka_unit_test(test_persist_and_release),
+        cmocka_unit_test(test_busy_past_bound),      cmocka_unit_test(test_blocked_apply_does_not_stop_ticks),
         cmocka_unit_test(test_send_order),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -595,3 +595,28 @@ int etcd_db_status(int fd, uint64_t size, etcd_db_status_t *st, char *err, size_
         return fail(err, errlen, rc == BBOLT_E_IO ? ETCD_DB_E_IO : ETCD_DB_E_CORRUPT, "corrupt database");
     return ETCD_DB_OK;
 }
+
+/* ---- consistent index ---- */
+
+static int ci_one(void *arg, const uint8_t *k, size_t kl, const uint8_t *v, size_t vl, int is_bucket) {
+    if (is_bucket || kl != 16 || memcmp(k, "consistent_index", 16)) return 0;
+    if (vl != 8) return 1;
+    *(uint64_t *)arg = get_be64(v);
+    return 0;
+}
+
+int etcd_db_consistent_index(int fd, uint64_t size, uint64_t *ci, char *err, size_t errlen) {
+    *ci = 0;
+    bbolt_reader_t *r = NULL;
+    int brc = bbolt_reader_open(fd, size, &r);
+    if (brc != BBOLT_OK)
+        return fail(err, errlen, brc == BBOLT_E_IO ? ETCD_DB_E_IO : ETCD_DB_E_CORRUPT,
+                    "not a valid bbolt database");
+    int rc = bbolt_reader_scan(r, (const uint8_t *)"meta", 4, ci_one, ci);
+    bbolt_reader_free(r);
+    if (rc == BBOLT_E_NOT_FOUND) return ETCD_DB_OK;
+    if (rc == 1) return fail(err, errlen, ETCD_DB_E_CORRUPT, "meta/consistent_index is not 8 bytes");
+    if (rc != BBOLT_OK)
+        return fail(err, errlen, rc == BBOLT_E_IO ? ETCD_DB_E_IO : ETCD_DB_E_CORRUPT, "corrupt database");
+    return ETCD_DB_OK;
+}

@@ -69,4 +69,8 @@ typedef struct etcd_db_status {
 } etcd_db_status_t;
 int etcd_db_status(int fd, uint64_t size, etcd_db_status_t *st, char *err, size_t errlen);
 
+/* The meta bucket's consistent_index (8 bytes big-endian: the last Raft
+ * index etcd applied to this database); 0 when absent. */
+int etcd_db_consistent_index(int fd, uint64_t size, uint64_t *ci, char *err, size_t errlen);
+
 #endif

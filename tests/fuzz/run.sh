@@ -12,7 +12,7 @@ secs=$2
 shift 2
 here=$(cd "$(dirname "$0")" && pwd)
 targets=("$@")
-[ ${#targets[@]} -eq 0 ] && targets=(grpc_frame wal auth_token kv_request config_file client_conn peer_codec)
+[ ${#targets[@]} -eq 0 ] && targets=(grpc_frame wal etcd_wal auth_token kv_request config_file client_conn peer_codec)
 status=0
 printf '%-14s %10s %8s %8s  %s\n' target execs exec/s cov result
 for t in "${targets[@]}"; do
