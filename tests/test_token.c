@@ -461,11 +461,13 @@ static void test_jwt_corpus(void **state) {
         "{\"exp\":2000,\"revision\":3}",                        /* no username */
         "{\"exp\":2000,\"revision\":\"3\",\"username\":\"u\"}", /* revision a string */
         "{\"exp\":2000,\"username\":\"u\"}",                    /* no revision */
-        "{\"exp\":2000,\"revision\":-1,\"username\":\"u\"}",    /* negative revision */
         "{\"exp\":2000,\"revision\":3,\"username\":7}",         /* username a number */
         "{\"nbf\":1500,\"revision\":3,\"username\":\"u\"}",     /* not yet valid */
         "{\"iat\":1500,\"revision\":3,\"username\":\"u\"}",     /* issued in the future */
-        "{\"exp\":2000,\"revision\":3,\"username\":\"u\"} x",   /* trailing garbage */
+        "{\"exp\":1000.5,\"revision\":3,\"username\":\"u\"}",   /* exp counts whole seconds */
+        "{\"exp\":1e300,\"revision\":3,\"username\":\"u\"}",    /* Go: int64(1e300) is the past */
+        "{\"exp\":1e400,\"revision\":3,\"username\":\"u\"}",    /* Go: out of float64 range */
+        "{\"x\":[-1e999],\"revision\":3,\"username\":\"u\"}",   /* anywhere in the claims */
         "{\"exp\":2000,\"revision\":3,\"username\":\"u\",}",    /* trailing comma */
         "{\"exp\":2000,\"revision\":03,\"username\":\"u\"}",    /* bad number */
         "{\"exp\":2000,\"revision\":3,\"username\":\"u\x01\"}", /* control char */
@@ -481,7 +483,28 @@ static void test_jwt_corpus(void **state) {
         assert_null(info.user);
         free(tok);
     }
+    /* accepted as golang-jwt and etcd's uint64(float64) take them */
+    const struct {
+        const char *claims;
+        uint64_t revision;
+    } claims_go[] = {
+        {"{\"exp\":2000,\"revision\":3,\"username\":\"u\"} x", 3}, /* Decoder reads one value */
+        {"{\"exp\":2000,\"revision\":-1,\"username\":\"u\"}", UINT64_MAX},
+        {"{\"exp\":2000,\"revision\":1e30,\"username\":\"u\"}", UINT64_C(1) << 63},
+        {"{\"exp\":2000,\"revision\":3.9,\"username\":\"u\"}", 3},
+        {"{\"iat\":1000.5,\"revision\":3,\"username\":\"u\"}", 3}, /* iat 1000 after truncation */
+        {"{\"nbf\":1e300,\"revision\":3,\"username\":\"u\"}", 3},
+        {"{\"exp\":1001.5,\"nbf\":-5.5,\"revision\":3,\"username\":\"u\"}", 3},
+    };
+    for (size_t i = 0; i < sizeof claims_go / sizeof claims_go[0]; i++) {
+        char *tok = hs256_token(H, claims_go[i].claims, "hmac-secret-key");
+        assert_int_equal(auth_token_info(t, tok, 0, now, &info), 0);
+        assert_true(info.revision == claims_go[i].revision);
+        auth_token_info_clear(&info);
+        free(tok);
+    }
     const char *headers_bad[] = {
+        "{\"alg\":\"HS256\"} x", /* json.Unmarshal: nothing after the value */
         "{\"alg\":\"none\",\"typ\":\"JWT\"}",
         "{\"alg\":\"HS384\"}",
         "{\"alg\":\"RS256\"}",

@@ -380,6 +380,7 @@ static int jnumber(jreader_t *r, double *v) {
     memcpy(buf, s, (size_t)(p - s));
     buf[p - s] = 0;
     *v = strtod(buf, NULL);
+    if (isinf(*v)) return -1; /* Go: "cannot unmarshal number 1e400 into float64" */
     r->p = p;
     return 0;
 }
@@ -459,14 +460,17 @@ static int jvalue(jreader_t *r, int depth, jfield_t *f) {
     return 0;
 }
 
-/* Parses a whole document that must be one object. */
-static int jparse_object(const char *s, size_t len, jfield_t *fields, size_t nfields) {
+/* Parses a document that must be one object: nothing may follow it but
+ * white space (json.Unmarshal, the JWT header), or anything may
+ * (json.Decoder.Decode, the JWT claims: golang-jwt never reads past the
+ * first value). */
+static int jparse_object(const char *s, size_t len, bool trailing_ok, jfield_t *fields, size_t nfields) {
     jreader_t r = {s, s + len};
     jskip_ws(&r);
     if (r.p >= r.end || *r.p != '{') return -1;
     if (jcontainer(&r, 0, '}', true, fields, nfields) != 0) return -1;
     jskip_ws(&r);
-    return r.p == r.end ? 0 : -1;
+    return r.p == r.end || trailing_ok ? 0 : -1;
 }
 
 static void jfields_free(jfield_t *fields, size_t n) {
@@ -1053,16 +1057,42 @@ static uint8_t *segment_decode(const char *s, size_t len, size_t *out_len) {
     return buf;
 }
 
-/* golang-jwt MapClaims time checks: exp (now < exp), iat (now >= iat),
- * nbf (now >= nbf); absent or 0 passes; a non-number fails. */
+/* Go's int64(f) on amd64: out of range (and NaN) gives INT64_MIN. */
+static int64_t go_float_to_int64(double f) {
+    if (!(f >= -9223372036854775808.0 && f < 9223372036854775808.0)) return INT64_MIN;
+    return (int64_t)f;
+}
+
+/* Go's uint64(f) on amd64 (the compiler's two-range conversion: below 2^63
+ * through int64, else int64(f - 2^63) | 1 << 63, so 1e30 gives 2^63). */
+static uint64_t go_float_to_uint64(double f) {
+    if (f < 9223372036854775808.0) return (uint64_t)go_float_to_int64(f);
+    return (uint64_t)go_float_to_int64(f - 9223372036854775808.0) | UINT64_C(1) << 63;
+}
+
+/* A claim time as golang-jwt compares it: newNumericDateFromSeconds(f) =
+ * time.Unix(int64(whole), int64(frac * 1e9)) truncated to the second, as
+ * Go's internal seconds since year 1 (which wrap, as Go's addition does):
+ * a fraction never counts, 1e300 is far in the past. */
+static int64_t go_claim_seconds(double f) {
+    double whole;
+    double frac = modf(f, &whole);
+    uint64_t sec = (uint64_t)go_float_to_int64(whole);
+    if ((int64_t)(frac * 1e9) < 0) sec--; /* time.Unix borrows a second */
+    return (int64_t)(sec + UINT64_C(62135596800));
+}
+
+/* golang-jwt MapClaims time checks at now (whole seconds): exp (now before
+ * exp), iat and nbf (now not before them); absent or 0 passes; a
+ * non-number fails. */
 static bool claims_time_ok(const jfield_t *exp, const jfield_t *iat, const jfield_t *nbf, uint64_t now_ms) {
-    double now = (double)(now_ms / 1000);
+    int64_t now = go_claim_seconds((double)(now_ms / 1000));
     if (exp->type != J_ABSENT && exp->type != J_NUMBER) return false;
     if (iat->type != J_ABSENT && iat->type != J_NUMBER) return false;
     if (nbf->type != J_ABSENT && nbf->type != J_NUMBER) return false;
-    if (exp->type == J_NUMBER && exp->num != 0 && !(now < exp->num)) return false;
-    if (iat->type == J_NUMBER && iat->num != 0 && now < iat->num) return false;
-    if (nbf->type == J_NUMBER && nbf->num != 0 && now < nbf->num) return false;
+    if (exp->type == J_NUMBER && exp->num != 0 && !(now < go_claim_seconds(exp->num))) return false;
+    if (iat->type == J_NUMBER && iat->num != 0 && now < go_claim_seconds(iat->num)) return false;
+    if (nbf->type == J_NUMBER && nbf->num != 0 && now < go_claim_seconds(nbf->num)) return false;
     return true;
 }
 
@@ -1079,17 +1109,16 @@ static int jwt_info(auth_token_t *t, const char *token, uint64_t now_ms, auth_to
         {.name = "username"}, {.name = "revision"}, {.name = "exp"}, {.name = "iat"}, {.name = "nbf"}};
     int rc = AUTH_TOKEN_EINVALID;
     if (!header || !claims || !sig) goto out;
-    if (jparse_object((const char *)header, hlen, hf, 1) != 0 || hf[0].type != J_STRING) goto out;
+    if (jparse_object((const char *)header, hlen, false, hf, 1) != 0 || hf[0].type != J_STRING) goto out;
     if (strcmp(hf[0].str, t->method->alg) != 0) goto out;
-    if (jparse_object((const char *)claims, clen, cf, 5) != 0) goto out;
+    if (jparse_object((const char *)claims, clen, true, cf, 5) != 0) goto out;
     if (!jwt_verify_sig(t, (const uint8_t *)token, (size_t)(d2 - token), sig, slen)) goto out;
     if (!claims_time_ok(&cf[2], &cf[3], &cf[4], now_ms)) goto out;
     /* etcd: claims["username"].(string), claims["revision"].(float64) */
     if (cf[0].type != J_STRING || cf[1].type != J_NUMBER) goto out;
-    if (!(cf[1].num >= 0 && cf[1].num < 18446744073709551616.0)) goto out;
     info->user = cf[0].str;
     cf[0].str = NULL;
-    info->revision = (uint64_t)cf[1].num;
+    info->revision = go_float_to_uint64(cf[1].num); /* etcd: uint64(claims["revision"].(float64)) */
     rc = 0;
 out:
     jfields_free(hf, 1);
