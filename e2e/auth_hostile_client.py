@@ -166,6 +166,8 @@ def simple_idents(st):
     yield "ro-in-authorization", [("authorization", ro)]
     yield "garbage-in-authorization", [("authorization", "garbage.1")]
     yield "ro-token-and-garbage-authorization", tok(ro) + [("authorization", "garbage.1")]
+    yield "token-twice-good-first", tok(ro) + tok("garbage.1")
+    yield "token-twice-garbage-first", tok("garbage.1") + tok(ro)
     yield "root", root
 
     def add_user(name, pw):
@@ -342,6 +344,8 @@ def jwt_idents(st, method, priv, pub):
     yield "user-nonexistent", tok(sg.token(claims_for(user="ghost")))
     yield "user-empty", tok(sg.token(claims_for(user="")))
     yield "user-Root-case", tok(sg.token(claims_for(user="Root")))
+    yield "header-duplicate-alg-last-wins", tok(sg.token(
+        claims_for(), header=b'{"alg":"none","alg":"%s"}' % method.encode()))
     yield "user-duplicate-key-last-wins", tok(sg.token(
         compact_json(claims_for(user="ro"))[:-1] + b',"username":"root"}'))
     yield "revision-old", tok(sg.token(claims_for(revision=1)))

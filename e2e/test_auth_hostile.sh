@@ -33,6 +33,12 @@
 #   panic (unchecked type assertions) and the whole server exit; kshimd
 #   answers Unauthenticated "etcdserver: invalid auth token" instead, checked
 #   here against kshimd alone.
+# - User names with a NUL byte: etcd keeps "root\0x" a user of its own;
+#   kshimd's auth store holds names as C strings, so UserAdd/Authenticate/
+#   grants of "hnul\0x" act on "hnul" (root-only operations; Authenticate
+#   still needs that user's password). A JWT whose username holds \u0000
+#   is refused as an invalid token (etcd: no such user), so it can never
+#   stand for the user before the NUL; checked here against kshimd alone.
 # - Tokens over 64 KiB (see phase 2): etcd answers invalid auth token,
 #   kshimd's nghttp2 drops the connection (UNAVAILABLE); both keep serving.
 # - A simple token "<16 letters>.<index>" whose index is not applied yet:
@@ -152,15 +158,16 @@ st = h.Stubs(auth_lib.channel(sys.argv[1], None))
 sg = h.Signer("HS256", sys.argv[2], None)
 for name, claims in (("username-missing", {"revision": 99}), ("username-number", {"username": 1, "revision": 99}),
                      ("revision-missing", {"username": "root"}), ("revision-string", {"username": "root", "revision": "99"}),
-                     ("claims-null", b"null")):
+                     ("claims-null", b"null"), ("username-nul", {"username": "root\0x", "revision": 99})):
     md = h.tok(sg.token(claims))
     print(name, auth_lib.outcome(lambda: st.kv.Range(h.rpc.RangeRequest(key=b"/x"), metadata=md, timeout=5)))
 EOF
-check_eq "claims etcd panics on: kshimd refuses them" "username-missing UNAUTHENTICATED etcdserver: invalid auth token
+check_eq "claims etcd panics on (and NUL user names): kshimd refuses them" "username-missing UNAUTHENTICATED etcdserver: invalid auth token
 username-number UNAUTHENTICATED etcdserver: invalid auth token
 revision-missing UNAUTHENTICATED etcdserver: invalid auth token
 revision-string UNAUTHENTICATED etcdserver: invalid auth token
-claims-null UNAUTHENTICATED etcdserver: invalid auth token" "$(cat "$E2E_TMP/tgt/jwt-crash.txt")"
+claims-null UNAUTHENTICATED etcdserver: invalid auth token
+username-nul UNAUTHENTICATED etcdserver: invalid auth token" "$(cat "$E2E_TMP/tgt/jwt-crash.txt")"
 stop_server "$PHASE_REF"
 stop_server "$PHASE_TGT"
 

@@ -468,6 +468,8 @@ static void test_jwt_corpus(void **state) {
         "{\"exp\":1e300,\"revision\":3,\"username\":\"u\"}",    /* Go: int64(1e300) is the past */
         "{\"exp\":1e400,\"revision\":3,\"username\":\"u\"}",    /* Go: out of float64 range */
         "{\"x\":[-1e999],\"revision\":3,\"username\":\"u\"}",   /* anywhere in the claims */
+        "{\"revision\":3,\"username\":\"u\\u0000x\"}",          /* not the user "u" */
+        "{\"revision\":3,\"username\\u0000\":\"u\"}",           /* not the member "username" */
         "{\"exp\":2000,\"revision\":3,\"username\":\"u\",}",    /* trailing comma */
         "{\"exp\":2000,\"revision\":03,\"username\":\"u\"}",    /* bad number */
         "{\"exp\":2000,\"revision\":3,\"username\":\"u\x01\"}", /* control char */
@@ -505,13 +507,10 @@ static void test_jwt_corpus(void **state) {
     }
     const char *headers_bad[] = {
         "{\"alg\":\"HS256\"} x", /* json.Unmarshal: nothing after the value */
-        "{\"alg\":\"none\",\"typ\":\"JWT\"}",
-        "{\"alg\":\"HS384\"}",
-        "{\"alg\":\"RS256\"}",
-        "{\"typ\":\"JWT\"}",
-        "{\"alg\":256}",
-        "{\"alg\":\"HS256\"",
-        "not json",
+        "{\"alg\":\"HS256\\u0000\"}", "{\"alg\":\"none\",\"typ\":\"JWT\"}",
+        "{\"alg\":\"HS384\"}",        "{\"alg\":\"RS256\"}",
+        "{\"typ\":\"JWT\"}",          "{\"alg\":256}",
+        "{\"alg\":\"HS256\"",         "not json",
     };
     const char *good_claims = "{\"exp\":2000,\"revision\":3,\"username\":\"u\"}";
     for (size_t i = 0; i < sizeof headers_bad / sizeof headers_bad[0]; i++) {

@@ -243,6 +243,7 @@ typedef struct jfield {
     jtype_t type;
     double num;
     char *str;
+    bool has_nul; /* the string holds a \u0000 (str ends there) */
 } jfield_t;
 
 static void jskip_ws(jreader_t *r) {
@@ -288,8 +289,8 @@ static int jhex4(jreader_t *r, uint32_t *v) {
 }
 
 /* Reads a string at r->p (which is '"'). If out is not NULL, *out gets a
- * malloc'd NUL-terminated decoding. Returns 0 or -1. */
-static int jstring(jreader_t *r, char **out) {
+ * malloc'd NUL-terminated decoding and *out_len its length. Returns 0 or -1. */
+static int jstring(jreader_t *r, char **out, size_t *out_len) {
     if (r->p >= r->end || *r->p != '"') return -1;
     r->p++;
     size_t cap = (size_t)(r->end - r->p) + 1;
@@ -345,6 +346,7 @@ static int jstring(jreader_t *r, char **out) {
     if (buf) {
         buf[n] = 0;
         *out = buf;
+        *out_len = n;
     }
     return 0;
 fail:
@@ -407,8 +409,9 @@ static int jcontainer(jreader_t *r, int depth, char close, bool is_object, jfiel
         if (is_object) {
             jskip_ws(r);
             char *name = NULL;
-            if (jstring(r, fields ? &name : NULL) != 0) return -1;
-            for (size_t i = 0; name && i < nfields; i++)
+            size_t name_len = 0;
+            if (jstring(r, fields ? &name : NULL, &name_len) != 0) return -1;
+            for (size_t i = 0; name && strlen(name) == name_len && i < nfields; i++)
                 if (strcmp(name, fields[i].name) == 0) target = &fields[i];
             free(name);
             jskip_ws(r);
@@ -435,9 +438,10 @@ static int jvalue(jreader_t *r, int depth, jfield_t *f) {
     int rc;
     double num = 0;
     char *str = NULL;
+    size_t str_len = 0;
     switch (*r->p) {
     case '"':
-        rc = jstring(r, f ? &str : NULL);
+        rc = jstring(r, f ? &str : NULL, &str_len);
         type = J_STRING;
         break;
     case '{': rc = jcontainer(r, depth, '}', true, NULL, 0); break;
@@ -456,6 +460,7 @@ static int jvalue(jreader_t *r, int depth, jfield_t *f) {
         f->type = type;
         f->num = num;
         f->str = str;
+        f->has_nul = str && strlen(str) != str_len;
     }
     return 0;
 }
@@ -1110,12 +1115,17 @@ static int jwt_info(auth_token_t *t, const char *token, uint64_t now_ms, auth_to
     int rc = AUTH_TOKEN_EINVALID;
     if (!header || !claims || !sig) goto out;
     if (jparse_object((const char *)header, hlen, false, hf, 1) != 0 || hf[0].type != J_STRING) goto out;
+    if (hf[0].has_nul) goto out; /* "RS256\u0000" is no method golang-jwt knows */
     if (strcmp(hf[0].str, t->method->alg) != 0) goto out;
     if (jparse_object((const char *)claims, clen, true, cf, 5) != 0) goto out;
     if (!jwt_verify_sig(t, (const uint8_t *)token, (size_t)(d2 - token), sig, slen)) goto out;
     if (!claims_time_ok(&cf[2], &cf[3], &cf[4], now_ms)) goto out;
     /* etcd: claims["username"].(string), claims["revision"].(float64) */
     if (cf[0].type != J_STRING || cf[1].type != J_NUMBER) goto out;
+    /* etcd would look up "root\u0000x" as itself (no such user); user names
+     * are C strings here, so such a token is refused rather than let it
+     * stand for "root". */
+    if (cf[0].has_nul) goto out;
     info->user = cf[0].str;
     cf[0].str = NULL;
     info->revision = go_float_to_uint64(cf[1].num); /* etcd: uint64(claims["revision"].(float64)) */
