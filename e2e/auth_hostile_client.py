@@ -5,7 +5,8 @@ Owns: the identities (good, stale, forged and malformed simple tokens and
 JWTs, client certificates with and without a token) and the fixed list of
 RPCs each one runs: KV (Range, Put, DeleteRange, Txn, Compact), Watch
 (create, first response), Lease (Grant, Revoke, KeepAlive, TimeToLive,
-Leases), Auth (UserList, UserGet, RoleGet, RoleAdd), Maintenance (Status,
+Leases), Auth (UserList, UserGet, RoleGet, RoleAdd, AuthEnable,
+Authenticate, UserChangePassword), Maintenance (Status,
 Alarm, Defragment, Hash, HashKV, Snapshot, MoveLeader) and Cluster
 (MemberList, MemberAdd of a learner). One line per RPC, "IDENT RPC:
 outcome" (auth_lib.outcome). Run against real etcd and the target; the
@@ -72,6 +73,12 @@ def first_of_server_stream(call):
         call.cancel()
 
 
+def ok_only(resp):
+    """An Authenticate answer without its token (which differs)."""
+    resp.token = ""
+    return resp
+
+
 def learner_add(st, md):
     # A new peer URL each time: two adds of one URL within a second would
     # make the same member ID (etcd's NewMember hashes URLs and seconds).
@@ -112,6 +119,9 @@ def rpcs(st):
         ("Auth.UserGet ro", lambda md: st.auth.UserGet(rpc.AuthUserGetRequest(name="ro"), metadata=md, **t)),
         ("Auth.RoleGet ro", lambda md: st.auth.RoleGet(rpc.AuthRoleGetRequest(role="ro"), metadata=md, **t)),
         ("Auth.RoleAdd hx", lambda md: st.auth.RoleAdd(rpc.AuthRoleAddRequest(name="hx"), metadata=md, **t)),
+        ("Auth.AuthEnable", lambda md: st.auth.AuthEnable(rpc.AuthEnableRequest(), metadata=md, **t)),
+        ("Auth.Authenticate ro", lambda md: ok_only(st.auth.Authenticate(
+            rpc.AuthenticateRequest(name="ro", password="ropw"), metadata=md, **t))),
         ("Maintenance.Status", lambda md: st.mt.Status(rpc.StatusRequest(), metadata=md, **t)),
         ("Maintenance.Alarm", lambda md: st.mt.Alarm(rpc.AlarmRequest(action=rpc.AlarmRequest.GET),
                                                       metadata=md, **t)),
@@ -124,6 +134,9 @@ def rpcs(st):
                                                                 metadata=md, **t)),
         ("Cluster.MemberList", lambda md: st.cluster.MemberList(rpc.MemberListRequest(), metadata=md, **t)),
         ("Cluster.MemberAdd learner", lambda md: learner_add(st, md)),
+        # Last: it ends every token of ro (the password stays the same).
+        ("Auth.UserChangePassword ro", lambda md: st.auth.UserChangePassword(
+            rpc.AuthUserChangePasswordRequest(name="ro", password="ropw"), metadata=md, **t)),
     ]
 
 

@@ -4,8 +4,9 @@
 #
 # Each phase starts one real etcd and one target with the same flags, sets
 # up the users of e2e/auth_lib.sh, and runs auth_hostile_client.py on both:
-# every identity runs KV, Watch, Lease, Auth, Maintenance and Cluster RPCs
-# and the transcripts (gRPC code + etcd message, or OK + a summary) must be
+# every identity runs KV, Watch, Lease, Auth (admin calls, Authenticate
+# and a password change with the identity's metadata), Maintenance and
+# Cluster RPCs and the transcripts (gRPC code + etcd message, or OK + a summary) must be
 # identical.
 # Phase 1 (simple tokens): none, random, another user's token re-indexed,
 #   tokens of a deleted (and re-created) user, after a password change,
@@ -47,7 +48,9 @@
 #   index; kshimd answers invalid auth token at once (a follower that lags
 #   behind the token's Authenticate entry refuses it instead of waiting).
 #
-# Ports: 25720 (etcd) / 25721 (target), peers +50.
+# Both servers hash with --bcrypt-cost 4 (etcd 3.4 has the flag): every row
+# authenticates and changes a password. Ports: 25720 (etcd) / 25721
+# (target), peers +50.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 source "$(dirname "$0")/auth_lib.sh"
@@ -70,7 +73,7 @@ plain_phase() {
     shift
     while [ "$1" != -- ]; do args+=("$1"); shift; done
     shift
-    start_etcd "ref$name" "$REF_PORT" "$@"
+    start_etcd "ref$name" "$REF_PORT" "$@" --bcrypt-cost 4
     local ref=$SERVER_PID
     start_target "tgt$name" "$TGT_PORT" "$@" --bcrypt-cost 4
     local tgt=$SERVER_PID
@@ -138,7 +141,8 @@ for m in RS256:rsa ES256:ec; do
         check_eq "huge tokens: etcd refuses them" "huge-100KiB KV.Range /x: UNAUTHENTICATED etcdserver: invalid auth token
 huge-1.1MiB KV.Range /x: UNAUTHENTICATED etcdserver: invalid auth token
 after huge KV.Range /x: OK" "$(sed 's/: OK .*/: OK/' "$E2E_TMP/ref/huge.txt")"
-        check_eq "huge tokens: kshimd drops the connection, serves the next" "huge-100KiB KV.Range /x: UNAVAILABLE
+        [ "$(target_kind)" = etcd ] ||
+            check_eq "huge tokens: kshimd drops the connection, serves the next" "huge-100KiB KV.Range /x: UNAVAILABLE
 huge-1.1MiB KV.Range /x: UNAVAILABLE
 after huge KV.Range /x: OK" "$(sed 's/: OK .*/: OK/' "$E2E_TMP/tgt/huge.txt")"
     fi
@@ -150,7 +154,7 @@ plain_phase jwt-HS256 jwt HS256 "$KEYS/hmac.secret" -- \
 meaningful jwt-HS256 "$E2E_TMP/ref/jwt-HS256.txt" "good-root Auth.UserList: OK" \
     "other-secret KV.Range /x: UNAUTHENTICATED etcdserver: invalid auth token"
 # The claims etcd cannot take (see the header), kshimd alone.
-PYTHONPATH=$E2E_DIR "$PY" - "127.0.0.1:$TGT_PORT" "$KEYS/hmac.secret" >"$E2E_TMP/tgt/jwt-crash.txt" 2>&1 <<'EOF' || true
+[ "$(target_kind)" = etcd ] || PYTHONPATH=$E2E_DIR "$PY" - "127.0.0.1:$TGT_PORT" "$KEYS/hmac.secret" >"$E2E_TMP/tgt/jwt-crash.txt" 2>&1 <<'EOF' || true
 import sys
 import auth_hostile_client as h
 import auth_lib
@@ -162,7 +166,7 @@ for name, claims in (("username-missing", {"revision": 99}), ("username-number",
     md = h.tok(sg.token(claims))
     print(name, auth_lib.outcome(lambda: st.kv.Range(h.rpc.RangeRequest(key=b"/x"), metadata=md, timeout=5)))
 EOF
-check_eq "claims etcd panics on (and NUL user names): kshimd refuses them" "username-missing UNAUTHENTICATED etcdserver: invalid auth token
+[ "$(target_kind)" = etcd ] || check_eq "claims etcd panics on (and NUL user names): kshimd refuses them" "username-missing UNAUTHENTICATED etcdserver: invalid auth token
 username-number UNAUTHENTICATED etcdserver: invalid auth token
 revision-missing UNAUTHENTICATED etcdserver: invalid auth token
 revision-string UNAUTHENTICATED etcdserver: invalid auth token
@@ -177,7 +181,7 @@ bash "$SRC/certs/gen.sh" "$CERTS" --client pfx --client nobody --no-cn sanonly -
     --future pfxfuture --revoked pfxrevoked --other-ca || die "certs/gen.sh failed"
 TLSFLAGS=(--cert-file "$CERTS/server.crt" --key-file "$CERTS/server.key"
     --trusted-ca-file "$CERTS/ca.crt" --client-cert-auth --client-crl-file "$CERTS/ca.crl")
-start_tls refcert "$REF_PORT" etcd
+start_tls refcert "$REF_PORT" etcd --bcrypt-cost 4
 REF_PID=$SERVER_PID
 start_tls tgtcert "$TGT_PORT" "$(target_kind)"
 TGT_PID=$SERVER_PID
