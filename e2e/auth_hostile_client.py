@@ -320,7 +320,29 @@ def jwt_idents(st, method, priv, pub):
     other_alg = {"R": "PS", "P": "RS", "E": "HS", "H": "ES"}[method[0]] + method[2:]
     if method[0] in "RP":
         yield "other-alg-same-key", tok(sg.token(claims_for(), alg=other_alg))
-        yield "rs512-same-key", tok(sg.token(claims_for(), alg=method[:2] + ("512" if method[2:] != "512" else "256")))
+        yield "sha512-variant-same-key", tok(sg.token(claims_for(), alg=method[:2] + ("512" if method[2:] != "512" else "256")))
+    if method[0] in "RP":
+        # The signature plus the modulus (Go 1.19 reduces it mod N), over
+        # claims without exp (the same on both servers) and a counter that
+        # makes s + N still fit in k bytes, if one of 200 does.
+        k = (sg.key.key_size + 7) // 8
+        n = sg.key.public_key().public_numbers().n
+        for i in range(200):
+            t = sg.token(claims_for(exp=None, n=i))
+            s2 = int.from_bytes(b64d(t.split(".")[2]), "big") + n
+            if s2 < 1 << (8 * k):
+                break
+        yield "rsa-sig-plus-modulus", tok(t.rsplit(".", 1)[0] + "." + b64(
+            s2.to_bytes(max(k, (s2.bit_length() + 7) // 8), "big")))
+    if method.startswith("PS"):
+        # golang-jwt verifies PSS with any salt length (PSSSaltLengthAuto).
+        from cryptography.hazmat.primitives import hashes
+        from cryptography.hazmat.primitives.asymmetric import padding
+        for name, salt in (("pss-salt-zero", 0), ("pss-salt-max", padding.PSS.MAX_LENGTH)):
+            h = hashes.SHA256()
+            signing_input = b64(compact_json({"alg": method, "typ": "JWT"})) + "." + b64(compact_json(claims_for()))
+            sig = sg.key.sign(signing_input.encode(), padding.PSS(mgf=padding.MGF1(h), salt_length=salt), h)
+            yield name, tok(signing_input + "." + b64(sig))
     if method.startswith("HS"):
         yield "other-secret", tok(sg.token(claims_for(), key=b"not the secret"))
         yield "empty-secret", tok(sg.token(claims_for(), key=b""))

@@ -11,8 +11,8 @@
 # Phase 1 (simple tokens): none, random, another user's token re-indexed,
 #   tokens of a deleted (and re-created) user, after a password change,
 #   during auth disable and after auth enable.
-# Phase 2-4 (--auth-token jwt, sign-method RS256 / ES256 / HS256, every
-#   method family etcd 3.4 supports besides PS*): tokens forged in Python
+# Phase 2-5 (--auth-token jwt, sign-method RS256 / PS256 / ES256 / HS256,
+#   one of each method family etcd 3.4 has): tokens forged in Python
 #   (cryptography): alg none, HS256 keyed with the public or private key
 #   PEM (algorithm confusion), another key or secret, a payload re-encoded
 #   under a valid signature, exp past / missing / 0 / string / huge /
@@ -21,7 +21,7 @@
 #   future revision, duplicate claim keys, trailing JSON, wrong segment
 #   counts, padded or standard base64, non-base64, 100 KiB and 1.1 MiB
 #   tokens; ECDSA DER, short and high-S signatures.
-# Phase 5 (--client-cert-auth, --client-crl-file): certificates from
+# Phase 6 (--client-cert-auth, --client-crl-file): certificates from
 #   certs/gen.sh: CN=root, CN of a role user, CN of no user, no CN (SAN
 #   only), CN=root with the grpcgateway-accept header (etcd ignores the CN
 #   then), certificate plus a garbage or a root token (the token wins), no
@@ -111,7 +111,7 @@ meaningful simple "$E2E_TMP/ref/simple.txt" \
 stop_server "$PHASE_REF"
 stop_server "$PHASE_TGT"
 
-# ---- phases 2-4: JWT ----
+# ---- phases 2-5: JWT ----
 KEYS=$E2E_TMP/jwtkeys
 mkdir -p "$KEYS"
 openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$KEYS/rsa.key" 2>/dev/null &&
@@ -120,7 +120,7 @@ openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$KEYS/rsa.key
     openssl pkey -in "$KEYS/ec.key" -pubout -out "$KEYS/ec.pub" 2>/dev/null &&
     openssl rand -hex 32 >"$KEYS/hmac.secret" || die "cannot make JWT keys"
 
-for m in RS256:rsa ES256:ec; do
+for m in RS256:rsa PS256:rsa ES256:ec; do
     method=${m%%:*} k=${m#*:}
     plain_phase "jwt-$method" jwt "$method" "$KEYS/$k.key" "$KEYS/$k.pub" -- \
         --auth-token "jwt,pub-key=$KEYS/$k.pub,priv-key=$KEYS/$k.key,sign-method=$method"
@@ -175,7 +175,7 @@ username-nul UNAUTHENTICATED etcdserver: invalid auth token" "$(cat "$E2E_TMP/tg
 stop_server "$PHASE_REF"
 stop_server "$PHASE_TGT"
 
-# ---- phase 5: client certificates ----
+# ---- phase 6: client certificates ----
 CERTS=$E2E_TMP/certs
 bash "$SRC/certs/gen.sh" "$CERTS" --client pfx --client nobody --no-cn sanonly --expired pfxold \
     --future pfxfuture --revoked pfxrevoked --other-ca || die "certs/gen.sh failed"

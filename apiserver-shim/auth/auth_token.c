@@ -972,6 +972,107 @@ static int jwt_sign(auth_token_t *t, const uint8_t *data, size_t len, uint8_t *s
     return -1;
 }
 
+/* The modulus of t's RSA key, big-endian without leading zeros; 0 on error. */
+static size_t rsa_modulus(auth_token_t *t, uint8_t n[JWT_SIG_MAX]) {
+    uint8_t e[16];
+    word32 elen = sizeof e, nlen = JWT_SIG_MAX;
+    if (wc_RsaFlattenPublicKey(&t->rsa, e, &elen, n, &nlen) != 0) return 0;
+    size_t skip = 0;
+    while (skip < nlen && n[skip] == 0) skip++;
+    memmove(n, n + skip, nlen - skip);
+    return nlen - skip;
+}
+
+/* s (k bytes, as N) reduced mod N in place, as Go 1.19's crypto/rsa does
+ * without a word (its verify raises s to e mod N, s >= N included);
+ * wolfCrypt refuses s >= N, so that one is reduced first. */
+static void rsa_reduce(uint8_t *s, const uint8_t *n, size_t k) {
+    for (int round = 0; round < 256 && memcmp(s, n, k) >= 0; round++) {
+        int borrow = 0;
+        for (size_t i = k; i-- > 0;) {
+            int d = s[i] - n[i] - borrow;
+            borrow = d < 0;
+            s[i] = (uint8_t)(d + (borrow ? 256 : 0));
+        }
+    }
+}
+
+/* MGF1 (RFC 8017 B.2.1) of seed XORed into db. */
+static int mgf1_xor(enum wc_HashType hash, const uint8_t *seed, size_t seed_len, uint8_t *db, size_t db_len) {
+    uint8_t in[WC_MAX_DIGEST_SIZE + 4], out[WC_MAX_DIGEST_SIZE];
+    int hl = wc_HashGetDigestSize(hash);
+    if (hl <= 0 || seed_len > WC_MAX_DIGEST_SIZE) return -1;
+    memcpy(in, seed, seed_len);
+    size_t done = 0;
+    for (uint32_t c = 0; done < db_len; c++) {
+        in[seed_len] = (uint8_t)(c >> 24);
+        in[seed_len + 1] = (uint8_t)(c >> 16);
+        in[seed_len + 2] = (uint8_t)(c >> 8);
+        in[seed_len + 3] = (uint8_t)c;
+        if (wc_Hash(hash, in, (word32)seed_len + 4, out, (word32)hl) != 0) return -1;
+        for (int i = 0; i < hl && done < db_len; i++) db[done++] ^= out[i];
+    }
+    return 0;
+}
+
+/* EMSA-PSS-VERIFY with the salt length read from the encoding, as Go's
+ * rsa.VerifyPSS with PSSSaltLengthAuto (golang-jwt's PS* VerifyOptions):
+ * em is emLen bytes of an emBits-bit encoding. */
+static bool pss_verify_auto(enum wc_HashType hash, const uint8_t *digest, size_t hlen, const uint8_t *em,
+                            size_t em_len, size_t em_bits) {
+    if (em_len < hlen + 2 || em[em_len - 1] != 0xbc) return false;
+    size_t db_len = em_len - hlen - 1;
+    uint8_t db[JWT_SIG_MAX];
+    memcpy(db, em, db_len);
+    const uint8_t *h = em + db_len;
+    uint8_t bit_mask = (uint8_t)(0xff >> (8 * em_len - em_bits));
+    if (em[0] & ~bit_mask) return false;
+    if (mgf1_xor(hash, h, hlen, db, db_len) != 0) return false;
+    db[0] &= bit_mask;
+    size_t ps_len = 0;
+    while (ps_len < db_len && db[ps_len] == 0) ps_len++;
+    if (ps_len == db_len || db[ps_len] != 0x01) return false;
+    size_t salt_len = db_len - ps_len - 1;
+    uint8_t mprime[8 + WC_MAX_DIGEST_SIZE + JWT_SIG_MAX];
+    memset(mprime, 0, 8);
+    memcpy(mprime + 8, digest, hlen);
+    memcpy(mprime + 8 + hlen, db + ps_len + 1, salt_len);
+    uint8_t h2[WC_MAX_DIGEST_SIZE];
+    if (wc_Hash(hash, mprime, (word32)(8 + hlen + salt_len), h2, (word32)hlen) != 0) return false;
+    return memcmp(h2, h, hlen) == 0;
+}
+
+/* RSA-PSS as golang-jwt verifies it (any salt length, s mod N). */
+static bool rsa_pss_verify(auth_token_t *t, const jwt_method_t *m, const uint8_t *digest, size_t dlen,
+                           const uint8_t *sig, size_t sig_len) {
+    uint8_t n[JWT_SIG_MAX], s[JWT_SIG_MAX], out[JWT_SIG_MAX];
+    size_t k = rsa_modulus(t, n);
+    if (k == 0 || sig_len != k) return false;
+    memcpy(s, sig, k);
+    rsa_reduce(s, n, k);
+    word32 out_len = sizeof out; /* wc_RsaDirect returns the length, leaves out_len */
+    int got = wc_RsaDirect(s, (word32)k, out, &out_len, &t->rsa, RSA_PUBLIC_DECRYPT, NULL);
+    if (got < 0 || (size_t)got != k) return false;
+    size_t mod_bits = 8 * k;
+    for (uint8_t top = n[0]; !(top & 0x80); top <<= 1) mod_bits--;
+    size_t em_bits = mod_bits - 1, em_len = (em_bits + 7) / 8;
+    for (size_t i = 0; i < k - em_len; i++) /* Go: m.BitLen() > emLen * 8 */
+        if (out[i] != 0) return false;
+    return pss_verify_auto(m->hash, digest, dlen, out + (k - em_len), em_len, em_bits);
+}
+
+/* RSA PKCS#1 v1.5, with s mod N as Go 1.19 takes it. */
+static bool rsa_pkcs1_verify(auth_token_t *t, const jwt_method_t *m, const uint8_t *data, size_t len,
+                             const uint8_t *sig, size_t sig_len) {
+    uint8_t n[JWT_SIG_MAX], s[JWT_SIG_MAX];
+    size_t k = rsa_modulus(t, n);
+    if (k == 0 || sig_len != k) return false;
+    memcpy(s, sig, k);
+    rsa_reduce(s, n, k);
+    return wc_SignatureVerify(m->hash, WC_SIGNATURE_TYPE_RSA_W_ENC, data, (word32)len, s, (word32)k, &t->rsa,
+                              sizeof t->rsa) == 0;
+}
+
 static bool jwt_verify_sig(auth_token_t *t, const uint8_t *data, size_t len, const uint8_t *sig,
                            size_t sig_len) {
     const jwt_method_t *m = t->method;
@@ -986,17 +1087,10 @@ static bool jwt_verify_sig(auth_token_t *t, const uint8_t *data, size_t len, con
         for (size_t i = 0; i < sig_len; i++) diff |= (uint8_t)(mac[i] ^ sig[i]);
         return diff == 0;
     }
-    case JWT_RSA:
-        return wc_SignatureVerify(m->hash, WC_SIGNATURE_TYPE_RSA_W_ENC, data, (word32)len, sig,
-                                  (word32)sig_len, &t->rsa, sizeof t->rsa) == 0;
-    case JWT_PSS: {
-        if (sig_len != (size_t)wc_RsaEncryptSize(&t->rsa)) return false;
+    case JWT_RSA: return rsa_pkcs1_verify(t, m, data, len, sig, sig_len);
+    case JWT_PSS:
         if (jwt_digest(m, data, len, digest, &dlen) != 0) return false;
-        uint8_t in[JWT_SIG_MAX], out[JWT_SIG_MAX];
-        memcpy(in, sig, sig_len);
-        return wc_RsaPSS_VerifyCheck(in, (word32)sig_len, out, sizeof out, digest, dlen, m->hash, m->mgf,
-                                     &t->rsa) > 0;
-    }
+        return rsa_pss_verify(t, m, digest, dlen, sig, sig_len);
     case JWT_ECDSA: {
         size_t n = (size_t)m->ec_bytes;
         if (sig_len != 2 * n) return false; /* golang-jwt: ErrECDSAVerification */
