@@ -25,7 +25,9 @@
 #   certs/gen.sh: CN=root, CN of a role user, CN of no user, no CN (SAN
 #   only), CN=root with the grpcgateway-accept header (etcd ignores the CN
 #   then), certificate plus a garbage or a root token (the token wins), no
-#   certificate, another CA, expired, not yet valid, revoked by the CRL.
+#   certificate, another CA, expired, not yet valid, revoked by the CRL;
+#   and the JSON gateway on that port (a certificate with a CN is refused
+#   with 400 while auth is on, one without is no identity).
 #
 # Not compared, differences documented:
 # - etcd 3.4 crashes on a signed JWT whose "username" is not a string or
@@ -198,6 +200,32 @@ wait $c1
 diff_files "certs: hostile certificates x RPC families" "$E2E_TMP/ref/certs.txt" "$E2E_TMP/tgt/certs.txt"
 meaningful certs "$E2E_TMP/ref/certs.txt" "cn-root Auth.UserList: OK" "revoked-crl KV.Range /x: UNAVAILABLE" \
     "not-yet-valid KV.Range /x: UNAVAILABLE" "no-client-cert KV.Range /x: UNAVAILABLE"
+# The JSON gateway on the same port: with auth on, etcd refuses a /v3/
+# request whose client certificate has a CN (its gateway could not pass
+# that identity on); without a CN the request is identity-less.
+gateway() { # PORT CERT PATH [curl args...]
+    local port=$1 cert=$2 path=$3
+    shift 3
+    # status, content type and body (the header set is test_http_gateway.sh's)
+    curl -s -m 5 -w ' [%{http_code} %{content_type}]' --cacert "$CERTS/ca.crt" --cert "$CERTS/$cert.crt" \
+        --key "$CERTS/$cert.key" "$@" -d '{"key":"L3g="}' "https://127.0.0.1:$port$path" | tr '\n' '|'
+    echo
+}
+for side in ref tgt; do
+    port=$REF_PORT
+    [ $side = tgt ] && port=$TGT_PORT
+    {
+        echo "gateway CN=root: $(gateway "$port" root /v3/kv/range)"
+        echo "gateway CN=root /v3beta/: $(gateway "$port" root /v3beta/kv/range)"
+        echo "gateway CN=root OPTIONS: $(gateway "$port" root /v3/kv/range -X OPTIONS)"
+        echo "gateway CN=root token: $(gateway "$port" root /v3/kv/range -H "Authorization: garbage.1")"
+        echo "gateway no CN: $(gateway "$port" sanonly /v3/kv/range)"
+        echo "gateway CN=root /health: $(gateway "$port" root /health -X GET)"
+    } >"$E2E_TMP/$side/gateway.txt"
+done
+diff_files "certs: the JSON gateway and client certificates" "$E2E_TMP/ref/gateway.txt" "$E2E_TMP/tgt/gateway.txt"
+meaningful certs-gateway "$E2E_TMP/ref/gateway.txt" 'not used as expected| [400 text/plain; charset=utf-8]' \
+    '"etcdserver: user name is empty"'
 kill -0 "$TGT_PID" 2>/dev/null && pass "certs: target alive" || fail "certs: target died"
 stop_server "$REF_PID"
 stop_server "$TGT_PID"
