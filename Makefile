@@ -5,6 +5,8 @@
 #   make run     build and start kshimd on 127.0.0.1:2379 (data in ./default.kshim)
 #   make test    unit tests under ASan+UBSan, then unit + e2e tests, ctest summary last
 #   make bench   side-by-side benchmark against real etcd (bench/run.sh)
+#   make e2e-etcd  etcd 3.4's own e2e suite against build/kshimd (~25 min, not in make test)
+#   make soak    3 members, mixed load and faults for SOAK_MINUTES (60); RSS/fds every minute
 #   make fuzz    libFuzzer targets of tests/fuzz/, FUZZ_SECONDS each (not in CI)
 #   make man     build/kshimd.1 from `kshimd --help` (help2man, installed on demand)
 
@@ -19,7 +21,7 @@ DEBS := build-essential cmake pkg-config git openssl \
         etcd-server etcd-client python3-etcd3 golang-go golang-etcd-server-dev \
         python3-h2 python3-etcd3gw python3-prometheus-client iproute2 procps psmisc curl clang-format
 
-.PHONY: all deps build build-asan certs run test unit bench fuzz man clean
+.PHONY: all deps build build-asan certs run test unit bench e2e-etcd soak fuzz man clean
 
 all: build
 
@@ -90,6 +92,17 @@ test: build build-asan certs
 
 bench: build certs
 	bash bench/run.sh
+
+# etcd's own e2e suite (all 243 tests) through ../shared/anchors; counts, then
+# the failures checked against e2e/etcd-suite/expected-failures.txt.
+e2e-etcd: build
+	bash e2e/etcd-suite/run.sh
+
+# An hour (SOAK_MINUTES) of load with kills, partitions, pauses and leader
+# moves on a 3-member cluster; a table of RSS and fds every minute (e2e/soak.sh).
+SOAK_MINUTES ?= 60
+soak: build
+	KSHIMD=$(CURDIR)/build/kshimd SOAK_MINUTES=$(SOAK_MINUTES) bash e2e/soak.sh
 
 clean:
 	rm -rf build build-asan build-fuzz

@@ -35,6 +35,7 @@
 
 #include "autotls.h"
 #include "lifecycle.h"
+#include "local_client.h"
 #include "log.h"
 #include "peer.h"
 #include "pending.h"
@@ -232,7 +233,7 @@ static int on_members_request(void *ctx, uint8_t **out, size_t *out_len) {
     return server_members_pack(s, out, out_len);
 }
 
-/* Raft thread: messages to peers, forwarded proposals to the leader. */
+/* Raft thread: messages to peers (forwarded proposals: member/forward.c). */
 static void node_send(void *ctx, const raft_msg_t *m) {
     peer_transport_t *t = server_peer_acquire(ctx);
     if (t) peer_send_raft(t, m);
@@ -250,52 +251,6 @@ static void node_send_snapshot(void *ctx, const raft_msg_t *m) {
     else if (node)
         raft_node_report_snapshot(node, m->to, 0);
     server_peer_release();
-}
-
-static void node_forward(void *ctx, uint64_t leader, const void *data, size_t len) {
-    server_peer_send(ctx, leader, SERVER_PEER_FORWARD, data, len);
-}
-
-/* Leader, loop: a follower's proposal. A refusal here is not reported back:
- * the follower's call times out as in etcd when its proposal is lost. */
-static void on_forward(server_t *s, uint64_t from, const uint8_t *data, size_t len) {
-    (void)from;
-    raft_node_propose(s->raft, data, len);
-}
-
-typedef struct dropped_call {
-    server_t *s;
-    uint64_t id;
-    int reason;
-} dropped_call_t;
-
-static void answer_dropped(void *arg) {
-    dropped_call_t *d = arg;
-    grpc_call_t *c = pending_take(d->s->pending, d->id);
-    if (c) {
-        d->s->proposals_failed++;
-        if (d->reason == RAFT_NODE_ERR_BUSY)
-            grpc_call_finish(c, GRPC_RESOURCE_EXHAUSTED, "etcdserver: too many requests");
-        else if (d->reason == RAFT_NODE_ERR_STOPPED)
-            grpc_call_finish(c, GRPC_UNAVAILABLE, "etcdserver: server stopped");
-        else
-            grpc_call_finish(c, GRPC_UNAVAILABLE, "etcdserver: no leader");
-        grpc_call_unref(c);
-    }
-    free(d);
-}
-
-/* Raft thread: a proposal that will not reach the log; answer its call now. */
-static void node_dropped(void *ctx, const void *data, size_t len, int reason) {
-    server_t *s = ctx;
-    Kshim__InternalRequest *req = kshim__internal_request__unpack(NULL, len, data);
-    if (!req) return;
-    uint64_t id = req->header && req->header->proposer == s->member_id ? req->header->id : 0;
-    kshim__internal_request__free_unpacked(req, NULL);
-    dropped_call_t *d = id ? malloc(sizeof *d) : NULL;
-    if (!d) return;
-    *d = (dropped_call_t){s, id, reason};
-    if (loop_post(s->loop, answer_dropped, d) != 0) free(d);
 }
 
 typedef struct read_ready_msg {
@@ -372,6 +327,8 @@ static int start_peers(server_t *s) {
         .on_raft = on_peer_raft,
         .on_app = on_peer_app,
         .on_members_request = on_members_request,
+        .on_removed = server_membership_removed_by_peer,
+        .on_request = server_peer_answer,
         .on_snapshot_begin = server_snapshot_begin,
         .on_snapshot_chunk = server_snapshot_chunk,
         .on_snapshot_end = server_snapshot_end,
@@ -381,7 +338,7 @@ static int start_peers(server_t *s) {
         log_error("--peer-auto-tls: %s", err);
         return -1;
     }
-    server_peer_handle(s, SERVER_PEER_FORWARD, on_forward);
+    server_forward_register(s);
     peer_transport_t *t = peer_start(&pc, err, sizeof err);
     if (!t) {
         log_error("cannot listen for peers: %s", err);
@@ -454,7 +411,7 @@ int server_run(const server_config_t *cfg) {
      * this lease exist" for Put. */
     mvcc_options_t mopts = {.max_txn_ops = cfg->max_txn_ops, .quota_backend_bytes = cfg->quota_backend_bytes};
     if (svc_watch_init(&s, &mopts) != 0 || svc_lease_init(&s, &mopts) != 0 ||
-        svc_auth_init(&s, &mopts) != 0 || svc_maintenance_init(&s) != 0) {
+        svc_auth_init(&s, &mopts) != 0 || svc_maintenance_init(&s) != 0 || svc_corrupt_init(&s) != 0) {
         log_error("cannot initialise the services");
         goto out;
     }
@@ -462,6 +419,8 @@ int server_run(const server_config_t *cfg) {
      * lease and auth requests go to their state machines before the KV
      * store sees an entry; a physical Compact waits for the compactor. */
     server_add_applier(&s, svc_maintenance_apply);
+    server_add_applier(&s, svc_auth_check_apply);
+    server_add_applier(&s, svc_maintenance_quota_apply);
     server_add_applier(&s, svc_lease_apply);
     server_add_applier(&s, svc_auth_apply);
     s.wait_physical = svc_kv_wait_physical;
@@ -472,6 +431,10 @@ int server_run(const server_config_t *cfg) {
 
     if (server_membership_init(&s, err, sizeof err) != 0) {
         log_error("%s", err);
+        if (atomic_load(&s.removed)) {
+            log_info("the data-dir used by this member must be removed.");
+            exit_code = 0;
+        }
         goto out;
     }
     if (server_add_reload_hook(&s, server_membership_reload) != 0) {
@@ -491,6 +454,10 @@ int server_run(const server_config_t *cfg) {
     int clustered = n_members > 1 || s.join;
     s.start_peers = start_peers;
     if (start_peers(&s) != 0) goto out;
+    /* etcd checks before its Raft node starts and before it serves peers'
+     * Raft traffic or clients (embed.StartEtcd); the transport answers
+     * the others' HashKV requests meanwhile. */
+    if (svc_corrupt_initial_check(&s) != 0) goto out;
 
     char wal_path[4096];
     if (cfg->wal_dir && *cfg->wal_dir)
@@ -505,8 +472,9 @@ int server_run(const server_config_t *cfg) {
         .pre_vote = clustered,
         .check_quorum = clustered,
         .send = node_send,
-        .forward = node_forward,
-        .dropped = node_dropped,
+        .forward = server_node_forward,
+        .dropped = server_node_dropped,
+        .refused = server_node_refused,
         .read_ready = node_read_ready,
         .send_snapshot = node_send_snapshot,
         .wal_dir = wal_path,
@@ -547,9 +515,11 @@ int server_run(const server_config_t *cfg) {
     svc_kv_register(&s);
     svc_maintenance_register(&s);
     svc_cluster_register(&s);
+    svc_lock_register(&s);
+    svc_election_register(&s);
     svc_snapshot_register(&s);
     if (svc_watch_start(&s) != 0 || svc_lease_start(&s) != 0 || svc_auth_start(&s) != 0 ||
-        svc_gateway_start(&s) != 0) {
+        svc_gateway_start(&s) != 0 || svc_corrupt_start(&s) != 0) {
         log_error("cannot start the services");
         goto out;
     }
@@ -613,8 +583,8 @@ int server_run(const server_config_t *cfg) {
     if (s.fatal) {
         exit_code = 1;
     } else {
-        log_info("received a termination signal, shutting down");
-        exit_code = 0;
+        if (!atomic_load(&s.removed)) log_info("received a termination signal, shutting down");
+        exit_code = 0; /* a removed member too, as etcd */
     }
 
 out:
@@ -625,6 +595,7 @@ out:
     s.readers = NULL;
     /* The transport's threads step the node: stop them first (under the
      * peer lock, so a raft-thread send waits), then the node. */
+    svc_corrupt_stop(&s); /* its thread uses the transport and the node */
     raft_node_t *node_to_stop = s.raft;
     __atomic_store_n(&s.raft, NULL, __ATOMIC_RELEASE);
     peer_transport_t *t = server_peer_acquire(&s);
@@ -636,7 +607,11 @@ out:
     if (s.pending) pending_free(s.pending);
     svc_metrics_stop(&s);
     svc_snapshot_stop(&s);
+    svc_lock_stop(&s);
+    svc_election_stop(&s);
+    local_client_stop(&s);
     svc_kv_stop(&s);
+    svc_gateway_stop(&s);
     svc_maintenance_stop(&s);
     svc_auth_stop(&s);
     svc_lease_stop(&s);

@@ -24,6 +24,8 @@ PORT=${PORT:-26600}
 TMP=$(mktemp -d /tmp/kshim-failover.XXXXXX)
 export ETCDCTL_API=3
 declare -A PID
+# shellcheck source=lib/members.sh
+. "$HERE/lib/members.sh"
 
 cleanup() {
     local p
@@ -51,55 +53,17 @@ build_go() {
     echo "$bin"
 }
 
-IC="m1=http://127.0.0.1:$((PORT + 51)),m2=http://127.0.0.1:$((PORT + 52)),m3=http://127.0.0.1:$((PORT + 53))"
-
 # start KIND N: member mN of KIND (etcd|kshimd) on its data dir.
 start() {
     local kind=$1 n=$2 bin=$ETCD
     [ "$kind" = kshimd ] && bin=$KSHIMD
-    "$bin" --name "m$n" --data-dir "$TMP/$kind-m$n.data" \
-        --listen-client-urls "http://127.0.0.1:$((PORT + n))" \
-        --advertise-client-urls "http://127.0.0.1:$((PORT + n))" \
-        --listen-peer-urls "http://127.0.0.1:$((PORT + 50 + n))" \
-        --initial-advertise-peer-urls "http://127.0.0.1:$((PORT + 50 + n))" \
-        --initial-cluster "$IC" --initial-cluster-state new \
-        --heartbeat-interval 100 --election-timeout 1000 >>"$TMP/$kind-m$n.log" 2>&1 &
+    member_start "$bin" "$PORT" "$n" "$TMP/$kind-m$n.data" "$TMP/$kind-m$n.log"
     PID[$n]=$!
 }
 
-ctl() { "$ETCDCTL" --dial-timeout=1s --command-timeout=2s "$@"; }
-ALL="127.0.0.1:$((PORT + 1)),127.0.0.1:$((PORT + 2)),127.0.0.1:$((PORT + 3))"
-
-# leader: the member number all three name as leader ("" if not agreed).
-leader() {
-    ctl --endpoints "$ALL" endpoint status -w json 2>/dev/null | python3 -c '
-import json, sys
-st = json.load(sys.stdin)
-ids = {s["Status"]["header"]["member_id"]: s["Endpoint"] for s in st}
-ls = {s["Status"].get("leader", 0) for s in st}
-if len(st) == 3 and len(ls) == 1 and list(ls)[0] in ids:
-    print(int(ids[list(ls)[0]].rsplit(":", 1)[1]) - '"$PORT"')' || true
-}
-
-# in_step: all three answer with the same revision.
-in_step() {
-    [ "$(ctl --endpoints "$ALL" endpoint status -w json 2>/dev/null | python3 -c '
-import json, sys
-st = json.load(sys.stdin)
-print(len(st) == 3 and len({s["Status"]["header"]["revision"] for s in st}) == 1)' 2>/dev/null)" = True ]
-}
-
-wait_until() {
-    local t=$1 deadline
-    shift
-    deadline=$((SECONDS + t))
-    until "$@"; do
-        [ $SECONDS -lt $deadline ] || return 1
-        sleep 0.1
-    done
-}
-
-has_leader() { [ -n "$(leader)" ]; }
+leader() { members_leader "$PORT"; }
+in_step() { members_in_step "$PORT"; }
+has_leader() { members_have_leader "$PORT"; }
 
 # run KIND: prints one gap (ms) per line.
 run() {

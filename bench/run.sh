@@ -8,13 +8,16 @@
 # both servers, runs each row on etcd then on kshimd, measures RSS and data dir
 # size after the put rows, and prints a table of requests/s and p99 with the
 # ratio kshimd/etcd. The kube-* rows use the anchors' kubeload instead
-# (Kubernetes-like 2 KiB pod puts and paginated LISTs). See bench/README.md.
+# (Kubernetes-like 2 KiB pod puts and paginated LISTs). A second section
+# (bench/cluster.sh) runs rows on a 3-member etcd and a 3-member kshimd cluster.
+# See bench/README.md.
 #
-# Usage: bench/run.sh [--quick] [--tls] [--sequential] [--repeat N] [--rows a,b,c]
-#                     [--add-rows a,b] [--no-kube] [--scale X] [--row-timeout S] [--out FILE] [--list]
-# Env:   ETCD=/usr/bin/etcd  KSHIMD=<repo>/build/kshimd  ETCDCTL=/usr/bin/etcdctl
-#        BENCH_WORK=/tmp/perf  RUNDIR=$BENCH_WORK/run  PORT=24110  SHARED=<repo>/../shared
-#        CERTS=<repo>/certs/dev  EXTRA_FLAGS="" (passed to both servers)
+# Usage: bench/run.sh [--section all|single|cluster] [--quick] [--tls] [--sequential] [--repeat N]
+#          [--rows a,b,c] [--cluster-rows a,b] [--add-rows a,b] [--no-kube] [--scale X]
+#          [--row-timeout S] [--out FILE] [--list]
+# Env:   SECTION=all  ETCD=/usr/bin/etcd  KSHIMD=<repo>/build/kshimd  ETCDCTL=/usr/bin/etcdctl
+#        BENCH_WORK=/tmp/perf  RUNDIR=$BENCH_WORK/run  PORT=24110  CLUSTER_PORT=PORT+20
+#        SHARED=<repo>/../shared  CERTS=<repo>/certs/dev  EXTRA_FLAGS="" (passed to every server)
 set -euo pipefail
 
 SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -100,6 +103,9 @@ def_row auth-put-c100 60000  setup_auth "put with auth enabled (user root, passw
 KUBE_ROWS="kube-load-10k,kube-list-limit500,kube-list-nolimit"
 DEFAULT_ROWS="put-c1,put-c100,@mem,range-l-c100,range-s-c100,txn-put-c100,$KUBE_ROWS"
 ROWS=$DEFAULT_ROWS
+SECTION=${SECTION:-all}
+# shellcheck source=cluster.sh
+. "$SRC/bench/cluster.sh"
 NO_KUBE=0
 ADD_ROWS=
 
@@ -107,13 +113,14 @@ die() { echo "bench/run.sh: $*" >&2; exit 1; }
 log() { echo "[$(date +%H:%M:%S)] $*" >&2; }
 
 usage() {
-  sed -n '12,16p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
+  sed -n '15,20p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
   exit 2
 }
 
 list_rows() {
   local r
   echo "default rows: $DEFAULT_ROWS"
+  echo "default 3-member cluster rows: $CLUSTER_ROWS"
   for r in $(printf '%s\n' "${!ROW_OPS[@]}" | sort); do
     printf '  %-18s %7s ops  %s\n' "$r" "${ROW_OPS[$r]}" "${ROW_DESC[$r]}"
   done
@@ -128,6 +135,8 @@ parse_args() {
       --sequential) SEQUENTIAL=1 ;;
       --repeat) [ $# -ge 2 ] || usage; REPEAT=$2; shift ;;
       --rows) [ $# -ge 2 ] || usage; ROWS=$2; shift ;;
+      --cluster-rows) [ $# -ge 2 ] || usage; CLUSTER_ROWS=$2; shift ;;
+      --section) [ $# -ge 2 ] || usage; SECTION=$2; shift ;;
       --add-rows) [ $# -ge 2 ] || usage; ADD_ROWS=$2; shift ;;
       --no-kube) NO_KUBE=1 ;;
       --scale) [ $# -ge 2 ] || usage; SCALE=$2; shift ;;
@@ -140,10 +149,18 @@ parse_args() {
     shift
   done
   [ -n "$ADD_ROWS" ] && ROWS="$ROWS,$ADD_ROWS"
-  if [ "$NO_KUBE" = 1 ]; then ROWS=$(drop_kube_rows "$ROWS"); fi
-  [ -n "$ROWS" ] || die "no rows left to run"
+  if [ "$NO_KUBE" = 1 ]; then
+    ROWS=$(drop_kube_rows "$ROWS"); CLUSTER_ROWS=$(drop_kube_rows "$CLUSTER_ROWS")
+  fi
+  case "$SECTION" in
+    all|single|cluster) ;;
+    *) die "--section needs all, single or cluster" ;;
+  esac
+  [ "$SECTION" = cluster ] || [ -n "$ROWS" ] || die "no rows left to run"
+  [ "$SECTION" = single ] || [ -n "$CLUSTER_ROWS" ] || die "no cluster rows left to run"
+  [ "$SECTION" = single ] || [ "$TLS" = 0 ] || die "--tls is for the one-member section: add --section single"
   local r
-  for r in ${ROWS//,/ }; do
+  for r in ${ROWS//,/ } ${CLUSTER_ROWS//,/ }; do
     [ "$r" = @mem ] || [ -n "${ROW_OPS[$r]:-}" ] || die "unknown row '$r' (see --list)"
   done
   [[ "$SCALE" =~ ^[0-9]*\.?[0-9]+$ ]] || die "--scale needs a number"
@@ -184,21 +201,26 @@ port_busy() {
 # at once on their own ports and each row runs on etcd then right away on
 # kshimd, so load from other tenants of the machine hits both alike;
 # --sequential runs all rows on etcd, stops it, then all rows on kshimd.
-declare -A SRV_PID SRV_DATA SRV_PORT
+# SRV_PID: the server's PIDs (three for a cluster, space-separated), SRV_DATA
+# its data dirs (same), SRV_EPS its client endpoints (host:port, comma-separated).
+declare -A SRV_PID SRV_DATA SRV_EPS
 SCHEME=http
 TLS_CLIENT=()
 TLS_SERVER=()
 
-stop_server() { # TAG
-  local tag=$1 pid=${SRV_PID[$1]:-}
-  if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
-    kill -TERM "$pid" 2>/dev/null || true
+stop_server() { # TAG (every member of it)
+  local tag=$1 pid d
+  for pid in ${SRV_PID[$1]:-}; do
+    kill -0 "$pid" 2>/dev/null && kill -TERM "$pid" 2>/dev/null || true
+  done
+  for pid in ${SRV_PID[$1]:-}; do
     for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
     kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null || true
     wait "$pid" 2>/dev/null || true
-  fi
+  done
   SRV_PID[$tag]=
-  if [ -n "${SRV_DATA[$tag]:-}" ]; then rm -rf "${SRV_DATA[$tag]}"; SRV_DATA[$tag]=; fi
+  for d in ${SRV_DATA[$tag]:-}; do rm -rf "$d"; done
+  SRV_DATA[$tag]=
 }
 stop_all() { local t; for t in "${!SRV_PID[@]}"; do stop_server "$t"; done; }
 trap stop_all EXIT
@@ -206,7 +228,12 @@ trap 'exit 130' INT TERM
 
 ctl() { # TAG ARGS...
   local tag=$1; shift
-  "$ETCDCTL" --endpoints "$SCHEME://127.0.0.1:${SRV_PORT[$tag]}" "${TLS_CLIENT[@]}" "$@"
+  "$ETCDCTL" --endpoints "$(scheme_eps "$tag")" "${TLS_CLIENT[@]}" "$@"
+}
+scheme_eps() { # TAG: its endpoints with the scheme, comma-separated
+  local e out=
+  for e in ${SRV_EPS[$1]//,/ }; do out="$out${out:+,}$SCHEME://$e"; done
+  echo "$out"
 }
 
 start_server() { # TAG BINARY PORT (peer port = PORT+1)
@@ -215,7 +242,7 @@ start_server() { # TAG BINARY PORT (peer port = PORT+1)
   for i in $(seq 50); do port_busy "$port" || port_busy "$pport" || break; sleep 0.2; done
   port_busy "$port" && die "port $port is busy"
   port_busy "$pport" && die "port $pport is busy"
-  SRV_PORT[$tag]=$port
+  SRV_EPS[$tag]=127.0.0.1:$port
   SRV_DATA[$tag]=$(mktemp -d "/tmp/kshim-bench-$tag.XXXXXX")
   local ep="$SCHEME://127.0.0.1:$port" pp="http://127.0.0.1:$pport"
   # shellcheck disable=SC2086
@@ -244,7 +271,7 @@ setup_range_key() { head -c 1024 /dev/zero | tr '\0' v | ctl "$1" put /bench/ran
 setup_watch_probe() {
   local out=$RUNDIR/$1-watch-probe.out wpid i
   # exec, so that $! is etcdctl itself and the kill below reaches it
-  ( exec "$ETCDCTL" --endpoints "$SCHEME://127.0.0.1:${SRV_PORT[$1]}" "${TLS_CLIENT[@]}" \
+  ( exec "$ETCDCTL" --endpoints "$(scheme_eps "$1")" "${TLS_CLIENT[@]}" \
       watch /bench/watch-probe > "$out" 2>&1 ) &
   wpid=$!
   sleep 0.3
@@ -266,7 +293,7 @@ setup_kube_pods() {
   echo "$have keys under $KUBE_PREFIX, want $want"
   [ "$have" -ge "$want" ] && return 0
   "$KUBELOAD" load -prefix "${KUBE_PREFIX}pod-" -count "$want" -val-size 2048 -clients 50 \
-    -endpoints "127.0.0.1:${SRV_PORT[$1]}" || return 1
+    -endpoints "${SRV_EPS[$1]}" || return 1
   have=$(kube_count "$1") || return 1
   echo "after load: $have keys"
   [ "$have" -ge "$want" ]
@@ -277,11 +304,19 @@ setup_auth() {
   ctl "$1" auth enable >/dev/null
 }
 
-proc_kb() { awk -v k="$2:" '$1==k{print $2}' "/proc/$1/status" 2>/dev/null || true; }
-cpu_ticks() { awk '{print $14+$15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
+# proc_kb "PID..." FIELD: the sum of a /proc/PID/status field (kB) over the PIDs
+proc_kb() {
+  local p; for p in $1; do cat "/proc/$p/status" 2>/dev/null; done |
+    awk -v k="$2:" '$1==k{s+=$2; n++} END{if(n)print s}'
+}
+# cpu_ticks "PID...": utime+stime summed over the PIDs
+cpu_ticks() {
+  local p; for p in $1; do cat "/proc/$p/stat" 2>/dev/null; done | awk '{s+=$14+$15} END{print s+0}'
+}
+alive() { local p; for p in $1; do kill -0 "$p" 2>/dev/null || return 1; done; } # "PID...": all running
+du_kb() { local d s=0 k; for d in $1; do k=$(du -sk "$d" 2>/dev/null | cut -f1); s=$((s + ${k:-0})); done; echo "$s"; }
 # busy ticks of the whole machine: user+nice+system+irq+softirq+steal
 sys_ticks() { awk '/^cpu /{print $2+$3+$4+$7+$8+$9}' /proc/stat; }
-du_kb() { du -sk "$1" 2>/dev/null | cut -f1; }
 
 # parse_bench LOG: the last report block of a benchmark log ->
 # "rps p99_ms errors" (same parsing as the shared etcd-baseline.sh)
@@ -347,8 +382,8 @@ run_row() {
     return 0
   fi
   # shellcheck disable=SC2206
-  if [ "$tool" = kube ]; then cmd=("$KUBELOAD" $args -endpoints "127.0.0.1:${SRV_PORT[$tag]}")
-  else cmd=("$BENCH" --endpoints "127.0.0.1:${SRV_PORT[$tag]}" --precise "${TLS_CLIENT[@]}" $args); fi
+  if [ "$tool" = kube ]; then cmd=("$KUBELOAD" $args -endpoints "${SRV_EPS[$tag]}")
+  else cmd=("$BENCH" --endpoints "${SRV_EPS[$tag]}" --precise "${TLS_CLIENT[@]}" $args); fi
   log "$tag $row: ${cmd[0]##*/} ${cmd[*]:1}"
   tf=$RUNDIR/time.tmp
   t0=$(cpu_ticks "$pid"); s0=$(sys_ticks); w0=$(date +%s%N)
@@ -356,7 +391,7 @@ run_row() {
   t1=$(cpu_ticks "$pid"); s1=$(sys_ticks); w1=$(date +%s%N)
   [ "$rc" = 124 ] && st=timeout
   [ "$rc" != 0 ] && [ "$rc" != 124 ] && st="exit$rc"
-  kill -0 "$pid" 2>/dev/null || st=died
+  alive "$pid" || st=died
   local rps p99 errs cpu other
   if [ "$tool" = kube ]; then
     read -r rps p99 errs <<< "$(parse_kube "$logf")"
@@ -370,7 +405,7 @@ run_row() {
             -v c="$(awk '{print $1+$2}' "$tf" 2>/dev/null)" \
             'BEGIN{o=((b-a)-(e1-e0))/h-c; if(o<0)o=0; if(w<1)w=1; printf "%.0f", o*100000/w}')
   printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$tag" "$row" "$ops" "$rps" "$p99" "$errs" "$cpu" "$st" "$other" >> "$RES"
-  [ "$st" = died ] && die "$tag died during $row (log $RUNDIR/$tag-server.log)"
+  [ "$st" = died ] && die "$tag died during $row (log $RUNDIR/$tag-*server.log)"
   true
 }
 
@@ -381,9 +416,10 @@ record_mem() { # TAG
     "$tag" "$(du_kb "${SRV_DATA[$tag]}")" >> "$MEMF"
 }
 
-run_rows() { # TAG... : every row, in order, on each of the given servers
-  local r t i order
-  for r in ${ROWS//,/ }; do
+run_rows() { # ROWLIST TAG... : every row, in order, on each of the given servers
+  local rows=$1 r t i order
+  shift
+  for r in ${rows//,/ }; do
     if [ "$r" = @mem ]; then
       for t in "$@"; do record_mem "$t"; done
       continue
@@ -391,11 +427,11 @@ run_rows() { # TAG... : every row, in order, on each of the given servers
     order=("$@")
     for ((i = 1; i <= REPEAT; i++)); do
       for t in "${order[@]}"; do run_row "$t" "$r"; done
-      # alternate who goes first, so neither always runs on a warmer machine
-      if [ ${#order[@]} = 2 ]; then order=("${order[1]}" "${order[0]}"); fi
+      # rotate who goes first, so none always runs on a warmer machine
+      order=("${order[@]:1}" "${order[0]}")
     done
   done
-  if [[ ",$ROWS," != *,@mem,* ]]; then for t in "$@"; do record_mem "$t"; done; fi
+  if [[ ",$rows," != *,@mem,* ]]; then for t in "$@"; do record_mem "$t"; done; fi
 }
 
 # ---------------------------------------------------------------- report
@@ -454,7 +490,6 @@ kube_notes() {
 }
 
 report() {
-  local r ea ka ep kp
   echo "# kshimd vs etcd, $(date -u +%FT%TZ)"
   echo
   local ver
@@ -464,56 +499,96 @@ report() {
   echo "- transport: $([ "$TLS" = 1 ] && echo "https (TLS, client certs from $CERTS)" || echo "plaintext h2c")," \
        "$([ "$SEQUENTIAL" = 1 ] && echo "sequential (all rows on etcd, then on kshimd)" || echo "interleaved (both up; each row on etcd then kshimd)")"
   echo "- scale $SCALE$([ "$QUICK" = 1 ] && echo " (--quick)"), best of $REPEAT, row timeout ${ROW_TIMEOUT}s," \
-       "host $(nproc) vCPU, loadavg $(cut -d' ' -f1-3 /proc/loadavg)"
+       "host $(nproc) vCPU, loadavg at the end $(cut -d' ' -f1-3 /proc/loadavg)"
   echo "- ratio = kshimd / etcd for req/s (higher is better for kshimd) and for memory/disk" \
        "(lower is better); only ratios from the same run are comparable"
-  [[ ",$ROWS," != *,kube-list-* ]] ||
+  [[ ",$ROWS," != *,kube-list-* ]] || [ "$SECTION" = cluster ] ||
     echo "- kube-list-* rows: ops = complete LISTs, req/s = LISTs/s, p99 and cpu us/op per whole LIST"
-  echo "- cpu us/op: server CPU time per request; other cpu %: CPU used by anything else on the machine" \
-       "during the row (etcd row/kshimd row, % of one core); above ~10 the row was disturbed"
+  echo "- cpu us/op: server CPU time per request (all three members for a cluster); other cpu %: CPU" \
+       "used by anything else on the machine during the row (etcd row/kshimd row, % of one core);" \
+       "above ~10 the row was disturbed"
+  if [ "$SECTION" != cluster ]; then
+    echo
+    echo "## One member"
+    echo
+    report_table etcd kshimd "$ROWS"
+    echo
+    report_mem etcd kshimd ""
+    kube_notes
+  fi
+  if [ "$SECTION" != single ]; then
+    echo
+    echo "## 3-member clusters"
+    echo
+    cluster_report_notes
+    echo
+    report_table etcd3 kshimd3 "$CLUSTER_ROWS"
+    echo
+    report_mem etcd3 kshimd3 " (sum of 3 members)"
+    if [ -n "${KSHIMD_BEFORE:-}" ]; then
+      echo
+      echo "kshimd before (\`$KSHIMD_BEFORE\`) and after (\`$KSHIMD\`), same run (ratio = after / before):"
+      echo
+      report_table kshimd3b kshimd3 "$CLUSTER_ROWS" before after
+    fi
+  fi
   echo
-  echo "| row | ops | etcd req/s | kshimd req/s | ratio | etcd p99 ms | kshimd p99 ms | etcd cpu us/op | kshimd cpu us/op | other cpu % |"
+  echo "Rows: $(for r in $(all_rows); do printf '%s = %s; ' "$r" "${ROW_DESC[$r]}"; done)"
+  echo
+  echo "Raw logs: $RUNDIR"
+}
+
+all_rows() { # the distinct rows of the sections that ran
+  local l=
+  [ "$SECTION" = cluster ] || l=$ROWS
+  [ "$SECTION" = single ] || l="$l,$CLUSTER_ROWS"
+  tr ',' '\n' <<< "$l" | awk 'NF && $0 != "@mem" && !seen[$0]++'
+}
+
+report_table() { # ETCD-TAG KSHIMD-TAG ROWLIST [NAME-A NAME-B]: the req/s and p99 table
+  local e=$1 k=$2 rows=$3 a=${4:-etcd} b=${5:-kshimd} r ea ka ep kp
+  echo "| row | ops | $a req/s | $b req/s | ratio | $a p99 ms | $b p99 ms | $a cpu us/op | $b cpu us/op | other cpu % |"
   echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
-  for r in ${ROWS//,/ }; do
+  for r in ${rows//,/ }; do
     [ "$r" = @mem ] && continue
-    ea=$(field etcd "$r" 4); ka=$(field kshimd "$r" 4)
-    ep=$(field etcd "$r" 5); kp=$(field kshimd "$r" 5)
+    ea=$(field "$e" "$r" 4); ka=$(field "$k" "$r" 4)
+    ep=$(field "$e" "$r" 5); kp=$(field "$k" "$r" 5)
     [[ " ${ROW_SHOWS[$r]} " == *" rps "* ]] || { ea=-; ka=-; }
     [[ " ${ROW_SHOWS[$r]} " == *" p99 "* ]] || { ep=-; kp=-; }
-    printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' "$r" "$(field etcd "$r" 3)" \
-      "$(cell "$ea" "$(field etcd "$r" 8)" "$(field etcd "$r" 6)")" \
-      "$(cell "$ka" "$(field kshimd "$r" 8)" "$(field kshimd "$r" 6)")" \
-      "$(ratio "$ea" "$ka")" "$ep" "$kp" "$(field etcd "$r" 7)" "$(field kshimd "$r" 7)" \
-      "$(field etcd "$r" 9)/$(field kshimd "$r" 9)"
+    printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' "$r" "$(field "$e" "$r" 3)" \
+      "$(cell "$ea" "$(field "$e" "$r" 8)" "$(field "$e" "$r" 6)")" \
+      "$(cell "$ka" "$(field "$k" "$r" 8)" "$(field "$k" "$r" 6)")" \
+      "$(ratio "$ea" "$ka")" "$ep" "$kp" "$(field "$e" "$r" 7)" "$(field "$k" "$r" 7)" \
+      "$(field "$e" "$r" 9)/$(field "$k" "$r" 9)"
   done
-  echo
-  echo "| memory / disk | etcd MB | kshimd MB | ratio |"
+}
+
+report_mem() { # ETCD-TAG KSHIMD-TAG SUFFIX: the memory / disk table
+  local e=$1 k=$2 key label
+  echo "| memory / disk$3 | etcd MB | kshimd MB | ratio |"
   echo "|---|---:|---:|---:|"
-  local k label
-  for k in @rss0 @rss @hwm @disk; do
-    case $k in
+  for key in @rss0 @rss @hwm @disk; do
+    case $key in
       @rss0) label="RSS idle after start" ;;
       @rss) label="RSS after puts (VmRSS)" ;;
       @hwm) label="peak RSS so far (VmHWM)" ;;
       @disk) label="data dir after puts" ;;
     esac
-    printf '| %s | %s | %s | %s |\n' "$label" "$(mb "$(mem etcd $k)")" "$(mb "$(mem kshimd $k)")" \
-      "$(ratio "$(mem etcd $k)" "$(mem kshimd $k)")"
+    printf '| %s | %s | %s | %s |\n' "$label" "$(mb "$(mem "$e" $key)")" "$(mb "$(mem "$k" $key)")" \
+      "$(ratio "$(mem "$e" $key)" "$(mem "$k" $key)")"
   done
-  kube_notes
-  echo
-  echo "Rows: $(for r in ${ROWS//,/ }; do [ "$r" = @mem ] || printf '%s = %s; ' "$r" "${ROW_DESC[$r]}"; done)"
-  echo
-  echo "Raw logs: $RUNDIR"
 }
 
 main() {
   parse_args "$@"
   HZ=$(getconf CLK_TCK)
   local p
-  for p in "$PORT" $((PORT + 1)) $((PORT + 2)) $((PORT + 3)); do
-    port_busy "$p" && die "port $p is busy (another bench run? set PORT=)"
-  done
+  if [ "$SECTION" != cluster ]; then
+    for p in "$PORT" $((PORT + 1)) $((PORT + 2)) $((PORT + 3)); do
+      port_busy "$p" && die "port $p is busy (another bench run? set PORT=)"
+    done
+  fi
+  [ "$SECTION" = single ] || cluster_check_ports
   RUNDIR=${RUNDIR:-$BENCH_WORK/run}
   [ -n "$RUNDIR" ] && [ "$RUNDIR" != / ] || die "bad RUNDIR"
   rm -rf "$RUNDIR"; mkdir -p "$RUNDIR"
@@ -532,15 +607,17 @@ main() {
                 --trusted-ca-file "$CERTS/ca.crt" --client-cert-auth)
   fi
   local start=$SECONDS
-  if [ "$SEQUENTIAL" = 1 ]; then
-    start_server etcd "$ETCD" "$PORT"; run_rows etcd; stop_server etcd
-    start_server kshimd "$KSHIMD" "$PORT"; run_rows kshimd; stop_server kshimd
+  if [ "$SECTION" = cluster ]; then :
+  elif [ "$SEQUENTIAL" = 1 ]; then
+    start_server etcd "$ETCD" "$PORT"; run_rows "$ROWS" etcd; stop_server etcd
+    start_server kshimd "$KSHIMD" "$PORT"; run_rows "$ROWS" kshimd; stop_server kshimd
   else
     start_server etcd "$ETCD" "$PORT"
     start_server kshimd "$KSHIMD" $((PORT + 2))
-    run_rows etcd kshimd
+    run_rows "$ROWS" etcd kshimd
     stop_all
   fi
+  [ "$SECTION" = single ] || run_cluster_section
   mkdir -p "$(dirname "$OUT")"
   report > "$OUT"
   cat "$OUT"

@@ -101,6 +101,7 @@ static flag_def_t flags[] = {
     {"auto-compaction-mode", FLAG_STRING, &cfg.auto_compaction_mode, NULL},
     {"auto-compaction-retention", FLAG_STRING, &cfg.auto_compaction_retention, NULL},
     {"experimental-initial-corrupt-check", FLAG_BOOL, &cfg.initial_corrupt_check, NULL},
+    {"experimental-corrupt-check-time", FLAG_DURATION_MS, &cfg.corrupt_check_time_ms, NULL},
     /* kshim extensions (not etcd flags). */
     {"max-pending-proposals", FLAG_SIZE, &cfg.max_pending_proposals, NULL},
     /* Accepted for drop-in compatibility; not acted on yet. */
@@ -363,6 +364,12 @@ static void usage(FILE *out) {
             "  --auto-compaction-mode 'periodic' periodic (retention is a duration, or hours)\n"
             "                                   or revision (retention is a revision count).\n"
             "  --auto-compaction-retention '0'  auto-compaction retention; 0 = off.\n"
+            "  --experimental-initial-corrupt-check false\n"
+            "                                   on a restart, compare HashKV with every peer before\n"
+            "                                   serving; refuse to start on a mismatch.\n"
+            "  --experimental-corrupt-check-time 0s\n"
+            "                                   how often the leader compares every member's HashKV\n"
+            "                                   (0 = off); a mismatch raises the CORRUPT alarm.\n"
             "  --max-pending-proposals 5000     kshim extension: writes proposed and not yet\n"
             "                                   applied before 'etcdserver: too many requests'.\n"
             "Security:\n"

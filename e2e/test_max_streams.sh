@@ -8,7 +8,12 @@
 # at once, refuse the third with RST_STREAM REFUSED_STREAM and serve a new
 # one once a stream was cancelled, keeping the connection. The transcripts
 # must be identical. Then three concurrent `etcdctl watch` processes (one
-# connection each) are all served by the limited target.
+# connection each) are all served by the limited target. Last, the JSON
+# gateway under the limit (etcd's TestV3Curl_MaxStreams_*: etcd's gateway
+# reaches the server through one gRPC connection, so the bound is on the
+# gateway's requests together): with two curl watches open, a third
+# request (a range) waits and curl times out, on both servers; once a
+# watch is gone, a range is answered.
 #
 # Ports: 26420 (etcd) / 26421 (target); peers +50.
 set -euo pipefail
@@ -19,6 +24,29 @@ TGT_PORT=26421
 
 run_client() { # PORT OUT
     "$PY" "$E2E_DIR/max_streams_client.py" "$1" >"$2" 2>&1 || echo "client failed: $(tail -1 "$2")" >>"$2"
+}
+
+# gateway_limit PORT: two curl watches through /v3/watch, then ranges.
+gateway_limit() {
+    local url="http://127.0.0.1:$1" w1 w2 out
+    local watch='{"create_request":{"key":"Zm9v","start_revision":1}}' range='{"key":"Zm9v"}'
+    curl -s -N "$url/v3/watch" -d "$watch" >/dev/null 2>&1 &
+    w1=$!
+    curl -s -N "$url/v3/watch" -d "$watch" >/dev/null 2>&1 &
+    w2=$!
+    sleep 1
+    if out=$(curl -s -m 2 "$url/v3/kv/range" -d "$range" 2>&1); then
+        echo "range with 2 watches: answered ($out)"
+    else
+        echo "range with 2 watches: timed out"
+    fi
+    kill "$w1" 2>/dev/null || true
+    wait "$w1" 2>/dev/null || true
+    out=$(curl -s -m 5 "$url/v3/kv/range" -d "$range" 2>&1) || true
+    case "$out" in *'"revision"'*) echo "range after a watch ended: answered" ;;
+                   *) echo "range after a watch ended: $out" ;; esac
+    kill "$w2" 2>/dev/null || true
+    wait "$w2" 2>/dev/null || true
 }
 
 for limit in default 2; do
@@ -60,6 +88,13 @@ connection: open" "$(cat "$E2E_TMP/tgt-$limit.txt")"
         wait "${pids[@]}" 2>/dev/null || true
         n=$( (grep -l '^x$' "$E2E_TMP"/watch[123].txt || true) | wc -l)
         check_eq "limit 2: three etcdctl watch processes all served" 3 "$n"
+        for side in ref tgt; do
+            port=$REF_PORT
+            [ "$side" = tgt ] && port=$TGT_PORT
+            check_eq "limit 2, $side: gateway requests past the bound wait" "$(gateway_limit "$port")" \
+                "range with 2 watches: timed out
+range after a watch ended: answered"
+        done
     fi
     kill -0 "$TGT_PID" 2>/dev/null && pass "target alive ($limit)" || fail "target died ($limit)"
     stop_server "$REF_PID"

@@ -10,10 +10,11 @@
  * leader, for two election timeouts at most, then cfg.dropped); ask the
  * queued reads in one core request; take one ready: log a received
  * snapshot's point, append its entries and hard state to the WAL, send the
- * leader's Apps and heartbeats, fdatasync once (group commit: whatever
+ * leader's Apps and heartbeats, hand the committed entries the WAL already
+ * held synced to the apply thread, fdatasync once (group commit: whatever
  * queues up during the sync goes into the next round), send every other
- * message, hand the snapshot and committed entries to the apply thread,
- * resolve read states; advance.
+ * message, hand the snapshot and the remaining committed entries (those
+ * this sync made durable) to the apply thread, resolve read states; advance.
  *
  * The apply thread installs snapshots (cfg.install_snapshot) and calls
  * cfg.apply in index order, serves the reads waiting for its applied index,
@@ -329,21 +330,53 @@ static void *apply_thread(void *arg) {
     return NULL;
 }
 
+/* How many of a ready's committed entries the WAL already holds durably:
+ * every entry before the ready's own (rd->entries) was synced in an earlier
+ * round (a round with entries always syncs, and a conflict truncation puts
+ * the replaced entries back into rd->entries). None with a snapshot: it
+ * installs first, after its point is logged. */
+static size_t committed_durable(const raft_ready_t *rd) {
+    if (rd->snapshot) return 0;
+    if (!rd->n_entries) return rd->n_committed;
+    size_t k = 0;
+    while (k < rd->n_committed && rd->committed[k].index < rd->entries[0].index) k++;
+    return k;
+}
+
+/* Raft thread: the WAL is durable up to index (status.durable_index). */
+static void set_durable(raft_node_t *n, uint64_t index) {
+    pthread_mutex_lock(&n->mu);
+    n->status.durable_index = index;
+    pthread_mutex_unlock(&n->mu);
+}
+
 /* One ready round: persist (a received snapshot's point first, then the
  * entries and the hard state; one write, one fdatasync), with the leader's
  * Apps and heartbeats sent before the sync and every other message after
- * it; then install/apply in order, read states, advance. */
+ * it; then install/apply in order, read states, advance. Committed entries
+ * that were durable before this round go to the apply thread before the
+ * sync, as etcd's raftNode hands them to apply before wal.Save: the
+ * leader's commits from the last round apply while it syncs the next batch
+ * instead of waiting for that sync. The rest follow the sync. */
 static int handle_ready(raft_node_t *n) {
     raft_status_t rs;
     raft_status(n->raft, &rs);
     int leader = rs.role == RAFT_LEADER;
     raft_ready_t rd;
     raft_ready(n->raft, &rd);
+    for (size_t i = 1; i < rd.n_committed; i++)
+        assert(rd.committed[i].index == rd.committed[i - 1].index + 1);
     if (rd.snapshot && wal_save_snapshot(n->wal, rd.snapshot, 1) != 0) return -1;
-    if (rd.n_entries && wal_append_entries(n->wal, rd.entries, rd.n_entries) != 0) return -1;
+    if (rd.n_entries) {
+        if (n->status.durable_index >= rd.entries[0].index) set_durable(n, rd.entries[0].index - 1);
+        if (wal_append_entries(n->wal, rd.entries, rd.n_entries) != 0) return -1;
+    }
     if (rd.hard_state_changed && wal_save_hard_state(n->wal, &rd.hard_state) != 0) return -1;
     if (leader) node_send_msgs(n, &rd, 1, 1);
+    size_t early = committed_durable(&rd);
+    if (early && queue_for_apply(n, rd.committed, early, rd.hard_state.term) != 0) return -1;
     if ((rd.must_sync ? wal_sync(n->wal) : wal_write(n->wal)) != 0) return -1;
+    if (rd.n_entries) set_durable(n, rd.entries[rd.n_entries - 1].index);
     node_send_msgs(n, &rd, leader, 0);
     if (rd.snapshot) {
         node_meta_t m;
@@ -351,11 +384,9 @@ static int handle_ready(raft_node_t *n) {
         if (queue_install(n, &m) != 0) return -1;
         n->wal_snap_index = m.index;
     }
-    if (rd.n_committed) {
-        for (size_t i = 1; i < rd.n_committed; i++)
-            assert(rd.committed[i].index == rd.committed[i - 1].index + 1);
-        if (queue_for_apply(n, rd.committed, rd.n_committed, rd.hard_state.term) != 0) return -1;
-    }
+    if (rd.n_committed > early &&
+        queue_for_apply(n, rd.committed + early, rd.n_committed - early, rd.hard_state.term) != 0)
+        return -1;
     node_read_states(n, rd.read_states, rd.n_read_states);
     int installed = rd.snapshot != NULL;
     raft_advance(n->raft);
@@ -383,6 +414,16 @@ static void compact_memory(raft_node_t *n) {
     raft_status(n->raft, &rs);
     if (applied < rs.first_index - 1 + COMPACT_MIN_ENTRIES) return;
     if (raft_compact_to(n->raft, applied) != rs.first_index - 1) node_hist_push(n);
+}
+
+/* Raft thread: p will not reach the log; its owner hears why (a forwarded
+ * one through cfg.refused, for the forwarder). */
+static void give_back(raft_node_t *n, const proposal_t *p, int reason) {
+    if (p->from) {
+        if (n->cfg.refused) n->cfg.refused(n->cfg.ctx, p->from, p->data, p->len, reason);
+    } else if (n->cfg.dropped) {
+        n->cfg.dropped(n->cfg.ctx, p->data, p->len, reason);
+    }
 }
 
 /* Raft thread: the proposals to hand on this round. The leader proposes
@@ -424,11 +465,11 @@ static uint64_t handle_proposals(raft_node_t *n, uint64_t now) {
         int rc = mine ? raft_propose(n->raft, p->data, p->len) : RAFT_ERR_NOT_LEADER;
         if (rc == RAFT_OK)
             proposed++;
-        else if (n->cfg.dropped)
-            n->cfg.dropped(n->cfg.ctx, p->data, p->len,
-                           rc == RAFT_ERR_NOT_LEADER ? RAFT_NODE_ERR_NOT_LEADER
-                           : rc == RAFT_ERR_NOMEM    ? RAFT_NODE_ERR_NOMEM
-                                                     : RAFT_NODE_ERR_BUSY);
+        else
+            give_back(n, p,
+                      rc == RAFT_ERR_NOT_LEADER ? RAFT_NODE_ERR_NOT_LEADER
+                      : rc == RAFT_ERR_NOMEM    ? RAFT_NODE_ERR_NOMEM
+                                                : RAFT_NODE_ERR_BUSY);
     }
     free_queue(batch);
     return proposed;
@@ -447,8 +488,7 @@ static void drop_queued(raft_node_t *n) {
     n->q_head = n->q_tail = NULL;
     n->q_len = 0;
     pthread_mutex_unlock(&n->mu);
-    for (proposal_t *p = q; p && n->cfg.dropped; p = p->next)
-        n->cfg.dropped(n->cfg.ctx, p->data, p->len, RAFT_NODE_ERR_STOPPED);
+    for (proposal_t *p = q; p; p = p->next) give_back(n, p, RAFT_NODE_ERR_STOPPED);
     free_queue(q);
 }
 
@@ -706,6 +746,7 @@ int raft_node_start(const raft_node_config_t *cfg, raft_node_t **out, char *err,
         return start_error(err, errlen, "raft node: out of memory");
     }
     status_refresh(n);
+    n->status.durable_index = n->status.last_index; /* replayed from the WAL, or bootstrapped and synced */
     if (pthread_create(&n->apply_thread, NULL, apply_thread, n) != 0) {
         node_free(n);
         return start_error(err, errlen, "raft node: cannot start the apply thread");
@@ -720,9 +761,20 @@ int raft_node_start(const raft_node_config_t *cfg, raft_node_t **out, char *err,
 }
 
 int raft_node_propose(raft_node_t *n, const void *data, size_t len) {
+    return raft_node_propose_forwarded(n, 0, data, len);
+}
+
+void raft_node_forward_refused(raft_node_t *n) {
+    pthread_mutex_lock(&n->mu);
+    node_fwd_refused_locked(n);
+    pthread_mutex_unlock(&n->mu);
+}
+
+int raft_node_propose_forwarded(raft_node_t *n, uint64_t from, const void *data, size_t len) {
     proposal_t *p = malloc(sizeof(*p) + len);
     if (!p) return RAFT_NODE_ERR_NOMEM;
     p->next = NULL;
+    p->from = from;
     p->len = len;
     p->queued_ms = node_now_ms();
     if (len) memcpy(p->data, data, len);

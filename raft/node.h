@@ -20,7 +20,10 @@
  * acknowledgement promises durable state). A follower forwards proposals to
  * its leader (cfg.forward); without a leader they wait two election timeouts
  * and then come back through cfg.dropped, as does anything the core refuses:
- * no proposal is lost silently. Reads: raft_node_read_index -> read_ready
+ * no proposal is lost silently. The leader's driver proposes what a follower
+ * forwarded with raft_node_propose_forwarded; if the leader cannot take it
+ * after all, it comes back through cfg.refused, for the driver to tell the
+ * follower at once. Reads: raft_node_read_index -> read_ready
  * once a quorum confirmed the read point and this member applied up to it.
  * Callbacks never run under a node lock; none may block.
  *
@@ -100,6 +103,16 @@ typedef struct raft_node_config {
      * the owner answers its client at once (reason: RAFT_NODE_ERR_*). Called
      * from the raft thread, never under a node lock. */
     void (*dropped)(void *ctx, const void *data, size_t len, int reason);
+    /* The same for a proposal another member forwarded here
+     * (raft_node_propose_forwarded, from = that member) that will not reach
+     * the log: refused by the core (no longer leader, a leader transfer
+     * running, ...), no leader within the wait, the node stopping. The
+     * driver tells the forwarder at once (which calls
+     * raft_node_forward_refused and answers its client) instead of letting
+     * its client wait for the request timeout. Raft thread, never under a
+     * node lock. NULL: such proposals are lost silently (the forwarder's
+     * timeout answers). */
+    void (*refused)(void *ctx, uint64_t from, const void *data, size_t len, int reason);
     /* A linearizable read point asked with raft_node_read_index: ok = 1 once
      * a quorum confirmed it and the applied index reached it (serve the read
      * now), ok = 0 when it failed (no leader for two election timeouts, no
@@ -131,6 +144,9 @@ typedef struct raft_node_status {
     uint64_t commit_index;
     uint64_t applied_index;
     uint64_t last_index;
+    /* Every log entry up to here is in the WAL and synced; the apply thread
+     * is never handed an entry above it (nothing unsynced is applied). */
+    uint64_t durable_index;
     uint64_t wal_bytes;     /* size of live WAL segments */
     uint64_t wal_syncs;     /* fdatasync calls for log appends (group commit) */
     uint64_t proposals;     /* proposals handed to the core */
@@ -169,6 +185,14 @@ int raft_node_start(const raft_node_config_t *cfg, raft_node_t **out, char *err,
  * log and is overwritten by a new leader is not reported (as with etcd, the
  * owner's request timeout answers it). */
 int raft_node_propose(raft_node_t *node, const void *data, size_t len);
+/* A proposal member `from` forwarded here (its cfg.forward): as
+ * raft_node_propose, but when it later cannot reach the log it goes to
+ * cfg.refused (with from), not cfg.dropped. An error returned here is the
+ * caller's to report to the forwarder. */
+int raft_node_propose_forwarded(raft_node_t *node, uint64_t from, const void *data, size_t len);
+/* The leader refused one of the proposals this member forwarded (its
+ * cfg.refused reached us): it no longer counts against max_inflight. */
+void raft_node_forward_refused(raft_node_t *node);
 
 /* ---- Peers. All thread-safe. None blocks, except that the three admin
  * calls (conf change, transfer, progress) run on the raft thread and wait

@@ -19,6 +19,7 @@
 typedef struct proposal {
     struct proposal *next;
     uint64_t queued_ms; /* when raft_node_propose queued it (the no-leader wait) */
+    uint64_t from;      /* the member that forwarded it here (raft_node_propose_forwarded), 0: made here */
     size_t len;
     uint8_t data[];
 } proposal_t;
@@ -170,6 +171,7 @@ void node_read_states(raft_node_t *n, const raft_read_state_t *rs, size_t count)
 void node_reads_applied(raft_node_t *n, uint64_t applied); /* apply thread */
 void node_fwd_add_locked(raft_node_t *n, size_t count, uint64_t now);
 void node_fwd_expire_locked(raft_node_t *n, uint64_t now);
+void node_fwd_refused_locked(raft_node_t *n);
 void node_meta_from(node_meta_t *dst, const raft_snapshot_meta_t *src);
 void node_meta_view(const node_meta_t *m, raft_snapshot_meta_t *out);
 void node_hist_push(raft_node_t *n);

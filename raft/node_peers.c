@@ -374,6 +374,17 @@ void node_fwd_expire_locked(raft_node_t *n, uint64_t now) {
     }
 }
 
+/* The leader refused one forwarded proposal: out of the oldest batch (the
+ * refusal may be for any of them; the count is what bounds). */
+void node_fwd_refused_locked(raft_node_t *n) {
+    if (!n->fwd_n) return;
+    fwd_batch_t *b = &n->fwd[n->fwd_start];
+    n->fwd_total--;
+    if (--b->n) return;
+    n->fwd_start = (n->fwd_start + 1) % NODE_FWD_BATCHES;
+    n->fwd_n--;
+}
+
 /* ---------------------------------------------------------------- snapshot points */
 
 void node_meta_from(node_meta_t *dst, const raft_snapshot_meta_t *src) {

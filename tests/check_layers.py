@@ -18,8 +18,9 @@ ROOT = os.path.abspath(sys.argv[1] if len(sys.argv) > 1 else os.path.join(os.pat
 # the target_link_libraries of the folder's target and docs/ARCHITECTURE.md.
 LAYERS = {
     "proto": [],
+    "tls": [],
     "raft": ["proto"],
-    "raft/peer": ["raft", "proto"],
+    "raft/peer": ["raft", "tls", "proto"],
     "storage/mvcc": ["proto"],
     "storage/kv": ["storage/mvcc", "proto"],
     "storage/lease": ["storage/kv", "storage/mvcc", "proto"],
@@ -27,7 +28,7 @@ LAYERS = {
     "storage/cluster": ["storage/mvcc", "proto"],
     "storage/bbolt": ["storage/mvcc", "proto"],
     "client": ["proto"],
-    "apiserver-shim/transport": ["proto"],
+    "apiserver-shim/transport": ["tls", "proto"],
     "apiserver-shim/watch": ["proto"],
     "apiserver-shim/auth": ["proto"],
     "apiserver-shim/member": ["apiserver-shim/transport", "storage/kv", "storage/cluster",

@@ -16,7 +16,9 @@
  * sequence of puts (some with leases), deletes, txns with compares and
  * past-revision ranges (which write the group first), compactions and lease
  * grants and revokes (a revoke writes the group first); nothing of a group is
- * visible to readers before its write; a failed entry drops its group.
+ * visible to readers before its write; a failed entry drops its group; the
+ * group's write batch, kept from one group to the next, carries nothing of
+ * an aborted or earlier group, also around a group too big to keep.
  */
 #include "kv_fixture.h"
 
@@ -671,6 +673,56 @@ static void t_group_abort_stores_nothing(void **state) {
     store_free(s);
 }
 
+/* The group's write batch is kept between groups (cleared after each
+ * write or abort; freed after one over GROUP_KEEP_BYTES, 1 MiB): nothing of
+ * the aborted group or of an earlier group reaches a later one, and groups
+ * before and after a big one leave what single writes leave. */
+static void t_group_batch_reused(void **state) {
+    (void)state;
+    store_t *a = store_new(), *b = store_new();
+    base_state(a);
+    base_state(b);
+    mvcc_group_begin(b->m);
+    Kshim__InternalRequest *n1 = rq_put("n1", "1", 0, 0), *bad = rq_del("a", "z", 1);
+    apply_ok(b, n1);
+    mvcc_arm_read_error(b->m, 1);
+    kv_result_t res;
+    assert_int_equal(apply_at(b, b->index + 1, bad, &res), -1);
+    kv_result_clear(&res);
+    mvcc_group_abort(b->m);
+    assert_false(mvcc_read_error_armed(b->m));
+    b->index = mvcc_apply_index(b->m);
+    req_free(n1);
+    req_free(bad);
+    char big[351]; /* the event log takes values of a few hundred bytes */
+    memset(big, 'x', sizeof big - 1);
+    big[sizeof big - 1] = 0;
+    const int puts[] = {2, 3500, 1, 3}; /* group 1: 3500 x 350 B, over 1 MiB */
+    for (int g = 0; g < 4; g++) {
+        mvcc_group_begin(b->m);
+        for (int j = 0; j < puts[g]; j++) {
+            char key[32];
+            snprintf(key, sizeof key, "%s%d", j % 2 ? "b" : "g", g * 10000 + j);
+            Kshim__InternalRequest *r = rq_put(key, g == 1 ? big : key, 0, 1);
+            apply_ok(a, r);
+            apply_ok(b, r);
+            req_free(r);
+        }
+        assert_int_equal(mvcc_group_end(b->m), 0);
+        view_t va = view_of(a), vb = view_of(b);
+        view_equal(&va, &vb);
+        free(va.kvs);
+        free(vb.kvs);
+    }
+    store_reopen(b);
+    view_t va = view_of(a), vb = view_of(b);
+    view_equal(&va, &vb);
+    free(va.kvs);
+    free(vb.kvs);
+    store_free(a);
+    store_free(b);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(t_put_read_error),
@@ -683,6 +735,7 @@ int main(void) {
         cmocka_unit_test(t_group_invisible_until_written),
         cmocka_unit_test(t_groups_equal_single_writes),
         cmocka_unit_test(t_group_abort_stores_nothing),
+        cmocka_unit_test(t_group_batch_reused),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -111,6 +111,61 @@ static void test_hash_same_history_same_hash(void **state) {
     fx_teardown((void **)&g);
 }
 
+/* The value of key k at the store's revision (into buf). */
+static void value_of(fx_t *f, const char *k, char *buf, size_t cap) {
+    kv_arena_t arena;
+    kv_arena_init(&arena);
+    mvcc_txn_t *t = NULL;
+    assert_int_equal(mvcc_txn_begin_read(f->m, &arena, &t), MVCC_OK);
+    mvcc_range_t r = mvcc_range_make((const uint8_t *)k, strlen(k), NULL, 0);
+    mvcc_kv_list_t out = {0};
+    int64_t count = 0;
+    assert_int_equal(mvcc_txn_range(t, &r, 0, 0, 0, &out, &count), MVCC_OK);
+    assert_int_equal(out.n, 1);
+    snprintf(buf, cap, "%.*s", (int)out.kvs[0]->value.len, (const char *)out.kvs[0]->value.data);
+    mvcc_txn_end(t);
+    kv_arena_free(&arena);
+}
+
+/* The failpoint mvcc_put_corrupt: one store writes another value for the
+ * same entry (its second put), so the two stores' HashKV differ at the
+ * same revision and compact revision, which is what the corruption check
+ * looks for; the puts before it hash alike. */
+static void test_put_corrupt_failpoint_diverges(void **state) {
+    fx_t *f = *state;
+    fx_t *g = NULL;
+    fx_setup((void **)&g);
+    mvcc_arm_put_corrupt(g->m, 2);
+    fx_put(f, "a", "one");
+    fx_put(g, "a", "one");
+    assert_int_equal(hash_at(f, 0, MVCC_OK), hash_at(g, 0, MVCC_OK));
+    fx_put(f, "b", "two");
+    fx_put(g, "b", "two");
+    fx_put(f, "c", ""); /* the failpoint fired once: later puts are stored as given */
+    fx_put(g, "c", "");
+    char vf[16], vg[16];
+    value_of(f, "b", vf, sizeof vf);
+    value_of(g, "b", vg, sizeof vg);
+    assert_string_equal(vf, "two");
+    assert_string_equal(vg, "twO");
+    value_of(g, "c", vg, sizeof vg);
+    assert_string_equal(vg, "");
+    uint32_t hf, hg;
+    int64_t rf, rg, cf, cg;
+    assert_int_equal(mvcc_hash_kv(f->m, 0, &hf, &rf, &cf), MVCC_OK);
+    assert_int_equal(mvcc_hash_kv(g->m, 0, &hg, &rg, &cg), MVCC_OK);
+    assert_int_equal(rf, rg);
+    assert_int_equal(cf, cg);
+    assert_int_not_equal(hf, hg);
+    assert_int_equal(hash_at(f, 2, MVCC_OK), hash_at(g, 2, MVCC_OK)); /* before the altered put */
+    /* An empty value is altered too. */
+    mvcc_arm_put_corrupt(g->m, 1);
+    fx_put(g, "d", "");
+    value_of(g, "d", vg, sizeof vg);
+    assert_string_equal(vg, "!");
+    fx_teardown((void **)&g);
+}
+
 /* A put and a delete of one key in one txn (possible at apply, refused by
  * the API's duplicate check): both versions are hashed, no error. */
 static void test_hashkv_put_then_delete_in_txn(void **state) {
@@ -127,6 +182,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_hashkv_independent_of_compactor, setup, teardown),
         cmocka_unit_test_setup_teardown(test_hash_same_history_same_hash, setup, teardown),
         cmocka_unit_test_setup_teardown(test_hashkv_put_then_delete_in_txn, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_put_corrupt_failpoint_diverges, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

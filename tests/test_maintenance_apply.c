@@ -1,6 +1,7 @@
 /*
- * test_maintenance_apply.c: the maintenance applier (svc_maintenance_apply,
- * apiserver-shim/services/svc_maintenance.c) as server_apply offers it every
+ * test_maintenance_apply.c: the maintenance appliers (svc_maintenance_apply
+ * and svc_maintenance_quota_apply, apiserver-shim/services/svc_maintenance.c)
+ * as server_apply offers them every
  * committed entry: a Put applied over the quota is stored (every member
  * applies it alike) but answered etcd's ErrNoSpace; an applied NOSPACE
  * alarm then refuses Puts at apply while deletes pass to the KV store; a
@@ -69,6 +70,7 @@ static int offer(fx_t *f, Kshim__InternalRequest *req, kv_result_t *res) {
     memset(res, 0, sizeof *res);
     kv_header_info_t hdr = {0};
     int rc = svc_maintenance_apply(&f->s, ++f->index, req, &hdr, res);
+    if (rc == 0) rc = svc_maintenance_quota_apply(&f->s, f->index, req, &hdr, res);
     if (rc == 0) assert_int_equal(kv_apply(f->s.mvcc, f->index, req, &hdr, res), 0);
     return rc;
 }
@@ -140,6 +142,7 @@ static void test_over_quota_applied_but_refused(void **state) {
     kv_header_info_t hdr = {0};
     put.put = &p;
     assert_int_equal(svc_maintenance_apply(&f->s, 1, &put, &hdr, &res), 0);
+    assert_int_equal(svc_maintenance_quota_apply(&f->s, 1, &put, &hdr, &res), 0);
     assert_null(res.resp);
 }
 

@@ -16,9 +16,12 @@
  * that starts at that snapshot; an install that fails stops the node, and
  * restarted it installs the snapshot first; proposals and reads without a leader come
  * back through cfg.dropped / read_ready(0), and so does a proposal the core
- * refuses (during a leader transfer); a follower's forwarded proposals
- * count against its in-flight bound. Waits poll for conditions with
- * generous bounds; nothing asserts on timing.
+ * refuses (during a leader transfer); a follower's proposal the leader's
+ * core refuses comes back to the follower at once (cfg.refused); a
+ * follower's forwarded proposals count against its in-flight bound. In
+ * every case no member applies an entry its WAL does not hold synced
+ * (status.durable_index, read as each entry is applied). Waits poll for
+ * conditions with generous bounds; nothing asserts on timing.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -27,6 +30,7 @@
 #include <cmocka.h>
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <time.h>
 
 #include "node.h"
@@ -46,7 +50,7 @@ typedef struct sm {
     uint64_t idx[MAX_ENTS];
     char *data[MAX_ENTS]; /* applied non-empty normal entries, in order */
     uint64_t n_conf;      /* CONF_CHANGE entries applied */
-    int errors;           /* out-of-order apply, bad install */
+    int errors;           /* out-of-order apply, bad install, an entry applied unsynced */
     unsigned slow_ms;     /* apply sleeps this long per call (a slow follower) */
     /* a snapshot streamed by the leader, waiting for install_snapshot */
     int staged;
@@ -59,6 +63,9 @@ typedef struct sm {
     int fail_install; /* the next install_snapshot fails (a crash in the middle) */
     /* outcomes */
     uint64_t dropped, dropped_not_leader, dropped_stopped, dropped_busy;
+    uint64_t refused;              /* forwarded proposals the leader refused (cfg.refused reached us) */
+    uint64_t refused_reason;       /* the last one's -RAFT_NODE_ERR_* */
+    uint64_t refused_ticks;        /* this member's status.ticks when it came */
     int read_done[MAX_READS];      /* 0 waiting, 1 ok, -1 failed */
     uint64_t read_seen[MAX_READS]; /* applied index when read_ready(ok) came */
 } sm_t;
@@ -98,6 +105,7 @@ typedef struct cluster cluster_t;
 typedef struct member {
     cluster_t *c;
     uint64_t id;
+    raft_node_t *_Atomic live; /* the running node, for its durable index (NULL while starting, stopping) */
 } member_t;
 
 struct cluster {
@@ -111,10 +119,21 @@ struct cluster {
     char dir[MAXN + 1][256];
 };
 
+/* How far the member's WAL is synced; UINT64_MAX while it is not running
+ * (the start's replay, the stop). */
+static uint64_t durable_index(member_t *mb) {
+    raft_node_t *node = atomic_load(&mb->live);
+    if (!node) return UINT64_MAX;
+    raft_node_status_t st;
+    raft_node_status(node, &st);
+    return st.durable_index;
+}
+
 static void on_apply(void *ctx, const raft_entry_t *ents, size_t n, uint64_t term) {
     member_t *mb = ctx;
     sm_t *s = &mb->c->sm[mb->id];
     (void)term;
+    uint64_t durable = durable_index(mb);
     pthread_mutex_lock(&s->mu);
     unsigned slow = s->slow_ms;
     pthread_mutex_unlock(&s->mu);
@@ -127,6 +146,11 @@ static void on_apply(void *ctx, const raft_entry_t *ents, size_t n, uint64_t ter
         const raft_entry_t *e = &ents[i];
         if (e->index <= s->applied) continue; /* idempotent by index (after a snapshot) */
         if (e->index != s->applied + 1) s->errors++;
+        if (e->index > durable) {
+            fprintf(stderr, "member %llu applied entry %llu, its WAL is synced to %llu\n",
+                    (unsigned long long)mb->id, (unsigned long long)e->index, (unsigned long long)durable);
+            s->errors++;
+        }
         s->applied = e->index;
         if (e->type == RAFT_ENTRY_CONF_CHANGE) {
             s->n_conf++;
@@ -157,15 +181,43 @@ static void on_send(void *ctx, const raft_msg_t *m) {
     pthread_mutex_unlock(&c->mu);
 }
 
-/* The leader's driver takes a forwarded proposal as its own. */
+/* Under c->mu: member `to` hears that the leader refused one of its
+ * forwarded proposals (what the member's driver does with the peer
+ * message): its node stops counting it, and the "client" is answered. */
+static void tell_refused_locked(cluster_t *c, uint64_t to, int reason) {
+    if (to == 0 || to > MAXN || !c->node[to]) return;
+    raft_node_forward_refused(c->node[to]);
+    raft_node_status_t st;
+    raft_node_status(c->node[to], &st);
+    sm_t *s = &c->sm[to];
+    pthread_mutex_lock(&s->mu);
+    s->refused++;
+    s->refused_reason = (uint64_t)-reason;
+    s->refused_ticks = st.ticks;
+    pthread_mutex_unlock(&s->mu);
+}
+
+/* The leader's driver proposes a forwarded proposal, noting who sent it. */
 static void on_forward(void *ctx, uint64_t leader, const void *data, size_t len) {
     member_t *mb = ctx;
     cluster_t *c = mb->c;
     pthread_mutex_lock(&c->mu);
     int rc = RAFT_NODE_ERR_STOPPED;
     if (leader <= MAXN && !c->cut[mb->id][leader] && c->node[leader])
-        rc = raft_node_propose(c->node[leader], data, len);
+        rc = raft_node_propose_forwarded(c->node[leader], mb->id, data, len);
     if (rc != RAFT_NODE_OK) c->fwd_lost++;
+    pthread_mutex_unlock(&c->mu);
+}
+
+/* The leader's driver: a forwarded proposal its node could not take after
+ * all goes back to the forwarder (a refusal message; lost if cut). */
+static void on_refused(void *ctx, uint64_t from, const void *data, size_t len, int reason) {
+    member_t *mb = ctx;
+    cluster_t *c = mb->c;
+    (void)data;
+    (void)len;
+    pthread_mutex_lock(&c->mu);
+    if (from <= MAXN && !c->cut[mb->id][from]) tell_refused_locked(c, from, reason);
     pthread_mutex_unlock(&c->mu);
 }
 
@@ -280,6 +332,7 @@ static void cl_start_node(cluster_t *c, uint64_t id, int join) {
         .send = on_send,
         .forward = on_forward,
         .dropped = on_dropped,
+        .refused = on_refused,
         .read_ready = on_read_ready,
         .send_snapshot = on_send_snapshot,
         .install_snapshot = on_install,
@@ -296,10 +349,12 @@ static void cl_start_node(cluster_t *c, uint64_t id, int join) {
     pthread_mutex_lock(&c->mu);
     c->node[id] = n;
     pthread_mutex_unlock(&c->mu);
+    atomic_store(&c->m[id].live, n);
 }
 
 /* The transport forgets the node first, so no send is inside it while it stops. */
 static void cl_stop_node(cluster_t *c, uint64_t id) {
+    atomic_store(&c->m[id].live, NULL);
     pthread_mutex_lock(&c->mu);
     raft_node_t *n = c->node[id];
     c->node[id] = NULL;
@@ -695,6 +750,57 @@ static void test_refused_by_core(void **state) {
     free(c);
 }
 
+/* A follower's proposal that the leader's core refuses (a leader transfer
+ * to an isolated member is running) comes back to the follower at once
+ * through the leader's cfg.refused, with the reason, long before the
+ * no-leader wait (two election timeouts) or a request timeout; counted in
+ * the follower's ticks, not wall time. The refused proposal no longer
+ * counts in the follower's in-flight bound and is never applied. */
+static void test_forward_refused_promptly(void **state) {
+    (void)state;
+    cluster_t *c = calloc(1, sizeof(*c));
+    cl_start3(c);
+    uint64_t lead = cl_wait_leader(c, all3, 3);
+    uint64_t f = lead == 1 ? 2 : 1, x = 6 - lead - f;
+    cl_converge(c, lead, all3, 3, "r0");
+    cl_isolate(c, x, 1);
+    for (int k = 0; k < 20; k++) cl_propose(c, lead, "x-misses-this"); /* x falls behind */
+    cl_wait_has(c, lead, "x-misses-this");
+    uint64_t ticks_before = 0;
+    for (int t = 0; t < 100 && !SM(c, f, refused); t++) {
+        lead = cl_wait_leader(c, (uint64_t[]){lead, f}, 2);
+        if (lead == f) break; /* (an election under load moved it: the test needs f a follower) */
+        assert_int_equal(raft_node_transfer_leader(c->node[lead], x), RAFT_NODE_OK);
+        ticks_before = cl_status(c, f).ticks;
+        cl_propose(c, f, "fwd-during-transfer"); /* forwarded, refused by the leader's core */
+        for (int w = 0; w < 50 && !SM(c, f, refused); w++) sleep_ms(2);
+    }
+    assert_true(SM(c, f, refused) >= 1);
+    assert_int_equal(SM(c, f, refused_reason), -RAFT_NODE_ERR_BUSY);
+    /* well within one election timeout of f's own clock (the no-leader wait is two) */
+    assert_true(SM(c, f, refused_ticks) - ticks_before < 20);
+    assert_int_equal(SM(c, f, dropped), 0);
+    assert_int_equal(c->fwd_lost, 0);
+    cl_isolate(c, x, 0);
+    /* once the transfer is done or abandoned (an election timeout), writes go on */
+    for (int t = 0; t < WAIT_MS / 100 && !sm_has(c, f, "r1"); t++) {
+        cl_propose(c, cl_wait_leader(c, all3, 3), "r1");
+        sleep_ms(100);
+    }
+    cl_converge(c, cl_wait_leader(c, all3, 3), all3, 3, "r2");
+    for (int t = 0; t < WAIT_MS / 10 && cl_status(c, f).inflight; t++) sleep_ms(10);
+    assert_int_equal(cl_status(c, f).inflight, 0);
+    /* exactly those not refused were applied */
+    size_t applied = 0;
+    pthread_mutex_lock(&c->sm[f].mu);
+    for (size_t i = 0; i < c->sm[f].n; i++) applied += strcmp(c->sm[f].data[i], "fwd-during-transfer") == 0;
+    uint64_t refused = c->sm[f].refused;
+    pthread_mutex_unlock(&c->sm[f].mu);
+    assert_true(applied + refused >= 1);
+    cl_destroy(c);
+    free(c);
+}
+
 static void cl_conf_change(cluster_t *c, const uint64_t *ids, size_t n, uint8_t op, uint64_t id) {
     for (int t = 0; t < WAIT_MS / 10; t++) {
         uint64_t lead = cl_wait_leader(c, ids, n);
@@ -888,6 +994,7 @@ int main(void) {
         cmocka_unit_test(test_join_promote_remove),
         cmocka_unit_test(test_snapshot_catch_up),
         cmocka_unit_test(test_refused_by_core),
+        cmocka_unit_test(test_forward_refused_promptly),
         cmocka_unit_test(test_follower_inflight_bound),
         cmocka_unit_test(test_snapshot_install_after_crash),
     };

@@ -8,7 +8,8 @@
  * learned), and wolfSSL mutual TLS with the dev PKI of certs/gen.sh: a
  * working https and unixs pair (snapshot and fetch included), a wrong CA, a
  * client certificate from another CA, a revoked client, allowed-cn and
- * allowed-hostname matches and mismatches.
+ * allowed-hostname matches and mismatches, and a removed member refused
+ * (its open stream closed, its HELLOs answered REMOVED, on_removed once).
  *
  * The waits below poll for a condition with a generous bound (10 s); no
  * assertion depends on how long anything took.
@@ -27,6 +28,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <netinet/in.h>
@@ -60,7 +62,13 @@ typedef struct node {
     atomic_int snap_begun, snap_ended, snap_ok;
     uint64_t snap_total, snap_index, snap_voters;
     uint32_t snap_crc;
-    const char *members; /* on_members_request answer (NULL: refuse) */
+    const char *members;         /* on_members_request answer (NULL: refuse) */
+    atomic_int n_removed;        /* on_removed calls */
+    _Atomic uint64_t removed_by; /* their argument */
+    /* on_request: answers kind 7 with "re:" + the request, refuses others;
+     * kind 8 waits (up to 5 s) for `release` first */
+    uint64_t req_from;
+    atomic_int release;
 } node_t;
 
 static void on_raft(void *ctx, const raft_msg_t *m) {
@@ -129,6 +137,26 @@ static int on_members(void *ctx, uint8_t **out, size_t *out_len) {
     return 0;
 }
 
+static void on_removed(void *ctx, uint64_t by) {
+    node_t *n = ctx;
+    atomic_store(&n->removed_by, by);
+    atomic_fetch_add(&n->n_removed, 1);
+}
+
+static int on_request(void *ctx, uint64_t from, uint8_t kind, const uint8_t *data, size_t len, uint8_t **out,
+                      size_t *out_len) {
+    node_t *n = ctx;
+    if (kind == 8)
+        for (int i = 0; i < 1000 && !atomic_load(&n->release); i++) usleep(5000);
+    if (kind != 7 && kind != 8) return -1;
+    n->req_from = from;
+    *out_len = 3 + len;
+    *out = malloc(*out_len);
+    memcpy(*out, "re:", 3);
+    if (len) memcpy(*out + 3, data, len);
+    return 0;
+}
+
 /* Starts n on listen (a URL; TCP port 0 is replaced by the bound one in n->url). */
 static peer_transport_t *start_node_q(node_t *n, uint64_t id, uint64_t cluster, const char *listen,
                                       const peer_tls_t *tls, size_t queue_bytes) {
@@ -148,6 +176,8 @@ static peer_transport_t *start_node_q(node_t *n, uint64_t id, uint64_t cluster, 
                          .on_snapshot_chunk = on_snap_chunk,
                          .on_snapshot_end = on_snap_end,
                          .on_members_request = on_members,
+                         .on_removed = on_removed,
+                         .on_request = on_request,
                          .ctx = n};
     if (tls) cfg.tls = *tls;
     char err[256] = "";
@@ -561,6 +591,77 @@ static void test_fetch_members(void **state) {
     stop_node(&b);
 }
 
+/* ---- request / answer (peer_request) ---- */
+
+static void *cancel_later(void *arg) {
+    usleep(200000);
+    uint64_t one = 1;
+    ssize_t w = write(*(int *)arg, &one, sizeof one);
+    (void)w;
+    return NULL;
+}
+
+static void request_checks(node_t *a, node_t *b) {
+    uint8_t *out = NULL;
+    size_t len = 0;
+    char err[256];
+    assert_int_equal(peer_request(a->t, b->id, 7, "hash?", 5, 5000, -1, &out, &len, err, sizeof err),
+                     PEER_OK);
+    assert_int_equal(len, 8);
+    assert_memory_equal(out, "re:hash?", 8);
+    assert_int_equal(b->req_from, a->id);
+    free(out);
+    /* An empty request; the other way round. */
+    assert_int_equal(peer_request(b->t, a->id, 7, NULL, 0, 5000, -1, &out, &len, err, sizeof err), PEER_OK);
+    assert_int_equal(len, 3);
+    free(out);
+    /* A kind the other side does not answer. */
+    assert_int_equal(peer_request(a->t, b->id, 9, "x", 1, 5000, -1, &out, &len, err, sizeof err),
+                     PEER_ERR_REFUSED);
+    assert_null(out);
+    /* No such peer. */
+    assert_int_equal(peer_request(a->t, 99, 7, "x", 1, 5000, -1, &out, &len, err, sizeof err),
+                     PEER_ERR_UNKNOWN);
+    /* A slow answer: the timeout, then cancel_fd, end the wait. */
+    atomic_store(&b->release, 0);
+    assert_int_equal(peer_request(a->t, b->id, 8, "x", 1, 300, -1, &out, &len, err, sizeof err),
+                     PEER_ERR_TIMEOUT);
+    int cancel = eventfd(0, EFD_CLOEXEC);
+    assert_true(cancel >= 0);
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, cancel_later, &cancel), 0);
+    assert_int_equal(peer_request(a->t, b->id, 8, "x", 1, 5000, cancel, &out, &len, err, sizeof err),
+                     PEER_ERR_IO);
+    pthread_join(th, NULL);
+    close(cancel);
+    atomic_store(&b->release, 1);
+}
+
+static void test_request(void **state) {
+    (void)state;
+    node_t a, b;
+    a.t = b.t = NULL;
+    start_node(&a, 1, 0x77, "http://127.0.0.1:0", NULL);
+    start_node(&b, 2, 0x77, "http://127.0.0.1:0", NULL);
+    link_nodes(&a, &b);
+    request_checks(&a, &b);
+    stop_node(&a);
+    stop_node(&b);
+    /* A member of another cluster is refused. */
+    a.t = b.t = NULL;
+    start_node(&a, 1, 0x77, "http://127.0.0.1:0", NULL);
+    start_node(&b, 2, 0x78, "http://127.0.0.1:0", NULL);
+    link_nodes(&a, &b);
+    uint8_t *out = NULL;
+    size_t len = 0;
+    char err[256];
+    assert_int_equal(peer_request(a.t, 2, 7, "x", 1, 5000, -1, &out, &len, err, sizeof err),
+                     PEER_ERR_MISMATCH);
+    assert_string_equal(err, "request cluster ID mismatch");
+    stop_node(&a);
+    stop_node(&b);
+}
+
 /* ---- reconnecting ---- */
 
 static void test_reconnect(void **state) {
@@ -641,6 +742,62 @@ static void test_remove_drains(void **state) {
     assert_int_equal(peer_send_raft(a.t, &m), PEER_ERR_UNKNOWN);
     WAIT_UNTIL(atomic_load(&b.n_raft) == N + 1);
     assert_int_equal(atomic_load(&b.n_raft), N + 1);
+    stop_node(&a);
+    stop_node(&b);
+}
+
+/* b removes a (peer_remove): a's open stream to b is closed, its redial is
+ * answered REMOVED (last_error, on_removed once, naming b), b gets nothing
+ * more from a; adding a again lets it in. */
+static void test_removed_member_refused(void **state) {
+    (void)state;
+    node_t a, b;
+    a.t = b.t = NULL;
+    start_node(&a, 1, 5, "http://127.0.0.1:0", NULL);
+    start_node(&b, 2, 5, "http://127.0.0.1:0", NULL);
+    link_nodes(&a, &b);
+    raft_msg_t m = heartbeat(1, 2, 1);
+    assert_int_equal(peer_send_raft(a.t, &m), PEER_OK);
+    WAIT_UNTIL(atomic_load(&b.n_raft) == 1);
+    assert_int_equal(atomic_load(&b.n_raft), 1);
+    peer_stats_t st = {0};
+    assert_int_equal(peer_get_stats(a.t, 2, &st), PEER_OK);
+    assert_int_equal(st.connected, 1);
+
+    peer_remove(b.t, 1);
+    for (int i = 0; i < 2000 && atomic_load(&a.n_removed) == 0; i++) {
+        peer_send_raft(a.t, &m);
+        usleep(5000);
+    }
+    assert_int_equal(atomic_load(&a.n_removed), 1);
+    assert_int_equal(atomic_load(&a.removed_by), 2);
+    assert_int_equal(peer_get_stats(a.t, 2, &st), PEER_OK);
+    assert_int_equal(st.last_error, PEER_ERR_REMOVED);
+    assert_int_equal(st.connected, 0);
+    int got = atomic_load(&b.n_raft);
+    for (int i = 0; i < 20; i++) {
+        peer_send_raft(a.t, &m);
+        usleep(5000);
+    }
+    assert_int_equal(atomic_load(&b.n_raft), got);  /* nothing from a removed member */
+    assert_int_equal(atomic_load(&a.n_removed), 1); /* reported once */
+    /* The member list fetch (no member id) is still answered. */
+    b.members = "m";
+    const char *ub = b.url;
+    uint64_t cid;
+    uint8_t *out = NULL;
+    size_t len;
+    char err[256];
+    assert_int_equal(peer_fetch_members(NULL, &ub, 1, 5000, &cid, &out, &len, err, sizeof err), PEER_OK);
+    free(out);
+
+    const char *ua = a.url;
+    assert_int_equal(peer_add(b.t, 1, &ua, 1), PEER_OK);
+    for (int i = 0; i < 2000 && atomic_load(&b.n_raft) == got; i++) {
+        peer_send_raft(a.t, &m);
+        usleep(5000);
+    }
+    assert_true(atomic_load(&b.n_raft) > got);
     stop_node(&a);
     stop_node(&b);
 }
@@ -987,6 +1144,7 @@ static void test_tls_mutual(void **state) {
     start_node(&b, 2, 9, "https://localhost:0", &tls);
     exchange(&a, &b);
     snapshot_between(&a, &b, 3u << 20);
+    request_checks(&a, &b);
     b.members = "tls-members";
     const char *u = b.url;
     uint64_t cid;
@@ -1061,6 +1219,10 @@ static void test_tls_refusals(void **state) {
     assert_true(tls_pair(&good, &cn_ok, &err));
     assert_false(tls_pair(&good, &cn_bad, &err));
     assert_int_equal(err, PEER_ERR_REFUSED); /* the listener says why, in its HELLO answer */
+    /* The dialer's allowed-cn applies to the listener's certificate too (etcd's shared baseConfig). */
+    assert_true(tls_pair(&cn_ok, &good, &err));
+    assert_false(tls_pair(&cn_bad, &good, &err));
+    assert_int_equal(err, PEER_ERR_REFUSED);
 
     /* allowed-hostname: peer.crt has DNS:localhost and IP:127.0.0.1. */
     peer_tls_t host_ok = good, ip_ok = good, host_bad = good;
@@ -1070,6 +1232,8 @@ static void test_tls_refusals(void **state) {
     assert_true(tls_pair(&good, &host_ok, &err));
     assert_true(tls_pair(&good, &ip_ok, &err));
     assert_false(tls_pair(&good, &host_bad, &err));
+    assert_int_equal(err, PEER_ERR_REFUSED);
+    assert_false(tls_pair(&host_bad, &good, &err));
     assert_int_equal(err, PEER_ERR_REFUSED);
     host_bad.allowed_hostname = "127.0.0.2";
     assert_false(tls_pair(&good, &host_bad, &err));
@@ -1085,7 +1249,7 @@ static void test_tls_refusals(void **state) {
     size_t len;
     char msg0[256] = "";
     assert_int_equal(peer_fetch_members(&good, &u, 1, 5000, &cid, &out, &len, msg0, sizeof msg0),
-                     PEER_ERR_IO);
+                     PEER_ERR_REFUSED);
     assert_non_null(strstr(msg0, "not valid for 127.0.0.2"));
     peer_tls_t no_verify = good; /* no trusted CA: the dialer does not verify (its cert still satisfies b) */
     no_verify.trusted_ca_file = NULL;
@@ -1119,6 +1283,7 @@ int main(void) {
         cmocka_unit_test(test_snapshot_stream),
         cmocka_unit_test(test_snapshot_broken),
         cmocka_unit_test(test_fetch_members),
+        cmocka_unit_test(test_request),
         cmocka_unit_test(test_reconnect),
         cmocka_unit_test(test_remove_drains),
         cmocka_unit_test(test_queue_full),
@@ -1132,6 +1297,7 @@ int main(void) {
         cmocka_unit_test(test_snapshot_interrupted),
         cmocka_unit_test(test_ipv6),
         cmocka_unit_test(test_url_failover),
+        cmocka_unit_test(test_removed_member_refused),
     };
     return cmocka_run_group_tests(tests, setup_all, teardown_all);
 }

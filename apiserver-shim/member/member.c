@@ -194,9 +194,17 @@ typedef struct applied_batch {
 } applied_batch_t;
 
 void server_propose(server_t *s, grpc_call_t *call, Kshim__InternalRequest *req) {
+    server_propose_as(s, call, req, "", 0);
+}
+
+void server_propose_as(server_t *s, grpc_call_t *call, Kshim__InternalRequest *req, const char *user,
+                       uint64_t auth_revision) {
     Kshim__RequestHeader hdr = KSHIM__REQUEST_HEADER__INIT;
     hdr.id = s->req_id_prefix | ++s->req_id_counter;
     hdr.proposer = s->member_id;
+    hdr.username = (char *)(user ? user : ""); /* only read by the packer */
+    hdr.auth_revision = auth_revision;
+    hdr.auth_checked = 1;
     req->header = &hdr;
 
     size_t len = kshim__internal_request__get_packed_size(req);

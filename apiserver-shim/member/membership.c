@@ -218,16 +218,21 @@ int server_membership_init(server_t *s, char *err, size_t errlen) {
         s->member_id = member_table_self_id(s->members);
         s->cluster_id = member_table_cluster_id(s->members);
         s->join = member_table_joined(s->members);
+        s->initialized = 1;
         Kshim__Member *me = member_table_get(s->members, s->member_id);
         int removed = me && me->removed;
         if (me) kshim__member__free_unpacked(me, NULL);
-        if (removed) {
+        if (removed) { /* as etcd, which stops with exit status 0 once its peers refuse it */
+            atomic_store(&s->removed, 1);
             snprintf(err, errlen, "the member has been permanently removed from the cluster");
             return -1;
         }
         return 0;
     }
-    if (dir_has_files(wal)) return bootstrap_legacy(s, err, errlen);
+    if (dir_has_files(wal)) {
+        s->initialized = 1;
+        return bootstrap_legacy(s, err, errlen);
+    }
 
     int joining = cfg->initial_cluster_state && strcmp(cfg->initial_cluster_state, "existing") == 0;
     if (cfg->initial_cluster_state && !joining && strcmp(cfg->initial_cluster_state, "new") != 0) {
@@ -579,7 +584,12 @@ static void on_conf_change_resp(server_t *s, uint64_t from, const uint8_t *data,
 
 /* ---- publish (etcd's publish: name and client URLs after start) ---- */
 
+/* As etcd, on every start, a restart too: the member serves clients only
+ * once a publish it proposed in this run is applied, i.e. once it is part of
+ * a quorum again and caught up to that point (a member restarted while cut
+ * off, or removed meanwhile, never serves its stale view). */
 static int published(server_t *s) {
+    if (!atomic_load(&s->publish_applied)) return 0;
     Kshim__Member *me = member_table_get(s->members, s->member_id);
     if (!me) return 0;
     const server_config_t *cfg = s->cfg;
@@ -708,10 +718,23 @@ static void start_peers_now(void *arg) {
     if (!s->peer && s->start_peers && s->start_peers(s) != 0) log_error("cannot start the peer transport");
 }
 
+/* etcd's words (etcdserver: the error its run loop gets, then the advice). */
 static void self_removed(void *arg) {
     server_t *s = arg;
-    log_warn("this member was removed from the cluster; stopping");
+    log_error("the member has been permanently removed from the cluster");
+    log_info("the data-dir used by this member must be removed.");
     loop_timer_add(s->loop, 500, stop_removed, s);
+}
+
+/* Once, whichever way the member learns it first. */
+static void stop_as_removed(server_t *s) {
+    if (atomic_exchange(&s->removed, 1) == 0 && loop_post(s->loop, self_removed, s) != 0) loop_stop(s->loop);
+}
+
+void server_membership_removed_by_peer(void *ctx, uint64_t by) {
+    server_t *s = ctx;
+    log_warn("member %016llx refused this member: it was removed from the cluster", (unsigned long long)by);
+    stop_as_removed(s);
 }
 
 /* A table change's outcome: storage failure, a refusal (the proposer hears
@@ -748,10 +771,7 @@ static int apply_conf_change(server_t *s, const raft_entry_t *e, const kv_header
         kind = 'r';
         rc = member_table_apply_remove(s->members, e->index, id);
         if (rc == MEMBER_TABLE_OK) peer_update(s, id, NULL, 0, 1);
-        if (rc == MEMBER_TABLE_OK && id == s->member_id) {
-            atomic_store(&s->removed, 1);
-            loop_post(s->loop, self_removed, s);
-        }
+        if (rc == MEMBER_TABLE_OK && id == s->member_id) stop_as_removed(s);
     } else if (cc && cc->is_promote) {
         kind = 'p';
         rc = member_table_apply_promote(s->members, e->index, id);
@@ -787,6 +807,9 @@ int server_membership_apply(server_t *s, const raft_entry_t *e, const Kshim__Int
     if (req->member_attr) {
         const Kshim__MemberAttrRequest *a = req->member_attr;
         rc = member_table_apply_attr(s->members, e->index, a->id, a->name, a->client_urls, a->n_client_urls);
+        if (rc == MEMBER_TABLE_OK && *ours && a->id == s->member_id &&
+            (req->header->id & ~(uint64_t)UINT32_MAX) == s->req_id_prefix)
+            atomic_store(&s->publish_applied, 1);
         *ours = 0; /* nobody waits for a publish */
         return finish_apply(rc, res) < 0 ? -1 : 1;
     }

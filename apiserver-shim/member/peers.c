@@ -1,6 +1,6 @@
 /*
  * peers.c: the member's side of talking to other members: app-message
- * handlers by kind, sending to a member, who leads, and the reload hooks the
+ * handlers by kind, request handlers by kind (answered on transport threads), sending to a member, who leads, and the reload hooks the
  * services register for a snapshot install (see server_internal.h, "peers").
  * The transport itself is raft/peer/ (kshim_peer); the wiring in server.c
  * starts it and routes its app frames to server_peer_dispatch.
@@ -31,6 +31,17 @@ int server_peer_send(server_t *s, uint64_t to, uint8_t kind, const void *data, s
 
 void server_peer_handle(server_t *s, uint8_t kind, server_peer_handler_fn fn) {
     if (kind < SERVER_PEER_KINDS) s->peer_handlers[kind] = fn;
+}
+
+void server_peer_handle_request(server_t *s, uint8_t kind, server_peer_request_fn fn) {
+    if (kind < SERVER_PEER_REQ_KINDS) s->peer_request_handlers[kind] = fn;
+}
+
+int server_peer_answer(void *ctx, uint64_t from, uint8_t kind, const uint8_t *data, size_t len, uint8_t **out,
+                       size_t *out_len) {
+    server_t *s = ctx;
+    server_peer_request_fn fn = kind < SERVER_PEER_REQ_KINDS ? s->peer_request_handlers[kind] : NULL;
+    return fn ? fn(s, from, data, len, out, out_len) : -1;
 }
 
 uint64_t server_leader(server_t *s) {

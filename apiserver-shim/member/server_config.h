@@ -68,10 +68,13 @@ typedef struct server_config {
     /* --auto-compaction-mode (periodic | revision, default periodic) and
      * --auto-compaction-retention (etcd's text: "1h", "30m" or hours for
      * periodic, a revision count for revision; "0" or unset: off), parsed
-     * by svc_maintenance.c. --experimental-initial-corrupt-check. */
+     * by svc_maintenance.c. */
     const char *auto_compaction_mode;
     const char *auto_compaction_retention;
+    /* --experimental-initial-corrupt-check and
+     * --experimental-corrupt-check-time (ms, 0 = off), svc_corrupt.c. */
     int initial_corrupt_check;
+    uint64_t corrupt_check_time_ms;
 } server_config_t;
 
 /* Fills etcd's defaults. */

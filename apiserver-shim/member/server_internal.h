@@ -28,22 +28,33 @@ typedef struct server server_t;
 typedef int (*server_applier_fn)(server_t *s, uint64_t index, const Kshim__InternalRequest *req,
                                  const kv_header_info_t *hdr, kv_result_t *res);
 typedef int (*server_wait_physical_fn)(server_t *s, grpc_call_t *call, kv_result_t *res);
-#define SERVER_MAX_APPLIERS 4
+#define SERVER_MAX_APPLIERS 8
 
 /* Member-to-member application messages (the peer transport's opaque
  * "app" frames; the kind byte is ours). Payloads are defined by their
  * owners; a handler runs on the loop thread. */
 enum {
-    SERVER_PEER_FORWARD = 1,     /* follower -> leader: proposal bytes (member.c) */
+    SERVER_PEER_FORWARD = 1,     /* follower -> leader: proposal bytes (forward.c) */
     SERVER_PEER_LEASE_RENEW = 2, /* follower -> leader: LeaseKeepAlive (svc_lease.c) */
     SERVER_PEER_LEASE_RENEW_RESP = 3,
     SERVER_PEER_LEASE_TTL = 4, /* follower -> leader: LeaseTimeToLive (svc_lease.c) */
     SERVER_PEER_LEASE_TTL_RESP = 5,
     SERVER_PEER_CONF_CHANGE = 6,      /* follower -> leader: a membership change (membership.c) */
     SERVER_PEER_CONF_CHANGE_RESP = 7, /* leader -> follower: the change was refused before Raft */
+    SERVER_PEER_FORWARD_REFUSED =
+        8, /* leader -> proposer: a forwarded proposal will not reach the log (forward.c) */
     SERVER_PEER_KINDS = 16,
 };
 typedef void (*server_peer_handler_fn)(server_t *s, uint64_t from, const uint8_t *data, size_t len);
+/* Member-to-member requests with an answer (peer_request, raft/peer/peer.h;
+ * a kind space of its own). A handler runs on a transport reader thread
+ * and may block; 0 with *out (malloc'd or NULL), or -1: not answered. */
+enum {
+    SERVER_PEER_REQ_HASHKV = 1, /* a peer's HashKV at a revision (svc_corrupt.c; etcd's /members/hashkv) */
+    SERVER_PEER_REQ_KINDS = 8,
+};
+typedef int (*server_peer_request_fn)(server_t *s, uint64_t from, const uint8_t *data, size_t len,
+                                      uint8_t **out, size_t *out_len);
 /* After a snapshot from the leader replaced the store (and at no other
  * time), each service rebuilds what it derives from the store (lessor,
  * auth caches, watchers' positions). Loop thread; 0 ok, -1 fail-stop. */
@@ -78,6 +89,11 @@ struct server {
     struct svc_kv *kv;
     struct svc_metrics *metrics;
     struct svc_maintenance *maint;
+    struct svc_gateway *gateway;
+    struct svc_corrupt *corrupt;
+    struct svc_lock *lock;         /* v3lockpb.Lock calls in progress */
+    struct svc_election *election; /* v3electionpb.Election calls in progress */
+    struct local_client *lclient;  /* their in-process requests (local_client.h) */
     /* Registered by the wiring before Raft starts (server_run). */
     server_applier_fn appliers[SERVER_MAX_APPLIERS];
     size_t n_appliers;
@@ -85,14 +101,17 @@ struct server {
     /* Peers (a cluster): see "peers" below. */
     struct peer_transport *peer; /* NULL: a single member without peers */
     server_peer_handler_fn peer_handlers[SERVER_PEER_KINDS];
+    server_peer_request_fn peer_request_handlers[SERVER_PEER_REQ_KINDS];
     server_reload_fn reload_hooks[SERVER_MAX_RELOAD_HOOKS];
     size_t n_reload_hooks;
     /* Membership (membership.c). */
-    member_table_t *members; /* the replicated member table (storage/cluster) */
-    int join;                /* started with --initial-cluster-state existing */
-    int published;           /* our name and client URLs are in the applied table */
-    _Atomic int removed;     /* apply thread: this member's removal was applied */
-    uint64_t move_leader_to; /* MoveLeader in progress (loop) */
+    member_table_t *members;     /* the replicated member table (storage/cluster) */
+    int join;                    /* started with --initial-cluster-state existing */
+    int initialized;             /* the data dir held a member of an earlier run (etcd's memberInitialized) */
+    int published;               /* our name and client URLs are in the applied table */
+    _Atomic int publish_applied; /* apply thread: a publish proposed by this run was applied */
+    _Atomic int removed;         /* this member's removal was applied, or a peer refused us as removed */
+    uint64_t move_leader_to;     /* MoveLeader in progress (loop) */
     /* The wiring's transport start (server.c), for a single member that
      * gets a second one (loop thread; 0 or -1 logged). */
     int (*start_peers)(server_t *s);
@@ -116,6 +135,12 @@ int server_require_leader(server_t *s, grpc_call_t *call);
  * failure (too large, no leader) the call is finished with etcd's error. The
  * caller keeps ownership of req. */
 void server_propose(server_t *s, grpc_call_t *call, Kshim__InternalRequest *req);
+/* The same for a request whose permissions were checked for user at auth
+ * revision auth_revision: the header carries both, and the entry is checked
+ * again at apply against the auth store as it is then (etcd's
+ * RequestHeader.username / auth_revision). server_propose = user "", 0. */
+void server_propose_as(server_t *s, grpc_call_t *call, Kshim__InternalRequest *req, const char *user,
+                       uint64_t auth_revision);
 
 /* A response header for this member at the store's current revision. */
 void server_fill_header(server_t *s, Etcdserverpb__ResponseHeader *h);
@@ -152,6 +177,11 @@ struct peer_transport *server_peer_acquire(server_t *s);
 void server_peer_release(void);
 /* Registers the loop-thread handler of kind (before the transport starts). */
 void server_peer_handle(server_t *s, uint8_t kind, server_peer_handler_fn fn);
+/* Registers the answer to requests of kind (before the transport starts). */
+void server_peer_handle_request(server_t *s, uint8_t kind, server_peer_request_fn fn);
+/* The transport's on_request (ctx = s): the registered handler of kind. */
+int server_peer_answer(void *ctx, uint64_t from, uint8_t kind, const uint8_t *data, size_t len, uint8_t **out,
+                       size_t *out_len);
 /* The leader's id as this member knows it (0: none), and whether it is us. */
 uint64_t server_leader(server_t *s);
 int server_is_leader(server_t *s);
@@ -173,6 +203,10 @@ size_t server_voter_ids(server_t *s, uint64_t *out, size_t cap);
 /* Every URL of every live member but us, in the peer transport (server.c,
  * once it started; again after a snapshot install), removed ones out. */
 void server_membership_add_peers(server_t *s);
+/* The transport's on_removed (any thread, ctx = s): a peer refused this
+ * member as removed from the cluster (removed while it was cut off, it
+ * never applied its removal): it stops as if it had applied it. */
+void server_membership_removed_by_peer(void *ctx, uint64_t by);
 /* A membership change from a service (MemberAdd/Remove/Promote: op is
  * RAFT_CONF_*, cc its context, whose header is filled here): checked as
  * etcd does on the leader (or forwarded to it) and proposed; call is
@@ -209,6 +243,16 @@ int server_members_pack(server_t *s, uint8_t **out, size_t *out_len);
 /* Reload hook: the table after a snapshot install. */
 int server_membership_reload(server_t *s);
 void server_membership_free(server_t *s);
+
+/* Forwarded proposals (forward.c): raft_node_config_t.forward, .dropped
+ * and .refused for this member (ctx = s; raft thread), and the peer
+ * handlers of SERVER_PEER_FORWARD / _REFUSED (before the transport starts).
+ * A follower's client whose proposal the leader refuses is answered at
+ * once ("etcdserver: too many requests" / "etcdserver: leader changed"). */
+void server_node_forward(void *ctx, uint64_t leader, const void *data, size_t len);
+void server_node_dropped(void *ctx, const void *data, size_t len, int reason);
+void server_node_refused(void *ctx, uint64_t from, const void *data, size_t len, int reason);
+void server_forward_register(server_t *s);
 
 /* raft_node_config_t.apply and .persist_state for this member (ctx = s). */
 void server_apply(void *ctx, const raft_entry_t *ents, size_t n, uint64_t term);

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "auth_request.h"
 #include "auth_token.h"
 #include "kv.h"
 
@@ -107,100 +108,48 @@ grpc_status_t auth_check_range_read(server_t *s, grpc_call_t *call, const uint8_
     return st != GRPC_OK ? st : auth_check_read_revision(s, &id, errmsg);
 }
 
-static grpc_status_t put_as(server_t *s, const auth_identity_t *id, const Etcdserverpb__PutRequest *r,
-                            int prev_needs_read, const char **errmsg) {
-    grpc_status_t st = auth_check_range_as(s, id, r->key.data, r->key.len, NULL, 0, AUTH_PERM_WRITE, errmsg);
-    if (st == GRPC_OK && prev_needs_read && r->prev_kv)
-        st = auth_check_range_as(s, id, r->key.data, r->key.len, NULL, 0, AUTH_PERM_READ, errmsg);
-    return st;
+/* The request-level rules are the store's (auth_request.h): the same ones
+ * run again at apply with the identity the entry carries. */
+static grpc_status_t check_request_as(server_t *s, const auth_identity_t *id,
+                                      const Etcdserverpb__PutRequest *put,
+                                      const Etcdserverpb__DeleteRangeRequest *del,
+                                      const Etcdserverpb__TxnRequest *txn, const char **errmsg) {
+    auth_store_t *as = svc_auth_store(s);
+    if (!as) return GRPC_OK;
+    int err = put   ? auth_request_check_put(as, id->user, id->revision, put, 1)
+              : del ? auth_request_check_delete(as, id->user, id->revision, del, 0)
+                    : auth_request_check_txn(as, id->user, id->revision, txn);
+    return from_store(err, errmsg);
 }
 
-static grpc_status_t delete_as(server_t *s, const auth_identity_t *id,
-                               const Etcdserverpb__DeleteRangeRequest *r, int in_txn, const char **errmsg) {
-    /* etcd checks write then prev_kv read for DeleteRange, and the reverse
-     * order inside a Txn; the first refusal is the answer either way. */
-    grpc_status_t st = GRPC_OK;
-    if (in_txn && r->prev_kv)
-        st = auth_check_range_as(s, id, r->key.data, r->key.len, r->range_end.data, r->range_end.len,
-                                 AUTH_PERM_READ, errmsg);
-    if (st == GRPC_OK)
-        st = auth_check_range_as(s, id, r->key.data, r->key.len, r->range_end.data, r->range_end.len,
-                                 AUTH_PERM_WRITE, errmsg);
-    if (st == GRPC_OK && !in_txn && r->prev_kv)
-        st = auth_check_range_as(s, id, r->key.data, r->key.len, r->range_end.data, r->range_end.len,
-                                 AUTH_PERM_READ, errmsg);
-    return st;
+/* Resolves the caller into *who (empty when auth is off and no token was
+ * sent) and checks one write request. */
+static grpc_status_t check_write(server_t *s, grpc_call_t *call, const Etcdserverpb__PutRequest *put,
+                                 const Etcdserverpb__DeleteRangeRequest *del,
+                                 const Etcdserverpb__TxnRequest *txn, auth_identity_t *who,
+                                 const char **errmsg) {
+    int skip;
+    who->user[0] = '\0';
+    who->revision = 0;
+    grpc_status_t st = resolve(s, call, who, &skip, errmsg);
+    if (st != GRPC_OK || skip) return st;
+    return check_request_as(s, who, put, del, txn, errmsg);
 }
 
 grpc_status_t auth_check_put(server_t *s, grpc_call_t *call, const Etcdserverpb__PutRequest *req,
-                             const char **errmsg) {
-    auth_identity_t id;
-    int skip;
-    grpc_status_t st = resolve(s, call, &id, &skip, errmsg);
-    if (st != GRPC_OK || skip) return st;
-    return put_as(s, &id, req, 1, errmsg);
+                             auth_identity_t *who, const char **errmsg) {
+    return check_write(s, call, req, NULL, NULL, who, errmsg);
 }
 
 grpc_status_t auth_check_delete(server_t *s, grpc_call_t *call, const Etcdserverpb__DeleteRangeRequest *req,
-                                const char **errmsg) {
-    auth_identity_t id;
-    int skip;
-    grpc_status_t st = resolve(s, call, &id, &skip, errmsg);
-    if (st != GRPC_OK || skip) return st;
-    return delete_as(s, &id, req, 0, errmsg);
-}
-
-static grpc_status_t txn_as(server_t *s, const auth_identity_t *id, const Etcdserverpb__TxnRequest *r,
-                            const char **errmsg);
-
-static grpc_status_t ops_as(server_t *s, const auth_identity_t *id, Etcdserverpb__RequestOp **ops, size_t n,
-                            const char **errmsg) {
-    grpc_status_t st = GRPC_OK;
-    for (size_t i = 0; st == GRPC_OK && i < n; i++) {
-        const Etcdserverpb__RequestOp *op = ops[i];
-        switch (op->request_case) {
-        case ETCDSERVERPB__REQUEST_OP__REQUEST_REQUEST_RANGE:
-            if (op->request_range)
-                st = auth_check_range_as(s, id, op->request_range->key.data, op->request_range->key.len,
-                                         op->request_range->range_end.data, op->request_range->range_end.len,
-                                         AUTH_PERM_READ, errmsg);
-            break;
-        case ETCDSERVERPB__REQUEST_OP__REQUEST_REQUEST_PUT:
-            if (op->request_put)
-                st = put_as(s, id, op->request_put, 0, errmsg); /* etcd: write only in a txn */
-            break;
-        case ETCDSERVERPB__REQUEST_OP__REQUEST_REQUEST_DELETE_RANGE:
-            if (op->request_delete_range) st = delete_as(s, id, op->request_delete_range, 1, errmsg);
-            break;
-        case ETCDSERVERPB__REQUEST_OP__REQUEST_REQUEST_TXN:
-            if (op->request_txn) st = txn_as(s, id, op->request_txn, errmsg);
-            break;
-        default: break;
-        }
-    }
-    return st;
-}
-
-static grpc_status_t txn_as(server_t *s, const auth_identity_t *id, const Etcdserverpb__TxnRequest *r,
-                            const char **errmsg) {
-    grpc_status_t st = GRPC_OK;
-    for (size_t i = 0; st == GRPC_OK && i < r->n_compare; i++)
-        st = auth_check_range_as(s, id, r->compare[i]->key.data, r->compare[i]->key.len,
-                                 r->compare[i]->range_end.data, r->compare[i]->range_end.len, AUTH_PERM_READ,
-                                 errmsg);
-    if (st == GRPC_OK) st = ops_as(s, id, r->success, r->n_success, errmsg);
-    if (st == GRPC_OK) st = ops_as(s, id, r->failure, r->n_failure, errmsg);
-    return st;
+                                auth_identity_t *who, const char **errmsg) {
+    return check_write(s, call, NULL, req, NULL, who, errmsg);
 }
 
 grpc_status_t auth_check_txn(server_t *s, grpc_call_t *call, const Etcdserverpb__TxnRequest *req,
-                             const char **errmsg) {
-    auth_identity_t id;
-    int skip;
-    grpc_status_t st = resolve(s, call, &id, &skip, errmsg);
-    if (st != GRPC_OK || skip) return st;
-    st = txn_as(s, &id, req, errmsg);
-    if (st == GRPC_OK && kv_txn_is_readonly(req)) st = auth_check_read_revision(s, &id, errmsg);
+                             auth_identity_t *who, const char **errmsg) {
+    grpc_status_t st = check_write(s, call, NULL, NULL, req, who, errmsg);
+    if (st == GRPC_OK && kv_txn_is_readonly(req)) st = auth_check_read_revision(s, who, errmsg);
     return st;
 }
 

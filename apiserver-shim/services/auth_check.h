@@ -1,7 +1,9 @@
 /*
  * auth_check.h: who is calling and may they do this: the identity and
  * permission checks every etcd service runs before serving or proposing a
- * request (etcd's AuthInfoFromCtx + auth store Is*Permitted).
+ * request (etcd's AuthInfoFromCtx + auth store Is*Permitted). Writes are
+ * checked again at apply (svc_auth_check_apply, storage/auth/auth_request.h)
+ * with the identity the proposal carries.
  *
  * Identity (auth_identity): the "token" gRPC metadata (else "authorization",
  * as etcd) when present (an unknown, expired or forged token is
@@ -53,17 +55,20 @@ grpc_status_t auth_check_range(server_t *s, grpc_call_t *call, const uint8_t *ke
 grpc_status_t auth_check_range_read(server_t *s, grpc_call_t *call, const uint8_t *key, size_t key_len,
                                     const uint8_t *end, size_t end_len, const char **errmsg);
 
-/* Put: write on key, plus read when prev_kv is asked. */
+/* Put: write on key, plus read when prev_kv is asked. *who gets the
+ * identity the check was made with (user "" and revision 0 when auth is
+ * off and no token was sent): the proposal carries it, and the entry is
+ * checked again with it at apply (auth_request.h). */
 grpc_status_t auth_check_put(server_t *s, grpc_call_t *call, const Etcdserverpb__PutRequest *req,
-                             const char **errmsg);
+                             auth_identity_t *who, const char **errmsg);
 /* DeleteRange: write on the range, plus read when prev_kv is asked. */
 grpc_status_t auth_check_delete(server_t *s, grpc_call_t *call, const Etcdserverpb__DeleteRangeRequest *req,
-                                const char **errmsg);
+                                auth_identity_t *who, const char **errmsg);
 /* Txn: read for every compare, each op's permission in success and failure,
  * nested txns included. One refusal refuses the whole txn. A read-only txn
  * then gets auth_check_read_revision. */
 grpc_status_t auth_check_txn(server_t *s, grpc_call_t *call, const Etcdserverpb__TxnRequest *req,
-                             const char **errmsg);
+                             auth_identity_t *who, const char **errmsg);
 
 /* etcd's IsAdminPermitted (root role): Defragment, Hash*, Snapshot,
  * Member*, auth management. */

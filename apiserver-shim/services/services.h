@@ -32,11 +32,35 @@ void svc_maintenance_stop(server_t *s);
 /* Loop thread: a write was refused by the space quota; proposes this
  * member's NOSPACE alarm unless it is active (etcd's quotaAlarmer). */
 void svc_maintenance_raise_nospace(server_t *s);
+/* Proposes the activation of alarm type (Etcdserverpb__AlarmType) for
+ * member_id, nobody waiting for the answer. 0, or -1 (not proposed now). */
+int svc_maintenance_propose_alarm(server_t *s, int type, uint64_t member_id);
 /* Any thread: the active alarms (kv_alarm.h), at most max copied; returns
  * how many there are. */
 struct kv_alarm;
 size_t svc_maintenance_alarms(server_t *s, struct kv_alarm *out, size_t max);
+/* Corruption checks (svc_corrupt.c, etcd 3.4's etcdserver/corrupt.go):
+ * init before the peer transport starts (registers the answer to a peer's
+ * HashKV request; -1 out of memory); the initial check after the store,
+ * the member table and the transport are up and before Raft starts
+ * (--experimental-initial-corrupt-check on a member of an earlier run: 0
+ * passed or not asked for, -1 "found data inconsistency with peers" or no
+ * hash of our own, logged: the member must not start); start after Raft
+ * started (--experimental-corrupt-check-time: the periodic check's thread;
+ * -1 logged); stop before the transport stops (joins the thread). */
+int svc_corrupt_init(server_t *s);
+int svc_corrupt_initial_check(server_t *s);
+int svc_corrupt_start(server_t *s);
+void svc_corrupt_stop(server_t *s);
 void svc_cluster_register(server_t *s);
+/* etcd's Lock and Election services (svc_lock.c, svc_election.c) on the
+ * in-process client (local_client.h). stop (after the loop, before the
+ * KV, Lease and Watch services stop) drops the calls in progress, then
+ * local_client_stop (local_client.h) their requests. */
+void svc_lock_register(server_t *s);
+void svc_lock_stop(server_t *s);
+void svc_election_register(server_t *s);
+void svc_election_stop(server_t *s);
 /* Maintenance.Snapshot (svc_snapshot.c); stop waits for its workers. */
 void svc_snapshot_register(server_t *s);
 void svc_snapshot_stop(server_t *s);
@@ -74,6 +98,9 @@ int svc_metrics_serve(server_t *s, const struct http1_request *req, struct http1
  * routed to the registered gRPC methods. Call before the client listeners
  * open. 0 or -1 (logged). */
 int svc_gateway_start(server_t *s);
+/* Drops the gateway requests still waiting for a stream (loop stopped,
+ * before the gRPC server and its connections are freed). */
+void svc_gateway_stop(server_t *s);
 
 /* Raft thread, for every committed entry before the KV store sees it:
  * returns 1 if req belongs to this state machine and was applied at index
@@ -83,10 +110,18 @@ int svc_lease_apply(server_t *s, uint64_t index, const Kshim__InternalRequest *r
                     const kv_header_info_t *hdr, kv_result_t *res);
 int svc_auth_apply(server_t *s, uint64_t index, const Kshim__InternalRequest *req,
                    const kv_header_info_t *hdr, kv_result_t *res);
-/* The same contract; registered first: alarm requests, the writes an active
- * alarm refuses (only the applied index moves), and a Put/Txn/LeaseGrant
- * applied over the quota (applied, answered ErrNoSpace, the alarm raised). */
+/* The same contract, in etcd's order of appliers (capped, auth, quota),
+ * registered before the others: svc_maintenance_apply takes alarm requests
+ * and the writes an active alarm refuses (only the applied index moves);
+ * svc_auth_check_apply refuses an entry whose identity may not (or no
+ * longer) do it (storage/auth/auth_request.h; only the applied index moves);
+ * svc_maintenance_quota_apply applies a Put/Txn/LeaseGrant over the quota
+ * (applied, answered ErrNoSpace, the alarm raised). */
 int svc_maintenance_apply(server_t *s, uint64_t index, const Kshim__InternalRequest *req,
                           const kv_header_info_t *hdr, kv_result_t *res);
+int svc_auth_check_apply(server_t *s, uint64_t index, const Kshim__InternalRequest *req,
+                         const kv_header_info_t *hdr, kv_result_t *res);
+int svc_maintenance_quota_apply(server_t *s, uint64_t index, const Kshim__InternalRequest *req,
+                                const kv_header_info_t *hdr, kv_result_t *res);
 
 #endif

@@ -5,7 +5,12 @@
  * Management requests (enable/disable, user/role changes) need the root
  * role while auth is enabled (checked here before proposing), then go
  * through Raft and are applied by storage/auth/auth_store.c on the raft thread
- * (svc_auth_apply). Passwords are bcrypt-hashed before proposing, on a
+ * (svc_auth_apply). Every entry carries the identity it was checked with,
+ * and svc_auth_check_apply checks it again at apply (etcd's authApplierV3,
+ * storage/auth/auth_request.h): a write checked before an auth change that
+ * is applied after it is refused "etcdserver: revision of auth store is
+ * old", a management request by a user who lost the root role meanwhile
+ * "etcdserver: permission denied". Passwords are bcrypt-hashed before proposing, on a
  * short-lived worker thread so the loop never blocks (~60 ms at cost 10);
  * the Raft entry carries the hash in the request's password field.
  * Reads (UserGet/List, RoleGet/List, AuthStatus) are served from the store
@@ -34,6 +39,7 @@
 
 #include "auth_check.h"
 #include "auth_hash.h"
+#include "auth_request.h"
 #include "auth_token.h"
 #include "log.h"
 #include "services.h"
@@ -147,8 +153,10 @@ static auth_rpc_t rpcs[RPC_COUNT] = {
      &etcdserverpb__auth_role_revoke_permission_request__descriptor, RPC_ROLE_REVOKE, NULL},
 };
 
-/* Puts msg (of kind) into its InternalRequest field and proposes it. */
-static void propose_request(server_t *s, grpc_call_t *call, rpc_kind_t kind, ProtobufCMessage *msg) {
+/* Puts msg (of kind) into its InternalRequest field and proposes it as
+ * id's (the admin check is made again at apply). */
+static void propose_request(server_t *s, grpc_call_t *call, rpc_kind_t kind, ProtobufCMessage *msg,
+                            const auth_identity_t *id) {
     Kshim__InternalRequest ir = KSHIM__INTERNAL_REQUEST__INIT;
     switch (kind) {
     case RPC_ENABLE: ir.auth_enable = (Etcdserverpb__AuthEnableRequest *)msg; break;
@@ -170,7 +178,7 @@ static void propose_request(server_t *s, grpc_call_t *call, rpc_kind_t kind, Pro
         break;
     default: grpc_call_finish(call, GRPC_INTERNAL, "etcdserver: not a proposal"); return;
     }
-    server_propose(s, call, &ir);
+    server_propose_as(s, call, &ir, id->user, id->revision);
 }
 
 /* ---- worker jobs: bcrypt off the loop ---------------------------------- */
@@ -189,6 +197,7 @@ typedef struct auth_job {
     size_t hash_len;
     char user[AUTH_USER_MAX]; /* JOB_VERIFY */
     uint64_t auth_rev;
+    auth_identity_t proposer; /* JOB_HASH: who asked (the entry carries it) */
     int cost;
     int rc;
     char out[AUTH_HASH_BUF];
@@ -345,7 +354,7 @@ static void job_done(void *arg) {
                            : &((Etcdserverpb__AuthUserChangePasswordRequest *)j->req)->password;
         char *orig = *field;
         *field = j->out;
-        propose_request(s, j->call, j->rpc, j->req);
+        propose_request(s, j->call, j->rpc, j->req, &j->proposer);
         *field = orig;
     }
     grpc_call_unref(j->call);
@@ -393,7 +402,7 @@ static void on_authenticate(server_t *s, grpc_call_t *call, Etcdserverpb__Authen
 /* UserAdd (with a password) and ChangePassword: hash, then propose. Takes
  * ownership of msg. */
 static void hash_then_propose(server_t *s, grpc_call_t *call, rpc_kind_t kind, ProtobufCMessage *msg,
-                              const char *password) {
+                              const char *password, const auth_identity_t *id) {
     auth_job_t *j = calloc(1, sizeof *j);
     char *copy = strdup(password ? password : "");
     if (!j || !copy) {
@@ -406,6 +415,7 @@ static void hash_then_propose(server_t *s, grpc_call_t *call, rpc_kind_t kind, P
     j->s = s;
     j->call = call;
     j->kind = JOB_HASH;
+    j->proposer = *id;
     j->rpc = kind;
     j->req = msg;
     j->password = copy;
@@ -544,13 +554,13 @@ static int dispatch(server_t *s, grpc_call_t *call, rpc_kind_t kind, ProtobufCMe
             return 0;
         }
         if (!(r->options && r->options->no_password)) {
-            hash_then_propose(s, call, kind, msg, r->password);
+            hash_then_propose(s, call, kind, msg, r->password, &id);
             return 1;
         }
         /* no_password: whatever password was sent stays out of the log */
         char *orig = r->password;
         r->password = "";
-        propose_request(s, call, kind, msg);
+        propose_request(s, call, kind, msg, &id);
         r->password = orig;
         return 0;
     }
@@ -562,10 +572,10 @@ static int dispatch(server_t *s, grpc_call_t *call, rpc_kind_t kind, ProtobufCMe
             return 0;
         }
         authpb__user__free_unpacked(u, NULL);
-        hash_then_propose(s, call, kind, msg, r->password);
+        hash_then_propose(s, call, kind, msg, r->password, &id);
         return 1;
     }
-    propose_request(s, call, kind, msg);
+    propose_request(s, call, kind, msg, &id);
     return 0;
 }
 
@@ -697,4 +707,13 @@ int svc_auth_apply(server_t *s, uint64_t index, const Kshim__InternalRequest *re
     }
     auth_effect_clear(&eff);
     return rc;
+}
+
+int svc_auth_check_apply(server_t *s, uint64_t index, const Kshim__InternalRequest *req,
+                         const kv_header_info_t *hdr, kv_result_t *res) {
+    (void)hdr;
+    svc_auth_t *a = s->auth;
+    auth_store_t *as = a ? open_store(a) : NULL;
+    if (!as) return a ? -1 : 0;
+    return auth_request_refuse(as, s->mvcc, index, req, res);
 }

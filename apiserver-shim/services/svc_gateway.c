@@ -19,11 +19,20 @@
  *   /v3                301 to /v3/ (Go's ServeMux)
  *   anything else      Go's 404 "404 page not found".
  * The JSON mapping is proto/pbjson.c's, driven by the service descriptors
- * (rpc.pb-c.c): no code per message. The Authorization header is the auth
- * token, as etcd's gateway passes it on.
+ * (rpc.pb-c.c, v3lock.pb-c.c, v3election.pb-c.c): no code per message.
+ * The Authorization header is the auth token, as etcd's gateway passes it
+ * on.
+ * Streams: etcd's gateway reaches the server through one gRPC client
+ * connection of its own, so --max-concurrent-streams bounds the gateway
+ * requests in flight together (etcd's TestV3Curl_MaxStreams_ReachLimit: with
+ * every stream taken by a watch, a range waits until the client gives up).
+ * Here the same bound holds: a request past it waits in a FIFO and starts
+ * when one in flight ends, or is dropped when its client goes away.
  * Owns one gw_request_t per gateway request: its exchange reference, its
- * local call and, for a unary method, the response JSON until the status.
+ * local call and, for a unary method, the response JSON until the status;
+ * and struct svc_gateway (s->gateway): the count in flight and the queue.
  */
+#include <assert.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,6 +45,8 @@
 #include "pbjson.h"
 #include "rpc.pb-c.h"
 #include "services.h"
+#include "v3election.pb-c.h"
+#include "v3lock.pb-c.h"
 #include "version.h"
 
 /* Go's net/http answers for what has no handler, and what every answer of
@@ -101,6 +112,14 @@ static const route_t ROUTES[] = {
     {"/auth/role/delete", &etcdserverpb__auth__descriptor, "RoleDelete", 0, 0},
     {"/auth/role/grant", &etcdserverpb__auth__descriptor, "RoleGrantPermission", 0, 0},
     {"/auth/role/revoke", &etcdserverpb__auth__descriptor, "RoleRevokePermission", 0, 0},
+    /* v3lock.proto and v3election.proto (etcd 3.4 registers both gateways) */
+    {"/lock/lock", &v3lockpb__lock__descriptor, "Lock", 0, 0},
+    {"/lock/unlock", &v3lockpb__lock__descriptor, "Unlock", 0, 0},
+    {"/election/campaign", &v3electionpb__election__descriptor, "Campaign", 0, 0},
+    {"/election/proclaim", &v3electionpb__election__descriptor, "Proclaim", 0, 0},
+    {"/election/leader", &v3electionpb__election__descriptor, "Leader", 0, 0},
+    {"/election/observe", &v3electionpb__election__descriptor, "Observe", 1, 0},
+    {"/election/resign", &v3electionpb__election__descriptor, "Resign", 0, 0},
 };
 
 typedef struct gw_request {
@@ -112,8 +131,19 @@ typedef struct gw_request {
     const ProtobufCMethodDescriptor *method;
     char *unary_json; /* a unary method's answer, sent with the status */
     size_t unary_len;
-    int done; /* the HTTP answer ended or the client went away */
+    int done;                /* the HTTP answer ended or the client went away */
+    int in_flight;           /* counted in svc_gateway.in_flight */
+    struct gw_request *next; /* the wait queue */
 } gw_request_t;
+
+struct svc_gateway {
+    uint32_t max_streams; /* --max-concurrent-streams */
+    uint32_t in_flight;
+    gw_request_t *wait_head, *wait_tail; /* FIFO of requests past the bound */
+    loop_timer_t *kick;                  /* starts waiting requests, outside callbacks */
+};
+
+static void start_request(gw_request_t *r);
 
 /* grpc-gateway v1 runtime.HTTPStatusFromCode. */
 static int http_status_of(grpc_status_t code) {
@@ -175,6 +205,41 @@ static void gw_unref(gw_request_t *r) {
     free(r);
 }
 
+static void kick_waiting(loop_t *loop, void *arg) {
+    (void)loop;
+    struct svc_gateway *g = arg;
+    g->kick = NULL;
+    while (g->wait_head && g->in_flight < g->max_streams) {
+        gw_request_t *r = g->wait_head;
+        g->wait_head = r->next;
+        if (!g->wait_head) g->wait_tail = NULL;
+        r->next = NULL;
+        start_request(r);
+        gw_unref(r); /* the queue's reference */
+    }
+}
+
+/* A stream is free: start the next waiting request from a timer, not from
+ * inside the call or exchange callback that ended this one. */
+static void release_stream(server_t *s) {
+    struct svc_gateway *g = s->gateway;
+    g->in_flight--;
+    if (g->wait_head && !g->kick) g->kick = loop_timer_add(s->loop, 0, kick_waiting, g);
+}
+
+/* Takes r off the wait queue (its client went away before it started);
+ * 1 if it was there (the caller drops the queue's reference). */
+static int unqueue(struct svc_gateway *g, gw_request_t *r) {
+    for (gw_request_t **p = &g->wait_head, *prev = NULL; *p; prev = *p, p = &(*p)->next) {
+        if (*p != r) continue;
+        *p = r->next;
+        if (g->wait_tail == r) g->wait_tail = prev;
+        r->next = NULL;
+        return 1;
+    }
+    return 0;
+}
+
 /* The HTTP side is over (answer ended or client gone): drop the call. */
 static void gw_finish(gw_request_t *r) {
     if (r->done) return;
@@ -183,7 +248,14 @@ static void gw_finish(gw_request_t *r) {
     grpc_call_t *call = r->call;
     r->call = NULL;
     if (call) grpc_call_local_close(call); /* cancels it if still running */
-    gw_unref(r);                           /* the in-flight reference */
+    if (r->in_flight) {
+        r->in_flight = 0;
+        release_stream(r->s);
+    } else if (unqueue(r->s->gateway, r)) {
+        assert(r->refs >= 2);
+        r->refs--; /* the queue's reference */
+    }
+    gw_unref(r); /* the in-flight reference */
 }
 
 static void on_response(void *arg, const uint8_t *msg, size_t len) {
@@ -318,10 +390,6 @@ static void serve_gateway(server_t *s, http_exchange_t *x, const char *subpath) 
         reply_text(x, 405, "Method Not Allowed\n");
         return;
     }
-    char path[256];
-    snprintf(path, sizeof path, "/%s/%s", rt->service->name, md->name);
-    const char *token = http_exchange_header(x, "authorization");
-    const char *meta[] = {"token", token, NULL};
     gw_request_t *r = calloc(1, sizeof *r);
     if (!r) {
         reply_error(x, GRPC_RESOURCE_EXHAUSTED, "out of memory");
@@ -333,20 +401,45 @@ static void serve_gateway(server_t *s, http_exchange_t *x, const char *subpath) 
     r->route = rt;
     r->method = md;
     http_exchange_ref(x);
+    x->on_close = on_client_gone;
+    x->on_close_arg = r;
+    struct svc_gateway *g = s->gateway;
+    if (g->in_flight < g->max_streams && !g->wait_head) {
+        start_request(r);
+    } else { /* every stream is taken: wait, as a grpc-go client does */
+        r->refs++;
+        if (g->wait_tail)
+            g->wait_tail->next = r;
+        else
+            g->wait_head = r;
+        g->wait_tail = r;
+    }
+    gw_unref(r);
+}
+
+/* Starts r's local call and sends its request (the loop thread). */
+static void start_request(gw_request_t *r) {
+    server_t *s = r->s;
+    http_exchange_t *x = r->x;
+    char path[256];
+    snprintf(path, sizeof path, "/%s/%s", r->route->service->name, r->method->name);
+    const char *token = http_exchange_header(x, "authorization");
+    const char *meta[] = {"token", token, NULL};
+    r->in_flight = 1;
+    s->gateway->in_flight++;
     /* No client certificate identity: etcd's gateway is a gRPC client of its
      * own server, whose auth ignores the CN of a request carrying
      * grpcgateway-accept (or sees the gateway's own certificate). */
     r->call = grpc_call_local_new(s->grpc, path, token ? meta : NULL, NULL, &gw_sink, r);
     if (!r->call) {
         char msg[300];
-        snprintf(msg, sizeof msg, "unknown method %s for service %s", md->name, rt->service->name);
+        snprintf(msg, sizeof msg, "unknown method %s for service %s", r->method->name,
+                 r->route->service->name);
         reply_error(x, GRPC_UNIMPLEMENTED, msg);
         gw_finish(r);
-        gw_unref(r);
         return;
     }
-    x->on_close = on_client_gone;
-    x->on_close_arg = r;
+    r->refs++; /* this function's, across run_call */
     run_call(r);
     if (!r->done && x->ended) gw_finish(r); /* an error answer was sent */
     gw_unref(r);
@@ -412,9 +505,29 @@ static void serve(void *ctx, http_exchange_t *x) {
 }
 
 int svc_gateway_start(server_t *s) {
+    s->gateway = calloc(1, sizeof *s->gateway);
+    if (!s->gateway) return -1;
+    s->gateway->max_streams = s->cfg->max_concurrent_streams ? s->cfg->max_concurrent_streams : UINT32_MAX;
     if (grpc_server_set_http_handler(s->grpc, serve, s) != 0) {
         log_error("cannot serve HTTP on the client port");
         return -1;
     }
     return 0;
+}
+
+void svc_gateway_stop(server_t *s) {
+    struct svc_gateway *g = s->gateway;
+    if (!g) return;
+    while (g->wait_head) {
+        gw_request_t *r = g->wait_head;
+        g->wait_head = r->next;
+        r->x->on_close = NULL;
+        r->done = 1;
+        assert(r->refs == 2); /* the queue's and the in-flight one */
+        r->refs = 1;
+        gw_unref(r);
+    }
+    if (g->kick) loop_timer_cancel(s->loop, g->kick);
+    free(g);
+    s->gateway = NULL;
 }

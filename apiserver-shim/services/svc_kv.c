@@ -22,7 +22,9 @@
  * all but a serializable Range before this: server_learner_guard.)
  *
  * Auth (auth_check.h) runs after validation, as in etcd: key permissions
- * for Range/Put/DeleteRange/Txn, only the token's validity for Compact.
+ * for Range/Put/DeleteRange/Txn, only the token's validity for Compact. A
+ * write carries the identity it was checked with (server_propose_as) and
+ * is checked again at apply (svc_auth_check_apply).
  *
  * Compact is answered when its entry is applied (the compact revision is
  * recorded; the physical deletes run on the store's compactor thread), as
@@ -201,13 +203,14 @@ static void kv_put_call(grpc_call_t *call, const uint8_t *msg, size_t len, void 
     kv_result_t res = {0};
     if (server_require_leader(s, call) == 0) {
         const char *msg = NULL;
+        auth_identity_t who;
         if (kv_validate_put(s->mvcc, req, &res) != 0) {
             if (res.no_space) svc_maintenance_raise_nospace(s);
             server_finish_result(call, &res);
-        } else if (refuse(call, auth_check_put(s, call, req, &msg), &msg) == 0) {
+        } else if (refuse(call, auth_check_put(s, call, req, &who, &msg), &msg) == 0) {
             Kshim__InternalRequest ir = KSHIM__INTERNAL_REQUEST__INIT;
             ir.put = req;
-            server_propose(s, call, &ir);
+            server_propose_as(s, call, &ir, who.user, who.revision);
         }
     }
     etcdserverpb__put_request__free_unpacked(req, NULL);
@@ -223,12 +226,13 @@ static void kv_delete_call(grpc_call_t *call, const uint8_t *msg, size_t len, vo
     kv_result_t res = {0};
     if (server_require_leader(s, call) == 0) {
         const char *msg = NULL;
+        auth_identity_t who;
         if (kv_validate_delete(s->mvcc, req, &res) != 0) {
             server_finish_result(call, &res);
-        } else if (refuse(call, auth_check_delete(s, call, req, &msg), &msg) == 0) {
+        } else if (refuse(call, auth_check_delete(s, call, req, &who, &msg), &msg) == 0) {
             Kshim__InternalRequest ir = KSHIM__INTERNAL_REQUEST__INIT;
             ir.delete_range = req;
-            server_propose(s, call, &ir);
+            server_propose_as(s, call, &ir, who.user, who.revision);
         }
     }
     etcdserverpb__delete_range_request__free_unpacked(req, NULL);
@@ -244,10 +248,11 @@ static void kv_txn_call(grpc_call_t *call, const uint8_t *msg, size_t len, void 
     kv_result_t res = {0};
     if (server_require_leader(s, call) == 0) {
         const char *msg = NULL;
+        auth_identity_t who;
         if (kv_validate_txn(s->mvcc, req, &res) != 0) {
             if (res.no_space) svc_maintenance_raise_nospace(s);
             server_finish_result(call, &res);
-        } else if (refuse(call, auth_check_txn(s, call, req, &msg), &msg) != 0) {
+        } else if (refuse(call, auth_check_txn(s, call, req, &who, &msg), &msg) != 0) {
             /* refused whole */
         } else if (kv_txn_is_readonly(req)) {
             submit_read(s, call, NULL, req);
@@ -255,7 +260,7 @@ static void kv_txn_call(grpc_call_t *call, const uint8_t *msg, size_t len, void 
         } else {
             Kshim__InternalRequest ir = KSHIM__INTERNAL_REQUEST__INIT;
             ir.txn = req;
-            server_propose(s, call, &ir);
+            server_propose_as(s, call, &ir, who.user, who.revision);
         }
     }
     etcdserverpb__txn_request__free_unpacked(req, NULL);

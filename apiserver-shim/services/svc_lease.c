@@ -349,7 +349,7 @@ static void revoke_finish(scan_job_t *j) {
     }
     Kshim__InternalRequest ir = KSHIM__INTERNAL_REQUEST__INIT;
     ir.lease_revoke = j->revoke;
-    server_propose(j->s, j->call, &ir);
+    server_propose_as(j->s, j->call, &ir, j->who.user, j->who.revision); /* checked again at apply */
 }
 
 static void lease_revoke_call(grpc_call_t *call, const uint8_t *msg, size_t len, void *ctx) {
@@ -379,7 +379,7 @@ static void lease_revoke_call(grpc_call_t *call, const uint8_t *msg, size_t len,
         } else {
             Kshim__InternalRequest ir = KSHIM__INTERNAL_REQUEST__INIT;
             ir.lease_revoke = req;
-            server_propose(s, call, &ir);
+            server_propose_as(s, call, &ir, who.user, who.revision);
         }
     }
     etcdserverpb__lease_revoke_request__free_unpacked(req, NULL);

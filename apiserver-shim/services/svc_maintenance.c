@@ -11,6 +11,7 @@
  *               and raises NOSPACE when an applied write exceeded the quota
  *               (etcd's quotaApplierV3), as the services do when their own
  *               quota check refuses one (svc_maintenance_raise_nospace);
+ *               CORRUPT is raised by the corruption check (svc_corrupt.c);
  *   Defragment  LevelDB's manual compaction of the whole key space on a
  *               thread of its own (one run at a time; calls that arrive
  *               during a run wait for the next one), answered when done;
@@ -94,14 +95,18 @@ size_t svc_maintenance_alarms(server_t *s, kv_alarm_t *out, size_t max) {
     return a ? kv_alarms_get(a, ETCDSERVERPB__ALARM_TYPE__NONE, out, max) : 0;
 }
 
-/* etcd's Status errors: "memberID:<id> alarm:<TYPE>" per alarm (AlarmMember.String()). */
+/* etcd's Status errors: "memberID:<id> alarm:<TYPE> " per alarm (AlarmMember.String(),
+ * the proto text format: a zero field is left out, so member 0's CORRUPT is
+ * "alarm:CORRUPT "). */
 static size_t alarm_errors(server_t *s, char texts[][64], char **ptrs, size_t max) {
     kv_alarm_t v[KV_ALARMS_MAX];
     size_t n = svc_maintenance_alarms(s, v, KV_ALARMS_MAX);
     if (n > max) n = max;
     for (size_t i = 0; i < n; i++) {
-        snprintf(texts[i], 64, "memberID:%llu alarm:%s ", (unsigned long long)v[i].member_id,
-                 alarm_name(v[i].type));
+        int n_id =
+            v[i].member_id ? snprintf(texts[i], 64, "memberID:%llu ", (unsigned long long)v[i].member_id) : 0;
+        snprintf(texts[i] + n_id, (size_t)(64 - n_id), "%s%s%s", v[i].type ? "alarm:" : "",
+                 v[i].type ? alarm_name(v[i].type) : "", v[i].type ? " " : "");
         ptrs[i] = texts[i];
     }
     return n;
@@ -279,21 +284,25 @@ static void alarm_call(grpc_call_t *call, const uint8_t *msg, size_t len, void *
     etcdserverpb__alarm_request__free_unpacked(req, NULL);
 }
 
-/* Proposes a NOSPACE activation for this member, nobody waiting for it. */
-static void propose_nospace(server_t *s) {
+int svc_maintenance_propose_alarm(server_t *s, int type, uint64_t member_id) {
     Etcdserverpb__AlarmRequest ar = ETCDSERVERPB__ALARM_REQUEST__INIT;
     ar.action = ETCDSERVERPB__ALARM_REQUEST__ALARM_ACTION__ACTIVATE;
-    ar.memberid = s->member_id;
-    ar.alarm = ETCDSERVERPB__ALARM_TYPE__NOSPACE;
+    ar.memberid = member_id;
+    ar.alarm = (Etcdserverpb__AlarmType)type;
     Kshim__RequestHeader hdr = KSHIM__REQUEST_HEADER__INIT; /* proposer 0: nobody answers */
     Kshim__InternalRequest ir = KSHIM__INTERNAL_REQUEST__INIT;
     ir.header = &hdr;
     ir.alarm = &ar;
     uint8_t buf[64];
     size_t len = kshim__internal_request__get_packed_size(&ir);
-    if (len > sizeof buf) return;
+    if (len > sizeof buf) return -1;
     kshim__internal_request__pack(&ir, buf);
-    if (raft_node_propose(s->raft, buf, len) != RAFT_NODE_OK)
+    return raft_node_propose(s->raft, buf, len) == RAFT_NODE_OK ? 0 : -1;
+}
+
+/* Proposes a NOSPACE activation for this member, nobody waiting for it. */
+static void propose_nospace(server_t *s) {
+    if (svc_maintenance_propose_alarm(s, ETCDSERVERPB__ALARM_TYPE__NOSPACE, s->member_id) != 0)
         log_warn("cannot propose the NOSPACE alarm now; retried on the next refused write");
 }
 
@@ -331,14 +340,31 @@ static void answer_no_space(server_t *s, kv_result_t *res) {
     loop_post(s->loop, raise_nospace_post, s);
 }
 
+/* etcd's apply logs: "alarm raised" when a type's first alarm is activated,
+ * "alarm disarmed" when its last one is deactivated. */
+static int apply_alarm(server_t *s, kv_alarms_t *a, uint64_t index, const Etcdserverpb__AlarmRequest *ar,
+                       const kv_header_info_t *hdr, kv_result_t *res) {
+    size_t before = kv_alarms_get(a, (int)ar->alarm, NULL, 0);
+    if (kv_alarms_apply(a, s->mvcc, index, ar, hdr, res) != 0) return -1;
+    size_t after = kv_alarms_get(a, (int)ar->alarm, NULL, 0);
+    if (ar->alarm != ETCDSERVERPB__ALARM_TYPE__NONE && (before == 0) != (after == 0))
+        log_warn("alarm %s (alarm %s, from %llx)", after ? "raised" : "disarmed", alarm_name((int)ar->alarm),
+                 (unsigned long long)ar->memberid);
+    return 1;
+}
+
 int svc_maintenance_apply(server_t *s, uint64_t index, const Kshim__InternalRequest *req,
                           const kv_header_info_t *hdr, kv_result_t *res) {
     kv_alarms_t *a = s->maint ? get_alarms(s->maint) : NULL;
     if (!a) return -1;
-    if (req->alarm) return kv_alarms_apply(a, s->mvcc, index, req->alarm, hdr, res) == 0 ? 1 : -1;
-    int rc = kv_alarms_refuse(a, s->mvcc, index, req, res);
-    if (rc != 0) return rc;
+    if (req->alarm) return apply_alarm(s, a, index, req->alarm, hdr, res);
+    return kv_alarms_refuse(a, s->mvcc, index, req, res);
+}
+
+int svc_maintenance_quota_apply(server_t *s, uint64_t index, const Kshim__InternalRequest *req,
+                                const kv_header_info_t *hdr, kv_result_t *res) {
     if (index <= mvcc_apply_index(s->mvcc) || kv_quota_available(s->mvcc, req)) return 0;
+    int rc;
     if (req->put || req->txn) {
         rc = kv_apply(s->mvcc, index, req, hdr, res);
         if (rc < 0) return -1;
@@ -638,9 +664,6 @@ void svc_maintenance_register(server_t *s) {
     }
     struct svc_maintenance *sm = s->maint;
     if (!sm) return;
-    if (s->cfg->initial_corrupt_check)
-        log_info("--experimental-initial-corrupt-check: a single member has no peer to compare "
-                 "HashKV with; nothing to check (the CORRUPT alarm can be listed and disarmed)");
     if (sm->auto_mode != AUTO_OFF) {
         sm->last_success_ms = loop_now_ms(s->loop);
         if (sm->auto_mode == AUTO_PERIODIC) sample_rev(sm); /* etcd's first append, at start */

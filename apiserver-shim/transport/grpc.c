@@ -96,6 +96,7 @@ struct grpc_call {
     void *sink_arg;
     size_t method_index; /* into srv->stats, valid once counted_start */
     int counted_start;   /* started counted, handled not yet */
+    int uncounted;       /* a server-internal local call: not in the method stats */
 };
 
 typedef struct conn_calls {
@@ -139,8 +140,13 @@ static void stats_handled(grpc_call_t *call, grpc_status_t status) {
     call->srv->stats[call->method_index].handled[status]++;
 }
 
+/* What a call whose client left first counts as (grpc_method_t.left_unknown). */
+static grpc_status_t left_status(const grpc_call_t *call) {
+    return call->method && call->method->left_unknown ? GRPC_UNKNOWN : GRPC_CANCELLED;
+}
+
 static void stats_msg(grpc_call_t *call, int sent, size_t len) {
-    if (!call->method) return; /* a method is set together with stats_start */
+    if (!call->method || call->uncounted) return; /* a method is set together with stats_start */
     grpc_method_stats_t *st = &call->srv->stats[call->method_index];
     if (sent) {
         st->msg_sent++;
@@ -459,7 +465,7 @@ static void call_close(grpc_call_t *call, int notify_cancel) {
         call->finished = 1;
         http_exchange_detach(x);
     }
-    if (!call->finished) stats_handled(call, GRPC_CANCELLED);
+    if (!call->finished) stats_handled(call, left_status(call));
     if (notify_cancel && !call->finished && call->method && call->method->on_cancel &&
         !call->cancel_notified) {
         call->cancel_notified = 1;
@@ -848,6 +854,12 @@ grpc_call_t *grpc_call_local_new(grpc_server_t *srv, const char *path, const cha
     return call;
 }
 
+void grpc_call_local_uncounted(grpc_call_t *call) {
+    if (call->counted_start) call->srv->stats[call->method_index].started--;
+    call->counted_start = 0;
+    call->uncounted = 1;
+}
+
 void grpc_call_local_message(grpc_call_t *call, const uint8_t *msg, size_t len) {
     if (call->finished || call->closed) return;
     if (!call->method->client_streaming && call->messages_in > 0) return;
@@ -884,7 +896,7 @@ void grpc_call_local_close(grpc_call_t *call) {
         loop_timer_cancel(call->srv->loop, call->deadline_timer);
         call->deadline_timer = NULL;
     }
-    if (!call->finished) stats_handled(call, GRPC_CANCELLED);
+    if (!call->finished) stats_handled(call, left_status(call));
     if (!call->finished && call->method->on_cancel && !call->cancel_notified) {
         call->cancel_notified = 1;
         call->method->on_cancel(call, call->method->ctx);

@@ -42,6 +42,11 @@ typedef struct grpc_method {
      * else the transport sends Unknown "context deadline exceeded". */
     void (*on_cancel)(grpc_call_t *call, void *ctx);
     void *ctx;
+    /* grpc_server_method_stats counts a call whose client left before it
+     * finished as Canceled (what etcd's KV handlers return), or with
+     * left_unknown as Unknown (a handler returning Go's raw ctx.Err(), as
+     * etcd's Lock and Election servers do). */
+    int left_unknown;
 } grpc_method_t;
 
 typedef struct grpc_tls_config {
@@ -176,6 +181,10 @@ typedef struct grpc_call_sink {
  * The caller holds one reference, released by grpc_call_local_close. */
 grpc_call_t *grpc_call_local_new(grpc_server_t *srv, const char *path, const char *const *md,
                                  const char *peer_cn, const grpc_call_sink_t *sink, void *arg);
+/* Right after grpc_call_local_new: the call is the server's own (etcd's
+ * in-process client, which bypasses the gRPC interceptors), so it is not
+ * counted in grpc_server_method_stats. */
+void grpc_call_local_uncounted(grpc_call_t *call);
 /* One request message to the method (ignored once finished or closed, and
  * after the first for a unary method). Above max_request_bytes + 512 KiB the
  * call finishes with gRPC's ResourceExhausted "grpc: received message larger

@@ -2,9 +2,10 @@
  * tls.c: wolfSSL server contexts and non-blocking TLS connections (tls.h).
  *
  * Owns: the WOLFSSL_CTX of each TLS listener (swappable for certificate
- * reloads; the client CRL is loaded into it), and one WOLFSSL object per TLS
- * connection. The socket fd itself
- * belongs to the connection (h2_conn.c).
+ * reloads) with the client CRL read with it (tls/tls_crl.h: checked from
+ * the verify callback, as etcd checks serials), and one WOLFSSL object per
+ * TLS connection, holding a reference to the CRL it was made with. The
+ * socket fd itself belongs to the connection (h2_conn.c).
  */
 #include <wolfssl/options.h>
 #include <wolfssl/ssl.h>
@@ -13,6 +14,7 @@
 #include <wolfssl/wolfio.h>
 
 #include "tls.h"
+#include "tls_crl.h"
 
 #include <pthread.h>
 #include <stdio.h>
@@ -22,6 +24,7 @@
 
 struct tls_server {
     WOLFSSL_CTX *ctx; /* current context; connections hold refs */
+    tls_crl_t *crl;   /* the --client-crl-file read with ctx, or NULL */
     char *cert_file, *key_file, *ca_file, *crl_file;
     int client_cert_auth;
 };
@@ -29,6 +32,7 @@ struct tls_server {
 struct tls_conn {
     WOLFSSL *ssl;
     WOLFSSL_CTX *ctx; /* our reference */
+    tls_crl_t *crl;   /* our reference to the CRL ssl checks, or NULL */
     int handshake_done;
     char peer_cn[256];
     int have_cn;
@@ -40,38 +44,10 @@ static void tls_global_init(void) { wolfSSL_Init(); }
 
 static char *dup_or_null(const char *s) { return s ? strdup(s) : NULL; }
 
-/* With a CRL, wolfSSL refuses a certificate whose issuer has no CRL loaded
- * (CRL_MISSING); etcd checks only that no certificate of the chain is listed
- * in the CRL, so a missing CRL is not an error. */
-static int verify_cb(int preverify, WOLFSSL_X509_STORE_CTX *store) {
-    if (preverify) return 1;
-    return wolfSSL_X509_STORE_CTX_get_error(store) == CRL_MISSING;
-}
-
-/* PEM if the file starts with "-----BEGIN", else DER (as etcd's x509.ParseCRL). */
-static int crl_file_type(const char *path) {
-    char head[11] = {0};
-    FILE *f = fopen(path, "rb");
-    if (!f) return WOLFSSL_FILETYPE_PEM;
-    size_t n = fread(head, 1, sizeof head - 1, f);
-    fclose(f);
-    return n == 10 && memcmp(head, "-----BEGIN", 10) == 0 ? WOLFSSL_FILETYPE_PEM : WOLFSSL_FILETYPE_ASN1;
-}
-
-/* --client-crl-file: every certificate of a client's chain is checked against it. */
-static int load_crl(WOLFSSL_CTX *ctx, const char *path, char *err, size_t errlen) {
-    if (wolfSSL_CTX_EnableCRL(ctx, WOLFSSL_CRL_CHECKALL) != WOLFSSL_SUCCESS) {
-        snprintf(err, errlen, "cannot enable CRL checks");
-        return -1;
-    }
-    if (wolfSSL_CTX_LoadCRLFile(ctx, path, crl_file_type(path)) != WOLFSSL_SUCCESS) {
-        snprintf(err, errlen, "cannot load client CRL %s", path);
-        return -1;
-    }
-    return 0;
-}
-
-static WOLFSSL_CTX *build_ctx(const tls_server_t *ts, char *err, size_t errlen) {
+/* A new context from ts's files; with a CRL file, *crl gets the list read
+ * with it (the verify callback's context). */
+static WOLFSSL_CTX *build_ctx(const tls_server_t *ts, tls_crl_t **crl, char *err, size_t errlen) {
+    *crl = NULL;
     WOLFSSL_CTX *ctx = wolfSSL_CTX_new(wolfSSLv23_server_method());
     if (!ctx) {
         snprintf(err, errlen, "wolfSSL_CTX_new failed");
@@ -104,14 +80,24 @@ static WOLFSSL_CTX *build_ctx(const tls_server_t *ts, char *err, size_t errlen) 
             goto fail;
         }
         wolfSSL_CTX_set_verify(ctx, WOLFSSL_VERIFY_PEER | WOLFSSL_VERIFY_FAIL_IF_NO_PEER_CERT,
-                               ts->crl_file ? verify_cb : NULL);
-        if (ts->crl_file && load_crl(ctx, ts->crl_file, err, errlen) != 0) goto fail;
+                               ts->crl_file ? tls_crl_verify_cb : NULL);
+        if (ts->crl_file) {
+            char why[96];
+            *crl = tls_crl_load(ts->crl_file, why, sizeof why);
+            if (!*crl) {
+                snprintf(err, errlen, "cannot load client CRL %s: %s", ts->crl_file, why);
+                goto fail;
+            }
+            wolfSSL_CTX_SetCertCbCtx(ctx, *crl);
+        }
     } else {
         wolfSSL_CTX_set_verify(ctx, WOLFSSL_VERIFY_NONE, NULL);
     }
     return ctx;
 fail:
     wolfSSL_CTX_free(ctx);
+    tls_crl_unref(*crl);
+    *crl = NULL;
     return NULL;
 }
 
@@ -128,7 +114,7 @@ tls_server_t *tls_server_new(const grpc_tls_config_t *cfg, char *err, size_t err
     ts->ca_file = dup_or_null(cfg->trusted_ca_file);
     ts->client_cert_auth = cfg->client_cert_auth;
     ts->crl_file = dup_or_null(cfg->crl_file);
-    ts->ctx = build_ctx(ts, err, errlen);
+    ts->ctx = build_ctx(ts, &ts->crl, err, errlen);
     if (!ts->ctx) {
         tls_server_free(ts);
         return NULL;
@@ -137,16 +123,20 @@ tls_server_t *tls_server_new(const grpc_tls_config_t *cfg, char *err, size_t err
 }
 
 int tls_server_reload(tls_server_t *ts, char *err, size_t errlen) {
-    WOLFSSL_CTX *ctx = build_ctx(ts, err, errlen);
+    tls_crl_t *crl;
+    WOLFSSL_CTX *ctx = build_ctx(ts, &crl, err, errlen);
     if (!ctx) return -1;
     wolfSSL_CTX_free(ts->ctx); /* drops our ref; live connections keep theirs */
+    tls_crl_unref(ts->crl);
     ts->ctx = ctx;
+    ts->crl = crl;
     return 0;
 }
 
 void tls_server_free(tls_server_t *ts) {
     if (!ts) return;
     if (ts->ctx) wolfSSL_CTX_free(ts->ctx);
+    tls_crl_unref(ts->crl);
     free(ts->cert_file);
     free(ts->key_file);
     free(ts->ca_file);
@@ -162,7 +152,8 @@ tls_conn_t *tls_conn_new(tls_server_t *ts, int fd) {
         return NULL;
     }
     tc->ctx = ts->ctx;
-    tc->ssl = wolfSSL_new(tc->ctx);
+    tc->crl = tls_crl_ref(ts->crl);
+    tc->ssl = wolfSSL_new(tc->ctx); /* takes ctx's callback context: tc->crl */
     if (!tc->ssl) goto fail;
     if (wolfSSL_set_fd(tc->ssl, fd) != WOLFSSL_SUCCESS) goto fail;
     wolfSSL_set_using_nonblock(tc->ssl, 1);
@@ -182,6 +173,7 @@ void tls_conn_free(tls_conn_t *tc) {
     if (!tc) return;
     if (tc->ssl) wolfSSL_free(tc->ssl);
     if (tc->ctx) wolfSSL_CTX_free(tc->ctx);
+    tls_crl_unref(tc->crl);
     free(tc);
 }
 

@@ -163,6 +163,45 @@ static peer_node_t *new_peer(peer_transport_t *t, uint64_t id) {
     return p;
 }
 
+/* ---- removed members (t->lock held) ---- */
+
+static size_t removed_index(const peer_transport_t *t, uint64_t id) {
+    if (!t->removed) return 0;
+    for (size_t i = 0; i < t->n_removed; i++)
+        if (t->removed[i] == id) return i;
+    return t->n_removed;
+}
+
+/* Out of memory the id is not recorded: its HELLOs are then refused only
+ * as an unknown peer's would be (not at all), never a crash. */
+static void mark_removed(peer_transport_t *t, uint64_t id) {
+    if (removed_index(t, id) < t->n_removed) return;
+    if (t->n_removed == t->cap_removed) {
+        size_t cap = t->cap_removed ? t->cap_removed * 2 : 8;
+        uint64_t *n = realloc(t->removed, cap * sizeof *n);
+        if (!n) return;
+        t->removed = n;
+        t->cap_removed = cap;
+    }
+    t->removed[t->n_removed++] = id;
+}
+
+static void unmark_removed(peer_transport_t *t, uint64_t id) {
+    size_t i = removed_index(t, id);
+    if (i < t->n_removed) t->removed[i] = t->removed[--t->n_removed];
+}
+
+int peer_is_removed_locked(const peer_transport_t *t, uint64_t id) {
+    return removed_index(t, id) < t->n_removed;
+}
+
+int peer_is_removed(peer_transport_t *t, uint64_t id) {
+    pthread_mutex_lock(&t->lock);
+    int removed = peer_is_removed_locked(t, id);
+    pthread_mutex_unlock(&t->lock);
+    return removed;
+}
+
 int peer_add(peer_transport_t *t, uint64_t id, const char *const *urls, size_t n) {
     peer_url_t parsed[PEER_MAX_URLS];
     if (!t || id == 0 || id == t->self_id) return PEER_ERR_INVALID;
@@ -170,6 +209,7 @@ int peer_add(peer_transport_t *t, uint64_t id, const char *const *urls, size_t n
     pthread_mutex_lock(&t->lock);
     reap_graveyard(t);
     int rc = PEER_OK;
+    if (!t->stopping) unmark_removed(t, id);
     peer_node_t *p = t->stopping ? NULL : find_peer(t, id);
     if (t->stopping) {
         rc = PEER_ERR_INVALID;
@@ -210,6 +250,10 @@ void peer_remove(peer_transport_t *t, uint64_t id) {
         p->next = t->graveyard;
         t->graveyard = p;
         break;
+    }
+    if (id != 0 && id != t->self_id) {
+        mark_removed(t, id);
+        peer_readers_close_from(t, id); /* it redials and hears REMOVED */
     }
     reap_graveyard(t);
     pthread_mutex_unlock(&t->lock);
@@ -334,6 +378,7 @@ int peer_hello_client(peer_conn_t *c, uint8_t purpose, uint64_t from, uint64_t t
     if (rc != PEER_OK) return PEER_ERR_IO;
     if (h.status == PEER_H_MISMATCH) return PEER_ERR_MISMATCH;
     if (h.status == PEER_H_BAD_CERT) return PEER_ERR_REFUSED;
+    if (h.status == PEER_H_REMOVED) return PEER_ERR_REMOVED;
     if (h.status != PEER_H_OK || h.version != PEER_VERSION) return PEER_ERR_IO;
     if (cluster && h.cluster_id && cluster != h.cluster_id) return PEER_ERR_MISMATCH;
     *their_cluster = h.cluster_id;
@@ -346,7 +391,15 @@ static void set_slot(peer_node_t *p, peer_conn_t **slot, peer_conn_t *c) {
     pthread_mutex_unlock(&p->lock);
 }
 
-/* One URL: connect, TLS, HELLO. */
+void peer_hello_refuse(peer_conn_t *c, uint8_t purpose, uint64_t from, uint64_t to) {
+    peer_hello_t h = {PEER_VERSION, purpose, PEER_H_BAD_CERT, 0, from, to};
+    uint8_t buf[PEER_HELLO_LEN];
+    peer_hello_encode(&h, buf);
+    peer_conn_write_frame(c, PEER_F_HELLO, buf, sizeof buf); /* best effort: we close either way */
+}
+
+/* One URL: connect, TLS, HELLO. A certificate refused by either side is
+ * PEER_ERR_REFUSED (err: why, in Go's words). */
 static int dial_one(peer_transport_t *t, peer_node_t *p, const peer_url_t *u, int purpose, peer_conn_t **slot,
                     char *err, size_t errlen) {
     peer_conn_t *c = peer_conn_dial(u, PEER_DIAL_TIMEOUT_MS, p->stop_fd, err, errlen);
@@ -362,11 +415,14 @@ static int dial_one(peer_transport_t *t, peer_node_t *p, const peer_url_t *u, in
     peer_conn_set_timeouts(c, PEER_HANDSHAKE_TIMEOUT_MS, PEER_HANDSHAKE_TIMEOUT_MS);
     int rc = u->tls ? peer_conn_client_tls(c, u, t->client_tls, err, errlen) : PEER_OK;
     uint64_t theirs = 0;
+    if (rc == PEER_ERR_REFUSED) peer_hello_refuse(c, (uint8_t)purpose, t->self_id, p->id);
     if (rc == PEER_OK) {
         rc = peer_hello_client(c, (uint8_t)purpose, t->self_id, p->id, atomic_load(&t->cluster_id), &theirs);
         if (rc == PEER_OK) rc = peer_cluster_check(t, theirs);
         if (rc == PEER_ERR_MISMATCH)
             snprintf(err, errlen, "request cluster ID mismatch");
+        else if (rc == PEER_ERR_REMOVED)
+            snprintf(err, errlen, "the member has been permanently removed from the cluster");
         else if (rc == PEER_ERR_REFUSED)
             snprintf(err, errlen, "remote error: tls: bad certificate"); /* Go's words for the same refusal */
         else if (rc != PEER_OK)
@@ -376,6 +432,8 @@ static int dial_one(peer_transport_t *t, peer_node_t *p, const peer_url_t *u, in
         set_slot(p, slot, NULL);
         peer_conn_free(c);
     }
+    if (rc == PEER_ERR_REMOVED && t->cfg.on_removed && atomic_exchange(&t->removed_reported, 1) == 0)
+        t->cfg.on_removed(t->cfg.ctx, p->id);
     return rc;
 }
 
@@ -390,7 +448,7 @@ int peer_dial(peer_transport_t *t, peer_node_t *p, int purpose, peer_conn_t **sl
     int rc = PEER_ERR_IO;
     for (size_t i = 0; i < n; i++) {
         rc = dial_one(t, p, &urls[i], purpose, slot, err, errlen);
-        if (rc == PEER_OK || rc == PEER_ERR_MISMATCH) break;
+        if (rc == PEER_OK || rc == PEER_ERR_MISMATCH || rc == PEER_ERR_REMOVED) break;
     }
     return rc;
 }
@@ -437,8 +495,10 @@ static int connect_stream(peer_node_t *p, unsigned *backoff) {
     int rc = peer_dial(p->t, p, PEER_P_STREAM, &p->conn, err, sizeof err);
     pthread_mutex_lock(&p->lock);
     /* Refusals are logged once per change, not at every reconnect: they
-     * need the operator (a certificate or a cluster id is wrong). */
-    if ((rc == PEER_ERR_REFUSED || rc == PEER_ERR_MISMATCH) && p->stats.last_error != rc)
+     * need the operator (a certificate or a cluster id is wrong; etcd logs
+     * "health check for peer X could not connect: <why>"). */
+    if ((rc == PEER_ERR_REFUSED || rc == PEER_ERR_MISMATCH || rc == PEER_ERR_REMOVED) &&
+        p->stats.last_error != rc)
         fprintf(stderr, "peer: cannot connect to member %016llx: %s\n", (unsigned long long)p->id, err);
     p->stats.last_error = rc;
     if (rc == PEER_OK) {
@@ -640,6 +700,7 @@ void peer_stop(peer_transport_t *t) {
     peer_tls_ctx_free(t->server_tls);
     peer_tls_ctx_free(t->client_tls);
     pthread_mutex_destroy(&t->lock);
+    free(t->removed);
     free(t);
 }
 

@@ -4,8 +4,10 @@
  * What kshim members say to each other over --listen-peer-urls, and nothing
  * about what it means: Raft messages (raft_msg_t, encoded here), opaque
  * application messages of the member layer (forwarded proposals, lease
- * renewals, ...), snapshot streams, and one blocking request for a member
- * that joins (the cluster's member list). TCP or unix sockets, with wolfSSL
+ * renewals, ...), snapshot streams, one blocking request for a member
+ * that joins (the cluster's member list), and blocking request/answer
+ * exchanges of the member layer (peer_request: opaque bytes both ways,
+ * e.g. a peer's HashKV for the corruption check). TCP or unix sockets, with wolfSSL
  * mutual TLS when the URL is https:// or unixs://.
  *
  * Wire: every frame is [u32 len][u32 crc32c(kind, payload)][u8 kind][payload]
@@ -18,7 +20,7 @@
  * Threads: one sender per peer (a bounded queue of encoded frames,
  * batched into one write, reconnect with backoff), one listener, a reader
  * per inbound connection (bounded), and one streamer per outgoing snapshot.
- * No call here blocks except peer_fetch_members and peer_stop.
+ * No call here blocks except peer_fetch_members, peer_request and peer_stop.
  */
 #ifndef KSHIM_RAFT_PEER_H
 #define KSHIM_RAFT_PEER_H
@@ -40,7 +42,9 @@ enum {
     PEER_ERR_IO = -5, /* connect/handshake/read/write failed */
     PEER_ERR_TIMEOUT = -6,
     PEER_ERR_MISMATCH = -7, /* the other side belongs to another cluster */
-    PEER_ERR_REFUSED = -8,  /* the other side refused this member's certificate (allowed CN/hostname) */
+    PEER_ERR_REFUSED = -8,  /* a certificate was refused after the TLS handshake (allowed CN/hostname,
+                               the URL's host): ours by the other side, or theirs by us */
+    PEER_ERR_REMOVED = -9,  /* the other side says this member was removed from the cluster */
 };
 
 /* TLS of the peer port (etcd's --peer-* flags). All NULL/0: plain TCP. */
@@ -57,7 +61,7 @@ typedef struct peer_stats {
     int connected;            /* an outgoing connection is up and handshaken */
     uint64_t active_since_ms; /* CLOCK_MONOTONIC ms the connection came up (0: not connected) */
     uint64_t sent_bytes, received_bytes;
-    int last_error; /* PEER_OK or PEER_ERR_* (IO, MISMATCH) of the last connection attempt */
+    int last_error; /* PEER_OK or PEER_ERR_* (IO, MISMATCH, REFUSED, REMOVED) of the last connection attempt */
     uint64_t sent_frames, received_frames;
     uint64_t dropped;    /* frames dropped: queue full or connection lost */
     uint64_t bad_frames; /* checksum / decoding failures seen from this peer */
@@ -87,6 +91,15 @@ typedef struct peer_config {
     /* Answers a joining member's peer_fetch_members: fill *out (malloc'd,
      * the transport frees it) with the member layer's encoded member list. */
     int (*on_members_request)(void *ctx, uint8_t **out, size_t *out_len);
+    /* A peer (by) refused this member as removed from the cluster (its
+     * HELLO answer; etcd's rafthttp answers 410 Gone): this member will
+     * never be let in again and should stop. Called at most once. */
+    void (*on_removed)(void *ctx, uint64_t by);
+    /* Answers a peer_request of member `from` (a reader thread; it may
+     * block): 0 with *out (malloc'd or NULL, the transport frees it), or -1
+     * to answer "not answered" (the asker gets PEER_ERR_REFUSED). */
+    int (*on_request)(void *ctx, uint64_t from, uint8_t kind, const uint8_t *data, size_t len, uint8_t **out,
+                      size_t *out_len);
     void *ctx;
 } peer_config_t;
 
@@ -100,6 +113,10 @@ void peer_stop(peer_transport_t *t);
 /* Adds a peer or replaces its URLs (connections are made lazily, to the
  * first URL that answers). */
 int peer_add(peer_transport_t *t, uint64_t id, const char *const *urls, size_t n);
+/* id was removed from the cluster: its sender writes what is queued and
+ * exits, its inbound connections close, and from now on its HELLOs are
+ * answered with status REMOVED (it hears PEER_ERR_REMOVED, on_removed), as
+ * etcd's peers answer a removed member. A later peer_add of id lets it in again. */
 void peer_remove(peer_transport_t *t, uint64_t id);
 /* Learned after start by a joining member. */
 void peer_set_cluster_id(peer_transport_t *t, uint64_t cluster_id);
@@ -129,6 +146,19 @@ int peer_listen_port(const peer_transport_t *t, size_t i);
  * on_members_request) and its cluster id. *out is malloc'd (caller frees). */
 int peer_fetch_members(const peer_tls_t *tls, const char *const *urls, size_t n, unsigned timeout_ms,
                        uint64_t *cluster_id, uint8_t **out, size_t *out_len, char *err, size_t errlen);
+
+/* Blocking: sends member `to` one request of the member layer (kind and
+ * bytes are the caller's) on a connection of its own, to each of the
+ * peer's URLs in turn until one answers, and waits for the answer (the
+ * other side's on_request) up to timeout_ms per URL. cancel_fd >= 0: the
+ * call gives up (PEER_ERR_IO) as soon as it becomes readable. *out is
+ * malloc'd (caller frees; NULL for an empty answer). PEER_ERR_UNKNOWN (no
+ * such peer), PEER_ERR_IO / PEER_ERR_TIMEOUT / PEER_ERR_MISMATCH (no URL
+ * answered), PEER_ERR_REFUSED (the other side did not answer this kind).
+ * The caller makes sure the call has returned before peer_stop(t). */
+int peer_request(peer_transport_t *t, uint64_t to, uint8_t kind, const void *req, size_t len,
+                 unsigned timeout_ms, int cancel_fd, uint8_t **out, size_t *out_len, char *err,
+                 size_t errlen);
 
 /* The wire encoding of a Raft message, exposed for tests and fuzzing.
  * peer_encode_raft: malloc'd buffer; peer_decode_raft: every length and

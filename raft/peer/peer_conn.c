@@ -16,6 +16,7 @@
 #include <wolfssl/wolfcrypt/ecc.h>
 
 #include "peer_internal.h"
+#include "tls_crl.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -39,6 +40,7 @@ struct peer_tls_ctx {
     int server;
     int verify; /* the other side's certificate is verified against the trusted CA */
     char *allowed_cn, *allowed_hostname;
+    tls_crl_t *crl; /* --peer-crl-file (the verify callback's context), or NULL */
 };
 
 struct peer_conn {
@@ -278,22 +280,6 @@ static int dial_tcp(const peer_url_t *u, unsigned timeout_ms, int wake_fd, char 
 static pthread_once_t tls_once = PTHREAD_ONCE_INIT;
 static void tls_global_init(void) { wolfSSL_Init(); }
 
-/* As tls.c: a chain whose issuer has no CRL loaded is not refused for that
- * (etcd only looks for the serials in the CRL). */
-static int verify_cb(int preverify, WOLFSSL_X509_STORE_CTX *store) {
-    if (preverify) return 1;
-    return wolfSSL_X509_STORE_CTX_get_error(store) == CRL_MISSING;
-}
-
-static int crl_file_type(const char *path) {
-    char head[11] = {0};
-    FILE *f = fopen(path, "rb");
-    if (!f) return WOLFSSL_FILETYPE_PEM;
-    size_t n = fread(head, 1, sizeof head - 1, f);
-    fclose(f);
-    return n == 10 && memcmp(head, "-----BEGIN", 10) == 0 ? WOLFSSL_FILETYPE_PEM : WOLFSSL_FILETYPE_ASN1;
-}
-
 static int load_identity(WOLFSSL_CTX *ctx, const peer_tls_t *t, char *err, size_t errlen) {
     if (wolfSSL_CTX_use_certificate_chain_file(ctx, t->cert_file) != WOLFSSL_SUCCESS) {
         snprintf(err, errlen, "cannot load peer certificate %s", t->cert_file);
@@ -325,13 +311,15 @@ static int setup_server(WOLFSSL_CTX *ctx, const peer_tls_t *t, peer_tls_ctx_t *c
     }
     c->verify = 1;
     wolfSSL_CTX_set_verify(ctx, WOLFSSL_VERIFY_PEER | WOLFSSL_VERIFY_FAIL_IF_NO_PEER_CERT,
-                           t->crl_file ? verify_cb : NULL);
+                           t->crl_file ? tls_crl_verify_cb : NULL);
     if (t->crl_file) {
-        if (wolfSSL_CTX_EnableCRL(ctx, WOLFSSL_CRL_CHECKALL) != WOLFSSL_SUCCESS ||
-            wolfSSL_CTX_LoadCRLFile(ctx, t->crl_file, crl_file_type(t->crl_file)) != WOLFSSL_SUCCESS) {
-            snprintf(err, errlen, "cannot load peer CRL %s", t->crl_file);
+        char why[96];
+        c->crl = tls_crl_load(t->crl_file, why, sizeof why);
+        if (!c->crl) {
+            snprintf(err, errlen, "cannot load peer CRL %s: %s", t->crl_file, why);
             return -1;
         }
+        wolfSSL_CTX_SetCertCbCtx(ctx, c->crl);
     }
     return 0;
 }
@@ -378,6 +366,7 @@ fail:
 void peer_tls_ctx_free(peer_tls_ctx_t *c) {
     if (!c) return;
     if (c->ctx) wolfSSL_CTX_free(c->ctx);
+    tls_crl_unref(c->crl);
     free(c->allowed_cn);
     free(c->allowed_hostname);
     free(c);
@@ -442,7 +431,34 @@ void peer_conn_set_timeouts(peer_conn_t *c, unsigned recv_ms, unsigned send_ms) 
     set_timeout(c->fd, SO_SNDTIMEO, send_ms);
 }
 
+/* Go's names of the fatal alerts a TLS peer sends when it refuses us
+ * (crypto/tls alert.go), for its "remote error: tls: ..." text. */
+static const char *alert_name(int code) {
+    switch (code) {
+    case 40: return "handshake failure";
+    case 42: return "bad certificate";
+    case 43: return "unsupported certificate";
+    case 44: return "revoked certificate";
+    case 45: return "expired certificate";
+    case 46: return "unknown certificate";
+    case 48: return "unknown certificate authority";
+    case 70: return "protocol version not supported";
+    case 116: return "certificate required";
+    default: return NULL;
+    }
+}
+
 static void tls_error(WOLFSSL *ssl, int ret, const char *what, char *err, size_t errlen) {
+    WOLFSSL_ALERT_HISTORY h;
+    memset(&h, 0, sizeof h);
+    const char *alert =
+        wolfSSL_get_alert_history(ssl, &h) == WOLFSSL_SUCCESS && h.last_rx.level == alert_fatal
+            ? alert_name(h.last_rx.code)
+            : NULL;
+    if (alert) {
+        snprintf(err, errlen, "remote error: tls: %s", alert);
+        return;
+    }
     int e = wolfSSL_get_error(ssl, ret);
     char buf[WOLFSSL_MAX_ERROR_SZ];
     wolfSSL_ERR_error_string_n((unsigned long)e, buf, sizeof buf);
@@ -488,8 +504,8 @@ int peer_conn_client_tls(peer_conn_t *c, const peer_url_t *u, peer_tls_ctx_t *ct
         snprintf(err, errlen, "no TLS context for a TLS peer URL");
         return PEER_ERR_IO;
     }
-    return start_tls(c, ctx, u->family == PEER_URL_TCP ? u->host : NULL, err, errlen) == 0 ? PEER_OK
-                                                                                           : PEER_ERR_IO;
+    int rc = start_tls(c, ctx, u->family == PEER_URL_TCP ? u->host : NULL, err, errlen);
+    return rc == 0 ? PEER_OK : rc == -2 ? PEER_ERR_REFUSED : PEER_ERR_IO;
 }
 
 peer_conn_t *peer_conn_wrap(int fd, unsigned timeout_ms) {
@@ -509,6 +525,38 @@ int peer_conn_server_tls(peer_conn_t *c, peer_tls_ctx_t *ctx, char *err, size_t 
 }
 
 int peer_conn_fd(const peer_conn_t *c) { return c->fd; }
+
+void peer_conn_remote(const peer_conn_t *c, char *out, size_t cap) {
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof ss;
+    char host[INET6_ADDRSTRLEN] = "";
+    snprintf(out, cap, "unix");
+    if (getpeername(c->fd, (struct sockaddr *)&ss, &len) != 0) return;
+    if (ss.ss_family == AF_INET) {
+        const struct sockaddr_in *a = (const struct sockaddr_in *)&ss;
+        inet_ntop(AF_INET, &a->sin_addr, host, sizeof host);
+        snprintf(out, cap, "%s:%u", host, ntohs(a->sin_port));
+    } else if (ss.ss_family == AF_INET6) {
+        const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)&ss;
+        inet_ntop(AF_INET6, &a->sin6_addr, host, sizeof host);
+        snprintf(out, cap, "[%s]:%u", host, ntohs(a->sin6_port));
+    }
+}
+
+int peer_conn_wait_readable(peer_conn_t *c, unsigned timeout_ms, int cancel_fd) {
+    if (c->rpos < c->rlen || (c->ssl && wolfSSL_pending(c->ssl) > 0)) return PEER_OK;
+    uint64_t deadline = now_ms() + timeout_ms;
+    for (;;) {
+        struct pollfd p[2] = {{c->fd, POLLIN, 0}, {cancel_fd, POLLIN, 0}};
+        uint64_t now = now_ms();
+        if (now >= deadline) return PEER_ERR_TIMEOUT;
+        int n = poll(p, cancel_fd >= 0 ? 2 : 1, (int)(deadline - now));
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0) return PEER_ERR_IO;
+        if (cancel_fd >= 0 && (p[1].revents & POLLIN)) return PEER_ERR_IO;
+        if (p[0].revents) return PEER_OK;
+    }
+}
 
 void peer_conn_shutdown(peer_conn_t *c) {
     if (c && c->fd >= 0) shutdown(c->fd, SHUT_RDWR);

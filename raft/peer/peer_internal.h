@@ -26,10 +26,12 @@ enum {
     PEER_F_SNAP_END = 6,   /* u64 total bytes, u32 crc32c of all of them */
     PEER_F_SNAP_ACK = 7,   /* u8 ok: the receiver's verdict */
     PEER_F_MEMBERS = 8,    /* u8 status, u64 cluster id, the member list */
+    PEER_F_REQUEST = 9,    /* u8 request kind, the member layer's request bytes */
+    PEER_F_RESPONSE = 10,  /* u8 status (0 answered, 1 not), the member layer's answer */
 };
 
 /* What a connection is for (HELLO purpose). */
-enum { PEER_P_STREAM = 1, PEER_P_SNAPSHOT = 2, PEER_P_MEMBERS = 3 };
+enum { PEER_P_STREAM = 1, PEER_P_SNAPSHOT = 2, PEER_P_MEMBERS = 3, PEER_P_REQUEST = 4 };
 
 /* HELLO status (the acceptor's answer). */
 enum {
@@ -38,7 +40,8 @@ enum {
     PEER_H_WRONG_TO = 2,
     PEER_H_VERSION = 3,
     PEER_H_PURPOSE = 4,
-    PEER_H_BAD_CERT = 5, /* the certificate failed --peer-cert-allowed-cn/-hostname */
+    PEER_H_BAD_CERT = 5, /* the certificate failed --peer-cert-allowed-cn/-hostname (either side's HELLO) */
+    PEER_H_REMOVED = 6,  /* the dialer was removed from the cluster (peer_remove) */
 };
 
 typedef struct peer_hello {
@@ -106,17 +109,26 @@ int peer_socket_port(int fd);
 /* Connects to u within timeout_ms (abandoned early when wake_fd, if >= 0,
  * becomes readable); I/O timeouts are timeout_ms until changed. NULL with err. */
 peer_conn_t *peer_conn_dial(const peer_url_t *u, unsigned timeout_ms, int wake_fd, char *err, size_t errlen);
-/* The dialer's TLS handshake (u: https/unixs), with the certificate checks. */
+/* The dialer's TLS handshake (u: https/unixs), with the certificate checks:
+ * PEER_ERR_REFUSED when our checks refuse the server's verified certificate
+ * (--peer-cert-allowed-cn/-hostname, the URL's host), PEER_ERR_IO for any
+ * other failure (a refusing peer's fatal alert: "remote error: tls: ..."). */
 int peer_conn_client_tls(peer_conn_t *c, const peer_url_t *u, peer_tls_ctx_t *ctx, char *err, size_t errlen);
 /* Wraps an accepted socket (takes fd; closed on failure too). */
 peer_conn_t *peer_conn_wrap(int fd, unsigned timeout_ms);
-/* The listener's TLS handshake and certificate checks. */
+/* The listener's TLS handshake and certificate checks (PEER_ERR_REFUSED:
+ * the allowed CN/hostname refuses the client's certificate). */
 int peer_conn_server_tls(peer_conn_t *c, peer_tls_ctx_t *ctx, char *err, size_t errlen);
 /* I/O timeouts for blocking reads and writes (0: none). */
 void peer_conn_set_timeouts(peer_conn_t *c, unsigned recv_ms, unsigned send_ms);
 int peer_conn_write(peer_conn_t *c, const void *p, size_t n); /* 0 or PEER_ERR_IO */
 int peer_conn_read(peer_conn_t *c, void *p, size_t n);        /* exactly n: 0, PEER_ERR_IO */
 int peer_conn_fd(const peer_conn_t *c);
+/* The other end's address for a log line: "IP:port", "[IPv6]:port" or "unix". */
+void peer_conn_remote(const peer_conn_t *c, char *out, size_t cap);
+/* Waits until c has bytes to read (PEER_OK), timeout_ms passed
+ * (PEER_ERR_TIMEOUT) or cancel_fd (if >= 0) became readable (PEER_ERR_IO). */
+int peer_conn_wait_readable(peer_conn_t *c, unsigned timeout_ms, int cancel_fd);
 /* Wakes a thread blocked in I/O on c (any thread; c must stay allocated). */
 void peer_conn_shutdown(peer_conn_t *c);
 void peer_conn_free(peer_conn_t *c);
@@ -181,6 +193,14 @@ typedef struct peer_node {
     void (*snap_done)(void *read_ctx, uint64_t to, int ok);
 } peer_node_t;
 
+/* Rejected inbound connections already logged (peer_listen.c). */
+#define PEER_REJECT_LOG_SLOTS 8
+#define PEER_REJECT_LOG_MS 10000
+typedef struct peer_reject_log {
+    uint32_t key;   /* crc32c of the remote host and the reason */
+    uint64_t at_ms; /* when it was last logged (0: free) */
+} peer_reject_log_t;
+
 typedef struct peer_reader {
     struct peer_transport *t;
     int used, done, tls;
@@ -210,6 +230,10 @@ struct peer_transport {
     peer_node_t *peers, *graveyard;
     peer_reader_t readers[PEER_MAX_READERS];
     uint64_t refused_conns; /* inbound connections over the reader bound */
+    peer_reject_log_t reject_log[PEER_REJECT_LOG_SLOTS];
+    uint64_t *removed; /* ids given to peer_remove (and not added again): their HELLOs are refused */
+    size_t n_removed, cap_removed;
+    atomic_int removed_reported; /* on_removed was called */
 };
 
 uint64_t peer_now_ms(void);
@@ -224,10 +248,20 @@ int peer_dial(peer_transport_t *t, peer_node_t *p, int purpose, peer_conn_t **sl
 /* HELLO from the dialing side: sends ours, reads and checks the answer. */
 int peer_hello_client(peer_conn_t *c, uint8_t purpose, uint64_t from, uint64_t to, uint64_t cluster,
                       uint64_t *their_cluster);
+/* The dialer's answer to a certificate its checks refused: a HELLO with
+ * status BAD_CERT, where Go's TLS stack sends a bad_certificate alert (the
+ * listener logs "remote error: tls: bad certificate"); then close. */
+void peer_hello_refuse(peer_conn_t *c, uint8_t purpose, uint64_t from, uint64_t to);
 /* Counts a frame received from id (bad: failed checksum or decoding). */
 void peer_count_received(peer_transport_t *t, uint64_t id, size_t bytes, int bad);
 
+/* Whether id was removed (peer_remove); takes t->lock (_locked: held). */
+int peer_is_removed(peer_transport_t *t, uint64_t id);
+int peer_is_removed_locked(const peer_transport_t *t, uint64_t id);
+
 /* peer_listen.c */
+/* Shuts down every inbound connection from id (t->lock held). */
+void peer_readers_close_from(peer_transport_t *t, uint64_t id);
 int peer_listener_start(peer_transport_t *t, char *err, size_t errlen);
 void peer_listener_stop(peer_transport_t *t);
 void peer_readers_stop(peer_transport_t *t);

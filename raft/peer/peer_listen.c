@@ -9,9 +9,12 @@
  * serves the connection's purpose: a stream of RAFT/APP frames (on_raft,
  * on_app; a newer stream from the same member replaces an older one), one
  * incoming snapshot (on_snapshot_begin/chunk/end, chunk by chunk, checked
- * against the stream's crc32c at the end, answered with SNAP_ACK), or one
- * member list request (on_members_request). A frame that fails its checksum
+ * against the stream's crc32c at the end, answered with SNAP_ACK), one
+ * member list request (on_members_request), or one request of the member
+ * layer (on_request, answered with one RESPONSE frame). A frame that fails its checksum
  * or decoding closes the connection and is counted in the sender's stats.
+ * A connection refused in TLS or HELLO is logged as etcd logs it ("rejected
+ * connection from ..."), rate-limited per remote host and reason.
  */
 #include "peer_internal.h"
 
@@ -31,11 +34,15 @@
 /* What the acceptor answers to a HELLO. */
 static uint8_t hello_verdict(peer_transport_t *t, const peer_hello_t *h) {
     if (h->version != PEER_VERSION) return PEER_H_VERSION;
-    if (h->purpose < PEER_P_STREAM || h->purpose > PEER_P_MEMBERS) return PEER_H_PURPOSE;
+    if (h->purpose < PEER_P_STREAM || h->purpose > PEER_P_REQUEST) return PEER_H_PURPOSE;
     if (h->purpose != PEER_P_MEMBERS && (h->from == 0 || h->to != t->self_id)) return PEER_H_WRONG_TO;
-    return peer_cluster_check(t, h->cluster_id) == PEER_OK ? PEER_H_OK : PEER_H_MISMATCH;
+    if (peer_cluster_check(t, h->cluster_id) != PEER_OK) return PEER_H_MISMATCH;
+    if (h->purpose != PEER_P_MEMBERS && peer_is_removed(t, h->from)) return PEER_H_REMOVED;
+    return PEER_H_OK;
 }
 
+/* Reads the dialer's HELLO and answers it. PEER_ERR_REFUSED: the dialer
+ * refused our certificate (its HELLO says BAD_CERT; nothing is answered). */
 static int hello_server(peer_transport_t *t, peer_conn_t *c, peer_hello_t *h, int cert_refused) {
     uint8_t kind, *in = NULL, out[PEER_HELLO_LEN];
     size_t cap = 0, len;
@@ -44,11 +51,14 @@ static int hello_server(peer_transport_t *t, peer_conn_t *c, peer_hello_t *h, in
         rc = PEER_ERR_INVALID;
     free(in);
     if (rc != PEER_OK) return rc;
+    if (h->status == PEER_H_BAD_CERT) return PEER_ERR_REFUSED;
     uint8_t status = cert_refused ? PEER_H_BAD_CERT : hello_verdict(t, h);
     peer_hello_t reply = {PEER_VERSION, h->purpose, status, atomic_load(&t->cluster_id), t->self_id, h->from};
     peer_hello_encode(&reply, out);
     if (peer_conn_write_frame(c, PEER_F_HELLO, out, sizeof out) != PEER_OK) return PEER_ERR_IO;
-    return status == PEER_H_OK ? PEER_OK : (status == PEER_H_MISMATCH ? PEER_ERR_MISMATCH : PEER_ERR_INVALID);
+    if (status == PEER_H_OK) return PEER_OK;
+    if (status == PEER_H_MISMATCH) return PEER_ERR_MISMATCH;
+    return status == PEER_H_REMOVED ? PEER_ERR_REMOVED : PEER_ERR_INVALID;
 }
 
 /* One RAFT or APP frame of a stream from `from`. */
@@ -86,6 +96,13 @@ static void replace_streams(peer_transport_t *t, peer_reader_t *self) {
             peer_conn_shutdown(r->conn);
     }
     pthread_mutex_unlock(&t->lock);
+}
+
+void peer_readers_close_from(peer_transport_t *t, uint64_t id) {
+    for (int i = 0; i < PEER_MAX_READERS; i++) {
+        peer_reader_t *r = &t->readers[i];
+        if (r->used && !r->done && r->purpose != PEER_P_MEMBERS && r->from == id) peer_conn_shutdown(r->conn);
+    }
 }
 
 static void serve_stream(peer_transport_t *t, peer_conn_t *c, uint64_t from) {
@@ -178,32 +195,111 @@ static void serve_members(peer_transport_t *t, peer_conn_t *c) {
     free(list);
 }
 
+/* A refused connection, in etcd's words (embed: "rejected connection from
+ * "IP:port" (error "...")"), at most once per REJECT_LOG_MS for the same
+ * remote host and reason (a refused peer redials every second or so). */
+static void log_rejected(peer_transport_t *t, peer_conn_t *c, const char *why) {
+    char from[80];
+    peer_conn_remote(c, from, sizeof from);
+    char *port = strrchr(from, ':');
+    uint32_t key = crc32c(0, (const uint8_t *)from, port ? (size_t)(port - from) : strlen(from));
+    key = crc32c(key, (const uint8_t *)why, strlen(why));
+    uint64_t now = peer_now_ms();
+    int log = 1;
+    pthread_mutex_lock(&t->lock);
+    peer_reject_log_t *slot = &t->reject_log[0];
+    for (int i = 0; i < PEER_REJECT_LOG_SLOTS; i++) {
+        peer_reject_log_t *e = &t->reject_log[i];
+        if (e->at_ms && e->key == key) {
+            slot = e;
+            log = now - e->at_ms >= PEER_REJECT_LOG_MS;
+            break;
+        }
+        if (e->at_ms < slot->at_ms) slot = e; /* else the oldest entry goes */
+    }
+    if (log) *slot = (peer_reject_log_t){key, now};
+    pthread_mutex_unlock(&t->lock);
+    if (log) fprintf(stderr, "peer: rejected connection from \"%s\" (error \"%s\")\n", from, why);
+}
+
+/* TLS, then HELLO. A certificate the TLS handshake verified but
+ * --peer-cert-allowed-cn (or -hostname) refuses: the dialer is told so in
+ * the HELLO answer, where etcd's TLS stack sends a bad_certificate alert;
+ * likewise the dialer's HELLO says when it refused ours. */
+static int handshake(peer_transport_t *t, peer_reader_t *r, peer_conn_t *c, peer_hello_t *h) {
+    char err[256] = "";
+    int rc = r->tls ? peer_conn_server_tls(c, t->server_tls, err, sizeof err) : PEER_OK;
+    if (rc == PEER_ERR_IO) {
+        log_rejected(t, c, err);
+        return rc;
+    }
+    int refused = rc == PEER_ERR_REFUSED;
+    rc = hello_server(t, c, h, refused);
+    /* Both sides refusing: Go's dialer checks the listener's certificate
+     * before it shows its own, so etcd's listener logs the dialer's alert. */
+    if (rc == PEER_ERR_REFUSED)
+        log_rejected(t, c, "remote error: tls: bad certificate");
+    else if (refused)
+        log_rejected(t, c, err);
+    else if (rc == PEER_ERR_REMOVED) {
+        snprintf(err, sizeof err, "peer %016llx was removed from the cluster", (unsigned long long)h->from);
+        log_rejected(t, c, err);
+    }
+    return refused ? PEER_ERR_REFUSED : rc;
+}
+
+/* One REQUEST frame, answered with one RESPONSE frame. The handler may take
+ * a while (a hash of the whole store): the reads wait for the request and
+ * the dialer waits for the answer with its own timeout. */
+static void serve_request(peer_transport_t *t, peer_conn_t *c, uint64_t from) {
+    uint8_t kind, *buf = NULL, *answer = NULL;
+    size_t cap = 0, len, answer_len = 0;
+    int rc = peer_conn_read_frame(c, PEER_MAX_FRAME - 1, &kind, &buf, &cap, &len);
+    if (rc == PEER_OK && (kind != PEER_F_REQUEST || len < 1)) rc = PEER_ERR_INVALID;
+    if (rc == PEER_ERR_INVALID) peer_count_received(t, from, 0, 1);
+    if (rc != PEER_OK) {
+        free(buf);
+        return;
+    }
+    peer_count_received(t, from, PEER_FRAME_HEADER + len, 0);
+    int ok = t->cfg.on_request &&
+             t->cfg.on_request(t->cfg.ctx, from, buf[0], buf + 1, len - 1, &answer, &answer_len) == 0;
+    free(buf);
+    if (!ok) answer_len = 0;
+    uint8_t *p = malloc(1 + answer_len);
+    if (p) {
+        p[0] = ok ? 0 : 1;
+        if (answer_len) memcpy(p + 1, answer, answer_len);
+        peer_conn_write_frame(c, PEER_F_RESPONSE, p, 1 + answer_len);
+    }
+    free(p);
+    free(answer);
+}
+
 static void *reader_main(void *arg) {
     peer_reader_t *r = arg;
     peer_transport_t *t = r->t;
     peer_conn_t *c = r->conn;
-    char err[256] = "";
     peer_hello_t h;
-    int rc = r->tls ? peer_conn_server_tls(c, t->server_tls, err, sizeof err) : PEER_OK;
-    /* A certificate the TLS handshake verified but --peer-cert-allowed-cn
-     * (or -hostname) refuses: the dialer is told so in the HELLO answer,
-     * where etcd's TLS stack sends a bad_certificate alert. */
-    if (rc == PEER_OK || rc == PEER_ERR_REFUSED) {
-        int refused = rc == PEER_ERR_REFUSED;
-        rc = hello_server(t, c, &h, refused);
-        if (refused) rc = PEER_ERR_REFUSED;
-    }
+    int rc = handshake(t, r, c, &h);
     if (rc == PEER_OK) {
         pthread_mutex_lock(&t->lock);
         r->purpose = h.purpose;
         r->from = h.from;
         r->deadline_ms = 0;
+        /* removed between the HELLO check and here: peer_readers_close_from
+         * did not see this reader yet; it redials and hears REMOVED */
+        if (h.purpose != PEER_P_MEMBERS && peer_is_removed_locked(t, h.from)) rc = PEER_ERR_REMOVED;
         pthread_mutex_unlock(&t->lock);
+    }
+    if (rc == PEER_OK) {
         if (h.purpose == PEER_P_STREAM) {
             replace_streams(t, r);
             serve_stream(t, c, h.from);
         } else if (h.purpose == PEER_P_SNAPSHOT) {
             serve_snapshot(t, c, h.from);
+        } else if (h.purpose == PEER_P_REQUEST) {
+            serve_request(t, c, h.from);
         } else {
             serve_members(t, c);
         }

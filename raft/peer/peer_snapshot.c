@@ -152,6 +152,7 @@ static int fetch_one(const char *url, peer_tls_ctx_t **ctx, const peer_tls_t *tl
     peer_conn_t *c = peer_conn_dial(&u, timeout_ms, -1, err, errlen);
     if (!c) return PEER_ERR_IO;
     int rc = u.tls ? peer_conn_client_tls(c, &u, *ctx, err, errlen) : PEER_OK;
+    if (rc == PEER_ERR_REFUSED) peer_hello_refuse(c, PEER_P_MEMBERS, 0, 0);
     uint64_t cid = 0;
     if (rc == PEER_OK && (rc = peer_hello_client(c, PEER_P_MEMBERS, 0, 0, 0, &cid)) != PEER_OK)
         snprintf(err, errlen, "%s: peer handshake failed", url);

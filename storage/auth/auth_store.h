@@ -19,9 +19,9 @@
  * Passwords never reach this file in clear: the proposer hashes them and the
  * Raft entry carries the bcrypt hash in the request's password field
  * (kshim.proto has no hashed_password field; the field is only ever read here).
- * Permission checks that need an identity (admin for management requests)
- * are made by the proposer before proposing: kshim's request header does not
- * carry the user to the apply thread yet.
+ * Permission checks are made by the proposer before proposing and again at
+ * apply with the user and auth revision the entry's header carries
+ * (auth_request.h; auth_store_apply itself checks nothing of the caller).
  */
 #ifndef KSHIM_AUTH_STORE_H
 #define KSHIM_AUTH_STORE_H

@@ -11,6 +11,8 @@
  * with a put and LeaseGrant (etcd's applierV3Capped); while a CORRUPT alarm
  * is active, every Put, DeleteRange, Txn, Compaction, LeaseGrant and
  * LeaseRevoke (etcd's applierV3Corrupt). Reads are served either way.
+ * NOSPACE is raised by the quota (svc_maintenance.c), CORRUPT by the
+ * corruption checks (svc_corrupt.c).
  */
 #ifndef KSHIM_KV_ALARM_H
 #define KSHIM_KV_ALARM_H

@@ -11,6 +11,13 @@
  *   mvcc_compact_error=N the compactor's Nth batch fails as an I/O error:
  *                       the compactor stops and the member exits
  *                       (fail-stop); the batch wrote nothing.
+ *   mvcc_put_corrupt=N  the Nth key written by a Put after the store opened
+ *                       (mvcc_txn_put: a Put, a Txn's put, counted from 1)
+ *                       is stored with an altered value (its last byte's
+ *                       bit 0x20 flipped; an empty value becomes "!"), on
+ *                       this member only: its data diverges from the other
+ *                       members', which the corruption check
+ *                       (--experimental-corrupt-check-time, HashKV) finds.
  *   mvcc_snapshot_crash=N the process exits (_exit(86)) at the Nth crash
  *                       point of Raft snapshot imports and installs
  *                       (mvcc_snapshot.c): a crash test of the swap.

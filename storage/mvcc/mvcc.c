@@ -75,8 +75,8 @@ typedef struct group_rev {
 /* Entries committed but not yet written (apply thread only). */
 typedef struct mvcc_group {
     int active;               /* between mvcc_group_begin and _end */
-    leveldb_writebatch_t *wb; /* NULL while no entry joined */
-    size_t entries;           /* entries in wb */
+    leveldb_writebatch_t *wb; /* kept between groups (cleared), so it does not regrow each time */
+    size_t entries;           /* entries in wb; 0: no entry joined */
     size_t bytes;             /* approximate bytes in wb */
     mvcc_meta_t base;         /* the metadata LevelDB holds */
     kv_arena_t arena;         /* copies of the events' versions */
@@ -88,6 +88,9 @@ typedef struct mvcc_group {
 /* A group is written once it holds this much, even inside one Raft batch. */
 #define GROUP_MAX_EVENTS 8192
 #define GROUP_MAX_BYTES (16u << 20)
+/* A written group's batch is kept for the next one (cleared: its buffer
+ * stays allocated) up to this size; a larger one is freed. */
+#define GROUP_KEEP_BYTES (1u << 20)
 
 struct mvcc {
     leveldb_t *db;
@@ -100,6 +103,7 @@ struct mvcc {
     mvcc_meta_t meta; /* apply thread's copy, incl. the group */
     mvcc_group_t grp;
     failpoint_t fp_read;         /* mvcc_read_error */
+    failpoint_t fp_put_corrupt;  /* mvcc_put_corrupt */
     mvcc_compactor_t *compactor; /* physical compaction, its own thread */
     _Atomic int64_t rev;
     _Atomic int64_t compact_rev;
@@ -355,6 +359,21 @@ leveldb_t *mvcc_db(mvcc_t *m) { return m->db; }
 const char *mvcc_dir(const mvcc_t *m) { return m->dir; }
 
 void mvcc_arm_read_error(mvcc_t *m, uint64_t n) { failpoint_arm(&m->fp_read, n); }
+
+void mvcc_arm_put_corrupt(mvcc_t *m, uint64_t n) { failpoint_arm(&m->fp_put_corrupt, n); }
+
+/* The failpoint mvcc_put_corrupt: this member stores a value other than the
+ * one the entry carries (its last byte's bit 0x20 flipped, "v" -> "V"; an
+ * empty value becomes "!"), as a disk or a bug that corrupts data would. */
+static void corrupt_value(kv_arena_t *arena, ProtobufCBinaryData *v) {
+    fprintf(stderr, "mvcc: failpoint mvcc_put_corrupt: storing an altered value\n");
+    if (v->len == 0) {
+        v->data = kv_arena_dup(arena, (const uint8_t *)"!", 1);
+        v->len = 1;
+        return;
+    }
+    v->data[v->len - 1] ^= 0x20;
+}
 void mvcc_arm_compact_error(mvcc_t *m, uint64_t n) { mvcc_compactor_arm_error(m->compactor, n); }
 int mvcc_read_error_armed(mvcc_t *m) { return atomic_load(&m->fp_read.countdown) != 0; }
 
@@ -397,6 +416,7 @@ int mvcc_open(const char *dir, const mvcc_options_t *opts, mvcc_t **out, char *e
     pthread_mutex_init(&m->gate_mu, NULL);
     pthread_cond_init(&m->gate_cv, NULL);
     failpoint_arm(&m->fp_read, failpoint_parse(getenv(FAILPOINTS_ENV), "mvcc_read_error"));
+    failpoint_arm(&m->fp_put_corrupt, failpoint_parse(getenv(FAILPOINTS_ENV), "mvcc_put_corrupt"));
     /* A snapshot install cut short by a crash leaves the old or the new
      * store under dir and maybe a staged or old one beside it. */
     if (mvcc_snapshot_recover(dir, err, errlen) != 0 || db_open(m, err, errlen) != 0) {
@@ -467,6 +487,7 @@ void mvcc_close(mvcc_t *m) {
     if (!m) return;
     db_close(m);
     group_reset(m);
+    if (m->grp.wb) leveldb_writebatch_destroy(m->grp.wb);
     kv_arena_free(&m->grp.arena);
     free(m->grp.ov.events);
     free(m->grp.ov.idx);
@@ -1200,6 +1221,7 @@ int mvcc_txn_put(mvcc_txn_t *t, const uint8_t *key, size_t key_len, const uint8_
     kv->key.len = key_len;
     kv->value.data = kv_arena_dup(t->arena, val, val_len);
     kv->value.len = val_len;
+    if (failpoint_hit(&t->m->fp_put_corrupt)) corrupt_value(t->arena, &kv->value);
     kv->create_revision = prev ? prev->create_revision : rev;
     kv->version = prev ? prev->version + 1 : 1;
     kv->mod_revision = rev;
@@ -1244,8 +1266,12 @@ int64_t mvcc_txn_delete_range(mvcc_txn_t *t, const mvcc_range_t *r, mvcc_kv_list
 
 static void group_reset(mvcc_t *m) {
     mvcc_group_t *g = &m->grp;
-    if (g->wb) leveldb_writebatch_destroy(g->wb);
-    g->wb = NULL;
+    if (g->wb && g->bytes <= GROUP_KEEP_BYTES) {
+        leveldb_writebatch_clear(g->wb);
+    } else if (g->wb) {
+        leveldb_writebatch_destroy(g->wb);
+        g->wb = NULL;
+    }
     g->entries = 0;
     g->bytes = 0;
     g->ov.n_events = 0;
@@ -1258,8 +1284,8 @@ static void group_reset(mvcc_t *m) {
 /* One more entry joins the group (its first: the group's write batch). */
 static void group_join(mvcc_t *m) {
     mvcc_group_t *g = &m->grp;
-    if (!g->wb) {
-        g->wb = leveldb_writebatch_create();
+    if (!g->entries) {
+        if (!g->wb) g->wb = leveldb_writebatch_create();
         g->base = m->meta;
     }
     g->entries++;
@@ -1296,7 +1322,7 @@ void mvcc_group_begin(mvcc_t *m) { m->grp.active = 1; }
 
 int mvcc_group_flush(mvcc_t *m) {
     mvcc_group_t *g = &m->grp;
-    if (!g->wb) return MVCC_OK;
+    if (!g->entries) return MVCC_OK;
     meta_put(g->wb, &m->meta);
     int rc = db_write(m, g->wb, 1);
     if (rc != MVCC_OK) {
@@ -1320,7 +1346,7 @@ int mvcc_group_end(mvcc_t *m) {
 }
 
 void mvcc_group_abort(mvcc_t *m) {
-    if (m->grp.wb) m->meta = m->grp.base;
+    if (m->grp.entries) m->meta = m->grp.base;
     group_reset(m);
     m->grp.active = 0;
 }

@@ -275,6 +275,9 @@ int64_t mvcc_apply_revision(mvcc_t *m);
 /* Fault injection for tests: the nth LevelDB read from now fails with
  * MVCC_ERR_IO (the failpoint mvcc_read_error, storage/failpoint.h). */
 void mvcc_arm_read_error(mvcc_t *m, uint64_t n);
+/* Tests: the nth mvcc_txn_put from now stores an altered value (the
+ * failpoint mvcc_put_corrupt, failpoint.h). */
+void mvcc_arm_put_corrupt(mvcc_t *m, uint64_t n);
 /* Tests: the compactor's nth batch from now fails as an I/O error. */
 void mvcc_arm_compact_error(mvcc_t *m, uint64_t n);
 int mvcc_read_error_armed(mvcc_t *m); /* 1 until the armed read failed */
