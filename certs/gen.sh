@@ -8,7 +8,7 @@
 #
 # Usage:
 #   certs/gen.sh OUTDIR [--rsa] [--client NAME]... [--expired NAME]... [--other-ca]
-#                [--revoked NAME]... [--verbose]
+#                [--revoked NAME]... [--future NAME]... [--no-cn NAME]... [--verbose]
 #
 # Always ensured in OUTDIR (see certs/README.md):
 #   ca.crt ca.key                        dev CA, 10 years
@@ -26,6 +26,10 @@
 #   --revoked NAME   NAME.crt/NAME.key: client cert with CN=NAME from the dev CA,
 #                    and ca.crl (PEM, signed by the dev CA, 10 years) revoking
 #                    every --revoked cert (written only when ca.crl is missing)
+#   --future NAME    NAME.crt/NAME.key: client cert with CN=NAME from the dev CA,
+#                    valid only 2099-01-01..2099-12-31 (not yet valid)
+#   --no-cn NAME     NAME.crt/NAME.key: client cert from the dev CA whose subject
+#                    has no CN (O only) and whose only name is SAN DNS:NAME
 #   --rsa            new keys are RSA 2048 instead of ECDSA P-256 (KEY_TYPE=rsa too)
 #
 # Exit status is non-zero on any failure; nothing is printed unless
@@ -39,13 +43,15 @@ OUT=
 EXTRA_CLIENTS=()
 EXPIRED_CLIENTS=()
 REVOKED_CLIENTS=()
+FUTURE_CLIENTS=()
+NOCN_CLIENTS=()
 OTHER_CA=0
 
 die() { echo "certs/gen.sh: $*" >&2; exit 1; }
 say() { [ "$VERBOSE" = 1 ] && echo "certs/gen.sh: $*" >&2; true; }
 
 usage() {
-  echo "usage: certs/gen.sh OUTDIR [--rsa] [--client NAME]... [--expired NAME]... [--other-ca] [--revoked NAME]... [--verbose]" >&2
+  echo "usage: certs/gen.sh OUTDIR [--rsa] [--client NAME]... [--expired NAME]... [--other-ca] [--revoked NAME]... [--future NAME]... [--no-cn NAME]... [--verbose]" >&2
   exit 2
 }
 
@@ -58,6 +64,8 @@ parse_args() {
       --client) [ $# -ge 2 ] || usage; EXTRA_CLIENTS+=("$2"); shift ;;
       --expired) [ $# -ge 2 ] || usage; EXPIRED_CLIENTS+=("$2"); shift ;;
       --other-ca) OTHER_CA=1 ;;
+      --future) [ $# -ge 2 ] || usage; FUTURE_CLIENTS+=("$2"); shift ;;
+      --no-cn) [ $# -ge 2 ] || usage; NOCN_CLIENTS+=("$2"); shift ;;
       --revoked) [ $# -ge 2 ] || usage; REVOKED_CLIENTS+=("$2"); shift ;;
       -h|--help) usage ;;
       -*) echo "certs/gen.sh: unknown option $1" >&2; usage ;;
@@ -89,7 +97,8 @@ new_key() {
 random_serial() { echo "0x$(openssl rand -hex 16)"; }
 
 # ext_leaf KIND: the X.509v3 extension section for a leaf certificate.
-# KIND is "server" (server+peer: SANs, serverAuth+clientAuth) or "client".
+# KIND is "server" (server+peer: SANs, serverAuth+clientAuth), "client", or
+# "client-san:NAME" (a client cert whose one name is SAN DNS:NAME).
 ext_leaf() {
   local ku="digitalSignature"
   [ "$KEY_TYPE" = rsa ] && ku="digitalSignature,keyEncipherment"
@@ -104,6 +113,7 @@ ext_leaf() {
   else
     echo "extendedKeyUsage = clientAuth"
   fi
+  case "$1" in client-san:*) echo "subjectAltName = DNS:${1#client-san:}" ;; esac
 }
 
 # make_ca NAME CN: self-signed CA NAME.crt/NAME.key unless NAME.crt exists.
@@ -124,17 +134,19 @@ make_ca() {
 }
 
 # make_leaf CA NAME CN KIND [STARTDATE ENDDATE]: NAME.crt/NAME.key signed by
-# CA.crt/CA.key unless NAME.crt exists. With dates the cert is issued through
-# `openssl ca`, which (unlike `openssl x509` in OpenSSL 3.0) can set both ends
-# of the validity period, so it can be issued already expired.
+# CA.crt/CA.key unless NAME.crt exists (CN "" leaves the CN out of the
+# subject). With dates the cert is issued through `openssl ca`, which (unlike
+# `openssl x509` in OpenSSL 3.0) can set both ends of the validity period, so
+# it can be issued already expired or not yet valid.
 make_leaf() {
   local ca=$1 name=$2 cn=$3 kind=$4 start=${5:-} end=${6:-}
-  local crt="$OUT/$name.crt" key="$OUT/$name.key" tmp
+  local crt="$OUT/$name.crt" key="$OUT/$name.key" tmp subj="/O=kshim dev/CN=$cn"
   [ -e "$crt" ] && return 0
+  [ -n "$cn" ] || subj="/O=kshim dev"
   new_key "$key"
   tmp=$(mktemp -d "${TMPDIR:-/tmp}/kshim-certs.XXXXXX")
   ext_leaf "$kind" > "$tmp/ext.cnf"
-  if ! openssl req -new -key "$key" -subj "/O=kshim dev/CN=$cn" -out "$tmp/req.csr" 2>"$tmp/err"; then
+  if ! openssl req -new -key "$key" -subj "$subj" -out "$tmp/req.csr" 2>"$tmp/err"; then
     cat "$tmp/err" >&2; rm -rf "$tmp"; die "cannot create request for $crt"
   fi
   if [ -z "$start" ]; then
@@ -231,6 +243,12 @@ main() {
   done
   for n in "${REVOKED_CLIENTS[@]+"${REVOKED_CLIENTS[@]}"}"; do
     check_name "$n"; make_leaf ca "$n" "$n" client
+  done
+  for n in "${FUTURE_CLIENTS[@]+"${FUTURE_CLIENTS[@]}"}"; do
+    check_name "$n"; make_leaf ca "$n" "$n" client 20990101000000Z 20991231000000Z
+  done
+  for n in "${NOCN_CLIENTS[@]+"${NOCN_CLIENTS[@]}"}"; do
+    check_name "$n"; make_leaf ca "$n" "" "client-san:$n"
   done
   if [ ${#REVOKED_CLIENTS[@]} -gt 0 ]; then
     make_crl ca "${REVOKED_CLIENTS[@]}"

@@ -6,7 +6,8 @@ it runs a fixed list of RPCs (Range, Put, DeleteRange, Txn, Compact,
 Status, Defragment) with the identity's token in the gRPC "token" metadata
 and prints one line per RPC: the gRPC code and etcd's message, or OK with
 the header revision and a short summary. Run against real etcd and against
-the target; the transcripts must be identical.
+the target; the transcripts must be identical. (Channel, login and the
+outcome line are auth_lib.py's, shared with auth_hostile_client.py.)
 
     /usr/bin/python3 auth_matrix_client.py HOST:PORT > transcript
     ... HOST:PORT --tls CACERT CERT KEY --only IDENT,...   (mTLS runs)
@@ -22,35 +23,8 @@ import time
 import etcd3.etcdrpc as rpc
 import grpc
 
-
-def channel(target, tls):
-    if not tls:
-        return grpc.insecure_channel(target)
-    cacert, cert, key = (open(p, "rb").read() for p in tls)
-    creds = grpc.ssl_channel_credentials(cacert, key, cert)
-    return grpc.secure_channel(target, creds)
-
-
-def outcome(fn):
-    try:
-        resp = fn()
-    except grpc.RpcError as e:
-        return "%s %s" % (e.code().name, e.details())
-    rev = resp.header.revision if resp.HasField("header") else "-"
-    extra = ""
-    if hasattr(resp, "kvs") and hasattr(resp, "count"):
-        extra = " count=%d keys=%s" % (resp.count, ",".join(kv.key.decode() for kv in resp.kvs))
-    if hasattr(resp, "succeeded"):
-        extra = " succeeded=%s" % resp.succeeded
-    if hasattr(resp, "prev_kv") and resp.HasField("prev_kv"):
-        extra = " prev=%s" % resp.prev_kv.value.decode()
-    if hasattr(resp, "deleted"):
-        extra = " deleted=%d" % resp.deleted
-    if isinstance(resp, rpc.StatusResponse):
-        return "OK status"
-    if isinstance(resp, rpc.DefragmentResponse):
-        return "OK defragment"  # etcd 3.4 sends no header here; not an auth matter
-    return "OK rev=%s%s" % (rev, extra)
+import auth_lib
+from auth_lib import channel, outcome
 
 
 def put(k, v, prev=False):
@@ -192,7 +166,7 @@ def main():
     names = only or list(IDENTS)
 
     def login(user, pw):
-        return auth.Authenticate(rpc.AuthenticateRequest(name=user, password=pw), timeout=5).token
+        return auth_lib.login(auth, user, pw)
 
     expired = None
     if "expired" in names:

@@ -23,38 +23,13 @@
 # Ports: 25210 (etcd) / 25211 (target) plain, 25212 / 25213 TLS; peers +50.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
+source "$(dirname "$0")/auth_lib.sh"
 
 SRC=${KSHIM_SRC:-$(cd "$E2E_DIR/.." && pwd)}
 REF_PORT=25210
 TGT_PORT=25211
 REF_TLS=25212
 TGT_TLS=25213
-
-# setup PORT [etcdctl flags...]: users, roles, seed keys, auth on.
-setup() {
-    local port=$1
-    shift
-    local e=("$ETCDCTL" --endpoints "$port" --dial-timeout=2s --command-timeout=5s "$@")
-    local logf=$E2E_TMP/setup-${port##*:}.log
-    {
-        "${e[@]}" put /m/a a
-        "${e[@]}" put /m/p/a pa
-        "${e[@]}" put /x x
-        "${e[@]}" user add root:rootpw
-        "${e[@]}" user grant-role root root
-        for u in ro wo pfx; do "${e[@]}" user add "$u:${u}pw"; "${e[@]}" role add "$u"; done
-        "${e[@]}" role grant-permission ro read /m/ --prefix
-        "${e[@]}" role grant-permission wo write /m/ --prefix
-        "${e[@]}" role grant-permission pfx readwrite /m/p/ --prefix
-        for u in ro wo pfx; do "${e[@]}" user grant-role "$u" "$u"; done
-        "${e[@]}" user add kube-apiserver-etcd-client --no-password
-        "${e[@]}" role add kube
-        "${e[@]}" role grant-permission kube readwrite /registry /registry0
-        "${e[@]}" role grant-permission kube readwrite compact_rev_key
-        "${e[@]}" user grant-role kube-apiserver-etcd-client kube
-        "${e[@]}" auth enable
-    } >"$logf" 2>&1 || { tail -3 "$logf" >&2; return 1; }
-}
 
 matrix() {
     "$PY" "$E2E_DIR/auth_matrix_client.py" "$@" 2>&1
@@ -98,47 +73,9 @@ bash "$SRC/certs/gen.sh" "$CERTS" --client pfx --expired pfxold --other-ca ||
 TLSFLAGS=(--cert-file "$CERTS/server.crt" --key-file "$CERTS/server.key"
     --trusted-ca-file "$CERTS/ca.crt" --client-cert-auth)
 
-start_tls() { # NAME PORT KIND
-    local name=$1 port=$2 kind=$3 peer=$(($2 + 50))
-    ensure_port_free "$port"
-    local common=(--name "$name" --data-dir "$E2E_TMP/$name.data"
-        --listen-client-urls "https://127.0.0.1:$port"
-        --advertise-client-urls "https://127.0.0.1:$port" "${TLSFLAGS[@]}")
-    if [ "$kind" = etcd ]; then
-        ensure_port_free "$peer"
-        "$ETCD" "${common[@]}" --listen-peer-urls "http://127.0.0.1:$peer" \
-            --initial-advertise-peer-urls "http://127.0.0.1:$peer" \
-            --initial-cluster "$name=http://127.0.0.1:$peer" >>"$E2E_TMP/$name.log" 2>&1 &
-    else
-        "$KSHIMD" "${common[@]}" --bcrypt-cost 4 >>"$E2E_TMP/$name.log" 2>&1 &
-    fi
-    SERVER_PID=$!
-    E2E_PIDS+=("$SERVER_PID")
-}
-
-tctl() { # PORT CERTNAME args...
-    local port=$1 cert=$2
-    shift 2
-    "$ETCDCTL" --endpoints "https://127.0.0.1:$port" --cacert "$CERTS/ca.crt" \
-        --cert "$CERTS/$cert.crt" --key "$CERTS/$cert.key" \
-        --dial-timeout=2s --command-timeout=5s "$@"
-}
-
-wait_tls() { # PID PORT
-    local deadline=$((SECONDS + 20))
-    while [ $SECONDS -lt $deadline ]; do
-        kill -0 "$1" 2>/dev/null || return 1
-        tctl "$2" root endpoint health >/dev/null 2>&1 && return 0
-        sleep 0.2
-    done
-    return 1
-}
-
-TGT_KIND=kshimd
-[ "$KSHIM_E2E_TARGET" = etcd ] && TGT_KIND=etcd
 start_tls reftls "$REF_TLS" etcd
 REF_PID=$SERVER_PID
-start_tls tgttls "$TGT_TLS" "$TGT_KIND"
+start_tls tgttls "$TGT_TLS" "$(target_kind)"
 TGT_PID=$SERVER_PID
 wait_tls "$REF_PID" "$REF_TLS" || die "TLS etcd did not start"
 wait_tls "$TGT_PID" "$TGT_TLS" || die "TLS target did not start"

@@ -6,7 +6,8 @@
  * the openssl CLI in a temp dir (RS256/RS512/PS256/ES256/ES384/HS256):
  * issue/verify/expire, exact claims JSON, tokens from another key, verify-
  * only providers, key mismatch, public keys given as a certificate or a
- * PKCS#1 "RSA PUBLIC KEY" (as etcd accepts them), and a corpus of malformed or forged tokens
+ * PKCS#1 "RSA PUBLIC KEY" (as etcd accepts them), PS256 with any salt length
+ * (golang-jwt's PSSSaltLengthAuto), and a corpus of malformed or forged tokens
  * (HS256 tokens crafted here with wolfCrypt HMAC).
  */
 #include <errno.h>
@@ -391,6 +392,54 @@ static void test_jwt_ps256(void **s) {
     (void)s;
     jwt_round_trip("PS256", "rsa.pem", "rsa.pub", "rsa2.pem");
 }
+/* PS256 signed by the openssl CLI with salt length SALT ("0", "max",
+ * "digest"): golang-jwt verifies PSS with any salt length. */
+static char *pss_token(const char *salt) {
+    const char *header = "{\"alg\":\"PS256\",\"typ\":\"JWT\"}";
+    const char *claims = "{\"revision\":4,\"username\":\"pss\"}";
+    char input[256];
+    size_t n = auth_b64url_encode((const uint8_t *)header, strlen(header), input);
+    input[n++] = '.';
+    n += auth_b64url_encode((const uint8_t *)claims, strlen(claims), input + n);
+    char path[512];
+    snprintf(path, sizeof path, "%s/pss.in", tmpdir);
+    FILE *f = fopen(path, "wb");
+    assert_non_null(f);
+    assert_int_equal(fwrite(input, 1, n, f), n);
+    fclose(f);
+    sh("cd '%s' && openssl dgst -sha256 -sign rsa.pem -sigopt rsa_padding_mode:pss -sigopt rsa_pss_saltlen:%s"
+       " -out pss.sig pss.in",
+       tmpdir, salt);
+    snprintf(path, sizeof path, "%s/pss.sig", tmpdir);
+    f = fopen(path, "rb");
+    assert_non_null(f);
+    uint8_t sig[512];
+    size_t sig_len = fread(sig, 1, sizeof sig, f);
+    fclose(f);
+    char *tok = malloc(n + 1 + 4 * sig_len / 3 + 8);
+    memcpy(tok, input, n);
+    tok[n] = '.';
+    auth_b64url_encode(sig, sig_len, tok + n + 1);
+    return tok;
+}
+
+static void test_jwt_pss_any_salt(void **s) {
+    (void)s;
+    auth_token_t *t = provider("jwt,sign-method=PS256,priv-key=%s/rsa.pem", tmpdir);
+    const char *salts[] = {"digest", "0", "max", "7"};
+    for (size_t i = 0; i < sizeof salts / sizeof salts[0]; i++) {
+        char *tok = pss_token(salts[i]);
+        auth_token_info_t info;
+        assert_int_equal(auth_token_info(t, tok, 0, 1000, &info), 0);
+        assert_string_equal(info.user, "pss");
+        auth_token_info_clear(&info);
+        tok[strlen(tok) - 2] = tok[strlen(tok) - 2] == 'A' ? 'B' : 'A'; /* and never a broken one */
+        assert_int_equal(auth_token_info(t, tok, 0, 1000, &info), AUTH_TOKEN_EINVALID);
+        free(tok);
+    }
+    auth_token_free(t);
+}
+
 static void test_jwt_es256(void **s) {
     (void)s;
     jwt_round_trip("ES256", "ec.pem", "ec.pub", "ec2.pem");
@@ -461,11 +510,15 @@ static void test_jwt_corpus(void **state) {
         "{\"exp\":2000,\"revision\":3}",                        /* no username */
         "{\"exp\":2000,\"revision\":\"3\",\"username\":\"u\"}", /* revision a string */
         "{\"exp\":2000,\"username\":\"u\"}",                    /* no revision */
-        "{\"exp\":2000,\"revision\":-1,\"username\":\"u\"}",    /* negative revision */
         "{\"exp\":2000,\"revision\":3,\"username\":7}",         /* username a number */
         "{\"nbf\":1500,\"revision\":3,\"username\":\"u\"}",     /* not yet valid */
         "{\"iat\":1500,\"revision\":3,\"username\":\"u\"}",     /* issued in the future */
-        "{\"exp\":2000,\"revision\":3,\"username\":\"u\"} x",   /* trailing garbage */
+        "{\"exp\":1000.5,\"revision\":3,\"username\":\"u\"}",   /* exp counts whole seconds */
+        "{\"exp\":1e300,\"revision\":3,\"username\":\"u\"}",    /* Go: int64(1e300) is the past */
+        "{\"exp\":1e400,\"revision\":3,\"username\":\"u\"}",    /* Go: out of float64 range */
+        "{\"x\":[-1e999],\"revision\":3,\"username\":\"u\"}",   /* anywhere in the claims */
+        "{\"revision\":3,\"username\":\"u\\u0000x\"}",          /* not the user "u" */
+        "{\"revision\":3,\"username\\u0000\":\"u\"}",           /* not the member "username" */
         "{\"exp\":2000,\"revision\":3,\"username\":\"u\",}",    /* trailing comma */
         "{\"exp\":2000,\"revision\":03,\"username\":\"u\"}",    /* bad number */
         "{\"exp\":2000,\"revision\":3,\"username\":\"u\x01\"}", /* control char */
@@ -481,14 +534,32 @@ static void test_jwt_corpus(void **state) {
         assert_null(info.user);
         free(tok);
     }
+    /* accepted as golang-jwt and etcd's uint64(float64) take them */
+    const struct {
+        const char *claims;
+        uint64_t revision;
+    } claims_go[] = {
+        {"{\"exp\":2000,\"revision\":3,\"username\":\"u\"} x", 3}, /* Decoder reads one value */
+        {"{\"exp\":2000,\"revision\":-1,\"username\":\"u\"}", UINT64_MAX},
+        {"{\"exp\":2000,\"revision\":1e30,\"username\":\"u\"}", UINT64_C(1) << 63},
+        {"{\"exp\":2000,\"revision\":3.9,\"username\":\"u\"}", 3},
+        {"{\"iat\":1000.5,\"revision\":3,\"username\":\"u\"}", 3}, /* iat 1000 after truncation */
+        {"{\"nbf\":1e300,\"revision\":3,\"username\":\"u\"}", 3},
+        {"{\"exp\":1001.5,\"nbf\":-5.5,\"revision\":3,\"username\":\"u\"}", 3},
+    };
+    for (size_t i = 0; i < sizeof claims_go / sizeof claims_go[0]; i++) {
+        char *tok = hs256_token(H, claims_go[i].claims, "hmac-secret-key");
+        assert_int_equal(auth_token_info(t, tok, 0, now, &info), 0);
+        assert_true(info.revision == claims_go[i].revision);
+        auth_token_info_clear(&info);
+        free(tok);
+    }
     const char *headers_bad[] = {
-        "{\"alg\":\"none\",\"typ\":\"JWT\"}",
-        "{\"alg\":\"HS384\"}",
-        "{\"alg\":\"RS256\"}",
-        "{\"typ\":\"JWT\"}",
-        "{\"alg\":256}",
-        "{\"alg\":\"HS256\"",
-        "not json",
+        "{\"alg\":\"HS256\"} x", /* json.Unmarshal: nothing after the value */
+        "{\"alg\":\"HS256\\u0000\"}", "{\"alg\":\"none\",\"typ\":\"JWT\"}",
+        "{\"alg\":\"HS384\"}",        "{\"alg\":\"RS256\"}",
+        "{\"typ\":\"JWT\"}",          "{\"alg\":256}",
+        "{\"alg\":\"HS256\"",         "not json",
     };
     const char *good_claims = "{\"exp\":2000,\"revision\":3,\"username\":\"u\"}";
     for (size_t i = 0; i < sizeof headers_bad / sizeof headers_bad[0]; i++) {
@@ -550,17 +621,12 @@ static void test_b64url(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_duration),
-        cmocka_unit_test(test_b64url),
-        cmocka_unit_test(test_opts),
-        cmocka_unit_test(test_simple),
-        cmocka_unit_test(test_jwt_rs256),
-        cmocka_unit_test(test_jwt_rs512),
-        cmocka_unit_test(test_jwt_ps256),
-        cmocka_unit_test(test_jwt_es256),
-        cmocka_unit_test(test_jwt_es256_pkcs8),
-        cmocka_unit_test(test_jwt_es384),
-        cmocka_unit_test(test_jwt_hs256),
+        cmocka_unit_test(test_duration),   cmocka_unit_test(test_b64url),
+        cmocka_unit_test(test_opts),       cmocka_unit_test(test_simple),
+        cmocka_unit_test(test_jwt_rs256),  cmocka_unit_test(test_jwt_rs512),
+        cmocka_unit_test(test_jwt_ps256),  cmocka_unit_test(test_jwt_pss_any_salt),
+        cmocka_unit_test(test_jwt_es256),  cmocka_unit_test(test_jwt_es256_pkcs8),
+        cmocka_unit_test(test_jwt_es384),  cmocka_unit_test(test_jwt_hs256),
         cmocka_unit_test(test_jwt_corpus),
     };
     return cmocka_run_group_tests(tests, make_keys, remove_keys);

@@ -243,6 +243,7 @@ typedef struct jfield {
     jtype_t type;
     double num;
     char *str;
+    bool has_nul; /* the string holds a \u0000 (str ends there) */
 } jfield_t;
 
 static void jskip_ws(jreader_t *r) {
@@ -288,8 +289,8 @@ static int jhex4(jreader_t *r, uint32_t *v) {
 }
 
 /* Reads a string at r->p (which is '"'). If out is not NULL, *out gets a
- * malloc'd NUL-terminated decoding. Returns 0 or -1. */
-static int jstring(jreader_t *r, char **out) {
+ * malloc'd NUL-terminated decoding and *out_len its length. Returns 0 or -1. */
+static int jstring(jreader_t *r, char **out, size_t *out_len) {
     if (r->p >= r->end || *r->p != '"') return -1;
     r->p++;
     size_t cap = (size_t)(r->end - r->p) + 1;
@@ -345,6 +346,7 @@ static int jstring(jreader_t *r, char **out) {
     if (buf) {
         buf[n] = 0;
         *out = buf;
+        *out_len = n;
     }
     return 0;
 fail:
@@ -380,6 +382,7 @@ static int jnumber(jreader_t *r, double *v) {
     memcpy(buf, s, (size_t)(p - s));
     buf[p - s] = 0;
     *v = strtod(buf, NULL);
+    if (isinf(*v)) return -1; /* Go: "cannot unmarshal number 1e400 into float64" */
     r->p = p;
     return 0;
 }
@@ -406,8 +409,9 @@ static int jcontainer(jreader_t *r, int depth, char close, bool is_object, jfiel
         if (is_object) {
             jskip_ws(r);
             char *name = NULL;
-            if (jstring(r, fields ? &name : NULL) != 0) return -1;
-            for (size_t i = 0; name && i < nfields; i++)
+            size_t name_len = 0;
+            if (jstring(r, fields ? &name : NULL, &name_len) != 0) return -1;
+            for (size_t i = 0; name && strlen(name) == name_len && i < nfields; i++)
                 if (strcmp(name, fields[i].name) == 0) target = &fields[i];
             free(name);
             jskip_ws(r);
@@ -434,9 +438,10 @@ static int jvalue(jreader_t *r, int depth, jfield_t *f) {
     int rc;
     double num = 0;
     char *str = NULL;
+    size_t str_len = 0;
     switch (*r->p) {
     case '"':
-        rc = jstring(r, f ? &str : NULL);
+        rc = jstring(r, f ? &str : NULL, &str_len);
         type = J_STRING;
         break;
     case '{': rc = jcontainer(r, depth, '}', true, NULL, 0); break;
@@ -455,18 +460,22 @@ static int jvalue(jreader_t *r, int depth, jfield_t *f) {
         f->type = type;
         f->num = num;
         f->str = str;
+        f->has_nul = str && strlen(str) != str_len;
     }
     return 0;
 }
 
-/* Parses a whole document that must be one object. */
-static int jparse_object(const char *s, size_t len, jfield_t *fields, size_t nfields) {
+/* Parses a document that must be one object: nothing may follow it but
+ * white space (json.Unmarshal, the JWT header), or anything may
+ * (json.Decoder.Decode, the JWT claims: golang-jwt never reads past the
+ * first value). */
+static int jparse_object(const char *s, size_t len, bool trailing_ok, jfield_t *fields, size_t nfields) {
     jreader_t r = {s, s + len};
     jskip_ws(&r);
     if (r.p >= r.end || *r.p != '{') return -1;
     if (jcontainer(&r, 0, '}', true, fields, nfields) != 0) return -1;
     jskip_ws(&r);
-    return r.p == r.end ? 0 : -1;
+    return r.p == r.end || trailing_ok ? 0 : -1;
 }
 
 static void jfields_free(jfield_t *fields, size_t n) {
@@ -963,6 +972,107 @@ static int jwt_sign(auth_token_t *t, const uint8_t *data, size_t len, uint8_t *s
     return -1;
 }
 
+/* The modulus of t's RSA key, big-endian without leading zeros; 0 on error. */
+static size_t rsa_modulus(auth_token_t *t, uint8_t n[JWT_SIG_MAX]) {
+    uint8_t e[16];
+    word32 elen = sizeof e, nlen = JWT_SIG_MAX;
+    if (wc_RsaFlattenPublicKey(&t->rsa, e, &elen, n, &nlen) != 0) return 0;
+    size_t skip = 0;
+    while (skip < nlen && n[skip] == 0) skip++;
+    memmove(n, n + skip, nlen - skip);
+    return nlen - skip;
+}
+
+/* s (k bytes, as N) reduced mod N in place, as Go 1.19's crypto/rsa does
+ * without a word (its verify raises s to e mod N, s >= N included);
+ * wolfCrypt refuses s >= N, so that one is reduced first. */
+static void rsa_reduce(uint8_t *s, const uint8_t *n, size_t k) {
+    for (int round = 0; round < 256 && memcmp(s, n, k) >= 0; round++) {
+        int borrow = 0;
+        for (size_t i = k; i-- > 0;) {
+            int d = s[i] - n[i] - borrow;
+            borrow = d < 0;
+            s[i] = (uint8_t)(d + (borrow ? 256 : 0));
+        }
+    }
+}
+
+/* MGF1 (RFC 8017 B.2.1) of seed XORed into db. */
+static int mgf1_xor(enum wc_HashType hash, const uint8_t *seed, size_t seed_len, uint8_t *db, size_t db_len) {
+    uint8_t in[WC_MAX_DIGEST_SIZE + 4], out[WC_MAX_DIGEST_SIZE];
+    int hl = wc_HashGetDigestSize(hash);
+    if (hl <= 0 || seed_len > WC_MAX_DIGEST_SIZE) return -1;
+    memcpy(in, seed, seed_len);
+    size_t done = 0;
+    for (uint32_t c = 0; done < db_len; c++) {
+        in[seed_len] = (uint8_t)(c >> 24);
+        in[seed_len + 1] = (uint8_t)(c >> 16);
+        in[seed_len + 2] = (uint8_t)(c >> 8);
+        in[seed_len + 3] = (uint8_t)c;
+        if (wc_Hash(hash, in, (word32)seed_len + 4, out, (word32)hl) != 0) return -1;
+        for (int i = 0; i < hl && done < db_len; i++) db[done++] ^= out[i];
+    }
+    return 0;
+}
+
+/* EMSA-PSS-VERIFY with the salt length read from the encoding, as Go's
+ * rsa.VerifyPSS with PSSSaltLengthAuto (golang-jwt's PS* VerifyOptions):
+ * em is emLen bytes of an emBits-bit encoding. */
+static bool pss_verify_auto(enum wc_HashType hash, const uint8_t *digest, size_t hlen, const uint8_t *em,
+                            size_t em_len, size_t em_bits) {
+    if (em_len < hlen + 2 || em[em_len - 1] != 0xbc) return false;
+    size_t db_len = em_len - hlen - 1;
+    uint8_t db[JWT_SIG_MAX];
+    memcpy(db, em, db_len);
+    const uint8_t *h = em + db_len;
+    uint8_t bit_mask = (uint8_t)(0xff >> (8 * em_len - em_bits));
+    if (em[0] & ~bit_mask) return false;
+    if (mgf1_xor(hash, h, hlen, db, db_len) != 0) return false;
+    db[0] &= bit_mask;
+    size_t ps_len = 0;
+    while (ps_len < db_len && db[ps_len] == 0) ps_len++;
+    if (ps_len == db_len || db[ps_len] != 0x01) return false;
+    size_t salt_len = db_len - ps_len - 1;
+    uint8_t mprime[8 + WC_MAX_DIGEST_SIZE + JWT_SIG_MAX];
+    memset(mprime, 0, 8);
+    memcpy(mprime + 8, digest, hlen);
+    memcpy(mprime + 8 + hlen, db + ps_len + 1, salt_len);
+    uint8_t h2[WC_MAX_DIGEST_SIZE];
+    if (wc_Hash(hash, mprime, (word32)(8 + hlen + salt_len), h2, (word32)hlen) != 0) return false;
+    return memcmp(h2, h, hlen) == 0;
+}
+
+/* RSA-PSS as golang-jwt verifies it (any salt length, s mod N). */
+static bool rsa_pss_verify(auth_token_t *t, const jwt_method_t *m, const uint8_t *digest, size_t dlen,
+                           const uint8_t *sig, size_t sig_len) {
+    uint8_t n[JWT_SIG_MAX], s[JWT_SIG_MAX], out[JWT_SIG_MAX];
+    size_t k = rsa_modulus(t, n);
+    if (k == 0 || sig_len != k) return false;
+    memcpy(s, sig, k);
+    rsa_reduce(s, n, k);
+    word32 out_len = sizeof out; /* wc_RsaDirect returns the length, leaves out_len */
+    int got = wc_RsaDirect(s, (word32)k, out, &out_len, &t->rsa, RSA_PUBLIC_DECRYPT, NULL);
+    if (got < 0 || (size_t)got != k) return false;
+    size_t mod_bits = 8 * k;
+    for (uint8_t top = n[0]; !(top & 0x80); top <<= 1) mod_bits--;
+    size_t em_bits = mod_bits - 1, em_len = (em_bits + 7) / 8;
+    for (size_t i = 0; i < k - em_len; i++) /* Go: m.BitLen() > emLen * 8 */
+        if (out[i] != 0) return false;
+    return pss_verify_auto(m->hash, digest, dlen, out + (k - em_len), em_len, em_bits);
+}
+
+/* RSA PKCS#1 v1.5, with s mod N as Go 1.19 takes it. */
+static bool rsa_pkcs1_verify(auth_token_t *t, const jwt_method_t *m, const uint8_t *data, size_t len,
+                             const uint8_t *sig, size_t sig_len) {
+    uint8_t n[JWT_SIG_MAX], s[JWT_SIG_MAX];
+    size_t k = rsa_modulus(t, n);
+    if (k == 0 || sig_len != k) return false;
+    memcpy(s, sig, k);
+    rsa_reduce(s, n, k);
+    return wc_SignatureVerify(m->hash, WC_SIGNATURE_TYPE_RSA_W_ENC, data, (word32)len, s, (word32)k, &t->rsa,
+                              sizeof t->rsa) == 0;
+}
+
 static bool jwt_verify_sig(auth_token_t *t, const uint8_t *data, size_t len, const uint8_t *sig,
                            size_t sig_len) {
     const jwt_method_t *m = t->method;
@@ -977,17 +1087,10 @@ static bool jwt_verify_sig(auth_token_t *t, const uint8_t *data, size_t len, con
         for (size_t i = 0; i < sig_len; i++) diff |= (uint8_t)(mac[i] ^ sig[i]);
         return diff == 0;
     }
-    case JWT_RSA:
-        return wc_SignatureVerify(m->hash, WC_SIGNATURE_TYPE_RSA_W_ENC, data, (word32)len, sig,
-                                  (word32)sig_len, &t->rsa, sizeof t->rsa) == 0;
-    case JWT_PSS: {
-        if (sig_len != (size_t)wc_RsaEncryptSize(&t->rsa)) return false;
+    case JWT_RSA: return rsa_pkcs1_verify(t, m, data, len, sig, sig_len);
+    case JWT_PSS:
         if (jwt_digest(m, data, len, digest, &dlen) != 0) return false;
-        uint8_t in[JWT_SIG_MAX], out[JWT_SIG_MAX];
-        memcpy(in, sig, sig_len);
-        return wc_RsaPSS_VerifyCheck(in, (word32)sig_len, out, sizeof out, digest, dlen, m->hash, m->mgf,
-                                     &t->rsa) > 0;
-    }
+        return rsa_pss_verify(t, m, digest, dlen, sig, sig_len);
     case JWT_ECDSA: {
         size_t n = (size_t)m->ec_bytes;
         if (sig_len != 2 * n) return false; /* golang-jwt: ErrECDSAVerification */
@@ -1053,16 +1156,42 @@ static uint8_t *segment_decode(const char *s, size_t len, size_t *out_len) {
     return buf;
 }
 
-/* golang-jwt MapClaims time checks: exp (now < exp), iat (now >= iat),
- * nbf (now >= nbf); absent or 0 passes; a non-number fails. */
+/* Go's int64(f) on amd64: out of range (and NaN) gives INT64_MIN. */
+static int64_t go_float_to_int64(double f) {
+    if (!(f >= -9223372036854775808.0 && f < 9223372036854775808.0)) return INT64_MIN;
+    return (int64_t)f;
+}
+
+/* Go's uint64(f) on amd64 (the compiler's two-range conversion: below 2^63
+ * through int64, else int64(f - 2^63) | 1 << 63, so 1e30 gives 2^63). */
+static uint64_t go_float_to_uint64(double f) {
+    if (f < 9223372036854775808.0) return (uint64_t)go_float_to_int64(f);
+    return (uint64_t)go_float_to_int64(f - 9223372036854775808.0) | UINT64_C(1) << 63;
+}
+
+/* A claim time as golang-jwt compares it: newNumericDateFromSeconds(f) =
+ * time.Unix(int64(whole), int64(frac * 1e9)) truncated to the second, as
+ * Go's internal seconds since year 1 (which wrap, as Go's addition does):
+ * a fraction never counts, 1e300 is far in the past. */
+static int64_t go_claim_seconds(double f) {
+    double whole;
+    double frac = modf(f, &whole);
+    uint64_t sec = (uint64_t)go_float_to_int64(whole);
+    if ((int64_t)(frac * 1e9) < 0) sec--; /* time.Unix borrows a second */
+    return (int64_t)(sec + UINT64_C(62135596800));
+}
+
+/* golang-jwt MapClaims time checks at now (whole seconds): exp (now before
+ * exp), iat and nbf (now not before them); absent or 0 passes; a
+ * non-number fails. */
 static bool claims_time_ok(const jfield_t *exp, const jfield_t *iat, const jfield_t *nbf, uint64_t now_ms) {
-    double now = (double)(now_ms / 1000);
+    int64_t now = go_claim_seconds((double)(now_ms / 1000));
     if (exp->type != J_ABSENT && exp->type != J_NUMBER) return false;
     if (iat->type != J_ABSENT && iat->type != J_NUMBER) return false;
     if (nbf->type != J_ABSENT && nbf->type != J_NUMBER) return false;
-    if (exp->type == J_NUMBER && exp->num != 0 && !(now < exp->num)) return false;
-    if (iat->type == J_NUMBER && iat->num != 0 && now < iat->num) return false;
-    if (nbf->type == J_NUMBER && nbf->num != 0 && now < nbf->num) return false;
+    if (exp->type == J_NUMBER && exp->num != 0 && !(now < go_claim_seconds(exp->num))) return false;
+    if (iat->type == J_NUMBER && iat->num != 0 && now < go_claim_seconds(iat->num)) return false;
+    if (nbf->type == J_NUMBER && nbf->num != 0 && now < go_claim_seconds(nbf->num)) return false;
     return true;
 }
 
@@ -1079,17 +1208,21 @@ static int jwt_info(auth_token_t *t, const char *token, uint64_t now_ms, auth_to
         {.name = "username"}, {.name = "revision"}, {.name = "exp"}, {.name = "iat"}, {.name = "nbf"}};
     int rc = AUTH_TOKEN_EINVALID;
     if (!header || !claims || !sig) goto out;
-    if (jparse_object((const char *)header, hlen, hf, 1) != 0 || hf[0].type != J_STRING) goto out;
+    if (jparse_object((const char *)header, hlen, false, hf, 1) != 0 || hf[0].type != J_STRING) goto out;
+    if (hf[0].has_nul) goto out; /* "RS256\u0000" is no method golang-jwt knows */
     if (strcmp(hf[0].str, t->method->alg) != 0) goto out;
-    if (jparse_object((const char *)claims, clen, cf, 5) != 0) goto out;
+    if (jparse_object((const char *)claims, clen, true, cf, 5) != 0) goto out;
     if (!jwt_verify_sig(t, (const uint8_t *)token, (size_t)(d2 - token), sig, slen)) goto out;
     if (!claims_time_ok(&cf[2], &cf[3], &cf[4], now_ms)) goto out;
     /* etcd: claims["username"].(string), claims["revision"].(float64) */
     if (cf[0].type != J_STRING || cf[1].type != J_NUMBER) goto out;
-    if (!(cf[1].num >= 0 && cf[1].num < 18446744073709551616.0)) goto out;
+    /* etcd would look up "root\u0000x" as itself (no such user); user names
+     * are C strings here, so such a token is refused rather than let it
+     * stand for "root". */
+    if (cf[0].has_nul) goto out;
     info->user = cf[0].str;
     cf[0].str = NULL;
-    info->revision = (uint64_t)cf[1].num;
+    info->revision = go_float_to_uint64(cf[1].num); /* etcd: uint64(claims["revision"].(float64)) */
     rc = 0;
 out:
     jfields_free(hf, 1);

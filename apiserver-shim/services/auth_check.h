@@ -5,10 +5,12 @@
  * checked again at apply (svc_auth_check_apply, storage/auth/auth_request.h)
  * with the identity the proposal carries.
  *
- * Identity (auth_identity): the "token" gRPC metadata when present (an
- * unknown, expired or forged token is Unauthenticated "etcdserver: invalid
- * auth token", even while auth is disabled, as etcd does), else the CN of
- * the verified client certificate when --client-cert-auth is on, else none.
+ * Identity (auth_identity): the "token" gRPC metadata (else "authorization",
+ * as etcd) when present (an unknown, expired or forged token is
+ * Unauthenticated "etcdserver: invalid auth token", even while auth is
+ * disabled, as etcd does), else the CN of the verified client certificate
+ * when --client-cert-auth is on ("" for one without a CN; not for requests
+ * carrying grpcgateway-accept), else none.
  *
  * Every check returns a grpc_status_t: GRPC_OK, or the etcd error with
  * *errmsg pointing at etcd's text (static storage). Typical use:
@@ -49,6 +51,10 @@ grpc_status_t auth_identity(server_t *s, grpc_call_t *call, auth_identity_t *id,
 grpc_status_t auth_check_range(server_t *s, grpc_call_t *call, const uint8_t *key, size_t key_len,
                                const uint8_t *end, size_t end_len, int want, const char **errmsg);
 
+/* Range: read on [key, end), then auth_check_read_revision. */
+grpc_status_t auth_check_range_read(server_t *s, grpc_call_t *call, const uint8_t *key, size_t key_len,
+                                    const uint8_t *end, size_t end_len, const char **errmsg);
+
 /* Put: write on key, plus read when prev_kv is asked. *who gets the
  * identity the check was made with (user "" and revision 0 when auth is
  * off and no token was sent): the proposal carries it, and the entry is
@@ -59,7 +65,8 @@ grpc_status_t auth_check_put(server_t *s, grpc_call_t *call, const Etcdserverpb_
 grpc_status_t auth_check_delete(server_t *s, grpc_call_t *call, const Etcdserverpb__DeleteRangeRequest *req,
                                 auth_identity_t *who, const char **errmsg);
 /* Txn: read for every compare, each op's permission in success and failure,
- * nested txns included. One refusal refuses the whole txn. */
+ * nested txns included. One refusal refuses the whole txn. A read-only txn
+ * then gets auth_check_read_revision. */
 grpc_status_t auth_check_txn(server_t *s, grpc_call_t *call, const Etcdserverpb__TxnRequest *req,
                              auth_identity_t *who, const char **errmsg);
 
@@ -73,6 +80,11 @@ grpc_status_t auth_check_admin(server_t *s, grpc_call_t *call, const char **errm
  * "auth: user name is empty", "auth: invalid auth token", ...). */
 grpc_status_t auth_check_admin_maintenance(server_t *s, grpc_call_t *call, const char **errmsg);
 
+/* auth_check_token with the error untranslated, as etcd 3.4's Alarm (a
+ * Raft request whose AuthInfoFromCtx error the maintenance server returns
+ * as is): Unknown "auth: invalid auth token". */
+grpc_status_t auth_check_token_maintenance(server_t *s, grpc_call_t *call, const char **errmsg);
+
 /* Only validates a token if one is sent (etcd's Compact and other requests
  * that carry the identity without checking it). */
 grpc_status_t auth_check_token(server_t *s, grpc_call_t *call, const char **errmsg);
@@ -82,6 +94,17 @@ grpc_status_t auth_check_token(server_t *s, grpc_call_t *call, const char **errm
 grpc_status_t auth_check_range_as(server_t *s, const auth_identity_t *id, const uint8_t *key, size_t key_len,
                                   const uint8_t *end, size_t end_len, int want, const char **errmsg);
 grpc_status_t auth_check_admin_as(server_t *s, const auth_identity_t *id, const char **errmsg);
+
+/* etcd's doSerialize() after a Range or read-only Txn: an identity issued
+ * at another auth revision than the current one (a JWT's "revision" claim,
+ * older or newer) is refused with "etcdserver: revision of auth store is
+ * old", after the permission checks passed. */
+grpc_status_t auth_check_read_revision(server_t *s, const auth_identity_t *id, const char **errmsg);
+
+/* A refused Watch create's cancel_reason as etcd 3.4 writes it: the gRPC
+ * error's text ("rpc error: code = PermissionDenied desc = etcdserver:
+ * permission denied"); errmsg is the refusal's message. */
+const char *auth_watch_cancel_reason(const char *errmsg);
 
 bool auth_is_enabled(server_t *s);
 

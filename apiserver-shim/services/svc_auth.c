@@ -303,6 +303,15 @@ static void issue_token(server_t *s, auth_job_t *j) {
     char *token = j->token;
     int rc = j->token_rc;
     j->token = NULL;
+    /* etcd checks the password, then proposes the Authenticate, which like
+     * every Raft request refuses a token in the metadata that is not valid */
+    const char *why = NULL;
+    grpc_status_t st = auth_check_token(s, call, &why);
+    if (st != GRPC_OK) {
+        free(token);
+        grpc_call_finish(call, st, why);
+        return;
+    }
     if (!token && rc == AUTH_TOKEN_OK) rc = assign_token(s, j->user, j->auth_rev, &token);
     if (rc != AUTH_TOKEN_OK) {
         free(token);

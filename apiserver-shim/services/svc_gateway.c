@@ -37,6 +37,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "auth_check.h"
 #include "grpc.h"
 #include "http1.h"
 #include "http_exchange.h"
@@ -426,7 +427,10 @@ static void start_request(gw_request_t *r) {
     const char *meta[] = {"token", token, NULL};
     r->in_flight = 1;
     s->gateway->in_flight++;
-    r->call = grpc_call_local_new(s->grpc, path, token ? meta : NULL, x->peer_cn, &gw_sink, r);
+    /* No client certificate identity: etcd's gateway is a gRPC client of its
+     * own server, whose auth ignores the CN of a request carrying
+     * grpcgateway-accept (or sees the gateway's own certificate). */
+    r->call = grpc_call_local_new(s->grpc, path, token ? meta : NULL, NULL, &gw_sink, r);
     if (!r->call) {
         char msg[300];
         snprintf(msg, sizeof msg, "unknown method %s for service %s", r->method->name,
@@ -465,10 +469,25 @@ static int serve_metrics_paths(server_t *s, http_exchange_t *x) {
     return 1;
 }
 
+/* etcd 3.4's access controller (embed/serve.go), before CORS and OPTIONS:
+ * with --client-cert-auth and auth on, a /v3/ (or /v3beta/) request whose
+ * verified client certificate has a CN is refused, as the gateway cannot
+ * pass that identity on. Plain http.Error: no CORS headers. */
+static int refused_for_cn(server_t *s, http_exchange_t *x) {
+    static const char msg[] =
+        "CommonName of client sending a request against gateway will be ignored and not used as expected\n";
+    if (!s->cfg->client_cert_auth || !x->peer_cn || !*x->peer_cn || !auth_is_enabled(s)) return 0;
+    if (strncmp(x->path, "/v3/", 4) != 0 && strncmp(x->path, "/v3beta/", 8) != 0) return 0;
+    http_exchange_reply(x, 400, TEXT, "X-Content-Type-Options: nosniff\r\n", msg, strlen(msg));
+    return 1;
+}
+
 static void serve(void *ctx, http_exchange_t *x) {
     server_t *s = ctx;
     const char *p = x->path;
-    if (strcmp(x->method, "OPTIONS") == 0) { /* etcd 3.4's CORS handler answers every preflight */
+    if (refused_for_cn(s, x)) {
+        /* answered */
+    } else if (strcmp(x->method, "OPTIONS") == 0) { /* etcd 3.4's CORS handler answers every preflight */
         http_exchange_reply(x, 200, NULL, CORS, NULL, 0);
     } else if (strcmp(p, "/v3") == 0 || strcmp(p, "/v3beta") == 0) { /* Go's ServeMux: the subtree's slash */
         const char *body = x->method[0] == 'G' ? "<a href=\"/v3/\">Moved Permanently</a>.\n\n" : "";

@@ -202,8 +202,8 @@ static void kv_range_call(grpc_call_t *call, const uint8_t *msg, size_t len, voi
         if (kv_validate_range(s->mvcc, req, &res) != 0) {
             server_finish_result(call, &res);
         } else if (refuse(call,
-                          auth_check_range(s, call, req->key.data, req->key.len, req->range_end.data,
-                                           req->range_end.len, AUTH_PERM_READ, &msg),
+                          auth_check_range_read(s, call, req->key.data, req->key.len, req->range_end.data,
+                                                req->range_end.len, &msg),
                           &msg) == 0) {
             submit_read(s, call, req, NULL);
             return;

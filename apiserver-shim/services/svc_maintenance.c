@@ -270,8 +270,13 @@ static void alarm_call(grpc_call_t *call, const uint8_t *msg, size_t len, void *
         server_reply_bad_request(call);
         return;
     }
-    /* etcd: every action, GET included, is a Raft request */
-    if (server_require_leader(s, call) == 0) {
+    /* etcd: every action, GET included, is a Raft request, which checks
+     * the token (if one is sent) but no permission */
+    const char *why = NULL;
+    grpc_status_t st = auth_check_token_maintenance(s, call, &why);
+    if (st != GRPC_OK) {
+        grpc_call_finish(call, st, why);
+    } else if (server_require_leader(s, call) == 0) {
         Kshim__InternalRequest ir = KSHIM__INTERNAL_REQUEST__INIT;
         ir.alarm = req;
         server_propose(s, call, &ir);

@@ -570,7 +570,7 @@ static void handle_create(svc_stream_t *st, const Etcdserverpb__WatchCreateReque
     }
     if (auth_check_range(w->s, st->call, key, key_len, cr->range_end.data, cr->range_end.len, AUTH_PERM_READ,
                          &denied) != GRPC_OK) {
-        send_simple(w, st->call, -1, watch_hub_revision(w->hub), 1, 1, denied);
+        send_simple(w, st->call, -1, watch_hub_revision(w->hub), 1, 1, auth_watch_cancel_reason(denied));
         return;
     }
     watch_create_t req = {

@@ -110,7 +110,8 @@ int grpc_server_listen(grpc_server_t *srv, const char *url, const grpc_tls_confi
 const char *grpc_call_path(grpc_call_t *call);
 /* Request metadata (lowercase name), NULL if absent. */
 const char *grpc_call_metadata(grpc_call_t *call, const char *name);
-/* CN of the verified TLS client certificate, NULL without one. */
+/* CN of the verified TLS client certificate ("" if it has none), NULL
+ * without a certificate. */
 const char *grpc_call_peer_cn(grpc_call_t *call);
 /* Absolute loop-clock deadline in ms from grpc-timeout, 0 if none. */
 uint64_t grpc_call_deadline_ms(grpc_call_t *call);

@@ -192,10 +192,14 @@ static int map_error(tls_conn_t *tc, int ret) {
 static void capture_peer_cn(tls_conn_t *tc) {
     WOLFSSL_X509 *x = wolfSSL_get_peer_certificate(tc->ssl);
     if (!x) return;
+    /* A verified certificate without a CN is the identity "" (etcd takes
+     * Subject.CommonName as it is). */
+    tc->have_cn = 1;
+    tc->peer_cn[0] = '\0';
     WOLFSSL_X509_NAME *name = wolfSSL_X509_get_subject_name(x);
     if (name &&
-        wolfSSL_X509_NAME_get_text_by_NID(name, NID_commonName, tc->peer_cn, (int)sizeof(tc->peer_cn)) > 0)
-        tc->have_cn = 1;
+        wolfSSL_X509_NAME_get_text_by_NID(name, NID_commonName, tc->peer_cn, (int)sizeof(tc->peer_cn)) <= 0)
+        tc->peer_cn[0] = '\0';
     wolfSSL_X509_free(x);
 }
 

@@ -45,7 +45,8 @@ ssize_t tls_conn_read(tls_conn_t *tc, void *buf, size_t len);
 ssize_t tls_conn_write(tls_conn_t *tc, const void *buf, size_t len);
 /* Decrypted bytes buffered inside wolfSSL (readable without socket input). */
 int tls_conn_pending(tls_conn_t *tc);
-/* CN of the verified client certificate (only with client_cert_auth), or NULL. */
+/* CN of the verified client certificate (only with client_cert_auth; "" if
+ * it has no CN), or NULL. */
 const char *tls_conn_peer_cn(tls_conn_t *tc);
 /* Free wolfSSL's per-thread caches (FP_ECC); call on a thread that did TLS
  * before it exits. */
