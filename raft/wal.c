@@ -602,7 +602,7 @@ static void image_free(uint8_t *img, size_t n) {
 /* The whole file as an image, but only its data extents are read: holes
  * (a segment's preallocated, never written space, which SEEK_HOLE reports
  * as such on ext4 and xfs) are zeros by definition and stay untouched in
- * the image (no memory behind them unless looked at). Up to 64 MiB of
+ * the image (no memory behind them unless looked at). Up to a segment of
  * zeros per start are neither read nor copied. */
 static int read_file(int fd, seg_image_t *si, uint8_t **out) {
     struct stat st;

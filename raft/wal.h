@@ -47,7 +47,11 @@
 #include "latency_hist.h"
 #include "raft.h"
 
-#define WAL_DEFAULT_SEGMENT_BYTES (64u * 1024 * 1024)
+/* 16 MiB (etcd: 64): a start reads every record of the segments not yet
+ * released, and the active one is never released, so this bounds what a
+ * restart reads (~10 ms per 20 MiB here); a rotation every 16 MiB costs a
+ * file creation and two syncs. */
+#define WAL_DEFAULT_SEGMENT_BYTES (16u * 1024 * 1024)
 
 typedef struct wal wal_t;
 
