@@ -17,7 +17,8 @@
 # Usage: bash bench/scale.sh [restart] [conns] [watchers]   (default: all)
 # Env:   KSHIMD (build/kshimd), ETCD (/usr/bin/etcd), KEYS (500000), RESTARTS (3),
 #        CONNS (10000), WATCHERS (100000), STREAMS (100), PORT (26200),
-#        BENCHMARK (etcd's tool, /tmp/perf/bin/benchmark; see
+#        KSHIMD_BEFORE (optional second kshimd, e.g. main's: an extra
+#        "kshimd-before" column), BENCHMARK (etcd's tool, /tmp/perf/bin/benchmark; see
 #        ../shared/anchors/build-etcd-benchmark.sh).
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -176,29 +177,48 @@ row_watchers() {
 }
 
 SCALE=$(build_go)
+SERVERS=("etcd:$ETCD")
+[ -n "${KSHIMD_BEFORE:-}" ] && SERVERS+=("kshimd-before:$KSHIMD_BEFORE")
+SERVERS+=("kshimd:$KSHIMD")
 for row in "${ROWS[@]}"; do
-    for s in etcd kshimd; do
-        bin=$ETCD
-        [ $s = kshimd ] && bin=$KSHIMD
-        echo "running $row on $s ..." >&2
-        "row_$row" "$s" "$bin"
+    for sv in "${SERVERS[@]}"; do
+        echo "running $row on ${sv%%:*} ..." >&2
+        "row_$row" "${sv%%:*}" "${sv#*:}"
     done
 done
 
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a > 0) printf "%.2f", b / a; else print "-" }'; }
-line() { printf '| %-34s | %12s | %12s | %6s |\n' "$1" "$2" "$3" "$(ratio "$2" "$3")"; }
+# line LABEL ETCD KSHIMD [KSHIMD_BEFORE]
+line() {
+    if [ -n "${KSHIMD_BEFORE:-}" ]; then
+        printf '| %-34s | %12s | %12s | %12s | %6s |\n' "$1" "$2" "${4:-}" "$3" "$(ratio "$2" "$3")"
+    else
+        printf '| %-34s | %12s | %12s | %6s |\n' "$1" "$2" "$3" "$(ratio "$2" "$3")"
+    fi
+}
 echo
-echo "| row | etcd | kshimd | kshimd/etcd |"
-echo "|---|---|---|---|"
+if [ -n "${KSHIMD_BEFORE:-}" ]; then
+    echo "| row | etcd | kshimd-before | kshimd | kshimd/etcd |"
+    echo "|---|---|---|---|---|"
+else
+    echo "| row | etcd | kshimd | kshimd/etcd |"
+    echo "|---|---|---|---|"
+fi
 for row in "${ROWS[@]}"; do
     case $row in
     restart)
-        line "RSS after loading $KEYS x 1 KiB (MB)" $((R[etcd,load_rss] / 1024)) $((R[kshimd,load_rss] / 1024))
-        line "peak RSS during the load (MB)" $((R[etcd,load_hwm] / 1024)) $((R[kshimd,load_hwm] / 1024))
-        line "restart until a linearizable Get, best of $RESTARTS (ms)" "${R[etcd,restart_ms]}" "${R[kshimd,restart_ms]}"
-        line "restart until a linearizable Get, median (ms)" "${R[etcd,restart_med]}" "${R[kshimd,restart_med]}"
-        line "RSS after the restart (MB)" $((R[etcd,restart_rss] / 1024)) $((R[kshimd,restart_rss] / 1024))
-        line "data dir (MB)" $((R[etcd,disk_kb] / 1024)) $((R[kshimd,disk_kb] / 1024))
+        b=kshimd-before
+        line "RSS after loading $KEYS x 1 KiB (MB)" $((R[etcd,load_rss] / 1024)) $((R[kshimd,load_rss] / 1024)) \
+            $((${R[$b,load_rss]:-0} / 1024))
+        line "peak RSS during the load (MB)" $((R[etcd,load_hwm] / 1024)) $((R[kshimd,load_hwm] / 1024)) \
+            $((${R[$b,load_hwm]:-0} / 1024))
+        line "restart until a linearizable Get, best of $RESTARTS (ms)" "${R[etcd,restart_ms]}" \
+            "${R[kshimd,restart_ms]}" "${R[$b,restart_ms]:-}"
+        line "restart until a linearizable Get, median (ms)" "${R[etcd,restart_med]}" "${R[kshimd,restart_med]}" \
+            "${R[$b,restart_med]:-}"
+        line "RSS after the restart (MB)" $((R[etcd,restart_rss] / 1024)) $((R[kshimd,restart_rss] / 1024)) \
+            $((${R[$b,restart_rss]:-0} / 1024))
+        line "data dir (MB)" $((R[etcd,disk_kb] / 1024)) $((R[kshimd,disk_kb] / 1024)) $((${R[$b,disk_kb]:-0} / 1024))
         ;;
     conns)
         line "RSS with $CONNS idle conns (MB)" $((R[etcd,conns_rss] / 1024)) $((R[kshimd,conns_rss] / 1024))
