@@ -162,7 +162,7 @@ run_slot() {
         case $((RANDOM % 3)) in 0) persist=100 ;; 1) persist=500 ;; esac
         local sizes="KSHIM_TEST_WAL_SEGMENT_BYTES=$seg KSHIM_TEST_PERSIST_EVERY=$persist"
         local desc="dir $d (memtable $([ "$wbuf" = 0 ] && echo 64MiB || echo 64KiB)," 
-        desc="$desc wal-segment $([ "$seg" = 0 ] && echo 64MiB || echo "$seg"),"
+        desc="$desc wal-segment $([ "$seg" = 0 ] && echo 16MiB || echo "$seg"),"
         desc="$desc persist-every $([ "$persist" = 0 ] && echo 10000 || echo "$persist"))"
         local c ok=1 cuts="" inc=0 keep=0
         for c in $(seq "$chain"); do

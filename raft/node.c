@@ -691,10 +691,31 @@ static uint64_t start_applied(raft_node_t *n, const wal_recovered_t *rec) {
     return applied > last ? last : applied;
 }
 
-/* WAL replay -> core. */
+/* The entries the state machine already holds came from the WAL without
+ * their data (wal_open_from): the core drops them before it does anything
+ * else, as its first compaction would (a follower that needs them gets a
+ * snapshot), so none can be applied or sent. The core's log then starts
+ * at the applied index, with that entry's term and the membership there.
+ * 0, or -1 if the core kept one (it cannot: nothing is in flight yet). */
+static int drop_applied(raft_node_t *n, uint64_t no_data_to, char *err, size_t errlen) {
+    raft_status_t rs;
+    raft_status(n->raft, &rs);
+    if (no_data_to > rs.last_index) no_data_to = rs.last_index;
+    if (no_data_to > rs.first_index - 1) raft_compact_to(n->raft, no_data_to);
+    raft_status(n->raft, &rs);
+    if (rs.first_index - 1 >= no_data_to) return 0;
+    return start_error(err, errlen, "raft node: cannot drop the applied entries from the recovered log");
+}
+
+/* WAL replay -> core. Entries at or below the state machine's applied
+ * index come without their data and leave the core at once (drop_applied):
+ * only the hard state, the log's position and terms, the membership and
+ * the entries after the applied index are kept. */
 static int node_recover(raft_node_t *n, char *err, size_t errlen) {
     wal_recovered_t rec;
-    if (wal_open(n->cfg.wal_dir, n->cfg.wal_segment_bytes, &n->wal, &rec, err, errlen) != 0) return -1;
+    uint64_t no_data_to = n->cfg.applied_index;
+    if (wal_open_from(n->cfg.wal_dir, n->cfg.wal_segment_bytes, no_data_to, &n->wal, &rec, err, errlen) != 0)
+        return -1;
     int fresh = rec.n_ents == 0 && rec.base_index == 0 && rec.hard_state.term == 0 && !rec.has_snapshot;
     int boot = fresh && !n->cfg.join;
     if (boot && (n->cfg.applied_index == 0 ? node_bootstrap(n, &rec, err, errlen)
@@ -723,8 +744,9 @@ static int node_recover(raft_node_t *n, char *err, size_t errlen) {
     n->wal_snap_index = rec.has_snapshot ? rec.snapshot.index : 0;
     n->raft = raft_new(&rc, err, errlen);
     wal_recovered_free(&rec);
-    if (n->raft) node_hist_push(n);
-    return n->raft ? 0 : -1;
+    if (!n->raft || drop_applied(n, no_data_to, err, errlen) != 0) return -1;
+    node_hist_push(n);
+    return 0;
 }
 
 int raft_node_start(const raft_node_config_t *cfg, raft_node_t **out, char *err, size_t errlen) {

@@ -76,7 +76,7 @@ typedef struct raft_node_config {
     void *ctx;
 
     /* Added after the first version; zero means the default. */
-    size_t wal_segment_bytes;   /* WAL segment preallocation, default 64 MiB */
+    size_t wal_segment_bytes;   /* WAL segment preallocation, default 16 MiB */
     uint64_t persist_every;     /* applied entries between persist_state calls, default 10000 */
     size_t max_inflight;        /* entries proposed but not applied before BUSY, default 5000 */
     size_t apply_queue_entries; /* committed entries queued for the apply thread, default 16384 */

@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -269,6 +270,7 @@ static int segment_create(wal_t *w) {
 typedef struct replay {
     wal_recovered_t *rec;
     size_t cap;
+    uint64_t no_data_to; /* entries up to it keep no data (wal_open_from) */
 } replay_t;
 
 static void rec_drop_from(wal_recovered_t *rec, size_t keep) {
@@ -311,7 +313,8 @@ static int replay_entry(replay_t *rp, const raft_entry_t *e, char *err, size_t e
     raft_entry_t *dst = &rec->ents[rec->n_ents];
     *dst = *e;
     dst->data = NULL;
-    if (e->len) {
+    if (e->index <= rp->no_data_to && e->type != RAFT_ENTRY_CONF_CHANGE) dst->len = 0; /* applied already */
+    if (dst->len) {
         uint8_t *d = malloc(e->len);
         if (!d) {
             snprintf(err, errlen, "wal: out of memory");
@@ -372,25 +375,42 @@ static int replay_snapshot(replay_t *rp, const uint8_t *p, uint32_t len) {
 
 /* One segment image being replayed. zero_from is where the file's trailing
  * run of zero bytes begins (preallocated space never written). */
+typedef struct extent {
+    size_t from, to;
+} extent_t;
+
 typedef struct seg_image {
     const uint8_t *img;
     size_t size, zero_from;
     const char *path;
-    int last; /* the last segment: only its tail may be torn */
+    int last;       /* the last segment: only its tail may be torn */
+    extent_t *exts; /* the data extents read (read_file); the rest is holes */
+    size_t n_exts;
 } seg_image_t;
 
 #define SECTOR 512u
 
-static size_t zero_tail_start(const uint8_t *img, size_t size) {
-    size_t i = size;
-    while (i >= 8) {
+/* The end of the last non-zero byte of img[from, to), or from if none. */
+static size_t last_nonzero_end(const uint8_t *img, size_t from, size_t to) {
+    size_t i = to;
+    while (i >= from + 8) {
         uint64_t v;
         memcpy(&v, img + i - 8, 8);
         if (v) break;
         i -= 8;
     }
-    while (i > 0 && img[i - 1] == 0) i--;
+    while (i > from && img[i - 1] == 0) i--;
     return i;
+}
+
+/* Where the trailing run of zeros begins: holes are zeros, so only the
+ * data extents are looked at, last first. */
+static size_t zero_tail_start(const seg_image_t *si) {
+    for (size_t i = si->n_exts; i-- > 0;) {
+        size_t end = last_nonzero_end(si->img, si->exts[i].from, si->exts[i].to);
+        if (end > si->exts[i].from) return end;
+    }
+    return 0;
 }
 
 /* etcd's isTornEntry, plus the byte-prefix case: the bad record at off whose
@@ -537,25 +557,78 @@ static int replay_segment(replay_t *rp, wal_segment_t *seg, const seg_image_t *s
     }
 }
 
-static int read_file(int fd, uint8_t **out, size_t *size) {
-    struct stat st;
-    if (fstat(fd, &st) != 0) return -1;
-    size_t n = (size_t)st.st_size;
-    uint8_t *b = malloc(n ? n : 1);
-    if (!b) return -1;
+static int pread_all(int fd, uint8_t *b, size_t n, size_t off) {
     size_t got = 0;
     while (got < n) {
-        ssize_t k = pread(fd, b + got, n - got, (off_t)got);
+        ssize_t k = pread(fd, b + got, n - got, (off_t)(off + got));
         if (k < 0 && errno == EINTR) continue;
-        if (k <= 0) {
-            free(b);
-            return -1;
-        }
+        if (k <= 0) return -1;
         got += (size_t)k;
     }
-    *out = b;
-    *size = n;
     return 0;
+}
+
+/* The next data extent at or after off: [*from, *to), 0; or 1 when only a
+ * hole is left. Where the file system cannot tell, everything is data. */
+static int next_extent(int fd, size_t off, size_t size, size_t *from, size_t *to) {
+    off_t d = lseek(fd, (off_t)off, SEEK_DATA);
+    if (d < 0 && errno == ENXIO) return 1;
+    off_t h = d < 0 ? -1 : lseek(fd, d, SEEK_HOLE);
+    if (d < 0 || h < 0 || (size_t)h > size || h < d) {
+        *from = off;
+        *to = size;
+    } else {
+        *from = (size_t)d;
+        *to = (size_t)h;
+    }
+    return *from >= *to ? 1 : 0;
+}
+
+/* A zeroed image of n bytes: an anonymous mapping, zero until written, with
+ * huge pages where the kernel allows (20 MiB read in ten faults, not 5,000). */
+static uint8_t *image_alloc(size_t n) {
+    void *p = mmap(NULL, n ? n : 1, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) return NULL;
+#ifdef MADV_HUGEPAGE
+    madvise(p, n ? n : 1, MADV_HUGEPAGE); /* a hint: without it, small pages */
+#endif
+    return p;
+}
+
+static void image_free(uint8_t *img, size_t n) {
+    if (img) munmap(img, n ? n : 1);
+}
+
+/* The whole file as an image, but only its data extents are read: holes
+ * (a segment's preallocated, never written space, which SEEK_HOLE reports
+ * as such on ext4 and xfs) are zeros by definition and stay untouched in
+ * the image (no memory behind them unless looked at). Up to a segment of
+ * zeros per start are neither read nor copied. */
+static int read_file(int fd, seg_image_t *si, uint8_t **out) {
+    struct stat st;
+    if (fstat(fd, &st) != 0) return -1;
+    size_t n = (size_t)st.st_size, cap = 0;
+    uint8_t *b = image_alloc(n);
+    if (!b) return -1;
+    for (size_t off = 0, from, to; off < n && next_extent(fd, off, n, &from, &to) == 0; off = to) {
+        if (si->n_exts == cap) {
+            cap = cap ? 2 * cap : 4;
+            extent_t *e = realloc(si->exts, cap * sizeof(*e));
+            if (!e) goto fail;
+            si->exts = e;
+        }
+        si->exts[si->n_exts++] = (extent_t){from, to};
+        if (pread_all(fd, b + from, to - from, from) != 0) goto fail;
+    }
+    *out = b;
+    si->img = b;
+    si->size = n;
+    return 0;
+fail:
+    image_free(b, n);
+    free(si->exts);
+    si->exts = NULL;
+    return -1;
 }
 
 /* Cuts a segment at off: stale bytes after it are discarded for good. */
@@ -618,18 +691,15 @@ static int replay_one(wal_t *w, replay_t *rp, size_t i, int fd, uint64_t *end, c
     segment_name(name, sizeof(name), seg->seq, seg->first_index);
     snprintf(path, sizeof(path), "%s/%s", w->dir, name);
     uint8_t *img = NULL;
-    size_t size = 0;
-    if (read_file(fd, &img, &size) != 0) {
+    seg_image_t si = {.path = path, .last = i + 1 == w->n_segs};
+    if (read_file(fd, &si, &img) != 0) {
         snprintf(err, errlen, "wal: read %s: %s", path, strerror(errno));
         return -1;
     }
-    seg_image_t si = {.img = img,
-                      .size = size,
-                      .zero_from = zero_tail_start(img, size),
-                      .path = path,
-                      .last = i + 1 == w->n_segs};
+    si.zero_from = zero_tail_start(&si);
     int rc = replay_segment(rp, seg, &si, i == 0, end, err, errlen);
-    free(img);
+    image_free(img, si.size);
+    free(si.exts);
     if (rc == 0)
         fprintf(stderr,
                 "wal: %s: torn write at offset %llu (the last records were never synced); cut there\n", path,
@@ -640,8 +710,8 @@ static int replay_one(wal_t *w, replay_t *rp, size_t i, int fd, uint64_t *end, c
 /* Replays every segment in order. Damage anywhere refuses to open; only the
  * last segment's tail may be a torn write, and it is cut (truncated and
  * preallocated again, so stale bytes can never be read later). */
-static int replay_all(wal_t *w, wal_recovered_t *rec, char *err, size_t errlen) {
-    replay_t rp = {.rec = rec};
+static int replay_all(wal_t *w, wal_recovered_t *rec, uint64_t no_data_to, char *err, size_t errlen) {
+    replay_t rp = {.rec = rec, .no_data_to = no_data_to};
     for (size_t i = 0; i < w->n_segs; i++) {
         wal_segment_t *seg = &w->segs[i];
         int fd = open_segment(w, seg, O_RDWR);
@@ -691,6 +761,11 @@ static int wal_init_dir(wal_t *w, const char *dir, char *err, size_t errlen) {
 
 int wal_open(const char *dir, size_t segment_bytes, wal_t **out, wal_recovered_t *rec, char *err,
              size_t errlen) {
+    return wal_open_from(dir, segment_bytes, 0, out, rec, err, errlen);
+}
+
+int wal_open_from(const char *dir, size_t segment_bytes, uint64_t no_data_to, wal_t **out,
+                  wal_recovered_t *rec, char *err, size_t errlen) {
     memset(rec, 0, sizeof(*rec));
     *out = NULL;
     wal_t *w = calloc(1, sizeof(*w));
@@ -702,7 +777,7 @@ int wal_open(const char *dir, size_t segment_bytes, wal_t **out, wal_recovered_t
     w->dir_fd = -1;
     w->seg_bytes = segment_bytes ? segment_bytes : WAL_DEFAULT_SEGMENT_BYTES;
     if (wal_init_dir(w, dir, err, errlen) != 0 || list_segments(w, err, errlen) != 0 ||
-        replay_all(w, rec, err, errlen) != 0)
+        replay_all(w, rec, no_data_to, err, errlen) != 0)
         goto fail;
     w->hs = rec->hard_state;
     if (rec->has_snapshot) w->snap_len = snapshot_encode(&rec->snapshot, w->snap);

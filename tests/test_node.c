@@ -2,8 +2,9 @@
  * test_node.c: the raft thread with a real WAL in a temp dir: 4 concurrent
  * proposers, apply sees every entry exactly once in contiguous index order,
  * group commit batches (fewer fdatasyncs than proposals), restart re-delivers
- * everything above applied_index, a new log on a state machine already at
- * index 7 starts after it, persist_state releases WAL segments, and
+ * everything above applied_index (and the core keeps nothing at or below
+ * it), a new log on a state machine already at index 7 starts after it,
+ * persist_state releases WAL segments, and
  * start refuses what it cannot serve. Bounds: past max_inflight a proposal
  * is refused with RAFT_NODE_ERR_BUSY at once while the in-memory log stays
  * bounded, and a blocked apply callback with a full apply queue does not stop
@@ -201,11 +202,15 @@ static void test_propose_apply_restart(void **state) {
     assert_true(st.wal_syncs < TOTAL);
     raft_node_stop(n);
 
-    /* restart with the state machine at k: k+1.. come again, same data, in order */
+    /* restart with the state machine at k: k+1.. come again, same data, in
+     * order; the core's log starts at k (the WAL's entries up to it were
+     * read for their terms only) */
     uint64_t k = 4321;
     applied_t *b = calloc(1, sizeof(*b));
     applied_init(b, k);
     n = start(dir, b, k, 0);
+    raft_node_status(n, &st);
+    assert_true(st.log_entries <= last + 1 - k);
     wait_applied(b, last + 1); /* + the new term's empty entry */
     pthread_mutex_lock(&b->mu);
     assert_int_equal(b->errors, 0);

@@ -5,7 +5,11 @@
  * data after a sealed segment's end), segment rollover and release, conflict
  * supersession, hard state survival, refusing a log with a gap, and
  * snapshot records (compaction points, installed snapshots, kept across
- * release).
+ * release). Replay reads only the data extents of a segment (its
+ * preallocated space is a hole): bytes written after a hole are still seen
+ * (cut as a torn tail in the last segment, refused in a sealed one); and
+ * wal_open_from leaves out the data of the entries a state machine holds
+ * (not a CONF_CHANGE's), keeping their positions and terms.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -571,6 +575,106 @@ static void test_sealed_segment_tail_refused(void **state) {
     test_rm_rf(dir);
 }
 
+#define SEG_HOLES (1u << 20) /* room for a hole after the records */
+
+static void write_at(const char *path, const void *p, size_t n, uint64_t off) {
+    int fd = open(path, O_RDWR);
+    assert_true(fd >= 0);
+    assert_int_equal(pwrite(fd, p, n, (off_t)off), (ssize_t)n);
+    assert_int_equal(fsync(fd), 0);
+    close(fd);
+}
+
+/* Junk far after the last record, past the never written (hole) part of
+ * the preallocated segment: in the last segment it is a torn tail, cut (and
+ * gone from the file); once the segment is sealed it is damage, refused. */
+static void test_data_after_hole(void **state) {
+    (void)state;
+    char dir[256], seg[512], err[512] = "";
+    test_mkdtemp(dir, "wal-hole");
+    wal_recovered_t rec;
+    wal_t *w = NULL;
+    assert_int_equal(wal_open(dir, SEG_HOLES, &w, &rec, err, sizeof err), 0);
+    wal_recovered_free(&rec);
+    append_range(w, 1, 1, 20, "a");
+    wal_close(w);
+    last_segment(dir, seg);
+    const uint8_t junk[8] = {1, 2, 3, 4, 5, 6, 7, 8};
+    write_at(seg, junk, sizeof junk, SEG_HOLES / 2);
+    assert_int_equal(wal_open(dir, SEG_HOLES, &w, &rec, err, sizeof err), 0);
+    assert_int_equal(rec.tail_cut, 1);
+    assert_int_equal(rec.n_ents, 20);
+    check_entry(&rec.ents[19], 1, 20, "a");
+    wal_recovered_free(&rec);
+    uint8_t back[8];
+    int fd = open(seg, O_RDONLY);
+    assert_int_equal(pread(fd, back, sizeof back, SEG_HOLES / 2), (ssize_t)sizeof back);
+    close(fd);
+    assert_memory_equal(back, (uint8_t[8]){0}, sizeof back); /* cut, preallocated again */
+    /* fill the segment so the next one starts: the first is sealed */
+    static char big[64 * 1024];
+    memset(big, 'x', sizeof big);
+    uint64_t index = 21;
+    for (; index < 21 + 2 * SEG_HOLES / sizeof big; index++) {
+        raft_entry_t e = {.term = 1, .index = index, .data = (const uint8_t *)big, .len = sizeof big};
+        assert_int_equal(wal_append_entries(w, &e, 1), 0);
+        assert_int_equal(wal_sync(w), 0);
+    }
+    wal_close(w);
+    char first[512];
+    snprintf(first, sizeof first, "%s/0000000000000001-0000000000000001.wal", dir);
+    struct stat st;
+    assert_int_equal(stat(first, &st), 0);
+    write_at(first, junk, sizeof junk, (uint64_t)st.st_size - sizeof junk);
+    assert_int_equal(wal_open(dir, SEG_HOLES, &w, &rec, err, sizeof err), -1);
+    assert_non_null(strstr(err, first));
+    test_rm_rf(dir);
+}
+
+/* wal_open_from(N): entries up to N come without data, CONF_CHANGE entries
+ * with theirs; entries after N, the positions, terms and the hard state as
+ * wal_open gives them. */
+static void test_open_without_applied_data(void **state) {
+    (void)state;
+    char dir[256], err[256] = "";
+    test_mkdtemp(dir, "wal-from");
+    wal_recovered_t rec;
+    wal_t *w = reopen(dir, &rec);
+    wal_recovered_free(&rec);
+    append_range(w, 1, 1, 4, "a");
+    const uint8_t cc[9] = {1, 0, 0, 0, 0, 0, 0, 0, 9};
+    raft_entry_t conf = {.term = 2, .index = 5, .type = RAFT_ENTRY_CONF_CHANGE, .data = cc, .len = sizeof cc};
+    assert_int_equal(wal_append_entries(w, &conf, 1), 0);
+    append_range(w, 2, 6, 12, "b");
+    raft_hard_state_t hs = {.term = 2, .vote = 1, .commit = 12};
+    assert_int_equal(wal_save_hard_state(w, &hs), 0);
+    assert_int_equal(wal_sync(w), 0);
+    wal_close(w);
+    assert_int_equal(wal_open_from(dir, SEG_SMALL, 8, &w, &rec, err, sizeof err), 0);
+    assert_int_equal(rec.base_index, 0);
+    assert_int_equal(rec.n_ents, 12);
+    for (size_t i = 0; i < 8; i++) {
+        assert_int_equal(rec.ents[i].index, i + 1);
+        assert_int_equal(rec.ents[i].term, i < 4 ? 1 : 2);
+        if (i == 4) continue;
+        assert_int_equal(rec.ents[i].len, 0);
+        assert_null(rec.ents[i].data);
+    }
+    assert_int_equal(rec.ents[4].type, RAFT_ENTRY_CONF_CHANGE);
+    assert_int_equal(rec.ents[4].len, sizeof cc);
+    assert_memory_equal(rec.ents[4].data, cc, sizeof cc);
+    for (size_t i = 8; i < 12; i++) check_entry(&rec.ents[i], 2, i + 1, "b");
+    assert_int_equal(rec.hard_state.commit, 12);
+    wal_recovered_free(&rec);
+    wal_close(w);
+    w = reopen(dir, &rec); /* nothing of it was lost */
+    check_entry(&rec.ents[0], 1, 1, "a");
+    check_entry(&rec.ents[7], 2, 8, "b");
+    wal_recovered_free(&rec);
+    wal_close(w);
+    test_rm_rf(dir);
+}
+
 static void check_snapshot(const wal_recovered_t *rec, uint64_t index, uint64_t term, size_t nv, size_t nl) {
     assert_true(rec->has_snapshot);
     assert_int_equal(rec->snapshot.index, index);
@@ -694,6 +798,8 @@ int main(void) {
         cmocka_unit_test(test_flip_in_sealed_segment_refused),
         cmocka_unit_test(test_sealed_segment_tail_refused),
         cmocka_unit_test(test_snapshot_records),
+        cmocka_unit_test(test_data_after_hole),
+        cmocka_unit_test(test_open_without_applied_data),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -11,9 +11,19 @@
  *   'm' -> applied_index(8) | rev(8) | compact_rev(8)
  *          (older stores: a 32-byte record with compact_done(8) after it,
  *          read once at open to seed the compactor)
+ *   "mk" -> live_keys(8) | applied_index(8) | rev(8): the number of 'l'
+ *          entries when 'm' held that (applied_index, rev)
  *
  * Every LevelDB write carries the 'm' record with its changes (so the applied
- * index never disagrees with the data), and every write is synced. Physical
+ * index never disagrees with the data), and every write is synced. Each one
+ * carries "mk" too, so open reads the live-key count (the keys_total gauge)
+ * instead of scanning the 'l' space. A count that does not name the 'm'
+ * record's (applied_index, rev) was not written with it (a store from before
+ * "mk", or written by an older kshimd after it) and is counted again at open,
+ * then written; so is a store the loaders changed (mvcc_dump.c, mvcc_import.c:
+ * they count at their end). "mk" is its own record, not a longer 'm', so an
+ * older kshimd still opens the store and a Raft snapshot (a raw copy) from
+ * either version installs on the other. Physical
  * compaction runs on the compactor thread (mvcc_compact.c), which writes
  * only deletes of superseded versions and its own 'c' record.
  *
@@ -56,6 +66,8 @@
 #define META_KEY "m"
 #define META_LEN 24
 #define META_LEN_V1 32 /* with compact_done, before the compactor thread */
+#define KEYS_KEY "mk"
+#define KEYS_LEN 24
 
 /* Changes in sub order plus an index of the latest change per key, sorted by
  * key: a write txn's own changes, and the changes of a write group. */
@@ -79,6 +91,7 @@ typedef struct mvcc_group {
     size_t entries;           /* entries in wb; 0: no entry joined */
     size_t bytes;             /* approximate bytes in wb */
     mvcc_meta_t base;         /* the metadata LevelDB holds */
+    int64_t base_keys;        /* and its live-key count */
     kv_arena_t arena;         /* copies of the events' versions */
     overlay_t ov;
     group_rev_t *revs;
@@ -101,6 +114,7 @@ struct mvcc {
     leveldb_writeoptions_t *wo_sync; /* sync = true */
     mvcc_options_t options;
     mvcc_meta_t meta; /* apply thread's copy, incl. the group */
+    int64_t keys;     /* its live-key count ('l' entries), -1 = not known (the loaders) */
     mvcc_group_t grp;
     failpoint_t fp_read;         /* mvcc_read_error */
     failpoint_t fp_put_corrupt;  /* mvcc_put_corrupt */
@@ -122,8 +136,8 @@ struct mvcc {
     _Atomic int swap_failed;       /* the store could not be reopened: fail-stop */
     _Atomic uint64_t size_pending; /* bytes committed since the last look at the files */
     /* mvcc_stats: etcd's metricsTxnWrite counters, the live keys ('l'
-     * entries: counted at open and after a swap, then moved by every
-     * commit), and the durations of every synced LevelDB write. */
+     * entries: "mk" at open and after a swap, then m->keys as each write
+     * is stored), and the durations of every synced LevelDB write. */
     _Atomic uint64_t n_ranges, n_puts, n_deletes, n_txns, put_bytes;
     _Atomic int64_t live_keys;
     lat_hist_t commit_hist;
@@ -227,16 +241,47 @@ static int meta_read(leveldb_t *db, const leveldb_readoptions_t *ro, mvcc_meta_t
     return meta_read_v(db, ro, mt, NULL);
 }
 
-static void meta_put(leveldb_writebatch_t *wb, const mvcc_meta_t *mt) {
+/* 'm' and, with it, the live-key count at that record ("mk"; deleted when
+ * the count is not known, keys < 0). */
+static void meta_put(leveldb_writebatch_t *wb, const mvcc_meta_t *mt, int64_t keys) {
     uint8_t buf[META_LEN];
     meta_encode(buf, mt);
     leveldb_writebatch_put(wb, META_KEY, 1, (const char *)buf, META_LEN);
+    if (keys < 0) {
+        leveldb_writebatch_delete(wb, KEYS_KEY, 2);
+        return;
+    }
+    uint8_t kb[KEYS_LEN];
+    put_be64(kb, (uint64_t)keys);
+    put_be64(kb + 8, mt->applied_index);
+    put_be64(kb + 16, (uint64_t)mt->rev);
+    leveldb_writebatch_put(wb, KEYS_KEY, 2, (const char *)kb, KEYS_LEN);
+}
+
+/* Reads "mk": its count if it was written with mt, else -1. */
+static int keys_read(leveldb_t *db, const leveldb_readoptions_t *ro, const mvcc_meta_t *mt, int64_t *keys) {
+    char *err = NULL;
+    size_t len = 0;
+    *keys = -1;
+    char *v = leveldb_get(db, ro, KEYS_KEY, 2, &len, &err);
+    if (err) {
+        leveldb_free(err);
+        return MVCC_ERR_IO;
+    }
+    if (!v) return MVCC_OK;
+    const uint8_t *p = (const uint8_t *)v;
+    if (len == KEYS_LEN && get_be64(p + 8) == mt->applied_index && (int64_t)get_be64(p + 16) == mt->rev &&
+        (int64_t)get_be64(p) >= 0)
+        *keys = (int64_t)get_be64(p);
+    leveldb_free(v);
+    return MVCC_OK;
 }
 
 static void publish_meta(mvcc_t *m) {
     atomic_store(&m->compact_rev, m->meta.compact_rev);
     atomic_store(&m->rev, m->meta.rev);
     atomic_store(&m->applied, m->meta.applied_index);
+    if (m->keys >= 0) atomic_store(&m->live_keys, m->keys);
 }
 
 /* Every write is synced (m->wo has sync set too): LevelDB recovers a synced
@@ -427,7 +472,7 @@ int mvcc_open(const char *dir, const mvcc_options_t *opts, mvcc_t **out, char *e
     return 0;
 }
 
-/* live_keys = the 'l' entries (one per live key). A raw scan, outside the
+/* m->keys = the 'l' entries (one per live key). A raw scan, outside the
  * read failpoint (it counts client-visible reads). 0, or -1 with err. */
 static int count_live_keys(mvcc_t *m, char *err, size_t errlen) {
     leveldb_iterator_t *it = leveldb_create_iterator(m->db, m->ro);
@@ -447,7 +492,28 @@ static int count_live_keys(mvcc_t *m, char *err, size_t errlen) {
         leveldb_free(lerr);
         return -1;
     }
-    atomic_store(&m->live_keys, n);
+    m->keys = n;
+    return 0;
+}
+
+/* At open: the live-key count stored with 'm', or (none, or not written
+ * with this 'm') a scan of the 'l' space, then written with 'm' (synced),
+ * so the next open reads it. 0, or -1 with err. */
+static int keys_open(mvcc_t *m, char *err, size_t errlen) {
+    if (keys_read(m->db, m->ro, &m->meta, &m->keys) != MVCC_OK) {
+        snprintf(err, errlen, "mvcc: unreadable key count in %s", m->dir);
+        return -1;
+    }
+    if (m->keys >= 0) return 0;
+    if (count_live_keys(m, err, errlen) != 0) return -1;
+    leveldb_writebatch_t *wb = leveldb_writebatch_create();
+    meta_put(wb, &m->meta, m->keys);
+    int rc = db_write(m, wb, 1);
+    leveldb_writebatch_destroy(wb);
+    if (rc != MVCC_OK) {
+        snprintf(err, errlen, "mvcc: cannot record the key count in %s", m->dir);
+        return -1;
+    }
     return 0;
 }
 
@@ -467,16 +533,28 @@ static int db_open(mvcc_t *m, char *err, size_t errlen) {
         snprintf(err, errlen, "mvcc: bad or unreadable metadata in %s", m->dir);
         return -1;
     }
-    if (start_compactor(m, legacy_done, err, errlen) != 0) return -1;
+    if (keys_open(m, err, errlen) != 0 || start_compactor(m, legacy_done, err, errlen) != 0) return -1;
     atomic_store(&m->size_cache_ms, 0);
     publish_meta(m);
-    return count_live_keys(m, err, errlen);
+    return 0;
 }
 
-/* Stops the compactor and closes the LevelDB (a swap or mvcc_close). */
-static void db_close(mvcc_t *m) {
+/* A key no space uses (above mvcc_defrag's FF FF FF FF): a compaction of
+ * [FLUSH_KEY, FLUSH_KEY] has no table to merge. */
+#define FLUSH_KEY "\xff\xff\xff\xff\xff"
+
+/* Writes LevelDB's memtable into a table: LevelDB's compact_range flushes
+ * it first, then merges the tables overlapping the range (none here). The
+ * next open then has no LevelDB log to replay (replaying up to the 64 MiB
+ * memtable's log, and writing it as a table, is most of an open's time). */
+static void db_flush(mvcc_t *m) { leveldb_compact_range(m->db, FLUSH_KEY, 5, FLUSH_KEY, 5); }
+
+/* Stops the compactor and closes the LevelDB (a swap or mvcc_close; flush:
+ * the memtable into a table first, for the next open). */
+static void db_close(mvcc_t *m, int flush) {
     mvcc_compactor_close(m->compactor); /* before the database it writes */
     m->compactor = NULL;
+    if (m->db && flush) db_flush(m);
     if (m->db) leveldb_close(m->db);
     m->db = NULL;
 }
@@ -485,7 +563,7 @@ static void group_reset(mvcc_t *m);
 
 void mvcc_close(mvcc_t *m) {
     if (!m) return;
-    db_close(m);
+    db_close(m, 1);
     group_reset(m);
     if (m->grp.wb) leveldb_writebatch_destroy(m->grp.wb);
     kv_arena_free(&m->grp.arena);
@@ -567,7 +645,7 @@ uint64_t mvcc_db_size(mvcc_t *m) {
 uint64_t mvcc_sync(mvcc_t *m) {
     if (mvcc_group_flush(m) != MVCC_OK) return 0;
     leveldb_writebatch_t *wb = leveldb_writebatch_create();
-    meta_put(wb, &m->meta);
+    meta_put(wb, &m->meta, m->keys);
     int rc = db_write(m, wb, 1);
     leveldb_writebatch_destroy(wb);
     if (rc != MVCC_OK) return 0;
@@ -585,7 +663,7 @@ int mvcc_set_applied(mvcc_t *m, uint64_t index) {
     leveldb_writebatch_t *wb = leveldb_writebatch_create();
     mvcc_meta_t mt = m->meta;
     mt.applied_index = index;
-    meta_put(wb, &mt);
+    meta_put(wb, &mt, m->keys);
     int rc = db_write(m, wb, 0);
     leveldb_writebatch_destroy(wb);
     if (rc != MVCC_OK) return rc;
@@ -1287,6 +1365,7 @@ static void group_join(mvcc_t *m) {
     if (!g->entries) {
         if (!g->wb) g->wb = leveldb_writebatch_create();
         g->base = m->meta;
+        g->base_keys = m->keys;
     }
     g->entries++;
 }
@@ -1323,10 +1402,11 @@ void mvcc_group_begin(mvcc_t *m) { m->grp.active = 1; }
 int mvcc_group_flush(mvcc_t *m) {
     mvcc_group_t *g = &m->grp;
     if (!g->entries) return MVCC_OK;
-    meta_put(g->wb, &m->meta);
+    meta_put(g->wb, &m->meta, m->keys);
     int rc = db_write(m, g->wb, 1);
     if (rc != MVCC_OK) {
         m->meta = g->base; /* nothing of the group is stored */
+        m->keys = g->base_keys;
         group_reset(m);
         return rc;
     }
@@ -1346,7 +1426,10 @@ int mvcc_group_end(mvcc_t *m) {
 }
 
 void mvcc_group_abort(mvcc_t *m) {
-    if (m->grp.entries) m->meta = m->grp.base;
+    if (m->grp.entries) {
+        m->meta = m->grp.base;
+        m->keys = m->grp.base_keys;
+    }
     group_reset(m);
     m->grp.active = 0;
 }
@@ -1370,23 +1453,24 @@ static int64_t keys_delta(const mvcc_txn_t *t) {
 int mvcc_txn_commit(mvcc_txn_t *t, uint64_t index) {
     assert(t->wb);
     mvcc_t *m = t->m;
-    /* a failed write stops the member, so counting ahead of it is safe */
-    atomic_fetch_add_explicit(&m->live_keys, keys_delta(t), memory_order_relaxed);
     atomic_fetch_add(&m->size_pending, (uint64_t)t->bytes);
     mvcc_meta_t mt = m->meta;
     mt.applied_index = index;
     mt.rev = mvcc_txn_rev(t);
+    int64_t keys = m->keys >= 0 ? m->keys + keys_delta(t) : -1;
     if (m->grp.active) {
         group_add(m, t, mt.rev);
         m->meta = mt;
+        m->keys = keys;
         if (m->grp.ov.n_events >= GROUP_MAX_EVENTS || m->grp.bytes >= GROUP_MAX_BYTES)
             return mvcc_group_flush(m);
         return MVCC_OK;
     }
-    meta_put(t->wb, &mt);
+    meta_put(t->wb, &mt, keys);
     int rc = db_write(m, t->wb, 1);
     if (rc != MVCC_OK) return rc;
     m->meta = mt;
+    m->keys = keys;
     publish_meta(m);
     if (t->ov.n_events && m->options.on_events)
         m->options.on_events(m->options.events_ctx, mt.rev, t->ov.events, t->ov.n_events);
@@ -1411,7 +1495,7 @@ static int start_compactor(mvcc_t *m, int64_t legacy_done, char *err, size_t err
     leveldb_writebatch_t *wb = leveldb_writebatch_create();
     mvcc_meta_t mt = m->meta;
     mt.compact_rev = target;
-    meta_put(wb, &mt);
+    meta_put(wb, &mt, m->keys);
     int rc = db_write(m, wb, 1);
     leveldb_writebatch_destroy(wb);
     if (rc != MVCC_OK) {
@@ -1429,7 +1513,7 @@ int mvcc_compact(mvcc_t *m, int64_t rev, uint64_t index) {
     mvcc_meta_t mt = m->meta;
     mt.applied_index = index;
     mt.compact_rev = rev;
-    meta_put(wb, &mt);
+    meta_put(wb, &mt, m->keys);
     int rc = db_write(m, wb, 0);
     leveldb_writebatch_destroy(wb);
     if (rc != MVCC_OK) return rc;
@@ -1449,7 +1533,7 @@ int mvcc_swap_store(mvcc_t *m, mvcc_swap_fn swap, void *arg, char *err, size_t e
     for (mvcc_user_t *u = m->exports; u; u = u->next) u->invalidate(u);
     pthread_mutex_unlock(&m->gate_mu);
 
-    db_close(m);
+    db_close(m, 0); /* about to be replaced: no flush */
     int rc = swap(arg, m->dir, err, errlen);
     int orc = -1;
     if (rc != MVCC_SWAP_CRASHED) {
@@ -1458,7 +1542,7 @@ int mvcc_swap_store(mvcc_t *m, mvcc_swap_fn swap, void *arg, char *err, size_t e
         if (orc != 0) snprintf(err, errlen, "mvcc: cannot reopen the store after a snapshot: %s", oerr);
     }
     if (orc != 0) {
-        db_close(m);
+        db_close(m, 0);
         atomic_store(&m->swap_failed, 1); /* nothing can read the store: fail-stop */
     }
     pthread_mutex_lock(&m->gate_mu);
@@ -1479,7 +1563,7 @@ int mvcc_internal_meta_read(mvcc_t *m, const leveldb_readoptions_t *ro, mvcc_met
 
 int mvcc_internal_write_meta(mvcc_t *m, const mvcc_meta_t *mt) {
     leveldb_writebatch_t *wb = leveldb_writebatch_create();
-    meta_put(wb, mt);
+    meta_put(wb, mt, m->keys);
     int rc = db_write(m, wb, 1);
     leveldb_writebatch_destroy(wb);
     if (rc != MVCC_OK) return rc;
@@ -1489,7 +1573,7 @@ int mvcc_internal_write_meta(mvcc_t *m, const mvcc_meta_t *mt) {
 }
 
 int mvcc_internal_write_with_meta(mvcc_t *m, leveldb_writebatch_t *wb, const mvcc_meta_t *mt, int sync) {
-    meta_put(wb, mt);
+    meta_put(wb, mt, m->keys);
     int rc = db_write(m, wb, sync);
     if (rc != MVCC_OK) return rc;
     m->meta = *mt;
@@ -1498,3 +1582,12 @@ int mvcc_internal_write_with_meta(mvcc_t *m, leveldb_writebatch_t *wb, const mvc
 }
 
 mvcc_meta_t mvcc_internal_meta(mvcc_t *m) { return m->meta; }
+
+void mvcc_internal_keys_unknown(mvcc_t *m) { m->keys = -1; }
+
+int mvcc_internal_count_keys(mvcc_t *m) {
+    char err[256];
+    if (count_live_keys(m, err, sizeof err) == 0) return MVCC_OK;
+    fprintf(stderr, "%s\n", err);
+    return MVCC_ERR_IO;
+}

@@ -227,6 +227,7 @@ int mvcc_load_raw(mvcc_load_t *l, const uint8_t *key, size_t klen, const uint8_t
 
 int mvcc_load_finish(mvcc_load_t *l, int64_t rev, int64_t compact_rev) {
     int rc = load_flush(l);
+    if (rc == MVCC_OK) rc = mvcc_internal_count_keys(l->m); /* the 'l' entries written */
     if (rc != MVCC_OK) return rc;
     mvcc_meta_t mt = {.applied_index = 0, .rev = rev < 1 ? 1 : rev, .compact_rev = compact_rev};
     return mvcc_internal_write_meta(l->m, &mt);

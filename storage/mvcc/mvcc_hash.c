@@ -203,7 +203,8 @@ int mvcc_hash_kv(mvcc_t *m, int64_t rev, uint32_t *hash, int64_t *cur_rev, int64
 
 static int hash_all_record(void *arg, const uint8_t *k, size_t kl, const uint8_t *v, size_t vl) {
     uint32_t *crc = arg;
-    if (kl == 1 && (k[0] == MVCC_SPACE_META || k[0] == MVCC_SPACE_COMPACT)) return 0;
+    /* the metadata ('m', the key count "mk") and the compactor's progress */
+    if ((kl >= 1 && k[0] == MVCC_SPACE_META) || (kl == 1 && k[0] == MVCC_SPACE_COMPACT)) return 0;
     /* The member table names this member (its own record) and the URLs
      * of the cluster it runs in: not the data Hash compares across members. */
     if (kl >= 1 && k[0] == MVCC_SPACE_MEMBERS) return 0;

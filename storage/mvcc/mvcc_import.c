@@ -122,6 +122,7 @@ int mvcc_import_revision(mvcc_t *m, int64_t rev, const Mvccpb__Event *const *evs
     leveldb_readoptions_destroy(ro);
     if (rc == MVCC_OK) {
         mt.rev = rev;
+        mvcc_internal_keys_unknown(m); /* counted again at mvcc_import_finish */
         rc = mvcc_internal_write_with_meta(m, wb, &mt, sync);
     }
     leveldb_writebatch_destroy(wb);
@@ -131,7 +132,8 @@ int mvcc_import_revision(mvcc_t *m, int64_t rev, const Mvccpb__Event *const *evs
 int mvcc_import_finish(mvcc_t *m, int64_t rev) {
     mvcc_meta_t mt = mvcc_internal_meta(m);
     if (rev > mt.rev) mt.rev = rev;
-    return mvcc_internal_write_meta(m, &mt);
+    int rc = mvcc_internal_count_keys(m);
+    return rc == MVCC_OK ? mvcc_internal_write_meta(m, &mt) : rc;
 }
 
 static int own_space(uint8_t c) {

@@ -15,12 +15,18 @@ size_t mvcc_internal_batch_version(leveldb_writebatch_t *wb, const Mvccpb__KeyVa
                                    int tombstone);
 /* Reads the 'm' record through ro (a snapshot's read options). */
 int mvcc_internal_meta_read(mvcc_t *m, const leveldb_readoptions_t *ro, mvcc_meta_t *mt);
-/* Writes mt as the 'm' record (synced) and publishes it. */
+/* Writes mt as the 'm' record with the live-key count ("mk", mvcc.c;
+ * synced) and publishes it. */
 int mvcc_internal_write_meta(mvcc_t *m, const mvcc_meta_t *mt);
 /* Adds mt as the 'm' record to wb, writes wb (synced if sync) and publishes
  * mt (mvcc_import.c: one etcd revision per write). */
 int mvcc_internal_write_with_meta(mvcc_t *m, leveldb_writebatch_t *wb, const mvcc_meta_t *mt, int sync);
 /* The apply thread's metadata. */
 mvcc_meta_t mvcc_internal_meta(mvcc_t *m);
+/* The loaders change 'l' entries without counting them: the next writes
+ * drop "mk" (the next open counts) until mvcc_internal_count_keys counts
+ * the 'l' space again (the loaders' finish, before its last write). */
+void mvcc_internal_keys_unknown(mvcc_t *m);
+int mvcc_internal_count_keys(mvcc_t *m);
 
 #endif

@@ -7,7 +7,7 @@
  *        -> flags(1: bit0 tombstone) | create_rev(8) | version(8) | lease(8) | value
  *   'r' | main (8B BE) | sub (8B BE)  -> event type(1: 0 put, 1 delete) | user key
  *   'l' | esc(user key) | 00 01       -> empty (the key is alive now)
- *   'm' -> the apply thread's metadata (mvcc.c)
+ *   'm' -> the apply thread's metadata, "mk" -> the live-key count with it (mvcc.c)
  *   'c' -> the compactor's progress (mvcc_compact.c)
  * The other spaces of the same LevelDB belong to the side tables, each with
  * one owner: 'L' and 'M' (leases, lease_keys.h in this folder), 'U', 'R'
