@@ -250,7 +250,7 @@ tls_crl_t *tls_crl_load(const char *path, char *err, size_t errlen) {
 
 int tls_crl_is_revoked(const tls_crl_t *crl, const uint8_t *serial, size_t len) {
     serial_t key;
-    if (!crl || serial_set(&key, serial, len) != 0) return 0;
+    if (!crl || crl->n == 0 || serial_set(&key, serial, len) != 0) return 0;
     return bsearch(&key, crl->serials, crl->n, sizeof key, serial_cmp) != NULL;
 }
 
