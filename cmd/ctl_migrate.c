@@ -41,6 +41,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "err_text.h"
 #include "etcd_import.h"
 #include "kv_arena.h"
 #include "mvcc.h"
@@ -55,15 +56,6 @@ static volatile sig_atomic_t signals;
 static void on_signal(int sig) {
     (void)sig;
     signals++;
-}
-
-static int fail(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static int fail(char *err, size_t errlen, const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-    return -1;
 }
 
 static int64_t now_ms(void) {
@@ -214,10 +206,10 @@ static int apply_revision(mig_t *g, int64_t rev, Mvccpb__Event **evs, size_t n) 
     int rc = mvcc_import_revision(g->m, rev, (const Mvccpb__Event *const *)evs, n, sync);
     if (rc == 1) return 0; /* already applied (a resumed watch) */
     if (rc == MVCC_ERR_BAD_EVENT)
-        return fail(g->err, g->errlen, "the source sent an event that does not fit revision %lld",
-                    (long long)rev);
+        return err_text(g->err, g->errlen, "the source sent an event that does not fit revision %lld",
+                        (long long)rev);
     if (rc != MVCC_OK)
-        return fail(g->err, g->errlen, "writing revision %lld to the store failed", (long long)rev);
+        return err_text(g->err, g->errlen, "writing revision %lld to the store failed", (long long)rev);
     g->since_sync = sync ? 0 : g->since_sync + 1;
     g->applied = rev;
     g->res->revisions++;
@@ -227,7 +219,7 @@ static int apply_revision(mig_t *g, int64_t rev, Mvccpb__Event **evs, size_t n) 
 
 static int apply_events(mig_t *g, Etcdserverpb__WatchResponse *w) {
     for (size_t i = 0; i < w->n_events;) {
-        if (!w->events[i]->kv) return fail(g->err, g->errlen, "the source sent an event without a key");
+        if (!w->events[i]->kv) return err_text(g->err, g->errlen, "the source sent an event without a key");
         int64_t rev = w->events[i]->kv->mod_revision;
         size_t j = i + 1;
         while (j < w->n_events && w->events[j]->kv && w->events[j]->kv->mod_revision == rev) j++;
@@ -240,19 +232,20 @@ static int apply_events(mig_t *g, Etcdserverpb__WatchResponse *w) {
 /* One WatchResponse: 0, or -1 (fatal, err set). */
 static int on_response(mig_t *g, const uint8_t *msg, size_t len) {
     Etcdserverpb__WatchResponse *w = etcdserverpb__watch_response__unpack(NULL, len, msg);
-    if (!w) return fail(g->err, g->errlen, "cannot decode a WatchResponse from the source");
+    if (!w) return err_text(g->err, g->errlen, "cannot decode a WatchResponse from the source");
     int rc = 0;
     if (w->header && w->header->revision > g->source_rev) g->source_rev = w->header->revision;
     if (w->canceled && w->compact_revision)
-        rc = fail(g->err, g->errlen,
-                  "the source compacted revision %lld while the migration needed revision %lld: remove the "
-                  "data dir and start again (or compact the source less often)",
-                  (long long)w->compact_revision, (long long)g->applied + 1);
+        rc = err_text(
+            g->err, g->errlen,
+            "the source compacted revision %lld while the migration needed revision %lld: remove the "
+            "data dir and start again (or compact the source less often)",
+            (long long)w->compact_revision, (long long)g->applied + 1);
     else if (w->canceled)
-        rc = fail(g->err, g->errlen, "the source canceled the watch: %s",
-                  w->cancel_reason && *w->cancel_reason ? w->cancel_reason : "no reason given");
+        rc = err_text(g->err, g->errlen, "the source canceled the watch: %s",
+                      w->cancel_reason && *w->cancel_reason ? w->cancel_reason : "no reason given");
     else if (w->fragment)
-        rc = fail(g->err, g->errlen, "the source sent a watch fragment (not requested)");
+        rc = err_text(g->err, g->errlen, "the source sent a watch fragment (not requested)");
     else
         rc = apply_events(g, w);
     etcdserverpb__watch_response__free_unpacked(w, NULL);
@@ -407,11 +400,11 @@ static int copy_roles(mig_t *g, gc_status_t *st) {
 static int finish(mig_t *g) {
     gc_status_t st = {0};
     int rc = copy_leases(g, &st);
-    if (rc == -2) return fail(g->err, g->errlen, "%s", st.message);
-    if (rc != 0) return fail(g->err, g->errlen, "reading the source's leases: %s", st.message);
+    if (rc == -2) return err_text(g->err, g->errlen, "%s", st.message);
+    if (rc != 0) return err_text(g->err, g->errlen, "reading the source's leases: %s", st.message);
     rc = copy_roles(g, &st);
     if (rc == 0) rc = copy_users(g, &st);
-    if (rc == -2) return fail(g->err, g->errlen, "writing the users/roles to the store failed");
+    if (rc == -2) return err_text(g->err, g->errlen, "writing the users/roles to the store failed");
     g->res->auth_copied = rc == 0;
     if (rc != 0)
         note(g,
@@ -419,7 +412,7 @@ static int finish(mig_t *g) {
              "(with auth enabled, pass --user root:PASSWORD)",
              st.message);
     if (mvcc_import_finish(g->m, g->cut_rev) != MVCC_OK)
-        return fail(g->err, g->errlen, "syncing the store failed");
+        return err_text(g->err, g->errlen, "syncing the store failed");
     g->applied = mvcc_revision(g->m);
     return 0;
 }
@@ -432,7 +425,7 @@ static int step(mig_t *g) {
     gc_status_t st = {0};
     if (!g->ws) {
         if (connect_source(g, &st) != 0) {
-            if (signals >= 2) return fail(g->err, g->errlen, "the source is unreachable: %s", st.message);
+            if (signals >= 2) return err_text(g->err, g->errlen, "the source is unreachable: %s", st.message);
             note(g, "the source is unreachable (%s): retrying", st.message);
             usleep(RETRY_MS * 1000);
             return 0;
@@ -458,7 +451,7 @@ static int step(mig_t *g) {
             g->cut_rev = 0;
             note(g, "cut-over: cannot read the source's revision (%s): reconnecting", st.message);
             drop_source(g);
-            if (signals >= 2) return fail(g->err, g->errlen, "the source is unreachable: %s", st.message);
+            if (signals >= 2) return err_text(g->err, g->errlen, "the source is unreachable: %s", st.message);
             return 0;
         }
         if (g->cut_rev > g->source_rev) g->source_rev = g->cut_rev;
@@ -489,7 +482,7 @@ static uint64_t live_keys(mvcc_t *m) {
 
 static int follow(mig_t *g) {
     gc_status_t st = {0};
-    if (connect_source(g, &st) != 0) return fail(g->err, g->errlen, "%s", st.message);
+    if (connect_source(g, &st) != 0) return err_text(g->err, g->errlen, "%s", st.message);
     request_progress(g);
     g->start_ms = g->last_print_ms = now_ms();
     for (;;) {
@@ -518,7 +511,7 @@ static void install_signals(void) {
 static int snapshot(mig_t *g, const char *file) {
     gc_status_t st = {0};
     gc_conn_t *conn = g->o->dial(g->o->dial_arg, &st);
-    if (!conn) return fail(g->err, g->errlen, "%s", st.message);
+    if (!conn) return err_text(g->err, g->errlen, "%s", st.message);
     uint64_t bytes = 0;
     int rc = ctl_snapshot_save(conn, file, 0, &bytes, g->err, g->errlen);
     gc_close(conn);
@@ -553,13 +546,13 @@ int ctl_migrate(const ctl_migrate_opts_t *o, ctl_migrate_result_t *res, char *er
     install_signals();
     char file[4096], kv[4096];
     if (snprintf(file, sizeof file, "%s.snapshot", o->restore.data_dir) >= (int)sizeof file)
-        return fail(err, errlen, "--data-dir too long");
+        return err_text(err, errlen, "--data-dir too long");
     snprintf(kv, sizeof kv, "%s/member/kv", o->restore.data_dir);
     if (access(o->restore.data_dir, F_OK) == 0 && rmdir(o->restore.data_dir) != 0)
-        return fail(err, errlen, "data-dir \"%s\" exists", o->restore.data_dir);
+        return err_text(err, errlen, "data-dir \"%s\" exists", o->restore.data_dir);
     if (snapshot(&g, file) != 0) return -1;
     char merr[512];
-    if (mvcc_open(kv, NULL, &g.m, merr, sizeof merr) != 0) return fail(err, errlen, "%s", merr);
+    if (mvcc_open(kv, NULL, &g.m, merr, sizeof merr) != 0) return err_text(err, errlen, "%s", merr);
     g.applied = mvcc_revision(g.m);
     g.source_rev = g.applied;
     int rc = follow(&g);
@@ -569,7 +562,7 @@ int ctl_migrate(const ctl_migrate_opts_t *o, ctl_migrate_result_t *res, char *er
     res->final_rev = mvcc_revision(g.m);
     res->keys = live_keys(g.m);
     mvcc_close(g.m);
-    if (rc == 0 && sync_dir(kv) != 0) rc = fail(err, errlen, "sync %s: %s", kv, strerror(errno));
+    if (rc == 0 && sync_dir(kv) != 0) rc = err_text(err, errlen, "sync %s: %s", kv, strerror(errno));
     if (rc != 0) {
         size_t n = strlen(err);
         snprintf(err + n, errlen - n, " (the data dir %s is incomplete: remove it)", o->restore.data_dir);

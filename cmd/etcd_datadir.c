@@ -9,27 +9,18 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "err_text.h"
 #include "etcd_db.h"
 
 #define HOW_TO                                                                                            \
     "take a snapshot of the etcd member while it runs (`etcdctl snapshot save FILE`) and restore it "     \
     "(`etcdctl snapshot restore FILE --data-dir NEW` or `kshimctl snapshot restore`), or migrate online " \
     "with `kshimctl migrate`"
-
-static int fail(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static int fail(char *err, size_t errlen, const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-    return -1;
-}
 
 static int exists(const char *path) {
     struct stat sb;
@@ -97,13 +88,13 @@ static int make_paths(const char *data_dir, paths_t *p) {
  * member dir. */
 static int finish(const char *data_dir, const paths_t *p, char *err, size_t errlen) {
     if (exists(p->orig))
-        return fail(err, errlen, "%s and %s both exist: move one away", p->tmp_member, p->orig);
+        return err_text(err, errlen, "%s and %s both exist: move one away", p->tmp_member, p->orig);
     if (rename(p->tmp_member, p->orig) != 0)
-        return fail(err, errlen, "rename %s to %s: %s", p->tmp_member, p->orig, strerror(errno));
+        return err_text(err, errlen, "rename %s to %s: %s", p->tmp_member, p->orig, strerror(errno));
     if (fsync_path(p->member) != 0 || fsync_path(p->tmp) != 0)
-        return fail(err, errlen, "fsync: %s", strerror(errno));
-    if (rmdir(p->tmp) != 0) return fail(err, errlen, "rmdir %s: %s", p->tmp, strerror(errno));
-    if (fsync_path(data_dir) != 0) return fail(err, errlen, "fsync %s: %s", data_dir, strerror(errno));
+        return err_text(err, errlen, "fsync: %s", strerror(errno));
+    if (rmdir(p->tmp) != 0) return err_text(err, errlen, "rmdir %s: %s", p->tmp, strerror(errno));
+    if (fsync_path(data_dir) != 0) return err_text(err, errlen, "fsync %s: %s", data_dir, strerror(errno));
     return 0;
 }
 
@@ -112,38 +103,39 @@ static int finish(const char *data_dir, const paths_t *p, char *err, size_t errl
 static int check_wal(const paths_t *p, uint64_t ci, etcd_wal_summary_t *s, char *err, size_t errlen) {
     char why[4096];
     if (etcd_wal_scan_dir(p->wal, ci, s, why, sizeof why) != ETCD_WAL_OK)
-        return fail(err, errlen,
-                    "cannot read etcd's WAL (%s), so cannot tell whether it holds writes the "
-                    "database lacks; the data dir is left untouched: " HOW_TO,
-                    why);
+        return err_text(err, errlen,
+                        "cannot read etcd's WAL (%s), so cannot tell whether it holds writes the "
+                        "database lacks; the data dir is left untouched: " HOW_TO,
+                        why);
     if (s->writes_after)
-        return fail(err, errlen,
-                    "etcd's WAL in %s holds %llu write(s) past the consistent index %llu of %s (the first at "
-                    "index %llu): taking over the database alone would lose them, so kshimd does not start "
-                    "and the data dir is left untouched; " HOW_TO,
-                    p->wal, (unsigned long long)s->writes_after, (unsigned long long)ci, p->db,
-                    (unsigned long long)s->first_write_after);
+        return err_text(
+            err, errlen,
+            "etcd's WAL in %s holds %llu write(s) past the consistent index %llu of %s (the first at "
+            "index %llu): taking over the database alone would lose them, so kshimd does not start "
+            "and the data dir is left untouched; " HOW_TO,
+            p->wal, (unsigned long long)s->writes_after, (unsigned long long)ci, p->db,
+            (unsigned long long)s->first_write_after);
     uint64_t hi = s->last_index > s->snapshot_index ? s->last_index : s->snapshot_index;
     uint64_t from = s->entries ? s->first_index : s->snapshot_index + 1;
     if (hi > ci && from > ci + 1)
-        return fail(err, errlen,
-                    "etcd's WAL in %s does not hold entries %llu..%llu (after the consistent index %llu of "
-                    "%s), so kshimd cannot tell whether the database lacks writes; the data dir is left "
-                    "untouched: " HOW_TO,
-                    p->wal, (unsigned long long)ci + 1, (unsigned long long)from - 1, (unsigned long long)ci,
-                    p->db);
+        return err_text(
+            err, errlen,
+            "etcd's WAL in %s does not hold entries %llu..%llu (after the consistent index %llu of "
+            "%s), so kshimd cannot tell whether the database lacks writes; the data dir is left "
+            "untouched: " HOW_TO,
+            p->wal, (unsigned long long)ci + 1, (unsigned long long)from - 1, (unsigned long long)ci, p->db);
     return 0;
 }
 
 static int read_consistent_index(const char *db, uint64_t *ci, char *err, size_t errlen) {
     int fd = open(db, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return fail(err, errlen, "open %s: %s", db, strerror(errno));
+    if (fd < 0) return err_text(err, errlen, "open %s: %s", db, strerror(errno));
     struct stat sb;
     char why[512] = "";
     int rc = fstat(fd, &sb) == 0 ? etcd_db_consistent_index(fd, (uint64_t)sb.st_size, ci, why, sizeof why)
                                  : ETCD_DB_E_IO;
     close(fd);
-    if (rc != ETCD_DB_OK) return fail(err, errlen, "%s: %s", db, why[0] ? why : strerror(errno));
+    if (rc != ETCD_DB_OK) return err_text(err, errlen, "%s: %s", db, why[0] ? why : strerror(errno));
     return 0;
 }
 
@@ -162,27 +154,28 @@ static int build(const etcd_datadir_opts_t *o, const paths_t *p, ctl_restore_res
     char why[4096];
     if (ctl_snapshot_restore(&ro, r, why, sizeof why) != 0) {
         remove_tree(p->tmp);
-        return fail(err, errlen, "cannot take over the etcd data dir %s: %s", o->data_dir, why);
+        return err_text(err, errlen, "cannot take over the etcd data dir %s: %s", o->data_dir, why);
     }
     if (fsync_tree(p->tmp) != 0) {
         remove_tree(p->tmp);
-        return fail(err, errlen, "fsync %s: %s", p->tmp, strerror(errno));
+        return err_text(err, errlen, "fsync %s: %s", p->tmp, strerror(errno));
     }
     return 0;
 }
 
 static int swap(const etcd_datadir_opts_t *o, const paths_t *p, char *err, size_t errlen) {
-    if (fsync_path(o->data_dir) != 0) return fail(err, errlen, "fsync %s: %s", o->data_dir, strerror(errno));
+    if (fsync_path(o->data_dir) != 0)
+        return err_text(err, errlen, "fsync %s: %s", o->data_dir, strerror(errno));
     if (renameat2(AT_FDCWD, p->tmp_member, AT_FDCWD, p->member, RENAME_EXCHANGE) != 0) {
         int e = errno;
         remove_tree(p->tmp);
-        return fail(err, errlen,
-                    "cannot swap %s and %s (renameat2 RENAME_EXCHANGE: %s); the data dir is left "
-                    "untouched: use `kshimctl snapshot restore %s --skip-hash-check` into a new data dir",
-                    p->tmp_member, p->member, strerror(e), p->db);
+        return err_text(err, errlen,
+                        "cannot swap %s and %s (renameat2 RENAME_EXCHANGE: %s); the data dir is left "
+                        "untouched: use `kshimctl snapshot restore %s --skip-hash-check` into a new data dir",
+                        p->tmp_member, p->member, strerror(e), p->db);
     }
     if (fsync_path(o->data_dir) != 0 || fsync_path(p->tmp) != 0)
-        return fail(err, errlen, "fsync: %s", strerror(errno));
+        return err_text(err, errlen, "fsync: %s", strerror(errno));
     return 0;
 }
 
@@ -190,28 +183,30 @@ int etcd_datadir_take_over(const etcd_datadir_opts_t *o, etcd_datadir_result_t *
                            size_t errlen) {
     memset(res, 0, sizeof *res);
     paths_t p;
-    if (make_paths(o->data_dir, &p) != 0) return fail(err, errlen, "data dir path too long");
+    if (make_paths(o->data_dir, &p) != 0) return err_text(err, errlen, "data dir path too long");
     snprintf(res->orig, sizeof res->orig, "%s", p.orig);
     if (exists(p.kv) && exists(p.tmp_member)) {
         /* swapped, not finished: tmp/member is etcd's dir */
         char inner[4096 + 8];
         snprintf(inner, sizeof inner, "%s/kv", p.tmp_member);
         if (exists(inner))
-            return fail(err, errlen, "both %s and %s exist: remove the one that is not in use", p.kv, inner);
+            return err_text(err, errlen, "both %s and %s exist: remove the one that is not in use", p.kv,
+                            inner);
         if (finish(o->data_dir, &p, err, errlen) != 0) return -1;
         res->action = ETCD_DATADIR_FINISHED;
         return 0;
     }
     if (exists(p.kv) || !exists(p.db)) return 0;
     if (o->wal_dir && *o->wal_dir)
-        return fail(err, errlen,
-                    "%s is an etcd data dir; kshimd takes one over only without --wal-dir: " HOW_TO,
-                    o->data_dir);
+        return err_text(err, errlen,
+                        "%s is an etcd data dir; kshimd takes one over only without --wal-dir: " HOW_TO,
+                        o->data_dir);
     if (exists(p.tmp)) {
         /* a build interrupted before the swap: ours, and only a kv store */
         if (!holds_only(p.tmp, "member") || !holds_only(p.tmp_member, "kv"))
-            return fail(err, errlen, "%s holds files kshimd did not put there: move it away", p.tmp);
-        if (remove_tree(p.tmp) != 0) return fail(err, errlen, "cannot remove %s: %s", p.tmp, strerror(errno));
+            return err_text(err, errlen, "%s holds files kshimd did not put there: move it away", p.tmp);
+        if (remove_tree(p.tmp) != 0)
+            return err_text(err, errlen, "cannot remove %s: %s", p.tmp, strerror(errno));
     }
     if (read_consistent_index(p.db, &res->consistent_index, err, errlen) != 0) return -1;
     if (check_wal(&p, res->consistent_index, &res->wal, err, errlen) != 0) return -1;

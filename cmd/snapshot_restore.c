@@ -21,7 +21,6 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,19 +30,11 @@
 #include <wolfssl/options.h>
 #include <wolfssl/wolfcrypt/sha256.h>
 
+#include "err_text.h"
 #include "etcd_db.h"
 #include "mvcc.h"
 
 #define SHA_LEN 32
-
-static int fail(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static int fail(char *err, size_t errlen, const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-    return -1;
-}
 
 /* Does the data dir exist with something in it? */
 static int dir_in_use(const char *path) {
@@ -88,37 +79,37 @@ static int check_cluster(const ctl_restore_opts_t *o, char *err, size_t errlen) 
         const char *c = strchr(p, ',');
         size_t n = c ? (size_t)(c - p) : strlen(p);
         const char *eq = memchr(p, '=', n);
-        if (!eq) return fail(err, errlen, "--initial-cluster: cannot parse %s", o->initial_cluster);
+        if (!eq) return err_text(err, errlen, "--initial-cluster: cannot parse %s", o->initial_cluster);
         size_t kl = (size_t)(eq - p);
         if (kl != nl || strncmp(p, o->name, nl))
-            return fail(err, errlen,
-                        "--initial-cluster names a member other than %s: kshimd restores single-member "
-                        "clusters only",
-                        o->name);
+            return err_text(err, errlen,
+                            "--initial-cluster names a member other than %s: kshimd restores single-member "
+                            "clusters only",
+                            o->name);
         size_t ml = strlen(mine);
         snprintf(mine + ml, sizeof mine - ml, "%s%.*s", ml ? "," : "", (int)(n - kl - 1), eq + 1);
         p = c ? c + 1 : p + n;
     }
     if (!mine[0])
-        return fail(err, errlen, "couldn't find local name \"%s\" in the initial cluster configuration",
-                    o->name);
+        return err_text(err, errlen, "couldn't find local name \"%s\" in the initial cluster configuration",
+                        o->name);
     const char *adv = o->initial_advertise_peer_urls;
     for (const char *p = adv; *p;) {
         const char *c = strchr(p, ',');
         size_t n = c ? (size_t)(c - p) : strlen(p);
         if (!in_list(mine, p, n))
-            return fail(err, errlen,
-                        "--initial-cluster has %s=%s but missing from --initial-advertise-peer-urls=%s",
-                        o->name, mine, adv);
+            return err_text(err, errlen,
+                            "--initial-cluster has %s=%s but missing from --initial-advertise-peer-urls=%s",
+                            o->name, mine, adv);
         p = c ? c + 1 : p + n;
     }
     for (const char *p = mine; *p;) {
         const char *c = strchr(p, ',');
         size_t n = c ? (size_t)(c - p) : strlen(p);
         if (!in_list(adv, p, n))
-            return fail(err, errlen,
-                        "--initial-cluster has %s=%s but missing from --initial-advertise-peer-urls=%s",
-                        o->name, mine, adv);
+            return err_text(err, errlen,
+                            "--initial-cluster has %s=%s but missing from --initial-advertise-peer-urls=%s",
+                            o->name, mine, adv);
         p = c ? c + 1 : p + n;
     }
     return 0;
@@ -134,19 +125,19 @@ static int check_hash(int fd, uint64_t size, int skip, uint64_t *db_size, int *c
     int has = size % 512 == SHA_LEN;
     *db_size = has ? size - SHA_LEN : size;
     *checked = 0;
-    if (!has && !skip) return fail(err, errlen, "snapshot missing hash but --skip-hash-check=false");
+    if (!has && !skip) return err_text(err, errlen, "snapshot missing hash but --skip-hash-check=false");
     if (!has || skip) return 0;
     uint8_t want[SHA_LEN], got[SHA_LEN], buf[65536];
     if (pread(fd, want, SHA_LEN, (off_t)*db_size) != SHA_LEN)
-        return fail(err, errlen, "read: %s", strerror(errno));
+        return err_text(err, errlen, "read: %s", strerror(errno));
     wc_Sha256 sha;
-    if (wc_InitSha256(&sha) != 0) return fail(err, errlen, "sha256 init failed");
+    if (wc_InitSha256(&sha) != 0) return err_text(err, errlen, "sha256 init failed");
     int rc = 0;
     for (uint64_t off = 0; off < *db_size && rc == 0;) {
         size_t n = *db_size - off < sizeof buf ? (size_t)(*db_size - off) : sizeof buf;
         ssize_t r = pread(fd, buf, n, (off_t)off);
         if (r != (ssize_t)n)
-            rc = fail(err, errlen, "read: %s", r < 0 ? strerror(errno) : "short read");
+            rc = err_text(err, errlen, "read: %s", r < 0 ? strerror(errno) : "short read");
         else
             wc_Sha256Update(&sha, buf, (word32)n);
         off += n;
@@ -158,7 +149,7 @@ static int check_hash(int fd, uint64_t size, int skip, uint64_t *db_size, int *c
         char a[2 * SHA_LEN + 1], b[2 * SHA_LEN + 1];
         hex(a, want, SHA_LEN);
         hex(b, got, SHA_LEN);
-        return fail(err, errlen, "expected sha256 %s, got %s", a, b);
+        return err_text(err, errlen, "expected sha256 %s, got %s", a, b);
     }
     *checked = 1;
     return 0;
@@ -167,14 +158,14 @@ static int check_hash(int fd, uint64_t size, int skip, uint64_t *db_size, int *c
 int ctl_snapshot_restore(const ctl_restore_opts_t *o, ctl_restore_result_t *res, char *err, size_t errlen) {
     memset(res, 0, sizeof *res);
     if (check_cluster(o, err, errlen) != 0) return -1;
-    if (dir_in_use(o->data_dir)) return fail(err, errlen, "data-dir \"%s\" exists", o->data_dir);
+    if (dir_in_use(o->data_dir)) return err_text(err, errlen, "data-dir \"%s\" exists", o->data_dir);
     int fd = open(o->file, O_RDONLY);
-    if (fd < 0) return fail(err, errlen, "open %s: %s", o->file, strerror(errno));
+    if (fd < 0) return err_text(err, errlen, "open %s: %s", o->file, strerror(errno));
     struct stat sb;
     uint64_t db_size = 0;
     if (fstat(fd, &sb) != 0) {
         close(fd);
-        return fail(err, errlen, "stat %s: %s", o->file, strerror(errno));
+        return err_text(err, errlen, "stat %s: %s", o->file, strerror(errno));
     }
     if (check_hash(fd, (uint64_t)sb.st_size, o->skip_hash_check, &db_size, &res->hash_checked, err, errlen)) {
         close(fd);
@@ -184,13 +175,13 @@ int ctl_snapshot_restore(const ctl_restore_opts_t *o, ctl_restore_result_t *res,
     snprintf(kv, sizeof kv, "%s/member/kv", o->data_dir);
     if (mkdir_p(kv) != 0) {
         close(fd);
-        return fail(err, errlen, "cannot create %s: %s", kv, strerror(errno));
+        return err_text(err, errlen, "cannot create %s: %s", kv, strerror(errno));
     }
     mvcc_t *m = NULL;
     char merr[512];
     if (mvcc_open(kv, NULL, &m, merr, sizeof merr) != 0) {
         close(fd);
-        return fail(err, errlen, "%s", merr);
+        return err_text(err, errlen, "%s", merr);
     }
     etcd_db_stats_t st;
     int rc = etcd_db_restore(fd, db_size, m, &st, merr, sizeof merr);
@@ -204,8 +195,8 @@ int ctl_snapshot_restore(const ctl_restore_opts_t *o, ctl_restore_result_t *res,
     mvcc_close(m);
     close(fd);
     if (rc != ETCD_DB_OK)
-        return fail(err, errlen, "%s: %s (the data dir %s is incomplete: remove it)", o->file, merr,
-                    o->data_dir);
+        return err_text(err, errlen, "%s: %s (the data dir %s is incomplete: remove it)", o->file, merr,
+                        o->data_dir);
     res->revision = st.revision;
     res->compact_rev = st.compact_rev;
     res->versions = st.versions;

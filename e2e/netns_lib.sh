@@ -1,6 +1,6 @@
 # e2e/netns_lib.sh: a kshimd (or etcd) cluster whose members each live in a
-# network namespace of their own, for fault tests (sourced after lib.sh,
-# never run). Owns the namespaces, bridges and veth pairs, starting and
+# network namespace of their own, for fault tests (sourced first, before
+# lib.sh, never run). Owns the namespaces, bridges and veth pairs, starting and
 # stopping the members in them, running clients from the hub namespace, and
 # partitioning a member (its peer link down) and healing it.
 #
@@ -11,8 +11,14 @@
 # http://10.77.2.i:2379). Partitioning member i sets its brp link down: it
 # cannot reach the other members, while clients still reach it (so the test
 # sees what a cut-off member answers). Clients and etcdctl run in the hub
-# (a test re-runs itself there, see test_cluster_faults.sh).
+# (a test re-runs itself there: net_reexec_in_hub, before lib.sh makes its
+# E2E_TMP).
 #
+#   net_reexec_in_hub PREFIX ARGS...  outside the hub: creates the hub
+#                            ${PREFIX}$$h, re-runs the script there with ARGS
+#                            (NET_IN_HUB=1, NET_NS=${PREFIX}$$), deletes the
+#                            namespaces and exits with its status; inside
+#                            the hub: returns
 #   net_up N                 the hub and N member namespaces
 #   net_down                 deletes them (also at exit)
 #   member_start KIND I STATE [flags]  sets MPID[I]; KIND etcd|kshimd,
@@ -27,6 +33,16 @@ NET_NS=${NET_NS:-kf$$}
 NET_N=0
 NET_IC=""
 declare -A MPID
+
+net_reexec_in_hub() {
+    local ns=$1$$ rc=0 n
+    shift
+    [ -z "${NET_IN_HUB:-}" ] || return 0
+    ip netns add "${ns}h" || { echo "FATAL: cannot create a network namespace (root needed)"; exit 1; }
+    ip netns exec "${ns}h" env NET_IN_HUB=1 NET_NS="$ns" bash "$0" "$@" || rc=$?
+    for n in h m1 m2 m3; do ip netns del "${ns}$n" 2>/dev/null || true; done
+    exit $rc
+}
 
 net_down() {
     local i

@@ -20,57 +20,17 @@
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 
-IC="m1=http://127.0.0.1:24751,m2=http://127.0.0.1:24752,m3=http://127.0.0.1:24753"
-ALL="127.0.0.1:24701,127.0.0.1:24702,127.0.0.1:24703"
-declare -A PID
+source "$(dirname "$0")/cluster_lib.sh"
+Q_TIMEOUT=10s
+cluster_ports 24700 24750
 
-# start_member KIND N: member mN of KIND (etcd|kshimd).
-start_member() {
-    local kind=$1 n=$2 bin=$ETCD
-    [ "$kind" = kshimd ] && bin=$KSHIMD
-    ensure_port_free $((24700 + n))
-    ensure_port_free $((24750 + n))
-    "$bin" --name "m$n" --data-dir "$E2E_TMP/$kind-m$n.data" \
-        --listen-client-urls "http://127.0.0.1:$((24700 + n))" \
-        --advertise-client-urls "http://127.0.0.1:$((24700 + n))" \
-        --listen-peer-urls "http://127.0.0.1:$((24750 + n))" \
-        --initial-advertise-peer-urls "http://127.0.0.1:$((24750 + n))" \
-        --initial-cluster "$IC" >>"$E2E_TMP/$kind-m$n.log" 2>&1 &
-    PID[$n]=$!
-    E2E_PIDS+=("${PID[$n]}")
-}
-
-# q PORT ARGS: etcdctl's stdout, or its "Error: ..." line.
-q() {
-    local port=$1 out
-    shift
-    out=$("$ETCDCTL" --endpoints "127.0.0.1:$port" --dial-timeout=2s --command-timeout=10s "$@" \
-        2>"$E2E_TMP/q.err") || true
-    if grep -q '^Error:' "$E2E_TMP/q.err"; then grep '^Error:' "$E2E_TMP/q.err" | tail -1; else echo "$out"; fi
-}
-
-leaders() {
-    "$ETCDCTL" --endpoints "$1" --dial-timeout=1s --command-timeout=2s endpoint status 2>/dev/null |
-        awk -F', ' '$5 == "true" { sub(/.*:/, "", $1); print $1 }'
-}
-
-wait_for() {
-    local desc=$1 t=$2 deadline
-    shift 2
-    deadline=$((SECONDS + t))
-    until "$@"; do
-        [ $SECONDS -lt $deadline ] || { echo "timed out waiting for $desc" >&2; return 1; }
-        sleep 0.2
-    done
-}
-one_leader() { [ "$(leaders "$ALL" | wc -l)" = 1 ]; }
 value_is() { [ "$(q "$1" --user root:rootpw get "$2" --consistency=s --print-value-only)" = "$3" ]; }
 
 start_cluster() {
     local kind=$1 n
     for n in 1 2 3; do start_member "$kind" $n; done
     for n in 1 2 3; do wait_ready "${PID[$n]}" $((24700 + n)) 30 || return 1; done
-    wait_for "one leader" 20 one_leader
+    wait_for "one leader" 20 one_leader "$ALL"
 }
 
 # FOLLOWER: a client port that is not the leader's.
@@ -132,14 +92,14 @@ refusal_scenario() {
             err=$out
             break
         fi
-        wait_for "one leader" 20 one_leader
+        wait_for "one leader" 20 one_leader "$ALL"
         lead=$(leaders "$ALL")
         f=$(follower_of "$lead")
         for x in 24701 24702 24703; do [ "$x" = "$lead" ] || [ "$x" = "$f" ] || break; done
         xid=$(q "$lead" member list | awk -F', ' -v u="http://127.0.0.1:$x" '$5 == u { print $1 }')
     done
     echo "refused write: $err"
-    wait_for "one leader" 20 one_leader
+    wait_for "one leader" 20 one_leader "$ALL"
     wait_for "writes going on" 20 bash -c "[ \"\$('$ETCDCTL' --endpoints $ALL --command-timeout=3s put /after v 2>&1)\" = OK ]"
     echo "writes after: OK"
     for n in 1 2 3; do stop_server "${PID[$n]}"; done

@@ -23,54 +23,9 @@
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 
-IC="m1=http://127.0.0.1:24351,m2=http://127.0.0.1:24352,m3=http://127.0.0.1:24353"
-ALL="127.0.0.1:24301,127.0.0.1:24302,127.0.0.1:24303"
-declare -A PID
+source "$(dirname "$0")/cluster_lib.sh"
+cluster_ports 24300 24350
 
-# start_member KIND N [extra flags]: member mN of KIND (etcd|kshimd).
-start_member() {
-    local kind=$1 n=$2 bin=$ETCD
-    shift 2
-    [ "$kind" = kshimd ] && bin=$KSHIMD
-    ensure_port_free $((24300 + n))
-    ensure_port_free $((24350 + n))
-    "$bin" --name "m$n" --data-dir "$E2E_TMP/$kind-m$n.data" \
-        --listen-client-urls "http://127.0.0.1:$((24300 + n))" \
-        --advertise-client-urls "http://127.0.0.1:$((24300 + n))" \
-        --listen-peer-urls "http://127.0.0.1:$((24350 + n))" \
-        --initial-advertise-peer-urls "http://127.0.0.1:$((24350 + n))" \
-        --initial-cluster "$IC" "$@" >>"$E2E_TMP/$kind-m$n.log" 2>&1 &
-    PID[$n]=$!
-    E2E_PIDS+=("${PID[$n]}")
-}
-
-# q PORT ARGS: etcdctl's stdout, or its "Error: ..." line.
-q() {
-    local port=$1 out
-    shift
-    out=$("$ETCDCTL" --endpoints "127.0.0.1:$port" --dial-timeout=2s --command-timeout=5s "$@" \
-        2>"$E2E_TMP/q.err") || true
-    if grep -q '^Error:' "$E2E_TMP/q.err"; then grep '^Error:' "$E2E_TMP/q.err" | tail -1; else echo "$out"; fi
-}
-
-# leaders ENDPOINTS: the client ports whose status says leader.
-leaders() {
-    "$ETCDCTL" --endpoints "$1" --dial-timeout=1s --command-timeout=2s endpoint status 2>/dev/null |
-        awk -F', ' '$5 == "true" { sub(/.*:/, "", $1); print $1 }'
-}
-
-# wait_for DESC TIMEOUT_S CMD...: poll until CMD succeeds.
-wait_for() {
-    local desc=$1 t=$2 deadline
-    shift 2
-    deadline=$((SECONDS + t))
-    until "$@"; do
-        [ $SECONDS -lt $deadline ] || { echo "timed out waiting for $desc" >&2; return 1; }
-        sleep 0.2
-    done
-}
-
-one_leader() { [ "$(leaders "$1" | wc -l)" = 1 ]; }
 started_count() { [ "$(q 24301 member list | grep -c ', started, m')" = "$1" ]; }
 same_index() {
     [ "$("$ETCDCTL" --endpoints "$1" --dial-timeout=1s --command-timeout=2s endpoint status 2>/dev/null |

@@ -30,17 +30,10 @@
 # same against real etcd 3.4.
 set -euo pipefail
 # The whole test runs in the hub namespace (clients, etcdctl, histclient).
-if [ -z "${NET_IN_HUB:-}" ]; then
-    ns=kf$$
-    ip netns add "${ns}h" || { echo "FATAL: cannot create a network namespace (root needed)"; exit 1; }
-    rc=0
-    ip netns exec "${ns}h" env NET_IN_HUB=1 NET_NS="$ns" bash "$0" "$@" || rc=$?
-    for n in h m1 m2 m3; do ip netns del "${ns}$n" 2>/dev/null || true; done
-    exit $rc
-fi
+source "$(dirname "$0")/netns_lib.sh"
+net_reexec_in_hub "kf" "$@"
 source "$(dirname "$0")/lib.sh"
 source "$(dirname "$0")/history_lib.sh"
-source "$(dirname "$0")/netns_lib.sh"
 trap 'e2e_cleanup; net_down' EXIT
 
 KIND=$KSHIM_E2E_TARGET

@@ -15,26 +15,18 @@ source "$(dirname "$0")/lib.sh"
 SRC=${KSHIM_SRC:-$(cd "$(dirname "$0")/.." && pwd)}
 bash "$SRC/certs/gen.sh" "$E2E_TMP/pki" >/dev/null 2>&1 || die "certs/gen.sh failed"
 P=$E2E_TMP/pki
-IC="m1=https://127.0.0.1:24451,m2=https://127.0.0.1:24452,m3=https://127.0.0.1:24453"
-ALL="127.0.0.1:24401,127.0.0.1:24402,127.0.0.1:24403"
+source "$(dirname "$0")/cluster_lib.sh"
+cluster_ports 24400 24450 https
 PIDS=()
 
-# cluster RUN [flags]: starts 3 members with fresh data dirs named RUN-mN.
+# cluster RUN [flags]: starts 3 kshimd members with fresh data dirs named RUN-mN.
 cluster() {
     local run=$1 n
     shift
     PIDS=()
     for n in 1 2 3; do
-        ensure_port_free $((24400 + n))
-        ensure_port_free $((24450 + n))
-        "$KSHIMD" --name "m$n" --data-dir "$E2E_TMP/$run-m$n.data" \
-            --listen-client-urls "http://127.0.0.1:$((24400 + n))" \
-            --advertise-client-urls "http://127.0.0.1:$((24400 + n))" \
-            --listen-peer-urls "https://127.0.0.1:$((24450 + n))" \
-            --initial-advertise-peer-urls "https://127.0.0.1:$((24450 + n))" \
-            --initial-cluster "$IC" "$@" >>"$E2E_TMP/$run-m$n.log" 2>&1 &
-        PIDS+=($!)
-        E2E_PIDS+=($!)
+        start_member "$run" $n "$@"
+        PIDS+=("${PID[$n]}")
     done
 }
 
@@ -43,33 +35,18 @@ stop_cluster() {
     for p in "${PIDS[@]}"; do stop_server "$p"; done
 }
 
-leaders() {
-    "$ETCDCTL" --endpoints "$ALL" --dial-timeout=1s --command-timeout=2s endpoint status 2>/dev/null |
-        awk -F', ' '$5 == "true"' | wc -l
-}
-
-# wait_leader TIMEOUT_S: 0 once one member leads.
-wait_leader() {
-    local deadline=$((SECONDS + $1))
-    while [ $SECONDS -lt $deadline ]; do
-        [ "$(leaders)" = 1 ] && return 0
-        sleep 0.2
-    done
-    return 1
-}
-
 TLS=(--peer-cert-file "$P/peer.crt" --peer-key-file "$P/peer.key" --peer-trusted-ca-file "$P/ca.crt"
     --peer-client-cert-auth)
 
 cluster mtls "${TLS[@]}" --peer-cert-allowed-cn kshim-peer
-if wait_leader 20; then pass "mutual TLS: a leader"; else fail "mutual TLS: a leader"; fi
+if wait_for "one leader" 20 one_leader "$ALL"; then pass "mutual TLS: a leader"; else fail "mutual TLS: a leader"; fi
 check_eq "mutual TLS: put" OK "$(ctl 24401 put /tls v1 2>/dev/null)"
 check_eq "mutual TLS: get via another member" v1 "$(ctl 24402 get /tls --print-value-only 2>/dev/null)"
 stop_cluster
 
 cluster badcn "${TLS[@]}" --peer-cert-allowed-cn someone-else
 sleep 4 # a few election timeouts: nobody may win without its peers
-check_eq "wrong allowed CN: no leader" 0 "$(leaders)"
+check_eq "wrong allowed CN: no leader" 0 "$(leaders "$ALL" | wc -l)"
 # Without a leader a member never publishes, so it never serves clients (etcd
 # serves clients only after its publish): endpoint status cannot succeed.
 check_eq "wrong allowed CN: no member serves clients" 1 \
@@ -77,7 +54,7 @@ check_eq "wrong allowed CN: no member serves clients" 1 \
 stop_cluster
 
 cluster auto --peer-auto-tls
-if wait_leader 20; then pass "peer auto TLS: a leader"; else fail "peer auto TLS: a leader"; fi
+if wait_for "one leader" 20 one_leader "$ALL"; then pass "peer auto TLS: a leader"; else fail "peer auto TLS: a leader"; fi
 check_eq "peer auto TLS: put" OK "$(ctl 24403 put /auto v2 2>/dev/null)"
 check_eq "peer auto TLS: get via another member" v2 "$(ctl 24401 get /auto --print-value-only 2>/dev/null)"
 [ -s "$E2E_TMP/auto-m1.data/fixtures/peer/cert.pem" ] && pass "peer auto TLS: certificate made" ||

@@ -30,16 +30,10 @@
 # only (no comparison).
 set -euo pipefail
 # The whole test runs in the hub namespace (etcdctl from there).
-if [ -z "${NET_IN_HUB:-}" ]; then
-    ns=${KSHIM_NETNS_PREFIX:-kc}$$
-    ip netns add "${ns}h" || { echo "FATAL: cannot create a network namespace (root needed)"; exit 1; }
-    rc=0
-    ip netns exec "${ns}h" env NET_IN_HUB=1 NET_NS="$ns" bash "$0" "$@" || rc=$?
-    for n in h m1 m2 m3; do ip netns del "${ns}$n" 2>/dev/null || true; done
-    exit $rc
-fi
-source "$(dirname "$0")/lib.sh"
 source "$(dirname "$0")/netns_lib.sh"
+net_reexec_in_hub "${KSHIM_NETNS_PREFIX:-kc}" "$@"
+source "$(dirname "$0")/lib.sh"
+source "$(dirname "$0")/cluster_lib.sh"
 trap 'e2e_cleanup; net_down' EXIT
 
 ALL="1 2 3"
@@ -56,20 +50,9 @@ out() { printf '%s: %s\n' "$2" "$3" >>"$E2E_TMP/$1.out"; }
 
 # q I ARGS: etcdctl against member I; its stdout, or its "Error: ..." line.
 q() {
-    local i=$1 o
+    local i=$1
     shift
-    o=$(hctl "$i" "$@" 2>"$E2E_TMP/q.err") || true
-    if grep -q '^Error:' "$E2E_TMP/q.err"; then grep '^Error:' "$E2E_TMP/q.err" | tail -1; else echo "$o"; fi
-}
-
-wait_for() {
-    local t=$1 deadline
-    shift
-    deadline=$((SECONDS + t))
-    until "$@"; do
-        [ $SECONDS -lt $deadline ] || return 1
-        sleep 0.2
-    done
+    out_or_error hctl "$i" "$@"
 }
 
 alarmed() { q "$1" alarm list | grep -q 'alarm:CORRUPT'; }
@@ -128,7 +111,7 @@ run_kind() {
     local lease
     lease=$(q 1 lease grant 600 | awk '{print $2}')
     out "$kind" "put before" "$(q 1 put ck/k "$VALUE")"
-    wait_for 10 test "$(q 3 get ck/k --consistency=s --print-value-only)" != "" || true
+    wait_for "m3 to apply the put" 10 test "$(q 3 get ck/k --consistency=s --print-value-only)" != "" || true
     [ "$kind" = etcd ] && diverge_etcd
     local v3
     v3=$(q 3 get ck/k --consistency=s --print-value-only)
@@ -136,7 +119,7 @@ run_kind() {
         fail "$kind: m3's value did not diverge ($v3)"
 
     log "== 1. the periodic check raises CORRUPT"
-    if wait_for 20 alarmed 1; then pass "$kind: CORRUPT raised"; else fail "$kind: no CORRUPT alarm within 20 s"; fi
+    if wait_for "the CORRUPT alarm" 20 alarmed 1; then pass "$kind: CORRUPT raised"; else fail "$kind: no CORRUPT alarm within 20 s"; fi
     out "$kind" "alarm list" "$(q 1 alarm list)"
 
     log "== 2. refusals"
@@ -185,12 +168,12 @@ run_kind() {
     log "== 5. m3 back, made leader: it finds itself the odd one out"
     member_start "$kind" 3 new "${CHECK[@]}"
     member_ready 3 30 || die "$kind m3 did not start again"
-    if wait_for 20 alarmed 1; then pass "$kind: CORRUPT raised again with m3 back"; else fail "$kind: not raised again"; fi
+    if wait_for "the CORRUPT alarm" 20 alarmed 1; then pass "$kind: CORRUPT raised again with m3 back"; else fail "$kind: not raised again"; fi
     out "$kind" "move-leader" "$(q "$(leader_of "$ALL")" move-leader "$id3" | sed -E 's/[0-9a-f]{16}|[0-9a-f]{15}/ID/g')"
-    wait_for 10 leader_is 3 || fail "$kind: m3 did not become leader"
+    wait_for "m3 to lead" 10 leader_is 3 || fail "$kind: m3 did not become leader"
     before=$(grep -c 'same compact revision then hashes must match' "$E2E_TMP/$kind-m3.log" || true)
     out "$kind" "alarm disarm again" "$(q 1 alarm disarm)"
-    if wait_for 20 alarmed 2; then pass "$kind: m3 as leader raised CORRUPT"; else fail "$kind: m3 as leader did not raise it"; fi
+    if wait_for "the CORRUPT alarm" 20 alarmed 2; then pass "$kind: m3 as leader raised CORRUPT"; else fail "$kind: m3 as leader did not raise it"; fi
     after=$(grep -c 'same compact revision then hashes must match' "$E2E_TMP/$kind-m3.log" || true)
     [ "$after" -gt "$before" ] && pass "$kind: m3's log: same compact revision then hashes must match" ||
         fail "$kind: m3 (leader) did not log the follower mismatch"

@@ -1,7 +1,8 @@
 /*
  * kv_fixture.h: the fixture shared by the storage tests that drive kv.h as
  * the apply path does: a fresh MVCC store in a temporary directory (under
- * $KSHIM_TEST_TMP, else /tmp) per test, and helpers that apply Put,
+ * $KSHIM_TEST_TMP, else /tmp) per test (fx_open / fx_close for a fixture
+ * that holds one inside its own), and helpers that apply Put,
  * DeleteRange and Txn requests at consecutive Raft indexes. Header-only
  * (static inline), included by one test file each.
  */
@@ -27,27 +28,37 @@ typedef struct fx {
     kv_header_info_t hdr;
 } fx_t;
 
-static inline int fx_setup(void **state) {
-    fx_t *f = calloc(1, sizeof *f);
-    assert_non_null(f);
+/* A fresh store in a new directory <tmp>/<prefix>-XXXXXX, opened with o (NULL: defaults). */
+static inline void fx_open(fx_t *f, const char *prefix, const mvcc_options_t *o) {
     const char *base = getenv("KSHIM_TEST_TMP");
     char cmd[300];
     snprintf(cmd, sizeof cmd, "mkdir -p %s", base ? base : "/tmp");
     assert_int_equal(system(cmd), 0);
-    snprintf(f->dir, sizeof f->dir, "%s/kvfx-XXXXXX", base ? base : "/tmp");
+    snprintf(f->dir, sizeof f->dir, "%s/%s-XXXXXX", base ? base : "/tmp", prefix);
     assert_non_null(mkdtemp(f->dir));
     char err[256];
-    assert_int_equal(mvcc_open(f->dir, NULL, &f->m, err, sizeof err), 0);
+    assert_int_equal(mvcc_open(f->dir, o, &f->m, err, sizeof err), 0);
+}
+
+/* Closes the store and removes its directory. */
+static inline void fx_close(fx_t *f) {
+    mvcc_close(f->m);
+    char cmd[300];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", f->dir);
+    assert_int_equal(system(cmd), 0);
+}
+
+static inline int fx_setup(void **state) {
+    fx_t *f = calloc(1, sizeof *f);
+    assert_non_null(f);
+    fx_open(f, "kvfx", NULL);
     *state = f;
     return 0;
 }
 
 static inline int fx_teardown(void **state) {
     fx_t *f = *state;
-    mvcc_close(f->m);
-    char cmd[300];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", f->dir);
-    assert_int_equal(system(cmd), 0);
+    fx_close(f);
     free(f);
     return 0;
 }

@@ -26,14 +26,15 @@
 
 #include "auth_check.h"
 #include "grpc_status.h"
+#include "kv_fixture.h"
 #include "services.h"
 
-typedef struct fx {
-    char dir[256];
+/* The store (kv_fixture.h) under a member's auth appliers. */
+typedef struct afx {
+    fx_t kv;
     server_config_t cfg;
     server_t s;
-    uint64_t index;
-} fx_t;
+} afx_t;
 
 /* Every lease exists (no lessor here: Puts may attach keys to any id). */
 static int any_lease(void *ctx, int64_t id) {
@@ -43,21 +44,15 @@ static int any_lease(void *ctx, int64_t id) {
 }
 
 static int setup(void **state) {
-    fx_t *f = calloc(1, sizeof *f);
+    afx_t *f = calloc(1, sizeof *f);
     assert_non_null(f);
-    const char *base = getenv("KSHIM_TEST_TMP");
-    char cmd[300];
-    snprintf(cmd, sizeof cmd, "mkdir -p %s", base ? base : "/tmp");
-    assert_int_equal(system(cmd), 0);
-    snprintf(f->dir, sizeof f->dir, "%s/applyauth-XXXXXX", base ? base : "/tmp");
-    assert_non_null(mkdtemp(f->dir));
     server_config_defaults(&f->cfg);
     f->s.cfg = &f->cfg;
     f->s.member_id = 42;
     mvcc_options_t o = {.lease_exists = any_lease};
     assert_int_equal(svc_auth_init(&f->s, &o), 0);
-    char err[256];
-    assert_int_equal(mvcc_open(f->dir, &o, &f->s.mvcc, err, sizeof err), 0);
+    fx_open(&f->kv, "applyauth", &o);
+    f->s.mvcc = f->kv.m;
     /* the first entry offered opens the auth store (svc_auth_start would) */
     Kshim__InternalRequest none = KSHIM__INTERNAL_REQUEST__INIT;
     kv_header_info_t hdr = {0};
@@ -69,24 +64,19 @@ static int setup(void **state) {
 }
 
 static int teardown(void **state) {
-    fx_t *f = *state;
+    afx_t *f = *state;
     svc_auth_stop(&f->s);
-    mvcc_close(f->s.mvcc);
-    char cmd[300];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", f->dir);
-    assert_int_equal(system(cmd), 0);
+    fx_close(&f->kv);
     free(f);
     return 0;
 }
 
-static ProtobufCBinaryData B(const char *s) { return (ProtobufCBinaryData){strlen(s), (uint8_t *)s}; }
-
-static uint64_t auth_rev(fx_t *f) { return auth_store_revision(svc_auth_store(&f->s)); }
+static uint64_t auth_rev(afx_t *f) { return auth_store_revision(svc_auth_store(&f->s)); }
 
 /* Applies req at index as the member does, proposed by user at auth
  * revision rev (user NULL: no header at all, an older kshimd's entry); returns the result's code and
  * copies its message to msg. */
-static int apply_at(fx_t *f, uint64_t index, Kshim__InternalRequest *req, const char *user, uint64_t rev,
+static int apply_at(afx_t *f, uint64_t index, Kshim__InternalRequest *req, const char *user, uint64_t rev,
                     char *msg) {
     Kshim__RequestHeader h = KSHIM__REQUEST_HEADER__INIT;
     h.id = index;
@@ -111,18 +101,18 @@ static int apply_at(fx_t *f, uint64_t index, Kshim__InternalRequest *req, const 
     return code;
 }
 
-static int apply_as(fx_t *f, Kshim__InternalRequest *req, const char *user, uint64_t rev, char *msg) {
-    int code = apply_at(f, ++f->index, req, user, rev, msg);
-    assert_int_equal(mvcc_apply_index(f->s.mvcc), f->index); /* refused or not, the index moves */
+static int apply_as(afx_t *f, Kshim__InternalRequest *req, const char *user, uint64_t rev, char *msg) {
+    int code = apply_at(f, ++f->kv.index, req, user, rev, msg);
+    assert_int_equal(mvcc_apply_index(f->s.mvcc), f->kv.index); /* refused or not, the index moves */
     return code;
 }
 
 /* As root at the current auth revision (what the proposer checked). */
-static int apply_root(fx_t *f, Kshim__InternalRequest *req) {
+static int apply_root(afx_t *f, Kshim__InternalRequest *req) {
     return apply_as(f, req, "root", auth_rev(f), NULL);
 }
 
-static void user_add(fx_t *f, const char *name) {
+static void user_add(afx_t *f, const char *name) {
     Etcdserverpb__AuthUserAddRequest r = ETCDSERVERPB__AUTH_USER_ADD_REQUEST__INIT;
     Authpb__UserAddOptions o = AUTHPB__USER_ADD_OPTIONS__INIT;
     o.no_password = 1;
@@ -142,13 +132,13 @@ static Kshim__InternalRequest role_add_req(Etcdserverpb__AuthRoleAddRequest *r, 
     return req;
 }
 
-static void role_add(fx_t *f, const char *name) {
+static void role_add(afx_t *f, const char *name) {
     Etcdserverpb__AuthRoleAddRequest r;
     Kshim__InternalRequest req = role_add_req(&r, name);
     assert_int_equal(apply_root(f, &req), 0);
 }
 
-static void grant_role(fx_t *f, const char *user, const char *role) {
+static void grant_role(afx_t *f, const char *user, const char *role) {
     Etcdserverpb__AuthUserGrantRoleRequest r = ETCDSERVERPB__AUTH_USER_GRANT_ROLE_REQUEST__INIT;
     r.user = (char *)user;
     r.role = (char *)role;
@@ -158,7 +148,7 @@ static void grant_role(fx_t *f, const char *user, const char *role) {
 }
 
 /* readwrite on the prefix "foo" */
-static void grant_foo(fx_t *f, const char *role) {
+static void grant_foo(afx_t *f, const char *role) {
     Etcdserverpb__AuthRoleGrantPermissionRequest r = ETCDSERVERPB__AUTH_ROLE_GRANT_PERMISSION_REQUEST__INIT;
     Authpb__Permission p = AUTHPB__PERMISSION__INIT;
     p.permtype = AUTHPB__PERMISSION__TYPE__READWRITE;
@@ -171,7 +161,7 @@ static void grant_foo(fx_t *f, const char *role) {
     assert_int_equal(apply_root(f, &req), 0);
 }
 
-static void revoke_foo(fx_t *f, const char *role) {
+static void revoke_foo(afx_t *f, const char *role) {
     Etcdserverpb__AuthRoleRevokePermissionRequest r = ETCDSERVERPB__AUTH_ROLE_REVOKE_PERMISSION_REQUEST__INIT;
     r.role = (char *)role;
     r.key = B("foo");
@@ -181,7 +171,7 @@ static void revoke_foo(fx_t *f, const char *role) {
     assert_int_equal(apply_root(f, &req), 0);
 }
 
-static void enable(fx_t *f) {
+static void enable(afx_t *f) {
     Etcdserverpb__AuthEnableRequest e = ETCDSERVERPB__AUTH_ENABLE_REQUEST__INIT;
     Kshim__InternalRequest req = KSHIM__INTERNAL_REQUEST__INIT;
     req.auth_enable = &e;
@@ -190,7 +180,7 @@ static void enable(fx_t *f) {
 }
 
 /* root (root role), alice (role rw: readwrite on foo*), auth enabled. */
-static void setup_users(fx_t *f) {
+static void setup_users(afx_t *f) {
     user_add(f, "root");
     role_add(f, "root");
     grant_role(f, "root", "root");
@@ -210,7 +200,7 @@ static Kshim__InternalRequest put_req(Etcdserverpb__PutRequest *p, const char *k
     return req;
 }
 
-static int64_t count_key(fx_t *f, const char *k) {
+static int64_t count_key(afx_t *f, const char *k) {
     Etcdserverpb__RangeRequest r = ETCDSERVERPB__RANGE_REQUEST__INIT;
     r.key = B(k);
     r.count_only = 1;
@@ -225,7 +215,7 @@ static int64_t count_key(fx_t *f, const char *k) {
 
 /* The case: checked at N, a revoke applied at N+1, then the Put. */
 static void test_put_checked_before_revoke(void **state) {
-    fx_t *f = *state;
+    afx_t *f = *state;
     setup_users(f);
     uint64_t n = auth_rev(f);
     char msg[160];
@@ -251,7 +241,7 @@ static void test_put_checked_before_revoke(void **state) {
 }
 
 static void test_txn_and_delete(void **state) {
-    fx_t *f = *state;
+    afx_t *f = *state;
     setup_users(f);
     uint64_t n = auth_rev(f);
     char msg[160];
@@ -287,7 +277,7 @@ static void test_txn_and_delete(void **state) {
 
 /* Auth enabled between the check (no identity: auth was off) and apply. */
 static void test_no_identity_once_enabled(void **state) {
-    fx_t *f = *state;
+    afx_t *f = *state;
     char msg[160];
     Etcdserverpb__PutRequest p;
     Kshim__InternalRequest put = put_req(&p, "k0");
@@ -306,7 +296,7 @@ static void test_no_identity_once_enabled(void **state) {
 
 /* A management request needs the root role at apply too. */
 static void test_admin_at_apply(void **state) {
-    fx_t *f = *state;
+    afx_t *f = *state;
     setup_users(f);
     char msg[160];
     Etcdserverpb__AuthRoleAddRequest r;
@@ -327,7 +317,7 @@ static void test_admin_at_apply(void **state) {
  * (etcd's checkLeasePuts); the leader's expiry revoke (no auth_checked)
  * is not checked. */
 static void test_lease_revoke_attached_keys(void **state) {
-    fx_t *f = *state;
+    afx_t *f = *state;
     setup_users(f);
     uint64_t n = auth_rev(f);
     Etcdserverpb__PutRequest p;
@@ -345,32 +335,32 @@ static void test_lease_revoke_attached_keys(void **state) {
     rv.header = &h;
     kv_header_info_t hdr = {1, 42, 1};
     kv_result_t res = {0};
-    assert_int_equal(svc_auth_check_apply(&f->s, f->index + 1, &rv, &hdr, &res), 0); /* may write foo5 */
+    assert_int_equal(svc_auth_check_apply(&f->s, f->kv.index + 1, &rv, &hdr, &res), 0); /* may write foo5 */
     revoke_foo(f, "rw");
-    assert_int_equal(svc_auth_check_apply(&f->s, ++f->index, &rv, &hdr, &res), 1);
+    assert_int_equal(svc_auth_check_apply(&f->s, ++f->kv.index, &rv, &hdr, &res), 1);
     assert_int_equal(res.code, GRPC_INVALID_ARGUMENT);
     assert_string_equal(res.message, "etcdserver: revision of auth store is old");
     kv_result_clear(&res);
     h.auth_revision = n + 1;
-    assert_int_equal(svc_auth_check_apply(&f->s, ++f->index, &rv, &hdr, &res), 1);
+    assert_int_equal(svc_auth_check_apply(&f->s, ++f->kv.index, &rv, &hdr, &res), 1);
     assert_int_equal(res.code, GRPC_PERMISSION_DENIED);
     kv_result_clear(&res);
     h.username = "root";
-    assert_int_equal(svc_auth_check_apply(&f->s, f->index + 1, &rv, &hdr, &res), 0);
+    assert_int_equal(svc_auth_check_apply(&f->s, f->kv.index + 1, &rv, &hdr, &res), 0);
     Kshim__RequestHeader expiry = KSHIM__REQUEST_HEADER__INIT; /* the leader's, for an expired lease */
     rv.header = &expiry;
-    assert_int_equal(svc_auth_check_apply(&f->s, f->index + 1, &rv, &hdr, &res), 0);
+    assert_int_equal(svc_auth_check_apply(&f->s, f->kv.index + 1, &rv, &hdr, &res), 0);
     /* a lease without keys needs nothing */
     r.id = 8;
     rv.header = &h;
     h.username = "alice";
-    assert_int_equal(svc_auth_check_apply(&f->s, f->index + 1, &rv, &hdr, &res), 0);
+    assert_int_equal(svc_auth_check_apply(&f->s, f->kv.index + 1, &rv, &hdr, &res), 0);
 }
 
 /* An entry at or below the applied index (a replay) is not refused again:
  * the appliers skip it. */
 static void test_replay_left_alone(void **state) {
-    fx_t *f = *state;
+    afx_t *f = *state;
     setup_users(f);
     uint64_t n = auth_rev(f);
     revoke_foo(f, "rw");
@@ -383,9 +373,9 @@ static void test_replay_left_alone(void **state) {
     put.header = &h;
     kv_header_info_t hdr = {1, 42, 1};
     kv_result_t res = {0};
-    assert_int_equal(svc_auth_check_apply(&f->s, f->index, &put, &hdr, &res), 0);
+    assert_int_equal(svc_auth_check_apply(&f->s, f->kv.index, &put, &hdr, &res), 0);
     assert_int_equal(res.code, 0);
-    assert_int_equal(svc_auth_check_apply(&f->s, f->index + 1, &put, &hdr, &res), 1);
+    assert_int_equal(svc_auth_check_apply(&f->s, f->kv.index + 1, &put, &hdr, &res), 1);
     assert_int_equal(res.code, GRPC_INVALID_ARGUMENT);
     kv_result_clear(&res);
 }

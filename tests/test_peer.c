@@ -213,6 +213,14 @@ static void link_nodes(node_t *a, node_t *b) {
     assert_int_equal(peer_add(b->t, a->id, &ua, 1), PEER_OK);
 }
 
+/* Members 1 (a) and 2 (b) of cluster, both on listen (no TLS), each knowing the other. */
+static void start_pair(node_t *a, node_t *b, uint64_t cluster, const char *listen) {
+    a->t = b->t = NULL;
+    start_node(a, 1, cluster, listen, NULL);
+    start_node(b, 2, cluster, listen, NULL);
+    link_nodes(a, b);
+}
+
 #define WAIT_UNTIL(cond)                                           \
     do {                                                           \
         for (int w_ = 0; w_ < 2000 && !(cond); w_++) usleep(5000); \
@@ -224,6 +232,15 @@ static raft_msg_t heartbeat(uint64_t from, uint64_t to, uint64_t ctx) {
 }
 
 /* ---- fixture ---- */
+
+/* a's heartbeat (ctx 1) to b, sent and delivered as b's first message; returned to send again. */
+static raft_msg_t first_heartbeat(node_t *a, node_t *b) {
+    raft_msg_t m = heartbeat(a->id, b->id, 1);
+    assert_int_equal(peer_send_raft(a->t, &m), PEER_OK);
+    WAIT_UNTIL(atomic_load(&b->n_raft) == 1);
+    assert_int_equal(atomic_load(&b->n_raft), 1);
+    return m;
+}
 
 static int run(const char *fmt, ...) {
     char cmd[4 * PATH_MAX];
@@ -476,10 +493,7 @@ static void snapshot_between(node_t *a, node_t *b, uint64_t size) {
 static void test_snapshot_stream(void **state) {
     (void)state;
     node_t a, b;
-    a.t = b.t = NULL;
-    start_node(&a, 1, 7, "http://127.0.0.1:0", NULL);
-    start_node(&b, 2, 7, "http://127.0.0.1:0", NULL);
-    link_nodes(&a, &b);
+    start_pair(&a, &b, 7, "http://127.0.0.1:0");
     snapshot_between(&a, &b, (6u << 20) + 12345);
     stop_node(&a);
     stop_node(&b);
@@ -495,10 +509,7 @@ static long failing_read(void *ctx, uint8_t *buf, size_t cap) {
 static void test_snapshot_broken(void **state) {
     (void)state;
     node_t a, b;
-    a.t = b.t = NULL;
-    start_node(&a, 1, 7, "http://127.0.0.1:0", NULL);
-    start_node(&b, 2, 7, "http://127.0.0.1:0", NULL);
-    link_nodes(&a, &b);
+    start_pair(&a, &b, 7, "http://127.0.0.1:0");
     raft_snapshot_meta_t meta = {.index = 10, .term = 2};
     raft_msg_t m = {.type = RAFT_MSG_SNAP, .from = 1, .to = 2, .term = 2, .snapshot = &meta};
     snap_src_t src = {.left = 10u << 20, .seed = 9};
@@ -520,10 +531,7 @@ static long slow_read(void *ctx, uint8_t *buf, size_t cap) {
 static void test_snapshot_interrupted(void **state) {
     (void)state;
     node_t a, b;
-    a.t = b.t = NULL;
-    start_node(&a, 1, 7, "http://127.0.0.1:0", NULL);
-    start_node(&b, 2, 7, "http://127.0.0.1:0", NULL);
-    link_nodes(&a, &b);
+    start_pair(&a, &b, 7, "http://127.0.0.1:0");
     raft_snapshot_meta_t meta = {.index = 10, .term = 2};
     raft_msg_t m = {.type = RAFT_MSG_SNAP, .from = 1, .to = 2, .term = 2, .snapshot = &meta};
     /* Removing the peer ends its stream: done(0), the receiver's end(0). */
@@ -640,10 +648,7 @@ static void request_checks(node_t *a, node_t *b) {
 static void test_request(void **state) {
     (void)state;
     node_t a, b;
-    a.t = b.t = NULL;
-    start_node(&a, 1, 0x77, "http://127.0.0.1:0", NULL);
-    start_node(&b, 2, 0x77, "http://127.0.0.1:0", NULL);
-    link_nodes(&a, &b);
+    start_pair(&a, &b, 0x77, "http://127.0.0.1:0");
     request_checks(&a, &b);
     stop_node(&a);
     stop_node(&b);
@@ -667,14 +672,8 @@ static void test_request(void **state) {
 static void test_reconnect(void **state) {
     (void)state;
     node_t a, b;
-    a.t = b.t = NULL;
-    start_node(&a, 1, 5, "http://127.0.0.1:0", NULL);
-    start_node(&b, 2, 5, "http://127.0.0.1:0", NULL);
-    link_nodes(&a, &b);
-    raft_msg_t m = heartbeat(1, 2, 1);
-    assert_int_equal(peer_send_raft(a.t, &m), PEER_OK);
-    WAIT_UNTIL(atomic_load(&b.n_raft) >= 1);
-    assert_int_equal(atomic_load(&b.n_raft), 1);
+    start_pair(&a, &b, 5, "http://127.0.0.1:0");
+    raft_msg_t m = first_heartbeat(&a, &b);
 
     char burl[300];
     snprintf(burl, sizeof burl, "%s", b.url);
@@ -729,10 +728,7 @@ static void test_reconnect(void **state) {
 static void test_remove_drains(void **state) {
     (void)state;
     node_t a, b;
-    a.t = b.t = NULL;
-    start_node(&a, 1, 5, "http://127.0.0.1:0", NULL);
-    start_node(&b, 2, 5, "http://127.0.0.1:0", NULL);
-    link_nodes(&a, &b);
+    start_pair(&a, &b, 5, "http://127.0.0.1:0");
     raft_msg_t m = heartbeat(1, 2, 1);
     assert_int_equal(peer_send_raft(a.t, &m), PEER_OK);
     WAIT_UNTIL(atomic_load(&b.n_raft) == 1);
@@ -752,14 +748,8 @@ static void test_remove_drains(void **state) {
 static void test_removed_member_refused(void **state) {
     (void)state;
     node_t a, b;
-    a.t = b.t = NULL;
-    start_node(&a, 1, 5, "http://127.0.0.1:0", NULL);
-    start_node(&b, 2, 5, "http://127.0.0.1:0", NULL);
-    link_nodes(&a, &b);
-    raft_msg_t m = heartbeat(1, 2, 1);
-    assert_int_equal(peer_send_raft(a.t, &m), PEER_OK);
-    WAIT_UNTIL(atomic_load(&b.n_raft) == 1);
-    assert_int_equal(atomic_load(&b.n_raft), 1);
+    start_pair(&a, &b, 5, "http://127.0.0.1:0");
+    raft_msg_t m = first_heartbeat(&a, &b);
     peer_stats_t st = {0};
     assert_int_equal(peer_get_stats(a.t, 2, &st), PEER_OK);
     assert_int_equal(st.connected, 1);
@@ -813,10 +803,7 @@ static void test_url_failover(void **state) {
     snprintf(dead, sizeof dead, "unix://%s/nobody.sock", g_dir);
     const char *urls[] = {dead, b.url};
     assert_int_equal(peer_add(a.t, 2, urls, 2), PEER_OK);
-    raft_msg_t m = heartbeat(1, 2, 1);
-    assert_int_equal(peer_send_raft(a.t, &m), PEER_OK);
-    WAIT_UNTIL(atomic_load(&b.n_raft) == 1);
-    assert_int_equal(atomic_load(&b.n_raft), 1);
+    raft_msg_t m = first_heartbeat(&a, &b);
     /* Member 2 moved (same id, new address). */
     start_node(&b2, 2, 5, "http://127.0.0.1:0", NULL);
     const char *moved = b2.url;
