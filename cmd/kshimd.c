@@ -234,19 +234,32 @@ static int split_urls(char *v, const char **arr, size_t *count) {
     return 0;
 }
 
+/* The split copy of each URL flag's value (the flag's array points into
+ * it), owned here: a later value of the same flag (a flag after its
+ * ETCD_* variable) replaces and frees it. Indexed like flags[]. */
+static char *url_copies[sizeof flags / sizeof flags[0]];
+
+static int set_urls(const flag_def_t *f, const char *value, const char *origin) {
+    char *copy = strdup(value);
+    if (!copy || split_urls(copy, (const char **)f->target, f->count) != 0) {
+        fprintf(stderr, "invalid value \"%s\" for %s --%s: expected URLs\n", value, origin, f->name);
+        free(copy);
+        return -1;
+    }
+    if (f >= flags && f < flags + sizeof flags / sizeof flags[0]) {
+        size_t i = (size_t)(f - flags);
+        free(url_copies[i]);
+        url_copies[i] = copy;
+    }
+    return 0;
+}
+
 static int set_flag(const flag_def_t *f, const char *value, const char *origin) {
     uint64_t u;
     int b;
     switch (f->kind) {
     case FLAG_STRING: *(const char **)f->target = value; return 0;
-    case FLAG_URLS: {
-        char *copy = strdup(value);
-        if (!copy || split_urls(copy, (const char **)f->target, f->count) != 0) {
-            fprintf(stderr, "invalid value \"%s\" for %s --%s: expected URLs\n", value, origin, f->name);
-            return -1;
-        }
-        return 0;
-    }
+    case FLAG_URLS: return set_urls(f, value, origin);
     case FLAG_BOOL:
         if (parse_bool(value, &b) != 0) break;
         *(int *)f->target = b;

@@ -236,7 +236,9 @@ for side in ref tgt; do
         echo "gateway CN=root OPTIONS: $(gateway "$port" root /v3/kv/range -X OPTIONS)"
         echo "gateway CN=root token: $(gateway "$port" root /v3/kv/range -H "Authorization: garbage.1")"
         echo "gateway no CN: $(gateway "$port" sanonly /v3/kv/range)"
-        echo "gateway CN=root /health: $(gateway "$port" root /health -X GET)"
+        # /health: the status only (etcd 3.4 under load once answered 200
+        # with an empty body where it answers {"health":"true"})
+        echo "gateway CN=root /health: $(gateway "$port" root /health -X GET | sed 's/^[^[]*\[/[/')"
     } >"$E2E_TMP/$side/gateway.txt"
 done
 diff_files "certs: the JSON gateway and client certificates" "$E2E_TMP/ref/gateway.txt" "$E2E_TMP/tgt/gateway.txt"
