@@ -68,7 +68,7 @@ func newClient(ep string) *clientv3.Client {
 type other struct {
 	ranges, rangeErrs, puts, putRetries, putErrs int64
 	maxRange, maxPut                             time.Duration
-	duringStorm                                  int64 // puts started and answered OK while the storm ran
+	duringStorm                                  int64 // ranges and puts started while the storm ran and answered OK
 }
 
 // runOther does Range and Put on its own connection until stop is closed.
@@ -103,6 +103,9 @@ func runOther(c *clientv3.Client, start, stop, storming chan struct{}, o *other,
 			fmt.Fprintln(os.Stderr, "other range:", err)
 		} else {
 			o.ranges++
+			if inStorm {
+				o.duringStorm++
+			}
 		}
 		t0 = time.Now()
 		for {
@@ -213,7 +216,7 @@ func main() {
 		n0, rounds, conns, storm.Round(time.Millisecond), okN, refN, otherErr)
 	fmt.Printf("refusal latency: p50 %v p99 %v max %v\n", pct(refLat, 0.5), pct(refLat, 0.99), pct(refLat, 1))
 	fmt.Printf("success latency: p50 %v p99 %v max %v\n", pct(okLat, 0.5), pct(okLat, 0.99), pct(okLat, 1))
-	fmt.Printf("other client: %d ranges (%d errors, max %v), %d puts (%d refused and retried, %d errors, max %v), %d puts answered during the storm\n",
+	fmt.Printf("other client: %d ranges (%d errors, max %v), %d puts (%d refused and retried, %d errors, max %v), %d requests started during the storm answered\n",
 		o.ranges, o.rangeErrs, o.maxRange, o.puts, o.putRetries, o.putErrs, o.maxPut, o.duringStorm)
 	if otherErr > 0 || okN == 0 || refN == 0 || okN+refN != n {
 		fmt.Println("FAIL: every put must succeed or be refused with too many requests, some of each")
