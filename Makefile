@@ -82,7 +82,9 @@ unit: build-asan
 # and e2e test runs against the ASan+UBSan build (LeakSanitizer on). What
 # cannot run under ASan (the power-loss layer is an LD_PRELOAD, which ASan
 # refuses) has the label "release" and runs against the release build, last:
-# e2e/test_power_loss, and unit/test_mvcc_snapshot's power-cut part. Any
+# e2e/test_power_loss, and unit/test_mvcc_snapshot's power-cut part; also
+# e2e/test_cluster_faults, whose fault timings are the release build's
+# (e2e/CMakeLists.txt). Any
 # sanitizer report fails the run, even one from a server a test killed:
 # reports go to build-asan/sanitizer-reports/ (log_path), checked after the
 # sanitizer suites. e2e's watch stress test writes 40,000 times instead of
