@@ -409,6 +409,30 @@ run_row() {
   true
 }
 
+# disk_floor: etcd's documented disk check (fio: 2300-byte writes, each
+# followed by fdatasync) in /tmp, where the data dirs are, once per run
+# before the rows. One client's put cannot be faster than one fdatasync:
+# the report gives put-c1 as a share of this floor. Writes "p50_ms p99_ms
+# syncs_per_s" to $FLOORF, or nothing without fio (apt-get install fio).
+disk_floor() {
+  command -v fio >/dev/null || { log "no fio: the report has no disk floor (apt-get install fio)"; return 0; }
+  local d json
+  d=$(mktemp -d /tmp/kshim-bench-fio.XXXXXX)
+  json=$(fio --rw=write --ioengine=sync --fdatasync=1 --directory="$d" --size=8m --bs=2300 \
+             --name=floor --output-format=json 2>/dev/null) || json=
+  rm -rf "$d"
+  [ -n "$json" ] || { log "fio failed: no disk floor"; return 0; }
+  python3 -c '
+import json, sys
+j = json.loads(sys.stdin.read())["jobs"][0]["sync"]["lat_ns"]
+pc = j.get("percentile", {})
+p50 = pc.get("50.000000", j["mean"]) / 1e6
+p99 = pc.get("99.000000", j["max"]) / 1e6
+print("%.3f %.3f %.0f" % (p50, p99, 1e9 / j["mean"]))' <<< "$json" > "$FLOORF" || : > "$FLOORF"
+  [ -s "$FLOORF" ] && log "disk floor (fio fdatasync p50 p99 ms, syncs/s): $(cat "$FLOORF")"
+  true
+}
+
 record_mem() { # TAG
   local tag=$1 pid=${SRV_PID[$1]}
   printf '%s\t@rss\t%s\n%s\t@hwm\t%s\n%s\t@disk\t%s\n' \
@@ -514,6 +538,7 @@ report() {
     report_table etcd kshimd "$ROWS"
     echo
     report_mem etcd kshimd ""
+    report_floor
     kube_notes
   fi
   if [ "$SECTION" != single ]; then
@@ -563,6 +588,20 @@ report_table() { # ETCD-TAG KSHIMD-TAG ROWLIST [NAME-A NAME-B]: the req/s and p9
   done
 }
 
+report_floor() { # put-c1 against one fdatasync (disk_floor), when both were measured
+  local p50 p99 rate e k
+  [ -s "$FLOORF" ] || return 0
+  read -r p50 p99 rate < "$FLOORF"
+  echo
+  echo "Disk floor (fio, etcd's disk check: 2300 B writes each followed by fdatasync, in /tmp" \
+       "with the data dirs, before the rows): fdatasync p50 $p50 ms, p99 $p99 ms, mean rate" \
+       "$rate syncs/s = the most durable writes one client can make per second."
+  [[ ",$ROWS," == *,put-c1,* ]] || return 0
+  e=$(field etcd put-c1 4); k=$(field kshimd put-c1 4)
+  echo "put-c1 against that floor: etcd $e req/s ($(awk -v a="$e" -v b="$rate" 'BEGIN{printf "%.0f", 100*a/b}')%)," \
+       "kshimd $k req/s ($(awk -v a="$k" -v b="$rate" 'BEGIN{printf "%.0f", 100*a/b}')%)."
+}
+
 report_mem() { # ETCD-TAG KSHIMD-TAG SUFFIX: the memory / disk table
   local e=$1 k=$2 key label
   echo "| memory / disk$3 | etcd MB | kshimd MB | ratio |"
@@ -592,8 +631,8 @@ main() {
   RUNDIR=${RUNDIR:-$BENCH_WORK/run}
   [ -n "$RUNDIR" ] && [ "$RUNDIR" != / ] || die "bad RUNDIR"
   rm -rf "$RUNDIR"; mkdir -p "$RUNDIR"
-  RES=$RUNDIR/rows.tsv; MEMF=$RUNDIR/mem.tsv; NOTEF=$RUNDIR/notes.tsv
-  : > "$RES"; : > "$MEMF"; : > "$NOTEF"
+  RES=$RUNDIR/rows.tsv; MEMF=$RUNDIR/mem.tsv; NOTEF=$RUNDIR/notes.tsv; FLOORF=$RUNDIR/floor.txt
+  : > "$RES"; : > "$MEMF"; : > "$NOTEF"; : > "$FLOORF"
   [ -x "$ETCD" ] || die "no etcd at $ETCD"
   [ -x "$KSHIMD" ] || die "no kshimd at $KSHIMD (build it, or set KSHIMD=)"
   [ -x "$ETCDCTL" ] || die "no etcdctl at $ETCDCTL"
@@ -607,6 +646,7 @@ main() {
                 --trusted-ca-file "$CERTS/ca.crt" --client-cert-auth)
   fi
   local start=$SECONDS
+  [ "$SECTION" = cluster ] || disk_floor
   if [ "$SECTION" = cluster ]; then :
   elif [ "$SEQUENTIAL" = 1 ]; then
     start_server etcd "$ETCD" "$PORT"; run_rows "$ROWS" etcd; stop_server etcd
