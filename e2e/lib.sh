@@ -23,6 +23,13 @@ PY=${PY:-/usr/bin/python3}
 KSHIM_E2E_TARGET=${KSHIM_E2E_TARGET:-kshimd}
 export ETCDCTL_API=3 LC_ALL=C
 
+# kshimd_sanitized: true if the server under test is a sanitizer build of
+# kshimd (make test's e2e run): slower, and its memory is no measure of the
+# release binary's.
+kshimd_sanitized() {
+    [ "$KSHIM_E2E_TARGET" = kshimd ] && [ -n "${KSHIMD:-}" ] && grep -q -a __asan_init "$KSHIMD"
+}
+
 E2E_TMP=$(mktemp -d /tmp/kshim-e2e.XXXXXX)
 E2E_PIDS=()
 E2E_MOUNTS=()   # file systems a test mounted under $E2E_TMP: unmounted at exit
@@ -78,7 +85,8 @@ ensure_port_free() {
 
 # build_go SRC NAME: builds a Go test program (one main.go, clientv3 from
 # golang-etcd-server-dev, GOPATH mode, offline) and prints the path of the
-# binary, cached by the source's hash under $KSHIM_BUILD/e2e-go.
+# binary, cached by the source's hash under $KSHIM_BUILD/e2e-go (Go's build
+# cache is safe to share between tests running side by side).
 build_go() {
     local src=$1 name=$2
     local cache=${KSHIM_BUILD:-/tmp/kshim-go-cache}/e2e-go
@@ -90,8 +98,8 @@ build_go() {
         cp "$src" "$E2E_TMP/go/$name/main.go"
         (cd "$E2E_TMP/go/$name" &&
             GOPATH=/usr/share/gocode GO111MODULE=off GOFLAGS= GOCACHE="$cache/gocache" \
-                go build -o "$bin.tmp" .) >&2 || return 1
-        mv "$bin.tmp" "$bin"
+                go build -o "$bin.tmp.$$" .) >&2 || return 1
+        mv "$bin.tmp.$$" "$bin" # atomic: two tests side by side may build it at once
     fi
     echo "$bin"
 }

@@ -9,7 +9,7 @@
 #   POWERLOSS_MODE=keep|prefix # controls: "keep" loses nothing at the cut (a
 #                              # kill -9 at that operation), "prefix" loses
 #                              # unsynced data from the end of files only
-# KSHIMD may be any release (non-ASan) kshimd binary; POWERCUT_LIB
+# KSHIMD may be any kshimd binary (release or sanitizer build); POWERCUT_LIB
 # (tests/powercut/powercut.so) and POWERLOSS_CLIENT (powerloss_client) default
 # to KSHIM_BUILD, else the build directory next to KSHIMD. Another tree's
 # binary against this tree's harness:
@@ -79,8 +79,11 @@ BASE_PORT=24300
 [ -n "${KSHIMD:-}" ] && [ -x "$KSHIMD" ] || die "KSHIMD is not set to an executable kshimd"
 [ -f "$POWERCUT_LIB" ] || die "no preload library at $POWERCUT_LIB (build target kshim_powercut)"
 [ -x "$CLIENT" ] || die "no client at $CLIENT (build target powerloss_client)"
-if ldd "$KSHIMD" 2>/dev/null | grep -q libasan; then
-    die "$KSHIMD is an ASan build: ASan refuses a preloaded library; use the release kshimd"
+# A sanitizer kshimd runs under the layer too: ASan wants its runtime first
+# in the library list, and the layer (built without sanitizers) only
+# forwards libc calls, so ASan's link-order check is turned off.
+if kshimd_sanitized; then
+    export ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}verify_asan_link_order=0"
 fi
 [ "$JOBS" -ge 1 ] && [ "$JOBS" -le 4 ] || die "POWERLOSS_JOBS must be 1-4"
 

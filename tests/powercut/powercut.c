@@ -2,8 +2,10 @@
  * powercut.c: an LD_PRELOAD library that simulates a power loss for the
  * files under one directory (env POWERCUT_DIR). Used by
  * e2e/test_power_loss.sh against a release kshimd and proven by
- * tests/powercut/powercut_selftest.c. Never build it with sanitizers and never
- * preload it into an ASan binary (ASan insists on coming first).
+ * tests/powercut/powercut_selftest.c. Never build it with sanitizers. It can
+ * be preloaded into an ASan binary with ASAN_OPTIONS=verify_asan_link_order=0
+ * (ASan wants to come first; the layer only forwards calls through
+ * dlsym(RTLD_NEXT), which then reaches ASan's interceptors).
  *
  * Owns: the interposed libc calls, the per-file durability state and the cut.
  *
