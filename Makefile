@@ -101,7 +101,7 @@ test: build build-asan certs
 	cd build-asan && $(SAN_ENV) ctest -L unit --output-on-failure -j$(JOBS)
 	cd build-asan && $(SAN_ENV) WATCH_STRESS_OPS=$(WATCH_STRESS_OPS) ctest -L '^e2e$$' --output-on-failure -j$(E2E_JOBS)
 	@if [ -n "$$(ls -A $(SAN_DIR))" ]; then echo "sanitizer reports:"; head -50 $(SAN_DIR)/*; exit 1; fi
-	cd build && ctest -R '$(RELEASE_SMOKE)' --output-on-failure
+	cd build && ctest -R '$(RELEASE_SMOKE)' --output-on-failure -j$(E2E_JOBS)
 
 # Every e2e test against the release build.
 test-release-e2e: build certs
