@@ -625,6 +625,7 @@ out:
     svc_lock_stop(&s);
     svc_election_stop(&s);
     local_client_stop(&s);
+    server_written_stop(&s); /* reads waiting for a write: released (Raft stopped above) */
     svc_kv_stop(&s);
     svc_gateway_stop(&s);
     svc_maintenance_stop(&s);

@@ -598,8 +598,8 @@ report_floor() { # put-c1 against one fdatasync (disk_floor), when both were mea
        "$rate syncs/s = the most durable writes one client can make per second."
   [[ ",$ROWS," == *,put-c1,* ]] || return 0
   e=$(field etcd put-c1 4); k=$(field kshimd put-c1 4)
-  echo "put-c1 against that floor: etcd $e req/s ($(awk -v a="$e" -v b="$rate" 'BEGIN{printf "%.0f", 100*a/b}')%)," \
-       "kshimd $k req/s ($(awk -v a="$k" -v b="$rate" 'BEGIN{printf "%.0f", 100*a/b}')%)."
+  share() { awk -v a="$1" -v b="$rate" 'BEGIN{ if (a+0 > 0) printf "%s req/s, %.0f%%", a, 100*a/b; else print "no result" }'; }
+  echo "put-c1 against that floor: etcd $(share "$e"), kshimd $(share "$k") of it."
 }
 
 report_mem() { # ETCD-TAG KSHIMD-TAG SUFFIX: the memory / disk table

@@ -9,11 +9,16 @@
  *                  the MVCC store as ONE synced LevelDB write (a write group,
  *                  mvcc.h), offering each entry first to the appliers the
  *                  services registered (server_add_applier: lease, auth),
- *                  then to kv_apply, and only after that write returned
- *                  hands the results to the loop with one loop_post;
+ *                  then to kv_apply, and hands the results to the loop with
+ *                  one loop_post: a batch of KV writes (Put, DeleteRange,
+ *                  Txn) before that LevelDB write, since its entries are
+ *                  durable in the Raft WAL already (a crash replays them),
+ *                  any other batch after it;
  *   back on loop : deliver_results() finds each waiting call by request id
  *                  and answers it (a physical Compact through the
- *                  wait_physical hook svc_kv sets).
+ *                  wait_physical hook svc_kv sets). Reads that must see
+ *                  every answered write wait in server_wait_written's list
+ *                  until the apply thread says the group is written.
  * Also: the configuration defaults, etcd's member and cluster ids, and the
  * helpers the services answer calls with (server_internal.h).
  * The member never calls a service directly: services register with it.
@@ -142,7 +147,12 @@ void server_fill_header(server_t *s, Etcdserverpb__ResponseHeader *h) {
     h->cluster_id = info.cluster_id;
     h->member_id = info.member_id;
     h->raft_term = info.raft_term;
-    h->revision = mvcc_revision(s->mvcc);
+    h->revision = server_revision(s);
+}
+
+int64_t server_revision(server_t *s) {
+    int64_t store = mvcc_revision(s->mvcc), answered = atomic_load(&s->answered_rev);
+    return answered > store ? answered : store;
 }
 
 int server_send_message(grpc_call_t *call, const ProtobufCMessage *msg, int finish) {
@@ -189,9 +199,20 @@ typedef struct applied_result {
 
 typedef struct applied_batch {
     server_t *server;
+    uint64_t last_index; /* its last entry */
+    int64_t last_rev;    /* the store's revision after it */
+    int before_write;    /* answered before its write group is in LevelDB */
     size_t n;
     applied_result_t results[];
 } applied_batch_t;
+
+/* A read waiting until the store holds every answered write. */
+typedef struct written_waiter {
+    struct written_waiter *next;
+    uint64_t index; /* runs once written_index reaches it */
+    server_written_fn fn;
+    void *arg;
+} written_waiter_t;
 
 void server_propose(server_t *s, grpc_call_t *call, Kshim__InternalRequest *req) {
     server_propose_as(s, call, req, "", 0);
@@ -246,10 +267,42 @@ void server_propose_as(server_t *s, grpc_call_t *call, Kshim__InternalRequest *r
     }
 }
 
+int server_wait_written(server_t *s, server_written_fn fn, void *arg) {
+    if (atomic_load(&s->written_index) >= s->answered_index) return 0;
+    written_waiter_t *w = malloc(sizeof *w);
+    if (!w) return -1;
+    *w = (written_waiter_t){NULL, s->answered_index, fn, arg};
+    if (s->written_tail)
+        s->written_tail->next = w;
+    else
+        s->written_head = w;
+    s->written_tail = w;
+    return 1;
+}
+
+/* Loop thread: runs the waiters (in order) whose index the store reached. */
+static void run_written(server_t *s, int ok) {
+    uint64_t written = atomic_load(&s->written_index);
+    while (s->written_head && (!ok || s->written_head->index <= written)) {
+        written_waiter_t *w = s->written_head;
+        s->written_head = w->next;
+        if (!s->written_head) s->written_tail = NULL;
+        w->fn(s, w->arg, ok);
+        free(w);
+    }
+}
+
+static void written_notify(void *arg) { run_written(arg, 1); }
+
+void server_written_stop(server_t *s) { run_written(s, 0); }
+
 /* Loop thread: answer every call whose entry was applied. */
 static void deliver_results(void *arg) {
     applied_batch_t *b = arg;
     server_t *s = b->server;
+    if (b->before_write && b->last_index > s->answered_index) s->answered_index = b->last_index;
+    if (b->before_write && b->last_rev > atomic_load(&s->answered_rev))
+        atomic_store(&s->answered_rev, b->last_rev);
     for (size_t i = 0; i < b->n; i++) {
         grpc_call_t *call = pending_take(s->pending, b->results[i].id);
         if (call && b->results[i].res.physical_rev > 0 && s->wait_physical &&
@@ -283,10 +336,21 @@ static void free_results(applied_batch_t *batch) {
     free(batch);
 }
 
+/* An entry whose answer may go out before its write group is in LevelDB:
+ * none, or a KV write. Its effects are seen only through the store, and
+ * every read of the store waits for them (server_wait_written). Lease,
+ * auth, membership, compaction and alarm entries change state that other
+ * calls read without that wait: they are answered after the write. */
+static int answer_before_write(const raft_entry_t *e, const Kshim__InternalRequest *req) {
+    if (e->type != RAFT_ENTRY_NORMAL) return 0;
+    return !req || req->put || req->delete_range || req->txn;
+}
+
 /* Applies one committed entry; 0, or -1 when it cannot be applied (the
- * member must stop). Our own proposals' results go into batch. */
+ * member must stop). Our own proposals' results go into batch; *early
+ * drops to 0 for an entry that must be answered after the write. */
 static int apply_entry(server_t *s, const raft_entry_t *e, const kv_header_info_t *hdr,
-                       applied_batch_t *batch) {
+                       applied_batch_t *batch, int *early) {
     Kshim__InternalRequest *req = NULL;
     if (e->type == RAFT_ENTRY_NORMAL && e->len > 0) {
         req = kshim__internal_request__unpack(NULL, e->len, e->data);
@@ -300,6 +364,7 @@ static int apply_entry(server_t *s, const raft_entry_t *e, const kv_header_info_
             return -1;
         }
     }
+    if (!answer_before_write(e, req)) *early = 0;
     kv_result_t res;
     memset(&res, 0, sizeof res);
     uint64_t req_id = 0;
@@ -329,11 +394,16 @@ static int apply_entry(server_t *s, const raft_entry_t *e, const kv_header_info_
 
 /* Apply thread: apply one batch of committed entries in order, as one write
  * group: ONE LevelDB write with sync=true (more only where a read needs the
- * group written first, see mvcc.h), then the results of our own proposals go
- * back to the loop in one post. Nothing is acknowledged and no watch event
- * is published before that write returned. Any storage error, or an entry
- * that does not decode, stops applying (fail-stop): the group is dropped
- * unwritten, the member exits and replays from the stored applied index. */
+ * group written first, see mvcc.h), and the results of our own proposals go
+ * back to the loop in one post: before that write for a batch of KV writes
+ * (answer_before_write), after it otherwise. Every applied entry is durable
+ * in this member's Raft WAL (raft/node.c applies nothing unsynced), so an
+ * answer given before the write survives a crash: the restart replays the
+ * WAL from the stored applied index. No watch event is published before the
+ * write returned, and reads of the store wait for it (server_wait_written).
+ * Any storage error, or an entry that does not decode, stops applying
+ * (fail-stop): the group is dropped unwritten, the member exits and replays
+ * from the stored applied index. */
 void server_apply(void *ctx, const raft_entry_t *ents, size_t n, uint64_t term) {
     server_t *s = ctx;
     if (atomic_load(&s->apply_failed)) return;
@@ -345,26 +415,40 @@ void server_apply(void *ctx, const raft_entry_t *ents, size_t n, uint64_t term) 
         batch->n = 0;
     }
     mvcc_group_begin(s->mvcc);
-    int failed = 0;
-    for (size_t i = 0; i < n && !failed; i++) failed = apply_entry(s, &ents[i], &hdr, batch) != 0;
+    int failed = 0, early = 1;
+    for (size_t i = 0; i < n && !failed; i++) failed = apply_entry(s, &ents[i], &hdr, batch, &early) != 0;
     if (failed) {
         mvcc_group_abort(s->mvcc);
-    } else if (mvcc_group_end(s->mvcc) != 0) {
-        log_error("cannot write applied raft entries %llu..%llu to the store; stopping",
-                  (unsigned long long)ents[0].index, (unsigned long long)ents[n - 1].index);
-        failed = 1;
-    }
-    if (failed) {
         atomic_store(&s->apply_failed, 1);
         if (batch) free_results(batch);
         return;
     }
-    if (!batch) return; /* out of memory: the waiting calls time out, the data is applied */
+    if (batch) {
+        batch->last_index = ents[n - 1].index;
+        batch->last_rev = mvcc_apply_revision(s->mvcc);
+        batch->before_write = early && batch->n > 0;
+    }
+    int posted_early = batch && batch->before_write;
+    if (posted_early) {
+        if (loop_post(s->loop, deliver_results, batch) != 0) free_results(batch);
+        batch = NULL;
+    }
+    if (mvcc_group_end(s->mvcc) != 0) {
+        log_error("cannot write applied raft entries %llu..%llu to the store; stopping",
+                  (unsigned long long)ents[0].index, (unsigned long long)ents[n - 1].index);
+        atomic_store(&s->apply_failed, 1);
+        if (batch) free_results(batch);
+        return;
+    }
+    atomic_store(&s->written_index, ents[n - 1].index);
+    if (posted_early) loop_post(s->loop, written_notify, s); /* fails only when stopping */
+    if (!batch) return; /* answered, or out of memory: the waiting calls time out, the data is applied */
     if (batch->n == 0 || loop_post(s->loop, deliver_results, batch) != 0) free_results(batch);
 }
 
-/* Every applied batch is synced before it is acknowledged, so everything
- * LevelDB reports applied is durable: the WAL may go up to there. */
+/* mvcc publishes a group's applied index only after its synced write, so
+ * everything LevelDB reports applied is durable: the WAL may be released
+ * up to there (an answer given before the write keeps its entry in the WAL). */
 uint64_t server_persist_state(void *ctx) {
     server_t *s = ctx;
     return mvcc_applied_index(s->mvcc);

@@ -120,6 +120,13 @@ struct server {
      * NULL once started. Loop thread; 0, or -1 (logged; the member stops). */
     int (*on_published)(server_t *s);
     struct server_snapshot *snapshot; /* receive state of Raft snapshots (member/snapshot.c) */
+    /* Answers before the write (member.c, server_wait_written): the last
+     * entry whose write group LevelDB holds (apply thread), the last entry
+     * answered before that (loop thread), and the reads waiting for it. */
+    _Atomic uint64_t written_index;
+    uint64_t answered_index;
+    _Atomic int64_t answered_rev; /* the store revision after the last batch answered before its write */
+    struct written_waiter *written_head, *written_tail;
 };
 
 /* Header fields for responses produced on the loop thread. */
@@ -253,6 +260,22 @@ void server_node_forward(void *ctx, uint64_t leader, const void *data, size_t le
 void server_node_dropped(void *ctx, const void *data, size_t len, int reason);
 void server_node_refused(void *ctx, uint64_t from, const void *data, size_t len, int reason);
 void server_forward_register(server_t *s);
+
+/* Loop thread. A KV write's answer goes out once its entry is applied and
+ * durable in the Raft WAL, before its write group reaches LevelDB
+ * (server_apply): a read of the store that must see every write answered
+ * so far (linearizable on a single voter, read-your-writes on any member)
+ * asks first. 0: everything answered is in the store, read now. 1: fn(s,
+ * arg, 1) runs on the loop once it is, or fn(s, arg, 0) at shutdown (then
+ * the callee only releases what arg holds). -1: out of memory. */
+typedef void (*server_written_fn)(server_t *s, void *arg, int ok);
+int server_wait_written(server_t *s, server_written_fn fn, void *arg);
+/* At shutdown, after Raft stopped: every waiter gets fn(s, arg, 0). */
+void server_written_stop(server_t *s);
+/* The revision a client may have heard of: the store's, or the revision of
+ * a write answered before its group is in the store, if higher. Response
+ * headers and a watch starting "now" use it, so neither goes back in time. */
+int64_t server_revision(server_t *s);
 
 /* raft_node_config_t.apply and .persist_state for this member (ctx = s). */
 void server_apply(void *ctx, const raft_entry_t *ents, size_t n, uint64_t term);

@@ -13,7 +13,11 @@
  * loop keeps the call (a reference is held while the read runs). Past the
  * pool's bound a read gets etcd's "etcdserver: too many requests". On a
  * single voter this is linearizable: a write is acknowledged only after it
- * is applied, so every read submitted after an acknowledgement sees it. A
+ * is applied, and a read starts only once the store holds every write
+ * answered before it (server_wait_written: a KV write is answered before
+ * its write group is in LevelDB), so every read submitted after an
+ * acknowledgement sees it; a serializable read on any member likewise sees
+ * the writes this member answered. A
  * member with peers puts Raft's ReadIndex in front of a linearizable read
  * (serializable=false Range, a read-only Txn with one such range or none):
  * raft_node_read_index, and the read is submitted only when the node's
@@ -128,6 +132,7 @@ static void kv_read_cancel(grpc_call_t *call, void *ctx) {
 }
 
 static void start_read(server_t *s, kv_read_t *r);
+static void read_after_written(server_t *s, void *arg, int ok);
 
 /* etcd's isTxnSerializable: a Txn whose every Range is serializable. */
 static int read_is_serializable(const Etcdserverpb__RangeRequest *range,
@@ -159,10 +164,33 @@ static void submit_read(server_t *s, grpc_call_t *call, Etcdserverpb__RangeReque
     r->txn = txn;
     server_header_info(s, &r->hdr);
     if (s->peer && s->readers && !read_is_serializable(range, txn)) {
-        wait_read_index(s, r);
+        wait_read_index(s, r); /* read_ready comes after the read index is applied and written */
+        return;
+    }
+    grpc_call_ref(call);
+    int w = server_wait_written(s, read_after_written, r);
+    if (w == 1) return; /* read_after_written has the reference */
+    grpc_call_unref(call);
+    if (w < 0) {
+        grpc_call_finish(call, GRPC_RESOURCE_EXHAUSTED, "etcdserver: out of memory");
+        read_free(r);
         return;
     }
     start_read(s, r);
+}
+
+/* The store holds every write answered before the read came (ok), or the
+ * member is stopping. */
+static void read_after_written(server_t *s, void *arg, int ok) {
+    kv_read_t *r = arg;
+    grpc_call_t *call = r->call;
+    if (!ok || grpc_call_is_closed(call)) {
+        read_free(r);
+    } else {
+        server_header_info(s, &r->hdr);
+        start_read(s, r);
+    }
+    grpc_call_unref(call);
 }
 
 static void start_read(server_t *s, kv_read_t *r) {

@@ -321,10 +321,41 @@ static void scan_done(reader_job_t *job, int status) {
 }
 
 /* Runs j's scan on a reader (or here without a pool). Owns j. */
+static void scan_start(scan_job_t *j);
+
+/* The store holds every write answered before the scan was asked for (ok),
+ * or the member is stopping. */
+static void scan_after_written(server_t *s, void *arg, int ok) {
+    (void)s;
+    scan_job_t *j = arg;
+    if (ok && !grpc_call_is_closed(j->call)) {
+        scan_start(j);
+        return;
+    }
+    grpc_call_unref(j->call);
+    scan_free(j);
+}
+
+/* Scans the lease's keys on a reader, once the store holds every write
+ * answered so far (a Put or DeleteRange attaching or detaching a key is
+ * answered before its write group is in LevelDB: server_wait_written). */
 static void scan_submit(scan_job_t *j) {
     j->job.run = scan_run;
     j->job.done = scan_done;
     grpc_call_ref(j->call);
+    int w = server_wait_written(j->s, scan_after_written, j);
+    if (w == 1) return;
+    if (w < 0) {
+        grpc_call_finish(j->call, GRPC_RESOURCE_EXHAUSTED, "etcdserver: out of memory");
+        grpc_call_unref(j->call);
+        scan_free(j);
+        return;
+    }
+    scan_start(j);
+}
+
+/* The call's reference is held (scan_submit). */
+static void scan_start(scan_job_t *j) {
     if (!j->s->readers) {
         scan_run(&j->job);
         scan_done(&j->job, READER_DONE);

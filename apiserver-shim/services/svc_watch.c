@@ -573,12 +573,17 @@ static void handle_create(svc_stream_t *st, const Etcdserverpb__WatchCreateReque
         send_simple(w, st->call, -1, watch_hub_revision(w->hub), 1, 1, auth_watch_cancel_reason(denied));
         return;
     }
+    /* "From now" is after every write answered so far, also one whose
+     * group is not in the store (and the hub) yet: server_revision. */
+    int64_t now_rev = server_revision(w->s);
+    if (now_rev < watch_hub_revision(w->hub)) now_rev = watch_hub_revision(w->hub);
     watch_create_t req = {
         .key = cr->key.data,
         .key_len = cr->key.len,
         .range_end = cr->range_end.data,
         .range_end_len = cr->range_end.len,
-        .start_revision = cr->start_revision,
+        .start_revision = cr->start_revision > 0 || now_rev == watch_hub_revision(w->hub) ? cr->start_revision
+                                                                                          : now_rev + 1,
         .watch_id = cr->watch_id,
         .prev_kv = cr->prev_kv,
         .progress_notify = cr->progress_notify,
@@ -597,7 +602,7 @@ static void handle_create(svc_stream_t *st, const Etcdserverpb__WatchCreateReque
         send_simple(w, st->call, -1, watch_hub_revision(w->hub), 1, 1, watch_hub_strerror(rc));
         return;
     }
-    send_simple(w, st->call, id, watch_hub_revision(w->hub), 1, 0, NULL);
+    send_simple(w, st->call, id, now_rev, 1, 0, NULL);
 }
 
 static void watch_message(grpc_call_t *call, const uint8_t *msg, size_t len, void *ctx) {
