@@ -13,18 +13,22 @@
  *   raft thread  : (raft/node.c) WAL append + group-committed fdatasync;
  *   apply thread : server_apply() (member/member.c) applies each batch of committed
  *                  entries to the MVCC store as ONE synced LevelDB write (a
- *                  write group, mvcc.h), and only after that write returned
- *                  hands the results to the loop with one loop_post;
+ *                  write group, mvcc.h) and hands the results to the loop
+ *                  with one loop_post (KV writes just before that write);
  *   back on loop : deliver_results() finds each waiting call by request id
  *                  and answers it.
  * A client hears "OK" only after its entry is durable in the WAL and applied,
- * so an acknowledged write is never lost and every later read sees it.
+ * so an acknowledged write is never lost, and every later read waits until
+ * the store holds it (server_wait_written).
+ * Also here: the loop's housekeeping timers (request expiry, fail-stop
+ * watch, TLS reload, the heap trim).
  */
 #include "server.h"
 #include "server_internal.h"
 
 #include <errno.h>
 #include <fcntl.h>
+#include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -110,6 +114,37 @@ static void watch_raft_health(loop_t *loop, void *arg) {
         return;
     }
     loop_timer_add(loop, 200, watch_raft_health, s);
+}
+
+/* The heap trim: glibc keeps memory freed by a thread in that thread's
+ * arena and returns it to the system only from the top of the heap, so the
+ * freed LevelDB memtables, write groups and read buffers of a long run add
+ * up in RSS (a 60-minute soak: 298 MB taken from the system, 208 MB in use,
+ * most of the rest in arenas with next to nothing in use). Every
+ * HEAP_TRIM_MS a reader thread (never the loop: a trim walks every free
+ * chunk) gives the free pages back (malloc_trim, madvise). */
+#define HEAP_TRIM_MS 10000
+
+static void heap_trim_run(reader_job_t *job) {
+    (void)job;
+    malloc_trim(0);
+}
+
+static void heap_trim_done(reader_job_t *job, int status) {
+    (void)status;
+    free(job);
+}
+
+static void heap_trim(loop_t *loop, void *arg) {
+    server_t *s = arg;
+    reader_job_t *job = calloc(1, sizeof *job);
+    if (job && s->readers) {
+        job->run = heap_trim_run;
+        job->done = heap_trim_done;
+        if (readers_submit(s->readers, job) == READERS_OK) job = NULL; /* a full pool: next time */
+    }
+    free(job);
+    loop_timer_add(loop, HEAP_TRIM_MS, heap_trim, s);
 }
 
 /* Start-up: every entry recovered from the WAL is applied before the first
@@ -589,6 +624,7 @@ int server_run(const server_config_t *cfg) {
     if (lifecycle_start(&s) != 0) goto out;
     loop_timer_add(s.loop, 200, watch_raft_health, &s);
     loop_timer_add(s.loop, 500, expire_requests, &s);
+    loop_timer_add(s.loop, HEAP_TRIM_MS, heap_trim, &s);
     if (cfg->cert_file) {
         s.tls_mtime = tls_files_mtime(cfg);
         loop_timer_add(s.loop, 1000, check_tls_reload, &s);
