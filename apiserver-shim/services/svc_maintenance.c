@@ -207,6 +207,9 @@ static void hash_done(reader_job_t *job, int status) {
     free(j);
 }
 
+static void hash_after_written(server_t *s, void *arg, int ok);
+static void start_hash(hash_job_t *j);
+
 static void submit_hash(server_t *s, grpc_call_t *call, int kv, int64_t rev) {
     const char *err = NULL;
     grpc_status_t st = auth_check_admin_maintenance(s, call, &err);
@@ -227,6 +230,35 @@ static void submit_hash(server_t *s, grpc_call_t *call, int kv, int64_t rev) {
     j->rev = rev;
     server_header_info(s, &j->hdr);
     grpc_call_ref(call);
+    int w = server_wait_written(s, hash_after_written, j);
+    if (w == 1) return;
+    if (w < 0) {
+        grpc_call_finish(call, GRPC_RESOURCE_EXHAUSTED, "etcdserver: out of memory");
+        grpc_call_unref(call);
+        free(j);
+        return;
+    }
+    start_hash(j);
+}
+
+/* The store holds every write answered before the hash was asked for (a
+ * KV write is answered before its write group is in LevelDB), or the
+ * member is stopping. */
+static void hash_after_written(server_t *s, void *arg, int ok) {
+    (void)s;
+    hash_job_t *j = arg;
+    if (ok && !grpc_call_is_closed(j->call)) {
+        start_hash(j);
+        return;
+    }
+    grpc_call_unref(j->call);
+    free(j);
+}
+
+/* The call's reference is held (submit_hash). */
+static void start_hash(hash_job_t *j) {
+    server_t *s = j->s;
+    grpc_call_t *call = j->call;
     if (!s->readers) { /* unit tests of the services: read here */
         hash_run(&j->job);
         hash_done(&j->job, READER_DONE);

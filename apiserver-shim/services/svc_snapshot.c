@@ -61,8 +61,24 @@ typedef struct snap_job {
     wc_Sha256 sha;
     loop_timer_t *timer;
     int sha_live;
+    uint64_t need_written;        /* the last entry answered when the call came (server_wait_written) */
     struct snap_job *prev, *next; /* in jobs */
 } snap_job_t;
+
+/* Worker: waits until the store holds every write answered before the call
+ * (a KV write is answered before its write group is in LevelDB: at most one
+ * group's sync), up to etcd's request timeout; 0, or -1 with j->err. */
+static int wait_answered_written(snap_job_t *j) {
+    for (int ms = 0; atomic_load(&j->s->written_index) < j->need_written; ms++) {
+        if (ms >= 7000 || atomic_load(&stopping) || atomic_load(&j->s->apply_failed)) {
+            snprintf(j->err, sizeof j->err,
+                     "the store did not take in the writes answered before the snapshot");
+            return -1;
+        }
+        usleep(1000);
+    }
+    return 0;
+}
 
 static void job_free(snap_job_t *j) {
     pthread_mutex_lock(&jobs_mu);
@@ -165,7 +181,8 @@ static void *job_thread(void *arg) {
                            .n_peer_urls = s->n_peer_urls,
                            .client_urls = s->cfg->advertise_client_urls,
                            .n_client_urls = s->cfg->n_advertise_client_urls};
-    j->rc = etcd_db_write(s->mvcc, &mb, job_sink, &j->fd, &j->st, j->err, sizeof j->err);
+    j->rc = wait_answered_written(j);
+    if (j->rc == 0) j->rc = etcd_db_write(s->mvcc, &mb, job_sink, &j->fd, &j->st, j->err, sizeof j->err);
     (void)loop_post(j->loop, job_ready, j); /* refused: stopping, svc_snapshot_stop frees j */
     atomic_fetch_sub(&workers, 1);
     return NULL;
@@ -214,6 +231,7 @@ static void snapshot_call(grpc_call_t *call, const uint8_t *msg, size_t len, voi
     j->loop = s->loop;
     j->call = call;
     j->fd = fd;
+    j->need_written = s->answered_index;
     grpc_call_ref(call);
     pthread_mutex_lock(&jobs_mu);
     j->next = jobs;
