@@ -14,6 +14,9 @@
  * and a full range and the hash answer (OK or an I/O error: the data may be
  * damaged under good framing), or the install fails and the store is
  * marked failed (fail-stop). Never a crash, a leak or an abort.
+ * The peer transport hands the chunk frames' bytes to the writer as they
+ * come (raft/peer/peer_listen.c, receive_chunks); the SNAP_BEGIN message and
+ * the SNAP_END record it decodes itself are fuzz_peer_codec's.
  */
 #include <assert.h>
 #include <stdio.h>
