@@ -9,6 +9,8 @@
  * chunkings, truncated, bit-flipped, with a byte past the end.
  * corpus/fuzz_store_values/: the base store alone, and each of its records
  * replaced by its own value cut short by one byte and cut in half.
+ * The committed corpora are these seeds merged with what campaigns found,
+ * minimized (libFuzzer -merge=1), plus the regress_* inputs.
  */
 #include <stdio.h>
 #include <stdlib.h>
