@@ -58,7 +58,7 @@ run: build certs
 # replay instead (unit/fuzz_replay_*).
 FUZZ_SECONDS ?= 60
 FUZZ_TARGETS := grpc_frame wal etcd_wal auth_token kv_request config_file client_conn peer_codec \
-                bbolt_reader gateway_json
+                bbolt_reader gateway_json snapshot_recv store_values
 fuzz: deps
 	@missing=$$(for p in clang libclang-rt-14-dev; do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; done); \
 	if [ -n "$$missing" ]; then $(SUDO) apt-get install -y -qq $$missing >/dev/null; fi

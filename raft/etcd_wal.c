@@ -95,8 +95,10 @@ typedef struct entry {
     size_t dlen;
 } entry_t;
 
+/* A record without data (p NULL, n 0) decodes as the empty message. */
 static int decode_entry(const uint8_t *p, size_t n, entry_t *e) {
     memset(e, 0, sizeof *e);
+    if (n == 0) return 0; /* p may be NULL: no pointer arithmetic on it */
     pb_t b = {p, p + n};
     while (b.p < b.end) {
         uint32_t num;
@@ -116,6 +118,7 @@ static int decode_entry(const uint8_t *p, size_t n, entry_t *e) {
 /* walpb.Snapshot's index (field 1). */
 static int decode_snapshot_index(const uint8_t *p, size_t n, uint64_t *index) {
     *index = 0;
+    if (n == 0) return 0; /* p may be NULL (a record without data) */
     pb_t b = {p, p + n};
     while (b.p < b.end) {
         uint32_t num;

@@ -377,6 +377,14 @@ static void test_range_limit_sort_filters(void **state) {
     assert_false(r->more);
     etcdserverpb__range_response__free_unpacked(r, NULL);
 
+    /* the largest limit is no limit (fuzz_kv_request: limit + 1 overflowed) */
+    rq.limit = INT64_MAX;
+    r = range_req(f, &rq, 0);
+    assert_int_equal(r->n_kvs, 10);
+    assert_false(r->more);
+    assert_int_equal(r->count, 10);
+    etcdserverpb__range_response__free_unpacked(r, NULL);
+
     /* keys_only, count_only */
     rq.limit = 0;
     rq.keys_only = 1;

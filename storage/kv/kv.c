@@ -14,6 +14,7 @@
 
 #include <assert.h>
 #include <stdio.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -176,7 +177,7 @@ static int do_range(mvcc_txn_t *t, kv_arena_t *a, const Etcdserverpb__RangeReque
     if (r->sort_order != ETCDSERVERPB__RANGE_REQUEST__SORT_ORDER__NONE || r->min_mod_revision != 0 ||
         r->max_mod_revision != 0 || r->min_create_revision != 0 || r->max_create_revision != 0)
         limit = 0;
-    if (limit > 0) limit++;
+    if (limit > 0 && limit < INT64_MAX) limit++; /* one more tells `more`; INT64_MAX: no limit in effect */
     mvcc_range_t rg = mvcc_range_make(r->key.data, r->key.len, r->range_end.data, r->range_end.len);
     mvcc_kv_list_t l = {0};
     int64_t count = 0;

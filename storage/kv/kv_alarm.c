@@ -8,6 +8,7 @@
 #include "kv_alarm.h"
 
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -65,11 +66,24 @@ static void alarm_key(uint8_t out[ALARM_KEY_LEN], int type, uint64_t member) {
     put_be64(out + 2, member);
 }
 
+typedef struct load_ctx {
+    kv_alarms_t *a;
+    int corrupt;
+} load_ctx_t;
+
+/* One 'a' record: 'a' | type | member id -> empty, as kv_alarms_apply
+ * writes them. Another shape, the type NONE (never stored) or more records
+ * than the set holds (apply keeps a full set as it is) is corruption: an
+ * error, never an alarm dropped in silence. */
 static int load_record(void *arg, const uint8_t *k, size_t kl, const uint8_t *v, size_t vl) {
-    kv_alarms_t *a = arg;
+    load_ctx_t *c = arg;
     (void)v;
-    (void)vl;
-    if (kl == ALARM_KEY_LEN) set_add(a, k[1], get_be64(k + 2));
+    if (kl != ALARM_KEY_LEN || vl != 0 || k[1] == ETCDSERVERPB__ALARM_TYPE__NONE ||
+        set_add(c->a, k[1], get_be64(k + 2)) < 0) {
+        fprintf(stderr, "kv: an alarm record of %zu/%zu bytes: the store is corrupt\n", kl, vl);
+        c->corrupt = 1;
+        return 1;
+    }
     return 0;
 }
 
@@ -77,7 +91,8 @@ static int load_record(void *arg, const uint8_t *k, size_t kl, const uint8_t *v,
 static int load_all(kv_alarms_t *a, mvcc_t *m) {
     a->n = 0;
     const uint8_t prefix = ALARM_SPACE;
-    if (mvcc_raw_scan(m, &prefix, 1, load_record, a) == MVCC_OK) return 0;
+    load_ctx_t c = {a, 0};
+    if (mvcc_raw_scan(m, &prefix, 1, load_record, &c) == MVCC_OK && !c.corrupt) return 0;
     a->n = 0;
     return -1;
 }

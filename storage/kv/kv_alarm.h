@@ -33,11 +33,13 @@ typedef struct kv_alarm {
 
 typedef struct kv_alarms kv_alarms_t;
 
-/* Loads the alarms the store holds. 0, or -1 (I/O error, no memory). */
+/* Loads the alarms the store holds. 0, or -1 (I/O error, a record that
+ * does not decode, no memory). */
 int kv_alarms_open(mvcc_t *m, kv_alarms_t **out);
 void kv_alarms_free(kv_alarms_t *a);
 /* Reads the set again from the store (after a snapshot replaced it); on an
- * I/O error the set is left empty and -1 returned. */
+ * I/O error or a record that does not decode the set is left empty and -1
+ * returned. */
 int kv_alarms_reload(kv_alarms_t *a, mvcc_t *m);
 
 /* Any thread: the active alarms of type (NONE: every type), sorted by type

@@ -208,6 +208,7 @@ static void table_remove(lessor_t *l, int64_t id) {
 /* etcd's Lease.refresh(extend): deadline = now + extend + (remaining or TTL). */
 static void refresh(lessor_t *l, lease_entry_t *e, uint64_t now_ms, uint64_t extend_ms) {
     int64_t secs = e->remaining_ttl > 0 ? e->remaining_ttl : e->ttl;
+    if (secs > LEASE_MAX_TTL) secs = LEASE_MAX_TTL; /* a checkpoint's: keeps the deadline in range */
     e->expiry_ms = now_ms + extend_ms + (uint64_t)secs * 1000u;
     heap_set(l, e, e->expiry_ms);
 }
@@ -219,8 +220,9 @@ typedef struct load_ctx {
     int corrupt;
 } load_ctx_t;
 
-/* One 'L' record. Only lease records live under 'L': another shape is
- * corruption, an error (never "no such lease"). */
+/* One 'L' record. Only lease records live under 'L': another shape, or a
+ * TTL above etcd's maximum (no grant writes one), is corruption, an error
+ * (never "no such lease"). */
 static int load_one(void *arg, const uint8_t *key, size_t key_len, const uint8_t *val, size_t val_len) {
     load_ctx_t *c = arg;
     lessor_t *l = c->l;
@@ -231,6 +233,12 @@ static int load_one(void *arg, const uint8_t *key, size_t key_len, const uint8_t
     }
     int64_t id = (int64_t)get_be64(key + 1);
     int64_t ttl = (int64_t)get_be64(val);
+    if (ttl > LEASE_MAX_TTL) {
+        fprintf(stderr, "lease: lease %016llx has a TTL of %lld s: the store is corrupt\n",
+                (unsigned long long)id, (long long)ttl);
+        c->corrupt = 1;
+        return 1;
+    }
     if (ttl < l->min_ttl) ttl = l->min_ttl; /* lessor.initAndRecover does the same */
     if (!table_find(l, id)) table_insert(l, id, ttl);
     return 0;

@@ -21,6 +21,7 @@
  * 256-fold of the window, never a walk from revision 1.
  */
 #include <assert.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -118,10 +119,15 @@ static mvcc_event_t *hist_add(hist_t *h) {
     return ev;
 }
 
-/* One revision-table record: 'r' | main | sub -> type | user key. */
+/* One revision-table record: 'r' | main | sub -> type | user key. Another
+ * shape is corruption: an I/O error, never a revision without its change. */
 static int hist_record(void *arg, const uint8_t *k, size_t kl, const uint8_t *v, size_t vl) {
     hist_t *h = arg;
-    if (kl != REV_KEY_LEN || vl < 1) return 0;
+    if (kl != REV_KEY_LEN || vl < 1 || v[0] > 1) {
+        fprintf(stderr, "mvcc: a revision record of %zu/%zu bytes: the store is corrupt\n", kl, vl);
+        h->io_err = 1;
+        return 1;
+    }
     int64_t main = (int64_t)get_be64(k + 1);
     if (main < h->from) return 0;
     if (main > h->to) return 1;

@@ -110,6 +110,7 @@ struct mvcc_compactor {
     run_t run;
     uint8_t *buf; /* scratch for encoded keys */
     size_t buf_cap;
+    int corrupt; /* this batch met a record that does not decode (compactor thread) */
 };
 
 /* ---- small helpers ---- */
@@ -229,8 +230,13 @@ static int seek_newest(mvcc_compactor_t *c, leveldb_iterator_t *kit, size_t kp_l
     const uint8_t *ek = (const uint8_t *)leveldb_iter_key(kit, &eklen);
     if (eklen != kp_len + REV_SUFFIX || memcmp(ek, c->buf, kp_len) != 0) return 0;
     const uint8_t *rec = (const uint8_t *)leveldb_iter_value(kit, &reclen);
+    if (reclen < REC_HDR) {
+        fprintf(stderr, "mvcc compactor: a version record of %zu bytes: the store is corrupt\n", reclen);
+        c->corrupt = 1; /* the batch fails: never compact around it */
+        return 0;
+    }
     decode_rev_suffix(ek, eklen, main, sub);
-    *tombstone = reclen >= 1 && (rec[0] & 1);
+    *tombstone = rec[0] & 1;
     return 1;
 }
 
@@ -316,7 +322,11 @@ static int run_batch(mvcc_compactor_t *c) {
     while (leveldb_iter_valid(rit)) {
         size_t rklen, rvlen;
         const uint8_t *rk = (const uint8_t *)leveldb_iter_key(rit, &rklen);
-        if (rklen != REV_KEY_LEN || rk[0] != MVCC_SPACE_REV) break;
+        if (rklen == 0 || rk[0] != MVCC_SPACE_REV) break;
+        if (rklen != REV_KEY_LEN) {
+            c->corrupt = 1;
+            break;
+        }
         int64_t main = (int64_t)get_be64(rk + 1), sub = (int64_t)get_be64(rk + 9);
         if (main > r->target) break;
         if (records >= limit || deleted >= limit) {
@@ -326,11 +336,21 @@ static int run_batch(mvcc_compactor_t *c) {
             break;
         }
         const uint8_t *rv = (const uint8_t *)leveldb_iter_value(rit, &rvlen);
-        if (rvlen >= 1) deleted += compact_record(c, kit, wb, rv + 1, rvlen - 1, main, sub);
+        if (rvlen < 1 || rv[0] > 1) { /* type: 0 put, 1 delete */
+            c->corrupt = 1;
+            break;
+        }
+        deleted += compact_record(c, kit, wb, rv + 1, rvlen - 1, main, sub);
+        if (c->corrupt) break;
         records++;
         leveldb_iter_next(rit);
     }
     int rc = iter_error(rit) || iter_error(kit) ? -1 : 0;
+    if (c->corrupt) {
+        fprintf(stderr, "mvcc compactor: a revision record that does not decode: the store is corrupt\n");
+        c->corrupt = 0;
+        rc = -1;
+    }
     leveldb_iter_destroy(kit);
     leveldb_iter_destroy(rit);
     run_t after = *r;

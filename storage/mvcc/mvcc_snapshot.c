@@ -135,7 +135,10 @@ static void reader_invalidate(mvcc_user_t *u) {
     r->stale = 1;
 }
 
-/* The applied index in the snapshot's 'm' record (0 for an empty store). */
+/* The applied index in the snapshot's 'm' record (0 for an empty store).
+ * MVCC_OK, MVCC_ERR_IO, or MVCC_ERR_CORRUPT for a record of another length
+ * than mvcc.c's (24 bytes, or 32 in stores of older versions): mvcc_open
+ * would refuse it. */
 static int snapshot_index(leveldb_t *db, const leveldb_readoptions_t *ro, uint64_t *index) {
     char *err = NULL;
     size_t len = 0;
@@ -144,9 +147,10 @@ static int snapshot_index(leveldb_t *db, const leveldb_readoptions_t *ro, uint64
         leveldb_free(err);
         return MVCC_ERR_IO;
     }
-    *index = v && len >= 8 ? get_be64((const uint8_t *)v) : 0;
+    int rc = !v || len == 24 || len == 32 ? MVCC_OK : MVCC_ERR_CORRUPT;
+    *index = v && rc == MVCC_OK ? get_be64((const uint8_t *)v) : 0;
     if (v) leveldb_free(v);
-    return MVCC_OK;
+    return rc;
 }
 
 int mvcc_snapshot_export(mvcc_t *m, mvcc_snap_reader_t **out) {
@@ -164,6 +168,7 @@ int mvcc_snapshot_export(mvcc_t *m, mvcc_snap_reader_t **out) {
         leveldb_readoptions_set_fill_cache(r->ro, 0); /* a full scan must not evict the hot blocks */
         leveldb_readoptions_set_snapshot(r->ro, r->snap);
         rc = snapshot_index(r->db, r->ro, &r->index);
+        if (rc == MVCC_ERR_CORRUPT) rc = MVCC_ERR_IO; /* the open store's own record */
     }
     if (rc == MVCC_OK) {
         r->it = leveldb_create_iterator(r->db, r->ro);
@@ -632,7 +637,7 @@ static int dir_index(const char *path, uint64_t *index) {
     int rc = snapshot_index(db, ro, index);
     leveldb_readoptions_destroy(ro);
     leveldb_close(db);
-    return rc;
+    return rc == MVCC_ERR_CORRUPT ? MVCC_ERR_IO : rc;
 }
 
 /* A staged copy beside an existing store is worth keeping only if it is

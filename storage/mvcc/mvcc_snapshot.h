@@ -71,7 +71,7 @@ uint64_t mvcc_snap_writer_index(const mvcc_snap_writer_t *w);
 /* The stream is complete: checks the end record, syncs and stages the copy
  * as <dir>.snap-ready (replacing an older staged copy). *applied_index gets
  * the index it covers. Frees w. MVCC_OK, MVCC_ERR_CORRUPT (incomplete,
- * checksum, header/data mismatch; the copy is removed, an older staged one
+ * checksum, header/data mismatch, an 'm' record mvcc_open would refuse; the copy is removed, an older staged one
  * stays) or MVCC_ERR_IO. Not concurrently with mvcc_snapshot_install. */
 int mvcc_snap_writer_finish(mvcc_snap_writer_t *w, uint64_t *applied_index);
 /* Drops an unfinished import (removes <dir>.snap-tmp) and frees w. */
