@@ -3,7 +3,7 @@
 #
 # Owns: the users/roles/seed keys every auth test starts from (setup), and
 # starting and reaching a TLS server with --client-cert-auth (start_tls,
-# tctl, wait_tls). The caller sets CERTS (a certs/gen.sh directory) and
+# tctl, wait_tls; start_pair: etcd and the target side by side, set up). The caller sets CERTS (a certs/gen.sh directory) and
 # TLSFLAGS (the server's TLS flags).
 #
 # Users: root/rootpw (root role), ro/ropw (read [/m/, /m0)), wo/wopw (write
@@ -41,6 +41,25 @@ setup() {
         "${e[@]}" user grant-role kube-apiserver-etcd-client kube
         "${e[@]}" auth enable
     } >"$logf" 2>&1 || { tail -3 "$logf" >&2; return 1; }
+}
+
+# start_pair REFNAME REFPORT TGTNAME TGTPORT [extra etcd flags...]: etcd on
+# REFPORT and the target on TGTPORT (start_tls), both reached (wait_tls; die
+# if not) and set up as root by certificate (setup with $CERTS/root.*); sets
+# REF_PID and TGT_PID.
+start_pair() {
+    local refname=$1 refport=$2 tgtname=$3 tgtport=$4 p
+    shift 4
+    start_tls "$refname" "$refport" etcd "$@"
+    REF_PID=$SERVER_PID
+    start_tls "$tgtname" "$tgtport" "$(target_kind)"
+    TGT_PID=$SERVER_PID
+    wait_tls "$REF_PID" "$refport" || die "TLS etcd did not start"
+    wait_tls "$TGT_PID" "$tgtport" || die "TLS target did not start"
+    for p in "$refport" "$tgtport"; do
+        setup "https://127.0.0.1:$p" --cacert "$CERTS/ca.crt" --cert "$CERTS/root.crt" \
+            --key "$CERTS/root.key" || fail "TLS setup on port $p failed"
+    done
 }
 
 # start_tls NAME PORT KIND [extra server flags...]: etcd (KIND etcd, peer

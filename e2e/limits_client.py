@@ -435,15 +435,38 @@ def attack_conn_cap(port, n):
             "served": served, "refused": goaway + closed, "after_close": after}
 
 
-def attack_slow_watch(port, writes, value_size):
-    """A Watch of the whole key space whose client never reads its socket
-    while writes x value_size bytes are put; then it reads everything and
-    must get every revision once, in order."""
-    s = socket.create_connection(("127.0.0.1", port), timeout=30)
+def open_watch(port, timeout):
+    """A plain connection with one Watch stream opened: (socket, h2 connection,
+    stream id), nothing sent yet: the caller sends its requests."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
     conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
     conn.initiate_connection()
     sid = conn.get_next_available_stream_id()
     conn.send_headers(sid, request_headers(port, "/etcdserverpb.Watch/Watch"))
+    return s, conn, sid
+
+
+def grpc_messages(conn, chunk, buf):
+    """Feeds chunk to conn, acknowledging its DATA (the caller sends
+    conn.data_to_send()); returns the gRPC messages complete in buf and the
+    new data, and what is left of a partial one."""
+    for ev in conn.receive_data(chunk):
+        if isinstance(ev, h2.events.DataReceived):
+            conn.acknowledge_received_data(ev.flow_controlled_length, ev.stream_id)
+            buf += ev.data
+    msgs = []
+    while len(buf) >= 5 and len(buf) >= 5 + int.from_bytes(buf[1:5], "big"):
+        end = 5 + int.from_bytes(buf[1:5], "big")
+        msgs.append(buf[5:end])
+        buf = buf[end:]
+    return msgs, buf
+
+
+def attack_slow_watch(port, writes, value_size):
+    """A Watch of the whole key space whose client never reads its socket
+    while writes x value_size bytes are put; then it reads everything and
+    must get every revision once, in order."""
+    s, conn, sid = open_watch(port, 30)
     # WatchRequest{create_request{key "\0", range_end "\0"}}: every key
     create = pb_bytes(1, pb_bytes(1, b"\x00") + pb_bytes(2, b"\x00"))
     conn.send_data(sid, grpc_msg(create))
@@ -466,16 +489,11 @@ def attack_slow_watch(port, writes, value_size):
             continue
         if not chunk:
             break
-        for ev in conn.receive_data(chunk):
-            if isinstance(ev, h2.events.DataReceived):
-                conn.acknowledge_received_data(ev.flow_controlled_length, ev.stream_id)
-                buf += ev.data
-                while len(buf) >= 5 and len(buf) >= 5 + int.from_bytes(buf[1:5], "big"):
-                    n = int.from_bytes(buf[1:5], "big")
-                    keys = watch_event_keys(buf[5:5 + n])
-                    events += len(keys)
-                    revs.extend(keys)
-                    buf = buf[5 + n:]
+        msgs, buf = grpc_messages(conn, chunk, buf)
+        for msg in msgs:
+            keys = watch_event_keys(msg)
+            events += len(keys)
+            revs.extend(keys)
         s.sendall(conn.data_to_send())
     s.close()
     in_order = revs == [b"slow/%06d" % i for i in range(writes)]
@@ -486,11 +504,7 @@ def attack_slow_watch(port, writes, value_size):
 def attack_many_watchers(port, n):
     """n watchers created on one Watch stream (key mw/i each); then a put of
     mw/0 must still reach the stream's first watcher."""
-    s = socket.create_connection(("127.0.0.1", port), timeout=10)
-    conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
-    conn.initiate_connection()
-    sid = conn.get_next_available_stream_id()
-    conn.send_headers(sid, request_headers(port, "/etcdserverpb.Watch/Watch"))
+    s, conn, sid = open_watch(port, 10)
     s.sendall(conn.data_to_send())
     pending = b"".join(grpc_msg(pb_bytes(1, pb_bytes(1, b"mw/%d" % i))) for i in range(n))
     created, refused, reasons, got_event, buf = 0, 0, set(), False, b""
@@ -514,23 +528,18 @@ def attack_many_watchers(port, n):
             continue
         if not chunk:
             break
-        for ev in conn.receive_data(chunk):
-            if isinstance(ev, h2.events.DataReceived):
-                conn.acknowledge_received_data(ev.flow_controlled_length, ev.stream_id)
-                buf += ev.data
-                while len(buf) >= 5 and len(buf) >= 5 + int.from_bytes(buf[1:5], "big"):
-                    end = 5 + int.from_bytes(buf[1:5], "big")
-                    msg, buf = buf[5:end], buf[end:]
-                    f = {}
-                    for field, _, val in pb_fields(msg):
-                        f.setdefault(field, val)
-                    if watch_event_keys(msg) == [b"mw/0"]:
-                        got_event = True
-                    elif f.get(3) and f.get(4):  # created + canceled: refused
-                        refused += 1
-                        reasons.add(f.get(6, b"").decode())
-                    elif f.get(3):
-                        created += 1
+        msgs, buf = grpc_messages(conn, chunk, buf)
+        for msg in msgs:
+            f = {}
+            for field, _, val in pb_fields(msg):
+                f.setdefault(field, val)
+            if watch_event_keys(msg) == [b"mw/0"]:
+                got_event = True
+            elif f.get(3) and f.get(4):  # created + canceled: refused
+                refused += 1
+                reasons.add(f.get(6, b"").decode())
+            elif f.get(3):
+                created += 1
         s.sendall(conn.data_to_send())
     s.close()
     return {"outcome": "%d created, %d refused" % (created, refused), "reasons": sorted(reasons),

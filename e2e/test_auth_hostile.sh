@@ -198,16 +198,7 @@ bash "$SRC/certs/gen.sh" "$CERTS" --client pfx --client nobody --no-cn sanonly -
     --future pfxfuture --revoked pfxrevoked --other-ca || die "certs/gen.sh failed"
 TLSFLAGS=(--cert-file "$CERTS/server.crt" --key-file "$CERTS/server.key"
     --trusted-ca-file "$CERTS/ca.crt" --client-cert-auth --client-crl-file "$CERTS/ca.crl")
-start_tls refcert "$REF_PORT" etcd --bcrypt-cost 4
-REF_PID=$SERVER_PID
-start_tls tgtcert "$TGT_PORT" "$(target_kind)"
-TGT_PID=$SERVER_PID
-wait_tls "$REF_PID" "$REF_PORT" || die "TLS etcd did not start"
-wait_tls "$TGT_PID" "$TGT_PORT" || die "TLS target did not start"
-for p in "$REF_PORT" "$TGT_PORT"; do
-    setup "https://127.0.0.1:$p" --cacert "$CERTS/ca.crt" --cert "$CERTS/root.crt" \
-        --key "$CERTS/root.key" || fail "TLS setup on port $p failed"
-done
+start_pair refcert "$REF_PORT" tgtcert "$TGT_PORT" --bcrypt-cost 4
 hostile "$REF_PORT" certs "$CERTS" >"$E2E_TMP/ref/certs.txt" &
 c1=$!
 hostile "$TGT_PORT" certs "$CERTS" >"$E2E_TMP/tgt/certs.txt"

@@ -73,17 +73,8 @@ bash "$SRC/certs/gen.sh" "$CERTS" --client pfx --expired pfxold --other-ca ||
 TLSFLAGS=(--cert-file "$CERTS/server.crt" --key-file "$CERTS/server.key"
     --trusted-ca-file "$CERTS/ca.crt" --client-cert-auth)
 
-start_tls reftls "$REF_TLS" etcd
-REF_PID=$SERVER_PID
-start_tls tgttls "$TGT_TLS" "$(target_kind)"
-TGT_PID=$SERVER_PID
-wait_tls "$REF_PID" "$REF_TLS" || die "TLS etcd did not start"
-wait_tls "$TGT_PID" "$TGT_TLS" || die "TLS target did not start"
 # Set up as root by certificate (auth is off until the end of setup).
-for p in "$REF_TLS" "$TGT_TLS"; do
-    setup "https://127.0.0.1:$p" --cacert "$CERTS/ca.crt" --cert "$CERTS/root.crt" \
-        --key "$CERTS/root.key" || fail "TLS setup on port $p failed"
-done
+start_pair reftls "$REF_TLS" tgttls "$TGT_TLS"
 
 # The prefix-role certificate (CN=pfx, no token): the pfx row of the matrix.
 for side in ref tgt; do

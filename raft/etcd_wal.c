@@ -1,7 +1,8 @@
 /*
  * etcd_wal.c: the etcd WAL reader (see etcd_wal.h): record framing, the
- * CRC chain, and a minimal bounds-checked protobuf decoder for the three
- * messages it needs (walpb.Record, raftpb.Entry, walpb.Snapshot).
+ * CRC chain and etcd's torn-tail rule. The messages (walpb.Record,
+ * raftpb.Entry, walpb.Snapshot) are protobuf-c's, generated from
+ * proto/etcd_walpb.proto and proto/etcd_raftpb.proto.
  */
 #include "etcd_wal.h"
 
@@ -16,6 +17,8 @@
 #include <unistd.h>
 
 #include "crc32c.h"
+#include "etcd_raftpb.pb-c.h"
+#include "etcd_walpb.pb-c.h"
 
 #define FRAME_BYTES 8
 #define MAX_RECORD_BYTES (10u * 1024 * 1024) /* etcd's maxWALEntrySizeLimit */
@@ -23,114 +26,16 @@
 
 enum { REC_METADATA = 1, REC_ENTRY = 2, REC_STATE = 3, REC_CRC = 4, REC_SNAPSHOT = 5 };
 
-/* ---- protobuf ---- */
-
-typedef struct pb {
-    const uint8_t *p, *end;
-} pb_t;
-
-static int pb_varint(pb_t *b, uint64_t *v) {
-    *v = 0;
-    for (int shift = 0; shift < 64; shift += 7) {
-        if (b->p >= b->end) return -1;
-        uint8_t c = *b->p++;
-        *v |= (uint64_t)(c & 0x7f) << shift;
-        if (!(c & 0x80)) return 0;
-    }
-    return -1;
-}
-
-/* One field: *num, *wire; a varint's value in *v, a length-delimited
- * field's bytes in data and dlen. Fixed 32- and 64-bit fields are skipped. */
-static int pb_field(pb_t *b, uint32_t *num, int *wire, uint64_t *v, const uint8_t **data, size_t *dlen) {
-    uint64_t tag;
-    if (pb_varint(b, &tag) != 0 || (tag >> 3) == 0 || (tag >> 3) > UINT32_MAX) return -1;
-    *num = (uint32_t)(tag >> 3);
-    *wire = (int)(tag & 7);
-    switch (*wire) {
-    case 0: return pb_varint(b, v);
-    case 1:
-    case 5: {
-        size_t n = *wire == 1 ? 8 : 4;
-        if ((size_t)(b->end - b->p) < n) return -1;
-        b->p += n;
-        return 0;
-    }
-    case 2:
-        if (pb_varint(b, v) != 0 || *v > (uint64_t)(b->end - b->p)) return -1;
-        *data = b->p;
-        *dlen = (size_t)*v;
-        b->p += *dlen;
-        return 0;
-    default: return -1;
-    }
-}
-
-typedef struct record {
-    int64_t type;
-    uint32_t crc;
-    const uint8_t *data;
-    size_t dlen;
-} record_t;
-
-static int decode_record(const uint8_t *p, size_t n, record_t *r) {
-    memset(r, 0, sizeof *r);
-    pb_t b = {p, p + n};
-    while (b.p < b.end) {
-        uint32_t num;
-        int wire;
-        uint64_t v = 0;
-        const uint8_t *d = NULL;
-        size_t dl = 0;
-        if (pb_field(&b, &num, &wire, &v, &d, &dl) != 0) return -1;
-        if (num == 1 && wire == 0) r->type = (int64_t)v;
-        if (num == 2 && wire == 0) r->crc = (uint32_t)v;
-        if (num == 3 && wire == 2) r->data = d, r->dlen = dl;
-    }
-    return 0;
-}
-
-typedef struct entry {
-    uint64_t type, term, index;
-    size_t dlen;
-} entry_t;
-
-/* A record without data (p NULL, n 0) decodes as the empty message. */
-static int decode_entry(const uint8_t *p, size_t n, entry_t *e) {
-    memset(e, 0, sizeof *e);
-    if (n == 0) return 0; /* p may be NULL: no pointer arithmetic on it */
-    pb_t b = {p, p + n};
-    while (b.p < b.end) {
-        uint32_t num;
-        int wire;
-        uint64_t v = 0;
-        const uint8_t *d = NULL;
-        size_t dl = 0;
-        if (pb_field(&b, &num, &wire, &v, &d, &dl) != 0) return -1;
-        if (num == 1 && wire == 0) e->type = v;
-        if (num == 2 && wire == 0) e->term = v;
-        if (num == 3 && wire == 0) e->index = v;
-        if (num == 4 && wire == 2) e->dlen = dl;
-    }
-    return 0;
-}
-
-/* walpb.Snapshot's index (field 1). */
-static int decode_snapshot_index(const uint8_t *p, size_t n, uint64_t *index) {
-    *index = 0;
-    if (n == 0) return 0; /* p may be NULL (a record without data) */
-    pb_t b = {p, p + n};
-    while (b.p < b.end) {
-        uint32_t num;
-        int wire;
-        uint64_t v = 0;
-        const uint8_t *d = NULL;
-        size_t dl = 0;
-        if (pb_field(&b, &num, &wire, &v, &d, &dl) != 0) return -1;
-        if (num == 1 && wire == 0) *index = v;
-    }
-    return 0;
-}
+/* One file's scan: what etcd_wal_scan_buf was given. */
+typedef struct scan {
+    const uint8_t *buf;
+    int last;
+    uint64_t after;
+    uint32_t *crc;
+    etcd_wal_summary_t *s;
+    char *err;
+    size_t errlen;
+} scan_t;
 
 /* ---- records ---- */
 
@@ -148,42 +53,89 @@ static int torn(const uint8_t *buf, size_t off, size_t n) {
     return 0;
 }
 
-static int corrupt(char *err, size_t errlen, size_t off, const char *what) {
-    snprintf(err, errlen, "offset %zu: %s", off, what);
+static int corrupt(const scan_t *sc, size_t off, const char *what) {
+    snprintf(sc->err, sc->errlen, "offset %zu: %s", off, what);
     return ETCD_WAL_E_CORRUPT;
 }
 
-static void note_entry(etcd_wal_summary_t *s, const entry_t *e, uint64_t after) {
+/* An entry record's raftpb.Entry. */
+static int note_entry(const scan_t *sc, const ProtobufCBinaryData *data, size_t off) {
+    Raftpb__Entry *e = raftpb__entry__unpack(NULL, data->len, data->data);
+    if (!e) return corrupt(sc, off, "bad raftpb.Entry");
+    etcd_wal_summary_t *s = sc->s;
     s->entries++;
     if (!s->first_index || e->index < s->first_index) s->first_index = e->index;
     if (e->index > s->last_index) s->last_index = e->index;
-    if (e->type == ETCD_WAL_ENTRY_NORMAL && e->dlen > 0 && e->index > after) {
+    if (e->type == RAFTPB__ENTRY_TYPE__EntryNormal && e->data.len > 0 && e->index > sc->after) {
         if (!s->writes_after || e->index < s->first_write_after) s->first_write_after = e->index;
         s->writes_after++;
     }
+    raftpb__entry__free_unpacked(e, NULL);
+    return ETCD_WAL_OK;
+}
+
+/* A snapshot record's walpb.Snapshot. */
+static int note_snapshot(const scan_t *sc, const ProtobufCBinaryData *data, size_t off) {
+    Walpb__Snapshot *snap = walpb__snapshot__unpack(NULL, data->len, data->data);
+    if (!snap) return corrupt(sc, off, "bad walpb.Snapshot");
+    if (snap->index > sc->s->snapshot_index) sc->s->snapshot_index = snap->index;
+    walpb__snapshot__free_unpacked(snap, NULL);
+    return ETCD_WAL_OK;
 }
 
 /* One decoded record with a good CRC. */
-static int note_record(etcd_wal_summary_t *s, const record_t *r, uint64_t after, size_t off, char *err,
-                       size_t errlen) {
-    s->records++;
-    if (r->type == REC_ENTRY) {
-        entry_t e;
-        if (decode_entry(r->data, r->dlen, &e) != 0) return corrupt(err, errlen, off, "bad raftpb.Entry");
-        note_entry(s, &e, after);
-    } else if (r->type == REC_SNAPSHOT) {
-        uint64_t idx;
-        if (decode_snapshot_index(r->data, r->dlen, &idx) != 0)
-            return corrupt(err, errlen, off, "bad walpb.Snapshot");
-        if (idx > s->snapshot_index) s->snapshot_index = idx;
-    } else if (r->type < REC_METADATA || r->type > REC_SNAPSHOT) {
-        return corrupt(err, errlen, off, "unknown record type");
-    }
+static int note_record(const scan_t *sc, const Walpb__Record *r, size_t off) {
+    sc->s->records++;
+    if (r->type == REC_ENTRY) return note_entry(sc, &r->data, off);
+    if (r->type == REC_SNAPSHOT) return note_snapshot(sc, &r->data, off);
+    if (r->type < REC_METADATA || r->type > REC_SNAPSHOT) return corrupt(sc, off, "unknown record type");
     return ETCD_WAL_OK;
+}
+
+enum { CHAIN_OK = 0, CHAIN_BAD = 1, CHAIN_MISMATCH = 2 };
+
+/* The CRC chain through one decoded record: a crc record carries the
+ * running value (CHAIN_MISMATCH if it is another), every other record the
+ * value after its data (CHAIN_BAD if not). */
+static int chain(const Walpb__Record *r, uint32_t *crc) {
+    if (r->type == REC_CRC) {
+        if (*crc != 0 && r->crc != *crc) return CHAIN_MISMATCH;
+        *crc = r->crc;
+        return CHAIN_OK;
+    }
+    uint32_t next = crc32c(*crc, r->data.data, r->data.len);
+    if (next != r->crc) return CHAIN_BAD;
+    *crc = next;
+    return CHAIN_OK;
+}
+
+enum { NEXT = 1, END = 2 };
+
+/* The record at off, whose n bytes (with padding) are in the file: NEXT,
+ * END (a torn tail: the rest of the last file is ignored) or
+ * ETCD_WAL_E_CORRUPT. */
+static int scan_record(const scan_t *sc, size_t off, size_t rec, size_t n) {
+    size_t body = off + FRAME_BYTES;
+    Walpb__Record *r = walpb__record__unpack(NULL, rec, sc->buf + body);
+    int c = r ? chain(r, sc->crc) : CHAIN_BAD;
+    int rc = NEXT;
+    if (c == CHAIN_BAD && sc->last && torn(sc->buf, body, n)) {
+        sc->s->torn_tail = 1;
+        rc = END;
+    } else if (c == CHAIN_BAD) {
+        rc = corrupt(sc, off, "bad record or CRC mismatch");
+    } else if (c == CHAIN_MISMATCH) {
+        rc = corrupt(sc, off, "crc record mismatch");
+    } else if ((rc = note_record(sc, r, off)) == ETCD_WAL_OK) {
+        rc = NEXT;
+    }
+    walpb__record__free_unpacked(r, NULL);
+    return rc;
 }
 
 int etcd_wal_scan_buf(const uint8_t *buf, size_t len, int last, uint64_t after, uint32_t *crc,
                       etcd_wal_summary_t *s, char *err, size_t errlen) {
+    const scan_t sc = {buf, last, after, crc, s, err, errlen};
     s->files++;
     for (size_t off = 0; len - off >= FRAME_BYTES;) {
         uint64_t word = 0;
@@ -191,33 +143,16 @@ int etcd_wal_scan_buf(const uint8_t *buf, size_t len, int last, uint64_t after, 
         if (word == 0) return ETCD_WAL_OK; /* preallocated space */
         uint64_t rec = word & ~(0xffull << 56);
         uint64_t pad = (word >> 63) ? (word >> 56) & 7 : 0;
-        if (rec + pad >= MAX_RECORD_BYTES) return corrupt(err, errlen, off, "record larger than 10 MiB");
-        size_t body = off + FRAME_BYTES;
-        if (rec + pad > len - body) {
-            if (!last) return corrupt(err, errlen, off, "record past the end of the file");
+        if (rec + pad >= MAX_RECORD_BYTES) return corrupt(&sc, off, "record larger than 10 MiB");
+        if (rec + pad > len - off - FRAME_BYTES) {
+            if (!last) return corrupt(&sc, off, "record past the end of the file");
             s->torn_tail = 1;
             return ETCD_WAL_OK;
         }
-        record_t r;
-        int bad = decode_record(buf + body, (size_t)rec, &r) != 0;
-        if (!bad && r.type != REC_CRC) {
-            uint32_t next = crc32c(*crc, r.data, r.dlen);
-            bad = next != r.crc;
-            if (!bad) *crc = next;
-        } else if (!bad) {
-            if (*crc != 0 && r.crc != *crc) return corrupt(err, errlen, off, "crc record mismatch");
-            *crc = r.crc;
-        }
-        if (bad) {
-            if (last && torn(buf, body, (size_t)(rec + pad))) {
-                s->torn_tail = 1;
-                return ETCD_WAL_OK;
-            }
-            return corrupt(err, errlen, off, "bad record or CRC mismatch");
-        }
-        int rc = note_record(s, &r, after, off, err, errlen);
-        if (rc != ETCD_WAL_OK) return rc;
-        off = body + (size_t)(rec + pad);
+        int rc = scan_record(&sc, off, (size_t)rec, (size_t)(rec + pad));
+        if (rc == END) return ETCD_WAL_OK;
+        if (rc != NEXT) return rc;
+        off += FRAME_BYTES + (size_t)(rec + pad);
     }
     return ETCD_WAL_OK;
 }

@@ -14,8 +14,12 @@
  * {Type = 1, Term = 2, Index = 3, Data = 4}), state 3, crc 4, snapshot 5
  * (data: walpb.Snapshot {Index = 1, Term = 2}). The CRC-32C runs over the
  * data of every record but crc records, across files; a crc record (the
- * first of each file) carries the running value. Every length and field is
- * bounds-checked; nothing here allocates beyond one file's mapping.
+ * first of each file) carries the running value. The messages are decoded
+ * by protobuf-c from proto/etcd_walpb.proto and proto/etcd_raftpb.proto
+ * (kshim_proto); every length word is checked against the file and the
+ * 10 MiB limit first, and a message that does not decode is corruption.
+ * Beyond one file's mapping, the reader holds one record's messages at a
+ * time (protobuf-c copies their bytes).
  */
 #ifndef KSHIM_ETCD_WAL_H
 #define KSHIM_ETCD_WAL_H
@@ -28,9 +32,6 @@ enum {
     ETCD_WAL_E_IO = -1,      /* a file could not be listed, opened or read */
     ETCD_WAL_E_CORRUPT = -2, /* a record that does not decode or whose CRC is wrong */
 };
-
-/* raftpb.EntryType */
-enum { ETCD_WAL_ENTRY_NORMAL = 0, ETCD_WAL_ENTRY_CONF_CHANGE = 1, ETCD_WAL_ENTRY_CONF_CHANGE_V2 = 2 };
 
 typedef struct etcd_wal_summary {
     uint64_t files, records, entries;

@@ -3,7 +3,8 @@
  * the apply path does: a fresh MVCC store in a temporary directory (under
  * $KSHIM_TEST_TMP, else /tmp) per test (fx_open / fx_close for a fixture
  * that holds one inside its own), and helpers that apply Put,
- * DeleteRange and Txn requests at consecutive Raft indexes. Header-only
+ * DeleteRange and Txn requests at consecutive Raft indexes, and
+ * fx_count_key. Header-only
  * (static inline), included by one test file each.
  */
 #ifndef KSHIM_TESTS_KV_FIXTURE_H
@@ -66,6 +67,21 @@ static inline int fx_teardown(void **state) {
 static inline ProtobufCBinaryData B(const char *s) {
     ProtobufCBinaryData b = {strlen(s), (uint8_t *)s};
     return b;
+}
+
+/* How many keys k the store m holds at its revision (0 or 1). */
+static inline int64_t fx_count_key(mvcc_t *m, const char *k) {
+    Etcdserverpb__RangeRequest r = ETCDSERVERPB__RANGE_REQUEST__INIT;
+    r.key = B(k);
+    r.count_only = 1;
+    kv_result_t res;
+    assert_int_equal(kv_range(m, &r, NULL, &res), 0);
+    Etcdserverpb__RangeResponse *resp = etcdserverpb__range_response__unpack(NULL, res.resp_len, res.resp);
+    assert_non_null(resp);
+    int64_t n = resp->count;
+    etcdserverpb__range_response__free_unpacked(resp, NULL);
+    kv_result_clear(&res);
+    return n;
 }
 
 /* Applies req at the next index; returns the result's gRPC code. */

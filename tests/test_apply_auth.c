@@ -200,18 +200,6 @@ static Kshim__InternalRequest put_req(Etcdserverpb__PutRequest *p, const char *k
     return req;
 }
 
-static int64_t count_key(afx_t *f, const char *k) {
-    Etcdserverpb__RangeRequest r = ETCDSERVERPB__RANGE_REQUEST__INIT;
-    r.key = B(k);
-    r.count_only = 1;
-    kv_result_t res;
-    assert_int_equal(kv_range(f->s.mvcc, &r, NULL, &res), 0);
-    Etcdserverpb__RangeResponse *resp = etcdserverpb__range_response__unpack(NULL, res.resp_len, res.resp);
-    int64_t n = resp->count;
-    etcdserverpb__range_response__free_unpacked(resp, NULL);
-    kv_result_clear(&res);
-    return n;
-}
 
 /* The case: checked at N, a revoke applied at N+1, then the Put. */
 static void test_put_checked_before_revoke(void **state) {
@@ -222,22 +210,22 @@ static void test_put_checked_before_revoke(void **state) {
     Etcdserverpb__PutRequest p;
     Kshim__InternalRequest put = put_req(&p, "foo1");
     assert_int_equal(apply_as(f, &put, "alice", n, msg), 0); /* permitted at N */
-    assert_int_equal(count_key(f, "foo1"), 1);
+    assert_int_equal(fx_count_key(f->s.mvcc, "foo1"), 1);
 
     revoke_foo(f, "rw"); /* applied between alice's check and her next Put */
     assert_int_equal(auth_rev(f), n + 1);
     put = put_req(&p, "foo2");
     assert_int_equal(apply_as(f, &put, "alice", n, msg), GRPC_INVALID_ARGUMENT);
     assert_string_equal(msg, "etcdserver: revision of auth store is old");
-    assert_int_equal(count_key(f, "foo2"), 0); /* never applied */
+    assert_int_equal(fx_count_key(f->s.mvcc, "foo2"), 0); /* never applied */
     /* checked again at N+1 (clientv3's retry after a new token): denied */
     assert_int_equal(apply_as(f, &put, "alice", n + 1, msg), GRPC_PERMISSION_DENIED);
     assert_string_equal(msg, "etcdserver: permission denied");
-    assert_int_equal(count_key(f, "foo2"), 0);
+    assert_int_equal(fx_count_key(f->s.mvcc, "foo2"), 0);
     /* root may still write, at the current revision only */
     assert_int_equal(apply_as(f, &put, "root", n, msg), GRPC_INVALID_ARGUMENT);
     assert_int_equal(apply_as(f, &put, "root", n + 1, msg), 0);
-    assert_int_equal(count_key(f, "foo2"), 1);
+    assert_int_equal(fx_count_key(f->s.mvcc, "foo2"), 1);
 }
 
 static void test_txn_and_delete(void **state) {
@@ -271,8 +259,8 @@ static void test_txn_and_delete(void **state) {
     assert_string_equal(msg, "etcdserver: revision of auth store is old");
     assert_int_equal(apply_as(f, &del, "alice", n, msg), GRPC_INVALID_ARGUMENT);
     assert_int_equal(apply_as(f, &del, "alice", n + 1, msg), GRPC_PERMISSION_DENIED);
-    assert_int_equal(count_key(f, "foo3"), 0);
-    assert_int_equal(count_key(f, "foo1"), 1);
+    assert_int_equal(fx_count_key(f->s.mvcc, "foo3"), 0);
+    assert_int_equal(fx_count_key(f->s.mvcc, "foo1"), 1);
 }
 
 /* Auth enabled between the check (no identity: auth was off) and apply. */
@@ -287,11 +275,11 @@ static void test_no_identity_once_enabled(void **state) {
     put = put_req(&p, "k1");
     assert_int_equal(apply_as(f, &put, "", 0, msg), GRPC_INVALID_ARGUMENT);
     assert_string_equal(msg, "etcdserver: user name is empty");
-    assert_int_equal(count_key(f, "k1"), 0);
+    assert_int_equal(fx_count_key(f->s.mvcc, "k1"), 0);
     /* an entry from a kshimd before the apply-time check (no auth_checked)
      * is applied as it was checked then */
     assert_int_equal(apply_as(f, &put, NULL, 0, msg), 0);
-    assert_int_equal(count_key(f, "k1"), 1);
+    assert_int_equal(fx_count_key(f->s.mvcc, "k1"), 1);
 }
 
 /* A management request needs the root role at apply too. */

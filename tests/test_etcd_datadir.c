@@ -144,6 +144,18 @@ static size_t varint(uint8_t *p, uint64_t v) {
     return n;
 }
 
+/* n bytes of a walpb.Record as etcd's encoder writes them: the length
+ * word, the record, zeros to 8 bytes. */
+static void frame(enc_t *e, const uint8_t *rec, size_t n) {
+    size_t pad = (8 - n % 8) % 8;
+    uint64_t word = n | (pad ? (uint64_t)(0x80 | pad) << 56 : 0);
+    for (int i = 0; i < 8; i++) e->buf[e->len++] = (uint8_t)(word >> (8 * i));
+    memcpy(e->buf + e->len, rec, n);
+    e->len += n;
+    memset(e->buf + e->len, 0, pad);
+    e->len += pad;
+}
+
 static void record(enc_t *e, int type, const uint8_t *data, size_t dlen) {
     uint32_t crc = type == 4 ? e->crc : crc32c(e->crc, data, dlen);
     e->crc = crc;
@@ -159,14 +171,9 @@ static void record(enc_t *e, int type, const uint8_t *data, size_t dlen) {
         memcpy(rec + n, data, dlen);
         n += dlen;
     }
-    size_t pad = (8 - n % 8) % 8;
-    uint64_t word = n | (pad ? (uint64_t)(0x80 | pad) << 56 : 0);
-    for (int i = 0; i < 8; i++) e->buf[e->len++] = (uint8_t)(word >> (8 * i));
-    memcpy(e->buf + e->len, rec, n);
-    e->len += n;
-    memset(e->buf + e->len, 0, pad);
-    e->len += pad;
+    frame(e, rec, n);
 }
+
 
 /* A raftpb.Entry record: type, term 2, index, data. */
 static void entry(enc_t *e, int type, uint64_t index, const char *data) {
@@ -299,6 +306,33 @@ static void test_wal_hand_made(void **state) {
     /* a second file whose crc record does not continue the chain */
     crc = 0x1234;
     assert_int_equal(etcd_wal_scan_buf(f2.buf, f2.len, 1, 5, &crc, &s, err, sizeof err), ETCD_WAL_E_CORRUPT);
+}
+
+/* A field of a known number with another wire type is refused, as etcd's
+ * generated Unmarshal refuses it ("proto: wrong wireType"). */
+static void test_wal_wrong_wire_type(void **state) {
+    enc_t e = {0};
+    record(&e, 4, NULL, 0);
+    /* a metadata record whose data (field 3) is a varint; its CRC is right */
+    uint8_t rec[16] = {0x08, 0x01, 0x10};
+    size_t n = 3 + varint(rec + 3, e.crc);
+    rec[n++] = 0x18;
+    rec[n++] = 0x00;
+    enc_t bad = e;
+    frame(&bad, rec, n);
+    etcd_wal_summary_t s;
+    assert_int_equal(scan(&bad, 0, &s), ETCD_WAL_E_CORRUPT);
+    /* an entry whose Index (field 3) is length-delimited */
+    const uint8_t ent[] = {0x08, 0x00, 0x10, 0x02, 0x1a, 0x01, 0x33, 0x22, 0x01, 'x'};
+    bad = e;
+    record(&bad, 2, ent, sizeof ent);
+    assert_int_equal(scan(&bad, 0, &s), ETCD_WAL_E_CORRUPT);
+    /* the same entry with its Index a varint reads */
+    const uint8_t good[] = {0x08, 0x00, 0x10, 0x02, 0x18, 0x03, 0x22, 0x01, 'x'};
+    record(&e, 2, good, sizeof good);
+    assert_int_equal(scan(&e, 0, &s), ETCD_WAL_OK);
+    assert_int_equal(s.writes_after, 1);
+    assert_int_equal(s.first_write_after, 3);
 }
 
 /* Every truncation and every single-byte flip of a real WAL: an error or a
@@ -518,11 +552,9 @@ static void test_refuse_writes_past_index(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_wal_from_etcdctl),
-        cmocka_unit_test(test_wal_hand_made),
-        cmocka_unit_test(test_wal_damaged),
-        cmocka_unit_test(test_take_over_restored),
-        cmocka_unit_test(test_take_over_interrupted_build),
+        cmocka_unit_test(test_wal_from_etcdctl),         cmocka_unit_test(test_wal_hand_made),
+        cmocka_unit_test(test_wal_wrong_wire_type),      cmocka_unit_test(test_wal_damaged),
+        cmocka_unit_test(test_take_over_restored),       cmocka_unit_test(test_take_over_interrupted_build),
         cmocka_unit_test(test_refuse_writes_past_index),
         cmocka_unit_test(test_records_without_data),
     };

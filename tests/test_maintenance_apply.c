@@ -19,17 +19,18 @@
 
 #include "grpc_status.h"
 #include "kv_alarm.h"
+#include "kv_fixture.h" /* B, fx_count_key */
 #include "services.h"
 
-typedef struct fx {
+typedef struct mfx {
     char dir[256];
     server_config_t cfg;
     server_t s;
     uint64_t index;
-} fx_t;
+} mfx_t;
 
 static int setup(void **state) {
-    fx_t *f = calloc(1, sizeof *f);
+    mfx_t *f = calloc(1, sizeof *f);
     assert_non_null(f);
     const char *base = getenv("KSHIM_TEST_TMP");
     char cmd[300];
@@ -51,7 +52,7 @@ static int setup(void **state) {
 }
 
 static int teardown(void **state) {
-    fx_t *f = *state;
+    mfx_t *f = *state;
     svc_maintenance_stop(&f->s);
     mvcc_close(f->s.mvcc);
     loop_free(f->s.loop); /* drops the posted alarm raise: no Raft here */
@@ -62,11 +63,9 @@ static int teardown(void **state) {
     return 0;
 }
 
-static ProtobufCBinaryData B(const char *s) { return (ProtobufCBinaryData){strlen(s), (uint8_t *)s}; }
-
 /* Offers req at the next index: the applier's return; res holds the result
  * when it took the entry (1), and the entry went to kv_apply otherwise. */
-static int offer(fx_t *f, Kshim__InternalRequest *req, kv_result_t *res) {
+static int offer(mfx_t *f, Kshim__InternalRequest *req, kv_result_t *res) {
     memset(res, 0, sizeof *res);
     kv_header_info_t hdr = {0};
     int rc = svc_maintenance_apply(&f->s, ++f->index, req, &hdr, res);
@@ -75,21 +74,9 @@ static int offer(fx_t *f, Kshim__InternalRequest *req, kv_result_t *res) {
     return rc;
 }
 
-static int64_t count_key(fx_t *f, const char *k) {
-    Etcdserverpb__RangeRequest r = ETCDSERVERPB__RANGE_REQUEST__INIT;
-    r.key = B(k);
-    r.count_only = 1;
-    kv_result_t res;
-    assert_int_equal(kv_range(f->s.mvcc, &r, NULL, &res), 0);
-    Etcdserverpb__RangeResponse *resp = etcdserverpb__range_response__unpack(NULL, res.resp_len, res.resp);
-    int64_t n = resp->count;
-    etcdserverpb__range_response__free_unpacked(resp, NULL);
-    kv_result_clear(&res);
-    return n;
-}
 
 static void test_over_quota_applied_but_refused(void **state) {
-    fx_t *f = *state;
+    mfx_t *f = *state;
     static uint8_t big[80 << 10];
     memset(big, 'x', sizeof big);
     Etcdserverpb__PutRequest p = ETCDSERVERPB__PUT_REQUEST__INIT;
@@ -102,7 +89,7 @@ static void test_over_quota_applied_but_refused(void **state) {
     assert_int_equal(res.code, GRPC_RESOURCE_EXHAUSTED);
     assert_string_equal(res.message, "etcdserver: mvcc: database space exceeded");
     kv_result_clear(&res);
-    assert_int_equal(count_key(f, "big"), 1); /* applied all the same, as etcd */
+    assert_int_equal(fx_count_key(f->s.mvcc, "big"), 1); /* applied all the same, as etcd */
     assert_int_equal(mvcc_apply_index(f->s.mvcc), f->index);
 
     /* the alarm, once applied, refuses puts; a delete still reaches kv */
@@ -126,7 +113,7 @@ static void test_over_quota_applied_but_refused(void **state) {
     assert_int_equal(offer(f, &put, &res), 1);
     assert_int_equal(res.code, GRPC_RESOURCE_EXHAUSTED);
     kv_result_clear(&res);
-    assert_int_equal(count_key(f, "small"), 0); /* refused: not applied */
+    assert_int_equal(fx_count_key(f->s.mvcc, "small"), 0); /* refused: not applied */
 
     Etcdserverpb__DeleteRangeRequest d = ETCDSERVERPB__DELETE_RANGE_REQUEST__INIT;
     d.key = B("big");
@@ -135,7 +122,7 @@ static void test_over_quota_applied_but_refused(void **state) {
     assert_int_equal(offer(f, &del, &res), 0);
     assert_int_equal(res.code, 0);
     kv_result_clear(&res);
-    assert_int_equal(count_key(f, "big"), 0);
+    assert_int_equal(fx_count_key(f->s.mvcc, "big"), 0);
 
     /* a replayed entry is not the applier's */
     memset(&res, 0, sizeof res);

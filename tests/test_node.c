@@ -52,6 +52,19 @@ static void applied_free(applied_t *a) {
     pthread_mutex_destroy(&a->mu);
 }
 
+/* A state machine at applied_index on the heap (applied_drop frees it). */
+static applied_t *applied_new(uint64_t applied_index) {
+    applied_t *a = calloc(1, sizeof(*a));
+    assert_non_null(a);
+    applied_init(a, applied_index);
+    return a;
+}
+
+static void applied_drop(applied_t *a) {
+    applied_free(a);
+    free(a);
+}
+
 static void on_apply(void *ctx, const raft_entry_t *ents, size_t n, uint64_t term) {
     applied_t *a = ctx;
     pthread_mutex_lock(&a->mu);
@@ -154,6 +167,19 @@ static void wait_data(applied_t *a, uint64_t n) {
     fail_msg("timed out waiting for %llu entries", (unsigned long long)n);
 }
 
+/* A restart on dir with a new state machine *b at k: waits until `until`
+ * is applied, without errors, delivery starting at k + 1. */
+static raft_node_t *restart(const char *dir, uint64_t k, int with_persist, uint64_t until, applied_t **b) {
+    *b = applied_new(k);
+    raft_node_t *n = start(dir, *b, k, with_persist);
+    wait_applied(*b, until);
+    pthread_mutex_lock(&(*b)->mu);
+    assert_int_equal((*b)->errors, 0);
+    assert_int_equal((*b)->first, k + 1);
+    pthread_mutex_unlock(&(*b)->mu);
+    return n;
+}
+
 static void run_proposers(raft_node_t *n, int lo, int hi) {
     pthread_t th[THREADS];
     proposer_t p[THREADS];
@@ -171,8 +197,7 @@ static void test_propose_apply_restart(void **state) {
     (void)state;
     char dir[256];
     test_mkdtemp(dir, "node");
-    applied_t *a = calloc(1, sizeof(*a));
-    applied_init(a, 0);
+    applied_t *a = applied_new(0);
     raft_node_t *n = start(dir, a, 0, 0);
     raft_node_status_t st;
     raft_node_status(n, &st);
@@ -206,8 +231,7 @@ static void test_propose_apply_restart(void **state) {
      * order; the core's log starts at k (the WAL's entries up to it were
      * read for their terms only) */
     uint64_t k = 4321;
-    applied_t *b = calloc(1, sizeof(*b));
-    applied_init(b, k);
+    applied_t *b = applied_new(k);
     n = start(dir, b, k, 0);
     raft_node_status(n, &st);
     assert_true(st.log_entries <= last + 1 - k);
@@ -227,8 +251,7 @@ static void test_propose_apply_restart(void **state) {
     raft_node_stop(n);
 
     /* a state machine ahead of the log means the log lost data: refuse */
-    applied_t *c = calloc(1, sizeof(*c));
-    applied_init(c, 0);
+    applied_t *c = applied_new(0);
     static const uint64_t peers[] = {1};
     raft_node_config_t cfg = {.id = 1,
                               .peer_ids = peers,
@@ -241,12 +264,9 @@ static void test_propose_apply_restart(void **state) {
     assert_int_equal(raft_node_start(&cfg, &n, err, sizeof(err)), -1);
     assert_non_null(strstr(err, "applied"));
 
-    applied_free(a);
-    applied_free(b);
-    applied_free(c);
-    free(a);
-    free(b);
-    free(c);
+    applied_drop(a);
+    applied_drop(b);
+    applied_drop(c);
     test_rm_rf(dir);
 }
 
@@ -257,8 +277,7 @@ static void test_bootstrap_at_applied(void **state) {
     (void)state;
     char dir[256];
     test_mkdtemp(dir, "node-at");
-    applied_t *a = calloc(1, sizeof(*a));
-    applied_init(a, 7);
+    applied_t *a = applied_new(7);
     raft_node_t *n = start(dir, a, 7, 0);
     assert_int_equal(raft_node_propose(n, "x", 1), RAFT_NODE_OK);
     wait_applied(a, 9); /* 8: the new leader's empty entry, 9: x */
@@ -272,19 +291,11 @@ static void test_bootstrap_at_applied(void **state) {
     raft_node_status(n, &st);
     assert_int_equal(st.leader, 1);
     raft_node_stop(n);
-    applied_t *b = calloc(1, sizeof(*b));
-    applied_init(b, 9);
-    n = start(dir, b, 9, 0);
-    wait_applied(b, 10); /* the next term's empty entry */
-    pthread_mutex_lock(&b->mu);
-    assert_int_equal(b->errors, 0);
-    assert_int_equal(b->first, 10);
-    pthread_mutex_unlock(&b->mu);
+    applied_t *b;
+    n = restart(dir, 9, 0, 10, &b); /* 10: the next term's empty entry */
     raft_node_stop(n);
-    applied_free(a);
-    applied_free(b);
-    free(a);
-    free(b);
+    applied_drop(a);
+    applied_drop(b);
     test_rm_rf(dir);
 }
 
@@ -294,8 +305,7 @@ static void test_persist_and_release(void **state) {
     (void)state;
     char dir[256];
     test_mkdtemp(dir, "node-rel");
-    applied_t *a = calloc(1, sizeof(*a));
-    applied_init(a, 0);
+    applied_t *a = applied_new(0);
     raft_node_t *n = start(dir, a, 0, 1);
     for (int wave = 0; wave < 10; wave++) {
         run_proposers(n, wave * PER_THREAD / 10, (wave + 1) * PER_THREAD / 10);
@@ -311,20 +321,14 @@ static void test_persist_and_release(void **state) {
     /* 10000 entries of ~30 bytes would be ~300 KiB: most segments are gone */
     assert_true(st.wal_bytes < 200 * 1024);
 
-    applied_t *b = calloc(1, sizeof(*b));
-    applied_init(b, persisted);
-    n = start(dir, b, persisted, 1);
-    wait_applied(b, last + 1);
+    applied_t *b;
+    n = restart(dir, persisted, 1, last + 1, &b);
     pthread_mutex_lock(&b->mu);
-    assert_int_equal(b->errors, 0);
-    if (persisted < last) assert_int_equal(b->first, persisted + 1);
     for (uint64_t i = persisted + 1; i <= last; i++) assert_string_equal(b->payload[i], a->payload[i]);
     pthread_mutex_unlock(&b->mu);
     raft_node_stop(n);
-    applied_free(a);
-    applied_free(b);
-    free(a);
-    free(b);
+    applied_drop(a);
+    applied_drop(b);
     test_rm_rf(dir);
 }
 
@@ -332,8 +336,7 @@ static void test_start_refusals(void **state) {
     (void)state;
     char dir[256];
     test_mkdtemp(dir, "node-bad");
-    applied_t *a = calloc(1, sizeof(*a));
-    applied_init(a, 0);
+    applied_t *a = applied_new(0);
     static const uint64_t three[] = {1, 2, 3}, other[] = {2};
     raft_node_config_t cfg = {
         .id = 1, .peer_ids = three, .n_peers = 3, .wal_dir = dir, .apply = on_apply, .ctx = a};
@@ -349,8 +352,7 @@ static void test_start_refusals(void **state) {
     cfg.n_peers = 1;
     cfg.apply = NULL;
     assert_int_equal(raft_node_start(&cfg, &n, err, sizeof(err)), -1);
-    applied_free(a);
-    free(a);
+    applied_drop(a);
     test_rm_rf(dir);
 }
 
@@ -434,10 +436,26 @@ static void gated_init(gated_t *g) {
     pthread_cond_init(&g->cv, NULL);
 }
 
-static void gated_free(gated_t *g) {
+static void gated_drop(gated_t *g) {
     applied_free(&g->a);
     pthread_mutex_destroy(&g->mu);
     pthread_cond_destroy(&g->cv);
+    free(g);
+}
+
+/* A gated node on dir with its bootstrap entries applied, then the gate
+ * shut: *base is its last index then (gated_drop frees g). */
+static raft_node_t *start_shut(const char *dir, gated_t **g, size_t max_inflight, size_t apply_queue,
+                               uint64_t *base) {
+    *g = calloc(1, sizeof(**g));
+    assert_non_null(*g);
+    gated_init(*g);
+    raft_node_t *n = start_gated(dir, *g, max_inflight, apply_queue);
+    raft_node_status_t st;
+    wait_status(n, all_applied, 0, &st);
+    *base = st.last_index;
+    gate_set(*g, 1);
+    return n;
 }
 
 /* With the state machine stalled, max_inflight proposals are accepted and
@@ -449,13 +467,10 @@ static void test_busy_past_bound(void **state) {
     enum { BOUND = 16, REFUSED = 10000, MORE = 3000 };
     char dir[256];
     test_mkdtemp(dir, "node-busy");
-    gated_t *g = calloc(1, sizeof(*g));
-    gated_init(g);
-    raft_node_t *n = start_gated(dir, g, BOUND, 0);
+    gated_t *g;
+    uint64_t base;
+    raft_node_t *n = start_shut(dir, &g, BOUND, 0, &base);
     raft_node_status_t st;
-    wait_status(n, all_applied, 0, &st);
-    uint64_t base = st.last_index;
-    gate_set(g, 1);
     for (int i = 0; i < BOUND; i++) assert_int_equal(raft_node_propose(n, "in", 2), RAFT_NODE_OK);
     for (int i = 0; i < REFUSED; i++) assert_int_equal(raft_node_propose(n, "over", 4), RAFT_NODE_ERR_BUSY);
     raft_node_status(n, &st);
@@ -490,8 +505,7 @@ static void test_busy_past_bound(void **state) {
     assert_int_equal(g->a.n_data, BOUND + MORE);
     pthread_mutex_unlock(&g->a.mu);
     raft_node_stop(n);
-    gated_free(g);
-    free(g);
+    gated_drop(g);
     test_rm_rf(dir);
 }
 
@@ -505,13 +519,10 @@ static void test_blocked_apply_does_not_stop_ticks(void **state) {
     enum { PROPOSALS = 50 };
     char dir[256];
     test_mkdtemp(dir, "node-tick");
-    gated_t *g = calloc(1, sizeof(*g));
-    gated_init(g);
-    raft_node_t *n = start_gated(dir, g, 1000, 4);
+    gated_t *g;
+    uint64_t base;
+    raft_node_t *n = start_shut(dir, &g, 1000, 4, &base);
     raft_node_status_t st;
-    wait_status(n, all_applied, 0, &st);
-    uint64_t base = st.last_index;
-    gate_set(g, 1);
     for (int i = 0; i < PROPOSALS; i++) {
         char buf[32];
         int len = snprintf(buf, sizeof(buf), "t0-%d", i);
@@ -533,8 +544,7 @@ static void test_blocked_apply_does_not_stop_ticks(void **state) {
     for (int i = 0; i < PROPOSALS; i++) assert_int_equal(g->a.seen[0][i], 1);
     pthread_mutex_unlock(&g->a.mu);
     raft_node_stop(n);
-    gated_free(g);
-    free(g);
+    gated_drop(g);
     test_rm_rf(dir);
 }
 
