@@ -209,11 +209,6 @@ static int hash_all_record(void *arg, const uint8_t *k, size_t kl, const uint8_t
      * of the cluster it runs in: not the data Hash compares across members. */
     if (kl >= 1 && k[0] == MVCC_SPACE_MEMBERS) return 0;
     *crc = mvcc_crc32c(*crc, k, kl);
-    /* An 'l' value (the key's newest revision, mvcc_keys.h) is empty when
-     * an older kshimd wrote the key's last change: its key alone, so members
-     * that applied the same history with either version agree (and the
-     * Hash of a store is what it was before 'l' named the revision). */
-    if (kl >= 1 && k[0] == MVCC_SPACE_LIVE) return 0;
     *crc = mvcc_crc32c(*crc, v, vl);
     return 0;
 }
