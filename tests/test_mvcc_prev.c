@@ -5,7 +5,6 @@
  * with both kinds in one store. A malformed 'l' value, an 'l' record naming
  * a version that is not there, and an injected LevelDB read error
  * (failpoint mvcc_read_error) are MVCC_ERR_IO, never "no previous version".
- * A Range of one key at the newest revision takes the same path.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -158,27 +157,6 @@ static void assert_prev(const prev_t *p, int64_t create, int64_t mod, int64_t ve
     assert_string_equal(p->value, value);
 }
 
-/* A Range of one key at the newest revision in a read txn (the same 'l'
- * path): its result, and *value ("" if absent). */
-static int range_one(fx_t *f, const char *key, char value[64]) {
-    kv_arena_t a;
-    kv_arena_init(&a);
-    mvcc_txn_t *t = NULL;
-    assert_int_equal(mvcc_txn_begin_read(f->m, &a, &t), MVCC_OK);
-    mvcc_range_t r = mvcc_range_make((const uint8_t *)key, strlen(key), NULL, 0);
-    mvcc_kv_list_t out = {0};
-    int64_t count = -1;
-    int rc = mvcc_txn_range(t, &r, 0, 0, 0, &out, &count);
-    memset(value, 0, 64);
-    if (rc == MVCC_OK) {
-        assert_int_equal(count, (int64_t)out.n);
-        if (out.n) memcpy(value, out.kvs[0]->value.data, out.kvs[0]->value.len);
-    }
-    mvcc_txn_end(t);
-    kv_arena_free(&a);
-    return rc;
-}
-
 /* The new path: the 'l' record names the newest version (16 bytes). */
 static void test_prev_from_live_record(void **state) {
     fx_t *f = *state;
@@ -193,9 +171,6 @@ static void test_prev_from_live_record(void **state) {
     assert_prev(&p, 2, 4, 2, "2");
     del(f, "a"); /* rev 6 */
     assert_int_equal(live_len(f, "a"), -1);
-    char v[64];
-    assert_int_equal(range_one(f, "a", v), MVCC_OK);
-    assert_string_equal(v, "");
     assert_int_equal(put(f, "a", "4", &p), MVCC_OK); /* rev 7: a new life */
     assert_false(p.had);
     assert_int_equal(put(f, "a", "5", &p), MVCC_OK); /* rev 8 */
@@ -221,9 +196,6 @@ static void test_prev_old_format_fallback(void **state) {
     assert_int_equal(put(f, "new", "n1", NULL), MVCC_OK); /* rev 4 */
     set_live_raw(f, "old", "", 0);
     assert_int_equal(live_len(f, "old"), 0);
-    char v[64];
-    assert_int_equal(range_one(f, "old", v), MVCC_OK); /* by the seek */
-    assert_string_equal(v, "o2");
     assert_int_equal(put(f, "old", "o3", &p), MVCC_OK); /* rev 5, by the seek */
     assert_prev(&p, 2, 3, 2, "o2");
     assert_int_equal(live_len(f, "old"), 16); /* rewritten in the new format */
@@ -255,10 +227,6 @@ static void test_prev_malformed_live_record(void **state) {
     /* a length no writer makes */
     set_live_raw(f, "a", "\x00\x00\x00\x00\x00", 5);
     assert_put_fails(f, "a");
-    char v[64];
-    assert_int_equal(range_one(f, "a", v), MVCC_ERR_IO); /* a Range reads it the same way */
-    assert_int_equal(range_one(f, "b", v), MVCC_OK);
-    assert_string_equal(v, "1");
     /* 16 bytes naming revision 0 */
     set_live_raw(f, "a", "\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00", 16);
     assert_put_fails(f, "a");

@@ -961,60 +961,8 @@ static int64_t live_count(mvcc_txn_t *t, const mvcc_range_t *r) {
     return rc == MVCC_OK ? n : -1;
 }
 
-/* The newest version of key in LevelDB (at txn_db_rev) from its 'l'
- * record, without an iterator: no record = not alive (*out NULL), else one
- * get of the 'k' version it names. MVCC_ERR_NOT_FOUND: an 'l' record of an
- * older store (empty value), for the caller's seek. A record that does not
- * name a live version of the key is corruption: MVCC_ERR_IO, as every
- * LevelDB error. */
-static int db_latest(mvcc_txn_t *t, const uint8_t *key, size_t key_len, const Mvccpb__KeyValue **out) {
-    *out = NULL;
-    size_t kmax = mvcc_key_max(key_len);
-    uint8_t stack[512];
-    uint8_t *ek = kmax <= sizeof(stack) ? stack : kv_arena_alloc(t->arena, kmax);
-    size_t lk_len = mvcc_key_prefix(ek, MVCC_SPACE_LIVE, key, key_len);
-    char *lv = NULL, *rec = NULL;
-    size_t lv_len = 0, reclen = 0;
-    int rc = db_get(t->m, txn_ro(t), ek, lk_len, &lv, &lv_len);
-    if (rc == MVCC_ERR_NOT_FOUND) return MVCC_OK; /* not alive */
-    if (rc != MVCC_OK) return rc;
-    int64_t main = 0, sub = 0;
-    int shape = decode_live_val((const uint8_t *)lv, lv_len, &main, &sub);
-    leveldb_free(lv);
-    if (shape == 0) return MVCC_ERR_NOT_FOUND; /* older store: no revision */
-    if (shape < 0 || main > txn_db_rev(t)) {
-        fprintf(stderr, "mvcc: a live-key record of %zu bytes naming revision %lld: the store is corrupt\n",
-                lv_len, (long long)main);
-        return MVCC_ERR_IO;
-    }
-    ek[0] = MVCC_SPACE_KEY;
-    encode_rev_suffix(ek + lk_len, main, sub);
-    rc = db_get(t->m, txn_ro(t), ek, lk_len + REV_SUFFIX, &rec, &reclen);
-    if (rc == MVCC_ERR_NOT_FOUND || (rc == MVCC_OK && (reclen < REC_HDR || (rec[0] & 1)))) {
-        fprintf(stderr,
-                "mvcc: a live-key record names revision %lld, not a live version: the store is corrupt\n",
-                (long long)main);
-        rc = MVCC_ERR_IO;
-    }
-    if (rc == MVCC_OK)
-        *out = kv_from_entry(t->arena, ek, lk_len + REV_SUFFIX, (const uint8_t *)rec, reclen, main);
-    leveldb_free(rec);
-    return rc;
-}
-
 static int db_range(mvcc_txn_t *t, const mvcc_range_t *r, int64_t rev, int64_t limit, int count_only,
                     mvcc_kv_list_t *out, int64_t *count) {
-    if (r->kind == MVCC_RANGE_SINGLE && rev == txn_db_rev(t)) {
-        /* one key at the newest revision: its 'l' record, no iterator */
-        const Mvccpb__KeyValue *kv = NULL;
-        int rc = db_latest(t, r->key, r->key_len, &kv);
-        if (rc == MVCC_OK) {
-            if (kv && !count_only) kv_list_push(t->arena, out, (Mvccpb__KeyValue *)kv);
-            *count = kv ? 1 : 0;
-        }
-        if (rc != MVCC_ERR_NOT_FOUND) return rc;
-        /* an 'l' record from before it named the revision: seek the versions */
-    }
     /* At the current revision the count comes from the live-key index, so a
      * limited or count-only read never walks the values of the whole range. */
     int64_t live = -1;
@@ -1323,6 +1271,47 @@ static void batch_change(mvcc_txn_t *t, const Mvccpb__KeyValue *kv, int64_t sub,
     t->bytes += mvcc_internal_batch_version(t->wb, kv, sub, tombstone);
 }
 
+/* The newest version of key in LevelDB (at txn_db_rev) from its 'l'
+ * record, without an iterator: no record = not alive (*out NULL), else one
+ * get of the 'k' version it names. MVCC_ERR_NOT_FOUND: an 'l' record of an
+ * older store (empty value), for the caller's seek. A record that does not
+ * name a live version of the key is corruption: MVCC_ERR_IO, as every
+ * LevelDB error. */
+static int db_latest(mvcc_txn_t *t, const uint8_t *key, size_t key_len, const Mvccpb__KeyValue **out) {
+    *out = NULL;
+    size_t kmax = mvcc_key_max(key_len);
+    uint8_t stack[512];
+    uint8_t *ek = kmax <= sizeof(stack) ? stack : kv_arena_alloc(t->arena, kmax);
+    size_t lk_len = mvcc_key_prefix(ek, MVCC_SPACE_LIVE, key, key_len);
+    char *lv = NULL, *rec = NULL;
+    size_t lv_len = 0, reclen = 0;
+    int rc = db_get(t->m, txn_ro(t), ek, lk_len, &lv, &lv_len);
+    if (rc == MVCC_ERR_NOT_FOUND) return MVCC_OK; /* not alive */
+    if (rc != MVCC_OK) return rc;
+    int64_t main = 0, sub = 0;
+    int shape = decode_live_val((const uint8_t *)lv, lv_len, &main, &sub);
+    leveldb_free(lv);
+    if (shape == 0) return MVCC_ERR_NOT_FOUND; /* older store: no revision */
+    if (shape < 0 || main > txn_db_rev(t)) {
+        fprintf(stderr, "mvcc: a live-key record of %zu bytes naming revision %lld: the store is corrupt\n",
+                lv_len, (long long)main);
+        return MVCC_ERR_IO;
+    }
+    ek[0] = MVCC_SPACE_KEY;
+    encode_rev_suffix(ek + lk_len, main, sub);
+    rc = db_get(t->m, txn_ro(t), ek, lk_len + REV_SUFFIX, &rec, &reclen);
+    if (rc == MVCC_ERR_NOT_FOUND || (rc == MVCC_OK && (reclen < REC_HDR || (rec[0] & 1)))) {
+        fprintf(stderr,
+                "mvcc: a live-key record names revision %lld, not a live version: the store is corrupt\n",
+                (long long)main);
+        rc = MVCC_ERR_IO;
+    }
+    if (rc == MVCC_OK)
+        *out = kv_from_entry(t->arena, ek, lk_len + REV_SUFFIX, (const uint8_t *)rec, reclen, main);
+    leveldb_free(rec);
+    return rc;
+}
+
 /* The latest live version of key as this txn sees it: *out is NULL when the
  * key does not exist. MVCC_OK or MVCC_ERR_IO (never "absent" on an error). */
 static int txn_get(mvcc_txn_t *t, const uint8_t *key, size_t key_len, const Mvccpb__KeyValue **out) {
@@ -1338,10 +1327,13 @@ static int txn_get(mvcc_txn_t *t, const uint8_t *key, size_t key_len, const Mvcc
             *out = from_group ? kv_copy(t->arena, ev->kv) : ev->kv;
         return MVCC_OK;
     }
+    int rc = db_latest(t, key, key_len, out);
+    if (rc != MVCC_ERR_NOT_FOUND) return rc;
+    /* an 'l' record from before it named the revision: seek the versions */
     mvcc_range_t r = mvcc_range_make(key, key_len, NULL, 0);
     mvcc_kv_list_t l = {0};
     int64_t count = 0;
-    int rc = db_range(t, &r, txn_db_rev(t), 1, 0, &l, &count);
+    rc = db_range(t, &r, txn_db_rev(t), 1, 0, &l, &count);
     if (rc != MVCC_OK) return rc;
     *out = l.n ? l.kvs[0] : NULL;
     return MVCC_OK;
