@@ -109,7 +109,6 @@ struct mvcc {
     leveldb_t *db;
     leveldb_options_t *opts;
     leveldb_cache_t *cache;
-    leveldb_filterpolicy_t *filter;  /* bloom, 10 bits a key: cheap gets of absent 'l' keys */
     leveldb_readoptions_t *ro;       /* apply-thread reads of the live DB */
     leveldb_writeoptions_t *wo;      /* sync = false */
     leveldb_writeoptions_t *wo_sync; /* sync = true */
@@ -447,11 +446,6 @@ int mvcc_open(const char *dir, const mvcc_options_t *opts, mvcc_t **out, char *e
     m->cache = leveldb_cache_create_lru(32 << 20);
     leveldb_options_set_create_if_missing(m->opts, 1);
     leveldb_options_set_cache(m->opts, m->cache);
-    /* A put looks up its key's 'l' record (db_latest); most keys of a write
-     * load are new, and a bloom filter answers "absent" without reading a
-     * block of each level. Tables written without one still read. */
-    m->filter = leveldb_filterpolicy_create_bloom(10);
-    leveldb_options_set_filter_policy(m->opts, m->filter);
     /* A 64 MiB memtable: fewer, larger level-0 files and less compaction work
      * per write (measured ~15% less CPU per put than 16 MiB, for ~35 MB more
      * peak RSS, still below etcd's). */
@@ -581,7 +575,6 @@ void mvcc_close(mvcc_t *m) {
     if (m->wo_sync) leveldb_writeoptions_destroy(m->wo_sync);
     if (m->opts) leveldb_options_destroy(m->opts);
     if (m->cache) leveldb_cache_destroy(m->cache);
-    if (m->filter) leveldb_filterpolicy_destroy(m->filter);
     pthread_mutex_destroy(&m->gate_mu);
     pthread_cond_destroy(&m->gate_cv);
     free(m->dir);
@@ -1229,87 +1222,43 @@ int mvcc_txn_range(mvcc_txn_t *t, const mvcc_range_t *r, int64_t at_rev, int64_t
 /* ---- writes ---- */
 
 /* Adds the 'k', 'r' and 'l' entries of one change to wb; returns the
- * approximate bytes added. Also the loaders' (mvcc_dump.c, mvcc_import.c),
- * which write versions in revision order, so the 'l' record names the
- * newest. The encodings are built in one buffer, on the stack for changes of
- * up to a few KiB (leveldb_writebatch_put copies). */
+ * approximate bytes added. Also the loader's (mvcc_dump.c). */
 size_t mvcc_internal_batch_version(leveldb_writebatch_t *wb, const Mvccpb__KeyValue *kv, int64_t sub,
                                    int tombstone) {
-    size_t klen = mvcc_encoded_key_max(kv->key.len), reclen = REC_HDR + kv->value.len;
-    size_t need = klen + reclen + 1 + kv->key.len;
-    uint8_t stack[4096];
-    uint8_t *buf = need <= sizeof(stack) ? stack : malloc(need);
-    if (!buf) abort();
-    uint8_t *k = buf, *rec = buf + klen, *rv = rec + reclen;
-    size_t n = mvcc_key_version(k, kv->key.data, kv->key.len, kv->mod_revision, sub);
+    size_t klen = mvcc_encoded_key_max(kv->key.len);
+    uint8_t *k = malloc(klen);
+    uint8_t *rec = malloc(REC_HDR + kv->value.len);
+    uint8_t *rv = malloc(1 + kv->key.len);
+    if (!k || !rec || !rv) abort();
+    size_t n = mvcc_encode_key(k, kv->key.data, kv->key.len);
+    encode_rev_suffix(k + n, kv->mod_revision, sub);
+    n += REV_SUFFIX;
     rec[0] = tombstone ? 1 : 0;
     put_be64(rec + 1, (uint64_t)kv->create_revision);
     put_be64(rec + 9, (uint64_t)kv->version);
     put_be64(rec + 17, (uint64_t)kv->lease);
     if (kv->value.len) memcpy(rec + REC_HDR, kv->value.data, kv->value.len);
-    leveldb_writebatch_put(wb, (const char *)k, n, (const char *)rec, reclen);
-    uint8_t rk[REV_KEY_LEN];
+    leveldb_writebatch_put(wb, (const char *)k, n, (const char *)rec, REC_HDR + kv->value.len);
+    uint8_t rk[17];
     encode_rev_key(rk, kv->mod_revision, sub);
     rv[0] = tombstone ? 1 : 0;
     if (kv->key.len) memcpy(rv + 1, kv->key.data, kv->key.len);
     leveldb_writebatch_put(wb, (const char *)rk, sizeof(rk), (const char *)rv, 1 + kv->key.len);
-    /* the live-key index: 'l' | esc(key) | 00 01 -> the newest version's revision */
+    /* the live-key index: 'l' | esc(key) | 00 01 for every key alive now */
     size_t lk_len = n - REV_SUFFIX;
-    k[0] = MVCC_SPACE_LIVE;
-    if (tombstone) {
+    k[0] = 'l';
+    if (tombstone)
         leveldb_writebatch_delete(wb, (const char *)k, lk_len);
-    } else {
-        uint8_t lv[LIVE_VAL_LEN];
-        encode_live_val(lv, kv->mod_revision, sub);
-        leveldb_writebatch_put(wb, (const char *)k, lk_len, (const char *)lv, sizeof(lv));
-    }
-    if (buf != stack) free(buf);
-    return 3 * n + reclen + 1 + kv->key.len + 32;
+    else
+        leveldb_writebatch_put(wb, (const char *)k, lk_len, "", 0);
+    free(k);
+    free(rec);
+    free(rv);
+    return 3 * n + REC_HDR + kv->value.len + 1 + kv->key.len + 32;
 }
 
 static void batch_change(mvcc_txn_t *t, const Mvccpb__KeyValue *kv, int64_t sub, int tombstone) {
     t->bytes += mvcc_internal_batch_version(t->wb, kv, sub, tombstone);
-}
-
-/* The newest version of key in LevelDB (at txn_db_rev) from its 'l'
- * record, without an iterator: no record = not alive (*out NULL), else one
- * get of the 'k' version it names. MVCC_ERR_NOT_FOUND: an 'l' record of an
- * older store (empty value), for the caller's seek. A record that does not
- * name a live version of the key is corruption: MVCC_ERR_IO, as every
- * LevelDB error. */
-static int db_latest(mvcc_txn_t *t, const uint8_t *key, size_t key_len, const Mvccpb__KeyValue **out) {
-    *out = NULL;
-    size_t kmax = mvcc_key_max(key_len);
-    uint8_t stack[512];
-    uint8_t *ek = kmax <= sizeof(stack) ? stack : kv_arena_alloc(t->arena, kmax);
-    size_t lk_len = mvcc_key_prefix(ek, MVCC_SPACE_LIVE, key, key_len);
-    char *lv = NULL, *rec = NULL;
-    size_t lv_len = 0, reclen = 0;
-    int rc = db_get(t->m, txn_ro(t), ek, lk_len, &lv, &lv_len);
-    if (rc == MVCC_ERR_NOT_FOUND) return MVCC_OK; /* not alive */
-    if (rc != MVCC_OK) return rc;
-    int64_t main = 0, sub = 0;
-    int shape = decode_live_val((const uint8_t *)lv, lv_len, &main, &sub);
-    leveldb_free(lv);
-    if (shape == 0) return MVCC_ERR_NOT_FOUND; /* older store: no revision */
-    if (shape < 0 || main > txn_db_rev(t)) {
-        fprintf(stderr, "mvcc: a live-key record of %zu bytes naming revision %lld: the store is corrupt\n",
-                lv_len, (long long)main);
-        return MVCC_ERR_IO;
-    }
-    ek[0] = MVCC_SPACE_KEY;
-    encode_rev_suffix(ek + lk_len, main, sub);
-    rc = db_get(t->m, txn_ro(t), ek, lk_len + REV_SUFFIX, &rec, &reclen);
-    if (rc == MVCC_ERR_NOT_FOUND || (rc == MVCC_OK && (reclen < REC_HDR || (rec[0] & 1)))) {
-        fprintf(stderr,
-                "mvcc: a live-key record names revision %lld, not a live version: the store is corrupt\n",
-                (long long)main);
-        rc = MVCC_ERR_IO;
-    }
-    if (rc == MVCC_OK)
-        *out = kv_from_entry(t->arena, ek, lk_len + REV_SUFFIX, (const uint8_t *)rec, reclen, main);
-    leveldb_free(rec);
-    return rc;
 }
 
 /* The latest live version of key as this txn sees it: *out is NULL when the
@@ -1327,13 +1276,10 @@ static int txn_get(mvcc_txn_t *t, const uint8_t *key, size_t key_len, const Mvcc
             *out = from_group ? kv_copy(t->arena, ev->kv) : ev->kv;
         return MVCC_OK;
     }
-    int rc = db_latest(t, key, key_len, out);
-    if (rc != MVCC_ERR_NOT_FOUND) return rc;
-    /* an 'l' record from before it named the revision: seek the versions */
     mvcc_range_t r = mvcc_range_make(key, key_len, NULL, 0);
     mvcc_kv_list_t l = {0};
     int64_t count = 0;
-    rc = db_range(t, &r, txn_db_rev(t), 1, 0, &l, &count);
+    int rc = db_range(t, &r, txn_db_rev(t), 1, 0, &l, &count);
     if (rc != MVCC_OK) return rc;
     *out = l.n ? l.kvs[0] : NULL;
     return MVCC_OK;

@@ -6,11 +6,7 @@
  *   'k' | esc(user key) | 00 01 | ~main (8B BE) | ~sub (8B BE)
  *        -> flags(1: bit0 tombstone) | create_rev(8) | version(8) | lease(8) | value
  *   'r' | main (8B BE) | sub (8B BE)  -> event type(1: 0 put, 1 delete) | user key
- *   'l' | esc(user key) | 00 01       -> main (8B BE) | sub (8B BE) of the key's
- *        newest version (the key is alive now; its 'k' key is one get away).
- *        Stores written before kshim named the revision here hold an empty
- *        value: the reader then seeks the 'k' versions. Any other length is
- *        corruption.
+ *   'l' | esc(user key) | 00 01       -> empty (the key is alive now)
  *   'm' -> the apply thread's metadata, "mk" -> the live-key count with it (mvcc.c)
  *   'c' -> the compactor's progress (mvcc_compact.c)
  * The other spaces of the same LevelDB belong to the side tables, each with
@@ -45,10 +41,9 @@ enum {
     MVCC_SPACE_MEMBERS = 'N',
 };
 
-#define REC_HDR 25      /* flags(1) | create_rev(8) | version(8) | lease(8) */
-#define REV_SUFFIX 16   /* ~main | ~sub */
-#define REV_KEY_LEN 17  /* 'r' | main | sub */
-#define LIVE_VAL_LEN 16 /* an 'l' value: main | sub */
+#define REC_HDR 25     /* flags(1) | create_rev(8) | version(8) | lease(8) */
+#define REV_SUFFIX 16  /* ~main | ~sub */
+#define REV_KEY_LEN 17 /* 'r' | main | sub */
 
 /* esc(key) into out (room for 2 * key_len); returns the length. */
 static inline size_t escape_into(uint8_t *out, const uint8_t *key, size_t key_len) {
@@ -103,22 +98,6 @@ static inline void encode_rev_key(uint8_t out[REV_KEY_LEN], int64_t main, int64_
     out[0] = MVCC_SPACE_REV;
     put_be64(out + 1, (uint64_t)main);
     put_be64(out + 9, (uint64_t)sub);
-}
-
-/* The value of a live key's 'l' record. */
-static inline void encode_live_val(uint8_t out[LIVE_VAL_LEN], int64_t main, int64_t sub) {
-    put_be64(out, (uint64_t)main);
-    put_be64(out + 8, (uint64_t)sub);
-}
-
-/* An 'l' value: 1 with main and sub set, 0 for an empty value (older stores), -1
- * for anything else (corrupt: a length or revision no writer makes). */
-static inline int decode_live_val(const uint8_t *v, size_t len, int64_t *main, int64_t *sub) {
-    if (len == 0) return 0;
-    if (len != LIVE_VAL_LEN) return -1;
-    *main = (int64_t)get_be64(v);
-    *sub = (int64_t)get_be64(v + 8);
-    return *main > 0 && *sub >= 0 ? 1 : -1;
 }
 
 #endif
