@@ -1222,39 +1222,38 @@ int mvcc_txn_range(mvcc_txn_t *t, const mvcc_range_t *r, int64_t at_rev, int64_t
 /* ---- writes ---- */
 
 /* Adds the 'k', 'r' and 'l' entries of one change to wb; returns the
- * approximate bytes added. Also the loader's (mvcc_dump.c). */
+ * approximate bytes added. Also the loader's (mvcc_dump.c). The encodings
+ * are built in one buffer, on the stack for changes of up to a few KiB
+ * (leveldb_writebatch_put copies). */
 size_t mvcc_internal_batch_version(leveldb_writebatch_t *wb, const Mvccpb__KeyValue *kv, int64_t sub,
                                    int tombstone) {
-    size_t klen = mvcc_encoded_key_max(kv->key.len);
-    uint8_t *k = malloc(klen);
-    uint8_t *rec = malloc(REC_HDR + kv->value.len);
-    uint8_t *rv = malloc(1 + kv->key.len);
-    if (!k || !rec || !rv) abort();
-    size_t n = mvcc_encode_key(k, kv->key.data, kv->key.len);
-    encode_rev_suffix(k + n, kv->mod_revision, sub);
-    n += REV_SUFFIX;
+    size_t klen = mvcc_encoded_key_max(kv->key.len), reclen = REC_HDR + kv->value.len;
+    size_t need = klen + reclen + 1 + kv->key.len;
+    uint8_t stack[4096];
+    uint8_t *buf = need <= sizeof(stack) ? stack : malloc(need);
+    if (!buf) abort();
+    uint8_t *k = buf, *rec = buf + klen, *rv = rec + reclen;
+    size_t n = mvcc_key_version(k, kv->key.data, kv->key.len, kv->mod_revision, sub);
     rec[0] = tombstone ? 1 : 0;
     put_be64(rec + 1, (uint64_t)kv->create_revision);
     put_be64(rec + 9, (uint64_t)kv->version);
     put_be64(rec + 17, (uint64_t)kv->lease);
     if (kv->value.len) memcpy(rec + REC_HDR, kv->value.data, kv->value.len);
-    leveldb_writebatch_put(wb, (const char *)k, n, (const char *)rec, REC_HDR + kv->value.len);
-    uint8_t rk[17];
+    leveldb_writebatch_put(wb, (const char *)k, n, (const char *)rec, reclen);
+    uint8_t rk[REV_KEY_LEN];
     encode_rev_key(rk, kv->mod_revision, sub);
     rv[0] = tombstone ? 1 : 0;
     if (kv->key.len) memcpy(rv + 1, kv->key.data, kv->key.len);
     leveldb_writebatch_put(wb, (const char *)rk, sizeof(rk), (const char *)rv, 1 + kv->key.len);
     /* the live-key index: 'l' | esc(key) | 00 01 for every key alive now */
     size_t lk_len = n - REV_SUFFIX;
-    k[0] = 'l';
+    k[0] = MVCC_SPACE_LIVE;
     if (tombstone)
         leveldb_writebatch_delete(wb, (const char *)k, lk_len);
     else
         leveldb_writebatch_put(wb, (const char *)k, lk_len, "", 0);
-    free(k);
-    free(rec);
-    free(rv);
-    return 3 * n + REC_HDR + kv->value.len + 1 + kv->key.len + 32;
+    if (buf != stack) free(buf);
+    return 3 * n + reclen + 1 + kv->key.len + 32;
 }
 
 static void batch_change(mvcc_txn_t *t, const Mvccpb__KeyValue *kv, int64_t sub, int tombstone) {
