@@ -555,8 +555,7 @@ int main(void) {
         cmocka_unit_test(test_wal_from_etcdctl),         cmocka_unit_test(test_wal_hand_made),
         cmocka_unit_test(test_wal_wrong_wire_type),      cmocka_unit_test(test_wal_damaged),
         cmocka_unit_test(test_take_over_restored),       cmocka_unit_test(test_take_over_interrupted_build),
-        cmocka_unit_test(test_refuse_writes_past_index),
-        cmocka_unit_test(test_records_without_data),
+        cmocka_unit_test(test_refuse_writes_past_index), cmocka_unit_test(test_records_without_data),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
