@@ -199,6 +199,18 @@ static const grpc_method_t m_slow2 = {
 static const grpc_method_t m_big = {.path = "/test.Echo/Big", .on_message = big_message};
 static const grpc_method_t m_later = {.path = "/test.Echo/Later", .on_message = later_message};
 
+static grpc_server_t *g_srv; /* for session_bytes_message, on the loop thread */
+
+/* SessionBytes: what the server's nghttp2 sessions hold, in decimal. */
+static void session_bytes_message(grpc_call_t *call, const uint8_t *msg, size_t len, void *ctx) {
+    char out[32];
+    int n = snprintf(out, sizeof(out), "%zu", grpc_server_session_bytes(g_srv));
+    grpc_call_send(call, (const uint8_t *)out, (size_t)n);
+    grpc_call_finish(call, GRPC_OK, NULL);
+}
+static const grpc_method_t m_session_bytes = {.path = "/test.Echo/SessionBytes",
+                                              .on_message = session_bytes_message};
+
 enum { MAX_REQ = 1024, RECV_LIMIT = MAX_REQ + 512 * 1024 };
 
 typedef struct fixture {
@@ -249,13 +261,15 @@ static int setup(void **state) {
     if (!mkdtemp(F.dir)) return -1;
     if (make_certs(F.dir) != 0) return -1;
     F.loop = loop_new();
-    grpc_server_config_t cfg = {.max_request_bytes = MAX_REQ, .max_concurrent_streams = 100};
+    /* streams per connection unlimited, etcd's default */
+    grpc_server_config_t cfg = {.max_request_bytes = MAX_REQ};
     F.srv = grpc_server_new(F.loop, &cfg);
-    const grpc_method_t *ms[] = {&m_unary, &m_fail,  &m_bidi, &m_peer,  &m_slow,
-                                 &m_later, &m_slow2, &m_big,  &m_reader};
+    g_srv = F.srv;
+    const grpc_method_t *ms[] = {&m_unary, &m_fail,  &m_bidi, &m_peer,          &m_slow,
+                                 &m_later, &m_slow2, &m_big,  &m_session_bytes, &m_reader};
     g_readers = readers_new(F.loop, &(readers_config_t){.threads = 2});
     if (!g_readers) return -1;
-    for (size_t i = 0; i < 9; i++)
+    for (size_t i = 0; i < sizeof ms / sizeof ms[0]; i++)
         if (grpc_server_register(F.srv, ms[i]) != 0) return -1;
     if (grpc_server_register(F.srv, &m_unary) == 0) return -1; /* duplicate refused */
     char err[256], cert[300], key[300], ca[300];
@@ -616,6 +630,52 @@ static void test_unary_echo_h2c(void **state) {
     assert_echo_ok(st, "hello", 5);
     st = unary(c, "/test.Echo/Unary", "", 0); /* empty message */
     assert_echo_ok(st, "", 0);
+    client_free(c);
+}
+
+/* Forget the client's closed streams (a long run of calls on one client). */
+static void client_forget_closed(client_t *c) {
+    int kept = 0;
+    for (int i = 0; i < c->nstreams; i++) {
+        stream_t *st = c->streams[i];
+        if (!st->closed) {
+            c->streams[kept++] = st;
+            continue;
+        }
+        free(st->data);
+        free(st->out);
+        free(st);
+    }
+    c->nstreams = kept;
+}
+
+static size_t session_bytes(client_t *c) {
+    stream_t *st = unary(c, "/test.Echo/SessionBytes", "", 0);
+    assert_string_equal(st->grpc_status, "0");
+    assert_true(st->data_len > 5 && st->data_len < 30);
+    char text[32] = {0};
+    memcpy(text, st->data + 5, st->data_len - 5);
+    client_forget_closed(c);
+    return strtoull(text, NULL, 10);
+}
+
+/* A connection's HTTP/2 state does not grow with the calls made on it:
+ * nghttp2 keeps no closed streams (it kept every one of them, ~250 bytes
+ * each, while the streams per connection are unlimited). */
+static void test_closed_streams_not_kept(void **state) {
+    client_t *c = client_connect(F.port_h2c, NULL, NULL);
+    for (int i = 0; i < 100; i++) {
+        assert_echo_ok(unary(c, "/test.Echo/Unary", "warm", 4), "warm", 4);
+        client_forget_closed(c);
+    }
+    size_t before = session_bytes(c);
+    assert_true(before > 0);
+    for (int i = 0; i < 2000; i++) {
+        assert_echo_ok(unary(c, "/test.Echo/Unary", "again", 5), "again", 5);
+        client_forget_closed(c);
+    }
+    size_t after = session_bytes(c);
+    assert_true(after < before + 16 * 1024);
     client_free(c);
 }
 
@@ -1224,6 +1284,7 @@ static void test_tls_reload(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_unary_echo_h2c),
+        cmocka_unit_test(test_closed_streams_not_kept),
         cmocka_unit_test(test_large_message_flow_control),
         cmocka_unit_test(test_trailers_only_error),
         cmocka_unit_test(test_unknown_method_and_service),

@@ -1094,6 +1094,12 @@ void grpc_server_drain(grpc_server_t *srv) {
     for (size_t i = 0; i < srv->nlisteners; i++) h2_listener_drain(srv->listeners[i], drain_conn_calls, srv);
 }
 
+size_t grpc_server_session_bytes(grpc_server_t *srv) {
+    size_t n = 0;
+    for (size_t i = 0; i < srv->nlisteners; i++) n += h2_listener_session_bytes(srv->listeners[i]);
+    return n;
+}
+
 size_t grpc_server_conn_count(grpc_server_t *srv) {
     size_t n = 0;
     for (size_t i = 0; i < srv->nlisteners; i++) n += h2_listener_conn_count(srv->listeners[i]);

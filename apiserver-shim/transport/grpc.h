@@ -153,6 +153,8 @@ int grpc_server_port(grpc_server_t *srv, size_t index);
  * streams are done: grpc_server_conn_count() says how many are left. */
 void grpc_server_drain(grpc_server_t *srv);
 size_t grpc_server_conn_count(grpc_server_t *srv);
+/* Bytes held by the nghttp2 sessions of all its connections (loop thread). */
+size_t grpc_server_session_bytes(grpc_server_t *srv);
 /* Re-read the certificate files of every TLS listener; new connections use the
  * new context, live ones keep theirs. 0, or -1 with err (old context kept). */
 int grpc_server_reload_tls(grpc_server_t *srv, char *err, size_t errlen);

@@ -69,6 +69,9 @@ int h2_listener_port(h2_listener_t *l);
 void h2_listener_drain(h2_listener_t *l, void (*each)(h2_conn_t *conn, void *arg), void *arg);
 /* Connections still open (any state, HTTP/1.1 hand-overs excluded). */
 size_t h2_listener_conn_count(h2_listener_t *l);
+/* Bytes its connections' nghttp2 sessions hold (streams, HPACK tables,
+ * queued frames): what HTTP/2 state costs, per listener. */
+size_t h2_listener_session_bytes(h2_listener_t *l);
 /* Close the listening socket and every connection it accepted. */
 void h2_listener_free(h2_listener_t *l);
 
