@@ -199,18 +199,6 @@ static const grpc_method_t m_slow2 = {
 static const grpc_method_t m_big = {.path = "/test.Echo/Big", .on_message = big_message};
 static const grpc_method_t m_later = {.path = "/test.Echo/Later", .on_message = later_message};
 
-static grpc_server_t *g_srv; /* for session_bytes_message, on the loop thread */
-
-/* SessionBytes: what the server's nghttp2 sessions hold, in decimal. */
-static void session_bytes_message(grpc_call_t *call, const uint8_t *msg, size_t len, void *ctx) {
-    char out[32];
-    int n = snprintf(out, sizeof(out), "%zu", grpc_server_session_bytes(g_srv));
-    grpc_call_send(call, (const uint8_t *)out, (size_t)n);
-    grpc_call_finish(call, GRPC_OK, NULL);
-}
-static const grpc_method_t m_session_bytes = {.path = "/test.Echo/SessionBytes",
-                                              .on_message = session_bytes_message};
-
 enum { MAX_REQ = 1024, RECV_LIMIT = MAX_REQ + 512 * 1024 };
 
 typedef struct fixture {
@@ -222,6 +210,16 @@ typedef struct fixture {
 } fixture_t;
 
 static fixture_t F;
+
+/* SessionBytes: what the server's nghttp2 sessions hold, in decimal (on the loop thread). */
+static void session_bytes_message(grpc_call_t *call, const uint8_t *msg, size_t len, void *ctx) {
+    char out[32];
+    int n = snprintf(out, sizeof(out), "%zu", grpc_server_session_bytes(F.srv));
+    grpc_call_send(call, (const uint8_t *)out, (size_t)n);
+    grpc_call_finish(call, GRPC_OK, NULL);
+}
+static const grpc_method_t m_session_bytes = {.path = "/test.Echo/SessionBytes",
+                                              .on_message = session_bytes_message};
 
 static void *loop_thread(void *arg) {
     loop_run(F.loop);
@@ -264,7 +262,6 @@ static int setup(void **state) {
     /* streams per connection unlimited, etcd's default */
     grpc_server_config_t cfg = {.max_request_bytes = MAX_REQ};
     F.srv = grpc_server_new(F.loop, &cfg);
-    g_srv = F.srv;
     const grpc_method_t *ms[] = {&m_unary, &m_fail,  &m_bidi, &m_peer,          &m_slow,
                                  &m_later, &m_slow2, &m_big,  &m_session_bytes, &m_reader};
     g_readers = readers_new(F.loop, &(readers_config_t){.threads = 2});
@@ -506,16 +503,18 @@ static client_t *client_connect(int port, const tls_opts_t *tls, int *tls_failed
     return c;
 }
 
+static void stream_free(stream_t *st) {
+    free(st->data);
+    free(st->out);
+    free(st);
+}
+
 static void client_free(client_t *c) {
     nghttp2_session_del(c->s);
     if (c->ssl) wolfSSL_free(c->ssl);
     if (c->ctx) wolfSSL_CTX_free(c->ctx);
     close(c->fd);
-    for (int i = 0; i < c->nstreams; i++) {
-        free(c->streams[i]->data);
-        free(c->streams[i]->out);
-        free(c->streams[i]);
-    }
+    for (int i = 0; i < c->nstreams; i++) stream_free(c->streams[i]);
     free(c);
 }
 
@@ -638,13 +637,10 @@ static void client_forget_closed(client_t *c) {
     int kept = 0;
     for (int i = 0; i < c->nstreams; i++) {
         stream_t *st = c->streams[i];
-        if (!st->closed) {
+        if (st->closed)
+            stream_free(st);
+        else
             c->streams[kept++] = st;
-            continue;
-        }
-        free(st->data);
-        free(st->out);
-        free(st);
     }
     c->nstreams = kept;
 }

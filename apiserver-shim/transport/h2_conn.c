@@ -18,8 +18,9 @@
  *   client cannot hold the loop from the others;
  * - nghttp2's flood limits (conn_setup_session) end a connection that
  *   floods SETTINGS, PING, RST_STREAM or CONTINUATION with GOAWAY.
- * nghttp2 allocates through session_mem, which counts each listener's
- * session bytes (h2_listener_session_bytes).
+ * nghttp2 allocates through the listener's nghttp2_mem (mem_malloc and
+ * its siblings), which counts what its sessions hold
+ * (h2_listener_session_bytes).
  */
 #include "h2_conn.h"
 
@@ -114,8 +115,8 @@ struct h2_listener {
     loop_timer_t *retry_timer; /* accept paused after EMFILE */
     int draining;              /* h2_listener_drain ran: socket closed, GOAWAY sent */
     uint64_t refused;          /* connections refused over max_connections */
-    size_t session_bytes;      /* held by its connections' nghttp2 sessions (session_mem) */
-    nghttp2_mem mem;           /* session_mem, mem_user_data = this listener */
+    size_t session_bytes;      /* held by its connections' nghttp2 sessions (mem_*) */
+    nghttp2_mem mem;           /* the mem_* allocator, mem_user_data = this listener */
 };
 
 static void conn_on_io(loop_t *loop, int fd, int events, void *arg);
