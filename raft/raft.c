@@ -13,6 +13,7 @@
 #include <string.h>
 
 #define MAX_INFLIGHT 256
+#define RAFT_SNAPSHOT_HOLD_ENTRIES 65536 /* log kept for a follower installing a snapshot */
 
 typedef struct raft_progress {
     uint64_t id;
@@ -518,7 +519,7 @@ static void become_leader(raft_t *r) {
     reset_election_timeout(r);
     for (size_t i = 0; i < r->n_prs; i++) {
         raft_progress_t *pr = &r->prs[i];
-        pr->match = 0;
+        pr->match = pr->pending_snapshot = 0;
         progress_become(pr, RAFT_PROGRESS_PROBE, last_index(r) + 1);
         pr->read_ack = 0;
         pr->recent_active = pr->id == r->id;
@@ -1227,17 +1228,35 @@ void raft_advance(raft_t *r) {
     if (r->role == RAFT_LEADER && r->self_voter && maybe_commit(r) && r->n_prs > 1) bcast_append(r);
 }
 
+/* Leader: how far the log may be compacted (at most index) for what the
+ * follower pr still needs. Nothing for one not heard from this check-quorum
+ * round: it gets a snapshot when it is back. An active one keeps the
+ * entries after its match; one that was sent a snapshot and has not got
+ * past it keeps the entries after the snapshot, so that once installed it
+ * catches up by appends: compacting them would make it need another
+ * snapshot, and under a steady write load each new one is as far behind
+ * when installed (a snapshot treadmill), for as long as the load lasts.
+ * That hold stops at RAFT_SNAPSHOT_HOLD_ENTRIES past the snapshot (memory
+ * bound; etcd keeps a fixed 5,000-entry tail for the same purpose). */
+static uint64_t compact_limit(const raft_t *r, const raft_progress_t *pr, uint64_t index) {
+    if (pr->id == r->id || !pr->recent_active) return index;
+    if (pr->pending_snapshot > pr->match) {
+        if (pr->pending_snapshot >= r->base_index && pr->pending_snapshot < index &&
+            index - pr->pending_snapshot <= RAFT_SNAPSHOT_HOLD_ENTRIES)
+            return pr->pending_snapshot;
+        return index;
+    }
+    if (pr->state != RAFT_PROGRESS_SNAPSHOT && pr->match >= r->base_index && pr->match < index)
+        return pr->match;
+    return index;
+}
+
 uint64_t raft_compact_to(raft_t *r, uint64_t index) {
     assert(!r->in_ready);
     if (index > r->applied) index = r->applied;
     if (index > r->stabled) index = r->stabled;
-    if (r->role == RAFT_LEADER) {
-        for (size_t i = 0; i < r->n_prs; i++) {
-            const raft_progress_t *pr = &r->prs[i];
-            if (pr->id == r->id || !pr->recent_active || pr->state == RAFT_PROGRESS_SNAPSHOT) continue;
-            if (pr->match >= r->base_index && pr->match < index) index = pr->match;
-        }
-    }
+    if (r->role == RAFT_LEADER)
+        for (size_t i = 0; i < r->n_prs; i++) index = compact_limit(r, &r->prs[i], index);
     if (index < r->conf_index || index <= r->base_index) return r->base_index;
     size_t drop = (size_t)(index - r->base_index);
     uint64_t t = raft_term_at(r, index);

@@ -8,7 +8,7 @@
  * heartbeat round and answered for followers through the leader; leader
  * transfer; learners, membership changes one at a time, a removed leader
  * stepping down, a member joining with an empty configuration; snapshots sent to a follower behind the log start,
- * compaction gated on follower progress. The randomized safety checks live in test_raft_sim.c.
+ * compaction gated on follower progress (and held after a snapshot sent, so the follower catches up by appends). The randomized safety checks live in test_raft_sim.c.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -667,6 +667,80 @@ static void test_snapshot_retry(void **state) {
     cl_destroy(&c);
 }
 
+/* A follower being sent a snapshot keeps the entries after it: writes go on
+ * while the snapshot is in flight (and when its answer is late past the
+ * leader's retry timeout), and once installed the follower catches up by
+ * appends, not by a second snapshot (a treadmill under steady load). One
+ * that goes silent releases the entries. */
+static void test_snapshot_holds_catch_up_entries(void **state) {
+    (void)state;
+    cluster_t c;
+    cl_init(&c, 3, 1, 1);
+    cl_elect_first(&c);
+    cl_isolate(&c, 2, 1);
+    for (int k = 0; k < 20; k++) assert_int_equal(raft_propose(c.r[0], "entry", 5), RAFT_OK);
+    cl_settle(&c);
+    for (int t = 0; t < 12; t++) cl_tick(&c, 0);
+    uint64_t snap = cl_status(&c, 0).applied;
+    assert_int_equal(raft_compact_to(c.r[0], snap), snap);
+    cl_isolate(&c, 2, 0);
+    c.drop_type = RAFT_MSG_SNAP; /* in flight: not delivered yet */
+    cl_tick(&c, 0);
+    cl_tick(&c, 0);
+    raft_peer_progress_t p;
+    assert_int_equal(raft_peer_progress(c.r[0], 3, &p), RAFT_OK);
+    assert_int_equal(p.state, RAFT_PROGRESS_SNAPSHOT);
+    for (int k = 0; k < 30; k++) assert_int_equal(raft_propose(c.r[0], "later", 5), RAFT_OK);
+    cl_settle(&c);
+    raft_status_t st = cl_status(&c, 0);
+    assert_int_equal(st.applied, snap + 30);
+    assert_int_equal(raft_compact_to(c.r[0], st.applied), snap); /* held */
+    /* past the leader's retry timeout (two election timeouts) the hold stays */
+    for (int t = 0; t < 25; t++) cl_tick(&c, 0);
+    assert_int_equal(raft_compact_to(c.r[0], cl_status(&c, 0).applied), snap);
+    /* the stream completes: installed at snap, then appends, no second snapshot */
+    c.drop_type = 0;
+    raft_report_snapshot(c.r[0], 3, 0);
+    size_t apps = c.apps_to[2];
+    for (int t = 0; t < 3; t++) cl_tick(&c, 0);
+    assert_int_equal(c.snap_index[2], snap);
+    assert_true(c.apps_to[2] > apps);
+    assert_int_equal(cl_status(&c, 2).last_index, cl_status(&c, 0).last_index);
+    assert_int_equal(raft_peer_progress(c.r[0], 3, &p), RAFT_OK);
+    assert_int_equal(p.state, RAFT_PROGRESS_REPLICATE);
+    /* caught up: nothing held any more */
+    st = cl_status(&c, 0);
+    assert_int_equal(raft_compact_to(c.r[0], st.applied), st.applied);
+    cl_destroy(&c);
+}
+
+/* A follower sent a snapshot that then goes silent for an election timeout
+ * holds nothing: the entries go, as for any inactive follower. */
+static void test_snapshot_hold_released_when_silent(void **state) {
+    (void)state;
+    cluster_t c;
+    cl_init(&c, 3, 1, 1);
+    cl_elect_first(&c);
+    cl_isolate(&c, 2, 1);
+    for (int k = 0; k < 5; k++) assert_int_equal(raft_propose(c.r[0], "e", 1), RAFT_OK);
+    cl_settle(&c);
+    for (int t = 0; t < 12; t++) cl_tick(&c, 0);
+    uint64_t snap = cl_status(&c, 0).applied;
+    assert_int_equal(raft_compact_to(c.r[0], snap), snap);
+    cl_isolate(&c, 2, 0);
+    c.drop_type = RAFT_MSG_SNAP;
+    cl_tick(&c, 0);
+    cl_tick(&c, 0);
+    for (int k = 0; k < 5; k++) assert_int_equal(raft_propose(c.r[0], "f", 1), RAFT_OK);
+    cl_settle(&c);
+    assert_int_equal(raft_compact_to(c.r[0], cl_status(&c, 0).applied), snap);
+    cl_isolate(&c, 2, 1);
+    for (int t = 0; t < 12; t++) cl_tick(&c, 0);
+    raft_status_t st = cl_status(&c, 0);
+    assert_int_equal(raft_compact_to(c.r[0], st.applied), st.applied);
+    cl_destroy(&c);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_pre_vote_rejoin_does_not_disrupt),
@@ -685,6 +759,8 @@ int main(void) {
         cmocka_unit_test(test_join_with_empty_configuration),
         cmocka_unit_test(test_snapshot_for_lagging_follower),
         cmocka_unit_test(test_snapshot_retry),
+        cmocka_unit_test(test_snapshot_holds_catch_up_entries),
+        cmocka_unit_test(test_snapshot_hold_released_when_silent),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
