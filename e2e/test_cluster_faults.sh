@@ -177,8 +177,11 @@ member_start "$KIND" "$f" new
 member_ready "$f" 30 && pass "stopped member restarted" || fail "stopped member restarted"
 wait_caught_up "$f" "$LEADER"
 if [ "$KIND" = kshimd ]; then
-    tail -n +$((logline + 1)) "$E2E_TMP/$KIND-m$f.log" | grep -q 'installed the snapshot' && pass "m$f caught up from a snapshot" ||
-        fail "m$f did not install a snapshot"
+    # One snapshot, then appends: the leader keeps the entries after the
+    # snapshot while it is in flight (before, under the history client's
+    # writes it sent one after another, and a slow member never caught up).
+    check_eq "m$f caught up from one snapshot" 1 \
+        "$(tail -n +$((logline + 1)) "$E2E_TMP/$KIND-m$f.log" | grep -c 'installed the snapshot')"
 fi
 check_eq "m$f holds the bulk keys" 1500 "$(hctl "$f" get bulk/ --prefix --keys-only --consistency=s | grep -c '^bulk/')"
 sleep 2
