@@ -1222,11 +1222,14 @@ int mvcc_txn_range(mvcc_txn_t *t, const mvcc_range_t *r, int64_t at_rev, int64_t
 /* ---- writes ---- */
 
 /* Adds the 'k', 'r' and 'l' entries of one change to wb; returns the
- * approximate bytes added. Also the loader's (mvcc_dump.c). The encodings
- * are built in one buffer, on the stack for changes of up to a few KiB
- * (leveldb_writebatch_put copies). */
+ * approximate bytes added. Also the loaders' (mvcc_dump.c, mvcc_import.c).
+ * The encodings are built in one buffer, on the stack for changes of up to
+ * a few KiB (leveldb_writebatch_put copies). A put of a key that was alive
+ * (MVCC_VERSION_WAS_LIVE) leaves its 'l' entry as it is: rewriting the same
+ * empty value would cost a third memtable insert per update. */
 size_t mvcc_internal_batch_version(leveldb_writebatch_t *wb, const Mvccpb__KeyValue *kv, int64_t sub,
-                                   int tombstone) {
+                                   unsigned flags) {
+    int tombstone = (flags & MVCC_VERSION_TOMBSTONE) != 0;
     size_t klen = mvcc_encoded_key_max(kv->key.len), reclen = REC_HDR + kv->value.len;
     size_t need = klen + reclen + 1 + kv->key.len;
     uint8_t stack[4096];
@@ -1250,14 +1253,14 @@ size_t mvcc_internal_batch_version(leveldb_writebatch_t *wb, const Mvccpb__KeyVa
     k[0] = MVCC_SPACE_LIVE;
     if (tombstone)
         leveldb_writebatch_delete(wb, (const char *)k, lk_len);
-    else
+    else if (!(flags & MVCC_VERSION_WAS_LIVE))
         leveldb_writebatch_put(wb, (const char *)k, lk_len, "", 0);
     if (buf != stack) free(buf);
     return 3 * n + reclen + 1 + kv->key.len + 32;
 }
 
-static void batch_change(mvcc_txn_t *t, const Mvccpb__KeyValue *kv, int64_t sub, int tombstone) {
-    t->bytes += mvcc_internal_batch_version(t->wb, kv, sub, tombstone);
+static void batch_change(mvcc_txn_t *t, const Mvccpb__KeyValue *kv, int64_t sub, unsigned flags) {
+    t->bytes += mvcc_internal_batch_version(t->wb, kv, sub, flags);
 }
 
 /* The latest live version of key as this txn sees it: *out is NULL when the
@@ -1304,7 +1307,7 @@ int mvcc_txn_put(mvcc_txn_t *t, const uint8_t *key, size_t key_len, const uint8_
     kv->mod_revision = rev;
     kv->lease = lease;
     int64_t sub = (int64_t)t->ov.n_events;
-    batch_change(t, kv, sub, 0);
+    batch_change(t, kv, sub, prev ? MVCC_VERSION_WAS_LIVE : 0);
     mvcc_event_t *ev = overlay_add_event(&t->ov);
     ev->type = MVCCPB__EVENT__EVENT_TYPE__PUT;
     ev->kv = kv;
@@ -1327,7 +1330,7 @@ int64_t mvcc_txn_delete_range(mvcc_txn_t *t, const mvcc_range_t *r, mvcc_kv_list
         mvccpb__key_value__init(kv);
         kv->key = prev->key;
         kv->mod_revision = rev;
-        batch_change(t, kv, (int64_t)t->ov.n_events, 1);
+        batch_change(t, kv, (int64_t)t->ov.n_events, MVCC_VERSION_TOMBSTONE);
         mvcc_event_t *ev = overlay_add_event(&t->ov);
         ev->type = MVCCPB__EVENT__EVENT_TYPE__DELETE;
         ev->kv = kv;

@@ -212,7 +212,7 @@ static int load_flush(mvcc_load_t *l) {
 }
 
 int mvcc_load_version(mvcc_load_t *l, const Mvccpb__KeyValue *kv, int64_t sub, int tombstone) {
-    l->bytes += mvcc_internal_batch_version(l->wb, kv, sub, tombstone);
+    l->bytes += mvcc_internal_batch_version(l->wb, kv, sub, tombstone ? MVCC_VERSION_TOMBSTONE : 0);
     return l->bytes >= LOAD_BATCH_BYTES ? load_flush(l) : MVCC_OK;
 }
 

@@ -97,7 +97,7 @@ static int batch_event(leveldb_writebatch_t *wb, leveldb_iterator_t *it, const M
         Mvccpb__KeyValue tomb = MVCCPB__KEY_VALUE__INIT;
         tomb.key = kv->key;
         tomb.mod_revision = kv->mod_revision;
-        mvcc_internal_batch_version(wb, &tomb, (int64_t)i, 1);
+        mvcc_internal_batch_version(wb, &tomb, (int64_t)i, MVCC_VERSION_TOMBSTONE);
     } else {
         mvcc_internal_batch_version(wb, kv, (int64_t)i, 0);
     }

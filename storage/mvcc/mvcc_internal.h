@@ -11,8 +11,11 @@
 #include "mvcc.h"
 
 leveldb_t *mvcc_internal_db(mvcc_t *m);
+/* flags of mvcc_internal_batch_version */
+#define MVCC_VERSION_TOMBSTONE 1u /* a delete */
+#define MVCC_VERSION_WAS_LIVE 2u  /* a put of a key alive before it: its 'l' entry stands */
 size_t mvcc_internal_batch_version(leveldb_writebatch_t *wb, const Mvccpb__KeyValue *kv, int64_t sub,
-                                   int tombstone);
+                                   unsigned flags);
 /* Reads the 'm' record through ro (a snapshot's read options). */
 int mvcc_internal_meta_read(mvcc_t *m, const leveldb_readoptions_t *ro, mvcc_meta_t *mt);
 /* Writes mt as the 'm' record with the live-key count ("mk", mvcc.c;
