@@ -26,6 +26,7 @@ typedef struct raft_progress {
     int vote;                  /* 0 none, 1 granted, -1 rejected (this election) */
     uint64_t read_ack;         /* highest ReadIndex round acknowledged */
     int recent_active;         /* heard from since the last check-quorum round */
+    int prev_active;           /* ... or in the round before it (compaction's test) */
     int learner;               /* receives the log, never votes or counts for a quorum */
     uint64_t pending_snapshot; /* snapshot state: index of the snapshot sent */
     unsigned snap_elapsed;     /* snapshot state: ticks without an answer */
@@ -523,6 +524,7 @@ static void become_leader(raft_t *r) {
         progress_become(pr, RAFT_PROGRESS_PROBE, last_index(r) + 1);
         pr->read_ack = 0;
         pr->recent_active = pr->id == r->id;
+        pr->prev_active = 1; /* as if heard from: the first round decides */
     }
     (void)append_own_entry(r, RAFT_ENTRY_NORMAL, NULL, 0); /* out of memory: a later entry commits the term */
     /* no conf change before this leader applied its whole log (incl. its empty entry) */
@@ -593,6 +595,7 @@ static void check_quorum_round(raft_t *r) {
     for (size_t i = 0; i < r->n_prs; i++) {
         raft_progress_t *pr = &r->prs[i];
         if (!pr->learner && (pr->id == r->id ? r->self_voter : pr->recent_active)) active++;
+        pr->prev_active = pr->recent_active;
         pr->recent_active = pr->id == r->id;
     }
     if (r->check_quorum && active < quorum(r)) become_follower(r, r->term, 0);
@@ -1229,8 +1232,10 @@ void raft_advance(raft_t *r) {
 }
 
 /* Leader: how far the log may be compacted (at most index) for what the
- * follower pr still needs. Nothing for one not heard from this check-quorum
- * round: it gets a snapshot when it is back. An active one keeps the
+ * follower pr still needs. Nothing for one not heard from in this
+ * check-quorum round nor the one before (a round's start forgets everyone
+ * until their next answer, which must not look like silence): it gets a
+ * snapshot when it is back. An active one keeps the
  * entries after its match; one that was sent a snapshot and has not got
  * past it keeps the entries after the snapshot, so that once installed it
  * catches up by appends: compacting them would make it need another
@@ -1239,7 +1244,7 @@ void raft_advance(raft_t *r) {
  * That hold stops at RAFT_SNAPSHOT_HOLD_ENTRIES past the snapshot (memory
  * bound; etcd keeps a fixed 5,000-entry tail for the same purpose). */
 static uint64_t compact_limit(const raft_t *r, const raft_progress_t *pr, uint64_t index) {
-    if (pr->id == r->id || !pr->recent_active) return index;
+    if (pr->id == r->id || !(pr->recent_active || pr->prev_active)) return index;
     if (pr->pending_snapshot > pr->match) {
         if (pr->pending_snapshot >= r->base_index && pr->pending_snapshot < index &&
             index - pr->pending_snapshot <= RAFT_SNAPSHOT_HOLD_ENTRIES)

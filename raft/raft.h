@@ -276,10 +276,10 @@ void raft_set_apply_budget(raft_t *r, size_t n);
 /* The driver holds a snapshot of its state machine at index (<= applied,
  * <= stabled): entries up to there may go. Gated on follower progress: a
  * leader keeps the entries an active follower still needs (a follower not
- * heard from for an election timeout, or already behind the log start, is
- * sent the snapshot instead; one sent a snapshot keeps the entries after it,
- * up to 65,536 of them, to catch up by appends once it installed it); and the membership at the new base must be
- * the current one (index >= the last applied conf change). Compacts to
+ * heard from in two check-quorum rounds, or already behind the log start,
+ * is sent the snapshot instead; one sent a snapshot keeps the entries after
+ * it, up to 65,536 of them, to catch up by appends once it installed it);
+ * and the membership at the new base must be the current one (index >= the last applied conf change). Compacts to
  * the highest allowed index <= index; returns that new log base. */
 uint64_t raft_compact_to(raft_t *r, uint64_t index);
 /* Same, for the old callers. */

@@ -591,7 +591,7 @@ static void test_join_with_empty_configuration(void **state) {
 /* ---------------------------------------------------------------- snapshots */
 
 /* Compaction keeps what an active follower needs; once the follower is
- * silent for an election timeout the entries go, and on its return it gets
+ * silent for two check-quorum rounds the entries go, and on its return it gets
  * the snapshot, installs it and catches up. */
 static void test_snapshot_for_lagging_follower(void **state) {
     (void)state;
@@ -608,8 +608,8 @@ static void test_snapshot_for_lagging_follower(void **state) {
     assert_int_equal(st.applied, st.last_index);
     /* member 3 was heard from recently: its entries stay */
     assert_int_equal(raft_compact_to(c.r[0], st.applied), behind);
-    /* silent for an election timeout: compaction goes ahead */
-    for (int t = 0; t < 12; t++) cl_tick(&c, 0);
+    /* silent for two check-quorum rounds (election timeouts): compaction goes ahead */
+    for (int t = 0; t < 22; t++) cl_tick(&c, 0);
     st = cl_status(&c, 0);
     assert_int_equal(raft_compact_to(c.r[0], st.applied), st.applied);
     raft_snapshot_meta_t sm;
@@ -638,7 +638,7 @@ static void test_snapshot_retry(void **state) {
     cl_isolate(&c, 2, 1);
     for (int k = 0; k < 5; k++) assert_int_equal(raft_propose(c.r[0], "e", 1), RAFT_OK);
     cl_settle(&c);
-    for (int t = 0; t < 12; t++) cl_tick(&c, 0);
+    for (int t = 0; t < 22; t++) cl_tick(&c, 0);
     raft_status_t st = cl_status(&c, 0);
     assert_int_equal(raft_compact_to(c.r[0], st.applied), st.applied);
     cl_isolate(&c, 2, 0);
@@ -680,7 +680,7 @@ static void test_snapshot_holds_catch_up_entries(void **state) {
     cl_isolate(&c, 2, 1);
     for (int k = 0; k < 20; k++) assert_int_equal(raft_propose(c.r[0], "entry", 5), RAFT_OK);
     cl_settle(&c);
-    for (int t = 0; t < 12; t++) cl_tick(&c, 0);
+    for (int t = 0; t < 22; t++) cl_tick(&c, 0);
     uint64_t snap = cl_status(&c, 0).applied;
     assert_int_equal(raft_compact_to(c.r[0], snap), snap);
     cl_isolate(&c, 2, 0);
@@ -695,9 +695,14 @@ static void test_snapshot_holds_catch_up_entries(void **state) {
     raft_status_t st = cl_status(&c, 0);
     assert_int_equal(st.applied, snap + 30);
     assert_int_equal(raft_compact_to(c.r[0], st.applied), snap); /* held */
-    /* past the leader's retry timeout (two election timeouts) the hold stays */
-    for (int t = 0; t < 25; t++) cl_tick(&c, 0);
-    assert_int_equal(raft_compact_to(c.r[0], cl_status(&c, 0).applied), snap);
+    /* past the leader's retry timeout (two election timeouts) the hold stays,
+     * at every tick: also right after a check-quorum round forgot who was
+     * heard from, before the follower's next heartbeat answer */
+    for (int t = 0; t < 25; t++) {
+        raft_tick(c.r[0]);
+        assert_int_equal(raft_compact_to(c.r[0], cl_status(&c, 0).applied), snap);
+        cl_settle(&c);
+    }
     /* the stream completes: installed at snap, then appends, no second snapshot */
     c.drop_type = 0;
     raft_report_snapshot(c.r[0], 3, 0);
@@ -714,7 +719,7 @@ static void test_snapshot_holds_catch_up_entries(void **state) {
     cl_destroy(&c);
 }
 
-/* A follower sent a snapshot that then goes silent for an election timeout
+/* A follower sent a snapshot that then goes silent for two check-quorum rounds
  * holds nothing: the entries go, as for any inactive follower. */
 static void test_snapshot_hold_released_when_silent(void **state) {
     (void)state;
@@ -724,7 +729,7 @@ static void test_snapshot_hold_released_when_silent(void **state) {
     cl_isolate(&c, 2, 1);
     for (int k = 0; k < 5; k++) assert_int_equal(raft_propose(c.r[0], "e", 1), RAFT_OK);
     cl_settle(&c);
-    for (int t = 0; t < 12; t++) cl_tick(&c, 0);
+    for (int t = 0; t < 22; t++) cl_tick(&c, 0);
     uint64_t snap = cl_status(&c, 0).applied;
     assert_int_equal(raft_compact_to(c.r[0], snap), snap);
     cl_isolate(&c, 2, 0);
@@ -735,7 +740,7 @@ static void test_snapshot_hold_released_when_silent(void **state) {
     cl_settle(&c);
     assert_int_equal(raft_compact_to(c.r[0], cl_status(&c, 0).applied), snap);
     cl_isolate(&c, 2, 1);
-    for (int t = 0; t < 12; t++) cl_tick(&c, 0);
+    for (int t = 0; t < 22; t++) cl_tick(&c, 0);
     raft_status_t st = cl_status(&c, 0);
     assert_int_equal(raft_compact_to(c.r[0], st.applied), st.applied);
     cl_destroy(&c);
