@@ -96,6 +96,15 @@ typedef struct mvcc_group {
     overlay_t ov;
     group_rev_t *revs;
     size_t n_revs, cap_revs;
+    /* The write txns' iterator over the live DB, created at the group's
+     * first read and kept until the next write (db_write) or the group's
+     * end: LevelDB does not change under it meanwhile (the group's changes
+     * wait in wb; the txns read them from the overlays), so every put's seek
+     * for its previous version reuses it instead of building a merging
+     * iterator over the memtables and every table of level 0 each time.
+     * The compactor's deletes it does not see only remove versions no read
+     * at or after the compact revision returns. */
+    leveldb_iterator_t *it;
 } mvcc_group_t;
 
 /* A group is written once it holds this much, even inside one Raft batch. */
@@ -287,7 +296,12 @@ static void publish_meta(mvcc_t *m) {
 /* Every write is synced (m->wo has sync set too): LevelDB recovers a synced
  * write whole, but promises nothing for unsynced ones, and a later sync does
  * not cover a log file LevelDB closed at a memtable switch. */
-static int db_write(mvcc_t *m, leveldb_writebatch_t *wb, int sync) {
+static void group_iter_drop(mvcc_t *m) {
+    if (m->grp.it) leveldb_iter_destroy(m->grp.it);
+    m->grp.it = NULL;
+}
+
+static int db_write_raw(mvcc_t *m, leveldb_writebatch_t *wb, int sync) {
     char *err = NULL;
     uint64_t t0 = lat_hist_now_ns();
     leveldb_write(m->db, sync ? m->wo_sync : m->wo, wb, &err);
@@ -298,6 +312,13 @@ static int db_write(mvcc_t *m, leveldb_writebatch_t *wb, int sync) {
         return MVCC_ERR_IO;
     }
     return MVCC_OK;
+}
+
+/* A write of the apply thread (or of open, before it runs): the group's
+ * iterator would not see it. */
+static int db_write(mvcc_t *m, leveldb_writebatch_t *wb, int sync) {
+    group_iter_drop(m);
+    return db_write_raw(m, wb, sync);
 }
 
 /* ---- reads: every LevelDB read of the store goes through these ---- */
@@ -342,6 +363,33 @@ static int iter_done(leveldb_iterator_t *it) {
         return MVCC_ERR_IO;
     }
     return MVCC_OK;
+}
+
+/* A txn's iterator: a write txn inside a group shares the group's (see
+ * mvcc_group_t.it); any other reader gets its own. The failpoint counts
+ * every call either way. */
+static leveldb_iterator_t *txn_iter(mvcc_txn_t *t, const leveldb_readoptions_t *ro) {
+    mvcc_t *m = t->m;
+    if (!t->wb || !m->grp.active || ro != m->ro) return db_iter(m, ro);
+    if (failpoint_hit(&m->fp_read)) {
+        fprintf(stderr, "mvcc: leveldb read: injected I/O error (failpoint mvcc_read_error)\n");
+        return NULL;
+    }
+    if (!m->grp.it) m->grp.it = leveldb_create_iterator(m->db, ro);
+    return m->grp.it;
+}
+
+/* Done with txn_iter's it: MVCC_ERR_IO if the iteration hit an error (the
+ * group's iterator is then dropped, so the next read starts afresh). */
+static int txn_iter_done(mvcc_txn_t *t, leveldb_iterator_t *it) {
+    if (it != t->m->grp.it) return iter_done(it);
+    char *err = NULL;
+    leveldb_iter_get_error(it, &err);
+    if (!err) return MVCC_OK;
+    fprintf(stderr, "mvcc: leveldb iterator: %s\n", err);
+    leveldb_free(err);
+    group_iter_drop(t->m);
+    return MVCC_ERR_IO;
 }
 
 /* ---- the gate (mvcc_swap.h) ----
@@ -551,7 +599,10 @@ static void db_flush(mvcc_t *m) { leveldb_compact_range(m->db, FLUSH_KEY, 5, FLU
 
 /* Stops the compactor and closes the LevelDB (a swap or mvcc_close; flush:
  * the memtable into a table first, for the next open). */
+static void group_iter_drop(mvcc_t *m);
+
 static void db_close(mvcc_t *m, int flush) {
+    group_iter_drop(m);                 /* LevelDB's iterators go before the database */
     mvcc_compactor_close(m->compactor); /* before the database it writes */
     m->compactor = NULL;
     if (m->db && flush) db_flush(m);
@@ -780,7 +831,10 @@ int mvcc_defrag(mvcc_t *m) {
     leveldb_writebatch_t *wb = leveldb_writebatch_create();
     leveldb_writebatch_delete(wb, "\x00", 1);
     leveldb_writebatch_delete(wb, "\xff\xff\xff\xff", 4);
-    int rc = db_write(m, wb, 0);
+    /* a worker thread's write (not db_write: the apply thread owns the
+     * group's iterator, and these deletes of keys that never exist change
+     * nothing it could read) */
+    int rc = db_write_raw(m, wb, 0);
     leveldb_writebatch_destroy(wb);
     if (rc == MVCC_OK) leveldb_compact_range(m->db, NULL, 0, NULL, 0);
     atomic_store(&m->size_cache_ms, 0); /* the next mvcc_db_size looks again */
@@ -926,7 +980,7 @@ static uint8_t *keybuf_reserve(keybuf_t *b, size_t n) {
  * the snapshot's current revision only; ranges, not single keys. Returns -1
  * on a LevelDB error. */
 static int64_t live_count(mvcc_txn_t *t, const mvcc_range_t *r) {
-    leveldb_iterator_t *it = db_iter(t->m, txn_ro(t));
+    leveldb_iterator_t *it = txn_iter(t, txn_ro(t));
     if (!it) return -1;
     keybuf_t seek = {0}, end = {0};
     uint8_t *sp = keybuf_reserve(&seek, mvcc_encoded_key_max(r->key_len));
@@ -948,7 +1002,7 @@ static int64_t live_count(mvcc_txn_t *t, const mvcc_range_t *r) {
         if (r->kind == MVCC_RANGE_HALF_OPEN && bytes_cmp(k, klen - 2, end.p, end_len) >= 0) break;
         n++;
     }
-    int rc = iter_done(it);
+    int rc = txn_iter_done(t, it);
     free(seek.p);
     free(end.p);
     return rc == MVCC_OK ? n : -1;
@@ -967,7 +1021,7 @@ static int db_range(mvcc_txn_t *t, const mvcc_range_t *r, int64_t rev, int64_t l
             return MVCC_OK;
         }
     }
-    leveldb_iterator_t *it = db_iter(t->m, txn_ro(t));
+    leveldb_iterator_t *it = txn_iter(t, txn_ro(t));
     if (!it) return MVCC_ERR_IO;
     keybuf_t seek = {0}, end = {0}, single = {0};
     size_t end_len = 0, single_len = 0;
@@ -1046,7 +1100,7 @@ static int db_range(mvcc_txn_t *t, const mvcc_range_t *r, int64_t rev, int64_t l
             leveldb_iter_seek(it, (const char *)p, prefix_len);
         }
     }
-    int rc = iter_done(it);
+    int rc = txn_iter_done(t, it);
     free(seek.p);
     free(end.p);
     free(single.p);
@@ -1346,6 +1400,7 @@ int64_t mvcc_txn_delete_range(mvcc_txn_t *t, const mvcc_range_t *r, mvcc_kv_list
 
 static void group_reset(mvcc_t *m) {
     mvcc_group_t *g = &m->grp;
+    group_iter_drop(m);
     if (g->wb && g->bytes <= GROUP_KEEP_BYTES) {
         leveldb_writebatch_clear(g->wb);
     } else if (g->wb) {
@@ -1423,6 +1478,7 @@ int mvcc_group_flush(mvcc_t *m) {
 
 int mvcc_group_end(mvcc_t *m) {
     int rc = mvcc_group_flush(m);
+    group_iter_drop(m); /* a group of reads only: no flush dropped it */
     m->grp.active = 0;
     return rc;
 }
