@@ -461,10 +461,12 @@ static void snapshot_between(node_t *a, node_t *b, uint64_t size) {
         .index = 5000, .term = 4, .voters = vs, .n_voters = 3, .learners = ls, .n_learners = 1};
     raft_msg_t m = {.type = RAFT_MSG_SNAP, .from = a->id, .to = b->id, .term = 4, .snapshot = &meta};
     snap_src_t src = {.left = size, .seed = 12345};
+    assert_int_equal(peer_snapshot_running(a->t, b->id), 0);
     assert_int_equal(peer_send_snapshot(a->t, &m, snap_read, &src, snap_done), PEER_OK);
     assert_int_equal(peer_send_snapshot(a->t, &m, snap_read, &src, snap_done),
                      PEER_ERR_FULL); /* one at a time */
     WAIT_UNTIL(atomic_load(&src.done));
+    WAIT_UNTIL(!peer_snapshot_running(a->t, b->id)); /* cleared just after done() */
     assert_int_equal(atomic_load(&src.done), 1);
     assert_int_equal(atomic_load(&src.ok), 1);
     assert_int_equal(src.done_to, b->id);

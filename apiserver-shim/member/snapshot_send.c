@@ -11,6 +11,12 @@
 
 void server_send_snapshot(void *ctx, const raft_msg_t *m) {
     server_t *s = ctx;
+    /* A stream to that member is still running (Raft's retry timer, two
+     * election timeouts, is shorter than a big store's transfer): it will
+     * report how it ended. Reporting a failure now would only have Raft ask
+     * again at the next heartbeat answer, building and dropping a store
+     * export every time, for as long as the stream runs. */
+    if (s->peer && peer_snapshot_running(s->peer, m->to)) return;
     server_snapshot_stream_t *st = s->peer ? server_snapshot_stream_new(s, m->to, m->snapshot->index) : NULL;
     if (!st) {
         raft_node_report_snapshot(s->raft, m->to, 0);

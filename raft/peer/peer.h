@@ -134,6 +134,9 @@ int peer_send_app(peer_transport_t *t, uint64_t to, uint8_t kind, const void *da
 int peer_send_snapshot(peer_transport_t *t, const raft_msg_t *m,
                        long (*read)(void *read_ctx, uint8_t *buf, size_t cap), void *read_ctx,
                        void (*done)(void *read_ctx, uint64_t to, int ok));
+/* 1 while a snapshot stream to peer id runs (its done() not returned yet),
+ * else 0: a caller can skip building a stream that would get PEER_ERR_FULL. */
+int peer_snapshot_running(peer_transport_t *t, uint64_t id);
 int peer_get_stats(peer_transport_t *t, uint64_t id, peer_stats_t *out);
 /* The ids of the peers added (at most max copied); returns how many there are. */
 size_t peer_list_ids(peer_transport_t *t, uint64_t *ids, size_t max);

@@ -136,6 +136,20 @@ int peer_send_snapshot(peer_transport_t *t, const raft_msg_t *m,
     return rc;
 }
 
+int peer_snapshot_running(peer_transport_t *t, uint64_t id) {
+    if (!t) return 0;
+    int running = 0;
+    pthread_mutex_lock(&t->lock);
+    for (peer_node_t *p = t->peers; p; p = p->next)
+        if (p->id == id) {
+            pthread_mutex_lock(&p->lock);
+            running = p->snap_running;
+            pthread_mutex_unlock(&p->lock);
+        }
+    pthread_mutex_unlock(&t->lock);
+    return running;
+}
+
 /* ---- peer_fetch_members ---- */
 
 /* One URL; *out on success. */
