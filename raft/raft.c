@@ -13,7 +13,9 @@
 #include <string.h>
 
 #define MAX_INFLIGHT 256
-#define RAFT_SNAPSHOT_HOLD_ENTRIES 65536 /* log kept for a follower installing a snapshot */
+/* Defaults of raft_config_t's snapshot_hold_entries / _bytes. */
+#define SNAPSHOT_HOLD_ENTRIES 65536
+#define SNAPSHOT_HOLD_BYTES (64u << 20)
 
 typedef struct raft_progress {
     uint64_t id;
@@ -62,6 +64,7 @@ struct raft {
     int bcast_pending;
     size_t max_msg_entries;
     size_t max_msg_bytes, max_inflight, max_uncommitted;
+    size_t snapshot_hold_entries, snapshot_hold_bytes;
     size_t uncommitted; /* leader: data bytes proposed in this term and not committed */
 
     raft_pending_read_t *reads;
@@ -1241,13 +1244,22 @@ void raft_advance(raft_t *r) {
  * catches up by appends: compacting them would make it need another
  * snapshot, and under a steady write load each new one is as far behind
  * when installed (a snapshot treadmill), for as long as the load lasts.
- * That hold stops at RAFT_SNAPSHOT_HOLD_ENTRIES past the snapshot (memory
- * bound; etcd keeps a fixed 5,000-entry tail for the same purpose). */
+ * That hold stops at snapshot_hold_entries past the snapshot or
+ * snapshot_hold_bytes of their data (memory bound; etcd keeps a fixed
+ * 5,000-entry tail for the same purpose). */
+/* Data bytes of the entries lo..hi (all in the log). */
+static size_t entries_bytes(const raft_t *r, uint64_t lo, uint64_t hi) {
+    size_t bytes = 0;
+    for (uint64_t i = lo; i <= hi; i++) bytes += raft_entry_at(r, i)->len;
+    return bytes;
+}
+
 static uint64_t compact_limit(const raft_t *r, const raft_progress_t *pr, uint64_t index) {
     if (pr->id == r->id || !(pr->recent_active || pr->prev_active)) return index;
     if (pr->pending_snapshot > pr->match) {
         if (pr->pending_snapshot >= r->base_index && pr->pending_snapshot < index &&
-            index - pr->pending_snapshot <= RAFT_SNAPSHOT_HOLD_ENTRIES)
+            index - pr->pending_snapshot <= r->snapshot_hold_entries &&
+            entries_bytes(r, pr->pending_snapshot + 1, index) <= r->snapshot_hold_bytes)
             return pr->pending_snapshot;
         return index;
     }
@@ -1385,6 +1397,8 @@ raft_t *raft_new(const raft_config_t *c, char *err, size_t errlen) {
     r->max_inflight =
         c->max_inflight_msgs && c->max_inflight_msgs < MAX_INFLIGHT ? c->max_inflight_msgs : MAX_INFLIGHT;
     r->max_uncommitted = c->max_uncommitted_bytes ? c->max_uncommitted_bytes : SIZE_MAX;
+    r->snapshot_hold_entries = c->snapshot_hold_entries ? c->snapshot_hold_entries : SNAPSHOT_HOLD_ENTRIES;
+    r->snapshot_hold_bytes = c->snapshot_hold_bytes ? c->snapshot_hold_bytes : SNAPSHOT_HOLD_BYTES;
     r->apply_budget = SIZE_MAX;
     r->debug_break = c->debug_break;
     r->pre_vote = c->pre_vote;

@@ -139,6 +139,10 @@ typedef struct raft_config {
     size_t max_msg_bytes;     /* entry data bytes per App; 0 -> no limit */
     size_t max_inflight_msgs; /* Apps in flight per follower in replicate state; 0 -> 256 (also the cap) */
     size_t max_uncommitted_bytes; /* leader refuses proposals beyond this (RAFT_ERR_DROPPED); 0 -> no limit */
+    /* The log a leader keeps past a snapshot it sent, for that follower to
+     * catch up by appends (raft_compact_to): at most this many entries and
+     * data bytes; 0 -> 65,536 entries, 64 MiB. */
+    size_t snapshot_hold_entries, snapshot_hold_bytes;
     /* etcd-raft's PreVote: an election timeout first asks for pre-votes
      * (term unchanged) and campaigns only if a quorum would vote for it, so
      * a member rejoining from a partition does not bump the term. */
@@ -278,7 +282,8 @@ void raft_set_apply_budget(raft_t *r, size_t n);
  * leader keeps the entries an active follower still needs (a follower not
  * heard from in two check-quorum rounds, or already behind the log start,
  * is sent the snapshot instead; one sent a snapshot keeps the entries after
- * it, up to 65,536 of them, to catch up by appends once it installed it);
+ * it, up to snapshot_hold_entries / _bytes of them, to catch up by appends
+ * once it installed it);
  * and the membership at the new base must be the current one (index >= the last applied conf change). Compacts to
  * the highest allowed index <= index; returns that new log base. */
 uint64_t raft_compact_to(raft_t *r, uint64_t index);

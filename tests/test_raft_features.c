@@ -746,6 +746,47 @@ static void test_snapshot_hold_released_when_silent(void **state) {
     cl_destroy(&c);
 }
 
+/* The hold is bounded: past snapshot_hold_entries entries, or past
+ * snapshot_hold_bytes of their data, compaction goes ahead (and the
+ * follower, once it installed the snapshot, gets a newer one). */
+static void hold_bounded(size_t hold_entries, size_t hold_bytes, size_t entry_len, int n) {
+    cluster_t c;
+    raft_config_t t = {.pre_vote = 1,
+                       .check_quorum = 1,
+                       .snapshot_hold_entries = hold_entries,
+                       .snapshot_hold_bytes = hold_bytes};
+    cl_init_with(&c, 3, &t);
+    cl_elect_first(&c);
+    cl_isolate(&c, 2, 1);
+    assert_int_equal(raft_propose(c.r[0], "e", 1), RAFT_OK);
+    cl_settle(&c);
+    for (int k = 0; k < 22; k++) cl_tick(&c, 0);
+    uint64_t snap = cl_status(&c, 0).applied;
+    assert_int_equal(raft_compact_to(c.r[0], snap), snap);
+    cl_isolate(&c, 2, 0);
+    c.drop_type = RAFT_MSG_SNAP;
+    cl_tick(&c, 0);
+    cl_tick(&c, 0);
+    char *data = calloc(1, entry_len);
+    assert_non_null(data);
+    for (int k = 0; k < n - 1; k++) assert_int_equal(raft_propose(c.r[0], data, entry_len), RAFT_OK);
+    cl_settle(&c);
+    uint64_t applied = cl_status(&c, 0).applied;
+    assert_int_equal(raft_compact_to(c.r[0], applied), snap); /* at the bound: held */
+    assert_int_equal(raft_propose(c.r[0], data, entry_len), RAFT_OK);
+    cl_settle(&c);
+    applied = cl_status(&c, 0).applied;
+    assert_int_equal(raft_compact_to(c.r[0], applied), applied); /* past it: not */
+    free(data);
+    cl_destroy(&c);
+}
+
+static void test_snapshot_hold_bounded(void **state) {
+    (void)state;
+    hold_bounded(10, 0, 1, 11);     /* 10 entries held, the 11th lets go */
+    hold_bounded(0, 4000, 1000, 5); /* 4,000 bytes held, 5,000 let go */
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_pre_vote_rejoin_does_not_disrupt),
@@ -766,6 +807,7 @@ int main(void) {
         cmocka_unit_test(test_snapshot_retry),
         cmocka_unit_test(test_snapshot_holds_catch_up_entries),
         cmocka_unit_test(test_snapshot_hold_released_when_silent),
+        cmocka_unit_test(test_snapshot_hold_bounded),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
