@@ -1234,6 +1234,13 @@ void raft_advance(raft_t *r) {
     if (r->role == RAFT_LEADER && r->self_voter && maybe_commit(r) && r->n_prs > 1) bcast_append(r);
 }
 
+/* Data bytes of the entries lo..hi (all in the log). */
+static size_t entries_bytes(const raft_t *r, uint64_t lo, uint64_t hi) {
+    size_t bytes = 0;
+    for (uint64_t i = lo; i <= hi; i++) bytes += raft_entry_at(r, i)->len;
+    return bytes;
+}
+
 /* Leader: how far the log may be compacted (at most index) for what the
  * follower pr still needs. Nothing for one not heard from in this
  * check-quorum round nor the one before (a round's start forgets everyone
@@ -1247,13 +1254,6 @@ void raft_advance(raft_t *r) {
  * That hold stops at snapshot_hold_entries past the snapshot or
  * snapshot_hold_bytes of their data (memory bound; etcd keeps a fixed
  * 5,000-entry tail for the same purpose). */
-/* Data bytes of the entries lo..hi (all in the log). */
-static size_t entries_bytes(const raft_t *r, uint64_t lo, uint64_t hi) {
-    size_t bytes = 0;
-    for (uint64_t i = lo; i <= hi; i++) bytes += raft_entry_at(r, i)->len;
-    return bytes;
-}
-
 static uint64_t compact_limit(const raft_t *r, const raft_progress_t *pr, uint64_t index) {
     if (pr->id == r->id || !(pr->recent_active || pr->prev_active)) return index;
     if (pr->pending_snapshot > pr->match) {
