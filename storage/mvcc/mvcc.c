@@ -323,15 +323,19 @@ static int db_write(mvcc_t *m, leveldb_writebatch_t *wb, int sync) {
 
 /* ---- reads: every LevelDB read of the store goes through these ---- */
 
+/* 1 if the failpoint mvcc_read_error fails this read (and says so). */
+static int read_fails(mvcc_t *m) {
+    if (!failpoint_hit(&m->fp_read)) return 0;
+    fprintf(stderr, "mvcc: leveldb read: injected I/O error (failpoint mvcc_read_error)\n");
+    return 1;
+}
+
 /* leveldb_get: MVCC_OK with a leveldb-malloc'd *val (leveldb_free), or
  * MVCC_ERR_NOT_FOUND, or MVCC_ERR_IO (a LevelDB error or the failpoint). */
 static int db_get(mvcc_t *m, const leveldb_readoptions_t *ro, const uint8_t *key, size_t key_len, char **val,
                   size_t *val_len) {
     *val = NULL;
-    if (failpoint_hit(&m->fp_read)) {
-        fprintf(stderr, "mvcc: leveldb read: injected I/O error (failpoint mvcc_read_error)\n");
-        return MVCC_ERR_IO;
-    }
+    if (read_fails(m)) return MVCC_ERR_IO;
     char *err = NULL;
     *val = leveldb_get(m->db, ro, (const char *)key, key_len, val_len, &err);
     if (err) {
@@ -345,11 +349,7 @@ static int db_get(mvcc_t *m, const leveldb_readoptions_t *ro, const uint8_t *key
 /* A LevelDB iterator, or NULL: an I/O error (the failpoint). Callers check
  * leveldb_iter_get_error when done (iter_error). */
 static leveldb_iterator_t *db_iter(mvcc_t *m, const leveldb_readoptions_t *ro) {
-    if (failpoint_hit(&m->fp_read)) {
-        fprintf(stderr, "mvcc: leveldb read: injected I/O error (failpoint mvcc_read_error)\n");
-        return NULL;
-    }
-    return leveldb_create_iterator(m->db, ro);
+    return read_fails(m) ? NULL : leveldb_create_iterator(m->db, ro);
 }
 
 /* Destroys it; MVCC_ERR_IO if the iteration hit an error. */
@@ -371,10 +371,7 @@ static int iter_done(leveldb_iterator_t *it) {
 static leveldb_iterator_t *txn_iter(mvcc_txn_t *t, const leveldb_readoptions_t *ro) {
     mvcc_t *m = t->m;
     if (!t->wb || !m->grp.active || ro != m->ro) return db_iter(m, ro);
-    if (failpoint_hit(&m->fp_read)) {
-        fprintf(stderr, "mvcc: leveldb read: injected I/O error (failpoint mvcc_read_error)\n");
-        return NULL;
-    }
+    if (read_fails(m)) return NULL;
     if (!m->grp.it) m->grp.it = leveldb_create_iterator(m->db, ro);
     return m->grp.it;
 }
@@ -599,8 +596,6 @@ static void db_flush(mvcc_t *m) { leveldb_compact_range(m->db, FLUSH_KEY, 5, FLU
 
 /* Stops the compactor and closes the LevelDB (a swap or mvcc_close; flush:
  * the memtable into a table first, for the next open). */
-static void group_iter_drop(mvcc_t *m);
-
 static void db_close(mvcc_t *m, int flush) {
     group_iter_drop(m);                 /* LevelDB's iterators go before the database */
     mvcc_compactor_close(m->compactor); /* before the database it writes */
