@@ -667,6 +667,27 @@ static void test_snapshot_retry(void **state) {
     cl_destroy(&c);
 }
 
+/* On an elected cluster c: member 3 misses n entries (cut off for two
+ * check-quorum rounds, so the leader compacts them), then is back and sent
+ * a snapshot that stays in flight (never delivered: drop_type). Returns the
+ * snapshot's index. */
+static uint64_t snapshot_in_flight(cluster_t *c, int n) {
+    cl_isolate(c, 2, 1);
+    for (int k = 0; k < n; k++) assert_int_equal(raft_propose(c->r[0], "entry", 5), RAFT_OK);
+    cl_settle(c);
+    for (int t = 0; t < 22; t++) cl_tick(c, 0);
+    uint64_t snap = cl_status(c, 0).applied;
+    assert_int_equal(raft_compact_to(c->r[0], snap), snap);
+    cl_isolate(c, 2, 0);
+    c->drop_type = RAFT_MSG_SNAP;
+    cl_tick(c, 0);
+    cl_tick(c, 0);
+    raft_peer_progress_t p;
+    assert_int_equal(raft_peer_progress(c->r[0], 3, &p), RAFT_OK);
+    assert_int_equal(p.state, RAFT_PROGRESS_SNAPSHOT);
+    return snap;
+}
+
 /* A follower being sent a snapshot keeps the entries after it: writes go on
  * while the snapshot is in flight (and when its answer is late past the
  * leader's retry timeout), and once installed the follower catches up by
@@ -677,19 +698,8 @@ static void test_snapshot_holds_catch_up_entries(void **state) {
     cluster_t c;
     cl_init(&c, 3, 1, 1);
     cl_elect_first(&c);
-    cl_isolate(&c, 2, 1);
-    for (int k = 0; k < 20; k++) assert_int_equal(raft_propose(c.r[0], "entry", 5), RAFT_OK);
-    cl_settle(&c);
-    for (int t = 0; t < 22; t++) cl_tick(&c, 0);
-    uint64_t snap = cl_status(&c, 0).applied;
-    assert_int_equal(raft_compact_to(c.r[0], snap), snap);
-    cl_isolate(&c, 2, 0);
-    c.drop_type = RAFT_MSG_SNAP; /* in flight: not delivered yet */
-    cl_tick(&c, 0);
-    cl_tick(&c, 0);
+    uint64_t snap = snapshot_in_flight(&c, 20);
     raft_peer_progress_t p;
-    assert_int_equal(raft_peer_progress(c.r[0], 3, &p), RAFT_OK);
-    assert_int_equal(p.state, RAFT_PROGRESS_SNAPSHOT);
     for (int k = 0; k < 30; k++) assert_int_equal(raft_propose(c.r[0], "later", 5), RAFT_OK);
     cl_settle(&c);
     raft_status_t st = cl_status(&c, 0);
@@ -726,16 +736,7 @@ static void test_snapshot_hold_released_when_silent(void **state) {
     cluster_t c;
     cl_init(&c, 3, 1, 1);
     cl_elect_first(&c);
-    cl_isolate(&c, 2, 1);
-    for (int k = 0; k < 5; k++) assert_int_equal(raft_propose(c.r[0], "e", 1), RAFT_OK);
-    cl_settle(&c);
-    for (int t = 0; t < 22; t++) cl_tick(&c, 0);
-    uint64_t snap = cl_status(&c, 0).applied;
-    assert_int_equal(raft_compact_to(c.r[0], snap), snap);
-    cl_isolate(&c, 2, 0);
-    c.drop_type = RAFT_MSG_SNAP;
-    cl_tick(&c, 0);
-    cl_tick(&c, 0);
+    uint64_t snap = snapshot_in_flight(&c, 5);
     for (int k = 0; k < 5; k++) assert_int_equal(raft_propose(c.r[0], "f", 1), RAFT_OK);
     cl_settle(&c);
     assert_int_equal(raft_compact_to(c.r[0], cl_status(&c, 0).applied), snap);
@@ -757,16 +758,7 @@ static void hold_bounded(size_t hold_entries, size_t hold_bytes, size_t entry_le
                        .snapshot_hold_bytes = hold_bytes};
     cl_init_with(&c, 3, &t);
     cl_elect_first(&c);
-    cl_isolate(&c, 2, 1);
-    assert_int_equal(raft_propose(c.r[0], "e", 1), RAFT_OK);
-    cl_settle(&c);
-    for (int k = 0; k < 22; k++) cl_tick(&c, 0);
-    uint64_t snap = cl_status(&c, 0).applied;
-    assert_int_equal(raft_compact_to(c.r[0], snap), snap);
-    cl_isolate(&c, 2, 0);
-    c.drop_type = RAFT_MSG_SNAP;
-    cl_tick(&c, 0);
-    cl_tick(&c, 0);
+    uint64_t snap = snapshot_in_flight(&c, 1);
     char *data = calloc(1, entry_len);
     assert_non_null(data);
     for (int k = 0; k < n - 1; k++) assert_int_equal(raft_propose(c.r[0], data, entry_len), RAFT_OK);
