@@ -69,7 +69,7 @@ int peer_cluster_check(peer_transport_t *t, uint64_t theirs) {
 
 /* ---- peers ---- */
 
-static peer_node_t *find_peer(peer_transport_t *t, uint64_t id) {
+peer_node_t *peer_find_locked(peer_transport_t *t, uint64_t id) {
     for (peer_node_t *p = t->peers; p; p = p->next)
         if (p->id == id) return p;
     return NULL;
@@ -210,7 +210,7 @@ int peer_add(peer_transport_t *t, uint64_t id, const char *const *urls, size_t n
     reap_graveyard(t);
     int rc = PEER_OK;
     if (!t->stopping) unmark_removed(t, id);
-    peer_node_t *p = t->stopping ? NULL : find_peer(t, id);
+    peer_node_t *p = t->stopping ? NULL : peer_find_locked(t, id);
     if (t->stopping) {
         rc = PEER_ERR_INVALID;
     } else if (p) {
@@ -268,7 +268,7 @@ void peer_set_cluster_id(peer_transport_t *t, uint64_t cluster_id) {
 /* Takes f (malloc'd) into id's queue, or frees it. */
 static int enqueue(peer_transport_t *t, uint64_t id, peer_qframe_t *f) {
     pthread_mutex_lock(&t->lock);
-    peer_node_t *p = find_peer(t, id);
+    peer_node_t *p = peer_find_locked(t, id);
     if (!p) {
         pthread_mutex_unlock(&t->lock);
         free(f);
@@ -336,7 +336,7 @@ size_t peer_list_ids(peer_transport_t *t, uint64_t *ids, size_t max) {
 int peer_get_stats(peer_transport_t *t, uint64_t id, peer_stats_t *out) {
     if (!t || !out) return PEER_ERR_INVALID;
     pthread_mutex_lock(&t->lock);
-    peer_node_t *p = find_peer(t, id);
+    peer_node_t *p = peer_find_locked(t, id);
     if (p) {
         pthread_mutex_lock(&p->lock);
         *out = p->stats;
@@ -348,7 +348,7 @@ int peer_get_stats(peer_transport_t *t, uint64_t id, peer_stats_t *out) {
 
 void peer_count_received(peer_transport_t *t, uint64_t id, size_t bytes, int bad) {
     pthread_mutex_lock(&t->lock);
-    peer_node_t *p = find_peer(t, id);
+    peer_node_t *p = peer_find_locked(t, id);
     if (p) {
         pthread_mutex_lock(&p->lock);
         if (bad) {

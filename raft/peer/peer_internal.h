@@ -255,6 +255,8 @@ void peer_hello_refuse(peer_conn_t *c, uint8_t purpose, uint64_t from, uint64_t 
 /* Counts a frame received from id (bad: failed checksum or decoding). */
 void peer_count_received(peer_transport_t *t, uint64_t id, size_t bytes, int bad);
 
+/* The peer added with id, or NULL (t->lock held). */
+peer_node_t *peer_find_locked(peer_transport_t *t, uint64_t id);
 /* Whether id was removed (peer_remove); takes t->lock (_locked: held). */
 int peer_is_removed(peer_transport_t *t, uint64_t id);
 int peer_is_removed_locked(const peer_transport_t *t, uint64_t id);

@@ -102,9 +102,7 @@ int peer_send_snapshot(peer_transport_t *t, const raft_msg_t *m,
     int rc = peer_encode_raft_frame(m, PEER_F_SNAP_BEGIN, 0, &frame, &len);
     if (rc != PEER_OK) return rc;
     pthread_mutex_lock(&t->lock);
-    peer_node_t *p = NULL;
-    for (peer_node_t *q = t->peers; q && !p; q = q->next)
-        if (q->id == m->to) p = q;
+    peer_node_t *p = peer_find_locked(t, m->to);
     if (!p) rc = PEER_ERR_UNKNOWN;
     if (p) {
         pthread_mutex_lock(&p->lock);
@@ -140,12 +138,12 @@ int peer_snapshot_running(peer_transport_t *t, uint64_t id) {
     if (!t) return 0;
     int running = 0;
     pthread_mutex_lock(&t->lock);
-    for (peer_node_t *p = t->peers; p; p = p->next)
-        if (p->id == id) {
-            pthread_mutex_lock(&p->lock);
-            running = p->snap_running;
-            pthread_mutex_unlock(&p->lock);
-        }
+    peer_node_t *p = peer_find_locked(t, id);
+    if (p) {
+        pthread_mutex_lock(&p->lock);
+        running = p->snap_running;
+        pthread_mutex_unlock(&p->lock);
+    }
     pthread_mutex_unlock(&t->lock);
     return running;
 }
