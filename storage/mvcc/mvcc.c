@@ -352,17 +352,21 @@ static leveldb_iterator_t *db_iter(mvcc_t *m, const leveldb_readoptions_t *ro) {
     return read_fails(m) ? NULL : leveldb_create_iterator(m->db, ro);
 }
 
-/* Destroys it; MVCC_ERR_IO if the iteration hit an error. */
-static int iter_done(leveldb_iterator_t *it) {
+/* MVCC_ERR_IO (and says so) if the iteration hit an error, else MVCC_OK. */
+static int iter_error(leveldb_iterator_t *it) {
     char *err = NULL;
     leveldb_iter_get_error(it, &err);
+    if (!err) return MVCC_OK;
+    fprintf(stderr, "mvcc: leveldb iterator: %s\n", err);
+    leveldb_free(err);
+    return MVCC_ERR_IO;
+}
+
+/* Destroys it; MVCC_ERR_IO if the iteration hit an error. */
+static int iter_done(leveldb_iterator_t *it) {
+    int rc = iter_error(it);
     leveldb_iter_destroy(it);
-    if (err) {
-        fprintf(stderr, "mvcc: leveldb iterator: %s\n", err);
-        leveldb_free(err);
-        return MVCC_ERR_IO;
-    }
-    return MVCC_OK;
+    return rc;
 }
 
 /* A txn's iterator: a write txn inside a group shares the group's (see
@@ -380,13 +384,9 @@ static leveldb_iterator_t *txn_iter(mvcc_txn_t *t, const leveldb_readoptions_t *
  * group's iterator is then dropped, so the next read starts afresh). */
 static int txn_iter_done(mvcc_txn_t *t, leveldb_iterator_t *it) {
     if (it != t->m->grp.it) return iter_done(it);
-    char *err = NULL;
-    leveldb_iter_get_error(it, &err);
-    if (!err) return MVCC_OK;
-    fprintf(stderr, "mvcc: leveldb iterator: %s\n", err);
-    leveldb_free(err);
-    group_iter_drop(t->m);
-    return MVCC_ERR_IO;
+    int rc = iter_error(it);
+    if (rc != MVCC_OK) group_iter_drop(t->m);
+    return rc;
 }
 
 /* ---- the gate (mvcc_swap.h) ----
