@@ -283,9 +283,9 @@ void raft_set_apply_budget(raft_t *r, size_t n);
  * heard from in two check-quorum rounds, or already behind the log start,
  * is sent the snapshot instead; one sent a snapshot keeps the entries after
  * it, up to snapshot_hold_entries / _bytes of them, to catch up by appends
- * once it installed it);
- * and the membership at the new base must be the current one (index >= the last applied conf change). Compacts to
- * the highest allowed index <= index; returns that new log base. */
+ * once it installed it); and the membership at the new base must be the
+ * current one (index >= the last applied conf change). Compacts to the
+ * highest allowed index <= index; returns that new log base. */
 uint64_t raft_compact_to(raft_t *r, uint64_t index);
 /* Same, for the old callers. */
 void raft_compact(raft_t *r, uint64_t index);
