@@ -114,11 +114,14 @@ for minute in $(seq "$MINUTES"); do
     done
     read -r ok err < <(counters)
     cols=()
-    for i in $ALL; do cols+=("$(anon_mb "${MPID[$i]}")/$(fds "${MPID[$i]}")"); done
+    for i in $ALL; do
+        rss=$(anon_mb "${MPID[$i]}")
+        if [ "$i" = 1 ]; then M1_RSS[$minute]=$rss; fi
+        cols+=("$rss/$(fds "${MPID[$i]}")")
+    done
     printf '%6d %7s %14s %14s %14s %10d %8d\n' "$minute" "m$(leader_of "$ALL")" "${cols[@]}" \
         $((ok - prev_ok)) $((err - prev_err))
     [ $((ok - prev_ok)) -gt 0 ] || stalled=$((stalled + 1))
-    M1_RSS[$minute]=$(anon_mb "${MPID[1]}")
     prev_ok=$ok prev_err=$err
     if [ "$minute" = "$WARM" ]; then warm_fds=$(fds "${MPID[1]}"); fi
 done
