@@ -389,7 +389,7 @@ static void usage(FILE *out) {
             "  --max-pending-proposals 5000     kshim extension: writes proposed and not yet\n"
             "                                   applied before 'etcdserver: too many requests'.\n"
             "  --max-client-connections 10000   kshim extension: client connections open at once\n"
-            "                                   per listen URL; past it new ones are refused.\n"
+            "                                   over all listen URLs; past it new ones are refused.\n"
             "  --max-watchers-per-stream 100000 kshim extension: watchers one Watch stream may\n"
             "                                   hold; past it a create is canceled.\n"
             "Security:\n"

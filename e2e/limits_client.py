@@ -406,19 +406,22 @@ def range_on(s, conn, port):
     return "timeout"
 
 
-def attack_conn_cap(port, n):
-    """Open n connections at once and keep them; each then asks one Range."""
+def attack_conn_cap(port, n, port2=None):
+    """Open n connections at once and keep them (every other one to port2,
+    a second listener of the same server, if given); each then asks one
+    Range."""
     held = []
-    for _ in range(n):
+    for i in range(n):
+        p = port2 if port2 and i % 2 else port
         try:
-            held.append(established(port))
+            held.append(established(p) + (p,))
         except OSError:
             held.append(None)
         time.sleep(0.005)
     time.sleep(0.5)
     answers = []
     for item in held:
-        answers.append("connect failed" if item is None else range_on(item[0], item[1], port))
+        answers.append("connect failed" if item is None else range_on(item[0], item[1], item[2]))
     # a connection freed makes room for a new one
     for item in held:
         if item:
@@ -620,7 +623,7 @@ def main():
     elif attack == "slowloris-http1":
         res = attack_slowloris(port, int(args[0]), payload=SLOW_HTTP1)
     elif attack == "conn-cap":
-        res = attack_conn_cap(port, int(args[0]))
+        res = attack_conn_cap(port, int(args[0]), int(args[1]) if len(args) > 1 else None)
     elif attack == "slow-watch":
         res = attack_slow_watch(port, int(args[0]), int(args[1]))
     elif attack == "partial-messages":

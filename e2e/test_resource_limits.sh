@@ -24,8 +24,9 @@
 #     after the first byte that tells HTTP/1.1 apart [etcd 3.4's gateway has
 #     no header timeout either]
 #   --max-client-connections 40 (kshim extension; etcd has no such limit):
-#     60 connections at once: 39 served besides the good client's, the rest
-#     refused (h2c: SETTINGS + GOAWAY ENHANCE_YOUR_CALM, then closed); once
+#     60 connections at once, half of them to a second client URL of the
+#     same member (the cap is member-wide): 39 served besides the good
+#     client's, the rest refused (h2c: SETTINGS + GOAWAY ENHANCE_YOUR_CALM, then closed); once
 #     they close, a new connection is served
 #   --max-watchers-per-stream 100 (kshim extension, default 100000; etcd has
 #     no limit): of 120 creates on one stream 100 succeed, 20 are answered
@@ -65,6 +66,7 @@ TGT_PORT=26511
 TGT_TLS_PORT=26512
 CAP_PORT=26513
 BASE_PORT=26514
+CAP_PORT2=26515
 CAP=40
 
 start_etcd ref "$REF_PORT"
@@ -72,7 +74,8 @@ REF_PID=$SERVER_PID
 start_target tgt "$TGT_PORT" --listen-client-urls "http://127.0.0.1:$TGT_PORT,https://127.0.0.1:$TGT_TLS_PORT" \
     --auto-tls
 TGT_PID=$SERVER_PID
-start_target cap "$CAP_PORT" --max-client-connections "$CAP" --max-watchers-per-stream 100
+start_target cap "$CAP_PORT" --max-client-connections "$CAP" --max-watchers-per-stream 100 \
+    --listen-client-urls "http://127.0.0.1:$CAP_PORT,http://127.0.0.1:$CAP_PORT2"
 CAP_PID=$SERVER_PID
 start_target base "$BASE_PORT"
 BASE_PID=$SERVER_PID
@@ -184,7 +187,7 @@ served_throughout tgt-partial
 
 
 # ---- the connection limit ----
-attack cap "$CAP_PORT" conn-cap 60
+attack cap "$CAP_PORT" conn-cap 60 "$CAP_PORT2"
 check_eq "--max-client-connections $CAP: connections served besides the good client's" $((CAP - 1)) \
     "$(field cap served)"
 check_eq "--max-client-connections $CAP: the rest refused" $((60 - CAP + 1)) "$(field cap refused)"

@@ -56,7 +56,7 @@ typedef struct server_config {
      * requests"; 0 = etcd's 5000 (maxGapBetweenApplyAndCommitIndex). */
     size_t max_pending_proposals;
     /* kshim extension --max-client-connections: client connections open at
-     * once per client listen URL; past it a new one is refused (h2_conn.h);
+     * once over all client listen URLs; past it a new one is refused (h2_conn.h);
      * 0 = the default, 10000. */
     size_t max_client_connections;
     /* kshim extension --max-watchers-per-stream: watchers one Watch stream

@@ -119,6 +119,7 @@ struct grpc_server {
     size_t nmethods, methods_cap;
     nghttp2_session_callbacks *callbacks;
     h2_conn_hooks_t hooks;
+    size_t conns_open; /* over every listener: hooks.open_count */
     h2_listener_t *listeners[MAX_LISTENERS];
     tls_server_t *tls[MAX_LISTENERS];
     size_t nlisteners;
@@ -959,6 +960,7 @@ grpc_server_t *grpc_server_new(loop_t *loop, const grpc_server_config_t *cfg) {
         .connection_window_size = CONN_WINDOW,
         .max_header_list_size = MAX_HEADER_LIST,
         .max_connections = srv->cfg.max_connections,
+        .open_count = &srv->conns_open,
     };
     return srv;
 }

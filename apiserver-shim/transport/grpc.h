@@ -65,7 +65,8 @@ typedef struct grpc_server_config {
      * REFUSED_STREAM while our SETTINGS is unacknowledged, a connection
      * error (GOAWAY PROTOCOL_ERROR) after. */
     uint32_t max_concurrent_streams;
-    /* Connections open at once per listener (h2_conn_hooks_t.max_connections);
+    /* Connections open at once over all the server's listeners
+     * (h2_conn_hooks_t.max_connections, open_count);
      * 0 = GRPC_DEFAULT_MAX_CONNECTIONS. HTTP/1.1 connections handed to the
      * gateway count until they are told apart. */
     size_t max_connections;

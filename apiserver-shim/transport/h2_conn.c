@@ -11,7 +11,8 @@
  * - a connection must finish its TLS handshake and send the whole HTTP/2
  *   client preface (the magic and its first SETTINGS frame) within
  *   HANDSHAKE_MS of being accepted, else it is closed (slowloris);
- * - at most hooks->max_connections per listener: past it, the oldest
+ * - at most hooks->max_connections (over every listener sharing
+ *   hooks->open_count, else per listener): past it, the listener's oldest
  *   connection still in its handshake makes room, else the new one is
  *   refused (h2c: SETTINGS + GOAWAY ENHANCE_YOUR_CALM, then closed);
  * - one readiness event reads at most READ_BUDGET bytes, so a flooding
@@ -230,6 +231,10 @@ static void conn_release(h2_conn_t *c, int keep_socket) {
         l->conns = c->next;
     if (c->next) c->next->prev = c->prev;
     l->nconns--;
+    if (l->hooks->open_count) {
+        assert(*l->hooks->open_count > 0);
+        (*l->hooks->open_count)--;
+    }
     free(c->out.data);
     free(c);
 }
@@ -610,6 +615,7 @@ static void conn_start(h2_listener_t *l, int fd) {
     if (l->conns) l->conns->prev = c;
     l->conns = c;
     l->nconns++;
+    if (l->hooks->open_count) (*l->hooks->open_count)++;
     c->unproven = 1;
     l->nunproven++;
     if (loop_add_fd(l->loop, fd, LOOP_READ, conn_on_io, c) != 0) {
@@ -650,6 +656,12 @@ static int evict_unproven(h2_listener_t *l) {
     return 1;
 }
 
+/* Connections counted against max_connections: the server's, or this
+ * listener's. */
+static size_t conns_open(const h2_listener_t *l) {
+    return l->hooks->open_count ? *l->hooks->open_count : l->nconns;
+}
+
 /* A connection past max_connections: h2c gets our SETTINGS and GOAWAY
  * ENHANCE_YOUR_CALM (a TLS one cannot be told anything before its
  * handshake), what it already sent is read, then it is closed. */
@@ -673,7 +685,7 @@ static void conn_refuse(h2_listener_t *l, int fd) {
     if (l->refused++ % 1000 == 0)
         log_warn("client connection refused: %zu open, the --max-client-connections limit (%" PRIu64
                  " refused so far)",
-                 l->nconns, l->refused);
+                 conns_open(l), l->refused);
 }
 
 static void listener_on_io(loop_t *loop, int fd, int events, void *arg) {
@@ -682,7 +694,7 @@ static void listener_on_io(loop_t *loop, int fd, int events, void *arg) {
         int cfd = accept4(l->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (cfd >= 0) {
             size_t max = l->hooks->max_connections;
-            int full = (max && l->nconns >= max) || l->nunproven >= MAX_HANDSHAKING;
+            int full = (max && conns_open(l) >= max) || l->nunproven >= MAX_HANDSHAKING;
             if (full && !evict_unproven(l)) {
                 conn_refuse(l, cfd);
                 continue;

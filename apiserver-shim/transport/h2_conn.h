@@ -42,12 +42,15 @@ typedef struct h2_conn_hooks {
     uint32_t initial_window_size;    /* per stream */
     int32_t connection_window_size;  /* whole connection */
     uint32_t max_header_list_size;
-    /* Connections open at once on one listener (any state); 0: no limit.
-     * Past it the oldest connection still in its handshake (TLS or client
-     * preface not yet complete) is closed to make room, else the new one is
-     * refused: h2c gets SETTINGS + GOAWAY ENHANCE_YOUR_CALM "too many client
-     * connections", TLS is closed. */
+    /* Connections open at once (any state); 0: no limit. Counted in
+     * *open_count if set, which every listener given these hooks keeps
+     * together (so the cap is the server's, over all its listeners), else
+     * per listener. Past it the oldest connection of the accepting listener
+     * still in its handshake (TLS or client preface not yet complete) is
+     * closed to make room, else the new one is refused: h2c gets SETTINGS +
+     * GOAWAY ENHANCE_YOUR_CALM "too many client connections", TLS is closed. */
     size_t max_connections;
+    size_t *open_count; /* optional; owned by the hooks' owner, loop thread only */
     /* Optional: HTTP/1.1 on this listener too. Then each connection is told
      * apart once (TLS ALPN "h2" / "http/1.1"; else whether its first bytes
      * are the HTTP/2 client preface) and an HTTP/1.1 one is handed over:
