@@ -4,8 +4,8 @@
 #   restart  load KEYS keys of 1 KiB (etcd's benchmark tool), stop the server,
 #            start it again and time until it answers a linearizable Get
 #            (RESTARTS times, each after a clean stop; the best and the median
-#            are reported, every time on stderr); RSS after the load, RSS
-#            after the restart, data dir size
+#            are reported, every time on stderr); RSS after the load (and its
+#            anonymous and mapped-file parts), RSS after the restart, data dir size
 #   conns    CONNS idle client connections (each answered one Get): server
 #            RSS before and with them, KiB per connection
 #   watchers WATCHERS watchers over STREAMS streams on one connection: server
@@ -62,6 +62,11 @@ build_go() {
 now_ms() { date +%s%3N; }
 rss_kb() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
 hwm_kb() { awk '/^VmHWM/ {print $2}' "/proc/$1/status"; }
+# VmRSS = RssAnon (what the process allocated: heaps, memtables, caches) +
+# RssFile (pages of files it maps that are in memory: clean page cache the
+# kernel can drop; LevelDB maps its tables, etcd its bbolt file).
+anon_kb() { awk '/^RssAnon/ {print $2}' "/proc/$1/status"; }
+file_kb() { awk '/^RssFile/ {print $2}' "/proc/$1/status"; }
 
 # start NAME BINARY [fresh|keep]: starts the server (PID); START_MS = ms until
 # it answered a linearizable Get.
@@ -109,6 +114,8 @@ row_restart() { # NAME BINARY
         --key-size 32 --val-size 1024 --key-space-size "$KEYS" --sequential-keys >"$TMP/$name-load.log" 2>&1
     R[$name,load_rss]=$(rss_kb "$PID")
     R[$name,load_hwm]=$(hwm_kb "$PID")
+    R[$name,load_anon]=$(anon_kb "$PID")
+    R[$name,load_file]=$(file_kb "$PID")
     stop
     local times=() i
     for i in $(seq "$RESTARTS"); do
@@ -210,6 +217,10 @@ for row in "${ROWS[@]}"; do
         b=kshimd-before
         line "RSS after loading $KEYS x 1 KiB (MB)" $((R[etcd,load_rss] / 1024)) $((R[kshimd,load_rss] / 1024)) \
             $((${R[$b,load_rss]:-0} / 1024))
+        line "- of it anonymous (RssAnon, MB)" $((R[etcd,load_anon] / 1024)) $((R[kshimd,load_anon] / 1024)) \
+            $((${R[$b,load_anon]:-0} / 1024))
+        line "- of it mapped files (RssFile, MB)" $((R[etcd,load_file] / 1024)) $((R[kshimd,load_file] / 1024)) \
+            $((${R[$b,load_file]:-0} / 1024))
         line "peak RSS during the load (MB)" $((R[etcd,load_hwm] / 1024)) $((R[kshimd,load_hwm] / 1024)) \
             $((${R[$b,load_hwm]:-0} / 1024))
         line "restart until a linearizable Get, best of $RESTARTS (ms)" "${R[etcd,restart_ms]}" \
