@@ -435,8 +435,8 @@ print("%.3f %.3f %.0f" % (p50, p99, 1e9 / j["mean"]))' <<< "$json" > "$FLOORF" |
 
 record_mem() { # TAG
   local tag=$1 pid=${SRV_PID[$1]}
-  printf '%s\t@rss\t%s\n%s\t@hwm\t%s\n%s\t@disk\t%s\n' \
-    "$tag" "$(proc_kb "$pid" VmRSS)" "$tag" "$(proc_kb "$pid" VmHWM)" \
+  printf '%s\t@rss\t%s\n%s\t@anon\t%s\n%s\t@hwm\t%s\n%s\t@disk\t%s\n' \
+    "$tag" "$(proc_kb "$pid" VmRSS)" "$tag" "$(proc_kb "$pid" RssAnon)" "$tag" "$(proc_kb "$pid" VmHWM)" \
     "$tag" "$(du_kb "${SRV_DATA[$tag]}")" >> "$MEMF"
 }
 
@@ -606,10 +606,11 @@ report_mem() { # ETCD-TAG KSHIMD-TAG SUFFIX: the memory / disk table
   local e=$1 k=$2 key label
   echo "| memory / disk$3 | etcd MB | kshimd MB | ratio |"
   echo "|---|---:|---:|---:|"
-  for key in @rss0 @rss @hwm @disk; do
+  for key in @rss0 @rss @anon @hwm @disk; do
     case $key in
       @rss0) label="RSS idle after start" ;;
       @rss) label="RSS after puts (VmRSS)" ;;
+      @anon) label="- of it anonymous (RssAnon; the rest is mapped file pages)" ;;
       @hwm) label="peak RSS so far (VmHWM)" ;;
       @disk) label="data dir after puts" ;;
     esac
