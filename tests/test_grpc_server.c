@@ -41,6 +41,7 @@
 
 static atomic_int g_cancels;
 static atomic_int g_later_send_rc = 99;
+static atomic_int g_later_calls; /* Later calls started */
 static atomic_int g_half_closes;
 static atomic_int g_server_errors; /* checks on the loop thread (no cmocka there) */
 
@@ -111,9 +112,10 @@ static void later_fire(loop_t *loop, void *arg) {
 }
 
 static void later_message(grpc_call_t *call, const uint8_t *msg, size_t len, void *ctx) {
+    g_later_calls++;
     grpc_call_ref(call);
     grpc_call_set_user(call, strdup("owned by the call"), free);
-    loop_timer_add(grpc_call_loop(call), 100, later_fire, call);
+    loop_timer_add(grpc_call_loop(call), 500, later_fire, call); /* the test closes well before */
 }
 
 /* Reader: the request repeated READER_REPEAT times, built on a reader
@@ -897,6 +899,23 @@ static void start_big(client_t *c, int n) {
     }
 }
 
+/* Sends what the client has queued until the server has started no new Big
+ * call for 500 ms (it stopped reading the connection, or read all of it);
+ * returns the calls started since before. A fixed wait is not enough: on a
+ * loaded machine it can end while the server is still reading. */
+static int big_calls_settled(client_t *c, int before) {
+    uint64_t deadline = now_ms() + 10000, since = now_ms();
+    int seen = g_big_calls;
+    while (now_ms() < deadline && now_ms() - since < 500) {
+        nghttp2_session_send(c->s);
+        if (g_big_calls != seen) {
+            seen = g_big_calls;
+            since = now_ms();
+        }
+    }
+    return seen - before;
+}
+
 /* Each Big call answers 1 MiB. A client that keeps opening calls but does not
  * read: once the server's output buffer is full it stops reading the
  * connection, so the later calls are not even started until the client
@@ -911,15 +930,11 @@ static void test_backpressure_stops_reading(void **state) {
     for (int i = 0; i < 5; i++) client_pump(c); /* SETTINGS exchanged */
     int before = g_big_calls;
     start_big(c, 30); /* 30 MiB: more than the socket buffers and ours */
-    uint64_t end = now_ms() + 500;
-    while (now_ms() < end) nghttp2_session_send(c->s);
-    int first = g_big_calls - before;
+    int first = big_calls_settled(c, before);
     assert_true(first > 0);
     start_big(c, 40);
-    end = now_ms() + 500;
-    while (now_ms() < end) nghttp2_session_send(c->s);
-    assert_int_equal(g_big_calls - before, first); /* nothing more was read */
-    end = now_ms() + 15000;
+    assert_int_equal(big_calls_settled(c, before), first); /* nothing more was read */
+    uint64_t end = now_ms() + 15000;
     int done = 0;
     while (done < 70 && !c->eof && now_ms() < end) {
         client_pump(c);
@@ -1069,12 +1084,17 @@ static void test_deferred_answer_and_closed_call(void **state) {
     stream_t *st = unary(c, "/test.Echo/Later", "q", 1);
     assert_echo_ok(st, "later", 5);
     assert_int_equal(g_later_send_rc, 0);
-    /* The client leaves before the answer: sending is a no-op returning -1. */
+    /* The client leaves before the answer: sending is a no-op returning -1.
+     * It leaves once the server started the call: a close with unread data
+     * is a TCP reset, which may drop the request unread. */
+    int started = g_later_calls;
     st = start_call(c, "/test.Echo/Later", NULL, NULL);
     stream_write_msg(c, st, "q", 1, 1);
-    for (int i = 0; i < 3; i++) client_pump(c);
+    uint64_t end = now_ms() + 5000;
+    while (g_later_calls == started && !c->eof && now_ms() < end) client_pump(c);
+    assert_int_equal(g_later_calls, started + 1);
     client_free(c);
-    uint64_t end = now_ms() + 3000;
+    end = now_ms() + 3000;
     while (g_later_send_rc != -1 && now_ms() < end) usleep(1000);
     assert_int_equal(g_later_send_rc, -1);
 }
