@@ -19,7 +19,7 @@
  *                  and answers it.
  * A client hears "OK" only after its entry is durable in the WAL and applied,
  * so an acknowledged write is never lost, and every later read waits until
- * the store holds it (server_wait_written).
+ * the store holds it (server_when_written).
  * Also here: the loop's housekeeping timers (request expiry, fail-stop
  * watch, TLS reload, the heap trim).
  */

@@ -17,7 +17,7 @@
  *   back on loop : deliver_results() finds each waiting call by request id
  *                  and answers it (a physical Compact through the
  *                  wait_physical hook svc_kv sets). Reads that must see
- *                  every answered write wait in server_wait_written's list
+ *                  every answered write wait in server_when_written's list
  *                  until the apply thread says the group is written.
  * Also: the configuration defaults, etcd's member and cluster ids, and the
  * helpers the services answer calls with (server_internal.h).
@@ -206,14 +206,6 @@ typedef struct applied_batch {
     applied_result_t results[];
 } applied_batch_t;
 
-/* A read waiting until the store holds every answered write. */
-typedef struct written_waiter {
-    struct written_waiter *next;
-    uint64_t index; /* runs once written_index reaches it */
-    server_written_fn fn;
-    void *arg;
-} written_waiter_t;
-
 void server_propose(server_t *s, grpc_call_t *call, Kshim__InternalRequest *req) {
     server_propose_as(s, call, req, "", 0);
 }
@@ -267,11 +259,12 @@ void server_propose_as(server_t *s, grpc_call_t *call, Kshim__InternalRequest *r
     }
 }
 
-int server_wait_written(server_t *s, server_written_fn fn, void *arg) {
-    if (atomic_load(&s->written_index) >= s->answered_index) return 0;
-    written_waiter_t *w = malloc(sizeof *w);
-    if (!w) return -1;
-    *w = (written_waiter_t){NULL, s->answered_index, fn, arg};
+int server_when_written(server_t *s, server_written_wait_t *w, server_written_fn fn, void *arg) {
+    if (atomic_load(&s->written_index) >= s->answered_index) {
+        fn(s, arg, 1);
+        return 0;
+    }
+    *w = (server_written_wait_t){NULL, s->answered_index, fn, arg};
     if (s->written_tail)
         s->written_tail->next = w;
     else
@@ -284,11 +277,10 @@ int server_wait_written(server_t *s, server_written_fn fn, void *arg) {
 static void run_written(server_t *s, int ok) {
     uint64_t written = atomic_load(&s->written_index);
     while (s->written_head && (!ok || s->written_head->index <= written)) {
-        written_waiter_t *w = s->written_head;
+        server_written_wait_t *w = s->written_head;
         s->written_head = w->next;
         if (!s->written_head) s->written_tail = NULL;
-        w->fn(s, w->arg, ok);
-        free(w);
+        w->fn(s, w->arg, ok); /* may free w */
     }
 }
 
@@ -338,7 +330,7 @@ static void free_results(applied_batch_t *batch) {
 
 /* An entry whose answer may go out before its write group is in LevelDB:
  * none, or a KV write. Its effects are seen only through the store, and
- * every read of the store waits for them (server_wait_written). Lease,
+ * every read of the store waits for them (server_when_written). Lease,
  * auth, membership, compaction and alarm entries change state that other
  * calls read without that wait: they are answered after the write. */
 static int answer_before_write(const raft_entry_t *e, const Kshim__InternalRequest *req) {
@@ -400,7 +392,7 @@ static int apply_entry(server_t *s, const raft_entry_t *e, const kv_header_info_
  * in this member's Raft WAL (raft/node.c applies nothing unsynced), so an
  * answer given before the write survives a crash: the restart replays the
  * WAL from the stored applied index. No watch event is published before the
- * write returned, and reads of the store wait for it (server_wait_written).
+ * write returned, and reads of the store wait for it (server_when_written).
  * Any storage error, or an entry that does not decode, stops applying
  * (fail-stop): the group is dropped unwritten, the member exits and replays
  * from the stored applied index. */

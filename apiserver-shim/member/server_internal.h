@@ -120,13 +120,13 @@ struct server {
      * NULL once started. Loop thread; 0, or -1 (logged; the member stops). */
     int (*on_published)(server_t *s);
     struct server_snapshot *snapshot; /* receive state of Raft snapshots (member/snapshot.c) */
-    /* Answers before the write (member.c, server_wait_written): the last
+    /* Answers before the write (member.c, server_when_written): the last
      * entry whose write group LevelDB holds (apply thread), the last entry
      * answered before that (loop thread), and the reads waiting for it. */
     _Atomic uint64_t written_index;
     uint64_t answered_index;
     _Atomic int64_t answered_rev; /* the store revision after the last batch answered before its write */
-    struct written_waiter *written_head, *written_tail;
+    struct server_written_wait *written_head, *written_tail;
 };
 
 /* Header fields for responses produced on the loop thread. */
@@ -265,11 +265,20 @@ void server_forward_register(server_t *s);
  * durable in the Raft WAL, before its write group reaches LevelDB
  * (server_apply): a read of the store that must see every write answered
  * so far (linearizable on a single voter, read-your-writes on any member)
- * asks first. 0: everything answered is in the store, read now. 1: fn(s,
- * arg, 1) runs on the loop once it is, or fn(s, arg, 0) at shutdown (then
- * the callee only releases what arg holds). -1: out of memory. */
+ * starts from server_when_written. It runs fn(s, arg, 1) at once if the
+ * store holds everything answered (returns 0), else queues w (returns 1):
+ * then fn(s, arg, 1) runs on the loop once the store holds it, or fn(s,
+ * arg, 0) at shutdown (the callee then only releases what arg holds). w
+ * lives in the caller's job, so waiting allocates nothing and cannot fail;
+ * it must stay put until fn ran. */
 typedef void (*server_written_fn)(server_t *s, void *arg, int ok);
-int server_wait_written(server_t *s, server_written_fn fn, void *arg);
+typedef struct server_written_wait {
+    struct server_written_wait *next;
+    uint64_t index; /* fn runs once written_index reaches it */
+    server_written_fn fn;
+    void *arg;
+} server_written_wait_t;
+int server_when_written(server_t *s, server_written_wait_t *w, server_written_fn fn, void *arg);
 /* At shutdown, after Raft stopped: every waiter gets fn(s, arg, 0). */
 void server_written_stop(server_t *s);
 /* The revision a client may have heard of: the store's, or the revision of

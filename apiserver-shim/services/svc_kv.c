@@ -14,7 +14,7 @@
  * pool's bound a read gets etcd's "etcdserver: too many requests". On a
  * single voter this is linearizable: a write is acknowledged only after it
  * is applied, and a read starts only once the store holds every write
- * answered before it (server_wait_written: a KV write is answered before
+ * answered before it (server_when_written: a KV write is answered before
  * its write group is in LevelDB), so every read submitted after an
  * acknowledgement sees it; a serializable read on any member likewise sees
  * the writes this member answered. A
@@ -63,7 +63,8 @@ typedef struct kv_read {
     Etcdserverpb__TxnRequest *txn;
     kv_header_info_t hdr;
     kv_result_t res;
-    struct kv_read *next_wait; /* waiting for its read index (svc_kv.waiting) */
+    struct kv_read *next_wait;     /* waiting for its read index (svc_kv.waiting) */
+    server_written_wait_t written; /* waiting for the store (server_when_written) */
     uint64_t rctx;
     int cancelled; /* the client went away (kv_read_cancel): answer nothing */
 } kv_read_t;
@@ -167,16 +168,8 @@ static void submit_read(server_t *s, grpc_call_t *call, Etcdserverpb__RangeReque
         wait_read_index(s, r); /* read_ready comes after the read index is applied and written */
         return;
     }
-    grpc_call_ref(call);
-    int w = server_wait_written(s, read_after_written, r);
-    if (w == 1) return; /* read_after_written has the reference */
-    grpc_call_unref(call);
-    if (w < 0) {
-        grpc_call_finish(call, GRPC_RESOURCE_EXHAUSTED, "etcdserver: out of memory");
-        read_free(r);
-        return;
-    }
-    start_read(s, r);
+    grpc_call_ref(call); /* read_after_written's */
+    server_when_written(s, &r->written, read_after_written, r);
 }
 
 /* The store holds every write answered before the read came (ok), or the

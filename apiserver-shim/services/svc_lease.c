@@ -285,7 +285,8 @@ typedef struct scan_job {
     server_t *s;
     grpc_call_t *call; /* referenced */
     int64_t id;
-    int rc; /* MVCC_OK or the scan's error */
+    int rc;                        /* MVCC_OK or the scan's error */
+    server_written_wait_t written; /* waiting for the store (server_when_written) */
     key_list_t keys;
     void (*finish)(struct scan_job *j); /* loop thread, call open, scan done */
     /* Revoke */
@@ -338,20 +339,12 @@ static void scan_after_written(server_t *s, void *arg, int ok) {
 
 /* Scans the lease's keys on a reader, once the store holds every write
  * answered so far (a Put or DeleteRange attaching or detaching a key is
- * answered before its write group is in LevelDB: server_wait_written). */
+ * answered before its write group is in LevelDB: server_when_written). */
 static void scan_submit(scan_job_t *j) {
     j->job.run = scan_run;
     j->job.done = scan_done;
-    grpc_call_ref(j->call);
-    int w = server_wait_written(j->s, scan_after_written, j);
-    if (w == 1) return;
-    if (w < 0) {
-        grpc_call_finish(j->call, GRPC_RESOURCE_EXHAUSTED, "etcdserver: out of memory");
-        grpc_call_unref(j->call);
-        scan_free(j);
-        return;
-    }
-    scan_start(j);
+    grpc_call_ref(j->call); /* scan_start's, or released by scan_after_written */
+    server_when_written(j->s, &j->written, scan_after_written, j);
 }
 
 /* The call's reference is held (scan_submit). */

@@ -154,6 +154,7 @@ typedef struct hash_job {
     int64_t cur_rev, compact_rev;
     int rc;
     kv_header_info_t hdr;
+    server_written_wait_t written; /* waiting for the store (server_when_written) */
 } hash_job_t;
 
 static void hash_run(reader_job_t *job) {
@@ -229,16 +230,8 @@ static void submit_hash(server_t *s, grpc_call_t *call, int kv, int64_t rev) {
     j->kv = kv;
     j->rev = rev;
     server_header_info(s, &j->hdr);
-    grpc_call_ref(call);
-    int w = server_wait_written(s, hash_after_written, j);
-    if (w == 1) return;
-    if (w < 0) {
-        grpc_call_finish(call, GRPC_RESOURCE_EXHAUSTED, "etcdserver: out of memory");
-        grpc_call_unref(call);
-        free(j);
-        return;
-    }
-    start_hash(j);
+    grpc_call_ref(call); /* start_hash's, or released by hash_after_written */
+    server_when_written(s, &j->written, hash_after_written, j);
 }
 
 /* The store holds every write answered before the hash was asked for (a

@@ -61,7 +61,7 @@ typedef struct snap_job {
     wc_Sha256 sha;
     loop_timer_t *timer;
     int sha_live;
-    uint64_t need_written;        /* the last entry answered when the call came (server_wait_written) */
+    uint64_t need_written;        /* the last entry answered when the call came (server_when_written) */
     struct snap_job *prev, *next; /* in jobs */
 } snap_job_t;
 
