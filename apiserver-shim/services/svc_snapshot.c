@@ -6,9 +6,10 @@
  * then one last response whose blob is the SHA-256 of every byte sent
  * (`snapshot restore` checks it).
  *
- * A worker thread (at most MAX_WORKERS at once; more are refused
- * "etcdserver: too many requests") writes the database from one LevelDB
- * snapshot into an unlinked temporary file under <data-dir>/member (never
+ * A worker thread (at most MAX_WORKERS at once, counting calls still
+ * waiting for one; more are refused "etcdserver: too many requests"),
+ * started once the store holds every write answered before the call
+ * (server_when_written), writes the database from one LevelDB snapshot into an unlinked temporary file under <data-dir>/member (never
  * the whole database in memory), then hands the file back to the loop with
  * loop_post. The loop streams it: preads a chunk, hashes it and queues it
  * while the call has less than HIGH_WATER bytes queued; past that a timer
@@ -39,7 +40,8 @@
 #define DRAIN_POLL_MS 5
 #define MAX_WORKERS 2
 
-static atomic_int workers;
+static atomic_int workers;  /* jobs from their call to their worker's end (MAX_WORKERS) */
+static atomic_int waiting;  /* of them, still waiting for the store (no thread yet) */
 static atomic_int stopping; /* svc_snapshot_stop: workers give up writing */
 /* Every job from its call to its end, so that svc_snapshot_stop can drop
  * those the stopped loop will never finish (posted and not run, streaming,
@@ -61,24 +63,13 @@ typedef struct snap_job {
     wc_Sha256 sha;
     loop_timer_t *timer;
     int sha_live;
-    uint64_t need_written;        /* the last entry answered when the call came (server_when_written) */
+    /* loop: before the worker, until the store holds every write answered
+     * before the call (a KV write is answered before its write group is in
+     * LevelDB: at most one group's sync) */
+    server_written_wait_t written;
+    int is_waiting;               /* counted in waiting; svc_snapshot_stop leaves it to server_written_stop */
     struct snap_job *prev, *next; /* in jobs */
 } snap_job_t;
-
-/* Worker: waits until the store holds every write answered before the call
- * (a KV write is answered before its write group is in LevelDB: at most one
- * group's sync), up to etcd's request timeout; 0, or -1 with j->err. */
-static int wait_answered_written(snap_job_t *j) {
-    for (int ms = 0; atomic_load(&j->s->written_index) < j->need_written; ms++) {
-        if (ms >= 7000 || atomic_load(&stopping) || atomic_load(&j->s->apply_failed)) {
-            snprintf(j->err, sizeof j->err,
-                     "the store did not take in the writes answered before the snapshot");
-            return -1;
-        }
-        usleep(1000);
-    }
-    return 0;
-}
 
 static void job_free(snap_job_t *j) {
     pthread_mutex_lock(&jobs_mu);
@@ -181,8 +172,7 @@ static void *job_thread(void *arg) {
                            .n_peer_urls = s->n_peer_urls,
                            .client_urls = s->cfg->advertise_client_urls,
                            .n_client_urls = s->cfg->n_advertise_client_urls};
-    j->rc = wait_answered_written(j);
-    if (j->rc == 0) j->rc = etcd_db_write(s->mvcc, &mb, job_sink, &j->fd, &j->st, j->err, sizeof j->err);
+    j->rc = etcd_db_write(s->mvcc, &mb, job_sink, &j->fd, &j->st, j->err, sizeof j->err);
     (void)loop_post(j->loop, job_ready, j); /* refused: stopping, svc_snapshot_stop frees j */
     atomic_fetch_sub(&workers, 1);
     return NULL;
@@ -197,6 +187,8 @@ static int temp_file(server_t *s) {
     if (fd >= 0) unlink(path);
     return fd;
 }
+
+static void start_worker(server_t *s, void *arg, int ok);
 
 static void snapshot_call(grpc_call_t *call, const uint8_t *msg, size_t len, void *ctx) {
     server_t *s = ctx;
@@ -231,13 +223,29 @@ static void snapshot_call(grpc_call_t *call, const uint8_t *msg, size_t len, voi
     j->loop = s->loop;
     j->call = call;
     j->fd = fd;
-    j->need_written = s->answered_index;
     grpc_call_ref(call);
     pthread_mutex_lock(&jobs_mu);
     j->next = jobs;
     if (jobs) jobs->prev = j;
     jobs = j;
     pthread_mutex_unlock(&jobs_mu);
+    j->is_waiting = 1;
+    atomic_fetch_add(&waiting, 1);
+    server_when_written(s, &j->written, start_worker, j);
+}
+
+/* Loop: the store holds every write answered before the call (ok), or the
+ * member is stopping (after svc_snapshot_stop). */
+static void start_worker(server_t *s, void *arg, int ok) {
+    (void)s;
+    snap_job_t *j = arg;
+    j->is_waiting = 0;
+    atomic_fetch_sub(&waiting, 1);
+    if (!ok || grpc_call_is_closed(j->call)) {
+        atomic_fetch_sub(&workers, 1);
+        job_free(j);
+        return;
+    }
     pthread_attr_t attr;
     pthread_attr_init(&attr);
     pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
@@ -246,7 +254,7 @@ static void snapshot_call(grpc_call_t *call, const uint8_t *msg, size_t len, voi
     pthread_attr_destroy(&attr);
     if (rc != 0) {
         atomic_fetch_sub(&workers, 1);
-        grpc_call_finish(call, GRPC_INTERNAL, "kshim: cannot start the snapshot thread");
+        grpc_call_finish(j->call, GRPC_INTERNAL, "kshim: cannot start the snapshot thread");
         job_free(j);
     }
 }
@@ -264,10 +272,13 @@ void svc_snapshot_register(server_t *s) {
 
 void svc_snapshot_stop(server_t *s) {
     atomic_store(&stopping, 1);
-    while (atomic_load(&workers) > 0) usleep(10000); /* each stops at its next page */
+    /* each worker stops at its next page; a job still waiting for the
+     * store has none, and server_written_stop (next) ends it */
+    while (atomic_load(&workers) > atomic_load(&waiting)) usleep(10000);
     for (;;) {
         pthread_mutex_lock(&jobs_mu);
         snap_job_t *j = jobs;
+        while (j && j->is_waiting) j = j->next;
         pthread_mutex_unlock(&jobs_mu);
         if (!j) break;
         if (j->timer) loop_timer_cancel(s->loop, j->timer);
