@@ -26,7 +26,8 @@ enum { REC_ENTRY = 1, REC_HARD_STATE = 2, REC_BASE = 3, REC_SNAPSHOT = 4 };
 #define ENTRY_FIXED 17u /* term, index, type */
 #define MAX_RECORD_LEN (1u << 30)
 #define SEGMENT_HEAD_BYTES (2 * REC_HEADER + 16 + 24) /* BASE + HARD_STATE (+ SNAPSHOT, if any) */
-#define SNAP_FIXED 24u                                /* index, term, u32 n_voters, u32 n_learners */
+#define BUF_KEEP (1u << 20) /* an encode buffer grown past this by a burst is freed after its write */
+#define SNAP_FIXED 24u      /* index, term, u32 n_voters, u32 n_learners */
 #define SNAP_MAX (SNAP_FIXED + 8u * RAFT_MAX_MEMBERS)
 
 typedef struct wal_segment {
@@ -908,6 +909,11 @@ int wal_write(wal_t *w) {
     }
     count_written(w, w->buf_len);
     w->buf_len = 0;
+    if (w->buf_cap > BUF_KEEP) {
+        free(w->buf);
+        w->buf = NULL;
+        w->buf_cap = 0;
+    }
     w->buf_max_index = 0;
     w->buf_has_entries = 0;
     w->buf_has_hs = 0;
