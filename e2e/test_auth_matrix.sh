@@ -192,6 +192,10 @@ for side in ref tgt; do
         "$ETCDCTL" --endpoints "127.0.0.1:$port" --user ro:ropw get /x 2>&1 | sed 's/^{.*"error":/error:/' || true
         "$PY" "$E2E_DIR/auth_matrix_client.py" "127.0.0.1:$port" --jwt 2>&1 | head -1 || true
     } >"$E2E_TMP/$side/jwtcert.txt"
+    # A 1 s token can expire between etcdctl's Authenticate and its request
+    # on a slow (sanitizer) build: clientv3 then authenticates again and logs
+    # this warning before the same outcome, so it is not part of the answer.
+    sed -i '/"msg":"retrying of unary invoker failed"/d' "$E2E_TMP/$side/jwtcert.txt"
 done
 diff_files "JWT with a certificate as pub-key" "$E2E_TMP/ref/jwtcert.txt" "$E2E_TMP/tgt/jwtcert.txt"
 grep -q '^jwt segments=3 claims=exp,revision,username username=root' "$E2E_TMP/tgt/jwtcert.txt" &&
