@@ -162,8 +162,7 @@ static void submit_read(server_t *s, grpc_call_t *call, Etcdserverpb__RangeReque
     r->s = s;
     r->call = call;
     r->range = range;
-    r->txn = txn;
-    server_header_info(s, &r->hdr);
+    r->txn = txn; /* r->hdr: filled when the read starts (read_after_written, read_ready) */
     if (s->peer && s->readers && !read_is_serializable(range, txn)) {
         wait_read_index(s, r); /* read_ready comes after the read index is applied and written */
         return;

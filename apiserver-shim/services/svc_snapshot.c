@@ -9,8 +9,9 @@
  * A worker thread (at most MAX_WORKERS at once, counting calls still
  * waiting for one; more are refused "etcdserver: too many requests"),
  * started once the store holds every write answered before the call
- * (server_when_written), writes the database from one LevelDB snapshot into an unlinked temporary file under <data-dir>/member (never
- * the whole database in memory), then hands the file back to the loop with
+ * (server_when_written), writes the database from one LevelDB snapshot
+ * into an unlinked temporary file under <data-dir>/member (never the whole
+ * database in memory), then hands the file back to the loop with
  * loop_post. The loop streams it: preads a chunk, hashes it and queues it
  * while the call has less than HIGH_WATER bytes queued; past that a timer
  * polls until the client read them. The job owns the fd and a call ref.
@@ -273,7 +274,7 @@ void svc_snapshot_register(server_t *s) {
 void svc_snapshot_stop(server_t *s) {
     atomic_store(&stopping, 1);
     /* each worker stops at its next page; a job still waiting for the
-     * store has none, and server_written_stop (next) ends it */
+     * store has none, and server_written_stop (later in shutdown) ends it */
     while (atomic_load(&workers) > atomic_load(&waiting)) usleep(10000);
     for (;;) {
         pthread_mutex_lock(&jobs_mu);
