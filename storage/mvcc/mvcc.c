@@ -58,6 +58,7 @@
 #include <sys/stat.h>
 #include <time.h>
 
+#include "live_filter.h"
 #include "mvcc_compact.h"
 #include "mvcc_internal.h"
 #include "mvcc_keys.h"
@@ -125,6 +126,7 @@ struct mvcc {
     mvcc_meta_t meta; /* apply thread's copy, incl. the group */
     int64_t keys;     /* its live-key count ('l' entries), -1 = not known (the loaders) */
     mvcc_group_t grp;
+    live_filter_t *live;         /* keys that may be alive (live_filter.h); NULL: none */
     failpoint_t fp_read;         /* mvcc_read_error */
     failpoint_t fp_put_corrupt;  /* mvcc_put_corrupt */
     mvcc_compactor_t *compactor; /* physical compaction, its own thread */
@@ -503,6 +505,7 @@ int mvcc_open(const char *dir, const mvcc_options_t *opts, mvcc_t **out, char *e
     m->wo_sync = leveldb_writeoptions_create();
     leveldb_writeoptions_set_sync(m->wo_sync, 1);
     kv_arena_init(&m->grp.arena);
+    m->live = live_filter_new();
     pthread_mutex_init(&m->gate_mu, NULL);
     pthread_cond_init(&m->gate_cv, NULL);
     failpoint_arm(&m->fp_read, failpoint_parse(getenv(FAILPOINTS_ENV), "mvcc_read_error"));
@@ -598,6 +601,7 @@ static void db_flush(mvcc_t *m) { leveldb_compact_range(m->db, FLUSH_KEY, 5, FLU
  * the memtable into a table first, for the next open). */
 static void db_close(mvcc_t *m, int flush) {
     group_iter_drop(m);                 /* LevelDB's iterators go before the database */
+    live_filter_drop(m->live);          /* and the filter's builder, which reads it */
     mvcc_compactor_close(m->compactor); /* before the database it writes */
     m->compactor = NULL;
     if (m->db && flush) db_flush(m);
@@ -610,6 +614,7 @@ static void group_reset(mvcc_t *m);
 void mvcc_close(mvcc_t *m) {
     if (!m) return;
     db_close(m, 1);
+    live_filter_free(m->live);
     group_reset(m);
     if (m->grp.wb) leveldb_writebatch_destroy(m->grp.wb);
     kv_arena_free(&m->grp.arena);
@@ -886,6 +891,9 @@ void mvcc_txn_count_end(mvcc_txn_t *t) {
     t->put_bytes = 0;
 }
 
+void mvcc_live_filter_stats(mvcc_t *m, live_filter_stats_t *out) { live_filter_stats(m->live, out); }
+void mvcc_live_filter_wait(mvcc_t *m) { live_filter_wait_build(m->live); }
+
 void mvcc_stats(mvcc_t *m, mvcc_stats_t *out) {
     out->ranges = atomic_load_explicit(&m->n_ranges, memory_order_relaxed);
     out->puts = atomic_load_explicit(&m->n_puts, memory_order_relaxed);
@@ -974,6 +982,15 @@ static uint8_t *keybuf_reserve(keybuf_t *b, size_t n) {
  * small entry per live key, no values), through the txn's snapshot. Exact for
  * the snapshot's current revision only; ranges, not single keys. Returns -1
  * on a LevelDB error. */
+/* 0 when the live-key filter says a single-key read of a write txn at
+ * LevelDB's newest revision finds nothing (the key has not been alive since
+ * the filter's snapshot: live_filter.h), so db_range need not seek. Off
+ * while the read failpoint is armed, so that every read it counts happens. */
+static int live_may_be_alive(mvcc_txn_t *t, const mvcc_range_t *r, int64_t rev) {
+    if (!t->wb || rev != txn_db_rev(t) || mvcc_read_error_armed(t->m)) return 1;
+    return live_filter_may_be_live(t->m->live, r->key, r->key_len);
+}
+
 static int64_t live_count(mvcc_txn_t *t, const mvcc_range_t *r) {
     leveldb_iterator_t *it = txn_iter(t, txn_ro(t));
     if (!it) return -1;
@@ -1005,6 +1022,10 @@ static int64_t live_count(mvcc_txn_t *t, const mvcc_range_t *r) {
 
 static int db_range(mvcc_txn_t *t, const mvcc_range_t *r, int64_t rev, int64_t limit, int count_only,
                     mvcc_kv_list_t *out, int64_t *count) {
+    if (r->kind == MVCC_RANGE_SINGLE && !live_may_be_alive(t, r, rev)) {
+        *count = 0;
+        return MVCC_OK;
+    }
     /* At the current revision the count comes from the live-key index, so a
      * limited or count-only read never walks the values of the whole range. */
     int64_t live = -1;
@@ -1344,6 +1365,7 @@ int mvcc_txn_put(mvcc_txn_t *t, const uint8_t *key, size_t key_len, const uint8_
     const Mvccpb__KeyValue *prev = NULL;
     int rc = txn_get(t, key, key_len, &prev);
     if (rc != MVCC_OK) return rc;
+    live_filter_add(t->m->live, key, key_len, prev == NULL);
     Mvccpb__KeyValue *kv = kv_arena_alloc(t->arena, sizeof(*kv));
     mvccpb__key_value__init(kv);
     kv->key.data = kv_arena_dup(t->arena, key, key_len);
@@ -1449,7 +1471,13 @@ static void group_add(mvcc_t *m, const mvcc_txn_t *t, int64_t rev) {
     }
 }
 
-void mvcc_group_begin(mvcc_t *m) { m->grp.active = 1; }
+/* A group boundary: everything applied so far is in LevelDB, so the
+ * live-key filter may start a build here (live_filter.h). */
+void mvcc_group_begin(mvcc_t *m) {
+    assert(!m->grp.entries);
+    if (m->db) live_filter_tick(m->live, m->db, m->keys);
+    m->grp.active = 1;
+}
 
 int mvcc_group_flush(mvcc_t *m) {
     mvcc_group_t *g = &m->grp;
@@ -1614,7 +1642,10 @@ int mvcc_internal_meta_read(mvcc_t *m, const leveldb_readoptions_t *ro, mvcc_met
     return meta_read(m->db, ro, mt);
 }
 
+void mvcc_internal_live_drop(mvcc_t *m) { live_filter_drop(m->live); }
+
 int mvcc_internal_write_meta(mvcc_t *m, const mvcc_meta_t *mt) {
+    live_filter_drop(m->live); /* the loaders' keys did not pass mvcc_txn_put */
     leveldb_writebatch_t *wb = leveldb_writebatch_create();
     meta_put(wb, mt, m->keys);
     int rc = db_write(m, wb, 1);
@@ -1626,6 +1657,7 @@ int mvcc_internal_write_meta(mvcc_t *m, const mvcc_meta_t *mt) {
 }
 
 int mvcc_internal_write_with_meta(mvcc_t *m, leveldb_writebatch_t *wb, const mvcc_meta_t *mt, int sync) {
+    live_filter_drop(m->live); /* the importer's keys did not pass mvcc_txn_put */
     meta_put(wb, mt, m->keys);
     int rc = db_write(m, wb, sync);
     if (rc != MVCC_OK) return rc;

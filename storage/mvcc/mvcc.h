@@ -29,6 +29,7 @@
 #include "kv.pb-c.h"
 #include "kv_arena.h"
 #include "latency_hist.h"
+#include "live_filter.h"
 
 typedef struct mvcc mvcc_t;
 
@@ -78,6 +79,11 @@ typedef struct mvcc_stats {
     lat_hist_snapshot_t commit;
 } mvcc_stats_t;
 void mvcc_stats(mvcc_t *m, mvcc_stats_t *out);
+/* The live-key filter (live_filter.h): whether it answers, and the
+ * single-key reads of write txns it answered without LevelDB. */
+void mvcc_live_filter_stats(mvcc_t *m, live_filter_stats_t *out);
+/* Tests: waits for a running build of it (the next group takes it). */
+void mvcc_live_filter_wait(mvcc_t *m);
 /* Make everything applied so far durable (LevelDB sync write); returns the
  * applied index it covers, or 0 on error. Apply thread only. Every write is
  * synced already; this writes a pending group and the metadata once more. */

@@ -191,6 +191,7 @@ int mvcc_load_begin(mvcc_t *m, mvcc_load_t **out) {
     if (!l) return MVCC_ERR_IO;
     l->m = m;
     l->wb = leveldb_writebatch_create();
+    mvcc_internal_live_drop(m);
     *out = l;
     return MVCC_OK;
 }

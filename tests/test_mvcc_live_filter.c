@@ -1,0 +1,439 @@
+/*
+ * test_mvcc_live_filter.c: the live-key filter (storage/mvcc/key_filter.c,
+ * live_filter.c) that lets a write txn skip LevelDB's seek for a key that
+ * was never alive. The Bloom filter itself: no false negatives (also with
+ * two threads adding), few false positives. Then the store, applying in
+ * write groups as the apply thread does: a put of a new key is answered by
+ * the filter, while every version and create revision stays what etcd
+ * gives (checked against a model through random puts, deletes and reopens,
+ * each reopen building the filter again from the 'l' space, with puts
+ * while that build runs); keys with 00 bytes survive the scan's unescaping;
+ * a filter over its size is rebuilt larger; the loaders drop it; and with
+ * the read failpoint armed it steps aside so the counted reads happen.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <pthread.h>
+
+#include <cmocka.h>
+
+#include "key_filter.h"
+#include "kv.h"
+#include "mvcc.h"
+
+/* ---- the Bloom filter ---- */
+
+static void key_of(uint64_t i, uint8_t out[24], size_t *n) {
+    *n = (size_t)snprintf((char *)out, 24, "/registry/k%llu", (unsigned long long)i);
+}
+
+static void test_bloom_no_false_negatives(void **state) {
+    (void)state;
+    key_filter_t *f = key_filter_new(100000);
+    assert_non_null(f);
+    assert_true(key_filter_capacity(f) >= 100000);
+    uint8_t k[24];
+    size_t n;
+    for (uint64_t i = 0; i < 100000; i++) {
+        key_of(i, k, &n);
+        key_filter_add(f, key_filter_hash(k, n));
+    }
+    for (uint64_t i = 0; i < 100000; i++) {
+        key_of(i, k, &n);
+        assert_true(key_filter_may_contain(f, key_filter_hash(k, n)));
+    }
+    unsigned fp = 0;
+    for (uint64_t i = 100000; i < 200000; i++) {
+        key_of(i, k, &n);
+        fp += (unsigned)key_filter_may_contain(f, key_filter_hash(k, n));
+    }
+    printf("false positives at capacity: %u of 100000\n", fp);
+    assert_true(fp < 1000); /* under 1% */
+    key_filter_free(f);
+}
+
+typedef struct adder {
+    key_filter_t *f;
+    uint64_t from, to;
+} adder_t;
+
+static void *adder_main(void *p) {
+    adder_t *a = p;
+    uint8_t k[24];
+    size_t n;
+    for (uint64_t i = a->from; i < a->to; i++) {
+        key_of(i, k, &n);
+        key_filter_add(a->f, key_filter_hash(k, n));
+    }
+    return NULL;
+}
+
+static void test_bloom_concurrent_adds(void **state) {
+    (void)state;
+    key_filter_t *f = key_filter_new(1000); /* small: the two threads share words */
+    adder_t a = {f, 0, 50000}, b = {f, 50000, 100000};
+    pthread_t ta, tb;
+    assert_int_equal(pthread_create(&ta, NULL, adder_main, &a), 0);
+    assert_int_equal(pthread_create(&tb, NULL, adder_main, &b), 0);
+    pthread_join(ta, NULL);
+    pthread_join(tb, NULL);
+    uint8_t k[24];
+    size_t n;
+    for (uint64_t i = 0; i < 100000; i++) {
+        key_of(i, k, &n);
+        assert_true(key_filter_may_contain(f, key_filter_hash(k, n)));
+    }
+    assert_int_equal(key_filter_hash((const uint8_t *)"", 0), key_filter_hash((const uint8_t *)"x", 0));
+    assert_int_not_equal(key_filter_hash((const uint8_t *)"a\0", 2), key_filter_hash((const uint8_t *)"a", 1));
+    key_filter_free(f);
+}
+
+/* ---- the store ---- */
+
+typedef struct fx {
+    char dir[256];
+    mvcc_t *m;
+    uint64_t index;
+} fx_t;
+
+static void fx_open(fx_t *f) {
+    char err[256];
+    assert_int_equal(mvcc_open(f->dir, NULL, &f->m, err, sizeof(err)), 0);
+}
+
+static int setup(void **state) {
+    fx_t *f = calloc(1, sizeof(*f));
+    const char *base = getenv("KSHIM_TEST_TMP");
+    if (!base) base = "/tmp";
+    char cmd[300];
+    snprintf(cmd, sizeof(cmd), "mkdir -p %s", base);
+    assert_int_equal(system(cmd), 0);
+    snprintf(f->dir, sizeof(f->dir), "%s/livefilter-XXXXXX", base);
+    assert_non_null(mkdtemp(f->dir));
+    fx_open(f);
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state) {
+    fx_t *f = *state;
+    mvcc_close(f->m);
+    char cmd[300];
+    snprintf(cmd, sizeof(cmd), "rm -rf %s", f->dir);
+    assert_int_equal(system(cmd), 0);
+    free(f);
+    return 0;
+}
+
+static ProtobufCBinaryData BN(const void *s, size_t n) {
+    ProtobufCBinaryData b = {n, (uint8_t *)s};
+    return b;
+}
+
+static void apply(fx_t *f, Kshim__InternalRequest *ir) {
+    kv_result_t res;
+    assert_int_equal(kv_apply(f->m, ++f->index, ir, NULL, &res), 0);
+    assert_int_equal(res.code, 0);
+    kv_result_clear(&res);
+}
+
+static void put(fx_t *f, const void *k, size_t kn) {
+    Etcdserverpb__PutRequest p = ETCDSERVERPB__PUT_REQUEST__INIT;
+    p.key = BN(k, kn);
+    p.value = BN("v", 1);
+    Kshim__InternalRequest ir = KSHIM__INTERNAL_REQUEST__INIT;
+    ir.put = &p;
+    apply(f, &ir);
+}
+
+static void del(fx_t *f, const void *k, size_t kn) {
+    Etcdserverpb__DeleteRangeRequest d = ETCDSERVERPB__DELETE_RANGE_REQUEST__INIT;
+    d.key = BN(k, kn);
+    Kshim__InternalRequest ir = KSHIM__INTERNAL_REQUEST__INIT;
+    ir.delete_range = &d;
+    apply(f, &ir);
+}
+
+/* A Txn as kube-apiserver creates: mod_revision == 0 ? put : get. *created: the put ran. */
+static void create(fx_t *f, const void *k, size_t kn, int *created) {
+    Etcdserverpb__Compare c = ETCDSERVERPB__COMPARE__INIT;
+    c.key = BN(k, kn);
+    c.target = ETCDSERVERPB__COMPARE__COMPARE_TARGET__MOD;
+    c.result = ETCDSERVERPB__COMPARE__COMPARE_RESULT__EQUAL;
+    c.target_union_case = ETCDSERVERPB__COMPARE__TARGET_UNION_MOD_REVISION;
+    c.mod_revision = 0;
+    Etcdserverpb__Compare *cs[] = {&c};
+    Etcdserverpb__PutRequest p = ETCDSERVERPB__PUT_REQUEST__INIT;
+    p.key = BN(k, kn);
+    p.value = BN("c", 1);
+    Etcdserverpb__RequestOp op = ETCDSERVERPB__REQUEST_OP__INIT;
+    op.request_case = ETCDSERVERPB__REQUEST_OP__REQUEST_REQUEST_PUT;
+    op.request_put = &p;
+    Etcdserverpb__RequestOp *ops[] = {&op};
+    Etcdserverpb__RangeRequest g = ETCDSERVERPB__RANGE_REQUEST__INIT;
+    g.key = BN(k, kn);
+    Etcdserverpb__RequestOp gop = ETCDSERVERPB__REQUEST_OP__INIT;
+    gop.request_case = ETCDSERVERPB__REQUEST_OP__REQUEST_REQUEST_RANGE;
+    gop.request_range = &g;
+    Etcdserverpb__RequestOp *fails[] = {&gop};
+    Etcdserverpb__TxnRequest t = ETCDSERVERPB__TXN_REQUEST__INIT;
+    t.n_compare = 1;
+    t.compare = cs;
+    t.n_success = 1;
+    t.success = ops;
+    t.n_failure = 1;
+    t.failure = fails;
+    Kshim__InternalRequest ir = KSHIM__INTERNAL_REQUEST__INIT;
+    ir.txn = &t;
+    kv_result_t res;
+    assert_int_equal(kv_apply(f->m, ++f->index, &ir, NULL, &res), 0);
+    assert_int_equal(res.code, 0);
+    Etcdserverpb__TxnResponse *r = etcdserverpb__txn_response__unpack(NULL, res.resp_len, res.resp);
+    assert_non_null(r);
+    *created = r->succeeded;
+    etcdserverpb__txn_response__free_unpacked(r, NULL);
+    kv_result_clear(&res);
+}
+
+/* The key's newest version: 0 when absent. */
+static void get(fx_t *f, const void *k, size_t kn, int64_t *version, int64_t *create_rev) {
+    Etcdserverpb__RangeRequest rq = ETCDSERVERPB__RANGE_REQUEST__INIT;
+    rq.key = BN(k, kn);
+    kv_result_t res;
+    kv_range(f->m, &rq, NULL, &res);
+    assert_int_equal(res.code, 0);
+    Etcdserverpb__RangeResponse *r = etcdserverpb__range_response__unpack(NULL, res.resp_len, res.resp);
+    assert_non_null(r);
+    *version = r->n_kvs ? r->kvs[0]->version : 0;
+    *create_rev = r->n_kvs ? r->kvs[0]->create_revision : 0;
+    etcdserverpb__range_response__free_unpacked(r, NULL);
+    kv_result_clear(&res);
+}
+
+static live_filter_stats_t stats(fx_t *f) {
+    live_filter_stats_t s;
+    mvcc_live_filter_stats(f->m, &s);
+    return s;
+}
+
+/* One empty group: a group boundary, where a finished build is taken. */
+static void boundary(fx_t *f) {
+    mvcc_group_begin(f->m);
+    assert_int_equal(mvcc_group_end(f->m), MVCC_OK);
+}
+
+/* Until the filter answers: a boundary starts a build, wait, a boundary takes it. */
+static void filter_ready(fx_t *f) {
+    boundary(f);
+    mvcc_live_filter_wait(f->m);
+    boundary(f);
+    assert_true(stats(f).ready);
+}
+
+static void reopen(fx_t *f) {
+    mvcc_close(f->m);
+    fx_open(f);
+}
+
+static void test_new_and_old_keys(void **state) {
+    fx_t *f = *state;
+    const uint8_t nul_key[] = {'n', 0, 'u', 0, 0, 'l'}; /* escaped as 00 FF in 'l' */
+    mvcc_group_begin(f->m);
+    put(f, "old", 3);
+    put(f, nul_key, sizeof nul_key);
+    assert_int_equal(mvcc_group_end(f->m), MVCC_OK);
+    filter_ready(f);
+    uint64_t skipped = stats(f).skipped;
+    mvcc_group_begin(f->m);
+    put(f, "new", 3); /* never alive: no seek */
+    put(f, "old", 3); /* alive: version 2 */
+    assert_int_equal(mvcc_group_end(f->m), MVCC_OK);
+    assert_true(stats(f).skipped > skipped);
+    int64_t v, c;
+    get(f, "old", 3, &v, &c);
+    assert_int_equal(v, 2);
+    assert_int_equal(c, 2);
+    get(f, "new", 3, &v, &c);
+    assert_int_equal(v, 1);
+
+    /* Reopen: the build scans the 'l' space; a key with 00 bytes comes back whole. */
+    reopen(f);
+    filter_ready(f);
+    mvcc_group_begin(f->m);
+    put(f, nul_key, sizeof nul_key);
+    put(f, "new", 3);
+    assert_int_equal(mvcc_group_end(f->m), MVCC_OK);
+    get(f, nul_key, sizeof nul_key, &v, &c);
+    assert_int_equal(v, 2);
+    assert_int_equal(c, 3);
+    get(f, "new", 3, &v, &c);
+    assert_int_equal(v, 2);
+
+    /* A Kubernetes create of an existing key fails its compare; of a new one, succeeds. */
+    int created;
+    mvcc_group_begin(f->m);
+    create(f, "old", 3, &created);
+    assert_false(created);
+    create(f, "pod-1", 5, &created);
+    assert_true(created);
+    create(f, "pod-1", 5, &created); /* the group's own put, from the overlay */
+    assert_false(created);
+    assert_int_equal(mvcc_group_end(f->m), MVCC_OK);
+    create(f, "pod-1", 5, &created); /* outside a group: written, read back */
+    assert_false(created);
+}
+
+/* The reference: each key's version and create revision (0: absent). */
+#define MODEL_KEYS 400
+
+typedef struct model {
+    int64_t version[MODEL_KEYS], create[MODEL_KEYS];
+} model_t;
+
+static size_t model_key(unsigned i, char out[16]) { return (size_t)snprintf(out, 16, "mk%u", i); }
+
+static void check_model(fx_t *f, const model_t *md) {
+    for (unsigned i = 0; i < MODEL_KEYS; i++) {
+        char k[16];
+        size_t kn = model_key(i, k);
+        int64_t v, c;
+        get(f, k, kn, &v, &c);
+        if (v != md->version[i] || c != md->create[i])
+            fail_msg("key %s: version %lld create %lld, want %lld %lld", k, (long long)v, (long long)c,
+                     (long long)md->version[i], (long long)md->create[i]);
+    }
+}
+
+static void random_group(fx_t *f, model_t *md, unsigned *seed, int64_t *rev) {
+    mvcc_group_begin(f->m);
+    unsigned n = 1 + (unsigned)rand_r(seed) % 20;
+    for (unsigned j = 0; j < n; j++) {
+        unsigned i = (unsigned)rand_r(seed) % MODEL_KEYS;
+        char k[16];
+        size_t kn = model_key(i, k);
+        if (rand_r(seed) % 4 == 0) {
+            if (!md->version[i]) continue; /* a delete of nothing makes no revision */
+            del(f, k, kn);
+            ++*rev;
+            md->version[i] = md->create[i] = 0;
+        } else {
+            put(f, k, kn);
+            ++*rev;
+            if (!md->version[i]) md->create[i] = *rev;
+            md->version[i]++;
+        }
+    }
+    assert_int_equal(mvcc_group_end(f->m), MVCC_OK);
+}
+
+static void test_random_against_model(void **state) {
+    fx_t *f = *state;
+    model_t *md = calloc(1, sizeof *md);
+    unsigned seed = 12345;
+    int64_t rev = 1;
+    uint64_t skipped = 0;
+    for (int round = 0; round < 6; round++) {
+        /* the first boundary starts a build; these groups run beside it */
+        for (int g = 0; g < 40; g++) random_group(f, md, &seed, &rev);
+        mvcc_live_filter_wait(f->m);
+        for (int g = 0; g < 40; g++) random_group(f, md, &seed, &rev);
+        assert_true(stats(f).ready);
+        check_model(f, md);
+        skipped += stats(f).skipped; /* counted per open */
+        reopen(f);
+        check_model(f, md);
+    }
+    assert_true(skipped > 0); /* the filter answered some of the reads */
+    free(md);
+}
+
+static void test_rebuilt_when_full(void **state) {
+    fx_t *f = *state;
+    filter_ready(f);
+    uint64_t cap = stats(f).capacity;
+    assert_true(cap >= 65536);
+    char k[24];
+    for (uint64_t i = 0; i <= cap;) {
+        mvcc_group_begin(f->m);
+        for (int j = 0; j < 1000 && i <= cap; j++, i++) put(f, k, (size_t)snprintf(k, sizeof k, "f%llu", (unsigned long long)i));
+        assert_int_equal(mvcc_group_end(f->m), MVCC_OK);
+    }
+    assert_true(stats(f).keys > cap);
+    filter_ready(f); /* over its size: a larger one is built */
+    live_filter_stats_t s = stats(f);
+    assert_true(s.capacity > cap);
+    assert_true(s.builds >= 2);
+    /* the new filter holds the keys: puts of them find their versions */
+    mvcc_group_begin(f->m);
+    put(f, "f7", 2);
+    put(f, k, strlen(k));
+    assert_int_equal(mvcc_group_end(f->m), MVCC_OK);
+    int64_t v, c;
+    get(f, "f7", 2, &v, &c);
+    assert_int_equal(v, 2);
+    get(f, k, strlen(k), &v, &c);
+    assert_int_equal(v, 2);
+}
+
+static void test_loader_drops_it(void **state) {
+    fx_t *f = *state;
+    filter_ready(f);
+    mvcc_load_t *l = NULL;
+    assert_int_equal(mvcc_load_begin(f->m, &l), MVCC_OK);
+    assert_false(stats(f).ready);
+    Mvccpb__KeyValue kv = MVCCPB__KEY_VALUE__INIT;
+    kv.key = BN("loaded", 6);
+    kv.value = BN("x", 1);
+    kv.create_revision = kv.mod_revision = 2;
+    kv.version = 1;
+    assert_int_equal(mvcc_load_version(l, &kv, 0, 0), MVCC_OK);
+    assert_int_equal(mvcc_load_finish(l, 2, 0), MVCC_OK);
+    mvcc_load_free(l);
+    f->index = 0;
+    filter_ready(f); /* built again, from the loaded store */
+    mvcc_group_begin(f->m);
+    put(f, "loaded", 6);
+    assert_int_equal(mvcc_group_end(f->m), MVCC_OK);
+    int64_t v, c;
+    get(f, "loaded", 6, &v, &c);
+    assert_int_equal(v, 2);
+    assert_int_equal(c, 2);
+}
+
+static void test_read_failpoint_bypasses_it(void **state) {
+    fx_t *f = *state;
+    filter_ready(f);
+    uint64_t skipped = stats(f).skipped;
+    mvcc_arm_read_error(f->m, 1);
+    mvcc_group_begin(f->m);
+    Etcdserverpb__PutRequest p = ETCDSERVERPB__PUT_REQUEST__INIT;
+    p.key = BN("brand-new", 9);
+    p.value = BN("v", 1);
+    Kshim__InternalRequest ir = KSHIM__INTERNAL_REQUEST__INIT;
+    ir.put = &p;
+    kv_result_t res;
+    int rc = kv_apply(f->m, ++f->index, &ir, NULL, &res);
+    kv_result_clear(&res);
+    mvcc_group_abort(f->m);
+    assert_int_not_equal(rc, 0); /* the read happened, and failed */
+    assert_false(mvcc_read_error_armed(f->m));
+    assert_int_equal(stats(f).skipped, skipped);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_bloom_no_false_negatives),
+        cmocka_unit_test(test_bloom_concurrent_adds),
+        cmocka_unit_test_setup_teardown(test_new_and_old_keys, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_random_against_model, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_rebuilt_when_full, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_loader_drops_it, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_read_failpoint_bypasses_it, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
