@@ -453,7 +453,9 @@ int server_run(const server_config_t *cfg) {
     /* Services that hook into the store set their hooks before it opens:
      * watch receives every applied revision's events, lease answers "does
      * this lease exist" for Put. */
-    mvcc_options_t mopts = {.max_txn_ops = cfg->max_txn_ops, .quota_backend_bytes = cfg->quota_backend_bytes};
+    mvcc_options_t mopts = {.max_txn_ops = cfg->max_txn_ops,
+                            .quota_backend_bytes = cfg->quota_backend_bytes,
+                            .live_filter_delay_ms = 1000};
     if (svc_watch_init(&s, &mopts) != 0 || svc_lease_init(&s, &mopts) != 0 ||
         svc_auth_init(&s, &mopts) != 0 || svc_maintenance_init(&s) != 0 || svc_corrupt_init(&s) != 0) {
         log_error("cannot initialise the services");

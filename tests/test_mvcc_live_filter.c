@@ -89,7 +89,8 @@ static void test_bloom_concurrent_adds(void **state) {
         assert_true(key_filter_may_contain(f, key_filter_hash(k, n)));
     }
     assert_int_equal(key_filter_hash((const uint8_t *)"", 0), key_filter_hash((const uint8_t *)"x", 0));
-    assert_int_not_equal(key_filter_hash((const uint8_t *)"a\0", 2), key_filter_hash((const uint8_t *)"a", 1));
+    assert_int_not_equal(key_filter_hash((const uint8_t *)"a\0", 2),
+                         key_filter_hash((const uint8_t *)"a", 1));
     key_filter_free(f);
 }
 
@@ -360,7 +361,8 @@ static void test_rebuilt_when_full(void **state) {
     char k[24];
     for (uint64_t i = 0; i <= cap;) {
         mvcc_group_begin(f->m);
-        for (int j = 0; j < 1000 && i <= cap; j++, i++) put(f, k, (size_t)snprintf(k, sizeof k, "f%llu", (unsigned long long)i));
+        for (int j = 0; j < 1000 && i <= cap; j++, i++)
+            put(f, k, (size_t)snprintf(k, sizeof k, "f%llu", (unsigned long long)i));
         assert_int_equal(mvcc_group_end(f->m), MVCC_OK);
     }
     assert_true(stats(f).keys > cap);

@@ -40,9 +40,9 @@ typedef struct build {
 } build_t;
 
 struct live_filter {
-    key_filter_t *cur; /* answering, or NULL */
-    uint64_t cur_keys; /* keys added to cur */
-    build_t *build;    /* running or finished, not yet taken */
+    key_filter_t *cur;  /* answering, or NULL */
+    uint64_t cur_keys;  /* keys added to cur */
+    build_t *build;     /* running or finished, not yet taken */
     uint64_t build_new; /* new keys added to the build's filter meanwhile */
     _Atomic int ready;
     _Atomic uint64_t builds, skipped, capacity, keys;

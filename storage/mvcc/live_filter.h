@@ -28,11 +28,11 @@
 typedef struct live_filter live_filter_t;
 
 typedef struct live_filter_stats {
-    int ready;             /* a finished filter answers */
-    uint64_t builds;       /* builds finished */
-    uint64_t skipped;      /* reads answered "never alive" */
-    uint64_t capacity;     /* keys the answering filter is sized for */
-    uint64_t keys;         /* keys added to it (its scan and the new keys since) */
+    int ready;         /* a finished filter answers */
+    uint64_t builds;   /* builds finished */
+    uint64_t skipped;  /* reads answered "never alive" */
+    uint64_t capacity; /* keys the answering filter is sized for */
+    uint64_t keys;     /* keys added to it (its scan and the new keys since) */
 } live_filter_stats_t;
 
 /* NULL: out of memory (the store then runs without one). */

@@ -152,6 +152,7 @@ struct mvcc {
     _Atomic uint64_t n_ranges, n_puts, n_deletes, n_txns, put_bytes;
     _Atomic int64_t live_keys;
     lat_hist_t commit_hist;
+    uint64_t opened_ms; /* monotonic, at the last db_open: live_filter_delay_ms counts from it */
 };
 
 struct mvcc_txn {
@@ -473,6 +474,7 @@ int mvcc_read_error_armed(mvcc_t *m) { return atomic_load(&m->fp_read.countdown)
 
 static int start_compactor(mvcc_t *m, int64_t legacy_done, char *err, size_t errlen);
 static int db_open(mvcc_t *m, char *err, size_t errlen);
+static uint64_t monotonic_ms(void);
 
 int mvcc_open(const char *dir, const mvcc_options_t *opts, mvcc_t **out, char *err, size_t errlen) {
     mvcc_t *m = calloc(1, sizeof(*m));
@@ -583,6 +585,7 @@ static int db_open(mvcc_t *m, char *err, size_t errlen) {
     }
     if (keys_open(m, err, errlen) != 0 || start_compactor(m, legacy_done, err, errlen) != 0) return -1;
     atomic_store(&m->size_cache_ms, 0);
+    m->opened_ms = monotonic_ms();
     publish_meta(m);
     return 0;
 }
@@ -1475,7 +1478,8 @@ static void group_add(mvcc_t *m, const mvcc_txn_t *t, int64_t rev) {
  * live-key filter may start a build here (live_filter.h). */
 void mvcc_group_begin(mvcc_t *m) {
     assert(!m->grp.entries);
-    if (m->db) live_filter_tick(m->live, m->db, m->keys);
+    if (m->db && monotonic_ms() - m->opened_ms >= m->options.live_filter_delay_ms)
+        live_filter_tick(m->live, m->db, m->keys);
     m->grp.active = 1;
 }
 

@@ -54,6 +54,10 @@ typedef struct mvcc_options {
      * The events are valid only during the call. */
     void (*on_events)(void *ctx, int64_t rev, const mvcc_event_t *evs, size_t n);
     void *events_ctx;
+    /* The live-key filter's first build (live_filter.h) starts at the first
+     * write group this long after the store opened (0: at the first one), so
+     * a member's start does not share its CPU with the scan. */
+    unsigned live_filter_delay_ms;
 } mvcc_options_t;
 
 int mvcc_open(const char *dir, const mvcc_options_t *opts, mvcc_t **out, char *err, size_t errlen);
