@@ -8,7 +8,8 @@
  * gives (checked against a model through random puts, deletes and reopens,
  * each reopen building the filter again from the 'l' space, with puts
  * while that build runs); keys with 00 bytes survive the scan's unescaping;
- * a filter over its size is rebuilt larger; the loaders drop it; and with
+ * a filter over its size is rebuilt larger, but not for keys that died
+ * (churn); the loaders drop it; and with
  * the read failpoint armed it steps aside so the counted reads happen.
  */
 #include <setjmp.h>
@@ -382,6 +383,31 @@ static void test_rebuilt_when_full(void **state) {
     assert_int_equal(v, 2);
 }
 
+/* Keys created and deleted (Kubernetes events): the filter fills up with
+ * dead keys; the one built next is sized for the keys alive, not for all
+ * that were ever added, so churn does not grow it. */
+static void test_churn_does_not_grow_it(void **state) {
+    fx_t *f = *state;
+    filter_ready(f);
+    live_filter_stats_t s0 = stats(f);
+    char k[24];
+    for (uint64_t i = 0; i <= s0.capacity;) {
+        mvcc_group_begin(f->m);
+        for (int j = 0; j < 1000 && i <= s0.capacity; j++, i++) {
+            size_t kn = (size_t)snprintf(k, sizeof k, "ev%llu", (unsigned long long)i);
+            put(f, k, kn);
+            del(f, k, kn);
+        }
+        assert_int_equal(mvcc_group_end(f->m), MVCC_OK);
+    }
+    assert_true(stats(f).keys > s0.capacity);
+    filter_ready(f);
+    live_filter_stats_t s1 = stats(f);
+    assert_int_equal(s1.builds, s0.builds + 1);
+    assert_int_equal(s1.capacity, s0.capacity);
+    assert_int_equal(s1.keys, 0); /* none alive at its scan, none put since */
+}
+
 static void test_loader_drops_it(void **state) {
     fx_t *f = *state;
     filter_ready(f);
@@ -434,6 +460,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_new_and_old_keys, setup, teardown),
         cmocka_unit_test_setup_teardown(test_random_against_model, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rebuilt_when_full, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_churn_does_not_grow_it, setup, teardown),
         cmocka_unit_test_setup_teardown(test_loader_drops_it, setup, teardown),
         cmocka_unit_test_setup_teardown(test_read_failpoint_bypasses_it, setup, teardown),
     };

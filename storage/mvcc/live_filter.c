@@ -40,10 +40,11 @@ typedef struct build {
 } build_t;
 
 struct live_filter {
-    key_filter_t *cur;  /* answering, or NULL */
-    uint64_t cur_keys;  /* keys added to cur */
-    build_t *build;     /* running or finished, not yet taken */
-    uint64_t build_new; /* new keys added to the build's filter meanwhile */
+    key_filter_t *cur;     /* answering, or NULL */
+    uint64_t cur_keys;     /* keys added to cur */
+    build_t *build;        /* running or finished, not yet taken */
+    uint64_t build_new;    /* new keys added to the build's filter meanwhile */
+    uint64_t last_scanned; /* keys the last finished build's scan found */
     _Atomic int ready;
     _Atomic uint64_t builds, skipped, capacity, keys;
 };
@@ -122,6 +123,7 @@ static void build_end(live_filter_t *lf, key_filter_t **taken) {
     if (taken && atomic_load(&b->state) == BUILD_DONE) {
         *taken = b->f;
         lf->cur_keys = b->scanned + lf->build_new;
+        lf->last_scanned = b->scanned;
     } else {
         key_filter_free(b->f);
     }
@@ -173,8 +175,12 @@ void live_filter_tick(live_filter_t *lf, leveldb_t *db, int64_t live_keys) {
     }
     if (lf->build) return;
     if (lf->cur && lf->cur_keys <= key_filter_capacity(lf->cur)) return;
-    uint64_t want = live_keys > 0 ? 2 * (uint64_t)live_keys : 0;
-    if (lf->cur && want < 2 * lf->cur_keys) want = 2 * lf->cur_keys;
+    /* Twice the keys alive, not twice the keys added: under churn (keys
+     * created and deleted) cur_keys grows without bound, the live ones do
+     * not. The last scan's count guards a live-key count that is short. */
+    uint64_t want = live_keys >= 0 ? (uint64_t)live_keys : lf->cur_keys;
+    if (want < lf->last_scanned) want = lf->last_scanned;
+    want *= 2;
     build_start(lf, db, want < MIN_KEYS ? MIN_KEYS : want);
 }
 
