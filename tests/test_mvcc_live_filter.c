@@ -24,7 +24,7 @@
 #include <cmocka.h>
 
 #include "key_filter.h"
-#include "kv.h"
+#include "kv_fixture.h"
 #include "mvcc.h"
 
 /* ---- the Bloom filter ---- */
@@ -97,51 +97,9 @@ static void test_bloom_concurrent_adds(void **state) {
 
 /* ---- the store ---- */
 
-typedef struct fx {
-    char dir[256];
-    mvcc_t *m;
-    uint64_t index;
-} fx_t;
-
-static void fx_open(fx_t *f) {
-    char err[256];
-    assert_int_equal(mvcc_open(f->dir, NULL, &f->m, err, sizeof(err)), 0);
-}
-
-static int setup(void **state) {
-    fx_t *f = calloc(1, sizeof(*f));
-    const char *base = getenv("KSHIM_TEST_TMP");
-    if (!base) base = "/tmp";
-    char cmd[300];
-    snprintf(cmd, sizeof(cmd), "mkdir -p %s", base);
-    assert_int_equal(system(cmd), 0);
-    snprintf(f->dir, sizeof(f->dir), "%s/livefilter-XXXXXX", base);
-    assert_non_null(mkdtemp(f->dir));
-    fx_open(f);
-    *state = f;
-    return 0;
-}
-
-static int teardown(void **state) {
-    fx_t *f = *state;
-    mvcc_close(f->m);
-    char cmd[300];
-    snprintf(cmd, sizeof(cmd), "rm -rf %s", f->dir);
-    assert_int_equal(system(cmd), 0);
-    free(f);
-    return 0;
-}
-
 static ProtobufCBinaryData BN(const void *s, size_t n) {
     ProtobufCBinaryData b = {n, (uint8_t *)s};
     return b;
-}
-
-static void apply(fx_t *f, Kshim__InternalRequest *ir) {
-    kv_result_t res;
-    assert_int_equal(kv_apply(f->m, ++f->index, ir, NULL, &res), 0);
-    assert_int_equal(res.code, 0);
-    kv_result_clear(&res);
 }
 
 static void put(fx_t *f, const void *k, size_t kn) {
@@ -150,7 +108,7 @@ static void put(fx_t *f, const void *k, size_t kn) {
     p.value = BN("v", 1);
     Kshim__InternalRequest ir = KSHIM__INTERNAL_REQUEST__INIT;
     ir.put = &p;
-    apply(f, &ir);
+    assert_int_equal(fx_apply(f, &ir), 0);
 }
 
 static void del(fx_t *f, const void *k, size_t kn) {
@@ -158,7 +116,7 @@ static void del(fx_t *f, const void *k, size_t kn) {
     d.key = BN(k, kn);
     Kshim__InternalRequest ir = KSHIM__INTERNAL_REQUEST__INIT;
     ir.delete_range = &d;
-    apply(f, &ir);
+    assert_int_equal(fx_apply(f, &ir), 0);
 }
 
 /* A Txn as kube-apiserver creates: mod_revision == 0 ? put : get. *created: the put ran. */
@@ -239,7 +197,8 @@ static void filter_ready(fx_t *f) {
 
 static void reopen(fx_t *f) {
     mvcc_close(f->m);
-    fx_open(f);
+    char err[256];
+    assert_int_equal(mvcc_open(f->dir, NULL, &f->m, err, sizeof err), 0);
 }
 
 static void test_new_and_old_keys(void **state) {
@@ -457,12 +416,12 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_bloom_no_false_negatives),
         cmocka_unit_test(test_bloom_concurrent_adds),
-        cmocka_unit_test_setup_teardown(test_new_and_old_keys, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_random_against_model, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_rebuilt_when_full, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_churn_does_not_grow_it, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_loader_drops_it, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_read_failpoint_bypasses_it, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_new_and_old_keys, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_random_against_model, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_rebuilt_when_full, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_churn_does_not_grow_it, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_loader_drops_it, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_read_failpoint_bypasses_it, fx_setup, fx_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
