@@ -1,16 +1,19 @@
 /*
- * test_mvcc_live_filter.c: the live-key filter (storage/mvcc/key_filter.c,
- * live_filter.c) that lets a write txn skip LevelDB's seek for a key that
- * was never alive. The Bloom filter itself: no false negatives (also with
- * two threads adding), few false positives. Then the store, applying in
- * write groups as the apply thread does: a put of a new key is answered by
- * the filter, while every version and create revision stays what etcd
- * gives (checked against a model through random puts, deletes and reopens,
- * each reopen building the filter again from the 'l' space, with puts
- * while that build runs); keys with 00 bytes survive the scan's unescaping;
- * a filter over its size is rebuilt larger, but not for keys that died
- * (churn); the loaders drop it; and with
- * the read failpoint armed it steps aside so the counted reads happen.
+ * test_mvcc_live_filter.c: the single-key reads of write txns that skip
+ * LevelDB (storage/mvcc/mvcc.c): the live-key filter (key_filter.c,
+ * live_filter.c) for keys never alive, and the write group's read memo for
+ * a key read again while LevelDB has not changed. The Bloom filter itself:
+ * no false negatives (also with two threads adding), few false positives.
+ * Then the store, applying in write groups as the apply thread does: a put
+ * of a new key is answered by the filter and a Txn's put after its compare
+ * by the memo, while every version, create and mod revision stays what etcd
+ * gives (checked against a model through random puts, deletes, Kubernetes
+ * compare-and-puts and writes of a group in its middle, across reopens that
+ * build the filter again from the 'l' space, with puts while that build
+ * runs); keys with 00 bytes survive the scan's unescaping; a filter over
+ * its size is rebuilt larger, but not for keys that died (churn); the memo
+ * forgets at a write; the loaders drop the filter; and with the read
+ * failpoint armed both step aside so the counted reads happen.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -119,14 +122,16 @@ static void del(fx_t *f, const void *k, size_t kn) {
     assert_int_equal(fx_apply(f, &ir), 0);
 }
 
-/* A Txn as kube-apiserver creates: mod_revision == 0 ? put : get. *created: the put ran. */
-static void create(fx_t *f, const void *k, size_t kn, int *created) {
+/* A Txn as kube-apiserver writes: mod_revision == mod ? put : get (mod 0: a
+ * create). *ok: the put ran; else *cur_mod (if not NULL) gets the key's mod
+ * revision from the "else get" (0: absent). */
+static void cas_put(fx_t *f, const void *k, size_t kn, int64_t mod, int *ok, int64_t *cur_mod) {
     Etcdserverpb__Compare c = ETCDSERVERPB__COMPARE__INIT;
     c.key = BN(k, kn);
     c.target = ETCDSERVERPB__COMPARE__COMPARE_TARGET__MOD;
     c.result = ETCDSERVERPB__COMPARE__COMPARE_RESULT__EQUAL;
     c.target_union_case = ETCDSERVERPB__COMPARE__TARGET_UNION_MOD_REVISION;
-    c.mod_revision = 0;
+    c.mod_revision = mod;
     Etcdserverpb__Compare *cs[] = {&c};
     Etcdserverpb__PutRequest p = ETCDSERVERPB__PUT_REQUEST__INIT;
     p.key = BN(k, kn);
@@ -155,7 +160,13 @@ static void create(fx_t *f, const void *k, size_t kn, int *created) {
     assert_int_equal(res.code, 0);
     Etcdserverpb__TxnResponse *r = etcdserverpb__txn_response__unpack(NULL, res.resp_len, res.resp);
     assert_non_null(r);
-    *created = r->succeeded;
+    *ok = r->succeeded;
+    if (!*ok && cur_mod) {
+        assert_int_equal(r->n_responses, 1);
+        Etcdserverpb__RangeResponse *g = r->responses[0]->response_range;
+        assert_non_null(g);
+        *cur_mod = g->n_kvs ? g->kvs[0]->mod_revision : 0;
+    }
     etcdserverpb__txn_response__free_unpacked(r, NULL);
     kv_result_clear(&res);
 }
@@ -238,14 +249,14 @@ static void test_new_and_old_keys(void **state) {
     /* A Kubernetes create of an existing key fails its compare; of a new one, succeeds. */
     int created;
     mvcc_group_begin(f->m);
-    create(f, "old", 3, &created);
+    cas_put(f, "old", 3, 0, &created, NULL);
     assert_false(created);
-    create(f, "pod-1", 5, &created);
+    cas_put(f, "pod-1", 5, 0, &created, NULL);
     assert_true(created);
-    create(f, "pod-1", 5, &created); /* the group's own put, from the overlay */
+    cas_put(f, "pod-1", 5, 0, &created, NULL); /* the group's own put, from the overlay */
     assert_false(created);
     assert_int_equal(mvcc_group_end(f->m), MVCC_OK);
-    create(f, "pod-1", 5, &created); /* outside a group: written, read back */
+    cas_put(f, "pod-1", 5, 0, &created, NULL); /* outside a group: written, read back */
     assert_false(created);
 }
 
@@ -253,7 +264,7 @@ static void test_new_and_old_keys(void **state) {
 #define MODEL_KEYS 400
 
 typedef struct model {
-    int64_t version[MODEL_KEYS], create[MODEL_KEYS];
+    int64_t version[MODEL_KEYS], create[MODEL_KEYS], mod[MODEL_KEYS];
 } model_t;
 
 static size_t model_key(unsigned i, char out[16]) { return (size_t)snprintf(out, 16, "mk%u", i); }
@@ -270,6 +281,16 @@ static void check_model(fx_t *f, const model_t *md) {
     }
 }
 
+static void model_put(model_t *md, unsigned i, int64_t rev) {
+    if (!md->version[i]) md->create[i] = rev;
+    md->version[i]++;
+    md->mod[i] = rev;
+}
+
+/* Puts, deletes and Kubernetes-style compare-and-puts (with the right mod
+ * revision: applied; a wrong one: refused, the "else get" checked), with a
+ * write of the group in the middle now and then (LevelDB changes under the
+ * memo: it must forget). */
 static void random_group(fx_t *f, model_t *md, unsigned *seed, int64_t *rev) {
     mvcc_group_begin(f->m);
     unsigned n = 1 + (unsigned)rand_r(seed) % 20;
@@ -277,16 +298,26 @@ static void random_group(fx_t *f, model_t *md, unsigned *seed, int64_t *rev) {
         unsigned i = (unsigned)rand_r(seed) % MODEL_KEYS;
         char k[16];
         size_t kn = model_key(i, k);
-        if (rand_r(seed) % 4 == 0) {
+        int op = rand_r(seed) % 10, ok;
+        int64_t cur = -1;
+        if (op == 0) {
             if (!md->version[i]) continue; /* a delete of nothing makes no revision */
             del(f, k, kn);
             ++*rev;
-            md->version[i] = md->create[i] = 0;
-        } else {
+            md->version[i] = md->create[i] = md->mod[i] = 0;
+        } else if (op <= 3) {
             put(f, k, kn);
-            ++*rev;
-            if (!md->version[i]) md->create[i] = *rev;
-            md->version[i]++;
+            model_put(md, i, ++*rev);
+        } else if (op <= 7) {
+            cas_put(f, k, kn, md->mod[i], &ok, NULL);
+            assert_true(ok);
+            model_put(md, i, ++*rev);
+        } else if (op == 8) {
+            cas_put(f, k, kn, md->mod[i] + 1, &ok, &cur);
+            assert_false(ok);
+            assert_int_equal(cur, md->mod[i]);
+        } else {
+            assert_int_equal(mvcc_group_flush(f->m), MVCC_OK);
         }
     }
     assert_int_equal(mvcc_group_end(f->m), MVCC_OK);
@@ -297,7 +328,7 @@ static void test_random_against_model(void **state) {
     model_t *md = calloc(1, sizeof *md);
     unsigned seed = 12345;
     int64_t rev = 1;
-    uint64_t skipped = 0;
+    uint64_t skipped = 0, memo_hits = 0;
     for (int round = 0; round < 6; round++) {
         /* the first boundary starts a build; these groups run beside it */
         for (int g = 0; g < 40; g++) random_group(f, md, &seed, &rev);
@@ -306,10 +337,12 @@ static void test_random_against_model(void **state) {
         assert_true(stats(f).ready);
         check_model(f, md);
         skipped += stats(f).skipped; /* counted per open */
+        memo_hits += mvcc_read_memo_hits(f->m);
         reopen(f);
         check_model(f, md);
     }
-    assert_true(skipped > 0); /* the filter answered some of the reads */
+    assert_true(skipped > 0);   /* the filter answered some of the reads */
+    assert_true(memo_hits > 0); /* and the memo some */
     free(md);
 }
 
@@ -340,6 +373,32 @@ static void test_rebuilt_when_full(void **state) {
     assert_int_equal(v, 2);
     get(f, k, strlen(k), &v, &c);
     assert_int_equal(v, 2);
+}
+
+/* A Txn's compare reads the key; its put reads it again from the group's
+ * memo. After a write of the group in its middle the memo must not answer
+ * with the version from before it. */
+static void test_memo_forgets_at_a_write(void **state) {
+    fx_t *f = *state;
+    put(f, "cm", 2); /* rev 2, outside a group */
+    uint64_t hits = mvcc_read_memo_hits(f->m);
+    int ok;
+    mvcc_group_begin(f->m);
+    cas_put(f, "cm", 2, 2, &ok, NULL); /* compare, then the put from the memo */
+    assert_true(ok);
+    assert_true(mvcc_read_memo_hits(f->m) > hits);
+    assert_int_equal(mvcc_group_flush(f->m), MVCC_OK); /* "cm" at rev 3 now in LevelDB */
+    int64_t cur = -1;
+    cas_put(f, "cm", 2, 2, &ok, &cur); /* the memo said mod 2 before the write */
+    assert_false(ok);
+    assert_int_equal(cur, 3);
+    cas_put(f, "cm", 2, 3, &ok, NULL);
+    assert_true(ok);
+    assert_int_equal(mvcc_group_end(f->m), MVCC_OK);
+    int64_t v, c;
+    get(f, "cm", 2, &v, &c);
+    assert_int_equal(v, 3);
+    assert_int_equal(c, 2);
 }
 
 /* Keys created and deleted (Kubernetes events): the filter fills up with
@@ -420,6 +479,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_random_against_model, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_rebuilt_when_full, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_churn_does_not_grow_it, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_memo_forgets_at_a_write, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_loader_drops_it, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_read_failpoint_bypasses_it, fx_setup, fx_teardown),
     };

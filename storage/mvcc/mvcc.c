@@ -34,7 +34,10 @@
  * group's earlier entries (the group overlay: latest version of each key,
  * copied into the group arena), then LevelDB. A read at a revision strictly
  * inside the group (older than its newest but newer than LevelDB) cannot be
- * answered from the overlays: the group is written first. Nothing of a group
+ * answered from the overlays: the group is written first. A single-key
+ * read at LevelDB's newest revision may be answered without LevelDB: by the
+ * live-key filter (a key never alive, live_filter.h) or by the group's memo
+ * of the reads it made while LevelDB did not change. Nothing of a group
  * is visible to other threads (snapshots, published revision, watch events)
  * before its write returned.
  *
@@ -58,6 +61,7 @@
 #include <sys/stat.h>
 #include <time.h>
 
+#include "key_filter.h"
 #include "live_filter.h"
 #include "mvcc_compact.h"
 #include "mvcc_internal.h"
@@ -85,6 +89,17 @@ typedef struct group_rev {
     size_t first, n;
 } group_rev_t;
 
+/* One single-key read a write txn of the group made of LevelDB (see
+ * memo_find). */
+typedef struct read_memo {
+    uint64_t hash; /* key_filter_hash of the key; 0 with key NULL: empty */
+    const uint8_t *key;
+    size_t key_len;
+    const Mvccpb__KeyValue *kv; /* the key's newest version there, NULL: none */
+} read_memo_t;
+
+#define GROUP_MEMO_SLOTS 64
+
 /* Entries committed but not yet written (apply thread only). */
 typedef struct mvcc_group {
     int active;               /* between mvcc_group_begin and _end */
@@ -106,6 +121,11 @@ typedef struct mvcc_group {
      * The compactor's deletes it does not see only remove versions no read
      * at or after the compact revision returns. */
     leveldb_iterator_t *it;
+    /* The single-key reads at LevelDB's newest revision made while `it`
+     * lived, key and version copied into the arena; cleared with `it`. A
+     * Txn's compare, its put and its "else get" read the same key, which is
+     * every Kubernetes update. */
+    read_memo_t memo[GROUP_MEMO_SLOTS];
 } mvcc_group_t;
 
 /* A group is written once it holds this much, even inside one Raft batch. */
@@ -152,7 +172,8 @@ struct mvcc {
     _Atomic uint64_t n_ranges, n_puts, n_deletes, n_txns, put_bytes;
     _Atomic int64_t live_keys;
     lat_hist_t commit_hist;
-    uint64_t opened_ms; /* monotonic, at the last db_open: live_filter_delay_ms counts from it */
+    uint64_t opened_ms;         /* monotonic, at the last db_open: live_filter_delay_ms counts from it */
+    _Atomic uint64_t memo_hits; /* reads the group memo answered */
 };
 
 struct mvcc_txn {
@@ -302,6 +323,7 @@ static void publish_meta(mvcc_t *m) {
 static void group_iter_drop(mvcc_t *m) {
     if (m->grp.it) leveldb_iter_destroy(m->grp.it);
     m->grp.it = NULL;
+    memset(m->grp.memo, 0, sizeof m->grp.memo); /* LevelDB may change now */
 }
 
 static int db_write_raw(mvcc_t *m, leveldb_writebatch_t *wb, int sync) {
@@ -896,6 +918,7 @@ void mvcc_txn_count_end(mvcc_txn_t *t) {
 
 void mvcc_live_filter_stats(mvcc_t *m, live_filter_stats_t *out) { live_filter_stats(m->live, out); }
 void mvcc_live_filter_wait(mvcc_t *m) { live_filter_wait_build(m->live); }
+uint64_t mvcc_read_memo_hits(mvcc_t *m) { return atomic_load_explicit(&m->memo_hits, memory_order_relaxed); }
 
 void mvcc_stats(mvcc_t *m, mvcc_stats_t *out) {
     out->ranges = atomic_load_explicit(&m->n_ranges, memory_order_relaxed);
@@ -980,20 +1003,10 @@ static uint8_t *keybuf_reserve(keybuf_t *b, size_t n) {
     return b->p;
 }
 
-/* Scans the stored versions of range r at revision rev (no overlay). */
 /* Number of keys alive now in r, from the live-key index ('l' space: one
  * small entry per live key, no values), through the txn's snapshot. Exact for
  * the snapshot's current revision only; ranges, not single keys. Returns -1
  * on a LevelDB error. */
-/* 0 when the live-key filter says a single-key read of a write txn at
- * LevelDB's newest revision finds nothing (the key has not been alive since
- * the filter's snapshot: live_filter.h), so db_range need not seek. Off
- * while the read failpoint is armed, so that every read it counts happens. */
-static int live_may_be_alive(mvcc_txn_t *t, const mvcc_range_t *r, int64_t rev) {
-    if (!t->wb || rev != txn_db_rev(t) || mvcc_read_error_armed(t->m)) return 1;
-    return live_filter_may_be_live(t->m->live, r->key, r->key_len);
-}
-
 static int64_t live_count(mvcc_txn_t *t, const mvcc_range_t *r) {
     leveldb_iterator_t *it = txn_iter(t, txn_ro(t));
     if (!it) return -1;
@@ -1023,12 +1036,66 @@ static int64_t live_count(mvcc_txn_t *t, const mvcc_range_t *r) {
     return rc == MVCC_OK ? n : -1;
 }
 
+/* ---- single-key reads of write txns without LevelDB ----
+ * Both answer a write txn's read of one key at LevelDB's newest revision:
+ * the live-key filter (live_filter.h) a key never alive, the group's memo
+ * a key read already while LevelDB has not changed. Both are off while the
+ * read failpoint is armed, so that every read it counts happens. */
+
+static uint8_t *bytes_copy(kv_arena_t *a, const uint8_t *p, size_t n);
+static Mvccpb__KeyValue *kv_copy(kv_arena_t *a, const Mvccpb__KeyValue *kv);
+
+static int shortcuts_apply(const mvcc_txn_t *t, const mvcc_range_t *r, int64_t rev) {
+    return r->kind == MVCC_RANGE_SINGLE && t->wb && rev == txn_db_rev(t) && !mvcc_read_error_armed(t->m);
+}
+
+/* The memo slot of r's key: *hit when it holds that key. NULL outside a
+ * group (no iterator whose lifetime bounds the memo). */
+static read_memo_t *memo_find(mvcc_txn_t *t, const mvcc_range_t *r, uint64_t hash, int *hit) {
+    *hit = 0;
+    if (!t->m->grp.active) return NULL;
+    read_memo_t *s = &t->m->grp.memo[hash % GROUP_MEMO_SLOTS];
+    *hit = s->key && s->hash == hash && s->key_len == r->key_len && memcmp(s->key, r->key, r->key_len) == 0;
+    return s;
+}
+
+static void memo_store(mvcc_t *m, read_memo_t *s, const mvcc_range_t *r, uint64_t hash,
+                       const Mvccpb__KeyValue *kv) {
+    s->hash = hash;
+    s->key = bytes_copy(&m->grp.arena, r->key, r->key_len);
+    s->key_len = r->key_len;
+    s->kv = kv ? kv_copy(&m->grp.arena, kv) : NULL;
+}
+
+static int db_range_scan(mvcc_txn_t *t, const mvcc_range_t *r, int64_t rev, int64_t limit, int count_only,
+                         mvcc_kv_list_t *out, int64_t *count);
+
+/* The stored versions of range r at revision rev (no overlay). */
 static int db_range(mvcc_txn_t *t, const mvcc_range_t *r, int64_t rev, int64_t limit, int count_only,
                     mvcc_kv_list_t *out, int64_t *count) {
-    if (r->kind == MVCC_RANGE_SINGLE && !live_may_be_alive(t, r, rev)) {
+    if (!shortcuts_apply(t, r, rev)) return db_range_scan(t, r, rev, limit, count_only, out, count);
+    if (!live_filter_may_be_live(t->m->live, r->key, r->key_len)) {
         *count = 0;
         return MVCC_OK;
     }
+    uint64_t hash = key_filter_hash(r->key, r->key_len);
+    int hit;
+    read_memo_t *s = memo_find(t, r, hash, &hit);
+    if (hit) {
+        atomic_fetch_add_explicit(&t->m->memo_hits, 1, memory_order_relaxed);
+        if (s->kv && !count_only) kv_list_push(t->arena, out, kv_copy(t->arena, s->kv));
+        *count = s->kv ? 1 : 0;
+        return MVCC_OK;
+    }
+    size_t before = out->n;
+    int rc = db_range_scan(t, r, rev, limit, count_only, out, count);
+    if (rc == MVCC_OK && s && !count_only)
+        memo_store(t->m, s, r, hash, out->n > before ? out->kvs[before] : NULL);
+    return rc;
+}
+
+static int db_range_scan(mvcc_txn_t *t, const mvcc_range_t *r, int64_t rev, int64_t limit, int count_only,
+                         mvcc_kv_list_t *out, int64_t *count) {
     /* At the current revision the count comes from the live-key index, so a
      * limited or count-only read never walks the values of the whole range. */
     int64_t live = -1;

@@ -88,6 +88,9 @@ void mvcc_stats(mvcc_t *m, mvcc_stats_t *out);
 void mvcc_live_filter_stats(mvcc_t *m, live_filter_stats_t *out);
 /* Tests: waits for a running build of it (the next group takes it). */
 void mvcc_live_filter_wait(mvcc_t *m);
+/* Single-key reads of write txns a write group's memo answered (a Txn's
+ * compare, then its put or "else get", of the same key: mvcc.c). */
+uint64_t mvcc_read_memo_hits(mvcc_t *m);
 /* Make everything applied so far durable (LevelDB sync write); returns the
  * applied index it covers, or 0 on error. Apply thread only. Every write is
  * synced already; this writes a pending group and the metadata once more. */
