@@ -14,10 +14,12 @@
 #
 # Usage: bench/run.sh [--section all|single|cluster] [--quick] [--tls] [--sequential] [--repeat N]
 #          [--rows a,b,c] [--cluster-rows a,b] [--add-rows a,b] [--no-kube] [--scale X]
-#          [--row-timeout S] [--out FILE] [--list]
+#          [--row-timeout S] [--scale-rows restart,conns,watchers] [--out FILE] [--list]
 # Env:   SECTION=all  ETCD=/usr/bin/etcd  KSHIMD=<repo>/build/kshimd  ETCDCTL=/usr/bin/etcdctl
 #        BENCH_WORK=/tmp/perf  RUNDIR=$BENCH_WORK/run  PORT=24110  CLUSTER_PORT=PORT+20
 #        SHARED=<repo>/../shared  CERTS=<repo>/certs/dev  EXTRA_FLAGS="" (passed to every server)
+#        --scale-rows runs bench/scale.sh (its env: KEYS, CONNS, WATCHERS, ...) after the
+#        sections and adds its table to the report (restart with 500k keys: ~5 min)
 set -euo pipefail
 
 SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -39,6 +41,7 @@ TLS=0
 QUICK=0
 SEQUENTIAL=0
 REPEAT=1
+SCALE_ROWS=
 
 # ---------------------------------------------------------------- the rows
 # A row is a name with: ops at SCALE=1, an optional setup function run once
@@ -142,6 +145,7 @@ parse_args() {
       --scale) [ $# -ge 2 ] || usage; SCALE=$2; shift ;;
       --row-timeout) [ $# -ge 2 ] || usage; ROW_TIMEOUT=$2; shift ;;
       --out) [ $# -ge 2 ] || usage; OUT=$2; shift ;;
+      --scale-rows) [ $# -ge 2 ] || usage; SCALE_ROWS=$2; shift ;;
       --list) list_rows; exit 0 ;;
       -h|--help) usage ;;
       *) echo "bench/run.sh: unknown argument $1" >&2; usage ;;
@@ -166,6 +170,9 @@ parse_args() {
   [[ "$SCALE" =~ ^[0-9]*\.?[0-9]+$ ]] || die "--scale needs a number"
   [[ "$REPEAT" =~ ^[1-9][0-9]*$ ]] || die "--repeat needs a count >= 1"
   [[ "$ROW_TIMEOUT" =~ ^[1-9][0-9]*$ ]] || die "--row-timeout needs whole seconds"
+  for r in ${SCALE_ROWS//,/ }; do
+    case "$r" in restart|conns|watchers) ;; *) die "--scale-rows takes restart, conns, watchers" ;; esac
+  done
 }
 
 drop_kube_rows() { # ROWLIST -> the list without kube-* rows
@@ -557,6 +564,13 @@ report() {
       report_table kshimd3b kshimd3 "$CLUSTER_ROWS" before after
     fi
   fi
+  if [ -n "$SCALE_ROWS" ]; then
+    echo
+    echo "## Scale rows (bench/scale.sh $SCALE_ROWS)"
+    echo
+    sed "/./,\$!d" "$RUNDIR/scale.md" # without its leading blank lines
+    grep 'restarts (ms)' "$RUNDIR/scale.log" | sed 's/^/- /' || true
+  fi
   echo
   echo "Rows: $(for r in $(all_rows); do printf '%s = %s; ' "$r" "${ROW_DESC[$r]}"; done)"
   echo
@@ -619,6 +633,16 @@ report_mem() { # ETCD-TAG KSHIMD-TAG SUFFIX: the memory / disk table
   done
 }
 
+# bench/scale.sh's rows (issue 10's restart, connection and watcher rows),
+# etcd and kshimd on fresh data dirs of their own, after the other sections.
+run_scale_rows() {
+  log "scale rows ($SCALE_ROWS): bench/scale.sh, log $RUNDIR/scale.log"
+  # shellcheck disable=SC2086
+  KSHIMD=$KSHIMD ETCD=$ETCD ETCDCTL=$ETCDCTL BENCHMARK=$BENCH PORT=${SCALE_PORT:-26200} \
+    bash "$SRC/bench/scale.sh" ${SCALE_ROWS//,/ } > "$RUNDIR/scale.md" 2> "$RUNDIR/scale.log" ||
+    { tail -20 "$RUNDIR/scale.log" >&2; die "bench/scale.sh failed"; }
+}
+
 main() {
   parse_args "$@"
   HZ=$(getconf CLK_TCK)
@@ -659,6 +683,7 @@ main() {
     stop_all
   fi
   [ "$SECTION" = single ] || run_cluster_section
+  [ -z "$SCALE_ROWS" ] || run_scale_rows
   mkdir -p "$(dirname "$OUT")"
   report > "$OUT"
   cat "$OUT"
