@@ -1083,14 +1083,17 @@ static int db_range(mvcc_txn_t *t, const mvcc_range_t *r, int64_t rev, int64_t l
     read_memo_t *s = memo_find(t, r, hash, &hit);
     if (hit) {
         atomic_fetch_add_explicit(&t->m->memo_hits, 1, memory_order_relaxed);
-        if (s->kv && !count_only) kv_list_push(t->arena, out, kv_copy(t->arena, s->kv));
+        if (s->kv && !count_only && (limit <= 0 || (int64_t)out->n < limit))
+            kv_list_push(t->arena, out, kv_copy(t->arena, s->kv));
         *count = s->kv ? 1 : 0;
         return MVCC_OK;
     }
     size_t before = out->n;
     int rc = db_range_scan(t, r, rev, limit, count_only, out, count);
-    if (rc == MVCC_OK && s && !count_only)
-        memo_store(t->m, s, r, hash, out->n > before ? out->kvs[before] : NULL);
+    /* kept only when the list says what the count says (not past a limit) */
+    size_t got = out->n - before;
+    if (rc == MVCC_OK && s && !count_only && (int64_t)got == *count)
+        memo_store(t->m, s, r, hash, got ? out->kvs[before] : NULL);
     return rc;
 }
 
