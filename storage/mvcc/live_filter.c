@@ -67,12 +67,7 @@ static size_t unescape(const uint8_t *lk, size_t lklen, uint8_t **buf, size_t *c
         *buf = p;
         *cap = n;
     }
-    size_t o = 0;
-    for (size_t i = 1; i < lklen - 2; i++) {
-        (*buf)[o++] = lk[i];
-        if (lk[i] == 0) i++; /* 00 FF */
-    }
-    return o;
+    return unescape_into(*buf, lk + 1, n);
 }
 
 static void *build_main(void *arg) {

@@ -203,12 +203,7 @@ static uint8_t *decode_user_key(kv_arena_t *a, const uint8_t *ek, size_t eklen, 
     assert(eklen >= 1 + 2 + REV_SUFFIX); /* checked by the caller (db_range) */
     size_t esc_len = eklen - 1 - 2 - REV_SUFFIX;
     uint8_t *out = kv_arena_alloc(a, esc_len + 1);
-    size_t o = 0;
-    for (size_t i = 0; i < esc_len; i++) {
-        out[o++] = ek[1 + i];
-        if (ek[1 + i] == 0) i++; /* skip the 0xFF escape */
-    }
-    *out_len = o;
+    *out_len = unescape_into(out, ek + 1, esc_len);
     return out;
 }
 

@@ -55,6 +55,17 @@ static inline size_t escape_into(uint8_t *out, const uint8_t *key, size_t key_le
     return o;
 }
 
+/* The user key of esc (esc_len bytes, without space byte and terminator)
+ * into out (room for esc_len); returns its length. */
+static inline size_t unescape_into(uint8_t *out, const uint8_t *esc, size_t esc_len) {
+    size_t o = 0;
+    for (size_t i = 0; i < esc_len; i++) {
+        out[o++] = esc[i];
+        if (esc[i] == 0) i++; /* skip the FF after a 00 */
+    }
+    return o;
+}
+
 /* Bytes needed for a full 'k' key of a user key of key_len bytes. */
 static inline size_t mvcc_key_max(size_t key_len) { return 1 + 2 * key_len + 2 + REV_SUFFIX; }
 
