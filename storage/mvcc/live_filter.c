@@ -206,9 +206,9 @@ void live_filter_add(live_filter_t *lf, const uint8_t *key, size_t len, int is_n
     }
 }
 
-int live_filter_may_be_live(live_filter_t *lf, const uint8_t *key, size_t len) {
+int live_filter_may_be_live(live_filter_t *lf, uint64_t hash) {
     if (!lf || !lf->cur) return 1;
-    if (key_filter_may_contain(lf->cur, key_filter_hash(key, len))) return 1;
+    if (key_filter_may_contain(lf->cur, hash)) return 1;
     atomic_fetch_add_explicit(&lf->skipped, 1, memory_order_relaxed);
     return 0;
 }

@@ -49,8 +49,9 @@ void live_filter_drop(live_filter_t *lf);
 void live_filter_tick(live_filter_t *lf, leveldb_t *db, int64_t live_keys);
 /* key is alive now (a put); is_new: it was not alive before. */
 void live_filter_add(live_filter_t *lf, const uint8_t *key, size_t len, int is_new);
-/* 0: key has not been alive since the filter's snapshot; 1: maybe. */
-int live_filter_may_be_live(live_filter_t *lf, const uint8_t *key, size_t len);
+/* 0: the key of hash (key_filter_hash) has not been alive since the
+ * filter's snapshot; 1: maybe. */
+int live_filter_may_be_live(live_filter_t *lf, uint64_t hash);
 void live_filter_stats(live_filter_t *lf, live_filter_stats_t *out);
 /* Tests: waits until a started build has finished (then a tick takes it). */
 void live_filter_wait_build(live_filter_t *lf);

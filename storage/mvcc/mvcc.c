@@ -1069,11 +1069,11 @@ static int db_range_scan(mvcc_txn_t *t, const mvcc_range_t *r, int64_t rev, int6
 static int db_range(mvcc_txn_t *t, const mvcc_range_t *r, int64_t rev, int64_t limit, int count_only,
                     mvcc_kv_list_t *out, int64_t *count) {
     if (!shortcuts_apply(t, r, rev)) return db_range_scan(t, r, rev, limit, count_only, out, count);
-    if (!live_filter_may_be_live(t->m->live, r->key, r->key_len)) {
+    uint64_t hash = key_filter_hash(r->key, r->key_len); /* the filter's and the memo's */
+    if (!live_filter_may_be_live(t->m->live, hash)) {
         *count = 0;
         return MVCC_OK;
     }
-    uint64_t hash = key_filter_hash(r->key, r->key_len);
     int hit;
     read_memo_t *s = memo_find(t, r, hash, &hit);
     if (hit) {
