@@ -1714,7 +1714,6 @@ int mvcc_internal_meta_read(mvcc_t *m, const leveldb_readoptions_t *ro, mvcc_met
 void mvcc_internal_live_drop(mvcc_t *m) { live_filter_drop(m->live); }
 
 int mvcc_internal_write_meta(mvcc_t *m, const mvcc_meta_t *mt) {
-    live_filter_drop(m->live); /* the loaders' keys did not pass mvcc_txn_put */
     leveldb_writebatch_t *wb = leveldb_writebatch_create();
     meta_put(wb, mt, m->keys);
     int rc = db_write(m, wb, 1);

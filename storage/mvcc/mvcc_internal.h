@@ -18,14 +18,16 @@ size_t mvcc_internal_batch_version(leveldb_writebatch_t *wb, const Mvccpb__KeyVa
                                    unsigned flags);
 /* Reads the 'm' record through ro (a snapshot's read options). */
 int mvcc_internal_meta_read(mvcc_t *m, const leveldb_readoptions_t *ro, mvcc_meta_t *mt);
+/* The loaders write keys past mvcc_txn_put: the live-key filter forgets
+ * everything (live_filter.h). mvcc_load_begin calls it; the importer's
+ * writes (mvcc_internal_write_with_meta) drop it themselves. */
+void mvcc_internal_live_drop(mvcc_t *m);
 /* Writes mt as the 'm' record with the live-key count ("mk", mvcc.c;
  * synced) and publishes it. */
-/* The loaders write keys past mvcc_txn_put: the live-key filter forgets
- * everything (live_filter.h); the two writes below drop it too. */
-void mvcc_internal_live_drop(mvcc_t *m);
 int mvcc_internal_write_meta(mvcc_t *m, const mvcc_meta_t *mt);
 /* Adds mt as the 'm' record to wb, writes wb (synced if sync) and publishes
- * mt (mvcc_import.c: one etcd revision per write). */
+ * mt (mvcc_import.c: one etcd revision per write); drops the live-key
+ * filter, as wb's keys do not pass mvcc_txn_put. */
 int mvcc_internal_write_with_meta(mvcc_t *m, leveldb_writebatch_t *wb, const mvcc_meta_t *mt, int sync);
 /* The apply thread's metadata. */
 mvcc_meta_t mvcc_internal_meta(mvcc_t *m);
