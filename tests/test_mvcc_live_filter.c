@@ -346,18 +346,27 @@ static void test_random_against_model(void **state) {
     free(md);
 }
 
+/* Puts the keys <prefix>0 .. <prefix>n-1 in write groups of 1000, each
+ * deleted right after its put when churn is set; k gets the last key. */
+static void put_keys(fx_t *f, const char *prefix, uint64_t n, int churn, char k[24]) {
+    for (uint64_t i = 0; i < n;) {
+        mvcc_group_begin(f->m);
+        for (int j = 0; j < 1000 && i < n; j++, i++) {
+            size_t kn = (size_t)snprintf(k, 24, "%s%llu", prefix, (unsigned long long)i);
+            put(f, k, kn);
+            if (churn) del(f, k, kn);
+        }
+        assert_int_equal(mvcc_group_end(f->m), MVCC_OK);
+    }
+}
+
 static void test_rebuilt_when_full(void **state) {
     fx_t *f = *state;
     filter_ready(f);
     uint64_t cap = stats(f).capacity;
     assert_true(cap >= 65536);
     char k[24];
-    for (uint64_t i = 0; i <= cap;) {
-        mvcc_group_begin(f->m);
-        for (int j = 0; j < 1000 && i <= cap; j++, i++)
-            put(f, k, (size_t)snprintf(k, sizeof k, "f%llu", (unsigned long long)i));
-        assert_int_equal(mvcc_group_end(f->m), MVCC_OK);
-    }
+    put_keys(f, "f", cap + 1, 0, k);
     assert_true(stats(f).keys > cap);
     filter_ready(f); /* over its size: a larger one is built */
     live_filter_stats_t s = stats(f);
@@ -409,15 +418,7 @@ static void test_churn_does_not_grow_it(void **state) {
     filter_ready(f);
     live_filter_stats_t s0 = stats(f);
     char k[24];
-    for (uint64_t i = 0; i <= s0.capacity;) {
-        mvcc_group_begin(f->m);
-        for (int j = 0; j < 1000 && i <= s0.capacity; j++, i++) {
-            size_t kn = (size_t)snprintf(k, sizeof k, "ev%llu", (unsigned long long)i);
-            put(f, k, kn);
-            del(f, k, kn);
-        }
-        assert_int_equal(mvcc_group_end(f->m), MVCC_OK);
-    }
+    put_keys(f, "ev", s0.capacity + 1, 1, k);
     assert_true(stats(f).keys > s0.capacity);
     filter_ready(f);
     live_filter_stats_t s1 = stats(f);
