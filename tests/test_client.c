@@ -526,6 +526,13 @@ static void *garbage_server(void *arg) {
         (void)n;
         const char *junk = "HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n";
         n = write(fd, junk, strlen(junk));
+        /* Half-close, then drain until the client hangs up: closing with the
+         * client's later bytes unread would reset the connection, and the
+         * client could then fail in gc_connect's flush instead of in the call
+         * under test (seen in CI). */
+        shutdown(fd, SHUT_WR);
+        while (read(fd, buf, sizeof buf) > 0) {
+        }
         close(fd);
     }
     return NULL;
