@@ -96,11 +96,24 @@ static void timeout_cancel(grpc_call_t *call, void *ctx) {
 
 static atomic_int g_big_calls;
 
+/* Byte i of a Big answer: a pattern that shows a byte lost, repeated or out
+ * of order (a frame's payload is cut from the call's chunks in place). */
+static uint8_t big_byte(size_t i) { return (uint8_t)(i * 31 + (i >> 12)); }
+
+/* Answers 1 MiB of big_byte, every other call as a buffer handed over
+ * (grpc_call_send_owned: the chunk holds the gRPC prefix, the bytes stay in
+ * the caller's buffer), the others copied (grpc_call_send). */
 static void big_message(grpc_call_t *call, const uint8_t *msg, size_t len, void *ctx) {
-    g_big_calls++;
-    uint8_t *b = calloc(1, 1 << 20);
-    server_check(grpc_call_send(call, b, 1 << 20) == 0);
-    free(b);
+    int n = ++g_big_calls;
+    uint8_t *b = malloc(1 << 20);
+    server_check(b != NULL);
+    for (size_t i = 0; i < 1 << 20; i++) b[i] = big_byte(i);
+    if (n % 2) {
+        server_check(grpc_call_send_owned(call, b, 1 << 20, free) == 0);
+    } else {
+        server_check(grpc_call_send(call, b, 1 << 20) == 0);
+        free(b);
+    }
     grpc_call_finish(call, GRPC_OK, NULL);
 }
 
@@ -946,6 +959,10 @@ static void test_backpressure_stops_reading(void **state) {
     for (int i = 0; i < c->nstreams; i++) {
         assert_string_equal(c->streams[i]->grpc_status, "0");
         assert_int_equal(c->streams[i]->data_len, (1 << 20) + 5);
+        const uint8_t *d = c->streams[i]->data + 5;
+        size_t bad = 0;
+        for (size_t j = 0; j < 1 << 20; j++) bad += d[j] != big_byte(j);
+        assert_int_equal(bad, 0);
     }
     client_free(c);
 }

@@ -322,26 +322,20 @@ static int submit_trailers_only(grpc_call_t *call) {
     return nghttp2_submit_response(h2_conn_session(call->conn), call->stream_id, nv, n, NULL);
 }
 
+/* nghttp2's data source of a call: sizes the next DATA frame from the queued
+ * chunks without copying them (NGHTTP2_DATA_FLAG_NO_COPY; call_data_send
+ * writes the frame), and ends the stream once the call is finished and every
+ * queued byte is in a frame. */
 static ssize_t call_data_read(nghttp2_session *session, int32_t stream_id, uint8_t *buf, size_t length,
                               uint32_t *data_flags, nghttp2_data_source *source, void *user_data) {
+    (void)session;
+    (void)stream_id;
+    (void)buf;
+    (void)user_data;
     grpc_call_t *call = source->ptr;
-    size_t n = 0;
-    while (n < length && call->out_head) {
-        out_chunk_t *c = call->out_head;
-        size_t take;
-        const uint8_t *src = chunk_at(c, &take);
-        if (take > length - n) take = length - n;
-        memcpy(buf + n, src, take);
-        c->off += take;
-        n += take;
-        call->out_bytes -= take;
-        if (c->off == c->len) {
-            call->out_head = c->next;
-            if (!call->out_head) call->out_tail = NULL;
-            chunk_free(c);
-        }
-    }
-    if (call->out_head) return (ssize_t)n;
+    size_t n = call->out_bytes < length ? call->out_bytes : length;
+    if (n > 0) *data_flags |= NGHTTP2_DATA_FLAG_NO_COPY;
+    if (n < call->out_bytes) return (ssize_t)n;
     if (call->finished && call->http) {
         *data_flags |= NGHTTP2_DATA_FLAG_EOF; /* plain HTTP: no trailers */
         return (ssize_t)n;
@@ -354,6 +348,38 @@ static ssize_t call_data_read(nghttp2_session *session, int32_t stream_id, uint8
     if (n > 0) return (ssize_t)n;
     call->data_deferred = 1;
     return NGHTTP2_ERR_DEFERRED;
+}
+
+/* nghttp2_send_data_callback: the DATA frame call_data_read sized, its
+ * header and then `length` bytes of the call's queued chunks, straight into
+ * the connection's output buffer (one copy of a response's bytes on their
+ * way to the socket, not two). nghttp2 calls it only while the stream is
+ * open, and again with the same frame after NGHTTP2_ERR_WOULDBLOCK. */
+static int call_data_send(nghttp2_session *session, nghttp2_frame *frame, const uint8_t *framehd,
+                          size_t length, nghttp2_data_source *source, void *user_data) {
+    (void)session;
+    h2_conn_t *conn = user_data;
+    grpc_call_t *call = source->ptr;
+    assert(frame->data.padlen == 0); /* no select_padding callback */
+    assert(length <= call->out_bytes);
+    if (!h2_conn_out_has_room(conn)) return NGHTTP2_ERR_WOULDBLOCK;
+    if (h2_conn_out_write(conn, framehd, 9) != 0) return NGHTTP2_ERR_CALLBACK_FAILURE;
+    while (length > 0) {
+        out_chunk_t *c = call->out_head;
+        size_t take;
+        const uint8_t *src = chunk_at(c, &take);
+        if (take > length) take = length;
+        if (h2_conn_out_write(conn, src, take) != 0) return NGHTTP2_ERR_CALLBACK_FAILURE;
+        c->off += take;
+        length -= take;
+        call->out_bytes -= take;
+        if (c->off == c->len) {
+            call->out_head = c->next;
+            if (!call->out_head) call->out_tail = NULL;
+            chunk_free(c);
+        }
+    }
+    return 0;
 }
 
 static void resume_data(grpc_call_t *call) {
@@ -950,6 +976,7 @@ grpc_server_t *grpc_server_new(loop_t *loop, const grpc_server_config_t *cfg) {
     nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cb, on_data_chunk);
     nghttp2_session_callbacks_set_on_frame_send_callback(cb, on_frame_send);
     nghttp2_session_callbacks_set_on_stream_close_callback(cb, on_stream_close);
+    nghttp2_session_callbacks_set_send_data_callback(cb, call_data_send);
     srv->hooks = (h2_conn_hooks_t){
         .callbacks = srv->callbacks,
         .on_open = conn_opened,

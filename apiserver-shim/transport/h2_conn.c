@@ -587,6 +587,8 @@ void h2_conn_kick(h2_conn_t *conn) {
 }
 
 nghttp2_session *h2_conn_session(h2_conn_t *conn) { return conn->session; }
+int h2_conn_out_has_room(const h2_conn_t *conn) { return conn->out.len < H2_OUT_HIGH; }
+int h2_conn_out_write(h2_conn_t *conn, const uint8_t *p, size_t n) { return out_append(&conn->out, p, n); }
 void h2_conn_set_user(h2_conn_t *conn, void *user) { conn->user = user; }
 void *h2_conn_get_user(h2_conn_t *conn) { return conn->user; }
 const char *h2_conn_peer_cn(h2_conn_t *conn) { return conn->tls ? tls_conn_peer_cn(conn->tls) : NULL; }

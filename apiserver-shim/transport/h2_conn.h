@@ -79,6 +79,15 @@ size_t h2_listener_session_bytes(h2_listener_t *l);
 void h2_listener_free(h2_listener_t *l);
 
 nghttp2_session *h2_conn_session(h2_conn_t *conn);
+/* For the upper layer's nghttp2_send_data_callback (NGHTTP2_DATA_FLAG_NO_COPY:
+ * a DATA frame's payload goes from the caller's buffers into the output
+ * buffer in one copy, not through nghttp2's frame buffer). has_room: whether
+ * the output buffer takes another frame now, the bound nghttp2_session_mem_send
+ * is driven by; if not, answer NGHTTP2_ERR_WOULDBLOCK and nghttp2 asks again
+ * once the buffer has drained. out_write appends n bytes: 0, or -1 when out
+ * of memory. Loop thread, inside nghttp2_session_mem_send only. */
+int h2_conn_out_has_room(const h2_conn_t *conn);
+int h2_conn_out_write(h2_conn_t *conn, const uint8_t *p, size_t n);
 void h2_conn_set_user(h2_conn_t *conn, void *user);
 void *h2_conn_get_user(h2_conn_t *conn);
 const char *h2_conn_peer_cn(h2_conn_t *conn);
