@@ -328,10 +328,6 @@ static int submit_trailers_only(grpc_call_t *call) {
  * queued byte is in a frame. */
 static ssize_t call_data_read(nghttp2_session *session, int32_t stream_id, uint8_t *buf, size_t length,
                               uint32_t *data_flags, nghttp2_data_source *source, void *user_data) {
-    (void)session;
-    (void)stream_id;
-    (void)buf;
-    (void)user_data;
     grpc_call_t *call = source->ptr;
     size_t n = call->out_bytes < length ? call->out_bytes : length;
     if (n > 0) *data_flags |= NGHTTP2_DATA_FLAG_NO_COPY;
@@ -357,7 +353,6 @@ static ssize_t call_data_read(nghttp2_session *session, int32_t stream_id, uint8
  * open, and again with the same frame after NGHTTP2_ERR_WOULDBLOCK. */
 static int call_data_send(nghttp2_session *session, nghttp2_frame *frame, const uint8_t *framehd,
                           size_t length, nghttp2_data_source *source, void *user_data) {
-    (void)session;
     h2_conn_t *conn = user_data;
     grpc_call_t *call = source->ptr;
     assert(frame->data.padlen == 0); /* no select_padding callback */

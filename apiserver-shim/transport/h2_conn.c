@@ -386,7 +386,7 @@ static int conn_read_input(h2_conn_t *c) {
  * as the socket takes. Returns -1 on a fatal socket or session error. */
 static int conn_write_output(h2_conn_t *c) {
     for (;;) {
-        while (c->out.len < H2_OUT_HIGH) {
+        while (h2_conn_out_has_room(c)) {
             const uint8_t *data;
             c->busy++;
             ssize_t n = nghttp2_session_mem_send(c->session, &data);
