@@ -91,12 +91,8 @@ scenario() {
     q "${others[1]}" get /k --print-value-only
     q "${others[0]}" get /k2 --print-value-only
     # 600 more entries while it is down: kshimd's leader compacts its log
-    # past them, so the restarted member catches up from a snapshot. The
-    # leader keeps a member's entries until it has been silent for a whole
-    # check-quorum round (one election timeout, 1 s, after the election):
-    # without the wait a fast machine writes all 600 and restarts the member
-    # inside that round, and it catches up by appends instead.
-    sleep 3
+    # past them, so the restarted member catches up from a snapshot
+    wait_member_forgotten
     "$PY" -c "
 import etcd3
 c = etcd3.client(host='127.0.0.1', port=${others[0]})

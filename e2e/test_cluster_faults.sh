@@ -159,10 +159,7 @@ all_alive "the remove and re-add"
 log "== 4. stop a follower, write past its log, restart it (snapshot catch-up)"
 f=$(others "$LEADER" | awk '{print $2}')
 stop_server "${MPID[$f]}"
-# The leader keeps a silent member's entries until a whole check-quorum
-# round (an election timeout, 1 s) has passed without its answer, so up to
-# 2 s; a fast machine could write all 1500 inside that and need no snapshot.
-sleep 3
+wait_member_forgotten
 w=$(others "$f" | awk '{print $1}')
 hub "$PY" -c "
 import etcd3, sys, time
